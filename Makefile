@@ -1,0 +1,47 @@
+# Two commands for a fresh Debian 12 machine:
+#   make run    install what is missing, build, start `mxward serve` on embedded defaults
+#   make test   install what is missing, build with warnings as errors, run every test
+# Also: make test-asan (ASan+UBSan build and tests), make bench, make format, make clean.
+
+JOBS  ?= $(shell nproc)
+CMAKE ?= cmake
+CTEST ?= ctest
+
+.PHONY: run test test-asan build bench format clean deps-run deps-test
+
+deps-run:
+	@packaging/install-deps.sh run
+
+deps-test:
+	@packaging/install-deps.sh test
+
+build/release/CMakeCache.txt:
+	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps-run build/release/CMakeCache.txt
+	$(CMAKE) --build build/release -j $(JOBS) --target mxward
+
+run: build
+	@mkdir -p var
+	./build/release/mxward serve --db var/mxward.db --rules rules.d
+
+test: deps-test
+	$(CMAKE) -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_WERROR=ON
+	$(CMAKE) --build build/test -j $(JOBS)
+	cd build/test && $(CTEST) --output-on-failure -j $(JOBS) --timeout 600
+
+test-asan: deps-test
+	$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DMXWARD_WERROR=ON -DMXWARD_SANITIZE=ON
+	$(CMAKE) --build build/asan -j $(JOBS)
+	cd build/asan && $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -LE nosan
+
+bench: deps-test
+	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release
+	$(CMAKE) --build build/release -j $(JOBS)
+	bench/run.sh build/release
+
+format:
+	clang-format -i $$(git ls-files '*.h' '*.cpp')
+
+clean:
+	rm -rf build

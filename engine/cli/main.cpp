@@ -1,0 +1,57 @@
+// mxward: the executable. Parses the command line and runs one subcommand; all logic lives in the
+// libraries.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+#include "mxward/version.h"
+
+int main(int argc, char** argv) {
+  using namespace mxward::cli;
+  CLI::App app{"mxward: abuse response for self-hosted mail servers", "mxward"};
+  app.set_version_flag("--version", std::string("mxward ") + mxward::kVersion);
+  app.require_subcommand(1);
+  app.fallthrough();  // global options are accepted after the subcommand too
+
+  GlobalOptions globals;
+  app.add_option("--config", globals.config_path, "mxward.toml to read")
+      ->capture_default_str()
+      ->each([&](const std::string&) { globals.config_given = true; });
+  app.add_option("--db", globals.db_path, "SQLite state file (overrides [store] path)");
+  app.add_option("--rules", globals.rule_dirs,
+                 "playbook directory, repeatable (overrides [rules] dirs)");
+  app.add_option("--socket", globals.control_socket,
+                 "daemon control socket (overrides [control] socket)");
+
+  AddServeCommand(app, globals);
+  AddReplayCommand(app, globals);
+  AddExplainCommand(app, globals);
+  AddCheckCommand(app, globals);
+  AddIncidentsCommand(app, globals);
+  AddBansCommand(app, globals);
+  AddAccountsCommand(app, globals);
+  AddStatsCommand(app, globals);
+  AddImportCommand(app, globals);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "mxward: %s (see mxward --help)\n", e.what());
+    return kExitUsage;
+  } catch (const CliExit& e) {
+    if (e.what()[0] != '\0') std::fprintf(stderr, "mxward: %s\n", e.what());
+    return e.code;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mxward: %s\n", e.what());
+    return kExitRuntime;
+  }
+  return 0;
+}

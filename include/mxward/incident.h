@@ -1,0 +1,75 @@
+// Incident: what a playbook opens when its trigger fires, with the evidence and the actions it asks
+// for. Built by the playbook engine, persisted by IncidentStore, acted on by the ActionDispatcher.
+// Owns all its data (unlike Event), because it outlives the log line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mxward/time.h"
+
+namespace mxward {
+
+enum class Severity : std::uint8_t { kLow, kMedium, kHigh, kCritical };
+enum class PlaybookMode : std::uint8_t { kEnforce, kDryRun };
+enum class IncidentStatus : std::uint8_t { kOpen, kAcknowledged, kResolved };
+// pending: in the outbox; done: applied; failed: gave up after retries; reverted: undone;
+// dry_run: recorded but never run (playbook or action in dry-run); refused: safety valve or
+// allowlist stopped it.
+enum class ActionStatus : std::uint8_t { kPending, kDone, kFailed, kReverted, kDryRun, kRefused };
+
+std::string_view SeverityName(Severity s);           // "low" | "medium" | "high" | "critical"
+bool ParseSeverity(std::string_view name, Severity* out);
+std::string_view PlaybookModeName(PlaybookMode m);   // "enforce" | "dry-run"
+bool ParsePlaybookMode(std::string_view name, PlaybookMode* out);
+std::string_view IncidentStatusName(IncidentStatus s);  // "open" | "acknowledged" | "resolved"
+bool ParseIncidentStatus(std::string_view name, IncidentStatus* out);
+std::string_view ActionStatusName(ActionStatus s);  // "pending" | "done" | ... | "dry_run"
+bool ParseActionStatus(std::string_view name, ActionStatus* out);
+
+struct EvidenceLine {
+  UnixMicros time = 0;
+  std::string text;
+};
+
+// One action an incident asks for, with its parameters already expanded from the playbook's
+// templates. Parameters are data (JSON), never a command line: executors read typed values.
+//
+// Types and their parameters (see docs/actions.md):
+//   ban                 address (IP or prefix text, re-printed from binary), duration_s
+//   suspend_sending     user
+//   suspend             user
+//   require_password_change  user
+//   hold_queue          user, queue_ids (array)
+//   webhook             target (name of a [webhook.NAME] in mxward.toml), format
+//   mail                to, subject
+//   exec                target (name of an [exec.NAME] in mxward.toml)
+struct ActionRequest {
+  std::string type;
+  nlohmann::json params = nlohmann::json::object();
+  bool dry_run = false;
+};
+
+struct Incident {
+  std::int64_t id = 0;  // assigned by IncidentStore::RecordIncident
+  std::string playbook;
+  std::string description;
+  Severity severity = Severity::kMedium;
+  PlaybookMode mode = PlaybookMode::kEnforce;
+  std::string key_kind;  // "client_ip", "sasl_user", "sender_domain", "client_ip/24", ...
+  std::string key;       // "192.0.2.7", "alice@example.org", "198.51.100.0/24"
+  std::string trigger;   // why it fired, for people: "20 auth_failure in 10m (count >= 20)"
+  UnixMicros first_seen = 0;
+  UnixMicros last_seen = 0;
+  std::uint64_t count = 0;
+  std::int64_t window_seconds = 0;
+  IncidentStatus status = IncidentStatus::kOpen;
+  std::vector<EvidenceLine> evidence;  // bounded by the engine: first and last few lines
+  std::vector<ActionRequest> actions;
+};
+
+}  // namespace mxward

@@ -1,0 +1,23 @@
+// LineSink: where inputs (syslog listeners, file follower, stdin) deliver complete log lines.
+//
+// OnLine is called on the input's thread (the io_context thread for listeners) and processes the
+// line synchronously before returning, so an input that waits for OnLine to return applies
+// backpressure naturally: TCP and Unix stream inputs stop reading while the engine is busy.
+// The line is valid only during the call.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "mxward/time.h"
+
+namespace mxward {
+
+class LineSink {
+ public:
+  virtual ~LineSink() = default;
+  // input_index: position of the input in the config (for per-input counters).
+  virtual void OnLine(std::string_view line, UnixMicros received_at, int input_index) = 0;
+};
+
+}  // namespace mxward
