@@ -1,0 +1,21 @@
+// Builds the parts every log-reading command shares (replay, serve, explain) from a Config:
+// the parser pack from <rule dir>/parsers, the playbook engine from the rule dirs. Prints
+// diagnostics and throws CliExit on errors (this is the CLI edge).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mxward/config.h"
+#include "mxward/parser_pack.h"
+#include "mxward/playbook_engine.h"
+
+namespace mxward::cli {
+
+// <dir>/parsers for each rule dir that has one.
+std::vector<std::string> ParserDirs(const Config& config);
+std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs);
+std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
+
+}  // namespace mxward::cli

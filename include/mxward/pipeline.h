@@ -1,0 +1,78 @@
+// Pipeline: the hot path. One log line in; syslog header parsed, event extracted, playbooks
+// updated, and any incident handed to the IncidentSink. Implements LineSink so every input
+// (listeners, file follower, replay) feeds it the same way.
+//
+// Owned by and called from one thread. Nothing here does I/O or waits: incidents go to the
+// IncidentRecorder's queue, hourly event counts are handed over once per hour of event time.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "mxward/event.h"
+#include "mxward/line_sink.h"
+#include "mxward/parser_pack.h"
+#include "mxward/playbook_engine.h"
+#include "mxward/syslog_parser.h"
+
+namespace mxward {
+
+// Read by the metrics endpoint from another thread: relaxed atomics.
+struct PipelineCounters {
+  std::atomic<std::uint64_t> lines{0};
+  std::atomic<std::uint64_t> malformed{0};  // not syslog: counted and skipped
+  std::atomic<std::uint64_t> events{0};
+  std::atomic<std::uint64_t> unmatched{0};  // syslog lines no parser took
+  std::atomic<std::uint64_t> incidents{0};
+  std::atomic<UnixMicros> last_event_time{0};
+  std::array<std::atomic<std::uint64_t>, kEventTypeCount> events_by_type{};
+};
+
+struct PipelineOptions {
+  // Replay: year-less times are placed relative to the previous line's time (starting from
+  // `reference`), not the wall clock, so a year-old log replays in its own year.
+  bool replay = false;
+  UnixMicros reference = 0;
+};
+
+class Pipeline final : public LineSink {
+ public:
+  using CountsFn = std::function<void(UnixMicros hour,
+                                      const std::vector<std::pair<std::string, std::int64_t>>&)>;
+
+  Pipeline(SyslogParser parser, std::unique_ptr<EventExtractor> extractor,
+           std::unique_ptr<PlaybookEngine> engine, IncidentSink* sink, CountsFn on_hour_counts,
+           PipelineOptions options = {});
+
+  void OnLine(std::string_view line, UnixMicros received_at, int input_index) override;
+
+  // Swaps in a reloaded engine (SIGHUP). Called on the pipeline's thread.
+  void ReplaceEngine(std::unique_ptr<PlaybookEngine> engine) { engine_ = std::move(engine); }
+  PlaybookEngine& engine() { return *engine_; }
+  EventExtractor& extractor() { return *extractor_; }
+  // Replay: the time year-less lines are placed near, until the first line sets it (per file).
+  void SetReplayReference(UnixMicros t) { reference_ = t; }
+  // Hands over the counts of the current hour (at shutdown and end of replay).
+  void FlushCounts();
+  const PipelineCounters& counters() const { return counters_; }
+
+ private:
+  class CountingSink;
+
+  SyslogParser parser_;
+  std::unique_ptr<EventExtractor> extractor_;
+  std::unique_ptr<PlaybookEngine> engine_;
+  IncidentSink* sink_;
+  CountsFn on_hour_counts_;
+  PipelineOptions options_;
+  UnixMicros reference_ = 0;
+  UnixMicros count_hour_ = -1;
+  std::array<std::int64_t, kEventTypeCount> hour_counts_{};
+  PipelineCounters counters_;
+  Event event_;
+};
+
+}  // namespace mxward
