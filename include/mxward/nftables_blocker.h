@@ -1,0 +1,127 @@
+// NftablesBlocker: the "ban" action. Bans addresses and prefixes in mxward's own nftables table
+// through libnftables, with the ban's lifetime as the set element's kernel timeout, so a ban
+// expires even when mxward is stopped.
+//
+// The table (`inet mxward` by default) holds two sets, one per family, both `flags interval,
+// timeout`, and one chain hooked at a configurable hook/priority with a drop rule per set, for
+// every port or only the mail ports. Nothing outside that table is touched.
+//
+// Commands are built only from validated config identifiers (^[A-Za-z][A-Za-z0-9_]{0,31}$),
+// integers, and addresses re-printed from binary form (IpPrefix::ToString()); never from log text.
+//
+// Every ban is also recorded in the incident store (UpsertBan / RemoveBan on store_path, opened
+// lazily on first use), so on Start() and whenever the table has disappeared (`nft flush ruleset`,
+// a reload of nftables.service) the table is re-created and every unexpired ban restored, all in
+// one transaction.
+//
+// One NftablesBlocker is used from one thread at a time (the dispatcher serialises calls).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mxward/action_executor.h"
+#include "mxward/config.h"
+#include "mxward/incident_store.h"
+#include "mxward/ip_address.h"
+#include "mxward/status.h"
+#include "mxward/time.h"
+
+struct nft_ctx;
+
+namespace mxward {
+
+// The [nftables] section of mxward.toml.
+struct NftablesOptions {
+  bool enabled = true;
+  bool dry_run = false;               // record what would be done, change nothing
+  std::string family = "inet";        // inet | ip | ip6 (ip/ip6 use only the matching set)
+  std::string table = "mxward";
+  std::string chain = "input";
+  std::string set_v4 = "banned_v4";
+  std::string set_v6 = "banned_v6";
+  std::string hook = "input";         // input | forward | prerouting
+  int priority = -10;                 // before the usual filter chains (priority 0)
+  // Empty: drop every packet from a banned address. Otherwise only TCP to these ports.
+  std::vector<int> ports = {25, 465, 587, 110, 143, 993, 995, 4190};
+  // Aggregation: once `aggregate_threshold` addresses inside one /aggregate_v4 (IPv4) or
+  // /aggregate_v6 (IPv6) prefix are banned, the whole prefix is banned instead. 0 = off.
+  int aggregate_v4 = 0;
+  int aggregate_v6 = 0;
+  int aggregate_threshold = 3;
+  std::int64_t default_duration_s = 3600;  // when a ban action has no duration_s
+
+  // Reads [nftables]; unknown keys and bad values are Diagnostics with file:line:col.
+  static Result<NftablesOptions> FromConfig(const Config& config,
+                                            std::vector<Diagnostic>* diagnostics);
+};
+
+// One ban to put in the kernel: a prefix and its remaining lifetime (0 = no timeout).
+struct NftBan {
+  IpPrefix prefix;
+  std::int64_t timeout_s = 0;
+};
+
+class NftablesBlocker final : public ActionExecutor {
+ public:
+  NftablesBlocker(NftablesOptions options, std::string store_path, const Clock* clock);
+  ~NftablesBlocker() override;
+  NftablesBlocker(const NftablesBlocker&) = delete;
+  NftablesBlocker& operator=(const NftablesBlocker&) = delete;
+
+  // ActionExecutor: type "ban", params {address, duration_s}.
+  bool Handles(std::string_view type) const override;
+  // Creates the table if missing and restores every unexpired ban from the store.
+  Status Start() override;
+  // Adds the element with its timeout (refreshing the timeout of one already there) and records
+  // the ban in the store. With aggregation, may ban the enclosing prefix instead.
+  Status Apply(const ActionRecord& action) override;
+  // Deletes the element (no error when it is already gone) and removes it from the store.
+  Status Revert(const ActionRecord& action) override;
+  // Whether the address is in the kernel set (it is also true when a prefix covering it is).
+  Result<bool> Check(const ActionRecord& action) override;
+  void Stop() override;
+
+  // --- lower-level API, used by the executor methods, the CLI and tests ------------------------
+  // Adds or refreshes many bans in one nftables transaction (no store writes).
+  Status ApplyBatch(const std::vector<NftBan>& bans);
+  // Deletes many elements in one transaction; elements not in the set are ignored.
+  Status RemoveBatch(const std::vector<IpPrefix>& prefixes);
+  // Deletes and re-creates the table, chain, sets and rules, then adds every ban whose `until`
+  // is after now (or 0), with its remaining time as timeout; all in one transaction.
+  Status RestoreBans(const std::vector<BanRecord>& bans, UnixMicros now);
+  // Re-creates the table and restores the store's bans if the table is gone. *recreated (may
+  // be null) tells whether it did.
+  Status EnsureTable(bool* recreated);
+  Result<bool> TableExists();
+  Result<bool> IsBanned(const IpAddress& address);
+
+  const NftablesOptions& options() const { return options_; }
+  // In dry-run: every nft command that would have run, in order.
+  const std::vector<std::string>& dry_run_commands() const { return dry_run_commands_; }
+
+ private:
+  Status Run(const std::string& commands);  // one transaction; errors carry nft's message
+  Result<IncidentStore*> Store();
+  std::string TableCommands() const;        // add table/chain/sets/rules
+  std::string ElementCommands(const std::vector<NftBan>& bans) const;
+
+  NftablesOptions options_;
+  std::string store_path_;
+  const Clock* clock_;
+  nft_ctx* ctx_ = nullptr;
+  std::unique_ptr<IncidentStore> store_;
+  std::vector<std::string> dry_run_commands_;
+};
+
+// The executor for [nftables], or a null pointer when the section is absent or `enabled = false`.
+// Falls back to dry-run (and says so in `notes`) when the process lacks CAP_NET_ADMIN, when the
+// config says `dry_run = true`, or when the global `dry_run` is set.
+Result<std::unique_ptr<ActionExecutor>> MakeNftablesBlocker(const Config& config,
+                                                            const std::string& store_path,
+                                                            std::vector<Diagnostic>* diagnostics,
+                                                            std::vector<std::string>* notes);
+
+}  // namespace mxward
