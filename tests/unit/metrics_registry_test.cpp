@@ -1,0 +1,196 @@
+#include "mxward/metrics_registry.h"
+
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace mxward {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Unwraps a registration the test expects to succeed.
+MetricsRegistry::Handle Take(Result<MetricsRegistry::Handle> r) {
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(r).value() : MetricsRegistry::Handle();
+}
+
+MetricFamily Family(std::string_view name, MetricType type, std::vector<std::string_view> labels,
+                    std::string_view help = "help text") {
+  return MetricFamily{name, type, help, std::move(labels)};
+}
+
+TEST(MetricsRegistryTest, RendersHelpTypeAndSampleReadFromAtomicAtScrapeTime) {
+  MetricsRegistry r;
+  r.DeclareStandardFamilies();
+  std::atomic<std::uint64_t> lines{0};
+  auto h = r.AddAtomic(metric::kLines, {}, &lines);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  lines.store(41);
+  lines.fetch_add(1);
+  const std::string out = r.Render();
+  EXPECT_THAT(out, HasSubstr("# HELP mxward_lines_total Log lines handed to the pipeline.\n"
+                             "# TYPE mxward_lines_total counter\n"
+                             "mxward_lines_total 42\n"));
+  lines.store(7);
+  EXPECT_THAT(r.Render(), HasSubstr("\nmxward_lines_total 7\n"));
+}
+
+TEST(MetricsRegistryTest, EveryStandardFamilyHasHelpAndTypeLines) {
+  MetricsRegistry r;
+  r.DeclareStandardFamilies();
+  const std::string out = r.Render();
+  for (const MetricFamily& f : StandardFamilies()) {
+    EXPECT_THAT(out, HasSubstr(fmt::format("# HELP {} ", f.name)));
+    EXPECT_THAT(out, HasSubstr(fmt::format("# TYPE {} {}\n", f.name,
+                                           f.type == MetricType::kCounter ? "counter" : "gauge")));
+    if (f.type == MetricType::kCounter) {
+      EXPECT_TRUE(f.name.ends_with("_total")) << f.name;
+    } else {
+      EXPECT_FALSE(f.name.ends_with("_total")) << f.name;
+    }
+  }
+}
+
+TEST(MetricsRegistryTest, LabelsInDeclaredOrderAndValuesEscaped) {
+  MetricsRegistry r;
+  ASSERT_TRUE(r.Declare(Family("mxward_test_total", MetricType::kCounter, {"input", "reason"},
+                               "a \\ backslash\nand a newline"))
+                  .ok());
+  auto h = r.Add("mxward_test_total", {"tcp\"main\"", "x\\y"}, [] { return 3.0; });
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  const std::string out = r.Render();
+  EXPECT_THAT(out, HasSubstr("# HELP mxward_test_total a \\\\ backslash\\nand a newline\n"));
+  EXPECT_THAT(out, HasSubstr("mxward_test_total{input=\"tcp\\\"main\\\"\",reason=\"x\\\\y\"} 3\n"));
+}
+
+TEST(MetricsRegistryTest, RefusesLabelValuesThatLookLikeLogDataOrUsers) {
+  MetricsRegistry r;
+  r.DeclareStandardFamilies();
+  auto f = [] { return 1.0; };
+  EXPECT_FALSE(r.Add(metric::kIncidents, {"alice@example.org"}, f).ok());
+  EXPECT_FALSE(r.Add(metric::kIncidents, {"SASL LOGIN authentication failed"}, f).ok());
+  EXPECT_FALSE(r.Add(metric::kIncidents, {std::string(65, 'a')}, f).ok());
+  EXPECT_FALSE(r.Add(metric::kIncidents, {""}, f).ok());
+  EXPECT_FALSE(r.Add(metric::kIncidents, {"a\nb"}, f).ok());
+  EXPECT_FALSE(r.Add(metric::kIncidents, {"caf\xc3\xa9"}, f).ok());
+  // Wrong label count.
+  EXPECT_FALSE(r.Add(metric::kIncidents, {}, f).ok());
+  EXPECT_FALSE(r.Add(metric::kIncidents, {"a", "b"}, f).ok());
+  // Undeclared family.
+  EXPECT_EQ(r.Add("mxward_nope_total", {}, f).status().code(), Status::Code::kNotFound);
+  EXPECT_TRUE(r.Add(metric::kIncidents, {"sasl-brute-force"}, f).ok());
+  EXPECT_THAT(r.Render(), Not(HasSubstr("alice")));
+}
+
+TEST(MetricsRegistryTest, RefusesLabelNamesOutsideTheVocabularyAndBadMetricNames) {
+  MetricsRegistry r;
+  EXPECT_FALSE(r.Declare(Family("mxward_x_total", MetricType::kCounter, {"user"})).ok());
+  EXPECT_FALSE(r.Declare(Family("mxward_x_total", MetricType::kCounter, {"client_ip"})).ok());
+  EXPECT_FALSE(r.Declare(Family("other_x_total", MetricType::kCounter, {})).ok());
+  EXPECT_FALSE(r.Declare(Family("mxward_x total", MetricType::kCounter, {})).ok());
+  EXPECT_FALSE(r.Declare(Family("mxward_X", MetricType::kGauge, {})).ok());
+  ASSERT_TRUE(r.Declare(Family("mxward_x_total", MetricType::kCounter, {"input"})).ok());
+  // Same declaration again is fine; a conflicting one is not.
+  EXPECT_TRUE(r.Declare(Family("mxward_x_total", MetricType::kCounter, {"input"})).ok());
+  EXPECT_FALSE(r.Declare(Family("mxward_x_total", MetricType::kGauge, {"input"})).ok());
+  EXPECT_FALSE(r.Declare(Family("mxward_x_total", MetricType::kCounter, {"type"})).ok());
+}
+
+TEST(MetricsRegistryTest, CollectorEmitsRuntimeLabelSetsAndUnsafeOnesAreDroppedAndCounted) {
+  MetricsRegistry r;
+  r.DeclareStandardFamilies();
+  auto h = r.AddCollector(metric::kEvents, [](const MetricsRegistry::EmitFn& emit) {
+    emit({"auth_failure"}, 12);
+    emit({"bob@example.com"}, 1);  // refused
+    emit({"auth_success"}, 3);
+    emit({"a", "b"}, 1);  // wrong arity: refused
+  });
+  ASSERT_TRUE(h.ok());
+  std::string out = r.Render();
+  EXPECT_THAT(out, HasSubstr("mxward_events_total{type=\"auth_failure\"} 12\n"
+                             "mxward_events_total{type=\"auth_success\"} 3\n"));
+  EXPECT_THAT(out, Not(HasSubstr("bob")));
+  EXPECT_THAT(out, HasSubstr("\nmxward_metrics_rejected_samples_total 2\n"));
+  out = r.Render();
+  EXPECT_THAT(out, HasSubstr("\nmxward_metrics_rejected_samples_total 4\n"));
+}
+
+TEST(MetricsRegistryTest, HandleRemovesSamplesAndCallbackIsNotCalledAfterwards) {
+  MetricsRegistry r;
+  r.DeclareStandardFamilies();
+  int calls = 0;
+  {
+    auto h = r.Add(metric::kActiveBans, {}, [&calls] {
+      ++calls;
+      return 5.0;
+    });
+    ASSERT_TRUE(h.ok());
+    EXPECT_THAT(r.Render(), HasSubstr("\nmxward_active_bans 5\n"));
+    EXPECT_EQ(calls, 1);
+    MetricsRegistry::Handle moved = std::move(*h);
+    EXPECT_FALSE(h->active());
+    EXPECT_TRUE(moved.active());
+    EXPECT_THAT(r.Render(), HasSubstr("\nmxward_active_bans 5\n"));
+    EXPECT_EQ(calls, 2);
+  }
+  EXPECT_THAT(r.Render(), Not(HasSubstr("\nmxward_active_bans ")));
+  EXPECT_EQ(calls, 2);
+  // The family's HELP/TYPE stay.
+  EXPECT_THAT(r.Render(), HasSubstr("# TYPE mxward_active_bans gauge\n"));
+}
+
+TEST(MetricsRegistryTest, SpecialAndFractionalValuesUsePrometheusSpelling) {
+  MetricsRegistry r;
+  r.DeclareStandardFamilies();
+  std::vector<MetricsRegistry::Handle> hs;
+  hs.push_back(Take(r.Add(metric::kProcessingLag, {}, [] { return 0.25; })));
+  hs.push_back(Take(
+      r.Add(metric::kOutboxOldestAge, {}, [] { return std::numeric_limits<double>::infinity(); })));
+  hs.push_back(Take(
+      r.Add(metric::kOutboxDepth, {}, [] { return std::numeric_limits<double>::quiet_NaN(); })));
+  hs.push_back(Take(r.Add(metric::kQueueIds, {}, [] { return -3.0; })));
+  const std::string out = r.Render();
+  EXPECT_THAT(out, HasSubstr("\nmxward_processing_lag_seconds 0.25\n"));
+  EXPECT_THAT(out, HasSubstr("\nmxward_outbox_oldest_age_seconds +Inf\n"));
+  EXPECT_THAT(out, HasSubstr("\nmxward_outbox_depth NaN\n"));
+  EXPECT_THAT(out, HasSubstr("\nmxward_queue_ids -3\n"));
+}
+
+// Every line is a comment or `name{labels} value`, as a Prometheus parser expects.
+TEST(MetricsRegistryTest, WholeExpositionIsWellFormed) {
+  MetricsRegistry r;
+  r.DeclareStandardFamilies();
+  std::atomic<std::uint64_t> a{1};
+  std::vector<MetricsRegistry::Handle> hs;
+  hs.push_back(Take(r.AddAtomic(metric::kInputMessages, {"udp"}, &a)));
+  hs.push_back(Take(r.AddAtomic(metric::kInputDropped, {"udp", "kernel"}, &a)));
+  hs.push_back(Take(r.Add(metric::kBuildInfo, {"0.1.0"}, [] { return 1.0; })));
+  hs.push_back(Take(r.Add(metric::kActions, {"ban", "done"}, [] { return 9.0; })));
+  const std::regex comment(R"(# (HELP|TYPE) mxward_[a-z0-9_]+ .+)");
+  const std::regex sample(
+      R"(mxward_[a-z0-9_]+(\{[a-z_]+="([^"\\\n]|\\.)*"(,[a-z_]+="([^"\\\n]|\\.)*")*\})? (-?[0-9.e+]+|NaN|[+-]Inf))");
+  std::istringstream in(r.Render());
+  std::string line;
+  int samples = 0;
+  while (std::getline(in, line)) {
+    if (line.starts_with("#")) {
+      EXPECT_TRUE(std::regex_match(line, comment)) << line;
+    } else {
+      EXPECT_TRUE(std::regex_match(line, sample)) << line;
+      ++samples;
+    }
+  }
+  EXPECT_EQ(samples, 5);  // four above plus the rejected-samples counter
+}
+
+}  // namespace
+}  // namespace mxward
