@@ -4,7 +4,8 @@
 // One IncidentStore is one SQLite connection: use it from one thread at a time. The daemon's store
 // writer, the action dispatcher and the CLI each open their own; WAL mode lets readers run while
 // the daemon writes. The schema is versioned; Open() applies migrations and refuses a file written
-// by a newer mxward. Every multi-row change is one transaction, so a crash leaves a consistent file.
+// by a newer mxward. Every multi-row change is one transaction, so a crash leaves a consistent
+// file.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +24,7 @@
 #include "mxward/time.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace mxward {
 
@@ -32,9 +35,9 @@ struct StoreOptions {
 
 struct IncidentQuery {
   std::optional<IncidentStatus> status;
-  std::string playbook;    // exact name, empty for all
-  std::string key;         // exact key, empty for all
-  UnixMicros since = 0;    // last_seen >= since
+  std::string playbook;  // exact name, empty for all
+  std::string key;       // exact key, empty for all
+  UnixMicros since = 0;  // last_seen >= since
   int limit = 100;
 };
 
@@ -45,29 +48,29 @@ struct ActionRecord {
   std::string type;
   nlohmann::json params = nlohmann::json::object();
   ActionStatus status = ActionStatus::kPending;
-  bool revert = false;           // true: undo the action (bans remove, accounts restore, expiry)
+  bool revert = false;  // true: undo the action (bans remove, accounts restore, expiry)
   int attempts = 0;
   std::string last_error;
-  std::string idempotency_key;   // stable across retries and restarts: "mxward-<id>"
+  std::string idempotency_key;  // stable across retries and restarts: "mxward-<id>"
   UnixMicros created_at = 0;
   UnixMicros updated_at = 0;
   UnixMicros next_attempt_at = 0;
 };
 
 struct BanRecord {
-  std::string prefix;          // canonical text from IpPrefix::ToString()
+  std::string prefix;  // canonical text from IpPrefix::ToString()
   UnixMicros created_at = 0;
-  UnixMicros until = 0;        // 0 = permanent
+  UnixMicros until = 0;  // 0 = permanent
   std::int64_t incident_id = 0;
   std::string reason;
 };
 
 struct SuspensionRecord {
   std::string user;
-  std::string kind;            // suspend_sending | suspend | require_password_change
+  std::string kind;  // suspend_sending | suspend | require_password_change
   nlohmann::json previous = nlohmann::json::object();  // the values we overwrote, to restore
   UnixMicros created_at = 0;
-  UnixMicros until = 0;        // 0 = until restored by hand
+  UnixMicros until = 0;  // 0 = until restored by hand
   std::int64_t incident_id = 0;
 };
 
@@ -75,6 +78,19 @@ struct BaselineEntry {
   std::string key;
   std::string value;
   UnixMicros last_seen = 0;
+};
+
+// A note an admin left on an incident (incidents ack --note, resolve).
+struct IncidentNote {
+  UnixMicros time = 0;
+  std::string kind;  // "ack" | "resolve" | "note"
+  std::string text;
+};
+
+// A name with a number, for `mxward stats` (incidents per playbook, top offenders).
+struct NamedCount {
+  std::string name;
+  std::int64_t count = 0;
 };
 
 struct OutboxStats {
@@ -85,6 +101,10 @@ struct OutboxStats {
 class IncidentStore {
  public:
   static constexpr int kSchemaVersion = 1;
+  // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
+  static constexpr std::size_t kMaxEvidence = 50;
+  // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
+  static constexpr std::int64_t kMaxBaselinesPerPlaybook = 200'000;
 
   static Result<std::unique_ptr<IncidentStore>> Open(const std::string& path,
                                                      const StoreOptions& options = {});
@@ -103,6 +123,7 @@ class IncidentStore {
   Result<std::vector<ActionRecord>> ActionsForIncident(std::int64_t id);
   Status AcknowledgeIncident(std::int64_t id, std::string_view note);
   Status ResolveIncident(std::int64_t id, std::string_view note);
+  Result<std::vector<IncidentNote>> NotesForIncident(std::int64_t id);
   // Deletes resolved incidents (and their evidence and actions) last seen before cutoff.
   Result<std::int64_t> PruneResolved(UnixMicros cutoff);
 
@@ -133,9 +154,17 @@ class IncidentStore {
   Result<std::int64_t> PruneBaselines(UnixMicros older_than);
 
   // --- hourly event counts (for `mxward stats`) ------------------------------------------------
-  Status AddEventCounts(UnixMicros hour, const std::vector<std::pair<std::string, std::int64_t>>&
-                                             counts_by_type);
+  Status AddEventCounts(UnixMicros hour,
+                        const std::vector<std::pair<std::string, std::int64_t>>& counts_by_type);
   Result<std::vector<std::pair<std::string, std::int64_t>>> EventCountsSince(UnixMicros since);
+
+  // --- summaries (for `mxward stats`), incidents by first_seen >= since ------------------------
+  Result<std::vector<NamedCount>> IncidentsPerPlaybook(UnixMicros since);
+  // Keys with the most incidents ("client_ip 203.0.113.7"), most first.
+  Result<std::vector<NamedCount>> TopOffenders(UnixMicros since, int limit);
+  // Incidents per hour (hour start, count), oldest first; hours without incidents are omitted.
+  Result<std::vector<std::pair<UnixMicros, std::int64_t>>> IncidentsPerHour(UnixMicros since);
+  Result<ActionRecord> GetAction(std::int64_t id);
 
   // Runs fn inside BEGIN IMMEDIATE ... COMMIT; rolls back when fn returns an error.
   template <typename Fn>
@@ -152,13 +181,22 @@ class IncidentStore {
   sqlite3* db() { return db_; }  // for tests and migrations
 
  private:
-  IncidentStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  IncidentStore(std::string path, sqlite3* db);
+  // BEGIN IMMEDIATE at the outermost level, SAVEPOINTs inside: methods that write several rows
+  // use a transaction of their own and still compose inside InTransaction().
   Status Begin();
   Status Commit();
   void Rollback();
+  // The prepared statement for sql (a string literal), prepared once per connection.
+  Result<sqlite3_stmt*> Prepare(const char* sql);
+  Status Error(std::string_view doing) const;
+  Status ChangeIncidentStatus(std::int64_t id, IncidentStatus status, std::string_view kind,
+                              std::string_view note);
 
   std::string path_;
   sqlite3* db_ = nullptr;
+  int depth_ = 0;
+  std::unordered_map<const char*, sqlite3_stmt*> statements_;
 };
 
 }  // namespace mxward

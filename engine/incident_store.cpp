@@ -1,0 +1,793 @@
+#include "mxward/incident_store.h"
+
+#include <sqlite3.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "store_migrations.h"
+
+namespace mxward {
+namespace {
+
+// A cached statement in use: binds by 1-based index, resets and clears on scope exit so the
+// next user of the cache finds it clean.
+class Stmt {
+ public:
+  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
+  ~Stmt() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& Bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
+  Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
+  // SQLITE_ROW, SQLITE_DONE, or an error code.
+  int Step() { return sqlite3_step(s_); }
+
+  std::int64_t Int(int col) const { return sqlite3_column_int64(s_, col); }
+  std::string Text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : "";
+  }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+template <typename E>
+E ParseOr(std::string_view text, bool (*parse)(std::string_view, E*), E fallback) {
+  E out = fallback;
+  parse(text, &out);
+  return out;
+}
+
+nlohmann::json ParseJsonOr(const std::string& text, nlohmann::json fallback) {
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? fallback : j;
+}
+
+std::string IdempotencyKey(std::int64_t id) { return fmt::format("mxward-{}", id); }
+
+}  // namespace
+
+// Expands to the Stmt for a SQL literal or returns the preparation error.
+#define MXWARD_STMT(var, sql)                               \
+  auto var##_prepared = Prepare(sql);                       \
+  if (!var##_prepared.ok()) return var##_prepared.status(); \
+  Stmt var(*var##_prepared)
+
+IncidentStore::IncidentStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+
+IncidentStore::~IncidentStore() {
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  sqlite3_close_v2(db_);
+}
+
+Status IncidentStore::Error(std::string_view doing) const {
+  const int code = sqlite3_extended_errcode(db_);
+  std::string msg = fmt::format("{} ({}): {}", doing, path_, sqlite3_errmsg(db_));
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Status::Unavailable(msg + " (another process holds the database)");
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+      return Status::IoError(msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Status::Corruption(msg);
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+    case SQLITE_CANTOPEN:
+      return Status::PermissionDenied(msg);
+    case SQLITE_CONSTRAINT:
+      return Status::InvalidArgument(msg);
+    default:
+      return Status::Internal(msg);
+  }
+}
+
+Result<sqlite3_stmt*> IncidentStore::Prepare(const char* sql) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) return it->second;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+    return Error("preparing a statement");
+  }
+  statements_.emplace(sql, stmt);
+  return stmt;
+}
+
+Status IncidentStore::Begin() {
+  const char* sql = depth_ == 0 ? "BEGIN IMMEDIATE" : nullptr;
+  std::string savepoint;
+  if (!sql) {
+    savepoint = fmt::format("SAVEPOINT s{}", depth_);
+    sql = savepoint.c_str();
+  }
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return Error("starting a transaction");
+  }
+  ++depth_;
+  return Status::Ok();
+}
+
+Status IncidentStore::Commit() {
+  --depth_;
+  const std::string sql = depth_ == 0 ? "COMMIT" : fmt::format("RELEASE s{}", depth_);
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    Status s = Error("committing");
+    ++depth_;
+    Rollback();
+    return s;
+  }
+  return Status::Ok();
+}
+
+void IncidentStore::Rollback() {
+  --depth_;
+  const std::string sql =
+      depth_ == 0 ? "ROLLBACK" : fmt::format("ROLLBACK TO s{0}; RELEASE s{0}", depth_);
+  sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
+}
+
+Result<std::unique_ptr<IncidentStore>> IncidentStore::Open(const std::string& path,
+                                                           const StoreOptions& options) {
+  static_assert(kSchemaVersion >= 1);
+  if (store::Migrations().size() != static_cast<std::size_t>(kSchemaVersion)) {
+    return Status::Internal("schema migrations do not match kSchemaVersion");
+  }
+  if (options.read_only) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+      return Status::NotFound(fmt::format("no mxward database at {}", path));
+    }
+  }
+  sqlite3* raw = nullptr;
+  const int flags =
+      (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+      SQLITE_OPEN_NOMUTEX;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  std::unique_ptr<IncidentStore> store(new IncidentStore(path, raw));
+  if (rc != SQLITE_OK) {
+    if (!raw) return Status::ResourceExhausted("cannot allocate an SQLite connection");
+    return store->Error("cannot open the mxward database");
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, options.busy_timeout_ms);
+
+  auto exec = [&](const char* sql, std::string_view doing) -> Status {
+    char* err = nullptr;
+    if (sqlite3_exec(raw, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      Status s = store->Error(doing);
+      sqlite3_free(err);
+      return s;
+    }
+    return Status::Ok();
+  };
+  auto user_version = [&]() -> Result<int> {
+    auto prepared = store->Prepare("PRAGMA user_version");
+    if (!prepared.ok()) return prepared.status();
+    Stmt q(*prepared);
+    if (q.Step() != SQLITE_ROW) return store->Error("reading the schema version");
+    return static_cast<int>(q.Int(0));
+  };
+
+  auto version = user_version();
+  if (!version.ok()) {
+    return version.status().Annotate(
+        fmt::format("{} is not an mxward database (or is damaged)", path));
+  }
+  auto too_new = [&](int v) {
+    return Status::InvalidArgument(fmt::format(
+        "{} was written by a newer mxward (schema version {}, this mxward knows up to {}); "
+        "upgrade mxward, or point --db / [store] path at another file",
+        path, v, kSchemaVersion));
+  };
+  if (*version > kSchemaVersion) return too_new(*version);
+
+  if (options.read_only) {
+    if (*version < kSchemaVersion) {
+      return Status::InvalidArgument(fmt::format(
+          "{} has schema version {} and needs an upgrade to {}: open it once read-write "
+          "(run the daemon or any mxward command that changes state)",
+          path, *version, kSchemaVersion));
+    }
+    return store;
+  }
+
+  // WAL: the CLI reads while the daemon writes. synchronous=NORMAL is crash-consistent in WAL
+  // mode (a power cut can lose the last commits, never corrupt the file).
+  MXWARD_RETURN_IF_ERROR(exec("PRAGMA journal_mode=WAL", "switching to WAL"));
+  MXWARD_RETURN_IF_ERROR(exec("PRAGMA synchronous=NORMAL", "setting synchronous"));
+
+  if (*version < kSchemaVersion) {
+    MXWARD_RETURN_IF_ERROR(store->Begin());
+    // Read again under the write lock: another process may have migrated meanwhile.
+    auto locked = user_version();
+    if (!locked.ok()) {
+      store->Rollback();
+      return locked.status();
+    }
+    if (*locked > kSchemaVersion) {
+      store->Rollback();
+      return too_new(*locked);
+    }
+    const auto migrations = store::Migrations();
+    for (int v = *locked; v < kSchemaVersion; ++v) {
+      Status s = exec(migrations[static_cast<std::size_t>(v)],
+                      fmt::format("migrating the schema to version {}", v + 1));
+      if (!s.ok()) {
+        store->Rollback();
+        return s;
+      }
+    }
+    const std::string set = fmt::format("PRAGMA user_version={}", kSchemaVersion);
+    Status s = exec(set.c_str(), "recording the schema version");
+    if (!s.ok()) {
+      store->Rollback();
+      return s;
+    }
+    MXWARD_RETURN_IF_ERROR(store->Commit());
+  }
+  return store;
+}
+
+// --- incidents -----------------------------------------------------------------------------------
+
+Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicros now) {
+  // Ids are assigned only after COMMIT succeeded, so a failed batch can be retried unchanged.
+  std::vector<std::int64_t> ids;
+  ids.reserve(incidents->size());
+  Status s = InTransaction([&]() -> Status {
+    MXWARD_STMT(ins,
+                "INSERT INTO incidents (playbook, description, severity, mode, key_kind, key, "
+                "trigger, first_seen, last_seen, count, window_seconds, status, evidence_count, "
+                "action_count, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    MXWARD_STMT(ev, "INSERT INTO evidence (incident_id, seq, time, text) VALUES (?,?,?,?)");
+    MXWARD_STMT(act,
+                "INSERT INTO actions (incident_id, type, params, status, revert, created_at, "
+                "updated_at, next_attempt_at) VALUES (?,?,?,?,0,?,?,?)");
+    MXWARD_STMT(key, "UPDATE actions SET idempotency_key = ? WHERE id = ?");
+    for (const Incident& inc : *incidents) {
+      // Bounded evidence: the first and the last lines tell the story; the middle repeats it.
+      std::vector<const EvidenceLine*> kept;
+      const std::size_t n = inc.evidence.size();
+      for (std::size_t i = 0; i < n; ++i) {
+        if (n <= kMaxEvidence || i < kMaxEvidence / 2 || i >= n - kMaxEvidence / 2) {
+          kept.push_back(&inc.evidence[i]);
+        }
+      }
+      ins.Bind(1, inc.playbook)
+          .Bind(2, inc.description)
+          .Bind(3, SeverityName(inc.severity))
+          .Bind(4, PlaybookModeName(inc.mode))
+          .Bind(5, inc.key_kind)
+          .Bind(6, inc.key)
+          .Bind(7, inc.trigger)
+          .Bind(8, inc.first_seen)
+          .Bind(9, inc.last_seen)
+          .Bind(10, static_cast<std::int64_t>(inc.count))
+          .Bind(11, inc.window_seconds)
+          .Bind(12, IncidentStatusName(inc.status))
+          .Bind(13, static_cast<std::int64_t>(kept.size()))
+          .Bind(14, static_cast<std::int64_t>(inc.actions.size()))
+          .Bind(15, now)
+          .Bind(16, now);
+      if (ins.Step() != SQLITE_DONE) return Error("writing an incident");
+      sqlite3_reset(*ins_prepared);
+      const std::int64_t id = sqlite3_last_insert_rowid(db_);
+      ids.push_back(id);
+      std::int64_t seq = 0;
+      for (const EvidenceLine* line : kept) {
+        ev.Bind(1, id).Bind(2, seq++).Bind(3, line->time).Bind(4, line->text);
+        if (ev.Step() != SQLITE_DONE) return Error("writing evidence");
+        sqlite3_reset(*ev_prepared);
+      }
+      for (const ActionRequest& a : inc.actions) {
+        const bool dry = a.dry_run || inc.mode == PlaybookMode::kDryRun;
+        act.Bind(1, id)
+            .Bind(2, a.type)
+            .Bind(3, a.params.dump())
+            .Bind(4, ActionStatusName(dry ? ActionStatus::kDryRun : ActionStatus::kPending))
+            .Bind(5, now)
+            .Bind(6, now)
+            .Bind(7, now);
+        if (act.Step() != SQLITE_DONE) return Error("writing an action");
+        sqlite3_reset(*act_prepared);
+        const std::int64_t action_id = sqlite3_last_insert_rowid(db_);
+        key.Bind(1, IdempotencyKey(action_id)).Bind(2, action_id);
+        if (key.Step() != SQLITE_DONE) return Error("writing an action");
+        sqlite3_reset(*key_prepared);
+      }
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  for (std::size_t i = 0; i < incidents->size(); ++i) (*incidents)[i].id = ids[i];
+  return Status::Ok();
+}
+
+namespace {
+
+constexpr const char* kIncidentColumns =
+    "id, playbook, description, severity, mode, key_kind, key, trigger, first_seen, last_seen, "
+    "count, window_seconds, status";
+
+Incident IncidentFromRow(const Stmt& q) {
+  Incident inc;
+  inc.id = q.Int(0);
+  inc.playbook = q.Text(1);
+  inc.description = q.Text(2);
+  inc.severity = ParseOr(q.Text(3), ParseSeverity, Severity::kMedium);
+  inc.mode = ParseOr(q.Text(4), ParsePlaybookMode, PlaybookMode::kEnforce);
+  inc.key_kind = q.Text(5);
+  inc.key = q.Text(6);
+  inc.trigger = q.Text(7);
+  inc.first_seen = q.Int(8);
+  inc.last_seen = q.Int(9);
+  inc.count = static_cast<std::uint64_t>(q.Int(10));
+  inc.window_seconds = q.Int(11);
+  inc.status = ParseOr(q.Text(12), ParseIncidentStatus, IncidentStatus::kOpen);
+  return inc;
+}
+
+constexpr const char* kActionColumns =
+    "id, incident_id, type, params, status, revert, attempts, last_error, idempotency_key, "
+    "created_at, updated_at, next_attempt_at";
+
+ActionRecord ActionFromRow(const Stmt& q) {
+  ActionRecord a;
+  a.id = q.Int(0);
+  a.incident_id = q.Int(1);
+  a.type = q.Text(2);
+  a.params = ParseJsonOr(q.Text(3), nlohmann::json::object());
+  a.status = ParseOr(q.Text(4), ParseActionStatus, ActionStatus::kFailed);
+  a.revert = q.Int(5) != 0;
+  a.attempts = static_cast<int>(q.Int(6));
+  a.last_error = q.Text(7);
+  a.idempotency_key = q.Text(8);
+  a.created_at = q.Int(9);
+  a.updated_at = q.Int(10);
+  a.next_attempt_at = q.Int(11);
+  return a;
+}
+
+// SQL text built once from the column lists (static storage: the statement cache keys on the
+// pointer).
+const std::string kListIncidentsSql = fmt::format(
+    "SELECT {} FROM incidents WHERE (?1 IS NULL OR status = ?1) AND (?2 = '' OR playbook = ?2) "
+    "AND (?3 = '' OR key = ?3) AND last_seen >= ?4 ORDER BY last_seen DESC, id DESC LIMIT ?5",
+    kIncidentColumns);
+const std::string kGetIncidentSql =
+    fmt::format("SELECT {} FROM incidents WHERE id = ?", kIncidentColumns);
+const std::string kActionsForIncidentSql =
+    fmt::format("SELECT {} FROM actions WHERE incident_id = ? ORDER BY id", kActionColumns);
+const std::string kGetActionSql =
+    fmt::format("SELECT {} FROM actions WHERE id = ?", kActionColumns);
+const std::string kDueActionsSql = fmt::format(
+    "SELECT {} FROM actions WHERE status = 'pending' AND next_attempt_at <= ? "
+    "ORDER BY next_attempt_at, id LIMIT ?",
+    kActionColumns);
+
+}  // namespace
+
+Result<std::vector<Incident>> IncidentStore::ListIncidents(const IncidentQuery& query) {
+  MXWARD_STMT(q, kListIncidentsSql.c_str());
+  if (query.status) q.Bind(1, IncidentStatusName(*query.status));
+  q.Bind(2, query.playbook).Bind(3, query.key).Bind(4, query.since).Bind(5, query.limit);
+  std::vector<Incident> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(IncidentFromRow(q));
+  if (rc != SQLITE_DONE) return Error("listing incidents");
+  return out;
+}
+
+Result<Incident> IncidentStore::GetIncident(std::int64_t id) {
+  Incident inc;
+  {
+    MXWARD_STMT(q, kGetIncidentSql.c_str());
+    q.Bind(1, id);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return Status::NotFound(fmt::format("no incident {}", id));
+    if (rc != SQLITE_ROW) return Error("reading an incident");
+    inc = IncidentFromRow(q);
+  }
+  {
+    MXWARD_STMT(q, "SELECT time, text FROM evidence WHERE incident_id = ? ORDER BY seq");
+    q.Bind(1, id);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) inc.evidence.push_back({q.Int(0), q.Text(1)});
+    if (rc != SQLITE_DONE) return Error("reading evidence");
+  }
+  auto actions = ActionsForIncident(id);
+  if (!actions.ok()) return actions.status();
+  for (const ActionRecord& a : *actions) {
+    if (a.revert) continue;  // undo requests are not what the playbook asked for
+    inc.actions.push_back({a.type, a.params, a.status == ActionStatus::kDryRun});
+  }
+  return inc;
+}
+
+Result<std::vector<ActionRecord>> IncidentStore::ActionsForIncident(std::int64_t id) {
+  MXWARD_STMT(q, kActionsForIncidentSql.c_str());
+  q.Bind(1, id);
+  std::vector<ActionRecord> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ActionFromRow(q));
+  if (rc != SQLITE_DONE) return Error("reading actions");
+  return out;
+}
+
+Result<ActionRecord> IncidentStore::GetAction(std::int64_t id) {
+  MXWARD_STMT(q, kGetActionSql.c_str());
+  q.Bind(1, id);
+  const int rc = q.Step();
+  if (rc == SQLITE_DONE) return Status::NotFound(fmt::format("no action {}", id));
+  if (rc != SQLITE_ROW) return Error("reading an action");
+  return ActionFromRow(q);
+}
+
+Status IncidentStore::ChangeIncidentStatus(std::int64_t id, IncidentStatus status,
+                                           std::string_view kind, std::string_view note) {
+  const UnixMicros now = SystemClock::Instance()->Now();
+  return InTransaction([&]() -> Status {
+    std::string current;
+    {
+      MXWARD_STMT(q, "SELECT status FROM incidents WHERE id = ?");
+      q.Bind(1, id);
+      const int rc = q.Step();
+      if (rc == SQLITE_DONE) return Status::NotFound(fmt::format("no incident {}", id));
+      if (rc != SQLITE_ROW) return Error("reading an incident");
+      current = q.Text(0);
+    }
+    if (status == IncidentStatus::kAcknowledged && current == "resolved") {
+      return Status::InvalidArgument(fmt::format("incident {} is already resolved", id));
+    }
+    {
+      MXWARD_STMT(q, "UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?");
+      q.Bind(1, IncidentStatusName(status)).Bind(2, now).Bind(3, id);
+      if (q.Step() != SQLITE_DONE) return Error("updating an incident");
+    }
+    if (!note.empty()) {
+      MXWARD_STMT(q, "INSERT INTO notes (incident_id, time, kind, text) VALUES (?,?,?,?)");
+      q.Bind(1, id).Bind(2, now).Bind(3, kind).Bind(4, note);
+      if (q.Step() != SQLITE_DONE) return Error("writing a note");
+    }
+    return Status::Ok();
+  });
+}
+
+Status IncidentStore::AcknowledgeIncident(std::int64_t id, std::string_view note) {
+  return ChangeIncidentStatus(id, IncidentStatus::kAcknowledged, "ack", note);
+}
+
+Status IncidentStore::ResolveIncident(std::int64_t id, std::string_view note) {
+  return ChangeIncidentStatus(id, IncidentStatus::kResolved, "resolve", note);
+}
+
+Result<std::vector<IncidentNote>> IncidentStore::NotesForIncident(std::int64_t id) {
+  MXWARD_STMT(q, "SELECT time, kind, text FROM notes WHERE incident_id = ? ORDER BY time, id");
+  q.Bind(1, id);
+  std::vector<IncidentNote> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.Int(0), q.Text(1), q.Text(2)});
+  if (rc != SQLITE_DONE) return Error("reading notes");
+  return out;
+}
+
+Result<std::int64_t> IncidentStore::PruneResolved(UnixMicros cutoff) {
+  std::int64_t pruned = 0;
+  Status s = InTransaction([&]() -> Status {
+    // Children first, selected by the same condition, then the incidents themselves.
+    MXWARD_STMT(ev,
+                "DELETE FROM evidence WHERE incident_id IN (SELECT id FROM incidents WHERE "
+                "status = 'resolved' AND last_seen < ?)");
+    MXWARD_STMT(nt,
+                "DELETE FROM notes WHERE incident_id IN (SELECT id FROM incidents WHERE "
+                "status = 'resolved' AND last_seen < ?)");
+    // Pending actions stay: an undo still waiting must run even after its incident is pruned.
+    MXWARD_STMT(ac,
+                "DELETE FROM actions WHERE status != 'pending' AND incident_id IN (SELECT id "
+                "FROM incidents WHERE status = 'resolved' AND last_seen < ?)");
+    MXWARD_STMT(in, "DELETE FROM incidents WHERE status = 'resolved' AND last_seen < ?");
+    for (Stmt* q : {&ev, &nt, &ac}) {
+      q->Bind(1, cutoff);
+      if (q->Step() != SQLITE_DONE) return Error("pruning resolved incidents");
+    }
+    in.Bind(1, cutoff);
+    if (in.Step() != SQLITE_DONE) return Error("pruning resolved incidents");
+    pruned = sqlite3_changes64(db_);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return pruned;
+}
+
+// --- outbox --------------------------------------------------------------------------------------
+
+Result<std::int64_t> IncidentStore::EnqueueAction(std::int64_t incident_id,
+                                                  const ActionRequest& request, bool revert,
+                                                  UnixMicros now) {
+  std::int64_t id = 0;
+  Status s = InTransaction([&]() -> Status {
+    MXWARD_STMT(act,
+                "INSERT INTO actions (incident_id, type, params, status, revert, created_at, "
+                "updated_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?)");
+    act.Bind(1, incident_id)
+        .Bind(2, request.type)
+        .Bind(3, request.params.dump())
+        .Bind(4, ActionStatusName(request.dry_run ? ActionStatus::kDryRun : ActionStatus::kPending))
+        .Bind(5, std::int64_t{revert ? 1 : 0})
+        .Bind(6, now)
+        .Bind(7, now)
+        .Bind(8, now);
+    if (act.Step() != SQLITE_DONE) return Error("queueing an action");
+    id = sqlite3_last_insert_rowid(db_);
+    MXWARD_STMT(key, "UPDATE actions SET idempotency_key = ? WHERE id = ?");
+    key.Bind(1, IdempotencyKey(id)).Bind(2, id);
+    if (key.Step() != SQLITE_DONE) return Error("queueing an action");
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return id;
+}
+
+Result<std::vector<ActionRecord>> IncidentStore::DueActions(UnixMicros now, int limit) {
+  MXWARD_STMT(q, kDueActionsSql.c_str());
+  q.Bind(1, now).Bind(2, limit);
+  std::vector<ActionRecord> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ActionFromRow(q));
+  if (rc != SQLITE_DONE) return Error("reading the outbox");
+  return out;
+}
+
+namespace {
+
+Status ExpectOneRow(sqlite3* db, std::int64_t id) {
+  if (sqlite3_changes(db) == 0) return Status::NotFound(fmt::format("no action {}", id));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status IncidentStore::MarkActionDone(std::int64_t id, UnixMicros now) {
+  MXWARD_STMT(q,
+              "UPDATE actions SET status = 'done', attempts = attempts + 1, last_error = '', "
+              "updated_at = ? WHERE id = ?");
+  q.Bind(1, now).Bind(2, id);
+  if (q.Step() != SQLITE_DONE) return Error("recording an action as done");
+  return ExpectOneRow(db_, id);
+}
+
+Status IncidentStore::MarkActionRetry(std::int64_t id, std::string_view error,
+                                      UnixMicros next_attempt, UnixMicros now) {
+  MXWARD_STMT(q,
+              "UPDATE actions SET status = 'pending', attempts = attempts + 1, last_error = ?, "
+              "next_attempt_at = ?, updated_at = ? WHERE id = ?");
+  q.Bind(1, error).Bind(2, next_attempt).Bind(3, now).Bind(4, id);
+  if (q.Step() != SQLITE_DONE) return Error("scheduling a retry");
+  return ExpectOneRow(db_, id);
+}
+
+Status IncidentStore::MarkActionFinal(std::int64_t id, ActionStatus status, std::string_view error,
+                                      UnixMicros now) {
+  // Only a failure is one more attempt; refused / reverted / dry_run describe the action's fate.
+  MXWARD_STMT(q,
+              "UPDATE actions SET status = ?, attempts = attempts + ?, last_error = ?, "
+              "updated_at = ? WHERE id = ?");
+  q.Bind(1, ActionStatusName(status))
+      .Bind(2, std::int64_t{status == ActionStatus::kFailed || status == ActionStatus::kDone})
+      .Bind(3, error)
+      .Bind(4, now)
+      .Bind(5, id);
+  if (q.Step() != SQLITE_DONE) return Error("recording an action's outcome");
+  return ExpectOneRow(db_, id);
+}
+
+Result<OutboxStats> IncidentStore::GetOutboxStats() {
+  MXWARD_STMT(q,
+              "SELECT count(*), coalesce(min(created_at), 0) FROM actions "
+              "WHERE status = 'pending'");
+  if (q.Step() != SQLITE_ROW) return Error("reading the outbox");
+  return OutboxStats{q.Int(0), q.Int(1)};
+}
+
+// --- bans and suspensions ------------------------------------------------------------------------
+
+Status IncidentStore::UpsertBan(const BanRecord& ban) {
+  MXWARD_STMT(
+      q,
+      "INSERT INTO bans (prefix, created_at, until, incident_id, reason) VALUES (?,?,?,?,?) "
+      "ON CONFLICT (prefix) DO UPDATE SET until = excluded.until, "
+      "incident_id = excluded.incident_id, reason = excluded.reason");
+  q.Bind(1, ban.prefix).Bind(2, ban.created_at).Bind(3, ban.until).Bind(4, ban.incident_id);
+  q.Bind(5, ban.reason);
+  if (q.Step() != SQLITE_DONE) return Error("recording a ban");
+  return Status::Ok();
+}
+
+Status IncidentStore::RemoveBan(std::string_view prefix) {
+  MXWARD_STMT(q, "DELETE FROM bans WHERE prefix = ?");
+  q.Bind(1, prefix);
+  if (q.Step() != SQLITE_DONE) return Error("removing a ban");
+  return Status::Ok();
+}
+
+Result<std::vector<BanRecord>> IncidentStore::ActiveBans(UnixMicros now) {
+  MXWARD_STMT(q,
+              "SELECT prefix, created_at, until, incident_id, reason FROM bans "
+              "WHERE until = 0 OR until > ? ORDER BY created_at, prefix");
+  q.Bind(1, now);
+  std::vector<BanRecord> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    out.push_back({q.Text(0), q.Int(1), q.Int(2), q.Int(3), q.Text(4)});
+  }
+  if (rc != SQLITE_DONE) return Error("reading bans");
+  return out;
+}
+
+Status IncidentStore::UpsertSuspension(const SuspensionRecord& s) {
+  MXWARD_STMT(q,
+              "INSERT INTO suspensions (user, kind, previous, created_at, until, incident_id) "
+              "VALUES (?,?,?,?,?,?) ON CONFLICT (user, kind) DO UPDATE SET "
+              "until = excluded.until, incident_id = excluded.incident_id");
+  // On conflict `previous` is kept: it holds the values from before the first suspension, which
+  // a second suspension would otherwise overwrite with the suspended values.
+  q.Bind(1, s.user).Bind(2, s.kind).Bind(3, s.previous.dump()).Bind(4, s.created_at);
+  q.Bind(5, s.until).Bind(6, s.incident_id);
+  if (q.Step() != SQLITE_DONE) return Error("recording a suspension");
+  return Status::Ok();
+}
+
+Status IncidentStore::RemoveSuspension(std::string_view user, std::string_view kind) {
+  MXWARD_STMT(q, "DELETE FROM suspensions WHERE user = ? AND kind = ?");
+  q.Bind(1, user).Bind(2, kind);
+  if (q.Step() != SQLITE_DONE) return Error("removing a suspension");
+  return Status::Ok();
+}
+
+Result<std::vector<SuspensionRecord>> IncidentStore::ActiveSuspensions() {
+  MXWARD_STMT(q,
+              "SELECT user, kind, previous, created_at, until, incident_id FROM suspensions "
+              "ORDER BY created_at, user, kind");
+  std::vector<SuspensionRecord> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    out.push_back({q.Text(0), q.Text(1), ParseJsonOr(q.Text(2), nlohmann::json::object()), q.Int(3),
+                   q.Int(4), q.Int(5)});
+  }
+  if (rc != SQLITE_DONE) return Error("reading suspensions");
+  return out;
+}
+
+// --- baselines -----------------------------------------------------------------------------------
+
+Status IncidentStore::SaveBaselines(std::string_view playbook,
+                                    const std::vector<BaselineEntry>& entries) {
+  return InTransaction([&]() -> Status {
+    MXWARD_STMT(q,
+                "INSERT INTO baselines (playbook, key, value, last_seen) VALUES (?,?,?,?) "
+                "ON CONFLICT (playbook, key, value) DO UPDATE SET "
+                "last_seen = max(last_seen, excluded.last_seen)");
+    for (const BaselineEntry& e : entries) {
+      q.Bind(1, playbook).Bind(2, e.key).Bind(3, e.value).Bind(4, e.last_seen);
+      if (q.Step() != SQLITE_DONE) return Error("saving baselines");
+      sqlite3_reset(*q_prepared);
+    }
+    // Bounded: beyond kMaxBaselinesPerPlaybook, what was seen least recently goes first.
+    MXWARD_STMT(trim,
+                "DELETE FROM baselines WHERE playbook = ?1 AND last_seen < (SELECT last_seen "
+                "FROM baselines WHERE playbook = ?1 ORDER BY last_seen DESC LIMIT 1 OFFSET ?2)");
+    trim.Bind(1, playbook).Bind(2, kMaxBaselinesPerPlaybook - 1);
+    if (trim.Step() != SQLITE_DONE) return Error("trimming baselines");
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<BaselineEntry>> IncidentStore::LoadBaselines(std::string_view playbook,
+                                                                UnixMicros newer_than) {
+  MXWARD_STMT(q,
+              "SELECT key, value, last_seen FROM baselines WHERE playbook = ? AND "
+              "last_seen > ? ORDER BY key, value");
+  q.Bind(1, playbook).Bind(2, newer_than);
+  std::vector<BaselineEntry> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.Text(0), q.Text(1), q.Int(2)});
+  if (rc != SQLITE_DONE) return Error("loading baselines");
+  return out;
+}
+
+Result<std::int64_t> IncidentStore::PruneBaselines(UnixMicros older_than) {
+  MXWARD_STMT(q, "DELETE FROM baselines WHERE last_seen < ?");
+  q.Bind(1, older_than);
+  if (q.Step() != SQLITE_DONE) return Error("pruning baselines");
+  return static_cast<std::int64_t>(sqlite3_changes64(db_));
+}
+
+// --- event counts and summaries ------------------------------------------------------------------
+
+Status IncidentStore::AddEventCounts(
+    UnixMicros hour, const std::vector<std::pair<std::string, std::int64_t>>& counts_by_type) {
+  return InTransaction([&]() -> Status {
+    MXWARD_STMT(q,
+                "INSERT INTO event_counts (hour, type, count) VALUES (?,?,?) "
+                "ON CONFLICT (hour, type) DO UPDATE SET count = count + excluded.count");
+    for (const auto& [type, n] : counts_by_type) {
+      q.Bind(1, hour).Bind(2, type).Bind(3, n);
+      if (q.Step() != SQLITE_DONE) return Error("adding event counts");
+      sqlite3_reset(*q_prepared);
+    }
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<std::pair<std::string, std::int64_t>>> IncidentStore::EventCountsSince(
+    UnixMicros since) {
+  MXWARD_STMT(q,
+              "SELECT type, sum(count) AS n FROM event_counts WHERE hour >= ? "
+              "GROUP BY type ORDER BY n DESC, type");
+  q.Bind(1, since);
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.emplace_back(q.Text(0), q.Int(1));
+  if (rc != SQLITE_DONE) return Error("reading event counts");
+  return out;
+}
+
+Result<std::vector<NamedCount>> IncidentStore::IncidentsPerPlaybook(UnixMicros since) {
+  MXWARD_STMT(q,
+              "SELECT playbook, count(*) AS n FROM incidents WHERE first_seen >= ? "
+              "GROUP BY playbook ORDER BY n DESC, playbook");
+  q.Bind(1, since);
+  std::vector<NamedCount> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.Text(0), q.Int(1)});
+  if (rc != SQLITE_DONE) return Error("counting incidents");
+  return out;
+}
+
+Result<std::vector<NamedCount>> IncidentStore::TopOffenders(UnixMicros since, int limit) {
+  MXWARD_STMT(q,
+              "SELECT key_kind || ' ' || key, count(*) AS n FROM incidents "
+              "WHERE first_seen >= ? GROUP BY key_kind, key ORDER BY n DESC, key LIMIT ?");
+  q.Bind(1, since).Bind(2, limit);
+  std::vector<NamedCount> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.Text(0), q.Int(1)});
+  if (rc != SQLITE_DONE) return Error("counting offenders");
+  return out;
+}
+
+Result<std::vector<std::pair<UnixMicros, std::int64_t>>> IncidentStore::IncidentsPerHour(
+    UnixMicros since) {
+  MXWARD_STMT(q,
+              "SELECT first_seen - (first_seen % 3600000000) AS hour, count(*) FROM incidents "
+              "WHERE first_seen >= ? GROUP BY hour ORDER BY hour");
+  q.Bind(1, since);
+  std::vector<std::pair<UnixMicros, std::int64_t>> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.emplace_back(q.Int(0), q.Int(1));
+  if (rc != SQLITE_DONE) return Error("counting incidents per hour");
+  return out;
+}
+
+}  // namespace mxward

@@ -1,0 +1,111 @@
+#include "store_migrations.h"
+
+#include <array>
+
+namespace mxward::store {
+namespace {
+
+// Times are UnixMicros (INTEGER). Statuses are the names from incident.h, so `sqlite3 mxward.db`
+// is readable without mxward. Child rows carry no FOREIGN KEY: actions may belong to no incident
+// (incident_id 0, by hand), and PruneResolved deletes children explicitly in one transaction.
+constexpr const char* kV1 = R"sql(
+CREATE TABLE incidents (
+  id INTEGER PRIMARY KEY,
+  playbook TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  severity TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  key_kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  trigger TEXT NOT NULL DEFAULT '',
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  window_seconds INTEGER NOT NULL DEFAULT 0,
+  status TEXT NOT NULL DEFAULT 'open',
+  evidence_count INTEGER NOT NULL DEFAULT 0,
+  action_count INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX incidents_by_last_seen ON incidents(last_seen);
+CREATE INDEX incidents_by_first_seen ON incidents(first_seen);
+CREATE INDEX incidents_by_key ON incidents(key, last_seen);
+CREATE INDEX incidents_by_status ON incidents(status, last_seen);
+
+CREATE TABLE evidence (
+  incident_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  text TEXT NOT NULL,
+  PRIMARY KEY (incident_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE notes (
+  id INTEGER PRIMARY KEY,
+  incident_id INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  text TEXT NOT NULL
+);
+CREATE INDEX notes_by_incident ON notes(incident_id);
+
+CREATE TABLE actions (
+  id INTEGER PRIMARY KEY,
+  incident_id INTEGER NOT NULL DEFAULT 0,
+  type TEXT NOT NULL,
+  params TEXT NOT NULL,
+  status TEXT NOT NULL,
+  revert INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  idempotency_key TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX actions_by_incident ON actions(incident_id);
+CREATE INDEX actions_outbox ON actions(next_attempt_at, id) WHERE status = 'pending';
+
+CREATE TABLE bans (
+  prefix TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL,
+  until INTEGER NOT NULL DEFAULT 0,
+  incident_id INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE suspensions (
+  user TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  previous TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL,
+  until INTEGER NOT NULL DEFAULT 0,
+  incident_id INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (user, kind)
+);
+
+CREATE TABLE baselines (
+  playbook TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  last_seen INTEGER NOT NULL,
+  PRIMARY KEY (playbook, key, value)
+) WITHOUT ROWID;
+CREATE INDEX baselines_by_last_seen ON baselines(playbook, last_seen);
+
+CREATE TABLE event_counts (
+  hour INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (hour, type)
+) WITHOUT ROWID;
+)sql";
+
+constexpr std::array<const char*, 1> kMigrations = {kV1};
+
+}  // namespace
+
+std::span<const char* const> Migrations() { return kMigrations; }
+
+}  // namespace mxward::store

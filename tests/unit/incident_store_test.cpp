@@ -1,0 +1,451 @@
+#include "mxward/incident_store.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <random>
+#include <set>
+#include <string>
+
+#include "support/subprocess.h"
+
+namespace mxward {
+namespace {
+
+using testing::TempDir;
+
+constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;  // 2027-01-15
+
+Incident MakeIncident(const std::string& key, UnixMicros first, int evidence = 3, int actions = 1) {
+  Incident inc;
+  inc.playbook = "postfix-sasl";
+  inc.description = "SASL brute force";
+  inc.severity = Severity::kHigh;
+  inc.key_kind = "client_ip";
+  inc.key = key;
+  inc.trigger = "20 auth_failure in 10m (count >= 20)";
+  inc.first_seen = first;
+  inc.last_seen = first + 60 * kMicrosPerSecond;
+  inc.count = 20;
+  inc.window_seconds = 600;
+  for (int i = 0; i < evidence; ++i) {
+    inc.evidence.push_back({first + i * kMicrosPerSecond, "line " + std::to_string(i)});
+  }
+  for (int i = 0; i < actions; ++i) {
+    inc.actions.push_back({"ban", {{"address", key}, {"duration_s", 3600}}, false});
+  }
+  return inc;
+}
+
+class IncidentStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = IncidentStore::Open(dir_.file("state.db"));
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+  }
+
+  std::int64_t Record(Incident inc) {
+    std::vector<Incident> batch{std::move(inc)};
+    Status s = store_->RecordIncidents(&batch, kT0);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return batch[0].id;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<IncidentStore> store_;
+};
+
+TEST_F(IncidentStoreTest, RecordsABatchAndReadsItBack) {
+  std::vector<Incident> batch{MakeIncident("192.0.2.1", kT0), MakeIncident("192.0.2.2", kT0 + 1)};
+  batch[1].mode = PlaybookMode::kDryRun;
+  ASSERT_TRUE(store_->RecordIncidents(&batch, kT0).ok());
+  EXPECT_GT(batch[0].id, 0);
+  EXPECT_GT(batch[1].id, batch[0].id);
+
+  auto inc = store_->GetIncident(batch[0].id);
+  ASSERT_TRUE(inc.ok()) << inc.status().ToString();
+  EXPECT_EQ(inc->playbook, "postfix-sasl");
+  EXPECT_EQ(inc->key, "192.0.2.1");
+  EXPECT_EQ(inc->key_kind, "client_ip");
+  EXPECT_EQ(inc->severity, Severity::kHigh);
+  EXPECT_EQ(inc->trigger, "20 auth_failure in 10m (count >= 20)");
+  EXPECT_EQ(inc->count, 20u);
+  EXPECT_EQ(inc->status, IncidentStatus::kOpen);
+  ASSERT_EQ(inc->evidence.size(), 3u);
+  EXPECT_EQ(inc->evidence[2].text, "line 2");
+  EXPECT_EQ(inc->evidence[2].time, kT0 + 2 * kMicrosPerSecond);
+
+  auto actions = store_->ActionsForIncident(batch[0].id);
+  ASSERT_TRUE(actions.ok());
+  ASSERT_EQ(actions->size(), 1u);
+  EXPECT_EQ((*actions)[0].status, ActionStatus::kPending);
+  EXPECT_EQ((*actions)[0].idempotency_key, "mxward-" + std::to_string((*actions)[0].id));
+  EXPECT_EQ((*actions)[0].params.at("address"), "192.0.2.1");
+
+  // A dry-run playbook's actions are recorded, never queued.
+  auto dry = store_->ActionsForIncident(batch[1].id);
+  ASSERT_TRUE(dry.ok());
+  ASSERT_EQ(dry->size(), 1u);
+  EXPECT_EQ((*dry)[0].status, ActionStatus::kDryRun);
+  auto due = store_->DueActions(kT0, 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].incident_id, batch[0].id);
+}
+
+TEST_F(IncidentStoreTest, EvidenceIsBoundedToFirstAndLastLines) {
+  const std::int64_t id = Record(MakeIncident("192.0.2.1", kT0, 500));
+  auto inc = store_->GetIncident(id);
+  ASSERT_TRUE(inc.ok());
+  ASSERT_EQ(inc->evidence.size(), IncidentStore::kMaxEvidence);
+  EXPECT_EQ(inc->evidence.front().text, "line 0");
+  EXPECT_EQ(inc->evidence.back().text, "line 499");
+  EXPECT_EQ(inc->evidence[IncidentStore::kMaxEvidence / 2].text,
+            "line " + std::to_string(500 - IncidentStore::kMaxEvidence / 2));
+}
+
+TEST_F(IncidentStoreTest, ListFiltersAndOrdersNewestFirst) {
+  Record(MakeIncident("192.0.2.1", kT0));
+  Incident other = MakeIncident("192.0.2.2", kT0 + 3600 * kMicrosPerSecond);
+  other.playbook = "dovecot-auth";
+  const std::int64_t b = Record(other);
+  const std::int64_t c = Record(MakeIncident("192.0.2.1", kT0 + 7200 * kMicrosPerSecond));
+
+  IncidentQuery all;
+  auto list = store_->ListIncidents(all);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].id, c);
+  EXPECT_TRUE((*list)[0].evidence.empty());
+
+  IncidentQuery by_playbook;
+  by_playbook.playbook = "dovecot-auth";
+  list = store_->ListIncidents(by_playbook);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, b);
+
+  IncidentQuery by_key;
+  by_key.key = "192.0.2.1";
+  by_key.since = kT0 + 3600 * kMicrosPerSecond;
+  list = store_->ListIncidents(by_key);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, c);
+
+  IncidentQuery limited;
+  limited.limit = 2;
+  EXPECT_EQ(store_->ListIncidents(limited)->size(), 2u);
+
+  ASSERT_TRUE(store_->AcknowledgeIncident(b, "looking").ok());
+  IncidentQuery acked;
+  acked.status = IncidentStatus::kAcknowledged;
+  list = store_->ListIncidents(acked);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, b);
+}
+
+TEST_F(IncidentStoreTest, AckAndResolveKeepNotesAndReportMissingIds) {
+  const std::int64_t id = Record(MakeIncident("192.0.2.1", kT0));
+  ASSERT_TRUE(store_->AcknowledgeIncident(id, "known scanner").ok());
+  EXPECT_EQ(store_->GetIncident(id)->status, IncidentStatus::kAcknowledged);
+  ASSERT_TRUE(store_->ResolveIncident(id, "").ok());
+  EXPECT_EQ(store_->GetIncident(id)->status, IncidentStatus::kResolved);
+  // Acknowledging a resolved incident would reopen it silently: refused.
+  EXPECT_EQ(store_->AcknowledgeIncident(id, "").code(), Status::Code::kInvalidArgument);
+
+  auto notes = store_->NotesForIncident(id);
+  ASSERT_TRUE(notes.ok());
+  ASSERT_EQ(notes->size(), 1u);
+  EXPECT_EQ((*notes)[0].kind, "ack");
+  EXPECT_EQ((*notes)[0].text, "known scanner");
+
+  EXPECT_EQ(store_->AcknowledgeIncident(9999, "").code(), Status::Code::kNotFound);
+  EXPECT_EQ(store_->ResolveIncident(9999, "").code(), Status::Code::kNotFound);
+  EXPECT_EQ(store_->GetIncident(9999).status().code(), Status::Code::kNotFound);
+}
+
+TEST_F(IncidentStoreTest, OutboxRetriesAndFinishes) {
+  ActionRequest req{"ban", {{"address", "198.51.100.0/24"}, {"duration_s", 60}}, false};
+  auto id = store_->EnqueueAction(0, req, /*revert=*/false, kT0);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  auto stats = store_->GetOutboxStats();
+  EXPECT_EQ(stats->pending, 1);
+  EXPECT_EQ(stats->oldest_created_at, kT0);
+
+  ASSERT_TRUE(store_->MarkActionRetry(*id, "nft: busy", kT0 + 10, kT0 + 1).ok());
+  EXPECT_TRUE(store_->DueActions(kT0 + 9, 10)->empty());
+  auto due = store_->DueActions(kT0 + 10, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].attempts, 1);
+  EXPECT_EQ((*due)[0].last_error, "nft: busy");
+  EXPECT_EQ((*due)[0].idempotency_key, "mxward-" + std::to_string(*id));
+  EXPECT_FALSE((*due)[0].revert);
+
+  ASSERT_TRUE(store_->MarkActionDone(*id, kT0 + 11).ok());
+  EXPECT_TRUE(store_->DueActions(kT0 + 100, 10)->empty());
+  EXPECT_EQ(store_->GetOutboxStats()->pending, 0);
+  auto a = store_->GetAction(*id);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->status, ActionStatus::kDone);
+  EXPECT_EQ(a->attempts, 2);
+  EXPECT_EQ(a->last_error, "");
+
+  auto undo = store_->EnqueueAction(0, req, /*revert=*/true, kT0 + 20);
+  ASSERT_TRUE(undo.ok());
+  ASSERT_TRUE(store_->MarkActionFinal(*undo, ActionStatus::kFailed, "no such set", kT0 + 21).ok());
+  a = store_->GetAction(*undo);
+  EXPECT_TRUE(a->revert);
+  EXPECT_EQ(a->status, ActionStatus::kFailed);
+  EXPECT_EQ(a->last_error, "no such set");
+  EXPECT_EQ(store_->MarkActionDone(424242, kT0).code(), Status::Code::kNotFound);
+}
+
+TEST_F(IncidentStoreTest, BansAndSuspensions) {
+  ASSERT_TRUE(store_->UpsertBan({"192.0.2.7", kT0, kT0 + 100, 3, "brute force"}).ok());
+  ASSERT_TRUE(store_->UpsertBan({"2001:db8::/64", kT0, 0, 0, "by hand"}).ok());
+  ASSERT_TRUE(store_->UpsertBan({"192.0.2.7", kT0, kT0 + 200, 4, "again"}).ok());
+  auto bans = store_->ActiveBans(kT0 + 150);
+  ASSERT_TRUE(bans.ok());
+  ASSERT_EQ(bans->size(), 2u);
+  EXPECT_EQ(store_->ActiveBans(kT0 + 250)->size(), 1u);  // the permanent one
+  ASSERT_TRUE(store_->RemoveBan("2001:db8::/64").ok());
+  EXPECT_TRUE(store_->ActiveBans(kT0 + 250)->empty());
+
+  SuspensionRecord s{"alice@example.org", "suspend_sending", {{"smtp_active", 1}}, kT0, 0, 3};
+  ASSERT_TRUE(store_->UpsertSuspension(s).ok());
+  s.previous = {{"smtp_active", 0}};  // what a second suspension would see: must not win
+  ASSERT_TRUE(store_->UpsertSuspension(s).ok());
+  auto sus = store_->ActiveSuspensions();
+  ASSERT_EQ(sus->size(), 1u);
+  EXPECT_EQ((*sus)[0].previous.at("smtp_active"), 1);
+  ASSERT_TRUE(store_->RemoveSuspension("alice@example.org", "suspend_sending").ok());
+  EXPECT_TRUE(store_->ActiveSuspensions()->empty());
+}
+
+TEST_F(IncidentStoreTest, BaselinesAreUpsertedAndPruned) {
+  ASSERT_TRUE(
+      store_->SaveBaselines("novel-country", {{"alice", "DE", kT0}, {"alice", "FR", kT0 + 5}})
+          .ok());
+  ASSERT_TRUE(store_->SaveBaselines("novel-country", {{"alice", "DE", kT0 + 10}}).ok());
+  auto b = store_->LoadBaselines("novel-country", 0);
+  ASSERT_EQ(b->size(), 2u);
+  EXPECT_EQ((*b)[0].value, "DE");
+  EXPECT_EQ((*b)[0].last_seen, kT0 + 10);
+  EXPECT_EQ(store_->LoadBaselines("novel-country", kT0 + 5)->size(), 1u);
+  EXPECT_TRUE(store_->LoadBaselines("other", 0)->empty());
+  EXPECT_EQ(*store_->PruneBaselines(kT0 + 6), 1);
+  EXPECT_EQ(store_->LoadBaselines("novel-country", 0)->size(), 1u);
+}
+
+TEST_F(IncidentStoreTest, EventCountsAddUpAcrossWritesAndComposeInOneTransaction) {
+  const UnixMicros h = kT0 - kT0 % (3600 * kMicrosPerSecond);
+  Status s = store_->InTransaction([&]() -> Status {
+    MXWARD_RETURN_IF_ERROR(store_->AddEventCounts(h, {{"auth_failure", 10}, {"delivery", 3}}));
+    return store_->AddEventCounts(h, {{"auth_failure", 5}});
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(store_->AddEventCounts(h + 3600 * kMicrosPerSecond, {{"delivery", 1}}).ok());
+  auto c = store_->EventCountsSince(h);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->size(), 2u);
+  EXPECT_EQ((*c)[0], (std::pair<std::string, std::int64_t>{"auth_failure", 15}));
+  EXPECT_EQ((*c)[1], (std::pair<std::string, std::int64_t>{"delivery", 4}));
+  EXPECT_EQ(store_->EventCountsSince(h + 1)->size(), 1u);
+
+  // A failing transaction leaves nothing behind, nested writes included.
+  s = store_->InTransaction([&]() -> Status {
+    MXWARD_RETURN_IF_ERROR(store_->AddEventCounts(h, {{"auth_failure", 1000}}));
+    return Status::Internal("changed my mind");
+  });
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ((*store_->EventCountsSince(h))[0].second, 15);
+}
+
+TEST_F(IncidentStoreTest, SummariesForStats) {
+  const UnixMicros hour = 3600 * kMicrosPerSecond;
+  const UnixMicros h0 = kT0 - kT0 % hour;
+  Record(MakeIncident("192.0.2.1", h0 + 5));
+  Record(MakeIncident("192.0.2.1", h0 + 10));
+  Incident d = MakeIncident("192.0.2.2", h0 + 2 * hour);
+  d.playbook = "dovecot-auth";
+  Record(d);
+  auto pb = store_->IncidentsPerPlaybook(h0);
+  ASSERT_EQ(pb->size(), 2u);
+  EXPECT_EQ((*pb)[0].name, "postfix-sasl");
+  EXPECT_EQ((*pb)[0].count, 2);
+  auto top = store_->TopOffenders(h0, 1);
+  ASSERT_EQ(top->size(), 1u);
+  EXPECT_EQ((*top)[0].name, "client_ip 192.0.2.1");
+  auto per_hour = store_->IncidentsPerHour(h0);
+  ASSERT_EQ(per_hour->size(), 2u);
+  EXPECT_EQ((*per_hour)[0], (std::pair<UnixMicros, std::int64_t>{h0, 2}));
+  EXPECT_EQ((*per_hour)[1], (std::pair<UnixMicros, std::int64_t>{h0 + 2 * hour, 1}));
+}
+
+TEST_F(IncidentStoreTest, PruneResolvedDeletesOldResolvedIncidentsWithTheirRows) {
+  const std::int64_t old_resolved = Record(MakeIncident("192.0.2.1", kT0));
+  const std::int64_t old_open = Record(MakeIncident("192.0.2.2", kT0));
+  const std::int64_t new_resolved =
+      Record(MakeIncident("192.0.2.3", kT0 + 86400 * kMicrosPerSecond));
+  ASSERT_TRUE(store_->ResolveIncident(old_resolved, "done").ok());
+  ASSERT_TRUE(store_->ResolveIncident(new_resolved, "").ok());
+  auto old_actions = store_->ActionsForIncident(old_resolved);
+  ASSERT_TRUE(old_actions.ok());
+  for (const auto& a : *old_actions) {
+    ASSERT_TRUE(store_->MarkActionDone(a.id, kT0).ok());
+  }
+  auto n = store_->PruneResolved(kT0 + 3600 * kMicrosPerSecond);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(store_->GetIncident(old_resolved).status().code(), Status::Code::kNotFound);
+  EXPECT_TRUE(store_->ActionsForIncident(old_resolved)->empty());
+  EXPECT_TRUE(store_->NotesForIncident(old_resolved)->empty());
+  EXPECT_TRUE(store_->GetIncident(old_open).ok());
+  EXPECT_TRUE(store_->GetIncident(new_resolved).ok());
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(store_->db(), "SELECT count(*) FROM evidence WHERE incident_id = ?",
+                               -1, &q, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_int64(q, 1, old_resolved);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(q, 0), 0);
+  sqlite3_finalize(q);
+}
+
+TEST(IncidentStoreOpenTest, RefusesAFileFromANewerVersion) {
+  TempDir dir;
+  const std::string path = dir.file("state.db");
+  {
+    auto s = IncidentStore::Open(path);
+    ASSERT_TRUE(s.ok());
+    ASSERT_EQ(sqlite3_exec((*s)->db(), "PRAGMA user_version=99", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+  }
+  auto s = IncidentStore::Open(path);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("newer mxward"), std::string::npos) << s.status().message();
+  EXPECT_NE(s.status().message().find("99"), std::string::npos);
+  EXPECT_NE(s.status().message().find(path), std::string::npos);
+}
+
+TEST(IncidentStoreOpenTest, ReopensWithoutMigratingAgainAndUsesWal) {
+  TempDir dir;
+  const std::string path = dir.file("state.db");
+  { ASSERT_TRUE(IncidentStore::Open(path).ok()); }
+  auto s = IncidentStore::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2((*s)->db(), "PRAGMA journal_mode", -1, &q, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)), "wal");
+  sqlite3_finalize(q);
+  ASSERT_EQ(sqlite3_prepare_v2((*s)->db(), "PRAGMA user_version", -1, &q, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(q, 0), IncidentStore::kSchemaVersion);
+  sqlite3_finalize(q);
+}
+
+TEST(IncidentStoreOpenTest, NotADatabaseIsAClearError) {
+  TempDir dir;
+  const std::string path = dir.file("state.db");
+  FILE* f = fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("this is a text file, not SQLite, and it is long enough to have a header page\n", f);
+  fclose(f);
+  auto s = IncidentStore::Open(path);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("not an mxward database"), std::string::npos)
+      << s.status().ToString();
+}
+
+TEST(IncidentStoreOpenTest, ReadOnlyOpenOfAMissingFileSaysSo) {
+  TempDir dir;
+  StoreOptions ro;
+  ro.read_only = true;
+  auto s = IncidentStore::Open(dir.file("none.db"), ro);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Status::Code::kNotFound);
+}
+
+// A writer killed at an arbitrary point leaves a file that passes integrity_check, in which every
+// incident it committed is complete (all evidence and actions) and no incident is partial.
+TEST(IncidentStoreCrashTest, KilledWriterLeavesAConsistentFile) {
+  std::random_device rd;
+  const unsigned seed = rd();
+  std::mt19937 rng(seed);
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE("seed " + std::to_string(seed) + " round " + std::to_string(round));
+    TempDir dir;
+    const std::string path = dir.file("state.db");
+    { ASSERT_TRUE(IncidentStore::Open(path).ok()); }
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      close(fds[0]);
+      auto store = IncidentStore::Open(path);
+      if (!store.ok()) _exit(1);
+      for (int i = 0;; ++i) {
+        std::vector<Incident> batch;
+        for (int j = 0; j < 5; ++j) {
+          batch.push_back(MakeIncident("192.0.2." + std::to_string(j), kT0 + i, 7 + j, 1 + j % 3));
+        }
+        if (!(*store)->RecordIncidents(&batch, kT0).ok()) _exit(2);
+        if ((*store)->AddEventCounts(kT0, {{"auth_failure", 1}}).code() != Status::Code::kOk) {
+          _exit(3);
+        }
+        // Report the committed ids; the parent kills us after a random number of them.
+        for (const auto& inc : batch) {
+          std::int64_t id = inc.id;
+          if (write(fds[1], &id, sizeof id) != sizeof id) _exit(4);
+        }
+      }
+    }
+    close(fds[1]);
+    const int kill_after = std::uniform_int_distribution<int>(1, 400)(rng);
+    std::set<std::int64_t> committed;
+    for (int n = 0; n < kill_after; ++n) {
+      std::int64_t id = 0;
+      ASSERT_EQ(read(fds[0], &id, sizeof id), static_cast<ssize_t>(sizeof id));
+      committed.insert(id);
+    }
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited by itself: " << status;
+
+    auto store = IncidentStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    sqlite3_stmt* q = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2((*store)->db(), "PRAGMA integrity_check", -1, &q, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)), "ok");
+    sqlite3_finalize(q);
+
+    IncidentQuery all;
+    all.limit = 1'000'000;
+    auto list = (*store)->ListIncidents(all);
+    ASSERT_TRUE(list.ok());
+    std::set<std::int64_t> present;
+    for (const Incident& listed : *list) {
+      present.insert(listed.id);
+      auto inc = (*store)->GetIncident(listed.id);
+      ASSERT_TRUE(inc.ok());
+      const int j = inc->key.back() - '0';
+      EXPECT_EQ(inc->evidence.size(), static_cast<std::size_t>(7 + j)) << listed.id;
+      EXPECT_EQ(inc->actions.size(), static_cast<std::size_t>(1 + j % 3)) << listed.id;
+    }
+    for (std::int64_t id : committed) EXPECT_TRUE(present.count(id)) << "lost incident " << id;
+    EXPECT_EQ(present.size() % 5, 0u) << "a batch was written in part";
+  }
+}
+
+}  // namespace
+}  // namespace mxward
