@@ -1,0 +1,318 @@
+#include "mxward/metrics_server.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <tuple>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "mxward/ip_address.h"
+#include "mxward/metrics_registry.h"
+#include "mxward/version.h"
+
+namespace mxward {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+
+namespace {
+
+constexpr std::size_t kHeaderLimit = 8 * 1024;
+constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+}  // namespace
+
+Status ParseListenAddress(std::string_view text, std::string* address, std::uint16_t* port) {
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument(fmt::format(
+        "listen address '{}' {}: write \"127.0.0.1:9580\" or \"[::1]:9580\"", text, why));
+  };
+  std::string_view host;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return bad("has no ]:PORT after the IPv6 address");
+    }
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return bad("has no :PORT");
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return bad("needs [brackets] around IPv6");
+  }
+  IpAddress ip;
+  if (!IpAddress::Parse(host, &ip)) return bad("does not start with an IP address");
+  if (port_text.empty() || port_text.size() > 5) return bad("has no valid port");
+  unsigned value = 0;
+  for (char c : port_text) {
+    if (c < '0' || c > '9') return bad("has no valid port");
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value > 65535) return bad("has a port above 65535");
+  *address = ip.ToString();
+  *port = static_cast<std::uint16_t>(value);
+  return Status::Ok();
+}
+
+Result<MetricsServerOptions> MetricsServerOptions::FromConfig(
+    const Config& config, std::vector<Diagnostic>* diagnostics) {
+  MetricsServerOptions o;
+  const toml::table* t = config.document["metrics"].as_table();
+  if (t == nullptr) {
+    if (const toml::node* n = config.document.get("metrics")) {
+      diagnostics->push_back(
+          MakeDiagnostic(config.source, n->source(), "[metrics] must be a table"));
+      return Status::InvalidArgument(diagnostics->back().ToString());
+    }
+    return o;
+  }
+  const std::size_t before = diagnostics->size();
+  for (const auto& [k, v] : *t) {
+    if (k.str() == "enabled") {
+      if (auto b = v.value<bool>()) {
+        o.enabled = *b;
+      } else {
+        diagnostics->push_back(MakeDiagnostic(config.source, v.source(),
+                                              "'enabled' in [metrics] must be true or false"));
+      }
+    } else if (k.str() == "listen") {
+      auto s = v.value<std::string>();
+      Status st = s ? ParseListenAddress(*s, &o.address, &o.port)
+                    : Status::InvalidArgument("'listen' in [metrics] must be a string");
+      if (!st.ok()) diagnostics->push_back(MakeDiagnostic(config.source, v.source(), st.message()));
+    } else {
+      diagnostics->push_back(MakeDiagnostic(
+          config.source, v.source(),
+          fmt::format("unknown setting '{}' in [metrics] (known: enabled, listen)", k.str())));
+    }
+  }
+  if (diagnostics->size() > before) {
+    // toml++ iterates keys in sorted order; people read the file top to bottom.
+    std::stable_sort(diagnostics->begin() + static_cast<std::ptrdiff_t>(before), diagnostics->end(),
+                     [](const Diagnostic& a, const Diagnostic& b) {
+                       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+                     });
+    return Status::InvalidArgument(
+        fmt::format("{} error(s) in [metrics]", diagnostics->size() - before));
+  }
+  return o;
+}
+
+namespace {
+
+class Session;
+
+}  // namespace
+
+struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
+  Impl(asio::io_context& io, const MetricsRegistry* registry, HealthFn health,
+       MetricsServerOptions options)
+      : io(io),
+        registry(registry),
+        health(std::move(health)),
+        options(std::move(options)),
+        acceptor(io) {}
+
+  void Accept();
+  http::response<http::string_body> Respond(const http::request<http::empty_body>& req);
+
+  asio::io_context& io;
+  const MetricsRegistry* registry;
+  HealthFn health;
+  MetricsServerOptions options;
+  tcp::acceptor acceptor;
+  // Sessions run on their own strands, so what they share with the acceptor is atomic or locked.
+  std::atomic<bool> stopped{false};
+  std::atomic<int> open_connections{0};
+  std::mutex sessions_mu;
+  std::vector<std::weak_ptr<Session>> sessions;  // to close them on Stop
+  std::uint16_t bound_port = 0;
+};
+
+namespace {
+
+// One connection: read a request, answer, repeat while keep-alive; closed on error, idle timeout
+// or Stop.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<MetricsServer::Impl> server)
+      : stream_(std::move(socket)), server_(std::move(server)) {
+    ++server_->open_connections;
+  }
+  ~Session() { --server_->open_connections; }
+
+  void Start() { Read(); }
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+ private:
+  void Read() {
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(0);  // GET and HEAD only: any body is refused
+    stream_.expires_after(std::chrono::seconds(server_->options.idle_timeout_seconds));
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec || server_->stopped) {
+      // End of stream, timeout, oversized request or a malformed one: just close. A client that
+      // sent garbage gets no answer, which is what it deserves and costs us nothing.
+      Close();
+      return;
+    }
+    auto res =
+        std::make_shared<http::response<http::string_body>>(server_->Respond(parser_->get()));
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code wec, std::size_t) {
+                        if (wec || !res->keep_alive() || self->server_->stopped) {
+                          self->Close();
+                          return;
+                        }
+                        self->Read();
+                      });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_{kHeaderLimit};
+  std::optional<http::request_parser<http::empty_body>> parser_;
+  std::shared_ptr<MetricsServer::Impl> server_;
+};
+
+}  // namespace
+
+http::response<http::string_body> MetricsServer::Impl::Respond(
+    const http::request<http::empty_body>& req) {
+  http::response<http::string_body> res;
+  res.version(req.version());
+  res.keep_alive(req.keep_alive());
+  res.set(http::field::server, std::string("mxward/") + kVersion);
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.set(http::field::cache_control, "no-store");
+
+  std::string_view target(req.target().data(), req.target().size());
+  if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  const bool known = target == "/metrics" || target == "/healthz";
+  const bool get_or_head = req.method() == http::verb::get || req.method() == http::verb::head;
+
+  if (!known) {
+    res.result(http::status::not_found);
+    res.body() = "not found: try /metrics or /healthz\n";
+  } else if (!get_or_head) {
+    res.result(http::status::method_not_allowed);
+    res.set(http::field::allow, "GET, HEAD");
+    res.body() = "method not allowed\n";
+  } else if (target == "/metrics") {
+    res.result(http::status::ok);
+    res.set(http::field::content_type, kMetricsContentType);
+    res.body() = registry != nullptr ? registry->Render() : std::string();
+  } else {
+    HealthReport h = health ? health() : HealthReport{};
+    res.result(h.ok ? http::status::ok : http::status::service_unavailable);
+    res.body() = h.ok ? "ok\n" : "unhealthy: " + h.reason + "\n";
+  }
+  res.prepare_payload();  // Content-Length of the full body, also for HEAD
+  if (req.method() == http::verb::head) res.body().clear();
+  return res;
+}
+
+void MetricsServer::Impl::Accept() {
+  acceptor.async_accept(
+      asio::make_strand(io), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+        if (self->stopped || ec == asio::error::operation_aborted) return;
+        if (!ec) {
+          if (self->open_connections >= self->options.max_connections) {
+            beast::error_code ignored;
+            socket.close(ignored);  // over the cap: refuse rather than queue without bound
+          } else {
+            auto session = std::make_shared<Session>(std::move(socket), self);
+            {
+              // Drop entries of closed sessions so the list stays as small as the cap.
+              std::lock_guard lock(self->sessions_mu);
+              std::erase_if(self->sessions, [](const auto& w) { return w.expired(); });
+              self->sessions.push_back(session);
+            }
+            session->Start();
+          }
+        } else {
+          spdlog::warn("metrics: accept failed: {}", ec.message());
+        }
+        self->Accept();
+      });
+}
+
+MetricsServer::MetricsServer(asio::io_context& io, const MetricsRegistry* registry, HealthFn health,
+                             MetricsServerOptions options)
+    : impl_(std::make_shared<Impl>(io, registry, std::move(health), std::move(options))) {}
+
+MetricsServer::~MetricsServer() { Stop(); }
+
+Status MetricsServer::Start() {
+  if (!impl_->options.enabled) return Status::Ok();
+  const std::string where =
+      impl_->options.address.find(':') != std::string::npos
+          ? fmt::format("[{}]:{}", impl_->options.address, impl_->options.port)
+          : fmt::format("{}:{}", impl_->options.address, impl_->options.port);
+  beast::error_code ec;
+  const auto addr = asio::ip::make_address(impl_->options.address, ec);
+  if (ec) return Status::InvalidArgument(fmt::format("metrics: bad address {}", where));
+  const tcp::endpoint ep(addr, impl_->options.port);
+  tcp::acceptor& a = impl_->acceptor;
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && addr.is_v6()) a.set_option(asio::ip::v6_only(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    beast::error_code ignored;
+    a.close(ignored);
+    return Status::Unavailable(
+        fmt::format("metrics: cannot listen on {}: {} (set [metrics] listen to a free address, or "
+                    "enabled = false)",
+                    where, ec.message()));
+  }
+  impl_->bound_port = a.local_endpoint().port();
+  impl_->stopped = false;
+  impl_->Accept();
+  return Status::Ok();
+}
+
+void MetricsServer::Stop() {
+  if (!impl_ || impl_->stopped) return;
+  impl_->stopped = true;
+  beast::error_code ignored;
+  impl_->acceptor.close(ignored);
+  std::vector<std::weak_ptr<Session>> sessions;
+  {
+    std::lock_guard lock(impl_->sessions_mu);
+    sessions.swap(impl_->sessions);
+  }
+  for (auto& w : sessions) {
+    if (auto s = w.lock()) s->Close();
+  }
+}
+
+std::uint16_t MetricsServer::port() const { return impl_->bound_port; }
+
+}  // namespace mxward
