@@ -15,16 +15,16 @@
 namespace mxward {
 
 struct ArgvCommand {
-  std::vector<std::string> argv;          // argv[0]: absolute path of the program
-  std::vector<std::string> env;           // "NAME=value"; empty: a minimal PATH-only env
-  std::string input;                      // written to stdin, then closed
+  std::vector<std::string> argv;  // argv[0]: absolute path of the program
+  std::vector<std::string> env;   // "NAME=value"; empty: a minimal PATH-only env
+  std::string input;              // written to stdin, then closed
   std::chrono::milliseconds timeout{10000};
-  std::size_t max_output = 64 * 1024;     // per stream; the rest is discarded
+  std::size_t max_output = 64 * 1024;  // per stream; the rest is discarded
 };
 
 struct ArgvOutcome {
-  int exit_code = -1;    // -1 when killed by a signal
-  int signal = 0;        // the signal that ended it, 0 if it exited
+  int exit_code = -1;  // -1 when killed by a signal
+  int signal = 0;      // the signal that ended it, 0 if it exited
   bool timed_out = false;
   std::string out;
   std::string err;

@@ -36,14 +36,14 @@ namespace mxward {
 // The [nftables] section of mxward.toml.
 struct NftablesOptions {
   bool enabled = true;
-  bool dry_run = false;               // record what would be done, change nothing
-  std::string family = "inet";        // inet | ip | ip6 (ip/ip6 use only the matching set)
+  bool dry_run = false;         // record what would be done, change nothing
+  std::string family = "inet";  // inet | ip | ip6 (ip/ip6 use only the matching set)
   std::string table = "mxward";
   std::string chain = "input";
   std::string set_v4 = "banned_v4";
   std::string set_v6 = "banned_v6";
-  std::string hook = "input";         // input | forward | prerouting
-  int priority = -10;                 // before the usual filter chains (priority 0)
+  std::string hook = "input";  // input | forward | prerouting
+  int priority = -10;          // before the usual filter chains (priority 0)
   // Empty: drop every packet from a banned address. Otherwise only TCP to these ports.
   std::vector<int> ports = {25, 465, 587, 110, 143, 993, 995, 4190};
   // Aggregation: once `aggregate_threshold` addresses inside one /aggregate_v4 (IPv4) or
@@ -105,7 +105,7 @@ class NftablesBlocker final : public ActionExecutor {
  private:
   Status Run(const std::string& commands);  // one transaction; errors carry nft's message
   Result<IncidentStore*> Store();
-  std::string TableCommands() const;        // add table/chain/sets/rules
+  std::string TableCommands() const;  // add table/chain/sets/rules
   std::string ElementCommands(const std::vector<NftBan>& bans) const;
 
   NftablesOptions options_;

@@ -42,12 +42,12 @@ namespace mxward {
 struct PostfixAdminOptions {
   bool enabled = true;
   bool dry_run = false;
-  SqlConnectionOptions database;    // backend, host/socket/port, credentials, database or path
-  std::string table_prefix;         // PostfixAdmin's $CONF['database_prefix'], usually empty
-  std::string log_admin = "mxward"; // `log.username`: who PostfixAdmin's log shows as acting
+  SqlConnectionOptions database;     // backend, host/socket/port, credentials, database or path
+  std::string table_prefix;          // PostfixAdmin's $CONF['database_prefix'], usually empty
+  std::string log_admin = "mxward";  // `log.username`: who PostfixAdmin's log shows as acting
   // Follow-ups after suspend / suspend_sending / require_password_change and their reverts.
-  bool flush_auth_cache = false;    // doveadm auth cache flush <user>
-  bool kick = false;                // doveadm kick <user> (suspend only)
+  bool flush_auth_cache = false;  // doveadm auth cache flush <user>
+  bool kick = false;              // doveadm kick <user> (suspend only)
   std::string doveadm = "/usr/bin/doveadm";
   std::string postsuper = "/usr/sbin/postsuper";
   int command_timeout_ms = 10000;

@@ -41,7 +41,7 @@ struct SqlConnectionOptions {
   std::string user;
   std::string password;
   std::string database = "postfixadmin";
-  std::string path;                // SQLite file
+  std::string path;  // SQLite file
   int connect_timeout_s = 5;
 };
 

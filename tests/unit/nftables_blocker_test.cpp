@@ -1,0 +1,232 @@
+// NftablesBlocker without a kernel: [nftables] parsing and its diagnostics, the factory's
+// null / dry-run decisions, parameter validation, and the exact commands dry-run records.
+// The kernel side is tests/integration/nftables_netns_test.cpp.
+#include "mxward/nftables_blocker.h"
+
+#include <gtest/gtest.h>
+
+#include "support/subprocess.h"
+
+namespace mxward {
+namespace {
+
+Config ConfigFrom(const std::string& toml_text) {
+  Config c = Config::Defaults();
+  c.source = "mxward.toml";
+  c.document = toml::parse(std::string_view(toml_text), std::string_view("mxward.toml"));
+  return c;
+}
+
+ActionRecord Ban(const std::string& address, std::int64_t duration_s = 600) {
+  ActionRecord a;
+  a.id = 3;
+  a.type = "ban";
+  a.params = {{"address", address}, {"duration_s", duration_s}};
+  return a;
+}
+
+TEST(NftablesOptionsTest, DefaultsWhenSectionHasOnlyEnabled) {
+  std::vector<Diagnostic> diags;
+  auto o = NftablesOptions::FromConfig(ConfigFrom("[nftables]\nenabled = true\n"), &diags);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->family, "inet");
+  EXPECT_EQ(o->table, "mxward");
+  EXPECT_EQ(o->hook, "input");
+  EXPECT_EQ(o->ports, (std::vector<int>{25, 465, 587, 110, 143, 993, 995, 4190}));
+  EXPECT_TRUE(diags.empty());
+}
+
+TEST(NftablesOptionsTest, ReadsEverySetting) {
+  std::vector<Diagnostic> diags;
+  auto o = NftablesOptions::FromConfig(ConfigFrom(R"(
+[nftables]
+family = "ip"
+table = "abuse"
+chain = "pre"
+set_v4 = "v4"
+set_v6 = "v6"
+hook = "prerouting"
+priority = -200
+ports = []
+aggregate_v4 = 24
+aggregate_v6 = 64
+aggregate_threshold = 5
+default_duration = "2h"
+)"),
+                                       &diags);
+  ASSERT_TRUE(o.ok()) << (diags.empty() ? "" : diags[0].ToString());
+  EXPECT_EQ(o->family, "ip");
+  EXPECT_EQ(o->table, "abuse");
+  EXPECT_EQ(o->priority, -200);
+  EXPECT_TRUE(o->ports.empty());
+  EXPECT_EQ(o->aggregate_v4, 24);
+  EXPECT_EQ(o->aggregate_threshold, 5);
+  EXPECT_EQ(o->default_duration_s, 7200);
+}
+
+TEST(NftablesOptionsTest, RejectsNamesThatCouldInjectCommandsWithLocation) {
+  std::vector<Diagnostic> diags;
+  auto o = NftablesOptions::FromConfig(ConfigFrom("[nftables]\n"
+                                                  "table = \"mx; flush ruleset\"\n"
+                                                  "ports = [25, 70000]\n"
+                                                  "hook = \"output\"\n"
+                                                  "priorty = 3\n"),
+                                       &diags);
+  ASSERT_FALSE(o.ok());
+  ASSERT_EQ(diags.size(), 4u);
+  std::string all;
+  for (const auto& d : diags) all += d.ToString() + "\n";
+  EXPECT_NE(all.find("mxward.toml:2:9: error: 'table' must be a name"), std::string::npos) << all;
+  EXPECT_NE(all.find("mxward.toml:3:14: error: 'ports' must contain integers from 1 to 65535"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("mxward.toml:4:8: error: 'hook' must be one of: input, forward, prerouting"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("unknown setting 'priorty' in [nftables]"), std::string::npos) << all;
+}
+
+TEST(NftablesOptionsTest, RejectsTooWideAggregation) {
+  std::vector<Diagnostic> diags;
+  auto o = NftablesOptions::FromConfig(ConfigFrom("[nftables]\naggregate_v4 = 4\n"), &diags);
+  ASSERT_FALSE(o.ok());
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_EQ(diags[0].line, 2);
+}
+
+TEST(MakeNftablesBlockerTest, NullWhenAbsentOrDisabled) {
+  std::vector<Diagnostic> diags;
+  std::vector<std::string> notes;
+  auto absent =
+      MakeNftablesBlocker(ConfigFrom("dry_run = false\n"), "/nonexistent", &diags, &notes);
+  ASSERT_TRUE(absent.ok());
+  EXPECT_EQ(absent->get(), nullptr);
+  auto disabled = MakeNftablesBlocker(ConfigFrom("[nftables]\nenabled = false\n"), "/nonexistent",
+                                      &diags, &notes);
+  ASSERT_TRUE(disabled.ok());
+  EXPECT_EQ(disabled->get(), nullptr);
+  EXPECT_TRUE(notes.empty());
+}
+
+TEST(MakeNftablesBlockerTest, DryRunIsAnnounced) {
+  std::vector<Diagnostic> diags;
+  std::vector<std::string> notes;
+  Config c = ConfigFrom("[nftables]\ndry_run = true\n");
+  auto e = MakeNftablesBlocker(c, "/nonexistent", &diags, &notes);
+  ASSERT_TRUE(e.ok());
+  ASSERT_NE(e->get(), nullptr);
+  EXPECT_TRUE((*e)->Handles("ban"));
+  EXPECT_FALSE((*e)->Handles("suspend"));
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("nftables: dry-run"), std::string::npos);
+
+  notes.clear();
+  Config global = ConfigFrom("[nftables]\n");
+  global.dry_run = true;
+  ASSERT_TRUE(MakeNftablesBlocker(global, "/nonexistent", &diags, &notes).ok());
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("dry-run"), std::string::npos);
+}
+
+TEST(MakeNftablesBlockerTest, BadSectionIsAnError) {
+  std::vector<Diagnostic> diags;
+  std::vector<std::string> notes;
+  auto e =
+      MakeNftablesBlocker(ConfigFrom("[nftables]\npriority = \"high\"\n"), "/x", &diags, &notes);
+  EXPECT_FALSE(e.ok());
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_EQ(diags[0].line, 2);
+}
+
+class DryRunBlockerTest : public ::testing::Test {
+ protected:
+  DryRunBlockerTest() {
+    NftablesOptions o;
+    o.dry_run = true;
+    blocker_ = std::make_unique<NftablesBlocker>(o, dir_.file("none.db"), &clock_);
+  }
+  testing::TempDir dir_;
+  ManualClock clock_{1'800'000'000LL * kMicrosPerSecond};
+  std::unique_ptr<NftablesBlocker> blocker_;
+};
+
+TEST_F(DryRunBlockerTest, RecordsTheTransactionItWouldRunAndChangesNothing) {
+  ASSERT_TRUE(blocker_->Start().ok());
+  ASSERT_TRUE(blocker_->Apply(Ban("::ffff:192.0.2.7", 600)).ok());
+  ASSERT_EQ(blocker_->dry_run_commands().size(), 1u);
+  EXPECT_EQ(blocker_->dry_run_commands()[0],
+            "add element inet mxward banned_v4 { 192.0.2.7 }\n"
+            "delete element inet mxward banned_v4 { 192.0.2.7 }\n"
+            "add element inet mxward banned_v4 { 192.0.2.7 timeout 600s }\n");
+  // Nothing was written: not even the store file was created.
+  EXPECT_NE(access(dir_.file("none.db").c_str(), F_OK), 0);
+}
+
+TEST_F(DryRunBlockerTest, AddressesAreReprintedFromBinary) {
+  ASSERT_TRUE(blocker_->Apply(Ban("2001:0DB8:0000::0001", 0)).ok());
+  ASSERT_TRUE(blocker_->Apply(Ban("198.51.100.77/24", 60)).ok());
+  ASSERT_EQ(blocker_->dry_run_commands().size(), 2u);
+  EXPECT_NE(blocker_->dry_run_commands()[0].find("banned_v6 { 2001:db8::1 }"), std::string::npos)
+      << blocker_->dry_run_commands()[0];
+  EXPECT_NE(blocker_->dry_run_commands()[1].find("{ 198.51.100.0/24 timeout 60s }"),
+            std::string::npos)
+      << blocker_->dry_run_commands()[1];
+}
+
+TEST_F(DryRunBlockerTest, RefusesTextThatIsNotAnAddress) {
+  for (const char* bad : {"192.0.2.7; flush ruleset", "192.0.2.7 }", "host.example", "",
+                          " 192.0.2.7", "192.0.2.300"}) {
+    Status s = blocker_->Apply(Ban(bad));
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(blocker_->dry_run_commands().empty());
+}
+
+TEST_F(DryRunBlockerTest, RefusesPrefixesWiderThanTheFloor) {
+  EXPECT_EQ(blocker_->Apply(Ban("0.0.0.0/0")).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(blocker_->Apply(Ban("10.0.0.0/7")).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(blocker_->Apply(Ban("::/0")).code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(blocker_->Apply(Ban("10.0.0.0/8")).ok());
+}
+
+TEST_F(DryRunBlockerTest, RejectsBadDuration) {
+  ActionRecord a = Ban("192.0.2.1");
+  a.params["duration_s"] = "forever";
+  EXPECT_EQ(blocker_->Apply(a).code(), Status::Code::kInvalidArgument);
+  a.params["duration_s"] = -5;
+  EXPECT_EQ(blocker_->Apply(a).code(), Status::Code::kInvalidArgument);
+  a.params.erase("duration_s");
+  ASSERT_TRUE(blocker_->Apply(a).ok());  // the default duration
+  EXPECT_NE(blocker_->dry_run_commands().back().find("timeout 3600s"), std::string::npos);
+}
+
+TEST_F(DryRunBlockerTest, RestoreBuildsTableAndLeavesOutCoveredAndExpiredBans) {
+  const UnixMicros now = clock_.Now();
+  std::vector<BanRecord> bans = {
+      {"192.0.2.1", now, now + 90 * kMicrosPerSecond, 1, ""},
+      {"192.0.2.2", now, now - 1, 1, ""},  // expired
+      {"203.0.113.0/24", now, 0, 1, ""},   // permanent
+      {"203.0.113.9", now, 0, 1, ""},      // covered by the /24
+      {"not an address", now, 0, 1, ""},   // skipped with a warning
+  };
+  ASSERT_TRUE(blocker_->RestoreBans(bans, now).ok());
+  ASSERT_EQ(blocker_->dry_run_commands().size(), 1u);
+  const std::string& c = blocker_->dry_run_commands()[0];
+  EXPECT_NE(c.find("add table inet mxward\ndelete table inet mxward\nadd table inet mxward\n"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("type filter hook input priority -10; policy accept;"), std::string::npos);
+  EXPECT_NE(c.find("ip saddr @banned_v4 tcp dport { 25, 465, 587, 110, 143, 993, 995, 4190 } "
+                   "counter drop"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("192.0.2.1 timeout 90s"), std::string::npos) << c;
+  EXPECT_NE(c.find("203.0.113.0/24"), std::string::npos) << c;
+  EXPECT_EQ(c.find("192.0.2.2"), std::string::npos) << c;
+  EXPECT_EQ(c.find("203.0.113.9"), std::string::npos) << c;
+  EXPECT_EQ(c.find("add element inet mxward banned_v6"), std::string::npos)
+      << "no empty element list: " << c;
+}
+
+}  // namespace
+}  // namespace mxward
