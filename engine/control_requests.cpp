@@ -1,0 +1,254 @@
+// The control protocol's messages and the one place its requests are carried out, shared by the
+// daemon (through ControlServer) and the CLI acting without a daemon.
+#include <array>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "mxward/control_protocol.h"
+#include "mxward/ip_address.h"
+#include "mxward/version.h"
+
+namespace mxward {
+namespace {
+
+constexpr std::array<std::pair<Status::Code, std::string_view>, 9> kCodes = {{
+    {Status::Code::kInvalidArgument, "invalid_argument"},
+    {Status::Code::kNotFound, "not_found"},
+    {Status::Code::kAlreadyExists, "already_exists"},
+    {Status::Code::kPermissionDenied, "permission_denied"},
+    {Status::Code::kUnavailable, "unavailable"},
+    {Status::Code::kResourceExhausted, "resource_exhausted"},
+    {Status::Code::kCorruption, "corruption"},
+    {Status::Code::kIoError, "io_error"},
+    {Status::Code::kInternal, "internal"},
+}};
+
+Status MakeStatus(std::string_view code, std::string msg) {
+  if (code == "invalid_argument") return Status::InvalidArgument(std::move(msg));
+  if (code == "not_found") return Status::NotFound(std::move(msg));
+  if (code == "already_exists") return Status::AlreadyExists(std::move(msg));
+  if (code == "permission_denied") return Status::PermissionDenied(std::move(msg));
+  if (code == "unavailable") return Status::Unavailable(std::move(msg));
+  if (code == "resource_exhausted") return Status::ResourceExhausted(std::move(msg));
+  if (code == "corruption") return Status::Corruption(std::move(msg));
+  if (code == "io_error") return Status::IoError(std::move(msg));
+  return Status::Internal(std::move(msg));
+}
+
+// Kinds of account action mxward knows how to apply and undo.
+constexpr std::array<std::string_view, 3> kAccountKinds = {"suspend", "suspend_sending",
+                                                           "require_password_change"};
+// Action types whose effect lasts and can be undone by a revert action of the same type.
+constexpr std::array<std::string_view, 5> kRevertible = {"ban", "suspend", "suspend_sending",
+                                                         "require_password_change", "hold_queue"};
+
+bool Contains(std::span<const std::string_view> set, std::string_view v) {
+  for (auto s : set) {
+    if (s == v) return true;
+  }
+  return false;
+}
+
+// Typed argument access: a missing or mistyped argument is the caller's error.
+Result<std::string> StringArg(const nlohmann::json& req, const char* name, bool required) {
+  auto it = req.find(name);
+  if (it == req.end() || it->is_null()) {
+    if (required) return Status::InvalidArgument(fmt::format("'{}' is required", name));
+    return std::string();
+  }
+  if (!it->is_string()) return Status::InvalidArgument(fmt::format("'{}' must be a string", name));
+  return it->get<std::string>();
+}
+
+Result<std::int64_t> IntArg(const nlohmann::json& req, const char* name) {
+  auto it = req.find(name);
+  if (it == req.end()) return Status::InvalidArgument(fmt::format("'{}' is required", name));
+  if (!it->is_number_integer()) {
+    return Status::InvalidArgument(fmt::format("'{}' must be an integer", name));
+  }
+  return it->get<std::int64_t>();
+}
+
+// Text that is a plausible mailbox or login: printable, no spaces or quotes, bounded. It is
+// passed to executors as data (bound SQL parameters), but a person reads it back too.
+Status CheckUser(const std::string& user) {
+  if (user.empty() || user.size() > 254) {
+    return Status::InvalidArgument("a user name must be 1 to 254 characters");
+  }
+  for (unsigned char c : user) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-' || c == '+' || c == '@' || c == '=' ||
+                    c >= 0x80;
+    if (!ok) {
+      return Status::InvalidArgument(
+          fmt::format("'{}' is not a user name (letters, digits, . _ - + = @ only)", user));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ParseAddress(const std::string& text) {
+  IpPrefix prefix;
+  if (!IpPrefix::Parse(text, &prefix, /*strict=*/true)) {
+    IpPrefix loose;
+    if (IpPrefix::Parse(text, &loose, /*strict=*/false)) {
+      return Status::InvalidArgument(fmt::format(
+          "'{}' has bits set after the prefix length; did you mean {}?", text, loose.ToString()));
+    }
+    return Status::InvalidArgument(
+        fmt::format("'{}' is not an IP address or prefix (192.0.2.7, 2001:db8::/64)", text));
+  }
+  return prefix.ToString();
+}
+
+#define MXWARD_ASSIGN_OR_RESPOND(var, expr)                           \
+  auto var##_result = (expr);                                         \
+  if (!var##_result.ok()) return ControlError(var##_result.status()); \
+  auto var = std::move(*var##_result)
+
+nlohmann::json Enqueued(IncidentStore* store, std::int64_t incident_id,
+                        const std::vector<std::pair<ActionRequest, bool>>& actions, UnixMicros now,
+                        nlohmann::json result) {
+  nlohmann::json ids = nlohmann::json::array();
+  Status s = store->InTransaction([&]() -> Status {
+    for (const auto& [request, revert] : actions) {
+      auto id = store->EnqueueAction(incident_id, request, revert, now);
+      if (!id.ok()) return id.status();
+      ids.push_back(*id);
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return ControlError(s);
+  result["action_ids"] = std::move(ids);
+  return ControlOk(std::move(result));
+}
+
+nlohmann::json Resolve(IncidentStore* store, const nlohmann::json& req, UnixMicros now) {
+  MXWARD_ASSIGN_OR_RESPOND(id, IntArg(req, "id"));
+  MXWARD_ASSIGN_OR_RESPOND(note, StringArg(req, "note", false));
+  bool revert = false;
+  if (auto it = req.find("revert"); it != req.end()) {
+    if (!it->is_boolean())
+      return ControlError(Status::InvalidArgument("'revert' must be true or false"));
+    revert = it->get<bool>();
+  }
+  nlohmann::json ids = nlohmann::json::array();
+  // Status and undo actions in one transaction: a resolved incident never keeps a half-queued
+  // undo, and a failed undo queueing leaves the incident as it was.
+  Status s = store->InTransaction([&]() -> Status {
+    MXWARD_RETURN_IF_ERROR(store->ResolveIncident(id, note));
+    if (!revert) return Status::Ok();
+    auto actions = store->ActionsForIncident(id);
+    if (!actions.ok()) return actions.status();
+    std::set<std::string> already_reverting;
+    for (const ActionRecord& a : *actions) {
+      if (a.revert) already_reverting.insert(a.type + a.params.dump());
+    }
+    for (const ActionRecord& a : *actions) {
+      // Only effects that were applied (or may still be applied: pending) are undone.
+      if (a.revert || !Contains(kRevertible, a.type)) continue;
+      if (a.status != ActionStatus::kDone && a.status != ActionStatus::kPending) continue;
+      if (already_reverting.count(a.type + a.params.dump())) continue;
+      auto rid = store->EnqueueAction(id, ActionRequest{a.type, a.params, false}, true, now);
+      if (!rid.ok()) return rid.status();
+      ids.push_back(*rid);
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return ControlError(s);
+  return ControlOk({{"id", id}, {"status", "resolved"}, {"action_ids", std::move(ids)}});
+}
+
+}  // namespace
+
+nlohmann::json ControlOk(nlohmann::json result) {
+  return {{"ok", true}, {"result", std::move(result)}};
+}
+
+nlohmann::json ControlError(const Status& status) {
+  std::string_view code = "internal";
+  for (const auto& [c, name] : kCodes) {
+    if (c == status.code()) code = name;
+  }
+  return {{"ok", false}, {"code", code}, {"error", status.message()}};
+}
+
+Result<nlohmann::json> ControlResult(const nlohmann::json& response) {
+  if (!response.is_object() || !response.contains("ok") || !response["ok"].is_boolean()) {
+    return Status::Internal("malformed control response: " + response.dump());
+  }
+  if (response["ok"].get<bool>()) {
+    return response.contains("result") ? response["result"] : nlohmann::json::object();
+  }
+  const auto code = response.value("code", std::string("internal"));
+  return MakeStatus(code, response.value("error", std::string("(no message)")));
+}
+
+nlohmann::json ExecuteControlRequest(IncidentStore* store, const nlohmann::json& req,
+                                     UnixMicros now) {
+  if (!req.is_object()) return ControlError(Status::InvalidArgument("a request is a JSON object"));
+  MXWARD_ASSIGN_OR_RESPOND(op, StringArg(req, "op", true));
+
+  if (op == "ping") return ControlOk({{"version", kVersion}});
+
+  if (op == "incidents.ack") {
+    MXWARD_ASSIGN_OR_RESPOND(id, IntArg(req, "id"));
+    MXWARD_ASSIGN_OR_RESPOND(note, StringArg(req, "note", false));
+    Status s = store->AcknowledgeIncident(id, note);
+    if (!s.ok()) return ControlError(s);
+    return ControlOk({{"id", id}, {"status", "acknowledged"}});
+  }
+  if (op == "incidents.resolve") return Resolve(store, req, now);
+
+  if (op == "bans.add" || op == "bans.remove") {
+    MXWARD_ASSIGN_OR_RESPOND(text, StringArg(req, "address", true));
+    MXWARD_ASSIGN_OR_RESPOND(address, ParseAddress(text));
+    nlohmann::json params = {{"address", address}};
+    const bool add = op == "bans.add";
+    if (add) {
+      MXWARD_ASSIGN_OR_RESPOND(duration, IntArg(req, "duration_s"));
+      if (duration <= 0) {
+        return ControlError(Status::InvalidArgument("'duration_s' must be positive"));
+      }
+      MXWARD_ASSIGN_OR_RESPOND(reason, StringArg(req, "reason", false));
+      params["duration_s"] = duration;
+      params["reason"] = reason.empty() ? "added by hand" : reason;
+    }
+    return Enqueued(store, 0, {{ActionRequest{"ban", params, false}, !add}}, now,
+                    {{"address", address}});
+  }
+
+  if (op == "accounts.suspend" || op == "accounts.restore") {
+    MXWARD_ASSIGN_OR_RESPOND(user, StringArg(req, "user", true));
+    if (Status s = CheckUser(user); !s.ok()) return ControlError(s);
+    MXWARD_ASSIGN_OR_RESPOND(kind, StringArg(req, "kind", false));
+    if (!kind.empty() && !Contains(kAccountKinds, kind)) {
+      return ControlError(Status::InvalidArgument(fmt::format(
+          "unknown kind '{}' (suspend, suspend_sending or require_password_change)", kind)));
+    }
+    if (op == "accounts.suspend") {
+      if (kind.empty()) kind = "suspend";
+      return Enqueued(store, 0, {{ActionRequest{kind, {{"user", user}}, false}, false}}, now,
+                      {{"user", user}, {"kind", kind}});
+    }
+    std::vector<std::pair<ActionRequest, bool>> undo;
+    if (!kind.empty()) {
+      undo.push_back({ActionRequest{kind, {{"user", user}}, false}, true});
+    } else {
+      auto active = store->ActiveSuspensions();
+      if (!active.ok()) return ControlError(active.status());
+      for (const SuspensionRecord& s : *active) {
+        if (s.user == user) undo.push_back({ActionRequest{s.kind, {{"user", user}}, false}, true});
+      }
+      if (undo.empty()) {
+        return ControlError(Status::NotFound(fmt::format(
+            "mxward has no suspension of {} on record; give --kind to restore anyway", user)));
+      }
+    }
+    return Enqueued(store, 0, undo, now, {{"user", user}});
+  }
+  return ControlError(Status::InvalidArgument(fmt::format("unknown op '{}'", op)));
+}
+
+}  // namespace mxward

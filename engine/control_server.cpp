@@ -1,0 +1,262 @@
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <list>
+#include <utility>  // before Boost.Asio 1.74: its awaitable.hpp uses std::exchange
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio.hpp>
+
+#include "mxward/control_protocol.h"
+
+namespace mxward {
+
+namespace asio = boost::asio;
+using local = asio::local::stream_protocol;
+
+Result<ControlServerOptions> ControlServerOptions::FromConfig(const Config& config) {
+  ControlServerOptions o;
+  o.socket_path = config.control_socket;
+  if (const toml::table* control = config.document["control"].as_table()) {
+    if (const toml::node* g = control->get("group")) {
+      auto name = g->value<std::string>();
+      if (!name) {
+        return Status::InvalidArgument(
+            MakeDiagnostic(config.source, g->source(), "[control] group must be a group name")
+                .ToString());
+      }
+      o.group = *name;
+    }
+  }
+  return o;
+}
+
+namespace {
+
+Result<gid_t> LookupGroup(const std::string& name) {
+  std::vector<char> buf(16384);
+  group gr{};
+  group* found = nullptr;
+  const int rc = getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found);
+  if (rc != 0 || !found) {
+    return Status::InvalidArgument(fmt::format("[control] group '{}' does not exist", name));
+  }
+  return gr.gr_gid;
+}
+
+// Is uid a member of gid, as primary or supplementary group?
+bool InGroup(uid_t uid, gid_t primary, gid_t gid) {
+  if (primary == gid) return true;
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || !found) return false;
+  int n = 64;
+  std::vector<gid_t> groups(static_cast<std::size_t>(n));
+  if (getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n) < 0) {
+    groups.resize(static_cast<std::size_t>(n));
+    if (getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n) < 0) return false;
+  }
+  for (int i = 0; i < n; ++i) {
+    if (groups[static_cast<std::size_t>(i)] == gid) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
+  struct Session {
+    explicit Session(local::socket s) : socket(std::move(s)), buffer(kMaxControlMessageBytes) {}
+    local::socket socket;
+    asio::streambuf buffer;
+    std::string response;
+  };
+
+  Impl(asio::io_context& io, ControlServerOptions o, Handler h)
+      : io(io), options(std::move(o)), handler(std::move(h)), acceptor(io) {}
+
+  asio::io_context& io;
+  ControlServerOptions options;
+  Handler handler;
+  local::acceptor acceptor;
+  gid_t allowed_gid = getegid();
+  std::list<std::shared_ptr<Session>> sessions;
+  bool stopped = false;
+
+  void Accept() {
+    acceptor.async_accept(
+        [self = shared_from_this()](boost::system::error_code ec, local::socket socket) {
+          if (self->stopped) return;
+          if (!ec) {
+            auto session = std::make_shared<Session>(std::move(socket));
+            self->sessions.push_back(session);
+            if (self->Allowed(session.get())) {
+              self->Read(session);
+            } else {
+              self->Reply(session,
+                          ControlError(Status::PermissionDenied(
+                              "not allowed: only root, the daemon's user and members of "
+                              "its control group may use this socket")),
+                          /*then_close=*/true);
+            }
+          } else if (ec == asio::error::operation_aborted) {
+            return;
+          } else {
+            spdlog::warn("control socket {}: accept failed: {}", self->options.socket_path,
+                         ec.message());
+          }
+          self->Accept();
+        });
+  }
+
+  bool Allowed(Session* s) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(s->socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      return false;
+    }
+    if (cred.uid == 0 || cred.uid == geteuid()) return true;
+    return InGroup(cred.uid, cred.gid, allowed_gid);
+  }
+
+  void Close(const std::shared_ptr<Session>& s) {
+    boost::system::error_code ignored;
+    s->socket.close(ignored);
+    sessions.remove(s);
+  }
+
+  void Read(const std::shared_ptr<Session>& s) {
+    asio::async_read_until(
+        s->socket, s->buffer, '\n',
+        [self = shared_from_this(), s](boost::system::error_code ec, std::size_t n) {
+          if (self->stopped) return;
+          if (ec == asio::error::not_found) {  // the buffer's limit: a line too long
+            self->Reply(s,
+                        ControlError(Status::InvalidArgument(
+                            fmt::format("request longer than {} bytes", kMaxControlMessageBytes))),
+                        true);
+            return;
+          }
+          if (ec) {
+            self->Close(s);
+            return;
+          }
+          std::string line(asio::buffers_begin(s->buffer.data()),
+                           asio::buffers_begin(s->buffer.data()) + static_cast<std::ptrdiff_t>(n));
+          s->buffer.consume(n);
+          self->Reply(s, self->Handle(line), false);
+        });
+  }
+
+  nlohmann::json Handle(const std::string& line) {
+    auto request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (request.is_discarded() || !request.is_object()) {
+      return ControlError(Status::InvalidArgument("a request is one JSON object per line"));
+    }
+    try {
+      return handler(request);
+    } catch (const std::exception& e) {
+      return ControlError(Status::Internal(e.what()));
+    }
+  }
+
+  void Reply(const std::shared_ptr<Session>& s, const nlohmann::json& response, bool then_close) {
+    s->response = response.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    s->response += '\n';
+    asio::async_write(
+        s->socket, asio::buffer(s->response),
+        [self = shared_from_this(), s, then_close](boost::system::error_code ec, std::size_t) {
+          if (self->stopped) return;
+          if (ec || then_close) {
+            self->Close(s);
+            return;
+          }
+          self->Read(s);
+        });
+  }
+};
+
+ControlServer::ControlServer(asio::io_context& io, ControlServerOptions options, Handler handler)
+    : impl_(std::make_shared<Impl>(io, std::move(options), std::move(handler))) {}
+
+ControlServer::~ControlServer() { Stop(); }
+
+Status ControlServer::Start() {
+  const std::string& path = impl_->options.socket_path;
+  if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status::InvalidArgument(fmt::format("control socket path {} is too long", path));
+  }
+  if (!impl_->options.group.empty()) {
+    auto gid = LookupGroup(impl_->options.group);
+    if (!gid.ok()) return gid.status();
+    impl_->allowed_gid = *gid;
+  }
+  std::error_code fec;
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, fec);
+
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Status::AlreadyExists(
+          fmt::format("{} exists and is not a socket; remove it or set [control] socket", path));
+    }
+    // A socket file: another daemon's (it answers) or a stale one from a crash (it refuses).
+    boost::system::error_code ec;
+    local::socket probe(impl_->io);
+    probe.connect(local::endpoint(path), ec);
+    if (!ec) {
+      return Status::AlreadyExists(
+          fmt::format("another mxward is serving on {}; stop it first", path));
+    }
+    ::unlink(path.c_str());
+  }
+
+  boost::system::error_code ec;
+  impl_->acceptor.open(local(), ec);
+  if (!ec) impl_->acceptor.bind(local::endpoint(path), ec);
+  if (ec) {
+    return Status::PermissionDenied(
+        fmt::format("cannot create control socket {}: {}", path, ec.message()));
+  }
+  // Between bind and chmod the file has the umask's mode, which never grants others write
+  // permission (needed to connect); the peer check backs this up.
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), impl_->allowed_gid) != 0 && geteuid() == 0) {
+    return Status::PermissionDenied(
+        fmt::format("cannot set group of {}: {}", path, std::strerror(errno)));
+  }
+  if (::chmod(path.c_str(), 0660) != 0) {
+    return Status::PermissionDenied(
+        fmt::format("cannot set mode of {}: {}", path, std::strerror(errno)));
+  }
+  impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Unavailable(fmt::format("cannot listen on {}: {}", path, ec.message()));
+  }
+  impl_->Accept();
+  return Status::Ok();
+}
+
+void ControlServer::Stop() {
+  if (!impl_ || impl_->stopped) return;
+  impl_->stopped = true;
+  const bool was_open = impl_->acceptor.is_open();
+  boost::system::error_code ec;
+  impl_->acceptor.close(ec);
+  for (auto& s : impl_->sessions) s->socket.close(ec);
+  impl_->sessions.clear();
+  if (was_open) ::unlink(impl_->options.socket_path.c_str());
+}
+
+}  // namespace mxward

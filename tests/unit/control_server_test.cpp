@@ -1,0 +1,333 @@
+// ControlServer, CallControl and ExecuteControlRequest: the daemon's control socket.
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include <boost/asio.hpp>
+
+#include "mxward/control_protocol.h"
+#include "support/subprocess.h"
+
+namespace mxward {
+namespace {
+
+using testing::TempDir;
+
+constexpr UnixMicros kNow = 1'800'000'000LL * kMicrosPerSecond;
+
+// A server on its own io_context thread, answering with ExecuteControlRequest over a store.
+class ControlServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = IncidentStore::Open(dir_.file("state.db"));
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    options_.socket_path = dir_.file("control.sock");
+  }
+  void TearDown() override { StopServer(); }
+
+  void StartServer() {
+    server_ = std::make_unique<ControlServer>(io_, options_, [this](const nlohmann::json& req) {
+      std::lock_guard lock(mu_);
+      ++handled_;
+      return ExecuteControlRequest(store_.get(), req, kNow);
+    });
+    ASSERT_TRUE(server_->Start().ok());
+    work_.emplace(io_.get_executor());
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void StopServer() {
+    if (!server_) return;
+    boost::asio::post(io_, [this] { server_->Stop(); });
+    work_.reset();
+    thread_.join();
+    server_.reset();
+  }
+  TempDir dir_;
+  std::unique_ptr<IncidentStore> store_;
+  ControlServerOptions options_;
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::unique_ptr<ControlServer> server_;
+  std::thread thread_;
+  std::mutex mu_;
+  int handled_ = 0;
+};
+
+// Sends raw bytes on one connection and reads n response lines.
+std::vector<std::string> RawExchange(const std::string& path, const std::string& bytes, int n) {
+  std::vector<std::string> lines;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return lines;
+  }
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t w = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (w <= 0) break;
+    sent += static_cast<std::size_t>(w);
+  }
+  std::string in;
+  char buf[4096];
+  while (static_cast<int>(lines.size()) < n) {
+    auto nl = in.find('\n');
+    if (nl != std::string::npos) {
+      lines.push_back(in.substr(0, nl));
+      in.erase(0, nl + 1);
+      continue;
+    }
+    ssize_t r = recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    in.append(buf, static_cast<std::size_t>(r));
+  }
+  close(fd);
+  return lines;
+}
+
+TEST_F(ControlServerTest, PingRoundTripAndSocketIsGroupOnly) {
+  StartServer();
+  auto r = CallControl(options_.socket_path, {{"op", "ping"}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto result = ControlResult(*r);
+  ASSERT_TRUE(result.ok()) << r->dump();
+  EXPECT_TRUE(result->contains("version"));
+
+  struct stat st {};
+  ASSERT_EQ(stat(options_.socket_path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, getegid());
+}
+
+TEST_F(ControlServerTest, SeveralRequestsOnOneConnectionAreAnsweredInOrder) {
+  StartServer();
+  auto lines =
+      RawExchange(options_.socket_path,
+                  "{\"op\":\"ping\"}\nnot json\n{\"op\":\"nope\"}\n{\"op\":\"ping\"}\n", 4);
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(nlohmann::json::parse(lines[0]).at("ok"), true);
+  EXPECT_EQ(nlohmann::json::parse(lines[1]).at("code"), "invalid_argument");
+  auto unknown = nlohmann::json::parse(lines[2]);
+  EXPECT_EQ(unknown.at("ok"), false);
+  EXPECT_NE(unknown.at("error").get<std::string>().find("unknown op 'nope'"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(lines[3]).at("ok"), true);
+}
+
+TEST_F(ControlServerTest, OverlongRequestIsRefusedNotBuffered) {
+  StartServer();
+  std::string big(kMaxControlMessageBytes + 100, 'x');
+  auto lines = RawExchange(options_.socket_path, big + "\n", 1);
+  ASSERT_EQ(lines.size(), 1u);
+  auto j = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(j.at("code"), "invalid_argument");
+  EXPECT_NE(j.at("error").get<std::string>().find("longer than"), std::string::npos);
+}
+
+TEST_F(ControlServerTest, BanThroughTheSocketLandsInTheOutbox) {
+  StartServer();
+  auto r = CallControl(options_.socket_path, {{"op", "bans.add"},
+                                              {"address", "2001:DB8:0:0::/64"},
+                                              {"duration_s", 3600},
+                                              {"reason", "by hand"}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto result = ControlResult(*r);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->at("address"), "2001:db8::/64");  // re-printed from binary
+  ASSERT_EQ(result->at("action_ids").size(), 1u);
+  StopServer();
+  auto a = store_->GetAction(result->at("action_ids")[0].get<std::int64_t>());
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->type, "ban");
+  EXPECT_EQ(a->status, ActionStatus::kPending);
+  EXPECT_FALSE(a->revert);
+  EXPECT_EQ(a->incident_id, 0);
+  EXPECT_EQ(
+      a->params,
+      (nlohmann::json{{"address", "2001:db8::/64"}, {"duration_s", 3600}, {"reason", "by hand"}}));
+}
+
+TEST_F(ControlServerTest, MissingSocketIsNotFoundSoTheCliActsDirectly) {
+  auto r = CallControl(dir_.file("nobody.sock"), {{"op", "ping"}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kNotFound);
+}
+
+TEST_F(ControlServerTest, StaleSocketIsReplacedAndALiveOneIsNot) {
+  // A socket file nobody listens on (a crashed daemon's).
+  {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, options_.socket_path.c_str(), sizeof addr.sun_path - 1);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    close(fd);
+  }
+  EXPECT_EQ(CallControl(options_.socket_path, {{"op", "ping"}}).status().code(),
+            Status::Code::kNotFound);
+  StartServer();
+  EXPECT_TRUE(CallControl(options_.socket_path, {{"op", "ping"}}).ok());
+
+  boost::asio::io_context other_io;
+  ControlServer second(other_io, options_, [](const nlohmann::json&) { return ControlOk({}); });
+  Status s = second.Start();
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists) << s.ToString();
+  // The refused second server must not remove the live socket.
+  EXPECT_TRUE(CallControl(options_.socket_path, {{"op", "ping"}}).ok());
+
+  StopServer();
+  struct stat st {};
+  EXPECT_NE(stat(options_.socket_path.c_str(), &st), 0) << "Stop() removes the socket";
+}
+
+TEST_F(ControlServerTest, PeerWithoutTheGroupIsRefusedEvenIfTheFileWereOpen) {
+  ASSERT_EQ(geteuid(), 0u) << "this test needs root (it connects as nobody)";
+  StartServer();
+  // Open the file up, so only the SO_PEERCRED check stands between nobody and the daemon.
+  ASSERT_EQ(chmod(options_.socket_path.c_str(), 0666), 0);
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(pipefd[0]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    auto r = CallControl(options_.socket_path, {{"op", "ping"}});
+    std::string out = r.ok() ? r->dump() : "error: " + r.status().ToString();
+    if (write(pipefd[1], out.data(), out.size()) < 0) _exit(11);
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string got;
+  char buf[1024];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  auto j = nlohmann::json::parse(got, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << got;
+  EXPECT_EQ(j.at("ok"), false);
+  EXPECT_EQ(j.at("code"), "permission_denied");
+  std::lock_guard lock(mu_);
+  EXPECT_EQ(handled_, 0) << "the handler must not run for a refused peer";
+}
+
+// --- ExecuteControlRequest without a socket
+// -------------------------------------------------------
+
+class ExecuteControlRequestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = IncidentStore::Open(dir_.file("state.db"));
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(*s);
+  }
+  nlohmann::json Run(const nlohmann::json& req) {
+    return ExecuteControlRequest(store_.get(), req, kNow);
+  }
+  TempDir dir_;
+  std::unique_ptr<IncidentStore> store_;
+};
+
+TEST_F(ExecuteControlRequestTest, BadAddressesAreRefusedWithAHint) {
+  auto r = Run({{"op", "bans.add"}, {"address", "192.0.2.7/24"}, {"duration_s", 60}});
+  EXPECT_EQ(r.at("code"), "invalid_argument");
+  EXPECT_NE(r.at("error").get<std::string>().find("did you mean 192.0.2.0/24"), std::string::npos)
+      << r.dump();
+  r = Run({{"op", "bans.add"}, {"address", "192.0.2.7; nft flush ruleset"}, {"duration_s", 60}});
+  EXPECT_EQ(r.at("code"), "invalid_argument");
+  r = Run({{"op", "bans.add"}, {"address", "192.0.2.7"}});
+  EXPECT_EQ(r.at("code"), "invalid_argument") << "duration is required";
+  r = Run({{"op", "bans.add"}, {"address", "192.0.2.7"}, {"duration_s", "1h"}});
+  EXPECT_EQ(r.at("code"), "invalid_argument");
+  EXPECT_TRUE(store_->DueActions(kNow, 10)->empty());
+}
+
+TEST_F(ExecuteControlRequestTest, RemoveQueuesARevert) {
+  auto r = Run({{"op", "bans.remove"}, {"address", "::ffff:192.0.2.7"}});
+  ASSERT_EQ(r.at("ok"), true) << r.dump();
+  EXPECT_EQ(r.at("result").at("address"), "192.0.2.7");
+  auto due = store_->DueActions(kNow, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_TRUE((*due)[0].revert);
+  EXPECT_EQ((*due)[0].params.at("address"), "192.0.2.7");
+}
+
+TEST_F(ExecuteControlRequestTest, ResolveWithRevertUndoesOnlyAppliedLastingEffects) {
+  Incident inc;
+  inc.playbook = "postfix-sasl";
+  inc.key_kind = "sasl_user";
+  inc.key = "alice@example.org";
+  inc.actions = {{"ban", {{"address", "192.0.2.7"}, {"duration_s", 60}}, false},
+                 {"suspend_sending", {{"user", "alice@example.org"}}, false},
+                 {"webhook", {{"target", "ops"}}, false}};
+  std::vector<Incident> batch{inc};
+  ASSERT_TRUE(store_->RecordIncidents(&batch, kNow).ok());
+  const std::int64_t id = batch[0].id;
+  auto actions = store_->ActionsForIncident(id);
+  ASSERT_TRUE(actions.ok());
+  for (const auto& a : *actions) {
+    if (a.type != "suspend_sending")
+      ASSERT_TRUE(store_->MarkActionDone(a.id, kNow).ok());
+    else
+      ASSERT_TRUE(store_->MarkActionFinal(a.id, ActionStatus::kFailed, "db down", kNow).ok());
+  }
+  auto r = Run({{"op", "incidents.resolve"}, {"id", id}, {"revert", true}, {"note", "fp"}});
+  ASSERT_EQ(r.at("ok"), true) << r.dump();
+  ASSERT_EQ(r.at("result").at("action_ids").size(), 1u);
+  auto undo = store_->GetAction(r.at("result").at("action_ids")[0].get<std::int64_t>());
+  EXPECT_EQ(undo->type, "ban");
+  EXPECT_TRUE(undo->revert);
+  EXPECT_EQ(undo->incident_id, id);
+  EXPECT_EQ(store_->GetIncident(id)->status, IncidentStatus::kResolved);
+
+  r = Run({{"op", "incidents.resolve"}, {"id", id + 100}});
+  EXPECT_EQ(r.at("code"), "not_found");
+}
+
+TEST_F(ExecuteControlRequestTest, AccountsValidateUsersAndKinds) {
+  auto r = Run({{"op", "accounts.suspend"}, {"user", "alice@example.org"}});
+  ASSERT_EQ(r.at("ok"), true) << r.dump();
+  EXPECT_EQ(r.at("result").at("kind"), "suspend");
+  r = Run({{"op", "accounts.suspend"}, {"user", "alice' OR 1=1 --"}});
+  EXPECT_EQ(r.at("code"), "invalid_argument");
+  r = Run({{"op", "accounts.suspend"}, {"user", "bob"}, {"kind", "delete"}});
+  EXPECT_EQ(r.at("code"), "invalid_argument");
+  // Nothing on record and no kind given: there is nothing to restore to.
+  r = Run({{"op", "accounts.restore"}, {"user", "bob@example.org"}});
+  EXPECT_EQ(r.at("code"), "not_found");
+  ASSERT_TRUE(
+      store_->UpsertSuspension({"bob@example.org", "suspend_sending", {}, kNow, 0, 0}).ok());
+  r = Run({{"op", "accounts.restore"}, {"user", "bob@example.org"}});
+  ASSERT_EQ(r.at("ok"), true) << r.dump();
+  auto a = store_->GetAction(r.at("result").at("action_ids")[0].get<std::int64_t>());
+  EXPECT_EQ(a->type, "suspend_sending");
+  EXPECT_TRUE(a->revert);
+}
+
+TEST(ControlResultTest, ErrorsRoundTripAsStatus) {
+  auto r = ControlResult(ControlError(Status::NotFound("no incident 9")));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(r.status().message(), "no incident 9");
+  EXPECT_FALSE(ControlResult(nlohmann::json::array()).ok());
+  EXPECT_EQ(*ControlResult(ControlOk({{"a", 1}})), (nlohmann::json{{"a", 1}}));
+}
+
+}  // namespace
+}  // namespace mxward
