@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Scores one bench/run.sh run: speed, memory and detections against the ground truth.
+
+Reads the ground truth written by generate_maillog.py, the /usr/bin/time -v reports of each tool,
+`mxward incidents list --json` and the `fail2ban-regex -o row` output of each filter, and prints a
+report (Markdown tables, ready for docs/benchmarks.md). Exits 1 when mxward missed an attack or
+acted on a benign key, so run.sh can be used as a check once every piece has landed.
+
+fail2ban's detections are what its jails would ban with Debian's defaults (maxretry = 5 within
+findtime = 10m, per jail), computed from the matches fail2ban-regex reports.
+"""
+
+import argparse
+import ast
+import ipaddress
+import json
+import re
+import sys
+
+
+def parse_time_v(path):
+    """(wall seconds, max RSS KiB, exit status) from a GNU time -v report."""
+    wall, rss, status = None, None, 0
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("Elapsed (wall clock) time"):
+                v = line.rsplit(" ", 1)[1]
+                parts = [float(p) for p in v.split(":")]
+                wall = 0.0
+                for p in parts:
+                    wall = wall * 60 + p
+            elif line.startswith("Maximum resident set size"):
+                rss = int(line.rsplit(" ", 1)[1])
+            elif line.startswith("Exit status"):
+                status = int(line.rsplit(" ", 1)[1])
+            elif line.startswith("Command exited with non-zero status"):
+                status = int(line.rsplit(" ", 1)[1])
+    return wall, rss, status
+
+
+def f2b_bans(rows_path, maxretry=5, findtime=600):
+    """Addresses a jail with these settings would ban, from fail2ban-regex -o row output."""
+    hits = {}
+    with open(rows_path) as f:
+        for line in f:
+            line = line.strip().rstrip(",")
+            if not line.startswith("["):
+                continue
+            try:
+                row = ast.literal_eval(line)
+            except (ValueError, SyntaxError):
+                continue
+            hits.setdefault(str(row[0]), []).append(float(row[1]))
+    banned = set()
+    for ip, ts in hits.items():
+        ts.sort()
+        lo = 0
+        for hi in range(len(ts)):
+            while ts[hi] - ts[lo] > findtime:
+                lo += 1
+            if hi - lo + 1 >= maxretry:
+                banned.add(ip)
+                break
+    return banned, sum(len(v) for v in hits.values())
+
+
+def ip_in(ip, key):
+    """True when the IP text equals key or lies in the prefix key."""
+    try:
+        addr = ipaddress.ip_address(ip)
+        return addr in ipaddress.ip_network(key, strict=False)
+    except ValueError:
+        return False
+
+
+def incident_matches(inc, kind, key):
+    ikind = inc.get("key_kind", "")
+    ikey = str(inc.get("key", ""))
+    if kind == "client_ip":
+        return ikind.startswith("client_ip") and ip_in(key, ikey)
+    if kind == "sasl_user":
+        return ikey.lower() == key.lower() and ("user" in ikind)
+    if kind == "dkim_domain":
+        return ikey.lower() == key.lower() and "domain" in ikind
+    return ikey == key
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--truth", required=True)
+    ap.add_argument("--lines", type=int, required=True)
+    ap.add_argument("--mxward-time")
+    ap.add_argument("--incidents", help="mxward incidents list --json output")
+    ap.add_argument("--f2b", action="append", default=[],
+                    help="FILTER::TIMEFILE::ROWSFILE, once per fail2ban filter")
+    args = ap.parse_args()
+
+    truth = json.load(open(args.truth))
+    attacks, benign = truth["attacks"], truth["benign"]
+    ok = True
+    print(f"log: {args.lines} lines, {len(attacks)} attacks, {len(benign)} benign look-alikes "
+          f"(seed {truth['seed']})\n")
+
+    print("| tool | wall time | lines/s | peak RSS |")
+    print("|---|---|---|---|")
+    mx_rate = None
+    if args.mxward_time:
+        wall, rss, status = parse_time_v(args.mxward_time)
+        if status != 0:
+            print(f"| mxward replay | FAILED (exit {status}) | | |")
+            ok = False
+        else:
+            mx_rate = args.lines / wall if wall else float("inf")
+            print(f"| mxward replay, all shipped playbooks | {wall:.2f} s | {mx_rate:,.0f} | "
+                  f"{rss / 1024:.0f} MiB |")
+    f2b_total, f2b_rss, f2b_banned = 0.0, 0, {}
+    for spec in args.f2b:
+        name, tfile, rfile = spec.split("::")
+        wall, rss, status = parse_time_v(tfile)
+        if status != 0:
+            print(f"| fail2ban-regex {name} | FAILED (exit {status}) | | |")
+            ok = False
+            continue
+        f2b_total += wall
+        f2b_rss = max(f2b_rss, rss)
+        banned, matches = f2b_bans(rfile)
+        f2b_banned[name] = banned
+        print(f"| fail2ban-regex {name} ({matches} matches) | {wall:.2f} s | "
+              f"{args.lines / wall:,.0f} | {rss / 1024:.0f} MiB |")
+    f2b_rate = None
+    if args.f2b:
+        f2b_rate = args.lines / f2b_total if f2b_total else None
+        print(f"| fail2ban, the {len(args.f2b)} filters together (sum) | {f2b_total:.2f} s | "
+              f"{f2b_rate:,.0f} | {f2b_rss / 1024:.0f} MiB (max) |")
+    if mx_rate and f2b_rate:
+        print(f"\nmxward / fail2ban lines/s: {mx_rate / f2b_rate:.1f}x")
+
+    incidents = None
+    if args.incidents:
+        try:
+            incidents = json.load(open(args.incidents))
+        except (OSError, ValueError) as e:
+            print(f"\ncannot read mxward incidents: {e}")
+            ok = False
+    all_f2b = set().union(*f2b_banned.values()) if f2b_banned else None
+
+    print("\n| scenario | key | events | mxward | fail2ban |")
+    print("|---|---|---|---|---|")
+    missed = 0
+    for a in attacks:
+        mx = "-"
+        if incidents is not None:
+            hit = [i for i in incidents if incident_matches(i, a["key_kind"], a["key"])]
+            mx = ("caught (" + ", ".join(sorted({i.get("playbook", "?") for i in hit})) + ")"
+                  if hit else "MISSED")
+            if not hit:
+                missed += 1
+        fb = "-"
+        if all_f2b is not None:
+            if a["key_kind"] == "client_ip":
+                jails = [n for n, b in f2b_banned.items() if a["key"] in b]
+                fb = "banned (" + ", ".join(jails) + ")" if jails else "missed"
+            else:
+                fb = "cannot (not an address)"
+        print(f"| {a['scenario']} | {a['key_kind']} {a['key']} | {a['events']} | {mx} | {fb} |")
+
+    if incidents is not None:
+        fps = []
+        for b in benign:
+            fps += [i for i in incidents if incident_matches(i, b["key_kind"], b["key"])]
+        matched_attack = lambda i: any(incident_matches(i, a["key_kind"], a["key"]) for a in attacks)
+        others = [i for i in incidents if not matched_attack(i) and i not in fps]
+        print(f"\nmxward: {len(attacks) - missed}/{len(attacks)} attacks caught, "
+              f"{len(fps)} false positive(s) on benign keys, {len(others)} other incident(s) "
+              f"(background traffic such as DNSBL-listed senders), {len(incidents)} incidents in all")
+        for i in fps[:20]:
+            print(f"  false positive: {i.get('playbook')} {i.get('key_kind')} {i.get('key')}")
+        by_pb = {}
+        for i in others:
+            by_pb[i.get("playbook", "?")] = by_pb.get(i.get("playbook", "?"), 0) + 1
+        for pb, n in sorted(by_pb.items(), key=lambda x: -x[1])[:10]:
+            print(f"  other: {n} from playbook {pb}")
+        if missed or fps:
+            ok = False
+    if all_f2b is not None:
+        ip_attacks = [a for a in attacks if a["key_kind"] == "client_ip"]
+        caught = sum(1 for a in ip_attacks if a["key"] in all_f2b)
+        fp = sum(1 for b in benign if b["key_kind"] == "client_ip" and b["key"] in all_f2b)
+        print(f"\nfail2ban (maxretry 5 / findtime 10m): {caught}/{len(attacks)} attacks "
+              f"({len(attacks) - len(ip_attacks)} are not address-keyed), {fp} benign address(es) "
+              f"banned, {len(all_f2b)} addresses banned in all")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
