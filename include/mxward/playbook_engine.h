@@ -1,17 +1,37 @@
 // PlaybookEngine: the compiled playbooks of rules.d/*.toml and their window state.
 //
-// Load() compiles the TOML into plain objects once; OnEvent() routes an event to the playbooks that
-// watch its type, updates their per-key window state and, when a trigger fires, hands an Incident
-// to the IncidentSink. Owned and called by one thread (the pipeline's); no I/O inside OnEvent.
+// Load() compiles the TOML into plain objects once (playbook.h); OnEvent() routes an event to the
+// playbooks that watch its type (an array indexed by EventType), updates their per-key window
+// state and, when a trigger fires, hands an Incident to the IncidentSink. Owned and called by one
+// thread (the pipeline's); no I/O inside OnEvent and no allocation on the common path: keys are
+// seeded 64-bit hashes of the binary address or prefix or of the lower-cased field bytes, and
+// memory is allocated only when a key is seen for the first time.
+//
+// Per-key state lives in bounded KeyTables (key_table.h): idle keys expire, and at a playbook's
+// max_keys the oldest idle key is evicted and counted (EngineStats::evictions).
+//
+// Evidence: the lines of counted events go into a fixed-size journal shared by all playbooks (by
+// default the last 32768 counted lines, each cut at 384 bytes); a key holds only references to
+// the first and last five lines of its episode. An incident copies those lines out; a line that
+// has already left the journal (a very slow attack on a busy server) is reported as dropped.
+//
+// State the engine cannot keep across restarts by itself is exported and imported as plain data,
+// so the caller decides when to do I/O: `novel` baselines (TakeDirtyBaselines / ImportBaselines,
+// written with IncidentStore::SaveBaselines/LoadBaselines) and the earlier incidents escalation
+// counts (ImportPriorIncidents, from IncidentStore::ListIncidents).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mxward/config.h"
 #include "mxward/event.h"
 #include "mxward/incident.h"
+#include "mxward/incident_store.h"
+#include "mxward/playbook.h"
 #include "mxward/status.h"
 
 namespace mxward {
@@ -23,19 +43,53 @@ class IncidentSink {
 };
 
 struct EngineStats {
-  std::uint64_t events = 0;
-  std::uint64_t triggers = 0;
-  std::uint64_t tracked_keys = 0;
-  std::uint64_t evictions = 0;
-  std::uint64_t allowlisted = 0;
+  std::uint64_t events = 0;             // events routed to at least one playbook
+  std::uint64_t triggers = 0;           // incidents opened
+  std::uint64_t tracked_keys = 0;       // keys currently held, all playbooks (updated per event)
+  std::uint64_t evictions = 0;          // keys dropped at a max_keys cap (oldest idle first)
+  std::uint64_t allowlisted = 0;        // matched events an allowlist exempted
+  std::uint64_t suppressed = 0;         // matched events for a key in its cooldown
+  std::uint64_t no_key = 0;             // matched events missing a key field (no client_ip, ...)
+  std::uint64_t expired = 0;            // idle keys expired
+  std::uint64_t evidence_dropped = 0;   // evidence lines no longer in the journal at a trigger
+  std::uint64_t baseline_values = 0;    // learned (key, value) pairs held by novel playbooks
+  std::uint64_t baseline_overflow = 0;  // values not learned because a baseline cap was reached
+};
+
+struct PlaybookEngineOptions {
+  std::size_t evidence_lines = 32768;     // journal of counted lines shared by every playbook
+  std::size_t evidence_line_bytes = 384;  // a longer line is cut (and marked with "...")
+  std::uint64_t hash_seed = 0;            // 0: random per engine, so keys cannot be aimed
+};
+
+// The baseline entries of one novel playbook, for IncidentStore::SaveBaselines.
+struct BaselineBatch {
+  std::string playbook;
+  std::vector<BaselineEntry> entries;
+};
+
+// An incident opened before this engine started (from the store), for escalation.
+struct PriorIncident {
+  std::string playbook;
+  std::string key_kind;
+  std::string key;
+  UnixMicros time = 0;
 };
 
 class PlaybookEngine {
  public:
   // Compiles every playbook *.toml directly inside the config's rule_dirs (parsers/ is not read).
-  // Problems go to diagnostics (file:line:col) and make it return InvalidArgument.
+  // Problems go to diagnostics (file:line:col), all of them, and make it return InvalidArgument.
   static Result<std::unique_ptr<PlaybookEngine>> Load(const Config& config,
                                                       std::vector<Diagnostic>* diagnostics);
+  static Result<std::unique_ptr<PlaybookEngine>> Load(const Config& config,
+                                                      std::vector<Diagnostic>* diagnostics,
+                                                      const PlaybookEngineOptions& options);
+  // An engine over playbooks compiled elsewhere (tests, `mxward import` self-check). Uses the
+  // config's global allowlist and dry_run only.
+  static std::unique_ptr<PlaybookEngine> Create(std::vector<Playbook> playbooks,
+                                                const Config& config,
+                                                const PlaybookEngineOptions& options = {});
   virtual ~PlaybookEngine() = default;
 
   virtual void OnEvent(const Event& event, IncidentSink* sink) = 0;
@@ -43,6 +97,24 @@ class PlaybookEngine {
   virtual bool Watches(const Event& event) const = 0;
   virtual std::size_t playbook_count() const = 0;
   virtual const EngineStats& stats() const = 0;
+
+  virtual std::vector<std::string> playbook_names() const = 0;
+  virtual const Playbook* FindPlaybook(std::string_view name) const = 0;
+
+  // --- novel baselines ---------------------------------------------------------------------------
+  // The playbooks with a `novel` trigger: what to LoadBaselines for at start.
+  virtual std::vector<std::string> BaselinePlaybooks() const = 0;
+  // Adds stored entries (not marked dirty). NotFound when no novel playbook has that name.
+  virtual Status ImportBaselines(std::string_view playbook,
+                                 const std::vector<BaselineEntry>& entries) = 0;
+  // Entries learned, or used again at least an hour after they were last exported, since the
+  // previous call; clears those marks. Call it from the pipeline's thread (hourly, at shutdown)
+  // and hand the result to the store writer.
+  virtual std::vector<BaselineBatch> TakeDirtyBaselines() = 0;
+
+  // --- escalation
+  // ----------------------------------------------------------------------------------
+  virtual void ImportPriorIncidents(const std::vector<PriorIncident>& incidents) = 0;
 };
 
 }  // namespace mxward

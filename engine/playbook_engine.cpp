@@ -1,0 +1,941 @@
+#include "mxward/playbook_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <random>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "mxward/key_table.h"
+#include "mxward/sliding_window_counter.h"
+
+namespace mxward {
+
+namespace {
+
+// Record layout (uint32 words) shared by every trigger type; trigger state follows at kState.
+constexpr std::uint32_t kCooldownWord = 0;  // int64 µs: no incident for this key before it
+constexpr std::uint32_t kEpisodeWord = 2;   // int64 µs: first counted event of this episode
+constexpr std::uint32_t kEvMetaWord = 4;    // first_n | last_n << 8 | last_head << 16
+constexpr std::uint32_t kEvFirstWord = 5;   // 5 journal references
+constexpr std::uint32_t kEvLastWord = 10;   // ring of 5 journal references
+constexpr std::uint32_t kStateWord = 15;
+constexpr std::uint32_t kEvidenceEach = 5;
+
+UnixMicros GetI64(const std::uint32_t* w) {
+  return static_cast<UnixMicros>((static_cast<std::uint64_t>(w[1]) << 32) | w[0]);
+}
+void SetI64(std::uint32_t* w, UnixMicros v) {
+  const auto u = static_cast<std::uint64_t>(v);
+  w[0] = static_cast<std::uint32_t>(u);
+  w[1] = static_cast<std::uint32_t>(u >> 32);
+}
+
+std::uint64_t Fmix64(std::uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdull;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ull;
+  k ^= k >> 33;
+  return k;
+}
+
+// A seeded streaming hash; the seed is random per engine so a client cannot pick colliding names.
+struct Hasher {
+  std::uint64_t h;
+  void Add(std::uint64_t v) { h = Fmix64(h ^ (v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2))); }
+  void AddLower(std::string_view s) {
+    std::uint64_t chunk = 0;
+    int n = 0;
+    for (char c : s) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      chunk |= static_cast<std::uint64_t>(static_cast<unsigned char>(c)) << (8 * n);
+      if (++n == 8) {
+        Add(chunk);
+        chunk = 0;
+        n = 0;
+      }
+    }
+    Add(chunk);
+    Add(s.size());
+  }
+  void AddAddress(const IpAddress& a, int len) {
+    const IpAddress m = a.Masked(len);
+    std::uint64_t hi = 0, lo = 0;
+    std::memcpy(&hi, m.bytes().data(), 8);
+    std::memcpy(&lo, m.bytes().data() + 8, 8);
+    Add(static_cast<std::uint64_t>(m.family()) << 8 | static_cast<std::uint64_t>(len));
+    Add(hi);
+    Add(lo);
+  }
+};
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Hashes one key part of e; false when the event lacks it.
+bool HashPart(const KeyPart& p, const Event& e, Hasher* h) {
+  if (p.field == Field::kClientIp) {
+    if (!e.client_ip.valid()) return false;
+    h->AddAddress(e.client_ip, p.LengthFor(e.client_ip));
+    return true;
+  }
+  const std::string_view v = e.get(p.field);
+  if (v.empty()) return false;
+  h->AddLower(v);
+  return true;
+}
+
+std::string PartText(const KeyPart& p, const Event& e) {
+  if (p.field == Field::kClientIp) {
+    return IpPrefix(e.client_ip, p.LengthFor(e.client_ip)).ToString();
+  }
+  return Lower(e.get(p.field));
+}
+
+// The last lines counted, in a fixed ring: keys hold 32-bit references, not copies.
+class EvidenceJournal {
+ public:
+  EvidenceJournal(std::size_t lines, std::size_t line_bytes)
+      : n_(std::max<std::size_t>(lines, 16)),
+        line_bytes_(std::max<std::size_t>(line_bytes, 64)),
+        bytes_(new char[n_ * line_bytes_]),  // left uninitialised: pages are touched as used
+        entries_(n_) {}
+
+  std::uint32_t Append(std::string_view line, UnixMicros t) {
+    const std::uint64_t seq = next_++;
+    Entry& e = entries_[seq % n_];
+    e.seq = seq;
+    e.time = t;
+    const std::size_t len = std::min(line.size(), line_bytes_);
+    std::memcpy(&bytes_[(seq % n_) * line_bytes_], line.data(), len);
+    e.len = static_cast<std::uint32_t>(len);
+    e.cut = len < line.size();
+    return static_cast<std::uint32_t>(seq);
+  }
+
+  bool Get(std::uint32_t ref, EvidenceLine* out) const {
+    // Widen the 32-bit reference to the newest sequence number with those low bits.
+    const std::uint64_t last = next_ - 1;
+    std::uint64_t seq = (last & ~0xffffffffull) | ref;
+    if (seq > last) seq -= 0x100000000ull;
+    if (seq == 0 || last - seq >= n_) return false;
+    const Entry& e = entries_[seq % n_];
+    if (e.seq != seq) return false;
+    out->time = e.time;
+    out->text.assign(&bytes_[(seq % n_) * line_bytes_], e.len);
+    if (e.cut) out->text += "...";
+    return true;
+  }
+
+ private:
+  struct Entry {
+    std::uint64_t seq = 0;
+    UnixMicros time = 0;
+    std::uint32_t len = 0;
+    bool cut = false;
+  };
+  std::size_t n_;
+  std::size_t line_bytes_;
+  std::unique_ptr<char[]> bytes_;
+  std::vector<Entry> entries_;
+  std::uint64_t next_ = 1;
+};
+
+// Distinct values inside a sliding window: up to N (value hash, time offset) pairs per key.
+// State: base (2 words), size (1), then N pairs. Exact while fewer than N distinct values are
+// held; at N the trigger fires, so more are never needed.
+class DistinctWindow {
+ public:
+  DistinctWindow(std::uint32_t threshold, std::int64_t window_seconds)
+      : n_(threshold), window_us_(window_seconds * kMicrosPerSecond) {
+    tick_us_ = window_us_ < (std::int64_t{1} << 31)          ? 1
+               : window_us_ / 1000 < (std::int64_t{1} << 31) ? 1000
+                                                             : kMicrosPerSecond;
+  }
+  std::uint32_t state_words() const { return 3 + 2 * n_; }
+
+  // Drops values older than t - W, then records v at t. Returns distinct values in the window.
+  std::uint32_t Add(std::uint32_t* s, UnixMicros t, std::uint32_t v) const {
+    std::uint32_t size = Expire(s, t);
+    UnixMicros base = GetI64(s);
+    std::uint32_t* pairs = s + 3;
+    if (size == 0) {
+      base = t;
+      SetI64(s, base);
+    }
+    if (t < base) t = base;
+    std::int64_t off = (t - base) / tick_us_;
+    if (off > 0xffffffffll) {
+      const std::int64_t shift = (t - window_us_ - base) / tick_us_;
+      for (std::uint32_t i = 0; i < size; ++i)
+        pairs[2 * i + 1] -= static_cast<std::uint32_t>(shift);
+      base += shift * tick_us_;
+      SetI64(s, base);
+      off -= shift;
+    }
+    for (std::uint32_t i = 0; i < size; ++i) {
+      if (pairs[2 * i] == v) {
+        pairs[2 * i + 1] = std::max(pairs[2 * i + 1], static_cast<std::uint32_t>(off));
+        return size;
+      }
+    }
+    std::uint32_t slot = size;
+    if (size == n_) {  // replace the oldest
+      slot = 0;
+      for (std::uint32_t i = 1; i < size; ++i) {
+        if (pairs[2 * i + 1] < pairs[2 * slot + 1]) slot = i;
+      }
+    } else {
+      ++size;
+    }
+    pairs[2 * slot] = v;
+    pairs[2 * slot + 1] = static_cast<std::uint32_t>(off);
+    s[2] = size;
+    return size;
+  }
+
+  UnixMicros Oldest(const std::uint32_t* s) const {
+    if (s[2] == 0) return 0;
+    std::uint32_t m = 0xffffffffu;
+    for (std::uint32_t i = 0; i < s[2]; ++i) m = std::min(m, s[3 + 2 * i + 1]);
+    return GetI64(s) + static_cast<UnixMicros>(m) * tick_us_;
+  }
+
+  std::uint32_t Expire(std::uint32_t* s, UnixMicros t) const {
+    std::uint32_t size = s[2];
+    const UnixMicros base = GetI64(s);
+    const UnixMicros from = t - window_us_;
+    if (size == 0 || from <= base) return size;
+    const std::int64_t cutoff = (from - base) / tick_us_;
+    std::uint32_t* pairs = s + 3;
+    std::uint32_t kept = 0;
+    for (std::uint32_t i = 0; i < size; ++i) {
+      if (static_cast<std::int64_t>(pairs[2 * i + 1]) >= cutoff) {
+        pairs[2 * kept] = pairs[2 * i];
+        pairs[2 * kept + 1] = pairs[2 * i + 1];
+        ++kept;
+      }
+    }
+    s[2] = kept;
+    return kept;
+  }
+
+ private:
+  std::uint32_t n_;
+  UnixMicros window_us_;
+  UnixMicros tick_us_;
+};
+
+struct BaselineValue {
+  std::string value;
+  UnixMicros first_seen = 0;
+  UnixMicros last_seen = 0;
+  UnixMicros exported = 0;  // last_seen when last handed out; 0 = never
+};
+struct BaselineKey {
+  std::string key;
+  std::unordered_map<std::uint64_t, BaselineValue> values;
+};
+
+// One playbook with its state.
+struct Runtime {
+  Playbook pb;
+  int index = 0;
+  std::optional<SlidingWindowCounter> counter;  // count, novel
+  std::optional<DistinctWindow> distinct;
+  std::unique_ptr<KeyTable> table;
+  std::uint32_t words = 0;                                  // record size
+  std::unordered_map<std::uint64_t, BaselineKey> baseline;  // novel
+  UnixMicros learning_since = 0;
+};
+
+struct Offense {
+  UnixMicros time;
+  int playbook;  // -1: imported from a playbook no longer loaded
+};
+
+class Engine final : public PlaybookEngine {
+ public:
+  Engine(std::vector<Playbook> playbooks, const Config& config,
+         const PlaybookEngineOptions& options)
+      : journal_(options.evidence_lines, options.evidence_line_bytes), dry_run_(config.dry_run) {
+    seed_ = options.hash_seed;
+    if (seed_ == 0) {
+      std::random_device rd;
+      seed_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ 0x5bd1e995ull;
+    }
+    global_allow_.cidrs = config.allow_addresses;
+    for (const auto& u : config.allow_users) global_allow_.users.push_back(Lower(u));
+    for (const auto& d : config.allow_domains) global_allow_.domains.push_back(Lower(d));
+    std::sort(playbooks.begin(), playbooks.end(),
+              [](const Playbook& a, const Playbook& b) { return a.name < b.name; });
+    for (auto& pb : playbooks) {
+      auto r = std::make_unique<Runtime>();
+      r->index = static_cast<int>(runtimes_.size());
+      const Trigger& tr = pb.trigger;
+      std::uint32_t words = kStateWord;
+      UnixMicros idle = std::max<std::int64_t>(tr.window_seconds, 1);
+      switch (tr.type) {
+        case TriggerType::kCount:
+        case TriggerType::kNovel:
+          r->counter.emplace(tr.threshold, tr.window_seconds);
+          words += r->counter->state_words();
+          break;
+        case TriggerType::kDistinct:
+          r->distinct.emplace(tr.threshold, tr.window_seconds);
+          words += r->distinct->state_words();
+          break;
+        case TriggerType::kConsecutive:
+          words += 3;  // run length, last counted time
+          idle = tr.window_seconds > 0 ? tr.window_seconds : 7 * 86400;
+          break;
+      }
+      // A key in cooldown must outlive its cooldown, or it would fire again at once.
+      idle = std::max<std::int64_t>(idle, pb.cooldown_seconds);
+      if (pb.escalation.enabled) idle = std::max<std::int64_t>(idle, pb.escalation.max_seconds);
+      r->words = words;
+      r->table = std::make_unique<KeyTable>(words, pb.max_keys, idle * kMicrosPerSecond);
+      for (int t = 0; t < kEventTypeCount; ++t) {
+        std::uint8_t role = 0;
+        if (pb.match.types[t]) role |= kRoleCount;
+        if (tr.reset.types[t]) role |= kRoleReset;
+        if (role) routes_[t].push_back(Route{r->index, role});
+      }
+      if (pb.escalation.enabled) {
+        max_lookback_ = std::max(max_lookback_, pb.escalation.lookback_seconds);
+      }
+      r->pb = std::move(pb);
+      runtimes_.push_back(std::move(r));
+    }
+  }
+
+  void OnEvent(const Event& e, IncidentSink* sink) override {
+    const auto& routes = routes_[static_cast<int>(e.type)];
+    if (routes.empty()) return;
+    ++stats_.events;
+    journal_ref_valid_ = false;
+    for (const Route& route : routes) {
+      Runtime& r = *runtimes_[route.playbook];
+      if ((route.role & kRoleCount) && r.pb.match.Matches(e)) {
+        Count(r, e, sink);
+      } else if ((route.role & kRoleReset) && r.pb.trigger.reset.Matches(e)) {
+        ResetKey(r, e);
+      }
+    }
+    std::uint64_t keys = 0;
+    for (const auto& r : runtimes_) keys += r->table->size();
+    stats_.tracked_keys = keys;
+  }
+
+  bool Watches(const Event& e) const override {
+    for (const Route& route : routes_[static_cast<int>(e.type)]) {
+      if ((route.role & kRoleCount) && runtimes_[route.playbook]->pb.match.Matches(e)) return true;
+    }
+    return false;
+  }
+
+  std::size_t playbook_count() const override { return runtimes_.size(); }
+  const EngineStats& stats() const override { return stats_; }
+
+  std::vector<std::string> playbook_names() const override {
+    std::vector<std::string> out;
+    for (const auto& r : runtimes_) out.push_back(r->pb.name);
+    return out;
+  }
+  const Playbook* FindPlaybook(std::string_view name) const override {
+    const Runtime* r = Find(name);
+    return r ? &r->pb : nullptr;
+  }
+
+  std::vector<std::string> BaselinePlaybooks() const override {
+    std::vector<std::string> out;
+    for (const auto& r : runtimes_) {
+      if (r->pb.trigger.type == TriggerType::kNovel) out.push_back(r->pb.name);
+    }
+    return out;
+  }
+
+  Status ImportBaselines(std::string_view playbook,
+                         const std::vector<BaselineEntry>& entries) override {
+    Runtime* r = const_cast<Runtime*>(Find(playbook));
+    if (!r || r->pb.trigger.type != TriggerType::kNovel) {
+      return Status::NotFound(fmt::format("no novel playbook named '{}'", playbook));
+    }
+    std::size_t bad = 0;
+    for (const auto& entry : entries) {
+      Event e;
+      if (!EventFromKeyText(r->pb, entry.key, &e)) {
+        ++bad;
+        continue;
+      }
+      IpAddress vaddr;
+      if (r->pb.trigger.field.field == Field::kClientIp) {
+        IpPrefix p;
+        if (!IpPrefix::Parse(entry.value, &p)) {
+          ++bad;
+          continue;
+        }
+        e.client_ip = p.address();
+      } else {
+        e.set(r->pb.trigger.field.field, entry.value);
+      }
+      std::uint64_t kh = 0, vh = 0;
+      if (!KeyHash(r->pb, e, &kh) || !ValueHash(r->pb.trigger.field, e, &vh)) {
+        ++bad;
+        continue;
+      }
+      // Stored values are old enough to be known at once.
+      const UnixMicros first = entry.last_seen - r->pb.trigger.window_seconds * kMicrosPerSecond;
+      BaselineValue* v = Learn(*r, e, kh, vh, first);
+      if (v) {
+        v->last_seen = std::max(v->last_seen, entry.last_seen);
+        v->first_seen = std::min(v->first_seen, first);
+        v->exported = v->last_seen;
+      }
+      if (r->learning_since == 0 || entry.last_seen < r->learning_since) {
+        r->learning_since = entry.last_seen;
+      }
+    }
+    if (bad > 0) {
+      return Status::InvalidArgument(fmt::format(
+          "{} of {} baseline entries for '{}' did not fit its key", bad, entries.size(), playbook));
+    }
+    return Status::Ok();
+  }
+
+  std::vector<BaselineBatch> TakeDirtyBaselines() override {
+    std::vector<BaselineBatch> out;
+    for (auto& r : runtimes_) {
+      if (r->pb.trigger.type != TriggerType::kNovel) continue;
+      BaselineBatch batch;
+      batch.playbook = r->pb.name;
+      for (auto& [kh, key] : r->baseline) {
+        for (auto& [vh, v] : key.values) {
+          if (v.exported != 0 && v.last_seen - v.exported < 3600 * kMicrosPerSecond) continue;
+          v.exported = v.last_seen;
+          batch.entries.push_back(BaselineEntry{key.key, v.value, v.last_seen});
+        }
+      }
+      if (!batch.entries.empty()) out.push_back(std::move(batch));
+    }
+    return out;
+  }
+
+  void ImportPriorIncidents(const std::vector<PriorIncident>& incidents) override {
+    for (const auto& p : incidents) {
+      const Runtime* r = Find(p.playbook);
+      RecordOffense(r ? r->index : -1, p.key_kind, p.key, p.time);
+    }
+  }
+
+ private:
+  static constexpr std::uint8_t kRoleCount = 1;
+  static constexpr std::uint8_t kRoleReset = 2;
+  struct Route {
+    int playbook;
+    std::uint8_t role;
+  };
+
+  const Runtime* Find(std::string_view name) const {
+    for (const auto& r : runtimes_) {
+      if (r->pb.name == name) return r.get();
+    }
+    return nullptr;
+  }
+
+  bool KeyHash(const Playbook& pb, const Event& e, std::uint64_t* out) const {
+    Hasher h{seed_};
+    for (const KeyPart& p : pb.key) {
+      if (!HashPart(p, e, &h)) return false;
+    }
+    *out = h.h;
+    return true;
+  }
+
+  bool ValueHash(const KeyPart& field, const Event& e, std::uint64_t* out) const {
+    Hasher h{seed_ ^ 0x7f4a7c159e3779b9ull};
+    if (!HashPart(field, e, &h)) return false;
+    *out = h.h;
+    return true;
+  }
+
+  // Rebuilds an event carrying the key's parts from its text ("alice@example.org",
+  // "198.51.100.0/24", "alice@example.org,192.0.2.7").
+  static bool EventFromKeyText(const Playbook& pb, std::string_view text, Event* e) {
+    for (std::size_t i = 0; i < pb.key.size(); ++i) {
+      std::string_view part = text;
+      if (i + 1 < pb.key.size()) {
+        const std::size_t comma = text.find(',');
+        if (comma == std::string_view::npos) return false;
+        part = text.substr(0, comma);
+        text = text.substr(comma + 1);
+      }
+      if (pb.key[i].field == Field::kClientIp) {
+        IpPrefix p;
+        if (!IpPrefix::Parse(part, &p)) return false;
+        e->client_ip = p.address();
+      } else {
+        if (part.empty()) return false;
+        e->set(pb.key[i].field, part);
+      }
+    }
+    return true;
+  }
+
+  std::string KeyText(const Playbook& pb, const Event& e) const {
+    std::string out;
+    for (const KeyPart& p : pb.key) {
+      if (!out.empty()) out += ',';
+      out += PartText(p, e);
+    }
+    return out;
+  }
+
+  std::uint32_t JournalRef(const Event& e) {
+    if (!journal_ref_valid_) {
+      journal_ref_ = journal_.Append(e.line, e.time);
+      journal_ref_valid_ = true;
+    }
+    return journal_ref_;
+  }
+
+  BaselineValue* Learn(Runtime& r, const Event& e, std::uint64_t kh, std::uint64_t vh,
+                       UnixMicros t) {
+    auto it = r.baseline.find(kh);
+    if (it == r.baseline.end()) {
+      if (r.baseline.size() >= r.pb.trigger.baseline.max_keys) {
+        ++stats_.baseline_overflow;
+        return nullptr;
+      }
+      it = r.baseline.emplace(kh, BaselineKey{KeyText(r.pb, e), {}}).first;
+    }
+    auto& values = it->second.values;
+    auto v = values.find(vh);
+    if (v != values.end()) {
+      BaselineValue& bv = v->second;
+      if (t - bv.last_seen > r.pb.trigger.baseline.ttl_seconds * kMicrosPerSecond) {
+        bv.first_seen = t;  // forgotten and used again: new again
+      }
+      bv.last_seen = std::max(bv.last_seen, t);
+      return &bv;
+    }
+    if (values.size() >= r.pb.trigger.baseline.max_values) {
+      // Forget the value unused the longest.
+      auto oldest = values.begin();
+      for (auto i = values.begin(); i != values.end(); ++i) {
+        if (i->second.last_seen < oldest->second.last_seen) oldest = i;
+      }
+      values.erase(oldest);
+      --stats_.baseline_values;
+    }
+    ++stats_.baseline_values;
+    BaselineValue nv;
+    nv.value = PartText(r.pb.trigger.field, e);
+    nv.first_seen = t;
+    nv.last_seen = t;
+    return &values.emplace(vh, std::move(nv)).first->second;
+  }
+
+  // Judges e against its key's baseline, then learns it. True when e is novel.
+  bool JudgeAndLearn(Runtime& r, const Event& e, std::uint64_t kh) {
+    std::uint64_t vh = 0;
+    if (!ValueHash(r.pb.trigger.field, e, &vh)) return false;
+    const UnixMicros t = e.time;
+    const BaselineSettings& b = r.pb.trigger.baseline;
+    if (r.learning_since == 0) r.learning_since = t;
+    bool known = false;
+    if (auto k = r.baseline.find(kh); k != r.baseline.end()) {
+      if (auto v = k->second.values.find(vh); v != k->second.values.end()) {
+        // Known: first used at least a window ago, and not forgotten since.
+        known = v->second.first_seen <= t - r.pb.trigger.window_seconds * kMicrosPerSecond &&
+                v->second.last_seen >= t - b.ttl_seconds * kMicrosPerSecond;
+      }
+    }
+    const bool warm = t - r.learning_since >= b.warmup_seconds * kMicrosPerSecond;
+    Learn(r, e, kh, vh, t);
+    return warm && !known;
+  }
+
+  void ResetKey(Runtime& r, const Event& e) {
+    std::uint64_t kh = 0;
+    if (!KeyHash(r.pb, e, &kh)) return;
+    const std::uint32_t rec = r.table->Find(kh);
+    if (rec == KeyTable::kNone) return;
+    std::uint32_t* w = r.table->record(rec);
+    std::memset(w + kEvMetaWord, 0, (r.words - kEvMetaWord) * sizeof(std::uint32_t));
+  }
+
+  void Count(Runtime& r, const Event& e, IncidentSink* sink) {
+    if (global_allow_.Allows(e) || r.pb.allow.Allows(e)) {
+      ++stats_.allowlisted;
+      return;
+    }
+    std::uint64_t kh = 0;
+    if (!KeyHash(r.pb, e, &kh)) {
+      ++stats_.no_key;
+      return;
+    }
+    const Trigger& tr = r.pb.trigger;
+    const UnixMicros t = e.time;
+    if (tr.type == TriggerType::kNovel && !JudgeAndLearn(r, e, kh)) return;
+    if (tr.type == TriggerType::kDistinct && !e.has(tr.field.field) &&
+        !(tr.field.field == Field::kClientIp && e.client_ip.valid())) {
+      ++stats_.no_key;
+      return;
+    }
+
+    bool inserted = false;
+    const std::uint64_t evictions = r.table->evictions(), expirations = r.table->expirations();
+    const std::uint32_t rec = r.table->FindOrInsert(kh, t, &inserted);
+    stats_.evictions += r.table->evictions() - evictions;
+    stats_.expired += r.table->expirations() - expirations;
+    std::uint32_t* w = r.table->record(rec);
+    if (t < GetI64(w + kCooldownWord)) {
+      ++stats_.suppressed;
+      return;
+    }
+    std::uint32_t* st = w + kStateWord;
+    std::uint64_t count = 0;
+    bool fresh = false;
+    switch (tr.type) {
+      case TriggerType::kCount:
+      case TriggerType::kNovel:
+        fresh = r.counter->CountAt(st, t) == 0;
+        count = r.counter->Add(st, t, std::max<std::uint32_t>(e.weight, 1));
+        break;
+      case TriggerType::kDistinct: {
+        std::uint64_t vh = 0;
+        ValueHash(tr.field, e, &vh);
+        fresh = r.distinct->Expire(st, t) == 0;
+        count = r.distinct->Add(st, t, static_cast<std::uint32_t>(vh ^ (vh >> 32)));
+        break;
+      }
+      case TriggerType::kConsecutive: {
+        const UnixMicros last = GetI64(st + 1);
+        if (st[0] > 0 && tr.window_seconds > 0 && t - last > tr.window_seconds * kMicrosPerSecond) {
+          st[0] = 0;
+        }
+        fresh = st[0] == 0;
+        st[0] += std::max<std::uint32_t>(e.weight, 1);
+        SetI64(st + 1, std::max(t, last));
+        count = st[0];
+        break;
+      }
+    }
+    std::uint32_t meta = fresh ? 0 : w[kEvMetaWord];
+    if (fresh) SetI64(w + kEpisodeWord, t);
+    std::uint32_t first_n = meta & 0xff, last_n = (meta >> 8) & 0xff, last_head = meta >> 16;
+    const std::uint32_t ref = JournalRef(e);
+    if (first_n < kEvidenceEach) {
+      w[kEvFirstWord + first_n++] = ref;
+    } else {
+      w[kEvLastWord + (last_head + last_n) % kEvidenceEach] = ref;
+      if (last_n < kEvidenceEach) {
+        ++last_n;
+      } else {
+        last_head = (last_head + 1) % kEvidenceEach;
+      }
+    }
+    w[kEvMetaWord] = first_n | last_n << 8 | last_head << 16;
+    if (count >= tr.threshold) Fire(r, w, e, count, sink);
+  }
+
+  // Earlier incidents of this key within the lookback (this playbook, or all when across).
+  int PriorOffenses(const Runtime& r, const std::string& kind, const std::string& key,
+                    UnixMicros t) const {
+    const auto it = offenses_.find(OffenseKey(kind, key));
+    if (it == offenses_.end()) return 0;
+    int n = 0;
+    for (const Offense& o : it->second) {
+      if (o.time < t - r.pb.escalation.lookback_seconds * kMicrosPerSecond || o.time > t) continue;
+      if (r.pb.escalation.across_playbooks || o.playbook == r.index) ++n;
+    }
+    return n;
+  }
+
+  std::uint64_t OffenseKey(const std::string& kind, const std::string& key) const {
+    Hasher h{seed_ ^ 0x2545f4914f6cdd1dull};
+    h.AddLower(kind);
+    h.AddLower(key);
+    return h.h;
+  }
+
+  void RecordOffense(int playbook, const std::string& kind, const std::string& key, UnixMicros t) {
+    if (max_lookback_ == 0) return;
+    auto& list = offenses_[OffenseKey(kind, key)];
+    std::erase_if(list,
+                  [&](const Offense& o) { return o.time < t - max_lookback_ * kMicrosPerSecond; });
+    if (list.size() >= 32) list.erase(list.begin());
+    list.push_back(Offense{t, playbook});
+    // Keep the table bounded: an occasional sweep of entries past every lookback.
+    if (++offense_inserts_ % 4096 == 0) {
+      std::erase_if(offenses_, [&](const auto& kv) {
+        return kv.second.empty() || kv.second.back().time < t - max_lookback_ * kMicrosPerSecond;
+      });
+    }
+  }
+
+  void Fire(Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count, IncidentSink* sink) {
+    const Playbook& pb = r.pb;
+    const Trigger& tr = pb.trigger;
+    const UnixMicros t = e.time;
+    std::uint32_t* st = w + kStateWord;
+    Incident inc;
+    inc.playbook = pb.name;
+    inc.description = pb.description;
+    inc.severity = pb.severity;
+    inc.mode = pb.mode;
+    inc.key_kind = pb.key_kind;
+    inc.key = KeyText(pb, e);
+    inc.count = count;
+    inc.window_seconds = tr.window_seconds;
+    inc.last_seen = t;
+    switch (tr.type) {
+      case TriggerType::kCount:
+      case TriggerType::kNovel:
+        inc.first_seen = r.counter->OldestAt(st, t);
+        break;
+      case TriggerType::kDistinct:
+        inc.first_seen = r.distinct->Oldest(st);
+        break;
+      case TriggerType::kConsecutive:
+        inc.first_seen = GetI64(w + kEpisodeWord);
+        break;
+    }
+    if (inc.first_seen == 0 || inc.first_seen > t) inc.first_seen = t;
+
+    std::string events;
+    for (int i = 0; i < kEventTypeCount; ++i) {
+      if (!pb.match.types[i]) continue;
+      if (!events.empty()) events += '/';
+      events += EventTypeName(static_cast<EventType>(i));
+    }
+    const std::string window = FormatDurationSeconds(tr.window_seconds);
+    switch (tr.type) {
+      case TriggerType::kCount:
+        inc.trigger = fmt::format("{} {} in {} (count >= {})", count, events, window, tr.threshold);
+        break;
+      case TriggerType::kDistinct:
+        inc.trigger = fmt::format("{} distinct {} in {} of {} (distinct >= {})", count,
+                                  FieldName(tr.field.field), window, events, tr.threshold);
+        break;
+      case TriggerType::kConsecutive:
+        inc.trigger =
+            fmt::format("{} consecutive {} (consecutive >= {})", count, events, tr.threshold);
+        break;
+      case TriggerType::kNovel:
+        inc.trigger = fmt::format("{} {} to {} values never used before in {} (novel >= {})", count,
+                                  events, FieldName(tr.field.field), window, tr.threshold);
+        break;
+    }
+
+    // Evidence: the episode's first lines, then its last ones.
+    const std::uint32_t meta = w[kEvMetaWord];
+    const std::uint32_t first_n = meta & 0xff, last_n = (meta >> 8) & 0xff, last_head = meta >> 16;
+    std::size_t dropped = 0;
+    auto add = [&](std::uint32_t ref) {
+      EvidenceLine line;
+      if (journal_.Get(ref, &line)) {
+        inc.evidence.push_back(std::move(line));
+      } else {
+        ++dropped;
+      }
+    };
+    for (std::uint32_t i = 0; i < first_n; ++i) add(w[kEvFirstWord + i]);
+    const std::size_t first_held = inc.evidence.size();
+    for (std::uint32_t i = 0; i < last_n; ++i) {
+      add(w[kEvLastWord + (last_head + i) % kEvidenceEach]);
+    }
+    if (dropped > 0) {
+      stats_.evidence_dropped += dropped;
+      inc.evidence.insert(
+          inc.evidence.begin() + static_cast<std::ptrdiff_t>(first_held),
+          EvidenceLine{0, fmt::format("({} evidence line(s) no longer held)", dropped)});
+    }
+
+    // Escalation: repeat offenders get longer bans and a longer cooldown.
+    double multiplier = 1;
+    if (pb.escalation.enabled) {
+      const int prior = PriorOffenses(r, inc.key_kind, inc.key, t);
+      if (prior > 0) {
+        multiplier = std::pow(pb.escalation.factor, prior);
+        inc.trigger += fmt::format("; repeat offender: {} earlier incident(s) in {}", prior,
+                                   FormatDurationSeconds(pb.escalation.lookback_seconds));
+      }
+    }
+    auto escalate = [&](std::int64_t seconds) {
+      if (multiplier == 1 || seconds <= 0) return seconds;
+      const double d = static_cast<double>(seconds) * multiplier;
+      const double cap = static_cast<double>(std::max(pb.escalation.max_seconds, seconds));
+      return static_cast<std::int64_t>(std::min(d, cap));
+    };
+
+    const bool dry = dry_run_ || pb.mode == PlaybookMode::kDryRun;
+    for (const ActionSpec& spec : pb.actions) {
+      ActionRequest a;
+      a.type = spec.type;
+      a.dry_run = dry || spec.dry_run;
+      bool valid = true;
+      for (const auto& [name, tpl] : spec.params) {
+        std::string value = Expand(tpl, pb, inc, e);
+        if (spec.type == "ban" && name == "address") {
+          // Re-printed from binary: log text never reaches the firewall as text.
+          IpPrefix p;
+          if (!IpPrefix::Parse(value, &p)) {
+            inc.trigger += fmt::format("; ban skipped: '{}' is not an address", value);
+            valid = false;
+            break;
+          }
+          value = p.ToString();
+        }
+        a.params[name] = std::move(value);
+      }
+      if (!valid) continue;
+      if (spec.duration_seconds >= 0) a.params["duration_s"] = escalate(spec.duration_seconds);
+      if (spec.type == "hold_queue") {
+        a.params["queue_ids"] = nlohmann::json::array();
+        if (e.has(Field::kQueueId))
+          a.params["queue_ids"].push_back(std::string(e.get(Field::kQueueId)));
+      }
+      inc.actions.push_back(std::move(a));
+    }
+
+    // The key starts over after an incident, and stays quiet for the cooldown.
+    std::memset(w + kEvMetaWord, 0, (r.words - kEvMetaWord) * sizeof(std::uint32_t));
+    SetI64(w + kCooldownWord, t + escalate(pb.cooldown_seconds) * kMicrosPerSecond);
+    if (pb.escalation.enabled || max_lookback_ > 0)
+      RecordOffense(r.index, inc.key_kind, inc.key, t);
+    ++stats_.triggers;
+    sink->OnIncident(std::move(inc));
+  }
+
+  std::string Expand(const Template& tpl, const Playbook& pb, const Incident& inc,
+                     const Event& e) const {
+    std::string out;
+    for (const auto& part : tpl.parts) {
+      switch (part.kind) {
+        case Template::Kind::kLiteral:
+          out += part.literal;
+          break;
+        case Template::Kind::kField:
+          if (part.field == Field::kClientIp) {
+            if (e.client_ip.valid()) out += e.client_ip.ToString();
+          } else {
+            out += e.get(part.field);
+          }
+          break;
+        case Template::Kind::kKey:
+          out += inc.key;
+          break;
+        case Template::Kind::kKeyKind:
+          out += inc.key_kind;
+          break;
+        case Template::Kind::kCount:
+          out += std::to_string(inc.count);
+          break;
+        case Template::Kind::kWindow:
+          out += FormatDurationSeconds(inc.window_seconds);
+          break;
+        case Template::Kind::kEvidence:
+          for (const auto& l : inc.evidence) {
+            out += l.text;
+            out += '\n';
+          }
+          break;
+        case Template::Kind::kPlaybook:
+          out += pb.name;
+          break;
+        case Template::Kind::kDescription:
+          out += pb.description;
+          break;
+        case Template::Kind::kSeverity:
+          out += SeverityName(pb.severity);
+          break;
+        case Template::Kind::kTrigger:
+          out += inc.trigger;
+          break;
+        case Template::Kind::kFirstSeen:
+          out += FormatRfc3339(inc.first_seen);
+          break;
+        case Template::Kind::kLastSeen:
+          out += FormatRfc3339(inc.last_seen);
+          break;
+      }
+    }
+    return out;
+  }
+
+  std::vector<std::unique_ptr<Runtime>> runtimes_;
+  std::array<std::vector<Route>, kEventTypeCount> routes_;
+  Allowlist global_allow_;
+  EvidenceJournal journal_;
+  bool journal_ref_valid_ = false;
+  std::uint32_t journal_ref_ = 0;
+  bool dry_run_;
+  std::uint64_t seed_ = 0;
+  std::int64_t max_lookback_ = 0;
+  std::unordered_map<std::uint64_t, std::vector<Offense>> offenses_;
+  std::uint64_t offense_inserts_ = 0;
+  EngineStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<PlaybookEngine> PlaybookEngine::Create(std::vector<Playbook> playbooks,
+                                                       const Config& config,
+                                                       const PlaybookEngineOptions& options) {
+  return std::make_unique<Engine>(std::move(playbooks), config, options);
+}
+
+Result<std::unique_ptr<PlaybookEngine>> PlaybookEngine::Load(const Config& config,
+                                                             std::vector<Diagnostic>* diagnostics) {
+  return Load(config, diagnostics, PlaybookEngineOptions{});
+}
+
+Result<std::unique_ptr<PlaybookEngine>> PlaybookEngine::Load(const Config& config,
+                                                             std::vector<Diagnostic>* diagnostics,
+                                                             const PlaybookEngineOptions& options) {
+  namespace fs = std::filesystem;
+  const std::size_t before = diagnostics->size();
+  std::vector<Playbook> playbooks;
+  std::map<std::string, std::string> seen;  // name -> file
+  for (const auto& dir : config.rule_dirs) {
+    std::error_code ec;
+    std::vector<fs::path> files;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->path().extension() == ".toml" && it->is_regular_file(ec)) files.push_back(it->path());
+    }
+    if (ec) {
+      diagnostics->push_back(Diagnostic{dir, 0, 0, "cannot read directory: " + ec.message()});
+      continue;
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      auto pb = CompilePlaybook(f.string(), diagnostics);
+      if (!pb.ok()) continue;
+      if (auto [it, fresh] = seen.emplace(pb->name, f.string()); !fresh) {
+        diagnostics->push_back(Diagnostic{
+            f.string(), 0, 0,
+            fmt::format("playbook '{}' is already defined in {}", pb->name, it->second)});
+        continue;
+      }
+      playbooks.push_back(std::move(*pb));
+    }
+  }
+  if (diagnostics->size() > before) {
+    return Status::InvalidArgument(
+        fmt::format("{} error(s) in playbooks", diagnostics->size() - before));
+  }
+  return Create(std::move(playbooks), config, options);
+}
+
+}  // namespace mxward

@@ -1,0 +1,631 @@
+// PlaybookEngine: triggers, keys, allowlists, cooldown, escalation, evidence, templates and
+// baselines, on Events built by hand with event times set explicitly.
+#include "mxward/playbook_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace mxward {
+namespace {
+
+constexpr UnixMicros kSec = kMicrosPerSecond;
+constexpr UnixMicros kT0 = 1'795'000'000 * kSec;
+
+struct Collect : IncidentSink {
+  std::vector<Incident> incidents;
+  void OnIncident(Incident i) override { incidents.push_back(std::move(i)); }
+};
+
+// Owns the text the Events point into.
+class Events {
+ public:
+  Event Make(EventType type, UnixMicros t, std::string_view ip,
+             std::initializer_list<std::pair<Field, std::string>> fields = {}) {
+    Event e;
+    e.type = type;
+    e.time = t;
+    if (!ip.empty()) {
+      EXPECT_TRUE(IpAddress::Parse(ip, &e.client_ip)) << ip;
+      e.set(Field::kClientIp, Keep(std::string(ip)));
+    }
+    std::string line =
+        FormatRfc3339(t) + " " + std::string(EventTypeName(type)) + " " + std::string(ip);
+    for (const auto& [f, v] : fields) {
+      e.set(f, Keep(v));
+      line += " " + std::string(FieldName(f)) + "=" + v;
+    }
+    e.line = Keep(line);
+    return e;
+  }
+
+ private:
+  std::string_view Keep(std::string s) { return store_.emplace_back(std::move(s)); }
+  std::deque<std::string> store_;
+};
+
+std::unique_ptr<PlaybookEngine> EngineFor(std::vector<std::pair<std::string, std::string>> tomls,
+                                          Config config = Config::Defaults()) {
+  std::vector<Playbook> pbs;
+  for (const auto& [name, text] : tomls) {
+    std::vector<Diagnostic> diags;
+    auto pb = CompilePlaybookText(text, "rules.d/" + name + ".toml", &diags);
+    for (const auto& d : diags) ADD_FAILURE() << d.ToString();
+    if (pb.ok()) pbs.push_back(std::move(*pb));
+  }
+  PlaybookEngineOptions o;
+  o.hash_seed = 42;
+  return PlaybookEngine::Create(std::move(pbs), config, o);
+}
+
+constexpr char kSasl[] = R"(
+description = "SASL brute force"
+severity = "high"
+key = "client_ip"
+[match]
+events = ["auth_failure"]
+service = ["smtpd", "submission", "smtps"]
+[trigger]
+type = "count"
+threshold = 20
+window = "10m"
+[[action]]
+type = "ban"
+address = "{client_ip}"
+duration = "1h"
+[[action]]
+type = "mail"
+to = "postmaster@example.org"
+subject = "{playbook}: {key} made {count} failures in {window}"
+)";
+
+class SaslTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<PlaybookEngine> engine_ = EngineFor({{"postfix-sasl", kSasl}});
+  Events ev_;
+  Collect sink_;
+  void Fail(std::string_view ip, UnixMicros t, std::string service = "smtpd") {
+    engine_->OnEvent(ev_.Make(EventType::kAuthFailure, t, ip, {{Field::kService, service}}),
+                     &sink_);
+  }
+};
+
+TEST_F(SaslTest, TwentyInTenMinutesOpensOneIncidentWithEverything) {
+  for (int i = 0; i < 20; ++i) Fail("203.0.113.7", kT0 + i * 30 * kSec, "submission");
+  ASSERT_EQ(sink_.incidents.size(), 1u);
+  const Incident& inc = sink_.incidents[0];
+  EXPECT_EQ(inc.playbook, "postfix-sasl");
+  EXPECT_EQ(inc.description, "SASL brute force");
+  EXPECT_EQ(inc.severity, Severity::kHigh);
+  EXPECT_EQ(inc.key_kind, "client_ip");
+  EXPECT_EQ(inc.key, "203.0.113.7");
+  EXPECT_EQ(inc.count, 20u);
+  EXPECT_EQ(inc.window_seconds, 600);
+  EXPECT_EQ(inc.first_seen, kT0);
+  EXPECT_EQ(inc.last_seen, kT0 + 19 * 30 * kSec);
+  EXPECT_EQ(inc.trigger, "20 auth_failure in 10m (count >= 20)");
+  ASSERT_EQ(inc.evidence.size(), 10u);  // first five and last five
+  EXPECT_EQ(inc.evidence[0].time, kT0);
+  EXPECT_NE(inc.evidence[0].text.find("auth_failure 203.0.113.7"), std::string::npos);
+  EXPECT_EQ(inc.evidence[4].time, kT0 + 4 * 30 * kSec);
+  EXPECT_EQ(inc.evidence[5].time, kT0 + 15 * 30 * kSec);
+  EXPECT_EQ(inc.evidence[9].time, kT0 + 19 * 30 * kSec);
+  ASSERT_EQ(inc.actions.size(), 2u);
+  EXPECT_EQ(inc.actions[0].type, "ban");
+  EXPECT_EQ(inc.actions[0].params["address"], "203.0.113.7");
+  EXPECT_EQ(inc.actions[0].params["duration_s"], 3600);
+  EXPECT_FALSE(inc.actions[0].dry_run);
+  EXPECT_EQ(inc.actions[1].params["subject"], "postfix-sasl: 203.0.113.7 made 20 failures in 10m");
+  EXPECT_EQ(engine_->stats().triggers, 1u);
+}
+
+TEST_F(SaslTest, NineteenIsBelowTheThreshold) {
+  for (int i = 0; i < 19; ++i) Fail("198.51.100.23", kT0 + i * 15 * kSec);
+  EXPECT_TRUE(sink_.incidents.empty());
+}
+
+TEST_F(SaslTest, ExactlyTenMinutesApartFiresTenMinutesOneSecondDoesNot) {
+  for (int i = 0; i < 19; ++i) Fail("192.0.2.50", kT0 + i * 30 * kSec);
+  Fail("192.0.2.50", kT0 + 601 * kSec);
+  EXPECT_TRUE(sink_.incidents.empty()) << "first and 20th are 10:01 apart";
+  for (int i = 0; i < 19; ++i) Fail("192.0.2.51", kT0 + i * 30 * kSec);
+  Fail("192.0.2.51", kT0 + 600 * kSec);
+  ASSERT_EQ(sink_.incidents.size(), 1u) << "first and 20th are exactly 10:00 apart";
+  EXPECT_EQ(sink_.incidents[0].key, "192.0.2.51");
+}
+
+TEST_F(SaslTest, OtherServicesAndEventTypesDoNotCount) {
+  for (int i = 0; i < 30; ++i) Fail("192.0.2.60", kT0 + i * kSec, "imap");
+  for (int i = 0; i < 30; ++i) {
+    engine_->OnEvent(ev_.Make(EventType::kAuthSuccess, kT0 + i * kSec, "192.0.2.61",
+                              {{Field::kService, "smtpd"}}),
+                     &sink_);
+  }
+  EXPECT_TRUE(sink_.incidents.empty());
+  EXPECT_FALSE(engine_->Watches(
+      ev_.Make(EventType::kAuthFailure, kT0, "192.0.2.60", {{Field::kService, "imap"}})));
+  EXPECT_TRUE(engine_->Watches(
+      ev_.Make(EventType::kAuthFailure, kT0, "192.0.2.60", {{Field::kService, "SMTPD"}})));
+}
+
+TEST_F(SaslTest, LoopbackIsNeverCountedByDefault) {
+  for (int i = 0; i < 50; ++i) Fail("127.0.0.1", kT0 + i * kSec);
+  for (int i = 0; i < 50; ++i) Fail("::1", kT0 + i * kSec);
+  EXPECT_TRUE(sink_.incidents.empty());
+  EXPECT_EQ(engine_->stats().allowlisted, 100u);
+}
+
+TEST_F(SaslTest, IpV6AndInterleavedAttackersAreKeptApart) {
+  for (int i = 0; i < 25; ++i) {
+    Fail("2001:db8:dead::7", kT0 + i * 10 * kSec, "smtps");
+    Fail("2001:db8:dead::8", kT0 + i * 10 * kSec + 1, "smtps");
+  }
+  ASSERT_EQ(sink_.incidents.size(), 2u);
+  EXPECT_EQ(sink_.incidents[0].key, "2001:db8:dead::7");
+  EXPECT_EQ(sink_.incidents[1].key, "2001:db8:dead::8");
+}
+
+TEST_F(SaslTest, CooldownHoldsOneIncidentPerKeyThenCountsAfresh) {
+  for (int i = 0; i < 40; ++i) Fail("203.0.113.9", kT0 + i * kSec);
+  EXPECT_EQ(sink_.incidents.size(), 1u);
+  EXPECT_EQ(engine_->stats().suppressed, 20u);
+  // Cooldown defaults to the ban's hour. After it, 19 more do nothing, the 20th fires.
+  for (int i = 0; i < 19; ++i) Fail("203.0.113.9", kT0 + 3600 * kSec + 19 * kSec + i * kSec);
+  EXPECT_EQ(sink_.incidents.size(), 1u);
+  Fail("203.0.113.9", kT0 + 3700 * kSec);
+  EXPECT_EQ(sink_.incidents.size(), 2u);
+}
+
+TEST(PlaybookEngineTest, DryRunComesFromThePlaybookOrTheConfig) {
+  const std::string dry = "mode = \"dry-run\"\n" + std::string(kSasl);
+  Events ev;
+  for (int variant = 0; variant < 3; ++variant) {
+    Config config = Config::Defaults();
+    config.dry_run = variant == 2;
+    auto engine = EngineFor({{"p", variant == 1 ? dry : std::string(kSasl)}}, config);
+    Collect sink;
+    for (int i = 0; i < 20; ++i) {
+      engine->OnEvent(ev.Make(EventType::kAuthFailure, kT0 + i * kSec, "192.0.2.1",
+                              {{Field::kService, "smtpd"}}),
+                      &sink);
+    }
+    ASSERT_EQ(sink.incidents.size(), 1u);
+    EXPECT_EQ(sink.incidents[0].actions[0].dry_run, variant != 0) << variant;
+    EXPECT_EQ(sink.incidents[0].mode,
+              variant == 1 ? PlaybookMode::kDryRun : PlaybookMode::kEnforce);
+  }
+}
+
+TEST(PlaybookEngineTest, WeightedEventsCountAsSeveralAttempts) {
+  auto engine = EngineFor({{"dovecot", R"(
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 10
+window = "10m"
+)"}});
+  Events ev;
+  Collect sink;
+  Event e = ev.Make(EventType::kAuthFailure, kT0, "192.0.2.9");
+  e.weight = 6;
+  engine->OnEvent(e, &sink);
+  EXPECT_TRUE(sink.incidents.empty());
+  e.time += kSec;
+  e.weight = 4;
+  engine->OnEvent(e, &sink);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].count, 10u);
+}
+
+TEST(PlaybookEngineTest, PrefixKeysGroupANetwork) {
+  auto engine = EngineFor({{"net", R"(
+key = "client_ip/24"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 5
+window = "1h"
+[[action]]
+type = "ban"
+)"}});
+  Events ev;
+  Collect sink;
+  for (int i = 0; i < 5; ++i) {
+    engine->OnEvent(
+        ev.Make(EventType::kAuthFailure, kT0 + i * kSec, "198.51.100." + std::to_string(10 + i)),
+        &sink);
+    engine->OnEvent(
+        ev.Make(EventType::kAuthFailure, kT0 + i * kSec, "2001:db8:1:" + std::to_string(i) + "::1"),
+        &sink);
+  }
+  ASSERT_EQ(sink.incidents.size(), 2u);
+  EXPECT_EQ(sink.incidents[0].key, "198.51.100.0/24");
+  EXPECT_EQ(sink.incidents[0].key_kind, "client_ip/24");
+  EXPECT_EQ(sink.incidents[0].actions[0].params["address"], "198.51.100.0/24");
+  EXPECT_EQ(sink.incidents[1].key, "2001:db8:1::/48");  // /24 for IPv4 is /48 for IPv6
+}
+
+TEST(PlaybookEngineTest, ConditionsRegexCidrAndNumbers) {
+  auto engine = EngineFor({{"spam", R"(
+key = "sasl_user"
+[match]
+events = ["spam_verdict"]
+spam_score = { gte = 6.5 }
+client_ip = { not_cidr = ["10.0.0.0/8"] }
+sasl_user = { regex = "(?i)[a-z]+@example\\.org" }
+[trigger]
+type = "count"
+threshold = 3
+window = "1h"
+)"}});
+  Events ev;
+  Collect sink;
+  auto verdict = [&](std::string ip, std::string user, double score, int i) {
+    Event e = ev.Make(EventType::kSpamVerdict, kT0 + i * kSec, ip,
+                      {{Field::kSaslUser, user}, {Field::kSpamScore, std::to_string(score)}});
+    e.spam_score = score;
+    engine->OnEvent(e, &sink);
+  };
+  for (int i = 0; i < 5; ++i) verdict("10.1.2.3", "bob@example.org", 9, i);      // inside cidr
+  for (int i = 0; i < 5; ++i) verdict("192.0.2.1", "bob@example.org", 6.4, i);   // below
+  for (int i = 0; i < 5; ++i) verdict("192.0.2.1", "x@example.org.evil", 9, i);  // anchored
+  EXPECT_TRUE(sink.incidents.empty());
+  for (int i = 0; i < 3; ++i) verdict("192.0.2.1", "Bob@Example.org", 6.5, i);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].key, "bob@example.org");
+}
+
+TEST(PlaybookEngineTest, DistinctUsersPerAddress) {
+  auto engine = EngineFor({{"enum", R"(
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "distinct"
+field = "user"
+threshold = 10
+window = "6h"
+)"}});
+  Events ev;
+  Collect sink;
+  // One address retrying the same three users all day: not enumeration.
+  for (int i = 0; i < 300; ++i) {
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, kT0 + i * 60 * kSec, "192.0.2.1",
+                            {{Field::kUser, "user" + std::to_string(i % 3)}}),
+                    &sink);
+  }
+  EXPECT_TRUE(sink.incidents.empty());
+  // Another trying ten different users over five hours.
+  for (int i = 0; i < 10; ++i) {
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, kT0 + i * 1800 * kSec, "192.0.2.2",
+                            {{Field::kUser, "name" + std::to_string(i)}}),
+                    &sink);
+  }
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].count, 10u);
+  EXPECT_EQ(sink.incidents[0].first_seen, kT0);
+  EXPECT_EQ(sink.incidents[0].trigger, "10 distinct user in 6h of auth_failure (distinct >= 10)");
+}
+
+TEST(PlaybookEngineTest, ConsecutiveRunsResetByAnotherEvent) {
+  auto engine = EngineFor({{"dkim", R"(
+key = "dkim_domain"
+[match]
+events = ["dkim_verify"]
+dkim_result = "fail"
+[trigger]
+type = "consecutive"
+threshold = 3
+[trigger.reset]
+events = ["dkim_verify"]
+dkim_result = "pass"
+)"}});
+  Events ev;
+  Collect sink;
+  auto dkim = [&](std::string result, int i) {
+    engine->OnEvent(ev.Make(EventType::kDkimVerify, kT0 + i * kSec, "",
+                            {{Field::kDkimDomain, "example.com"}, {Field::kDkimResult, result}}),
+                    &sink);
+  };
+  dkim("fail", 0);
+  dkim("fail", 1);
+  dkim("pass", 2);
+  dkim("fail", 3);
+  dkim("fail", 4);
+  EXPECT_TRUE(sink.incidents.empty());
+  dkim("fail", 5);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].key, "example.com");
+  EXPECT_EQ(sink.incidents[0].first_seen, kT0 + 3 * kSec);
+  EXPECT_EQ(sink.incidents[0].evidence.size(), 3u);
+}
+
+TEST(PlaybookEngineTest, EscalationLengthensRepeatBansUpToTheMaximum) {
+  auto engine = EngineFor({{"esc", R"(
+cooldown = "10m"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 2
+window = "1m"
+[escalation]
+factor = 3
+max = "5h"
+lookback = "1d"
+[[action]]
+type = "ban"
+duration = "1h"
+)"}});
+  Events ev;
+  Collect sink;
+  std::vector<std::int64_t> durations;
+  for (int round = 0; round < 4; ++round) {
+    const UnixMicros t = kT0 + round * 6 * 3600 * kSec;  // after each (escalated) cooldown
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, t, "192.0.2.3"), &sink);
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, t + kSec, "192.0.2.3"), &sink);
+  }
+  ASSERT_EQ(sink.incidents.size(), 4u);
+  for (const auto& inc : sink.incidents) {
+    durations.push_back(inc.actions[0].params["duration_s"].get<std::int64_t>());
+  }
+  EXPECT_EQ(durations, (std::vector<std::int64_t>{3600, 3 * 3600, 5 * 3600, 5 * 3600}));
+  EXPECT_NE(sink.incidents[1].trigger.find("repeat offender: 1 earlier"), std::string::npos);
+}
+
+TEST(PlaybookEngineTest, EscalationCountsImportedAndOtherPlaybooksIncidentsWhenAsked) {
+  auto engine = EngineFor({{"esc", R"(
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 1
+window = "1m"
+[escalation]
+factor = 2
+max = "1w"
+lookback = "1d"
+across_playbooks = true
+[[action]]
+type = "ban"
+duration = "1h"
+)"}});
+  engine->ImportPriorIncidents({{"postfix-rbl", "client_ip", "192.0.2.4", kT0 - 3600 * kSec},
+                                {"gone", "client_ip", "192.0.2.4", kT0 - 7200 * kSec},
+                                {"gone", "client_ip", "192.0.2.4", kT0 - 3 * 86400 * kSec}});
+  Events ev;
+  Collect sink;
+  engine->OnEvent(ev.Make(EventType::kAuthFailure, kT0, "192.0.2.4"), &sink);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].actions[0].params["duration_s"], 4 * 3600);
+}
+
+TEST(PlaybookEngineTest, PlaybookAllowlistAndAuthenticatedUsersOnly) {
+  auto engine = EngineFor({{"p", R"(
+key = "sasl_user"
+[match]
+events = ["auth_failure", "auth_success"]
+[trigger]
+type = "count"
+threshold = 2
+window = "1h"
+[allow]
+cidrs = ["192.0.2.0/24"]
+users = ["monitor@example.org"]
+)"}});
+  Events ev;
+  Collect sink;
+  for (int i = 0; i < 5; ++i) {
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, kT0 + i, "192.0.2.77",
+                            {{Field::kSaslUser, "a@example.org"}}),
+                    &sink);
+    engine->OnEvent(ev.Make(EventType::kAuthSuccess, kT0 + i, "198.51.100.1",
+                            {{Field::kSaslUser, "monitor@example.org"}}),
+                    &sink);
+  }
+  EXPECT_TRUE(sink.incidents.empty());
+  // A failure naming the allowed user is the client's claim: it still counts.
+  for (int i = 0; i < 2; ++i) {
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, kT0 + i, "198.51.100.1",
+                            {{Field::kSaslUser, "monitor@example.org"}}),
+                    &sink);
+  }
+  EXPECT_EQ(sink.incidents.size(), 1u);
+}
+
+TEST(PlaybookEngineTest, EventsWithoutTheKeyAreSkipped) {
+  auto engine = EngineFor({{"p", R"(
+key = ["sasl_user", "client_ip/16"]
+[match]
+events = ["auth_success"]
+[trigger]
+type = "count"
+threshold = 2
+window = "1h"
+)"}});
+  Events ev;
+  Collect sink;
+  engine->OnEvent(ev.Make(EventType::kAuthSuccess, kT0, "192.0.2.1"), &sink);
+  EXPECT_EQ(engine->stats().no_key, 1u);
+  engine->OnEvent(ev.Make(EventType::kAuthSuccess, kT0, "192.0.2.1", {{Field::kSaslUser, "A@x"}}),
+                  &sink);
+  engine->OnEvent(ev.Make(EventType::kAuthSuccess, kT0, "192.0.99.1", {{Field::kSaslUser, "a@x"}}),
+                  &sink);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].key, "a@x,192.0.0.0/16");
+}
+
+constexpr char kNovel[] = R"(
+key = "sasl_user"
+[match]
+events = ["delivery"]
+[trigger]
+type = "novel"
+field = "recipient_domain"
+threshold = 5
+window = "1h"
+[trigger.baseline]
+warmup = "1d"
+ttl = "30d"
+[[action]]
+type = "suspend_sending"
+[[action]]
+type = "hold_queue"
+user = "{sasl_user}"
+)";
+
+TEST(PlaybookEngineNovelTest, NothingIsJudgedDuringWarmup) {
+  auto engine = EngineFor({{"out", kNovel}});
+  Events ev;
+  Collect sink;
+  for (int i = 0; i < 50; ++i) {
+    engine->OnEvent(ev.Make(EventType::kDelivery, kT0 + i * kSec, "",
+                            {{Field::kSaslUser, "alice@example.org"},
+                             {Field::kRecipientDomain, "d" + std::to_string(i) + ".example"}}),
+                    &sink);
+  }
+  EXPECT_TRUE(sink.incidents.empty());
+  EXPECT_EQ(engine->stats().baseline_values, 50u);
+}
+
+TEST(PlaybookEngineNovelTest, NewDomainsAfterWarmupFireKnownOnesDoNot) {
+  auto engine = EngineFor({{"out", kNovel}});
+  Events ev;
+  Collect sink;
+  auto send = [&](std::string user, std::string domain, UnixMicros t) {
+    engine->OnEvent(ev.Make(EventType::kDelivery, t, "",
+                            {{Field::kSaslUser, user},
+                             {Field::kRecipientDomain, domain},
+                             {Field::kQueueId, "4XyZ1"}}),
+                    &sink);
+  };
+  // Two days of ordinary mail teach the baseline.
+  for (int d = 0; d < 2; ++d) {
+    for (int i = 0; i < 10; ++i) {
+      send("alice@example.org", "known" + std::to_string(i) + ".example",
+           kT0 + d * 86400 * kSec + i * kSec);
+    }
+  }
+  const UnixMicros later = kT0 + 2 * 86400 * kSec + 3600 * kSec;
+  // A bulk run to known domains: nothing.
+  for (int i = 0; i < 200; ++i) {
+    send("alice@example.org", "known" + std::to_string(i % 10) + ".example", later + i * kSec);
+  }
+  EXPECT_TRUE(sink.incidents.empty());
+  // Four new domains: below; the fifth fires.
+  for (int i = 0; i < 4; ++i)
+    send("alice@example.org", "new" + std::to_string(i), later + 300 * kSec);
+  EXPECT_TRUE(sink.incidents.empty());
+  send("alice@example.org", "new4", later + 301 * kSec);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  const Incident& inc = sink.incidents[0];
+  EXPECT_EQ(inc.key, "alice@example.org");
+  EXPECT_EQ(inc.actions[0].type, "suspend_sending");
+  EXPECT_EQ(inc.actions[0].params["user"], "alice@example.org");
+  EXPECT_EQ(inc.actions[1].params["queue_ids"], nlohmann::json::array({"4XyZ1"}));
+}
+
+TEST(PlaybookEngineNovelTest, BaselinesExportDirtyEntriesAndImportIntoAFreshEngine) {
+  auto engine = EngineFor({{"out", kNovel}});
+  EXPECT_EQ(engine->BaselinePlaybooks(), std::vector<std::string>{"out"});
+  Events ev;
+  Collect sink;
+  for (int i = 0; i < 10; ++i) {
+    engine->OnEvent(ev.Make(EventType::kDelivery, kT0 + i * kSec, "",
+                            {{Field::kSaslUser, "Alice@Example.org"},
+                             {Field::kRecipientDomain, "k" + std::to_string(i % 3) + ".example"}}),
+                    &sink);
+  }
+  auto dirty = engine->TakeDirtyBaselines();
+  ASSERT_EQ(dirty.size(), 1u);
+  EXPECT_EQ(dirty[0].playbook, "out");
+  ASSERT_EQ(dirty[0].entries.size(), 3u);
+  EXPECT_EQ(dirty[0].entries[0].key, "alice@example.org");
+  EXPECT_TRUE(engine->TakeDirtyBaselines().empty()) << "marks are cleared";
+
+  // Restart: the stored baseline makes the engine warm and the domains known at once.
+  auto fresh = EngineFor({{"out", kNovel}});
+  std::vector<BaselineEntry> stored = dirty[0].entries;
+  for (auto& e : stored) e.last_seen = kT0 - 3 * 86400 * kSec;
+  ASSERT_TRUE(fresh->ImportBaselines("out", stored).ok());
+  EXPECT_FALSE(fresh->ImportBaselines("nope", stored).ok());
+  EXPECT_TRUE(fresh->TakeDirtyBaselines().empty());
+  Collect sink2;
+  for (int i = 0; i < 20; ++i) {
+    fresh->OnEvent(ev.Make(EventType::kDelivery, kT0 + i * kSec, "",
+                           {{Field::kSaslUser, "alice@example.org"},
+                            {Field::kRecipientDomain, "k" + std::to_string(i % 3) + ".example"}}),
+                   &sink2);
+  }
+  EXPECT_TRUE(sink2.incidents.empty());
+  for (int i = 0; i < 5; ++i) {
+    fresh->OnEvent(ev.Make(EventType::kDelivery, kT0 + 100 * kSec, "",
+                           {{Field::kSaslUser, "alice@example.org"},
+                            {Field::kRecipientDomain, "n" + std::to_string(i)}}),
+                   &sink2);
+  }
+  EXPECT_EQ(sink2.incidents.size(), 1u);
+}
+
+TEST(PlaybookEngineTest, KeyTableCapEvictsAndCounts) {
+  auto engine = EngineFor({{"p", R"(
+max_keys = 1000
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 20
+window = "10m"
+)"}});
+  Events ev;
+  Collect sink;
+  for (int i = 0; i < 5000; ++i) {
+    IpAddress a = IpAddress::V4(0xC6336400u + static_cast<std::uint32_t>(i));  // 198.51.100.0+
+    Event e = ev.Make(EventType::kAuthFailure, kT0 + i, a.ToString());
+    engine->OnEvent(e, &sink);
+  }
+  EXPECT_EQ(engine->stats().tracked_keys, 1000u);
+  EXPECT_EQ(engine->stats().evictions, 4000u);
+}
+
+TEST(PlaybookEngineTest, EvidenceLinesThatLeftTheJournalAreReportedAsDropped) {
+  std::vector<Playbook> pbs;
+  std::vector<Diagnostic> diags;
+  pbs.push_back(*CompilePlaybookText(R"(
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 20
+window = "1d"
+)",
+                                     "p.toml", &diags));
+  PlaybookEngineOptions o;
+  o.evidence_lines = 16;
+  auto engine = PlaybookEngine::Create(std::move(pbs), Config::Defaults(), o);
+  Events ev;
+  Collect sink;
+  for (int i = 0; i < 20; ++i) {
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, kT0 + i * 60 * kSec, "192.0.2.1"), &sink);
+    for (int j = 0; j < 5; ++j) {
+      engine->OnEvent(ev.Make(EventType::kAuthFailure, kT0 + i * 60 * kSec + j + 1,
+                              "198.51.100." + std::to_string(i * 5 + j)),
+                      &sink);
+    }
+  }
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  const auto& evidence = sink.incidents[0].evidence;
+  // The journal holds the last 16 lines: of the key's first five and last five lines only the
+  // three newest remain (rounds 17..19); the other seven are reported, in their place.
+  ASSERT_EQ(evidence.size(), 4u);
+  EXPECT_EQ(evidence[0].text, "(7 evidence line(s) no longer held)");
+  EXPECT_EQ(evidence[1].time, kT0 + 17 * 60 * kSec);
+  EXPECT_EQ(evidence[3].time, kT0 + 19 * 60 * kSec);
+  EXPECT_EQ(engine->stats().evidence_dropped, 7u);
+}
+
+}  // namespace
+}  // namespace mxward
