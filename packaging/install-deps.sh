@@ -22,6 +22,7 @@ test_pkgs=(
   nftables iproute2 util-linux bsdutils procps python3 sqlite3
   rsyslog mariadb-server mariadb-client postgresql postgresql-client fail2ban
   clang libclang-rt-14-dev
+  lintian time
 )
 
 case "$profile" in
