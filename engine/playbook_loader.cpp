@@ -671,7 +671,14 @@ bool IsKnownActionType(std::string_view type) {
 
 Result<Playbook> CompilePlaybookText(std::string_view text, const std::string& path,
                                      std::vector<Diagnostic>* diagnostics) {
-  return Compiler(path, diagnostics).CompileText(text);
+  const auto before = static_cast<std::ptrdiff_t>(diagnostics->size());
+  auto result = Compiler(path, diagnostics).CompileText(text);
+  // In file order, as a person reads them.
+  std::stable_sort(diagnostics->begin() + before, diagnostics->end(),
+                   [](const Diagnostic& a, const Diagnostic& b) {
+                     return a.line != b.line ? a.line < b.line : a.column < b.column;
+                   });
+  return result;
 }
 
 Result<Playbook> CompilePlaybook(const std::string& path, std::vector<Diagnostic>* diagnostics) {
