@@ -1,12 +1,112 @@
-// INTERIM: registration only, until the issue that owns `mxward accounts` lands its implementation.
+// `mxward accounts list|suspend|restore`: mail accounts mxward suspended (PostfixAdmin), and
+// doing it by hand. suspend/restore go through the daemon when it runs.
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "admin_request.h"
 #include "commands.h"
+#include "table_printer.h"
 
 namespace mxward::cli {
+namespace {
 
-void AddAccountsCommand(CLI::App& app, GlobalOptions& /*globals*/) {
-  CLI::App* cmd = app.add_subcommand("accounts", "(not built yet)");
-  cmd->allow_extras();
-  cmd->callback([] { throw CliExit(kExitRuntime, "'accounts' is not built yet"); });
+void RunList(const GlobalOptions& globals, bool json) {
+  const Config config = LoadEffectiveConfig(globals);
+  const UnixMicros now = CliNow();
+  auto store = OpenStoreOrExit(config);
+  auto list = store->ActiveSuspensions();
+  if (!list.ok()) ExitWith(list.status());
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : *list) {
+      out.push_back({{"user", s.user},
+                     {"kind", s.kind},
+                     {"created_at", FormatRfc3339(s.created_at)},
+                     {"until", s.until ? nlohmann::json(FormatRfc3339(s.until)) : nullptr},
+                     {"incident_id", s.incident_id ? nlohmann::json(s.incident_id) : nullptr},
+                     {"previous", s.previous}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  if (list->empty()) {
+    std::printf("no suspended accounts\n");
+    return;
+  }
+  TablePrinter t({"USER", "KIND", "SINCE", "UNTIL", "INCIDENT"}, StdoutWantsColor());
+  for (const auto& s : *list) {
+    t.AddRow({{s.user},
+              {s.kind, Color::kRed},
+              {FormatWhen(s.created_at, now)},
+              {s.until ? FormatWhen(s.until, now) : "until restored"},
+              {s.incident_id ? std::to_string(s.incident_id) : "-"}});
+  }
+  t.Print(stdout);
+}
+
+void Run(const GlobalOptions& globals, const nlohmann::json& request, const std::string& what) {
+  const Config config = LoadEffectiveConfig(globals);
+  auto outcome = SendOrAct(config, request);
+  if (!outcome.direct) {
+    std::printf("%s: queued in the daemon as action %s\n", what.c_str(),
+                outcome.result.value("action_ids", nlohmann::json::array()).dump().c_str());
+    return;
+  }
+  bool ok = true;
+  for (const auto& a : outcome.actions) {
+    std::printf("%s\n", DescribeAction(a).c_str());
+    ok = ok && (a.status == ActionStatus::kDone || a.status == ActionStatus::kDryRun);
+  }
+  if (!ok) throw CliExit(kExitRuntime, what + ": not applied (see above)");
+}
+
+std::string CheckKind(const std::string& k) {
+  return k == "suspend" || k == "suspend_sending" || k == "require_password_change"
+             ? ""
+             : "must be suspend, suspend_sending or require_password_change";
+}
+
+}  // namespace
+
+void AddAccountsCommand(CLI::App& app, GlobalOptions& globals) {
+  CLI::App* cmd = app.add_subcommand("accounts", "Suspended mail accounts: list, suspend, restore");
+  cmd->require_subcommand(1);
+
+  auto json = std::make_shared<bool>(false);
+  CLI::App* l = cmd->add_subcommand("list", "Accounts mxward has suspended");
+  l->add_flag("--json", *json, "JSON array (fields in docs/cli.md)");
+  l->callback([&globals, json] { RunList(globals, *json); });
+
+  struct Options {
+    std::string user;
+    std::string kind;
+  };
+  auto suspend = std::make_shared<Options>();
+  suspend->kind = "suspend";
+  CLI::App* s = cmd->add_subcommand("suspend", "Suspend a mailbox (all of it, or sending only)");
+  s->add_option("user", suspend->user, "the mailbox, alice@example.org")->required();
+  s->add_option("--kind", suspend->kind,
+                "suspend (default), suspend_sending, "
+                "require_password_change")
+      ->check(CheckKind);
+  s->callback([&globals, suspend] {
+    Run(globals, {{"op", "accounts.suspend"}, {"user", suspend->user}, {"kind", suspend->kind}},
+        fmt::format("{} {}", suspend->kind, suspend->user));
+  });
+
+  auto restore = std::make_shared<Options>();
+  CLI::App* r = cmd->add_subcommand("restore", "Undo mxward's suspension of a mailbox");
+  r->add_option("user", restore->user, "the mailbox")->required();
+  r->add_option("--kind", restore->kind, "only this kind (default: every suspension on record)")
+      ->check(CheckKind);
+  r->callback([&globals, restore] {
+    nlohmann::json req = {{"op", "accounts.restore"}, {"user", restore->user}};
+    if (!restore->kind.empty()) req["kind"] = restore->kind;
+    Run(globals, req, "restore " + restore->user);
+  });
 }
 
 }  // namespace mxward::cli

@@ -1,12 +1,116 @@
-// INTERIM: registration only, until the issue that owns `mxward bans` lands its implementation.
+// `mxward bans list|add|remove`: the bans mxward keeps (in nftables, recorded in the store).
+// add/remove go through the daemon when it runs, else act directly through the outbox.
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "admin_request.h"
 #include "commands.h"
+#include "table_printer.h"
 
 namespace mxward::cli {
+namespace {
 
-void AddBansCommand(CLI::App& app, GlobalOptions& /*globals*/) {
-  CLI::App* cmd = app.add_subcommand("bans", "(not built yet)");
-  cmd->allow_extras();
-  cmd->callback([] { throw CliExit(kExitRuntime, "'bans' is not built yet"); });
+void RunList(const GlobalOptions& globals, bool json) {
+  const Config config = LoadEffectiveConfig(globals);
+  const UnixMicros now = CliNow();
+  auto store = OpenStoreOrExit(config);
+  auto bans = store->ActiveBans(now);
+  if (!bans.ok()) ExitWith(bans.status());
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& b : *bans) {
+      out.push_back({{"address", b.prefix},
+                     {"created_at", FormatRfc3339(b.created_at)},
+                     {"until", b.until ? nlohmann::json(FormatRfc3339(b.until)) : nullptr},
+                     {"incident_id", b.incident_id ? nlohmann::json(b.incident_id) : nullptr},
+                     {"reason", b.reason}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  if (bans->empty()) {
+    std::printf("no active bans\n");
+    return;
+  }
+  TablePrinter t({"ADDRESS", "SINCE", "UNTIL", "INCIDENT", "REASON"}, StdoutWantsColor());
+  for (const auto& b : *bans) {
+    t.AddRow({{b.prefix},
+              {FormatWhen(b.created_at, now)},
+              {b.until ? FormatWhen(b.until, now) : "permanent"},
+              {b.incident_id ? std::to_string(b.incident_id) : "-"},
+              {b.reason}});
+  }
+  t.Print(stdout);
+}
+
+// Prints what happened and fails (exit 3) when the effect is not in place.
+void Report(const AdminOutcome& outcome, const std::string& what) {
+  if (!outcome.direct) {
+    std::printf("%s: queued in the daemon as action %s\n", what.c_str(),
+                outcome.result.value("action_ids", nlohmann::json::array()).dump().c_str());
+    return;
+  }
+  bool ok = true;
+  for (const auto& a : outcome.actions) {
+    std::printf("%s\n", DescribeAction(a).c_str());
+    ok = ok && (a.status == ActionStatus::kDone || a.status == ActionStatus::kDryRun);
+  }
+  if (!ok) throw CliExit(kExitRuntime, what + ": not applied (see above)");
+}
+
+struct AddOptions {
+  std::string address;
+  std::string duration;
+  std::string reason;
+};
+
+void RunAdd(const GlobalOptions& globals, const AddOptions& o) {
+  const Config config = LoadEffectiveConfig(globals);
+  const std::int64_t seconds = *ParseDurationSeconds(o.duration);
+  auto outcome = SendOrAct(
+      config,
+      {{"op", "bans.add"}, {"address", o.address}, {"duration_s", seconds}, {"reason", o.reason}});
+  const std::string address = outcome.result.value("address", o.address);
+  Report(outcome, fmt::format("ban {} for {}", address, FormatDurationSeconds(seconds)));
+}
+
+void RunRemove(const GlobalOptions& globals, const std::string& address) {
+  const Config config = LoadEffectiveConfig(globals);
+  auto outcome = SendOrAct(config, {{"op", "bans.remove"}, {"address", address}});
+  Report(outcome, "unban " + outcome.result.value("address", address));
+}
+
+}  // namespace
+
+void AddBansCommand(CLI::App& app, GlobalOptions& globals) {
+  CLI::App* cmd = app.add_subcommand("bans", "List, add and lift address bans");
+  cmd->require_subcommand(1);
+
+  auto json = std::make_shared<bool>(false);
+  CLI::App* l = cmd->add_subcommand("list", "Bans in effect");
+  l->add_flag("--json", *json, "JSON array (fields in docs/cli.md)");
+  l->callback([&globals, json] { RunList(globals, *json); });
+
+  auto add = std::make_shared<AddOptions>();
+  CLI::App* a = cmd->add_subcommand("add", "Ban an address or prefix for a while");
+  a->add_option("address", add->address, "192.0.2.7, 198.51.100.0/24, 2001:db8::/64")->required();
+  a->add_option("--for", add->duration, "how long (10m, 1h, 7d)")
+      ->required()
+      ->check([](const std::string& s) -> std::string {
+        auto d = ParseDurationSeconds(s);
+        if (!d.ok()) return d.status().message();
+        return *d > 0 ? "" : "must be longer than 0s";
+      });
+  a->add_option("--reason", add->reason, "why, kept with the ban");
+  a->callback([&globals, add] { RunAdd(globals, *add); });
+
+  auto remove = std::make_shared<std::string>();
+  CLI::App* r = cmd->add_subcommand("remove", "Lift a ban (from nftables too)");
+  r->add_option("address", *remove, "the address or prefix as listed")->required();
+  r->callback([&globals, remove] { RunRemove(globals, *remove); });
 }
 
 }  // namespace mxward::cli

@@ -1,12 +1,122 @@
-// INTERIM: registration only, until the issue that owns `mxward stats` lands its implementation.
+// `mxward stats [--since 24h]`: the daily summary. Events per type (hourly counts the pipeline
+// writes), incidents per playbook, top offenders and a sparkline of incidents per hour.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "admin_request.h"
 #include "commands.h"
+#include "table_printer.h"
 
 namespace mxward::cli {
+namespace {
 
-void AddStatsCommand(CLI::App& app, GlobalOptions& /*globals*/) {
-  CLI::App* cmd = app.add_subcommand("stats", "(not built yet)");
-  cmd->allow_extras();
-  cmd->callback([] { throw CliExit(kExitRuntime, "'stats' is not built yet"); });
+constexpr UnixMicros kHour = 3600 * kMicrosPerSecond;
+constexpr std::size_t kMaxSparkline = 72;
+
+struct StatsOptions {
+  std::string since = "24h";
+  int top = 10;
+  bool json = false;
+};
+
+void RunStats(const GlobalOptions& globals, const StatsOptions& o) {
+  const Config config = LoadEffectiveConfig(globals);
+  const UnixMicros now = CliNow();
+  const UnixMicros since = now - *ParseDurationSeconds(o.since) * kMicrosPerSecond;
+  // Hourly counts are keyed by the hour's start: include the hour `since` falls in.
+  const UnixMicros since_hour = since - ((since % kHour) + kHour) % kHour;
+  auto store = OpenStoreOrExit(config);
+  auto events = store->EventCountsSince(since_hour);
+  if (!events.ok()) ExitWith(events.status());
+  auto playbooks = store->IncidentsPerPlaybook(since);
+  if (!playbooks.ok()) ExitWith(playbooks.status());
+  auto top = store->TopOffenders(since, o.top);
+  if (!top.ok()) ExitWith(top.status());
+  auto hourly = store->IncidentsPerHour(since_hour);
+  if (!hourly.ok()) ExitWith(hourly.status());
+
+  // Buckets from the hour of `since` to the hour of now, merged so the line stays short.
+  const std::int64_t hours = (now - since_hour) / kHour + 1;
+  const std::int64_t per_bucket = std::max<std::int64_t>(
+      1, (hours + kMaxSparkline - 1) / static_cast<std::int64_t>(kMaxSparkline));
+  std::vector<std::int64_t> buckets(
+      static_cast<std::size_t>((hours + per_bucket - 1) / per_bucket));
+  std::int64_t total = 0;
+  for (const auto& [hour, n] : *hourly) {
+    const std::int64_t b = (hour - since_hour) / kHour / per_bucket;
+    if (b >= 0 && b < static_cast<std::int64_t>(buckets.size()))
+      buckets[static_cast<std::size_t>(b)] += n;
+    total += n;
+  }
+
+  if (o.json) {
+    nlohmann::json j;
+    j["since"] = FormatRfc3339(since);
+    j["until"] = FormatRfc3339(now);
+    j["events"] = nlohmann::json::object();
+    for (const auto& [type, n] : *events) j["events"][type] = n;
+    j["incidents"] = total;
+    j["incidents_per_playbook"] = nlohmann::json::object();
+    for (const auto& p : *playbooks) j["incidents_per_playbook"][p.name] = p.count;
+    j["top_offenders"] = nlohmann::json::array();
+    for (const auto& t : *top) {
+      const auto space = t.name.find(' ');
+      j["top_offenders"].push_back({{"key_kind", t.name.substr(0, space)},
+                                    {"key", t.name.substr(space + 1)},
+                                    {"incidents", t.count}});
+    }
+    j["hours_per_bucket"] = per_bucket;
+    j["incidents_per_bucket"] = buckets;
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+
+  const bool color = StdoutWantsColor();
+  std::string out = fmt::format("Since {} ({})\n", FormatLocalTime(since), FormatAge(since, now));
+  out += "\nEvents by type:\n";
+  if (events->empty()) out += "  (none recorded)\n";
+  std::size_t w = 0;
+  for (const auto& [type, n] : *events) w = std::max(w, type.size());
+  for (const auto& [type, n] : *events) out += fmt::format("  {:<{}}  {:>8}\n", type, w, n);
+
+  out += "\nIncidents by playbook:\n";
+  if (playbooks->empty()) out += "  (none)\n";
+  w = 0;
+  for (const auto& p : *playbooks) w = std::max(w, p.name.size());
+  for (const auto& p : *playbooks) out += fmt::format("  {:<{}}  {:>8}\n", p.name, w, p.count);
+
+  out += "\nTop offenders:\n";
+  if (top->empty()) out += "  (none)\n";
+  w = 0;
+  for (const auto& t : *top) w = std::max(w, t.name.size());
+  for (const auto& t : *top) out += fmt::format("  {:<{}}  {:>8}\n", t.name, w, t.count);
+
+  const std::int64_t peak = buckets.empty() ? 0 : *std::max_element(buckets.begin(), buckets.end());
+  out += fmt::format("\nIncidents per {}: {} incidents, peak {}\n",
+                     per_bucket == 1 ? std::string("hour") : fmt::format("{}h", per_bucket), total,
+                     peak);
+  out += "  " + Colorize(Sparkline(buckets), Color::kBlue, color) + "\n";
+  std::fputs(out.c_str(), stdout);
+}
+
+}  // namespace
+
+void AddStatsCommand(CLI::App& app, GlobalOptions& globals) {
+  auto o = std::make_shared<StatsOptions>();
+  CLI::App* cmd = app.add_subcommand("stats", "Summary: events, incidents, top offenders");
+  cmd->add_option("--since", o->since, "how far back (default 24h)")
+      ->check([](const std::string& s) -> std::string {
+        auto d = ParseDurationSeconds(s);
+        if (!d.ok()) return d.status().message();
+        return *d > 0 ? "" : "must be longer than 0s";
+      });
+  cmd->add_option("--top", o->top, "how many offenders (default 10)")->check(CLI::Range(1, 1000));
+  cmd->add_flag("--json", o->json, "JSON object (fields in docs/cli.md)");
+  cmd->callback([&globals, o] { RunStats(globals, *o); });
 }
 
 }  // namespace mxward::cli

@@ -1,0 +1,101 @@
+#include "admin_request.h"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "mxward/action_dispatcher.h"
+#include "mxward/control_protocol.h"
+#include "table_printer.h"
+
+namespace mxward::cli {
+
+int ExitCodeFor(const Status& status) {
+  switch (status.code()) {
+    case Status::Code::kNotFound:
+      return kExitFailure;
+    case Status::Code::kInvalidArgument:
+      return kExitUsage;
+    default:
+      return kExitRuntime;
+  }
+}
+
+void ExitWith(const Status& status) { throw CliExit(ExitCodeFor(status), status.message()); }
+
+std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config) {
+  auto store = IncidentStore::Open(config.store_path);
+  if (!store.ok()) throw CliExit(kExitRuntime, store.status().message());
+  return std::move(*store);
+}
+
+namespace {
+
+// Runs what is due in the outbox once, with the executors mxward.toml enables.
+void RunOutbox(const Config& config) {
+  std::vector<Diagnostic> diags;
+  std::vector<std::string> notes;
+  auto executors = BuildExecutors(config, config.store_path, &diags, &notes);
+  if (!executors.ok()) {
+    for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
+    throw CliExit(kExitFailure, executors.status().message());
+  }
+  for (const auto& n : notes) std::fprintf(stderr, "mxward: %s\n", n.c_str());
+  auto options = DispatcherOptions::FromConfig(config, &diags);
+  if (!options.ok()) {
+    for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
+    throw CliExit(kExitFailure, options.status().message());
+  }
+  ActionDispatcher dispatcher(config.store_path, std::move(*executors), *options,
+                              SystemClock::Instance());
+  Status s = dispatcher.RunDueOnce();
+  if (!s.ok()) throw CliExit(kExitRuntime, "running actions: " + s.message());
+}
+
+}  // namespace
+
+AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request) {
+  AdminOutcome outcome;
+  auto response = CallControl(config.control_socket, request);
+  if (response.ok()) {
+    auto result = ControlResult(*response);
+    if (!result.ok()) ExitWith(result.status());
+    outcome.result = std::move(*result);
+    return outcome;
+  }
+  if (response.status().code() != Status::Code::kNotFound) {
+    throw CliExit(kExitRuntime, "daemon: " + response.status().message());
+  }
+
+  std::fprintf(stderr, "daemon not running: acting directly\n");
+  outcome.direct = true;
+  auto store = OpenStoreOrExit(config);
+  auto result = ControlResult(ExecuteControlRequest(store.get(), request, CliNow()));
+  if (!result.ok()) ExitWith(result.status());
+  outcome.result = std::move(*result);
+  const auto ids = outcome.result.value("action_ids", nlohmann::json::array());
+  if (ids.empty()) return outcome;
+  RunOutbox(config);
+  for (const auto& id : ids) {
+    auto a = store->GetAction(id.get<std::int64_t>());
+    if (!a.ok()) ExitWith(a.status());
+    outcome.actions.push_back(std::move(*a));
+  }
+  return outcome;
+}
+
+std::string DescribeAction(const ActionRecord& a) {
+  std::string target;
+  for (const char* k : {"address", "user", "target", "to"}) {
+    if (a.params.contains(k) && a.params[k].is_string()) {
+      target = a.params[k].get<std::string>();
+      break;
+    }
+  }
+  std::string s = fmt::format("#{} {}{}{}: {}", a.id, a.revert ? "undo " : "", a.type,
+                              target.empty() ? "" : " " + target, ActionStatusName(a.status));
+  if (!a.last_error.empty()) s += ": " + a.last_error;
+  return s;
+}
+
+}  // namespace mxward::cli

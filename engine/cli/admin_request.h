@@ -1,0 +1,34 @@
+// What the state-changing admin commands (incidents ack/resolve, bans add/remove, accounts
+// suspend/restore) share: send the request to the daemon's control socket when it answers,
+// otherwise carry it out here (ExecuteControlRequest, then run the outbox once) and say so.
+#pragma once
+
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "mxward/incident_store.h"
+#include "mxward/status.h"
+
+namespace mxward::cli {
+
+// Exit code for a failed Status: not found 1, invalid argument 2, anything else 3.
+int ExitCodeFor(const Status& status);
+[[noreturn]] void ExitWith(const Status& status);
+
+std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config);
+
+struct AdminOutcome {
+  nlohmann::json result;              // the "result" object of the control response
+  bool direct = false;                // no daemon: acted in this process
+  std::vector<ActionRecord> actions;  // direct only: the queued actions after running them
+};
+
+// Throws CliExit on errors, with the exit code from ExitCodeFor.
+AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request);
+
+// One line per action for people: "ban 192.0.2.7: done", "ban 192.0.2.7: failed: <error>".
+std::string DescribeAction(const ActionRecord& a);
+
+}  // namespace mxward::cli
