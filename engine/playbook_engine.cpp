@@ -254,6 +254,7 @@ struct Runtime {
   std::optional<DistinctWindow> distinct;
   std::unique_ptr<KeyTable> table;
   std::uint32_t words = 0;                                  // record size
+  bool key_has_ip = false;                                  // the global address allowlist applies
   std::unordered_map<std::uint64_t, BaselineKey> baseline;  // novel
   UnixMicros learning_since = 0;
 };
@@ -273,7 +274,7 @@ class Engine final : public PlaybookEngine {
       std::random_device rd;
       seed_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ 0x5bd1e995ull;
     }
-    global_allow_.cidrs = config.allow_addresses;
+    global_cidrs_ = config.allow_addresses;
     for (const auto& u : config.allow_users) global_allow_.users.push_back(Lower(u));
     for (const auto& d : config.allow_domains) global_allow_.domains.push_back(Lower(d));
     std::sort(playbooks.begin(), playbooks.end(),
@@ -302,6 +303,7 @@ class Engine final : public PlaybookEngine {
       // A key in cooldown must outlive its cooldown, or it would fire again at once.
       idle = std::max<std::int64_t>(idle, pb.cooldown_seconds);
       if (pb.escalation.enabled) idle = std::max<std::int64_t>(idle, pb.escalation.max_seconds);
+      for (const KeyPart& k : pb.key) r->key_has_ip = r->key_has_ip || k.field == Field::kClientIp;
       r->words = words;
       r->table = std::make_unique<KeyTable>(words, pb.max_keys, idle * kMicrosPerSecond);
       for (int t = 0; t < kEventTypeCount; ++t) {
@@ -452,6 +454,14 @@ class Engine final : public PlaybookEngine {
     return nullptr;
   }
 
+  bool InGlobalCidrs(const IpAddress& a) const {
+    if (!a.valid()) return false;
+    for (const auto& p : global_cidrs_) {
+      if (p.Contains(a)) return true;
+    }
+    return false;
+  }
+
   bool KeyHash(const Playbook& pb, const Event& e, std::uint64_t* out) const {
     Hasher h{seed_};
     for (const KeyPart& p : pb.key) {
@@ -575,7 +585,11 @@ class Engine final : public PlaybookEngine {
   }
 
   void Count(Runtime& r, const Event& e, IncidentSink* sink) {
-    if (global_allow_.Allows(e) || r.pb.allow.Allows(e)) {
+    // The global address allowlist protects addresses from what is done to them: it exempts events
+    // from playbooks keyed on the address, not from those keyed on an account (webmail submits
+    // from 127.0.0.1, and a compromised webmail account must still be caught).
+    if ((r.key_has_ip && InGlobalCidrs(e.client_ip)) || global_allow_.Allows(e) ||
+        r.pb.allow.Allows(e)) {
       ++stats_.allowlisted;
       return;
     }
@@ -796,6 +810,14 @@ class Engine final : public PlaybookEngine {
             break;
           }
           value = p.ToString();
+          // Never a ban that covers an allowlisted address (a tuple or template key could).
+          for (const auto& allowed : global_cidrs_) {
+            if (p.Contains(allowed.address()) || allowed.Contains(p.address())) valid = false;
+          }
+          if (!valid) {
+            inc.trigger += fmt::format("; ban skipped: {} covers an allowlisted address", value);
+            break;
+          }
         }
         a.params[name] = std::move(value);
       }
@@ -876,7 +898,8 @@ class Engine final : public PlaybookEngine {
 
   std::vector<std::unique_ptr<Runtime>> runtimes_;
   std::array<std::vector<Route>, kEventTypeCount> routes_;
-  Allowlist global_allow_;
+  Allowlist global_allow_;  // users and domains
+  std::vector<IpPrefix> global_cidrs_;
   EvidenceJournal journal_;
   bool journal_ref_valid_ = false;
   std::uint32_t journal_ref_ = 0;
