@@ -2,7 +2,7 @@
 //
 // ParserPack is the compiled, immutable form of rules.d/parsers/*.toml: parsers routed by program
 // name, a literal prefilter, an RE2::Set of anchored patterns and, per pattern, the captures that
-// map to Event fields. Shared read-only between threads.
+// map to Event fields. Shared read-only between threads. The file format is in docs/parsers.md.
 //
 // EventExtractor is the stateful part, owned by one thread: Postfix queue-id correlation (so a
 // delivery carries the sasl_user and client_ip of its submission), and folding the several lines
@@ -23,6 +23,25 @@
 
 namespace mxward {
 
+// What a pattern asks the extractor to do with the event it produced.
+enum class FoldRule : std::uint8_t {
+  kNone,
+  // A line that repeats an attempt another line counts (Dovecot's auth-worker/passdb lines: the
+  // login process's "auth failed, N attempts" line or Postfix's SASL warning always follows).
+  kSuperseded,
+  // Dropped when client_ip is loopback: a webmail's own IMAP login (Roundcube logs the browser).
+  kLoopbackIsWebmail,
+};
+
+// The pattern that recognised a line: for `explain` and for the extractor's folding rules.
+struct PatternInfo {
+  std::string parser;  // "postfix"
+  std::string name;    // "sasl_auth_failed"
+  bool emits = true;   // false: recognised, but yields no event (event = "none" in the TOML)
+  FoldRule fold = FoldRule::kNone;
+  bool forget_queue_id = false;  // the message left the queue: drop its correlation entry
+};
+
 class ParserPack {
  public:
   // Loads every *.toml in the given directories (or files). On errors, fills diagnostics with
@@ -31,11 +50,26 @@ class ParserPack {
                                                         std::vector<Diagnostic>* diagnostics);
   virtual ~ParserPack() = default;
 
-  // Stateless match of one message. Returns true and fills *event on a match.
+  // Stateless match of one message. Returns true and fills *event when a pattern that yields an
+  // event matched.
   virtual bool Parse(const SyslogMessage& msg, Event* event) const = 0;
+  // As Parse, but also true for recognised lines that yield no event (event = "none"); *pattern
+  // (never null on true) says which pattern took the line. Thread-safe, no heap allocation on
+  // lines no pattern matches. (The default, for test doubles, forwards to Parse.)
+  virtual bool Match(const SyslogMessage& msg, Event* event, const PatternInfo** pattern) const {
+    static const PatternInfo kUnnamed{"unnamed", "unnamed"};
+    if (!Parse(msg, event)) return false;
+    *pattern = &kUnnamed;
+    return true;
+  }
   virtual std::size_t parser_count() const = 0;
   virtual std::vector<std::string> parser_names() const = 0;
 };
+
+// For log files that are not syslog: Roundcube's own logs/errors.log and logs/userlogins lines,
+// "[23-Nov-2026 10:00:00 +0100]: <sess> IMAP Error: ...". Fills msg with program "roundcube",
+// the message after "]: " and the time from the bracket. False for anything else.
+bool ParseRoundcubeFileLine(std::string_view line, SyslogMessage* msg);
 
 struct EventExtractorOptions {
   std::size_t queue_id_capacity = 200'000;  // correlation table size cap (evicts oldest)
@@ -46,9 +80,16 @@ struct ExtractorStats {
   std::uint64_t messages = 0;
   std::uint64_t events = 0;
   std::uint64_t unmatched = 0;
-  std::uint64_t folded = 0;               // lines merged into an earlier event (Dovecot)
-  std::uint64_t queue_ids = 0;            // current correlation table size
+  std::uint64_t folded = 0;     // lines merged into an earlier event (Dovecot)
+  std::uint64_t queue_ids = 0;  // current correlation table size
   std::uint64_t queue_id_evictions = 0;
+};
+
+// Why the last Extract() returned what it did (for `explain`).
+struct ExtractOutcome {
+  enum Kind : std::uint8_t { kUnmatched, kEvent, kNoEvent, kFolded };
+  Kind kind = kUnmatched;
+  const PatternInfo* pattern = nullptr;  // null when unmatched
 };
 
 class EventExtractor {
@@ -59,6 +100,12 @@ class EventExtractor {
   // Returns true when msg yielded an event (after folding and correlation).
   virtual bool Extract(const SyslogMessage& msg, Event* event) = 0;
   virtual const ExtractorStats& stats() const = 0;
+  // The outcome of the last Extract() call. When kind is kFolded or kNoEvent, the Event passed to
+  // Extract() still holds what the pattern extracted.
+  virtual const ExtractOutcome& last_outcome() const {
+    static const ExtractOutcome kUnknown;
+    return kUnknown;
+  }
 };
 
 }  // namespace mxward

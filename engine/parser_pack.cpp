@@ -1,0 +1,625 @@
+// ParserPack: compiles rules.d/parsers/*.toml once; matches one SyslogMessage at a time.
+//
+// Per line: route by program name to one parser, pick the parser's pattern set for the program's
+// last component ("smtpd"), check the literal prefilter, run the RE2::Set (one DFA pass, anchored
+// at the start) and, only when it hit, run the one pattern that hit with captures. Nothing on the
+// path of a line no pattern matches allocates; a hit allocates only inside RE2::Set::Match's
+// result set.
+#include "mxward/parser_pack.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <re2/re2.h>
+#include <re2/set.h>
+#include <toml++/toml.h>
+
+namespace mxward {
+namespace {
+
+constexpr int kMaxGroups = 32;  // capture groups per pattern, including group 0
+constexpr std::uint32_t kMaxWeight = 100'000;
+
+struct CompiledPattern {
+  PatternInfo info;
+  EventType type = EventType::kAuthFailure;
+  std::unique_ptr<RE2> re;
+  std::string regex;
+  int groups = 0;                               // capturing groups, without group 0
+  std::vector<std::pair<int, Field>> captures;  // group index -> field
+  std::vector<std::pair<Field, std::string>> constants;
+  int weight_field = -1;  // Field index whose number is the weight
+  std::string literal;
+  std::vector<std::string> processes;
+};
+
+struct PatternSet {
+  std::vector<int> patterns;  // Set index -> pattern index, in priority (file) order
+  std::unique_ptr<RE2::Set> set;
+  std::vector<std::string> literals;  // prefilter: one must occur; empty when some pattern has none
+};
+
+struct Route {
+  enum Kind { kExact, kPrefix, kGlob } kind = kExact;
+  std::string text;  // for kPrefix without the trailing '*'
+};
+
+struct CompiledParser {
+  std::string name;
+  std::vector<Route> routes;
+  bool service_from_program = false;
+  std::vector<CompiledPattern> patterns;
+  std::vector<PatternSet> sets;
+  std::vector<std::pair<std::string, int>> process_sets;  // process name -> set
+  int default_set = -1;                                   // patterns without a process list
+};
+
+bool RouteMatches(const Route& r, std::string_view program) {
+  switch (r.kind) {
+    case Route::kExact:
+      return program == r.text;
+    case Route::kPrefix:
+      return program.substr(0, r.text.size()) == r.text;
+    case Route::kGlob: {
+      char buf[256];
+      if (program.size() >= sizeof(buf)) return false;
+      std::memcpy(buf, program.data(), program.size());
+      buf[program.size()] = '\0';
+      return fnmatch(r.text.c_str(), buf, 0) == 0;
+    }
+  }
+  return false;
+}
+
+Route MakeRoute(const std::string& glob) {
+  Route r;
+  const auto meta = glob.find_first_of("*?[\\");
+  if (meta == std::string::npos) {
+    r.kind = Route::kExact;
+    r.text = glob;
+  } else if (meta == glob.size() - 1 && glob.back() == '*') {
+    r.kind = Route::kPrefix;
+    r.text = glob.substr(0, glob.size() - 1);
+  } else {
+    r.kind = Route::kGlob;
+    r.text = glob;
+  }
+  return r;
+}
+
+// "postfix/submission/smtpd" -> "smtpd"
+std::string_view LastComponent(std::string_view program) {
+  const auto slash = program.rfind('/');
+  return slash == std::string_view::npos ? program : program.substr(slash + 1);
+}
+
+// Postfix's master.cf service name: "postfix/submission/smtpd" -> "submission",
+// "postfix/smtpd" -> "smtpd", "postfix-out/qmgr" -> "qmgr".
+std::string_view ServiceFromProgram(std::string_view program) {
+  const auto last = program.rfind('/');
+  if (last == std::string_view::npos) return program;
+  const auto prev = program.rfind('/', last - 1);
+  if (last == 0 || prev == std::string_view::npos) return program.substr(last + 1);
+  return program.substr(prev + 1, last - prev - 1);
+}
+
+std::string_view DomainOf(std::string_view address) {
+  const auto at = address.rfind('@');
+  if (at == std::string_view::npos || at + 1 >= address.size()) return {};
+  return address.substr(at + 1);
+}
+
+class CompiledParserPack final : public ParserPack {
+ public:
+  explicit CompiledParserPack(std::vector<CompiledParser> parsers) : parsers_(std::move(parsers)) {}
+
+  bool Parse(const SyslogMessage& msg, Event* event) const override {
+    const PatternInfo* info = nullptr;
+    return Match(msg, event, &info) && info->emits;
+  }
+
+  bool Match(const SyslogMessage& msg, Event* event, const PatternInfo** pattern) const override {
+    const CompiledParser* parser = RouteTo(msg.program);
+    if (parser == nullptr) return false;
+    const int set_index = SetFor(*parser, LastComponent(msg.program));
+    if (set_index < 0) return false;
+    const PatternSet& ps = parser->sets[set_index];
+    const std::string_view text = msg.message;
+    if (!ps.literals.empty()) {
+      bool any = false;
+      for (const auto& lit : ps.literals) {
+        if (memmem(text.data(), text.size(), lit.data(), lit.size()) != nullptr) {
+          any = true;
+          break;
+        }
+      }
+      if (!any) return false;
+    }
+    const re2::StringPiece piece(text.data(), text.size());
+    if (!ps.set->Match(piece, nullptr)) return false;
+
+    // A hit: find which patterns matched (the first in file order wins) and capture.
+    thread_local std::vector<int> hits;
+    hits.clear();
+    ps.set->Match(piece, &hits);
+    std::sort(hits.begin(), hits.end());
+    thread_local std::array<re2::StringPiece, kMaxGroups> groups;
+    for (int h : hits) {
+      const CompiledPattern& p = parser->patterns[ps.patterns[h]];
+      if (!p.re->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(), p.groups + 1)) {
+        continue;
+      }
+      Fill(*parser, p, msg, groups.data(), event);
+      *pattern = &p.info;
+      return true;
+    }
+    return false;
+  }
+
+  std::size_t parser_count() const override { return parsers_.size(); }
+  std::vector<std::string> parser_names() const override {
+    std::vector<std::string> names;
+    for (const auto& p : parsers_) names.push_back(p.name);
+    return names;
+  }
+
+ private:
+  const CompiledParser* RouteTo(std::string_view program) const {
+    for (const auto& p : parsers_) {
+      for (const auto& r : p.routes) {
+        if (RouteMatches(r, program)) return &p;
+      }
+    }
+    return nullptr;
+  }
+
+  static int SetFor(const CompiledParser& p, std::string_view process) {
+    for (const auto& [name, index] : p.process_sets) {
+      if (name == process) return index;
+    }
+    return p.default_set;
+  }
+
+  static void Fill(const CompiledParser& parser, const CompiledPattern& p, const SyslogMessage& msg,
+                   const re2::StringPiece* groups, Event* event) {
+    event->Clear();
+    event->type = p.type;
+    event->time = msg.time;
+    event->line = msg.raw.empty() ? msg.message : msg.raw;
+    event->program = msg.program;
+    event->parser = p.info.parser;
+    for (const auto& [group, field] : p.captures) {
+      const re2::StringPiece& g = groups[group];
+      if (g.data() != nullptr && !g.empty())
+        event->set(field, std::string_view(g.data(), g.size()));
+    }
+    for (const auto& [field, value] : p.constants) {
+      if (!event->has(field)) event->set(field, value);
+    }
+    if (parser.service_from_program && !event->has(Field::kService)) {
+      event->set(Field::kService, ServiceFromProgram(msg.program));
+    }
+    if (event->has(Field::kClientIp)) {
+      // Postfix's "unknown[unknown]", junk: no address rather than a wrong one.
+      if (!IpAddress::Parse(event->get(Field::kClientIp), &event->client_ip)) {
+        event->set(Field::kClientIp, {});
+      }
+    }
+    if (!event->has(Field::kSenderDomain)) {
+      event->set(Field::kSenderDomain, DomainOf(event->get(Field::kSender)));
+    }
+    if (!event->has(Field::kRecipientDomain)) {
+      event->set(Field::kRecipientDomain, DomainOf(event->get(Field::kRecipient)));
+    }
+    if (event->has(Field::kSpamScore)) {
+      const std::string_view s = event->get(Field::kSpamScore);
+      double v = 0;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec == std::errc() && end == s.data() + s.size()) {
+        event->spam_score = v;
+      } else {
+        event->set(Field::kSpamScore, {});  // amavis writes "Hits: -" when it did not score
+      }
+    }
+    if (p.weight_field >= 0) {
+      const std::string_view s = event->fields[p.weight_field];
+      std::uint32_t w = 0;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), w);
+      if (ec == std::errc() && end == s.data() + s.size() && w > 0) {
+        event->weight = std::min(w, kMaxWeight);
+      }
+    }
+  }
+
+  std::vector<CompiledParser> parsers_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+class Loader {
+ public:
+  explicit Loader(std::vector<Diagnostic>* diags) : diags_(diags) {}
+
+  void LoadFile(const std::string& file) {
+    toml::table doc;
+    try {
+      doc = toml::parse_file(file);
+    } catch (const toml::parse_error& e) {
+      Error(file, e.source(), std::string(e.description()));
+      return;
+    }
+    CheckKeys(file, doc, {"parser", "pattern"}, "");
+    const toml::table* parser = doc["parser"].as_table();
+    if (parser == nullptr) {
+      diags_->push_back(Diagnostic{file, 1, 1, "missing [parser] table"});
+      return;
+    }
+    CompiledParser out;
+    CheckKeys(file, *parser, {"name", "description", "programs", "service_from_program"},
+              "[parser]");
+    if (!GetString(file, *parser, "name", true, &out.name)) return;
+    if (!names_.insert(out.name).second) {
+      Error(file, (*parser)["name"].node()->source(),
+            fmt::format("parser '{}' is defined twice", out.name));
+      return;
+    }
+    std::vector<std::string> programs;
+    if (!GetStrings(file, *parser, "programs", true, &programs)) return;
+    if (programs.empty()) {
+      Error(file, parser->source(), "[parser] programs must name at least one program");
+      return;
+    }
+    for (const auto& g : programs) out.routes.push_back(MakeRoute(g));
+    if (auto b = (*parser)["service_from_program"]) {
+      if (!b.is_boolean()) {
+        Error(file, b.node()->source(), "'service_from_program' must be true or false");
+        return;
+      }
+      out.service_from_program = b.as_boolean()->get();
+    }
+
+    const toml::array* patterns = doc["pattern"].as_array();
+    if (patterns == nullptr || patterns->empty()) {
+      Error(file, doc.source(), "no [[pattern]] in parser '" + out.name + "'");
+      return;
+    }
+    const std::size_t errors_before = diags_->size();
+    std::set<std::string> pattern_names;
+    for (const toml::node& n : *patterns) {
+      const toml::table* t = n.as_table();
+      if (t == nullptr) {
+        Error(file, n.source(), "'pattern' must be an array of tables ([[pattern]])");
+        continue;
+      }
+      CompiledPattern p;
+      p.info.parser = out.name;
+      if (CompilePattern(file, *t, &p)) {
+        if (!pattern_names.insert(p.info.name).second) {
+          Error(file, (*t)["name"].node()->source(),
+                fmt::format("pattern '{}' is defined twice in parser '{}'", p.info.name, out.name));
+          continue;
+        }
+        out.patterns.push_back(std::move(p));
+      }
+    }
+    if (diags_->size() != errors_before) return;
+    if (!BuildSets(file, &out)) return;
+    parsers_.push_back(std::move(out));
+  }
+
+  std::vector<CompiledParser> Take() { return std::move(parsers_); }
+
+ private:
+  void Error(const std::string& file, const toml::source_region& where, std::string message) {
+    diags_->push_back(MakeDiagnostic(file, where, std::move(message)));
+  }
+
+  void CheckKeys(const std::string& file, const toml::table& t,
+                 std::initializer_list<std::string_view> known, std::string_view section) {
+    for (const auto& [k, v] : t) {
+      if (std::find(known.begin(), known.end(), k.str()) == known.end()) {
+        Error(file, v.source(),
+              fmt::format("unknown key '{}'{}{} (known: {})", k.str(),
+                          section.empty() ? "" : " in ", section, fmt::join(known, ", ")));
+      }
+    }
+  }
+
+  bool GetString(const std::string& file, const toml::table& t, std::string_view key, bool required,
+                 std::string* out) {
+    auto n = t[key];
+    if (!n) {
+      if (required) Error(file, t.source(), fmt::format("missing '{}'", key));
+      return !required;
+    }
+    if (!n.is_string()) {
+      Error(file, n.node()->source(), fmt::format("'{}' must be a string", key));
+      return false;
+    }
+    *out = n.as_string()->get();
+    return true;
+  }
+
+  bool GetStrings(const std::string& file, const toml::table& t, std::string_view key,
+                  bool required, std::vector<std::string>* out) {
+    auto n = t[key];
+    if (!n) {
+      if (required) Error(file, t.source(), fmt::format("missing '{}'", key));
+      return !required;
+    }
+    const toml::array* a = n.as_array();
+    if (a == nullptr) {
+      Error(file, n.node()->source(), fmt::format("'{}' must be an array of strings", key));
+      return false;
+    }
+    for (const toml::node& e : *a) {
+      if (!e.is_string()) {
+        Error(file, e.source(), fmt::format("'{}' must contain only strings", key));
+        return false;
+      }
+      out->push_back(e.as_string()->get());
+    }
+    return true;
+  }
+
+  bool CompilePattern(const std::string& file, const toml::table& t, CompiledPattern* p) {
+    CheckKeys(file, t,
+              {"name", "event", "regex", "processes", "literal", "fields", "weight", "fold",
+               "forget_queue_id", "description"},
+              "[[pattern]]");
+    std::string event;
+    if (!GetString(file, t, "name", true, &p->info.name) ||
+        !GetString(file, t, "event", true, &event) ||
+        !GetString(file, t, "regex", true, &p->regex) ||
+        !GetString(file, t, "literal", false, &p->literal) ||
+        !GetStrings(file, t, "processes", false, &p->processes)) {
+      return false;
+    }
+    if (event == "none") {
+      p->info.emits = false;
+    } else if (!ParseEventType(event, &p->type)) {
+      Error(file, t["event"].node()->source(),
+            fmt::format("unknown event type '{}' (expected an event type such as auth_failure, "
+                        "or \"none\")",
+                        event));
+      return false;
+    }
+    const toml::source_region& regex_at = t["regex"].node()->source();
+    if (p->regex.empty() || p->regex[0] != '^') {
+      Error(file, regex_at,
+            "regex must be anchored: start it with '^' (attacker text later in a line must "
+            "never be taken for a field)");
+      return false;
+    }
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    p->re = std::make_unique<RE2>(p->regex, opts);
+    if (!p->re->ok()) {
+      Error(file, regex_at,
+            fmt::format("bad regex in pattern '{}': {}", p->info.name, p->re->error()));
+      return false;
+    }
+    p->groups = p->re->NumberOfCapturingGroups();
+    if (p->groups + 1 > kMaxGroups) {
+      Error(file, regex_at,
+            fmt::format("too many capture groups ({}, at most {})", p->groups, kMaxGroups - 1));
+      return false;
+    }
+    for (const auto& [name, index] : p->re->NamedCapturingGroups()) {
+      if (!name.empty() && name[0] == '_') continue;  // named for readability only
+      Field f;
+      if (!ParseFieldName(name, &f)) {
+        Error(file, regex_at,
+              fmt::format("capture '{}' is not a field (client_ip, user, sasl_user, queue_id, "
+                          "...; see docs/parsers.md); name it '_{}' to ignore it",
+                          name, name));
+        return false;
+      }
+      p->captures.emplace_back(index, f);
+    }
+    if (auto fields = t["fields"]) {
+      const toml::table* ft = fields.as_table();
+      if (ft == nullptr) {
+        Error(file, fields.node()->source(), "'fields' must be a table of field = \"value\"");
+        return false;
+      }
+      for (const auto& [k, v] : *ft) {
+        Field f;
+        if (!ParseFieldName(k.str(), &f)) {
+          Error(file, v.source(), fmt::format("unknown field '{}'", k.str()));
+          return false;
+        }
+        if (!v.is_string()) {
+          Error(file, v.source(), fmt::format("field '{}' must be a string", k.str()));
+          return false;
+        }
+        p->constants.emplace_back(f, v.as_string()->get());
+      }
+    }
+    std::string weight;
+    if (!GetString(file, t, "weight", false, &weight)) return false;
+    if (!weight.empty()) {
+      Field f;
+      if (!ParseFieldName(weight, &f)) {
+        Error(file, t["weight"].node()->source(),
+              fmt::format("'weight' must name a captured field, not '{}'", weight));
+        return false;
+      }
+      p->weight_field = static_cast<int>(f);
+    }
+    std::string fold;
+    if (!GetString(file, t, "fold", false, &fold)) return false;
+    if (fold == "superseded") {
+      p->info.fold = FoldRule::kSuperseded;
+    } else if (fold == "loopback_is_webmail") {
+      p->info.fold = FoldRule::kLoopbackIsWebmail;
+    } else if (!fold.empty()) {
+      Error(file, t["fold"].node()->source(),
+            fmt::format("unknown fold '{}' (expected superseded or loopback_is_webmail)", fold));
+      return false;
+    }
+    if (auto f = t["forget_queue_id"]) {
+      if (!f.is_boolean()) {
+        Error(file, f.node()->source(), "'forget_queue_id' must be true or false");
+        return false;
+      }
+      p->info.forget_queue_id = f.as_boolean()->get();
+    }
+    return true;
+  }
+
+  bool BuildOneSet(const std::string& file, CompiledParser* parser, std::vector<int> members,
+                   int* out) {
+    PatternSet ps;
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    opts.set_max_mem(64 << 20);
+    ps.set = std::make_unique<RE2::Set>(opts, RE2::ANCHOR_START);
+    bool all_literal = true;
+    for (int i : members) {
+      std::string error;
+      if (ps.set->Add(parser->patterns[i].regex, &error) < 0) {
+        diags_->push_back(Diagnostic{file, 1, 1, "regex set: " + error});
+        return false;
+      }
+      if (parser->patterns[i].literal.empty()) {
+        all_literal = false;
+      } else {
+        ps.literals.push_back(parser->patterns[i].literal);
+      }
+    }
+    if (!all_literal) ps.literals.clear();
+    std::sort(ps.literals.begin(), ps.literals.end());
+    ps.literals.erase(std::unique(ps.literals.begin(), ps.literals.end()), ps.literals.end());
+    if (!ps.set->Compile()) {
+      diags_->push_back(
+          Diagnostic{file, 1, 1, "parser '" + parser->name + "': patterns too large to compile"});
+      return false;
+    }
+    ps.patterns = std::move(members);
+    parser->sets.push_back(std::move(ps));
+    *out = static_cast<int>(parser->sets.size() - 1);
+    return true;
+  }
+
+  bool BuildSets(const std::string& file, CompiledParser* parser) {
+    std::set<std::string> processes;
+    std::vector<int> generic;
+    for (int i = 0; i < static_cast<int>(parser->patterns.size()); ++i) {
+      const auto& p = parser->patterns[i];
+      for (const auto& proc : p.processes) processes.insert(proc);
+      if (p.processes.empty()) generic.push_back(i);
+    }
+    for (const auto& proc : processes) {
+      std::vector<int> members;
+      for (int i = 0; i < static_cast<int>(parser->patterns.size()); ++i) {
+        const auto& ps = parser->patterns[i].processes;
+        if (ps.empty() || std::find(ps.begin(), ps.end(), proc) != ps.end()) members.push_back(i);
+      }
+      int index = -1;
+      if (!BuildOneSet(file, parser, std::move(members), &index)) return false;
+      parser->process_sets.emplace_back(proc, index);
+    }
+    if (!generic.empty()) {
+      if (!BuildOneSet(file, parser, std::move(generic), &parser->default_set)) return false;
+    }
+    return true;
+  }
+
+  std::vector<Diagnostic>* diags_;
+  std::vector<CompiledParser> parsers_;
+  std::set<std::string> names_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<const ParserPack>> ParserPack::Load(const std::vector<std::string>& paths,
+                                                           std::vector<Diagnostic>* diagnostics) {
+  namespace fs = std::filesystem;
+  std::vector<Diagnostic> local;
+  std::vector<Diagnostic>* diags = diagnostics != nullptr ? diagnostics : &local;
+  const std::size_t before = diags->size();
+  std::vector<std::string> files;
+  for (const auto& path : paths) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+      std::vector<std::string> here;
+      for (const auto& e : fs::directory_iterator(path, ec)) {
+        if (e.is_regular_file() && e.path().extension() == ".toml") here.push_back(e.path());
+      }
+      if (ec) {
+        diags->push_back(Diagnostic{path, 0, 0, "cannot read directory: " + ec.message()});
+        continue;
+      }
+      std::sort(here.begin(), here.end());
+      files.insert(files.end(), here.begin(), here.end());
+    } else if (fs::is_regular_file(path, ec)) {
+      files.push_back(path);
+    } else {
+      diags->push_back(Diagnostic{path, 0, 0, "no such parser file or directory"});
+    }
+  }
+  Loader loader(diags);
+  for (const auto& f : files) loader.LoadFile(f);
+  if (diags->size() != before) {
+    return Status::InvalidArgument(
+        fmt::format("{} error(s) in parser files", diags->size() - before));
+  }
+  auto parsers = loader.Take();
+  if (parsers.empty()) {
+    return Status::InvalidArgument("no parsers found in " +
+                                   fmt::format("{}", fmt::join(paths, ", ")));
+  }
+  return std::shared_ptr<const ParserPack>(
+      std::make_shared<CompiledParserPack>(std::move(parsers)));
+}
+
+// "[23-Nov-2026 10:00:00 +0100]: message"
+bool ParseRoundcubeFileLine(std::string_view line, SyslogMessage* msg) {
+  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  // 0         1         2
+  // 012345678901234567890123456789
+  // [23-Nov-2026 10:00:00 +0100]:
+  if (line.size() < 30 || line[0] != '[' || line[3] != '-' || line[7] != '-' || line[12] != ' ' ||
+      line[15] != ':' || line[18] != ':' || line[21] != ' ' || line[27] != ']' || line[28] != ':' ||
+      line[29] != ' ') {
+    return false;
+  }
+  auto num = [&](std::size_t pos, std::size_t len, int* out) {
+    auto [end, ec] = std::from_chars(line.data() + pos, line.data() + pos + len, *out);
+    return ec == std::errc() && end == line.data() + pos + len;
+  };
+  int day, year, hh, mm, ss, zone;
+  if (!num(1, 2, &day) || !num(8, 4, &year) || !num(13, 2, &hh) || !num(16, 2, &mm) ||
+      !num(19, 2, &ss) || !num(23, 4, &zone) || (line[22] != '+' && line[22] != '-')) {
+    return false;
+  }
+  int month = 0;
+  for (int i = 0; i < 12; ++i) {
+    if (line.substr(4, 3) == kMonths[i]) month = i + 1;
+  }
+  if (month == 0 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return false;
+  const long offset = (zone / 100 * 3600L + zone % 100 * 60L) * (line[22] == '-' ? -1 : 1);
+  const std::int64_t days =
+      DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  *msg = SyslogMessage();
+  msg->time = (days * 86400 + hh * 3600 + mm * 60 + ss - offset) * kMicrosPerSecond;
+  msg->has_time = true;
+  msg->program = "roundcube";
+  msg->message = line.substr(30);
+  msg->raw = line;
+  return true;
+}
+
+}  // namespace mxward

@@ -1,0 +1,281 @@
+// ParserPack: the shipped parsers against annotated sample lines (tests/data/parsers/*.jsonl),
+// and the loader's diagnostics for bad parser files.
+#include "mxward/parser_pack.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+
+namespace mxward {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kParsers = std::string(MXWARD_SOURCE_DIR) + "/rules.d/parsers";
+const std::string kSamples = std::string(MXWARD_TEST_DATA) + "/parsers";
+
+std::shared_ptr<const ParserPack> LoadShipped() {
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({kParsers}, &diags);
+  std::string all;
+  for (const auto& d : diags) all += d.ToString() + "\n";
+  EXPECT_TRUE(pack.ok()) << pack.status().ToString() << "\n" << all;
+  return pack.ok() ? *pack : nullptr;
+}
+
+SyslogMessage Msg(std::string_view program, std::string_view message) {
+  SyslogMessage m;
+  m.program = program;
+  m.message = message;
+  m.raw = message;
+  m.time = 1'700'000'000 * kMicrosPerSecond;
+  m.has_time = true;
+  return m;
+}
+
+TEST(ParserPackTest, LoadsEveryShippedParser) {
+  auto pack = LoadShipped();
+  ASSERT_NE(pack, nullptr);
+  auto names = pack->parser_names();
+  std::set<std::string> got(names.begin(), names.end());
+  EXPECT_EQ(got, (std::set<std::string>{"amavis", "clamav", "dovecot", "opendkim", "postfix",
+                                        "roundcube", "rspamd"}));
+}
+
+// Every annotated line: the event type (or none), the pattern, the fields and the weight.
+TEST(ParserPackTest, AnnotatedSamples) {
+  auto pack = LoadShipped();
+  ASSERT_NE(pack, nullptr);
+  int checked = 0, events = 0, negatives = 0;
+  std::set<std::string> parsers_with_samples;
+  for (const auto& entry : fs::directory_iterator(kSamples)) {
+    if (entry.path().extension() != ".jsonl") continue;
+    std::ifstream in(entry.path());
+    std::string text;
+    int line_no = 0;
+    while (std::getline(in, text)) {
+      ++line_no;
+      if (text.empty()) continue;
+      const auto j = nlohmann::json::parse(text);
+      const std::string where = entry.path().filename().string() + ":" + std::to_string(line_no);
+      const std::string program = j.at("program");
+      const std::string message = j.at("message");
+      SCOPED_TRACE(where + ": " + program + ": " + message);
+      Event ev;
+      const PatternInfo* info = nullptr;
+      const bool matched = pack->Match(Msg(program, message), &ev, &info);
+      const bool emits = matched && info->emits;
+      if (j.at("event").is_null()) {
+        EXPECT_FALSE(emits) << "unexpected " << EventTypeName(ev.type) << " from "
+                            << (info ? info->name : "");
+        ++negatives;
+      } else {
+        ASSERT_TRUE(emits) << "expected " << j.at("event");
+        EXPECT_EQ(EventTypeName(ev.type), j.at("event").get<std::string>());
+        parsers_with_samples.insert(info->parser);
+        ++events;
+      }
+      if (j.contains("pattern")) {
+        ASSERT_TRUE(matched);
+        EXPECT_EQ(info->name, j.at("pattern").get<std::string>());
+      }
+      if (j.contains("weight")) {
+        EXPECT_EQ(ev.weight, j.at("weight").get<std::uint32_t>());
+      }
+      if (j.contains("fields")) {
+        for (const auto& [name, want] : j.at("fields").items()) {
+          Field f;
+          ASSERT_TRUE(ParseFieldName(name, &f)) << name;
+          if (want.is_null()) {
+            EXPECT_FALSE(ev.has(f)) << name << " = " << ev.get(f);
+            if (f == Field::kClientIp) {
+              EXPECT_FALSE(ev.client_ip.valid());
+            }
+            continue;
+          }
+          if (f == Field::kClientIp) {
+            // Compare the parsed, re-printed address: that is what reaches a ban.
+            ASSERT_TRUE(ev.client_ip.valid()) << "no client_ip";
+            EXPECT_EQ(ev.client_ip.ToString(), want.get<std::string>());
+          } else {
+            EXPECT_EQ(ev.get(f), want.get<std::string>()) << name;
+          }
+        }
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 90);
+  EXPECT_GE(negatives, 20);
+  EXPECT_GT(events, 50);
+  EXPECT_EQ(parsers_with_samples.size(), 7u);
+}
+
+TEST(ParserPackTest, FieldsAreViewsIntoTheMessage) {
+  auto pack = LoadShipped();
+  ASSERT_NE(pack, nullptr);
+  const std::string line =
+      "warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6";
+  Event ev;
+  ASSERT_TRUE(pack->Parse(Msg("postfix/submission/smtpd", line), &ev));
+  const auto reason = ev.get(Field::kReason);
+  EXPECT_GE(reason.data(), line.data());
+  EXPECT_LE(reason.data() + reason.size(), line.data() + line.size());
+  EXPECT_EQ(ev.parser, "postfix");
+  EXPECT_EQ(ev.program, "postfix/submission/smtpd");
+  EXPECT_EQ(ev.time, 1'700'000'000 * kMicrosPerSecond);
+}
+
+TEST(ParserPackTest, RoutesByProgramNotByMessage) {
+  auto pack = LoadShipped();
+  ASSERT_NE(pack, nullptr);
+  Event ev;
+  // A Postfix message under another program's name is not Postfix's.
+  EXPECT_FALSE(pack->Parse(
+      Msg("myapp", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"), &ev));
+  EXPECT_FALSE(pack->Parse(
+      Msg("postfixadmin", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
+      &ev));
+  // Instances: postfix-<name>/...
+  EXPECT_TRUE(pack->Parse(
+      Msg("postfix-in/smtpd", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
+      &ev));
+  // Process routing: an smtpd message under qmgr is not matched.
+  EXPECT_FALSE(pack->Parse(
+      Msg("postfix/qmgr", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
+      &ev));
+}
+
+TEST(ParserPackTest, RoundcubeFileLine) {
+  SyslogMessage m;
+  ASSERT_TRUE(ParseRoundcubeFileLine(
+      "[23-Nov-2026 10:00:00 +0100]: <8r1pu4bh> IMAP Error: Login failed for a against h from "
+      "203.0.113.9. AUTHENTICATE PLAIN: Authentication failed. in /r/rcube_imap.php on line 1 "
+      "(POST /)",
+      &m));
+  EXPECT_EQ(m.program, "roundcube");
+  EXPECT_EQ(m.time, (DaysFromCivil(2026, 11, 23) * 86400 + 9 * 3600) * kMicrosPerSecond);
+  EXPECT_TRUE(m.message.starts_with("<8r1pu4bh> IMAP Error"));
+  auto pack = LoadShipped();
+  ASSERT_NE(pack, nullptr);
+  Event ev;
+  ASSERT_TRUE(pack->Parse(m, &ev));
+  EXPECT_EQ(ev.client_ip.ToString(), "203.0.113.9");
+  EXPECT_FALSE(ParseRoundcubeFileLine("Nov 23 10:00:00 host prog: x", &m));
+  EXPECT_FALSE(ParseRoundcubeFileLine("[23-Foo-2026 10:00:00 +0100]: x", &m));
+}
+
+// --- loader diagnostics ----------------------------------------------------------------------
+
+class ParserPackLoadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("mxward_parser_pack_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::vector<Diagnostic> LoadBad(const std::string& toml) {
+    std::ofstream(dir_ / "bad.toml") << toml;
+    std::vector<Diagnostic> diags;
+    auto pack = ParserPack::Load({dir_.string()}, &diags);
+    EXPECT_FALSE(pack.ok());
+    EXPECT_EQ(pack.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_FALSE(diags.empty());
+    return diags;
+  }
+
+  fs::path dir_;
+};
+
+constexpr const char* kHeader =
+    "[parser]\n"
+    "name = \"x\"\n"
+    "programs = [\"x\"]\n";
+
+TEST_F(ParserPackLoadTest, BadRegexReportsRe2ErrorWithLocation) {
+  auto d = LoadBad(std::string(kHeader) +
+                   "[[pattern]]\n"
+                   "name = \"p\"\n"
+                   "event = \"auth_failure\"\n"
+                   "regex = '^foo (bar'\n");
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].file, (dir_ / "bad.toml").string());
+  EXPECT_EQ(d[0].line, 7);
+  EXPECT_EQ(d[0].column, 9);
+  EXPECT_NE(d[0].message.find("missing )"), std::string::npos) << d[0].message;
+}
+
+TEST_F(ParserPackLoadTest, UnanchoredRegexIsRejected) {
+  auto d = LoadBad(
+      std::string(kHeader) +
+      "[[pattern]]\nname = \"p\"\nevent = \"auth_failure\"\nregex = 'from (?P<client_ip>\\S+)'\n");
+  EXPECT_NE(d[0].message.find("anchored"), std::string::npos) << d[0].message;
+}
+
+TEST_F(ParserPackLoadTest, UnknownCaptureEventAndKey) {
+  auto d = LoadBad(std::string(kHeader) +
+                   "[[pattern]]\nname = \"p\"\nevent = \"auth_failure\"\n"
+                   "regex = '^(?P<ip>\\S+)'\n"
+                   "[[pattern]]\nname = \"q\"\nevent = \"brute_force\"\nregex = '^a'\n"
+                   "[[pattern]]\nname = \"r\"\nevent = \"none\"\nregex = '^a'\nwindw = 3\n");
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_NE(d[0].message.find("capture 'ip' is not a field"), std::string::npos) << d[0].message;
+  EXPECT_NE(d[1].message.find("unknown event type 'brute_force'"), std::string::npos);
+  EXPECT_EQ(d[1].line, 10);
+  EXPECT_NE(d[2].message.find("unknown key 'windw'"), std::string::npos);
+  EXPECT_EQ(d[2].line, 16);
+}
+
+TEST_F(ParserPackLoadTest, TomlSyntaxErrorHasLocation) {
+  auto d = LoadBad("[parser]\nname = \"x\nprograms = []\n");
+  EXPECT_EQ(d[0].line, 2);
+  EXPECT_GT(d[0].column, 0);
+}
+
+TEST_F(ParserPackLoadTest, MissingDirectoryAndDuplicateParser) {
+  std::ofstream(dir_ / "a.toml") << kHeader
+                                 << "[[pattern]]\nname=\"p\"\nevent=\"none\"\nregex='^a'\n";
+  std::ofstream(dir_ / "b.toml") << kHeader
+                                 << "[[pattern]]\nname=\"p\"\nevent=\"none\"\nregex='^a'\n";
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({dir_.string(), (dir_ / "nope").string()}, &diags);
+  ASSERT_FALSE(pack.ok());
+  ASSERT_EQ(diags.size(), 2u);
+  EXPECT_NE(diags[0].message.find("no such parser file"), std::string::npos);
+  EXPECT_NE(diags[1].message.find("defined twice"), std::string::npos);
+  EXPECT_EQ(diags[1].file, (dir_ / "b.toml").string());
+}
+
+TEST_F(ParserPackLoadTest, WeightConstantsAndGlobRoutes) {
+  std::ofstream(dir_ / "w.toml")
+      << "[parser]\nname = \"w\"\nprograms = [\"svc-*/login\", \"exact\"]\n"
+         "[[pattern]]\nname = \"p\"\nevent = \"auth_failure\"\nweight = \"attempts\"\n"
+         "fields = { service = \"imap\" }\n"
+         "regex = '^fail (?P<attempts>[0-9]+) from (?P<client_ip>\\S+)$'\n";
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({dir_.string()}, &diags);
+  ASSERT_TRUE(pack.ok()) << (diags.empty() ? "" : diags[0].ToString());
+  Event ev;
+  ASSERT_TRUE((*pack)->Parse(Msg("svc-a/login", "fail 7 from ::ffff:192.0.2.1"), &ev));
+  EXPECT_EQ(ev.weight, 7u);
+  EXPECT_EQ(ev.get(Field::kService), "imap");
+  EXPECT_EQ(ev.client_ip.ToString(), "192.0.2.1");
+  EXPECT_TRUE((*pack)->Parse(Msg("exact", "fail 1 from 2001:db8::1"), &ev));
+  EXPECT_FALSE((*pack)->Parse(Msg("svc-a/other", "fail 1 from 192.0.2.1"), &ev));
+  EXPECT_FALSE((*pack)->Parse(Msg("exact2", "fail 1 from 192.0.2.1"), &ev));
+  // Unparseable address: the event stays, the address does not.
+  ASSERT_TRUE((*pack)->Parse(Msg("exact", "fail 1 from unknown"), &ev));
+  EXPECT_FALSE(ev.client_ip.valid());
+  EXPECT_FALSE(ev.has(Field::kClientIp));
+}
+
+}  // namespace
+}  // namespace mxward
