@@ -1,0 +1,159 @@
+// EventExtractor over the shipped parser pack: one attempt one event (Dovecot, Roundcube),
+// queue-id correlation across Postfix, OpenDKIM, Amavis and Rspamd lines, and its stats.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "mxward/parser_pack.h"
+
+namespace mxward {
+namespace {
+
+const std::string kParsers = std::string(MXWARD_SOURCE_DIR) + "/rules.d/parsers";
+constexpr UnixMicros kT0 = 1'700'000'000 * kMicrosPerSecond;
+
+class EventExtractorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::vector<Diagnostic> diags;
+    auto pack = ParserPack::Load({kParsers}, &diags);
+    ASSERT_TRUE(pack.ok()) << pack.status().ToString();
+    pack_ = *pack;
+    extractor_ = EventExtractor::Create(pack_);
+  }
+
+  // Feeds one line; the line buffer is overwritten by the next call, as a reader's would be.
+  bool Feed(std::string_view program, std::string_view message, int second = 0) {
+    buffer_.assign(message);
+    SyslogMessage m;
+    m.program = program;
+    m.message = buffer_;
+    m.raw = buffer_;
+    m.time = kT0 + second * kMicrosPerSecond;
+    m.has_time = true;
+    return extractor_->Extract(m, &event_);
+  }
+
+  std::shared_ptr<const ParserPack> pack_;
+  std::unique_ptr<EventExtractor> extractor_;
+  std::string buffer_;
+  Event event_;
+};
+
+TEST_F(EventExtractorTest, DovecotAuthVerboseIsOneEventWeightedByAttempts) {
+  // auth_verbose: two passdb lines for two tries, then the login process's summary.
+  EXPECT_FALSE(Feed("dovecot", "auth-worker(24544): pam(toto,192.0.2.10): unknown user", 0));
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  EXPECT_FALSE(Feed("dovecot", "auth: passwd-file(toto,192.0.2.10,<AbCd>): Password mismatch", 1));
+  ASSERT_TRUE(Feed("dovecot",
+                   "imap-login: Disconnected (auth failed, 2 attempts in 6 secs): user=<toto>, "
+                   "method=PLAIN, rip=192.0.2.10, lip=192.0.2.1, TLS, session=<a>",
+                   2));
+  EXPECT_EQ(event_.type, EventType::kAuthFailure);
+  EXPECT_EQ(event_.weight, 2u);
+  EXPECT_EQ(event_.client_ip.ToString(), "192.0.2.10");
+  EXPECT_EQ(event_.get(Field::kUser), "toto");
+  EXPECT_EQ(event_.get(Field::kService), "imap");
+  const auto& s = extractor_->stats();
+  EXPECT_EQ(s.messages, 3u);
+  EXPECT_EQ(s.events, 1u);
+  EXPECT_EQ(s.folded, 2u);
+}
+
+TEST_F(EventExtractorTest, WebmailLoginFromLoopbackCountsOnlyRoundcubesLine) {
+  ASSERT_TRUE(Feed("roundcube",
+                   "<8r1pu4bh> IMAP Error: Login failed for bob against localhost from "
+                   "198.51.100.7. AUTHENTICATE PLAIN: Authentication failed. in "
+                   "/r/program/lib/Roundcube/rcube_imap.php on line 211 (POST "
+                   "/?_task=login&_action=login)"));
+  EXPECT_EQ(event_.client_ip.ToString(), "198.51.100.7");
+  EXPECT_EQ(event_.get(Field::kService), "webmail");
+  EXPECT_FALSE(Feed("dovecot",
+                    "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<bob>, "
+                    "method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, session=<b>"));
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  EXPECT_FALSE(Feed("dovecot",
+                    "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<bob>, "
+                    "method=PLAIN, rip=::1, lip=::1, session=<c>"));
+  // log_logins: the userlogins line repeats the same attempt.
+  EXPECT_FALSE(
+      Feed("roundcube", "Failed login for bob from 198.51.100.7 in session abc (error: 0)"));
+  EXPECT_EQ(extractor_->stats().events, 1u);
+}
+
+TEST_F(EventExtractorTest, SubmissionUserAndClientFollowTheMessage) {
+  ASSERT_TRUE(Feed("postfix/submission/smtpd",
+                   "4Xz1Ab2CdEz: client=unknown[203.0.113.50], sasl_method=PLAIN, "
+                   "sasl_username=alice@example.org"));
+  EXPECT_EQ(event_.type, EventType::kMessageSubmitted);
+  ASSERT_TRUE(Feed("postfix/qmgr",
+                   "4Xz1Ab2CdEz: from=<alice@example.org>, size=2345, nrcpt=2 (queue active)"));
+  EXPECT_EQ(event_.get(Field::kSaslUser), "alice@example.org");
+  EXPECT_EQ(event_.client_ip.ToString(), "203.0.113.50");
+  ASSERT_TRUE(Feed("rspamd",
+                   "<a1>; task; rspamd_task_write_log: id: <m@x>, qid: <4Xz1Ab2CdEz>, ip: "
+                   "127.0.0.1, from: <alice@example.org>, (default: T (soft reject): "
+                   "[3.20/15.00] [RATELIMITED(0.00){user;}]), len: 2345, time: 12ms, dt: 1ms, "
+                   "dns req: 1, digest: <ab>, rcpts: <bob@example.net>"));
+  EXPECT_EQ(event_.type, EventType::kRateLimited);
+  EXPECT_EQ(event_.get(Field::kSaslUser), "alice@example.org");
+  EXPECT_EQ(event_.client_ip.ToString(), "203.0.113.50");  // not the milter's loopback
+  ASSERT_TRUE(Feed("postfix/smtp",
+                   "4Xz1Ab2CdEz: to=<bob@example.net>, relay=mx.example.net[192.0.2.25]:25, "
+                   "delay=1.2, delays=0.1/0/0.5/0.6, dsn=2.0.0, status=sent (250 2.0.0 OK)"));
+  EXPECT_EQ(event_.type, EventType::kDelivery);
+  EXPECT_EQ(event_.get(Field::kSaslUser), "alice@example.org");
+  EXPECT_EQ(event_.get(Field::kSenderDomain), "example.org");
+  EXPECT_EQ(event_.client_ip.ToString(), "203.0.113.50");
+  EXPECT_EQ(event_.get(Field::kRecipientDomain), "example.net");
+  EXPECT_EQ(extractor_->stats().queue_ids, 1u);
+  EXPECT_FALSE(Feed("postfix/qmgr", "4Xz1Ab2CdEz: removed"));
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kNoEvent);
+  EXPECT_EQ(extractor_->stats().queue_ids, 0u);
+  ASSERT_TRUE(Feed("postfix/smtp",
+                   "4Xz1Ab2CdEz: to=<bob@example.net>, relay=none, delay=1, delays=1/0/0/0, "
+                   "dsn=4.4.1, status=deferred (x)"));
+  EXPECT_FALSE(event_.has(Field::kSaslUser));
+}
+
+TEST_F(EventExtractorTest, DkimResultGetsTheDomainFromOpendkimsSignatureLine) {
+  ASSERT_TRUE(Feed("postfix/smtpd", "ABCDEF0009: client=mail.example.com[198.51.100.80]"));
+  EXPECT_FALSE(Feed("opendkim", "ABCDEF0009: s=sel1 d=example.com SSL"));
+  ASSERT_TRUE(Feed("opendkim", "ABCDEF0009: bad signature data"));
+  EXPECT_EQ(event_.type, EventType::kDkimVerify);
+  EXPECT_EQ(event_.get(Field::kDkimResult), "fail");
+  EXPECT_EQ(event_.get(Field::kDkimDomain), "example.com");
+  EXPECT_EQ(event_.client_ip.ToString(), "198.51.100.80");
+  ASSERT_TRUE(Feed("amavis",
+                   "(123-01) Passed CLEAN {RelayedInbound}, [127.0.0.1]:41234 <a@example.com> "
+                   "-> <b@example.org>, Queue-ID: ABCDEF0009, Message-ID: <x@y>, mail_id: q, "
+                   "Hits: 2.5, size: 3456, 12 ms"));
+  EXPECT_EQ(event_.type, EventType::kSpamVerdict);
+  EXPECT_DOUBLE_EQ(event_.spam_score, 2.5);
+  EXPECT_EQ(event_.client_ip.ToString(), "198.51.100.80");
+  EXPECT_EQ(event_.get(Field::kDkimResult), "fail");
+}
+
+TEST_F(EventExtractorTest, CorrelationTableIsBounded) {
+  EventExtractorOptions opts;
+  opts.queue_id_capacity = 100;
+  extractor_ = EventExtractor::Create(pack_, opts);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string line = "Q" + std::to_string(100000 + i) + ": client=unknown[192.0.2.1]";
+    ASSERT_TRUE(Feed("postfix/smtpd", line, i));
+  }
+  EXPECT_EQ(extractor_->stats().queue_ids, 100u);
+  EXPECT_EQ(extractor_->stats().queue_id_evictions, 900u);
+}
+
+TEST_F(EventExtractorTest, UnmatchedIsCounted) {
+  EXPECT_FALSE(Feed("postfix/smtpd", "connect from unknown[192.0.2.1]"));
+  EXPECT_FALSE(Feed("sshd", "Failed password for root from 192.0.2.1 port 22 ssh2"));
+  EXPECT_EQ(extractor_->stats().unmatched, 2u);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kUnmatched);
+  EXPECT_EQ(extractor_->last_outcome().pattern, nullptr);
+}
+
+}  // namespace
+}  // namespace mxward
