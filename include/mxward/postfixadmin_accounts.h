@@ -24,6 +24,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -81,13 +82,16 @@ class PostfixAdminAccounts final : public ActionExecutor {
  private:
   Result<SqlConnection*> Connection();
   Result<IncidentStore*> Store();
-  Status Suspend(const std::string& kind, const std::string& user, std::int64_t incident_id,
-                 std::int64_t until_s);
-  Status Restore(const std::string& kind, const std::string& user);
-  Result<nlohmann::json> ReadPrevious(const std::string& kind, const std::string& user);
-  Status WriteLog(const std::string& user, const std::string& domain, const std::string& action,
-                  const std::string& data);
-  void FollowUps(const std::string& kind, const std::string& user);
+  Status Suspend(std::string_view kind, const std::string& user, const ActionRecord& action);
+  Status Restore(std::string_view kind, const std::string& user, const ActionRecord& action);
+  // The values `kind` overwrites, as JSON: {"active": true, "modified": "...", ...}.
+  Result<nlohmann::json> ReadPrevious(SqlConnection* conn, std::string_view kind,
+                                      const std::string& user);
+  Status WriteLog(SqlConnection* conn, const std::string& user, std::int64_t incident_id);
+  void FollowUps(std::string_view kind, const std::string& user, bool restored);
+  Result<std::vector<std::string>> QueueIds(const ActionRecord& action);
+  void DryRun(std::string line);
+  Status Guard(Status s);  // drops the connection after a transient error
   std::string Table(const char* name) const { return options_.table_prefix + name; }
 
   PostfixAdminOptions options_;

@@ -1,0 +1,221 @@
+// PostfixAdminAccounts on SQLite (PostfixAdmin's SQLite schema from tests/data/postfixadmin),
+// the [postfixadmin] section, dry-run, hold_queue's argv, and the factory. The same scenarios run
+// against real MariaDB and PostgreSQL servers in tests/integration/postfixadmin_*_test.cpp.
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include "integration/support/postfixadmin_scenarios.h"
+#include "mxward/postfixadmin_accounts.h"
+#include "support/subprocess.h"
+
+namespace mxward {
+namespace {
+
+using testing::TempDir;
+
+Config ConfigFrom(const std::string& toml_text) {
+  Config c = Config::Defaults();
+  c.source = "mxward.toml";
+  c.document = toml::parse(std::string_view(toml_text), std::string_view("mxward.toml"));
+  return c;
+}
+
+class PostfixAdminSqliteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.file("postfixadmin.db").c_str(), &db), SQLITE_OK);
+    const std::string schema =
+        testing::ReadTextFile(std::string(MXWARD_TEST_DATA) + "/postfixadmin/sqlite.sql");
+    ASSERT_FALSE(schema.empty());
+    char* error = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, schema.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_close(db);
+    options_.database.backend = SqlConnectionOptions::Backend::kSqlite;
+    options_.database.path = dir_.file("postfixadmin.db");
+  }
+
+  TempDir dir_;
+  PostfixAdminOptions options_;
+};
+
+TEST_F(PostfixAdminSqliteTest, AllScenarios) {
+  testing::PostfixAdminScenarios scenarios(options_, dir_.file("mxward.db"));
+  auto db = scenarios.OpenChecker();
+  ASSERT_NE(db, nullptr);
+  scenarios.RunAll(db.get());
+}
+
+TEST_F(PostfixAdminSqliteTest, TablePrefixIsHonoured) {
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(options_.database.path.c_str(), &raw), SQLITE_OK);
+  for (const char* t : {"mailbox", "alias", "log"}) {
+    const std::string sql = std::string("ALTER TABLE ") + t + " RENAME TO pfa_" + t;
+    ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  }
+  ASSERT_EQ(sqlite3_exec(raw,
+                         "INSERT INTO pfa_mailbox (username, password, name, maildir, local_part, "
+                         "domain) VALUES ('carol@example.org', '', '', '', 'carol', "
+                         "'example.org')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(raw);
+  options_.table_prefix = "pfa_";
+  PostfixAdminAccounts accounts(options_, dir_.file("mxward.db"), SystemClock::Instance());
+  ASSERT_TRUE(accounts.Start().ok());
+  ASSERT_TRUE(accounts.Apply(testing::AccountAction("suspend_sending", "carol@example.org")).ok());
+  auto check = accounts.Check(testing::AccountAction("suspend_sending", "carol@example.org"));
+  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  EXPECT_TRUE(*check);
+}
+
+TEST_F(PostfixAdminSqliteTest, StartReportsASchemaWithoutSmtpActive) {
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(options_.database.path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(raw, "ALTER TABLE mailbox DROP COLUMN smtp_active", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(raw);
+  PostfixAdminAccounts accounts(options_, dir_.file("mxward.db"), SystemClock::Instance());
+  Status s = accounts.Start();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("smtp_active"), std::string::npos) << s.ToString();
+}
+
+TEST_F(PostfixAdminSqliteTest, MissingDatabaseIsTransientAndNotCreated) {
+  options_.database.path = dir_.file("absent.db");
+  PostfixAdminAccounts accounts(options_, dir_.file("mxward.db"), SystemClock::Instance());
+  Status s = accounts.Apply(testing::AccountAction("suspend", "alice@example.org"));
+  EXPECT_TRUE(s.transient()) << s.ToString();
+  struct stat st;
+  EXPECT_NE(stat(options_.database.path.c_str(), &st), 0);
+}
+
+TEST_F(PostfixAdminSqliteTest, DryRunRecordsAndChangesNothing) {
+  options_.dry_run = true;
+  PostfixAdminAccounts accounts(options_, dir_.file("mxward.db"), SystemClock::Instance());
+  ASSERT_TRUE(accounts.Start().ok());
+  ASSERT_TRUE(accounts.Apply(testing::AccountAction("suspend", "alice@example.org")).ok());
+  ASSERT_EQ(accounts.dry_run_log().size(), 1u);
+  EXPECT_NE(accounts.dry_run_log()[0].find("alice@example.org: mailbox.active = 0"),
+            std::string::npos)
+      << accounts.dry_run_log()[0];
+  struct stat st;
+  EXPECT_NE(stat(dir_.file("mxward.db").c_str(), &st), 0) << "no store writes in dry-run";
+}
+
+TEST_F(PostfixAdminSqliteTest, HoldQueueRunsPostsuperWithValidatedIds) {
+  // A stand-in for postsuper (Postfix is not installed here) that records its argv.
+  const std::string fake = dir_.file("postsuper");
+  {
+    std::ofstream out(fake);
+    out << "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done >> " << dir_.file("calls") << "\n";
+  }
+  chmod(fake.c_str(), 0755);
+  options_.postsuper = fake;
+  PostfixAdminAccounts accounts(options_, dir_.file("mxward.db"), SystemClock::Instance());
+  ActionRecord hold = testing::AccountAction("hold_queue", "alice@example.org");
+  hold.params["queue_ids"] = {"4ZqXj61Xz9z1Vyr", "3F2A1B0C9D"};
+  ASSERT_TRUE(accounts.Apply(hold).ok());
+  ASSERT_TRUE(accounts.Revert(hold).ok());
+  EXPECT_EQ(testing::ReadTextFile(dir_.file("calls")),
+            "-h\n4ZqXj61Xz9z1Vyr\n-h\n3F2A1B0C9D\n-H\n4ZqXj61Xz9z1Vyr\n-H\n3F2A1B0C9D\n");
+
+  hold.params["queue_ids"] = {"-d ALL"};
+  EXPECT_EQ(accounts.Apply(hold).code(), Status::Code::kInvalidArgument);
+  hold.params["queue_ids"] = {"ABCDE12345; rm"};
+  EXPECT_EQ(accounts.Apply(hold).code(), Status::Code::kInvalidArgument);
+}
+
+TEST(PostfixAdminOptionsTest, ReadsEverySetting) {
+  TempDir dir;
+  {
+    std::ofstream out(dir.file("pw"));
+    out << "s3cret\n";
+  }
+  std::vector<Diagnostic> diags;
+  auto o = PostfixAdminOptions::FromConfig(ConfigFrom(R"(
+[postfixadmin]
+backend = "pgsql"
+host = "127.0.0.1"
+port = 5433
+user = "pfa"
+password_file = ")" + dir.file("pw") + R"("
+database = "mail"
+table_prefix = "pfa_"
+log_admin = "abuse-bot"
+flush_auth_cache = true
+kick = true
+command_timeout = "30s"
+connect_timeout = 3
+)"),
+                                           &diags);
+  ASSERT_TRUE(o.ok()) << (diags.empty() ? "" : diags[0].ToString());
+  EXPECT_EQ(o->database.backend, SqlConnectionOptions::Backend::kPostgres);
+  EXPECT_EQ(o->database.port, 5433);
+  EXPECT_EQ(o->database.password, "s3cret");
+  EXPECT_EQ(o->database.database, "mail");
+  EXPECT_EQ(o->table_prefix, "pfa_");
+  EXPECT_EQ(o->command_timeout_ms, 30000);
+  EXPECT_EQ(o->database.connect_timeout_s, 3);
+  EXPECT_TRUE(o->kick);
+}
+
+TEST(PostfixAdminOptionsTest, DiagnosticsAreLocated) {
+  std::vector<Diagnostic> diags;
+  auto o = PostfixAdminOptions::FromConfig(ConfigFrom("[postfixadmin]\n"
+                                                      "backend = \"oracle\"\n"
+                                                      "table_prefix = \"x; DROP TABLE\"\n"
+                                                      "doveadm = \"doveadm\"\n"
+                                                      "hots = \"db\"\n"),
+                                           &diags);
+  ASSERT_FALSE(o.ok());
+  std::string all;
+  for (const auto& d : diags) all += d.ToString() + "\n";
+  EXPECT_NE(all.find("mxward.toml:2:11: error: 'backend' must be one of"), std::string::npos)
+      << all;
+  EXPECT_NE(all.find("mxward.toml:3:16: error: 'table_prefix' must be a name"), std::string::npos)
+      << all;
+  EXPECT_NE(all.find("mxward.toml:4:11: error: 'doveadm' must be an absolute path"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("unknown setting 'hots' in [postfixadmin]"), std::string::npos) << all;
+}
+
+TEST(PostfixAdminOptionsTest, SqliteNeedsPath) {
+  std::vector<Diagnostic> diags;
+  EXPECT_FALSE(
+      PostfixAdminOptions::FromConfig(ConfigFrom("[postfixadmin]\nbackend = \"sqlite\"\n"), &diags)
+          .ok());
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_NE(diags[0].message.find("needs 'path'"), std::string::npos);
+}
+
+TEST(MakePostfixAdminAccountsTest, NullWhenAbsentOrDisabledAndDryRunNoted) {
+  std::vector<Diagnostic> diags;
+  std::vector<std::string> notes;
+  auto absent = MakePostfixAdminAccounts(ConfigFrom(""), "/x", &diags, &notes);
+  ASSERT_TRUE(absent.ok());
+  EXPECT_EQ(absent->get(), nullptr);
+  auto disabled = MakePostfixAdminAccounts(ConfigFrom("[postfixadmin]\nenabled = false\n"), "/x",
+                                           &diags, &notes);
+  ASSERT_TRUE(disabled.ok());
+  EXPECT_EQ(disabled->get(), nullptr);
+  EXPECT_TRUE(notes.empty());
+
+  Config global = ConfigFrom("[postfixadmin]\nbackend = \"mysql\"\n");
+  global.dry_run = true;
+  auto e = MakePostfixAdminAccounts(global, "/x", &diags, &notes);
+  ASSERT_TRUE(e.ok());
+  ASSERT_NE(e->get(), nullptr);
+  EXPECT_TRUE((*e)->Handles("suspend"));
+  EXPECT_TRUE((*e)->Handles("hold_queue"));
+  EXPECT_FALSE((*e)->Handles("ban"));
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("postfixadmin: dry-run"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mxward
