@@ -2,8 +2,10 @@
 
 #include <atomic>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -190,6 +192,27 @@ TEST(MetricsRegistryTest, WholeExpositionIsWellFormed) {
     }
   }
   EXPECT_EQ(samples, 5);  // four above plus the rejected-samples counter
+}
+
+// The shipped Grafana dashboard queries only metrics mxward defines, and shows every one of them.
+TEST(MetricsRegistryTest, GrafanaDashboardUsesExactlyTheStandardFamilies) {
+  std::ifstream in(std::string(MXWARD_SOURCE_DIR) + "/packaging/grafana/mxward-dashboard.json");
+  ASSERT_TRUE(in) << "packaging/grafana/mxward-dashboard.json missing";
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::set<std::string> used;
+  const std::regex name(R"(mxward_[a-z0-9_]+)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), name); it != std::sregex_iterator();
+       ++it) {
+    used.insert(it->str());
+  }
+  std::set<std::string> standard;
+  for (const MetricFamily& f : StandardFamilies()) standard.insert(std::string(f.name));
+  for (const std::string& u : used) {
+    EXPECT_TRUE(standard.count(u)) << "dashboard queries undefined metric " << u;
+  }
+  for (const std::string& s : standard) {
+    EXPECT_TRUE(used.count(s)) << "dashboard does not show " << s;
+  }
 }
 
 }  // namespace
