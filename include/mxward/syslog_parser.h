@@ -6,8 +6,28 @@
 // ISO-8601 high-precision time rsyslog writes to files ("2025-02-27T07:14:47.545612+00:00 host
 // prog[1]: msg"). Year-less RFC 3164 times are placed in the year that puts them closest to the
 // reference time (so "Dec 31 23:59:59" read on Jan 1 is last year's), in the configured time zone.
+//
+// What counts as syslog (anything else is InvalidArgument, counted as malformed by the caller):
+//   - a line starting with a valid <PRI> (0..191): RFC 5424 when followed by "1 ", otherwise
+//     RFC 3164; a 3164 line whose timestamp is missing or broken keeps has_time = false and the
+//     rest is read as `tag: message` (what some devices and `logger` without time send);
+//   - a line without <PRI> that starts with an RFC 3164 time ("Feb  7 07:14:47") or an ISO-8601
+//     time ("2025-02-27T07:14:47.545612+00:00"): the file formats.
+// The hostname is optional in 3164: a first token shaped like a tag (`name:` or `name[pid]:`)
+// is the tag, otherwise it is the hostname and the tag follows. A line without a recognisable
+// tag keeps program empty and the whole rest as message.
+//
+// Time zones: times with an offset (ISO-8601, RFC 5424) are converted with it. Zone-less times
+// (RFC 3164, ISO-8601 without offset) are local time of the configured zone. The zone's offsets
+// are tabulated once at construction (a few years around "now"), so Parse() makes no tz database
+// call in the common path; times outside the table fall back to the C library.
+//
+// Thread-safety: Parse() is const and touches no shared state; one parser may be used from many
+// threads. Copying a parser is cheap (no heap).
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <string_view>
 
 #include "mxward/status.h"
@@ -30,13 +50,33 @@ class SyslogParser {
   // Parses line. reference is "about now" for year inference: the receive time for live input,
   // or the last event time seen for replay. Returns InvalidArgument for a line that is not syslog
   // (the caller counts it as malformed and skips it); *out is then unspecified.
+  // Every string_view in *out points into line. Trailing CR/LF of line are ignored.
   Status Parse(std::string_view line, UnixMicros reference, SyslogMessage* out) const;
 
   // The local zone's offset from UTC in seconds at time t (uses the C library's tz database).
   static long LocalUtcOffset(UnixMicros t);
 
+  // The offset (seconds) this parser applies to zone-less times at UTC second utc_seconds.
+  long UtcOffsetAt(std::int64_t utc_seconds) const;
+
  private:
+  // Offsets of the local zone between two UTC instants, as a list of transitions. Tabulated at
+  // construction so that Parse() needs no tz database (localtime_r locks and may stat files).
+  struct ZoneTable {
+    static constexpr int kMaxTransitions = 24;
+    std::int64_t from = 0, to = 0;                   // valid for UTC seconds in [from, to)
+    int count = 0;                                   // transitions in use
+    long initial_offset = 0;                         // offset before the first transition
+    std::array<std::int64_t, kMaxTransitions> at{};  // UTC second a new offset starts
+    std::array<long, kMaxTransitions> offset{};
+    bool valid = false;
+  };
+
+  // Converts a zone-less local time (seconds since the epoch as if it were UTC) to UTC seconds.
+  std::int64_t LocalToUtc(std::int64_t local_seconds) const;
+
   SyslogParserOptions options_;
+  ZoneTable zone_;
 };
 
 }  // namespace mxward

@@ -1,0 +1,484 @@
+// SyslogParser: hand-written scanners over string_views. Every step checks bounds, because the
+// input is whatever an attacker can get into a log line; nothing here allocates.
+#include "mxward/syslog_parser.h"
+
+#include <ctime>
+#include <limits>
+
+namespace mxward {
+
+namespace {
+
+constexpr std::int64_t kSecondsPerDay = 86400;
+
+// A cursor over the line. All reads are bounds-checked.
+class Cursor {
+ public:
+  explicit Cursor(std::string_view s) : s_(s) {}
+  bool done() const { return pos_ >= s_.size(); }
+  std::size_t pos() const { return pos_; }
+  void set_pos(std::size_t p) { pos_ = p; }
+  char peek(std::size_t ahead = 0) const {
+    return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0';
+  }
+  bool has(std::size_t n) const { return s_.size() - pos_ >= n; }
+  bool Eat(char c) {
+    if (!done() && s_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  // Reads exactly n decimal digits.
+  bool Digits(int n, int* value) {
+    if (!has(static_cast<std::size_t>(n))) return false;
+    int v = 0;
+    for (int i = 0; i < n; ++i) {
+      const char c = s_[pos_ + static_cast<std::size_t>(i)];
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + (c - '0');
+    }
+    pos_ += static_cast<std::size_t>(n);
+    *value = v;
+    return true;
+  }
+  // A run of non-space characters (possibly empty).
+  std::string_view Token() {
+    const std::size_t start = pos_;
+    while (pos_ < s_.size() && s_[pos_] != ' ') ++pos_;
+    return s_.substr(start, pos_ - start);
+  }
+  std::string_view Rest() const { return pos_ < s_.size() ? s_.substr(pos_) : std::string_view(); }
+
+ private:
+  std::string_view s_;
+  std::size_t pos_ = 0;
+};
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+int MonthFromName(std::string_view m) {
+  static constexpr std::string_view kNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  for (int i = 0; i < 12; ++i) {
+    if (m == kNames[i]) return i + 1;
+  }
+  return 0;
+}
+
+bool IsLeap(std::int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int DaysInMonth(std::int64_t y, int m) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && IsLeap(y) ? 29 : kDays[m - 1];
+}
+
+// Year of a day count since 1970-01-01 (Howard Hinnant's civil_from_days, year only).
+std::int64_t YearFromDays(std::int64_t z) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const std::int64_t doe = z - era * 146097;
+  const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const std::int64_t mp = (5 * doy + 2) / 153;
+  const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  return yoe + era * 400 + (m <= 2 ? 1 : 0);
+}
+
+std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
+  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
+}
+
+struct ClockTime {
+  int hour = 0, minute = 0, second = 0;
+  int micros = 0;
+};
+
+// "hh:mm:ss" with an optional ".fraction" (any number of digits, microseconds kept).
+bool ParseClock(Cursor& c, ClockTime* t) {
+  if (!c.Digits(2, &t->hour) || !c.Eat(':') || !c.Digits(2, &t->minute) || !c.Eat(':') ||
+      !c.Digits(2, &t->second)) {
+    return false;
+  }
+  if (t->hour > 23 || t->minute > 59 || t->second > 60) return false;  // 60: leap second
+  t->micros = 0;
+  if (c.peek() == '.' && IsDigit(c.peek(1))) {
+    c.Eat('.');
+    int scale = 100000;
+    while (IsDigit(c.peek())) {
+      if (scale > 0) {
+        t->micros += (c.peek() - '0') * scale;
+        scale /= 10;
+      }
+      c.set_pos(c.pos() + 1);
+    }
+  }
+  return true;
+}
+
+std::int64_t SecondsOfDay(const ClockTime& t) { return t.hour * 3600 + t.minute * 60 + t.second; }
+
+// Zone suffix: "Z", "+hh:mm", "-hh:mm", "+hhmm". Absent: *has_zone = false.
+bool ParseZone(Cursor& c, bool* has_zone, long* offset) {
+  *has_zone = false;
+  *offset = 0;
+  if (c.Eat('Z') || c.Eat('z')) {
+    *has_zone = true;
+    return true;
+  }
+  const char sign = c.peek();
+  if (sign != '+' && sign != '-') return true;
+  c.set_pos(c.pos() + 1);
+  int hh = 0, mm = 0;
+  if (!c.Digits(2, &hh)) return false;
+  c.Eat(':');
+  if (!c.Digits(2, &mm)) return false;
+  if (hh > 23 || mm > 59) return false;
+  *offset = (sign == '-' ? -1 : 1) * static_cast<long>(hh * 3600 + mm * 60);
+  *has_zone = true;
+  return true;
+}
+
+// ISO-8601 / RFC 3339 date-time: "2025-02-27T07:14:47.545612+00:00". Local seconds (as if UTC)
+// plus the zone, if any.
+bool ParseIsoTime(Cursor& c, std::int64_t* local_seconds, int* micros, bool* has_zone,
+                  long* offset) {
+  int y = 0, mo = 0, d = 0;
+  if (!c.Digits(4, &y) || !c.Eat('-') || !c.Digits(2, &mo) || !c.Eat('-') || !c.Digits(2, &d)) {
+    return false;
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > DaysInMonth(y, mo)) return false;
+  if (!c.Eat('T') && !c.Eat('t')) return false;
+  ClockTime t;
+  if (!ParseClock(c, &t)) return false;
+  if (!ParseZone(c, has_zone, offset)) return false;
+  *local_seconds =
+      DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * kSecondsPerDay +
+      SecondsOfDay(t);
+  *micros = t.micros;
+  return true;
+}
+
+// RFC 3164 time "Mmm dd hh:mm:ss" (day space-padded or not, optional fraction).
+bool ParseBsdTime(Cursor& c, int* month, int* day, ClockTime* t) {
+  if (!c.has(3)) return false;
+  const std::size_t start = c.pos();
+  *month = MonthFromName(c.Rest().substr(0, 3));
+  if (*month == 0) return false;
+  c.set_pos(start + 3);
+  if (!c.Eat(' ')) return false;
+  c.Eat(' ');  // "Feb  7"
+  int d = 0;
+  if (!IsDigit(c.peek())) return false;
+  d = c.peek() - '0';
+  c.set_pos(c.pos() + 1);
+  if (IsDigit(c.peek())) {
+    d = d * 10 + (c.peek() - '0');
+    c.set_pos(c.pos() + 1);
+  }
+  if (d < 1 || d > 31) return false;
+  *day = d;
+  if (!c.Eat(' ')) return false;
+  return ParseClock(c, t);
+}
+
+// `name:`, `name[pid]:` and, when allow_no_colon, `name[pid]`. name is any run without space,
+// '[' or ':'; the colon must end the token (so an IPv6 hostname like "fe80::1" is not a tag).
+bool SplitTag(std::string_view token, bool allow_no_colon, std::string_view* program,
+              std::string_view* pid) {
+  std::size_t i = 0;
+  while (i < token.size() && token[i] != '[' && token[i] != ':') ++i;
+  if (i == 0 || i == token.size()) return false;
+  const std::string_view name = token.substr(0, i);
+  if (token[i] == ':') {
+    if (i + 1 != token.size()) return false;
+    *program = name;
+    *pid = {};
+    return true;
+  }
+  const std::size_t close = token.find(']', i + 1);
+  if (close == std::string_view::npos || close == i + 1) return false;
+  const std::string_view p = token.substr(i + 1, close - i - 1);
+  if (p.find('[') != std::string_view::npos) return false;
+  const std::size_t after = close + 1;
+  if (after == token.size()) {
+    if (!allow_no_colon) return false;
+  } else if (!(after + 1 == token.size() && token[after] == ':')) {
+    return false;
+  }
+  *program = name;
+  *pid = p;
+  return true;
+}
+
+// After the time of an RFC 3164 / file line: [hostname SP] [tag SP] message.
+void ParseBsdBody(Cursor& c, bool may_have_host, SyslogMessage* out) {
+  std::string_view program, pid;
+  const std::size_t first_start = c.pos();
+  const std::string_view first = c.Token();
+  if (SplitTag(first, false, &program, &pid)) {
+    out->program = program;
+    out->pid = pid;
+    c.Eat(' ');
+    out->message = c.Rest();
+    return;
+  }
+  if (!may_have_host || first.empty()) {
+    c.set_pos(first_start);
+    out->message = c.Rest();
+    return;
+  }
+  out->hostname = first;
+  c.Eat(' ');
+  const std::size_t second_start = c.pos();
+  const std::string_view second = c.Token();
+  if (SplitTag(second, true, &program, &pid)) {
+    out->program = program;
+    out->pid = pid;
+    c.Eat(' ');
+  } else {
+    c.set_pos(second_start);
+  }
+  out->message = c.Rest();
+}
+
+// RFC 5424 header field: NILVALUE "-" is empty. Fields are non-empty runs without space.
+bool Field5424(Cursor& c, std::size_t max_len, std::string_view* value) {
+  const std::string_view tok = c.Token();
+  if (tok.empty() || tok.size() > max_len) return false;
+  for (char ch : tok) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u < 33 || u > 126) return false;  // PRINTUSASCII
+  }
+  *value = tok == "-" ? std::string_view() : tok;
+  return c.Eat(' ');
+}
+
+// STRUCTURED-DATA: "-" or one or more [id param="value" ...] with \" \\ \] escapes in values.
+bool ParseStructuredData(Cursor& c, std::string_view* sd) {
+  const std::size_t start = c.pos();
+  if (c.peek() == '-') {
+    c.Eat('-');
+    *sd = {};
+    return c.done() || c.peek() == ' ';
+  }
+  if (c.peek() != '[') return false;
+  while (c.peek() == '[') {
+    c.Eat('[');
+    bool in_quotes = false;
+    bool closed = false;
+    while (!c.done()) {
+      const char ch = c.peek();
+      c.set_pos(c.pos() + 1);
+      if (in_quotes) {
+        if (ch == '\\') {
+          if (c.done()) return false;
+          c.set_pos(c.pos() + 1);
+        } else if (ch == '"') {
+          in_quotes = false;
+        }
+      } else if (ch == '"') {
+        in_quotes = true;
+      } else if (ch == ']') {
+        closed = true;
+        break;
+      }
+    }
+    if (!closed) return false;
+  }
+  const std::size_t end = c.pos();
+  c.set_pos(start);
+  *sd = c.Rest().substr(0, end - start);
+  c.set_pos(end);
+  return c.done() || c.peek() == ' ';
+}
+
+}  // namespace
+
+SyslogParser::SyslogParser(SyslogParserOptions options) : options_(options) {
+  if (!options_.use_local_zone) return;
+  // Tabulate the zone from three years back to two years ahead, one probe per day, and find
+  // each change to the second by bisection: ~1,900 localtime_r calls once per parser.
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+  zone_.from = now - 3 * 366 * kSecondsPerDay;
+  zone_.to = now + 2 * 366 * kSecondsPerDay;
+  zone_.initial_offset = LocalUtcOffset(zone_.from * kMicrosPerSecond);
+  long prev = zone_.initial_offset;
+  std::int64_t prev_t = zone_.from;
+  for (std::int64_t t = zone_.from + kSecondsPerDay; t < zone_.to + kSecondsPerDay;
+       t += kSecondsPerDay) {
+    const std::int64_t probe = t < zone_.to ? t : zone_.to - 1;
+    const long off = LocalUtcOffset(probe * kMicrosPerSecond);
+    if (off != prev) {
+      if (zone_.count == ZoneTable::kMaxTransitions) return;  // odd zone: use the slow path
+      std::int64_t lo = prev_t, hi = probe;  // offset(lo) == prev, offset(hi) == off
+      while (hi - lo > 1) {
+        const std::int64_t mid = lo + (hi - lo) / 2;
+        if (LocalUtcOffset(mid * kMicrosPerSecond) == prev) {
+          lo = mid;
+        } else {
+          hi = mid;
+        }
+      }
+      zone_.at[static_cast<std::size_t>(zone_.count)] = hi;
+      zone_.offset[static_cast<std::size_t>(zone_.count)] = off;
+      ++zone_.count;
+      prev = off;
+    }
+    prev_t = probe;
+  }
+  zone_.valid = true;
+}
+
+long SyslogParser::LocalUtcOffset(UnixMicros t) {
+  std::time_t secs = static_cast<std::time_t>(FloorDiv(t, kMicrosPerSecond));
+  std::tm tm{};
+  if (localtime_r(&secs, &tm) == nullptr) return 0;
+  return tm.tm_gmtoff;
+}
+
+long SyslogParser::UtcOffsetAt(std::int64_t utc_seconds) const {
+  if (!options_.use_local_zone) return options_.utc_offset_seconds;
+  if (!zone_.valid || utc_seconds < zone_.from || utc_seconds >= zone_.to) {
+    // Far from now (an old log replayed): rare, so the C library's cost is acceptable.
+    if (utc_seconds > std::numeric_limits<std::int64_t>::max() / kMicrosPerSecond ||
+        utc_seconds < std::numeric_limits<std::int64_t>::min() / kMicrosPerSecond) {
+      return 0;
+    }
+    return LocalUtcOffset(utc_seconds * kMicrosPerSecond);
+  }
+  long off = zone_.initial_offset;
+  for (int i = 0; i < zone_.count && zone_.at[static_cast<std::size_t>(i)] <= utc_seconds; ++i) {
+    off = zone_.offset[static_cast<std::size_t>(i)];
+  }
+  return off;
+}
+
+std::int64_t SyslogParser::LocalToUtc(std::int64_t local_seconds) const {
+  // Two steps settle on the offset in force at the resulting instant, also next to a change.
+  const long guess = UtcOffsetAt(local_seconds);
+  const long off = UtcOffsetAt(local_seconds - guess);
+  return local_seconds - off;
+}
+
+Status SyslogParser::Parse(std::string_view line, UnixMicros reference, SyslogMessage* out) const {
+  *out = SyslogMessage{};
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  out->raw = line;
+  if (line.empty()) return Status::InvalidArgument("empty line");
+  Cursor c(line);
+
+  bool has_pri = false;
+  if (c.peek() == '<') {
+    c.Eat('<');
+    int pri = 0, digits = 0;
+    while (IsDigit(c.peek()) && digits < 4) {
+      pri = pri * 10 + (c.peek() - '0');
+      ++digits;
+      c.set_pos(c.pos() + 1);
+    }
+    if (digits == 0 || digits > 3 || pri > 191 || !c.Eat('>')) {
+      return Status::InvalidArgument("bad <PRI>");
+    }
+    has_pri = true;
+    out->facility = pri / 8;
+    out->severity = pri % 8;
+  }
+
+  // RFC 5424: <PRI>VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD [SP MSG]
+  if (has_pri && IsDigit(c.peek()) && c.peek() != '0') {
+    const std::size_t version_start = c.pos();
+    int digits = 0;
+    while (IsDigit(c.peek()) && digits < 4) {
+      c.set_pos(c.pos() + 1);
+      ++digits;
+    }
+    if (digits <= 3 && c.Eat(' ')) {
+      if (c.peek() == '-') {
+        c.Eat('-');
+      } else {
+        std::int64_t local = 0;
+        int micros = 0;
+        bool has_zone = false;
+        long offset = 0;
+        if (!ParseIsoTime(c, &local, &micros, &has_zone, &offset)) {
+          return Status::InvalidArgument("RFC 5424 line with a bad TIMESTAMP");
+        }
+        const std::int64_t utc = has_zone ? local - offset : LocalToUtc(local);
+        out->time = utc * kMicrosPerSecond + micros;
+        out->has_time = true;
+      }
+      if (!c.Eat(' ')) return Status::InvalidArgument("RFC 5424 line truncated after TIMESTAMP");
+      if (!Field5424(c, 255, &out->hostname) || !Field5424(c, 48, &out->program) ||
+          !Field5424(c, 128, &out->pid)) {
+        return Status::InvalidArgument("RFC 5424 line with a bad HOSTNAME, APP-NAME or PROCID");
+      }
+      // MSGID is the last field before SD, so it may end the line only if SD follows.
+      if (!Field5424(c, 32, &out->msgid)) {
+        return Status::InvalidArgument("RFC 5424 line with a bad MSGID");
+      }
+      if (!ParseStructuredData(c, &out->structured_data)) {
+        return Status::InvalidArgument("RFC 5424 line with bad STRUCTURED-DATA");
+      }
+      c.Eat(' ');
+      std::string_view msg = c.Rest();
+      if (msg.size() >= 3 && msg.substr(0, 3) == "\xEF\xBB\xBF") msg.remove_prefix(3);
+      out->message = msg;
+      return Status::Ok();
+    }
+    c.set_pos(version_start);  // "<13>15 ..." style RFC 3164 without a time: fall through
+  }
+
+  // RFC 3164 and the file formats.
+  const std::size_t time_start = c.pos();
+  if (IsDigit(c.peek())) {
+    std::int64_t local = 0;
+    int micros = 0;
+    bool has_zone = false;
+    long offset = 0;
+    if (ParseIsoTime(c, &local, &micros, &has_zone, &offset) && c.Eat(' ')) {
+      const std::int64_t utc = has_zone ? local - offset : LocalToUtc(local);
+      out->time = utc * kMicrosPerSecond + micros;
+      out->has_time = true;
+      ParseBsdBody(c, true, out);
+      return Status::Ok();
+    }
+  } else {
+    int month = 0, day = 0;
+    ClockTime t;
+    if (ParseBsdTime(c, &month, &day, &t) && (c.done() || c.Eat(' '))) {
+      // Year inference: of last, this and next year (of the reference, in local time) take the
+      // one that puts the line nearest the reference.
+      const std::int64_t ref_seconds = FloorDiv(reference, kMicrosPerSecond);
+      const std::int64_t ref_local = ref_seconds + UtcOffsetAt(ref_seconds);
+      const std::int64_t ref_year = YearFromDays(FloorDiv(ref_local, kSecondsPerDay));
+      std::int64_t best = 0;
+      std::int64_t best_distance = std::numeric_limits<std::int64_t>::max();
+      for (std::int64_t y = ref_year - 1; y <= ref_year + 1; ++y) {
+        if (day > DaysInMonth(y, month)) continue;  // Feb 29 outside a leap year
+        const std::int64_t local = DaysFromCivil(static_cast<int>(y), static_cast<unsigned>(month),
+                                                 static_cast<unsigned>(day)) *
+                                       kSecondsPerDay +
+                                   SecondsOfDay(t);
+        const std::int64_t distance = local > ref_local ? local - ref_local : ref_local - local;
+        if (distance < best_distance) {
+          best_distance = distance;
+          best = local;
+        }
+      }
+      if (best_distance != std::numeric_limits<std::int64_t>::max()) {
+        out->time = LocalToUtc(best) * kMicrosPerSecond + t.micros;
+        out->has_time = true;
+      }
+      ParseBsdBody(c, true, out);
+      return Status::Ok();
+    }
+  }
+  if (!has_pri) return Status::InvalidArgument("not syslog: no <PRI> and no timestamp");
+  // <PRI> without a usable time: the rest is `tag: message` or just a message.
+  c.set_pos(time_start);
+  ParseBsdBody(c, false, out);
+  return Status::Ok();
+}
+
+}  // namespace mxward

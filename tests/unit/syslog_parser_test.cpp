@@ -1,0 +1,403 @@
+#include "mxward/syslog_parser.h"
+
+#include <cstdlib>
+#include <ctime>
+#include <random>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace mxward {
+namespace {
+
+UnixMicros Utc(int y, unsigned mo, unsigned d, int h, int mi, int s, int us = 0) {
+  return (DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * kMicrosPerSecond + us;
+}
+
+SyslogParser UtcParser() {
+  SyslogParserOptions o;
+  o.use_local_zone = false;
+  o.utc_offset_seconds = 0;
+  return SyslogParser(o);
+}
+
+// Sets TZ for the test's lifetime and restores it after.
+class ScopedTz {
+ public:
+  explicit ScopedTz(const char* tz) {
+    if (const char* old = std::getenv("TZ")) {
+      had_ = true;
+      old_ = old;
+    }
+    setenv("TZ", tz, 1);
+    tzset();
+  }
+  ~ScopedTz() {
+    if (had_) {
+      setenv("TZ", old_.c_str(), 1);
+    } else {
+      unsetenv("TZ");
+    }
+    tzset();
+  }
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
+const UnixMicros kRef = Utc(2025, 6, 15, 12, 0, 0);
+
+TEST(SyslogParserTest, Rfc3164FileLineWithHostAndPid) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser()
+                  .Parse("Feb 27 07:14:47 mail postfix/submission/smtpd[1234]: connect from "
+                         "unknown[192.0.2.1]\n",
+                         kRef, &m)
+                  .ok());
+  EXPECT_TRUE(m.has_time);
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 7, 14, 47));
+  EXPECT_EQ(m.facility, -1);
+  EXPECT_EQ(m.severity, -1);
+  EXPECT_EQ(m.hostname, "mail");
+  EXPECT_EQ(m.program, "postfix/submission/smtpd");
+  EXPECT_EQ(m.pid, "1234");
+  EXPECT_EQ(m.message, "connect from unknown[192.0.2.1]");
+  EXPECT_EQ(m.raw,
+            "Feb 27 07:14:47 mail postfix/submission/smtpd[1234]: connect from "
+            "unknown[192.0.2.1]");
+}
+
+TEST(SyslogParserTest, Rfc3164WithPriForwardFormat) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser()
+                  .Parse("<22>Feb  7 07:14:47 mx1 postfix-out/smtp[77]: 4Xyz: to=<a@b>", kRef, &m)
+                  .ok());
+  EXPECT_EQ(m.facility, 2);  // mail
+  EXPECT_EQ(m.severity, 6);
+  EXPECT_EQ(m.time, Utc(2025, 2, 7, 7, 14, 47));
+  EXPECT_EQ(m.hostname, "mx1");
+  EXPECT_EQ(m.program, "postfix-out/smtp");
+  EXPECT_EQ(m.pid, "77");
+  EXPECT_EQ(m.message, "4Xyz: to=<a@b>");
+}
+
+TEST(SyslogParserTest, Rfc3164SingleDigitDayWithoutPadding) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse("Feb 7 07:14:47 mx1 dovecot: imap-login: Login", kRef, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 2, 7, 7, 14, 47));
+  EXPECT_EQ(m.program, "dovecot");
+  EXPECT_EQ(m.pid, "");
+  EXPECT_EQ(m.message, "imap-login: Login");
+}
+
+TEST(SyslogParserTest, Rfc3164WithoutHostnameAsDevLogReceivesIt) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse("<38>Mar  1 10:00:00 sshd[99]: Accepted publickey", kRef, &m).ok());
+  EXPECT_EQ(m.facility, 4);
+  EXPECT_EQ(m.hostname, "");
+  EXPECT_EQ(m.program, "sshd");
+  EXPECT_EQ(m.pid, "99");
+  EXPECT_EQ(m.message, "Accepted publickey");
+
+  ASSERT_TRUE(UtcParser().Parse("<13>Mar  1 10:00:00 roundcube: Failed login", kRef, &m).ok());
+  EXPECT_EQ(m.hostname, "");
+  EXPECT_EQ(m.program, "roundcube");
+  EXPECT_EQ(m.message, "Failed login");
+}
+
+TEST(SyslogParserTest, Rfc3164WithoutTag) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse("Mar  1 10:00:00 host some free text", kRef, &m).ok());
+  EXPECT_EQ(m.hostname, "host");
+  EXPECT_EQ(m.program, "");
+  EXPECT_EQ(m.message, "some free text");
+}
+
+TEST(SyslogParserTest, Ipv6HostnameIsNotMistakenForATag) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse("Mar  1 10:00:00 fe80:: postfix/smtpd[1]: x", kRef, &m).ok());
+  EXPECT_EQ(m.hostname, "fe80::");
+  EXPECT_EQ(m.program, "postfix/smtpd");
+  ASSERT_TRUE(UtcParser().Parse("Mar  1 10:00:00 2001:db8::1 dovecot: y", kRef, &m).ok());
+  EXPECT_EQ(m.hostname, "2001:db8::1");
+  EXPECT_EQ(m.program, "dovecot");
+  EXPECT_EQ(m.message, "y");
+}
+
+TEST(SyslogParserTest, TagWithPidButNoColonAfterHostname) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse("Mar  1 10:00:00 host amavis[12] (12-01) Passed", kRef, &m).ok());
+  EXPECT_EQ(m.program, "amavis");
+  EXPECT_EQ(m.pid, "12");
+  EXPECT_EQ(m.message, "(12-01) Passed");
+}
+
+TEST(SyslogParserTest, PriWithoutTimestampKeepsTagAndMessage) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse("<14>myapp[5]: hello there", kRef, &m).ok());
+  EXPECT_FALSE(m.has_time);
+  EXPECT_EQ(m.program, "myapp");
+  EXPECT_EQ(m.pid, "5");
+  EXPECT_EQ(m.message, "hello there");
+  ASSERT_TRUE(UtcParser().Parse("<14>just text", kRef, &m).ok());
+  EXPECT_FALSE(m.has_time);
+  EXPECT_EQ(m.program, "");
+  EXPECT_EQ(m.message, "just text");
+  ASSERT_TRUE(UtcParser().Parse("<14>", kRef, &m).ok());
+  EXPECT_EQ(m.message, "");
+}
+
+TEST(SyslogParserTest, RsyslogHighPrecisionFileTime) {
+  SyslogMessage m;
+  ASSERT_TRUE(
+      UtcParser()
+          .Parse("2025-02-27T07:14:47.545612+01:00 mail postfix/smtpd[1]: disconnect", kRef, &m)
+          .ok());
+  EXPECT_TRUE(m.has_time);
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 6, 14, 47, 545612));
+  EXPECT_EQ(m.hostname, "mail");
+  EXPECT_EQ(m.program, "postfix/smtpd");
+  EXPECT_EQ(m.message, "disconnect");
+
+  ASSERT_TRUE(UtcParser().Parse("2025-02-27T07:14:47Z mail x: y", kRef, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 7, 14, 47));
+  ASSERT_TRUE(UtcParser().Parse("2025-02-27T07:14:47.5-05:30 mail x: y", kRef, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 12, 44, 47, 500000));
+  // Nanoseconds are truncated to microseconds.
+  ASSERT_TRUE(UtcParser().Parse("2025-02-27T07:14:47.123456789+00:00 mail x: y", kRef, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 7, 14, 47, 123456));
+}
+
+TEST(SyslogParserTest, ForwardFormatWithPriAndIsoTime) {
+  SyslogMessage m;
+  ASSERT_TRUE(
+      UtcParser().Parse("<22>2025-02-27T07:14:47.545612+00:00 mx opendkim[3]: ok", kRef, &m).ok());
+  EXPECT_EQ(m.facility, 2);
+  EXPECT_EQ(m.program, "opendkim");
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 7, 14, 47, 545612));
+}
+
+TEST(SyslogParserTest, Rfc5424Full) {
+  SyslogMessage m;
+  const std::string line =
+      "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 99 ID47 "
+      "[exampleSDID@32473 iut=\"3\" eventSource=\"Application\"][x@1 a=\"q\\]\\\"\"] "
+      "\xEF\xBB\xBF"
+      "An application event log entry";
+  ASSERT_TRUE(UtcParser().Parse(line, kRef, &m).ok());
+  EXPECT_EQ(m.facility, 20);
+  EXPECT_EQ(m.severity, 5);
+  EXPECT_TRUE(m.has_time);
+  EXPECT_EQ(m.time, Utc(2003, 10, 11, 22, 14, 15, 3000));
+  EXPECT_EQ(m.hostname, "mymachine.example.com");
+  EXPECT_EQ(m.program, "evntslog");
+  EXPECT_EQ(m.pid, "99");
+  EXPECT_EQ(m.msgid, "ID47");
+  EXPECT_EQ(m.structured_data,
+            "[exampleSDID@32473 iut=\"3\" eventSource=\"Application\"][x@1 a=\"q\\]\\\"\"]");
+  EXPECT_EQ(m.message, "An application event log entry");
+}
+
+TEST(SyslogParserTest, Rfc5424NilValues) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse("<13>1 - - - - - -", kRef, &m).ok());
+  EXPECT_FALSE(m.has_time);
+  EXPECT_EQ(m.hostname, "");
+  EXPECT_EQ(m.program, "");
+  EXPECT_EQ(m.pid, "");
+  EXPECT_EQ(m.msgid, "");
+  EXPECT_EQ(m.structured_data, "");
+  EXPECT_EQ(m.message, "");
+
+  ASSERT_TRUE(UtcParser().Parse("<13>1 - host app - - - hello", kRef, &m).ok());
+  EXPECT_EQ(m.hostname, "host");
+  EXPECT_EQ(m.program, "app");
+  EXPECT_EQ(m.message, "hello");
+}
+
+TEST(SyslogParserTest, Rfc5424AsRsyslogProtocol23WritesIt) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser()
+                  .Parse("<22>1 2025-02-27T07:14:47.545612+00:00 mail postfix/submission/smtpd "
+                         "1234 - - lost connection after AUTH from unknown[198.51.100.7]\n",
+                         kRef, &m)
+                  .ok());
+  EXPECT_EQ(m.program, "postfix/submission/smtpd");
+  EXPECT_EQ(m.pid, "1234");
+  EXPECT_EQ(m.message, "lost connection after AUTH from unknown[198.51.100.7]");
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 7, 14, 47, 545612));
+}
+
+TEST(SyslogParserTest, Rfc5424Malformed) {
+  SyslogMessage m;
+  const SyslogParser p = UtcParser();
+  EXPECT_FALSE(p.Parse("<13>1 2025-13-01T00:00:00Z h a - - -", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<13>1 2025-01-01T00:00:00Z h a - -", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<13>1 2025-01-01T00:00:00Z h a - - [unterminated", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<13>1 2025-01-01T00:00:00Z h a - - [x a=\"]", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<13>1 2025-01-01T00:00:00Z", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<13>1 2025-01-01T00:00:00Z h a - - nosd", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<13>1 2025-02-30T00:00:00Z h a - - -", kRef, &m).ok());
+}
+
+TEST(SyslogParserTest, BadPriIsMalformed) {
+  SyslogMessage m;
+  const SyslogParser p = UtcParser();
+  EXPECT_FALSE(p.Parse("<192>Feb  7 07:14:47 h x: y", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<>Feb  7 07:14:47 h x: y", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<1234>x", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<13", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("<a>b", kRef, &m).ok());
+  EXPECT_TRUE(p.Parse("<191>x", kRef, &m).ok());
+  EXPECT_EQ(m.facility, 23);
+  EXPECT_EQ(m.severity, 7);
+  EXPECT_TRUE(p.Parse("<0>x", kRef, &m).ok());
+  EXPECT_EQ(m.facility, 0);
+}
+
+TEST(SyslogParserTest, GarbageAndTruncatedLinesAreMalformedNotFatal) {
+  SyslogMessage m;
+  const SyslogParser p = UtcParser();
+  EXPECT_FALSE(p.Parse("", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("\n", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("\r\n", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("hello world", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("Feb", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("Feb 2", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("Feb 27 07:1", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("Feb 27 25:00:00 h x: y", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("Feb 32 07:00:00 h x: y", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("Foo 27 07:00:00 h x: y", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("2025-02-27", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse("2025-02-27T07:14:47+0", kRef, &m).ok());
+  EXPECT_FALSE(p.Parse(std::string_view("\0\0\0", 3), kRef, &m).ok());
+  // A time alone is syslog with nothing in it.
+  EXPECT_TRUE(p.Parse("Feb 27 07:14:47", kRef, &m).ok());
+  EXPECT_EQ(m.program, "");
+  EXPECT_EQ(m.message, "");
+}
+
+TEST(SyslogParserTest, InvalidUtf8IsCarriedAsBytes) {
+  SyslogMessage m;
+  const std::string line = "Feb 27 07:14:47 h dovecot: user=<\xff\xfe\xc3(> failed";
+  ASSERT_TRUE(UtcParser().Parse(line, kRef, &m).ok());
+  EXPECT_EQ(m.program, "dovecot");
+  EXPECT_EQ(m.message, "user=<\xff\xfe\xc3(> failed");
+}
+
+TEST(SyslogParserTest, HugeLine) {
+  std::string line = "Feb 27 07:14:47 h postfix/smtpd[1]: ";
+  line.append(8 * 1024 * 1024, 'A');
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse(line, kRef, &m).ok());
+  EXPECT_EQ(m.message.size(), 8u * 1024 * 1024);
+  std::string tag(1 << 20, 'x');  // a 1 MiB "hostname" without spaces
+  ASSERT_TRUE(UtcParser().Parse("Feb 27 07:14:47 " + tag, kRef, &m).ok());
+  EXPECT_EQ(m.hostname.size(), tag.size());
+}
+
+TEST(SyslogParserTest, TrailingCrLfStripped) {
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse("Feb 27 07:14:47 h x: y\r\n", kRef, &m).ok());
+  EXPECT_EQ(m.message, "y");
+  EXPECT_EQ(m.raw, "Feb 27 07:14:47 h x: y");
+}
+
+TEST(SyslogParserTest, ViewsPointIntoTheLine) {
+  const std::string line = "<22>1 2025-02-27T07:14:47Z mail app 1 m - text";
+  SyslogMessage m;
+  ASSERT_TRUE(UtcParser().Parse(line, kRef, &m).ok());
+  const char* b = line.data();
+  const char* e = line.data() + line.size();
+  for (std::string_view v : {m.hostname, m.program, m.pid, m.msgid, m.message, m.raw}) {
+    EXPECT_GE(v.data(), b);
+    EXPECT_LE(v.data() + v.size(), e);
+  }
+}
+
+TEST(SyslogParserTest, YearInferenceAcrossNewYear) {
+  const SyslogParser p = UtcParser();
+  SyslogMessage m;
+  // Read just after New Year: December is last year.
+  ASSERT_TRUE(p.Parse("Dec 31 23:59:59 h x: y", Utc(2026, 1, 1, 0, 0, 5), &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 12, 31, 23, 59, 59));
+  // Read just before New Year (a sender whose clock is ahead): January is next year.
+  ASSERT_TRUE(p.Parse("Jan  1 00:00:01 h x: y", Utc(2025, 12, 31, 23, 59, 50), &m).ok());
+  EXPECT_EQ(m.time, Utc(2026, 1, 1, 0, 0, 1));
+  // Mid-year: this year.
+  ASSERT_TRUE(p.Parse("Jun 14 10:00:00 h x: y", kRef, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 6, 14, 10, 0, 0));
+  // Feb 29 goes to the nearest leap year within a year; otherwise the line has no time.
+  ASSERT_TRUE(p.Parse("Feb 29 10:00:00 h x: y", Utc(2025, 1, 10, 0, 0, 0), &m).ok());
+  EXPECT_TRUE(m.has_time);
+  EXPECT_EQ(m.time, Utc(2024, 2, 29, 10, 0, 0));
+  ASSERT_TRUE(p.Parse("Feb 29 10:00:00 h x: y", Utc(2026, 6, 10, 0, 0, 0), &m).ok());
+  EXPECT_FALSE(m.has_time);
+  EXPECT_EQ(m.program, "x");
+}
+
+TEST(SyslogParserTest, FixedOffsetAppliesToZonelessTimesOnly) {
+  SyslogParserOptions o;
+  o.use_local_zone = false;
+  o.utc_offset_seconds = 3600;
+  const SyslogParser p(o);
+  SyslogMessage m;
+  ASSERT_TRUE(p.Parse("Feb 27 07:14:47 h x: y", kRef, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 6, 14, 47));
+  ASSERT_TRUE(p.Parse("2025-02-27T07:14:47 h x: y", kRef, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 6, 14, 47));
+  ASSERT_TRUE(p.Parse("2025-02-27T07:14:47+00:00 h x: y", kRef, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 2, 27, 7, 14, 47));
+}
+
+TEST(SyslogParserTest, LocalZoneWithDaylightSavingTime) {
+  ScopedTz tz("Europe/Berlin");
+  const SyslogParser p;  // tabulates the zone around now
+  SyslogMessage m;
+  const auto now = static_cast<std::int64_t>(std::time(nullptr)) * kMicrosPerSecond;
+  const int year = static_cast<int>(1970 + (now / kMicrosPerSecond) / 31556952);
+  // Winter: CET (+01:00); summer: CEST (+02:00), in a year the table covers.
+  ASSERT_TRUE(p.Parse("Jan 15 12:00:00 h x: y", Utc(year, 1, 16, 0, 0, 0), &m).ok());
+  EXPECT_EQ(m.time, Utc(year, 1, 15, 11, 0, 0));
+  ASSERT_TRUE(p.Parse("Jul 15 12:00:00 h x: y", Utc(year, 7, 16, 0, 0, 0), &m).ok());
+  EXPECT_EQ(m.time, Utc(year, 7, 15, 10, 0, 0));
+  // The table agrees with the C library on every hour of a year around now.
+  for (std::int64_t t = now / kMicrosPerSecond - 200 * 86400;
+       t < now / kMicrosPerSecond + 200 * 86400; t += 3600 + 17) {
+    ASSERT_EQ(p.UtcOffsetAt(t), SyslogParser::LocalUtcOffset(t * kMicrosPerSecond)) << t;
+  }
+  // Far outside the table (an old log replayed) still right, via the C library.
+  ASSERT_TRUE(p.Parse("2010-07-01T12:00:00 h x: y", 0, &m).ok());
+  EXPECT_EQ(m.time, Utc(2010, 7, 1, 10, 0, 0));
+}
+
+TEST(SyslogParserTest, LocalZoneNewYork) {
+  ScopedTz tz("America/New_York");
+  const SyslogParser p;
+  SyslogMessage m;
+  ASSERT_TRUE(p.Parse("2020-01-15T12:00:00 h x: y", 0, &m).ok());
+  EXPECT_EQ(m.time, Utc(2020, 1, 15, 17, 0, 0));
+}
+
+TEST(SyslogParserTest, RandomBytesNeverCrash) {
+  std::mt19937 rng(1234);
+  const SyslogParser p = UtcParser();
+  const std::string alphabet = "<>0123456789 -:[]\"\\TZ+.JanFebDec\xEF\xBB\xBF\n\r\0x";
+  SyslogMessage m;
+  int ok = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string s;
+    const int len = static_cast<int>(rng() % 80);
+    for (int k = 0; k < len; ++k) s.push_back(alphabet[rng() % alphabet.size()]);
+    if (p.Parse(s, kRef, &m).ok()) {
+      ++ok;
+      EXPECT_LE(m.message.size(), s.size());
+    }
+  }
+  EXPECT_GT(ok, 0);
+}
+
+}  // namespace
+}  // namespace mxward
