@@ -34,11 +34,18 @@ void IncidentRecorder::AddEventCounts(UnixMicros hour,
   work_cv_.notify_one();
 }
 
+void IncidentRecorder::AddBaselines(std::vector<BaselineBatch> batches) {
+  if (batches.empty()) return;
+  std::lock_guard lock(mu_);
+  for (auto& b : batches) baselines_.push_back(std::move(b));
+  work_cv_.notify_one();
+}
+
 void IncidentRecorder::Flush() {
   std::unique_lock lock(mu_);
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
-  space_cv_.wait(lock, [&] { return (written_ >= target && counts_.empty()) || stopped_; });
+  space_cv_.wait(lock, [&] { return (written_ >= target && counts_.empty() && baselines_.empty()) || stopped_; });
 }
 
 void IncidentRecorder::Stop() {
@@ -56,8 +63,9 @@ void IncidentRecorder::Run() {
   constexpr std::size_t kBatch = 256;
   std::unique_lock lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !counts_.empty(); });
-    if (queue_.empty() && counts_.empty()) {
+    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !counts_.empty() || !baselines_.empty();
+    });
+    if (queue_.empty() && counts_.empty() && baselines_.empty()) {
       if (stopping_) break;
       continue;
     }
@@ -68,15 +76,21 @@ void IncidentRecorder::Run() {
     }
     auto counts = std::move(counts_);
     counts_.clear();
+    auto baselines = std::move(baselines_);
+    baselines_.clear();
     lock.unlock();
 
     Status st;
-    if (!counts.empty()) {
+    if (!counts.empty() || !baselines.empty()) {
       st = store_->InTransaction([&]() -> Status {
         for (auto& [hour, c] : counts) MXWARD_RETURN_IF_ERROR(store_->AddEventCounts(hour, c));
+        for (auto& b : baselines) MXWARD_RETURN_IF_ERROR(store_->SaveBaselines(b.playbook, b.entries));
         return Status::Ok();
       });
-      if (st.ok()) counts.clear();  // written: never re-add them
+      if (st.ok()) {  // written: never re-add them
+        counts.clear();
+        baselines.clear();
+      }
     }
     if (st.ok() && !batch.empty()) st = store_->RecordIncidents(&batch, clock_->Now());
 
@@ -91,6 +105,7 @@ void IncidentRecorder::Run() {
       last_error_ = st;
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
       for (auto& c : counts) counts_.push_back(std::move(c));
+      for (auto& b : baselines) baselines_.push_back(std::move(b));
       if (stopping_) break;  // give up only when asked to stop; the daemon reports it
       work_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
       continue;

@@ -1,9 +1,14 @@
 #include "engine_assembly.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
+
 #include "commands.h"
+#include "mxward/incident_store.h"
+#include "mxward/playbook.h"
 
 namespace mxward::cli {
 
@@ -45,6 +50,42 @@ std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config) {
   auto engine = PlaybookEngine::Load(config, &diags);
   if (!engine.ok()) ExitWithDiagnostics(diags, engine.status());
   return std::move(*engine);
+}
+
+}  // namespace mxward::cli
+
+namespace mxward::cli {
+
+void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicros now) {
+  for (const auto& name : engine->BaselinePlaybooks()) {
+    const Playbook* pb = engine->FindPlaybook(name);
+    const std::int64_t ttl = pb ? pb->trigger.baseline.ttl_seconds : 30 * 86400;
+    auto entries = store->LoadBaselines(name, now - ttl * kMicrosPerSecond);
+    if (!entries.ok()) {
+      spdlog::warn("cannot load the learned baseline of {}: {}", name, entries.status().ToString());
+      continue;
+    }
+    Status st = engine->ImportBaselines(name, *entries);
+    if (!st.ok()) spdlog::warn("baseline of {}: {}", name, st.ToString());
+  }
+  std::int64_t lookback = 0;
+  for (const auto& name : engine->playbook_names()) {
+    const Playbook* pb = engine->FindPlaybook(name);
+    if (pb && pb->escalation.enabled) lookback = std::max(lookback, pb->escalation.lookback_seconds);
+  }
+  if (lookback == 0) return;
+  IncidentQuery q;
+  q.since = now - lookback * kMicrosPerSecond;
+  q.limit = 1'000'000;
+  auto incidents = store->ListIncidents(q);
+  if (!incidents.ok()) {
+    spdlog::warn("cannot load recent incidents for escalation: {}", incidents.status().ToString());
+    return;
+  }
+  std::vector<PriorIncident> prior;
+  prior.reserve(incidents->size());
+  for (const auto& i : *incidents) prior.push_back({i.playbook, i.key_kind, i.key, i.last_seen});
+  engine->ImportPriorIncidents(prior);
 }
 
 }  // namespace mxward::cli

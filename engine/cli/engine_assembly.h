@@ -19,3 +19,16 @@ std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::st
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
 
 }  // namespace mxward::cli
+
+namespace mxward {
+class IncidentStore;
+}
+
+namespace mxward::cli {
+
+// Gives a fresh engine what the store remembers: learned baselines of `novel` playbooks and the
+// recent incidents escalation counts. Problems are logged, not fatal: an engine without history
+// still protects.
+void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicros now);
+
+}  // namespace mxward::cli

@@ -40,6 +40,9 @@ class IncidentRecorder final : public IncidentSink {
   void OnIncident(Incident incident) override;
   // Adds to the hourly event counts written with the next batch (called by the pipeline).
   void AddEventCounts(UnixMicros hour, const std::vector<std::pair<std::string, std::int64_t>>& c);
+  // Learned baselines of `novel` playbooks (PlaybookEngine::TakeDirtyBaselines), written with the
+  // next batch.
+  void AddBaselines(std::vector<BaselineBatch> batches);
   // Blocks until everything queued so far is written (or the recorder is stopped).
   void Flush();
   // Writes what is queued, then stops the thread.
@@ -60,6 +63,7 @@ class IncidentRecorder final : public IncidentSink {
   std::condition_variable space_cv_;  // producers wait for room; Flush waits for empty
   std::deque<Incident> queue_;
   std::vector<std::pair<UnixMicros, std::vector<std::pair<std::string, std::int64_t>>>> counts_;
+  std::vector<BaselineBatch> baselines_;
   std::uint64_t enqueued_ = 0;
   std::uint64_t written_ = 0;
   bool stopping_ = false;
