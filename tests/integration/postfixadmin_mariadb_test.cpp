@@ -1,0 +1,93 @@
+// PostfixAdminAccounts against a real MariaDB server the test starts in a temp dir (Debian's
+// mariadb-server), with PostfixAdmin's MySQL schema and a password-authenticated user that has
+// only SELECT, INSERT and UPDATE on the database, over TCP on 127.0.0.1.
+#include <gtest/gtest.h>
+
+#include "integration/support/mariadb_server.h"
+#include "integration/support/postfixadmin_scenarios.h"
+#include "mxward/postfixadmin_accounts.h"
+
+namespace mxward {
+namespace {
+
+constexpr const char* kUser = "pfa_mxward";
+constexpr const char* kPassword = "Pfa-test-pw-1";
+
+class PostfixAdminMariadbTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string error = server_.Start();
+    ASSERT_EQ(error, "") << "a real MariaDB is required for this test";
+    auto r = server_.Sql(std::string("CREATE DATABASE postfixadmin; ") + "CREATE USER '" + kUser +
+                         "'@'127.0.0.1' IDENTIFIED BY '" + kPassword + "'; " +
+                         "GRANT SELECT, INSERT, UPDATE ON postfixadmin.* TO '" + kUser +
+                         "'@'127.0.0.1';");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = server_.SqlFile(std::string(MXWARD_TEST_DATA) + "/postfixadmin/mysql.sql", "postfixadmin");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    options_.database.backend = SqlConnectionOptions::Backend::kMysql;
+    options_.database.host = "127.0.0.1";
+    options_.database.port = server_.port();
+    options_.database.user = kUser;
+    options_.database.password = kPassword;
+    options_.database.database = "postfixadmin";
+    options_.database.connect_timeout_s = 5;
+  }
+
+  testing::MariadbServer server_;
+  testing::TempDir dir_;
+  PostfixAdminOptions options_;
+};
+
+TEST_F(PostfixAdminMariadbTest, AllScenarios) {
+  testing::PostfixAdminScenarios scenarios(options_, dir_.file("mxward.db"));
+  auto db = scenarios.OpenChecker();
+  ASSERT_NE(db, nullptr);
+  scenarios.RunAll(db.get());
+  // What PostfixAdmin's own queries see: booleans stored as 1/0 in tinyint(1).
+  auto r = server_.Sql(
+      "SELECT active, smtp_active FROM mailbox WHERE username = "
+      "'alice@example.org'",
+      "postfixadmin");
+  EXPECT_EQ(r.out, "1\t1\n");
+}
+
+TEST_F(PostfixAdminMariadbTest, ServerDownIsTransientAndRecoversAfterRestart) {
+  testing::PostfixAdminScenarios scenarios(options_, dir_.file("mxward.db"));
+  {
+    auto db = scenarios.OpenChecker();
+    ASSERT_NE(db, nullptr);
+    testing::SeedPostfixAdmin(db.get());
+  }
+  auto accounts = scenarios.MakeAccounts();
+  ASSERT_TRUE(accounts->Start().ok());
+  const ActionRecord action = testing::AccountAction("suspend_sending", testing::kAlice);
+
+  server_.Stop();
+  Status down = accounts->Apply(action);
+  EXPECT_EQ(down.code(), Status::Code::kUnavailable) << down.ToString();
+  EXPECT_TRUE(down.transient());
+  // Still down: connection refused on a fresh connection is transient too.
+  down = accounts->Apply(action);
+  EXPECT_EQ(down.code(), Status::Code::kUnavailable) << down.ToString();
+  EXPECT_NE(down.message().find("MariaDB"), std::string::npos) << down.ToString();
+
+  ASSERT_EQ(server_.Start(), "");
+  Status up = accounts->Apply(action);  // the dispatcher's retry
+  ASSERT_TRUE(up.ok()) << up.ToString();
+  auto check = accounts->Check(action);
+  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  EXPECT_TRUE(*check);
+}
+
+TEST_F(PostfixAdminMariadbTest, WrongPasswordIsPermissionDeniedNotRetried) {
+  options_.database.password = "wrong";
+  PostfixAdminAccounts accounts(options_, dir_.file("mxward.db"), SystemClock::Instance());
+  Status s = accounts.Start();
+  EXPECT_EQ(s.code(), Status::Code::kPermissionDenied) << s.ToString();
+  EXPECT_FALSE(s.transient());
+  EXPECT_NE(s.message().find("Access denied"), std::string::npos) << s.ToString();
+}
+
+}  // namespace
+}  // namespace mxward
