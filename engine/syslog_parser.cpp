@@ -449,7 +449,10 @@ Status SyslogParser::Parse(std::string_view line, UnixMicros reference, SyslogMe
     if (ParseBsdTime(c, &month, &day, &t) && (c.done() || c.Eat(' '))) {
       // Year inference: of last, this and next year (of the reference, in local time) take the
       // one that puts the line nearest the reference.
-      const std::int64_t ref_seconds = FloorDiv(reference, kMicrosPerSecond);
+      // Clamped to years 1..9999 so that absurd references cannot overflow the arithmetic.
+      constexpr std::int64_t kMinRef = -62135596800, kMaxRef = 253402300799;
+      std::int64_t ref_seconds = FloorDiv(reference, kMicrosPerSecond);
+      ref_seconds = ref_seconds < kMinRef ? kMinRef : ref_seconds > kMaxRef ? kMaxRef : ref_seconds;
       const std::int64_t ref_local = ref_seconds + UtcOffsetAt(ref_seconds);
       const std::int64_t ref_year = YearFromDays(FloorDiv(ref_local, kSecondsPerDay));
       std::int64_t best = 0;

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <ctime>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -336,6 +337,16 @@ TEST(SyslogParserTest, YearInferenceAcrossNewYear) {
   ASSERT_TRUE(p.Parse("Feb 29 10:00:00 h x: y", Utc(2026, 6, 10, 0, 0, 0), &m).ok());
   EXPECT_FALSE(m.has_time);
   EXPECT_EQ(m.program, "x");
+}
+
+TEST(SyslogParserTest, AbsurdReferenceTimesDoNotOverflow) {
+  const SyslogParser p = UtcParser();
+  SyslogMessage m;
+  for (UnixMicros ref : {std::numeric_limits<UnixMicros>::max(),
+                         std::numeric_limits<UnixMicros>::min(), UnixMicros{-1}}) {
+    ASSERT_TRUE(p.Parse("Dec 31 23:59:59 h x: y", ref, &m).ok());
+    EXPECT_TRUE(m.has_time);
+  }
 }
 
 TEST(SyslogParserTest, FixedOffsetAppliesToZonelessTimesOnly) {
