@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
@@ -28,8 +29,29 @@ namespace {
 constexpr int kMaxGroups = 32;  // capture groups per pattern, including group 0
 constexpr std::uint32_t kMaxWeight = 100'000;
 
+// A template: literal text and {field:class} captures, matched left to right without
+// backtracking. The fast path for the high-volume lines (RE2 with captures costs microseconds).
+struct TemplateToken {
+  enum Class : std::uint8_t {
+    kLiteral,
+    kWord,
+    kDigits,
+    kQueueId,
+    kIp,
+    kHost,
+    kAddr,
+    kText,
+    kGreedy,
+    kRest
+  };
+  Class cls = kLiteral;
+  std::string literal;  // kLiteral
+  int field = -1;       // Field index, -1 for "_name" (matched, not kept)
+};
+
 struct CompiledPattern {
   PatternInfo info;
+  std::vector<TemplateToken> tmpl;  // non-empty: a template pattern (no regex)
   EventType type = EventType::kAuthFailure;
   std::unique_ptr<RE2> re;
   std::string regex;
@@ -42,10 +64,69 @@ struct CompiledPattern {
 };
 
 struct PatternSet {
-  std::vector<int> patterns;  // Set index -> pattern index, in priority (file) order
-  std::unique_ptr<RE2::Set> set;
+  // Every member in priority (file) order: pattern index, and its index in `set` (-1: template).
+  std::vector<std::pair<int, int>> order;
+  std::unique_ptr<RE2::Set> set;      // null when the members are all templates
   std::vector<std::string> literals;  // prefilter: one must occur; empty when some pattern has none
 };
+
+using Captured = std::pair<int, std::string_view>;  // Field index, value
+constexpr int kMaxCaptured = kMaxGroups;
+
+bool ClassAccepts(TemplateToken::Class cls, std::string_view v) {
+  auto all = [&](auto pred) {
+    for (char c : v) {
+      if (!pred(static_cast<unsigned char>(c))) return false;
+    }
+    return true;
+  };
+  switch (cls) {
+    case TemplateToken::kWord:
+      return !v.empty() && all([](unsigned char c) { return c > ' ' && c != 0x7f; });
+    case TemplateToken::kDigits:
+      return !v.empty() && v.size() <= 18 &&
+             all([](unsigned char c) { return c >= '0' && c <= '9'; });
+    case TemplateToken::kQueueId:
+      return v.size() >= 5 && v.size() <= 20 &&
+             all([](unsigned char c) { return std::isalnum(c); });
+    case TemplateToken::kIp:
+      return !v.empty() &&
+             all([](unsigned char c) { return std::isxdigit(c) || c == ':' || c == '.'; });
+    case TemplateToken::kHost:
+      return !v.empty() && all([](unsigned char c) { return c > ' ' && c != '[' && c != ']'; });
+    case TemplateToken::kAddr:  // a mail address between <>: may be empty (null sender)
+      return all([](unsigned char c) { return c > ' ' && c != '<' && c != '>'; });
+    default:
+      return true;
+  }
+}
+
+// Returns the number of captures (>= 0) or -1 when the text does not fit the template.
+int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Captured* out) {
+  std::size_t pos = 0;
+  int n = 0;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    const TemplateToken& tok = t[i];
+    if (tok.cls == TemplateToken::kLiteral) {
+      if (text.compare(pos, tok.literal.size(), tok.literal) != 0) return -1;
+      pos += tok.literal.size();
+      continue;
+    }
+    std::size_t end;
+    if (i + 1 == t.size()) {
+      end = text.size();
+    } else {
+      const std::string& next = t[i + 1].literal;  // a field is always followed by a literal
+      end = tok.cls == TemplateToken::kGreedy ? text.rfind(next) : text.find(next, pos);
+      if (end == std::string_view::npos || end < pos) return -1;
+    }
+    const std::string_view v = text.substr(pos, end - pos);
+    if (!ClassAccepts(tok.cls, v)) return -1;
+    if (tok.field >= 0) out[n++] = {tok.field, v};
+    pos = end;
+  }
+  return pos == text.size() ? n : -1;
+}
 
 struct Route {
   enum Kind { kExact, kPrefix, kGlob } kind = kExact;
@@ -133,31 +214,39 @@ class CompiledParserPack final : public ParserPack {
     if (set_index < 0) return false;
     const PatternSet& ps = parser->sets[set_index];
     const std::string_view text = msg.message;
-    if (!ps.literals.empty()) {
-      bool any = false;
-      for (const auto& lit : ps.literals) {
-        if (memmem(text.data(), text.size(), lit.data(), lit.size()) != nullptr) {
-          any = true;
-          break;
+    thread_local std::array<Captured, kMaxCaptured> captured;
+    thread_local std::vector<int> hits;
+    thread_local std::array<re2::StringPiece, kMaxGroups> groups;
+    bool hits_known = false;
+    for (const auto& [index, set_index] : ps.order) {
+      const CompiledPattern& p = parser->patterns[index];
+      int n = -1;
+      if (!p.tmpl.empty()) {
+        n = MatchTemplate(p.tmpl, text, captured.data());
+      } else {
+        if (!hits_known) {
+          hits_known = true;
+          hits.clear();
+          if (RegexCandidates(ps, text)) {
+            ps.set->Match(re2::StringPiece(text.data(), text.size()), &hits);
+            std::sort(hits.begin(), hits.end());
+          }
+        }
+        if (!std::binary_search(hits.begin(), hits.end(), set_index)) continue;
+        const re2::StringPiece piece(text.data(), text.size());
+        if (!p.re->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(), p.groups + 1)) {
+          continue;
+        }
+        n = 0;
+        for (const auto& [group, field] : p.captures) {
+          const re2::StringPiece& g = groups[group];
+          if (g.data() != nullptr) {
+            captured[n++] = {static_cast<int>(field), std::string_view(g.data(), g.size())};
+          }
         }
       }
-      if (!any) return false;
-    }
-    const re2::StringPiece piece(text.data(), text.size());
-    if (!ps.set->Match(piece, nullptr)) return false;
-
-    // A hit: find which patterns matched (the first in file order wins) and capture.
-    thread_local std::vector<int> hits;
-    hits.clear();
-    ps.set->Match(piece, &hits);
-    std::sort(hits.begin(), hits.end());
-    thread_local std::array<re2::StringPiece, kMaxGroups> groups;
-    for (int h : hits) {
-      const CompiledPattern& p = parser->patterns[ps.patterns[h]];
-      if (!p.re->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(), p.groups + 1)) {
-        continue;
-      }
-      Fill(*parser, p, msg, groups.data(), event);
+      if (n < 0) continue;
+      Fill(*parser, p, msg, captured.data(), n, event);
       *pattern = &p.info;
       return true;
     }
@@ -172,6 +261,16 @@ class CompiledParserPack final : public ParserPack {
   }
 
  private:
+  // The cheap part before the regex set: one of the patterns' literals must occur.
+  static bool RegexCandidates(const PatternSet& ps, std::string_view text) {
+    if (ps.set == nullptr) return false;
+    if (ps.literals.empty()) return true;
+    for (const auto& lit : ps.literals) {
+      if (memmem(text.data(), text.size(), lit.data(), lit.size()) != nullptr) return true;
+    }
+    return false;
+  }
+
   const CompiledParser* RouteTo(std::string_view program) const {
     for (const auto& p : parsers_) {
       for (const auto& r : p.routes) {
@@ -189,17 +288,15 @@ class CompiledParserPack final : public ParserPack {
   }
 
   static void Fill(const CompiledParser& parser, const CompiledPattern& p, const SyslogMessage& msg,
-                   const re2::StringPiece* groups, Event* event) {
+                   const Captured* captured, int n, Event* event) {
     event->Clear();
     event->type = p.type;
     event->time = msg.time;
     event->line = msg.raw.empty() ? msg.message : msg.raw;
     event->program = msg.program;
     event->parser = p.info.parser;
-    for (const auto& [group, field] : p.captures) {
-      const re2::StringPiece& g = groups[group];
-      if (g.data() != nullptr && !g.empty())
-        event->set(field, std::string_view(g.data(), g.size()));
+    for (int i = 0; i < n; ++i) {
+      if (!captured[i].second.empty()) event->fields[captured[i].first] = captured[i].second;
     }
     for (const auto& [field, value] : p.constants) {
       if (!event->has(field)) event->set(field, value);
@@ -373,13 +470,13 @@ class Loader {
 
   bool CompilePattern(const std::string& file, const toml::table& t, CompiledPattern* p) {
     CheckKeys(file, t,
-              {"name", "event", "regex", "processes", "literal", "fields", "weight", "fold",
-               "forget_queue_id", "description"},
+              {"name", "event", "regex", "template", "processes", "literal", "fields", "weight",
+               "fold", "forget_queue_id", "description"},
               "[[pattern]]");
     std::string event;
     if (!GetString(file, t, "name", true, &p->info.name) ||
         !GetString(file, t, "event", true, &event) ||
-        !GetString(file, t, "regex", true, &p->regex) ||
+        !GetString(file, t, "regex", false, &p->regex) ||
         !GetString(file, t, "literal", false, &p->literal) ||
         !GetStrings(file, t, "processes", false, &p->processes)) {
       return false;
@@ -393,8 +490,18 @@ class Loader {
                         event));
       return false;
     }
+    std::string tmpl;
+    if (!GetString(file, t, "template", false, &tmpl)) return false;
+    if (tmpl.empty() == p->regex.empty()) {
+      Error(file, t.source(),
+            fmt::format("pattern '{}' needs exactly one of 'regex' and 'template'", p->info.name));
+      return false;
+    }
+    if (!tmpl.empty())
+      return CompileTemplate(file, t["template"].node()->source(), tmpl, p) &&
+             CompileExtras(file, t, p);
     const toml::source_region& regex_at = t["regex"].node()->source();
-    if (p->regex.empty() || p->regex[0] != '^') {
+    if (p->regex[0] != '^') {
       Error(file, regex_at,
             "regex must be anchored: start it with '^' (attacker text later in a line must "
             "never be taken for a field)");
@@ -426,6 +533,78 @@ class Loader {
       }
       p->captures.emplace_back(index, f);
     }
+    return CompileExtras(file, t, p);
+  }
+
+  // "{queue_id:qid}: from=<{sender:greedy}>, size={size:digits}, ..."; "{{" is a literal "{".
+  bool CompileTemplate(const std::string& file, const toml::source_region& at,
+                       const std::string& text, CompiledPattern* p) {
+    static const std::pair<std::string_view, TemplateToken::Class> kClasses[] = {
+        {"word", TemplateToken::kWord},   {"digits", TemplateToken::kDigits},
+        {"qid", TemplateToken::kQueueId}, {"ip", TemplateToken::kIp},
+        {"host", TemplateToken::kHost},   {"addr", TemplateToken::kAddr},
+        {"text", TemplateToken::kText},   {"greedy", TemplateToken::kGreedy},
+        {"rest", TemplateToken::kRest}};
+    auto fail = [&](const std::string& why) {
+      Error(file, at, fmt::format("bad template in pattern '{}': {}", p->info.name, why));
+      return false;
+    };
+    std::string literal;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '{' && i + 1 < text.size() && text[i + 1] == '{') {
+        literal += '{';
+        ++i;
+        continue;
+      }
+      if (text[i] != '{') {
+        literal += text[i];
+        continue;
+      }
+      const auto close = text.find('}', i);
+      if (close == std::string::npos) return fail("'{' without '}'");
+      if (!literal.empty()) {
+        p->tmpl.push_back({TemplateToken::kLiteral, literal, -1});
+        literal.clear();
+      } else if (!p->tmpl.empty()) {
+        return fail("two captures must be separated by literal text");
+      }
+      const std::string spec = text.substr(i + 1, close - i - 1);
+      const auto colon = spec.find(':');
+      const std::string name = spec.substr(0, colon);
+      const std::string cls = colon == std::string::npos ? "word" : spec.substr(colon + 1);
+      TemplateToken tok;
+      tok.cls = TemplateToken::kLiteral;
+      for (const auto& [n, c] : kClasses) {
+        if (cls == n) tok.cls = c;
+      }
+      if (tok.cls == TemplateToken::kLiteral) {
+        return fail("unknown class '" + cls +
+                    "' (word, digits, qid, ip, host, addr, text, greedy, rest)");
+      }
+      if (name.empty() || name[0] != '_') {
+        Field f;
+        if (!ParseFieldName(name, &f)) return fail("'" + name + "' is not a field");
+        tok.field = static_cast<int>(f);
+      }
+      p->tmpl.push_back(tok);
+      i = close;
+    }
+    if (!literal.empty()) p->tmpl.push_back({TemplateToken::kLiteral, literal, -1});
+    if (p->tmpl.front().cls != TemplateToken::kLiteral &&
+        p->tmpl.front().cls != TemplateToken::kQueueId) {
+      // Starting with a free capture would let the first literal be found anywhere.
+      if (p->tmpl.size() > 1 && p->tmpl.front().cls != TemplateToken::kWord &&
+          p->tmpl.front().cls != TemplateToken::kDigits) {
+        return fail("a template must start with literal text or a word/digits/qid capture");
+      }
+    }
+    for (std::size_t k = 0; k + 1 < p->tmpl.size(); ++k) {
+      if (p->tmpl[k].cls == TemplateToken::kRest) return fail("{...:rest} must come last");
+    }
+    return true;
+  }
+
+  bool CompileExtras(const std::string& file, const toml::table& t, CompiledPattern* p) {
     if (auto fields = t["fields"]) {
       const toml::table* ft = fields.as_table();
       if (ft == nullptr) {
@@ -483,29 +662,35 @@ class Loader {
     RE2::Options opts;
     opts.set_log_errors(false);
     opts.set_max_mem(64 << 20);
-    ps.set = std::make_unique<RE2::Set>(opts, RE2::ANCHOR_START);
     bool all_literal = true;
+    int regexes = 0;
     for (int i : members) {
+      const CompiledPattern& p = parser->patterns[i];
+      if (!p.tmpl.empty()) {
+        ps.order.emplace_back(i, -1);
+        continue;
+      }
+      if (ps.set == nullptr) ps.set = std::make_unique<RE2::Set>(opts, RE2::ANCHOR_START);
       std::string error;
-      if (ps.set->Add(parser->patterns[i].regex, &error) < 0) {
+      if (ps.set->Add(p.regex, &error) < 0) {
         diags_->push_back(Diagnostic{file, 1, 1, "regex set: " + error});
         return false;
       }
-      if (parser->patterns[i].literal.empty()) {
+      ps.order.emplace_back(i, regexes++);
+      if (p.literal.empty()) {
         all_literal = false;
       } else {
-        ps.literals.push_back(parser->patterns[i].literal);
+        ps.literals.push_back(p.literal);
       }
     }
     if (!all_literal) ps.literals.clear();
     std::sort(ps.literals.begin(), ps.literals.end());
     ps.literals.erase(std::unique(ps.literals.begin(), ps.literals.end()), ps.literals.end());
-    if (!ps.set->Compile()) {
+    if (ps.set != nullptr && !ps.set->Compile()) {
       diags_->push_back(
           Diagnostic{file, 1, 1, "parser '" + parser->name + "': patterns too large to compile"});
       return false;
     }
-    ps.patterns = std::move(members);
     parser->sets.push_back(std::move(ps));
     *out = static_cast<int>(parser->sets.size() - 1);
     return true;
