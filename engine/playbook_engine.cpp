@@ -432,6 +432,26 @@ class Engine final : public PlaybookEngine {
     return out;
   }
 
+  std::size_t AdoptState(PlaybookEngine& previous) override {
+    auto* old = dynamic_cast<Engine*>(&previous);
+    if (!old || old == this) return 0;
+    // Keys are hashed with the seed: keep the old one so adopted tables still find their keys.
+    seed_ = old->seed_;
+    std::swap(journal_, old->journal_);
+    offenses_ = std::move(old->offenses_);
+    std::size_t kept = 0;
+    for (auto& r : runtimes_) {
+      for (auto& o : old->runtimes_) {
+        if (o->pb.name != r->pb.name || o->pb.identity != r->pb.identity || !o->table) continue;
+        r->table = std::move(o->table);
+        r->baseline = std::move(o->baseline);
+        r->learning_since = o->learning_since;
+        ++kept;
+      }
+    }
+    return kept;
+  }
+
   void ImportPriorIncidents(const std::vector<PriorIncident>& incidents) override {
     for (const auto& p : incidents) {
       const Runtime* r = Find(p.playbook);

@@ -673,6 +673,7 @@ Result<Playbook> CompilePlaybookText(std::string_view text, const std::string& p
                                      std::vector<Diagnostic>* diagnostics) {
   const auto before = static_cast<std::ptrdiff_t>(diagnostics->size());
   auto result = Compiler(path, diagnostics).CompileText(text);
+  if (result.ok()) result->identity = std::hash<std::string_view>{}(text);
   // In file order, as a person reads them.
   std::stable_sort(diagnostics->begin() + before, diagnostics->end(),
                    [](const Diagnostic& a, const Diagnostic& b) {

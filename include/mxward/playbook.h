@@ -166,6 +166,8 @@ struct Playbook {
   Escalation escalation;
   std::vector<ActionSpec> actions;
   std::size_t max_keys = 250'000;
+  // Hash of the file's text: a reload keeps the window state of playbooks whose text is the same.
+  std::uint64_t identity = 0;
 };
 
 // The action types the executors know (incident.h).

@@ -101,7 +101,7 @@ class PlaybookEngine {
   virtual std::vector<std::string> playbook_names() const = 0;
   virtual const Playbook* FindPlaybook(std::string_view name) const = 0;
 
-  // --- novel baselines ---------------------------------------------------------------------------
+  // --- novel baselines -----------------------------------------------------------------------
   // The playbooks with a `novel` trigger: what to LoadBaselines for at start.
   virtual std::vector<std::string> BaselinePlaybooks() const = 0;
   // Adds stored entries (not marked dirty). NotFound when no novel playbook has that name.
@@ -112,8 +112,14 @@ class PlaybookEngine {
   // and hand the result to the store writer.
   virtual std::vector<BaselineBatch> TakeDirtyBaselines() = 0;
 
-  // --- escalation
-  // ----------------------------------------------------------------------------------
+  // --- reload (SIGHUP) ---------------------------------------------------------------------
+  // Takes over the state of `previous` (the engine being replaced) for every playbook whose name
+  // and file text are unchanged: its keys, windows, cooldowns and baseline; plus the evidence
+  // journal and the escalation history. Playbooks that changed start empty. Call it before the
+  // first OnEvent; `previous` must not be used afterwards. Returns how many playbooks kept state.
+  virtual std::size_t AdoptState(PlaybookEngine& previous) = 0;
+
+  // --- escalation ----------------------------------------------------------------------------
   virtual void ImportPriorIncidents(const std::vector<PriorIncident>& incidents) = 0;
 };
 

@@ -570,6 +570,29 @@ TEST(PlaybookEngineNovelTest, BaselinesExportDirtyEntriesAndImportIntoAFreshEngi
   EXPECT_EQ(sink2.incidents.size(), 1u);
 }
 
+TEST(PlaybookEngineTest, ReloadKeepsTheStateOfUnchangedPlaybooksOnly) {
+  const std::string changed = std::string(kSasl) + "\n# edited\n";
+  auto old_engine = EngineFor({{"same", kSasl}, {"edited", kSasl}});
+  Events ev;
+  Collect sink;
+  auto fail = [&](PlaybookEngine& e, int i) {
+    e.OnEvent(
+        ev.Make(EventType::kAuthFailure, kT0 + i * kSec, "192.0.2.8", {{Field::kService, "smtpd"}}),
+        &sink);
+  };
+  for (int i = 0; i < 19; ++i) fail(*old_engine, i);
+  std::vector<Playbook> pbs;
+  std::vector<Diagnostic> diags;
+  pbs.push_back(*CompilePlaybookText(kSasl, "rules.d/same.toml", &diags));
+  pbs.push_back(*CompilePlaybookText(changed, "rules.d/edited.toml", &diags));
+  auto fresh = PlaybookEngine::Create(std::move(pbs), Config::Defaults());
+  EXPECT_EQ(fresh->AdoptState(*old_engine), 1u);
+  fail(*fresh, 19);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].playbook, "same");
+  EXPECT_EQ(sink.incidents[0].evidence.size(), 10u) << "the journal moved along";
+}
+
 TEST(PlaybookEngineTest, KeyTableCapEvictsAndCounts) {
   auto engine = EngineFor({{"p", R"(
 max_keys = 1000
