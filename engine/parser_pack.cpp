@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <cstring>
@@ -87,11 +88,14 @@ bool ClassAccepts(TemplateToken::Class cls, std::string_view v) {
       return !v.empty() && v.size() <= 18 &&
              all([](unsigned char c) { return c >= '0' && c <= '9'; });
     case TemplateToken::kQueueId:
-      return v.size() >= 5 && v.size() <= 20 &&
-             all([](unsigned char c) { return std::isalnum(c); });
+      return v.size() >= 5 && v.size() <= 20 && all([](unsigned char c) {
+               return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+             });
     case TemplateToken::kIp:
-      return !v.empty() &&
-             all([](unsigned char c) { return std::isxdigit(c) || c == ':' || c == '.'; });
+      return !v.empty() && all([](unsigned char c) {
+        return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') || c == ':' ||
+               c == '.';
+      });
     case TemplateToken::kHost:
       return !v.empty() && all([](unsigned char c) { return c > ' ' && c != '[' && c != ']'; });
     case TemplateToken::kAddr:  // a mail address between <>: may be empty (null sender)
@@ -108,8 +112,13 @@ int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Ca
   for (std::size_t i = 0; i < t.size(); ++i) {
     const TemplateToken& tok = t[i];
     if (tok.cls == TemplateToken::kLiteral) {
-      if (text.compare(pos, tok.literal.size(), tok.literal) != 0) return -1;
-      pos += tok.literal.size();
+      // Most lines fail on a template's first literal: test one byte before calling memcmp.
+      const std::size_t len = tok.literal.size();
+      if (text.size() - pos < len || text[pos] != tok.literal[0] ||
+          std::memcmp(text.data() + pos + 1, tok.literal.data() + 1, len - 1) != 0) {
+        return -1;
+      }
+      pos += len;
       continue;
     }
     std::size_t end;
@@ -200,7 +209,8 @@ std::string_view DomainOf(std::string_view address) {
 
 class CompiledParserPack final : public ParserPack {
  public:
-  explicit CompiledParserPack(std::vector<CompiledParser> parsers) : parsers_(std::move(parsers)) {}
+  explicit CompiledParserPack(std::vector<CompiledParser> parsers)
+      : parsers_(std::move(parsers)), generation_(NextGeneration()) {}
 
   bool Parse(const SyslogMessage& msg, Event* event) const override {
     const PatternInfo* info = nullptr;
@@ -208,10 +218,9 @@ class CompiledParserPack final : public ParserPack {
   }
 
   bool Match(const SyslogMessage& msg, Event* event, const PatternInfo** pattern) const override {
-    const CompiledParser* parser = RouteTo(msg.program);
-    if (parser == nullptr) return false;
-    const int set_index = SetFor(*parser, LastComponent(msg.program));
-    if (set_index < 0) return false;
+    int set_index = -1;
+    const CompiledParser* parser = Route(msg.program, &set_index);
+    if (parser == nullptr || set_index < 0) return false;
     const PatternSet& ps = parser->sets[set_index];
     const std::string_view text = msg.message;
     thread_local std::array<Captured, kMaxCaptured> captured;
@@ -269,6 +278,42 @@ class CompiledParserPack final : public ParserPack {
       if (memmem(text.data(), text.size(), lit.data(), lit.size()) != nullptr) return true;
     }
     return false;
+  }
+
+  // Program -> (parser, pattern set), through a small per-thread cache: a mail log has a dozen
+  // program names, and matching every parser's globs on every line costs more than the patterns.
+  const CompiledParser* Route(std::string_view program, int* set_index) const {
+    struct Slot {
+      const CompiledParserPack* pack = nullptr;
+      std::uint64_t generation = 0;
+      char program[48];
+      std::uint8_t size = 0;
+      const CompiledParser* parser = nullptr;
+      int set = -1;
+    };
+    thread_local std::array<Slot, 32> cache;
+    if (program.size() > sizeof(Slot::program)) {
+      const CompiledParser* p = RouteTo(program);
+      *set_index = p != nullptr ? SetFor(*p, LastComponent(program)) : -1;
+      return p;
+    }
+    std::uint32_t h = 2166136261u;  // FNV-1a
+    for (char c : program) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+    Slot& slot = cache[h % cache.size()];
+    if (slot.pack == this && slot.generation == generation_ && slot.size == program.size() &&
+        std::memcmp(slot.program, program.data(), program.size()) == 0) {
+      *set_index = slot.set;
+      return slot.parser;
+    }
+    const CompiledParser* p = RouteTo(program);
+    slot.pack = this;
+    slot.generation = generation_;
+    std::memcpy(slot.program, program.data(), program.size());
+    slot.size = static_cast<std::uint8_t>(program.size());
+    slot.parser = p;
+    slot.set = p != nullptr ? SetFor(*p, LastComponent(program)) : -1;
+    *set_index = slot.set;
+    return p;
   }
 
   const CompiledParser* RouteTo(std::string_view program) const {
@@ -336,7 +381,14 @@ class CompiledParserPack final : public ParserPack {
     }
   }
 
+  // A pack at a reused address must not hit a previous pack's cache entries.
+  static std::uint64_t NextGeneration() {
+    static std::atomic<std::uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+  }
+
   std::vector<CompiledParser> parsers_;
+  std::uint64_t generation_;
 };
 
 // ---------------------------------------------------------------------------------------------
