@@ -141,8 +141,12 @@ Status NftablesBlocker::Run(const std::string& commands) {
     nft_ctx_buffer_error(ctx_);
   }
   // nft_run_cmd_from_buffer sends the whole buffer as one netlink batch: all or nothing.
-  if (nft_run_cmd_from_buffer(ctx_, commands.c_str()) != 0) {
-    std::string error = FirstErrorLine(nft_ctx_get_error_buffer(ctx_));
+  const int rc = nft_run_cmd_from_buffer(ctx_, commands.c_str());
+  // Taking the buffers empties them, so neither output nor a warning leaks into the next call.
+  last_output_ = nft_ctx_get_output_buffer(ctx_);
+  const std::string error_text = nft_ctx_get_error_buffer(ctx_);
+  if (rc != 0) {
+    std::string error = FirstErrorLine(error_text.c_str());
     if (error.find("Operation not permitted") != std::string::npos) {
       return Status::PermissionDenied("nftables: " + error + " (needs CAP_NET_ADMIN)");
     }
@@ -294,7 +298,7 @@ Result<bool> NftablesBlocker::TableExists() {
   MXWARD_RETURN_IF_ERROR(Run("list tables"));
   // One "table <family> <name>" per line; cheap even with 100,000 elements in our sets.
   const std::string wanted = fmt::format("table {} {}", options_.family, options_.table);
-  std::string_view out = nft_ctx_get_output_buffer(ctx_);
+  std::string_view out = last_output_;
   while (!out.empty()) {
     const auto nl = out.find('\n');
     if (out.substr(0, nl) == wanted) return true;

@@ -112,6 +112,7 @@ class NftablesBlocker final : public ActionExecutor {
   std::string store_path_;
   const Clock* clock_;
   nft_ctx* ctx_ = nullptr;
+  std::string last_output_;  // what the last command printed (list tables)
   std::unique_ptr<IncidentStore> store_;
   std::vector<std::string> dry_run_commands_;
 };
