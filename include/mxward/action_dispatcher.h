@@ -7,30 +7,63 @@
 // re-runs whatever was pending. A per-type cap on actions per minute refuses the excess (status
 // refused, reported in the incident) so a flood of incidents cannot flood the firewall or an
 // admin's inbox. A stuck executor blocks only its own worker, never the hot path.
+//
+// Threads: one claimer thread reads the outbox and hands claimed actions to one worker thread per
+// executor (executors are used from one thread at a time, and one queue per executor keeps the
+// order of actions of one type), so a webhook receiver that never answers delays only webhooks.
+// Claiming is one BEGIN IMMEDIATE transaction that moves next_attempt_at of each claimed row to
+// now + claim_lease: no other worker or process (a CLI `RunDueOnce` next to the daemon) can take
+// the same action, and an action whose worker died (crash, kill -9) is re-run once the lease
+// expires.
+//
+// Order: actions of one type about one subject (the same webhook target, address, user or mail
+// recipient) run in id order: while one waits for a retry, later ones of the same subject wait
+// behind it, so "ban" then "undo ban" never runs the wrong way round and notifications to one
+// receiver arrive in the order the incidents were opened.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mxward/action_executor.h"
 #include "mxward/config.h"
+#include "mxward/ip_address.h"
 #include "mxward/status.h"
 #include "mxward/time.h"
 
 namespace mxward {
 
 struct DispatcherOptions {
+  // Kept for configuration compatibility: the dispatcher runs one worker thread per executor
+  // (executors are not thread-safe and one queue per executor keeps order), so this is only
+  // checked to be >= 1.
   int workers = 2;
   int max_attempts = 10;
   std::int64_t base_backoff_ms = 1000;
   std::int64_t max_backoff_ms = 10 * 60 * 1000;
-  int default_per_minute_cap = 600;           // per action type
+  int default_per_minute_cap = 600;           // per action type; 0 = no cap
   std::map<std::string, int> per_minute_cap;  // overrides by type
-  // Read from [dispatcher] in mxward.toml.
+  // How long a claimed action stays invisible to other claimers. Must exceed the longest run of
+  // one action (executor timeouts); after a crash, the action is re-run when it expires.
+  std::int64_t claim_lease_ms = 5 * 60 * 1000;
+  // How often the claimer looks at the outbox without a Notify() (retries coming due, actions
+  // queued by another process such as the CLI).
+  std::int64_t poll_interval_ms = 1000;
+  int claim_batch = 64;  // actions claimed per transaction
+  // Defence in depth behind the playbook engine's allowlist: incident actions aimed at these are
+  // refused (status refused). From the global [allow] settings.
+  std::vector<IpPrefix> allow_addresses;
+  std::vector<std::string> allow_users;    // compared case-insensitively
+  std::vector<std::string> allow_domains;  // a user "x@<domain>" or the domain itself
+
+  // Read from [dispatcher] in mxward.toml (and the allowlist from the core config).
   static Result<DispatcherOptions> FromConfig(const Config& config,
                                               std::vector<Diagnostic>* diagnostics);
 };
@@ -41,19 +74,26 @@ struct DispatcherStats {
   std::uint64_t failed = 0;
   std::uint64_t refused = 0;
   std::uint64_t reverted = 0;
+  std::uint64_t dry_run = 0;  // handled by a DryRunExecutor
 };
 
 class ActionDispatcher {
  public:
   ActionDispatcher(std::string store_path, std::vector<std::unique_ptr<ActionExecutor>> executors,
                    DispatcherOptions options, const Clock* clock);
-  ~ActionDispatcher();
+  ~ActionDispatcher();  // Stop(0) if still running
+  ActionDispatcher(const ActionDispatcher&) = delete;
+  ActionDispatcher& operator=(const ActionDispatcher&) = delete;
 
   Status Start();  // starts workers; they run what is already pending at once
   void Notify();   // new actions are in the outbox
-  // Stops taking new work, waits up to drain for running actions, stops executors.
+  // Stops taking new work, waits up to drain for running actions, stops executors. Claimed
+  // actions that did not start are handed back to the outbox at once; an action still running
+  // after drain is left to its (detached) worker and re-run by the next start if it never
+  // finished.
   void Stop(std::chrono::milliseconds drain);
-  // Runs every due action once on the calling thread (the CLI without a daemon; tests).
+  // Runs every due action once on the calling thread (the CLI without a daemon; tests). An action
+  // that fails transiently is scheduled for retry, not retried here. Not while started.
   Status RunDueOnce();
   DispatcherStats stats() const;
 
@@ -62,10 +102,78 @@ class ActionDispatcher {
   std::unique_ptr<Impl> impl_;
 };
 
+// --- parts of the dispatcher with no threads or I/O, exposed for tests --------------------------
+
+// The ceiling of the delay before the retry that follows failed attempt number `attempt` (1 for
+// the first): min(max_backoff_ms, base_backoff_ms * 2^(attempt-1)).
+std::int64_t BackoffCeilingMs(const DispatcherOptions& options, int attempt);
+// "Full jitter": a delay uniformly spread over [0, ceiling], from a uniform random value in
+// [0, 1). Spreads the retries of many actions that failed together (a receiver came back).
+std::int64_t JitteredBackoffMs(const DispatcherOptions& options, int attempt, double uniform01);
+
+// The per-type safety valve: at most cap actions of one type started in any 60 seconds.
+class ActionRateCap {
+ public:
+  ActionRateCap(int default_cap, std::map<std::string, int> caps);
+  // True, and counts the action, when one more of `type` may start at `now`.
+  bool Admit(std::string_view type, UnixMicros now);
+  int CapFor(std::string_view type) const;
+
+ private:
+  int default_cap_;
+  std::map<std::string, int, std::less<>> caps_;
+  std::map<std::string, std::deque<UnixMicros>, std::less<>> starts_;
+};
+
+// The key that orders actions: same type and same subject (target, address, user or to).
+std::string ActionOrderKey(const ActionRecord& action);
+
+// Why an action aimed at an allowlisted address or user must be refused; nullopt otherwise.
+std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
+                                            const ActionRecord& action);
+
+// --- optional interfaces executors may implement ------------------------------------------------
+
+// An executor whose transient failure came with the server's own retry delay (HTTP 429/503
+// Retry-After): the dispatcher waits at least that long before the next attempt.
+class RetryAfterSource {
+ public:
+  virtual ~RetryAfterSource() = default;
+  // The delay the last failed Apply/Revert of this action asked for, once; nullopt if none.
+  virtual std::optional<std::chrono::milliseconds> TakeRetryAfter(std::int64_t action_id) = 0;
+};
+
+// Handles action types that are requested but have nothing configured to run them ("ban"
+// without [nftables], "webhook" with no [webhook.NAME], everything under a global dry_run): the
+// dispatcher records them as dry_run with the reason as the action's note, instead of failing
+// them or leaving them pending forever.
+class DryRunExecutor final : public ActionExecutor {
+ public:
+  // type -> reason ("no [nftables] section in mxward.toml").
+  explicit DryRunExecutor(std::map<std::string, std::string, std::less<>> reasons)
+      : reasons_(std::move(reasons)) {}
+  bool Handles(std::string_view type) const override { return reasons_.count(type) > 0; }
+  Status Start() override { return Status::Ok(); }
+  Status Apply(const ActionRecord&) override { return Status::Ok(); }
+  Status Revert(const ActionRecord&) override { return Status::Ok(); }
+  Result<bool> Check(const ActionRecord&) override { return false; }
+  void Stop() override {}
+  std::string Reason(std::string_view type) const;
+
+ private:
+  std::map<std::string, std::string, std::less<>> reasons_;
+};
+
+// The action types mxward knows (incident.h lists their parameters).
+inline constexpr std::string_view kKnownActionTypes[] = {
+    "ban",        "suspend_sending", "suspend", "require_password_change",
+    "hold_queue", "webhook",         "mail",    "exec"};
+
 // The executors mxward.toml enables ([nftables], [postfixadmin], [webhook.NAME], [mail],
 // [exec.NAME]); each opens its own connection to store_path when it needs the store.
 // `notes` receives one line per executor that runs in dry-run and why ("nftables: dry-run, no
-// CAP_NET_ADMIN"), for the start-up message.
+// CAP_NET_ADMIN"), for the start-up message. Known types with nothing configured go to a
+// DryRunExecutor (last in the list).
 Result<std::vector<std::unique_ptr<ActionExecutor>>> BuildExecutors(
     const Config& config, const std::string& store_path, std::vector<Diagnostic>* diagnostics,
     std::vector<std::string>* notes);

@@ -1,0 +1,72 @@
+// BuildExecutors: the executors mxward.toml enables, in routing order, and a DryRunExecutor for
+// the known action types nothing is configured to run.
+//
+// Decision: an action whose type has no executor is not left pending (it would sit in the outbox
+// forever) and not failed (nothing went wrong: the site simply has no firewall or PostfixAdmin
+// configured); it is recorded as dry_run with the reason as its note, visible in
+// `mxward incidents show`. An unknown type still fails ("no executor handles ...").
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "mxward/action_dispatcher.h"
+#include "mxward/exec_action.h"
+#include "mxward/mail_notifier.h"
+#include "mxward/nftables_blocker.h"
+#include "mxward/postfixadmin_accounts.h"
+#include "mxward/webhook_notifier.h"
+
+namespace mxward {
+
+Result<std::vector<std::unique_ptr<ActionExecutor>>> BuildExecutors(
+    const Config& config, const std::string& store_path, std::vector<Diagnostic>* diagnostics,
+    std::vector<std::string>* notes) {
+  using Factory = Result<std::unique_ptr<ActionExecutor>> (*)(
+      const Config&, const std::string&, std::vector<Diagnostic>*, std::vector<std::string>*);
+  struct Source {
+    Factory make;
+    std::vector<std::string> types;
+    const char* missing;  // why the types run dry when the factory builds nothing
+  };
+  const char* const kGlobalDryRun = "dry-run: dry_run = true in mxward.toml";
+  const Source sources[] = {
+      {&MakeNftablesBlocker, {"ban"}, "dry-run: no [nftables] section in mxward.toml"},
+      {&MakePostfixAdminAccounts,
+       {"suspend_sending", "suspend", "require_password_change", "hold_queue"},
+       "dry-run: no [postfixadmin] section in mxward.toml"},
+      {&MakeWebhookNotifier, {"webhook"}, "dry-run: no [webhook.NAME] section in mxward.toml"},
+      {&MakeMailNotifier, {"mail"}, "dry-run: no [mail] section in mxward.toml"},
+      {&MakeExecAction, {"exec"}, "dry-run: no [exec.NAME] section in mxward.toml"},
+  };
+
+  std::vector<std::unique_ptr<ActionExecutor>> executors;
+  std::map<std::string, std::string, std::less<>> dry;
+  std::vector<std::string> errors;
+  for (const Source& source : sources) {
+    auto made = source.make(config, store_path, diagnostics, notes);
+    if (!made.ok()) {
+      errors.push_back(made.status().message());
+      continue;
+    }
+    if (*made) {
+      executors.push_back(std::move(*made));
+      continue;
+    }
+    for (const std::string& type : source.types) {
+      dry[type] = config.dry_run ? kGlobalDryRun : source.missing;
+    }
+  }
+  if (!errors.empty()) {
+    return Status::InvalidArgument(
+        fmt::format("cannot set up actions: {}", fmt::join(errors, "; ")));
+  }
+  if (!dry.empty()) {
+    std::vector<std::string> types;
+    for (const auto& [type, why] : dry) types.push_back(type);
+    notes->push_back(fmt::format("actions recorded as dry_run (nothing configured to run them): {}",
+                                 fmt::join(types, ", ")));
+    executors.push_back(std::make_unique<DryRunExecutor>(std::move(dry)));
+  }
+  return executors;
+}
+
+}  // namespace mxward

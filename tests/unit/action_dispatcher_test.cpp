@@ -1,0 +1,491 @@
+#include "mxward/action_dispatcher.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "mxward/incident_store.h"
+#include "support/subprocess.h"
+
+namespace mxward {
+namespace {
+
+using testing::TempDir;
+
+constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;
+
+// Polls a condition until it holds or a generous deadline passes (no sleeps as synchronisation).
+template <typename Fn>
+bool Eventually(Fn&& fn, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (fn()) return true;
+    std::this_thread::yield();
+  }
+  return fn();
+}
+
+// What a fake executor saw, shared with the test (the dispatcher owns the executor).
+struct Journal {
+  std::mutex mu;
+  std::vector<std::int64_t> applied;  // action ids, in call order
+  std::vector<std::int64_t> reverted;
+  std::map<std::int64_t, int> calls;  // per action id
+  int starts = 0;
+  int stops = 0;
+  // Scripted results per action id, consumed in order; empty: OK.
+  std::map<std::int64_t, std::vector<Status>> script;
+  // Blocks Apply until released (a receiver that never answers).
+  bool block = false;
+  std::condition_variable cv;
+  int blocked_now = 0;
+
+  void Release() {
+    std::lock_guard<std::mutex> lk(mu);
+    block = false;
+    cv.notify_all();
+  }
+  std::size_t Applied() {
+    std::lock_guard<std::mutex> lk(mu);
+    return applied.size();
+  }
+};
+
+class FakeExecutor final : public ActionExecutor {
+ public:
+  FakeExecutor(std::set<std::string> types, std::shared_ptr<Journal> journal)
+      : types_(std::move(types)), j_(std::move(journal)) {}
+  bool Handles(std::string_view type) const override { return types_.count(std::string(type)); }
+  Status Start() override {
+    std::lock_guard<std::mutex> lk(j_->mu);
+    ++j_->starts;
+    return Status::Ok();
+  }
+  Status Apply(const ActionRecord& a) override { return Run(a, &j_->applied); }
+  Status Revert(const ActionRecord& a) override { return Run(a, &j_->reverted); }
+  Result<bool> Check(const ActionRecord&) override { return true; }
+  void Stop() override {
+    std::lock_guard<std::mutex> lk(j_->mu);
+    ++j_->stops;
+  }
+
+ private:
+  Status Run(const ActionRecord& a, std::vector<std::int64_t>* into) {
+    std::unique_lock<std::mutex> lk(j_->mu);
+    ++j_->blocked_now;
+    j_->cv.wait(lk, [&] { return !j_->block; });
+    --j_->blocked_now;
+    ++j_->calls[a.id];
+    auto& s = j_->script[a.id];
+    if (!s.empty()) {
+      Status st = s.front();
+      s.erase(s.begin());
+      if (!st.ok()) return st;
+    }
+    into->push_back(a.id);
+    return Status::Ok();
+  }
+  std::set<std::string> types_;
+  std::shared_ptr<Journal> j_;
+};
+
+class ActionDispatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = IncidentStore::Open(db());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    options_.base_backoff_ms = 1000;
+    options_.max_backoff_ms = 60'000;
+    options_.max_attempts = 3;
+    options_.poll_interval_ms = 20;
+  }
+  std::string db() const { return dir_.file("state.db"); }
+
+  std::int64_t Enqueue(const std::string& type, nlohmann::json params, std::int64_t incident = 1,
+                       bool revert = false) {
+    auto id = store_->EnqueueAction(incident, ActionRequest{type, std::move(params), false}, revert,
+                                    clock_.Now());
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return *id;
+  }
+  ActionRecord Get(std::int64_t id) {
+    auto a = store_->GetAction(id);
+    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    return *a;
+  }
+  std::vector<std::unique_ptr<ActionExecutor>> One(std::set<std::string> types) {
+    std::vector<std::unique_ptr<ActionExecutor>> v;
+    v.push_back(std::make_unique<FakeExecutor>(std::move(types), journal_));
+    return v;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<IncidentStore> store_;
+  ManualClock clock_{kT0};
+  DispatcherOptions options_;
+  std::shared_ptr<Journal> journal_ = std::make_shared<Journal>();
+};
+
+// --- pure parts ----------------------------------------------------------------------------------
+
+TEST(BackoffTest, DoublesUpToTheCeiling) {
+  DispatcherOptions o;
+  o.base_backoff_ms = 1000;
+  o.max_backoff_ms = 10'000;
+  EXPECT_EQ(BackoffCeilingMs(o, 1), 1000);
+  EXPECT_EQ(BackoffCeilingMs(o, 2), 2000);
+  EXPECT_EQ(BackoffCeilingMs(o, 4), 8000);
+  EXPECT_EQ(BackoffCeilingMs(o, 5), 10'000);
+  EXPECT_EQ(BackoffCeilingMs(o, 1000), 10'000);  // no overflow at large attempt counts
+}
+
+TEST(BackoffTest, FullJitterSpansZeroToTheCeiling) {
+  DispatcherOptions o;
+  o.base_backoff_ms = 1000;
+  o.max_backoff_ms = 600'000;
+  EXPECT_EQ(JitteredBackoffMs(o, 3, 0.0), 0);
+  EXPECT_EQ(JitteredBackoffMs(o, 3, 0.5), 2000);
+  EXPECT_LE(JitteredBackoffMs(o, 3, 0.999999), 4000);
+  EXPECT_GE(JitteredBackoffMs(o, 3, 0.999999), 3999);
+}
+
+TEST(ActionRateCapTest, RefusesBeyondTheCapWithinAMinute) {
+  ActionRateCap cap(3, {{"webhook", 1}, {"exec", 0}});
+  EXPECT_TRUE(cap.Admit("ban", kT0));
+  EXPECT_TRUE(cap.Admit("ban", kT0 + 1));
+  EXPECT_TRUE(cap.Admit("ban", kT0 + 2));
+  EXPECT_FALSE(cap.Admit("ban", kT0 + 3));
+  EXPECT_FALSE(cap.Admit("ban", kT0 + 59 * kMicrosPerSecond));
+  // The first one leaves the window after 60 s: one more fits.
+  EXPECT_TRUE(cap.Admit("ban", kT0 + 60 * kMicrosPerSecond));
+  EXPECT_FALSE(cap.Admit("ban", kT0 + 60 * kMicrosPerSecond));
+  EXPECT_TRUE(cap.Admit("webhook", kT0));
+  EXPECT_FALSE(cap.Admit("webhook", kT0));
+  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(cap.Admit("exec", kT0));  // 0 = no cap
+  EXPECT_EQ(cap.CapFor("mail"), 3);
+}
+
+TEST(ActionOrderKeyTest, SameTypeAndSubject) {
+  ActionRecord a, b, c;
+  a.type = b.type = c.type = "ban";
+  a.params = {{"address", "192.0.2.7"}, {"duration_s", 60}};
+  b.params = {{"address", "192.0.2.7"}};
+  b.revert = true;
+  c.params = {{"address", "192.0.2.8"}};
+  EXPECT_EQ(ActionOrderKey(a), ActionOrderKey(b));  // ban then undo ban: one queue
+  EXPECT_NE(ActionOrderKey(a), ActionOrderKey(c));
+  ActionRecord w;
+  w.type = "webhook";
+  w.params = {{"target", "ops"}, {"address", "x"}};
+  EXPECT_EQ(ActionOrderKey(w), std::string("webhook\x1fops"));
+}
+
+TEST(AllowlistRefusalTest, RefusesAllowlistedAddressesAndUsersButNotUndo) {
+  DispatcherOptions o;
+  IpPrefix p;
+  ASSERT_TRUE(IpPrefix::Parse("192.0.2.0/24", &p));
+  o.allow_addresses.push_back(p);
+  o.allow_users = {"Postmaster@example.org"};
+  o.allow_domains = {"partner.example"};
+  ActionRecord a;
+  a.type = "ban";
+  a.params = {{"address", "192.0.2.7"}};
+  EXPECT_TRUE(AllowlistRefusal(o, a).has_value());
+  a.params = {{"address", "192.0.0.0/16"}};  // a prefix covering allowlisted space
+  EXPECT_TRUE(AllowlistRefusal(o, a).has_value());
+  a.params = {{"address", "198.51.100.1"}};
+  EXPECT_FALSE(AllowlistRefusal(o, a).has_value());
+  a.params = {{"address", "192.0.2.7"}};
+  a.revert = true;
+  EXPECT_FALSE(AllowlistRefusal(o, a).has_value());
+  ActionRecord u;
+  u.type = "suspend";
+  u.params = {{"user", "postmaster@EXAMPLE.org"}};
+  EXPECT_TRUE(AllowlistRefusal(o, u).has_value());
+  u.params = {{"user", "bob@partner.example"}};
+  EXPECT_TRUE(AllowlistRefusal(o, u).has_value());
+  u.params = {{"user", "bob@example.org"}};
+  EXPECT_FALSE(AllowlistRefusal(o, u).has_value());
+}
+
+TEST(DispatcherOptionsTest, ReadsDispatcherSectionWithLocatedErrors) {
+  TempDir dir;
+  const std::string path = dir.file("mxward.toml");
+  {
+    std::ofstream f(path);
+    f << "[dispatcher]\nmax_attempts = 5\nbackoff_base = \"2s\"\nbackoff_max = \"5m\"\n"
+         "per_minute_cap = 100\nper_minute_caps = { ban = 20, webhook = 5 }\n";
+  }
+  std::vector<Diagnostic> diags;
+  auto config = Config::Load(path, &diags);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto o = DispatcherOptions::FromConfig(*config, &diags);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->max_attempts, 5);
+  EXPECT_EQ(o->base_backoff_ms, 2000);
+  EXPECT_EQ(o->max_backoff_ms, 300'000);
+  EXPECT_EQ(o->default_per_minute_cap, 100);
+  EXPECT_EQ(o->per_minute_cap.at("ban"), 20);
+  EXPECT_EQ(o->per_minute_cap.at("webhook"), 5);
+
+  {
+    std::ofstream f(path);
+    f << "[dispatcher]\nmax_attemps = 5\nper_minute_caps = { bann = 1 }\n";
+  }
+  diags.clear();
+  config = Config::Load(path, &diags);
+  ASSERT_TRUE(config.ok());
+  o = DispatcherOptions::FromConfig(*config, &diags);
+  EXPECT_FALSE(o.ok());
+  ASSERT_EQ(diags.size(), 2u);
+  EXPECT_EQ(diags[0].line, 2);
+  EXPECT_NE(diags[0].message.find("max_attemps"), std::string::npos);
+  EXPECT_EQ(diags[1].line, 3);
+  EXPECT_NE(diags[1].message.find("bann"), std::string::npos);
+}
+
+// --- RunDueOnce: outcomes, retries, routing
+// -------------------------------------------------------
+
+TEST_F(ActionDispatcherTest, AppliesAndRecordsDone) {
+  const auto id = Enqueue("ban", {{"address", "192.0.2.7"}});
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  ActionRecord a = Get(id);
+  EXPECT_EQ(a.status, ActionStatus::kDone);
+  EXPECT_EQ(a.attempts, 1);
+  EXPECT_EQ(journal_->applied, std::vector<std::int64_t>{id});
+  EXPECT_EQ(journal_->starts, 1);
+  EXPECT_EQ(d.stats().applied, 1u);
+  // Nothing is due any more: a second pass runs nothing.
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  EXPECT_EQ(journal_->calls[id], 1);
+}
+
+TEST_F(ActionDispatcherTest, TransientFailureRetriesWithBackoffThenSucceeds) {
+  const auto id = Enqueue("ban", {{"address", "192.0.2.7"}});
+  journal_->script[id] = {Status::Unavailable("nft busy")};
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  ActionRecord a = Get(id);
+  EXPECT_EQ(a.status, ActionStatus::kPending);
+  EXPECT_EQ(a.attempts, 1);
+  EXPECT_NE(a.last_error.find("nft busy"), std::string::npos);
+  EXPECT_GE(a.next_attempt_at, kT0);
+  EXPECT_LE(a.next_attempt_at, kT0 + 1000 * 1000);  // within the first ceiling (1 s)
+  clock_.Set(a.next_attempt_at);
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  a = Get(id);
+  EXPECT_EQ(a.status, ActionStatus::kDone);
+  EXPECT_EQ(a.attempts, 2);
+  EXPECT_EQ(d.stats().retried, 1u);
+}
+
+TEST_F(ActionDispatcherTest, GivesUpAfterMaxAttemptsAndFailsPermanentErrorsAtOnce) {
+  const auto flaky = Enqueue("ban", {{"address", "192.0.2.7"}});
+  const auto bad = Enqueue("ban", {{"address", "192.0.2.8"}});
+  journal_->script[flaky] = {Status::Unavailable("down"), Status::Unavailable("down"),
+                             Status::Unavailable("down"), Status::Unavailable("down")};
+  journal_->script[bad] = {Status::InvalidArgument("no such set")};
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(d.RunDueOnce().ok());
+    clock_.Advance(120 * kMicrosPerSecond);
+  }
+  ActionRecord a = Get(flaky);
+  EXPECT_EQ(a.status, ActionStatus::kFailed);
+  EXPECT_EQ(a.attempts, 3);
+  EXPECT_NE(a.last_error.find("gave up after 3 attempts"), std::string::npos) << a.last_error;
+  EXPECT_EQ(journal_->calls[flaky], 3);
+  ActionRecord b = Get(bad);
+  EXPECT_EQ(b.status, ActionStatus::kFailed);
+  EXPECT_EQ(b.attempts, 1);
+  EXPECT_EQ(journal_->calls[bad], 1);
+  EXPECT_EQ(d.stats().failed, 2u);
+}
+
+TEST_F(ActionDispatcherTest, RoutesByTypeAndRevertCallsRevert) {
+  auto other = std::make_shared<Journal>();
+  std::vector<std::unique_ptr<ActionExecutor>> execs;
+  execs.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"ban"}, journal_));
+  execs.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"suspend"}, other));
+  const auto ban = Enqueue("ban", {{"address", "192.0.2.7"}});
+  const auto unban = Enqueue("ban", {{"address", "192.0.2.7"}}, 0, /*revert=*/true);
+  const auto suspend = Enqueue("suspend", {{"user", "bob@example.org"}});
+  const auto unknown = Enqueue("teleport", {{"user", "bob@example.org"}});
+  ActionDispatcher d(db(), std::move(execs), options_, &clock_);
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  EXPECT_EQ(journal_->applied, std::vector<std::int64_t>{ban});
+  EXPECT_EQ(journal_->reverted, std::vector<std::int64_t>{unban});
+  EXPECT_EQ(other->applied, std::vector<std::int64_t>{suspend});
+  EXPECT_EQ(Get(unban).status, ActionStatus::kDone);
+  EXPECT_EQ(d.stats().reverted, 1u);
+  ActionRecord u = Get(unknown);
+  EXPECT_EQ(u.status, ActionStatus::kFailed);
+  EXPECT_NE(u.last_error.find("no executor handles 'teleport'"), std::string::npos);
+}
+
+TEST_F(ActionDispatcherTest, DryRunExecutorRecordsDryRunWithTheReason) {
+  std::vector<std::unique_ptr<ActionExecutor>> execs;
+  execs.push_back(std::make_unique<DryRunExecutor>(
+      std::map<std::string, std::string, std::less<>>{{"ban", "dry-run: no [nftables]"}}));
+  const auto id = Enqueue("ban", {{"address", "192.0.2.7"}});
+  ActionDispatcher d(db(), std::move(execs), options_, &clock_);
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  ActionRecord a = Get(id);
+  EXPECT_EQ(a.status, ActionStatus::kDryRun);
+  EXPECT_EQ(a.last_error, "dry-run: no [nftables]");
+  EXPECT_EQ(d.stats().dry_run, 1u);
+}
+
+TEST_F(ActionDispatcherTest, LaterActionsOfOneSubjectWaitBehindARetry) {
+  const auto first = Enqueue("webhook", {{"target", "ops"}});
+  const auto second = Enqueue("webhook", {{"target", "ops"}});
+  const auto other = Enqueue("webhook", {{"target", "chat"}});
+  journal_->script[first] = {Status::Unavailable("HTTP 503")};
+  ActionDispatcher d(db(), One({"webhook"}), options_, &clock_);
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  EXPECT_EQ(Get(first).status, ActionStatus::kPending);
+  EXPECT_EQ(Get(second).status, ActionStatus::kPending);  // behind `first`, not run
+  EXPECT_EQ(journal_->calls.count(second), 0u);
+  EXPECT_EQ(Get(other).status, ActionStatus::kDone);  // another receiver is not held up
+  // A fresh dispatcher (a restart) keeps the order too.
+  ActionDispatcher restarted(db(), One({"webhook"}), options_, &clock_);
+  ASSERT_TRUE(restarted.RunDueOnce().ok());
+  EXPECT_EQ(journal_->calls.count(second), 0u);
+  clock_.Advance(2 * kMicrosPerSecond);
+  ASSERT_TRUE(restarted.RunDueOnce().ok());
+  EXPECT_EQ(journal_->applied, (std::vector<std::int64_t>{other, first, second}));
+}
+
+TEST_F(ActionDispatcherTest, SafetyValveRefusesBeyondTheCapButNotUndoOrManualActions) {
+  options_.per_minute_cap["ban"] = 2;
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 4; ++i)
+    ids.push_back(Enqueue("ban", {{"address", fmt::format("192.0.2.{}", i)}}));
+  const auto manual = Enqueue("ban", {{"address", "198.51.100.1"}}, /*incident=*/0);
+  const auto undo = Enqueue("ban", {{"address", "198.51.100.2"}}, 1, /*revert=*/true);
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  EXPECT_EQ(Get(ids[0]).status, ActionStatus::kDone);
+  EXPECT_EQ(Get(ids[1]).status, ActionStatus::kDone);
+  ActionRecord r = Get(ids[2]);
+  EXPECT_EQ(r.status, ActionStatus::kRefused);
+  EXPECT_NE(r.last_error.find("safety valve"), std::string::npos) << r.last_error;
+  EXPECT_EQ(Get(ids[3]).status, ActionStatus::kRefused);
+  EXPECT_EQ(Get(manual).status, ActionStatus::kDone);
+  EXPECT_EQ(Get(undo).status, ActionStatus::kDone);
+  EXPECT_EQ(d.stats().refused, 2u);
+  EXPECT_EQ(journal_->calls.count(ids[2]), 0u);
+}
+
+TEST_F(ActionDispatcherTest, AllowlistedTargetsAreRefused) {
+  IpPrefix p;
+  ASSERT_TRUE(IpPrefix::Parse("192.0.2.0/24", &p));
+  options_.allow_addresses.push_back(p);
+  const auto id = Enqueue("ban", {{"address", "192.0.2.7"}});
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  ASSERT_TRUE(d.RunDueOnce().ok());
+  ActionRecord a = Get(id);
+  EXPECT_EQ(a.status, ActionStatus::kRefused);
+  EXPECT_NE(a.last_error.find("allowlisted"), std::string::npos);
+  EXPECT_TRUE(journal_->applied.empty());
+}
+
+// --- workers -------------------------------------------------------------------------------------
+
+TEST_F(ActionDispatcherTest, WorkersRunEverythingExactlyOnce) {
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  ASSERT_TRUE(d.Start().ok());
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 300; ++i) {
+    ids.push_back(Enqueue("ban", {{"address", fmt::format("10.0.{}.{}", i / 250, i % 250)}}));
+    if (i % 50 == 0) d.Notify();
+  }
+  d.Notify();
+  ASSERT_TRUE(Eventually([&] { return journal_->Applied() == ids.size(); }));
+  d.Stop(std::chrono::seconds(5));
+  for (auto id : ids) EXPECT_EQ(journal_->calls[id], 1) << id;
+  EXPECT_EQ(journal_->stops, 1);
+  auto stats = store_->GetOutboxStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->pending, 0);
+}
+
+TEST_F(ActionDispatcherTest, TwoDispatchersOnOneStoreNeverRunTheSameAction) {
+  auto j2 = std::make_shared<Journal>();
+  std::vector<std::unique_ptr<ActionExecutor>> e2;
+  e2.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"ban"}, j2));
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 400; ++i) {
+    ids.push_back(Enqueue("ban", {{"address", fmt::format("10.1.{}.{}", i / 250, i % 250)}}));
+  }
+  options_.claim_batch = 8;
+  ActionDispatcher a(db(), One({"ban"}), options_, &clock_);
+  ActionDispatcher b(db(), std::move(e2), options_, &clock_);
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(b.Start().ok());
+  ASSERT_TRUE(Eventually([&] { return journal_->Applied() + j2->Applied() == ids.size(); }));
+  a.Stop(std::chrono::seconds(5));
+  b.Stop(std::chrono::seconds(5));
+  std::set<std::int64_t> seen;
+  for (auto id : journal_->applied) EXPECT_TRUE(seen.insert(id).second) << id;
+  for (auto id : j2->applied) EXPECT_TRUE(seen.insert(id).second) << "twice: " << id;
+  EXPECT_EQ(seen.size(), ids.size());
+}
+
+TEST_F(ActionDispatcherTest, AStuckExecutorDelaysOnlyItsOwnType) {
+  auto stuck = std::make_shared<Journal>();
+  stuck->block = true;
+  std::vector<std::unique_ptr<ActionExecutor>> execs;
+  execs.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"webhook"}, stuck));
+  execs.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"ban"}, journal_));
+  for (int i = 0; i < 5; ++i) Enqueue("webhook", {{"target", "ops"}});
+  std::vector<std::int64_t> bans;
+  for (int i = 0; i < 20; ++i)
+    bans.push_back(Enqueue("ban", {{"address", fmt::format("10.2.0.{}", i)}}));
+  ActionDispatcher d(db(), std::move(execs), options_, &clock_);
+  ASSERT_TRUE(d.Start().ok());
+  ASSERT_TRUE(Eventually([&] { return journal_->Applied() == bans.size(); }));
+  {
+    std::lock_guard<std::mutex> lk(stuck->mu);
+    EXPECT_EQ(stuck->blocked_now, 1);  // the webhook worker is still waiting
+    EXPECT_TRUE(stuck->applied.empty());
+  }
+  // Stop is bounded although the webhook never answers; the unstarted webhooks go back.
+  d.Stop(std::chrono::milliseconds(50));
+  stuck->Release();
+  ASSERT_TRUE(Eventually([&] { return stuck->Applied() == 1; }));
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lk(stuck->mu);
+    return stuck->stops == 1;
+  }));
+  auto pending = store_->DueActions(clock_.Now(), 100);
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->size(), 4u);  // handed back, due again at once
+}
+
+TEST_F(ActionDispatcherTest, RetryInTheBackgroundWhenTheClockMoves) {
+  const auto id = Enqueue("mail", {{"to", "admin@example.org"}});
+  journal_->script[id] = {Status::Unavailable("451 try later")};
+  ActionDispatcher d(db(), One({"mail"}), options_, &clock_);
+  ASSERT_TRUE(d.Start().ok());
+  ASSERT_TRUE(Eventually([&] { return Get(id).attempts == 1; }));
+  EXPECT_EQ(Get(id).status, ActionStatus::kPending);
+  clock_.Advance(5 * kMicrosPerSecond);
+  d.Notify();
+  ASSERT_TRUE(Eventually([&] { return Get(id).status == ActionStatus::kDone; }));
+  d.Stop(std::chrono::seconds(5));
+  EXPECT_EQ(journal_->calls[id], 2);
+}
+
+}  // namespace
+}  // namespace mxward
