@@ -29,7 +29,21 @@ class MariadbServer {
 
   // Initialises the data dir on first call, then starts mariadbd and waits (polling a connect,
   // with a deadline) until it accepts connections.
+  // On the first start the port is picked free; should another process take it before the
+  // server binds it (tests run in parallel), the server exits and a new port is tried.
   std::string Start() {
+    const bool pick_port = port_ <= 0;
+    std::string error;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (pick_port) port_ = FreeLoopbackPort();
+      error = StartOnce();
+      if (error.empty() || !pick_port || !initialised_) break;
+    }
+    return error;
+  }
+
+ private:
+  std::string StartOnce() {
     const std::string data = dir_.file("data");
     socket_ = dir_.file("mysqld.sock");
     if (!initialised_) {
@@ -42,7 +56,6 @@ class MariadbServer {
       }
       initialised_ = true;
     }
-    if (port_ <= 0) port_ = FreeLoopbackPort();
     // mariadbd refuses to run as root unless told to; the test runs as root, as CI does.
     const std::vector<std::string> argv = {"/usr/sbin/mariadbd",
                                            "--no-defaults",
@@ -69,6 +82,7 @@ class MariadbServer {
     return "";
   }
 
+ public:
   void Stop() { process_.Stop(); }
 
   // Runs SQL as root through the mariadb client over the unix socket.

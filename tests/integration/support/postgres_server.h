@@ -36,7 +36,21 @@ class PostgresServer {
   int port() const { return port_; }
   const std::string& socket_dir() const { return socket_dir_; }
 
+  // On the first start the port is picked free; should another process take it before the
+  // server binds it (tests run in parallel), the server exits and a new port is tried.
   std::string Start() {
+    const bool pick_port = port_ <= 0;
+    std::string error;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (pick_port) port_ = FreeLoopbackPort();
+      error = StartOnce();
+      if (error.empty() || !pick_port || !initialised_) break;
+    }
+    return error;
+  }
+
+ private:
+  std::string StartOnce() {
     const passwd* nobody = getpwnam("nobody");
     if (!nobody) return "no 'nobody' user to run PostgreSQL as";
     const std::string data = dir_.file("data");
@@ -60,7 +74,6 @@ class PostgresServer {
       }
       initialised_ = true;
     }
-    if (port_ <= 0) port_ = FreeLoopbackPort();
     const std::vector<std::string> argv = {std::string(kPostgresBin) + "/postgres",
                                            "-D",
                                            data,
@@ -90,6 +103,8 @@ class PostgresServer {
   }
 
   // Fast shutdown (SIGINT): clients are disconnected rather than waited for.
+
+ public:
   void Stop() { process_.Stop(); }
 
   // Runs SQL as the superuser through psql over TCP (password authentication).
