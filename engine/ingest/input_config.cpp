@@ -1,0 +1,346 @@
+#include "mxward/input_config.h"
+
+#include <charconv>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "mxward/ip_address.h"
+#include "mxward/metrics_registry.h"
+
+namespace mxward {
+
+std::string_view InputTypeName(InputType type) {
+  switch (type) {
+    case InputType::kUdp:
+      return "udp";
+    case InputType::kTcp:
+      return "tcp";
+    case InputType::kUnixDgram:
+      return "unix-dgram";
+    case InputType::kUnixStream:
+      return "unix-stream";
+    case InputType::kFile:
+      return "file";
+  }
+  return "?";
+}
+
+std::string InputSpec::Describe() const {
+  if (type == InputType::kUdp || type == InputType::kTcp) {
+    const bool v6 = host.find(':') != std::string::npos;
+    return fmt::format("{} {}{}{}:{}", InputTypeName(type), v6 ? "[" : "", host, v6 ? "]" : "",
+                       port);
+  }
+  return fmt::format("{} {}", InputTypeName(type), path);
+}
+
+std::vector<InputSpec> DefaultInputSpecs() {
+  InputSpec udp;
+  udp.type = InputType::kUdp;
+  udp.name = "udp:127.0.0.1:5514";
+  InputSpec tcp;
+  tcp.type = InputType::kTcp;
+  tcp.name = "tcp:127.0.0.1:5514";
+  return {udp, tcp};
+}
+
+Status ParseHostPort(std::string_view text, std::string* host, std::uint16_t* port) {
+  std::string_view h, p;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return Status::InvalidArgument(
+          fmt::format("'{}': expected [IPv6]:port, like \"[::1]:5514\"", text));
+    }
+    h = text.substr(1, close - 1);
+    p = text.substr(close + 2);
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) {
+      return Status::InvalidArgument(fmt::format(
+          "'{}': expected host:port, like \"127.0.0.1:5514\" (IPv6 in brackets: \"[::1]:5514\")",
+          text));
+    }
+    h = text.substr(0, colon);
+    p = text.substr(colon + 1);
+  }
+  IpAddress ip;
+  if (h != "localhost" && !IpAddress::Parse(h, &ip)) {
+    return Status::InvalidArgument(fmt::format(
+        "'{}': '{}' is not an IP address (names are not resolved; use 127.0.0.1, ::1, 0.0.0.0 "
+        "or ::)",
+        text, h));
+  }
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (p.empty() || ec != std::errc() || end != p.data() + p.size() || value > 65535) {
+    return Status::InvalidArgument(fmt::format("'{}': port must be 0..65535", text));
+  }
+  *host = h == "localhost" ? "127.0.0.1" : std::string(h);
+  *port = static_cast<std::uint16_t>(value);
+  return Status::Ok();
+}
+
+namespace {
+
+// "/var/log/mail.log" -> "var_log_mail.log": a file name for the position of a followed file.
+std::string StateFileName(const std::string& path) {
+  std::string out = "follow-";
+  for (char c : path) {
+    if (c == '/') {
+      if (out.size() > 7) out += '_';
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '-' || c == '_') {
+      out += c;
+    } else {
+      out += '_';
+    }
+  }
+  return out + ".pos";
+}
+
+class SpecReader {
+ public:
+  SpecReader(const std::string& file, std::vector<Diagnostic>* diags) : file_(file), d_(diags) {}
+
+  void Error(const toml::node& n, std::string msg) {
+    d_->push_back(MakeDiagnostic(file_, n.source(), std::move(msg)));
+  }
+  bool failed() const { return failed_; }
+
+  std::optional<InputSpec> Read(const toml::table& t, const std::string& store_path) {
+    static constexpr std::string_view kKnown[] = {"type",
+                                                  "address",
+                                                  "name",
+                                                  "path",
+                                                  "mode",
+                                                  "owner",
+                                                  "group",
+                                                  "max_message_size",
+                                                  "max_connections",
+                                                  "receive_buffer",
+                                                  "start_at",
+                                                  "state_file"};
+    bool ok = true;
+    for (const auto& [k, v] : t) {
+      bool known = false;
+      for (auto name : kKnown) known = known || k.str() == name;
+      if (!known) {
+        Error(v, fmt::format("[[input]]: unknown key '{}' (known: type, address, name, path, "
+                             "mode, owner, group, max_message_size, max_connections, "
+                             "receive_buffer, start_at, state_file)",
+                             k.str()));
+        ok = false;
+      }
+    }
+    InputSpec s;
+    const toml::node* type = t.get("type");
+    if (type == nullptr) {
+      Error(t, "[[input]]: 'type' is required (udp, tcp, unix-dgram, unix-stream or file)");
+      failed_ = true;
+      return std::nullopt;
+    }
+    const auto type_text = type->value<std::string>();
+    if (!type_text) {
+      Error(*type, "[[input]]: 'type' must be a string");
+      failed_ = true;
+      return std::nullopt;
+    }
+    if (*type_text == "udp") {
+      s.type = InputType::kUdp;
+    } else if (*type_text == "tcp") {
+      s.type = InputType::kTcp;
+    } else if (*type_text == "unix-dgram") {
+      s.type = InputType::kUnixDgram;
+    } else if (*type_text == "unix-stream") {
+      s.type = InputType::kUnixStream;
+    } else if (*type_text == "file") {
+      s.type = InputType::kFile;
+    } else {
+      Error(*type, fmt::format("[[input]]: unknown type '{}' (use udp, tcp, unix-dgram, "
+                               "unix-stream or file)",
+                               *type_text));
+      failed_ = true;
+      return std::nullopt;
+    }
+    const bool net = s.type == InputType::kUdp || s.type == InputType::kTcp;
+    const bool unix_socket = s.type == InputType::kUnixDgram || s.type == InputType::kUnixStream;
+
+    auto str = [&](const char* key, std::string* out) -> const toml::node* {
+      const toml::node* n = t.get(key);
+      if (n == nullptr) return nullptr;
+      if (auto v = n->value<std::string>()) {
+        *out = *v;
+      } else {
+        Error(*n, fmt::format("[[input]]: '{}' must be a string", key));
+        ok = false;
+      }
+      return n;
+    };
+    auto integer = [&](const char* key, std::int64_t lo, std::int64_t hi,
+                       std::int64_t* out) -> void {
+      const toml::node* n = t.get(key);
+      if (n == nullptr) return;
+      auto v = n->value<std::int64_t>();
+      if (!v || *v < lo || *v > hi) {
+        Error(*n, fmt::format("[[input]]: '{}' must be an integer in {}..{}", key, lo, hi));
+        ok = false;
+        return;
+      }
+      *out = *v;
+    };
+    auto only_for = [&](const char* key, bool allowed, std::string_view which) {
+      if (const toml::node* n = t.get(key); n != nullptr && !allowed) {
+        Error(*n, fmt::format("[[input]]: '{}' applies only to {} inputs, not {}", key, which,
+                              *type_text));
+        ok = false;
+      }
+    };
+    only_for("address", net, "udp/tcp");
+    only_for("path", !net, "unix-dgram/unix-stream/file");
+    only_for("mode", unix_socket, "unix socket");
+    only_for("owner", unix_socket, "unix socket");
+    only_for("group", unix_socket, "unix socket");
+    only_for("start_at", s.type == InputType::kFile, "file");
+    only_for("state_file", s.type == InputType::kFile, "file");
+    only_for("max_connections", s.type == InputType::kTcp || s.type == InputType::kUnixStream,
+             "stream");
+    only_for("receive_buffer", s.type == InputType::kUdp || s.type == InputType::kUnixDgram,
+             "datagram");
+
+    std::string address;
+    if (net) {
+      const toml::node* n = str("address", &address);
+      if (n != nullptr && ok) {
+        Status st = ParseHostPort(address, &s.host, &s.port);
+        if (!st.ok()) {
+          Error(*n, "[[input]]: address " + st.message());
+          ok = false;
+        }
+      }
+    } else {
+      const toml::node* n = str("path", &s.path);
+      if (n == nullptr) {
+        Error(t, fmt::format("[[input]]: type '{}' needs 'path'", *type_text));
+        ok = false;
+      } else if (ok && (s.path.empty() || s.path.front() != '/')) {
+        Error(*n, "[[input]]: 'path' must be absolute");
+        ok = false;
+      } else if (ok && unix_socket && s.path.size() >= 108) {
+        Error(*n, "[[input]]: a unix socket path must be shorter than 108 bytes");
+        ok = false;
+      }
+    }
+    std::string mode;
+    if (const toml::node* n = str("mode", &mode); n != nullptr && ok) {
+      std::uint32_t m = 0;
+      const auto [end, ec] = std::from_chars(mode.data(), mode.data() + mode.size(), m, 8);
+      if (mode.empty() || ec != std::errc() || end != mode.data() + mode.size() || m > 07777) {
+        Error(*n, fmt::format("[[input]]: mode '{}' must be an octal string like \"0660\"", mode));
+        ok = false;
+      } else {
+        s.mode = m;
+      }
+    }
+    str("owner", &s.owner);
+    str("group", &s.group);
+    std::int64_t v = static_cast<std::int64_t>(s.max_message_size);
+    integer("max_message_size", 64, 64 * 1024 * 1024, &v);
+    s.max_message_size = static_cast<std::size_t>(v);
+    v = static_cast<std::int64_t>(s.max_connections);
+    integer("max_connections", 1, 1'000'000, &v);
+    s.max_connections = static_cast<std::size_t>(v);
+    v = s.receive_buffer;
+    integer("receive_buffer", 4096, 1 << 30, &v);
+    s.receive_buffer = static_cast<int>(v);
+    std::string start_at;
+    if (const toml::node* n = str("start_at", &start_at); n != nullptr && ok) {
+      if (start_at == "end") {
+        s.start_at_end = true;
+      } else if (start_at == "beginning") {
+        s.start_at_end = false;
+      } else {
+        Error(*n,
+              fmt::format("[[input]]: start_at '{}' must be \"end\" or \"beginning\"", start_at));
+        ok = false;
+      }
+    }
+    str("state_file", &s.state_file);
+    if (s.type == InputType::kFile && s.state_file.empty() && !s.path.empty()) {
+      std::filesystem::path dir = std::filesystem::path(store_path).parent_path();
+      if (dir.empty()) dir = ".";
+      s.state_file = (dir / StateFileName(s.path)).string();
+    }
+    const toml::node* name_node = str("name", &s.name);
+    if (s.name.empty()) {
+      s.name = net ? fmt::format("{}:{}", InputTypeName(s.type),
+                                 address.empty() ? "127.0.0.1:5514" : address)
+                   : fmt::format("{}:{}", InputTypeName(s.type), s.path);
+      if (!MetricsRegistry::IsSafeLabelValue(s.name)) s.name = std::string(InputTypeName(s.type));
+    } else if (!MetricsRegistry::IsSafeLabelValue(s.name)) {
+      Error(*name_node, fmt::format("[[input]]: name '{}' must be at most 64 printable bytes "
+                                    "without spaces or '@'",
+                                    s.name));
+      ok = false;
+    }
+    if (!ok) {
+      failed_ = true;
+      return std::nullopt;
+    }
+    return s;
+  }
+
+ private:
+  const std::string& file_;
+  std::vector<Diagnostic>* d_;
+  bool failed_ = false;
+};
+
+}  // namespace
+
+Result<std::vector<InputSpec>> ParseInputSpecs(const Config& config,
+                                               std::vector<Diagnostic>* diagnostics) {
+  const toml::node* inputs = config.document.get("input");
+  if (inputs == nullptr) return DefaultInputSpecs();
+  const std::string file = config.source.empty() ? "<config>" : config.source;
+  const toml::array* arr = inputs->as_array();
+  if (arr == nullptr) {
+    diagnostics->push_back(
+        MakeDiagnostic(file, inputs->source(),
+                       "'input' must be an array of tables: write [[input]], not [input]"));
+    return Status::InvalidArgument("bad [[input]] configuration");
+  }
+  SpecReader reader(file, diagnostics);
+  std::vector<InputSpec> specs;
+  for (const toml::node& n : *arr) {
+    const toml::table* t = n.as_table();
+    if (t == nullptr) {
+      reader.Error(n, "'input' must be an array of tables: write [[input]]");
+      continue;
+    }
+    if (auto s = reader.Read(*t, config.store_path)) specs.push_back(std::move(*s));
+  }
+  if (reader.failed() || specs.size() != arr->size()) {
+    return Status::InvalidArgument("bad [[input]] configuration");
+  }
+  // Two inputs on the same socket would fail at bind with a less helpful message.
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (specs[i].Describe() == specs[j].Describe() && specs[i].port != 0) {
+        diagnostics->push_back(
+            MakeDiagnostic(file, (*arr)[i].source(),
+                           fmt::format("[[input]]: {} is configured twice", specs[i].Describe())));
+        return Status::InvalidArgument("bad [[input]] configuration");
+      }
+    }
+  }
+  if (specs.empty()) {
+    diagnostics->push_back(
+        Diagnostic{file, 0, 0, "[[input]] is empty: at least one input is needed"});
+    return Status::InvalidArgument("bad [[input]] configuration");
+  }
+  return specs;
+}
+
+}  // namespace mxward

@@ -1,0 +1,526 @@
+#include "mxward/syslog_listener.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+namespace mxward {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Received {
+  std::string line;
+  int input = -1;
+};
+
+// Records lines; tests wait on it with a deadline. Can be made to block (backpressure test).
+class RecordingSink final : public LineSink {
+ public:
+  void OnLine(std::string_view line, UnixMicros, int input_index) override {
+    std::unique_lock lock(mu_);
+    lines_.push_back({std::string(line), input_index});
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return !blocked_; });
+  }
+  bool WaitForCount(std::size_t n, std::chrono::seconds timeout = 20s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return lines_.size() >= n; });
+  }
+  std::vector<Received> lines() {
+    std::lock_guard lock(mu_);
+    return lines_;
+  }
+  std::size_t count() {
+    std::lock_guard lock(mu_);
+    return lines_.size();
+  }
+  void SetBlocked(bool b) {
+    std::lock_guard lock(mu_);
+    blocked_ = b;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Received> lines_;
+  bool blocked_ = false;
+};
+
+// Polls cond until it holds or the deadline passes (no sleeping as synchronisation: the wait is
+// only a bound).
+template <typename Cond>
+bool Eventually(Cond cond, std::chrono::seconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::yield();
+  }
+  return cond();
+}
+
+// A listener running on its own io thread.
+class Harness {
+ public:
+  explicit Harness(std::vector<InputSpec> specs) : listener_(io_, std::move(specs), &sink_) {}
+  ~Harness() { Shutdown(); }
+
+  Status Start() {
+    Status st = listener_.Start();
+    if (st.ok()) thread_ = std::thread([this] { io_.run(); });
+    return st;
+  }
+  void Shutdown() {
+    if (!thread_.joinable()) {
+      listener_.Stop();
+      return;
+    }
+    sink_.SetBlocked(false);
+    boost::asio::post(io_, [this] {
+      listener_.Stop();
+      io_.stop();
+    });
+    thread_.join();
+  }
+  SyslogListener& listener() { return listener_; }
+  RecordingSink& sink() { return sink_; }
+
+ private:
+  boost::asio::io_context io_;
+  RecordingSink sink_;
+  SyslogListener listener_;
+  std::thread thread_;
+};
+
+InputSpec Net(InputType type, const std::string& host = "127.0.0.1") {
+  InputSpec s;
+  s.type = type;
+  s.host = host;
+  s.port = 0;
+  s.name = "test";
+  return s;
+}
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/mxward-listener-XXXXXX";
+  const char* d = mkdtemp(tmpl);
+  EXPECT_NE(d, nullptr);
+  return d ? d : "/tmp";
+}
+
+int Connect(int family, std::uint16_t port) {
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (family == AF_INET) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
+  } else {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_loopback;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
+  }
+  return fd;
+}
+
+bool SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+// True when the peer closed the connection (read returns 0 or an error).
+bool PeerClosed(int fd) {
+  char b;
+  const ssize_t n = ::recv(fd, &b, 1, 0);  // blocks until data or close
+  return n <= 0;
+}
+
+void SendUdp(int family, std::uint16_t port, std::string_view payload) {
+  const int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (family == AF_INET) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  } else {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_loopback;
+    ::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  ::close(fd);
+}
+
+std::string OctetFrame(std::string_view msg) {
+  return std::to_string(msg.size()) + " " + std::string(msg);
+}
+
+bool HaveIpv6Loopback() {
+  const int fd = ::socket(AF_INET6, SOCK_DGRAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+TEST(SyslogListenerTest, UdpV4OneMessagePerDatagram) {
+  Harness h({Net(InputType::kUdp)});
+  ASSERT_TRUE(h.Start().ok());
+  const std::uint16_t port = h.listener().bound_port(0);
+  ASSERT_NE(port, 0);
+  SendUdp(AF_INET, port, "<13>Feb  7 07:14:47 h app: one\n");
+  SendUdp(AF_INET, port, "<13>Feb  7 07:14:47 h app: two");
+  std::string big = "<13>Feb  7 07:14:47 h app: ";
+  big.append(60000 - big.size(), 'x');
+  SendUdp(AF_INET, port, big);
+  ASSERT_TRUE(h.sink().WaitForCount(3));
+  auto lines = h.sink().lines();
+  EXPECT_EQ(lines[0].line, "<13>Feb  7 07:14:47 h app: one");
+  EXPECT_EQ(lines[1].line, "<13>Feb  7 07:14:47 h app: two");
+  EXPECT_EQ(lines[2].line, big);
+  EXPECT_EQ(lines[0].input, 0);
+  const InputCounters& c = h.listener().counters(0);
+  EXPECT_EQ(InputCounters::Get(c.messages), 3u);
+  EXPECT_EQ(InputCounters::Get(c.dropped), 0u);
+}
+
+TEST(SyslogListenerTest, UdpEmptyDatagramIsCountedMalformed) {
+  Harness h({Net(InputType::kUdp)});
+  ASSERT_TRUE(h.Start().ok());
+  const std::uint16_t port = h.listener().bound_port(0);
+  SendUdp(AF_INET, port, "");
+  SendUdp(AF_INET, port, "\n");
+  SendUdp(AF_INET, port, "after");
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  EXPECT_EQ(h.sink().lines()[0].line, "after");
+  EXPECT_EQ(InputCounters::Get(h.listener().counters(0).malformed), 2u);
+}
+
+TEST(SyslogListenerTest, UdpAndTcpOnIpv6) {
+  ASSERT_TRUE(HaveIpv6Loopback()) << "this test needs ::1";
+  Harness h({Net(InputType::kUdp, "::1"), Net(InputType::kTcp, "::1")});
+  ASSERT_TRUE(h.Start().ok());
+  SendUdp(AF_INET6, h.listener().bound_port(0), "v6 datagram");
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  const int fd = Connect(AF_INET6, h.listener().bound_port(1));
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, "v6 stream\n"));
+  ASSERT_TRUE(h.sink().WaitForCount(2));
+  ::close(fd);
+  auto lines = h.sink().lines();
+  EXPECT_EQ(lines[0].line, "v6 datagram");
+  EXPECT_EQ(lines[0].input, 0);
+  EXPECT_EQ(lines[1].line, "v6 stream");
+  EXPECT_EQ(lines[1].input, 1);
+  EXPECT_NE(h.listener().Describe().find("[::1]"), std::string::npos);
+}
+
+TEST(SyslogListenerTest, TcpOctetCountedSplitAnywhere) {
+  Harness h({Net(InputType::kTcp)});
+  ASSERT_TRUE(h.Start().ok());
+  const int fd = Connect(AF_INET, h.listener().bound_port(0));
+  ASSERT_GE(fd, 0);
+  std::string stream;
+  std::vector<std::string> sent;
+  for (int i = 0; i < 50; ++i) {
+    // Protocol23Format ends messages with LF inside the frame; a message may contain LF too.
+    std::string m = "<22>1 2025-02-27T07:14:47Z mail postfix/smtpd " + std::to_string(i) +
+                    " - - line " + std::to_string(i) + (i % 7 == 0 ? " multi\nline" : "") + "\n";
+    stream += OctetFrame(m);
+    m.pop_back();
+    sent.push_back(m);
+  }
+  // Byte by byte for the first part (every split point of header and body), then in bulk.
+  for (std::size_t i = 0; i < 300; ++i) ASSERT_TRUE(SendAll(fd, stream.substr(i, 1)));
+  ASSERT_TRUE(SendAll(fd, stream.substr(300)));
+  ASSERT_TRUE(h.sink().WaitForCount(sent.size()));
+  auto lines = h.sink().lines();
+  for (std::size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(lines[i].line, sent[i]) << i;
+  ::close(fd);
+  const InputCounters& c = h.listener().counters(0);
+  EXPECT_TRUE(Eventually([&] { return InputCounters::Get(c.open_connections) == 0; }));
+  EXPECT_EQ(InputCounters::Get(c.connections), 1u);
+  EXPECT_EQ(InputCounters::Get(c.closed_bad_framing), 0u);
+}
+
+TEST(SyslogListenerTest, TcpLineFramingLfNulCrlfAndLastLineWithoutTerminator) {
+  Harness h({Net(InputType::kTcp)});
+  ASSERT_TRUE(h.Start().ok());
+  const int fd = Connect(AF_INET, h.listener().bound_port(0));
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, std::string("<13>a\n<13>b\r\n<13>c\0<13>d\n\n<13>e", 31)));
+  ::shutdown(fd, SHUT_WR);
+  ASSERT_TRUE(h.sink().WaitForCount(5));
+  auto lines = h.sink().lines();
+  EXPECT_EQ(lines[0].line, "<13>a");
+  EXPECT_EQ(lines[1].line, "<13>b");
+  EXPECT_EQ(lines[2].line, "<13>c");
+  EXPECT_EQ(lines[3].line, "<13>d");
+  EXPECT_EQ(lines[4].line, "<13>e");
+  ::close(fd);
+}
+
+TEST(SyslogListenerTest, TcpLinesWithoutPriAreLineFramed) {
+  Harness h({Net(InputType::kTcp)});
+  ASSERT_TRUE(h.Start().ok());
+  const int fd = Connect(AF_INET, h.listener().bound_port(0));
+  ASSERT_TRUE(SendAll(fd, "2025-02-27T07:14:47+00:00 h x: y\nFeb 27 07:14:47 h x: z\n"));
+  ASSERT_TRUE(h.sink().WaitForCount(2));
+  EXPECT_EQ(h.sink().lines()[0].line, "2025-02-27T07:14:47+00:00 h x: y");
+  EXPECT_EQ(h.sink().lines()[1].line, "Feb 27 07:14:47 h x: z");
+  ::close(fd);
+}
+
+TEST(SyslogListenerTest, GarbageAndOversizeCloseOnlyThatConnection) {
+  InputSpec spec = Net(InputType::kTcp);
+  spec.max_message_size = 1024;
+  Harness h({spec});
+  ASSERT_TRUE(h.Start().ok());
+  const std::uint16_t port = h.listener().bound_port(0);
+  const int good = Connect(AF_INET, port);
+  ASSERT_TRUE(SendAll(good, OctetFrame("<13>before")));
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+
+  const int tls = Connect(AF_INET, port);  // a TLS ClientHello on the plain port
+  ASSERT_TRUE(SendAll(tls, std::string("\x16\x03\x01\x02\x00\x01", 6)));
+  EXPECT_TRUE(PeerClosed(tls));
+  ::close(tls);
+
+  const int huge = Connect(AF_INET, port);
+  ASSERT_TRUE(SendAll(huge, "999999 <13>x"));
+  EXPECT_TRUE(PeerClosed(huge));
+  ::close(huge);
+
+  const int badcount = Connect(AF_INET, port);
+  ASSERT_TRUE(SendAll(badcount, OctetFrame("<13>ok") + "12x <13>y"));
+  EXPECT_TRUE(PeerClosed(badcount));
+  ::close(badcount);
+
+  const int longline = Connect(AF_INET, port);
+  ASSERT_TRUE(SendAll(longline, "<13>" + std::string(4000, 'a')));
+  EXPECT_TRUE(PeerClosed(longline));
+  ::close(longline);
+
+  ASSERT_TRUE(SendAll(good, OctetFrame("<13>after")));
+  ASSERT_TRUE(h.sink().WaitForCount(3));
+  auto lines = h.sink().lines();
+  EXPECT_EQ(lines[0].line, "<13>before");
+  EXPECT_EQ(lines[1].line, "<13>ok");
+  EXPECT_EQ(lines[2].line, "<13>after");
+  const InputCounters& c = h.listener().counters(0);
+  EXPECT_EQ(InputCounters::Get(c.closed_bad_framing), 4u);
+  EXPECT_EQ(InputCounters::Get(c.connections), 5u);
+  ::close(good);
+}
+
+TEST(SyslogListenerTest, ManyConcurrentConnections) {
+  Harness h({Net(InputType::kTcp)});
+  ASSERT_TRUE(h.Start().ok());
+  const std::uint16_t port = h.listener().bound_port(0);
+  constexpr int kConns = 20, kLines = 200;
+  std::vector<std::thread> senders;
+  for (int c = 0; c < kConns; ++c) {
+    senders.emplace_back([port, c] {
+      const int fd = Connect(AF_INET, port);
+      std::string data;
+      for (int i = 0; i < kLines; ++i) {
+        const std::string m = "<13>conn" + std::to_string(c) + " " + std::to_string(i) + "\n";
+        data += c % 2 ? OctetFrame(m) : m;
+      }
+      SendAll(fd, data);
+      ::close(fd);
+    });
+  }
+  for (auto& t : senders) t.join();
+  ASSERT_TRUE(h.sink().WaitForCount(kConns * kLines));
+  // Per connection, order is kept.
+  std::vector<int> next(kConns, 0);
+  for (const auto& r : h.sink().lines()) {
+    const int c = std::atoi(r.line.c_str() + 8);
+    const int i = std::atoi(r.line.c_str() + r.line.find(' ') + 1);
+    EXPECT_EQ(i, next[c]++) << r.line;
+  }
+}
+
+TEST(SyslogListenerTest, BackpressureStopsReadingInsteadOfBuffering) {
+  Harness h({Net(InputType::kTcp)});
+  ASSERT_TRUE(h.Start().ok());
+  h.sink().SetBlocked(true);  // the engine is stuck on the first line
+  const int fd = Connect(AF_INET, h.listener().bound_port(0));
+  ASSERT_GE(fd, 0);
+  const std::string line = "<13>" + std::string(995, 'p') + "\n";  // 1000 bytes
+  ASSERT_TRUE(SendAll(fd, line));
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  // Now write without blocking until the kernel refuses: we must not be reading meanwhile.
+  ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  std::size_t written_lines = 1;
+  std::size_t partial = 0;
+  while (true) {
+    const ssize_t n = ::send(fd, line.data() + partial, line.size() - partial, MSG_NOSIGNAL);
+    if (n < 0) {
+      ASSERT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK) << std::strerror(errno);
+      break;
+    }
+    partial += static_cast<std::size_t>(n);
+    if (partial == line.size()) {
+      partial = 0;
+      ++written_lines;
+    }
+    ASSERT_LT(written_lines, 1'000'000u) << "the listener buffers without bound";
+  }
+  EXPECT_EQ(h.sink().count(), 1u);  // nothing else was processed while blocked
+  // Finish the partial line so every written line is complete, then release the engine.
+  ::fcntl(fd, F_SETFL, 0);
+  h.sink().SetBlocked(false);
+  ASSERT_TRUE(SendAll(fd, std::string_view(line).substr(partial)));
+  if (partial > 0) ++written_lines;
+  ASSERT_TRUE(h.sink().WaitForCount(written_lines));
+  EXPECT_EQ(h.sink().count(), written_lines);
+  ::close(fd);
+}
+
+TEST(SyslogListenerTest, PortInUseIsAClearError) {
+  Harness first({Net(InputType::kTcp)});
+  ASSERT_TRUE(first.Start().ok());
+  InputSpec spec = Net(InputType::kTcp);
+  spec.port = first.listener().bound_port(0);
+  Harness second({spec});
+  const Status st = second.Start();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("tcp 127.0.0.1:" + std::to_string(spec.port)), std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("in use"), std::string::npos) << st.message();
+}
+
+TEST(SyslogListenerTest, UnixDatagramAndStreamSockets) {
+  const std::string dir = TempDir();
+  InputSpec dgram;
+  dgram.type = InputType::kUnixDgram;
+  dgram.path = dir + "/log.sock";
+  dgram.mode = 0660;
+  InputSpec stream;
+  stream.type = InputType::kUnixStream;
+  stream.path = dir + "/stream.sock";
+  stream.mode = 0600;
+  // A stale socket file from a crashed run is replaced.
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, stream.path.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ::close(fd);
+  }
+  Harness h({dgram, stream});
+  ASSERT_TRUE(h.Start().ok()) << h.listener().Describe();
+  struct stat st {};
+  ASSERT_EQ(::stat(dgram.path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  ASSERT_EQ(::stat(stream.path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+
+  // What glibc's syslog(3) sends to /dev/log.
+  const int d = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, dgram.path.c_str());
+  const std::string msg = "<38>Mar  1 10:00:00 sshd[99]: Accepted publickey";
+  ASSERT_EQ(::sendto(d, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a),
+            static_cast<ssize_t>(msg.size()));
+  ::close(d);
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+
+  const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  std::strcpy(a.sun_path, stream.path.c_str());
+  ASSERT_EQ(::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_TRUE(SendAll(s, OctetFrame("<13>over unix stream")));
+  ASSERT_TRUE(h.sink().WaitForCount(2));
+  ::close(s);
+  auto lines = h.sink().lines();
+  EXPECT_EQ(lines[0].line, msg);
+  EXPECT_EQ(lines[0].input, 0);
+  EXPECT_EQ(lines[1].line, "<13>over unix stream");
+  EXPECT_EQ(lines[1].input, 1);
+
+  // A second listener on a live socket path refuses to start.
+  Harness second({dgram});
+  const Status busy = second.Start();
+  EXPECT_FALSE(busy.ok());
+  EXPECT_NE(busy.message().find("in use"), std::string::npos) << busy.message();
+
+  h.Shutdown();
+  EXPECT_FALSE(std::filesystem::exists(dgram.path));
+  EXPECT_FALSE(std::filesystem::exists(stream.path));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SyslogListenerTest, NonSocketFileAtPathIsAnError) {
+  const std::string dir = TempDir();
+  InputSpec s;
+  s.type = InputType::kUnixStream;
+  s.path = dir + "/plain";
+  {
+    std::FILE* f = std::fopen(s.path.c_str(), "w");
+    std::fclose(f);
+  }
+  Harness h({s});
+  const Status st = h.Start();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("not a socket"), std::string::npos) << st.message();
+  EXPECT_TRUE(std::filesystem::exists(s.path));  // never deleted
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SyslogListenerTest, FileInputFollowsThroughTheListener) {
+  const std::string dir = TempDir();
+  InputSpec f;
+  f.type = InputType::kFile;
+  f.path = dir + "/mail.log";
+  f.state_file = dir + "/pos";
+  f.start_at_end = false;
+  {
+    std::FILE* out = std::fopen(f.path.c_str(), "w");
+    std::fputs("first\n", out);
+    std::fclose(out);
+  }
+  Harness h({Net(InputType::kUdp), f});
+  ASSERT_TRUE(h.Start().ok());
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  EXPECT_EQ(h.sink().lines()[0].line, "first");
+  EXPECT_EQ(h.sink().lines()[0].input, 1);
+  h.Shutdown();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace mxward
