@@ -423,6 +423,9 @@ Status SyslogParser::Parse(std::string_view line, UnixMicros reference, SyslogMe
       c.Eat(' ');
       std::string_view msg = c.Rest();
       if (msg.size() >= 3 && msg.substr(0, 3) == "\xEF\xBB\xBF") msg.remove_prefix(3);
+      // rsyslog forwards a 3164 message's MSG with the space that followed its tag ("- -  text");
+      // leading spaces are never meaningful to mxward's parsers, so they go.
+      while (!msg.empty() && msg.front() == ' ') msg.remove_prefix(1);
       out->message = msg;
       return Status::Ok();
     }

@@ -230,6 +230,16 @@ TEST(SyslogParserTest, Rfc5424AsRsyslogProtocol23WritesIt) {
   EXPECT_EQ(m.time, Utc(2025, 2, 27, 7, 14, 47, 545612));
 }
 
+TEST(SyslogParserTest, Rfc5424FromRsyslogKeepsNoLeadingSpace) {
+  SyslogMessage m;
+  ASSERT_TRUE(
+      UtcParser()
+          .Parse("<14>1 2026-02-27T07:14:48+00:00 vm dovecot - - -  imap-login: two", kRef, &m)
+          .ok());
+  EXPECT_EQ(m.program, "dovecot");
+  EXPECT_EQ(m.message, "imap-login: two");
+}
+
 TEST(SyslogParserTest, Rfc5424Malformed) {
   SyslogMessage m;
   const SyslogParser p = UtcParser();
