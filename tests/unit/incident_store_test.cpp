@@ -315,6 +315,31 @@ TEST_F(IncidentStoreTest, PruneResolvedDeletesOldResolvedIncidentsWithTheirRows)
   sqlite3_finalize(q);
 }
 
+// WAL: the CLI reads while the daemon's writer holds its transaction open, without waiting, and
+// sees only what was committed.
+TEST_F(IncidentStoreTest, ReadersDoNotWaitForAnOpenWriteTransaction) {
+  const std::int64_t committed = Record(MakeIncident("192.0.2.1", kT0));
+  StoreOptions no_wait;
+  no_wait.busy_timeout_ms = 0;
+  auto reader = IncidentStore::Open(dir_.file("state.db"), no_wait);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  Status s = store_->InTransaction([&]() -> Status {
+    std::vector<Incident> batch{MakeIncident("192.0.2.2", kT0)};
+    MXWARD_RETURN_IF_ERROR(store_->RecordIncidents(&batch, kT0));
+    auto seen = (*reader)->ListIncidents({});
+    if (!seen.ok()) return seen.status();
+    EXPECT_EQ(seen->size(), 1u);
+    if (!seen->empty()) {
+      EXPECT_EQ((*seen)[0].id, committed);
+    }
+    // A second writer cannot start meanwhile, and says so instead of hanging.
+    EXPECT_EQ((*reader)->AcknowledgeIncident(committed, "").code(), Status::Code::kUnavailable);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ((*reader)->ListIncidents({})->size(), 2u);
+}
+
 TEST(IncidentStoreOpenTest, RefusesAFileFromANewerVersion) {
   TempDir dir;
   const std::string path = dir.file("state.db");
