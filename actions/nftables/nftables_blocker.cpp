@@ -22,6 +22,10 @@ namespace {
 constexpr int kMinPrefixV4 = 8;
 constexpr int kMinPrefixV6 = 16;
 constexpr std::size_t kMaxDryRunCommands = 1000;
+// nft refuses element timeouts much beyond a year and a half ("value too large"). Longer bans get
+// a year in the kernel; the store keeps their real end, and Check() failing after that year makes
+// the dispatcher call Start(), which puts them back with the remaining time.
+constexpr std::int64_t kMaxKernelTimeoutS = 365 * 86400;
 
 // Whether the effective capability set holds CAP_NET_ADMIN (bit 12), from /proc/self/status.
 bool HasCapNetAdmin() {
@@ -195,7 +199,10 @@ std::string NftablesBlocker::ElementCommands(const std::vector<NftBan>& bans) co
     if (out.size() > 0) out.append(std::string_view(", "));
     out.append(std::string_view(addr, a.Format(addr)));
     if (!ban.prefix.IsHost()) fmt::format_to(std::back_inserter(out), "/{}", ban.prefix.length());
-    if (ban.timeout_s > 0) fmt::format_to(std::back_inserter(out), " timeout {}s", ban.timeout_s);
+    if (ban.timeout_s > 0) {
+      fmt::format_to(std::back_inserter(out), " timeout {}s",
+                     std::min(ban.timeout_s, kMaxKernelTimeoutS));
+    }
   }
   std::string out;
   if (v4.size() > 0) {

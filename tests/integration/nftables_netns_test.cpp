@@ -200,6 +200,17 @@ TEST_F(NftablesNetnsTest, PermanentBanHasNoTimeout) {
   EXPECT_EQ((*bans)[0].until, 0);
 }
 
+TEST_F(NftablesNetnsTest, TenYearBanIsAcceptedByTheKernel) {
+  auto blocker = MakeBlocker();
+  ASSERT_TRUE(blocker->Start().ok());
+  Status s = blocker->Apply(Ban("192.0.2.99", 10LL * 365 * 86400));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Elements("banned_v4")["192.0.2.99"], 365 * 86400);
+  auto bans = store_->ActiveBans(kNow);
+  ASSERT_EQ(bans->size(), 1u);
+  EXPECT_EQ((*bans)[0].until, kNow + 10LL * 365 * 86400 * kMicrosPerSecond);
+}
+
 TEST_F(NftablesNetnsTest, FlushedRulesetIsRestoredOnCheck) {
   auto blocker = MakeBlocker();
   ASSERT_TRUE(blocker->Start().ok());

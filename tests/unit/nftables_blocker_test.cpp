@@ -189,6 +189,14 @@ TEST_F(DryRunBlockerTest, RefusesPrefixesWiderThanTheFloor) {
   EXPECT_TRUE(blocker_->Apply(Ban("10.0.0.0/8")).ok());
 }
 
+TEST_F(DryRunBlockerTest, TimeoutsBeyondAYearAreCappedForTheKernel) {
+  // nft refuses timeouts of a few years ("value too large"); the store keeps the real end.
+  ASSERT_TRUE(blocker_->Apply(Ban("192.0.2.9", 10LL * 365 * 86400)).ok());
+  EXPECT_NE(blocker_->dry_run_commands().back().find("192.0.2.9 timeout 31536000s"),
+            std::string::npos)
+      << blocker_->dry_run_commands().back();
+}
+
 TEST_F(DryRunBlockerTest, RejectsBadDuration) {
   ActionRecord a = Ban("192.0.2.1");
   a.params["duration_s"] = "forever";
