@@ -325,7 +325,7 @@ struct DispatcherShared {
     const UnixMicros now = clock->Now();
     nlohmann::json full_types = nlohmann::json::array();
     nlohmann::json held = nlohmann::json::array();
-    nlohmann::json blocked_keys = nlohmann::json::object();  // order key -> id at its head
+    std::map<std::string, std::int64_t> heads;  // order key -> id waiting for its retry
     {
       std::lock_guard<std::mutex> lk(mu);
       if (bounded) {
@@ -334,7 +334,7 @@ struct DispatcherShared {
         }
       }
       for (std::int64_t id : in_flight) held.push_back(id);
-      for (const auto& [key, id] : blocked) blocked_keys[key] = id;
+      heads = blocked;
     }
     for (std::int64_t id : exclude) held.push_back(id);
 
@@ -342,6 +342,19 @@ struct DispatcherShared {
     std::lock_guard<std::mutex> slk(store_mu);
     IncidentStore* st = store.get();
     Status s = st->InTransaction([&]() -> Status {
+      // A head that is no longer pending (another process ran it, an admin deleted it) must not
+      // hold its subject back.
+      nlohmann::json blocked_keys = nlohmann::json::object();
+      for (const auto& [key, id] : heads) {
+        auto head = st->GetAction(id);
+        if (head.ok() && head->status == ActionStatus::kPending) {
+          blocked_keys[key] = id;
+          continue;
+        }
+        if (!head.ok() && head.status().code() != Status::Code::kNotFound) return head.status();
+        std::lock_guard<std::mutex> lk(mu);
+        if (auto it = blocked.find(key); it != blocked.end() && it->second == id) blocked.erase(it);
+      }
       std::vector<std::int64_t> ids;
       {
         Statement q(st->db(), kClaimCandidatesSql);

@@ -366,6 +366,21 @@ TEST_F(ActionDispatcherTest, LaterActionsOfOneSubjectWaitBehindARetry) {
   EXPECT_EQ(journal_->applied, (std::vector<std::int64_t>{other, first, second}));
 }
 
+TEST_F(ActionDispatcherTest, ASubjectIsReleasedWhenAnotherProcessRanItsHead) {
+  const auto first = Enqueue("webhook", {{"target", "ops"}});
+  const auto second = Enqueue("webhook", {{"target", "ops"}});
+  journal_->script[first] = {Status::Unavailable("HTTP 503")};
+  ActionDispatcher daemon(db(), One({"webhook"}), options_, &clock_);
+  ASSERT_TRUE(daemon.RunDueOnce().ok());
+  EXPECT_EQ(Get(first).status, ActionStatus::kPending);
+  // Another process (the CLI) runs the head once it is due.
+  clock_.Advance(2 * kMicrosPerSecond);
+  ASSERT_TRUE(store_->MarkActionDone(first, clock_.Now()).ok());
+  // The daemon's memory of the head must not hold `second` back for ever.
+  ASSERT_TRUE(daemon.RunDueOnce().ok());
+  EXPECT_EQ(Get(second).status, ActionStatus::kDone);
+}
+
 TEST_F(ActionDispatcherTest, SafetyValveRefusesBeyondTheCapButNotUndoOrManualActions) {
   options_.per_minute_cap["ban"] = 2;
   std::vector<std::int64_t> ids;
