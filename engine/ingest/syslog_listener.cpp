@@ -60,6 +60,13 @@ std::string BindHint(const boost::system::error_code& ec) {
   return "";
 }
 
+// asio opens and accepts without SOCK_CLOEXEC: without this, every child the daemon starts
+// (actions run argv commands) would inherit the listening sockets and keep the port open.
+void SetCloseOnExec(int fd) {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 Status SetReceiveBuffer(int fd, int bytes) {
   // SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; fall back to SO_RCVBUF.
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) == 0) return Status::Ok();
@@ -199,6 +206,7 @@ class DatagramInput final : public Input {
     }
     socket_.open(endpoint.protocol(), ec);
     if (ec) return Status::IoError(fmt::format("cannot open socket: {}", ec.message()));
+    SetCloseOnExec(socket_.native_handle());
     if constexpr (std::is_same_v<Protocol, asio::ip::udp>) {
       // v4 and v6 are separate inputs: a [::] socket must not also take the v4 port.
       if (endpoint.address().is_v6()) socket_.set_option(asio::ip::v6_only(true), ec);
@@ -554,6 +562,7 @@ class StreamInput final : public Input {
     }
     acceptor_.open(endpoint.protocol(), ec);
     if (ec) return Status::IoError(fmt::format("cannot open socket: {}", ec.message()));
+    SetCloseOnExec(acceptor_.native_handle());
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
       acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
       if (endpoint.address().is_v6()) acceptor_.set_option(asio::ip::v6_only(true), ec);
@@ -623,6 +632,7 @@ class StreamInput final : public Input {
         boost::system::error_code ignored;
         socket.close(ignored);
       } else {
+        SetCloseOnExec(socket.native_handle());
         auto session = std::make_shared<StreamSession<Protocol>>(self, std::move(socket));
         sessions_.emplace(session.get(), session);
         session->Start();
