@@ -231,6 +231,7 @@ class DatagramInput final : public Input {
     socket_.non_blocking(true, ec);
     if constexpr (std::is_same_v<Protocol, asio::ip::udp>) {
       port_ = socket_.local_endpoint(ec).port();
+      spec_.port = port_;  // log messages name the real port when 0 was asked for
     }
     // UDP payloads are at most 65,507 bytes; unix datagrams may be as large as configured.
     buffer_size_ = std::is_same_v<Protocol, asio::ip::udp>
@@ -579,6 +580,7 @@ class StreamInput final : public Input {
     if (ec) return Status::IoError(fmt::format("cannot listen: {}", ec.message()));
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
       port_ = acceptor_.local_endpoint(ec).port();
+      spec_.port = port_;
     }
     Accept();
     return Status::Ok();

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Builds and runs the ingest benchmark (bench/ingest/ingest_bench.cpp) against an mxward build.
+#   bench/ingest/run.sh [BUILD_DIR]     (default: build; needs libmxward_engine.a built there)
+# Prints lines/s over TCP (octet-counted) and UDP (paced at 50,000/s, then unpaced) on loopback.
+set -euo pipefail
+src="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:-$src/build}"
+out="$build/bench/ingest_bench"
+mkdir -p "$build/bench"
+if [ ! -x "$out" ] || [ "$src/bench/ingest/ingest_bench.cpp" -nt "$out" ] || \
+   [ "$build/libmxward_engine.a" -nt "$out" ]; then
+  g++ -std=c++20 -O2 -DNDEBUG -DBOOST_ASIO_NO_DEPRECATED -I"$src/include" -I"$build/generated" \
+    "$src/bench/ingest/ingest_bench.cpp" "$build/libmxward_engine.a" \
+    -lspdlog -lfmt -pthread -o "$out"
+fi
+echo "== TCP octet-counted, 3,000,000 lines"
+"$out" tcp 3000000
+echo "== UDP paced at 50,000 lines/s for 10 s"
+"$out" udp 50000 10
+echo "== UDP paced at 200,000 lines/s for 5 s"
+"$out" udp 200000 5 || true
