@@ -1,0 +1,131 @@
+#include "mxward/input_config.h"
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace mxward {
+namespace {
+
+Result<std::vector<InputSpec>> Parse(const std::string& toml, std::vector<Diagnostic>* diags) {
+  Config c = Config::Defaults();
+  c.source = "mxward.toml";
+  c.store_path = "/var/lib/mxward/mxward.db";
+  c.document = toml::parse(toml);
+  return ParseInputSpecs(c, diags);
+}
+
+TEST(InputConfigTest, DefaultsAreUdpAndTcpOnLoopback5514) {
+  std::vector<Diagnostic> d;
+  auto r = Parse("", &d);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].Describe(), "udp 127.0.0.1:5514");
+  EXPECT_EQ((*r)[1].Describe(), "tcp 127.0.0.1:5514");
+}
+
+TEST(InputConfigTest, EveryType) {
+  std::vector<Diagnostic> d;
+  auto r = Parse(R"(
+[[input]]
+type = "udp"
+address = "[::1]:514"
+receive_buffer = 33554432
+[[input]]
+type = "tcp"
+address = "0.0.0.0:5514"
+name = "rsyslog"
+max_message_size = 131072
+max_connections = 10
+[[input]]
+type = "unix-dgram"
+path = "/run/mxward/log.sock"
+mode = "0660"
+owner = "root"
+group = "adm"
+[[input]]
+type = "unix-stream"
+path = "/run/mxward/stream.sock"
+[[input]]
+type = "file"
+path = "/var/log/mail.log"
+start_at = "beginning"
+)",
+                 &d);
+  ASSERT_TRUE(r.ok()) << (d.empty() ? r.status().message() : d[0].ToString());
+  const auto& s = *r;
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[0].type, InputType::kUdp);
+  EXPECT_EQ(s[0].host, "::1");
+  EXPECT_EQ(s[0].port, 514);
+  EXPECT_EQ(s[0].receive_buffer, 33554432);
+  EXPECT_EQ(s[0].Describe(), "udp [::1]:514");
+  EXPECT_EQ(s[1].name, "rsyslog");
+  EXPECT_EQ(s[1].max_message_size, 131072u);
+  EXPECT_EQ(s[1].max_connections, 10u);
+  EXPECT_EQ(s[2].type, InputType::kUnixDgram);
+  ASSERT_TRUE(s[2].mode.has_value());
+  EXPECT_EQ(*s[2].mode, 0660u);
+  EXPECT_EQ(s[2].owner, "root");
+  EXPECT_EQ(s[2].group, "adm");
+  EXPECT_EQ(s[3].type, InputType::kUnixStream);
+  EXPECT_EQ(s[4].type, InputType::kFile);
+  EXPECT_FALSE(s[4].start_at_end);
+  EXPECT_EQ(s[4].state_file, "/var/lib/mxward/follow-var_log_mail.log.pos");
+  EXPECT_EQ(s[4].name, "file:/var/log/mail.log");
+}
+
+// Each bad config gives one located diagnostic that says what is wrong.
+struct BadCase {
+  const char* toml;
+  const char* expect;
+  int line;
+};
+
+TEST(InputConfigTest, ErrorsAreLocatedAndActionable) {
+  const BadCase cases[] = {
+      {"[[input]]\ntype = \"tcp\"\nadress = \"127.0.0.1:1\"\n", "unknown key 'adress'", 3},
+      {"[[input]]\ntype = \"sctp\"\n", "unknown type 'sctp'", 2},
+      {"[[input]]\naddress = \"127.0.0.1:1\"\n", "'type' is required", 1},
+      {"[[input]]\ntype = \"tcp\"\naddress = \"mail.example.org:514\"\n", "not an IP address", 3},
+      {"[[input]]\ntype = \"udp\"\naddress = \"127.0.0.1:70000\"\n", "port must be", 3},
+      {"[[input]]\ntype = \"udp\"\naddress = \"::1:514\"\n", "IPv6 in brackets", 3},
+      {"[[input]]\ntype = \"file\"\n", "needs 'path'", 1},
+      {"[[input]]\ntype = \"file\"\npath = \"mail.log\"\n", "must be absolute", 3},
+      {"[[input]]\ntype = \"unix-dgram\"\npath = \"/run/x\"\nmode = \"rw\"\n", "octal", 4},
+      {"[[input]]\ntype = \"tcp\"\npath = \"/run/x\"\n", "applies only to", 3},
+      {"[[input]]\ntype = \"file\"\npath = \"/x\"\nstart_at = \"middle\"\n", "\"end\" or", 4},
+      {"[[input]]\ntype = \"tcp\"\nmax_message_size = 1\n", "integer in", 3},
+      {"[[input]]\ntype = \"tcp\"\nname = \"has space\"\n", "printable", 3},
+      {"[input]\ntype = \"tcp\"\n", "array of tables", 1},
+      {"[[input]]\ntype = \"tcp\"\n[[input]]\ntype = \"tcp\"\n", "configured twice", 3},
+  };
+  for (const auto& c : cases) {
+    std::vector<Diagnostic> d;
+    auto r = Parse(c.toml, &d);
+    ASSERT_FALSE(r.ok()) << c.toml;
+    ASSERT_FALSE(d.empty()) << c.toml;
+    EXPECT_NE(d[0].message.find(c.expect), std::string::npos) << d[0].ToString();
+    EXPECT_EQ(d[0].file, "mxward.toml");
+    EXPECT_EQ(d[0].line, c.line) << d[0].ToString();
+  }
+}
+
+TEST(InputConfigTest, HostPort) {
+  std::string host;
+  std::uint16_t port = 0;
+  ASSERT_TRUE(ParseHostPort("localhost:514", &host, &port).ok());
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 514);
+  ASSERT_TRUE(ParseHostPort("[::]:0", &host, &port).ok());
+  EXPECT_EQ(host, "::");
+  EXPECT_EQ(port, 0);
+  EXPECT_FALSE(ParseHostPort("127.0.0.1", &host, &port).ok());
+  EXPECT_FALSE(ParseHostPort("[::1]", &host, &port).ok());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:", &host, &port).ok());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:5x", &host, &port).ok());
+}
+
+}  // namespace
+}  // namespace mxward
