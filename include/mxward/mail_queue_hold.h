@@ -25,7 +25,7 @@ class MailQueueHold {
   static bool IsQueueId(std::string_view id);
 
   // postsuper -h for each id. Invalid ids are an InvalidArgument error and nothing is run.
-  // Ids no longer in the queue are not an error (postsuper says so and exits 0).
+  // A non-zero exit of postsuper is an error naming it, with the first line it printed.
   Status Hold(const std::vector<std::string>& queue_ids);
   Status Release(const std::vector<std::string>& queue_ids);  // postsuper -H
 
