@@ -19,12 +19,13 @@ namespace mxward {
 namespace {
 
 // Record layout (uint32 words) shared by every trigger type; trigger state follows at kState.
-constexpr std::uint32_t kCooldownWord = 0;  // int64 µs: no incident for this key before it
-constexpr std::uint32_t kEpisodeWord = 2;   // int64 µs: first counted event of this episode
-constexpr std::uint32_t kEvMetaWord = 4;    // first_n | last_n << 8 | last_head << 16
-constexpr std::uint32_t kEvFirstWord = 5;   // 5 journal references
-constexpr std::uint32_t kEvLastWord = 10;   // ring of 5 journal references
-constexpr std::uint32_t kStateWord = 15;
+// (A key in cooldown has no record: its state starts over at an incident, so it is erased and
+// only its cooldown end is kept, in Runtime::cooldowns.)
+constexpr std::uint32_t kEpisodeWord = 0;  // int64 µs: first counted event of this episode
+constexpr std::uint32_t kEvMetaWord = 2;   // first_n | last_n << 8 | last_head << 16
+constexpr std::uint32_t kEvFirstWord = 3;  // 5 journal references
+constexpr std::uint32_t kEvLastWord = 8;   // ring of 5 journal references
+constexpr std::uint32_t kStateWord = 13;
 constexpr std::uint32_t kEvidenceEach = 5;
 
 UnixMicros GetI64(const std::uint32_t* w) {
@@ -256,6 +257,10 @@ struct Runtime {
   std::uint32_t words = 0;                                  // record size
   bool key_has_ip = false;                                  // the global address allowlist applies
   std::unordered_map<std::uint64_t, BaselineKey> baseline;  // novel
+  // Keys in cooldown -> its end. Only keys that opened an incident: bounded by the incident rate
+  // and swept of ended cooldowns as it grows.
+  std::unordered_map<std::uint64_t, UnixMicros> cooldowns;
+  std::size_t cooldown_sweep_at = 1024;
   UnixMicros learning_since = 0;
 };
 
@@ -300,9 +305,6 @@ class Engine final : public PlaybookEngine {
           idle = tr.window_seconds > 0 ? tr.window_seconds : 7 * 86400;
           break;
       }
-      // A key in cooldown must outlive its cooldown, or it would fire again at once.
-      idle = std::max<std::int64_t>(idle, pb.cooldown_seconds);
-      if (pb.escalation.enabled) idle = std::max<std::int64_t>(idle, pb.escalation.max_seconds);
       for (const KeyPart& k : pb.key) r->key_has_ip = r->key_has_ip || k.field == Field::kClientIp;
       r->words = words;
       r->table = std::make_unique<KeyTable>(words, pb.max_keys, idle * kMicrosPerSecond);
@@ -445,6 +447,7 @@ class Engine final : public PlaybookEngine {
         if (o->pb.name != r->pb.name || o->pb.identity != r->pb.identity || !o->table) continue;
         r->table = std::move(o->table);
         r->baseline = std::move(o->baseline);
+        r->cooldowns = std::move(o->cooldowns);
         r->learning_since = o->learning_since;
         ++kept;
       }
@@ -627,16 +630,21 @@ class Engine final : public PlaybookEngine {
       return;
     }
 
+    if (!r.cooldowns.empty()) {
+      if (auto c = r.cooldowns.find(kh); c != r.cooldowns.end()) {
+        if (t < c->second) {
+          ++stats_.suppressed;
+          return;
+        }
+        r.cooldowns.erase(c);
+      }
+    }
     bool inserted = false;
     const std::uint64_t evictions = r.table->evictions(), expirations = r.table->expirations();
     const std::uint32_t rec = r.table->FindOrInsert(kh, t, &inserted);
     stats_.evictions += r.table->evictions() - evictions;
     stats_.expired += r.table->expirations() - expirations;
     std::uint32_t* w = r.table->record(rec);
-    if (t < GetI64(w + kCooldownWord)) {
-      ++stats_.suppressed;
-      return;
-    }
     std::uint32_t* st = w + kStateWord;
     std::uint64_t count = 0;
     bool fresh = false;
@@ -680,7 +688,20 @@ class Engine final : public PlaybookEngine {
       }
     }
     w[kEvMetaWord] = first_n | last_n << 8 | last_head << 16;
-    if (count >= tr.threshold) Fire(r, w, e, count, sink);
+    if (count >= tr.threshold) {
+      const std::int64_t cooldown = Fire(r, w, e, count, sink);
+      r.table->Erase(rec);  // starts over after its cooldown
+      StartCooldown(r, kh, t, cooldown);
+    }
+  }
+
+  void StartCooldown(Runtime& r, std::uint64_t kh, UnixMicros t, std::int64_t seconds) {
+    if (seconds <= 0) return;
+    r.cooldowns[kh] = t + seconds * kMicrosPerSecond;
+    if (r.cooldowns.size() >= r.cooldown_sweep_at) {
+      std::erase_if(r.cooldowns, [&](const auto& kv) { return kv.second <= t; });
+      r.cooldown_sweep_at = std::max<std::size_t>(1024, 2 * r.cooldowns.size());
+    }
   }
 
   // Earlier incidents of this key within the lookback (this playbook, or all when across).
@@ -718,7 +739,9 @@ class Engine final : public PlaybookEngine {
     }
   }
 
-  void Fire(Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count, IncidentSink* sink) {
+  // Opens the incident; returns the key's cooldown in seconds (escalated).
+  std::int64_t Fire(Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count,
+                    IncidentSink* sink) {
     const Playbook& pb = r.pb;
     const Trigger& tr = pb.trigger;
     const UnixMicros t = e.time;
@@ -851,13 +874,12 @@ class Engine final : public PlaybookEngine {
       inc.actions.push_back(std::move(a));
     }
 
-    // The key starts over after an incident, and stays quiet for the cooldown.
-    std::memset(w + kEvMetaWord, 0, (r.words - kEvMetaWord) * sizeof(std::uint32_t));
-    SetI64(w + kCooldownWord, t + escalate(pb.cooldown_seconds) * kMicrosPerSecond);
+    const std::int64_t cooldown = escalate(pb.cooldown_seconds);
     if (pb.escalation.enabled || max_lookback_ > 0)
       RecordOffense(r.index, inc.key_kind, inc.key, t);
     ++stats_.triggers;
     sink->OnIncident(std::move(inc));
+    return cooldown;
   }
 
   std::string Expand(const Template& tpl, const Playbook& pb, const Incident& inc,

@@ -163,9 +163,9 @@ TEST(KeyTableTest, IdleKeysExpire) {
 
 TEST(KeyTableTest, TwentyAttemptCountKeyCostsUnder200Bytes) {
   // The playbook engine's record for a count trigger with N = 20: the counter's 23 words plus
-  // its own 15 (cooldown, episode start, evidence references).
+  // its own 13 (episode start, evidence references).
   SlidingWindowCounter c(20, 600);
-  KeyTable t(c.state_words() + 15, 1'000'000, 3600 * kSec);
+  KeyTable t(c.state_words() + 13, 1'000'000, 3600 * kSec);
   bool ins = false;
   for (std::uint64_t k = 0; k < 100'000; ++k) t.FindOrInsert(k, kT0, &ins);
   EXPECT_LE(t.bytes_per_key(), 200.0);
