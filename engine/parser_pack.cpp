@@ -1,10 +1,12 @@
 // ParserPack: compiles rules.d/parsers/*.toml once; matches one SyslogMessage at a time.
 //
-// Per line: route by program name to one parser, pick the parser's pattern set for the program's
-// last component ("smtpd"), check the literal prefilter, run the RE2::Set (one DFA pass, anchored
-// at the start) and, only when it hit, run the one pattern that hit with captures. Nothing on the
-// path of a line no pattern matches allocates; a hit allocates only inside RE2::Set::Match's
-// result set.
+// Per line: route by program name to one parser (per-thread cache), pick the parser's pattern set
+// for the program's last component ("smtpd"), then try its patterns in file order. Template
+// patterns are matched directly (literal compares, no backtracking). For regex patterns, the
+// literal prefilter decides whether the set's RE2::Set runs at all (one DFA pass, anchored at the
+// start, once per line), and only the pattern that hit runs again with captures. Nothing on the
+// path of a line no regex literal occurs in allocates; a regex hit allocates only inside
+// RE2::Set::Match's result set. docs/parsers.md has the file format and the measured costs.
 #include "mxward/parser_pack.h"
 
 #include <fnmatch.h>
