@@ -1,12 +1,301 @@
-// INTERIM: registration only, until the issue that owns `mxward serve` lands its implementation.
+// `mxward serve`: the daemon. One io_context thread runs the listeners, the pipeline (called
+// synchronously from the listeners, so slow processing pushes back on TCP senders), the control
+// socket and the metrics endpoint; the IncidentRecorder and the ActionDispatcher have their own
+// threads. SIGHUP reloads config and playbooks (keeping the running set when the new one is
+// invalid); SIGTERM/SIGINT stop gracefully: stop accepting, drain, flush the store.
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <spdlog/spdlog.h>
+
+#include <fmt/format.h>
+
 #include "commands.h"
+#include "engine_assembly.h"
+#include "mxward/action_dispatcher.h"
+#include "mxward/control_protocol.h"
+#include "mxward/incident_recorder.h"
+#include "mxward/incident_store.h"
+#include "mxward/input_config.h"
+#include "mxward/metrics_registry.h"
+#include "mxward/metrics_server.h"
+#include "mxward/pipeline.h"
+#include "mxward/syslog_listener.h"
+#include "mxward/version.h"
 
 namespace mxward::cli {
 
-void AddServeCommand(CLI::App& app, GlobalOptions& /*globals*/) {
-  CLI::App* cmd = app.add_subcommand("serve", "(not built yet)");
-  cmd->allow_extras();
-  cmd->callback([] { throw CliExit(kExitRuntime, "'serve' is not built yet"); });
+namespace {
+
+struct ServeOptions {
+  bool dry_run = false;
+  bool foreground_log = true;
+};
+
+template <typename T>
+T OrExit(Result<T> r, const std::vector<Diagnostic>& diags, const char* what) {
+  if (r.ok()) return std::move(*r);
+  for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
+  throw CliExit(kExitFailure, fmt::format("{}: {}", what, r.status().message()));
+}
+
+// Everything the daemon runs, in construction order; destroyed in reverse.
+class Daemon {
+ public:
+  Daemon(const GlobalOptions& globals, const ServeOptions& opts)
+      : globals_(globals), opts_(opts), signals_(io_), housekeeping_(io_) {}
+
+  void Run() {
+    config_ = LoadEffectiveConfig(globals_);
+    if (opts_.dry_run) config_.dry_run = true;
+    std::vector<Diagnostic> diags;
+    auto inputs = OrExit(ParseInputSpecs(config_, &diags), diags, "inputs");
+    auto metrics_options = OrExit(MetricsServerOptions::FromConfig(config_, &diags), diags,
+                                  "metrics");
+    auto dispatcher_options =
+        OrExit(DispatcherOptions::FromConfig(config_, &diags), diags, "dispatcher");
+    auto control_options = OrExit(ControlServerOptions::FromConfig(config_), diags, "control");
+    pack_ = LoadParserPackOrExit(ParserDirs(config_));
+    auto engine = LoadPlaybooksOrExit(config_);
+
+    std::error_code ec;
+    const auto store_dir = std::filesystem::path(config_.store_path).parent_path();
+    if (!store_dir.empty()) std::filesystem::create_directories(store_dir, ec);
+    auto store = IncidentStore::Open(config_.store_path);
+    if (!store.ok()) throw CliExit(kExitRuntime, store.status().ToString());
+    control_store_ = std::move(*store);
+    PrimeEngineFromStore(engine.get(), control_store_.get(), SystemClock::Instance()->Now());
+
+    std::vector<std::string> notes;
+    auto executors = OrExit(BuildExecutors(config_, config_.store_path, &diags, &notes), diags,
+                            "actions");
+    dispatcher_ = std::make_unique<ActionDispatcher>(config_.store_path, std::move(executors),
+                                                     dispatcher_options, SystemClock::Instance());
+    auto recorder_store = IncidentStore::Open(config_.store_path);
+    if (!recorder_store.ok()) throw CliExit(kExitRuntime, recorder_store.status().ToString());
+    recorder_ = std::make_unique<IncidentRecorder>(std::move(*recorder_store),
+                                                   SystemClock::Instance(),
+                                                   [this] { dispatcher_->Notify(); });
+    pipeline_ = std::make_unique<Pipeline>(
+        SyslogParser(), EventExtractor::Create(pack_), std::move(engine), recorder_.get(),
+        [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); });
+
+    listener_ = std::make_unique<SyslogListener>(io_, inputs, pipeline_.get());
+    if (Status st = listener_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
+
+    control_ = std::make_unique<ControlServer>(io_, control_options, [this](const auto& req) {
+      auto resp = ExecuteControlRequest(control_store_.get(), req, SystemClock::Instance()->Now());
+      dispatcher_->Notify();
+      return resp;
+    });
+    if (Status st = control_->Start(); !st.ok()) {
+      // Without the control socket the CLI still works directly on the store; say so and go on.
+      notes.push_back(fmt::format("control socket off ({}): the CLI acts on the store directly",
+                                  st.message()));
+      control_.reset();
+    }
+
+    registry_.DeclareStandardFamilies();
+    RegisterMetrics();
+    metrics_ = std::make_unique<MetricsServer>(io_, &registry_, [this] { return Health(); },
+                                               metrics_options);
+    if (Status st = metrics_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
+
+    if (Status st = dispatcher_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
+
+    signals_.add(SIGINT);
+    signals_.add(SIGTERM);
+    signals_.add(SIGHUP);
+    WaitForSignal();
+    ScheduleHousekeeping();
+
+    spdlog::info("mxward {} ready: {}; {} parsers, {} playbooks; state in {}{}", kVersion,
+                 listener_->Describe(), pack_->parser_count(), pipeline_->engine().playbook_count(),
+                 config_.store_path, config_.dry_run ? "; DRY-RUN: no action will run" : "");
+    for (const auto& n : notes) spdlog::warn("{}", n);
+    sd_notify(0, "READY=1");
+
+    io_.run();
+
+    sd_notify(0, "STOPPING=1");
+    Shutdown();
+  }
+
+ private:
+  void WaitForSignal() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        Reload();
+        WaitForSignal();
+        return;
+      }
+      spdlog::info("signal {}: stopping", sig);
+      listener_->Stop();
+      if (control_) control_->Stop();
+      metrics_->Stop();
+      housekeeping_.cancel();
+      io_.stop();
+    });
+  }
+
+  void Reload() {
+    sd_notify(0, "RELOADING=1");
+    try {
+      Config fresh = LoadEffectiveConfig(globals_);
+      if (opts_.dry_run) fresh.dry_run = true;
+      std::vector<Diagnostic> diags;
+      auto engine = PlaybookEngine::Load(fresh, &diags);
+      if (!engine.ok()) {
+        for (const auto& d : diags) spdlog::error("{}", d.ToString());
+        spdlog::error("reload refused, the running playbooks stay: {}",
+                      engine.status().message());
+      } else {
+        recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
+        // Unchanged playbooks keep their windows, cooldowns and baselines; changed ones start
+        // from the store's baselines and recent incidents.
+        const std::size_t kept = (*engine)->AdoptState(pipeline_->engine());
+        PrimeEngineFromStore(engine->get(), control_store_.get(), SystemClock::Instance()->Now(),
+                             /*with_history=*/false);
+        engine_metrics_.clear();
+        pipeline_->ReplaceEngine(std::move(*engine));
+        RegisterEngineMetrics();
+        config_ = std::move(fresh);
+        spdlog::info("reloaded: {} playbooks, {} kept their state",
+                     pipeline_->engine().playbook_count(), kept);
+      }
+    } catch (const CliExit& e) {
+      spdlog::error("reload refused, the running configuration stays: {}", e.what());
+    }
+    sd_notify(0, "READY=1");
+  }
+
+  // Once a second: watchdog, baselines and counts to the store once an hour, retention.
+  void ScheduleHousekeeping() {
+    housekeeping_.expires_after(std::chrono::seconds(1));
+    housekeeping_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      sd_notify(0, "WATCHDOG=1");
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_hourly_ >= std::chrono::hours(1)) {
+        last_hourly_ = now;
+        recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
+        const UnixMicros cutoff =
+            SystemClock::Instance()->Now() - config_.retention_seconds * kMicrosPerSecond;
+        auto pruned = control_store_->PruneResolved(cutoff);
+        if (pruned.ok() && *pruned > 0) spdlog::info("pruned {} resolved incidents", *pruned);
+        (void)control_store_->PruneBaselines(SystemClock::Instance()->Now() -
+                                             400LL * 86400 * kMicrosPerSecond);
+      }
+      ScheduleHousekeeping();
+    });
+  }
+
+  HealthReport Health() {
+    HealthReport h;
+    if (!recorder_->last_error().ok()) {
+      h.ok = false;
+      h.reason = "store: " + recorder_->last_error().message();
+      return h;
+    }
+    auto outbox = control_store_->GetOutboxStats();
+    if (outbox.ok() && outbox->pending > 0 &&
+        SystemClock::Instance()->Now() - outbox->oldest_created_at > 15 * 60 * kMicrosPerSecond) {
+      h.ok = false;
+      h.reason = fmt::format("outbox not draining: {} pending, oldest {}s old", outbox->pending,
+                             (SystemClock::Instance()->Now() - outbox->oldest_created_at) /
+                                 kMicrosPerSecond);
+    }
+    return h;
+  }
+
+  void Keep(Result<MetricsRegistry::Handle> h) {
+    if (h.ok()) handles_.push_back(std::move(*h));
+  }
+
+  void RegisterMetrics() {
+    using namespace metric;
+    const PipelineCounters& c = pipeline_->counters();
+    Keep(registry_.AddAtomic(kLines, {}, &c.lines));
+    Keep(registry_.AddAtomic(kLinesMalformed, {}, &c.malformed));
+    Keep(registry_.AddAtomic(kLinesUnmatched, {}, &c.unmatched));
+    for (int i = 0; i < kEventTypeCount; ++i) {
+      Keep(registry_.AddAtomic(kEvents, {std::string(EventTypeName(static_cast<EventType>(i)))},
+                               &c.events_by_type[i]));
+    }
+    Keep(registry_.Add(kProcessingLag, {}, [&c] {
+      const UnixMicros t = c.last_event_time.load(std::memory_order_relaxed);
+      if (t == 0) return 0.0;
+      return static_cast<double>(SystemClock::Instance()->Now() - t) / kMicrosPerSecond;
+    }));
+    Keep(registry_.AddAtomic(kStoreWriteErrors, {}, &recorder_->stats().write_errors));
+    Keep(registry_.Add(kBuildInfo, {kVersion}, [] { return 1.0; }));
+    listener_->RegisterMetrics(&registry_, &handles_);
+    RegisterEngineMetrics();
+  }
+
+  // Engine numbers are read on the io thread only (the registry renders there too).
+  void RegisterEngineMetrics() {
+    using namespace metric;
+    auto h = registry_.Add(kQueueIds, {}, [this] {
+      return static_cast<double>(pipeline_->extractor().stats().queue_ids);
+    });
+    if (h.ok()) engine_metrics_.push_back(std::move(*h));
+    h = registry_.Add(kQueueIdEvictions, {}, [this] {
+      return static_cast<double>(pipeline_->extractor().stats().queue_id_evictions);
+    });
+    if (h.ok()) engine_metrics_.push_back(std::move(*h));
+  }
+
+  void Shutdown() {
+    pipeline_->FlushCounts();
+    recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
+    recorder_->Flush();
+    recorder_->Stop();
+    dispatcher_->Stop(std::chrono::seconds(10));
+    spdlog::info("stopped: {} lines, {} events, {} incidents", pipeline_->counters().lines.load(),
+                 pipeline_->counters().events.load(), pipeline_->counters().incidents.load());
+  }
+
+  const GlobalOptions& globals_;
+  ServeOptions opts_;
+  Config config_;
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_;
+  boost::asio::steady_timer housekeeping_;
+  std::chrono::steady_clock::time_point last_hourly_ = std::chrono::steady_clock::now();
+  std::shared_ptr<const ParserPack> pack_;
+  std::unique_ptr<IncidentStore> control_store_;
+  std::unique_ptr<ActionDispatcher> dispatcher_;
+  std::unique_ptr<IncidentRecorder> recorder_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<SyslogListener> listener_;
+  std::unique_ptr<ControlServer> control_;
+  MetricsRegistry registry_;
+  std::vector<MetricsRegistry::Handle> handles_;
+  std::vector<MetricsRegistry::Handle> engine_metrics_;
+  std::unique_ptr<MetricsServer> metrics_;
+};
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, GlobalOptions& globals) {
+  auto opts = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve",
+      "Run the daemon: listen for syslog, run the playbooks, act, and serve the control socket "
+      "and /metrics. SIGHUP reloads, SIGTERM stops.");
+  cmd->add_flag("--dry-run", opts->dry_run, "record every action as dry-run, run none");
+  cmd->callback([&globals, opts] {
+    Daemon daemon(globals, *opts);
+    daemon.Run();
+  });
 }
 
 }  // namespace mxward::cli

@@ -56,7 +56,8 @@ std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config) {
 
 namespace mxward::cli {
 
-void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicros now) {
+void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicros now,
+                          bool with_history) {
   for (const auto& name : engine->BaselinePlaybooks()) {
     const Playbook* pb = engine->FindPlaybook(name);
     const std::int64_t ttl = pb ? pb->trigger.baseline.ttl_seconds : 30 * 86400;
@@ -68,6 +69,7 @@ void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicr
     Status st = engine->ImportBaselines(name, *entries);
     if (!st.ok()) spdlog::warn("baseline of {}: {}", name, st.ToString());
   }
+  if (!with_history) return;
   std::int64_t lookback = 0;
   for (const auto& name : engine->playbook_names()) {
     const Playbook* pb = engine->FindPlaybook(name);

@@ -27,8 +27,10 @@ class IncidentStore;
 namespace mxward::cli {
 
 // Gives a fresh engine what the store remembers: learned baselines of `novel` playbooks and the
-// recent incidents escalation counts. Problems are logged, not fatal: an engine without history
+// recent incidents escalation counts (unless with_history is false: a reloaded engine adopts the
+// running engine's history instead). Problems are logged, not fatal: an engine without history
 // still protects.
-void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicros now);
+void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicros now,
+                          bool with_history = true);
 
 }  // namespace mxward::cli
