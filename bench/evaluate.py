@@ -79,7 +79,7 @@ def incident_matches(inc, kind, key):
     ikey = str(inc.get("key", ""))
     if kind == "client_ip":
         return ikind.startswith("client_ip") and ip_in(key, ikey)
-    if kind == "sasl_user":
+    if kind in ("sasl_user", "user"):
         return ikey.lower() == key.lower() and ("user" in ikind)
     if kind == "dkim_domain":
         return ikey.lower() == key.lower() and "domain" in ikind
@@ -158,9 +158,13 @@ def main():
                 missed += 1
         fb = "-"
         if all_f2b is not None:
-            if a["key_kind"] == "client_ip":
-                jails = [n for n, b in f2b_banned.items() if a["key"] in b]
-                fb = "banned (" + ", ".join(jails) + ")" if jails else "missed"
+            ip = a["key"] if a["key_kind"] == "client_ip" else a.get("client_ip")
+            jails = [n for n, b in f2b_banned.items() if ip in b] if ip else []
+            if jails:
+                fb = ("banned (" + ", ".join(jails) + ")" if ip == a["key"] else
+                      f"banned its address {ip} ({', '.join(jails)})")
+            elif a["key_kind"] == "client_ip":
+                fb = "missed"
             else:
                 fb = "cannot (not an address)"
         print(f"| {a['scenario']} | {a['key_kind']} {a['key']} | {a['events']} | {mx} | {fb} |")
@@ -187,9 +191,9 @@ def main():
         ip_attacks = [a for a in attacks if a["key_kind"] == "client_ip"]
         caught = sum(1 for a in ip_attacks if a["key"] in all_f2b)
         fp = sum(1 for b in benign if b["key_kind"] == "client_ip" and b["key"] in all_f2b)
-        print(f"\nfail2ban (maxretry 5 / findtime 10m): {caught}/{len(attacks)} attacks "
-              f"({len(attacks) - len(ip_attacks)} are not address-keyed), {fp} benign address(es) "
-              f"banned, {len(all_f2b)} addresses banned in all")
+        print(f"\nfail2ban (maxretry 5 / findtime 10m): {caught}/{len(ip_attacks)} address-keyed "
+              f"attacks banned ({len(attacks) - len(ip_attacks)} attacks are on accounts or "
+              f"domains), {fp} benign address(es) banned, {len(all_f2b)} addresses banned in all")
     return 0 if ok else 1
 
 

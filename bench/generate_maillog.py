@@ -7,22 +7,25 @@ Roundcube; OpenDKIM; Amavis -- over IPv4 and IPv6, with attacks embedded in it:
 
   smtp_bruteforce      SASL failures on smtpd/submission from one address, fast
   imap_bruteforce      Dovecot imap/pop3 login failures from one address, fast
-  webmail_bruteforce   Roundcube login failures from one address
+  webmail_bruteforce   Roundcube login failures for one account from one address
   slow_bruteforce      one SASL failure every 5-10 minutes for 12+ hours (under fail2ban's radar)
-  compromised_account  a real account logs in from a new address and sends hundreds of messages
-                       to many outside recipients within an hour (many bounce)
+  compromised_account  on the last day, a real account logs in from a new address and sends
+                       hundreds of messages to outside domains it never wrote to within an hour
+                       (many bounce); the days before give playbooks a baseline to learn
   dkim_spoofing        messages claiming our own domain with failing DKIM, from many addresses
 
 and benign look-alikes that must NOT be acted on (users who mistype their password twice, a
-newsletter account that sends a lot but steadily, hosts listed in a DNSBL once).
+newsletter account that sends a lot but steadily).
 
-The ground truth JSON lists every attack with its key (client_ip, sasl_user or dkim_domain) and the
-benign keys. Output is deterministic for a given --seed. About 1,000,000 lines take ~10 s.
+The log covers --days days (default 8, ending 2026-11-23 00:00 UTC). The ground truth JSON lists
+every attack with its key (client_ip, user, sasl_user or dkim_domain) and the benign keys. Output
+is deterministic for a given --seed. 1,000,000 lines take about 5 s.
 
   bench/generate_maillog.py --lines 1000000 --seed 1 --out mail.log --truth truth.json
 """
 
 import argparse
+import calendar
 import json
 import random
 import sys
@@ -32,7 +35,7 @@ HOST = "mx1"
 OUR_DOMAINS = ["example.org", "example.net", "mail-lab.example"]
 OUR_V4 = "192.0.2.25"
 OUR_V6 = "2001:db8:25::25"
-START = int(time.mktime((2026, 11, 22, 0, 0, 0, 0, 0, 0)) - time.timezone)  # UTC midnight
+START = 0  # set in main(): UTC midnight, --days before 2026-11-23
 SPAN = 86400
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 FIRST = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
@@ -130,7 +133,7 @@ class Gen:
         sdom = sender.split("@")[1]
         if dkim:
             self.emit(t + 0.45, f"opendkim[{self.pid('opendkim')}]",
-                      f"{q}: {name}[{ip}] not internal")
+                      f"{q}: {name} [{ip}] not internal")
             self.emit(t + 0.46, f"opendkim[{self.pid('opendkim')}]",
                       f"{q}: DKIM verification successful")
         size = r.randrange(1500, 400000)
@@ -323,16 +326,17 @@ class Gen:
                 t += r.uniform(3, 10)
             add("imap_bruteforce", "client_ip", ip, n, t0, t, service=svc)
 
-        # Webmail brute force: 2 addresses.
+        # Webmail brute force: 2 accounts, each from one address.
         for i in range(2):
             ip = self.public_ip(v6=i == 1)
+            user = self.users[r.randrange(len(self.users))]
             n = r.randrange(40, 80)
             t0 = START + r.uniform(3600, SPAN - 7200)
             t = t0
             for _ in range(n):
-                self.roundcube_login(t, r.choice(self.users), ip, ok=False)
+                self.roundcube_login(t, user, ip, ok=False)
                 t += r.uniform(5, 20)
-            add("webmail_bruteforce", "client_ip", ip, n, t0, t, service="webmail")
+            add("webmail_bruteforce", "user", user, n, t0, t, service="webmail", client_ip=ip)
 
         # Slow brute force: one SASL failure every 5-10 minutes for 12+ hours.
         for i in range(3):
@@ -353,7 +357,7 @@ class Gen:
             while user.startswith(("info", "sales", "support")):
                 user = self.users[r.randrange(len(self.users))]
             ip = self.public_ip(v6=i == 1)
-            t0 = START + r.uniform(3600 * 8, SPAN - 3 * 3600)
+            t0 = START + SPAN - 86400 + r.uniform(3600 * 8, 86400 - 3 * 3600)
             for k in range(3):
                 self.imap_fail(t0 - 600 + k * 40, user, ip)
             self.imap_login(t0 - 400, user=user, ip=ip)
@@ -377,9 +381,9 @@ class Gen:
             self.emit(t, f"postfix/smtpd[{sm}]", f"connect from unknown[{ip}]")
             self.emit(t + 0.3, f"postfix/smtpd[{sm}]", f"{q}: client=unknown[{ip}]")
             self.emit(t + 0.5, f"opendkim[{self.pid('opendkim')}]",
-                      f"{q}: bad signature data")
-            self.emit(t + 0.51, f"opendkim[{self.pid('opendkim')}]",
                       f"{q}: s=mail d={dom} SSL error:1C800064:Provider routines::bad decrypt")
+            self.emit(t + 0.51, f"opendkim[{self.pid('opendkim')}]",
+                      f"{q}: bad signature data")
             self.emit(t + 0.6, f"postfix/qmgr[{self.pid('qmgr')}]",
                       f"{q}: from=<ceo@{dom}>, size={r.randrange(2000, 9000)}, nrcpt=1 (queue active)")
             self.emit(t + 0.7, f"postfix/smtpd[{sm}]",
@@ -403,11 +407,12 @@ class Gen:
             self.imap_login(t + 90, user=user, ip=ip)
             if not any(b["key"] == ip for b in truth["benign"]):
                 truth["benign"].append({"key_kind": "client_ip", "key": ip, "why": "password typo"})
-        # A newsletter account: 600 messages over the day, steady, all delivered.
+        # A newsletter account: 300 messages a day, steady, all delivered.
         user = f"newsletter@{OUR_DOMAINS[0]}"
         ip = self.public_ip()
-        for k in range(600):
-            self.submission(START + k * (SPAN / 600) + r.uniform(0, 30), user=user, ip=ip)
+        n = 300 * SPAN // 86400
+        for k in range(n):
+            self.submission(START + k * (SPAN / n) + r.uniform(0, 30), user=user, ip=ip)
         truth["benign"].append({"key_kind": "sasl_user", "key": user, "why": "steady newsletter"})
         truth["benign"].append({"key_kind": "client_ip", "key": ip, "why": "newsletter sender"})
 
@@ -420,10 +425,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=1_000_000, help="approximate line count")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--days", type=int, default=8, help="days the log covers (ends 2026-11-23)")
     ap.add_argument("--out", required=True, help="log file to write")
     ap.add_argument("--truth", required=True, help="ground truth JSON to write")
     args = ap.parse_args()
 
+    global START, SPAN
+    SPAN = args.days * 86400
+    START = calendar.timegm((2026, 11, 23, 0, 0, 0)) - SPAN
     g = Gen(args.seed)
     truth = {"seed": args.seed, "host": HOST, "start": iso(START), "end": iso(START + SPAN),
              "attacks": [], "benign": []}
