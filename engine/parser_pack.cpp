@@ -163,7 +163,7 @@ bool RouteMatches(const Route& r, std::string_view program) {
     case Route::kGlob: {
       char buf[256];
       if (program.size() >= sizeof(buf)) return false;
-      std::memcpy(buf, program.data(), program.size());
+      if (!program.empty()) std::memcpy(buf, program.data(), program.size());
       buf[program.size()] = '\0';
       return fnmatch(r.text.c_str(), buf, 0) == 0;
     }
@@ -276,6 +276,7 @@ class CompiledParserPack final : public ParserPack {
   static bool RegexCandidates(const PatternSet& ps, std::string_view text) {
     if (ps.set == nullptr) return false;
     if (ps.literals.empty()) return true;
+    if (text.empty()) return false;  // (memmem must not see a null pointer)
     for (const auto& lit : ps.literals) {
       if (memmem(text.data(), text.size(), lit.data(), lit.size()) != nullptr) return true;
     }
@@ -303,14 +304,14 @@ class CompiledParserPack final : public ParserPack {
     for (char c : program) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
     Slot& slot = cache[h % cache.size()];
     if (slot.pack == this && slot.generation == generation_ && slot.size == program.size() &&
-        std::memcmp(slot.program, program.data(), program.size()) == 0) {
+        (program.empty() || std::memcmp(slot.program, program.data(), program.size()) == 0)) {
       *set_index = slot.set;
       return slot.parser;
     }
     const CompiledParser* p = RouteTo(program);
     slot.pack = this;
     slot.generation = generation_;
-    std::memcpy(slot.program, program.data(), program.size());
+    if (!program.empty()) std::memcpy(slot.program, program.data(), program.size());
     slot.size = static_cast<std::uint8_t>(program.size());
     slot.parser = p;
     slot.set = p != nullptr ? SetFor(*p, LastComponent(program)) : -1;
