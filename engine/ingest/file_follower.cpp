@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -14,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "line_reader.h"
+#include "mxward/rate_limited_log.h"
 
 namespace mxward {
 
@@ -131,6 +133,11 @@ FileFollower::FileFollower(boost::asio::io_context& io, FileFollowerOptions opti
 FileFollower::~FileFollower() { Stop(); }
 
 Status FileFollower::Start() {
+  if (!options_.state_file.empty()) {
+    std::error_code ec;
+    const auto dir = std::filesystem::path(options_.state_file).parent_path();
+    if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  }
   std::optional<FollowPosition> saved = options_.saved;
   if (!saved && !options_.state_file.empty()) {
     auto r = ReadStateFile(options_.state_file);
@@ -274,7 +281,12 @@ void FileFollower::ReportPosition() {
   if (options_.on_position) options_.on_position(position_);
   if (!options_.state_file.empty()) {
     Status st = WriteStateFile(options_.state_file, position_);
-    if (!st.ok()) spdlog::warn("follow {}: {}", options_.path, st.ToString());
+    if (!st.ok()) {
+      // Once a poll at most; still, an unwritable directory must not flood the journal.
+      static RateLimitedLog log(RateLimitedLogOptions{300, 1, 64});
+      log.Warn("follow.state_file", "follow {}: {} (a restart may re-read or skip lines)",
+               options_.path, st.ToString());
+    }
   }
 }
 

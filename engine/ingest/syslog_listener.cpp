@@ -460,9 +460,10 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
         const unsigned char first = static_cast<unsigned char>(buf_[start_]);
         if (first >= '1' && first <= '9') {
           std::size_t i = start_;
-          while (i < end_ && i - start_ < 11 && buf_[i] >= '0' && buf_[i] <= '9') ++i;
-          if (i == end_ && i - start_ < 11) return true;  // need more bytes to decide
-          framing_ = buf_[i] == ' ' ? Framing::kOctetCounted : Framing::kLineTerminated;
+          // An octet count has at most 10 digits; a longer number starts a line ("2025-...").
+          while (i < end_ && i - start_ < 10 && buf_[i] >= '0' && buf_[i] <= '9') ++i;
+          if (i == end_ && i - start_ < 10) return true;  // need more bytes to decide
+          framing_ = i < end_ && buf_[i] == ' ' ? Framing::kOctetCounted : Framing::kLineTerminated;
         } else if (first == '<' || first == '\n' || first == '\r' || first == '\0' ||
                    (first >= 0x20 && first < 0x7f)) {
           framing_ = Framing::kLineTerminated;

@@ -299,6 +299,12 @@ TEST(SyslogListenerTest, TcpLinesWithoutPriAreLineFramed) {
   EXPECT_EQ(h.sink().lines()[0].line, "2025-02-27T07:14:47+00:00 h x: y");
   EXPECT_EQ(h.sink().lines()[1].line, "Feb 27 07:14:47 h x: z");
   ::close(fd);
+  // A line that starts with a long number is not an octet count.
+  const int fd2 = Connect(AF_INET, h.listener().bound_port(0));
+  ASSERT_TRUE(SendAll(fd2, "12345678901 x\n"));
+  ASSERT_TRUE(h.sink().WaitForCount(3));
+  EXPECT_EQ(h.sink().lines()[2].line, "12345678901 x");
+  ::close(fd2);
 }
 
 TEST(SyslogListenerTest, GarbageAndOversizeCloseOnlyThatConnection) {
