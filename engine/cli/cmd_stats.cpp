@@ -97,8 +97,8 @@ void RunStats(const GlobalOptions& globals, const StatsOptions& o) {
 
   const std::int64_t peak = buckets.empty() ? 0 : *std::max_element(buckets.begin(), buckets.end());
   out += fmt::format("\nIncidents per {}: {} incidents, peak {}\n",
-                     per_bucket == 1 ? std::string("hour") : fmt::format("{}h", per_bucket), total,
-                     peak);
+                     per_bucket == 1 ? std::string("hour") : fmt::format("{} hours", per_bucket),
+                     total, peak);
   out += "  " + Colorize(Sparkline(buckets), Color::kBlue, color) + "\n";
   std::fputs(out.c_str(), stdout);
 }

@@ -33,6 +33,16 @@
 // io_context that runs it, and passes a handler, normally one that calls ExecuteControlRequest
 // on its own IncidentStore connection and then wakes the ActionDispatcher. The CLI, when nobody
 // answers, calls ExecuteControlRequest itself and runs the outbox: both paths do the same thing.
+//
+// In the daemon, on the io_context's thread (the store connection is the handler's own):
+//   ControlServer control(io, *ControlServerOptions::FromConfig(config),
+//                         [&](const nlohmann::json& request) {
+//                           nlohmann::json response =
+//                               ExecuteControlRequest(control_store.get(), request, clock->Now());
+//                           dispatcher.Notify();  // new rows in the outbox, if any
+//                           return response;
+//                         });
+//   MXWARD_RETURN_IF_ERROR(control.Start());
 #pragma once
 
 #include <chrono>
