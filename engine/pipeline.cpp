@@ -38,7 +38,8 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input
   counters_.lines.fetch_add(1, std::memory_order_relaxed);
   SyslogMessage msg;
   const UnixMicros reference = options_.replay ? reference_ : received_at;
-  if (!parser_.Parse(line, reference, &msg).ok()) {
+  // Roundcube's own log files are not syslog: "[23-Nov-2026 10:00:00 +0100]: <sess> ...".
+  if (!parser_.Parse(line, reference, &msg).ok() && !ParseRoundcubeFileLine(line, &msg)) {
     counters_.malformed.fetch_add(1, std::memory_order_relaxed);
     return;
   }

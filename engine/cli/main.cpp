@@ -20,8 +20,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->each([&](const std::string&) { globals.config_given = true; });
   app.add_option("--db", globals.db_path, "SQLite state file (overrides [store] path)");
+  // One directory per --rules, so `--rules DIR FILE` never reads FILE as a second directory.
   app.add_option("--rules", globals.rule_dirs,
-                 "playbook directory, repeatable (overrides [rules] dirs)");
+                 "playbook directory, repeatable (overrides [rules] dirs)")
+      ->allow_extra_args(false);
   app.add_option("--socket", globals.control_socket,
                  "daemon control socket (overrides [control] socket)");
 
