@@ -470,11 +470,12 @@ TEST_F(ActionDispatcherTest, AStuckExecutorDelaysOnlyItsOwnType) {
   ActionDispatcher d(db(), std::move(execs), options_, &clock_);
   ASSERT_TRUE(d.Start().ok());
   ASSERT_TRUE(Eventually([&] { return journal_->Applied() == bans.size(); }));
-  {
+  // The webhook worker is waiting on its first webhook, and nothing of it went out.
+  ASSERT_TRUE(Eventually([&] {
     std::lock_guard<std::mutex> lk(stuck->mu);
-    EXPECT_EQ(stuck->blocked_now, 1);  // the webhook worker is still waiting
-    EXPECT_TRUE(stuck->applied.empty());
-  }
+    return stuck->blocked_now == 1;
+  }));
+  EXPECT_EQ(stuck->Applied(), 0u);
   // Stop is bounded although the webhook never answers; the unstarted webhooks go back.
   d.Stop(std::chrono::milliseconds(50));
   stuck->Release();
