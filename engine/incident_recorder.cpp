@@ -45,7 +45,9 @@ void IncidentRecorder::Flush() {
   std::unique_lock lock(mu_);
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
-  space_cv_.wait(lock, [&] { return (written_ >= target && counts_.empty() && baselines_.empty()) || stopped_; });
+  space_cv_.wait(lock, [&] {
+    return (written_ >= target && counts_.empty() && baselines_.empty()) || stopped_;
+  });
 }
 
 void IncidentRecorder::Stop() {
@@ -63,7 +65,8 @@ void IncidentRecorder::Run() {
   constexpr std::size_t kBatch = 256;
   std::unique_lock lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !counts_.empty() || !baselines_.empty();
+    work_cv_.wait(lock, [&] {
+      return stopping_ || !queue_.empty() || !counts_.empty() || !baselines_.empty();
     });
     if (queue_.empty() && counts_.empty() && baselines_.empty()) {
       if (stopping_) break;
@@ -84,7 +87,8 @@ void IncidentRecorder::Run() {
     if (!counts.empty() || !baselines.empty()) {
       st = store_->InTransaction([&]() -> Status {
         for (auto& [hour, c] : counts) MXWARD_RETURN_IF_ERROR(store_->AddEventCounts(hour, c));
-        for (auto& b : baselines) MXWARD_RETURN_IF_ERROR(store_->SaveBaselines(b.playbook, b.entries));
+        for (auto& b : baselines)
+          MXWARD_RETURN_IF_ERROR(store_->SaveBaselines(b.playbook, b.entries));
         return Status::Ok();
       });
       if (st.ok()) {  // written: never re-add them

@@ -44,17 +44,16 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   popts.replay = true;
   popts.reference = SystemClock::Instance()->Now();
   // One pipeline for all files, so `replay mail.log.1 mail.log` keeps its windows across them.
-  Pipeline pipeline(SyslogParser(), EventExtractor::Create(pack), std::move(engine), &recorder,
-                    [&](UnixMicros hour, const auto& counts) {
-                      recorder.AddEventCounts(hour, counts);
-                    },
-                    popts);
+  Pipeline pipeline(
+      SyslogParser(), EventExtractor::Create(pack), std::move(engine), &recorder,
+      [&](UnixMicros hour, const auto& counts) { recorder.AddEventCounts(hour, counts); }, popts);
   for (const auto& file : opts.files) {
     int fd = 0;
     if (file != "-") {
       fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) throw CliExit(kExitUsage, fmt::format("cannot open {}: {}", file, strerror(errno)));
-      struct stat st{};
+      if (fd < 0)
+        throw CliExit(kExitUsage, fmt::format("cannot open {}: {}", file, strerror(errno)));
+      struct stat st {};
       // Year-less times are placed near the file's last write, not near today.
       if (fstat(fd, &st) == 0) {
         pipeline.SetReplayReference(static_cast<UnixMicros>(st.st_mtime) * kMicrosPerSecond);
@@ -97,7 +96,8 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
                  "replayed %llu lines in %.2fs (%.0f lines/s): %llu events, %llu malformed, "
                  "%llu incidents%s -> %s\n",
                  static_cast<unsigned long long>(lines), secs, secs > 0 ? lines / secs : 0.0,
-                 static_cast<unsigned long long>(events), static_cast<unsigned long long>(malformed),
+                 static_cast<unsigned long long>(events),
+                 static_cast<unsigned long long>(malformed),
                  static_cast<unsigned long long>(incidents),
                  opts.enforce ? "" : " (actions recorded as dry-run)", config.store_path.c_str());
   }

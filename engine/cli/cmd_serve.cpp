@@ -8,11 +8,11 @@
 
 #include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
 
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <spdlog/spdlog.h>
 
 #include <fmt/format.h>
 
@@ -56,8 +56,8 @@ class Daemon {
     if (opts_.dry_run) config_.dry_run = true;
     std::vector<Diagnostic> diags;
     auto inputs = OrExit(ParseInputSpecs(config_, &diags), diags, "inputs");
-    auto metrics_options = OrExit(MetricsServerOptions::FromConfig(config_, &diags), diags,
-                                  "metrics");
+    auto metrics_options =
+        OrExit(MetricsServerOptions::FromConfig(config_, &diags), diags, "metrics");
     auto dispatcher_options =
         OrExit(DispatcherOptions::FromConfig(config_, &diags), diags, "dispatcher");
     auto control_options = OrExit(ControlServerOptions::FromConfig(config_), diags, "control");
@@ -73,15 +73,14 @@ class Daemon {
     PrimeEngineFromStore(engine.get(), control_store_.get(), SystemClock::Instance()->Now());
 
     std::vector<std::string> notes;
-    auto executors = OrExit(BuildExecutors(config_, config_.store_path, &diags, &notes), diags,
-                            "actions");
+    auto executors =
+        OrExit(BuildExecutors(config_, config_.store_path, &diags, &notes), diags, "actions");
     dispatcher_ = std::make_unique<ActionDispatcher>(config_.store_path, std::move(executors),
                                                      dispatcher_options, SystemClock::Instance());
     auto recorder_store = IncidentStore::Open(config_.store_path);
     if (!recorder_store.ok()) throw CliExit(kExitRuntime, recorder_store.status().ToString());
-    recorder_ = std::make_unique<IncidentRecorder>(std::move(*recorder_store),
-                                                   SystemClock::Instance(),
-                                                   [this] { dispatcher_->Notify(); });
+    recorder_ = std::make_unique<IncidentRecorder>(
+        std::move(*recorder_store), SystemClock::Instance(), [this] { dispatcher_->Notify(); });
     pipeline_ = std::make_unique<Pipeline>(
         SyslogParser(), EventExtractor::Create(pack_), std::move(engine), recorder_.get(),
         [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); });
@@ -96,15 +95,15 @@ class Daemon {
     });
     if (Status st = control_->Start(); !st.ok()) {
       // Without the control socket the CLI still works directly on the store; say so and go on.
-      notes.push_back(fmt::format("control socket off ({}): the CLI acts on the store directly",
-                                  st.message()));
+      notes.push_back(
+          fmt::format("control socket off ({}): the CLI acts on the store directly", st.message()));
       control_.reset();
     }
 
     registry_.DeclareStandardFamilies();
     RegisterMetrics();
-    metrics_ = std::make_unique<MetricsServer>(io_, &registry_, [this] { return Health(); },
-                                               metrics_options);
+    metrics_ = std::make_unique<MetricsServer>(
+        io_, &registry_, [this] { return Health(); }, metrics_options);
     if (Status st = metrics_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
 
     if (Status st = dispatcher_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
@@ -154,8 +153,7 @@ class Daemon {
       auto engine = PlaybookEngine::Load(fresh, &diags);
       if (!engine.ok()) {
         for (const auto& d : diags) spdlog::error("{}", d.ToString());
-        spdlog::error("reload refused, the running playbooks stay: {}",
-                      engine.status().message());
+        spdlog::error("reload refused, the running playbooks stay: {}", engine.status().message());
       } else {
         recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
         // Unchanged playbooks keep their windows, cooldowns and baselines; changed ones start
@@ -208,9 +206,9 @@ class Daemon {
     if (outbox.ok() && outbox->pending > 0 &&
         SystemClock::Instance()->Now() - outbox->oldest_created_at > 15 * 60 * kMicrosPerSecond) {
       h.ok = false;
-      h.reason = fmt::format("outbox not draining: {} pending, oldest {}s old", outbox->pending,
-                             (SystemClock::Instance()->Now() - outbox->oldest_created_at) /
-                                 kMicrosPerSecond);
+      h.reason = fmt::format(
+          "outbox not draining: {} pending, oldest {}s old", outbox->pending,
+          (SystemClock::Instance()->Now() - outbox->oldest_created_at) / kMicrosPerSecond);
     }
     return h;
   }

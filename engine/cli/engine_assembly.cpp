@@ -1,7 +1,7 @@
 #include "engine_assembly.h"
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -73,7 +73,8 @@ void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicr
   std::int64_t lookback = 0;
   for (const auto& name : engine->playbook_names()) {
     const Playbook* pb = engine->FindPlaybook(name);
-    if (pb && pb->escalation.enabled) lookback = std::max(lookback, pb->escalation.lookback_seconds);
+    if (pb && pb->escalation.enabled)
+      lookback = std::max(lookback, pb->escalation.lookback_seconds);
   }
   if (lookback == 0) return;
   IncidentQuery q;
