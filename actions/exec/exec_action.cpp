@@ -1,4 +1,5 @@
 #include "mxward/exec_action.h"
+#include "mxward/unique_fd.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -25,22 +26,7 @@ namespace {
 constexpr std::size_t kMaxOutput = 8 * 1024;
 constexpr int kExitTempFail = 75;  // sysexits.h EX_TEMPFAIL: "try again later"
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using Fd = UniqueFd;
 
 std::int64_t MonotonicMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -1,4 +1,5 @@
 #include "mxward/argv_command.h"
+#include "mxward/unique_fd.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -20,23 +21,7 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::chrono::milliseconds kKillGrace{2000};
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  int* out() { return &fd_; }
-
- private:
-  int fd_ = -1;
-};
+using Fd = UniqueFd;
 
 bool MakePipe(Fd* read_end, Fd* write_end) {
   int fds[2];
