@@ -28,6 +28,11 @@ class ActionExecutor {
   // Is the effect still in place? (The ban is in the kernel set; the mailbox is still suspended.)
   virtual Result<bool> Check(const ActionRecord& action) = 0;
   virtual void Stop() = 0;
+  // Called by the dispatcher about once a second on the executor's own worker thread (never
+  // concurrently with Apply/Revert), to notice and repair lost state: the nftables table deleted
+  // by `nft flush ruleset` is re-created with every unexpired ban. Executors with nothing to
+  // watch keep the default.
+  virtual Status Maintain() { return Status::Ok(); }
 };
 
 }  // namespace mxward
