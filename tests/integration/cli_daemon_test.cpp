@@ -1,7 +1,6 @@
 // The CLI while the real daemon runs: `mxward serve` in a network namespace of the test's own
 // (so its syslog ports cannot clash with anything), and state-changing commands that must go
 // through its control socket rather than to the file, while reads go to the store.
-#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,13 +17,16 @@
 #include <nlohmann/json.hpp>
 
 #include "mxward/incident_store.h"
+#include "support/daemon.h"
 #include "support/subprocess.h"
 
 namespace mxward {
 namespace {
 
 using testing::CommandResult;
+using testing::NetworkNamespace;
 using testing::RunCommand;
+using testing::ServeProcess;
 using testing::TempDir;
 
 const std::string kBinary = MXWARD_BINARY;
@@ -32,16 +34,9 @@ const std::string kRules = std::string(MXWARD_SOURCE_DIR) + "/rules.d";
 
 class CliDaemonTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    if (unshare(CLONE_NEWNET) != 0) {
-      unshare_error_ = std::strerror(errno);
-      return;
-    }
-    in_own_netns_ = RunCommand({"ip", "link", "set", "lo", "up"}).exit_code == 0;
-  }
-
   void SetUp() override {
-    ASSERT_TRUE(in_own_netns_) << "cannot make a network namespace: " << unshare_error_;
+    auto& ns = NetworkNamespace::Enter();
+    ASSERT_TRUE(ns.ok()) << "cannot make a network namespace: " << ns.error();
     db_ = dir_.file("state.db");
     socket_ = dir_.file("control.sock");
     config_ = dir_.file("mxward.toml");
@@ -57,40 +52,18 @@ class CliDaemonTest : public ::testing::Test {
       std::vector<Incident> batch{inc};
       ASSERT_TRUE((*store)->RecordIncidents(&batch, inc.first_seen).ok());
     }
-    daemon_ = fork();
-    ASSERT_GE(daemon_, 0);
-    if (daemon_ == 0) {
-      const std::string log = dir_.file("serve.log");
-      FILE* f = freopen(log.c_str(), "w", stderr);
-      if (!f || !freopen(log.c_str(), "a", stdout)) _exit(126);
-      execl(kBinary.c_str(), kBinary.c_str(), "serve", "--db", db_.c_str(), "--config",
-            config_.c_str(), "--rules", kRules.c_str(), "--socket", socket_.c_str(), nullptr);
-      _exit(127);
-    }
-    // Poll for the socket with a deadline: the daemon creates it once it is ready to answer.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    ASSERT_TRUE(daemon_.Start(
+        kBinary, {"--db", db_, "--config", config_, "--rules", kRules, "--socket", socket_},
+        dir_.file("serve.log")));
+    // The daemon creates the socket once it is ready to answer.
     struct stat st {};
-    while (stat(socket_.c_str(), &st) != 0) {
-      int status = 0;
-      ASSERT_EQ(waitpid(daemon_, &status, WNOHANG), 0) << "serve exited: " << Log();
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no control socket: " << Log();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    ASSERT_TRUE(daemon_.WaitFor([&] { return stat(socket_.c_str(), &st) == 0; }))
+        << "no control socket: " << Log();
   }
 
-  void TearDown() override {
-    if (daemon_ > 0) {
-      kill(daemon_, SIGTERM);
-      int status = 0;
-      waitpid(daemon_, &status, 0);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << Log();
-    }
-  }
+  void TearDown() override { EXPECT_TRUE(daemon_.Stop()) << Log(); }
 
-  std::string Log() {
-    std::ifstream in(dir_.file("serve.log"));
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string Log() const { return daemon_.Log(); }
 
   CommandResult Mxward(std::vector<std::string> args) {
     std::vector<std::string> argv = {kBinary};
@@ -99,11 +72,9 @@ class CliDaemonTest : public ::testing::Test {
     return RunCommand(argv, "", {"TZ=UTC"});
   }
 
-  static inline bool in_own_netns_ = false;
-  static inline std::string unshare_error_;
   TempDir dir_;
   std::string db_, socket_, config_;
-  pid_t daemon_ = -1;
+  ServeProcess daemon_;
 };
 
 TEST_F(CliDaemonTest, StateChangesGoThroughTheDaemonAndReadsSeeThem) {

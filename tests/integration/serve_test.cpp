@@ -1,35 +1,34 @@
 // `mxward serve` end to end, in a network namespace of the test's own (its syslog and metrics
 // ports cannot clash with anything): lines over TCP become incidents in the store; SIGHUP with a
 // broken playbook keeps the running set; SIGHUP with valid playbooks keeps the window state of
-// unchanged ones; SIGTERM stops cleanly.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sched.h>
+// unchanged ones; SIGTERM stops cleanly, also in the middle of a burst, with every incident the
+// engine opened in the store.
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <atomic>
 #include <chrono>
-#include <cstring>
-#include <ctime>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "mxward/incident_store.h"
+#include "support/daemon.h"
 #include "support/subprocess.h"
 
 namespace mxward {
 namespace {
 
-using testing::RunCommand;
+using testing::HttpGet;
+using testing::NetworkNamespace;
+using testing::SendTcp;
+using testing::ServeProcess;
+using testing::SyslogStampNow;
 using testing::TempDir;
 
 const std::string kBinary = MXWARD_BINARY;
@@ -38,113 +37,37 @@ constexpr int kPort = 5514;
 
 class ServeTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    if (unshare(CLONE_NEWNET) != 0) {
-      unshare_error_ = std::strerror(errno);
-      return;
-    }
-    in_own_netns_ = RunCommand({"ip", "link", "set", "lo", "up"}).exit_code == 0;
-  }
-
   void SetUp() override {
-    ASSERT_TRUE(in_own_netns_) << "cannot make a network namespace: " << unshare_error_;
+    auto& ns = NetworkNamespace::Enter();
+    ASSERT_TRUE(ns.ok()) << "cannot make a network namespace: " << ns.error();
     rules_ = dir_.file("rules.d");
     std::filesystem::copy(kRules, rules_, std::filesystem::copy_options::recursive);
     db_ = dir_.file("state.db");
-    socket_ = dir_.file("control.sock");
     config_ = dir_.file("mxward.toml");
     std::ofstream(config_) << "dry_run = true\n"
                            << "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:" << kPort
                            << "\"\n";
-    daemon_ = fork();
-    ASSERT_GE(daemon_, 0);
-    if (daemon_ == 0) {
-      const std::string log = dir_.file("serve.log");
-      if (!freopen(log.c_str(), "w", stderr) || !freopen(log.c_str(), "a", stdout)) _exit(126);
-      execl(kBinary.c_str(), kBinary.c_str(), "serve", "--db", db_.c_str(), "--config",
-            config_.c_str(), "--rules", rules_.c_str(), "--socket", socket_.c_str(), nullptr);
-      _exit(127);
-    }
-    ASSERT_TRUE(WaitFor([&] { return Log().find("ready:") != std::string::npos; }))
-        << "serve did not get ready: " << Log();
+    ASSERT_TRUE(daemon_.Start(kBinary,
+                              {"--db", db_, "--config", config_, "--rules", rules_, "--socket",
+                               dir_.file("control.sock")},
+                              dir_.file("serve.log")));
+    ASSERT_TRUE(daemon_.WaitForLog("ready:")) << "serve did not get ready: " << daemon_.Log();
   }
 
-  void TearDown() override {
-    if (daemon_ > 0) {
-      kill(daemon_, SIGTERM);
-      int status = 0;
-      waitpid(daemon_, &status, 0);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << Log();
-    }
-  }
-
-  std::string Log() {
-    std::ifstream in(dir_.file("serve.log"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
-  // Polls cond every 20 ms until it holds or 30 s pass; false when it never held or serve died.
-  template <typename Cond>
-  bool WaitFor(Cond cond) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!cond()) {
-      int status = 0;
-      if (waitpid(daemon_, &status, WNOHANG) != 0) {
-        daemon_ = -1;
-        return false;
-      }
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return true;
-  }
+  void TearDown() override { EXPECT_TRUE(daemon_.Stop()) << daemon_.Log(); }
 
   // Sends n Postfix SASL failures for addr over one TCP connection (LF framing), stamped now.
   static void SendFailures(const std::string& addr, int n) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE(fd, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(kPort);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << std::strerror(errno);
-    std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&now, &tm);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+    const std::string stamp = SyslogStampNow();
     std::string data;
     for (int i = 0; i < n; ++i) {
-      data += std::string("<22>") + stamp +
-              " mx1 postfix/submission/smtpd[4101]: warning: unknown[" + addr +
+      data += "<22>" + stamp + " mx1 postfix/submission/smtpd[4101]: warning: unknown[" + addr +
               "]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n";
     }
-    ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
-    close(fd);
+    ASSERT_TRUE(SendTcp(kPort, data));
   }
 
-  // GET /metrics from the daemon's metrics endpoint (127.0.0.1:9580 in our namespace).
-  static std::string Metrics() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return "";
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(9580);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    std::string out;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
-      const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-      if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-        char buf[65536];
-        ssize_t n;
-        while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-      }
-    }
-    close(fd);
-    return out;
-  }
+  static std::string Metrics() { return HttpGet(9580, "/metrics"); }
 
   bool HasIncident(const std::string& key) {
     auto store = IncidentStore::Open(db_);
@@ -156,13 +79,16 @@ class ServeTest : public ::testing::Test {
     return list.ok() && !list->empty();
   }
 
-  void Reload() { ASSERT_EQ(kill(daemon_, SIGHUP), 0); }
+  std::string Log() const { return daemon_.Log(); }
+  template <typename Cond>
+  bool WaitFor(Cond cond) {
+    return daemon_.WaitFor(cond);
+  }
+  void Reload() { ASSERT_TRUE(daemon_.Signal(SIGHUP)); }
 
-  static inline bool in_own_netns_ = false;
-  static inline std::string unshare_error_;
   TempDir dir_;
-  std::string rules_, db_, socket_, config_;
-  pid_t daemon_ = -1;
+  std::string rules_, db_, config_;
+  ServeProcess daemon_;
 };
 
 TEST_F(ServeTest, TcpLinesBecomeAnIncident) {
@@ -192,6 +118,67 @@ TEST_F(ServeTest, ReloadKeepsTheWindowsOfUnchangedPlaybooks) {
   ASSERT_TRUE(WaitFor([&] { return Log().find("reloaded:") != std::string::npos; })) << Log();
   SendFailures("203.0.113.52", 10);
   EXPECT_TRUE(WaitFor([&] { return HasIncident("203.0.113.52"); })) << Log();
+}
+
+// SIGTERM while a burst is still arriving: the daemon stops within a bound, exits 0, and every
+// incident the engine opened before it stopped is in the store (the recorder was drained).
+TEST_F(ServeTest, SigtermDuringABurstDrainsTheEngineAndTheRecorder) {
+  std::atomic<bool> stop_sending{false};
+  std::atomic<int> attackers_sent{0};
+  std::thread sender([&] {
+    int fd = testing::ConnectLoopbackTcp(kPort);
+    if (fd < 0) return;
+    const std::string stamp = SyslogStampNow();
+    for (int i = 0; i < 60000 && !stop_sending; ++i) {
+      const std::string addr =
+          "198.18." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
+      std::string data;
+      for (int j = 0; j < 20; ++j) {
+        data += "<22>" + stamp + " mx1 postfix/submission/smtpd[4101]: warning: unknown[" + addr +
+                "]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n";
+      }
+      // MSG_NOSIGNAL: the daemon closes the connection when it stops.
+      if (send(fd, data.data(), data.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(data.size())) {
+        break;
+      }
+      ++attackers_sent;
+    }
+    close(fd);
+  });
+  // The burst is being worked on: incidents are being opened and recorded.
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string m = Metrics();
+    const std::size_t at = m.find("\nmxward_lines_total ");
+    return at != std::string::npos && std::stod(m.substr(at + 20)) >= 4000;
+  })) << Metrics();
+  ASSERT_TRUE(daemon_.Signal(SIGTERM));
+  const bool exited = testing::PollUntil([&] { return !daemon_.running(); },
+                                         std::chrono::seconds(20));
+  stop_sending = true;
+  sender.join();
+  ASSERT_TRUE(exited) << "still running 20 s after SIGTERM: " << Log();
+  EXPECT_TRUE(daemon_.Stop()) << "exit status; " << Log();
+
+  // "stopped: N lines, N events, N incidents": what the engine did before it stopped.
+  const std::string log = Log();
+  const std::size_t at = log.find("stopped: ");
+  ASSERT_NE(at, std::string::npos) << log;
+  unsigned long long lines = 0, events = 0, incidents = 0;
+  ASSERT_EQ(std::sscanf(log.c_str() + at, "stopped: %llu lines, %llu events, %llu incidents", &lines,
+                        &events, &incidents),
+            3)
+      << log.substr(at, 200);
+  EXPECT_GE(lines, 4000u);
+  EXPECT_GT(incidents, 0u);
+  auto store = IncidentStore::Open(db_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  IncidentQuery q;
+  q.limit = 1'000'000;
+  auto list = (*store)->ListIncidents(q);
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_EQ(list->size(), incidents) << "every incident the engine opened is in the store";
+  RecordProperty("lines_before_stop", std::to_string(lines));
+  RecordProperty("incidents_recorded", std::to_string(incidents));
 }
 
 }  // namespace
