@@ -98,4 +98,18 @@ std::string DescribeAction(const ActionRecord& a) {
   return s;
 }
 
+void ReportOutcome(const AdminOutcome& outcome, const std::string& what) {
+  if (!outcome.direct) {
+    std::printf("%s: queued in the daemon as action %s\n", what.c_str(),
+                outcome.result.value("action_ids", nlohmann::json::array()).dump().c_str());
+    return;
+  }
+  bool ok = true;
+  for (const auto& a : outcome.actions) {
+    std::printf("%s\n", DescribeAction(a).c_str());
+    ok = ok && (a.status == ActionStatus::kDone || a.status == ActionStatus::kDryRun);
+  }
+  if (!ok) throw CliExit(kExitRuntime, what + ": not applied (see above)");
+}
+
 }  // namespace mxward::cli

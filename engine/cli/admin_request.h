@@ -28,6 +28,10 @@ struct AdminOutcome {
 // Throws CliExit on errors, with the exit code from ExitCodeFor.
 AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request);
 
+// Prints what happened ("queued in the daemon as action [7]", or one line per action run here)
+// and throws CliExit(kExitRuntime) when an action run here did not take effect.
+void ReportOutcome(const AdminOutcome& outcome, const std::string& what);
+
 // One line per action for people: "ban 192.0.2.7: done", "ban 192.0.2.7: failed: <error>".
 std::string DescribeAction(const ActionRecord& a);
 

@@ -48,19 +48,7 @@ void RunList(const GlobalOptions& globals, bool json) {
 }
 
 void Run(const GlobalOptions& globals, const nlohmann::json& request, const std::string& what) {
-  const Config config = LoadEffectiveConfig(globals);
-  auto outcome = SendOrAct(config, request);
-  if (!outcome.direct) {
-    std::printf("%s: queued in the daemon as action %s\n", what.c_str(),
-                outcome.result.value("action_ids", nlohmann::json::array()).dump().c_str());
-    return;
-  }
-  bool ok = true;
-  for (const auto& a : outcome.actions) {
-    std::printf("%s\n", DescribeAction(a).c_str());
-    ok = ok && (a.status == ActionStatus::kDone || a.status == ActionStatus::kDryRun);
-  }
-  if (!ok) throw CliExit(kExitRuntime, what + ": not applied (see above)");
+  ReportOutcome(SendOrAct(LoadEffectiveConfig(globals), request), what);
 }
 
 std::string CheckKind(const std::string& k) {

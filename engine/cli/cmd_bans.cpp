@@ -46,21 +46,6 @@ void RunList(const GlobalOptions& globals, bool json) {
   t.Print(stdout);
 }
 
-// Prints what happened and fails (exit 3) when the effect is not in place.
-void Report(const AdminOutcome& outcome, const std::string& what) {
-  if (!outcome.direct) {
-    std::printf("%s: queued in the daemon as action %s\n", what.c_str(),
-                outcome.result.value("action_ids", nlohmann::json::array()).dump().c_str());
-    return;
-  }
-  bool ok = true;
-  for (const auto& a : outcome.actions) {
-    std::printf("%s\n", DescribeAction(a).c_str());
-    ok = ok && (a.status == ActionStatus::kDone || a.status == ActionStatus::kDryRun);
-  }
-  if (!ok) throw CliExit(kExitRuntime, what + ": not applied (see above)");
-}
-
 struct AddOptions {
   std::string address;
   std::string duration;
@@ -74,13 +59,13 @@ void RunAdd(const GlobalOptions& globals, const AddOptions& o) {
       config,
       {{"op", "bans.add"}, {"address", o.address}, {"duration_s", seconds}, {"reason", o.reason}});
   const std::string address = outcome.result.value("address", o.address);
-  Report(outcome, fmt::format("ban {} for {}", address, FormatDurationSeconds(seconds)));
+  ReportOutcome(outcome, fmt::format("ban {} for {}", address, FormatDurationSeconds(seconds)));
 }
 
 void RunRemove(const GlobalOptions& globals, const std::string& address) {
   const Config config = LoadEffectiveConfig(globals);
   auto outcome = SendOrAct(config, {{"op", "bans.remove"}, {"address", address}});
-  Report(outcome, "unban " + outcome.result.value("address", address));
+  ReportOutcome(outcome, "unban " + outcome.result.value("address", address));
 }
 
 }  // namespace
