@@ -1,28 +1,96 @@
 #include "mxward/incident_recorder.h"
 
-#include <chrono>
-
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace mxward {
 
+namespace {
+
+RateLimitedLogOptions LogOptions(const RecorderOptions& o) {
+  RateLimitedLogOptions r;
+  r.interval_seconds = o.log_interval_seconds;
+  r.burst = 1;
+  r.max_keys = 8;
+  return r;
+}
+
+RecorderOptions BlockingOptions(std::size_t capacity) {
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kBlock;
+  o.max_held = capacity;
+  return o;
+}
+
+}  // namespace
+
 IncidentRecorder::IncidentRecorder(std::unique_ptr<IncidentStore> store, const Clock* clock,
-                                   std::function<void()> on_recorded, std::size_t queue_capacity)
+                                   std::function<void()> on_recorded, RecorderOptions options)
     : store_(std::move(store)),
       clock_(clock),
       on_recorded_(std::move(on_recorded)),
-      capacity_(queue_capacity) {
+      options_(options),
+      log_(LogOptions(options), nullptr, clock) {
+  if (options_.max_held == 0) options_.max_held = 1;
+  if (options_.batch_size == 0) options_.batch_size = 1;
   thread_ = std::thread([this] { Run(); });
 }
 
+IncidentRecorder::IncidentRecorder(std::unique_ptr<IncidentStore> store, const Clock* clock,
+                                   std::function<void()> on_recorded, std::size_t queue_capacity)
+    : IncidentRecorder(std::move(store), clock, std::move(on_recorded),
+                       BlockingOptions(queue_capacity)) {}
+
 IncidentRecorder::~IncidentRecorder() { Stop(); }
+
+void IncidentRecorder::UpdateHeld() {
+  stats_.held.store(queue_.size() + in_flight_, std::memory_order_relaxed);
+}
+
+void IncidentRecorder::ShedEvidence(Incident* incident) {
+  auto& ev = incident->evidence;
+  const std::size_t keep = options_.shed_evidence_keep;
+  if (ev.size() <= keep) return;
+  // The first lines say how it started, the last one how it ended.
+  const std::size_t head = keep > 1 ? keep - 1 : keep;
+  const std::size_t tail = keep - head;
+  const std::size_t shed = ev.size() - keep;
+  EvidenceLine note;
+  note.time = ev[head].time;
+  note.text = fmt::format(
+      "mxward: {} evidence line(s) not kept: more than {} incidents were waiting in memory for "
+      "the store",
+      shed, options_.full_evidence_held);
+  std::vector<EvidenceLine> kept;
+  kept.reserve(keep + 1);
+  for (std::size_t i = 0; i < head; ++i) kept.push_back(std::move(ev[i]));
+  kept.push_back(std::move(note));
+  for (std::size_t i = ev.size() - tail; i < ev.size(); ++i) kept.push_back(std::move(ev[i]));
+  ev = std::move(kept);
+  stats_.evidence_shed.fetch_add(shed, std::memory_order_relaxed);
+}
 
 void IncidentRecorder::OnIncident(Incident incident) {
   std::unique_lock lock(mu_);
-  space_cv_.wait(lock, [&] { return queue_.size() < capacity_ || stopping_; });
+  if (options_.overflow == OverflowPolicy::kBlock) {
+    space_cv_.wait(lock,
+                   [&] { return queue_.size() + in_flight_ < options_.max_held || stopping_; });
+  } else {
+    const std::size_t held = queue_.size() + in_flight_;
+    if (held >= options_.max_held) {
+      const std::uint64_t dropped = stats_.dropped.fetch_add(1, std::memory_order_relaxed) + 1;
+      lock.unlock();
+      log_.Error("store.dropped",
+                 "store: {} incidents held in memory (the limit): an incident of playbook {} was "
+                 "not kept ({} so far); its actions will not run",
+                 held, incident.playbook, dropped);
+      return;
+    }
+    if (held >= options_.full_evidence_held) ShedEvidence(&incident);
+  }
   queue_.push_back(std::move(incident));
   ++enqueued_;
-  stats_.queued.store(queue_.size(), std::memory_order_relaxed);
+  UpdateHeld();
   work_cv_.notify_one();
 }
 
@@ -50,20 +118,75 @@ void IncidentRecorder::Flush() {
   });
 }
 
-void IncidentRecorder::Stop() {
+bool IncidentRecorder::Flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  const std::uint64_t target = enqueued_;
+  work_cv_.notify_one();
+  auto done = [&] { return written_ >= target && counts_.empty() && baselines_.empty(); };
+  space_cv_.wait_for(lock, timeout, [&] { return done() || stopped_; });
+  return done();
+}
+
+std::size_t IncidentRecorder::Stop() {
   {
     std::lock_guard lock(mu_);
-    if (!thread_.joinable()) return;
+    if (!thread_.joinable()) return queue_.size();
     stopping_ = true;
   }
   work_cv_.notify_all();
   space_cv_.notify_all();
   thread_.join();
+  log_.Flush(/*force=*/true);
+  const std::size_t left = queue_.size();
+  if (left > 0) {
+    spdlog::error("stopping with {} incident(s) not written to {}: {}", left, store_->path(),
+                  last_error_.ToString());
+  }
+  return left;
+}
+
+Status IncidentRecorder::store_error() const {
+  std::lock_guard lock(mu_);
+  if (last_error_.ok()) return last_error_;
+  return Status::Unavailable(
+      fmt::format("cannot write incidents to {}: {}; {} incident(s) held in memory", store_->path(),
+                  last_error_.message(), queue_.size() + in_flight_));
+}
+
+void IncidentRecorder::ReportFailure(const Status& st, std::size_t held) {
+  const UnixMicros now = clock_->Now();
+  if (failed_attempts_ == 1) {
+    last_failure_log_ = now;
+    spdlog::error(
+        "cannot write incidents to {}: {}; {}{} incident(s) held in memory and retried "
+        "every {} ms, their actions run once written",
+        store_->path(), st.ToString(),
+        options_.overflow == OverflowPolicy::kHold
+            ? "detection and the bans already in place continue, "
+            : "",
+        held, options_.retry_interval.count());
+    return;
+  }
+  if (now - last_failure_log_ < options_.log_interval_seconds * kMicrosPerSecond) return;
+  last_failure_log_ = now;
+  spdlog::error(
+      "store {} still cannot be written ({} attempts since {} s): {}; {} incident(s) held, {} "
+      "evidence line(s) shed, {} incident(s) dropped",
+      store_->path(), failed_attempts_,
+      (now - stats_.failing_since.load(std::memory_order_relaxed)) / kMicrosPerSecond,
+      st.ToString(), held, stats_.evidence_shed.load(std::memory_order_relaxed),
+      stats_.dropped.load(std::memory_order_relaxed));
+}
+
+void IncidentRecorder::ReportRecovery(std::size_t written) {
+  const UnixMicros since = stats_.failing_since.load(std::memory_order_relaxed);
+  spdlog::info("store {} is writable again after {} s: {} held incident(s) written, actions follow",
+               store_->path(), since > 0 ? (clock_->Now() - since) / kMicrosPerSecond : 0, written);
 }
 
 void IncidentRecorder::Run() {
-  constexpr std::size_t kBatch = 256;
   std::unique_lock lock(mu_);
+  std::size_t written_since_failure = 0;
   for (;;) {
     work_cv_.wait(lock, [&] {
       return stopping_ || !queue_.empty() || !counts_.empty() || !baselines_.empty();
@@ -73,10 +196,12 @@ void IncidentRecorder::Run() {
       continue;
     }
     std::vector<Incident> batch;
-    while (!queue_.empty() && batch.size() < kBatch) {
+    batch.reserve(std::min(queue_.size(), options_.batch_size));
+    while (!queue_.empty() && batch.size() < options_.batch_size) {
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    in_flight_ = batch.size();
     auto counts = std::move(counts_);
     counts_.clear();
     auto baselines = std::move(baselines_);
@@ -99,26 +224,51 @@ void IncidentRecorder::Run() {
     if (st.ok() && !batch.empty()) st = store_->RecordIncidents(&batch, clock_->Now());
 
     lock.lock();
+    in_flight_ = 0;
     if (!st.ok()) {
       // Keep everything for the next attempt: put the batch back in front, in order.
-      stats_.write_errors.fetch_add(1, std::memory_order_relaxed);
-      if (last_error_.ToString() != st.ToString()) {
-        spdlog::error("cannot write incidents to {}: {} (will retry)", store_->path(),
-                      st.ToString());
-      }
-      last_error_ = st;
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
       for (auto& c : counts) counts_.push_back(std::move(c));
       for (auto& b : baselines) baselines_.push_back(std::move(b));
-      if (stopping_) break;  // give up only when asked to stop; the daemon reports it
-      work_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+      UpdateHeld();
+      last_error_ = st;
+      ++failed_attempts_;
+      stats_.write_errors.fetch_add(1, std::memory_order_relaxed);
+      stats_.store_writable.store(0, std::memory_order_relaxed);
+      if (failed_attempts_ == 1 && !recovering_) {
+        stats_.failing_since.store(clock_->Now(), std::memory_order_relaxed);
+        written_since_failure = 0;
+      }
+      const std::size_t held = queue_.size();
+      lock.unlock();
+      ReportFailure(st, held);
+      lock.lock();
+      if (stopping_) break;  // give up only when asked to stop; Stop() reports what is left
+      work_cv_.wait_for(lock, options_.retry_interval, [&] { return stopping_; });
       continue;
     }
-    last_error_ = Status::Ok();
     written_ += batch.size();
     stats_.recorded.fetch_add(batch.size(), std::memory_order_relaxed);
-    stats_.queued.store(queue_.size(), std::memory_order_relaxed);
+    UpdateHeld();
     space_cv_.notify_all();
+    if (failed_attempts_ > 0) {
+      // Writable again: healthy from now on; one log line once everything held is out.
+      last_error_ = Status::Ok();
+      stats_.store_writable.store(1, std::memory_order_relaxed);
+      failed_attempts_ = 0;
+      recovering_ = true;
+    }
+    if (recovering_) {
+      written_since_failure += batch.size();
+      if (queue_.empty()) {
+        const std::size_t n = written_since_failure;
+        lock.unlock();
+        ReportRecovery(n);
+        lock.lock();
+        recovering_ = false;
+        stats_.failing_since.store(0, std::memory_order_relaxed);
+      }
+    }
     if (!batch.empty() && on_recorded_) {
       lock.unlock();
       on_recorded_();
@@ -127,6 +277,37 @@ void IncidentRecorder::Run() {
   }
   stopped_ = true;
   space_cv_.notify_all();
+}
+
+void IncidentRecorder::RegisterMetrics(MetricsRegistry* registry,
+                                       std::vector<MetricsRegistry::Handle>* handles) const {
+  static const MetricFamily kFamilies[] = {
+      {metric::kStoreHeldIncidents,
+       MetricType::kGauge,
+       "incidents waiting in memory to be written to the store",
+       {}},
+      {metric::kStoreEvidenceShed,
+       MetricType::kCounter,
+       "evidence lines not kept because too many incidents waited for the store",
+       {}},
+      {metric::kStoreIncidentsDropped,
+       MetricType::kCounter,
+       "incidents lost because the store stayed unwritable and the memory limit was reached",
+       {}},
+      {metric::kStoreWritable,
+       MetricType::kGauge,
+       "1 when the last write to the store succeeded, 0 while it fails (disk full, ...)",
+       {}},
+  };
+  for (const auto& f : kFamilies) (void)registry->Declare(f);
+  auto keep = [&](Result<MetricsRegistry::Handle> h) {
+    if (h.ok()) handles->push_back(std::move(*h));
+  };
+  keep(registry->AddAtomic(metric::kStoreWriteErrors, {}, &stats_.write_errors));
+  keep(registry->AddAtomic(metric::kStoreHeldIncidents, {}, &stats_.held));
+  keep(registry->AddAtomic(metric::kStoreEvidenceShed, {}, &stats_.evidence_shed));
+  keep(registry->AddAtomic(metric::kStoreIncidentsDropped, {}, &stats_.dropped));
+  keep(registry->AddAtomic(metric::kStoreWritable, {}, &stats_.store_writable));
 }
 
 }  // namespace mxward

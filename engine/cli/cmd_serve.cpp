@@ -79,8 +79,14 @@ class Daemon {
                                                      dispatcher_options, SystemClock::Instance());
     auto recorder_store = IncidentStore::Open(config_.store_path);
     if (!recorder_store.ok()) throw CliExit(kExitRuntime, recorder_store.status().ToString());
+    // The daemon never stops detecting because the store cannot be written (disk full):
+    // incidents are held in memory, bounded, and written when it can be (incident_recorder.h).
+    RecorderOptions recorder_options;
+    recorder_options.overflow = OverflowPolicy::kHold;
+    recorder_options.max_held = 50'000;  // ~2 KB each with shed evidence: ~100 MB at most
     recorder_ = std::make_unique<IncidentRecorder>(
-        std::move(*recorder_store), SystemClock::Instance(), [this] { dispatcher_->Notify(); });
+        std::move(*recorder_store), SystemClock::Instance(), [this] { dispatcher_->Notify(); },
+        recorder_options);
     pipeline_ = std::make_unique<Pipeline>(
         SyslogParser(), EventExtractor::Create(pack_), std::move(engine), recorder_.get(),
         [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); });
@@ -197,9 +203,9 @@ class Daemon {
 
   HealthReport Health() {
     HealthReport h;
-    if (!recorder_->last_error().ok()) {
+    if (Status st = recorder_->store_error(); !st.ok()) {
       h.ok = false;
-      h.reason = "store: " + recorder_->last_error().message();
+      h.reason = "store: " + st.message();
       return h;
     }
     auto outbox = control_store_->GetOutboxStats();
@@ -232,7 +238,7 @@ class Daemon {
       if (t == 0) return 0.0;
       return static_cast<double>(SystemClock::Instance()->Now() - t) / kMicrosPerSecond;
     }));
-    Keep(registry_.AddAtomic(kStoreWriteErrors, {}, &recorder_->stats().write_errors));
+    recorder_->RegisterMetrics(&registry_, &handles_);
     Keep(registry_.Add(kBuildInfo, {kVersion}, [] { return 1.0; }));
     listener_->RegisterMetrics(&registry_, &handles_);
     RegisterEngineMetrics();
@@ -254,7 +260,11 @@ class Daemon {
   void Shutdown() {
     pipeline_->FlushCounts();
     recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
-    recorder_->Flush();
+    // Bounded: with an unwritable store (disk full) the held incidents cannot be saved, and
+    // systemd's TimeoutStopSec must not be what ends the process. Stop() says what was lost.
+    if (!recorder_->Flush(std::chrono::seconds(5))) {
+      spdlog::error("the store could not take every incident within 5 s; stopping anyway");
+    }
     recorder_->Stop();
     dispatcher_->Stop(std::chrono::seconds(10));
     spdlog::info("stopped: {} lines, {} events, {} incidents", pipeline_->counters().lines.load(),

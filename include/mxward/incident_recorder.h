@@ -1,13 +1,39 @@
-// IncidentRecorder: the IncidentSink the pipeline hands incidents to. It queues them and writes them
-// to the IncidentStore in batches on its own thread, so the hot path never waits on SQLite, then
-// tells the action dispatcher that new actions are pending.
+// IncidentRecorder: the IncidentSink the pipeline hands incidents to. It holds them in memory and
+// writes them to the IncidentStore in batches on its own thread, so the hot path never waits on
+// SQLite, then tells the action dispatcher that new actions are pending.
 //
-// The queue is bounded; when it is full (the disk stalls for a long time) OnIncident blocks, which
-// slows ingestion down (backpressure to TCP senders) rather than losing an incident. Failed writes
-// are retried with a delay and counted; incidents stay queued meanwhile.
+// Write policy: the writer takes whatever is held (up to 256 incidents) as soon as it is idle and
+// writes it in one transaction; it never waits for a timer while work is held, so one incident
+// on a quiet server is written at once and a burst is written in a few large transactions.
+//
+// When the store cannot be written (disk full, read-only file system, permissions), the daemon
+// must keep protecting the server. What an admin wants at 3 a.m., and what the daemon's
+// OverflowPolicy::kHold does:
+//   - Detection never stops: OnIncident never blocks, so windows keep counting and lines keep
+//     flowing; bans already in the kernel stay (they carry their own timeouts).
+//   - Incidents are held in memory, in order, and retried every retry_interval. Nothing held is
+//     lost while the process runs: when space returns, everything is written in order and the
+//     dispatcher then runs its actions (new bans wait for the store, because the outbox that
+//     makes actions exactly-once lives in it).
+//   - Memory stays bounded: beyond full_evidence_held held incidents, a new incident keeps only
+//     shed_evidence_keep lines of its evidence (the first ones and the last) plus one line that
+//     says how many were shed; the shed lines are counted. Beyond max_held, a new incident is
+//     not held at all and is counted as dropped: the one case where something is lost, after
+//     max_held incidents (the daemon: 50,000, at most ~2 KB each, ~100 MB) of a store that
+//     stays unwritable.
+//   - It is visible: a log line at the first failure, a reminder at most once a minute while it
+//     lasts, one when the store is writable again; metrics (write errors, held incidents, shed
+//     evidence lines, dropped incidents, store writable) and store_error() for /healthz.
+//   - Stop() makes one last attempt; what still cannot be written is reported with its count.
+// OverflowPolicy::kBlock (mxward replay, reading files: waiting loses nothing) keeps full
+// evidence and makes OnIncident wait for room at max_held instead.
+//
+// Threads: OnIncident, AddEventCounts and AddBaselines from the pipeline's thread; stats(),
+// store_error() and the metrics from any thread; the store is used only by the writer thread.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -19,20 +45,54 @@
 #include <vector>
 
 #include "mxward/incident_store.h"
+#include "mxward/metrics_registry.h"
 #include "mxward/playbook_engine.h"
+#include "mxward/rate_limited_log.h"
 #include "mxward/time.h"
 
 namespace mxward {
 
-struct RecorderStats {
-  std::atomic<std::uint64_t> recorded{0};
-  std::atomic<std::uint64_t> write_errors{0};
-  std::atomic<std::uint64_t> queued{0};
+enum class OverflowPolicy : std::uint8_t {
+  kBlock,  // OnIncident waits for room at max_held (batch replay)
+  kHold,   // never wait: shed evidence, then drop and count (the daemon)
 };
+
+struct RecorderOptions {
+  OverflowPolicy overflow = OverflowPolicy::kBlock;
+  std::size_t max_held = 100'000;
+  // kHold: held incidents that keep all their evidence; later ones keep shed_evidence_keep lines.
+  std::size_t full_evidence_held = 1'000;
+  std::size_t shed_evidence_keep = 3;
+  std::size_t batch_size = 256;
+  std::chrono::milliseconds retry_interval{1000};
+  std::int64_t log_interval_seconds = 60;  // the "still failing" reminder
+};
+
+// Read from any thread (relaxed atomics).
+struct RecorderStats {
+  std::atomic<std::uint64_t> recorded{0};        // incidents written to the store
+  std::atomic<std::uint64_t> write_errors{0};    // failed write attempts (each is retried)
+  std::atomic<std::uint64_t> held{0};            // incidents in memory, not yet written
+  std::atomic<std::uint64_t> evidence_shed{0};   // evidence lines not kept (kHold overflow)
+  std::atomic<std::uint64_t> dropped{0};         // incidents not held at max_held (kHold)
+  std::atomic<std::uint64_t> store_writable{1};  // 0 while the last write attempt failed
+  std::atomic<UnixMicros> failing_since{0};      // wall time of the first failure, 0 if none
+};
+
+// Metric families the recorder exposes (RegisterMetrics declares them).
+namespace metric {
+inline constexpr std::string_view kStoreHeldIncidents = "mxward_store_held_incidents";
+inline constexpr std::string_view kStoreEvidenceShed = "mxward_store_evidence_shed_total";
+inline constexpr std::string_view kStoreIncidentsDropped = "mxward_store_incidents_dropped_total";
+inline constexpr std::string_view kStoreWritable = "mxward_store_writable";
+}  // namespace metric
 
 class IncidentRecorder final : public IncidentSink {
  public:
   // on_recorded runs on the recorder's thread after each committed batch (dispatcher Notify).
+  IncidentRecorder(std::unique_ptr<IncidentStore> store, const Clock* clock,
+                   std::function<void()> on_recorded, RecorderOptions options);
+  // kBlock with queue_capacity as max_held (replay).
   IncidentRecorder(std::unique_ptr<IncidentStore> store, const Clock* clock,
                    std::function<void()> on_recorded, std::size_t queue_capacity = 100'000);
   ~IncidentRecorder() override;
@@ -45,30 +105,53 @@ class IncidentRecorder final : public IncidentSink {
   void AddBaselines(std::vector<BaselineBatch> batches);
   // Blocks until everything queued so far is written (or the recorder is stopped).
   void Flush();
-  // Writes what is queued, then stops the thread.
-  void Stop();
+  // The same, for at most `timeout`; false when something is still held then (store failing).
+  bool Flush(std::chrono::milliseconds timeout);
+  // Writes what is held (one last attempt if the store is failing), then stops the thread.
+  // Returns the number of incidents that could not be written.
+  std::size_t Stop();
+
   const RecorderStats& stats() const { return stats_; }
+  // OK, or why the last write attempt failed, with how much is held ("cannot write incidents to
+  // /var/lib/mxward/state.db: ... full; 12 incidents held in memory"). Any thread.
+  Status store_error() const;
+  // The last write error; read it only after Stop() (mxward replay).
   const Status& last_error() const { return last_error_; }
+
+  // Adds the mxward_store_* samples (write errors, held, shed, dropped, writable); the handles
+  // must be dropped before the recorder is destroyed.
+  void RegisterMetrics(MetricsRegistry* registry,
+                       std::vector<MetricsRegistry::Handle>* handles) const;
 
  private:
   void Run();
+  // kHold overflow: keeps the first and last lines of the evidence and says what was shed.
+  void ShedEvidence(Incident* incident);
+  void ReportFailure(const Status& st, std::size_t held);
+  void ReportRecovery(std::size_t written);
+  void UpdateHeld();  // under mu_
 
   std::unique_ptr<IncidentStore> store_;
   const Clock* clock_;
   std::function<void()> on_recorded_;
-  std::size_t capacity_;
+  RecorderOptions options_;
+  RateLimitedLog log_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable work_cv_;   // the writer waits for work
   std::condition_variable space_cv_;  // producers wait for room; Flush waits for empty
   std::deque<Incident> queue_;
+  std::size_t in_flight_ = 0;  // incidents the writer took out of queue_ and is writing
   std::vector<std::pair<UnixMicros, std::vector<std::pair<std::string, std::int64_t>>>> counts_;
   std::vector<BaselineBatch> baselines_;
   std::uint64_t enqueued_ = 0;
   std::uint64_t written_ = 0;
   bool stopping_ = false;
   bool stopped_ = false;
-  Status last_error_;
+  Status last_error_;                  // guarded by mu_ while the thread runs
+  std::uint64_t failed_attempts_ = 0;  // consecutive; writer thread only
+  UnixMicros last_failure_log_ = 0;    // writer thread only
+  bool recovering_ = false;            // writable again, held incidents still going out
   RecorderStats stats_;
   std::thread thread_;
 };

@@ -1,0 +1,217 @@
+// IncidentRecorder against a real SQLite store, including one on a tiny tmpfs that the test fills
+// (a real "database or disk is full") and empties again: incidents are held in memory without
+// blocking the caller, evidence beyond the bound is shed and counted, the overflow is counted,
+// store_error() reports it, and everything held is written in order when space returns.
+#include "mxward/incident_recorder.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "support/subprocess.h"
+#include "support/tiny_filesystem.h"
+
+namespace mxward {
+namespace {
+
+using testing::TempDir;
+using testing::TinyFilesystem;
+
+// Polls cond until it holds or the deadline passes (the wait is only a bound).
+template <typename Cond>
+bool PollUntil(Cond cond, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;
+
+Incident MakeIncident(int n, int evidence = 10) {
+  Incident inc;
+  inc.playbook = "postfix-sasl";
+  inc.description = "SASL brute force";
+  inc.key_kind = "client_ip";
+  inc.key = "192.0.2." + std::to_string(n % 250 + 1);
+  inc.trigger = "incident " + std::to_string(n);  // order check
+  inc.first_seen = kT0 + n * kMicrosPerSecond;
+  inc.last_seen = inc.first_seen;
+  inc.count = 10;
+  for (int i = 0; i < evidence; ++i) {
+    // Long lines, so a few incidents need more room than a full tmpfs has.
+    inc.evidence.push_back({inc.first_seen + i, "evidence " + std::to_string(i) + " " +
+                                                    std::string(300, 'a' + i % 26)});
+  }
+  inc.actions.push_back({"ban", {{"address", inc.key}, {"duration_s", 3600}}, false});
+  return inc;
+}
+
+std::vector<Incident> AllIncidents(const std::string& path) {
+  auto store = IncidentStore::Open(path);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  if (!store.ok()) return {};
+  IncidentQuery q;
+  q.limit = 100000;
+  auto list = (*store)->ListIncidents(q);
+  EXPECT_TRUE(list.ok()) << list.status().ToString();
+  std::vector<Incident> out;
+  for (const auto& inc : *list) {
+    auto full = (*store)->GetIncident(inc.id);
+    EXPECT_TRUE(full.ok());
+    if (full.ok()) out.push_back(*full);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+TEST(IncidentRecorderTest, WritesAnIncidentWithoutAFlushAndNotifies) {
+  TempDir dir;
+  auto store = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_TRUE(store.ok());
+  std::atomic<int> notified{0};
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  IncidentRecorder rec(
+      std::move(*store), SystemClock::Instance(), [&] { ++notified; }, o);
+  rec.OnIncident(MakeIncident(1));
+  // No Flush(): the writer takes work as soon as it is idle, no timer.
+  ASSERT_TRUE(PollUntil([&] { return notified.load() == 1; }));
+  EXPECT_EQ(rec.stats().recorded.load(), 1u);
+  EXPECT_EQ(rec.stats().held.load(), 0u);
+  EXPECT_TRUE(rec.store_error().ok());
+  EXPECT_EQ(rec.Stop(), 0u);
+  auto all = AllIncidents(dir.file("state.db"));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].evidence.size(), 10u);
+}
+
+class DiskFullTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs_.Mount(dir_.file("tiny"), 512 * 1024)) << fs_.error();
+    db_ = dir_.file("tiny") + "/state.db";
+    auto store = IncidentStore::Open(db_);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+  }
+
+  TempDir dir_;
+  TinyFilesystem fs_;  // after dir_: unmounted before the directory is removed
+  std::string db_;
+  std::unique_ptr<IncidentStore> store_;
+};
+
+TEST_F(DiskFullTest, HoldsShedsAndCountsWhileFullThenWritesEverythingInOrder) {
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.max_held = 40;
+  o.full_evidence_held = 5;
+  o.shed_evidence_keep = 3;
+  o.retry_interval = std::chrono::milliseconds(50);
+  std::atomic<int> notified{0};
+  IncidentRecorder rec(
+      std::move(store_), SystemClock::Instance(), [&] { ++notified; }, o);
+  MetricsRegistry registry;
+  std::vector<MetricsRegistry::Handle> handles;
+  rec.RegisterMetrics(&registry, &handles);
+
+  ASSERT_GT(fs_.Fill(), 0);
+  // 50 incidents on a full disk: none of these calls may block (a blocked call hangs the test).
+  for (int i = 0; i < 50; ++i) rec.OnIncident(MakeIncident(i));
+  ASSERT_TRUE(PollUntil([&] { return rec.stats().write_errors.load() > 0; }));
+  EXPECT_EQ(rec.stats().held.load(), 40u);
+  EXPECT_EQ(rec.stats().dropped.load(), 10u);
+  // Incidents 5..39 kept 3 of their 10 lines.
+  EXPECT_EQ(rec.stats().evidence_shed.load(), 35u * 7);
+  EXPECT_EQ(rec.stats().store_writable.load(), 0u);
+  EXPECT_EQ(rec.stats().recorded.load(), 0u);
+  const Status err = rec.store_error();
+  ASSERT_FALSE(err.ok());
+  EXPECT_NE(err.message().find("full"), std::string::npos) << err.message();
+  EXPECT_NE(err.message().find("40 incident(s) held"), std::string::npos) << err.message();
+  EXPECT_FALSE(rec.Flush(std::chrono::milliseconds(200)));
+  const std::string text = registry.Render();
+  EXPECT_NE(text.find("mxward_store_held_incidents 40"), std::string::npos) << text;
+  EXPECT_NE(text.find("mxward_store_evidence_shed_total 245"), std::string::npos) << text;
+  EXPECT_NE(text.find("mxward_store_incidents_dropped_total 10"), std::string::npos) << text;
+  EXPECT_NE(text.find("mxward_store_writable 0"), std::string::npos) << text;
+
+  ASSERT_TRUE(fs_.Free());
+  ASSERT_TRUE(PollUntil([&] { return rec.stats().recorded.load() == 40; }));
+  EXPECT_TRUE(rec.Flush(std::chrono::seconds(10)));
+  EXPECT_TRUE(rec.store_error().ok());
+  EXPECT_EQ(rec.stats().store_writable.load(), 1u);
+  EXPECT_EQ(rec.stats().held.load(), 0u);
+  EXPECT_TRUE(PollUntil([&] { return notified.load() >= 1; }));  // runs after the commit
+  EXPECT_EQ(rec.Stop(), 0u);
+
+  auto all = AllIncidents(db_);
+  ASSERT_EQ(all.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(all[i].trigger, "incident " + std::to_string(i));  // in order
+    if (i < 5) {
+      EXPECT_EQ(all[i].evidence.size(), 10u) << i;
+    } else {
+      ASSERT_EQ(all[i].evidence.size(), 4u) << i;  // 2 first, the note, the last
+      EXPECT_EQ(all[i].evidence[0].text.rfind("evidence 0 ", 0), 0u);
+      EXPECT_EQ(all[i].evidence[1].text.rfind("evidence 1 ", 0), 0u);
+      EXPECT_NE(all[i].evidence[2].text.find("7 evidence line(s) not kept"), std::string::npos);
+      EXPECT_EQ(all[i].evidence[3].text.rfind("evidence 9 ", 0), 0u);
+    }
+  }
+  auto store = IncidentStore::Open(db_);
+  ASSERT_TRUE(store.ok());
+  auto outbox = (*store)->GetOutboxStats();
+  ASSERT_TRUE(outbox.ok());
+  EXPECT_EQ(outbox->pending, 40);  // their actions are in the outbox now, for the dispatcher
+}
+
+TEST_F(DiskFullTest, StopWithAFullDiskReturnsAndSaysWhatWasNotWritten) {
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.retry_interval = std::chrono::milliseconds(50);
+  IncidentRecorder rec(std::move(store_), SystemClock::Instance(), nullptr, o);
+  ASSERT_GT(fs_.Fill(), 0);
+  for (int i = 0; i < 5; ++i) rec.OnIncident(MakeIncident(i));
+  ASSERT_TRUE(PollUntil([&] { return rec.stats().write_errors.load() >= 2; }));
+  EXPECT_EQ(rec.Stop(), 5u);
+}
+
+TEST_F(DiskFullTest, BlockPolicyLosesNothing) {
+  RecorderOptions o;  // kBlock: mxward replay
+  o.max_held = 3;
+  o.full_evidence_held = 1;  // ignored by kBlock
+  o.retry_interval = std::chrono::milliseconds(50);
+  IncidentRecorder rec(std::move(store_), SystemClock::Instance(), nullptr, o);
+  ASSERT_GT(fs_.Fill(), 0);
+  std::atomic<int> handed{0};
+  std::thread producer([&] {
+    for (int i = 0; i < 6; ++i) {
+      rec.OnIncident(MakeIncident(i));
+      ++handed;
+    }
+  });
+  ASSERT_TRUE(PollUntil([&] { return rec.stats().write_errors.load() > 0; }));
+  ASSERT_TRUE(PollUntil([&] { return handed.load() >= 3; }));
+  EXPECT_EQ(rec.stats().held.load(), 3u);
+  EXPECT_EQ(handed.load(), 3);  // the fourth waits for room
+  ASSERT_TRUE(fs_.Free());
+  producer.join();
+  rec.Flush();
+  EXPECT_EQ(rec.Stop(), 0u);
+  EXPECT_EQ(rec.stats().dropped.load(), 0u);
+  EXPECT_EQ(rec.stats().evidence_shed.load(), 0u);
+  auto all = AllIncidents(db_);
+  ASSERT_EQ(all.size(), 6u);
+  for (const auto& inc : all) EXPECT_EQ(inc.evidence.size(), 10u);
+}
+
+}  // namespace
+}  // namespace mxward
