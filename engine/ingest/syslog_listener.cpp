@@ -344,6 +344,11 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
         limit_(input_->spec().max_message_size + 32) {
     cap_ = std::min<std::size_t>(64 * 1024, limit_);
     buf_.reset(new char[cap_]);
+    InputCounters& c = input_->mutable_counters();
+    c.Add(c.buffer_bytes, cap_);
+  }
+  ~StreamSession() {
+    input_->mutable_counters().buffer_bytes.fetch_sub(cap_, std::memory_order_relaxed);
   }
 
   void Start() {
@@ -414,6 +419,8 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     std::unique_ptr<char[]> bigger(new char[want]);
     std::memcpy(bigger.get(), buf_.get(), end_);
     buf_ = std::move(bigger);
+    InputCounters& c = input_->mutable_counters();
+    c.Add(c.buffer_bytes, want - cap_);
     cap_ = want;
   }
 

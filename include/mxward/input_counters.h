@@ -21,6 +21,9 @@ struct InputCounters {
   std::atomic<std::uint64_t> open_connections{0};    // stream connections open now
   std::atomic<std::uint64_t> closed_bad_framing{0};  // streams closed for garbage or oversize
   std::atomic<std::uint64_t> rotations{0};           // file follower: rotations/truncations seen
+  // Stream inputs: bytes of the connections' framing buffers now (at most max_message_size + 32
+  // per connection, whatever the sender does): what ingest holds in memory, for tests and sizing.
+  std::atomic<std::uint64_t> buffer_bytes{0};
 
   void Add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
     c.fetch_add(n, std::memory_order_relaxed);
