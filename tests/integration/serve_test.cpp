@@ -152,8 +152,8 @@ TEST_F(ServeTest, SigtermDuringABurstDrainsTheEngineAndTheRecorder) {
     return at != std::string::npos && std::stod(m.substr(at + 20)) >= 4000;
   })) << Metrics();
   ASSERT_TRUE(daemon_.Signal(SIGTERM));
-  const bool exited = testing::PollUntil([&] { return !daemon_.running(); },
-                                         std::chrono::seconds(20));
+  const bool exited =
+      testing::PollUntil([&] { return !daemon_.running(); }, std::chrono::seconds(20));
   stop_sending = true;
   sender.join();
   ASSERT_TRUE(exited) << "still running 20 s after SIGTERM: " << Log();
@@ -164,8 +164,8 @@ TEST_F(ServeTest, SigtermDuringABurstDrainsTheEngineAndTheRecorder) {
   const std::size_t at = log.find("stopped: ");
   ASSERT_NE(at, std::string::npos) << log;
   unsigned long long lines = 0, events = 0, incidents = 0;
-  ASSERT_EQ(std::sscanf(log.c_str() + at, "stopped: %llu lines, %llu events, %llu incidents", &lines,
-                        &events, &incidents),
+  ASSERT_EQ(std::sscanf(log.c_str() + at, "stopped: %llu lines, %llu events, %llu incidents",
+                        &lines, &events, &incidents),
             3)
       << log.substr(at, 200);
   EXPECT_GE(lines, 4000u);
