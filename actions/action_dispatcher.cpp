@@ -1,10 +1,13 @@
 #include "mxward/action_dispatcher.h"
 
-#include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <random>
 #include <set>
@@ -16,6 +19,7 @@
 #include "config_section_reader.h"
 #include "mxward/incident_store.h"
 #include "mxward/rate_limited_log.h"
+#include "mxward/unique_fd.h"
 
 namespace mxward {
 
@@ -56,10 +60,6 @@ bool ActionRateCap::Admit(std::string_view type, UnixMicros now) {
 
 namespace {
 
-// The parameters that name what an action is about, in the order ActionOrderKey looks at them.
-// The SQL in kClaimCandidatesSql computes the same key.
-constexpr const char* kSubjectParams[] = {"target", "address", "user", "to"};
-
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -79,18 +79,7 @@ bool Overlaps(const IpPrefix& a, const IpPrefix& b) {
 
 }  // namespace
 
-std::string ActionOrderKey(const ActionRecord& action) {
-  std::string key = action.type;
-  key += '\x1f';
-  for (const char* name : kSubjectParams) {
-    auto it = action.params.find(name);
-    if (it != action.params.end() && it->is_string()) {
-      key += it->get<std::string>();
-      break;
-    }
-  }
-  return key;
-}
+std::string ActionOrderKey(const ActionRecord& action) { return ActionSubjectKey(action); }
 
 std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
                                             const ActionRecord& action) {
@@ -143,7 +132,8 @@ Result<DispatcherOptions> DispatcherOptions::FromConfig(const Config& config,
   }
   ConfigSectionReader r(*t, "dispatcher", config.source, diagnostics);
   r.CheckKnownKeys({"workers", "max_attempts", "backoff_base", "backoff_max", "per_minute_cap",
-                    "per_minute_caps", "claim_lease", "poll_interval", "claim_batch"});
+                    "per_minute_caps", "claim_lease", "poll_interval", "claim_batch",
+                    "maintain_interval"});
   r.Int("workers", 1, 64, &o.workers);
   r.Int("max_attempts", 1, 1000, &o.max_attempts);
   std::int64_t s = o.base_backoff_ms / 1000;
@@ -159,6 +149,9 @@ Result<DispatcherOptions> DispatcherOptions::FromConfig(const Config& config,
   s = o.poll_interval_ms / 1000;
   r.Duration("poll_interval", &s);
   o.poll_interval_ms = std::max<std::int64_t>(s, 1) * 1000;
+  s = o.maintain_interval_ms / 1000;
+  r.Duration("maintain_interval", &s);
+  o.maintain_interval_ms = std::max<std::int64_t>(s, 1) * 1000;
   r.Int("claim_batch", 1, 10000, &o.claim_batch);
   if (const toml::node* caps = t->get("per_minute_caps")) {
     if (const toml::table* ct = caps->as_table()) {
@@ -187,52 +180,64 @@ Result<DispatcherOptions> DispatcherOptions::FromConfig(const Config& config,
 
 namespace {
 
-// Due, unclaimed pending actions, oldest first, leaving out types whose queue is full and subjects
-// waiting behind an action in backoff (so neither can crowd out the rest), and ids already held
-// in memory. The subject expression mirrors ActionOrderKey.
-constexpr const char* kClaimCandidatesSql =
-    "SELECT id FROM (SELECT id, next_attempt_at, type || char(31) || coalesce("
-    "iif(json_type(params, '$.target') = 'text', json_extract(params, '$.target'), NULL), "
-    "iif(json_type(params, '$.address') = 'text', json_extract(params, '$.address'), NULL), "
-    "iif(json_type(params, '$.user') = 'text', json_extract(params, '$.user'), NULL), "
-    "iif(json_type(params, '$.to') = 'text', json_extract(params, '$.to'), NULL), '') AS okey "
-    "FROM actions WHERE status = 'pending' AND next_attempt_at <= ?1 "
-    "AND type NOT IN (SELECT value FROM json_each(?2)) "
-    "AND id NOT IN (SELECT value FROM json_each(?3))) AS c "
-    "WHERE NOT EXISTS (SELECT 1 FROM json_each(?4) AS b WHERE b.key = c.okey AND b.value < c.id) "
-    "ORDER BY next_attempt_at, id LIMIT ?5";
-// Takes an action: only if it is still pending and due (nobody else took it in between).
-constexpr const char* kClaimSql =
-    "UPDATE actions SET next_attempt_at = ?1 WHERE id = ?2 AND status = 'pending' "
-    "AND next_attempt_at <= ?3";
-// Hands a claimed action back (stopping before it ran).
-constexpr const char* kReleaseSql =
-    "UPDATE actions SET next_attempt_at = ?1 WHERE id = ?2 AND status = 'pending'";
-
-// One prepared statement, finalized on scope exit. The store's own statement cache is private;
-// these three statements are the dispatcher's claim protocol and live here with it.
-class Statement {
+// The liveness of claim owners (see "Crash recovery" in action_dispatcher.h): each dispatcher
+// holds an open-file-description lock on one byte of "<store>-claims.lock", at the offset that is
+// its owner token. The kernel drops the lock when the owner dies however it dies (kill -9
+// included), and OFD locks conflict between two descriptions in one process too, so two
+// dispatchers in one test binary see each other as alive.
+class ClaimOwnerLock {
  public:
-  Statement(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  static std::string PathFor(const std::string& store_path) { return store_path + "-claims.lock"; }
+
+  // Opens the lock file and locks a random token's byte. On failure the dispatcher still works,
+  // with owner 0: its claims are recovered only when their lease expires.
+  Status Acquire(const std::string& store_path, std::mt19937_64& rng) {
+    const std::string path = PathFor(store_path);
+    fd_.Reset();
+    *fd_.out() = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_.get() < 0) {
+      return Status::IoError(fmt::format("opening {}: {}", path, std::strerror(errno)));
+    }
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      // Positive, below 2^62: a valid lock offset and never 0 (no owner).
+      const std::int64_t token =
+          static_cast<std::int64_t>(rng() & ((std::uint64_t{1} << 62) - 1)) | 1;
+      struct flock l = Range(F_WRLCK, token);
+      if (::fcntl(fd_.get(), F_OFD_SETLK, &l) == 0) {
+        token_ = token;
+        return Status::Ok();
+      }
+      if (errno != EAGAIN && errno != EACCES) break;  // taken: draw another token
+    }
+    Status s = Status::IoError(fmt::format("locking {}: {}", path, std::strerror(errno)));
+    fd_.Reset();
+    return s;
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  Status status(std::string_view doing) const {
-    if (rc_ == SQLITE_OK) return Status::Ok();
-    return Status::Unavailable(fmt::format("{}: {}", doing, sqlite3_errmsg(db_)));
-  }
-  sqlite3_stmt* get() { return stmt_; }
-  void Bind(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void Bind(int i, const std::string& v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+
+  std::int64_t token() const { return token_; }
+
+  // Whether a dispatcher (in any process) holds `token`'s lock. Errors count as alive: a claim
+  // wrongly thought dead could run twice, one wrongly thought alive only waits for its lease.
+  bool IsAlive(std::int64_t token) const {
+    if (fd_.get() < 0 || token <= 0) return true;
+    struct flock l = Range(F_WRLCK, token);
+    if (::fcntl(fd_.get(), F_OFD_GETLK, &l) != 0) return true;
+    return l.l_type != F_UNLCK;
   }
 
  private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-  int rc_ = SQLITE_OK;
+  static struct flock Range(short type, std::int64_t token) {
+    struct flock l;
+    std::memset(&l, 0, sizeof l);
+    l.l_type = type;
+    l.l_whence = SEEK_SET;
+    l.l_start = static_cast<off_t>(token);
+    l.l_len = 1;
+    return l;  // l_pid stays 0, as OFD locks require
+  }
+
+  UniqueFd fd_;
+  std::int64_t token_ = 0;
 };
 
 struct Lane {
@@ -272,8 +277,10 @@ struct DispatcherShared {
 
   std::mutex store_mu;  // one connection, short statements, shared by claimer and workers
   std::unique_ptr<IncidentStore> store;
+  ClaimOwnerLock owner;  // lives as long as a detached worker may still run an action
 
-  std::atomic<std::uint64_t> applied{0}, retried{0}, failed{0}, refused{0}, reverted{0}, dry_run{0};
+  std::atomic<std::uint64_t> applied{0}, retried{0}, failed{0}, refused{0}, reverted{0}, dry_run{0},
+      maintained{0};
   RateLimitedLog log;
 
   DispatcherShared(std::string path, std::vector<std::unique_ptr<ActionExecutor>> execs,
@@ -298,7 +305,57 @@ struct DispatcherShared {
     auto s = IncidentStore::Open(store_path);
     if (!s.ok()) return s.status().Annotate("action dispatcher");
     store = std::move(*s);
+    Status locked;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      locked = owner.Acquire(store_path, rng);
+    }
+    if (!locked.ok()) {
+      spdlog::warn(
+          "dispatcher: {}; actions in flight when mxward dies re-run only after their claim "
+          "lease ({} s)",
+          locked.ToString(), options.claim_lease_ms / 1000);
+    }
     return Status::Ok();
+  }
+
+  // Hands back at once the claims of dispatchers that died (crash, kill -9) instead of waiting
+  // for their lease. A live owner's claims, in this process or another, are left alone.
+  Status RecoverDeadClaims() {
+    const UnixMicros now = clock->Now();
+    std::lock_guard<std::mutex> slk(store_mu);
+    auto owners = store->ClaimOwners(now);
+    if (!owners.ok()) return owners.status();
+    for (std::int64_t token : *owners) {
+      if (token == owner.token() || owner.IsAlive(token)) continue;
+      auto n = store->ReleaseClaimsOf(token, now);
+      if (!n.ok()) return n.status();
+      if (*n > 0) {
+        spdlog::info("dispatcher: {} action(s) claimed by a dispatcher that died run again now",
+                     *n);
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Queues the revert of every timed suspension whose time is up (once each, durably).
+  Status QueueExpiries() {
+    const UnixMicros now = clock->Now();
+    std::lock_guard<std::mutex> slk(store_mu);
+    auto ids = store->QueueExpiredSuspensionReverts(now);
+    if (!ids.ok()) return ids.status();
+    if (!ids->empty()) spdlog::info("dispatcher: {} suspension(s) expired, restoring", ids->size());
+    return Status::Ok();
+  }
+
+  // The housekeeping of a claim pass: dead owners' claims and expired suspensions.
+  void Housekeeping() {
+    if (Status st = RecoverDeadClaims(); !st.ok()) {
+      log.Warn("dispatcher.recover", "dispatcher: recovering claims: {}", st.ToString());
+    }
+    if (Status st = QueueExpiries(); !st.ok()) {
+      log.Warn("dispatcher.expiry", "dispatcher: queueing expired suspensions: {}", st.ToString());
+    }
   }
 
   // Under mu.
@@ -323,121 +380,86 @@ struct DispatcherShared {
                                                             const std::set<std::int64_t>& exclude,
                                                             bool bounded) {
     const UnixMicros now = clock->Now();
-    nlohmann::json full_types = nlohmann::json::array();
-    nlohmann::json held = nlohmann::json::array();
-    std::map<std::string, std::int64_t> heads;  // order key -> id waiting for its retry
+    ClaimRequest request;
+    request.now = now;
+    request.lease_until = now + options.claim_lease_ms * 1000;
+    request.limit = limit;
+    request.owner = owner.token();
     {
       std::lock_guard<std::mutex> lk(mu);
       if (bounded) {
         for (const auto& [type, lane] : lane_by_type) {
-          if (lane && lane->queue.size() >= kLaneQueueLimit) full_types.push_back(type);
+          if (lane && lane->queue.size() >= kLaneQueueLimit) request.skip_types.push_back(type);
         }
       }
-      for (std::int64_t id : in_flight) held.push_back(id);
-      heads = blocked;
+      request.skip_ids.assign(in_flight.begin(), in_flight.end());
+      request.blocked_subjects = blocked;
     }
-    for (std::int64_t id : exclude) held.push_back(id);
+    request.skip_ids.insert(request.skip_ids.end(), exclude.begin(), exclude.end());
 
-    std::vector<std::pair<Lane*, ActionRecord>> claimed;
-    std::lock_guard<std::mutex> slk(store_mu);
-    IncidentStore* st = store.get();
-    Status s = st->InTransaction([&]() -> Status {
-      // A head that is no longer pending (another process ran it, an admin deleted it) must not
-      // hold its subject back.
-      nlohmann::json blocked_keys = nlohmann::json::object();
-      for (const auto& [key, id] : heads) {
-        auto head = st->GetAction(id);
-        if (head.ok() && head->status == ActionStatus::kPending) {
-          blocked_keys[key] = id;
-          continue;
-        }
-        if (!head.ok() && head.status().code() != Status::Code::kNotFound) return head.status();
-        std::lock_guard<std::mutex> lk(mu);
-        if (auto it = blocked.find(key); it != blocked.end() && it->second == id) blocked.erase(it);
-      }
-      std::vector<std::int64_t> ids;
+    std::map<Lane*, std::size_t> added;
+    std::map<std::int64_t, Lane*> lane_of;
+    // Decides the fate of each candidate; runs inside the store's claim transaction.
+    auto decide = [&](const ActionRecord& a) -> ClaimVerdict {
+      Lane* lane = nullptr;
+      std::optional<std::string> refusal = AllowlistRefusal(options, a);
+      bool capped = false;
       {
-        Statement q(st->db(), kClaimCandidatesSql);
-        MXWARD_RETURN_IF_ERROR(q.status("reading the outbox"));
-        q.Bind(1, now);
-        q.Bind(2, full_types.dump());
-        q.Bind(3, held.dump());
-        q.Bind(4, blocked_keys.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-        q.Bind(5, static_cast<std::int64_t>(limit));
-        int rc;
-        while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
-          ids.push_back(sqlite3_column_int64(q.get(), 0));
+        std::lock_guard<std::mutex> lk(mu);
+        lane = LaneFor(a.type);
+        if (lane && bounded && lane->queue.size() + added[lane] >= kLaneQueueLimit) {
+          return {ClaimVerdict::Kind::kSkipSubject, ActionStatus::kPending, ""};
         }
-        if (rc != SQLITE_DONE) {
-          return Status::Unavailable(
-              fmt::format("reading the outbox: {}", sqlite3_errmsg(st->db())));
+        // The valve guards against a flood of incidents: undo requests and what an admin
+        // asked for by hand (no incident) are never refused.
+        if (!refusal && lane && !lane->dry_run && !a.revert && a.incident_id != 0 &&
+            !cap.Admit(a.type, now)) {
+          capped = true;
         }
       }
-      Statement claim(st->db(), kClaimSql);
-      MXWARD_RETURN_IF_ERROR(claim.status("claiming an action"));
-      std::set<std::string> skipped_keys;  // a lane filled up: keep later ones of a key behind
-      std::map<Lane*, std::size_t> added;
-      for (std::int64_t id : ids) {
-        auto a = st->GetAction(id);
-        if (!a.ok()) return a.status();
-        const std::string key = ActionOrderKey(*a);
-        if (skipped_keys.count(key)) continue;
-        Lane* lane = nullptr;
-        std::optional<std::string> refusal = AllowlistRefusal(options, *a);
-        bool capped = false;
-        {
-          std::lock_guard<std::mutex> lk(mu);
-          lane = LaneFor(a->type);
-          if (lane && bounded && lane->queue.size() + added[lane] >= kLaneQueueLimit) {
-            skipped_keys.insert(key);
-            continue;
-          }
-          // The valve guards against a flood of incidents: undo requests and what an admin
-          // asked for by hand (no incident) are never refused.
-          if (!refusal && lane && !lane->dry_run && !a->revert && a->incident_id != 0 &&
-              !cap.Admit(a->type, now)) {
-            capped = true;
-          }
-        }
-        if (refusal || capped) {
-          const std::string why =
-              refusal ? "refused: " + *refusal
-                      : fmt::format(
-                            "refused by the safety valve: more than {} '{}' actions in "
-                            "one minute ([dispatcher] per_minute_caps)",
-                            cap.CapFor(a->type), a->type);
-          MXWARD_RETURN_IF_ERROR(st->MarkActionFinal(id, ActionStatus::kRefused, why, now));
-          ++refused;
-          log.Warn(capped ? "dispatcher.valve." + a->type : "dispatcher.allowlist",
-                   "action #{} ({}) {}", id, a->type, why);
-          continue;
-        }
-        if (!lane) {
-          MXWARD_RETURN_IF_ERROR(st->MarkActionFinal(
-              id, ActionStatus::kFailed,
-              fmt::format("no executor handles '{}' actions (unknown type)", a->type), now));
-          ++failed;
-          continue;
-        }
-        sqlite3_reset(claim.get());
-        claim.Bind(1, now + options.claim_lease_ms * 1000);
-        claim.Bind(2, id);
-        claim.Bind(3, now);
-        if (sqlite3_step(claim.get()) != SQLITE_DONE) {
-          return Status::Unavailable(
-              fmt::format("claiming action {}: {}", id, sqlite3_errmsg(st->db())));
-        }
-        if (sqlite3_changes(st->db()) != 1) continue;  // someone else took it
-        ++added[lane];
-        claimed.emplace_back(lane, std::move(*a));
+      if (refusal || capped) {
+        const std::string why =
+            refusal ? "refused: " + *refusal
+                    : fmt::format(
+                          "refused by the safety valve: more than {} '{}' actions in "
+                          "one minute ([dispatcher] per_minute_caps)",
+                          cap.CapFor(a.type), a.type);
+        ++refused;
+        log.Warn(capped ? "dispatcher.valve." + a.type : "dispatcher.allowlist",
+                 "action #{} ({}) {}", a.id, a.type, why);
+        return {ClaimVerdict::Kind::kSettle, ActionStatus::kRefused, why};
       }
-      return Status::Ok();
-    });
-    if (!s.ok()) return s;
+      if (!lane) {
+        ++failed;
+        return {ClaimVerdict::Kind::kSettle, ActionStatus::kFailed,
+                fmt::format("no executor handles '{}' actions (unknown type)", a.type)};
+      }
+      ++added[lane];
+      lane_of[a.id] = lane;
+      return {ClaimVerdict::Kind::kClaim, ActionStatus::kPending, ""};
+    };
+
+    Result<ClaimOutcome> outcome = Status::Ok();
+    {
+      std::lock_guard<std::mutex> slk(store_mu);
+      outcome = store->ClaimDueActions(request, decide);
+    }
+    if (!outcome.ok()) return outcome.status();
+    std::vector<std::pair<Lane*, ActionRecord>> claimed;
     std::lock_guard<std::mutex> lk(mu);
-    for (auto& [lane, a] : claimed) {
+    for (std::int64_t id : outcome->stale_heads) {
+      for (auto it = blocked.begin(); it != blocked.end(); ++it) {
+        if (it->second == id) {
+          blocked.erase(it);
+          break;
+        }
+      }
+    }
+    for (ActionRecord& a : outcome->claimed) {
+      Lane* lane = lane_of[a.id];
       in_flight.insert(a.id);
       if (bounded) lane->queue.push_back(a);
+      claimed.emplace_back(lane, std::move(a));
     }
     return claimed;
   }
@@ -447,19 +469,7 @@ struct DispatcherShared {
     const UnixMicros now = clock->Now();
     std::lock_guard<std::mutex> slk(store_mu);
     if (!store) return;
-    Status s = store->InTransaction([&]() -> Status {
-      Statement q(store->db(), kReleaseSql);
-      MXWARD_RETURN_IF_ERROR(q.status("handing actions back"));
-      for (std::int64_t id : ids) {
-        sqlite3_reset(q.get());
-        q.Bind(1, now);
-        q.Bind(2, id);
-        if (sqlite3_step(q.get()) != SQLITE_DONE) {
-          return Status::Unavailable(sqlite3_errmsg(store->db()));
-        }
-      }
-      return Status::Ok();
-    });
+    Status s = store->ReleaseActions(ids, now);
     if (!s.ok()) {
       spdlog::warn(
           "dispatcher: could not hand {} claimed actions back ({}); they run again "
@@ -582,25 +592,60 @@ struct DispatcherShared {
     return Status::Ok();
   }
 
-  void WorkerLoop(Lane* lane) {
+  // Starts the lane's executor if needed, then runs its Maintain(); on the lane's worker thread.
+  void Maintain(Lane* lane, std::size_t index) {
+    if (lane->dry_run) return;
+    Status st;
+    if (!lane->started) {
+      st = lane->executor->Start();
+      if (st.ok()) {
+        lane->started = true;
+      } else {
+        st = st.Annotate("starting the executor");
+      }
+    }
+    if (st.ok()) st = lane->executor->Maintain();
+    if (!st.ok()) {
+      // The key names the lane by position, never by anything read from outside.
+      log.Warn(fmt::format("dispatcher.maintain.{}", index),
+               "dispatcher: maintenance of executor {} failed (tried again in {} ms): {}", index,
+               options.maintain_interval_ms, st.ToString());
+    }
+    ++maintained;
+  }
+
+  void WorkerLoop(Lane* lane, std::size_t index) {
+    using SteadyClock = std::chrono::steady_clock;
+    const auto interval =
+        std::chrono::milliseconds(std::max<std::int64_t>(options.maintain_interval_ms, 1));
+    auto next_maintain = SteadyClock::now();  // the first tick starts the executor at once
     for (;;) {
-      ActionRecord a;
+      std::optional<ActionRecord> a;
       {
         std::unique_lock<std::mutex> lk(mu);
-        lane->cv.wait(lk, [&] { return stopping || !lane->queue.empty(); });
+        lane->cv.wait_until(lk, next_maintain, [&] { return stopping || !lane->queue.empty(); });
         if (stopping) break;
-        a = std::move(lane->queue.front());
-        lane->queue.pop_front();
-        lane->running = true;
+        if (!lane->queue.empty()) {
+          a = std::move(lane->queue.front());
+          lane->queue.pop_front();
+          lane->running = true;
+        }
       }
-      Execute(lane, a);
-      {
-        std::lock_guard<std::mutex> lk(mu);
-        lane->running = false;
-        notified = true;  // room in the queue: claim more
+      if (a) {
+        Execute(lane, *a);
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          lane->running = false;
+          notified = true;  // room in the queue: claim more
+        }
+        idle_cv.notify_all();
+        claimer_cv.notify_one();
       }
-      idle_cv.notify_all();
-      claimer_cv.notify_one();
+      // Checked after every action too, so a steady stream of actions does not starve it.
+      if (SteadyClock::now() >= next_maintain) {
+        Maintain(lane, index);
+        next_maintain = SteadyClock::now() + interval;
+      }
     }
     if (lane->started) lane->executor->Stop();
     lane->started = false;
@@ -612,11 +657,18 @@ struct DispatcherShared {
   }
 
   void ClaimerLoop() {
+    auto next_housekeeping = std::chrono::steady_clock::now();
     for (;;) {
       {
         std::lock_guard<std::mutex> lk(mu);
         if (stopping) return;
         notified = false;
+      }
+      if (std::chrono::steady_clock::now() >= next_housekeeping) {
+        Housekeeping();
+        next_housekeeping = std::chrono::steady_clock::now() +
+                            std::chrono::milliseconds(std::min<std::int64_t>(
+                                std::max<std::int64_t>(options.poll_interval_ms, 1), 1000));
       }
       auto claimed = Claim(options.claim_batch, {}, /*bounded=*/true);
       bool more = false;
@@ -670,10 +722,14 @@ Status ActionDispatcher::Start() {
     if (s->stopping) return Status::InvalidArgument("a stopped dispatcher cannot be restarted");
   }
   MXWARD_RETURN_IF_ERROR(s->OpenStore());
+  if (Status st = s->RecoverDeadClaims(); !st.ok()) {
+    // Not fatal: those actions still run when their lease expires.
+    spdlog::warn("dispatcher: recovering the claims of a dead dispatcher: {}", st.ToString());
+  }
   MXWARD_RETURN_IF_ERROR(s->LoadBlocked());
-  for (auto& lane : s->lanes) {
-    Lane* l = lane.get();
-    l->thread = std::thread([s, l] { s->WorkerLoop(l); });
+  for (std::size_t i = 0; i < s->lanes.size(); ++i) {
+    Lane* l = s->lanes[i].get();
+    l->thread = std::thread([s, l, i] { s->WorkerLoop(l, i); });
   }
   impl_->claimer = std::thread([s] { s->ClaimerLoop(); });
   impl_->started = true;
@@ -743,6 +799,8 @@ Status ActionDispatcher::RunDueOnce() {
   }
   auto& s = impl_->shared;
   MXWARD_RETURN_IF_ERROR(s->OpenStore());
+  MXWARD_RETURN_IF_ERROR(s->RecoverDeadClaims());
+  MXWARD_RETURN_IF_ERROR(s->QueueExpiries());
   MXWARD_RETURN_IF_ERROR(s->LoadBlocked());
   std::set<std::int64_t> done;
   for (;;) {
@@ -765,6 +823,7 @@ DispatcherStats ActionDispatcher::stats() const {
   out.refused = s->refused;
   out.reverted = s->reverted;
   out.dry_run = s->dry_run;
+  out.maintained = s->maintained;
   return out;
 }
 

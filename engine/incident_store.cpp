@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -350,7 +351,7 @@ Incident IncidentFromRow(const Stmt& q) {
 
 constexpr const char* kActionColumns =
     "id, incident_id, type, params, status, revert, attempts, last_error, idempotency_key, "
-    "created_at, updated_at, next_attempt_at";
+    "created_at, updated_at, next_attempt_at, claimed_by";
 
 ActionRecord ActionFromRow(const Stmt& q) {
   ActionRecord a;
@@ -365,6 +366,7 @@ ActionRecord ActionFromRow(const Stmt& q) {
   a.idempotency_key = q.Text(8);
   a.created_at = q.Int(9);
   a.updated_at = q.Int(10);
+  a.claimed_by = q.Int(12);
   a.next_attempt_at = q.Int(11);
   return a;
 }
@@ -571,7 +573,7 @@ Status ExpectOneRow(sqlite3* db, std::int64_t id) {
 Status IncidentStore::MarkActionDone(std::int64_t id, UnixMicros now) {
   MXWARD_STMT(q,
               "UPDATE actions SET status = 'done', attempts = attempts + 1, last_error = '', "
-              "updated_at = ? WHERE id = ?");
+              "updated_at = ?, claimed_by = 0 WHERE id = ?");
   q.Bind(1, now).Bind(2, id);
   if (q.Step() != SQLITE_DONE) return Error("recording an action as done");
   return ExpectOneRow(db_, id);
@@ -581,7 +583,7 @@ Status IncidentStore::MarkActionRetry(std::int64_t id, std::string_view error,
                                       UnixMicros next_attempt, UnixMicros now) {
   MXWARD_STMT(q,
               "UPDATE actions SET status = 'pending', attempts = attempts + 1, last_error = ?, "
-              "next_attempt_at = ?, updated_at = ? WHERE id = ?");
+              "next_attempt_at = ?, updated_at = ?, claimed_by = 0 WHERE id = ?");
   q.Bind(1, error).Bind(2, next_attempt).Bind(3, now).Bind(4, id);
   if (q.Step() != SQLITE_DONE) return Error("scheduling a retry");
   return ExpectOneRow(db_, id);
@@ -592,7 +594,7 @@ Status IncidentStore::MarkActionFinal(std::int64_t id, ActionStatus status, std:
   // Only a failure is one more attempt; refused / reverted / dry_run describe the action's fate.
   MXWARD_STMT(q,
               "UPDATE actions SET status = ?, attempts = attempts + ?, last_error = ?, "
-              "updated_at = ? WHERE id = ?");
+              "updated_at = ?, claimed_by = 0 WHERE id = ?");
   q.Bind(1, ActionStatusName(status))
       .Bind(2, std::int64_t{status == ActionStatus::kFailed || status == ActionStatus::kDone})
       .Bind(3, error)
@@ -600,6 +602,133 @@ Status IncidentStore::MarkActionFinal(std::int64_t id, ActionStatus status, std:
       .Bind(5, id);
   if (q.Step() != SQLITE_DONE) return Error("recording an action's outcome");
   return ExpectOneRow(db_, id);
+}
+
+std::string ActionSubjectKey(const ActionRecord& action) {
+  std::string key = action.type;
+  key += '\x1f';
+  for (const char* name : {"target", "address", "user", "to"}) {
+    auto it = action.params.find(name);
+    if (it != action.params.end() && it->is_string()) {
+      key += it->get<std::string>();
+      break;
+    }
+  }
+  return key;
+}
+
+namespace {
+
+// Due, unclaimed pending actions, oldest first, leaving out skipped types and ids and subjects
+// waiting behind an action in backoff. The subject expression mirrors ActionSubjectKey.
+constexpr const char* kClaimCandidatesSql =
+    "SELECT id FROM (SELECT id, next_attempt_at, type || char(31) || coalesce("
+    "iif(json_type(params, '$.target') = 'text', json_extract(params, '$.target'), NULL), "
+    "iif(json_type(params, '$.address') = 'text', json_extract(params, '$.address'), NULL), "
+    "iif(json_type(params, '$.user') = 'text', json_extract(params, '$.user'), NULL), "
+    "iif(json_type(params, '$.to') = 'text', json_extract(params, '$.to'), NULL), '') AS okey "
+    "FROM actions WHERE status = 'pending' AND next_attempt_at <= ?1 "
+    "AND type NOT IN (SELECT value FROM json_each(?2)) "
+    "AND id NOT IN (SELECT value FROM json_each(?3))) AS c "
+    "WHERE NOT EXISTS (SELECT 1 FROM json_each(?4) AS b WHERE b.key = c.okey AND b.value < c.id) "
+    "ORDER BY next_attempt_at, id LIMIT ?5";
+
+}  // namespace
+
+Result<ClaimOutcome> IncidentStore::ClaimDueActions(
+    const ClaimRequest& request, const std::function<ClaimVerdict(const ActionRecord&)>& decide) {
+  ClaimOutcome out;
+  Status s = InTransaction([&]() -> Status {
+    nlohmann::json blocked = nlohmann::json::object();
+    for (const auto& [key, id] : request.blocked_subjects) {
+      auto head = GetAction(id);
+      if (head.ok() && head->status == ActionStatus::kPending) {
+        blocked[key] = id;
+      } else if (head.ok() || head.status().code() == Status::Code::kNotFound) {
+        out.stale_heads.push_back(id);  // another process ran it, or it was pruned
+      } else {
+        return head.status();
+      }
+    }
+    std::vector<std::int64_t> ids;
+    {
+      MXWARD_STMT(q, kClaimCandidatesSql);
+      q.Bind(1, request.now)
+          .Bind(2, nlohmann::json(request.skip_types)
+                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+          .Bind(3, nlohmann::json(request.skip_ids).dump())
+          .Bind(4, blocked.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+          .Bind(5, std::int64_t{request.limit});
+      int rc;
+      while ((rc = q.Step()) == SQLITE_ROW) ids.push_back(q.Int(0));
+      if (rc != SQLITE_DONE) return Error("reading the outbox");
+    }
+    std::vector<std::string> skipped;  // subjects whose later actions stay behind
+    for (std::int64_t id : ids) {
+      auto a = GetAction(id);
+      if (!a.ok()) return a.status();
+      const std::string key = ActionSubjectKey(*a);
+      if (std::find(skipped.begin(), skipped.end(), key) != skipped.end()) continue;
+      ClaimVerdict verdict = decide(*a);
+      if (verdict.kind == ClaimVerdict::Kind::kSkipSubject) {
+        skipped.push_back(key);
+        continue;
+      }
+      if (verdict.kind == ClaimVerdict::Kind::kSettle) {
+        MXWARD_RETURN_IF_ERROR(MarkActionFinal(id, verdict.status, verdict.note, request.now));
+        continue;
+      }
+      // Only if it is still pending and due: nobody else took it in between.
+      MXWARD_STMT(claim,
+                  "UPDATE actions SET next_attempt_at = ?, claimed_by = ? WHERE id = ? "
+                  "AND status = 'pending' AND next_attempt_at <= ?");
+      claim.Bind(1, request.lease_until).Bind(2, request.owner).Bind(3, id).Bind(4, request.now);
+      if (claim.Step() != SQLITE_DONE) return Error(fmt::format("claiming action {}", id));
+      if (sqlite3_changes(db_) != 1) continue;
+      a->next_attempt_at = request.lease_until;
+      a->claimed_by = request.owner;
+      out.claimed.push_back(std::move(*a));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Status IncidentStore::ReleaseActions(const std::vector<std::int64_t>& ids, UnixMicros now) {
+  if (ids.empty()) return Status::Ok();
+  return InTransaction([&]() -> Status {
+    MXWARD_STMT(q,
+                "UPDATE actions SET next_attempt_at = ?, claimed_by = 0 WHERE id = ? "
+                "AND status = 'pending'");
+    for (std::int64_t id : ids) {
+      q.Bind(1, now).Bind(2, id);
+      if (q.Step() != SQLITE_DONE) return Error("handing a claimed action back");
+      sqlite3_reset(*q_prepared);
+    }
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<std::int64_t>> IncidentStore::ClaimOwners(UnixMicros now) {
+  MXWARD_STMT(q,
+              "SELECT DISTINCT claimed_by FROM actions WHERE status = 'pending' "
+              "AND claimed_by != 0 AND next_attempt_at > ?");
+  q.Bind(1, now);
+  std::vector<std::int64_t> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(q.Int(0));
+  if (rc != SQLITE_DONE) return Error("reading claim owners");
+  return out;
+}
+
+Result<std::int64_t> IncidentStore::ReleaseClaimsOf(std::int64_t owner, UnixMicros now) {
+  MXWARD_STMT(q,
+              "UPDATE actions SET next_attempt_at = ?, claimed_by = 0 WHERE claimed_by = ? "
+              "AND status = 'pending' AND next_attempt_at > ?");
+  q.Bind(1, now).Bind(2, owner).Bind(3, now);
+  if (q.Step() != SQLITE_DONE) return Error("handing back a dead dispatcher's claims");
+  return std::int64_t{sqlite3_changes(db_)};
 }
 
 Result<OutboxStats> IncidentStore::GetOutboxStats() {
@@ -650,6 +779,7 @@ Status IncidentStore::UpsertSuspension(const SuspensionRecord& s) {
               "INSERT INTO suspensions (user, kind, previous, created_at, until, incident_id) "
               "VALUES (?,?,?,?,?,?) ON CONFLICT (user, kind) DO UPDATE SET "
               "until = excluded.until, incident_id = excluded.incident_id");
+  // revert_action_id is kept too: an expiry already queued runs (and ends the suspension).
   // On conflict `previous` is kept: it holds the values from before the first suspension, which
   // a second suspension would otherwise overwrite with the suspended values.
   q.Bind(1, s.user).Bind(2, s.kind).Bind(3, s.previous.dump()).Bind(4, s.created_at);
@@ -667,16 +797,64 @@ Status IncidentStore::RemoveSuspension(std::string_view user, std::string_view k
 
 Result<std::vector<SuspensionRecord>> IncidentStore::ActiveSuspensions() {
   MXWARD_STMT(q,
-              "SELECT user, kind, previous, created_at, until, incident_id FROM suspensions "
-              "ORDER BY created_at, user, kind");
+              "SELECT user, kind, previous, created_at, until, incident_id, revert_action_id "
+              "FROM suspensions ORDER BY created_at, user, kind");
   std::vector<SuspensionRecord> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
     out.push_back({q.Text(0), q.Text(1), ParseJsonOr(q.Text(2), nlohmann::json::object()), q.Int(3),
-                   q.Int(4), q.Int(5)});
+                   q.Int(4), q.Int(5), q.Int(6)});
   }
   if (rc != SQLITE_DONE) return Error("reading suspensions");
   return out;
+}
+
+Result<std::vector<std::int64_t>> IncidentStore::QueueExpiredSuspensionReverts(UnixMicros now) {
+  // Newest first among those ending together: stacked suspensions of one account (suspend, then
+  // suspend_sending, both save `modified`) unwind in reverse, so the last restore writes the
+  // values from before the first change.
+  constexpr const char* kExpiredSql =
+      "SELECT user, kind, incident_id FROM suspensions WHERE until > 0 AND until <= ? "
+      "AND revert_action_id = 0 ORDER BY until, created_at DESC, rowid DESC";
+  // A read first: the common case (nothing expired) takes no write lock.
+  {
+    MXWARD_STMT(q, kExpiredSql);
+    q.Bind(1, now);
+    const int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::vector<std::int64_t>{};
+    if (rc != SQLITE_ROW) return Error("reading expired suspensions");
+  }
+  std::vector<std::int64_t> ids;
+  Status s = InTransaction([&]() -> Status {
+    ids.clear();
+    struct Expired {
+      std::string user, kind;
+      std::int64_t incident_id;
+    };
+    std::vector<Expired> expired;
+    {
+      // Read again under the write lock: another dispatcher may have queued them meanwhile.
+      MXWARD_STMT(q, kExpiredSql);
+      q.Bind(1, now);
+      int rc;
+      while ((rc = q.Step()) == SQLITE_ROW) expired.push_back({q.Text(0), q.Text(1), q.Int(2)});
+      if (rc != SQLITE_DONE) return Error("reading expired suspensions");
+    }
+    for (const Expired& e : expired) {
+      ActionRequest request{e.kind, {{"user", e.user}, {"expired", true}}, false};
+      auto id = EnqueueAction(e.incident_id, request, /*revert=*/true, now);
+      if (!id.ok()) return id.status();
+      MXWARD_STMT(mark,
+                  "UPDATE suspensions SET revert_action_id = ? WHERE user = ? AND kind = ? "
+                  "AND revert_action_id = 0");
+      mark.Bind(1, *id).Bind(2, e.user).Bind(3, e.kind);
+      if (mark.Step() != SQLITE_DONE) return Error("recording a suspension's expiry");
+      ids.push_back(*id);
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return ids;
 }
 
 // --- baselines -----------------------------------------------------------------------------------

@@ -102,7 +102,19 @@ CREATE TABLE event_counts (
 ) WITHOUT ROWID;
 )sql";
 
-constexpr std::array<const char*, 1> kMigrations = {kV1};
+// v2: crash recovery and timed suspensions.
+// actions.claimed_by: the owner token of the dispatcher that claimed a pending action (0: none).
+//   A claim whose owner is dead (its lock is free, see action_dispatcher.h) is handed back at
+//   once instead of after the lease.
+// suspensions.revert_action_id: the revert action queued when `until` passed (0: none yet), so
+//   the expiry is queued exactly once, also across restarts.
+constexpr const char* kV2 = R"sql(
+ALTER TABLE actions ADD COLUMN claimed_by INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE suspensions ADD COLUMN revert_action_id INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX suspensions_by_until ON suspensions(until) WHERE until > 0;
+)sql";
+
+constexpr std::array<const char*, 2> kMigrations = {kV1, kV2};
 
 }  // namespace
 

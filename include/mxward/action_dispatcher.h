@@ -13,13 +13,34 @@
 // order of actions of one type), so a webhook receiver that never answers delays only webhooks.
 // Claiming is one BEGIN IMMEDIATE transaction that moves next_attempt_at of each claimed row to
 // now + claim_lease: no other worker or process (a CLI `RunDueOnce` next to the daemon) can take
-// the same action, and an action whose worker died (crash, kill -9) is re-run once the lease
-// expires.
+// the same action (IncidentStore::ClaimDueActions holds the protocol).
+//
+// Crash recovery: each claim also records the claimer's owner token (actions.claimed_by). Every
+// dispatcher holds, for its whole life, an OFD lock (fcntl F_OFD_SETLK) on the byte at offset
+// <token> of "<store>-claims.lock". At Start, RunDueOnce and about once a second, a dispatcher
+// asks the kernel (F_OFD_GETLK) about every owner with unexpired claims: a free lock means that
+// owner is dead, and its claims are due again at once. So the next `serve` re-runs what was in
+// flight when the last one was killed, without waiting out the 5-minute lease, while claims of a
+// live dispatcher (the daemon, a CLI next to it, another dispatcher in the same process) are
+// never taken. Why a kernel lock and not a pid or a heartbeat: the kernel releases it however
+// the owner dies (kill -9, OOM), pids are reused and shared by dispatchers of one process, and a
+// heartbeat would have to be renewed by a process that may be stuck in a long action. If the
+// lock file cannot be created, the owner is 0 and only the lease recovers its claims.
+//
+// Timed suspensions: about once a second (and in RunDueOnce) the dispatcher queues the revert of
+// every suspension whose `until` passed (IncidentStore::QueueExpiredSuspensionReverts): one
+// durable revert action per suspension, never two, across restarts.
 //
 // Order: actions of one type about one subject (the same webhook target, address, user or mail
 // recipient) run in id order: while one waits for a retry, later ones of the same subject wait
 // behind it, so "ban" then "undo ban" never runs the wrong way round and notifications to one
 // receiver arrive in the order the incidents were opened.
+//
+// Maintenance: each worker calls its executor's Maintain() every maintain_interval (about once a
+// second), between actions, so it never runs concurrently with Apply/Revert and a stuck executor
+// delays only its own maintenance. An executor is started (Start()) at its worker's first tick
+// rather than at its first action, so the nftables table and its bans are back as soon as the
+// daemon starts. A failing Start or Maintain is logged (rate-limited) and tried again next tick.
 #pragma once
 
 #include <chrono>
@@ -57,6 +78,9 @@ struct DispatcherOptions {
   // queued by another process such as the CLI).
   std::int64_t poll_interval_ms = 1000;
   int claim_batch = 64;  // actions claimed per transaction
+  // How often each executor's Maintain() runs on its worker thread (between actions, never
+  // during one): the nftables table flushed by someone else is re-created within this time.
+  std::int64_t maintain_interval_ms = 1000;
   // Defence in depth behind the playbook engine's allowlist: incident actions aimed at these are
   // refused (status refused). From the global [allow] settings.
   std::vector<IpPrefix> allow_addresses;
@@ -74,7 +98,8 @@ struct DispatcherStats {
   std::uint64_t failed = 0;
   std::uint64_t refused = 0;
   std::uint64_t reverted = 0;
-  std::uint64_t dry_run = 0;  // handled by a DryRunExecutor
+  std::uint64_t dry_run = 0;     // handled by a DryRunExecutor
+  std::uint64_t maintained = 0;  // Maintain() ticks (Start + Maintain), all executors
 };
 
 class ActionDispatcher {

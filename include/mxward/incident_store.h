@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +57,7 @@ struct ActionRecord {
   UnixMicros created_at = 0;
   UnixMicros updated_at = 0;
   UnixMicros next_attempt_at = 0;
+  std::int64_t claimed_by = 0;  // owner token of the dispatcher that claimed it; 0: none
 };
 
 struct BanRecord {
@@ -72,6 +75,7 @@ struct SuspensionRecord {
   UnixMicros created_at = 0;
   UnixMicros until = 0;  // 0 = until restored by hand
   std::int64_t incident_id = 0;
+  std::int64_t revert_action_id = 0;  // the revert queued when `until` passed; 0: not yet
 };
 
 struct BaselineEntry {
@@ -93,6 +97,44 @@ struct NamedCount {
   std::int64_t count = 0;
 };
 
+// What one claimer asks of the outbox (IncidentStore::ClaimDueActions).
+struct ClaimRequest {
+  UnixMicros now = 0;
+  UnixMicros lease_until = 0;  // a claimed action is invisible to other claimers until then
+  int limit = 64;
+  std::vector<std::string> skip_types;  // types whose worker queue is full
+  std::vector<std::int64_t> skip_ids;   // ids the claimer already holds or handled
+  // ActionSubjectKey -> id of the action of that subject waiting for its retry: later actions of
+  // the subject are not candidates (order within a subject). A head that is no longer pending
+  // holds nothing back and is reported in ClaimOutcome::stale_heads.
+  std::map<std::string, std::int64_t> blocked_subjects;
+  // Recorded as claimed_by on each claimed row: lets a later dispatcher tell a claim whose owner
+  // died (hand it back now) from one a live dispatcher holds (leave it). 0: no owner.
+  std::int64_t owner = 0;
+};
+
+// The claimer's verdict on one candidate, made inside the claim transaction.
+struct ClaimVerdict {
+  enum class Kind {
+    kClaim,        // take it
+    kSkipSubject,  // leave it and every later candidate of its subject pending (queue full)
+    kSettle,       // never runs: record `status` (refused, failed) with `note`, now
+  };
+  Kind kind = Kind::kClaim;
+  ActionStatus status = ActionStatus::kFailed;
+  std::string note;
+};
+
+struct ClaimOutcome {
+  std::vector<ActionRecord> claimed;      // oldest first
+  std::vector<std::int64_t> stale_heads;  // ids from blocked_subjects no longer pending
+};
+
+// What orders actions: the type and the subject (the first string of the parameters target,
+// address, user, to). Actions with one key run in id order. ClaimDueActions computes the same key
+// in SQL.
+std::string ActionSubjectKey(const ActionRecord& action);
+
 struct OutboxStats {
   std::int64_t pending = 0;
   UnixMicros oldest_created_at = 0;  // 0 when empty
@@ -100,7 +142,7 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
@@ -138,6 +180,21 @@ class IncidentStore {
   Status MarkActionFinal(std::int64_t id, ActionStatus status, std::string_view error,
                          UnixMicros now);
   Result<OutboxStats> GetOutboxStats();
+  // The claim protocol of the action dispatcher, one BEGIN IMMEDIATE transaction: picks up to
+  // request.limit due, pending, unclaimed actions (oldest first, without skipped types and ids,
+  // without subjects blocked behind a retry), asks `decide` about each and moves next_attempt_at
+  // of those it claims to lease_until, so no other claimer (another thread, the CLI's
+  // RunDueOnce, another process) can take them; a row another claimer took in between is left
+  // out. `decide` runs inside the transaction and must not use this store.
+  Result<ClaimOutcome> ClaimDueActions(
+      const ClaimRequest& request, const std::function<ClaimVerdict(const ActionRecord&)>& decide);
+  // Hands claimed actions that never ran back to the outbox, due at `now`.
+  Status ReleaseActions(const std::vector<std::int64_t>& ids, UnixMicros now);
+  // Owner tokens (non-zero) holding unexpired claims on pending actions at `now`.
+  Result<std::vector<std::int64_t>> ClaimOwners(UnixMicros now);
+  // Hands back, due at `now`, every pending action claimed by `owner` (a dispatcher that died).
+  // Returns how many.
+  Result<std::int64_t> ReleaseClaimsOf(std::int64_t owner, UnixMicros now);
 
   // --- bans and suspensions --------------------------------------------------------------------
   Status UpsertBan(const BanRecord& ban);
@@ -146,6 +203,11 @@ class IncidentStore {
   Status UpsertSuspension(const SuspensionRecord& s);
   Status RemoveSuspension(std::string_view user, std::string_view kind);
   Result<std::vector<SuspensionRecord>> ActiveSuspensions();
+  // For every suspension whose `until` (non-zero) is <= now and that has no revert queued yet:
+  // queues one revert action (type = the suspension's kind, params {user, "expired": true}) and
+  // records its id on the suspension, in one transaction, so the expiry is queued exactly once
+  // whoever calls this and however often (also across restarts). Returns the new action ids.
+  Result<std::vector<std::int64_t>> QueueExpiredSuspensionReverts(UnixMicros now);
 
   // --- learned baselines (the `novel` trigger) -------------------------------------------------
   Status SaveBaselines(std::string_view playbook, const std::vector<BaselineEntry>& entries);

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -46,6 +50,11 @@ struct Journal {
   bool block = false;
   std::condition_variable cv;
   int blocked_now = 0;
+  // Maintain(): calls so far, scripted failures (consumed in order), and calls that overlapped
+  // an Apply/Revert of the same executor (must stay 0).
+  int maintains = 0;
+  std::vector<Status> maintain_script;
+  int maintain_during_apply = 0;
 
   void Release() {
     std::lock_guard<std::mutex> lk(mu);
@@ -75,10 +84,26 @@ class FakeExecutor final : public ActionExecutor {
     std::lock_guard<std::mutex> lk(j_->mu);
     ++j_->stops;
   }
+  Status Maintain() override {
+    std::lock_guard<std::mutex> lk(j_->mu);
+    ++j_->maintains;
+    if (in_apply_) ++j_->maintain_during_apply;
+    if (!j_->maintain_script.empty()) {
+      Status st = j_->maintain_script.front();
+      j_->maintain_script.erase(j_->maintain_script.begin());
+      return st;
+    }
+    return Status::Ok();
+  }
 
  private:
   Status Run(const ActionRecord& a, std::vector<std::int64_t>* into) {
     std::unique_lock<std::mutex> lk(j_->mu);
+    in_apply_ = true;
+    struct Done {
+      bool* flag;
+      ~Done() { *flag = false; }
+    } done{&in_apply_};
     ++j_->blocked_now;
     j_->cv.wait(lk, [&] { return !j_->block; });
     --j_->blocked_now;
@@ -94,6 +119,7 @@ class FakeExecutor final : public ActionExecutor {
   }
   std::set<std::string> types_;
   std::shared_ptr<Journal> j_;
+  bool in_apply_ = false;  // guarded by j_->mu
 };
 
 class ActionDispatcherTest : public ::testing::Test {
@@ -222,7 +248,8 @@ TEST(DispatcherOptionsTest, ReadsDispatcherSectionWithLocatedErrors) {
   {
     std::ofstream f(path);
     f << "[dispatcher]\nmax_attempts = 5\nbackoff_base = \"2s\"\nbackoff_max = \"5m\"\n"
-         "per_minute_cap = 100\nper_minute_caps = { ban = 20, webhook = 5 }\n";
+         "per_minute_cap = 100\nper_minute_caps = { ban = 20, webhook = 5 }\n"
+         "maintain_interval = \"3s\"\n";
   }
   std::vector<Diagnostic> diags;
   auto config = Config::Load(path, &diags);
@@ -232,6 +259,7 @@ TEST(DispatcherOptionsTest, ReadsDispatcherSectionWithLocatedErrors) {
   EXPECT_EQ(o->max_attempts, 5);
   EXPECT_EQ(o->base_backoff_ms, 2000);
   EXPECT_EQ(o->max_backoff_ms, 300'000);
+  EXPECT_EQ(o->maintain_interval_ms, 3000);
   EXPECT_EQ(o->default_per_minute_cap, 100);
   EXPECT_EQ(o->per_minute_cap.at("ban"), 20);
   EXPECT_EQ(o->per_minute_cap.at("webhook"), 5);
@@ -501,6 +529,162 @@ TEST_F(ActionDispatcherTest, RetryInTheBackgroundWhenTheClockMoves) {
   ASSERT_TRUE(Eventually([&] { return Get(id).status == ActionStatus::kDone; }));
   d.Stop(std::chrono::seconds(5));
   EXPECT_EQ(journal_->calls[id], 2);
+}
+
+// --- Maintain ------------------------------------------------------------------------------------
+
+TEST_F(ActionDispatcherTest, MaintainRunsOnEachWorkerAndAStuckApplyElsewhereDoesNotStopIt) {
+  auto stuck = std::make_shared<Journal>();
+  stuck->block = true;
+  // The first two ticks fail: logged and tried again at the next tick.
+  journal_->maintain_script = {Status::Unavailable("table gone"), Status::Internal("nft said no")};
+  std::vector<std::unique_ptr<ActionExecutor>> execs;
+  execs.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"webhook"}, stuck));
+  execs.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"ban"}, journal_));
+  Enqueue("webhook", {{"target", "ops"}});
+  options_.maintain_interval_ms = 5;
+  ActionDispatcher d(db(), std::move(execs), options_, &clock_);
+  ASSERT_TRUE(d.Start().ok());
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lk(stuck->mu);
+    return stuck->blocked_now == 1;
+  }));
+  int stuck_maintains;
+  {
+    std::lock_guard<std::mutex> lk(stuck->mu);
+    stuck_maintains = stuck->maintains;
+  }
+  // The ban executor keeps being maintained (and started) although the webhook worker hangs.
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lk(journal_->mu);
+    return journal_->maintains >= 5;
+  }));
+  // Actions still flow between ticks, and no tick overlaps an action.
+  const auto ban = Enqueue("ban", {{"address", "192.0.2.9"}});
+  d.Notify();
+  ASSERT_TRUE(Eventually([&] { return Get(ban).status == ActionStatus::kDone; }));
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lk(journal_->mu);
+    return journal_->maintains >= 8;
+  }));
+  {
+    std::lock_guard<std::mutex> lk(journal_->mu);
+    EXPECT_TRUE(journal_->maintain_script.empty());  // the failures did not stop the ticks
+    EXPECT_EQ(journal_->maintain_during_apply, 0);
+    EXPECT_EQ(journal_->starts, 1);  // started at the first tick, once
+  }
+  {
+    std::lock_guard<std::mutex> lk(stuck->mu);
+    // The stuck worker itself cannot tick while its Apply hangs: never concurrently.
+    EXPECT_EQ(stuck->maintains, stuck_maintains);
+    EXPECT_EQ(stuck->maintain_during_apply, 0);
+  }
+  EXPECT_GE(d.stats().maintained, 8u);
+  d.Stop(std::chrono::milliseconds(50));
+  stuck->Release();
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lk(stuck->mu);
+    return stuck->stops == 1;
+  }));
+}
+
+TEST(DispatcherOptionsTest, MaintainIntervalDefaultsToOneSecond) {
+  EXPECT_EQ(DispatcherOptions{}.maintain_interval_ms, 1000);
+}
+
+// --- crash recovery ------------------------------------------------------------------------------
+
+TEST_F(ActionDispatcherTest, ClaimsOfADeadOwnerRunAtStartNotAfterTheLease) {
+  const auto id = Enqueue("ban", {{"address", "192.0.2.50"}});
+  // A dispatcher that died holding the claim: owner token 4242, whose lock nobody holds.
+  ClaimRequest r;
+  r.now = clock_.Now();
+  r.lease_until = clock_.Now() + options_.claim_lease_ms * 1000;
+  r.owner = 4242;
+  ASSERT_EQ(store_->ClaimDueActions(r, [](const ActionRecord&) { return ClaimVerdict{}; })
+                ->claimed.size(),
+            1u);
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  ASSERT_TRUE(d.RunDueOnce().ok());  // the clock has not moved: no lease expired
+  EXPECT_EQ(Get(id).status, ActionStatus::kDone);
+  EXPECT_EQ(journal_->calls[id], 1);
+}
+
+TEST_F(ActionDispatcherTest, ALiveDispatcherInAnotherProcessKeepsItsClaimUntilItIsKilled) {
+  const auto id = Enqueue("webhook", {{"target", "ops"}});
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The "daemon": claims the webhook and hangs in Apply (a receiver that never answers).
+    close(ready[0]);
+    class Hang final : public ActionExecutor {
+     public:
+      explicit Hang(int fd) : fd_(fd) {}
+      bool Handles(std::string_view t) const override { return t == "webhook"; }
+      Status Start() override { return Status::Ok(); }
+      Status Apply(const ActionRecord&) override {
+        if (write(fd_, "x", 1) != 1) _exit(3);
+        for (;;) pause();
+      }
+      Status Revert(const ActionRecord&) override { return Status::Ok(); }
+      Result<bool> Check(const ActionRecord&) override { return true; }
+      void Stop() override {}
+
+     private:
+      int fd_;
+    };
+    std::vector<std::unique_ptr<ActionExecutor>> e;
+    e.push_back(std::make_unique<Hang>(ready[1]));
+    ActionDispatcher daemon(db(), std::move(e), options_, &clock_);
+    (void)daemon.RunDueOnce();
+    _exit(2);
+  }
+  close(ready[1]);
+  pollfd p{ready[0], POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 20'000), 1) << "the child never started the action";
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  // The owner is alive: a second dispatcher (the CLI) must not take the action.
+  {
+    ActionDispatcher cli(db(), One({"webhook"}), options_, &clock_);
+    ASSERT_TRUE(cli.RunDueOnce().ok());
+    EXPECT_EQ(journal_->calls.count(id), 0u);
+    EXPECT_EQ(Get(id).status, ActionStatus::kPending);
+    EXPECT_NE(Get(id).claimed_by, 0);
+  }
+  // kill -9: the kernel drops the owner's lock; the next start runs the action at once.
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ActionDispatcher restarted(db(), One({"webhook"}), options_, &clock_);
+  ASSERT_TRUE(restarted.Start().ok());
+  ASSERT_TRUE(Eventually([&] { return Get(id).status == ActionStatus::kDone; }));
+  restarted.Stop(std::chrono::seconds(5));
+  EXPECT_EQ(journal_->calls[id], 1);
+}
+
+TEST_F(ActionDispatcherTest, TwoLiveDispatchersInOneProcessSeeEachOtherAlive) {
+  auto stuck = std::make_shared<Journal>();
+  stuck->block = true;
+  const auto id = Enqueue("webhook", {{"target", "ops"}});
+  std::vector<std::unique_ptr<ActionExecutor>> e;
+  e.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"webhook"}, stuck));
+  ActionDispatcher a(db(), std::move(e), options_, &clock_);
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lk(stuck->mu);
+    return stuck->blocked_now == 1;
+  }));
+  ActionDispatcher b(db(), One({"webhook"}), options_, &clock_);
+  ASSERT_TRUE(b.RunDueOnce().ok());
+  EXPECT_EQ(journal_->calls.count(id), 0u);
+  stuck->Release();
+  ASSERT_TRUE(Eventually([&] { return Get(id).status == ActionStatus::kDone; }));
+  a.Stop(std::chrono::seconds(5));
+  EXPECT_EQ(stuck->calls[id], 1);
 }
 
 }  // namespace

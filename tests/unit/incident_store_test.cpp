@@ -340,6 +340,123 @@ TEST_F(IncidentStoreTest, ReadersDoNotWaitForAnOpenWriteTransaction) {
   EXPECT_EQ((*reader)->ListIncidents({})->size(), 2u);
 }
 
+// --- claim protocol, dead owners, timed suspensions ---------------------------------------------
+
+ClaimVerdict Take(const ActionRecord&) { return {}; }
+
+TEST_F(IncidentStoreTest, ClaimTakesDueActionsOnceAndRecordsTheOwner) {
+  const auto a = store_->EnqueueAction(0, {"ban", {{"address", "192.0.2.1"}}, false}, false, kT0);
+  const auto b = store_->EnqueueAction(0, {"ban", {{"address", "192.0.2.2"}}, false}, false, kT0);
+  const auto c = store_->EnqueueAction(0, {"mail", {{"to", "x@example.org"}}, false}, false, kT0);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ClaimRequest r;
+  r.now = kT0;
+  r.lease_until = kT0 + 300 * kMicrosPerSecond;
+  r.owner = 77;
+  r.skip_types = {"mail"};
+  auto got = store_->ClaimDueActions(r, [&](const ActionRecord& x) -> ClaimVerdict {
+    if (x.id == *b) return {ClaimVerdict::Kind::kSettle, ActionStatus::kRefused, "allowlisted"};
+    return {};
+  });
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->claimed.size(), 1u);
+  EXPECT_EQ(got->claimed[0].id, *a);
+  EXPECT_EQ(got->claimed[0].claimed_by, 77);
+  EXPECT_EQ(store_->GetAction(*b)->status, ActionStatus::kRefused);
+  EXPECT_EQ(store_->GetAction(*b)->last_error, "allowlisted");
+  // A second claimer sees neither the claimed nor the settled one, only the mail.
+  r.skip_types.clear();
+  r.owner = 78;
+  got = store_->ClaimDueActions(r, Take);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->claimed.size(), 1u);
+  EXPECT_EQ(got->claimed[0].id, *c);
+  EXPECT_EQ(*store_->ClaimOwners(kT0), (std::vector<std::int64_t>{77, 78}));
+  // Owner 77 died: its claim is due again at once; done actions lose their owner.
+  EXPECT_EQ(*store_->ReleaseClaimsOf(77, kT0 + 1), 1);
+  EXPECT_EQ(store_->GetAction(*a)->claimed_by, 0);
+  ASSERT_TRUE(store_->MarkActionDone(*c, kT0 + 1).ok());
+  EXPECT_EQ(store_->GetAction(*c)->claimed_by, 0);
+  EXPECT_TRUE(store_->ClaimOwners(kT0 + 1)->empty());
+  auto due = store_->DueActions(kT0 + 1, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].id, *a);
+}
+
+TEST_F(IncidentStoreTest, ReleaseHandsClaimedActionsBack) {
+  const auto a = store_->EnqueueAction(0, {"ban", {{"address", "192.0.2.1"}}, false}, false, kT0);
+  ClaimRequest r;
+  r.now = kT0;
+  r.lease_until = kT0 + 300 * kMicrosPerSecond;
+  r.owner = 5;
+  ASSERT_EQ(store_->ClaimDueActions(r, Take)->claimed.size(), 1u);
+  EXPECT_TRUE(store_->DueActions(kT0, 10)->empty());
+  ASSERT_TRUE(store_->ReleaseActions({*a}, kT0).ok());
+  EXPECT_EQ(store_->DueActions(kT0, 10)->size(), 1u);
+  EXPECT_EQ(store_->GetAction(*a)->claimed_by, 0);
+}
+
+TEST_F(IncidentStoreTest, AnExpiredSuspensionQueuesExactlyOneRevertAcrossConnections) {
+  SuspensionRecord timed{
+      "alice@example.org", "suspend", {{"active", true}}, kT0, kT0 + 3600 * kMicrosPerSecond, 7, 0};
+  SuspensionRecord forever{
+      "bob@example.org", "suspend_sending", {{"smtp_active", true}}, kT0, 0, 8, 0};
+  ASSERT_TRUE(store_->UpsertSuspension(timed).ok());
+  ASSERT_TRUE(store_->UpsertSuspension(forever).ok());
+  EXPECT_TRUE(store_->QueueExpiredSuspensionReverts(kT0 + 3599 * kMicrosPerSecond)->empty());
+  auto ids = store_->QueueExpiredSuspensionReverts(kT0 + 3600 * kMicrosPerSecond);
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_EQ(ids->size(), 1u);
+  auto revert = store_->GetAction((*ids)[0]);
+  EXPECT_TRUE(revert->revert);
+  EXPECT_EQ(revert->type, "suspend");
+  EXPECT_EQ(revert->incident_id, 7);
+  EXPECT_EQ(revert->params["user"], "alice@example.org");
+  // Again, and from another connection (a restarted daemon): nothing more.
+  EXPECT_TRUE(store_->QueueExpiredSuspensionReverts(kT0 + 7200 * kMicrosPerSecond)->empty());
+  auto other = IncidentStore::Open(dir_.file("state.db"));
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE((*other)->QueueExpiredSuspensionReverts(kT0 + 7200 * kMicrosPerSecond)->empty());
+  auto all = (*other)->ActiveSuspensions();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].revert_action_id, (*ids)[0]);
+  EXPECT_EQ((*all)[1].revert_action_id, 0);
+}
+
+TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
+  TempDir dir;
+  const std::string path = dir.file("state.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    // The version-1 tables the migration touches, as version 1 created them.
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE actions (id INTEGER PRIMARY KEY, incident_id INTEGER "
+                           "NOT NULL DEFAULT 0, type TEXT NOT NULL, params TEXT NOT NULL, status "
+                           "TEXT NOT NULL, revert INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT "
+                           "NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', idempotency_key "
+                           "TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, updated_at "
+                           "INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL DEFAULT 0);"
+                           "CREATE TABLE suspensions (user TEXT NOT NULL, kind TEXT NOT NULL, "
+                           "previous TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, "
+                           "until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
+                           "DEFAULT 0, PRIMARY KEY (user, kind));"
+                           "INSERT INTO actions (type, params, status, created_at, updated_at) "
+                           "VALUES ('ban', '{}', 'pending', 1, 1);"
+                           "PRAGMA user_version=1;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  // Only the v2 migration runs (v1 would fail: the tables exist).
+  auto s = IncidentStore::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto a = (*s)->GetAction(1);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->claimed_by, 0);
+  EXPECT_TRUE((*s)->ActiveSuspensions()->empty());
+}
+
 TEST(IncidentStoreOpenTest, RefusesAFileFromANewerVersion) {
   TempDir dir;
   const std::string path = dir.file("state.db");

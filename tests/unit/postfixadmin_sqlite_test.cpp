@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "integration/support/postfixadmin_scenarios.h"
+#include "mxward/action_dispatcher.h"
 #include "mxward/postfixadmin_accounts.h"
 #include "support/subprocess.h"
 
@@ -215,6 +216,69 @@ TEST(MakePostfixAdminAccountsTest, NullWhenAbsentOrDisabledAndDryRunNoted) {
   EXPECT_FALSE((*e)->Handles("ban"));
   ASSERT_EQ(notes.size(), 1u);
   EXPECT_NE(notes[0].find("postfixadmin: dry-run"), std::string::npos);
+}
+
+// Timed suspensions end by themselves: the dispatcher's periodic pass queues one durable revert
+// when `until` passes, and the revert puts back exactly the values from before.
+TEST_F(PostfixAdminSqliteTest, TimedSuspensionsAreRevertedOnceWhenTheirTimeIsUp) {
+  constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;
+  ManualClock clock(kT0);
+  const std::string store_path = dir_.file("mxward.db");
+  testing::PostfixAdminScenarios scenarios(options_, store_path);
+  auto db = scenarios.OpenChecker();
+  ASSERT_NE(db, nullptr);
+  testing::SeedPostfixAdmin(db.get());
+  const testing::MailboxRow before = testing::ReadMailbox(db.get(), testing::kAlice);
+  auto store = scenarios.OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (const char* kind : {"suspend", "suspend_sending", "require_password_change"}) {
+    ActionRequest r{kind, {{"user", testing::kAlice}, {"duration_s", 3600}}, false};
+    ASSERT_TRUE(store->EnqueueAction(42, r, false, clock.Now()).ok());
+  }
+  auto dispatcher = [&] {
+    std::vector<std::unique_ptr<ActionExecutor>> e;
+    e.push_back(std::make_unique<PostfixAdminAccounts>(options_, store_path, &clock));
+    return std::make_unique<ActionDispatcher>(store_path, std::move(e), DispatcherOptions{},
+                                              &clock);
+  };
+  ASSERT_TRUE(dispatcher()->RunDueOnce().ok());
+  testing::MailboxRow row = testing::ReadMailbox(db.get(), testing::kAlice);
+  EXPECT_FALSE(row.active);
+  EXPECT_FALSE(row.smtp_active);
+  EXPECT_TRUE(row.expired);
+  auto suspensions = store->ActiveSuspensions();
+  ASSERT_EQ(suspensions->size(), 3u);
+  for (const auto& s : *suspensions) EXPECT_EQ(s.until, kT0 + 3600 * kMicrosPerSecond);
+
+  // Not yet: nothing is queued.
+  clock.Advance(3599 * kMicrosPerSecond);
+  ASSERT_TRUE(dispatcher()->RunDueOnce().ok());
+  EXPECT_FALSE(testing::ReadMailbox(db.get(), testing::kAlice).active);
+
+  // Time is up. The reverts are queued once, even if two passes (a restart) look at it.
+  clock.Advance(2 * kMicrosPerSecond);
+  ASSERT_EQ(store->QueueExpiredSuspensionReverts(clock.Now())->size(), 3u);
+  ASSERT_TRUE(dispatcher()->RunDueOnce().ok());
+  ASSERT_TRUE(dispatcher()->RunDueOnce().ok());
+  row = testing::ReadMailbox(db.get(), testing::kAlice);
+  EXPECT_EQ(row.active, before.active);
+  EXPECT_EQ(row.smtp_active, before.smtp_active);
+  EXPECT_EQ(row.password_expiry, before.password_expiry);
+  EXPECT_EQ(row.modified, before.modified);
+  EXPECT_EQ(row.alias_active, before.alias_active);
+  EXPECT_EQ(row.alias_modified, before.alias_modified);
+  EXPECT_TRUE(store->ActiveSuspensions()->empty());
+  int reverts = 0;
+  auto actions = store->ActionsForIncident(42);
+  ASSERT_TRUE(actions.ok()) << actions.status().ToString();
+  for (const auto& a : *actions) {
+    if (!a.revert) continue;
+    ++reverts;
+    EXPECT_EQ(a.status, ActionStatus::kDone) << a.type << ": " << a.last_error;
+  }
+  EXPECT_EQ(reverts, 3);
+  // Three changes and three restores in PostfixAdmin's log.
+  EXPECT_EQ(testing::ReadLog(db.get()).size(), 6u);
 }
 
 }  // namespace
