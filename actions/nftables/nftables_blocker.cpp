@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -11,6 +12,7 @@
 #include <unordered_set>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "../config_section_reader.h"
 
@@ -73,6 +75,53 @@ struct PrefixHash {
     return p.address().Hash() * 131 + static_cast<std::size_t>(p.length());
   }
 };
+
+// Runs commands on *ctx (created with `output_flags` on first use) as one netlink batch: all or
+// nothing. Errors carry nft's first error line; a missing table/set/chain is NotFound.
+Status RunOn(nft_ctx** ctx, unsigned output_flags, const std::string& commands,
+             std::string* output) {
+  if (!*ctx) {
+    *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    if (!*ctx) return Status::Internal("nftables: cannot create a libnftables context");
+    nft_ctx_output_set_flags(*ctx, output_flags);
+    nft_ctx_buffer_output(*ctx);
+    nft_ctx_buffer_error(*ctx);
+  }
+  const int rc = nft_run_cmd_from_buffer(*ctx, commands.c_str());
+  // Taking the buffers empties them, so neither output nor a warning leaks into the next call.
+  *output = nft_ctx_get_output_buffer(*ctx);
+  const std::string error_text = nft_ctx_get_error_buffer(*ctx);
+  if (rc != 0) {
+    std::string error = FirstErrorLine(error_text.c_str());
+    if (error.find("Operation not permitted") != std::string::npos) {
+      return Status::PermissionDenied("nftables: " + error + " (needs CAP_NET_ADMIN)");
+    }
+    if (error.find("No such file or directory") != std::string::npos) {
+      return Status::NotFound("nftables: " + error);
+    }
+    return Status::Internal("nftables: " + error);
+  }
+  return Status::Ok();
+}
+
+bool HasString(const nlohmann::json& object, const char* key, std::string_view value) {
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() && it->get_ref<const std::string&>() == value;
+}
+
+// Whether a rule's expressions (nft JSON) match the source address against @set and drop.
+bool IsDropRuleFor(const nlohmann::json& expr, std::string_view set_ref) {
+  if (!expr.is_array()) return false;
+  bool matches_set = false, drops = false;
+  for (const nlohmann::json& e : expr) {
+    if (!e.is_object()) continue;
+    if (const auto m = e.find("match"); m != e.end() && m->is_object()) {
+      if (HasString(*m, "right", set_ref)) matches_set = true;
+    }
+    if (e.contains("drop")) drops = true;
+  }
+  return matches_set && drops;
+}
 
 }  // namespace
 
@@ -138,28 +187,7 @@ Status NftablesBlocker::Run(const std::string& commands) {
                  commands.size() > 300 ? commands.substr(0, 300) + "..." : commands);
     return Status::Ok();
   }
-  if (!ctx_) {
-    ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
-    if (!ctx_) return Status::Internal("nftables: cannot create a libnftables context");
-    nft_ctx_buffer_output(ctx_);
-    nft_ctx_buffer_error(ctx_);
-  }
-  // nft_run_cmd_from_buffer sends the whole buffer as one netlink batch: all or nothing.
-  const int rc = nft_run_cmd_from_buffer(ctx_, commands.c_str());
-  // Taking the buffers empties them, so neither output nor a warning leaks into the next call.
-  last_output_ = nft_ctx_get_output_buffer(ctx_);
-  const std::string error_text = nft_ctx_get_error_buffer(ctx_);
-  if (rc != 0) {
-    std::string error = FirstErrorLine(error_text.c_str());
-    if (error.find("Operation not permitted") != std::string::npos) {
-      return Status::PermissionDenied("nftables: " + error + " (needs CAP_NET_ADMIN)");
-    }
-    if (error.find("No such file or directory") != std::string::npos) {
-      return Status::NotFound("nftables: " + error);
-    }
-    return Status::Internal("nftables: " + error);
-  }
-  return Status::Ok();
+  return RunOn(&ctx_, 0, commands, &last_output_);
 }
 
 std::string NftablesBlocker::TableCommands() const {
@@ -275,8 +303,8 @@ Status NftablesBlocker::RestoreBans(const std::vector<BanRecord>& bans, UnixMicr
     std::int64_t timeout = 0;
     if (b.until != 0) {
       if (b.until <= now) continue;
-      timeout =
-          std::max<std::int64_t>(1, (b.until - now + kMicrosPerSecond - 1) / kMicrosPerSecond);
+      // Rounded down: a restored ban never outlives its record (but lives at least a second).
+      timeout = std::max<std::int64_t>(1, (b.until - now) / kMicrosPerSecond);
     }
     auto [it, inserted] = wanted.emplace(p, timeout);
     if (!inserted && it->second != 0 && (timeout == 0 || timeout > it->second)) {
@@ -300,19 +328,59 @@ Status NftablesBlocker::RestoreBans(const std::vector<BanRecord>& bans, UnixMicr
   return Run(TableCommands() + ElementCommands(elements));
 }
 
-Result<bool> NftablesBlocker::TableExists() {
-  if (options_.dry_run) return true;
-  MXWARD_RETURN_IF_ERROR(Run("list tables"));
-  // One "table <family> <name>" per line; cheap even with 100,000 elements in our sets.
-  const std::string wanted = fmt::format("table {} {}", options_.family, options_.table);
-  std::string_view out = last_output_;
-  while (!out.empty()) {
-    const auto nl = out.find('\n');
-    if (out.substr(0, nl) == wanted) return true;
-    if (nl == std::string_view::npos) break;
-    out.remove_prefix(nl + 1);
+Result<std::string> NftablesBlocker::FindDamage() {
+  if (options_.dry_run) return std::string();
+  // Terse: libnftables then fetches tables, chains, sets and rules but no set elements, so this
+  // costs the same with 100,000 bans as with none ("list tables" and "list chain" fetch every
+  // element in nftables 1.0.6). Only this family's tables are listed.
+  std::string output;
+  MXWARD_RETURN_IF_ERROR(RunOn(&watch_ctx_, NFT_CTX_OUTPUT_TERSE | NFT_CTX_OUTPUT_JSON,
+                               fmt::format("list ruleset {}", options_.family), &output));
+  const nlohmann::json doc = nlohmann::json::parse(output, nullptr, /*allow_exceptions=*/false);
+  const auto items = doc.is_object() ? doc.find("nftables") : doc.end();
+  if (items == doc.end() || !items->is_array()) {
+    return Status::Internal("nftables: cannot read the ruleset listing (not nft's JSON)");
   }
-  return false;
+  const NftablesOptions& o = options_;
+  const bool want_v4 = o.family != "ip6", want_v6 = o.family != "ip";
+  const std::string ref_v4 = "@" + o.set_v4, ref_v6 = "@" + o.set_v6;
+  bool table = false, chain = false, set_v4 = false, set_v6 = false, rule_v4 = false,
+       rule_v6 = false;
+  for (const nlohmann::json& item : *items) {
+    if (!item.is_object() || item.size() != 1) continue;
+    const std::string& kind = item.begin().key();
+    const nlohmann::json& body = item.begin().value();
+    if (!body.is_object() || !HasString(body, "family", o.family)) continue;
+    if (kind == "table") {
+      table = table || HasString(body, "name", o.table);
+      continue;
+    }
+    if (!HasString(body, "table", o.table)) continue;
+    if (kind == "chain") {
+      chain = chain || (HasString(body, "name", o.chain) && HasString(body, "hook", o.hook) &&
+                        HasString(body, "type", "filter"));
+    } else if (kind == "set") {
+      // Without both flags every "add element ... timeout" would fail: as good as missing.
+      const auto flags = body.find("flags");
+      const bool usable = flags != body.end() && flags->is_array() &&
+                          std::count(flags->begin(), flags->end(), "interval") == 1 &&
+                          std::count(flags->begin(), flags->end(), "timeout") == 1;
+      set_v4 = set_v4 || (usable && HasString(body, "name", o.set_v4));
+      set_v6 = set_v6 || (usable && HasString(body, "name", o.set_v6));
+    } else if (kind == "rule" && HasString(body, "chain", o.chain)) {
+      const auto expr = body.find("expr");
+      if (expr == body.end()) continue;
+      rule_v4 = rule_v4 || IsDropRuleFor(*expr, ref_v4);
+      rule_v6 = rule_v6 || IsDropRuleFor(*expr, ref_v6);
+    }
+  }
+  if (!table) return fmt::format("table {} {}", o.family, o.table);
+  if (!chain) return fmt::format("chain {} (hook {})", o.chain, o.hook);
+  if (want_v4 && !set_v4) return fmt::format("set {}", o.set_v4);
+  if (want_v6 && !set_v6) return fmt::format("set {}", o.set_v6);
+  if (want_v4 && !rule_v4) return fmt::format("the drop rule for {}", ref_v4);
+  if (want_v6 && !rule_v6) return fmt::format("the drop rule for {}", ref_v6);
+  return std::string();
 }
 
 Result<IncidentStore*> NftablesBlocker::Store() {
@@ -324,32 +392,65 @@ Result<IncidentStore*> NftablesBlocker::Store() {
   return store_.get();
 }
 
-Status NftablesBlocker::EnsureTable(bool* recreated) {
-  if (recreated) *recreated = false;
-  auto exists = TableExists();
-  if (!exists.ok()) return exists.status();
-  if (*exists) return Status::Ok();
+Status NftablesBlocker::RestoreFromStore(const std::string& why) {
+  const auto started = std::chrono::steady_clock::now();
   auto store = Store();
   if (!store.ok()) return store.status();
   const UnixMicros now = clock_->Now();
   auto bans = (*store)->ActiveBans(now);
   if (!bans.ok()) return bans.status().Annotate("nftables: reading active bans");
   MXWARD_RETURN_IF_ERROR(RestoreBans(*bans, now));
-  spdlog::info("nftables: table {} {} was missing; re-created it with {} ban(s)", options_.family,
-               options_.table, bans->size());
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count();
+  if (why.empty()) {
+    spdlog::info("nftables: created table {} {} with {} stored ban(s) in {} ms", options_.family,
+                 options_.table, bans->size(), ms);
+  } else {
+    // `why` names the table itself, or a part of it.
+    const std::string table = fmt::format("table {} {}", options_.family, options_.table);
+    spdlog::warn(
+        "nftables: {}{} is gone (ruleset flushed or nftables reloaded?); re-created the "
+        "table with {} stored ban(s) in {} ms",
+        why, why == table ? "" : " of " + table, bans->size(), ms);
+  }
+  return Status::Ok();
+}
+
+Status NftablesBlocker::EnsureTable(bool* recreated) {
+  if (recreated) *recreated = false;
+  auto damage = FindDamage();
+  if (!damage.ok()) return damage.status();
+  if (damage->empty()) return Status::Ok();
+  MXWARD_RETURN_IF_ERROR(RestoreFromStore(*damage));
   if (recreated) *recreated = true;
+  return Status::Ok();
+}
+
+Status NftablesBlocker::Maintain() {
+  if (options_.dry_run) return Status::Ok();
+  if (maintain_paused_until_ != 0 && clock_->Now() < maintain_paused_until_) return Status::Ok();
+  maintain_paused_until_ = 0;
+  bool recreated = false;
+  MXWARD_RETURN_IF_ERROR(EnsureTable(&recreated));
+  if (!recreated) return Status::Ok();
+  // A rebuild that still looks damaged would otherwise be repeated every second, forever.
+  auto damage = FindDamage();
+  if (!damage.ok()) return damage.status();
+  if (!damage->empty()) {
+    maintain_paused_until_ = clock_->Now() + 60 * kMicrosPerSecond;
+    return Status::Internal(fmt::format(
+        "nftables: re-created table {} {} but {} still looks missing; not rebuilding again for "
+        "a minute",
+        options_.family, options_.table, *damage));
+  }
   return Status::Ok();
 }
 
 Status NftablesBlocker::Start() {
   if (options_.dry_run) return Status::Ok();
   // Always rebuild on start: the chain's hook, priority or ports may have changed in the config.
-  auto store = Store();
-  if (!store.ok()) return store.status();
-  const UnixMicros now = clock_->Now();
-  auto bans = (*store)->ActiveBans(now);
-  if (!bans.ok()) return bans.status().Annotate("nftables: reading active bans");
-  return RestoreBans(*bans, now);
+  return RestoreFromStore("");
 }
 
 Status NftablesBlocker::Apply(const ActionRecord& action) {
@@ -483,6 +584,8 @@ void NftablesBlocker::Stop() {
   // The table and its bans stay: they expire in the kernel on their own.
   if (ctx_) nft_ctx_free(ctx_);
   ctx_ = nullptr;
+  if (watch_ctx_) nft_ctx_free(watch_ctx_);
+  watch_ctx_ = nullptr;
   store_.reset();
 }
 

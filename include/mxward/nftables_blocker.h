@@ -10,9 +10,11 @@
 // integers, and addresses re-printed from binary form (IpPrefix::ToString()); never from log text.
 //
 // Every ban is also recorded in the incident store (UpsertBan / RemoveBan on store_path, opened
-// lazily on first use), so on Start() and whenever the table has disappeared (`nft flush ruleset`,
-// a reload of nftables.service) the table is re-created and every unexpired ban restored, all in
-// one transaction.
+// lazily on first use), so on Start() and whenever the table, a set or a drop rule has
+// disappeared (`nft flush ruleset`, `nft delete table`, a reload of nftables.service) the table is
+// re-created and every unexpired ban restored with its remaining time, all in one transaction.
+// Maintain() looks for that damage once a second; the look is a terse listing (no set elements),
+// so it costs about the same with 100,000 bans as with none.
 //
 // One NftablesBlocker is used from one thread at a time (the dispatcher serialises calls).
 #pragma once
@@ -83,6 +85,10 @@ class NftablesBlocker final : public ActionExecutor {
   // Whether the address is in the kernel set (it is also true when a prefix covering it is).
   Result<bool> Check(const ActionRecord& action) override;
   void Stop() override;
+  // Repairs the table when something outside mxward removed it or a part of it: re-creates it and
+  // restores the store's unexpired bans (one transaction, one log line with the count). Does
+  // nothing, cheaply, while the table is intact.
+  Status Maintain() override;
 
   // --- lower-level API, used by the executor methods, the CLI and tests ------------------------
   // Adds or refreshes many bans in one nftables transaction (no store writes).
@@ -92,10 +98,12 @@ class NftablesBlocker final : public ActionExecutor {
   // Deletes and re-creates the table, chain, sets and rules, then adds every ban whose `until`
   // is after now (or 0), with its remaining time as timeout; all in one transaction.
   Status RestoreBans(const std::vector<BanRecord>& bans, UnixMicros now);
-  // Re-creates the table and restores the store's bans if the table is gone. *recreated (may
-  // be null) tells whether it did.
+  // Re-creates the table and restores the store's bans if the table, one of its sets or one of
+  // its drop rules is gone. *recreated (may be null) tells whether it did.
   Status EnsureTable(bool* recreated);
-  Result<bool> TableExists();
+  // What is missing from the table ("table inet mxward", "set banned_v6", "the drop rule for
+  // @banned_v4", ...), or "" when it is intact. Lists the ruleset without set elements.
+  Result<std::string> FindDamage();
   Result<bool> IsBanned(const IpAddress& address);
 
   const NftablesOptions& options() const { return options_; }
@@ -107,11 +115,19 @@ class NftablesBlocker final : public ActionExecutor {
   Result<IncidentStore*> Store();
   std::string TableCommands() const;  // add table/chain/sets/rules
   std::string ElementCommands(const std::vector<NftBan>& bans) const;
+  // Reads the store's unexpired bans and rebuilds the table with them; logs why and how many.
+  Status RestoreFromStore(const std::string& why);
 
   NftablesOptions options_;
   std::string store_path_;
   const Clock* clock_;
   nft_ctx* ctx_ = nullptr;
+  // A second context for FindDamage(): terse JSON output, so listing skips set elements, and its
+  // output flags never affect the commands on ctx_.
+  nft_ctx* watch_ctx_ = nullptr;
+  // After a rebuild that FindDamage() still called damaged (a kernel that lists the table in a
+  // form we do not recognise), Maintain() waits until then rather than rebuilding every second.
+  UnixMicros maintain_paused_until_ = 0;
   std::string last_output_;  // what the last command printed (list tables)
   std::unique_ptr<IncidentStore> store_;
   std::vector<std::string> dry_run_commands_;
