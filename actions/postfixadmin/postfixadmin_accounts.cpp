@@ -450,39 +450,31 @@ Result<std::vector<std::string>> PostfixAdminAccounts::QueueIds(const ActionReco
 }
 
 Status PostfixAdminAccounts::Apply(const ActionRecord& action) {
-  auto user = UserParam(action);
-  if (!user.ok()) return user.status();
-  if (action.type == kHoldQueue) {
-    auto ids = QueueIds(action);
-    if (!ids.ok()) return ids.status();
-    if (options_.dry_run) {
-      DryRun(fmt::format("{}: {}", *user, fmt::join(queue_hold_.HoldArgv(*ids, false), " ")));
-      return Status::Ok();
-    }
-    return queue_hold_.Hold(*ids);
-  }
-  if (!Handles(action.type)) {
-    return Status::InvalidArgument(fmt::format("postfixadmin cannot run '{}'", action.type));
-  }
-  return Guard(Suspend(action.type, *user, action));
+  return Run(action, Direction::kApply);
 }
 
 Status PostfixAdminAccounts::Revert(const ActionRecord& action) {
+  return Run(action, Direction::kRevert);
+}
+
+Status PostfixAdminAccounts::Run(const ActionRecord& action, Direction direction) {
+  const bool revert = direction == Direction::kRevert;
   auto user = UserParam(action);
   if (!user.ok()) return user.status();
   if (action.type == kHoldQueue) {
     auto ids = QueueIds(action);
     if (!ids.ok()) return ids.status();
     if (options_.dry_run) {
-      DryRun(fmt::format("{}: {}", *user, fmt::join(queue_hold_.HoldArgv(*ids, true), " ")));
+      DryRun(fmt::format("{}: {}", *user, fmt::join(queue_hold_.HoldArgv(*ids, revert), " ")));
       return Status::Ok();
     }
-    return queue_hold_.Release(*ids);
+    return revert ? queue_hold_.Release(*ids) : queue_hold_.Hold(*ids);
   }
   if (!Handles(action.type)) {
-    return Status::InvalidArgument(fmt::format("postfixadmin cannot revert '{}'", action.type));
+    return Status::InvalidArgument(
+        fmt::format("postfixadmin cannot {} '{}'", revert ? "revert" : "run", action.type));
   }
-  return Guard(Restore(action.type, *user, action));
+  return Guard(revert ? Restore(action.type, *user, action) : Suspend(action.type, *user, action));
 }
 
 Result<bool> PostfixAdminAccounts::Check(const ActionRecord& action) {

@@ -80,6 +80,10 @@ class PostfixAdminAccounts final : public ActionExecutor {
   const std::vector<std::string>& dry_run_log() const { return dry_run_log_; }
 
  private:
+  // Apply and Revert differ only in direction: validate the user, then hold/release the queue
+  // or suspend/restore the account.
+  enum class Direction { kApply, kRevert };
+  Status Run(const ActionRecord& action, Direction direction);
   Result<SqlConnection*> Connection();
   Result<IncidentStore*> Store();
   Status Suspend(std::string_view kind, const std::string& user, const ActionRecord& action);

@@ -3,35 +3,17 @@
 // only SELECT, INSERT and UPDATE on the database, over TCP on 127.0.0.1.
 #include <gtest/gtest.h>
 
-#include "integration/support/mariadb_server.h"
 #include "integration/support/postfixadmin_scenarios.h"
 #include "mxward/postfixadmin_accounts.h"
+#include "support/sql_servers.h"
 
 namespace mxward {
 namespace {
 
-constexpr const char* kUser = "pfa_mxward";
-constexpr const char* kPassword = "Pfa-test-pw-1";
-
 class PostfixAdminMariadbTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string error = server_.Start();
-    ASSERT_EQ(error, "") << "a real MariaDB is required for this test";
-    auto r = server_.Sql(std::string("CREATE DATABASE postfixadmin; ") + "CREATE USER '" + kUser +
-                         "'@'127.0.0.1' IDENTIFIED BY '" + kPassword + "'; " +
-                         "GRANT SELECT, INSERT, UPDATE ON postfixadmin.* TO '" + kUser +
-                         "'@'127.0.0.1';");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = server_.SqlFile(std::string(MXWARD_TEST_DATA) + "/postfixadmin/mysql.sql", "postfixadmin");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    options_.database.backend = SqlConnectionOptions::Backend::kMysql;
-    options_.database.host = "127.0.0.1";
-    options_.database.port = server_.port();
-    options_.database.user = kUser;
-    options_.database.password = kPassword;
-    options_.database.database = "postfixadmin";
-    options_.database.connect_timeout_s = 5;
+    ASSERT_EQ(testing::StartPostfixAdminDatabase(server_, &options_.database), "");
   }
 
   testing::MariadbServer server_;

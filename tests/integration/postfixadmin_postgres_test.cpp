@@ -5,36 +5,16 @@
 #include <gtest/gtest.h>
 
 #include "integration/support/postfixadmin_scenarios.h"
-#include "integration/support/postgres_server.h"
 #include "mxward/postfixadmin_accounts.h"
+#include "support/sql_servers.h"
 
 namespace mxward {
 namespace {
 
-constexpr const char* kUser = "pfa_mxward";
-constexpr const char* kPassword = "Pfa-test-pw-1";
-
 class PostfixAdminPostgresTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string error = server_.Start();
-    ASSERT_EQ(error, "") << "a real PostgreSQL is required for this test";
-    auto r = server_.Sql("CREATE DATABASE postfixadmin");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = server_.SqlFile(std::string(MXWARD_TEST_DATA) + "/postfixadmin/pgsql.sql", "postfixadmin");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = server_.Sql(std::string("CREATE ROLE ") + kUser + " LOGIN PASSWORD '" + kPassword + "'; " +
-                        "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO " + kUser +
-                        "; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO " + kUser + ";",
-                    "postfixadmin");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    options_.database.backend = SqlConnectionOptions::Backend::kPostgres;
-    options_.database.host = "127.0.0.1";
-    options_.database.port = server_.port();
-    options_.database.user = kUser;
-    options_.database.password = kPassword;
-    options_.database.database = "postfixadmin";
-    options_.database.connect_timeout_s = 5;
+    ASSERT_EQ(testing::StartPostfixAdminDatabase(server_, &options_.database), "");
   }
 
   testing::PostgresServer server_;
