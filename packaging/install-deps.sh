@@ -19,7 +19,7 @@ build_pkgs=(
 )
 run_pkgs=(nftables sqlite3)
 test_pkgs=(
-  nftables iproute2 util-linux bsdutils procps python3 sqlite3
+  nftables iproute2 util-linux bsdutils procps python3 python3-aiosmtpd openssl sqlite3
   rsyslog mariadb-server mariadb-client postgresql postgresql-client fail2ban
   clang libclang-rt-14-dev
   lintian time
