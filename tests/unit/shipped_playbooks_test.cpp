@@ -97,9 +97,13 @@ TEST(ShippedPlaybooksTest, PostfixSasl) {
   EXPECT_EQ(stats.allowlisted, 4 * 40u);
 }
 
-TEST(ShippedPlaybooksTest, PostfixRbl) {
-  EXPECT_EQ(KeysOf(Replay("postfix-rbl")),
-            (Keys{{"postfix-rbl", "192.0.2.10"}, {"postfix-rbl", "198.51.100.30"}}));
+TEST(ShippedPlaybooksTest, PostfixRblActsOnClientsThatComeBack) {
+  // One listed connection (198.51.100.31) or two hours apart (198.51.100.32): postscreen's job.
+  auto inc = Replay("postfix-rbl");
+  EXPECT_EQ(KeysOf(inc), (Keys{{"postfix-rbl", "192.0.2.10"}, {"postfix-rbl", "198.51.100.30"}}));
+  ASSERT_EQ(inc.size(), 2u);
+  EXPECT_EQ(inc[1].count, 2u);
+  EXPECT_EQ(inc[1].last_seen - inc[1].first_seen, 20 * 60 * kMicrosPerSecond);
 }
 
 TEST(ShippedPlaybooksTest, PostfixRejects) {

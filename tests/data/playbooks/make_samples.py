@@ -113,16 +113,29 @@ No incident:
 
 def postfix_rbl():
     log = Log("postfix-rbl", """
-postfix-rbl sample: clients rejected because a DNS blocklist lists them.
+postfix-rbl sample: clients rejected because a DNS blocklist lists them, and coming back.
 Expected incidents:
-  postfix-rbl 192.0.2.10      smtpd reject (zen.spamhaus.org), three times: one incident
-  postfix-rbl 198.51.100.30   postscreen DNSBL rank line
-No incident: ordinary relay traffic from 198.51.100.10-14.
+  postfix-rbl 192.0.2.10      smtpd reject (zen.spamhaus.org) for three recipients: one incident
+  postfix-rbl 198.51.100.30   postscreen DNSBL rank and reject, then back 20 minutes later
+No incident:
+  198.51.100.31   one postscreen connection (DNSBL rank + reject): postscreen handled it
+  198.51.100.32   two postscreen connections two hours apart
+  ordinary relay traffic from 198.51.100.10-14.
 """)
     for i in range(3):
         log.add(at(12, 0) + sec(20 * i), "postfix/smtpd[5101]", f"NOQUEUE: reject: RCPT from unknown[192.0.2.10]: 554 5.7.1 Service unavailable; Client host [192.0.2.10] blocked using zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.10; from=<spam@bulk.example> to=<alice@example.org> proto=ESMTP helo=<bulk.example>")
-    log.add(at(12, 5), "postfix/postscreen[5102]", "CONNECT from [198.51.100.30]:51234 to [192.0.2.1]:25")
-    log.add(at(12, 5, 6), "postfix/postscreen[5102]", "DNSBL rank 4 for [198.51.100.30]:51234")
+
+    def postscreen(t, ip, port, pid):
+        log.add(t, f"postfix/postscreen[{pid}]", f"CONNECT from [{ip}]:{port} to [192.0.2.1]:25")
+        log.add(t + sec(6), f"postfix/postscreen[{pid}]", f"DNSBL rank 4 for [{ip}]:{port}")
+        log.add(t + sec(7), f"postfix/postscreen[{pid}]", f"NOQUEUE: reject: RCPT from [{ip}]:{port}: 550 5.7.1 Service unavailable; client [{ip}] blocked using zen.spamhaus.org; from=<spam@bulk.example>, to=<alice@example.org>, proto=ESMTP, helo=<User>")
+        log.add(t + sec(8), f"postfix/postscreen[{pid}]", f"DISCONNECT [{ip}]:{port}")
+
+    postscreen(at(12, 5), "198.51.100.30", 51234, 5102)
+    postscreen(at(12, 25), "198.51.100.30", 51240, 5102)
+    postscreen(at(12, 6), "198.51.100.31", 40001, 5103)
+    postscreen(at(12, 10), "198.51.100.32", 40100, 5104)
+    postscreen(at(14, 10), "198.51.100.32", 40200, 5104)
     relay_traffic(log, at(12, 0, 30), 10)
     log.write()
 
