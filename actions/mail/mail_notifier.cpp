@@ -2,6 +2,9 @@
 
 #include <curl/curl.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -107,7 +110,7 @@ Result<MailOptions> MailOptions::FromConfig(const Config& config,
   }
   ConfigSectionReader r(*t, "mail", config.source, diagnostics);
   r.CheckKnownKeys({"url", "from", "to", "username", "password_file", "starttls", "verify_tls",
-                    "timeout", "incident_url"});
+                    "ca_file", "timeout", "incident_url"});
   r.String("url", &o.url);
   if (const toml::node* u = t->get("url"); !u) {
     r.Error(*t, "[mail] needs a url (smtp://host:25, smtp://host:587 with starttls, smtps://...)");
@@ -148,6 +151,11 @@ Result<MailOptions> MailOptions::FromConfig(const Config& config,
   }
   r.Bool("starttls", &o.starttls);
   r.Bool("verify_tls", &o.verify_tls);
+  r.String("ca_file", &o.ca_file);
+  if (!o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0) {
+    r.Error(*t->get("ca_file"),
+            fmt::format("cannot read ca_file {}: {}", o.ca_file, std::strerror(errno)));
+  }
   std::int64_t seconds = o.timeout_ms / 1000;
   r.Duration("timeout", &seconds);
   o.timeout_ms = std::max<std::int64_t>(seconds, 1) * 1000;
@@ -270,6 +278,7 @@ Status MailNotifier::Apply(const ActionRecord& action) {
   if (options_.starttls) curl_easy_setopt(c, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, options_.verify_tls ? 1L : 0L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, options_.verify_tls ? 2L : 0L);
+  if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
   if (!options_.username.empty()) {
     curl_easy_setopt(c, CURLOPT_USERNAME, options_.username.c_str());
     curl_easy_setopt(c, CURLOPT_PASSWORD, options_.password.c_str());
@@ -281,6 +290,13 @@ Status MailNotifier::Apply(const ActionRecord& action) {
   curl_slist_free_all(rcpt);
   curl_easy_cleanup(c);
   if (rc == CURLE_OK) return Status::Ok();
+  if (rc == CURLE_LOGIN_DENIED) {
+    // Retrying cannot fix a wrong password; say what to check.
+    return Status::PermissionDenied(fmt::format(
+        "mail via {}: the server refused the login of user '{}'{}: check [mail] username and "
+        "password_file",
+        options_.url, OneLine(options_.username, 80), code ? fmt::format(" (SMTP {})", code) : ""));
+  }
   const std::string what =
       fmt::format("mail via {}: {}{}", options_.url, error[0] ? error : curl_easy_strerror(rc),
                   code ? fmt::format(" (SMTP {})", code) : "");

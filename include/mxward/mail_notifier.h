@@ -30,6 +30,7 @@ struct MailOptions {
   std::string password;  // from password_file
   bool starttls = false;
   bool verify_tls = true;
+  std::string ca_file;  // PEM CA bundle to verify the server against (a private CA); "" = system
   std::int64_t timeout_ms = 30'000;
   std::string incident_url;  // "{id}" replaced by the incident id
   static Result<MailOptions> FromConfig(const Config& config, std::vector<Diagnostic>* diagnostics);
