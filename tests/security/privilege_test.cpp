@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -52,10 +53,18 @@ int ControlAsUser(const std::string& socket_path, uid_t uid, std::string* reply_
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", socket_path.c_str());
-    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) _exit(2);
+    auto fail = [&](const char* what) {
+      const std::string why = std::string(what) + ": " + std::strerror(errno);
+      if (write(pipefd[1], why.data(), why.size()) < 0) _exit(4);
+      _exit(2);
+    };
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) fail("connect");
     const std::string req =
         "{\"op\":\"bans.add\",\"address\":\"192.0.2.99\",\"duration_s\":60,\"reason\":\"x\"}\n";
-    if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) _exit(2);
+    // The daemon may answer a refused peer and close before reading anything: a failed send is
+    // fine, the answer is still there to read.
+    const bool sent =
+        send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size());
     std::string reply;
     char buf[4096];
     ssize_t n;
@@ -63,6 +72,7 @@ int ControlAsUser(const std::string& socket_path, uid_t uid, std::string* reply_
       reply.append(buf, static_cast<std::size_t>(n));
       if (reply.find('\n') != std::string::npos) break;
     }
+    if (reply.empty() && !sent) fail("send");
     if (write(pipefd[1], reply.data(), reply.size()) < 0) _exit(4);
     _exit(reply.find("\"permission_denied\"") != std::string::npos ? 0 : 1);
   }
