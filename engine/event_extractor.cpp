@@ -63,6 +63,7 @@ class EventExtractorImpl final : public EventExtractor {
   }
 
   const ExtractorStats& stats() const override { return stats_; }
+  const ParserPack* pack() const override { return pack_.get(); }
   const ExtractOutcome& last_outcome() const override { return outcome_; }
 
  private:

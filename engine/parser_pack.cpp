@@ -152,6 +152,7 @@ struct CompiledParser {
   std::vector<PatternSet> sets;
   std::vector<std::pair<std::string, int>> process_sets;  // process name -> set
   int default_set = -1;                                   // patterns without a process list
+  int label_base = 0;  // program_labels(): "<name>" here, "<name>/<process i>" at base + 1 + i
 };
 
 bool RouteMatches(const Route& r, std::string_view program) {
@@ -212,7 +213,15 @@ std::string_view DomainOf(std::string_view address) {
 class CompiledParserPack final : public ParserPack {
  public:
   explicit CompiledParserPack(std::vector<CompiledParser> parsers)
-      : parsers_(std::move(parsers)), generation_(NextGeneration()) {}
+      : parsers_(std::move(parsers)), generation_(NextGeneration()) {
+    for (std::size_t i = 0; i < parsers_.size(); ++i) {
+      CompiledParser& p = parsers_[i];
+      for (auto& pattern : p.patterns) pattern.info.parser_index = static_cast<int>(i);
+      p.label_base = static_cast<int>(labels_.size());
+      labels_.push_back(p.name);
+      for (const auto& [process, set] : p.process_sets) labels_.push_back(p.name + "/" + process);
+    }
+  }
 
   bool Parse(const SyslogMessage& msg, Event* event) const override {
     const PatternInfo* info = nullptr;
@@ -220,8 +229,8 @@ class CompiledParserPack final : public ParserPack {
   }
 
   bool Match(const SyslogMessage& msg, Event* event, const PatternInfo** pattern) const override {
-    int set_index = -1;
-    const CompiledParser* parser = Route(msg.program, &set_index);
+    int set_index = -1, label = -1;
+    const CompiledParser* parser = Route(msg.program, &set_index, &label);
     if (parser == nullptr || set_index < 0) return false;
     const PatternSet& ps = parser->sets[set_index];
     const std::string_view text = msg.message;
@@ -270,6 +279,12 @@ class CompiledParserPack final : public ParserPack {
     for (const auto& p : parsers_) names.push_back(p.name);
     return names;
   }
+  std::vector<std::string> program_labels() const override { return labels_; }
+  int ProgramLabel(std::string_view program) const override {
+    int set_index = -1, label = -1;
+    Route(program, &set_index, &label);
+    return label;
+  }
 
  private:
   // The cheap part before the regex set: one of the patterns' literals must occur.
@@ -285,7 +300,7 @@ class CompiledParserPack final : public ParserPack {
 
   // Program -> (parser, pattern set), through a small per-thread cache: a mail log has a dozen
   // program names, and matching every parser's globs on every line costs more than the patterns.
-  const CompiledParser* Route(std::string_view program, int* set_index) const {
+  const CompiledParser* Route(std::string_view program, int* set_index, int* label) const {
     struct Slot {
       const CompiledParserPack* pack = nullptr;
       std::uint64_t generation = 0;
@@ -293,11 +308,13 @@ class CompiledParserPack final : public ParserPack {
       std::uint8_t size = 0;
       const CompiledParser* parser = nullptr;
       int set = -1;
+      int label = -1;
     };
     thread_local std::array<Slot, 32> cache;
     if (program.size() > sizeof(Slot::program)) {
       const CompiledParser* p = RouteTo(program);
       *set_index = p != nullptr ? SetFor(*p, LastComponent(program)) : -1;
+      *label = p != nullptr ? LabelFor(*p, LastComponent(program)) : -1;
       return p;
     }
     std::uint32_t h = 2166136261u;  // FNV-1a
@@ -306,6 +323,7 @@ class CompiledParserPack final : public ParserPack {
     if (slot.pack == this && slot.generation == generation_ && slot.size == program.size() &&
         (program.empty() || std::memcmp(slot.program, program.data(), program.size()) == 0)) {
       *set_index = slot.set;
+      *label = slot.label;
       return slot.parser;
     }
     const CompiledParser* p = RouteTo(program);
@@ -315,7 +333,9 @@ class CompiledParserPack final : public ParserPack {
     slot.size = static_cast<std::uint8_t>(program.size());
     slot.parser = p;
     slot.set = p != nullptr ? SetFor(*p, LastComponent(program)) : -1;
+    slot.label = p != nullptr ? LabelFor(*p, LastComponent(program)) : -1;
     *set_index = slot.set;
+    *label = slot.label;
     return p;
   }
 
@@ -333,6 +353,13 @@ class CompiledParserPack final : public ParserPack {
       if (name == process) return index;
     }
     return p.default_set;
+  }
+
+  static int LabelFor(const CompiledParser& p, std::string_view process) {
+    for (std::size_t i = 0; i < p.process_sets.size(); ++i) {
+      if (p.process_sets[i].first == process) return p.label_base + 1 + static_cast<int>(i);
+    }
+    return p.label_base;
   }
 
   static void Fill(const CompiledParser& parser, const CompiledPattern& p, const SyslogMessage& msg,
@@ -391,6 +418,7 @@ class CompiledParserPack final : public ParserPack {
   }
 
   std::vector<CompiledParser> parsers_;
+  std::vector<std::string> labels_;
   std::uint64_t generation_;
 };
 

@@ -7,7 +7,13 @@ namespace mxward {
 
 namespace {
 constexpr UnixMicros kMicrosPerHour = 3600 * kMicrosPerSecond;
+
+// One writer (the pipeline's thread), readers elsewhere: a relaxed load and store is enough and
+// avoids a locked read-modify-write per counter per line.
+inline void Bump(std::atomic<std::uint64_t>& c) {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
+}  // namespace
 
 // Counts incidents on their way to the real sink.
 class Pipeline::CountingSink final : public IncidentSink {
@@ -32,15 +38,25 @@ Pipeline::Pipeline(SyslogParser parser, std::unique_ptr<EventExtractor> extracto
       sink_(sink),
       on_hour_counts_(std::move(on_hour_counts)),
       options_(options),
-      reference_(options.reference) {}
+      reference_(options.reference) {
+  if (const ParserPack* pack = extractor_->pack(); pack != nullptr) {
+    counters_.parser_names = pack->parser_names();
+    counters_.program_labels = pack->program_labels();
+  }
+  counters_.program_labels.push_back("other");
+  counters_.events_by_parser =
+      std::make_unique<std::atomic<std::uint64_t>[]>(counters_.parser_names.size() + 1);
+  counters_.unmatched_by_program =
+      std::make_unique<std::atomic<std::uint64_t>[]>(counters_.program_labels.size());
+}
 
 void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input_index*/) {
-  counters_.lines.fetch_add(1, std::memory_order_relaxed);
+  Bump(counters_.lines);
   SyslogMessage msg;
   const UnixMicros reference = options_.replay ? reference_ : received_at;
   // Roundcube's own log files are not syslog: "[23-Nov-2026 10:00:00 +0100]: <sess> ...".
   if (!parser_.Parse(line, reference, &msg).ok() && !ParseRoundcubeFileLine(line, &msg)) {
-    counters_.malformed.fetch_add(1, std::memory_order_relaxed);
+    Bump(counters_.malformed);
     return;
   }
   if (!msg.has_time) {
@@ -49,11 +65,27 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input
   if (options_.replay) reference_ = msg.time;
 
   if (!extractor_->Extract(msg, &event_)) {
-    counters_.unmatched.fetch_add(1, std::memory_order_relaxed);
+    Bump(counters_.unmatched);
+    if (extractor_->last_outcome().kind == ExtractOutcome::kUnmatched) {
+      const ParserPack* pack = extractor_->pack();
+      const int label = pack != nullptr ? pack->ProgramLabel(msg.program) : -1;
+      const std::size_t other = counters_.program_labels.size() - 1;
+      Bump(counters_.unmatched_by_program[label >= 0 && static_cast<std::size_t>(label) < other
+                                              ? static_cast<std::size_t>(label)
+                                              : other]);
+    }
     return;
   }
-  counters_.events.fetch_add(1, std::memory_order_relaxed);
-  counters_.events_by_type[static_cast<int>(event_.type)].fetch_add(1, std::memory_order_relaxed);
+  Bump(counters_.events);
+  Bump(counters_.events_by_type[static_cast<int>(event_.type)]);
+  {
+    const PatternInfo* pattern = extractor_->last_outcome().pattern;
+    const int p = pattern != nullptr ? pattern->parser_index : -1;
+    const std::size_t n = counters_.parser_names.size();
+    Bump(counters_.events_by_parser[p >= 0 && static_cast<std::size_t>(p) < n
+                                        ? static_cast<std::size_t>(p)
+                                        : n]);
+  }
   counters_.last_event_time.store(event_.time, std::memory_order_relaxed);
 
   const UnixMicros hour = event_.time - event_.time % kMicrosPerHour;
@@ -65,6 +97,32 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input
 
   CountingSink counting(sink_, &counters_.incidents);
   engine_->OnEvent(event_, &counting);
+}
+
+void Pipeline::RegisterMetrics(MetricsRegistry* registry,
+                               std::vector<MetricsRegistry::Handle>* handles) const {
+  auto keep = [&](Result<MetricsRegistry::Handle> h) {
+    if (h.ok()) handles->push_back(std::move(*h));
+  };
+  (void)registry->Declare({metric::kEventsByParser,
+                           MetricType::kCounter,
+                           "Typed events extracted, per parser.",
+                           {"parser"}});
+  (void)registry->Declare({metric::kLinesUnmatchedByProgram,
+                           MetricType::kCounter,
+                           "Syslog lines no pattern recognised, per program the parser pack "
+                           "knows (parser, or parser/process) and 'other' for the rest.",
+                           {"program"}});
+  // Label values are parser and process names from rules.d/parsers, never log text; a name the
+  // registry's check refuses (it would have to contain '@' or a space) is left out.
+  for (std::size_t i = 0; i < counters_.parser_names.size(); ++i) {
+    keep(registry->AddAtomic(metric::kEventsByParser, {counters_.parser_names[i]},
+                             &counters_.events_by_parser[i]));
+  }
+  for (std::size_t i = 0; i < counters_.program_labels.size(); ++i) {
+    keep(registry->AddAtomic(metric::kLinesUnmatchedByProgram, {counters_.program_labels[i]},
+                             &counters_.unmatched_by_program[i]));
+  }
 }
 
 void Pipeline::FlushCounts() {

@@ -14,7 +14,9 @@
 //
 // What can never appear in a label: log text, user names, addresses, secrets. The label *names*
 // of every family come from a fixed vocabulary (kAllowedLabelNames: input, reason, type, playbook,
-// outcome, version) whose values come from mxward.toml or from enums, never from a log line. Label
+// outcome, version, parser, program) whose values come from mxward.toml, from the parser and
+// playbook files, or from enums, never from a log line (program: the parser pack's bounded names
+// for the programs it knows, "other" for the rest). Label
 // *values* are checked too, as a second line of defence: at most 64 bytes, printable, no '@' (an
 // e-mail address or SASL user) and no whitespace or control bytes (a log line). A value that fails
 // the check is refused at registration (Add* returns InvalidArgument); one produced by a collector
@@ -49,8 +51,8 @@ struct MetricFamily {
 };
 
 // The label names any mxward family may use. Their values come from the config or from enums.
-inline constexpr std::string_view kAllowedLabelNames[] = {"input",    "reason",  "type",
-                                                          "playbook", "outcome", "version"};
+inline constexpr std::string_view kAllowedLabelNames[] = {
+    "input", "reason", "type", "playbook", "outcome", "version", "parser", "program"};
 
 // mxward's metric names, one constant each so the code that registers a value and the dashboard
 // cannot drift apart (packaging/grafana/mxward-dashboard.json uses the same strings).
@@ -64,6 +66,10 @@ inline constexpr std::string_view kLines = "mxward_lines_total";
 inline constexpr std::string_view kLinesMalformed = "mxward_lines_malformed_total";
 inline constexpr std::string_view kLinesUnmatched = "mxward_lines_unmatched_total";
 inline constexpr std::string_view kEvents = "mxward_events_total";
+// Declared by Pipeline::RegisterMetrics (labels known once the parser pack is loaded).
+inline constexpr std::string_view kEventsByParser = "mxward_events_by_parser_total";
+inline constexpr std::string_view kLinesUnmatchedByProgram =
+    "mxward_lines_unmatched_by_program_total";
 inline constexpr std::string_view kPlaybookTriggers = "mxward_playbook_triggers_total";
 inline constexpr std::string_view kIncidents = "mxward_incidents_total";
 inline constexpr std::string_view kActions = "mxward_actions_total";

@@ -40,6 +40,7 @@ struct PatternInfo {
   bool emits = true;   // false: recognised, but yields no event (event = "none" in the TOML)
   FoldRule fold = FoldRule::kNone;
   bool forget_queue_id = false;  // the message left the queue: drop its correlation entry
+  int parser_index = -1;         // position of parser in ParserPack::parser_names() (-1: unknown)
 };
 
 class ParserPack {
@@ -64,6 +65,14 @@ class ParserPack {
   }
   virtual std::size_t parser_count() const = 0;
   virtual std::vector<std::string> parser_names() const = 0;
+
+  // Bounded names for the programs the pack knows, for metric labels (unmatched lines per
+  // program): "<parser>" for a program a parser takes, "<parser>/<process>" when the parser has
+  // patterns for that process ("postfix/smtpd"). Every name comes from the parser TOML, never
+  // from a log line. ProgramLabel() is the index of msg.program's name in program_labels(), or
+  // -1 ("other") for a program no parser takes. Thread-safe, no allocation.
+  virtual std::vector<std::string> program_labels() const { return {}; }
+  virtual int ProgramLabel(std::string_view /*program*/) const { return -1; }
 };
 
 // For log files that are not syslog: Roundcube's own logs/errors.log and logs/userlogins lines,
@@ -99,6 +108,8 @@ class EventExtractor {
   virtual ~EventExtractor() = default;
   // Returns true when msg yielded an event (after folding and correlation).
   virtual bool Extract(const SyslogMessage& msg, Event* event) = 0;
+  // The pack it matches with (for metric labels); null for test doubles without one.
+  virtual const ParserPack* pack() const { return nullptr; }
   virtual const ExtractorStats& stats() const = 0;
   // The outcome of the last Extract() call. When kind is kFolded or kNoEvent, the Event passed to
   // Extract() still holds what the pattern extracted.

@@ -11,24 +11,34 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "mxward/event.h"
 #include "mxward/line_sink.h"
+#include "mxward/metrics_registry.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
 #include "mxward/syslog_parser.h"
 
 namespace mxward {
 
-// Read by the metrics endpoint from another thread: relaxed atomics.
+// Read by the metrics endpoint from another thread: relaxed atomics, written by the pipeline's
+// thread only (plain load + store, no locked read-modify-write on the hot path).
 struct PipelineCounters {
   std::atomic<std::uint64_t> lines{0};
   std::atomic<std::uint64_t> malformed{0};  // not syslog: counted and skipped
   std::atomic<std::uint64_t> events{0};
-  std::atomic<std::uint64_t> unmatched{0};  // syslog lines no parser took
+  std::atomic<std::uint64_t> unmatched{0};  // syslog lines no parser took (or folded / no event)
   std::atomic<std::uint64_t> incidents{0};
   std::atomic<UnixMicros> last_event_time{0};
   std::array<std::atomic<std::uint64_t>, kEventTypeCount> events_by_type{};
+  // Per parser (ParserPack::parser_names() order) and, for lines no pattern recognised, per
+  // program label (ParserPack::program_labels() order, then "other").
+  std::vector<std::string> parser_names;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> events_by_parser;
+  std::vector<std::string> program_labels;  // the last one is "other"
+  std::unique_ptr<std::atomic<std::uint64_t>[]> unmatched_by_program;
 };
 
 struct PipelineOptions {
@@ -58,6 +68,11 @@ class Pipeline final : public LineSink {
   // Hands over the counts of the current hour (at shutdown and end of replay).
   void FlushCounts();
   const PipelineCounters& counters() const { return counters_; }
+  // Registers what only the pipeline knows the labels of: mxward_events_by_parser_total{parser}
+  // and mxward_lines_unmatched_by_program_total{program}. The counters outlive the handles as
+  // long as the pipeline outlives them.
+  void RegisterMetrics(MetricsRegistry* registry,
+                       std::vector<MetricsRegistry::Handle>* handles) const;
 
  private:
   class CountingSink;

@@ -115,6 +115,43 @@ TEST(ParserPackTest, AnnotatedSamples) {
   EXPECT_EQ(parsers_with_samples.size(), 7u);
 }
 
+// Metric labels: bounded names from the parser files, never the program text of a line.
+TEST(ParserPackTest, ProgramLabelsAreBoundedByTheParserFiles) {
+  auto pack = LoadShipped();
+  ASSERT_NE(pack, nullptr);
+  const auto labels = pack->program_labels();
+  auto label_of = [&](std::string_view program) -> std::string {
+    const int i = pack->ProgramLabel(program);
+    if (i < 0) return "other";
+    EXPECT_LT(static_cast<std::size_t>(i), labels.size());
+    return static_cast<std::size_t>(i) < labels.size() ? labels[i] : "?";
+  };
+  EXPECT_EQ(label_of("postfix/smtpd"), "postfix/smtpd");
+  EXPECT_EQ(label_of("postfix/submission/smtpd"), "postfix/smtpd");
+  EXPECT_EQ(label_of("postfix/postscreen"), "postfix/postscreen");
+  // A process the postfix parser has no patterns for: the parser's own name, not the text.
+  EXPECT_EQ(label_of("postfix/attacker-chosen-name"), "postfix");
+  EXPECT_EQ(label_of("opendkim"), "opendkim");
+  EXPECT_EQ(label_of("CRON"), "other");
+  EXPECT_EQ(label_of(std::string(300, 'x')), "other");
+  for (const auto& l : labels) {
+    EXPECT_EQ(l.find(' '), std::string::npos) << l;
+    EXPECT_EQ(l.find('@'), std::string::npos) << l;
+  }
+
+  // Events know their parser's position in parser_names() (events per parser).
+  const auto names = pack->parser_names();
+  Event e;
+  const PatternInfo* pattern = nullptr;
+  ASSERT_TRUE(
+      pack->Match(Msg("postfix/smtpd", "connect from unknown[203.0.113.9]"), &e, &pattern) ||
+      pack->Match(Msg("postfix/postscreen", "DNSBL rank 4 for [203.0.113.9]:51234"), &e, &pattern));
+  ASSERT_NE(pattern, nullptr);
+  ASSERT_GE(pattern->parser_index, 0);
+  ASSERT_LT(static_cast<std::size_t>(pattern->parser_index), names.size());
+  EXPECT_EQ(names[pattern->parser_index], "postfix");
+}
+
 TEST(ParserPackTest, FieldsAreViewsIntoTheMessage) {
   auto pack = LoadShipped();
   ASSERT_NE(pack, nullptr);
