@@ -19,12 +19,14 @@ import sys
 
 
 def parse_time_v(path):
-    """(wall seconds, max RSS KiB, exit status) from a GNU time -v report."""
-    wall, rss, status = None, None, 0
+    """(wall seconds, max RSS KiB, exit status, CPU seconds) from a GNU time -v report."""
+    wall, rss, status, cpu = None, None, 0, 0.0
     with open(path) as f:
         for line in f:
             line = line.strip()
-            if line.startswith("Elapsed (wall clock) time"):
+            if line.startswith("User time (seconds)") or line.startswith("System time (seconds)"):
+                cpu += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("Elapsed (wall clock) time"):
                 v = line.rsplit(" ", 1)[1]
                 parts = [float(p) for p in v.split(":")]
                 wall = 0.0
@@ -36,7 +38,7 @@ def parse_time_v(path):
                 status = int(line.rsplit(" ", 1)[1])
             elif line.startswith("Command exited with non-zero status"):
                 status = int(line.rsplit(" ", 1)[1])
-    return wall, rss, status
+    return wall, rss, status, cpu
 
 
 def f2b_bans(rows_path, maxretry=5, findtime=600):
@@ -102,39 +104,47 @@ def main():
     print(f"log: {args.lines} lines, {len(attacks)} attacks, {len(benign)} benign look-alikes "
           f"(seed {truth['seed']})\n")
 
-    print("| tool | wall time | lines/s | peak RSS |")
-    print("|---|---|---|---|")
-    mx_rate = None
+    # CPU time (user + sys, every thread) is the figure that holds on a shared machine: wall time
+    # also counts the time other processes held the cores.
+    print("| tool | wall time | lines/s (wall) | CPU time | lines/s (CPU) | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    mx_rate = mx_cpu_rate = None
     if args.mxward_time:
-        wall, rss, status = parse_time_v(args.mxward_time)
+        wall, rss, status, cpu = parse_time_v(args.mxward_time)
         if status != 0:
-            print(f"| mxward replay | FAILED (exit {status}) | | |")
+            print(f"| mxward replay | FAILED (exit {status}) | | | | |")
             ok = False
         else:
             mx_rate = args.lines / wall if wall else float("inf")
+            mx_cpu_rate = args.lines / cpu if cpu else float("inf")
             print(f"| mxward replay, all shipped playbooks | {wall:.2f} s | {mx_rate:,.0f} | "
-                  f"{rss / 1024:.0f} MiB |")
-    f2b_total, f2b_rss, f2b_banned = 0.0, 0, {}
+                  f"{cpu:.2f} s | {mx_cpu_rate:,.0f} | {rss / 1024:.0f} MiB |")
+    f2b_total, f2b_cpu, f2b_rss, f2b_banned = 0.0, 0.0, 0, {}
     for spec in args.f2b:
         name, tfile, rfile = spec.split("::")
-        wall, rss, status = parse_time_v(tfile)
+        wall, rss, status, cpu = parse_time_v(tfile)
         if status != 0:
-            print(f"| fail2ban-regex {name} | FAILED (exit {status}) | | |")
+            print(f"| fail2ban-regex {name} | FAILED (exit {status}) | | | | |")
             ok = False
             continue
         f2b_total += wall
+        f2b_cpu += cpu
         f2b_rss = max(f2b_rss, rss)
         banned, matches = f2b_bans(rfile)
         f2b_banned[name] = banned
         print(f"| fail2ban-regex {name} ({matches} matches) | {wall:.2f} s | "
-              f"{args.lines / wall:,.0f} | {rss / 1024:.0f} MiB |")
-    f2b_rate = None
+              f"{args.lines / wall:,.0f} | {cpu:.2f} s | {args.lines / cpu if cpu else 0:,.0f} | "
+              f"{rss / 1024:.0f} MiB |")
+    f2b_rate = f2b_cpu_rate = None
     if args.f2b:
         f2b_rate = args.lines / f2b_total if f2b_total else None
+        f2b_cpu_rate = args.lines / f2b_cpu if f2b_cpu else None
         print(f"| fail2ban, the {len(args.f2b)} filters together (sum) | {f2b_total:.2f} s | "
-              f"{f2b_rate:,.0f} | {f2b_rss / 1024:.0f} MiB (max) |")
+              f"{f2b_rate:,.0f} | {f2b_cpu:.2f} s | {f2b_cpu_rate or 0:,.0f} | "
+              f"{f2b_rss / 1024:.0f} MiB (max) |")
     if mx_rate and f2b_rate:
-        print(f"\nmxward / fail2ban lines/s: {mx_rate / f2b_rate:.1f}x")
+        print(f"\nmxward / fail2ban lines/s: {mx_rate / f2b_rate:.1f}x (wall), "
+              f"{mx_cpu_rate / f2b_cpu_rate:.1f}x (CPU time; target 50x)")
 
     incidents = None
     if args.incidents:

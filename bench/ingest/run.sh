@@ -7,7 +7,10 @@ src="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:-$src/build}"
 out="$build/bench/ingest_bench"
 mkdir -p "$build/bench"
-if [ ! -x "$out" ] || [ "$src/bench/ingest/ingest_bench.cpp" -nt "$out" ] || \
+if [ -x "$build/bench/mxward_ingest_bench" ] && \
+   [ "$build/bench/mxward_ingest_bench" -nt "$build/libmxward_engine.a" ]; then
+  out="$build/bench/mxward_ingest_bench"  # built by CMake (-DMXWARD_BENCH=ON)
+elif [ ! -x "$out" ] || [ "$src/bench/ingest/ingest_bench.cpp" -nt "$out" ] || \
    [ "$build/libmxward_engine.a" -nt "$out" ]; then
   g++ -std=c++20 -O2 -DNDEBUG -DBOOST_ASIO_NO_DEPRECATED -I"$src/include" -I"$build/generated" \
     "$src/bench/ingest/ingest_bench.cpp" "$build/libmxward_engine.a" \

@@ -45,10 +45,16 @@ if [ -z "$work" ]; then
 fi
 mkdir -p "$work"
 
-echo "== compiling parse_bench" >&2
-c++ -std=c++20 -O2 -DNDEBUG -I"$src/include" -I"$build/generated" "$here/parse_bench.cpp" \
-  "$build/libmxward_engine.a" $(pkg-config --libs re2) -lfmt -ltomlplusplus -lspdlog -lsqlite3 \
-  -lsystemd -pthread -o "$work/parse_bench"
+if [ -x "$build/bench/mxward_parse_bench" ] && \
+   [ "$build/bench/mxward_parse_bench" -nt "$build/libmxward_engine.a" ]; then
+  # Built by CMake (-DMXWARD_BENCH=ON) with the tree's own flags.
+  cp "$build/bench/mxward_parse_bench" "$work/parse_bench"
+else
+  echo "== compiling parse_bench (configure with -DMXWARD_BENCH=ON to build it with CMake)" >&2
+  c++ -std=c++20 -O2 -DNDEBUG -I"$src/include" -I"$build/generated" "$here/parse_bench.cpp" \
+    "$build/libmxward_engine.a" $(pkg-config --libs re2) -lfmt -ltomlplusplus -lspdlog -lsqlite3 \
+    -lsystemd -pthread -o "$work/parse_bench"
+fi
 
 log="$work/mail.log"
 if [ ! -s "$log" ]; then
