@@ -1,5 +1,6 @@
 // BuildExecutors: the executors mxward.toml enables, in routing order, and a DryRunExecutor for
-// the known action types nothing is configured to run.
+// the known action types nothing is configured to run. Also the factories of the notifiers and
+// exec (webhook_notifier.h, mail_notifier.h, exec_action.h), which share one preamble.
 //
 // Decision: an action whose type has no executor is not left pending (it would sit in the outbox
 // forever) and not failed (nothing went wrong: the site simply has no firewall or PostfixAdmin
@@ -16,6 +17,72 @@
 #include "mxward/webhook_notifier.h"
 
 namespace mxward {
+
+namespace {
+
+// What MakeWebhookNotifier, MakeMailNotifier and MakeExecAction have in common: read the
+// options (errors go to diagnostics); nothing configured -> no executor; the global dry_run -> no
+// executor and a note (BuildExecutors then records their actions as dry_run with the reason);
+// otherwise `make` builds the executor, adding its own notes.
+template <typename Options, typename Configured, typename Make>
+Result<std::unique_ptr<ActionExecutor>> MakeConfiguredExecutor(std::string_view name,
+                                                               const Config& config,
+                                                               std::vector<Diagnostic>* diagnostics,
+                                                               std::vector<std::string>* notes,
+                                                               Configured configured, Make make) {
+  auto options = Options::FromConfig(config, diagnostics);
+  if (!options.ok()) return options.status();
+  if (!configured(*options)) return std::unique_ptr<ActionExecutor>();
+  if (config.dry_run) {
+    notes->push_back(fmt::format("{}: dry-run (dry_run = true in the config)", name));
+    return std::unique_ptr<ActionExecutor>();
+  }
+  return std::unique_ptr<ActionExecutor>(make(std::move(*options)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ActionExecutor>> MakeWebhookNotifier(const Config& config,
+                                                            const std::string& store_path,
+                                                            std::vector<Diagnostic>* diagnostics,
+                                                            std::vector<std::string>* notes) {
+  return MakeConfiguredExecutor<WebhookOptions>(
+      "webhook", config, diagnostics, notes,
+      [](const WebhookOptions& o) { return !o.targets.empty(); },
+      [&](WebhookOptions o) {
+        for (const auto& [name, t] : o.targets) {
+          if (!t.verify_tls)
+            notes->push_back(fmt::format("webhook.{}: TLS verification is off", name));
+        }
+        return std::make_unique<WebhookNotifier>(std::move(o), store_path);
+      });
+}
+
+Result<std::unique_ptr<ActionExecutor>> MakeMailNotifier(const Config& config,
+                                                         const std::string& store_path,
+                                                         std::vector<Diagnostic>* diagnostics,
+                                                         std::vector<std::string>* notes) {
+  // Without [mail] the options are the defaults, whose url is empty (a [mail] must have one).
+  return MakeConfiguredExecutor<MailOptions>(
+      "mail", config, diagnostics, notes, [](const MailOptions& o) { return !o.url.empty(); },
+      [&](MailOptions o) {
+        if (o.url.rfind("smtp://", 0) == 0 && !o.starttls && !o.password.empty()) {
+          notes->push_back(
+              "mail: the SMTP password would cross the network in clear text; set "
+              "starttls = true or use smtps://");
+        }
+        return std::make_unique<MailNotifier>(std::move(o), store_path, SystemClock::Instance());
+      });
+}
+
+Result<std::unique_ptr<ActionExecutor>> MakeExecAction(const Config& config,
+                                                       const std::string& store_path,
+                                                       std::vector<Diagnostic>* diagnostics,
+                                                       std::vector<std::string>* notes) {
+  return MakeConfiguredExecutor<ExecOptions>(
+      "exec", config, diagnostics, notes, [](const ExecOptions& o) { return !o.targets.empty(); },
+      [&](ExecOptions o) { return std::make_unique<ExecAction>(std::move(o), store_path); });
+}
 
 Result<std::vector<std::unique_ptr<ActionExecutor>>> BuildExecutors(
     const Config& config, const std::string& store_path, std::vector<Diagnostic>* diagnostics,

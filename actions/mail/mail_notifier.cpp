@@ -164,26 +164,6 @@ Result<MailOptions> MailOptions::FromConfig(const Config& config,
   return o;
 }
 
-Result<std::unique_ptr<ActionExecutor>> MakeMailNotifier(const Config& config,
-                                                         const std::string& store_path,
-                                                         std::vector<Diagnostic>* diagnostics,
-                                                         std::vector<std::string>* notes) {
-  if (!config.document.get("mail")) return std::unique_ptr<ActionExecutor>();
-  auto options = MailOptions::FromConfig(config, diagnostics);
-  if (!options.ok()) return options.status();
-  if (config.dry_run) {
-    notes->push_back("mail: dry-run (dry_run = true in the config)");
-    return std::unique_ptr<ActionExecutor>();
-  }
-  if (options->url.rfind("smtp://", 0) == 0 && !options->starttls && !options->password.empty()) {
-    notes->push_back(
-        "mail: the SMTP password would cross the network in clear text; set "
-        "starttls = true or use smtps://");
-  }
-  return std::unique_ptr<ActionExecutor>(
-      std::make_unique<MailNotifier>(std::move(*options), store_path, SystemClock::Instance()));
-}
-
 MailNotifier::MailNotifier(MailOptions options, std::string store_path, const Clock* clock)
     : options_(std::move(options)), store_path_(std::move(store_path)), clock_(clock) {}
 

@@ -392,24 +392,6 @@ Result<WebhookOptions> WebhookOptions::FromConfig(const Config& config,
   return o;
 }
 
-Result<std::unique_ptr<ActionExecutor>> MakeWebhookNotifier(const Config& config,
-                                                            const std::string& store_path,
-                                                            std::vector<Diagnostic>* diagnostics,
-                                                            std::vector<std::string>* notes) {
-  auto options = WebhookOptions::FromConfig(config, diagnostics);
-  if (!options.ok()) return options.status();
-  if (options->targets.empty()) return std::unique_ptr<ActionExecutor>();
-  if (config.dry_run) {
-    notes->push_back("webhook: dry-run (dry_run = true in the config)");
-    return std::unique_ptr<ActionExecutor>();
-  }
-  for (const auto& [name, t] : options->targets) {
-    if (!t.verify_tls) notes->push_back(fmt::format("webhook.{}: TLS verification is off", name));
-  }
-  return std::unique_ptr<ActionExecutor>(
-      std::make_unique<WebhookNotifier>(std::move(*options), store_path));
-}
-
 // --- the executor --------------------------------------------------------------------------------
 
 namespace {

@@ -7,13 +7,12 @@
 //   MXWARD_ACTION_ID, MXWARD_IDEMPOTENCY_KEY, MXWARD_REVERT (0/1)
 //
 // plus the section's own `env` and PATH=/usr/sbin:/usr/bin:/sbin:/bin; nothing else is inherited.
-// Values are stripped of control characters. The child runs in its own process group; when the
-// timeout passes the whole group gets SIGTERM, then SIGKILL after a grace period, so a script's
-// own children die with it. Exit 0 is done, exit 75 (EX_TEMPFAIL) and a timeout are transient,
-// any other exit is permanent.
+// Values are stripped of control characters. The child is run by RunArgvCommand (argv_command.h):
+// its own process group, killed whole at the timeout (SIGTERM, then SIGKILL after 2 s), so a
+// script's own children die with it. Exit 0 is done, exit 75 (EX_TEMPFAIL) and a timeout are
+// transient, any other exit (and a program that cannot be started) is permanent.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -38,21 +37,6 @@ struct ExecOptions {
   std::map<std::string, ExecTarget> targets;
   static Result<ExecOptions> FromConfig(const Config& config, std::vector<Diagnostic>* diagnostics);
 };
-
-// What a finished child did.
-struct ProcessOutcome {
-  int exit_code = -1;  // -1 when a signal ended it
-  int signal = 0;
-  bool timed_out = false;
-  std::string output;  // stdout and stderr interleaved, at most 8 KiB
-};
-
-// Runs argv with env (exactly, "NAME=value") and input on stdin in a new process group; kills the
-// group at the timeout (SIGTERM, then SIGKILL after `grace`). An error only when it cannot start.
-Result<ProcessOutcome> RunProcessGroup(const std::vector<std::string>& argv,
-                                       const std::vector<std::string>& env,
-                                       const std::string& input, std::chrono::milliseconds timeout,
-                                       std::chrono::milliseconds grace);
 
 class ExecAction final : public ActionExecutor {
  public:

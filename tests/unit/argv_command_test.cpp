@@ -1,11 +1,40 @@
-// RunArgvCommand: argv without a shell, output capture, stdin, environment, timeout, and the
-// errors a person reads when a follow-up command fails.
+// RunArgvCommand, the one runner behind exec, doveadm and postsuper: argv without a shell,
+// output capture, stdin, exactly the given environment, the timeout killing the whole process
+// group, and the errors a person reads when a command fails.
 #include "mxward/argv_command.h"
 
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 namespace mxward {
 namespace {
+
+using std::chrono::milliseconds;
+
+// Gone, or a zombie waiting for its (new) parent to reap it: either way no longer running.
+bool NotRunning(int pid) {
+  std::ifstream f(fmt::format("/proc/{}/stat", pid));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string stat = ss.str();
+  if (stat.empty()) return true;
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+}
+
+ArgvCommand Command(std::vector<std::string> argv, milliseconds timeout = milliseconds(10'000)) {
+  ArgvCommand c;
+  c.argv = std::move(argv);
+  c.timeout = timeout;
+  return c;
+}
 
 TEST(ArgvCommandTest, RunsWithoutAShellAndCapturesOutput) {
   ArgvCommand c;
@@ -74,6 +103,69 @@ TEST(ArgvCommandTest, RefusesRelativeAndMissingPrograms) {
   EXPECT_NE(r.status().message().find("/nonexistent/doveadm"), std::string::npos);
   c.argv = {};
   EXPECT_FALSE(RunArgvCommand(c).ok());
+}
+
+TEST(ArgvCommandTest, PassesStdinAndExactlyTheGivenEnvironment) {
+  ArgvCommand cat = Command({"/bin/cat"});
+  cat.input = "hello\nworld\n";
+  auto r = RunArgvCommand(cat);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_EQ(r->out, "hello\nworld\n");
+  ArgvCommand env = Command({"/usr/bin/env"});
+  env.env = {"PATH=/bin", "A=1", "B=two words"};
+  r = RunArgvCommand(env);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->out, "PATH=/bin\nA=1\nB=two words\n");  // nothing inherited, no PATH added
+}
+
+TEST(ArgvCommandTest, MergedStderrKeepsTheExitCodeAndFeedsTheError) {
+  ArgvCommand c = Command({"/bin/sh", "-c", "echo out; echo oops >&2; exit 3"});
+  c.merge_stderr = true;
+  auto r = RunArgvCommand(c);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_EQ(r->out, "out\noops\n");
+  EXPECT_EQ(r->err, "");
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_NE(CheckArgvOutcome(c, *r).message().find("exited with status 3: out"), std::string::npos);
+}
+
+TEST(ArgvCommandTest, TimeoutKillsTheWholeProcessGroup) {
+  // The script starts a grandchild and waits; at the timeout both must die.
+  ArgvCommand c = Command({"/bin/sh", "-c", "sleep 300 & echo $!; wait"}, milliseconds(300));
+  auto r = RunArgvCommand(c);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_EQ(r->exit_code, -1);
+  EXPECT_EQ(r->signal, SIGTERM);
+  const int grandchild = std::stoi(r->out);
+  ASSERT_GT(grandchild, 1);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!NotRunning(grandchild) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_TRUE(NotRunning(grandchild)) << "grandchild " << grandchild << " survived the timeout";
+}
+
+TEST(ArgvCommandTest, AGrandchildHoldingTheOutputOpenDoesNotHoldUs) {
+  // The program exits at once; its background child keeps stdout open for five minutes.
+  ArgvCommand c = Command({"/bin/sh", "-c", "sleep 300 & echo $!"}, milliseconds(60'000));
+  auto r = RunArgvCommand(c);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->timed_out) << "waited for the grandchild instead of the program";
+  EXPECT_EQ(r->exit_code, 0);
+  const int grandchild = std::stoi(r->out);
+  ASSERT_GT(grandchild, 1);
+  kill(grandchild, SIGKILL);
+}
+
+TEST(ArgvCommandTest, AChildThatIgnoresStdinDoesNotHangOrKillUs) {
+  ArgvCommand c = Command({"/bin/true"});
+  c.input = std::string(4 * 1024 * 1024, 'x');  // more than a pipe holds
+  auto r = RunArgvCommand(c);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 0);
 }
 
 }  // namespace
