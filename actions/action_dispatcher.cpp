@@ -643,7 +643,18 @@ struct DispatcherShared {
       }
       // Checked after every action too, so a steady stream of actions does not starve it.
       if (SteadyClock::now() >= next_maintain) {
+        // Counts as running: Stop()'s drain waits for it, and detaches a tick that hangs.
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          if (stopping) break;
+          lane->running = true;
+        }
         Maintain(lane, index);
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          lane->running = false;
+        }
+        idle_cv.notify_all();
         next_maintain = SteadyClock::now() + interval;
       }
     }
