@@ -1,9 +1,14 @@
 // Webhooks against a real HTTP receiver on loopback (tests/integration/support/webhook_receiver.py,
 // started by the test): receiver down, then 500, 429 with Retry-After, a response slower than the
 // timeout, then up. Every notification must arrive exactly once (by idempotency key), in order,
-// with a valid HMAC signature. Also a mail against a minimal SMTP receiver.
+// with a valid HMAC signature. A receiver that accepts the connection and never answers: the
+// webhook times out and is retried while the other webhooks and an exec action go through. Also a
+// mail against a minimal SMTP receiver.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -253,6 +258,101 @@ TEST_F(WebhookReceiverTest, EveryNotificationArrivesOnceAndInOrderThroughFailure
   // receiver saw a duplicate it could drop.
   EXPECT_EQ(duplicates, 1);
   for (auto id : ids) EXPECT_EQ(Get(id).status, ActionStatus::kDone);
+}
+
+TEST_F(WebhookReceiverTest, AReceiverThatNeverAnswersIsRetriedWithoutHoldingUpOtherActions) {
+  // A listener nobody accepts from: the kernel completes the handshake and takes the request,
+  // and no answer ever comes.
+  const int blackhole = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(blackhole, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(blackhole, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(blackhole, 64), 0);
+  ASSERT_EQ(::getsockname(blackhole, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = StartReceiver(0, "");
+
+  std::ofstream(dir_.file("mxward.toml")) << fmt::format(
+      "[webhook.stuck]\nurl = \"http://127.0.0.1:{}/hook\"\ntimeout = 1\n"
+      "[webhook.ops]\nurl = \"http://127.0.0.1:{}/hook\"\nhmac_secret_file = \"{}\"\n"
+      "timeout = 5\nheaders = {{ X-Test = \"yes\" }}\n"
+      "[exec.note]\nargv = [\"/usr/bin/touch\", \"{}\"]\n"
+      "[dispatcher]\nmax_attempts = 50\n",
+      ntohs(addr.sin_port), port, dir_.file("secret"), dir_.file("exec-ran"));
+  std::vector<Diagnostic> diags;
+  auto config = Config::Load(dir_.file("mxward.toml"), &diags);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+
+  // The stuck webhook comes first; ops webhooks of three incidents and an exec follow it.
+  std::vector<Incident> incidents;
+  for (int i = 1; i <= 3; ++i) incidents.push_back(MakeIncident(i, {{"target", "ops"}}));
+  incidents[0].actions.insert(incidents[0].actions.begin(),
+                              {"webhook", {{"target", "stuck"}}, false});
+  incidents[0].actions.push_back({"exec", {{"target", "note"}}, false});
+  ASSERT_TRUE(store_->RecordIncidents(&incidents, kT0).ok());
+  std::int64_t stuck = 0, exec = 0;
+  std::vector<std::int64_t> ops;
+  for (const Incident& inc : incidents) {
+    auto actions = store_->ActionsForIncident(inc.id);
+    ASSERT_TRUE(actions.ok());
+    for (const ActionRecord& a : *actions) {
+      if (a.type == "exec") {
+        exec = a.id;
+      } else if (a.params.value("target", "") == "stuck") {
+        stuck = a.id;
+      } else {
+        ops.push_back(a.id);
+      }
+    }
+  }
+  ASSERT_TRUE(stuck != 0 && exec != 0 && ops.size() == 3u);
+  ASSERT_LT(stuck, ops[0]);
+
+  std::vector<std::string> notes;
+  auto executors = BuildExecutors(*config, dir_.file("state.db"), &diags, &notes);
+  ASSERT_TRUE(executors.ok()) << executors.status().ToString();
+  auto options = DispatcherOptions::FromConfig(*config, &diags);
+  ASSERT_TRUE(options.ok());
+  options->poll_interval_ms = 20;
+  ActionDispatcher dispatcher(dir_.file("state.db"), std::move(*executors), *options, &clock_);
+  ASSERT_TRUE(dispatcher.Start().ok());
+
+  // Everything else is done while the stuck one waits for its retry (the clock stands still, so
+  // its backoff never ends on its own).
+  ASSERT_TRUE(Eventually([&] {
+    if (Get(exec).status != ActionStatus::kDone) return false;
+    for (auto id : ops) {
+      if (Get(id).status != ActionStatus::kDone) return false;
+    }
+    return true;
+  })) << Get(ops[0]).last_error;
+  ASSERT_TRUE(Eventually([&] { return Get(stuck).attempts >= 1; }));
+  ActionRecord a = Get(stuck);
+  EXPECT_EQ(a.status, ActionStatus::kPending);
+  EXPECT_NE(a.last_error.find("webhook stuck"), std::string::npos) << a.last_error;
+  EXPECT_NE(a.last_error.find("timed out"), std::string::npos) << a.last_error;
+  EXPECT_EQ(::access(dir_.file("exec-ran").c_str(), F_OK), 0);
+
+  // Retried, and timing out again, as long as the receiver stays silent.
+  ASSERT_TRUE(Eventually([&] {
+    clock_.Advance(3600 * kMicrosPerSecond);
+    dispatcher.Notify();
+    return Get(stuck).attempts >= 2;
+  }));
+  EXPECT_EQ(Get(stuck).status, ActionStatus::kPending);
+  dispatcher.Stop(std::chrono::seconds(5));
+  ::close(blackhole);
+  receiver_->Kill();
+
+  std::vector<std::string> accepted;
+  for (const auto& r : LogLines(dir_.file("requests.jsonl"))) {
+    if (r["code"] == 200 && r["duplicate"] == false) accepted.push_back(r["key"]);
+  }
+  std::vector<std::string> expected;
+  for (auto id : ops) expected.push_back(Get(id).idempotency_key);
+  EXPECT_EQ(accepted, expected);  // each once, in order, none lost behind the stuck one
 }
 
 TEST_F(WebhookReceiverTest, ClientErrorsFailAtOnceAndSlackAndTeamsBodiesAreAccepted) {
