@@ -592,6 +592,10 @@ class Loader {
     }
     RE2::Options opts;
     opts.set_log_errors(false);
+    // Patterns match bytes, not UTF-8: in RE2's default UTF-8 mode `.` and negated classes never
+    // match an invalid UTF-8 byte, so one Latin-1 byte in a user name or HELO would make the whole
+    // line unmatched and a brute force invisible. Valid UTF-8 text is still matched byte for byte.
+    opts.set_encoding(RE2::Options::EncodingLatin1);
     p->re = std::make_unique<RE2>(p->regex, opts);
     if (!p->re->ok()) {
       Error(file, regex_at,
@@ -744,6 +748,7 @@ class Loader {
     PatternSet ps;
     RE2::Options opts;
     opts.set_log_errors(false);
+    opts.set_encoding(RE2::Options::EncodingLatin1);  // bytes, as the patterns above
     opts.set_max_mem(64 << 20);
     bool all_literal = true;
     int regexes = 0;

@@ -264,6 +264,8 @@ class Compiler {
         if (!String(&v, op, &s)) continue;
         RE2::Options o;
         o.set_log_errors(false);
+        // Bytes, as the parser pack: field values are attacker text and may be invalid UTF-8.
+        o.set_encoding(RE2::Options::EncodingLatin1);
         auto re = std::make_shared<RE2>(s, o);
         if (!re->ok()) {
           Error(v, fmt::format("bad regex '{}': {}", s, re->error()));
