@@ -177,13 +177,10 @@ TEST_F(KeyExplosionTest, SpoofedIpv4SourcesStayUnderTheCap) {
   EXPECT_TRUE(sink_.Has("postfix-sasl", "198.51.100.99"));
 }
 
-// GAP (rules.d, owner: perf): a brute force against ONE account from addresses rotating inside
-// one IPv6 /64 is not caught by any shipped playbook. postfix-sasl and dovecot-auth key on the
-// whole address (each address fails once), user-enumeration-net needs 25 distinct user names,
-// and roundcube-login (key = user) covers webmail only. Fix: a playbook keyed on client_ip/64
-// (an IPv6 /64 is one subscriber) counting auth_failure, e.g. 20 in 10 minutes -> ban the /64,
-// or key postfix-sasl/dovecot-auth on client_ip/64 (IPv4 stays whole for lengths over 32).
-TEST_F(KeyExplosionTest, DISABLED_BruteForceOfOneAccountFromOneSlash64IsCaught) {
+// A brute force against ONE account from addresses rotating inside one IPv6 /64: the playbooks
+// keyed on the whole address see one failure per address; ipv6-net-bruteforce (key client_ip/64,
+// distinct addresses) catches the /64.
+TEST_F(KeyExplosionTest, BruteForceOfOneAccountFromOneSlash64IsCaught) {
   std::uint64_t seed = 6464;
   char buf[64];
   for (int i = 0; i < 1000; ++i) {

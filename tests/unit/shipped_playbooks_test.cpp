@@ -160,6 +160,16 @@ TEST(ShippedPlaybooksTest, UserEnumerationAcrossANetwork) {
   EXPECT_EQ(ban->params["address"], "203.0.113.0/24");
 }
 
+TEST(ShippedPlaybooksTest, Ipv6AddressRotationInsideOneSlash64) {
+  auto inc = Replay("ipv6-net-bruteforce");
+  EXPECT_EQ(KeysOf(inc), (Keys{{"ipv6-net-bruteforce", "2001:db8:99:6400::/64"}}));
+  ASSERT_EQ(inc.size(), 1u);
+  EXPECT_EQ(inc[0].last_seen - inc[0].first_seen, 9 * 120 * kMicrosPerSecond);
+  const ActionRequest* ban = FindAction(inc[0], "ban");
+  ASSERT_NE(ban, nullptr);
+  EXPECT_EQ(ban->params["address"], "2001:db8:99:6400::/64");
+}
+
 TEST(ShippedPlaybooksTest, OutboundAnomalyCatchesTheWebmailAccountNotTheNewsletter) {
   auto inc = Replay("outbound-anomaly");
   EXPECT_EQ(KeysOf(inc), (Keys{{"outbound-anomaly", "bob@example.org"}}));

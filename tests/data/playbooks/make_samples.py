@@ -264,6 +264,28 @@ No incident:
     log.write()
 
 
+def ipv6_net_bruteforce():
+    log = Log("ipv6-net-bruteforce", """
+ipv6-net-bruteforce sample: one account guessed at from addresses rotating inside one IPv6 /64.
+Expected incidents:
+  ipv6-net-bruteforce 2001:db8:99:6400::/64   a new address for every try, one every 2 minutes;
+                                               fires at the 10th address
+No incident:
+  2001:db8:77:1::/64   a household: 3 devices with a stale password, 5 failures each
+  198.51.100.0/24      IPv4 rotating over 12 addresses (user-enumeration-net's job, one user)
+""")
+    for i in range(14):
+        sasl_fail(log, at(21, 0) + sec(120 * i), f"2001:db8:99:6400:{i * 7919 % 65536:x}::{i + 1:x}",
+                  service="submission")
+    for d in range(3):
+        for k in range(5):
+            sasl_fail(log, at(21, 1) + sec(600 * k + 7 * d), f"2001:db8:77:1::{d + 10:x}",
+                      service="submission")
+    for i in range(12):
+        sasl_fail(log, at(21, 2) + sec(120 * i), f"198.51.100.{i + 1}", service="submission")
+    log.write()
+
+
 def outbound_anomaly():
     log = Log("outbound-anomaly", """
 outbound-anomaly sample: accounts sending to recipient domains they never used before.
@@ -373,6 +395,6 @@ No incident:
 
 
 for f in [postfix_sasl, postfix_rbl, postfix_rejects, dovecot_auth, sieve_auth, roundcube_login,
-          slow_bruteforce, user_enumeration, user_enumeration_net, outbound_anomaly, dkim_failures,
+          slow_bruteforce, user_enumeration, user_enumeration_net, ipv6_net_bruteforce, outbound_anomaly, dkim_failures,
           outbound_spam_scores, login_spread]:
     f()
