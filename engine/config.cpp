@@ -36,7 +36,8 @@ bool ReadStrings(const toml::table& t, std::string_view key, const std::string& 
   if (!n) return true;
   const toml::array* arr = n->as_array();
   if (!arr) {
-    diags->push_back(MakeDiagnostic(file, n->source(), fmt::format("'{}' must be an array of strings", key)));
+    diags->push_back(
+        MakeDiagnostic(file, n->source(), fmt::format("'{}' must be an array of strings", key)));
     return false;
   }
   out->clear();
@@ -44,7 +45,8 @@ bool ReadStrings(const toml::table& t, std::string_view key, const std::string& 
     if (auto s = e.value<std::string>()) {
       out->push_back(*s);
     } else {
-      diags->push_back(MakeDiagnostic(file, e.source(), fmt::format("'{}' must contain only strings", key)));
+      diags->push_back(
+          MakeDiagnostic(file, e.source(), fmt::format("'{}' must contain only strings", key)));
       return false;
     }
   }
@@ -58,8 +60,8 @@ void CheckKnownKeys(const toml::table& t, std::initializer_list<std::string_view
     bool ok = false;
     for (auto name : known) ok = ok || k.str() == name;
     if (!ok) {
-      diags->push_back(MakeDiagnostic(file, v.source(),
-                                      fmt::format("unknown setting '{}' in [{}]", k.str(), section)));
+      diags->push_back(MakeDiagnostic(
+          file, v.source(), fmt::format("unknown setting '{}' in [{}]", k.str(), section)));
     }
   }
 }
@@ -78,13 +80,34 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   }
   const std::size_t before = diags->size();
 
+  // A misspelt section ([stor]) would otherwise leave the daemon silently on defaults for it.
+  static constexpr std::string_view kTopLevel[] = {
+      "store",      "rules",    "allow",        "dry_run", "control", "input", "metrics",
+      "dispatcher", "nftables", "postfixadmin", "webhook", "mail",    "exec"};
+  for (const auto& [k, v] : c.document) {
+    bool known = false;
+    for (auto name : kTopLevel) known = known || k.str() == name;
+    if (!known) {
+      diags->push_back(MakeDiagnostic(
+          path, v.source(),
+          fmt::format("unknown section or setting '{}' (known: store, rules, allow, dry_run, "
+                      "control, input, metrics, dispatcher, nftables, postfixadmin, webhook, "
+                      "mail, exec)",
+                      k.str())));
+    }
+  }
+  if (const toml::node* d = c.document.get("dry_run"); d && !d->is_boolean()) {
+    diags->push_back(MakeDiagnostic(path, d->source(), "'dry_run' must be true or false"));
+  }
+
   if (const toml::table* store = c.document["store"].as_table()) {
     CheckKnownKeys(*store, {"path", "retention"}, "store", path, diags);
     if (auto p = (*store)["path"].value<std::string>()) c.store_path = *p;
     if (const toml::node* r = store->get("retention")) {
       auto s = r->value<std::string>();
-      auto d = s ? ParseDurationSeconds(*s) : Result<std::int64_t>(Status::InvalidArgument(
-                                                  "'retention' must be a duration like \"90d\""));
+      auto d = s ? ParseDurationSeconds(*s)
+                 : Result<std::int64_t>(
+                       Status::InvalidArgument("'retention' must be a duration like \"90d\""));
       if (d.ok()) {
         c.retention_seconds = *d;
       } else {

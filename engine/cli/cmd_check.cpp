@@ -1,7 +1,9 @@
 // `mxward check`: validates mxward.toml, the playbooks and the parser pack, and prints every
 // problem at once as `file:line:col: error: message` (stderr), exit 1 on errors. Without errors it
 // prints one summary line (stdout) and exits 0. Nothing is started and no state is touched, so it
-// is safe to run before `systemctl reload mxward`.
+// is safe to run before `systemctl reload mxward`: every section `serve` reads is validated by the
+// same reader `serve` uses (inputs, metrics, control, dispatcher, each action type), without
+// connecting to anything.
 #include <cstdio>
 #include <filesystem>
 
@@ -9,8 +11,17 @@
 
 #include "commands.h"
 #include "engine_assembly.h"
+#include "mxward/action_dispatcher.h"
+#include "mxward/control_protocol.h"
+#include "mxward/exec_action.h"
+#include "mxward/input_config.h"
+#include "mxward/mail_notifier.h"
+#include "mxward/metrics_server.h"
+#include "mxward/nftables_blocker.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
+#include "mxward/postfixadmin_accounts.h"
+#include "mxward/webhook_notifier.h"
 
 namespace mxward::cli {
 
@@ -25,10 +36,26 @@ void RunCheck(const GlobalOptions& g) {
   if (g.config_given && !exists) {
     throw CliExit(kExitUsage, "config file " + g.config_path + " does not exist");
   }
+  bool loaded_ok = false;
   if (exists) {
     auto loaded = Config::Load(g.config_path, &diags);
-    if (loaded.ok()) config = std::move(*loaded);
+    loaded_ok = loaded.ok();
+    if (loaded_ok) config = std::move(*loaded);
     config_note = g.config_path;
+  }
+  if (loaded_ok) {
+    // The readers serve runs at start; each adds located diagnostics and touches nothing.
+    (void)ParseInputSpecs(config, &diags);
+    (void)MetricsServerOptions::FromConfig(config, &diags);
+    if (auto c = ControlServerOptions::FromConfig(config); !c.ok()) {
+      diags.push_back(Diagnostic{g.config_path, 0, 0, c.status().message()});
+    }
+    (void)DispatcherOptions::FromConfig(config, &diags);
+    (void)NftablesOptions::FromConfig(config, &diags);
+    (void)PostfixAdminOptions::FromConfig(config, &diags);
+    (void)WebhookOptions::FromConfig(config, &diags);
+    (void)MailOptions::FromConfig(config, &diags);
+    (void)ExecOptions::FromConfig(config, &diags);
   }
   // Keep going after config errors: the playbooks' problems are reported in the same run.
   if (!g.db_path.empty()) config.store_path = g.db_path;
