@@ -8,6 +8,8 @@ namespace mxward {
 
 bool IpAddress::Parse(std::string_view text, IpAddress* out) {
   if (text.empty() || text.size() > 63) return false;
+  // inet_pton stops at a NUL: "192.0.2.1\0; anything" must not parse as 192.0.2.1.
+  if (text.find('\0') != std::string_view::npos) return false;
   if (auto pct = text.find('%'); pct != std::string_view::npos) text = text.substr(0, pct);
   char buf[64];
   std::memcpy(buf, text.data(), text.size());

@@ -31,6 +31,10 @@ TEST(IpAddressTest, RejectsTextThatIsNotExactlyAnAddress) {
   EXPECT_FALSE(IpAddress::Parse("1.2.3.256", &a));
   EXPECT_FALSE(IpAddress::Parse("unknown", &a));
   EXPECT_FALSE(IpAddress::Parse("1.2.3.4;rm -rf /", &a));
+  EXPECT_FALSE(IpAddress::Parse(std::string_view("192.0.2.1\0; x", 13), &a));
+  EXPECT_FALSE(IpAddress::Parse(std::string_view("2001:db8::1\0", 12), &a));
+  IpPrefix p;
+  EXPECT_FALSE(IpPrefix::Parse(std::string_view("192.0.2.0\0/24", 13), &p));
   EXPECT_FALSE(a.valid());
 }
 
