@@ -355,6 +355,12 @@ class Engine final : public PlaybookEngine {
     for (const auto& r : runtimes_) out.push_back(r->pb.name);
     return out;
   }
+  std::size_t window_keys(std::size_t i) const override {
+    return i < runtimes_.size() ? runtimes_[i]->table->size() : 0;
+  }
+  std::uint64_t window_evictions(std::size_t i) const override {
+    return i < runtimes_.size() ? runtimes_[i]->table->evictions() : 0;
+  }
   const Playbook* FindPlaybook(std::string_view name) const override {
     const Runtime* r = Find(name);
     return r ? &r->pb : nullptr;

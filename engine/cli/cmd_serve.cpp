@@ -241,6 +241,7 @@ class Daemon {
     recorder_->RegisterMetrics(&registry_, &handles_);
     Keep(registry_.Add(kBuildInfo, {kVersion}, [] { return 1.0; }));
     listener_->RegisterMetrics(&registry_, &handles_);
+    pipeline_->RegisterMetrics(&registry_, &handles_);
     RegisterEngineMetrics();
   }
 
@@ -255,6 +256,19 @@ class Daemon {
       return static_cast<double>(pipeline_->extractor().stats().queue_id_evictions);
     });
     if (h.ok()) engine_metrics_.push_back(std::move(*h));
+    // Per playbook; the names come from the playbook files, not from log text. The engine (and
+    // so these) is replaced on reload, which is why this runs again then.
+    const std::vector<std::string> names = pipeline_->engine().playbook_names();
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      h = registry_.Add(kWindowKeys, {names[i]}, [this, i] {
+        return static_cast<double>(pipeline_->engine().window_keys(i));
+      });
+      if (h.ok()) engine_metrics_.push_back(std::move(*h));
+      h = registry_.Add(kWindowEvictions, {names[i]}, [this, i] {
+        return static_cast<double>(pipeline_->engine().window_evictions(i));
+      });
+      if (h.ok()) engine_metrics_.push_back(std::move(*h));
+    }
   }
 
   void Shutdown() {

@@ -100,6 +100,10 @@ class PlaybookEngine {
 
   virtual std::vector<std::string> playbook_names() const = 0;
   virtual const Playbook* FindPlaybook(std::string_view name) const = 0;
+  // Keys held in the i-th playbook's window table (playbook_names() order) and how many its
+  // max_keys cap evicted: the per-playbook mxward_window_keys / _evictions_total metrics.
+  virtual std::size_t window_keys(std::size_t i) const = 0;
+  virtual std::uint64_t window_evictions(std::size_t i) const = 0;
 
   // --- novel baselines -----------------------------------------------------------------------
   // The playbooks with a `novel` trigger: what to LoadBaselines for at start.
