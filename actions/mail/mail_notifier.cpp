@@ -12,6 +12,7 @@
 #include "../config_section_reader.h"
 #include "../webhook/curl_global.h"
 #include "../webhook/incident_text.h"
+#include "mxward/secret_file.h"
 #include "mxward/webhook_notifier.h"
 
 namespace mxward {

@@ -9,6 +9,7 @@
 
 #include "../config_section_reader.h"
 #include "mxward/argv_command.h"
+#include "mxward/secret_file.h"
 
 namespace mxward {
 namespace {
@@ -109,15 +110,13 @@ Result<PostfixAdminOptions> PostfixAdminOptions::FromConfig(const Config& config
     std::string path;
     r.String("password_file", &path);
     if (!path.empty()) {
-      std::ifstream in(path);
-      std::string secret;
-      if (!in || !std::getline(in, secret)) {
-        r.Error(*pf, fmt::format("cannot read the password from '{}'", path));
+      // The same checks as every other secret: a database password readable by every local user
+      // is refused, not used.
+      auto secret = ReadSecretFile(path);
+      if (!secret.ok()) {
+        r.Error(*pf, secret.status().message());
       } else {
-        while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ')) {
-          secret.pop_back();
-        }
-        o.database.password = secret;
+        o.database.password = std::move(*secret);
       }
     }
   }

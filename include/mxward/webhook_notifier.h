@@ -29,6 +29,7 @@
 #include "mxward/config.h"
 #include "mxward/incident.h"
 #include "mxward/incident_store.h"
+#include "mxward/secret_file.h"  // ReadSecretFile, for the secrets of [webhook.NAME]
 #include "mxward/status.h"
 
 namespace mxward {
@@ -106,9 +107,5 @@ Result<std::unique_ptr<ActionExecutor>> MakeWebhookNotifier(const Config& config
                                                             const std::string& store_path,
                                                             std::vector<Diagnostic>* diagnostics,
                                                             std::vector<std::string>* notes);
-
-// Reads a secret (HMAC key, SMTP password) from a file that must be a regular file not readable
-// or writable by "other" and not writable by the group; trailing newlines are dropped.
-Result<std::string> ReadSecretFile(const std::string& path);
 
 }  // namespace mxward

@@ -248,12 +248,8 @@ TEST_F(PrivilegeTest, SecretFileThroughASymlinkIsRefused) {
   ExpectServeRefuses(config, dir_.file("hmac"));
 }
 
-// BUG (actions/postfixadmin/postfixadmin_accounts.cpp, owner: actions helper): [postfixadmin]
-// password_file is read with std::ifstream, without the mode check ReadSecretFile
-// (webhook_notifier.h) applies to the webhook and mail secrets: a database password readable by
-// every local user is accepted silently. Fix: read it with ReadSecretFile(path) and report its
-// status message at the password_file node (r.Error(*pf, ...)).
-TEST_F(PrivilegeTest, DISABLED_WorldReadablePostfixAdminPasswordIsRefused) {
+// [postfixadmin] password_file gets the same mode check as the webhook and mail secrets.
+TEST_F(PrivilegeTest, WorldReadablePostfixAdminPasswordIsRefused) {
   WriteSecret(dir_.file("pfapw"), kPfaSecret, 0644);
   const auto sql = RunCommand(
       {"sqlite3", dir_.file("pfa.db"), "CREATE TABLE mailbox (username TEXT, active INTEGER);"});

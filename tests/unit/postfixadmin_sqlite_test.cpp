@@ -136,6 +136,7 @@ TEST(PostfixAdminOptionsTest, ReadsEverySetting) {
     std::ofstream out(dir.file("pw"));
     out << "s3cret\n";
   }
+  ASSERT_EQ(chmod(dir.file("pw").c_str(), 0600), 0);  // a secret file others may read is refused
   std::vector<Diagnostic> diags;
   auto o = PostfixAdminOptions::FromConfig(ConfigFrom(R"(
 [postfixadmin]
