@@ -1,13 +1,13 @@
 # Two commands for a fresh Debian 12 machine:
 #   make run    install what is missing, build, start `mxward serve` on embedded defaults
 #   make test   install what is missing, build with warnings as errors, run every test
-# Also: make test-asan (ASan+UBSan build and tests), make bench, make format, make clean.
+# Also: make test-asan (ASan+UBSan build and tests), make bench, make fuzz, make format, make clean.
 
 JOBS  ?= $(shell nproc)
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: run test test-asan build bench format clean deps-run deps-test
+.PHONY: run test test-asan build bench fuzz format clean deps-run deps-test
 
 deps-run:
 	@packaging/install-deps.sh run
@@ -39,6 +39,12 @@ bench: deps-test
 	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release
 	$(CMAKE) --build build/release -j $(JOBS)
 	bench/run.sh build/release
+
+# libFuzzer (clang, ASan+UBSan) on every tests/fuzz target for FUZZ_SECONDS each; the corpora are
+# also replayed by every ctest run. Longer: make fuzz FUZZ_SECONDS=3600.
+FUZZ_SECONDS ?= 60
+fuzz: deps-test
+	tests/fuzz/run.sh $(FUZZ_SECONDS) build/fuzz
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cpp')
