@@ -13,12 +13,14 @@
 #include <nlohmann/json.hpp>
 
 #include "mxward/incident_store.h"
+#include "support/nft_sets.h"
 #include "support/subprocess.h"
 
 namespace mxward {
 namespace {
 
 using testing::CommandResult;
+using testing::KernelSetAddresses;
 using testing::RunCommand;
 using testing::TempDir;
 
@@ -52,27 +54,7 @@ class CliBansNftTest : public ::testing::Test {
   }
 
   // Addresses and prefixes in the kernel's set, as `nft -j` prints them.
-  std::set<std::string> Elements(const std::string& set) {
-    auto r = RunCommand({"nft", "-j", "list", "set", "inet", "mxward", set});
-    std::set<std::string> out;
-    if (r.exit_code != 0) return out;
-    auto doc = nlohmann::json::parse(r.out, nullptr, false);
-    if (doc.is_discarded()) return out;
-    for (const auto& item : doc["nftables"]) {
-      if (!item.contains("set")) continue;
-      for (const auto& e : item["set"].value("elem", nlohmann::json::array())) {
-        const nlohmann::json* val = &e;
-        if (e.is_object() && e.contains("elem")) val = &e["elem"]["val"];
-        if (val->is_string()) {
-          out.insert(val->get<std::string>());
-        } else if (val->is_object() && val->contains("prefix")) {
-          const auto& p = (*val)["prefix"];
-          out.insert(p["addr"].get<std::string>() + "/" + std::to_string(p["len"].get<int>()));
-        }
-      }
-    }
-    return out;
-  }
+  std::set<std::string> Elements(const std::string& set) { return KernelSetAddresses(set); }
 
   static inline bool in_own_netns_ = false;
   static inline std::string unshare_error_;

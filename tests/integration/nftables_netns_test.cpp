@@ -25,11 +25,13 @@
 
 #include "mxward/incident_store.h"
 #include "mxward/nftables_blocker.h"
+#include "support/nft_sets.h"
 #include "support/subprocess.h"
 
 namespace mxward {
 namespace {
 
+using testing::KernelSetElements;
 using testing::RunCommand;
 using testing::TempDir;
 
@@ -65,28 +67,9 @@ class NftablesNetnsTest : public ::testing::Test {
 
   // The elements of a set as the kernel has them: "192.0.2.7", "198.51.100.0/24", with timeouts.
   std::map<std::string, std::int64_t> Elements(const std::string& set) {
-    auto r = RunCommand({"nft", "-j", "list", "set", "inet", "mxward", set});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    std::map<std::string, std::int64_t> out;
-    if (r.exit_code != 0) return out;
-    auto doc = nlohmann::json::parse(r.out);
-    for (const auto& item : doc["nftables"]) {
-      if (!item.contains("set")) continue;
-      for (const auto& e : item["set"].value("elem", nlohmann::json::array())) {
-        const nlohmann::json* val = &e;
-        std::int64_t timeout = 0;
-        if (e.is_object() && e.contains("elem")) {
-          timeout = e["elem"].value("timeout", 0);
-          val = &e["elem"]["val"];
-        }
-        if (val->is_string()) {
-          out[val->get<std::string>()] = timeout;
-        } else if (val->is_object() && val->contains("prefix")) {
-          const auto& p = (*val)["prefix"];
-          out[p["addr"].get<std::string>() + "/" + std::to_string(p["len"].get<int>())] = timeout;
-        }
-      }
-    }
+    bool exists = false;
+    auto out = KernelSetElements(set, &exists);
+    EXPECT_TRUE(exists) << "no set " << set;
     return out;
   }
 

@@ -23,6 +23,7 @@
 #include "mxward/incident_store.h"
 #include "mxward/postfixadmin_accounts.h"
 #include "support/daemon.h"
+#include "support/nft_sets.h"
 #include "support/sql_servers.h"
 
 namespace mxward {
@@ -131,22 +132,7 @@ constexpr int kAttackers = 24;
 constexpr int kFailuresEach = 20;
 
 // Addresses and prefixes in the kernel's set, as `nft -j` prints them.
-std::set<std::string> KernelSet(const std::string& set) {
-  auto r = testing::RunCommand({"nft", "-j", "list", "set", "inet", "mxward", set});
-  std::set<std::string> out;
-  if (r.exit_code != 0) return out;
-  auto doc = nlohmann::json::parse(r.out, nullptr, false);
-  if (doc.is_discarded()) return out;
-  for (const auto& item : doc["nftables"]) {
-    if (!item.contains("set")) continue;
-    for (const auto& e : item["set"].value("elem", nlohmann::json::array())) {
-      const nlohmann::json* val = &e;
-      if (e.is_object() && e.contains("elem")) val = &e["elem"]["val"];
-      if (val->is_string()) out.insert(val->get<std::string>());
-    }
-  }
-  return out;
-}
+std::set<std::string> KernelSet(const std::string& set) { return testing::KernelSetAddresses(set); }
 
 // Every request the receiver logged: (idempotency key, accepted as new).
 std::vector<std::pair<std::string, bool>> Deliveries(const std::string& log_path) {

@@ -25,11 +25,13 @@
 #include "mxward/action_dispatcher.h"
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
+#include "support/nft_sets.h"
 #include "support/subprocess.h"
 
 namespace mxward {
 namespace {
 
+using testing::KernelSetElements;
 using testing::NetworkNamespace;
 using testing::PollUntil;
 using testing::RunCommand;
@@ -170,22 +172,8 @@ class ActionInjectionTest : public ::testing::Test {
 // --- ban -----------------------------------------------------------------------------------------
 
 std::vector<std::string> SetElements(const std::string& set) {
-  auto r = RunCommand({"nft", "-j", "list", "set", "inet", "mxward", set});
   std::vector<std::string> out;
-  if (r.exit_code != 0) return out;
-  auto doc = nlohmann::json::parse(r.out);
-  for (const auto& item : doc["nftables"]) {
-    if (!item.contains("set")) continue;
-    for (const auto& e : item["set"].value("elem", nlohmann::json::array())) {
-      const nlohmann::json& val = e.is_object() && e.contains("elem") ? e["elem"]["val"] : e;
-      if (val.is_string()) {
-        out.push_back(val.get<std::string>());
-      } else if (val.is_object() && val.contains("prefix")) {
-        out.push_back(val["prefix"]["addr"].get<std::string>() + "/" +
-                      std::to_string(val["prefix"]["len"].get<int>()));
-      }
-    }
-  }
+  for (const auto& [address, timeout] : KernelSetElements(set)) out.push_back(address);
   return out;
 }
 

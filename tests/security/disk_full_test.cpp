@@ -16,6 +16,7 @@
 
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
+#include "support/nft_sets.h"
 #include "support/subprocess.h"
 #include "support/tiny_filesystem.h"
 
@@ -23,6 +24,7 @@ namespace mxward {
 namespace {
 
 using testing::HttpGet;
+using testing::KernelSetAddresses;
 using testing::NetworkNamespace;
 using testing::RunCommand;
 using testing::SendTcp;
@@ -42,22 +44,7 @@ double MetricValue(const std::string& metrics, const std::string& sample) {
   return std::strtod(metrics.c_str() + at + sample.size() + 2, nullptr);
 }
 
-std::set<std::string> BannedV4() {
-  auto r = RunCommand({"nft", "-j", "list", "set", "inet", "mxward", "banned_v4"});
-  std::set<std::string> out;
-  if (r.exit_code != 0) return out;
-  auto doc = nlohmann::json::parse(r.out, nullptr, false);
-  if (doc.is_discarded()) return out;
-  for (const auto& item : doc["nftables"]) {
-    if (!item.contains("set")) continue;
-    for (const auto& e : item["set"].value("elem", nlohmann::json::array())) {
-      const nlohmann::json* val = &e;
-      if (e.is_object() && e.contains("elem")) val = &e["elem"]["val"];
-      if (val->is_string()) out.insert(val->get<std::string>());
-    }
-  }
-  return out;
-}
+std::set<std::string> BannedV4() { return KernelSetAddresses("banned_v4"); }
 
 class DiskFullTest : public ::testing::Test {
  protected:

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/daemon.h"
+#include "support/nft_sets.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -30,24 +31,7 @@ constexpr std::int64_t kBanSeconds = 3600;
 
 // The elements of one of mxward's sets and their kernel timeouts; empty when the set is missing.
 std::map<std::string, std::int64_t> KernelSet(const std::string& set) {
-  auto r = testing::RunCommand({"nft", "-j", "list", "set", "inet", "mxward", set});
-  std::map<std::string, std::int64_t> out;
-  if (r.exit_code != 0) return out;
-  const auto doc = nlohmann::json::parse(r.out, nullptr, false);
-  if (doc.is_discarded()) return out;
-  for (const auto& item : doc["nftables"]) {
-    if (!item.contains("set")) continue;
-    for (const auto& e : item["set"].value("elem", nlohmann::json::array())) {
-      const nlohmann::json* val = &e;
-      std::int64_t timeout = 0;
-      if (e.is_object() && e.contains("elem")) {
-        timeout = e["elem"].value("timeout", 0);
-        val = &e["elem"]["val"];
-      }
-      if (val->is_string()) out[val->get<std::string>()] = timeout;
-    }
-  }
-  return out;
+  return testing::KernelSetElements(set);
 }
 
 std::size_t Count(const std::string& haystack, const std::string& needle) {
