@@ -439,7 +439,7 @@ struct DispatcherShared {
       return {ClaimVerdict::Kind::kClaim, ActionStatus::kPending, ""};
     };
 
-    Result<ClaimOutcome> outcome = Status::Ok();
+    Result<ClaimOutcome> outcome = ClaimOutcome{};
     {
       std::lock_guard<std::mutex> slk(store_mu);
       outcome = store->ClaimDueActions(request, decide);
