@@ -86,6 +86,10 @@ Result<nlohmann::json> CallControl(const std::string& socket_path, const nlohman
       if (!WaitFor(fd.get(), POLLOUT, deadline)) {
         return Status::Unavailable("timed out sending to the daemon");
       }
+    } else if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+      // The daemon may have answered (a refusal: not in the control group) and closed before
+      // reading the request; that answer is still queued for us and says more than EPIPE.
+      break;
     } else {
       return Status::Unavailable(fmt::format("sending to the daemon: {}", std::strerror(errno)));
     }
