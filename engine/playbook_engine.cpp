@@ -387,7 +387,6 @@ class Engine final : public PlaybookEngine {
         ++bad;
         continue;
       }
-      IpAddress vaddr;
       if (r->pb.trigger.field.field == Field::kClientIp) {
         IpPrefix p;
         if (!IpPrefix::Parse(entry.value, &p)) {
