@@ -1,6 +1,7 @@
 #include "mxward/config.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "mxward/time.h"
 
@@ -88,12 +89,10 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
     bool known = false;
     for (auto name : kTopLevel) known = known || k.str() == name;
     if (!known) {
-      diags->push_back(MakeDiagnostic(
-          path, v.source(),
-          fmt::format("unknown section or setting '{}' (known: store, rules, allow, dry_run, "
-                      "control, input, metrics, dispatcher, nftables, postfixadmin, webhook, "
-                      "mail, exec)",
-                      k.str())));
+      diags->push_back(
+          MakeDiagnostic(path, v.source(),
+                         fmt::format("unknown section or setting '{}' (known: {})", k.str(),
+                                     fmt::join(std::begin(kTopLevel), std::end(kTopLevel), ", "))));
     }
   }
   if (const toml::node* d = c.document.get("dry_run"); d && !d->is_boolean()) {
