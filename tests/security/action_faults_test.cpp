@@ -179,17 +179,8 @@ TEST(ActionFaultsTest, KillDashNineDuringABurstLosesAndDoublesNothing) {
   const int port = std::stoi(testing::MariadbServer::ReadWholeFile(dir.file("port")));
 
   // One playbook: postfix-sasl's trigger, a ban and a webhook per incident.
-  const std::string rules = dir.file("rules.d");
-  std::filesystem::create_directories(rules);
-  std::filesystem::copy(std::string(MXWARD_SOURCE_DIR) + "/rules.d/parsers", rules + "/parsers",
-                        std::filesystem::copy_options::recursive);
-  std::ofstream(rules + "/postfix-sasl.toml")
-      << "description = \"SASL brute force\"\nseverity = \"high\"\nmode = \"enforce\"\n"
-         "key = \"client_ip\"\n[match]\nevents = [\"auth_failure\"]\n"
-         "service = [\"smtpd\", \"submission\", \"smtps\"]\n"
-         "[trigger]\ntype = \"count\"\nthreshold = 20\nwindow = \"10m\"\n"
-         "[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\nduration = \"1h\"\n"
-         "[[action]]\ntype = \"webhook\"\ntarget = \"ops\"\n";
+  const std::string rules =
+      testing::WriteSaslBanRules(dir.path(), "[[action]]\ntype = \"webhook\"\ntarget = \"ops\"\n");
   const std::string config = dir.file("mxward.toml");
   std::ofstream(config) << fmt::format(
       "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:{}\"\n"

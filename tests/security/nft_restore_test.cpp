@@ -51,16 +51,7 @@ class NftRestoreTest : public ::testing::Test {
     ASSERT_EQ(testing::RunCommand({"nft", "--version"}).exit_code, 0) << "nft is not installed";
     testing::RunCommand({"nft", "flush", "ruleset"});
 
-    const std::string rules = dir_.file("rules.d");
-    std::filesystem::create_directories(rules);
-    std::filesystem::copy(std::string(MXWARD_SOURCE_DIR) + "/rules.d/parsers", rules + "/parsers",
-                          std::filesystem::copy_options::recursive);
-    std::ofstream(rules + "/postfix-sasl.toml")
-        << "description = \"SASL brute force\"\nseverity = \"high\"\nmode = \"enforce\"\n"
-           "key = \"client_ip\"\n[match]\nevents = [\"auth_failure\"]\n"
-           "service = [\"smtpd\", \"submission\", \"smtps\"]\n"
-           "[trigger]\ntype = \"count\"\nthreshold = 20\nwindow = \"10m\"\n"
-           "[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\nduration = \"1h\"\n";
+    const std::string rules = testing::WriteSaslBanRules(dir_.path());
     const std::string config = dir_.file("mxward.toml");
     std::ofstream(config) << fmt::format(
         "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:{}\"\n[nftables]\nenabled = true\n",

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -119,6 +120,25 @@ inline std::string SyslogStampNow() {
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
   return stamp;
+}
+
+// A rules directory for `serve` with the shipped parser pack and one playbook: postfix-sasl's
+// trigger (20 SASL failures from one address in 10 minutes) with a one-hour ban, followed by
+// `extra_actions` (more [[action]] tables, TOML text). Returns the directory.
+inline std::string WriteSaslBanRules(const std::string& dir,
+                                     const std::string& extra_actions = "") {
+  const std::string rules = dir + "/rules.d";
+  std::filesystem::create_directories(rules);
+  std::filesystem::copy(std::string(MXWARD_SOURCE_DIR) + "/rules.d/parsers", rules + "/parsers",
+                        std::filesystem::copy_options::recursive);
+  std::ofstream(rules + "/postfix-sasl.toml")
+      << "description = \"SASL brute force\"\nseverity = \"high\"\nmode = \"enforce\"\n"
+         "key = \"client_ip\"\n[match]\nevents = [\"auth_failure\"]\n"
+         "service = [\"smtpd\", \"submission\", \"smtps\"]\n"
+         "[trigger]\ntype = \"count\"\nthreshold = 20\nwindow = \"10m\"\n"
+         "[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\nduration = \"1h\"\n"
+      << extra_actions;
+  return rules;
 }
 
 class ServeProcess {
