@@ -1,12 +1,11 @@
-#include "mxward/exec_action.h"
+#include "actions/exec/exec_action.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "../config_section_reader.h"
-#include "../webhook/incident_text.h"
-#include "mxward/argv_command.h"
-#include "mxward/webhook_notifier.h"
+#include "actions/common/argv_command.h"
+#include "actions/common/config_section_reader.h"
+#include "actions/common/incident_text.h"
 
 namespace mxward {
 
@@ -136,8 +135,7 @@ Status ExecAction::Run(const ActionRecord& action) {
     });
     if (!incident.ok()) return incident.status();
     const Incident& inc = incident->first;
-    input =
-        nlohmann::json::parse(RenderWebhookBody(WebhookFormat::kJson, inc, incident->second, ""));
+    input = IncidentJson(inc, incident->second, "");
     add("MXWARD_INCIDENT_ID", std::to_string(inc.id));
     add("MXWARD_PLAYBOOK", inc.playbook);
     add("MXWARD_SEVERITY", std::string(SeverityName(inc.severity)));

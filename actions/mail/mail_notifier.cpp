@@ -1,4 +1,4 @@
-#include "mxward/mail_notifier.h"
+#include "actions/mail/mail_notifier.h"
 
 #include <curl/curl.h>
 
@@ -9,11 +9,10 @@
 
 #include <fmt/format.h>
 
-#include "../config_section_reader.h"
-#include "../webhook/curl_global.h"
-#include "../webhook/incident_text.h"
-#include "mxward/secret_file.h"
-#include "mxward/webhook_notifier.h"
+#include "actions/common/config_section_reader.h"
+#include "actions/common/curl_global.h"
+#include "actions/common/incident_text.h"
+#include "actions/common/secret_file.h"
 
 namespace mxward {
 
@@ -37,13 +36,6 @@ bool PlausibleAddress(std::string_view a) {
     if (u <= 0x20 || u == 0x7f || c == '<' || c == '>' || c == ',' || c == '"') return false;
   }
   return true;
-}
-
-std::string Link(const std::string& url_template, std::int64_t id) {
-  std::string out = url_template;
-  const auto at = out.find("{id}");
-  if (at != std::string::npos) out.replace(at, 4, std::to_string(id));
-  return out;
 }
 
 }  // namespace
@@ -79,7 +71,8 @@ std::string RenderMailMessage(const MailOptions& options, const std::vector<std:
                    FormatDurationSeconds(incident.window_seconds)));
   line(fmt::format("First seen: {}", FormatRfc3339(incident.first_seen)));
   line(fmt::format("Last seen:  {}", FormatRfc3339(incident.last_seen)));
-  if (!options.incident_url.empty()) line("Link:       " + Link(options.incident_url, incident.id));
+  if (!options.incident_url.empty())
+    line("Link:       " + IncidentLink(options.incident_url, incident.id));
   if (!actions.empty()) {
     line("");
     line("Actions:");

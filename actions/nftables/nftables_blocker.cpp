@@ -1,4 +1,4 @@
-#include "mxward/nftables_blocker.h"
+#include "actions/nftables/nftables_blocker.h"
 
 #include <nftables/libnftables.h>
 #include <spdlog/spdlog.h>
@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "../config_section_reader.h"
+#include "actions/common/config_section_reader.h"
 
 namespace mxward {
 

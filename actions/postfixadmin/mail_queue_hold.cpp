@@ -1,8 +1,8 @@
-#include "mxward/mail_queue_hold.h"
+#include "actions/postfixadmin/mail_queue_hold.h"
 
 #include <fmt/format.h>
 
-#include "mxward/argv_command.h"
+#include "actions/common/argv_command.h"
 
 namespace mxward {
 

@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "sql_backends.h"
+#include "actions/postfixadmin/sql_backends.h"
 
 namespace mxward {
 namespace {

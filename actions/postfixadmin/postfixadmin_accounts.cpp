@@ -1,4 +1,4 @@
-#include "mxward/postfixadmin_accounts.h"
+#include "actions/postfixadmin/postfixadmin_accounts.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
-#include "../config_section_reader.h"
-#include "mxward/argv_command.h"
-#include "mxward/secret_file.h"
+#include "actions/common/argv_command.h"
+#include "actions/common/config_section_reader.h"
+#include "actions/common/secret_file.h"
 
 namespace mxward {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "mxward/sql_connection.h"
+#include "actions/postfixadmin/sql_connection.h"
 
 namespace mxward {
 

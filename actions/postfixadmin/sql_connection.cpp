@@ -1,6 +1,6 @@
-#include "mxward/sql_connection.h"
+#include "actions/postfixadmin/sql_connection.h"
 
-#include "sql_backends.h"
+#include "actions/postfixadmin/sql_backends.h"
 
 namespace mxward {
 

@@ -1,4 +1,4 @@
-#include "mxward/webhook_notifier.h"
+#include "actions/webhook/webhook_notifier.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -15,10 +15,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "../config_section_reader.h"
-#include "curl_global.h"
-#include "incident_text.h"
-#include "mxward/secret_file.h"
+#include "actions/common/config_section_reader.h"
+#include "actions/common/curl_global.h"
+#include "actions/common/incident_text.h"
+#include "actions/common/secret_file.h"
 
 namespace mxward {
 
@@ -77,25 +77,6 @@ namespace {
 using nlohmann::json;
 constexpr auto kReplace = json::error_handler_t::replace;  // log text may not be UTF-8
 
-json ActionsJson(const std::vector<ActionRecord>& actions) {
-  json out = json::array();
-  for (const ActionRecord& a : actions) {
-    out.push_back({{"id", a.id},
-                   {"type", a.type},
-                   {"status", ActionStatusName(a.status)},
-                   {"revert", a.revert},
-                   {"params", a.params}});
-  }
-  return out;
-}
-
-std::string Link(const std::string& url_template, std::int64_t id) {
-  std::string out = url_template;
-  const auto at = out.find("{id}");
-  if (at != std::string::npos) out.replace(at, 4, std::to_string(id));
-  return out;
-}
-
 // Slack mrkdwn treats <...> as links and mentions (<!channel>): escape as Slack documents.
 std::string SlackEscape(std::string_view s) {
   std::string out;
@@ -143,34 +124,12 @@ std::string RenderWebhookBody(WebhookFormat format, const Incident& incident,
                               const std::vector<ActionRecord>& actions,
                               const std::string& incident_url) {
   const std::string summary = IncidentSummaryLine(incident);
-  const std::string link = incident_url.empty() ? "" : Link(incident_url, incident.id);
+  const std::string link = incident_url.empty() ? "" : IncidentLink(incident_url, incident.id);
   json body;
   switch (format) {
-    case WebhookFormat::kJson: {
-      json evidence = json::array();
-      for (const EvidenceLine& e : incident.evidence) {
-        evidence.push_back({{"time", FormatRfc3339(e.time)}, {"text", e.text}});
-      }
-      body = {{"source", "mxward"},
-              {"incident_id", incident.id},
-              {"playbook", incident.playbook},
-              {"description", incident.description},
-              {"severity", SeverityName(incident.severity)},
-              {"mode", PlaybookModeName(incident.mode)},
-              {"key_kind", incident.key_kind},
-              {"key", incident.key},
-              {"trigger", incident.trigger},
-              {"count", incident.count},
-              {"window_seconds", incident.window_seconds},
-              {"first_seen", FormatRfc3339(incident.first_seen)},
-              {"last_seen", FormatRfc3339(incident.last_seen)},
-              {"status", IncidentStatusName(incident.status)},
-              {"evidence", std::move(evidence)},
-              {"actions", ActionsJson(actions)},
-              {"links", link.empty() ? json::object() : json{{"incident", link}}},
-              {"text", summary}};
+    case WebhookFormat::kJson:
+      body = IncidentJson(incident, actions, incident_url);
       break;
-    }
     case WebhookFormat::kSlack: {
       std::string evidence;
       const std::size_t n = incident.evidence.size();

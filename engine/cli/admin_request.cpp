@@ -1,12 +1,13 @@
-#include "admin_request.h"
+#include "engine/cli/admin_request.h"
 
 #include <cstdio>
 
 #include <fmt/format.h>
 
+#include "engine/cli/table_printer.h"
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "mxward/control_protocol.h"
-#include "table_printer.h"
 
 namespace mxward::cli {
 

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "commands.h"
+#include "engine/cli/commands.h"
 #include "mxward/incident_store.h"
 #include "mxward/status.h"
 

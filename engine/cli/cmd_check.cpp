@@ -9,19 +9,15 @@
 
 #include <fmt/format.h>
 
-#include "commands.h"
-#include "engine_assembly.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/engine_assembly.h"
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "mxward/control_protocol.h"
-#include "mxward/exec_action.h"
 #include "mxward/input_config.h"
-#include "mxward/mail_notifier.h"
 #include "mxward/metrics_server.h"
-#include "mxward/nftables_blocker.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
-#include "mxward/postfixadmin_accounts.h"
-#include "mxward/webhook_notifier.h"
 
 namespace mxward::cli {
 
@@ -51,11 +47,7 @@ void RunCheck(const GlobalOptions& g) {
       diags.push_back(Diagnostic{g.config_path, 0, 0, c.status().message()});
     }
     (void)DispatcherOptions::FromConfig(config, &diags);
-    (void)NftablesOptions::FromConfig(config, &diags);
-    (void)PostfixAdminOptions::FromConfig(config, &diags);
-    (void)WebhookOptions::FromConfig(config, &diags);
-    (void)MailOptions::FromConfig(config, &diags);
-    (void)ExecOptions::FromConfig(config, &diags);
+    (void)CheckActionSections(config, &diags);
   }
   // Keep going after config errors: the playbooks' problems are reported in the same run.
   if (!g.db_path.empty()) config.store_path = g.db_path;

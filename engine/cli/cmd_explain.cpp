@@ -21,8 +21,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "commands.h"
-#include "engine_assembly.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/engine_assembly.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
 #include "mxward/syslog_parser.h"

@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
-#include "commands.h"
-#include "mxward/fail2ban_import.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/fail2ban_import.h"
 #include "mxward/playbook.h"
 
 namespace mxward::cli {

@@ -8,10 +8,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "admin_request.h"
-#include "commands.h"
+#include "engine/cli/admin_request.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/table_printer.h"
 #include "mxward/incident_store.h"
-#include "table_printer.h"
 
 namespace mxward::cli {
 namespace {

@@ -11,9 +11,10 @@
 
 #include <fmt/format.h>
 
-#include "commands.h"
-#include "engine_assembly.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/engine_assembly.h"
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "mxward/file_follower.h"
 #include "mxward/incident_recorder.h"
 #include "mxward/incident_store.h"

@@ -16,9 +16,10 @@
 
 #include <fmt/format.h>
 
-#include "commands.h"
-#include "engine_assembly.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/engine_assembly.h"
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "mxward/control_protocol.h"
 #include "mxward/incident_recorder.h"
 #include "mxward/incident_store.h"

@@ -7,9 +7,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "admin_request.h"
-#include "commands.h"
-#include "table_printer.h"
+#include "engine/cli/admin_request.h"
+#include "engine/cli/commands.h"
+#include "engine/cli/table_printer.h"
 
 namespace mxward::cli {
 namespace {

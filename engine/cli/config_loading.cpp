@@ -1,7 +1,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "commands.h"
+#include "engine/cli/commands.h"
 
 namespace mxward::cli {
 

@@ -1,4 +1,4 @@
-#include "engine_assembly.h"
+#include "engine/cli/engine_assembly.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -6,7 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "commands.h"
+#include "engine/cli/commands.h"
 #include "mxward/incident_store.h"
 #include "mxward/playbook.h"
 

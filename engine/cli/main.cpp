@@ -2,10 +2,10 @@
 // libraries.
 #include <cstdio>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
-#include "commands.h"
+#include "engine/cli/commands.h"
 #include "mxward/version.h"
 
 int main(int argc, char** argv) {

@@ -1,4 +1,4 @@
-#include "table_printer.h"
+#include "engine/cli/table_printer.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "commands.h"
+#include "engine/cli/commands.h"
 
 namespace mxward::cli {
 

@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "line_reader.h"
+#include "engine/ingest/line_reader.h"
 #include "mxward/rate_limited_log.h"
 
 namespace mxward {

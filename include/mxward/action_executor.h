@@ -7,9 +7,14 @@
 // Status with transient() == true is retried with backoff; any other error fails the action.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
 #include <string_view>
 
-#include "mxward/incident_store.h"
+#include "mxward/incident.h"
 #include "mxward/status.h"
 
 namespace mxward {
@@ -33,6 +38,43 @@ class ActionExecutor {
   // by `nft flush ruleset` is re-created with every unexpired ban. Executors with nothing to
   // watch keep the default.
   virtual Status Maintain() { return Status::Ok(); }
+};
+
+// The action types mxward knows (incident.h lists their parameters).
+inline constexpr std::string_view kKnownActionTypes[] = {
+    "ban",        "suspend_sending", "suspend", "require_password_change",
+    "hold_queue", "webhook",         "mail",    "exec"};
+
+// --- optional interfaces executors may implement ------------------------------------------------
+
+// An executor whose transient failure came with the server's own retry delay (HTTP 429/503
+// Retry-After): the dispatcher waits at least that long before the next attempt.
+class RetryAfterSource {
+ public:
+  virtual ~RetryAfterSource() = default;
+  // The delay the last failed Apply/Revert of this action asked for, once; nullopt if none.
+  virtual std::optional<std::chrono::milliseconds> TakeRetryAfter(std::int64_t action_id) = 0;
+};
+
+// Handles action types that are requested but have nothing configured to run them ("ban"
+// without [nftables], "webhook" with no [webhook.NAME], everything under a global dry_run): the
+// dispatcher records them as dry_run with the reason as the action's note, instead of failing
+// them or leaving them pending forever.
+class DryRunExecutor final : public ActionExecutor {
+ public:
+  // type -> reason ("no [nftables] section in mxward.toml").
+  explicit DryRunExecutor(std::map<std::string, std::string, std::less<>> reasons)
+      : reasons_(std::move(reasons)) {}
+  bool Handles(std::string_view type) const override { return reasons_.count(type) > 0; }
+  Status Start() override { return Status::Ok(); }
+  Status Apply(const ActionRecord&) override { return Status::Ok(); }
+  Status Revert(const ActionRecord&) override { return Status::Ok(); }
+  Result<bool> Check(const ActionRecord&) override { return false; }
+  void Stop() override {}
+  std::string Reason(std::string_view type) const;
+
+ private:
+  std::map<std::string, std::string, std::less<>> reasons_;
 };
 
 }  // namespace mxward

@@ -13,32 +13,24 @@
 
 #include <toml++/toml.h>
 
+#include "mxward/diagnostic.h"
 #include "mxward/ip_address.h"
 #include "mxward/status.h"
 
 namespace mxward {
 
-// A problem in a file, located for a person: "rules.d/x.toml:3:7: error: unknown field 'windw'".
-struct Diagnostic {
-  std::string file;
-  int line = 0;
-  int column = 0;
-  std::string message;
-  std::string ToString() const;
-};
-
 struct Config {
-  std::string source;                   // the file it came from, empty for defaults
+  std::string source;  // the file it came from, empty for defaults
   std::string store_path = "/var/lib/mxward/mxward.db";
   std::int64_t retention_seconds = 90 * 86400;  // resolved incidents older than this are pruned
   std::vector<std::string> rule_dirs = {"/etc/mxward/rules.d"};  // playbooks; parsers/ inside
-  std::vector<IpPrefix> allow_addresses;  // global allowlist: never acted on
+  std::vector<IpPrefix> allow_addresses;                         // global allowlist: never acted on
   std::vector<std::string> allow_users;
   std::vector<std::string> allow_domains;
-  bool allow_own_addresses = true;        // add the host's interface addresses at start
-  bool dry_run = false;                   // global: record actions but run none
+  bool allow_own_addresses = true;  // add the host's interface addresses at start
+  bool dry_run = false;             // global: record actions but run none
   std::string control_socket = "/run/mxward/control.sock";
-  toml::table document;                   // the whole file, for the subsystems' own sections
+  toml::table document;  // the whole file, for the subsystems' own sections
 
   static Config Defaults();
   // Reads and validates the core settings. Errors are Diagnostics with file:line:col.

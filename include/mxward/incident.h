@@ -22,9 +22,9 @@ enum class IncidentStatus : std::uint8_t { kOpen, kAcknowledged, kResolved };
 // allowlist stopped it.
 enum class ActionStatus : std::uint8_t { kPending, kDone, kFailed, kReverted, kDryRun, kRefused };
 
-std::string_view SeverityName(Severity s);           // "low" | "medium" | "high" | "critical"
+std::string_view SeverityName(Severity s);  // "low" | "medium" | "high" | "critical"
 bool ParseSeverity(std::string_view name, Severity* out);
-std::string_view PlaybookModeName(PlaybookMode m);   // "enforce" | "dry-run"
+std::string_view PlaybookModeName(PlaybookMode m);  // "enforce" | "dry-run"
 bool ParsePlaybookMode(std::string_view name, PlaybookMode* out);
 std::string_view IncidentStatusName(IncidentStatus s);  // "open" | "acknowledged" | "resolved"
 bool ParseIncidentStatus(std::string_view name, IncidentStatus* out);
@@ -54,6 +54,23 @@ struct ActionRequest {
   bool dry_run = false;
 };
 
+// One row of the actions table; pending rows are the outbox.
+struct ActionRecord {
+  std::int64_t id = 0;
+  std::int64_t incident_id = 0;  // 0 for actions an admin asked for by hand (bans add, ...)
+  std::string type;
+  nlohmann::json params = nlohmann::json::object();
+  ActionStatus status = ActionStatus::kPending;
+  bool revert = false;  // true: undo the action (bans remove, accounts restore, expiry)
+  int attempts = 0;
+  std::string last_error;
+  std::string idempotency_key;  // stable across retries and restarts: "mxward-<id>"
+  UnixMicros created_at = 0;
+  UnixMicros updated_at = 0;
+  UnixMicros next_attempt_at = 0;
+  std::int64_t claimed_by = 0;  // owner token of the dispatcher that claimed it; 0: none
+};
+
 struct Incident {
   std::int64_t id = 0;  // assigned by IncidentStore::RecordIncident
   std::string playbook;
@@ -70,6 +87,14 @@ struct Incident {
   IncidentStatus status = IncidentStatus::kOpen;
   std::vector<EvidenceLine> evidence;  // bounded by the engine: first and last few lines
   std::vector<ActionRequest> actions;
+};
+
+// Where the playbook engine hands the incidents it opens (the IncidentRecorder in the daemon,
+// a collecting vector in tests). Called on the engine's thread; must not block for long.
+class IncidentSink {
+ public:
+  virtual ~IncidentSink() = default;
+  virtual void OnIncident(Incident incident) = 0;
 };
 
 }  // namespace mxward

@@ -44,9 +44,10 @@
 #include <thread>
 #include <vector>
 
+#include "mxward/baseline.h"
+#include "mxward/incident.h"
 #include "mxward/incident_store.h"
 #include "mxward/metrics_registry.h"
-#include "mxward/playbook_engine.h"
 #include "mxward/rate_limited_log.h"
 #include "mxward/time.h"
 

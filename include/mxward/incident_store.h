@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mxward/baseline.h"
 #include "mxward/event.h"
 #include "mxward/incident.h"
 #include "mxward/status.h"
@@ -43,23 +44,6 @@ struct IncidentQuery {
   int limit = 100;
 };
 
-// One row of the actions table; pending rows are the outbox.
-struct ActionRecord {
-  std::int64_t id = 0;
-  std::int64_t incident_id = 0;  // 0 for actions an admin asked for by hand (bans add, ...)
-  std::string type;
-  nlohmann::json params = nlohmann::json::object();
-  ActionStatus status = ActionStatus::kPending;
-  bool revert = false;  // true: undo the action (bans remove, accounts restore, expiry)
-  int attempts = 0;
-  std::string last_error;
-  std::string idempotency_key;  // stable across retries and restarts: "mxward-<id>"
-  UnixMicros created_at = 0;
-  UnixMicros updated_at = 0;
-  UnixMicros next_attempt_at = 0;
-  std::int64_t claimed_by = 0;  // owner token of the dispatcher that claimed it; 0: none
-};
-
 struct BanRecord {
   std::string prefix;  // canonical text from IpPrefix::ToString()
   UnixMicros created_at = 0;
@@ -76,12 +60,6 @@ struct SuspensionRecord {
   UnixMicros until = 0;  // 0 = until restored by hand
   std::int64_t incident_id = 0;
   std::int64_t revert_action_id = 0;  // the revert queued when `until` passed; 0: not yet
-};
-
-struct BaselineEntry {
-  std::string key;
-  std::string value;
-  UnixMicros last_seen = 0;
 };
 
 // A note an admin left on an incident (incidents ack --note, resolve).

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mxward/config.h"
+#include "mxward/diagnostic.h"
 #include "mxward/event.h"
 #include "mxward/status.h"
 #include "mxward/syslog_message.h"

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mxward/config.h"
+#include "mxward/diagnostic.h"
 #include "mxward/event.h"
 #include "mxward/incident.h"
 #include "mxward/ip_address.h"

@@ -27,20 +27,14 @@
 #include <string_view>
 #include <vector>
 
+#include "mxward/baseline.h"
 #include "mxward/config.h"
 #include "mxward/event.h"
 #include "mxward/incident.h"
-#include "mxward/incident_store.h"
 #include "mxward/playbook.h"
 #include "mxward/status.h"
 
 namespace mxward {
-
-class IncidentSink {
- public:
-  virtual ~IncidentSink() = default;
-  virtual void OnIncident(Incident incident) = 0;
-};
 
 struct EngineStats {
   std::uint64_t events = 0;             // events routed to at least one playbook
@@ -60,12 +54,6 @@ struct PlaybookEngineOptions {
   std::size_t evidence_lines = 32768;     // journal of counted lines shared by every playbook
   std::size_t evidence_line_bytes = 384;  // a longer line is cut (and marked with "...")
   std::uint64_t hash_seed = 0;            // 0: random per engine, so keys cannot be aimed
-};
-
-// The baseline entries of one novel playbook, for IncidentStore::SaveBaselines.
-struct BaselineBatch {
-  std::string playbook;
-  std::vector<BaselineEntry> entries;
 };
 
 // An incident opened before this engine started (from the store), for escalation.

@@ -1,5 +1,5 @@
 // Admin mail against a real SMTP submission server on loopback (aiosmtpd, from Debian's
-// python3-aiosmtpd, tests/integration/support/smtp_tls_receiver.py) that requires STARTTLS before
+// python3-aiosmtpd, tests/support/smtp_tls_receiver.py) that requires STARTTLS before
 // anything and AUTH before MAIL, with a certificate from a CA the test makes with openssl. The mail
 // actions run through the real ActionDispatcher and executors built from mxward.toml:
 //   - the message arrives exactly once, under TLS, authenticated, with the incident summary;
@@ -19,9 +19,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "integration/support/server_process.h"
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
+#include "support/server_process.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -87,8 +88,7 @@ class MailSmtpTest : public ::testing::Test {
   int StartReceiver(int port) {
     ::unlink(dir_.file("port").c_str());
     EXPECT_TRUE(receiver_.Start(
-        {"/usr/bin/python3",
-         std::string(MXWARD_SOURCE_DIR) + "/tests/integration/support/smtp_tls_receiver.py",
+        {"/usr/bin/python3", std::string(MXWARD_SOURCE_DIR) + "/tests/support/smtp_tls_receiver.py",
          "--port", std::to_string(port), "--port-file", dir_.file("port"), "--log",
          dir_.file("smtp.jsonl"), "--cert", dir_.file("server.pem"), "--key",
          dir_.file("server.key"), "--user", kUser, "--password", kPassword},

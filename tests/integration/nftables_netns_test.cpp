@@ -23,8 +23,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "actions/nftables/nftables_blocker.h"
 #include "mxward/incident_store.h"
-#include "mxward/nftables_blocker.h"
 #include "support/nft_sets.h"
 #include "support/subprocess.h"
 

@@ -4,8 +4,8 @@
 // SELECT, INSERT and UPDATE, over TCP on 127.0.0.1.
 #include <gtest/gtest.h>
 
-#include "integration/support/postfixadmin_scenarios.h"
-#include "mxward/postfixadmin_accounts.h"
+#include "actions/postfixadmin/postfixadmin_accounts.h"
+#include "support/postfixadmin_scenarios.h"
 #include "support/sql_servers.h"
 
 namespace mxward {

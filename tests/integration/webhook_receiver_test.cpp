@@ -1,4 +1,4 @@
-// Webhooks against a real HTTP receiver on loopback (tests/integration/support/webhook_receiver.py,
+// Webhooks against a real HTTP receiver on loopback (tests/support/webhook_receiver.py,
 // started by the test): receiver down, then 500, 429 with Retry-After, a response slower than the
 // timeout, then up. Every notification must arrive exactly once (by idempotency key), in order,
 // with a valid HMAC signature. A receiver that accepts the connection and never answers: the
@@ -24,10 +24,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "actions/mail/mail_notifier.h"
+#include "actions/webhook/webhook_notifier.h"
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
-#include "mxward/mail_notifier.h"
-#include "mxward/webhook_notifier.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -58,9 +59,8 @@ std::string ReadFile(const std::string& path) {
 class ScriptProcess {
  public:
   ScriptProcess(const std::string& script, std::vector<std::string> args) {
-    std::vector<std::string> argv = {
-        "/usr/bin/python3",
-        std::string(MXWARD_SOURCE_DIR) + "/tests/integration/support/" + script};
+    std::vector<std::string> argv = {"/usr/bin/python3",
+                                     std::string(MXWARD_SOURCE_DIR) + "/tests/support/" + script};
     argv.insert(argv.end(), args.begin(), args.end());
     pid_ = fork();
     if (pid_ == 0) {

@@ -17,13 +17,13 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "integration/support/postfixadmin_scenarios.h"
-#include "integration/support/server_process.h"
+#include "actions/postfixadmin/postfixadmin_accounts.h"
 #include "mxward/action_dispatcher.h"
 #include "mxward/incident_store.h"
-#include "mxward/postfixadmin_accounts.h"
 #include "support/daemon.h"
 #include "support/nft_sets.h"
+#include "support/postfixadmin_scenarios.h"
+#include "support/server_process.h"
 #include "support/sql_servers.h"
 
 namespace mxward {
@@ -169,8 +169,7 @@ TEST(ActionFaultsTest, KillDashNineDuringABurstLosesAndDoublesNothing) {
   for (int i = 0; i < 4 * kAttackers; ++i) plan += "slow:0.25,";
   testing::ServerProcess receiver;
   ASSERT_TRUE(receiver.Start(
-      {"/usr/bin/python3",
-       std::string(MXWARD_SOURCE_DIR) + "/tests/integration/support/webhook_receiver.py",
+      {"/usr/bin/python3", std::string(MXWARD_SOURCE_DIR) + "/tests/support/webhook_receiver.py",
        "--port-file", dir.file("port"), "--log", dir.file("requests.jsonl"), "--plan", plan},
       dir.file("receiver.log")));
   ASSERT_TRUE(testing::PollUntil([&] { return ::access(dir.file("port").c_str(), R_OK) == 0; },

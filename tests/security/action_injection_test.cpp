@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
 #include "support/nft_sets.h"

@@ -1,5 +1,5 @@
 // Test support: PostfixAdmin's database on a real MariaDB or PostgreSQL server the test starts
-// (tests/integration/support/{mariadb,postgres}_server.h), set up the way an admin would: the
+// (tests/support/{mariadb,postgres}_server.h), set up the way an admin would: the
 // database, PostfixAdmin's own schema (tests/data/postfixadmin), and a password-authenticated user
 // with only SELECT, INSERT and UPDATE, reached over TCP on 127.0.0.1. One place for what the
 // MariaDB and PostgreSQL tests (integration and fault tests) used to repeat.
@@ -13,9 +13,9 @@
 
 #include <string>
 
-#include "integration/support/mariadb_server.h"
-#include "integration/support/postgres_server.h"
-#include "mxward/sql_connection.h"
+#include "actions/postfixadmin/sql_connection.h"
+#include "support/mariadb_server.h"
+#include "support/postgres_server.h"
 
 namespace mxward::testing {
 

@@ -1,7 +1,7 @@
 // RunArgvCommand, the one runner behind exec, doveadm and postsuper: argv without a shell,
 // output capture, stdin, exactly the given environment, the timeout killing the whole process
 // group, and the errors a person reads when a command fails.
-#include "mxward/argv_command.h"
+#include "actions/common/argv_command.h"
 
 #include <signal.h>
 

@@ -1,4 +1,4 @@
-#include "mxward/exec_action.h"
+#include "actions/exec/exec_action.h"
 
 #include <sys/stat.h>
 
@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
 #include "support/subprocess.h"
 

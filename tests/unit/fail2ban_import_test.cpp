@@ -1,7 +1,7 @@
 // `mxward import fail2ban` on Debian's own fail2ban configuration (package fail2ban, /etc/fail2ban)
 // plus jail.local / jail.d files the test writes: read in fail2ban's order, enabled mail jails
 // turned into playbooks that compile, and what cannot be carried is listed.
-#include "mxward/fail2ban_import.h"
+#include "engine/cli/fail2ban_import.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 // NftablesBlocker without a kernel: [nftables] parsing and its diagnostics, the factory's
 // null / dry-run decisions, parameter validation, and the exact commands dry-run records.
 // The kernel side is tests/integration/nftables_netns_test.cpp.
-#include "mxward/nftables_blocker.h"
+#include "actions/nftables/nftables_blocker.h"
 
 #include <gtest/gtest.h>
 

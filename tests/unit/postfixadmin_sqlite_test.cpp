@@ -6,9 +6,9 @@
 
 #include <gtest/gtest.h>
 
-#include "integration/support/postfixadmin_scenarios.h"
+#include "actions/postfixadmin/postfixadmin_accounts.h"
 #include "mxward/action_dispatcher.h"
-#include "mxward/postfixadmin_accounts.h"
+#include "support/postfixadmin_scenarios.h"
 #include "support/subprocess.h"
 
 namespace mxward {

@@ -1,5 +1,5 @@
 // QueueIdCorrelator: joining, loopback handling, capacity eviction and TTL expiry.
-#include "mxward/queue_id_correlator.h"
+#include "engine/parse/queue_id_correlator.h"
 
 #include <gtest/gtest.h>
 

@@ -1,11 +1,11 @@
 // SlidingWindowCounter and KeyTable: exact boundaries, weights, rebasing, bounded tables.
-#include "mxward/sliding_window_counter.h"
+#include "engine/rules/sliding_window_counter.h"
 
 #include <gtest/gtest.h>
 
 #include <vector>
 
-#include "mxward/key_table.h"
+#include "engine/rules/key_table.h"
 
 namespace mxward {
 namespace {

@@ -1,12 +1,12 @@
 // The CLI's human output helpers: ages, local times, sparklines, tables, colour, MXWARD_NOW.
-#include "../../engine/cli/table_printer.h"
+#include "engine/cli/table_printer.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
 
-#include "../../engine/cli/commands.h"
+#include "engine/cli/commands.h"
 
 namespace mxward::cli {
 namespace {

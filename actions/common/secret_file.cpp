@@ -1,4 +1,4 @@
-#include "mxward/secret_file.h"
+#include "actions/common/secret_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -24,12 +24,11 @@
 #include <string>
 #include <vector>
 
-#include "mxward/action_dispatcher.h"
+#include "actions/common/secret_file.h"  // ReadSecretFile, for the secrets of [webhook.NAME]
 #include "mxward/action_executor.h"
 #include "mxward/config.h"
 #include "mxward/incident.h"
 #include "mxward/incident_store.h"
-#include "mxward/secret_file.h"  // ReadSecretFile, for the secrets of [webhook.NAME]
 #include "mxward/status.h"
 
 namespace mxward {

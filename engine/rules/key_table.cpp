@@ -1,4 +1,4 @@
-#include "mxward/key_table.h"
+#include "engine/rules/key_table.h"
 
 #include <algorithm>
 #include <bit>

@@ -29,11 +29,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "actions/postfixadmin/mail_queue_hold.h"
+#include "actions/postfixadmin/sql_connection.h"
 #include "mxward/action_executor.h"
 #include "mxward/config.h"
 #include "mxward/incident_store.h"
-#include "mxward/mail_queue_hold.h"
-#include "mxward/sql_connection.h"
 #include "mxward/status.h"
 #include "mxward/time.h"
 

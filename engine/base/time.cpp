@@ -25,8 +25,8 @@ Result<std::int64_t> ParseDurationSeconds(std::string_view text) {
   bool any = false;
   while (i < text.size()) {
     if (text[i] < '0' || text[i] > '9') {
-      return Status::InvalidArgument(fmt::format(
-          "bad duration '{}': expected a number followed by s, m, h, d or w", text));
+      return Status::InvalidArgument(
+          fmt::format("bad duration '{}': expected a number followed by s, m, h, d or w", text));
     }
     std::int64_t n = 0;
     while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
@@ -39,11 +39,21 @@ Result<std::int64_t> ParseDurationSeconds(std::string_view text) {
     std::int64_t unit = 1;
     if (i < text.size()) {
       switch (text[i]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        case 'd': unit = 86400; break;
-        case 'w': unit = 7 * 86400; break;
+        case 's':
+          unit = 1;
+          break;
+        case 'm':
+          unit = 60;
+          break;
+        case 'h':
+          unit = 3600;
+          break;
+        case 'd':
+          unit = 86400;
+          break;
+        case 'w':
+          unit = 7 * 86400;
+          break;
         default:
           return Status::InvalidArgument(fmt::format(
               "bad duration '{}': unknown unit '{}' (use s, m, h, d or w)", text, text[i]));

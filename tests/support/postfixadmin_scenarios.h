@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "actions/postfixadmin/postfixadmin_accounts.h"
+#include "actions/postfixadmin/sql_connection.h"
 #include "mxward/incident_store.h"
-#include "mxward/postfixadmin_accounts.h"
-#include "mxward/sql_connection.h"
 #include "support/subprocess.h"
 
 namespace mxward::testing {

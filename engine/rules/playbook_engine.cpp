@@ -11,8 +11,8 @@
 
 #include <fmt/format.h>
 
-#include "mxward/key_table.h"
-#include "mxward/sliding_window_counter.h"
+#include "engine/rules/key_table.h"
+#include "engine/rules/sliding_window_counter.h"
 
 namespace mxward {
 

@@ -26,6 +26,8 @@
 #include <re2/set.h>
 #include <toml++/toml.h>
 
+#include "mxward/config.h"
+
 namespace mxward {
 namespace {
 

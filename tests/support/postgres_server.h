@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "integration/support/server_process.h"
+#include "support/server_process.h"
 #include "support/subprocess.h"
 
 namespace mxward::testing {

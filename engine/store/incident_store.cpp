@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "store_migrations.h"
+#include "engine/store/store_migrations.h"
 
 namespace mxward {
 namespace {

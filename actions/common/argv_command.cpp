@@ -1,5 +1,5 @@
-#include "mxward/argv_command.h"
-#include "mxward/unique_fd.h"
+#include "actions/common/argv_command.h"
+#include "actions/common/unique_fd.h"
 
 #include <fcntl.h>
 #include <poll.h>

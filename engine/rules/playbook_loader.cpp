@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
+#include "mxward/config.h"
 #include "mxward/playbook.h"
 #include "mxward/time.h"
 

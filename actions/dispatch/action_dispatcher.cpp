@@ -16,10 +16,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "config_section_reader.h"
+#include "actions/common/config_section_reader.h"
+#include "actions/common/unique_fd.h"
 #include "mxward/incident_store.h"
 #include "mxward/rate_limited_log.h"
-#include "mxward/unique_fd.h"
 
 namespace mxward {
 

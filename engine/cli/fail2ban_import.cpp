@@ -1,4 +1,4 @@
-#include "mxward/fail2ban_import.h"
+#include "engine/cli/fail2ban_import.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "store_migrations.h"
+#include "engine/store/store_migrations.h"
 
 #include <array>
 

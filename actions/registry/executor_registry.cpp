@@ -9,12 +9,12 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "mxward/action_dispatcher.h"
-#include "mxward/exec_action.h"
-#include "mxward/mail_notifier.h"
-#include "mxward/nftables_blocker.h"
-#include "mxward/postfixadmin_accounts.h"
-#include "mxward/webhook_notifier.h"
+#include "actions/exec/exec_action.h"
+#include "actions/mail/mail_notifier.h"
+#include "actions/nftables/nftables_blocker.h"
+#include "actions/postfixadmin/postfixadmin_accounts.h"
+#include "actions/webhook/webhook_notifier.h"
+#include "mxward/action_registry.h"
 
 namespace mxward {
 
@@ -134,6 +134,16 @@ Result<std::vector<std::unique_ptr<ActionExecutor>>> BuildExecutors(
     executors.push_back(std::make_unique<DryRunExecutor>(std::move(dry)));
   }
   return executors;
+}
+
+bool CheckActionSections(const Config& config, std::vector<Diagnostic>* diagnostics) {
+  const std::size_t before = diagnostics->size();
+  bool ok = NftablesOptions::FromConfig(config, diagnostics).ok();
+  ok = PostfixAdminOptions::FromConfig(config, diagnostics).ok() && ok;
+  ok = WebhookOptions::FromConfig(config, diagnostics).ok() && ok;
+  ok = MailOptions::FromConfig(config, diagnostics).ok() && ok;
+  ok = ExecOptions::FromConfig(config, diagnostics).ok() && ok;
+  return ok && diagnostics->size() == before;
 }
 
 }  // namespace mxward

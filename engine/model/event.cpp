@@ -4,17 +4,18 @@ namespace mxward {
 namespace {
 
 constexpr std::array<std::string_view, kEventTypeCount> kEventTypeNames = {
-    "auth_failure",   "auth_success",      "rbl_reject",     "relay_denied",
-    "unknown_recipient", "helo_reject",    "sender_reject",  "protocol_abuse",
-    "message_submitted", "message_queued", "delivery",       "dkim_verify",
-    "spam_verdict",   "virus_found",       "rate_limited",
+    "auth_failure", "auth_success",  "rbl_reject",     "relay_denied",      "unknown_recipient",
+    "helo_reject",  "sender_reject", "protocol_abuse", "message_submitted", "message_queued",
+    "delivery",     "dkim_verify",   "spam_verdict",   "virus_found",       "rate_limited",
 };
 
 constexpr std::array<std::string_view, kFieldCount> kFieldNames = {
-    "client_ip",  "client_host", "sasl_user",  "user",   "sender",   "sender_domain",
-    "recipient",  "recipient_domain", "queue_id", "service", "dkim_result", "dkim_domain",
-    "spam_score", "virus",       "reason",     "status", "relay",    "size",
-    "nrcpt",      "attempts",    "helo",
+    "client_ip",  "client_host",   "sasl_user",   "user",
+    "sender",     "sender_domain", "recipient",   "recipient_domain",
+    "queue_id",   "service",       "dkim_result", "dkim_domain",
+    "spam_score", "virus",         "reason",      "status",
+    "relay",      "size",          "nrcpt",       "attempts",
+    "helo",
 };
 
 }  // namespace

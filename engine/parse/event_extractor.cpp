@@ -12,8 +12,8 @@
 //    login; Roundcube's line carries the browser's address and is the one counted.
 #include <memory>
 
+#include "engine/parse/queue_id_correlator.h"
 #include "mxward/parser_pack.h"
-#include "mxward/queue_id_correlator.h"
 
 namespace mxward {
 namespace {

@@ -1,11 +1,14 @@
 // What the notification executors (webhook, mail, exec) share: finding the incident an action is
-// about and describing it in one line. Internal to actions/.
+// about, describing it in one line, and the canonical JSON of an incident (the webhook "json"
+// format and the stdin of exec). Internal to actions/.
 #pragma once
 
 #include <functional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "mxward/incident.h"
 #include "mxward/incident_store.h"
@@ -25,5 +28,18 @@ Result<std::pair<Incident, std::vector<ActionRecord>>> LoadIncidentForAction(
 // Text safe for one header line or environment value: control characters become spaces, at
 // most max bytes.
 std::string OneLine(std::string_view text, std::size_t max = 900);
+
+// The incident link: url_template with "{id}" replaced by the incident id.
+std::string IncidentLink(const std::string& url_template, std::int64_t id);
+
+// The actions of an incident as a JSON array (id, type, status, revert, params).
+nlohmann::json IncidentActionsJson(const std::vector<ActionRecord>& actions);
+
+// The canonical incident document: source, incident_id, playbook, severity, key, trigger, counts,
+// times (RFC 3339), evidence, actions, links ({"incident": url} when incident_url is set) and a
+// one-line text. Pure: no I/O. Strings from logs may not be UTF-8: dump it with
+// error_handler_t::replace.
+nlohmann::json IncidentJson(const Incident& incident, const std::vector<ActionRecord>& actions,
+                            const std::string& incident_url);
 
 }  // namespace mxward

@@ -1,4 +1,4 @@
-#include "mxward/queue_id_correlator.h"
+#include "engine/parse/queue_id_correlator.h"
 
 namespace mxward {
 

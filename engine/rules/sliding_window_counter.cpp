@@ -1,4 +1,4 @@
-#include "mxward/sliding_window_counter.h"
+#include "engine/rules/sliding_window_counter.h"
 
 #include <algorithm>
 #include <cstring>
