@@ -7,10 +7,10 @@
 // The receiving side is a SyslogListener on one io_context thread whose LineSink parses every
 // line with SyslogParser (what Pipeline does first); the sender is this binary re-executed with
 // --send, so sender and receiver compete for the two cores as rsyslog and mxward would.
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -34,8 +34,8 @@ using Clock = std::chrono::steady_clock;
 std::string Message(long i) {
   // A realistic Postfix line as RSYSLOG_SyslogProtocol23Format forwards it (~170 bytes).
   return "<22>1 2026-11-23T12:00:00.123456+00:00 mx1 postfix/submission/smtpd " +
-         std::to_string(10000 + i % 50000) +
-         " - - warning: unknown[198.51.100." + std::to_string(i % 250) +
+         std::to_string(10000 + i % 50000) + " - - warning: unknown[198.51.100." +
+         std::to_string(i % 250) +
          "]: SASL LOGIN authentication failed: UGFzc3dvcmQ6 seq=" + std::to_string(i) + "\n";
 }
 
@@ -161,8 +161,8 @@ int main(int argc, char** argv) {
     const long rate = argc > 2 ? std::atol(argv[2]) : 50000;
     const long seconds = argc > 3 ? std::atol(argv[3]) : 5;
     expected = rate > 0 ? rate * seconds : 2'000'000;
-    child = Spawn({"ingest_bench", "--send", "udp", port, std::to_string(rate),
-                   std::to_string(seconds)});
+    child = Spawn(
+        {"ingest_bench", "--send", "udp", port, std::to_string(rate), std::to_string(seconds)});
   } else {
     expected = argc > 2 ? std::atol(argv[2]) : 3'000'000;
     child = Spawn({"ingest_bench", "--send", "tcp", port, std::to_string(expected)});

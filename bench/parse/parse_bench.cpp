@@ -109,8 +109,7 @@ int main(int argc, char** argv) {
     by_type.clear();
     for (int i = 0; i < mxward::kEventTypeCount; ++i) {
       if (counts[i] != 0) {
-        by_type[std::string(mxward::EventTypeName(static_cast<mxward::EventType>(i)))] =
-            counts[i];
+        by_type[std::string(mxward::EventTypeName(static_cast<mxward::EventType>(i)))] = counts[i];
       }
     }
   }
@@ -122,10 +121,10 @@ int main(int argc, char** argv) {
               n / best_syslog, best_syslog_cpu, n / best_syslog_cpu);
   std::printf("syslog+extract    %.3f s %10.0f lines/s  %.3f s %10.0f lines/s\n", best, n / best,
               best_cpu, n / best_cpu);
-  std::printf("events            %llu (folded %llu, unmatched %llu, not syslog %llu)\n",
-              static_cast<unsigned long long>(events), static_cast<unsigned long long>(stats.folded),
-              static_cast<unsigned long long>(stats.unmatched),
-              static_cast<unsigned long long>(malformed));
+  std::printf(
+      "events            %llu (folded %llu, unmatched %llu, not syslog %llu)\n",
+      static_cast<unsigned long long>(events), static_cast<unsigned long long>(stats.folded),
+      static_cast<unsigned long long>(stats.unmatched), static_cast<unsigned long long>(malformed));
   for (const auto& [type, count] : by_type) {
     std::printf("  %-18s %llu\n", type.c_str(), static_cast<unsigned long long>(count));
   }

@@ -29,10 +29,10 @@ struct CliExit : std::runtime_error {
 // Options every subcommand accepts, before or after the subcommand name.
 struct GlobalOptions {
   std::string config_path = "/etc/mxward/mxward.toml";
-  bool config_given = false;  // --config was on the command line
-  std::string db_path;        // --db: overrides [store] path
+  bool config_given = false;           // --config was on the command line
+  std::string db_path;                 // --db: overrides [store] path
   std::vector<std::string> rule_dirs;  // --rules: overrides [rules] dirs
-  std::string control_socket;  // --socket: overrides [control] socket
+  std::string control_socket;          // --socket: overrides [control] socket
 };
 
 // The config the globals name: the --config file (an error if given and missing), else the

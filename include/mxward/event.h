@@ -49,7 +49,7 @@ enum class Field : std::uint8_t {
   kSpamScore,
   kVirus,
   kReason,
-  kStatus,    // delivery status: sent, deferred, bounced
+  kStatus,  // delivery status: sent, deferred, bounced
   kRelay,
   kSize,
   kNrcpt,

@@ -1,8 +1,9 @@
 // Status and Result<T>: how the engine reports errors, as values.
 //
 // A Status is either OK or a code with a message a person can act on ("cannot open
-// /var/lib/mxward/state.db: permission denied"). Result<T> carries a T or a non-OK Status; it is the
-// std::expected of this C++20 code base. Exceptions are used only at the edges (CLI, config load).
+// /var/lib/mxward/state.db: permission denied"). Result<T> carries a T or a non-OK Status; it is
+// the std::expected of this C++20 code base. Exceptions are used only at the edges (CLI, config
+// load).
 #pragma once
 
 #include <cassert>
@@ -17,12 +18,12 @@ class Status {
  public:
   enum class Code {
     kOk = 0,
-    kInvalidArgument,   // bad input from the user or a file: do not retry
+    kInvalidArgument,  // bad input from the user or a file: do not retry
     kNotFound,
     kAlreadyExists,
     kPermissionDenied,
-    kUnavailable,       // transient: a server, socket or disk that may come back; retry
-    kResourceExhausted, // a cap was hit (queue full, rate limit, memory cap)
+    kUnavailable,        // transient: a server, socket or disk that may come back; retry
+    kResourceExhausted,  // a cap was hit (queue full, rate limit, memory cap)
     kCorruption,
     kIoError,
     kInternal,
@@ -30,7 +31,9 @@ class Status {
 
   Status() = default;
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string msg) { return {Code::kInvalidArgument, std::move(msg)}; }
+  static Status InvalidArgument(std::string msg) {
+    return {Code::kInvalidArgument, std::move(msg)};
+  }
   static Status NotFound(std::string msg) { return {Code::kNotFound, std::move(msg)}; }
   static Status AlreadyExists(std::string msg) { return {Code::kAlreadyExists, std::move(msg)}; }
   static Status PermissionDenied(std::string msg) {
@@ -70,7 +73,7 @@ std::string_view CodeName(Status::Code code);
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).ok());
   }
@@ -95,8 +98,8 @@ class Result {
 
 }  // namespace mxward
 
-#define MXWARD_RETURN_IF_ERROR(expr)        \
-  do {                                      \
-    ::mxward::Status _st = (expr);          \
-    if (!_st.ok()) return _st;              \
+#define MXWARD_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::mxward::Status _st = (expr);   \
+    if (!_st.ok()) return _st;       \
   } while (0)

@@ -12,17 +12,17 @@
 namespace mxward {
 
 struct SyslogMessage {
-  UnixMicros time = 0;           // event time from the header (UTC); see has_time
-  bool has_time = false;         // false for RFC 5424 NILVALUE or a header without time
-  int facility = -1;             // 0..23, -1 when the line had no <PRI> (a file line)
-  int severity = -1;             // 0..7, -1 when no <PRI>
-  std::string_view hostname;     // may be empty (RFC 3164 without hostname, NILVALUE)
-  std::string_view program;      // full tag without pid: "postfix/submission/smtpd", "dovecot"
-  std::string_view pid;          // "1234", or empty
-  std::string_view msgid;        // RFC 5424 MSGID, empty otherwise or for NILVALUE
+  UnixMicros time = 0;               // event time from the header (UTC); see has_time
+  bool has_time = false;             // false for RFC 5424 NILVALUE or a header without time
+  int facility = -1;                 // 0..23, -1 when the line had no <PRI> (a file line)
+  int severity = -1;                 // 0..7, -1 when no <PRI>
+  std::string_view hostname;         // may be empty (RFC 3164 without hostname, NILVALUE)
+  std::string_view program;          // full tag without pid: "postfix/submission/smtpd", "dovecot"
+  std::string_view pid;              // "1234", or empty
+  std::string_view msgid;            // RFC 5424 MSGID, empty otherwise or for NILVALUE
   std::string_view structured_data;  // RFC 5424 SD, empty for NILVALUE
-  std::string_view message;      // the MSG part, BOM stripped, trailing CR/LF stripped
-  std::string_view raw;          // the whole line as given (trailing CR/LF stripped)
+  std::string_view message;          // the MSG part, BOM stripped, trailing CR/LF stripped
+  std::string_view raw;              // the whole line as given (trailing CR/LF stripped)
 };
 
 }  // namespace mxward

@@ -22,8 +22,8 @@ class ReplaySkeletonTest : public ::testing::Test {
  protected:
   void SetUp() override {
     db_ = dir_.file("state.db");
-    auto r = RunCommand({kBinary, "replay", "--db", db_, "--rules", kRules, "--config",
-                         "/dev/null", kLog});
+    auto r = RunCommand(
+        {kBinary, "replay", "--db", db_, "--rules", kRules, "--config", "/dev/null", kLog});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     replay_stderr_ = r.err;
   }
