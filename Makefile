@@ -1,13 +1,14 @@
 # Two commands for a fresh Debian 12 machine:
 #   make run    install what is missing, build, start `mxward serve` on embedded defaults
 #   make test   install what is missing, build with warnings as errors, run every test
-# Also: make test-asan (ASan+UBSan build and tests), make bench, make fuzz, make format, make clean.
+# Also: make test-asan (ASan+UBSan build and tests), make test-tsan (ThreadSanitizer, threaded
+# tests), make bench, make fuzz, make format, make clean.
 
 JOBS  ?= $(shell nproc)
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: run test test-asan build bench fuzz format clean deps-run deps-test
+.PHONY: run test test-asan test-tsan build bench fuzz format clean deps-run deps-test
 
 deps-run:
 	@packaging/install-deps.sh run
@@ -34,6 +35,14 @@ test-asan: deps-test
 	$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DMXWARD_WERROR=ON -DMXWARD_SANITIZE=ON
 	$(CMAKE) --build build/asan -j $(JOBS)
 	cd build/asan && $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -LE nosan
+
+# ThreadSanitizer on the tests labelled "threads" (tests/CMakeLists.txt: MXWARD_THREAD_TESTS) and
+# the daemon they start. halt_on_error: the first race fails the test that found it.
+test-tsan: deps-test
+	$(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_WERROR=ON -DMXWARD_TSAN=ON
+	$(CMAKE) --build build/tsan -j $(JOBS) --target mxward_thread_tests
+	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -L threads -LE nosan
 
 bench: deps-test
 	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release

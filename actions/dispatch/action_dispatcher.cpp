@@ -20,6 +20,7 @@
 #include "actions/common/unique_fd.h"
 #include "mxward/incident_store.h"
 #include "mxward/rate_limited_log.h"
+#include "mxward/thread_annotations.h"
 
 namespace mxward {
 
@@ -247,7 +248,7 @@ struct Lane {
   bool started = false;            // executor Start() succeeded
   bool running = false;            // an action is being run (guarded by Shared::mu)
   std::deque<ActionRecord> queue;  // guarded by Shared::mu
-  std::condition_variable cv;
+  std::condition_variable_any cv;
   std::thread thread;
 };
 
@@ -263,20 +264,23 @@ struct DispatcherShared {
   DispatcherOptions options;
   const Clock* clock;
 
-  std::mutex mu;
-  std::condition_variable claimer_cv;
-  std::condition_variable idle_cv;
-  bool notified = false;
-  bool stopping = false;
-  std::set<std::int64_t> in_flight;             // claimed and not yet recorded
-  std::map<std::string, std::int64_t> blocked;  // order key -> id waiting for a retry
-  std::vector<std::unique_ptr<Lane>> lanes;     // one per executor, same order
+  // mu guards the hand-over between the claimer and the workers (and each Lane's running and
+  // queue, which the analysis cannot name from inside Lane); store_mu guards the one store
+  // connection. Where both are held, store_mu is taken first.
+  Mutex mu ACQUIRED_AFTER(store_mu);
+  std::condition_variable_any claimer_cv;
+  std::condition_variable_any idle_cv;
+  bool notified GUARDED_BY(mu) = false;
+  bool stopping GUARDED_BY(mu) = false;
+  std::set<std::int64_t> in_flight GUARDED_BY(mu);             // claimed and not yet recorded
+  std::map<std::string, std::int64_t> blocked GUARDED_BY(mu);  // order key -> id waiting to retry
+  std::vector<std::unique_ptr<Lane>> lanes;                    // one per executor, same order
   std::map<std::string, Lane*, std::less<>> lane_by_type;
   ActionRateCap cap;
   std::mt19937_64 rng{std::random_device{}()};
 
-  std::mutex store_mu;  // one connection, short statements, shared by claimer and workers
-  std::unique_ptr<IncidentStore> store;
+  Mutex store_mu;  // one connection, short statements, shared by claimer and workers
+  std::unique_ptr<IncidentStore> store GUARDED_BY(store_mu);
   ClaimOwnerLock owner;  // lives as long as a detached worker may still run an action
 
   std::atomic<std::uint64_t> applied{0}, retried{0}, failed{0}, refused{0}, reverted{0}, dry_run{0},
@@ -300,14 +304,14 @@ struct DispatcherShared {
   }
 
   Status OpenStore() {
-    std::lock_guard<std::mutex> lk(store_mu);
+    MutexLock lk(store_mu);
     if (store) return Status::Ok();
     auto s = IncidentStore::Open(store_path);
     if (!s.ok()) return s.status().Annotate("action dispatcher");
     store = std::move(*s);
     Status locked;
     {
-      std::lock_guard<std::mutex> lk(mu);
+      MutexLock lk(mu);
       locked = owner.Acquire(store_path, rng);
     }
     if (!locked.ok()) {
@@ -323,7 +327,7 @@ struct DispatcherShared {
   // for their lease. A live owner's claims, in this process or another, are left alone.
   Status RecoverDeadClaims() {
     const UnixMicros now = clock->Now();
-    std::lock_guard<std::mutex> slk(store_mu);
+    MutexLock slk(store_mu);
     auto owners = store->ClaimOwners(now);
     if (!owners.ok()) return owners.status();
     for (std::int64_t token : *owners) {
@@ -341,7 +345,7 @@ struct DispatcherShared {
   // Queues the revert of every timed suspension whose time is up (once each, durably).
   Status QueueExpiries() {
     const UnixMicros now = clock->Now();
-    std::lock_guard<std::mutex> slk(store_mu);
+    MutexLock slk(store_mu);
     auto ids = store->QueueExpiredSuspensionReverts(now);
     if (!ids.ok()) return ids.status();
     if (!ids->empty()) spdlog::info("dispatcher: {} suspension(s) expired, restoring", ids->size());
@@ -386,7 +390,7 @@ struct DispatcherShared {
     request.limit = limit;
     request.owner = owner.token();
     {
-      std::lock_guard<std::mutex> lk(mu);
+      MutexLock lk(mu);
       if (bounded) {
         for (const auto& [type, lane] : lane_by_type) {
           if (lane && lane->queue.size() >= kLaneQueueLimit) request.skip_types.push_back(type);
@@ -405,7 +409,7 @@ struct DispatcherShared {
       std::optional<std::string> refusal = AllowlistRefusal(options, a);
       bool capped = false;
       {
-        std::lock_guard<std::mutex> lk(mu);
+        MutexLock lk(mu);
         lane = LaneFor(a.type);
         if (lane && bounded && lane->queue.size() + added[lane] >= kLaneQueueLimit) {
           return {ClaimVerdict::Kind::kSkipSubject, ActionStatus::kPending, ""};
@@ -441,12 +445,12 @@ struct DispatcherShared {
 
     Result<ClaimOutcome> outcome = ClaimOutcome{};
     {
-      std::lock_guard<std::mutex> slk(store_mu);
+      MutexLock slk(store_mu);
       outcome = store->ClaimDueActions(request, decide);
     }
     if (!outcome.ok()) return outcome.status();
     std::vector<std::pair<Lane*, ActionRecord>> claimed;
-    std::lock_guard<std::mutex> lk(mu);
+    MutexLock lk(mu);
     for (std::int64_t id : outcome->stale_heads) {
       for (auto it = blocked.begin(); it != blocked.end(); ++it) {
         if (it->second == id) {
@@ -467,7 +471,7 @@ struct DispatcherShared {
   void Release(const std::vector<std::int64_t>& ids) {
     if (ids.empty()) return;
     const UnixMicros now = clock->Now();
-    std::lock_guard<std::mutex> slk(store_mu);
+    MutexLock slk(store_mu);
     if (!store) return;
     Status s = store->ReleaseActions(ids, now);
     if (!s.ok()) {
@@ -484,7 +488,7 @@ struct DispatcherShared {
     if (IsBehindBackoff(key, a.id)) {
       // An earlier action of the same subject went into backoff after this one was claimed.
       Release({a.id});
-      std::lock_guard<std::mutex> lk(mu);
+      MutexLock lk(mu);
       in_flight.erase(a.id);
       return;
     }
@@ -506,7 +510,7 @@ struct DispatcherShared {
   }
 
   bool IsBehindBackoff(const std::string& key, std::int64_t id) {
-    std::lock_guard<std::mutex> lk(mu);
+    MutexLock lk(mu);
     auto it = blocked.find(key);
     return it != blocked.end() && it->second < id;
   }
@@ -518,17 +522,17 @@ struct DispatcherShared {
     bool unblock = true;
     const int attempt = a.attempts + 1;
     if (!dry_run_reason.empty()) {
-      std::lock_guard<std::mutex> slk(store_mu);
+      MutexLock slk(store_mu);
       s = store->MarkActionFinal(a.id, ActionStatus::kDryRun, dry_run_reason, now);
       ++dry_run;
     } else if (result.ok()) {
-      std::lock_guard<std::mutex> slk(store_mu);
+      MutexLock slk(store_mu);
       s = store->MarkActionDone(a.id, now);
       ++(a.revert ? reverted : applied);
     } else if (result.transient() && attempt < options.max_attempts) {
       double u;
       {
-        std::lock_guard<std::mutex> lk(mu);
+        MutexLock lk(mu);
         u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
       }
       std::int64_t delay_ms = JitteredBackoffMs(options, attempt, u);
@@ -542,7 +546,7 @@ struct DispatcherShared {
       const std::string error =
           fmt::format("attempt {} of {}: {}", attempt, options.max_attempts, result.ToString());
       {
-        std::lock_guard<std::mutex> slk(store_mu);
+        MutexLock slk(store_mu);
         s = store->MarkActionRetry(a.id, error, now + delay_ms * 1000, now);
       }
       ++retried;
@@ -554,7 +558,7 @@ struct DispatcherShared {
                                                                  attempt, result.ToString())
                                                    : result.ToString();
       {
-        std::lock_guard<std::mutex> slk(store_mu);
+        MutexLock slk(store_mu);
         s = store->MarkActionFinal(a.id, ActionStatus::kFailed, error, now);
       }
       ++failed;
@@ -566,7 +570,7 @@ struct DispatcherShared {
       spdlog::error("dispatcher: could not record the outcome of action #{}: {}", a.id,
                     s.ToString());
     }
-    std::lock_guard<std::mutex> lk(mu);
+    MutexLock lk(mu);
     in_flight.erase(a.id);
     auto it = blocked.find(key);
     if (unblock) {
@@ -578,11 +582,11 @@ struct DispatcherShared {
 
   // Subjects waiting behind an action in backoff, from the outbox (after a restart).
   Status LoadBlocked() {
-    std::lock_guard<std::mutex> slk(store_mu);
+    MutexLock slk(store_mu);
     auto pending = store->DueActions(std::numeric_limits<UnixMicros>::max(), 1'000'000);
     if (!pending.ok()) return pending.status();
     const UnixMicros now = clock->Now();
-    std::lock_guard<std::mutex> lk(mu);
+    MutexLock lk(mu);
     for (const ActionRecord& a : *pending) {
       if (a.next_attempt_at <= now) continue;
       const std::string key = ActionOrderKey(a);
@@ -622,8 +626,9 @@ struct DispatcherShared {
     for (;;) {
       std::optional<ActionRecord> a;
       {
-        std::unique_lock<std::mutex> lk(mu);
-        lane->cv.wait_until(lk, next_maintain, [&] { return stopping || !lane->queue.empty(); });
+        MutexLock lk(mu);
+        lane->cv.wait_until(lk, next_maintain,
+                            [&]() REQUIRES(mu) { return stopping || !lane->queue.empty(); });
         if (stopping) break;
         if (!lane->queue.empty()) {
           a = std::move(lane->queue.front());
@@ -634,7 +639,7 @@ struct DispatcherShared {
       if (a) {
         Execute(lane, *a);
         {
-          std::lock_guard<std::mutex> lk(mu);
+          MutexLock lk(mu);
           lane->running = false;
           notified = true;  // room in the queue: claim more
         }
@@ -645,13 +650,13 @@ struct DispatcherShared {
       if (SteadyClock::now() >= next_maintain) {
         // Counts as running: Stop()'s drain waits for it, and detaches a tick that hangs.
         {
-          std::lock_guard<std::mutex> lk(mu);
+          MutexLock lk(mu);
           if (stopping) break;
           lane->running = true;
         }
         Maintain(lane, index);
         {
-          std::lock_guard<std::mutex> lk(mu);
+          MutexLock lk(mu);
           lane->running = false;
         }
         idle_cv.notify_all();
@@ -661,7 +666,7 @@ struct DispatcherShared {
     if (lane->started) lane->executor->Stop();
     lane->started = false;
     {
-      std::lock_guard<std::mutex> lk(mu);
+      MutexLock lk(mu);
       lane->running = false;
     }
     idle_cv.notify_all();
@@ -671,7 +676,7 @@ struct DispatcherShared {
     auto next_housekeeping = std::chrono::steady_clock::now();
     for (;;) {
       {
-        std::lock_guard<std::mutex> lk(mu);
+        MutexLock lk(mu);
         if (stopping) return;
         notified = false;
       }
@@ -691,10 +696,10 @@ struct DispatcherShared {
         for (Lane* lane : woken) lane->cv.notify_one();
         more = static_cast<int>(claimed->size()) >= options.claim_batch;
       }
-      std::unique_lock<std::mutex> lk(mu);
+      MutexLock lk(mu);
       if (more) continue;
       claimer_cv.wait_for(lk, std::chrono::milliseconds(options.poll_interval_ms),
-                          [&] { return stopping || notified; });
+                          [&]() REQUIRES(mu) { return stopping || notified; });
     }
   }
 };
@@ -729,7 +734,7 @@ Status ActionDispatcher::Start() {
   if (impl_->started) return Status::Ok();
   auto& s = impl_->shared;
   {
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(s->mu);
     if (s->stopping) return Status::InvalidArgument("a stopped dispatcher cannot be restarted");
   }
   MXWARD_RETURN_IF_ERROR(s->OpenStore());
@@ -750,7 +755,7 @@ Status ActionDispatcher::Start() {
 void ActionDispatcher::Notify() {
   auto& s = impl_->shared;
   {
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(s->mu);
     s->notified = true;
   }
   s->claimer_cv.notify_one();
@@ -762,7 +767,7 @@ void ActionDispatcher::Stop(std::chrono::milliseconds drain) {
   auto& s = impl_->shared;
   std::vector<std::int64_t> unstarted;
   {
-    std::lock_guard<std::mutex> lk(s->mu);
+    MutexLock lk(s->mu);
     s->stopping = true;
     for (auto& lane : s->lanes) {
       for (const ActionRecord& a : lane->queue) {
@@ -777,7 +782,7 @@ void ActionDispatcher::Stop(std::chrono::milliseconds drain) {
   if (impl_->claimer.joinable()) impl_->claimer.join();
   s->Release(unstarted);
   {
-    std::unique_lock<std::mutex> lk(s->mu);
+    MutexLock lk(s->mu);
     s->idle_cv.wait_for(lk, drain, [&] {
       for (auto& lane : s->lanes) {
         if (lane->running) return false;
@@ -788,7 +793,7 @@ void ActionDispatcher::Stop(std::chrono::milliseconds drain) {
   for (auto& lane : s->lanes) {
     bool running;
     {
-      std::lock_guard<std::mutex> lk(s->mu);
+      MutexLock lk(s->mu);
       running = lane->running;
     }
     if (!lane->thread.joinable()) continue;

@@ -51,7 +51,9 @@ class PostgresConnection final : public SqlConnection {
 
   Status Begin() override { return Simple("BEGIN"); }
   Status Commit() override { return Simple("COMMIT"); }
-  void Rollback() override { Simple("ROLLBACK"); }
+  // Best effort: a failed ROLLBACK leaves nothing to undo that the failed statement did not
+  // already report, and the connection is reset on its next error.
+  void Rollback() override { (void)Simple("ROLLBACK"); }
 
  private:
   Status ResultError(PGresult* res, std::string_view doing) {

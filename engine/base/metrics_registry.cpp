@@ -208,7 +208,7 @@ Status MetricsRegistry::Declare(const MetricFamily& family) {
   }
   // The registry's own counter is always rendered, last (see Render); declaring it is a no-op.
   if (family.name == metric::kRejectedSamples) return Status::Ok();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& f : families_) {
     if (f->name != family.name) continue;
     if (f->type == family.type && f->label_names.size() == family.label_names.size() &&
@@ -245,7 +245,7 @@ bool MetricsRegistry::IsSafeLabelValue(std::string_view value) {
 }
 
 Result<MetricsRegistry::Handle> MetricsRegistry::AddEntry(std::string_view family, Entry entry) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& f : families_) {
     if (f->name != family) continue;
     entry.id = next_id_++;
@@ -260,7 +260,7 @@ Result<MetricsRegistry::Handle> MetricsRegistry::Add(std::string_view family,
                                                      ValueFn fn) {
   std::vector<std::string_view> names;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = std::find_if(families_.begin(), families_.end(),
                            [&](const auto& f) { return f->name == family; });
     if (it == families_.end()) {
@@ -308,7 +308,7 @@ Result<MetricsRegistry::Handle> MetricsRegistry::AddCollector(std::string_view f
 }
 
 void MetricsRegistry::Remove(std::uint64_t id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& f : families_) {
     auto it = std::find_if(f->entries.begin(), f->entries.end(),
                            [id](const Entry& e) { return e.id == id; });
@@ -320,7 +320,7 @@ void MetricsRegistry::Remove(std::uint64_t id) {
 }
 
 std::string MetricsRegistry::Render() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::string out;
   out.reserve(4096);
   for (const auto& f : families_) {
@@ -336,7 +336,7 @@ std::string MetricsRegistry::Render() const {
         continue;
       }
       const std::vector<std::string_view>& names = f->label_names;
-      e.collect([&](const std::vector<std::string_view>& values, double v) {
+      e.collect([&](const std::vector<std::string_view>& values, double v) REQUIRES(mu_) {
         bool safe = values.size() == names.size();
         for (std::size_t i = 0; safe && i < values.size(); ++i) {
           safe = IsSafeLabelValue(values[i]);

@@ -71,10 +71,11 @@ void IncidentRecorder::ShedEvidence(Incident* incident) {
 }
 
 void IncidentRecorder::OnIncident(Incident incident) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (options_.overflow == OverflowPolicy::kBlock) {
-    space_cv_.wait(lock,
-                   [&] { return queue_.size() + in_flight_ < options_.max_held || stopping_; });
+    space_cv_.wait(lock, [&]() REQUIRES(mu_) {
+      return queue_.size() + in_flight_ < options_.max_held || stopping_;
+    });
   } else {
     const std::size_t held = queue_.size() + in_flight_;
     if (held >= options_.max_held) {
@@ -97,39 +98,41 @@ void IncidentRecorder::OnIncident(Incident incident) {
 void IncidentRecorder::AddEventCounts(UnixMicros hour,
                                       const std::vector<std::pair<std::string, std::int64_t>>& c) {
   if (c.empty()) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   counts_.emplace_back(hour, c);
   work_cv_.notify_one();
 }
 
 void IncidentRecorder::AddBaselines(std::vector<BaselineBatch> batches) {
   if (batches.empty()) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& b : batches) baselines_.push_back(std::move(b));
   work_cv_.notify_one();
 }
 
 void IncidentRecorder::Flush() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
-  space_cv_.wait(lock, [&] {
+  space_cv_.wait(lock, [&]() REQUIRES(mu_) {
     return (written_ >= target && counts_.empty() && baselines_.empty()) || stopped_;
   });
 }
 
 bool IncidentRecorder::Flush(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
-  auto done = [&] { return written_ >= target && counts_.empty() && baselines_.empty(); };
-  space_cv_.wait_for(lock, timeout, [&] { return done() || stopped_; });
+  auto done = [&]() REQUIRES(mu_) {
+    return written_ >= target && counts_.empty() && baselines_.empty();
+  };
+  space_cv_.wait_for(lock, timeout, [&]() REQUIRES(mu_) { return done() || stopped_; });
   return done();
 }
 
 std::size_t IncidentRecorder::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!thread_.joinable()) return queue_.size();
     stopping_ = true;
   }
@@ -137,6 +140,7 @@ std::size_t IncidentRecorder::Stop() {
   space_cv_.notify_all();
   thread_.join();
   log_.Flush(/*force=*/true);
+  MutexLock lock(mu_);  // the writer is gone; the lock is for the analysis, never contended
   const std::size_t left = queue_.size();
   if (left > 0) {
     spdlog::error("stopping with {} incident(s) not written to {}: {}", left, store_->path(),
@@ -146,7 +150,7 @@ std::size_t IncidentRecorder::Stop() {
 }
 
 Status IncidentRecorder::store_error() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (last_error_.ok()) return last_error_;
   return Status::Unavailable(
       fmt::format("cannot write incidents to {}: {}; {} incident(s) held in memory", store_->path(),
@@ -185,10 +189,10 @@ void IncidentRecorder::ReportRecovery(std::size_t written) {
 }
 
 void IncidentRecorder::Run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   std::size_t written_since_failure = 0;
   for (;;) {
-    work_cv_.wait(lock, [&] {
+    work_cv_.wait(lock, [&]() REQUIRES(mu_) {
       return stopping_ || !queue_.empty() || !counts_.empty() || !baselines_.empty();
     });
     if (queue_.empty() && counts_.empty() && baselines_.empty()) {
@@ -244,7 +248,7 @@ void IncidentRecorder::Run() {
       ReportFailure(st, held);
       lock.lock();
       if (stopping_) break;  // give up only when asked to stop; Stop() reports what is left
-      work_cv_.wait_for(lock, options_.retry_interval, [&] { return stopping_; });
+      work_cv_.wait_for(lock, options_.retry_interval, [&]() REQUIRES(mu_) { return stopping_; });
       continue;
     }
     written_ += batch.size();

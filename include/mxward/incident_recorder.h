@@ -49,6 +49,7 @@
 #include "mxward/incident_store.h"
 #include "mxward/metrics_registry.h"
 #include "mxward/rate_limited_log.h"
+#include "mxward/thread_annotations.h"
 #include "mxward/time.h"
 
 namespace mxward {
@@ -117,7 +118,8 @@ class IncidentRecorder final : public IncidentSink {
   // /var/lib/mxward/state.db: ... full; 12 incidents held in memory"). Any thread.
   Status store_error() const;
   // The last write error; read it only after Stop() (mxward replay).
-  const Status& last_error() const { return last_error_; }
+  // (After Stop() the writer thread is gone: no lock needed, and none is taken.)
+  const Status& last_error() const NO_THREAD_SAFETY_ANALYSIS { return last_error_; }
 
   // Adds the mxward_store_* samples (write errors, held, shed, dropped, writable); the handles
   // must be dropped before the recorder is destroyed.
@@ -130,7 +132,7 @@ class IncidentRecorder final : public IncidentSink {
   void ShedEvidence(Incident* incident);
   void ReportFailure(const Status& st, std::size_t held);
   void ReportRecovery(std::size_t written);
-  void UpdateHeld();  // under mu_
+  void UpdateHeld() REQUIRES(mu_);
 
   std::unique_ptr<IncidentStore> store_;
   const Clock* clock_;
@@ -138,18 +140,19 @@ class IncidentRecorder final : public IncidentSink {
   RecorderOptions options_;
   RateLimitedLog log_;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;   // the writer waits for work
-  std::condition_variable space_cv_;  // producers wait for room; Flush waits for empty
-  std::deque<Incident> queue_;
-  std::size_t in_flight_ = 0;  // incidents the writer took out of queue_ and is writing
-  std::vector<std::pair<UnixMicros, std::vector<std::pair<std::string, std::int64_t>>>> counts_;
-  std::vector<BaselineBatch> baselines_;
-  std::uint64_t enqueued_ = 0;
-  std::uint64_t written_ = 0;
-  bool stopping_ = false;
-  bool stopped_ = false;
-  Status last_error_;                  // guarded by mu_ while the thread runs
+  mutable Mutex mu_;
+  std::condition_variable_any work_cv_;   // the writer waits for work
+  std::condition_variable_any space_cv_;  // producers wait for room; Flush waits for empty
+  std::deque<Incident> queue_ GUARDED_BY(mu_);
+  std::size_t in_flight_ GUARDED_BY(mu_) = 0;  // taken out of queue_ by the writer, being written
+  std::vector<std::pair<UnixMicros, std::vector<std::pair<std::string, std::int64_t>>>> counts_
+      GUARDED_BY(mu_);
+  std::vector<BaselineBatch> baselines_ GUARDED_BY(mu_);
+  std::uint64_t enqueued_ GUARDED_BY(mu_) = 0;
+  std::uint64_t written_ GUARDED_BY(mu_) = 0;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool stopped_ GUARDED_BY(mu_) = false;
+  Status last_error_ GUARDED_BY(mu_);  // read without mu_ only after Stop() (last_error())
   std::uint64_t failed_attempts_ = 0;  // consecutive; writer thread only
   UnixMicros last_failure_log_ = 0;    // writer thread only
   bool recovering_ = false;            // writable again, held incidents still going out

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "mxward/status.h"
+#include "mxward/thread_annotations.h"
 
 namespace mxward {
 
@@ -148,13 +149,13 @@ class MetricsRegistry {
  private:
   struct Family;
   struct Entry;
-  void Remove(std::uint64_t id);
-  Result<Handle> AddEntry(std::string_view family, Entry entry);
+  void Remove(std::uint64_t id) EXCLUDES(mu_);
+  Result<Handle> AddEntry(std::string_view family, Entry entry) EXCLUDES(mu_);
 
-  mutable std::mutex mu_;
-  std::vector<std::unique_ptr<Family>> families_;
-  std::uint64_t next_id_ = 1;
-  mutable std::uint64_t rejected_samples_ = 0;
+  mutable Mutex mu_;
+  std::vector<std::unique_ptr<Family>> families_ GUARDED_BY(mu_);
+  std::uint64_t next_id_ GUARDED_BY(mu_) = 1;
+  mutable std::uint64_t rejected_samples_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace mxward

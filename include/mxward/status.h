@@ -14,7 +14,9 @@
 
 namespace mxward {
 
-class Status {
+// [[nodiscard]]: a Status or Result that nobody reads is an error nobody handles. Discarding one
+// on purpose is written `(void)call();` with a comment saying why.
+class [[nodiscard]] Status {
  public:
   enum class Code {
     kOk = 0,
@@ -71,7 +73,7 @@ class Status {
 std::string_view CodeName(Status::Code code);
 
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)

@@ -39,7 +39,7 @@ for b in BACKENDS:
 
 PUBLIC_HEADERS = {
     "base": ["status.h", "time.h", "ip_address.h", "diagnostic.h", "config.h",
-             "rate_limited_log.h", "metrics_registry.h", "version.h"],
+             "rate_limited_log.h", "metrics_registry.h", "thread_annotations.h", "version.h"],
     "model": ["event.h", "incident.h", "baseline.h"],
     "ingest": ["line_sink.h", "input_counters.h", "input_config.h", "file_follower.h",
                "syslog_listener.h"],

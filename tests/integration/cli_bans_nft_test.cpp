@@ -14,6 +14,7 @@
 
 #include "mxward/incident_store.h"
 #include "support/nft_sets.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -90,7 +91,7 @@ TEST_F(CliBansNftTest, AddAndRemoveReachTheKernel) {
 TEST_F(CliBansNftTest, ResolveWithRevertLiftsTheIncidentsBan) {
   {
     auto store = IncidentStore::Open(db_);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_OK(store);
     Incident inc;
     inc.playbook = "postfix-sasl";
     inc.key_kind = "client_ip";

@@ -18,6 +18,7 @@
 
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -43,7 +44,7 @@ class CliDaemonTest : public ::testing::Test {
     std::ofstream(config_) << "dry_run = true\n";
     {
       auto store = IncidentStore::Open(db_);
-      ASSERT_TRUE(store.ok()) << store.status().ToString();
+      ASSERT_OK(store);
       Incident inc;
       inc.playbook = "postfix-sasl";
       inc.key_kind = "client_ip";

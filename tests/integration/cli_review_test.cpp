@@ -18,6 +18,7 @@
 
 #include "mxward/control_protocol.h"
 #include "mxward/incident_store.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -42,7 +43,7 @@ class CliReviewTest : public ::testing::Test {
     config_ = dir_.file("mxward.toml");
     std::ofstream(config_) << "dry_run = true\n";
     auto s = IncidentStore::Open(db_);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_OK(s);
     store_ = std::move(*s);
 
     Incident ssh;
@@ -84,7 +85,7 @@ class CliReviewTest : public ::testing::Test {
     ssh_id_ = batch[0].id;
     dove_id_ = batch[1].id;
     auto actions = store_->ActionsForIncident(ssh_id_);
-    ASSERT_TRUE(actions.ok());
+    ASSERT_OK(actions);
     ASSERT_TRUE(store_->MarkActionDone((*actions)[0].id, At(9, 9, 32)).ok());
     ASSERT_TRUE(store_
                     ->MarkActionFinal((*actions)[1].id, ActionStatus::kFailed,
@@ -254,7 +255,7 @@ TEST_F(CliReviewTest, AckAndResolveActDirectlyWithoutADaemon) {
   EXPECT_EQ(store_->GetIncident(ssh_id_)->status, IncidentStatus::kResolved);
   // The ban it applied is queued for undoing, in this incident's name; the failed webhook is not.
   auto actions = store_->ActionsForIncident(ssh_id_);
-  ASSERT_TRUE(actions.ok());
+  ASSERT_OK(actions);
   ASSERT_EQ(actions->size(), 3u);
   const ActionRecord& undo = actions->back();
   EXPECT_EQ(undo.type, "ban");
@@ -296,7 +297,7 @@ TEST_F(CliReviewTest, BansAddValidatesAndQueuesTheCanonicalAddress) {
   EXPECT_NE(r.out.find("2001:db8::/64"), std::string::npos) << r.out;
   // The fixture recorded 3 actions (ban, webhook, suspend_sending); this is the 4th.
   auto ban = store_->GetAction(4);
-  ASSERT_TRUE(ban.ok()) << ban.status().ToString();
+  ASSERT_OK(ban);
   EXPECT_EQ(ban->type, "ban");
   EXPECT_FALSE(ban->revert);
   EXPECT_EQ(ban->incident_id, 0);
@@ -308,7 +309,7 @@ TEST_F(CliReviewTest, BansAddValidatesAndQueuesTheCanonicalAddress) {
   r = Mxward({"bans", "remove", "2001:db8::/64"});
   EXPECT_NE(r.err.find("daemon not running: acting directly"), std::string::npos) << r.err;
   auto unban = store_->GetAction(5);
-  ASSERT_TRUE(unban.ok());
+  ASSERT_OK(unban);
   EXPECT_TRUE(unban->revert);
   EXPECT_EQ(unban->params.at("address"), "2001:db8::/64");
 }
@@ -392,7 +393,7 @@ TEST_F(CliReviewTest, StateChangesGoThroughARunningDaemon) {
     seen.push_back(req);
     return ExecuteControlRequest(store_.get(), req, At(12, 0, 0));
   });
-  ASSERT_TRUE(server.Start().ok());
+  ASSERT_OK(server.Start());
   std::thread t([&] { io.run(); });
 
   auto r = Mxward({"incidents", "ack", std::to_string(dove_id_), "--note", "via daemon"});

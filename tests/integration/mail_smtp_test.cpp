@@ -23,6 +23,7 @@
 #include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
 #include "support/server_process.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -50,7 +51,7 @@ class MailSmtpTest : public ::testing::Test {
         << "python3-aiosmtpd is required (packaging/install-deps.sh test)";
     MakeCertificates();
     auto store = IncidentStore::Open(dir_.file("state.db"));
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_OK(store);
     store_ = std::move(*store);
   }
 
@@ -129,13 +130,13 @@ class MailSmtpTest : public ::testing::Test {
                              << (diags.empty() ? "" : "\n" + diags[0].ToString());
     std::vector<std::string> notes;
     auto executors = BuildExecutors(*config, dir_.file("state.db"), &diags, &notes);
-    ASSERT_TRUE(executors.ok()) << executors.status().ToString();
+    ASSERT_OK(executors);
     auto options = DispatcherOptions::FromConfig(*config, &diags);
-    ASSERT_TRUE(options.ok()) << options.status().ToString();
+    ASSERT_OK(options);
     options->poll_interval_ms = 20;
     dispatcher_ = std::make_unique<ActionDispatcher>(dir_.file("state.db"), std::move(*executors),
                                                      *options, &clock_);
-    ASSERT_TRUE(dispatcher_->Start().ok());
+    ASSERT_OK(dispatcher_->Start());
   }
 
   // One incident with one mail action; returns the action's id.

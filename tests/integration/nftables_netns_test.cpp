@@ -26,6 +26,7 @@
 #include "actions/nftables/nftables_blocker.h"
 #include "mxward/incident_store.h"
 #include "support/nft_sets.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -57,7 +58,7 @@ class NftablesNetnsTest : public ::testing::Test {
     // A namespace per process; make sure no table is left from an earlier test in this process.
     RunCommand({"nft", "flush", "ruleset"});
     auto store = IncidentStore::Open(dir_.file("mxward.db"));
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_OK(store);
     store_ = std::move(store).value();
   }
 
@@ -115,7 +116,7 @@ class NftablesNetnsTest : public ::testing::Test {
 
 TEST_F(NftablesNetnsTest, StartCreatesTableChainAndSetsWithMailPortsRule) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   auto r = RunCommand({"nft", "list", "chain", "inet", "mxward", "input"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("hook input priority filter - 10"), std::string::npos) << r.out;
@@ -135,7 +136,7 @@ TEST_F(NftablesNetnsTest, AllPortsAndCustomNamesHookPriority) {
   o.hook = "prerouting";
   o.priority = -150;
   auto blocker = MakeBlocker(o);
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   auto r = RunCommand({"nft", "list", "table", "inet", "fw_mx"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("hook prerouting priority mangle;"), std::string::npos) << r.out;
@@ -145,7 +146,7 @@ TEST_F(NftablesNetnsTest, AllPortsAndCustomNamesHookPriority) {
 
 TEST_F(NftablesNetnsTest, ApplyCheckRevertAndStoreRecord) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.7", 3600)).ok());
   ASSERT_TRUE(blocker->Apply(Ban("2001:db8::/64", 600)).ok());
 
@@ -157,26 +158,26 @@ TEST_F(NftablesNetnsTest, ApplyCheckRevertAndStoreRecord) {
   EXPECT_EQ(v6["2001:db8::/64"], 600);
 
   auto bans = store_->ActiveBans(kNow);
-  ASSERT_TRUE(bans.ok());
+  ASSERT_OK(bans);
   ASSERT_EQ(bans->size(), 2u);
   std::set<std::string> prefixes;
   for (const auto& b : *bans) prefixes.insert(b.prefix);
   EXPECT_EQ(prefixes, (std::set<std::string>{"192.0.2.7", "2001:db8::/64"}));
 
   auto check = blocker->Check(Ban("192.0.2.7", 3600));
-  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  ASSERT_OK(check);
   EXPECT_TRUE(*check);
   auto check6 = blocker->Check(Ban("2001:db8::1234", 0));  // covered by the /64
-  ASSERT_TRUE(check6.ok());
+  ASSERT_OK(check6);
   EXPECT_TRUE(*check6);
   auto other = blocker->Check(Ban("192.0.2.8", 0));
-  ASSERT_TRUE(other.ok());
+  ASSERT_OK(other);
   EXPECT_FALSE(*other);
 
   ASSERT_TRUE(blocker->Revert(Ban("192.0.2.7", 3600)).ok());
   EXPECT_EQ(Elements("banned_v4").count("192.0.2.7"), 0u);
   auto after = blocker->Check(Ban("192.0.2.7", 3600));
-  ASSERT_TRUE(after.ok());
+  ASSERT_OK(after);
   EXPECT_FALSE(*after);
   // Reverting again is not an error (idempotent for the outbox).
   EXPECT_TRUE(blocker->Revert(Ban("192.0.2.7", 3600)).ok());
@@ -185,7 +186,7 @@ TEST_F(NftablesNetnsTest, ApplyCheckRevertAndStoreRecord) {
 
 TEST_F(NftablesNetnsTest, ApplyingTwiceRefreshesTheTimeout) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("198.51.100.9", 60)).ok());
   ASSERT_TRUE(blocker->Apply(Ban("198.51.100.9", 7200)).ok());
   auto v4 = Elements("banned_v4");
@@ -195,7 +196,7 @@ TEST_F(NftablesNetnsTest, ApplyingTwiceRefreshesTheTimeout) {
 
 TEST_F(NftablesNetnsTest, PermanentBanHasNoTimeout) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("203.0.113.5", 0)).ok());
   auto v4 = Elements("banned_v4");
   ASSERT_EQ(v4.count("203.0.113.5"), 1u);
@@ -207,9 +208,9 @@ TEST_F(NftablesNetnsTest, PermanentBanHasNoTimeout) {
 
 TEST_F(NftablesNetnsTest, TenYearBanIsAcceptedByTheKernel) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   Status s = blocker->Apply(Ban("192.0.2.99", 10LL * 365 * 86400));
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(Elements("banned_v4")["192.0.2.99"], 365 * 86400);
   auto bans = store_->ActiveBans(kNow);
   ASSERT_EQ(bans->size(), 1u);
@@ -218,7 +219,7 @@ TEST_F(NftablesNetnsTest, TenYearBanIsAcceptedByTheKernel) {
 
 TEST_F(NftablesNetnsTest, FlushedRulesetIsRestoredOnCheck) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.10", 3600)).ok());
   ASSERT_TRUE(blocker->Apply(Ban("2001:db8:1::5", 3600)).ok());
 
@@ -227,7 +228,7 @@ TEST_F(NftablesNetnsTest, FlushedRulesetIsRestoredOnCheck) {
 
   clock_.Advance(100 * kMicrosPerSecond);
   auto check = blocker->Check(Ban("192.0.2.10", 3600));
-  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  ASSERT_OK(check);
   EXPECT_TRUE(*check);
   auto v4 = Elements("banned_v4");
   ASSERT_EQ(v4.count("192.0.2.10"), 1u);
@@ -237,7 +238,7 @@ TEST_F(NftablesNetnsTest, FlushedRulesetIsRestoredOnCheck) {
 
 TEST_F(NftablesNetnsTest, ApplyAfterFlushRecreatesTableWithEarlierBans) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.20", 3600)).ok());
   ASSERT_EQ(RunCommand({"nft", "flush", "ruleset"}).exit_code, 0);
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.21", 3600)).ok());
@@ -262,7 +263,7 @@ TEST_F(NftablesNetnsTest, StartRestoresUnexpiredStoredBansOnly) {
                 .exit_code,
             0);
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   auto v4 = Elements("banned_v4");
   EXPECT_EQ(v4.size(), 2u);
   EXPECT_EQ(v4["192.0.2.1"], 60);
@@ -276,7 +277,7 @@ TEST_F(NftablesNetnsTest, StartRestoresUnexpiredStoredBansOnly) {
 
 TEST_F(NftablesNetnsTest, BanInsideAWiderBanIsCoveredNotAnError) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.5", 3600)).ok());
   // A wider ban replaces the element of the narrower one in the same transaction.
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.0/24", 3600)).ok());
@@ -295,7 +296,7 @@ TEST_F(NftablesNetnsTest, AggregatesAddressesOfOnePrefix) {
   o.aggregate_v6 = 64;
   o.aggregate_threshold = 3;
   auto blocker = MakeBlocker(o);
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("203.0.113.1", 600)).ok());
   ASSERT_TRUE(blocker->Apply(Ban("203.0.113.2", 1200)).ok());
   EXPECT_EQ(Elements("banned_v4").size(), 2u);
@@ -319,7 +320,7 @@ TEST_F(NftablesNetnsTest, DropRuleCountsPacketsFromBannedSourceOnly) {
   NftablesOptions o;
   o.ports = {25};
   auto blocker = MakeBlocker(o);
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("127.0.0.2", 600)).ok());
 
   int listener = socket(AF_INET, SOCK_STREAM, 0);
@@ -389,7 +390,7 @@ TEST_F(NftablesNetnsTest, RestoresOneHundredThousandBansInOneTransaction) {
   Status s = blocker->RestoreBans(bans, kNow);
   const auto elapsed = std::chrono::steady_clock::now() - start;
   const double cpu = cpu_seconds() - cpu_start;
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   // Reported, not asserted: timing asserts are flaky on a shared machine.
   std::printf("[ measure  ] restored %zu bans in %.3f s wall, %.3f s CPU\n", bans.size(),
               std::chrono::duration<double>(elapsed).count(), cpu);
@@ -419,16 +420,16 @@ TEST_F(NftablesNetnsTest, MaintainLeavesAnIntactTableAlone) {
     SCOPED_TRACE(o.family + " " + o.table + " " + o.hook);
     Nft("flush ruleset");
     auto blocker = MakeBlocker(o);
-    ASSERT_TRUE(blocker->Start().ok());
+    ASSERT_OK(blocker->Start());
     ASSERT_TRUE(blocker->Apply(Ban(o.family == "ip6" ? "2001:db8::7" : "192.0.2.7", 600)).ok());
     const std::int64_t handle = TableHandle(o.family, o.table);
     ASSERT_GE(handle, 0);
     auto damage = blocker->FindDamage();
-    ASSERT_TRUE(damage.ok()) << damage.status().ToString();
+    ASSERT_OK(damage);
     EXPECT_EQ(*damage, "");
     for (int i = 0; i < 3; ++i) {
       Status s = blocker->Maintain();
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_OK(s);
     }
     EXPECT_EQ(TableHandle(o.family, o.table), handle) << "Maintain() rebuilt an intact table";
   }
@@ -436,7 +437,7 @@ TEST_F(NftablesNetnsTest, MaintainLeavesAnIntactTableAlone) {
 
 TEST_F(NftablesNetnsTest, MaintainRestoresEveryUnexpiredBanAfterFlushRuleset) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.10", 3600)).ok());
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.11", 50)).ok());  // expired by the time of the flush
   ASSERT_TRUE(blocker->Apply(Ban("198.51.100.0/24", 0)).ok());
@@ -446,7 +447,7 @@ TEST_F(NftablesNetnsTest, MaintainRestoresEveryUnexpiredBanAfterFlushRuleset) {
   ASSERT_FALSE(TableExists());
   clock_.Advance(100 * kMicrosPerSecond + 400'000);  // 100.4 s later
   Status s = blocker->Maintain();
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
 
   auto v4 = Elements("banned_v4");
   EXPECT_EQ(v4.size(), 2u);
@@ -466,35 +467,35 @@ TEST_F(NftablesNetnsTest, MaintainRestoresEveryUnexpiredBanAfterFlushRuleset) {
 
   // Once repaired, the next call finds nothing to do.
   const std::int64_t handle = TableHandle();
-  ASSERT_TRUE(blocker->Maintain().ok());
+  ASSERT_OK(blocker->Maintain());
   EXPECT_EQ(TableHandle(), handle);
 }
 
 TEST_F(NftablesNetnsTest, MaintainRestoresAfterDeleteTable) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("203.0.113.9", 3600)).ok());
   Nft("delete table inet mxward");
   auto damage = blocker->FindDamage();
-  ASSERT_TRUE(damage.ok());
+  ASSERT_OK(damage);
   EXPECT_EQ(*damage, "table inet mxward");
-  ASSERT_TRUE(blocker->Maintain().ok());
+  ASSERT_OK(blocker->Maintain());
   EXPECT_EQ(Elements("banned_v4")["203.0.113.9"], 3600);
 }
 
 TEST_F(NftablesNetnsTest, MaintainRestoresAMissingDropRuleOrSet) {
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
   ASSERT_TRUE(blocker->Apply(Ban("192.0.2.30", 3600)).ok());
   ASSERT_TRUE(blocker->Apply(Ban("2001:db8:2::1", 3600)).ok());
 
   // The table and sets stay, the chain loses its rules: bans in the set no longer drop anything.
   Nft("flush chain inet mxward input");
   auto damage = blocker->FindDamage();
-  ASSERT_TRUE(damage.ok());
+  ASSERT_OK(damage);
   EXPECT_EQ(*damage, "the drop rule for @banned_v4");
-  ASSERT_TRUE(blocker->Maintain().ok());
-  ASSERT_TRUE(blocker->FindDamage().ok());
+  ASSERT_OK(blocker->Maintain());
+  ASSERT_OK(blocker->FindDamage());
   EXPECT_EQ(*blocker->FindDamage(), "");
   EXPECT_EQ(Elements("banned_v4").count("192.0.2.30"), 1u);
 
@@ -509,9 +510,9 @@ TEST_F(NftablesNetnsTest, MaintainRestoresAMissingDropRuleOrSet) {
   Nft("delete rule inet mxward input handle " + rule_handle);
   Nft("delete set inet mxward banned_v6");
   damage = blocker->FindDamage();
-  ASSERT_TRUE(damage.ok());
+  ASSERT_OK(damage);
   EXPECT_EQ(*damage, "set banned_v6");
-  ASSERT_TRUE(blocker->Maintain().ok());
+  ASSERT_OK(blocker->Maintain());
   EXPECT_EQ(Elements("banned_v6").count("2001:db8:2::1"), 1u);
   EXPECT_EQ(Elements("banned_v4").count("192.0.2.30"), 1u);
 }
@@ -529,7 +530,7 @@ TEST_F(NftablesNetnsTest, MaintainWithOneHundredThousandBansIsCheapUntilTheTable
   auto inserted = RunCommand({"sqlite3", dir_.file("mxward.db"), sql});
   ASSERT_EQ(inserted.exit_code, 0) << inserted.err;
   auto blocker = MakeBlocker();
-  ASSERT_TRUE(blocker->Start().ok());
+  ASSERT_OK(blocker->Start());
 
   // Reported, not asserted: timing asserts are flaky on a shared machine. CPU time too: on a
   // loaded machine the wall time says more about the neighbours than about us.
@@ -542,7 +543,7 @@ TEST_F(NftablesNetnsTest, MaintainWithOneHundredThousandBansIsCheapUntilTheTable
   constexpr int kCalls = 200;
   const double cpu_start = cpu_seconds();
   auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < kCalls; ++i) ASSERT_TRUE(blocker->Maintain().ok());
+  for (int i = 0; i < kCalls; ++i) ASSERT_OK(blocker->Maintain());
   const double us_per_call =
       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() /
       kCalls;
@@ -556,7 +557,7 @@ TEST_F(NftablesNetnsTest, MaintainWithOneHundredThousandBansIsCheapUntilTheTable
   Nft("flush ruleset");
   clock_.Advance(10 * kMicrosPerSecond);
   start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(blocker->Maintain().ok());
+  ASSERT_OK(blocker->Maintain());
   const double restore_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::printf("[ measure  ] Maintain() after flush ruleset: 100000 bans back in %.0f ms\n",

@@ -6,6 +6,7 @@
 #include "actions/postfixadmin/postfixadmin_accounts.h"
 #include "support/postfixadmin_scenarios.h"
 #include "support/sql_servers.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -42,7 +43,7 @@ TEST_F(PostfixAdminMariadbTest, ServerDownIsTransientAndRecoversAfterRestart) {
     testing::SeedPostfixAdmin(db.get());
   }
   auto accounts = scenarios.MakeAccounts();
-  ASSERT_TRUE(accounts->Start().ok());
+  ASSERT_OK(accounts->Start());
   const ActionRecord action = testing::AccountAction("suspend_sending", testing::kAlice);
 
   server_.Stop();
@@ -56,9 +57,9 @@ TEST_F(PostfixAdminMariadbTest, ServerDownIsTransientAndRecoversAfterRestart) {
 
   ASSERT_EQ(server_.Start(), "");
   Status up = accounts->Apply(action);  // the dispatcher's retry
-  ASSERT_TRUE(up.ok()) << up.ToString();
+  ASSERT_OK(up);
   auto check = accounts->Check(action);
-  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  ASSERT_OK(check);
   EXPECT_TRUE(*check);
 }
 

@@ -7,6 +7,7 @@
 #include "actions/postfixadmin/postfixadmin_accounts.h"
 #include "support/postfixadmin_scenarios.h"
 #include "support/sql_servers.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -57,7 +58,7 @@ TEST_F(PostfixAdminPostgresTest, ServerDownIsTransientAndRecoversAfterRestart) {
     testing::SeedPostfixAdmin(db.get());
   }
   auto accounts = scenarios.MakeAccounts();
-  ASSERT_TRUE(accounts->Start().ok());
+  ASSERT_OK(accounts->Start());
   const ActionRecord action = testing::AccountAction("require_password_change", testing::kAlice);
 
   server_.Stop();
@@ -69,9 +70,9 @@ TEST_F(PostfixAdminPostgresTest, ServerDownIsTransientAndRecoversAfterRestart) {
 
   ASSERT_EQ(server_.Start(), "");
   Status up = accounts->Apply(action);
-  ASSERT_TRUE(up.ok()) << up.ToString();
+  ASSERT_OK(up);
   auto check = accounts->Check(action);
-  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  ASSERT_OK(check);
   EXPECT_TRUE(*check);
 }
 

@@ -26,6 +26,7 @@
 
 #include "mxward/syslog_listener.h"
 #include "mxward/syslog_parser.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -262,7 +263,7 @@ void ExpectAllInOrder(const std::vector<Arrived>& got, const std::vector<std::st
 TEST_F(RsyslogForwardTest, EveryLineArrivesInOrderWithProgramAndTime) {
   ParsingSink sink;
   ListenerThread listener(0, &sink);
-  ASSERT_TRUE(listener.Start().ok());
+  ASSERT_OK(listener.Start());
   Rsyslogd rsyslog(dir_, listener.port());
   const auto lines = MakeLines(0, 400);
   AppendNoise();
@@ -285,7 +286,7 @@ TEST_F(RsyslogForwardTest, EveryLineArrivesInOrderWithProgramAndTime) {
 TEST_F(RsyslogForwardTest, QueueDeliversTheRestAfterTheListenerRestarts) {
   ParsingSink sink;
   auto listener = std::make_unique<ListenerThread>(0, &sink);
-  ASSERT_TRUE(listener->Start().ok());
+  ASSERT_OK(listener->Start());
   const std::uint16_t port = listener->port();
   Rsyslogd rsyslog(dir_, port);
 
@@ -314,7 +315,7 @@ TEST_F(RsyslogForwardTest, QueueDeliversTheRestAfterTheListenerRestarts) {
 
   listener = std::make_unique<ListenerThread>(port, &sink);
   Status st = listener->Start();
-  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_OK(st);
   const auto after = MakeLines(300, 350);
   AppendLines(after);
 

@@ -19,6 +19,7 @@
 
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -153,7 +154,7 @@ TEST_F(ServeTest, SigtermDuringABurstDrainsTheEngineAndTheRecorder) {
   })) << Metrics();
   ASSERT_TRUE(daemon_.Signal(SIGTERM));
   const bool exited =
-      testing::PollUntil([&] { return !daemon_.running(); }, std::chrono::seconds(20));
+      testing::Eventually([&] { return !daemon_.running(); }, std::chrono::seconds(20));
   stop_sending = true;
   sender.join();
   ASSERT_TRUE(exited) << "still running 20 s after SIGTERM: " << Log();
@@ -171,11 +172,11 @@ TEST_F(ServeTest, SigtermDuringABurstDrainsTheEngineAndTheRecorder) {
   EXPECT_GE(lines, 4000u);
   EXPECT_GT(incidents, 0u);
   auto store = IncidentStore::Open(db_);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_OK(store);
   IncidentQuery q;
   q.limit = 1'000'000;
   auto list = (*store)->ListIncidents(q);
-  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_OK(list);
   EXPECT_EQ(list->size(), incidents) << "every incident the engine opened is in the store";
   RecordProperty("lines_before_stop", std::to_string(lines));
   RecordProperty("incidents_recorded", std::to_string(incidents));

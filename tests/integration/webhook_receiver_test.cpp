@@ -29,7 +29,11 @@
 #include "mxward/action_dispatcher.h"
 #include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
+#include "support/eventually.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
+
+using mxward::testing::Eventually;
 
 namespace mxward {
 namespace {
@@ -38,16 +42,6 @@ using testing::TempDir;
 
 constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;
 
-template <typename Fn>
-bool Eventually(Fn&& fn, std::chrono::seconds limit = std::chrono::seconds(30)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fn()) return true;
-    std::this_thread::yield();
-  }
-  return fn();
-}
-
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;
@@ -55,7 +49,7 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// A python3 script from tests/integration/support, started and killed by the test.
+// A python3 script from tests/support, started and killed by the test.
 class ScriptProcess {
  public:
   ScriptProcess(const std::string& script, std::vector<std::string> args) {
@@ -123,7 +117,7 @@ class WebhookReceiverTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_EQ(::access("/usr/bin/python3", X_OK), 0) << "python3 is required for this test";
     auto s = IncidentStore::Open(dir_.file("state.db"));
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_OK(s);
     store_ = std::move(*s);
     std::ofstream(dir_.file("secret")) << "s3cret-hmac-key\n";
     ::chmod(dir_.file("secret").c_str(), 0600);
@@ -152,7 +146,7 @@ class WebhookReceiverTest : public ::testing::Test {
         port, dir_.file("secret"));
     std::vector<Diagnostic> diags;
     auto config = Config::Load(dir_.file("mxward.toml"), &diags);
-    EXPECT_TRUE(config.ok()) << config.status().ToString();
+    EXPECT_OK(config);
     return *config;
   }
 
@@ -176,7 +170,7 @@ TEST_F(WebhookReceiverTest, EveryNotificationArrivesOnceAndInOrderThroughFailure
   std::vector<std::int64_t> ids;
   for (const Incident& inc : incidents) {
     auto actions = store_->ActionsForIncident(inc.id);
-    ASSERT_TRUE(actions.ok());
+    ASSERT_OK(actions);
     ASSERT_EQ(actions->size(), 1u);
     ids.push_back((*actions)[0].id);
   }
@@ -184,12 +178,12 @@ TEST_F(WebhookReceiverTest, EveryNotificationArrivesOnceAndInOrderThroughFailure
   std::vector<Diagnostic> diags;
   std::vector<std::string> notes;
   auto executors = BuildExecutors(config, dir_.file("state.db"), &diags, &notes);
-  ASSERT_TRUE(executors.ok()) << executors.status().ToString();
+  ASSERT_OK(executors);
   auto options = DispatcherOptions::FromConfig(config, &diags);
-  ASSERT_TRUE(options.ok());
+  ASSERT_OK(options);
   options->poll_interval_ms = 20;
   ActionDispatcher dispatcher(dir_.file("state.db"), std::move(*executors), *options, &clock_);
-  ASSERT_TRUE(dispatcher.Start().ok());
+  ASSERT_OK(dispatcher.Start());
 
   // Down: the first notification fails and waits for its retry; the others wait behind it.
   ASSERT_TRUE(Eventually([&] { return Get(ids[0]).attempts == 1; }));
@@ -283,7 +277,7 @@ TEST_F(WebhookReceiverTest, AReceiverThatNeverAnswersIsRetriedWithoutHoldingUpOt
       ntohs(addr.sin_port), port, dir_.file("secret"), dir_.file("exec-ran"));
   std::vector<Diagnostic> diags;
   auto config = Config::Load(dir_.file("mxward.toml"), &diags);
-  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ASSERT_OK(config);
 
   // The stuck webhook comes first; ops webhooks of three incidents and an exec follow it.
   std::vector<Incident> incidents;
@@ -296,7 +290,7 @@ TEST_F(WebhookReceiverTest, AReceiverThatNeverAnswersIsRetriedWithoutHoldingUpOt
   std::vector<std::int64_t> ops;
   for (const Incident& inc : incidents) {
     auto actions = store_->ActionsForIncident(inc.id);
-    ASSERT_TRUE(actions.ok());
+    ASSERT_OK(actions);
     for (const ActionRecord& a : *actions) {
       if (a.type == "exec") {
         exec = a.id;
@@ -312,12 +306,12 @@ TEST_F(WebhookReceiverTest, AReceiverThatNeverAnswersIsRetriedWithoutHoldingUpOt
 
   std::vector<std::string> notes;
   auto executors = BuildExecutors(*config, dir_.file("state.db"), &diags, &notes);
-  ASSERT_TRUE(executors.ok()) << executors.status().ToString();
+  ASSERT_OK(executors);
   auto options = DispatcherOptions::FromConfig(*config, &diags);
-  ASSERT_TRUE(options.ok());
+  ASSERT_OK(options);
   options->poll_interval_ms = 20;
   ActionDispatcher dispatcher(dir_.file("state.db"), std::move(*executors), *options, &clock_);
-  ASSERT_TRUE(dispatcher.Start().ok());
+  ASSERT_OK(dispatcher.Start());
 
   // Everything else is done while the stuck one waits for its retry (the clock stands still, so
   // its backoff never ends on its own).
@@ -374,12 +368,12 @@ TEST_F(WebhookReceiverTest, ClientErrorsFailAtOnceAndSlackAndTeamsBodiesAreAccep
                                      MakeIncident(3, {{"target", "closed"}})};
   ASSERT_TRUE(store_->RecordIncidents(&incidents, kT0).ok());
   WebhookNotifier notifier(options, dir_.file("state.db"));
-  ASSERT_TRUE(notifier.Start().ok());
+  ASSERT_OK(notifier.Start());
   for (int i = 0; i < 2; ++i) {
     auto actions = store_->ActionsForIncident(incidents[i].id);
-    ASSERT_TRUE(actions.ok());
+    ASSERT_OK(actions);
     Status s = notifier.Apply((*actions)[0]);
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_OK(s);
   }
   auto closed = store_->ActionsForIncident(incidents[2].id);
   Status down = notifier.Apply((*closed)[0]);
@@ -420,7 +414,7 @@ TEST(WebhookPureTest, HmacRetryAfterAndSecretFiles) {
   EXPECT_NE(r.status().message().find("0644"), std::string::npos);
   ::chmod(dir.file("open").c_str(), 0600);
   r = ReadSecretFile(dir.file("open"));
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_EQ(*r, "k");
 }
 
@@ -439,10 +433,10 @@ TEST_F(WebhookReceiverTest, MailReachesAnSmtpReceiver) {
   incidents[0].key = "evil\r\nBcc: victim@example.net";
   ASSERT_TRUE(store_->RecordIncidents(&incidents, kT0).ok());
   auto actions = store_->ActionsForIncident(incidents[0].id);
-  ASSERT_TRUE(actions.ok());
+  ASSERT_OK(actions);
   MailNotifier mail(options, dir_.file("state.db"), &clock_);
   Status s = mail.Apply((*actions)[0]);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   ASSERT_TRUE(Eventually(
       [&] { return ReadFile(dir_.file("mail.txt")).find("QUIT") != std::string::npos; }));
   const std::string session = ReadFile(dir_.file("mail.txt"));

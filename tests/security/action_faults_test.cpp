@@ -21,26 +21,19 @@
 #include "mxward/action_dispatcher.h"
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
+#include "support/eventually.h"
 #include "support/nft_sets.h"
 #include "support/postfixadmin_scenarios.h"
 #include "support/server_process.h"
 #include "support/sql_servers.h"
+#include "support/status_matchers.h"
+
+using mxward::testing::Eventually;
 
 namespace mxward {
 namespace {
 
 using testing::TempDir;
-
-// Polls a condition until it holds or the deadline passes (never a sleep as synchronisation).
-template <typename Fn>
-bool Eventually(Fn&& fn, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fn()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling interval only
-  }
-  return fn();
-}
 
 // The database of PostfixAdmin goes away while a suspension is due, stays away through several
 // retries, and comes back: the suspension is applied exactly once (one `log` row, smtp_active 0,
@@ -59,17 +52,17 @@ void SuspensionSurvivesADatabaseOutage(Server& server) {
   const std::string store_path = dir.file("mxward.db");
   {
     auto db = SqlConnection::Open(options.database);
-    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    ASSERT_OK(db);
     testing::SeedPostfixAdmin(db->get());
   }
   auto store = IncidentStore::Open(store_path);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_OK(store);
 
   server.Stop();  // down before the action is due
   auto id = (*store)->EnqueueAction(
       42, ActionRequest{"suspend_sending", {{"user", testing::kAlice}}, false}, false,
       SystemClock::Instance()->Now());
-  ASSERT_TRUE(id.ok());
+  ASSERT_OK(id);
 
   DispatcherOptions d;
   d.base_backoff_ms = 20;
@@ -80,10 +73,10 @@ void SuspensionSurvivesADatabaseOutage(Server& server) {
   executors.push_back(
       std::make_unique<PostfixAdminAccounts>(options, store_path, SystemClock::Instance()));
   ActionDispatcher dispatcher(store_path, std::move(executors), d, SystemClock::Instance());
-  ASSERT_TRUE(dispatcher.Start().ok());
+  ASSERT_OK(dispatcher.Start());
   auto action = [&] {
     auto a = (*store)->GetAction(*id);
-    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_OK(a);
     return a.ok() ? *a : ActionRecord{};
   };
   // Several failed attempts while the server is down; the action stays pending.
@@ -98,7 +91,7 @@ void SuspensionSurvivesADatabaseOutage(Server& server) {
   dispatcher.Stop(std::chrono::seconds(5));
 
   auto db = SqlConnection::Open(options.database);
-  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  ASSERT_OK(db);
   const testing::MailboxRow row = testing::ReadMailbox(db->get(), testing::kAlice);
   EXPECT_FALSE(row.smtp_active);
   EXPECT_TRUE(row.active);
@@ -172,8 +165,8 @@ TEST(ActionFaultsTest, KillDashNineDuringABurstLosesAndDoublesNothing) {
       {"/usr/bin/python3", std::string(MXWARD_SOURCE_DIR) + "/tests/support/webhook_receiver.py",
        "--port-file", dir.file("port"), "--log", dir.file("requests.jsonl"), "--plan", plan},
       dir.file("receiver.log")));
-  ASSERT_TRUE(testing::PollUntil([&] { return ::access(dir.file("port").c_str(), R_OK) == 0; },
-                                 std::chrono::seconds(20)))
+  ASSERT_TRUE(testing::Eventually([&] { return ::access(dir.file("port").c_str(), R_OK) == 0; },
+                                  std::chrono::seconds(20)))
       << "the receiver did not start";
   const int port = std::stoi(testing::MariadbServer::ReadWholeFile(dir.file("port")));
 
@@ -230,7 +223,7 @@ TEST(ActionFaultsTest, KillDashNineDuringABurstLosesAndDoublesNothing) {
 
   // Incidents the first daemon recorded are all there; wait until their actions are done.
   auto store = IncidentStore::Open(db);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_OK(store);
   IncidentQuery q;
   q.limit = 1000;
   ASSERT_TRUE(restarted.WaitFor(
@@ -246,10 +239,10 @@ TEST(ActionFaultsTest, KillDashNineDuringABurstLosesAndDoublesNothing) {
   std::set<std::string> expected;
   int actions = 0, done = 0;
   auto incidents = (*store)->ListIncidents(q);
-  ASSERT_TRUE(incidents.ok()) << incidents.status().ToString();
+  ASSERT_OK(incidents);
   for (const Incident& inc : *incidents) {
     auto of_incident = (*store)->ActionsForIncident(inc.id);
-    ASSERT_TRUE(of_incident.ok()) << of_incident.status().ToString();
+    ASSERT_OK(of_incident);
     for (const ActionRecord& a : *of_incident) {
       ++actions;
       if (a.status == ActionStatus::kDone) ++done;

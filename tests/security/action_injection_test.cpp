@@ -27,6 +27,7 @@
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
 #include "support/nft_sets.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -34,7 +35,7 @@ namespace {
 
 using testing::KernelSetElements;
 using testing::NetworkNamespace;
-using testing::PollUntil;
+using testing::Eventually;
 using testing::RunCommand;
 using testing::TempDir;
 using namespace std::string_literals;
@@ -97,7 +98,7 @@ class ActionInjectionTest : public ::testing::Test {
     canary_ = dir_.file("PWNED");
     store_path_ = dir_.file("mxward.db");
     auto store = IncidentStore::Open(store_path_);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_OK(store);
     store_ = std::move(*store);
   }
 
@@ -116,7 +117,7 @@ class ActionInjectionTest : public ::testing::Test {
     std::ofstream(path) << toml;
     std::vector<Diagnostic> diags;
     auto config = Config::Load(path, &diags);
-    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    ASSERT_OK(config);
     std::vector<std::string> notes;
     auto built = BuildExecutors(*config, store_path_, &diags, &notes);
     std::string all;
@@ -125,7 +126,7 @@ class ActionInjectionTest : public ::testing::Test {
     executors_ = std::move(*built);
     for (auto& e : executors_) {
       const Status s = e->Start();
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_OK(s);
     }
   }
 
@@ -156,7 +157,7 @@ class ActionInjectionTest : public ::testing::Test {
     inc.actions.push_back({type, std::move(params), false});
     std::vector<Incident> v{inc};
     const Status recorded = store_->RecordIncidents(&v, kT0);
-    EXPECT_TRUE(recorded.ok()) << recorded.ToString();
+    EXPECT_OK(recorded);
     auto actions = store_->ActionsForIncident(v[0].id);
     EXPECT_TRUE(actions.ok() && actions->size() == 1)
         << (actions.ok() ? std::to_string(actions->size()) : actions.status().ToString());
@@ -322,7 +323,7 @@ TEST_F(ActionInjectionTest, PostfixAdminMatchesTheUserExactly) {
     SCOPED_TRACE(u);
     ActionRecord a = Record(u, "suspend", {{"user", u}});
     const Status s = suspend->Apply(a);
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_OK(s);
     expected.push_back(u);
     std::sort(expected.begin(), expected.end());
     EXPECT_EQ(inactive(), expected) << "suspending '" << u << "' touched other rows";
@@ -360,7 +361,7 @@ s.serve_forever()
     execlp("python3", "python3", script.c_str(), out.c_str(), nullptr);
     _exit(127);
   }
-  ASSERT_TRUE(PollUntil([&] { return std::filesystem::exists(out + "/port"); }))
+  ASSERT_TRUE(Eventually([&] { return std::filesystem::exists(out + "/port"); }))
       << "python3 receiver did not start";
   const std::string port = ReadFile(out + "/port");
   Build("[webhook.ops]\nurl = \"http://127.0.0.1:" + port + "/hook\"\n");
@@ -373,7 +374,7 @@ s.serve_forever()
     SCOPED_TRACE(text);
     ActionRecord a = Record(text, "webhook", {{"target", "ops"}});
     const Status s = webhook->Apply(a);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
     ++n;
     char name[32];
     std::snprintf(name, sizeof name, "/body-%04d", n);
@@ -412,14 +413,14 @@ s.serve_forever()
     execlp("python3", "python3", script.c_str(), out.c_str(), nullptr);
     _exit(127);
   }
-  ASSERT_TRUE(PollUntil([&] { return std::filesystem::exists(out + "/port"); }));
+  ASSERT_TRUE(Eventually([&] { return std::filesystem::exists(out + "/port"); }));
   Build("[webhook.ops]\nurl = \"http://127.0.0.1:" + ReadFile(out + "/port") + "/hook\"\n");
   ActionExecutor* webhook = For("webhook");
   ASSERT_NE(webhook, nullptr);
   ActionRecord a = Record("jos\xe9 \xff\xfe", "webhook", {{"target", "ops"}});
   Status s = Status::Ok();
   ASSERT_NO_THROW(s = webhook->Apply(a));
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   const std::string body = ReadFile(out + "/body");
   EXPECT_NO_THROW(nlohmann::json::parse(body)) << body;
 }
@@ -444,7 +445,7 @@ TEST_F(ActionInjectionTest, ExecGetsTheTextAsOneValueNeverAsCode) {
     SCOPED_TRACE(text);
     ActionRecord a = Record(text, "exec", {{"target", "record"}});
     const Status s = exec->Apply(a);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
     // argv is the configured one, word for word: nothing the text says is split or added.
     EXPECT_EQ(ReadFile(out + ".argc"), "2");
     EXPECT_EQ(ReadFile(out + ".argv"), "--fixed\n{key}\n");

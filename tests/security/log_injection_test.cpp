@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mxward/parser_pack.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -169,7 +170,7 @@ class LogInjectionTest : public ::testing::Test {
   static void SetUpTestSuite() {
     std::vector<Diagnostic> diags;
     auto pack = ParserPack::Load({kParsers}, &diags);
-    ASSERT_TRUE(pack.ok()) << pack.status().ToString();
+    ASSERT_OK(pack);
     pack_ = new std::shared_ptr<const ParserPack>(*pack);
   }
   static void TearDownTestSuite() {

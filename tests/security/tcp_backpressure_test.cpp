@@ -36,12 +36,13 @@
 
 #include "mxward/syslog_listener.h"
 #include "support/daemon.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
 
 using testing::ConnectLoopbackTcp;
-using testing::PollUntil;
+using testing::Eventually;
 
 // Every line is kPrefix + connection digit + " n=" + 10 digits + kSuffix.
 constexpr std::string_view kPrefix = "<22>Nov 23 15:04:05 mx1 postfix/smtpd[4101]: bp c=";
@@ -240,7 +241,7 @@ TEST(TcpBackpressureTest, TenMillionLinesThroughASlowEngineNoneLostMemoryBounded
   SlowCheckingSink sink(total / 5, 20'000, std::chrono::milliseconds(2));
   boost::asio::io_context io;
   SyslogListener listener(io, specs, &sink);
-  ASSERT_TRUE(listener.Start().ok());
+  ASSERT_OK(listener.Start());
   std::thread io_thread([&] { io.run(); });
   const std::uint64_t rss_before = RssBytes();
 
@@ -270,7 +271,7 @@ TEST(TcpBackpressureTest, TenMillionLinesThroughASlowEngineNoneLostMemoryBounded
   // While the engine is stopped, both senders must end up blocked: the kernel buffers are full
   // and nothing else takes their data.
   ASSERT_TRUE(sink.WaitStalled(std::chrono::seconds(120)));
-  const bool both_blocked = PollUntil(
+  const bool both_blocked = Eventually(
       [&] { return octet.blocked_now.load() && lf.blocked_now.load(); }, std::chrono::seconds(30));
   const std::uint64_t written_at_stall = octet.lines_written + lf.lines_written;
   const std::uint64_t received_at_stall = sink.received();
@@ -283,7 +284,7 @@ TEST(TcpBackpressureTest, TenMillionLinesThroughASlowEngineNoneLostMemoryBounded
 
   // The rest, watching memory as it goes.
   std::uint64_t rss_peak = rss_at_stall, buffers_peak = buffers_at_stall;
-  const bool all = PollUntil(
+  const bool all = Eventually(
       [&] {
         rss_peak = std::max(rss_peak, RssBytes());
         buffers_peak =

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/eventually.h"
 #include "support/subprocess.h"
 
 namespace mxward::testing {
@@ -55,17 +56,6 @@ class NetworkNamespace {
   bool ok_ = false;
   std::string error_;
 };
-
-// Polls cond every 20 ms until it holds or timeout passes.
-template <typename Cond>
-bool PollUntil(Cond cond, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 // Connects to 127.0.0.1:port over TCP; -1 on failure.
 inline int ConnectLoopbackTcp(int port) {
@@ -195,7 +185,10 @@ class ServeProcess {
   // Polls cond until it holds; false when the deadline passed or the daemon died.
   template <typename Cond>
   bool WaitFor(Cond cond, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-    return PollUntil([&] { return !running() || cond(); }, timeout) && running() && cond();
+    // Every 20 ms: a condition here reads the daemon's log or its store.
+    return Eventually([&] { return !running() || cond(); }, timeout,
+                      std::chrono::milliseconds(20)) &&
+           running() && cond();
   }
   bool WaitForLog(const std::string& needle,
                   std::chrono::milliseconds timeout = std::chrono::seconds(30)) {

@@ -2,7 +2,7 @@
 // test, MariaDB and PostgreSQL against real servers). Each scenario seeds PostfixAdmin rows,
 // runs PostfixAdminAccounts actions, and reads the rows back through a second, independent
 // SqlConnection, so what is checked is what Dovecot and Postfix would see.
-// Header-only: include "integration/support/postfixadmin_scenarios.h".
+// Header-only: include "support/postfixadmin_scenarios.h".
 #pragma once
 
 #include <gtest/gtest.h>

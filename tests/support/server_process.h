@@ -4,7 +4,7 @@
 // PR_SET_PDEATHSIG so it dies with the test even if the test crashes, and its output in a log
 // file for failure messages. Stop() sends SIGTERM and waits (with a deadline, through a pidfd),
 // then SIGKILL. WaitUntil() polls a readiness condition with a deadline: tests never sleep to
-// synchronise. Header-only: include "integration/support/server_process.h".
+// synchronise. Header-only: include "support/server_process.h".
 #pragma once
 
 #include <arpa/inet.h>
@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/eventually.h"
 #include "support/subprocess.h"
 
 namespace mxward::testing {
@@ -46,17 +47,19 @@ inline int FreeLoopbackPort() {
   return port;
 }
 
-// Polls `ready` until it returns true or the deadline passes; false on timeout or when
-// `give_up` (a crashed server, ...) returns true.
+// Polls `ready` (every 50 ms: it usually connects to the server) until it returns true or the
+// deadline passes; false on timeout or when `give_up` (a crashed server, ...) returns true.
 inline bool WaitUntil(std::chrono::milliseconds timeout, const std::function<bool()>& ready,
                       const std::function<bool()>& give_up = nullptr) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (ready()) return true;
-    if (give_up && give_up()) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll interval, not a sync
-  }
-  return ready();
+  bool gave_up = false;
+  const bool done = Eventually(
+      [&] {
+        if (ready()) return true;
+        gave_up = give_up && give_up();
+        return gave_up;
+      },
+      timeout, std::chrono::milliseconds(50));
+  return done && !gave_up;
 }
 
 class ServerProcess {

@@ -16,7 +16,11 @@
 #include <thread>
 
 #include "mxward/incident_store.h"
+#include "support/eventually.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
+
+using mxward::testing::Eventually;
 
 namespace mxward {
 namespace {
@@ -24,17 +28,6 @@ namespace {
 using testing::TempDir;
 
 constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;
-
-// Polls a condition until it holds or a generous deadline passes (no sleeps as synchronisation).
-template <typename Fn>
-bool Eventually(Fn&& fn, std::chrono::seconds limit = std::chrono::seconds(20)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fn()) return true;
-    std::this_thread::yield();
-  }
-  return fn();
-}
 
 // What a fake executor saw, shared with the test (the dispatcher owns the executor).
 struct Journal {
@@ -126,7 +119,7 @@ class ActionDispatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto s = IncidentStore::Open(db());
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_OK(s);
     store_ = std::move(*s);
     options_.base_backoff_ms = 1000;
     options_.max_backoff_ms = 60'000;
@@ -139,12 +132,12 @@ class ActionDispatcherTest : public ::testing::Test {
                        bool revert = false) {
     auto id = store_->EnqueueAction(incident, ActionRequest{type, std::move(params), false}, revert,
                                     clock_.Now());
-    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    EXPECT_OK(id);
     return *id;
   }
   ActionRecord Get(std::int64_t id) {
     auto a = store_->GetAction(id);
-    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_OK(a);
     return *a;
   }
   std::vector<std::unique_ptr<ActionExecutor>> One(std::set<std::string> types) {
@@ -253,9 +246,9 @@ TEST(DispatcherOptionsTest, ReadsDispatcherSectionWithLocatedErrors) {
   }
   std::vector<Diagnostic> diags;
   auto config = Config::Load(path, &diags);
-  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ASSERT_OK(config);
   auto o = DispatcherOptions::FromConfig(*config, &diags);
-  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  ASSERT_OK(o);
   EXPECT_EQ(o->max_attempts, 5);
   EXPECT_EQ(o->base_backoff_ms, 2000);
   EXPECT_EQ(o->max_backoff_ms, 300'000);
@@ -270,7 +263,7 @@ TEST(DispatcherOptionsTest, ReadsDispatcherSectionWithLocatedErrors) {
   }
   diags.clear();
   config = Config::Load(path, &diags);
-  ASSERT_TRUE(config.ok());
+  ASSERT_OK(config);
   o = DispatcherOptions::FromConfig(*config, &diags);
   EXPECT_FALSE(o.ok());
   ASSERT_EQ(diags.size(), 2u);
@@ -286,7 +279,7 @@ TEST(DispatcherOptionsTest, ReadsDispatcherSectionWithLocatedErrors) {
 TEST_F(ActionDispatcherTest, AppliesAndRecordsDone) {
   const auto id = Enqueue("ban", {{"address", "192.0.2.7"}});
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   ActionRecord a = Get(id);
   EXPECT_EQ(a.status, ActionStatus::kDone);
   EXPECT_EQ(a.attempts, 1);
@@ -294,7 +287,7 @@ TEST_F(ActionDispatcherTest, AppliesAndRecordsDone) {
   EXPECT_EQ(journal_->starts, 1);
   EXPECT_EQ(d.stats().applied, 1u);
   // Nothing is due any more: a second pass runs nothing.
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   EXPECT_EQ(journal_->calls[id], 1);
 }
 
@@ -302,7 +295,7 @@ TEST_F(ActionDispatcherTest, TransientFailureRetriesWithBackoffThenSucceeds) {
   const auto id = Enqueue("ban", {{"address", "192.0.2.7"}});
   journal_->script[id] = {Status::Unavailable("nft busy")};
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   ActionRecord a = Get(id);
   EXPECT_EQ(a.status, ActionStatus::kPending);
   EXPECT_EQ(a.attempts, 1);
@@ -310,7 +303,7 @@ TEST_F(ActionDispatcherTest, TransientFailureRetriesWithBackoffThenSucceeds) {
   EXPECT_GE(a.next_attempt_at, kT0);
   EXPECT_LE(a.next_attempt_at, kT0 + 1000 * 1000);  // within the first ceiling (1 s)
   clock_.Set(a.next_attempt_at);
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   a = Get(id);
   EXPECT_EQ(a.status, ActionStatus::kDone);
   EXPECT_EQ(a.attempts, 2);
@@ -325,7 +318,7 @@ TEST_F(ActionDispatcherTest, GivesUpAfterMaxAttemptsAndFailsPermanentErrorsAtOnc
   journal_->script[bad] = {Status::InvalidArgument("no such set")};
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(d.RunDueOnce().ok());
+    ASSERT_OK(d.RunDueOnce());
     clock_.Advance(120 * kMicrosPerSecond);
   }
   ActionRecord a = Get(flaky);
@@ -350,7 +343,7 @@ TEST_F(ActionDispatcherTest, RoutesByTypeAndRevertCallsRevert) {
   const auto suspend = Enqueue("suspend", {{"user", "bob@example.org"}});
   const auto unknown = Enqueue("teleport", {{"user", "bob@example.org"}});
   ActionDispatcher d(db(), std::move(execs), options_, &clock_);
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   EXPECT_EQ(journal_->applied, std::vector<std::int64_t>{ban});
   EXPECT_EQ(journal_->reverted, std::vector<std::int64_t>{unban});
   EXPECT_EQ(other->applied, std::vector<std::int64_t>{suspend});
@@ -367,7 +360,7 @@ TEST_F(ActionDispatcherTest, DryRunExecutorRecordsDryRunWithTheReason) {
       std::map<std::string, std::string, std::less<>>{{"ban", "dry-run: no [nftables]"}}));
   const auto id = Enqueue("ban", {{"address", "192.0.2.7"}});
   ActionDispatcher d(db(), std::move(execs), options_, &clock_);
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   ActionRecord a = Get(id);
   EXPECT_EQ(a.status, ActionStatus::kDryRun);
   EXPECT_EQ(a.last_error, "dry-run: no [nftables]");
@@ -380,17 +373,17 @@ TEST_F(ActionDispatcherTest, LaterActionsOfOneSubjectWaitBehindARetry) {
   const auto other = Enqueue("webhook", {{"target", "chat"}});
   journal_->script[first] = {Status::Unavailable("HTTP 503")};
   ActionDispatcher d(db(), One({"webhook"}), options_, &clock_);
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   EXPECT_EQ(Get(first).status, ActionStatus::kPending);
   EXPECT_EQ(Get(second).status, ActionStatus::kPending);  // behind `first`, not run
   EXPECT_EQ(journal_->calls.count(second), 0u);
   EXPECT_EQ(Get(other).status, ActionStatus::kDone);  // another receiver is not held up
   // A fresh dispatcher (a restart) keeps the order too.
   ActionDispatcher restarted(db(), One({"webhook"}), options_, &clock_);
-  ASSERT_TRUE(restarted.RunDueOnce().ok());
+  ASSERT_OK(restarted.RunDueOnce());
   EXPECT_EQ(journal_->calls.count(second), 0u);
   clock_.Advance(2 * kMicrosPerSecond);
-  ASSERT_TRUE(restarted.RunDueOnce().ok());
+  ASSERT_OK(restarted.RunDueOnce());
   EXPECT_EQ(journal_->applied, (std::vector<std::int64_t>{other, first, second}));
 }
 
@@ -399,13 +392,13 @@ TEST_F(ActionDispatcherTest, ASubjectIsReleasedWhenAnotherProcessRanItsHead) {
   const auto second = Enqueue("webhook", {{"target", "ops"}});
   journal_->script[first] = {Status::Unavailable("HTTP 503")};
   ActionDispatcher daemon(db(), One({"webhook"}), options_, &clock_);
-  ASSERT_TRUE(daemon.RunDueOnce().ok());
+  ASSERT_OK(daemon.RunDueOnce());
   EXPECT_EQ(Get(first).status, ActionStatus::kPending);
   // Another process (the CLI) runs the head once it is due.
   clock_.Advance(2 * kMicrosPerSecond);
   ASSERT_TRUE(store_->MarkActionDone(first, clock_.Now()).ok());
   // The daemon's memory of the head must not hold `second` back for ever.
-  ASSERT_TRUE(daemon.RunDueOnce().ok());
+  ASSERT_OK(daemon.RunDueOnce());
   EXPECT_EQ(Get(second).status, ActionStatus::kDone);
 }
 
@@ -417,7 +410,7 @@ TEST_F(ActionDispatcherTest, SafetyValveRefusesBeyondTheCapButNotUndoOrManualAct
   const auto manual = Enqueue("ban", {{"address", "198.51.100.1"}}, /*incident=*/0);
   const auto undo = Enqueue("ban", {{"address", "198.51.100.2"}}, 1, /*revert=*/true);
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   EXPECT_EQ(Get(ids[0]).status, ActionStatus::kDone);
   EXPECT_EQ(Get(ids[1]).status, ActionStatus::kDone);
   ActionRecord r = Get(ids[2]);
@@ -436,7 +429,7 @@ TEST_F(ActionDispatcherTest, AllowlistedTargetsAreRefused) {
   options_.allow_addresses.push_back(p);
   const auto id = Enqueue("ban", {{"address", "192.0.2.7"}});
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
-  ASSERT_TRUE(d.RunDueOnce().ok());
+  ASSERT_OK(d.RunDueOnce());
   ActionRecord a = Get(id);
   EXPECT_EQ(a.status, ActionStatus::kRefused);
   EXPECT_NE(a.last_error.find("allowlisted"), std::string::npos);
@@ -447,7 +440,7 @@ TEST_F(ActionDispatcherTest, AllowlistedTargetsAreRefused) {
 
 TEST_F(ActionDispatcherTest, WorkersRunEverythingExactlyOnce) {
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
-  ASSERT_TRUE(d.Start().ok());
+  ASSERT_OK(d.Start());
   std::vector<std::int64_t> ids;
   for (int i = 0; i < 300; ++i) {
     ids.push_back(Enqueue("ban", {{"address", fmt::format("10.0.{}.{}", i / 250, i % 250)}}));
@@ -459,7 +452,7 @@ TEST_F(ActionDispatcherTest, WorkersRunEverythingExactlyOnce) {
   for (auto id : ids) EXPECT_EQ(journal_->calls[id], 1) << id;
   EXPECT_EQ(journal_->stops, 1);
   auto stats = store_->GetOutboxStats();
-  ASSERT_TRUE(stats.ok());
+  ASSERT_OK(stats);
   EXPECT_EQ(stats->pending, 0);
 }
 
@@ -474,8 +467,8 @@ TEST_F(ActionDispatcherTest, TwoDispatchersOnOneStoreNeverRunTheSameAction) {
   options_.claim_batch = 8;
   ActionDispatcher a(db(), One({"ban"}), options_, &clock_);
   ActionDispatcher b(db(), std::move(e2), options_, &clock_);
-  ASSERT_TRUE(a.Start().ok());
-  ASSERT_TRUE(b.Start().ok());
+  ASSERT_OK(a.Start());
+  ASSERT_OK(b.Start());
   ASSERT_TRUE(Eventually([&] { return journal_->Applied() + j2->Applied() == ids.size(); }));
   a.Stop(std::chrono::seconds(5));
   b.Stop(std::chrono::seconds(5));
@@ -496,7 +489,7 @@ TEST_F(ActionDispatcherTest, AStuckExecutorDelaysOnlyItsOwnType) {
   for (int i = 0; i < 20; ++i)
     bans.push_back(Enqueue("ban", {{"address", fmt::format("10.2.0.{}", i)}}));
   ActionDispatcher d(db(), std::move(execs), options_, &clock_);
-  ASSERT_TRUE(d.Start().ok());
+  ASSERT_OK(d.Start());
   ASSERT_TRUE(Eventually([&] { return journal_->Applied() == bans.size(); }));
   // The webhook worker is waiting on its first webhook, and nothing of it went out.
   ASSERT_TRUE(Eventually([&] {
@@ -513,7 +506,7 @@ TEST_F(ActionDispatcherTest, AStuckExecutorDelaysOnlyItsOwnType) {
     return stuck->stops == 1;
   }));
   auto pending = store_->DueActions(clock_.Now(), 100);
-  ASSERT_TRUE(pending.ok());
+  ASSERT_OK(pending);
   EXPECT_EQ(pending->size(), 4u);  // handed back, due again at once
 }
 
@@ -521,7 +514,7 @@ TEST_F(ActionDispatcherTest, RetryInTheBackgroundWhenTheClockMoves) {
   const auto id = Enqueue("mail", {{"to", "admin@example.org"}});
   journal_->script[id] = {Status::Unavailable("451 try later")};
   ActionDispatcher d(db(), One({"mail"}), options_, &clock_);
-  ASSERT_TRUE(d.Start().ok());
+  ASSERT_OK(d.Start());
   ASSERT_TRUE(Eventually([&] { return Get(id).attempts == 1; }));
   EXPECT_EQ(Get(id).status, ActionStatus::kPending);
   clock_.Advance(5 * kMicrosPerSecond);
@@ -544,7 +537,7 @@ TEST_F(ActionDispatcherTest, MaintainRunsOnEachWorkerAndAStuckApplyElsewhereDoes
   Enqueue("webhook", {{"target", "ops"}});
   options_.maintain_interval_ms = 5;
   ActionDispatcher d(db(), std::move(execs), options_, &clock_);
-  ASSERT_TRUE(d.Start().ok());
+  ASSERT_OK(d.Start());
   ASSERT_TRUE(Eventually([&] {
     std::lock_guard<std::mutex> lk(stuck->mu);
     return stuck->blocked_now == 1;
@@ -605,7 +598,7 @@ TEST_F(ActionDispatcherTest, ClaimsOfADeadOwnerRunAtStartNotAfterTheLease) {
                 ->claimed.size(),
             1u);
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
-  ASSERT_TRUE(d.RunDueOnce().ok());  // the clock has not moved: no lease expired
+  ASSERT_OK(d.RunDueOnce());  // the clock has not moved: no lease expired
   EXPECT_EQ(Get(id).status, ActionStatus::kDone);
   EXPECT_EQ(journal_->calls[id], 1);
 }
@@ -650,7 +643,7 @@ TEST_F(ActionDispatcherTest, ALiveDispatcherInAnotherProcessKeepsItsClaimUntilIt
   // The owner is alive: a second dispatcher (the CLI) must not take the action.
   {
     ActionDispatcher cli(db(), One({"webhook"}), options_, &clock_);
-    ASSERT_TRUE(cli.RunDueOnce().ok());
+    ASSERT_OK(cli.RunDueOnce());
     EXPECT_EQ(journal_->calls.count(id), 0u);
     EXPECT_EQ(Get(id).status, ActionStatus::kPending);
     EXPECT_NE(Get(id).claimed_by, 0);
@@ -660,7 +653,7 @@ TEST_F(ActionDispatcherTest, ALiveDispatcherInAnotherProcessKeepsItsClaimUntilIt
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ActionDispatcher restarted(db(), One({"webhook"}), options_, &clock_);
-  ASSERT_TRUE(restarted.Start().ok());
+  ASSERT_OK(restarted.Start());
   ASSERT_TRUE(Eventually([&] { return Get(id).status == ActionStatus::kDone; }));
   restarted.Stop(std::chrono::seconds(5));
   EXPECT_EQ(journal_->calls[id], 1);
@@ -673,13 +666,13 @@ TEST_F(ActionDispatcherTest, TwoLiveDispatchersInOneProcessSeeEachOtherAlive) {
   std::vector<std::unique_ptr<ActionExecutor>> e;
   e.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"webhook"}, stuck));
   ActionDispatcher a(db(), std::move(e), options_, &clock_);
-  ASSERT_TRUE(a.Start().ok());
+  ASSERT_OK(a.Start());
   ASSERT_TRUE(Eventually([&] {
     std::lock_guard<std::mutex> lk(stuck->mu);
     return stuck->blocked_now == 1;
   }));
   ActionDispatcher b(db(), One({"webhook"}), options_, &clock_);
-  ASSERT_TRUE(b.RunDueOnce().ok());
+  ASSERT_OK(b.RunDueOnce());
   EXPECT_EQ(journal_->calls.count(id), 0u);
   stuck->Release();
   ASSERT_TRUE(Eventually([&] { return Get(id).status == ActionStatus::kDone; }));

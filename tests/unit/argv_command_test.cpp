@@ -2,6 +2,7 @@
 // output capture, stdin, exactly the given environment, the timeout killing the whole process
 // group, and the errors a person reads when a command fails.
 #include "actions/common/argv_command.h"
+#include "support/status_matchers.h"
 
 #include <signal.h>
 
@@ -41,7 +42,7 @@ TEST(ArgvCommandTest, RunsWithoutAShellAndCapturesOutput) {
   // Shell syntax arrives as one literal argument: nothing interprets it.
   c.argv = {"/bin/echo", "a; rm -rf /tmp/x", "$(id)", "`id`"};
   auto r = RunArgvCommand(c);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->exit_code, 0);
   EXPECT_EQ(r->out, "a; rm -rf /tmp/x $(id) `id`\n");
   EXPECT_FALSE(r->timed_out);
@@ -53,7 +54,7 @@ TEST(ArgvCommandTest, WritesStdinAndPassesOnlyTheGivenEnvironment) {
   c.argv = {"/usr/bin/env"};
   c.env = {"MXWARD_USER=alice@example.org"};
   auto r = RunArgvCommand(c);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_NE(r->out.find("MXWARD_USER=alice@example.org\n"), std::string::npos) << r->out;
   EXPECT_NE(r->out.find("PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"), std::string::npos);
   EXPECT_EQ(r->out.find("HOME="), std::string::npos) << "mxward's environment is not inherited";
@@ -62,7 +63,7 @@ TEST(ArgvCommandTest, WritesStdinAndPassesOnlyTheGivenEnvironment) {
   cat.argv = {"/bin/cat"};
   cat.input = std::string(200000, 'x');  // more than a pipe buffer
   auto rc = RunArgvCommand(cat);
-  ASSERT_TRUE(rc.ok());
+  ASSERT_OK(rc);
   EXPECT_EQ(rc->out.size(), 64u * 1024) << "output is bounded by max_output";
   EXPECT_EQ(rc->exit_code, 0);
 }
@@ -71,7 +72,7 @@ TEST(ArgvCommandTest, NonZeroExitNamesProgramAndFirstStderrLine) {
   ArgvCommand c;
   c.argv = {"/bin/ls", "/nonexistent-mxward-path"};
   auto r = RunArgvCommand(c);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_NE(r->exit_code, 0);
   Status s = CheckArgvOutcome(c, *r);
   EXPECT_FALSE(s.ok());
@@ -85,7 +86,7 @@ TEST(ArgvCommandTest, TimeoutStopsTheProgramAndIsTransient) {
   c.argv = {"/bin/sleep", "600"};
   c.timeout = std::chrono::milliseconds(200);
   auto r = RunArgvCommand(c);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_TRUE(r->timed_out);
   EXPECT_EQ(r->signal, SIGTERM);
   Status s = CheckArgvOutcome(c, *r);
@@ -109,13 +110,13 @@ TEST(ArgvCommandTest, PassesStdinAndExactlyTheGivenEnvironment) {
   ArgvCommand cat = Command({"/bin/cat"});
   cat.input = "hello\nworld\n";
   auto r = RunArgvCommand(cat);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->exit_code, 0);
   EXPECT_EQ(r->out, "hello\nworld\n");
   ArgvCommand env = Command({"/usr/bin/env"});
   env.env = {"PATH=/bin", "A=1", "B=two words"};
   r = RunArgvCommand(env);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_EQ(r->out, "PATH=/bin\nA=1\nB=two words\n");  // nothing inherited, no PATH added
 }
 
@@ -123,7 +124,7 @@ TEST(ArgvCommandTest, MergedStderrKeepsTheExitCodeAndFeedsTheError) {
   ArgvCommand c = Command({"/bin/sh", "-c", "echo out; echo oops >&2; exit 3"});
   c.merge_stderr = true;
   auto r = RunArgvCommand(c);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_EQ(r->exit_code, 3);
   EXPECT_EQ(r->out, "out\noops\n");
   EXPECT_EQ(r->err, "");
@@ -135,7 +136,7 @@ TEST(ArgvCommandTest, TimeoutKillsTheWholeProcessGroup) {
   // The script starts a grandchild and waits; at the timeout both must die.
   ArgvCommand c = Command({"/bin/sh", "-c", "sleep 300 & echo $!; wait"}, milliseconds(300));
   auto r = RunArgvCommand(c);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_TRUE(r->timed_out);
   EXPECT_EQ(r->exit_code, -1);
   EXPECT_EQ(r->signal, SIGTERM);
@@ -152,7 +153,7 @@ TEST(ArgvCommandTest, AGrandchildHoldingTheOutputOpenDoesNotHoldUs) {
   // The program exits at once; its background child keeps stdout open for five minutes.
   ArgvCommand c = Command({"/bin/sh", "-c", "sleep 300 & echo $!"}, milliseconds(60'000));
   auto r = RunArgvCommand(c);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_FALSE(r->timed_out) << "waited for the grandchild instead of the program";
   EXPECT_EQ(r->exit_code, 0);
   const int grandchild = std::stoi(r->out);
@@ -164,7 +165,7 @@ TEST(ArgvCommandTest, AChildThatIgnoresStdinDoesNotHangOrKillUs) {
   ArgvCommand c = Command({"/bin/true"});
   c.input = std::string(4 * 1024 * 1024, 'x');  // more than a pipe holds
   auto r = RunArgvCommand(c);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_EQ(r->exit_code, 0);
 }
 

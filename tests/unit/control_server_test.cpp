@@ -15,6 +15,7 @@
 #include <boost/asio.hpp>
 
 #include "mxward/control_protocol.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -29,7 +30,7 @@ class ControlServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto s = IncidentStore::Open(dir_.file("state.db"));
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_OK(s);
     store_ = std::move(*s);
     options_.socket_path = dir_.file("control.sock");
   }
@@ -41,7 +42,7 @@ class ControlServerTest : public ::testing::Test {
       ++handled_;
       return ExecuteControlRequest(store_.get(), req, kNow);
     });
-    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_OK(server_->Start());
     work_.emplace(io_.get_executor());
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -100,7 +101,7 @@ std::vector<std::string> RawExchange(const std::string& path, const std::string&
 TEST_F(ControlServerTest, PingRoundTripAndSocketIsGroupOnly) {
   StartServer();
   auto r = CallControl(options_.socket_path, {{"op", "ping"}});
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   auto result = ControlResult(*r);
   ASSERT_TRUE(result.ok()) << r->dump();
   EXPECT_TRUE(result->contains("version"));
@@ -142,14 +143,14 @@ TEST_F(ControlServerTest, BanThroughTheSocketLandsInTheOutbox) {
                                               {"address", "2001:DB8:0:0::/64"},
                                               {"duration_s", 3600},
                                               {"reason", "by hand"}});
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   auto result = ControlResult(*r);
-  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_OK(result);
   EXPECT_EQ(result->at("address"), "2001:db8::/64");  // re-printed from binary
   ASSERT_EQ(result->at("action_ids").size(), 1u);
   StopServer();
   auto a = store_->GetAction(result->at("action_ids")[0].get<std::int64_t>());
-  ASSERT_TRUE(a.ok());
+  ASSERT_OK(a);
   EXPECT_EQ(a->type, "ban");
   EXPECT_EQ(a->status, ActionStatus::kPending);
   EXPECT_FALSE(a->revert);
@@ -234,7 +235,7 @@ class ExecuteControlRequestTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto s = IncidentStore::Open(dir_.file("state.db"));
-    ASSERT_TRUE(s.ok());
+    ASSERT_OK(s);
     store_ = std::move(*s);
   }
   nlohmann::json Run(const nlohmann::json& req) {
@@ -280,7 +281,7 @@ TEST_F(ExecuteControlRequestTest, ResolveWithRevertUndoesOnlyAppliedLastingEffec
   ASSERT_TRUE(store_->RecordIncidents(&batch, kNow).ok());
   const std::int64_t id = batch[0].id;
   auto actions = store_->ActionsForIncident(id);
-  ASSERT_TRUE(actions.ok());
+  ASSERT_OK(actions);
   for (const auto& a : *actions) {
     if (a.type != "suspend_sending")
       ASSERT_TRUE(store_->MarkActionDone(a.id, kNow).ok());

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mxward/parser_pack.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -18,7 +19,7 @@ class EventExtractorTest : public ::testing::Test {
   void SetUp() override {
     std::vector<Diagnostic> diags;
     auto pack = ParserPack::Load({kParsers}, &diags);
-    ASSERT_TRUE(pack.ok()) << pack.status().ToString();
+    ASSERT_OK(pack);
     pack_ = *pack;
     extractor_ = EventExtractor::Create(pack_);
   }

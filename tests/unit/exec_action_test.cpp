@@ -13,6 +13,7 @@
 #include "mxward/action_dispatcher.h"
 #include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -33,7 +34,7 @@ class ExecActionTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto s = IncidentStore::Open(dir_.file("state.db"));
-    ASSERT_TRUE(s.ok());
+    ASSERT_OK(s);
     store_ = std::move(*s);
   }
 
@@ -77,7 +78,7 @@ TEST_F(ExecActionTest, RunsArgvWithIncidentJsonOnStdinAndMxwardVariables) {
   ExecAction exec(*o, dir_.file("state.db"));
   const ActionRecord a = RecordExecIncident("ticket");
   Status s = exec.Apply(a);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   auto input = nlohmann::json::parse(ReadFile(dir_.file("stdin.json")));
   EXPECT_EQ(input["incident_id"], a.incident_id);
   EXPECT_EQ(input["playbook"], "dovecot-bruteforce");
@@ -97,7 +98,7 @@ TEST_F(ExecActionTest, ExitCodesMapToTransientAndPermanentFailures) {
       "[exec.tempfail]\nargv = [\"/bin/sh\", \"-c\", \"echo later; exit 75\"]\n"
       "[exec.broken]\nargv = [\"/bin/sh\", \"-c\", \"echo 'no ticket queue'; exit 3\"]\n"
       "[exec.slow]\nargv = [\"/bin/sleep\", \"300\"]\ntimeout = 1\n");
-  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  ASSERT_OK(o);
   ExecAction exec(*o, dir_.file("state.db"));
   Status s = exec.Apply(RecordExecIncident("tempfail"));
   EXPECT_TRUE(s.transient()) << s.ToString();
@@ -130,10 +131,10 @@ TEST_F(ExecActionTest, BuildExecutorsRoutesUnconfiguredTypesToDryRun) {
   std::ofstream(dir_.file("mxward.toml")) << "[exec.ticket]\nargv = [\"/bin/true\"]\n";
   std::vector<Diagnostic> diags;
   auto config = Config::Load(dir_.file("mxward.toml"), &diags);
-  ASSERT_TRUE(config.ok());
+  ASSERT_OK(config);
   std::vector<std::string> notes;
   auto executors = BuildExecutors(*config, dir_.file("state.db"), &diags, &notes);
-  ASSERT_TRUE(executors.ok()) << executors.status().ToString();
+  ASSERT_OK(executors);
   ASSERT_EQ(executors->size(), 2u);  // exec, then the dry-run executor
   EXPECT_TRUE((*executors)[0]->Handles("exec"));
   const auto* dry = dynamic_cast<const DryRunExecutor*>((*executors)[1].get());
@@ -149,7 +150,7 @@ TEST_F(ExecActionTest, BuildExecutorsRoutesUnconfiguredTypesToDryRun) {
   std::ofstream(dir_.file("mxward.toml")) << "[webhook.ops]\nurl = \"ftp://x\"\n";
   diags.clear();
   config = Config::Load(dir_.file("mxward.toml"), &diags);
-  ASSERT_TRUE(config.ok());
+  ASSERT_OK(config);
   executors = BuildExecutors(*config, dir_.file("state.db"), &diags, &notes);
   EXPECT_FALSE(executors.ok());
   ASSERT_FALSE(diags.empty());

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "mxward/playbook.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -62,7 +63,7 @@ class Fail2banImportTest : public ::testing::Test {
 TEST_F(Fail2banImportTest, DebianDefaultsEnableNoMailJail) {
   fs::remove(fs::path(dir_) / "jail.local");
   auto r = ImportFail2ban(dir_);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   EXPECT_TRUE(r->playbooks.empty());
   EXPECT_TRUE(Listed(*r, "no mail jail is enabled"));
   ASSERT_GE(r->files_read.size(), 2u);
@@ -113,7 +114,7 @@ enabled = true
   // jail.d/*.local is read after jail.local: it wins.
   Write("jail.d/zz-site.local", "[dovecot]\nmaxretry = 7\nfindtime = 20 min\n");
   auto r = ImportFail2ban(dir_);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->files_read.back(), dir_ + "/jail.d/zz-site.local");
   EXPECT_EQ(r->files_read[r->files_read.size() - 2], dir_ + "/jail.local");
 
@@ -183,7 +184,7 @@ enabled = true
 filter = postfix
 )");
   auto r = ImportFail2ban(dir_);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_TRUE(r->playbooks.empty());
   EXPECT_TRUE(Listed(*r, "[postfix-sasl] filter = my-postfix: a custom filter"));
   EXPECT_TRUE(Listed(*r, "[postfix] mode = weird"));

@@ -1,4 +1,5 @@
 #include "mxward/file_follower.h"
+#include "support/status_matchers.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -134,7 +135,7 @@ TEST(FileFollowerTest, StartsAtEndAndReadsAppendedLines) {
   const std::string log = dir / "mail.log";
   Write(log, "old 1\nold 2\n");
   Follow f(Options(log));
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   f.follower.PollOnce();
   EXPECT_TRUE(f.sink.lines.empty());
   Append(log, "new 1\nnew ");
@@ -156,7 +157,7 @@ TEST(FileFollowerTest, StartAtBeginning) {
   FileFollowerOptions o = Options(log);
   o.start_at_end = false;
   Follow f(o);
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   f.follower.PollOnce();
   EXPECT_EQ(f.sink.lines, (std::vector<std::string>{"a", "b"}));
 }
@@ -166,7 +167,7 @@ TEST(FileFollowerTest, RenameAndCreateRotation) {
   const std::string log = dir / "mail.log";
   Write(log, "");
   Follow f(Options(log));
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   Append(log, "before 1\n");
   f.follower.PollOnce();
   // logrotate: the writer appends once more, the file is renamed, a new one is created.
@@ -188,7 +189,7 @@ TEST(FileFollowerTest, RenameWithoutCreateWaitsForTheNewFile) {
   const std::string log = dir / "mail.log";
   Write(log, "");
   Follow f(Options(log));
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   fs::rename(log, dir / "mail.log.1");
   f.follower.PollOnce();
   Append(dir / "mail.log.1", "still old\n");
@@ -203,7 +204,7 @@ TEST(FileFollowerTest, CopyTruncateRotation) {
   const std::string log = dir / "mail.log";
   Write(log, "");
   Follow f(Options(log));
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   Append(log, "line one is long enough\nline two is long enough\n");
   f.follower.PollOnce();
   fs::copy_file(log, dir / "mail.log.1");
@@ -226,7 +227,7 @@ TEST(FileFollowerTest, ResumesAtSavedPositionWithoutRereadingOrSkipping) {
     o.start_at_end = false;
     o.on_position = [&](const FollowPosition& p) { saved = p; };
     Follow f(o);
-    ASSERT_TRUE(f.follower.Start().ok());
+    ASSERT_OK(f.follower.Start());
     f.follower.PollOnce();
     EXPECT_EQ(f.sink.lines.size(), 2u);
   }
@@ -235,7 +236,7 @@ TEST(FileFollowerTest, ResumesAtSavedPositionWithoutRereadingOrSkipping) {
   FileFollowerOptions o = Options(log);
   o.saved = saved;
   Follow f(o);
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   f.follower.PollOnce();
   EXPECT_EQ(f.sink.lines, (std::vector<std::string>{"3", "4"}));
 }
@@ -248,7 +249,7 @@ TEST(FileFollowerTest, SavedPositionOfAReplacedFileReadsTheNewFileFromItsStart) 
   {
     FileFollowerOptions o = Options(log);
     Follow f(o);
-    ASSERT_TRUE(f.follower.Start().ok());
+    ASSERT_OK(f.follower.Start());
     saved = f.follower.position();
   }
   fs::rename(log, dir / "mail.log.1");
@@ -256,7 +257,7 @@ TEST(FileFollowerTest, SavedPositionOfAReplacedFileReadsTheNewFileFromItsStart) 
   FileFollowerOptions o = Options(log);
   o.saved = saved;
   Follow f(o);
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   f.follower.PollOnce();
   EXPECT_EQ(f.sink.lines, (std::vector<std::string>{"rotated while down"}));
 }
@@ -270,7 +271,7 @@ TEST(FileFollowerTest, StateFileKeepsThePosition) {
     FileFollowerOptions o = Options(log);
     o.state_file = state;
     Follow f(o);
-    ASSERT_TRUE(f.follower.Start().ok());  // at end: "skipped" is before us
+    ASSERT_OK(f.follower.Start());  // at end: "skipped" is before us
     Append(log, "a\n");
     f.follower.PollOnce();
     EXPECT_EQ(f.sink.lines, (std::vector<std::string>{"a"}));
@@ -280,7 +281,7 @@ TEST(FileFollowerTest, StateFileKeepsThePosition) {
   FileFollowerOptions o = Options(log);
   o.state_file = state;
   Follow f(o);
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   f.follower.PollOnce();
   EXPECT_EQ(f.sink.lines, (std::vector<std::string>{"b"}));
 
@@ -297,7 +298,7 @@ TEST(FileFollowerTest, MissingFileIsWaitedFor) {
   TempDir dir;
   const std::string log = dir / "later.log";
   Follow f(Options(log));
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   f.follower.PollOnce();
   EXPECT_TRUE(f.sink.lines.empty());
   Write(log, "appeared\n");
@@ -312,7 +313,7 @@ TEST(FileFollowerTest, PollsOnTheIoContext) {
   FileFollowerOptions o = Options(log);
   o.poll_interval = std::chrono::milliseconds(10);
   Follow f(o);
-  ASSERT_TRUE(f.follower.Start().ok());
+  ASSERT_OK(f.follower.Start());
   Append(log, "via timer\n");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (f.sink.lines.empty() && std::chrono::steady_clock::now() < deadline) {

@@ -12,25 +12,18 @@
 #include <string>
 #include <thread>
 
+#include "support/eventually.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 #include "support/tiny_filesystem.h"
+
+using mxward::testing::Eventually;
 
 namespace mxward {
 namespace {
 
 using testing::TempDir;
 using testing::TinyFilesystem;
-
-// Polls cond until it holds or the deadline passes (the wait is only a bound).
-template <typename Cond>
-bool PollUntil(Cond cond, std::chrono::seconds timeout = std::chrono::seconds(30)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
 
 constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;
 
@@ -55,16 +48,16 @@ Incident MakeIncident(int n, int evidence = 10) {
 
 std::vector<Incident> AllIncidents(const std::string& path) {
   auto store = IncidentStore::Open(path);
-  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_OK(store);
   if (!store.ok()) return {};
   IncidentQuery q;
   q.limit = 100000;
   auto list = (*store)->ListIncidents(q);
-  EXPECT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_OK(list);
   std::vector<Incident> out;
   for (const auto& inc : *list) {
     auto full = (*store)->GetIncident(inc.id);
-    EXPECT_TRUE(full.ok());
+    EXPECT_OK(full);
     if (full.ok()) out.push_back(*full);
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -74,7 +67,7 @@ std::vector<Incident> AllIncidents(const std::string& path) {
 TEST(IncidentRecorderTest, WritesAnIncidentWithoutAFlushAndNotifies) {
   TempDir dir;
   auto store = IncidentStore::Open(dir.file("state.db"));
-  ASSERT_TRUE(store.ok());
+  ASSERT_OK(store);
   std::atomic<int> notified{0};
   RecorderOptions o;
   o.overflow = OverflowPolicy::kHold;
@@ -82,10 +75,10 @@ TEST(IncidentRecorderTest, WritesAnIncidentWithoutAFlushAndNotifies) {
       std::move(*store), SystemClock::Instance(), [&] { ++notified; }, o);
   rec.OnIncident(MakeIncident(1));
   // No Flush(): the writer takes work as soon as it is idle, no timer.
-  ASSERT_TRUE(PollUntil([&] { return notified.load() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return notified.load() == 1; }));
   EXPECT_EQ(rec.stats().recorded.load(), 1u);
   EXPECT_EQ(rec.stats().held.load(), 0u);
-  EXPECT_TRUE(rec.store_error().ok());
+  EXPECT_OK(rec.store_error());
   EXPECT_EQ(rec.Stop(), 0u);
   auto all = AllIncidents(dir.file("state.db"));
   ASSERT_EQ(all.size(), 1u);
@@ -98,7 +91,7 @@ class DiskFullTest : public ::testing::Test {
     ASSERT_TRUE(fs_.Mount(dir_.file("tiny"), 512 * 1024)) << fs_.error();
     db_ = dir_.file("tiny") + "/state.db";
     auto store = IncidentStore::Open(db_);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_OK(store);
     store_ = std::move(*store);
   }
 
@@ -125,7 +118,7 @@ TEST_F(DiskFullTest, HoldsShedsAndCountsWhileFullThenWritesEverythingInOrder) {
   ASSERT_GT(fs_.Fill(), 0);
   // 50 incidents on a full disk: none of these calls may block (a blocked call hangs the test).
   for (int i = 0; i < 50; ++i) rec.OnIncident(MakeIncident(i));
-  ASSERT_TRUE(PollUntil([&] { return rec.stats().write_errors.load() > 0; }));
+  ASSERT_TRUE(Eventually([&] { return rec.stats().write_errors.load() > 0; }));
   EXPECT_EQ(rec.stats().held.load(), 40u);
   EXPECT_EQ(rec.stats().dropped.load(), 10u);
   // Incidents 5..39 kept 3 of their 10 lines.
@@ -144,12 +137,12 @@ TEST_F(DiskFullTest, HoldsShedsAndCountsWhileFullThenWritesEverythingInOrder) {
   EXPECT_NE(text.find("mxward_store_writable 0"), std::string::npos) << text;
 
   ASSERT_TRUE(fs_.Free());
-  ASSERT_TRUE(PollUntil([&] { return rec.stats().recorded.load() == 40; }));
+  ASSERT_TRUE(Eventually([&] { return rec.stats().recorded.load() == 40; }));
   EXPECT_TRUE(rec.Flush(std::chrono::seconds(10)));
-  EXPECT_TRUE(rec.store_error().ok());
+  EXPECT_OK(rec.store_error());
   EXPECT_EQ(rec.stats().store_writable.load(), 1u);
   EXPECT_EQ(rec.stats().held.load(), 0u);
-  EXPECT_TRUE(PollUntil([&] { return notified.load() >= 1; }));  // runs after the commit
+  EXPECT_TRUE(Eventually([&] { return notified.load() >= 1; }));  // runs after the commit
   EXPECT_EQ(rec.Stop(), 0u);
 
   auto all = AllIncidents(db_);
@@ -167,9 +160,9 @@ TEST_F(DiskFullTest, HoldsShedsAndCountsWhileFullThenWritesEverythingInOrder) {
     }
   }
   auto store = IncidentStore::Open(db_);
-  ASSERT_TRUE(store.ok());
+  ASSERT_OK(store);
   auto outbox = (*store)->GetOutboxStats();
-  ASSERT_TRUE(outbox.ok());
+  ASSERT_OK(outbox);
   EXPECT_EQ(outbox->pending, 40);  // their actions are in the outbox now, for the dispatcher
 }
 
@@ -180,7 +173,7 @@ TEST_F(DiskFullTest, StopWithAFullDiskReturnsAndSaysWhatWasNotWritten) {
   IncidentRecorder rec(std::move(store_), SystemClock::Instance(), nullptr, o);
   ASSERT_GT(fs_.Fill(), 0);
   for (int i = 0; i < 5; ++i) rec.OnIncident(MakeIncident(i));
-  ASSERT_TRUE(PollUntil([&] { return rec.stats().write_errors.load() >= 2; }));
+  ASSERT_TRUE(Eventually([&] { return rec.stats().write_errors.load() >= 2; }));
   EXPECT_EQ(rec.Stop(), 5u);
 }
 
@@ -198,8 +191,8 @@ TEST_F(DiskFullTest, BlockPolicyLosesNothing) {
       ++handed;
     }
   });
-  ASSERT_TRUE(PollUntil([&] { return rec.stats().write_errors.load() > 0; }));
-  ASSERT_TRUE(PollUntil([&] { return handed.load() >= 3; }));
+  ASSERT_TRUE(Eventually([&] { return rec.stats().write_errors.load() > 0; }));
+  ASSERT_TRUE(Eventually([&] { return handed.load() >= 3; }));
   EXPECT_EQ(rec.stats().held.load(), 3u);
   EXPECT_EQ(handed.load(), 3);  // the fourth waits for room
   ASSERT_TRUE(fs_.Free());

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -44,14 +45,14 @@ class IncidentStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto s = IncidentStore::Open(dir_.file("state.db"));
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_OK(s);
     store_ = std::move(*s);
   }
 
   std::int64_t Record(Incident inc) {
     std::vector<Incident> batch{std::move(inc)};
     Status s = store_->RecordIncidents(&batch, kT0);
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_OK(s);
     return batch[0].id;
   }
 
@@ -67,7 +68,7 @@ TEST_F(IncidentStoreTest, RecordsABatchAndReadsItBack) {
   EXPECT_GT(batch[1].id, batch[0].id);
 
   auto inc = store_->GetIncident(batch[0].id);
-  ASSERT_TRUE(inc.ok()) << inc.status().ToString();
+  ASSERT_OK(inc);
   EXPECT_EQ(inc->playbook, "postfix-sasl");
   EXPECT_EQ(inc->key, "192.0.2.1");
   EXPECT_EQ(inc->key_kind, "client_ip");
@@ -80,7 +81,7 @@ TEST_F(IncidentStoreTest, RecordsABatchAndReadsItBack) {
   EXPECT_EQ(inc->evidence[2].time, kT0 + 2 * kMicrosPerSecond);
 
   auto actions = store_->ActionsForIncident(batch[0].id);
-  ASSERT_TRUE(actions.ok());
+  ASSERT_OK(actions);
   ASSERT_EQ(actions->size(), 1u);
   EXPECT_EQ((*actions)[0].status, ActionStatus::kPending);
   EXPECT_EQ((*actions)[0].idempotency_key, "mxward-" + std::to_string((*actions)[0].id));
@@ -88,11 +89,11 @@ TEST_F(IncidentStoreTest, RecordsABatchAndReadsItBack) {
 
   // A dry-run playbook's actions are recorded, never queued.
   auto dry = store_->ActionsForIncident(batch[1].id);
-  ASSERT_TRUE(dry.ok());
+  ASSERT_OK(dry);
   ASSERT_EQ(dry->size(), 1u);
   EXPECT_EQ((*dry)[0].status, ActionStatus::kDryRun);
   auto due = store_->DueActions(kT0, 10);
-  ASSERT_TRUE(due.ok());
+  ASSERT_OK(due);
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].incident_id, batch[0].id);
 }
@@ -100,7 +101,7 @@ TEST_F(IncidentStoreTest, RecordsABatchAndReadsItBack) {
 TEST_F(IncidentStoreTest, EvidenceIsBoundedToFirstAndLastLines) {
   const std::int64_t id = Record(MakeIncident("192.0.2.1", kT0, 500));
   auto inc = store_->GetIncident(id);
-  ASSERT_TRUE(inc.ok());
+  ASSERT_OK(inc);
   ASSERT_EQ(inc->evidence.size(), IncidentStore::kMaxEvidence);
   EXPECT_EQ(inc->evidence.front().text, "line 0");
   EXPECT_EQ(inc->evidence.back().text, "line 499");
@@ -117,7 +118,7 @@ TEST_F(IncidentStoreTest, ListFiltersAndOrdersNewestFirst) {
 
   IncidentQuery all;
   auto list = store_->ListIncidents(all);
-  ASSERT_TRUE(list.ok());
+  ASSERT_OK(list);
   ASSERT_EQ(list->size(), 3u);
   EXPECT_EQ((*list)[0].id, c);
   EXPECT_TRUE((*list)[0].evidence.empty());
@@ -157,7 +158,7 @@ TEST_F(IncidentStoreTest, AckAndResolveKeepNotesAndReportMissingIds) {
   EXPECT_EQ(store_->AcknowledgeIncident(id, "").code(), Status::Code::kInvalidArgument);
 
   auto notes = store_->NotesForIncident(id);
-  ASSERT_TRUE(notes.ok());
+  ASSERT_OK(notes);
   ASSERT_EQ(notes->size(), 1u);
   EXPECT_EQ((*notes)[0].kind, "ack");
   EXPECT_EQ((*notes)[0].text, "known scanner");
@@ -170,7 +171,7 @@ TEST_F(IncidentStoreTest, AckAndResolveKeepNotesAndReportMissingIds) {
 TEST_F(IncidentStoreTest, OutboxRetriesAndFinishes) {
   ActionRequest req{"ban", {{"address", "198.51.100.0/24"}, {"duration_s", 60}}, false};
   auto id = store_->EnqueueAction(0, req, /*revert=*/false, kT0);
-  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  ASSERT_OK(id);
   auto stats = store_->GetOutboxStats();
   EXPECT_EQ(stats->pending, 1);
   EXPECT_EQ(stats->oldest_created_at, kT0);
@@ -188,13 +189,13 @@ TEST_F(IncidentStoreTest, OutboxRetriesAndFinishes) {
   EXPECT_TRUE(store_->DueActions(kT0 + 100, 10)->empty());
   EXPECT_EQ(store_->GetOutboxStats()->pending, 0);
   auto a = store_->GetAction(*id);
-  ASSERT_TRUE(a.ok());
+  ASSERT_OK(a);
   EXPECT_EQ(a->status, ActionStatus::kDone);
   EXPECT_EQ(a->attempts, 2);
   EXPECT_EQ(a->last_error, "");
 
   auto undo = store_->EnqueueAction(0, req, /*revert=*/true, kT0 + 20);
-  ASSERT_TRUE(undo.ok());
+  ASSERT_OK(undo);
   ASSERT_TRUE(store_->MarkActionFinal(*undo, ActionStatus::kFailed, "no such set", kT0 + 21).ok());
   a = store_->GetAction(*undo);
   EXPECT_TRUE(a->revert);
@@ -208,7 +209,7 @@ TEST_F(IncidentStoreTest, BansAndSuspensions) {
   ASSERT_TRUE(store_->UpsertBan({"2001:db8::/64", kT0, 0, 0, "by hand"}).ok());
   ASSERT_TRUE(store_->UpsertBan({"192.0.2.7", kT0, kT0 + 200, 4, "again"}).ok());
   auto bans = store_->ActiveBans(kT0 + 150);
-  ASSERT_TRUE(bans.ok());
+  ASSERT_OK(bans);
   ASSERT_EQ(bans->size(), 2u);
   EXPECT_EQ(store_->ActiveBans(kT0 + 250)->size(), 1u);  // the permanent one
   ASSERT_TRUE(store_->RemoveBan("2001:db8::/64").ok());
@@ -246,10 +247,10 @@ TEST_F(IncidentStoreTest, EventCountsAddUpAcrossWritesAndComposeInOneTransaction
     MXWARD_RETURN_IF_ERROR(store_->AddEventCounts(h, {{"auth_failure", 10}, {"delivery", 3}}));
     return store_->AddEventCounts(h, {{"auth_failure", 5}});
   });
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   ASSERT_TRUE(store_->AddEventCounts(h + 3600 * kMicrosPerSecond, {{"delivery", 1}}).ok());
   auto c = store_->EventCountsSince(h);
-  ASSERT_TRUE(c.ok());
+  ASSERT_OK(c);
   ASSERT_EQ(c->size(), 2u);
   EXPECT_EQ((*c)[0], (std::pair<std::string, std::int64_t>{"auth_failure", 15}));
   EXPECT_EQ((*c)[1], (std::pair<std::string, std::int64_t>{"delivery", 4}));
@@ -293,12 +294,12 @@ TEST_F(IncidentStoreTest, PruneResolvedDeletesOldResolvedIncidentsWithTheirRows)
   ASSERT_TRUE(store_->ResolveIncident(old_resolved, "done").ok());
   ASSERT_TRUE(store_->ResolveIncident(new_resolved, "").ok());
   auto old_actions = store_->ActionsForIncident(old_resolved);
-  ASSERT_TRUE(old_actions.ok());
+  ASSERT_OK(old_actions);
   for (const auto& a : *old_actions) {
     ASSERT_TRUE(store_->MarkActionDone(a.id, kT0).ok());
   }
   auto n = store_->PruneResolved(kT0 + 3600 * kMicrosPerSecond);
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_OK(n);
   EXPECT_EQ(*n, 1);
   EXPECT_EQ(store_->GetIncident(old_resolved).status().code(), Status::Code::kNotFound);
   EXPECT_TRUE(store_->ActionsForIncident(old_resolved)->empty());
@@ -322,7 +323,7 @@ TEST_F(IncidentStoreTest, ReadersDoNotWaitForAnOpenWriteTransaction) {
   StoreOptions no_wait;
   no_wait.busy_timeout_ms = 0;
   auto reader = IncidentStore::Open(dir_.file("state.db"), no_wait);
-  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  ASSERT_OK(reader);
   Status s = store_->InTransaction([&]() -> Status {
     std::vector<Incident> batch{MakeIncident("192.0.2.2", kT0)};
     MXWARD_RETURN_IF_ERROR(store_->RecordIncidents(&batch, kT0));
@@ -336,7 +337,7 @@ TEST_F(IncidentStoreTest, ReadersDoNotWaitForAnOpenWriteTransaction) {
     EXPECT_EQ((*reader)->AcknowledgeIncident(committed, "").code(), Status::Code::kUnavailable);
     return Status::Ok();
   });
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_EQ((*reader)->ListIncidents({})->size(), 2u);
 }
 
@@ -358,7 +359,7 @@ TEST_F(IncidentStoreTest, ClaimTakesDueActionsOnceAndRecordsTheOwner) {
     if (x.id == *b) return {ClaimVerdict::Kind::kSettle, ActionStatus::kRefused, "allowlisted"};
     return {};
   });
-  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_OK(got);
   ASSERT_EQ(got->claimed.size(), 1u);
   EXPECT_EQ(got->claimed[0].id, *a);
   EXPECT_EQ(got->claimed[0].claimed_by, 77);
@@ -368,7 +369,7 @@ TEST_F(IncidentStoreTest, ClaimTakesDueActionsOnceAndRecordsTheOwner) {
   r.skip_types.clear();
   r.owner = 78;
   got = store_->ClaimDueActions(r, Take);
-  ASSERT_TRUE(got.ok());
+  ASSERT_OK(got);
   ASSERT_EQ(got->claimed.size(), 1u);
   EXPECT_EQ(got->claimed[0].id, *c);
   EXPECT_EQ(*store_->ClaimOwners(kT0), (std::vector<std::int64_t>{77, 78}));
@@ -405,7 +406,7 @@ TEST_F(IncidentStoreTest, AnExpiredSuspensionQueuesExactlyOneRevertAcrossConnect
   ASSERT_TRUE(store_->UpsertSuspension(forever).ok());
   EXPECT_TRUE(store_->QueueExpiredSuspensionReverts(kT0 + 3599 * kMicrosPerSecond)->empty());
   auto ids = store_->QueueExpiredSuspensionReverts(kT0 + 3600 * kMicrosPerSecond);
-  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_OK(ids);
   ASSERT_EQ(ids->size(), 1u);
   auto revert = store_->GetAction((*ids)[0]);
   EXPECT_TRUE(revert->revert);
@@ -415,7 +416,7 @@ TEST_F(IncidentStoreTest, AnExpiredSuspensionQueuesExactlyOneRevertAcrossConnect
   // Again, and from another connection (a restarted daemon): nothing more.
   EXPECT_TRUE(store_->QueueExpiredSuspensionReverts(kT0 + 7200 * kMicrosPerSecond)->empty());
   auto other = IncidentStore::Open(dir_.file("state.db"));
-  ASSERT_TRUE(other.ok());
+  ASSERT_OK(other);
   EXPECT_TRUE((*other)->QueueExpiredSuspensionReverts(kT0 + 7200 * kMicrosPerSecond)->empty());
   auto all = (*other)->ActiveSuspensions();
   ASSERT_EQ(all->size(), 2u);
@@ -450,9 +451,9 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
   }
   // Only the v2 migration runs (v1 would fail: the tables exist).
   auto s = IncidentStore::Open(path);
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_OK(s);
   auto a = (*s)->GetAction(1);
-  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_OK(a);
   EXPECT_EQ(a->claimed_by, 0);
   EXPECT_TRUE((*s)->ActiveSuspensions()->empty());
 }
@@ -462,7 +463,7 @@ TEST(IncidentStoreOpenTest, RefusesAFileFromANewerVersion) {
   const std::string path = dir.file("state.db");
   {
     auto s = IncidentStore::Open(path);
-    ASSERT_TRUE(s.ok());
+    ASSERT_OK(s);
     ASSERT_EQ(sqlite3_exec((*s)->db(), "PRAGMA user_version=99", nullptr, nullptr, nullptr),
               SQLITE_OK);
   }
@@ -479,7 +480,7 @@ TEST(IncidentStoreOpenTest, ReopensWithoutMigratingAgainAndUsesWal) {
   const std::string path = dir.file("state.db");
   { ASSERT_TRUE(IncidentStore::Open(path).ok()); }
   auto s = IncidentStore::Open(path);
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_OK(s);
   sqlite3_stmt* q = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2((*s)->db(), "PRAGMA journal_mode", -1, &q, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
@@ -563,7 +564,7 @@ TEST(IncidentStoreCrashTest, KilledWriterLeavesAConsistentFile) {
     ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited by itself: " << status;
 
     auto store = IncidentStore::Open(path);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_OK(store);
     sqlite3_stmt* q = nullptr;
     ASSERT_EQ(sqlite3_prepare_v2((*store)->db(), "PRAGMA integrity_check", -1, &q, nullptr),
               SQLITE_OK);
@@ -574,12 +575,12 @@ TEST(IncidentStoreCrashTest, KilledWriterLeavesAConsistentFile) {
     IncidentQuery all;
     all.limit = 1'000'000;
     auto list = (*store)->ListIncidents(all);
-    ASSERT_TRUE(list.ok());
+    ASSERT_OK(list);
     std::set<std::int64_t> present;
     for (const Incident& listed : *list) {
       present.insert(listed.id);
       auto inc = (*store)->GetIncident(listed.id);
-      ASSERT_TRUE(inc.ok());
+      ASSERT_OK(inc);
       const int j = inc->key.back() - '0';
       EXPECT_EQ(inc->evidence.size(), static_cast<std::size_t>(7 + j)) << listed.id;
       EXPECT_EQ(inc->actions.size(), static_cast<std::size_t>(1 + j % 3)) << listed.id;

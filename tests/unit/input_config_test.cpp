@@ -1,4 +1,5 @@
 #include "mxward/input_config.h"
+#include "support/status_matchers.h"
 
 #include <string>
 #include <vector>
@@ -19,7 +20,7 @@ Result<std::vector<InputSpec>> Parse(const std::string& toml, std::vector<Diagno
 TEST(InputConfigTest, DefaultsAreUdpAndTcpOnLoopback5514) {
   std::vector<Diagnostic> d;
   auto r = Parse("", &d);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   ASSERT_EQ(r->size(), 2u);
   EXPECT_EQ((*r)[0].Describe(), "udp 127.0.0.1:5514");
   EXPECT_EQ((*r)[1].Describe(), "tcp 127.0.0.1:5514");

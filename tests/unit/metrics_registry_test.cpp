@@ -1,4 +1,5 @@
 #include "mxward/metrics_registry.h"
+#include "support/status_matchers.h"
 
 #include <atomic>
 #include <cmath>
@@ -21,7 +22,7 @@ using ::testing::Not;
 
 // Unwraps a registration the test expects to succeed.
 MetricsRegistry::Handle Take(Result<MetricsRegistry::Handle> r) {
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_OK(r);
   return r.ok() ? std::move(r).value() : MetricsRegistry::Handle();
 }
 
@@ -90,7 +91,7 @@ TEST(MetricsRegistryTest, RendersHelpTypeAndSampleReadFromAtomicAtScrapeTime) {
   r.DeclareStandardFamilies();
   std::atomic<std::uint64_t> lines{0};
   auto h = r.AddAtomic(metric::kLines, {}, &lines);
-  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  ASSERT_OK(h);
   lines.store(41);
   lines.fetch_add(1);
   const std::string out = r.Render();
@@ -123,7 +124,7 @@ TEST(MetricsRegistryTest, LabelsInDeclaredOrderAndValuesEscaped) {
                                "a \\ backslash\nand a newline"))
                   .ok());
   auto h = r.Add("mxward_test_total", {"tcp\"main\"", "x\\y"}, [] { return 3.0; });
-  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  ASSERT_OK(h);
   const std::string out = r.Render();
   EXPECT_THAT(out, HasSubstr("# HELP mxward_test_total a \\\\ backslash\\nand a newline\n"));
   EXPECT_THAT(out, HasSubstr("mxward_test_total{input=\"tcp\\\"main\\\"\",reason=\"x\\\\y\"} 3\n"));
@@ -171,7 +172,7 @@ TEST(MetricsRegistryTest, CollectorEmitsRuntimeLabelSetsAndUnsafeOnesAreDroppedA
     emit({"auth_success"}, 3);
     emit({"a", "b"}, 1);  // wrong arity: refused
   });
-  ASSERT_TRUE(h.ok());
+  ASSERT_OK(h);
   std::string out = r.Render();
   EXPECT_THAT(out, HasSubstr("mxward_events_total{type=\"auth_failure\"} 12\n"
                              "mxward_events_total{type=\"auth_success\"} 3\n"));
@@ -190,7 +191,7 @@ TEST(MetricsRegistryTest, HandleRemovesSamplesAndCallbackIsNotCalledAfterwards) 
       ++calls;
       return 5.0;
     });
-    ASSERT_TRUE(h.ok());
+    ASSERT_OK(h);
     EXPECT_THAT(r.Render(), HasSubstr("\nmxward_active_bans 5\n"));
     EXPECT_EQ(calls, 1);
     MetricsRegistry::Handle moved = std::move(*h);

@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 
 #include "mxward/metrics_registry.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -34,7 +35,7 @@ class MetricsServerTest : public ::testing::Test {
   void SetUp() override {
     registry_.DeclareStandardFamilies();
     auto h = registry_.AddAtomic(metric::kLines, {}, &lines_);
-    ASSERT_TRUE(h.ok());
+    ASSERT_OK(h);
     handle_ = std::move(h).value();
     MetricsServerOptions o;
     o.port = 0;
@@ -45,7 +46,7 @@ class MetricsServerTest : public ::testing::Test {
           return healthy_.load() ? HealthReport{} : HealthReport{false, "outbox not draining"};
         },
         o);
-    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_OK(server_->Start());
     ASSERT_NE(server_->port(), 0);
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -209,7 +210,7 @@ TEST(MetricsServerStartTest, BusyPortIsAnErrorNamingTheAddress) {
   MetricsServerOptions o;
   o.port = 0;
   MetricsServer first(io, &registry, nullptr, o);
-  ASSERT_TRUE(first.Start().ok());
+  ASSERT_OK(first.Start());
   o.port = first.port();
   MetricsServer second(io, &registry, nullptr, o);
   Status s = second.Start();
@@ -222,7 +223,7 @@ TEST(MetricsServerStartTest, DisabledServerDoesNotListen) {
   MetricsServerOptions o;
   o.enabled = false;
   MetricsServer server(io, nullptr, nullptr, o);
-  EXPECT_TRUE(server.Start().ok());
+  EXPECT_OK(server.Start());
   EXPECT_EQ(server.port(), 0);
 }
 
@@ -236,7 +237,7 @@ Config ConfigFrom(std::string_view toml_text) {
 TEST(MetricsServerOptionsTest, DefaultsWithoutASection) {
   std::vector<Diagnostic> d;
   auto o = MetricsServerOptions::FromConfig(ConfigFrom(""), &d);
-  ASSERT_TRUE(o.ok());
+  ASSERT_OK(o);
   EXPECT_TRUE(o->enabled);
   EXPECT_EQ(o->address, "127.0.0.1");
   EXPECT_EQ(o->port, 9580);
@@ -246,7 +247,7 @@ TEST(MetricsServerOptionsTest, ReadsListenAndEnabled) {
   std::vector<Diagnostic> d;
   auto o = MetricsServerOptions::FromConfig(
       ConfigFrom("[metrics]\nenabled = false\nlisten = \"[::1]:9100\"\n"), &d);
-  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  ASSERT_OK(o);
   EXPECT_FALSE(o->enabled);
   EXPECT_EQ(o->address, "::1");
   EXPECT_EQ(o->port, 9100);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -28,7 +29,7 @@ ActionRecord Ban(const std::string& address, std::int64_t duration_s = 600) {
 TEST(NftablesOptionsTest, DefaultsWhenSectionHasOnlyEnabled) {
   std::vector<Diagnostic> diags;
   auto o = NftablesOptions::FromConfig(ConfigFrom("[nftables]\nenabled = true\n"), &diags);
-  ASSERT_TRUE(o.ok());
+  ASSERT_OK(o);
   EXPECT_EQ(o->family, "inet");
   EXPECT_EQ(o->table, "mxward");
   EXPECT_EQ(o->hook, "input");
@@ -99,11 +100,11 @@ TEST(MakeNftablesBlockerTest, NullWhenAbsentOrDisabled) {
   std::vector<std::string> notes;
   auto absent =
       MakeNftablesBlocker(ConfigFrom("dry_run = false\n"), "/nonexistent", &diags, &notes);
-  ASSERT_TRUE(absent.ok());
+  ASSERT_OK(absent);
   EXPECT_EQ(absent->get(), nullptr);
   auto disabled = MakeNftablesBlocker(ConfigFrom("[nftables]\nenabled = false\n"), "/nonexistent",
                                       &diags, &notes);
-  ASSERT_TRUE(disabled.ok());
+  ASSERT_OK(disabled);
   EXPECT_EQ(disabled->get(), nullptr);
   EXPECT_TRUE(notes.empty());
 }
@@ -113,7 +114,7 @@ TEST(MakeNftablesBlockerTest, DryRunIsAnnounced) {
   std::vector<std::string> notes;
   Config c = ConfigFrom("[nftables]\ndry_run = true\n");
   auto e = MakeNftablesBlocker(c, "/nonexistent", &diags, &notes);
-  ASSERT_TRUE(e.ok());
+  ASSERT_OK(e);
   ASSERT_NE(e->get(), nullptr);
   EXPECT_TRUE((*e)->Handles("ban"));
   EXPECT_FALSE((*e)->Handles("suspend"));
@@ -151,7 +152,7 @@ class DryRunBlockerTest : public ::testing::Test {
 };
 
 TEST_F(DryRunBlockerTest, RecordsTheTransactionItWouldRunAndChangesNothing) {
-  ASSERT_TRUE(blocker_->Start().ok());
+  ASSERT_OK(blocker_->Start());
   ASSERT_TRUE(blocker_->Apply(Ban("::ffff:192.0.2.7", 600)).ok());
   ASSERT_EQ(blocker_->dry_run_commands().size(), 1u);
   EXPECT_EQ(blocker_->dry_run_commands()[0],

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mxward/metrics_registry.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -26,7 +27,7 @@ struct Collect : IncidentSink {
 TEST(PipelineTest, EventsPerParserAndUnmatchedPerKnownProgram) {
   std::vector<Diagnostic> diags;
   auto pack = ParserPack::Load({kParsers}, &diags);
-  ASSERT_TRUE(pack.ok()) << pack.status().ToString();
+  ASSERT_OK(pack);
   Config config = Config::Defaults();
   Collect sink;
   PipelineOptions options;

@@ -11,6 +11,7 @@
 
 #include "mxward/playbook.h"
 #include "mxward/playbook_engine.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -81,7 +82,7 @@ TEST(PlaybookLoaderTest, ShippedPlaybooksCompile) {
   std::vector<Diagnostic> diags;
   auto engine = PlaybookEngine::Load(config, &diags);
   for (const auto& d : diags) ADD_FAILURE() << d.ToString();
-  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  ASSERT_OK(engine);
   EXPECT_GE((*engine)->playbook_count(), 1u);
 }
 
@@ -132,7 +133,7 @@ body = "{{literal}} {evidence}"
 )",
                                 "x/full.toml", &diags);
   for (const auto& d : diags) ADD_FAILURE() << d.ToString();
-  ASSERT_TRUE(pb.ok());
+  ASSERT_OK(pb);
   EXPECT_EQ(pb->name, "full");
   EXPECT_EQ(pb->severity, Severity::kCritical);
   EXPECT_EQ(pb->mode, PlaybookMode::kDryRun);
@@ -184,7 +185,7 @@ type = "ban"
 duration = "1d"
 )",
                                 "a.toml", &diags);
-  ASSERT_TRUE(pb.ok());
+  ASSERT_OK(pb);
   EXPECT_EQ(pb->cooldown_seconds, 86400);
   EXPECT_EQ(pb->actions[0].params[0].first, "address");
   EXPECT_EQ(pb->actions[0].params[0].second.source, "{key}");

@@ -9,6 +9,7 @@
 #include "actions/postfixadmin/postfixadmin_accounts.h"
 #include "mxward/action_dispatcher.h"
 #include "support/postfixadmin_scenarios.h"
+#include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
@@ -65,10 +66,10 @@ TEST_F(PostfixAdminSqliteTest, TablePrefixIsHonoured) {
   sqlite3_close(raw);
   options_.table_prefix = "pfa_";
   PostfixAdminAccounts accounts(options_, dir_.file("mxward.db"), SystemClock::Instance());
-  ASSERT_TRUE(accounts.Start().ok());
+  ASSERT_OK(accounts.Start());
   ASSERT_TRUE(accounts.Apply(testing::AccountAction("suspend_sending", "carol@example.org")).ok());
   auto check = accounts.Check(testing::AccountAction("suspend_sending", "carol@example.org"));
-  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  ASSERT_OK(check);
   EXPECT_TRUE(*check);
 }
 
@@ -97,7 +98,7 @@ TEST_F(PostfixAdminSqliteTest, MissingDatabaseIsTransientAndNotCreated) {
 TEST_F(PostfixAdminSqliteTest, DryRunRecordsAndChangesNothing) {
   options_.dry_run = true;
   PostfixAdminAccounts accounts(options_, dir_.file("mxward.db"), SystemClock::Instance());
-  ASSERT_TRUE(accounts.Start().ok());
+  ASSERT_OK(accounts.Start());
   ASSERT_TRUE(accounts.Apply(testing::AccountAction("suspend", "alice@example.org")).ok());
   ASSERT_EQ(accounts.dry_run_log().size(), 1u);
   EXPECT_NE(accounts.dry_run_log()[0].find("alice@example.org: mailbox.active = 0"),
@@ -199,18 +200,18 @@ TEST(MakePostfixAdminAccountsTest, NullWhenAbsentOrDisabledAndDryRunNoted) {
   std::vector<Diagnostic> diags;
   std::vector<std::string> notes;
   auto absent = MakePostfixAdminAccounts(ConfigFrom(""), "/x", &diags, &notes);
-  ASSERT_TRUE(absent.ok());
+  ASSERT_OK(absent);
   EXPECT_EQ(absent->get(), nullptr);
   auto disabled = MakePostfixAdminAccounts(ConfigFrom("[postfixadmin]\nenabled = false\n"), "/x",
                                            &diags, &notes);
-  ASSERT_TRUE(disabled.ok());
+  ASSERT_OK(disabled);
   EXPECT_EQ(disabled->get(), nullptr);
   EXPECT_TRUE(notes.empty());
 
   Config global = ConfigFrom("[postfixadmin]\nbackend = \"mysql\"\n");
   global.dry_run = true;
   auto e = MakePostfixAdminAccounts(global, "/x", &diags, &notes);
-  ASSERT_TRUE(e.ok());
+  ASSERT_OK(e);
   ASSERT_NE(e->get(), nullptr);
   EXPECT_TRUE((*e)->Handles("suspend"));
   EXPECT_TRUE((*e)->Handles("hold_queue"));
@@ -271,7 +272,7 @@ TEST_F(PostfixAdminSqliteTest, TimedSuspensionsAreRevertedOnceWhenTheirTimeIsUp)
   EXPECT_TRUE(store->ActiveSuspensions()->empty());
   int reverts = 0;
   auto actions = store->ActionsForIncident(42);
-  ASSERT_TRUE(actions.ok()) << actions.status().ToString();
+  ASSERT_OK(actions);
   for (const auto& a : *actions) {
     if (!a.revert) continue;
     ++reverts;

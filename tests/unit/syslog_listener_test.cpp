@@ -1,4 +1,6 @@
 #include "mxward/syslog_listener.h"
+#include "support/eventually.h"
+#include "support/status_matchers.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,6 +22,8 @@
 #include <gtest/gtest.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+
+using mxward::testing::Eventually;
 
 namespace mxward {
 namespace {
@@ -64,18 +68,6 @@ class RecordingSink final : public LineSink {
   std::vector<Received> lines_;
   bool blocked_ = false;
 };
-
-// Polls cond until it holds or the deadline passes (no sleeping as synchronisation: the wait is
-// only a bound).
-template <typename Cond>
-bool Eventually(Cond cond, std::chrono::seconds timeout = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::yield();
-  }
-  return cond();
-}
 
 // A listener running on its own io thread.
 class Harness {
@@ -195,7 +187,7 @@ bool HaveIpv6Loopback() {
 
 TEST(SyslogListenerTest, UdpV4OneMessagePerDatagram) {
   Harness h({Net(InputType::kUdp)});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const std::uint16_t port = h.listener().bound_port(0);
   ASSERT_NE(port, 0);
   SendUdp(AF_INET, port, "<13>Feb  7 07:14:47 h app: one\n");
@@ -216,7 +208,7 @@ TEST(SyslogListenerTest, UdpV4OneMessagePerDatagram) {
 
 TEST(SyslogListenerTest, UdpEmptyDatagramIsCountedMalformed) {
   Harness h({Net(InputType::kUdp)});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const std::uint16_t port = h.listener().bound_port(0);
   SendUdp(AF_INET, port, "");
   SendUdp(AF_INET, port, "\n");
@@ -229,7 +221,7 @@ TEST(SyslogListenerTest, UdpEmptyDatagramIsCountedMalformed) {
 TEST(SyslogListenerTest, UdpAndTcpOnIpv6) {
   ASSERT_TRUE(HaveIpv6Loopback()) << "this test needs ::1";
   Harness h({Net(InputType::kUdp, "::1"), Net(InputType::kTcp, "::1")});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   SendUdp(AF_INET6, h.listener().bound_port(0), "v6 datagram");
   ASSERT_TRUE(h.sink().WaitForCount(1));
   const int fd = Connect(AF_INET6, h.listener().bound_port(1));
@@ -247,7 +239,7 @@ TEST(SyslogListenerTest, UdpAndTcpOnIpv6) {
 
 TEST(SyslogListenerTest, TcpOctetCountedSplitAnywhere) {
   Harness h({Net(InputType::kTcp)});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const int fd = Connect(AF_INET, h.listener().bound_port(0));
   ASSERT_GE(fd, 0);
   std::string stream;
@@ -275,7 +267,7 @@ TEST(SyslogListenerTest, TcpOctetCountedSplitAnywhere) {
 
 TEST(SyslogListenerTest, TcpLineFramingLfNulCrlfAndLastLineWithoutTerminator) {
   Harness h({Net(InputType::kTcp)});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const int fd = Connect(AF_INET, h.listener().bound_port(0));
   ASSERT_GE(fd, 0);
   ASSERT_TRUE(SendAll(fd, std::string("<13>a\n<13>b\r\n<13>c\0<13>d\n\n<13>e", 31)));
@@ -292,7 +284,7 @@ TEST(SyslogListenerTest, TcpLineFramingLfNulCrlfAndLastLineWithoutTerminator) {
 
 TEST(SyslogListenerTest, TcpLinesWithoutPriAreLineFramed) {
   Harness h({Net(InputType::kTcp)});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const int fd = Connect(AF_INET, h.listener().bound_port(0));
   ASSERT_TRUE(SendAll(fd, "2025-02-27T07:14:47+00:00 h x: y\nFeb 27 07:14:47 h x: z\n"));
   ASSERT_TRUE(h.sink().WaitForCount(2));
@@ -311,7 +303,7 @@ TEST(SyslogListenerTest, GarbageAndOversizeCloseOnlyThatConnection) {
   InputSpec spec = Net(InputType::kTcp);
   spec.max_message_size = 1024;
   Harness h({spec});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const std::uint16_t port = h.listener().bound_port(0);
   const int good = Connect(AF_INET, port);
   ASSERT_TRUE(SendAll(good, OctetFrame("<13>before")));
@@ -351,7 +343,7 @@ TEST(SyslogListenerTest, GarbageAndOversizeCloseOnlyThatConnection) {
 
 TEST(SyslogListenerTest, ManyConcurrentConnections) {
   Harness h({Net(InputType::kTcp)});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const std::uint16_t port = h.listener().bound_port(0);
   constexpr int kConns = 20, kLines = 200;
   std::vector<std::thread> senders;
@@ -380,7 +372,7 @@ TEST(SyslogListenerTest, ManyConcurrentConnections) {
 
 TEST(SyslogListenerTest, BackpressureStopsReadingInsteadOfBuffering) {
   Harness h({Net(InputType::kTcp)});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   h.sink().SetBlocked(true);  // the engine is stuck on the first line
   const int fd = Connect(AF_INET, h.listener().bound_port(0));
   ASSERT_GE(fd, 0);
@@ -417,7 +409,7 @@ TEST(SyslogListenerTest, BackpressureStopsReadingInsteadOfBuffering) {
 
 TEST(SyslogListenerTest, PortInUseIsAClearError) {
   Harness first({Net(InputType::kTcp)});
-  ASSERT_TRUE(first.Start().ok());
+  ASSERT_OK(first.Start());
   InputSpec spec = Net(InputType::kTcp);
   spec.port = first.listener().bound_port(0);
   Harness second({spec});
@@ -520,7 +512,7 @@ TEST(SyslogListenerTest, FileInputFollowsThroughTheListener) {
     std::fclose(out);
   }
   Harness h({Net(InputType::kUdp), f});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   ASSERT_TRUE(h.sink().WaitForCount(1));
   EXPECT_EQ(h.sink().lines()[0].line, "first");
   EXPECT_EQ(h.sink().lines()[0].input, 1);
