@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/rules/evidence_journal.h"
 #include "engine/rules/key_table.h"
 #include "engine/rules/sliding_window_counter.h"
 
@@ -21,12 +22,9 @@ namespace {
 // Record layout (uint32 words) shared by every trigger type; trigger state follows at kState.
 // (A key in cooldown has no record: its state starts over at an incident, so it is erased and
 // only its cooldown end is kept, in Runtime::cooldowns.)
-constexpr std::uint32_t kEpisodeWord = 0;  // int64 µs: first counted event of this episode
-constexpr std::uint32_t kEvMetaWord = 2;   // first_n | last_n << 8 | last_head << 16
-constexpr std::uint32_t kEvFirstWord = 3;  // 5 journal references
-constexpr std::uint32_t kEvLastWord = 8;   // ring of 5 journal references
-constexpr std::uint32_t kStateWord = 13;
-constexpr std::uint32_t kEvidenceEach = 5;
+constexpr std::uint32_t kEpisodeWord = 0;   // int64 µs: first counted event of this episode
+constexpr std::uint32_t kEvidenceWord = 2;  // the episode's EvidenceRing
+constexpr std::uint32_t kStateWord = kEvidenceWord + EvidenceRing::kWords;
 
 UnixMicros GetI64(const std::uint32_t* w) {
   return static_cast<UnixMicros>((static_cast<std::uint64_t>(w[1]) << 32) | w[0]);
@@ -101,55 +99,6 @@ std::string PartText(const KeyPart& p, const Event& e) {
   }
   return Lower(e.get(p.field));
 }
-
-// The last lines counted, in a fixed ring: keys hold 32-bit references, not copies.
-class EvidenceJournal {
- public:
-  EvidenceJournal(std::size_t lines, std::size_t line_bytes)
-      : n_(std::max<std::size_t>(lines, 16)),
-        line_bytes_(std::max<std::size_t>(line_bytes, 64)),
-        bytes_(new char[n_ * line_bytes_]),  // left uninitialised: pages are touched as used
-        entries_(n_) {}
-
-  std::uint32_t Append(std::string_view line, UnixMicros t) {
-    const std::uint64_t seq = next_++;
-    Entry& e = entries_[seq % n_];
-    e.seq = seq;
-    e.time = t;
-    const std::size_t len = std::min(line.size(), line_bytes_);
-    std::memcpy(&bytes_[(seq % n_) * line_bytes_], line.data(), len);
-    e.len = static_cast<std::uint32_t>(len);
-    e.cut = len < line.size();
-    return static_cast<std::uint32_t>(seq);
-  }
-
-  bool Get(std::uint32_t ref, EvidenceLine* out) const {
-    // Widen the 32-bit reference to the newest sequence number with those low bits.
-    const std::uint64_t last = next_ - 1;
-    std::uint64_t seq = (last & ~0xffffffffull) | ref;
-    if (seq > last) seq -= 0x100000000ull;
-    if (seq == 0 || last - seq >= n_) return false;
-    const Entry& e = entries_[seq % n_];
-    if (e.seq != seq) return false;
-    out->time = e.time;
-    out->text.assign(&bytes_[(seq % n_) * line_bytes_], e.len);
-    if (e.cut) out->text += "...";
-    return true;
-  }
-
- private:
-  struct Entry {
-    std::uint64_t seq = 0;
-    UnixMicros time = 0;
-    std::uint32_t len = 0;
-    bool cut = false;
-  };
-  std::size_t n_;
-  std::size_t line_bytes_;
-  std::unique_ptr<char[]> bytes_;
-  std::vector<Entry> entries_;
-  std::uint64_t next_ = 1;
-};
 
 // Distinct values inside a sliding window: up to N (value hash, time offset) pairs per key.
 // State: base (2 words), size (1), then N pairs. Exact while fewer than N distinct values are
@@ -609,7 +558,8 @@ class Engine final : public PlaybookEngine {
     const std::uint32_t rec = r.table->Find(kh);
     if (rec == KeyTable::kNone) return;
     std::uint32_t* w = r.table->record(rec);
-    std::memset(w + kEvMetaWord, 0, (r.words - kEvMetaWord) * sizeof(std::uint32_t));
+    EvidenceRing(w + kEvidenceWord).Clear();
+    std::memset(w + kStateWord, 0, (r.words - kStateWord) * sizeof(std::uint32_t));
   }
 
   void Count(Runtime& r, const Event& e, IncidentSink* sink) {
@@ -678,21 +628,12 @@ class Engine final : public PlaybookEngine {
         break;
       }
     }
-    std::uint32_t meta = fresh ? 0 : w[kEvMetaWord];
-    if (fresh) SetI64(w + kEpisodeWord, t);
-    std::uint32_t first_n = meta & 0xff, last_n = (meta >> 8) & 0xff, last_head = meta >> 16;
-    const std::uint32_t ref = JournalRef(e);
-    if (first_n < kEvidenceEach) {
-      w[kEvFirstWord + first_n++] = ref;
-    } else {
-      w[kEvLastWord + (last_head + last_n) % kEvidenceEach] = ref;
-      if (last_n < kEvidenceEach) {
-        ++last_n;
-      } else {
-        last_head = (last_head + 1) % kEvidenceEach;
-      }
+    EvidenceRing evidence(w + kEvidenceWord);
+    if (fresh) {
+      SetI64(w + kEpisodeWord, t);
+      evidence.Clear();
     }
-    w[kEvMetaWord] = first_n | last_n << 8 | last_head << 16;
+    evidence.Add(JournalRef(e));
     if (count >= tr.threshold) {
       const std::int64_t cooldown = Fire(r, w, e, count, sink);
       r.table->Erase(rec);  // starts over after its cooldown
@@ -801,28 +742,7 @@ class Engine final : public PlaybookEngine {
     }
 
     // Evidence: the episode's first lines, then its last ones.
-    const std::uint32_t meta = w[kEvMetaWord];
-    const std::uint32_t first_n = meta & 0xff, last_n = (meta >> 8) & 0xff, last_head = meta >> 16;
-    std::size_t dropped = 0;
-    auto add = [&](std::uint32_t ref) {
-      EvidenceLine line;
-      if (journal_.Get(ref, &line)) {
-        inc.evidence.push_back(std::move(line));
-      } else {
-        ++dropped;
-      }
-    };
-    for (std::uint32_t i = 0; i < first_n; ++i) add(w[kEvFirstWord + i]);
-    const std::size_t first_held = inc.evidence.size();
-    for (std::uint32_t i = 0; i < last_n; ++i) {
-      add(w[kEvLastWord + (last_head + i) % kEvidenceEach]);
-    }
-    if (dropped > 0) {
-      stats_.evidence_dropped += dropped;
-      inc.evidence.insert(
-          inc.evidence.begin() + static_cast<std::ptrdiff_t>(first_held),
-          EvidenceLine{0, fmt::format("({} evidence line(s) no longer held)", dropped)});
-    }
+    stats_.evidence_dropped += EvidenceRing(w + kEvidenceWord).Copy(journal_, &inc.evidence);
 
     // Escalation: repeat offenders get longer bans and a longer cooldown.
     double multiplier = 1;
