@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/rules/distinct_window.h"
 #include "engine/rules/evidence_journal.h"
 #include "engine/rules/key_table.h"
 #include "engine/rules/sliding_window_counter.h"
@@ -99,91 +100,6 @@ std::string PartText(const KeyPart& p, const Event& e) {
   }
   return Lower(e.get(p.field));
 }
-
-// Distinct values inside a sliding window: up to N (value hash, time offset) pairs per key.
-// State: base (2 words), size (1), then N pairs. Exact while fewer than N distinct values are
-// held; at N the trigger fires, so more are never needed.
-class DistinctWindow {
- public:
-  DistinctWindow(std::uint32_t threshold, std::int64_t window_seconds)
-      : n_(threshold), window_us_(window_seconds * kMicrosPerSecond) {
-    tick_us_ = window_us_ < (std::int64_t{1} << 31)          ? 1
-               : window_us_ / 1000 < (std::int64_t{1} << 31) ? 1000
-                                                             : kMicrosPerSecond;
-  }
-  std::uint32_t state_words() const { return 3 + 2 * n_; }
-
-  // Drops values older than t - W, then records v at t. Returns distinct values in the window.
-  std::uint32_t Add(std::uint32_t* s, UnixMicros t, std::uint32_t v) const {
-    std::uint32_t size = Expire(s, t);
-    UnixMicros base = GetI64(s);
-    std::uint32_t* pairs = s + 3;
-    if (size == 0) {
-      base = t;
-      SetI64(s, base);
-    }
-    if (t < base) t = base;
-    std::int64_t off = (t - base) / tick_us_;
-    if (off > 0xffffffffll) {
-      const std::int64_t shift = (t - window_us_ - base) / tick_us_;
-      for (std::uint32_t i = 0; i < size; ++i)
-        pairs[2 * i + 1] -= static_cast<std::uint32_t>(shift);
-      base += shift * tick_us_;
-      SetI64(s, base);
-      off -= shift;
-    }
-    for (std::uint32_t i = 0; i < size; ++i) {
-      if (pairs[2 * i] == v) {
-        pairs[2 * i + 1] = std::max(pairs[2 * i + 1], static_cast<std::uint32_t>(off));
-        return size;
-      }
-    }
-    std::uint32_t slot = size;
-    if (size == n_) {  // replace the oldest
-      slot = 0;
-      for (std::uint32_t i = 1; i < size; ++i) {
-        if (pairs[2 * i + 1] < pairs[2 * slot + 1]) slot = i;
-      }
-    } else {
-      ++size;
-    }
-    pairs[2 * slot] = v;
-    pairs[2 * slot + 1] = static_cast<std::uint32_t>(off);
-    s[2] = size;
-    return size;
-  }
-
-  UnixMicros Oldest(const std::uint32_t* s) const {
-    if (s[2] == 0) return 0;
-    std::uint32_t m = 0xffffffffu;
-    for (std::uint32_t i = 0; i < s[2]; ++i) m = std::min(m, s[3 + 2 * i + 1]);
-    return GetI64(s) + static_cast<UnixMicros>(m) * tick_us_;
-  }
-
-  std::uint32_t Expire(std::uint32_t* s, UnixMicros t) const {
-    std::uint32_t size = s[2];
-    const UnixMicros base = GetI64(s);
-    const UnixMicros from = t - window_us_;
-    if (size == 0 || from <= base) return size;
-    const std::int64_t cutoff = (from - base) / tick_us_;
-    std::uint32_t* pairs = s + 3;
-    std::uint32_t kept = 0;
-    for (std::uint32_t i = 0; i < size; ++i) {
-      if (static_cast<std::int64_t>(pairs[2 * i + 1]) >= cutoff) {
-        pairs[2 * kept] = pairs[2 * i];
-        pairs[2 * kept + 1] = pairs[2 * i + 1];
-        ++kept;
-      }
-    }
-    s[2] = kept;
-    return kept;
-  }
-
- private:
-  std::uint32_t n_;
-  UnixMicros window_us_;
-  UnixMicros tick_us_;
-};
 
 struct BaselineValue {
   std::string value;
