@@ -14,6 +14,7 @@
 #include "engine/rules/distinct_window.h"
 #include "engine/rules/evidence_journal.h"
 #include "engine/rules/key_table.h"
+#include "engine/rules/novel_baseline.h"
 #include "engine/rules/sliding_window_counter.h"
 
 namespace mxward {
@@ -101,15 +102,25 @@ std::string PartText(const KeyPart& p, const Event& e) {
   return Lower(e.get(p.field));
 }
 
-struct BaselineValue {
-  std::string value;
-  UnixMicros first_seen = 0;
-  UnixMicros last_seen = 0;
-  UnixMicros exported = 0;  // last_seen when last handed out; 0 = never
-};
-struct BaselineKey {
-  std::string key;
-  std::unordered_map<std::uint64_t, BaselineValue> values;
+std::string KeyText(const Playbook& pb, const Event& e) {
+  std::string out;
+  for (const KeyPart& p : pb.key) {
+    if (!out.empty()) out += ',';
+    out += PartText(p, e);
+  }
+  return out;
+}
+
+// The text a novel baseline stores for e's key and value, built only when it stores them first.
+class EventEntryText final : public NovelBaseline::EntryText {
+ public:
+  EventEntryText(const Playbook& pb, const Event& e) : pb_(pb), e_(e) {}
+  std::string Key() const override { return KeyText(pb_, e_); }
+  std::string Value() const override { return PartText(pb_.trigger.field, e_); }
+
+ private:
+  const Playbook& pb_;
+  const Event& e_;
 };
 
 // One playbook with its state.
@@ -119,14 +130,13 @@ struct Runtime {
   std::optional<SlidingWindowCounter> counter;  // count, novel
   std::optional<DistinctWindow> distinct;
   std::unique_ptr<KeyTable> table;
-  std::uint32_t words = 0;                                  // record size
-  bool key_has_ip = false;                                  // the global address allowlist applies
-  std::unordered_map<std::uint64_t, BaselineKey> baseline;  // novel
+  std::uint32_t words = 0;                // record size
+  bool key_has_ip = false;                // the global address allowlist applies
+  std::optional<NovelBaseline> baseline;  // novel
   // Keys in cooldown -> its end. Only keys that opened an incident: bounded by the incident rate
   // and swept of ended cooldowns as it grows.
   std::unordered_map<std::uint64_t, UnixMicros> cooldowns;
   std::size_t cooldown_sweep_at = 1024;
-  UnixMicros learning_since = 0;
 };
 
 struct Offense {
@@ -170,6 +180,7 @@ class Engine final : public PlaybookEngine {
           idle = tr.window_seconds > 0 ? tr.window_seconds : 7 * 86400;
           break;
       }
+      if (tr.type == TriggerType::kNovel) r->baseline.emplace(tr.baseline, tr.window_seconds);
       for (const KeyPart& k : pb.key) r->key_has_ip = r->key_has_ip || k.field == Field::kClientIp;
       r->words = words;
       r->table = std::make_unique<KeyTable>(words, pb.max_keys, idle * kMicrosPerSecond);
@@ -245,6 +256,9 @@ class Engine final : public PlaybookEngine {
     if (!r || r->pb.trigger.type != TriggerType::kNovel) {
       return Status::NotFound(fmt::format("no novel playbook named '{}'", playbook));
     }
+    const NovelBaseline& baseline = *r->baseline;
+    const std::size_t values = baseline.values_held();
+    const std::uint64_t overflow = baseline.overflow();
     std::size_t bad = 0;
     for (const auto& entry : entries) {
       Event e;
@@ -267,18 +281,10 @@ class Engine final : public PlaybookEngine {
         ++bad;
         continue;
       }
-      // Stored values are old enough to be known at once.
-      const UnixMicros first = entry.last_seen - r->pb.trigger.window_seconds * kMicrosPerSecond;
-      BaselineValue* v = Learn(*r, e, kh, vh, first);
-      if (v) {
-        v->last_seen = std::max(v->last_seen, entry.last_seen);
-        v->first_seen = std::min(v->first_seen, first);
-        v->exported = v->last_seen;
-      }
-      if (r->learning_since == 0 || entry.last_seen < r->learning_since) {
-        r->learning_since = entry.last_seen;
-      }
+      r->baseline->Import(kh, vh, entry.last_seen, EventEntryText(r->pb, e));
     }
+    stats_.baseline_values += baseline.values_held() - values;
+    stats_.baseline_overflow += baseline.overflow() - overflow;
     if (bad > 0) {
       return Status::InvalidArgument(fmt::format(
           "{} of {} baseline entries for '{}' did not fit its key", bad, entries.size(), playbook));
@@ -289,16 +295,10 @@ class Engine final : public PlaybookEngine {
   std::vector<BaselineBatch> TakeDirtyBaselines() override {
     std::vector<BaselineBatch> out;
     for (auto& r : runtimes_) {
-      if (r->pb.trigger.type != TriggerType::kNovel) continue;
+      if (!r->baseline) continue;
       BaselineBatch batch;
       batch.playbook = r->pb.name;
-      for (auto& [kh, key] : r->baseline) {
-        for (auto& [vh, v] : key.values) {
-          if (v.exported != 0 && v.last_seen - v.exported < 3600 * kMicrosPerSecond) continue;
-          v.exported = v.last_seen;
-          batch.entries.push_back(BaselineEntry{key.key, v.value, v.last_seen});
-        }
-      }
+      r->baseline->TakeDirty(&batch.entries);
       if (!batch.entries.empty()) out.push_back(std::move(batch));
     }
     return out;
@@ -318,7 +318,6 @@ class Engine final : public PlaybookEngine {
         r->table = std::move(o->table);
         r->baseline = std::move(o->baseline);
         r->cooldowns = std::move(o->cooldowns);
-        r->learning_since = o->learning_since;
         ++kept;
       }
     }
@@ -394,15 +393,6 @@ class Engine final : public PlaybookEngine {
     return true;
   }
 
-  std::string KeyText(const Playbook& pb, const Event& e) const {
-    std::string out;
-    for (const KeyPart& p : pb.key) {
-      if (!out.empty()) out += ',';
-      out += PartText(p, e);
-    }
-    return out;
-  }
-
   std::uint32_t JournalRef(const Event& e) {
     if (!journal_ref_valid_) {
       journal_ref_ = journal_.Append(e.line, e.time);
@@ -411,61 +401,17 @@ class Engine final : public PlaybookEngine {
     return journal_ref_;
   }
 
-  BaselineValue* Learn(Runtime& r, const Event& e, std::uint64_t kh, std::uint64_t vh,
-                       UnixMicros t) {
-    auto it = r.baseline.find(kh);
-    if (it == r.baseline.end()) {
-      if (r.baseline.size() >= r.pb.trigger.baseline.max_keys) {
-        ++stats_.baseline_overflow;
-        return nullptr;
-      }
-      it = r.baseline.emplace(kh, BaselineKey{KeyText(r.pb, e), {}}).first;
-    }
-    auto& values = it->second.values;
-    auto v = values.find(vh);
-    if (v != values.end()) {
-      BaselineValue& bv = v->second;
-      if (t - bv.last_seen > r.pb.trigger.baseline.ttl_seconds * kMicrosPerSecond) {
-        bv.first_seen = t;  // forgotten and used again: new again
-      }
-      bv.last_seen = std::max(bv.last_seen, t);
-      return &bv;
-    }
-    if (values.size() >= r.pb.trigger.baseline.max_values) {
-      // Forget the value unused the longest.
-      auto oldest = values.begin();
-      for (auto i = values.begin(); i != values.end(); ++i) {
-        if (i->second.last_seen < oldest->second.last_seen) oldest = i;
-      }
-      values.erase(oldest);
-      --stats_.baseline_values;
-    }
-    ++stats_.baseline_values;
-    BaselineValue nv;
-    nv.value = PartText(r.pb.trigger.field, e);
-    nv.first_seen = t;
-    nv.last_seen = t;
-    return &values.emplace(vh, std::move(nv)).first->second;
-  }
-
-  // Judges e against its key's baseline, then learns it. True when e is novel.
+  // Judges e against its key's baseline, then learns it. True when e's value is novel.
   bool JudgeAndLearn(Runtime& r, const Event& e, std::uint64_t kh) {
     std::uint64_t vh = 0;
     if (!ValueHash(r.pb.trigger.field, e, &vh)) return false;
-    const UnixMicros t = e.time;
-    const BaselineSettings& b = r.pb.trigger.baseline;
-    if (r.learning_since == 0) r.learning_since = t;
-    bool known = false;
-    if (auto k = r.baseline.find(kh); k != r.baseline.end()) {
-      if (auto v = k->second.values.find(vh); v != k->second.values.end()) {
-        // Known: first used at least a window ago, and not forgotten since.
-        known = v->second.first_seen <= t - r.pb.trigger.window_seconds * kMicrosPerSecond &&
-                v->second.last_seen >= t - b.ttl_seconds * kMicrosPerSecond;
-      }
-    }
-    const bool warm = t - r.learning_since >= b.warmup_seconds * kMicrosPerSecond;
-    Learn(r, e, kh, vh, t);
-    return warm && !known;
+    NovelBaseline& baseline = *r.baseline;
+    const std::size_t values = baseline.values_held();
+    const std::uint64_t overflow = baseline.overflow();
+    const bool novel = baseline.JudgeAndLearn(kh, vh, e.time, EventEntryText(r.pb, e));
+    stats_.baseline_values += baseline.values_held() - values;
+    stats_.baseline_overflow += baseline.overflow() - overflow;
+    return novel;
   }
 
   void ResetKey(Runtime& r, const Event& e) {
