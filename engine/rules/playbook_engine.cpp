@@ -123,6 +123,102 @@ class EventEntryText final : public NovelBaseline::EntryText {
   const Event& e_;
 };
 
+// What fired, for the incident: "20 auth_failure in 10m (count >= 20)".
+std::string TriggerText(const Playbook& pb, std::uint64_t count) {
+  const Trigger& tr = pb.trigger;
+  std::string events;
+  for (int i = 0; i < kEventTypeCount; ++i) {
+    if (!pb.match.types[i]) continue;
+    if (!events.empty()) events += '/';
+    events += EventTypeName(static_cast<EventType>(i));
+  }
+  const std::string window = FormatDurationSeconds(tr.window_seconds);
+  switch (tr.type) {
+    case TriggerType::kCount:
+      return fmt::format("{} {} in {} (count >= {})", count, events, window, tr.threshold);
+    case TriggerType::kDistinct:
+      return fmt::format("{} distinct {} in {} of {} (distinct >= {})", count,
+                         FieldName(tr.field.field), window, events, tr.threshold);
+    case TriggerType::kConsecutive:
+      return fmt::format("{} consecutive {} (consecutive >= {})", count, events, tr.threshold);
+    case TriggerType::kNovel:
+      return fmt::format("{} {} to {} values never used before in {} (novel >= {})", count, events,
+                         FieldName(tr.field.field), window, tr.threshold);
+  }
+  return {};
+}
+
+// An action parameter for this incident: its literal text with the placeholders filled in.
+std::string ExpandTemplate(const Template& tpl, const Playbook& pb, const Incident& inc,
+                           const Event& e) {
+  std::string out;
+  for (const auto& part : tpl.parts) {
+    switch (part.kind) {
+      case Template::Kind::kLiteral:
+        out += part.literal;
+        break;
+      case Template::Kind::kField:
+        if (part.field == Field::kClientIp) {
+          if (e.client_ip.valid()) out += e.client_ip.ToString();
+        } else {
+          out += e.get(part.field);
+        }
+        break;
+      case Template::Kind::kKey:
+        out += inc.key;
+        break;
+      case Template::Kind::kKeyKind:
+        out += inc.key_kind;
+        break;
+      case Template::Kind::kCount:
+        out += std::to_string(inc.count);
+        break;
+      case Template::Kind::kWindow:
+        out += FormatDurationSeconds(inc.window_seconds);
+        break;
+      case Template::Kind::kEvidence:
+        for (const auto& l : inc.evidence) {
+          out += l.text;
+          out += '\n';
+        }
+        break;
+      case Template::Kind::kPlaybook:
+        out += pb.name;
+        break;
+      case Template::Kind::kDescription:
+        out += pb.description;
+        break;
+      case Template::Kind::kSeverity:
+        out += SeverityName(pb.severity);
+        break;
+      case Template::Kind::kTrigger:
+        out += inc.trigger;
+        break;
+      case Template::Kind::kFirstSeen:
+        out += FormatRfc3339(inc.first_seen);
+        break;
+      case Template::Kind::kLastSeen:
+        out += FormatRfc3339(inc.last_seen);
+        break;
+    }
+  }
+  return out;
+}
+
+// How much longer a repeat offender's bans and cooldown are: factor^(earlier incidents), never
+// beyond the escalation's maximum (or the unescalated duration, when that is longer).
+struct RepeatOffenderScale {
+  double multiplier = 1;
+  std::int64_t max_seconds = 0;
+
+  std::int64_t Apply(std::int64_t seconds) const {
+    if (multiplier == 1 || seconds <= 0) return seconds;
+    const double d = static_cast<double>(seconds) * multiplier;
+    const double cap = static_cast<double>(std::max(max_seconds, seconds));
+    return static_cast<std::int64_t>(std::min(d, cap));
+  }
+};
+
 // One playbook with its state.
 struct Runtime {
   Playbook pb;
@@ -497,7 +593,13 @@ class Engine final : public PlaybookEngine {
     }
     evidence.Add(JournalRef(e));
     if (count >= tr.threshold) {
-      const std::int64_t cooldown = Fire(r, w, e, count, sink);
+      std::int64_t cooldown = 0;
+      Incident inc = BuildIncident(r, w, e, count, &cooldown);
+      if (r.pb.escalation.enabled || max_lookback_ > 0) {
+        RecordOffense(r.index, inc.key_kind, inc.key, t);
+      }
+      ++stats_.triggers;
+      sink->OnIncident(std::move(inc));
       r.table->Erase(rec);  // starts over after its cooldown
       StartCooldown(r, kh, t, cooldown);
     }
@@ -547,13 +649,13 @@ class Engine final : public PlaybookEngine {
     }
   }
 
-  // Opens the incident; returns the key's cooldown in seconds (escalated).
-  std::int64_t Fire(Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count,
-                    IncidentSink* sink) {
+  // The incident of a key whose trigger fired at e: what fired, the episode's evidence and the
+  // actions to take, expanded for it. Repeat offenders get longer bans; *cooldown_seconds is the
+  // key's cooldown, escalated alike.
+  Incident BuildIncident(const Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count,
+                         std::int64_t* cooldown_seconds) {
     const Playbook& pb = r.pb;
-    const Trigger& tr = pb.trigger;
     const UnixMicros t = e.time;
-    std::uint32_t* st = w + kStateWord;
     Incident inc;
     inc.playbook = pb.name;
     inc.description = pb.description;
@@ -562,167 +664,98 @@ class Engine final : public PlaybookEngine {
     inc.key_kind = pb.key_kind;
     inc.key = KeyText(pb, e);
     inc.count = count;
-    inc.window_seconds = tr.window_seconds;
+    inc.window_seconds = pb.trigger.window_seconds;
+    inc.first_seen = EpisodeStart(r, w, t);
     inc.last_seen = t;
-    switch (tr.type) {
-      case TriggerType::kCount:
-      case TriggerType::kNovel:
-        inc.first_seen = r.counter->OldestAt(st, t);
-        break;
-      case TriggerType::kDistinct:
-        inc.first_seen = r.distinct->Oldest(st);
-        break;
-      case TriggerType::kConsecutive:
-        inc.first_seen = GetI64(w + kEpisodeWord);
-        break;
-    }
-    if (inc.first_seen == 0 || inc.first_seen > t) inc.first_seen = t;
-
-    std::string events;
-    for (int i = 0; i < kEventTypeCount; ++i) {
-      if (!pb.match.types[i]) continue;
-      if (!events.empty()) events += '/';
-      events += EventTypeName(static_cast<EventType>(i));
-    }
-    const std::string window = FormatDurationSeconds(tr.window_seconds);
-    switch (tr.type) {
-      case TriggerType::kCount:
-        inc.trigger = fmt::format("{} {} in {} (count >= {})", count, events, window, tr.threshold);
-        break;
-      case TriggerType::kDistinct:
-        inc.trigger = fmt::format("{} distinct {} in {} of {} (distinct >= {})", count,
-                                  FieldName(tr.field.field), window, events, tr.threshold);
-        break;
-      case TriggerType::kConsecutive:
-        inc.trigger =
-            fmt::format("{} consecutive {} (consecutive >= {})", count, events, tr.threshold);
-        break;
-      case TriggerType::kNovel:
-        inc.trigger = fmt::format("{} {} to {} values never used before in {} (novel >= {})", count,
-                                  events, FieldName(tr.field.field), window, tr.threshold);
-        break;
-    }
-
+    inc.trigger = TriggerText(pb, count);
     // Evidence: the episode's first lines, then its last ones.
     stats_.evidence_dropped += EvidenceRing(w + kEvidenceWord).Copy(journal_, &inc.evidence);
-
-    // Escalation: repeat offenders get longer bans and a longer cooldown.
-    double multiplier = 1;
-    if (pb.escalation.enabled) {
-      const int prior = PriorOffenses(r, inc.key_kind, inc.key, t);
-      if (prior > 0) {
-        multiplier = std::pow(pb.escalation.factor, prior);
-        inc.trigger += fmt::format("; repeat offender: {} earlier incident(s) in {}", prior,
-                                   FormatDurationSeconds(pb.escalation.lookback_seconds));
-      }
-    }
-    auto escalate = [&](std::int64_t seconds) {
-      if (multiplier == 1 || seconds <= 0) return seconds;
-      const double d = static_cast<double>(seconds) * multiplier;
-      const double cap = static_cast<double>(std::max(pb.escalation.max_seconds, seconds));
-      return static_cast<std::int64_t>(std::min(d, cap));
-    };
-
+    const RepeatOffenderScale scale = Escalate(r, &inc);
     const bool dry = dry_run_ || pb.mode == PlaybookMode::kDryRun;
     for (const ActionSpec& spec : pb.actions) {
-      ActionRequest a;
-      a.type = spec.type;
-      a.dry_run = dry || spec.dry_run;
-      bool valid = true;
-      for (const auto& [name, tpl] : spec.params) {
-        std::string value = Expand(tpl, pb, inc, e);
-        if (spec.type == "ban" && name == "address") {
-          // Re-printed from binary: log text never reaches the firewall as text.
-          IpPrefix p;
-          if (!IpPrefix::Parse(value, &p)) {
-            inc.trigger += fmt::format("; ban skipped: '{}' is not an address", value);
-            valid = false;
-            break;
-          }
-          value = p.ToString();
-          // Never a ban that covers an allowlisted address (a tuple or template key could).
-          for (const auto& allowed : global_cidrs_) {
-            if (p.Contains(allowed.address()) || allowed.Contains(p.address())) valid = false;
-          }
-          if (!valid) {
-            inc.trigger += fmt::format("; ban skipped: {} covers an allowlisted address", value);
-            break;
-          }
-        }
-        a.params[name] = std::move(value);
+      if (auto action = BuildAction(spec, pb, e, scale, dry, &inc)) {
+        inc.actions.push_back(std::move(*action));
       }
-      if (!valid) continue;
-      if (spec.duration_seconds >= 0) a.params["duration_s"] = escalate(spec.duration_seconds);
-      if (spec.type == "hold_queue") {
-        a.params["queue_ids"] = nlohmann::json::array();
-        if (e.has(Field::kQueueId))
-          a.params["queue_ids"].push_back(std::string(e.get(Field::kQueueId)));
-      }
-      inc.actions.push_back(std::move(a));
     }
-
-    const std::int64_t cooldown = escalate(pb.cooldown_seconds);
-    if (pb.escalation.enabled || max_lookback_ > 0)
-      RecordOffense(r.index, inc.key_kind, inc.key, t);
-    ++stats_.triggers;
-    sink->OnIncident(std::move(inc));
-    return cooldown;
+    *cooldown_seconds = scale.Apply(pb.cooldown_seconds);
+    return inc;
   }
 
-  std::string Expand(const Template& tpl, const Playbook& pb, const Incident& inc,
-                     const Event& e) const {
-    std::string out;
-    for (const auto& part : tpl.parts) {
-      switch (part.kind) {
-        case Template::Kind::kLiteral:
-          out += part.literal;
-          break;
-        case Template::Kind::kField:
-          if (part.field == Field::kClientIp) {
-            if (e.client_ip.valid()) out += e.client_ip.ToString();
-          } else {
-            out += e.get(part.field);
-          }
-          break;
-        case Template::Kind::kKey:
-          out += inc.key;
-          break;
-        case Template::Kind::kKeyKind:
-          out += inc.key_kind;
-          break;
-        case Template::Kind::kCount:
-          out += std::to_string(inc.count);
-          break;
-        case Template::Kind::kWindow:
-          out += FormatDurationSeconds(inc.window_seconds);
-          break;
-        case Template::Kind::kEvidence:
-          for (const auto& l : inc.evidence) {
-            out += l.text;
-            out += '\n';
-          }
-          break;
-        case Template::Kind::kPlaybook:
-          out += pb.name;
-          break;
-        case Template::Kind::kDescription:
-          out += pb.description;
-          break;
-        case Template::Kind::kSeverity:
-          out += SeverityName(pb.severity);
-          break;
-        case Template::Kind::kTrigger:
-          out += inc.trigger;
-          break;
-        case Template::Kind::kFirstSeen:
-          out += FormatRfc3339(inc.first_seen);
-          break;
-        case Template::Kind::kLastSeen:
-          out += FormatRfc3339(inc.last_seen);
-          break;
+  // The first event of the key's episode still inside its window (t when none is known).
+  UnixMicros EpisodeStart(const Runtime& r, const std::uint32_t* w, UnixMicros t) const {
+    const std::uint32_t* st = w + kStateWord;
+    UnixMicros first = 0;
+    switch (r.pb.trigger.type) {
+      case TriggerType::kCount:
+      case TriggerType::kNovel:
+        first = r.counter->OldestAt(st, t);
+        break;
+      case TriggerType::kDistinct:
+        first = r.distinct->Oldest(st);
+        break;
+      case TriggerType::kConsecutive:
+        first = GetI64(w + kEpisodeWord);
+        break;
+    }
+    return first == 0 || first > t ? t : first;
+  }
+
+  // Escalation: how much longer this key's bans are for its earlier incidents in the lookback,
+  // which the incident's trigger text then mentions.
+  RepeatOffenderScale Escalate(const Runtime& r, Incident* inc) const {
+    const Escalation& esc = r.pb.escalation;
+    RepeatOffenderScale scale{1, esc.max_seconds};
+    if (!esc.enabled) return scale;
+    const int prior = PriorOffenses(r, inc->key_kind, inc->key, inc->last_seen);
+    if (prior > 0) {
+      scale.multiplier = std::pow(esc.factor, prior);
+      inc->trigger += fmt::format("; repeat offender: {} earlier incident(s) in {}", prior,
+                                  FormatDurationSeconds(esc.lookback_seconds));
+    }
+    return scale;
+  }
+
+  // The action spec asks for, its parameters expanded for *inc; none when it is a ban that would
+  // not be safe, which is then said in inc->trigger (read by the later actions' templates too).
+  std::optional<ActionRequest> BuildAction(const ActionSpec& spec, const Playbook& pb,
+                                           const Event& e, const RepeatOffenderScale& scale,
+                                           bool dry, Incident* inc) const {
+    ActionRequest a;
+    a.type = spec.type;
+    a.dry_run = dry || spec.dry_run;
+    for (const auto& [name, tpl] : spec.params) {
+      std::string value = ExpandTemplate(tpl, pb, *inc, e);
+      if (spec.type == "ban" && name == "address" && !SafeBanAddress(&value, &inc->trigger)) {
+        return std::nullopt;
+      }
+      a.params[name] = std::move(value);
+    }
+    if (spec.duration_seconds >= 0) a.params["duration_s"] = scale.Apply(spec.duration_seconds);
+    if (spec.type == "hold_queue") {
+      a.params["queue_ids"] = nlohmann::json::array();
+      if (e.has(Field::kQueueId))
+        a.params["queue_ids"].push_back(std::string(e.get(Field::kQueueId)));
+    }
+    return a;
+  }
+
+  // Re-prints a ban address from binary, so log text never reaches the firewall as text, and
+  // refuses one that covers an allowlisted address (a tuple or template key could). A refusal is
+  // appended to *trigger.
+  bool SafeBanAddress(std::string* address, std::string* trigger) const {
+    IpPrefix p;
+    if (!IpPrefix::Parse(*address, &p)) {
+      *trigger += fmt::format("; ban skipped: '{}' is not an address", *address);
+      return false;
+    }
+    *address = p.ToString();
+    for (const auto& allowed : global_cidrs_) {
+      if (p.Contains(allowed.address()) || allowed.Contains(p.address())) {
+        *trigger += fmt::format("; ban skipped: {} covers an allowlisted address", *address);
+        return false;
       }
     }
-    return out;
+    return true;
   }
 
   std::vector<std::unique_ptr<Runtime>> runtimes_;
