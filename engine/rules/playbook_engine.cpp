@@ -11,7 +11,10 @@
 
 #include <fmt/format.h>
 
+#include "engine/rules/distinct_window.h"
+#include "engine/rules/evidence_journal.h"
 #include "engine/rules/key_table.h"
+#include "engine/rules/novel_baseline.h"
 #include "engine/rules/sliding_window_counter.h"
 
 namespace mxward {
@@ -21,12 +24,9 @@ namespace {
 // Record layout (uint32 words) shared by every trigger type; trigger state follows at kState.
 // (A key in cooldown has no record: its state starts over at an incident, so it is erased and
 // only its cooldown end is kept, in Runtime::cooldowns.)
-constexpr std::uint32_t kEpisodeWord = 0;  // int64 µs: first counted event of this episode
-constexpr std::uint32_t kEvMetaWord = 2;   // first_n | last_n << 8 | last_head << 16
-constexpr std::uint32_t kEvFirstWord = 3;  // 5 journal references
-constexpr std::uint32_t kEvLastWord = 8;   // ring of 5 journal references
-constexpr std::uint32_t kStateWord = 13;
-constexpr std::uint32_t kEvidenceEach = 5;
+constexpr std::uint32_t kEpisodeWord = 0;   // int64 µs: first counted event of this episode
+constexpr std::uint32_t kEvidenceWord = 2;  // the episode's EvidenceRing
+constexpr std::uint32_t kStateWord = kEvidenceWord + EvidenceRing::kWords;
 
 UnixMicros GetI64(const std::uint32_t* w) {
   return static_cast<UnixMicros>((static_cast<std::uint64_t>(w[1]) << 32) | w[0]);
@@ -102,149 +102,121 @@ std::string PartText(const KeyPart& p, const Event& e) {
   return Lower(e.get(p.field));
 }
 
-// The last lines counted, in a fixed ring: keys hold 32-bit references, not copies.
-class EvidenceJournal {
+std::string KeyText(const Playbook& pb, const Event& e) {
+  std::string out;
+  for (const KeyPart& p : pb.key) {
+    if (!out.empty()) out += ',';
+    out += PartText(p, e);
+  }
+  return out;
+}
+
+// The text a novel baseline stores for e's key and value, built only when it stores them first.
+class EventEntryText final : public NovelBaseline::EntryText {
  public:
-  EvidenceJournal(std::size_t lines, std::size_t line_bytes)
-      : n_(std::max<std::size_t>(lines, 16)),
-        line_bytes_(std::max<std::size_t>(line_bytes, 64)),
-        bytes_(new char[n_ * line_bytes_]),  // left uninitialised: pages are touched as used
-        entries_(n_) {}
-
-  std::uint32_t Append(std::string_view line, UnixMicros t) {
-    const std::uint64_t seq = next_++;
-    Entry& e = entries_[seq % n_];
-    e.seq = seq;
-    e.time = t;
-    const std::size_t len = std::min(line.size(), line_bytes_);
-    std::memcpy(&bytes_[(seq % n_) * line_bytes_], line.data(), len);
-    e.len = static_cast<std::uint32_t>(len);
-    e.cut = len < line.size();
-    return static_cast<std::uint32_t>(seq);
-  }
-
-  bool Get(std::uint32_t ref, EvidenceLine* out) const {
-    // Widen the 32-bit reference to the newest sequence number with those low bits.
-    const std::uint64_t last = next_ - 1;
-    std::uint64_t seq = (last & ~0xffffffffull) | ref;
-    if (seq > last) seq -= 0x100000000ull;
-    if (seq == 0 || last - seq >= n_) return false;
-    const Entry& e = entries_[seq % n_];
-    if (e.seq != seq) return false;
-    out->time = e.time;
-    out->text.assign(&bytes_[(seq % n_) * line_bytes_], e.len);
-    if (e.cut) out->text += "...";
-    return true;
-  }
+  EventEntryText(const Playbook& pb, const Event& e) : pb_(pb), e_(e) {}
+  std::string Key() const override { return KeyText(pb_, e_); }
+  std::string Value() const override { return PartText(pb_.trigger.field, e_); }
 
  private:
-  struct Entry {
-    std::uint64_t seq = 0;
-    UnixMicros time = 0;
-    std::uint32_t len = 0;
-    bool cut = false;
-  };
-  std::size_t n_;
-  std::size_t line_bytes_;
-  std::unique_ptr<char[]> bytes_;
-  std::vector<Entry> entries_;
-  std::uint64_t next_ = 1;
+  const Playbook& pb_;
+  const Event& e_;
 };
 
-// Distinct values inside a sliding window: up to N (value hash, time offset) pairs per key.
-// State: base (2 words), size (1), then N pairs. Exact while fewer than N distinct values are
-// held; at N the trigger fires, so more are never needed.
-class DistinctWindow {
- public:
-  DistinctWindow(std::uint32_t threshold, std::int64_t window_seconds)
-      : n_(threshold), window_us_(window_seconds * kMicrosPerSecond) {
-    tick_us_ = window_us_ < (std::int64_t{1} << 31)          ? 1
-               : window_us_ / 1000 < (std::int64_t{1} << 31) ? 1000
-                                                             : kMicrosPerSecond;
+// What fired, for the incident: "20 auth_failure in 10m (count >= 20)".
+std::string TriggerText(const Playbook& pb, std::uint64_t count) {
+  const Trigger& tr = pb.trigger;
+  std::string events;
+  for (int i = 0; i < kEventTypeCount; ++i) {
+    if (!pb.match.types[i]) continue;
+    if (!events.empty()) events += '/';
+    events += EventTypeName(static_cast<EventType>(i));
   }
-  std::uint32_t state_words() const { return 3 + 2 * n_; }
-
-  // Drops values older than t - W, then records v at t. Returns distinct values in the window.
-  std::uint32_t Add(std::uint32_t* s, UnixMicros t, std::uint32_t v) const {
-    std::uint32_t size = Expire(s, t);
-    UnixMicros base = GetI64(s);
-    std::uint32_t* pairs = s + 3;
-    if (size == 0) {
-      base = t;
-      SetI64(s, base);
-    }
-    if (t < base) t = base;
-    std::int64_t off = (t - base) / tick_us_;
-    if (off > 0xffffffffll) {
-      const std::int64_t shift = (t - window_us_ - base) / tick_us_;
-      for (std::uint32_t i = 0; i < size; ++i)
-        pairs[2 * i + 1] -= static_cast<std::uint32_t>(shift);
-      base += shift * tick_us_;
-      SetI64(s, base);
-      off -= shift;
-    }
-    for (std::uint32_t i = 0; i < size; ++i) {
-      if (pairs[2 * i] == v) {
-        pairs[2 * i + 1] = std::max(pairs[2 * i + 1], static_cast<std::uint32_t>(off));
-        return size;
-      }
-    }
-    std::uint32_t slot = size;
-    if (size == n_) {  // replace the oldest
-      slot = 0;
-      for (std::uint32_t i = 1; i < size; ++i) {
-        if (pairs[2 * i + 1] < pairs[2 * slot + 1]) slot = i;
-      }
-    } else {
-      ++size;
-    }
-    pairs[2 * slot] = v;
-    pairs[2 * slot + 1] = static_cast<std::uint32_t>(off);
-    s[2] = size;
-    return size;
+  const std::string window = FormatDurationSeconds(tr.window_seconds);
+  switch (tr.type) {
+    case TriggerType::kCount:
+      return fmt::format("{} {} in {} (count >= {})", count, events, window, tr.threshold);
+    case TriggerType::kDistinct:
+      return fmt::format("{} distinct {} in {} of {} (distinct >= {})", count,
+                         FieldName(tr.field.field), window, events, tr.threshold);
+    case TriggerType::kConsecutive:
+      return fmt::format("{} consecutive {} (consecutive >= {})", count, events, tr.threshold);
+    case TriggerType::kNovel:
+      return fmt::format("{} {} to {} values never used before in {} (novel >= {})", count, events,
+                         FieldName(tr.field.field), window, tr.threshold);
   }
+  return {};
+}
 
-  UnixMicros Oldest(const std::uint32_t* s) const {
-    if (s[2] == 0) return 0;
-    std::uint32_t m = 0xffffffffu;
-    for (std::uint32_t i = 0; i < s[2]; ++i) m = std::min(m, s[3 + 2 * i + 1]);
-    return GetI64(s) + static_cast<UnixMicros>(m) * tick_us_;
-  }
-
-  std::uint32_t Expire(std::uint32_t* s, UnixMicros t) const {
-    std::uint32_t size = s[2];
-    const UnixMicros base = GetI64(s);
-    const UnixMicros from = t - window_us_;
-    if (size == 0 || from <= base) return size;
-    const std::int64_t cutoff = (from - base) / tick_us_;
-    std::uint32_t* pairs = s + 3;
-    std::uint32_t kept = 0;
-    for (std::uint32_t i = 0; i < size; ++i) {
-      if (static_cast<std::int64_t>(pairs[2 * i + 1]) >= cutoff) {
-        pairs[2 * kept] = pairs[2 * i];
-        pairs[2 * kept + 1] = pairs[2 * i + 1];
-        ++kept;
-      }
+// An action parameter for this incident: its literal text with the placeholders filled in.
+std::string ExpandTemplate(const Template& tpl, const Playbook& pb, const Incident& inc,
+                           const Event& e) {
+  std::string out;
+  for (const auto& part : tpl.parts) {
+    switch (part.kind) {
+      case Template::Kind::kLiteral:
+        out += part.literal;
+        break;
+      case Template::Kind::kField:
+        if (part.field == Field::kClientIp) {
+          if (e.client_ip.valid()) out += e.client_ip.ToString();
+        } else {
+          out += e.get(part.field);
+        }
+        break;
+      case Template::Kind::kKey:
+        out += inc.key;
+        break;
+      case Template::Kind::kKeyKind:
+        out += inc.key_kind;
+        break;
+      case Template::Kind::kCount:
+        out += std::to_string(inc.count);
+        break;
+      case Template::Kind::kWindow:
+        out += FormatDurationSeconds(inc.window_seconds);
+        break;
+      case Template::Kind::kEvidence:
+        for (const auto& l : inc.evidence) {
+          out += l.text;
+          out += '\n';
+        }
+        break;
+      case Template::Kind::kPlaybook:
+        out += pb.name;
+        break;
+      case Template::Kind::kDescription:
+        out += pb.description;
+        break;
+      case Template::Kind::kSeverity:
+        out += SeverityName(pb.severity);
+        break;
+      case Template::Kind::kTrigger:
+        out += inc.trigger;
+        break;
+      case Template::Kind::kFirstSeen:
+        out += FormatRfc3339(inc.first_seen);
+        break;
+      case Template::Kind::kLastSeen:
+        out += FormatRfc3339(inc.last_seen);
+        break;
     }
-    s[2] = kept;
-    return kept;
   }
+  return out;
+}
 
- private:
-  std::uint32_t n_;
-  UnixMicros window_us_;
-  UnixMicros tick_us_;
-};
+// How much longer a repeat offender's bans and cooldown are: factor^(earlier incidents), never
+// beyond the escalation's maximum (or the unescalated duration, when that is longer).
+struct RepeatOffenderScale {
+  double multiplier = 1;
+  std::int64_t max_seconds = 0;
 
-struct BaselineValue {
-  std::string value;
-  UnixMicros first_seen = 0;
-  UnixMicros last_seen = 0;
-  UnixMicros exported = 0;  // last_seen when last handed out; 0 = never
-};
-struct BaselineKey {
-  std::string key;
-  std::unordered_map<std::uint64_t, BaselineValue> values;
+  std::int64_t Apply(std::int64_t seconds) const {
+    if (multiplier == 1 || seconds <= 0) return seconds;
+    const double d = static_cast<double>(seconds) * multiplier;
+    const double cap = static_cast<double>(std::max(max_seconds, seconds));
+    return static_cast<std::int64_t>(std::min(d, cap));
+  }
 };
 
 // One playbook with its state.
@@ -254,14 +226,13 @@ struct Runtime {
   std::optional<SlidingWindowCounter> counter;  // count, novel
   std::optional<DistinctWindow> distinct;
   std::unique_ptr<KeyTable> table;
-  std::uint32_t words = 0;                                  // record size
-  bool key_has_ip = false;                                  // the global address allowlist applies
-  std::unordered_map<std::uint64_t, BaselineKey> baseline;  // novel
+  std::uint32_t words = 0;                // record size
+  bool key_has_ip = false;                // the global address allowlist applies
+  std::optional<NovelBaseline> baseline;  // novel
   // Keys in cooldown -> its end. Only keys that opened an incident: bounded by the incident rate
   // and swept of ended cooldowns as it grows.
   std::unordered_map<std::uint64_t, UnixMicros> cooldowns;
   std::size_t cooldown_sweep_at = 1024;
-  UnixMicros learning_since = 0;
 };
 
 struct Offense {
@@ -305,6 +276,7 @@ class Engine final : public PlaybookEngine {
           idle = tr.window_seconds > 0 ? tr.window_seconds : 7 * 86400;
           break;
       }
+      if (tr.type == TriggerType::kNovel) r->baseline.emplace(tr.baseline, tr.window_seconds);
       for (const KeyPart& k : pb.key) r->key_has_ip = r->key_has_ip || k.field == Field::kClientIp;
       r->words = words;
       r->table = std::make_unique<KeyTable>(words, pb.max_keys, idle * kMicrosPerSecond);
@@ -380,6 +352,9 @@ class Engine final : public PlaybookEngine {
     if (!r || r->pb.trigger.type != TriggerType::kNovel) {
       return Status::NotFound(fmt::format("no novel playbook named '{}'", playbook));
     }
+    const NovelBaseline& baseline = *r->baseline;
+    const std::size_t values = baseline.values_held();
+    const std::uint64_t overflow = baseline.overflow();
     std::size_t bad = 0;
     for (const auto& entry : entries) {
       Event e;
@@ -402,18 +377,10 @@ class Engine final : public PlaybookEngine {
         ++bad;
         continue;
       }
-      // Stored values are old enough to be known at once.
-      const UnixMicros first = entry.last_seen - r->pb.trigger.window_seconds * kMicrosPerSecond;
-      BaselineValue* v = Learn(*r, e, kh, vh, first);
-      if (v) {
-        v->last_seen = std::max(v->last_seen, entry.last_seen);
-        v->first_seen = std::min(v->first_seen, first);
-        v->exported = v->last_seen;
-      }
-      if (r->learning_since == 0 || entry.last_seen < r->learning_since) {
-        r->learning_since = entry.last_seen;
-      }
+      r->baseline->Import(kh, vh, entry.last_seen, EventEntryText(r->pb, e));
     }
+    stats_.baseline_values += baseline.values_held() - values;
+    stats_.baseline_overflow += baseline.overflow() - overflow;
     if (bad > 0) {
       return Status::InvalidArgument(fmt::format(
           "{} of {} baseline entries for '{}' did not fit its key", bad, entries.size(), playbook));
@@ -424,16 +391,10 @@ class Engine final : public PlaybookEngine {
   std::vector<BaselineBatch> TakeDirtyBaselines() override {
     std::vector<BaselineBatch> out;
     for (auto& r : runtimes_) {
-      if (r->pb.trigger.type != TriggerType::kNovel) continue;
+      if (!r->baseline) continue;
       BaselineBatch batch;
       batch.playbook = r->pb.name;
-      for (auto& [kh, key] : r->baseline) {
-        for (auto& [vh, v] : key.values) {
-          if (v.exported != 0 && v.last_seen - v.exported < 3600 * kMicrosPerSecond) continue;
-          v.exported = v.last_seen;
-          batch.entries.push_back(BaselineEntry{key.key, v.value, v.last_seen});
-        }
-      }
+      r->baseline->TakeDirty(&batch.entries);
       if (!batch.entries.empty()) out.push_back(std::move(batch));
     }
     return out;
@@ -453,7 +414,6 @@ class Engine final : public PlaybookEngine {
         r->table = std::move(o->table);
         r->baseline = std::move(o->baseline);
         r->cooldowns = std::move(o->cooldowns);
-        r->learning_since = o->learning_since;
         ++kept;
       }
     }
@@ -529,15 +489,6 @@ class Engine final : public PlaybookEngine {
     return true;
   }
 
-  std::string KeyText(const Playbook& pb, const Event& e) const {
-    std::string out;
-    for (const KeyPart& p : pb.key) {
-      if (!out.empty()) out += ',';
-      out += PartText(p, e);
-    }
-    return out;
-  }
-
   std::uint32_t JournalRef(const Event& e) {
     if (!journal_ref_valid_) {
       journal_ref_ = journal_.Append(e.line, e.time);
@@ -546,61 +497,17 @@ class Engine final : public PlaybookEngine {
     return journal_ref_;
   }
 
-  BaselineValue* Learn(Runtime& r, const Event& e, std::uint64_t kh, std::uint64_t vh,
-                       UnixMicros t) {
-    auto it = r.baseline.find(kh);
-    if (it == r.baseline.end()) {
-      if (r.baseline.size() >= r.pb.trigger.baseline.max_keys) {
-        ++stats_.baseline_overflow;
-        return nullptr;
-      }
-      it = r.baseline.emplace(kh, BaselineKey{KeyText(r.pb, e), {}}).first;
-    }
-    auto& values = it->second.values;
-    auto v = values.find(vh);
-    if (v != values.end()) {
-      BaselineValue& bv = v->second;
-      if (t - bv.last_seen > r.pb.trigger.baseline.ttl_seconds * kMicrosPerSecond) {
-        bv.first_seen = t;  // forgotten and used again: new again
-      }
-      bv.last_seen = std::max(bv.last_seen, t);
-      return &bv;
-    }
-    if (values.size() >= r.pb.trigger.baseline.max_values) {
-      // Forget the value unused the longest.
-      auto oldest = values.begin();
-      for (auto i = values.begin(); i != values.end(); ++i) {
-        if (i->second.last_seen < oldest->second.last_seen) oldest = i;
-      }
-      values.erase(oldest);
-      --stats_.baseline_values;
-    }
-    ++stats_.baseline_values;
-    BaselineValue nv;
-    nv.value = PartText(r.pb.trigger.field, e);
-    nv.first_seen = t;
-    nv.last_seen = t;
-    return &values.emplace(vh, std::move(nv)).first->second;
-  }
-
-  // Judges e against its key's baseline, then learns it. True when e is novel.
+  // Judges e against its key's baseline, then learns it. True when e's value is novel.
   bool JudgeAndLearn(Runtime& r, const Event& e, std::uint64_t kh) {
     std::uint64_t vh = 0;
     if (!ValueHash(r.pb.trigger.field, e, &vh)) return false;
-    const UnixMicros t = e.time;
-    const BaselineSettings& b = r.pb.trigger.baseline;
-    if (r.learning_since == 0) r.learning_since = t;
-    bool known = false;
-    if (auto k = r.baseline.find(kh); k != r.baseline.end()) {
-      if (auto v = k->second.values.find(vh); v != k->second.values.end()) {
-        // Known: first used at least a window ago, and not forgotten since.
-        known = v->second.first_seen <= t - r.pb.trigger.window_seconds * kMicrosPerSecond &&
-                v->second.last_seen >= t - b.ttl_seconds * kMicrosPerSecond;
-      }
-    }
-    const bool warm = t - r.learning_since >= b.warmup_seconds * kMicrosPerSecond;
-    Learn(r, e, kh, vh, t);
-    return warm && !known;
+    NovelBaseline& baseline = *r.baseline;
+    const std::size_t values = baseline.values_held();
+    const std::uint64_t overflow = baseline.overflow();
+    const bool novel = baseline.JudgeAndLearn(kh, vh, e.time, EventEntryText(r.pb, e));
+    stats_.baseline_values += baseline.values_held() - values;
+    stats_.baseline_overflow += baseline.overflow() - overflow;
+    return novel;
   }
 
   void ResetKey(Runtime& r, const Event& e) {
@@ -609,7 +516,8 @@ class Engine final : public PlaybookEngine {
     const std::uint32_t rec = r.table->Find(kh);
     if (rec == KeyTable::kNone) return;
     std::uint32_t* w = r.table->record(rec);
-    std::memset(w + kEvMetaWord, 0, (r.words - kEvMetaWord) * sizeof(std::uint32_t));
+    EvidenceRing(w + kEvidenceWord).Clear();
+    std::memset(w + kStateWord, 0, (r.words - kStateWord) * sizeof(std::uint32_t));
   }
 
   void Count(Runtime& r, const Event& e, IncidentSink* sink) {
@@ -678,23 +586,20 @@ class Engine final : public PlaybookEngine {
         break;
       }
     }
-    std::uint32_t meta = fresh ? 0 : w[kEvMetaWord];
-    if (fresh) SetI64(w + kEpisodeWord, t);
-    std::uint32_t first_n = meta & 0xff, last_n = (meta >> 8) & 0xff, last_head = meta >> 16;
-    const std::uint32_t ref = JournalRef(e);
-    if (first_n < kEvidenceEach) {
-      w[kEvFirstWord + first_n++] = ref;
-    } else {
-      w[kEvLastWord + (last_head + last_n) % kEvidenceEach] = ref;
-      if (last_n < kEvidenceEach) {
-        ++last_n;
-      } else {
-        last_head = (last_head + 1) % kEvidenceEach;
-      }
+    EvidenceRing evidence(w + kEvidenceWord);
+    if (fresh) {
+      SetI64(w + kEpisodeWord, t);
+      evidence.Clear();
     }
-    w[kEvMetaWord] = first_n | last_n << 8 | last_head << 16;
+    evidence.Add(JournalRef(e));
     if (count >= tr.threshold) {
-      const std::int64_t cooldown = Fire(r, w, e, count, sink);
+      std::int64_t cooldown = 0;
+      Incident inc = BuildIncident(r, w, e, count, &cooldown);
+      if (r.pb.escalation.enabled || max_lookback_ > 0) {
+        RecordOffense(r.index, inc.key_kind, inc.key, t);
+      }
+      ++stats_.triggers;
+      sink->OnIncident(std::move(inc));
       r.table->Erase(rec);  // starts over after its cooldown
       StartCooldown(r, kh, t, cooldown);
     }
@@ -744,13 +649,13 @@ class Engine final : public PlaybookEngine {
     }
   }
 
-  // Opens the incident; returns the key's cooldown in seconds (escalated).
-  std::int64_t Fire(Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count,
-                    IncidentSink* sink) {
+  // The incident of a key whose trigger fired at e: what fired, the episode's evidence and the
+  // actions to take, expanded for it. Repeat offenders get longer bans; *cooldown_seconds is the
+  // key's cooldown, escalated alike.
+  Incident BuildIncident(const Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count,
+                         std::int64_t* cooldown_seconds) {
     const Playbook& pb = r.pb;
-    const Trigger& tr = pb.trigger;
     const UnixMicros t = e.time;
-    std::uint32_t* st = w + kStateWord;
     Incident inc;
     inc.playbook = pb.name;
     inc.description = pb.description;
@@ -759,188 +664,98 @@ class Engine final : public PlaybookEngine {
     inc.key_kind = pb.key_kind;
     inc.key = KeyText(pb, e);
     inc.count = count;
-    inc.window_seconds = tr.window_seconds;
+    inc.window_seconds = pb.trigger.window_seconds;
+    inc.first_seen = EpisodeStart(r, w, t);
     inc.last_seen = t;
-    switch (tr.type) {
-      case TriggerType::kCount:
-      case TriggerType::kNovel:
-        inc.first_seen = r.counter->OldestAt(st, t);
-        break;
-      case TriggerType::kDistinct:
-        inc.first_seen = r.distinct->Oldest(st);
-        break;
-      case TriggerType::kConsecutive:
-        inc.first_seen = GetI64(w + kEpisodeWord);
-        break;
-    }
-    if (inc.first_seen == 0 || inc.first_seen > t) inc.first_seen = t;
-
-    std::string events;
-    for (int i = 0; i < kEventTypeCount; ++i) {
-      if (!pb.match.types[i]) continue;
-      if (!events.empty()) events += '/';
-      events += EventTypeName(static_cast<EventType>(i));
-    }
-    const std::string window = FormatDurationSeconds(tr.window_seconds);
-    switch (tr.type) {
-      case TriggerType::kCount:
-        inc.trigger = fmt::format("{} {} in {} (count >= {})", count, events, window, tr.threshold);
-        break;
-      case TriggerType::kDistinct:
-        inc.trigger = fmt::format("{} distinct {} in {} of {} (distinct >= {})", count,
-                                  FieldName(tr.field.field), window, events, tr.threshold);
-        break;
-      case TriggerType::kConsecutive:
-        inc.trigger =
-            fmt::format("{} consecutive {} (consecutive >= {})", count, events, tr.threshold);
-        break;
-      case TriggerType::kNovel:
-        inc.trigger = fmt::format("{} {} to {} values never used before in {} (novel >= {})", count,
-                                  events, FieldName(tr.field.field), window, tr.threshold);
-        break;
-    }
-
+    inc.trigger = TriggerText(pb, count);
     // Evidence: the episode's first lines, then its last ones.
-    const std::uint32_t meta = w[kEvMetaWord];
-    const std::uint32_t first_n = meta & 0xff, last_n = (meta >> 8) & 0xff, last_head = meta >> 16;
-    std::size_t dropped = 0;
-    auto add = [&](std::uint32_t ref) {
-      EvidenceLine line;
-      if (journal_.Get(ref, &line)) {
-        inc.evidence.push_back(std::move(line));
-      } else {
-        ++dropped;
-      }
-    };
-    for (std::uint32_t i = 0; i < first_n; ++i) add(w[kEvFirstWord + i]);
-    const std::size_t first_held = inc.evidence.size();
-    for (std::uint32_t i = 0; i < last_n; ++i) {
-      add(w[kEvLastWord + (last_head + i) % kEvidenceEach]);
-    }
-    if (dropped > 0) {
-      stats_.evidence_dropped += dropped;
-      inc.evidence.insert(
-          inc.evidence.begin() + static_cast<std::ptrdiff_t>(first_held),
-          EvidenceLine{0, fmt::format("({} evidence line(s) no longer held)", dropped)});
-    }
-
-    // Escalation: repeat offenders get longer bans and a longer cooldown.
-    double multiplier = 1;
-    if (pb.escalation.enabled) {
-      const int prior = PriorOffenses(r, inc.key_kind, inc.key, t);
-      if (prior > 0) {
-        multiplier = std::pow(pb.escalation.factor, prior);
-        inc.trigger += fmt::format("; repeat offender: {} earlier incident(s) in {}", prior,
-                                   FormatDurationSeconds(pb.escalation.lookback_seconds));
-      }
-    }
-    auto escalate = [&](std::int64_t seconds) {
-      if (multiplier == 1 || seconds <= 0) return seconds;
-      const double d = static_cast<double>(seconds) * multiplier;
-      const double cap = static_cast<double>(std::max(pb.escalation.max_seconds, seconds));
-      return static_cast<std::int64_t>(std::min(d, cap));
-    };
-
+    stats_.evidence_dropped += EvidenceRing(w + kEvidenceWord).Copy(journal_, &inc.evidence);
+    const RepeatOffenderScale scale = Escalate(r, &inc);
     const bool dry = dry_run_ || pb.mode == PlaybookMode::kDryRun;
     for (const ActionSpec& spec : pb.actions) {
-      ActionRequest a;
-      a.type = spec.type;
-      a.dry_run = dry || spec.dry_run;
-      bool valid = true;
-      for (const auto& [name, tpl] : spec.params) {
-        std::string value = Expand(tpl, pb, inc, e);
-        if (spec.type == "ban" && name == "address") {
-          // Re-printed from binary: log text never reaches the firewall as text.
-          IpPrefix p;
-          if (!IpPrefix::Parse(value, &p)) {
-            inc.trigger += fmt::format("; ban skipped: '{}' is not an address", value);
-            valid = false;
-            break;
-          }
-          value = p.ToString();
-          // Never a ban that covers an allowlisted address (a tuple or template key could).
-          for (const auto& allowed : global_cidrs_) {
-            if (p.Contains(allowed.address()) || allowed.Contains(p.address())) valid = false;
-          }
-          if (!valid) {
-            inc.trigger += fmt::format("; ban skipped: {} covers an allowlisted address", value);
-            break;
-          }
-        }
-        a.params[name] = std::move(value);
+      if (auto action = BuildAction(spec, pb, e, scale, dry, &inc)) {
+        inc.actions.push_back(std::move(*action));
       }
-      if (!valid) continue;
-      if (spec.duration_seconds >= 0) a.params["duration_s"] = escalate(spec.duration_seconds);
-      if (spec.type == "hold_queue") {
-        a.params["queue_ids"] = nlohmann::json::array();
-        if (e.has(Field::kQueueId))
-          a.params["queue_ids"].push_back(std::string(e.get(Field::kQueueId)));
-      }
-      inc.actions.push_back(std::move(a));
     }
-
-    const std::int64_t cooldown = escalate(pb.cooldown_seconds);
-    if (pb.escalation.enabled || max_lookback_ > 0)
-      RecordOffense(r.index, inc.key_kind, inc.key, t);
-    ++stats_.triggers;
-    sink->OnIncident(std::move(inc));
-    return cooldown;
+    *cooldown_seconds = scale.Apply(pb.cooldown_seconds);
+    return inc;
   }
 
-  std::string Expand(const Template& tpl, const Playbook& pb, const Incident& inc,
-                     const Event& e) const {
-    std::string out;
-    for (const auto& part : tpl.parts) {
-      switch (part.kind) {
-        case Template::Kind::kLiteral:
-          out += part.literal;
-          break;
-        case Template::Kind::kField:
-          if (part.field == Field::kClientIp) {
-            if (e.client_ip.valid()) out += e.client_ip.ToString();
-          } else {
-            out += e.get(part.field);
-          }
-          break;
-        case Template::Kind::kKey:
-          out += inc.key;
-          break;
-        case Template::Kind::kKeyKind:
-          out += inc.key_kind;
-          break;
-        case Template::Kind::kCount:
-          out += std::to_string(inc.count);
-          break;
-        case Template::Kind::kWindow:
-          out += FormatDurationSeconds(inc.window_seconds);
-          break;
-        case Template::Kind::kEvidence:
-          for (const auto& l : inc.evidence) {
-            out += l.text;
-            out += '\n';
-          }
-          break;
-        case Template::Kind::kPlaybook:
-          out += pb.name;
-          break;
-        case Template::Kind::kDescription:
-          out += pb.description;
-          break;
-        case Template::Kind::kSeverity:
-          out += SeverityName(pb.severity);
-          break;
-        case Template::Kind::kTrigger:
-          out += inc.trigger;
-          break;
-        case Template::Kind::kFirstSeen:
-          out += FormatRfc3339(inc.first_seen);
-          break;
-        case Template::Kind::kLastSeen:
-          out += FormatRfc3339(inc.last_seen);
-          break;
+  // The first event of the key's episode still inside its window (t when none is known).
+  UnixMicros EpisodeStart(const Runtime& r, const std::uint32_t* w, UnixMicros t) const {
+    const std::uint32_t* st = w + kStateWord;
+    UnixMicros first = 0;
+    switch (r.pb.trigger.type) {
+      case TriggerType::kCount:
+      case TriggerType::kNovel:
+        first = r.counter->OldestAt(st, t);
+        break;
+      case TriggerType::kDistinct:
+        first = r.distinct->Oldest(st);
+        break;
+      case TriggerType::kConsecutive:
+        first = GetI64(w + kEpisodeWord);
+        break;
+    }
+    return first == 0 || first > t ? t : first;
+  }
+
+  // Escalation: how much longer this key's bans are for its earlier incidents in the lookback,
+  // which the incident's trigger text then mentions.
+  RepeatOffenderScale Escalate(const Runtime& r, Incident* inc) const {
+    const Escalation& esc = r.pb.escalation;
+    RepeatOffenderScale scale{1, esc.max_seconds};
+    if (!esc.enabled) return scale;
+    const int prior = PriorOffenses(r, inc->key_kind, inc->key, inc->last_seen);
+    if (prior > 0) {
+      scale.multiplier = std::pow(esc.factor, prior);
+      inc->trigger += fmt::format("; repeat offender: {} earlier incident(s) in {}", prior,
+                                  FormatDurationSeconds(esc.lookback_seconds));
+    }
+    return scale;
+  }
+
+  // The action spec asks for, its parameters expanded for *inc; none when it is a ban that would
+  // not be safe, which is then said in inc->trigger (read by the later actions' templates too).
+  std::optional<ActionRequest> BuildAction(const ActionSpec& spec, const Playbook& pb,
+                                           const Event& e, const RepeatOffenderScale& scale,
+                                           bool dry, Incident* inc) const {
+    ActionRequest a;
+    a.type = spec.type;
+    a.dry_run = dry || spec.dry_run;
+    for (const auto& [name, tpl] : spec.params) {
+      std::string value = ExpandTemplate(tpl, pb, *inc, e);
+      if (spec.type == "ban" && name == "address" && !SafeBanAddress(&value, &inc->trigger)) {
+        return std::nullopt;
+      }
+      a.params[name] = std::move(value);
+    }
+    if (spec.duration_seconds >= 0) a.params["duration_s"] = scale.Apply(spec.duration_seconds);
+    if (spec.type == "hold_queue") {
+      a.params["queue_ids"] = nlohmann::json::array();
+      if (e.has(Field::kQueueId))
+        a.params["queue_ids"].push_back(std::string(e.get(Field::kQueueId)));
+    }
+    return a;
+  }
+
+  // Re-prints a ban address from binary, so log text never reaches the firewall as text, and
+  // refuses one that covers an allowlisted address (a tuple or template key could). A refusal is
+  // appended to *trigger.
+  bool SafeBanAddress(std::string* address, std::string* trigger) const {
+    IpPrefix p;
+    if (!IpPrefix::Parse(*address, &p)) {
+      *trigger += fmt::format("; ban skipped: '{}' is not an address", *address);
+      return false;
+    }
+    *address = p.ToString();
+    for (const auto& allowed : global_cidrs_) {
+      if (p.Contains(allowed.address()) || allowed.Contains(p.address())) {
+        *trigger += fmt::format("; ban skipped: {} covers an allowlisted address", *address);
+        return false;
       }
     }
-    return out;
+    return true;
   }
 
   std::vector<std::unique_ptr<Runtime>> runtimes_;
