@@ -18,6 +18,7 @@
 
 #include "actions/common/unique_fd.h"
 #include "engine/base/settings_reader.h"
+#include "mxward/action_types.h"
 #include "mxward/incident_store.h"
 #include "mxward/rate_limited_log.h"
 
@@ -84,7 +85,9 @@ std::string ActionOrderKey(const ActionRecord& action) { return ActionSubjectKey
 std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
                                             const ActionRecord& action) {
   if (action.revert) return std::nullopt;  // undoing is always allowed
-  if (action.type == "ban") {
+  const ActionTypeInfo* info = FindActionType(action.type);
+  if (info == nullptr) return std::nullopt;
+  if (info->subject_param == "address") {
     IpPrefix p;
     if (!IpPrefix::Parse(StringParam(action, "address"), &p)) return std::nullopt;
     for (const IpPrefix& allow : options.allow_addresses) {
@@ -95,6 +98,7 @@ std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
     }
     return std::nullopt;
   }
+  if (info->subject_param != "user") return std::nullopt;  // a notification: nothing to spare
   const std::string user = Lower(StringParam(action, "user"));
   if (user.empty()) return std::nullopt;
   for (const std::string& u : options.allow_users) {
@@ -140,8 +144,8 @@ Result<DispatcherOptions> DispatcherOptions::FromConfig(const Config& config,
   r.Int("claim_batch", 1, 10000, &o.claim_batch);
   if (const toml::table* ct = r.Table("per_minute_caps")) {
     SettingsReader caps(*ct, "[dispatcher] per_minute_caps", config.source, diagnostics);
-    caps.CheckKnownKeys(kKnownActionTypes);
-    for (std::string_view type : kKnownActionTypes) {
+    caps.CheckKnownKeys(kActionTypeNames);
+    for (std::string_view type : kActionTypeNames) {
       int cap = 0;
       if (caps.Int(type, 0, 1'000'000, &cap)) o.per_minute_cap[std::string(type)] = cap;
     }

@@ -10,6 +10,7 @@
 #include "actions/common/argv_command.h"
 #include "actions/common/secret_file.h"
 #include "engine/base/settings_reader.h"
+#include "mxward/action_types.h"
 
 namespace mxward {
 namespace {
@@ -142,8 +143,8 @@ PostfixAdminAccounts::PostfixAdminAccounts(PostfixAdminOptions options, std::str
 PostfixAdminAccounts::~PostfixAdminAccounts() = default;
 
 bool PostfixAdminAccounts::Handles(std::string_view type) const {
-  return type == kSuspendSending || type == kSuspend || type == kRequirePasswordChange ||
-         type == kHoldQueue;
+  const ActionTypeInfo* info = FindActionType(type);
+  return info != nullptr && info->section == "postfixadmin";
 }
 
 Result<SqlConnection*> PostfixAdminAccounts::Connection() {

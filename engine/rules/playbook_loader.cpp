@@ -7,9 +7,11 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <re2/re2.h>
 
 #include "engine/base/settings_reader.h"
+#include "mxward/action_types.h"
 #include "mxward/config.h"
 #include "mxward/playbook.h"
 #include "mxward/time.h"
@@ -41,26 +43,6 @@ constexpr Placeholder kPlaceholders[] = {
     {"first_seen", Template::Kind::kFirstSeen},
     {"last_seen", Template::Kind::kLastSeen},
 };
-
-// The parameters each action type takes (besides type, duration and dry_run).
-struct ActionShape {
-  std::string_view type;
-  std::vector<std::string_view> params;
-  std::vector<std::string_view> required;
-};
-const std::vector<ActionShape>& ActionShapes() {
-  static const std::vector<ActionShape> shapes = {
-      {"ban", {"address"}, {}},
-      {"suspend_sending", {"user"}, {}},
-      {"suspend", {"user"}, {}},
-      {"require_password_change", {"user"}, {}},
-      {"hold_queue", {"user"}, {}},
-      {"webhook", {"target", "format"}, {"target"}},
-      {"mail", {"to", "subject", "body"}, {"to"}},
-      {"exec", {"target"}, {"target"}},
-  };
-  return shapes;
-}
 
 // Walks one file, collecting diagnostics.
 class Compiler {
@@ -297,14 +279,10 @@ class Compiler {
       return;
     }
     if (!Reader(t, "[[action]]").String("type", &a.type)) return;
-    const ActionShape* shape = nullptr;
-    for (const auto& s : ActionShapes()) {
-      if (s.type == a.type) shape = &s;
-    }
+    const ActionTypeInfo* shape = FindActionType(a.type);
     if (!shape) {
-      Error(*type, fmt::format("unknown action type '{}' (known: ban, suspend_sending, suspend, "
-                               "require_password_change, hold_queue, webhook, mail, exec)",
-                               a.type));
+      Error(*type, fmt::format("unknown action type '{}' (known: {})", a.type,
+                               fmt::join(kActionTypeNames, ", ")));
       return;
     }
     SettingsReader r = Reader(t, fmt::format("{} action", a.type));
@@ -345,11 +323,8 @@ class Compiler {
       add_default("address", "{key}");
     }
     if (a.type == "ban" && a.duration_seconds < 0) a.duration_seconds = 3600;
-    if ((a.type == "suspend_sending" || a.type == "suspend" ||
-         a.type == "require_password_change" || a.type == "hold_queue") &&
-        !has("user")) {
-      add_default("user", "{key}");
-    }
+    // Mailbox actions act on the key when the playbook names no user.
+    if (shape->subject_param == "user" && !has("user")) add_default("user", "{key}");
     if (a.type == "webhook" && !has("format")) add_default("format", "json");
     if (a.type == "mail" && !has("subject")) {
       add_default("subject", "[mxward] {playbook}: {key} ({trigger})");
@@ -508,13 +483,6 @@ class Compiler {
 };
 
 }  // namespace
-
-bool IsKnownActionType(std::string_view type) {
-  for (const auto& s : ActionShapes()) {
-    if (s.type == type) return true;
-  }
-  return false;
-}
 
 Result<Playbook> CompilePlaybookText(std::string_view text, const std::string& path,
                                      std::vector<Diagnostic>* diagnostics) {
