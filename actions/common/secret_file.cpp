@@ -42,4 +42,15 @@ Result<std::string> ReadSecretFile(const std::string& path) {
   return secret;
 }
 
+void ReadSecretSetting(SettingsReader& r, std::string_view key, std::string* out) {
+  std::string path;
+  if (!r.String(key, &path) || path.empty()) return;
+  auto secret = ReadSecretFile(path);
+  if (secret.ok()) {
+    *out = std::move(*secret);
+  } else {
+    r.Error(*r.table().get(key), secret.status().message());
+  }
+}
+
 }  // namespace mxward

@@ -16,8 +16,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "actions/common/config_section_reader.h"
 #include "actions/common/unique_fd.h"
+#include "engine/base/settings_reader.h"
+#include "mxward/action_types.h"
 #include "mxward/incident_store.h"
 #include "mxward/rate_limited_log.h"
 #include "mxward/thread_annotations.h"
@@ -85,7 +86,9 @@ std::string ActionOrderKey(const ActionRecord& action) { return ActionSubjectKey
 std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
                                             const ActionRecord& action) {
   if (action.revert) return std::nullopt;  // undoing is always allowed
-  if (action.type == "ban") {
+  const ActionTypeInfo* info = FindActionType(action.type);
+  if (info == nullptr) return std::nullopt;
+  if (info->subject_param == "address") {
     IpPrefix p;
     if (!IpPrefix::Parse(StringParam(action, "address"), &p)) return std::nullopt;
     for (const IpPrefix& allow : options.allow_addresses) {
@@ -96,6 +99,7 @@ std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
     }
     return std::nullopt;
   }
+  if (info->subject_param != "user") return std::nullopt;  // a notification: nothing to spare
   const std::string user = Lower(StringParam(action, "user"));
   if (user.empty()) return std::nullopt;
   for (const std::string& u : options.allow_users) {
@@ -123,53 +127,28 @@ Result<DispatcherOptions> DispatcherOptions::FromConfig(const Config& config,
   o.allow_addresses = config.allow_addresses;
   o.allow_users = config.allow_users;
   o.allow_domains = config.allow_domains;
-  const toml::node* node = config.document.get("dispatcher");
-  if (!node) return o;
-  const toml::table* t = node->as_table();
-  if (!t) {
-    diagnostics->push_back(
-        MakeDiagnostic(config.source, node->source(), "[dispatcher] must be a table"));
-    return Status::InvalidArgument(diagnostics->back().ToString());
-  }
-  ConfigSectionReader r(*t, "dispatcher", config.source, diagnostics);
+  if (!config.document.contains("dispatcher")) return o;
+  const toml::table* t = SectionTable(config, "dispatcher", diagnostics);
+  if (!t) return Status::InvalidArgument(diagnostics->back().ToString());
+  SettingsReader r(*t, "[dispatcher]", config.source, diagnostics);
   r.CheckKnownKeys({"workers", "max_attempts", "backoff_base", "backoff_max", "per_minute_cap",
                     "per_minute_caps", "claim_lease", "poll_interval", "claim_batch",
                     "maintain_interval"});
   r.Int("workers", 1, 64, &o.workers);
   r.Int("max_attempts", 1, 1000, &o.max_attempts);
-  std::int64_t s = o.base_backoff_ms / 1000;
-  r.Duration("backoff_base", &s);
-  o.base_backoff_ms = std::max<std::int64_t>(s, 1) * 1000;
-  s = o.max_backoff_ms / 1000;
-  r.Duration("backoff_max", &s);
-  o.max_backoff_ms = std::max<std::int64_t>(s, 1) * 1000;
+  r.DurationMillis("backoff_base", &o.base_backoff_ms);
+  r.DurationMillis("backoff_max", &o.max_backoff_ms);
   r.Int("per_minute_cap", 0, 1'000'000, &o.default_per_minute_cap);
-  s = o.claim_lease_ms / 1000;
-  r.Duration("claim_lease", &s);
-  o.claim_lease_ms = std::max<std::int64_t>(s, 1) * 1000;
-  s = o.poll_interval_ms / 1000;
-  r.Duration("poll_interval", &s);
-  o.poll_interval_ms = std::max<std::int64_t>(s, 1) * 1000;
-  s = o.maintain_interval_ms / 1000;
-  r.Duration("maintain_interval", &s);
-  o.maintain_interval_ms = std::max<std::int64_t>(s, 1) * 1000;
+  r.DurationMillis("claim_lease", &o.claim_lease_ms);
+  r.DurationMillis("poll_interval", &o.poll_interval_ms);
+  r.DurationMillis("maintain_interval", &o.maintain_interval_ms);
   r.Int("claim_batch", 1, 10000, &o.claim_batch);
-  if (const toml::node* caps = t->get("per_minute_caps")) {
-    if (const toml::table* ct = caps->as_table()) {
-      for (const auto& [k, v] : *ct) {
-        auto n = v.value_exact<std::int64_t>();
-        if (std::find(std::begin(kKnownActionTypes), std::end(kKnownActionTypes), k.str()) ==
-            std::end(kKnownActionTypes)) {
-          r.Error(v, fmt::format("'{}' is not an action type", k.str()));
-        } else if (!n || *n < 0 || *n > 1'000'000) {
-          r.Error(v,
-                  fmt::format("per_minute_caps.{} must be an integer from 0 to 1000000", k.str()));
-        } else {
-          o.per_minute_cap[std::string(k.str())] = static_cast<int>(*n);
-        }
-      }
-    } else {
-      r.Error(*caps, "'per_minute_caps' must be a table like { ban = 100, webhook = 30 }");
+  if (const toml::table* ct = r.Table("per_minute_caps")) {
+    SettingsReader caps(*ct, "[dispatcher] per_minute_caps", config.source, diagnostics);
+    caps.CheckKnownKeys(kActionTypeNames);
+    for (std::string_view type : kActionTypeNames) {
+      int cap = 0;
+      if (caps.Int(type, 0, 1'000'000, &cap)) o.per_minute_cap[std::string(type)] = cap;
     }
   }
   if (!r.ok()) return Status::InvalidArgument("errors in [dispatcher]");

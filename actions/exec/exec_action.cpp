@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "actions/common/argv_command.h"
-#include "actions/common/config_section_reader.h"
 #include "actions/common/incident_text.h"
+#include "engine/base/settings_reader.h"
 
 namespace mxward {
 
@@ -21,65 +21,45 @@ constexpr int kExitTempFail = 75;  // sysexits.h EX_TEMPFAIL: "try again later"
 Result<ExecOptions> ExecOptions::FromConfig(const Config& config,
                                             std::vector<Diagnostic>* diagnostics) {
   ExecOptions o;
-  const toml::node* node = config.document.get("exec");
-  if (!node) return o;
   const std::size_t before = diagnostics->size();
-  const toml::table* all = node->as_table();
-  if (!all) {
-    diagnostics->push_back(MakeDiagnostic(config.source, node->source(),
-                                          "[exec] must hold tables like [exec.ticket]"));
-    return Status::InvalidArgument(diagnostics->back().ToString());
-  }
-  for (const auto& [name, value] : *all) {
-    const std::string section = fmt::format("exec.{}", name.str());
-    const toml::table* t = value.as_table();
-    if (!t) {
-      diagnostics->push_back(MakeDiagnostic(config.source, value.source(),
-                                            fmt::format("[{}] must be a table", section)));
-      continue;
-    }
-    ConfigSectionReader r(*t, section, config.source, diagnostics);
-    r.CheckKnownKeys({"argv", "timeout", "env"});
-    ExecTarget target;
-    target.name = std::string(name.str());
-    const toml::node* argv = t->get("argv");
-    const toml::array* arr = argv ? argv->as_array() : nullptr;
-    if (!arr || arr->empty()) {
-      r.Error(argv ? *argv : static_cast<const toml::node&>(*t),
-              fmt::format("[{}] needs argv = [\"/absolute/path\", \"arg\", ...]", section));
-    } else {
-      for (const toml::node& e : *arr) {
-        auto s = e.value_exact<std::string>();
-        if (!s) {
-          r.Error(e, "'argv' must contain strings");
+  ForEachNamedTable(
+      config.document, "exec", "ticket", config.source, diagnostics,
+      [&](std::string_view name, SettingsReader& r) {
+        const toml::table* t = &r.table();
+        r.CheckKnownKeys({"argv", "timeout", "env"});
+        ExecTarget target;
+        target.name = std::string(name);
+        const toml::node* argv = t->get("argv");
+        const toml::array* arr = argv ? argv->as_array() : nullptr;
+        if (!arr || arr->empty()) {
+          r.Error(argv ? *argv : static_cast<const toml::node&>(*t),
+                  fmt::format("{} needs argv = [\"/absolute/path\", \"arg\", ...]", r.where()));
         } else {
-          target.argv.push_back(*s);
-        }
-      }
-      if (!target.argv.empty() && (target.argv[0].empty() || target.argv[0][0] != '/')) {
-        r.Error(*arr->get(0), "argv[0] must be an absolute path (no PATH search, no shell)");
-      }
-    }
-    std::int64_t seconds = target.timeout_ms / 1000;
-    r.Duration("timeout", &seconds);
-    target.timeout_ms = std::max<std::int64_t>(seconds, 1) * 1000;
-    if (const toml::node* env = t->get("env")) {
-      if (const toml::table* et = env->as_table()) {
-        for (const auto& [k, v] : *et) {
-          auto s = v.value_exact<std::string>();
-          if (!s || !ConfigSectionReader::IsIdentifier(k.str()) ||
-              k.str().rfind("MXWARD_", 0) == 0) {
-            r.Error(v, "env must map NAMES (letters, digits, '_'; not MXWARD_*) to strings");
-          } else {
-            target.env.emplace_back(std::string(k.str()), *s);
+          for (const toml::node& e : *arr) {
+            auto s = e.value_exact<std::string>();
+            if (!s) {
+              r.TypeError(e, "argv", "only strings in the array");
+            } else {
+              target.argv.push_back(*s);
+            }
+          }
+          if (!target.argv.empty() && (target.argv[0].empty() || target.argv[0][0] != '/')) {
+            r.Error(*arr->get(0), "argv[0] must be an absolute path (no PATH search, no shell)");
           }
         }
-      } else {
-        r.Error(*env, "'env' must be a table like { TICKET_QUEUE = \"abuse\" }");
-      }
-    }
-    o.targets.emplace(target.name, std::move(target));
-  }
+        r.DurationMillis("timeout", &target.timeout_ms);
+        if (const toml::table* et = r.Table("env")) {
+          for (const auto& [k, v] : *et) {
+            auto s = v.value_exact<std::string>();
+            if (!s || !SettingsReader::IsIdentifier(k.str()) || k.str().rfind("MXWARD_", 0) == 0) {
+              r.Error(v, "env must map NAMES (letters, digits, '_'; not MXWARD_*) to strings");
+            } else {
+              target.env.emplace_back(std::string(k.str()), *s);
+            }
+          }
+        }
+        o.targets.emplace(target.name, std::move(target));
+      });
   if (diagnostics->size() > before) return Status::InvalidArgument("errors in [exec.*]");
   return o;
 }

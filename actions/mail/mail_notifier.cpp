@@ -9,10 +9,10 @@
 
 #include <fmt/format.h>
 
-#include "actions/common/config_section_reader.h"
 #include "actions/common/curl_global.h"
 #include "actions/common/incident_text.h"
 #include "actions/common/secret_file.h"
+#include "engine/base/settings_reader.h"
 
 namespace mxward {
 
@@ -95,14 +95,10 @@ std::string RenderMailMessage(const MailOptions& options, const std::vector<std:
 Result<MailOptions> MailOptions::FromConfig(const Config& config,
                                             std::vector<Diagnostic>* diagnostics) {
   MailOptions o;
-  const toml::node* node = config.document.get("mail");
-  if (!node) return o;
-  const toml::table* t = node->as_table();
-  if (!t) {
-    diagnostics->push_back(MakeDiagnostic(config.source, node->source(), "[mail] must be a table"));
-    return Status::InvalidArgument(diagnostics->back().ToString());
-  }
-  ConfigSectionReader r(*t, "mail", config.source, diagnostics);
+  if (!config.document.contains("mail")) return o;
+  const toml::table* t = SectionTable(config, "mail", diagnostics);
+  if (!t) return Status::InvalidArgument(diagnostics->back().ToString());
+  SettingsReader r(*t, "[mail]", config.source, diagnostics);
   r.CheckKnownKeys({"url", "from", "to", "username", "password_file", "starttls", "verify_tls",
                     "ca_file", "timeout", "incident_url"});
   r.String("url", &o.url);
@@ -122,7 +118,9 @@ Result<MailOptions> MailOptions::FromConfig(const Config& config,
     } else {
       for (const toml::node& e : *arr) {
         auto s = e.value_exact<std::string>();
-        if (!s || !PlausibleAddress(*s)) {
+        if (!s) {
+          r.TypeError(e, "to", "only strings in the array");
+        } else if (!PlausibleAddress(*s)) {
           r.Error(e, "'to' must contain addresses like \"admin@example.org\"");
         } else {
           o.to.push_back(*s);
@@ -133,16 +131,7 @@ Result<MailOptions> MailOptions::FromConfig(const Config& config,
     r.Error(*t, "[mail] needs to = [\"admin@example.org\"]");
   }
   r.String("username", &o.username);
-  std::string password_file;
-  r.String("password_file", &password_file);
-  if (!password_file.empty()) {
-    auto secret = ReadSecretFile(password_file);
-    if (secret.ok()) {
-      o.password = std::move(*secret);
-    } else {
-      r.Error(*t->get("password_file"), secret.status().message());
-    }
-  }
+  ReadSecretSetting(r, "password_file", &o.password);
   r.Bool("starttls", &o.starttls);
   r.Bool("verify_tls", &o.verify_tls);
   r.String("ca_file", &o.ca_file);
@@ -150,9 +139,7 @@ Result<MailOptions> MailOptions::FromConfig(const Config& config,
     r.Error(*t->get("ca_file"),
             fmt::format("cannot read ca_file {}: {}", o.ca_file, std::strerror(errno)));
   }
-  std::int64_t seconds = o.timeout_ms / 1000;
-  r.Duration("timeout", &seconds);
-  o.timeout_ms = std::max<std::int64_t>(seconds, 1) * 1000;
+  r.DurationMillis("timeout", &o.timeout_ms);
   r.String("incident_url", &o.incident_url);
   if (!r.ok()) return Status::InvalidArgument("errors in [mail]");
   return o;

@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "actions/common/config_section_reader.h"
+#include "engine/base/settings_reader.h"
 
 namespace mxward {
 
@@ -130,9 +130,10 @@ bool IsDropRuleFor(const nlohmann::json& expr, std::string_view set_ref) {
 Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
                                                     std::vector<Diagnostic>* diagnostics) {
   NftablesOptions o;
-  const toml::table* t = config.document["nftables"].as_table();
-  if (!t) return o;
-  ConfigSectionReader r(*t, "nftables", config.source, diagnostics);
+  if (!config.document.contains("nftables")) return o;
+  const toml::table* t = SectionTable(config, "nftables", diagnostics);
+  if (!t) return Status::InvalidArgument(diagnostics->back().ToString());
+  SettingsReader r(*t, "[nftables]", config.source, diagnostics);
   r.CheckKnownKeys({"enabled", "dry_run", "family", "table", "chain", "set_v4", "set_v6", "hook",
                     "priority", "ports", "aggregate_v4", "aggregate_v6", "aggregate_threshold",
                     "default_duration"});

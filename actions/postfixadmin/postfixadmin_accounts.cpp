@@ -8,8 +8,9 @@
 #include <fmt/format.h>
 
 #include "actions/common/argv_command.h"
-#include "actions/common/config_section_reader.h"
 #include "actions/common/secret_file.h"
+#include "engine/base/settings_reader.h"
+#include "mxward/action_types.h"
 
 namespace mxward {
 namespace {
@@ -67,9 +68,10 @@ SqlValue SqlFromJson(const nlohmann::json& j) {
 Result<PostfixAdminOptions> PostfixAdminOptions::FromConfig(const Config& config,
                                                             std::vector<Diagnostic>* diagnostics) {
   PostfixAdminOptions o;
-  const toml::table* t = config.document["postfixadmin"].as_table();
-  if (!t) return o;
-  ConfigSectionReader r(*t, "postfixadmin", config.source, diagnostics);
+  if (!config.document.contains("postfixadmin")) return o;
+  const toml::table* t = SectionTable(config, "postfixadmin", diagnostics);
+  if (!t) return Status::InvalidArgument(diagnostics->back().ToString());
+  SettingsReader r(*t, "[postfixadmin]", config.source, diagnostics);
   r.CheckKnownKeys({"enabled", "dry_run", "backend", "host", "port", "socket", "user", "password",
                     "password_file", "database", "path", "table_prefix", "log_admin",
                     "flush_auth_cache", "kick", "doveadm", "postsuper", "command_timeout",
@@ -106,20 +108,9 @@ Result<PostfixAdminOptions> PostfixAdminOptions::FromConfig(const Config& config
   r.Duration("connect_timeout", &connect_timeout_s);
   o.database.connect_timeout_s =
       static_cast<int>(std::clamp<std::int64_t>(connect_timeout_s, 1, 600));
-  if (const toml::node* pf = t->get("password_file")) {
-    std::string path;
-    r.String("password_file", &path);
-    if (!path.empty()) {
-      // The same checks as every other secret: a database password readable by every local user
-      // is refused, not used.
-      auto secret = ReadSecretFile(path);
-      if (!secret.ok()) {
-        r.Error(*pf, secret.status().message());
-      } else {
-        o.database.password = std::move(*secret);
-      }
-    }
-  }
+  // The same checks as every other secret: a database password readable by every local user is
+  // refused, not used.
+  ReadSecretSetting(r, "password_file", &o.database.password);
   for (const auto& [key, value] :
        {std::pair<const char*, const std::string*>{"doveadm", &o.doveadm},
         {"postsuper", &o.postsuper}}) {
@@ -152,8 +143,8 @@ PostfixAdminAccounts::PostfixAdminAccounts(PostfixAdminOptions options, std::str
 PostfixAdminAccounts::~PostfixAdminAccounts() = default;
 
 bool PostfixAdminAccounts::Handles(std::string_view type) const {
-  return type == kSuspendSending || type == kSuspend || type == kRequirePasswordChange ||
-         type == kHoldQueue;
+  const ActionTypeInfo* info = FindActionType(type);
+  return info != nullptr && info->section == "postfixadmin";
 }
 
 Result<SqlConnection*> PostfixAdminAccounts::Connection() {

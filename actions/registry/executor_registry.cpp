@@ -15,6 +15,7 @@
 #include "actions/postfixadmin/postfixadmin_accounts.h"
 #include "actions/webhook/webhook_notifier.h"
 #include "mxward/action_registry.h"
+#include "mxward/action_types.h"
 
 namespace mxward {
 
@@ -89,20 +90,21 @@ Result<std::vector<std::unique_ptr<ActionExecutor>>> BuildExecutors(
     std::vector<std::string>* notes) {
   using Factory = Result<std::unique_ptr<ActionExecutor>> (*)(
       const Config&, const std::string&, std::vector<Diagnostic>*, std::vector<std::string>*);
+  // One factory per mxward.toml section; the types each runs are the catalogue's rows that name
+  // the section (action_types.h).
   struct Source {
     Factory make;
-    std::vector<std::string> types;
+    std::string_view section;
     const char* missing;  // why the types run dry when the factory builds nothing
   };
   const char* const kGlobalDryRun = "dry-run: dry_run = true in mxward.toml";
   const Source sources[] = {
-      {&MakeNftablesBlocker, {"ban"}, "dry-run: no [nftables] section in mxward.toml"},
-      {&MakePostfixAdminAccounts,
-       {"suspend_sending", "suspend", "require_password_change", "hold_queue"},
+      {&MakeNftablesBlocker, "nftables", "dry-run: no [nftables] section in mxward.toml"},
+      {&MakePostfixAdminAccounts, "postfixadmin",
        "dry-run: no [postfixadmin] section in mxward.toml"},
-      {&MakeWebhookNotifier, {"webhook"}, "dry-run: no [webhook.NAME] section in mxward.toml"},
-      {&MakeMailNotifier, {"mail"}, "dry-run: no [mail] section in mxward.toml"},
-      {&MakeExecAction, {"exec"}, "dry-run: no [exec.NAME] section in mxward.toml"},
+      {&MakeWebhookNotifier, "webhook", "dry-run: no [webhook.NAME] section in mxward.toml"},
+      {&MakeMailNotifier, "mail", "dry-run: no [mail] section in mxward.toml"},
+      {&MakeExecAction, "exec", "dry-run: no [exec.NAME] section in mxward.toml"},
   };
 
   std::vector<std::unique_ptr<ActionExecutor>> executors;
@@ -118,8 +120,9 @@ Result<std::vector<std::unique_ptr<ActionExecutor>>> BuildExecutors(
       executors.push_back(std::move(*made));
       continue;
     }
-    for (const std::string& type : source.types) {
-      dry[type] = config.dry_run ? kGlobalDryRun : source.missing;
+    for (const ActionTypeInfo& info : kActionTypes) {
+      if (info.section != source.section) continue;
+      dry[std::string(info.type)] = config.dry_run ? kGlobalDryRun : source.missing;
     }
   }
   if (!errors.empty()) {

@@ -15,10 +15,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "actions/common/config_section_reader.h"
 #include "actions/common/curl_global.h"
 #include "actions/common/incident_text.h"
 #include "actions/common/secret_file.h"
+#include "engine/base/settings_reader.h"
 
 namespace mxward {
 
@@ -236,85 +236,56 @@ std::string RenderWebhookBody(WebhookFormat format, const Incident& incident,
 Result<WebhookOptions> WebhookOptions::FromConfig(const Config& config,
                                                   std::vector<Diagnostic>* diagnostics) {
   WebhookOptions o;
-  const toml::node* node = config.document.get("webhook");
-  if (!node) return o;
-  const toml::table* all = node->as_table();
   const std::size_t before = diagnostics->size();
-  if (!all) {
-    diagnostics->push_back(MakeDiagnostic(config.source, node->source(),
-                                          "[webhook] must hold tables like [webhook.ops]"));
-    return Status::InvalidArgument(diagnostics->back().ToString());
-  }
-  for (const auto& [name, value] : *all) {
-    const std::string section = fmt::format("webhook.{}", name.str());
-    const toml::table* t = value.as_table();
-    if (!t) {
-      diagnostics->push_back(MakeDiagnostic(config.source, value.source(),
-                                            fmt::format("[{}] must be a table", section)));
-      continue;
-    }
-    ConfigSectionReader r(*t, section, config.source, diagnostics);
-    r.CheckKnownKeys({"url", "format", "headers", "hmac_secret_file", "signature_header", "timeout",
-                      "connect_timeout", "verify_tls", "ca_file", "incident_url"});
-    WebhookTarget target;
-    target.name = std::string(name.str());
-    r.String("url", &target.url);
-    if (const toml::node* u = t->get("url"); !u) {
-      r.Error(*t, fmt::format("[{}] needs a url", section));
-    } else if (target.url.rfind("https://", 0) != 0 && target.url.rfind("http://", 0) != 0) {
-      r.Error(*u, "'url' must start with https:// or http://");
-    }
-    std::string format = "json";
-    r.Choice("format", {"json", "slack", "teams"}, &format);
-    target.format = format == "slack"   ? WebhookFormat::kSlack
-                    : format == "teams" ? WebhookFormat::kTeams
-                                        : WebhookFormat::kJson;
-    if (const toml::node* h = t->get("headers")) {
-      if (const toml::table* ht = h->as_table()) {
-        for (const auto& [hk, hv] : *ht) {
-          auto v = hv.value_exact<std::string>();
-          bool token = !hk.str().empty();
-          for (char c : hk.str()) {
-            token = token && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
-          }
-          bool clean = v.has_value();
-          if (v) {
-            for (char c : *v) clean = clean && c != '\r' && c != '\n' && c != '\0';
-          }
-          if (!token || !clean) {
-            r.Error(hv,
-                    "headers must be names of letters, digits and '-' with one-line "
-                    "string values");
-          } else {
-            target.headers.emplace_back(std::string(hk.str()), *v);
+  ForEachNamedTable(
+      config.document, "webhook", "ops", config.source, diagnostics,
+      [&](std::string_view name, SettingsReader& r) {
+        const toml::table* t = &r.table();
+        r.CheckKnownKeys({"url", "format", "headers", "hmac_secret_file", "signature_header",
+                          "timeout", "connect_timeout", "verify_tls", "ca_file", "incident_url"});
+        WebhookTarget target;
+        target.name = std::string(name);
+        r.String("url", &target.url);
+        if (const toml::node* u = t->get("url"); !u) {
+          r.Error(*t, fmt::format("{} needs a url", r.where()));
+        } else if (target.url.rfind("https://", 0) != 0 && target.url.rfind("http://", 0) != 0) {
+          r.Error(*u, "'url' must start with https:// or http://");
+        }
+        std::string format = "json";
+        r.Choice("format", {"json", "slack", "teams"}, &format);
+        target.format = format == "slack"   ? WebhookFormat::kSlack
+                        : format == "teams" ? WebhookFormat::kTeams
+                                            : WebhookFormat::kJson;
+        if (const toml::table* ht = r.Table("headers")) {
+          for (const auto& [hk, hv] : *ht) {
+            auto v = hv.value_exact<std::string>();
+            bool token = !hk.str().empty();
+            for (char c : hk.str()) {
+              token =
+                  token && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
+            }
+            bool clean = v.has_value();
+            if (v) {
+              for (char c : *v) clean = clean && c != '\r' && c != '\n' && c != '\0';
+            }
+            if (!token || !clean) {
+              r.Error(hv,
+                      "headers must be names of letters, digits and '-' with one-line "
+                      "string values");
+            } else {
+              target.headers.emplace_back(std::string(hk.str()), *v);
+            }
           }
         }
-      } else {
-        r.Error(*h, "'headers' must be a table like { Authorization = \"Bearer ...\" }");
-      }
-    }
-    std::string secret_file;
-    r.String("hmac_secret_file", &secret_file);
-    if (!secret_file.empty()) {
-      auto secret = ReadSecretFile(secret_file);
-      if (secret.ok()) {
-        target.hmac_secret = std::move(*secret);
-      } else {
-        r.Error(*t->get("hmac_secret_file"), secret.status().message());
-      }
-    }
-    r.String("signature_header", &target.signature_header);
-    std::int64_t seconds = target.timeout_ms / 1000;
-    r.Duration("timeout", &seconds);
-    target.timeout_ms = std::max<std::int64_t>(seconds, 1) * 1000;
-    seconds = target.connect_timeout_ms / 1000;
-    r.Duration("connect_timeout", &seconds);
-    target.connect_timeout_ms = std::max<std::int64_t>(seconds, 1) * 1000;
-    r.Bool("verify_tls", &target.verify_tls);
-    r.String("ca_file", &target.ca_file);
-    r.String("incident_url", &target.incident_url);
-    o.targets.emplace(target.name, std::move(target));
-  }
+        ReadSecretSetting(r, "hmac_secret_file", &target.hmac_secret);
+        r.String("signature_header", &target.signature_header);
+        r.DurationMillis("timeout", &target.timeout_ms);
+        r.DurationMillis("connect_timeout", &target.connect_timeout_ms);
+        r.Bool("verify_tls", &target.verify_tls);
+        r.String("ca_file", &target.ca_file);
+        r.String("incident_url", &target.incident_url);
+        o.targets.emplace(target.name, std::move(target));
+      });
   if (diagnostics->size() > before) return Status::InvalidArgument("errors in [webhook.*]");
   return o;
 }

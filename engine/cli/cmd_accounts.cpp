@@ -9,6 +9,7 @@
 #include "engine/cli/admin_request.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/table_printer.h"
+#include "mxward/action_types.h"
 
 namespace mxward::cli {
 namespace {
@@ -52,9 +53,7 @@ void Run(const GlobalOptions& globals, const nlohmann::json& request, const std:
 }
 
 std::string CheckKind(const std::string& k) {
-  return k == "suspend" || k == "suspend_sending" || k == "require_password_change"
-             ? ""
-             : "must be suspend, suspend_sending or require_password_change";
+  return IsAccountActionType(k) ? "" : "must be one of: " + AccountActionTypes();
 }
 
 }  // namespace
@@ -76,9 +75,7 @@ void AddAccountsCommand(CLI::App& app, GlobalOptions& globals) {
   suspend->kind = "suspend";
   CLI::App* s = cmd->add_subcommand("suspend", "Suspend a mailbox (all of it, or sending only)");
   s->add_option("user", suspend->user, "the mailbox, alice@example.org")->required();
-  s->add_option("--kind", suspend->kind,
-                "suspend (default), suspend_sending, "
-                "require_password_change")
+  s->add_option("--kind", suspend->kind, AccountActionTypes() + " (default: suspend)")
       ->check(CheckKind);
   s->callback([&globals, suspend] {
     Run(globals, {{"op", "accounts.suspend"}, {"user", suspend->user}, {"kind", suspend->kind}},

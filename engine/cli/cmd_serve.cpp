@@ -61,7 +61,8 @@ class Daemon {
         OrExit(MetricsServerOptions::FromConfig(config_, &diags), diags, "metrics");
     auto dispatcher_options =
         OrExit(DispatcherOptions::FromConfig(config_, &diags), diags, "dispatcher");
-    auto control_options = OrExit(ControlServerOptions::FromConfig(config_), diags, "control");
+    auto control_options =
+        OrExit(ControlServerOptions::FromConfig(config_, &diags), diags, "control");
     pack_ = LoadParserPackOrExit(ParserDirs(config_));
     auto engine = LoadPlaybooksOrExit(config_);
 

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "mxward/action_types.h"
 #include "mxward/control_protocol.h"
 #include "mxward/ip_address.h"
 #include "mxward/version.h"
@@ -34,20 +35,6 @@ Status MakeStatus(std::string_view code, std::string msg) {
   if (code == "corruption") return Status::Corruption(std::move(msg));
   if (code == "io_error") return Status::IoError(std::move(msg));
   return Status::Internal(std::move(msg));
-}
-
-// Kinds of account action mxward knows how to apply and undo.
-constexpr std::array<std::string_view, 3> kAccountKinds = {"suspend", "suspend_sending",
-                                                           "require_password_change"};
-// Action types whose effect lasts and can be undone by a revert action of the same type.
-constexpr std::array<std::string_view, 5> kRevertible = {"ban", "suspend", "suspend_sending",
-                                                         "require_password_change", "hold_queue"};
-
-bool Contains(std::span<const std::string_view> set, std::string_view v) {
-  for (auto s : set) {
-    if (s == v) return true;
-  }
-  return false;
 }
 
 // Typed argument access: a missing or mistyped argument is the caller's error.
@@ -147,7 +134,7 @@ nlohmann::json Resolve(IncidentStore* store, const nlohmann::json& req, UnixMicr
     }
     for (const ActionRecord& a : *actions) {
       // Only effects that were applied (or may still be applied: pending) are undone.
-      if (a.revert || !Contains(kRevertible, a.type)) continue;
+      if (a.revert || !IsRevertibleActionType(a.type)) continue;
       if (a.status != ActionStatus::kDone && a.status != ActionStatus::kPending) continue;
       if (already_reverting.count(a.type + a.params.dump())) continue;
       auto rid = store->EnqueueAction(id, ActionRequest{a.type, a.params, false}, true, now);
@@ -223,9 +210,9 @@ nlohmann::json ExecuteControlRequest(IncidentStore* store, const nlohmann::json&
     MXWARD_ASSIGN_OR_RESPOND(user, StringArg(req, "user", true));
     if (Status s = CheckUser(user); !s.ok()) return ControlError(s);
     MXWARD_ASSIGN_OR_RESPOND(kind, StringArg(req, "kind", false));
-    if (!kind.empty() && !Contains(kAccountKinds, kind)) {
-      return ControlError(Status::InvalidArgument(fmt::format(
-          "unknown kind '{}' (suspend, suspend_sending or require_password_change)", kind)));
+    if (!kind.empty() && !IsAccountActionType(kind)) {
+      return ControlError(Status::InvalidArgument(
+          fmt::format("unknown kind '{}' (known: {})", kind, AccountActionTypes())));
     }
     if (op == "accounts.suspend") {
       if (kind.empty()) kind = "suspend";

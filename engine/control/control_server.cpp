@@ -19,24 +19,22 @@
 
 #include "mxward/control_protocol.h"
 
+#include "engine/base/settings_reader.h"
+
 namespace mxward {
 
 namespace asio = boost::asio;
 using local = asio::local::stream_protocol;
 
-Result<ControlServerOptions> ControlServerOptions::FromConfig(const Config& config) {
+Result<ControlServerOptions> ControlServerOptions::FromConfig(
+    const Config& config, std::vector<Diagnostic>* diagnostics) {
   ControlServerOptions o;
   o.socket_path = config.control_socket;
   if (const toml::table* control = config.document["control"].as_table()) {
-    if (const toml::node* g = control->get("group")) {
-      auto name = g->value<std::string>();
-      if (!name) {
-        return Status::InvalidArgument(
-            MakeDiagnostic(config.source, g->source(), "[control] group must be a group name")
-                .ToString());
-      }
-      o.group = *name;
-    }
+    SettingsReader r(*control, "[control]", config.source, diagnostics);
+    r.CheckKnownKeys({"socket", "group"});
+    r.String("group", &o.group);
+    if (!r.ok()) return Status::InvalidArgument("errors in [control]");
   }
   return o;
 }

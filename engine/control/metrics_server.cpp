@@ -17,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "engine/base/settings_reader.h"
 #include "mxward/ip_address.h"
 #include "mxward/metrics_registry.h"
 #include "mxward/version.h"
@@ -73,41 +74,25 @@ Status ParseListenAddress(std::string_view text, std::string* address, std::uint
 Result<MetricsServerOptions> MetricsServerOptions::FromConfig(
     const Config& config, std::vector<Diagnostic>* diagnostics) {
   MetricsServerOptions o;
-  const toml::table* t = config.document["metrics"].as_table();
+  const toml::table* t = SectionTable(config, "metrics", diagnostics);
   if (t == nullptr) {
-    if (const toml::node* n = config.document.get("metrics")) {
-      diagnostics->push_back(
-          MakeDiagnostic(config.source, n->source(), "[metrics] must be a table"));
+    if (config.document.contains("metrics")) {
       return Status::InvalidArgument(diagnostics->back().ToString());
     }
     return o;
   }
   const std::size_t before = diagnostics->size();
-  for (const auto& [k, v] : *t) {
-    if (k.str() == "enabled") {
-      if (auto b = v.value<bool>()) {
-        o.enabled = *b;
-      } else {
-        diagnostics->push_back(MakeDiagnostic(config.source, v.source(),
-                                              "'enabled' in [metrics] must be true or false"));
-      }
-    } else if (k.str() == "listen") {
-      auto s = v.value<std::string>();
-      Status st = s ? ParseListenAddress(*s, &o.address, &o.port)
-                    : Status::InvalidArgument("'listen' in [metrics] must be a string");
-      if (!st.ok()) diagnostics->push_back(MakeDiagnostic(config.source, v.source(), st.message()));
-    } else {
-      diagnostics->push_back(MakeDiagnostic(
-          config.source, v.source(),
-          fmt::format("unknown setting '{}' in [metrics] (known: enabled, listen)", k.str())));
+  SettingsReader r(*t, "[metrics]", config.source, diagnostics);
+  r.CheckKnownKeys({"enabled", "listen"});
+  r.Bool("enabled", &o.enabled);
+  std::string listen;
+  if (r.String("listen", &listen)) {
+    if (Status st = ParseListenAddress(listen, &o.address, &o.port); !st.ok()) {
+      r.Error(*t->get("listen"), st.message());
     }
   }
-  if (diagnostics->size() > before) {
-    // toml++ iterates keys in sorted order; people read the file top to bottom.
-    std::stable_sort(diagnostics->begin() + static_cast<std::ptrdiff_t>(before), diagnostics->end(),
-                     [](const Diagnostic& a, const Diagnostic& b) {
-                       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
-                     });
+  if (!r.ok()) {
+    SortByPosition(diagnostics, before);
     return Status::InvalidArgument(
         fmt::format("{} error(s) in [metrics]", diagnostics->size() - before));
   }

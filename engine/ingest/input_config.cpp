@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/base/settings_reader.h"
 #include "mxward/ip_address.h"
 #include "mxward/metrics_registry.h"
 
@@ -122,18 +123,9 @@ class SpecReader {
                                                   "receive_buffer",
                                                   "start_at",
                                                   "state_file"};
-    bool ok = true;
-    for (const auto& [k, v] : t) {
-      bool known = false;
-      for (auto name : kKnown) known = known || k.str() == name;
-      if (!known) {
-        Error(v, fmt::format("[[input]]: unknown key '{}' (known: type, address, name, path, "
-                             "mode, owner, group, max_message_size, max_connections, "
-                             "receive_buffer, start_at, state_file)",
-                             k.str()));
-        ok = false;
-      }
-    }
+    SettingsReader r(t, "[[input]]", file_, d_);
+    r.CheckKnownKeys(kKnown);
+    bool ok = r.ok();
     InputSpec s;
     const toml::node* type = t.get("type");
     if (type == nullptr) {
@@ -141,26 +133,25 @@ class SpecReader {
       failed_ = true;
       return std::nullopt;
     }
-    const auto type_text = type->value<std::string>();
-    if (!type_text) {
-      Error(*type, "[[input]]: 'type' must be a string");
+    std::string type_name;
+    if (!r.String("type", &type_name)) {
       failed_ = true;
       return std::nullopt;
     }
-    if (*type_text == "udp") {
+    if (type_name == "udp") {
       s.type = InputType::kUdp;
-    } else if (*type_text == "tcp") {
+    } else if (type_name == "tcp") {
       s.type = InputType::kTcp;
-    } else if (*type_text == "unix-dgram") {
+    } else if (type_name == "unix-dgram") {
       s.type = InputType::kUnixDgram;
-    } else if (*type_text == "unix-stream") {
+    } else if (type_name == "unix-stream") {
       s.type = InputType::kUnixStream;
-    } else if (*type_text == "file") {
+    } else if (type_name == "file") {
       s.type = InputType::kFile;
     } else {
       Error(*type, fmt::format("[[input]]: unknown type '{}' (use udp, tcp, unix-dgram, "
                                "unix-stream or file)",
-                               *type_text));
+                               type_name));
       failed_ = true;
       return std::nullopt;
     }
@@ -168,32 +159,16 @@ class SpecReader {
     const bool unix_socket = s.type == InputType::kUnixDgram || s.type == InputType::kUnixStream;
 
     auto str = [&](const char* key, std::string* out) -> const toml::node* {
-      const toml::node* n = t.get(key);
-      if (n == nullptr) return nullptr;
-      if (auto v = n->value<std::string>()) {
-        *out = *v;
-      } else {
-        Error(*n, fmt::format("[[input]]: '{}' must be a string", key));
-        ok = false;
-      }
-      return n;
+      if (r.table().contains(key) && !r.String(key, out)) ok = false;
+      return t.get(key);
     };
-    auto integer = [&](const char* key, std::int64_t lo, std::int64_t hi,
-                       std::int64_t* out) -> void {
-      const toml::node* n = t.get(key);
-      if (n == nullptr) return;
-      auto v = n->value<std::int64_t>();
-      if (!v || *v < lo || *v > hi) {
-        Error(*n, fmt::format("[[input]]: '{}' must be an integer in {}..{}", key, lo, hi));
-        ok = false;
-        return;
-      }
-      *out = *v;
+    auto integer = [&](const char* key, std::int64_t lo, std::int64_t hi, std::int64_t* out) {
+      if (r.table().contains(key) && !r.Int(key, lo, hi, out)) ok = false;
     };
     auto only_for = [&](const char* key, bool allowed, std::string_view which) {
       if (const toml::node* n = t.get(key); n != nullptr && !allowed) {
         Error(*n, fmt::format("[[input]]: '{}' applies only to {} inputs, not {}", key, which,
-                              *type_text));
+                              type_name));
         ok = false;
       }
     };
@@ -222,7 +197,7 @@ class SpecReader {
     } else {
       const toml::node* n = str("path", &s.path);
       if (n == nullptr) {
-        Error(t, fmt::format("[[input]]: type '{}' needs 'path'", *type_text));
+        Error(t, fmt::format("[[input]]: type '{}' needs 'path'", type_name));
         ok = false;
       } else if (ok && (s.path.empty() || s.path.front() != '/')) {
         Error(*n, "[[input]]: 'path' must be absolute");

@@ -26,6 +26,7 @@
 #include <re2/set.h>
 #include <toml++/toml.h>
 
+#include "engine/base/settings_reader.h"
 #include "mxward/config.h"
 
 namespace mxward {
@@ -433,13 +434,8 @@ class Loader {
 
   void LoadFile(const std::string& file) {
     toml::table doc;
-    try {
-      doc = toml::parse_file(file);
-    } catch (const toml::parse_error& e) {
-      Error(file, e.source(), std::string(e.description()));
-      return;
-    }
-    CheckKeys(file, doc, {"parser", "pattern"}, "");
+    if (!ParseTomlFile(file, &doc, diags_).ok()) return;
+    CheckKeys(file, doc, {"parser", "pattern"}, "the parser file");
     const toml::table* parser = doc["parser"].as_table();
     if (parser == nullptr) {
       diags_->push_back(Diagnostic{file, 1, 1, "missing [parser] table"});
@@ -461,12 +457,10 @@ class Loader {
       return;
     }
     for (const auto& g : programs) out.routes.push_back(MakeRoute(g));
-    if (auto b = (*parser)["service_from_program"]) {
-      if (!b.is_boolean()) {
-        Error(file, b.node()->source(), "'service_from_program' must be true or false");
-        return;
-      }
-      out.service_from_program = b.as_boolean()->get();
+    if (parser->contains("service_from_program") &&
+        !SettingsReader(*parser, "[parser]", file, diags_)
+             .Bool("service_from_program", &out.service_from_program)) {
+      return;
     }
 
     const toml::array* patterns = doc["pattern"].as_array();
@@ -506,51 +500,26 @@ class Loader {
   }
 
   void CheckKeys(const std::string& file, const toml::table& t,
-                 std::initializer_list<std::string_view> known, std::string_view section) {
-    for (const auto& [k, v] : t) {
-      if (std::find(known.begin(), known.end(), k.str()) == known.end()) {
-        Error(file, v.source(),
-              fmt::format("unknown key '{}'{}{} (known: {})", k.str(),
-                          section.empty() ? "" : " in ", section, fmt::join(known, ", ")));
-      }
-    }
+                 std::initializer_list<std::string_view> known, std::string where) {
+    SettingsReader(t, std::move(where), file, diags_).CheckKnownKeys(known);
   }
 
   bool GetString(const std::string& file, const toml::table& t, std::string_view key, bool required,
                  std::string* out) {
-    auto n = t[key];
-    if (!n) {
+    if (!t.contains(key)) {
       if (required) Error(file, t.source(), fmt::format("missing '{}'", key));
       return !required;
     }
-    if (!n.is_string()) {
-      Error(file, n.node()->source(), fmt::format("'{}' must be a string", key));
-      return false;
-    }
-    *out = n.as_string()->get();
-    return true;
+    return SettingsReader(t, "", file, diags_).String(key, out);
   }
 
   bool GetStrings(const std::string& file, const toml::table& t, std::string_view key,
                   bool required, std::vector<std::string>* out) {
-    auto n = t[key];
-    if (!n) {
+    if (!t.contains(key)) {
       if (required) Error(file, t.source(), fmt::format("missing '{}'", key));
       return !required;
     }
-    const toml::array* a = n.as_array();
-    if (a == nullptr) {
-      Error(file, n.node()->source(), fmt::format("'{}' must be an array of strings", key));
-      return false;
-    }
-    for (const toml::node& e : *a) {
-      if (!e.is_string()) {
-        Error(file, e.source(), fmt::format("'{}' must contain only strings", key));
-        return false;
-      }
-      out->push_back(e.as_string()->get());
-    }
-    return true;
+    return SettingsReader(t, "", file, diags_).Strings(key, out);
   }
 
   bool CompilePattern(const std::string& file, const toml::table& t, CompiledPattern* p) {
@@ -735,12 +704,9 @@ class Loader {
             fmt::format("unknown fold '{}' (expected superseded or loopback_is_webmail)", fold));
       return false;
     }
-    if (auto f = t["forget_queue_id"]) {
-      if (!f.is_boolean()) {
-        Error(file, f.node()->source(), "'forget_queue_id' must be true or false");
-        return false;
-      }
-      p->info.forget_queue_id = f.as_boolean()->get();
+    if (t.contains("forget_queue_id") && !SettingsReader(t, "[[pattern]]", file, diags_)
+                                              .Bool("forget_queue_id", &p->info.forget_queue_id)) {
+      return false;
     }
     return true;
   }

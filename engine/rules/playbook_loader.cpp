@@ -7,8 +7,11 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <re2/re2.h>
 
+#include "engine/base/settings_reader.h"
+#include "mxward/action_types.h"
 #include "mxward/config.h"
 #include "mxward/playbook.h"
 #include "mxward/time.h"
@@ -21,25 +24,6 @@ std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-std::string_view NodeTypeName(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    default:
-      return "a date or time";
-  }
 }
 
 struct Placeholder {
@@ -60,26 +44,6 @@ constexpr Placeholder kPlaceholders[] = {
     {"last_seen", Template::Kind::kLastSeen},
 };
 
-// The parameters each action type takes (besides type, duration and dry_run).
-struct ActionShape {
-  std::string_view type;
-  std::vector<std::string_view> params;
-  std::vector<std::string_view> required;
-};
-const std::vector<ActionShape>& ActionShapes() {
-  static const std::vector<ActionShape> shapes = {
-      {"ban", {"address"}, {}},
-      {"suspend_sending", {"user"}, {}},
-      {"suspend", {"user"}, {}},
-      {"require_password_change", {"user"}, {}},
-      {"hold_queue", {"user"}, {}},
-      {"webhook", {"target", "format"}, {"target"}},
-      {"mail", {"to", "subject", "body"}, {"to"}},
-      {"exec", {"target"}, {"target"}},
-  };
-  return shapes;
-}
-
 // Walks one file, collecting diagnostics.
 class Compiler {
  public:
@@ -90,145 +54,15 @@ class Compiler {
   }
   void Error(const toml::node& n, std::string msg) { Error(n.source(), std::move(msg)); }
 
-  // Reports keys of t that are not in known.
-  void CheckKeys(const toml::table& t, std::initializer_list<std::string_view> known,
-                 std::string_view where) {
-    for (const auto& [k, v] : t) {
-      if (std::find(known.begin(), known.end(), k.str()) == known.end()) {
-        Error(k.source(), fmt::format("unknown field '{}' in {}", k.str(), where));
-      }
-    }
+  SettingsReader Reader(const toml::table& t, std::string where) {
+    return SettingsReader(t, std::move(where), file_, d_);
   }
 
-  const toml::table* Table(const toml::node* n, std::string_view name) {
-    if (!n) return nullptr;
-    if (const toml::table* t = n->as_table()) return t;
-    Error(*n, fmt::format("'{}' must be a table, not {}", name, NodeTypeName(*n)));
-    return nullptr;
-  }
-
-  bool String(const toml::node* n, std::string_view name, std::string* out) {
-    if (!n) return false;
-    if (auto s = n->value_exact<std::string>()) {
-      *out = *s;
-      return true;
-    }
-    Error(*n, fmt::format("'{}' must be a string, not {}", name, NodeTypeName(*n)));
-    return false;
-  }
-
-  bool Bool(const toml::node* n, std::string_view name, bool* out) {
-    if (!n) return false;
-    if (auto b = n->value_exact<bool>()) {
-      *out = *b;
-      return true;
-    }
-    Error(*n, fmt::format("'{}' must be true or false, not {}", name, NodeTypeName(*n)));
-    return false;
-  }
-
-  bool Number(const toml::node* n, std::string_view name, double* out) {
-    if (!n) return false;
-    if (auto i = n->value_exact<std::int64_t>()) {
-      *out = static_cast<double>(*i);
-      return true;
-    }
-    if (auto f = n->value_exact<double>()) {
-      *out = *f;
-      return true;
-    }
-    Error(*n, fmt::format("'{}' must be a number, not {}", name, NodeTypeName(*n)));
-    return false;
-  }
-
-  bool Integer(const toml::node* n, std::string_view name, std::int64_t lo, std::int64_t hi,
-               std::int64_t* out) {
-    if (!n) return false;
-    auto i = n->value_exact<std::int64_t>();
-    if (!i) {
-      Error(*n, fmt::format("'{}' must be an integer, not {}", name, NodeTypeName(*n)));
-      return false;
-    }
-    if (*i < lo || *i > hi) {
-      Error(*n, fmt::format("'{}' must be between {} and {}", name, lo, hi));
-      return false;
-    }
-    *out = *i;
-    return true;
-  }
-
-  bool Duration(const toml::node* n, std::string_view name, std::int64_t* out) {
-    std::string s;
-    if (!n) return false;
-    if (auto i = n->value_exact<std::int64_t>(); i && *i >= 0) {
-      *out = *i;
-      return true;
-    }
-    if (!n->is_string()) {
-      Error(*n,
-            fmt::format("'{}' must be a duration like \"10m\", not {}", name, NodeTypeName(*n)));
-      return false;
-    }
-    String(n, name, &s);
-    auto d = ParseDurationSeconds(s);
-    if (!d.ok()) {
-      Error(*n, fmt::format("'{}': {}", name, d.status().message()));
-      return false;
-    }
-    *out = *d;
-    return true;
-  }
-
-  // A string or an array of strings.
-  bool Strings(const toml::node* n, std::string_view name, std::vector<std::string>* out) {
-    if (!n) return false;
-    if (auto s = n->value_exact<std::string>()) {
-      out->push_back(*s);
-      return true;
-    }
-    const toml::array* arr = n->as_array();
-    if (!arr) {
-      Error(*n, fmt::format("'{}' must be a string or an array of strings, not {}", name,
-                            NodeTypeName(*n)));
-      return false;
-    }
-    bool ok = true;
-    for (const toml::node& e : *arr) {
-      if (auto s = e.value_exact<std::string>()) {
-        out->push_back(*s);
-      } else {
-        Error(e, fmt::format("'{}' must contain only strings, not {}", name, NodeTypeName(e)));
-        ok = false;
-      }
-    }
-    return ok;
-  }
-
-  void Cidrs(const toml::node* n, std::string_view name, std::vector<IpPrefix>* out) {
-    if (!n) return;
-    auto one = [&](const toml::node& e) {
-      auto s = e.value_exact<std::string>();
-      if (!s) {
-        Error(e, fmt::format("'{}' must contain only strings, not {}", name, NodeTypeName(e)));
-        return;
-      }
-      IpPrefix p;
-      if (!IpPrefix::Parse(*s, &p)) {
-        Error(e, fmt::format("'{}' is not an address or CIDR (like 192.0.2.0/24)", *s));
-        return;
-      }
-      out->push_back(p);
-    };
-    if (const toml::array* arr = n->as_array()) {
-      for (const toml::node& e : *arr) one(e);
-    } else {
-      one(*n);
-    }
-  }
-
-  void EventTypes(const toml::node* n, std::array<bool, kEventTypeCount>* types) {
+  // t["events"]: a string or an array of event type names.
+  void EventTypes(SettingsReader& r, std::array<bool, kEventTypeCount>* types) {
     std::vector<std::string> names;
-    if (!Strings(n, "events", &names)) return;
+    if (!r.Strings("events", &names, /*single_ok=*/true)) return;
+    const toml::node* n = r.table().get("events");
     const toml::array* arr = n->as_array();
     for (std::size_t i = 0; i < names.size(); ++i) {
       EventType t;
@@ -245,7 +79,11 @@ class Compiler {
     }
   }
 
-  void ConditionOps(Field field, const toml::table& ops, std::vector<Condition>* out) {
+  void ConditionOps(Field field, std::string_view name, const toml::table& ops,
+                    std::vector<Condition>* out) {
+    SettingsReader r = Reader(ops, fmt::format("the condition on '{}'", name));
+    r.CheckKnownKeys({"equals", "not", "in", "not_in", "regex", "not_regex", "cidr", "not_cidr",
+                      "lt", "lte", "gt", "gte", "exists"});
     for (const auto& [k, v] : ops) {
       const std::string op(k.str());
       Condition c;
@@ -253,16 +91,16 @@ class Compiler {
       if (op == "equals" || op == "not") {
         c.op = op == "equals" ? ConditionOp::kEquals : ConditionOp::kNotEquals;
         std::string s;
-        if (!String(&v, op, &s)) continue;
+        if (!r.String(op, &s)) continue;
         c.values.push_back(Lower(s));
       } else if (op == "in" || op == "not_in") {
         c.op = op == "in" ? ConditionOp::kIn : ConditionOp::kNotIn;
-        if (!Strings(&v, op, &c.values)) continue;
+        if (!r.Strings(op, &c.values, /*single_ok=*/true)) continue;
         for (auto& s : c.values) s = Lower(s);
       } else if (op == "regex" || op == "not_regex") {
         c.op = op == "regex" ? ConditionOp::kRegex : ConditionOp::kNotRegex;
         std::string s;
-        if (!String(&v, op, &s)) continue;
+        if (!r.String(op, &s)) continue;
         RE2::Options o;
         o.set_log_errors(false);
         // Bytes, as the parser pack: field values are attacker text and may be invalid UTF-8.
@@ -279,24 +117,18 @@ class Compiler {
           Error(k.source(), fmt::format("'{}' applies to client_ip only", op));
           continue;
         }
-        const std::size_t before = d_->size();
-        Cidrs(&v, op, &c.cidrs);
-        if (d_->size() != before) continue;
+        if (!r.AddressPrefixes(op, &c.cidrs, /*single_ok=*/true)) continue;
       } else if (op == "lt" || op == "lte" || op == "gt" || op == "gte") {
         c.op = op == "lt"    ? ConditionOp::kLess
                : op == "lte" ? ConditionOp::kLessEqual
                : op == "gt"  ? ConditionOp::kGreater
                              : ConditionOp::kGreaterEqual;
-        if (!Number(&v, op, &c.number)) continue;
+        if (!r.Number(op, &c.number)) continue;
       } else if (op == "exists") {
         c.op = ConditionOp::kExists;
-        if (!Bool(&v, op, &c.exists)) continue;
+        if (!r.Bool(op, &c.exists)) continue;
       } else {
-        Error(k.source(),
-              fmt::format("unknown condition '{}' (known: equals, not, in, not_in, regex, "
-                          "not_regex, cidr, not_cidr, lt, lte, gt, gte, exists)",
-                          op));
-        continue;
+        continue;  // reported by CheckKnownKeys
       }
       out->push_back(std::move(c));
     }
@@ -305,8 +137,9 @@ class Compiler {
   // [match] or [trigger.reset]: events plus field conditions.
   void Matcher(const toml::table& t, std::string_view where, EventMatcher* m,
                std::initializer_list<std::string_view> skip = {}) {
-    if (const toml::node* ev = t.get("events")) {
-      EventTypes(ev, &m->types);
+    SettingsReader r = Reader(t, std::string(where));
+    if (t.contains("events")) {
+      EventTypes(r, &m->types);
     } else {
       Error(t.source(), fmt::format("{} needs 'events' (a list of event types)", where));
     }
@@ -326,16 +159,14 @@ class Compiler {
         m->conditions.push_back(std::move(c));
       } else if (v.is_array()) {
         c.op = ConditionOp::kIn;
-        if (Strings(&v, name, &c.values)) {
+        if (r.Strings(name, &c.values)) {
           for (auto& s : c.values) s = Lower(s);
           m->conditions.push_back(std::move(c));
         }
       } else if (const toml::table* ops = v.as_table()) {
-        ConditionOps(f, *ops, &m->conditions);
+        ConditionOps(f, name, *ops, &m->conditions);
       } else {
-        Error(v, fmt::format("condition on '{}' must be a string, a list or a table like "
-                             "{{ regex = \"...\" }}, not {}",
-                             name, NodeTypeName(v)));
+        r.TypeError(v, name, "a string, a list or a table like { regex = \"...\" }");
       }
     }
   }
@@ -367,14 +198,15 @@ class Compiler {
     return true;
   }
 
-  void Key(const toml::node* n, Playbook* pb) {
+  void Key(SettingsReader& top, Playbook* pb) {
     std::vector<std::string> parts;
+    const toml::node* n = top.table().get("key");
     if (!n) {
       pb->key.push_back(KeyPart{Field::kClientIp, -1});
       pb->key_kind = "client_ip";
       return;
     }
-    if (!Strings(n, "key", &parts)) return;
+    if (!top.Strings("key", &parts, /*single_ok=*/true)) return;
     const toml::array* arr = n->as_array();
     for (std::size_t i = 0; i < parts.size(); ++i) {
       const std::string& p = parts[i];
@@ -446,37 +278,29 @@ class Compiler {
       Error(t.source(), "[[action]] needs 'type'");
       return;
     }
-    if (!String(type, "type", &a.type)) return;
-    const ActionShape* shape = nullptr;
-    for (const auto& s : ActionShapes()) {
-      if (s.type == a.type) shape = &s;
-    }
+    if (!Reader(t, "[[action]]").String("type", &a.type)) return;
+    const ActionTypeInfo* shape = FindActionType(a.type);
     if (!shape) {
-      Error(*type, fmt::format("unknown action type '{}' (known: ban, suspend_sending, suspend, "
-                               "require_password_change, hold_queue, webhook, mail, exec)",
-                               a.type));
+      Error(*type, fmt::format("unknown action type '{}' (known: {})", a.type,
+                               fmt::join(kActionTypeNames, ", ")));
       return;
     }
+    SettingsReader r = Reader(t, fmt::format("{} action", a.type));
+    std::vector<std::string_view> known = {"type", "duration", "dry_run"};
+    known.insert(known.end(), shape->params.begin(), shape->params.end());
+    r.CheckKnownKeys(known);
+    r.Duration("duration", &a.duration_seconds);
+    r.Bool("dry_run", &a.dry_run);
     for (const auto& [k, v] : t) {
       const std::string name(k.str());
-      if (name == "type") continue;
-      if (name == "duration") {
-        Duration(&v, name, &a.duration_seconds);
-      } else if (name == "dry_run") {
-        Bool(&v, name, &a.dry_run);
-      } else if (std::find(shape->params.begin(), shape->params.end(), name) !=
-                 shape->params.end()) {
-        std::string s;
-        if (!String(&v, name, &s)) continue;
-        Template tpl;
-        CompileTemplate(v, s, &tpl);
-        a.params.emplace_back(name, std::move(tpl));
-      } else {
-        std::string known = "type, duration, dry_run";
-        for (auto p : shape->params) known += ", " + std::string(p);
-        Error(k.source(),
-              fmt::format("unknown field '{}' in {} action (known: {})", name, a.type, known));
+      if (std::find(shape->params.begin(), shape->params.end(), name) == shape->params.end()) {
+        continue;
       }
+      std::string s;
+      if (!r.String(name, &s)) continue;
+      Template tpl;
+      CompileTemplate(v, s, &tpl);
+      a.params.emplace_back(name, std::move(tpl));
     }
     for (auto req : shape->required) {
       if (!t.contains(req)) Error(t.source(), fmt::format("{} action needs '{}'", a.type, req));
@@ -499,11 +323,8 @@ class Compiler {
       add_default("address", "{key}");
     }
     if (a.type == "ban" && a.duration_seconds < 0) a.duration_seconds = 3600;
-    if ((a.type == "suspend_sending" || a.type == "suspend" ||
-         a.type == "require_password_change" || a.type == "hold_queue") &&
-        !has("user")) {
-      add_default("user", "{key}");
-    }
+    // Mailbox actions act on the key when the playbook names no user.
+    if (shape->subject_param == "user" && !has("user")) add_default("user", "{key}");
     if (a.type == "webhook" && !has("format")) add_default("format", "json");
     if (a.type == "mail" && !has("subject")) {
       add_default("subject", "[mxward] {playbook}: {key} ({trigger})");
@@ -516,35 +337,35 @@ class Compiler {
     Playbook pb;
     pb.file = file_;
     pb.name = std::filesystem::path(file_).stem().string();
-    CheckKeys(doc,
-              {"description", "severity", "mode", "key", "cooldown", "max_keys", "match", "trigger",
-               "allow", "escalation", "action"},
-              "the playbook");
-    String(doc.get("description"), "description", &pb.description);
+    SettingsReader top = Reader(doc, "the playbook");
+    top.CheckKnownKeys({"description", "severity", "mode", "key", "cooldown", "max_keys", "match",
+                        "trigger", "allow", "escalation", "action"});
+    top.String("description", &pb.description);
     std::string s;
-    if (String(doc.get("severity"), "severity", &s) && !ParseSeverity(s, &pb.severity)) {
+    if (top.String("severity", &s) && !ParseSeverity(s, &pb.severity)) {
       Error(*doc.get("severity"),
             fmt::format("unknown severity '{}' (low, medium, high, critical)", s));
     }
-    if (String(doc.get("mode"), "mode", &s) && !ParsePlaybookMode(s, &pb.mode)) {
+    if (top.String("mode", &s) && !ParsePlaybookMode(s, &pb.mode)) {
       Error(*doc.get("mode"), fmt::format("unknown mode '{}' (enforce, dry-run)", s));
     }
-    Key(doc.get("key"), &pb);
+    Key(top, &pb);
     std::int64_t max_keys = 0;
-    if (Integer(doc.get("max_keys"), "max_keys", 1, 50'000'000, &max_keys)) {
+    if (top.Int("max_keys", 1, 50'000'000, &max_keys)) {
       pb.max_keys = static_cast<std::size_t>(max_keys);
     }
 
-    if (const toml::table* m = Table(doc.get("match"), "match")) {
+    if (const toml::table* m = top.Table("match")) {
       Matcher(*m, "[match]", &pb.match);
     } else if (!doc.contains("match")) {
       Error(doc.source(), "missing [match] (which events this playbook counts)");
     }
 
-    if (const toml::table* t = Table(doc.get("trigger"), "trigger")) {
+    if (const toml::table* t = top.Table("trigger")) {
       Trigger& tr = pb.trigger;
-      CheckKeys(*t, {"type", "threshold", "window", "field", "reset", "baseline"}, "[trigger]");
-      if (String(t->get("type"), "type", &s)) {
+      SettingsReader tr_r = Reader(*t, "[trigger]");
+      tr_r.CheckKnownKeys({"type", "threshold", "window", "field", "reset", "baseline"});
+      if (tr_r.String("type", &s)) {
         if (s == "count")
           tr.type = TriggerType::kCount;
         else if (s == "distinct")
@@ -562,12 +383,12 @@ class Compiler {
       }
       std::int64_t th = 0;
       const std::int64_t max_th = tr.type == TriggerType::kConsecutive ? 1'000'000'000 : 65535;
-      if (Integer(t->get("threshold"), "threshold", 1, max_th, &th)) {
+      if (tr_r.Int("threshold", 1, max_th, &th)) {
         tr.threshold = static_cast<std::uint32_t>(th);
       } else if (!t->contains("threshold")) {
         Error(t->source(), "[trigger] needs 'threshold'");
       }
-      if (!Duration(t->get("window"), "window", &tr.window_seconds)) {
+      if (!tr_r.Duration("window", &tr.window_seconds)) {
         if (!t->contains("window") && tr.type != TriggerType::kConsecutive) {
           Error(t->source(), "[trigger] needs 'window' (like \"10m\")");
         }
@@ -575,25 +396,26 @@ class Compiler {
         Error(*t->get("window"), "'window' must be between 1s and 366d");
       }
       if (const toml::node* f = t->get("field")) {
-        if (String(f, "field", &s)) ParseKeyPart(*f, s, &tr.field);
+        if (tr_r.String("field", &s)) ParseKeyPart(*f, s, &tr.field);
         if (tr.type != TriggerType::kDistinct && tr.type != TriggerType::kNovel) {
           Error(*f, "'field' is for distinct and novel triggers");
         }
       } else if (tr.type == TriggerType::kDistinct || tr.type == TriggerType::kNovel) {
         Error(t->source(), "distinct and novel triggers need 'field' (the values they count)");
       }
-      if (const toml::table* r = Table(t->get("reset"), "reset")) {
+      if (const toml::table* r = tr_r.Table("reset")) {
         Matcher(*r, "[trigger.reset]", &tr.reset);
       }
-      if (const toml::table* b = Table(t->get("baseline"), "baseline")) {
-        CheckKeys(*b, {"ttl", "warmup", "max_values", "max_keys"}, "[trigger.baseline]");
-        Duration(b->get("ttl"), "ttl", &tr.baseline.ttl_seconds);
-        Duration(b->get("warmup"), "warmup", &tr.baseline.warmup_seconds);
+      if (const toml::table* b = tr_r.Table("baseline")) {
+        SettingsReader br = Reader(*b, "[trigger.baseline]");
+        br.CheckKnownKeys({"ttl", "warmup", "max_values", "max_keys"});
+        br.Duration("ttl", &tr.baseline.ttl_seconds);
+        br.Duration("warmup", &tr.baseline.warmup_seconds);
         std::int64_t v = 0;
-        if (Integer(b->get("max_values"), "max_values", 1, 1'000'000, &v)) {
+        if (br.Int("max_values", 1, 1'000'000, &v)) {
           tr.baseline.max_values = static_cast<std::uint32_t>(v);
         }
-        if (Integer(b->get("max_keys"), "max_keys", 1, 10'000'000, &v)) {
+        if (br.Int("max_keys", 1, 10'000'000, &v)) {
           tr.baseline.max_keys = static_cast<std::size_t>(v);
         }
         if (tr.type != TriggerType::kNovel) {
@@ -604,25 +426,27 @@ class Compiler {
       Error(doc.source(), "missing [trigger] (when this playbook opens an incident)");
     }
 
-    if (const toml::table* a = Table(doc.get("allow"), "allow")) {
-      CheckKeys(*a, {"cidrs", "users", "domains"}, "[allow]");
-      Cidrs(a->get("cidrs"), "cidrs", &pb.allow.cidrs);
-      Strings(a->get("users"), "users", &pb.allow.users);
-      Strings(a->get("domains"), "domains", &pb.allow.domains);
+    if (const toml::table* a = top.Table("allow")) {
+      SettingsReader ar = Reader(*a, "[allow]");
+      ar.CheckKnownKeys({"cidrs", "users", "domains"});
+      ar.AddressPrefixes("cidrs", &pb.allow.cidrs, /*single_ok=*/true);
+      ar.Strings("users", &pb.allow.users, /*single_ok=*/true);
+      ar.Strings("domains", &pb.allow.domains, /*single_ok=*/true);
       for (auto& u : pb.allow.users) u = Lower(u);
       for (auto& d : pb.allow.domains) d = Lower(d);
     }
 
-    if (const toml::table* e = Table(doc.get("escalation"), "escalation")) {
+    if (const toml::table* e = top.Table("escalation")) {
       Escalation& es = pb.escalation;
       es.enabled = true;
-      CheckKeys(*e, {"factor", "max", "lookback", "across_playbooks"}, "[escalation]");
-      if (Number(e->get("factor"), "factor", &es.factor) && (es.factor < 1 || es.factor > 100)) {
+      SettingsReader er = Reader(*e, "[escalation]");
+      er.CheckKnownKeys({"factor", "max", "lookback", "across_playbooks"});
+      if (er.Number("factor", &es.factor) && (es.factor < 1 || es.factor > 100)) {
         Error(*e->get("factor"), "'factor' must be between 1 and 100");
       }
-      Duration(e->get("max"), "max", &es.max_seconds);
-      Duration(e->get("lookback"), "lookback", &es.lookback_seconds);
-      Bool(e->get("across_playbooks"), "across_playbooks", &es.across_playbooks);
+      er.Duration("max", &es.max_seconds);
+      er.Duration("lookback", &es.lookback_seconds);
+      er.Bool("across_playbooks", &es.across_playbooks);
     }
 
     std::int64_t ban_seconds = 0;
@@ -639,7 +463,7 @@ class Compiler {
     }
     // One incident per key while its ban stands (or at least while its window lasts).
     pb.cooldown_seconds = std::max(ban_seconds, pb.trigger.window_seconds);
-    Duration(doc.get("cooldown"), "cooldown", &pb.cooldown_seconds);
+    top.Duration("cooldown", &pb.cooldown_seconds);
 
     if (d_->size() > before) {
       return Status::InvalidArgument(fmt::format("{} error(s) in {}", d_->size() - before, file_));
@@ -649,12 +473,7 @@ class Compiler {
 
   Result<Playbook> CompileText(std::string_view text) {
     toml::table doc;
-    try {
-      doc = toml::parse(text, file_);
-    } catch (const toml::parse_error& e) {
-      Error(e.source(), std::string(e.description()));
-      return Status::InvalidArgument(d_->back().ToString());
-    }
+    if (Status st = ParseToml(text, file_, &doc, d_); !st.ok()) return st;
     return Compile(doc);
   }
 
@@ -665,35 +484,20 @@ class Compiler {
 
 }  // namespace
 
-bool IsKnownActionType(std::string_view type) {
-  for (const auto& s : ActionShapes()) {
-    if (s.type == type) return true;
-  }
-  return false;
-}
-
 Result<Playbook> CompilePlaybookText(std::string_view text, const std::string& path,
                                      std::vector<Diagnostic>* diagnostics) {
-  const auto before = static_cast<std::ptrdiff_t>(diagnostics->size());
+  const std::size_t before = diagnostics->size();
   auto result = Compiler(path, diagnostics).CompileText(text);
   if (result.ok()) result->identity = std::hash<std::string_view>{}(text);
   // In file order, as a person reads them.
-  std::stable_sort(diagnostics->begin() + before, diagnostics->end(),
-                   [](const Diagnostic& a, const Diagnostic& b) {
-                     return a.line != b.line ? a.line < b.line : a.column < b.column;
-                   });
+  SortByPosition(diagnostics, before);
   return result;
 }
 
 Result<Playbook> CompilePlaybook(const std::string& path, std::vector<Diagnostic>* diagnostics) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    diagnostics->push_back(Diagnostic{path, 0, 0, "cannot read file"});
-    return Status::NotFound("cannot read " + path);
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return CompilePlaybookText(ss.str(), path, diagnostics);
+  auto text = ReadTextFile(path, diagnostics);
+  if (!text.ok()) return text.status();
+  return CompilePlaybookText(*text, path, diagnostics);
 }
 
 }  // namespace mxward

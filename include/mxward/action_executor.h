@@ -40,11 +40,6 @@ class ActionExecutor {
   virtual Status Maintain() { return Status::Ok(); }
 };
 
-// The action types mxward knows (incident.h lists their parameters).
-inline constexpr std::string_view kKnownActionTypes[] = {
-    "ban",        "suspend_sending", "suspend", "require_password_change",
-    "hold_queue", "webhook",         "mail",    "exec"};
-
 // --- optional interfaces executors may implement ------------------------------------------------
 
 // An executor whose transient failure came with the server's own retry delay (HTTP 429/503

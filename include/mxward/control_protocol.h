@@ -82,7 +82,9 @@ struct ControlServerOptions {
   std::string socket_path = "/run/mxward/control.sock";
   std::string group;  // group allowed to connect; empty: the daemon's own group
   // [control] socket and group from mxward.toml (socket already in Config::control_socket).
-  static Result<ControlServerOptions> FromConfig(const Config& config);
+  // Unknown keys and bad values become Diagnostics with file:line:col.
+  static Result<ControlServerOptions> FromConfig(const Config& config,
+                                                 std::vector<Diagnostic>* diagnostics);
 };
 
 class ControlServer {

@@ -39,15 +39,7 @@ struct EvidenceLine {
 // One action an incident asks for, with its parameters already expanded from the playbook's
 // templates. Parameters are data (JSON), never a command line: executors read typed values.
 //
-// Types and their parameters (see docs/actions.md):
-//   ban                 address (IP or prefix text, re-printed from binary), duration_s
-//   suspend_sending     user
-//   suspend             user
-//   require_password_change  user
-//   hold_queue          user, queue_ids (array)
-//   webhook             target (name of a [webhook.NAME] in mxward.toml), format
-//   mail                to, subject
-//   exec                target (name of an [exec.NAME] in mxward.toml)
+// The types and their parameters are the catalogue in action_types.h (and docs/actions.md).
 struct ActionRequest {
   std::string type;
   nlohmann::json params = nlohmann::json::object();

@@ -170,9 +170,6 @@ struct Playbook {
   std::uint64_t identity = 0;
 };
 
-// The action types the executors know (incident.h).
-bool IsKnownActionType(std::string_view type);
-
 // Compiles one playbook file. Every problem is appended to diagnostics (file:line:col), not just
 // the first; returns InvalidArgument when there was any.
 Result<Playbook> CompilePlaybook(const std::string& path, std::vector<Diagnostic>* diagnostics);

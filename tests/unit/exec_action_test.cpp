@@ -124,7 +124,7 @@ TEST_F(ExecActionTest, ConfigErrorsAreLocated) {
   for (const auto& d : diags_) all += d.ToString() + "\n";
   EXPECT_NE(all.find(":2:"), std::string::npos) << all;
   EXPECT_NE(all.find("absolute path"), std::string::npos) << all;
-  EXPECT_NE(all.find("unknown setting 'shell'"), std::string::npos) << all;
+  EXPECT_NE(all.find("unknown key 'shell'"), std::string::npos) << all;
 }
 
 TEST_F(ExecActionTest, BuildExecutorsRoutesUnconfiguredTypesToDryRun) {

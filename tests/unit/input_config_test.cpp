@@ -86,7 +86,8 @@ struct BadCase {
 
 TEST(InputConfigTest, ErrorsAreLocatedAndActionable) {
   const BadCase cases[] = {
-      {"[[input]]\ntype = \"tcp\"\nadress = \"127.0.0.1:1\"\n", "unknown key 'adress'", 3},
+      {"[[input]]\ntype = \"tcp\"\nadress = \"127.0.0.1:1\"\n", "unknown key 'adress' in [[input]]",
+       3},
       {"[[input]]\ntype = \"sctp\"\n", "unknown type 'sctp'", 2},
       {"[[input]]\naddress = \"127.0.0.1:1\"\n", "'type' is required", 1},
       {"[[input]]\ntype = \"tcp\"\naddress = \"mail.example.org:514\"\n", "not an IP address", 3},
@@ -97,7 +98,7 @@ TEST(InputConfigTest, ErrorsAreLocatedAndActionable) {
       {"[[input]]\ntype = \"unix-dgram\"\npath = \"/run/x\"\nmode = \"rw\"\n", "octal", 4},
       {"[[input]]\ntype = \"tcp\"\npath = \"/run/x\"\n", "applies only to", 3},
       {"[[input]]\ntype = \"file\"\npath = \"/x\"\nstart_at = \"middle\"\n", "\"end\" or", 4},
-      {"[[input]]\ntype = \"tcp\"\nmax_message_size = 1\n", "integer in", 3},
+      {"[[input]]\ntype = \"tcp\"\nmax_message_size = 1\n", "expected an integer from 64 to", 3},
       {"[[input]]\ntype = \"tcp\"\nname = \"has space\"\n", "printable", 3},
       {"[input]\ntype = \"tcp\"\n", "array of tables", 1},
       {"[[input]]\ntype = \"tcp\"\n[[input]]\ntype = \"tcp\"\n", "configured twice", 3},

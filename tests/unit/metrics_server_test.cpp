@@ -261,7 +261,7 @@ TEST(MetricsServerOptionsTest, BadValuesAreLocatedDiagnostics) {
   ASSERT_EQ(d.size(), 3u);
   EXPECT_THAT(d[0].ToString(), StartsWith("mxward.toml:2:10: error: listen address"));
   EXPECT_THAT(d[1].ToString(), StartsWith("mxward.toml:3:11: error: 'enabled'"));
-  EXPECT_THAT(d[2].ToString(), HasSubstr("unknown setting 'port' in [metrics]"));
+  EXPECT_THAT(d[2].ToString(), HasSubstr("unknown key 'port' in [metrics]"));
 }
 
 TEST(ParseListenAddressTest, AcceptsV4AndBracketedV6AndRejectsTheRest) {

@@ -184,7 +184,7 @@ TEST(PostfixAdminOptionsTest, DiagnosticsAreLocated) {
   EXPECT_NE(all.find("mxward.toml:4:11: error: 'doveadm' must be an absolute path"),
             std::string::npos)
       << all;
-  EXPECT_NE(all.find("unknown setting 'hots' in [postfixadmin]"), std::string::npos) << all;
+  EXPECT_NE(all.find("unknown key 'hots' in [postfixadmin]"), std::string::npos) << all;
 }
 
 TEST(PostfixAdminOptionsTest, SqliteNeedsPath) {
