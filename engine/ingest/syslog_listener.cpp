@@ -27,6 +27,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "engine/ingest/stream_framer.h"
 #include "mxward/file_follower.h"
 #include "mxward/rate_limited_log.h"
 
@@ -333,22 +334,20 @@ class DatagramInput final : public Input {
 template <typename Protocol>
 class StreamInput;
 
-// One connection. Framing is decided from its first bytes; the buffer holds at most one message
-// plus its octet-count header, so memory is bounded whatever the peer sends.
+// One connection. Framing is the StreamFramer's (stream_framer.h): it holds at most one message
+// plus its octet-count header, so memory is bounded whatever the peer sends. The socket is read
+// again only after every complete message of the last read went through the sink.
 template <typename Protocol>
 class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol>> {
  public:
   StreamSession(std::shared_ptr<StreamInput<Protocol>> input, typename Protocol::socket socket)
       : input_(std::move(input)),
         socket_(std::move(socket)),
-        limit_(input_->spec().max_message_size + 32) {
-    cap_ = std::min<std::size_t>(64 * 1024, limit_);
-    buf_.reset(new char[cap_]);
-    InputCounters& c = input_->mutable_counters();
-    c.Add(c.buffer_bytes, cap_);
+        framer_(input_->spec().max_message_size) {
+    TrackBuffer();
   }
   ~StreamSession() {
-    input_->mutable_counters().buffer_bytes.fetch_sub(cap_, std::memory_order_relaxed);
+    input_->mutable_counters().buffer_bytes.fetch_sub(counted_, std::memory_order_relaxed);
   }
 
   void Start() {
@@ -370,21 +369,14 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
   }
 
  private:
-  enum class Framing { kUnknown, kOctetCounted, kLineTerminated };
-
   void Read() {
-    if (end_ == cap_) {
-      if (start_ > 0) {
-        Compact();
-      } else {
-        Grow(cap_ * 2);
-      }
-    }
-    if (end_ == cap_) {  // cannot happen: Process() closes before a frame outgrows the limit
+    const std::span<char> space = framer_.WritableSpace();
+    TrackBuffer();
+    if (space.empty()) {  // cannot happen: the framer turns bad before a frame outgrows it
       BadFraming("message larger than the buffer");
       return;
     }
-    socket_.async_read_some(asio::buffer(buf_.get() + end_, cap_ - end_),
+    socket_.async_read_some(asio::buffer(space.data(), space.size()),
                             [self = this->shared_from_this(), this](
                                 const boost::system::error_code& ec, std::size_t n) {
                               if (closed_) return;
@@ -397,47 +389,35 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
                                 Close();
                                 return;
                               }
-                              end_ += n;
+                              framer_.Commit(n);
                               if (Process(input_->Now()) && !closed_) Read();
                             });
   }
 
-  // Moves the unprocessed bytes to the front of the buffer.
-  void Compact() {
-    if (start_ == 0) return;
-    std::memmove(buf_.get(), buf_.get() + start_, end_ - start_);
-    end_ -= start_;
-    scan_ = scan_ > start_ ? scan_ - start_ : 0;
-    start_ = 0;
-  }
-
-  // Makes room for `want` bytes from the start of the current frame (bounded by limit_).
-  void Grow(std::size_t want) {
-    Compact();
-    want = std::min(want, limit_);
-    if (want <= cap_) return;
-    std::unique_ptr<char[]> bigger(new char[want]);
-    std::memcpy(bigger.get(), buf_.get(), end_);
-    buf_ = std::move(bigger);
+  // buffer_bytes follows the framer's allocation.
+  void TrackBuffer() {
+    const std::size_t cap = framer_.capacity();
+    if (cap == counted_) return;
     InputCounters& c = input_->mutable_counters();
-    c.Add(c.buffer_bytes, want - cap_);
-    cap_ = want;
+    if (cap > counted_) {
+      c.Add(c.buffer_bytes, cap - counted_);
+    } else {
+      c.buffer_bytes.fetch_sub(counted_ - cap, std::memory_order_relaxed);
+    }
+    counted_ = cap;
   }
 
   // The peer closed (or the connection failed): a last line without terminator still counts; a
   // partial octet-counted frame is lost and counted.
   void AtEnd() {
-    if (end_ == start_) return;
-    const std::string_view rest =
-        StripFraming(std::string_view(buf_.get() + start_, end_ - start_));
-    if (framing_ == Framing::kLineTerminated && !rest.empty()) {
-      input_->Deliver(rest, input_->Now());
-    } else if (!rest.empty()) {
+    const Frame f = framer_.Finish();
+    if (f.kind == Frame::kLine) {
+      input_->Deliver(f.line, input_->Now());
+    } else if (f.kind == Frame::kLost) {
       InputCounters& c = input_->mutable_counters();
       c.Add(c.malformed);
       c.Add(c.dropped);
     }
-    start_ = end_ = scan_ = 0;
   }
 
   bool BadFraming(std::string_view why) {
@@ -459,97 +439,35 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     return "a local client";
   }
 
-  // Frames and delivers every complete message in the buffer. False when the connection was
-  // closed for bad framing.
+  // Delivers every complete message in the buffer. False when the connection was closed for bad
+  // framing.
   bool Process(UnixMicros now) {
-    while (start_ < end_ && !closed_) {
-      if (framing_ == Framing::kUnknown) {
-        const unsigned char first = static_cast<unsigned char>(buf_[start_]);
-        if (first >= '1' && first <= '9') {
-          std::size_t i = start_;
-          // An octet count has at most 10 digits; a longer number starts a line ("2025-...").
-          while (i < end_ && i - start_ < 10 && buf_[i] >= '0' && buf_[i] <= '9') ++i;
-          if (i == end_ && i - start_ < 10) return true;  // need more bytes to decide
-          framing_ = i < end_ && buf_[i] == ' ' ? Framing::kOctetCounted : Framing::kLineTerminated;
-        } else if (first == '<' || first == '\n' || first == '\r' || first == '\0' ||
-                   (first >= 0x20 && first < 0x7f)) {
-          framing_ = Framing::kLineTerminated;
-        } else {
-          return BadFraming(fmt::format("not syslog (first byte 0x{:02x})", first));
-        }
-      }
-      if (framing_ == Framing::kOctetCounted) {
-        // Tolerate separators some senders put between frames.
-        while (start_ < end_ &&
-               (buf_[start_] == '\n' || buf_[start_] == '\r' || buf_[start_] == '\0')) {
-          ++start_;
-        }
-        if (start_ == end_) break;
-        std::size_t i = start_;
-        std::uint64_t len = 0;
-        while (i < end_ && buf_[i] >= '0' && buf_[i] <= '9' && i - start_ < 10) {
-          len = len * 10 + static_cast<std::uint64_t>(buf_[i] - '0');
-          ++i;
-        }
-        if (i == end_) return true;  // header incomplete
-        if (i == start_ || buf_[start_] == '0' || buf_[i] != ' ') {
-          return BadFraming("bad octet count in RFC 6587 octet-counted framing");
-        }
-        if (len > input_->spec().max_message_size) {
-          return BadFraming(fmt::format("message of {} bytes exceeds max_message_size {}", len,
-                                        input_->spec().max_message_size));
-        }
-        const std::size_t body = i + 1;
-        if (end_ - body < len) {
-          Grow(body - start_ + len);
-          return true;
-        }
-        const std::string_view msg =
-            StripFraming(std::string_view(buf_.get() + body, static_cast<std::size_t>(len)));
-        start_ = body + static_cast<std::size_t>(len);
-        if (msg.empty()) {
+    while (!closed_) {
+      const Frame f = framer_.Next();
+      switch (f.kind) {
+        case Frame::kLine:
+          input_->Deliver(f.line, now);
+          break;
+        case Frame::kEmpty: {
           InputCounters& c = input_->mutable_counters();
           c.Add(c.malformed);
-        } else {
-          input_->Deliver(msg, now);
+          break;
         }
-      } else {
-        if (scan_ < start_) scan_ = start_;
-        const char* base = buf_.get();
-        const void* nl = std::memchr(base + scan_, '\n', end_ - scan_);
-        const std::size_t limit =
-            nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - base) : end_;
-        const void* nul = std::memchr(base + scan_, '\0', limit - scan_);
-        const char* term = static_cast<const char*>(nul ? nul : nl);
-        if (term == nullptr) {
-          scan_ = end_;
-          if (end_ - start_ > input_->spec().max_message_size) {
-            return BadFraming(fmt::format("a line longer than max_message_size {} without LF",
-                                          input_->spec().max_message_size));
-          }
+        case Frame::kNeedMore:
+          TrackBuffer();
           return true;
-        }
-        const std::size_t pos = static_cast<std::size_t>(term - base);
-        const std::string_view line = StripFraming(std::string_view(base + start_, pos - start_));
-        start_ = scan_ = pos + 1;
-        if (line.size() > input_->spec().max_message_size) {
-          return BadFraming(fmt::format("a line longer than max_message_size {}",
-                                        input_->spec().max_message_size));
-        }
-        if (!line.empty()) input_->Deliver(line, now);
+        case Frame::kBad:
+        case Frame::kLost:
+          return BadFraming(f.why);
       }
     }
-    if (start_ == end_) start_ = end_ = scan_ = 0;
-    return !closed_;
+    return false;
   }
 
   std::shared_ptr<StreamInput<Protocol>> input_;
   typename Protocol::socket socket_;
-  std::size_t limit_;
-  std::size_t cap_ = 0;
-  std::unique_ptr<char[]> buf_;
-  std::size_t start_ = 0, end_ = 0, scan_ = 0;
-  Framing framing_ = Framing::kUnknown;
+  StreamFramer framer_;
+  std::size_t counted_ = 0;  // what buffer_bytes holds for this session
   bool closed_ = false;
 };
 
