@@ -84,8 +84,10 @@ Frame StreamFramer::Next() {
       if (first >= '1' && first <= '9') {
         std::size_t i = start_;
         // An octet count has at most 10 digits; a longer number starts a line ("2025-...").
+        // Undecided until the byte after the digits is here (after 10 digits too: it may be an
+        // 11th digit or the space), so the outcome does not depend on where TCP split.
         while (i < end_ && i - start_ < 10 && IsDigit(buf_[i])) ++i;
-        if (i == end_ && i - start_ < 10) return Frame{};  // need more bytes to decide
+        if (i == end_) return Frame{};  // need more bytes to decide
         framing_ = i < end_ && buf_[i] == ' ' ? Framing::kOctetCounted : Framing::kLineTerminated;
       } else if (first == '<' || first == '\n' || first == '\r' || first == '\0' ||
                  (first >= 0x20 && first < 0x7f)) {
