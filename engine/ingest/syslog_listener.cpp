@@ -4,6 +4,7 @@
 // buffer and reads again only after the sink processed everything it had.
 #include "mxward/syslog_listener.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -19,15 +20,20 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/local/datagram_protocol.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "engine/ingest/stream_framer.h"
+#include "engine/ingest/tls_peer.h"
 #include "mxward/file_follower.h"
 #include "mxward/rate_limited_log.h"
 
@@ -135,6 +141,68 @@ Status ApplyOwnership(const InputSpec& spec) {
   return Status::Ok();
 }
 
+// The address of a datagram's or connection's sender, for allowed_senders.
+IpAddress SenderAddress(const sockaddr* sa) {
+  char text[INET6_ADDRSTRLEN] = {};
+  IpAddress ip;
+  if (sa->sa_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, text, sizeof text);
+  } else if (sa->sa_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, text, sizeof text);
+  } else {
+    return ip;
+  }
+  IpAddress::Parse(text, &ip);
+  return ip;
+}
+
+// True when the input takes anyone, or the address is in one of its allowed_senders prefixes.
+bool SenderAllowed(const InputSpec& spec, const IpAddress& ip) {
+  if (spec.allowed_senders.empty()) return true;
+  if (!ip.valid()) return false;
+  for (const auto& prefix : spec.allowed_senders) {
+    if (prefix.Contains(ip)) return true;
+  }
+  return false;
+}
+
+// A tls input's server context from its files: TLS 1.2 or 1.3, a client certificate required and
+// verified against ca_file, no session resumption (every connection is verified and authorised
+// by a full handshake).
+Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const InputSpec& spec) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression |
+                   asio::ssl::context::single_dh_use);
+  SSL_CTX_set_options(native,
+                      SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(native, 0);
+  boost::system::error_code ec;
+  auto fail = [&](const std::string& key, const std::string& file) {
+    return Status::InvalidArgument(fmt::format("{} {}: {}", key, file, ec.message()));
+  };
+  ctx->use_certificate_chain_file(spec.tls.cert_file, ec);
+  if (ec) return fail("cert_file", spec.tls.cert_file);
+  ctx->use_private_key_file(spec.tls.key_file, asio::ssl::context::pem, ec);
+  if (ec) return fail("key_file", spec.tls.key_file);
+  if (SSL_CTX_check_private_key(native) != 1) {
+    ERR_clear_error();
+    return Status::InvalidArgument(fmt::format("key_file {} does not belong to cert_file {}",
+                                               spec.tls.key_file, spec.tls.cert_file));
+  }
+  ctx->load_verify_file(spec.tls.ca_file, ec);
+  if (ec) return fail("ca_file", spec.tls.ca_file);
+  // Tell clients which CA to pick a certificate for (rsyslog ignores it; other clients use it).
+  if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(spec.tls.ca_file.c_str())) {
+    SSL_CTX_set_client_CA_list(native, names);
+  }
+  ERR_clear_error();
+  ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+  return ctx;
+}
+
 template <typename Endpoint>
 Result<Endpoint> IpEndpoint(const InputSpec& spec) {
   boost::system::error_code ec;
@@ -157,6 +225,8 @@ class SyslogListener::Input : public std::enable_shared_from_this<SyslogListener
   virtual void Stop() = 0;
   virtual std::uint16_t port() const { return 0; }
   virtual const InputCounters& counters() const { return counters_; }
+  // SIGHUP: re-read certificate and key files (tls inputs); others have nothing to reload.
+  virtual Status ReloadCredentials() { return Status::Ok(); }
 
   const InputSpec& spec() const { return spec_; }
   bool stopped() const { return stopped_; }
@@ -167,6 +237,11 @@ class SyslogListener::Input : public std::enable_shared_from_this<SyslogListener
     counters_.Add(counters_.messages);
     counters_.Add(counters_.bytes, line.size());
     sink_->OnLine(line, now, index_);
+  }
+  void DeliverFrom(std::string_view line, UnixMicros now, std::string_view node) {
+    counters_.Add(counters_.messages);
+    counters_.Add(counters_.bytes, line.size());
+    sink_->OnLineFrom(line, now, index_, node);
   }
 
  protected:
@@ -269,6 +344,7 @@ class DatagramInput final : public Input {
     mmsghdr msgs[kBatch];
     iovec iovs[kBatch];
     alignas(cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(std::uint32_t))];
+    sockaddr_storage names[kBatch];
     for (int round = 0; round < kBatchesPerWakeup && !stopped_; ++round) {
       for (unsigned i = 0; i < kBatch; ++i) {
         iovs[i] = {buffers_.get() + i * buffer_size_, buffer_size_};
@@ -277,6 +353,8 @@ class DatagramInput final : public Input {
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_control = control[i];
         msgs[i].msg_hdr.msg_controllen = sizeof control[i];
+        msgs[i].msg_hdr.msg_name = &names[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof names[i];
       }
       const int n = ::recvmmsg(socket_.native_handle(), msgs, kBatch, MSG_DONTWAIT, nullptr);
       if (n < 0) {
@@ -306,6 +384,19 @@ class DatagramInput final : public Input {
             }
           }
         }
+        if constexpr (std::is_same_v<Protocol, asio::ip::udp>) {
+          if (!spec_.allowed_senders.empty()) {
+            const IpAddress from = SenderAddress(reinterpret_cast<const sockaddr*>(&names[i]));
+            if (!SenderAllowed(spec_, from)) {
+              counters_.Add(counters_.refused_sender);
+              InputLog().Warn("input.sender",
+                              "{}: refused a datagram from {}: not in "
+                              "allowed_senders",
+                              spec_.Describe(), from.valid() ? from.ToString() : "?");
+              continue;
+            }
+          }
+        }
         if (h.msg_flags & MSG_TRUNC) counters_.Add(counters_.malformed);  // delivered cut
         const std::string_view line =
             StripFraming(std::string_view(static_cast<const char*>(iovs[i].iov_base),
@@ -329,21 +420,37 @@ class DatagramInput final : public Input {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Stream inputs: tcp and unix-stream.
+// Stream inputs: tcp, unix-stream and tls (tcp with a TLS layer, kTls).
 
-template <typename Protocol>
+template <typename Protocol, bool kTls>
 class StreamInput;
+
+template <typename Protocol, bool kTls>
+struct SessionSocket {
+  using type = typename Protocol::socket;
+};
+template <>
+struct SessionSocket<asio::ip::tcp, true> {
+  using type = asio::ssl::stream<asio::ip::tcp::socket>;
+};
 
 // One connection. Framing is the StreamFramer's (stream_framer.h): it holds at most one message
 // plus its octet-count header, so memory is bounded whatever the peer sends. The socket is read
-// again only after every complete message of the last read went through the sink.
-template <typename Protocol>
-class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol>> {
+// again only after every complete message of the last read went through the sink. A tls session
+// first completes a handshake (bounded by handshake_timeout) in which the client certificate is
+// verified against the CA and authorised by the allow list; its lines carry that identity.
+template <typename Protocol, bool kTls>
+class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol, kTls>> {
  public:
-  StreamSession(std::shared_ptr<StreamInput<Protocol>> input, typename Protocol::socket socket)
+  using Socket = typename SessionSocket<Protocol, kTls>::type;
+
+  StreamSession(std::shared_ptr<StreamInput<Protocol, kTls>> input,
+                typename Protocol::socket socket, std::shared_ptr<asio::ssl::context> tls = nullptr)
       : input_(std::move(input)),
-        socket_(std::move(socket)),
-        framer_(input_->spec().max_message_size) {
+        socket_(MakeSocket(std::move(socket), tls.get())),
+        tls_(std::move(tls)),
+        framer_(input_->spec().max_message_size),
+        timer_(socket_.get_executor()) {
     TrackBuffer();
   }
   ~StreamSession() {
@@ -354,7 +461,11 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     InputCounters& c = input_->mutable_counters();
     c.Add(c.connections);
     c.Add(c.open_connections);
-    Read();
+    if constexpr (kTls) {
+      Handshake();
+    } else {
+      Read();
+    }
   }
 
   void Close() {
@@ -363,12 +474,96 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     InputCounters& c = input_->mutable_counters();
     c.open_connections.fetch_sub(1, std::memory_order_relaxed);
     boost::system::error_code ec;
-    socket_.shutdown(asio::socket_base::shutdown_both, ec);
-    socket_.close(ec);
+    timer_.cancel();
+    socket_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ec);
+    socket_.lowest_layer().close(ec);
     input_->Forget(this);
   }
 
  private:
+  static Socket MakeSocket(typename Protocol::socket socket, asio::ssl::context* tls) {
+    if constexpr (kTls) {
+      return Socket(std::move(socket), *tls);
+    } else {
+      (void)tls;
+      return socket;
+    }
+  }
+
+  void Handshake() {
+    auto self = this->shared_from_this();
+    socket_.set_verify_callback([this](bool preverified, asio::ssl::verify_context& vc) {
+      return Verify(preverified, vc);
+    });
+    timer_.expires_after(std::chrono::seconds(input_->spec().tls.handshake_timeout_seconds));
+    timer_.async_wait([self, this](const boost::system::error_code& ec) {
+      if (ec || closed_ || handshake_done_) return;
+      timed_out_ = true;
+      boost::system::error_code ignored;
+      socket_.lowest_layer().cancel(ignored);
+      socket_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ignored);
+    });
+    socket_.async_handshake(
+        asio::ssl::stream_base::server, [self, this](const boost::system::error_code& ec) {
+          handshake_done_ = true;
+          timer_.cancel();
+          if (closed_) return;
+          if (input_->stopped()) {
+            Close();
+            return;
+          }
+          if (ec || identity_.empty()) {
+            HandshakeFailed(ec);
+            return;
+          }
+          InputCounters& c = input_->mutable_counters();
+          c.Add(c.tls_authorised);
+          spdlog::info("{}: {} authorised as {}", input_->spec().Describe(), Peer(), identity_);
+          Read();
+        });
+  }
+
+  // Called by OpenSSL for each certificate of the client's chain, the client's own last (depth
+  // 0). The chain's verdict (preverified) stands; at depth 0 a verified certificate must also be
+  // on the allow list, or the handshake is aborted.
+  bool Verify(bool preverified, asio::ssl::verify_context& vc) {
+    X509_STORE_CTX* store = vc.native_handle();
+    X509* cert = X509_STORE_CTX_get_current_cert(store);
+    const int depth = X509_STORE_CTX_get_error_depth(store);
+    if (!preverified) {
+      if (refusal_.empty()) {
+        refusal_ = fmt::format("certificate not verified: {} (depth {}: {})",
+                               X509_verify_cert_error_string(X509_STORE_CTX_get_error(store)),
+                               depth, DescribePeer(DescribeCertificate(cert)));
+      }
+      return false;
+    }
+    if (depth != 0) return true;
+    const PeerCertificate peer = DescribeCertificate(cert);
+    if (auto identity = AuthorisePeer(peer, input_->spec().tls)) {
+      identity_ = std::move(*identity);
+      return true;
+    }
+    not_allowed_ = true;
+    refusal_ = fmt::format("certificate not on the allow list ({})", DescribePeer(peer));
+    return false;
+  }
+
+  void HandshakeFailed(const boost::system::error_code& ec) {
+    InputCounters& c = input_->mutable_counters();
+    c.Add(c.tls_handshake_failed);
+    if (not_allowed_) c.Add(c.tls_peer_not_allowed);
+    std::string why = refusal_;
+    if (why.empty()) {
+      why = timed_out_ ? fmt::format("no handshake within {} s",
+                                     input_->spec().tls.handshake_timeout_seconds)
+                       : fmt::format("handshake failed: {}", ec ? ec.message() : "no identity");
+    }
+    InputLog().Warn("input.tls_handshake", "{}: refused {}: {}", input_->spec().Describe(), Peer(),
+                    why);
+    Close();
+  }
+
   void Read() {
     const std::span<char> space = framer_.WritableSpace();
     TrackBuffer();
@@ -407,12 +602,20 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     counted_ = cap;
   }
 
+  void Deliver(std::string_view line, UnixMicros now) {
+    if constexpr (kTls) {
+      input_->DeliverFrom(line, now, identity_);
+    } else {
+      input_->Deliver(line, now);
+    }
+  }
+
   // The peer closed (or the connection failed): a last line without terminator still counts; a
   // partial octet-counted frame is lost and counted.
   void AtEnd() {
     const Frame f = framer_.Finish();
     if (f.kind == Frame::kLine) {
-      input_->Deliver(f.line, input_->Now());
+      Deliver(f.line, input_->Now());
     } else if (f.kind == Frame::kLost) {
       InputCounters& c = input_->mutable_counters();
       c.Add(c.malformed);
@@ -433,8 +636,9 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
   std::string Peer() {
     boost::system::error_code ec;
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
-      const auto ep = socket_.remote_endpoint(ec);
+      const auto ep = socket_.lowest_layer().remote_endpoint(ec);
       if (!ec) return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+      return "a client";
     }
     return "a local client";
   }
@@ -446,7 +650,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
       const Frame f = framer_.Next();
       switch (f.kind) {
         case Frame::kLine:
-          input_->Deliver(f.line, now);
+          Deliver(f.line, now);
           break;
         case Frame::kEmpty: {
           InputCounters& c = input_->mutable_counters();
@@ -464,19 +668,32 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     return false;
   }
 
-  std::shared_ptr<StreamInput<Protocol>> input_;
-  typename Protocol::socket socket_;
+  std::shared_ptr<StreamInput<Protocol, kTls>> input_;
+  Socket socket_;
+  std::shared_ptr<asio::ssl::context> tls_;  // keeps the context of this session's handshake
   StreamFramer framer_;
+  asio::steady_timer timer_;
   std::size_t counted_ = 0;  // what buffer_bytes holds for this session
+  std::string identity_;     // tls: the authorised certificate name
+  std::string refusal_;      // tls: why the certificate was refused
+  bool not_allowed_ = false;
+  bool handshake_done_ = false;
+  bool timed_out_ = false;
   bool closed_ = false;
 };
 
-template <typename Protocol>
+template <typename Protocol, bool kTls = false>
 class StreamInput final : public Input {
  public:
   using Input::Input;
+  using Session = StreamSession<Protocol, kTls>;
 
   Status Start() override {
+    if constexpr (kTls) {
+      auto ctx = MakeTlsContext(spec_);
+      if (!ctx.ok()) return ctx.status();
+      tls_ = std::move(*ctx);
+    }
     boost::system::error_code ec;
     typename Protocol::endpoint endpoint;
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
@@ -518,7 +735,7 @@ class StreamInput final : public Input {
     acceptor_.close(ec);
     retry_.cancel();
     // Close() removes the session from the map: iterate over a copy.
-    std::vector<std::shared_ptr<StreamSession<Protocol>>> open;
+    std::vector<std::shared_ptr<Session>> open;
     for (auto& [ptr, weak] : sessions_) {
       if (auto s = weak.lock()) open.push_back(std::move(s));
     }
@@ -530,13 +747,43 @@ class StreamInput final : public Input {
     }
   }
 
+  // tls: new connections use the re-read files; open ones keep theirs. On an error the running
+  // credentials stay.
+  Status ReloadCredentials() override {
+    if constexpr (kTls) {
+      auto ctx = MakeTlsContext(spec_);
+      if (!ctx.ok()) return ctx.status();
+      tls_ = std::move(*ctx);
+    }
+    return Status::Ok();
+  }
+
   std::uint16_t port() const override { return port_; }
 
-  void Forget(StreamSession<Protocol>* s) { sessions_.erase(s); }
+  void Forget(Session* s) { sessions_.erase(s); }
 
  private:
   std::shared_ptr<StreamInput> self() {
     return std::static_pointer_cast<StreamInput>(shared_from_this());
+  }
+
+  // allowed_senders, before any byte (or TLS handshake) is read from the connection.
+  bool Refused(typename Protocol::socket& socket) {
+    if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
+      if (spec_.allowed_senders.empty()) return false;
+      boost::system::error_code ec;
+      const auto ep = socket.remote_endpoint(ec);
+      IpAddress from;
+      if (!ec) IpAddress::Parse(ep.address().to_string(), &from);
+      if (SenderAllowed(spec_, from)) return false;
+      counters_.Add(counters_.refused_sender);
+      InputLog().Warn("input.sender", "{}: refused a connection from {}: not in allowed_senders",
+                      spec_.Describe(), from.valid() ? from.ToString() : "?");
+      return true;
+    } else {
+      (void)socket;
+      return false;
+    }
   }
 
   void Accept() {
@@ -553,7 +800,10 @@ class StreamInput final : public Input {
         });
         return;
       }
-      if (sessions_.size() >= spec_.max_connections) {
+      if (Refused(socket)) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      } else if (sessions_.size() >= spec_.max_connections) {
         InputLog().Warn("input.max_connections",
                         "{}: refusing a connection: max_connections {} reached", spec_.Describe(),
                         spec_.max_connections);
@@ -561,7 +811,7 @@ class StreamInput final : public Input {
         socket.close(ignored);
       } else {
         SetCloseOnExec(socket.native_handle());
-        auto session = std::make_shared<StreamSession<Protocol>>(self, std::move(socket));
+        auto session = std::make_shared<Session>(self, std::move(socket), tls_);
         sessions_.emplace(session.get(), session);
         session->Start();
       }
@@ -571,7 +821,8 @@ class StreamInput final : public Input {
 
   typename Protocol::acceptor acceptor_{io_};
   asio::steady_timer retry_{io_};
-  std::unordered_map<StreamSession<Protocol>*, std::weak_ptr<StreamSession<Protocol>>> sessions_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  std::shared_ptr<asio::ssl::context> tls_;
   std::uint16_t port_ = 0;
   bool created_path_ = false;
 };
@@ -644,6 +895,9 @@ Status SyslogListener::Start() {
       case InputType::kFile:
         input = std::make_shared<FileInput>(io_, spec, index, sink_, clock_);
         break;
+      case InputType::kTls:
+        input = std::make_shared<StreamInput<asio::ip::tcp, true>>(io_, spec, index, sink_, clock_);
+        break;
     }
     Status st = input->Start();
     if (!st.ok()) {
@@ -658,6 +912,15 @@ Status SyslogListener::Start() {
 
 void SyslogListener::Stop() {
   for (auto& input : inputs_) input->Stop();
+}
+
+Status SyslogListener::ReloadCredentials() {
+  Status first = Status::Ok();
+  for (auto& input : inputs_) {
+    Status st = input->ReloadCredentials();
+    if (!st.ok() && first.ok()) first = st.Annotate(input->spec().Describe());
+  }
+  return first;
 }
 
 std::string SyslogListener::Describe() const {
@@ -703,6 +966,20 @@ void SyslogListener::RegisterMetrics(MetricsRegistry* registry,
                        }),
          name);
     keep(registry->AddAtomic(metric::kInputConnections, {name}, &c->open_connections), name);
+    const InputType type = input->spec().type;
+    if (!input->spec().allowed_senders.empty()) {
+      keep(registry->AddAtomic(metric::kInputRefused, {name, "sender"}, &c->refused_sender), name);
+    }
+    if (type == InputType::kTls) {
+      keep(registry->Add(metric::kInputRefused, {name, "tls_handshake"},
+                         [c] {
+                           return static_cast<double>(InputCounters::Get(c->tls_handshake_failed) -
+                                                      InputCounters::Get(c->tls_peer_not_allowed));
+                         }),
+           name);
+      keep(registry->AddAtomic(metric::kInputRefused, {name, "tls_peer"}, &c->tls_peer_not_allowed),
+           name);
+    }
   }
 }
 
