@@ -50,6 +50,13 @@ Pipeline::Pipeline(SyslogParser parser, std::unique_ptr<EventExtractor> extracto
       std::make_unique<std::atomic<std::uint64_t>[]>(counters_.program_labels.size());
 }
 
+void Pipeline::OnLineFrom(std::string_view line, UnixMicros received_at, int input_index,
+                          std::string_view node) {
+  node_ = node;
+  OnLine(line, received_at, input_index);
+  node_ = {};
+}
+
 void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input_index*/) {
   Bump(counters_.lines);
   SyslogMessage msg;
@@ -76,6 +83,7 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input
     }
     return;
   }
+  event_.node = node_;
   Bump(counters_.events);
   Bump(counters_.events_by_type[static_cast<int>(event_.type)]);
   {

@@ -3,7 +3,8 @@
 #
 #   packaging/install-deps.sh run    what building and running mxward needs
 #   packaging/install-deps.sh test   the above plus what the test suite starts for real
-#                                    (nft, rsyslogd, MariaDB, PostgreSQL, fail2ban, clang fuzzers)
+#                                    (nft, rsyslogd with its TLS drivers, MariaDB, PostgreSQL,
+#                                    fail2ban, clang fuzzers, systemd-journal-remote)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing.
 set -euo pipefail
@@ -21,6 +22,8 @@ run_pkgs=(nftables sqlite3)
 test_pkgs=(
   nftables iproute2 util-linux bsdutils procps python3 python3-aiosmtpd openssl sqlite3
   rsyslog mariadb-server mariadb-client postgresql postgresql-client fail2ban
+  rsyslog-gnutls rsyslog-openssl   # rsyslog_tls_test: the two TLS drivers as senders
+  systemd-journal-remote           # journal files written from export format (journal input)
   clang libclang-rt-14-dev
   lintian time
 )

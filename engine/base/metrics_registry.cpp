@@ -20,6 +20,7 @@ using metric::kInputConnections;
 using metric::kInputDropped;
 using metric::kInputMalformed;
 using metric::kInputMessages;
+using metric::kInputRefused;
 using metric::kLines;
 using metric::kLinesMalformed;
 using metric::kLinesUnmatched;
@@ -125,6 +126,12 @@ const std::vector<MetricFamily>& StandardFamilies() {
        "closed connection).",
        {"input", "reason"}},
       {kInputConnections, kGauge, "Open stream connections, per input.", {"input"}},
+      {kInputRefused,
+       kCounter,
+       "Datagrams and connections an input refused, per input and reason (sender: not in "
+       "allowed_senders; tls_handshake: TLS handshake failed; tls_peer: a valid certificate not "
+       "on the allow list).",
+       {"input", "reason"}},
       {kLines, kCounter, "Log lines handed to the pipeline.", {}},
       {kLinesMalformed, kCounter, "Lines that were not syslog (counted and skipped).", {}},
       {kLinesUnmatched, kCounter, "Syslog lines no parser recognised.", {}},

@@ -41,7 +41,10 @@ void RunCheck(const GlobalOptions& g) {
   }
   if (loaded_ok) {
     // The readers serve runs at start; each adds located diagnostics and touches nothing.
-    (void)ParseInputSpecs(config, &diags);
+    if (auto inputs = ParseInputSpecs(config, &diags); inputs.ok()) {
+      // Warnings do not fail the check: an open input may be what the admin wants.
+      for (const auto& w : InputWarnings(*inputs)) std::fprintf(stderr, "%s\n", w.c_str());
+    }
     (void)MetricsServerOptions::FromConfig(config, &diags);
     (void)ControlServerOptions::FromConfig(config, &diags);
     (void)DispatcherOptions::FromConfig(config, &diags);

@@ -126,6 +126,7 @@ class Daemon {
                  listener_->Describe(), pack_->parser_count(), pipeline_->engine().playbook_count(),
                  config_.store_path, config_.dry_run ? "; DRY-RUN: no action will run" : "");
     for (const auto& n : notes) spdlog::warn("{}", n);
+    for (const auto& w : InputWarnings(listener_->inputs())) spdlog::warn("{}", w);
     sd_notify(0, "READY=1");
 
     io_.run();
@@ -154,6 +155,10 @@ class Daemon {
 
   void Reload() {
     sd_notify(0, "RELOADING=1");
+    // Certificates and keys of tls inputs (renewed by an ACME client or a private CA's cron).
+    if (Status st = listener_->ReloadCredentials(); !st.ok()) {
+      spdlog::error("tls credentials not reloaded, the running ones stay: {}", st.ToString());
+    }
     try {
       Config fresh = LoadEffectiveConfig(globals_);
       if (opts_.dry_run) fresh.dry_run = true;

@@ -23,12 +23,14 @@ std::string_view InputTypeName(InputType type) {
       return "unix-stream";
     case InputType::kFile:
       return "file";
+    case InputType::kTls:
+      return "tls";
   }
   return "?";
 }
 
 std::string InputSpec::Describe() const {
-  if (type == InputType::kUdp || type == InputType::kTcp) {
+  if (type == InputType::kUdp || type == InputType::kTcp || type == InputType::kTls) {
     const bool v6 = host.find(':') != std::string::npos;
     return fmt::format("{} {}{}{}:{}", InputTypeName(type), v6 ? "[" : "", host, v6 ? "]" : "",
                        port);
@@ -44,6 +46,22 @@ std::vector<InputSpec> DefaultInputSpecs() {
   tcp.type = InputType::kTcp;
   tcp.name = "tcp:127.0.0.1:5514";
   return {udp, tcp};
+}
+
+std::vector<std::string> InputWarnings(const std::vector<InputSpec>& specs) {
+  std::vector<std::string> out;
+  for (const auto& s : specs) {
+    if (s.type != InputType::kUdp && s.type != InputType::kTcp) continue;
+    if (!s.allowed_senders.empty()) continue;
+    IpAddress ip;
+    if (IpAddress::Parse(s.host, &ip) && ip.IsLoopback()) continue;
+    out.push_back(fmt::format(
+        "{}: warning: [[input]] {} listens on a non-loopback address and has no allowed_senders: "
+        "anyone who can reach it can send forged lines and get any address banned; list the "
+        "senders (allowed_senders = [\"192.0.2.10\"]) or use a tls input",
+        s.source.empty() ? "mxward.toml" : s.source, s.Describe()));
+  }
+  return out;
 }
 
 Status ParseHostPort(std::string_view text, std::string* host, std::uint16_t* port) {
@@ -122,14 +140,21 @@ class SpecReader {
                                                   "max_connections",
                                                   "receive_buffer",
                                                   "start_at",
-                                                  "state_file"};
+                                                  "state_file",
+                                                  "allowed_senders",
+                                                  "cert_file",
+                                                  "key_file",
+                                                  "ca_file",
+                                                  "allowed_peers",
+                                                  "allowed_fingerprints",
+                                                  "handshake_timeout"};
     SettingsReader r(t, "[[input]]", file_, d_);
     r.CheckKnownKeys(kKnown);
     bool ok = r.ok();
     InputSpec s;
     const toml::node* type = t.get("type");
     if (type == nullptr) {
-      Error(t, "[[input]]: 'type' is required (udp, tcp, unix-dgram, unix-stream or file)");
+      Error(t, "[[input]]: 'type' is required (udp, tcp, tls, unix-dgram, unix-stream or file)");
       failed_ = true;
       return std::nullopt;
     }
@@ -148,14 +173,19 @@ class SpecReader {
       s.type = InputType::kUnixStream;
     } else if (type_name == "file") {
       s.type = InputType::kFile;
+    } else if (type_name == "tls") {
+      s.type = InputType::kTls;
+      s.host = "0.0.0.0";
+      s.port = 6514;
     } else {
-      Error(*type, fmt::format("[[input]]: unknown type '{}' (use udp, tcp, unix-dgram, "
+      Error(*type, fmt::format("[[input]]: unknown type '{}' (use udp, tcp, tls, unix-dgram, "
                                "unix-stream or file)",
                                type_name));
       failed_ = true;
       return std::nullopt;
     }
-    const bool net = s.type == InputType::kUdp || s.type == InputType::kTcp;
+    const bool net =
+        s.type == InputType::kUdp || s.type == InputType::kTcp || s.type == InputType::kTls;
     const bool unix_socket = s.type == InputType::kUnixDgram || s.type == InputType::kUnixStream;
 
     auto str = [&](const char* key, std::string* out) -> const toml::node* {
@@ -172,15 +202,17 @@ class SpecReader {
         ok = false;
       }
     };
-    only_for("address", net, "udp/tcp");
+    only_for("address", net, "udp/tcp/tls");
     only_for("path", !net, "unix-dgram/unix-stream/file");
     only_for("mode", unix_socket, "unix socket");
     only_for("owner", unix_socket, "unix socket");
     only_for("group", unix_socket, "unix socket");
     only_for("start_at", s.type == InputType::kFile, "file");
     only_for("state_file", s.type == InputType::kFile, "file");
-    only_for("max_connections", s.type == InputType::kTcp || s.type == InputType::kUnixStream,
-             "stream");
+    only_for(
+        "max_connections",
+        s.type == InputType::kTcp || s.type == InputType::kUnixStream || s.type == InputType::kTls,
+        "stream");
     only_for("receive_buffer", s.type == InputType::kUdp || s.type == InputType::kUnixDgram,
              "datagram");
 
@@ -247,10 +279,14 @@ class SpecReader {
       if (dir.empty()) dir = ".";
       s.state_file = (dir / StateFileName(s.path)).string();
     }
+    if (!ReadSendersAndTls(t, type_name, &s)) ok = false;
+    s.source = fmt::format("{}:{}:{}", file_, t.source().begin.line, t.source().begin.column);
     const toml::node* name_node = str("name", &s.name);
     if (s.name.empty()) {
       s.name = net ? fmt::format("{}:{}", InputTypeName(s.type),
-                                 address.empty() ? "127.0.0.1:5514" : address)
+                                 address.empty() ? (s.type == InputType::kTls ? "0.0.0.0:6514"
+                                                                              : "127.0.0.1:5514")
+                                                 : address)
                    : fmt::format("{}:{}", InputTypeName(s.type), s.path);
       if (!MetricsRegistry::IsSafeLabelValue(s.name)) s.name = std::string(InputTypeName(s.type));
     } else if (!MetricsRegistry::IsSafeLabelValue(s.name)) {
@@ -267,6 +303,158 @@ class SpecReader {
   }
 
  private:
+  // allowed_senders (udp, tcp, tls) and the tls keys. False after reporting an error.
+  bool ReadSendersAndTls(const toml::table& t, std::string_view type_text, InputSpec* s) {
+    bool ok = true;
+    const bool tls = s->type == InputType::kTls;
+    auto strings = [&](const char* key, std::vector<std::string>* out) -> const toml::node* {
+      const toml::node* n = t.get(key);
+      if (n == nullptr) return nullptr;
+      const toml::array* arr = n->as_array();
+      if (arr == nullptr) {
+        Error(*n, fmt::format("[[input]]: '{}' must be an array of strings", key));
+        ok = false;
+        return n;
+      }
+      for (const toml::node& e : *arr) {
+        if (auto v = e.value<std::string>()) {
+          out->push_back(*v);
+        } else {
+          Error(e, fmt::format("[[input]]: '{}' must be an array of strings", key));
+          ok = false;
+        }
+      }
+      return n;
+    };
+    auto path = [&](const char* key, std::string* out) {
+      const toml::node* n = t.get(key);
+      if (n == nullptr) return;
+      if (!tls) {
+        Error(*n,
+              fmt::format("[[input]]: '{}' applies only to tls inputs, not {}", key, type_text));
+        ok = false;
+        return;
+      }
+      auto v = n->value<std::string>();
+      if (!v || v->empty() || v->front() != '/') {
+        Error(*n, fmt::format("[[input]]: '{}' must be an absolute path", key));
+        ok = false;
+        return;
+      }
+      *out = *v;
+    };
+    const bool senders_apply = s->type == InputType::kUdp || s->type == InputType::kTcp || tls;
+    std::vector<std::string> senders;
+    if (const toml::node* n = strings("allowed_senders", &senders); n != nullptr) {
+      if (!senders_apply) {
+        Error(*n, fmt::format("[[input]]: 'allowed_senders' applies only to udp, tcp and tls "
+                              "inputs, not {}",
+                              type_text));
+        ok = false;
+      }
+      for (const auto& text : senders) {
+        IpPrefix prefix;
+        if (!IpPrefix::Parse(text, &prefix, /*strict=*/true)) {
+          Error(*n, fmt::format("[[input]]: allowed_senders: '{}' is not an address or prefix "
+                                "(\"192.0.2.0/24\", \"2001:db8::/64\", \"127.0.0.1\")",
+                                text));
+          ok = false;
+        } else {
+          s->allowed_senders.push_back(prefix);
+        }
+      }
+      if (ok && senders.empty()) {
+        Error(*n,
+              "[[input]]: allowed_senders is empty: nobody could send (remove the key to "
+              "allow anyone)");
+        ok = false;
+      }
+    }
+    path("cert_file", &s->tls.cert_file);
+    path("key_file", &s->tls.key_file);
+    path("ca_file", &s->tls.ca_file);
+    for (const char* key : {"allowed_peers", "allowed_fingerprints", "handshake_timeout"}) {
+      if (const toml::node* n = t.get(key); n != nullptr && !tls) {
+        Error(*n,
+              fmt::format("[[input]]: '{}' applies only to tls inputs, not {}", key, type_text));
+        ok = false;
+      }
+    }
+    if (!tls) return ok;
+    std::vector<std::string> peers, prints;
+    const toml::node* peers_node = strings("allowed_peers", &peers);
+    const toml::node* prints_node = strings("allowed_fingerprints", &prints);
+    for (auto& p : peers) {
+      std::string lower;
+      for (char c : p) lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+      // A name: labels of [a-z0-9-_], an optional "*." first label, nothing else.
+      bool valid = !lower.empty() && lower.size() <= 253;
+      std::string_view rest = lower;
+      if (rest.starts_with("*.")) rest.remove_prefix(2);
+      valid = valid && !rest.empty() && rest.front() != '.' && rest.back() != '.' &&
+              rest.find("..") == std::string_view::npos;
+      for (char c : rest) {
+        valid = valid && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                          c == '_' || c == '.');
+      }
+      if (!valid) {
+        Error(*peers_node, fmt::format("[[input]]: allowed_peers: '{}' is not a host name (a "
+                                       "'*.' wildcard is allowed only as the first label)",
+                                       p));
+        ok = false;
+      }
+      s->tls.allowed_peers.push_back(lower);
+    }
+    for (const auto& f : prints) {
+      std::string_view v = f;
+      if (v.starts_with("sha256:") || v.starts_with("SHA256:")) v.remove_prefix(7);
+      std::string hex;
+      bool valid = true;
+      for (char c : v) {
+        if (c == ':') continue;
+        if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+        valid = valid && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+        hex += c;
+      }
+      if (!valid || hex.size() != 64) {
+        Error(*prints_node, fmt::format("[[input]]: allowed_fingerprints: '{}' is not a SHA-256 "
+                                        "fingerprint (64 hex digits, colons allowed)",
+                                        f));
+        ok = false;
+      }
+      s->tls.allowed_fingerprints.push_back(hex);
+    }
+    if (const toml::node* n = t.get("handshake_timeout"); n != nullptr) {
+      auto v = n->value<std::int64_t>();
+      if (!v || *v < 1 || *v > 300) {
+        Error(*n, "[[input]]: 'handshake_timeout' must be an integer in 1..300 (seconds)");
+        ok = false;
+      } else {
+        s->tls.handshake_timeout_seconds = static_cast<int>(*v);
+      }
+    }
+    for (const auto& [key, value] :
+         {std::pair<const char*, const std::string*>{"cert_file", &s->tls.cert_file},
+          {"key_file", &s->tls.key_file},
+          {"ca_file", &s->tls.ca_file}}) {
+      if (value->empty() && t.get(key) == nullptr) {
+        Error(t, fmt::format("[[input]]: a tls input needs '{}'", key));
+        ok = false;
+      }
+    }
+    if (peers_node == nullptr && prints_node == nullptr) {
+      Error(t,
+            "[[input]]: a tls input needs allowed_peers or allowed_fingerprints: a certificate "
+            "from the CA alone authorises no one");
+      ok = false;
+    } else if (ok && s->tls.allowed_peers.empty() && s->tls.allowed_fingerprints.empty()) {
+      Error(peers_node != nullptr ? *peers_node : *prints_node,
+            "[[input]]: allowed_peers and allowed_fingerprints are empty: nobody could send");
+      ok = false;
+    }
+    return ok;
+  }
+
   const std::string& file_;
   std::vector<Diagnostic>* d_;
   bool failed_ = false;

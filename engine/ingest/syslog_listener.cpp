@@ -4,6 +4,7 @@
 // buffer and reads again only after the sink processed everything it had.
 #include "mxward/syslog_listener.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -19,14 +20,20 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/local/datagram_protocol.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "engine/ingest/stream_framer.h"
+#include "engine/ingest/tls_peer.h"
 #include "mxward/file_follower.h"
 #include "mxward/rate_limited_log.h"
 
@@ -134,6 +141,68 @@ Status ApplyOwnership(const InputSpec& spec) {
   return Status::Ok();
 }
 
+// The address of a datagram's or connection's sender, for allowed_senders.
+IpAddress SenderAddress(const sockaddr* sa) {
+  char text[INET6_ADDRSTRLEN] = {};
+  IpAddress ip;
+  if (sa->sa_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, text, sizeof text);
+  } else if (sa->sa_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, text, sizeof text);
+  } else {
+    return ip;
+  }
+  IpAddress::Parse(text, &ip);
+  return ip;
+}
+
+// True when the input takes anyone, or the address is in one of its allowed_senders prefixes.
+bool SenderAllowed(const InputSpec& spec, const IpAddress& ip) {
+  if (spec.allowed_senders.empty()) return true;
+  if (!ip.valid()) return false;
+  for (const auto& prefix : spec.allowed_senders) {
+    if (prefix.Contains(ip)) return true;
+  }
+  return false;
+}
+
+// A tls input's server context from its files: TLS 1.2 or 1.3, a client certificate required and
+// verified against ca_file, no session resumption (every connection is verified and authorised
+// by a full handshake).
+Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const InputSpec& spec) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression |
+                   asio::ssl::context::single_dh_use);
+  SSL_CTX_set_options(native,
+                      SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(native, 0);
+  boost::system::error_code ec;
+  auto fail = [&](const std::string& key, const std::string& file) {
+    return Status::InvalidArgument(fmt::format("{} {}: {}", key, file, ec.message()));
+  };
+  ctx->use_certificate_chain_file(spec.tls.cert_file, ec);
+  if (ec) return fail("cert_file", spec.tls.cert_file);
+  ctx->use_private_key_file(spec.tls.key_file, asio::ssl::context::pem, ec);
+  if (ec) return fail("key_file", spec.tls.key_file);
+  if (SSL_CTX_check_private_key(native) != 1) {
+    ERR_clear_error();
+    return Status::InvalidArgument(fmt::format("key_file {} does not belong to cert_file {}",
+                                               spec.tls.key_file, spec.tls.cert_file));
+  }
+  ctx->load_verify_file(spec.tls.ca_file, ec);
+  if (ec) return fail("ca_file", spec.tls.ca_file);
+  // Tell clients which CA to pick a certificate for (rsyslog ignores it; other clients use it).
+  if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(spec.tls.ca_file.c_str())) {
+    SSL_CTX_set_client_CA_list(native, names);
+  }
+  ERR_clear_error();
+  ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+  return ctx;
+}
+
 template <typename Endpoint>
 Result<Endpoint> IpEndpoint(const InputSpec& spec) {
   boost::system::error_code ec;
@@ -156,6 +225,8 @@ class SyslogListener::Input : public std::enable_shared_from_this<SyslogListener
   virtual void Stop() = 0;
   virtual std::uint16_t port() const { return 0; }
   virtual const InputCounters& counters() const { return counters_; }
+  // SIGHUP: re-read certificate and key files (tls inputs); others have nothing to reload.
+  virtual Status ReloadCredentials() { return Status::Ok(); }
 
   const InputSpec& spec() const { return spec_; }
   bool stopped() const { return stopped_; }
@@ -166,6 +237,11 @@ class SyslogListener::Input : public std::enable_shared_from_this<SyslogListener
     counters_.Add(counters_.messages);
     counters_.Add(counters_.bytes, line.size());
     sink_->OnLine(line, now, index_);
+  }
+  void DeliverFrom(std::string_view line, UnixMicros now, std::string_view node) {
+    counters_.Add(counters_.messages);
+    counters_.Add(counters_.bytes, line.size());
+    sink_->OnLineFrom(line, now, index_, node);
   }
 
  protected:
@@ -268,6 +344,7 @@ class DatagramInput final : public Input {
     mmsghdr msgs[kBatch];
     iovec iovs[kBatch];
     alignas(cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(std::uint32_t))];
+    sockaddr_storage names[kBatch];
     for (int round = 0; round < kBatchesPerWakeup && !stopped_; ++round) {
       for (unsigned i = 0; i < kBatch; ++i) {
         iovs[i] = {buffers_.get() + i * buffer_size_, buffer_size_};
@@ -276,6 +353,8 @@ class DatagramInput final : public Input {
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_control = control[i];
         msgs[i].msg_hdr.msg_controllen = sizeof control[i];
+        msgs[i].msg_hdr.msg_name = &names[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof names[i];
       }
       const int n = ::recvmmsg(socket_.native_handle(), msgs, kBatch, MSG_DONTWAIT, nullptr);
       if (n < 0) {
@@ -305,6 +384,19 @@ class DatagramInput final : public Input {
             }
           }
         }
+        if constexpr (std::is_same_v<Protocol, asio::ip::udp>) {
+          if (!spec_.allowed_senders.empty()) {
+            const IpAddress from = SenderAddress(reinterpret_cast<const sockaddr*>(&names[i]));
+            if (!SenderAllowed(spec_, from)) {
+              counters_.Add(counters_.refused_sender);
+              InputLog().Warn("input.sender",
+                              "{}: refused a datagram from {}: not in "
+                              "allowed_senders",
+                              spec_.Describe(), from.valid() ? from.ToString() : "?");
+              continue;
+            }
+          }
+        }
         if (h.msg_flags & MSG_TRUNC) counters_.Add(counters_.malformed);  // delivered cut
         const std::string_view line =
             StripFraming(std::string_view(static_cast<const char*>(iovs[i].iov_base),
@@ -328,34 +420,52 @@ class DatagramInput final : public Input {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Stream inputs: tcp and unix-stream.
+// Stream inputs: tcp, unix-stream and tls (tcp with a TLS layer, kTls).
 
-template <typename Protocol>
+template <typename Protocol, bool kTls>
 class StreamInput;
 
-// One connection. Framing is decided from its first bytes; the buffer holds at most one message
-// plus its octet-count header, so memory is bounded whatever the peer sends.
-template <typename Protocol>
-class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol>> {
+template <typename Protocol, bool kTls>
+struct SessionSocket {
+  using type = typename Protocol::socket;
+};
+template <>
+struct SessionSocket<asio::ip::tcp, true> {
+  using type = asio::ssl::stream<asio::ip::tcp::socket>;
+};
+
+// One connection. Framing is the StreamFramer's (stream_framer.h): it holds at most one message
+// plus its octet-count header, so memory is bounded whatever the peer sends. The socket is read
+// again only after every complete message of the last read went through the sink. A tls session
+// first completes a handshake (bounded by handshake_timeout) in which the client certificate is
+// verified against the CA and authorised by the allow list; its lines carry that identity.
+template <typename Protocol, bool kTls>
+class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol, kTls>> {
  public:
-  StreamSession(std::shared_ptr<StreamInput<Protocol>> input, typename Protocol::socket socket)
+  using Socket = typename SessionSocket<Protocol, kTls>::type;
+
+  StreamSession(std::shared_ptr<StreamInput<Protocol, kTls>> input,
+                typename Protocol::socket socket, std::shared_ptr<asio::ssl::context> tls = nullptr)
       : input_(std::move(input)),
-        socket_(std::move(socket)),
-        limit_(input_->spec().max_message_size + 32) {
-    cap_ = std::min<std::size_t>(64 * 1024, limit_);
-    buf_.reset(new char[cap_]);
-    InputCounters& c = input_->mutable_counters();
-    c.Add(c.buffer_bytes, cap_);
+        socket_(MakeSocket(std::move(socket), tls.get())),
+        tls_(std::move(tls)),
+        framer_(input_->spec().max_message_size),
+        timer_(socket_.get_executor()) {
+    TrackBuffer();
   }
   ~StreamSession() {
-    input_->mutable_counters().buffer_bytes.fetch_sub(cap_, std::memory_order_relaxed);
+    input_->mutable_counters().buffer_bytes.fetch_sub(counted_, std::memory_order_relaxed);
   }
 
   void Start() {
     InputCounters& c = input_->mutable_counters();
     c.Add(c.connections);
     c.Add(c.open_connections);
-    Read();
+    if constexpr (kTls) {
+      Handshake();
+    } else {
+      Read();
+    }
   }
 
   void Close() {
@@ -364,27 +474,104 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     InputCounters& c = input_->mutable_counters();
     c.open_connections.fetch_sub(1, std::memory_order_relaxed);
     boost::system::error_code ec;
-    socket_.shutdown(asio::socket_base::shutdown_both, ec);
-    socket_.close(ec);
+    timer_.cancel();
+    socket_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ec);
+    socket_.lowest_layer().close(ec);
     input_->Forget(this);
   }
 
  private:
-  enum class Framing { kUnknown, kOctetCounted, kLineTerminated };
+  static Socket MakeSocket(typename Protocol::socket socket, asio::ssl::context* tls) {
+    if constexpr (kTls) {
+      return Socket(std::move(socket), *tls);
+    } else {
+      (void)tls;
+      return socket;
+    }
+  }
+
+  void Handshake() {
+    auto self = this->shared_from_this();
+    socket_.set_verify_callback([this](bool preverified, asio::ssl::verify_context& vc) {
+      return Verify(preverified, vc);
+    });
+    timer_.expires_after(std::chrono::seconds(input_->spec().tls.handshake_timeout_seconds));
+    timer_.async_wait([self, this](const boost::system::error_code& ec) {
+      if (ec || closed_ || handshake_done_) return;
+      timed_out_ = true;
+      boost::system::error_code ignored;
+      socket_.lowest_layer().cancel(ignored);
+      socket_.lowest_layer().shutdown(asio::socket_base::shutdown_both, ignored);
+    });
+    socket_.async_handshake(
+        asio::ssl::stream_base::server, [self, this](const boost::system::error_code& ec) {
+          handshake_done_ = true;
+          timer_.cancel();
+          if (closed_) return;
+          if (input_->stopped()) {
+            Close();
+            return;
+          }
+          if (ec || identity_.empty()) {
+            HandshakeFailed(ec);
+            return;
+          }
+          InputCounters& c = input_->mutable_counters();
+          c.Add(c.tls_authorised);
+          spdlog::info("{}: {} authorised as {}", input_->spec().Describe(), Peer(), identity_);
+          Read();
+        });
+  }
+
+  // Called by OpenSSL for each certificate of the client's chain, the client's own last (depth
+  // 0). The chain's verdict (preverified) stands; at depth 0 a verified certificate must also be
+  // on the allow list, or the handshake is aborted.
+  bool Verify(bool preverified, asio::ssl::verify_context& vc) {
+    X509_STORE_CTX* store = vc.native_handle();
+    X509* cert = X509_STORE_CTX_get_current_cert(store);
+    const int depth = X509_STORE_CTX_get_error_depth(store);
+    if (!preverified) {
+      if (refusal_.empty()) {
+        refusal_ = fmt::format("certificate not verified: {} (depth {}: {})",
+                               X509_verify_cert_error_string(X509_STORE_CTX_get_error(store)),
+                               depth, DescribePeer(DescribeCertificate(cert)));
+      }
+      return false;
+    }
+    if (depth != 0) return true;
+    const PeerCertificate peer = DescribeCertificate(cert);
+    if (auto identity = AuthorisePeer(peer, input_->spec().tls)) {
+      identity_ = std::move(*identity);
+      return true;
+    }
+    not_allowed_ = true;
+    refusal_ = fmt::format("certificate not on the allow list ({})", DescribePeer(peer));
+    return false;
+  }
+
+  void HandshakeFailed(const boost::system::error_code& ec) {
+    InputCounters& c = input_->mutable_counters();
+    c.Add(c.tls_handshake_failed);
+    if (not_allowed_) c.Add(c.tls_peer_not_allowed);
+    std::string why = refusal_;
+    if (why.empty()) {
+      why = timed_out_ ? fmt::format("no handshake within {} s",
+                                     input_->spec().tls.handshake_timeout_seconds)
+                       : fmt::format("handshake failed: {}", ec ? ec.message() : "no identity");
+    }
+    InputLog().Warn("input.tls_handshake", "{}: refused {}: {}", input_->spec().Describe(), Peer(),
+                    why);
+    Close();
+  }
 
   void Read() {
-    if (end_ == cap_) {
-      if (start_ > 0) {
-        Compact();
-      } else {
-        Grow(cap_ * 2);
-      }
-    }
-    if (end_ == cap_) {  // cannot happen: Process() closes before a frame outgrows the limit
+    const std::span<char> space = framer_.WritableSpace();
+    TrackBuffer();
+    if (space.empty()) {  // cannot happen: the framer turns bad before a frame outgrows it
       BadFraming("message larger than the buffer");
       return;
     }
-    socket_.async_read_some(asio::buffer(buf_.get() + end_, cap_ - end_),
+    socket_.async_read_some(asio::buffer(space.data(), space.size()),
                             [self = this->shared_from_this(), this](
                                 const boost::system::error_code& ec, std::size_t n) {
                               if (closed_) return;
@@ -397,47 +584,43 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
                                 Close();
                                 return;
                               }
-                              end_ += n;
+                              framer_.Commit(n);
                               if (Process(input_->Now()) && !closed_) Read();
                             });
   }
 
-  // Moves the unprocessed bytes to the front of the buffer.
-  void Compact() {
-    if (start_ == 0) return;
-    std::memmove(buf_.get(), buf_.get() + start_, end_ - start_);
-    end_ -= start_;
-    scan_ = scan_ > start_ ? scan_ - start_ : 0;
-    start_ = 0;
+  // buffer_bytes follows the framer's allocation.
+  void TrackBuffer() {
+    const std::size_t cap = framer_.capacity();
+    if (cap == counted_) return;
+    InputCounters& c = input_->mutable_counters();
+    if (cap > counted_) {
+      c.Add(c.buffer_bytes, cap - counted_);
+    } else {
+      c.buffer_bytes.fetch_sub(counted_ - cap, std::memory_order_relaxed);
+    }
+    counted_ = cap;
   }
 
-  // Makes room for `want` bytes from the start of the current frame (bounded by limit_).
-  void Grow(std::size_t want) {
-    Compact();
-    want = std::min(want, limit_);
-    if (want <= cap_) return;
-    std::unique_ptr<char[]> bigger(new char[want]);
-    std::memcpy(bigger.get(), buf_.get(), end_);
-    buf_ = std::move(bigger);
-    InputCounters& c = input_->mutable_counters();
-    c.Add(c.buffer_bytes, want - cap_);
-    cap_ = want;
+  void Deliver(std::string_view line, UnixMicros now) {
+    if constexpr (kTls) {
+      input_->DeliverFrom(line, now, identity_);
+    } else {
+      input_->Deliver(line, now);
+    }
   }
 
   // The peer closed (or the connection failed): a last line without terminator still counts; a
   // partial octet-counted frame is lost and counted.
   void AtEnd() {
-    if (end_ == start_) return;
-    const std::string_view rest =
-        StripFraming(std::string_view(buf_.get() + start_, end_ - start_));
-    if (framing_ == Framing::kLineTerminated && !rest.empty()) {
-      input_->Deliver(rest, input_->Now());
-    } else if (!rest.empty()) {
+    const Frame f = framer_.Finish();
+    if (f.kind == Frame::kLine) {
+      Deliver(f.line, input_->Now());
+    } else if (f.kind == Frame::kLost) {
       InputCounters& c = input_->mutable_counters();
       c.Add(c.malformed);
       c.Add(c.dropped);
     }
-    start_ = end_ = scan_ = 0;
   }
 
   bool BadFraming(std::string_view why) {
@@ -453,112 +636,64 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
   std::string Peer() {
     boost::system::error_code ec;
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
-      const auto ep = socket_.remote_endpoint(ec);
+      const auto ep = socket_.lowest_layer().remote_endpoint(ec);
       if (!ec) return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+      return "a client";
     }
     return "a local client";
   }
 
-  // Frames and delivers every complete message in the buffer. False when the connection was
-  // closed for bad framing.
+  // Delivers every complete message in the buffer. False when the connection was closed for bad
+  // framing.
   bool Process(UnixMicros now) {
-    while (start_ < end_ && !closed_) {
-      if (framing_ == Framing::kUnknown) {
-        const unsigned char first = static_cast<unsigned char>(buf_[start_]);
-        if (first >= '1' && first <= '9') {
-          std::size_t i = start_;
-          // An octet count has at most 10 digits; a longer number starts a line ("2025-...").
-          while (i < end_ && i - start_ < 10 && buf_[i] >= '0' && buf_[i] <= '9') ++i;
-          if (i == end_ && i - start_ < 10) return true;  // need more bytes to decide
-          framing_ = i < end_ && buf_[i] == ' ' ? Framing::kOctetCounted : Framing::kLineTerminated;
-        } else if (first == '<' || first == '\n' || first == '\r' || first == '\0' ||
-                   (first >= 0x20 && first < 0x7f)) {
-          framing_ = Framing::kLineTerminated;
-        } else {
-          return BadFraming(fmt::format("not syslog (first byte 0x{:02x})", first));
-        }
-      }
-      if (framing_ == Framing::kOctetCounted) {
-        // Tolerate separators some senders put between frames.
-        while (start_ < end_ &&
-               (buf_[start_] == '\n' || buf_[start_] == '\r' || buf_[start_] == '\0')) {
-          ++start_;
-        }
-        if (start_ == end_) break;
-        std::size_t i = start_;
-        std::uint64_t len = 0;
-        while (i < end_ && buf_[i] >= '0' && buf_[i] <= '9' && i - start_ < 10) {
-          len = len * 10 + static_cast<std::uint64_t>(buf_[i] - '0');
-          ++i;
-        }
-        if (i == end_) return true;  // header incomplete
-        if (i == start_ || buf_[start_] == '0' || buf_[i] != ' ') {
-          return BadFraming("bad octet count in RFC 6587 octet-counted framing");
-        }
-        if (len > input_->spec().max_message_size) {
-          return BadFraming(fmt::format("message of {} bytes exceeds max_message_size {}", len,
-                                        input_->spec().max_message_size));
-        }
-        const std::size_t body = i + 1;
-        if (end_ - body < len) {
-          Grow(body - start_ + len);
-          return true;
-        }
-        const std::string_view msg =
-            StripFraming(std::string_view(buf_.get() + body, static_cast<std::size_t>(len)));
-        start_ = body + static_cast<std::size_t>(len);
-        if (msg.empty()) {
+    while (!closed_) {
+      const Frame f = framer_.Next();
+      switch (f.kind) {
+        case Frame::kLine:
+          Deliver(f.line, now);
+          break;
+        case Frame::kEmpty: {
           InputCounters& c = input_->mutable_counters();
           c.Add(c.malformed);
-        } else {
-          input_->Deliver(msg, now);
+          break;
         }
-      } else {
-        if (scan_ < start_) scan_ = start_;
-        const char* base = buf_.get();
-        const void* nl = std::memchr(base + scan_, '\n', end_ - scan_);
-        const std::size_t limit =
-            nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - base) : end_;
-        const void* nul = std::memchr(base + scan_, '\0', limit - scan_);
-        const char* term = static_cast<const char*>(nul ? nul : nl);
-        if (term == nullptr) {
-          scan_ = end_;
-          if (end_ - start_ > input_->spec().max_message_size) {
-            return BadFraming(fmt::format("a line longer than max_message_size {} without LF",
-                                          input_->spec().max_message_size));
-          }
+        case Frame::kNeedMore:
+          TrackBuffer();
           return true;
-        }
-        const std::size_t pos = static_cast<std::size_t>(term - base);
-        const std::string_view line = StripFraming(std::string_view(base + start_, pos - start_));
-        start_ = scan_ = pos + 1;
-        if (line.size() > input_->spec().max_message_size) {
-          return BadFraming(fmt::format("a line longer than max_message_size {}",
-                                        input_->spec().max_message_size));
-        }
-        if (!line.empty()) input_->Deliver(line, now);
+        case Frame::kBad:
+        case Frame::kLost:
+          return BadFraming(f.why);
       }
     }
-    if (start_ == end_) start_ = end_ = scan_ = 0;
-    return !closed_;
+    return false;
   }
 
-  std::shared_ptr<StreamInput<Protocol>> input_;
-  typename Protocol::socket socket_;
-  std::size_t limit_;
-  std::size_t cap_ = 0;
-  std::unique_ptr<char[]> buf_;
-  std::size_t start_ = 0, end_ = 0, scan_ = 0;
-  Framing framing_ = Framing::kUnknown;
+  std::shared_ptr<StreamInput<Protocol, kTls>> input_;
+  Socket socket_;
+  std::shared_ptr<asio::ssl::context> tls_;  // keeps the context of this session's handshake
+  StreamFramer framer_;
+  asio::steady_timer timer_;
+  std::size_t counted_ = 0;  // what buffer_bytes holds for this session
+  std::string identity_;     // tls: the authorised certificate name
+  std::string refusal_;      // tls: why the certificate was refused
+  bool not_allowed_ = false;
+  bool handshake_done_ = false;
+  bool timed_out_ = false;
   bool closed_ = false;
 };
 
-template <typename Protocol>
+template <typename Protocol, bool kTls = false>
 class StreamInput final : public Input {
  public:
   using Input::Input;
+  using Session = StreamSession<Protocol, kTls>;
 
   Status Start() override {
+    if constexpr (kTls) {
+      auto ctx = MakeTlsContext(spec_);
+      if (!ctx.ok()) return ctx.status();
+      tls_ = std::move(*ctx);
+    }
     boost::system::error_code ec;
     typename Protocol::endpoint endpoint;
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
@@ -600,7 +735,7 @@ class StreamInput final : public Input {
     acceptor_.close(ec);
     retry_.cancel();
     // Close() removes the session from the map: iterate over a copy.
-    std::vector<std::shared_ptr<StreamSession<Protocol>>> open;
+    std::vector<std::shared_ptr<Session>> open;
     for (auto& [ptr, weak] : sessions_) {
       if (auto s = weak.lock()) open.push_back(std::move(s));
     }
@@ -612,13 +747,43 @@ class StreamInput final : public Input {
     }
   }
 
+  // tls: new connections use the re-read files; open ones keep theirs. On an error the running
+  // credentials stay.
+  Status ReloadCredentials() override {
+    if constexpr (kTls) {
+      auto ctx = MakeTlsContext(spec_);
+      if (!ctx.ok()) return ctx.status();
+      tls_ = std::move(*ctx);
+    }
+    return Status::Ok();
+  }
+
   std::uint16_t port() const override { return port_; }
 
-  void Forget(StreamSession<Protocol>* s) { sessions_.erase(s); }
+  void Forget(Session* s) { sessions_.erase(s); }
 
  private:
   std::shared_ptr<StreamInput> self() {
     return std::static_pointer_cast<StreamInput>(shared_from_this());
+  }
+
+  // allowed_senders, before any byte (or TLS handshake) is read from the connection.
+  bool Refused(typename Protocol::socket& socket) {
+    if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
+      if (spec_.allowed_senders.empty()) return false;
+      boost::system::error_code ec;
+      const auto ep = socket.remote_endpoint(ec);
+      IpAddress from;
+      if (!ec) IpAddress::Parse(ep.address().to_string(), &from);
+      if (SenderAllowed(spec_, from)) return false;
+      counters_.Add(counters_.refused_sender);
+      InputLog().Warn("input.sender", "{}: refused a connection from {}: not in allowed_senders",
+                      spec_.Describe(), from.valid() ? from.ToString() : "?");
+      return true;
+    } else {
+      (void)socket;
+      return false;
+    }
   }
 
   void Accept() {
@@ -635,7 +800,10 @@ class StreamInput final : public Input {
         });
         return;
       }
-      if (sessions_.size() >= spec_.max_connections) {
+      if (Refused(socket)) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      } else if (sessions_.size() >= spec_.max_connections) {
         InputLog().Warn("input.max_connections",
                         "{}: refusing a connection: max_connections {} reached", spec_.Describe(),
                         spec_.max_connections);
@@ -643,7 +811,7 @@ class StreamInput final : public Input {
         socket.close(ignored);
       } else {
         SetCloseOnExec(socket.native_handle());
-        auto session = std::make_shared<StreamSession<Protocol>>(self, std::move(socket));
+        auto session = std::make_shared<Session>(self, std::move(socket), tls_);
         sessions_.emplace(session.get(), session);
         session->Start();
       }
@@ -653,7 +821,8 @@ class StreamInput final : public Input {
 
   typename Protocol::acceptor acceptor_{io_};
   asio::steady_timer retry_{io_};
-  std::unordered_map<StreamSession<Protocol>*, std::weak_ptr<StreamSession<Protocol>>> sessions_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  std::shared_ptr<asio::ssl::context> tls_;
   std::uint16_t port_ = 0;
   bool created_path_ = false;
 };
@@ -726,6 +895,9 @@ Status SyslogListener::Start() {
       case InputType::kFile:
         input = std::make_shared<FileInput>(io_, spec, index, sink_, clock_);
         break;
+      case InputType::kTls:
+        input = std::make_shared<StreamInput<asio::ip::tcp, true>>(io_, spec, index, sink_, clock_);
+        break;
     }
     Status st = input->Start();
     if (!st.ok()) {
@@ -740,6 +912,15 @@ Status SyslogListener::Start() {
 
 void SyslogListener::Stop() {
   for (auto& input : inputs_) input->Stop();
+}
+
+Status SyslogListener::ReloadCredentials() {
+  Status first = Status::Ok();
+  for (auto& input : inputs_) {
+    Status st = input->ReloadCredentials();
+    if (!st.ok() && first.ok()) first = st.Annotate(input->spec().Describe());
+  }
+  return first;
 }
 
 std::string SyslogListener::Describe() const {
@@ -785,6 +966,20 @@ void SyslogListener::RegisterMetrics(MetricsRegistry* registry,
                        }),
          name);
     keep(registry->AddAtomic(metric::kInputConnections, {name}, &c->open_connections), name);
+    const InputType type = input->spec().type;
+    if (!input->spec().allowed_senders.empty()) {
+      keep(registry->AddAtomic(metric::kInputRefused, {name, "sender"}, &c->refused_sender), name);
+    }
+    if (type == InputType::kTls) {
+      keep(registry->Add(metric::kInputRefused, {name, "tls_handshake"},
+                         [c] {
+                           return static_cast<double>(InputCounters::Get(c->tls_handshake_failed) -
+                                                      InputCounters::Get(c->tls_peer_not_allowed));
+                         }),
+           name);
+      keep(registry->AddAtomic(metric::kInputRefused, {name, "tls_peer"}, &c->tls_peer_not_allowed),
+           name);
+    }
   }
 }
 

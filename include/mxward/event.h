@@ -71,6 +71,9 @@ struct Event {
   std::string_view line;     // the raw log line: the evidence shown in incidents
   std::string_view program;  // syslog program, "postfix/submission/smtpd"
   std::string_view parser;   // name of the parser that produced the event ("postfix")
+  // The authenticated sender the line came from (a tls input's client certificate name), empty
+  // when the input does not authenticate senders. Never the HOSTNAME the line claims.
+  std::string_view node;
   IpAddress client_ip;       // invalid when the line has none
   std::uint32_t weight = 1;  // attempts this event stands for; counts add weight, not 1
   double spam_score = 0;     // valid when fields[kSpamScore] is set

@@ -17,6 +17,18 @@
 //   group = "adm"
 //
 //   [[input]]
+//   type = "udp"                    # or "tcp"
+//   allowed_senders = ["192.0.2.0/24", "2001:db8::7"]   # who may send; others refused, counted
+//
+//   [[input]]
+//   type = "tls"                    # RFC 5425: syslog over TLS 1.2/1.3, client certificate
+//   required address = "0.0.0.0:6514"        # the default cert_file = "/etc/mxward/tls/server.crt"
+//   # PEM chain, re-read on SIGHUP key_file = "/etc/mxward/tls/server.key" ca_file =
+//   "/etc/mxward/tls/ca.crt"         # client certificates must chain to this allowed_peers =
+//   ["mx1.example.net", "*.mx.example.net"]   # SAN dNSName (CN fallback) allowed_fingerprints =
+//   ["sha256:AB:CD:..."]                # or pinned certificates
+//
+//   [[input]]
 //   type = "file"
 //   path = "/var/log/mail.log"
 //   start_at = "end"                # or "beginning"; used when no saved position applies
@@ -34,13 +46,26 @@
 #include <vector>
 
 #include "mxward/config.h"
+#include "mxward/ip_address.h"
 #include "mxward/status.h"
 
 namespace mxward {
 
-enum class InputType { kUdp, kTcp, kUnixDgram, kUnixStream, kFile };
+enum class InputType { kUdp, kTcp, kUnixDgram, kUnixStream, kFile, kTls };
 
 std::string_view InputTypeName(InputType type);  // "udp", "tcp", "unix-dgram", ...
+
+// A `tls` input's credentials and who may use it. A client must present a certificate that
+// chains to ca_file (and is within its validity) AND either carries one of allowed_peers as a
+// SAN dNSName (the CN only when the certificate has no dNSName; "*.example.net" matches exactly
+// one left-most label) or has one of allowed_fingerprints (SHA-256 of the DER certificate). At
+// least one of the two lists is required: a CA alone authorises no one.
+struct TlsSettings {
+  std::string cert_file, key_file, ca_file;
+  std::vector<std::string> allowed_peers;         // lower-case
+  std::vector<std::string> allowed_fingerprints;  // 64 lower-case hex digits, no colons
+  int handshake_timeout_seconds = 10;
+};
 
 struct InputSpec {
   InputType type = InputType::kUdp;
@@ -56,6 +81,11 @@ struct InputSpec {
   int receive_buffer = 8 * 1024 * 1024;  // SO_RCVBUF for datagram inputs (SO_RCVBUFFORCE as root)
   bool start_at_end = true;              // file
   std::string state_file;                // file: where the read position is kept
+  // udp / tcp / tls: the source addresses allowed to send; empty = anyone who can reach the
+  // socket. Others' datagrams and connections are refused and counted (InputCounters::refused).
+  std::vector<IpPrefix> allowed_senders;
+  TlsSettings tls;     // tls
+  std::string source;  // "mxward.toml:12:1": where the [[input]] table is (for warnings)
 
   // "udp 127.0.0.1:5514", "unix-stream /run/mxward/log.sock", "file /var/log/mail.log".
   std::string Describe() const;
@@ -69,6 +99,11 @@ std::vector<InputSpec> DefaultInputSpecs();
 // *diagnostics and the result is InvalidArgument.
 Result<std::vector<InputSpec>> ParseInputSpecs(const Config& config,
                                                std::vector<Diagnostic>* diagnostics);
+
+// Problems that are not errors, one "file:line:col: warning: ..." string each: a udp or tcp
+// input on a non-loopback address without allowed_senders accepts forged lines from anyone who
+// can reach it. `mxward check` prints them; `serve` logs them at start.
+std::vector<std::string> InputWarnings(const std::vector<InputSpec>& specs);
 
 // Splits "127.0.0.1:5514", "[::1]:5514", "localhost:514" into host and port. The host must be an
 // IP literal or "localhost"; no DNS at start-up.

@@ -21,6 +21,13 @@ struct InputCounters {
   std::atomic<std::uint64_t> open_connections{0};    // stream connections open now
   std::atomic<std::uint64_t> closed_bad_framing{0};  // streams closed for garbage or oversize
   std::atomic<std::uint64_t> rotations{0};           // file follower: rotations/truncations seen
+  // udp/tcp/tls with allowed_senders: datagrams and connections from other addresses, refused.
+  std::atomic<std::uint64_t> refused_sender{0};
+  // tls: handshakes that failed (no, unverifiable, expired or self-signed certificate, not TLS at
+  // all, timeout), and among them those whose certificate was valid but not on the allow list.
+  std::atomic<std::uint64_t> tls_handshake_failed{0};
+  std::atomic<std::uint64_t> tls_peer_not_allowed{0};
+  std::atomic<std::uint64_t> tls_authorised{0};  // tls: connections authorised
   // Stream inputs: bytes of the connections' framing buffers now (at most max_message_size + 32
   // per connection, whatever the sender does): what ingest holds in memory, for tests and sizing.
   std::atomic<std::uint64_t> buffer_bytes{0};

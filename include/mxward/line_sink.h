@@ -18,6 +18,14 @@ class LineSink {
   virtual ~LineSink() = default;
   // input_index: position of the input in the config (for per-input counters).
   virtual void OnLine(std::string_view line, UnixMicros received_at, int input_index) = 0;
+  // A line from an input that authenticated its sender (a tls input: the name on the client
+  // certificate the input's allow list admitted). `node` is that identity, never text from the
+  // line, and is valid only during the call. Sinks that do not record nodes get OnLine.
+  virtual void OnLineFrom(std::string_view line, UnixMicros received_at, int input_index,
+                          std::string_view node) {
+    (void)node;
+    OnLine(line, received_at, input_index);
+  }
 };
 
 }  // namespace mxward

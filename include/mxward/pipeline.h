@@ -58,6 +58,9 @@ class Pipeline final : public LineSink {
            PipelineOptions options = {});
 
   void OnLine(std::string_view line, UnixMicros received_at, int input_index) override;
+  // As OnLine; the event (if any) carries `node` (Event::node).
+  void OnLineFrom(std::string_view line, UnixMicros received_at, int input_index,
+                  std::string_view node) override;
 
   // Swaps in a reloaded engine (SIGHUP). Called on the pipeline's thread.
   void ReplaceEngine(std::unique_ptr<PlaybookEngine> engine) { engine_ = std::move(engine); }
@@ -88,6 +91,7 @@ class Pipeline final : public LineSink {
   std::array<std::int64_t, kEventTypeCount> hour_counts_{};
   PipelineCounters counters_;
   Event event_;
+  std::string_view node_;  // OnLineFrom's node, during the call
 };
 
 }  // namespace mxward

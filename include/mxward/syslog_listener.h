@@ -16,6 +16,14 @@
 //     memory per connection is bounded by max_message_size.
 //   - unix-dgram (like /dev/log) and unix-stream: a socket file created at start (a stale one is
 //     replaced, a live one is an error), chmod/chown as configured, removed at Stop().
+//   - tls: RFC 5425, a tcp input with TLS 1.2/1.3 (OpenSSL). The client must present a
+//     certificate that chains to ca_file and is admitted by allowed_peers/allowed_fingerprints
+//     (tls_peer.h), checked during the handshake, which is aborted otherwise; refusals are counted
+//     (tls_handshake_failed, tls_peer_not_allowed) and logged rate-limited with the peer address
+//     and reason. Lines are framed as on tcp and delivered with LineSink::OnLineFrom carrying the
+//     authorised certificate name. Backpressure is the same as tcp's.
+//   - udp, tcp and tls with allowed_senders: datagrams and connections from other addresses are
+//     refused before anything is read (refused_sender).
 //   - file: a FileFollower (file_follower.h) on the same io_context.
 //
 // The line handed to the sink has its framing removed (no trailing LF/CR/NUL). input_index is
@@ -58,6 +66,10 @@ class SyslogListener {
   Status Start();
   // Closes every socket and connection, stops followers, removes unix socket files we created.
   void Stop();
+  // SIGHUP: tls inputs re-read cert_file, key_file and ca_file; new connections use them, open
+  // ones keep theirs. On an error (the first is returned, naming the input) that input keeps its
+  // running credentials. Call on the io_context's thread.
+  Status ReloadCredentials();
 
   // "udp 127.0.0.1:5514, tcp 127.0.0.1:5514" with the ports actually bound.
   std::string Describe() const;

@@ -2,6 +2,8 @@
 #include "support/eventually.h"
 #include "support/status_matchers.h"
 
+#include "mxward/metrics_registry.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -518,6 +520,92 @@ TEST(SyslogListenerTest, FileInputFollowsThroughTheListener) {
   EXPECT_EQ(h.sink().lines()[0].input, 1);
   h.Shutdown();
   std::filesystem::remove_all(dir);
+}
+
+// A socket bound to a given loopback source address (127.0.0.2 is as local as 127.0.0.1).
+int BoundSocket(int type, const char* source) {
+  const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &a.sin_addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+sockaddr_in Loopback(std::uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+TEST(SyslogListenerTest, AllowedSendersRefuseOthersDatagramsAndCountThem) {
+  InputSpec spec = Net(InputType::kUdp);
+  IpPrefix allowed;
+  ASSERT_TRUE(IpPrefix::Parse("127.0.0.1", &allowed));
+  spec.allowed_senders = {allowed};
+  Harness h({spec});
+  ASSERT_TRUE(h.Start().ok());
+  const sockaddr_in to = Loopback(h.listener().bound_port(0));
+  const int stranger = BoundSocket(SOCK_DGRAM, "127.0.0.2");
+  const int friendly = BoundSocket(SOCK_DGRAM, "127.0.0.1");
+  ASSERT_GE(stranger, 0);
+  ASSERT_GE(friendly, 0);
+  const std::string forged = "<13>Feb  7 07:14:47 h app: forged";
+  const std::string real = "<13>Feb  7 07:14:47 h app: real";
+  ASSERT_GT(::sendto(stranger, forged.data(), forged.size(), 0,
+                     reinterpret_cast<const sockaddr*>(&to), sizeof to),
+            0);
+  ASSERT_GT(::sendto(friendly, real.data(), real.size(), 0, reinterpret_cast<const sockaddr*>(&to),
+                     sizeof to),
+            0);
+  // The refused datagram was sent first and is counted before the listed one is delivered.
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  const InputCounters& c = h.listener().counters(0);
+  EXPECT_TRUE(Eventually([&] { return InputCounters::Get(c.refused_sender) == 1; }));
+  EXPECT_EQ(h.sink().lines().size(), 1u);
+  EXPECT_EQ(h.sink().lines()[0].line, real);
+  EXPECT_EQ(InputCounters::Get(c.messages), 1u);
+  MetricsRegistry registry;
+  registry.DeclareStandardFamilies();
+  std::vector<MetricsRegistry::Handle> handles;
+  h.listener().RegisterMetrics(&registry, &handles);
+  EXPECT_NE(
+      registry.Render().find("mxward_input_refused_total{input=\"test\",reason=\"sender\"} 1"),
+      std::string::npos)
+      << registry.Render();
+  ::close(stranger);
+  ::close(friendly);
+}
+
+TEST(SyslogListenerTest, AllowedSendersRefuseOthersConnectionsAndCountThem) {
+  InputSpec spec = Net(InputType::kTcp);
+  IpPrefix allowed;
+  ASSERT_TRUE(IpPrefix::Parse("127.0.0.0/31", &allowed));  // 127.0.0.0 and 127.0.0.1
+  spec.allowed_senders = {allowed};
+  Harness h({spec});
+  ASSERT_TRUE(h.Start().ok());
+  const sockaddr_in to = Loopback(h.listener().bound_port(0));
+  const int stranger = BoundSocket(SOCK_STREAM, "127.0.0.2");
+  ASSERT_GE(stranger, 0);
+  ASSERT_EQ(::connect(stranger, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+  SendAll(stranger, "<13>forged\n");  // may fail once the listener closed it
+  EXPECT_TRUE(PeerClosed(stranger));
+  ::close(stranger);
+  const int friendly = BoundSocket(SOCK_STREAM, "127.0.0.1");
+  ASSERT_EQ(::connect(friendly, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+  ASSERT_TRUE(SendAll(friendly, "<13>real\n"));
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  ::close(friendly);
+  const InputCounters& c = h.listener().counters(0);
+  EXPECT_EQ(InputCounters::Get(c.refused_sender), 1u);
+  EXPECT_EQ(InputCounters::Get(c.connections), 1u);  // the refused one never became a session
+  ASSERT_EQ(h.sink().lines().size(), 1u);
+  EXPECT_EQ(h.sink().lines()[0].line, "<13>real");
 }
 
 }  // namespace
