@@ -28,7 +28,11 @@
 #include <boost/asio/post.hpp>
 
 #include "mxward/syslog_listener.h"
+#include "support/eventually.h"
+#include "support/status_matchers.h"
 #include "support/test_ca.h"
+
+using mxward::testing::Eventually;
 
 namespace mxward {
 namespace {
@@ -65,17 +69,6 @@ class NodeSink final : public LineSink {
   std::condition_variable cv_;
   std::vector<Arrived> got_;
 };
-
-// Polls cond until it holds or the deadline passes (the wait is only a bound).
-template <typename Cond>
-bool Eventually(Cond cond, std::chrono::seconds timeout = 60s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);  // polling interval of a bounded wait, not a sync point
-  }
-  return cond();
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -167,7 +160,7 @@ class RsyslogTlsTest : public ::testing::TestWithParam<std::string> {
     s.tls.allowed_peers = {"*.example.net"};
     s.tls.handshake_timeout_seconds = 5;
     listener_ = std::make_unique<SyslogListener>(io_, std::vector<InputSpec>{s}, &sink_);
-    ASSERT_TRUE(listener_->Start().ok());
+    ASSERT_OK(listener_->Start());
     thread_ = std::thread([this] { io_.run(); });
   }
   void TearDown() override {

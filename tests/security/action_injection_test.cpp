@@ -33,9 +33,9 @@
 namespace mxward {
 namespace {
 
+using testing::Eventually;
 using testing::KernelSetElements;
 using testing::NetworkNamespace;
-using testing::Eventually;
 using testing::RunCommand;
 using testing::TempDir;
 using namespace std::string_literals;

@@ -15,6 +15,7 @@
 #include "mxward/action_registry.h"
 #include "mxward/config.h"
 #include "mxward/playbook.h"
+#include "support/status_matchers.h"
 
 namespace mxward {
 namespace {
@@ -53,7 +54,7 @@ TEST(ActionTypesTest, RegistryBuildsTheSectionOfEveryType) {
   std::vector<Diagnostic> diags;
   std::vector<std::string> notes;
   auto executors = BuildExecutors(config, "/nonexistent/state.db", &diags, &notes);
-  ASSERT_TRUE(executors.ok()) << executors.status().ToString();
+  ASSERT_OK(executors);
   ASSERT_EQ(executors->size(), 1u);
   const auto* dry = dynamic_cast<const DryRunExecutor*>((*executors)[0].get());
   ASSERT_NE(dry, nullptr);

@@ -549,7 +549,7 @@ TEST(SyslogListenerTest, AllowedSendersRefuseOthersDatagramsAndCountThem) {
   ASSERT_TRUE(IpPrefix::Parse("127.0.0.1", &allowed));
   spec.allowed_senders = {allowed};
   Harness h({spec});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const sockaddr_in to = Loopback(h.listener().bound_port(0));
   const int stranger = BoundSocket(SOCK_DGRAM, "127.0.0.2");
   const int friendly = BoundSocket(SOCK_DGRAM, "127.0.0.1");
@@ -588,7 +588,7 @@ TEST(SyslogListenerTest, AllowedSendersRefuseOthersConnectionsAndCountThem) {
   ASSERT_TRUE(IpPrefix::Parse("127.0.0.0/31", &allowed));  // 127.0.0.0 and 127.0.0.1
   spec.allowed_senders = {allowed};
   Harness h({spec});
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_OK(h.Start());
   const sockaddr_in to = Loopback(h.listener().bound_port(0));
   const int stranger = BoundSocket(SOCK_STREAM, "127.0.0.2");
   ASSERT_GE(stranger, 0);

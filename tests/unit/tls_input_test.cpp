@@ -26,7 +26,11 @@
 #include <boost/asio/post.hpp>
 
 #include "mxward/syslog_listener.h"
+#include "support/eventually.h"
+#include "support/status_matchers.h"
 #include "support/test_ca.h"
+
+using mxward::testing::Eventually;
 
 namespace mxward {
 namespace {
@@ -120,17 +124,6 @@ class Client {
   bool connected_ = false;
 };
 
-// Polls cond until it holds or the deadline passes (the wait is only a bound).
-template <typename Cond>
-bool Eventually(Cond cond, std::chrono::seconds timeout = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::yield();
-  }
-  return cond();
-}
-
 std::string Octet(std::string_view m) { return std::to_string(m.size()) + " " + std::string(m); }
 
 class TlsInputTest : public ::testing::Test {
@@ -170,7 +163,7 @@ class TlsInputTest : public ::testing::Test {
     s.tls.allowed_peers = {"mx1.example.net"};
     s.tls.allowed_fingerprints = {ca_->Fingerprint("pinned")};
     listener_ = std::make_unique<SyslogListener>(io_, std::vector<InputSpec>{s}, &sink_);
-    ASSERT_TRUE(listener_->Start().ok());
+    ASSERT_OK(listener_->Start());
     thread_ = std::thread([this] { io_.run(); });
   }
   Status Reload() {
