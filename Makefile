@@ -36,13 +36,13 @@ test-asan: deps-test
 	$(CMAKE) --build build/asan -j $(JOBS)
 	cd build/asan && $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -LE nosan
 
-# ThreadSanitizer on the tests labelled "threads" (tests/CMakeLists.txt: MXWARD_THREAD_TESTS) and
-# the daemon they start. halt_on_error: the first race fails the test that found it.
+# ThreadSanitizer on the threaded tests (tests/CMakeLists.txt: MXWARD_THREAD_TESTS; the only tests
+# of that build) and the daemon they start. halt_on_error: the first race fails its test.
 test-tsan: deps-test
 	$(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_WERROR=ON -DMXWARD_TSAN=ON
 	$(CMAKE) --build build/tsan -j $(JOBS) --target mxward_thread_tests
 	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	  $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -L threads -LE nosan
+	  $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -LE nosan
 
 bench: deps-test
 	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release

@@ -55,17 +55,27 @@ class CAPABILITY("mutex") Mutex {
 class SCOPED_CAPABILITY MutexLock {
  public:
   explicit MutexLock(Mutex& mu) ACQUIRE(mu) : mu_(mu) { mu_.lock(); }
-  ~MutexLock() RELEASE() { mu_.unlock(); }
+  ~MutexLock() RELEASE() {
+    if (held_) mu_.unlock();
+  }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
 
-  // For std::condition_variable_any only. The analysis treats the lock as held throughout, which
-  // is what the code between waits sees.
-  void lock() NO_THREAD_SAFETY_ANALYSIS { mu_.lock(); }
-  void unlock() NO_THREAD_SAFETY_ANALYSIS { mu_.unlock(); }
+  // For std::condition_variable_any, and for code that lets go of the lock early (like
+  // std::unique_lock, the destructor unlocks only what is still held). The analysis treats the
+  // lock as held throughout, which is what the code between waits sees.
+  void lock() NO_THREAD_SAFETY_ANALYSIS {
+    mu_.lock();
+    held_ = true;
+  }
+  void unlock() NO_THREAD_SAFETY_ANALYSIS {
+    held_ = false;
+    mu_.unlock();
+  }
 
  private:
   Mutex& mu_;
+  bool held_ = true;
 };
 
 }  // namespace mxward
