@@ -38,10 +38,11 @@ test-asan: deps-test
 
 # ThreadSanitizer on the threaded tests (tests/CMakeLists.txt: MXWARD_THREAD_TESTS; the only tests
 # of that build) and the daemon they start. halt_on_error: the first race fails its test.
+# tests/tsan.supp: reports from uninstrumented Debian libraries, each with its reason.
 test-tsan: deps-test
 	$(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_WERROR=ON -DMXWARD_TSAN=ON
 	$(CMAKE) --build build/tsan -j $(JOBS) --target mxward_thread_tests
-	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -LE nosan
 
 bench: deps-test

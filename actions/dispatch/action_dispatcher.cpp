@@ -687,6 +687,10 @@ struct ActionDispatcher::Impl {
   std::shared_ptr<DispatcherShared> shared;
   std::thread claimer;
   bool started = false;
+  // Set once Start() has launched the worker threads. From then on each Lane's `started` belongs
+  // to its worker (a worker detached by Stop() may still be writing it), so neither the
+  // destructor nor RunDueOnce may touch the lanes again.
+  bool workers_ran = false;
 };
 
 ActionDispatcher::ActionDispatcher(std::string store_path,
@@ -698,10 +702,10 @@ ActionDispatcher::ActionDispatcher(std::string store_path,
 }
 
 ActionDispatcher::~ActionDispatcher() {
-  if (impl_->started) {
-    Stop(std::chrono::milliseconds(0));
-    return;
-  }
+  if (impl_->started) Stop(std::chrono::milliseconds(0));
+  // Each worker stops its own executor on its way out: a joined one already has, a detached one
+  // will when its stuck action returns.
+  if (impl_->workers_ran) return;
   // RunDueOnce started executors on the caller's thread.
   for (auto& lane : impl_->shared->lanes) {
     if (lane->started) lane->executor->Stop();
@@ -728,6 +732,7 @@ Status ActionDispatcher::Start() {
   }
   impl_->claimer = std::thread([s] { s->ClaimerLoop(); });
   impl_->started = true;
+  impl_->workers_ran = true;
   return Status::Ok();
 }
 
@@ -791,6 +796,10 @@ void ActionDispatcher::Stop(std::chrono::milliseconds drain) {
 Status ActionDispatcher::RunDueOnce() {
   if (impl_->started) {
     return Status::InvalidArgument("RunDueOnce: the dispatcher's workers are running");
+  }
+  if (impl_->workers_ran) {
+    // A worker detached by Stop() may still own its lane; RunDueOnce would share it.
+    return Status::InvalidArgument("RunDueOnce: this dispatcher's workers have run; use a new one");
   }
   auto& s = impl_->shared;
   MXWARD_RETURN_IF_ERROR(s->OpenStore());

@@ -118,7 +118,8 @@ class ActionDispatcher {
   // finished.
   void Stop(std::chrono::milliseconds drain);
   // Runs every due action once on the calling thread (the CLI without a daemon; tests). An action
-  // that fails transiently is scheduled for retry, not retried here. Not while started.
+  // that fails transiently is scheduled for retry, not retried here. Only on a dispatcher whose
+  // workers never ran (Start() was never called): a worker Stop() detached may still own a lane.
   Status RunDueOnce();
   DispatcherStats stats() const;
 

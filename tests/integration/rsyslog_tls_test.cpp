@@ -29,6 +29,7 @@
 
 #include "mxward/syslog_listener.h"
 #include "support/eventually.h"
+#include "support/recording_line_sink.h"
 #include "support/status_matchers.h"
 #include "support/test_ca.h"
 
@@ -40,35 +41,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-struct Arrived {
-  std::string line, node;
-};
-
-class NodeSink final : public LineSink {
- public:
-  void OnLine(std::string_view line, UnixMicros, int) override { Add(line, ""); }
-  void OnLineFrom(std::string_view line, UnixMicros, int, std::string_view node) override {
-    Add(line, node);
-  }
-  bool WaitForCount(std::size_t n, std::chrono::seconds timeout = 60s) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return got_.size() >= n; });
-  }
-  std::vector<Arrived> got() {
-    std::lock_guard lock(mu_);
-    return got_;
-  }
-
- private:
-  void Add(std::string_view line, std::string_view node) {
-    std::lock_guard lock(mu_);
-    got_.push_back({std::string(line), std::string(node)});
-    cv_.notify_all();
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Arrived> got_;
-};
+using testing::RecordingLineSink;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -207,13 +180,13 @@ class RsyslogTlsTest : public ::testing::TestWithParam<std::string> {
     EXPECT_EQ(InputCounters::Get(counters().tls_peer_not_allowed) >= 1, not_allowed);
     EXPECT_EQ(InputCounters::Get(counters().tls_authorised), 0u);
     EXPECT_EQ(InputCounters::Get(counters().messages), 0u);
-    EXPECT_TRUE(sink_.got().empty());
+    EXPECT_TRUE(sink_.lines().empty());
   }
 
   std::string dir_;
   std::unique_ptr<testing::TestCa> ca_;
   boost::asio::io_context io_;
-  NodeSink sink_;
+  RecordingLineSink sink_;
   std::unique_ptr<SyslogListener> listener_;
   std::thread thread_;
 };
@@ -221,8 +194,8 @@ class RsyslogTlsTest : public ::testing::TestWithParam<std::string> {
 TEST_P(RsyslogTlsTest, PermittedClientsLinesArriveWithItsIdentity) {
   AppendLines(50);
   Rsyslogd rsyslogd(dir_, Snippet("mx1"));
-  ASSERT_TRUE(sink_.WaitForCount(50)) << rsyslogd.output();
-  const auto got = sink_.got();
+  ASSERT_TRUE(sink_.WaitForCount(50, 60s)) << rsyslogd.output();
+  const auto got = sink_.lines();
   for (std::size_t i = 0; i < got.size(); ++i) {
     EXPECT_EQ(got[i].node, "mx1.example.net") << got[i].line;
     EXPECT_NE(got[i].line.find("seq=" + std::to_string(i) + " "), std::string::npos) << got[i].line;

@@ -438,6 +438,21 @@ TEST_F(ActionDispatcherTest, AllowlistedTargetsAreRefused) {
 
 // --- workers -------------------------------------------------------------------------------------
 
+// After Start() the lanes belong to the workers (one Stop() detached may still run): a second way
+// in on the caller's thread is refused rather than sharing them.
+TEST_F(ActionDispatcherTest, RunDueOnceIsRefusedOnceWorkersHaveRun) {
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  ASSERT_OK(d.Start());
+  d.Stop(std::chrono::seconds(5));
+  const std::int64_t id = Enqueue("ban", {{"address", "192.0.2.1"}});
+  const Status st = d.RunDueOnce();
+  EXPECT_EQ(st.code(), Status::Code::kInvalidArgument) << st.ToString();
+  EXPECT_EQ(journal_->calls[id], 0);  // left in the outbox for a new dispatcher
+  ActionDispatcher fresh(db(), One({"ban"}), options_, &clock_);
+  ASSERT_OK(fresh.RunDueOnce());
+  EXPECT_EQ(journal_->calls[id], 1);
+}
+
 TEST_F(ActionDispatcherTest, WorkersRunEverythingExactlyOnce) {
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
   ASSERT_OK(d.Start());

@@ -1,5 +1,6 @@
 #include "mxward/syslog_listener.h"
 #include "support/eventually.h"
+#include "support/recording_line_sink.h"
 #include "support/status_matchers.h"
 
 #include "mxward/metrics_registry.h"
@@ -32,44 +33,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Received {
-  std::string line;
-  int input = -1;
-};
-
-// Records lines; tests wait on it with a deadline. Can be made to block (backpressure test).
-class RecordingSink final : public LineSink {
- public:
-  void OnLine(std::string_view line, UnixMicros, int input_index) override {
-    std::unique_lock lock(mu_);
-    lines_.push_back({std::string(line), input_index});
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return !blocked_; });
-  }
-  bool WaitForCount(std::size_t n, std::chrono::seconds timeout = 20s) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return lines_.size() >= n; });
-  }
-  std::vector<Received> lines() {
-    std::lock_guard lock(mu_);
-    return lines_;
-  }
-  std::size_t count() {
-    std::lock_guard lock(mu_);
-    return lines_.size();
-  }
-  void SetBlocked(bool b) {
-    std::lock_guard lock(mu_);
-    blocked_ = b;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Received> lines_;
-  bool blocked_ = false;
-};
+using testing::RecordingLineSink;
 
 // A listener running on its own io thread.
 class Harness {
@@ -95,11 +59,11 @@ class Harness {
     thread_.join();
   }
   SyslogListener& listener() { return listener_; }
-  RecordingSink& sink() { return sink_; }
+  RecordingLineSink& sink() { return sink_; }
 
  private:
   boost::asio::io_context io_;
-  RecordingSink sink_;
+  RecordingLineSink sink_;
   SyslogListener listener_;
   std::thread thread_;
 };

@@ -27,6 +27,7 @@
 
 #include "mxward/syslog_listener.h"
 #include "support/eventually.h"
+#include "support/recording_line_sink.h"
 #include "support/status_matchers.h"
 #include "support/test_ca.h"
 
@@ -38,38 +39,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-class NodeSink final : public LineSink {
- public:
-  void OnLine(std::string_view line, UnixMicros, int) override { Add(line, ""); }
-  void OnLineFrom(std::string_view line, UnixMicros, int, std::string_view node) override {
-    Add(line, node);
-  }
-  bool WaitForCount(std::size_t n, std::chrono::seconds timeout = 20s) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return lines_.size() >= n; });
-  }
-  std::vector<std::pair<std::string, std::string>> lines() {
-    std::lock_guard lock(mu_);
-    return lines_;
-  }
-  void SetBlocked(bool b) {
-    std::lock_guard lock(mu_);
-    blocked_ = b;
-    cv_.notify_all();
-  }
-
- private:
-  void Add(std::string_view line, std::string_view node) {
-    std::unique_lock lock(mu_);
-    lines_.emplace_back(std::string(line), std::string(node));
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return !blocked_; });
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::pair<std::string, std::string>> lines_;
-  bool blocked_ = false;
-};
+using testing::RecordingLineSink;
 
 // A TLS client connection (blocking unless made non-blocking), verifying the server by the CA.
 class Client {
@@ -177,7 +147,7 @@ class TlsInputTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<testing::TestCa> ca_;
   boost::asio::io_context io_;
-  NodeSink sink_;
+  RecordingLineSink sink_;
   std::unique_ptr<SyslogListener> listener_;
   std::thread thread_;
 };
@@ -193,10 +163,10 @@ TEST_F(TlsInputTest, ListedNameAndPinnedFingerprintAreAdmittedWithTheirIdentity)
   ASSERT_TRUE(pinned.Send(Octet("<13>Feb  7 07:14:47 h app: two\n")));
   ASSERT_TRUE(sink_.WaitForCount(2));
   const auto lines = sink_.lines();
-  EXPECT_EQ(lines[0].first, "<13>Feb  7 07:14:47 forged-host app: one");
-  EXPECT_EQ(lines[0].second, "mx1.example.net");  // the certificate's name, not the line's
-  EXPECT_EQ(lines[1].first, "<13>Feb  7 07:14:47 h app: two");
-  EXPECT_EQ(lines[1].second, "sha256:" + ca_->Fingerprint("pinned").substr(0, 16));
+  EXPECT_EQ(lines[0].line, "<13>Feb  7 07:14:47 forged-host app: one");
+  EXPECT_EQ(lines[0].node, "mx1.example.net");  // the certificate's name, not the line's
+  EXPECT_EQ(lines[1].line, "<13>Feb  7 07:14:47 h app: two");
+  EXPECT_EQ(lines[1].node, "sha256:" + ca_->Fingerprint("pinned").substr(0, 16));
   EXPECT_EQ(InputCounters::Get(counters().tls_authorised), 2u);
 
   // A valid certificate neither named nor pinned: the handshake fails, nothing is read.
