@@ -283,7 +283,7 @@ bool SettingsReader::IntArray(std::string_view key, int min, int max, std::vecto
 }
 
 bool SettingsReader::AddressPrefixes(std::string_view key, std::vector<IpPrefix>* out,
-                                     bool single_ok) {
+                                     bool single_ok, bool strict) {
   const toml::node* n = table_.get(key);
   if (!n) return false;
   bool ok = true;
@@ -292,8 +292,13 @@ bool SettingsReader::AddressPrefixes(std::string_view key, std::vector<IpPrefix>
     IpPrefix p;
     if (!s) {
       TypeError(e, key, expected);
-    } else if (!IpPrefix::Parse(*s, &p)) {
-      Error(e, fmt::format("'{}': '{}' is not an address or CIDR (like 192.0.2.0/24)", key, *s));
+    } else if (!IpPrefix::Parse(*s, &p, strict)) {
+      Error(e,
+            strict && IpPrefix::Parse(*s, &p)
+                ? fmt::format("'{}': '{}' has bits set after the prefix length (did you mean "
+                              "{}?)",
+                              key, *s, p.ToString())
+                : fmt::format("'{}': '{}' is not an address or CIDR (like 192.0.2.0/24)", key, *s));
     } else {
       out->push_back(p);
       return;

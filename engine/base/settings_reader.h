@@ -75,8 +75,10 @@ class SettingsReader {
   bool Strings(std::string_view key, std::vector<std::string>* out, bool single_ok = false);
   bool IntArray(std::string_view key, int min, int max, std::vector<int>* out);
   // Addresses or CIDR prefixes ("192.0.2.0/24", "::1"), an array or (single_ok) one string.
-  // Appends to *out.
-  bool AddressPrefixes(std::string_view key, std::vector<IpPrefix>* out, bool single_ok = false);
+  // Appends to *out. strict refuses host bits after the prefix ("192.0.2.1/24"): where the list
+  // says who may do something, a typo must not silently widen or shift it.
+  bool AddressPrefixes(std::string_view key, std::vector<IpPrefix>* out, bool single_ok = false,
+                       bool strict = false);
   // A string that becomes part of a command or statement text: ^[A-Za-z][A-Za-z0-9_]{0,31}$.
   // allow_empty for optional prefixes.
   bool Identifier(std::string_view key, std::string* out, bool allow_empty = false);

@@ -279,7 +279,7 @@ class SpecReader {
       if (dir.empty()) dir = ".";
       s.state_file = (dir / StateFileName(s.path)).string();
     }
-    if (!ReadSendersAndTls(t, type_name, &s)) ok = false;
+    if (!ReadSendersAndTls(r, type_name, &s)) ok = false;
     s.source = fmt::format("{}:{}:{}", file_, t.source().begin.line, t.source().begin.column);
     const toml::node* name_node = str("name", &s.name);
     if (s.name.empty()) {
@@ -304,76 +304,29 @@ class SpecReader {
 
  private:
   // allowed_senders (udp, tcp, tls) and the tls keys. False after reporting an error.
-  bool ReadSendersAndTls(const toml::table& t, std::string_view type_text, InputSpec* s) {
+  bool ReadSendersAndTls(SettingsReader& r, std::string_view type_text, InputSpec* s) {
+    const toml::table& t = r.table();
     bool ok = true;
     const bool tls = s->type == InputType::kTls;
-    auto strings = [&](const char* key, std::vector<std::string>* out) -> const toml::node* {
-      const toml::node* n = t.get(key);
-      if (n == nullptr) return nullptr;
-      const toml::array* arr = n->as_array();
-      if (arr == nullptr) {
-        Error(*n, fmt::format("[[input]]: '{}' must be an array of strings", key));
-        ok = false;
-        return n;
-      }
-      for (const toml::node& e : *arr) {
-        if (auto v = e.value<std::string>()) {
-          out->push_back(*v);
-        } else {
-          Error(e, fmt::format("[[input]]: '{}' must be an array of strings", key));
-          ok = false;
-        }
-      }
-      return n;
-    };
-    auto path = [&](const char* key, std::string* out) {
-      const toml::node* n = t.get(key);
-      if (n == nullptr) return;
-      if (!tls) {
-        Error(*n,
-              fmt::format("[[input]]: '{}' applies only to tls inputs, not {}", key, type_text));
-        ok = false;
-        return;
-      }
-      auto v = n->value<std::string>();
-      if (!v || v->empty() || v->front() != '/') {
-        Error(*n, fmt::format("[[input]]: '{}' must be an absolute path", key));
-        ok = false;
-        return;
-      }
-      *out = *v;
-    };
     const bool senders_apply = s->type == InputType::kUdp || s->type == InputType::kTcp || tls;
-    std::vector<std::string> senders;
-    if (const toml::node* n = strings("allowed_senders", &senders); n != nullptr) {
+    if (const toml::node* n = t.get("allowed_senders"); n != nullptr) {
       if (!senders_apply) {
         Error(*n, fmt::format("[[input]]: 'allowed_senders' applies only to udp, tcp and tls "
                               "inputs, not {}",
                               type_text));
         ok = false;
-      }
-      for (const auto& text : senders) {
-        IpPrefix prefix;
-        if (!IpPrefix::Parse(text, &prefix, /*strict=*/true)) {
-          Error(*n, fmt::format("[[input]]: allowed_senders: '{}' is not an address or prefix "
-                                "(\"192.0.2.0/24\", \"2001:db8::/64\", \"127.0.0.1\")",
-                                text));
-          ok = false;
-        } else {
-          s->allowed_senders.push_back(prefix);
-        }
-      }
-      if (ok && senders.empty()) {
+      } else if (!r.AddressPrefixes("allowed_senders", &s->allowed_senders, /*single_ok=*/false,
+                                    /*strict=*/true)) {
+        ok = false;
+      } else if (s->allowed_senders.empty()) {
         Error(*n,
               "[[input]]: allowed_senders is empty: nobody could send (remove the key to "
               "allow anyone)");
         ok = false;
       }
     }
-    path("cert_file", &s->tls.cert_file);
-    path("key_file", &s->tls.key_file);
-    path("ca_file", &s->tls.ca_file);
-    for (const char* key : {"allowed_peers", "allowed_fingerprints", "handshake_timeout"}) {
+    for (const char* key : {"cert_file", "key_file", "ca_file", "allowed_peers",
+                            "allowed_fingerprints", "handshake_timeout"}) {
       if (const toml::node* n = t.get(key); n != nullptr && !tls) {
         Error(*n,
               fmt::format("[[input]]: '{}' applies only to tls inputs, not {}", key, type_text));
@@ -381,9 +334,26 @@ class SpecReader {
       }
     }
     if (!tls) return ok;
+    for (const auto& [key, out] :
+         {std::pair<const char*, std::string*>{"cert_file", &s->tls.cert_file},
+          {"key_file", &s->tls.key_file},
+          {"ca_file", &s->tls.ca_file}}) {
+      const toml::node* n = t.get(key);
+      if (n == nullptr) {
+        Error(t, fmt::format("[[input]]: a tls input needs '{}'", key));
+        ok = false;
+      } else if (!r.String(key, out)) {
+        ok = false;
+      } else if (out->empty() || out->front() != '/') {
+        Error(*n, fmt::format("[[input]]: '{}' must be an absolute path", key));
+        ok = false;
+      }
+    }
     std::vector<std::string> peers, prints;
-    const toml::node* peers_node = strings("allowed_peers", &peers);
-    const toml::node* prints_node = strings("allowed_fingerprints", &prints);
+    const toml::node* peers_node = t.get("allowed_peers");
+    const toml::node* prints_node = t.get("allowed_fingerprints");
+    if (peers_node != nullptr && !r.Strings("allowed_peers", &peers)) ok = false;
+    if (prints_node != nullptr && !r.Strings("allowed_fingerprints", &prints)) ok = false;
     for (auto& p : peers) {
       std::string lower;
       for (char c : p) lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
@@ -424,23 +394,9 @@ class SpecReader {
       }
       s->tls.allowed_fingerprints.push_back(hex);
     }
-    if (const toml::node* n = t.get("handshake_timeout"); n != nullptr) {
-      auto v = n->value<std::int64_t>();
-      if (!v || *v < 1 || *v > 300) {
-        Error(*n, "[[input]]: 'handshake_timeout' must be an integer in 1..300 (seconds)");
-        ok = false;
-      } else {
-        s->tls.handshake_timeout_seconds = static_cast<int>(*v);
-      }
-    }
-    for (const auto& [key, value] :
-         {std::pair<const char*, const std::string*>{"cert_file", &s->tls.cert_file},
-          {"key_file", &s->tls.key_file},
-          {"ca_file", &s->tls.ca_file}}) {
-      if (value->empty() && t.get(key) == nullptr) {
-        Error(t, fmt::format("[[input]]: a tls input needs '{}'", key));
-        ok = false;
-      }
+    if (t.contains("handshake_timeout") &&
+        !r.Int("handshake_timeout", 1, 300, &s->tls.handshake_timeout_seconds)) {
+      ok = false;
     }
     if (peers_node == nullptr && prints_node == nullptr) {
       Error(t,

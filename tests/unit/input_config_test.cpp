@@ -189,7 +189,10 @@ TEST(InputConfigTest, SenderAndTlsErrorsAreLocated) {
     int line;
   };
   const Case cases[] = {
-      {"[[input]]\ntype = \"udp\"\nallowed_senders = [\"192.0.2.1/24\"]\n", "not an address", 3},
+      {"[[input]]\ntype = \"udp\"\nallowed_senders = [\"192.0.2.1/24\"]\n",
+       "did you mean 192.0.2.0/24?", 3},
+      {"[[input]]\ntype = \"udp\"\nallowed_senders = [\"300.0.2.1\"]\n", "not an address", 3},
+      {tls + "allowed_peers = [\"a\"]\nhandshake_timeout = 0\n", "handshake_timeout", 7},
       {"[[input]]\ntype = \"tcp\"\nallowed_senders = []\n", "nobody could send", 3},
       {"[[input]]\ntype = \"file\"\npath = \"/x\"\nallowed_senders = [\"::1\"]\n",
        "applies only to udp, tcp and tls", 4},
