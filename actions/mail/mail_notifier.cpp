@@ -28,8 +28,9 @@ std::string MailDate(UnixMicros now) {
   return buf;
 }
 
-// An address for an SMTP envelope or header: one line, no angle brackets or commas.
-bool PlausibleAddress(std::string_view a) {
+}  // namespace
+
+bool PlausibleMailAddress(std::string_view a) {
   if (a.empty() || a.size() > 254 || a.find('@') == std::string_view::npos) return false;
   for (char c : a) {
     const auto u = static_cast<unsigned char>(c);
@@ -37,8 +38,6 @@ bool PlausibleAddress(std::string_view a) {
   }
   return true;
 }
-
-}  // namespace
 
 std::string RenderMailMessage(const MailOptions& options, const std::vector<std::string>& to,
                               const std::string& subject, const Incident& incident,
@@ -108,7 +107,7 @@ Result<MailOptions> MailOptions::FromConfig(const Config& config,
     r.Error(*u, "'url' must start with smtp:// or smtps://");
   }
   r.String("from", &o.from);
-  if (const toml::node* f = t->get("from"); !f || !PlausibleAddress(o.from)) {
+  if (const toml::node* f = t->get("from"); !f || !PlausibleMailAddress(o.from)) {
     r.Error(f ? *f : static_cast<const toml::node&>(*t), "[mail] needs from = \"mxward@host\"");
   }
   if (const toml::node* to = t->get("to")) {
@@ -120,7 +119,7 @@ Result<MailOptions> MailOptions::FromConfig(const Config& config,
         auto s = e.value_exact<std::string>();
         if (!s) {
           r.TypeError(e, "to", "only strings in the array");
-        } else if (!PlausibleAddress(*s)) {
+        } else if (!PlausibleMailAddress(*s)) {
           r.Error(e, "'to' must contain addresses like \"admin@example.org\"");
         } else {
           o.to.push_back(*s);
@@ -189,11 +188,14 @@ Status MailNotifier::Apply(const ActionRecord& action) {
       }
     }
     for (const std::string& a : given) {
-      if (!PlausibleAddress(a)) {
+      if (!PlausibleMailAddress(a)) {
         return Status::InvalidArgument(fmt::format("mail: '{}' is not an address", OneLine(a, 80)));
       }
     }
     if (!given.empty()) to = std::move(given);
+  }
+  if (to.empty()) {
+    return Status::InvalidArgument("mail: no recipient: the action has no 'to' and [mail] no 'to'");
   }
   auto incident = LoadIncidentForAction(action, [this]() -> Result<IncidentStore*> {
     if (!store_) {

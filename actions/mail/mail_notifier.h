@@ -36,6 +36,10 @@ struct MailOptions {
   static Result<MailOptions> FromConfig(const Config& config, std::vector<Diagnostic>* diagnostics);
 };
 
+// An address for an SMTP envelope or header: local@domain on one line, no angle brackets, commas
+// or quotes. Apply refuses any other recipient; `mxward check` asks the same question.
+bool PlausibleMailAddress(std::string_view address);
+
 // The whole message (headers and body, CRLF line ends, dot-stuffing left to libcurl).
 std::string RenderMailMessage(const MailOptions& options, const std::vector<std::string>& to,
                               const std::string& subject, const Incident& incident,

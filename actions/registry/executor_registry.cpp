@@ -149,4 +149,60 @@ bool CheckActionSections(const Config& config, std::vector<Diagnostic>* diagnost
   return ok && diagnostics->size() == before;
 }
 
+namespace {
+
+// The named-target rule webhook and exec share with their Apply: a literal target must be a
+// configured section; no target is fine only when exactly one is configured.
+template <typename Targets>
+std::optional<std::string> TargetProblem(const PlaybookActionUse& use, const Targets& targets,
+                                         std::string_view section) {
+  auto it = use.params.find("target");
+  if (it == use.params.end()) {
+    if (targets.size() > 1) {
+      return fmt::format("{} action names no target and several [{}.NAME] are configured", use.type,
+                         section);
+    }
+    return std::nullopt;
+  }
+  if (!it->second) return std::nullopt;  // a template: known when the action runs
+  if (targets.find(*it->second) == targets.end()) {
+    std::vector<std::string> names;
+    for (const auto& [name, t] : targets) names.push_back(name);
+    return fmt::format("{} action: no [{}.{}] in mxward.toml (configured: {})", use.type, section,
+                       *it->second, fmt::join(names, ", "));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool CheckPlaybookActions(const Config& config, std::span<const PlaybookActionUse> uses,
+                          std::vector<Diagnostic>* diagnostics) {
+  // Sections with errors are reported by CheckActionSections; here they count as absent.
+  std::vector<Diagnostic> ignored;
+  const auto webhook = WebhookOptions::FromConfig(config, &ignored);
+  const auto exec = ExecOptions::FromConfig(config, &ignored);
+  const std::size_t before = diagnostics->size();
+  for (const PlaybookActionUse& use : uses) {
+    auto report = [&](std::string message) {
+      diagnostics->push_back(Diagnostic{use.file, use.line, use.column, std::move(message)});
+    };
+    if (use.type == "mail") {
+      // [mail] itself must name a recipient (MailOptions), so only the action's own can be wrong.
+      auto to = use.params.find("to");
+      if (to != use.params.end() && to->second && !PlausibleMailAddress(*to->second)) {
+        report(
+            fmt::format("mail action: to = \"{}\" is not an address like admin@example.org "
+                        "(the mail executor would refuse it); leave 'to' out to use [mail] to",
+                        *to->second));
+      }
+    } else if (use.type == "webhook" && webhook.ok() && !webhook->targets.empty()) {
+      if (auto problem = TargetProblem(use, webhook->targets, "webhook")) report(*problem);
+    } else if (use.type == "exec" && exec.ok() && !exec->targets.empty()) {
+      if (auto problem = TargetProblem(use, exec->targets, "exec")) report(*problem);
+    }
+  }
+  return diagnostics->size() == before;
+}
+
 }  // namespace mxward

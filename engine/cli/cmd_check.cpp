@@ -63,7 +63,7 @@ void RunCheck(const GlobalOptions& g) {
     }
   }
   if (dirs_ok) {
-    auto engine = PlaybookEngine::Load(config, &diags);
+    auto engine = LoadCheckedPlaybooks(config, &diags);
     if (engine.ok()) playbooks = (*engine)->playbook_count();
   }
   const auto parser_dirs = ParserDirs(config);

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
 #include "engine/cli/commands.h"
+#include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
 #include "mxward/playbook.h"
 
@@ -39,6 +41,33 @@ std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::st
   return std::move(*pack);
 }
 
+Result<std::unique_ptr<PlaybookEngine>> LoadCheckedPlaybooks(const Config& config,
+                                                             std::vector<Diagnostic>* diagnostics) {
+  auto engine = PlaybookEngine::Load(config, diagnostics);
+  if (!engine.ok()) return engine.status();
+  std::vector<PlaybookActionUse> uses;
+  for (const auto& name : (*engine)->playbook_names()) {
+    const Playbook* pb = (*engine)->FindPlaybook(name);
+    if (pb == nullptr) continue;
+    for (const ActionSpec& a : pb->actions) {
+      PlaybookActionUse use{a.type, {}, pb->file, a.line, a.column};
+      for (const auto& [param, tpl] : a.params) {
+        const bool literal = std::all_of(tpl.parts.begin(), tpl.parts.end(), [](const auto& p) {
+          return p.kind == Template::Kind::kLiteral;
+        });
+        std::string text;
+        for (const auto& p : tpl.parts) text += p.literal;
+        use.params[param] = literal ? std::optional<std::string>(text) : std::nullopt;
+      }
+      uses.push_back(std::move(use));
+    }
+  }
+  if (!CheckPlaybookActions(config, uses, diagnostics)) {
+    return Status::InvalidArgument("a playbook action would fail when it runs");
+  }
+  return engine;
+}
+
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config) {
   for (const auto& d : config.rule_dirs) {
     std::error_code ec;
@@ -47,7 +76,7 @@ std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config) {
     }
   }
   std::vector<Diagnostic> diags;
-  auto engine = PlaybookEngine::Load(config, &diags);
+  auto engine = LoadCheckedPlaybooks(config, &diags);
   if (!engine.ok()) ExitWithDiagnostics(diags, engine.status());
   return std::move(*engine);
 }

@@ -16,6 +16,11 @@ namespace mxward::cli {
 // <dir>/parsers for each rule dir that has one.
 std::vector<std::string> ParserDirs(const Config& config);
 std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs);
+// The playbooks of the config's rule dirs, and their actions checked against the executors'
+// sections the way the executors will check them when they run (CheckPlaybookActions): what
+// check, serve, replay and a reload all load.
+Result<std::unique_ptr<PlaybookEngine>> LoadCheckedPlaybooks(const Config& config,
+                                                             std::vector<Diagnostic>* diagnostics);
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
 
 }  // namespace mxward::cli

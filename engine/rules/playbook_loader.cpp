@@ -273,6 +273,8 @@ class Compiler {
 
   void Action(const toml::table& t, Playbook* pb) {
     ActionSpec a;
+    a.line = static_cast<int>(t.source().begin.line);
+    a.column = static_cast<int>(t.source().begin.column);
     const toml::node* type = t.get("type");
     if (!type) {
       Error(t.source(), "[[action]] needs 'type'");

@@ -3,7 +3,10 @@
 // backend themselves; a new backend is added here and in actions/registry/executor_registry.cpp.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,5 +29,24 @@ Result<std::vector<std::unique_ptr<ActionExecutor>>> BuildExecutors(
 // [mail], [exec.NAME]) with the readers BuildExecutors uses, without opening a connection or
 // touching the kernel: problems go to `diagnostics` as file:line:col. False if any was found.
 bool CheckActionSections(const Config& config, std::vector<Diagnostic>* diagnostics);
+
+// One [[action]] of a playbook as the CLI hands it over for checking (the action floor does not
+// read playbooks): its type, each parameter's literal value or nullopt when the value is a
+// template ("{sasl_user}") known only when the action runs, and where it is written.
+struct PlaybookActionUse {
+  std::string type;
+  std::map<std::string, std::optional<std::string>> params;
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+// Asks of every playbook action what its executor will ask when it runs, so `mxward check`, the
+// start and a reload refuse what would fail at 3 a.m. instead: a mail recipient that is not an
+// address, a webhook or exec target with no section of that name (or none named where several
+// exist). Types whose section is absent run as dry-run
+// and only their literal values are checked. False if any problem was reported (file:line:col).
+bool CheckPlaybookActions(const Config& config, std::span<const PlaybookActionUse> uses,
+                          std::vector<Diagnostic>* diagnostics);
 
 }  // namespace mxward

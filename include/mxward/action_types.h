@@ -37,7 +37,6 @@ inline constexpr std::string_view kUser[] = {"user"};
 inline constexpr std::string_view kTarget[] = {"target"};
 inline constexpr std::string_view kWebhook[] = {"target", "format"};
 inline constexpr std::string_view kMail[] = {"to", "subject", "body"};
-inline constexpr std::string_view kTo[] = {"to"};
 }  // namespace action_types_detail
 
 // In the order people read them: the firewall, the mailbox, then notifications.
@@ -49,7 +48,9 @@ inline constexpr ActionTypeInfo kActionTypes[] = {
     {"hold_queue", action_types_detail::kUser, {}, "user", true, false, "postfixadmin"},
     {"webhook", action_types_detail::kWebhook, action_types_detail::kTarget, "target", false, false,
      "webhook"},
-    {"mail", action_types_detail::kMail, action_types_detail::kTo, "to", false, false, "mail"},
+    // `to` is optional: without it the mail goes to [mail] to (CheckPlaybookActions makes sure
+    // one of the two names a recipient).
+    {"mail", action_types_detail::kMail, {}, "to", false, false, "mail"},
     {"exec", action_types_detail::kTarget, action_types_detail::kTarget, "target", false, false,
      "exec"},
 };

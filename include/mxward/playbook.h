@@ -149,6 +149,8 @@ struct ActionSpec {
   std::vector<std::pair<std::string, Template>> params;  // string parameters
   std::int64_t duration_seconds = -1;                    // "duration", -1 when not given
   bool dry_run = false;
+  int line = 0;  // where the [[action]] table is written, for messages
+  int column = 0;
 };
 
 struct Playbook {

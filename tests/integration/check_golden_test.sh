@@ -38,6 +38,52 @@ if ! grep -q 'broken/wrong-type.toml:11:13: error:' "$tmp/err"; then
   echo "FAIL: bad config: the playbooks' problems must be reported in the same run"; fail=1
 fi
 
+# Playbook actions are checked the way their executors will run them (issue 21, "configuration
+# that lies"): a mail recipient that is not an address, a webhook target with no section. The shipped rules.d passes with a [mail] that has a recipient.
+mkdir -p "$tmp/acts"
+cat >"$tmp/acts/notify.toml" <<'TOML'
+description = "actions that would fail when they run"
+key = "client_ip"
+
+[match]
+events = ["auth_failure"]
+
+[trigger]
+type = "count"
+threshold = 3
+window = "10m"
+
+[[action]]
+type = "mail"
+to = "postmaster"
+
+[[action]]
+type = "webhook"
+target = "nope"
+TOML
+cat >"$tmp/actions.toml" <<'TOML'
+[mail]
+url = "smtp://127.0.0.1:25"
+from = "mxward@example.org"
+to = ["admin@example.org"]
+
+[webhook.ops]
+url = "https://chat.example.org/hooks/abc"
+TOML
+"$BIN" check --config "$tmp/actions.toml" --rules "$tmp/acts" >/dev/null 2>"$tmp/err"
+rc=$?
+if [ "$rc" -ne 1 ]; then echo "FAIL: bad actions: exit $rc, want 1"; cat "$tmp/err"; fail=1; fi
+if ! grep -q "acts/notify.toml:12:1: error: mail action: to = \"postmaster\" is not an address" "$tmp/err"; then
+  echo "FAIL: bad actions: the mail recipient must be refused at its [[action]]:"; cat "$tmp/err"; fail=1
+fi
+if ! grep -q "acts/notify.toml:16:1: error: webhook action: no \[webhook.nope\] in mxward.toml (configured: ops)" "$tmp/err"; then
+  echo "FAIL: bad actions: the webhook target must be refused at its [[action]]:"; cat "$tmp/err"; fail=1
+fi
+printf '[mail]\nurl = "smtp://127.0.0.1:25"\nfrom = "mxward@example.org"\nto = ["admin@example.org"]\n' >"$tmp/actions.toml"
+if ! "$BIN" check --config "$tmp/actions.toml" --rules rules.d >/dev/null 2>"$tmp/err"; then
+  echo "FAIL: shipped rules.d with a [mail] recipient:"; cat "$tmp/err"; fail=1
+fi
+
 "$BIN" check --config /dev/null --rules "$tmp/no-such-dir" >/dev/null 2>"$tmp/err"
 rc=$?
 if [ "$rc" -ne 1 ] || ! grep -q "no-such-dir: error: rules directory does not exist" "$tmp/err"; then
