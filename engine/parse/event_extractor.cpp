@@ -48,6 +48,12 @@ class EventExtractorImpl final : public EventExtractor {
       if (pattern->forget_queue_id) {
         correlator_.Forget(event->get(Field::kQueueId));
       } else {
+        // smtpd's "client=" line is the first of a message. Postfix reuses a queue id once its
+        // file is gone, and the "removed" line may never reach us (another host's log, postsuper
+        // on a queue we do not read): the new message must not inherit the old one's user.
+        if (event->type == EventType::kMessageSubmitted) {
+          correlator_.Forget(event->get(Field::kQueueId));
+        }
         correlator_.Correlate(event, StartsStory(*pattern, *event));
       }
       stats_.queue_ids = correlator_.size();

@@ -96,7 +96,8 @@ void QueueIdCorrelator::Correlate(Event* event, bool create) {
   const bool entry_real = e.client_ip.valid() && !e.client_ip.IsLoopback();
   if (event_real || (event_has_ip && !entry_real)) {
     e.values[0].assign(event->get(Field::kClientIp));
-    e.values[1].assign(event->get(Field::kClientHost));
+    const std::string_view host = event->get(Field::kClientHost);
+    e.values[1].assign(host.size() <= kMaxBytes[1] ? host : std::string_view());
     e.client_ip = event->client_ip;
   } else if (e.client_ip.valid()) {
     event->set(Field::kClientIp, e.values[0]);
@@ -107,7 +108,7 @@ void QueueIdCorrelator::Correlate(Event* event, bool create) {
     const Field f = kCarried[k];
     const std::string_view have = event->get(f);
     if (!have.empty()) {
-      e.values[k].assign(have);
+      if (have.size() <= kMaxBytes[k]) e.values[k].assign(have);
     } else if (!e.values[k].empty()) {
       event->set(f, e.values[k]);
     }

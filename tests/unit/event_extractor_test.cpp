@@ -118,6 +118,26 @@ TEST_F(EventExtractorTest, SubmissionUserAndClientFollowTheMessage) {
   EXPECT_FALSE(event_.has(Field::kSaslUser));
 }
 
+// Issue 21, point 7: a reused queue id must not count a stranger's mail against an account.
+TEST_F(EventExtractorTest, AReusedQueueIdStartsAFreshMessage) {
+  ASSERT_TRUE(Feed("postfix/submission/smtpd",
+                   "4Xz1Ab2CdEz: client=unknown[203.0.113.50], sasl_method=PLAIN, "
+                   "sasl_username=alice@example.org"));
+  // An admin deletes it (postsuper -d): the entry goes.
+  EXPECT_FALSE(Feed("postfix/postsuper", "4Xz1Ab2CdEz: removed"));
+  EXPECT_EQ(extractor_->stats().queue_ids, 0u);
+  ASSERT_TRUE(Feed("postfix/submission/smtpd",
+                   "4Xz1Ab2CdEz: client=unknown[203.0.113.50], sasl_method=PLAIN, "
+                   "sasl_username=alice@example.org"));
+  // No "removed" line reached us, and the id is reused by an unauthenticated client.
+  ASSERT_TRUE(Feed("postfix/smtpd", "4Xz1Ab2CdEz: client=mail.example.net[198.51.100.9]"));
+  ASSERT_TRUE(Feed("postfix/qmgr",
+                   "4Xz1Ab2CdEz: from=<news@example.net>, size=999, nrcpt=1 (queue active)"));
+  EXPECT_FALSE(event_.has(Field::kSaslUser));
+  EXPECT_EQ(event_.client_ip.ToString(), "198.51.100.9");
+  EXPECT_EQ(extractor_->stats().queue_ids, 1u);
+}
+
 TEST_F(EventExtractorTest, DkimResultGetsTheDomainFromOpendkimsSignatureLine) {
   ASSERT_TRUE(Feed("postfix/smtpd", "ABCDEF0009: client=mail.example.com[198.51.100.80]"));
   EXPECT_FALSE(Feed("opendkim", "ABCDEF0009: s=sel1 d=example.com SSL"));

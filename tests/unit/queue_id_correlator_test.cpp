@@ -48,6 +48,21 @@ TEST(QueueIdCorrelatorTest, DeliveryCarriesSubmissionUserAndClient) {
   EXPECT_EQ(c.size(), 1u);
 }
 
+// A value longer than its protocol allows is not carried: the table's bytes stay bounded.
+TEST(QueueIdCorrelatorTest, OverlongValuesAreNotCarried) {
+  QueueIdCorrelator c(10, 3600);
+  Event s = Submitted("ABCDEF", "203.0.113.50", "alice@example.org", kT0);
+  const std::string huge_domain(8192, 'd');
+  s.set(Field::kDkimDomain, huge_domain);
+  s.set(Field::kSender, "bob@example.org");
+  c.Correlate(&s, true);
+  Event d = Delivery("ABCDEF", kT0 + 1);
+  c.Correlate(&d, false);
+  EXPECT_FALSE(d.has(Field::kDkimDomain));
+  EXPECT_EQ(d.get(Field::kSender), "bob@example.org");
+  EXPECT_EQ(d.get(Field::kSaslUser), "alice@example.org");
+}
+
 TEST(QueueIdCorrelatorTest, LookupOnlyDoesNotCreate) {
   QueueIdCorrelator c(10, 3600);
   Event d = Delivery("ABCDEF", kT0);
