@@ -69,7 +69,15 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input
   if (!msg.has_time) {
     msg.time = options_.replay ? reference_ : received_at;
   }
-  if (options_.replay) reference_ = msg.time;
+  if (options_.replay) {
+    reference_ = msg.time;
+  } else if (msg.time > received_at + options_.max_skew_seconds * kMicrosPerSecond) {
+    msg.time = received_at;
+    Bump(counters_.time_future);
+  } else if (msg.time < received_at - options_.max_age_seconds * kMicrosPerSecond) {
+    Bump(counters_.time_stale);
+    return;
+  }
 
   if (!extractor_->Extract(msg, &event_)) {
     Bump(counters_.unmatched);

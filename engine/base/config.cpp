@@ -36,7 +36,7 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
 
   // A misspelt section ([stor]) would otherwise leave the daemon silently on defaults for it.
   SettingsReader top(c.document, "the top level", path, diags);
-  top.CheckKnownKeys({"store", "rules", "allow", "dry_run", "control", "input", "metrics",
+  top.CheckKnownKeys({"store", "rules", "allow", "dry_run", "clock", "control", "input", "metrics",
                       "dispatcher", "nftables", "postfixadmin", "webhook", "mail", "exec"});
   top.Bool("dry_run", &c.dry_run);
 
@@ -59,6 +59,17 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
     r.Strings("users", &c.allow_users);
     r.Strings("domains", &c.allow_domains);
     r.Bool("own_addresses", &c.allow_own_addresses);
+  }
+  if (const toml::table* clock = top.Table("clock")) {
+    SettingsReader r(*clock, "[clock]", path, diags);
+    r.CheckKnownKeys({"max_skew", "max_age"});
+    r.Duration("max_skew", &c.max_clock_skew_seconds);
+    r.Duration("max_age", &c.max_event_age_seconds);
+    if (c.max_event_age_seconds < 3600 && clock->contains("max_age")) {
+      r.Error(*clock->get("max_age"),
+              "[clock] max_age must be at least 1h: a restart or a slow relay delivers lines "
+              "that old, and they must still count");
+    }
   }
   // [control] is read in full by ControlServerOptions::FromConfig; the socket is here because
   // the CLI needs it without the server.

@@ -23,6 +23,7 @@ using metric::kInputMessages;
 using metric::kInputRefused;
 using metric::kLines;
 using metric::kLinesMalformed;
+using metric::kLinesTimeAdjusted;
 using metric::kLinesUnmatched;
 using metric::kOutboxDepth;
 using metric::kOutboxOldestAge;
@@ -135,6 +136,12 @@ const std::vector<MetricFamily>& StandardFamilies() {
       {kLines, kCounter, "Log lines handed to the pipeline.", {}},
       {kLinesMalformed, kCounter, "Lines that were not syslog (counted and skipped).", {}},
       {kLinesUnmatched, kCounter, "Syslog lines no parser recognised.", {}},
+      {kLinesTimeAdjusted,
+       kCounter,
+       "Live lines whose own time was not believed, per reason (future: dated beyond [clock] "
+       "max_skew ahead of arrival, counted at arrival time; stale: older than [clock] max_age, "
+       "skipped).",
+       {"reason"}},
       {kEvents, kCounter, "Typed events extracted, per event type.", {"type"}},
       {kPlaybookTriggers, kCounter, "Times a playbook's trigger fired.", {"playbook"}},
       {kIncidents, kCounter, "Incidents opened, per playbook.", {"playbook"}},

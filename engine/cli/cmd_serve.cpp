@@ -89,9 +89,13 @@ class Daemon {
     recorder_ = std::make_unique<IncidentRecorder>(
         std::move(*recorder_store), SystemClock::Instance(), [this] { dispatcher_->Notify(); },
         recorder_options);
+    PipelineOptions pipeline_options;
+    pipeline_options.max_skew_seconds = config_.max_clock_skew_seconds;
+    pipeline_options.max_age_seconds = config_.max_event_age_seconds;
     pipeline_ = std::make_unique<Pipeline>(
         SyslogParser(), EventExtractor::Create(pack_), std::move(engine), recorder_.get(),
-        [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); });
+        [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); },
+        pipeline_options);
 
     listener_ = std::make_unique<SyslogListener>(io_, inputs, pipeline_.get());
     if (Status st = listener_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
@@ -235,6 +239,8 @@ class Daemon {
     const PipelineCounters& c = pipeline_->counters();
     Keep(registry_.AddAtomic(kLines, {}, &c.lines));
     Keep(registry_.AddAtomic(kLinesMalformed, {}, &c.malformed));
+    Keep(registry_.AddAtomic(kLinesTimeAdjusted, {"future"}, &c.time_future));
+    Keep(registry_.AddAtomic(kLinesTimeAdjusted, {"stale"}, &c.time_stale));
     Keep(registry_.AddAtomic(kLinesUnmatched, {}, &c.unmatched));
     for (int i = 0; i < kEventTypeCount; ++i) {
       Keep(registry_.AddAtomic(kEvents, {std::string(EventTypeName(static_cast<EventType>(i)))},

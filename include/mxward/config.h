@@ -30,6 +30,10 @@ struct Config {
   bool allow_own_addresses = true;  // add the host's interface addresses at start
   bool dry_run = false;             // global: record actions but run none
   std::string control_socket = "/run/mxward/control.sock";
+  // [clock]: how far a live line's own time is believed. Ahead of its arrival by more than
+  // max_skew: counted at its arrival time. Older than max_age: skipped. `replay` believes it.
+  std::int64_t max_clock_skew_seconds = 300;
+  std::int64_t max_event_age_seconds = 7 * 86400;
   toml::table document;  // the whole file, for the subsystems' own sections
 
   static Config Defaults();

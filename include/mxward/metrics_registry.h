@@ -67,6 +67,7 @@ inline constexpr std::string_view kInputRefused = "mxward_input_refused_total";
 inline constexpr std::string_view kLines = "mxward_lines_total";
 inline constexpr std::string_view kLinesMalformed = "mxward_lines_malformed_total";
 inline constexpr std::string_view kLinesUnmatched = "mxward_lines_unmatched_total";
+inline constexpr std::string_view kLinesTimeAdjusted = "mxward_lines_time_adjusted_total";
 inline constexpr std::string_view kEvents = "mxward_events_total";
 // Declared by Pipeline::RegisterMetrics (labels known once the parser pack is loaded).
 inline constexpr std::string_view kEventsByParser = "mxward_events_by_parser_total";

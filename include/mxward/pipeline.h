@@ -32,6 +32,8 @@ struct PipelineCounters {
   std::atomic<std::uint64_t> unmatched{0};  // syslog lines no parser took (or folded / no event)
   std::atomic<std::uint64_t> incidents{0};
   std::atomic<UnixMicros> last_event_time{0};
+  std::atomic<std::uint64_t> time_future{0};  // live lines dated too far ahead: arrival time used
+  std::atomic<std::uint64_t> time_stale{0};   // live lines older than max_age: skipped
   std::array<std::atomic<std::uint64_t>, kEventTypeCount> events_by_type{};
   // Per parser (ParserPack::parser_names() order) and, for lines no pattern recognised, per
   // program label (ParserPack::program_labels() order, then "other").
@@ -46,6 +48,13 @@ struct PipelineOptions {
   // `reference`), not the wall clock, so a year-old log replays in its own year.
   bool replay = false;
   UnixMicros reference = 0;
+  // Live inputs only (Config's [clock]): a line's own time is believed within
+  // [arrival - max_age, arrival + max_skew]. Ahead of that it is counted at its arrival time, so
+  // one forged or mis-clocked line cannot squeeze a window or push a cooldown, retention or
+  // warm-up into the future; behind it the line is skipped (counted), since a burst of ancient
+  // lines at one instant would look like an attack.
+  std::int64_t max_skew_seconds = 300;
+  std::int64_t max_age_seconds = 7 * 86400;
 };
 
 class Pipeline final : public LineSink {

@@ -8,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "mxward/metrics_registry.h"
+#include "mxward/time.h"
 #include "support/status_matchers.h"
 
 namespace mxward {
@@ -66,6 +69,81 @@ TEST(PipelineTest, EventsPerParserAndUnmatchedPerKnownProgram) {
   EXPECT_THAT(out, Not(HasSubstr("evil")));
   EXPECT_THAT(out, Not(HasSubstr("CRON")));
   EXPECT_THAT(out, HasSubstr("mxward_metrics_rejected_samples_total 0\n"));
+}
+
+// Issue 21, point 6: a live line's own time is believed only within [arrival - max_age, arrival +
+// max_skew]. One line dated a day ahead must not squeeze 20 failures over 10 hours into one window.
+TEST(PipelineTest, LiveLinesDatedAheadCountAtArrivalAndStaleOnesAreSkipped) {
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({kParsers}, &diags);
+  ASSERT_OK(pack);
+  Config config = Config::Defaults();
+  config.rule_dirs = {std::string(MXWARD_SOURCE_DIR) + "/rules.d"};
+  const UnixMicros t0 = (DaysFromCivil(2026, 11, 23) * 86400 + 8 * 3600) * kMicrosPerSecond;
+  auto line = [](std::string_view stamp, int host) {
+    return fmt::format(
+        "{} mx1 postfix/smtpd[4606]: warning: unknown[198.51.100.{}]: SASL LOGIN "
+        "authentication failed: UGFzc3dvcmQ6",
+        stamp, host);
+  };
+  // 20 failures of one address arriving 30 minutes apart: never 20 in a window. One of them
+  // (the first) claims to be from tomorrow; believed, every later one counts at that instant
+  // (SlidingWindowCounter counts a late attempt at the key's newest time).
+  auto feed = [&](Pipeline* pipeline) {
+    for (int i = 0; i < 20; ++i) {
+      const UnixMicros arrival = t0 + i * 1800 * kMicrosPerSecond;
+      const std::string stamp =
+          i == 0 ? "2026-11-24T20:00:00Z" : FormatRfc3339(arrival, /*local=*/false);
+      pipeline->OnLine(line(stamp, 7), arrival, 0);
+    }
+  };
+
+  Collect sink;
+  auto engine = PlaybookEngine::Load(config, &diags);
+  ASSERT_OK(engine);
+  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*pack), std::move(*engine), &sink,
+                    nullptr, PipelineOptions{});
+  feed(&pipeline);
+  EXPECT_EQ(pipeline.counters().time_future.load(), 1u);
+  EXPECT_EQ(pipeline.counters().events.load(), 20u);
+  EXPECT_TRUE(sink.incidents.empty()) << sink.incidents.front().playbook;
+
+  // The same lines with the line's time believed (what happened before the clamp): a ban.
+  PipelineOptions believing;
+  believing.max_skew_seconds = 30 * 86400;
+  Collect fooled;
+  auto engine2 = PlaybookEngine::Load(config, &diags);
+  ASSERT_OK(engine2);
+  Pipeline gullible(SyslogParser(), EventExtractor::Create(*pack), std::move(*engine2), &fooled,
+                    nullptr, believing);
+  feed(&gullible);
+  EXPECT_FALSE(fooled.incidents.empty());
+
+  // A line a month old arriving now is skipped and counted, not counted at some other time.
+  const UnixMicros now = t0 + 20 * 1800 * kMicrosPerSecond;
+  pipeline.OnLine(line("2026-10-20T08:00:00Z", 8), now, 0);
+  EXPECT_EQ(pipeline.counters().time_stale.load(), 1u);
+  EXPECT_EQ(pipeline.counters().events.load(), 20u);
+}
+
+// `replay` reads history: it believes every line's time.
+TEST(PipelineTest, ReplayBelievesTheLinesOwnTime) {
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({kParsers}, &diags);
+  ASSERT_OK(pack);
+  Collect sink;
+  PipelineOptions options;
+  options.replay = true;
+  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*pack),
+                    PlaybookEngine::Create({}, Config::Defaults()), &sink, nullptr, options);
+  pipeline.OnLine(
+      "2025-01-01T00:00:00Z mx1 postfix/smtpd[1]: warning: unknown[198.51.100.7]: "
+      "SASL LOGIN authentication failed: x",
+      (DaysFromCivil(2026, 11, 23) * 86400) * kMicrosPerSecond, 0);
+  EXPECT_EQ(pipeline.counters().events.load(), 1u);
+  EXPECT_EQ(pipeline.counters().time_stale.load(), 0u);
+  EXPECT_EQ(pipeline.counters().last_event_time.load(),
+            DaysFromCivil(2025, 1, 1) * 86400 * kMicrosPerSecond);
 }
 
 }  // namespace
