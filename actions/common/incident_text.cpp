@@ -10,17 +10,6 @@ std::string IncidentSummaryLine(const Incident& incident) {
                              incident.trigger));
 }
 
-std::string OneLine(std::string_view text, std::size_t max) {
-  std::string out;
-  out.reserve(std::min(text.size(), max));
-  for (char c : text) {
-    if (out.size() >= max) break;
-    const auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? ' ' : c;
-  }
-  return out;
-}
-
 Result<std::pair<Incident, std::vector<ActionRecord>>> LoadIncidentForAction(
     const ActionRecord& action, const std::function<Result<IncidentStore*>()>& store) {
   std::int64_t id = action.incident_id;

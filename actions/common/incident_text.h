@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/base/one_line.h"
 #include "mxward/incident.h"
 #include "mxward/incident_store.h"
 #include "mxward/status.h"
@@ -24,10 +25,6 @@ std::string IncidentSummaryLine(const Incident& incident);
 // that cannot be read is transient (Unavailable).
 Result<std::pair<Incident, std::vector<ActionRecord>>> LoadIncidentForAction(
     const ActionRecord& action, const std::function<Result<IncidentStore*>()>& store);
-
-// Text safe for one header line or environment value: control characters become spaces, at
-// most max bytes.
-std::string OneLine(std::string_view text, std::size_t max = 900);
 
 // The incident link: url_template with "{id}" replaced by the incident id.
 std::string IncidentLink(const std::string& url_template, std::int64_t id);

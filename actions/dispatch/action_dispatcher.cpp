@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -17,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actions/common/unique_fd.h"
+#include "engine/base/one_line.h"
 #include "engine/base/settings_reader.h"
 #include "mxward/action_types.h"
 #include "mxward/incident_store.h"
@@ -235,6 +237,34 @@ constexpr std::size_t kLaneQueueLimit = 256;
 
 }  // namespace
 
+namespace {
+
+// "#12 ban 198.51.100.77 (incident #5)": an action as the audit lines name it. The subject is the
+// parameter the catalogue names (an address, a mailbox, a target), made one line: a user name is
+// the client's text.
+std::string DescribeAction(const ActionRecord& a) {
+  std::string subject;
+  if (const ActionTypeInfo* info = FindActionType(a.type); info != nullptr) {
+    auto it = a.params.find(std::string(info->subject_param));
+    if (it != a.params.end() && it->is_string()) subject = OneLine(it->get<std::string>(), 256);
+  }
+  std::string out = fmt::format("#{} {}{}{}", a.id, a.revert ? "undo " : "", a.type,
+                                subject.empty() ? "" : " " + subject);
+  if (a.incident_id != 0) out += fmt::format(" (incident #{})", a.incident_id);
+  return out;
+}
+
+constexpr std::size_t kOutcomeTypes = std::size(kActionTypes) + 1;  // the catalogue, then "other"
+
+std::size_t OutcomeTypeIndex(std::string_view type) {
+  for (std::size_t i = 0; i < std::size(kActionTypes); ++i) {
+    if (kActionTypes[i].type == type) return i;
+  }
+  return std::size(kActionTypes);
+}
+
+}  // namespace
+
 // Everything the threads use; shared so that a worker still stuck after Stop()'s drain can be
 // detached and finish on its own without touching freed memory.
 struct DispatcherShared {
@@ -264,6 +294,12 @@ struct DispatcherShared {
 
   std::atomic<std::uint64_t> applied{0}, retried{0}, failed{0}, refused{0}, reverted{0}, dry_run{0},
       maintained{0};
+  std::array<std::array<std::atomic<std::uint64_t>, kActionOutcomeCount>, kOutcomeTypes> outcomes{};
+  std::atomic<std::int64_t> outbox_depth{-1}, outbox_oldest_age_seconds{-1}, active_bans{-1};
+
+  void Count(const ActionRecord& a, ActionOutcome o) {
+    outcomes[OutcomeTypeIndex(a.type)][static_cast<int>(o)].fetch_add(1, std::memory_order_relaxed);
+  }
   RateLimitedLog log;
 
   DispatcherShared(std::string path, std::vector<std::unique_ptr<ActionExecutor>> execs,
@@ -339,6 +375,25 @@ struct DispatcherShared {
     if (Status st = QueueExpiries(); !st.ok()) {
       log.Warn("dispatcher.expiry", "dispatcher: queueing expired suspensions: {}", st.ToString());
     }
+    RefreshGauges();
+  }
+
+  // The outbox and ban gauges, read from the store here (the claimer, about once a second) so a
+  // /metrics scrape never queries SQLite on the thread that reads the logs.
+  void RefreshGauges() {
+    const UnixMicros now = clock->Now();
+    MutexLock slk(store_mu);
+    if (auto ob = store->GetOutboxStats(); ob.ok()) {
+      outbox_depth.store(ob->pending, std::memory_order_relaxed);
+      outbox_oldest_age_seconds.store(
+          ob->oldest_created_at == 0
+              ? 0
+              : std::max<std::int64_t>(0, (now - ob->oldest_created_at) / kMicrosPerSecond),
+          std::memory_order_relaxed);
+    }
+    if (auto bans = store->CountActiveBans(now); bans.ok()) {
+      active_bans.store(*bans, std::memory_order_relaxed);
+    }
   }
 
   // Under mu.
@@ -408,12 +463,14 @@ struct DispatcherShared {
                           "one minute ([dispatcher] per_minute_caps)",
                           cap.CapFor(a.type), a.type);
         ++refused;
-        log.Warn(capped ? "dispatcher.valve." + a.type : "dispatcher.allowlist",
-                 "action #{} ({}) {}", a.id, a.type, why);
+        Count(a, ActionOutcome::kRefused);
+        log.Warn(capped ? "dispatcher.valve." + a.type : "dispatcher.allowlist", "action {} {}",
+                 DescribeAction(a), why);
         return {ClaimVerdict::Kind::kSettle, ActionStatus::kRefused, why};
       }
       if (!lane) {
         ++failed;
+        Count(a, ActionOutcome::kFailed);
         return {ClaimVerdict::Kind::kSettle, ActionStatus::kFailed,
                 fmt::format("no executor handles '{}' actions (unknown type)", a.type)};
       }
@@ -504,10 +561,14 @@ struct DispatcherShared {
       MutexLock slk(store_mu);
       s = store->MarkActionFinal(a.id, ActionStatus::kDryRun, dry_run_reason, now);
       ++dry_run;
+      Count(a, ActionOutcome::kDryRun);
+      spdlog::info("action {} recorded as dry-run: {}", DescribeAction(a), dry_run_reason);
     } else if (result.ok()) {
       MutexLock slk(store_mu);
       s = store->MarkActionDone(a.id, now);
       ++(a.revert ? reverted : applied);
+      Count(a, a.revert ? ActionOutcome::kReverted : ActionOutcome::kApplied);
+      spdlog::info("action {} {}", DescribeAction(a), a.revert ? "reverted" : "applied");
     } else if (result.transient() && attempt < options.max_attempts) {
       double u;
       {
@@ -529,9 +590,10 @@ struct DispatcherShared {
         s = store->MarkActionRetry(a.id, error, now + delay_ms * 1000, now);
       }
       ++retried;
+      Count(a, ActionOutcome::kRetried);
       unblock = false;
-      log.Warn("dispatcher.retry." + a.type, "action #{} ({}) will be retried in {} ms: {}", a.id,
-               a.type, delay_ms, error);
+      log.Warn("dispatcher.retry." + a.type, "action {} will be retried in {} ms: {}",
+               DescribeAction(a), delay_ms, error);
     } else {
       const std::string error = result.transient() ? fmt::format("gave up after {} attempts: {}",
                                                                  attempt, result.ToString())
@@ -541,7 +603,8 @@ struct DispatcherShared {
         s = store->MarkActionFinal(a.id, ActionStatus::kFailed, error, now);
       }
       ++failed;
-      log.Warn("dispatcher.failed." + a.type, "action #{} ({}) failed: {}", a.id, a.type, error);
+      Count(a, ActionOutcome::kFailed);
+      log.Warn("dispatcher.failed." + a.type, "action {} failed: {}", DescribeAction(a), error);
     }
     if (!s.ok()) {
       // The outcome is lost; the action is still claimed and runs again when the claim expires
@@ -828,7 +891,33 @@ DispatcherStats ActionDispatcher::stats() const {
   out.reverted = s->reverted;
   out.dry_run = s->dry_run;
   out.maintained = s->maintained;
+  out.outbox_depth = s->outbox_depth.load(std::memory_order_relaxed);
+  out.outbox_oldest_age_seconds = s->outbox_oldest_age_seconds.load(std::memory_order_relaxed);
+  out.active_bans = s->active_bans.load(std::memory_order_relaxed);
   return out;
+}
+
+std::uint64_t ActionDispatcher::outcome_count(std::string_view type, ActionOutcome outcome) const {
+  return impl_->shared->outcomes[OutcomeTypeIndex(type)][static_cast<int>(outcome)].load(
+      std::memory_order_relaxed);
+}
+
+std::string_view ActionOutcomeName(ActionOutcome outcome) {
+  switch (outcome) {
+    case ActionOutcome::kApplied:
+      return "applied";
+    case ActionOutcome::kReverted:
+      return "reverted";
+    case ActionOutcome::kFailed:
+      return "failed";
+    case ActionOutcome::kRefused:
+      return "refused";
+    case ActionOutcome::kDryRun:
+      return "dry_run";
+    case ActionOutcome::kRetried:
+      return "retried";
+  }
+  return "failed";
 }
 
 }  // namespace mxward

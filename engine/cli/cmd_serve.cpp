@@ -20,6 +20,7 @@
 #include "engine/cli/engine_assembly.h"
 #include "mxward/action_dispatcher.h"
 #include "mxward/action_registry.h"
+#include "mxward/action_types.h"
 #include "mxward/control_protocol.h"
 #include "mxward/incident_recorder.h"
 #include "mxward/incident_store.h"
@@ -239,6 +240,28 @@ class Daemon {
     const PipelineCounters& c = pipeline_->counters();
     Keep(registry_.AddAtomic(kLines, {}, &c.lines));
     Keep(registry_.AddAtomic(kLinesMalformed, {}, &c.malformed));
+    // Actions per catalogue type and outcome, and the outbox and ban gauges the dispatcher's
+    // claimer refreshes from the store (a gauge is absent until its first refresh).
+    for (const ActionTypeInfo& info : kActionTypes) {
+      for (int o = 0; o < kActionOutcomeCount; ++o) {
+        const auto outcome = static_cast<ActionOutcome>(o);
+        Keep(registry_.Add(kActions,
+                           {std::string(info.type), std::string(ActionOutcomeName(outcome))},
+                           [this, type = info.type, outcome] {
+                             return static_cast<double>(dispatcher_->outcome_count(type, outcome));
+                           }));
+      }
+    }
+    Keep(registry_.Add(kOutboxDepth, {}, [this] {
+      return static_cast<double>(std::max<std::int64_t>(0, dispatcher_->stats().outbox_depth));
+    }));
+    Keep(registry_.Add(kOutboxOldestAge, {}, [this] {
+      return static_cast<double>(
+          std::max<std::int64_t>(0, dispatcher_->stats().outbox_oldest_age_seconds));
+    }));
+    Keep(registry_.Add(kActiveBans, {}, [this] {
+      return static_cast<double>(std::max<std::int64_t>(0, dispatcher_->stats().active_bans));
+    }));
     Keep(registry_.AddAtomic(kLinesTimeAdjusted, {"future"}, &c.time_future));
     Keep(registry_.AddAtomic(kLinesTimeAdjusted, {"stale"}, &c.time_stale));
     Keep(registry_.AddAtomic(kLinesUnmatched, {}, &c.unmatched));
@@ -273,6 +296,14 @@ class Daemon {
     // so these) is replaced on reload, which is why this runs again then.
     const std::vector<std::string> names = pipeline_->engine().playbook_names();
     for (std::size_t i = 0; i < names.size(); ++i) {
+      h = registry_.Add(kPlaybookTriggers, {names[i]}, [this, i] {
+        return static_cast<double>(pipeline_->engine().playbook_triggers(i));
+      });
+      if (h.ok()) engine_metrics_.push_back(std::move(*h));
+      h = registry_.Add(kIncidents, {names[i]}, [this, name = names[i]] {
+        return static_cast<double>(recorder_->recorded(name));
+      });
+      if (h.ok()) engine_metrics_.push_back(std::move(*h));
       h = registry_.Add(kWindowKeys, {names[i]}, [this, i] {
         return static_cast<double>(pipeline_->engine().window_keys(i));
       });

@@ -1,15 +1,41 @@
 // mxward: the executable. Parses the command line and runs one subcommand; all logic lives in the
 // libraries.
-#include <cstdio>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include "engine/cli/commands.h"
 #include "mxward/version.h"
 
+namespace {
+
+// systemd sets JOURNAL_STREAM to the device and inode of the stream it connected to our stderr;
+// if stderr is still that stream, the journal is where our lines go.
+bool StderrIsTheJournal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  unsigned long long dev = 0, ino = 0;
+  if (stream == nullptr || std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st {};
+  return fstat(STDERR_FILENO, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace mxward::cli;
+  // Under systemd every line goes to the journal with its own priority (spdlog's systemd sink), so
+  // `journalctl -u mxward -p warning` shows the warnings and errors alone; elsewhere stderr.
+  if (StderrIsTheJournal()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "mxward", std::make_shared<spdlog::sinks::systemd_sink_mt>("mxward")));
+  }
   CLI::App app{"mxward: abuse response for self-hosted mail servers", "mxward"};
   app.set_version_flag("--version", std::string("mxward ") + mxward::kVersion);
   app.require_subcommand(1);

@@ -1,6 +1,7 @@
 #include "mxward/playbook_engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -233,6 +234,8 @@ struct Runtime {
   // and swept of ended cooldowns as it grows.
   std::unordered_map<std::uint64_t, UnixMicros> cooldowns;
   std::size_t cooldown_sweep_at = 1024;
+  // Times the trigger fired: written on the engine's thread, read by the metrics scrape.
+  std::atomic<std::uint64_t> triggers{0};
 };
 
 struct Offense {
@@ -332,6 +335,9 @@ class Engine final : public PlaybookEngine {
   }
   std::uint64_t window_evictions(std::size_t i) const override {
     return i < runtimes_.size() ? runtimes_[i]->table->evictions() : 0;
+  }
+  std::uint64_t playbook_triggers(std::size_t i) const override {
+    return i < runtimes_.size() ? runtimes_[i]->triggers.load(std::memory_order_relaxed) : 0;
   }
   const Playbook* FindPlaybook(std::string_view name) const override {
     const Runtime* r = Find(name);
@@ -599,6 +605,7 @@ class Engine final : public PlaybookEngine {
         RecordOffense(r.index, inc.key_kind, inc.key, t);
       }
       ++stats_.triggers;
+      r.triggers.store(r.triggers.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       sink->OnIncident(std::move(inc));
       r.table->Erase(rec);  // starts over after its cooldown
       StartCooldown(r, kh, t, cooldown);

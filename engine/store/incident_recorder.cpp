@@ -1,5 +1,7 @@
 #include "mxward/incident_recorder.h"
 
+#include "engine/base/one_line.h"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -149,6 +151,29 @@ std::size_t IncidentRecorder::Stop() {
   return left;
 }
 
+// The audit trail: one line per incident once it is in the store (so its number is real), with
+// what an admin greps for (fail2ban's "Ban 198.51.100.77"): playbook, key, why, what it does.
+// Never evidence text; the key is the client's text (a user name), so it is made one line.
+void IncidentRecorder::LogOpened(const Incident& inc) {
+  std::string actions;
+  for (const ActionRequest& a : inc.actions) {
+    if (!actions.empty()) actions += ", ";
+    actions += a.type;
+    if (a.dry_run) actions += " (dry-run)";
+  }
+  const auto level = inc.severity >= Severity::kHigh ? spdlog::level::warn : spdlog::level::info;
+  spdlog::log(level, "incident #{} opened: {} {}={} ({}){}{}", inc.id, inc.playbook, inc.key_kind,
+              OneLine(inc.key, 256), OneLine(inc.trigger, 200),
+              inc.mode == PlaybookMode::kDryRun ? " [playbook in dry-run]" : "",
+              actions.empty() ? std::string() : "; actions: " + actions);
+}
+
+std::uint64_t IncidentRecorder::recorded(std::string_view playbook) const {
+  MutexLock lock(mu_);
+  auto it = recorded_by_playbook_.find(playbook);
+  return it == recorded_by_playbook_.end() ? 0 : it->second;
+}
+
 Status IncidentRecorder::store_error() const {
   MutexLock lock(mu_);
   if (last_error_.ok()) return last_error_;
@@ -226,6 +251,9 @@ void IncidentRecorder::Run() {
       }
     }
     if (st.ok() && !batch.empty()) st = store_->RecordIncidents(&batch, clock_->Now());
+    if (st.ok()) {
+      for (const Incident& inc : batch) LogOpened(inc);
+    }
 
     lock.lock();
     in_flight_ = 0;
@@ -253,6 +281,7 @@ void IncidentRecorder::Run() {
     }
     written_ += batch.size();
     stats_.recorded.fetch_add(batch.size(), std::memory_order_relaxed);
+    for (const Incident& inc : batch) ++recorded_by_playbook_[inc.playbook];
     UpdateHeld();
     space_cv_.notify_all();
     if (failed_attempts_ > 0) {

@@ -774,6 +774,13 @@ Result<std::vector<BanRecord>> IncidentStore::ActiveBans(UnixMicros now) {
   return out;
 }
 
+Result<std::int64_t> IncidentStore::CountActiveBans(UnixMicros now) {
+  MXWARD_STMT(q, "SELECT count(*) FROM bans WHERE until = 0 OR until > ?");
+  q.Bind(1, now);
+  if (q.Step() != SQLITE_ROW) return Error("counting bans");
+  return q.Int(0);
+}
+
 Status IncidentStore::UpsertSuspension(const SuspensionRecord& s) {
   MXWARD_STMT(q,
               "INSERT INTO suspensions (user, kind, previous, created_at, until, incident_id) "

@@ -100,7 +100,25 @@ struct DispatcherStats {
   std::uint64_t reverted = 0;
   std::uint64_t dry_run = 0;     // handled by a DryRunExecutor
   std::uint64_t maintained = 0;  // Maintain() ticks (Start + Maintain), all executors
+  // From the store, refreshed by the claimer about once a second (never on a scrape's or the
+  // ingest thread's time); -1 until the first refresh.
+  std::int64_t outbox_depth = -1;
+  std::int64_t outbox_oldest_age_seconds = -1;
+  std::int64_t active_bans = -1;
 };
+
+// How an action ended (or, for retried, one attempt): the `outcome` label of
+// mxward_actions_total.
+enum class ActionOutcome : std::uint8_t {
+  kApplied,
+  kReverted,
+  kFailed,
+  kRefused,
+  kDryRun,
+  kRetried
+};
+inline constexpr int kActionOutcomeCount = 6;
+std::string_view ActionOutcomeName(ActionOutcome outcome);
 
 class ActionDispatcher {
  public:
@@ -122,6 +140,9 @@ class ActionDispatcher {
   // workers never ran (Start() was never called): a worker Stop() detached may still own a lane.
   Status RunDueOnce();
   DispatcherStats stats() const;
+  // Actions of this type (a catalogue type; anything else is counted as "other") that ended so.
+  // Any thread.
+  std::uint64_t outcome_count(std::string_view type, ActionOutcome outcome) const;
 
  private:
   struct Impl;

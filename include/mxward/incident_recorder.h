@@ -114,6 +114,9 @@ class IncidentRecorder final : public IncidentSink {
   std::size_t Stop();
 
   const RecorderStats& stats() const { return stats_; }
+  // Incidents of this playbook written to the store since start (mxward_incidents_total). Any
+  // thread.
+  std::uint64_t recorded(std::string_view playbook) const;
   // OK, or why the last write attempt failed, with how much is held ("cannot write incidents to
   // /var/lib/mxward/state.db: ... full; 12 incidents held in memory"). Any thread.
   Status store_error() const;
@@ -149,7 +152,9 @@ class IncidentRecorder final : public IncidentSink {
       GUARDED_BY(mu_);
   std::vector<BaselineBatch> baselines_ GUARDED_BY(mu_);
   std::uint64_t enqueued_ GUARDED_BY(mu_) = 0;
+  void LogOpened(const Incident& incident);
   std::uint64_t written_ GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::uint64_t, std::less<>> recorded_by_playbook_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
   bool stopped_ GUARDED_BY(mu_) = false;
   Status last_error_ GUARDED_BY(mu_);  // read without mu_ only after Stop() (last_error())

@@ -178,6 +178,7 @@ class IncidentStore {
   Status UpsertBan(const BanRecord& ban);
   Status RemoveBan(std::string_view prefix);
   Result<std::vector<BanRecord>> ActiveBans(UnixMicros now);
+  Result<std::int64_t> CountActiveBans(UnixMicros now);
   Status UpsertSuspension(const SuspensionRecord& s);
   Status RemoveSuspension(std::string_view user, std::string_view kind);
   Result<std::vector<SuspensionRecord>> ActiveSuspensions();

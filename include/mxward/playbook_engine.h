@@ -92,6 +92,8 @@ class PlaybookEngine {
   // max_keys cap evicted: the per-playbook mxward_window_keys / _evictions_total metrics.
   virtual std::size_t window_keys(std::size_t i) const = 0;
   virtual std::uint64_t window_evictions(std::size_t i) const = 0;
+  // Times the i-th playbook's trigger fired (mxward_playbook_triggers_total). Any thread.
+  virtual std::uint64_t playbook_triggers(std::size_t i) const = 0;
 
   // --- novel baselines -----------------------------------------------------------------------
   // The playbooks with a `novel` trigger: what to LoadBaselines for at start.

@@ -8,10 +8,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -47,7 +50,7 @@ class ServeTest : public ::testing::Test {
     config_ = dir_.file("mxward.toml");
     std::ofstream(config_) << "dry_run = true\n"
                            << "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:" << kPort
-                           << "\"\n";
+                           << "\"\nallowed_senders = [\"127.0.0.1\"]\n";
     ASSERT_TRUE(daemon_.Start(kBinary,
                               {"--db", db_, "--config", config_, "--rules", rules_, "--socket",
                                dir_.file("control.sock")},
@@ -96,6 +99,49 @@ TEST_F(ServeTest, TcpLinesBecomeAnIncident) {
   SendFailures("203.0.113.50", 19);
   SendFailures("203.0.113.50", 1);
   EXPECT_TRUE(WaitFor([&] { return HasIncident("203.0.113.50"); })) << Log();
+}
+
+// Issue 16, points 2 and 3: after a real incident every metric family the Grafana dashboard
+// queries has a sample (six of them were declared and never exported), and the log has an audit
+// line for the incident: playbook, key, why, and its actions.
+TEST_F(ServeTest, EveryDashboardFamilyIsExportedAndTheLogIsAnAuditTrail) {
+  SendFailures("203.0.113.60", 20);
+  ASSERT_TRUE(WaitFor([&] { return HasIncident("203.0.113.60"); })) << Log();
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string m = Metrics();
+    return m.find("mxward_incidents_total{playbook=\"postfix-sasl\"} 1\n") != std::string::npos &&
+           m.find("\nmxward_outbox_depth ") != std::string::npos;
+  })) << Metrics();
+  const std::string metrics = Metrics();
+  EXPECT_NE(metrics.find("mxward_playbook_triggers_total{playbook=\"postfix-sasl\"} 1\n"),
+            std::string::npos);
+
+  std::ifstream in(std::string(MXWARD_SOURCE_DIR) + "/packaging/grafana/mxward-dashboard.json");
+  ASSERT_TRUE(in);
+  const std::string dashboard((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+  std::set<std::string> families;
+  for (std::size_t pos = dashboard.find("mxward_"); pos != std::string::npos;
+       pos = dashboard.find("mxward_", pos + 1)) {
+    std::size_t end = pos;
+    while (end < dashboard.size() &&
+           (std::islower(static_cast<unsigned char>(dashboard[end])) || dashboard[end] == '_')) {
+      ++end;
+    }
+    families.insert(dashboard.substr(pos, end - pos));
+  }
+  ASSERT_GT(families.size(), 10u);
+  for (const std::string& f : families) {
+    const bool sampled = metrics.find("\n" + f + "{") != std::string::npos ||
+                         metrics.find("\n" + f + " ") != std::string::npos ||
+                         metrics.find("\n" + f + "_bucket{") != std::string::npos;
+    EXPECT_TRUE(sampled) << "the dashboard queries " << f << " but /metrics has no sample of it";
+  }
+
+  // dry_run = true: the engine records its actions as dry-run; the audit line says so.
+  const std::string log = Log();
+  EXPECT_NE(log.find("opened: postfix-sasl client_ip=203.0.113.60 ("), std::string::npos) << log;
+  EXPECT_NE(log.find("; actions: ban (dry-run)"), std::string::npos) << log;
 }
 
 TEST_F(ServeTest, BrokenPlaybookOnReloadKeepsTheRunningSet) {
