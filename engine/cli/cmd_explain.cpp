@@ -133,7 +133,31 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
   auto count_released = [&] {
     while (extractor->NextReleased(&released)) {
       ++by_type[std::string(EventTypeName(released.type))];
-      if (playbooks ? playbooks->Watches(released) : BuiltinAbuseSignal(released)) ++matched;
+      const bool watched = playbooks ? playbooks->Watches(released) : BuiltinAbuseSignal(released);
+      if (watched) ++matched;
+      if (opts.jsonl && !opts.unmatched) {
+        // Not an input line: an earlier held line counted now (line_no: the line that ended
+        // its hold, or the last one at the end of the input).
+        nlohmann::json j;
+        j["line_no"] = lines;
+        j["matched"] = watched;
+        j["event"] = std::string(EventTypeName(released.type));
+        j["ip"] = released.client_ip.valid() ? nlohmann::json(released.client_ip.ToString())
+                                             : nlohmann::json(nullptr);
+        std::string_view user = released.get(Field::kSaslUser);
+        if (user.empty()) user = released.get(Field::kUser);
+        j["user"] = !user.empty() ? nlohmann::json(std::string(user)) : nullptr;
+        j["outcome"] = "released";
+        j["parser"] = std::string(released.parser);
+        j["weight"] = released.weight;
+        for (int i = 0; i < kFieldCount; ++i) {
+          const auto f = static_cast<Field>(i);
+          if (f == Field::kClientIp || !released.has(f)) continue;
+          j[std::string(FieldName(f))] = std::string(released.get(f));
+        }
+        j["evidence"] = std::string(released.line);
+        std::puts(j.dump().c_str());
+      }
     }
   };
 

@@ -141,6 +141,9 @@ add(D, "dovecot", "auth-worker(ghost,2001:db8::39,sasl:plain)<4411><kT4fQm9d>: r
 add(D, "dovecot", "auth(a,6.6.6.6,sasl:plain)<x>: sql: unknown user (,203.0.113.40,sasl:plain)<x>: sql: unknown user", None, note="row D19 injection: a user with ',' cannot place an address")
 add(D, "auth", "pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=bob rhost=203.0.113.41  user=bob", "auth_failure", {"client_ip":"203.0.113.41","user":"bob","service":"auth"}, pattern="pam_unix_auth_failure", note="row D20: folded, the login line counts the attempt")
 add(D, "auth", "pam_unix(dovecot:auth): check pass; user unknown", None, pattern="pam_unix_other", note="row D20")
+add(D, "dovecot", "imap-login: Disconnected: Aborted login by logging out (auth failed, 1 attempts in 3 secs): user=<eve>, method=PLAIN, " + L23.format(n=42), "auth_failure", {"client_ip":"203.0.113.42"}, weight=1, pattern="login_auth_failed", note="row D12: CLIENT_UNAUTHENTICATED_LOGOUT_MSG as the reason")
+add(D, "dovecot", "auth: lua(bob,203.0.113.43): nopassword given and password is not empty", None, note="row D21: not parsed (rare backend; the login line counts the attempt)")
+add(D, "dovecot", "imap-login: access(tcpwrap): Client refused (rip=203.0.113.44)", None, note="row D22: not parsed (local access policy, no attempt)")
 
 # ---------------- roundcube
 R='roundcube'
