@@ -57,13 +57,19 @@ def dovecot_conf(work, args, plaintext_forbidden_ip):
     write(f"{work}/users", f"{USER}:{{PLAIN}}{PASSWORD}::::::\nbob@example.org:{{PLAIN}}bobs secret::::::\n", 0o644)
     os.makedirs(f"{work}/mail", exist_ok=True)
     os.chmod(f"{work}/mail", 0o1777)
-    # log_timestamp carries a syslog-style host and tag, so the log_path file reads as RFC 3164
-    # ("Dec  6 12:00:00 mailhost dovecot: imap-login: Info: ..."); the service prefix and level
-    # are Dovecot's own.
+    if args.syslog:
+        logging = "log_path = syslog\nsyslog_facility = mail"
+    else:
+        # log_timestamp carries a syslog-style host and tag, so the log_path file reads as RFC
+        # 3164 ("Dec  6 12:00:00 mailhost dovecot: imap-login: Info: ..."); the service prefix
+        # and level are Dovecot's own.
+        logging = (f"log_path = {work}/dovecot.log\ninfo_log_path = {work}/dovecot.log\n"
+                   f"debug_log_path = {work}/dovecot.log\n"
+                   'log_timestamp = "%b %e %H:%M:%S mailhost dovecot: "')
     return f"""
 base_dir = {work}/run
 state_dir = {work}/state
-instance_name = mxward-test
+instance_name = dovecot
 protocols = imap pop3 submission
 listen = {SERVER}
 ssl = no
@@ -72,10 +78,7 @@ auth_mechanisms = plain login
 auth_verbose = {args.auth_verbose}
 auth_debug = {args.auth_debug}
 auth_failure_delay = 0
-log_path = {work}/dovecot.log
-info_log_path = {work}/dovecot.log
-debug_log_path = {work}/dovecot.log
-log_timestamp = "%b %e %H:%M:%S mailhost dovecot: "
+{logging}
 first_valid_uid = {nobody.pw_uid}
 last_valid_uid = {nobody.pw_uid}
 mail_location = maildir:{work}/mail/%u
@@ -148,7 +151,7 @@ alias_maps =
 alias_database =
 inet_interfaces = {SERVER}
 inet_protocols = ipv4
-maillog_file = {work}/postfix.log
+{"" if args.syslog else f"maillog_file = {work}/postfix.log"}
 maillog_file_prefixes = {work}
 syslog_name = postfix
 smtpd_sasl_auth_enable = yes
@@ -185,6 +188,58 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """)
     return cfg
+
+
+class SyslogRelay(threading.Thread):
+    """The servers' /dev/log: records each datagram as a line of WORKDIR/syslog.log and passes it
+    on to `forward` (mxward's unix-dgram input), so the test reads exactly what mxward got."""
+
+    def __init__(self, path, record, forward):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+        self.sock.settimeout(0.2)
+        self.out = open(record, "ab", buffering=0)
+        self.forward = forward
+        self.done = threading.Event()
+
+    def run(self):
+        fwd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self.forward else None
+        while not self.done.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            self.out.write(data.rstrip(b"\n") + b"\n")
+            if fwd:
+                fwd.sendto(data, self.forward)
+
+
+# Runs argv in a mount namespace of its own where /dev/log is the relay's socket (the servers'
+# syslog() calls then reach it; nothing outside the namespace changes).
+WITH_DEV_LOG = r"""
+set -e
+devlog=$1; work=$2; shift 2
+target=$(readlink -f /dev/log 2>/dev/null || true)
+if [ -n "$target" ] && [ -S "$target" ]; then
+  mount --bind "$devlog" "$target"
+else
+  d=$work/dev; mkdir -p "$d"; mount -t tmpfs -o mode=755 tmpfs "$d"
+  for n in null zero full random urandom tty; do touch "$d/$n"; mount --bind "/dev/$n" "$d/$n"; done
+  mkdir "$d/pts" "$d/shm"; ln -s /proc/self/fd "$d/fd"
+  touch "$d/log"; mount --bind "$devlog" "$d/log"
+  mount --rbind "$d" /dev
+fi
+exec "$@"
+"""
+
+
+def server_cmd(args, work, *argv):
+    if not args.syslog:
+        return argv
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", WITH_DEV_LOG, "sh",
+            f"{work}/dev-log", work) + argv
 
 
 def wait_for(cond, what, timeout=30.0):
@@ -412,6 +467,9 @@ def main():
     ap.add_argument("--auth-verbose", default="no")
     ap.add_argument("--auth-debug", default="no")
     ap.add_argument("--port-logging", default="no")
+    ap.add_argument("--syslog", action="store_true",
+                    help="log through syslog (/dev/log in a mount namespace) instead of files")
+    ap.add_argument("--forward", default="", help="with --syslog: mxward's unix-dgram socket")
     args = ap.parse_args()
     work = args.work
     global LOG
@@ -431,10 +489,17 @@ def main():
     conf = f"{work}/dovecot.conf"
     write(conf, dovecot_conf(work, args, ips["imap_plaintext_forbidden"]))
     pf = postfix_conf(work, args)
-    sh("dovecot", "-c", conf)
+    relay = None
+    if args.syslog:
+        relay = SyslogRelay(f"{work}/dev-log", f"{work}/syslog.log", args.forward)
+        relay.start()
+        logs = {"dovecot": f"{work}/syslog.log", "postfix": f"{work}/syslog.log"}
+    else:
+        logs = {"dovecot": f"{work}/dovecot.log", "postfix": f"{work}/postfix.log"}
+    sh(*server_cmd(args, work, "dovecot", "-c", conf))
     try:
         wait_for(lambda: os.path.exists(f"{work}/run/auth-postfix"), "dovecot's auth socket")
-        sh("postfix", "-c", pf, "start")
+        sh(*server_cmd(args, work, "postfix", "-c", pf, "start"))
         try:
             for p in PORTS.values():
                 wait_for(lambda p=p: connectable(p), f"port {p}")
@@ -443,20 +508,26 @@ def main():
             # Every connection's end is logged before the servers stop (login processes log at
             # disconnect; smtpd logs "disconnect from").
             probes = 3  # imap, pop3, submission probes of the readiness loop
-            wait_for(lambda: count_lines(f"{work}/dovecot.log",
+            wait_for(lambda: count_lines(logs["dovecot"],
                                          ["Disconnected", "Login aborted", "Aborted login",
                                           "Login: "], within="-login: ")
                      >= made.connections["dovecot"] + probes,
                      "dovecot's disconnect lines")
-            wait_for(lambda: count_lines(f"{work}/postfix.log", ["disconnect from"])
+            wait_for(lambda: count_lines(logs["postfix"], ["disconnect from"])
                      >= made.connections["postfix"] + 1, "postfix's disconnect lines")
         finally:
             sh("postfix", "-c", pf, "stop", check=False)
     finally:
         sh("dovecot", "-c", conf, "stop", check=False)
-    merge_by_time([f"{work}/dovecot.log", f"{work}/postfix.log"], f"{work}/merged.log")
-    json.dump({"logs": [f"{work}/dovecot.log", f"{work}/postfix.log"],
-               "merged": f"{work}/merged.log",
+    if relay:
+        relay.done.set()
+        relay.join()
+        merged = f"{work}/syslog.log"  # already in arrival order
+    else:
+        merged = f"{work}/merged.log"
+        merge_by_time([logs["dovecot"], logs["postfix"]], merged)
+    json.dump({"logs": sorted(set(logs.values())),
+               "merged": merged,
                "made": made.by_ip, "connections": made.connections}, sys.stdout)
 
 

@@ -13,6 +13,7 @@
 // one event"), auth_debug on, Postfix smtpd_client_port_logging on. It prints the per-protocol
 // table that docs/parsers.md quotes. About 30 s per variant.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -84,35 +85,12 @@ bool PackReadsPortLogging(const std::string& dir) {
   return r.out.find("\"auth_failure\"") != std::string::npos;
 }
 
-class RealMailServersTest : public ::testing::TestWithParam<Variant> {
- protected:
-  static void SetUpTestSuite() { (void)NetworkNamespace::Enter(); }
-};
-
-TEST_P(RealMailServersTest, EveryFailedLoginIsCountedOnceAndNoSuccessIs) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespace, servers' users)";
-  ASSERT_TRUE(NetworkNamespace::Enter().ok()) << NetworkNamespace::Enter().error();
-  for (const char* bin : {"/usr/sbin/dovecot", "/usr/sbin/postfix"}) {
-    if (!std::filesystem::exists(bin)) {
-      GTEST_SKIP() << bin << " missing: packaging/install-deps.sh test installs postfix and "
-                   << "dovecot-core/imapd/pop3d/submissiond";
-    }
-  }
-  const Variant& v = GetParam();
-  TempDir dir;
-  auto run = RunCommand({"python3", kScript, dir.path(), "--auth-verbose", v.auth_verbose,
-                         "--auth-debug", v.auth_debug, "--port-logging", v.port_logging});
-  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
-  const auto result = nlohmann::json::parse(run.out);
-
+// Per address: counted == made, successes never counted. Returns the table docs/parsers.md
+// quotes. smtp_asserted false: the smtp rows are printed, not asserted.
+std::string CheckCounts(const nlohmann::json& result, bool smtp_asserted) {
   std::string error;
   const auto counted = CountPerAddress(result["merged"].get<std::string>(), &error);
-  ASSERT_TRUE(error.empty()) << error;
-  // With port logging, Postfix's SASL lines need the Postfix parser's port-logging patterns; with
-  // auth_verbose the held passdb lines count those attempts anyway (service "auth").
-  const bool pack_reads_port_logging = v.port_logging != "yes" || PackReadsPortLogging(dir.path());
-  const bool smtp_asserted = pack_reads_port_logging || v.auth_verbose == "yes";
-
+  EXPECT_TRUE(error.empty()) << error;
   std::string table = "| protocol, how | address | attempts made | counted |\n|---|---|---|---|\n";
   for (const auto& [ip, made] : result["made"].items()) {
     const std::string protocol = made["protocol"].get<std::string>();
@@ -128,13 +106,62 @@ TEST_P(RealMailServersTest, EveryFailedLoginIsCountedOnceAndNoSuccessIs) {
       EXPECT_GE(c.successes, 2u) << "Dovecot's IMAP and POP3 Login: lines, from " << ip;
     }
   }
-  std::printf("\nvariant %s (auth_verbose=%s auth_debug=%s smtpd_client_port_logging=%s)\n%s",
+  return table;
+}
+
+std::set<std::pair<std::string, std::string>> Incidents(const std::string& db, std::string* raw) {
+  auto list = RunCommand({kBinary, "incidents", "list", "--json", "--limit", "1000", "--db", db});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  *raw = list.out;
+  std::set<std::pair<std::string, std::string>> out;
+  if (list.exit_code != 0) return out;
+  for (const auto& i : nlohmann::json::parse(list.out)) {
+    out.emplace(i["playbook"].get<std::string>(), i["key"].get<std::string>());
+  }
+  return out;
+}
+
+// The servers need root (their users, ports, the namespaces) and Debian's packages.
+std::string WhyNotRunnable() {
+  if (geteuid() != 0) return "needs root (network and mount namespaces, the servers' users)";
+  for (const char* bin : {"/usr/sbin/dovecot", "/usr/sbin/postfix"}) {
+    if (!std::filesystem::exists(bin)) {
+      return std::string(bin) +
+             " missing: packaging/install-deps.sh test installs postfix and "
+             "dovecot-core/imapd/pop3d/submissiond";
+    }
+  }
+  return "";
+}
+
+class RealMailServersTest : public ::testing::TestWithParam<Variant> {
+ protected:
+  static void SetUpTestSuite() { (void)NetworkNamespace::Enter(); }
+};
+
+// Dovecot log_path and Postfix maillog_file: files, read as a replay would.
+TEST_P(RealMailServersTest, EveryFailedLoginIsCountedOnceAndNoSuccessIs) {
+  if (const std::string why = WhyNotRunnable(); !why.empty()) GTEST_SKIP() << why;
+  ASSERT_TRUE(NetworkNamespace::Enter().ok()) << NetworkNamespace::Enter().error();
+  const Variant& v = GetParam();
+  TempDir dir;
+  auto run = RunCommand({"python3", kScript, dir.path(), "--auth-verbose", v.auth_verbose,
+                         "--auth-debug", v.auth_debug, "--port-logging", v.port_logging});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+  const auto result = nlohmann::json::parse(run.out);
+
+  // With port logging, Postfix's SASL lines need the Postfix parser's port-logging patterns; with
+  // auth_verbose the held passdb lines count those attempts anyway (service "auth").
+  const bool pack_reads_port_logging = v.port_logging != "yes" || PackReadsPortLogging(dir.path());
+  const bool smtp_asserted = pack_reads_port_logging || v.auth_verbose == "yes";
+  const std::string table = CheckCounts(result, smtp_asserted);
+  std::printf("\nfiles, %s (auth_verbose=%s auth_debug=%s smtpd_client_port_logging=%s)\n%s",
               v.name.c_str(), v.auth_verbose.c_str(), v.auth_debug.c_str(), v.port_logging.c_str(),
               table.c_str());
-  if (!smtp_asserted) {
-    std::printf(
-        "NOTE: this parser pack does not read Postfix's port-logging SASL lines yet; the "
-        "smtp rows above are reported, not asserted\n");
+  if (!pack_reads_port_logging) {
+    std::printf("NOTE: this parser pack does not read Postfix's port-logging SASL lines yet: %s\n",
+                smtp_asserted ? "the smtp rows were counted by the held passdb lines"
+                              : "the smtp rows above are reported, not asserted");
   }
 
   // The shipped playbooks over the same log: each address over a threshold has its incident.
@@ -142,19 +169,55 @@ TEST_P(RealMailServersTest, EveryFailedLoginIsCountedOnceAndNoSuccessIs) {
   auto replay = RunCommand({kBinary, "replay", "--db", db, "--rules", kRules, "--config",
                             "/dev/null", result["merged"].get<std::string>()});
   ASSERT_EQ(replay.exit_code, 0) << replay.err;
-  auto list = RunCommand({kBinary, "incidents", "list", "--json", "--limit", "1000", "--db", db});
-  ASSERT_EQ(list.exit_code, 0) << list.err;
-  std::set<std::pair<std::string, std::string>> incidents;
-  for (const auto& i : nlohmann::json::parse(list.out)) {
-    incidents.emplace(i["playbook"].get<std::string>(), i["key"].get<std::string>());
-  }
-  EXPECT_TRUE(incidents.count({"dovecot-auth", "198.51.100.20"})) << list.out;
+  std::string raw;
+  const auto incidents = Incidents(db, &raw);
+  EXPECT_TRUE(incidents.count({"dovecot-auth", "198.51.100.20"})) << raw;
   if (pack_reads_port_logging) {
-    EXPECT_TRUE(incidents.count({"postfix-sasl", "198.51.100.21"})) << list.out;
+    EXPECT_TRUE(incidents.count({"postfix-sasl", "198.51.100.21"})) << raw;
   }
   for (const auto& [playbook, key] : incidents) {
     EXPECT_NE(key, "198.51.100.19") << playbook << " opened an incident for the successes";
   }
+}
+
+// Dovecot log_path = syslog and Postfix's syslog: both write to /dev/log, which in the servers'
+// mount namespace is a relay that records each datagram and passes it to the running daemon's
+// unix-dgram input. The record gives the counts; the daemon must open the incidents live.
+TEST(RealMailServersSyslogTest, ThroughTheDaemonsUnixSocket) {
+  if (const std::string why = WhyNotRunnable(); !why.empty()) GTEST_SKIP() << why;
+  ASSERT_TRUE(NetworkNamespace::Enter().ok()) << NetworkNamespace::Enter().error();
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  const std::string sock = dir.file("mxward.sock");
+  const std::string db = dir.file("state.db");
+  std::ofstream(dir.file("mxward.toml"))
+      << "dry_run = true\n[[input]]\ntype = \"unix-dgram\"\npath = \"" << sock
+      << "\"\nmode = \"0666\"\n";
+  testing::ServeProcess daemon;
+  ASSERT_TRUE(daemon.Start(kBinary,
+                           {"--db", db, "--config", dir.file("mxward.toml"), "--rules", kRules,
+                            "--socket", dir.file("control.sock")},
+                           dir.file("serve.log")));
+  ASSERT_TRUE(daemon.WaitForLog("ready:")) << daemon.Log();
+
+  auto run = RunCommand(
+      {"python3", kScript, dir.path(), "--auth-verbose", "yes", "--syslog", "--forward", sock});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+  const auto result = nlohmann::json::parse(run.out);
+  const std::string table = CheckCounts(result, true);
+  std::printf("\nsyslog to the daemon's unix socket (auth_verbose=yes)\n%s", table.c_str());
+
+  std::string raw;
+  EXPECT_TRUE(daemon.WaitFor([&] {
+    const auto incidents = Incidents(db, &raw);
+    return incidents.count({"dovecot-auth", "198.51.100.20"}) &&
+           incidents.count({"postfix-sasl", "198.51.100.21"});
+  })) << raw
+      << daemon.Log();
+  for (const auto& [playbook, key] : Incidents(db, &raw)) {
+    EXPECT_NE(key, "198.51.100.19") << playbook << " opened an incident for the successes";
+  }
+  EXPECT_TRUE(daemon.Stop()) << daemon.Log();
 }
 
 INSTANTIATE_TEST_SUITE_P(
