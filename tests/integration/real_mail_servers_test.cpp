@@ -20,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <set>
 #include <sstream>
 #include <string>
@@ -44,6 +45,7 @@ struct Variant {
   std::string name;
   std::string auth_verbose, auth_debug, port_logging;
 };
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 
 struct Counted {
   std::uint64_t failures = 0;   // auth_failure weight: attempts counted
