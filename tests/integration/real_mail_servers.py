@@ -242,7 +242,7 @@ def server_cmd(args, work, *argv):
             f"{work}/dev-log", work) + argv
 
 
-def wait_for(cond, what, timeout=30.0):
+def wait_for(cond, what, timeout=90.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
