@@ -89,14 +89,47 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input
                                               ? static_cast<std::size_t>(label)
                                               : other]);
     }
-    return;
+  } else {
+    event_.node = node_;
+    Deliver(extractor_->last_outcome().pattern);
   }
-  event_.node = node_;
+  DeliverReleased();
+}
+
+void Pipeline::AdvanceTime(UnixMicros now) {
+  extractor_->Advance(now);
+  DeliverReleased();
+}
+
+void Pipeline::ReleaseHeld() {
+  extractor_->ReleaseAll();
+  DeliverReleased();
+}
+
+// Held lines whose hold ended: the same path as any event (their parser is the held pattern's).
+void Pipeline::DeliverReleased() {
+  while (extractor_->NextReleased(&event_)) {
+    const ParserPack* pack = extractor_->pack();
+    int parser_index = -1;
+    if (pack != nullptr) {
+      const auto& names = counters_.parser_names;
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        if (names[i] == event_.parser) parser_index = static_cast<int>(i);
+      }
+    }
+    DeliverEvent(parser_index);
+  }
+}
+
+void Pipeline::Deliver(const PatternInfo* pattern) {
+  DeliverEvent(pattern != nullptr ? pattern->parser_index : -1);
+}
+
+void Pipeline::DeliverEvent(int parser_index) {
   Bump(counters_.events);
   Bump(counters_.events_by_type[static_cast<int>(event_.type)]);
   {
-    const PatternInfo* pattern = extractor_->last_outcome().pattern;
-    const int p = pattern != nullptr ? pattern->parser_index : -1;
+    const int p = parser_index;
     const std::size_t n = counters_.parser_names.size();
     Bump(counters_.events_by_parser[p >= 0 && static_cast<std::size_t>(p) < n
                                         ? static_cast<std::size_t>(p)

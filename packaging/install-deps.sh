@@ -4,7 +4,8 @@
 #   packaging/install-deps.sh run    what building and running mxward needs
 #   packaging/install-deps.sh test   the above plus what the test suite starts for real
 #                                    (nft, rsyslogd with its TLS drivers, MariaDB, PostgreSQL,
-#                                    fail2ban, clang fuzzers, systemd-journal-remote)
+#                                    fail2ban, clang fuzzers, systemd-journal-remote,
+#                                    Postfix and Dovecot)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing.
 set -euo pipefail
@@ -26,6 +27,7 @@ test_pkgs=(
   systemd-journal-remote           # journal files written from export format (journal input)
   clang libclang-rt-14-dev
   lintian time
+  postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
 )
 
 case "$profile" in

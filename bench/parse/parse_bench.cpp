@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
         ++n;
         ++counts[static_cast<int>(event.type)];
       }
+      while (extractor->NextReleased(&event)) {  // held lines counted on their own
+        ++n;
+        ++counts[static_cast<int>(event.type)];
+      }
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double cpu = ThreadCpuSeconds() - c0;

@@ -64,6 +64,8 @@ std::string_view OutcomeName(ExtractOutcome::Kind k) {
       return "no_event";
     case ExtractOutcome::kFolded:
       return "folded";
+    case ExtractOutcome::kHeld:
+      return "held";
     case ExtractOutcome::kUnmatched:
       return "unmatched";
   }
@@ -126,6 +128,38 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
   Event event;
   std::string out;
   const auto started = std::chrono::steady_clock::now();
+  // Held lines (fold = "held") whose counting line did not come: counted as their own events.
+  Event released;
+  auto count_released = [&] {
+    while (extractor->NextReleased(&released)) {
+      ++by_type[std::string(EventTypeName(released.type))];
+      const bool watched = playbooks ? playbooks->Watches(released) : BuiltinAbuseSignal(released);
+      if (watched) ++matched;
+      if (opts.jsonl && !opts.unmatched) {
+        // Not an input line: an earlier held line counted now (line_no: the line that ended
+        // its hold, or the last one at the end of the input).
+        nlohmann::json j;
+        j["line_no"] = lines;
+        j["matched"] = watched;
+        j["event"] = std::string(EventTypeName(released.type));
+        j["ip"] = released.client_ip.valid() ? nlohmann::json(released.client_ip.ToString())
+                                             : nlohmann::json(nullptr);
+        std::string_view user = released.get(Field::kSaslUser);
+        if (user.empty()) user = released.get(Field::kUser);
+        j["user"] = !user.empty() ? nlohmann::json(std::string(user)) : nullptr;
+        j["outcome"] = "released";
+        j["parser"] = std::string(released.parser);
+        j["weight"] = released.weight;
+        for (int i = 0; i < kFieldCount; ++i) {
+          const auto f = static_cast<Field>(i);
+          if (f == Field::kClientIp || !released.has(f)) continue;
+          j[std::string(FieldName(f))] = std::string(released.get(f));
+        }
+        j["evidence"] = std::string(released.line);
+        std::puts(j.dump().c_str());
+      }
+    }
+  };
 
   while (std::getline(*in, line)) {
     ++lines;
@@ -159,6 +193,7 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
     }
     if (has_event) ++by_type[std::string(EventTypeName(event.type))];
     if (is_match) ++matched;
+    count_released();
 
     if (opts.unmatched) {
       if (outcome.pattern != nullptr) continue;
@@ -215,6 +250,12 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
         out = fmt::format("{:>6} {} -> folded: {} counted on another line{}\n       {}\n", lines,
                           where, EventTypeName(event.type), FieldsText(event), line);
         break;
+      case ExtractOutcome::kHeld:
+        out = fmt::format(
+            "{:>6} {} -> held: {} counted by its login line, or here if none follows{}\n"
+            "       {}\n",
+            lines, where, EventTypeName(event.type), FieldsText(event), line);
+        break;
       default:
         out = fmt::format("{:>6} {} -> no event (recognised){}\n       {}\n", lines, where,
                           FieldsText(event), line);
@@ -225,11 +266,17 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
+  extractor->ReleaseAll();
+  count_released();
   const auto& st = extractor->stats();
   std::string summary;
   summary += fmt::format(
       "\nLines: {} (not syslog: {}); recognised: {}; events: {}; folded: {}; unmatched: {}\n",
       lines, malformed, st.messages - st.unmatched, st.events, st.folded, st.unmatched);
+  if (st.held > 0) {
+    summary += fmt::format("Held for their login line: {}; counted on their own (none came): {}\n",
+                           st.held, st.released);
+  }
   summary += fmt::format("Matched (abuse signals counted by {}): {}\n", matched_basis, matched);
   auto section = [&](const char* title, const std::map<std::string, std::uint64_t>& m) {
     if (m.empty()) return;

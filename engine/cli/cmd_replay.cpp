@@ -65,6 +65,7 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
     if (fd > 0) ::close(fd);
     if (!st.ok()) throw CliExit(kExitRuntime, fmt::format("reading {}: {}", file, st.message()));
   }
+  pipeline.ReleaseHeld();
   pipeline.FlushCounts();
   recorder.AddBaselines(pipeline.engine().TakeDirtyBaselines());
   const auto& c = pipeline.counters();

@@ -198,6 +198,7 @@ class Daemon {
     housekeeping_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       sd_notify(0, "WATCHDOG=1");
+      pipeline_->AdvanceTime(SystemClock::Instance()->Now());
       const auto now = std::chrono::steady_clock::now();
       if (now - last_hourly_ >= std::chrono::hours(1)) {
         last_hourly_ = now;
@@ -316,6 +317,7 @@ class Daemon {
   }
 
   void Shutdown() {
+    pipeline_->ReleaseHeld();
     pipeline_->FlushCounts();
     recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
     // Bounded: with an unwritable store (disk full) the held incidents cannot be saved, and

@@ -1,17 +1,21 @@
 // EventExtractor: ParserPack match, then folding and queue-id correlation.
 //
 // Folding (one attempt, one event) is decided per pattern in the parser TOML:
-//  - fold = "superseded": Dovecot's auth-worker/auth passdb lines ("pam(user,ip): unknown user",
-//    "sql(user,ip): Password mismatch"). Every attempt they describe is also logged by the client
-//    of the auth service: the login process ("Disconnected (auth failed, N attempts ...)", which
-//    Dovecot writes whatever auth_verbose says, and which counts as weight N) or Postfix's
-//    "SASL ... authentication failed" warning for SMTP AUTH via Dovecot. Counting the passdb line
-//    too would count each try two or three times, so these lines are recognised (explain shows
-//    them) and folded: never counted, no state kept, nothing to bound.
+//  - fold = "held": Dovecot's auth-worker/auth passdb lines ("pam(user,ip): unknown user",
+//    "sql(user,ip): Password mismatch"). Every attempt they describe is normally also logged by
+//    the client of the auth service: the login process ("Disconnected (auth failed, N attempts
+//    ...)", weight N) or Postfix's "SASL ... authentication failed" warning for SMTP AUTH via
+//    Dovecot; those lines carry the service playbooks match on, so they are the ones counted. But
+//    the client's line may never arrive (a shape no pattern knows, another file or host), so a
+//    passdb line is held in a bounded table (PendingAttempts) and counted itself when its hold
+//    ends unmatched. Each attempt is counted exactly once in either order, and with either half
+//    alone: see pending_attempts.h.
+//  - fold = "superseded": recognised (explain shows it) and never counted; no state.
 //  - fold = "loopback_is_webmail": a Dovecot failure from 127.0.0.1/::1 is a webmail's own IMAP
 //    login; Roundcube's line carries the browser's address and is the one counted.
 #include <memory>
 
+#include "engine/parse/pending_attempts.h"
 #include "engine/parse/queue_id_correlator.h"
 #include "mxward/parser_pack.h"
 
@@ -22,11 +26,14 @@ class EventExtractorImpl final : public EventExtractor {
  public:
   EventExtractorImpl(std::shared_ptr<const ParserPack> pack, const EventExtractorOptions& options)
       : pack_(std::move(pack)),
-        correlator_(options.queue_id_capacity, options.queue_id_ttl_seconds) {}
+        correlator_(options.queue_id_capacity, options.queue_id_ttl_seconds),
+        pending_(PendingAttemptsOptions{options.held_capacity, options.held_hold_seconds,
+                                        options.held_memory_seconds}) {}
 
   bool Extract(const SyslogMessage& msg, Event* event) override {
     ++stats_.messages;
     outcome_ = ExtractOutcome();
+    if (pending_.size() > 0) pending_.Advance(msg.time);
     const PatternInfo* pattern = nullptr;
     if (!pack_->Match(msg, event, &pattern)) {
       ++stats_.unmatched;
@@ -34,10 +41,21 @@ class EventExtractorImpl final : public EventExtractor {
     }
     outcome_.pattern = pattern;
     if (pattern->fold == FoldRule::kSuperseded ||
-        (pattern->fold == FoldRule::kLoopbackIsWebmail && event->client_ip.IsLoopback())) {
-      ++stats_.folded;
-      outcome_.kind = ExtractOutcome::kFolded;
+        (pattern->fold != FoldRule::kNone && event->client_ip.IsLoopback())) {
+      return Fold();
+    }
+    if (pattern->fold == FoldRule::kHeld && event->client_ip.valid()) {
+      pending_.Advance(event->time);
+      if (!pending_.Hold(*event)) return Fold();
+      ++stats_.held;
+      UpdatePendingStats();
+      outcome_.kind = ExtractOutcome::kHeld;
       return false;
+    }
+    if (pattern->settles_held && event->client_ip.valid()) {
+      event->weight = pending_.Settle(event->client_ip, event->weight, event->time);
+      UpdatePendingStats();
+      if (event->weight == 0) return Fold();  // a released passdb line counted it already
     }
     if (event->has(Field::kQueueId)) {
       // Expire by event time, at most once per second of it: the head check is cheap anyway.
@@ -68,11 +86,35 @@ class EventExtractorImpl final : public EventExtractor {
     return true;
   }
 
+  void Advance(UnixMicros now) override {
+    if (pending_.size() > 0) pending_.Advance(now);
+  }
+  void ReleaseAll() override { pending_.ReleaseAll(); }
+  bool NextReleased(Event* event) override {
+    const Event* released = pending_.NextReleased();
+    if (released == nullptr) return false;
+    *event = *released;
+    ++stats_.events;
+    UpdatePendingStats();
+    return true;
+  }
+
   const ExtractorStats& stats() const override { return stats_; }
   const ParserPack* pack() const override { return pack_.get(); }
   const ExtractOutcome& last_outcome() const override { return outcome_; }
 
  private:
+  bool Fold() {
+    ++stats_.folded;
+    outcome_.kind = ExtractOutcome::kFolded;
+    return false;
+  }
+
+  void UpdatePendingStats() {
+    stats_.released = pending_.stats().released;
+    stats_.held_now = pending_.size();
+  }
+
   // Lines that describe where a message came from open a correlation entry; the rest (delivery,
   // verdicts) only read one, so outbound traffic from pickup does not fill the table.
   static bool StartsStory(const PatternInfo& pattern, const Event& event) {
@@ -89,6 +131,7 @@ class EventExtractorImpl final : public EventExtractor {
 
   std::shared_ptr<const ParserPack> pack_;
   QueueIdCorrelator correlator_;
+  PendingAttempts pending_;
   ExtractorStats stats_;
   ExtractOutcome outcome_;
   std::int64_t last_expire_second_ = -1;

@@ -67,6 +67,7 @@ struct CompiledPattern {
   int weight_field = -1;  // Field index whose number is the weight
   std::string literal;
   std::vector<std::string> processes;
+  std::vector<std::string> settled_by;  // fold = "held": parsers whose auth_failure lines settle it
 };
 
 struct PatternSet {
@@ -223,6 +224,21 @@ class CompiledParserPack final : public ParserPack {
       p.label_base = static_cast<int>(labels_.size());
       labels_.push_back(p.name);
       for (const auto& [process, set] : p.process_sets) labels_.push_back(p.name + "/" + process);
+    }
+    // The auth_failure lines of the parsers a held pattern names settle held attempts. A name no
+    // loaded parser has settles nothing: the held lines then count themselves after the hold.
+    std::set<std::string, std::less<>> settling;
+    for (const auto& p : parsers_) {
+      for (const auto& pattern : p.patterns) {
+        settling.insert(pattern.settled_by.begin(), pattern.settled_by.end());
+      }
+    }
+    for (auto& p : parsers_) {
+      if (!settling.contains(p.name)) continue;
+      for (auto& pattern : p.patterns) {
+        pattern.info.settles_held = pattern.info.emits && pattern.type == EventType::kAuthFailure &&
+                                    pattern.info.fold != FoldRule::kHeld;
+      }
     }
   }
 
@@ -525,7 +541,7 @@ class Loader {
   bool CompilePattern(const std::string& file, const toml::table& t, CompiledPattern* p) {
     CheckKeys(file, t,
               {"name", "event", "regex", "template", "processes", "literal", "fields", "weight",
-               "fold", "forget_queue_id", "description"},
+               "fold", "settled_by", "forget_queue_id", "description"},
               "[[pattern]]");
     std::string event;
     if (!GetString(file, t, "name", true, &p->info.name) ||
@@ -699,9 +715,25 @@ class Loader {
       p->info.fold = FoldRule::kSuperseded;
     } else if (fold == "loopback_is_webmail") {
       p->info.fold = FoldRule::kLoopbackIsWebmail;
+    } else if (fold == "held") {
+      p->info.fold = FoldRule::kHeld;
     } else if (!fold.empty()) {
       Error(file, t["fold"].node()->source(),
-            fmt::format("unknown fold '{}' (expected superseded or loopback_is_webmail)", fold));
+            fmt::format("unknown fold '{}' (expected superseded, loopback_is_webmail or held)",
+                        fold));
+      return false;
+    }
+    if (!GetStrings(file, t, "settled_by", false, &p->settled_by)) return false;
+    if (p->info.fold == FoldRule::kHeld && p->settled_by.empty()) {
+      Error(file, t.source(),
+            fmt::format("pattern '{}': fold = \"held\" needs 'settled_by' (the parsers whose "
+                        "auth_failure lines count the same attempts)",
+                        p->info.name));
+      return false;
+    }
+    if (p->info.fold != FoldRule::kHeld && !p->settled_by.empty()) {
+      Error(file, t["settled_by"].node()->source(),
+            fmt::format("pattern '{}': 'settled_by' goes with fold = \"held\"", p->info.name));
       return false;
     }
     if (t.contains("forget_queue_id") && !SettingsReader(t, "[[pattern]]", file, diags_)

@@ -31,6 +31,10 @@ enum class FoldRule : std::uint8_t {
   kSuperseded,
   // Dropped when client_ip is loopback: a webmail's own IMAP login (Roundcube logs the browser).
   kLoopbackIsWebmail,
+  // Held for the line that counts the same attempt (Dovecot's passdb lines, settled by the login
+  // process's or Postfix's line); counted itself when none comes in time. Loopback is webmail's
+  // and folded. See engine/parse/pending_attempts.h for the invariant.
+  kHeld,
 };
 
 // The pattern that recognised a line: for `explain` and for the extractor's folding rules.
@@ -40,7 +44,10 @@ struct PatternInfo {
   bool emits = true;   // false: recognised, but yields no event (event = "none" in the TOML)
   FoldRule fold = FoldRule::kNone;
   bool forget_queue_id = false;  // the message left the queue: drop its correlation entry
-  int parser_index = -1;         // position of parser in ParserPack::parser_names() (-1: unknown)
+  // An auth_failure line that counts attempts a held line (fold = "held") also logs: it settles
+  // them. Set for every auth_failure pattern of the parsers a held pattern's `settled_by` names.
+  bool settles_held = false;
+  int parser_index = -1;  // position of parser in ParserPack::parser_names() (-1: unknown)
 };
 
 class ParserPack {
@@ -83,20 +90,29 @@ bool ParseRoundcubeFileLine(std::string_view line, SyslogMessage* msg);
 struct EventExtractorOptions {
   std::size_t queue_id_capacity = 200'000;  // correlation table size cap (evicts oldest)
   std::int64_t queue_id_ttl_seconds = 3 * 86400;
+  // Held auth lines (engine/parse/pending_attempts.h): addresses kept, how long a passdb line
+  // waits for its login line, how long counts are remembered to match late lines.
+  std::size_t held_capacity = 4096;
+  std::int64_t held_hold_seconds = 20;
+  std::int64_t held_memory_seconds = 600;
 };
 
 struct ExtractorStats {
   std::uint64_t messages = 0;
   std::uint64_t events = 0;
   std::uint64_t unmatched = 0;
-  std::uint64_t folded = 0;     // lines merged into an earlier event (Dovecot)
+  std::uint64_t folded = 0;     // lines whose attempt another line counts (Dovecot)
+  std::uint64_t held = 0;       // lines held for the line that counts their attempt
+  std::uint64_t released = 0;   // held attempts counted by their own line (none came in time)
+  std::uint64_t held_now = 0;   // addresses in the held table
   std::uint64_t queue_ids = 0;  // current correlation table size
   std::uint64_t queue_id_evictions = 0;
 };
 
 // Why the last Extract() returned what it did (for `explain`).
 struct ExtractOutcome {
-  enum Kind : std::uint8_t { kUnmatched, kEvent, kNoEvent, kFolded };
+  // kHeld: the line's attempt waits for its counting line; NextReleased() yields it if none comes.
+  enum Kind : std::uint8_t { kUnmatched, kEvent, kNoEvent, kFolded, kHeld };
   Kind kind = kUnmatched;
   const PatternInfo* pattern = nullptr;  // null when unmatched
 };
@@ -106,8 +122,17 @@ class EventExtractor {
   static std::unique_ptr<EventExtractor> Create(std::shared_ptr<const ParserPack> pack,
                                                 const EventExtractorOptions& options = {});
   virtual ~EventExtractor() = default;
-  // Returns true when msg yielded an event (after folding and correlation).
+  // Returns true when msg yielded an event (after folding and correlation). Afterwards, call
+  // NextReleased() until it returns false: held lines whose hold ended (msg.time moved past it)
+  // are counted then, as their own events.
   virtual bool Extract(const SyslogMessage& msg, Event* event) = 0;
+  // Ends holds that ended by `now` (the daemon's clock, once a second, so a quiet log still
+  // releases them); then drain NextReleased().
+  virtual void Advance(UnixMicros /*now*/) {}
+  // Ends every hold (end of replay, shutdown, end of explain); then drain NextReleased().
+  virtual void ReleaseAll() {}
+  // The next released event (views valid until the next call on the extractor); false when none.
+  virtual bool NextReleased(Event* /*event*/) { return false; }
   // The pack it matches with (for metric labels); null for test doubles without one.
   virtual const ParserPack* pack() const { return nullptr; }
   virtual const ExtractorStats& stats() const = 0;

@@ -79,6 +79,11 @@ class Pipeline final : public LineSink {
   void SetReplayReference(UnixMicros t) { reference_ = t; }
   // Hands over the counts of the current hour (at shutdown and end of replay).
   void FlushCounts();
+  // Counts held lines whose hold ended by `now` (the daemon calls it once a second, so a quiet log
+  // does not keep them waiting for the next line).
+  void AdvanceTime(UnixMicros now);
+  // Counts every held line now (end of replay, shutdown; before FlushCounts): none is lost.
+  void ReleaseHeld();
   const PipelineCounters& counters() const { return counters_; }
   // Registers what only the pipeline knows the labels of: mxward_events_by_parser_total{parser}
   // and mxward_lines_unmatched_by_program_total{program}. The counters outlive the handles as
@@ -88,6 +93,10 @@ class Pipeline final : public LineSink {
 
  private:
   class CountingSink;
+
+  void Deliver(const PatternInfo* pattern);
+  void DeliverReleased();
+  void DeliverEvent(int parser_index);  // event_ to counters and playbooks
 
   SyslogParser parser_;
   std::unique_ptr<EventExtractor> extractor_;

@@ -69,7 +69,7 @@ TEST_F(ExplainTest, JsonLinesOnePerInputLineInOrder) {
   EXPECT_EQ(j[1].at("matched"), false);
   EXPECT_EQ(j[1].at("outcome"), "unmatched");
 
-  EXPECT_EQ(j[2].at("outcome"), "folded");  // passdb line: the login line counts
+  EXPECT_EQ(j[2].at("outcome"), "held");  // passdb line: held until the login line counts it
   EXPECT_EQ(j[2].at("matched"), false);
   EXPECT_TRUE(j[2].at("event").is_null());
 
@@ -88,6 +88,26 @@ TEST_F(ExplainTest, JsonLinesOnePerInputLineInOrder) {
   EXPECT_EQ(j[6].at("event"), "message_queued");
   EXPECT_EQ(j[6].at("matched"), false);
   EXPECT_EQ(j[6].at("sender_domain"), "example.org");
+}
+
+// A passdb line whose login line never comes is counted at the end of the input, as an extra
+// object with outcome "released" (its own line stays "held").
+TEST_F(ExplainTest, HeldLineWithoutItsLoginLineIsReleasedAtTheEnd) {
+  std::ofstream(log_) << "Nov 23 09:00:02 mx1 dovecot: auth: passwd-file(eve,198.51.100.3): "
+                         "unknown user\n";
+  auto r =
+      RunCommand({kBinary, "explain", "--jsonl", log_, "--config", "/dev/null", "--rules", kRules});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = JsonLines(r.out);
+  ASSERT_EQ(j.size(), 2u) << r.out;
+  EXPECT_EQ(j[0].at("outcome"), "held");
+  EXPECT_EQ(j[1].at("outcome"), "released");
+  EXPECT_EQ(j[1].at("event"), "auth_failure");
+  EXPECT_EQ(j[1].at("ip"), "198.51.100.3");
+  EXPECT_EQ(j[1].at("service"), "auth");
+  EXPECT_EQ(j[1].at("weight"), 1);
+  EXPECT_EQ(j[1].at("matched"), true);
+  EXPECT_NE(j[1].at("evidence").get<std::string>().find("passwd-file(eve"), std::string::npos);
 }
 
 TEST_F(ExplainTest, TextSummaryAndUnmatched) {

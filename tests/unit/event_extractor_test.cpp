@@ -2,6 +2,7 @@
 // queue-id correlation across Postfix, OpenDKIM, Amavis and Rspamd lines, and its stats.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,24 +43,182 @@ class EventExtractorTest : public ::testing::Test {
   Event event_;
 };
 
-TEST_F(EventExtractorTest, DovecotAuthVerboseIsOneEventWeightedByAttempts) {
-  // auth_verbose: two passdb lines for two tries, then the login process's summary.
-  EXPECT_FALSE(Feed("dovecot", "auth-worker(24544): pam(toto,192.0.2.10): unknown user", 0));
-  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
-  EXPECT_FALSE(Feed("dovecot", "auth: passwd-file(toto,192.0.2.10,<AbCd>): Password mismatch", 1));
-  ASSERT_TRUE(Feed("dovecot",
-                   "imap-login: Disconnected (auth failed, 2 attempts in 6 secs): user=<toto>, "
-                   "method=PLAIN, rip=192.0.2.10, lip=192.0.2.1, TLS, session=<a>",
-                   2));
-  EXPECT_EQ(event_.type, EventType::kAuthFailure);
+// --- One attempt, one count (engine/parse/pending_attempts.h) ---------------------------------
+// Counted() adds up what the pipeline would count: events from Extract() and held lines released
+// afterwards, per client address.
+
+constexpr const char* kPassdbPam = "auth-worker(24544): pam(toto,192.0.2.10): unknown user";
+constexpr const char* kPassdbFile = "auth: passwd-file(toto,192.0.2.10,<AbCd>): Password mismatch";
+constexpr const char* kLogin2 =
+    "imap-login: Disconnected (auth failed, 2 attempts in 6 secs): user=<toto>, method=PLAIN, "
+    "rip=192.0.2.10, lip=192.0.2.1, TLS, session=<a>";
+
+class OneAttemptOneCountTest : public EventExtractorTest {
+ protected:
+  // Feeds the line and collects every counted auth_failure (the line's and any released).
+  void Line(std::string_view program, std::string_view message, int second) {
+    if (Feed(program, message, second)) Collect(event_);
+    Drain();
+  }
+  void Drain() {
+    Event released;
+    while (extractor_->NextReleased(&released)) {
+      EXPECT_EQ(released.parser, "dovecot");
+      EXPECT_EQ(released.get(Field::kService), "auth");
+      ++released_events_;
+      Collect(released);
+    }
+  }
+  void Shutdown() {
+    extractor_->ReleaseAll();
+    Drain();
+  }
+  void Collect(const Event& e) {
+    if (e.type != EventType::kAuthFailure) return;
+    counted_[e.client_ip.ToString()] += e.weight;
+    services_.push_back(std::string(e.get(Field::kService)));
+  }
+  std::uint32_t Counted(const std::string& ip) { return counted_[ip]; }
+
+  std::map<std::string, std::uint32_t> counted_;
+  std::vector<std::string> services_;
+  int released_events_ = 0;
+};
+
+TEST_F(OneAttemptOneCountTest, PassdbLinesThenLoginLineCountOnceOnTheLoginLine) {
+  Line("dovecot", kPassdbPam, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot", kPassdbFile, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  EXPECT_EQ(Counted("192.0.2.10"), 0u);
+  Line("dovecot", kLogin2, 2);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
   EXPECT_EQ(event_.weight, 2u);
-  EXPECT_EQ(event_.client_ip.ToString(), "192.0.2.10");
   EXPECT_EQ(event_.get(Field::kUser), "toto");
-  EXPECT_EQ(event_.get(Field::kService), "imap");
-  const auto& s = extractor_->stats();
-  EXPECT_EQ(s.messages, 3u);
-  EXPECT_EQ(s.events, 1u);
-  EXPECT_EQ(s.folded, 2u);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.10"), 2u);
+  EXPECT_EQ(services_, std::vector<std::string>{"imap"});  // the playbooks' service
+  EXPECT_EQ(released_events_, 0);
+  EXPECT_EQ(extractor_->stats().held, 2u);
+  EXPECT_EQ(extractor_->stats().released, 0u);
+}
+
+TEST_F(OneAttemptOneCountTest, LoginLineThenPassdbLinesCountOnce) {
+  Line("dovecot", kLogin2, 0);
+  Line("dovecot", kPassdbPam, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot", kPassdbFile, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot",
+       "imap-login: Login: user=<x>, method=PLAIN, rip=192.0.2.99, lip=192.0.2.1, "
+       "mpid=1, TLS, session=<z>",
+       100);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.10"), 2u);
+  EXPECT_EQ(released_events_, 0);
+}
+
+TEST_F(OneAttemptOneCountTest, PassdbLineAloneIsCountedOnceWhenItsHoldEnds) {
+  Line("dovecot", kPassdbPam, 0);
+  Line("postfix/qmgr", "ABCDEF0001: removed", 10);  // any later line moves event time
+  EXPECT_EQ(Counted("192.0.2.10"), 0u);             // still within the hold
+  Line("postfix/qmgr", "ABCDEF0002: removed", 30);
+  EXPECT_EQ(Counted("192.0.2.10"), 1u);
+  EXPECT_EQ(released_events_, 1);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.10"), 1u);
+  EXPECT_EQ(extractor_->stats().released, 1u);
+}
+
+TEST_F(OneAttemptOneCountTest, PassdbLinesAloneAreCountedAtShutdownAndOnTheClock) {
+  Line("dovecot", kPassdbPam, 0);
+  Line("dovecot", kPassdbFile, 0);
+  // The daemon's clock, not a log line, ends the hold in a quiet log.
+  extractor_->Advance(kT0 + 21 * kMicrosPerSecond);
+  Drain();
+  EXPECT_EQ(Counted("192.0.2.10"), 2u);
+  EXPECT_EQ(released_events_, 1);  // one event of weight 2: the newest held line
+  Line("dovecot", "auth: passwd-file(eve,198.51.100.3): unknown user", 22);
+  Shutdown();  // end of replay / shutdown: nothing held is lost
+  EXPECT_EQ(Counted("198.51.100.3"), 1u);
+}
+
+TEST_F(OneAttemptOneCountTest, LoginLineAloneCountsOnce) {
+  Line("dovecot", kLogin2, 0);
+  Line("postfix/qmgr", "ABCDEF0002: removed", 700);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.10"), 2u);
+}
+
+TEST_F(OneAttemptOneCountTest, LoginLineAfterTheReleaseCountsOnlyWhatWasNotCounted) {
+  Line("dovecot", kPassdbPam, 0);
+  Line("dovecot", kPassdbFile, 1);
+  Line("postfix/qmgr", "ABCDEF0002: removed", 40);
+  EXPECT_EQ(Counted("192.0.2.10"), 2u);
+  // A long connection: the login process writes its line after the hold ended.
+  Line("dovecot",
+       "imap-login: Disconnected: Connection closed (auth failed, 3 attempts in 60 secs): "
+       "user=<toto>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1, TLS, session=<a>",
+       60);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  EXPECT_EQ(event_.weight, 1u);  // two of its three were counted by the released line
+  Line("dovecot", kLogin2, 61);  // a second connection: nothing counted for it yet
+  EXPECT_EQ(event_.weight, 2u);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.10"), 5u);
+}
+
+TEST_F(OneAttemptOneCountTest, ALateLoginLineWhoseAttemptsWereAllReleasedIsFolded) {
+  Line("dovecot", kPassdbPam, 0);
+  Line("dovecot", kPassdbFile, 1);
+  extractor_->Advance(kT0 + 30 * kMicrosPerSecond);
+  Drain();
+  Line("dovecot", kLogin2, 31);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.10"), 2u);
+}
+
+TEST_F(OneAttemptOneCountTest, PostfixSaslLineSettlesThePassdbLineOfSmtpAuth) {
+  Line("dovecot", "auth: passwd-file(bob,203.0.113.7,<q>): Password mismatch", 0);
+  Line("postfix/submission/smtpd",
+       "warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6", 2);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  Line("postfix/submission/smtpd",
+       "warning: unknown[203.0.113.7]: SASL PLAIN authentication failed: authentication failure",
+       3);  // its passdb line comes later (another file)
+  Line("dovecot", "auth: passwd-file(bob,203.0.113.7,<r>): Password mismatch", 3);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Shutdown();
+  EXPECT_EQ(Counted("203.0.113.7"), 2u);
+  EXPECT_EQ(services_, (std::vector<std::string>{"submission", "submission"}));
+}
+
+TEST_F(OneAttemptOneCountTest, AddressesAreIndependentAndLoopbackIsWebmail) {
+  Line("dovecot", "auth: passwd-file(a,198.51.100.1): unknown user", 0);
+  Line("dovecot", "auth: passwd-file(a,127.0.0.1): unknown user", 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot",
+       "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, "
+       "rip=198.51.100.2, lip=192.0.2.1, session=<x>",
+       1);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.1"), 1u);  // its own line, after the hold
+  EXPECT_EQ(Counted("198.51.100.2"), 1u);
+  EXPECT_EQ(Counted("127.0.0.1"), 0u);
+}
+
+TEST_F(OneAttemptOneCountTest, ATinyTableEvictsByCountingNeverByLosing) {
+  EventExtractorOptions options;
+  options.held_capacity = 2;
+  extractor_ = EventExtractor::Create(pack_, options);
+  for (int i = 1; i <= 5; ++i) {
+    Line("dovecot", "auth: passwd-file(a,198.51.100." + std::to_string(i) + "): unknown user", 0);
+  }
+  EXPECT_EQ(extractor_->stats().held_now, 2u);
+  EXPECT_EQ(released_events_, 3);  // evicted: counted now rather than lost
+  Shutdown();
+  for (int i = 1; i <= 5; ++i) EXPECT_EQ(Counted("198.51.100." + std::to_string(i)), 1u) << i;
 }
 
 TEST_F(EventExtractorTest, WebmailLoginFromLoopbackCountsOnlyRoundcubesLine) {

@@ -291,6 +291,54 @@ TEST_F(ParserPackLoadTest, MissingDirectoryAndDuplicateParser) {
   EXPECT_EQ(diags[1].file, (dir_ / "b.toml").string());
 }
 
+TEST_F(ParserPackLoadTest, HeldNeedsSettledByAndOnlyHeldHasIt) {
+  auto d = LoadBad(std::string(kHeader) +
+                   "[[pattern]]\nname = \"p\"\nevent = \"auth_failure\"\nfold = \"held\"\n"
+                   "regex = '^a'\n"
+                   "[[pattern]]\nname = \"q\"\nevent = \"auth_failure\"\n"
+                   "settled_by = [\"x\"]\nregex = '^b'\n"
+                   "[[pattern]]\nname = \"r\"\nevent = \"auth_failure\"\nfold = \"later\"\n"
+                   "regex = '^c'\n");
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_NE(d[0].message.find("fold = \"held\" needs 'settled_by'"), std::string::npos)
+      << d[0].message;
+  EXPECT_NE(d[1].message.find("'settled_by' goes with fold = \"held\""), std::string::npos)
+      << d[1].message;
+  EXPECT_NE(d[2].message.find("unknown fold 'later'"), std::string::npos) << d[2].message;
+}
+
+// settled_by names parsers: every auth_failure pattern of those parsers settles held lines.
+TEST_F(ParserPackLoadTest, SettledByMarksTheNamedParsersAuthFailures) {
+  std::ofstream(dir_ / "a.toml")
+      << "[parser]\nname = \"a\"\nprograms = [\"a\"]\n"
+         "[[pattern]]\nname = \"held\"\nevent = \"auth_failure\"\nfold = \"held\"\n"
+         "settled_by = [\"a\", \"b\", \"absent\"]\nregex = '^h (?P<client_ip>\\S+)$'\n"
+         "[[pattern]]\nname = \"login\"\nevent = \"auth_failure\"\n"
+         "regex = '^l (?P<client_ip>\\S+)$'\n"
+         "[[pattern]]\nname = \"ok\"\nevent = \"auth_success\"\n"
+         "regex = '^s (?P<client_ip>\\S+)$'\n";
+  std::ofstream(dir_ / "b.toml") << "[parser]\nname = \"b\"\nprograms = [\"b\"]\n"
+                                    "[[pattern]]\nname = \"sasl\"\nevent = \"auth_failure\"\n"
+                                    "regex = '^f (?P<client_ip>\\S+)$'\n";
+  std::ofstream(dir_ / "c.toml") << "[parser]\nname = \"c\"\nprograms = [\"c\"]\n"
+                                    "[[pattern]]\nname = \"other\"\nevent = \"auth_failure\"\n"
+                                    "regex = '^f (?P<client_ip>\\S+)$'\n";
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({dir_.string()}, &diags);
+  ASSERT_TRUE(pack.ok()) << (diags.empty() ? "" : diags[0].ToString());
+  auto settles = [&](std::string_view program, std::string_view message) {
+    Event ev;
+    const PatternInfo* info = nullptr;
+    EXPECT_TRUE((*pack)->Match(Msg(program, message), &ev, &info)) << message;
+    return info != nullptr && info->settles_held;
+  };
+  EXPECT_FALSE(settles("a", "h 192.0.2.1"));  // the held line itself
+  EXPECT_TRUE(settles("a", "l 192.0.2.1"));
+  EXPECT_FALSE(settles("a", "s 192.0.2.1"));  // not a failure
+  EXPECT_TRUE(settles("b", "f 192.0.2.1"));
+  EXPECT_FALSE(settles("c", "f 192.0.2.1"));  // not named
+}
+
 TEST_F(ParserPackLoadTest, WeightConstantsAndGlobRoutes) {
   std::ofstream(dir_ / "w.toml")
       << "[parser]\nname = \"w\"\nprograms = [\"svc-*/login\", \"exact\"]\n"

@@ -146,5 +146,54 @@ TEST(PipelineTest, ReplayBelievesTheLinesOwnTime) {
             DaysFromCivil(2025, 1, 1) * 86400 * kMicrosPerSecond);
 }
 
+// Dovecot passdb lines whose login-process line never comes (another file) are held, then counted
+// through the same path as any event: on the daemon's clock, and at the end of a replay.
+TEST(PipelineTest, HeldPassdbLinesAreCountedWhenTheirLoginLineNeverComes) {
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({kParsers}, &diags);
+  ASSERT_OK(pack);
+  Config config = Config::Defaults();
+  config.rule_dirs = {std::string(MXWARD_SOURCE_DIR) + "/rules.d"};
+  auto engine = PlaybookEngine::Load(config, &diags);
+  ASSERT_OK(engine);
+  Collect sink;
+  PipelineOptions options;
+  options.replay = true;
+  options.reference = (DaysFromCivil(2026, 11, 23) * 86400) * kMicrosPerSecond;
+  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*pack), std::move(*engine), &sink,
+                    nullptr, options);
+
+  for (int i = 0; i < 10; ++i) {
+    pipeline.OnLine(fmt::format("Nov 23 10:00:{:02} mx1 dovecot: auth: passwd-file(u{},"
+                                "203.0.113.50): unknown user",
+                                i, i),
+                    0, 0);
+  }
+  EXPECT_EQ(pipeline.counters().events.load(), 0u);  // held: their login lines may follow
+  EXPECT_TRUE(sink.incidents.empty());
+  pipeline.ReleaseHeld();                            // end of replay
+  EXPECT_EQ(pipeline.counters().events.load(), 1u);  // one event, weight 10
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].playbook, "dovecot-auth");
+  EXPECT_EQ(sink.incidents[0].key, "203.0.113.50");
+
+  // The daemon's clock ends a hold in a quiet log.
+  pipeline.OnLine("Nov 23 10:05:00 mx1 dovecot: auth: passwd-file(x,203.0.113.51): unknown user", 0,
+                  0);
+  EXPECT_EQ(pipeline.counters().events.load(), 1u);
+  pipeline.AdvanceTime(options.reference + (10 * 3600 + 5 * 60 + 19) * kMicrosPerSecond);
+  EXPECT_EQ(pipeline.counters().events.load(), 1u);
+  pipeline.AdvanceTime(options.reference + (10 * 3600 + 5 * 60 + 21) * kMicrosPerSecond);
+  EXPECT_EQ(pipeline.counters().events.load(), 2u);
+  const std::size_t n = pipeline.counters().parser_names.size();
+  std::uint64_t dovecot_events = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (pipeline.counters().parser_names[i] == "dovecot") {
+      dovecot_events = pipeline.counters().events_by_parser[i].load();
+    }
+  }
+  EXPECT_EQ(dovecot_events, 2u);
+}
+
 }  // namespace
 }  // namespace mxward

@@ -54,7 +54,10 @@ std::vector<Incident> Replay(const std::string& name, EngineStats* stats = nullp
     EXPECT_TRUE(parser.Parse(line, reference, &msg).ok()) << line;
     reference = msg.time;
     if (extractor->Extract(msg, &event)) (*engine)->OnEvent(event, &sink);
+    while (extractor->NextReleased(&event)) (*engine)->OnEvent(event, &sink);
   }
+  extractor->ReleaseAll();  // as the pipeline does at the end of a replay
+  while (extractor->NextReleased(&event)) (*engine)->OnEvent(event, &sink);
   if (stats) *stats = (*engine)->stats();
   return sink.incidents;
 }

@@ -1,0 +1,193 @@
+#include "engine/parse/pending_attempts.h"
+
+#include <algorithm>
+#include <bit>
+
+namespace mxward {
+
+void OwnedEvent::Assign(const Event& e) {
+  std::size_t total = e.line.size() + e.program.size() + e.parser.size() + e.node.size();
+  for (const auto& f : e.fields) total += f.size();
+  storage_.clear();
+  storage_.reserve(total);  // no reallocation below: the views taken stay valid
+  auto keep = [this](std::string_view v) -> std::string_view {
+    if (v.empty()) return {};
+    const std::size_t at = storage_.size();
+    storage_.append(v);
+    return std::string_view(storage_.data() + at, v.size());
+  };
+  event_ = e;
+  event_.line = keep(e.line);
+  event_.program = keep(e.program);
+  event_.parser = keep(e.parser);
+  event_.node = keep(e.node);
+  for (std::size_t i = 0; i < e.fields.size(); ++i) event_.fields[i] = keep(e.fields[i]);
+}
+
+PendingAttempts::PendingAttempts(const PendingAttemptsOptions& options)
+    : options_(options), entries_(std::max<std::size_t>(options.capacity, 1)) {
+  options_.capacity = entries_.size();
+  index_.assign(std::bit_ceil(options_.capacity * 2), kNil);
+  free_.reserve(options_.capacity);
+  for (std::size_t i = options_.capacity; i > 0; --i)
+    free_.push_back(static_cast<std::uint32_t>(i - 1));
+}
+
+std::uint32_t PendingAttempts::Find(const IpAddress& ip) const {
+  const std::size_t mask = index_.size() - 1;
+  for (std::size_t i = ip.Hash() & mask;; i = (i + 1) & mask) {
+    const std::uint32_t slot = index_[i];
+    if (slot == kNil) return kNil;
+    if (entries_[slot].ip == ip) return slot;
+  }
+}
+
+std::uint32_t PendingAttempts::Insert(const IpAddress& ip) {
+  if (free_.empty()) {
+    Entry& oldest = entries_[head_];
+    if (oldest.held > 0) Release(oldest);
+    ++stats_.evictions;
+    Erase(head_);
+  }
+  const std::uint32_t slot = free_.back();
+  free_.pop_back();
+  Entry& e = entries_[slot];
+  e.ip = ip;
+  e.held = e.released = e.credit = 0;
+  e.hold_until = 0;
+  e.live = true;
+  e.prev = e.next = kNil;
+  const std::size_t mask = index_.size() - 1;
+  std::size_t i = ip.Hash() & mask;
+  while (index_[i] != kNil) i = (i + 1) & mask;
+  index_[i] = slot;
+  ++live_;
+  Touch(slot, now_);
+  return slot;
+}
+
+void PendingAttempts::Erase(std::uint32_t slot) {
+  Entry& e = entries_[slot];
+  const std::size_t mask = index_.size() - 1;
+  std::size_t i = e.ip.Hash() & mask;
+  while (index_[i] != slot) i = (i + 1) & mask;
+  // Backward-shift deletion: later members of the probe run move up so lookups never stop early.
+  for (std::size_t j = (i + 1) & mask; index_[j] != kNil; j = (j + 1) & mask) {
+    const std::size_t home = entries_[index_[j]].ip.Hash() & mask;
+    // Move index_[j] into the hole at i when its home is not in (i, j] (cyclically).
+    const bool home_in_between = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+    if (!home_in_between) {
+      index_[i] = index_[j];
+      i = j;
+    }
+  }
+  index_[i] = kNil;
+  Unlink(slot);
+  e.live = false;
+  e.held = 0;
+  free_.push_back(slot);
+  --live_;
+}
+
+void PendingAttempts::Unlink(std::uint32_t slot) {
+  Entry& e = entries_[slot];
+  if (e.prev != kNil) entries_[e.prev].next = e.next;
+  if (e.next != kNil) entries_[e.next].prev = e.prev;
+  if (head_ == slot) head_ = e.next;
+  if (tail_ == slot) tail_ = e.prev;
+  e.prev = e.next = kNil;
+}
+
+void PendingAttempts::Touch(std::uint32_t slot, UnixMicros now) {
+  Entry& e = entries_[slot];
+  if (tail_ != slot) {
+    if (e.prev != kNil || e.next != kNil || head_ == slot) Unlink(slot);
+    e.prev = tail_;
+    if (tail_ != kNil) entries_[tail_].next = slot;
+    tail_ = slot;
+    if (head_ == kNil) head_ = slot;
+  }
+  e.touched = now;
+}
+
+void PendingAttempts::Release(Entry& e) {
+  if (release_count_ == release_queue_.size()) release_queue_.emplace_back();
+  OwnedEvent& out = release_queue_[release_count_++];
+  out.Assign(e.newest.event());
+  out.event().weight = e.held;
+  stats_.released += e.held;
+  e.released += e.held;
+  e.held = 0;
+}
+
+bool PendingAttempts::Hold(const Event& event) {
+  std::uint32_t slot = Find(event.client_ip);
+  if (slot != kNil && entries_[slot].credit > 0) {
+    --entries_[slot].credit;
+    Touch(slot, now_);
+    return false;
+  }
+  if (slot == kNil) slot = Insert(event.client_ip);
+  Entry& e = entries_[slot];
+  if (e.held == 0) e.hold_until = now_ + options_.hold_seconds * kMicrosPerSecond;
+  e.newest.Assign(event);
+  ++e.held;
+  ++stats_.held;
+  Touch(slot, now_);
+  return true;
+}
+
+std::uint32_t PendingAttempts::Settle(const IpAddress& ip, std::uint32_t weight, UnixMicros now) {
+  Tick(now);
+  std::uint32_t slot = Find(ip);
+  if (slot == kNil) {
+    if (weight == 0) return 0;
+    slot = Insert(ip);
+  }
+  Entry& e = entries_[slot];
+  const std::uint32_t matched = std::min(weight, e.held);
+  e.held -= matched;
+  stats_.matched += matched;
+  std::uint32_t rest = weight - matched;
+  const std::uint32_t already = std::min(rest, e.released);
+  e.released -= already;
+  rest -= already;
+  // Capped so a flood of counting lines without passdb lines cannot overflow; what is lost is
+  // only the folding of passdb lines that would arrive after a million counted attempts.
+  e.credit = std::min<std::uint32_t>(e.credit + std::min<std::uint32_t>(rest, 1u << 20), 1u << 20);
+  Touch(slot, now_);
+  return weight - already;
+}
+
+void PendingAttempts::Tick(UnixMicros now) { now_ = std::max(now_, now); }
+
+void PendingAttempts::Advance(UnixMicros now) {
+  Tick(now);
+  const std::int64_t second = now_ / kMicrosPerSecond;
+  if (second == last_scan_second_) return;
+  last_scan_second_ = second;
+  // Memory: the recency list is ordered by touch time, oldest first.
+  const UnixMicros forget_before = now_ - options_.memory_seconds * kMicrosPerSecond;
+  while (head_ != kNil && entries_[head_].touched < forget_before) {
+    if (entries_[head_].held > 0) Release(entries_[head_]);
+    Erase(head_);
+  }
+  for (std::uint32_t s = head_; s != kNil; s = entries_[s].next) {
+    Entry& e = entries_[s];
+    if (e.held > 0 && e.hold_until <= now_) Release(e);
+  }
+}
+
+void PendingAttempts::ReleaseAll() {
+  for (std::uint32_t s = head_; s != kNil; s = entries_[s].next) {
+    if (entries_[s].held > 0) Release(entries_[s]);
+  }
+}
+
+const Event* PendingAttempts::NextReleased() {
+  if (release_read_ < release_count_) return &release_queue_[release_read_++].event();
+  release_read_ = release_count_ = 0;
+  return nullptr;
+}
+
+}  // namespace mxward

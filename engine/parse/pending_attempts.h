@@ -1,0 +1,116 @@
+// PendingAttempts: one failed login, counted once, when two programs each log it.
+//
+// Dovecot's auth service writes a passdb line per failed attempt ("pam(user,ip): unknown user",
+// with auth_verbose); its client writes the line that counts the attempt: the login process
+// ("Disconnected (auth failed, N attempts ...)", weight N, whatever auth_verbose says) or Postfix
+// ("SASL LOGIN authentication failed", SMTP AUTH through Dovecot). Either line may be missing (a
+// shape we do not know, another file, another host, auth_verbose off) and they may arrive in
+// either order. The invariant: every attempt is counted exactly once, by the counting line when
+// it arrives within `hold_seconds` of the passdb line, else by the passdb line itself.
+//
+// Per client address (never per user: Dovecot logs the normalised name, its client the typed one):
+//  - held:     passdb lines waiting for their counting line. Hold() keeps a copy of the newest;
+//              when the hold ends (event time passed hold_until) it is released as one event of
+//              weight `held`.
+//  - released: attempts counted by such a release that no counting line has matched yet; a late
+//              counting line subtracts them from its weight (and is folded when nothing is left).
+//  - credit:   attempts a counting line counted whose passdb lines have not arrived; a later
+//              passdb line consumes one and is folded.
+// Entries untouched for `memory_seconds` of event time are dropped (what they held released
+// first). Bounded: at most `capacity` addresses; the least recently touched is evicted, its held
+// attempts released, so an eviction can at worst count an attempt twice, never lose one.
+//
+// Owned by one thread (the extractor's). No heap allocation in steady state: slots, their event
+// copies and the release queue keep their capacity. Time only moves forward (the newest event
+// time seen), so a line with an older stamp from another source does not rewind the holds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mxward/event.h"
+#include "mxward/ip_address.h"
+#include "mxward/time.h"
+
+namespace mxward {
+
+// An Event with its own copy of the text its views point to. Reusable: Assign() keeps capacity.
+class OwnedEvent {
+ public:
+  void Assign(const Event& e);
+  const Event& event() const { return event_; }
+  Event& event() { return event_; }
+
+ private:
+  Event event_;
+  std::string storage_;
+};
+
+struct PendingAttemptsOptions {
+  std::size_t capacity = 4096;
+  std::int64_t hold_seconds = 20;     // how long a passdb line waits for its counting line
+  std::int64_t memory_seconds = 600;  // how long credit / released counts are remembered
+};
+
+struct PendingAttemptsStats {
+  std::uint64_t held = 0;       // passdb lines held (not folded on arrival)
+  std::uint64_t matched = 0;    // held attempts a counting line took over
+  std::uint64_t released = 0;   // held attempts counted by their own line (no counting line came)
+  std::uint64_t evictions = 0;  // addresses evicted for capacity
+};
+
+class PendingAttempts {
+ public:
+  explicit PendingAttempts(const PendingAttemptsOptions& options);
+
+  // A passdb line (valid client_ip). Returns true when it is held (not counted yet), false when a
+  // counting line already counted its attempt (fold it).
+  bool Hold(const Event& event);
+  // A counting line for `weight` attempts from `ip` at `now`. Returns the weight it must still
+  // count: `weight` less the attempts a release already counted.
+  std::uint32_t Settle(const IpAddress& ip, std::uint32_t weight, UnixMicros now);
+  // Releases holds that ended at or before `now` and drops entries past memory.
+  void Advance(UnixMicros now);
+  // Releases every hold (end of replay, shutdown).
+  void ReleaseAll();
+  // The next released event, or null. Valid until the next call of any method.
+  const Event* NextReleased();
+
+  std::size_t size() const { return live_; }
+  const PendingAttemptsStats& stats() const { return stats_; }
+
+ private:
+  static constexpr std::uint32_t kNil = 0xffffffffu;
+  struct Entry {
+    IpAddress ip;
+    std::uint32_t held = 0, released = 0, credit = 0;
+    UnixMicros hold_until = 0;
+    UnixMicros touched = 0;
+    OwnedEvent newest;                       // the newest held line, when held > 0
+    std::uint32_t prev = kNil, next = kNil;  // recency list, oldest at head_
+    bool live = false;
+  };
+
+  std::uint32_t Find(const IpAddress& ip) const;
+  std::uint32_t Insert(const IpAddress& ip);
+  void Erase(std::uint32_t slot);
+  void Touch(std::uint32_t slot, UnixMicros now);
+  void Unlink(std::uint32_t slot);
+  void Release(Entry& e);
+  void Tick(UnixMicros now);
+
+  PendingAttemptsOptions options_;
+  std::vector<Entry> entries_;             // capacity slots
+  std::vector<std::uint32_t> free_;        // free slots
+  std::vector<std::uint32_t> index_;       // open addressing (linear probing): slot or kNil
+  std::vector<OwnedEvent> release_queue_;  // released events, read from release_read_
+  std::size_t release_count_ = 0, release_read_ = 0;
+  std::uint32_t head_ = kNil, tail_ = kNil;
+  std::size_t live_ = 0;
+  UnixMicros now_ = 0;
+  std::int64_t last_scan_second_ = -1;
+  PendingAttemptsStats stats_;
+};
+
+}  // namespace mxward

@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+"""Real Postfix and Dovecot from Debian's packages, and real clients failing to log in.
+
+Run by real_mail_servers_test.cpp inside a network namespace the test made (lo up); this script
+adds the addresses, writes private configurations under WORKDIR (dovecot -c FILE, postfix -c
+DIR), starts both servers, runs the clients, waits until the servers have logged every
+connection's end, stops them and prints one JSON object: the log files and, per client address,
+the protocol and the attempts made (failed logins) and successes.
+
+  real_mail_servers.py WORKDIR --auth-verbose yes|no --auth-debug yes|no --port-logging yes|no
+
+Each scenario has its own source address, so "counted per address" is "counted per scenario".
+"""
+import argparse
+import base64
+import concurrent.futures
+import imaplib
+import json
+import os
+import poplib
+import pwd
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+SERVER = "192.0.2.1"
+PORTS = {"imap": 143, "pop3": 110, "submission": 587, "smtp": 25}
+USER, PASSWORD = "alice@example.org", "correct horse"
+LOG = os.devnull  # commands' output; main() sets WORKDIR/commands.log
+
+
+def sh(*argv, check=True):
+    # Output goes to a file, not a pipe: a daemon that forks keeps its inherited pipe open.
+    print("+", " ".join(argv), file=sys.stderr, flush=True)
+    with open(os.devnull, "rb") as null, open(LOG, "a+") as out:
+        start = out.seek(0, os.SEEK_END)
+        r = subprocess.run(argv, stdin=null, stdout=out, stderr=out)
+        out.seek(start)
+        text = out.read()
+    if check and r.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)}: exit {r.returncode}\n{text}")
+    return r
+
+
+def write(path, text, mode=0o644):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def dovecot_conf(work, args, plaintext_forbidden_ip):
+    nobody = pwd.getpwnam("nobody")
+    write(f"{work}/users", f"{USER}:{{PLAIN}}{PASSWORD}::::::\nbob@example.org:{{PLAIN}}bobs secret::::::\n", 0o644)
+    os.makedirs(f"{work}/mail", exist_ok=True)
+    os.chmod(f"{work}/mail", 0o1777)
+    if args.syslog:
+        logging = "log_path = syslog\nsyslog_facility = mail"
+    else:
+        # log_timestamp carries a syslog-style host and tag, so the log_path file reads as RFC
+        # 3164 ("Dec  6 12:00:00 mailhost dovecot: imap-login: Info: ..."); the service prefix
+        # and level are Dovecot's own.
+        logging = (f"log_path = {work}/dovecot.log\ninfo_log_path = {work}/dovecot.log\n"
+                   f"debug_log_path = {work}/dovecot.log\n"
+                   'log_timestamp = "%b %e %H:%M:%S mailhost dovecot: "')
+    return f"""
+base_dir = {work}/run
+state_dir = {work}/state
+instance_name = dovecot
+protocols = imap pop3 submission
+listen = {SERVER}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = {args.auth_verbose}
+auth_debug = {args.auth_debug}
+auth_failure_delay = 0
+{logging}
+first_valid_uid = {nobody.pw_uid}
+last_valid_uid = {nobody.pw_uid}
+mail_location = maildir:{work}/mail/%u
+hostname = mailhost.example
+submission_relay_host = {SERVER}
+submission_relay_port = 25
+submission_relay_trusted = yes
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {work}/users
+}}
+userdb {{
+  driver = static
+  args = uid={nobody.pw_uid} gid={nobody.pw_gid} home={work}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {PORTS['imap']}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {PORTS['pop3']}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service submission-login {{
+  inet_listener submission {{
+    port = {PORTS['submission']}
+  }}
+}}
+# The auth penalty (up to 15 s per failure from one address, through anvil) would make the
+# run minutes long; mode 0 turns the listener, and with it the penalty, off.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+service auth {{
+  unix_listener auth-postfix {{
+    mode = 0666
+  }}
+}}
+remote {plaintext_forbidden_ip} {{
+  disable_plaintext_auth = yes
+}}
+"""
+
+
+def postfix_conf(work, args):
+    cfg = f"{work}/postfix"
+    os.makedirs(cfg, exist_ok=True)
+    os.makedirs(f"{work}/postfix-queue", mode=0o755, exist_ok=True)  # postfix check fills it
+    os.makedirs(f"{work}/postfix-data", mode=0o700, exist_ok=True)
+    shutil.chown(f"{work}/postfix-data", "postfix", "postfix")
+    write(f"{cfg}/main.cf", f"""
+compatibility_level = 3.6
+queue_directory = {work}/postfix-queue
+data_directory = {work}/postfix-data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mailhost.example
+mydestination =
+alias_maps =
+alias_database =
+inet_interfaces = {SERVER}
+inet_protocols = ipv4
+{"" if args.syslog else f"maillog_file = {work}/postfix.log"}
+maillog_file_prefixes = {work}
+syslog_name = postfix
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {work}/run/auth-postfix
+smtpd_sasl_security_options = noanonymous
+smtpd_tls_security_level = none
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_client_port_logging = {args.port_logging}
+smtpd_error_sleep_time = 0
+smtpd_soft_error_limit = 100
+smtpd_hard_error_limit = 100
+smtpd_client_connection_rate_limit = 0
+smtpd_client_auth_rate_limit = 0
+""")
+    write(f"{cfg}/master.cf", """
+smtp      inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+""")
+    return cfg
+
+
+class SyslogRelay(threading.Thread):
+    """The servers' /dev/log: records each datagram as a line of WORKDIR/syslog.log and passes it
+    on to `forward` (mxward's unix-dgram input), so the test reads exactly what mxward got."""
+
+    def __init__(self, path, record, forward):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+        self.sock.settimeout(0.2)
+        self.out = open(record, "ab", buffering=0)
+        self.forward = forward
+        self.done = threading.Event()
+
+    def run(self):
+        fwd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self.forward else None
+        while not self.done.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            self.out.write(data.rstrip(b"\n") + b"\n")
+            if fwd:
+                fwd.sendto(data, self.forward)
+
+
+# Runs argv in a mount namespace of its own where /dev/log is the relay's socket (the servers'
+# syslog() calls then reach it; nothing outside the namespace changes).
+WITH_DEV_LOG = r"""
+set -e
+devlog=$1; work=$2; shift 2
+target=$(readlink -f /dev/log 2>/dev/null || true)
+if [ -n "$target" ] && [ -S "$target" ]; then
+  mount --bind "$devlog" "$target"
+else
+  d=$work/dev; mkdir -p "$d"; mount -t tmpfs -o mode=755 tmpfs "$d"
+  for n in null zero full random urandom tty; do touch "$d/$n"; mount --bind "/dev/$n" "$d/$n"; done
+  mkdir "$d/pts" "$d/shm"; ln -s /proc/self/fd "$d/fd"
+  touch "$d/log"; mount --bind "$devlog" "$d/log"
+  mount --rbind "$d" /dev
+fi
+exec "$@"
+"""
+
+
+def server_cmd(args, work, *argv):
+    if not args.syslog:
+        return argv
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", WITH_DEV_LOG, "sh",
+            f"{work}/dev-log", work) + argv
+
+
+def wait_for(cond, what, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def connectable(port):
+    try:
+        socket.create_connection((SERVER, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- clients
+class Made:
+    def __init__(self):
+        self.by_ip = {}
+        self.connections = {"dovecot": 0, "postfix": 0}
+        self.lock = threading.Lock()
+
+    def add(self, ip, proto, failed=0, ok=0):
+        with self.lock:
+            e = self.by_ip.setdefault(ip, {"protocol": proto, "attempts": 0, "successes": 0})
+            e["attempts"] += failed
+            e["successes"] += ok
+
+    def connected(self, service):
+        with self.lock:
+            self.connections[service] += 1
+
+
+def _imap_from(ip):
+    class Bound(imaplib.IMAP4):
+        def _create_socket(self, timeout):
+            return socket.create_connection((self.host, self.port), timeout, source_address=(ip, 0))
+    return Bound(SERVER, PORTS["imap"], timeout=10)
+
+
+def _pop_from(ip):
+    class Bound(poplib.POP3):
+        def _create_socket(self, timeout):
+            return socket.create_connection((self.host, self.port), timeout, source_address=(ip, 0))
+    return Bound(SERVER, PORTS["pop3"], timeout=10)
+
+
+def _smtp_from(ip, port):
+    return smtplib.SMTP(SERVER, port, timeout=10, source_address=(ip, 0))
+
+
+def imap_login_fail(ip, user, password, made, tries=1):
+    c = _imap_from(ip)
+    made.connected("dovecot")
+    for _ in range(tries):
+        try:
+            c.login(user, password)
+            raise SystemExit(f"imap login of {user} from {ip} succeeded")
+        except imaplib.IMAP4.error:
+            made.add(ip, "imap LOGIN", failed=1)
+    c.logout()
+
+
+def imap_authenticate_fail(ip, user, password, made, tries=1):
+    c = _imap_from(ip)
+    made.connected("dovecot")
+    for _ in range(tries):
+        try:
+            c.authenticate("PLAIN", lambda _: f"\0{user}\0{password}".encode())
+            raise SystemExit("imap AUTHENTICATE succeeded")
+        except imaplib.IMAP4.error:
+            made.add(ip, "imap AUTHENTICATE PLAIN", failed=1)
+    c.shutdown()  # drop without LOGOUT
+
+
+def pop3_userpass_fail(ip, user, password, made, tries=1):
+    c = _pop_from(ip)
+    made.connected("dovecot")
+    for _ in range(tries):
+        try:
+            c.user(user)
+            c.pass_(password)
+            raise SystemExit("pop3 login succeeded")
+        except poplib.error_proto:
+            made.add(ip, "pop3 USER/PASS", failed=1)
+    c.quit()
+
+
+def pop3_auth_plain_fail(ip, user, password, made):
+    c = _pop_from(ip)
+    made.connected("dovecot")
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    try:
+        c._shortcmd(f"AUTH PLAIN {token}")
+        raise SystemExit("pop3 AUTH succeeded")
+    except poplib.error_proto:
+        made.add(ip, "pop3 AUTH PLAIN", failed=1)
+    c.quit()
+
+
+def smtp_auth_fail(ip, port, mech, user, password, made, tries=1, service="postfix"):
+    c = _smtp_from(ip, port)
+    made.connected(service)
+    c.ehlo("client.example")
+    for _ in range(tries):
+        try:
+            c.user, c.password = user, password
+            c.auth(mech, c.auth_plain if mech == "PLAIN" else c.auth_login, initial_response_ok=True)
+            raise SystemExit(f"smtp AUTH {mech} succeeded")
+        except smtplib.SMTPAuthenticationError:
+            made.add(ip, f"{'smtp' if port == 25 else 'submission'} AUTH {mech}", failed=1)
+    c.quit()
+
+
+def run_clients(ips):
+    """Every scenario in its own thread (each has its own address): the run takes as long as the
+    longest one, not their sum."""
+    made = Made()
+
+    def plaintext_forbidden():
+        # Plaintext on a listener that forbids it (disable_plaintext_auth for this address).
+        for _ in range(2):
+            c = _imap_from(ips["imap_plaintext_forbidden"])
+            made.connected("dovecot")
+            try:
+                c.login(USER, PASSWORD)
+                raise SystemExit("plaintext LOGIN was allowed")
+            except imaplib.IMAP4.error:
+                made.add(ips["imap_plaintext_forbidden"], "imap LOGIN, plaintext forbidden",
+                         failed=1)
+            c.logout()
+
+    def connect_drop():
+        # Connect, read the banner (the server has seen the connection), drop: no attempt.
+        for port, service in ((PORTS["imap"], "dovecot"), (PORTS["pop3"], "dovecot"),
+                              (PORTS["smtp"], "postfix")):
+            s = socket.create_connection((SERVER, port), 10,
+                                         source_address=(ips["connect_drop"], 0))
+            s.recv(512)
+            s.close()
+            made.connected(service)
+        made.add(ips["connect_drop"], "connect and drop")
+
+    def successes():
+        c = _imap_from(ips["success"])
+        made.connected("dovecot")
+        c.login(USER, PASSWORD)
+        c.logout()
+        c = _pop_from(ips["success"])
+        made.connected("dovecot")
+        c.user(USER)
+        c.pass_(PASSWORD)
+        c.quit()
+        c = _smtp_from(ips["success"], PORTS["smtp"])
+        made.connected("postfix")
+        c.ehlo("client.example")
+        c.login(USER, PASSWORD)
+        c.quit()
+        made.add(ips["success"], "successful logins", ok=3)
+
+    def repeat(n, f, *a, **kw):
+        return lambda: [f(*a, **kw) for _ in range(n)]
+
+    scenarios = [
+        # Wrong password and unknown user, several ways.
+        repeat(3, imap_login_fail, ips["imap_login"], USER, "wrong", made),
+        repeat(1, imap_authenticate_fail, ips["imap_plain_many"], "nobody@example.org", "x", made,
+               tries=4),
+        repeat(2, pop3_userpass_fail, ips["pop3_userpass"], USER, "wrong", made, tries=2),
+        repeat(1, pop3_auth_plain_fail, ips["pop3_auth_plain"], "ghost@example.org", "x", made),
+        repeat(1, smtp_auth_fail, ips["submission_login"], PORTS["submission"], "LOGIN", USER,
+               "wrong", made, tries=2, service="dovecot"),
+        repeat(1, smtp_auth_fail, ips["smtp_plain_many"], PORTS["smtp"], "PLAIN", USER, "wrong",
+               made, tries=3),
+        repeat(2, smtp_auth_fail, ips["smtp_login_unknown"], PORTS["smtp"], "LOGIN",
+               "ghost@example.org", "x", made),
+        plaintext_forbidden,
+        connect_drop,
+        successes,
+        # Over a playbook's threshold: dovecot-auth (10 in 10m), postfix-sasl (20 in 10m).
+        repeat(4, imap_login_fail, ips["imap_over_threshold"], USER, "guess", made, tries=3),
+        repeat(1, smtp_auth_fail, ips["smtp_over_threshold"], PORTS["smtp"], "PLAIN", USER,
+               "guess", made, tries=22),
+    ]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(scenarios)) as pool:
+        for f in [pool.submit(s) for s in scenarios]:
+            f.result()  # re-raises a scenario's failure
+    return made
+
+
+def count_lines(path, needles, within=""):
+    try:
+        with open(path, errors="replace") as f:
+            return sum(1 for line in f if within in line and any(n in line for n in needles))
+    except FileNotFoundError:
+        return 0
+
+
+def merge_by_time(paths, out):
+    """Both files as one stream in time order, as a syslog server would have received them (a
+    stable sort: lines of one second keep each file's order)."""
+    lines = []
+    for i, path in enumerate(paths):
+        with open(path, errors="replace") as f:
+            key = (0, 0, 0, 0, 0)
+            for n, line in enumerate(f):
+                try:  # "Dec  6 12:00:00" (Dovecot's log_timestamp) or "Dec 06 12:00:00" (postlogd)
+                    t = time.strptime(" ".join(line[:15].split()), "%b %d %H:%M:%S")
+                    key = (t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+                except ValueError:
+                    pass  # a continuation: keeps the previous line's time
+                lines.append((key, i, n, line))
+    lines.sort(key=lambda x: x[:3])
+    with open(out, "w") as f:
+        f.writelines(x[3] for x in lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work")
+    ap.add_argument("--auth-verbose", default="no")
+    ap.add_argument("--auth-debug", default="no")
+    ap.add_argument("--port-logging", default="no")
+    ap.add_argument("--syslog", action="store_true",
+                    help="log through syslog (/dev/log in a mount namespace) instead of files")
+    ap.add_argument("--forward", default="", help="with --syslog: mxward's unix-dgram socket")
+    args = ap.parse_args()
+    work = args.work
+    global LOG
+    LOG = f"{work}/commands.log"
+    os.chmod(work, 0o755)  # the servers' unprivileged processes walk through it
+    os.makedirs(f"{work}/run", exist_ok=True)
+    os.makedirs(f"{work}/state", exist_ok=True)
+    names = ["imap_login", "imap_plain_many", "pop3_userpass", "pop3_auth_plain",
+             "submission_login", "smtp_plain_many", "smtp_login_unknown",
+             "imap_plaintext_forbidden", "connect_drop", "success", "imap_over_threshold",
+             "smtp_over_threshold"]
+    ips = {n: f"198.51.100.{10 + i}" for i, n in enumerate(names)}
+    sh("ip", "addr", "add", f"{SERVER}/32", "dev", "lo", check=False)
+    for ip in ips.values():
+        sh("ip", "addr", "add", f"{ip}/32", "dev", "lo", check=False)
+
+    conf = f"{work}/dovecot.conf"
+    write(conf, dovecot_conf(work, args, ips["imap_plaintext_forbidden"]))
+    pf = postfix_conf(work, args)
+    relay = None
+    if args.syslog:
+        relay = SyslogRelay(f"{work}/dev-log", f"{work}/syslog.log", args.forward)
+        relay.start()
+        logs = {"dovecot": f"{work}/syslog.log", "postfix": f"{work}/syslog.log"}
+    else:
+        logs = {"dovecot": f"{work}/dovecot.log", "postfix": f"{work}/postfix.log"}
+    sh(*server_cmd(args, work, "dovecot", "-c", conf))
+    try:
+        wait_for(lambda: os.path.exists(f"{work}/run/auth-postfix"), "dovecot's auth socket")
+        sh(*server_cmd(args, work, "postfix", "-c", pf, "start"))
+        try:
+            for p in PORTS.values():
+                wait_for(lambda p=p: connectable(p), f"port {p}")
+            # The probes above are connections too (connect-and-drop from the server address).
+            made = run_clients(ips)
+            # Every connection's end is logged before the servers stop (login processes log at
+            # disconnect; smtpd logs "disconnect from").
+            probes = 3  # imap, pop3, submission probes of the readiness loop
+            wait_for(lambda: count_lines(logs["dovecot"],
+                                         ["Disconnected", "Login aborted", "Aborted login",
+                                          "Login: "], within="-login: ")
+                     >= made.connections["dovecot"] + probes,
+                     "dovecot's disconnect lines")
+            wait_for(lambda: count_lines(logs["postfix"], ["disconnect from"])
+                     >= made.connections["postfix"] + 1, "postfix's disconnect lines")
+        finally:
+            sh("postfix", "-c", pf, "stop", check=False)
+    finally:
+        sh("dovecot", "-c", conf, "stop", check=False)
+    if relay:
+        relay.done.set()
+        relay.join()
+        merged = f"{work}/syslog.log"  # already in arrival order
+    else:
+        merged = f"{work}/merged.log"
+        merge_by_time([logs["dovecot"], logs["postfix"]], merged)
+    json.dump({"logs": sorted(set(logs.values())),
+               "merged": merged,
+               "made": made.by_ip, "connections": made.connections}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
