@@ -162,8 +162,9 @@ bool ParseIsoTime(Cursor& c, std::int64_t* local_seconds, int* micros, bool* has
   return true;
 }
 
-// RFC 3164 time "Mmm dd hh:mm:ss" (day space-padded or not, optional fraction).
-bool ParseBsdTime(Cursor& c, int* month, int* day, ClockTime* t) {
+// RFC 3164 time "Mmm dd hh:mm:ss" (day space-padded or not, optional fraction), or with a year
+// "Mmm dd yyyy hh:mm:ss" (syslog-ng, network devices): *year is 0 when absent.
+bool ParseBsdTime(Cursor& c, int* month, int* day, ClockTime* t, int* year = nullptr) {
   if (!c.has(3)) return false;
   const std::size_t start = c.pos();
   *month = MonthFromName(c.Rest().substr(0, 3));
@@ -182,6 +183,12 @@ bool ParseBsdTime(Cursor& c, int* month, int* day, ClockTime* t) {
   if (d < 1 || d > 31) return false;
   *day = d;
   if (!c.Eat(' ')) return false;
+  if (year != nullptr) *year = 0;
+  if (year != nullptr && IsDigit(c.peek()) && IsDigit(c.peek(2)) && c.peek(4) == ' ') {
+    int y = 0;
+    if (!c.Digits(4, &y) || !c.Eat(' ') || y < 1970 || y > 9999) return false;
+    *year = y;
+  }
   return ParseClock(c, t);
 }
 
@@ -661,10 +668,20 @@ Status SyslogParser::ParseSyslog(std::string_view line, UnixMicros reference,
       return Status::Ok();
     }
   } else {
-    int month = 0, day = 0;
+    int month = 0, day = 0, year = 0;
     ClockTime t;
-    if (ParseBsdTime(c, &month, &day, &t) && (c.done() || c.Eat(' '))) {
-      out->has_time = PlaceBsdTime(month, day, SecondsOfDay(t), t.micros, reference, &out->time);
+    if (ParseBsdTime(c, &month, &day, &t, &year) && (c.done() || c.Eat(' '))) {
+      if (year != 0) {
+        if (day > DaysInMonth(year, month)) return Status::InvalidArgument("no such day");
+        const std::int64_t local =
+            DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) *
+                kSecondsPerDay +
+            SecondsOfDay(t);
+        out->time = LocalToUtc(local) * kMicrosPerSecond + t.micros;
+        out->has_time = true;
+      } else {
+        out->has_time = PlaceBsdTime(month, day, SecondsOfDay(t), t.micros, reference, &out->time);
+      }
       ParseBody(c, out);
       return Status::Ok();
     }
