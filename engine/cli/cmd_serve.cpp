@@ -63,7 +63,7 @@ class Daemon {
         OrExit(DispatcherOptions::FromConfig(config_, &diags), diags, "dispatcher");
     auto control_options =
         OrExit(ControlServerOptions::FromConfig(config_, &diags), diags, "control");
-    pack_ = LoadParserPackOrExit(ParserDirs(config_));
+    pack_ = LoadParserPackOrExit(ParserDirs(config_), config_);
     auto engine = LoadPlaybooksOrExit(config_);
 
     std::error_code ec;
@@ -89,9 +89,12 @@ class Daemon {
     recorder_ = std::make_unique<IncidentRecorder>(
         std::move(*recorder_store), SystemClock::Instance(), [this] { dispatcher_->Notify(); },
         recorder_options);
+    PipelineOptions pipeline_options;
+    for (const auto& spec : inputs) pipeline_options.input_formats.push_back(spec.format);
     pipeline_ = std::make_unique<Pipeline>(
         SyslogParser(), EventExtractor::Create(pack_), std::move(engine), recorder_.get(),
-        [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); });
+        [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); },
+        pipeline_options);
 
     listener_ = std::make_unique<SyslogListener>(io_, inputs, pipeline_.get());
     if (Status st = listener_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());

@@ -15,7 +15,9 @@ namespace mxward::cli {
 
 // <dir>/parsers for each rule dir that has one.
 std::vector<std::string> ParserDirs(const Config& config);
-std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs);
+// The parser pack of dirs, with the settings of config that apply to it (trusted_proxies).
+std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs,
+                                                       const Config& config);
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
 
 }  // namespace mxward::cli

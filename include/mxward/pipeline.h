@@ -16,6 +16,7 @@
 
 #include "mxward/event.h"
 #include "mxward/line_sink.h"
+#include "mxward/log_format.h"
 #include "mxward/metrics_registry.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
@@ -46,6 +47,10 @@ struct PipelineOptions {
   // `reference`), not the wall clock, so a year-old log replays in its own year.
   bool replay = false;
   UnixMicros reference = 0;
+  // How each input's lines are written, by the input_index OnLine receives (the [[input]]
+  // order); inputs beyond the list, and replay (format_for_all), use `format`.
+  std::vector<LogFormat> input_formats;
+  LogFormat format = LogFormat::kSyslog;
 };
 
 class Pipeline final : public LineSink {
