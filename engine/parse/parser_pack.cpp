@@ -132,7 +132,14 @@ int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Ca
       end = text.size();
     } else {
       const std::string& next = t[i + 1].literal;  // a field is always followed by a literal
-      end = tok.cls == TemplateToken::kGreedy ? text.rfind(next) : text.find(next, pos);
+      if (tok.cls == TemplateToken::kGreedy) {
+        end = text.rfind(next);
+      } else if (tok.cls == TemplateToken::kQueueId || tok.cls == TemplateToken::kDigits) {
+        // Bounded classes (at most 20 characters): look no further than that, not the whole line.
+        end = text.substr(0, std::min(text.size(), pos + 21 + next.size())).find(next, pos);
+      } else {
+        end = text.find(next, pos);
+      }
       if (end == std::string_view::npos || end < pos) return -1;
     }
     const std::string_view v = text.substr(pos, end - pos);

@@ -57,13 +57,43 @@ class Cursor {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
+constexpr std::uint32_t Pack3(char a, char b, char c) {
+  return static_cast<std::uint32_t>(static_cast<unsigned char>(a)) << 16 |
+         static_cast<std::uint32_t>(static_cast<unsigned char>(b)) << 8 |
+         static_cast<unsigned char>(c);
+}
+
+// Runs for every line: one switch on the three letters packed, no string compares.
 int MonthFromName(std::string_view m) {
-  static constexpr std::string_view kNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  for (int i = 0; i < 12; ++i) {
-    if (m == kNames[i]) return i + 1;
+  if (m.size() != 3) return 0;
+  switch (Pack3(m[0], m[1], m[2])) {
+    case Pack3('J', 'a', 'n'):
+      return 1;
+    case Pack3('F', 'e', 'b'):
+      return 2;
+    case Pack3('M', 'a', 'r'):
+      return 3;
+    case Pack3('A', 'p', 'r'):
+      return 4;
+    case Pack3('M', 'a', 'y'):
+      return 5;
+    case Pack3('J', 'u', 'n'):
+      return 6;
+    case Pack3('J', 'u', 'l'):
+      return 7;
+    case Pack3('A', 'u', 'g'):
+      return 8;
+    case Pack3('S', 'e', 'p'):
+      return 9;
+    case Pack3('O', 'c', 't'):
+      return 10;
+    case Pack3('N', 'o', 'v'):
+      return 11;
+    case Pack3('D', 'e', 'c'):
+      return 12;
+    default:
+      return 0;
   }
-  return 0;
 }
 
 bool IsLeap(std::int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
@@ -243,9 +273,13 @@ int DovecotLevel(std::string_view s, std::size_t* length) {
 // ("imap-login", "auth-worker(123)", "imap(user)<4711><sess>", 2.4's "auth(u,ip,sasl:login)<s>").
 // Returns the severity, or -1 when rest does not have that shape.
 int DovecotBody(std::string_view rest) {
-  const std::size_t colon = rest.find(": ");
-  if (colon == std::string_view::npos || colon == 0) return -1;
-  if (rest.substr(0, colon).find(' ') != std::string_view::npos) return -1;
+  // One pass to the first ": "; a blank before it (a hostname) ends the check at once.
+  std::size_t colon = 0;
+  for (;; ++colon) {
+    if (colon + 1 >= rest.size() || rest[colon] == ' ') return -1;
+    if (rest[colon] == ':' && rest[colon + 1] == ' ') break;
+  }
+  if (colon == 0) return -1;
   std::size_t length = 0;
   return DovecotLevel(rest.substr(colon + 2), &length);
 }
@@ -313,14 +347,34 @@ void ParseBsdBody(Cursor& c, bool may_have_host, SyslogMessage* out) {
 // After the time of a file line: Dovecot's own log file ("imap-login: Info: ..."), else the
 // RFC 3164 body.
 void ParseBody(Cursor& c, SyslogMessage* out) {
-  const int severity = DovecotBody(c.Rest());
-  if (severity >= 0) {
-    out->program = "dovecot";
-    out->message = c.Rest();
-    out->severity = severity;
-    return;
-  }
+  const std::size_t start = c.pos();
   ParseBsdBody(c, true, out);
+  // Cheap test first (this runs for every file line): a Dovecot level word starts with one of
+  // these letters and follows either the tag ("imap-login: Info: ", no hostname) or, for a
+  // prefix the tag splitter refuses (2.4's "auth(u,ip,sasl:login)<s>:"), stands where the tag
+  // would be.
+  const char m = out->message.empty() ? '\0' : out->message.front();
+  const char p = out->program.empty() ? '\0' : out->program.front();
+  const bool maybe = (out->hostname.empty() &&
+                      (m == 'I' || m == 'W' || m == 'E' || m == 'F' || m == 'P' || m == 'D')) ||
+                     (!out->hostname.empty() && out->pid.empty() &&
+                      (p == 'I' || p == 'W' || p == 'E' || p == 'F' || p == 'P' || p == 'D'));
+  if (!maybe) return;
+  c.set_pos(start);
+  const int severity = DovecotBody(c.Rest());
+  if (severity < 0) return;
+  const UnixMicros time = out->time;
+  const bool has_time = out->has_time;
+  const std::string_view raw = out->raw;
+  const int facility = out->facility;
+  out->hostname = out->program = out->pid = {};
+  out->program = "dovecot";
+  out->message = c.Rest();
+  out->severity = severity;
+  out->time = time;
+  out->has_time = has_time;
+  out->raw = raw;
+  out->facility = facility;
 }
 
 // RFC 5424 header field: NILVALUE "-" is empty. Fields are non-empty runs without space.
