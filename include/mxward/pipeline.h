@@ -48,7 +48,7 @@ struct PipelineOptions {
   bool replay = false;
   UnixMicros reference = 0;
   // How each input's lines are written, by the input_index OnLine receives (the [[input]]
-  // order); inputs beyond the list, and replay (format_for_all), use `format`.
+  // order); an index beyond the list (replay, stdin) uses `format`.
   std::vector<LogFormat> input_formats;
   LogFormat format = LogFormat::kSyslog;
 };
