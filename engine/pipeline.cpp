@@ -57,12 +57,16 @@ void Pipeline::OnLineFrom(std::string_view line, UnixMicros received_at, int inp
   node_ = {};
 }
 
-void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int /*input_index*/) {
+void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int input_index) {
   Bump(counters_.lines);
   SyslogMessage msg;
   const UnixMicros reference = options_.replay ? reference_ : received_at;
-  // Roundcube's own log files are not syslog: "[23-Nov-2026 10:00:00 +0100]: <sess> ...".
-  if (!parser_.Parse(line, reference, &msg).ok() && !ParseRoundcubeFileLine(line, &msg)) {
+  const LogFormat format =
+      input_index >= 0 && static_cast<std::size_t>(input_index) < options_.input_formats.size()
+          ? options_.input_formats[static_cast<std::size_t>(input_index)]
+          : options_.format;
+  // Roundcube's and Dovecot's own files are recognised in the syslog format too (syslog_parser.h).
+  if (!parser_.Parse(line, reference, &msg, format).ok()) {
     Bump(counters_.malformed);
     return;
   }

@@ -25,6 +25,7 @@ Config Config::Defaults() {
   c.allow_addresses.push_back(p);
   IpPrefix::Parse("::1", &p);
   c.allow_addresses.push_back(p);
+  c.trusted_proxies = c.allow_addresses;  // loopback: a proxy on the webmail's own host
   return c;
 }
 
@@ -48,8 +49,10 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   }
   if (const toml::table* rules = top.Table("rules")) {
     SettingsReader r(*rules, "[rules]", path, diags);
-    r.CheckKnownKeys({"dirs"});
+    r.CheckKnownKeys({"dirs", "trusted_proxies"});
     r.Strings("dirs", &c.rule_dirs);
+    std::vector<IpPrefix> proxies;
+    if (r.AddressPrefixes("trusted_proxies", &proxies)) c.trusted_proxies = std::move(proxies);
   }
   if (const toml::table* allow = top.Table("allow")) {
     SettingsReader r(*allow, "[allow]", path, diags);

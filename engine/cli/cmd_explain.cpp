@@ -4,7 +4,9 @@
 // (folded into another line's event, or a line kept for correlation only); then a summary: lines,
 // recognised per parser, events per type, unmatched lines per program, time taken. `--jsonl`
 // writes one JSON object per input line instead (summary to stderr); `--unmatched` lists only the
-// lines no parser took, to help write new parsers.
+// lines no parser took, to help write new parsers. `--unknown` groups the lines of programs a
+// parser knows that no pattern recognised by shape (line_shape.h), with counts and one redacted
+// example each: what a user can send us without leaking their users.
 //
 // "matched" means the line is an abuse signal a shipped playbook counts: PlaybookEngine::Watches
 // when the playbooks of the rule dirs load; otherwise (no playbooks, or errors in them, which are
@@ -23,6 +25,7 @@
 
 #include "engine/cli/commands.h"
 #include "engine/cli/engine_assembly.h"
+#include "engine/cli/line_shape.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
 #include "mxward/syslog_parser.h"
@@ -35,6 +38,8 @@ struct ExplainOptions {
   std::string file;
   bool jsonl = false;
   bool unmatched = false;
+  bool unknown = false;
+  std::string format = "syslog";
   std::vector<std::string> parser_dirs;
 };
 
@@ -87,7 +92,7 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
   Config config = LoadEffectiveConfig(globals);
   const std::vector<std::string> dirs =
       opts.parser_dirs.empty() ? ParserDirs(config) : opts.parser_dirs;
-  auto pack = LoadParserPackOrExit(dirs);
+  auto pack = LoadParserPackOrExit(dirs, config);
 
   // Playbooks decide "matched"; explain still works without them.
   std::unique_ptr<PlaybookEngine> playbooks;
@@ -120,6 +125,17 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
     in = &file;
   }
 
+  LogFormat format = LogFormat::kSyslog;
+  if (!ParseLogFormat(opts.format, &format)) {
+    throw CliExit(kExitUsage, "--format must be syslog, dovecot-log or roundcube-log");
+  }
+  struct Shape {
+    std::uint64_t count = 0;
+    std::string example;
+  };
+  std::map<std::pair<std::string, std::string>, Shape> unknown_shapes;  // (program label, shape)
+  std::uint64_t unknown_lines = 0;
+  const std::vector<std::string> labels = pack->program_labels();
   const SyslogParser syslog;
   auto extractor = EventExtractor::Create(pack);
   std::map<std::string, std::uint64_t> by_parser, by_type, unmatched_by_program;
@@ -165,10 +181,10 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
     ++lines;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     SyslogMessage msg;
-    bool is_syslog = syslog.Parse(line, reference, &msg).ok();
-    if (!is_syslog) is_syslog = ParseRoundcubeFileLine(line, &msg);
+    const bool is_syslog = syslog.Parse(line, reference, &msg, format).ok();
     if (!is_syslog) {
       ++malformed;
+      if (opts.unknown) continue;
       if (opts.jsonl) {
         nlohmann::json j = {{"line_no", lines}, {"matched", false}, {"event", nullptr},
                             {"ip", nullptr},    {"user", nullptr},  {"outcome", "malformed"}};
@@ -194,6 +210,18 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
     if (has_event) ++by_type[std::string(EventTypeName(event.type))];
     if (is_match) ++matched;
     count_released();
+
+    if (opts.unknown) {
+      const int label = pack->ProgramLabel(msg.program);
+      if (outcome.pattern != nullptr || label < 0 ||
+          static_cast<std::size_t>(label) >= labels.size())
+        continue;
+      ++unknown_lines;
+      Shape& shape =
+          unknown_shapes[{labels[static_cast<std::size_t>(label)], LineShape(msg.message)}];
+      if (shape.count++ == 0) shape.example = RedactLine(msg.message);
+      continue;
+    }
 
     if (opts.unmatched) {
       if (outcome.pattern != nullptr) continue;
@@ -268,6 +296,35 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
 
   extractor->ReleaseAll();
   count_released();
+  if (opts.unknown) {
+    std::vector<std::pair<const std::pair<std::string, std::string>*, const Shape*>> sorted;
+    for (const auto& [key, shape] : unknown_shapes) sorted.emplace_back(&key, &shape);
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+      return a.second->count != b.second->count ? a.second->count > b.second->count
+                                                : *a.first < *b.first;
+    });
+    if (!opts.jsonl) {
+      std::printf(
+          "Lines of known programs that no pattern recognised: %llu, in %zu shapes\n"
+          "(addresses, user names, mail addresses and session ids replaced in the examples; "
+          "numbers and queue ids too in the shapes; check before sending)\n",
+          static_cast<unsigned long long>(unknown_lines), sorted.size());
+    }
+    for (const auto& [key, shape] : sorted) {
+      if (opts.jsonl) {
+        nlohmann::json j = {{"program", key->first},
+                            {"shape", key->second},
+                            {"count", shape->count},
+                            {"example", shape->example}};
+        std::puts(j.dump().c_str());
+      } else {
+        std::printf("%8llu  %s  %s\n          e.g. %s\n",
+                    static_cast<unsigned long long>(shape->count), key->first.c_str(),
+                    key->second.c_str(), shape->example.c_str());
+      }
+    }
+  }
+
   const auto& st = extractor->stats();
   std::string summary;
   summary += fmt::format(
@@ -296,7 +353,7 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
   summary += fmt::format("Time: {:.3f} s ({:.0f} lines/s)\n", seconds,
                          seconds > 0 ? static_cast<double>(lines) / seconds : 0.0);
   std::fflush(stdout);
-  std::fputs(summary.c_str(), opts.jsonl || opts.unmatched ? stderr : stdout);
+  std::fputs(summary.c_str(), opts.jsonl || opts.unmatched || opts.unknown ? stderr : stdout);
 }
 
 }  // namespace
@@ -310,6 +367,12 @@ void AddExplainCommand(CLI::App& app, GlobalOptions& globals) {
   cmd->add_flag("--jsonl", opts->jsonl,
                 "one JSON object per input line: line_no, matched, event, ip, user, fields");
   cmd->add_flag("--unmatched", opts->unmatched, "list only the lines no parser recognised");
+  cmd->add_flag("--unknown", opts->unknown,
+                "lines of known programs no pattern recognised, grouped by shape, with counts "
+                "and one redacted example each (addresses and user names replaced)");
+  cmd->add_option("--format", opts->format,
+                  "how the file is written: syslog (default; also recognises Dovecot log_path "
+                  "and Roundcube lines), dovecot-log, roundcube-log");
   cmd->add_option("--parsers", opts->parser_dirs,
                   "parser directory or file, repeatable (default: <rules dir>/parsers)");
   cmd->callback([&globals, opts] { RunExplain(globals, *opts); });

@@ -28,12 +28,13 @@ struct ReplayOptions {
   std::vector<std::string> files;
   bool enforce = false;
   bool quiet = false;
+  std::string format = "syslog";
 };
 
 void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   Config config = LoadEffectiveConfig(globals);
   if (!opts.enforce) config.dry_run = true;
-  auto pack = LoadParserPackOrExit(ParserDirs(config));
+  auto pack = LoadParserPackOrExit(ParserDirs(config), config);
   auto engine = LoadPlaybooksOrExit(config);
 
   auto store = IncidentStore::Open(config.store_path);
@@ -45,6 +46,9 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   PipelineOptions popts;
   popts.replay = true;
   popts.reference = SystemClock::Instance()->Now();
+  if (!ParseLogFormat(opts.format, &popts.format)) {
+    throw CliExit(kExitUsage, "--format must be syslog, dovecot-log or roundcube-log");
+  }
   // One pipeline for all files, so `replay mail.log.1 mail.log` keeps its windows across them.
   Pipeline pipeline(
       SyslogParser(), EventExtractor::Create(pack), std::move(engine), &recorder,
@@ -129,6 +133,8 @@ void AddReplayCommand(CLI::App& app, GlobalOptions& globals) {
       });
   cmd->add_flag("--enforce", opts->enforce, "run the actions (bans, suspensions, notifications)");
   cmd->add_flag("-q,--quiet", opts->quiet, "no summary on stderr");
+  cmd->add_option("--format", opts->format,
+                  "how the files are written: syslog (default), dovecot-log, roundcube-log");
   cmd->callback([&globals, opts] { RunReplay(globals, *opts); });
 }
 

@@ -64,7 +64,7 @@ class Daemon {
         OrExit(DispatcherOptions::FromConfig(config_, &diags), diags, "dispatcher");
     auto control_options =
         OrExit(ControlServerOptions::FromConfig(config_, &diags), diags, "control");
-    pack_ = LoadParserPackOrExit(ParserDirs(config_));
+    pack_ = LoadParserPackOrExit(ParserDirs(config_), config_);
     auto engine = LoadPlaybooksOrExit(config_);
 
     std::error_code ec;
@@ -93,6 +93,7 @@ class Daemon {
     PipelineOptions pipeline_options;
     pipeline_options.max_skew_seconds = config_.max_clock_skew_seconds;
     pipeline_options.max_age_seconds = config_.max_event_age_seconds;
+    for (const auto& spec : inputs) pipeline_options.input_formats.push_back(spec.format);
     pipeline_ = std::make_unique<Pipeline>(
         SyslogParser(), EventExtractor::Create(pack_), std::move(engine), recorder_.get(),
         [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); },

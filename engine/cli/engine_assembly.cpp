@@ -31,12 +31,15 @@ std::vector<std::string> ParserDirs(const Config& config) {
   return dirs;
 }
 
-std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs) {
+std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs,
+                                                       const Config& config) {
   if (dirs.empty()) {
     throw CliExit(kExitUsage, "no parser directory found (expected <rules dir>/parsers)");
   }
   std::vector<Diagnostic> diags;
-  auto pack = ParserPack::Load(dirs, &diags);
+  ParserPackOptions options;
+  options.trusted_proxies = config.trusted_proxies;
+  auto pack = ParserPack::Load(dirs, &diags, options);
   if (!pack.ok()) ExitWithDiagnostics(diags, pack.status());
   return std::move(*pack);
 }

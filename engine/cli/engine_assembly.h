@@ -15,7 +15,9 @@ namespace mxward::cli {
 
 // <dir>/parsers for each rule dir that has one.
 std::vector<std::string> ParserDirs(const Config& config);
-std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs);
+// The parser pack of dirs, with the settings of config that apply to it (trusted_proxies).
+std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs,
+                                                       const Config& config);
 // The playbooks of the config's rule dirs, and their actions checked against the executors'
 // sections the way the executors will check them when they run (CheckPlaybookActions): what
 // check, serve, replay and a reload all load.

@@ -141,6 +141,7 @@ class SpecReader {
                                                   "receive_buffer",
                                                   "start_at",
                                                   "state_file",
+                                                  "format",
                                                   "allowed_senders",
                                                   "cert_file",
                                                   "key_file",
@@ -209,6 +210,7 @@ class SpecReader {
     only_for("group", unix_socket, "unix socket");
     only_for("start_at", s.type == InputType::kFile, "file");
     only_for("state_file", s.type == InputType::kFile, "file");
+    only_for("format", s.type == InputType::kFile, "file");
     only_for(
         "max_connections",
         s.type == InputType::kTcp || s.type == InputType::kUnixStream || s.type == InputType::kTls,
@@ -274,6 +276,16 @@ class SpecReader {
       }
     }
     str("state_file", &s.state_file);
+    std::string format;
+    if (const toml::node* n = str("format", &format); n != nullptr && ok) {
+      if (!ParseLogFormat(format, &s.format)) {
+        Error(*n,
+              fmt::format("[[input]]: format '{}' must be \"syslog\", \"dovecot-log\" (Dovecot's "
+                          "own log_path file) or \"roundcube-log\" (Roundcube's logs/*.log)",
+                          format));
+        ok = false;
+      }
+    }
     if (s.type == InputType::kFile && s.state_file.empty() && !s.path.empty()) {
       std::filesystem::path dir = std::filesystem::path(store_path).parent_path();
       if (dir.empty()) dir = ".";

@@ -28,6 +28,7 @@
 
 #include "engine/base/settings_reader.h"
 #include "mxward/config.h"
+#include "mxward/syslog_parser.h"
 
 namespace mxward {
 namespace {
@@ -132,7 +133,14 @@ int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Ca
       end = text.size();
     } else {
       const std::string& next = t[i + 1].literal;  // a field is always followed by a literal
-      end = tok.cls == TemplateToken::kGreedy ? text.rfind(next) : text.find(next, pos);
+      if (tok.cls == TemplateToken::kGreedy) {
+        end = text.rfind(next);
+      } else if (tok.cls == TemplateToken::kQueueId || tok.cls == TemplateToken::kDigits) {
+        // Bounded classes (at most 20 characters): look no further than that, not the whole line.
+        end = text.substr(0, std::min(text.size(), pos + 21 + next.size())).find(next, pos);
+      } else {
+        end = text.find(next, pos);
+      }
       if (end == std::string_view::npos || end < pos) return -1;
     }
     const std::string_view v = text.substr(pos, end - pos);
@@ -216,8 +224,8 @@ std::string_view DomainOf(std::string_view address) {
 
 class CompiledParserPack final : public ParserPack {
  public:
-  explicit CompiledParserPack(std::vector<CompiledParser> parsers)
-      : parsers_(std::move(parsers)), generation_(NextGeneration()) {
+  CompiledParserPack(std::vector<CompiledParser> parsers, ParserPackOptions options)
+      : parsers_(std::move(parsers)), options_(std::move(options)), generation_(NextGeneration()) {
     for (std::size_t i = 0; i < parsers_.size(); ++i) {
       CompiledParser& p = parsers_[i];
       for (auto& pattern : p.patterns) pattern.info.parser_index = static_cast<int>(i);
@@ -381,8 +389,8 @@ class CompiledParserPack final : public ParserPack {
     return p.label_base;
   }
 
-  static void Fill(const CompiledParser& parser, const CompiledPattern& p, const SyslogMessage& msg,
-                   const Captured* captured, int n, Event* event) {
+  void Fill(const CompiledParser& parser, const CompiledPattern& p, const SyslogMessage& msg,
+            const Captured* captured, int n, Event* event) const {
     event->Clear();
     event->type = p.type;
     event->time = msg.time;
@@ -402,6 +410,8 @@ class CompiledParserPack final : public ParserPack {
       // Postfix's "unknown[unknown]", junk: no address rather than a wrong one.
       if (!IpAddress::Parse(event->get(Field::kClientIp), &event->client_ip)) {
         event->set(Field::kClientIp, {});
+      } else if (event->has(Field::kForwardedFor) || event->has(Field::kRealIp)) {
+        ResolveForwardedClient(event);
       }
     }
     if (!event->has(Field::kSenderDomain)) {
@@ -430,6 +440,42 @@ class CompiledParserPack final : public ParserPack {
     }
   }
 
+  bool Trusted(const IpAddress& a) const {
+    for (const IpPrefix& p : options_.trusted_proxies) {
+      if (p.Contains(a)) return true;
+    }
+    return false;
+  }
+
+  // The connecting address is client_ip; X-Forwarded-For / X-Real-IP replace it only when it is
+  // a trusted proxy (ParserPackOptions). Views stay in the line: no allocation.
+  void ResolveForwardedClient(Event* event) const {
+    if (!Trusted(event->client_ip)) return;  // the client's own headers: the peer counts
+    std::string_view chosen;
+    std::string_view xff = event->get(Field::kForwardedFor);
+    while (!xff.empty()) {
+      const std::size_t comma = xff.rfind(',');
+      std::string_view entry = comma == std::string_view::npos ? xff : xff.substr(comma + 1);
+      xff = comma == std::string_view::npos ? std::string_view() : xff.substr(0, comma);
+      while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
+      while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+      if (entry.empty()) continue;
+      IpAddress a;
+      if (IpAddress::Parse(entry, &a) && Trusted(a)) continue;  // a further proxy of ours
+      chosen = entry;
+      break;
+    }
+    if (chosen.empty()) chosen = event->get(Field::kRealIp);
+    IpAddress client;
+    if (!chosen.empty() && IpAddress::Parse(chosen, &client)) {
+      event->client_ip = client;
+      event->set(Field::kClientIp, chosen);
+    } else {
+      event->client_ip = IpAddress();  // never the proxy's own address
+      event->set(Field::kClientIp, {});
+    }
+  }
+
   // A pack at a reused address must not hit a previous pack's cache entries.
   static std::uint64_t NextGeneration() {
     static std::atomic<std::uint64_t> next{1};
@@ -437,6 +483,7 @@ class CompiledParserPack final : public ParserPack {
   }
 
   std::vector<CompiledParser> parsers_;
+  ParserPackOptions options_;
   std::vector<std::string> labels_;
   std::uint64_t generation_;
 };
@@ -815,8 +862,16 @@ class Loader {
 
 }  // namespace
 
+std::vector<IpPrefix> ParserPackOptions::DefaultTrustedProxies() {
+  std::vector<IpPrefix> out(2);
+  IpPrefix::Parse("127.0.0.0/8", &out[0]);
+  IpPrefix::Parse("::1/128", &out[1]);
+  return out;
+}
+
 Result<std::shared_ptr<const ParserPack>> ParserPack::Load(const std::vector<std::string>& paths,
-                                                           std::vector<Diagnostic>* diagnostics) {
+                                                           std::vector<Diagnostic>* diagnostics,
+                                                           const ParserPackOptions& options) {
   namespace fs = std::filesystem;
   std::vector<Diagnostic> local;
   std::vector<Diagnostic>* diags = diagnostics != nullptr ? diagnostics : &local;
@@ -853,46 +908,11 @@ Result<std::shared_ptr<const ParserPack>> ParserPack::Load(const std::vector<std
                                    fmt::format("{}", fmt::join(paths, ", ")));
   }
   return std::shared_ptr<const ParserPack>(
-      std::make_shared<CompiledParserPack>(std::move(parsers)));
+      std::make_shared<CompiledParserPack>(std::move(parsers), options));
 }
 
-// "[23-Nov-2026 10:00:00 +0100]: message"
 bool ParseRoundcubeFileLine(std::string_view line, SyslogMessage* msg) {
-  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
-  // 0         1         2
-  // 012345678901234567890123456789
-  // [23-Nov-2026 10:00:00 +0100]:
-  if (line.size() < 30 || line[0] != '[' || line[3] != '-' || line[7] != '-' || line[12] != ' ' ||
-      line[15] != ':' || line[18] != ':' || line[21] != ' ' || line[27] != ']' || line[28] != ':' ||
-      line[29] != ' ') {
-    return false;
-  }
-  auto num = [&](std::size_t pos, std::size_t len, int* out) {
-    auto [end, ec] = std::from_chars(line.data() + pos, line.data() + pos + len, *out);
-    return ec == std::errc() && end == line.data() + pos + len;
-  };
-  int day, year, hh, mm, ss, zone;
-  if (!num(1, 2, &day) || !num(8, 4, &year) || !num(13, 2, &hh) || !num(16, 2, &mm) ||
-      !num(19, 2, &ss) || !num(23, 4, &zone) || (line[22] != '+' && line[22] != '-')) {
-    return false;
-  }
-  int month = 0;
-  for (int i = 0; i < 12; ++i) {
-    if (line.substr(4, 3) == kMonths[i]) month = i + 1;
-  }
-  if (month == 0 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return false;
-  const long offset = (zone / 100 * 3600L + zone % 100 * 60L) * (line[22] == '-' ? -1 : 1);
-  const std::int64_t days =
-      DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  *msg = SyslogMessage();
-  msg->time = (days * 86400 + hh * 3600 + mm * 60 + ss - offset) * kMicrosPerSecond;
-  msg->has_time = true;
-  msg->program = "roundcube";
-  msg->message = line.substr(30);
-  msg->raw = line;
-  return true;
+  return SyslogParser::ParseRoundcubeLine(line, msg);
 }
 
 }  // namespace mxward

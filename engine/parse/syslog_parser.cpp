@@ -57,13 +57,43 @@ class Cursor {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
+constexpr std::uint32_t Pack3(char a, char b, char c) {
+  return static_cast<std::uint32_t>(static_cast<unsigned char>(a)) << 16 |
+         static_cast<std::uint32_t>(static_cast<unsigned char>(b)) << 8 |
+         static_cast<unsigned char>(c);
+}
+
+// Runs for every line: one switch on the three letters packed, no string compares.
 int MonthFromName(std::string_view m) {
-  static constexpr std::string_view kNames[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  for (int i = 0; i < 12; ++i) {
-    if (m == kNames[i]) return i + 1;
+  if (m.size() != 3) return 0;
+  switch (Pack3(m[0], m[1], m[2])) {
+    case Pack3('J', 'a', 'n'):
+      return 1;
+    case Pack3('F', 'e', 'b'):
+      return 2;
+    case Pack3('M', 'a', 'r'):
+      return 3;
+    case Pack3('A', 'p', 'r'):
+      return 4;
+    case Pack3('M', 'a', 'y'):
+      return 5;
+    case Pack3('J', 'u', 'n'):
+      return 6;
+    case Pack3('J', 'u', 'l'):
+      return 7;
+    case Pack3('A', 'u', 'g'):
+      return 8;
+    case Pack3('S', 'e', 'p'):
+      return 9;
+    case Pack3('O', 'c', 't'):
+      return 10;
+    case Pack3('N', 'o', 'v'):
+      return 11;
+    case Pack3('D', 'e', 'c'):
+      return 12;
+    default:
+      return 0;
   }
-  return 0;
 }
 
 bool IsLeap(std::int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
@@ -141,14 +171,17 @@ bool ParseZone(Cursor& c, bool* has_zone, long* offset) {
 
 // ISO-8601 / RFC 3339 date-time: "2025-02-27T07:14:47.545612+00:00". Local seconds (as if UTC)
 // plus the zone, if any.
-bool ParseIsoTime(Cursor& c, std::int64_t* local_seconds, int* micros, bool* has_zone,
-                  long* offset) {
+// allow_space: "2025-03-03 10:12:01" (Dovecot's log_timestamp "%Y-%m-%d %H:%M:%S").
+bool ParseIsoTime(Cursor& c, std::int64_t* local_seconds, int* micros, bool* has_zone, long* offset,
+                  bool allow_space = false) {
   int y = 0, mo = 0, d = 0;
   if (!c.Digits(4, &y) || !c.Eat('-') || !c.Digits(2, &mo) || !c.Eat('-') || !c.Digits(2, &d)) {
     return false;
   }
   if (mo < 1 || mo > 12 || d < 1 || d > DaysInMonth(y, mo)) return false;
-  if (!c.Eat('T') && !c.Eat('t')) return false;
+  if (!c.Eat('T') && !c.Eat('t') && !(allow_space && IsDigit(c.peek(1)) && c.Eat(' '))) {
+    return false;
+  }
   ClockTime t;
   if (!ParseClock(c, &t)) return false;
   if (!ParseZone(c, has_zone, offset)) return false;
@@ -159,8 +192,9 @@ bool ParseIsoTime(Cursor& c, std::int64_t* local_seconds, int* micros, bool* has
   return true;
 }
 
-// RFC 3164 time "Mmm dd hh:mm:ss" (day space-padded or not, optional fraction).
-bool ParseBsdTime(Cursor& c, int* month, int* day, ClockTime* t) {
+// RFC 3164 time "Mmm dd hh:mm:ss" (day space-padded or not, optional fraction), or with a year
+// "Mmm dd yyyy hh:mm:ss" (syslog-ng, network devices): *year is 0 when absent.
+bool ParseBsdTime(Cursor& c, int* month, int* day, ClockTime* t, int* year = nullptr) {
   if (!c.has(3)) return false;
   const std::size_t start = c.pos();
   *month = MonthFromName(c.Rest().substr(0, 3));
@@ -179,7 +213,75 @@ bool ParseBsdTime(Cursor& c, int* month, int* day, ClockTime* t) {
   if (d < 1 || d > 31) return false;
   *day = d;
   if (!c.Eat(' ')) return false;
+  if (year != nullptr) *year = 0;
+  if (year != nullptr && IsDigit(c.peek()) && IsDigit(c.peek(2)) && c.peek(4) == ' ') {
+    int y = 0;
+    if (!c.Digits(4, &y) || !c.Eat(' ') || y < 1970 || y > 9999) return false;
+    *year = y;
+  }
   return ParseClock(c, t);
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// TAI64N label as multilog/tai64n write it: "@" and 24 hex digits, 2^62 + 10 + Unix seconds
+// (daemontools' fixed TAI-UTC offset) and nanoseconds.
+bool ParseTai64n(Cursor& c, UnixMicros* out) {
+  if (c.peek() != '@' || !c.has(25)) return false;
+  const std::string_view hex = c.Rest().substr(1, 24);
+  std::uint64_t label = 0, nanos = 0;
+  for (std::size_t i = 0; i < 24; ++i) {
+    const int v = HexValue(hex[i]);
+    if (v < 0) return false;
+    if (i < 16) {
+      label = label << 4 | static_cast<std::uint64_t>(v);
+    } else {
+      nanos = nanos << 4 | static_cast<std::uint64_t>(v);
+    }
+  }
+  constexpr std::uint64_t kUnixEpochLabel = (std::uint64_t{1} << 62) + 10;
+  constexpr std::uint64_t kMaxSeconds = 253402300799;  // 9999-12-31
+  if (label < kUnixEpochLabel || label - kUnixEpochLabel > kMaxSeconds || nanos > 999'999'999) {
+    return false;
+  }
+  c.set_pos(c.pos() + 25);
+  *out = static_cast<UnixMicros>(label - kUnixEpochLabel) * kMicrosPerSecond +
+         static_cast<UnixMicros>(nanos / 1000);
+  return true;
+}
+
+// Dovecot's level word after its log prefix ("Info: "): the syslog severity, or -1.
+int DovecotLevel(std::string_view s, std::size_t* length) {
+  static constexpr std::pair<std::string_view, int> kLevels[] = {{"Info: ", 6},  {"Warning: ", 4},
+                                                                 {"Error: ", 3}, {"Fatal: ", 2},
+                                                                 {"Panic: ", 0}, {"Debug: ", 7}};
+  for (const auto& [word, severity] : kLevels) {
+    if (s.substr(0, word.size()) == word) {
+      *length = word.size();
+      return severity;
+    }
+  }
+  return -1;
+}
+
+// A Dovecot log-file body: "<prefix>: <Level>: text" where the prefix has no blank
+// ("imap-login", "auth-worker(123)", "imap(user)<4711><sess>", 2.4's "auth(u,ip,sasl:login)<s>").
+// Returns the severity, or -1 when rest does not have that shape.
+int DovecotBody(std::string_view rest) {
+  // One pass to the first ": "; a blank before it (a hostname) ends the check at once.
+  std::size_t colon = 0;
+  for (;; ++colon) {
+    if (colon + 1 >= rest.size() || rest[colon] == ' ') return -1;
+    if (rest[colon] == ':' && rest[colon + 1] == ' ') break;
+  }
+  if (colon == 0) return -1;
+  std::size_t length = 0;
+  return DovecotLevel(rest.substr(colon + 2), &length);
 }
 
 // `name:`, `name[pid]:` and, when allow_no_colon, `name[pid]`. name is any run without space,
@@ -242,6 +344,39 @@ void ParseBsdBody(Cursor& c, bool may_have_host, SyslogMessage* out) {
   out->message = c.Rest();
 }
 
+// After the time of a file line: Dovecot's own log file ("imap-login: Info: ..."), else the
+// RFC 3164 body.
+void ParseBody(Cursor& c, SyslogMessage* out) {
+  const std::size_t start = c.pos();
+  ParseBsdBody(c, true, out);
+  // Cheap test first (this runs for every file line): a Dovecot level word starts with one of
+  // these letters and follows either the tag ("imap-login: Info: ", no hostname) or, for a
+  // prefix the tag splitter refuses (2.4's "auth(u,ip,sasl:login)<s>:"), stands where the tag
+  // would be.
+  const char m = out->message.empty() ? '\0' : out->message.front();
+  const char p = out->program.empty() ? '\0' : out->program.front();
+  const bool maybe = (out->hostname.empty() &&
+                      (m == 'I' || m == 'W' || m == 'E' || m == 'F' || m == 'P' || m == 'D')) ||
+                     (!out->hostname.empty() && out->pid.empty() &&
+                      (p == 'I' || p == 'W' || p == 'E' || p == 'F' || p == 'P' || p == 'D'));
+  if (!maybe) return;
+  c.set_pos(start);
+  const int severity = DovecotBody(c.Rest());
+  if (severity < 0) return;
+  const UnixMicros time = out->time;
+  const bool has_time = out->has_time;
+  const std::string_view raw = out->raw;
+  const int facility = out->facility;
+  out->hostname = out->program = out->pid = {};
+  out->program = "dovecot";
+  out->message = c.Rest();
+  out->severity = severity;
+  out->time = time;
+  out->has_time = has_time;
+  out->raw = raw;
+  out->facility = facility;
+}
+
 // RFC 5424 header field: NILVALUE "-" is empty. Fields are non-empty runs without space.
 bool Field5424(Cursor& c, std::size_t max_len, std::string_view* value) {
   const std::string_view tok = c.Token();
@@ -294,6 +429,45 @@ bool ParseStructuredData(Cursor& c, std::string_view* sd) {
 }
 
 }  // namespace
+
+// "[23-Nov-2026 10:00:00 +0100]: message"
+bool SyslogParser::ParseRoundcubeLine(std::string_view line, SyslogMessage* msg) {
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  // 0         1         2
+  // 012345678901234567890123456789
+  // [23-Nov-2026 10:00:00 +0100]:
+  if (line.size() < 30 || line[0] != '[' || line[3] != '-' || line[7] != '-' || line[12] != ' ' ||
+      line[15] != ':' || line[18] != ':' || line[21] != ' ' || line[27] != ']' || line[28] != ':' ||
+      line[29] != ' ' || (line[22] != '+' && line[22] != '-')) {
+    return false;
+  }
+  Cursor c(line);
+  int day = 0, year = 0, zone_h = 0, zone_m = 0;
+  ClockTime t;
+  c.set_pos(1);
+  if (!c.Digits(2, &day)) return false;
+  const int month = MonthFromName(line.substr(4, 3));
+  c.set_pos(8);
+  if (!c.Digits(4, &year)) return false;
+  c.set_pos(13);
+  if (!ParseClock(c, &t) || c.pos() != 21) return false;
+  c.set_pos(23);
+  if (!c.Digits(2, &zone_h) || !c.Digits(2, &zone_m)) return false;
+  if (month == 0 || day < 1 || day > DaysInMonth(year, month) || zone_h > 23 || zone_m > 59) {
+    return false;
+  }
+  const long offset = (zone_h * 3600L + zone_m * 60L) * (line[22] == '-' ? -1 : 1);
+  *msg = SyslogMessage();
+  msg->time = (DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) *
+                   kSecondsPerDay +
+               SecondsOfDay(t) - offset) *
+              kMicrosPerSecond;
+  msg->has_time = true;
+  msg->program = "roundcube";
+  msg->message = line.substr(30);
+  msg->raw = line;
+  return true;
+}
 
 SyslogParser::SyslogParser(SyslogParserOptions options) : options_(options) {
   if (!options_.use_local_zone) return;
@@ -361,7 +535,107 @@ std::int64_t SyslogParser::LocalToUtc(std::int64_t local_seconds) const {
   return local_seconds - off;
 }
 
-Status SyslogParser::Parse(std::string_view line, UnixMicros reference, SyslogMessage* out) const {
+bool SyslogParser::PlaceBsdTime(int month, int day, std::int64_t seconds_of_day, int micros,
+                                UnixMicros reference, UnixMicros* out) const {
+  // Year inference: of last, this and next year (of the reference, in local time) take the one
+  // that puts the line nearest the reference.
+  // Clamped to years 1..9999 so that absurd references cannot overflow the arithmetic.
+  constexpr std::int64_t kMinRef = -62135596800, kMaxRef = 253402300799;
+  std::int64_t ref_seconds = FloorDiv(reference, kMicrosPerSecond);
+  ref_seconds = ref_seconds < kMinRef ? kMinRef : ref_seconds > kMaxRef ? kMaxRef : ref_seconds;
+  const std::int64_t ref_local = ref_seconds + UtcOffsetAt(ref_seconds);
+  const std::int64_t ref_year = YearFromDays(FloorDiv(ref_local, kSecondsPerDay));
+  std::int64_t best = 0;
+  std::int64_t best_distance = std::numeric_limits<std::int64_t>::max();
+  for (std::int64_t y = ref_year - 1; y <= ref_year + 1; ++y) {
+    if (day > DaysInMonth(y, month)) continue;  // Feb 29 outside a leap year
+    const std::int64_t local = DaysFromCivil(static_cast<int>(y), static_cast<unsigned>(month),
+                                             static_cast<unsigned>(day)) *
+                                   kSecondsPerDay +
+                               seconds_of_day;
+    const std::int64_t distance = local > ref_local ? local - ref_local : ref_local - local;
+    if (distance < best_distance) {
+      best_distance = distance;
+      best = local;
+    }
+  }
+  if (best_distance == std::numeric_limits<std::int64_t>::max()) return false;
+  *out = LocalToUtc(best) * kMicrosPerSecond + micros;
+  return true;
+}
+
+Status SyslogParser::Parse(std::string_view line, UnixMicros reference, SyslogMessage* out,
+                           LogFormat format) const {
+  switch (format) {
+    case LogFormat::kDovecotLog:
+      return ParseDovecot(line, reference, out);
+    case LogFormat::kRoundcubeLog: {
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+      if (line.empty()) {
+        *out = SyslogMessage{};
+        return Status::InvalidArgument("empty line");
+      }
+      if (!ParseRoundcubeLine(line, out)) {
+        // Another log_date_format, or a PHP error_log line "[date zone] text": no time.
+        *out = SyslogMessage{};
+        out->raw = line;
+        out->program = "roundcube";
+        const std::size_t close = line.front() == '[' ? line.find("] ") : std::string_view::npos;
+        out->message = close == std::string_view::npos ? line : line.substr(close + 2);
+        if (out->message.starts_with(": ")) out->message.remove_prefix(2);
+      }
+      // log_driver "php"/"stdout" name the log: "errors: ...", "userlogins: ...".
+      for (std::string_view name : {"errors: ", "userlogins: "}) {
+        if (out->message.starts_with(name)) out->message.remove_prefix(name.size());
+      }
+      return Status::Ok();
+    }
+    case LogFormat::kSyslog:
+      break;
+  }
+  return ParseSyslog(line, reference, out);
+}
+
+Status SyslogParser::ParseDovecot(std::string_view line, UnixMicros reference,
+                                  SyslogMessage* out) const {
+  *out = SyslogMessage{};
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  out->raw = line;
+  if (line.empty()) return Status::InvalidArgument("empty line");
+  Cursor c(line);
+  std::int64_t local = 0;
+  int micros = 0, month = 0, day = 0;
+  bool has_zone = false;
+  long offset = 0;
+  ClockTime t;
+  UnixMicros tai = 0;
+  if (c.peek() == '@') {
+    if (ParseTai64n(c, &tai) && c.Eat(' ')) {
+      out->time = tai;
+      out->has_time = true;
+    } else {
+      c.set_pos(0);
+    }
+  } else if (IsDigit(c.peek())) {
+    if (ParseIsoTime(c, &local, &micros, &has_zone, &offset, /*allow_space=*/true) && c.Eat(' ')) {
+      out->time = (has_zone ? local - offset : LocalToUtc(local)) * kMicrosPerSecond + micros;
+      out->has_time = true;
+    } else {
+      c.set_pos(0);
+    }
+  } else if (ParseBsdTime(c, &month, &day, &t) && c.Eat(' ')) {
+    out->has_time = PlaceBsdTime(month, day, SecondsOfDay(t), t.micros, reference, &out->time);
+  } else {
+    c.set_pos(0);
+  }
+  out->program = "dovecot";
+  out->message = c.Rest();
+  out->severity = DovecotBody(out->message);
+  return Status::Ok();
+}
+
+Status SyslogParser::ParseSyslog(std::string_view line, UnixMicros reference,
+                                 SyslogMessage* out) const {
   *out = SyslogMessage{};
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
   out->raw = line;
@@ -439,48 +713,51 @@ Status SyslogParser::Parse(std::string_view line, UnixMicros reference, SyslogMe
     int micros = 0;
     bool has_zone = false;
     long offset = 0;
-    if (ParseIsoTime(c, &local, &micros, &has_zone, &offset) && c.Eat(' ')) {
+    if (ParseIsoTime(c, &local, &micros, &has_zone, &offset, /*allow_space=*/!has_pri) &&
+        c.Eat(' ')) {
       const std::int64_t utc = has_zone ? local - offset : LocalToUtc(local);
       out->time = utc * kMicrosPerSecond + micros;
       out->has_time = true;
-      ParseBsdBody(c, true, out);
+      ParseBody(c, out);
       return Status::Ok();
     }
   } else {
-    int month = 0, day = 0;
+    int month = 0, day = 0, year = 0;
     ClockTime t;
-    if (ParseBsdTime(c, &month, &day, &t) && (c.done() || c.Eat(' '))) {
-      // Year inference: of last, this and next year (of the reference, in local time) take the
-      // one that puts the line nearest the reference.
-      // Clamped to years 1..9999 so that absurd references cannot overflow the arithmetic.
-      constexpr std::int64_t kMinRef = -62135596800, kMaxRef = 253402300799;
-      std::int64_t ref_seconds = FloorDiv(reference, kMicrosPerSecond);
-      ref_seconds = ref_seconds < kMinRef ? kMinRef : ref_seconds > kMaxRef ? kMaxRef : ref_seconds;
-      const std::int64_t ref_local = ref_seconds + UtcOffsetAt(ref_seconds);
-      const std::int64_t ref_year = YearFromDays(FloorDiv(ref_local, kSecondsPerDay));
-      std::int64_t best = 0;
-      std::int64_t best_distance = std::numeric_limits<std::int64_t>::max();
-      for (std::int64_t y = ref_year - 1; y <= ref_year + 1; ++y) {
-        if (day > DaysInMonth(y, month)) continue;  // Feb 29 outside a leap year
-        const std::int64_t local = DaysFromCivil(static_cast<int>(y), static_cast<unsigned>(month),
-                                                 static_cast<unsigned>(day)) *
-                                       kSecondsPerDay +
-                                   SecondsOfDay(t);
-        const std::int64_t distance = local > ref_local ? local - ref_local : ref_local - local;
-        if (distance < best_distance) {
-          best_distance = distance;
-          best = local;
-        }
-      }
-      if (best_distance != std::numeric_limits<std::int64_t>::max()) {
-        out->time = LocalToUtc(best) * kMicrosPerSecond + t.micros;
+    if (ParseBsdTime(c, &month, &day, &t, &year) && (c.done() || c.Eat(' '))) {
+      if (year != 0) {
+        if (day > DaysInMonth(year, month)) return Status::InvalidArgument("no such day");
+        const std::int64_t local =
+            DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) *
+                kSecondsPerDay +
+            SecondsOfDay(t);
+        out->time = LocalToUtc(local) * kMicrosPerSecond + t.micros;
         out->has_time = true;
+      } else {
+        out->has_time = PlaceBsdTime(month, day, SecondsOfDay(t), t.micros, reference, &out->time);
       }
-      ParseBsdBody(c, true, out);
+      ParseBody(c, out);
       return Status::Ok();
     }
   }
-  if (!has_pri) return Status::InvalidArgument("not syslog: no <PRI> and no timestamp");
+  if (!has_pri) {
+    if (c.peek() == '@') {  // multilog / tai64n
+      UnixMicros t = 0;
+      if (ParseTai64n(c, &t) && c.Eat(' ')) {
+        out->time = t;
+        out->has_time = true;
+        if (DovecotBody(c.Rest()) >= 0) {
+          out->program = "dovecot";
+          out->message = c.Rest();
+        } else {
+          ParseBsdBody(c, false, out);
+        }
+        return Status::Ok();
+      }
+    }
+    if (ParseRoundcubeLine(line, out)) return Status::Ok();
+    return Status::InvalidArgument("not syslog: no <PRI> and no timestamp");
+  }
   // <PRI> without a usable time: the rest is `tag: message` or just a message.
   c.set_pos(time_start);
   ParseBsdBody(c, false, out);

@@ -24,7 +24,10 @@ struct Config {
   std::string store_path = "/var/lib/mxward/mxward.db";
   std::int64_t retention_seconds = 90 * 86400;  // resolved incidents older than this are pruned
   std::vector<std::string> rule_dirs = {"/etc/mxward/rules.d"};  // playbooks; parsers/ inside
-  std::vector<IpPrefix> allow_addresses;                         // global allowlist: never acted on
+  // [rules] trusted_proxies: reverse proxies whose X-Forwarded-For / X-Real-IP name the client
+  // in webmail lines (ParserPackOptions). Default loopback, set by Defaults().
+  std::vector<IpPrefix> trusted_proxies;
+  std::vector<IpPrefix> allow_addresses;  // global allowlist: never acted on
   std::vector<std::string> allow_users;
   std::vector<std::string> allow_domains;
   bool allow_own_addresses = true;  // add the host's interface addresses at start

@@ -55,8 +55,13 @@ enum class Field : std::uint8_t {
   kNrcpt,
   kAttempts,  // how many tries this event stands for (Dovecot's "N attempts")
   kHelo,
+  // The forwarding headers a webmail logged after the connecting address (client text unless a
+  // trusted proxy set them). The parser pack replaces client_ip with the client they name only
+  // when the connecting address is one of the trusted_proxies (ParserPackOptions).
+  kForwardedFor,  // X-Forwarded-For list as logged: "198.51.100.7, 192.0.2.10"
+  kRealIp,        // X-Real-IP as logged
 };
-inline constexpr int kFieldCount = static_cast<int>(Field::kHelo) + 1;
+inline constexpr int kFieldCount = static_cast<int>(Field::kRealIp) + 1;
 
 // "auth_failure" etc.; ParseEventType accepts exactly these names.
 std::string_view EventTypeName(EventType t);

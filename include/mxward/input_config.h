@@ -33,6 +33,7 @@
 //   path = "/var/log/mail.log"
 //   start_at = "end"                # or "beginning"; used when no saved position applies
 //   state_file = "/var/lib/mxward/follow-mail.log.pos"   # default: next to the store
+//   format = "syslog"               # or "dovecot-log" (Dovecot's log_path), "roundcube-log"
 //
 // Without any [[input]] table the inputs are UDP and TCP on 127.0.0.1:5514 (DefaultInputSpecs).
 // Errors are Diagnostics with file:line:col; unknown keys are errors (a typo must not silently
@@ -47,6 +48,7 @@
 
 #include "mxward/config.h"
 #include "mxward/ip_address.h"
+#include "mxward/log_format.h"
 #include "mxward/status.h"
 
 namespace mxward {
@@ -78,9 +80,10 @@ struct InputSpec {
   std::string owner, group;           // unix sockets: chown after bind (names)
   std::size_t max_message_size = 64 * 1024;
   std::size_t max_connections = 1024;
-  int receive_buffer = 8 * 1024 * 1024;  // SO_RCVBUF for datagram inputs (SO_RCVBUFFORCE as root)
-  bool start_at_end = true;              // file
-  std::string state_file;                // file: where the read position is kept
+  int receive_buffer = 8 * 1024 * 1024;   // SO_RCVBUF for datagram inputs (SO_RCVBUFFORCE as root)
+  bool start_at_end = true;               // file
+  std::string state_file;                 // file: where the read position is kept
+  LogFormat format = LogFormat::kSyslog;  // file: how its lines are written (log_format.h)
   // udp / tcp / tls: the source addresses allowed to send; empty = anyone who can reach the
   // socket. Others' datagrams and connections are refused and counted (InputCounters::refused).
   std::vector<IpPrefix> allowed_senders;

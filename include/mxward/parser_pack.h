@@ -18,6 +18,7 @@
 
 #include "mxward/diagnostic.h"
 #include "mxward/event.h"
+#include "mxward/ip_address.h"
 #include "mxward/status.h"
 #include "mxward/syslog_message.h"
 
@@ -50,12 +51,26 @@ struct PatternInfo {
   int parser_index = -1;  // position of parser in ParserPack::parser_names() (-1: unknown)
 };
 
+// Settings of mxward.toml the pack applies while filling events.
+struct ParserPackOptions {
+  // Reverse proxies in front of a webmail ([rules] trusted_proxies). A line's forwarding headers
+  // (X-Forwarded-For, X-Real-IP: the forwarded_for / real_ip fields a pattern captures) name the
+  // client only when the connecting address is inside one of these; otherwise they are the
+  // client's own text and the connecting address counts. With a trusted proxy, the client is the
+  // right-most X-Forwarded-For entry that is not itself a trusted proxy (what the proxy appended),
+  // else X-Real-IP; when neither names a valid address the event has no client_ip (never the
+  // proxy's). Default: loopback, a proxy on the webmail's own host.
+  std::vector<IpPrefix> trusted_proxies = DefaultTrustedProxies();
+  static std::vector<IpPrefix> DefaultTrustedProxies();
+};
+
 class ParserPack {
  public:
   // Loads every *.toml in the given directories (or files). On errors, fills diagnostics with
   // file:line:col and returns InvalidArgument.
   static Result<std::shared_ptr<const ParserPack>> Load(const std::vector<std::string>& paths,
-                                                        std::vector<Diagnostic>* diagnostics);
+                                                        std::vector<Diagnostic>* diagnostics,
+                                                        const ParserPackOptions& options = {});
   virtual ~ParserPack() = default;
 
   // Stateless match of one message. Returns true and fills *event when a pattern that yields an

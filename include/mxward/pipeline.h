@@ -16,6 +16,7 @@
 
 #include "mxward/event.h"
 #include "mxward/line_sink.h"
+#include "mxward/log_format.h"
 #include "mxward/metrics_registry.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
@@ -55,6 +56,10 @@ struct PipelineOptions {
   // lines at one instant would look like an attack.
   std::int64_t max_skew_seconds = 300;
   std::int64_t max_age_seconds = 7 * 86400;
+  // How each input's lines are written, by the input_index OnLine receives (the [[input]]
+  // order); an index beyond the list (replay, stdin) uses `format`.
+  std::vector<LogFormat> input_formats;
+  LogFormat format = LogFormat::kSyslog;
 };
 
 class Pipeline final : public LineSink {

@@ -17,6 +17,16 @@
 // is the tag, otherwise it is the hostname and the tag follows. A line without a recognisable
 // tag keeps program empty and the whole rest as message.
 //
+// Other headers (log_format.h): Dovecot's own log file (log_timestamp "%b %d %H:%M:%S ", or
+// "%Y-%m-%d %H:%M:%S " with optional fraction and zone, or none), multilog's TAI64N stamp
+// ("@4000000067c58a2b1c2d3e4f "), and Roundcube's "[03-Mar-2025 10:12:01 +0100]: " file lines.
+// A Dovecot line has no syslog tag: program is "dovecot" and the message starts with Dovecot's
+// process prefix ("imap-login: Info: Login: ..."), the shape Dovecot's syslog lines have after
+// their "dovecot:" tag (plus the level word). Roundcube's lines get program "roundcube". Without
+// a format hint (LogFormat::kSyslog) these are still recognised when unambiguous: a Roundcube
+// bracket header, a TAI64N stamp, and a tag followed by a Dovecot level word ("Info: ",
+// "Warning: ", "Error: ", "Fatal: ", "Panic: ", "Debug: ") on a line without a hostname.
+//
 // Time zones: times with an offset (ISO-8601, RFC 5424) are converted with it. Zone-less times
 // (RFC 3164, ISO-8601 without offset) are local time of the configured zone. The zone's offsets
 // are tabulated once at construction (a few years around "now"), so Parse() makes no tz database
@@ -30,6 +40,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "mxward/log_format.h"
 #include "mxward/status.h"
 #include "mxward/syslog_message.h"
 #include "mxward/time.h"
@@ -51,7 +62,18 @@ class SyslogParser {
   // or the last event time seen for replay. Returns InvalidArgument for a line that is not syslog
   // (the caller counts it as malformed and skips it); *out is then unspecified.
   // Every string_view in *out points into line. Trailing CR/LF of line are ignored.
-  Status Parse(std::string_view line, UnixMicros reference, SyslogMessage* out) const;
+  Status Parse(std::string_view line, UnixMicros reference, SyslogMessage* out) const {
+    return Parse(line, reference, out, LogFormat::kSyslog);
+  }
+  // As above, for a line of an input whose lines are written in `format`. With kDovecotLog and
+  // kRoundcubeLog every non-empty line is accepted (a header that is not recognised leaves
+  // has_time false and the whole line is the message).
+  Status Parse(std::string_view line, UnixMicros reference, SyslogMessage* out,
+               LogFormat format) const;
+
+  // Roundcube's file header "[23-Nov-2026 10:00:00 +0100]: message": program "roundcube", the
+  // time from the bracket, the message after "]: ". False for anything else.
+  static bool ParseRoundcubeLine(std::string_view line, SyslogMessage* out);
 
   // The local zone's offset from UTC in seconds at time t (uses the C library's tz database).
   static long LocalUtcOffset(UnixMicros t);
@@ -71,6 +93,12 @@ class SyslogParser {
     std::array<long, kMaxTransitions> offset{};
     bool valid = false;
   };
+
+  Status ParseSyslog(std::string_view line, UnixMicros reference, SyslogMessage* out) const;
+  Status ParseDovecot(std::string_view line, UnixMicros reference, SyslogMessage* out) const;
+  // A year-less "Mmm dd" date: the year that puts it nearest the reference, as UTC seconds.
+  bool PlaceBsdTime(int month, int day, std::int64_t seconds_of_day, int micros,
+                    UnixMicros reference, UnixMicros* out) const;
 
   // Converts a zone-less local time (seconds since the epoch as if it were UTC) to UTC seconds.
   std::int64_t LocalToUtc(std::int64_t local_seconds) const;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -22,7 +23,8 @@ const std::string kRules = std::string(MXWARD_SOURCE_DIR) + "/rules.d";
 const char* kLog =
     "Nov 23 09:00:00 mx1 postfix/submission/smtpd[4101]: warning: unknown[203.0.113.7]: SASL "
     "LOGIN authentication failed: UGFzc3dvcmQ6\n"
-    "Nov 23 09:00:01 mx1 postfix/smtpd[4606]: connect from mail-relay.example.org[198.51.100.10]\n"
+    "Nov 23 09:00:01 mx1 postfix/smtpd[4606]: table hash:/etc/postfix/relay has changed -- "
+    "restarting\n"
     "Nov 23 09:00:02 mx1 dovecot: auth-worker(24544): pam(toto,192.0.2.10): unknown user\n"
     "Nov 23 09:00:03 mx1 dovecot: imap-login: Disconnected (auth failed, 2 attempts in 6 secs): "
     "user=<toto>, method=PLAIN, rip=::ffff:192.0.2.10, lip=192.0.2.1, TLS, session=<a>\n"
@@ -121,9 +123,41 @@ TEST_F(ExplainTest, TextSummaryAndUnmatched) {
   auto u = RunCommand(
       {kBinary, "explain", "--unmatched", "-", "--config", "/dev/null", "--rules", kRules}, kLog);
   ASSERT_EQ(u.exit_code, 0) << u.err;
-  EXPECT_NE(u.out.find("connect from mail-relay.example.org"), std::string::npos) << u.out;
+  EXPECT_NE(u.out.find("table hash:/etc/postfix/relay has changed"), std::string::npos) << u.out;
   EXPECT_NE(u.out.find("this is not syslog"), std::string::npos);
   EXPECT_EQ(u.out.find("SASL LOGIN"), std::string::npos);
+}
+
+// --unknown: unrecognised lines of known programs, grouped by shape, redacted; lines of programs
+// no parser knows and recognised lines are left out.
+TEST_F(ExplainTest, UnknownGroupsUnrecognisedLinesByShapeWithoutTheirData) {
+  const char* log =
+      "Mar  3 10:00:00 mx1 postfix/smtpd[1]: warning: alice.example[192.0.2.7]: odd thing 42 "
+      "from <alice@example.org>\n"
+      "Mar  3 10:00:01 mx1 postfix/smtpd[1]: warning: bob.example[2001:db8::9]: odd thing 7 from "
+      "<bob@example.org>\n"
+      "Mar  3 10:00:02 mx1 dovecot: imap-login: Something new: user=<carol>, rip=198.51.100.4, "
+      "lip=192.0.2.1\n"
+      "Mar  3 10:00:03 mx1 dovecot: imap-login: Something new: user=<dave>, rip=198.51.100.5, "
+      "lip=192.0.2.1\n"
+      "Mar  3 10:00:04 mx1 sshd[9]: Failed password for erin from 203.0.113.1 port 22 ssh2\n"
+      "Mar  3 10:00:05 mx1 postfix/smtpd[1]: warning: unknown[203.0.113.2]: SASL LOGIN "
+      "authentication failed: x\n";
+  auto r = RunCommand(
+      {kBinary, "explain", "--unknown", "--jsonl", "-", "--config", "/dev/null", "--rules", kRules},
+      log);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = JsonLines(r.out);
+  ASSERT_EQ(j.size(), 2u) << r.out;  // two shapes, each seen twice
+  EXPECT_EQ(j[0].at("count"), 2);
+  EXPECT_EQ(j[1].at("count"), 2);
+  std::set<std::string> programs = {j[0].at("program"), j[1].at("program")};
+  EXPECT_EQ(programs, (std::set<std::string>{"postfix/smtpd", "dovecot"}));
+  for (const char* secret : {"alice", "bob", "carol", "dave", "erin", "192.0.2.7", "2001:db8::9",
+                             "198.51.100.4", "203.0.113", "sshd"}) {
+    EXPECT_EQ(r.out.find(secret), std::string::npos) << secret << " in " << r.out;
+  }
+  EXPECT_NE(r.out.find("odd thing <n> from <*>"), std::string::npos) << r.out;
 }
 
 TEST_F(ExplainTest, BrokenParserDirectoryGivesLocatedErrors) {

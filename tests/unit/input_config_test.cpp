@@ -52,11 +52,15 @@ path = "/run/mxward/stream.sock"
 type = "file"
 path = "/var/log/mail.log"
 start_at = "beginning"
+[[input]]
+type = "file"
+path = "/var/log/dovecot.log"
+format = "dovecot-log"
 )",
                  &d);
   ASSERT_TRUE(r.ok()) << (d.empty() ? r.status().message() : d[0].ToString());
   const auto& s = *r;
-  ASSERT_EQ(s.size(), 5u);
+  ASSERT_EQ(s.size(), 6u);
   EXPECT_EQ(s[0].type, InputType::kUdp);
   EXPECT_EQ(s[0].host, "::1");
   EXPECT_EQ(s[0].port, 514);
@@ -75,6 +79,8 @@ start_at = "beginning"
   EXPECT_FALSE(s[4].start_at_end);
   EXPECT_EQ(s[4].state_file, "/var/lib/mxward/follow-var_log_mail.log.pos");
   EXPECT_EQ(s[4].name, "file:/var/log/mail.log");
+  EXPECT_EQ(s[4].format, LogFormat::kSyslog);
+  EXPECT_EQ(s[5].format, LogFormat::kDovecotLog);
 }
 
 // Each bad config gives one located diagnostic that says what is wrong.
@@ -98,6 +104,8 @@ TEST(InputConfigTest, ErrorsAreLocatedAndActionable) {
       {"[[input]]\ntype = \"unix-dgram\"\npath = \"/run/x\"\nmode = \"rw\"\n", "octal", 4},
       {"[[input]]\ntype = \"tcp\"\npath = \"/run/x\"\n", "applies only to", 3},
       {"[[input]]\ntype = \"file\"\npath = \"/x\"\nstart_at = \"middle\"\n", "\"end\" or", 4},
+      {"[[input]]\ntype = \"file\"\npath = \"/x\"\nformat = \"dovecot\"\n", "\"dovecot-log\"", 4},
+      {"[[input]]\ntype = \"udp\"\nformat = \"dovecot-log\"\n", "applies only to file", 3},
       {"[[input]]\ntype = \"tcp\"\nmax_message_size = 1\n", "expected an integer from 64 to", 3},
       {"[[input]]\ntype = \"tcp\"\nname = \"has space\"\n", "printable", 3},
       {"[input]\ntype = \"tcp\"\n", "array of tables", 1},

@@ -52,6 +52,7 @@ TEST(ParserPackTest, AnnotatedSamples) {
   ASSERT_NE(pack, nullptr);
   int checked = 0, events = 0, negatives = 0;
   std::set<std::string> parsers_with_samples;
+  std::set<std::string> patterns_with_samples;  // "parser/pattern"
   for (const auto& entry : fs::directory_iterator(kSamples)) {
     if (entry.path().extension() != ".jsonl") continue;
     std::ifstream in(entry.path());
@@ -69,6 +70,7 @@ TEST(ParserPackTest, AnnotatedSamples) {
       const PatternInfo* info = nullptr;
       const bool matched = pack->Match(Msg(program, message), &ev, &info);
       const bool emits = matched && info->emits;
+      if (matched) patterns_with_samples.insert(info->parser + "/" + info->name);
       if (j.at("event").is_null()) {
         EXPECT_FALSE(emits) << "unexpected " << EventTypeName(ev.type) << " from "
                             << (info ? info->name : "");
@@ -113,6 +115,25 @@ TEST(ParserPackTest, AnnotatedSamples) {
   EXPECT_GE(negatives, 20);
   EXPECT_GT(events, 50);
   EXPECT_EQ(parsers_with_samples.size(), 7u);
+
+  // Every Postfix and Roundcube pattern (a row of docs/parsers.md's source table) has at least
+  // one annotated line that it recognises.
+  for (const std::string parser : {"postfix", "roundcube"}) {
+    std::ifstream toml(kParsers + "/" + parser + ".toml");
+    std::string text;
+    bool in_pattern = false;
+    int patterns = 0;
+    while (std::getline(toml, text)) {
+      if (text.starts_with("[[pattern]]")) in_pattern = true;
+      if (!in_pattern || !text.starts_with("name = \"")) continue;
+      const std::string name = text.substr(8, text.rfind('"') - 8);
+      EXPECT_TRUE(patterns_with_samples.count(parser + "/" + name))
+          << parser << " pattern '" << name << "' has no annotated sample line";
+      ++patterns;
+      in_pattern = false;
+    }
+    EXPECT_GT(patterns, 5) << parser;
+  }
 }
 
 // Metric labels: bounded names from the parser files, never the program text of a line.
@@ -204,6 +225,41 @@ TEST(ParserPackTest, RoundcubeFileLine) {
   EXPECT_EQ(ev.client_ip.ToString(), "203.0.113.9");
   EXPECT_FALSE(ParseRoundcubeFileLine("Nov 23 10:00:00 host prog: x", &m));
   EXPECT_FALSE(ParseRoundcubeFileLine("[23-Foo-2026 10:00:00 +0100]: x", &m));
+}
+
+// trusted_proxies: forwarding headers name the client only behind a configured proxy.
+TEST(ParserPackTest, ForwardingHeadersCountOnlyFromTrustedProxies) {
+  ParserPackOptions options;
+  options.trusted_proxies.clear();
+  IpPrefix proxies;
+  ASSERT_TRUE(IpPrefix::Parse("192.0.2.0/28", &proxies));
+  options.trusted_proxies.push_back(proxies);
+  std::vector<Diagnostic> diags;
+  auto loaded = ParserPack::Load({kParsers}, &diags, options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  const auto& pack = *loaded;
+  auto client_of = [&](const std::string& from) {
+    const std::string line = "IMAP Error: Login failed for bob against localhost from " + from +
+                             ". AUTHENTICATE PLAIN: Authentication failed. in /r/rcube_imap.php "
+                             "on line 205 (POST /?_task=login&_action=login)";
+    Event ev;
+    EXPECT_TRUE(pack->Parse(Msg("roundcube", line), &ev)) << line;
+    return ev.client_ip.valid() ? ev.client_ip.ToString() : std::string("none");
+  };
+  // The proxy appended the client: the right-most entry that is not a proxy of ours.
+  EXPECT_EQ(client_of("192.0.2.10 (X-Forwarded-For: 6.6.6.6, 203.0.113.5)"), "203.0.113.5");
+  EXPECT_EQ(client_of("192.0.2.10 (X-Forwarded-For: 203.0.113.5, 192.0.2.11)"), "203.0.113.5");
+  EXPECT_EQ(client_of("192.0.2.10 (X-Real-IP: 203.0.113.6)"), "203.0.113.6");
+  // Forged headers from an untrusted address: the connecting address counts.
+  EXPECT_EQ(client_of("198.51.100.9 (X-Forwarded-For: 203.0.113.5)"), "198.51.100.9");
+  EXPECT_EQ(client_of("198.51.100.9 (X-Real-IP: 192.0.2.10,X-Forwarded-For: 192.0.2.10)"),
+            "198.51.100.9");
+  // Loopback is no longer trusted once the list is configured without it.
+  EXPECT_EQ(client_of("127.0.0.1 (X-Forwarded-For: 203.0.113.5)"), "127.0.0.1");
+  // A trusted proxy whose headers name nobody but proxies: no address, never the proxy's.
+  EXPECT_EQ(client_of("192.0.2.10 (X-Forwarded-For: 192.0.2.11)"), "none");
+  // Without headers a proxy is just the peer.
+  EXPECT_EQ(client_of("192.0.2.10"), "192.0.2.10");
 }
 
 // --- loader diagnostics ----------------------------------------------------------------------

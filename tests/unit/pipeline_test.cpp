@@ -4,11 +4,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "mxward/metrics_registry.h"
 #include "mxward/time.h"
@@ -69,6 +68,35 @@ TEST(PipelineTest, EventsPerParserAndUnmatchedPerKnownProgram) {
   EXPECT_THAT(out, Not(HasSubstr("evil")));
   EXPECT_THAT(out, Not(HasSubstr("CRON")));
   EXPECT_THAT(out, HasSubstr("mxward_metrics_rejected_samples_total 0\n"));
+}
+
+// An input's format hint: a Dovecot log_path line without timestamp or level word is Dovecot's on
+// the input that says so, and not syslog elsewhere; Roundcube's file lines on theirs.
+TEST(PipelineTest, InputFormatHintsPerInput) {
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({kParsers}, &diags);
+  ASSERT_OK(pack);
+  Config config = Config::Defaults();
+  Collect sink;
+  PipelineOptions options;
+  options.input_formats = {LogFormat::kSyslog, LogFormat::kDovecotLog, LogFormat::kRoundcubeLog};
+  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*pack),
+                    PlaybookEngine::Create({}, config), &sink, nullptr, options);
+  const std::string dovecot =
+      "imap-login: Disconnected (auth failed, 3 attempts in 9 secs): user=<bob>, method=PLAIN, "
+      "rip=192.0.2.40, lip=192.0.2.1, session=<x>";
+  pipeline.OnLine(dovecot, 1'700'000'000 * kMicrosPerSecond, 0);
+  EXPECT_EQ(pipeline.counters().malformed.load(), 1u);
+  EXPECT_EQ(pipeline.counters().events.load(), 0u);
+  pipeline.OnLine(dovecot, 1'700'000'000 * kMicrosPerSecond, 1);
+  EXPECT_EQ(pipeline.counters().events.load(), 1u);
+  pipeline.OnLine(
+      "[03-Mar-2025 10:12:01 Europe/Berlin] errors: <ab> IMAP Error: Login failed for "
+      "bob against localhost from 203.0.113.40. AUTHENTICATE PLAIN: Authentication "
+      "failed. (POST /?_task=login&_action=login)",
+      1'700'000'000 * kMicrosPerSecond, 2);
+  EXPECT_EQ(pipeline.counters().events.load(), 2u);
+  EXPECT_EQ(pipeline.counters().malformed.load(), 1u);
 }
 
 // Issue 21, point 6: a live line's own time is believed only within [arrival - max_age, arrival +

@@ -420,5 +420,124 @@ TEST(SyslogParserTest, RandomBytesNeverCrash) {
   EXPECT_GT(ok, 0);
 }
 
+// --- headers that did not pass through syslog (log_format.h) ---------------------------------
+
+const UnixMicros kRef2025 = Utc(2025, 3, 3, 12, 0, 0);
+
+TEST(SyslogParserTest, RfcTimeWithYear) {
+  const SyslogParser p = UtcParser();
+  SyslogMessage m;
+  ASSERT_TRUE(
+      p.Parse("Mar  3 2023 10:12:01 mx postfix/smtpd[7]: connect from x[192.0.2.1]", kRef2025, &m)
+          .ok());
+  EXPECT_EQ(m.time, Utc(2023, 3, 3, 10, 12, 1));  // the year written, not the nearest one
+  EXPECT_EQ(m.hostname, "mx");
+  EXPECT_EQ(m.program, "postfix/smtpd");
+}
+
+TEST(SyslogParserTest, IsoTimeWithoutZoneAndWithBlank) {
+  const SyslogParser p = UtcParser();
+  SyslogMessage m;
+  ASSERT_TRUE(p.Parse("2025-03-03T10:12:01 mx postfix/smtpd[7]: x", kRef2025, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 3, 3, 10, 12, 1));
+  EXPECT_EQ(m.program, "postfix/smtpd");
+  ASSERT_TRUE(p.Parse("2025-03-03 10:12:01.250 mx dovecot: imap-login: x", kRef2025, &m).ok());
+  EXPECT_EQ(m.time, Utc(2025, 3, 3, 10, 12, 1, 250000));
+  EXPECT_EQ(m.program, "dovecot");
+  EXPECT_EQ(m.message, "imap-login: x");
+}
+
+// Dovecot's log_path file: no hostname, no syslog tag; recognised by the level word, also
+// without a format hint.
+TEST(SyslogParserTest, DovecotLogFileLines) {
+  const SyslogParser p = UtcParser();
+  SyslogMessage m;
+  for (LogFormat f : {LogFormat::kSyslog, LogFormat::kDovecotLog}) {
+    SCOPED_TRACE(std::string(LogFormatName(f)));
+    ASSERT_TRUE(p.Parse("Mar 03 10:12:01 imap-login: Info: Aborted login (no auth attempts in 0 "
+                        "secs): user=<>, rip=192.0.2.7, lip=192.0.2.1",
+                        kRef2025, &m, f)
+                    .ok());
+    EXPECT_EQ(m.time, Utc(2025, 3, 3, 10, 12, 1));
+    EXPECT_EQ(m.program, "dovecot");
+    EXPECT_EQ(m.hostname, "");
+    EXPECT_TRUE(m.message.starts_with("imap-login: Info: Aborted login")) << m.message;
+    EXPECT_EQ(m.severity, 6);
+
+    ASSERT_TRUE(p.Parse("Mar  3 10:12:01 pop3-login: Warning: x", kRef2025, &m, f).ok());
+    EXPECT_EQ(m.program, "dovecot");
+    EXPECT_EQ(m.severity, 4);
+
+    ASSERT_TRUE(p.Parse("2025-03-03 10:12:01 auth-worker(default): Info: "
+                        "sql(bob,192.0.2.8,<abc>): Password mismatch",
+                        kRef2025, &m, f)
+                    .ok());
+    EXPECT_EQ(m.time, Utc(2025, 3, 3, 10, 12, 1));
+    EXPECT_EQ(m.program, "dovecot");
+    EXPECT_TRUE(m.message.starts_with("auth-worker(default): Info: sql(")) << m.message;
+
+    // 2.4's prefix holds a ':' inside: still one prefix.
+    ASSERT_TRUE(p.Parse("2025-03-03 10:12:01 auth(bob,192.0.2.9,sasl:login)<Ab12>: Info: sql: "
+                        "Password mismatch",
+                        kRef2025, &m, f)
+                    .ok());
+    EXPECT_EQ(m.program, "dovecot");
+    EXPECT_TRUE(m.message.starts_with("auth(bob,192.0.2.9,sasl:login)<Ab12>: Info: ")) << m.message;
+  }
+  // A syslog line with a hostname is never taken for Dovecot's file, whatever its text says.
+  ASSERT_TRUE(p.Parse("Mar  3 10:12:01 mx postfix/smtpd[1]: Info: x", kRef2025, &m).ok());
+  EXPECT_EQ(m.program, "postfix/smtpd");
+  // With the hint, a line without a time is still Dovecot's (log_timestamp = "").
+  ASSERT_TRUE(
+      p.Parse("imap-login: Info: Login: user=<a>", kRef2025, &m, LogFormat::kDovecotLog).ok());
+  EXPECT_FALSE(m.has_time);
+  EXPECT_EQ(m.program, "dovecot");
+  EXPECT_EQ(m.message, "imap-login: Info: Login: user=<a>");
+  EXPECT_FALSE(p.Parse("imap-login: Info: Login: user=<a>", kRef2025, &m).ok());
+}
+
+// multilog / tai64n: "@" + 2^62 + 10 + Unix seconds, then nanoseconds, in hex.
+TEST(SyslogParserTest, Tai64nStamp) {
+  const SyslogParser p = UtcParser();
+  SyslogMessage m;
+  const UnixMicros want = (0x67c58a2bLL - 10) * kMicrosPerSecond + 0x1c2d3e4f / 1000;
+  for (LogFormat f : {LogFormat::kSyslog, LogFormat::kDovecotLog}) {
+    ASSERT_TRUE(
+        p.Parse("@4000000067c58a2b1c2d3e4f imap-login: Info: Disconnected", kRef2025, &m, f).ok());
+    EXPECT_EQ(m.time, want);
+    EXPECT_EQ(m.program, "dovecot");
+    EXPECT_EQ(m.message, "imap-login: Info: Disconnected");
+  }
+  ASSERT_TRUE(p.Parse("@4000000067c58a2b1c2d3e4f sshd[12]: Failed x", kRef2025, &m).ok());
+  EXPECT_EQ(m.program, "sshd");
+  EXPECT_EQ(m.message, "Failed x");
+  EXPECT_FALSE(p.Parse("@4000000067c58a2b1c2d3e4 x", kRef2025, &m).ok());   // 23 digits
+  EXPECT_FALSE(p.Parse("@3000000067c58a2b1c2d3e4f x", kRef2025, &m).ok());  // before 1970
+  EXPECT_FALSE(p.Parse("@40000000g7c58a2b1c2d3e4f x", kRef2025, &m).ok());
+}
+
+TEST(SyslogParserTest, RoundcubeFileLines) {
+  const SyslogParser p = UtcParser();
+  SyslogMessage m;
+  const std::string line =
+      "[03-Mar-2025 10:12:01 +0100]: <f3a9c1d2> Failed login for a from 192.0.2.1 in session x "
+      "(error: 0)";
+  for (LogFormat f : {LogFormat::kSyslog, LogFormat::kRoundcubeLog}) {
+    ASSERT_TRUE(p.Parse(line, kRef2025, &m, f).ok());
+    EXPECT_EQ(m.program, "roundcube");
+    EXPECT_EQ(m.time, Utc(2025, 3, 3, 9, 12, 1));
+    EXPECT_TRUE(m.message.starts_with("<f3a9c1d2> Failed login")) << m.message;
+  }
+  // log_driver = "php": PHP's own stamp and the log's name; no usable zone, so no time.
+  ASSERT_TRUE(p.Parse("[03-Mar-2025 10:12:01 Europe/Berlin] userlogins: Failed login for a",
+                      kRef2025, &m, LogFormat::kRoundcubeLog)
+                  .ok());
+  EXPECT_EQ(m.program, "roundcube");
+  EXPECT_FALSE(m.has_time);
+  EXPECT_EQ(m.message, "Failed login for a");
+  EXPECT_FALSE(SyslogParser::ParseRoundcubeLine("[30-Feb-2025 10:12:01 +0100]: x", &m));
+  EXPECT_FALSE(SyslogParser::ParseRoundcubeLine("[03-Mar-2025 10:12:01 +0100] x", &m));
+}
+
 }  // namespace
 }  // namespace mxward
