@@ -75,21 +75,9 @@ std::map<std::string, Counted> CountPerAddress(const std::string& log, std::stri
   return out;
 }
 
-// Whether the parser pack reads Postfix's smtpd_client_port_logging form of the SASL warning
-// (its patterns belong to the Postfix parser; until it has them, SMTP rows of that variant are
-// reported, not asserted).
-bool PackReadsPortLogging(const std::string& dir) {
-  const std::string probe = dir + "/probe.log";
-  std::ofstream(probe) << "Dec  6 12:00:00 mailhost postfix/smtpd[1]: warning: "
-                          "unknown[192.0.2.7]:55729: SASL LOGIN authentication failed: x\n";
-  auto r = RunCommand(
-      {kBinary, "--config", "/dev/null", "--rules", kRules, "explain", "--jsonl", probe});
-  return r.out.find("\"auth_failure\"") != std::string::npos;
-}
-
 // Per address: counted == made, successes never counted. Returns the table docs/parsers.md
-// quotes. smtp_asserted false: the smtp rows are printed, not asserted.
-std::string CheckCounts(const nlohmann::json& result, bool smtp_asserted) {
+// quotes.
+std::string CheckCounts(const nlohmann::json& result) {
   std::string error;
   const auto counted = CountPerAddress(result["merged"].get<std::string>(), &error);
   EXPECT_TRUE(error.empty()) << error;
@@ -101,7 +89,6 @@ std::string CheckCounts(const nlohmann::json& result, bool smtp_asserted) {
     const Counted c = it == counted.end() ? Counted{} : it->second;
     table += "| " + protocol + " | " + ip + " | " + std::to_string(attempts) + " | " +
              std::to_string(c.failures) + " |\n";
-    if (protocol.rfind("smtp ", 0) == 0 && !smtp_asserted) continue;
     EXPECT_EQ(c.failures, attempts) << protocol << " from " << ip;
     if (made["successes"].get<int>() > 0) {
       EXPECT_EQ(c.failures, 0u) << "a successful login was counted, from " << ip;
@@ -152,19 +139,10 @@ TEST_P(RealMailServersTest, EveryFailedLoginIsCountedOnceAndNoSuccessIs) {
   ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
   const auto result = nlohmann::json::parse(run.out);
 
-  // With port logging, Postfix's SASL lines need the Postfix parser's port-logging patterns; with
-  // auth_verbose the held passdb lines count those attempts anyway (service "auth").
-  const bool pack_reads_port_logging = v.port_logging != "yes" || PackReadsPortLogging(dir.path());
-  const bool smtp_asserted = pack_reads_port_logging || v.auth_verbose == "yes";
-  const std::string table = CheckCounts(result, smtp_asserted);
+  const std::string table = CheckCounts(result);
   std::printf("\nfiles, %s (auth_verbose=%s auth_debug=%s smtpd_client_port_logging=%s)\n%s",
               v.name.c_str(), v.auth_verbose.c_str(), v.auth_debug.c_str(), v.port_logging.c_str(),
               table.c_str());
-  if (!pack_reads_port_logging) {
-    std::printf("NOTE: this parser pack does not read Postfix's port-logging SASL lines yet: %s\n",
-                smtp_asserted ? "the smtp rows were counted by the held passdb lines"
-                              : "the smtp rows above are reported, not asserted");
-  }
 
   // The shipped playbooks over the same log: each address over a threshold has its incident.
   const std::string db = dir.file("state.db");
@@ -174,9 +152,7 @@ TEST_P(RealMailServersTest, EveryFailedLoginIsCountedOnceAndNoSuccessIs) {
   std::string raw;
   const auto incidents = Incidents(db, &raw);
   EXPECT_TRUE(incidents.count({"dovecot-auth", "198.51.100.20"})) << raw;
-  if (pack_reads_port_logging) {
-    EXPECT_TRUE(incidents.count({"postfix-sasl", "198.51.100.21"})) << raw;
-  }
+  EXPECT_TRUE(incidents.count({"postfix-sasl", "198.51.100.21"})) << raw;
   for (const auto& [playbook, key] : incidents) {
     EXPECT_NE(key, "198.51.100.19") << playbook << " opened an incident for the successes";
   }
@@ -206,7 +182,7 @@ TEST(RealMailServersSyslogTest, ThroughTheDaemonsUnixSocket) {
       {"python3", kScript, dir.path(), "--auth-verbose", "yes", "--syslog", "--forward", sock});
   ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
   const auto result = nlohmann::json::parse(run.out);
-  const std::string table = CheckCounts(result, true);
+  const std::string table = CheckCounts(result);
   std::printf("\nsyslog to the daemon's unix socket (auth_verbose=yes)\n%s", table.c_str());
 
   std::string raw;
