@@ -1,5 +1,7 @@
 #include "mxward/incident_recorder.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -110,12 +112,19 @@ void IncidentRecorder::AddBaselines(std::vector<BaselineBatch> batches) {
   work_cv_.notify_one();
 }
 
+void IncidentRecorder::SaveInputCursor(std::string_view input, std::string_view cursor) {
+  MutexLock lock(mu_);
+  cursors_.push_back(PendingCursor{std::string(input), std::string(cursor), enqueued_});
+  work_cv_.notify_one();
+}
+
 void IncidentRecorder::Flush() {
   MutexLock lock(mu_);
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
   space_cv_.wait(lock, [&]() REQUIRES(mu_) {
-    return (written_ >= target && counts_.empty() && baselines_.empty()) || stopped_;
+    return (written_ >= target && counts_.empty() && baselines_.empty() && cursors_.empty()) ||
+           stopped_;
   });
 }
 
@@ -124,7 +133,7 @@ bool IncidentRecorder::Flush(std::chrono::milliseconds timeout) {
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
   auto done = [&]() REQUIRES(mu_) {
-    return written_ >= target && counts_.empty() && baselines_.empty();
+    return written_ >= target && counts_.empty() && baselines_.empty() && cursors_.empty();
   };
   space_cv_.wait_for(lock, timeout, [&]() REQUIRES(mu_) { return done() || stopped_; });
   return done();
@@ -193,9 +202,10 @@ void IncidentRecorder::Run() {
   std::size_t written_since_failure = 0;
   for (;;) {
     work_cv_.wait(lock, [&]() REQUIRES(mu_) {
-      return stopping_ || !queue_.empty() || !counts_.empty() || !baselines_.empty();
+      return stopping_ || !queue_.empty() || !counts_.empty() || !baselines_.empty() ||
+             !cursors_.empty();
     });
-    if (queue_.empty() && counts_.empty() && baselines_.empty()) {
+    if (queue_.empty() && counts_.empty() && baselines_.empty() && cursors_.empty()) {
       if (stopping_) break;
       continue;
     }
@@ -210,6 +220,12 @@ void IncidentRecorder::Run() {
     counts_.clear();
     auto baselines = std::move(baselines_);
     baselines_.clear();
+    // The cursors every incident before which is in this batch or already written.
+    std::vector<PendingCursor> cursors;
+    while (!cursors_.empty() && cursors_.front().after <= written_ + batch.size()) {
+      cursors.push_back(std::move(cursors_.front()));
+      cursors_.pop_front();
+    }
     lock.unlock();
 
     Status st;
@@ -225,7 +241,29 @@ void IncidentRecorder::Run() {
         baselines.clear();
       }
     }
-    if (st.ok() && !batch.empty()) st = store_->RecordIncidents(&batch, clock_->Now());
+    if (st.ok() && !cursors.empty()) {
+      // One transaction: the incidents and the positions after the lines that produced them.
+      st = store_->InTransaction([&]() -> Status {
+        if (!batch.empty()) MXWARD_RETURN_IF_ERROR(store_->RecordIncidents(&batch, clock_->Now()));
+        std::vector<const PendingCursor*> newest;  // per input, the last given
+        for (const auto& c : cursors) {
+          auto same = std::find_if(newest.begin(), newest.end(),
+                                   [&](const PendingCursor* n) { return n->input == c.input; });
+          if (same != newest.end()) {
+            *same = &c;
+          } else {
+            newest.push_back(&c);
+          }
+        }
+        for (const PendingCursor* c : newest) {
+          MXWARD_RETURN_IF_ERROR(store_->SaveInputCursor(c->input, c->cursor, clock_->Now()));
+        }
+        return Status::Ok();
+      });
+      if (st.ok()) cursors.clear();
+    } else if (st.ok() && !batch.empty()) {
+      st = store_->RecordIncidents(&batch, clock_->Now());
+    }
 
     lock.lock();
     in_flight_ = 0;
@@ -234,6 +272,9 @@ void IncidentRecorder::Run() {
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
       for (auto& c : counts) counts_.push_back(std::move(c));
       for (auto& b : baselines) baselines_.push_back(std::move(b));
+      for (auto it = cursors.rbegin(); it != cursors.rend(); ++it) {
+        cursors_.push_front(std::move(*it));
+      }
       UpdateHeld();
       last_error_ = st;
       ++failed_attempts_;

@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -105,6 +106,11 @@ class IncidentRecorder final : public IncidentSink {
   // Learned baselines of `novel` playbooks (PlaybookEngine::TakeDirtyBaselines), written with the
   // next batch.
   void AddBaselines(std::vector<BaselineBatch> batches);
+  // The position of an input (a journal cursor) after lines whose incidents were all handed to
+  // OnIncident before this call: written in the same transaction as the last of those incidents
+  // (or at once when there is none pending), never before them, so the store never has a cursor
+  // past an incident it lacks. Only the newest cursor per input is written.
+  void SaveInputCursor(std::string_view input, std::string_view cursor);
   // Blocks until everything queued so far is written (or the recorder is stopped).
   void Flush();
   // The same, for at most `timeout`; false when something is still held then (store failing).
@@ -148,6 +154,11 @@ class IncidentRecorder final : public IncidentSink {
   std::vector<std::pair<UnixMicros, std::vector<std::pair<std::string, std::int64_t>>>> counts_
       GUARDED_BY(mu_);
   std::vector<BaselineBatch> baselines_ GUARDED_BY(mu_);
+  struct PendingCursor {
+    std::string input, cursor;
+    std::uint64_t after = 0;  // enqueued_ when it was given: written once written_ reaches it
+  };
+  std::deque<PendingCursor> cursors_ GUARDED_BY(mu_);
   std::uint64_t enqueued_ GUARDED_BY(mu_) = 0;
   std::uint64_t written_ GUARDED_BY(mu_) = 0;
   bool stopping_ GUARDED_BY(mu_) = false;

@@ -166,6 +166,37 @@ TEST_F(DiskFullTest, HoldsShedsAndCountsWhileFullThenWritesEverythingInOrder) {
   EXPECT_EQ(outbox->pending, 40);  // their actions are in the outbox now, for the dispatcher
 }
 
+// A journal input's cursor never gets ahead of the incidents of the lines before it: while they
+// cannot be written, neither is the cursor; when they are, the newest cursor goes with them.
+TEST_F(DiskFullTest, AnInputCursorIsWrittenOnlyWithTheIncidentsBeforeIt) {
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.retry_interval = std::chrono::milliseconds(50);
+  IncidentRecorder rec(std::move(store_), SystemClock::Instance(), nullptr, o);
+  rec.SaveInputCursor("journal", "c0");  // nothing before it: written at once
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(10)));
+  auto cursor = [&]() -> std::string {
+    auto store = IncidentStore::Open(db_);
+    if (!store.ok()) return "(store: " + store.status().ToString() + ")";
+    auto c = (*store)->LoadInputCursor("journal");
+    if (!c.ok()) return "(cursor: " + c.status().ToString() + ")";
+    return c->value_or("(none)");
+  };
+  EXPECT_EQ(cursor(), "c0");
+  ASSERT_GT(fs_.Fill(), 0);
+  rec.OnIncident(MakeIncident(1));
+  rec.SaveInputCursor("journal", "c1");
+  rec.OnIncident(MakeIncident(2));
+  rec.SaveInputCursor("journal", "c2");
+  ASSERT_TRUE(Eventually([&] { return rec.stats().write_errors.load() > 0; }));
+  EXPECT_EQ(cursor(), "c0") << "the cursor must wait for the incidents before it";
+  ASSERT_TRUE(fs_.Free());
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(10)));
+  EXPECT_EQ(rec.Stop(), 0u);
+  EXPECT_EQ(cursor(), "c2");
+  EXPECT_EQ(AllIncidents(db_).size(), 2u);
+}
+
 TEST_F(DiskFullTest, StopWithAFullDiskReturnsAndSaysWhatWasNotWritten) {
   RecorderOptions o;
   o.overflow = OverflowPolicy::kHold;
