@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iterator>
 
 #include <fmt/format.h>
@@ -230,9 +231,6 @@ void JournalFollower::Position(Source* source, const std::string& saved) {
       spdlog::info("journal input {}: {}: resuming after the saved cursor", options_.name, where);
       return;
     }
-    // The entry is gone: vacuumed, or its file deleted. Resume at the oldest entry after its time;
-    // whatever was between is lost, and we say how much journal time that was.
-    journal_counters_.cursor_lost.fetch_add(1, std::memory_order_relaxed);
     const std::optional<std::uint64_t> t = CursorRealtime(saved);
     if (!t) {
       spdlog::error(
@@ -242,6 +240,20 @@ void JournalFollower::Position(Source* source, const std::string& saved) {
       (void)sd_journal_seek_head(j);
       return;
     }
+    // Not found. If the journal still reaches back past the cursor's time, the entry is there but
+    // no longer matched (the matches changed): go on after its time, nothing was lost.
+    std::uint64_t oldest = 0, newest = 0;
+    if (sd_journal_get_cutoff_realtime_usec(j, &oldest, &newest) > 0 && oldest <= *t) {
+      (void)sd_journal_seek_realtime_usec(j, *t + 1);
+      spdlog::info(
+          "journal input {}: {}: the entry of the saved cursor is not among the matched "
+          "entries (were the matches changed?); resuming after its time, {}",
+          options_.name, where, FormatRfc3339(static_cast<UnixMicros>(*t)));
+      return;
+    }
+    // The entry is gone: vacuumed, or its file deleted. Resume at the oldest entry after its time;
+    // whatever was between is lost, and we say how much journal time that was.
+    journal_counters_.cursor_lost.fetch_add(1, std::memory_order_relaxed);
     (void)sd_journal_seek_realtime_usec(j, *t + 1);
     std::uint64_t first = 0;
     if (sd_journal_next(j) > 0 && sd_journal_get_realtime_usec(j, &first) >= 0) {
@@ -313,6 +325,15 @@ Status JournalFollower::Start() {
     return "";
   };
   for (const auto& dir : dirs) {
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::is_directory(dir, ec)) {
+      // As `mxward check` warns: a remote directory may appear later; the others are read now.
+      spdlog::warn(
+          "journal input {}: {} is not a directory; it is not read until mxward is "
+          "restarted",
+          options_.name, dir);
+      continue;
+    }
     auto source = std::make_shared<Source>();
     MXWARD_RETURN_IF_ERROR(OpenSource(source.get(), dir));
     Position(source.get(), saved_for(dir));

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -41,7 +42,7 @@ const std::string kJournalRemote = "/lib/systemd/systemd-journal-remote";
 const std::string kBoot = "0123456789abcdef0123456789abcdef";
 
 // One journal entry as systemd-journal-remote reads it (export format: FIELD=value lines, an
-// empty line after each entry; values here have no newline).
+// empty line after each entry; a value with a newline in the binary form).
 struct Entry {
   std::uint64_t realtime = 0;  // __REALTIME_TIMESTAMP, µs
   std::vector<std::pair<std::string, std::string>> fields;
@@ -80,7 +81,16 @@ class JournalFiles {
       text += "__REALTIME_TIMESTAMP=" + std::to_string(e.realtime) + "\n";
       text += "__MONOTONIC_TIMESTAMP=" + std::to_string(monotonic.fetch_add(1000)) + "\n";
       text += "_BOOT_ID=" + kBoot + "\n";
-      for (const auto& [k, v] : e.fields) text += k + "=" + v + "\n";
+      for (const auto& [k, v] : e.fields) {
+        if (v.find('\n') == std::string::npos) {
+          text += k + "=" + v + "\n";
+          continue;
+        }
+        // A value with a newline: the name, a newline, its size (64-bit little endian), the bytes.
+        text += k + "\n";
+        for (int b = 0; b < 8; ++b) text += static_cast<char>((v.size() >> (8 * b)) & 0xff);
+        text += v + "\n";
+      }
       text += "\n";
     }
     auto r = RunCommand({kJournalRemote, "--output=" + path, "-"}, text);
