@@ -5,6 +5,7 @@
 #include "mxward/incident_recorder.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
@@ -83,6 +84,50 @@ TEST(IncidentRecorderTest, WritesAnIncidentWithoutAFlushAndNotifies) {
   auto all = AllIncidents(dir.file("state.db"));
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].evidence.size(), 10u);
+}
+
+// Every cursor write sees every incident handed over before it: a trigger logs, at each write
+// of the cursor row, how many incidents the store has at that moment.
+TEST(IncidentRecorderTest, AnInputCursorNeverGetsAheadOfTheIncidentsBeforeIt) {
+  TempDir dir;
+  auto store = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(store);
+  ASSERT_EQ(sqlite3_exec((*store)->db(),
+                         "CREATE TABLE cursor_log (cursor TEXT, incidents INTEGER);"
+                         "CREATE TRIGGER log_insert AFTER INSERT ON input_cursors BEGIN "
+                         "INSERT INTO cursor_log SELECT NEW.cursor, count(*) FROM incidents; END;"
+                         "CREATE TRIGGER log_update AFTER UPDATE ON input_cursors BEGIN "
+                         "INSERT INTO cursor_log SELECT NEW.cursor, count(*) FROM incidents; END;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.batch_size = 3;  // several batches, cursors between them
+  IncidentRecorder rec(std::move(*store), SystemClock::Instance(), nullptr, o);
+  constexpr int kN = 60;
+  for (int i = 0; i < kN; ++i) {
+    rec.OnIncident(MakeIncident(i, 1));
+    rec.SaveInputCursor("journal", std::to_string(i + 1));  // after i + 1 incidents
+  }
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(30)));
+  EXPECT_EQ(rec.Stop(), 0u);
+  auto check = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(check);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2((*check)->db(), "SELECT cursor, incidents FROM cursor_log", -1, &q,
+                               nullptr),
+            SQLITE_OK);
+  int rows = 0;
+  std::string last;
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    ++rows;
+    last = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    EXPECT_GE(sqlite3_column_int(q, 1), std::stoi(last)) << "cursor " << last;
+  }
+  sqlite3_finalize(q);
+  EXPECT_GE(rows, 1);
+  EXPECT_EQ(last, std::to_string(kN));
+  EXPECT_EQ((*check)->LoadInputCursor("journal")->value_or(""), std::to_string(kN));
 }
 
 class DiskFullTest : public ::testing::Test {

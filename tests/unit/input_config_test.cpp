@@ -174,87 +174,50 @@ start_at = "-2h"
 
 TEST(InputConfigTest, JournalErrorsAreLocated) {
   const BadCase cases[] = {
-      {"[[input]]
-type = "journal"
-start_at = "yesterday"
-", "like \"-2h\"", 3},
-      {"[[input]]
-type = "journal"
-start_at = "-0s"
-", "\"end\" or", 3},
-      {"[[input]]
-type = "journal"
-path = "/var/log/journal"
-", "applies only to", 3},
-      {"[[input]]
-type = "tcp"
-units = [\"x.service\"]
-", "applies only to journal", 3},
-      {"[[input]]
-type = "file"
-path = "/x"
-journal_dirs = [\"/y\"]
-",
+      {"[[input]]\ntype = \"journal\"\nstart_at = \"yesterday\"\n", "like \"-2h\"", 3},
+      {"[[input]]\ntype = \"journal\"\nstart_at = \"-0s\"\n", "\"end\" or", 3},
+      {"[[input]]\ntype = \"journal\"\npath = \"/var/log/journal\"\n", "applies only to", 3},
+      {"[[input]]\ntype = \"tcp\"\nunits = [\"x.service\"]\n", "applies only to journal", 3},
+      {"[[input]]\ntype = \"file\"\npath = \"/x\"\njournal_dirs = [\"/y\"]\n",
        "applies only to journal", 4},
-      {"[[input]]
-type = "journal"
-units = [\"a=b\"]
-", "is not a name", 3},
-      {
-      "[[input]]
-          type = "journal" identifiers = 3 ", " expected ", 3},
-      {"[[input]]
-type = "journal"
-journal_dirs = [\"relative\"]
-", "absolute", 3},
-      {"[[input]]
-type = "journal"
-journal_dirs = []
-", "is empty", 3},
-      {"[[input]]
-type = "journal"
-units = []
-slices = []
-identifiers = []
-",
+      {"[[input]]\ntype = \"journal\"\nunits = [\"a=b\"]\n", "is not a name", 3},
+      {"[[input]]\ntype = \"journal\"\nidentifiers = 3\n", "expected", 3},
+      {"[[input]]\ntype = \"journal\"\njournal_dirs = [\"relative\"]\n", "absolute", 3},
+      {"[[input]]\ntype = \"journal\"\njournal_dirs = []\n", "is empty", 3},
+      {"[[input]]\ntype = \"journal\"\nunits = []\nslices = []\nidentifiers = []\n",
        "reads nothing", 1},
-      {"[[input]]
-type = "journal"
-[[input]]
-type = "journal"
-journal_dirs = [\"/r\"]
-",
+      {"[[input]]\ntype = \"journal\"\n[[input]]\ntype = \"journal\"\njournal_dirs = [\"/r\"]\n",
        "two journal inputs are named 'journal'", 3},
   };
   for (const auto& c : cases) {
-          std::vector<Diagnostic> d;
-          auto r = Parse(c.toml, &d);
-          ASSERT_FALSE(r.ok()) << c.toml;
-          ASSERT_FALSE(d.empty()) << c.toml;
-          EXPECT_NE(d[0].message.find(c.expect), std::string::npos) << d[0].ToString();
-          EXPECT_EQ(d[0].file, "mxward.toml");
-          EXPECT_EQ(d[0].line, c.line) << d[0].ToString();
+    std::vector<Diagnostic> d;
+    auto r = Parse(c.toml, &d);
+    ASSERT_FALSE(r.ok()) << c.toml;
+    ASSERT_FALSE(d.empty()) << c.toml;
+    EXPECT_NE(d[0].message.find(c.expect), std::string::npos) << d[0].ToString();
+    EXPECT_EQ(d[0].file, "mxward.toml");
+    EXPECT_EQ(d[0].line, c.line) << d[0].ToString();
   }
-      }
+}
 
-      TEST(InputConfigTest, HostPort) {
-        std::string host;
-        std::uint16_t port = 0;
-        ASSERT_TRUE(ParseHostPort("localhost:514", &host, &port).ok());
-        EXPECT_EQ(host, "127.0.0.1");
-        EXPECT_EQ(port, 514);
-        ASSERT_TRUE(ParseHostPort("[::]:0", &host, &port).ok());
-        EXPECT_EQ(host, "::");
-        EXPECT_EQ(port, 0);
-        EXPECT_FALSE(ParseHostPort("127.0.0.1", &host, &port).ok());
-        EXPECT_FALSE(ParseHostPort("[::1]", &host, &port).ok());
-        EXPECT_FALSE(ParseHostPort("127.0.0.1:", &host, &port).ok());
-        EXPECT_FALSE(ParseHostPort("127.0.0.1:5x", &host, &port).ok());
-      }
+TEST(InputConfigTest, HostPort) {
+  std::string host;
+  std::uint16_t port = 0;
+  ASSERT_TRUE(ParseHostPort("localhost:514", &host, &port).ok());
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 514);
+  ASSERT_TRUE(ParseHostPort("[::]:0", &host, &port).ok());
+  EXPECT_EQ(host, "::");
+  EXPECT_EQ(port, 0);
+  EXPECT_FALSE(ParseHostPort("127.0.0.1", &host, &port).ok());
+  EXPECT_FALSE(ParseHostPort("[::1]", &host, &port).ok());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:", &host, &port).ok());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:5x", &host, &port).ok());
+}
 
-      TEST(InputConfigTest, AllowedSendersAndTheOpenInputWarning) {
-        std::vector<Diagnostic> d;
-        auto r = Parse(R"(
+TEST(InputConfigTest, AllowedSendersAndTheOpenInputWarning) {
+  std::vector<Diagnostic> d;
+  auto r = Parse(R"(
 [[input]]
 type = "udp"
 address = "0.0.0.0:5514"
@@ -266,23 +229,23 @@ address = "0.0.0.0:5514"
 type = "tcp"
 address = "127.0.0.1:5515"
 )",
-                       &d);
-        ASSERT_TRUE(r.ok()) << (d.empty() ? r.status().message() : d[0].ToString());
-        ASSERT_EQ((*r)[0].allowed_senders.size(), 2u);
-        EXPECT_EQ((*r)[0].allowed_senders[0].ToString(), "192.0.2.0/24");
-        EXPECT_EQ((*r)[0].allowed_senders[1].ToString(), "2001:db8::7");
-        EXPECT_TRUE((*r)[1].allowed_senders.empty());
-        // Only the non-loopback input without a sender list is warned about, at its table.
-        const auto warnings = InputWarnings(*r);
-        ASSERT_EQ(warnings.size(), 1u);
-        EXPECT_EQ(warnings[0].rfind("mxward.toml:6:1: warning: [[input]] tcp 0.0.0.0:5514", 0), 0u)
-            << warnings[0];
-        EXPECT_NE(warnings[0].find("allowed_senders"), std::string::npos);
-      }
+                 &d);
+  ASSERT_TRUE(r.ok()) << (d.empty() ? r.status().message() : d[0].ToString());
+  ASSERT_EQ((*r)[0].allowed_senders.size(), 2u);
+  EXPECT_EQ((*r)[0].allowed_senders[0].ToString(), "192.0.2.0/24");
+  EXPECT_EQ((*r)[0].allowed_senders[1].ToString(), "2001:db8::7");
+  EXPECT_TRUE((*r)[1].allowed_senders.empty());
+  // Only the non-loopback input without a sender list is warned about, at its table.
+  const auto warnings = InputWarnings(*r);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].rfind("mxward.toml:6:1: warning: [[input]] tcp 0.0.0.0:5514", 0), 0u)
+      << warnings[0];
+  EXPECT_NE(warnings[0].find("allowed_senders"), std::string::npos);
+}
 
-      TEST(InputConfigTest, TlsInput) {
-        std::vector<Diagnostic> d;
-        auto r = Parse(R"(
+TEST(InputConfigTest, TlsInput) {
+  std::vector<Diagnostic> d;
+  auto r = Parse(R"(
 [[input]]
 type = "tls"
 cert_file = "/etc/mxward/tls/server.crt"
@@ -291,51 +254,48 @@ ca_file = "/etc/mxward/tls/ca.crt"
 allowed_peers = ["MX1.Example.NET", "*.mx.example.net"]
 allowed_fingerprints = ["sha256:AB:cd:ef:01:23:45:67:89:AB:cd:ef:01:23:45:67:89:AB:cd:ef:01:23:45:67:89:AB:cd:ef:01:23:45:67:89"]
 )",
-                       &d);
-        ASSERT_TRUE(r.ok()) << (d.empty() ? r.status().message() : d[0].ToString());
-        const InputSpec& s = (*r)[0];
-        EXPECT_EQ(s.type, InputType::kTls);
-        EXPECT_EQ(s.Describe(), "tls 0.0.0.0:6514");  // the RFC 5425 port by default
-        EXPECT_EQ(s.tls.allowed_peers,
-                  (std::vector<std::string>{"mx1.example.net", "*.mx.example.net"}));
-        ASSERT_EQ(s.tls.allowed_fingerprints.size(), 1u);
-        EXPECT_EQ(s.tls.allowed_fingerprints[0],
-                  "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
-        EXPECT_TRUE(InputWarnings(*r).empty());  // authenticated: no open-input warning
-      }
+                 &d);
+  ASSERT_TRUE(r.ok()) << (d.empty() ? r.status().message() : d[0].ToString());
+  const InputSpec& s = (*r)[0];
+  EXPECT_EQ(s.type, InputType::kTls);
+  EXPECT_EQ(s.Describe(), "tls 0.0.0.0:6514");  // the RFC 5425 port by default
+  EXPECT_EQ(s.tls.allowed_peers, (std::vector<std::string>{"mx1.example.net", "*.mx.example.net"}));
+  ASSERT_EQ(s.tls.allowed_fingerprints.size(), 1u);
+  EXPECT_EQ(s.tls.allowed_fingerprints[0],
+            "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+  EXPECT_TRUE(InputWarnings(*r).empty());  // authenticated: no open-input warning
+}
 
-      TEST(InputConfigTest, SenderAndTlsErrorsAreLocated) {
-        const std::string tls =
-            "[[input]]\ntype = \"tls\"\ncert_file = \"/c\"\nkey_file = \"/k\"\nca_file = \"/ca\"\n";
-        struct Case {
-          std::string toml;
-          const char* expect;
-          int line;
-        };
-        const Case cases[] = {
-            {"[[input]]\ntype = \"udp\"\nallowed_senders = [\"192.0.2.1/24\"]\n", "not an address",
-             3},
-            {"[[input]]\ntype = \"tcp\"\nallowed_senders = []\n", "nobody could send", 3},
-            {"[[input]]\ntype = \"file\"\npath = \"/x\"\nallowed_senders = [\"::1\"]\n",
-             "applies only to udp, tcp and tls", 4},
-            {"[[input]]\ntype = \"tcp\"\nca_file = \"/ca\"\n", "only to tls", 3},
-            {"[[input]]\ntype = \"tls\"\nallowed_peers = [\"a.example\"]\n", "needs 'cert_file'",
-             1},
-            {tls, "authorises no one", 1},
-            {tls + "allowed_peers = [\"mx.*.example\"]\n", "wildcard", 6},
-            {tls + "allowed_fingerprints = [\"sha256:abcd\"]\n", "SHA-256", 6},
-            {tls + "allowed_peers = []\n", "nobody could send", 6},
-            {tls + "allowed_peers = [\"a\"]\ncert_file2 = 1\n", "unknown key", 7},
-        };
-        for (const auto& c : cases) {
-          std::vector<Diagnostic> d;
-          auto r = Parse(c.toml, &d);
-          ASSERT_FALSE(r.ok()) << c.toml;
-          ASSERT_FALSE(d.empty()) << c.toml;
-          EXPECT_NE(d[0].message.find(c.expect), std::string::npos) << d[0].ToString();
-          EXPECT_EQ(d[0].line, c.line) << d[0].ToString();
-        }
-      }
+TEST(InputConfigTest, SenderAndTlsErrorsAreLocated) {
+  const std::string tls =
+      "[[input]]\ntype = \"tls\"\ncert_file = \"/c\"\nkey_file = \"/k\"\nca_file = \"/ca\"\n";
+  struct Case {
+    std::string toml;
+    const char* expect;
+    int line;
+  };
+  const Case cases[] = {
+      {"[[input]]\ntype = \"udp\"\nallowed_senders = [\"192.0.2.1/24\"]\n", "not an address", 3},
+      {"[[input]]\ntype = \"tcp\"\nallowed_senders = []\n", "nobody could send", 3},
+      {"[[input]]\ntype = \"file\"\npath = \"/x\"\nallowed_senders = [\"::1\"]\n",
+       "applies only to udp, tcp and tls", 4},
+      {"[[input]]\ntype = \"tcp\"\nca_file = \"/ca\"\n", "only to tls", 3},
+      {"[[input]]\ntype = \"tls\"\nallowed_peers = [\"a.example\"]\n", "needs 'cert_file'", 1},
+      {tls, "authorises no one", 1},
+      {tls + "allowed_peers = [\"mx.*.example\"]\n", "wildcard", 6},
+      {tls + "allowed_fingerprints = [\"sha256:abcd\"]\n", "SHA-256", 6},
+      {tls + "allowed_peers = []\n", "nobody could send", 6},
+      {tls + "allowed_peers = [\"a\"]\ncert_file2 = 1\n", "unknown key", 7},
+  };
+  for (const auto& c : cases) {
+    std::vector<Diagnostic> d;
+    auto r = Parse(c.toml, &d);
+    ASSERT_FALSE(r.ok()) << c.toml;
+    ASSERT_FALSE(d.empty()) << c.toml;
+    EXPECT_NE(d[0].message.find(c.expect), std::string::npos) << d[0].ToString();
+    EXPECT_EQ(d[0].line, c.line) << d[0].ToString();
+  }
+}
 
 }  // namespace
 }  // namespace mxward
