@@ -188,6 +188,14 @@ Status JournalFollower::OpenSource(Source* source, const std::string& dir) {
     return Status::IoError(fmt::format("cannot open the journal{}{}: {}", dir.empty() ? "" : " in ",
                                        dir, std::strerror(-r)));
   }
+  if (dir.empty() && sd_journal_has_runtime_files(source->j) <= 0 &&
+      sd_journal_has_persistent_files(source->j) <= 0) {
+    // Opening succeeds even when no file may be read; say why nothing will arrive.
+    spdlog::warn(
+        "journal input {}: no journal file is there or readable by this process (not root and not "
+        "in the systemd-journal group?); waiting for files to appear",
+        options_.name);
+  }
   // Large fields are not decompressed beyond what a line may hold.
   (void)sd_journal_set_data_threshold(source->j, options_.max_message_bytes + 64);
   // Before reading: the inotify watches must exist before we look, or a change in between would
