@@ -95,7 +95,8 @@ class Daemon {
 
     listener_ = std::make_unique<SyslogListener>(io_, inputs, pipeline_.get());
     // Journal inputs resume at the cursor in the store. It is saved through the recorder, in the
-    // transaction of the incidents its lines produced: a restart neither skips nor repeats.
+    // transaction of the incidents its batch produced: a restart (even after kill -9) neither
+    // skips nor repeats.
     InputCursorHooks hooks;
     hooks.load = [this](const std::string& input) -> std::optional<std::string> {
       auto c = control_store_->LoadInputCursor(input);
@@ -104,6 +105,7 @@ class Daemon {
                     input, c.status().ToString());
       return std::nullopt;
     };
+    hooks.begin = [this](const std::string& input) { recorder_->BeginInputBatch(input); };
     hooks.save = [this](const std::string& input, std::string_view cursor) {
       recorder_->SaveInputCursor(input, cursor);
     };

@@ -412,6 +412,8 @@ bool JournalFollower::ReadSource(Source* source) {
       break;
     }
     if (r == 0) break;
+    if (!batch_open_ && options_.on_batch_begin) options_.on_batch_begin();
+    batch_open_ = true;
     Deliver(source);
     ++n;
   }
@@ -431,14 +433,16 @@ bool JournalFollower::ReadBatch() {
   for (const auto& s : sources_) {
     if (s->j != nullptr && ReadSource(s.get())) more = true;
   }
-  if (cursor() != before) ReportCursor();
+  if (cursor() != before || batch_open_) ReportCursor();
+  batch_open_ = false;
   return more;
 }
 
 void JournalFollower::ReportCursor() {
   if (!options_.on_cursor) return;
   const std::string c = cursor();
-  if (!c.empty()) options_.on_cursor(c);
+  // Empty only if no cursor could be read at all: still closes an open batch (and saves nothing).
+  if (!c.empty() || batch_open_) options_.on_cursor(c);
 }
 
 void JournalFollower::ScheduleRead() {

@@ -880,6 +880,9 @@ class JournalInput final : public Input {
     o.max_message_bytes = spec_.max_message_size;
     o.clock = clock_;
     if (hooks_.load) o.saved_cursor = hooks_.load(spec_.name);
+    if (hooks_.begin) {
+      o.on_batch_begin = [begin = hooks_.begin, name = spec_.name] { begin(name); };
+    }
     if (hooks_.save) {
       o.on_cursor = [save = hooks_.save, name = spec_.name](std::string_view c) { save(name, c); };
     }

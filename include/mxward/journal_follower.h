@@ -32,8 +32,9 @@
 // (start_at kEnd, nothing old), the beginning, or `start_back_seconds` ago. At the end, the last
 // entry's cursor is reported at once, so a restart before any new entry does not move the start.
 //
-// Cursors: on_cursor is called on the io thread with the input's cursor after each batch, once
-// every line of the batch returned from LineSink::OnLine. The caller saves it where the
+// Cursors: on_batch_begin is called before the first line of a batch and on_cursor with the
+// input's cursor after it, once every line of the batch returned from LineSink::OnLine (both on
+// the io thread; every on_batch_begin is followed by an on_cursor). The caller saves it where the
 // effects of those lines are committed (the daemon: in the store, in the transaction that writes
 // the incidents they produced; see IncidentRecorder::SaveInputCursor).
 //
@@ -82,6 +83,7 @@ struct JournalFollowerOptions {
   JournalStart start_at = JournalStart::kEnd;
   std::int64_t start_back_seconds = 0;  // kBack
   std::optional<std::string> saved_cursor;
+  std::function<void()> on_batch_begin;
   std::function<void(std::string_view cursor)> on_cursor;
   std::size_t max_entries_per_batch = 4096;
   std::size_t max_message_bytes = 64 * 1024;  // longer MESSAGEs are cut (counted as malformed)
@@ -126,6 +128,7 @@ class JournalFollower {
   // Reads up to a batch from one source; true when it stopped at the batch limit.
   bool ReadSource(Source* source);
   void Deliver(Source* source);
+  bool batch_open_ = false;  // on_batch_begin called, on_cursor not yet
   void Watch(const std::shared_ptr<Source>& source);
   void ScheduleRead();
   void ReportCursor();

@@ -56,11 +56,12 @@
 
 namespace mxward {
 
-// Where journal inputs keep their position, by input name. Both are called on the io thread:
-// load at Start(), save after each batch of delivered lines (journal_follower.h). Without hooks a
-// journal input starts at its start_at every time.
+// Where journal inputs keep their position, by input name. All are called on the io thread:
+// load at Start(), begin before and save after each batch of delivered lines
+// (journal_follower.h). Without hooks a journal input starts at its start_at every time.
 struct InputCursorHooks {
   std::function<std::optional<std::string>(const std::string& input)> load;
+  std::function<void(const std::string& input)> begin;
   std::function<void(const std::string& input, std::string_view cursor)> save;
 };
 
