@@ -2,9 +2,10 @@
 // them from export-format text the test makes, with the fields Postfix, Dovecot and Roundcube
 // entries carry under systemd on Debian 12. The JournalFollower reads them through journal_dirs:
 // matching by unit, slice and identifier; entries appended while it runs; resuming at a saved
-// cursor; a cursor whose file was deleted (vacuum); a rotated (renamed) file. Then `mxward serve`
-// with a journal input, stopped and restarted in the middle: every attempt is counted once in
-// the store across the restart. Last, the live journald with `logger`, where one runs.
+// cursor; a cursor whose file was deleted (vacuum); a rotated (renamed) file; a file vacuumed
+// while reading; the listener's wiring (cursor hooks, metrics). Then `mxward serve` with a
+// journal input, stopped (SIGTERM, and kill -9) and restarted in the middle: every attempt is
+// counted once across the restart. Last, the live journald with `logger`, where one runs.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,8 @@
 
 #include "mxward/incident_store.h"
 #include "mxward/journal_follower.h"
+#include "mxward/metrics_registry.h"
+#include "mxward/syslog_listener.h"
 #include "mxward/syslog_parser.h"
 #include "support/daemon.h"
 #include "support/eventually.h"
@@ -389,6 +392,90 @@ TEST_F(JournalInputTest, ARotatedFileIsNotReadTwiceAndTheNewOneIsRead) {
   ASSERT_EQ(lines.size(), 16u) << ::testing::PrintToString(lines);
   EXPECT_NE(lines[15].find("203.0.113.3"), std::string::npos);
   EXPECT_GE(running.follower().journal_counters().invalidations.load(), 1u);
+}
+
+// A first start at the end of an empty journal directory: the files that appear are read.
+TEST_F(JournalInputTest, AtTheEndOfAnEmptyDirectoryNewFilesAreRead) {
+  JournalFollowerOptions o = Options();
+  o.start_at = JournalStart::kEnd;
+  Lines sink;
+  RunningFollower running(o, &sink);
+  ASSERT_OK(running.start_status());
+  const std::uint64_t t0 = NowMicros();
+  JournalFiles::Write(journal_dir_ + "/system.journal",
+                      {SaslFailure(t0, "203.0.113.1"), SaslFailure(t0 + 1, "203.0.113.2")});
+  ASSERT_TRUE(Eventually([&] { return sink.Count() >= 2; })) << sink.Count();
+  JournalFiles::Write(journal_dir_ + "/system.journal", {SaslFailure(t0 + 2, "203.0.113.3")});
+  ASSERT_TRUE(Eventually([&] { return sink.Count() >= 3; })) << sink.Count();
+  EXPECT_EQ(sink.Count(), 3u);
+}
+
+// Vacuum while reading: an archived file already read is deleted; reading goes on in the others.
+TEST_F(JournalInputTest, AFileVacuumedWhileRunningChangesNothingForTheRest) {
+  const std::uint64_t t0 = NowMicros() - 60'000'000;
+  const std::string archived = journal_dir_ + "/system@0001.journal";
+  JournalFiles::Write(archived,
+                      {SaslFailure(t0, "203.0.113.1"), SaslFailure(t0 + 1, "203.0.113.1")});
+  JournalFiles::Write(journal_dir_ + "/system.journal", {SaslFailure(t0 + 10, "203.0.113.2")});
+  Lines sink;
+  RunningFollower running(Options(), &sink);
+  ASSERT_OK(running.start_status());
+  ASSERT_TRUE(Eventually([&] { return sink.Count() == 3; })) << sink.Count();
+  std::filesystem::remove(archived);
+  JournalFiles::Write(journal_dir_ + "/system.journal", {SaslFailure(t0 + 20, "203.0.113.3")});
+  ASSERT_TRUE(Eventually([&] { return sink.Count() >= 4; })) << sink.Count();
+  const auto lines = sink.Get();
+  ASSERT_EQ(lines.size(), 4u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[3].find("203.0.113.3"), std::string::npos);
+  EXPECT_EQ(running.follower().journal_counters().cursor_lost.load(), 0u);
+}
+
+// The listener's journal input: the [[input]] settings, the cursor hooks and the metrics.
+TEST_F(JournalInputTest, TheListenerRunsAJournalInputWithItsCursorHooksAndMetrics) {
+  const std::uint64_t t0 = NowMicros() - 60'000'000;
+  JournalFiles::Write(journal_dir_ + "/remote-mx1.journal",
+                      {SaslFailure(t0, "203.0.113.1"), SaslFailure(t0 + 1, "203.0.113.2")});
+  InputSpec spec;
+  spec.type = InputType::kJournal;
+  spec.name = "remote";
+  spec.journal.units = DefaultJournalUnits();
+  spec.journal.dirs = {journal_dir_};
+  spec.journal.start_at = JournalStart::kBeginning;
+  boost::asio::io_context io;
+  Lines sink;
+  SyslogListener listener(io, {spec}, &sink);
+  std::vector<std::string> calls;
+  InputCursorHooks hooks;
+  hooks.load = [&](const std::string& input) -> std::optional<std::string> {
+    calls.push_back("load " + input);
+    return std::nullopt;
+  };
+  hooks.begin = [&](const std::string& input) { calls.push_back("begin " + input); };
+  hooks.save = [&](const std::string& input, std::string_view cursor) {
+    calls.push_back("save " + input + " " + std::string(cursor.substr(0, journal_dir_.size())));
+  };
+  listener.SetCursorHooks(hooks);
+  ASSERT_OK(listener.Start());
+  ASSERT_TRUE(Eventually([&] {
+    io.poll();
+    return sink.Count() == 2;
+  }));
+  EXPECT_EQ(calls, (std::vector<std::string>{"load remote", "begin remote",
+                                             "save remote " + journal_dir_}));
+  EXPECT_EQ(listener.counters(0).messages.load(), 2u);
+  EXPECT_EQ(listener.Describe(), "journal " + journal_dir_);
+  MetricsRegistry registry;
+  registry.DeclareStandardFamilies();
+  std::vector<MetricsRegistry::Handle> handles;
+  listener.RegisterMetrics(&registry, &handles);
+  const std::string text = registry.Render();
+  EXPECT_NE(text.find("mxward_input_messages_total{input=\"remote\"} 2"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("mxward_input_journal_skipped_seconds_total{input=\"remote\"} 0"),
+            std::string::npos)
+      << text;
+  handles.clear();
+  listener.Stop();
 }
 
 // The live journald: `logger` writes through /dev/log, read back from the local journal.
