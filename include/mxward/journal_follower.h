@@ -18,17 +18,21 @@
 // evidence of an incident reads like /var/log/mail.log. (Feeding the parsed parts directly would
 // save one parse, but would add a second entry point to the LineSink contract and to the pipeline
 // for a few hundred nanoseconds per line.) Time: _SOURCE_REALTIME_TIMESTAMP (when the program
-// logged), else the entry's realtime. Control characters in MESSAGE (a multi-line message) become
-// spaces: one entry is one line, and no entry can look like two. Other fields are not read.
+// logged), else the entry's realtime; _COMM when SYSLOG_IDENTIFIER is missing; "localhost" when
+// _HOSTNAME is. Control characters in MESSAGE (a multi-line message) become spaces: one entry is
+// one line, and no entry can look like two. Host and identifier are kept to one header token.
+// Other fields are not read.
 //
 // Several journal_dirs are read as one source each (sd-journal opens one directory per handle; a
 // directory may hold many hosts' files, as systemd-journal-remote's /var/log/journal/remote
 // does), each with its own position; the input's cursor is then one "DIR<TAB>CURSOR" line per
-// directory.
+// directory. A directory missing at Start() is logged and skipped until the next start.
 //
 // Where it starts: after `saved_cursor` when given. If that entry is gone (vacuumed, or its file
 // deleted), at the oldest entry newer than the cursor's time; the gap is logged with its length in
-// time and counted (cursor_lost, skipped_seconds). Without a cursor (first run): at the end
+// time and counted (cursor_lost, skipped_seconds); if the journal still reaches back past that
+// time, the entry exists but no longer matches (the matches changed), and reading goes on after
+// its time without counting a loss. Without a cursor (first run): at the end
 // (start_at kEnd, nothing old), the beginning, or `start_back_seconds` ago. At the end, the last
 // entry's cursor is reported at once, so a restart before any new entry does not move the start.
 //
@@ -41,9 +45,11 @@
 // Waking: the journal's inotify fd (sd_journal_get_fd) is watched by the io_context
 // (posix::stream_descriptor::async_wait), then sd_journal_process() says what changed; no polling
 // timer, except when sd_journal_get_timeout() asks for one (files on a file system without
-// inotify). SD_JOURNAL_INVALIDATE (files added or removed: rotation, vacuum) re-checks the
-// position, and the matches are re-applied. A batch is at most max_entries_per_batch entries; the
-// rest is read after other handlers had their turn.
+// inotify). SD_JOURNAL_INVALIDATE (files added or removed: rotation, vacuum, a new host) is
+// counted and needs nothing else: the matches belong to the sd_journal handle, not to files, and
+// the position is an entry's identity (seqnum, boot and time), so reading goes on after the last
+// entry delivered, in whichever file the next one is. A batch is at most max_entries_per_batch
+// entries; the rest is read after other handlers had their turn.
 //
 // Threading: Start, Stop and delivery on the io_context's thread. counters() from any thread.
 #pragma once
