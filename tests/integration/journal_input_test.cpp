@@ -394,6 +394,27 @@ TEST_F(JournalInputTest, ARotatedFileIsNotReadTwiceAndTheNewOneIsRead) {
   EXPECT_GE(running.follower().journal_counters().invalidations.load(), 1u);
 }
 
+// Two journal_dirs: one position each in the input's cursor, each resumed on its own.
+TEST_F(JournalInputTest, SeveralDirectoriesKeepOnePositionEach) {
+  const std::string second = dir_.file("journal2");
+  std::filesystem::create_directories(second);
+  const std::uint64_t t0 = NowMicros() - 60'000'000;
+  JournalFiles::Write(journal_dir_ + "/a.journal", {SaslFailure(t0, "203.0.113.1")});
+  JournalFiles::Write(second + "/b.journal",
+                      {SaslFailure(t0 + 1, "203.0.113.2"), SaslFailure(t0 + 2, "203.0.113.2")});
+  JournalFollowerOptions o = Options();
+  o.journal_dirs = {journal_dir_, second};
+  std::string cursor;
+  ASSERT_EQ(ReadAll(o, &cursor).size(), 3u);
+  EXPECT_EQ(cursor.rfind(journal_dir_ + "\t", 0), 0u) << cursor;
+  EXPECT_NE(cursor.find("\n" + second + "\t"), std::string::npos) << cursor;
+  JournalFiles::Write(second + "/b.journal", {SaslFailure(t0 + 3, "203.0.113.3")});
+  o.saved_cursor = cursor;
+  const auto lines = ReadAll(o);
+  ASSERT_EQ(lines.size(), 1u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("203.0.113.3"), std::string::npos);
+}
+
 // A first start at the end of an empty journal directory: the files that appear are read.
 TEST_F(JournalInputTest, AtTheEndOfAnEmptyDirectoryNewFilesAreRead) {
   JournalFollowerOptions o = Options();
