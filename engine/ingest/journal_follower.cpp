@@ -306,6 +306,10 @@ void JournalFollower::Position(Source* source, const std::string& saved) {
           source->cursor = c;
           std::free(c);
         }
+      } else {
+        // No matching entry at all: the end is the beginning. Staying at "the tail" would be
+        // resolved only at the first read, after entries written in between, and lose them.
+        (void)sd_journal_seek_head(j);
       }
       break;
   }
