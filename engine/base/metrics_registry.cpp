@@ -18,6 +18,7 @@ using metric::kIncidents;
 using metric::kInputBytes;
 using metric::kInputConnections;
 using metric::kInputDropped;
+using metric::kInputJournalSkipped;
 using metric::kInputMalformed;
 using metric::kInputMessages;
 using metric::kInputRefused;
@@ -133,6 +134,11 @@ const std::vector<MetricFamily>& StandardFamilies() {
        "allowed_senders; tls_handshake: TLS handshake failed; tls_peer: a valid certificate not "
        "on the allow list).",
        {"input", "reason"}},
+      {kInputJournalSkipped,
+       kCounter,
+       "Journal time a journal input did not read because the entry of its saved cursor was "
+       "vacuumed while mxward was not reading, per input. Should be 0.",
+       {"input"}},
       {kLines, kCounter, "Log lines handed to the pipeline.", {}},
       {kLinesMalformed, kCounter, "Lines that were not syslog (counted and skipped).", {}},
       {kLinesUnmatched, kCounter, "Syslog lines no parser recognised.", {}},

@@ -100,6 +100,22 @@ class Daemon {
         pipeline_options);
 
     listener_ = std::make_unique<SyslogListener>(io_, inputs, pipeline_.get());
+    // Journal inputs resume at the cursor in the store. It is saved through the recorder, in the
+    // transaction of the incidents its batch produced: a restart (even after kill -9) neither
+    // skips nor repeats.
+    InputCursorHooks hooks;
+    hooks.load = [this](const std::string& input) -> std::optional<std::string> {
+      auto c = control_store_->LoadInputCursor(input);
+      if (c.ok()) return *c;
+      spdlog::error("input {}: cannot read its saved position: {}; it starts at its start_at",
+                    input, c.status().ToString());
+      return std::nullopt;
+    };
+    hooks.begin = [this](const std::string& input) { recorder_->BeginInputBatch(input); };
+    hooks.save = [this](const std::string& input, std::string_view cursor) {
+      recorder_->SaveInputCursor(input, cursor);
+    };
+    listener_->SetCursorHooks(std::move(hooks));
     if (Status st = listener_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
 
     control_ = std::make_unique<ControlServer>(io_, control_options, [this](const auto& req) {

@@ -1,6 +1,7 @@
 #include "mxward/input_config.h"
 
 #include <charconv>
+#include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -25,6 +26,8 @@ std::string_view InputTypeName(InputType type) {
       return "file";
     case InputType::kTls:
       return "tls";
+    case InputType::kJournal:
+      return "journal";
   }
   return "?";
 }
@@ -34,6 +37,12 @@ std::string InputSpec::Describe() const {
     const bool v6 = host.find(':') != std::string::npos;
     return fmt::format("{} {}{}{}:{}", InputTypeName(type), v6 ? "[" : "", host, v6 ? "]" : "",
                        port);
+  }
+  if (type == InputType::kJournal) {
+    if (journal.dirs.empty()) return "journal (local)";
+    std::string dirs;
+    for (const auto& d : journal.dirs) dirs += (dirs.empty() ? "" : ",") + d;
+    return "journal " + dirs;
   }
   return fmt::format("{} {}", InputTypeName(type), path);
 }
@@ -45,12 +54,46 @@ std::vector<InputSpec> DefaultInputSpecs() {
   InputSpec tcp;
   tcp.type = InputType::kTcp;
   tcp.name = "tcp:127.0.0.1:5514";
-  return {udp, tcp};
+  if (!DefaultToJournal()) return {udp, tcp};
+  return {udp, tcp, DefaultJournalInputSpec()};
+}
+
+InputSpec DefaultJournalInputSpec() {
+  InputSpec j;
+  j.type = InputType::kJournal;
+  j.name = "journal";
+  j.journal.units = DefaultJournalUnits();
+  j.journal.slices = DefaultJournalSlices();
+  j.journal.identifiers = DefaultJournalIdentifiers();
+  j.source = "built-in default (no rsyslog on this host)";
+  return j;
+}
+
+bool DefaultToJournal() {
+  if (const char* env = std::getenv("MXWARD_DEFAULT_JOURNAL"); env != nullptr && *env != '\0') {
+    return std::string_view(env) != "0";
+  }
+  std::error_code ec;
+  const bool journal = std::filesystem::is_directory("/run/systemd/journal", ec) ||
+                       std::filesystem::is_directory("/var/log/journal", ec);
+  return journal && !std::filesystem::exists("/usr/sbin/rsyslogd", ec);
 }
 
 std::vector<std::string> InputWarnings(const std::vector<InputSpec>& specs) {
   std::vector<std::string> out;
   for (const auto& s : specs) {
+    if (s.type == InputType::kJournal) {
+      for (const auto& dir : s.journal.dirs) {
+        std::error_code ec;
+        if (!std::filesystem::is_directory(dir, ec)) {
+          out.push_back(fmt::format(
+              "{}: warning: [[input]] journal_dirs: '{}' is not a directory (yet); the input "
+              "reads nothing from it until it exists and mxward is restarted",
+              s.source.empty() ? "mxward.toml" : s.source, dir));
+        }
+      }
+      continue;
+    }
     if (s.type != InputType::kUdp && s.type != InputType::kTcp) continue;
     if (!s.allowed_senders.empty()) continue;
     IpAddress ip;
@@ -148,14 +191,20 @@ class SpecReader {
                                                   "ca_file",
                                                   "allowed_peers",
                                                   "allowed_fingerprints",
-                                                  "handshake_timeout"};
+                                                  "handshake_timeout",
+                                                  "units",
+                                                  "slices",
+                                                  "identifiers",
+                                                  "journal_dirs"};
     SettingsReader r(t, "[[input]]", file_, d_);
     r.CheckKnownKeys(kKnown);
     bool ok = r.ok();
     InputSpec s;
     const toml::node* type = t.get("type");
     if (type == nullptr) {
-      Error(t, "[[input]]: 'type' is required (udp, tcp, tls, unix-dgram, unix-stream or file)");
+      Error(t,
+            "[[input]]: 'type' is required (udp, tcp, tls, unix-dgram, unix-stream, file or "
+            "journal)");
       failed_ = true;
       return std::nullopt;
     }
@@ -174,13 +223,15 @@ class SpecReader {
       s.type = InputType::kUnixStream;
     } else if (type_name == "file") {
       s.type = InputType::kFile;
+    } else if (type_name == "journal") {
+      s.type = InputType::kJournal;
     } else if (type_name == "tls") {
       s.type = InputType::kTls;
       s.host = "0.0.0.0";
       s.port = 6514;
     } else {
       Error(*type, fmt::format("[[input]]: unknown type '{}' (use udp, tcp, tls, unix-dgram, "
-                               "unix-stream or file)",
+                               "unix-stream, file or journal)",
                                type_name));
       failed_ = true;
       return std::nullopt;
@@ -188,6 +239,7 @@ class SpecReader {
     const bool net =
         s.type == InputType::kUdp || s.type == InputType::kTcp || s.type == InputType::kTls;
     const bool unix_socket = s.type == InputType::kUnixDgram || s.type == InputType::kUnixStream;
+    const bool journal = s.type == InputType::kJournal;
 
     auto str = [&](const char* key, std::string* out) -> const toml::node* {
       if (r.table().contains(key) && !r.String(key, out)) ok = false;
@@ -204,11 +256,14 @@ class SpecReader {
       }
     };
     only_for("address", net, "udp/tcp/tls");
-    only_for("path", !net, "unix-dgram/unix-stream/file");
+    only_for("path", !net && !journal, "unix-dgram/unix-stream/file");
     only_for("mode", unix_socket, "unix socket");
     only_for("owner", unix_socket, "unix socket");
     only_for("group", unix_socket, "unix socket");
-    only_for("start_at", s.type == InputType::kFile, "file");
+    only_for("start_at", s.type == InputType::kFile || journal, "file and journal");
+    for (const char* key : {"units", "slices", "identifiers", "journal_dirs"}) {
+      only_for(key, journal, "journal");
+    }
     only_for("state_file", s.type == InputType::kFile, "file");
     only_for("format", s.type == InputType::kFile, "file");
     only_for(
@@ -228,7 +283,7 @@ class SpecReader {
           ok = false;
         }
       }
-    } else {
+    } else if (!journal) {
       const toml::node* n = str("path", &s.path);
       if (n == nullptr) {
         Error(t, fmt::format("[[input]]: type '{}' needs 'path'", type_name));
@@ -267,11 +322,18 @@ class SpecReader {
     if (const toml::node* n = str("start_at", &start_at); n != nullptr && ok) {
       if (start_at == "end") {
         s.start_at_end = true;
+        s.journal.start_at = JournalStart::kEnd;
       } else if (start_at == "beginning") {
         s.start_at_end = false;
+        s.journal.start_at = JournalStart::kBeginning;
+      } else if (journal && start_at.starts_with('-') &&
+                 ParseDurationSeconds(std::string_view(start_at).substr(1)).ok() &&
+                 *ParseDurationSeconds(std::string_view(start_at).substr(1)) > 0) {
+        s.journal.start_at = JournalStart::kBack;
+        s.journal.start_back_seconds = *ParseDurationSeconds(std::string_view(start_at).substr(1));
       } else {
-        Error(*n,
-              fmt::format("[[input]]: start_at '{}' must be \"end\" or \"beginning\"", start_at));
+        Error(*n, fmt::format("[[input]]: start_at '{}' must be \"end\" or \"beginning\"{}",
+                              start_at, journal ? " or a time back from now like \"-2h\"" : ""));
         ok = false;
       }
     }
@@ -292,14 +354,16 @@ class SpecReader {
       s.state_file = (dir / StateFileName(s.path)).string();
     }
     if (!ReadSendersAndTls(r, type_name, &s)) ok = false;
+    if (journal && !ReadJournal(r, t, &s)) ok = false;
     s.source = fmt::format("{}:{}:{}", file_, t.source().begin.line, t.source().begin.column);
     const toml::node* name_node = str("name", &s.name);
     if (s.name.empty()) {
-      s.name = net ? fmt::format("{}:{}", InputTypeName(s.type),
+      s.name = net       ? fmt::format("{}:{}", InputTypeName(s.type),
                                  address.empty() ? (s.type == InputType::kTls ? "0.0.0.0:6514"
-                                                                              : "127.0.0.1:5514")
-                                                 : address)
-                   : fmt::format("{}:{}", InputTypeName(s.type), s.path);
+                                                                                    : "127.0.0.1:5514")
+                                                       : address)
+               : journal ? std::string("journal")
+                         : fmt::format("{}:{}", InputTypeName(s.type), s.path);
       if (!MetricsRegistry::IsSafeLabelValue(s.name)) s.name = std::string(InputTypeName(s.type));
     } else if (!MetricsRegistry::IsSafeLabelValue(s.name)) {
       Error(*name_node, fmt::format("[[input]]: name '{}' must be at most 64 printable bytes "
@@ -315,6 +379,65 @@ class SpecReader {
   }
 
  private:
+  // units, slices, identifiers ("@default" expands to Debian's list; absent = the defaults) and
+  // journal_dirs. False after reporting an error.
+  bool ReadJournal(SettingsReader& r, const toml::table& t, InputSpec* s) {
+    bool ok = true;
+    auto list = [&](const char* key, const std::vector<std::string>& defaults,
+                    std::vector<std::string>* out) {
+      if (t.get(key) == nullptr) {
+        *out = defaults;
+        return;
+      }
+      std::vector<std::string> values;
+      if (!r.Strings(key, &values)) {
+        ok = false;
+        return;
+      }
+      for (const auto& v : values) {
+        if (v == "@default") {
+          out->insert(out->end(), defaults.begin(), defaults.end());
+          continue;
+        }
+        // A match is FIELD=VALUE; a value with '=' or control characters cannot be meant.
+        bool valid = !v.empty() && v.size() <= 256;
+        for (char c : v) valid = valid && static_cast<unsigned char>(c) > 0x20 && c != '=';
+        if (!valid) {
+          Error(*t.get(key), fmt::format("[[input]]: {}: '{}' is not a name (no spaces, '=' or "
+                                         "control characters; \"@default\" adds the built-in "
+                                         "list)",
+                                         key, v));
+          ok = false;
+        } else {
+          out->push_back(v);
+        }
+      }
+    };
+    list("units", DefaultJournalUnits(), &s->journal.units);
+    list("slices", DefaultJournalSlices(), &s->journal.slices);
+    list("identifiers", DefaultJournalIdentifiers(), &s->journal.identifiers);
+    if (ok && s->journal.units.empty() && s->journal.slices.empty() &&
+        s->journal.identifiers.empty()) {
+      Error(t, "[[input]]: a journal input with no units, slices or identifiers reads nothing");
+      ok = false;
+    }
+    if (const toml::node* n = t.get("journal_dirs"); n != nullptr) {
+      if (!r.Strings("journal_dirs", &s->journal.dirs)) return false;
+      for (const auto& d : s->journal.dirs) {
+        if (d.empty() || d.front() != '/' || d.find('\t') != std::string::npos ||
+            d.find('\n') != std::string::npos) {
+          Error(*n, fmt::format("[[input]]: journal_dirs: '{}' must be an absolute path", d));
+          ok = false;
+        }
+      }
+      if (ok && s->journal.dirs.empty()) {
+        Error(*n, "[[input]]: journal_dirs is empty (remove it to read the local journal)");
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
   // allowed_senders (udp, tcp, tls) and the tls keys. False after reporting an error.
   bool ReadSendersAndTls(SettingsReader& r, std::string_view type_text, InputSpec* s) {
     const toml::table& t = r.table();
@@ -462,6 +585,20 @@ Result<std::vector<InputSpec>> ParseInputSpecs(const Config& config,
         diagnostics->push_back(
             MakeDiagnostic(file, (*arr)[i].source(),
                            fmt::format("[[input]]: {} is configured twice", specs[i].Describe())));
+        return Status::InvalidArgument("bad [[input]] configuration");
+      }
+    }
+  }
+  // A journal input's cursor is kept in the store under its name.
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (specs[i].type == InputType::kJournal && specs[j].type == InputType::kJournal &&
+          specs[i].name == specs[j].name) {
+        diagnostics->push_back(MakeDiagnostic(
+            file, (*arr)[i].source(),
+            fmt::format("[[input]]: two journal inputs are named '{}': give each its own name "
+                        "(its position in the journal is kept under it)",
+                        specs[i].name)));
         return Status::InvalidArgument("bad [[input]] configuration");
       }
     }

@@ -35,6 +35,7 @@
 #include "engine/ingest/stream_framer.h"
 #include "engine/ingest/tls_peer.h"
 #include "mxward/file_follower.h"
+#include "mxward/journal_follower.h"
 #include "mxward/rate_limited_log.h"
 
 namespace mxward {
@@ -857,6 +858,51 @@ class FileInput final : public Input {
   std::unique_ptr<FileFollower> follower_;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Journal inputs: a JournalFollower, its cursor through the listener's hooks.
+
+class JournalInput final : public Input {
+ public:
+  JournalInput(asio::io_context& io, const InputSpec& spec, int index, LineSink* sink,
+               const Clock* clock, const InputCursorHooks& hooks)
+      : Input(io, spec, index, sink, clock), hooks_(hooks) {}
+
+  Status Start() override {
+    JournalFollowerOptions o;
+    o.name = spec_.name;
+    o.input_index = index_;
+    o.units = spec_.journal.units;
+    o.slices = spec_.journal.slices;
+    o.identifiers = spec_.journal.identifiers;
+    o.journal_dirs = spec_.journal.dirs;
+    o.start_at = spec_.journal.start_at;
+    o.start_back_seconds = spec_.journal.start_back_seconds;
+    o.max_message_bytes = spec_.max_message_size;
+    o.clock = clock_;
+    if (hooks_.load) o.saved_cursor = hooks_.load(spec_.name);
+    if (hooks_.begin) {
+      o.on_batch_begin = [begin = hooks_.begin, name = spec_.name] { begin(name); };
+    }
+    if (hooks_.save) {
+      o.on_cursor = [save = hooks_.save, name = spec_.name](std::string_view c) { save(name, c); };
+    }
+    follower_ = std::make_unique<JournalFollower>(io_, std::move(o), sink_);
+    return follower_->Start();
+  }
+  void Stop() override {
+    stopped_ = true;
+    if (follower_) follower_->Stop();
+  }
+  const InputCounters& counters() const override {
+    return follower_ ? follower_->counters() : counters_;
+  }
+  const JournalFollower* follower() const { return follower_.get(); }
+
+ private:
+  InputCursorHooks hooks_;
+  std::unique_ptr<JournalFollower> follower_;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -897,6 +943,9 @@ Status SyslogListener::Start() {
         break;
       case InputType::kTls:
         input = std::make_shared<StreamInput<asio::ip::tcp, true>>(io_, spec, index, sink_, clock_);
+        break;
+      case InputType::kJournal:
+        input = std::make_shared<JournalInput>(io_, spec, index, sink_, clock_, cursor_hooks_);
         break;
     }
     Status st = input->Start();
@@ -969,6 +1018,14 @@ void SyslogListener::RegisterMetrics(MetricsRegistry* registry,
     const InputType type = input->spec().type;
     if (!input->spec().allowed_senders.empty()) {
       keep(registry->AddAtomic(metric::kInputRefused, {name, "sender"}, &c->refused_sender), name);
+    }
+    if (type == InputType::kJournal) {
+      const auto* journal = static_cast<const JournalInput*>(input.get())->follower();
+      if (journal != nullptr) {
+        keep(registry->AddAtomic(metric::kInputJournalSkipped, {name},
+                                 &journal->journal_counters().skipped_seconds),
+             name);
+      }
     }
     if (type == InputType::kTls) {
       keep(registry->Add(metric::kInputRefused, {name, "tls_handshake"},

@@ -1,5 +1,6 @@
 #include "mxward/incident_recorder.h"
 
+#include <algorithm>
 #include "engine/base/one_line.h"
 
 #include <fmt/format.h>
@@ -112,12 +113,44 @@ void IncidentRecorder::AddBaselines(std::vector<BaselineBatch> batches) {
   work_cv_.notify_one();
 }
 
+void IncidentRecorder::BeginInputBatch(std::string_view input) {
+  MutexLock lock(mu_);
+  for (auto& [name, mark] : open_batches_) {
+    if (name == input) return;  // still open: its start stays
+  }
+  open_batches_.emplace_back(std::string(input), enqueued_);
+}
+
+void IncidentRecorder::SaveInputCursor(std::string_view input, std::string_view cursor) {
+  MutexLock lock(mu_);
+  std::uint64_t from = enqueued_;
+  for (const auto& [name, mark] : open_batches_) {
+    if (name == input) from = mark;
+  }
+  std::erase_if(open_batches_, [&](const auto& b) { return b.first == input; });
+  work_cv_.notify_one();
+  if (cursor.empty()) return;  // the batch is closed; there is no position to keep
+  cursors_.push_back(PendingCursor{std::string(input), std::string(cursor), from, enqueued_});
+  work_cv_.notify_one();
+}
+
+std::uint64_t IncidentRecorder::WritableLimit() const {
+  std::uint64_t limit = UINT64_MAX;
+  if (stopping_) return limit;  // a last write takes everything
+  // A full queue is written whatever batch is open: a producer waiting for room (kBlock) inside
+  // an input batch must not wait for that batch's own end.
+  if (queue_.size() + in_flight_ >= options_.max_held) return limit;
+  for (const auto& [name, mark] : open_batches_) limit = std::min(limit, mark);
+  return limit;
+}
+
 void IncidentRecorder::Flush() {
   MutexLock lock(mu_);
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
   space_cv_.wait(lock, [&]() REQUIRES(mu_) {
-    return (written_ >= target && counts_.empty() && baselines_.empty()) || stopped_;
+    return (written_ >= target && counts_.empty() && baselines_.empty() && cursors_.empty()) ||
+           stopped_;
   });
 }
 
@@ -126,7 +159,7 @@ bool IncidentRecorder::Flush(std::chrono::milliseconds timeout) {
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
   auto done = [&]() REQUIRES(mu_) {
-    return written_ >= target && counts_.empty() && baselines_.empty();
+    return written_ >= target && counts_.empty() && baselines_.empty() && cursors_.empty();
   };
   space_cv_.wait_for(lock, timeout, [&]() REQUIRES(mu_) { return done() || stopped_; });
   return done();
@@ -218,23 +251,46 @@ void IncidentRecorder::Run() {
   std::size_t written_since_failure = 0;
   for (;;) {
     work_cv_.wait(lock, [&]() REQUIRES(mu_) {
-      return stopping_ || !queue_.empty() || !counts_.empty() || !baselines_.empty();
+      return stopping_ || (!queue_.empty() && written_ < WritableLimit()) || !counts_.empty() ||
+             !baselines_.empty() || !cursors_.empty();
     });
-    if (queue_.empty() && counts_.empty() && baselines_.empty()) {
+    if (queue_.empty() && counts_.empty() && baselines_.empty() && cursors_.empty()) {
       if (stopping_) break;
       continue;
     }
+    const std::uint64_t limit = WritableLimit();
     std::vector<Incident> batch;
     batch.reserve(std::min(queue_.size(), options_.batch_size));
-    while (!queue_.empty() && batch.size() < options_.batch_size) {
+    while (!queue_.empty() && batch.size() < options_.batch_size &&
+           written_ + batch.size() < limit) {
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
+    }
+    // A write batch never ends inside an input batch whose cursor is known: it takes the rest of
+    // that input batch, so its incidents and its cursor go in one transaction.
+    for (const PendingCursor& c : cursors_) {
+      while (c.from < written_ + batch.size() && written_ + batch.size() < c.after &&
+             !queue_.empty()) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
     }
     in_flight_ = batch.size();
     auto counts = std::move(counts_);
     counts_.clear();
     auto baselines = std::move(baselines_);
     baselines_.clear();
+    // The cursors every incident before which is in this batch or already written.
+    std::vector<PendingCursor> cursors;
+    while (!cursors_.empty() && cursors_.front().after <= written_ + batch.size()) {
+      cursors.push_back(std::move(cursors_.front()));
+      cursors_.pop_front();
+    }
+    if (batch.empty() && counts.empty() && baselines.empty() && cursors.empty()) {
+      // Only incidents of an open input batch are waiting: its cursor will wake us.
+      work_cv_.wait_for(lock, options_.retry_interval);
+      continue;
+    }
     lock.unlock();
 
     Status st;
@@ -250,7 +306,29 @@ void IncidentRecorder::Run() {
         baselines.clear();
       }
     }
-    if (st.ok() && !batch.empty()) st = store_->RecordIncidents(&batch, clock_->Now());
+    if (st.ok() && !cursors.empty()) {
+      // One transaction: the incidents and the positions after the lines that produced them.
+      st = store_->InTransaction([&]() -> Status {
+        if (!batch.empty()) MXWARD_RETURN_IF_ERROR(store_->RecordIncidents(&batch, clock_->Now()));
+        std::vector<const PendingCursor*> newest;  // per input, the last given
+        for (const auto& c : cursors) {
+          auto same = std::find_if(newest.begin(), newest.end(),
+                                   [&](const PendingCursor* n) { return n->input == c.input; });
+          if (same != newest.end()) {
+            *same = &c;
+          } else {
+            newest.push_back(&c);
+          }
+        }
+        for (const PendingCursor* c : newest) {
+          MXWARD_RETURN_IF_ERROR(store_->SaveInputCursor(c->input, c->cursor, clock_->Now()));
+        }
+        return Status::Ok();
+      });
+      if (st.ok()) cursors.clear();
+    } else if (st.ok() && !batch.empty()) {
+      st = store_->RecordIncidents(&batch, clock_->Now());
+    }
     if (st.ok()) {
       for (const Incident& inc : batch) LogOpened(inc);
     }
@@ -262,6 +340,9 @@ void IncidentRecorder::Run() {
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
       for (auto& c : counts) counts_.push_back(std::move(c));
       for (auto& b : baselines) baselines_.push_back(std::move(b));
+      for (auto it = cursors.rbegin(); it != cursors.rend(); ++it) {
+        cursors_.push_front(std::move(*it));
+      }
       UpdateHeld();
       last_error_ = st;
       ++failed_attempts_;

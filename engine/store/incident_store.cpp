@@ -925,6 +925,26 @@ Status IncidentStore::AddEventCounts(
   });
 }
 
+Status IncidentStore::SaveInputCursor(std::string_view input, std::string_view cursor,
+                                      UnixMicros now) {
+  MXWARD_STMT(q,
+              "INSERT INTO input_cursors (input, cursor, updated_at) VALUES (?,?,?) "
+              "ON CONFLICT (input) DO UPDATE SET cursor = excluded.cursor, "
+              "updated_at = excluded.updated_at");
+  q.Bind(1, input).Bind(2, cursor).Bind(3, now);
+  if (q.Step() != SQLITE_DONE) return Error("saving an input cursor");
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> IncidentStore::LoadInputCursor(std::string_view input) {
+  MXWARD_STMT(q, "SELECT cursor FROM input_cursors WHERE input = ?");
+  q.Bind(1, input);
+  const int rc = q.Step();
+  if (rc == SQLITE_ROW) return std::optional<std::string>(q.Text(0));
+  if (rc != SQLITE_DONE) return Error("reading an input cursor");
+  return std::optional<std::string>();
+}
+
 Result<std::vector<std::pair<std::string, std::int64_t>>> IncidentStore::EventCountsSince(
     UnixMicros since) {
   MXWARD_STMT(q,

@@ -114,7 +114,18 @@ ALTER TABLE suspensions ADD COLUMN revert_action_id INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX suspensions_by_until ON suspensions(until) WHERE until > 0;
 )sql";
 
-constexpr std::array<const char*, 2> kMigrations = {kV1, kV2};
+// v3: where each journal input is in the journal (journal_follower.h). Written in the transaction
+//   that records the incidents of the lines before it (IncidentRecorder::SaveInputCursor), so a
+//   restart resumes exactly after what the store already reflects.
+constexpr const char* kV3 = R"sql(
+CREATE TABLE input_cursors (
+  input TEXT PRIMARY KEY,
+  cursor TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+constexpr std::array<const char*, 3> kMigrations = {kV1, kV2, kV3};
 
 }  // namespace
 

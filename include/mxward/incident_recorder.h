@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -105,6 +106,15 @@ class IncidentRecorder final : public IncidentSink {
   // Learned baselines of `novel` playbooks (PlaybookEngine::TakeDirtyBaselines), written with the
   // next batch.
   void AddBaselines(std::vector<BaselineBatch> batches);
+  // Positions of inputs that can resume (journal cursors), exactly: an input calls
+  // BeginInputBatch before the lines of a batch and SaveInputCursor with the position after them.
+  // Incidents handed over between the two are written in the same transaction as that position,
+  // never before it (they wait the few milliseconds the batch takes), and the position never
+  // before them: after a crash the store has both or neither, so a restart at the saved position
+  // neither loses an incident nor opens one twice. Only the newest cursor per input is written.
+  // SaveInputCursor without BeginInputBatch is fine (a start position, nothing to wait for).
+  void BeginInputBatch(std::string_view input);
+  void SaveInputCursor(std::string_view input, std::string_view cursor);
   // Blocks until everything queued so far is written (or the recorder is stopped).
   void Flush();
   // The same, for at most `timeout`; false when something is still held then (store failing).
@@ -151,6 +161,18 @@ class IncidentRecorder final : public IncidentSink {
   std::vector<std::pair<UnixMicros, std::vector<std::pair<std::string, std::int64_t>>>> counts_
       GUARDED_BY(mu_);
   std::vector<BaselineBatch> baselines_ GUARDED_BY(mu_);
+  struct PendingCursor {
+    std::string input, cursor;
+    // The incidents of its batch: from enqueued_ at BeginInputBatch to enqueued_ when it was
+    // given (after). They and the cursor are written in one transaction.
+    std::uint64_t from = 0, after = 0;
+  };
+  std::deque<PendingCursor> cursors_ GUARDED_BY(mu_);
+  // Input batches begun and not yet given their cursor: input, enqueued_ at the start.
+  std::vector<std::pair<std::string, std::uint64_t>> open_batches_ GUARDED_BY(mu_);
+  // Incidents up to this count (written_ + taken) may be written now: the start of the oldest
+  // open input batch, or no limit.
+  std::uint64_t WritableLimit() const REQUIRES(mu_);
   std::uint64_t enqueued_ GUARDED_BY(mu_) = 0;
   void LogOpened(const Incident& incident);
   std::uint64_t written_ GUARDED_BY(mu_) = 0;

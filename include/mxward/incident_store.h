@@ -120,7 +120,7 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
@@ -198,6 +198,11 @@ class IncidentStore {
   Status AddEventCounts(UnixMicros hour,
                         const std::vector<std::pair<std::string, std::int64_t>>& counts_by_type);
   Result<std::vector<std::pair<std::string, std::int64_t>>> EventCountsSince(UnixMicros since);
+
+  // --- input positions (journal cursors, by input name) ---------------------------------------
+  Status SaveInputCursor(std::string_view input, std::string_view cursor, UnixMicros now);
+  // nullopt when the input has none yet (a first run).
+  Result<std::optional<std::string>> LoadInputCursor(std::string_view input);
 
   // --- summaries (for `mxward stats`), incidents by first_seen >= since ------------------------
   Result<std::vector<NamedCount>> IncidentsPerPlaybook(UnixMicros since);

@@ -29,13 +29,23 @@
 //   ["sha256:AB:CD:..."]                # or pinned certificates
 //
 //   [[input]]
+//   type = "journal"                # the systemd journal (journal_follower.h)
+//   units = ["@default", "postfix@out.service"]   # _SYSTEMD_UNIT; "@default": Debian's list
+//   slices = ["@default"]           # _SYSTEMD_SLICE
+//   identifiers = ["@default", "myfilter"]        # SYSLOG_IDENTIFIER
+//   journal_dirs = ["/var/log/journal/remote"]    # default: the local system journal
+//   start_at = "end"                # first run only: "end", "beginning" or "-2h" (back from now)
+//
+//   [[input]]
 //   type = "file"
 //   path = "/var/log/mail.log"
 //   start_at = "end"                # or "beginning"; used when no saved position applies
 //   state_file = "/var/lib/mxward/follow-mail.log.pos"   # default: next to the store
 //   format = "syslog"               # or "dovecot-log" (Dovecot's log_path), "roundcube-log"
 //
-// Without any [[input]] table the inputs are UDP and TCP on 127.0.0.1:5514 (DefaultInputSpecs).
+// Without any [[input]] table the inputs are UDP and TCP on 127.0.0.1:5514 (DefaultInputSpecs),
+// plus a journal input with the defaults on a host that has a systemd journal and no rsyslog
+// (Debian 12's default install, where Postfix and Dovecot log only to the journal).
 // Errors are Diagnostics with file:line:col; unknown keys are errors (a typo must not silently
 // leave an input on its default).
 #pragma once
@@ -48,12 +58,13 @@
 
 #include "mxward/config.h"
 #include "mxward/ip_address.h"
+#include "mxward/journal_follower.h"
 #include "mxward/log_format.h"
 #include "mxward/status.h"
 
 namespace mxward {
 
-enum class InputType { kUdp, kTcp, kUnixDgram, kUnixStream, kFile, kTls };
+enum class InputType { kUdp, kTcp, kUnixDgram, kUnixStream, kFile, kTls, kJournal };
 
 std::string_view InputTypeName(InputType type);  // "udp", "tcp", "unix-dgram", ...
 
@@ -67,6 +78,15 @@ struct TlsSettings {
   std::vector<std::string> allowed_peers;         // lower-case
   std::vector<std::string> allowed_fingerprints;  // 64 lower-case hex digits, no colons
   int handshake_timeout_seconds = 10;
+};
+
+// A `journal` input's matches and start. units/slices/identifiers are the lists after "@default"
+// was expanded; empty lists match nothing of that field (all three empty is refused).
+struct JournalSettings {
+  std::vector<std::string> units, slices, identifiers;
+  std::vector<std::string> dirs;  // empty: the local system journal
+  JournalStart start_at = JournalStart::kEnd;
+  std::int64_t start_back_seconds = 0;
 };
 
 struct InputSpec {
@@ -87,15 +107,22 @@ struct InputSpec {
   // udp / tcp / tls: the source addresses allowed to send; empty = anyone who can reach the
   // socket. Others' datagrams and connections are refused and counted (InputCounters::refused).
   std::vector<IpPrefix> allowed_senders;
-  TlsSettings tls;     // tls
-  std::string source;  // "mxward.toml:12:1": where the [[input]] table is (for warnings)
+  TlsSettings tls;          // tls
+  JournalSettings journal;  // journal
+  std::string source;       // "mxward.toml:12:1": where the [[input]] table is (for warnings)
 
   // "udp 127.0.0.1:5514", "unix-stream /run/mxward/log.sock", "file /var/log/mail.log".
   std::string Describe() const;
 };
 
-// UDP and TCP on 127.0.0.1:5514.
+// UDP and TCP on 127.0.0.1:5514, and the journal input when DefaultToJournal().
 std::vector<InputSpec> DefaultInputSpecs();
+// A journal input with Debian's matches, starting at the end on a first run.
+InputSpec DefaultJournalInputSpec();
+// True when this host has a systemd journal (/run/systemd/journal or /var/log/journal) and no
+// rsyslog (/usr/sbin/rsyslogd): nothing else would bring the mail logs to mxward.
+// MXWARD_DEFAULT_JOURNAL=0/1 in the environment overrides the check (tests, packaging).
+bool DefaultToJournal();
 
 // The inputs of config.document's [[input]] array, or the defaults when there is none. File
 // inputs without state_file get one in the store's directory. Errors are appended to

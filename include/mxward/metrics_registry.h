@@ -64,6 +64,8 @@ inline constexpr std::string_view kInputMalformed = "mxward_input_malformed_tota
 inline constexpr std::string_view kInputDropped = "mxward_input_dropped_total";
 inline constexpr std::string_view kInputConnections = "mxward_input_connections";
 inline constexpr std::string_view kInputRefused = "mxward_input_refused_total";
+inline constexpr std::string_view kInputJournalSkipped =
+    "mxward_input_journal_skipped_seconds_total";
 inline constexpr std::string_view kLines = "mxward_lines_total";
 inline constexpr std::string_view kLinesMalformed = "mxward_lines_malformed_total";
 inline constexpr std::string_view kLinesUnmatched = "mxward_lines_unmatched_total";

@@ -25,6 +25,8 @@
 //   - udp, tcp and tls with allowed_senders: datagrams and connections from other addresses are
 //     refused before anything is read (refused_sender).
 //   - file: a FileFollower (file_follower.h) on the same io_context.
+//   - journal: a JournalFollower (journal_follower.h) on the same io_context; its cursor is
+//     loaded and saved through the InputCursorHooks (the daemon keeps it in the store).
 //
 // The line handed to the sink has its framing removed (no trailing LF/CR/NUL). input_index is
 // the input's position in the vector given to the constructor.
@@ -36,8 +38,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -51,6 +56,15 @@
 
 namespace mxward {
 
+// Where journal inputs keep their position, by input name. All are called on the io thread:
+// load at Start(), begin before and save after each batch of delivered lines
+// (journal_follower.h). Without hooks a journal input starts at its start_at every time.
+struct InputCursorHooks {
+  std::function<std::optional<std::string>(const std::string& input)> load;
+  std::function<void(const std::string& input)> begin;
+  std::function<void(const std::string& input, std::string_view cursor)> save;
+};
+
 class SyslogListener {
  public:
   // clock: received_at for the lines; nullptr = the system clock.
@@ -59,6 +73,9 @@ class SyslogListener {
   ~SyslogListener();
   SyslogListener(const SyslogListener&) = delete;
   SyslogListener& operator=(const SyslogListener&) = delete;
+
+  // Before Start(): how journal inputs load and save their cursor.
+  void SetCursorHooks(InputCursorHooks hooks) { cursor_hooks_ = std::move(hooks); }
 
   // Opens every input. On the first failure the inputs opened so far are closed again and the
   // error names the input: "tcp 127.0.0.1:5514: cannot bind: Address already in use (is another
@@ -91,6 +108,7 @@ class SyslogListener {
   LineSink* sink_;
   const Clock* clock_;
   std::vector<std::shared_ptr<Input>> inputs_;
+  InputCursorHooks cursor_hooks_;
 };
 
 }  // namespace mxward

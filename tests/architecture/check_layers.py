@@ -42,7 +42,7 @@ PUBLIC_HEADERS = {
              "rate_limited_log.h", "metrics_registry.h", "thread_annotations.h", "version.h"],
     "model": ["event.h", "incident.h", "baseline.h", "action_types.h", "log_format.h"],
     "ingest": ["line_sink.h", "input_counters.h", "input_config.h", "file_follower.h",
-               "syslog_listener.h"],
+               "journal_follower.h", "syslog_listener.h"],
     "parse": ["syslog_message.h", "syslog_parser.h", "parser_pack.h"],
     "rules": ["playbook.h", "playbook_engine.h"],
     "store": ["incident_store.h", "incident_recorder.h"],

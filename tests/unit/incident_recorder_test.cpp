@@ -5,6 +5,7 @@
 #include "mxward/incident_recorder.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
@@ -83,6 +84,55 @@ TEST(IncidentRecorderTest, WritesAnIncidentWithoutAFlushAndNotifies) {
   auto all = AllIncidents(dir.file("state.db"));
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].evidence.size(), 10u);
+}
+
+// An input batch's incidents and its cursor are written together: a trigger logs, at each write
+// of the cursor row, how many incidents the store has at that moment. Exactly those of the
+// batches up to that cursor: never fewer (the cursor would skip them after a crash), never more
+// (the next batch's would be opened again when it is re-read).
+TEST(IncidentRecorderTest, AnInputBatchIsWrittenWithItsCursorNeverApart) {
+  TempDir dir;
+  auto store = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(store);
+  ASSERT_EQ(sqlite3_exec((*store)->db(),
+                         "CREATE TABLE cursor_log (cursor TEXT, incidents INTEGER);"
+                         "CREATE TRIGGER log_insert AFTER INSERT ON input_cursors BEGIN "
+                         "INSERT INTO cursor_log SELECT NEW.cursor, count(*) FROM incidents; END;"
+                         "CREATE TRIGGER log_update AFTER UPDATE ON input_cursors BEGIN "
+                         "INSERT INTO cursor_log SELECT NEW.cursor, count(*) FROM incidents; END;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.batch_size = 3;  // odd: a write batch would end in the middle of an input batch
+  IncidentRecorder rec(std::move(*store), SystemClock::Instance(), nullptr, o);
+  constexpr int kN = 60;
+  for (int i = 0; i < kN; ++i) {
+    rec.BeginInputBatch("journal");
+    rec.OnIncident(MakeIncident(2 * i, 1));
+    rec.OnIncident(MakeIncident(2 * i + 1, 1));
+    rec.SaveInputCursor("journal", std::to_string(i + 1));  // after 2 * (i + 1) incidents
+  }
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(30)));
+  EXPECT_EQ(rec.Stop(), 0u);
+  auto check = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(check);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2((*check)->db(), "SELECT cursor, incidents FROM cursor_log", -1, &q,
+                               nullptr),
+            SQLITE_OK);
+  int rows = 0;
+  std::string last;
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    ++rows;
+    last = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    EXPECT_EQ(sqlite3_column_int(q, 1), 2 * std::stoi(last)) << "cursor " << last;
+  }
+  sqlite3_finalize(q);
+  EXPECT_GE(rows, 1);
+  EXPECT_EQ(last, std::to_string(kN));
+  EXPECT_EQ((*check)->LoadInputCursor("journal")->value_or(""), std::to_string(kN));
+  EXPECT_EQ(AllIncidents(dir.file("state.db")).size(), 2u * kN);
 }
 
 class DiskFullTest : public ::testing::Test {
@@ -164,6 +214,37 @@ TEST_F(DiskFullTest, HoldsShedsAndCountsWhileFullThenWritesEverythingInOrder) {
   auto outbox = (*store)->GetOutboxStats();
   ASSERT_OK(outbox);
   EXPECT_EQ(outbox->pending, 40);  // their actions are in the outbox now, for the dispatcher
+}
+
+// A journal input's cursor never gets ahead of the incidents of the lines before it: while they
+// cannot be written, neither is the cursor; when they are, the newest cursor goes with them.
+TEST_F(DiskFullTest, AnInputCursorIsWrittenOnlyWithTheIncidentsBeforeIt) {
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.retry_interval = std::chrono::milliseconds(50);
+  IncidentRecorder rec(std::move(store_), SystemClock::Instance(), nullptr, o);
+  rec.SaveInputCursor("journal", "c0");  // nothing before it: written at once
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(10)));
+  auto cursor = [&]() -> std::string {
+    auto store = IncidentStore::Open(db_);
+    if (!store.ok()) return "(store: " + store.status().ToString() + ")";
+    auto c = (*store)->LoadInputCursor("journal");
+    if (!c.ok()) return "(cursor: " + c.status().ToString() + ")";
+    return c->value_or("(none)");
+  };
+  EXPECT_EQ(cursor(), "c0");
+  ASSERT_GT(fs_.Fill(), 0);
+  rec.OnIncident(MakeIncident(1));
+  rec.SaveInputCursor("journal", "c1");
+  rec.OnIncident(MakeIncident(2));
+  rec.SaveInputCursor("journal", "c2");
+  ASSERT_TRUE(Eventually([&] { return rec.stats().write_errors.load() > 0; }));
+  EXPECT_EQ(cursor(), "c0") << "the cursor must wait for the incidents before it";
+  ASSERT_TRUE(fs_.Free());
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(10)));
+  EXPECT_EQ(rec.Stop(), 0u);
+  EXPECT_EQ(cursor(), "c2");
+  EXPECT_EQ(AllIncidents(db_).size(), 2u);
 }
 
 TEST_F(DiskFullTest, StopWithAFullDiskReturnsAndSaysWhatWasNotWritten) {

@@ -265,6 +265,21 @@ TEST_F(IncidentStoreTest, EventCountsAddUpAcrossWritesAndComposeInOneTransaction
   EXPECT_EQ((*store_->EventCountsSince(h))[0].second, 15);
 }
 
+TEST_F(IncidentStoreTest, InputCursorsAreKeptPerInputAndReplaced) {
+  auto none = store_->LoadInputCursor("journal");
+  ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value());
+  ASSERT_OK(store_->SaveInputCursor("journal", "s=1;i=5", kT0));
+  ASSERT_OK(store_->SaveInputCursor("remote", "/var/log/journal/remote\ts=2;i=9\n", kT0));
+  ASSERT_OK(store_->SaveInputCursor("journal", "s=1;i=6", kT0 + 1));
+  auto c = store_->LoadInputCursor("journal");
+  ASSERT_OK(c);
+  EXPECT_EQ(c->value_or(""), "s=1;i=6");
+  c = store_->LoadInputCursor("remote");
+  ASSERT_OK(c);
+  EXPECT_EQ(c->value_or(""), "/var/log/journal/remote\ts=2;i=9\n");
+}
+
 TEST_F(IncidentStoreTest, SummariesForStats) {
   const UnixMicros hour = 3600 * kMicrosPerSecond;
   const UnixMicros h0 = kT0 - kT0 % hour;

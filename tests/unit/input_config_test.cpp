@@ -1,6 +1,7 @@
 #include "mxward/input_config.h"
 #include "support/status_matchers.h"
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ Result<std::vector<InputSpec>> Parse(const std::string& toml, std::vector<Diagno
 }
 
 TEST(InputConfigTest, DefaultsAreUdpAndTcpOnLoopback5514) {
+  setenv("MXWARD_DEFAULT_JOURNAL", "0", 1);  // as on a host with rsyslog
   std::vector<Diagnostic> d;
   auto r = Parse("", &d);
   ASSERT_OK(r);
@@ -110,6 +112,90 @@ TEST(InputConfigTest, ErrorsAreLocatedAndActionable) {
       {"[[input]]\ntype = \"tcp\"\nname = \"has space\"\n", "printable", 3},
       {"[input]\ntype = \"tcp\"\n", "array of tables", 1},
       {"[[input]]\ntype = \"tcp\"\n[[input]]\ntype = \"tcp\"\n", "configured twice", 3},
+  };
+  for (const auto& c : cases) {
+    std::vector<Diagnostic> d;
+    auto r = Parse(c.toml, &d);
+    ASSERT_FALSE(r.ok()) << c.toml;
+    ASSERT_FALSE(d.empty()) << c.toml;
+    EXPECT_NE(d[0].message.find(c.expect), std::string::npos) << d[0].ToString();
+    EXPECT_EQ(d[0].file, "mxward.toml");
+    EXPECT_EQ(d[0].line, c.line) << d[0].ToString();
+  }
+}
+
+TEST(InputConfigTest, WithoutRsyslogTheDefaultsAddTheJournal) {
+  setenv("MXWARD_DEFAULT_JOURNAL", "1", 1);
+  std::vector<Diagnostic> d;
+  auto r = Parse("", &d);
+  unsetenv("MXWARD_DEFAULT_JOURNAL");
+  ASSERT_OK(r);
+  ASSERT_EQ(r->size(), 3u);
+  const InputSpec& j = (*r)[2];
+  EXPECT_EQ(j.type, InputType::kJournal);
+  EXPECT_EQ(j.name, "journal");
+  EXPECT_EQ(j.Describe(), "journal (local)");
+  EXPECT_EQ(j.journal.units, DefaultJournalUnits());
+  EXPECT_EQ(j.journal.start_at, JournalStart::kEnd);
+}
+
+TEST(InputConfigTest, JournalInput) {
+  std::vector<Diagnostic> d;
+  auto r = Parse(R"(
+[[input]]
+type = "journal"
+[[input]]
+type = "journal"
+name = "remote"
+units = ["@default", "postfix@out.service"]
+slices = []
+identifiers = ["myfilter"]
+journal_dirs = ["/var/log/journal/remote"]
+start_at = "-2h"
+)",
+                 &d);
+  ASSERT_TRUE(r.ok()) << (d.empty() ? r.status().message() : d[0].ToString());
+  ASSERT_EQ(r->size(), 2u);
+  const InputSpec& local = (*r)[0];
+  EXPECT_EQ(local.name, "journal");
+  EXPECT_EQ(local.journal.units, DefaultJournalUnits());
+  EXPECT_EQ(local.journal.slices, DefaultJournalSlices());
+  EXPECT_EQ(local.journal.identifiers, DefaultJournalIdentifiers());
+  EXPECT_TRUE(local.journal.dirs.empty());
+  EXPECT_EQ(local.journal.start_at, JournalStart::kEnd);
+  const InputSpec& remote = (*r)[1];
+  std::vector<std::string> units = DefaultJournalUnits();
+  units.push_back("postfix@out.service");
+  EXPECT_EQ(remote.journal.units, units);
+  EXPECT_TRUE(remote.journal.slices.empty());
+  EXPECT_EQ(remote.journal.identifiers, std::vector<std::string>{"myfilter"});
+  EXPECT_EQ(remote.journal.dirs, std::vector<std::string>{"/var/log/journal/remote"});
+  EXPECT_EQ(remote.journal.start_at, JournalStart::kBack);
+  EXPECT_EQ(remote.journal.start_back_seconds, 7200);
+  EXPECT_EQ(remote.Describe(), "journal /var/log/journal/remote");
+  // A directory that does not exist is a warning, not an error (it may be mounted later).
+  auto warnings = InputWarnings(*r);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("mxward.toml:4:1: warning: [[input]] journal_dirs"), std::string::npos)
+      << warnings[0];
+}
+
+TEST(InputConfigTest, JournalErrorsAreLocated) {
+  const BadCase cases[] = {
+      {"[[input]]\ntype = \"journal\"\nstart_at = \"yesterday\"\n", "like \"-2h\"", 3},
+      {"[[input]]\ntype = \"journal\"\nstart_at = \"-0s\"\n", "\"end\" or", 3},
+      {"[[input]]\ntype = \"journal\"\npath = \"/var/log/journal\"\n", "applies only to", 3},
+      {"[[input]]\ntype = \"tcp\"\nunits = [\"x.service\"]\n", "applies only to journal", 3},
+      {"[[input]]\ntype = \"file\"\npath = \"/x\"\njournal_dirs = [\"/y\"]\n",
+       "applies only to journal", 4},
+      {"[[input]]\ntype = \"journal\"\nunits = [\"a=b\"]\n", "is not a name", 3},
+      {"[[input]]\ntype = \"journal\"\nidentifiers = 3\n", "expected", 3},
+      {"[[input]]\ntype = \"journal\"\njournal_dirs = [\"relative\"]\n", "absolute", 3},
+      {"[[input]]\ntype = \"journal\"\njournal_dirs = []\n", "is empty", 3},
+      {"[[input]]\ntype = \"journal\"\nunits = []\nslices = []\nidentifiers = []\n",
+       "reads nothing", 1},
+      {"[[input]]\ntype = \"journal\"\n[[input]]\ntype = \"journal\"\njournal_dirs = [\"/r\"]\n",
+       "two journal inputs are named 'journal'", 3},
   };
   for (const auto& c : cases) {
     std::vector<Diagnostic> d;
