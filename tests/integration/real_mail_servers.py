@@ -8,6 +8,12 @@ connection's end, stops them and prints one JSON object: the log files and, per 
 the protocol and the attempts made (failed logins) and successes.
 
   real_mail_servers.py WORKDIR --auth-verbose yes|no --auth-debug yes|no --port-logging yes|no
+  real_mail_servers.py WORKDIR [--syslog] --roundcube file|syslog
+
+With --roundcube, Debian's Roundcube (php -S, private ROUNDCUBE_CONFIG_DIR and SQLite file)
+logs in against this Dovecot from 127.0.0.1, and HTTP clients (browsers, a proxy acting for one,
+an untrusted forwarder) take the mail clients' place; "dovecot_loopback_failures" in the output
+counts Dovecot's failed-login lines for Roundcube's IMAP logins.
 
 Each scenario has its own source address, so "counted per address" is "counted per scenario".
 """

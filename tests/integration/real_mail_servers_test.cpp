@@ -12,6 +12,8 @@
 // Variants: auth_verbose off / on (passdb lines held and settled, docs/parsers.md "One attempt,
 // one event"), auth_debug on, Postfix smtpd_client_port_logging on. It prints the per-protocol
 // table that docs/parsers.md quotes. About 30 s per variant.
+// RealRoundcubeTest adds Debian's Roundcube (php -S) logging in against the same Dovecot over
+// HTTP, with log_driver file and syslog, and a trusted-proxy / untrusted-forwarder pair.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
