@@ -5,7 +5,7 @@
 #   packaging/install-deps.sh test   the above plus what the test suite starts for real
 #                                    (nft, rsyslogd with its TLS drivers, MariaDB, PostgreSQL,
 #                                    fail2ban, clang fuzzers, systemd-journal-remote,
-#                                    Postfix and Dovecot)
+#                                    Postfix, Dovecot and Roundcube)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing.
 set -euo pipefail
@@ -28,6 +28,7 @@ test_pkgs=(
   clang libclang-rt-14-dev
   lintian time
   postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
+  roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
 )
 
 case "$profile" in
@@ -58,5 +59,13 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
   "${sudo[@]}" chmod 755 /usr/sbin/policy-rc.d
   trap '"${sudo[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+# roundcube-core's dbconfig-common would otherwise set up a system database (MySQL by default)
+# and a web server; the test gives Roundcube its own config and SQLite file instead.
+if [[ " ${missing[*]} " == *" roundcube-core "* ]]; then
+  printf '%s\n' 'roundcube-core roundcube/dbconfig-install boolean false' \
+    'roundcube-core roundcube/reconfigure-webserver multiselect' \
+    'roundcube-core roundcube/restart-webserver boolean false' |
+    "${sudo[@]}" debconf-set-selections
 fi
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

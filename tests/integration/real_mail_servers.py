@@ -8,24 +8,38 @@ connection's end, stops them and prints one JSON object: the log files and, per 
 the protocol and the attempts made (failed logins) and successes.
 
   real_mail_servers.py WORKDIR --auth-verbose yes|no --auth-debug yes|no --port-logging yes|no
+  real_mail_servers.py WORKDIR [--syslog] --roundcube file|syslog
+
+With --roundcube, Debian's Roundcube (php -S, private ROUNDCUBE_CONFIG_DIR and SQLite file)
+logs in against this Dovecot from 127.0.0.1, and HTTP clients (browsers, a proxy acting for one,
+an untrusted forwarder) take the mail clients' place; "dovecot_loopback_failures" in the output
+counts Dovecot's failed-login lines for Roundcube's IMAP logins.
 
 Each scenario has its own source address, so "counted per address" is "counted per scenario".
 """
 import argparse
 import base64
+import functools
+import http.client
+import http.cookiejar
 import concurrent.futures
 import imaplib
 import json
 import os
 import poplib
 import pwd
+import re
 import shutil
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 SERVER = "192.0.2.1"
 PORTS = {"imap": 143, "pop3": 110, "submission": 587, "smtp": 25}
@@ -53,6 +67,9 @@ def write(path, text, mode=0o644):
 
 
 def dovecot_conf(work, args, plaintext_forbidden_ip):
+    # With Roundcube, Dovecot also listens on loopback: a webmail on the mail host logs in from
+    # 127.0.0.1, the address whose Dovecot failures mxward folds into Roundcube's own line.
+    listen = f"{SERVER}, 127.0.0.1" if args.roundcube else SERVER
     nobody = pwd.getpwnam("nobody")
     write(f"{work}/users", f"{USER}:{{PLAIN}}{PASSWORD}::::::\nbob@example.org:{{PLAIN}}bobs secret::::::\n", 0o644)
     os.makedirs(f"{work}/mail", exist_ok=True)
@@ -71,7 +88,7 @@ base_dir = {work}/run
 state_dir = {work}/state
 instance_name = dovecot
 protocols = imap pop3 submission
-listen = {SERVER}
+listen = {listen}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -206,10 +223,12 @@ class SyslogRelay(threading.Thread):
 
     def run(self):
         fwd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self.forward else None
-        while not self.done.is_set():
+        while True:
             try:
                 data = self.sock.recv(65536)
             except socket.timeout:
+                if self.done.is_set():  # drained: nothing came for 0.2 s after the stop
+                    break
                 continue
             self.out.write(data.rstrip(b"\n") + b"\n")
             if fwd:
@@ -266,11 +285,15 @@ class Made:
         self.connections = {"dovecot": 0, "postfix": 0}
         self.lock = threading.Lock()
 
-    def add(self, ip, proto, failed=0, ok=0):
+    def add(self, ip, proto, failed=0, ok=0, ok_logged=None):
+        """ok: successful logins; ok_logged: how many of them write a success line that
+        mxward reads (default: all)."""
         with self.lock:
-            e = self.by_ip.setdefault(ip, {"protocol": proto, "attempts": 0, "successes": 0})
+            e = self.by_ip.setdefault(ip, {"protocol": proto, "attempts": 0, "successes": 0,
+                                           "successes_logged": 0})
             e["attempts"] += failed
             e["successes"] += ok
+            e["successes_logged"] += ok if ok_logged is None else ok_logged
 
     def connected(self, service):
         with self.lock:
@@ -402,7 +425,8 @@ def run_clients(ips):
         c.ehlo("client.example")
         c.login(USER, PASSWORD)
         c.quit()
-        made.add(ips["success"], "successful logins", ok=3)
+        # Dovecot's IMAP and POP3 "Login:" lines; Postfix writes no line for a SASL success.
+        made.add(ips["success"], "successful logins", ok=3, ok_logged=2)
 
     def repeat(n, f, *a, **kw):
         return lambda: [f(*a, **kw) for _ in range(n)]
@@ -434,6 +458,136 @@ def run_clients(ips):
     return made
 
 
+# ---------------------------------------------------------------- Roundcube
+ROUNDCUBE_PORT = 8080
+ROUNDCUBE_DOCROOT = "/var/lib/roundcube/public_html"  # Debian's; INSTALL_PATH is /var/lib/roundcube
+
+
+def roundcube_conf(work, args):
+    """A private config dir (ROUNDCUBE_CONFIG_DIR, read by Debian's iniset.php) with its SQLite
+    database, temp and log dirs under WORKDIR; Debian's /etc/roundcube is not read."""
+    cfg = f"{work}/roundcube"
+    os.makedirs(f"{cfg}/logs", exist_ok=True)
+    os.makedirs(f"{cfg}/temp", exist_ok=True)
+    db = f"{cfg}/roundcube.sqlite"
+    with sqlite3.connect(db) as c:
+        with open("/usr/share/roundcube/SQL/sqlite.initial.sql") as f:
+            c.executescript(f.read())
+    logging = ("$config['log_driver'] = 'syslog';\n$config['syslog_id'] = 'roundcube';"
+               if args.roundcube == "syslog" else
+               f"$config['log_driver'] = 'file';\n$config['log_dir'] = '{cfg}/logs/';")
+    write(f"{cfg}/config.inc.php", f"""<?php
+$config = [];
+$config['db_dsnw'] = 'sqlite:///{db}?mode=0600';
+$config['imap_host'] = '127.0.0.1:{PORTS["imap"]}';
+$config['smtp_host'] = '';
+$config['des_key'] = 'mxward-test-des-key-24ch';
+$config['temp_dir'] = '{cfg}/temp/';
+$config['plugins'] = [];
+$config['skin'] = 'elastic';
+$config['log_logins'] = true;
+// Roundcube's own limit (failed logins per user and minute) would refuse the later attempts
+// before they reach Dovecot; the test counts what each attempt logs.
+$config['login_rate_limit'] = 0;
+{logging}
+""")
+    # Roundcube's defaults.inc.php and mimetypes.php live beside config.inc.php.
+    for name in ("defaults.inc.php", "mimetypes.php"):
+        os.symlink(f"/etc/roundcube/{name}", f"{cfg}/{name}")
+    return cfg
+
+
+class RoundcubeBrowser:
+    """A browser (or a proxy acting for one): connects from `ip`, keeps Roundcube's session
+    cookie, sends `headers` with every request."""
+
+    def __init__(self, ip, headers=()):
+        class Bound(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(
+                    functools.partial(http.client.HTTPConnection, source_address=(ip, 0)), req)
+        self.opener = urllib.request.build_opener(
+            Bound(), urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.opener.addheaders = [("User-Agent", "mxward-test")] + list(headers)
+        self.base = f"http://{SERVER}:{ROUNDCUBE_PORT}/"
+
+    def login(self, user, password):
+        """True when Roundcube let the user in. One GET for the form's _token, one POST."""
+        page = self.opener.open(self.base, timeout=30).read().decode("utf-8", "replace")
+        m = re.search(r'name="_token" value="([^"]+)"', page)
+        if not m:
+            raise SystemExit(f"no _token in Roundcube's login page:\n{page[:2000]}")
+        form = urllib.parse.urlencode({"_token": m.group(1), "_task": "login",
+                                       "_action": "login", "_timezone": "UTC", "_url": "",
+                                       "_user": user, "_pass": password}).encode()
+        try:
+            r = self.opener.open(self.base + "?_task=login", data=form, timeout=30)
+            return "_task=mail" in r.geturl()
+        except urllib.error.HTTPError as e:
+            if e.code == 401:  # Roundcube's answer to a failed login
+                return False
+            raise
+
+
+def run_roundcube_clients(ips):
+    """Failed logins through Roundcube from browsers, from a trusted proxy acting for a browser
+    and from an untrusted forwarder naming someone else; one successful login."""
+    made = Made()
+
+    def fail(browser, ip, how, user, password, n):
+        for _ in range(n):
+            made.connected("dovecot")  # Roundcube's IMAP login from 127.0.0.1
+            if browser.login(user, password):
+                raise SystemExit(f"Roundcube login of {user} ({how}) succeeded")
+            made.add(ip, how, failed=1)
+
+    fail(RoundcubeBrowser(ips["rc_wrong_password"]), ips["rc_wrong_password"],
+         "roundcube, wrong password", USER, "wrong", 3)
+    fail(RoundcubeBrowser(ips["rc_unknown_user"]), ips["rc_unknown_user"],
+         "roundcube, unknown user", "ghost@example.org", "x", 2)
+    # Through a trusted proxy: the proxy connects; X-Forwarded-For ends with the browser it
+    # appended (the entry to its left is the browser's own text), X-Real-IP is the browser.
+    behind = ips["rc_behind_proxy"]
+    fail(RoundcubeBrowser(ips["rc_trusted_proxy"],
+                          [("X-Forwarded-For", f"{ips['rc_forged']}, {behind}"),
+                           ("X-Real-IP", behind)]),
+         behind, "roundcube via trusted proxy: the browser", USER, "wrong", 2)
+    made.add(ips["rc_trusted_proxy"], "roundcube via trusted proxy: the proxy")
+    made.add(ips["rc_forged"], "roundcube via trusted proxy: forged XFF entry")
+    # An untrusted forwarder: its headers name a victim; the forwarder is the client.
+    fail(RoundcubeBrowser(ips["rc_untrusted_forwarder"],
+                          [("X-Forwarded-For", ips["rc_victim"]), ("X-Real-IP", ips["rc_victim"])]),
+         ips["rc_untrusted_forwarder"], "roundcube, untrusted forwarder", USER, "wrong", 2)
+    made.add(ips["rc_victim"], "roundcube, untrusted forwarder's victim")
+    made.connected("dovecot")
+    if not RoundcubeBrowser(ips["rc_success"]).login(USER, PASSWORD):
+        raise SystemExit("Roundcube login with the right password failed")
+    made.add(ips["rc_success"], "roundcube, successful login", ok=1)
+    # Roundcube's own IMAP logins reach Dovecot from loopback: folded, never counted.
+    made.add("127.0.0.1", "dovecot, Roundcube's IMAP logins (loopback)")
+    return made
+
+
+def run_roundcube(args, work, ips, logs):
+    """Starts Roundcube under php's built-in server (in the servers' mount namespace when it
+    logs to syslog), runs its clients, stops it."""
+    cfg = roundcube_conf(work, args)
+    if args.roundcube == "file":
+        logs["roundcube-errors"] = f"{cfg}/logs/errors.log"
+        logs["roundcube-userlogins"] = f"{cfg}/logs/userlogins.log"
+    env = dict(os.environ, ROUNDCUBE_CONFIG_DIR=cfg)
+    with open(f"{work}/php.log", "ab") as out:
+        php = subprocess.Popen(server_cmd(args, work, "php", "-S", f"{SERVER}:{ROUNDCUBE_PORT}",
+                                          "-t", ROUNDCUBE_DOCROOT),
+                               stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+    try:
+        wait_for(lambda: connectable(ROUNDCUBE_PORT), "Roundcube's port")
+        return run_roundcube_clients(ips)
+    finally:
+        php.terminate()
+        php.wait(timeout=30)
+
+
 def count_lines(path, needles, within=""):
     try:
         with open(path, errors="replace") as f:
@@ -451,7 +605,10 @@ def merge_by_time(paths, out):
             key = (0, 0, 0, 0, 0)
             for n, line in enumerate(f):
                 try:  # "Dec  6 12:00:00" (Dovecot's log_timestamp) or "Dec 06 12:00:00" (postlogd)
-                    t = time.strptime(" ".join(line[:15].split()), "%b %d %H:%M:%S")
+                    if line.startswith("["):  # Roundcube's "[06-Dec-2026 12:00:00 +0000]: "
+                        t = time.strptime(line[1:21], "%d-%b-%Y %H:%M:%S")
+                    else:
+                        t = time.strptime(" ".join(line[:15].split()), "%b %d %H:%M:%S")
                     key = (t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
                 except ValueError:
                     pass  # a continuation: keeps the previous line's time
@@ -470,7 +627,12 @@ def main():
     ap.add_argument("--syslog", action="store_true",
                     help="log through syslog (/dev/log in a mount namespace) instead of files")
     ap.add_argument("--forward", default="", help="with --syslog: mxward's unix-dgram socket")
+    ap.add_argument("--roundcube", choices=["file", "syslog"],
+                    help="run Roundcube's clients instead of the mail clients, Roundcube "
+                         "logging to its log_dir files or to syslog (which needs --syslog)")
     args = ap.parse_args()
+    if args.roundcube == "syslog" and not args.syslog:
+        ap.error("--roundcube syslog needs --syslog")
     work = args.work
     global LOG
     LOG = f"{work}/commands.log"
@@ -481,13 +643,16 @@ def main():
              "submission_login", "smtp_plain_many", "smtp_login_unknown",
              "imap_plaintext_forbidden", "connect_drop", "success", "imap_over_threshold",
              "smtp_over_threshold"]
+    if args.roundcube:
+        names = ["rc_wrong_password", "rc_unknown_user", "rc_behind_proxy", "rc_trusted_proxy",
+                 "rc_forged", "rc_untrusted_forwarder", "rc_victim", "rc_success"]
     ips = {n: f"198.51.100.{10 + i}" for i, n in enumerate(names)}
     sh("ip", "addr", "add", f"{SERVER}/32", "dev", "lo", check=False)
     for ip in ips.values():
         sh("ip", "addr", "add", f"{ip}/32", "dev", "lo", check=False)
 
     conf = f"{work}/dovecot.conf"
-    write(conf, dovecot_conf(work, args, ips["imap_plaintext_forbidden"]))
+    write(conf, dovecot_conf(work, args, ips.get("imap_plaintext_forbidden", "198.51.100.250")))
     pf = postfix_conf(work, args)
     relay = None
     if args.syslog:
@@ -504,7 +669,10 @@ def main():
             for p in PORTS.values():
                 wait_for(lambda p=p: connectable(p), f"port {p}")
             # The probes above are connections too (connect-and-drop from the server address).
-            made = run_clients(ips)
+            if args.roundcube:
+                made = run_roundcube(args, work, ips, logs)
+            else:
+                made = run_clients(ips)
             # Every connection's end is logged before the servers stop (login processes log at
             # disconnect; smtpd logs "disconnect from").
             probes = 3  # imap, pop3, submission probes of the readiness loop
@@ -525,10 +693,14 @@ def main():
         merged = f"{work}/syslog.log"  # already in arrival order
     else:
         merged = f"{work}/merged.log"
-        merge_by_time([logs["dovecot"], logs["postfix"]], merged)
+        merge_by_time([logs[k] for k in sorted(logs) if os.path.exists(logs[k])], merged)
+    # Dovecot's failed-login lines for Roundcube's IMAP logins (from loopback): what mxward
+    # must fold, so the test knows they were there to fold.
+    loopback_failures = count_lines(logs["dovecot"], ["auth failed"], within="rip=127.0.0.1,")
     json.dump({"logs": sorted(set(logs.values())),
                "merged": merged,
-               "made": made.by_ip, "connections": made.connections}, sys.stdout)
+               "made": made.by_ip, "connections": made.connections,
+               "dovecot_loopback_failures": loopback_failures}, sys.stdout)
 
 
 if __name__ == "__main__":
