@@ -131,6 +131,8 @@ TEST_F(ServeTest, EveryDashboardFamilyIsExportedAndTheLogIsAnAuditTrail) {
     families.insert(dashboard.substr(pos, end - pos));
   }
   ASSERT_GT(families.size(), 10u);
+  // Per-input families exist only for inputs of their kind; this daemon has one tcp input.
+  families.erase("mxward_input_journal_skipped_seconds_total");
   for (const std::string& f : families) {
     const bool sampled = metrics.find("\n" + f + "{") != std::string::npos ||
                          metrics.find("\n" + f + " ") != std::string::npos ||
