@@ -2,9 +2,9 @@
 // unmatched lines per program the parser pack knows).
 #include "mxward/pipeline.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fmt/format.h>
 
 #include <string>
 #include <vector>
