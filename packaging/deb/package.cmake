@@ -13,6 +13,8 @@
 #   /usr/share/man/man8/mxward.8.gz               mxward(8)
 #   /usr/share/doc/mxward/                        README, operations, benchmarks, copyright,
 #                                                 changelog, Grafana dashboard
+#   /usr/share/doc/mxward/examples/rsyslog/       the TLS sender snippets (gtls, ossl) for the
+#                                                 mail nodes that forward to this host
 # Every file under /etc is a conffile, so upgrades keep local edits (dpkg asks on conflicts).
 #
 # MXWARD_PREBUILT_BINARY: when set, package that file as /usr/sbin/mxward instead of the
@@ -62,6 +64,12 @@ if(EXISTS ${_mxward_src}/packaging/rsyslog/60-mxward.conf)
 else()
   message(WARNING "packaging/rsyslog/60-mxward.conf is missing: the package will lack it")
 endif()
+
+# The TLS snippets are for the mail nodes that send to this host (docs/ingest.md), not for this
+# host's rsyslog: examples, never under /etc/rsyslog.d.
+install(FILES ${_mxward_src}/packaging/rsyslog/61-mxward-tls-gtls.conf
+              ${_mxward_src}/packaging/rsyslog/61-mxward-tls-ossl.conf
+        DESTINATION share/doc/mxward/examples/rsyslog)
 
 install(FILES ${_mxward_src}/packaging/systemd/mxward.service DESTINATION /lib/systemd/system)
 install(FILES ${_mxward_src}/packaging/deb/lintian-overrides DESTINATION share/lintian/overrides

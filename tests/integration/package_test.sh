@@ -71,6 +71,9 @@ has /usr/share/man/man8/mxward.8.gz
 has /usr/share/doc/mxward/copyright
 has /usr/share/doc/mxward/changelog.Debian.gz
 has /usr/share/doc/mxward/README.md
+has /usr/share/doc/mxward/examples/rsyslog/61-mxward-tls-gtls.conf
+has /usr/share/doc/mxward/examples/rsyslog/61-mxward-tls-ossl.conf
+grep -q ' /etc/rsyslog.d/61-mxward-tls' "$tmp/contents" && fail "a TLS sender snippet under /etc/rsyslog.d"
 if [ -f "$src/packaging/rsyslog/60-mxward.conf" ]; then
   has /etc/rsyslog.d/60-mxward.conf.disabled
   grep -q ' /etc/rsyslog.d/60-mxward.conf$' "$tmp/contents" && fail "rsyslog snippet shipped enabled"
