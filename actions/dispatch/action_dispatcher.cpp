@@ -789,6 +789,7 @@ Status ActionDispatcher::Start() {
     spdlog::warn("dispatcher: recovering the claims of a dead dispatcher: {}", st.ToString());
   }
   MXWARD_RETURN_IF_ERROR(s->LoadBlocked());
+  (void)spdlog::default_logger_raw();  // built before the threads: see IncidentRecorder's ctor
   for (std::size_t i = 0; i < s->lanes.size(); ++i) {
     Lane* l = s->lanes[i].get();
     l->thread = std::thread([s, l, i] { s->WorkerLoop(l, i); });

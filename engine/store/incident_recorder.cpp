@@ -36,6 +36,10 @@ IncidentRecorder::IncidentRecorder(std::unique_ptr<IncidentStore> store, const C
       log_(LogOptions(options), nullptr, clock) {
   if (options_.max_held == 0) options_.max_held = 1;
   if (options_.batch_size == 0) options_.batch_size = 1;
+  // spdlog's registry is built on first use. Build it here, before the writer thread exists, so
+  // its construction happens-before every use on either thread in a way TSan can see (inside
+  // libspdlog, uninstrumented, the guard's fast path hides the edge; tests/tsan.supp).
+  (void)spdlog::default_logger_raw();
   thread_ = std::thread([this] { Run(); });
 }
 
