@@ -257,10 +257,8 @@ std::string DescribeAction(const ActionRecord& a) {
 constexpr std::size_t kOutcomeTypes = std::size(kActionTypes) + 1;  // the catalogue, then "other"
 
 std::size_t OutcomeTypeIndex(std::string_view type) {
-  for (std::size_t i = 0; i < std::size(kActionTypes); ++i) {
-    if (kActionTypes[i].type == type) return i;
-  }
-  return std::size(kActionTypes);
+  const ActionTypeInfo* info = FindActionType(type);
+  return info != nullptr ? static_cast<std::size_t>(info - kActionTypes) : std::size(kActionTypes);
 }
 
 }  // namespace
@@ -292,8 +290,9 @@ struct DispatcherShared {
   std::unique_ptr<IncidentStore> store GUARDED_BY(store_mu);
   ClaimOwnerLock owner;  // lives as long as a detached worker may still run an action
 
-  std::atomic<std::uint64_t> applied{0}, retried{0}, failed{0}, refused{0}, reverted{0}, dry_run{0},
-      maintained{0};
+  std::atomic<std::uint64_t> maintained{0};
+  // Actions ended, per catalogue type (then "other") and outcome; DispatcherStats' totals are its
+  // column sums.
   std::array<std::array<std::atomic<std::uint64_t>, kActionOutcomeCount>, kOutcomeTypes> outcomes{};
   std::atomic<std::int64_t> outbox_depth{-1}, outbox_oldest_age_seconds{-1}, active_bans{-1};
 
@@ -462,14 +461,12 @@ struct DispatcherShared {
                           "refused by the safety valve: more than {} '{}' actions in "
                           "one minute ([dispatcher] per_minute_caps)",
                           cap.CapFor(a.type), a.type);
-        ++refused;
         Count(a, ActionOutcome::kRefused);
         log.Warn(capped ? "dispatcher.valve." + a.type : "dispatcher.allowlist", "action {} {}",
                  DescribeAction(a), why);
         return {ClaimVerdict::Kind::kSettle, ActionStatus::kRefused, why};
       }
       if (!lane) {
-        ++failed;
         Count(a, ActionOutcome::kFailed);
         return {ClaimVerdict::Kind::kSettle, ActionStatus::kFailed,
                 fmt::format("no executor handles '{}' actions (unknown type)", a.type)};
@@ -560,13 +557,11 @@ struct DispatcherShared {
     if (!dry_run_reason.empty()) {
       MutexLock slk(store_mu);
       s = store->MarkActionFinal(a.id, ActionStatus::kDryRun, dry_run_reason, now);
-      ++dry_run;
       Count(a, ActionOutcome::kDryRun);
       spdlog::info("action {} recorded as dry-run: {}", DescribeAction(a), dry_run_reason);
     } else if (result.ok()) {
       MutexLock slk(store_mu);
       s = store->MarkActionDone(a.id, now);
-      ++(a.revert ? reverted : applied);
       Count(a, a.revert ? ActionOutcome::kReverted : ActionOutcome::kApplied);
       spdlog::info("action {} {}", DescribeAction(a), a.revert ? "reverted" : "applied");
     } else if (result.transient() && attempt < options.max_attempts) {
@@ -589,7 +584,6 @@ struct DispatcherShared {
         MutexLock slk(store_mu);
         s = store->MarkActionRetry(a.id, error, now + delay_ms * 1000, now);
       }
-      ++retried;
       Count(a, ActionOutcome::kRetried);
       unblock = false;
       log.Warn("dispatcher.retry." + a.type, "action {} will be retried in {} ms: {}",
@@ -602,7 +596,6 @@ struct DispatcherShared {
         MutexLock slk(store_mu);
         s = store->MarkActionFinal(a.id, ActionStatus::kFailed, error, now);
       }
-      ++failed;
       Count(a, ActionOutcome::kFailed);
       log.Warn("dispatcher.failed." + a.type, "action {} failed: {}", DescribeAction(a), error);
     }
@@ -885,12 +878,18 @@ Status ActionDispatcher::RunDueOnce() {
 DispatcherStats ActionDispatcher::stats() const {
   const auto& s = impl_->shared;
   DispatcherStats out;
-  out.applied = s->applied;
-  out.retried = s->retried;
-  out.failed = s->failed;
-  out.refused = s->refused;
-  out.reverted = s->reverted;
-  out.dry_run = s->dry_run;
+  auto total = [&](ActionOutcome o) {
+    std::uint64_t n = 0;
+    for (const auto& row : s->outcomes)
+      n += row[static_cast<int>(o)].load(std::memory_order_relaxed);
+    return n;
+  };
+  out.applied = total(ActionOutcome::kApplied);
+  out.retried = total(ActionOutcome::kRetried);
+  out.failed = total(ActionOutcome::kFailed);
+  out.refused = total(ActionOutcome::kRefused);
+  out.reverted = total(ActionOutcome::kReverted);
+  out.dry_run = total(ActionOutcome::kDryRun);
   out.maintained = s->maintained;
   out.outbox_depth = s->outbox_depth.load(std::memory_order_relaxed);
   out.outbox_oldest_age_seconds = s->outbox_oldest_age_seconds.load(std::memory_order_relaxed);

@@ -259,7 +259,7 @@ class Daemon {
     Keep(registry_.AddAtomic(kLines, {}, &c.lines));
     Keep(registry_.AddAtomic(kLinesMalformed, {}, &c.malformed));
     // Actions per catalogue type and outcome, and the outbox and ban gauges the dispatcher's
-    // claimer refreshes from the store (a gauge is absent until its first refresh).
+    // claimer refreshes from the store (0 until its first refresh).
     for (const ActionTypeInfo& info : kActionTypes) {
       for (int o = 0; o < kActionOutcomeCount; ++o) {
         const auto outcome = static_cast<ActionOutcome>(o);
