@@ -831,9 +831,28 @@ class StreamInput final : public Input {
 // ---------------------------------------------------------------------------------------------
 // File inputs: a FileFollower.
 
-class FileInput final : public Input {
+// An input whose work a follower does on the listener's io_context (FileFollower,
+// JournalFollower): stopping the input stops the follower, and its counters are the follower's.
+template <typename Follower>
+class FollowingInput : public Input {
  public:
   using Input::Input;
+
+  void Stop() override {
+    stopped_ = true;
+    if (follower_) follower_->Stop();
+  }
+  const InputCounters& counters() const override {
+    return follower_ ? follower_->counters() : counters_;
+  }
+
+ protected:
+  std::unique_ptr<Follower> follower_;
+};
+
+class FileInput final : public FollowingInput<FileFollower> {
+ public:
+  using FollowingInput::FollowingInput;
 
   Status Start() override {
     FileFollowerOptions o;
@@ -846,26 +865,16 @@ class FileInput final : public Input {
     follower_ = std::make_unique<FileFollower>(io_, std::move(o), sink_);
     return follower_->Start();
   }
-  void Stop() override {
-    stopped_ = true;
-    if (follower_) follower_->Stop();
-  }
-  const InputCounters& counters() const override {
-    return follower_ ? follower_->counters() : counters_;
-  }
-
- private:
-  std::unique_ptr<FileFollower> follower_;
 };
 
 // ---------------------------------------------------------------------------------------------
 // Journal inputs: a JournalFollower, its cursor through the listener's hooks.
 
-class JournalInput final : public Input {
+class JournalInput final : public FollowingInput<JournalFollower> {
  public:
   JournalInput(asio::io_context& io, const InputSpec& spec, int index, LineSink* sink,
                const Clock* clock, const InputCursorHooks& hooks)
-      : Input(io, spec, index, sink, clock), hooks_(hooks) {}
+      : FollowingInput(io, spec, index, sink, clock), hooks_(hooks) {}
 
   Status Start() override {
     JournalFollowerOptions o;
@@ -889,18 +898,10 @@ class JournalInput final : public Input {
     follower_ = std::make_unique<JournalFollower>(io_, std::move(o), sink_);
     return follower_->Start();
   }
-  void Stop() override {
-    stopped_ = true;
-    if (follower_) follower_->Stop();
-  }
-  const InputCounters& counters() const override {
-    return follower_ ? follower_->counters() : counters_;
-  }
   const JournalFollower* follower() const { return follower_.get(); }
 
  private:
   InputCursorHooks hooks_;
-  std::unique_ptr<JournalFollower> follower_;
 };
 
 }  // namespace
