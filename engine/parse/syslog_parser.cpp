@@ -368,7 +368,7 @@ void ParseBody(Cursor& c, SyslogMessage* out) {
   const std::string_view raw = out->raw;
   const int facility = out->facility;
   out->hostname = out->program = out->pid = {};
-  out->program = "dovecot";
+  out->program = kImpliedProgramDovecot;
   out->message = c.Rest();
   out->severity = severity;
   out->time = time;
@@ -463,7 +463,7 @@ bool SyslogParser::ParseRoundcubeLine(std::string_view line, SyslogMessage* msg)
                SecondsOfDay(t) - offset) *
               kMicrosPerSecond;
   msg->has_time = true;
-  msg->program = "roundcube";
+  msg->program = kImpliedProgramRoundcube;
   msg->message = line.substr(30);
   msg->raw = line;
   return true;
@@ -579,7 +579,7 @@ Status SyslogParser::Parse(std::string_view line, UnixMicros reference, SyslogMe
         // Another log_date_format, or a PHP error_log line "[date zone] text": no time.
         *out = SyslogMessage{};
         out->raw = line;
-        out->program = "roundcube";
+        out->program = kImpliedProgramRoundcube;
         const std::size_t close = line.front() == '[' ? line.find("] ") : std::string_view::npos;
         out->message = close == std::string_view::npos ? line : line.substr(close + 2);
         if (out->message.starts_with(": ")) out->message.remove_prefix(2);
@@ -628,7 +628,7 @@ Status SyslogParser::ParseDovecot(std::string_view line, UnixMicros reference,
   } else {
     c.set_pos(0);
   }
-  out->program = "dovecot";
+  out->program = kImpliedProgramDovecot;
   out->message = c.Rest();
   out->severity = DovecotBody(out->message);
   return Status::Ok();
@@ -747,7 +747,7 @@ Status SyslogParser::ParseSyslog(std::string_view line, UnixMicros reference,
         out->time = t;
         out->has_time = true;
         if (DovecotBody(c.Rest()) >= 0) {
-          out->program = "dovecot";
+          out->program = kImpliedProgramDovecot;
           out->message = c.Rest();
         } else {
           ParseBsdBody(c, false, out);

@@ -2,7 +2,9 @@
 //
 // Produced by SyslogParser (syslog_parser.h) from RFC 3164, RFC 5424 and rsyslog's file formats.
 // Owns nothing: every string_view points into the buffer the caller passed to Parse() and is valid
-// only as long as that buffer is.
+// only as long as that buffer is. One exception: a line in a form that names no program but
+// implies one (Dovecot's own log_path lines, Roundcube's log files) gets `program` set to one of
+// the static names below, which are valid forever.
 #pragma once
 
 #include <string_view>
@@ -10,6 +12,9 @@
 #include "mxward/time.h"
 
 namespace mxward {
+
+inline constexpr std::string_view kImpliedProgramDovecot = "dovecot";
+inline constexpr std::string_view kImpliedProgramRoundcube = "roundcube";
 
 struct SyslogMessage {
   UnixMicros time = 0;               // event time from the header (UTC); see has_time
