@@ -15,7 +15,9 @@ using metric::kActiveBans;
 using metric::kBuildInfo;
 using metric::kEvents;
 using metric::kIncidents;
+using metric::kInputAcceptPaused;
 using metric::kInputBytes;
+using metric::kInputClosed;
 using metric::kInputConnections;
 using metric::kInputDropped;
 using metric::kInputJournalSkipped;
@@ -132,8 +134,18 @@ const std::vector<MetricFamily>& StandardFamilies() {
        kCounter,
        "Datagrams and connections an input refused, per input and reason (sender: not in "
        "allowed_senders; tls_handshake: TLS handshake failed; tls_peer: a valid certificate not "
-       "on the allow list).",
+       "on the allow list; peer_limit: the peer had max_connections_per_peer open).",
        {"input", "reason"}},
+      {kInputClosed,
+       kCounter,
+       "Stream connections mxward closed, per input and reason (idle: no complete message for "
+       "idle_timeout; bad_framing: garbage, a bad octet count or an oversize message).",
+       {"input", "reason"}},
+      {kInputAcceptPaused,
+       kCounter,
+       "Times a stream input stopped accepting at max_connections (new connections wait in the "
+       "kernel's backlog until one closes).",
+       {"input"}},
       {kInputJournalSkipped,
        kCounter,
        "Journal time a journal input did not read because the entry of its saved cursor was "

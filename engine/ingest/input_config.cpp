@@ -181,6 +181,8 @@ class SpecReader {
                                                   "group",
                                                   "max_message_size",
                                                   "max_connections",
+                                                  "max_connections_per_peer",
+                                                  "idle_timeout",
                                                   "receive_buffer",
                                                   "start_at",
                                                   "state_file",
@@ -266,10 +268,11 @@ class SpecReader {
     }
     only_for("state_file", s.type == InputType::kFile, "file");
     only_for("format", s.type == InputType::kFile, "file");
-    only_for(
-        "max_connections",
-        s.type == InputType::kTcp || s.type == InputType::kUnixStream || s.type == InputType::kTls,
-        "stream");
+    const bool stream =
+        s.type == InputType::kTcp || s.type == InputType::kUnixStream || s.type == InputType::kTls;
+    for (const char* key : {"max_connections", "max_connections_per_peer", "idle_timeout"}) {
+      only_for(key, stream, "stream");
+    }
     only_for("receive_buffer", s.type == InputType::kUdp || s.type == InputType::kUnixDgram,
              "datagram");
 
@@ -315,6 +318,12 @@ class SpecReader {
     v = static_cast<std::int64_t>(s.max_connections);
     integer("max_connections", 1, 1'000'000, &v);
     s.max_connections = static_cast<std::size_t>(v);
+    v = static_cast<std::int64_t>(s.max_connections_per_peer);
+    integer("max_connections_per_peer", 0, 1'000'000, &v);
+    s.max_connections_per_peer = static_cast<std::size_t>(v);
+    if (t.contains("idle_timeout") && !r.Duration("idle_timeout", &s.idle_timeout_seconds)) {
+      ok = false;
+    }
     v = s.receive_buffer;
     integer("receive_buffer", 4096, 1 << 30, &v);
     s.receive_buffer = static_cast<int>(v);

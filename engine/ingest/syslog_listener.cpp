@@ -462,10 +462,12 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     InputCounters& c = input_->mutable_counters();
     c.Add(c.connections);
     c.Add(c.open_connections);
+    last_message_ = std::chrono::steady_clock::now();
     if constexpr (kTls) {
       Handshake();
     } else {
       Read();
+      ArmIdle();
     }
   }
 
@@ -520,7 +522,9 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
           InputCounters& c = input_->mutable_counters();
           c.Add(c.tls_authorised);
           spdlog::info("{}: {} authorised as {}", input_->spec().Describe(), Peer(), identity_);
+          last_message_ = std::chrono::steady_clock::now();
           Read();
+          ArmIdle();
         });
   }
 
@@ -563,6 +567,31 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     InputLog().Warn("input.tls_handshake", "{}: refused {}: {}", input_->spec().Describe(), Peer(),
                     why);
     Close();
+  }
+
+  // idle_timeout: the timer fires at the deadline of the last complete message and closes the
+  // connection if none came since, else waits for the new deadline. Reads only note the time, so
+  // a busy connection costs no timer operation per read.
+  void ArmIdle() {
+    const std::int64_t idle = input_->spec().idle_timeout_seconds;
+    if (idle <= 0 || closed_) return;
+    timer_.expires_at(last_message_ + std::chrono::seconds(idle));
+    timer_.async_wait([self = this->shared_from_this(), this](const boost::system::error_code& ec) {
+      if (ec || closed_) return;
+      if (last_message_ + std::chrono::seconds(input_->spec().idle_timeout_seconds) >
+          std::chrono::steady_clock::now()) {
+        ArmIdle();  // a message came since the timer was set: wait for the new deadline
+        return;
+      }
+      InputCounters& c = input_->mutable_counters();
+      c.Add(c.closed_idle);
+      InputLog().Warn("input.idle",
+                      "{}: closing a connection from {}: no complete message for {} s "
+                      "(idle_timeout)",
+                      input_->spec().Describe(), Peer(), input_->spec().idle_timeout_seconds);
+      AtEnd();
+      Close();
+    });
   }
 
   void Read() {
@@ -647,11 +676,16 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
   // Delivers every complete message in the buffer. False when the connection was closed for bad
   // framing.
   bool Process(UnixMicros now) {
+    bool delivered = false;
+    const auto note = [&] {
+      if (delivered) last_message_ = std::chrono::steady_clock::now();
+    };
     while (!closed_) {
       const Frame f = framer_.Next();
       switch (f.kind) {
         case Frame::kLine:
           Deliver(f.line, now);
+          delivered = true;
           break;
         case Frame::kEmpty: {
           InputCounters& c = input_->mutable_counters();
@@ -660,6 +694,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
         }
         case Frame::kNeedMore:
           TrackBuffer();
+          note();
           return true;
         case Frame::kBad:
         case Frame::kLost:
@@ -674,9 +709,10 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
   std::shared_ptr<asio::ssl::context> tls_;  // keeps the context of this session's handshake
   StreamFramer framer_;
   asio::steady_timer timer_;
-  std::size_t counted_ = 0;  // what buffer_bytes holds for this session
-  std::string identity_;     // tls: the authorised certificate name
-  std::string refusal_;      // tls: why the certificate was refused
+  std::size_t counted_ = 0;                             // what buffer_bytes holds for this session
+  std::chrono::steady_clock::time_point last_message_;  // idle_timeout counts from here
+  std::string identity_;                                // tls: the authorised certificate name
+  std::string refusal_;                                 // tls: why the certificate was refused
   bool not_allowed_ = false;
   bool handshake_done_ = false;
   bool timed_out_ = false;
@@ -737,11 +773,13 @@ class StreamInput final : public Input {
     retry_.cancel();
     // Close() removes the session from the map: iterate over a copy.
     std::vector<std::shared_ptr<Session>> open;
-    for (auto& [ptr, weak] : sessions_) {
-      if (auto s = weak.lock()) open.push_back(std::move(s));
+    for (auto& [ptr, entry] : sessions_) {
+      if (auto s = entry.session.lock()) open.push_back(std::move(s));
     }
     for (auto& s : open) s->Close();
     sessions_.clear();
+    per_peer_.clear();
+    paused_ = false;
     if (created_path_) {
       ::unlink(spec_.path.c_str());
       created_path_ = false;
@@ -761,7 +799,21 @@ class StreamInput final : public Input {
 
   std::uint16_t port() const override { return port_; }
 
-  void Forget(Session* s) { sessions_.erase(s); }
+  // A session closed: its slot (and its peer's) is free; if accepting had paused at
+  // max_connections, it resumes.
+  void Forget(Session* s) {
+    const auto it = sessions_.find(s);
+    if (it == sessions_.end()) return;
+    if (!it->second.peer.empty()) {
+      const auto p = per_peer_.find(it->second.peer);
+      if (p != per_peer_.end() && --p->second == 0) per_peer_.erase(p);
+    }
+    sessions_.erase(it);
+    if (paused_ && !stopped_) {
+      paused_ = false;
+      Accept();
+    }
+  }
 
  private:
   std::shared_ptr<StreamInput> self() {
@@ -787,7 +839,46 @@ class StreamInput final : public Input {
     }
   }
 
+  // Who a connection counts against for max_connections_per_peer: its source address (tcp,
+  // tls) or its uid (unix-stream). Empty when uncapped: the cap is off, a loopback address (every
+  // local user at once: capping it would let one of them lock rsyslog out) or root.
+  std::string PeerKey(typename Protocol::socket& socket) {
+    if (spec_.max_connections_per_peer == 0) return {};
+    if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
+      boost::system::error_code ec;
+      const auto ep = socket.remote_endpoint(ec);
+      if (ec || ep.address().is_loopback()) return {};
+      if (ep.address().is_v6() && ep.address().to_v6().is_v4_mapped()) {
+        const auto v4 = asio::ip::make_address_v4(asio::ip::v4_mapped, ep.address().to_v6());
+        if (v4.is_loopback()) return {};
+        return v4.to_string();
+      }
+      return ep.address().to_string();
+    } else {
+      struct ucred cred {};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+          cred.uid == 0) {
+        return {};
+      }
+      return fmt::format("uid {}", cred.uid);
+    }
+  }
+
+  // At max_connections accepting pauses: the kernel's backlog holds new connections (and what
+  // they send) until a session closes and Forget() resumes, instead of accepting and closing,
+  // which would lose the first message of a sender that had just connected.
   void Accept() {
+    if (sessions_.size() >= spec_.max_connections) {
+      if (!paused_) {
+        paused_ = true;
+        counters_.Add(counters_.accept_paused);
+        InputLog().Warn("input.max_connections",
+                        "{}: max_connections {} reached: new connections wait until one closes",
+                        spec_.Describe(), spec_.max_connections);
+      }
+      return;
+    }
     acceptor_.async_accept([self = self(), this](const boost::system::error_code& ec,
                                                  typename Protocol::socket socket) {
       if (stopped_) return;
@@ -801,28 +892,43 @@ class StreamInput final : public Input {
         });
         return;
       }
-      if (Refused(socket)) {
-        boost::system::error_code ignored;
-        socket.close(ignored);
-      } else if (sessions_.size() >= spec_.max_connections) {
-        InputLog().Warn("input.max_connections",
-                        "{}: refusing a connection: max_connections {} reached", spec_.Describe(),
-                        spec_.max_connections);
+      std::string peer;
+      if (Refused(socket) || !WithinPeerLimit(socket, &peer)) {
         boost::system::error_code ignored;
         socket.close(ignored);
       } else {
         SetCloseOnExec(socket.native_handle());
         auto session = std::make_shared<Session>(self, std::move(socket), tls_);
-        sessions_.emplace(session.get(), session);
+        if (!peer.empty()) ++per_peer_[peer];
+        sessions_.emplace(session.get(), SessionEntry{session, std::move(peer)});
         session->Start();
       }
       Accept();
     });
   }
 
+  bool WithinPeerLimit(typename Protocol::socket& socket, std::string* peer) {
+    *peer = PeerKey(socket);
+    if (peer->empty()) return true;
+    const auto it = per_peer_.find(*peer);
+    if (it == per_peer_.end() || it->second < spec_.max_connections_per_peer) return true;
+    counters_.Add(counters_.refused_peer_limit);
+    InputLog().Warn("input.peer_limit",
+                    "{}: refused a connection from {}: it has max_connections_per_peer {} open",
+                    spec_.Describe(), *peer, spec_.max_connections_per_peer);
+    return false;
+  }
+
+  struct SessionEntry {
+    std::weak_ptr<Session> session;
+    std::string peer;  // PeerKey(), empty when uncapped
+  };
+
   typename Protocol::acceptor acceptor_{io_};
   asio::steady_timer retry_{io_};
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
+  std::unordered_map<Session*, SessionEntry> sessions_;
+  std::unordered_map<std::string, std::size_t> per_peer_;  // open connections per PeerKey
+  bool paused_ = false;  // Accept() stopped at max_connections; Forget() resumes it
   std::shared_ptr<asio::ssl::context> tls_;
   std::uint16_t port_ = 0;
   bool created_path_ = false;
@@ -1017,6 +1123,14 @@ void SyslogListener::RegisterMetrics(MetricsRegistry* registry,
          name);
     keep(registry->AddAtomic(metric::kInputConnections, {name}, &c->open_connections), name);
     const InputType type = input->spec().type;
+    if (type == InputType::kTcp || type == InputType::kTls || type == InputType::kUnixStream) {
+      keep(registry->AddAtomic(metric::kInputRefused, {name, "peer_limit"}, &c->refused_peer_limit),
+           name);
+      keep(registry->AddAtomic(metric::kInputClosed, {name, "idle"}, &c->closed_idle), name);
+      keep(registry->AddAtomic(metric::kInputClosed, {name, "bad_framing"}, &c->closed_bad_framing),
+           name);
+      keep(registry->AddAtomic(metric::kInputAcceptPaused, {name}, &c->accept_paused), name);
+    }
     if (!input->spec().allowed_senders.empty()) {
       keep(registry->AddAtomic(metric::kInputRefused, {name, "sender"}, &c->refused_sender), name);
     }

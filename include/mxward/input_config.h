@@ -6,7 +6,10 @@
 //   address = "127.0.0.1:5514"      # udp/tcp: "host:port", "[v6]:port"; port 0 = any free port
 //   name = "rsyslog"                # optional metrics label; default "<type>:<address|path>"
 //   max_message_size = 65536        # bytes; longer stream messages close the connection
-//   max_connections = 1024          # tcp / unix-stream
+//   max_connections = 1024          # tcp / unix-stream / tls: past it, new ones wait unaccepted
+//   max_connections_per_peer = 32   # per source address (tcp/tls, loopback exempt) or uid
+//                                   # (unix-stream, root exempt); 0 = no per-peer cap
+//   idle_timeout = "10m"            # stream: closed when no complete message came for so long
 //   receive_buffer = 8388608        # udp / unix-dgram SO_RCVBUF (bytes)
 //
 //   [[input]]
@@ -21,12 +24,13 @@
 //   allowed_senders = ["192.0.2.0/24", "2001:db8::7"]   # who may send; others refused, counted
 //
 //   [[input]]
-//   type = "tls"                    # RFC 5425: syslog over TLS 1.2/1.3, client certificate
-//   required address = "0.0.0.0:6514"        # the default cert_file = "/etc/mxward/tls/server.crt"
-//   # PEM chain, re-read on SIGHUP key_file = "/etc/mxward/tls/server.key" ca_file =
-//   "/etc/mxward/tls/ca.crt"         # client certificates must chain to this allowed_peers =
-//   ["mx1.example.net", "*.mx.example.net"]   # SAN dNSName (CN fallback) allowed_fingerprints =
-//   ["sha256:AB:CD:..."]                # or pinned certificates
+//   type = "tls"                    # RFC 5425 (TLS 1.2/1.3); client certificate required
+//   address = "0.0.0.0:6514"        # the default
+//   cert_file = "/etc/mxward/tls/server.crt"   # PEM chain, re-read on SIGHUP
+//   key_file = "/etc/mxward/tls/server.key"
+//   ca_file = "/etc/mxward/tls/ca.crt"         # client certificates must chain to this
+//   allowed_peers = ["mx1.example.net", "*.mx.example.net"]   # SAN dNSName (CN fallback)
+//   allowed_fingerprints = ["sha256:AB:CD:..."]                # or pinned certificates
 //
 //   [[input]]
 //   type = "journal"                # the systemd journal (journal_follower.h)
@@ -99,7 +103,15 @@ struct InputSpec {
   std::optional<std::uint32_t> mode;  // unix sockets: chmod after bind
   std::string owner, group;           // unix sockets: chown after bind (names)
   std::size_t max_message_size = 64 * 1024;
+  // Stream inputs. At max_connections the listener stops accepting (new connections wait in the
+  // kernel's backlog, nothing they send is lost) until one closes. max_connections_per_peer caps
+  // one source address (tcp/tls; loopback addresses are every local user at once, so they are
+  // exempt: provenance needs a unix socket) or one uid (unix-stream, SO_PEERCRED; root exempt);
+  // a connection over it is closed at once and counted. idle_timeout closes a connection that
+  // delivered no complete message for that long (a slowloris holds a slot otherwise); 0 = never.
   std::size_t max_connections = 1024;
+  std::size_t max_connections_per_peer = 32;
+  std::int64_t idle_timeout_seconds = 600;
   int receive_buffer = 8 * 1024 * 1024;   // SO_RCVBUF for datagram inputs (SO_RCVBUFFORCE as root)
   bool start_at_end = true;               // file
   std::string state_file;                 // file: where the read position is kept

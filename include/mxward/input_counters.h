@@ -20,7 +20,13 @@ struct InputCounters {
   std::atomic<std::uint64_t> connections{0};         // stream connections accepted, total
   std::atomic<std::uint64_t> open_connections{0};    // stream connections open now
   std::atomic<std::uint64_t> closed_bad_framing{0};  // streams closed for garbage or oversize
-  std::atomic<std::uint64_t> rotations{0};           // file follower: rotations/truncations seen
+  std::atomic<std::uint64_t> closed_idle{0};         // streams closed after idle_timeout
+  // Stream connections closed at once because their peer (address or uid) already had
+  // max_connections_per_peer open.
+  std::atomic<std::uint64_t> refused_peer_limit{0};
+  // Times the listener stopped accepting at max_connections (it resumes when one closes).
+  std::atomic<std::uint64_t> accept_paused{0};
+  std::atomic<std::uint64_t> rotations{0};  // file follower: rotations/truncations seen
   // udp/tcp/tls with allowed_senders: datagrams and connections from other addresses, refused.
   std::atomic<std::uint64_t> refused_sender{0};
   // tls: handshakes that failed (no, unverifiable, expired or self-signed certificate, not TLS at

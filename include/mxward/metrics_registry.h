@@ -64,6 +64,8 @@ inline constexpr std::string_view kInputMalformed = "mxward_input_malformed_tota
 inline constexpr std::string_view kInputDropped = "mxward_input_dropped_total";
 inline constexpr std::string_view kInputConnections = "mxward_input_connections";
 inline constexpr std::string_view kInputRefused = "mxward_input_refused_total";
+inline constexpr std::string_view kInputClosed = "mxward_input_closed_total";
+inline constexpr std::string_view kInputAcceptPaused = "mxward_input_accept_paused_total";
 inline constexpr std::string_view kInputJournalSkipped =
     "mxward_input_journal_skipped_seconds_total";
 inline constexpr std::string_view kLines = "mxward_lines_total";

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -570,6 +571,125 @@ TEST(SyslogListenerTest, AllowedSendersRefuseOthersConnectionsAndCountThem) {
   EXPECT_EQ(InputCounters::Get(c.connections), 1u);  // the refused one never became a session
   ASSERT_EQ(h.sink().lines().size(), 1u);
   EXPECT_EQ(h.sink().lines()[0].line, "<13>real");
+}
+
+}  // namespace
+}  // namespace mxward
+
+namespace mxward {
+namespace {
+
+int ConnectUnix(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// At max_connections the listener stops accepting instead of accepting and closing: the next
+// sender's connection waits in the backlog and its line arrives once a slot frees. (Accepting
+// and closing, as before, lost that line.)
+TEST(SyslogListenerTest, AtMaxConnectionsNewConnectionsWaitAndLoseNothing) {
+  InputSpec spec = Net(InputType::kTcp);
+  spec.max_connections = 1;
+  Harness h({spec});
+  ASSERT_OK(h.Start());
+  const std::uint16_t port = h.listener().bound_port(0);
+  const int first = Connect(AF_INET, port);
+  ASSERT_GE(first, 0);
+  ASSERT_TRUE(SendAll(first, "<13>first\n"));
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  const InputCounters& c = h.listener().counters(0);
+  ASSERT_TRUE(Eventually([&] { return InputCounters::Get(c.accept_paused) == 1; }));
+  const int second = Connect(AF_INET, port);  // completes in the kernel's backlog
+  ASSERT_GE(second, 0);
+  ASSERT_TRUE(SendAll(second, "<13>second\n"));
+  EXPECT_EQ(InputCounters::Get(c.connections), 1u);
+  ::close(first);
+  ASSERT_TRUE(h.sink().WaitForCount(2));
+  EXPECT_EQ(h.sink().lines()[1].line, "<13>second");
+  EXPECT_EQ(InputCounters::Get(c.connections), 2u);
+  ::close(second);
+}
+
+// A slowloris: bytes that never complete a message keep no slot past idle_timeout. The partial
+// line is delivered at the close, as when the peer closes.
+TEST(SyslogListenerTest, IdleConnectionIsClosedAfterIdleTimeoutAndCounted) {
+  InputSpec spec = Net(InputType::kTcp);
+  spec.idle_timeout_seconds = 1;
+  Harness h({spec});
+  ASSERT_OK(h.Start());
+  const int fd = Connect(AF_INET, h.listener().bound_port(0));
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, "<13>whole\n<13>never fini"));
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  EXPECT_TRUE(PeerClosed(fd));  // blocks until the listener closes it
+  ::close(fd);
+  const InputCounters& c = h.listener().counters(0);
+  EXPECT_EQ(InputCounters::Get(c.closed_idle), 1u);
+  ASSERT_TRUE(h.sink().WaitForCount(2));
+  EXPECT_EQ(h.sink().lines()[1].line, "<13>never fini");
+  EXPECT_TRUE(Eventually([&] { return InputCounters::Get(c.open_connections) == 0; }));
+}
+
+// One uid cannot take every slot of a unix-stream input: its connection over
+// max_connections_per_peer is closed at once and counted, and another uid still gets in.
+TEST(SyslogListenerTest, UnixStreamCapsConnectionsPerUid) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  const std::string dir = TempDir();
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  InputSpec spec;
+  spec.type = InputType::kUnixStream;
+  spec.path = dir + "/log.sock";
+  spec.mode = 0666;
+  spec.name = "test";
+  spec.max_connections_per_peer = 2;
+  Harness h({spec});
+  ASSERT_OK(h.Start());
+  int report[2], done[2];  // child -> parent, parent -> child
+  ASSERT_EQ(::pipe(report), 0);
+  ASSERT_EQ(::pipe(done), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // As nobody: three connections, a line on each; report which the listener closed.
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    int fds[3];
+    for (int i = 0; i < 3; ++i) {
+      fds[i] = ConnectUnix(spec.path);
+      if (fds[i] < 0) ::_exit(3);
+    }
+    for (int i = 0; i < 2; ++i) SendAll(fds[i], "<13>nobody " + std::to_string(i) + "\n");
+    const char closed = PeerClosed(fds[2]) ? 'c' : 'o';
+    (void)!::write(report[1], &closed, 1);
+    char wait;
+    (void)!::read(done[0], &wait, 1);  // until the parent has checked, keep the two open
+    ::_exit(0);
+  }
+  char closed = 0;
+  ASSERT_EQ(::read(report[0], &closed, 1), 1);
+  EXPECT_EQ(closed, 'c');
+  ASSERT_TRUE(h.sink().WaitForCount(2));
+  const InputCounters& c = h.listener().counters(0);
+  EXPECT_EQ(InputCounters::Get(c.refused_peer_limit), 1u);
+  // Root (the exempt uid here) still gets in while nobody holds its two.
+  const int root = ConnectUnix(spec.path);
+  ASSERT_GE(root, 0);
+  ASSERT_TRUE(SendAll(root, "<13>root\n"));
+  ASSERT_TRUE(h.sink().WaitForCount(3));
+  ::close(root);
+  ASSERT_EQ(::write(done[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  for (int fd : {report[0], report[1], done[0], done[1]}) ::close(fd);
+  h.Shutdown();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
