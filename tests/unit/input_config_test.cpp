@@ -208,6 +208,25 @@ TEST(InputConfigTest, JournalErrorsAreLocated) {
   }
 }
 
+TEST(InputConfigTest, StreamConnectionLimits) {
+  std::vector<Diagnostic> d;
+  auto r = Parse(R"(
+[[input]]
+type = "tcp"
+idle_timeout = "2m"
+max_connections_per_peer = 0
+[[input]]
+type = "unix-stream"
+path = "/run/mxward/log.sock"
+)",
+                 &d);
+  ASSERT_TRUE(r.ok()) << (d.empty() ? "" : d[0].ToString());
+  EXPECT_EQ((*r)[0].idle_timeout_seconds, 120);
+  EXPECT_EQ((*r)[0].max_connections_per_peer, 0u);
+  EXPECT_EQ((*r)[1].idle_timeout_seconds, 600) << "the default";
+  EXPECT_EQ((*r)[1].max_connections_per_peer, 32u) << "the default";
+}
+
 TEST(InputConfigTest, HostPort) {
   std::string host;
   std::uint16_t port = 0;
@@ -297,6 +316,10 @@ TEST(InputConfigTest, SenderAndTlsErrorsAreLocated) {
       {tls + "allowed_fingerprints = [\"sha256:abcd\"]\n", "SHA-256", 6},
       {tls + "allowed_peers = []\n", "nobody could send", 6},
       {tls + "allowed_peers = [\"a\"]\ncert_file2 = 1\n", "unknown key", 7},
+      {"[[input]]\ntype = \"udp\"\nidle_timeout = \"1m\"\n", "only to stream", 3},
+      {"[[input]]\ntype = \"tcp\"\nidle_timeout = \"soon\"\n", "idle_timeout", 3},
+      {"[[input]]\ntype = \"file\"\npath = \"/x\"\nmax_connections_per_peer = 4\n",
+       "only to stream", 4},
   };
   for (const auto& c : cases) {
     std::vector<Diagnostic> d;
