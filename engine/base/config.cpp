@@ -49,8 +49,10 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   }
   if (const toml::table* rules = top.Table("rules")) {
     SettingsReader r(*rules, "[rules]", path, diags);
-    r.CheckKnownKeys({"dirs", "trusted_proxies"});
+    r.CheckKnownKeys({"dirs", "trusted_proxies", "evidence"});
     r.Strings("dirs", &c.rule_dirs);
+    std::string evidence = c.evidence_raw ? "raw" : "message";
+    if (r.Choice("evidence", {"message", "raw"}, &evidence)) c.evidence_raw = evidence == "raw";
     std::vector<IpPrefix> proxies;
     if (r.AddressPrefixes("trusted_proxies", &proxies)) c.trusted_proxies = std::move(proxies);
   }

@@ -396,6 +396,9 @@ class CompiledParserPack final : public ParserPack {
     event->time = msg.time;
     event->line = msg.raw.empty() ? msg.message : msg.raw;
     event->program = msg.program;
+    event->host = msg.hostname;
+    event->pid = msg.pid;
+    event->message = msg.message;
     event->parser = p.info.parser;
     for (int i = 0; i < n; ++i) {
       if (!captured[i].second.empty()) event->fields[captured[i].first] = captured[i].second;

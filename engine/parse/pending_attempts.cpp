@@ -6,7 +6,8 @@
 namespace mxward {
 
 void OwnedEvent::Assign(const Event& e) {
-  std::size_t total = e.line.size() + e.program.size() + e.parser.size() + e.node.size();
+  std::size_t total = e.line.size() + e.program.size() + e.host.size() + e.pid.size() +
+                      e.message.size() + e.parser.size() + e.node.size();
   for (const auto& f : e.fields) total += f.size();
   storage_.clear();
   storage_.reserve(total);  // no reallocation below: the views taken stay valid
@@ -19,6 +20,9 @@ void OwnedEvent::Assign(const Event& e) {
   event_ = e;
   event_.line = keep(e.line);
   event_.program = keep(e.program);
+  event_.host = keep(e.host);
+  event_.pid = keep(e.pid);
+  event_.message = keep(e.message);
   event_.parser = keep(e.parser);
   event_.node = keep(e.node);
   for (std::size_t i = 0; i < e.fields.size(); ++i) event_.fields[i] = keep(e.fields[i]);

@@ -16,14 +16,29 @@ EvidenceJournal::EvidenceJournal(std::size_t lines, std::size_t line_bytes,
       next_(std::max<std::uint64_t>(first_sequence, 1)) {}
 
 std::uint32_t EvidenceJournal::Append(std::string_view line, UnixMicros time) {
+  return AppendParts({line}, time);
+}
+
+std::uint32_t EvidenceJournal::AppendParts(std::initializer_list<std::string_view> parts,
+                                           UnixMicros time) {
   const std::uint64_t seq = next_++;
   Entry& e = entries_[seq % lines_];
   e.seq = seq;
   e.time = time;
-  const std::size_t len = std::min(line.size(), line_bytes_);
-  std::memcpy(&bytes_[(seq % lines_) * line_bytes_], line.data(), len);
+  char* const slot = &bytes_[(seq % lines_) * line_bytes_];
+  std::size_t len = 0;
+  bool cut = false;
+  for (std::string_view part : parts) {
+    const std::size_t n = std::min(part.size(), line_bytes_ - len);
+    std::memcpy(slot + len, part.data(), n);
+    len += n;
+    if (n < part.size()) {
+      cut = true;
+      break;
+    }
+  }
   e.len = static_cast<std::uint32_t>(len);
-  e.cut = len < line.size();
+  e.cut = cut;
   return static_cast<std::uint32_t>(seq);
 }
 

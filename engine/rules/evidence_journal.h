@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,8 @@ class EvidenceJournal {
 
   // Copies line (cut at line_bytes) into the ring, overwriting the oldest; returns its reference.
   std::uint32_t Append(std::string_view line, UnixMicros time);
+  // As Append, for the line the concatenation of parts would be, without building it.
+  std::uint32_t AppendParts(std::initializer_list<std::string_view> parts, UnixMicros time);
   // The line `ref` names, or false when it has left the ring (or was never appended).
   bool Get(std::uint32_t ref, EvidenceLine* out) const;
 

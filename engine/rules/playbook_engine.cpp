@@ -179,6 +179,8 @@ std::string ExpandTemplate(const Template& tpl, const Playbook& pb, const Incide
         break;
       case Template::Kind::kEvidence:
         for (const auto& l : inc.evidence) {
+          out += FormatRfc3339(l.time);
+          out += ' ';
           out += l.text;
           out += '\n';
         }
@@ -247,7 +249,9 @@ class Engine final : public PlaybookEngine {
  public:
   Engine(std::vector<Playbook> playbooks, const Config& config,
          const PlaybookEngineOptions& options)
-      : journal_(options.evidence_lines, options.evidence_line_bytes), dry_run_(config.dry_run) {
+      : journal_(options.evidence_lines, options.evidence_line_bytes),
+        dry_run_(config.dry_run),
+        evidence_raw_(config.evidence_raw) {
     seed_ = options.hash_seed;
     if (seed_ == 0) {
       std::random_device rd;
@@ -497,7 +501,18 @@ class Engine final : public PlaybookEngine {
 
   std::uint32_t JournalRef(const Event& e) {
     if (!journal_ref_valid_) {
-      journal_ref_ = journal_.Append(e.line, e.time);
+      // The message with its header in one form ("host program[pid]: message"), whatever framing
+      // the line came in (an RFC 5424 frame from rsyslog, a journal entry), unless [rules]
+      // evidence = "raw" asks for the line as received.
+      if (evidence_raw_ || e.message.empty()) {
+        journal_ref_ = journal_.Append(e.line, e.time);
+      } else {
+        const bool host = !e.host.empty(), program = !e.program.empty(), pid = !e.pid.empty();
+        journal_ref_ = journal_.AppendParts(
+            {e.host, host ? " " : "", e.program, program && pid ? "[" : "", program ? e.pid : "",
+             program && pid ? "]" : "", program ? ": " : "", e.message},
+            e.time);
+      }
       journal_ref_valid_ = true;
     }
     return journal_ref_;
@@ -773,6 +788,7 @@ class Engine final : public PlaybookEngine {
   bool journal_ref_valid_ = false;
   std::uint32_t journal_ref_ = 0;
   bool dry_run_;
+  bool evidence_raw_;  // [rules] evidence = "raw"
   std::uint64_t seed_ = 0;
   std::int64_t max_lookback_ = 0;
   std::unordered_map<std::uint64_t, std::vector<Offense>> offenses_;

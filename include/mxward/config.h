@@ -27,6 +27,9 @@ struct Config {
   // [rules] trusted_proxies: reverse proxies whose X-Forwarded-For / X-Real-IP name the client
   // in webmail lines (ParserPackOptions). Default loopback, set by Defaults().
   std::vector<IpPrefix> trusted_proxies;
+  // [rules] evidence = "raw": incidents keep each evidence line as received (an RFC 5424 frame,
+  // ...) instead of "host program[pid]: message" (the default, "message").
+  bool evidence_raw = false;
   std::vector<IpPrefix> allow_addresses;  // global allowlist: never acted on
   std::vector<std::string> allow_users;
   std::vector<std::string> allow_domains;

@@ -73,9 +73,14 @@ bool ParseFieldName(std::string_view name, Field* out);
 struct Event {
   EventType type = EventType::kAuthFailure;
   UnixMicros time = 0;
-  std::string_view line;     // the raw log line: the evidence shown in incidents
+  std::string_view line;     // the raw log line, as it arrived (any framing)
   std::string_view program;  // syslog program, "postfix/submission/smtpd"
-  std::string_view parser;   // name of the parser that produced the event ("postfix")
+  // The rest of the header and the message, for the evidence an incident shows ("host
+  // program[pid]: message", whatever framing the line came in); empty when unknown.
+  std::string_view host;
+  std::string_view pid;
+  std::string_view message;
+  std::string_view parser;  // name of the parser that produced the event ("postfix")
   // The authenticated sender the line came from (a tls input's client certificate name), empty
   // when the input does not authenticate senders. Never the HOSTNAME the line claims.
   std::string_view node;
