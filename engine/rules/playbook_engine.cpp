@@ -507,10 +507,14 @@ class Engine final : public PlaybookEngine {
       if (evidence_raw_ || e.message.empty()) {
         journal_ref_ = journal_.Append(e.line, e.time);
       } else {
-        const bool host = !e.host.empty(), program = !e.program.empty(), pid = !e.pid.empty();
+        // A line from an authenticated node (a tls input's client certificate) starts with that
+        // name in brackets: who delivered it, which the HOSTNAME after it only claims.
+        const bool node = !e.node.empty(), host = !e.host.empty(), program = !e.program.empty(),
+                   pid = !e.pid.empty();
         journal_ref_ = journal_.AppendParts(
-            {e.host, host ? " " : "", e.program, program && pid ? "[" : "", program ? e.pid : "",
-             program && pid ? "]" : "", program ? ": " : "", e.message},
+            {node ? "[" : "", e.node, node ? "] " : "", e.host, host ? " " : "", e.program,
+             program && pid ? "[" : "", program ? e.pid : "", program && pid ? "]" : "",
+             program ? ": " : "", e.message},
             e.time);
       }
       journal_ref_valid_ = true;

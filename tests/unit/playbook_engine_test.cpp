@@ -652,3 +652,40 @@ window = "1d"
 
 }  // namespace
 }  // namespace mxward
+
+namespace mxward {
+namespace {
+
+// Evidence shows the message with its header; a line an authenticated node delivered (a tls
+// input) names that node first, in brackets, before the HOSTNAME the line only claims. Without a
+// parsed message (a hand-made event) the raw line stands.
+TEST(EvidenceTextTest, HeaderMessageAndTheAuthenticatedNode) {
+  auto engine = EngineFor({{"postfix-sasl", kSasl}});
+  Events ev;
+  Collect sink;
+  for (int i = 0; i < 20; ++i) {
+    Event e = ev.Make(EventType::kAuthFailure, kT0 + i * kSec, "203.0.113.7",
+                      {{Field::kService, "smtpd"}});
+    e.program = "postfix/smtpd";
+    e.pid = "42";
+    e.message = "warning: unknown[203.0.113.7]: SASL LOGIN authentication failed";
+    if (i % 2 == 0) e.host = "mx1";
+    if (i % 4 == 0) e.node = "mx1.example.net";
+    if (i == 1) e.message = {};
+    engine->OnEvent(e, &sink);
+  }
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  const auto& evidence = sink.incidents[0].evidence;
+  ASSERT_GE(evidence.size(), 3u);
+  EXPECT_EQ(evidence[0].text,
+            "[mx1.example.net] mx1 postfix/smtpd[42]: warning: unknown[203.0.113.7]: SASL LOGIN "
+            "authentication failed");
+  EXPECT_NE(evidence[1].text.find("auth_failure 203.0.113.7"), std::string::npos)
+      << "no message: the line as received";
+  EXPECT_EQ(evidence[2].text,
+            "mx1 postfix/smtpd[42]: warning: unknown[203.0.113.7]: SASL LOGIN authentication "
+            "failed");
+}
+
+}  // namespace
+}  // namespace mxward
