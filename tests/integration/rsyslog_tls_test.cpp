@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -30,6 +32,7 @@
 #include "mxward/syslog_listener.h"
 #include "support/eventually.h"
 #include "support/recording_line_sink.h"
+#include "support/rsyslogd.h"
 #include "support/status_matchers.h"
 #include "support/test_ca.h"
 
@@ -41,75 +44,17 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+using testing::FindRsyslogd;
+using testing::HaveRsyslogDriver;
+using testing::ReadTextFile;
 using testing::RecordingLineSink;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void Replace(std::string* s, const std::string& from, const std::string& to) {
-  const auto at = s->find(from);
-  ASSERT_NE(at, std::string::npos) << "the snippet must contain " << from;
-  s->replace(at, from.size(), to);
-}
-
-const char* FindRsyslogd() {
-  for (const char* p : {"/usr/sbin/rsyslogd", "/sbin/rsyslogd"}) {
-    if (access(p, X_OK) == 0) return p;
-  }
-  return nullptr;
-}
-
-bool HaveDriver(const std::string& driver) {
-  for (const char* d : {"/usr/lib/x86_64-linux-gnu/rsyslog", "/usr/lib/aarch64-linux-gnu/rsyslog",
-                        "/usr/lib/rsyslog"}) {
-    if (fs::exists(std::string(d) + "/lmnsd_" + driver + ".so")) return true;
-  }
-  return false;
-}
-
-class Rsyslogd {
- public:
-  Rsyslogd(const std::string& dir, const std::string& config) : dir_(dir) {
-    fs::create_directories(dir + "/work");
-    const std::string conf = dir + "/rsyslog.conf";
-    std::ofstream(conf) << "global(workDirectory=\"" << dir << "/work\")\n"
-                        << "module(load=\"imfile\")\n"
-                        << "input(type=\"imfile\" File=\"" << dir << "/mail.log\" Tag=\"imfile\" "
-                        << "needParse=\"on\")\n"
-                        << config << "\n";
-    pid_ = fork();
-    if (pid_ == 0) {
-      const std::string pidfile = dir + "/rsyslogd.pid";
-      const std::string log = dir + "/rsyslogd.out";
-      freopen(log.c_str(), "w", stdout);
-      freopen(log.c_str(), "a", stderr);
-      close_range(3, ~0U, 0);
-      execl(FindRsyslogd(), "rsyslogd", "-n", "-f", conf.c_str(), "-i", pidfile.c_str(), nullptr);
-      _exit(127);
-    }
-  }
-  ~Rsyslogd() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  std::string output() const { return ReadFile(dir_ + "/rsyslogd.out"); }
-
- private:
-  std::string dir_;
-  pid_t pid_ = -1;
-};
+using testing::Rsyslogd;
 
 class RsyslogTlsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     ASSERT_NE(FindRsyslogd(), nullptr) << "rsyslogd is not installed (apt-get install rsyslog)";
-    ASSERT_TRUE(HaveDriver(GetParam()))
+    ASSERT_TRUE(HaveRsyslogDriver(GetParam()))
         << "rsyslog's " << GetParam() << " driver is missing: apt-get install rsyslog-"
         << (GetParam() == "gtls" ? "gnutls" : "openssl") << " (packaging/install-deps.sh test)";
     char tmpl[] = "/tmp/mxward-rsyslog-tls-XXXXXX";
@@ -150,14 +95,8 @@ class RsyslogTlsTest : public ::testing::TestWithParam<std::string> {
 
   // The shipped snippet for this driver, pointed at the test's port and certificates.
   std::string Snippet(const std::string& client) {
-    std::string s = ReadFile(std::string(MXWARD_SOURCE_DIR) + "/packaging/rsyslog/61-mxward-tls-" +
-                             GetParam() + ".conf");
-    Replace(&s, "target=\"mxward.example.net\"", "target=\"127.0.0.1\"");
-    Replace(&s, "port=\"6514\"", "port=\"" + std::to_string(listener_->bound_port(0)) + "\"");
-    Replace(&s, "/etc/rsyslog.d/mxward-tls/ca.crt", ca_->path("ca", "crt"));
-    Replace(&s, "/etc/rsyslog.d/mxward-tls/client.crt", ca_->path(client, "crt"));
-    Replace(&s, "/etc/rsyslog.d/mxward-tls/client.key", ca_->path(client, "key"));
-    return s;
+    return testing::ShippedTlsSnippet(GetParam(), listener_->bound_port(0), ca_->path("ca", "crt"),
+                                      ca_->path(client, "crt"), ca_->path(client, "key"));
   }
 
   void AppendLines(int n) {

@@ -1,0 +1,139 @@
+// Ten million lines through a real rsyslogd and the shipped TLS snippet (gtls) into a `tls` input
+// whose engine is deliberately slow in bursts: every line arrives, none twice, each with the
+// client certificate's identity. Labelled slow and nosan (ctest -L slow): about a minute in a
+// release build. MXWARD_TLS_SOAK_LINES changes the count.
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "mxward/syslog_listener.h"
+#include "support/eventually.h"
+#include "support/rsyslogd.h"
+#include "support/status_matchers.h"
+#include "support/test_ca.h"
+
+namespace mxward {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::Eventually;
+using testing::FindRsyslogd;
+using testing::HaveRsyslogDriver;
+using testing::Rsyslogd;
+using testing::ShippedTlsSnippet;
+
+// Counts distinct seq= numbers, checks every line's node, and is deliberately slow in bursts: it
+// stops for 200 ms every 500,000 lines (an engine busy with a reload or a store stall), so TCP's
+// window closes, rsyslog's action queue fills and its flow control holds the file reader back.
+class SlowCountingSink final : public LineSink {
+ public:
+  explicit SlowCountingSink(std::size_t n) : seen_(n, false) {}
+  void OnLine(std::string_view line, UnixMicros at, int input) override {
+    OnLineFrom(line, at, input, {});
+  }
+  void OnLineFrom(std::string_view line, UnixMicros, int, std::string_view node) override {
+    if (node != "mx1.example.net") wrong_node_.fetch_add(1, std::memory_order_relaxed);
+    const auto at = line.find("seq=");
+    std::size_t seq = 0;
+    bool ok = at != std::string_view::npos;
+    for (std::size_t i = at + 4; ok && i < line.size() && line[i] != ' '; ++i) {
+      ok = line[i] >= '0' && line[i] <= '9';
+      seq = seq * 10 + static_cast<std::size_t>(line[i] - '0');
+    }
+    if (!ok || seq >= seen_.size()) {
+      malformed_.fetch_add(1, std::memory_order_relaxed);
+    } else if (seen_[seq]) {
+      duplicates_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      seen_[seq] = true;
+      distinct_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (++lines_ % 500'000 == 0) std::this_thread::sleep_for(200ms);  // the slow engine
+  }
+  std::size_t distinct() const { return distinct_.load(std::memory_order_relaxed); }
+  std::size_t duplicates() const { return duplicates_.load(std::memory_order_relaxed); }
+  std::size_t malformed() const { return malformed_.load(std::memory_order_relaxed); }
+  std::size_t wrong_node() const { return wrong_node_.load(std::memory_order_relaxed); }
+
+ private:
+  std::vector<bool> seen_;  // the io thread only
+  std::size_t lines_ = 0;
+  std::atomic<std::size_t> distinct_{0}, duplicates_{0}, malformed_{0}, wrong_node_{0};
+};
+
+TEST(RsyslogTlsSoakTest, TenMillionLinesIntoASlowEngineLoseNothing) {
+  ASSERT_NE(FindRsyslogd(), nullptr) << "rsyslogd is not installed (apt-get install rsyslog)";
+  ASSERT_TRUE(HaveRsyslogDriver("gtls")) << "apt-get install rsyslog-gnutls";
+  std::size_t n = 10'000'000;
+  if (const char* e = std::getenv("MXWARD_TLS_SOAK_LINES")) n = std::strtoull(e, nullptr, 10);
+  char tmpl[] = "/tmp/mxward-rsyslog-soak-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  testing::TestCa ca(dir);
+  ca.Issue("server", {"mxward.example.net"});
+  ca.Issue("mx1", {"mx1.example.net"});
+  {
+    std::ofstream out(dir + "/mail.log");
+    std::string line;
+    for (std::size_t i = 0; i < n; ++i) {
+      line = "<22>Feb 27 07:14:47 postfix/smtpd[" + std::to_string(1000 + i % 30000) +
+             "]: seq=" + std::to_string(i) +
+             " warning: unknown[192.0.2.7]: SASL LOGIN authentication failed\n";
+      out << line;
+    }
+  }
+  InputSpec s;
+  s.type = InputType::kTls;
+  s.host = "127.0.0.1";
+  s.port = 0;
+  s.name = "tls";
+  s.tls.cert_file = ca.path("server", "crt");
+  s.tls.key_file = ca.path("server", "key");
+  s.tls.ca_file = ca.path("ca", "crt");
+  s.tls.allowed_peers = {"mx1.example.net"};
+  boost::asio::io_context io;
+  SlowCountingSink sink(n);
+  SyslogListener listener(io, {s}, &sink);
+  ASSERT_OK(listener.Start());
+  std::thread thread([&] { io.run(); });
+
+  const std::string snippet =
+      ShippedTlsSnippet("gtls", listener.bound_port(0), ca.path("ca", "crt"), ca.path("mx1", "crt"),
+                        ca.path("mx1", "key"));
+  {
+    Rsyslogd rsyslogd(dir, snippet);
+    // Progress, not time, decides: wait while lines keep arriving, fail when they stop short.
+    std::size_t last = 0;
+    while (sink.distinct() < n) {
+      const bool moved = Eventually([&] { return sink.distinct() > last || sink.distinct() >= n; },
+                                    std::chrono::seconds(120));
+      if (!moved) break;
+      last = sink.distinct();
+    }
+    EXPECT_EQ(sink.distinct(), n) << rsyslogd.output();
+  }
+  boost::asio::post(io, [&] {
+    listener.Stop();
+    io.stop();
+  });
+  thread.join();
+  EXPECT_EQ(sink.malformed(), 0u);
+  EXPECT_EQ(sink.wrong_node(), 0u);
+  EXPECT_EQ(sink.duplicates(), 0u);
+  const InputCounters& c = listener.counters(0);
+  EXPECT_EQ(InputCounters::Get(c.dropped), 0u);
+  EXPECT_EQ(InputCounters::Get(c.closed_bad_framing), 0u);
+  if (!::testing::Test::HasFailure()) fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace mxward
