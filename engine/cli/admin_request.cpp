@@ -1,6 +1,12 @@
 #include "engine/cli/admin_request.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -24,9 +30,49 @@ int ExitCodeFor(const Status& status) {
 
 void ExitWith(const Status& status) { throw CliExit(ExitCodeFor(status), status.message()); }
 
-std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config) {
-  auto store = IncidentStore::Open(config.store_path);
+namespace {
+
+// A store root just created: hand it (and SQLite's -wal/-shm beside it) to its directory's owner,
+// who is the user the daemon runs as in the package layout. Nothing when not root or when the
+// directory is root's own.
+void GiveToDirectoryOwner(const std::string& path) {
+  if (::geteuid() != 0) return;
+  const std::string dir = std::filesystem::path(path).parent_path().empty()
+                              ? std::string(".")
+                              : std::filesystem::path(path).parent_path().string();
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || (st.st_uid == 0 && st.st_gid == 0)) return;
+  for (const std::string& f : {path, path + "-wal", path + "-shm"}) {
+    if (::chown(f.c_str(), st.st_uid, st.st_gid) != 0 && errno != ENOENT) {
+      throw CliExit(kExitRuntime,
+                    fmt::format("created {} but cannot give it to uid {} (the owner of {}): {}", f,
+                                st.st_uid, dir, std::strerror(errno)));
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config, StoreUse use) {
+  const std::string& path = config.store_path;
+  std::error_code ec;
+  const bool existed = std::filesystem::exists(path, ec);
+  if (use == StoreUse::kRead) {
+    if (!existed) {
+      throw CliExit(kExitRuntime,
+                    fmt::format("no store at {}: nothing recorded yet (the daemon creates it when "
+                                "it first starts; --db names another)",
+                                path));
+    }
+    StoreOptions read_only;
+    read_only.read_only = true;
+    auto store = IncidentStore::Open(path, read_only);
+    if (!store.ok()) throw CliExit(kExitRuntime, store.status().message());
+    return std::move(*store);
+  }
+  auto store = IncidentStore::Open(path);
   if (!store.ok()) throw CliExit(kExitRuntime, store.status().message());
+  if (!existed) GiveToDirectoryOwner(path);
   return std::move(*store);
 }
 

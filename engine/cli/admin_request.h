@@ -17,7 +17,13 @@ namespace mxward::cli {
 int ExitCodeFor(const Status& status);
 [[noreturn]] void ExitWith(const Status& status);
 
-std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config);
+// How a command uses the store. kRead opens it read-only and never creates it: a command that only
+// shows something must not leave a root-owned store behind that the daemon, running as its own
+// user, then cannot write. kWrite creates a missing store; created by root, the new files are
+// given to the owner of the store's directory (the package's /var/lib/mxward is mxward's).
+enum class StoreUse { kRead, kWrite };
+std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config,
+                                               StoreUse use = StoreUse::kWrite);
 
 struct AdminOutcome {
   nlohmann::json result;              // the "result" object of the control response

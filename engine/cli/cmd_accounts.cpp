@@ -17,7 +17,7 @@ namespace {
 void RunList(const GlobalOptions& globals, bool json) {
   const Config config = LoadEffectiveConfig(globals);
   const UnixMicros now = CliNow();
-  auto store = OpenStoreOrExit(config);
+  auto store = OpenStoreOrExit(config, StoreUse::kRead);
   auto list = store->ActiveSuspensions();
   if (!list.ok()) ExitWith(list.status());
   if (json) {

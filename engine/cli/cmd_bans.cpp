@@ -16,7 +16,7 @@ namespace {
 void RunList(const GlobalOptions& globals, bool json) {
   const Config config = LoadEffectiveConfig(globals);
   const UnixMicros now = CliNow();
-  auto store = OpenStoreOrExit(config);
+  auto store = OpenStoreOrExit(config, StoreUse::kRead);
   auto bans = store->ActiveBans(now);
   if (!bans.ok()) ExitWith(bans.status());
   if (json) {

@@ -120,7 +120,7 @@ void RunList(const GlobalOptions& globals, const ListOptions& o) {
   q.key = o.key;
   q.limit = o.limit;
   if (!o.since.empty()) q.since = now - *ParseDurationSeconds(o.since) * kMicrosPerSecond;
-  auto store = OpenStoreOrExit(config);
+  auto store = OpenStoreOrExit(config, StoreUse::kRead);
   auto list = store->ListIncidents(q);
   if (!list.ok()) ExitWith(list.status());
 
@@ -157,7 +157,7 @@ void RunList(const GlobalOptions& globals, const ListOptions& o) {
 void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
   const Config config = LoadEffectiveConfig(globals);
   const UnixMicros now = CliNow();
-  auto store = OpenStoreOrExit(config);
+  auto store = OpenStoreOrExit(config, StoreUse::kRead);
   auto inc = store->GetIncident(id);
   if (!inc.ok()) ExitWith(inc.status());
   const auto actions = ActionsOrExit(store.get(), id);

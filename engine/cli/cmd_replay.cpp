@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/cli/admin_request.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/engine_assembly.h"
 #include "mxward/action_dispatcher.h"
@@ -37,10 +38,9 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   auto pack = LoadParserPackOrExit(ParserDirs(config), config);
   auto engine = LoadPlaybooksOrExit(config);
 
-  auto store = IncidentStore::Open(config.store_path);
-  if (!store.ok()) throw CliExit(kExitRuntime, store.status().ToString());
-  PrimeEngineFromStore(engine.get(), store->get(), SystemClock::Instance()->Now());
-  IncidentRecorder recorder(std::move(*store), SystemClock::Instance(), nullptr);
+  auto store = OpenStoreOrExit(config, StoreUse::kWrite);
+  PrimeEngineFromStore(engine.get(), store.get(), SystemClock::Instance()->Now());
+  IncidentRecorder recorder(std::move(store), SystemClock::Instance(), nullptr);
 
   const auto started = std::chrono::steady_clock::now();
   PipelineOptions popts;

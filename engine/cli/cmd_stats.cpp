@@ -29,7 +29,7 @@ void RunStats(const GlobalOptions& globals, const StatsOptions& o) {
   const UnixMicros since = now - *ParseDurationSeconds(o.since) * kMicrosPerSecond;
   // Hourly counts are keyed by the hour's start: include the hour `since` falls in.
   const UnixMicros since_hour = since - ((since % kHour) + kHour) % kHour;
-  auto store = OpenStoreOrExit(config);
+  auto store = OpenStoreOrExit(config, StoreUse::kRead);
   auto events = store->EventCountsSince(since_hour);
   if (!events.ok()) ExitWith(events.status());
   auto playbooks = store->IncidentsPerPlaybook(since);

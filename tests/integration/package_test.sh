@@ -107,10 +107,10 @@ ok
 python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' \
   "$root/etc/mxward/mxward.toml" || fail "mxward.toml is not valid TOML"
 ok
-# The shipped config is accepted by mxward itself (core sections; a command that reads it).
+# The shipped config and the shipped playbooks and parsers are accepted by mxward itself.
 "$root/usr/sbin/mxward" --config "$root/etc/mxward/mxward.toml" --db "$tmp/state.db" \
-  incidents list --json >"$tmp/incidents.json" 2>"$tmp/incidents.err" ||
-  { cat "$tmp/incidents.err"; fail "mxward rejects the shipped mxward.toml"; }
+  --rules "$root/etc/mxward/rules.d" check >"$tmp/check.out" 2>"$tmp/check.err" ||
+  { cat "$tmp/check.out" "$tmp/check.err"; fail "mxward check rejects the shipped files"; }
 ok
 # The man page renders without groff warnings.
 zcat "$root/usr/share/man/man8/mxward.8.gz" >"$tmp/mxward.8"

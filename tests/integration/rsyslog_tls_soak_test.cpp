@@ -1,7 +1,8 @@
-// Ten million lines through a real rsyslogd and the shipped TLS snippet (gtls) into a `tls` input
+// Millions of lines through a real rsyslogd and the shipped TLS snippet (gtls) into a `tls` input
 // whose engine is deliberately slow in bursts: every line arrives, none twice, each with the
-// client certificate's identity. Labelled slow and nosan (ctest -L slow): about a minute in a
-// release build. MXWARD_TLS_SOAK_LINES changes the count.
+// client certificate's identity. Labelled slow and nosan. The default is 1,000,000 lines (about
+// 20 s); MXWARD_TLS_SOAK_LINES=10000000 is the ten million (about 10 minutes here, most
+// of it rsyslog's disk-assisted queue; docs/benchmarks.md has what that run found).
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -71,10 +72,10 @@ class SlowCountingSink final : public LineSink {
   std::atomic<std::size_t> distinct_{0}, duplicates_{0}, malformed_{0}, wrong_node_{0};
 };
 
-TEST(RsyslogTlsSoakTest, TenMillionLinesIntoASlowEngineLoseNothing) {
+TEST(RsyslogTlsSoakTest, MillionsOfLinesIntoASlowEngineLoseNothing) {
   ASSERT_NE(FindRsyslogd(), nullptr) << "rsyslogd is not installed (apt-get install rsyslog)";
   ASSERT_TRUE(HaveRsyslogDriver("gtls")) << "apt-get install rsyslog-gnutls";
-  std::size_t n = 10'000'000;
+  std::size_t n = 1'000'000;
   if (const char* e = std::getenv("MXWARD_TLS_SOAK_LINES")) n = std::strtoull(e, nullptr, 10);
   char tmpl[] = "/tmp/mxward-rsyslog-soak-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
