@@ -1,7 +1,10 @@
 // ingest_bench: how many syslog lines per second the listener accepts into the parse stage, from
 // a sender in another process, over loopback. Not a test: it prints figures.
 //
-//   ingest_bench tcp [LINES]            octet-counted TCP, as fast as the sender can write
+//   ingest_bench tcp [LINES] [CONNS]    octet-counted TCP, as fast as the sender can write, over
+//                                       CONNS connections (default 1) sharing LINES
+//   ingest_bench tls [LINES] [CONNS]    the same over TLS (RFC 5425) with client certificates from
+//                                       a private CA made for the run (tests/support/test_ca.h)
 //   ingest_bench udp [RATE] [SECONDS]   UDP paced at RATE datagrams/s (0 = unpaced)
 //
 // The receiving side is a SyslogListener on one io_context thread whose LineSink parses every
@@ -13,19 +16,26 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "mxward/syslog_listener.h"
 #include "mxward/syslog_parser.h"
+#include "support/test_ca.h"
 
 namespace {
 
@@ -39,30 +49,75 @@ std::string Message(long i) {
          "]: SASL LOGIN authentication failed: UGFzc3dvcmQ6 seq=" + std::to_string(i) + "\n";
 }
 
-int SendTcp(std::uint16_t port, long lines) {
+// One connection sending lines [from, to) octet-counted; over TLS when ctx is set (the client
+// certificate is the CA's "client"). 0 on success.
+int SendStream(std::uint16_t port, long from, long to, SSL_CTX* ctx) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 1;
+  SSL* ssl = nullptr;
+  if (ctx != nullptr) {
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1) {
+      ERR_print_errors_fp(stderr);
+      return 4;
+    }
+  }
   std::string batch;
-  for (long i = 0; i < lines; ++i) {
+  for (long i = from; i < to; ++i) {
     const std::string m = Message(i);
     batch += std::to_string(m.size());
     batch += ' ';
     batch += m;
-    if (batch.size() > 256 * 1024 || i + 1 == lines) {
+    if (batch.size() > 256 * 1024 || i + 1 == to) {
       std::string_view rest = batch;
       while (!rest.empty()) {
-        const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+        const long n = ssl != nullptr ? SSL_write(ssl, rest.data(), static_cast<int>(rest.size()))
+                                      : ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
         if (n <= 0) return 2;
         rest.remove_prefix(static_cast<std::size_t>(n));
       }
       batch.clear();
     }
   }
+  if (ssl != nullptr) {
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+  }
   ::close(fd);
+  return 0;
+}
+
+// CONNS connections in parallel threads, sharing LINES. dir: the CA's files for TLS, or empty.
+int SendStreams(std::uint16_t port, long lines, int conns, const std::string& dir) {
+  SSL_CTX* ctx = nullptr;
+  if (!dir.empty()) {
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (SSL_CTX_use_certificate_chain_file(ctx, (dir + "/client.crt").c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, (dir + "/client.key").c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, (dir + "/ca.crt").c_str(), nullptr) != 1) {
+      ERR_print_errors_fp(stderr);
+      return 5;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  }
+  std::vector<std::thread> threads;
+  std::vector<int> results(static_cast<std::size_t>(conns), 0);
+  for (int c = 0; c < conns; ++c) {
+    threads.emplace_back([&, c] {
+      results[static_cast<std::size_t>(c)] =
+          SendStream(port, lines * c / conns, lines * (c + 1) / conns, ctx);
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (ctx != nullptr) SSL_CTX_free(ctx);
+  for (int r : results) {
+    if (r != 0) return r;
+  }
   return 0;
 }
 
@@ -107,6 +162,10 @@ int SendUdp(std::uint16_t port, long rate, long seconds) {
 
 class ParsingCounter final : public mxward::LineSink {
  public:
+  void OnLineFrom(std::string_view line, mxward::UnixMicros received_at, int input,
+                  std::string_view) override {
+    OnLine(line, received_at, input);
+  }
   void OnLine(std::string_view line, mxward::UnixMicros received_at, int) override {
     if (count == 0) first = Clock::now();
     ++count;
@@ -138,15 +197,33 @@ pid_t Spawn(const std::vector<std::string>& args) {
 int main(int argc, char** argv) {
   if (argc >= 4 && std::strcmp(argv[1], "--send") == 0) {
     const std::uint16_t port = static_cast<std::uint16_t>(std::atoi(argv[3]));
-    if (std::strcmp(argv[2], "tcp") == 0) return SendTcp(port, std::atol(argv[4]));
+    if (std::strcmp(argv[2], "tcp") == 0 || std::strcmp(argv[2], "tls") == 0) {
+      return SendStreams(port, std::atol(argv[4]), std::atoi(argv[5]), argc > 6 ? argv[6] : "");
+    }
     return SendUdp(port, std::atol(argv[4]), std::atol(argv[5]));
   }
   const std::string mode = argc > 1 ? argv[1] : "tcp";
   mxward::InputSpec spec;
-  spec.type = mode == "udp" ? mxward::InputType::kUdp : mxward::InputType::kTcp;
+  spec.type = mode == "udp"   ? mxward::InputType::kUdp
+              : mode == "tls" ? mxward::InputType::kTls
+                              : mxward::InputType::kTcp;
   spec.host = "127.0.0.1";
   spec.port = 0;
   spec.name = "bench";
+  std::string ca_dir;
+  std::unique_ptr<mxward::testing::TestCa> ca;
+  if (mode == "tls") {
+    char tmpl[] = "/tmp/mxward-ingest-bench-XXXXXX";
+    ca_dir = mkdtemp(tmpl);
+    ca = std::make_unique<mxward::testing::TestCa>(ca_dir);
+    ca->Issue("server", {"mxward.example.net"});
+    ca->Issue("client", {"mx1.example.net"});
+    spec.tls.cert_file = ca_dir + "/server.crt";
+    spec.tls.key_file = ca_dir + "/server.key";
+    spec.tls.ca_file = ca_dir + "/ca.crt";
+    spec.tls.allowed_peers = {"mx1.example.net"};
+  }
+  const int conns = mode != "udp" && argc > 3 ? std::max(1, std::atoi(argv[3])) : 1;
   boost::asio::io_context io;
   ParsingCounter sink;
   mxward::SyslogListener listener(io, {spec}, &sink);
@@ -165,7 +242,8 @@ int main(int argc, char** argv) {
         {"ingest_bench", "--send", "udp", port, std::to_string(rate), std::to_string(seconds)});
   } else {
     expected = argc > 2 ? std::atol(argv[2]) : 3'000'000;
-    child = Spawn({"ingest_bench", "--send", "tcp", port, std::to_string(expected)});
+    child = Spawn({"ingest_bench", "--send", mode, port, std::to_string(expected),
+                   std::to_string(conns), ca_dir});
   }
   // Stop when everything arrived, or (UDP) once the sender is gone and nothing came for 500 ms.
   boost::asio::steady_timer check(io);
@@ -188,11 +266,12 @@ int main(int argc, char** argv) {
   if (!child_done) waitpid(child, nullptr, 0);
   const auto& c = listener.counters(0);
   const double secs = std::chrono::duration<double>(sink.last - sink.first).count();
+  if (!ca_dir.empty()) std::filesystem::remove_all(ca_dir);
   std::printf(
-      "%s: %ld of %ld lines received and parsed in %.2fs = %.0f lines/s; malformed %ld; "
+      "%s x%d: %ld of %ld lines received and parsed in %.2fs = %.0f lines/s; malformed %ld; "
       "dropped %llu (kernel %llu); bytes %llu\n",
-      mode.c_str(), sink.count, expected, secs, secs > 0 ? sink.count / secs : 0.0, sink.malformed,
-      static_cast<unsigned long long>(c.dropped.load()),
+      mode.c_str(), conns, sink.count, expected, secs, secs > 0 ? sink.count / secs : 0.0,
+      sink.malformed, static_cast<unsigned long long>(c.dropped.load()),
       static_cast<unsigned long long>(c.dropped_kernel.load()),
       static_cast<unsigned long long>(c.bytes.load()));
   return sink.count == expected ? 0 : 3;
