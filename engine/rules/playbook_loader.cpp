@@ -476,7 +476,25 @@ class Compiler {
   Result<Playbook> CompileText(std::string_view text) {
     toml::table doc;
     if (Status st = ParseToml(text, file_, &doc, d_); !st.ok()) return st;
-    return Compile(doc);
+    auto pb = Compile(doc);
+    if (pb.ok()) pb->identity = CountingIdentity(doc);
+    return pb;
+  }
+
+  // What a reload compares to keep a playbook's windows: the parts that define what is counted
+  // and how (key, max_keys, [match], [trigger]), written back out by toml++ so comments, layout
+  // and key order do not matter. A new description, severity, mode, allowlist, cooldown,
+  // escalation or action keeps the state: none of them changes what a window holds.
+  static std::uint64_t CountingIdentity(const toml::table& doc) {
+    toml::table counting;
+    for (const char* part : {"key", "max_keys", "match", "trigger"}) {
+      if (const toml::node* n = doc.get(part)) {
+        n->visit([&](const auto& v) { counting.insert(part, v); });
+      }
+    }
+    std::ostringstream text;
+    text << counting;
+    return std::hash<std::string>{}(text.str());
   }
 
  private:
@@ -490,7 +508,6 @@ Result<Playbook> CompilePlaybookText(std::string_view text, const std::string& p
                                      std::vector<Diagnostic>* diagnostics) {
   const std::size_t before = diagnostics->size();
   auto result = Compiler(path, diagnostics).CompileText(text);
-  if (result.ok()) result->identity = std::hash<std::string_view>{}(text);
   // In file order, as a person reads them.
   SortByPosition(diagnostics, before);
   return result;

@@ -168,7 +168,9 @@ struct Playbook {
   Escalation escalation;
   std::vector<ActionSpec> actions;
   std::size_t max_keys = 250'000;
-  // Hash of the file's text: a reload keeps the window state of playbooks whose text is the same.
+  // Hash of what defines the counting (key, max_keys, [match], [trigger]; playbook_loader.cpp):
+  // a reload keeps the window state of a playbook whose name and identity are unchanged, so
+  // editing its description, actions or comments does not forget an attack in progress.
   std::uint64_t identity = 0;
 };
 

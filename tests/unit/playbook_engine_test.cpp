@@ -570,9 +570,23 @@ TEST(PlaybookEngineNovelTest, BaselinesExportDirtyEntriesAndImportIntoAFreshEngi
   EXPECT_EQ(sink2.incidents.size(), 1u);
 }
 
-TEST(PlaybookEngineTest, ReloadKeepsTheStateOfUnchangedPlaybooksOnly) {
-  const std::string changed = std::string(kSasl) + "\n# edited\n";
-  auto old_engine = EngineFor({{"same", kSasl}, {"edited", kSasl}});
+std::string Replaced(std::string s, const std::string& from, const std::string& to) {
+  const auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+// A reload keeps the windows of a playbook whose counting (key, match, trigger) is unchanged,
+// whatever else was edited: a new description, a comment, another action. A new threshold starts
+// it afresh.
+TEST(PlaybookEngineTest, ReloadKeepsTheStateOfPlaybooksWhoseCountingIsUnchanged) {
+  const std::string reworded =
+      Replaced(Replaced(kSasl, "description = \"SASL brute force\"",
+                        "description = \"SASL password guessing\"\n# reviewed by ops"),
+               "duration = \"1h\"", "duration = \"4h\"");
+  const std::string changed = Replaced(kSasl, "threshold = 20", "threshold = 21");
+  auto old_engine = EngineFor({{"same", kSasl}, {"reworded", kSasl}, {"edited", kSasl}});
   Events ev;
   Collect sink;
   auto fail = [&](PlaybookEngine& e, int i) {
@@ -584,12 +598,15 @@ TEST(PlaybookEngineTest, ReloadKeepsTheStateOfUnchangedPlaybooksOnly) {
   std::vector<Playbook> pbs;
   std::vector<Diagnostic> diags;
   pbs.push_back(*CompilePlaybookText(kSasl, "rules.d/same.toml", &diags));
+  pbs.push_back(*CompilePlaybookText(reworded, "rules.d/reworded.toml", &diags));
   pbs.push_back(*CompilePlaybookText(changed, "rules.d/edited.toml", &diags));
   auto fresh = PlaybookEngine::Create(std::move(pbs), Config::Defaults());
-  EXPECT_EQ(fresh->AdoptState(*old_engine), 1u);
+  EXPECT_EQ(fresh->AdoptState(*old_engine), 2u);
   fail(*fresh, 19);
-  ASSERT_EQ(sink.incidents.size(), 1u);
-  EXPECT_EQ(sink.incidents[0].playbook, "same");
+  ASSERT_EQ(sink.incidents.size(), 2u);
+  EXPECT_EQ(sink.incidents[0].playbook, "reworded");
+  EXPECT_EQ(sink.incidents[0].description, "SASL password guessing");
+  EXPECT_EQ(sink.incidents[1].playbook, "same");
   EXPECT_EQ(sink.incidents[0].evidence.size(), 10u) << "the journal moved along";
 }
 
