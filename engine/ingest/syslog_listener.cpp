@@ -471,6 +471,18 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     }
   }
 
+  // The listener stops: a message this connection had only partly received is lost, and counted
+  // as dropped (not delivered: the peer did not finish it).
+  void Abandon() {
+    if (closed_) return;
+    const Frame f = framer_.Finish();
+    if (f.kind == Frame::kLine || f.kind == Frame::kLost) {
+      InputCounters& c = input_->mutable_counters();
+      c.Add(c.dropped);
+    }
+    Close();
+  }
+
   void Close() {
     if (closed_) return;
     closed_ = true;
@@ -776,7 +788,7 @@ class StreamInput final : public Input {
     for (auto& [ptr, entry] : sessions_) {
       if (auto s = entry.session.lock()) open.push_back(std::move(s));
     }
-    for (auto& s : open) s->Close();
+    for (auto& s : open) s->Abandon();
     sessions_.clear();
     per_peer_.clear();
     paused_ = false;

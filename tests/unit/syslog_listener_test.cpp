@@ -617,6 +617,23 @@ TEST(SyslogListenerTest, AtMaxConnectionsNewConnectionsWaitAndLoseNothing) {
   ::close(second);
 }
 
+// A message half-received when the listener stops is counted as dropped, not silently forgotten.
+TEST(SyslogListenerTest, StopCountsAPartlyReceivedMessageAsDropped) {
+  Harness h({Net(InputType::kTcp)});
+  ASSERT_OK(h.Start());
+  const int fd = Connect(AF_INET, h.listener().bound_port(0));
+  ASSERT_GE(fd, 0);
+  // One small send is one loopback segment, read at once: when "whole" is delivered, "half" is in
+  // the connection's buffer.
+  ASSERT_TRUE(SendAll(fd, "<13>whole\n<13>half"));
+  ASSERT_TRUE(h.sink().WaitForCount(1));
+  const InputCounters& c = h.listener().counters(0);
+  h.Shutdown();
+  EXPECT_EQ(InputCounters::Get(c.dropped), 1u);
+  EXPECT_EQ(h.sink().lines().size(), 1u);
+  ::close(fd);
+}
+
 // A slowloris: bytes that never complete a message keep no slot past idle_timeout. The partial
 // line is delivered at the close, as when the peer closes.
 TEST(SyslogListenerTest, IdleConnectionIsClosedAfterIdleTimeoutAndCounted) {
