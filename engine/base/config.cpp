@@ -49,8 +49,9 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   }
   if (const toml::table* rules = top.Table("rules")) {
     SettingsReader r(*rules, "[rules]", path, diags);
-    r.CheckKnownKeys({"dirs", "trusted_proxies"});
+    r.CheckKnownKeys({"dirs", "trusted_proxies", "local_domains"});
     r.Strings("dirs", &c.rule_dirs);
+    r.Strings("local_domains", &c.local_domains);
     std::vector<IpPrefix> proxies;
     if (r.AddressPrefixes("trusted_proxies", &proxies)) c.trusted_proxies = std::move(proxies);
   }

@@ -27,6 +27,9 @@ struct Config {
   // [rules] trusted_proxies: reverse proxies whose X-Forwarded-For / X-Real-IP name the client
   // in webmail lines (ParserPackOptions). Default loopback, set by Defaults().
   std::vector<IpPrefix> trusted_proxies;
+  // [rules] local_domains: the mail domains this platform hosts (and their subdomains), for the
+  // `{ local = true }` condition of the sender-authentication playbooks. Empty: they match nothing.
+  std::vector<std::string> local_domains;
   std::vector<IpPrefix> allow_addresses;  // global allowlist: never acted on
   std::vector<std::string> allow_users;
   std::vector<std::string> allow_domains;
