@@ -409,7 +409,7 @@ No incident:
         q = f"7A{n[0]:06X}"
         log.add(t, "postfix/smtpd[900]", f"connect from unknown[{ip}]")
         domain = sender.split("@")[1] if "@" in sender else ""
-        log.add(t, "policyd-spf[901]", f"prepend Received-SPF: {spf} (mailfrom) identity=mailfrom; client-ip={ip}; helo=h{n[0]}.example; envelope-from={sender}; receiver={rcpt.split('@')[1]} ")
+        log.add(t, "policyd-spf[901]", f": prepend Received-SPF: {spf} (mailfrom) identity=mailfrom; client-ip={ip}; helo=h{n[0]}.example; envelope-from={sender}; receiver={rcpt.split('@')[1]} ")
         log.add(t + sec(1), "postfix/smtpd[900]", f"{q}: client=unknown[{ip}]")
         log.add(t + sec(2), "postfix/cleanup[902]", f"{q}: message-id=<m{n[0]}@{domain or 'x'}>")
         log.add(t + sec(2), "opendmarc[903]", f"{q}: {dmarc_from} {dmarc}")
