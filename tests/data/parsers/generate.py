@@ -279,7 +279,7 @@ add(D, "opendmarc", "4Xz1Ab2CdEz: example.org fail", "dmarc_check", {"queue_id":
 add(D, "opendmarc", "ABCDEF0030: news.example.net pass", "dmarc_check", {"header_from_domain":"news.example.net","dmarc_result":"pass"})
 add(D, "opendmarc", "ABCDEF0031: nodmarc.example none", "dmarc_check", {"dmarc_result":"none"})
 add(D, "opendmarc", "ABCDEF0032: slow.example temperror", "dmarc_check", {"dmarc_result":"temperror"})
-add(D, "opendmarc", "ABCDEF0033: SPF(mailfrom): example.org fail", "spf_check", {"queue_id":"ABCDEF0033","spf_identity":"mailfrom","spf_domain":"example.org","spf_result":"fail"}, pattern="spf_result", row="opendmarc.c mlfi_eom() \"%s: SPF(%s): %s %s\" (WITH_SPF), 1.4")
+add(D, "opendmarc", "ABCDEF0033: SPF(mailfrom): example.org fail", "spf_check", {"queue_id":"ABCDEF0033","spf_identity":"mailfrom","spf_domain":"example.org","spf_result":"fail"}, pattern="spf_result", row="opendmarc.c mlfi_eom() \"%s: SPF(%s): %s %s\" (WITH_SPF), 1.3-1.4")
 add(D, "opendmarc", "ABCDEF0034: SPF(helo): mx.example.net tempfail", "spf_check", {"spf_identity":"helo","spf_domain":"mx.example.net","spf_result":"temperror"}, pattern="spf_tempfail")
 add(D, "opendmarc", "ABCDEF0035: ignoring mail from mail.example.org", None, pattern="ignoring_mail")
 add(D, "opendmarc", "ABCDEF0036: RFC5322 requirement error: multiple From fields", None, pattern="rfc5322_error")
