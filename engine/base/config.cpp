@@ -49,9 +49,11 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   }
   if (const toml::table* rules = top.Table("rules")) {
     SettingsReader r(*rules, "[rules]", path, diags);
-    r.CheckKnownKeys({"dirs", "trusted_proxies", "local_domains"});
+    r.CheckKnownKeys(
+        {"dirs", "trusted_proxies", "local_domains", "local_domains_from_postfixadmin"});
     r.Strings("dirs", &c.rule_dirs);
     r.Strings("local_domains", &c.local_domains);
+    r.Bool("local_domains_from_postfixadmin", &c.local_domains_from_postfixadmin);
     std::vector<IpPrefix> proxies;
     if (r.AddressPrefixes("trusted_proxies", &proxies)) c.trusted_proxies = std::move(proxies);
   }
