@@ -5,7 +5,7 @@
 #   packaging/install-deps.sh test   the above plus what the test suite starts for real
 #                                    (nft, rsyslogd with its TLS drivers, MariaDB, PostgreSQL,
 #                                    fail2ban, clang fuzzers, systemd-journal-remote,
-#                                    Postfix, Dovecot and Roundcube)
+#                                    Postfix, Dovecot and Roundcube, policyd-spf and dnsmasq)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing.
 set -euo pipefail
@@ -29,6 +29,7 @@ test_pkgs=(
   lintian time
   postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
+  postfix-policyd-spf-python dnsmasq-base  # policyd_spf_real_test: policyd-spf, the test's DNS
 )
 
 case "$profile" in

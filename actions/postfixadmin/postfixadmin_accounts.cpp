@@ -63,6 +63,24 @@ SqlValue SqlFromJson(const nlohmann::json& j) {
 
 }  // namespace
 
+// --- domains -------------------------------------------------------------------------------------
+
+Result<std::vector<std::string>> ReadPostfixAdminDomains(SqlConnection* connection,
+                                                         const PostfixAdminOptions& options) {
+  // table_prefix is checked to be an identifier when read; bool_true is the dialect's constant.
+  auto rows = connection->Query(
+      fmt::format(
+          "SELECT domain FROM {}domain WHERE active = {} AND domain <> 'ALL' ORDER BY domain",
+          options.table_prefix, connection->dialect().bool_true),
+      {});
+  if (!rows.ok()) return rows.status().Annotate("reading PostfixAdmin's domain table");
+  std::vector<std::string> out;
+  for (const SqlRow& row : *rows) {
+    if (!row.empty() && row[0] && !row[0]->empty()) out.push_back(*row[0]);
+  }
+  return out;
+}
+
 // --- options -------------------------------------------------------------------------------------
 
 Result<PostfixAdminOptions> PostfixAdminOptions::FromConfig(const Config& config,

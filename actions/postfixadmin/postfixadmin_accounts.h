@@ -107,6 +107,11 @@ class PostfixAdminAccounts final : public ActionExecutor {
   std::vector<std::string> dry_run_log_;
 };
 
+// The mail domains PostfixAdmin hosts: the active rows of its `domain` table (with the table
+// prefix), without the 'ALL' row PostfixAdmin keeps for superadmins. For [rules] local_domains.
+Result<std::vector<std::string>> ReadPostfixAdminDomains(SqlConnection* connection,
+                                                         const PostfixAdminOptions& options);
+
 // The executor for [postfixadmin], or a null pointer when the section is absent or
 // `enabled = false`. Falls back to dry-run (and says so in `notes`) when the section or the global
 // config says dry_run.

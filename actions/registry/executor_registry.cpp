@@ -205,4 +205,18 @@ bool CheckPlaybookActions(const Config& config, std::span<const PlaybookActionUs
   return diagnostics->size() == before;
 }
 
+Result<std::vector<std::string>> LocalDomainsFromBackends(const Config& config) {
+  if (!config.local_domains_from_postfixadmin) return std::vector<std::string>{};
+  if (!config.document.contains("postfixadmin")) {
+    return Status::InvalidArgument(
+        "local_domains_from_postfixadmin needs a [postfixadmin] section");
+  }
+  std::vector<Diagnostic> diags;
+  auto options = PostfixAdminOptions::FromConfig(config, &diags);
+  if (!options.ok()) return options.status();
+  auto connection = SqlConnection::Open(options->database);
+  if (!connection.ok()) return connection.status();
+  return ReadPostfixAdminDomains(connection->get(), *options);
+}
+
 }  // namespace mxward

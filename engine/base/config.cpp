@@ -49,10 +49,13 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   }
   if (const toml::table* rules = top.Table("rules")) {
     SettingsReader r(*rules, "[rules]", path, diags);
-    r.CheckKnownKeys({"dirs", "trusted_proxies", "evidence"});
+    r.CheckKnownKeys({"dirs", "trusted_proxies", "evidence", "local_domains",
+                      "local_domains_from_postfixadmin"});
     r.Strings("dirs", &c.rule_dirs);
     std::string evidence = c.evidence_raw ? "raw" : "message";
     if (r.Choice("evidence", {"message", "raw"}, &evidence)) c.evidence_raw = evidence == "raw";
+    r.Strings("local_domains", &c.local_domains);
+    r.Bool("local_domains_from_postfixadmin", &c.local_domains_from_postfixadmin);
     std::vector<IpPrefix> proxies;
     if (r.AddressPrefixes("trusted_proxies", &proxies)) c.trusted_proxies = std::move(proxies);
   }

@@ -185,7 +185,7 @@ class Daemon {
       Config fresh = LoadEffectiveConfig(globals_);
       if (opts_.dry_run) fresh.dry_run = true;
       std::vector<Diagnostic> diags;
-      auto engine = LoadCheckedPlaybooks(fresh, &diags);
+      auto engine = LoadCheckedPlaybooks(WithBackendDomains(fresh), &diags);
       if (!engine.ok()) {
         for (const auto& d : diags) spdlog::error("{}", d.ToString());
         spdlog::error("reload refused, the running playbooks stay: {}", engine.status().message());

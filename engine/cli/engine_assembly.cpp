@@ -71,6 +71,21 @@ Result<std::unique_ptr<PlaybookEngine>> LoadCheckedPlaybooks(const Config& confi
   return engine;
 }
 
+Config WithBackendDomains(const Config& config) {
+  auto extra = LocalDomainsFromBackends(config);
+  if (!extra.ok()) {
+    spdlog::warn("[rules] local_domains_from_postfixadmin: {}; using [rules] local_domains alone",
+                 extra.status().ToString());
+    return config;
+  }
+  if (extra->empty()) return config;
+  Config out = config;
+  out.local_domains.insert(out.local_domains.end(), extra->begin(), extra->end());
+  spdlog::info("local domains: {} from PostfixAdmin, {} from [rules] local_domains", extra->size(),
+               config.local_domains.size());
+  return out;
+}
+
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config) {
   for (const auto& d : config.rule_dirs) {
     std::error_code ec;
@@ -79,7 +94,7 @@ std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config) {
     }
   }
   std::vector<Diagnostic> diags;
-  auto engine = LoadCheckedPlaybooks(config, &diags);
+  auto engine = LoadCheckedPlaybooks(WithBackendDomains(config), &diags);
   if (!engine.ok()) ExitWithDiagnostics(diags, engine.status());
   return std::move(*engine);
 }

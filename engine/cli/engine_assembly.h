@@ -23,7 +23,12 @@ std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::st
 // check, serve, replay and a reload all load.
 Result<std::unique_ptr<PlaybookEngine>> LoadCheckedPlaybooks(const Config& config,
                                                              std::vector<Diagnostic>* diagnostics);
+// Loads the playbooks of serve and replay: config with WithBackendDomains applied.
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
+// config plus PostfixAdmin's domains in local_domains when [rules] local_domains_from_postfixadmin
+// asks for them (LocalDomainsFromBackends); when they cannot be read, config as it is and a
+// warning. Not used by `mxward check`, which opens no connection.
+Config WithBackendDomains(const Config& config);
 
 }  // namespace mxward::cli
 

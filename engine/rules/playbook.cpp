@@ -110,6 +110,16 @@ bool Condition::Matches(const Event& e) const {
     }
     case ConditionOp::kExists:
       return e.has(field) == exists;
+    case ConditionOp::kLocalDomain:
+    case ConditionOp::kNotLocalDomain: {
+      bool local = false;
+      if (e.has(field)) {
+        const std::size_t at = v.rfind('@');
+        const std::string_view domain = at == std::string_view::npos ? v : v.substr(at + 1);
+        for (const auto& d : values) local = local || (!domain.empty() && DomainMatches(domain, d));
+      }
+      return op == ConditionOp::kLocalDomain ? local : !local;
+    }
   }
   return false;
 }

@@ -260,6 +260,17 @@ class Engine final : public PlaybookEngine {
     global_cidrs_ = config.allow_addresses;
     for (const auto& u : config.allow_users) global_allow_.users.push_back(Lower(u));
     for (const auto& d : config.allow_domains) global_allow_.domains.push_back(Lower(d));
+    std::vector<std::string> local_domains;
+    for (const auto& d : config.local_domains) local_domains.push_back(Lower(d));
+    for (auto& pb : playbooks) {
+      for (auto* conditions : {&pb.match.conditions, &pb.trigger.reset.conditions}) {
+        for (Condition& c : *conditions) {
+          if (c.op == ConditionOp::kLocalDomain || c.op == ConditionOp::kNotLocalDomain) {
+            c.values = local_domains;
+          }
+        }
+      }
+    }
     std::sort(playbooks.begin(), playbooks.end(),
               [](const Playbook& a, const Playbook& b) { return a.name < b.name; });
     for (auto& pb : playbooks) {

@@ -83,7 +83,7 @@ class Compiler {
                     std::vector<Condition>* out) {
     SettingsReader r = Reader(ops, fmt::format("the condition on '{}'", name));
     r.CheckKnownKeys({"equals", "not", "in", "not_in", "regex", "not_regex", "cidr", "not_cidr",
-                      "lt", "lte", "gt", "gte", "exists"});
+                      "lt", "lte", "gt", "gte", "exists", "local"});
     for (const auto& [k, v] : ops) {
       const std::string op(k.str());
       Condition c;
@@ -127,6 +127,10 @@ class Compiler {
       } else if (op == "exists") {
         c.op = ConditionOp::kExists;
         if (!r.Bool(op, &c.exists)) continue;
+      } else if (op == "local") {
+        bool local = true;
+        if (!r.Bool(op, &local)) continue;
+        c.op = local ? ConditionOp::kLocalDomain : ConditionOp::kNotLocalDomain;
       } else {
         continue;  // reported by CheckKnownKeys
       }

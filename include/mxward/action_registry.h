@@ -25,6 +25,12 @@ Result<std::vector<std::unique_ptr<ActionExecutor>>> BuildExecutors(
     const Config& config, const std::string& store_path, std::vector<Diagnostic>* diagnostics,
     std::vector<std::string>* notes);
 
+// [rules] local_domains_from_postfixadmin: PostfixAdmin's active domains, read once through the
+// [postfixadmin] connection settings (an empty list when the setting is off). An error when the
+// setting is on and [postfixadmin] is absent or its database cannot be read; the caller then keeps
+// [rules] local_domains alone and says so.
+Result<std::vector<std::string>> LocalDomainsFromBackends(const Config& config);
+
 // Validates every action section of mxward.toml ([nftables], [postfixadmin], [webhook.NAME],
 // [mail], [exec.NAME]) with the readers BuildExecutors uses, without opening a connection or
 // touching the kernel: problems go to `diagnostics` as file:line:col. False if any was found.

@@ -30,6 +30,12 @@ struct Config {
   // [rules] evidence = "raw": incidents keep each evidence line as received (an RFC 5424 frame,
   // ...) instead of "host program[pid]: message" (the default, "message").
   bool evidence_raw = false;
+  // [rules] local_domains: the mail domains this platform hosts (and their subdomains), for the
+  // `{ local = true }` condition of the sender-authentication playbooks. Empty: they match nothing.
+  std::vector<std::string> local_domains;
+  // [rules] local_domains_from_postfixadmin: add PostfixAdmin's active domains (its `domain`
+  // table, read through [postfixadmin]) to local_domains when the playbooks are loaded.
+  bool local_domains_from_postfixadmin = false;
   std::vector<IpPrefix> allow_addresses;  // global allowlist: never acted on
   std::vector<std::string> allow_users;
   std::vector<std::string> allow_domains;

@@ -26,12 +26,19 @@ enum class EventType : std::uint8_t {
   kMessageSubmitted,  // sasl user + queue id (smtpd's client=..., sasl_username=... line)
   kMessageQueued,     // qmgr's from=<>, size=, nrcpt=
   kDelivery,          // smtp/lmtp/local to=<>, relay=, status=sent|deferred|bounced
-  kDkimVerify,        // pass/fail per signing domain
+  kDkimVerify,        // one signature's verdict: dkim_result for dkim_domain
   kSpamVerdict,
   kVirusFound,
   kRateLimited,
+  // Sender authentication (docs/parsers.md, "Sender authentication"). An SPF check of one identity
+  // (spf_identity mailfrom or helo) of spf_domain for client_ip: spf_result is pass, fail,
+  // softfail, neutral, none, temperror or permerror.
+  kSpfCheck,
+  // A DMARC evaluation of the RFC5322.From domain (header_from_domain): dmarc_result pass, fail,
+  // none or temperror; dmarc_policy and dmarc_disposition when the program logs them.
+  kDmarcCheck,
 };
-inline constexpr int kEventTypeCount = static_cast<int>(EventType::kRateLimited) + 1;
+inline constexpr int kEventTypeCount = static_cast<int>(EventType::kDmarcCheck) + 1;
 
 enum class Field : std::uint8_t {
   kClientIp,  // text as written; the parsed form is Event::client_ip
@@ -60,8 +67,21 @@ enum class Field : std::uint8_t {
   // when the connecting address is one of the trusted_proxies (ParserPackOptions).
   kForwardedFor,  // X-Forwarded-For list as logged: "198.51.100.7, 192.0.2.10"
   kRealIp,        // X-Real-IP as logged
+  // Sender authentication. Results are the RFC 8601 words (pass, fail, softfail, neutral, none,
+  // temperror, permerror), in the case the program wrote them: playbooks compare them
+  // case-insensitively (policyd-spf writes "Softfail").
+  kSpfResult,
+  kSpfIdentity,       // mailfrom or helo: which identity spf_domain is
+  kSpfDomain,         // the domain checked: the envelope sender's, or the HELO name
+  kHeaderFromDomain,  // the RFC5322.From domain DMARC evaluated (the sender's own text)
+  kDmarcResult,
+  kDmarcPolicy,       // the domain's published policy: none, quarantine, reject
+  kDmarcDisposition,  // what the receiver applied: none, quarantine, reject
+  // Whom an SPF check was for, as the checker logged it: policyd-spf's receiver= is the
+  // recipient's domain (the whole address with Per_User, "<UNKNOWN>" with Hide_Receiver).
+  kReceiver,
 };
-inline constexpr int kFieldCount = static_cast<int>(Field::kRealIp) + 1;
+inline constexpr int kFieldCount = static_cast<int>(Field::kReceiver) + 1;
 
 // "auth_failure" etc.; ParseEventType accepts exactly these names.
 std::string_view EventTypeName(EventType t);

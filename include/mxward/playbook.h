@@ -40,6 +40,12 @@ enum class ConditionOp : std::uint8_t {
   kGreater,
   kGreaterEqual,
   kExists,  // the field is present (true) or absent (false)
+  // The field's domain (the part after '@' of an address, else the whole value) is one of the
+  // platform's own domains ([rules] local_domains in mxward.toml) or a subdomain of one. The
+  // engine fills `values` from the config when it takes the playbook; until then, and with no
+  // local domains configured, kLocalDomain matches nothing. Absent field: not local.
+  kLocalDomain,
+  kNotLocalDomain,
 };
 
 struct Condition {

@@ -126,16 +126,37 @@ const std::vector<Template>& Templates() {
        "user: {X}, from: <{X}>, (default: T (soft reject): [3.20/15.00] "
        "[RATELIMITED(0.00){user_hourly({X});}]), len: 2345, time: 12ms, dt: 1ms, dns req: 1, "
        "digest: <ab>, rcpts: <bob@example.net>"},
-      {"opendkim_domain_correlated",
+      {"opendkim_logresults_correlated",
        "opendkim",
-       "ABCDEF0099: bad signature data",
+       "ABCDEF0099: signature={X} domain={X} selector={X} result=\"{X}\"",
        {{"postfix/smtpd", "ABCDEF0099: client=unknown[203.0.113.77]"},
         {"opendkim", "ABCDEF0099: mail.example.com [203.0.113.77] not internal"},
         {"opendkim", "ABCDEF0099: s=sel1 d={X}"}}},
-      {"opendkim_key_retrieval",
+      {"opendkim_logresults_pass",
        "opendkim",
-       "ABCDEF0098: key retrieval failed (s=sel2, d={X}): '{X}' record not found",
+       "ABCDEF0098: signature={X} domain={X} selector=s result=\"no signature error\"",
        {{"postfix/smtpd", "ABCDEF0098: client=unknown[203.0.113.77]"}}},
+      {"policyd_spf_fields", "policyd-spf",
+       ": prepend Received-SPF: Fail ({X}) identity=mailfrom; client-ip=203.0.113.77; "
+       "helo={X}; envelope-from={X}; receiver={X} "},
+      {"policyd_spf_helo", "policyd-spf",
+       "prepend Received-SPF: None ({X}) identity=helo; client-ip=203.0.113.77; helo={X}; "
+       "envelope-from=<>; receiver={X}"},
+      {"policyd_spf_reject", "policyd-spf",
+       "550 5.7.23 Message rejected due to: {X}. Please see "
+       "http://www.openspf.net/Why?s=mfrom;id={X};ip=203.0.113.77;r={X}"},
+      {"opendmarc_from_domain",
+       "opendmarc",
+       "ABCDEF0096: {X} fail",
+       {{"postfix/smtpd", "ABCDEF0096: client=unknown[203.0.113.77]"}}},
+      {"rspamd_dmarc", "rspamd",
+       "<a1b2d1>; task; rspamd_task_write_log: id: <{X}>, qid: <ABCDEF0040>, ip: 203.0.113.77, "
+       "from: <{X}>, (default: T (reject): [9.50/15.00] [DMARC_POLICY_REJECT(2.00){{X} : "
+       "{X};reject;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <{X}>"},
+      {"rspamd_spf_sender", "rspamd",
+       "<a1b2d4>; task; rspamd_task_write_log: id: <{X}>, qid: <ABCDEF0043>, ip: 203.0.113.77, "
+       "from: <{X}>, (default: F (no action): [1.00/15.00] [R_SPF_FAIL(1.00){{X};}]), len: 100, "
+       "time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <{X}>"},
       {"amavis_correlated_loopback",
        "amavis",
        "(123-01) Passed CLEAN {RelayedInbound}, [127.0.0.1]:41234 <{X}> -> <b@example.org>, "

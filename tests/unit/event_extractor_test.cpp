@@ -297,14 +297,20 @@ TEST_F(EventExtractorTest, AReusedQueueIdStartsAFreshMessage) {
   EXPECT_EQ(extractor_->stats().queue_ids, 1u);
 }
 
-TEST_F(EventExtractorTest, DkimResultGetsTheDomainFromOpendkimsSignatureLine) {
+// OpenDKIM's verdict with its domain is LogResults' per-signature line; the message's own
+// verdict lines name no domain on a pass and are recognised without an event (issue 22).
+TEST_F(EventExtractorTest, DkimResultIsOpendkimsPerSignatureLineWithTheClient) {
   ASSERT_TRUE(Feed("postfix/smtpd", "ABCDEF0009: client=mail.example.com[198.51.100.80]"));
-  EXPECT_FALSE(Feed("opendkim", "ABCDEF0009: s=sel1 d=example.com SSL"));
-  ASSERT_TRUE(Feed("opendkim", "ABCDEF0009: bad signature data"));
+  EXPECT_FALSE(Feed("opendkim", "ABCDEF0009: s=sel1 d=example.com SSL error:0409:bad signature"));
+  ASSERT_TRUE(Feed("opendkim",
+                   "ABCDEF0009: signature=Ab1 domain=example.com selector=sel1 "
+                   "result=\"signature verification failed\""));
   EXPECT_EQ(event_.type, EventType::kDkimVerify);
   EXPECT_EQ(event_.get(Field::kDkimResult), "fail");
   EXPECT_EQ(event_.get(Field::kDkimDomain), "example.com");
   EXPECT_EQ(event_.client_ip.ToString(), "198.51.100.80");
+  EXPECT_FALSE(Feed("opendkim", "ABCDEF0009: bad signature data"));
+  EXPECT_FALSE(Feed("opendkim", "ABCDEF0010: DKIM verification successful"));
   ASSERT_TRUE(Feed("amavis",
                    "(123-01) Passed CLEAN {RelayedInbound}, [127.0.0.1]:41234 <a@example.com> "
                    "-> <b@example.org>, Queue-ID: ABCDEF0009, Message-ID: <x@y>, mail_id: q, "

@@ -343,6 +343,64 @@ dkim_result = "pass"
   EXPECT_EQ(sink.incidents[0].evidence.size(), 3u);
 }
 
+// { local = true }: the field's domain (after '@' in an address) is one of [rules]
+// local_domains or a subdomain of one; { local = false } the opposite.
+TEST(PlaybookEngineTest, LocalDomainConditionUsesTheConfiguredDomains) {
+  constexpr char kToml[] = R"(
+key = "client_ip"
+[match]
+events = ["spf_check"]
+sender = { local = true }
+spf_result = "fail"
+[trigger]
+type = "count"
+threshold = 1
+window = "1h"
+)";
+  constexpr char kForeign[] = R"(
+key = "sender"
+[match]
+events = ["spf_check"]
+sender = { local = false }
+[trigger]
+type = "count"
+threshold = 1
+window = "1h"
+)";
+  Config config = Config::Defaults();
+  config.local_domains = {"Example.ORG"};
+  auto engine = EngineFor({{"ours", kToml}, {"foreign", kForeign}}, config);
+  Events ev;
+  Collect sink;
+  int i = 0;
+  auto spf = [&](std::string ip, std::string sender) {
+    engine->OnEvent(ev.Make(EventType::kSpfCheck, kT0 + (i++) * kSec, ip,
+                            {{Field::kSender, sender}, {Field::kSpfResult, "Fail"}}),
+                    &sink);
+  };
+  spf("192.0.2.1", "ceo@example.org");
+  spf("192.0.2.2", "x@lists.example.org");
+  spf("192.0.2.3", "x@notexample.org");
+  spf("192.0.2.4", "x@example.org.evil.example");
+  spf("192.0.2.5", "example.org");  // a bare domain (a HELO name) is its own domain
+  std::vector<std::pair<std::string, std::string>> got;
+  for (const auto& inc : sink.incidents) got.emplace_back(inc.playbook, inc.key);
+  EXPECT_EQ(got, (std::vector<std::pair<std::string, std::string>>{
+                     {"ours", "192.0.2.1"},
+                     {"ours", "192.0.2.2"},
+                     {"foreign", "x@notexample.org"},
+                     {"foreign", "x@example.org.evil.example"},
+                     {"ours", "192.0.2.5"}}));
+
+  // No local domains configured: `local = true` matches nothing, `local = false` everything.
+  auto inert = EngineFor({{"ours", kToml}}, Config::Defaults());
+  Collect none;
+  inert->OnEvent(ev.Make(EventType::kSpfCheck, kT0, "192.0.2.1",
+                         {{Field::kSender, "ceo@example.org"}, {Field::kSpfResult, "fail"}}),
+                 &none);
+  EXPECT_TRUE(none.incidents.empty());
+}
+
 TEST(PlaybookEngineTest, EscalationLengthensRepeatBansUpToTheMaximum) {
   auto engine = EngineFor({{"esc", R"(
 cooldown = "10m"

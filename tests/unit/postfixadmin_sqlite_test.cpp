@@ -8,6 +8,7 @@
 
 #include "actions/postfixadmin/postfixadmin_accounts.h"
 #include "mxward/action_dispatcher.h"
+#include "mxward/action_registry.h"
 #include "support/postfixadmin_scenarios.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
@@ -281,6 +282,48 @@ TEST_F(PostfixAdminSqliteTest, TimedSuspensionsAreRevertedOnceWhenTheirTimeIsUp)
   EXPECT_EQ(reverts, 3);
   // Three changes and three restores in PostfixAdmin's log.
   EXPECT_EQ(testing::ReadLog(db.get()).size(), 6u);
+}
+
+// [rules] local_domains_from_postfixadmin: the active domains of PostfixAdmin's domain table,
+// never its 'ALL' row or an inactive domain; nothing when the setting is off.
+TEST_F(PostfixAdminSqliteTest, LocalDomainsAreTheActiveDomains) {
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(options_.database.path.c_str(), &raw), SQLITE_OK);
+  for (const char* sql : {"INSERT INTO domain (domain, description, transport, active) VALUES "
+                          "('example.org', '', 'virtual', 1)",
+                          "INSERT INTO domain (domain, description, transport, active) VALUES "
+                          "('example.net', '', 'virtual', 1)",
+                          "INSERT INTO domain (domain, description, transport, active) VALUES "
+                          "('old.example', '', 'virtual', 0)",
+                          "INSERT INTO domain (domain, description, transport, active) VALUES "
+                          "('ALL', '', 'virtual', 1)"}) {
+    char* error = nullptr;
+    ASSERT_EQ(sqlite3_exec(raw, sql, nullptr, nullptr, &error), SQLITE_OK) << error;
+  }
+  sqlite3_close(raw);
+
+  auto conn = SqlConnection::Open(options_.database);
+  ASSERT_OK(conn);
+  auto domains = ReadPostfixAdminDomains(conn->get(), options_);
+  ASSERT_OK(domains);
+  EXPECT_EQ(*domains, (std::vector<std::string>{"example.net", "example.org"}));
+
+  const std::string section =
+      "[postfixadmin]\nbackend = \"sqlite\"\npath = \"" + options_.database.path + "\"\n";
+  Config on = ConfigFrom(section);
+  on.local_domains_from_postfixadmin = true;
+  auto from_registry = LocalDomainsFromBackends(on);
+  ASSERT_OK(from_registry);
+  EXPECT_EQ(*from_registry, (std::vector<std::string>{"example.net", "example.org"}));
+
+  Config off = ConfigFrom(section);
+  auto none = LocalDomainsFromBackends(off);
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+
+  Config missing = ConfigFrom("");
+  missing.local_domains_from_postfixadmin = true;
+  EXPECT_FALSE(LocalDomainsFromBackends(missing).ok());
 }
 
 }  // namespace

@@ -254,15 +254,61 @@ rc("<3f9a0c1b> FAILED login for alice@example.org from 203.0.113.86", "auth_fail
 rc("Successful login for alice@example.org (ID: 7) from 127.0.0.1 (X-Forwarded-For: 203.0.113.87) in session 3f9a0c1b2d4e5f60", "auth_success", {"client_ip":"203.0.113.87","user":"alice@example.org"}, "successful_login", "program/include/rcmail.php rcmail::log_login() \"Successful login for %s (ID: %d) from %s in session %s\", 1.5-1.6")
 
 # ---------------- opendkim
+# From opendkim/opendkim.c (2.11): mlfi_eom's LogResults line ("%s: signature=%s domain=%s
+# selector=%s result=\"%s\"", joined by "; "), dkimf_libstatus, dkimf_log_ssl_errors;
+# result texts from libopendkim/dkim-tables.c (sigerrors).
 O='opendkim'
-add(O, "opendkim", "4Xz1Ab2CdEz: DKIM verification successful", "dkim_verify", {"queue_id":"4Xz1Ab2CdEz","dkim_result":"pass"})
-add(O, "opendkim", "ABCDEF0009: bad signature data", "dkim_verify", {"queue_id":"ABCDEF0009","dkim_result":"fail"})
-add(O, "opendkim", "ABCDEF0009: s=sel1 d=example.com SSL", None, pattern="signature_info_fast")
+add(O, "opendkim", "4Xz1Ab2CdEz: signature=aB3dE5 domain=example.com selector=sel1 result=\"no signature error\"", "dkim_verify", {"queue_id":"4Xz1Ab2CdEz","dkim_result":"pass","dkim_domain":"example.com"}, pattern="result_pass", row="opendkim.c mlfi_eom() LogResults, 2.10-2.11")
+add(O, "opendkim", "ABCDEF0009: signature=Zz9+x/ domain=example.com selector=sel1 result=\"signature verification failed\"", "dkim_verify", {"dkim_result":"fail","dkim_domain":"example.com","reason":"signature verification failed"}, pattern="result_fail")
+add(O, "opendkim", "ABCDEF0012: signature=Qq1 domain=broken.example selector=sel2 result=\"key DNS query failed\"", "dkim_verify", {"dkim_result":"temperror","dkim_domain":"broken.example"}, pattern="result_temperror")
+add(O, "opendkim", "ABCDEF0013: signature=Rr2 domain=gone.example selector=old result=\"key not found in DNS\"; signature=Ss3 domain=esp.example selector=s1 result=\"no signature error\"", "dkim_verify", {"dkim_result":"fail","dkim_domain":"gone.example","reason":"key not found in DNS"}, pattern="result_fail", note="several signatures: the first one is the event")
+add(O, "opendkim", "4Xz1Ab2CdEz: DKIM verification successful", None, pattern="verify_ok", note="the message's verdict names no domain: not an event")
+add(O, "opendkim", "ABCDEF0009: bad signature data", None, pattern="bad_signature", note="the message's verdict names no domain: not an event")
+add(O, "opendkim", "ABCDEF0009: s=sel1 d=example.com SSL error:04091068:rsa routines:int_rsa_verify:bad signature", None, pattern="signature_info_fast")
 add(O, "opendkim", "ABCDEF0009: s=sel1 d=example.com", None, pattern="signature_info")
-add(O, "opendkim", "ABCDEF0010: key retrieval failed (s=sel2, d=broken.example): 'sel2._domainkey.broken.example' record not found", "dkim_verify", {"dkim_result":"temperror","dkim_domain":"broken.example"})
+add(O, "opendkim", "ABCDEF0010: key retrieval failed (s=sel2, d=broken.example): 'sel2._domainkey.broken.example' record not found", None, pattern="key_retrieval_failed")
 add(O, "opendkim", "ABCDEF0011: mail.example.com [198.51.100.80] not internal", None, pattern="client_not_internal")
 add(O, "opendkim", "ABCDEF0011: DKIM-Signature field added (s=mail, d=example.org)", None, pattern="signature_added")
 add(O, "opendkim", "OpenDKIM Filter v2.11.0 starting (args: -x /etc/opendkim.conf)", None)
+
+# ---------------- opendmarc
+# From opendmarc/opendmarc.c (rel-opendmarc-1-4-2, mlfi_eom): "%s: %s %s" (job id, From: domain,
+# aresult) and, with SPFSelfValidate, "%s: SPF(%s): %s %s".
+D='opendmarc'
+add(D, "opendmarc", "4Xz1Ab2CdEz: example.org fail", "dmarc_check", {"queue_id":"4Xz1Ab2CdEz","header_from_domain":"example.org","dmarc_result":"fail","dmarc_policy":None}, pattern="dmarc_result", row="opendmarc.c mlfi_eom() \"%s: %s %s\", 1.3-1.4")
+add(D, "opendmarc", "ABCDEF0030: news.example.net pass", "dmarc_check", {"header_from_domain":"news.example.net","dmarc_result":"pass"})
+add(D, "opendmarc", "ABCDEF0031: nodmarc.example none", "dmarc_check", {"dmarc_result":"none"})
+add(D, "opendmarc", "ABCDEF0032: slow.example temperror", "dmarc_check", {"dmarc_result":"temperror"})
+add(D, "opendmarc", "ABCDEF0033: SPF(mailfrom): example.org fail", "spf_check", {"queue_id":"ABCDEF0033","spf_identity":"mailfrom","spf_domain":"example.org","spf_result":"fail"}, pattern="spf_result", row="opendmarc.c mlfi_eom() \"%s: SPF(%s): %s %s\" (WITH_SPF), 1.3-1.4")
+add(D, "opendmarc", "ABCDEF0034: SPF(helo): mx.example.net tempfail", "spf_check", {"spf_identity":"helo","spf_domain":"mx.example.net","spf_result":"temperror"}, pattern="spf_tempfail")
+add(D, "opendmarc", "ABCDEF0035: ignoring mail from mail.example.org", None, pattern="ignoring_mail")
+add(D, "opendmarc", "ABCDEF0036: RFC5322 requirement error: multiple From fields", None, pattern="rfc5322_error")
+add(D, "opendmarc", "ABCDEF0037: example.org fail extra", None, note="not the verdict's shape")
+add(D, "opendmarc", "OpenDMARC Filter v1.4.2 starting (args: -c /etc/opendmarc.conf)", None)
+
+# ---------------- policyd-spf
+# From Debian's postfix-policyd-spf-python 3.0.4 (spf_engine/__init__.py _spfcheck: spfDetail
+# "identity=%s; client-ip=%s; helo=%s; envelope-from=%s; receiver=%s "; spf_engine/policyd_spf.py:
+# "{0}prepend {1}", "{0}{1} {2}" for reject/defer, Reason_Message with the Why? URL).
+F='policyd-spf'
+RSPF = "spf_engine/__init__.py _spfcheck() + policyd_spf.py \"{0}prepend {1}\", 2.0-3.0"
+add(F, "policyd-spf", "prepend Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip=198.51.100.20; helo=mx.example.net; envelope-from=news@example.net; receiver=example.org ", "spf_check", {"spf_result":"Pass","spf_identity":"mailfrom","spf_domain":"example.net","client_ip":"198.51.100.20","sender":"news@example.net","sender_domain":"example.net","receiver":"example.org","helo":"mx.example.net"}, pattern="received_spf_mailfrom", row=RSPF)
+add(F, "policyd-spf", "prepend Received-SPF: Softfail (mailfrom) identity=mailfrom; client-ip=2001:db8::25; helo=x; envelope-from=bob@example.org; receiver=example.org", "spf_check", {"spf_result":"Softfail","client_ip":"2001:db8::25","sender":"bob@example.org"}, note="trailing blank trimmed by the syslog daemon")
+add(F, "policyd-spf", "4Xz1Ab2CdEz: prepend Received-SPF: None (mailfrom) identity=mailfrom; client-ip=192.0.2.60; helo=pc.example; envelope-from=a@nospf.example; receiver=<UNKNOWN> ", "spf_check", {"queue_id":"4Xz1Ab2CdEz","spf_result":"None","spf_domain":"nospf.example"}, note="QueueID = True")
+add(F, "policyd-spf", ": prepend Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip=198.51.100.21; helo=mx.example.net; envelope-from=news@example.net; receiver=example.org ", "spf_check", {"client_ip":"198.51.100.21","queue_id":None,"spf_result":"Pass"}, pattern="received_spf_mailfrom", note="QueueID = True and Postfix's queue_id= empty (at RCPT): ': ' before the action, as policyd_spf_real_test saw")
+add(F, "policyd-spf", ": 550 5.7.23 Message rejected due to: SPF fail - not authorized. Please see http://www.openspf.net/Why?s=mfrom;id=ceo@example.org;ip=203.0.113.66;r=example.org", "spf_check", {"client_ip":"203.0.113.66","spf_result":"fail"}, pattern="reject_mailfrom")
+add(F, "policyd-spf", "prepend Received-SPF: Temperror (mailfrom) identity=mailfrom; client-ip=192.0.2.61; helo=h; envelope-from=a@slow.example; receiver=<UNKNOWN> ", "spf_check", {"spf_result":"Temperror"})
+add(F, "policyd-spf", "prepend Received-SPF: None (no SPF record) identity=helo; client-ip=192.0.2.62; helo=mx.bounce.example; envelope-from=<>; receiver=<UNKNOWN> ", "spf_check", {"spf_result":"None","spf_identity":"helo","spf_domain":"mx.bounce.example","sender":"<>"}, pattern="received_spf_helo")
+add(F, "policyd-spf", "Header field not prepended: Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip=192.0.2.63; helo=h; envelope-from=a@b.example; receiver=example.org ", "spf_check", {"spf_result":"Pass"}, note="Header_Type = None")
+add(F, "policyd-spf", "prepend Received-SPF: Neutral (domain of x.example does not designate 6.6.6.6 as permitted sender) identity=mailfrom; client-ip=6.6.6.6; helo=h) identity=mailfrom; client-ip=192.0.2.64; helo=h; envelope-from=a@x.example; receiver=example.org ", "spf_check", {"client_ip":"192.0.2.64"}, note="text in the comment cannot choose the address")
+add(F, "policyd-spf", "prepend Received-SPF: Fail (mailfrom) identity=mailfrom; client-ip=192.0.2.65; helo=a;client-ip=6.6.6.6; envelope-from=a@x.example; receiver=example.org ", None, note="a ';' in the client's HELO: no match rather than a wrong address")
+add(F, "policyd-spf", "550 5.7.23 Message rejected due to: SPF fail - not authorized. Please see http://www.openspf.net/Why?s=mfrom;id=ceo@example.org;ip=203.0.113.66;r=example.org", "spf_check", {"spf_result":"fail","spf_identity":"mailfrom","spf_domain":"example.org","sender":"ceo@example.org","client_ip":"203.0.113.66","receiver":"example.org"}, pattern="reject_mailfrom", row="spf_engine/policyd_spf.py \"{0}{1} {2}\" reject, Reason_Message, 2.0-3.0")
+add(F, "policyd-spf", "550 5.7.23 Message rejected due to: SPF fail - not authorized. Please see http://www.openspf.net/Why?s=helo;id=fake.example.org;ip=203.0.113.67;r=example.org", "spf_check", {"spf_result":"fail","spf_identity":"helo","spf_domain":"fake.example.org","client_ip":"203.0.113.67"}, pattern="reject_helo")
+add(F, "policyd-spf", "550 5.7.24 Message rejected due to: SPF permanent error. Please see http://www.openspf.net/Why?s=mfrom;id=a@broken.example;ip=203.0.113.68;r=example.org", "spf_check", {"spf_result":"permerror","client_ip":"203.0.113.68"}, pattern="reject_permerror")
+add(F, "policyd-spf", "defer_if_permit 4.7.24 Message deferred due to: SPF temporary error. Please see http://www.openspf.net/Why?s=mfrom;id=a@slow.example;ip=203.0.113.69;r=example.org", "spf_check", {"spf_result":"temperror","client_ip":"203.0.113.69"}, pattern="defer_temperror")
+add(F, "policyd-spf", "Pass; identity=mailfrom; client-ip=198.51.100.20; helo=mx.example.net; envelope-from=news@example.net; receiver=example.org ", None, pattern="debug_result", note="debugLevel 2: the prepend line of the same check counts")
+add(F, "policyd-spf", "spfcheck: pyspf result: \"['Pass', 'sender SPF authorized', 'mailfrom']\"", None, pattern="debug_pyspf")
+add(F, "policyd-spf", "ERROR: Could not match line \"junk\"", None)
 
 # ---------------- amavis
 A='amavis'
@@ -273,6 +319,8 @@ add(A, "amavis", "(12345-03) Passed SPAMMY {RelayedTaggedInbound}, LOCAL [127.0.
 add(A, "amavis", "(12345-04) Passed CLEAN {RelayedInbound}, [203.0.113.32]:41237 <a@b.example> -> <c@d.example>, Queue-ID: 4D1A842, Message-ID: <m>, mail_id: q, Hits: -, size: 10, 5 ms", "spam_verdict", {"spam_score":None}, note="Hits: - is no score")
 add(A, "amavis", "(22871-24) Passed CLEAN {RelayedInbound}, [2a05:afd1:d12f:d87a::3123]:63609 [2a05:afd1:d12f:d87a::3123] <xavier.27@web.example> -> <judy@mail-lab.example>, Queue-ID: 02C9FCDC86, Message-ID: <0f8d8933f669@web.example>, mail_id: fx8HjQMfanLd, Hits: -0.925, size: 290031, queued_as: 02C9FCE289, 2957 ms", "spam_verdict", {"client_ip":"2a05:afd1:d12f:d87a::3123","reason":"CLEAN","spam_score":"-0.925","queue_id":"02C9FCDC86","sender":"xavier.27@web.example","recipient":"judy@mail-lab.example","size":"290031"}, pattern="verdict_fast")
 add(A, "amavis", "(22871-25) Passed CLEAN {RelayedInbound}, [203.0.113.33]:63609 [203.0.113.33] <x@y.example> -> <j@example.org>, Queue-ID: 02C9FCDC87, Message-ID: <a>, mail_id: q>, mail_id: z, Hits: 99, size: 1, queued_as: 02C9FCE290, 2 ms>, mail_id: fx8HjQMfanLd, Hits: -0.925, size: 290031, queued_as: 02C9FCE289, 2957 ms", "spam_verdict", {"client_ip":"203.0.113.33","spam_score":"-0.925","size":"290031"}, note="Message-ID cannot move the score")
+add(A, "amavis", "(12345-06) Passed CLEAN {RelayedInbound}, [203.0.113.34]:41240 [203.0.113.34] <a@news.example> -> <b@example.org>, Queue-ID: 4D1A843, Message-ID: <n@news.example>, mail_id: r, Hits: -0.1, size: 100, queued_as: 5E2B94B, dkim_id=@news.example,news.example, 12 ms", "spam_verdict", {"dkim_domain":"news.example","dkim_result":"pass","spam_score":"-0.1"}, pattern="verdict_dkim_valid")
+add(A, "amavis", "(12345-07) Passed CLEAN {RelayedInbound}, [203.0.113.35]:41241 [203.0.113.35] <a@b.example> -> <c@example.org>, Queue-ID: 4D1A844, Message-ID: <o@b.example>, mail_id: s, Hits: 1.2, size: 100, queued_as: 5E2B94C, dkim_sd=sel:b.example, 12 ms", "spam_verdict", {"dkim_domain":None,"dkim_result":None}, pattern="verdict", note="dkim_sd= alone (no valid signature listed): no DKIM verdict")
 add(A, "amavis", "(12345-05) SA info: ...", None)
 
 # ---------------- rspamd
@@ -281,6 +329,14 @@ add(S, "rspamd", "<a1b2c3>; task; rspamd_task_write_log: id: <20261123.abc@examp
 add(S, "rspamd", "<a1b2c4>; task; rspamd_task_write_log: id: <m2@x>, qid: <ABCDEF0020>, ip: 2001:db8::40, from: <x@forged.example>, (default: T (reject): [16.50/15.00] [R_DKIM_REJECT(1.00){forged.example;s=sel;},BAYES_SPAM(5.00){99.0%;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "dkim_verify", {"client_ip":"2001:db8::40","dkim_domain":"forged.example","dkim_result":"fail"})
 add(S, "rspamd", "<a1b2c5>; task; rspamd_task_write_log: id: <m3@x>, qid: <ABCDEF0021>, ip: 198.51.100.41, from: <y@z.example>, (default: F (no action): [-0.10/15.00] [R_SPF_ALLOW(-0.20){+ip4:198.51.100.41;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "spam_verdict", {"client_ip":"198.51.100.41","reason":"no action","spam_score":"-0.10","queue_id":"ABCDEF0021"})
 add(S, "rspamd", "<a1b2c6>; task; rspamd_task_write_log: id: <m4@x>, qid: <Q1>, ip: 6.6.6.6, from: <a>, (default: F (no action): [0/15] []), len: 1, time: 1ms, dns req: 1, digest: <a>, rcpts: <x>, q: <a>, qid: <ABCDEF0022>, ip: 198.51.100.42, from: <y@z.example>, (default: F (no action): [-0.10/15.00] [X(1){;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", None, note="message id with blanks: no match rather than a wrong address")
+RS = "src/plugins/dkim_check.c, src/plugins/lua/spf.lua, src/plugins/lua/dmarc.lua symbols; task.c rspamd_task_write_log"
+add(S, "rspamd", "<a1b2d1>; task; rspamd_task_write_log: id: <m5@x>, qid: <ABCDEF0040>, ip: 203.0.113.70, from: <ceo@example.org>, (default: T (reject): [9.50/15.00] [DMARC_POLICY_REJECT(2.00){example.org : No valid SPF, No valid DKIM;reject;},R_SPF_FAIL(1.00){-all;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "dmarc_check", {"client_ip":"203.0.113.70","header_from_domain":"example.org","dmarc_result":"fail","dmarc_policy":"reject","dmarc_disposition":"reject","queue_id":"ABCDEF0040"}, pattern="dmarc_reject", row=RS)
+add(S, "rspamd", "<a1b2d2>; task; rspamd_task_write_log: id: <m6@x>, qid: <ABCDEF0041>, ip: 203.0.113.71, from: <x@example.org>, (default: F (add header): [6.50/15.00] [DMARC_POLICY_QUARANTINE(1.50){example.org : SPF not aligned (relaxed), No valid DKIM;reject;sampled_out;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "dmarc_check", {"dmarc_policy":"reject","dmarc_disposition":"quarantine"}, pattern="dmarc_quarantine", note="pct sampled out: policy reject, applied quarantine")
+add(S, "rspamd", "<a1b2d3>; task; rspamd_task_write_log: id: <m7@x>, qid: <ABCDEF0042>, ip: 203.0.113.72, from: <x@small.example>, (default: F (no action): [0.10/15.00] [DMARC_POLICY_SOFTFAIL(0.10){small.example : No valid SPF, No valid DKIM;none;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "dmarc_check", {"header_from_domain":"small.example","dmarc_policy":"none","dmarc_disposition":"none"}, pattern="dmarc_softfail")
+add(S, "rspamd", "<a1b2d4>; task; rspamd_task_write_log: id: <m8@x>, qid: <ABCDEF0043>, ip: 203.0.113.73, from: <bob@example.org>, (default: F (no action): [1.00/15.00] [R_SPF_FAIL(1.00){-all;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "spf_check", {"spf_result":"fail","spf_identity":"mailfrom","spf_domain":"example.org","sender":"bob@example.org","client_ip":"203.0.113.73"}, pattern="spf_fail")
+add(S, "rspamd", "<a1b2d5>; task; rspamd_task_write_log: id: <m9@x>, qid: <ABCDEF0044>, ip: 203.0.113.74, from: <a@nospf.example>, (default: F (no action): [0.00/15.00] [R_SPF_NA(0.00){no SPF record;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "spf_check", {"spf_result":"none"}, pattern="spf_none")
+add(S, "rspamd", "<a1b2d6>; task; rspamd_task_write_log: id: <m10@x>, qid: <ABCDEF0045>, ip: 203.0.113.75, from: <a@slow.example>, (default: F (no action): [0.00/15.00] [R_SPF_DNSFAIL(0.00){;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "spf_check", {"spf_result":"temperror"}, pattern="spf_temperror")
+add(S, "rspamd", "<a1b2d7>; task; rspamd_task_write_log: id: <m11@x>, qid: <ABCDEF0046>, ip: 203.0.113.76, from: <a@news.example>, (default: F (no action): [-0.50/15.00] [R_DKIM_ALLOW(-0.20){news.example:s=s1;esp.example:s=k2;},R_SPF_ALLOW(-0.20){+ip4:203.0.113.76;},DMARC_POLICY_ALLOW(-0.50){news.example;none;}]), len: 100, time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <b@example.org>", "dkim_verify", {"dkim_result":"pass","dkim_domain":"news.example","client_ip":"203.0.113.76"}, pattern="dkim_allow", note="SPF and DMARC passes make no event; the first signature's domain")
 add(S, "rspamd", "<a1b2c7>; lua; rbl.lua:123: some debug", None)
 
 # ---------------- clamav

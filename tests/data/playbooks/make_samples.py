@@ -3,7 +3,7 @@
 
 Lines starting with '#' are annotations for people; the replay test skips them. Everything else
 is a syslog line in the formats Postfix, Dovecot, Roundcube, OpenDKIM and Rspamd write to
-/var/log/mail.log (RFC 3164, year-less, read as UTC in November 2026). The expected incidents are
+/var/log/mail.log (OpenDMARC, policyd-spf and Amavis too; RFC 3164, year-less, read as UTC in November 2026). The expected incidents are
 asserted in tests/unit/shipped_playbooks_test.cpp and stated in each file's header.
 Run it from anywhere: python3 tests/data/playbooks/make_samples.py
 """
@@ -330,28 +330,105 @@ No incident:
 
 def dkim_failures():
     log = Log("dkim-failures", """
-dkim-failures sample: OpenDKIM verification results per signing domain.
+dkim-failures sample: per-signature DKIM verdicts (OpenDKIM with LogResults, Rspamd, Amavis).
 Expected incidents:
   dkim-failures forged.example.net   10 failures in a row
 No incident:
-  news.example.com   9 failures, a pass, 9 failures: the pass resets the run
+  news.example.com    9 failures, a pass, 9 failures: the pass resets the run
+  flaky.example       30 messages, failures interleaved with passes (never more than 3 in a
+                      row), the passes seen by OpenDKIM, Rspamd and Amavis in turn
+  nolog.example       12 failures from an OpenDKIM without LogResults: its verdicts name no
+                      domain on a pass, so none is counted (no alert on passes it cannot see)
 """)
     n = [0]
 
-    def verify(t, domain, ok):
+    def qid():
         n[0] += 1
-        qid = f"5D{n[0]:06X}"
-        log.add(t, "opendkim[610]", f"{qid}: s=sel1 d={domain} SSL")
-        log.add(t, "opendkim[610]", f"{qid}: " + ("DKIM verification successful" if ok else "bad signature data"))
+        return f"5D{n[0]:06X}"
+
+    def opendkim(t, domain, ok):
+        q = qid()
+        result = "no signature error" if ok else "signature verification failed"
+        if not ok:
+            log.add(t, "opendkim[610]", f"{q}: s=sel1 d={domain} SSL error:04091068:rsa routines:int_rsa_verify:bad signature")
+        log.add(t, "opendkim[610]", f'{q}: signature=Ab{n[0]}x domain={domain} selector=sel1 result="{result}"')
+        log.add(t, "opendkim[610]", f"{q}: " + ("DKIM verification successful" if ok else "bad signature data"))
+
+    def opendkim_without_logresults(t, domain):
+        q = qid()
+        log.add(t, "opendkim[610]", f"{q}: s=sel1 d={domain} SSL error:04091068:rsa routines:int_rsa_verify:bad signature")
+        log.add(t, "opendkim[610]", f"{q}: bad signature data")
+
+    def rspamd_pass(t, domain):
+        q = qid()
+        log.add(t, "rspamd[700]", f"<{n[0]:06x}>; task; rspamd_task_write_log: id: <m{n[0]}@{domain}>, qid: <{q}>, ip: 198.51.100.30, from: <list@{domain}>, (default: F (no action): [-0.30/15.00] [R_DKIM_ALLOW(-0.20){{{domain}:s=sel1;}},R_SPF_ALLOW(-0.20){{+ip4:198.51.100.30;}}]), len: 2000, time: 20ms, dt: 10ms, dns req: 4, digest: <ab>, rcpts: <carol@example.org>")
+
+    def amavis_pass(t, domain):
+        q = qid()
+        log.add(t, "amavis[800]", f"({n[0]}-01) Passed CLEAN {{RelayedInbound}}, [198.51.100.30]:40000 [198.51.100.30] <list@{domain}> -> <carol@example.org>, Queue-ID: {q}, Message-ID: <m{n[0]}@{domain}>, mail_id: x{n[0]}, Hits: -0.5, size: 2000, queued_as: 6E{n[0]:06X}, dkim_id=@{domain},{domain}, 30 ms")
 
     t = at(18, 0)
     for i in range(9):
-        verify(t + sec(60 * i), "news.example.com", False)
-    verify(t + sec(60 * 9), "news.example.com", True)
+        opendkim(t + sec(60 * i), "news.example.com", False)
+    opendkim(t + sec(60 * 9), "news.example.com", True)
     for i in range(9):
-        verify(t + sec(60 * (10 + i)), "news.example.com", False)
+        opendkim(t + sec(60 * (10 + i)), "news.example.com", False)
     for i in range(10):
-        verify(t + sec(30 + 60 * i), "forged.example.net", False)
+        opendkim(t + sec(30 + 60 * i), "forged.example.net", False)
+    passes = [lambda tt: opendkim(tt, "flaky.example", True), lambda tt: rspamd_pass(tt, "flaky.example"),
+              lambda tt: amavis_pass(tt, "flaky.example")]
+    for i in range(30):
+        tt = t + sec(15 + 40 * i)
+        if i % 4 == 3:
+            passes[(i // 4) % 3](tt)
+        else:
+            opendkim(tt, "flaky.example", False)
+    for i in range(12):
+        opendkim_without_logresults(t + sec(45 + 60 * i), "nolog.example")
+    log.write()
+
+
+def sender_auth():
+    log = Log("sender-auth", """
+sender-auth sample: policyd-spf and OpenDMARC on an MX whose own domain is example.org
+(the replay sets [rules] local_domains = ["example.org"]).
+Expected incidents:
+  spoofing-own-domain  203.0.113.66     4 messages From: example.org failing DMARC (fires at the 3rd)
+  dmarc-own-domain     example.org      the forger's 4 and a CRM's 2 DMARC failures (fires at the 5th)
+  internal-spf-fail    bob@example.org  3 softfails from his home ISP in a day (DMARC fails too:
+                                        counted by dmarc-own-domain, 1 an hour is below spoofing-own-domain)
+No incident:
+  a forwarder (192.0.2.90) relaying alice@example.org's signed mail: SPF fails twice, DMARC passes
+  foreign.example failing DMARC 10 times from one address: not our domain
+  ordinary mail: SPF and DMARC passes, SPF none for domains without a record
+""")
+    n = [0]
+
+    def message(t, ip, sender, rcpt, spf, dmarc_from, dmarc):
+        n[0] += 1
+        q = f"7A{n[0]:06X}"
+        log.add(t, "postfix/smtpd[900]", f"connect from unknown[{ip}]")
+        domain = sender.split("@")[1] if "@" in sender else ""
+        log.add(t, "policyd-spf[901]", f": prepend Received-SPF: {spf} (mailfrom) identity=mailfrom; client-ip={ip}; helo=h{n[0]}.example; envelope-from={sender}; receiver={rcpt.split('@')[1]} ")
+        log.add(t + sec(1), "postfix/smtpd[900]", f"{q}: client=unknown[{ip}]")
+        log.add(t + sec(2), "postfix/cleanup[902]", f"{q}: message-id=<m{n[0]}@{domain or 'x'}>")
+        log.add(t + sec(2), "opendmarc[903]", f"{q}: {dmarc_from} {dmarc}")
+        log.add(t + sec(3), "postfix/qmgr[904]", f"{q}: from=<{sender}>, size=2000, nrcpt=1 (queue active)")
+
+    t = at(9, 0)
+    for i in range(4):
+        message(t + sec(600 * i), "203.0.113.66", f"ceo{i}@bulk{i}.example", "bob@example.org", "Pass", "example.org", "fail")
+    for i in range(2):
+        message(t + sec(3600 + 1800 * i), "198.51.100.77", "news@crm.example", "carol@example.org", "Pass", "example.org", "fail")
+    for i in range(2):
+        message(t + sec(300 + 900 * i), "192.0.2.90", "alice@example.org", "alice.fwd@example.org", "Fail", "example.org", "pass")
+    for i in range(3):
+        message(t + sec(7200 + 3600 * i), "198.18.7.7", "bob@example.org", "dave@example.net", "Softfail", "example.org", "fail")
+    for i in range(10):
+        message(t + sec(120 + 60 * i), "192.0.2.200", f"x{i}@foreign.example", "carol@example.org", "Fail", "foreign.example", "fail")
+    for i in range(20):
+        message(t + sec(30 + 200 * i), "198.51.100.20", "news@example.net", "carol@example.org", "Pass", "example.net", "pass")
+        message(t + sec(40 + 200 * i), f"192.0.2.{10 + i}", f"a{i}@nospf{i}.example", "dave@example.org", "None", f"nospf{i}.example", "none")
     log.write()
 
 
@@ -395,6 +472,6 @@ No incident:
 
 
 for f in [postfix_sasl, postfix_rbl, postfix_rejects, dovecot_auth, sieve_auth, roundcube_login,
-          slow_bruteforce, user_enumeration, user_enumeration_net, ipv6_net_bruteforce, outbound_anomaly, dkim_failures,
+          slow_bruteforce, user_enumeration, user_enumeration_net, ipv6_net_bruteforce, outbound_anomaly, dkim_failures, sender_auth,
           outbound_spam_scores, login_spread]:
     f()
