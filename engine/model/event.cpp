@@ -15,7 +15,8 @@ constexpr std::array<std::string_view, kFieldCount> kFieldNames = {
     "queue_id",   "service",       "dkim_result", "dkim_domain",
     "spam_score", "virus",         "reason",      "status",
     "relay",      "size",          "nrcpt",       "attempts",
-    "helo",       "forwarded_for", "real_ip",
+    "helo",       "forwarded_for", "real_ip",     "pwhash",
+    "source",
 };
 
 }  // namespace

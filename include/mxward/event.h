@@ -60,8 +60,15 @@ enum class Field : std::uint8_t {
   // when the connecting address is one of the trusted_proxies (ParserPackOptions).
   kForwardedFor,  // X-Forwarded-For list as logged: "198.51.100.7, 192.0.2.10"
   kRealIp,        // X-Real-IP as logged
+  // Dovecot's auth policy request: its hash of the login and the password tried (auth-policy.c,
+  // salted with auth_policy_hash_nonce), so a `distinct` trigger counts passwords, not attempts.
+  kPwhash,
+  // Where an event came from when it is not a log line: "dovecot-policy" (a Dovecot policy
+  // report), "postfix-policy" (a Postfix policy request). Empty for log lines. A playbook counts
+  // only log events unless its [match] names a source (docs/policy.md).
+  kSource,
 };
-inline constexpr int kFieldCount = static_cast<int>(Field::kRealIp) + 1;
+inline constexpr int kFieldCount = static_cast<int>(Field::kSource) + 1;
 
 // "auth_failure" etc.; ParseEventType accepts exactly these names.
 std::string_view EventTypeName(EventType t);
