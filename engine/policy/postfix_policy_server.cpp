@@ -62,7 +62,7 @@ Result<PostfixPolicyServerOptions> PostfixPolicyServerOptions::FromConfig(
     if (r.Duration("idle_timeout", &seconds)) {
       o.idle_timeout_seconds = static_cast<int>(std::clamp<std::int64_t>(seconds, 1, 86400));
     }
-    if (o.enabled && o.socket_path.empty() && o.address.empty() && r.ok()) {
+    if (o.enabled && o.socket_path.empty() && o.address.empty()) {
       r.Error(t->source(), "[policy.postfix] is enabled but has neither 'socket' nor 'listen'");
     }
   }

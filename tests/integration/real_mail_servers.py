@@ -9,6 +9,13 @@ the protocol and the attempts made (failed logins) and successes.
 
   real_mail_servers.py WORKDIR --auth-verbose yes|no --auth-debug yes|no --port-logging yes|no
   real_mail_servers.py WORKDIR [--syslog] --roundcube file|syslog
+  real_mail_servers.py WORKDIR --policy URL --policy-header NAME:VALUE
+
+With --policy, Dovecot asks the authentication policy server at URL (mxward serve) before every
+login, fail-open, and the policy clients run instead: a dictionary attack over IMAP then the
+right password, a phone retrying one stale password 200 times then the right one, and a
+dictionary over SMTP AUTH through Postfix (Dovecot's SASL socket) then the right password. The
+output's "policy" says which final logins were accepted.
 
 With --roundcube, Debian's Roundcube (php -S, private ROUNDCUBE_CONFIG_DIR and SQLite file)
 logs in against this Dovecot from 127.0.0.1, and HTTP clients (browsers, a proxy acting for one,
@@ -147,6 +154,20 @@ service auth {{
 remote {plaintext_forbidden_ip} {{
   disable_plaintext_auth = yes
 }}
+{policy_conf(args)}
+"""
+
+
+def policy_conf(args):
+    """Dovecot's auth policy settings as docs/policy.md ships them: fail-open."""
+    if not args.policy:
+        return ""
+    return f"""
+auth_policy_server_url = {args.policy}
+auth_policy_server_api_header = {args.policy_header}
+auth_policy_hash_nonce = mxward-real-servers-test-nonce
+auth_policy_server_timeout_msecs = 2000
+auth_policy_reject_on_fail = no
 """
 
 
@@ -458,6 +479,82 @@ def run_clients(ips):
     return made
 
 
+# ---------------------------------------------------------------- policy server
+def imap_login_ok(ip, user, password):
+    """True when the login is accepted."""
+    c = _imap_from(ip)
+    try:
+        c.login(user, password)
+        c.logout()
+        return True
+    except imaplib.IMAP4.error:
+        c.logout()
+        return False
+
+
+def smtp_login_ok(ip, user, password):
+    c = _smtp_from(ip, PORTS["smtp"])
+    c.ehlo("client.example")
+    try:
+        c.login(user, password)
+        return True
+    except smtplib.SMTPAuthenticationError:
+        return False
+    finally:
+        c.quit()
+
+
+def policy_refuses(args, ip):
+    """Asks the policy server what Dovecot would ask for a login from ip, until it answers -1
+    (True) or 20 s pass (False). Dovecot sends its report of a failed login without waiting for
+    the client, so the last report of a burst may still be on its way when the client's next
+    login asks; the scenario waits for the decision to be in force, then logs in."""
+    name, _, value = args.policy_header.partition(":")
+    body = json.dumps({"login": USER, "pwhash": "", "remote": ip, "device_id": "",
+                       "protocol": "imap", "session_id": "probe", "tls": False}).encode()
+    url = urllib.parse.urlsplit(args.policy)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        c = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+        c.request("POST", "/?command=allow", body,
+                  {"Content-Type": "application/json", name: value})
+        r = c.getresponse()
+        answer = json.loads(r.read() or b"{}")
+        c.close()
+        if answer.get("status") == -1:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def run_policy_clients(args, ips, guesses):
+    """The attacks of docs/policy.md against the real servers; what the final right-password
+    logins got."""
+    out = {}
+    dictionary = ips["policy_dictionary"]
+    for i in range(guesses):
+        if imap_login_ok(dictionary, USER, f"dictionary word {i}"):
+            raise SystemExit("a wrong password was accepted")
+    out["dictionary_refused_by_policy"] = policy_refuses(args, dictionary)
+    out["dictionary_then_right_password"] = imap_login_ok(dictionary, USER, PASSWORD)
+
+    phone = ips["policy_stale_phone"]
+    for _ in range(200):
+        if imap_login_ok(phone, USER, "yesterday's password"):
+            raise SystemExit("a wrong password was accepted")
+    out["stale_phone_then_right_password"] = imap_login_ok(phone, USER, PASSWORD)
+
+    smtp = ips["policy_smtp_dictionary"]
+    for i in range(guesses):
+        if smtp_login_ok(smtp, USER, f"smtp word {i}"):
+            raise SystemExit("a wrong password was accepted over SMTP")
+    out["smtp_dictionary_refused_by_policy"] = policy_refuses(args, smtp)
+    out["smtp_dictionary_then_right_password"] = smtp_login_ok(smtp, USER, PASSWORD)
+    # A client nobody attacked from still gets in: the bans are per address.
+    out["bystander_right_password"] = imap_login_ok(ips["policy_bystander"], USER, PASSWORD)
+    return out
+
+
 # ---------------------------------------------------------------- Roundcube
 ROUNDCUBE_PORT = 8080
 ROUNDCUBE_DOCROOT = "/var/lib/roundcube/public_html"  # Debian's; INSTALL_PATH is /var/lib/roundcube
@@ -630,6 +727,11 @@ def main():
     ap.add_argument("--roundcube", choices=["file", "syslog"],
                     help="run Roundcube's clients instead of the mail clients, Roundcube "
                          "logging to its log_dir files or to syslog (which needs --syslog)")
+    ap.add_argument("--policy", default="",
+                    help="Dovecot's auth_policy_server_url; runs the policy clients")
+    ap.add_argument("--policy-header", default="", help="auth_policy_server_api_header")
+    ap.add_argument("--policy-guesses", type=int, default=5,
+                    help="wrong passwords each dictionary tries before the right one")
     args = ap.parse_args()
     if args.roundcube == "syslog" and not args.syslog:
         ap.error("--roundcube syslog needs --syslog")
@@ -643,7 +745,10 @@ def main():
              "submission_login", "smtp_plain_many", "smtp_login_unknown",
              "imap_plaintext_forbidden", "connect_drop", "success", "imap_over_threshold",
              "smtp_over_threshold"]
-    if args.roundcube:
+    if args.policy:
+        names = ["policy_dictionary", "policy_stale_phone", "policy_smtp_dictionary",
+                 "policy_bystander"]
+    elif args.roundcube:
         names = ["rc_wrong_password", "rc_unknown_user", "rc_behind_proxy", "rc_trusted_proxy",
                  "rc_forged", "rc_untrusted_forwarder", "rc_victim", "rc_success"]
     ips = {n: f"198.51.100.{10 + i}" for i, n in enumerate(names)}
@@ -668,6 +773,11 @@ def main():
         try:
             for p in PORTS.values():
                 wait_for(lambda p=p: connectable(p), f"port {p}")
+            if args.policy:
+                result = run_policy_clients(args, ips, args.policy_guesses)
+                json.dump({"logs": sorted(set(logs.values())), "policy": result,
+                           "ips": ips}, sys.stdout)
+                return
             # The probes above are connections too (connect-and-drop from the server address).
             if args.roundcube:
                 made = run_roundcube(args, work, ips, logs)

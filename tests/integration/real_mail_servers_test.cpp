@@ -20,6 +20,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -197,6 +198,73 @@ TEST(RealMailServersSyslogTest, ThroughTheDaemonsUnixSocket) {
       << daemon.Log();
   for (const auto& [playbook, key] : Incidents(db, &raw)) {
     EXPECT_NE(key, "198.51.100.19") << playbook << " opened an incident for the successes";
+  }
+  EXPECT_TRUE(daemon.Stop()) << daemon.Log();
+}
+
+// Dovecot asks a real `mxward serve` before every login (auth_policy_server_url, fail-open as
+// docs/policy.md ships it), and mxward counts distinct password hashes from Dovecot's reports
+// (a playbook with source = "dovecot-policy"). A dictionary over IMAP is refused by policy, so
+// the right password fails afterwards; a phone retrying one stale password 200 times is one
+// guess and still gets in; a dictionary over SMTP AUTH through Postfix (Dovecot's SASL socket)
+// is covered by the same policy; an address nobody attacked from gets in.
+TEST(RealDovecotPolicyTest, DistinctPasswordsAreRefusedByPolicyAStalePhoneIsNot) {
+  if (const std::string why = WhyNotRunnable(); !why.empty()) GTEST_SKIP() << why;
+  ASSERT_TRUE(NetworkNamespace::Enter().ok()) << NetworkNamespace::Enter().error();
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  const std::string rules = testing::WriteSaslBanRules(dir.path());
+  std::ofstream(rules + "/dovecot-passwords.toml")
+      << "description = \"distinct passwords from one address\"\nkey = \"client_ip\"\n"
+         "[match]\nevents = [\"auth_failure\"]\nsource = \"dovecot-policy\"\n"
+         "[trigger]\ntype = \"distinct\"\nfield = \"pwhash\"\nthreshold = 5\n"
+         "window = \"10m\"\n[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\n"
+         "duration = \"1h\"\n";
+  const std::string secret = "real-servers-policy-secret";
+  std::ofstream(dir.file("policy.secret")) << secret << "\n";
+  const std::string db = dir.file("state.db");
+  std::ofstream(dir.file("mxward.toml"))
+      << "[[input]]\ntype = \"udp\"\naddress = \"127.0.0.1:5514\"\n[policy.dovecot]\n"
+         "enabled = true\nlisten = \"127.0.0.1:9581\"\nsecret_file = \""
+      << dir.file("policy.secret") << "\"\n";
+  testing::ServeProcess daemon;
+  ASSERT_TRUE(daemon.Start(kBinary,
+                           {"--db", db, "--config", dir.file("mxward.toml"), "--rules", rules,
+                            "--socket", dir.file("control.sock")},
+                           dir.file("serve.log")));
+  ASSERT_TRUE(daemon.WaitForLog("ready:")) << daemon.Log();
+
+  auto run = RunCommand({"python3", kScript, dir.path(), "--policy", "http://127.0.0.1:9581/",
+                         "--policy-header", "X-API-Key:" + secret, "--policy-guesses", "5"});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out << daemon.Log();
+  const auto result = nlohmann::json::parse(run.out);
+  const auto& policy = result["policy"];
+  EXPECT_TRUE(policy["dictionary_refused_by_policy"].get<bool>()) << run.out;
+  EXPECT_FALSE(policy["dictionary_then_right_password"].get<bool>()) << run.out;
+  EXPECT_TRUE(policy["stale_phone_then_right_password"].get<bool>()) << run.out;
+  EXPECT_TRUE(policy["smtp_dictionary_refused_by_policy"].get<bool>()) << run.out;
+  EXPECT_FALSE(policy["smtp_dictionary_then_right_password"].get<bool>()) << run.out;
+  EXPECT_TRUE(policy["bystander_right_password"].get<bool>()) << run.out;
+
+  // Dovecot says why the right password failed.
+  std::string dovecot_log;
+  for (const auto& path : result["logs"]) {
+    std::ifstream in(path.get<std::string>());
+    dovecot_log += std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_NE(dovecot_log.find("policy server refusal"), std::string::npos) << dovecot_log;
+
+  std::string raw;
+  const std::string dictionary = result["ips"]["policy_dictionary"].get<std::string>();
+  const std::string smtp = result["ips"]["policy_smtp_dictionary"].get<std::string>();
+  const std::string phone = result["ips"]["policy_stale_phone"].get<std::string>();
+  EXPECT_TRUE(daemon.WaitFor([&] {
+    const auto incidents = Incidents(db, &raw);
+    return incidents.count({"dovecot-passwords", dictionary}) &&
+           incidents.count({"dovecot-passwords", smtp});
+  })) << raw;
+  for (const auto& [playbook, key] : Incidents(db, &raw)) {
+    EXPECT_NE(key, phone) << playbook << " opened an incident for the stale password";
   }
   EXPECT_TRUE(daemon.Stop()) << daemon.Log();
 }
