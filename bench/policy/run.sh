@@ -21,6 +21,7 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 echo bench-secret > "$tmp/secret"
+chmod 600 "$tmp/secret"
 cat > "$tmp/mxward.toml" <<TOML
 dry_run = true
 [[input]]

@@ -14,6 +14,7 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "engine/base/secret_file.h"
 #include "engine/policy/policy_section.h"
 #include "mxward/ip_address.h"
 
@@ -61,7 +62,7 @@ Result<DovecotPolicyServerOptions> DovecotPolicyServerOptions::FromConfig(
         r.Error(*t->get("listen"), st.message());
       }
     }
-    if (t->contains("secret_file")) (void)ReadSecretFile(r, "secret_file", &o.secret);
+    ReadSecretSetting(r, "secret_file", &o.secret);
     r.String("api_header", &o.api_header);
     r.Int("max_connections", 1, 100'000, &o.max_connections);
     std::int64_t seconds = 0;

@@ -4,6 +4,7 @@
 // (distinct password hashes), a hold decided at DATA, and a ban added by hand are all answered at
 // once; bans survive a restart even with no [nftables] section (no firewall at all).
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -59,6 +60,7 @@ class PolicyServeTest : public ::testing::Test {
            "[trigger]\ntype = \"count\"\nthreshold = 3\nwindow = \"1h\"\n"
            "[[action]]\ntype = \"hold_queue\"\nuser = \"{sasl_user}\"\nduration = \"1h\"\n";
     std::ofstream(dir_.file("policy.secret")) << kSecret << "\n";
+    ::chmod(dir_.file("policy.secret").c_str(), 0600);  // a secret file others can read is refused
     db_ = dir_.file("state.db");
     socket_ = dir_.file("control.sock");
     postfix_socket_ = dir_.file("spool/private/mxward-policy");
@@ -253,9 +255,10 @@ TEST_F(PolicyServeTest, CheckValidatesThePolicySections) {
                         "socket_mode = \"rw\"\n[policy.other]\n";
   auto r = RunCommand({kBinary, "check", "--config", bad, "--rules", rules_});
   EXPECT_EQ(r.exit_code, 1);
-  for (const char* needle : {"bad.toml:3:10: error: listen address 'localhost:1'",
-                             "cannot read /nonexistent/secret", "'socket_mode': expected an octal",
-                             "neither 'socket' nor 'listen'", "unknown key 'other' in [policy]"}) {
+  for (const char* needle :
+       {"bad.toml:3:10: error: listen address 'localhost:1'",
+        "cannot open secret file /nonexistent/secret", "'socket_mode': expected an octal",
+        "neither 'socket' nor 'listen'", "unknown key 'other' in [policy]"}) {
     EXPECT_NE(r.err.find(needle), std::string::npos) << needle << "\n" << r.err;
   }
   r = RunCommand({kBinary, "check", "--config", config_, "--rules", rules_});

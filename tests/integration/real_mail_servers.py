@@ -171,6 +171,18 @@ auth_policy_reject_on_fail = no
 """
 
 
+def postfix_policy_conf(args):
+    """check_policy_service as docs/policy.md ships it (fail-open), on the socket mxward made in
+    this queue directory's private/."""
+    if not args.policy:
+        return ""
+    check = "check_policy_service { unix:private/mxward-policy, timeout=5s, default_action=DUNNO }"
+    return f"""
+smtpd_client_restrictions = {check}
+smtpd_data_restrictions = {check}
+"""
+
+
 def postfix_conf(work, args):
     cfg = f"{work}/postfix"
     os.makedirs(cfg, exist_ok=True)
@@ -204,6 +216,7 @@ smtpd_soft_error_limit = 100
 smtpd_hard_error_limit = 100
 smtpd_client_connection_rate_limit = 0
 smtpd_client_auth_rate_limit = 0
+{postfix_policy_conf(args)}
 """)
     write(f"{cfg}/master.cf", """
 smtp      inet  n       -       n       -       -       smtpd
@@ -539,9 +552,15 @@ def run_policy_clients(args, ips, guesses):
     out["dictionary_then_right_password"] = imap_login_ok(dictionary, USER, PASSWORD)
 
     phone = ips["policy_stale_phone"]
-    for _ in range(200):
-        if imap_login_ok(phone, USER, "yesterday's password"):
-            raise SystemExit("a wrong password was accepted")
+
+    def stale(n):
+        for _ in range(n):
+            if imap_login_ok(phone, USER, "yesterday's password"):
+                raise SystemExit("a wrong password was accepted")
+    # 200 retries, from 8 connections at a time as a phone's several accounts and apps would.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for f in [pool.submit(stale, 25) for _ in range(8)]:
+            f.result()
     out["stale_phone_then_right_password"] = imap_login_ok(phone, USER, PASSWORD)
 
     smtp = ips["policy_smtp_dictionary"]
@@ -552,7 +571,32 @@ def run_policy_clients(args, ips, guesses):
     out["smtp_dictionary_then_right_password"] = smtp_login_ok(smtp, USER, PASSWORD)
     # A client nobody attacked from still gets in: the bans are per address.
     out["bystander_right_password"] = imap_login_ok(ips["policy_bystander"], USER, PASSWORD)
+
+    # Postfix asks mxward too: the address banned for its IMAP dictionary is refused by SMTP
+    # (smtpd_delay_reject: the client restriction answers at RCPT).
+    c = _smtp_from(dictionary, PORTS["smtp"])
+    c.ehlo("client.example")
+    c.mail("x@example.org")
+    out["banned_address_rcpt_code"] = c.rcpt("someone@example.net")[0]
+    c.quit()
+    # An account sending: the messages past the account-rate playbook's threshold are held.
+    sent = []
+    for i in range(args.policy_messages):
+        c = _smtp_from(ips["policy_sender"], PORTS["smtp"])
+        c.ehlo("client.example")
+        c.login("bob@example.org", "bobs secret")
+        r = c.sendmail("bob@example.org", [f"friend{i}@example.net"],
+                       f"Subject: message {i}\r\n\r\nhello {i}\r\n")
+        sent.append(r == {})
+        c.quit()
+    out["messages_accepted"] = sent
     return out
+
+
+def queue(pf):
+    """postqueue -j: one JSON object per queued message."""
+    r = subprocess.run(["postqueue", "-c", pf, "-j"], capture_output=True, text=True)
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------- Roundcube
@@ -732,6 +776,8 @@ def main():
     ap.add_argument("--policy-header", default="", help="auth_policy_server_api_header")
     ap.add_argument("--policy-guesses", type=int, default=5,
                     help="wrong passwords each dictionary tries before the right one")
+    ap.add_argument("--policy-messages", type=int, default=4,
+                    help="messages the policy sender sends through Postfix")
     args = ap.parse_args()
     if args.roundcube == "syslog" and not args.syslog:
         ap.error("--roundcube syslog needs --syslog")
@@ -747,7 +793,7 @@ def main():
              "smtp_over_threshold"]
     if args.policy:
         names = ["policy_dictionary", "policy_stale_phone", "policy_smtp_dictionary",
-                 "policy_bystander"]
+                 "policy_bystander", "policy_sender"]
     elif args.roundcube:
         names = ["rc_wrong_password", "rc_unknown_user", "rc_behind_proxy", "rc_trusted_proxy",
                  "rc_forged", "rc_untrusted_forwarder", "rc_victim", "rc_success"]
@@ -775,6 +821,11 @@ def main():
                 wait_for(lambda p=p: connectable(p), f"port {p}")
             if args.policy:
                 result = run_policy_clients(args, ips, args.policy_guesses)
+                # Every accepted message has reached a queue (incoming, active, deferred, hold).
+                wait_for(lambda: len(queue(pf)) >= sum(result["messages_accepted"]),
+                         "the accepted messages in Postfix's queue")
+                result["queue"] = [{"queue_id": m.get("queue_id"),
+                                    "queue_name": m.get("queue_name")} for m in queue(pf)]
                 json.dump({"logs": sorted(set(logs.values())), "policy": result,
                            "ips": ips}, sys.stdout)
                 return
