@@ -375,6 +375,62 @@ class Daemon {
     listener_->RegisterMetrics(&registry_, &handles_);
     pipeline_->RegisterMetrics(&registry_, &handles_);
     RegisterEngineMetrics();
+    RegisterPolicyMetrics();
+  }
+
+  // The policy servers' counters: plain numbers of the io thread, where the registry renders.
+  // Labels are fixed words (server, answer), never request text.
+  void RegisterPolicyMetrics() {
+    if (!decisions_) return;
+    constexpr std::string_view kRequests = "mxward_policy_requests_total";
+    constexpr std::string_view kErrors = "mxward_policy_errors_total";
+    constexpr std::string_view kDecisions = "mxward_policy_decisions";
+    (void)registry_.Declare({kRequests,
+                             MetricType::kCounter,
+                             "Policy requests answered, per server (type) and answer (outcome).",
+                             {"type", "outcome"}});
+    (void)registry_.Declare({kErrors,
+                             MetricType::kCounter,
+                             "Policy connections or requests refused, per server and reason.",
+                             {"type", "reason"}});
+    (void)registry_.Declare({kDecisions,
+                             MetricType::kGauge,
+                             "Decisions in force the policy servers answer from (ban, account).",
+                             {"type"}});
+    auto add = [this](std::string_view family, std::vector<std::string> labels,
+                      std::function<double()> fn) { Keep(registry_.Add(family, labels, fn)); };
+    add(kDecisions, {"ban"}, [this] { return static_cast<double>(decisions_->ban_count()); });
+    add(kDecisions, {"account"},
+        [this] { return static_cast<double>(decisions_->account_count()); });
+    if (dovecot_policy_) {
+      const DovecotPolicyCounters& c = dovecot_policy_->counters();
+      add(kRequests, {"dovecot", "allowed"},
+          [&c] { return static_cast<double>(c.allow - c.refused); });
+      add(kRequests, {"dovecot", "refused"}, [&c] { return static_cast<double>(c.refused); });
+      add(kRequests, {"dovecot", "report"}, [&c] { return static_cast<double>(c.reports); });
+      const DovecotPolicyServerCounters& s = dovecot_policy_server_->counters();
+      add(kErrors, {"dovecot", "unauthorized"},
+          [&s] { return static_cast<double>(s.unauthorized); });
+      add(kErrors, {"dovecot", "bad_request"},
+          [&s] { return static_cast<double>(s.bad_requests); });
+      add(kErrors, {"dovecot", "connections_over_cap"},
+          [&s] { return static_cast<double>(s.refused_connections); });
+    }
+    if (postfix_policy_) {
+      const PostfixPolicyCounters& c = postfix_policy_->counters();
+      add(kRequests, {"postfix", "dunno"},
+          [&c] { return static_cast<double>(c.requests - c.reject - c.defer - c.hold); });
+      add(kRequests, {"postfix", "reject"}, [&c] { return static_cast<double>(c.reject); });
+      add(kRequests, {"postfix", "defer"}, [&c] { return static_cast<double>(c.defer); });
+      add(kRequests, {"postfix", "hold"}, [&c] { return static_cast<double>(c.hold); });
+      const PostfixPolicyServerCounters& s = postfix_policy_server_->counters();
+      add(kErrors, {"postfix", "protocol_error"},
+          [&s] { return static_cast<double>(s.protocol_errors); });
+      add(kErrors, {"postfix", "idle_timeout"},
+          [&s] { return static_cast<double>(s.idle_closed); });
+      add(kErrors, {"postfix", "connections_over_cap"},
+          [&s] { return static_cast<double>(s.refused_connections); });
+    }
   }
 
   // Engine numbers are read on the io thread only (the registry renders there too).

@@ -221,6 +221,12 @@ TEST_F(PolicyServeTest, TheMessagePastTheAccountLimitIsHeldAndTheIncidentNamesIt
   EXPECT_EQ(AskPostfix("RCPT", "192.0.2.30", "bob@example.org"),
             "action=HOLD mxward: held for review");
   EXPECT_EQ(AskPostfix("RCPT", "192.0.2.30", "carol@example.org"), "action=DUNNO");
+  // Counted on /metrics: two HOLD answers, one decision about an account.
+  const std::string metrics = testing::HttpGet(9580, "/metrics");
+  EXPECT_NE(metrics.find("mxward_policy_requests_total{type=\"postfix\",outcome=\"hold\"} 2\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("mxward_policy_decisions{type=\"account\"} 1\n"), std::string::npos);
   ASSERT_TRUE(daemon_.WaitFor([&] { return Incidents("account-rate").size() == 1; }));
   auto store = IncidentStore::Open(db_);
   ASSERT_OK(store);
