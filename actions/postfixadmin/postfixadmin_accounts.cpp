@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "actions/common/argv_command.h"
-#include "actions/common/secret_file.h"
+#include "engine/base/secret_file.h"
 #include "engine/base/settings_reader.h"
 #include "mxward/action_types.h"
 

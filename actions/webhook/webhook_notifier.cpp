@@ -17,7 +17,7 @@
 
 #include "actions/common/curl_global.h"
 #include "actions/common/incident_text.h"
-#include "actions/common/secret_file.h"
+#include "engine/base/secret_file.h"
 #include "engine/base/settings_reader.h"
 
 namespace mxward {

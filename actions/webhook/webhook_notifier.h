@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "actions/common/secret_file.h"  // ReadSecretFile, for the secrets of [webhook.NAME]
+#include "engine/base/secret_file.h"  // ReadSecretFile, for the secrets of [webhook.NAME]
 #include "mxward/action_executor.h"
 #include "mxward/config.h"
 #include "mxward/incident.h"

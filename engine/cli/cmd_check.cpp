@@ -2,8 +2,8 @@
 // problem at once as `file:line:col: error: message` (stderr), exit 1 on errors. Without errors it
 // prints one summary line (stdout) and exits 0. Nothing is started and no state is touched, so it
 // is safe to run before `systemctl reload mxward`: every section `serve` reads is validated by the
-// same reader `serve` uses (inputs, metrics, control, dispatcher, each action type), without
-// connecting to anything.
+// same reader `serve` uses (inputs, metrics, control, dispatcher, policy servers, each action
+// type), without connecting to anything.
 #include <cstdio>
 #include <filesystem>
 
@@ -11,6 +11,8 @@
 
 #include "engine/cli/commands.h"
 #include "engine/cli/engine_assembly.h"
+#include "engine/policy/dovecot_policy_server.h"
+#include "engine/policy/postfix_policy_server.h"
 #include "mxward/action_dispatcher.h"
 #include "mxward/action_registry.h"
 #include "mxward/control_protocol.h"
@@ -48,6 +50,8 @@ void RunCheck(const GlobalOptions& g) {
     (void)MetricsServerOptions::FromConfig(config, &diags);
     (void)ControlServerOptions::FromConfig(config, &diags);
     (void)DispatcherOptions::FromConfig(config, &diags);
+    (void)DovecotPolicyServerOptions::FromConfig(config, &diags);
+    (void)PostfixPolicyServerOptions::FromConfig(config, &diags);
     (void)CheckActionSections(config, &diags);
   }
   // Keep going after config errors: the playbooks' problems are reported in the same run.

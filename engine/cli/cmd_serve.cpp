@@ -18,6 +18,13 @@
 
 #include "engine/cli/commands.h"
 #include "engine/cli/engine_assembly.h"
+#include "engine/cli/policy_assembly.h"
+#include "engine/policy/decision_feed.h"
+#include "engine/policy/decision_table.h"
+#include "engine/policy/dovecot_policy.h"
+#include "engine/policy/dovecot_policy_server.h"
+#include "engine/policy/postfix_policy.h"
+#include "engine/policy/postfix_policy_server.h"
 #include "mxward/action_dispatcher.h"
 #include "mxward/action_registry.h"
 #include "mxward/action_types.h"
@@ -64,6 +71,10 @@ class Daemon {
         OrExit(DispatcherOptions::FromConfig(config_, &diags), diags, "dispatcher");
     auto control_options =
         OrExit(ControlServerOptions::FromConfig(config_, &diags), diags, "control");
+    auto dovecot_policy_options =
+        OrExit(DovecotPolicyServerOptions::FromConfig(config_, &diags), diags, "policy");
+    auto postfix_policy_options =
+        OrExit(PostfixPolicyServerOptions::FromConfig(config_, &diags), diags, "policy");
     pack_ = LoadParserPackOrExit(ParserDirs(config_), config_);
     auto engine = LoadPlaybooksOrExit(config_);
 
@@ -75,7 +86,7 @@ class Daemon {
     control_store_ = std::move(*store);
     PrimeEngineFromStore(engine.get(), control_store_.get(), SystemClock::Instance()->Now());
 
-    std::vector<std::string> notes;
+    std::vector<std::string>& notes = notes_;
     auto executors =
         OrExit(BuildExecutors(config_, config_.store_path, &diags, &notes), diags, "actions");
     dispatcher_ = std::make_unique<ActionDispatcher>(config_.store_path, std::move(executors),
@@ -90,12 +101,24 @@ class Daemon {
     recorder_ = std::make_unique<IncidentRecorder>(
         std::move(*recorder_store), SystemClock::Instance(), [this] { dispatcher_->Notify(); },
         recorder_options);
+    // With a policy server, incidents pass through the decision table on their way to the
+    // recorder, so what they decide is in force for the next request (engine/policy/).
+    IncidentSink* incident_sink = recorder_.get();
+    if (dovecot_policy_options.enabled || postfix_policy_options.enabled) {
+      decisions_ = std::make_unique<DecisionTable>();
+      const std::size_t loaded = LoadDecisionsFromStore(control_store_.get(), decisions_.get(),
+                                                        SystemClock::Instance()->Now());
+      spdlog::info("policy: {} decisions in force loaded from the store", loaded);
+      decision_feed_ = std::make_unique<DecisionFeed>(decisions_.get(), recorder_.get(),
+                                                      SystemClock::Instance());
+      incident_sink = decision_feed_.get();
+    }
     PipelineOptions pipeline_options;
     pipeline_options.max_skew_seconds = config_.max_clock_skew_seconds;
     pipeline_options.max_age_seconds = config_.max_event_age_seconds;
     for (const auto& spec : inputs) pipeline_options.input_formats.push_back(spec.format);
     pipeline_ = std::make_unique<Pipeline>(
-        SyslogParser(), EventExtractor::Create(pack_), std::move(engine), recorder_.get(),
+        SyslogParser(), EventExtractor::Create(pack_), std::move(engine), incident_sink,
         [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); },
         pipeline_options);
 
@@ -118,9 +141,14 @@ class Daemon {
     listener_->SetCursorHooks(std::move(hooks));
     if (Status st = listener_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
 
+    StartPolicyServers(dovecot_policy_options, postfix_policy_options);
+
     control_ = std::make_unique<ControlServer>(io_, control_options, [this](const auto& req) {
       auto resp = ExecuteControlRequest(control_store_.get(), req, SystemClock::Instance()->Now());
       dispatcher_->Notify();
+      // What a ban or suspension by hand (or its undoing) decides holds for the policy servers
+      // at once, before the dispatcher has run it.
+      if (decisions_) ApplyControlResponse(resp);
       return resp;
     });
     if (Status st = control_->Start(); !st.ok()) {
@@ -144,9 +172,10 @@ class Daemon {
     WaitForSignal();
     ScheduleHousekeeping();
 
-    spdlog::info("mxward {} ready: {}; {} parsers, {} playbooks; state in {}{}", kVersion,
-                 listener_->Describe(), pack_->parser_count(), pipeline_->engine().playbook_count(),
-                 config_.store_path, config_.dry_run ? "; DRY-RUN: no action will run" : "");
+    spdlog::info("mxward {} ready: {}{}; {} parsers, {} playbooks; state in {}{}", kVersion,
+                 listener_->Describe(), PolicyDescription(), pack_->parser_count(),
+                 pipeline_->engine().playbook_count(), config_.store_path,
+                 config_.dry_run ? "; DRY-RUN: no action will run" : "");
     for (const auto& n : notes) spdlog::warn("{}", n);
     for (const auto& w : InputWarnings(listener_->inputs())) spdlog::warn("{}", w);
     sd_notify(0, "READY=1");
@@ -168,6 +197,8 @@ class Daemon {
       }
       spdlog::info("signal {}: stopping", sig);
       listener_->Stop();
+      if (dovecot_policy_server_) dovecot_policy_server_->Stop();
+      if (postfix_policy_server_) postfix_policy_server_->Stop();
       if (control_) control_->Stop();
       metrics_->Stop();
       housekeeping_.cancel();
@@ -216,6 +247,7 @@ class Daemon {
       if (ec) return;
       sd_notify(0, "WATCHDOG=1");
       pipeline_->AdvanceTime(SystemClock::Instance()->Now());
+      if (decisions_) decisions_->Expire(SystemClock::Instance()->Now());
       const auto now = std::chrono::steady_clock::now();
       if (now - last_hourly_ >= std::chrono::hours(1)) {
         last_hourly_ = now;
@@ -229,6 +261,52 @@ class Daemon {
       }
       ScheduleHousekeeping();
     });
+  }
+
+  // The policy servers answer on this thread, from the decision table and the running engine
+  // (replaced on reload, so it is looked up per event).
+  void StartPolicyServers(const DovecotPolicyServerOptions& dovecot,
+                          const PostfixPolicyServerOptions& postfix) {
+    auto feed = [this](const Event& e) { pipeline_->engine().OnEvent(e, decision_feed_.get()); };
+    if (dovecot.enabled) {
+      dovecot_policy_ =
+          std::make_unique<DovecotPolicy>(decisions_.get(), feed, SystemClock::Instance());
+      dovecot_policy_server_ =
+          std::make_unique<DovecotPolicyServer>(io_, dovecot, dovecot_policy_.get());
+      if (Status st = dovecot_policy_server_->Start(); !st.ok()) {
+        throw CliExit(kExitRuntime, st.ToString());
+      }
+    }
+    if (postfix.enabled) {
+      postfix_policy_ =
+          std::make_unique<PostfixPolicy>(decisions_.get(), feed, SystemClock::Instance());
+      postfix_policy_server_ =
+          std::make_unique<PostfixPolicyServer>(io_, postfix, postfix_policy_.get());
+      if (Status st = postfix_policy_server_->Start(); !st.ok()) {
+        throw CliExit(kExitRuntime, st.ToString());
+      }
+    }
+  }
+
+  void ApplyControlResponse(const nlohmann::json& response) {
+    if (!response.value("ok", false) || !response.contains("result")) return;
+    std::vector<std::int64_t> action_ids;
+    for (const auto& id : response["result"].value("action_ids", nlohmann::json::array())) {
+      if (id.is_number_integer()) action_ids.push_back(id.get<std::int64_t>());
+    }
+    ApplyQueuedActions(control_store_.get(), action_ids, decisions_.get(),
+                       SystemClock::Instance()->Now());
+  }
+
+  std::string PolicyDescription() const {
+    std::string out;
+    if (dovecot_policy_server_) {
+      out += fmt::format("; dovecot policy on port {}", dovecot_policy_server_->port());
+    }
+    if (postfix_policy_server_) {
+      out += fmt::format("; postfix policy on {}", postfix_policy_server_->Describe());
+    }
+    return out;
   }
 
   HealthReport Health() {
@@ -297,6 +375,62 @@ class Daemon {
     listener_->RegisterMetrics(&registry_, &handles_);
     pipeline_->RegisterMetrics(&registry_, &handles_);
     RegisterEngineMetrics();
+    RegisterPolicyMetrics();
+  }
+
+  // The policy servers' counters: plain numbers of the io thread, where the registry renders.
+  // Labels are fixed words (server, answer), never request text.
+  void RegisterPolicyMetrics() {
+    if (!decisions_) return;
+    constexpr std::string_view kRequests = "mxward_policy_requests_total";
+    constexpr std::string_view kErrors = "mxward_policy_errors_total";
+    constexpr std::string_view kDecisions = "mxward_policy_decisions";
+    (void)registry_.Declare({kRequests,
+                             MetricType::kCounter,
+                             "Policy requests answered, per server (type) and answer (outcome).",
+                             {"type", "outcome"}});
+    (void)registry_.Declare({kErrors,
+                             MetricType::kCounter,
+                             "Policy connections or requests refused, per server and reason.",
+                             {"type", "reason"}});
+    (void)registry_.Declare({kDecisions,
+                             MetricType::kGauge,
+                             "Decisions in force the policy servers answer from (ban, account).",
+                             {"type"}});
+    auto add = [this](std::string_view family, std::vector<std::string> labels,
+                      std::function<double()> fn) { Keep(registry_.Add(family, labels, fn)); };
+    add(kDecisions, {"ban"}, [this] { return static_cast<double>(decisions_->ban_count()); });
+    add(kDecisions, {"account"},
+        [this] { return static_cast<double>(decisions_->account_count()); });
+    if (dovecot_policy_) {
+      const DovecotPolicyCounters& c = dovecot_policy_->counters();
+      add(kRequests, {"dovecot", "allowed"},
+          [&c] { return static_cast<double>(c.allow - c.refused); });
+      add(kRequests, {"dovecot", "refused"}, [&c] { return static_cast<double>(c.refused); });
+      add(kRequests, {"dovecot", "report"}, [&c] { return static_cast<double>(c.reports); });
+      const DovecotPolicyServerCounters& s = dovecot_policy_server_->counters();
+      add(kErrors, {"dovecot", "unauthorized"},
+          [&s] { return static_cast<double>(s.unauthorized); });
+      add(kErrors, {"dovecot", "bad_request"},
+          [&s] { return static_cast<double>(s.bad_requests); });
+      add(kErrors, {"dovecot", "connections_over_cap"},
+          [&s] { return static_cast<double>(s.refused_connections); });
+    }
+    if (postfix_policy_) {
+      const PostfixPolicyCounters& c = postfix_policy_->counters();
+      add(kRequests, {"postfix", "dunno"},
+          [&c] { return static_cast<double>(c.requests - c.reject - c.defer - c.hold); });
+      add(kRequests, {"postfix", "reject"}, [&c] { return static_cast<double>(c.reject); });
+      add(kRequests, {"postfix", "defer"}, [&c] { return static_cast<double>(c.defer); });
+      add(kRequests, {"postfix", "hold"}, [&c] { return static_cast<double>(c.hold); });
+      const PostfixPolicyServerCounters& s = postfix_policy_server_->counters();
+      add(kErrors, {"postfix", "protocol_error"},
+          [&s] { return static_cast<double>(s.protocol_errors); });
+      add(kErrors, {"postfix", "idle_timeout"},
+          [&s] { return static_cast<double>(s.idle_closed); });
+      add(kErrors, {"postfix", "connections_over_cap"},
+          [&s] { return static_cast<double>(s.refused_connections); });
+    }
   }
 
   // Engine numbers are read on the io thread only (the registry renders there too).
@@ -351,6 +485,7 @@ class Daemon {
   const GlobalOptions& globals_;
   ServeOptions opts_;
   Config config_;
+  std::vector<std::string> notes_;  // warnings logged once the daemon is ready
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer housekeeping_;
@@ -359,7 +494,14 @@ class Daemon {
   std::unique_ptr<IncidentStore> control_store_;
   std::unique_ptr<ActionDispatcher> dispatcher_;
   std::unique_ptr<IncidentRecorder> recorder_;
+  // Before the pipeline, which hands incidents to decision_feed_; the policy servers after it.
+  std::unique_ptr<DecisionTable> decisions_;
+  std::unique_ptr<DecisionFeed> decision_feed_;
   std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<DovecotPolicy> dovecot_policy_;
+  std::unique_ptr<DovecotPolicyServer> dovecot_policy_server_;
+  std::unique_ptr<PostfixPolicy> postfix_policy_;
+  std::unique_ptr<PostfixPolicyServer> postfix_policy_server_;
   std::unique_ptr<SyslogListener> listener_;
   std::unique_ptr<ControlServer> control_;
   MetricsRegistry registry_;

@@ -36,41 +36,6 @@ constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=
 
 }  // namespace
 
-Status ParseListenAddress(std::string_view text, std::string* address, std::uint16_t* port) {
-  auto bad = [&](std::string_view why) {
-    return Status::InvalidArgument(fmt::format(
-        "listen address '{}' {}: write \"127.0.0.1:9580\" or \"[::1]:9580\"", text, why));
-  };
-  std::string_view host;
-  std::string_view port_text;
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return bad("has no ]:PORT after the IPv6 address");
-    }
-    host = text.substr(1, close - 1);
-    port_text = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) return bad("has no :PORT");
-    host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) return bad("needs [brackets] around IPv6");
-  }
-  IpAddress ip;
-  if (!IpAddress::Parse(host, &ip)) return bad("does not start with an IP address");
-  if (port_text.empty() || port_text.size() > 5) return bad("has no valid port");
-  unsigned value = 0;
-  for (char c : port_text) {
-    if (c < '0' || c > '9') return bad("has no valid port");
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (value > 65535) return bad("has a port above 65535");
-  *address = ip.ToString();
-  *port = static_cast<std::uint16_t>(value);
-  return Status::Ok();
-}
-
 Result<MetricsServerOptions> MetricsServerOptions::FromConfig(
     const Config& config, std::vector<Diagnostic>* diagnostics) {
   MetricsServerOptions o;

@@ -32,6 +32,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "engine/base/unix_socket_path.h"
 #include "engine/ingest/stream_framer.h"
 #include "engine/ingest/tls_peer.h"
 #include "mxward/file_follower.h"
@@ -80,34 +81,6 @@ Status SetReceiveBuffer(int fd, int bytes) {
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) == 0) return Status::Ok();
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) == 0) return Status::Ok();
   return Status::IoError(fmt::format("SO_RCVBUF: {}", std::strerror(errno)));
-}
-
-// A unix socket path: a stale socket file left by a crash is removed, a live one (someone
-// accepts connections on it) or a non-socket file is an error.
-Status PrepareUnixPath(const std::string& path, int sock_type) {
-  std::error_code fec;
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, fec);
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return Status::Ok();
-  if (!S_ISSOCK(st.st_mode)) {
-    return Status::AlreadyExists(
-        fmt::format("{} exists and is not a socket; remove it or choose another path", path));
-  }
-  const int fd = ::socket(AF_UNIX, sock_type | SOCK_CLOEXEC, 0);
-  if (fd >= 0) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::close(fd);
-    if (rc == 0) {
-      return Status::AlreadyExists(
-          fmt::format("{} is in use by another process (is mxward already running?)", path));
-    }
-  }
-  ::unlink(path.c_str());
-  return Status::Ok();
 }
 
 Status ApplyOwnership(const InputSpec& spec) {
@@ -278,7 +251,7 @@ class DatagramInput final : public Input {
       if (!ep.ok()) return ep.status();
       endpoint = *ep;
     } else {
-      MXWARD_RETURN_IF_ERROR(PrepareUnixPath(spec_.path, SOCK_DGRAM));
+      MXWARD_RETURN_IF_ERROR(PrepareUnixSocketPath(spec_.path, SOCK_DGRAM));
       endpoint = typename Protocol::endpoint(spec_.path);
     }
     socket_.open(endpoint.protocol(), ec);
@@ -750,7 +723,7 @@ class StreamInput final : public Input {
       if (!ep.ok()) return ep.status();
       endpoint = *ep;
     } else {
-      MXWARD_RETURN_IF_ERROR(PrepareUnixPath(spec_.path, SOCK_STREAM));
+      MXWARD_RETURN_IF_ERROR(PrepareUnixSocketPath(spec_.path, SOCK_STREAM));
       endpoint = typename Protocol::endpoint(spec_.path);
     }
     acceptor_.open(endpoint.protocol(), ec);

@@ -42,6 +42,8 @@ constexpr std::array<std::string_view, kFieldCount> kFieldNames = {
     "dmarc_policy",
     "dmarc_disposition",
     "receiver",
+    "pwhash",
+    "source",
 };
 
 }  // namespace

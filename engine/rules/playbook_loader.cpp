@@ -363,6 +363,18 @@ class Compiler {
 
     if (const toml::table* m = top.Table("match")) {
       Matcher(*m, "[match]", &pb.match);
+      // Log lines unless the playbook names a source: a Dovecot policy report and Dovecot's log
+      // lines tell of the same attempt, and a playbook counting both would count it twice.
+      const bool names_source =
+          std::any_of(pb.match.conditions.begin(), pb.match.conditions.end(),
+                      [](const Condition& c) { return c.field == Field::kSource; });
+      if (!names_source) {
+        Condition logs_only;
+        logs_only.field = Field::kSource;
+        logs_only.op = ConditionOp::kExists;
+        logs_only.exists = false;
+        pb.match.conditions.push_back(std::move(logs_only));
+      }
     } else if (!doc.contains("match")) {
       Error(doc.source(), "missing [match] (which events this playbook counts)");
     }

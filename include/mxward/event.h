@@ -80,8 +80,15 @@ enum class Field : std::uint8_t {
   // Whom an SPF check was for, as the checker logged it: policyd-spf's receiver= is the
   // recipient's domain (the whole address with Per_User, "<UNKNOWN>" with Hide_Receiver).
   kReceiver,
+  // Dovecot's auth policy request: its hash of the login and the password tried (auth-policy.c,
+  // salted with auth_policy_hash_nonce), so a `distinct` trigger counts passwords, not attempts.
+  kPwhash,
+  // Where an event came from when it is not a log line: "dovecot-policy" (a Dovecot policy
+  // report), "postfix-policy" (a Postfix policy request). Empty for log lines. A playbook counts
+  // only log events unless its [match] names a source (docs/policy.md).
+  kSource,
 };
-inline constexpr int kFieldCount = static_cast<int>(Field::kReceiver) + 1;
+inline constexpr int kFieldCount = static_cast<int>(Field::kSource) + 1;
 
 // "auth_failure" etc.; ParseEventType accepts exactly these names.
 std::string_view EventTypeName(EventType t);

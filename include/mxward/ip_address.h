@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "mxward/status.h"
+
 namespace mxward {
 
 class IpAddress {
@@ -77,6 +79,10 @@ class IpPrefix {
   IpAddress addr_;
   int len_ = 0;
 };
+
+// "127.0.0.1:9580", "[::1]:9580" -> the address (canonical text) and port of a listening socket
+// (the metrics endpoint, the policy servers). InvalidArgument with a readable message.
+Status ParseListenAddress(std::string_view text, std::string* address, std::uint16_t* port);
 
 }  // namespace mxward
 

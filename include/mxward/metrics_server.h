@@ -45,9 +45,6 @@ struct MetricsServerOptions {
                                                  std::vector<Diagnostic>* diagnostics);
 };
 
-// "127.0.0.1:9580", "[::1]:9580" -> address and port. InvalidArgument with a readable message.
-Status ParseListenAddress(std::string_view text, std::string* address, std::uint16_t* port);
-
 struct HealthReport {
   bool ok = true;
   std::string reason;  // why not ok, one line ("engine stuck: no line processed for 120s")

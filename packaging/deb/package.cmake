@@ -13,6 +13,7 @@
 #   /usr/share/man/man8/mxward.8.gz               mxward(8)
 #   /usr/share/doc/mxward/                        README, operations, benchmarks, copyright,
 #                                                 changelog, Grafana dashboard
+#   /usr/share/doc/mxward/examples/dovecot/, postfix/   the policy server snippets (docs/policy.md)
 #   /usr/share/doc/mxward/examples/rsyslog/       the TLS sender snippets (gtls, ossl) for the
 #                                                 mail nodes that forward to this host
 # Every file under /etc is a conffile, so upgrades keep local edits (dpkg asks on conflicts).
@@ -70,6 +71,11 @@ endif()
 install(FILES ${_mxward_src}/packaging/rsyslog/61-mxward-tls-gtls.conf
               ${_mxward_src}/packaging/rsyslog/61-mxward-tls-ossl.conf
         DESTINATION share/doc/mxward/examples/rsyslog)
+# The policy server snippets go into Dovecot's and Postfix's own configuration (docs/policy.md).
+install(FILES ${_mxward_src}/packaging/dovecot/95-mxward-policy.conf
+        DESTINATION share/doc/mxward/examples/dovecot)
+install(FILES ${_mxward_src}/packaging/postfix/main.cf.mxward-policy
+        DESTINATION share/doc/mxward/examples/postfix)
 
 install(FILES ${_mxward_src}/packaging/systemd/mxward.service DESTINATION /lib/systemd/system)
 install(FILES ${_mxward_src}/packaging/deb/lintian-overrides DESTINATION share/lintian/overrides

@@ -25,6 +25,7 @@ ALLOWED = {
     "store": ["base", "model"],
     "pipeline": ["base", "model", "ingest", "parse", "rules"],
     "control": ["base", "model", "store"],
+    "policy": ["base", "model", "parse", "rules"],
     "executor": ["base", "model"],
     "actions-common": ["base", "model", "store", "executor"],
     "dispatch": ["base", "model", "store", "executor", "actions-common"],
@@ -54,7 +55,8 @@ PUBLIC_HEADERS = {
 }
 PUBLIC = {h: floor for floor, hs in PUBLIC_HEADERS.items() for h in hs}
 
-ENGINE_FOLDERS = ["base", "model", "ingest", "parse", "rules", "store", "control", "cli"]
+ENGINE_FOLDERS = ["base", "model", "ingest", "parse", "rules", "store", "control", "policy",
+                  "cli"]
 ACTION_FOLDERS = {"common": "actions-common", "dispatch": "dispatch", "registry": "registry"}
 ACTION_FOLDERS.update({b: "backend:" + b for b in BACKENDS})
 

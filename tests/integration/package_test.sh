@@ -73,6 +73,8 @@ has /usr/share/doc/mxward/changelog.Debian.gz
 has /usr/share/doc/mxward/README.md
 has /usr/share/doc/mxward/examples/rsyslog/61-mxward-tls-gtls.conf
 has /usr/share/doc/mxward/examples/rsyslog/61-mxward-tls-ossl.conf
+has /usr/share/doc/mxward/examples/dovecot/95-mxward-policy.conf
+has /usr/share/doc/mxward/examples/postfix/main.cf.mxward-policy
 grep -q ' /etc/rsyslog.d/61-mxward-tls' "$tmp/contents" && fail "a TLS sender snippet under /etc/rsyslog.d"
 if [ -f "$src/packaging/rsyslog/60-mxward.conf" ]; then
   has /etc/rsyslog.d/60-mxward.conf.disabled

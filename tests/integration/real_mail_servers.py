@@ -9,6 +9,13 @@ the protocol and the attempts made (failed logins) and successes.
 
   real_mail_servers.py WORKDIR --auth-verbose yes|no --auth-debug yes|no --port-logging yes|no
   real_mail_servers.py WORKDIR [--syslog] --roundcube file|syslog
+  real_mail_servers.py WORKDIR --policy URL --policy-header NAME:VALUE
+
+With --policy, Dovecot asks the authentication policy server at URL (mxward serve) before every
+login, fail-open, and the policy clients run instead: a dictionary attack over IMAP then the
+right password, a phone retrying one stale password 200 times then the right one, and a
+dictionary over SMTP AUTH through Postfix (Dovecot's SASL socket) then the right password. The
+output's "policy" says which final logins were accepted.
 
 With --roundcube, Debian's Roundcube (php -S, private ROUNDCUBE_CONFIG_DIR and SQLite file)
 logs in against this Dovecot from 127.0.0.1, and HTTP clients (browsers, a proxy acting for one,
@@ -147,6 +154,32 @@ service auth {{
 remote {plaintext_forbidden_ip} {{
   disable_plaintext_auth = yes
 }}
+{policy_conf(args)}
+"""
+
+
+def policy_conf(args):
+    """Dovecot's auth policy settings as docs/policy.md ships them: fail-open."""
+    if not args.policy:
+        return ""
+    return f"""
+auth_policy_server_url = {args.policy}
+auth_policy_server_api_header = {args.policy_header}
+auth_policy_hash_nonce = mxward-real-servers-test-nonce
+auth_policy_server_timeout_msecs = 2000
+auth_policy_reject_on_fail = no
+"""
+
+
+def postfix_policy_conf(args):
+    """check_policy_service as docs/policy.md ships it (fail-open), on the socket mxward made in
+    this queue directory's private/."""
+    if not args.policy:
+        return ""
+    check = "check_policy_service { unix:private/mxward-policy, timeout=5s, default_action=DUNNO }"
+    return f"""
+smtpd_client_restrictions = {check}
+smtpd_data_restrictions = {check}
 """
 
 
@@ -183,6 +216,7 @@ smtpd_soft_error_limit = 100
 smtpd_hard_error_limit = 100
 smtpd_client_connection_rate_limit = 0
 smtpd_client_auth_rate_limit = 0
+{postfix_policy_conf(args)}
 """)
     write(f"{cfg}/master.cf", """
 smtp      inet  n       -       n       -       -       smtpd
@@ -458,6 +492,113 @@ def run_clients(ips):
     return made
 
 
+# ---------------------------------------------------------------- policy server
+def imap_login_ok(ip, user, password):
+    """True when the login is accepted."""
+    c = _imap_from(ip)
+    try:
+        c.login(user, password)
+        c.logout()
+        return True
+    except imaplib.IMAP4.error:
+        c.logout()
+        return False
+
+
+def smtp_login_ok(ip, user, password):
+    c = _smtp_from(ip, PORTS["smtp"])
+    c.ehlo("client.example")
+    try:
+        c.login(user, password)
+        return True
+    except smtplib.SMTPAuthenticationError:
+        return False
+    finally:
+        c.quit()
+
+
+def policy_refuses(args, ip):
+    """Asks the policy server what Dovecot would ask for a login from ip, until it answers -1
+    (True) or 20 s pass (False). Dovecot sends its report of a failed login without waiting for
+    the client, so the last report of a burst may still be on its way when the client's next
+    login asks; the scenario waits for the decision to be in force, then logs in."""
+    name, _, value = args.policy_header.partition(":")
+    body = json.dumps({"login": USER, "pwhash": "", "remote": ip, "device_id": "",
+                       "protocol": "imap", "session_id": "probe", "tls": False}).encode()
+    url = urllib.parse.urlsplit(args.policy)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        c = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+        c.request("POST", "/?command=allow", body,
+                  {"Content-Type": "application/json", name: value})
+        r = c.getresponse()
+        answer = json.loads(r.read() or b"{}")
+        c.close()
+        if answer.get("status") == -1:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def run_policy_clients(args, ips, guesses):
+    """The attacks of docs/policy.md against the real servers; what the final right-password
+    logins got."""
+    out = {}
+    dictionary = ips["policy_dictionary"]
+    for i in range(guesses):
+        if imap_login_ok(dictionary, USER, f"dictionary word {i}"):
+            raise SystemExit("a wrong password was accepted")
+    out["dictionary_refused_by_policy"] = policy_refuses(args, dictionary)
+    out["dictionary_then_right_password"] = imap_login_ok(dictionary, USER, PASSWORD)
+
+    phone = ips["policy_stale_phone"]
+
+    def stale(n):
+        for _ in range(n):
+            if imap_login_ok(phone, USER, "yesterday's password"):
+                raise SystemExit("a wrong password was accepted")
+    # 200 retries, from 8 connections at a time as a phone's several accounts and apps would.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for f in [pool.submit(stale, 25) for _ in range(8)]:
+            f.result()
+    out["stale_phone_then_right_password"] = imap_login_ok(phone, USER, PASSWORD)
+
+    smtp = ips["policy_smtp_dictionary"]
+    for i in range(guesses):
+        if smtp_login_ok(smtp, USER, f"smtp word {i}"):
+            raise SystemExit("a wrong password was accepted over SMTP")
+    out["smtp_dictionary_refused_by_policy"] = policy_refuses(args, smtp)
+    out["smtp_dictionary_then_right_password"] = smtp_login_ok(smtp, USER, PASSWORD)
+    # A client nobody attacked from still gets in: the bans are per address.
+    out["bystander_right_password"] = imap_login_ok(ips["policy_bystander"], USER, PASSWORD)
+
+    # Postfix asks mxward too: the address banned for its IMAP dictionary is refused by SMTP
+    # (smtpd_delay_reject: the client restriction answers at RCPT).
+    c = _smtp_from(dictionary, PORTS["smtp"])
+    c.ehlo("client.example")
+    c.mail("x@example.org")
+    out["banned_address_rcpt_code"] = c.rcpt("someone@example.net")[0]
+    c.quit()
+    # An account sending: the messages past the account-rate playbook's threshold are held.
+    sent = []
+    for i in range(args.policy_messages):
+        c = _smtp_from(ips["policy_sender"], PORTS["smtp"])
+        c.ehlo("client.example")
+        c.login("bob@example.org", "bobs secret")
+        r = c.sendmail("bob@example.org", [f"friend{i}@example.net"],
+                       f"Subject: message {i}\r\n\r\nhello {i}\r\n")
+        sent.append(r == {})
+        c.quit()
+    out["messages_accepted"] = sent
+    return out
+
+
+def queue(pf):
+    """postqueue -j: one JSON object per queued message."""
+    r = subprocess.run(["postqueue", "-c", pf, "-j"], capture_output=True, text=True)
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
 # ---------------------------------------------------------------- Roundcube
 ROUNDCUBE_PORT = 8080
 ROUNDCUBE_DOCROOT = "/var/lib/roundcube/public_html"  # Debian's; INSTALL_PATH is /var/lib/roundcube
@@ -630,6 +771,13 @@ def main():
     ap.add_argument("--roundcube", choices=["file", "syslog"],
                     help="run Roundcube's clients instead of the mail clients, Roundcube "
                          "logging to its log_dir files or to syslog (which needs --syslog)")
+    ap.add_argument("--policy", default="",
+                    help="Dovecot's auth_policy_server_url; runs the policy clients")
+    ap.add_argument("--policy-header", default="", help="auth_policy_server_api_header")
+    ap.add_argument("--policy-guesses", type=int, default=5,
+                    help="wrong passwords each dictionary tries before the right one")
+    ap.add_argument("--policy-messages", type=int, default=4,
+                    help="messages the policy sender sends through Postfix")
     args = ap.parse_args()
     if args.roundcube == "syslog" and not args.syslog:
         ap.error("--roundcube syslog needs --syslog")
@@ -643,7 +791,10 @@ def main():
              "submission_login", "smtp_plain_many", "smtp_login_unknown",
              "imap_plaintext_forbidden", "connect_drop", "success", "imap_over_threshold",
              "smtp_over_threshold"]
-    if args.roundcube:
+    if args.policy:
+        names = ["policy_dictionary", "policy_stale_phone", "policy_smtp_dictionary",
+                 "policy_bystander", "policy_sender"]
+    elif args.roundcube:
         names = ["rc_wrong_password", "rc_unknown_user", "rc_behind_proxy", "rc_trusted_proxy",
                  "rc_forged", "rc_untrusted_forwarder", "rc_victim", "rc_success"]
     ips = {n: f"198.51.100.{10 + i}" for i, n in enumerate(names)}
@@ -668,6 +819,16 @@ def main():
         try:
             for p in PORTS.values():
                 wait_for(lambda p=p: connectable(p), f"port {p}")
+            if args.policy:
+                result = run_policy_clients(args, ips, args.policy_guesses)
+                # Every accepted message has reached a queue (incoming, active, deferred, hold).
+                wait_for(lambda: len(queue(pf)) >= sum(result["messages_accepted"]),
+                         "the accepted messages in Postfix's queue")
+                result["queue"] = [{"queue_id": m.get("queue_id"),
+                                    "queue_name": m.get("queue_name")} for m in queue(pf)]
+                json.dump({"logs": sorted(set(logs.values())), "policy": result,
+                           "ips": ips}, sys.stdout)
+                return
             # The probes above are connections too (connect-and-drop from the server address).
             if args.roundcube:
                 made = run_roundcube(args, work, ips, logs)

@@ -12,6 +12,8 @@
 // Variants: auth_verbose off / on (passdb lines held and settled, docs/parsers.md "One attempt,
 // one event"), auth_debug on, Postfix smtpd_client_port_logging on. It prints the per-protocol
 // table that docs/parsers.md quotes. About 30 s per variant.
+// RealDovecotPolicyTest points the same Dovecot's auth_policy_server_url and Postfix's
+// check_policy_service at a real `mxward serve` (docs/policy.md).
 // RealRoundcubeTest adds Debian's Roundcube (php -S) logging in against the same Dovecot over
 // HTTP, with log_driver file and syslog, and a trusted-proxy / untrusted-forwarder pair.
 #include <gtest/gtest.h>
@@ -20,6 +22,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -28,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "mxward/incident_store.h"
 #include "support/daemon.h"
 #include "support/subprocess.h"
 
@@ -198,6 +202,113 @@ TEST(RealMailServersSyslogTest, ThroughTheDaemonsUnixSocket) {
   for (const auto& [playbook, key] : Incidents(db, &raw)) {
     EXPECT_NE(key, "198.51.100.19") << playbook << " opened an incident for the successes";
   }
+  EXPECT_TRUE(daemon.Stop()) << daemon.Log();
+}
+
+// Dovecot asks a real `mxward serve` before every login (auth_policy_server_url, fail-open as
+// docs/policy.md ships it), and mxward counts distinct password hashes from Dovecot's reports
+// (a playbook with source = "dovecot-policy"). A dictionary over IMAP is refused by policy, so
+// the right password fails afterwards; a phone retrying one stale password 200 times is one
+// guess and still gets in; a dictionary over SMTP AUTH through Postfix (Dovecot's SASL socket)
+// is covered by the same policy; an address nobody attacked from gets in.
+TEST(RealDovecotPolicyTest, DistinctPasswordsAreRefusedByPolicyAStalePhoneIsNot) {
+  if (const std::string why = WhyNotRunnable(); !why.empty()) GTEST_SKIP() << why;
+  ASSERT_TRUE(NetworkNamespace::Enter().ok()) << NetworkNamespace::Enter().error();
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  const std::string rules = testing::WriteSaslBanRules(dir.path());
+  std::ofstream(rules + "/dovecot-passwords.toml")
+      << "description = \"distinct passwords from one address\"\nkey = \"client_ip\"\n"
+         "[match]\nevents = [\"auth_failure\"]\nsource = \"dovecot-policy\"\n"
+         "[trigger]\ntype = \"distinct\"\nfield = \"pwhash\"\nthreshold = 5\n"
+         "window = \"10m\"\n[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\n"
+         "duration = \"1h\"\n";
+  std::ofstream(rules + "/account-rate.toml")
+      << "description = \"more than 2 messages in an hour\"\nkey = \"sasl_user\"\n"
+         "[match]\nevents = [\"message_submitted\"]\nsource = \"postfix-policy\"\n"
+         "[trigger]\ntype = \"count\"\nthreshold = 3\nwindow = \"1h\"\n"
+         "[[action]]\ntype = \"hold_queue\"\nuser = \"{sasl_user}\"\nduration = \"1h\"\n";
+  const std::string secret = "real-servers-policy-secret";
+  std::ofstream(dir.file("policy.secret")) << secret << "\n";
+  ::chmod(dir.file("policy.secret").c_str(), 0600);
+  const std::string db = dir.file("state.db");
+  std::ofstream(dir.file("mxward.toml"))
+      << "[[input]]\ntype = \"udp\"\naddress = \"127.0.0.1:5514\"\n[policy.dovecot]\n"
+         "enabled = true\nlisten = \"127.0.0.1:9581\"\nsecret_file = \""
+      << dir.file("policy.secret")
+      // Postfix's unix:private/mxward-policy in the queue directory real_mail_servers.py gives it.
+      << "\"\n[policy.postfix]\nenabled = true\nsocket = \""
+      << dir.file("postfix-queue/private/mxward-policy") << "\"\nsocket_group = \"postfix\"\n";
+  // private/ is Postfix's (its master makes its own sockets there), as in an installed Postfix
+  // where mxward's socket joins them; one mxward made would be root's and Postfix would not start.
+  ASSERT_EQ(RunCommand({"install", "-d", "-o", "postfix", "-g", "root", "-m", "0700",
+                        dir.file("postfix-queue/private")})
+                .exit_code,
+            0);
+  testing::ServeProcess daemon;
+  ASSERT_TRUE(daemon.Start(kBinary,
+                           {"--db", db, "--config", dir.file("mxward.toml"), "--rules", rules,
+                            "--socket", dir.file("control.sock")},
+                           dir.file("serve.log")));
+  ASSERT_TRUE(daemon.WaitForLog("ready:")) << daemon.Log();
+
+  // auth_verbose: Dovecot logs "Authentication failure due to policy server refusal" only then.
+  auto run = RunCommand({"python3", kScript, dir.path(), "--auth-verbose", "yes", "--policy",
+                         "http://127.0.0.1:9581/", "--policy-header", "X-API-Key:" + secret,
+                         "--policy-guesses", "5"});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out << daemon.Log();
+  const auto result = nlohmann::json::parse(run.out);
+  const auto& policy = result["policy"];
+  EXPECT_TRUE(policy["dictionary_refused_by_policy"].get<bool>()) << run.out;
+  EXPECT_FALSE(policy["dictionary_then_right_password"].get<bool>()) << run.out;
+  EXPECT_TRUE(policy["stale_phone_then_right_password"].get<bool>()) << run.out;
+  EXPECT_TRUE(policy["smtp_dictionary_refused_by_policy"].get<bool>()) << run.out;
+  EXPECT_FALSE(policy["smtp_dictionary_then_right_password"].get<bool>()) << run.out;
+  EXPECT_TRUE(policy["bystander_right_password"].get<bool>()) << run.out;
+
+  // Postfix asked mxward: the address banned for its IMAP dictionary is refused at RCPT, and
+  // the third message of the account (the threshold) and the fourth are in the hold queue.
+  EXPECT_EQ(policy["banned_address_rcpt_code"].get<int>(), 554) << run.out;
+  EXPECT_EQ(policy["messages_accepted"], nlohmann::json::array({true, true, true, true}));
+  std::set<std::string> held;
+  for (const auto& m : policy["queue"]) {
+    if (m["queue_name"] == "hold") held.insert(m["queue_id"].get<std::string>());
+  }
+  EXPECT_EQ(held.size(), 2u) << run.out;
+
+  // Dovecot says why the right password failed.
+  std::string dovecot_log;
+  for (const auto& path : result["logs"]) {
+    std::ifstream in(path.get<std::string>());
+    dovecot_log += std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_NE(dovecot_log.find("policy server refusal"), std::string::npos) << dovecot_log;
+
+  std::string raw;
+  const std::string dictionary = result["ips"]["policy_dictionary"].get<std::string>();
+  const std::string smtp = result["ips"]["policy_smtp_dictionary"].get<std::string>();
+  const std::string phone = result["ips"]["policy_stale_phone"].get<std::string>();
+  EXPECT_TRUE(daemon.WaitFor([&] {
+    const auto incidents = Incidents(db, &raw);
+    return incidents.count({"dovecot-passwords", dictionary}) &&
+           incidents.count({"dovecot-passwords", smtp});
+  })) << raw;
+  for (const auto& [playbook, key] : Incidents(db, &raw)) {
+    EXPECT_NE(key, phone) << playbook << " opened an incident for the stale password";
+  }
+  // The hold incident names the message that crossed the threshold, one of the held two.
+  ASSERT_TRUE(Incidents(db, &raw).count({"account-rate", "bob@example.org"})) << raw;
+  auto store = IncidentStore::Open(db);
+  ASSERT_TRUE(store.ok());
+  IncidentQuery q;
+  q.playbook = "account-rate";
+  auto list = (*store)->ListIncidents(q);
+  ASSERT_TRUE(list.ok() && list->size() == 1u);
+  auto actions = (*store)->ActionsForIncident((*list)[0].id);
+  ASSERT_TRUE(actions.ok() && actions->size() == 1u);
+  const auto& queue_ids = (*actions)[0].params["queue_ids"];
+  ASSERT_EQ(queue_ids.size(), 1u) << queue_ids.dump();
+  EXPECT_TRUE(held.count(queue_ids[0].get<std::string>())) << queue_ids.dump() << run.out;
   EXPECT_TRUE(daemon.Stop()) << daemon.Log();
 }
 

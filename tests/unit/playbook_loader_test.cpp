@@ -144,7 +144,11 @@ body = "{{literal}} {evidence}"
   EXPECT_EQ(pb->max_keys, 5000u);
   EXPECT_TRUE(pb->match.types[static_cast<int>(EventType::kAuthFailure)]);
   EXPECT_FALSE(pb->match.types[static_cast<int>(EventType::kDelivery)]);
-  ASSERT_EQ(pb->match.conditions.size(), 4u);
+  // The four written plus the implicit "log lines only" (no source named).
+  ASSERT_EQ(pb->match.conditions.size(), 5u);
+  EXPECT_EQ(pb->match.conditions.back().field, Field::kSource);
+  EXPECT_EQ(pb->match.conditions.back().op, ConditionOp::kExists);
+  EXPECT_FALSE(pb->match.conditions.back().exists);
   const Condition* service = nullptr;
   for (const auto& c : pb->match.conditions) {
     if (c.field == Field::kService) service = &c;

@@ -1,4 +1,4 @@
-#include "actions/common/secret_file.h"
+#include "engine/base/secret_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

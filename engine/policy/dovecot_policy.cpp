@@ -1,0 +1,144 @@
+#include "engine/policy/dovecot_policy.h"
+
+#include <utility>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace mxward {
+
+namespace {
+
+// Evidence text: the request's own words, with control bytes replaced so one report is one line.
+std::string Printable(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = '?';
+  }
+  return out;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<DovecotPolicyCommand> ParseDovecotPolicyTarget(std::string_view target) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) {
+    return Status::InvalidArgument("no ?command= in the request target");
+  }
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    if (pair == "command=allow") return DovecotPolicyCommand::kAllow;
+    if (pair == "command=report") return DovecotPolicyCommand::kReport;
+    if (pair.starts_with("command=")) {
+      return Status::InvalidArgument("unknown command: expected allow or report");
+    }
+    if (amp == std::string_view::npos) break;
+    query = query.substr(amp + 1);
+  }
+  return Status::InvalidArgument("no ?command= in the request target");
+}
+
+Result<DovecotPolicyRequest> ParseDovecotPolicyBody(DovecotPolicyCommand command,
+                                                    std::string_view body) {
+  // No exceptions: a malformed body is an answer, not an unwinding.
+  const nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Status::InvalidArgument("the body is not JSON");
+  if (!doc.is_object()) return Status::InvalidArgument("the body is not a JSON object");
+  DovecotPolicyRequest r;
+  r.command = command;
+  auto text = [&doc](const char* name, std::string* out) {
+    auto it = doc.find(name);
+    if (it == doc.end() || !it->is_string()) return;
+    const auto& s = it->get_ref<const std::string&>();
+    out->assign(s, 0, std::min(s.size(), kMaxDovecotValueBytes));
+  };
+  auto flag = [&doc](const char* name, bool* out) {
+    auto it = doc.find(name);
+    if (it != doc.end() && it->is_boolean()) *out = it->get<bool>();
+  };
+  text("login", &r.login);
+  text("pwhash", &r.pwhash);
+  text("remote", &r.remote);
+  text("device_id", &r.device_id);
+  text("protocol", &r.protocol);
+  text("session_id", &r.session_id);
+  text("fail_type", &r.fail_type);
+  flag("tls", &r.tls);
+  flag("success", &r.success);
+  flag("policy_reject", &r.policy_reject);
+  return r;
+}
+
+std::string DovecotPolicyAnswer::ToJson() const {
+  nlohmann::json j = {{"status", status}, {"msg", msg}};
+  return j.dump();
+}
+
+DovecotPolicyAnswer DovecotPolicy::Answer(const DovecotPolicyRequest& request) {
+  if (request.command == DovecotPolicyCommand::kReport) {
+    Report(request);
+    return {0, ""};
+  }
+  return Allow(request);
+}
+
+DovecotPolicyAnswer DovecotPolicy::Allow(const DovecotPolicyRequest& request) {
+  ++counters_.allow;
+  const UnixMicros now = clock_->Now();
+  IpAddress remote;
+  if (IpAddress::Parse(request.remote, &remote) && decisions_->FindBan(remote, now) != nullptr) {
+    ++counters_.refused;
+    return {-1, "blocked by policy"};
+  }
+  if (decisions_->FindAccount(request.login, AccountDecisionKind::kSuspend, now) != nullptr) {
+    ++counters_.refused;
+    return {-1, "account suspended"};
+  }
+  return {0, ""};
+}
+
+void DovecotPolicy::Report(const DovecotPolicyRequest& request) {
+  ++counters_.reports;
+  if (!feed_) return;
+  // A login refused by our own answer is not another attempt to count (the ban is in force
+  // already); internal errors are Dovecot's, not the client's.
+  if (request.policy_reject || request.fail_type == "policy" || request.fail_type == "internal") {
+    return;
+  }
+  Event e;
+  e.type = request.success ? EventType::kAuthSuccess : EventType::kAuthFailure;
+  e.time = clock_->Now();
+  IpAddress remote;
+  if (IpAddress::Parse(request.remote, &remote)) e.client_ip = remote;
+  const std::string protocol = Lower(request.protocol);
+  const std::string line =
+      fmt::format("dovecot-policy: {} login {}: user=<{}>, rip={}, fail_type={}, session={}{}",
+                  Printable(protocol), request.success ? "succeeded" : "failed",
+                  Printable(request.login), Printable(request.remote), Printable(request.fail_type),
+                  Printable(request.session_id), request.tls ? ", TLS" : "");
+  e.line = line;
+  e.program = "dovecot-policy";
+  e.parser = "dovecot-policy";
+  if (e.client_ip.valid()) e.set(Field::kClientIp, request.remote);
+  e.set(Field::kUser, request.login);
+  if (request.success) e.set(Field::kSaslUser, request.login);
+  e.set(Field::kService, protocol);
+  e.set(Field::kPwhash, request.pwhash);
+  e.set(Field::kReason, request.fail_type);
+  e.set(Field::kSource, "dovecot-policy");
+  ++counters_.events;
+  feed_(e);
+}
+
+}  // namespace mxward

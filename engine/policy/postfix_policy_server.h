@@ -1,0 +1,78 @@
+// PostfixPolicyServer: the socket Postfix's check_policy_service connects to, answering with a
+// PostfixPolicy (postfix_policy.h): a unix socket (for unix:private/NAME inside Postfix's chroot,
+// or any path) and/or a loopback TCP port (inet:127.0.0.1:PORT).
+//
+// Each connection carries many requests; each is answered in order as soon as its empty line
+// arrives, whatever pieces the bytes came in. A protocol error (see PostfixPolicyReader), an idle
+// connection past idle_timeout and a connection over max_connections are closed; the others are
+// unaffected. Postfix keeps policy connections open between messages (its
+// smtpd_policy_service_max_idle is 300s), which is why the default idle timeout is longer.
+//
+// Runs on the daemon's io_context, on its one thread (the pipeline's): answers read the decision
+// table and feed the playbook windows without locks, and nothing waits on the store.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/policy/postfix_policy.h"
+#include "mxward/config.h"
+#include "mxward/status.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
+namespace mxward {
+
+struct PostfixPolicyServerOptions {
+  bool enabled = false;
+  std::string socket_path;  // empty: no unix socket
+  int socket_mode = 0660;
+  std::string socket_group;  // empty: the daemon's group
+  std::string address;       // empty: no TCP port
+  std::uint16_t port = 0;    // 0 with an address picks a free port (tests)
+  int max_connections = 512;
+  int idle_timeout_seconds = 600;
+
+  // [policy.postfix] enabled, socket, socket_mode ("0660"), socket_group, listen
+  // ("127.0.0.1:9582"), max_connections, idle_timeout. Enabled needs socket or listen.
+  static Result<PostfixPolicyServerOptions> FromConfig(const Config& config,
+                                                       std::vector<Diagnostic>* diagnostics);
+};
+
+struct PostfixPolicyServerCounters {
+  std::uint64_t connections = 0;
+  std::uint64_t refused_connections = 0;  // over max_connections
+  std::uint64_t protocol_errors = 0;      // closed for a malformed or oversized request
+  std::uint64_t idle_closed = 0;
+};
+
+class PostfixPolicyServer {
+ public:
+  PostfixPolicyServer(boost::asio::io_context& io, PostfixPolicyServerOptions options,
+                      PostfixPolicy* policy);
+  ~PostfixPolicyServer();
+  PostfixPolicyServer(const PostfixPolicyServer&) = delete;
+  PostfixPolicyServer& operator=(const PostfixPolicyServer&) = delete;
+
+  // Binds the socket and/or port. On failure nothing stays open and the message names what.
+  Status Start();
+  // Closes listeners and connections, removes the socket file; on the io thread. The destructor
+  // calls it.
+  void Stop();
+  std::uint16_t port() const;
+  const PostfixPolicyServerCounters& counters() const;
+  // "unix:/path, inet:127.0.0.1:9582"
+  std::string Describe() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace mxward

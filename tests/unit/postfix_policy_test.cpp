@@ -1,0 +1,181 @@
+// PostfixPolicy: the request reader under hostile input (split reads, 10,000 attributes, NULs,
+// long lines) and the answers from the decision table and from rate playbooks fed at DATA.
+#include "engine/policy/postfix_policy.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/policy/decision_feed.h"
+#include "mxward/playbook.h"
+#include "mxward/playbook_engine.h"
+#include "support/status_matchers.h"
+
+namespace mxward {
+namespace {
+
+constexpr UnixMicros kT0 = 1'795'000'000 * kMicrosPerSecond;
+
+std::string Request(const std::string& state, const std::string& client,
+                    const std::string& user = "", int recipients = 0,
+                    const std::string& queue_id = "") {
+  return "request=smtpd_access_policy\nprotocol_state=" + state +
+         "\nprotocol_name=ESMTP\nclient_address=" + client +
+         "\nclient_name=unknown\nhelo_name=x\nsender=a@example.org\nrecipient=b@example.net\n"
+         "recipient_count=" +
+         std::to_string(recipients) + "\nqueue_id=" + queue_id + "\nsasl_username=" + user +
+         "\nsize=0\nccert_subject=\nunknown_future_attribute=whatever\n\n";
+}
+
+TEST(PostfixPolicyReaderTest, RequestsSplitAtEveryByteArriveWhole) {
+  const std::string two = Request("RCPT", "192.0.2.1", "alice") + Request("DATA", "192.0.2.2");
+  PostfixPolicyReader reader;
+  std::vector<PostfixPolicyRequest> out;
+  for (char c : two) ASSERT_OK(reader.Feed(std::string_view(&c, 1), &out));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].request, "smtpd_access_policy");
+  EXPECT_EQ(out[0].protocol_state, "RCPT");
+  EXPECT_EQ(out[0].client_address, "192.0.2.1");
+  EXPECT_EQ(out[0].sasl_username, "alice");
+  EXPECT_EQ(out[1].protocol_state, "DATA");
+  EXPECT_EQ(out[1].attributes, 14u);
+  EXPECT_EQ(reader.buffered(), 0u);
+}
+
+TEST(PostfixPolicyReaderTest, TenThousandAttributesCloseTheConnection) {
+  std::string flood = "request=smtpd_access_policy\n";
+  for (int i = 0; i < 10'000; ++i) flood += "a" + std::to_string(i) + "=x\n";
+  PostfixPolicyReader reader;
+  std::vector<PostfixPolicyRequest> out;
+  const Status st = reader.Feed(flood, &out);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("attributes"), std::string::npos) << st.message();
+  EXPECT_TRUE(out.empty());
+  // Failed for good: a valid request afterwards is not read.
+  EXPECT_FALSE(reader.Feed(Request("RCPT", "192.0.2.1"), &out).ok());
+  EXPECT_TRUE(out.empty());
+}
+
+TEST(PostfixPolicyReaderTest, NulLongLinesAndGarbageAreProtocolErrors) {
+  static constexpr char kNul[] = "request=smtpd_access_policy\nsender=a\0b\n\n";
+  const std::string with_nul(kNul, sizeof kNul - 1);
+  const std::string long_line = "sender=" + std::string(1'000'000, 'x');
+  for (const std::string& bad :
+       {with_nul, long_line, std::string("no equals sign\n\n"), std::string("=value\n\n")}) {
+    PostfixPolicyReader reader;
+    std::vector<PostfixPolicyRequest> out;
+    EXPECT_FALSE(reader.Feed(bad, &out).ok()) << bad.substr(0, 40);
+    EXPECT_TRUE(out.empty());
+    EXPECT_LE(reader.buffered(), kMaxPostfixLineBytes);
+  }
+}
+
+TEST(PostfixPolicyReaderTest, CrLfAndEmptyLinesBetweenRequestsAreTolerated) {
+  PostfixPolicyReader reader;
+  std::vector<PostfixPolicyRequest> out;
+  ASSERT_OK(
+      reader.Feed("\n\nrequest=smtpd_access_policy\r\nclient_address=192.0.2.5\r\n\r\n", &out));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].client_address, "192.0.2.5");
+}
+
+struct Collect : IncidentSink {
+  std::vector<Incident> incidents;
+  void OnIncident(Incident i) override { incidents.push_back(std::move(i)); }
+};
+
+std::unique_ptr<PlaybookEngine> Engine(const std::string& toml) {
+  std::vector<Diagnostic> diags;
+  auto pb = CompilePlaybookText(toml, "rules.d/account-rate.toml", &diags);
+  for (const auto& d : diags) ADD_FAILURE() << d.ToString();
+  std::vector<Playbook> pbs;
+  if (pb.ok()) pbs.push_back(std::move(*pb));
+  PlaybookEngineOptions o;
+  o.hash_seed = 9;
+  return PlaybookEngine::Create(std::move(pbs), Config::Defaults(), o);
+}
+
+std::string RatePlaybook(const std::string& action) {
+  return R"(
+description = "an account sending more than 3 messages an hour"
+key = "sasl_user"
+[match]
+events = ["message_submitted"]
+source = "postfix-policy"
+[trigger]
+type = "count"
+threshold = 3
+window = "1h"
+[[action]]
+)" + action;
+}
+
+class PostfixPolicyTest : public ::testing::Test {
+ protected:
+  void Use(const std::string& action) {
+    engine_ = Engine(RatePlaybook(action));
+    policy_ = std::make_unique<PostfixPolicy>(
+        &decisions_, [this](const Event& e) { engine_->OnEvent(e, &feed_); }, &clock_);
+  }
+  std::string Ask(const std::string& bytes) {
+    PostfixPolicyReader reader;
+    std::vector<PostfixPolicyRequest> out;
+    EXPECT_OK(reader.Feed(bytes, &out));
+    EXPECT_EQ(out.size(), 1u);
+    clock_.Advance(kMicrosPerSecond);
+    return out.empty() ? "" : policy_->Answer(out[0]);
+  }
+
+  ManualClock clock_{kT0};
+  DecisionTable decisions_;
+  Collect recorded_;
+  DecisionFeed feed_{&decisions_, &recorded_, &clock_};
+  std::unique_ptr<PlaybookEngine> engine_;
+  std::unique_ptr<PostfixPolicy> policy_;
+};
+
+TEST_F(PostfixPolicyTest, TheMessagePastTheLimitIsDeferredAtData) {
+  Use("type = \"suspend_sending\"\nuser = \"{sasl_user}\"\nduration = \"30m\"\n");
+  EXPECT_EQ(Ask(Request("DATA", "192.0.2.50", "alice@example.org", 1, "Q1")), "DUNNO");
+  EXPECT_EQ(Ask(Request("DATA", "192.0.2.50", "alice@example.org", 1, "Q2")), "DUNNO");
+  const std::string third = Ask(Request("DATA", "192.0.2.50", "alice@example.org", 1, "Q3"));
+  EXPECT_TRUE(third.starts_with("DEFER_IF_PERMIT 4.7.1 ")) << third;
+  ASSERT_EQ(recorded_.incidents.size(), 1u);
+  EXPECT_EQ(recorded_.incidents[0].key, "alice@example.org");
+  // Paused from MAIL on, for this account only; RCPT and MAIL feed no event.
+  EXPECT_TRUE(Ask(Request("MAIL", "192.0.2.50", "Alice@Example.org")).starts_with("DEFER_IF"));
+  EXPECT_EQ(Ask(Request("RCPT", "192.0.2.50", "bob@example.org")), "DUNNO");
+  EXPECT_EQ(Ask(Request("CONNECT", "192.0.2.50")), "DUNNO");
+  EXPECT_EQ(policy_->counters().events, 3u);
+  // Thirty minutes later the pause is over.
+  clock_.Advance(1800 * kMicrosPerSecond);
+  EXPECT_EQ(Ask(Request("RCPT", "192.0.2.50", "alice@example.org")), "DUNNO");
+}
+
+TEST_F(PostfixPolicyTest, HoldQueuePutsTheMessageOnHoldAndTheIncidentNamesIt) {
+  Use("type = \"hold_queue\"\nuser = \"{sasl_user}\"\n");
+  (void)Ask(Request("DATA", "192.0.2.51", "carol@example.org", 2, "4XyZ1"));
+  (void)Ask(Request("DATA", "192.0.2.51", "carol@example.org", 2, "4XyZ2"));
+  EXPECT_EQ(Ask(Request("DATA", "192.0.2.51", "carol@example.org", 2, "4XyZ3")),
+            "HOLD mxward: held for review");
+  ASSERT_EQ(recorded_.incidents.size(), 1u);
+  ASSERT_EQ(recorded_.incidents[0].actions.size(), 1u);
+  EXPECT_EQ(recorded_.incidents[0].actions[0].params["queue_ids"],
+            nlohmann::json::array({"4XyZ3"}));
+}
+
+TEST_F(PostfixPolicyTest, BannedAddressIsRejectedAtEveryStateAndSuspendedAccountsToo) {
+  Use("type = \"hold_queue\"\nuser = \"{sasl_user}\"\n");
+  IpPrefix net;
+  ASSERT_TRUE(IpPrefix::Parse("203.0.113.0/24", &net));
+  decisions_.Ban(net, 0, "by hand");
+  for (const char* state : {"CONNECT", "EHLO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE"}) {
+    EXPECT_EQ(Ask(Request(state, "203.0.113.9")), "REJECT 5.7.1 Access denied by policy") << state;
+  }
+  decisions_.SetAccount("dave@example.org", AccountDecisionKind::kSuspend, 0, "by hand");
+  EXPECT_TRUE(Ask(Request("MAIL", "192.0.2.52", "dave@example.org")).starts_with("REJECT 5.7.1"));
+  EXPECT_EQ(Ask(Request("RCPT", "192.0.2.52", "erin@example.org")), "DUNNO");
+  EXPECT_EQ(Ask("request=junk\n\n"), "DUNNO");
+  EXPECT_EQ(policy_->counters().reject, 7u);
+}
+
+}  // namespace
+}  // namespace mxward
