@@ -282,8 +282,13 @@ Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
     r.Error(*t->get("aggregate_v6"),
             fmt::format("'aggregate_v6' must be 0 (off) or at least {}", kMinPrefixV6));
   }
-  if (o.set_v4 == o.set_v6) {
-    r.Error(*t, "'set_v4' and 'set_v6' must be different names");
+  // The derived sets (<set_v4>_net, <set_v6>_64, <set_v6>_net) must not collide either.
+  const std::set<std::string> names = {o.set_v4, o.set_v4 + "_net", o.set_v6, o.set_v6 + "_64",
+                                       o.set_v6 + "_net"};
+  if (names.size() != 5) {
+    r.Error(*t, fmt::format("'set_v4' and 'set_v6' must be different names, also with the "
+                            "suffixes _64 and _net ({}, {}_net, {}, {}_64, {}_net)",
+                            o.set_v4, o.set_v4, o.set_v6, o.set_v6, o.set_v6));
   }
   if (!r.ok()) {
     return Status::InvalidArgument(fmt::format("bad [nftables] section in {}", config.source));

@@ -96,6 +96,15 @@ TEST(NftablesOptionsTest, RejectsTooWideAggregation) {
   EXPECT_EQ(diags[0].line, 2);
 }
 
+TEST(NftablesOptionsTest, RejectsSetNamesWhoseDerivedSetsCollide) {
+  std::vector<Diagnostic> diags;
+  auto o = NftablesOptions::FromConfig(
+      ConfigFrom("[nftables]\nset_v4 = \"bans\"\nset_v6 = \"bans_net\"\n"), &diags);
+  ASSERT_FALSE(o.ok());
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_NE(diags[0].ToString().find("bans_net"), std::string::npos) << diags[0].ToString();
+}
+
 TEST(MakeNftablesBlockerTest, NullWhenAbsentOrDisabled) {
   std::vector<Diagnostic> diags;
   std::vector<std::string> notes;
