@@ -100,17 +100,33 @@ Wide ToWide(const IpAddress& a) {
   return w;
 }
 
+// The low `host_bits` bits set (0..128).
+Wide HostMask(int host_bits) {
+  Wide m;
+  m.lo = host_bits >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << host_bits) - 1;
+  if (host_bits > 64) {
+    m.hi = host_bits >= 128 ? ~std::uint64_t{0} : (std::uint64_t{1} << (host_bits - 64)) - 1;
+  }
+  return m;
+}
+
 // The last address of a prefix: its first with every host bit set.
 Wide LastOf(const IpPrefix& p) {
   Wide w = ToWide(p.address());
-  const int host_bits = p.address().bits() - p.length();
-  if (host_bits >= 64) {
-    w.lo = ~std::uint64_t{0};
-    w.hi |= host_bits >= 128 ? ~std::uint64_t{0} : (std::uint64_t{1} << (host_bits - 64)) - 1;
-  } else if (host_bits > 0) {
-    w.lo |= (std::uint64_t{1} << host_bits) - 1;
-  }
+  const Wide mask = HostMask(p.address().bits() - p.length());
+  w.hi |= mask.hi;
+  w.lo |= mask.lo;
   return w;
+}
+
+// The length of the prefix that is exactly [first, last], or -1 when the range is not one.
+int PrefixLengthOf(const Wide& first, const Wide& last, int bits) {
+  for (int len = bits; len >= 0; --len) {
+    const Wide mask = HostMask(bits - len);
+    if ((first.lo & mask.lo) != 0 || (first.hi & mask.hi) != 0) return -1;  // not aligned
+    if ((first.lo | mask.lo) == last.lo && (first.hi | mask.hi) == last.hi) return len;
+  }
+  return -1;
 }
 
 // w + 1; false when w is the last address of the family (nothing follows it).
@@ -407,20 +423,7 @@ std::string NftablesBlocker::NetCommands(const std::set<int>& families, UnixMicr
       if (i > 0) out += ", ";
       out += WideText(r.first, v4);
       // A range that is one prefix prints as the prefix, as nft itself lists it.
-      int length = -1;
-      for (int len = bits; len >= 0; --len) {
-        Wide mask;  // the low (bits - len) bits
-        const int host = bits - len;
-        mask.lo = host >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << host) - 1;
-        mask.hi = host > 64
-                      ? (host >= 128 ? ~std::uint64_t{0} : (std::uint64_t{1} << (host - 64)) - 1)
-                      : 0;
-        if ((r.first.lo & mask.lo) != 0 || (r.first.hi & mask.hi) != 0) break;
-        if ((r.first.lo | mask.lo) == r.last.lo && (r.first.hi | mask.hi) == r.last.hi) {
-          length = len;
-          break;
-        }
-      }
+      const int length = PrefixLengthOf(r.first, r.last, bits);
       if (length < 0) {
         out += "-" + WideText(r.last, v4);
       } else if (length < bits) {
