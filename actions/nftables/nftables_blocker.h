@@ -9,7 +9,8 @@
 //   set_v4 "_net" (banned_v4_net)  interval set, `flags interval, timeout`: IPv4 prefixes
 //   set_v6        (banned_v6)      hash set: single IPv6 addresses
 //   set_v6 "_64"  (banned_v6_64)   hash set of /64 networks, matched as `ip6 saddr & ffff:ffff:
-//                                  ffff:ffff:: @banned_v6_64` (IPv6 is banned per /64 by default)
+//                                  ffff:ffff:: @banned_v6_64` (a /64 is the usual unit of one
+//                                  IPv6 host: aggregate_v6 = 64, issue 21's per-/64 keys)
 //   set_v6 "_net" (banned_v6_net)  interval set: every other IPv6 prefix
 // and one chain with a drop rule per set (every port, or only the mail ports). Adding to a hash
 // set needs no read-back of its elements (libnftables reads an interval set's elements into its
