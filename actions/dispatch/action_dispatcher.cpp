@@ -226,6 +226,7 @@ struct Lane {
   ActionExecutor* executor = nullptr;
   const DryRunExecutor* dry_run = nullptr;
   RetryAfterSource* retry_after = nullptr;
+  BatchApplier* batch = nullptr;   // set when the executor applies several actions together
   bool started = false;            // executor Start() succeeded
   bool running = false;            // an action is being run (guarded by Shared::mu)
   std::deque<ActionRecord> queue;  // guarded by Shared::mu
@@ -234,6 +235,8 @@ struct Lane {
 };
 
 constexpr std::size_t kLaneQueueLimit = 256;
+// At most this many queued applies go to a BatchApplier together.
+constexpr std::size_t kLaneBatchLimit = 256;
 
 }  // namespace
 
@@ -313,6 +316,7 @@ struct DispatcherShared {
       lane->executor = e.get();
       lane->dry_run = dynamic_cast<const DryRunExecutor*>(e.get());
       lane->retry_after = dynamic_cast<RetryAfterSource*>(e.get());
+      lane->batch = dynamic_cast<BatchApplier*>(e.get());
       lanes.push_back(std::move(lane));
     }
   }
@@ -515,6 +519,40 @@ struct DispatcherShared {
     }
   }
 
+  // Runs claimed applies through the lane's BatchApplier together (one nftables transaction
+  // for a burst of bans) and records each action's own outcome, as Execute() would.
+  void ExecuteMany(Lane* lane, const std::vector<ActionRecord>& actions) {
+    std::vector<const ActionRecord*> run;
+    std::vector<std::string> keys;
+    for (const ActionRecord& a : actions) {
+      std::string key = ActionOrderKey(a);
+      if (IsBehindBackoff(key, a.id)) {
+        Release({a.id});
+        MutexLock lk(mu);
+        in_flight.erase(a.id);
+        continue;
+      }
+      run.push_back(&a);
+      keys.push_back(std::move(key));
+    }
+    if (run.empty()) return;
+    Status st;
+    if (!lane->started) {
+      st = lane->executor->Start();
+      if (st.ok()) {
+        lane->started = true;
+      } else {
+        st = st.Annotate("starting the executor");
+      }
+    }
+    std::vector<Status> results;
+    if (st.ok()) results = lane->batch->ApplyMany(run);
+    results.resize(run.size(), st.ok() ? Status::Internal("no outcome from the executor") : st);
+    for (std::size_t i = 0; i < run.size(); ++i) {
+      Record(*run[i], keys[i], results[i], lane->retry_after, "");
+    }
+  }
+
   // Runs one claimed action through its lane's executor and records the outcome.
   void Execute(Lane* lane, const ActionRecord& a) {
     const std::string key = ActionOrderKey(a);
@@ -660,19 +698,31 @@ struct DispatcherShared {
     auto next_maintain = SteadyClock::now();  // the first tick starts the executor at once
     for (;;) {
       std::optional<ActionRecord> a;
+      std::vector<ActionRecord> batch;  // applies for a BatchApplier, taken together
       {
         MutexLock lk(mu);
         lane->cv.wait_until(lk, next_maintain,
                             [&]() REQUIRES(mu) { return stopping || !lane->queue.empty(); });
         if (stopping) break;
-        if (!lane->queue.empty()) {
+        if (lane->batch && !lane->dry_run) {
+          while (!lane->queue.empty() && !lane->queue.front().revert &&
+                 batch.size() < kLaneBatchLimit) {
+            batch.push_back(std::move(lane->queue.front()));
+            lane->queue.pop_front();
+          }
+        }
+        if (batch.empty() && !lane->queue.empty()) {
           a = std::move(lane->queue.front());
           lane->queue.pop_front();
-          lane->running = true;
         }
+        if (a || !batch.empty()) lane->running = true;
       }
-      if (a) {
-        Execute(lane, *a);
+      if (a || !batch.empty()) {
+        if (batch.size() > 1) {
+          ExecuteMany(lane, batch);
+        } else {
+          Execute(lane, a ? *a : batch.front());
+        }
         {
           MutexLock lk(mu);
           lane->running = false;

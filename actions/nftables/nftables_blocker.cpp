@@ -3,11 +3,16 @@
 #include <nftables/libnftables.h>
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -24,6 +29,8 @@ namespace {
 constexpr int kMinPrefixV4 = 8;
 constexpr int kMinPrefixV6 = 16;
 constexpr std::size_t kMaxDryRunCommands = 1000;
+// IPv6 bans of exactly this length go to the hash set of /64 networks.
+constexpr int kSlash64 = 64;
 // nft refuses element timeouts much beyond a year and a half ("value too large"). Longer bans get
 // a year in the kernel; the store keeps their real end, and Check() failing after that year makes
 // the dispatcher call Start(), which puts them back with the remaining time.
@@ -70,11 +77,143 @@ std::string FirstErrorLine(const char* buffer) {
   return std::string(s);
 }
 
-struct PrefixHash {
-  std::size_t operator()(const IpPrefix& p) const noexcept {
-    return p.address().Hash() * 131 + static_cast<std::size_t>(p.length());
+// An address as a 128-bit number (IPv4 in the low 32 bits), for the interval arithmetic of
+// overlapping prefixes.
+struct Wide {
+  std::uint64_t hi = 0, lo = 0;
+  friend bool operator<(const Wide& a, const Wide& b) {
+    return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
   }
+  friend bool operator==(const Wide& a, const Wide& b) { return a.hi == b.hi && a.lo == b.lo; }
 };
+
+Wide ToWide(const IpAddress& a) {
+  Wide w;
+  const auto& b = a.bytes();
+  if (a.is_v4()) {
+    w.lo = (std::uint64_t{b[0]} << 24) | (std::uint64_t{b[1]} << 16) | (std::uint64_t{b[2]} << 8) |
+           b[3];
+    return w;
+  }
+  for (int i = 0; i < 8; ++i) w.hi = (w.hi << 8) | b[i];
+  for (int i = 8; i < 16; ++i) w.lo = (w.lo << 8) | b[i];
+  return w;
+}
+
+// The low `host_bits` bits set (0..128).
+Wide HostMask(int host_bits) {
+  Wide m;
+  m.lo = host_bits >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << host_bits) - 1;
+  if (host_bits > 64) {
+    m.hi = host_bits >= 128 ? ~std::uint64_t{0} : (std::uint64_t{1} << (host_bits - 64)) - 1;
+  }
+  return m;
+}
+
+// The last address of a prefix: its first with every host bit set.
+Wide LastOf(const IpPrefix& p) {
+  Wide w = ToWide(p.address());
+  const Wide mask = HostMask(p.address().bits() - p.length());
+  w.hi |= mask.hi;
+  w.lo |= mask.lo;
+  return w;
+}
+
+// The length of the prefix that is exactly [first, last], or -1 when the range is not one.
+int PrefixLengthOf(const Wide& first, const Wide& last, int bits) {
+  for (int len = bits; len >= 0; --len) {
+    const Wide mask = HostMask(bits - len);
+    if ((first.lo & mask.lo) != 0 || (first.hi & mask.hi) != 0) return -1;  // not aligned
+    if ((first.lo | mask.lo) == last.lo && (first.hi | mask.hi) == last.hi) return len;
+  }
+  return -1;
+}
+
+// w + 1; false when w is the last address of the family (nothing follows it).
+bool Next(Wide w, bool v4, Wide* out) {
+  if (v4 ? w.lo == 0xffffffffu : (w.hi == ~std::uint64_t{0} && w.lo == ~std::uint64_t{0})) {
+    return false;
+  }
+  if (++w.lo == 0) ++w.hi;
+  *out = w;
+  return true;
+}
+
+Wide Previous(Wide w) {
+  if (w.lo-- == 0) --w.hi;
+  return w;
+}
+
+std::string WideText(const Wide& w, bool v4) {
+  if (v4) return IpAddress::V4(static_cast<std::uint32_t>(w.lo)).ToString();
+  unsigned char bytes[16];
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(w.hi >> (56 - 8 * i));
+  for (int i = 0; i < 8; ++i) bytes[8 + i] = static_cast<unsigned char>(w.lo >> (56 - 8 * i));
+  char text[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, bytes, text, sizeof text);
+  return text;
+}
+
+// A ban's end for comparisons: permanent (0) outlasts every timed one.
+UnixMicros Effective(UnixMicros until) {
+  return until == 0 ? std::numeric_limits<UnixMicros>::max() : until;
+}
+
+// The kernel timeout for a ban ending at `until`: the remaining time rounded down (a restored
+// ban never outlives its record, but lives at least a second); 0 = none.
+std::int64_t TimeoutFor(UnixMicros until, UnixMicros now) {
+  if (until == 0) return 0;
+  return std::max<std::int64_t>(1, (until - now) / kMicrosPerSecond);
+}
+
+// One range of the union of overlapping prefixes, with the longest end among those covering it.
+struct CoverRange {
+  Wide first, last;
+  UnixMicros until;  // 0 = permanent
+};
+
+// The union of `bans` (prefix, until) as disjoint ranges, each with the longest `until` of the
+// bans covering it; adjacent ranges with the same end are joined. A sweep over the prefixes'
+// edges: O(n log n).
+std::vector<CoverRange> LongestCover(const std::vector<std::pair<IpPrefix, UnixMicros>>& bans,
+                                     bool v4) {
+  // (position, +1 start / -1 end, effective until)
+  std::vector<std::tuple<Wide, int, UnixMicros>> edges;
+  for (const auto& [prefix, until] : bans) {
+    const UnixMicros e = Effective(until);
+    edges.emplace_back(ToWide(prefix.address()), +1, e);
+    Wide after;
+    if (Next(LastOf(prefix), v4, &after)) edges.emplace_back(after, -1, e);
+  }
+  std::sort(edges.begin(), edges.end());
+  std::multiset<UnixMicros> open;
+  std::vector<CoverRange> out;
+  for (std::size_t i = 0; i < edges.size();) {
+    const Wide at = std::get<0>(edges[i]);
+    for (; i < edges.size() && std::get<0>(edges[i]) == at; ++i) {
+      if (std::get<1>(edges[i]) > 0) {
+        open.insert(std::get<2>(edges[i]));
+      } else {
+        open.erase(open.find(std::get<2>(edges[i])));
+      }
+    }
+    if (open.empty()) continue;
+    // This range runs to just before the next edge; the last one runs to the family's end.
+    const Wide last =
+        i < edges.size() ? Previous(std::get<0>(edges[i]))
+                         : (v4 ? Wide{0, 0xffffffffu} : Wide{~std::uint64_t{0}, ~std::uint64_t{0}});
+    const UnixMicros top = *open.rbegin();
+    const UnixMicros until = top == std::numeric_limits<UnixMicros>::max() ? 0 : top;
+    Wide joined;
+    if (!out.empty() && out.back().until == until && Next(out.back().last, v4, &joined) &&
+        joined == at) {
+      out.back().last = last;
+    } else {
+      out.push_back({at, last, until});
+    }
+  }
+  return out;
+}
 
 // Runs commands on *ctx (created with `output_flags` on first use) as one netlink batch: all or
 // nothing. Errors carry nft's first error line; a missing table/set/chain is NotFound.
@@ -159,8 +298,13 @@ Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
     r.Error(*t->get("aggregate_v6"),
             fmt::format("'aggregate_v6' must be 0 (off) or at least {}", kMinPrefixV6));
   }
-  if (o.set_v4 == o.set_v6) {
-    r.Error(*t, "'set_v4' and 'set_v6' must be different names");
+  // The derived sets (<set_v4>_net, <set_v6>_64, <set_v6>_net) must not collide either.
+  const std::set<std::string> names = {o.set_v4, o.set_v4 + "_net", o.set_v6, o.set_v6 + "_64",
+                                       o.set_v6 + "_net"};
+  if (names.size() != 5) {
+    r.Error(*t, fmt::format("'set_v4' and 'set_v6' must be different names, also with the "
+                            "suffixes _64 and _net ({}, {}_net, {}, {}_64, {}_net)",
+                            o.set_v4, o.set_v4, o.set_v6, o.set_v6, o.set_v6));
   }
   if (!r.ok()) {
     return Status::InvalidArgument(fmt::format("bad [nftables] section in {}", config.source));
@@ -191,6 +335,12 @@ Status NftablesBlocker::Run(const std::string& commands) {
   return RunOn(&ctx_, 0, commands, &last_output_);
 }
 
+const char* NftablesBlocker::SetSuffix(const IpPrefix& prefix) const {
+  if (prefix.IsHost()) return "";
+  if (prefix.address().is_v6() && prefix.length() == kSlash64) return "_64";
+  return "_net";
+}
+
 std::string NftablesBlocker::TableCommands() const {
   const NftablesOptions& o = options_;
   const std::string where = fmt::format("{} {}", o.family, o.table);
@@ -198,135 +348,218 @@ std::string NftablesBlocker::TableCommands() const {
   if (!o.ports.empty()) ports = fmt::format(" tcp dport {{ {} }}", fmt::join(o.ports, ", "));
   std::string out;
   // "add" then "delete" then "add" empties the table whether or not it existed: one transaction
-  // that replaces whatever half-state a previous run or an admin left.
+  // that replaces whatever half-state a previous run or an admin left (an older mxward's single
+  // interval sets included).
   out += fmt::format("add table {0}\ndelete table {0}\nadd table {0}\n", where);
   out += fmt::format("add chain {} {} {{ type filter hook {} priority {}; policy accept; }}\n",
                      where, o.chain, o.hook, o.priority);
+  auto set = [&](const std::string& name, const char* type, bool interval, const char* match) {
+    out += fmt::format("add set {} {} {{ type {}; flags {}timeout; }}\n", where, name, type,
+                       interval ? "interval, " : "");
+    out +=
+        fmt::format("add rule {} {} {} @{}{} counter drop\n", where, o.chain, match, name, ports);
+  };
   if (o.family != "ip6") {
-    out += fmt::format("add set {} {} {{ type ipv4_addr; flags interval, timeout; }}\n", where,
-                       o.set_v4);
-    out += fmt::format("add rule {} {} ip saddr @{}{} counter drop\n", where, o.chain, o.set_v4,
-                       ports);
+    set(o.set_v4, "ipv4_addr", false, "ip saddr");
+    set(o.set_v4 + "_net", "ipv4_addr", true, "ip saddr");
   }
   if (o.family != "ip") {
-    out += fmt::format("add set {} {} {{ type ipv6_addr; flags interval, timeout; }}\n", where,
-                       o.set_v6);
-    out += fmt::format("add rule {} {} ip6 saddr @{}{} counter drop\n", where, o.chain, o.set_v6,
-                       ports);
+    set(o.set_v6, "ipv6_addr", false, "ip6 saddr");
+    set(o.set_v6 + "_64", "ipv6_addr", false, "ip6 saddr & ffff:ffff:ffff:ffff::");
+    set(o.set_v6 + "_net", "ipv6_addr", true, "ip6 saddr");
   }
   return out;
 }
 
 std::string NftablesBlocker::ElementCommands(const std::vector<NftBan>& bans) const {
-  // One "add element" per family with every element, so nft parses two commands, not 100,000.
-  fmt::memory_buffer v4, v6;
+  // One "add element" per set with every element, so nft parses three commands, not 100,000.
+  fmt::memory_buffer v4, v6, v6_64;
   char addr[64];
   for (const NftBan& ban : bans) {
     const IpAddress& a = ban.prefix.address();
     if (a.is_v4() ? options_.family == "ip6" : options_.family == "ip") continue;
-    fmt::memory_buffer& out = a.is_v4() ? v4 : v6;
+    const char* suffix = SetSuffix(ban.prefix);
+    if (std::string_view(suffix) == "_net") continue;  // prefixes: NetCommands
+    fmt::memory_buffer& out = a.is_v4() ? v4 : (*suffix ? v6_64 : v6);
     if (out.size() > 0) out.append(std::string_view(", "));
-    out.append(std::string_view(addr, a.Format(addr)));
-    if (!ban.prefix.IsHost()) fmt::format_to(std::back_inserter(out), "/{}", ban.prefix.length());
+    out.append(std::string_view(addr, a.Format(addr)));  // a /64 is its (masked) first address
     if (ban.timeout_s > 0) {
       fmt::format_to(std::back_inserter(out), " timeout {}s",
                      std::min(ban.timeout_s, kMaxKernelTimeoutS));
     }
   }
   std::string out;
-  if (v4.size() > 0) {
-    out +=
-        fmt::format("add element {} {} {} {{ ", options_.family, options_.table, options_.set_v4);
-    out.append(v4.data(), v4.size());
+  auto add = [&](const fmt::memory_buffer& elements, const std::string& set) {
+    if (elements.size() == 0) return;
+    out += fmt::format("add element {} {} {} {{ ", options_.family, options_.table, set);
+    out.append(elements.data(), elements.size());
     out += " }\n";
-  }
-  if (v6.size() > 0) {
-    out +=
-        fmt::format("add element {} {} {} {{ ", options_.family, options_.table, options_.set_v6);
-    out.append(v6.data(), v6.size());
+  };
+  add(v4, options_.set_v4);
+  add(v6, options_.set_v6);
+  add(v6_64, options_.set_v6 + "_64");
+  return out;
+}
+
+std::string NftablesBlocker::NetCommands(const std::set<int>& families, UnixMicros now,
+                                         bool fresh) const {
+  std::string out;
+  for (const int family : families) {
+    const bool v4 = family == 4;
+    if (v4 ? options_.family == "ip6" : options_.family == "ip") continue;
+    const std::string set = (v4 ? options_.set_v4 : options_.set_v6) + "_net";
+    if (!fresh) out += fmt::format("flush set {} {} {}\n", options_.family, options_.table, set);
+    std::vector<std::pair<IpPrefix, UnixMicros>> bans;
+    for (const auto& [key, until] : network_bans_) {
+      if (key.first.is_v4() != v4 || (until != 0 && until <= now)) continue;
+      bans.emplace_back(IpPrefix(key.first, key.second), until);
+    }
+    const std::vector<CoverRange> ranges = LongestCover(bans, v4);
+    if (ranges.empty()) continue;
+    out += fmt::format("add element {} {} {} {{ ", options_.family, options_.table, set);
+    const int bits = v4 ? 32 : 128;
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      const CoverRange& r = ranges[i];
+      if (i > 0) out += ", ";
+      out += WideText(r.first, v4);
+      // A range that is one prefix prints as the prefix, as nft itself lists it.
+      const int length = PrefixLengthOf(r.first, r.last, bits);
+      if (length < 0) {
+        out += "-" + WideText(r.last, v4);
+      } else if (length < bits) {
+        out += fmt::format("/{}", length);
+      }
+      if (r.until != 0) {
+        out += fmt::format(" timeout {}s", std::min(TimeoutFor(r.until, now), kMaxKernelTimeoutS));
+      }
+    }
     out += " }\n";
   }
   return out;
 }
 
+Status NftablesBlocker::LoadNetworkBans() {
+  if (network_bans_loaded_) return Status::Ok();
+  if (options_.dry_run) {
+    network_bans_loaded_ = true;  // nothing in the kernel to agree with
+    return Status::Ok();
+  }
+  auto store = Store();
+  if (!store.ok()) return store.status();
+  auto bans = (*store)->ActiveBans(clock_->Now());
+  if (!bans.ok()) return bans.status().Annotate("nftables: reading active bans");
+  network_bans_.clear();
+  for (const BanRecord& b : *bans) {
+    IpPrefix p;
+    if (!IpPrefix::Parse(b.prefix, &p) || std::string_view(SetSuffix(p)) != "_net") continue;
+    UnixMicros& until = network_bans_[{p.address(), p.length()}];
+    if (Effective(b.until) > Effective(until) || until == 0) until = b.until;
+  }
+  network_bans_loaded_ = true;
+  return Status::Ok();
+}
+
 Status NftablesBlocker::ApplyBatch(const std::vector<NftBan>& bans) {
   if (bans.empty()) return Status::Ok();
+  const UnixMicros now = clock_->Now();
   // add (so that delete cannot fail), delete, add with the new timeout: refreshes the timeout of
-  // an element already in the set, atomically, on every kernel.
+  // an element already in a hash set, atomically, on every kernel.
   std::vector<NftBan> plain;
   plain.reserve(bans.size());
-  for (const NftBan& b : bans) plain.push_back({b.prefix, 0});
-  std::string commands = ElementCommands(plain);
-  std::string deletes = commands;
-  for (std::size_t pos = 0; (pos = deletes.find("add element", pos)) != std::string::npos;) {
-    deletes.replace(pos, 3, "delete");
-    pos += 6;
+  std::set<int> families;
+  const auto saved = network_bans_;
+  for (const NftBan& b : bans) {
+    if (std::string_view(SetSuffix(b.prefix)) != "_net") {
+      plain.push_back({b.prefix, 0});
+      continue;
+    }
+    if (families.empty()) MXWARD_RETURN_IF_ERROR(LoadNetworkBans());
+    families.insert(b.prefix.address().is_v4() ? 4 : 6);
+    network_bans_[{b.prefix.address(), b.prefix.length()}] =
+        b.timeout_s == 0 ? 0 : now + b.timeout_s * kMicrosPerSecond;
   }
-  commands += deletes;
-  commands += ElementCommands(bans);
-  return Run(commands);
+  std::string commands;
+  if (!plain.empty()) {
+    commands = ElementCommands(plain);
+    std::string deletes = commands;
+    for (std::size_t pos = 0; (pos = deletes.find("add element", pos)) != std::string::npos;) {
+      deletes.replace(pos, 3, "delete");
+      pos += 6;
+    }
+    commands += deletes;
+    commands += ElementCommands(bans);
+  }
+  commands += NetCommands(families, now, /*fresh=*/false);
+  Status s = Run(commands);
+  if (!s.ok()) network_bans_ = saved;
+  return s;
 }
 
 Status NftablesBlocker::RemoveBatch(const std::vector<IpPrefix>& prefixes) {
   if (prefixes.empty()) return Status::Ok();
   std::vector<NftBan> bans;
-  for (const IpPrefix& p : prefixes) bans.push_back({p, 0});
+  std::set<int> families;
+  const auto saved = network_bans_;
+  for (const IpPrefix& p : prefixes) {
+    if (std::string_view(SetSuffix(p)) != "_net") {
+      bans.push_back({p, 0});
+      continue;
+    }
+    if (families.empty()) MXWARD_RETURN_IF_ERROR(LoadNetworkBans());
+    families.insert(p.address().is_v4() ? 4 : 6);
+    network_bans_.erase({p.address(), p.length()});
+  }
+  // add then delete: deleting an element that is not there (expired, never added) is not an
+  // error, and the transaction stays all or nothing.
   std::string adds = ElementCommands(bans);
   std::string deletes = adds;
   for (std::size_t pos = 0; (pos = deletes.find("add element", pos)) != std::string::npos;) {
     deletes.replace(pos, 3, "delete");
     pos += 6;
   }
-  Status s = Run(adds + deletes);
-  if (s.ok() || prefixes.size() == 1) {
-    // A single element that cannot even be added overlaps a wider ban: it is not in the set as
-    // such, so there is nothing to delete.
-    if (!s.ok() && s.message().find("overlap") != std::string::npos) return Status::Ok();
-    return s;
-  }
-  // One element overlapping a wider ban fails the whole batch: retry one by one.
-  for (const IpPrefix& p : prefixes) MXWARD_RETURN_IF_ERROR(RemoveBatch({p}));
-  return Status::Ok();
+  Status s = Run(adds + deletes + NetCommands(families, clock_->Now(), /*fresh=*/false));
+  if (!s.ok()) network_bans_ = saved;
+  return s;
 }
 
 Status NftablesBlocker::RestoreBans(const std::vector<BanRecord>& bans, UnixMicros now) {
-  // Interval sets refuse overlapping elements, so a ban inside a wider ban is left out (the wider
-  // one covers it); duplicates keep the longest lifetime.
-  std::unordered_map<IpPrefix, std::int64_t, PrefixHash> wanted;
-  wanted.reserve(bans.size());
-  std::set<std::pair<int, int>> wide_lengths;  // (family bits, length) of non-host prefixes
+  // Hosts and IPv6 /64s go to the hash sets, every other prefix to the interval sets as the
+  // ranges of their union (LongestCover). Duplicates keep the longest lifetime.
+  std::unordered_map<IpAddress, UnixMicros> hosts, slash64s;
+  hosts.reserve(bans.size());
+  network_bans_.clear();
   for (const BanRecord& b : bans) {
     IpPrefix p;
     if (!IpPrefix::Parse(b.prefix, &p)) {
       spdlog::warn("nftables: skipping stored ban '{}': not an address or CIDR", b.prefix);
       continue;
     }
-    std::int64_t timeout = 0;
-    if (b.until != 0) {
-      if (b.until <= now) continue;
-      // Rounded down: a restored ban never outlives its record (but lives at least a second).
-      timeout = std::max<std::int64_t>(1, (b.until - now) / kMicrosPerSecond);
+    if (b.until != 0 && b.until <= now) continue;
+    const char* suffix = SetSuffix(p);
+    UnixMicros* until = nullptr;
+    bool inserted = false;
+    if (std::string_view(suffix) == "_net") {
+      auto [it, added] = network_bans_.emplace(std::make_pair(p.address(), p.length()), b.until);
+      until = &it->second;
+      inserted = added;
+    } else {
+      auto [it, added] = (*suffix ? slash64s : hosts).emplace(p.address(), b.until);
+      until = &it->second;
+      inserted = added;
     }
-    auto [it, inserted] = wanted.emplace(p, timeout);
-    if (!inserted && it->second != 0 && (timeout == 0 || timeout > it->second)) {
-      it->second = timeout;
-    }
-    if (!p.IsHost()) wide_lengths.insert({p.address().bits(), p.length()});
+    if (!inserted && Effective(b.until) > Effective(*until)) *until = b.until;
   }
+  network_bans_loaded_ = true;
   std::vector<NftBan> elements;
-  elements.reserve(wanted.size());
-  for (const auto& [prefix, timeout] : wanted) {
-    bool covered = false;
-    for (const auto& [bits, len] : wide_lengths) {
-      if (bits != prefix.address().bits() || len >= prefix.length()) continue;
-      if (wanted.count(IpPrefix(prefix.address(), len))) {
-        covered = true;
-        break;
-      }
-    }
-    if (!covered) elements.push_back({prefix, timeout});
+  elements.reserve(hosts.size() + slash64s.size());
+  for (const auto& [address, until] : hosts) {
+    elements.push_back({IpPrefix(address, address.bits()), TimeoutFor(until, now)});
   }
-  return Run(TableCommands() + ElementCommands(elements));
+  for (const auto& [address, until] : slash64s) {
+    elements.push_back({IpPrefix(address, kSlash64), TimeoutFor(until, now)});
+  }
+  return Run(TableCommands() + ElementCommands(elements) +
+             NetCommands({4, 6}, now, /*fresh=*/true));
 }
 
 Result<std::string> NftablesBlocker::FindDamage() {
@@ -343,10 +576,24 @@ Result<std::string> NftablesBlocker::FindDamage() {
     return Status::Internal("nftables: cannot read the ruleset listing (not nft's JSON)");
   }
   const NftablesOptions& o = options_;
-  const bool want_v4 = o.family != "ip6", want_v6 = o.family != "ip";
-  const std::string ref_v4 = "@" + o.set_v4, ref_v6 = "@" + o.set_v6;
-  bool table = false, chain = false, set_v4 = false, set_v6 = false, rule_v4 = false,
-       rule_v6 = false;
+  // Every set the layout needs, whether it is an interval set, and whether its set and its drop
+  // rule were seen.
+  struct Part {
+    std::string set;
+    bool interval;
+    bool has_set = false, has_rule = false, old_form = false;
+  };
+  std::vector<Part> parts;
+  if (o.family != "ip6") {
+    parts.push_back({o.set_v4, false});
+    parts.push_back({o.set_v4 + "_net", true});
+  }
+  if (o.family != "ip") {
+    parts.push_back({o.set_v6, false});
+    parts.push_back({o.set_v6 + "_64", false});
+    parts.push_back({o.set_v6 + "_net", true});
+  }
+  bool table = false, chain = false;
   for (const nlohmann::json& item : *items) {
     if (!item.is_object() || item.size() != 1) continue;
     const std::string& kind = item.begin().key();
@@ -361,26 +608,33 @@ Result<std::string> NftablesBlocker::FindDamage() {
       chain = chain || (HasString(body, "name", o.chain) && HasString(body, "hook", o.hook) &&
                         HasString(body, "type", "filter"));
     } else if (kind == "set") {
-      // Without both flags every "add element ... timeout" would fail: as good as missing.
+      // Without `timeout` every "add element ... timeout" would fail; a hash set that became an
+      // interval set (or the reverse) would refuse or mis-store elements: as good as missing.
+      // The single interval sets of an older mxward are found here and rebuilt, not half-used.
       const auto flags = body.find("flags");
-      const bool usable = flags != body.end() && flags->is_array() &&
-                          std::count(flags->begin(), flags->end(), "interval") == 1 &&
-                          std::count(flags->begin(), flags->end(), "timeout") == 1;
-      set_v4 = set_v4 || (usable && HasString(body, "name", o.set_v4));
-      set_v6 = set_v6 || (usable && HasString(body, "name", o.set_v6));
+      const bool has_flags = flags != body.end() && flags->is_array();
+      const bool timeout = has_flags && std::count(flags->begin(), flags->end(), "timeout") == 1;
+      const bool interval = has_flags && std::count(flags->begin(), flags->end(), "interval") == 1;
+      for (Part& p : parts) {
+        if (!HasString(body, "name", p.set)) continue;
+        p.has_set = p.has_set || (timeout && interval == p.interval);
+        p.old_form = p.old_form || (!p.interval && interval);
+      }
     } else if (kind == "rule" && HasString(body, "chain", o.chain)) {
       const auto expr = body.find("expr");
       if (expr == body.end()) continue;
-      rule_v4 = rule_v4 || IsDropRuleFor(*expr, ref_v4);
-      rule_v6 = rule_v6 || IsDropRuleFor(*expr, ref_v6);
+      for (Part& p : parts) p.has_rule = p.has_rule || IsDropRuleFor(*expr, "@" + p.set);
     }
   }
   if (!table) return fmt::format("table {} {}", o.family, o.table);
   if (!chain) return fmt::format("chain {} (hook {})", o.chain, o.hook);
-  if (want_v4 && !set_v4) return fmt::format("set {}", o.set_v4);
-  if (want_v6 && !set_v6) return fmt::format("set {}", o.set_v6);
-  if (want_v4 && !rule_v4) return fmt::format("the drop rule for {}", ref_v4);
-  if (want_v6 && !rule_v6) return fmt::format("the drop rule for {}", ref_v6);
+  for (const Part& p : parts) {
+    if (p.old_form) return fmt::format("set {} (an interval set of an older mxward)", p.set);
+    if (!p.has_set) return fmt::format("set {}", p.set);
+  }
+  for (const Part& p : parts) {
+    if (!p.has_rule) return fmt::format("the drop rule for @{}", p.set);
+  }
   return std::string();
 }
 
@@ -404,7 +658,12 @@ Status NftablesBlocker::RestoreFromStore(const std::string& why) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)
                       .count();
-  if (why.empty()) {
+  if (why.find("older mxward") != std::string::npos) {
+    spdlog::warn(
+        "nftables: {} found; rebuilt table {} {} in the current layout with {} stored "
+        "ban(s) in {} ms",
+        why, options_.family, options_.table, bans->size(), ms);
+  } else if (why.empty()) {
     spdlog::info("nftables: created table {} {} with {} stored ban(s) in {} ms", options_.family,
                  options_.table, bans->size(), ms);
   } else {
@@ -454,7 +713,7 @@ Status NftablesBlocker::Start() {
   return RestoreFromStore("");
 }
 
-Status NftablesBlocker::Apply(const ActionRecord& action) {
+Result<NftablesBlocker::PreparedBan> NftablesBlocker::PrepareBan(const ActionRecord& action) {
   auto prefix = BanPrefix(action);
   if (!prefix.ok()) return prefix.status();
   std::int64_t duration = options_.default_duration_s;
@@ -466,7 +725,8 @@ Status NftablesBlocker::Apply(const ActionRecord& action) {
     duration = it->get<std::int64_t>();
   }
   const UnixMicros now = clock_->Now();
-  BanRecord record;
+  PreparedBan ban{{*prefix, duration}, {}};
+  BanRecord& record = ban.record;
   record.prefix = prefix->ToString();
   record.created_at = now;
   record.until = duration == 0 ? 0 : now + duration * kMicrosPerSecond;
@@ -476,76 +736,90 @@ Status NftablesBlocker::Apply(const ActionRecord& action) {
     record.reason = action.incident_id ? fmt::format("incident {}", action.incident_id) : "manual";
   }
 
-  std::vector<NftBan> batch = {{*prefix, duration}};
-  // Interval sets refuse overlapping elements: narrower bans inside a new wider one leave the set
-  // in the same transaction (their store records stay, for `bans list` and a later restore).
-  std::vector<IpPrefix> replaced;
+  // Aggregation: enough banned addresses in one prefix ban the prefix. The member bans stay in
+  // the kernel as they are (a member banned for longer than the prefix keeps its longer ban).
   const int agg_len = prefix->address().is_v4() ? options_.aggregate_v4 : options_.aggregate_v6;
-  const bool aggregate = agg_len > 0 && prefix->length() > agg_len;
-  if ((aggregate || !prefix->IsHost()) && !options_.dry_run) {
-    auto store = Store();
-    if (!store.ok()) return store.status();
-    auto active = (*store)->ActiveBans(now);
-    if (!active.ok()) return active.status().Annotate("nftables: reading active bans");
-    if (!prefix->IsHost()) {
-      for (const BanRecord& b : *active) {
-        IpPrefix p;
-        if (IpPrefix::Parse(b.prefix, &p) && p.length() > prefix->length() &&
-            prefix->Contains(p.address())) {
-          replaced.push_back(p);
-        }
-      }
-    }
-  }
-  if (aggregate && !options_.dry_run) {
+  if (agg_len > 0 && prefix->length() > agg_len && !options_.dry_run) {
     auto store = Store();
     if (!store.ok()) return store.status();
     auto active = (*store)->ActiveBans(now);
     if (!active.ok()) return active.status().Annotate("nftables: reading active bans");
     const IpPrefix wide(prefix->address(), agg_len);
     std::int64_t wide_until = record.until;
-    std::vector<IpPrefix> members = {*prefix};
+    std::size_t members = 1;
     for (const BanRecord& b : *active) {
       IpPrefix p;
       if (!IpPrefix::Parse(b.prefix, &p) || p == *prefix || p.length() <= agg_len ||
           !wide.Contains(p.address())) {
         continue;
       }
-      members.push_back(p);
+      ++members;
       if (wide_until != 0 && (b.until == 0 || b.until > wide_until)) wide_until = b.until;
     }
-    if (static_cast<int>(members.size()) >= options_.aggregate_threshold) {
+    if (static_cast<int>(members) >= options_.aggregate_threshold) {
       const std::int64_t wide_timeout =
           wide_until == 0 ? 0 : (wide_until - now + kMicrosPerSecond - 1) / kMicrosPerSecond;
-      batch = {{wide, wide_timeout}};
-      replaced = std::move(members);
+      ban.kernel = {wide, wide_timeout};
       record.prefix = wide.ToString();
       record.until = wide_until;
-      record.reason =
-          fmt::format("{} addresses in {} ({})", replaced.size(), record.prefix, record.reason);
+      record.reason = fmt::format("{} addresses in {} ({})", members, record.prefix, record.reason);
     }
   }
+  return ban;
+}
 
-  auto run = [&]() -> Status {
-    if (!replaced.empty()) MXWARD_RETURN_IF_ERROR(RemoveBatch(replaced));
-    return ApplyBatch(batch);
-  };
-  Status s = run();
+Status NftablesBlocker::ApplyPrepared(const std::vector<PreparedBan>& bans) {
+  std::vector<NftBan> batch;
+  batch.reserve(bans.size());
+  for (const PreparedBan& b : bans) batch.push_back(b.kernel);
+  Status s = ApplyBatch(batch);
   if (s.code() == Status::Code::kNotFound) {
     // The table is gone (ruleset flushed): re-create it with the stored bans, then try again.
     MXWARD_RETURN_IF_ERROR(EnsureTable(nullptr));
-    s = run();
+    s = ApplyBatch(batch);
   }
-  if (!s.ok() && s.message().find("overlap") != std::string::npos) {
-    // A wider ban already covers it: the address is blocked, keep the record for when that ends.
-    auto covered = IsBanned(prefix->address());
-    if (covered.ok() && *covered) s = Status::Ok();
-  }
-  if (!s.ok()) return s.Annotate(fmt::format("banning {}", record.prefix));
-  if (options_.dry_run) return Status::Ok();
+  if (!s.ok() || options_.dry_run) return s;
   auto store = Store();
   if (!store.ok()) return store.status();
-  return (*store)->UpsertBan(record);
+  return (*store)->InTransaction([&]() -> Status {
+    for (const PreparedBan& b : bans) MXWARD_RETURN_IF_ERROR((*store)->UpsertBan(b.record));
+    return Status::Ok();
+  });
+}
+
+Status NftablesBlocker::Apply(const ActionRecord& action) {
+  auto ban = PrepareBan(action);
+  if (!ban.ok()) return ban.status();
+  Status s = ApplyPrepared({*ban});
+  if (!s.ok()) return s.Annotate(fmt::format("banning {}", ban->record.prefix));
+  return s;
+}
+
+std::vector<Status> NftablesBlocker::ApplyMany(const std::vector<const ActionRecord*>& actions) {
+  std::vector<Status> out(actions.size());
+  // Aggregation counts the members already in the store, which a batch's own members are not
+  // yet: with it on, one at a time.
+  if (actions.size() == 1 || options_.aggregate_v4 > 0 || options_.aggregate_v6 > 0) {
+    for (std::size_t i = 0; i < actions.size(); ++i) out[i] = Apply(*actions[i]);
+    return out;
+  }
+  std::vector<PreparedBan> prepared;
+  std::vector<std::size_t> index;
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    auto ban = PrepareBan(*actions[i]);
+    if (!ban.ok()) {
+      out[i] = ban.status();
+      continue;
+    }
+    prepared.push_back(std::move(*ban));
+    index.push_back(i);
+  }
+  if (prepared.empty()) return out;
+  Status s = ApplyPrepared(prepared);
+  if (s.ok()) return out;
+  // One transaction for all failed: each action on its own, so each gets its own outcome.
+  for (const std::size_t i : index) out[i] = Apply(*actions[i]);
+  return out;
 }
 
 Status NftablesBlocker::Revert(const ActionRecord& action) {
@@ -566,11 +840,18 @@ Result<bool> NftablesBlocker::IsBanned(const IpAddress& address) {
   if (options_.dry_run) return true;
   const bool v4 = address.is_v4();
   if (v4 ? options_.family == "ip6" : options_.family == "ip") return false;
-  Status s = Run(fmt::format("get element {} {} {} {{ {} }}", options_.family, options_.table,
-                             v4 ? options_.set_v4 : options_.set_v6, address.ToString()));
-  if (s.ok()) return true;
-  if (s.code() == Status::Code::kNotFound) return false;
-  return s;
+  const std::string& base = v4 ? options_.set_v4 : options_.set_v6;
+  // The host set, the /64 set (by the address's /64) and the prefix set, in that order.
+  std::vector<std::pair<std::string, IpAddress>> lookups = {{base, address}};
+  if (!v4) lookups.push_back({base + "_64", address.Masked(kSlash64)});
+  lookups.push_back({base + "_net", address});
+  for (const auto& [set, key] : lookups) {
+    Status s = Run(fmt::format("get element {} {} {} {{ {} }}", options_.family, options_.table,
+                               set, key.ToString()));
+    if (s.ok()) return true;
+    if (s.code() != Status::Code::kNotFound) return s;
+  }
+  return false;
 }
 
 Result<bool> NftablesBlocker::Check(const ActionRecord& action) {
@@ -583,6 +864,8 @@ Result<bool> NftablesBlocker::Check(const ActionRecord& action) {
 
 void NftablesBlocker::Stop() {
   // The table and its bans stay: they expire in the kernel on their own.
+  network_bans_.clear();
+  network_bans_loaded_ = false;
   if (ctx_) nft_ctx_free(ctx_);
   ctx_ = nullptr;
   if (watch_ctx_) nft_ctx_free(watch_ctx_);

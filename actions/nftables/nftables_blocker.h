@@ -2,17 +2,35 @@
 // through libnftables, with the ban's lifetime as the set element's kernel timeout, so a ban
 // expires even when mxward is stopped.
 //
-// The table (`inet mxward` by default) holds two sets, one per family, both `flags interval,
-// timeout`, and one chain hooked at a configurable hook/priority with a drop rule per set, for
-// every port or only the mail ports. Nothing outside that table is touched.
+// Kernel layout (the table is `inet mxward` by default), chosen so that a new ban costs the same
+// with a million bans in place as with none (issue 20), and so that every address is held by the
+// longest ban covering it (issue 21, point 4):
+//   set_v4        (banned_v4)      hash set, `flags timeout`: single IPv4 addresses
+//   set_v4 "_net" (banned_v4_net)  interval set, `flags interval, timeout`: IPv4 prefixes
+//   set_v6        (banned_v6)      hash set: single IPv6 addresses
+//   set_v6 "_64"  (banned_v6_64)   hash set of /64 networks, matched as `ip6 saddr & ffff:ffff:
+//                                  ffff:ffff:: @banned_v6_64` (a /64 is the usual unit of one
+//                                  IPv6 host: aggregate_v6 = 64, issue 21's per-/64 keys)
+//   set_v6 "_net" (banned_v6_net)  interval set: every other IPv6 prefix
+// and one chain with a drop rule per set (every port, or only the mail ports). Adding to a hash
+// set needs no read-back of its elements (libnftables reads an interval set's elements into its
+// cache before every change, ~2 µs per element), so host and /64 bans cost the same at any set
+// size; prefixes are few, and their set is rewritten whole on each change. Host, /64 and prefix
+// bans sit in different sets, so a shorter ban never replaces a longer one covering the same
+// address: a packet is dropped while any of them holds. Inside the interval set, overlapping
+// prefixes are stored as the ranges of their union, each with the longest lifetime of the
+// prefixes covering it (a 1-day /16 around a 7-day /24: the /24 for 7 days, the rest for 1 day).
+// Per-ban port scopes (a later issue) get sets of their own keyed `addr . inet_service` with one
+// rule each; these sets stay "every configured port". Nothing outside the table is touched.
 //
 // Commands are built only from validated config identifiers (^[A-Za-z][A-Za-z0-9_]{0,31}$),
 // integers, and addresses re-printed from binary form (IpPrefix::ToString()); never from log text.
 //
 // Every ban is also recorded in the incident store (UpsertBan / RemoveBan on store_path, opened
 // lazily on first use), so on Start() and whenever the table, a set or a drop rule has
-// disappeared (`nft flush ruleset`, `nft delete table`, a reload of nftables.service) the table is
-// re-created and every unexpired ban restored with its remaining time, all in one transaction.
+// disappeared (`nft flush ruleset`, `nft delete table`, a reload of nftables.service) or a set has
+// the wrong shape (the single interval sets of mxward before issue 20) the table is re-created and
+// every unexpired ban restored with its remaining time, all in one transaction.
 // Maintain() looks for that damage once a second; the look is a terse listing (no set elements),
 // so it costs about the same with 100,000 bans as with none.
 //
@@ -20,7 +38,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,7 +86,7 @@ struct NftBan {
   std::int64_t timeout_s = 0;
 };
 
-class NftablesBlocker final : public ActionExecutor {
+class NftablesBlocker final : public ActionExecutor, public BatchApplier {
  public:
   NftablesBlocker(NftablesOptions options, std::string store_path, const Clock* clock);
   ~NftablesBlocker() override;
@@ -80,6 +100,9 @@ class NftablesBlocker final : public ActionExecutor {
   // Adds the element with its timeout (refreshing the timeout of one already there) and records
   // the ban in the store. With aggregation, may ban the enclosing prefix instead.
   Status Apply(const ActionRecord& action) override;
+  // BatchApplier: the bans of several actions in one nftables transaction (and one store
+  // transaction); one Status per action, each what Apply() would have returned for it.
+  std::vector<Status> ApplyMany(const std::vector<const ActionRecord*>& actions) override;
   // Deletes the element (no error when it is already gone) and removes it from the store.
   Status Revert(const ActionRecord& action) override;
   // Whether the address is in the kernel set (it is also true when a prefix covering it is).
@@ -91,19 +114,21 @@ class NftablesBlocker final : public ActionExecutor {
   Status Maintain() override;
 
   // --- lower-level API, used by the executor methods, the CLI and tests ------------------------
-  // Adds or refreshes many bans in one nftables transaction (no store writes).
+  // Adds or refreshes many bans in one nftables transaction (no store writes). Prefix bans join
+  // the prefixes already in force (as RestoreBans() or earlier calls left them).
   Status ApplyBatch(const std::vector<NftBan>& bans);
-  // Deletes many elements in one transaction; elements not in the set are ignored.
+  // Deletes many bans in one transaction; bans not in the kernel are ignored.
   Status RemoveBatch(const std::vector<IpPrefix>& prefixes);
   // Deletes and re-creates the table, chain, sets and rules, then adds every ban whose `until`
   // is after now (or 0), with its remaining time as timeout; all in one transaction.
   Status RestoreBans(const std::vector<BanRecord>& bans, UnixMicros now);
   // Re-creates the table and restores the store's bans if the table, one of its sets or one of
-  // its drop rules is gone. *recreated (may be null) tells whether it did.
+  // its drop rules is gone or has the wrong shape. *recreated (may be null) tells whether it did.
   Status EnsureTable(bool* recreated);
   // What is missing from the table ("table inet mxward", "set banned_v6", "the drop rule for
   // @banned_v4", ...), or "" when it is intact. Lists the ruleset without set elements.
   Result<std::string> FindDamage();
+  // Whether a host, /64 or prefix element holds the address.
   Result<bool> IsBanned(const IpAddress& address);
 
   const NftablesOptions& options() const { return options_; }
@@ -111,10 +136,27 @@ class NftablesBlocker final : public ActionExecutor {
   const std::vector<std::string>& dry_run_commands() const { return dry_run_commands_; }
 
  private:
+  // A ban action turned into its kernel element (after aggregation) and its store record.
+  struct PreparedBan {
+    NftBan kernel;
+    BanRecord record;
+  };
+  Result<PreparedBan> PrepareBan(const ActionRecord& action);
+  // The kernel elements of `bans` in one transaction (re-creating a missing table first), then
+  // their store records in one store transaction.
+  Status ApplyPrepared(const std::vector<PreparedBan>& bans);
   Status Run(const std::string& commands);  // one transaction; errors carry nft's message
   Result<IncidentStore*> Store();
   std::string TableCommands() const;  // add table/chain/sets/rules
+  // "add element" commands for host and /64 bans (prefix bans are left to NetCommands).
   std::string ElementCommands(const std::vector<NftBan>& bans) const;
+  // Rewrites the interval sets of the families in `families` (4, 6) from network_bans_: flush
+  // (unless `fresh`), then the ranges of their union with the longest lifetime each.
+  std::string NetCommands(const std::set<int>& families, UnixMicros now, bool fresh) const;
+  // Loads network_bans_ from the store if nothing has set it yet.
+  Status LoadNetworkBans();
+  // The ban's kind of set: "" (host), "_64" (IPv6 /64), "_net" (any other prefix).
+  const char* SetSuffix(const IpPrefix& prefix) const;
   // Reads the store's unexpired bans and rebuilds the table with them; logs why and how many.
   Status RestoreFromStore(const std::string& why);
 
@@ -131,6 +173,10 @@ class NftablesBlocker final : public ActionExecutor {
   std::string last_output_;  // what the last command printed (list tables)
   std::unique_ptr<IncidentStore> store_;
   std::vector<std::string> dry_run_commands_;
+  // The prefix bans in force (neither host nor IPv6 /64) with their end (0 = permanent): the
+  // interval sets are computed from these. Set by RestoreBans(), kept by Apply/Revert.
+  std::map<std::pair<IpAddress, int>, UnixMicros> network_bans_;
+  bool network_bans_loaded_ = false;
 };
 
 // The executor for [nftables], or a null pointer when the section is absent or `enabled = false`.

@@ -4,8 +4,12 @@
 # mail log lines; latency.py measures from the triggering line's send() to the kernel's netlink
 # notification of the new set element, and prints p50/p90/p99 over the bans.
 #
-#   bench/latency/run.sh BUILD_DIR [--bans N] [--background-rate LINES_PER_S] [--rt] [--keep]
+#   bench/latency/run.sh BUILD_DIR [--bans N] [--background-rate LINES_PER_S] [--preload N]
+#                        [--rt] [--keep]
 #
+# --preload N puts N bans in the store before serve starts (90% IPv4 addresses in 11.0.0.0/8, 10%
+# IPv6, 1-2 h left), so the set already holds N elements when the measured bans arrive; the
+# daemon's restore of them at start is printed from its log.
 # --rt runs the daemon and the measurer with SCHED_FIFO priority 20 (chrt), so that other work on
 # a shared machine (parallel compiles) does not decide the tail; on a dedicated MX it changes
 # little. Needs root (network namespace, nftables), nft, python3. Target: p99 < 5 ms.
@@ -16,15 +20,17 @@ src=$(cd "$here/../.." && pwd)
 build=""
 bans=300
 rate=5000
+preload=0
 keep=0
 rt=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --bans) bans=$2; shift 2 ;;
     --background-rate) rate=$2; shift 2 ;;
+    --preload) preload=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --rt) rt=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) build=$1; shift ;;
   esac
@@ -39,7 +45,7 @@ command -v python3 >/dev/null || { echo "run.sh: python3 missing" >&2; exit 2; }
 if [ "${MXWARD_LATENCY_IN_NETNS:-}" != 1 ]; then
   [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (network namespace, nftables)" >&2; exit 2; }
   export MXWARD_LATENCY_IN_NETNS=1
-  args=("$build" --bans "$bans" --background-rate "$rate")
+  args=("$build" --bans "$bans" --background-rate "$rate" --preload "$preload")
   [ "$keep" = 1 ] && args+=(--keep)
   if [ "$rt" = 1 ]; then
     command -v chrt >/dev/null || { echo "run.sh: chrt missing (util-linux)" >&2; exit 2; }
@@ -69,6 +75,20 @@ enabled = true
 per_minute_cap = 0
 TOML
 
+if [ "$preload" -gt 0 ]; then
+  command -v sqlite3 >/dev/null || { echo "run.sh: sqlite3 missing (apt-get install sqlite3)" >&2; exit 2; }
+  "$mxward" --db "$work/state.db" --config "$work/mxward.toml" bans list >/dev/null  # creates the store
+  now_us=$(($(date +%s) * 1000000))
+  v4=$((preload - preload / 10))
+  sqlite3 "$work/state.db" "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < $preload - 1)
+    INSERT INTO bans (prefix, created_at, until, incident_id, reason)
+    SELECT CASE WHEN i < $v4 THEN
+      ((184549376 + 7 * i) >> 24) || '.' || (((184549376 + 7 * i) >> 16) & 255) || '.' ||
+      (((184549376 + 7 * i) >> 8) & 255) || '.' || ((184549376 + 7 * i) & 255)
+    ELSE printf('2001:db8:%x:%x::1', (i - $v4) / 65536, (i - $v4) % 65536) END,
+    $now_us, $now_us + (3600 + i % 3600) * 1000000, i, 'preload' FROM s"
+fi
+
 "$mxward" serve --config "$work/mxward.toml" --db "$work/state.db" --rules "$src/rules.d" \
   --socket "$work/control.sock" >"$work/serve.log" 2>&1 &
 daemon=$!
@@ -78,9 +98,18 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 grep -q "ready:" "$work/serve.log" || { echo "run.sh: mxward did not get ready" >&2; cat "$work/serve.log" >&2; exit 1; }
+if [ "$preload" -gt 0 ]; then
+  # The nftables executor restores the stored bans when its worker starts, just after ready.
+  for _ in $(seq 1 6000); do
+    grep -q "stored ban(s)" "$work/serve.log" && break
+    kill -0 "$daemon" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  grep "stored ban(s)" "$work/serve.log" || { echo "run.sh: no restore in 600 s" >&2; exit 1; }
+fi
 
 echo "$("$mxward" --version 2>/dev/null | head -1), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)," \
-  "$bans bans, background $rate lines/s, scheduling $(chrt -p $$ | head -1 | sed 's/.*: //')"
+  "$bans bans, $preload in place, background $rate lines/s, scheduling $(chrt -p $$ | head -1 | sed 's/.*: //')"
 status=0
 python3 "$here/latency.py" --port 5514 --bans "$bans" --background-rate "$rate" || status=$?
 echo "mxward: $(grep -c . "$work/serve.log") log lines; last: $(tail -1 "$work/serve.log")"

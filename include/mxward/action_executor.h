@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mxward/incident.h"
 #include "mxward/status.h"
@@ -49,6 +50,17 @@ class RetryAfterSource {
   virtual ~RetryAfterSource() = default;
   // The delay the last failed Apply/Revert of this action asked for, once; nullopt if none.
   virtual std::optional<std::chrono::milliseconds> TakeRetryAfter(std::int64_t action_id) = 0;
+};
+
+// An executor that can apply several actions of its type together (nftables: one transaction
+// for a burst of bans). The dispatcher hands it the actions queued on its lane (apply only, no
+// reverts), in claim order; it returns one Status per action, in the same order, each what
+// Apply() would have returned for that action alone, and each is recorded as its own outcome.
+// The same idempotency rule holds: applying a batch twice leaves one effect per action.
+class BatchApplier {
+ public:
+  virtual ~BatchApplier() = default;
+  virtual std::vector<Status> ApplyMany(const std::vector<const ActionRecord*>& actions) = 0;
 };
 
 // Handles action types that are requested but have nothing configured to run them ("ban"

@@ -124,8 +124,20 @@ TEST_F(NftablesNetnsTest, StartCreatesTableChainAndSetsWithMailPortsRule) {
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("ip6 saddr @banned_v6 tcp dport"), std::string::npos) << r.out;
-  auto sets = RunCommand({"nft", "list", "set", "inet", "mxward", "banned_v6"});
-  EXPECT_NE(sets.out.find("flags interval,timeout"), std::string::npos) << sets.out;
+  EXPECT_NE(r.out.find("ip saddr @banned_v4_net tcp dport"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ip6 saddr & ffff:ffff:ffff:ffff:: == @banned_v6_64 tcp dport"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("ip6 saddr @banned_v6_net tcp dport"), std::string::npos) << r.out;
+  // Single addresses and /64s in hash sets (no read-back on insertion), prefixes in interval sets.
+  for (const char* set : {"banned_v4", "banned_v6", "banned_v6_64"}) {
+    auto listed = RunCommand({"nft", "list", "set", "inet", "mxward", set});
+    EXPECT_NE(listed.out.find("flags timeout\n"), std::string::npos) << listed.out;
+  }
+  for (const char* set : {"banned_v4_net", "banned_v6_net"}) {
+    auto listed = RunCommand({"nft", "list", "set", "inet", "mxward", set});
+    EXPECT_NE(listed.out.find("flags interval,timeout"), std::string::npos) << listed.out;
+  }
 }
 
 TEST_F(NftablesNetnsTest, AllPortsAndCustomNamesHookPriority) {
@@ -153,9 +165,9 @@ TEST_F(NftablesNetnsTest, ApplyCheckRevertAndStoreRecord) {
   auto v4 = Elements("banned_v4");
   ASSERT_EQ(v4.count("192.0.2.7"), 1u);
   EXPECT_EQ(v4["192.0.2.7"], 3600);
-  auto v6 = Elements("banned_v6");
-  ASSERT_EQ(v6.count("2001:db8::/64"), 1u);
-  EXPECT_EQ(v6["2001:db8::/64"], 600);
+  auto v6 = Elements("banned_v6_64");  // a /64 is its network's address in the /64 set
+  ASSERT_EQ(v6.count("2001:db8::"), 1u);
+  EXPECT_EQ(v6["2001:db8::"], 600);
 
   auto bans = store_->ActiveBans(kNow);
   ASSERT_OK(bans);
@@ -267,27 +279,62 @@ TEST_F(NftablesNetnsTest, StartRestoresUnexpiredStoredBansOnly) {
   auto v4 = Elements("banned_v4");
   EXPECT_EQ(v4.size(), 2u);
   EXPECT_EQ(v4["192.0.2.1"], 60);
-  EXPECT_EQ(v4.count("198.51.100.0/24"), 1u);
-  EXPECT_EQ(v4["198.51.100.0/24"], 0);
+  // Inside the /24 and permanent too: both hold (the longer of the two decides, here equal).
+  EXPECT_EQ(v4.count("198.51.100.77"), 1u);
   EXPECT_EQ(v4.count("192.0.2.2"), 0u);
   EXPECT_EQ(v4.count("10.9.9.9"), 0u);
+  auto nets = Elements("banned_v4_net");
+  EXPECT_EQ(nets.size(), 1u);
+  ASSERT_EQ(nets.count("198.51.100.0/24"), 1u);
+  EXPECT_EQ(nets["198.51.100.0/24"], 0);
   auto v6 = Elements("banned_v6");
   EXPECT_EQ(v6["2001:db8::9"], 5);
 }
 
-TEST_F(NftablesNetnsTest, BanInsideAWiderBanIsCoveredNotAnError) {
+TEST_F(NftablesNetnsTest, AShorterWiderBanNeverShortensALongerNarrowerOne) {
   auto blocker = MakeBlocker();
   ASSERT_OK(blocker->Start());
-  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.5", 3600)).ok());
-  // A wider ban replaces the element of the narrower one in the same transaction.
-  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.0/24", 3600)).ok());
-  auto v4 = Elements("banned_v4");
-  EXPECT_EQ(v4.size(), 1u);
-  EXPECT_EQ(v4.count("192.0.2.0/24"), 1u);
-  // A narrower ban inside the wider one: covered, recorded, not an error.
-  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.6", 3600)).ok());
-  EXPECT_EQ(Elements("banned_v4").size(), 1u);
+  // Issue 21, point 4: a 7-day address ban, then a 1-day /24 around it. Both stay, each with its
+  // own lifetime: when the /24 ends, the address is still banned for the rest of its week.
+  ASSERT_OK(blocker->Apply(Ban("192.0.2.5", 7 * 86400)));
+  ASSERT_OK(blocker->Apply(Ban("192.0.2.0/24", 86400)));
+  EXPECT_EQ(Elements("banned_v4")["192.0.2.5"], 7 * 86400);
+  EXPECT_EQ(Elements("banned_v4_net")["192.0.2.0/24"], 86400);
+  // A shorter address ban inside the /24 does not shorten the /24.
+  ASSERT_OK(blocker->Apply(Ban("192.0.2.6", 600)));
+  EXPECT_EQ(Elements("banned_v4_net")["192.0.2.0/24"], 86400);
+  EXPECT_EQ(Elements("banned_v4")["192.0.2.6"], 600);
   EXPECT_EQ(store_->ActiveBans(kNow)->size(), 3u);
+
+  // Nested prefixes share the interval set: a 1-day /16 around a 7-day /24 is stored as the
+  // /24 for 7 days and the rest of the /16 for 1 day; the /24 is not cut short.
+  ASSERT_OK(blocker->Apply(Ban("10.1.5.0/24", 7 * 86400)));
+  ASSERT_OK(blocker->Apply(Ban("10.1.0.0/16", 86400)));
+  auto nets = Elements("banned_v4_net");
+  EXPECT_EQ(nets["10.1.5.0/24"], 7 * 86400);
+  EXPECT_EQ(nets["10.1.0.0-10.1.4.255"], 86400);
+  EXPECT_EQ(nets["10.1.6.0-10.1.255.255"], 86400);
+  EXPECT_EQ(nets["192.0.2.0/24"], 86400);
+  EXPECT_EQ(nets.size(), 4u) << "no other range";
+  // A longer /16 then covers the /24 whole: one element, the longer lifetime.
+  ASSERT_OK(blocker->Apply(Ban("10.1.0.0/16", 30 * 86400)));
+  nets = Elements("banned_v4_net");
+  EXPECT_EQ(nets.count("10.1.5.0/24"), 0u);
+  EXPECT_EQ(nets["10.1.0.0/16"], 30 * 86400);
+  // Lifting the /16 brings the /24 back with its own week.
+  ASSERT_OK(blocker->Revert(Ban("10.1.0.0/16", 0)));
+  nets = Elements("banned_v4_net");
+  EXPECT_EQ(nets.count("10.1.0.0/16"), 0u);
+  EXPECT_EQ(nets["10.1.5.0/24"], 7 * 86400);
+
+  // The same after a restore from the store (flush ruleset, then the repair tick).
+  Nft("flush ruleset");
+  ASSERT_OK(blocker->Maintain());
+  EXPECT_EQ(Elements("banned_v4")["192.0.2.5"], 7 * 86400);
+  nets = Elements("banned_v4_net");
+  EXPECT_EQ(nets["192.0.2.0/24"], 86400);
+  EXPECT_EQ(nets["10.1.5.0/24"], 7 * 86400);
+  EXPECT_EQ(nets.size(), 2u);
 }
 
 TEST_F(NftablesNetnsTest, AggregatesAddressesOfOnePrefix) {
@@ -301,19 +348,22 @@ TEST_F(NftablesNetnsTest, AggregatesAddressesOfOnePrefix) {
   ASSERT_TRUE(blocker->Apply(Ban("203.0.113.2", 1200)).ok());
   EXPECT_EQ(Elements("banned_v4").size(), 2u);
   ASSERT_TRUE(blocker->Apply(Ban("203.0.113.3", 300)).ok());
-  auto v4 = Elements("banned_v4");
-  ASSERT_EQ(v4.size(), 1u) << "the three hosts become one /24";
-  ASSERT_EQ(v4.count("203.0.113.0/24"), 1u);
-  EXPECT_EQ(v4["203.0.113.0/24"], 1200);  // as long as the longest member ban
+  auto nets = Elements("banned_v4_net");
+  ASSERT_EQ(nets.size(), 1u) << "the three hosts bring in their /24";
+  ASSERT_EQ(nets.count("203.0.113.0/24"), 1u);
+  EXPECT_EQ(nets["203.0.113.0/24"], 1200);  // as long as the longest member ban
+  // The members keep their own elements: none is cut to the /24's lifetime or beyond it.
+  EXPECT_EQ(Elements("banned_v4").size(), 2u);
   for (const char* a : {"2001:db8:5::1", "2001:db8:5::2", "2001:db8:5::3"}) {
     ASSERT_TRUE(blocker->Apply(Ban(a, 600)).ok()) << a;
   }
-  auto v6 = Elements("banned_v6");
+  auto v6 = Elements("banned_v6_64");
   ASSERT_EQ(v6.size(), 1u);
-  EXPECT_EQ(v6.count("2001:db8:5::/64"), 1u);
+  EXPECT_EQ(v6.count("2001:db8:5::"), 1u);
   // An address in another /24 is not swept in.
   ASSERT_TRUE(blocker->Apply(Ban("203.0.114.1", 600)).ok());
   EXPECT_EQ(Elements("banned_v4").count("203.0.114.1"), 1u);
+  EXPECT_EQ(Elements("banned_v4_net").size(), 1u);
 }
 
 TEST_F(NftablesNetnsTest, DropRuleCountsPacketsFromBannedSourceOnly) {
@@ -450,13 +500,14 @@ TEST_F(NftablesNetnsTest, MaintainRestoresEveryUnexpiredBanAfterFlushRuleset) {
   ASSERT_OK(s);
 
   auto v4 = Elements("banned_v4");
-  EXPECT_EQ(v4.size(), 2u);
+  EXPECT_EQ(v4.size(), 1u);
   ASSERT_EQ(v4.count("192.0.2.10"), 1u);
   // The remaining time, rounded down: never longer than the ban has left (3499.6 s).
   EXPECT_EQ(v4["192.0.2.10"], 3499);
   EXPECT_EQ(v4.count("192.0.2.11"), 0u) << "an expired ban came back";
-  ASSERT_EQ(v4.count("198.51.100.0/24"), 1u);
-  EXPECT_EQ(v4["198.51.100.0/24"], 0);
+  auto nets = Elements("banned_v4_net");
+  ASSERT_EQ(nets.count("198.51.100.0/24"), 1u);
+  EXPECT_EQ(nets["198.51.100.0/24"], 0);
   auto v6 = Elements("banned_v6");
   ASSERT_EQ(v6.count("2001:db8:1::5"), 1u);
   EXPECT_EQ(v6["2001:db8:1::5"], 7099);
@@ -566,6 +617,215 @@ TEST_F(NftablesNetnsTest, MaintainWithOneHundredThousandBansIsCheapUntilTheTable
   auto v4 = Elements("banned_v4");
   ASSERT_EQ(v4.size(), 100'000u);
   EXPECT_EQ(v4["11.0.0.0"], 3590);  // ban 0: 3600 s from kNow, 10 s gone
+}
+
+// --- the layout of issue 20: hash sets for addresses and /64s, interval sets for prefixes -------
+
+TEST_F(NftablesNetnsTest, HashAndIntervalSetsAreBothQueried) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  ASSERT_OK(blocker->Apply(Ban("192.0.2.7", 600)));          // banned_v4
+  ASSERT_OK(blocker->Apply(Ban("198.51.100.0/25", 600)));    // banned_v4_net
+  ASSERT_OK(blocker->Apply(Ban("2001:db8:1::9", 600)));      // banned_v6
+  ASSERT_OK(blocker->Apply(Ban("2001:db8:2::/64", 600)));    // banned_v6_64
+  ASSERT_OK(blocker->Apply(Ban("2001:db8:300::/40", 600)));  // banned_v6_net
+  const std::map<std::string, bool> expected = {
+      {"192.0.2.7", true},        {"192.0.2.8", false},           {"198.51.100.1", true},
+      {"198.51.100.127", true},   {"198.51.100.128", false},      {"2001:db8:1::9", true},
+      {"2001:db8:1::a", false},   {"2001:db8:2::1", true},        {"2001:db8:2:0:ffff::1", true},
+      {"2001:db8:2:1::1", false}, {"2001:db8:3ff:ffff::1", true}, {"2001:db8:400::1", false},
+  };
+  for (const auto& [text, banned] : expected) {
+    IpAddress a;
+    ASSERT_TRUE(IpAddress::Parse(text, &a)) << text;
+    auto is = blocker->IsBanned(a);
+    ASSERT_OK(is);
+    EXPECT_EQ(*is, banned) << text;
+  }
+}
+
+TEST_F(NftablesNetnsTest, TheSlash64RuleDropsEveryAddressOfTheNetwork) {
+  // The /64 set is matched through a mask in the rule: a packet from any address of the /64 (not
+  // only the element's own) reaches the drop rule. Loopback traffic between two addresses of a
+  // /64 put on lo.
+  NftablesOptions o;
+  o.ports = {25};
+  auto blocker = MakeBlocker(o);
+  ASSERT_OK(blocker->Start());
+  ASSERT_EQ(
+      RunCommand({"ip", "-6", "addr", "add", "2001:db8:64::1/64", "dev", "lo", "nodad"}).exit_code,
+      0);
+  ASSERT_EQ(RunCommand({"ip", "-6", "addr", "add", "2001:db8:64::abcd/64", "dev", "lo", "nodad"})
+                .exit_code,
+            0);
+  ASSERT_OK(blocker->Apply(Ban("2001:db8:64::/64", 600)));
+  int listener = socket(AF_INET6, SOCK_STREAM, 0);
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_port = htons(25);
+  ASSERT_EQ(inet_pton(AF_INET6, "2001:db8:64::1", &addr.sin6_addr), 1);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  int s = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in6 src{};
+  src.sin6_family = AF_INET6;
+  ASSERT_EQ(inet_pton(AF_INET6, "2001:db8:64::abcd", &src.sin6_addr), 1);
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&src), sizeof src), 0);
+  const int rc = connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ASSERT_TRUE(rc == 0 || errno == EINPROGRESS) << std::strerror(errno);
+  auto dropped = [&] {
+    auto r = RunCommand({"nft", "-j", "list", "chain", "inet", "mxward", "input"});
+    const auto doc = nlohmann::json::parse(r.out);
+    for (const auto& item : doc["nftables"]) {
+      if (!item.contains("rule") ||
+          item["rule"]["expr"].dump().find("@banned_v6_64") == std::string::npos) {
+        continue;
+      }
+      for (const auto& expr : item["rule"]["expr"]) {
+        if (expr.contains("counter") && expr["counter"]["packets"].get<int>() > 0) return true;
+      }
+    }
+    return false;
+  };
+  bool counted = false;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       !counted && std::chrono::steady_clock::now() < deadline;) {
+    counted = dropped();
+  }
+  EXPECT_TRUE(counted) << "no packet from 2001:db8:64::abcd reached the /64 drop rule: "
+                       << RunCommand({"nft", "list", "table", "inet", "mxward"}).out;
+  close(s);
+  close(listener);
+}
+
+TEST_F(NftablesNetnsTest, AnOldLayoutTableIsMigratedWhole) {
+  // What mxward before issue 20 left: one interval set per family holding addresses and
+  // prefixes, one drop rule each. Its bans are in the store as well.
+  Nft("add table inet mxward");
+  Nft("add chain inet mxward input { type filter hook input priority -10; policy accept; }");
+  Nft("add set inet mxward banned_v4 { type ipv4_addr; flags interval, timeout; }");
+  Nft("add set inet mxward banned_v6 { type ipv6_addr; flags interval, timeout; }");
+  Nft("add rule inet mxward input ip saddr @banned_v4 counter drop");
+  Nft("add rule inet mxward input ip6 saddr @banned_v6 counter drop");
+  Nft("add element inet mxward banned_v4 { 192.0.2.1 timeout 1h, 198.51.100.0/24 timeout 1h }");
+  Nft("add element inet mxward banned_v6 { 2001:db8::/64 timeout 1h }");
+  ASSERT_OK(store_->UpsertBan({"192.0.2.1", kNow, kNow + 3600 * kMicrosPerSecond, 1, ""}));
+  ASSERT_OK(store_->UpsertBan({"198.51.100.0/24", kNow, kNow + 3600 * kMicrosPerSecond, 2, ""}));
+  ASSERT_OK(store_->UpsertBan({"2001:db8::/64", kNow, kNow + 3600 * kMicrosPerSecond, 3, ""}));
+
+  auto blocker = MakeBlocker();
+  // The repair tick recognises it (a running daemon upgraded under an old table, or an old
+  // daemon's table re-created beside a new one) ...
+  auto damage = blocker->FindDamage();
+  ASSERT_OK(damage);
+  EXPECT_EQ(*damage, "set banned_v4 (an interval set of an older mxward)");
+  ASSERT_OK(blocker->Maintain());
+  // ... and rebuilds the whole table in the new layout: nothing of the old sets is left in use.
+  auto damage_after = blocker->FindDamage();
+  ASSERT_OK(damage_after);
+  EXPECT_EQ(*damage_after, "");
+  auto listed = RunCommand({"nft", "list", "set", "inet", "mxward", "banned_v4"});
+  EXPECT_EQ(listed.out.find("interval"), std::string::npos) << listed.out;
+  EXPECT_EQ(Elements("banned_v4"), (std::map<std::string, std::int64_t>{{"192.0.2.1", 3600}}));
+  EXPECT_EQ(Elements("banned_v4_net"),
+            (std::map<std::string, std::int64_t>{{"198.51.100.0/24", 3600}}));
+  EXPECT_TRUE(Elements("banned_v6").empty());
+  EXPECT_EQ(Elements("banned_v6_64"), (std::map<std::string, std::int64_t>{{"2001:db8::", 3600}}));
+  auto chain = RunCommand({"nft", "list", "chain", "inet", "mxward", "input"});
+  EXPECT_EQ(chain.out.find("ip6 saddr @banned_v6 counter"), std::string::npos)
+      << "the old rule without ports is gone: " << chain.out;
+  // Start() (a restart after the upgrade) does the same from scratch.
+  Nft("flush ruleset");
+  Nft("add table inet mxward");
+  Nft("add set inet mxward banned_v4 { type ipv4_addr; flags interval, timeout; }");
+  Nft("add element inet mxward banned_v4 { 10.9.9.0/24 }");
+  ASSERT_OK(blocker->Start());
+  EXPECT_EQ(Elements("banned_v4").count("10.9.9.0/24"), 0u);
+  EXPECT_EQ(Elements("banned_v4_net").count("198.51.100.0/24"), 1u);
+  ASSERT_OK(blocker->FindDamage());
+  EXPECT_EQ(*blocker->FindDamage(), "");
+}
+
+TEST_F(NftablesNetnsTest, MaintainRestoresAMissingSlash64OrPrefixSet) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  ASSERT_OK(blocker->Apply(Ban("2001:db8:7::/64", 3600)));
+  ASSERT_OK(blocker->Apply(Ban("203.0.113.0/24", 3600)));
+  // `nft flush set` keeps the set but empties it: not a damage Maintain() sees (documented).
+  // Deleting the set with its rule is.
+  auto listing = RunCommand({"nft", "-a", "list", "chain", "inet", "mxward", "input"});
+  const auto at = listing.out.find("@banned_v6_64");
+  ASSERT_NE(at, std::string::npos) << listing.out;
+  const auto handle_at = listing.out.find("# handle ", at);
+  ASSERT_NE(handle_at, std::string::npos);
+  Nft("delete rule inet mxward input handle " +
+      listing.out.substr(handle_at + 9, listing.out.find('\n', handle_at) - handle_at - 9));
+  auto damage = blocker->FindDamage();
+  ASSERT_OK(damage);
+  EXPECT_EQ(*damage, "the drop rule for @banned_v6_64");
+  ASSERT_OK(blocker->Maintain());
+  EXPECT_EQ(Elements("banned_v6_64").count("2001:db8:7::"), 1u);
+  EXPECT_EQ(Elements("banned_v4_net").count("203.0.113.0/24"), 1u);
+  ASSERT_OK(blocker->FindDamage());
+  EXPECT_EQ(*blocker->FindDamage(), "");
+}
+
+TEST_F(NftablesNetnsTest, BansArrivingTogetherGoInOneBatchWithAnOutcomeEach) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  std::vector<ActionRecord> actions;
+  for (int i = 0; i < 50; ++i) {
+    actions.push_back(Ban(fmt::format("198.18.0.{}", i + 1), 600 + i));
+    actions.back().id = i + 1;
+  }
+  actions.push_back(Ban("2001:db8:9::/64", 900));
+  actions.push_back(Ban("203.0.113.0/24", 1200));
+  actions.push_back(Ban("not an address", 600));  // fails alone
+  actions.push_back(Ban("198.18.0.1", 7200));     // the same address again: the later one wins
+  std::vector<const ActionRecord*> pointers;
+  for (const ActionRecord& a : actions) pointers.push_back(&a);
+  const std::vector<Status> results = blocker->ApplyMany(pointers);
+  ASSERT_EQ(results.size(), actions.size());
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (i == 52) {
+      EXPECT_EQ(results[i].code(), Status::Code::kInvalidArgument) << results[i].ToString();
+    } else {
+      EXPECT_OK(results[i]) << i;
+    }
+  }
+  auto v4 = Elements("banned_v4");
+  EXPECT_EQ(v4.size(), 50u);
+  EXPECT_EQ(v4["198.18.0.1"], 7200);
+  EXPECT_EQ(v4["198.18.0.50"], 649);
+  EXPECT_EQ(Elements("banned_v6_64")["2001:db8:9::"], 900);
+  EXPECT_EQ(Elements("banned_v4_net")["203.0.113.0/24"], 1200);
+  EXPECT_EQ(store_->ActiveBans(kNow)->size(), 52u);
+
+  // With the table gone, the batch puts it back with every stored ban first, then applies.
+  Nft("flush ruleset");
+  std::vector<const ActionRecord*> again = {&actions[0], &actions[1], &actions[52]};
+  const std::vector<Status> second = blocker->ApplyMany(again);
+  ASSERT_EQ(second.size(), 3u);
+  EXPECT_OK(second[0]);
+  EXPECT_OK(second[1]);
+  EXPECT_EQ(second[2].code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(Elements("banned_v4").size(), 50u) << "the table came back with every stored ban";
+  EXPECT_EQ(Elements("banned_v4_net").count("203.0.113.0/24"), 1u);
+}
+
+TEST_F(NftablesNetnsTest, RevertOfAnAddressLeavesTheCoveringPrefix) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  ASSERT_OK(blocker->Apply(Ban("192.0.2.0/24", 3600)));
+  ASSERT_OK(blocker->Apply(Ban("192.0.2.9", 3600)));
+  ASSERT_OK(blocker->Revert(Ban("192.0.2.9", 0)));
+  IpAddress a;
+  ASSERT_TRUE(IpAddress::Parse("192.0.2.9", &a));
+  auto banned = blocker->IsBanned(a);
+  ASSERT_OK(banned);
+  EXPECT_TRUE(*banned) << "the /24 still covers it";
+  EXPECT_TRUE(Elements("banned_v4").empty());
+  EXPECT_EQ(Elements("banned_v4_net").count("192.0.2.0/24"), 1u);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // KernelSetElements: the elements of one of mxward's nftables sets as the kernel has them
-// ("192.0.2.7", "198.51.100.0/24", "2001:db8::1"), each with its remaining timeout in seconds
-// (0 when it has none), read with `nft -j list set`. Tests compare these with what mxward meant
-// to ban; the one JSON walk lives here so every test reads the kernel the same way.
+// ("192.0.2.7", "198.51.100.0/24", "10.0.0.0-10.0.4.255", "2001:db8::1"), each with its remaining
+// timeout in seconds (0 when it has none), read with `nft -j list set`. Tests compare these with
+// what mxward meant to ban; the one JSON walk lives here so every test reads the kernel the same
+// way.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +40,9 @@ inline std::map<std::string, std::int64_t> KernelSetElements(const std::string& 
       } else if (val->is_object() && val->contains("prefix")) {
         const auto& p = (*val)["prefix"];
         out[p["addr"].get<std::string>() + "/" + std::to_string(p["len"].get<int>())] = timeout;
+      } else if (val->is_object() && val->contains("range")) {
+        const auto& r = (*val)["range"];
+        out[r[0].get<std::string>() + "-" + r[1].get<std::string>()] = timeout;
       }
     }
   }

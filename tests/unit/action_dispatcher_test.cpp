@@ -471,6 +471,63 @@ TEST_F(ActionDispatcherTest, WorkersRunEverythingExactlyOnce) {
   EXPECT_EQ(stats->pending, 0);
 }
 
+// An executor that applies queued actions together (as nftables does: one transaction for a
+// burst of bans): each action still gets its own outcome, recorded as if applied alone.
+class BatchingExecutor final : public ActionExecutor, public BatchApplier {
+ public:
+  explicit BatchingExecutor(std::set<std::int64_t> failing) : failing_(std::move(failing)) {}
+  bool Handles(std::string_view type) const override { return type == "ban"; }
+  Status Start() override { return Status::Ok(); }
+  Status Apply(const ActionRecord& a) override { return ApplyMany({&a}).front(); }
+  Status Revert(const ActionRecord&) override { return Status::Ok(); }
+  Result<bool> Check(const ActionRecord&) override { return true; }
+  void Stop() override {}
+  std::vector<Status> ApplyMany(const std::vector<const ActionRecord*>& actions) override {
+    std::lock_guard<std::mutex> lk(mu);
+    sizes.push_back(actions.size());
+    std::vector<Status> out;
+    for (const ActionRecord* a : actions) {
+      ++calls[a->id];
+      out.push_back(failing_.count(a->id) ? Status::InvalidArgument("refused") : Status::Ok());
+    }
+    return out;
+  }
+  std::mutex mu;
+  std::vector<std::size_t> sizes;     // guarded by mu
+  std::map<std::int64_t, int> calls;  // guarded by mu
+
+ private:
+  std::set<std::int64_t> failing_;
+};
+
+TEST_F(ActionDispatcherTest, QueuedBansGoToABatchApplierTogetherWithAnOutcomeEach) {
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 40; ++i) {
+    ids.push_back(Enqueue("ban", {{"address", fmt::format("10.9.0.{}", i)}}));
+  }
+  const std::int64_t undo = Enqueue("ban", {{"address", "10.9.1.1"}}, 1, /*revert=*/true);
+  auto owned = std::make_unique<BatchingExecutor>(std::set<std::int64_t>{ids[7]});
+  BatchingExecutor* executor = owned.get();
+  std::vector<std::unique_ptr<ActionExecutor>> execs;
+  execs.push_back(std::move(owned));
+  ActionDispatcher d(db(), std::move(execs), options_, &clock_);
+  ASSERT_OK(d.Start());
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lk(executor->mu);
+    return executor->calls.size() == ids.size();
+  }));
+  ASSERT_TRUE(Eventually([&] { return Get(undo).status != ActionStatus::kPending; }));
+  d.Stop(std::chrono::seconds(5));
+  std::size_t largest = 0;
+  for (std::size_t n : executor->sizes) largest = std::max(largest, n);
+  EXPECT_GT(largest, 1u) << "the 40 queued bans were applied one at a time";
+  for (std::int64_t id : ids) {
+    EXPECT_EQ(executor->calls[id], 1) << id;
+    EXPECT_EQ(Get(id).status, id == ids[7] ? ActionStatus::kFailed : ActionStatus::kDone) << id;
+  }
+  EXPECT_EQ(executor->calls.count(undo), 0u) << "a revert is never part of a batch";
+}
+
 TEST_F(ActionDispatcherTest, TwoDispatchersOnOneStoreNeverRunTheSameAction) {
   auto j2 = std::make_shared<Journal>();
   std::vector<std::unique_ptr<ActionExecutor>> e2;

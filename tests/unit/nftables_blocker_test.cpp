@@ -96,6 +96,15 @@ TEST(NftablesOptionsTest, RejectsTooWideAggregation) {
   EXPECT_EQ(diags[0].line, 2);
 }
 
+TEST(NftablesOptionsTest, RejectsSetNamesWhoseDerivedSetsCollide) {
+  std::vector<Diagnostic> diags;
+  auto o = NftablesOptions::FromConfig(
+      ConfigFrom("[nftables]\nset_v4 = \"bans\"\nset_v6 = \"bans_net\"\n"), &diags);
+  ASSERT_FALSE(o.ok());
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_NE(diags[0].ToString().find("bans_net"), std::string::npos) << diags[0].ToString();
+}
+
 TEST(MakeNftablesBlockerTest, NullWhenAbsentOrDisabled) {
   std::vector<Diagnostic> diags;
   std::vector<std::string> notes;
@@ -210,13 +219,13 @@ TEST_F(DryRunBlockerTest, RejectsBadDuration) {
   EXPECT_NE(blocker_->dry_run_commands().back().find("timeout 3600s"), std::string::npos);
 }
 
-TEST_F(DryRunBlockerTest, RestoreBuildsTableAndLeavesOutCoveredAndExpiredBans) {
+TEST_F(DryRunBlockerTest, RestoreBuildsTableAndLeavesOutExpiredBans) {
   const UnixMicros now = clock_.Now();
   std::vector<BanRecord> bans = {
       {"192.0.2.1", now, now + 90 * kMicrosPerSecond, 1, ""},
       {"192.0.2.2", now, now - 1, 1, ""},  // expired
       {"203.0.113.0/24", now, 0, 1, ""},   // permanent
-      {"203.0.113.9", now, 0, 1, ""},      // covered by the /24
+      {"203.0.113.9", now, 0, 1, ""},      // inside the /24: kept in its own (hash) set
       {"not an address", now, 0, 1, ""},   // skipped with a warning
   };
   ASSERT_TRUE(blocker_->RestoreBans(bans, now).ok());
@@ -230,12 +239,74 @@ TEST_F(DryRunBlockerTest, RestoreBuildsTableAndLeavesOutCoveredAndExpiredBans) {
                    "counter drop"),
             std::string::npos)
       << c;
+  EXPECT_NE(c.find("add set inet mxward banned_v4 { type ipv4_addr; flags timeout; }"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(
+      c.find("add set inet mxward banned_v4_net { type ipv4_addr; flags interval, timeout; }"),
+      std::string::npos)
+      << c;
+  EXPECT_NE(c.find("ip6 saddr & ffff:ffff:ffff:ffff:: @banned_v6_64"), std::string::npos) << c;
+  EXPECT_NE(c.find("add element inet mxward banned_v4 { "), std::string::npos) << c;
   EXPECT_NE(c.find("192.0.2.1 timeout 90s"), std::string::npos) << c;
-  EXPECT_NE(c.find("203.0.113.0/24"), std::string::npos) << c;
+  EXPECT_NE(c.find("203.0.113.9"), std::string::npos) << c;
+  EXPECT_NE(c.find("add element inet mxward banned_v4_net { 203.0.113.0/24 }"), std::string::npos)
+      << c;
   EXPECT_EQ(c.find("192.0.2.2"), std::string::npos) << c;
-  EXPECT_EQ(c.find("203.0.113.9"), std::string::npos) << c;
   EXPECT_EQ(c.find("add element inet mxward banned_v6"), std::string::npos)
       << "no empty element list: " << c;
+  EXPECT_EQ(c.find("flush set"), std::string::npos) << "a fresh table has nothing to flush: " << c;
+}
+
+TEST_F(DryRunBlockerTest, OverlappingPrefixesBecomeRangesWithTheLongestLifetime) {
+  const UnixMicros now = clock_.Now();
+  std::vector<BanRecord> bans = {
+      {"10.0.0.0/16", now, now + 100 * kMicrosPerSecond, 1, ""},
+      {"10.0.5.0/24", now, now + 700 * kMicrosPerSecond, 1, ""},
+      {"10.0.9.0/24", now, now + 50 * kMicrosPerSecond, 1, ""},       // shorter: the /16 holds it
+      {"10.1.0.0/24", now, 0, 1, ""},                                 // disjoint, permanent
+      {"255.255.255.0/24", now, now + 10 * kMicrosPerSecond, 1, ""},  // the family's end
+      {"2001:db8::/32", now, now + 60 * kMicrosPerSecond, 1, ""},
+      {"2001:db8:ffff::/48", now, 0, 1, ""},  // at the end of the /32
+  };
+  ASSERT_TRUE(blocker_->RestoreBans(bans, now).ok());
+  const std::string& c = blocker_->dry_run_commands().back();
+  EXPECT_NE(c.find("add element inet mxward banned_v4_net { 10.0.0.0-10.0.4.255 timeout 100s, "
+                   "10.0.5.0/24 timeout 700s, 10.0.6.0-10.0.255.255 timeout 100s, 10.1.0.0/24, "
+                   "255.255.255.0/24 timeout 10s }"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("add element inet mxward banned_v6_net { 2001:db8::-2001:db8:fffe:ffff:ffff:"
+                   "ffff:ffff:ffff timeout 60s, 2001:db8:ffff::/48 }"),
+            std::string::npos)
+      << c;
+}
+
+TEST_F(DryRunBlockerTest, ManyBansAreOneTransaction) {
+  std::vector<ActionRecord> actions = {Ban("192.0.2.1"), Ban("192.0.2.2"), Ban("bad"),
+                                       Ban("2001:db8::/64"), Ban("198.51.100.0/24")};
+  std::vector<const ActionRecord*> pointers;
+  for (const ActionRecord& a : actions) pointers.push_back(&a);
+  const std::vector<Status> results = blocker_->ApplyMany(pointers);
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_OK(results[0]);
+  EXPECT_OK(results[1]);
+  EXPECT_EQ(results[2].code(), Status::Code::kInvalidArgument);
+  EXPECT_OK(results[3]);
+  EXPECT_OK(results[4]);
+  ASSERT_EQ(blocker_->dry_run_commands().size(), 1u) << "one nftables transaction";
+  const std::string& c = blocker_->dry_run_commands()[0];
+  EXPECT_NE(c.find("add element inet mxward banned_v4 { 192.0.2.1 timeout 600s, 192.0.2.2 "
+                   "timeout 600s }"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("add element inet mxward banned_v6_64 { 2001:db8:: timeout 600s }"),
+            std::string::npos)
+      << c;
+  EXPECT_NE(c.find("flush set inet mxward banned_v4_net\nadd element inet mxward banned_v4_net "
+                   "{ 198.51.100.0/24 timeout 600s }"),
+            std::string::npos)
+      << c;
 }
 
 }  // namespace
