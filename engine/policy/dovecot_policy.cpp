@@ -5,19 +5,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/base/one_line.h"
+
 namespace mxward {
 
 namespace {
-
-// Evidence text: the request's own words, with control bytes replaced so one report is one line.
-std::string Printable(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = '?';
-  }
-  return out;
-}
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -124,9 +116,9 @@ void DovecotPolicy::Report(const DovecotPolicyRequest& request) {
   const std::string protocol = Lower(request.protocol);
   const std::string line =
       fmt::format("dovecot-policy: {} login {}: user=<{}>, rip={}, fail_type={}, session={}{}",
-                  Printable(protocol), request.success ? "succeeded" : "failed",
-                  Printable(request.login), Printable(request.remote), Printable(request.fail_type),
-                  Printable(request.session_id), request.tls ? ", TLS" : "");
+                  OneLine(protocol), request.success ? "succeeded" : "failed",
+                  OneLine(request.login), OneLine(request.remote), OneLine(request.fail_type),
+                  OneLine(request.session_id), request.tls ? ", TLS" : "");
   e.line = line;
   e.program = "dovecot-policy";
   e.parser = "dovecot-policy";

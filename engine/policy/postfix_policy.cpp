@@ -5,18 +5,11 @@
 
 #include <fmt/format.h>
 
+#include "engine/base/one_line.h"
+
 namespace mxward {
 
 namespace {
-
-std::string Printable(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = '?';
-  }
-  return out;
-}
 
 std::string_view DomainOf(std::string_view address) {
   const auto at = address.rfind('@');
@@ -141,8 +134,8 @@ void PostfixPolicy::Feed(const PostfixPolicyRequest& request, UnixMicros now) {
   const std::string line = fmt::format(
       "postfix-policy: DATA from sasl_username={}, client={}, sender=<{}>, nrcpt={}, "
       "queue_id={}",
-      Printable(request.sasl_username), Printable(request.client_address),
-      Printable(request.sender), nrcpt, Printable(request.queue_id));
+      OneLine(request.sasl_username), OneLine(request.client_address), OneLine(request.sender),
+      nrcpt, OneLine(request.queue_id));
   e.line = line;
   e.program = "postfix-policy";
   e.parser = "postfix-policy";
