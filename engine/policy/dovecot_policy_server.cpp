@@ -63,6 +63,18 @@ Result<DovecotPolicyServerOptions> DovecotPolicyServerOptions::FromConfig(
       }
     }
     ReadSecretSetting(r, "secret_file", &o.secret);
+    // Reports feed the windows: off loopback, a client without the secret could get any address
+    // banned. Loopback without a secret trusts the host's users (docs/policy.md says so).
+    IpAddress bound;
+    if (t->contains("listen") && o.secret.empty() && r.ok() &&
+        IpAddress::Parse(o.address, &bound) && !bound.IsLoopback()) {
+      r.Error(*t->get("listen"),
+              fmt::format("[policy.dovecot] listens on {} without secret_file: anyone who can "
+                          "reach it could report failed logins and get addresses banned; set "
+                          "secret_file (and Dovecot's auth_policy_server_api_header) or listen "
+                          "on loopback",
+                          o.address));
+    }
     r.String("api_header", &o.api_header);
     r.Int("max_connections", 1, 100'000, &o.max_connections);
     std::int64_t seconds = 0;

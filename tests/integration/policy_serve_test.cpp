@@ -267,6 +267,16 @@ TEST_F(PolicyServeTest, CheckValidatesThePolicySections) {
         "neither 'socket' nor 'listen'", "unknown key 'other' in [policy]"}) {
     EXPECT_NE(r.err.find(needle), std::string::npos) << needle << "\n" << r.err;
   }
+  // Off loopback without a secret, anyone who reaches the port could report failures and get
+  // addresses banned: refused.
+  const std::string open = dir_.file("open.toml");
+  std::ofstream(open) << "[policy.dovecot]\nenabled = true\nlisten = \"0.0.0.0:9581\"\n";
+  r = RunCommand({kBinary, "check", "--config", open, "--rules", rules_});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("open.toml:3:10: error: [policy.dovecot] listens on 0.0.0.0 without "
+                       "secret_file"),
+            std::string::npos)
+      << r.err;
   r = RunCommand({kBinary, "check", "--config", config_, "--rules", rules_});
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
