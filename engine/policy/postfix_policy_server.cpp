@@ -53,8 +53,16 @@ Result<PostfixPolicyServerOptions> PostfixPolicyServerOptions::FromConfig(
     r.String("socket_group", &o.socket_group);
     std::string listen;
     if (r.String("listen", &listen) && !listen.empty()) {
+      IpAddress bound;
       if (Status st = ParseListenAddress(listen, &o.address, &o.port); !st.ok()) {
         r.Error(*t->get("listen"), st.message());
+      } else if (IpAddress::Parse(o.address, &bound) && !bound.IsLoopback()) {
+        // Postfix's policy protocol has no authentication, and requests count towards the
+        // per-account playbooks: off loopback anyone could push an account towards HOLD.
+        r.Error(*t->get("listen"),
+                fmt::format("[policy.postfix] listen must be a loopback address, not {}: the "
+                            "policy protocol has no authentication (use the unix socket)",
+                            o.address));
       }
     }
     r.Int("max_connections", 1, 100'000, &o.max_connections);

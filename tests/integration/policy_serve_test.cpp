@@ -270,11 +270,16 @@ TEST_F(PolicyServeTest, CheckValidatesThePolicySections) {
   // Off loopback without a secret, anyone who reaches the port could report failures and get
   // addresses banned: refused.
   const std::string open = dir_.file("open.toml");
-  std::ofstream(open) << "[policy.dovecot]\nenabled = true\nlisten = \"0.0.0.0:9581\"\n";
+  std::ofstream(open) << "[policy.dovecot]\nenabled = true\nlisten = \"0.0.0.0:9581\"\n"
+                         "[policy.postfix]\nenabled = true\nlisten = \"0.0.0.0:9582\"\n";
   r = RunCommand({kBinary, "check", "--config", open, "--rules", rules_});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("open.toml:3:10: error: [policy.dovecot] listens on 0.0.0.0 without "
                        "secret_file"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("open.toml:6:10: error: [policy.postfix] listen must be a loopback "
+                       "address, not 0.0.0.0"),
             std::string::npos)
       << r.err;
   r = RunCommand({kBinary, "check", "--config", config_, "--rules", rules_});
