@@ -536,21 +536,22 @@ struct DispatcherShared {
       keys.push_back(std::move(key));
     }
     if (run.empty()) return;
-    Status st;
-    if (!lane->started) {
-      st = lane->executor->Start();
-      if (st.ok()) {
-        lane->started = true;
-      } else {
-        st = st.Annotate("starting the executor");
-      }
-    }
+    Status st = EnsureStarted(lane);
     std::vector<Status> results;
     if (st.ok()) results = lane->batch->ApplyMany(run);
     results.resize(run.size(), st.ok() ? Status::Internal("no outcome from the executor") : st);
     for (std::size_t i = 0; i < run.size(); ++i) {
       Record(*run[i], keys[i], results[i], lane->retry_after, "");
     }
+  }
+
+  // Starts the lane's executor before its first use (and again after a failed start).
+  static Status EnsureStarted(Lane* lane) {
+    if (lane->started) return Status::Ok();
+    Status st = lane->executor->Start();
+    if (!st.ok()) return st.Annotate("starting the executor");
+    lane->started = true;
+    return st;
   }
 
   // Runs one claimed action through its lane's executor and records the outcome.
@@ -567,15 +568,7 @@ struct DispatcherShared {
       Record(a, key, Status::Ok(), nullptr, /*dry_run_reason=*/lane->dry_run->Reason(a.type));
       return;
     }
-    Status st;
-    if (!lane->started) {
-      st = lane->executor->Start();
-      if (st.ok()) {
-        lane->started = true;
-      } else {
-        st = st.Annotate("starting the executor");
-      }
-    }
+    Status st = EnsureStarted(lane);
     if (st.ok()) st = a.revert ? lane->executor->Revert(a) : lane->executor->Apply(a);
     Record(a, key, st, lane->retry_after, "");
   }
@@ -672,15 +665,7 @@ struct DispatcherShared {
   // Starts the lane's executor if needed, then runs its Maintain(); on the lane's worker thread.
   void Maintain(Lane* lane, std::size_t index) {
     if (lane->dry_run) return;
-    Status st;
-    if (!lane->started) {
-      st = lane->executor->Start();
-      if (st.ok()) {
-        lane->started = true;
-      } else {
-        st = st.Annotate("starting the executor");
-      }
-    }
+    Status st = EnsureStarted(lane);
     if (st.ok()) st = lane->executor->Maintain();
     if (!st.ok()) {
       // The key names the lane by position, never by anything read from outside.
