@@ -29,6 +29,7 @@ std::uint32_t EvidenceJournal::AppendParts(std::initializer_list<std::string_vie
   std::size_t len = 0;
   bool cut = false;
   for (std::string_view part : parts) {
+    if (part.empty()) continue;  // an absent field's view may have no data() for memcpy
     const std::size_t n = std::min(part.size(), line_bytes_ - len);
     std::memcpy(slot + len, part.data(), n);
     len += n;
