@@ -7,17 +7,11 @@
 
 #include <fmt/format.h>
 
+#include "engine/base/ascii_lower.h"
+
 namespace mxward {
 
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 // A host name as it may appear in a certificate we match: labels of [a-z0-9-_], no '*', no
 // empty label, no NUL (ASN.1 strings may contain one).
@@ -48,7 +42,7 @@ PeerCertificate DescribeCertificate(X509* cert) {
   if (names != nullptr) {
     for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
       const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
-      if (n->type == GEN_DNS) out.dns_names.push_back(Lower(AsnString(n->d.dNSName)));
+      if (n->type == GEN_DNS) out.dns_names.push_back(AsciiLower(AsnString(n->d.dNSName)));
     }
     GENERAL_NAMES_free(names);
   }
@@ -56,7 +50,7 @@ PeerCertificate DescribeCertificate(X509* cert) {
   for (int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1); i >= 0;
        i = X509_NAME_get_index_by_NID(subject, NID_commonName, i)) {
     out.common_names.push_back(
-        Lower(AsnString(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i)))));
+        AsciiLower(AsnString(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i)))));
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "engine/base/ascii_lower.h"
+
 namespace mxward {
 
 namespace {
@@ -50,14 +52,6 @@ bool ParseAccountDecisionKind(std::string_view name, AccountDecisionKind* out) {
   return false;
 }
 
-std::string DecisionTable::Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 void DecisionTable::Ban(const IpPrefix& prefix, UnixMicros until, std::string reason) {
   if (!prefix.address().valid()) return;
   auto& by_len = prefix.address().is_v4() ? bans_v4_ : bans_v6_;
@@ -79,14 +73,14 @@ void DecisionTable::Unban(const IpPrefix& prefix) {
 void DecisionTable::SetAccount(std::string_view user, AccountDecisionKind kind, UnixMicros until,
                                std::string reason) {
   if (user.empty()) return;
-  AccountDecision& d = accounts_[Lower(user)].kinds[static_cast<int>(kind)];
+  AccountDecision& d = accounts_[AsciiLower(user)].kinds[static_cast<int>(kind)];
   d.until = d.active ? LaterOf(d.until, until) : until;
   d.active = true;
   d.reason = std::move(reason);
 }
 
 void DecisionTable::ClearAccount(std::string_view user, AccountDecisionKind kind) {
-  auto it = accounts_.find(Lower(user));
+  auto it = accounts_.find(AsciiLower(user));
   if (it == accounts_.end()) return;
   it->second.kinds[static_cast<int>(kind)] = AccountDecision{};
   if (std::none_of(std::begin(it->second.kinds), std::end(it->second.kinds),
@@ -134,7 +128,7 @@ const BanDecision* DecisionTable::FindBan(const IpAddress& address, UnixMicros n
 const AccountDecision* DecisionTable::FindAccount(std::string_view user, AccountDecisionKind kind,
                                                   UnixMicros now) const {
   if (user.empty() || accounts_.empty()) return nullptr;
-  auto it = accounts_.find(Lower(user));
+  auto it = accounts_.find(AsciiLower(user));
   if (it == accounts_.end()) return nullptr;
   const AccountDecision& d = it->second.kinds[static_cast<int>(kind)];
   return d.active && Active(d.until, now) ? &d : nullptr;

@@ -78,7 +78,6 @@ class DecisionTable {
   struct Accounts {
     AccountDecision kinds[kAccountDecisionKinds];
   };
-  static std::string Lower(std::string_view s);
 
   // Prefix length -> masked address -> ban; longest lengths first.
   std::map<int, std::unordered_map<IpAddress, BanDecision>, std::greater<>> bans_v4_;

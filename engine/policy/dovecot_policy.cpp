@@ -7,19 +7,11 @@
 
 #include "engine/base/one_line.h"
 
+#include "engine/base/ascii_lower.h"
+
 namespace mxward {
 
-namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Result<DovecotPolicyCommand> ParseDovecotPolicyTarget(std::string_view target) {
   const auto q = target.find('?');
@@ -113,7 +105,7 @@ void DovecotPolicy::Report(const DovecotPolicyRequest& request) {
   e.time = clock_->Now();
   IpAddress remote;
   if (IpAddress::Parse(request.remote, &remote)) e.client_ip = remote;
-  const std::string protocol = Lower(request.protocol);
+  const std::string protocol = AsciiLower(request.protocol);
   const std::string line =
       fmt::format("dovecot-policy: {} login {}: user=<{}>, rip={}, fail_type={}, session={}{}",
                   OneLine(protocol), request.success ? "succeeded" : "failed",
