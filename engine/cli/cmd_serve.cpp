@@ -269,8 +269,9 @@ class Daemon {
                           const PostfixPolicyServerOptions& postfix) {
     auto feed = [this](const Event& e) { pipeline_->engine().OnEvent(e, decision_feed_.get()); };
     if (dovecot.enabled) {
+      auto delay = [this](const Event& e) { return pipeline_->engine().PolicyDelaySeconds(e); };
       dovecot_policy_ =
-          std::make_unique<DovecotPolicy>(decisions_.get(), feed, SystemClock::Instance());
+          std::make_unique<DovecotPolicy>(decisions_.get(), feed, SystemClock::Instance(), delay);
       dovecot_policy_server_ =
           std::make_unique<DovecotPolicyServer>(io_, dovecot, dovecot_policy_.get());
       if (Status st = dovecot_policy_server_->Start(); !st.ok()) {
@@ -405,7 +406,8 @@ class Daemon {
     if (dovecot_policy_) {
       const DovecotPolicyCounters& c = dovecot_policy_->counters();
       add(kRequests, {"dovecot", "allowed"},
-          [&c] { return static_cast<double>(c.allow - c.refused); });
+          [&c] { return static_cast<double>(c.allow - c.refused - c.delayed); });
+      add(kRequests, {"dovecot", "delayed"}, [&c] { return static_cast<double>(c.delayed); });
       add(kRequests, {"dovecot", "refused"}, [&c] { return static_cast<double>(c.refused); });
       add(kRequests, {"dovecot", "report"}, [&c] { return static_cast<double>(c.reports); });
       const DovecotPolicyServerCounters& s = dovecot_policy_server_->counters();

@@ -10,10 +10,12 @@
 //     auth_success) with source "dovecot-policy" that enters the same playbook windows as log
 //     events; only playbooks whose [match] names that source count it (docs/policy.md).
 //
-// Allow refuses an address some ban in force covers and an account under `suspend`; everything
-// else is let through (0). Nothing here writes to the store or waits: an answer is a lookup in
-// the DecisionTable. Attacker-chosen text (login, remote) is parsed (remote into binary) and
-// never chooses a decision; the msg is fixed text.
+// Allow refuses an address some ban in force covers and an account under `suspend`; delays an
+// attempt a playbook's [policy] soft threshold has been reached for (PlaybookEngine::
+// PolicyDelaySeconds: the attempt, as a failure, probed both as a log event and as a report);
+// everything else is let through (0). Nothing here writes to the store or waits: an answer is a
+// lookup in the DecisionTable. Attacker-chosen text (login, remote) is parsed (remote into binary)
+// and never chooses a decision; the msg is fixed text.
 //
 // Owned by the daemon; called on the pipeline's thread (decisions and windows without locks).
 #pragma once
@@ -65,6 +67,7 @@ struct DovecotPolicyAnswer {
 struct DovecotPolicyCounters {
   std::uint64_t allow = 0;
   std::uint64_t refused = 0;
+  std::uint64_t delayed = 0;
   std::uint64_t reports = 0;
   std::uint64_t events = 0;  // reports that became an event
 };
@@ -74,9 +77,13 @@ class DovecotPolicy {
   // feed: where report events go (the playbook engine on the pipeline's thread). The event's
   // string fields point into the request and are valid during the call only.
   using EventFn = std::function<void(const Event&)>;
+  // delay: seconds to make an attempt wait (the running engine's PolicyDelaySeconds); may be
+  // empty (no delays).
+  using DelayFn = std::function<std::int64_t(const Event&)>;
 
-  DovecotPolicy(const DecisionTable* decisions, EventFn feed, const Clock* clock)
-      : decisions_(decisions), feed_(std::move(feed)), clock_(clock) {}
+  DovecotPolicy(const DecisionTable* decisions, EventFn feed, const Clock* clock,
+                DelayFn delay = {})
+      : decisions_(decisions), feed_(std::move(feed)), delay_(std::move(delay)), clock_(clock) {}
 
   DovecotPolicyAnswer Answer(const DovecotPolicyRequest& request);
   const DovecotPolicyCounters& counters() const { return counters_; }
@@ -84,9 +91,12 @@ class DovecotPolicy {
  private:
   DovecotPolicyAnswer Allow(const DovecotPolicyRequest& request);
   void Report(const DovecotPolicyRequest& request);
+  // The request as the event it would be, `failed` or not; string fields point into `request`.
+  Event EventOf(const DovecotPolicyRequest& request, bool failed, std::string_view protocol) const;
 
   const DecisionTable* decisions_;
   EventFn feed_;
+  DelayFn delay_;
   const Clock* clock_;
   DovecotPolicyCounters counters_;
 };

@@ -74,6 +74,19 @@ UnixMicros DistinctWindow::Oldest(const std::uint32_t* s) const {
   return Base(s) + static_cast<UnixMicros>(m) * tick_us_;
 }
 
+std::uint32_t DistinctWindow::CountAt(const std::uint32_t* s, UnixMicros t) const {
+  const std::uint32_t size = s[kSizeWord];
+  const UnixMicros base = Base(s);
+  const UnixMicros from = t - window_us_;
+  if (size == 0 || from <= base) return size;
+  const std::int64_t cutoff = (from - base) / tick_us_;
+  std::uint32_t in = 0;
+  for (std::uint32_t i = 0; i < size; ++i) {
+    in += static_cast<std::int64_t>(s[kPairsWord + 2 * i + 1]) >= cutoff ? 1 : 0;
+  }
+  return in;
+}
+
 std::uint32_t DistinctWindow::Expire(std::uint32_t* s, UnixMicros t) const {
   std::uint32_t size = s[kSizeWord];
   const UnixMicros base = Base(s);

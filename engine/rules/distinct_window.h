@@ -41,6 +41,8 @@ class DistinctWindow {
   std::uint32_t Add(std::uint32_t* state, UnixMicros t, std::uint32_t value) const;
   // Drops values last used before t - W. Returns the distinct values left.
   std::uint32_t Expire(std::uint32_t* state, UnixMicros t) const;
+  // The distinct values inside the window of t, without dropping the older ones.
+  std::uint32_t CountAt(const std::uint32_t* state, UnixMicros t) const;
   // The earliest last-use time among the values held (as of the last Add or Expire), 0 if none.
   UnixMicros Oldest(const std::uint32_t* state) const;
 

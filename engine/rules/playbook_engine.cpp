@@ -337,6 +337,35 @@ class Engine final : public PlaybookEngine {
     return false;
   }
 
+  std::int64_t PolicyDelaySeconds(const Event& probe) const override {
+    std::int64_t delay = 0;
+    for (const Route& route : routes_[static_cast<int>(probe.type)]) {
+      const Runtime& r = *runtimes_[route.playbook];
+      const PolicyDelay& pd = r.pb.policy_delay;
+      if (!(route.role & kRoleCount) || !pd.enabled() || pd.seconds <= delay) continue;
+      if (!r.pb.match.Matches(probe) || Allowlisted(r, probe)) continue;
+      std::uint64_t kh = 0;
+      if (!KeyHash(r.pb, probe, &kh)) continue;
+      if (auto c = r.cooldowns.find(kh); c != r.cooldowns.end() && probe.time < c->second) continue;
+      const std::uint32_t rec = r.table->Find(kh);
+      if (rec == KeyTable::kNone) continue;
+      const std::uint32_t* st = r.table->record(rec) + kStateWord;
+      std::uint64_t held = 0;
+      if (r.counter) {
+        held = r.counter->CountAt(st, probe.time);
+      } else if (r.distinct) {
+        held = r.distinct->CountAt(st, probe.time);
+      } else {  // consecutive: the run, unless it was forgotten
+        const std::int64_t window = r.pb.trigger.window_seconds;
+        const bool forgotten =
+            window > 0 && probe.time - GetI64(st + 1) > window * kMicrosPerSecond;
+        held = forgotten ? 0 : st[0];
+      }
+      if (held >= pd.from) delay = pd.seconds;
+    }
+    return delay;
+  }
+
   std::size_t playbook_count() const override { return runtimes_.size(); }
   const EngineStats& stats() const override { return stats_; }
 
@@ -463,6 +492,11 @@ class Engine final : public PlaybookEngine {
     return nullptr;
   }
 
+  bool Allowlisted(const Runtime& r, const Event& e) const {
+    return (r.key_has_ip && InGlobalCidrs(e.client_ip)) || global_allow_.Allows(e) ||
+           r.pb.allow.Allows(e);
+  }
+
   bool InGlobalCidrs(const IpAddress& a) const {
     if (!a.valid()) return false;
     for (const auto& p : global_cidrs_) {
@@ -560,8 +594,7 @@ class Engine final : public PlaybookEngine {
     // The global address allowlist protects addresses from what is done to them: it exempts events
     // from playbooks keyed on the address, not from those keyed on an account (webmail submits
     // from 127.0.0.1, and a compromised webmail account must still be caught).
-    if ((r.key_has_ip && InGlobalCidrs(e.client_ip)) || global_allow_.Allows(e) ||
-        r.pb.allow.Allows(e)) {
+    if (Allowlisted(r, e)) {
       ++stats_.allowlisted;
       return;
     }

@@ -345,7 +345,7 @@ class Compiler {
     pb.name = std::filesystem::path(file_).stem().string();
     SettingsReader top = Reader(doc, "the playbook");
     top.CheckKnownKeys({"description", "severity", "mode", "key", "cooldown", "max_keys", "match",
-                        "trigger", "allow", "escalation", "action"});
+                        "trigger", "allow", "escalation", "policy", "action"});
     top.String("description", &pb.description);
     std::string s;
     if (top.String("severity", &s) && !ParseSeverity(s, &pb.severity)) {
@@ -467,6 +467,8 @@ class Compiler {
       er.Bool("across_playbooks", &es.across_playbooks);
     }
 
+    if (const toml::table* p = top.Table("policy")) PolicySection(*p, &pb);
+
     std::int64_t ban_seconds = 0;
     if (const toml::node* acts = doc.get("action")) {
       const toml::array* arr = acts->as_array();
@@ -488,6 +490,40 @@ class Compiler {
     }
     return pb;
   }
+
+  // [policy] delay_from / delay: a soft threshold below the trigger's, answered to Dovecot's
+  // policy requests as a delay (PolicyDelay). Both or neither; below the threshold, or the ban
+  // would come first; a short delay, because Dovecot holds the login (and its auth worker's
+  // request) for that long.
+  void PolicySection(const toml::table& t, Playbook* pb) {
+    SettingsReader r = Reader(t, "[policy]");
+    r.CheckKnownKeys({"delay_from", "delay"});
+    std::int64_t from = 0;
+    const bool has_from = r.Int("delay_from", 1, 65535, &from);
+    const bool has_delay = r.Duration("delay", &pb->policy_delay.seconds);
+    if (has_from != has_delay) {
+      if (t.contains("delay_from") != t.contains("delay")) {
+        Error(t.source(), "[policy] needs both 'delay_from' and 'delay'");
+      }
+      pb->policy_delay = {};
+      return;
+    }
+    if (!has_from) return;
+    pb->policy_delay.from = static_cast<std::uint32_t>(from);
+    if (pb->policy_delay.seconds < 1 || pb->policy_delay.seconds > kMaxPolicyDelaySeconds) {
+      Error(*t.get("delay"),
+            fmt::format("'delay' must be between 1s and {}s", kMaxPolicyDelaySeconds));
+    }
+    if (pb->trigger.type == TriggerType::kNovel) {
+      Error(*t.get("delay_from"), "a delay needs a count, distinct or consecutive trigger");
+    } else if (pb->policy_delay.from >= pb->trigger.threshold) {
+      Error(*t.get("delay_from"),
+            fmt::format("'delay_from' must be below the trigger's threshold ({})",
+                        pb->trigger.threshold));
+    }
+  }
+  // Dovecot waits that long inside the login; past 10 s a client times out instead.
+  static constexpr std::int64_t kMaxPolicyDelaySeconds = 10;
 
   Result<Playbook> CompileText(std::string_view text) {
     toml::table doc;

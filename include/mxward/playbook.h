@@ -115,6 +115,15 @@ struct Allowlist {
   bool Allows(const Event& e) const;
 };
 
+// [policy]: what a playbook answers before the attempt, to Dovecot's authentication policy
+// (docs/policy.md). Once a key holds `delay_from` counted events in the window (a soft threshold
+// below the trigger's), Dovecot's `allow` for an attempt this playbook would count is answered
+// "wait `delay_seconds`" (Dovecot's status N), slowing a guesser before the ban. 0: no delay.
+struct PolicyDelay {
+  std::uint32_t from = 0;
+  std::int64_t seconds = 0;
+  bool enabled() const { return from > 0 && seconds > 0; }
+};
 struct Escalation {
   bool enabled = false;
   double factor = 2.0;                    // duration x factor^(earlier incidents)
@@ -172,6 +181,7 @@ struct Playbook {
   Allowlist allow;
   std::int64_t cooldown_seconds = 0;
   Escalation escalation;
+  PolicyDelay policy_delay;
   std::vector<ActionSpec> actions;
   std::size_t max_keys = 250'000;
   // Hash of what defines the counting (key, max_keys, [match], [trigger]; playbook_loader.cpp):

@@ -86,6 +86,13 @@ class PlaybookEngine {
   virtual std::size_t playbook_count() const = 0;
   virtual const EngineStats& stats() const = 0;
 
+  // The delay to answer an attempt not yet made (a Dovecot policy `allow`): the longest
+  // [policy] delay of the playbooks that would count `probe` (at probe.time) and whose key
+  // already holds at least its delay_from events in the window; 0 when none. Reads only: no key
+  // is created, no window moves, nothing is counted. Allowlisted attempts and keys in their
+  // cooldown (already decided) get 0.
+  virtual std::int64_t PolicyDelaySeconds(const Event& probe) const = 0;
+
   virtual std::vector<std::string> playbook_names() const = 0;
   virtual const Playbook* FindPlaybook(std::string_view name) const = 0;
   // Keys held in the i-th playbook's window table (playbook_names() order) and how many its

@@ -221,8 +221,8 @@ TEST(RealDovecotPolicyTest, DistinctPasswordsAreRefusedByPolicyAStalePhoneIsNot)
       << "description = \"distinct passwords from one address\"\nkey = \"client_ip\"\n"
          "[match]\nevents = [\"auth_failure\"]\nsource = \"dovecot-policy\"\n"
          "[trigger]\ntype = \"distinct\"\nfield = \"pwhash\"\nthreshold = 5\n"
-         "window = \"10m\"\n[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\n"
-         "duration = \"1h\"\n";
+         "window = \"10m\"\n[policy]\ndelay_from = 3\ndelay = \"1s\"\n"
+         "[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\nduration = \"1h\"\n";
   std::ofstream(rules + "/account-rate.toml")
       << "description = \"more than 2 messages in an hour\"\nkey = \"sasl_user\"\n"
          "[match]\nevents = [\"message_submitted\"]\nsource = \"postfix-policy\"\n"
@@ -283,6 +283,10 @@ TEST(RealDovecotPolicyTest, DistinctPasswordsAreRefusedByPolicyAStalePhoneIsNot)
     dovecot_log += std::string(std::istreambuf_iterator<char>(in), {});
   }
   EXPECT_NE(dovecot_log.find("policy server refusal"), std::string::npos) << dovecot_log;
+  // From the third distinct password on, mxward answered "wait 1 s" (the playbook's [policy]),
+  // and Dovecot (src/auth/auth-policy.c) says it tarpitted the attempt.
+  EXPECT_NE(dovecot_log.find("Policy check action is tarpit 1 second(s)"), std::string::npos)
+      << dovecot_log;
 
   std::string raw;
   const std::string dictionary = result["ips"]["policy_dictionary"].get<std::string>();

@@ -202,5 +202,120 @@ TEST_F(DovecotPolicyTest, SuspendedAccountIsRefusedFromAnyAddress) {
   EXPECT_EQ(Send(DovecotPolicyCommand::kAllow, "192.0.2.1", "x").status, 0);
 }
 
+// [policy] delay_from / delay: the soft threshold answered as Dovecot's "wait N seconds".
+constexpr const char* kDelayedPasswords = R"(
+description = "distinct passwords from one address, slowed from the third"
+key = "client_ip"
+[match]
+events = ["auth_failure"]
+source = "dovecot-policy"
+[trigger]
+type = "distinct"
+field = "pwhash"
+threshold = 5
+window = "10m"
+[policy]
+delay_from = 3
+delay = "2s"
+[[action]]
+type = "ban"
+address = "{client_ip}"
+duration = "1h"
+)";
+
+// Log lines (no source) count too: four failures in the log slow the fifth attempt.
+constexpr const char* kDelayedLogs = R"(
+description = "log failures, slowed from the fourth"
+key = "client_ip"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 10
+window = "10m"
+[policy]
+delay_from = 4
+delay = "1s"
+[[action]]
+type = "ban"
+address = "{client_ip}"
+duration = "1h"
+)";
+
+class DovecotPolicyDelayTest : public DovecotPolicyTest {
+ protected:
+  DovecotPolicyDelayTest()
+      : delayed_(
+            &decisions_, [this](const Event& e) { engine_->OnEvent(e, &feed_); }, &clock_,
+            [this](const Event& e) { return engine_->PolicyDelaySeconds(e); }) {
+    engine_ = Engine({{"passwords", kDelayedPasswords}, {"logs", kDelayedLogs}});
+  }
+  DovecotPolicyAnswer Ask(DovecotPolicyCommand command, const std::string& remote,
+                          const std::string& pwhash) {
+    DovecotPolicyRequest r;
+    r.command = command;
+    r.login = "alice@example.org";
+    r.remote = remote;
+    r.pwhash = pwhash;
+    r.protocol = "imap";
+    r.fail_type = "credentials";
+    clock_.Advance(kMicrosPerSecond);
+    return delayed_.Answer(r);
+  }
+  // A failed login as Dovecot's log tells it (no source): what the log playbook counts.
+  void LogFailure(const std::string& remote) {
+    Event e;
+    e.type = EventType::kAuthFailure;
+    e.time = clock_.Now();
+    ASSERT_TRUE(IpAddress::Parse(remote, &e.client_ip));
+    e.set(Field::kClientIp, remote);
+    e.set(Field::kUser, "alice@example.org");
+    e.line = "imap-login: Disconnected: auth failed";
+    engine_->OnEvent(e, &feed_);
+  }
+  std::size_t Keys() const { return engine_->window_keys(0) + engine_->window_keys(1); }
+
+  DovecotPolicy delayed_;
+};
+
+TEST_F(DovecotPolicyDelayTest, TheThirdDistinctPasswordSlowsTheNextAttemptTheFifthBans) {
+  std::vector<int> answers;
+  for (int i = 0; i < 5; ++i) {
+    answers.push_back(
+        Ask(DovecotPolicyCommand::kAllow, "203.0.113.20", "guess" + std::to_string(i)).status);
+    (void)Ask(DovecotPolicyCommand::kReport, "203.0.113.20", "guess" + std::to_string(i));
+  }
+  // Guesses 1-3 go on; with three distinct passwords held, the 4th and 5th wait 2 s each.
+  EXPECT_EQ(answers, (std::vector<int>{0, 0, 0, 2, 2}));
+  EXPECT_EQ(Ask(DovecotPolicyCommand::kAllow, "203.0.113.20", "right").status, -1);
+  EXPECT_EQ(delayed_.counters().delayed, 2u);
+  EXPECT_EQ(delayed_.counters().refused, 1u);
+}
+
+TEST_F(DovecotPolicyDelayTest, AStalePasswordIsNeverSlowed) {
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(Ask(DovecotPolicyCommand::kAllow, "198.51.100.10", "stale").status, 0) << i;
+    (void)Ask(DovecotPolicyCommand::kReport, "198.51.100.10", "stale");
+  }
+  EXPECT_EQ(delayed_.counters().delayed, 0u);
+}
+
+TEST_F(DovecotPolicyDelayTest, LogWindowsSlowTooAndAskingCountsNothing) {
+  for (int i = 0; i < 3; ++i) LogFailure("192.0.2.50");
+  const std::size_t keys = Keys();
+  EXPECT_EQ(Ask(DovecotPolicyCommand::kAllow, "192.0.2.50", "x").status, 0) << "three held";
+  LogFailure("192.0.2.50");
+  EXPECT_EQ(Ask(DovecotPolicyCommand::kAllow, "192.0.2.50", "x").status, 1) << "four held";
+  // Another address, asked many times, builds up nothing: asking is not failing.
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(Ask(DovecotPolicyCommand::kAllow, "192.0.2.51", "x").status, 0) << i;
+  }
+  EXPECT_EQ(Keys(), keys) << "a policy question created window keys";
+  // Ten minutes later the four have left the window.
+  clock_.Advance(11 * 60 * kMicrosPerSecond);
+  EXPECT_EQ(Ask(DovecotPolicyCommand::kAllow, "192.0.2.50", "x").status, 0);
+  EXPECT_TRUE(recorded_.incidents.empty());
+}
+
 }  // namespace
 }  // namespace mxward
