@@ -13,6 +13,13 @@
 namespace mxward {
 
 Status PrepareUnixSocketPath(const std::string& path, int sock_type) {
+  // The kernel's sockaddr_un holds 108 bytes with the terminator; a longer path cannot be bound
+  // (and Asio would throw building the endpoint).
+  if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status::InvalidArgument(
+        fmt::format("unix socket path '{}' is {} bytes; a socket path holds 1 to {}", path,
+                    path.size(), sizeof(sockaddr_un{}.sun_path) - 1));
+  }
   std::error_code fec;
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, fec);

@@ -1,7 +1,8 @@
 // PrepareUnixSocketPath: makes a unix socket path ready to bind, for every server that listens on
 // one (syslog inputs, the Postfix policy service). Creates the parent directory; removes a stale
 // socket file left by a crash; refuses a live socket (someone accepts connections on it: another
-// mxward) and a file that is not a socket, with a message that says which. Call before bind.
+// mxward), a file that is not a socket and a path too long for sockaddr_un (107 bytes), with a
+// message that says which. Call before bind.
 #pragma once
 
 #include <string>

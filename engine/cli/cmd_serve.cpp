@@ -230,6 +230,7 @@ class Daemon {
         engine_metrics_.clear();
         pipeline_->ReplaceEngine(std::move(*engine));
         RegisterEngineMetrics();
+        ReloadPolicyServers(fresh);
         config_ = std::move(fresh);
         spdlog::info("reloaded: {} playbooks, {} kept their state",
                      pipeline_->engine().playbook_count(), kept);
@@ -286,6 +287,42 @@ class Daemon {
       if (Status st = postfix_policy_server_->Start(); !st.ok()) {
         throw CliExit(kExitRuntime, st.ToString());
       }
+    }
+  }
+
+  // [policy.dovecot] and [policy.postfix] on SIGHUP: a rotated secret, new limits or a new
+  // listen address or socket take effect; a bad section or an address that cannot be bound
+  // leaves the running server as it was. Turning a server on or off needs a restart (the
+  // decision table is built at start only when some server is on).
+  void ReloadPolicyServers(const Config& fresh) {
+    std::vector<Diagnostic> diags;
+    auto dovecot = DovecotPolicyServerOptions::FromConfig(fresh, &diags);
+    auto postfix = PostfixPolicyServerOptions::FromConfig(fresh, &diags);
+    for (const auto& d : diags) spdlog::error("{}", d.ToString());
+    auto apply = [](std::string_view name, auto* server, auto next) {
+      const bool running = server != nullptr;
+      if (next.enabled != running) {
+        spdlog::warn("policy: [policy.{}] was turned {}: that takes a restart", name,
+                     next.enabled ? "on" : "off");
+        return;
+      }
+      if (!running || next == server->options()) return;
+      if (Status st = server->Reconfigure(std::move(next)); !st.ok()) {
+        spdlog::error("policy: [policy.{}] not reloaded, the running server stays: {}", name,
+                      st.message());
+      } else {
+        spdlog::info("policy: [policy.{}] reloaded", name);
+      }
+    };
+    if (dovecot.ok()) {
+      apply("dovecot", dovecot_policy_server_.get(), std::move(*dovecot));
+    } else {
+      spdlog::error("policy: [policy.dovecot] not reloaded: {}", dovecot.status().message());
+    }
+    if (postfix.ok()) {
+      apply("postfix", postfix_policy_server_.get(), std::move(*postfix));
+    } else {
+      spdlog::error("policy: [policy.postfix] not reloaded: {}", postfix.status().message());
     }
   }
 

@@ -98,8 +98,13 @@ class DovecotSession;
 
 struct DovecotPolicyServer::Impl : std::enable_shared_from_this<DovecotPolicyServer::Impl> {
   Impl(asio::io_context& io, DovecotPolicyServerOptions options, DovecotPolicy* policy)
-      : io(io), options(std::move(options)), policy(policy), acceptor(io) {
-    if (!this->options.secret.empty()) basic = "Basic " + Base64(this->options.secret);
+      : io(io), policy(policy), acceptor(io) {
+    SetOptions(std::move(options));
+  }
+  // The options and what is derived from them (the Basic credentials compared with).
+  void SetOptions(DovecotPolicyServerOptions next) {
+    options = std::move(next);
+    basic = options.secret.empty() ? std::string() : "Basic " + Base64(options.secret);
   }
 
   void Accept();
@@ -304,6 +309,29 @@ void DovecotPolicyServer::Stop() {
     if (auto s = w.lock()) s->Close();
   }
 }
+
+Status DovecotPolicyServer::Reconfigure(DovecotPolicyServerOptions next) {
+  const DovecotPolicyServerOptions& now = impl_->options;
+  if (next == now) return Status::Ok();
+  if (next.address == now.address && next.port == now.port) {
+    impl_->SetOptions(std::move(next));
+    return Status::Ok();
+  }
+  DovecotPolicyServerOptions previous = now;
+  Stop();
+  impl_->SetOptions(std::move(next));
+  Status st = Start();
+  if (!st.ok()) {
+    impl_->SetOptions(std::move(previous));
+    if (Status again = Start(); !again.ok()) {
+      return Status::Unavailable(fmt::format("{}; and the previous address failed too: {}",
+                                             st.message(), again.message()));
+    }
+  }
+  return st;
+}
+
+const DovecotPolicyServerOptions& DovecotPolicyServer::options() const { return impl_->options; }
 
 std::uint16_t DovecotPolicyServer::port() const { return impl_->bound_port; }
 

@@ -48,6 +48,7 @@ struct DovecotPolicyServerOptions {
   // max_connections, idle_timeout, max_body_bytes. Diagnostics with file:line:col.
   static Result<DovecotPolicyServerOptions> FromConfig(const Config& config,
                                                        std::vector<Diagnostic>* diagnostics);
+  bool operator==(const DovecotPolicyServerOptions&) const = default;
 };
 
 struct DovecotPolicyServerCounters {
@@ -70,6 +71,11 @@ class DovecotPolicyServer {
   Status Start();
   // Closes the listener and every connection; on the io thread. The destructor calls it.
   void Stop();
+  // New settings (SIGHUP). A new secret, header or limit applies to the next request; a new
+  // address or port closes the listener and its connections (Dovecot reconnects) and binds the
+  // new one. When that fails, the previous settings are bound again and the error returned.
+  Status Reconfigure(DovecotPolicyServerOptions next);
+  const DovecotPolicyServerOptions& options() const;
   std::uint16_t port() const;
   const DovecotPolicyServerCounters& counters() const;
 

@@ -301,6 +301,32 @@ void PostfixPolicyServer::Stop() {
   for (auto& close : closers) close();
 }
 
+Status PostfixPolicyServer::Reconfigure(PostfixPolicyServerOptions next) {
+  PostfixPolicyServerOptions& now = impl_->options;
+  if (next == now) return Status::Ok();
+  PostfixPolicyServerOptions limits = now;
+  limits.max_connections = next.max_connections;
+  limits.idle_timeout_seconds = next.idle_timeout_seconds;
+  if (limits == next) {  // only limits changed: no rebind
+    now = std::move(next);
+    return Status::Ok();
+  }
+  PostfixPolicyServerOptions previous = now;
+  Stop();
+  now = std::move(next);
+  Status st = Start();
+  if (!st.ok()) {
+    now = std::move(previous);
+    if (Status again = Start(); !again.ok()) {
+      return Status::Unavailable(fmt::format("{}; and the previous listeners failed too: {}",
+                                             st.message(), again.message()));
+    }
+  }
+  return st;
+}
+
+const PostfixPolicyServerOptions& PostfixPolicyServer::options() const { return impl_->options; }
+
 std::uint16_t PostfixPolicyServer::port() const { return impl_->bound_port; }
 
 const PostfixPolicyServerCounters& PostfixPolicyServer::counters() const { return impl_->counters; }

@@ -42,6 +42,7 @@ struct PostfixPolicyServerOptions {
   // ("127.0.0.1:9582"), max_connections, idle_timeout. Enabled needs socket or listen.
   static Result<PostfixPolicyServerOptions> FromConfig(const Config& config,
                                                        std::vector<Diagnostic>* diagnostics);
+  bool operator==(const PostfixPolicyServerOptions&) const = default;
 };
 
 struct PostfixPolicyServerCounters {
@@ -64,6 +65,11 @@ class PostfixPolicyServer {
   // Closes listeners and connections, removes the socket file; on the io thread. The destructor
   // calls it.
   void Stop();
+  // New settings (SIGHUP). New limits apply to the next connection; a new socket, mode, group,
+  // address or port closes the listeners and their connections (Postfix reconnects) and binds
+  // the new ones. When that fails, the previous settings are bound again and the error returned.
+  Status Reconfigure(PostfixPolicyServerOptions next);
+  const PostfixPolicyServerOptions& options() const;
   std::uint16_t port() const;
   const PostfixPolicyServerCounters& counters() const;
   // "unix:/path, inet:127.0.0.1:9582"

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -181,6 +182,14 @@ class PolicyServersTest : public ::testing::Test {
     return res;
   }
 
+  // Runs f on the servers' thread (where Reconfigure belongs) and returns what it returned.
+  template <typename F>
+  auto OnIo(F f) {
+    std::promise<decltype(f())> done;
+    asio::post(io_, [&] { done.set_value(f()); });
+    return done.get_future().get();
+  }
+
   std::filesystem::path dir_;
   std::string socket_path_;
   ManualClock clock_{1'795'000'000 * kMicrosPerSecond};
@@ -351,6 +360,84 @@ TEST_F(PolicyServersTest, DovecotBasicAuthAndKeepAlive) {
   }
   StopIo();
   EXPECT_EQ(dovecot_server_->counters().connections, 1u) << "one connection kept alive";
+}
+
+TEST_F(PolicyServersTest, PostfixRefusesASocketPathTooLongForTheKernel) {
+  PostfixPolicyServerOptions o;
+  o.enabled = true;
+  o.socket_path = (dir_ / std::string(120, 'p')).string();
+  PostfixPolicyServer server(io_, o, &postfix_);
+  const Status st = server.Start();
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr("a socket path holds 1 to 107"));
+}
+
+// A TCP port nobody listens on now (bound by the kernel, then released).
+std::uint16_t FreePort() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+TEST_F(PolicyServersTest, DovecotReconfigureRotatesTheSecretAndMovesThePort) {
+  StartDovecot("old-secret");
+  const std::string fine = R"({"login":"a@example.org","remote":"192.0.2.20"})";
+  ASSERT_EQ(Post("/?command=allow", fine, "X-API-Key", "old-secret").result(), http::status::ok);
+  const std::uint16_t first_port = dovecot_server_->port();
+
+  // A rotated secret: the next request needs the new one; the port stays.
+  DovecotPolicyServerOptions next = OnIo([&] { return dovecot_server_->options(); });
+  next.secret = "new-secret";
+  EXPECT_OK(OnIo([&] { return dovecot_server_->Reconfigure(next); }));
+  EXPECT_EQ(Post("/?command=allow", fine, "X-API-Key", "old-secret").result(),
+            http::status::unauthorized);
+  EXPECT_EQ(Post("/?command=allow", fine, "X-API-Key", "new-secret").result(), http::status::ok);
+  // Basic auth follows the secret too.
+  EXPECT_EQ(Post("/?command=allow", fine, "Authorization", "Basic bmV3LXNlY3JldA==").result(),
+            http::status::ok);
+  EXPECT_EQ(dovecot_server_->port(), first_port);
+
+  // A free port: the server moves there.
+  next.port = FreePort();
+  EXPECT_OK(OnIo([&] { return dovecot_server_->Reconfigure(next); }));
+  EXPECT_EQ(dovecot_server_->port(), next.port);
+  EXPECT_EQ(Post("/?command=allow", fine, "X-API-Key", "new-secret").result(), http::status::ok);
+  EXPECT_FALSE(Client::Tcp(first_port).connected()) << "the old port still listens";
+
+  // A port in use: refused, and the server is back where it was.
+  const std::uint16_t moved_port = next.port;
+  asio::io_context other;
+  tcp::acceptor taken(other, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  next.port = taken.local_endpoint().port();
+  const Status refused = OnIo([&] { return dovecot_server_->Reconfigure(next); });
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(refused.message(), HasSubstr("cannot listen"));
+  EXPECT_EQ(dovecot_server_->port(), moved_port);
+  EXPECT_EQ(Post("/?command=allow", fine, "X-API-Key", "new-secret").result(), http::status::ok);
+}
+
+TEST_F(PolicyServersTest, PostfixReconfigureMovesTheSocket) {
+  StartPostfix();
+  Client kept = Client::Unix(socket_path_);
+  ASSERT_TRUE(kept.connected());
+  ASSERT_TRUE(kept.Send(Request("RCPT", "192.0.2.1")));
+  EXPECT_EQ(kept.ReadUntil("\n\n"), kDunno);
+
+  // New limits only: the open connection goes on.
+  PostfixPolicyServerOptions next = OnIo([&] { return postfix_server_->options(); });
+  next.max_connections = 16;
+  EXPECT_OK(OnIo([&] { return postfix_server_->Reconfigure(next); }));
+  ASSERT_TRUE(kept.Send(Request("RCPT", "203.0.113.9")));
+  EXPECT_EQ(kept.ReadUntil("\n\n"), kReject);
+
+  // A new socket path: the old file is gone, the new one answers.
+  next.socket_path = (dir_ / "private" / "moved-policy").string();
+  EXPECT_OK(OnIo([&] { return postfix_server_->Reconfigure(next); }));
+  EXPECT_FALSE(std::filesystem::exists(socket_path_));
+  Client moved = Client::Unix(next.socket_path);
+  ASSERT_TRUE(moved.connected());
+  ASSERT_TRUE(moved.Send(Request("CONNECT", "203.0.113.9")));
+  EXPECT_EQ(moved.ReadUntil("\n\n"), kReject);
 }
 
 }  // namespace
