@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -21,6 +22,7 @@
 
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
+#include "support/server_process.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
 
@@ -87,7 +89,8 @@ class PolicyServeTest : public ::testing::Test {
 
   // Dovecot's request: POST ?command=..., its JSON, its API header. The answer's status, or
   // -1000 when there was no JSON answer.
-  static int AskDovecot(const std::string& command, const nlohmann::json& body) {
+  static int AskDovecot(const std::string& command, const nlohmann::json& body,
+                        const std::string& secret = kSecret) {
     asio::io_context io;
     beast::tcp_stream stream(io);
     beast::error_code ec;
@@ -96,7 +99,7 @@ class PolicyServeTest : public ::testing::Test {
     http::request<http::string_body> req{http::verb::post, "/?command=" + command, 11};
     req.set(http::field::host, "127.0.0.1");
     req.set(http::field::content_type, "application/json");
-    req.set("X-API-Key", kSecret);
+    req.set("X-API-Key", secret);
     req.body() = body.dump();
     req.prepare_payload();
     http::write(stream, req, ec);
@@ -252,6 +255,26 @@ TEST_F(PolicyServeTest, ABanByHandHoldsAtOnceAndItsRemovalToo) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(AskPostfix("CONNECT", "192.0.2.77"), "action=DUNNO");
   EXPECT_EQ(AskDovecot("allow", Attempt("192.0.2.77", "x")), 0);
+}
+
+// SIGHUP: a rotated secret file and a moved Postfix socket take effect without a restart.
+TEST_F(PolicyServeTest, SighupRotatesTheDovecotSecretAndMovesThePostfixSocket) {
+  ASSERT_EQ(AskDovecot("allow", Attempt("192.0.2.60", "x")), 0);
+  ASSERT_EQ(AskPostfix("RCPT", "192.0.2.60"), "action=DUNNO");
+  const std::string old_socket = postfix_socket_;
+  std::ofstream(dir_.file("policy.secret")) << "rotated-secret\n";
+  std::string config = testing::ServerProcess::ReadFile(config_);
+  config.replace(config.find(old_socket), old_socket.size(), dir_.file("spool/private/moved"));
+  std::ofstream(config_) << config;
+  ASSERT_TRUE(daemon_.Signal(SIGHUP));
+  ASSERT_TRUE(daemon_.WaitForLog("[policy.postfix] reloaded")) << daemon_.Log();
+  ASSERT_TRUE(daemon_.WaitForLog("[policy.dovecot] reloaded")) << daemon_.Log();
+
+  EXPECT_EQ(AskDovecot("allow", Attempt("192.0.2.60", "x")), -1000) << "the old secret (401)";
+  EXPECT_EQ(AskDovecot("allow", Attempt("192.0.2.60", "x"), "rotated-secret"), 0);
+  EXPECT_FALSE(std::filesystem::exists(old_socket));
+  postfix_socket_ = dir_.file("spool/private/moved");
+  EXPECT_EQ(AskPostfix("RCPT", "192.0.2.60"), "action=DUNNO");
 }
 
 TEST_F(PolicyServeTest, CheckValidatesThePolicySections) {
