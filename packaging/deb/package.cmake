@@ -135,7 +135,8 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, nftables")
 # rsyslog is only suggested: on Debian 12 without it mxward reads the journal by default
 # (input_config.h DefaultToJournal); recommending it would install it and turn that default off.
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "rsyslog, prometheus, grafana")
+# Grafana is not in Debian: the dashboard JSON is shipped for sites that run it from elsewhere.
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "rsyslog, rsyslog-gnutls, prometheus")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${_mxward_pkg}/conffiles ${_mxward_pkg}/postinst ${_mxward_pkg}/prerm ${_mxward_pkg}/postrm)
 # Scripts 0755 and conffiles 0644 in control.tar whatever the source tree's modes.

@@ -147,6 +147,8 @@ for c in getent addgroup adduser install chown chmod dpkg-statoverride deb-syste
   deb-systemd-invoke systemctl nft rm; do
   ln -s stub "$stubs/$c"
 done
+# Real text tools for postrm's reading of the config.
+for c in awk sed tail; do ln -s "$(command -v $c)" "$stubs/$c"; done
 run_script() {  # NAME ARGS...: runs a control script with the stubs, log in $STUB_LOG
   local name=$1
   shift
@@ -181,6 +183,21 @@ run_script postrm remove || fail "postrm remove"
 expect "nft delete table inet mxward"
 ! grep -q '^rm ' "$STUB_LOG" || fail "remove deleted state (only purge may)"
 ok
+
+# A renamed table is the one removed; a name nft would not take is not passed on.
+export STUB_LOG=$tmp/remove-renamed.log
+: >"$STUB_LOG"
+printf '[store]\npath = "/var/lib/mxward/x.db"\n[nftables]\nfamily = "ip"\ntable = "mx_bans"\n' \
+  >"$tmp/renamed.toml"
+env -i PATH="$stubs" STUB_LOG="$STUB_LOG" MXWARD_CONFIG="$tmp/renamed.toml" \
+  /bin/sh "$tmp/control/postrm" remove || fail "postrm remove (renamed table)"
+expect "nft delete table ip mx_bans"
+export STUB_LOG=$tmp/remove-hostile.log
+: >"$STUB_LOG"
+printf '[nftables]\ntable = "x; rm -rf /"\n' >"$tmp/hostile.toml"
+env -i PATH="$stubs" STUB_LOG="$STUB_LOG" MXWARD_CONFIG="$tmp/hostile.toml" \
+  /bin/sh "$tmp/control/postrm" remove || fail "postrm remove (hostile table)"
+expect "nft delete table inet mxward"
 
 export STUB_LOG=$tmp/purge.log
 : >"$STUB_LOG"
