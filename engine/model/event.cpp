@@ -4,10 +4,11 @@ namespace mxward {
 namespace {
 
 constexpr std::array<std::string_view, kEventTypeCount> kEventTypeNames = {
-    "auth_failure", "auth_success",  "rbl_reject",     "relay_denied",      "unknown_recipient",
-    "helo_reject",  "sender_reject", "protocol_abuse", "message_submitted", "message_queued",
-    "delivery",     "dkim_verify",   "spam_verdict",   "virus_found",       "rate_limited",
-    "spf_check",    "dmarc_check",
+    "auth_failure",      "auth_success",        "rbl_reject",    "relay_denied",
+    "unknown_recipient", "helo_reject",         "sender_reject", "protocol_abuse",
+    "message_submitted", "message_queued",      "delivery",      "dkim_verify",
+    "spam_verdict",      "virus_found",         "rate_limited",  "spf_check",
+    "dmarc_check",       "recipient_submitted",
 };
 
 constexpr std::array<std::string_view, kFieldCount> kFieldNames = {

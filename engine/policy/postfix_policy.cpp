@@ -1,10 +1,12 @@
 #include "engine/policy/postfix_policy.h"
 
+#include <algorithm>
 #include <charconv>
 #include <utility>
 
 #include <fmt/format.h>
 
+#include "engine/base/ascii_lower.h"
 #include "engine/base/one_line.h"
 
 namespace mxward {
@@ -107,8 +109,13 @@ std::string PostfixPolicy::Answer(const PostfixPolicyRequest& request) {
     return "REJECT 5.7.1 Account suspended, contact your administrator";
   }
   const bool data = StateIs(request, "DATA");
-  if (!data && !StateIs(request, "MAIL") && !StateIs(request, "RCPT")) return "DUNNO";
-  if (data) Feed(request, now);
+  const bool rcpt = StateIs(request, "RCPT");
+  if (!data && !rcpt && !StateIs(request, "MAIL")) return "DUNNO";
+  // Into the windows first: the request that crosses a threshold gets its incident's answer.
+  if (data) Feed(request, EventType::kMessageSubmitted, now);
+  if (rcpt && !request.recipient.empty() && FirstAsk(request)) {
+    Feed(request, EventType::kRecipientSubmitted, now);
+  }
   if (decisions_->FindAccount(user, AccountDecisionKind::kSuspendSending, now) != nullptr) {
     ++counters_.defer;
     return "DEFER_IF_PERMIT 4.7.1 Sending from this account is paused, try again later";
@@ -120,10 +127,22 @@ std::string PostfixPolicy::Answer(const PostfixPolicyRequest& request) {
   return "DUNNO";
 }
 
-void PostfixPolicy::Feed(const PostfixPolicyRequest& request, UnixMicros now) {
+bool PostfixPolicy::FirstAsk(const PostfixPolicyRequest& request) {
+  if (request.instance.empty()) return true;  // nothing ties two requests together
+  std::uint64_t h = std::hash<std::string_view>{}(request.instance);
+  h ^= std::hash<std::string>{}(AsciiLower(request.recipient)) + 0x9e3779b97f4a7c15ull + (h << 6) +
+       (h >> 2);
+  h |= 1;  // 0 marks an empty slot
+  if (std::find(recent_.begin(), recent_.end(), h) != recent_.end()) return false;
+  recent_[recent_next_] = h;
+  recent_next_ = (recent_next_ + 1) % kRecentRecipients;
+  return true;
+}
+
+void PostfixPolicy::Feed(const PostfixPolicyRequest& request, EventType type, UnixMicros now) {
   if (!feed_) return;
   Event e;
-  e.type = EventType::kMessageSubmitted;
+  e.type = type;
   e.time = now;
   IpAddress client;
   if (IpAddress::Parse(request.client_address, &client)) {
@@ -131,11 +150,18 @@ void PostfixPolicy::Feed(const PostfixPolicyRequest& request, UnixMicros now) {
     e.set(Field::kClientIp, request.client_address);
   }
   const std::string nrcpt = std::to_string(request.recipient_count);
-  const std::string line = fmt::format(
-      "postfix-policy: DATA from sasl_username={}, client={}, sender=<{}>, nrcpt={}, "
-      "queue_id={}",
-      OneLine(request.sasl_username), OneLine(request.client_address), OneLine(request.sender),
-      nrcpt, OneLine(request.queue_id));
+  const bool data = type == EventType::kMessageSubmitted;
+  const std::string line =
+      data ? fmt::format(
+                 "postfix-policy: DATA from sasl_username={}, client={}, sender=<{}>, nrcpt={}, "
+                 "queue_id={}",
+                 OneLine(request.sasl_username), OneLine(request.client_address),
+                 OneLine(request.sender), nrcpt, OneLine(request.queue_id))
+           : fmt::format(
+                 "postfix-policy: RCPT from sasl_username={}, client={}, sender=<{}>, "
+                 "recipient=<{}>",
+                 OneLine(request.sasl_username), OneLine(request.client_address),
+                 OneLine(request.sender), OneLine(request.recipient));
   e.line = line;
   e.program = "postfix-policy";
   e.parser = "postfix-policy";
@@ -143,7 +169,12 @@ void PostfixPolicy::Feed(const PostfixPolicyRequest& request, UnixMicros now) {
   e.set(Field::kSender, request.sender);
   e.set(Field::kSenderDomain, DomainOf(request.sender));
   e.set(Field::kQueueId, request.queue_id);
-  e.set(Field::kNrcpt, nrcpt);
+  if (data) {
+    e.set(Field::kNrcpt, nrcpt);
+  } else {
+    e.set(Field::kRecipient, request.recipient);
+    e.set(Field::kRecipientDomain, DomainOf(request.recipient));
+  }
   e.set(Field::kService, "smtpd");
   e.set(Field::kSource, "postfix-policy");
   ++counters_.events;

@@ -18,6 +18,9 @@
 //     sasl_user, client_ip, sender, recipient_count as nrcpt, queue_id) goes into the playbook
 //     windows first, so the message that crosses a rate playbook's threshold is answered by the
 //     decision its incident makes;
+//   - at RCPT with a sasl_username and a recipient: a recipient_submitted event (the same plus
+//     recipient and recipient_domain) likewise, for recipient-domain novelty and per-recipient
+//     rates at the moment of sending; once per (instance, recipient), however often asked;
 //   - sasl_username under `suspend_sending` (MAIL, RCPT, DATA)  -> DEFER_IF_PERMIT 4.7.1
 //   - sasl_username under `hold_queue` (MAIL, RCPT, DATA)       -> HOLD
 //   - anything else                                             -> DUNNO
@@ -25,6 +28,7 @@
 // waits. Owned by the daemon and called on the pipeline's thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -91,12 +95,20 @@ class PostfixPolicy {
   const PostfixPolicyCounters& counters() const { return counters_; }
 
  private:
-  void Feed(const PostfixPolicyRequest& request, UnixMicros now);
+  void Feed(const PostfixPolicyRequest& request, EventType type, UnixMicros now);
+  // True the first time this (instance, recipient) is seen among the last kRecentRecipients.
+  bool FirstAsk(const PostfixPolicyRequest& request);
 
   const DecisionTable* decisions_;
   EventFn feed_;
   const Clock* clock_;
   PostfixPolicyCounters counters_;
+  // With smtpd_delay_reject = yes (the default) the shipped snippet asks twice per RCPT (client
+  // and recipient restrictions, src/smtpd/smtpd_check.c), both with protocol_state=RCPT and the
+  // same instance and recipient: the recipient is counted once.
+  static constexpr std::size_t kRecentRecipients = 256;
+  std::array<std::uint64_t, kRecentRecipients> recent_{};
+  std::size_t recent_next_ = 0;
 };
 
 }  // namespace mxward

@@ -37,8 +37,13 @@ enum class EventType : std::uint8_t {
   // A DMARC evaluation of the RFC5322.From domain (header_from_domain): dmarc_result pass, fail,
   // none or temperror; dmarc_policy and dmarc_disposition when the program logs them.
   kDmarcCheck,
+  // An authenticated client asking to send to one recipient, before Postfix accepts it (the
+  // Postfix policy service at RCPT; source postfix-policy): sasl_user, client_ip, sender,
+  // recipient, recipient_domain. What recipient-domain novelty and rate playbooks count at the
+  // moment of sending rather than from the log afterwards.
+  kRecipientSubmitted,
 };
-inline constexpr int kEventTypeCount = static_cast<int>(EventType::kDmarcCheck) + 1;
+inline constexpr int kEventTypeCount = static_cast<int>(EventType::kRecipientSubmitted) + 1;
 
 enum class Field : std::uint8_t {
   kClientIp,  // text as written; the parsed form is Event::client_ip

@@ -590,6 +590,17 @@ def run_policy_clients(args, ips, guesses):
         sent.append(r == {})
         c.quit()
     out["messages_accepted"] = sent
+    # A spam run from the main account: one message to recipients in new domains. Postfix asks
+    # at each RCPT; the playbook counting recipient domains at RCPT pauses the account at its
+    # threshold, and the recipient that crossed it and those after it get a 4xx.
+    c = _smtp_from(ips["policy_sender"], PORTS["smtp"])
+    c.ehlo("client.example")
+    c.login(USER, PASSWORD)
+    c.mail(USER)
+    out["spam_run_rcpt_codes"] = [c.rcpt(f"someone@spam{i}.example")[0]
+                                  for i in range(args.policy_spam_domains)]
+    c.rset()
+    c.quit()
     return out
 
 
@@ -778,6 +789,8 @@ def main():
                     help="wrong passwords each dictionary tries before the right one")
     ap.add_argument("--policy-messages", type=int, default=4,
                     help="messages the policy sender sends through Postfix")
+    ap.add_argument("--policy-spam-domains", type=int, default=6,
+                    help="recipient domains of the main account's spam run (one message)")
     args = ap.parse_args()
     if args.roundcube == "syslog" and not args.syslog:
         ap.error("--roundcube syslog needs --syslog")

@@ -228,6 +228,12 @@ TEST(RealDovecotPolicyTest, DistinctPasswordsAreRefusedByPolicyAStalePhoneIsNot)
          "[match]\nevents = [\"message_submitted\"]\nsource = \"postfix-policy\"\n"
          "[trigger]\ntype = \"count\"\nthreshold = 3\nwindow = \"1h\"\n"
          "[[action]]\ntype = \"hold_queue\"\nuser = \"{sasl_user}\"\nduration = \"1h\"\n";
+  std::ofstream(rules + "/rcpt-domains.toml")
+      << "description = \"4 recipient domains at RCPT in an hour\"\nkey = \"sasl_user\"\n"
+         "[match]\nevents = [\"recipient_submitted\"]\nsource = \"postfix-policy\"\n"
+         "[trigger]\ntype = \"distinct\"\nfield = \"recipient_domain\"\nthreshold = 4\n"
+         "window = \"1h\"\n[[action]]\ntype = \"suspend_sending\"\nuser = \"{sasl_user}\"\n"
+         "duration = \"1h\"\n";
   const std::string secret = "real-servers-policy-secret";
   std::ofstream(dir.file("policy.secret")) << secret << "\n";
   ::chmod(dir.file("policy.secret").c_str(), 0600);
@@ -275,6 +281,11 @@ TEST(RealDovecotPolicyTest, DistinctPasswordsAreRefusedByPolicyAStalePhoneIsNot)
     if (m["queue_name"] == "hold") held.insert(m["queue_id"].get<std::string>());
   }
   EXPECT_EQ(held.size(), 2u) << run.out;
+  // Asked at each RCPT (twice, by the client and the recipient restrictions, counted once), the
+  // fourth new domain pauses the account: it and the two after it are deferred (450), before
+  // Postfix accepted them.
+  EXPECT_EQ(policy["spam_run_rcpt_codes"], nlohmann::json::array({250, 250, 250, 450, 450, 450}))
+      << run.out;
 
   // Dovecot says why the right password failed.
   std::string dovecot_log;

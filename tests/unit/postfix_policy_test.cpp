@@ -140,11 +140,13 @@ TEST_F(PostfixPolicyTest, TheMessagePastTheLimitIsDeferredAtData) {
   EXPECT_TRUE(third.starts_with("DEFER_IF_PERMIT 4.7.1 ")) << third;
   ASSERT_EQ(recorded_.incidents.size(), 1u);
   EXPECT_EQ(recorded_.incidents[0].key, "alice@example.org");
-  // Paused from MAIL on, for this account only; RCPT and MAIL feed no event.
+  // Paused from MAIL on, for this account only. MAIL feeds no event; RCPT a recipient_submitted
+  // one, which this playbook (message_submitted) does not count.
   EXPECT_TRUE(Ask(Request("MAIL", "192.0.2.50", "Alice@Example.org")).starts_with("DEFER_IF"));
   EXPECT_EQ(Ask(Request("RCPT", "192.0.2.50", "bob@example.org")), "DUNNO");
   EXPECT_EQ(Ask(Request("CONNECT", "192.0.2.50")), "DUNNO");
-  EXPECT_EQ(policy_->counters().events, 3u);
+  EXPECT_EQ(policy_->counters().events, 4u);
+  EXPECT_EQ(recorded_.incidents.size(), 1u);
   // Thirty minutes later the pause is over.
   clock_.Advance(1800 * kMicrosPerSecond);
   EXPECT_EQ(Ask(Request("RCPT", "192.0.2.50", "alice@example.org")), "DUNNO");
@@ -175,6 +177,56 @@ TEST_F(PostfixPolicyTest, BannedAddressIsRejectedAtEveryStateAndSuspendedAccount
   EXPECT_EQ(Ask(Request("RCPT", "192.0.2.52", "erin@example.org")), "DUNNO");
   EXPECT_EQ(Ask("request=junk\n\n"), "DUNNO");
   EXPECT_EQ(policy_->counters().reject, 7u);
+}
+
+// Recipient domains counted at RCPT, before Postfix accepts the recipient: the recipient that
+// brings the account to its third distinct domain in an hour is deferred by its own incident.
+TEST_F(PostfixPolicyTest, RecipientDomainsAreCountedAtRcptAndTheCrossingOneIsDeferred) {
+  std::vector<Diagnostic> diags;
+  auto pb = CompilePlaybookText(R"(
+description = "an account writing to 3 recipient domains in an hour"
+key = "sasl_user"
+[match]
+events = ["recipient_submitted"]
+source = "postfix-policy"
+[trigger]
+type = "distinct"
+field = "recipient_domain"
+threshold = 3
+window = "1h"
+[[action]]
+type = "suspend_sending"
+user = "{sasl_user}"
+duration = "1h"
+)",
+                                "rules.d/rcpt-domains.toml", &diags);
+  ASSERT_OK(pb);
+  std::vector<Playbook> pbs;
+  pbs.push_back(std::move(*pb));
+  engine_ = PlaybookEngine::Create(std::move(pbs), Config::Defaults());
+  policy_ = std::make_unique<PostfixPolicy>(
+      &decisions_, [this](const Event& e) { engine_->OnEvent(e, &feed_); }, &clock_);
+  // As the shipped snippet makes Postfix ask: twice per RCPT (client and recipient
+  // restrictions), same instance; counted once.
+  auto rcpt = [this](const std::string& recipient) {
+    const std::string request =
+        "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.60\n"
+        "sasl_username=frank@example.org\nsender=frank@example.org\ninstance=7a1.5f0.1\n"
+        "recipient=" +
+        recipient + "\n\n";
+    const std::string first = Ask(request);
+    EXPECT_EQ(Ask(request), first) << recipient;
+    return first;
+  };
+  EXPECT_EQ(rcpt("a@one.example"), "DUNNO");
+  EXPECT_EQ(rcpt("b@one.example"), "DUNNO") << "the same domain again";
+  EXPECT_EQ(rcpt("c@two.example"), "DUNNO");
+  EXPECT_TRUE(rcpt("d@three.example").starts_with("DEFER_IF_PERMIT 4.7.1")) << "third domain";
+  EXPECT_TRUE(rcpt("e@one.example").starts_with("DEFER_IF_PERMIT 4.7.1")) << "paused";
+  ASSERT_EQ(recorded_.incidents.size(), 1u);
+  EXPECT_EQ(recorded_.incidents[0].key, "frank@example.org");
+  EXPECT_EQ(recorded_.incidents[0].count, 3u);
+  EXPECT_EQ(policy_->counters().events, 5u) << "five recipients, ten requests: one event each";
 }
 
 }  // namespace
