@@ -34,6 +34,15 @@ namespace mxward::cli {
 
 namespace {
 
+std::string Joined(const std::vector<std::string_view>& names) {
+  std::string out;
+  for (std::string_view n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
 struct ExplainOptions {
   std::string file;
   bool jsonl = false;
@@ -157,6 +166,7 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
         nlohmann::json j;
         j["line_no"] = lines;
         j["matched"] = watched;
+        if (playbooks) j["playbooks"] = playbooks->WatchingPlaybooks(released);
         j["event"] = std::string(EventTypeName(released.type));
         j["ip"] = released.client_ip.valid() ? nlohmann::json(released.client_ip.ToString())
                                              : nlohmann::json(nullptr);
@@ -202,6 +212,10 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
     const ExtractOutcome& outcome = extractor->last_outcome();
     const bool is_match =
         has_event && (playbooks ? playbooks->Watches(event) : BuiltinAbuseSignal(event));
+    // Which playbooks count it: what a person asks next about a counted line.
+    const std::vector<std::string_view> counting = is_match && playbooks
+                                                       ? playbooks->WatchingPlaybooks(event)
+                                                       : std::vector<std::string_view>{};
     if (outcome.pattern != nullptr) {
       ++by_parser[outcome.pattern->parser];
     } else {
@@ -241,6 +255,7 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
       nlohmann::json j;
       j["line_no"] = lines;
       j["matched"] = is_match;
+      if (playbooks) j["playbooks"] = counting;
       const bool show = outcome.pattern != nullptr;  // folded/no-event lines show what was read
       j["event"] = has_event ? nlohmann::json(std::string(EventTypeName(event.type))) : nullptr;
       j["ip"] = show && event.client_ip.valid() ? nlohmann::json(event.client_ip.ToString())
@@ -269,10 +284,13 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
     const std::string where = outcome.pattern->parser + "/" + outcome.pattern->name;
     switch (outcome.kind) {
       case ExtractOutcome::kEvent:
-        out = fmt::format("{:>6} {} -> {}{}{}{}\n       {}\n", lines, where,
-                          EventTypeName(event.type),
-                          event.weight != 1 ? fmt::format(" weight={}", event.weight) : "",
-                          FieldsText(event), is_match ? "  [counted]" : "", line);
+        out = fmt::format(
+            "{:>6} {} -> {}{}{}{}\n       {}\n", lines, where, EventTypeName(event.type),
+            event.weight != 1 ? fmt::format(" weight={}", event.weight) : "", FieldsText(event),
+            is_match ? (counting.empty() ? std::string("  [counted]")
+                                         : fmt::format("  [counted by {}]", Joined(counting)))
+                     : std::string(),
+            line);
         break;
       case ExtractOutcome::kFolded:
         out = fmt::format("{:>6} {} -> folded: {} counted on another line{}\n       {}\n", lines,

@@ -330,6 +330,16 @@ class Engine final : public PlaybookEngine {
     stats_.tracked_keys = keys;
   }
 
+  std::vector<std::string_view> WatchingPlaybooks(const Event& e) const override {
+    std::vector<std::string_view> names;
+    for (const Route& route : routes_[static_cast<int>(e.type)]) {
+      const Runtime& r = *runtimes_[route.playbook];
+      if ((route.role & kRoleCount) && r.pb.match.Matches(e)) names.push_back(r.pb.name);
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
   bool Watches(const Event& e) const override {
     for (const Route& route : routes_[static_cast<int>(e.type)]) {
       if ((route.role & kRoleCount) && runtimes_[route.playbook]->pb.match.Matches(e)) return true;

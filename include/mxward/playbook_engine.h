@@ -83,6 +83,8 @@ class PlaybookEngine {
   virtual void OnEvent(const Event& event, IncidentSink* sink) = 0;
   // True when some playbook counts this event (used by `explain` for "matched").
   virtual bool Watches(const Event& event) const = 0;
+  // The names of the playbooks that count this event, in name order (`explain` shows them).
+  virtual std::vector<std::string_view> WatchingPlaybooks(const Event& event) const = 0;
   virtual std::size_t playbook_count() const = 0;
   virtual const EngineStats& stats() const = 0;
 

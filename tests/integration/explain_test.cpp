@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -66,6 +67,12 @@ TEST_F(ExplainTest, JsonLinesOnePerInputLineInOrder) {
   EXPECT_EQ(j[0].at("ip"), "203.0.113.7");
   EXPECT_EQ(j[0].at("service"), "submission");
   EXPECT_EQ(j[0].at("parser"), "postfix");
+  // Which shipped playbooks count it (names, in order).
+  const auto counting = j[0].at("playbooks").get<std::vector<std::string>>();
+  EXPECT_NE(std::find(counting.begin(), counting.end(), "postfix-sasl"), counting.end())
+      << j[0].dump();
+  EXPECT_TRUE(std::is_sorted(counting.begin(), counting.end()));
+  EXPECT_TRUE(j[1].at("playbooks").empty());
 
   EXPECT_TRUE(j[1].at("event").is_null());
   EXPECT_EQ(j[1].at("matched"), false);
@@ -116,6 +123,8 @@ TEST_F(ExplainTest, TextSummaryAndUnmatched) {
   auto r = RunCommand({kBinary, "explain", log_, "--config", "/dev/null", "--rules", kRules});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("postfix/sasl_auth_failed -> auth_failure"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[counted by "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("postfix-sasl"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Lines: 7 (not syslog: 1)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Unmatched per program:"), std::string::npos);
   EXPECT_NE(r.out.find("Time: "), std::string::npos);
