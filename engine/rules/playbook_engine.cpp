@@ -136,10 +136,16 @@ std::string TriggerText(const Playbook& pb, std::uint64_t count) {
   const std::string window = FormatDurationSeconds(tr.window_seconds);
   switch (tr.type) {
     case TriggerType::kCount:
-      return fmt::format("{} {} in {} (count >= {})", count, events, window, tr.threshold);
+      return fmt::format("{} {} in {} (count >= {}{})", count, events, window, tr.threshold,
+                         tr.min_addresses > 0
+                             ? fmt::format(", from >= {} addresses", tr.min_addresses)
+                             : std::string());
     case TriggerType::kDistinct:
-      return fmt::format("{} distinct {} in {} of {} (distinct >= {})", count,
-                         FieldName(tr.field.field), window, events, tr.threshold);
+      return fmt::format("{} distinct {} in {} of {} (distinct >= {}{})", count,
+                         FieldName(tr.field.field), window, events, tr.threshold,
+                         tr.min_addresses > 0
+                             ? fmt::format(", from >= {} addresses", tr.min_addresses)
+                             : std::string());
     case TriggerType::kConsecutive:
       return fmt::format("{} consecutive {} (consecutive >= {})", count, events, tr.threshold);
     case TriggerType::kNovel:
@@ -228,6 +234,8 @@ struct Runtime {
   int index = 0;
   std::optional<SlidingWindowCounter> counter;  // count, novel
   std::optional<DistinctWindow> distinct;
+  std::optional<DistinctWindow> addresses;  // [trigger] min_addresses: addresses seen per key
+  std::uint32_t addresses_word = 0;         // where their state starts in a record
   std::unique_ptr<KeyTable> table;
   std::uint32_t words = 0;                // record size
   bool key_has_ip = false;                // the global address allowlist applies
@@ -293,6 +301,11 @@ class Engine final : public PlaybookEngine {
           words += 3;  // run length, last counted time
           idle = tr.window_seconds > 0 ? tr.window_seconds : 7 * 86400;
           break;
+      }
+      if (tr.min_addresses > 0) {
+        r->addresses.emplace(tr.min_addresses, std::max<std::int64_t>(idle, 1));
+        r->addresses_word = words;
+        words += r->addresses->state_words();
       }
       if (tr.type == TriggerType::kNovel) r->baseline.emplace(tr.baseline, tr.window_seconds);
       for (const KeyPart& k : pb.key) r->key_has_ip = r->key_has_ip || k.field == Field::kClientIp;
@@ -665,13 +678,23 @@ class Engine final : public PlaybookEngine {
         break;
       }
     }
+    // A network key needs its addresses too: until min_addresses of them were counted in the
+    // window, the trigger waits (its count stays at the threshold while events go on).
+    bool enough_addresses = true;
+    if (r.addresses) {
+      Hasher h{seed_ ^ 0xa5a5a5a5ull};
+      h.AddAddress(e.client_ip, e.client_ip.bits());
+      const std::uint32_t held =
+          r.addresses->Add(w + r.addresses_word, t, static_cast<std::uint32_t>(h.h ^ (h.h >> 32)));
+      enough_addresses = held >= tr.min_addresses;
+    }
     EvidenceRing evidence(w + kEvidenceWord);
     if (fresh) {
       SetI64(w + kEpisodeWord, t);
       evidence.Clear();
     }
     evidence.Add(JournalRef(e));
-    if (count >= tr.threshold) {
+    if (count >= tr.threshold && enough_addresses) {
       std::int64_t cooldown = 0;
       Incident inc = BuildIncident(r, w, e, count, &cooldown);
       if (r.pb.escalation.enabled || max_lookback_ > 0) {

@@ -382,7 +382,8 @@ class Compiler {
     if (const toml::table* t = top.Table("trigger")) {
       Trigger& tr = pb.trigger;
       SettingsReader tr_r = Reader(*t, "[trigger]");
-      tr_r.CheckKnownKeys({"type", "threshold", "window", "field", "reset", "baseline"});
+      tr_r.CheckKnownKeys(
+          {"type", "threshold", "window", "field", "reset", "baseline", "min_addresses"});
       if (tr_r.String("type", &s)) {
         if (s == "count")
           tr.type = TriggerType::kCount;
@@ -423,6 +424,17 @@ class Compiler {
       }
       if (const toml::table* r = tr_r.Table("reset")) {
         Matcher(*r, "[trigger.reset]", &tr.reset);
+      }
+      std::int64_t min_addresses = 0;
+      if (tr_r.Int("min_addresses", 2, 1000, &min_addresses)) {
+        tr.min_addresses = static_cast<std::uint32_t>(min_addresses);
+        const bool network_key = std::any_of(pb.key.begin(), pb.key.end(), [](const KeyPart& k) {
+          return k.field == Field::kClientIp && k.prefix_len >= 0;
+        });
+        if (!network_key) {
+          Error(*t->get("min_addresses"),
+                "'min_addresses' is for keys on a network (key = \"client_ip/24\" and the like)");
+        }
       }
       if (const toml::table* b = tr_r.Table("baseline")) {
         SettingsReader br = Reader(*b, "[trigger.baseline]");

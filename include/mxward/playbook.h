@@ -98,7 +98,11 @@ struct Trigger {
   std::int64_t window_seconds = 0;  // count, distinct, novel; consecutive: run forgotten after
   KeyPart field{Field::kUser, -1};  // distinct: the values counted; novel: the baseline values
   EventMatcher reset;               // events that clear a key's state (empty: none)
-  BaselineSettings baseline;        // novel
+  // Keys on a network (client_ip/N): the trigger fires only once at least this many distinct
+  // addresses of it were counted in the window, so one address cannot get its whole network
+  // banned. 0: no such condition.
+  std::uint32_t min_addresses = 0;
+  BaselineSettings baseline;  // novel
 };
 
 struct Allowlist {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/status_matchers.h"
+
 #include <deque>
 #include <string>
 #include <vector>
@@ -760,6 +762,76 @@ TEST(EvidenceTextTest, HeaderMessageAndTheAuthenticatedNode) {
   EXPECT_EQ(evidence[2].text,
             "mx1 postfix/smtpd[42]: warning: unknown[203.0.113.7]: SASL LOGIN authentication "
             "failed");
+}
+
+// min_addresses: a network key fires only once enough of its addresses were counted; one address
+// alone never gets its /24 banned however many names it tries.
+TEST(PlaybookEngineTest, NetworkKeysNeedSeveralAddresses) {
+  std::vector<Diagnostic> diags;
+  auto pb = CompilePlaybookText(R"(
+description = "user names from one /24, from at least 3 of its addresses"
+key = "client_ip/24"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "distinct"
+field = "user"
+threshold = 5
+window = "1h"
+min_addresses = 3
+[[action]]
+type = "ban"
+address = "{key}"
+duration = "1d"
+)",
+                                "rules.d/net.toml", &diags);
+  ASSERT_OK(pb);
+  std::vector<Playbook> pbs;
+  pbs.push_back(std::move(*pb));
+  auto engine = PlaybookEngine::Create(std::move(pbs), Config::Defaults());
+  struct Sink : IncidentSink {
+    std::vector<Incident> incidents;
+    void OnIncident(Incident i) override { incidents.push_back(std::move(i)); }
+  } sink;
+  UnixMicros t = 1'795'000'000 * kMicrosPerSecond;
+  auto fail = [&](const std::string& ip, const std::string& user) {
+    Event e;
+    e.type = EventType::kAuthFailure;
+    e.time = (t += kMicrosPerSecond);
+    EXPECT_TRUE(IpAddress::Parse(ip, &e.client_ip));
+    e.set(Field::kUser, user);
+    e.line = "x";
+    engine->OnEvent(e, &sink);
+  };
+  for (int i = 0; i < 40; ++i) fail("198.51.100.7", "user" + std::to_string(i));
+  EXPECT_TRUE(sink.incidents.empty()) << "one address, 40 names: not the network's doing";
+  fail("198.51.100.8", "another");
+  EXPECT_TRUE(sink.incidents.empty()) << "two addresses";
+  fail("198.51.100.9", "third");
+  ASSERT_EQ(sink.incidents.size(), 1u) << "the third address of the /24";
+  EXPECT_EQ(sink.incidents[0].key, "198.51.100.0/24");
+  EXPECT_NE(sink.incidents[0].trigger.find("from >= 3 addresses"), std::string::npos)
+      << sink.incidents[0].trigger;
+}
+
+TEST(PlaybookLoaderTest, MinAddressesNeedsANetworkKey) {
+  std::vector<Diagnostic> diags;
+  auto pb = CompilePlaybookText(R"(
+key = "client_ip"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 5
+window = "1h"
+min_addresses = 3
+)",
+                                "rules.d/host.toml", &diags);
+  EXPECT_FALSE(pb.ok());
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_NE(diags[0].ToString().find("rules.d/host.toml:9:17"), std::string::npos)
+      << diags[0].ToString();
+  EXPECT_NE(diags[0].ToString().find("keys on a network"), std::string::npos);
 }
 
 }  // namespace
