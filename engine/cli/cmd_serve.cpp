@@ -19,6 +19,8 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/engine_assembly.h"
 #include "engine/cli/policy_assembly.h"
+#include "engine/cluster/cluster_link.h"
+#include "engine/cluster/cluster_options.h"
 #include "engine/policy/decision_feed.h"
 #include "engine/policy/decision_table.h"
 #include "engine/policy/dovecot_policy.h"
@@ -75,6 +77,7 @@ class Daemon {
         OrExit(DovecotPolicyServerOptions::FromConfig(config_, &diags), diags, "policy");
     auto postfix_policy_options =
         OrExit(PostfixPolicyServerOptions::FromConfig(config_, &diags), diags, "policy");
+    auto cluster_options = OrExit(ClusterOptions::FromConfig(config_, &diags), diags, "cluster");
     pack_ = LoadParserPackOrExit(ParserDirs(config_), config_);
     auto engine = LoadPlaybooksOrExit(config_);
 
@@ -165,6 +168,7 @@ class Daemon {
     if (Status st = metrics_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
 
     if (Status st = dispatcher_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
+    StartCluster(cluster_options);
 
     signals_.add(SIGINT);
     signals_.add(SIGTERM);
@@ -286,6 +290,56 @@ class Daemon {
         throw CliExit(kExitRuntime, st.ToString());
       }
     }
+  }
+
+  // The cluster link (engine/cluster/): shares ban decisions through PostgreSQL. Decisions of
+  // other nodes land in the outbox; the dispatcher applies them like local ones.
+  void StartCluster(const ClusterOptions& options) {
+    if (!options.enabled) return;
+    cluster_ = std::make_unique<ClusterLink>(options, config_.store_path,
+                                             [this] { dispatcher_->Notify(); });
+    if (Status st = cluster_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
+    RegisterClusterMetrics();
+    notes_.push_back(fmt::format("cluster: node {} ({})", options.node,
+                                 options.role == ClusterRole::kFull ? "full" : "enforcer"));
+  }
+
+  void RegisterClusterMetrics() {
+    constexpr std::string_view kConnected = "mxward_cluster_connected";
+    constexpr std::string_view kEvents = "mxward_cluster_total";
+    constexpr std::string_view kCursor = "mxward_cluster_cursor";
+    constexpr std::string_view kUnpublished = "mxward_cluster_unpublished";
+    (void)registry_.Declare(
+        {kConnected, MetricType::kGauge, "1 while the decision log connection is up.", {}});
+    (void)registry_.Declare({kEvents,
+                             MetricType::kCounter,
+                             "Cluster link events: connects, connect_failures, published, "
+                             "publish_failures, notifications, rows_read, queued, invalid.",
+                             {"type"}});
+    (void)registry_.Declare({kCursor,
+                             MetricType::kGauge,
+                             "The last decision log sequence number queued on this node.",
+                             {}});
+    (void)registry_.Declare({kUnpublished,
+                             MetricType::kGauge,
+                             "Local ban decisions waiting to be published (database down).",
+                             {}});
+    const ClusterLinkCounters& c = cluster_->counters();
+    auto add = [this](std::string_view family, std::vector<std::string> labels,
+                      const std::atomic<std::int64_t>* v) {
+      Keep(registry_.Add(family, labels, [v] { return static_cast<double>(v->load()); }));
+    };
+    add(kConnected, {}, &c.connected);
+    add(kCursor, {}, &c.cursor);
+    add(kUnpublished, {}, &c.unpublished);
+    add(kEvents, {"connects"}, &c.connects);
+    add(kEvents, {"connect_failures"}, &c.connect_failures);
+    add(kEvents, {"published"}, &c.published);
+    add(kEvents, {"publish_failures"}, &c.publish_failures);
+    add(kEvents, {"notifications"}, &c.notifications);
+    add(kEvents, {"rows_read"}, &c.rows_read);
+    add(kEvents, {"queued"}, &c.queued);
+    add(kEvents, {"invalid"}, &c.invalid);
   }
 
   void ApplyControlResponse(const nlohmann::json& response) {
@@ -477,6 +531,7 @@ class Daemon {
       spdlog::error("the store could not take every incident within 5 s; stopping anyway");
     }
     recorder_->Stop();
+    if (cluster_) cluster_->Stop();
     dispatcher_->Stop(std::chrono::seconds(10));
     spdlog::info("stopped: {} lines, {} events, {} incidents", pipeline_->counters().lines.load(),
                  pipeline_->counters().events.load(), pipeline_->counters().incidents.load());
@@ -508,6 +563,7 @@ class Daemon {
   std::vector<MetricsRegistry::Handle> handles_;
   std::vector<MetricsRegistry::Handle> engine_metrics_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<ClusterLink> cluster_;  // after the dispatcher, which it wakes
 };
 
 }  // namespace
