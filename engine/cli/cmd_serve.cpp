@@ -167,8 +167,8 @@ class Daemon {
         io_, &registry_, [this] { return Health(); }, metrics_options);
     if (Status st = metrics_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
 
-    if (Status st = dispatcher_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
     StartCluster(cluster_options);
+    if (Status st = dispatcher_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
 
     signals_.add(SIGINT);
     signals_.add(SIGTERM);
@@ -296,9 +296,15 @@ class Daemon {
   // other nodes land in the outbox; the dispatcher applies them like local ones.
   void StartCluster(const ClusterOptions& options) {
     if (!options.enabled) return;
-    cluster_ = std::make_unique<ClusterLink>(options, config_.store_path,
+    cluster_ = std::make_shared<ClusterLink>(options, config_.store_path,
                                              [this] { dispatcher_->Notify(); });
     if (Status st = cluster_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
+    // A ban done here is published at once rather than at the link's next look.
+    // Weak: a worker the dispatcher's Stop() detached may outlive the link.
+    dispatcher_->SetDoneHook([link = std::weak_ptr<ClusterLink>(cluster_)](const ActionRecord& a) {
+      if (a.type != "ban") return;
+      if (auto l = link.lock()) l->Notify();
+    });
     RegisterClusterMetrics();
     notes_.push_back(fmt::format("cluster: node {} ({})", options.node,
                                  options.role == ClusterRole::kFull ? "full" : "enforcer"));
@@ -531,8 +537,9 @@ class Daemon {
       spdlog::error("the store could not take every incident within 5 s; stopping anyway");
     }
     recorder_->Stop();
-    if (cluster_) cluster_->Stop();
     dispatcher_->Stop(std::chrono::seconds(10));
+    // After the dispatcher: bans it finished while draining are published before we go.
+    if (cluster_) cluster_->Stop();
     spdlog::info("stopped: {} lines, {} events, {} incidents", pipeline_->counters().lines.load(),
                  pipeline_->counters().events.load(), pipeline_->counters().incidents.load());
   }
@@ -563,7 +570,7 @@ class Daemon {
   std::vector<MetricsRegistry::Handle> handles_;
   std::vector<MetricsRegistry::Handle> engine_metrics_;
   std::unique_ptr<MetricsServer> metrics_;
-  std::unique_ptr<ClusterLink> cluster_;  // after the dispatcher, which it wakes
+  std::shared_ptr<ClusterLink> cluster_;  // after the dispatcher, which it wakes
 };
 
 }  // namespace

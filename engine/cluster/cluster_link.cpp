@@ -262,6 +262,9 @@ void ClusterLink::Run() {
       }
     }
   }
+  // Bans the dispatcher finished while the daemon drained: into the log before we go (if not,
+  // the next start publishes them).
+  if (log.connected()) (void)publish();
   log.Disconnect();
   counters_.connected = 0;
 }

@@ -27,8 +27,9 @@ struct ClusterOptions {
   // How often the link reads the decision log without a notification (a lost NOTIFY, a
   // notification the database dropped while the connection was being re-made).
   std::int64_t safety_tick_ms = 30'000;
-  // How often the link looks in the local outbox for bans to publish.
-  std::int64_t publish_poll_ms = 25;
+  // How often the link looks in the local store for bans to publish without being woken (the
+  // dispatcher wakes it when it finishes a ban; this catches what another process finished).
+  std::int64_t publish_poll_ms = 200;
   // Reconnect and publication retry: from min doubling up to max.
   std::int64_t retry_min_ms = 1'000;
   std::int64_t retry_max_ms = 30'000;

@@ -27,6 +27,7 @@
 namespace mxward {
 namespace {
 
+using testing::Eventually;
 using testing::PostgresServer;
 using testing::RunCommand;
 using testing::ServeProcess;
@@ -79,7 +80,9 @@ class ClusterPostgresTest : public ::testing::Test {
 
   void TearDown() override {
     for (Node& n : nodes_) {
-      if (n.process) EXPECT_TRUE(n.process->Stop()) << n.process->Log();
+      if (n.process) {
+        EXPECT_TRUE(n.process->Stop()) << n.process->Log();
+      }
     }
   }
 
@@ -169,12 +172,16 @@ class ClusterPostgresTest : public ::testing::Test {
     return count;
   }
 
+  // The log's rows matching where, "kind scope node" each, one per line.
   std::string LogRows(const std::string& where) {
-    return pg_
-        .Sql("SELECT kind || ' ' || scope || ' ' || node FROM mxward_decisions WHERE " + where +
-                 " ORDER BY seq",
-             "mxward")
-        .out;
+    std::string out = pg_.Sql(
+                             "SELECT kind || ' ' || scope || ' ' || node FROM mxward_decisions "
+                             "WHERE " +
+                                 where + " ORDER BY seq",
+                             "mxward")
+                          .out;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
   }
 
   TempDir dir_;
