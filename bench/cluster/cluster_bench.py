@@ -11,7 +11,8 @@
    the moment all M are done in its store, and the number of elements then in its kernel set.
 
 Needs root (network namespaces, nftables), postgresql-15, nft, python3. Not a test: it prints
-figures. Usage: bench/cluster/cluster_bench.py BUILD_DIR [--decisions N] [--catchup M] [--keep]
+figures. Usage: bench/cluster/cluster_bench.py BUILD_DIR [--decisions N] [--catchup M] [--claim-batch B]
+                                                [--keep]
 """
 import argparse
 import ctypes
@@ -88,7 +89,7 @@ class Postgres:
 
 
 class Node:
-    def __init__(self, work, name, binary, pg, rules):
+    def __init__(self, work, name, binary, pg, rules, claim_batch):
         self.name, self.binary, self.rules = name, binary, rules
         self.dir = os.path.join(work, "node-" + name)
         os.makedirs(self.dir)
@@ -97,6 +98,8 @@ class Node:
         self.config = self.dir + "/mxward.toml"
         self.log = self.dir + "/serve.log"
         with open(self.config, "w") as f:
+            if claim_batch:
+                f.write(f"[dispatcher]\nclaim_batch = {claim_batch}\n")
             f.write("[nftables]\nenabled = true\n"
                     f"[cluster]\nnode = \"{name}\"\n"
                     f"dsn = \"host={pg.sock} port={pg.port} dbname=mxward user=mxward\"\n")
@@ -143,6 +146,8 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--decisions", type=int, default=300)
     ap.add_argument("--catchup", type=int, default=100_000)
+    ap.add_argument("--claim-batch", type=int, default=0,
+                    help="[dispatcher] claim_batch of every node (default: mxward's default)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     binary = os.path.abspath(os.path.join(args.build, "mxward"))
@@ -151,7 +156,7 @@ def main():
     rules = os.path.join(work, "rules.d")
     shutil.copytree(os.path.join(SRC, "rules.d", "parsers"), os.path.join(rules, "parsers"))
     pg = Postgres(work)
-    nodes = [Node(work, n, binary, pg, rules) for n in ("a", "b", "c")]
+    nodes = [Node(work, n, binary, pg, rules, args.claim_batch) for n in ("a", "b", "c")]
     try:
         for n in nodes:
             n.start()

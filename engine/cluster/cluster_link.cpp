@@ -20,7 +20,10 @@ namespace {
 using SteadyTime = std::chrono::steady_clock::time_point;
 using std::chrono::milliseconds;
 
-constexpr int kReadBatch = 5'000;
+constexpr int kReadBatch = 2'000;
+// At most about this many decisions of other nodes wait in the outbox: the dispatcher's claim
+// costs grow with the outbox, so a node catching up reads the log as fast as it applies.
+constexpr std::int64_t kMaxPendingQueued = 4'000;
 constexpr int kPublishBatch = 500;
 
 }  // namespace
@@ -92,6 +95,7 @@ void ClusterLink::Run() {
   SteadyTime next_connect{};
   SteadyTime next_tick{};
   bool need_read = true;
+  bool backlogged = false;  // rows left unread because the outbox is full of queued decisions
   bool was_down_logged = false;
 
   auto lost = [&](const Status& st, const char* doing) {
@@ -104,7 +108,13 @@ void ClusterLink::Run() {
 
   // Every row after the cursor, in batches; the other nodes' decisions into the outbox.
   auto read_all = [&]() -> Status {
+    backlogged = false;
     for (;;) {
+      auto pending = s.store->CountPendingClusterActions();
+      if (pending.ok() && *pending >= kMaxPendingQueued) {
+        backlogged = true;
+        return Status::Ok();
+      }
       auto rows = log.ReadAfter(s.cursor, kReadBatch);
       if (!rows.ok()) return rows.status();
       if (rows->empty()) return Status::Ok();
@@ -228,7 +238,7 @@ void ClusterLink::Run() {
       }
     }
     if (log.connected()) {
-      if (need_read || now >= next_tick) {
+      if (need_read || backlogged || now >= next_tick) {
         need_read = false;
         next_tick = now + tick;
         if (Status st = read_all(); !st.ok()) lost(st, "reading decisions");
@@ -240,7 +250,7 @@ void ClusterLink::Run() {
     // Wait for the doorbell, a Notify(), the publish poll or the reconnect time.
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {log.socket(), POLLIN, 0}};
     const nfds_t n = log.connected() ? 2 : 1;
-    auto wait = poll_every;
+    auto wait = backlogged ? milliseconds(20) : poll_every;
     if (!log.connected()) {
       wait = std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(
                                            next_connect - std::chrono::steady_clock::now()));

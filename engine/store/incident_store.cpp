@@ -1066,6 +1066,14 @@ Status IncidentStore::MarkBansPublished(const std::vector<std::int64_t>& ids, st
   });
 }
 
+Result<std::int64_t> IncidentStore::CountPendingClusterActions() {
+  MXWARD_STMT(q,
+              "SELECT count(*) FROM actions WHERE status = 'pending' "
+              "AND json_extract(params, '$.cluster_uuid') IS NOT NULL");
+  if (q.Step() != SQLITE_ROW) return Error("counting pending cluster actions");
+  return q.Int(0);
+}
+
 Result<std::vector<std::int64_t>> IncidentStore::QueueClusterDecisions(
     const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now) {
   std::vector<std::int64_t> ids;
