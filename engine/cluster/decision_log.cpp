@@ -147,6 +147,10 @@ Status DecisionLog::Connect() {
     Disconnect();
     return Status::Unavailable(std::move(msg));
   }
+  // Server notices ("relation ... already exists, skipping" from the migration's IF NOT EXISTS)
+  // would go to stderr unformatted; none of them is something to act on.
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
   MXWARD_RETURN_IF_ERROR(Migrate());
   return Exec("LISTEN mxward_decisions");
 }
