@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include <spdlog/spdlog.h>
 
@@ -171,6 +172,7 @@ void ClusterLink::Run() {
       }
       std::vector<DecisionToPublish> out;
       std::vector<std::int64_t> ids;
+      std::map<std::int64_t, std::string> playbooks;  // incident id -> its playbook
       for (const ActionRecord& a : pending->actions) {
         ids.push_back(a.id);
         // An enforcer publishes what an admin does by hand, not what its playbooks decide.
@@ -188,7 +190,14 @@ void ClusterLink::Run() {
             it != a.params.end() && it->is_number_integer()) {
           d.duration_s = it->get<std::int64_t>();
         }
-        d.playbook = a.params.value("playbook", "");
+        if (a.incident_id != 0) {
+          auto it = playbooks.find(a.incident_id);
+          if (it == playbooks.end()) {
+            auto incident = s.store->GetIncident(a.incident_id);
+            it = playbooks.emplace(a.incident_id, incident.ok() ? incident->playbook : "").first;
+          }
+          d.playbook = it->second;
+        }
         d.incident_id = a.incident_id;
         d.origin_action_id = a.id;
         out.push_back(std::move(d));

@@ -206,6 +206,8 @@ TEST_F(ClusterPostgresTest, BanOnOneNodeReachesAllAndRemovalOnAnotherLiftsIt) {
   EXPECT_TRUE(c.process->WaitFor([&] { return InKernel(c, addr); }, kPropagation))
       << c.process->Log();
   EXPECT_EQ(LogRows("scope = '" + addr + "'"), "ban 203.0.113.7 a");
+  // The deciding playbook travels with the decision (the test's rules hold postfix-sasl only).
+  EXPECT_EQ(LogRows("scope = '" + addr + "' AND playbook = 'postfix-sasl'"), "ban 203.0.113.7 a");
 
   // Lifted on C (which only received the ban): every node lifts it.
   const auto removed = Cli(c, {"bans", "remove", addr});
