@@ -22,9 +22,10 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 using std::chrono::milliseconds;
 
 constexpr int kReadBatch = 2'000;
-// At most about this many decisions of other nodes wait in the outbox: the dispatcher's claim
-// costs grow with the outbox, so a node catching up reads the log as fast as it applies.
-constexpr std::int64_t kMaxPendingQueued = 4'000;
+// At most about this many (plus one read batch) decisions of other nodes wait in the outbox: the
+// dispatcher's claim costs grow with the outbox, so a node catching up reads the log as fast as it
+// applies.
+constexpr std::int64_t kMaxPendingQueued = 1'000;
 constexpr int kPublishBatch = 500;
 
 }  // namespace
