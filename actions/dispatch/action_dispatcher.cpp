@@ -273,6 +273,9 @@ struct DispatcherShared {
   std::vector<std::unique_ptr<ActionExecutor>> executors;
   DispatcherOptions options;
   const Clock* clock;
+  // Called on a worker thread after an action was recorded done (SetDoneHook); set before
+  // Start() and never changed while workers run.
+  std::function<void(const ActionRecord&)> on_done;
 
   // mu guards the hand-over between the claimer and the workers (and each Lane's running and
   // queue, which the analysis cannot name from inside Lane); store_mu guards the one store
@@ -595,6 +598,7 @@ struct DispatcherShared {
       s = store->MarkActionDone(a.id, now);
       Count(a, a.revert ? ActionOutcome::kReverted : ActionOutcome::kApplied);
       spdlog::info("action {} {}", DescribeAction(a), a.revert ? "reverted" : "applied");
+      if (s.ok() && on_done) on_done(a);
     } else if (result.transient() && attempt < options.max_attempts) {
       double u;
       {
@@ -826,6 +830,10 @@ Status ActionDispatcher::Start() {
   impl_->started = true;
   impl_->workers_ran = true;
   return Status::Ok();
+}
+
+void ActionDispatcher::SetDoneHook(std::function<void(const ActionRecord&)> hook) {
+  impl_->shared->on_done = std::move(hook);
 }
 
 void ActionDispatcher::Notify() {

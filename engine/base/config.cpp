@@ -38,8 +38,8 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   // A misspelt section ([stor]) would otherwise leave the daemon silently on defaults for it.
   SettingsReader top(c.document, "the top level", path, diags);
   top.CheckKnownKeys({"store", "rules", "allow", "dry_run", "clock", "control", "input", "metrics",
-                      "dispatcher", "nftables", "postfixadmin", "webhook", "mail", "exec",
-                      "policy"});
+                      "dispatcher", "nftables", "postfixadmin", "webhook", "mail", "exec", "policy",
+                      "cluster"});
   top.Bool("dry_run", &c.dry_run);
 
   if (const toml::table* store = top.Table("store")) {

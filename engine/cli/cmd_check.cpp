@@ -11,6 +11,7 @@
 
 #include "engine/cli/commands.h"
 #include "engine/cli/engine_assembly.h"
+#include "engine/cluster/cluster_options.h"
 #include "engine/policy/dovecot_policy_server.h"
 #include "engine/policy/postfix_policy_server.h"
 #include "mxward/action_dispatcher.h"
@@ -52,6 +53,7 @@ void RunCheck(const GlobalOptions& g) {
     (void)DispatcherOptions::FromConfig(config, &diags);
     (void)DovecotPolicyServerOptions::FromConfig(config, &diags);
     (void)PostfixPolicyServerOptions::FromConfig(config, &diags);
+    (void)ClusterOptions::FromConfig(config, &diags);
     (void)CheckActionSections(config, &diags);
   }
   // Keep going after config errors: the playbooks' problems are reported in the same run.

@@ -19,6 +19,8 @@
 #include "engine/cli/commands.h"
 #include "engine/cli/engine_assembly.h"
 #include "engine/cli/policy_assembly.h"
+#include "engine/cluster/cluster_link.h"
+#include "engine/cluster/cluster_options.h"
 #include "engine/policy/decision_feed.h"
 #include "engine/policy/decision_table.h"
 #include "engine/policy/dovecot_policy.h"
@@ -75,6 +77,7 @@ class Daemon {
         OrExit(DovecotPolicyServerOptions::FromConfig(config_, &diags), diags, "policy");
     auto postfix_policy_options =
         OrExit(PostfixPolicyServerOptions::FromConfig(config_, &diags), diags, "policy");
+    auto cluster_options = OrExit(ClusterOptions::FromConfig(config_, &diags), diags, "cluster");
     pack_ = LoadParserPackOrExit(ParserDirs(config_), config_);
     auto engine = LoadPlaybooksOrExit(config_);
 
@@ -164,6 +167,7 @@ class Daemon {
         io_, &registry_, [this] { return Health(); }, metrics_options);
     if (Status st = metrics_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
 
+    StartCluster(cluster_options);
     if (Status st = dispatcher_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
 
     signals_.add(SIGINT);
@@ -324,6 +328,62 @@ class Daemon {
     } else {
       spdlog::error("policy: [policy.postfix] not reloaded: {}", postfix.status().message());
     }
+  }
+
+  // The cluster link (engine/cluster/): shares ban decisions through PostgreSQL. Decisions of
+  // other nodes land in the outbox; the dispatcher applies them like local ones.
+  void StartCluster(const ClusterOptions& options) {
+    if (!options.enabled) return;
+    cluster_ = std::make_shared<ClusterLink>(options, config_.store_path,
+                                             [this] { dispatcher_->Notify(); });
+    if (Status st = cluster_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
+    // A ban done here is published at once rather than at the link's next look.
+    // Weak: a worker the dispatcher's Stop() detached may outlive the link.
+    dispatcher_->SetDoneHook([link = std::weak_ptr<ClusterLink>(cluster_)](const ActionRecord& a) {
+      if (a.type != "ban") return;
+      if (auto l = link.lock()) l->Notify();
+    });
+    RegisterClusterMetrics();
+    notes_.push_back(fmt::format("cluster: node {} ({})", options.node,
+                                 options.role == ClusterRole::kFull ? "full" : "enforcer"));
+  }
+
+  void RegisterClusterMetrics() {
+    constexpr std::string_view kConnected = "mxward_cluster_connected";
+    constexpr std::string_view kEvents = "mxward_cluster_total";
+    constexpr std::string_view kCursor = "mxward_cluster_cursor";
+    constexpr std::string_view kUnpublished = "mxward_cluster_unpublished";
+    (void)registry_.Declare(
+        {kConnected, MetricType::kGauge, "1 while the decision log connection is up.", {}});
+    (void)registry_.Declare({kEvents,
+                             MetricType::kCounter,
+                             "Cluster link events: connects, connect_failures, published, "
+                             "publish_failures, notifications, rows_read, queued, invalid.",
+                             {"type"}});
+    (void)registry_.Declare({kCursor,
+                             MetricType::kGauge,
+                             "The last decision log sequence number queued on this node.",
+                             {}});
+    (void)registry_.Declare({kUnpublished,
+                             MetricType::kGauge,
+                             "Local ban decisions waiting to be published (database down).",
+                             {}});
+    const ClusterLinkCounters& c = cluster_->counters();
+    auto add = [this](std::string_view family, std::vector<std::string> labels,
+                      const std::atomic<std::int64_t>* v) {
+      Keep(registry_.Add(family, labels, [v] { return static_cast<double>(v->load()); }));
+    };
+    add(kConnected, {}, &c.connected);
+    add(kCursor, {}, &c.cursor);
+    add(kUnpublished, {}, &c.unpublished);
+    add(kEvents, {"connects"}, &c.connects);
+    add(kEvents, {"connect_failures"}, &c.connect_failures);
+    add(kEvents, {"published"}, &c.published);
+    add(kEvents, {"publish_failures"}, &c.publish_failures);
+    add(kEvents, {"notifications"}, &c.notifications);
+    add(kEvents, {"rows_read"}, &c.rows_read);
+    add(kEvents, {"queued"}, &c.queued);
+    add(kEvents, {"invalid"}, &c.invalid);
   }
 
   void ApplyControlResponse(const nlohmann::json& response) {
@@ -517,6 +577,8 @@ class Daemon {
     }
     recorder_->Stop();
     dispatcher_->Stop(std::chrono::seconds(10));
+    // After the dispatcher: bans it finished while draining are published before we go.
+    if (cluster_) cluster_->Stop();
     spdlog::info("stopped: {} lines, {} events, {} incidents", pipeline_->counters().lines.load(),
                  pipeline_->counters().events.load(), pipeline_->counters().incidents.load());
   }
@@ -547,6 +609,7 @@ class Daemon {
   std::vector<MetricsRegistry::Handle> handles_;
   std::vector<MetricsRegistry::Handle> engine_metrics_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::shared_ptr<ClusterLink> cluster_;  // after the dispatcher, which it wakes
 };
 
 }  // namespace

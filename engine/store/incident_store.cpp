@@ -995,4 +995,107 @@ Result<std::vector<std::pair<UnixMicros, std::int64_t>>> IncidentStore::Incident
   return out;
 }
 
+// --- the cluster link ----------------------------------------------------------------------------
+
+Result<std::optional<std::int64_t>> IncidentStore::LoadClusterValue(std::string_view name) {
+  MXWARD_STMT(q, "SELECT value FROM cluster_state WHERE name = ?");
+  q.Bind(1, name);
+  const int rc = q.Step();
+  if (rc == SQLITE_ROW) return std::optional<std::int64_t>(q.Int(0));
+  if (rc != SQLITE_DONE) return Error("reading the cluster state");
+  return std::optional<std::int64_t>();
+}
+
+Status IncidentStore::SaveClusterValue(std::string_view name, std::int64_t value) {
+  MXWARD_STMT(q,
+              "INSERT INTO cluster_state (name, value) VALUES (?,?) "
+              "ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+  q.Bind(1, name).Bind(2, value);
+  if (q.Step() != SQLITE_DONE) return Error("saving the cluster state");
+  return Status::Ok();
+}
+
+Result<std::int64_t> IncidentStore::MaxActionId() {
+  MXWARD_STMT(q, "SELECT coalesce(max(id), 0) FROM actions");
+  if (q.Step() != SQLITE_ROW) return Error("reading the last action id");
+  return q.Int(0);
+}
+
+namespace {
+const std::string kUnpublishedBansSql = fmt::format(
+    "SELECT {} FROM actions a WHERE a.id > ?1 AND a.type = 'ban' AND a.status = 'done' "
+    "AND json_extract(a.params, '$.cluster_uuid') IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM cluster_published p WHERE p.action_id = a.id) "
+    "ORDER BY a.id LIMIT ?2",
+    kActionColumns);
+}  // namespace
+
+Result<UnpublishedBans> IncidentStore::UnpublishedBanActions(std::int64_t floor, int limit) {
+  UnpublishedBans out;
+  {
+    // Everything at or below the new floor is settled now, so the read below sees it as it stays.
+    MXWARD_STMT(f,
+                "SELECT coalesce((SELECT min(id) - 1 FROM actions WHERE id > ?1 AND type = 'ban' "
+                "AND status = 'pending'), (SELECT max(id) FROM actions), ?1)");
+    f.Bind(1, floor);
+    if (f.Step() != SQLITE_ROW) return Error("reading the publish floor");
+    out.floor = std::max(floor, f.Int(0));
+  }
+  MXWARD_STMT(q, kUnpublishedBansSql.c_str());
+  q.Bind(1, floor).Bind(2, limit);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.actions.push_back(ActionFromRow(q));
+  if (rc != SQLITE_DONE) return Error("reading the bans to publish");
+  if (static_cast<int>(out.actions.size()) >= limit) {
+    out.floor = std::min(out.floor, out.actions.back().id);
+  }
+  return out;
+}
+
+Status IncidentStore::MarkBansPublished(const std::vector<std::int64_t>& ids, std::int64_t floor) {
+  return InTransaction([&]() -> Status {
+    for (std::int64_t id : ids) {
+      MXWARD_STMT(ins, "INSERT OR IGNORE INTO cluster_published (action_id) VALUES (?)");
+      ins.Bind(1, id);
+      if (ins.Step() != SQLITE_DONE) return Error("recording a published ban");
+    }
+    MXWARD_STMT(del, "DELETE FROM cluster_published WHERE action_id <= ?");
+    del.Bind(1, floor);
+    if (del.Step() != SQLITE_DONE) return Error("forgetting published bans");
+    return SaveClusterValue("publish_floor", floor);
+  });
+}
+
+Result<std::int64_t> IncidentStore::CountPendingClusterActions() {
+  MXWARD_STMT(q,
+              "SELECT count(*) FROM actions WHERE status = 'pending' "
+              "AND json_extract(params, '$.cluster_uuid') IS NOT NULL");
+  if (q.Step() != SQLITE_ROW) return Error("counting pending cluster actions");
+  return q.Int(0);
+}
+
+Result<std::vector<std::int64_t>> IncidentStore::QueueClusterDecisions(
+    const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now) {
+  std::vector<std::int64_t> ids;
+  Status s = InTransaction([&]() -> Status {
+    for (const ClusterDecision& d : decisions) {
+      {
+        MXWARD_STMT(seen,
+                    "INSERT OR IGNORE INTO cluster_applied (uuid, seq, applied_at) VALUES (?,?,?)");
+        seen.Bind(1, d.uuid).Bind(2, d.seq).Bind(3, now);
+        if (seen.Step() != SQLITE_DONE) return Error("recording a cluster decision");
+        if (sqlite3_changes(db_) == 0) continue;  // queued before
+      }
+      ActionRequest request = d.request;
+      request.params["cluster_uuid"] = d.uuid;
+      auto id = EnqueueAction(0, request, d.revert, now);
+      if (!id.ok()) return id.status();
+      ids.push_back(*id);
+    }
+    return SaveClusterValue("cursor", cursor);
+  });
+  if (!s.ok()) return s;
+  return ids;
+}
+
 }  // namespace mxward

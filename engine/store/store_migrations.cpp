@@ -125,7 +125,27 @@ CREATE TABLE input_cursors (
 ) WITHOUT ROWID;
 )sql";
 
-constexpr std::array<const char*, 3> kMigrations = {kV1, kV2, kV3};
+// v4: the cluster link (engine/cluster/, docs/cluster.md).
+// cluster_state: named integers of the link: "publish_floor" (every ban action at or below it is
+//   settled and, if done, published) and "cursor" (the last decision-log sequence number whose
+//   decisions are in this outbox).
+// cluster_published: ban actions above the floor already in the decision log.
+// cluster_applied: the uuid of every decision of another node queued here: a decision read twice
+//   is queued once.
+constexpr const char* kV4 = R"sql(
+CREATE TABLE cluster_state (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE cluster_published (action_id INTEGER PRIMARY KEY);
+CREATE TABLE cluster_applied (
+  uuid TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  applied_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+constexpr std::array<const char*, 4> kMigrations = {kV1, kV2, kV3, kV4};
 
 }  // namespace
 

@@ -46,6 +46,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -130,6 +131,9 @@ class ActionDispatcher {
 
   Status Start();  // starts workers; they run what is already pending at once
   void Notify();   // new actions are in the outbox
+  // Called on a worker thread, after the store records an action done (the cluster link wakes
+  // to publish a ban). Must be quick and must not call back into the dispatcher. Before Start().
+  void SetDoneHook(std::function<void(const ActionRecord&)> hook);
   // Stops taking new work, waits up to drain for running actions, stops executors. Claimed
   // actions that did not start are handed back to the outbox at once; an action still running
   // after drain is left to its (detached) worker and re-run by the next start if it never

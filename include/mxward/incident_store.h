@@ -113,6 +113,20 @@ struct ClaimOutcome {
 // in SQL.
 std::string ActionSubjectKey(const ActionRecord& action);
 
+// A decision of another cluster node, to be queued here (IncidentStore::QueueClusterDecisions).
+struct ClusterDecision {
+  std::string uuid;       // the decision log's uuid: queued at most once per store
+  std::int64_t seq = 0;   // its sequence number in the decision log
+  ActionRequest request;  // a "ban" (revert = false) or its removal (revert = true)
+  bool revert = false;
+};
+
+// Ban actions of this node that the decision log does not have yet (UnpublishedBanActions).
+struct UnpublishedBans {
+  std::vector<ActionRecord> actions;  // done, not from the cluster, not yet published; by id
+  std::int64_t floor = 0;             // the publish floor to save once these are published
+};
+
 struct OutboxStats {
   std::int64_t pending = 0;
   UnixMicros oldest_created_at = 0;  // 0 when empty
@@ -120,7 +134,7 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
@@ -203,6 +217,31 @@ class IncidentStore {
   Status SaveInputCursor(std::string_view input, std::string_view cursor, UnixMicros now);
   // nullopt when the input has none yet (a first run).
   Result<std::optional<std::string>> LoadInputCursor(std::string_view input);
+
+  // --- the cluster link (engine/cluster/) ----------------------------------------------------
+  // A named integer of the link ("cursor", "publish_floor"); nullopt when never saved.
+  Result<std::optional<std::int64_t>> LoadClusterValue(std::string_view name);
+  Status SaveClusterValue(std::string_view name, std::int64_t value);
+  // The highest action id in the store (0 when none): the publish floor of a node that joins a
+  // cluster, so its past bans are not published.
+  Result<std::int64_t> MaxActionId();
+  // Ban actions (and ban removals) with id > floor that ran (status done), were not queued from
+  // the cluster (no cluster_uuid parameter) and are not in cluster_published, oldest first, at
+  // most limit; and the new floor: below the oldest pending ban action, at most the last action
+  // returned when there were more. The floor is computed before the rows are read, so an action
+  // that settles in between is above it or among them.
+  Result<UnpublishedBans> UnpublishedBanActions(std::int64_t floor, int limit);
+  // Records ids as published and saves the floor (forgetting published ids at or below it), in
+  // one transaction.
+  Status MarkBansPublished(const std::vector<std::int64_t>& ids, std::int64_t floor);
+  // Queues the decisions whose uuid this store has not queued before (with cluster_uuid in their
+  // parameters) and saves `cursor` as the link's cursor, in one transaction: a crash leaves
+  // either both or neither. Returns the ids of the queued actions.
+  // Actions queued from the cluster that are still pending: the link reads no more of the log
+  // while this is high, so a node catching up keeps its outbox (and each claim) short.
+  Result<std::int64_t> CountPendingClusterActions();
+  Result<std::vector<std::int64_t>> QueueClusterDecisions(
+      const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now);
 
   // --- summaries (for `mxward stats`), incidents by first_seen >= since ------------------------
   Result<std::vector<NamedCount>> IncidentsPerPlaybook(UnixMicros since);

@@ -26,6 +26,7 @@ ALLOWED = {
     "pipeline": ["base", "model", "ingest", "parse", "rules"],
     "control": ["base", "model", "store"],
     "policy": ["base", "model", "parse", "rules"],
+    "cluster": ["base", "model", "store"],
     "executor": ["base", "model"],
     "actions-common": ["base", "model", "store", "executor"],
     "dispatch": ["base", "model", "store", "executor", "actions-common"],
@@ -56,7 +57,7 @@ PUBLIC_HEADERS = {
 PUBLIC = {h: floor for floor, hs in PUBLIC_HEADERS.items() for h in hs}
 
 ENGINE_FOLDERS = ["base", "model", "ingest", "parse", "rules", "store", "control", "policy",
-                  "cli"]
+                  "cluster", "cli"]
 ACTION_FOLDERS = {"common": "actions-common", "dispatch": "dispatch", "registry": "registry"}
 ACTION_FOLDERS.update({b: "backend:" + b for b in BACKENDS})
 

@@ -1,0 +1,292 @@
+#include "engine/cluster/cluster_link.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "engine/cluster/decision_log.h"
+#include "mxward/incident_store.h"
+#include "mxward/ip_address.h"
+#include "mxward/time.h"
+
+namespace mxward {
+namespace {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+using std::chrono::milliseconds;
+
+constexpr int kReadBatch = 2'000;
+// At most about this many (plus one read batch) decisions of other nodes wait in the outbox: the
+// dispatcher's claim costs grow with the outbox, so a node catching up reads the log as fast as it
+// applies.
+constexpr std::int64_t kMaxPendingQueued = 1'000;
+constexpr int kPublishBatch = 500;
+
+}  // namespace
+
+struct ClusterLink::State {
+  std::unique_ptr<IncidentStore> store;
+  std::unique_ptr<DecisionLog> log;
+  std::int64_t floor = 0;
+  std::int64_t cursor = 0;
+};
+
+ClusterLink::ClusterLink(ClusterOptions options, std::string store_path,
+                         std::function<void()> on_queued)
+    : options_(std::move(options)),
+      store_path_(std::move(store_path)),
+      on_queued_(std::move(on_queued)) {}
+
+ClusterLink::~ClusterLink() {
+  Stop();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+Status ClusterLink::Start() {
+  auto store = IncidentStore::Open(store_path_);
+  if (!store.ok()) return store.status();
+  state_ = std::make_unique<State>();
+  state_->store = std::move(*store);
+  auto floor = state_->store->LoadClusterValue("publish_floor");
+  if (!floor.ok()) return floor.status();
+  if (floor->has_value()) {
+    state_->floor = **floor;
+  } else {
+    // Joining a cluster: what this node did before is not published.
+    auto max = state_->store->MaxActionId();
+    if (!max.ok()) return max.status();
+    state_->floor = *max;
+    MXWARD_RETURN_IF_ERROR(state_->store->SaveClusterValue("publish_floor", state_->floor));
+  }
+  auto cursor = state_->store->LoadClusterValue("cursor");
+  if (!cursor.ok()) return cursor.status();
+  state_->cursor = cursor->value_or(0);
+  counters_.cursor = state_->cursor;
+  state_->log = std::make_unique<DecisionLog>(options_.dsn, options_.password, options_.node);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) return Status::Internal("eventfd failed");
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void ClusterLink::Notify() {
+  if (wake_fd_ < 0) return;
+  const std::uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+}
+
+void ClusterLink::Stop() {
+  if (!thread_.joinable()) return;
+  stop_ = true;
+  Notify();
+  thread_.join();
+}
+
+void ClusterLink::Run() {
+  State& s = *state_;
+  DecisionLog& log = *s.log;
+  const auto tick = milliseconds(options_.safety_tick_ms);
+  const auto poll_every = milliseconds(std::max<std::int64_t>(5, options_.publish_poll_ms));
+  milliseconds backoff(options_.retry_min_ms);
+  SteadyTime next_connect{};
+  SteadyTime next_tick{};
+  bool need_read = true;
+  bool backlogged = false;  // rows left unread because the outbox is full of queued decisions
+  bool was_down_logged = false;
+
+  auto lost = [&](const Status& st, const char* doing) {
+    counters_.connected = 0;
+    spdlog::warn("cluster: {} failed, retrying in {} ms: {}", doing, backoff.count(),
+                 st.ToString());
+    next_connect = std::chrono::steady_clock::now() + backoff;
+    backoff = std::min(backoff * 2, milliseconds(options_.retry_max_ms));
+  };
+
+  // Every row after the cursor, in batches; the other nodes' decisions into the outbox.
+  auto read_all = [&]() -> Status {
+    backlogged = false;
+    for (;;) {
+      auto pending = s.store->CountPendingClusterActions();
+      if (pending.ok() && *pending >= kMaxPendingQueued) {
+        backlogged = true;
+        return Status::Ok();
+      }
+      auto rows = log.ReadAfter(s.cursor, kReadBatch);
+      if (!rows.ok()) return rows.status();
+      if (rows->empty()) return Status::Ok();
+      counters_.rows_read += static_cast<std::int64_t>(rows->size());
+      std::vector<ClusterDecision> decisions;
+      for (const DecisionRow& r : *rows) {
+        if (r.node == options_.node) continue;  // ours: applied here before it was published
+        IpPrefix prefix;
+        if (!IpPrefix::Parse(r.scope, &prefix, /*strict=*/true)) {
+          ++counters_.invalid;
+          continue;
+        }
+        ClusterDecision d;
+        d.uuid = r.uuid;
+        d.seq = r.seq;
+        d.request.type = "ban";
+        d.request.params["address"] = prefix.ToString();
+        if (r.kind == "unban") {
+          d.revert = true;
+        } else {
+          if (r.has_expiry) {
+            if (r.remaining_s <= 0) continue;  // expired before we read it
+            d.request.params["duration_s"] = r.remaining_s;
+          } else if (r.permanent) {
+            d.request.params["duration_s"] = 0;
+          }
+          d.request.params["reason"] =
+              r.playbook.empty() ? "cluster: " + r.node : "cluster: " + r.node + " " + r.playbook;
+        }
+        d.request.params["cluster_node"] = r.node;
+        decisions.push_back(std::move(d));
+      }
+      const std::int64_t cursor = rows->back().seq;
+      auto ids = s.store->QueueClusterDecisions(decisions, cursor, SystemClock::Instance()->Now());
+      if (!ids.ok()) {
+        spdlog::error("cluster: cannot queue decisions in the store: {}", ids.status().ToString());
+        return Status::Ok();  // the cursor stays; the next read tries again
+      }
+      s.cursor = cursor;
+      counters_.cursor = cursor;
+      counters_.queued += static_cast<std::int64_t>(ids->size());
+      if (!ids->empty() && on_queued_) on_queued_();
+      if (static_cast<int>(rows->size()) < kReadBatch) return Status::Ok();
+    }
+  };
+
+  // The local bans done since the floor, into the log.
+  auto publish = [&]() -> Status {
+    for (;;) {
+      auto pending = s.store->UnpublishedBanActions(s.floor, kPublishBatch);
+      if (!pending.ok()) {
+        spdlog::error("cluster: cannot read bans to publish: {}", pending.status().ToString());
+        return Status::Ok();
+      }
+      std::vector<DecisionToPublish> out;
+      std::vector<std::int64_t> ids;
+      std::map<std::int64_t, std::string> playbooks;  // incident id -> its playbook
+      for (const ActionRecord& a : pending->actions) {
+        ids.push_back(a.id);
+        // An enforcer publishes what an admin does by hand, not what its playbooks decide.
+        if (options_.role == ClusterRole::kEnforcer && a.incident_id != 0) continue;
+        IpPrefix prefix;
+        const std::string address = a.params.value("address", "");
+        if (!IpPrefix::Parse(address, &prefix, /*strict=*/false)) continue;
+        DecisionToPublish d;
+        d.unban = a.revert;
+        d.scope = prefix.ToString();
+        if (auto it = a.params.find("ports"); it != a.params.end() && it->is_string()) {
+          d.ports = it->get<std::string>();
+        }
+        if (auto it = a.params.find("duration_s");
+            it != a.params.end() && it->is_number_integer()) {
+          d.duration_s = it->get<std::int64_t>();
+        }
+        if (a.incident_id != 0) {
+          auto it = playbooks.find(a.incident_id);
+          if (it == playbooks.end()) {
+            auto incident = s.store->GetIncident(a.incident_id);
+            it = playbooks.emplace(a.incident_id, incident.ok() ? incident->playbook : "").first;
+          }
+          d.playbook = it->second;
+        }
+        d.incident_id = a.incident_id;
+        d.origin_action_id = a.id;
+        out.push_back(std::move(d));
+      }
+      counters_.unpublished = static_cast<std::int64_t>(out.size());
+      if (!out.empty()) {
+        auto seq = log.Publish(out);
+        if (!seq.ok()) {
+          ++counters_.publish_failures;
+          return seq.status();
+        }
+        counters_.published += static_cast<std::int64_t>(out.size());
+        counters_.unpublished = 0;
+      }
+      if (pending->floor != s.floor || !ids.empty()) {
+        Status st = s.store->MarkBansPublished(ids, pending->floor);
+        if (!st.ok()) {
+          spdlog::error("cluster: cannot record published bans: {}", st.ToString());
+          return Status::Ok();  // published again later: one row in the log
+        }
+        s.floor = pending->floor;
+      }
+      if (static_cast<int>(pending->actions.size()) < kPublishBatch) return Status::Ok();
+    }
+  };
+
+  while (!stop_) {
+    auto now = std::chrono::steady_clock::now();
+    if (!log.connected() && now >= next_connect) {
+      Status st = log.Connect();
+      if (st.ok()) {
+        ++counters_.connects;
+        counters_.connected = 1;
+        backoff = milliseconds(options_.retry_min_ms);
+        need_read = true;
+        if (was_down_logged) spdlog::info("cluster: connected to the decision log again");
+        was_down_logged = false;
+        spdlog::info("cluster: node {} connected to the decision log; cursor {}", options_.node,
+                     s.cursor);
+      } else {
+        ++counters_.connect_failures;
+        if (!was_down_logged) {
+          was_down_logged = true;
+          spdlog::warn("cluster: decision log unreachable; local bans go on, publication waits");
+        }
+        lost(st, "connecting");
+      }
+    }
+    if (log.connected()) {
+      if (need_read || backlogged || now >= next_tick) {
+        need_read = false;
+        next_tick = now + tick;
+        if (Status st = read_all(); !st.ok()) lost(st, "reading decisions");
+      }
+    }
+    if (log.connected()) {
+      if (Status st = publish(); !st.ok()) lost(st, "publishing");
+    }
+    // Wait for the doorbell, a Notify(), the publish poll or the reconnect time.
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {log.socket(), POLLIN, 0}};
+    const nfds_t n = log.connected() ? 2 : 1;
+    auto wait = backlogged ? milliseconds(20) : poll_every;
+    if (!log.connected()) {
+      wait = std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(
+                                           next_connect - std::chrono::steady_clock::now()));
+      wait = std::min(wait, milliseconds(1000));
+    }
+    if (poll(fds, n, static_cast<int>(wait.count())) > 0) {
+      if (fds[0].revents & POLLIN) {
+        std::uint64_t v;
+        (void)!read(wake_fd_, &v, sizeof v);
+      }
+      if (n == 2 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP))) {
+        auto got = log.ConsumeNotifications();
+        if (!got.ok()) {
+          lost(got.status(), "listening");
+        } else if (*got) {
+          ++counters_.notifications;
+          need_read = true;
+        }
+      }
+    }
+  }
+  // Bans the dispatcher finished while the daemon drained: into the log before we go (if not,
+  // the next start publishes them).
+  if (log.connected()) (void)publish();
+  log.Disconnect();
+  counters_.connected = 0;
+}
+
+}  // namespace mxward

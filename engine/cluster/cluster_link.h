@@ -1,0 +1,82 @@
+// ClusterLink: shares this node's ban decisions with the other mxward nodes of a cluster through
+// the PostgreSQL decision log (decision_log.h, docs/cluster.md), and applies theirs here.
+//
+// Local first. A ban is decided and applied from this node's own outbox as without a cluster; the
+// link then finds the ban action done in the store (a durable record: the store is the outbox of
+// publication too) and publishes it. With the database down detection and local bans go on;
+// publication waits, retried with backoff, and happens once when it is back, also across a
+// restart (the store's publish floor and cluster_published say what is in the log already, and
+// the log's (node, action) key makes a repeated publication one row).
+//
+// Applying. One connection LISTENs; on every notification, on every (re)connect and on a slow
+// safety tick the link reads every row after its cursor and queues the other nodes' decisions
+// into the local outbox as ordinary ban / ban-removal actions (with the decision's uuid), in the
+// store transaction that saves the new cursor: the dispatcher then applies them in one batch
+// through the nftables executor, exactly as a local ban, and a decision read twice (a crash
+// between reading and saving) is queued once (its uuid is remembered).
+//
+// Threads: the link owns one thread that does all of its blocking work (libpq, its own SQLite
+// connection), so the daemon's Asio loop never waits on the database. Start/Stop/Notify are
+// called from the daemon's thread; counters() may be read from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "engine/cluster/cluster_options.h"
+#include "mxward/status.h"
+
+namespace mxward {
+
+struct ClusterLinkCounters {
+  std::atomic<std::int64_t> connected{0};  // 1 while the decision log connection is up
+  std::atomic<std::int64_t> connects{0};
+  std::atomic<std::int64_t> connect_failures{0};
+  std::atomic<std::int64_t> published{0};         // decisions written to the log
+  std::atomic<std::int64_t> publish_failures{0};  // publications that failed and wait for a retry
+  std::atomic<std::int64_t> notifications{0};
+  std::atomic<std::int64_t> rows_read{0};
+  std::atomic<std::int64_t> queued{0};       // other nodes' decisions queued into the local outbox
+  std::atomic<std::int64_t> invalid{0};      // rows skipped: a scope that is not an address/prefix
+  std::atomic<std::int64_t> cursor{0};       // the last sequence number whose decisions are queued
+  std::atomic<std::int64_t> unpublished{0};  // done local bans waiting for publication
+};
+
+class ClusterLink {
+ public:
+  // on_queued: called on the link's thread after decisions were queued into the outbox (the
+  // daemon wakes its dispatcher).
+  ClusterLink(ClusterOptions options, std::string store_path, std::function<void()> on_queued);
+  ~ClusterLink();
+  ClusterLink(const ClusterLink&) = delete;
+  ClusterLink& operator=(const ClusterLink&) = delete;
+
+  // Opens the link's store connection and starts its thread (which connects to the database on
+  // its own, retrying: a database that is down does not stop the daemon).
+  Status Start();
+  // Wakes the thread to look for bans to publish now.
+  void Notify();
+  void Stop();
+
+  const ClusterLinkCounters& counters() const { return counters_; }
+  const ClusterOptions& options() const { return options_; }
+
+ private:
+  struct State;
+  void Run();
+
+  ClusterOptions options_;
+  std::string store_path_;
+  std::function<void()> on_queued_;
+  ClusterLinkCounters counters_;
+  std::unique_ptr<State> state_;
+  int wake_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace mxward

@@ -1,0 +1,41 @@
+// ClusterOptions: the [cluster] section of mxward.toml (docs/cluster.md). Without the section the
+// node is alone and nothing of the cluster link runs. Read by the daemon when it starts and by
+// `mxward check`, with located diagnostics; a value type, safe to copy between threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mxward/config.h"
+#include "mxward/status.h"
+
+namespace mxward {
+
+enum class ClusterRole {
+  kFull,      // detects, bans locally, publishes its decisions and applies the others'
+  kEnforcer,  // applies the cluster's decisions; publishes only what an admin does by hand
+};
+
+struct ClusterOptions {
+  bool enabled = false;  // a [cluster] section is present
+  std::string node;      // this node's name in the decision log: [A-Za-z0-9._-]{1,64}
+  // libpq connection string or URI without the password ("host=db1 dbname=mxward user=mxward").
+  std::string dsn;
+  std::string password;  // from password_file (ReadSecretFile checks), "" for none
+  ClusterRole role = ClusterRole::kFull;
+  // How often the link reads the decision log without a notification (a lost NOTIFY, a
+  // notification the database dropped while the connection was being re-made).
+  std::int64_t safety_tick_ms = 30'000;
+  // How often the link looks in the local store for bans to publish without being woken (the
+  // dispatcher wakes it when it finishes a ban; this catches what another process finished).
+  std::int64_t publish_poll_ms = 200;
+  // Reconnect and publication retry: from min doubling up to max.
+  std::int64_t retry_min_ms = 1'000;
+  std::int64_t retry_max_ms = 30'000;
+
+  static Result<ClusterOptions> FromConfig(const Config& config,
+                                           std::vector<Diagnostic>* diagnostics);
+};
+
+}  // namespace mxward

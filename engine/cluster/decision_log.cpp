@@ -1,0 +1,256 @@
+#include "engine/cluster/decision_log.h"
+
+#include <libpq-fe.h>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace mxward {
+namespace {
+
+// One advisory lock key for the migration: nodes that start together migrate one after another.
+constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(7340110018)";
+
+// v1: the counter row whose lock orders publishers, and the log itself. scope is the canonical
+// text of an address or prefix; ports is a scope word of the per-ban port issue ("mail" = the
+// configured mail ports); expires_at is computed with the database's now(), so node clocks do
+// not matter; NULL with permanent = false means "the node's default duration".
+constexpr const char* kV1 = R"sql(
+CREATE TABLE mxward_decision_counter (
+  id integer PRIMARY KEY CHECK (id = 1),
+  last bigint NOT NULL
+);
+INSERT INTO mxward_decision_counter VALUES (1, 0);
+CREATE TABLE mxward_decisions (
+  seq bigint PRIMARY KEY,
+  uuid uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+  kind text NOT NULL CHECK (kind IN ('ban', 'unban', 'extension')),
+  scope text NOT NULL,
+  ports text NOT NULL DEFAULT 'mail',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz,
+  permanent boolean NOT NULL DEFAULT false,
+  playbook text NOT NULL DEFAULT '',
+  node text NOT NULL,
+  incident_id bigint NOT NULL DEFAULT 0,
+  origin_action_id bigint NOT NULL,
+  UNIQUE (node, origin_action_id)
+);
+CREATE INDEX mxward_decisions_by_scope ON mxward_decisions (scope, seq);
+)sql";
+
+constexpr std::array<const char*, 1> kMigrations = {kV1};
+static_assert(kMigrations.size() == DecisionLog::kSchemaVersion);
+
+// A ban while an unexpired ban of the scope (not removed since) is in the log is an extension.
+constexpr const char* kInsertSql = R"sql(
+INSERT INTO mxward_decisions (seq, kind, scope, ports, expires_at, permanent, playbook, node,
+                              incident_id, origin_action_id)
+VALUES ($1::bigint,
+        CASE WHEN $2 = 'ban' AND EXISTS (
+               SELECT 1 FROM mxward_decisions d
+               WHERE d.scope = $3 AND d.kind <> 'unban'
+                 AND (d.permanent OR d.expires_at IS NULL OR d.expires_at > now())
+                 AND NOT EXISTS (SELECT 1 FROM mxward_decisions u
+                                 WHERE u.scope = $3 AND u.kind = 'unban' AND u.seq > d.seq))
+             THEN 'extension' ELSE $2 END,
+        $3, $4,
+        CASE WHEN $5::bigint > 0 THEN now() + make_interval(secs => $5::bigint::double precision)
+        END,
+        $5::bigint = 0, $6, $7, $8::bigint, $9::bigint)
+ON CONFLICT (node, origin_action_id) DO NOTHING
+)sql";
+
+constexpr const char* kReadSql = R"sql(
+SELECT seq, uuid::text, kind, scope, ports, expires_at IS NOT NULL, permanent,
+       CASE WHEN expires_at IS NULL THEN 0
+            ELSE greatest(0, ceil(extract(epoch FROM expires_at - now())))::bigint END,
+       playbook, node, incident_id
+FROM mxward_decisions WHERE seq > $1::bigint ORDER BY seq LIMIT $2::integer
+)sql";
+
+std::string FirstLine(const char* text) {
+  std::string s = text ? text : "";
+  if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
+// Runs sql with text parameters; the result or nullptr.
+PGresult* Run(PGconn* conn, const char* sql, const std::vector<std::string>& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.c_str());
+  return PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                      nullptr, 0);
+}
+
+}  // namespace
+
+DecisionLog::DecisionLog(std::string conninfo, std::string password, std::string node)
+    : conninfo_(std::move(conninfo)), password_(std::move(password)), node_(std::move(node)) {}
+
+DecisionLog::~DecisionLog() { Disconnect(); }
+
+void DecisionLog::Disconnect() {
+  if (conn_ != nullptr) PQfinish(conn_);
+  conn_ = nullptr;
+}
+
+int DecisionLog::socket() const { return conn_ ? PQsocket(conn_) : -1; }
+
+Status DecisionLog::Fail(const char* doing, void* result) {
+  auto* res = static_cast<PGresult*>(result);
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string msg =
+      fmt::format("PostgreSQL: {} ({})",
+                  FirstLine(res ? PQresultErrorMessage(res) : PQerrorMessage(conn_)), doing);
+  if (res) PQclear(res);
+  const bool lost = PQstatus(conn_) != CONNECTION_OK;
+  const bool transient =
+      lost || (state && (std::strncmp(state, "08", 2) == 0 || std::strcmp(state, "40001") == 0 ||
+                         std::strcmp(state, "40P01") == 0 || std::strncmp(state, "57P0", 4) == 0 ||
+                         std::strcmp(state, "53300") == 0));
+  // Any failure leaves the connection in doubt (an open transaction, a half-read result): start
+  // over on a new one.
+  Disconnect();
+  if (transient) return Status::Unavailable(std::move(msg));
+  return Status::Internal(std::move(msg));
+}
+
+Status DecisionLog::Exec(const char* sql) {
+  PGresult* res = PQexec(conn_, sql);
+  const auto st = PQresultStatus(res);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Fail(sql, res);
+  PQclear(res);
+  return Status::Ok();
+}
+
+Status DecisionLog::Connect() {
+  Disconnect();
+  // dbname first with expand_dbname: the connection string's settings, then ours on top.
+  std::vector<const char*> keys = {"dbname", "application_name", "connect_timeout"};
+  std::vector<const char*> values = {conninfo_.c_str(), "mxward", "5"};
+  if (!password_.empty()) {
+    keys.push_back("password");
+    values.push_back(password_.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: out of memory connecting");
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    std::string msg =
+        fmt::format("PostgreSQL: cannot connect: {}", FirstLine(PQerrorMessage(conn_)));
+    Disconnect();
+    return Status::Unavailable(std::move(msg));
+  }
+  // Server notices ("relation ... already exists, skipping" from the migration's IF NOT EXISTS)
+  // would go to stderr unformatted; none of them is something to act on.
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
+  MXWARD_RETURN_IF_ERROR(Migrate());
+  return Exec("LISTEN mxward_decisions");
+}
+
+Status DecisionLog::Migrate() {
+  MXWARD_RETURN_IF_ERROR(Exec("BEGIN"));
+  MXWARD_RETURN_IF_ERROR(Exec(kMigrationLock));
+  MXWARD_RETURN_IF_ERROR(
+      Exec("CREATE TABLE IF NOT EXISTS mxward_cluster_schema (version integer PRIMARY KEY, "
+           "applied_at timestamptz NOT NULL DEFAULT now())"));
+  PGresult* res = PQexec(conn_, "SELECT coalesce(max(version), 0) FROM mxward_cluster_schema");
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading the schema version", res);
+  const int version = std::atoi(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  if (version > kSchemaVersion) {
+    (void)Exec("ROLLBACK");
+    Disconnect();
+    return Status::Internal(
+        fmt::format("the decision log has schema version {}, this mxward knows up to {}: "
+                    "upgrade mxward on this node",
+                    version, kSchemaVersion));
+  }
+  for (int v = version; v < kSchemaVersion; ++v) {
+    MXWARD_RETURN_IF_ERROR(Exec(kMigrations[static_cast<std::size_t>(v)]));
+    PGresult* ins = Run(conn_, "INSERT INTO mxward_cluster_schema (version) VALUES ($1::integer)",
+                        {std::to_string(v + 1)});
+    if (PQresultStatus(ins) != PGRES_COMMAND_OK) return Fail("recording the schema version", ins);
+    PQclear(ins);
+  }
+  return Exec("COMMIT");
+}
+
+Result<bool> DecisionLog::ConsumeNotifications() {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  if (PQconsumeInput(conn_) == 0) return Fail("reading notifications", nullptr);
+  bool any = false;
+  while (PGnotify* n = PQnotifies(conn_)) {
+    any = true;
+    PQfreemem(n);
+  }
+  return any;
+}
+
+Result<std::int64_t> DecisionLog::Publish(const std::vector<DecisionToPublish>& decisions) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  if (decisions.empty()) return std::int64_t{0};
+  MXWARD_RETURN_IF_ERROR(Exec("BEGIN"));
+  // The row lock taken here is held until COMMIT: publishers take their numbers one after
+  // another, in commit order.
+  PGresult* res = Run(conn_,
+                      "UPDATE mxward_decision_counter SET last = last + $1::bigint "
+                      "WHERE id = 1 RETURNING last",
+                      {std::to_string(decisions.size())});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    return Fail("taking sequence numbers", res);
+  }
+  const std::int64_t last = std::strtoll(PQgetvalue(res, 0, 0), nullptr, 10);
+  PQclear(res);
+  std::int64_t seq = last - static_cast<std::int64_t>(decisions.size());
+  for (const DecisionToPublish& d : decisions) {
+    ++seq;
+    PGresult* ins = Run(conn_, kInsertSql,
+                        {std::to_string(seq), d.unban ? "unban" : "ban", d.scope, d.ports,
+                         std::to_string(d.duration_s), d.playbook, node_,
+                         std::to_string(d.incident_id), std::to_string(d.origin_action_id)});
+    if (PQresultStatus(ins) != PGRES_COMMAND_OK) return Fail("writing a decision", ins);
+    PQclear(ins);
+  }
+  // The doorbell: delivered to listeners at commit, carrying only the number.
+  PGresult* note = Run(conn_, "SELECT pg_notify('mxward_decisions', $1)", {std::to_string(last)});
+  if (PQresultStatus(note) != PGRES_TUPLES_OK) return Fail("notifying", note);
+  PQclear(note);
+  MXWARD_RETURN_IF_ERROR(Exec("COMMIT"));
+  return last;
+}
+
+Result<std::vector<DecisionRow>> DecisionLog::ReadAfter(std::int64_t cursor, int limit) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  PGresult* res = Run(conn_, kReadSql, {std::to_string(cursor), std::to_string(limit)});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading decisions", res);
+  std::vector<DecisionRow> rows;
+  const int n = PQntuples(res);
+  rows.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    DecisionRow r;
+    r.seq = std::strtoll(PQgetvalue(res, i, 0), nullptr, 10);
+    r.uuid = PQgetvalue(res, i, 1);
+    r.kind = PQgetvalue(res, i, 2);
+    r.scope = PQgetvalue(res, i, 3);
+    r.ports = PQgetvalue(res, i, 4);
+    r.has_expiry = PQgetvalue(res, i, 5)[0] == 't';
+    r.permanent = PQgetvalue(res, i, 6)[0] == 't';
+    r.remaining_s = std::strtoll(PQgetvalue(res, i, 7), nullptr, 10);
+    r.playbook = PQgetvalue(res, i, 8);
+    r.node = PQgetvalue(res, i, 9);
+    r.incident_id = std::strtoll(PQgetvalue(res, i, 10), nullptr, 10);
+    rows.push_back(std::move(r));
+  }
+  PQclear(res);
+  return rows;
+}
+
+}  // namespace mxward

@@ -1,0 +1,94 @@
+// DecisionLog: this node's connection to the cluster's decision log in PostgreSQL
+// (docs/cluster.md). It creates and migrates the log's tables (versioned, under an advisory lock
+// so nodes starting together migrate once), publishes decisions with commit-ordered sequence
+// numbers, reads the decisions after a cursor, and LISTENs for the doorbell NOTIFY that carries
+// only the newest sequence number.
+//
+// Sequence numbers follow commit order: a publishing transaction first increments the one row of
+// mxward_decision_counter, whose row lock it then holds until it commits, so a transaction that
+// got a higher number committed after every transaction with a lower one, and a reader that sees
+// sequence n sees everything below n. (A bigserial would not: its values are taken at insert and
+// an earlier value can commit later, so a reader past it would skip it forever.)
+//
+// Every statement is text with bound parameters ($1...); no value is ever spliced into SQL.
+// Blocking libpq calls: the ClusterLink's own thread owns one DecisionLog and is its only user.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mxward/status.h"
+
+typedef struct pg_conn PGconn;
+
+namespace mxward {
+
+// A decision of this node to write to the log.
+struct DecisionToPublish {
+  bool unban = false;  // a ban removal; otherwise a ban (or, if one is in force, an extension)
+  std::string scope;   // canonical address or prefix (IpPrefix::ToString())
+  std::string ports = "mail";
+  std::int64_t duration_s = -1;  // > 0: expires that long after the database's now(); 0:
+                                 // permanent; -1: each node's [nftables] default_duration
+  std::string playbook;
+  std::int64_t incident_id = 0;
+  std::int64_t origin_action_id = 0;  // with the node, unique: publishing twice writes one row
+};
+
+// A row of the log, as a node reads it.
+struct DecisionRow {
+  std::int64_t seq = 0;
+  std::string uuid;
+  std::string kind;  // ban | unban | extension
+  std::string scope;
+  std::string ports;
+  bool has_expiry = false;  // false: permanent or the node's default duration
+  bool permanent = false;
+  std::int64_t remaining_s = 0;  // with has_expiry: seconds left on the database's clock (>= 0)
+  std::string playbook;
+  std::string node;
+  std::int64_t incident_id = 0;
+};
+
+class DecisionLog {
+ public:
+  static constexpr int kSchemaVersion = 1;
+  static constexpr const char* kChannel = "mxward_decisions";
+
+  // conninfo: a libpq connection string or URI; password: "" to let libpq find none or its own.
+  DecisionLog(std::string conninfo, std::string password, std::string node);
+  ~DecisionLog();
+  DecisionLog(const DecisionLog&) = delete;
+  DecisionLog& operator=(const DecisionLog&) = delete;
+
+  // Connects, creates or migrates the tables (refusing a log written by a newer mxward) and
+  // LISTENs. Unavailable when the server cannot be reached.
+  Status Connect();
+  void Disconnect();
+  bool connected() const { return conn_ != nullptr; }
+  // The connection's socket, for poll(); -1 when not connected.
+  int socket() const;
+  // Reads what arrived on the socket; true when a notification came. An error (the connection
+  // is lost) disconnects.
+  Result<bool> ConsumeNotifications();
+  // Writes the decisions in one transaction, notifies, commits. Returns the last sequence
+  // number taken. Transient errors disconnect (the caller reconnects and publishes again; the
+  // (node, origin_action_id) key keeps a second publication to one row).
+  Result<std::int64_t> Publish(const std::vector<DecisionToPublish>& decisions);
+  // Up to limit rows with seq > cursor, in sequence order, with their remaining lifetime.
+  Result<std::vector<DecisionRow>> ReadAfter(std::int64_t cursor, int limit);
+
+ private:
+  Status Exec(const char* sql);
+  Status Migrate();
+  // A Status for a failed result; disconnects when the connection is gone.
+  Status Fail(const char* doing, void* result);
+
+  std::string conninfo_;
+  std::string password_;
+  std::string node_;
+  PGconn* conn_ = nullptr;
+};
+
+}  // namespace mxward

@@ -1,0 +1,275 @@
+// Issue 18, part 1: three real `mxward serve` nodes, each in a network namespace of its own with
+// its own nftables ruleset, share ban decisions through a real PostgreSQL started by the test
+// (tests/support/postgres_server.h; the nodes reach it over its unix socket, which a network
+// namespace does not separate). Each node reads its own log file, so the test feeds a brute
+// force to one node by appending to that node's file, and reads a node's kernel sets with
+// `nsenter --net=/proc/<pid>/ns/net nft`.
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "mxward/incident_store.h"
+#include "support/daemon.h"
+#include "support/eventually.h"
+#include "support/postgres_server.h"
+#include "support/status_matchers.h"
+#include "support/subprocess.h"
+
+namespace mxward {
+namespace {
+
+using testing::Eventually;
+using testing::PostgresServer;
+using testing::RunCommand;
+using testing::ServeProcess;
+using testing::TempDir;
+
+const std::string kBinary = MXWARD_BINARY;
+constexpr auto kPropagation = std::chrono::seconds(20);
+
+// One mxward node: its directory, config, store, log file and (while running) its process in a
+// network namespace of its own.
+struct Node {
+  std::string name;
+  std::string dir;
+  std::string db;
+  std::string config;
+  std::string socket;
+  std::string log;
+  std::string maillog;
+  std::unique_ptr<ServeProcess> process;
+  int starts = 0;
+};
+
+class ClusterPostgresTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: network namespaces and nftables";
+    if (RunCommand({"unshare", "--net", "true"}).exit_code != 0) {
+      GTEST_SKIP() << "cannot make a network namespace (unshare --net)";
+    }
+    if (RunCommand({"nft", "--version"}).exit_code != 0) GTEST_SKIP() << "nft is not installed";
+    if (!std::filesystem::exists(std::string(testing::kPostgresBin) + "/postgres")) {
+      GTEST_SKIP() << "postgresql-15 is not installed";
+    }
+    ASSERT_EQ(pg_.Start(), "");
+    ASSERT_EQ(pg_.Sql("CREATE ROLE mxward LOGIN PASSWORD 'cluster-secret'").exit_code, 0);
+    ASSERT_EQ(pg_.Sql("CREATE DATABASE mxward OWNER mxward").exit_code, 0);
+    secret_ = dir_.file("pg.secret");
+    std::ofstream(secret_) << "cluster-secret\n";
+    chmod(secret_.c_str(), 0600);
+    // The daemon binary run inside a new network namespace with lo up; exec keeps the pid, so
+    // signals and /proc/<pid>/ns/net reach mxward itself.
+    wrapper_ = dir_.file("in-netns.sh");
+    std::ofstream(wrapper_) << "#!/bin/sh\nexec unshare --net -- sh -c 'ip link set lo up && exec "
+                               "\"$0\" \"$@\"' "
+                            << kBinary << " \"$@\"\n";
+    chmod(wrapper_.c_str(), 0755);
+    rules_ = testing::WriteSaslBanRules(dir_.file("rules"));
+    for (const char* name : {"a", "b", "c"}) nodes_.push_back(MakeNode(name));
+  }
+
+  void TearDown() override {
+    for (Node& n : nodes_) {
+      if (n.process) {
+        EXPECT_TRUE(n.process->Stop()) << n.process->Log();
+      }
+    }
+  }
+
+  Node MakeNode(const std::string& name) {
+    Node n;
+    n.name = name;
+    n.dir = dir_.file("node-" + name);
+    std::filesystem::create_directories(n.dir);
+    n.db = n.dir + "/state.db";
+    n.config = n.dir + "/mxward.toml";
+    n.socket = n.dir + "/control.sock";
+    n.log = n.dir + "/serve.log";
+    n.maillog = n.dir + "/mail.log";
+    std::ofstream(n.maillog).close();
+    std::ofstream(n.config) << "[nftables]\nenabled = true\n"
+                            << "[cluster]\nnode = \"" << name << "\"\n"
+                            << "dsn = \"host=" << pg_.socket_dir() << " port=" << pg_.port()
+                            << " dbname=mxward user=mxward\"\n"
+                            << "password_file = \"" << secret_ << "\"\n"
+                            << "retry_min = \"1s\"\nretry_max = \"2s\"\n"
+                            << "[[input]]\ntype = \"file\"\npath = \"" << n.maillog
+                            << "\"\nstart_at = \"beginning\"\n";
+    return n;
+  }
+
+  void StartNode(Node& n) {
+    n.process = std::make_unique<ServeProcess>();
+    ASSERT_TRUE(n.process->Start(
+        wrapper_, {"--db", n.db, "--config", n.config, "--rules", rules_, "--socket", n.socket},
+        n.log));
+    ++n.starts;
+    // "ready:" once per start: the log file is appended to.
+    ASSERT_TRUE(n.process->WaitFor([&] {
+      const std::string log = n.process->Log();
+      int count = 0;
+      for (auto p = log.find("ready:"); p != std::string::npos; p = log.find("ready:", p + 1)) {
+        ++count;
+      }
+      return count >= n.starts;
+    })) << n.process->Log();
+  }
+
+  void StopNode(Node& n) {
+    ASSERT_TRUE(n.process->Stop()) << n.process->Log();
+    n.process.reset();
+  }
+
+  // Appends count SASL failures from addr to the node's mail log.
+  static void Attack(const Node& n, const std::string& addr, int count) {
+    std::ofstream out(n.maillog, std::ios::app);
+    const std::string stamp = testing::SyslogStampNow();
+    for (int i = 0; i < count; ++i) {
+      out << stamp << " mx-" << n.name << " postfix/submission/smtpd[4101]: warning: unknown["
+          << addr << "]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n";
+    }
+  }
+
+  // Whether addr is an element of the node's banned_v4 set, in the node's own namespace.
+  static bool InKernel(const Node& n, const std::string& addr) {
+    if (!n.process || !n.process->running()) return false;
+    const auto r =
+        RunCommand({"nsenter", "--net=/proc/" + std::to_string(n.process->pid()) + "/ns/net", "nft",
+                    "-j", "list", "set", "inet", "mxward", "banned_v4"});
+    return r.exit_code == 0 && r.out.find("\"" + addr + "\"") != std::string::npos;
+  }
+
+  testing::CommandResult Cli(const Node& n, std::vector<std::string> args) {
+    std::vector<std::string> argv = {kBinary,  "--db",     n.db,    "--config",
+                                     n.config, "--socket", n.socket};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  }
+
+  // How many ban actions (not removals) for addr the node's outbox ever held.
+  static std::int64_t BanActions(const Node& n, const std::string& addr) {
+    auto store = IncidentStore::Open(n.db, StoreOptions{.read_only = true});
+    if (!store.ok()) return -1;
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2((*store)->db(),
+                       "SELECT count(*) FROM actions WHERE type = 'ban' AND revert = 0 AND "
+                       "json_extract(params, '$.address') = ?",
+                       -1, &q, nullptr);
+    sqlite3_bind_text(q, 1, addr.c_str(), -1, SQLITE_TRANSIENT);
+    std::int64_t count = -1;
+    if (sqlite3_step(q) == SQLITE_ROW) count = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return count;
+  }
+
+  // The log's rows matching where, "kind scope node" each, one per line.
+  std::string LogRows(const std::string& where) {
+    std::string out = pg_.Sql(
+                             "SELECT kind || ' ' || scope || ' ' || node FROM mxward_decisions "
+                             "WHERE " +
+                                 where + " ORDER BY seq",
+                             "mxward")
+                          .out;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+  }
+
+  TempDir dir_;
+  PostgresServer pg_;
+  std::string secret_;
+  std::string wrapper_;
+  std::string rules_;
+  std::vector<Node> nodes_;
+};
+
+TEST_F(ClusterPostgresTest, BanOnOneNodeReachesAllAndRemovalOnAnotherLiftsIt) {
+  for (Node& n : nodes_) StartNode(n);
+  Node& a = nodes_[0];
+  Node& b = nodes_[1];
+  Node& c = nodes_[2];
+  const std::string addr = "203.0.113.7";
+  Attack(a, addr, 25);
+  EXPECT_TRUE(a.process->WaitFor([&] { return InKernel(a, addr); }, kPropagation))
+      << a.process->Log();
+  EXPECT_TRUE(b.process->WaitFor([&] { return InKernel(b, addr); }, kPropagation))
+      << b.process->Log();
+  EXPECT_TRUE(c.process->WaitFor([&] { return InKernel(c, addr); }, kPropagation))
+      << c.process->Log();
+  EXPECT_EQ(LogRows("scope = '" + addr + "'"), "ban 203.0.113.7 a");
+  // The deciding playbook travels with the decision (the test's rules hold postfix-sasl only).
+  EXPECT_EQ(LogRows("scope = '" + addr + "' AND playbook = 'postfix-sasl'"), "ban 203.0.113.7 a");
+
+  // Lifted on C (which only received the ban): every node lifts it.
+  const auto removed = Cli(c, {"bans", "remove", addr});
+  ASSERT_EQ(removed.exit_code, 0) << removed.out << removed.err;
+  EXPECT_TRUE(a.process->WaitFor([&] { return !InKernel(a, addr); }, kPropagation))
+      << a.process->Log();
+  EXPECT_TRUE(b.process->WaitFor([&] { return !InKernel(b, addr); }, kPropagation))
+      << b.process->Log();
+  EXPECT_TRUE(c.process->WaitFor([&] { return !InKernel(c, addr); }, kPropagation));
+  EXPECT_TRUE(Eventually(
+      [&] { return LogRows("scope = '" + addr + "' AND kind = 'unban'") == "unban 203.0.113.7 c"; },
+      kPropagation));
+  // One ban each: A's own, B's and C's from the log; nothing came back to A.
+  EXPECT_EQ(BanActions(a, addr), 1);
+  EXPECT_EQ(BanActions(b, addr), 1);
+  EXPECT_EQ(BanActions(c, addr), 1);
+}
+
+TEST_F(ClusterPostgresTest, PostgresDownDuringAttackPublishesOnceWhenBack) {
+  for (Node& n : nodes_) StartNode(n);
+  Node& a = nodes_[0];
+  Node& b = nodes_[1];
+  Node& c = nodes_[2];
+  pg_.Stop();
+  const std::string addr = "198.51.100.23";
+  Attack(a, addr, 25);
+  // Local first: A bans without the database.
+  ASSERT_TRUE(a.process->WaitFor([&] { return InKernel(a, addr); }, kPropagation))
+      << a.process->Log();
+  EXPECT_FALSE(InKernel(b, addr));
+  ASSERT_EQ(pg_.Start(), "");
+  EXPECT_TRUE(b.process->WaitFor([&] { return InKernel(b, addr); }, kPropagation))
+      << b.process->Log();
+  EXPECT_TRUE(c.process->WaitFor([&] { return InKernel(c, addr); }, kPropagation))
+      << c.process->Log();
+  EXPECT_EQ(LogRows("scope = '" + addr + "'"), "ban 198.51.100.23 a");
+  EXPECT_EQ(BanActions(a, addr), 1);
+  EXPECT_EQ(BanActions(b, addr), 1);
+  EXPECT_EQ(BanActions(c, addr), 1);
+}
+
+TEST_F(ClusterPostgresTest, StoppedNodeCatchesUpOnRestart) {
+  for (Node& n : nodes_) StartNode(n);
+  Node& a = nodes_[0];
+  Node& b = nodes_[1];
+  Node& c = nodes_[2];
+  StopNode(c);
+  const std::vector<std::string> addrs = {"192.0.2.10", "192.0.2.11", "192.0.2.12"};
+  for (const auto& addr : addrs) Attack(a, addr, 25);
+  for (const auto& addr : addrs) {
+    ASSERT_TRUE(b.process->WaitFor([&] { return InKernel(b, addr); }, kPropagation))
+        << b.process->Log();
+  }
+  // C comes back in a fresh namespace (an empty ruleset): it has every decision made meanwhile.
+  StartNode(c);
+  for (const auto& addr : addrs) {
+    EXPECT_TRUE(c.process->WaitFor([&] { return InKernel(c, addr); }, kPropagation))
+        << addr << "\n"
+        << c.process->Log();
+    EXPECT_EQ(BanActions(c, addr), 1);
+  }
+}
+
+}  // namespace
+}  // namespace mxward

@@ -1,0 +1,176 @@
+// The cluster link's local half (issue 18): the [cluster] reader, and the store's bookkeeping of
+// what was published and what was queued (engine/cluster/, IncidentStore's cluster section).
+// The PostgreSQL half runs against real servers in tests/integration/cluster_postgres_test.cpp.
+#include <sys/stat.h>
+
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "engine/cluster/cluster_options.h"
+#include "mxward/incident_store.h"
+#include "support/status_matchers.h"
+#include "support/subprocess.h"
+
+namespace mxward {
+namespace {
+
+using testing::TempDir;
+
+constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;
+
+class ClusterOptionsTest : public ::testing::Test {
+ protected:
+  Result<ClusterOptions> Read(const std::string& toml) {
+    std::ofstream(dir_.file("mxward.toml")) << toml;
+    diags_.clear();
+    auto config = Config::Load(dir_.file("mxward.toml"), &diags_);
+    if (!config.ok()) return config.status();
+    return ClusterOptions::FromConfig(*config, &diags_);
+  }
+  std::string Diagnostics() const {
+    std::string out;
+    for (const auto& d : diags_) out += d.ToString() + "\n";
+    return out;
+  }
+  TempDir dir_;
+  std::vector<Diagnostic> diags_;
+};
+
+TEST_F(ClusterOptionsTest, AbsentSectionLeavesTheNodeAlone) {
+  auto o = Read("[store]\npath = \"/tmp/x.db\"\n");
+  ASSERT_OK(o);
+  EXPECT_FALSE(o->enabled);
+}
+
+TEST_F(ClusterOptionsTest, ReadsEverySetting) {
+  const std::string secret = dir_.file("pg.secret");
+  std::ofstream(secret) << "s3cret\n";
+  chmod(secret.c_str(), 0600);
+  auto o = Read(
+      "[cluster]\nnode = \"mx1.example.org\"\ndsn = \"host=/run/pg dbname=mxward\"\n"
+      "password_file = \"" +
+      secret + "\"\nrole = \"enforcer\"\nsafety_tick = \"10s\"\n");
+  ASSERT_OK(o) << Diagnostics();
+  EXPECT_TRUE(o->enabled);
+  EXPECT_EQ(o->node, "mx1.example.org");
+  EXPECT_EQ(o->dsn, "host=/run/pg dbname=mxward");
+  EXPECT_EQ(o->password, "s3cret");
+  EXPECT_EQ(o->role, ClusterRole::kEnforcer);
+  EXPECT_EQ(o->safety_tick_ms, 10'000);
+}
+
+TEST_F(ClusterOptionsTest, ReportsEachMistakeWhereItIs) {
+  const std::string secret = dir_.file("open.secret");
+  std::ofstream(secret) << "s3cret\n";
+  chmod(secret.c_str(), 0644);  // readable by everyone: refused
+  auto o = Read(
+      "[cluster]\nnode = \"mx 1\"\ndsn = \"host=db password=oops\"\n"
+      "password_file = \"" +
+      secret + "\"\nrole = \"leader\"\nnodes = 3\n");
+  EXPECT_FALSE(o.ok());
+  const std::string d = Diagnostics();
+  EXPECT_NE(d.find("mxward.toml:2:8: error: 'node': 'mx 1' is not a node name"), std::string::npos)
+      << d;
+  EXPECT_NE(d.find("mxward.toml:3:7: error: 'dsn' must not hold a password"), std::string::npos)
+      << d;
+  EXPECT_NE(d.find("mxward.toml:4:"), std::string::npos) << d;  // the open password file
+  EXPECT_NE(d.find("mxward.toml:5:"), std::string::npos) << d;  // role
+  EXPECT_NE(d.find("unknown key 'nodes' in [cluster]"), std::string::npos) << d;
+}
+
+TEST_F(ClusterOptionsTest, NodeAndDsnAreRequired) {
+  auto o = Read("[cluster]\nrole = \"full\"\n");
+  EXPECT_FALSE(o.ok());
+  EXPECT_NE(Diagnostics().find("[cluster] needs node"), std::string::npos) << Diagnostics();
+  EXPECT_NE(Diagnostics().find("[cluster] needs dsn"), std::string::npos) << Diagnostics();
+}
+
+class ClusterStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = IncidentStore::Open(dir_.file("state.db"));
+    ASSERT_OK(s);
+    store_ = std::move(*s);
+  }
+  std::int64_t Ban(const std::string& addr, bool revert = false) {
+    auto id = store_->EnqueueAction(0, {"ban", {{"address", addr}, {"duration_s", 60}}, false},
+                                    revert, kT0);
+    EXPECT_OK(id);
+    return id.ok() ? *id : 0;
+  }
+  TempDir dir_;
+  std::unique_ptr<IncidentStore> store_;
+};
+
+TEST_F(ClusterStoreTest, PublishesDoneBansOnceAndHoldsTheFloorBelowPendingOnes) {
+  const std::int64_t first = Ban("192.0.2.1");
+  const std::int64_t second = Ban("192.0.2.2");
+  const std::int64_t removal = Ban("192.0.2.1", /*revert=*/true);
+  ASSERT_OK(store_->MarkActionDone(second, kT0));
+  ASSERT_OK(store_->MarkActionDone(removal, kT0));
+
+  // The first is still pending: the later ones are published, the floor stays below the first.
+  auto p = store_->UnpublishedBanActions(0, 100);
+  ASSERT_OK(p);
+  ASSERT_EQ(p->actions.size(), 2u);
+  EXPECT_EQ(p->actions[0].id, second);
+  EXPECT_EQ(p->actions[1].id, removal);
+  EXPECT_TRUE(p->actions[1].revert);
+  EXPECT_EQ(p->floor, first - 1);
+  ASSERT_OK(store_->MarkBansPublished({second, removal}, p->floor));
+
+  // Published ones are not offered again; once the first is done it is, and the floor passes all.
+  p = store_->UnpublishedBanActions(first - 1, 100);
+  ASSERT_OK(p);
+  EXPECT_TRUE(p->actions.empty());
+  ASSERT_OK(store_->MarkActionDone(first, kT0));
+  p = store_->UnpublishedBanActions(first - 1, 100);
+  ASSERT_OK(p);
+  ASSERT_EQ(p->actions.size(), 1u);
+  EXPECT_EQ(p->actions[0].id, first);
+  EXPECT_EQ(p->floor, removal);
+}
+
+TEST_F(ClusterStoreTest, FailedBansAreNotPublishedAndDoNotHoldTheFloor) {
+  const std::int64_t failed = Ban("192.0.2.9");
+  ASSERT_OK(store_->MarkActionFinal(failed, ActionStatus::kFailed, "no", kT0));
+  auto p = store_->UnpublishedBanActions(0, 100);
+  ASSERT_OK(p);
+  EXPECT_TRUE(p->actions.empty());
+  EXPECT_EQ(p->floor, failed);
+}
+
+TEST_F(ClusterStoreTest, DecisionsAreQueuedOncePerUuidWithTheCursor) {
+  ClusterDecision d;
+  d.uuid = "4f1c2b1e-0000-4000-8000-000000000001";
+  d.seq = 7;
+  d.request = {"ban", {{"address", "198.51.100.7"}, {"duration_s", 120}}, false};
+  auto ids = store_->QueueClusterDecisions({d}, 7, kT0);
+  ASSERT_OK(ids);
+  ASSERT_EQ(ids->size(), 1u);
+  auto cursor = store_->LoadClusterValue("cursor");
+  ASSERT_OK(cursor);
+  EXPECT_EQ(cursor->value_or(-1), 7);
+  auto action = store_->GetAction((*ids)[0]);
+  ASSERT_OK(action);
+  EXPECT_EQ(action->params.value("cluster_uuid", ""), d.uuid);
+
+  // Read again (a crash before the cursor moved on the database side): queued once.
+  ids = store_->QueueClusterDecisions({d}, 8, kT0);
+  ASSERT_OK(ids);
+  EXPECT_TRUE(ids->empty());
+  cursor = store_->LoadClusterValue("cursor");
+  ASSERT_OK(cursor);
+  EXPECT_EQ(cursor->value_or(-1), 8);
+
+  // A ban received from the cluster is never published back.
+  ASSERT_OK(store_->MarkActionDone(action->id, kT0));
+  auto p = store_->UnpublishedBanActions(0, 100);
+  ASSERT_OK(p);
+  EXPECT_TRUE(p->actions.empty());
+}
+
+}  // namespace
+}  // namespace mxward
