@@ -92,6 +92,17 @@ struct BaselineSettings {
   std::size_t max_keys = 100'000;
 };
 
+// The absolute rule a `novel` trigger judges by while a key's baseline, or the whole install's,
+// is still warming up ([trigger.fallback]): the key fires when it used more than `over` distinct
+// `field` values within `window`. Without it a cold baseline judges nothing, so a fresh install
+// (or a new account) would have no protection for the length of the warm-up.
+struct WarmupFallback {
+  bool enabled = false;
+  KeyPart field{Field::kUser, -1};  // the values counted ("recipient_domain")
+  std::uint32_t over = 0;           // fires at over + 1 distinct values
+  std::int64_t window_seconds = 0;
+};
+
 struct Trigger {
   TriggerType type = TriggerType::kCount;
   std::uint32_t threshold = 1;
@@ -99,6 +110,7 @@ struct Trigger {
   KeyPart field{Field::kUser, -1};  // distinct: the values counted; novel: the baseline values
   EventMatcher reset;               // events that clear a key's state (empty: none)
   BaselineSettings baseline;        // novel
+  WarmupFallback fallback;          // novel, optional
 };
 
 struct Allowlist {

@@ -143,8 +143,8 @@ TEST_F(NovelBaselineTest, DirtyEntriesAreExportedOnceThenHourly) {
 }
 
 TEST_F(NovelBaselineTest, ImportedEntriesAreKnownAtOnceAndNotDirty) {
-  baseline_.Import(1, 1, kT0 - 2 * kDay, Text(1, 1));
-  baseline_.Import(1, 2, kT0 - 3 * kDay, Text(1, 2));
+  baseline_.Import(1, 1, 0, kT0 - 2 * kDay, Text(1, 1));
+  baseline_.Import(1, 2, 0, kT0 - 3 * kDay, Text(1, 2));
   EXPECT_EQ(baseline_.learning_since(), kT0 - 3 * kDay) << "the oldest entry";
   EXPECT_TRUE(Dirty().empty());
   EXPECT_FALSE(Novel(1, 1, kT0)) << "known, and already warm";
@@ -152,8 +152,8 @@ TEST_F(NovelBaselineTest, ImportedEntriesAreKnownAtOnceAndNotDirty) {
 }
 
 TEST_F(NovelBaselineTest, AnEntryLastSeenAMomentAgoIsKnownAtOnce) {
-  baseline_.Import(1, 9, kT0 - 2 * kDay, Text(1, 9));  // warm
-  baseline_.Import(1, 1, kT0, Text(1, 1));
+  baseline_.Import(1, 9, 0, kT0 - 2 * kDay, Text(1, 9));  // warm
+  baseline_.Import(1, 1, 0, kT0, Text(1, 1));
   EXPECT_FALSE(Novel(1, 1, kT0)) << "first seen taken as a window before last_seen";
   EXPECT_TRUE(Novel(1, 2, kT0));
 }
