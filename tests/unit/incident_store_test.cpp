@@ -228,9 +228,9 @@ TEST_F(IncidentStoreTest, BansAndSuspensions) {
 
 TEST_F(IncidentStoreTest, BaselinesAreUpsertedAndPruned) {
   ASSERT_TRUE(
-      store_->SaveBaselines("novel-country", {{"alice", "DE", kT0}, {"alice", "FR", kT0 + 5}})
+      store_->SaveBaselines("novel-country", {{"alice", "DE", kT0, 0}, {"alice", "FR", kT0 + 5, 0}})
           .ok());
-  ASSERT_TRUE(store_->SaveBaselines("novel-country", {{"alice", "DE", kT0 + 10}}).ok());
+  ASSERT_TRUE(store_->SaveBaselines("novel-country", {{"alice", "DE", kT0 + 10, 0}}).ok());
   auto b = store_->LoadBaselines("novel-country", 0);
   ASSERT_EQ(b->size(), 2u);
   EXPECT_EQ((*b)[0].value, "DE");
@@ -239,6 +239,53 @@ TEST_F(IncidentStoreTest, BaselinesAreUpsertedAndPruned) {
   EXPECT_TRUE(store_->LoadBaselines("other", 0)->empty());
   EXPECT_EQ(*store_->PruneBaselines(kT0 + 6), 1);
   EXPECT_EQ(store_->LoadBaselines("novel-country", 0)->size(), 1u);
+}
+
+TEST_F(IncidentStoreTest, BaselinesKeepTheEarliestKnownFirstUseAndAnswerPerKey) {
+  ASSERT_OK(store_->SaveBaselines("out", {{"alice", "a.example", kT0 + 50, 0},
+                                          {"alice", "b.example", kT0 + 60, kT0 + 20},
+                                          {"bob", "c.example", kT0 + 70, kT0 + 70}}));
+  // Later saves: a known first use replaces an unknown one, an earlier one wins, 0 keeps it.
+  ASSERT_OK(store_->SaveBaselines("out", {{"alice", "a.example", kT0 + 80, kT0 + 30},
+                                          {"alice", "b.example", kT0 + 90, kT0 + 10},
+                                          {"bob", "c.example", kT0 + 95, 0}}));
+  auto alice = store_->BaselineOfKey("out", "alice");
+  ASSERT_OK(alice);
+  ASSERT_EQ(alice->size(), 2u);
+  EXPECT_EQ((*alice)[0].value, "a.example");
+  EXPECT_EQ((*alice)[0].first_seen, kT0 + 30);
+  EXPECT_EQ((*alice)[0].last_seen, kT0 + 80);
+  EXPECT_EQ((*alice)[1].first_seen, kT0 + 10);
+  EXPECT_EQ((*store_->BaselineOfKey("out", "bob"))[0].first_seen, kT0 + 70);
+  EXPECT_TRUE(store_->BaselineOfKey("out", "carol")->empty());
+  EXPECT_EQ(*store_->BaselineLearningSince("out"), kT0 + 10);
+  EXPECT_EQ(*store_->BaselineLearningSince("other"), 0);
+}
+
+TEST_F(IncidentStoreTest, AReplayedIncidentIsRecordedOnceAndLiveOnesAlways) {
+  Incident replayed = MakeIncident("192.0.2.7", kT0);
+  replayed.origin = IncidentOrigin::kReplay;
+  const std::int64_t first = Record(replayed);
+  // The same lines replayed again: the same incident, no second row, no second action.
+  EXPECT_EQ(Record(replayed), first);
+  // Another first line is another incident.
+  Incident other = replayed;
+  other.evidence[0].text = "another line";
+  EXPECT_NE(Record(other), first);
+  // Live incidents are never merged, however alike.
+  Incident live = MakeIncident("192.0.2.7", kT0);
+  const std::int64_t live1 = Record(live);
+  EXPECT_NE(Record(live), live1);
+  IncidentQuery q;
+  q.limit = 100;
+  auto all = store_->ListIncidents(q);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 4u);
+  int replays = 0;
+  for (const auto& i : *all) replays += i.origin == IncidentOrigin::kReplay;
+  EXPECT_EQ(replays, 2);
+  EXPECT_EQ(store_->ActionsForIncident(first)->size(), 1u);
+  EXPECT_NE(ReplayIdentity(replayed), ReplayIdentity(other));
 }
 
 TEST_F(IncidentStoreTest, EventCountsAddUpAcrossWritesAndComposeInOneTransaction) {
