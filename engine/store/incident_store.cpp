@@ -302,6 +302,7 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
       }
       if (ins.Step() != SQLITE_DONE) return Error("writing an incident");
       sqlite3_reset(*ins_prepared);
+      if (!replayed && sqlite3_changes(db_) == 0) return Error("writing an incident");
       if (replayed && sqlite3_changes(db_) == 0) {
         // Recorded by an earlier replay of the same lines: keep that one.
         existing.Bind(1, identity);

@@ -504,20 +504,45 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
                            "previous TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, "
                            "until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
                            "DEFAULT 0, PRIMARY KEY (user, kind));"
+                           "CREATE TABLE incidents (id INTEGER PRIMARY KEY, playbook TEXT NOT "
+                           "NULL, description TEXT NOT NULL DEFAULT '', severity TEXT NOT NULL, "
+                           "mode TEXT NOT NULL, key_kind TEXT NOT NULL, key TEXT NOT NULL, "
+                           "trigger TEXT NOT NULL DEFAULT '', first_seen INTEGER NOT NULL, "
+                           "last_seen INTEGER NOT NULL, count INTEGER NOT NULL, window_seconds "
+                           "INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'open', "
+                           "evidence_count INTEGER NOT NULL DEFAULT 0, action_count INTEGER NOT "
+                           "NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT "
+                           "NULL);"
+                           "CREATE TABLE baselines (playbook TEXT NOT NULL, key TEXT NOT NULL, "
+                           "value TEXT NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY "
+                           "(playbook, key, value)) WITHOUT ROWID;"
                            "INSERT INTO actions (type, params, status, created_at, updated_at) "
                            "VALUES ('ban', '{}', 'pending', 1, 1);"
+                           "INSERT INTO incidents (playbook, severity, mode, key_kind, key, "
+                           "first_seen, last_seen, count, created_at, updated_at) VALUES "
+                           "('postfix-sasl', 'high', 'enforce', 'client_ip', '192.0.2.7', 1, 2, "
+                           "20, 1, 1);"
+                           "INSERT INTO baselines VALUES ('out', 'alice', 'a.example', 5);"
                            "PRAGMA user_version=1;",
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
   }
-  // Only the v2 migration runs (v1 would fail: the tables exist).
+  // Only the later migrations run (v1 would fail: the tables exist).
   auto s = IncidentStore::Open(path);
   ASSERT_OK(s);
   auto a = (*s)->GetAction(1);
   ASSERT_OK(a);
   EXPECT_EQ(a->claimed_by, 0);
   EXPECT_TRUE((*s)->ActiveSuspensions()->empty());
+  // v4: an incident from before it is live; a baseline entry's first use is unknown.
+  auto inc = (*s)->GetIncident(1);
+  ASSERT_OK(inc);
+  EXPECT_EQ(inc->origin, IncidentOrigin::kLive);
+  auto b = (*s)->LoadBaselines("out", 0);
+  ASSERT_OK(b);
+  ASSERT_EQ(b->size(), 1u);
+  EXPECT_EQ((*b)[0].first_seen, 0);
 }
 
 TEST(IncidentStoreOpenTest, RefusesAFileFromANewerVersion) {
