@@ -536,9 +536,10 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
   EXPECT_EQ(a->claimed_by, 0);
   EXPECT_TRUE((*s)->ActiveSuspensions()->empty());
   // v4: an incident from before it is live; a baseline entry's first use is unknown.
-  auto inc = (*s)->GetIncident(1);
-  ASSERT_OK(inc);
-  EXPECT_EQ(inc->origin, IncidentOrigin::kLive);
+  auto incidents = (*s)->ListIncidents(IncidentQuery{});
+  ASSERT_OK(incidents);
+  ASSERT_EQ(incidents->size(), 1u);
+  EXPECT_EQ((*incidents)[0].origin, IncidentOrigin::kLive);
   auto b = (*s)->LoadBaselines("out", 0);
   ASSERT_OK(b);
   ASSERT_EQ(b->size(), 1u);
