@@ -5,7 +5,8 @@
 // Which store: the one --db names; else, with --enforce, the live one ([store] path: the actions
 // it runs must be where the daemon keeps its bans); else a scratch store in a new temporary
 // directory, removed at the end unless --keep (then its path is printed), so trying a log out
-// never adds incidents, baselines or earlier offences to the live state. Replayed incidents are
+// never adds incidents, baselines or earlier offences to the live state; the live store's learned
+// baselines are read (only read) so novelty judges as the daemon would. Replayed incidents are
 // marked IncidentOrigin::kReplay: escalation never counts them, and the store records each once
 // however often the same lines are replayed (ReplayIdentity).
 #include <fcntl.h>
@@ -93,13 +94,27 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   auto engine = LoadPlaybooksOrExit(config);
 
   std::optional<ScratchDirectory> scratch;
+  const UnixMicros now = SystemClock::Instance()->Now();
   if (globals.db_path.empty() && !opts.enforce) {
+    // What the live store has learned (baselines; not its incidents: a replay's escalation counts
+    // only what the replay itself opens) judges the replay as the daemon would, read-only.
+    std::error_code ec;
+    if (std::filesystem::exists(config.store_path, ec)) {
+      StoreOptions read_only;
+      read_only.read_only = true;
+      if (auto live = IncidentStore::Open(config.store_path, read_only); live.ok()) {
+        PrimeEngineFromStore(engine.get(), live->get(), now, /*with_history=*/false);
+      } else if (!opts.quiet) {
+        std::fprintf(stderr, "mxward: replaying without the learned baselines of %s: %s\n",
+                     config.store_path.c_str(), live.status().ToString().c_str());
+      }
+    }
     scratch.emplace();
     config.store_path = scratch->path() + "/replay.db";
     if (opts.keep) scratch->Keep();
   }
   auto store = OpenStoreOrExit(config, StoreUse::kWrite);
-  PrimeEngineFromStore(engine.get(), store.get(), SystemClock::Instance()->Now());
+  PrimeEngineFromStore(engine.get(), store.get(), now);
   IncidentRecorder recorder(std::move(store), SystemClock::Instance(), nullptr);
   ReplayMarkingSink marking(&recorder);
 
