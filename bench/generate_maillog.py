@@ -15,7 +15,10 @@ Roundcube; OpenDKIM; Amavis -- over IPv4 and IPv6, with attacks embedded in it:
   dkim_spoofing        messages claiming our own domain with failing DKIM, from many addresses
 
 and benign look-alikes that must NOT be acted on (users who mistype their password twice, a
-newsletter account that sends a lot but steadily).
+newsletter account that sends a lot but steadily). --local-traffic adds two more benign actors
+(tests/integration/first_day_corpus_test.cpp): webmail users submitting through 127.0.0.1, and
+the server's own reports delivered to it from its own address; without it the output for a seed
+is what it always was.
 
 The log covers --days days (default 8, ending 2026-11-23 00:00 UTC). The ground truth JSON lists
 every attack with its key (client_ip, user, sasl_user or dkim_domain) and the benign keys. Output
@@ -416,6 +419,21 @@ class Gen:
         truth["benign"].append({"key_kind": "sasl_user", "key": user, "why": "steady newsletter"})
         truth["benign"].append({"key_kind": "client_ip", "key": ip, "why": "newsletter sender"})
 
+    def local_traffic(self, truth):
+        r = self.r
+        # Webmail (Roundcube) submits over 127.0.0.1: many users, one address, all day.
+        for k in range(400):
+            user = r.choice(self.users)
+            self.submission(START + r.uniform(0, SPAN - 60), user=user, ip="127.0.0.1")
+        truth["benign"].append({"key_kind": "client_ip", "key": "127.0.0.1",
+                                "why": "webmail submitting through localhost"})
+        # The server's own reports (cron, logwatch) delivered to postmaster from its own address.
+        for k in range(48):
+            self.inbound_message(START + k * (SPAN / 48) + r.uniform(0, 60), name=HOST,
+                                 ip=OUR_V4, sender=f"root@{HOST}.{OUR_DOMAINS[0]}",
+                                 rcpt=f"postmaster@{OUR_DOMAINS[0]}")
+        truth["benign"].append({"key_kind": "client_ip", "key": OUR_V4, "why": "the server itself"})
+
 
 def iso(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
@@ -428,6 +446,8 @@ def main():
     ap.add_argument("--days", type=int, default=8, help="days the log covers (ends 2026-11-23)")
     ap.add_argument("--out", required=True, help="log file to write")
     ap.add_argument("--truth", required=True, help="ground truth JSON to write")
+    ap.add_argument("--local-traffic", action="store_true",
+                    help="add webmail submissions from 127.0.0.1 and the server's own reports")
     args = ap.parse_args()
 
     global START, SPAN
@@ -438,6 +458,8 @@ def main():
              "attacks": [], "benign": []}
     g.attacks(truth)
     g.benign_lookalikes(truth)
+    if args.local_traffic:
+        g.local_traffic(truth)
 
     # Background traffic until the line budget is used. Average lines per session kind:
     # inbound 15, rejected ~3.5, imap 2, submission 9, roundcube 1.

@@ -69,8 +69,9 @@ enabled = false
 EOF
   echo "== mxward replay" >&2
   set +e
-  /usr/bin/time -v -o "$work/mxward.time" "$mxward" --config "$work/mxward.toml" replay "$log" \
-    2>"$work/mxward.stderr"
+  # --db names the store: without it replay writes to a scratch store it removes afterwards.
+  /usr/bin/time -v -o "$work/mxward.time" "$mxward" --config "$work/mxward.toml" \
+    --db "$work/mxward.db" replay "$log" 2>"$work/mxward.stderr"
   set -e
   cat "$work/mxward.stderr" >&2
   "$mxward" --config "$work/mxward.toml" incidents list --json --limit 1000000 \

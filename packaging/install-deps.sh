@@ -16,7 +16,7 @@ build_pkgs=(
   build-essential cmake pkg-config
   libboost-dev libre2-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-  libnftables-dev libmariadb-dev libpq-dev libsystemd-dev
+  libnftables-dev libmariadb-dev libpq-dev libsystemd-dev zlib1g-dev
   libgtest-dev libgmock-dev
 )
 run_pkgs=(nftables sqlite3)

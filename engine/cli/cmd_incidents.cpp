@@ -75,6 +75,7 @@ nlohmann::json IncidentJson(const Incident& inc, const std::vector<ActionRecord>
           {"first_seen", FormatRfc3339(inc.first_seen)},
           {"last_seen", FormatRfc3339(inc.last_seen)},
           {"mode", PlaybookModeName(inc.mode)},
+          {"origin", IncidentOriginName(inc.origin)},
           {"trigger", inc.trigger},
           {"window_seconds", inc.window_seconds},
           {"actions", std::move(acts)}};
@@ -89,6 +90,7 @@ std::string ActionSummary(const Incident& inc, const std::vector<ActionRecord>& 
   }
   if (s.empty()) s = "-";
   if (inc.mode == PlaybookMode::kDryRun) s += " (dry-run)";
+  if (inc.origin == IncidentOrigin::kReplay) s += " (replay)";
   return s;
 }
 
@@ -219,7 +221,10 @@ void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
                      inc->window_seconds
                          ? fmt::format(" (window {})", FormatDurationSeconds(inc->window_seconds))
                          : "");
-  out += fmt::format("  mode:     {}\n", PlaybookModeName(inc->mode));
+  // A replayed incident says so first: it came from old logs, not from what happens now.
+  out += fmt::format("  mode:     {}{}\n",
+                     inc->origin == IncidentOrigin::kReplay ? "replay, playbook " : "",
+                     PlaybookModeName(inc->mode));
 
   out += fmt::format("\nEvidence ({} lines kept):\n", inc->evidence.size());
   if (inc->evidence.empty()) out += "  (none)\n";

@@ -1,13 +1,26 @@
 // `mxward replay FILE...|-`: runs logs through the whole pipeline with event time taken from the
-// lines, and records the incidents in the store. Actions are recorded as dry-run unless
+// lines, and records the incidents in a store. Actions are recorded as dry-run unless
 // --enforce is given: replaying last week's log should not ban today's addresses by surprise.
+//
+// Which store: the one --db names; else, with --enforce, the live one ([store] path: the actions
+// it runs must be where the daemon keeps its bans); else a scratch store in a new temporary
+// directory, removed at the end unless --keep (then its path is printed), so trying a log out
+// never adds incidents, baselines or earlier offences to the live state; the live store's learned
+// baselines are read (only read) so novelty judges as the daemon would. Replayed incidents are
+// marked IncidentOrigin::kReplay: escalation never counts them, and the store records each once
+// however often the same lines are replayed (ReplayIdentity).
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -29,7 +42,49 @@ struct ReplayOptions {
   std::vector<std::string> files;
   bool enforce = false;
   bool quiet = false;
+  bool keep = false;
   std::string format = "syslog";
+};
+
+// Marks what the engine opens as replayed before the recorder writes it.
+class ReplayMarkingSink final : public IncidentSink {
+ public:
+  explicit ReplayMarkingSink(IncidentSink* next) : next_(next) {}
+  void OnIncident(Incident incident) override {
+    incident.origin = IncidentOrigin::kReplay;
+    next_->OnIncident(std::move(incident));
+  }
+
+ private:
+  IncidentSink* next_;
+};
+
+// The temporary directory of a scratch store: removed when the replay ends (also on an error),
+// unless kept.
+class ScratchDirectory {
+ public:
+  ScratchDirectory() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/mxward-replay-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw CliExit(kExitRuntime,
+                    fmt::format("cannot create a scratch directory: {}", strerror(errno)));
+    }
+    path_ = pattern;
+  }
+  ~ScratchDirectory() {
+    std::error_code ec;
+    if (!keep_) std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDirectory(const ScratchDirectory&) = delete;
+  ScratchDirectory& operator=(const ScratchDirectory&) = delete;
+
+  const std::string& path() const { return path_; }
+  void Keep() { keep_ = true; }
+
+ private:
+  std::string path_;
+  bool keep_ = false;
 };
 
 void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
@@ -38,9 +93,30 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   auto pack = LoadParserPackOrExit(ParserDirs(config), config);
   auto engine = LoadPlaybooksOrExit(config);
 
+  std::optional<ScratchDirectory> scratch;
+  const UnixMicros now = SystemClock::Instance()->Now();
+  if (globals.db_path.empty() && !opts.enforce) {
+    // What the live store has learned (baselines; not its incidents: a replay's escalation counts
+    // only what the replay itself opens) judges the replay as the daemon would, read-only.
+    std::error_code ec;
+    if (std::filesystem::exists(config.store_path, ec)) {
+      StoreOptions read_only;
+      read_only.read_only = true;
+      if (auto live = IncidentStore::Open(config.store_path, read_only); live.ok()) {
+        PrimeEngineFromStore(engine.get(), live->get(), now, /*with_history=*/false);
+      } else if (!opts.quiet) {
+        std::fprintf(stderr, "mxward: replaying without the learned baselines of %s: %s\n",
+                     config.store_path.c_str(), live.status().ToString().c_str());
+      }
+    }
+    scratch.emplace();
+    config.store_path = scratch->path() + "/replay.db";
+    if (opts.keep) scratch->Keep();
+  }
   auto store = OpenStoreOrExit(config, StoreUse::kWrite);
-  PrimeEngineFromStore(engine.get(), store.get(), SystemClock::Instance()->Now());
+  PrimeEngineFromStore(engine.get(), store.get(), now);
   IncidentRecorder recorder(std::move(store), SystemClock::Instance(), nullptr);
+  ReplayMarkingSink marking(&recorder);
 
   const auto started = std::chrono::steady_clock::now();
   PipelineOptions popts;
@@ -51,7 +127,7 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   }
   // One pipeline for all files, so `replay mail.log.1 mail.log` keeps its windows across them.
   Pipeline pipeline(
-      SyslogParser(), EventExtractor::Create(pack), std::move(engine), &recorder,
+      SyslogParser(), EventExtractor::Create(pack), std::move(engine), &marking,
       [&](UnixMicros hour, const auto& counts) { recorder.AddEventCounts(hour, counts); }, popts);
   for (const auto& file : opts.files) {
     int fd = 0;
@@ -107,12 +183,15 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   if (!opts.quiet) {
     std::fprintf(stderr,
                  "replayed %llu lines in %.2fs (%.0f lines/s; %.2fs CPU, %.0f lines per CPU "
-                 "second): %llu events, %llu malformed, %llu incidents%s -> %s\n",
+                 "second): %llu events, %llu malformed, %llu incidents%s -> %s%s\n",
                  static_cast<unsigned long long>(lines), secs, secs > 0 ? lines / secs : 0.0, cpu,
                  cpu > 0 ? lines / cpu : 0.0, static_cast<unsigned long long>(events),
                  static_cast<unsigned long long>(malformed),
                  static_cast<unsigned long long>(incidents),
-                 opts.enforce ? "" : " (actions recorded as dry-run)", config.store_path.c_str());
+                 opts.enforce ? "" : " (actions recorded as dry-run)", config.store_path.c_str(),
+                 !scratch    ? ""
+                 : opts.keep ? " (scratch store, kept)"
+                             : " (scratch store, removed; --keep or --db to look at it)");
   }
 }
 
@@ -123,8 +202,9 @@ void AddReplayCommand(CLI::App& app, GlobalOptions& globals) {
   CLI::App* cmd = app.add_subcommand(
       "replay",
       "Run log files (or - for stdin) through every parser and playbook, using the time in each "
-      "line, and record incidents in the store. Actions are recorded as dry-run unless "
-      "--enforce.");
+      "line, and record incidents (marked as replayed) in a scratch store removed afterwards, "
+      "or in the store --db names. Actions are recorded as dry-run unless --enforce (which "
+      "writes to the live store).");
   cmd->add_option("files", opts->files, "log files, or - for standard input")
       ->required()
       ->check([](const std::string& f) -> std::string {
@@ -133,6 +213,9 @@ void AddReplayCommand(CLI::App& app, GlobalOptions& globals) {
       });
   cmd->add_flag("--enforce", opts->enforce, "run the actions (bans, suspensions, notifications)");
   cmd->add_flag("-q,--quiet", opts->quiet, "no summary on stderr");
+  cmd->add_flag("--keep", opts->keep,
+                "keep the scratch store (written when neither --db nor --enforce is given) and "
+                "print its path");
   cmd->add_option("--format", opts->format,
                   "how the files are written: syslog (default), dovecot-log, roundcube-log");
   cmd->callback([&globals, opts] { RunReplay(globals, *opts); });

@@ -49,5 +49,6 @@ void AddBansCommand(CLI::App& app, GlobalOptions& globals);
 void AddAccountsCommand(CLI::App& app, GlobalOptions& globals);
 void AddStatsCommand(CLI::App& app, GlobalOptions& globals);
 void AddImportCommand(CLI::App& app, GlobalOptions& globals);
+void AddLearnCommand(CLI::App& app, GlobalOptions& globals);
 
 }  // namespace mxward::cli

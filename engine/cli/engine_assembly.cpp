@@ -134,7 +134,11 @@ void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicr
   }
   std::vector<PriorIncident> prior;
   prior.reserve(incidents->size());
-  for (const auto& i : *incidents) prior.push_back({i.playbook, i.key_kind, i.key, i.last_seen});
+  for (const auto& i : *incidents) {
+    // A replay of old logs is no offence of today's: escalation counts live incidents only.
+    if (i.origin == IncidentOrigin::kReplay) continue;
+    prior.push_back({i.playbook, i.key_kind, i.key, i.last_seen});
+  }
   engine->ImportPriorIncidents(prior);
 }
 

@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   AddAccountsCommand(app, globals);
   AddStatsCommand(app, globals);
   AddImportCommand(app, globals);
+  AddLearnCommand(app, globals);
 
   try {
     app.parse(argc, argv);

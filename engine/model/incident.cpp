@@ -19,6 +19,7 @@ bool ParseName(const std::array<std::string_view, N>& names, std::string_view na
 constexpr std::array<std::string_view, 4> kSeverity = {"low", "medium", "high", "critical"};
 constexpr std::array<std::string_view, 2> kMode = {"enforce", "dry-run"};
 constexpr std::array<std::string_view, 3> kIncidentStatus = {"open", "acknowledged", "resolved"};
+constexpr std::array<std::string_view, 2> kIncidentOrigin = {"live", "replay"};
 constexpr std::array<std::string_view, 6> kActionStatus = {"pending",  "done",    "failed",
                                                            "reverted", "dry_run", "refused"};
 
@@ -33,6 +34,12 @@ std::string_view IncidentStatusName(IncidentStatus s) {
 }
 bool ParseIncidentStatus(std::string_view n, IncidentStatus* out) {
   return ParseName(kIncidentStatus, n, out);
+}
+std::string_view IncidentOriginName(IncidentOrigin o) {
+  return kIncidentOrigin[static_cast<int>(o)];
+}
+bool ParseIncidentOrigin(std::string_view n, IncidentOrigin* out) {
+  return ParseName(kIncidentOrigin, n, out);
 }
 std::string_view ActionStatusName(ActionStatus s) { return kActionStatus[static_cast<int>(s)]; }
 bool ParseActionStatus(std::string_view n, ActionStatus* out) {

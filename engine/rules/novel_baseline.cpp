@@ -31,16 +31,36 @@ bool NovelBaseline::JudgeAndLearn(std::uint64_t key_hash, std::uint64_t value_ha
   return warm && !known;
 }
 
-void NovelBaseline::Import(std::uint64_t key_hash, std::uint64_t value_hash, UnixMicros last_seen,
-                           const EntryText& text) {
+void NovelBaseline::Import(std::uint64_t key_hash, std::uint64_t value_hash, UnixMicros first_seen,
+                           UnixMicros last_seen, const EntryText& text) {
   // Stored values are old enough to be known at once.
-  const UnixMicros first = last_seen - window_us_;
+  const UnixMicros learned = first_seen > 0 ? std::min(first_seen, last_seen) : last_seen;
+  const UnixMicros first = std::min(last_seen - window_us_, learned);
+  const bool new_key = !keys_.contains(key_hash);
   if (Value* v = Learn(key_hash, value_hash, first, text)) {
     v->last_seen = std::max(v->last_seen, last_seen);
     v->first_seen = std::min(v->first_seen, first);
     v->exported = v->last_seen;
+    // Learn() dated the key at `first`, a window early so the value is known at once; the key
+    // has learned since its oldest real use.
+    Key& key = keys_.at(key_hash);
+    key.learning_since = new_key ? learned : std::min(key.learning_since, learned);
   }
-  if (learning_since_ == 0 || last_seen < learning_since_) learning_since_ = last_seen;
+  if (learning_since_ == 0 || learned < learning_since_) learning_since_ = learned;
+}
+
+bool NovelBaseline::InstallWarm(UnixMicros t) const {
+  return learning_since_ != 0 && t - learning_since_ >= settings_.warmup_seconds * kMicrosPerSecond;
+}
+
+bool NovelBaseline::KeyWarm(std::uint64_t key_hash, UnixMicros t) const {
+  const UnixMicros since = KeyLearningSince(key_hash);
+  return InstallWarm(t) && since != 0 && t - since >= settings_.warmup_seconds * kMicrosPerSecond;
+}
+
+UnixMicros NovelBaseline::KeyLearningSince(std::uint64_t key_hash) const {
+  const auto k = keys_.find(key_hash);
+  return k == keys_.end() ? 0 : k->second.learning_since;
 }
 
 void NovelBaseline::TakeDirty(std::vector<BaselineEntry>* out) {
@@ -48,7 +68,7 @@ void NovelBaseline::TakeDirty(std::vector<BaselineEntry>* out) {
     for (auto& [vh, v] : key.values) {
       if (v.exported != 0 && v.last_seen - v.exported < kReexportAfter) continue;
       v.exported = v.last_seen;
-      out->push_back(BaselineEntry{key.text, v.text, v.last_seen});
+      out->push_back(BaselineEntry{key.text, v.text, v.last_seen, v.first_seen});
     }
   }
 }
@@ -61,8 +81,9 @@ NovelBaseline::Value* NovelBaseline::Learn(std::uint64_t key_hash, std::uint64_t
       ++overflow_;
       return nullptr;
     }
-    it = keys_.emplace(key_hash, Key{text.Key(), {}}).first;
+    it = keys_.emplace(key_hash, Key{text.Key(), t, {}}).first;
   }
+  if (t < it->second.learning_since) it->second.learning_since = t;
   auto& values = it->second.values;
   if (auto v = values.find(value_hash); v != values.end()) {
     Value& known = v->second;

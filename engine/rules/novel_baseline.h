@@ -7,8 +7,11 @@
 // event it judges (or after the oldest entry imported from the store), it only learns.
 //
 // Who owns it: the PlaybookEngine, one per novel playbook (handed on at a reload when the playbook
-// is unchanged). Used only on the engine's thread (the pipeline's), which also exports it: the
-// store writer receives plain BaselineEntry values (baseline.h), so no lock is needed.
+// is unchanged). Warm-up is judged twice: the install (learning_since) and each key (since it was
+// first learned), so a new account is cold too; the engine decides what a cold key is judged by
+// (the playbook's [trigger.fallback], when it has one). Used only on the engine's thread (the
+// pipeline's), which also exports it: the store writer receives plain BaselineEntry values
+// (baseline.h), so no lock is needed.
 //
 // Why it exists: the learning rules (ttl, warm-up, the bounds) are policy worth reading and
 // testing on their own, apart from the engine's routing and windows. Keys and values are the
@@ -51,9 +54,18 @@ class NovelBaseline {
   bool JudgeAndLearn(std::uint64_t key_hash, std::uint64_t value_hash, UnixMicros t,
                      const EntryText& text);
   // Adds an entry from the store: known at once (as if first used a window before last_seen),
-  // not dirty, and the warm-up counts from the oldest entry imported.
-  void Import(std::uint64_t key_hash, std::uint64_t value_hash, UnixMicros last_seen,
-              const EntryText& text);
+  // not dirty, and the warm-ups (install and key) count from the oldest entry imported (its
+  // first_seen when known, else its last_seen).
+  void Import(std::uint64_t key_hash, std::uint64_t value_hash, UnixMicros first_seen,
+              UnixMicros last_seen, const EntryText& text);
+  // True when the install has learned for the warm-up by t.
+  bool InstallWarm(UnixMicros t) const;
+  // True when the install is warm and the key was first learned at least the warm-up before t.
+  // A key not held is cold.
+  bool KeyWarm(std::uint64_t key_hash, UnixMicros t) const;
+  // When the key was first learned (0: not held).
+  UnixMicros KeyLearningSince(std::uint64_t key_hash) const;
+  std::int64_t warmup_seconds() const { return settings_.warmup_seconds; }
   // Appends to *out the entries learned, or used again at least an hour after they were last
   // exported, since the previous call, and marks them exported.
   void TakeDirty(std::vector<BaselineEntry>* out);
@@ -72,6 +84,7 @@ class NovelBaseline {
   };
   struct Key {
     std::string text;
+    UnixMicros learning_since = 0;  // first learned
     std::unordered_map<std::uint64_t, Value> values;
   };
 

@@ -155,6 +155,26 @@ std::string TriggerText(const Playbook& pb, std::uint64_t count) {
   return {};
 }
 
+// What fired when a cold baseline's fallback did: "warm-up fallback: 101 distinct
+// recipient_domain in 1h of delivery (distinct > 100; this sasl_user has learned for 2h of 7d)".
+std::string FallbackTriggerText(const Playbook& pb, std::uint64_t count, UnixMicros learning_since,
+                                UnixMicros t, std::int64_t warmup_seconds) {
+  const WarmupFallback& fb = pb.trigger.fallback;
+  std::string events;
+  for (int i = 0; i < kEventTypeCount; ++i) {
+    if (!pb.match.types[i]) continue;
+    if (!events.empty()) events += '/';
+    events += EventTypeName(static_cast<EventType>(i));
+  }
+  const std::int64_t learned =
+      learning_since > 0 && t > learning_since ? (t - learning_since) / kMicrosPerSecond : 0;
+  return fmt::format(
+      "warm-up fallback: {} distinct {} in {} of {} (distinct > {}; this {} has learned for {} of "
+      "{})",
+      count, FieldName(fb.field.field), FormatDurationSeconds(fb.window_seconds), events, fb.over,
+      pb.key_kind, FormatDurationSeconds(learned), FormatDurationSeconds(warmup_seconds));
+}
+
 // An action parameter for this incident: its literal text with the placeholders filled in.
 std::string ExpandTemplate(const Template& tpl, const Playbook& pb, const Incident& inc,
                            const Event& e) {
@@ -237,9 +257,11 @@ struct Runtime {
   std::optional<DistinctWindow> addresses;  // [trigger] min_addresses: addresses seen per key
   std::uint32_t addresses_word = 0;         // where their state starts in a record
   std::unique_ptr<KeyTable> table;
-  std::uint32_t words = 0;                // record size
-  bool key_has_ip = false;                // the global address allowlist applies
-  std::optional<NovelBaseline> baseline;  // novel
+  std::uint32_t words = 0;                 // record size
+  bool key_has_ip = false;                 // the global address allowlist applies
+  std::optional<NovelBaseline> baseline;   // novel
+  std::optional<DistinctWindow> fallback;  // novel with [trigger.fallback]: its state follows
+  std::uint32_t fallback_word = 0;         // the trigger's state, at this offset from kStateWord
   // Keys in cooldown -> its end. Only keys that opened an incident: bounded by the incident rate
   // and swept of ended cooldowns as it grows.
   std::unordered_map<std::uint64_t, UnixMicros> cooldowns;
@@ -307,7 +329,15 @@ class Engine final : public PlaybookEngine {
         r->addresses_word = words;
         words += r->addresses->state_words();
       }
-      if (tr.type == TriggerType::kNovel) r->baseline.emplace(tr.baseline, tr.window_seconds);
+      if (tr.type == TriggerType::kNovel) {
+        r->baseline.emplace(tr.baseline, tr.window_seconds);
+        if (tr.fallback.enabled) {
+          r->fallback.emplace(tr.fallback.over + 1, tr.fallback.window_seconds);
+          r->fallback_word = words - kStateWord;
+          words += r->fallback->state_words();
+          idle = std::max<std::int64_t>(idle, tr.fallback.window_seconds);
+        }
+      }
       for (const KeyPart& k : pb.key) r->key_has_ip = r->key_has_ip || k.field == Field::kClientIp;
       r->words = words;
       r->table = std::make_unique<KeyTable>(words, pb.max_keys, idle * kMicrosPerSecond);
@@ -450,7 +480,7 @@ class Engine final : public PlaybookEngine {
         ++bad;
         continue;
       }
-      r->baseline->Import(kh, vh, entry.last_seen, EventEntryText(r->pb, e));
+      r->baseline->Import(kh, vh, entry.first_seen, entry.last_seen, EventEntryText(r->pb, e));
     }
     stats_.baseline_values += baseline.values_held() - values;
     stats_.baseline_overflow += baseline.overflow() - overflow;
@@ -628,7 +658,20 @@ class Engine final : public PlaybookEngine {
     }
     const Trigger& tr = r.pb.trigger;
     const UnixMicros t = e.time;
-    if (tr.type == TriggerType::kNovel && !JudgeAndLearn(r, e, kh)) return;
+    // A novel trigger whose key (or install) is still warming up judges by its fallback, when
+    // it has one; otherwise only a novel value counts.
+    bool use_fallback = false;
+    if (tr.type == TriggerType::kNovel) {
+      const bool warm = r.baseline->KeyWarm(kh, t);  // before this event teaches it
+      const bool novel = JudgeAndLearn(r, e, kh);
+      use_fallback = r.fallback && !warm;
+      if (use_fallback && !e.has(tr.fallback.field.field) &&
+          !(tr.fallback.field.field == Field::kClientIp && e.client_ip.valid())) {
+        ++stats_.no_key;
+        return;
+      }
+      if (!use_fallback && !novel) return;
+    }
     if (tr.type == TriggerType::kDistinct && !e.has(tr.field.field) &&
         !(tr.field.field == Field::kClientIp && e.client_ip.valid())) {
       ++stats_.no_key;
@@ -654,8 +697,17 @@ class Engine final : public PlaybookEngine {
     std::uint64_t count = 0;
     bool fresh = false;
     switch (tr.type) {
-      case TriggerType::kCount:
       case TriggerType::kNovel:
+        if (use_fallback) {
+          std::uint64_t vh = 0;
+          ValueHash(tr.fallback.field, e, &vh);
+          std::uint32_t* fst = st + r.fallback_word;
+          fresh = r.fallback->Expire(fst, t) == 0;
+          count = r.fallback->Add(fst, t, static_cast<std::uint32_t>(vh ^ (vh >> 32)));
+          break;
+        }
+        [[fallthrough]];
+      case TriggerType::kCount:
         fresh = r.counter->CountAt(st, t) == 0;
         count = r.counter->Add(st, t, std::max<std::uint32_t>(e.weight, 1));
         break;
@@ -694,9 +746,10 @@ class Engine final : public PlaybookEngine {
       evidence.Clear();
     }
     evidence.Add(JournalRef(e));
-    if (count >= tr.threshold && enough_addresses) {
+    const std::uint64_t threshold = use_fallback ? tr.fallback.over + 1ull : tr.threshold;
+    if (count >= threshold && enough_addresses) {
       std::int64_t cooldown = 0;
-      Incident inc = BuildIncident(r, w, e, count, &cooldown);
+      Incident inc = BuildIncident(r, w, e, count, use_fallback ? &kh : nullptr, &cooldown);
       if (r.pb.escalation.enabled || max_lookback_ > 0) {
         RecordOffense(r.index, inc.key_kind, inc.key, t);
       }
@@ -754,9 +807,10 @@ class Engine final : public PlaybookEngine {
 
   // The incident of a key whose trigger fired at e: what fired, the episode's evidence and the
   // actions to take, expanded for it. Repeat offenders get longer bans; *cooldown_seconds is the
-  // key's cooldown, escalated alike.
+  // key's cooldown, escalated alike. fallback_key: the key's hash when a novel trigger's warm-up
+  // fallback fired (null otherwise), which the incident then names with its numbers.
   Incident BuildIncident(const Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count,
-                         std::int64_t* cooldown_seconds) {
+                         const std::uint64_t* fallback_key, std::int64_t* cooldown_seconds) {
     const Playbook& pb = r.pb;
     const UnixMicros t = e.time;
     Incident inc;
@@ -768,9 +822,14 @@ class Engine final : public PlaybookEngine {
     inc.key = KeyText(pb, e);
     inc.count = count;
     inc.window_seconds = pb.trigger.window_seconds;
-    inc.first_seen = EpisodeStart(r, w, t);
+    inc.first_seen = EpisodeStart(r, w, t, fallback_key != nullptr);
     inc.last_seen = t;
     inc.trigger = TriggerText(pb, count);
+    if (fallback_key) {
+      inc.window_seconds = pb.trigger.fallback.window_seconds;
+      inc.trigger = FallbackTriggerText(pb, count, r.baseline->KeyLearningSince(*fallback_key), t,
+                                        r.baseline->warmup_seconds());
+    }
     // Evidence: the episode's first lines, then its last ones.
     stats_.evidence_dropped += EvidenceRing(w + kEvidenceWord).Copy(journal_, &inc.evidence);
     const RepeatOffenderScale scale = Escalate(r, &inc);
@@ -785,12 +844,18 @@ class Engine final : public PlaybookEngine {
   }
 
   // The first event of the key's episode still inside its window (t when none is known).
-  UnixMicros EpisodeStart(const Runtime& r, const std::uint32_t* w, UnixMicros t) const {
+  UnixMicros EpisodeStart(const Runtime& r, const std::uint32_t* w, UnixMicros t,
+                          bool fallback) const {
     const std::uint32_t* st = w + kStateWord;
     UnixMicros first = 0;
     switch (r.pb.trigger.type) {
-      case TriggerType::kCount:
       case TriggerType::kNovel:
+        if (fallback) {
+          first = r.fallback->Oldest(st + r.fallback_word);
+          break;
+        }
+        [[fallthrough]];
+      case TriggerType::kCount:
         first = r.counter->OldestAt(st, t);
         break;
       case TriggerType::kDistinct:

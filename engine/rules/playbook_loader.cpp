@@ -383,7 +383,8 @@ class Compiler {
       Trigger& tr = pb.trigger;
       SettingsReader tr_r = Reader(*t, "[trigger]");
       tr_r.CheckKnownKeys(
-          {"type", "threshold", "window", "field", "reset", "baseline", "min_addresses"});
+          {"type", "threshold", "window", "field", "reset", "baseline", "fallback",
+           "min_addresses"});
       if (tr_r.String("type", &s)) {
         if (s == "count")
           tr.type = TriggerType::kCount;
@@ -450,6 +451,33 @@ class Compiler {
         }
         if (tr.type != TriggerType::kNovel) {
           Error(t->get("baseline")->source(), "[trigger.baseline] is for novel triggers");
+        }
+      }
+      if (const toml::table* f = tr_r.Table("fallback")) {
+        WarmupFallback& fb = tr.fallback;
+        fb.enabled = true;
+        SettingsReader fr = Reader(*f, "[trigger.fallback]");
+        fr.CheckKnownKeys({"distinct", "over", "window"});
+        if (const toml::node* d = f->get("distinct")) {
+          if (fr.String("distinct", &s)) ParseKeyPart(*d, s, &fb.field);
+        } else {
+          Error(f->source(), "[trigger.fallback] needs 'distinct' (the values it counts)");
+        }
+        std::int64_t over = 0;
+        if (fr.Int("over", 1, 65534, &over)) {
+          fb.over = static_cast<std::uint32_t>(over);
+        } else if (!f->contains("over")) {
+          Error(f->source(), "[trigger.fallback] needs 'over' (it fires above this many)");
+        }
+        if (!fr.Duration("window", &fb.window_seconds)) {
+          if (!f->contains("window")) {
+            Error(f->source(), "[trigger.fallback] needs 'window' (like \"1h\")");
+          }
+        } else if (fb.window_seconds <= 0 || fb.window_seconds > 366 * 86400) {
+          Error(*f->get("window"), "'window' must be between 1s and 366d");
+        }
+        if (tr.type != TriggerType::kNovel) {
+          Error(t->get("fallback")->source(), "[trigger.fallback] is for novel triggers");
         }
       }
     } else if (!doc.contains("trigger")) {

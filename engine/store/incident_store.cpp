@@ -257,10 +257,11 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
   ids.reserve(incidents->size());
   Status s = InTransaction([&]() -> Status {
     MXWARD_STMT(ins,
-                "INSERT INTO incidents (playbook, description, severity, mode, key_kind, key, "
-                "trigger, first_seen, last_seen, count, window_seconds, status, evidence_count, "
-                "action_count, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                "INSERT OR IGNORE INTO incidents (playbook, description, severity, mode, "
+                "key_kind, key, trigger, first_seen, last_seen, count, window_seconds, status, "
+                "evidence_count, action_count, created_at, updated_at, origin, replay_identity) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    MXWARD_STMT(existing, "SELECT id FROM incidents WHERE replay_identity = ?");
     MXWARD_STMT(ev, "INSERT INTO evidence (incident_id, seq, time, text) VALUES (?,?,?,?)");
     MXWARD_STMT(act,
                 "INSERT INTO actions (incident_id, type, params, status, revert, created_at, "
@@ -290,9 +291,26 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
           .Bind(13, static_cast<std::int64_t>(kept.size()))
           .Bind(14, static_cast<std::int64_t>(inc.actions.size()))
           .Bind(15, now)
-          .Bind(16, now);
+          .Bind(16, now)
+          .Bind(17, IncidentOriginName(inc.origin));
+      const bool replayed = inc.origin == IncidentOrigin::kReplay;
+      const std::string identity = replayed ? ReplayIdentity(inc) : std::string();
+      if (replayed) {
+        ins.Bind(18, identity);
+      } else {
+        sqlite3_bind_null(*ins_prepared, 18);
+      }
       if (ins.Step() != SQLITE_DONE) return Error("writing an incident");
       sqlite3_reset(*ins_prepared);
+      if (!replayed && sqlite3_changes(db_) == 0) return Error("writing an incident");
+      if (replayed && sqlite3_changes(db_) == 0) {
+        // Recorded by an earlier replay of the same lines: keep that one.
+        existing.Bind(1, identity);
+        if (existing.Step() != SQLITE_ROW) return Error("finding a replayed incident");
+        ids.push_back(existing.Int(0));
+        sqlite3_reset(*existing_prepared);
+        continue;
+      }
       const std::int64_t id = sqlite3_last_insert_rowid(db_);
       ids.push_back(id);
       std::int64_t seq = 0;
@@ -329,7 +347,7 @@ namespace {
 
 constexpr const char* kIncidentColumns =
     "id, playbook, description, severity, mode, key_kind, key, trigger, first_seen, last_seen, "
-    "count, window_seconds, status";
+    "count, window_seconds, status, origin";
 
 Incident IncidentFromRow(const Stmt& q) {
   Incident inc;
@@ -346,6 +364,7 @@ Incident IncidentFromRow(const Stmt& q) {
   inc.count = static_cast<std::uint64_t>(q.Int(10));
   inc.window_seconds = q.Int(11);
   inc.status = ParseOr(q.Text(12), ParseIncidentStatus, IncidentStatus::kOpen);
+  inc.origin = ParseOr(q.Text(13), ParseIncidentOrigin, IncidentOrigin::kLive);
   return inc;
 }
 
@@ -602,6 +621,20 @@ Status IncidentStore::MarkActionFinal(std::int64_t id, ActionStatus status, std:
       .Bind(5, id);
   if (q.Step() != SQLITE_DONE) return Error("recording an action's outcome");
   return ExpectOneRow(db_, id);
+}
+
+std::string ReplayIdentity(const Incident& incident) {
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a: stable across builds, unlike std::hash
+  UnixMicros time = incident.first_seen;
+  if (!incident.evidence.empty()) {
+    time = incident.evidence.front().time;
+    for (unsigned char c : incident.evidence.front().text) {
+      h ^= c;
+      h *= 0x100000001b3ull;
+    }
+  }
+  return fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{:016x}", incident.playbook, incident.key_kind,
+                     incident.key, time, h);
 }
 
 std::string ActionSubjectKey(const ActionRecord& action) {
@@ -870,11 +903,18 @@ Status IncidentStore::SaveBaselines(std::string_view playbook,
                                     const std::vector<BaselineEntry>& entries) {
   return InTransaction([&]() -> Status {
     MXWARD_STMT(q,
-                "INSERT INTO baselines (playbook, key, value, last_seen) VALUES (?,?,?,?) "
-                "ON CONFLICT (playbook, key, value) DO UPDATE SET "
-                "last_seen = max(last_seen, excluded.last_seen)");
+                "INSERT INTO baselines (playbook, key, value, last_seen, first_seen) "
+                "VALUES (?,?,?,?,?) ON CONFLICT (playbook, key, value) DO UPDATE SET "
+                "last_seen = max(last_seen, excluded.last_seen), "
+                "first_seen = CASE WHEN first_seen = 0 THEN excluded.first_seen "
+                "WHEN excluded.first_seen = 0 THEN first_seen "
+                "ELSE min(first_seen, excluded.first_seen) END");
     for (const BaselineEntry& e : entries) {
-      q.Bind(1, playbook).Bind(2, e.key).Bind(3, e.value).Bind(4, e.last_seen);
+      q.Bind(1, playbook)
+          .Bind(2, e.key)
+          .Bind(3, e.value)
+          .Bind(4, e.last_seen)
+          .Bind(5, e.first_seen);
       if (q.Step() != SQLITE_DONE) return Error("saving baselines");
       sqlite3_reset(*q_prepared);
     }
@@ -891,14 +931,40 @@ Status IncidentStore::SaveBaselines(std::string_view playbook,
 Result<std::vector<BaselineEntry>> IncidentStore::LoadBaselines(std::string_view playbook,
                                                                 UnixMicros newer_than) {
   MXWARD_STMT(q,
-              "SELECT key, value, last_seen FROM baselines WHERE playbook = ? AND "
+              "SELECT key, value, last_seen, first_seen FROM baselines WHERE playbook = ? AND "
               "last_seen > ? ORDER BY key, value");
   q.Bind(1, playbook).Bind(2, newer_than);
   std::vector<BaselineEntry> out;
   int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) out.push_back({q.Text(0), q.Text(1), q.Int(2)});
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    out.push_back({q.Text(0), q.Text(1), q.Int(2), q.Int(3)});
+  }
   if (rc != SQLITE_DONE) return Error("loading baselines");
   return out;
+}
+
+Result<std::vector<BaselineEntry>> IncidentStore::BaselineOfKey(std::string_view playbook,
+                                                                std::string_view key) {
+  MXWARD_STMT(q,
+              "SELECT key, value, last_seen, first_seen FROM baselines WHERE playbook = ? AND "
+              "key = ? ORDER BY value");
+  q.Bind(1, playbook).Bind(2, key);
+  std::vector<BaselineEntry> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    out.push_back({q.Text(0), q.Text(1), q.Int(2), q.Int(3)});
+  }
+  if (rc != SQLITE_DONE) return Error("loading a baseline");
+  return out;
+}
+
+Result<UnixMicros> IncidentStore::BaselineLearningSince(std::string_view playbook) {
+  MXWARD_STMT(q,
+              "SELECT coalesce(min(CASE WHEN first_seen > 0 AND first_seen < last_seen "
+              "THEN first_seen ELSE last_seen END), 0) FROM baselines WHERE playbook = ?");
+  q.Bind(1, playbook);
+  if (q.Step() != SQLITE_ROW) return Error("reading a baseline's age");
+  return q.Int(0);
 }
 
 Result<std::int64_t> IncidentStore::PruneBaselines(UnixMicros older_than) {

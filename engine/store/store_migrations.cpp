@@ -145,7 +145,21 @@ CREATE TABLE cluster_applied (
 ) WITHOUT ROWID;
 )sql";
 
-constexpr std::array<const char*, 4> kMigrations = {kV1, kV2, kV3, kV4};
+// v5: replays that do not pollute live state, and how long a baseline has learned.
+// incidents.origin: 'live' or 'replay' (IncidentOrigin). Escalation never counts a replayed one.
+// incidents.replay_identity: for a replayed incident, playbook, key and its first evidence line
+//   (time and a hash of its text), unique: replaying a file twice records each incident once.
+// baselines.first_seen: when the key first used the value (0: unknown, learned before v5), so an
+//   account's warm-up survives a restart and `mxward learn` can warm it up from old logs.
+constexpr const char* kV5 = R"sql(
+ALTER TABLE incidents ADD COLUMN origin TEXT NOT NULL DEFAULT 'live';
+ALTER TABLE incidents ADD COLUMN replay_identity TEXT;
+CREATE UNIQUE INDEX incidents_by_replay_identity ON incidents(replay_identity)
+  WHERE replay_identity IS NOT NULL;
+ALTER TABLE baselines ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<const char*, 5> kMigrations = {kV1, kV2, kV3, kV4, kV5};
 
 }  // namespace
 

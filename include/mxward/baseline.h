@@ -15,6 +15,9 @@ struct BaselineEntry {
   std::string key;
   std::string value;
   UnixMicros last_seen = 0;
+  // When the key first used the value, as far as the baseline knows; 0 when unknown (an entry
+  // stored before schema 4). Imported, the oldest of a key's entries says how long it has learned.
+  UnixMicros first_seen = 0;
 };
 
 // The baseline entries of one novel playbook, for IncidentStore::SaveBaselines.

@@ -17,6 +17,9 @@ namespace mxward {
 enum class Severity : std::uint8_t { kLow, kMedium, kHigh, kCritical };
 enum class PlaybookMode : std::uint8_t { kEnforce, kDryRun };
 enum class IncidentStatus : std::uint8_t { kOpen, kAcknowledged, kResolved };
+// live: opened by the daemon from logs as they came; replay: opened by `mxward replay` from old
+// logs. A replayed incident is shown as such and never counts as an earlier offence.
+enum class IncidentOrigin : std::uint8_t { kLive, kReplay };
 // pending: in the outbox; done: applied; failed: gave up after retries; reverted: undone;
 // dry_run: recorded but never run (playbook or action in dry-run); refused: safety valve or
 // allowlist stopped it.
@@ -28,6 +31,8 @@ std::string_view PlaybookModeName(PlaybookMode m);  // "enforce" | "dry-run"
 bool ParsePlaybookMode(std::string_view name, PlaybookMode* out);
 std::string_view IncidentStatusName(IncidentStatus s);  // "open" | "acknowledged" | "resolved"
 bool ParseIncidentStatus(std::string_view name, IncidentStatus* out);
+std::string_view IncidentOriginName(IncidentOrigin o);  // "live" | "replay"
+bool ParseIncidentOrigin(std::string_view name, IncidentOrigin* out);
 std::string_view ActionStatusName(ActionStatus s);  // "pending" | "done" | ... | "dry_run"
 bool ParseActionStatus(std::string_view name, ActionStatus* out);
 
@@ -77,6 +82,7 @@ struct Incident {
   std::uint64_t count = 0;
   std::int64_t window_seconds = 0;
   IncidentStatus status = IncidentStatus::kOpen;
+  IncidentOrigin origin = IncidentOrigin::kLive;
   std::vector<EvidenceLine> evidence;  // bounded by the engine: first and last few lines
   std::vector<ActionRequest> actions;
 };

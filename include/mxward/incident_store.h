@@ -127,6 +127,11 @@ struct UnpublishedBans {
   std::int64_t floor = 0;             // the publish floor to save once these are published
 };
 
+// What makes two replayed incidents the same one: playbook, key kind, key, and the first evidence
+// line (its time and an FNV-1a hash of its text; first_seen when it has none). Replaying the same
+// lines again opens an incident with the same identity.
+std::string ReplayIdentity(const Incident& incident);
+
 struct OutboxStats {
   std::int64_t pending = 0;
   UnixMicros oldest_created_at = 0;  // 0 when empty
@@ -134,7 +139,7 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
@@ -151,6 +156,8 @@ class IncidentStore {
   // --- incidents -------------------------------------------------------------------------------
   // Writes the incidents, their evidence and actions in one transaction and assigns ids.
   // Actions with dry_run become ActionStatus::kDryRun; the others are pending (in the outbox).
+  // A replayed incident (IncidentOrigin::kReplay) already in the store, by ReplayIdentity, is
+  // not written again: it keeps the id it has (and its actions are not queued twice).
   Status RecordIncidents(std::vector<Incident>* incidents, UnixMicros now);
   Result<std::vector<Incident>> ListIncidents(const IncidentQuery& query);  // no evidence
   Result<Incident> GetIncident(std::int64_t id);                            // with evidence
@@ -207,6 +214,11 @@ class IncidentStore {
   Result<std::vector<BaselineEntry>> LoadBaselines(std::string_view playbook,
                                                    UnixMicros newer_than);
   Result<std::int64_t> PruneBaselines(UnixMicros older_than);
+  // The entries one key holds in a playbook's baseline, by value (`mxward accounts baseline`).
+  Result<std::vector<BaselineEntry>> BaselineOfKey(std::string_view playbook, std::string_view key);
+  // When a playbook's baseline started learning: the earliest use it holds (first_seen, or
+  // last_seen where that is unknown); 0 when it holds nothing.
+  Result<UnixMicros> BaselineLearningSince(std::string_view playbook);
 
   // --- hourly event counts (for `mxward stats`) ------------------------------------------------
   Status AddEventCounts(UnixMicros hour,

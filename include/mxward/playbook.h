@@ -92,6 +92,17 @@ struct BaselineSettings {
   std::size_t max_keys = 100'000;
 };
 
+// The absolute rule a `novel` trigger judges by while a key's baseline, or the whole install's,
+// is still warming up ([trigger.fallback]): the key fires when it used more than `over` distinct
+// `field` values within `window`. Without it a cold baseline judges nothing, so a fresh install
+// (or a new account) would have no protection for the length of the warm-up.
+struct WarmupFallback {
+  bool enabled = false;
+  KeyPart field{Field::kUser, -1};  // the values counted ("recipient_domain")
+  std::uint32_t over = 0;           // fires at over + 1 distinct values
+  std::int64_t window_seconds = 0;
+};
+
 struct Trigger {
   TriggerType type = TriggerType::kCount;
   std::uint32_t threshold = 1;
@@ -102,7 +113,8 @@ struct Trigger {
   // addresses of it were counted in the window, so one address cannot get its whole network
   // banned. 0: no such condition.
   std::uint32_t min_addresses = 0;
-  BaselineSettings baseline;  // novel
+  BaselineSettings baseline;        // novel
+  WarmupFallback fallback;          // novel, optional
 };
 
 struct Allowlist {

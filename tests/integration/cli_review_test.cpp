@@ -153,9 +153,10 @@ TEST_F(CliReviewTest, ListJsonFieldsAreExactlyTheDocumentedOnes) {
   const auto& ssh = all[1];
   EXPECT_EQ(Keys(ssh),
             (std::set<std::string>{"id", "playbook", "description", "key_kind", "key", "status",
-                                   "severity", "count", "first_seen", "last_seen", "mode",
+                                   "severity", "count", "first_seen", "last_seen", "mode", "origin",
                                    "trigger", "window_seconds", "actions"}));
   EXPECT_EQ(ssh.at("id"), ssh_id_);
+  EXPECT_EQ(ssh.at("origin"), "live");
   EXPECT_EQ(ssh.at("playbook"), "postfix-sasl");
   EXPECT_EQ(ssh.at("key_kind"), "client_ip");
   EXPECT_EQ(ssh.at("key"), "203.0.113.7");

@@ -228,9 +228,9 @@ TEST_F(IncidentStoreTest, BansAndSuspensions) {
 
 TEST_F(IncidentStoreTest, BaselinesAreUpsertedAndPruned) {
   ASSERT_TRUE(
-      store_->SaveBaselines("novel-country", {{"alice", "DE", kT0}, {"alice", "FR", kT0 + 5}})
+      store_->SaveBaselines("novel-country", {{"alice", "DE", kT0, 0}, {"alice", "FR", kT0 + 5, 0}})
           .ok());
-  ASSERT_TRUE(store_->SaveBaselines("novel-country", {{"alice", "DE", kT0 + 10}}).ok());
+  ASSERT_TRUE(store_->SaveBaselines("novel-country", {{"alice", "DE", kT0 + 10, 0}}).ok());
   auto b = store_->LoadBaselines("novel-country", 0);
   ASSERT_EQ(b->size(), 2u);
   EXPECT_EQ((*b)[0].value, "DE");
@@ -239,6 +239,53 @@ TEST_F(IncidentStoreTest, BaselinesAreUpsertedAndPruned) {
   EXPECT_TRUE(store_->LoadBaselines("other", 0)->empty());
   EXPECT_EQ(*store_->PruneBaselines(kT0 + 6), 1);
   EXPECT_EQ(store_->LoadBaselines("novel-country", 0)->size(), 1u);
+}
+
+TEST_F(IncidentStoreTest, BaselinesKeepTheEarliestKnownFirstUseAndAnswerPerKey) {
+  ASSERT_OK(store_->SaveBaselines("out", {{"alice", "a.example", kT0 + 50, 0},
+                                          {"alice", "b.example", kT0 + 60, kT0 + 20},
+                                          {"bob", "c.example", kT0 + 70, kT0 + 70}}));
+  // Later saves: a known first use replaces an unknown one, an earlier one wins, 0 keeps it.
+  ASSERT_OK(store_->SaveBaselines("out", {{"alice", "a.example", kT0 + 80, kT0 + 30},
+                                          {"alice", "b.example", kT0 + 90, kT0 + 10},
+                                          {"bob", "c.example", kT0 + 95, 0}}));
+  auto alice = store_->BaselineOfKey("out", "alice");
+  ASSERT_OK(alice);
+  ASSERT_EQ(alice->size(), 2u);
+  EXPECT_EQ((*alice)[0].value, "a.example");
+  EXPECT_EQ((*alice)[0].first_seen, kT0 + 30);
+  EXPECT_EQ((*alice)[0].last_seen, kT0 + 80);
+  EXPECT_EQ((*alice)[1].first_seen, kT0 + 10);
+  EXPECT_EQ((*store_->BaselineOfKey("out", "bob"))[0].first_seen, kT0 + 70);
+  EXPECT_TRUE(store_->BaselineOfKey("out", "carol")->empty());
+  EXPECT_EQ(*store_->BaselineLearningSince("out"), kT0 + 10);
+  EXPECT_EQ(*store_->BaselineLearningSince("other"), 0);
+}
+
+TEST_F(IncidentStoreTest, AReplayedIncidentIsRecordedOnceAndLiveOnesAlways) {
+  Incident replayed = MakeIncident("192.0.2.7", kT0);
+  replayed.origin = IncidentOrigin::kReplay;
+  const std::int64_t first = Record(replayed);
+  // The same lines replayed again: the same incident, no second row, no second action.
+  EXPECT_EQ(Record(replayed), first);
+  // Another first line is another incident.
+  Incident other = replayed;
+  other.evidence[0].text = "another line";
+  EXPECT_NE(Record(other), first);
+  // Live incidents are never merged, however alike.
+  Incident live = MakeIncident("192.0.2.7", kT0);
+  const std::int64_t live1 = Record(live);
+  EXPECT_NE(Record(live), live1);
+  IncidentQuery q;
+  q.limit = 100;
+  auto all = store_->ListIncidents(q);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 4u);
+  int replays = 0;
+  for (const auto& i : *all) replays += i.origin == IncidentOrigin::kReplay;
+  EXPECT_EQ(replays, 2);
+  EXPECT_EQ(store_->ActionsForIncident(first)->size(), 1u);
+  EXPECT_NE(ReplayIdentity(replayed), ReplayIdentity(other));
 }
 
 TEST_F(IncidentStoreTest, EventCountsAddUpAcrossWritesAndComposeInOneTransaction) {
@@ -457,20 +504,46 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
                            "previous TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, "
                            "until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
                            "DEFAULT 0, PRIMARY KEY (user, kind));"
+                           "CREATE TABLE incidents (id INTEGER PRIMARY KEY, playbook TEXT NOT "
+                           "NULL, description TEXT NOT NULL DEFAULT '', severity TEXT NOT NULL, "
+                           "mode TEXT NOT NULL, key_kind TEXT NOT NULL, key TEXT NOT NULL, "
+                           "trigger TEXT NOT NULL DEFAULT '', first_seen INTEGER NOT NULL, "
+                           "last_seen INTEGER NOT NULL, count INTEGER NOT NULL, window_seconds "
+                           "INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'open', "
+                           "evidence_count INTEGER NOT NULL DEFAULT 0, action_count INTEGER NOT "
+                           "NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT "
+                           "NULL);"
+                           "CREATE TABLE baselines (playbook TEXT NOT NULL, key TEXT NOT NULL, "
+                           "value TEXT NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY "
+                           "(playbook, key, value)) WITHOUT ROWID;"
                            "INSERT INTO actions (type, params, status, created_at, updated_at) "
                            "VALUES ('ban', '{}', 'pending', 1, 1);"
+                           "INSERT INTO incidents (playbook, severity, mode, key_kind, key, "
+                           "first_seen, last_seen, count, created_at, updated_at) VALUES "
+                           "('postfix-sasl', 'high', 'enforce', 'client_ip', '192.0.2.7', 1, 2, "
+                           "20, 1, 1);"
+                           "INSERT INTO baselines VALUES ('out', 'alice', 'a.example', 5);"
                            "PRAGMA user_version=1;",
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
   }
-  // Only the v2 migration runs (v1 would fail: the tables exist).
+  // Only the later migrations run (v1 would fail: the tables exist).
   auto s = IncidentStore::Open(path);
   ASSERT_OK(s);
   auto a = (*s)->GetAction(1);
   ASSERT_OK(a);
   EXPECT_EQ(a->claimed_by, 0);
   EXPECT_TRUE((*s)->ActiveSuspensions()->empty());
+  // v5: an incident from before it is live; a baseline entry's first use is unknown.
+  auto incidents = (*s)->ListIncidents(IncidentQuery{});
+  ASSERT_OK(incidents);
+  ASSERT_EQ(incidents->size(), 1u);
+  EXPECT_EQ((*incidents)[0].origin, IncidentOrigin::kLive);
+  auto b = (*s)->LoadBaselines("out", 0);
+  ASSERT_OK(b);
+  ASSERT_EQ(b->size(), 1u);
+  EXPECT_EQ((*b)[0].first_seen, 0);
 }
 
 TEST(IncidentStoreOpenTest, RefusesAFileFromANewerVersion) {

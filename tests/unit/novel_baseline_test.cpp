@@ -143,8 +143,8 @@ TEST_F(NovelBaselineTest, DirtyEntriesAreExportedOnceThenHourly) {
 }
 
 TEST_F(NovelBaselineTest, ImportedEntriesAreKnownAtOnceAndNotDirty) {
-  baseline_.Import(1, 1, kT0 - 2 * kDay, Text(1, 1));
-  baseline_.Import(1, 2, kT0 - 3 * kDay, Text(1, 2));
+  baseline_.Import(1, 1, 0, kT0 - 2 * kDay, Text(1, 1));
+  baseline_.Import(1, 2, 0, kT0 - 3 * kDay, Text(1, 2));
   EXPECT_EQ(baseline_.learning_since(), kT0 - 3 * kDay) << "the oldest entry";
   EXPECT_TRUE(Dirty().empty());
   EXPECT_FALSE(Novel(1, 1, kT0)) << "known, and already warm";
@@ -152,10 +152,37 @@ TEST_F(NovelBaselineTest, ImportedEntriesAreKnownAtOnceAndNotDirty) {
 }
 
 TEST_F(NovelBaselineTest, AnEntryLastSeenAMomentAgoIsKnownAtOnce) {
-  baseline_.Import(1, 9, kT0 - 2 * kDay, Text(1, 9));  // warm
-  baseline_.Import(1, 1, kT0, Text(1, 1));
+  baseline_.Import(1, 9, 0, kT0 - 2 * kDay, Text(1, 9));  // warm
+  baseline_.Import(1, 1, 0, kT0, Text(1, 1));
   EXPECT_FALSE(Novel(1, 1, kT0)) << "first seen taken as a window before last_seen";
   EXPECT_TRUE(Novel(1, 2, kT0));
+}
+
+TEST_F(NovelBaselineTest, EachKeyWarmsUpFromItsOwnFirstUse) {
+  Novel(1, 1, kT0);
+  EXPECT_FALSE(baseline_.InstallWarm(kT0 + kHour));
+  EXPECT_FALSE(baseline_.KeyWarm(1, kT0 + kHour));
+  EXPECT_TRUE(baseline_.InstallWarm(kT0 + kDay));
+  EXPECT_TRUE(baseline_.KeyWarm(1, kT0 + kDay));
+  // A key first seen after the install warmed up is cold for its own warm-up.
+  Novel(2, 1, kT0 + 2 * kDay);
+  EXPECT_FALSE(baseline_.KeyWarm(2, kT0 + 2 * kDay + kHour));
+  EXPECT_TRUE(baseline_.KeyWarm(2, kT0 + 3 * kDay));
+  EXPECT_FALSE(baseline_.KeyWarm(7, kT0 + 3 * kDay)) << "a key not held is cold";
+  EXPECT_EQ(baseline_.KeyLearningSince(2), kT0 + 2 * kDay);
+}
+
+TEST_F(NovelBaselineTest, ImportedFirstUseDatesTheKeysWarmupAndIsExportedAgain) {
+  // Used daily since two days ago: the last use alone would make it an hour old.
+  baseline_.Import(1, 1, kT0 - 2 * kDay, kT0 - kHour, Text(1, 1));
+  EXPECT_EQ(baseline_.KeyLearningSince(1), kT0 - 2 * kDay);
+  EXPECT_EQ(baseline_.learning_since(), kT0 - 2 * kDay);
+  EXPECT_TRUE(baseline_.KeyWarm(1, kT0));
+  Novel(1, 1, kT0 + 2 * kHour);  // used again beyond the re-export interval
+  auto dirty = Dirty();
+  ASSERT_EQ(dirty.size(), 1u);
+  EXPECT_EQ(dirty[0].first_seen, kT0 - 2 * kDay);
+  EXPECT_EQ(dirty[0].last_seen, kT0 + 2 * kHour);
 }
 
 }  // namespace

@@ -551,6 +551,70 @@ TEST(PlaybookEngineNovelTest, NothingIsJudgedDuringWarmup) {
   EXPECT_EQ(engine->stats().baseline_values, 50u);
 }
 
+// kNovel with the absolute rule a cold baseline judges by.
+const std::string kNovelWithFallback = std::string(kNovel) + R"(
+[trigger.fallback]
+distinct = "recipient_domain"
+over = 10
+window = "1h"
+)";
+
+TEST(PlaybookEngineNovelTest, WarmupFallbackFiresOnTooManyDistinctDomainsWhileCold) {
+  auto engine = EngineFor({{"out", kNovelWithFallback}});
+  Events ev;
+  Collect sink;
+  auto send = [&](std::string user, std::string domain, UnixMicros t) {
+    engine->OnEvent(ev.Make(EventType::kDelivery, t, "",
+                            {{Field::kSaslUser, user}, {Field::kRecipientDomain, domain}}),
+                    &sink);
+  };
+  // A bulk sender on a cold install: 300 messages to its 8 usual domains, nothing.
+  for (int i = 0; i < 300; ++i) {
+    send("news@example.org", "d" + std::to_string(i % 8) + ".example", kT0 + i * kSec);
+  }
+  // Ten distinct domains in the hour: not more than `over`.
+  for (int i = 0; i < 10; ++i) {
+    send("alice@example.org", "n" + std::to_string(i) + ".example", kT0 + i * kSec);
+  }
+  EXPECT_TRUE(sink.incidents.empty());
+  send("alice@example.org", "n10.example", kT0 + 20 * kSec);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  const Incident& inc = sink.incidents[0];
+  EXPECT_EQ(inc.key, "alice@example.org");
+  EXPECT_EQ(inc.count, 11u);
+  EXPECT_EQ(inc.window_seconds, 3600);
+  EXPECT_EQ(inc.first_seen, kT0);
+  EXPECT_EQ(inc.trigger,
+            "warm-up fallback: 11 distinct recipient_domain in 1h of delivery (distinct > 10; "
+            "this sasl_user has learned for 20s of 1d)");
+  EXPECT_EQ(inc.actions[0].type, "suspend_sending");
+}
+
+TEST(PlaybookEngineNovelTest, ANewAccountIsColdAfterTheInstallWarmedUp) {
+  auto engine = EngineFor({{"out", kNovelWithFallback}});
+  Events ev;
+  Collect sink;
+  auto send = [&](std::string user, std::string domain, UnixMicros t) {
+    engine->OnEvent(ev.Make(EventType::kDelivery, t, "",
+                            {{Field::kSaslUser, user}, {Field::kRecipientDomain, domain}}),
+                    &sink);
+  };
+  for (int d = 0; d < 2; ++d) {
+    send("alice@example.org", "known.example", kT0 + d * 86400 * kSec);
+  }
+  const UnixMicros later = kT0 + 2 * 86400 * kSec;
+  // bob was never seen: five new domains would be novel, but his baseline is cold, so the
+  // fallback (more than 10) judges him.
+  for (int i = 0; i < 5; ++i) send("bob@example.org", "b" + std::to_string(i), later + i * kSec);
+  EXPECT_TRUE(sink.incidents.empty());
+  // alice is warm: five new domains are novelty.
+  for (int i = 0; i < 5; ++i) send("alice@example.org", "a" + std::to_string(i), later + i * kSec);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].key, "alice@example.org");
+  EXPECT_NE(sink.incidents[0].trigger.find("never used before"), std::string::npos)
+      << sink.incidents[0].trigger;
+}
+
 TEST(PlaybookEngineNovelTest, NewDomainsAfterWarmupFireKnownOnesDoNot) {
   auto engine = EngineFor({{"out", kNovel}});
   Events ev;
