@@ -125,7 +125,27 @@ CREATE TABLE input_cursors (
 ) WITHOUT ROWID;
 )sql";
 
-constexpr std::array<const char*, 3> kMigrations = {kV1, kV2, kV3};
+// v4: a ban's port scope (issue 15): "mail" (what every earlier ban covered), "web", "all", another
+//   [nftables] port group, or an explicit port list ("80,443,8080"). One row per (prefix, ports):
+//   an address banned for web and for mail holds two bans, each with its own end. SQLite cannot
+//   change a primary key in place, so the table is rebuilt; every earlier ban becomes "mail".
+constexpr const char* kV4 = R"sql(
+CREATE TABLE bans_v4 (
+  prefix TEXT NOT NULL,
+  ports TEXT NOT NULL DEFAULT 'mail',
+  created_at INTEGER NOT NULL,
+  until INTEGER NOT NULL DEFAULT 0,
+  incident_id INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (prefix, ports)
+);
+INSERT INTO bans_v4 (prefix, ports, created_at, until, incident_id, reason)
+  SELECT prefix, 'mail', created_at, until, incident_id, reason FROM bans;
+DROP TABLE bans;
+ALTER TABLE bans_v4 RENAME TO bans;
+)sql";
+
+constexpr std::array<const char*, 4> kMigrations = {kV1, kV2, kV3, kV4};
 
 }  // namespace
 
