@@ -307,6 +307,7 @@ class Compiler {
       return;
     }
     Template tpl;
+    tpl.source = text;
     tpl.parts.push_back({Template::Kind::kLiteral, std::move(text), {}});
     a->params.emplace_back("ports", std::move(tpl));
   }

@@ -318,14 +318,15 @@ TEST_F(CliReviewTest, BansAndAccountsListGolden) {
   auto r = Mxward({"bans", "list"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "ADDRESS      SINCE                         UNTIL                        INCIDENT  "
-            "REASON\n"
-            "203.0.113.7  2026-11-23 09:09:32 (2h ago)  2026-11-23 13:09:32 (in 1h)  1         "
-            "postfix-sasl\n");
+            "ADDRESS      PORTS  SINCE                         UNTIL                        "
+            "INCIDENT  REASON\n"
+            "203.0.113.7  mail   2026-11-23 09:09:32 (2h ago)  2026-11-23 13:09:32 (in 1h)  "
+            "1         postfix-sasl\n");
   auto bans = Json({"bans", "list", "--json"});
   ASSERT_EQ(bans.size(), 1u);
   EXPECT_EQ(bans[0].at("address"), "203.0.113.7");
   EXPECT_EQ(bans[0].at("until"), "2026-11-23T13:09:32Z");
+  EXPECT_EQ(bans[0].at("ports"), "mail");
   EXPECT_EQ(bans[0].at("incident_id"), ssh_id_);
 
   r = Mxward({"accounts", "list"});
