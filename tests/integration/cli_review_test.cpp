@@ -234,9 +234,10 @@ TEST_F(CliReviewTest, ShowJsonAddsEvidenceNotesAndWhatIsInEffect) {
   EXPECT_EQ(webhook.at("params"), (nlohmann::json{{"target", "ops"}}));
   EXPECT_EQ(webhook.at("attempts"), 1);
   ASSERT_EQ(j.at("in_effect").size(), 1u);
-  EXPECT_EQ(j.at("in_effect")[0],
-            (nlohmann::json{
-                {"type", "ban"}, {"address", "203.0.113.7"}, {"until", "2026-11-23T13:09:32Z"}}));
+  EXPECT_EQ(j.at("in_effect")[0], (nlohmann::json{{"type", "ban"},
+                                                  {"address", "203.0.113.7"},
+                                                  {"ports", "mail"},
+                                                  {"until", "2026-11-23T13:09:32Z"}}));
 }
 
 TEST_F(CliReviewTest, AckAndResolveActDirectlyWithoutADaemon) {
@@ -301,9 +302,10 @@ TEST_F(CliReviewTest, BansAddValidatesAndQueuesTheCanonicalAddress) {
   EXPECT_EQ(ban->type, "ban");
   EXPECT_FALSE(ban->revert);
   EXPECT_EQ(ban->incident_id, 0);
-  EXPECT_EQ(ban->params,
-            (nlohmann::json{
-                {"address", "2001:db8::/64"}, {"duration_s", 5400}, {"reason", "manual test"}}));
+  EXPECT_EQ(ban->params, (nlohmann::json{{"address", "2001:db8::/64"},
+                                         {"duration_s", 5400},
+                                         {"ports", "mail"},
+                                         {"reason", "manual test"}}));
   EXPECT_EQ(ban->idempotency_key, "mxward-4");
 
   r = Mxward({"bans", "remove", "2001:db8::/64"});
@@ -312,6 +314,7 @@ TEST_F(CliReviewTest, BansAddValidatesAndQueuesTheCanonicalAddress) {
   ASSERT_OK(unban);
   EXPECT_TRUE(unban->revert);
   EXPECT_EQ(unban->params.at("address"), "2001:db8::/64");
+  EXPECT_EQ(unban->params.at("ports"), "*");  // every scope the address is banned in
 }
 
 TEST_F(CliReviewTest, BansAndAccountsListGolden) {
