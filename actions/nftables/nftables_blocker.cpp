@@ -407,7 +407,11 @@ Result<BanScope> NftablesBlocker::ScopeOf(const std::string& name) const {
 }
 
 Result<std::string> NftablesBlocker::ResolveScope(std::string_view text) const {
-  const auto groups = options_.Groups();
+  return ResolveBanScope(options_, text);
+}
+
+Result<std::string> ResolveBanScope(const NftablesOptions& options, std::string_view text) {
+  const auto groups = options.Groups();
   std::vector<std::string> names;
   std::set<int> ports;
   bool every = false;

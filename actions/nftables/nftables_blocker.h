@@ -108,6 +108,10 @@ struct BanScope {
   std::vector<int> ports;  // TCP destination ports; empty: every packet
 };
 
+// NftablesBlocker::ResolveScope() for these options: what `mxward check` asks of a playbook's
+// literal `ports` before the executor ever runs.
+Result<std::string> ResolveBanScope(const NftablesOptions& options, std::string_view text);
+
 // One ban to put in the kernel: a prefix and its remaining lifetime (0 = no timeout).
 struct NftBan {
   IpPrefix prefix;
