@@ -736,6 +736,10 @@ TEST_F(NftablesNetnsTest, AnOldLayoutTableIsMigratedWhole) {
   auto chain = RunCommand({"nft", "list", "chain", "inet", "mxward", "input"});
   EXPECT_EQ(chain.out.find("ip6 saddr @banned_v6 counter"), std::string::npos)
       << "the old rule without ports is gone: " << chain.out;
+  // The stored bans (all of them "mail" since the store migration) are where they were, and the
+  // sets of the other scopes are there, empty (issue 15).
+  EXPECT_TRUE(Elements("banned_v4_web").empty());
+  EXPECT_TRUE(Elements("banned_v6_all_64").empty());
   // Start() (a restart after the upgrade) does the same from scratch.
   Nft("flush ruleset");
   Nft("add table inet mxward");
