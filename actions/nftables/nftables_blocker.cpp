@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -67,6 +68,12 @@ Result<IpPrefix> BanPrefix(const ActionRecord& action) {
                                                action.id, prefix.ToString(), floor));
   }
   return prefix;
+}
+
+// A ban action's `ports` text, "" when it has none (PrepareBan refuses one that is not text).
+std::string PortsText(const ActionRecord& action) {
+  const auto it = action.params.find("ports");
+  return it != action.params.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 // Every nft error message is "Error: <what>\n<the command>\n<carets>": keep the first line.
@@ -243,6 +250,17 @@ Status RunOn(nft_ctx** ctx, unsigned output_flags, const std::string& commands,
   return Status::Ok();
 }
 
+// A port group's name: it becomes part of set names after a '_', so it has none itself (the
+// sets of a port list are "__80_443", never a group's).
+bool IsGroupName(std::string_view s) {
+  if (s.empty() || s.size() > 16 || s[0] < 'a' || s[0] > 'z') return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); });
+}
+
+// Ports a ban of an explicit list may name at most (the list is part of its sets' names).
+constexpr std::size_t kMaxScopePorts = 16;
+
 bool HasString(const nlohmann::json& object, const char* key, std::string_view value) {
   const auto it = object.find(key);
   return it != object.end() && it->is_string() && it->get_ref<const std::string&>() == value;
@@ -274,8 +292,8 @@ Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
   if (!t) return Status::InvalidArgument(diagnostics->back().ToString());
   SettingsReader r(*t, "[nftables]", config.source, diagnostics);
   r.CheckKnownKeys({"enabled", "dry_run", "family", "table", "chain", "set_v4", "set_v6", "hook",
-                    "priority", "ports", "aggregate_v4", "aggregate_v6", "aggregate_threshold",
-                    "default_duration"});
+                    "priority", "ports", "port_groups", "aggregate_v4", "aggregate_v6",
+                    "aggregate_threshold", "default_duration"});
   r.Bool("enabled", &o.enabled);
   r.Bool("dry_run", &o.dry_run);
   r.Choice("family", {"inet", "ip", "ip6"}, &o.family);
@@ -286,6 +304,20 @@ Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
   r.Choice("hook", {"input", "forward", "prerouting"}, &o.hook);
   r.Int("priority", -400, 400, &o.priority);
   r.IntArray("ports", 1, 65535, &o.ports);
+  if (const toml::table* groups = r.Table("port_groups")) {
+    SettingsReader g(*groups, "[nftables.port_groups]", config.source, diagnostics);
+    for (const auto& [key, value] : *groups) {
+      const std::string name(key.str());
+      if (!IsGroupName(name) || name == "all") {
+        g.Error(value, fmt::format("port group '{}': a name is 1-16 lower-case letters and digits "
+                                   "starting with a letter, and not \"all\" (built in)",
+                                   name));
+        continue;
+      }
+      std::vector<int> ports;
+      if (g.IntArray(name, 1, 65535, &ports)) o.port_groups[name] = std::move(ports);
+    }
+  }
   r.Int("aggregate_v4", 0, 32, &o.aggregate_v4);
   r.Int("aggregate_v6", 0, 128, &o.aggregate_v6);
   r.Int("aggregate_threshold", 2, 1 << 16, &o.aggregate_threshold);
@@ -298,10 +330,22 @@ Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
     r.Error(*t->get("aggregate_v6"),
             fmt::format("'aggregate_v6' must be 0 (off) or at least {}", kMinPrefixV6));
   }
-  // The derived sets (<set_v4>_net, <set_v6>_64, <set_v6>_net) must not collide either.
-  const std::set<std::string> names = {o.set_v4, o.set_v4 + "_net", o.set_v6, o.set_v6 + "_64",
-                                       o.set_v6 + "_net"};
-  if (names.size() != 5) {
+  // The derived sets (<set_v4>_net, <set_v6>_64, <set_v6>_net, and those of every port group)
+  // must not collide either.
+  std::set<std::string> names;
+  std::size_t wanted = 0;
+  std::vector<std::string> infixes = {"", "_all"};
+  for (const auto& [group, ports] : o.Groups()) {
+    if (group != "mail") infixes.push_back("_" + group);
+  }
+  for (const std::string& infix : infixes) {
+    for (const std::string& n : {o.set_v4 + infix, o.set_v4 + infix + "_net", o.set_v6 + infix,
+                                 o.set_v6 + infix + "_64", o.set_v6 + infix + "_net"}) {
+      names.insert(n);
+      ++wanted;
+    }
+  }
+  if (names.size() != wanted) {
     r.Error(*t, fmt::format("'set_v4' and 'set_v6' must be different names, also with the "
                             "suffixes _64 and _net ({}, {}_net, {}, {}_64, {}_net)",
                             o.set_v4, o.set_v4, o.set_v6, o.set_v6, o.set_v6));
@@ -312,11 +356,131 @@ Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
   return o;
 }
 
+std::map<std::string, std::vector<int>> NftablesOptions::Groups() const {
+  std::map<std::string, std::vector<int>> out = {{"mail", ports}, {"web", {80, 443}}};
+  for (const auto& [name, list] : port_groups) out[name] = list;
+  for (auto& [name, list] : out) {
+    std::sort(list.begin(), list.end());
+    list.erase(std::unique(list.begin(), list.end()), list.end());
+  }
+  return out;
+}
+
 // --- blocker -------------------------------------------------------------------------------------
 
 NftablesBlocker::NftablesBlocker(NftablesOptions options, std::string store_path,
                                  const Clock* clock)
-    : options_(std::move(options)), store_path_(std::move(store_path)), clock_(clock) {}
+    : options_(std::move(options)), store_path_(std::move(store_path)), clock_(clock) {
+  for (const auto& [name, ports] : options_.Groups()) scopes_[name] = *ScopeOf(name);
+  scopes_["all"] = *ScopeOf("all");
+}
+
+Result<BanScope> NftablesBlocker::ScopeOf(const std::string& name) const {
+  if (name == "all") return BanScope{"all", "_all", {}};
+  if (IsGroupName(name)) {
+    const auto groups = options_.Groups();
+    const auto it = groups.find(name);
+    if (it == groups.end()) {
+      return Status::NotFound(fmt::format("port group '{}' is not configured in [nftables]", name));
+    }
+    return BanScope{name, name == "mail" ? "" : "_" + name, it->second};
+  }
+  // A port list, as ResolveScope() writes it: "80,443".
+  BanScope scope{name, "_", {}};
+  std::string_view rest = name;
+  while (!rest.empty()) {
+    const std::string_view token = rest.substr(0, rest.find(','));
+    rest.remove_prefix(std::min(rest.size(), token.size() + 1));
+    int port = 0;
+    const auto [end, ec] = std::from_chars(token.data(), token.data() + token.size(), port);
+    if (ec != std::errc() || end != token.data() + token.size() || port < 1 || port > 65535) {
+      return Status::InvalidArgument(fmt::format("'{}' is not a port scope", name));
+    }
+    scope.ports.push_back(port);
+    scope.infix += fmt::format("_{}", port);
+  }
+  if (scope.ports.empty() || scope.ports.size() > kMaxScopePorts ||
+      !std::is_sorted(scope.ports.begin(), scope.ports.end())) {
+    return Status::InvalidArgument(fmt::format("'{}' is not a port scope", name));
+  }
+  return scope;
+}
+
+Result<std::string> NftablesBlocker::ResolveScope(std::string_view text) const {
+  return ResolveBanScope(options_, text);
+}
+
+Result<std::string> ResolveBanScope(const NftablesOptions& options, std::string_view text) {
+  const auto groups = options.Groups();
+  std::vector<std::string> names;
+  std::set<int> ports;
+  bool every = false;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t end = text.find_first_of(", ", start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view token = text.substr(start, end - start);
+    start = end + 1;
+    if (token.empty()) continue;
+    int port = 0;
+    const auto [p, ec] = std::from_chars(token.data(), token.data() + token.size(), port);
+    if (ec == std::errc() && p == token.data() + token.size()) {
+      if (port < 1 || port > 65535) {
+        return Status::InvalidArgument(fmt::format("port {} is not in 1-65535", token));
+      }
+      ports.insert(port);
+      continue;
+    }
+    const std::string name(token);
+    if (name == "all") {
+      every = true;
+      continue;
+    }
+    const auto it = groups.find(name);
+    if (it == groups.end()) {
+      std::vector<std::string> known = {"all"};
+      for (const auto& [g, list] : groups) known.push_back(g);
+      return Status::InvalidArgument(fmt::format(
+          "unknown port group '{}' (known: {}, or port numbers)", name, fmt::join(known, ", ")));
+    }
+    if (it->second.empty()) every = true;
+    ports.insert(it->second.begin(), it->second.end());
+    names.push_back(name);
+  }
+  if (every) return std::string("all");
+  if (ports.empty()) return std::string("mail");  // nothing named: the default
+  if (names.size() == 1 &&
+      ports == std::set<int>(groups.at(names[0]).begin(), groups.at(names[0]).end())) {
+    return names[0];
+  }
+  // A list that is exactly one group's ports is that group ("mail" before the others).
+  const std::vector<int> list(ports.begin(), ports.end());
+  if (groups.at("mail") == list) return std::string("mail");
+  for (const auto& [name, group] : groups) {
+    if (group == list) return name;
+  }
+  if (list.size() > kMaxScopePorts) {
+    return Status::InvalidArgument(fmt::format(
+        "a ban may list at most {} ports; name a port group in [nftables.port_groups] instead",
+        kMaxScopePorts));
+  }
+  return fmt::format("{}", fmt::join(list, ","));
+}
+
+Status NftablesBlocker::AddScope(const std::string& name, bool* added) {
+  *added = false;
+  if (scopes_.count(name)) return Status::Ok();
+  auto scope = ScopeOf(name);
+  if (!scope.ok()) return scope.status();
+  scopes_[name] = std::move(*scope);
+  *added = true;
+  return Status::Ok();
+}
+
+std::string NftablesBlocker::SetName(const BanScope& scope, const IpPrefix& prefix) const {
+  return (prefix.address().is_v4() ? options_.set_v4 : options_.set_v6) + scope.infix +
+         SetSuffix(prefix);
+}
 
 NftablesBlocker::~NftablesBlocker() { Stop(); }
 
@@ -344,8 +508,6 @@ const char* NftablesBlocker::SetSuffix(const IpPrefix& prefix) const {
 std::string NftablesBlocker::TableCommands() const {
   const NftablesOptions& o = options_;
   const std::string where = fmt::format("{} {}", o.family, o.table);
-  std::string ports;
-  if (!o.ports.empty()) ports = fmt::format(" tcp dport {{ {} }}", fmt::join(o.ports, ", "));
   std::string out;
   // "add" then "delete" then "add" empties the table whether or not it existed: one transaction
   // that replaces whatever half-state a previous run or an admin left (an older mxward's single
@@ -353,34 +515,59 @@ std::string NftablesBlocker::TableCommands() const {
   out += fmt::format("add table {0}\ndelete table {0}\nadd table {0}\n", where);
   out += fmt::format("add chain {} {} {{ type filter hook {} priority {}; policy accept; }}\n",
                      where, o.chain, o.hook, o.priority);
+  for (const BanScope* scope : OrderedScopes()) out += ScopeCommands(*scope);
+  return out;
+}
+
+std::vector<const BanScope*> NftablesBlocker::OrderedScopes() const {
+  std::vector<const BanScope*> out;
+  if (const auto mail = scopes_.find("mail"); mail != scopes_.end()) out.push_back(&mail->second);
+  for (const auto& [name, scope] : scopes_) {
+    if (name != "mail") out.push_back(&scope);
+  }
+  return out;
+}
+
+std::string NftablesBlocker::ScopeCommands(const BanScope& scope) const {
+  const NftablesOptions& o = options_;
+  const std::string where = fmt::format("{} {}", o.family, o.table);
+  std::string ports;
+  if (!scope.ports.empty()) {
+    ports = fmt::format(" tcp dport {{ {} }}", fmt::join(scope.ports, ", "));
+  }
+  std::string out;
   auto set = [&](const std::string& name, const char* type, bool interval, const char* match) {
     out += fmt::format("add set {} {} {{ type {}; flags {}timeout; }}\n", where, name, type,
                        interval ? "interval, " : "");
     out +=
         fmt::format("add rule {} {} {} @{}{} counter drop\n", where, o.chain, match, name, ports);
   };
+  const std::string v4 = o.set_v4 + scope.infix, v6 = o.set_v6 + scope.infix;
   if (o.family != "ip6") {
-    set(o.set_v4, "ipv4_addr", false, "ip saddr");
-    set(o.set_v4 + "_net", "ipv4_addr", true, "ip saddr");
+    set(v4, "ipv4_addr", false, "ip saddr");
+    set(v4 + "_net", "ipv4_addr", true, "ip saddr");
   }
   if (o.family != "ip") {
-    set(o.set_v6, "ipv6_addr", false, "ip6 saddr");
-    set(o.set_v6 + "_64", "ipv6_addr", false, "ip6 saddr & ffff:ffff:ffff:ffff::");
-    set(o.set_v6 + "_net", "ipv6_addr", true, "ip6 saddr");
+    set(v6, "ipv6_addr", false, "ip6 saddr");
+    set(v6 + "_64", "ipv6_addr", false, "ip6 saddr & ffff:ffff:ffff:ffff::");
+    set(v6 + "_net", "ipv6_addr", true, "ip6 saddr");
   }
   return out;
 }
 
 std::string NftablesBlocker::ElementCommands(const std::vector<NftBan>& bans) const {
-  // One "add element" per set with every element, so nft parses three commands, not 100,000.
-  fmt::memory_buffer v4, v6, v6_64;
+  // One "add element" per set with every element, so nft parses three commands per scope, not
+  // 100,000.
+  std::map<std::string, fmt::memory_buffer> by_set;
   char addr[64];
   for (const NftBan& ban : bans) {
     const IpAddress& a = ban.prefix.address();
     if (a.is_v4() ? options_.family == "ip6" : options_.family == "ip") continue;
     const char* suffix = SetSuffix(ban.prefix);
     if (std::string_view(suffix) == "_net") continue;  // prefixes: NetCommands
-    fmt::memory_buffer& out = a.is_v4() ? v4 : (*suffix ? v6_64 : v6);
+    const auto scope = scopes_.find(ban.scope);
+    if (scope == scopes_.end()) continue;  // ApplyBatch/RestoreBans add every scope they use
+    fmt::memory_buffer& out = by_set[SetName(scope->second, ban.prefix)];
     if (out.size() > 0) out.append(std::string_view(", "));
     out.append(std::string_view(addr, a.Format(addr)));  // a /64 is its (masked) first address
     if (ban.timeout_s > 0) {
@@ -389,30 +576,29 @@ std::string NftablesBlocker::ElementCommands(const std::vector<NftBan>& bans) co
     }
   }
   std::string out;
-  auto add = [&](const fmt::memory_buffer& elements, const std::string& set) {
-    if (elements.size() == 0) return;
+  for (const auto& [set, elements] : by_set) {
     out += fmt::format("add element {} {} {} {{ ", options_.family, options_.table, set);
     out.append(elements.data(), elements.size());
     out += " }\n";
-  };
-  add(v4, options_.set_v4);
-  add(v6, options_.set_v6);
-  add(v6_64, options_.set_v6 + "_64");
+  }
   return out;
 }
 
-std::string NftablesBlocker::NetCommands(const std::set<int>& families, UnixMicros now,
-                                         bool fresh) const {
+std::string NftablesBlocker::NetCommands(const std::set<std::pair<std::string, int>>& which,
+                                         UnixMicros now, bool fresh) const {
   std::string out;
-  for (const int family : families) {
+  for (const auto& [scope_name, family] : which) {
     const bool v4 = family == 4;
     if (v4 ? options_.family == "ip6" : options_.family == "ip") continue;
-    const std::string set = (v4 ? options_.set_v4 : options_.set_v6) + "_net";
+    const auto scope = scopes_.find(scope_name);
+    if (scope == scopes_.end()) continue;
+    const std::string set = (v4 ? options_.set_v4 : options_.set_v6) + scope->second.infix + "_net";
     if (!fresh) out += fmt::format("flush set {} {} {}\n", options_.family, options_.table, set);
     std::vector<std::pair<IpPrefix, UnixMicros>> bans;
     for (const auto& [key, until] : network_bans_) {
-      if (key.first.is_v4() != v4 || (until != 0 && until <= now)) continue;
-      bans.emplace_back(IpPrefix(key.first, key.second), until);
+      const auto& [name, address, length] = key;
+      if (name != scope_name || address.is_v4() != v4 || (until != 0 && until <= now)) continue;
+      bans.emplace_back(IpPrefix(address, length), until);
     }
     const std::vector<CoverRange> ranges = LongestCover(bans, v4);
     if (ranges.empty()) continue;
@@ -452,7 +638,8 @@ Status NftablesBlocker::LoadNetworkBans() {
   for (const BanRecord& b : *bans) {
     IpPrefix p;
     if (!IpPrefix::Parse(b.prefix, &p) || std::string_view(SetSuffix(p)) != "_net") continue;
-    UnixMicros& until = network_bans_[{p.address(), p.length()}];
+    if (!scopes_.count(b.ports)) continue;  // a group no longer configured: not in the table
+    UnixMicros& until = network_bans_[{b.ports, p.address(), p.length()}];
     if (Effective(b.until) > Effective(until) || until == 0) until = b.until;
   }
   network_bans_loaded_ = true;
@@ -466,48 +653,80 @@ Status NftablesBlocker::ApplyBatch(const std::vector<NftBan>& bans) {
   // an element already in a hash set, atomically, on every kernel.
   std::vector<NftBan> plain;
   plain.reserve(bans.size());
-  std::set<int> families;
+  std::set<std::pair<std::string, int>> nets;
+  // A port list seen for the first time gets its sets and rules in the same transaction.
+  std::string commands;
+  std::vector<std::string> new_scopes;
+  for (const NftBan& b : bans) {
+    bool added = false;
+    MXWARD_RETURN_IF_ERROR(AddScope(b.scope, &added));
+    if (added) {
+      new_scopes.push_back(b.scope);
+      commands += ScopeCommands(scopes_.at(b.scope));
+    }
+  }
+  for (const NftBan& b : bans) {
+    if (std::string_view(SetSuffix(b.prefix)) == "_net") {
+      MXWARD_RETURN_IF_ERROR(LoadNetworkBans());
+      break;
+    }
+  }
   const auto saved = network_bans_;
   for (const NftBan& b : bans) {
     if (std::string_view(SetSuffix(b.prefix)) != "_net") {
-      plain.push_back({b.prefix, 0});
+      plain.push_back({b.prefix, 0, b.scope});
       continue;
     }
-    if (families.empty()) MXWARD_RETURN_IF_ERROR(LoadNetworkBans());
-    families.insert(b.prefix.address().is_v4() ? 4 : 6);
-    network_bans_[{b.prefix.address(), b.prefix.length()}] =
+    nets.insert({b.scope, b.prefix.address().is_v4() ? 4 : 6});
+    network_bans_[{b.scope, b.prefix.address(), b.prefix.length()}] =
         b.timeout_s == 0 ? 0 : now + b.timeout_s * kMicrosPerSecond;
   }
-  std::string commands;
   if (!plain.empty()) {
-    commands = ElementCommands(plain);
-    std::string deletes = commands;
+    const std::string adds = ElementCommands(plain);
+    std::string deletes = adds;
     for (std::size_t pos = 0; (pos = deletes.find("add element", pos)) != std::string::npos;) {
       deletes.replace(pos, 3, "delete");
       pos += 6;
     }
-    commands += deletes;
-    commands += ElementCommands(bans);
+    commands += adds + deletes + ElementCommands(bans);
   }
-  commands += NetCommands(families, now, /*fresh=*/false);
+  commands += NetCommands(nets, now, /*fresh=*/false);
   Status s = Run(commands);
-  if (!s.ok()) network_bans_ = saved;
+  if (!s.ok()) {
+    network_bans_ = saved;
+    for (const std::string& name : new_scopes) scopes_.erase(name);
+  }
   return s;
 }
 
-Status NftablesBlocker::RemoveBatch(const std::vector<IpPrefix>& prefixes) {
+Status NftablesBlocker::RemoveBatch(const std::vector<IpPrefix>& prefixes,
+                                    const std::string& scope) {
   if (prefixes.empty()) return Status::Ok();
+  // Only scopes whose sets are in the table: a scope never used has nothing to remove.
+  std::vector<std::string> scopes;
+  if (scope == "*") {
+    for (const auto& [name, s] : scopes_) scopes.push_back(name);
+  } else if (scopes_.count(scope)) {
+    scopes.push_back(scope);
+  }
   std::vector<NftBan> bans;
-  std::set<int> families;
-  const auto saved = network_bans_;
+  std::set<std::pair<std::string, int>> nets;
   for (const IpPrefix& p : prefixes) {
-    if (std::string_view(SetSuffix(p)) != "_net") {
-      bans.push_back({p, 0});
-      continue;
+    if (std::string_view(SetSuffix(p)) == "_net") {
+      MXWARD_RETURN_IF_ERROR(LoadNetworkBans());
+      break;
     }
-    if (families.empty()) MXWARD_RETURN_IF_ERROR(LoadNetworkBans());
-    families.insert(p.address().is_v4() ? 4 : 6);
-    network_bans_.erase({p.address(), p.length()});
+  }
+  const auto saved = network_bans_;
+  for (const std::string& name : scopes) {
+    for (const IpPrefix& p : prefixes) {
+      if (std::string_view(SetSuffix(p)) != "_net") {
+        bans.push_back({p, 0, name});
+        continue;
+      }
+      nets.insert({name, p.address().is_v4() ? 4 : 6});
+      network_bans_.erase({name, p.address(), p.length()});
+    }
   }
   // add then delete: deleting an element that is not there (expired, never added) is not an
   // error, and the transaction stays all or nothing.
@@ -517,7 +736,7 @@ Status NftablesBlocker::RemoveBatch(const std::vector<IpPrefix>& prefixes) {
     deletes.replace(pos, 3, "delete");
     pos += 6;
   }
-  Status s = Run(adds + deletes + NetCommands(families, clock_->Now(), /*fresh=*/false));
+  Status s = Run(adds + deletes + NetCommands(nets, clock_->Now(), /*fresh=*/false));
   if (!s.ok()) network_bans_ = saved;
   return s;
 }
@@ -525,9 +744,15 @@ Status NftablesBlocker::RemoveBatch(const std::vector<IpPrefix>& prefixes) {
 Status NftablesBlocker::RestoreBans(const std::vector<BanRecord>& bans, UnixMicros now) {
   // Hosts and IPv6 /64s go to the hash sets, every other prefix to the interval sets as the
   // ranges of their union (LongestCover). Duplicates keep the longest lifetime.
-  std::unordered_map<IpAddress, UnixMicros> hosts, slash64s;
-  hosts.reserve(bans.size());
+  // Per scope: the configured groups and "all" always, a port list when a stored ban uses it.
+  // A stored ban of a group no longer in [nftables] is left out (and said so once per group):
+  // guessing wider ports could lock out what the admin meant to leave open.
+  scopes_.clear();
+  for (const auto& [name, ports] : options_.Groups()) scopes_[name] = *ScopeOf(name);
+  scopes_["all"] = *ScopeOf("all");
+  std::map<std::string, std::unordered_map<IpAddress, UnixMicros>> hosts, slash64s;
   network_bans_.clear();
+  std::set<std::string> unknown;
   for (const BanRecord& b : bans) {
     IpPrefix p;
     if (!IpPrefix::Parse(b.prefix, &p)) {
@@ -535,31 +760,49 @@ Status NftablesBlocker::RestoreBans(const std::vector<BanRecord>& bans, UnixMicr
       continue;
     }
     if (b.until != 0 && b.until <= now) continue;
+    bool added = false;
+    if (Status s = AddScope(b.ports, &added); !s.ok()) {
+      if (unknown.insert(b.ports).second) {
+        spdlog::warn("nftables: not restoring the bans of ports '{}': {}", b.ports, s.message());
+      }
+      continue;
+    }
     const char* suffix = SetSuffix(p);
     UnixMicros* until = nullptr;
     bool inserted = false;
     if (std::string_view(suffix) == "_net") {
-      auto [it, added] = network_bans_.emplace(std::make_pair(p.address(), p.length()), b.until);
+      auto [it, fresh] =
+          network_bans_.emplace(std::make_tuple(b.ports, p.address(), p.length()), b.until);
       until = &it->second;
-      inserted = added;
+      inserted = fresh;
     } else {
-      auto [it, added] = (*suffix ? slash64s : hosts).emplace(p.address(), b.until);
+      auto& by_address = (*suffix ? slash64s : hosts)[b.ports];
+      if (by_address.empty()) by_address.reserve(bans.size());
+      auto [it, fresh] = by_address.emplace(p.address(), b.until);
       until = &it->second;
-      inserted = added;
+      inserted = fresh;
     }
     if (!inserted && Effective(b.until) > Effective(*until)) *until = b.until;
   }
   network_bans_loaded_ = true;
   std::vector<NftBan> elements;
-  elements.reserve(hosts.size() + slash64s.size());
-  for (const auto& [address, until] : hosts) {
-    elements.push_back({IpPrefix(address, address.bits()), TimeoutFor(until, now)});
+  elements.reserve(bans.size());
+  for (const auto& [scope, by_address] : hosts) {
+    for (const auto& [address, until] : by_address) {
+      elements.push_back({IpPrefix(address, address.bits()), TimeoutFor(until, now), scope});
+    }
   }
-  for (const auto& [address, until] : slash64s) {
-    elements.push_back({IpPrefix(address, kSlash64), TimeoutFor(until, now)});
+  for (const auto& [scope, by_address] : slash64s) {
+    for (const auto& [address, until] : by_address) {
+      elements.push_back({IpPrefix(address, kSlash64), TimeoutFor(until, now), scope});
+    }
   }
-  return Run(TableCommands() + ElementCommands(elements) +
-             NetCommands({4, 6}, now, /*fresh=*/true));
+  std::set<std::pair<std::string, int>> nets;
+  for (const auto& [name, scope] : scopes_) {
+    nets.insert({name, 4});
+    nets.insert({name, 6});
+  }
+  return Run(TableCommands() + ElementCommands(elements) + NetCommands(nets, now, /*fresh=*/true));
 }
 
 Result<std::string> NftablesBlocker::FindDamage() {
@@ -584,14 +827,17 @@ Result<std::string> NftablesBlocker::FindDamage() {
     bool has_set = false, has_rule = false, old_form = false;
   };
   std::vector<Part> parts;
-  if (o.family != "ip6") {
-    parts.push_back({o.set_v4, false});
-    parts.push_back({o.set_v4 + "_net", true});
-  }
-  if (o.family != "ip") {
-    parts.push_back({o.set_v6, false});
-    parts.push_back({o.set_v6 + "_64", false});
-    parts.push_back({o.set_v6 + "_net", true});
+  for (const BanScope* scope : OrderedScopes()) {
+    const std::string v4 = o.set_v4 + scope->infix, v6 = o.set_v6 + scope->infix;
+    if (o.family != "ip6") {
+      parts.push_back({v4, false});
+      parts.push_back({v4 + "_net", true});
+    }
+    if (o.family != "ip") {
+      parts.push_back({v6, false});
+      parts.push_back({v6 + "_64", false});
+      parts.push_back({v6 + "_net", true});
+    }
   }
   bool table = false, chain = false;
   for (const nlohmann::json& item : *items) {
@@ -630,6 +876,8 @@ Result<std::string> NftablesBlocker::FindDamage() {
   if (!chain) return fmt::format("chain {} (hook {})", o.chain, o.hook);
   for (const Part& p : parts) {
     if (p.old_form) return fmt::format("set {} (an interval set of an older mxward)", p.set);
+  }
+  for (const Part& p : parts) {
     if (!p.has_set) return fmt::format("set {}", p.set);
   }
   for (const Part& p : parts) {
@@ -724,10 +972,21 @@ Result<NftablesBlocker::PreparedBan> NftablesBlocker::PrepareBan(const ActionRec
     }
     duration = it->get<std::int64_t>();
   }
+  std::string ports_text;
+  if (auto it = action.params.find("ports"); it != action.params.end()) {
+    if (!it->is_string()) {
+      return Status::InvalidArgument(
+          fmt::format("ban action {}: 'ports' must be text (\"web\", \"mail,8080\")", action.id));
+    }
+    ports_text = it->get<std::string>();
+  }
+  auto scope = ResolveScope(ports_text);
+  if (!scope.ok()) return scope.status().Annotate(fmt::format("ban action {}", action.id));
   const UnixMicros now = clock_->Now();
-  PreparedBan ban{{*prefix, duration}, {}};
+  PreparedBan ban{{*prefix, duration, *scope}, {}};
   BanRecord& record = ban.record;
   record.prefix = prefix->ToString();
+  record.ports = *scope;
   record.created_at = now;
   record.until = duration == 0 ? 0 : now + duration * kMicrosPerSecond;
   record.incident_id = action.incident_id;
@@ -750,7 +1009,7 @@ Result<NftablesBlocker::PreparedBan> NftablesBlocker::PrepareBan(const ActionRec
     for (const BanRecord& b : *active) {
       IpPrefix p;
       if (!IpPrefix::Parse(b.prefix, &p) || p == *prefix || p.length() <= agg_len ||
-          !wide.Contains(p.address())) {
+          !wide.Contains(p.address()) || b.ports != record.ports) {
         continue;
       }
       ++members;
@@ -759,7 +1018,7 @@ Result<NftablesBlocker::PreparedBan> NftablesBlocker::PrepareBan(const ActionRec
     if (static_cast<int>(members) >= options_.aggregate_threshold) {
       const std::int64_t wide_timeout =
           wide_until == 0 ? 0 : (wide_until - now + kMicrosPerSecond - 1) / kMicrosPerSecond;
-      ban.kernel = {wide, wide_timeout};
+      ban.kernel = {wide, wide_timeout, record.ports};
       record.prefix = wide.ToString();
       record.until = wide_until;
       record.reason = fmt::format("{} addresses in {} ({})", members, record.prefix, record.reason);
@@ -825,7 +1084,15 @@ std::vector<Status> NftablesBlocker::ApplyMany(const std::vector<const ActionRec
 Status NftablesBlocker::Revert(const ActionRecord& action) {
   auto prefix = BanPrefix(action);
   if (!prefix.ok()) return prefix.status();
-  Status s = RemoveBatch({*prefix});
+  // "*": every scope (`mxward bans remove`); otherwise the scope the ban action named.
+  std::string scope = "*";
+  const std::string ports = PortsText(action);
+  if (ports != "*") {
+    auto resolved = ResolveScope(ports);
+    if (!resolved.ok()) return resolved.status();
+    scope = *resolved;
+  }
+  Status s = RemoveBatch({*prefix}, scope);
   // A missing table or set means there is nothing to remove.
   if (!s.ok() && s.code() != Status::Code::kNotFound) {
     return s.Annotate(fmt::format("unbanning {}", prefix->ToString()));
@@ -833,18 +1100,22 @@ Status NftablesBlocker::Revert(const ActionRecord& action) {
   if (options_.dry_run) return Status::Ok();
   auto store = Store();
   if (!store.ok()) return store.status();
-  return (*store)->RemoveBan(prefix->ToString());
+  return (*store)->RemoveBan(prefix->ToString(), scope == "*" ? "" : scope);
 }
 
-Result<bool> NftablesBlocker::IsBanned(const IpAddress& address) {
+Result<bool> NftablesBlocker::IsBanned(const IpAddress& address, const std::string& scope) {
   if (options_.dry_run) return true;
   const bool v4 = address.is_v4();
   if (v4 ? options_.family == "ip6" : options_.family == "ip") return false;
-  const std::string& base = v4 ? options_.set_v4 : options_.set_v6;
-  // The host set, the /64 set (by the address's /64) and the prefix set, in that order.
-  std::vector<std::pair<std::string, IpAddress>> lookups = {{base, address}};
-  if (!v4) lookups.push_back({base + "_64", address.Masked(kSlash64)});
-  lookups.push_back({base + "_net", address});
+  // Per scope: the host set, the /64 set (by the address's /64) and the prefix set, in that order.
+  std::vector<std::pair<std::string, IpAddress>> lookups;
+  for (const auto& [name, s] : scopes_) {
+    if (scope != "*" && scope != name) continue;
+    const std::string base = (v4 ? options_.set_v4 : options_.set_v6) + s.infix;
+    lookups.push_back({base, address});
+    if (!v4) lookups.push_back({base + "_64", address.Masked(kSlash64)});
+    lookups.push_back({base + "_net", address});
+  }
   for (const auto& [set, key] : lookups) {
     Status s = Run(fmt::format("get element {} {} {} {{ {} }}", options_.family, options_.table,
                                set, key.ToString()));
@@ -858,8 +1129,10 @@ Result<bool> NftablesBlocker::Check(const ActionRecord& action) {
   auto prefix = BanPrefix(action);
   if (!prefix.ok()) return prefix.status();
   if (options_.dry_run) return true;  // nothing was put in place, nothing to repair
+  auto scope = ResolveScope(PortsText(action));
+  if (!scope.ok()) return scope.status();
   MXWARD_RETURN_IF_ERROR(EnsureTable(nullptr));
-  return IsBanned(prefix->address());
+  return IsBanned(prefix->address(), *scope);
 }
 
 void NftablesBlocker::Stop() {

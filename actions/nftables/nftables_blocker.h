@@ -20,8 +20,22 @@
 // address: a packet is dropped while any of them holds. Inside the interval set, overlapping
 // prefixes are stored as the ranges of their union, each with the longest lifetime of the
 // prefixes covering it (a 1-day /16 around a 7-day /24: the /24 for 7 days, the rest for 1 day).
-// Per-ban port scopes (a later issue) get sets of their own keyed `addr . inet_service` with one
-// rule each; these sets stay "every configured port". Nothing outside the table is touched.
+//
+// Port scopes (issue 15): every ban covers one scope, its `ports` parameter resolved by
+// ResolveScope(): a named port group of [nftables] ("mail" = `ports`, the default and what every
+// earlier ban covered; "web" = 80, 443; more in [nftables.port_groups]), "all" (every port and
+// protocol), or an explicit list of ports (canonical text "80,443,8080"). Each scope has the five
+// sets above of its own and one drop rule per set matching its ports:
+//   mail         banned_v4, banned_v4_net, banned_v6, banned_v6_64, banned_v6_net (the names of
+//                before port scopes: an upgrade adds sets, it moves no element)
+//   group NAME   banned_v4_NAME, banned_v4_NAME_net, ... (group names have no '_')
+//   "all"        banned_v4_all, ...                      (no port match: every packet)
+//   list 80,8080 banned_v4__80_8080, ...                 (created when the first such ban comes)
+// One set per scope rather than one concatenated `ipv4_addr . inet_service` set: restoring a
+// million mail bans puts a million elements in the kernel instead of eight million, and prefix
+// and /64 bans keep their interval and masked sets (docs/benchmarks.md, "Port scopes").
+// The same address banned in two scopes holds two elements with their own lifetimes; a packet is
+// dropped when any scope covering its port holds it. Nothing outside the table is touched.
 //
 // Commands are built only from validated config identifiers (^[A-Za-z][A-Za-z0-9_]{0,31}$),
 // integers, and addresses re-printed from binary form (IpPrefix::ToString()); never from log text.
@@ -42,6 +56,8 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "mxward/action_executor.h"
@@ -66,8 +82,11 @@ struct NftablesOptions {
   std::string set_v6 = "banned_v6";
   std::string hook = "input";  // input | forward | prerouting
   int priority = -10;          // before the usual filter chains (priority 0)
-  // Empty: drop every packet from a banned address. Otherwise only TCP to these ports.
+  // The "mail" port group. Empty: every packet from a banned address. Otherwise TCP to these.
   std::vector<int> ports = {25, 465, 587, 110, 143, 993, 995, 4190};
+  // [nftables.port_groups]: NAME = [ports], for bans whose `ports` names them. "web" is 80 and
+  // 443 unless given here; "mail" is `ports` unless given here; "all" is built in.
+  std::map<std::string, std::vector<int>> port_groups;
   // Aggregation: once `aggregate_threshold` addresses inside one /aggregate_v4 (IPv4) or
   // /aggregate_v6 (IPv6) prefix are banned, the whole prefix is banned instead. 0 = off.
   int aggregate_v4 = 0;
@@ -78,12 +97,26 @@ struct NftablesOptions {
   // Reads [nftables]; unknown keys and bad values are Diagnostics with file:line:col.
   static Result<NftablesOptions> FromConfig(const Config& config,
                                             std::vector<Diagnostic>* diagnostics);
+  // The port groups in force: mail, web and those of port_groups (an empty list: every port).
+  std::map<std::string, std::vector<int>> Groups() const;
 };
+
+// The scope a ban covers and the names of its sets (see the layout above).
+struct BanScope {
+  std::string name;        // "mail", "web", "all", another group, or "80,443,8080"
+  std::string infix;       // between set_v4/set_v6 and the set's suffix: "", "_web", "__80_443"
+  std::vector<int> ports;  // TCP destination ports; empty: every packet
+};
+
+// NftablesBlocker::ResolveScope() for these options: what `mxward check` asks of a playbook's
+// literal `ports` before the executor ever runs.
+Result<std::string> ResolveBanScope(const NftablesOptions& options, std::string_view text);
 
 // One ban to put in the kernel: a prefix and its remaining lifetime (0 = no timeout).
 struct NftBan {
   IpPrefix prefix;
   std::int64_t timeout_s = 0;
+  std::string scope = "mail";  // a BanScope name (ResolveScope)
 };
 
 class NftablesBlocker final : public ActionExecutor, public BatchApplier {
@@ -93,7 +126,9 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   NftablesBlocker(const NftablesBlocker&) = delete;
   NftablesBlocker& operator=(const NftablesBlocker&) = delete;
 
-  // ActionExecutor: type "ban", params {address, duration_s}.
+  // ActionExecutor: type "ban", params {address, duration_s, ports}. A ban without `ports`
+  // covers "mail"; a revert without `ports` lifts the "mail" ban, with `ports = "*"` the
+  // address's bans of every scope (`mxward bans remove`).
   bool Handles(std::string_view type) const override;
   // Creates the table if missing and restores every unexpired ban from the store.
   Status Start() override;
@@ -117,8 +152,17 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   // Adds or refreshes many bans in one nftables transaction (no store writes). Prefix bans join
   // the prefixes already in force (as RestoreBans() or earlier calls left them).
   Status ApplyBatch(const std::vector<NftBan>& bans);
-  // Deletes many bans in one transaction; bans not in the kernel are ignored.
-  Status RemoveBatch(const std::vector<IpPrefix>& prefixes);
+  // Deletes many bans of `scope` ("*": of every scope) in one transaction; bans not in the kernel
+  // are ignored.
+  Status RemoveBatch(const std::vector<IpPrefix>& prefixes, const std::string& scope = "mail");
+  // The canonical scope of a ban's `ports` text ("web", "mail,8080", "443 , 80"): a group's name
+  // when it is exactly one group's ports, "all" when it includes "all" or an every-port group,
+  // else the sorted port list "80,443". Empty text is "mail". InvalidArgument for an unknown
+  // group or a bad port number.
+  Result<std::string> ResolveScope(std::string_view text) const;
+  // The sets of a canonical scope name (a group, "all", or a port list); NotFound for a group
+  // that is no longer configured.
+  Result<BanScope> ScopeOf(const std::string& name) const;
   // Deletes and re-creates the table, chain, sets and rules, then adds every ban whose `until`
   // is after now (or 0), with its remaining time as timeout; all in one transaction.
   Status RestoreBans(const std::vector<BanRecord>& bans, UnixMicros now);
@@ -128,8 +172,8 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   // What is missing from the table ("table inet mxward", "set banned_v6", "the drop rule for
   // @banned_v4", ...), or "" when it is intact. Lists the ruleset without set elements.
   Result<std::string> FindDamage();
-  // Whether a host, /64 or prefix element holds the address.
-  Result<bool> IsBanned(const IpAddress& address);
+  // Whether a host, /64 or prefix element of `scope` ("*": of any scope) holds the address.
+  Result<bool> IsBanned(const IpAddress& address, const std::string& scope = "*");
 
   const NftablesOptions& options() const { return options_; }
   // In dry-run: every nft command that would have run, in order.
@@ -147,12 +191,20 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   Status ApplyPrepared(const std::vector<PreparedBan>& bans);
   Status Run(const std::string& commands);  // one transaction; errors carry nft's message
   Result<IncidentStore*> Store();
-  std::string TableCommands() const;  // add table/chain/sets/rules
+  std::string TableCommands() const;  // add table/chain, then every scope's sets and rules
+  std::string ScopeCommands(const BanScope& scope) const;  // add one scope's sets and rules
+  // scopes_ with "mail" first: the rules' order, and the order FindDamage() reports in.
+  std::vector<const BanScope*> OrderedScopes() const;
+  // The set of `scope` for a ban of `prefix` (SetSuffix picks which of the five).
+  std::string SetName(const BanScope& scope, const IpPrefix& prefix) const;
   // "add element" commands for host and /64 bans (prefix bans are left to NetCommands).
   std::string ElementCommands(const std::vector<NftBan>& bans) const;
-  // Rewrites the interval sets of the families in `families` (4, 6) from network_bans_: flush
-  // (unless `fresh`), then the ranges of their union with the longest lifetime each.
-  std::string NetCommands(const std::set<int>& families, UnixMicros now, bool fresh) const;
+  // Rewrites the interval sets of the (scope, family 4|6) pairs in `which` from network_bans_:
+  // flush (unless `fresh`), then the ranges of their union with the longest lifetime each.
+  std::string NetCommands(const std::set<std::pair<std::string, int>>& which, UnixMicros now,
+                          bool fresh) const;
+  // Puts scope `name` in scopes_ (resolving a port list); *added tells whether it was new.
+  Status AddScope(const std::string& name, bool* added);
   // Loads network_bans_ from the store if nothing has set it yet.
   Status LoadNetworkBans();
   // The ban's kind of set: "" (host), "_64" (IPv6 /64), "_net" (any other prefix).
@@ -173,9 +225,13 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   std::string last_output_;  // what the last command printed (list tables)
   std::unique_ptr<IncidentStore> store_;
   std::vector<std::string> dry_run_commands_;
-  // The prefix bans in force (neither host nor IPv6 /64) with their end (0 = permanent): the
-  // interval sets are computed from these. Set by RestoreBans(), kept by Apply/Revert.
-  std::map<std::pair<IpAddress, int>, UnixMicros> network_bans_;
+  // The scopes whose sets and rules are in the table: every configured group and "all", and
+  // the port lists of stored bans. Set by the constructor and RestoreBans(), grown by ApplyBatch.
+  std::map<std::string, BanScope> scopes_;
+  // The prefix bans in force (neither host nor IPv6 /64) per (scope, address, length) with their
+  // end (0 = permanent): the interval sets are computed from these. Set by RestoreBans(), kept by
+  // Apply/Revert.
+  std::map<std::tuple<std::string, IpAddress, int>, UnixMicros> network_bans_;
   bool network_bans_loaded_ = false;
 };
 

@@ -182,6 +182,7 @@ bool CheckPlaybookActions(const Config& config, std::span<const PlaybookActionUs
   std::vector<Diagnostic> ignored;
   const auto webhook = WebhookOptions::FromConfig(config, &ignored);
   const auto exec = ExecOptions::FromConfig(config, &ignored);
+  const auto nftables = NftablesOptions::FromConfig(config, &ignored);
   const std::size_t before = diagnostics->size();
   for (const PlaybookActionUse& use : uses) {
     auto report = [&](std::string message) {
@@ -195,6 +196,13 @@ bool CheckPlaybookActions(const Config& config, std::span<const PlaybookActionUs
             fmt::format("mail action: to = \"{}\" is not an address like admin@example.org "
                         "(the mail executor would refuse it); leave 'to' out to use [mail] to",
                         *to->second));
+      }
+    } else if (use.type == "ban" && nftables.ok()) {
+      // A port group mxward.toml does not define would fail every ban of the playbook.
+      auto ports = use.params.find("ports");
+      if (ports != use.params.end() && ports->second) {
+        auto scope = ResolveBanScope(*nftables, *ports->second);
+        if (!scope.ok()) report("ban action: ports: " + scope.status().message());
       }
     } else if (use.type == "webhook" && webhook.ok() && !webhook->targets.empty()) {
       if (auto problem = TargetProblem(use, webhook->targets, "webhook")) report(*problem);

@@ -1,7 +1,9 @@
 // nft_bench: what a ban costs NftablesBlocker with N bans already in the kernel, and how long a
 // restore of those N bans takes. Not a test: it prints figures (issue 20).
 //
-//   nft_bench [--preload N] [--bans M] [--batch B]
+//   nft_bench [--preload N] [--bans M] [--batch B] [--ports SCOPE]
+//
+// --ports: the port scope of every ban, preloaded and new ("mail" by default; "web", "all", ...).
 //
 // Runs in a network namespace of its own (unshare(CLONE_NEWNET): needs root), so the host's
 // ruleset is never touched. Steps, each timed in wall and CPU time of this process:
@@ -54,12 +56,14 @@ int Fail(const std::string& what) {
   return 1;
 }
 
+std::string g_ports = "mail";  // --ports: the scope of every ban
+
 mxward::ActionRecord BanAction(std::int64_t id, const std::string& address) {
   mxward::ActionRecord a;
   a.id = id;
   a.incident_id = id;
   a.type = "ban";
-  a.params = {{"address", address}, {"duration_s", 3600}};
+  a.params = {{"address", address}, {"duration_s", 3600}, {"ports", g_ports}};
   return a;
 }
 
@@ -80,8 +84,11 @@ int main(int argc, char** argv) {
       bans = std::atol(argv[++i]);
     } else if (i + 1 < argc && arg == "--batch") {
       batch = std::max(1L, std::atol(argv[++i]));
+    } else if (i + 1 < argc && arg == "--ports") {
+      g_ports = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: nft_bench [--preload N] [--bans M] [--batch B]\n");
+      std::fprintf(stderr,
+                   "usage: nft_bench [--preload N] [--bans M] [--batch B] [--ports SCOPE]\n");
       return 2;
     }
   }
@@ -101,13 +108,13 @@ int main(int argc, char** argv) {
     const long v6 = preload / 10, v4 = preload - v6;
     const std::string sql = fmt::format(
         "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < {1} - 1) "
-        "INSERT INTO bans (prefix, created_at, until, incident_id, reason) "
+        "INSERT INTO bans (prefix, created_at, until, incident_id, reason, ports) "
         "SELECT CASE WHEN i < {2} THEN "
         "((184549376 + 7 * i) >> 24) || '.' || (((184549376 + 7 * i) >> 16) & 255) || '.' || "
         "(((184549376 + 7 * i) >> 8) & 255) || '.' || ((184549376 + 7 * i) & 255) "
         "ELSE printf('2001:db8:%x:%x::1', (i - {2}) / 65536, (i - {2}) % 65536) END, "
-        "{0}, {0} + (3600 + i % 3600) * 1000000, i, '' FROM s",
-        now, preload, v4);
+        "{0}, {0} + (3600 + i % 3600) * 1000000, i, '', '{3}' FROM s",
+        now, preload, v4, g_ports);
     const std::string command = "sqlite3 " + db + " \"" + sql + "\"";
     if (std::system(command.c_str()) != 0) return Fail("sqlite3 failed (apt-get install sqlite3)");
   }

@@ -25,6 +25,7 @@ void RunList(const GlobalOptions& globals, bool json) {
       out.push_back({{"address", b.prefix},
                      {"created_at", FormatRfc3339(b.created_at)},
                      {"until", b.until ? nlohmann::json(FormatRfc3339(b.until)) : nullptr},
+                     {"ports", b.ports},
                      {"incident_id", b.incident_id ? nlohmann::json(b.incident_id) : nullptr},
                      {"reason", b.reason}});
     }
@@ -35,9 +36,10 @@ void RunList(const GlobalOptions& globals, bool json) {
     std::printf("no active bans\n");
     return;
   }
-  TablePrinter t({"ADDRESS", "SINCE", "UNTIL", "INCIDENT", "REASON"}, StdoutWantsColor());
+  TablePrinter t({"ADDRESS", "PORTS", "SINCE", "UNTIL", "INCIDENT", "REASON"}, StdoutWantsColor());
   for (const auto& b : *bans) {
     t.AddRow({{b.prefix},
+              {b.ports},
               {FormatWhen(b.created_at, now)},
               {b.until ? FormatWhen(b.until, now) : "permanent"},
               {b.incident_id ? std::to_string(b.incident_id) : "-"},
@@ -50,22 +52,33 @@ struct AddOptions {
   std::string address;
   std::string duration;
   std::string reason;
+  std::string ports = "mail";
 };
 
 void RunAdd(const GlobalOptions& globals, const AddOptions& o) {
   const Config config = LoadEffectiveConfig(globals);
   const std::int64_t seconds = *ParseDurationSeconds(o.duration);
-  auto outcome = SendOrAct(
-      config,
-      {{"op", "bans.add"}, {"address", o.address}, {"duration_s", seconds}, {"reason", o.reason}});
+  auto outcome = SendOrAct(config, {{"op", "bans.add"},
+                                    {"address", o.address},
+                                    {"duration_s", seconds},
+                                    {"reason", o.reason},
+                                    {"ports", o.ports}});
   const std::string address = outcome.result.value("address", o.address);
-  ReportOutcome(outcome, fmt::format("ban {} for {}", address, FormatDurationSeconds(seconds)));
+  ReportOutcome(outcome, fmt::format("ban {} for {} (ports: {})", address,
+                                     FormatDurationSeconds(seconds), o.ports));
 }
 
-void RunRemove(const GlobalOptions& globals, const std::string& address) {
+struct RemoveOptions {
+  std::string address;
+  std::string ports;  // empty: every scope the address is banned in
+};
+
+void RunRemove(const GlobalOptions& globals, const RemoveOptions& o) {
   const Config config = LoadEffectiveConfig(globals);
-  auto outcome = SendOrAct(config, {{"op", "bans.remove"}, {"address", address}});
-  ReportOutcome(outcome, "unban " + outcome.result.value("address", address));
+  auto outcome =
+      SendOrAct(config, {{"op", "bans.remove"}, {"address", o.address}, {"ports", o.ports}});
+  ReportOutcome(outcome, "unban " + outcome.result.value("address", o.address) +
+                             (o.ports.empty() ? "" : " (ports: " + o.ports + ")"));
 }
 
 }  // namespace
@@ -90,11 +103,16 @@ void AddBansCommand(CLI::App& app, GlobalOptions& globals) {
         return *d > 0 ? "" : "must be longer than 0s";
       });
   a->add_option("--reason", add->reason, "why, kept with the ban");
+  a->add_option("--ports", add->ports,
+                "what the ban covers: mail (default), web, all, a [nftables.port_groups] name, "
+                "port numbers, or a comma-separated list of those");
   a->callback([&globals, add] { RunAdd(globals, *add); });
 
-  auto remove = std::make_shared<std::string>();
+  auto remove = std::make_shared<RemoveOptions>();
   CLI::App* r = cmd->add_subcommand("remove", "Lift a ban (from nftables too)");
-  r->add_option("address", *remove, "the address or prefix as listed")->required();
+  r->add_option("address", remove->address, "the address or prefix as listed")->required();
+  r->add_option("--ports", remove->ports,
+                "lift only the ban of this scope (as listed under PORTS); default: every scope");
   r->callback([&globals, remove] { RunRemove(globals, *remove); });
 }
 

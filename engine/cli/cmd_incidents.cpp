@@ -194,6 +194,7 @@ void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
     for (const auto& b : my_bans) {
       effect.push_back({{"type", "ban"},
                         {"address", b.prefix},
+                        {"ports", b.ports},
                         {"until", b.until ? nlohmann::json(FormatRfc3339(b.until)) : nullptr}});
     }
     for (const auto& s : my_suspensions) {
@@ -250,7 +251,9 @@ void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
   out += "\nIn effect:\n";
   if (my_bans.empty() && my_suspensions.empty()) out += "  (nothing)\n";
   for (const auto& b : my_bans) {
-    out += fmt::format("  ban {} {}\n", b.prefix,
+    // The scope only when it is not the default, so a mail ban reads as it always did.
+    out += fmt::format("  ban {}{} {}\n", b.prefix,
+                       b.ports == "mail" ? std::string() : " (ports " + b.ports + ")",
                        b.until ? "until " + FormatWhen(b.until, now) : std::string("permanent"));
   }
   for (const auto& s : my_suspensions) {

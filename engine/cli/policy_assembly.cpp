@@ -29,7 +29,7 @@ std::size_t LoadDecisionsFromStore(IncidentStore* store, DecisionTable* table, U
   } else {
     for (const BanRecord& b : *bans) {
       IpPrefix prefix;
-      if (!IpPrefix::Parse(b.prefix, &prefix)) continue;
+      if (!IpPrefix::Parse(b.prefix, &prefix) || !BanScopeCoversMail(b.ports)) continue;
       table->Ban(prefix, b.until, b.reason);
       ++loaded;
     }

@@ -1,5 +1,6 @@
 // The control protocol's messages and the one place its requests are carried out, shared by the
 // daemon (through ControlServer) and the CLI acting without a daemon.
+#include <algorithm>
 #include <array>
 #include <set>
 
@@ -193,6 +194,19 @@ nlohmann::json ExecuteControlRequest(IncidentStore* store, const nlohmann::json&
     MXWARD_ASSIGN_OR_RESPOND(address, ParseAddress(text));
     nlohmann::json params = {{"address", address}};
     const bool add = op == "bans.add";
+    // The port scope: a group name, "all", port numbers (the executor resolves and checks them
+    // against [nftables]); for a removal "*" (every scope) unless one is named.
+    MXWARD_ASSIGN_OR_RESPOND(ports, StringArg(req, "ports", false));
+    if (ports.empty()) ports = add ? "mail" : "*";
+    const bool clean_ports =
+        ports == "*" || std::all_of(ports.begin(), ports.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == ',' || c == ' ';
+        });
+    if (!clean_ports || ports.size() > 200) {
+      return ControlError(Status::InvalidArgument(
+          "'ports' is a port group (mail, web, all, ...) or port numbers, comma-separated"));
+    }
+    params["ports"] = ports;
     if (add) {
       MXWARD_ASSIGN_OR_RESPOND(duration, IntArg(req, "duration_s"));
       if (duration <= 0) {
@@ -203,7 +217,7 @@ nlohmann::json ExecuteControlRequest(IncidentStore* store, const nlohmann::json&
       params["reason"] = reason.empty() ? "added by hand" : reason;
     }
     return Enqueued(store, 0, {{ActionRequest{"ban", params, false}, !add}}, now,
-                    {{"address", address}});
+                    {{"address", address}, {"ports", ports}});
   }
 
   if (op == "accounts.suspend" || op == "accounts.restore") {

@@ -89,10 +89,29 @@ void DecisionTable::ClearAccount(std::string_view user, AccountDecisionKind kind
   }
 }
 
+bool BanScopeCoversMail(std::string_view ports) {
+  if (ports.empty() || ports == "mail" || ports == "all" || ports == "*") return true;
+  if (ports[0] < '0' || ports[0] > '9') return false;  // a named group other than mail
+  static constexpr int kMailPorts[] = {25, 465, 587, 110, 143, 993, 995, 4190};
+  int port = 0;
+  for (std::size_t i = 0; i <= ports.size(); ++i) {
+    if (i < ports.size() && ports[i] >= '0' && ports[i] <= '9') {
+      port = std::min(port * 10 + (ports[i] - '0'), 1 << 20);
+      continue;
+    }
+    if (std::find(std::begin(kMailPorts), std::end(kMailPorts), port) != std::end(kMailPorts)) {
+      return true;
+    }
+    port = 0;
+  }
+  return false;
+}
+
 bool DecisionTable::Apply(const ActionRequest& action, bool revert, UnixMicros now,
                           std::string_view reason) {
   if (action.dry_run) return false;
   if (action.type == "ban") {
+    if (!BanScopeCoversMail(StringParam(action, "ports"))) return false;
     IpPrefix prefix;
     // The engine re-prints ban addresses from binary; parse again rather than trust text.
     if (!IpPrefix::Parse(StringParam(action, "address"), &prefix)) return false;

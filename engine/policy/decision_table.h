@@ -43,6 +43,13 @@ inline constexpr int kAccountDecisionKinds = 3;
 std::string_view AccountDecisionKindName(AccountDecisionKind kind);
 bool ParseAccountDecisionKind(std::string_view name, AccountDecisionKind* out);
 
+// Whether a ban of these `ports` (its scope: docs/actions.md, "Port scopes") keeps the address
+// off the mail services the policy servers answer for: "" or "mail", "all", "*" (a revert of every
+// scope), or a port list holding one of the default mail ports (25, 465, 587, 110, 143, 993, 995,
+// 4190). "web" and the other named groups do not: a webmail ban must not refuse the address's
+// mail (issue 15).
+bool BanScopeCoversMail(std::string_view ports);
+
 struct AccountDecision {
   bool active = false;
   UnixMicros until = 0;  // 0: until restored

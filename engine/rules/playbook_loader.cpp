@@ -275,6 +275,43 @@ class Compiler {
     if (!lit.empty()) out->parts.push_back({Template::Kind::kLiteral, std::move(lit), {}});
   }
 
+  // A ban's `ports`: "web", "mail, 8080", or a list ["web", 8443]. Kept as one literal text
+  // "web,8443" (never a template: a log line must not choose what a ban covers); the names are
+  // checked against [nftables] port groups by the executor, which alone knows them.
+  void BanPorts(const toml::node& v, ActionSpec* a) {
+    std::vector<std::string> parts;
+    bool ok = true;
+    if (const auto* s = v.as_string()) {
+      parts.push_back(s->get());
+    } else if (const auto* arr = v.as_array()) {
+      for (const toml::node& e : *arr) {
+        if (const auto* s = e.as_string()) {
+          parts.push_back(s->get());
+        } else if (const auto* i = e.as_integer(); i && i->get() >= 1 && i->get() <= 65535) {
+          parts.push_back(std::to_string(i->get()));
+        } else {
+          ok = false;
+        }
+      }
+    } else {
+      ok = false;
+    }
+    std::string text = fmt::format("{}", fmt::join(parts, ","));
+    const bool clean = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == ',' || c == ' ';
+    });
+    if (!ok || !clean) {
+      Error(v,
+            "'ports' must be a port group (\"mail\", \"web\", \"all\", a name from "
+            "[nftables] port_groups), a port number 1-65535, or a list of those");
+      return;
+    }
+    Template tpl;
+    tpl.source = text;
+    tpl.parts.push_back({Template::Kind::kLiteral, std::move(text), {}});
+    a->params.emplace_back("ports", std::move(tpl));
+  }
+
   void Action(const toml::table& t, Playbook* pb) {
     ActionSpec a;
     a.line = static_cast<int>(t.source().begin.line);
@@ -300,6 +337,10 @@ class Compiler {
     for (const auto& [k, v] : t) {
       const std::string name(k.str());
       if (std::find(shape->params.begin(), shape->params.end(), name) == shape->params.end()) {
+        continue;
+      }
+      if (a.type == "ban" && name == "ports") {
+        BanPorts(v, &a);
         continue;
       }
       std::string s;

@@ -775,33 +775,33 @@ Result<OutboxStats> IncidentStore::GetOutboxStats() {
 // --- bans and suspensions ------------------------------------------------------------------------
 
 Status IncidentStore::UpsertBan(const BanRecord& ban) {
-  MXWARD_STMT(
-      q,
-      "INSERT INTO bans (prefix, created_at, until, incident_id, reason) VALUES (?,?,?,?,?) "
-      "ON CONFLICT (prefix) DO UPDATE SET until = excluded.until, "
-      "incident_id = excluded.incident_id, reason = excluded.reason");
+  MXWARD_STMT(q,
+              "INSERT INTO bans (prefix, created_at, until, incident_id, reason, ports) "
+              "VALUES (?,?,?,?,?,?) "
+              "ON CONFLICT (prefix, ports) DO UPDATE SET until = excluded.until, "
+              "incident_id = excluded.incident_id, reason = excluded.reason");
   q.Bind(1, ban.prefix).Bind(2, ban.created_at).Bind(3, ban.until).Bind(4, ban.incident_id);
-  q.Bind(5, ban.reason);
+  q.Bind(5, ban.reason).Bind(6, ban.ports);
   if (q.Step() != SQLITE_DONE) return Error("recording a ban");
   return Status::Ok();
 }
 
-Status IncidentStore::RemoveBan(std::string_view prefix) {
-  MXWARD_STMT(q, "DELETE FROM bans WHERE prefix = ?");
-  q.Bind(1, prefix);
+Status IncidentStore::RemoveBan(std::string_view prefix, std::string_view ports) {
+  MXWARD_STMT(q, "DELETE FROM bans WHERE prefix = ?1 AND (coalesce(?2, '') = '' OR ports = ?2)");
+  q.Bind(1, prefix).Bind(2, ports);
   if (q.Step() != SQLITE_DONE) return Error("removing a ban");
   return Status::Ok();
 }
 
 Result<std::vector<BanRecord>> IncidentStore::ActiveBans(UnixMicros now) {
   MXWARD_STMT(q,
-              "SELECT prefix, created_at, until, incident_id, reason FROM bans "
-              "WHERE until = 0 OR until > ? ORDER BY created_at, prefix");
+              "SELECT prefix, created_at, until, incident_id, reason, ports FROM bans "
+              "WHERE until = 0 OR until > ? ORDER BY created_at, prefix, ports");
   q.Bind(1, now);
   std::vector<BanRecord> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
-    out.push_back({q.Text(0), q.Int(1), q.Int(2), q.Int(3), q.Text(4)});
+    out.push_back({q.Text(0), q.Int(1), q.Int(2), q.Int(3), q.Text(4), q.Text(5)});
   }
   if (rc != SQLITE_DONE) return Error("reading bans");
   return out;

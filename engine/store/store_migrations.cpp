@@ -159,7 +159,27 @@ CREATE UNIQUE INDEX incidents_by_replay_identity ON incidents(replay_identity)
 ALTER TABLE baselines ADD COLUMN first_seen INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<const char*, 5> kMigrations = {kV1, kV2, kV3, kV4, kV5};
+// v6: a ban's port scope (issue 15): "mail" (what every earlier ban covered), "web", "all", another
+//   [nftables] port group, or an explicit port list ("80,443,8080"). One row per (prefix, ports):
+//   an address banned for web and for mail holds two bans, each with its own end. SQLite cannot
+//   change a primary key in place, so the table is rebuilt; every earlier ban becomes "mail".
+constexpr const char* kV6 = R"sql(
+CREATE TABLE bans_v4 (
+  prefix TEXT NOT NULL,
+  ports TEXT NOT NULL DEFAULT 'mail',
+  created_at INTEGER NOT NULL,
+  until INTEGER NOT NULL DEFAULT 0,
+  incident_id INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (prefix, ports)
+);
+INSERT INTO bans_v4 (prefix, ports, created_at, until, incident_id, reason)
+  SELECT prefix, 'mail', created_at, until, incident_id, reason FROM bans;
+DROP TABLE bans;
+ALTER TABLE bans_v4 RENAME TO bans;
+)sql";
+
+constexpr std::array<const char*, 6> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6};
 
 }  // namespace
 

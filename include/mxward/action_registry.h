@@ -50,8 +50,9 @@ struct PlaybookActionUse {
 // Asks of every playbook action what its executor will ask when it runs, so `mxward check`, the
 // start and a reload refuse what would fail at 3 a.m. instead: a mail recipient that is not an
 // address, a webhook or exec target with no section of that name (or none named where several
-// exist). Types whose section is absent run as dry-run
-// and only their literal values are checked. False if any problem was reported (file:line:col).
+// exist), a ban's `ports` naming a port group [nftables] does not define. Types whose section is
+// absent run as dry-run and only their literal values are checked. False if any problem was
+// reported (file:line:col).
 bool CheckPlaybookActions(const Config& config, std::span<const PlaybookActionUse> uses,
                           std::vector<Diagnostic>* diagnostics);
 

@@ -33,6 +33,9 @@ struct ActionTypeInfo {
 
 namespace action_types_detail {
 inline constexpr std::string_view kAddress[] = {"address"};
+// `ports`: the ban's port scope, "mail" | "web" | "all" | an [nftables] port group | a list of
+// those and port numbers (nftables_blocker.h). Literal text: never a template of event fields.
+inline constexpr std::string_view kBan[] = {"address", "ports"};
 inline constexpr std::string_view kUser[] = {"user"};
 inline constexpr std::string_view kTarget[] = {"target"};
 inline constexpr std::string_view kWebhook[] = {"target", "format"};
@@ -41,7 +44,7 @@ inline constexpr std::string_view kMail[] = {"to", "subject", "body"};
 
 // In the order people read them: the firewall, the mailbox, then notifications.
 inline constexpr ActionTypeInfo kActionTypes[] = {
-    {"ban", action_types_detail::kAddress, {}, "address", true, false, "nftables"},
+    {"ban", action_types_detail::kBan, {}, "address", true, false, "nftables"},
     {"suspend_sending", action_types_detail::kUser, {}, "user", true, true, "postfixadmin"},
     {"suspend", action_types_detail::kUser, {}, "user", true, true, "postfixadmin"},
     {"require_password_change", action_types_detail::kUser, {}, "user", true, true, "postfixadmin"},

@@ -50,6 +50,10 @@ struct BanRecord {
   UnixMicros until = 0;  // 0 = permanent
   std::int64_t incident_id = 0;
   std::string reason;
+  // The ports the ban covers: "mail" (the default, and every ban of an mxward before port
+  // scopes), "web", "all", another [nftables] port group, or a sorted port list "80,443,8080"
+  // (nftables_blocker.h, BanScope). One ban per (prefix, ports).
+  std::string ports = "mail";
 };
 
 struct SuspensionRecord {
@@ -139,7 +143,7 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
@@ -197,7 +201,8 @@ class IncidentStore {
 
   // --- bans and suspensions --------------------------------------------------------------------
   Status UpsertBan(const BanRecord& ban);
-  Status RemoveBan(std::string_view prefix);
+  // Removes the prefix's ban of every scope (ports empty) or of that scope only.
+  Status RemoveBan(std::string_view prefix, std::string_view ports = {});
   Result<std::vector<BanRecord>> ActiveBans(UnixMicros now);
   Result<std::int64_t> CountActiveBans(UnixMicros now);
   Status UpsertSuspension(const SuspensionRecord& s);

@@ -39,7 +39,8 @@ if ! grep -q 'broken/wrong-type.toml:11:13: error:' "$tmp/err"; then
 fi
 
 # Playbook actions are checked the way their executors will run them (issue 21, "configuration
-# that lies"): a mail recipient that is not an address, a webhook target with no section. The shipped rules.d passes with a [mail] that has a recipient.
+# that lies"): a mail recipient that is not an address, a webhook target with no section, a ban's
+# port group that [nftables] does not define (issue 15). The shipped rules.d passes with a [mail] that has a recipient.
 mkdir -p "$tmp/acts"
 cat >"$tmp/acts/notify.toml" <<'TOML'
 description = "actions that would fail when they run"
@@ -60,6 +61,10 @@ to = "postmaster"
 [[action]]
 type = "webhook"
 target = "nope"
+
+[[action]]
+type = "ban"
+ports = ["web", "imaps"]
 TOML
 cat >"$tmp/actions.toml" <<'TOML'
 [mail]
@@ -78,6 +83,9 @@ if ! grep -q "acts/notify.toml:12:1: error: mail action: to = \"postmaster\" is 
 fi
 if ! grep -q "acts/notify.toml:16:1: error: webhook action: no \[webhook.nope\] in mxward.toml (configured: ops)" "$tmp/err"; then
   echo "FAIL: bad actions: the webhook target must be refused at its [[action]]:"; cat "$tmp/err"; fail=1
+fi
+if ! grep -q "acts/notify.toml:20:1: error: ban action: ports: unknown port group 'imaps' (known: all, mail, web, or port numbers)" "$tmp/err"; then
+  echo "FAIL: bad actions: a port group [nftables] does not define must be refused at its [[action]]:"; cat "$tmp/err"; fail=1
 fi
 printf '[mail]\nurl = "smtp://127.0.0.1:25"\nfrom = "mxward@example.org"\nto = ["admin@example.org"]\n' >"$tmp/actions.toml"
 if ! "$BIN" check --config "$tmp/actions.toml" --rules rules.d >/dev/null 2>"$tmp/err"; then

@@ -90,6 +90,54 @@ TEST_F(CliBansNftTest, AddAndRemoveReachTheKernel) {
   EXPECT_EQ(nlohmann::json::parse(r.out).size(), 1u) << r.out;
 }
 
+// Issue 15: `bans add --ports` chooses the scope; one address may be banned in two scopes, each
+// listed; `bans remove --ports` lifts one, `bans remove` every one.
+TEST_F(CliBansNftTest, PortScopesFromAddToListToRemove) {
+  auto r = Mxward({"bans", "add", "203.0.113.9", "--for", "1h", "--ports", "web"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Elements("banned_v4_web"), (std::set<std::string>{"203.0.113.9"}));
+  EXPECT_TRUE(Elements("banned_v4").empty());
+  r = Mxward({"bans", "add", "203.0.113.9", "--for", "2h"});  // default: mail
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Elements("banned_v4"), (std::set<std::string>{"203.0.113.9"}));
+  r = Mxward({"bans", "add", "2001:db8:bad::/64", "--for", "1h", "--ports", "all"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Elements("banned_v6_all_64"), (std::set<std::string>{"2001:db8:bad::"}));
+  r = Mxward({"bans", "add", "192.0.2.5", "--for", "1h", "--ports", "443, 80"});  // = web
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Elements("banned_v4_web"), (std::set<std::string>{"192.0.2.5", "203.0.113.9"}));
+
+  r = Mxward({"bans", "list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::set<std::string> listed;
+  for (const auto& b : nlohmann::json::parse(r.out)) {
+    listed.insert(b.at("address").get<std::string>() + " " + b.at("ports").get<std::string>());
+  }
+  EXPECT_EQ(listed, (std::set<std::string>{"203.0.113.9 web", "203.0.113.9 mail",
+                                           "2001:db8:bad::/64 all", "192.0.2.5 web"}));
+  r = Mxward({"bans", "list"});
+  EXPECT_NE(r.out.find("PORTS"), std::string::npos) << r.out;
+
+  r = Mxward({"bans", "remove", "203.0.113.9", "--ports", "web"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Elements("banned_v4_web"), (std::set<std::string>{"192.0.2.5"}));
+  EXPECT_EQ(Elements("banned_v4"), (std::set<std::string>{"203.0.113.9"}));
+  r = Mxward({"bans", "add", "203.0.113.9", "--for", "1h", "--ports", "web"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = Mxward({"bans", "remove", "203.0.113.9"});  // every scope
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(Elements("banned_v4_web"), (std::set<std::string>{"192.0.2.5"}));
+  EXPECT_TRUE(Elements("banned_v4").empty());
+  r = Mxward({"bans", "list", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(r.out).size(), 2u) << r.out;
+
+  // A group nobody configured is refused, not widened.
+  r = Mxward({"bans", "add", "192.0.2.6", "--for", "1h", "--ports", "imaps"});
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("unknown port group 'imaps'"), std::string::npos)
+      << r.out << r.err;
+}
+
 TEST_F(CliBansNftTest, ResolveWithRevertLiftsTheIncidentsBan) {
   {
     auto store = IncidentStore::Open(db_);

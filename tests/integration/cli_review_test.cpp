@@ -235,9 +235,10 @@ TEST_F(CliReviewTest, ShowJsonAddsEvidenceNotesAndWhatIsInEffect) {
   EXPECT_EQ(webhook.at("params"), (nlohmann::json{{"target", "ops"}}));
   EXPECT_EQ(webhook.at("attempts"), 1);
   ASSERT_EQ(j.at("in_effect").size(), 1u);
-  EXPECT_EQ(j.at("in_effect")[0],
-            (nlohmann::json{
-                {"type", "ban"}, {"address", "203.0.113.7"}, {"until", "2026-11-23T13:09:32Z"}}));
+  EXPECT_EQ(j.at("in_effect")[0], (nlohmann::json{{"type", "ban"},
+                                                  {"address", "203.0.113.7"},
+                                                  {"ports", "mail"},
+                                                  {"until", "2026-11-23T13:09:32Z"}}));
 }
 
 TEST_F(CliReviewTest, AckAndResolveActDirectlyWithoutADaemon) {
@@ -302,9 +303,10 @@ TEST_F(CliReviewTest, BansAddValidatesAndQueuesTheCanonicalAddress) {
   EXPECT_EQ(ban->type, "ban");
   EXPECT_FALSE(ban->revert);
   EXPECT_EQ(ban->incident_id, 0);
-  EXPECT_EQ(ban->params,
-            (nlohmann::json{
-                {"address", "2001:db8::/64"}, {"duration_s", 5400}, {"reason", "manual test"}}));
+  EXPECT_EQ(ban->params, (nlohmann::json{{"address", "2001:db8::/64"},
+                                         {"duration_s", 5400},
+                                         {"ports", "mail"},
+                                         {"reason", "manual test"}}));
   EXPECT_EQ(ban->idempotency_key, "mxward-4");
 
   r = Mxward({"bans", "remove", "2001:db8::/64"});
@@ -313,20 +315,22 @@ TEST_F(CliReviewTest, BansAddValidatesAndQueuesTheCanonicalAddress) {
   ASSERT_OK(unban);
   EXPECT_TRUE(unban->revert);
   EXPECT_EQ(unban->params.at("address"), "2001:db8::/64");
+  EXPECT_EQ(unban->params.at("ports"), "*");  // every scope the address is banned in
 }
 
 TEST_F(CliReviewTest, BansAndAccountsListGolden) {
   auto r = Mxward({"bans", "list"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "ADDRESS      SINCE                         UNTIL                        INCIDENT  "
-            "REASON\n"
-            "203.0.113.7  2026-11-23 09:09:32 (2h ago)  2026-11-23 13:09:32 (in 1h)  1         "
-            "postfix-sasl\n");
+            "ADDRESS      PORTS  SINCE                         UNTIL                        "
+            "INCIDENT  REASON\n"
+            "203.0.113.7  mail   2026-11-23 09:09:32 (2h ago)  2026-11-23 13:09:32 (in 1h)  "
+            "1         postfix-sasl\n");
   auto bans = Json({"bans", "list", "--json"});
   ASSERT_EQ(bans.size(), 1u);
   EXPECT_EQ(bans[0].at("address"), "203.0.113.7");
   EXPECT_EQ(bans[0].at("until"), "2026-11-23T13:09:32Z");
+  EXPECT_EQ(bans[0].at("ports"), "mail");
   EXPECT_EQ(bans[0].at("incident_id"), ssh_id_);
 
   r = Mxward({"accounts", "list"});

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -32,6 +33,7 @@
 namespace mxward {
 namespace {
 
+using testing::KernelSetAddresses;
 using testing::KernelSetElements;
 using testing::RunCommand;
 using testing::TempDir;
@@ -734,6 +736,10 @@ TEST_F(NftablesNetnsTest, AnOldLayoutTableIsMigratedWhole) {
   auto chain = RunCommand({"nft", "list", "chain", "inet", "mxward", "input"});
   EXPECT_EQ(chain.out.find("ip6 saddr @banned_v6 counter"), std::string::npos)
       << "the old rule without ports is gone: " << chain.out;
+  // The stored bans (all of them "mail" since the store migration) are where they were, and the
+  // sets of the other scopes are there, empty (issue 15).
+  EXPECT_TRUE(Elements("banned_v4_web").empty());
+  EXPECT_TRUE(Elements("banned_v6_all_64").empty());
   // Start() (a restart after the upgrade) does the same from scratch.
   Nft("flush ruleset");
   Nft("add table inet mxward");
@@ -826,6 +832,221 @@ TEST_F(NftablesNetnsTest, RevertOfAnAddressLeavesTheCoveringPrefix) {
   EXPECT_TRUE(*banned) << "the /24 still covers it";
   EXPECT_TRUE(Elements("banned_v4").empty());
   EXPECT_EQ(Elements("banned_v4_net").count("192.0.2.0/24"), 1u);
+}
+
+// --- port scopes (issue 15) ------------------------------------------------------------------
+
+// The packets counted by the drop rule of `set` so far (-1 when there is no such rule).
+std::int64_t DropCount(const std::string& set) {
+  auto r = RunCommand({"nft", "-j", "list", "chain", "inet", "mxward", "input"});
+  if (r.exit_code != 0) return -1;
+  const auto doc = nlohmann::json::parse(r.out);
+  for (const auto& item : doc["nftables"]) {
+    if (!item.contains("rule")) continue;
+    bool ours = false;
+    std::int64_t packets = -1;
+    for (const auto& expr : item["rule"]["expr"]) {
+      if (expr.contains("match") && expr["match"].value("right", nlohmann::json()) == "@" + set) {
+        ours = true;
+      }
+      if (expr.contains("counter")) packets = expr["counter"]["packets"].get<std::int64_t>();
+    }
+    if (ours) return packets;
+  }
+  return -1;
+}
+
+// A TCP listener on 127.0.0.1:port.
+int Listen(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(0x7f000001);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << port;
+  EXPECT_EQ(listen(fd, 8), 0);
+  return fd;
+}
+
+// Connects from 127.0.0.<source> to 127.0.0.1:port. Reached: the listener accepts it. Dropped:
+// the drop rule of `set` counts the SYN, and the listener has nothing to accept.
+enum class Outcome { kReached, kDropped, kNeither };
+Outcome ConnectFrom(int source, int port, int listener, const std::string& set) {
+  const std::int64_t before = DropCount(set);
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f000000 + static_cast<std::uint32_t>(source));
+  EXPECT_EQ(bind(s, reinterpret_cast<sockaddr*>(&src), sizeof src), 0);
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(static_cast<std::uint16_t>(port));
+  dst.sin_addr.s_addr = htonl(0x7f000001);
+  connect(s, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+  Outcome out = Outcome::kNeither;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       out == Outcome::kNeither && std::chrono::steady_clock::now() < deadline;) {
+    if (int a = accept(listener, nullptr, nullptr); a >= 0) {
+      close(a);
+      out = Outcome::kReached;
+    } else if (DropCount(set) > before) {
+      // The SYN was dropped (a drop is final): nothing reached the listener.
+      out = accept(listener, nullptr, nullptr) < 0 ? Outcome::kDropped : Outcome::kReached;
+    }
+  }
+  close(s);
+  return out;
+}
+
+ActionRecord ScopedBan(const std::string& address, std::int64_t duration_s,
+                       const std::string& ports) {
+  ActionRecord a;
+  a.id = 2;
+  a.incident_id = 8;
+  a.type = "ban";
+  a.params = {{"address", address}, {"duration_s", duration_s}, {"ports", ports}};
+  return a;
+}
+
+// A `web` ban drops the address on 443 and not on 25; `mail` the reverse; `all` both.
+TEST_F(NftablesNetnsTest, EachScopeDropsOnItsPortsOnly) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  ASSERT_OK(blocker->Apply(ScopedBan("127.0.0.2", 600, "web")));
+  ASSERT_OK(blocker->Apply(ScopedBan("127.0.0.3", 600, "mail")));
+  ASSERT_OK(blocker->Apply(ScopedBan("127.0.0.4", 600, "all")));
+  const int smtp = Listen(25), https = Listen(443);
+  EXPECT_EQ(ConnectFrom(2, 443, https, "banned_v4_web"), Outcome::kDropped);
+  EXPECT_EQ(ConnectFrom(2, 25, smtp, "banned_v4_web"), Outcome::kReached);
+  EXPECT_EQ(ConnectFrom(3, 25, smtp, "banned_v4"), Outcome::kDropped);
+  EXPECT_EQ(ConnectFrom(3, 443, https, "banned_v4"), Outcome::kReached);
+  EXPECT_EQ(ConnectFrom(4, 25, smtp, "banned_v4_all"), Outcome::kDropped);
+  EXPECT_EQ(ConnectFrom(4, 443, https, "banned_v4_all"), Outcome::kDropped);
+  EXPECT_EQ(ConnectFrom(5, 443, https, "banned_v4_web"), Outcome::kReached);  // never banned
+  // Check() asks the ban's own scope.
+  auto web = blocker->Check(ScopedBan("127.0.0.2", 600, "web"));
+  ASSERT_OK(web);
+  EXPECT_TRUE(*web);
+  auto mail = blocker->Check(ScopedBan("127.0.0.2", 600, "mail"));
+  ASSERT_OK(mail);
+  EXPECT_FALSE(*mail);
+  close(smtp);
+  close(https);
+}
+
+// Every scope keeps its hosts, /64s and prefixes through a flushed ruleset (Maintain) and a
+// restart (Start), each in its own sets; a port list gets sets of its own on first use.
+TEST_F(NftablesNetnsTest, RestoreAndRepairKeepEachBansScope) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  ASSERT_OK(blocker->Apply(ScopedBan("192.0.2.1", 3600, "web")));
+  ASSERT_OK(blocker->Apply(ScopedBan("192.0.2.2", 3600, "")));  // no ports: mail
+  ASSERT_OK(blocker->Apply(ScopedBan("198.51.100.0/24", 3600, "all")));
+  ASSERT_OK(blocker->Apply(ScopedBan("2001:db8:1::/64", 3600, "web")));
+  ASSERT_OK(blocker->Apply(ScopedBan("2001:db8:2::/48", 3600, "web")));
+  ASSERT_OK(blocker->Apply(ScopedBan("192.0.2.3", 3600, "8080, 443")));
+  auto expect_all = [&] {
+    EXPECT_EQ(KernelSetAddresses("banned_v4_web"), (std::set<std::string>{"192.0.2.1"}));
+    EXPECT_EQ(KernelSetAddresses("banned_v4"), (std::set<std::string>{"192.0.2.2"}));
+    EXPECT_EQ(KernelSetAddresses("banned_v4_all_net"), (std::set<std::string>{"198.51.100.0/24"}));
+    EXPECT_TRUE(KernelSetAddresses("banned_v4_net").empty());
+    EXPECT_EQ(KernelSetAddresses("banned_v6_web_64"), (std::set<std::string>{"2001:db8:1::"}));
+    EXPECT_EQ(KernelSetAddresses("banned_v6_web_net"), (std::set<std::string>{"2001:db8:2::/48"}));
+    EXPECT_EQ(KernelSetAddresses("banned_v4__443_8080"), (std::set<std::string>{"192.0.2.3"}));
+    auto chain = RunCommand({"nft", "list", "chain", "inet", "mxward", "input"});
+    EXPECT_NE(chain.out.find("ip saddr @banned_v4_web tcp dport { 80, 443 } counter"),
+              std::string::npos)
+        << chain.out;
+    EXPECT_NE(chain.out.find("ip saddr @banned_v4__443_8080 tcp dport { 443, 8080 } counter"),
+              std::string::npos)
+        << chain.out;
+    EXPECT_NE(chain.out.find("ip saddr @banned_v4_all counter packets"), std::string::npos)
+        << chain.out;
+    auto damage = blocker->FindDamage();
+    ASSERT_OK(damage);
+    EXPECT_EQ(*damage, "");
+  };
+  expect_all();
+  auto bans = store_->ActiveBans(kNow);
+  ASSERT_OK(bans);
+  std::set<std::string> stored;
+  for (const BanRecord& b : *bans) stored.insert(b.prefix + " " + b.ports);
+  EXPECT_EQ(stored, (std::set<std::string>{"192.0.2.1 web", "192.0.2.2 mail", "198.51.100.0/24 all",
+                                           "2001:db8:1::/64 web", "2001:db8:2::/48 web",
+                                           "192.0.2.3 443,8080"}));
+
+  Nft("flush ruleset");
+  ASSERT_OK(blocker->Maintain());
+  expect_all();
+
+  Nft("flush ruleset");
+  auto restarted = MakeBlocker();
+  ASSERT_OK(restarted->Start());
+  blocker = std::move(restarted);
+  expect_all();
+}
+
+// One address banned in two scopes holds both, each with its own lifetime; reverting one scope
+// leaves the other; "*" lifts every scope.
+TEST_F(NftablesNetnsTest, TwoScopesOfOneAddressAreKeptApart) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  ASSERT_OK(blocker->Apply(ScopedBan("192.0.2.9", 600, "web")));
+  ASSERT_OK(blocker->Apply(ScopedBan("192.0.2.9", 7200, "mail")));
+  EXPECT_EQ(Elements("banned_v4_web"), (std::map<std::string, std::int64_t>{{"192.0.2.9", 600}}));
+  EXPECT_EQ(Elements("banned_v4"), (std::map<std::string, std::int64_t>{{"192.0.2.9", 7200}}));
+  ASSERT_OK(blocker->Revert(ScopedBan("192.0.2.9", 0, "web")));
+  EXPECT_TRUE(Elements("banned_v4_web").empty());
+  EXPECT_EQ(Elements("banned_v4").size(), 1u);
+  ASSERT_EQ(store_->ActiveBans(kNow)->size(), 1u);
+  EXPECT_EQ(store_->ActiveBans(kNow)->front().ports, "mail");
+  ASSERT_OK(blocker->Apply(ScopedBan("192.0.2.9", 600, "web")));
+  ASSERT_OK(blocker->Revert(ScopedBan("192.0.2.9", 0, "*")));
+  EXPECT_TRUE(Elements("banned_v4_web").empty());
+  EXPECT_TRUE(Elements("banned_v4").empty());
+  EXPECT_TRUE(store_->ActiveBans(kNow)->empty());
+  // An unknown group is refused; nothing is banned wider than asked.
+  Status bad = blocker->Apply(ScopedBan("192.0.2.10", 600, "imaps"));
+  EXPECT_EQ(bad.code(), Status::Code::kInvalidArgument) << bad.ToString();
+}
+
+// The layout of before port scopes (the five mail sets only) is upgraded in place: the repair
+// tick finds the missing scope sets and rebuilds with every stored ban where it was.
+TEST_F(NftablesNetnsTest, ALayoutWithoutPortScopesGetsTheScopeSets) {
+  auto old = MakeBlocker();
+  ASSERT_OK(old->Start());
+  ASSERT_OK(old->Apply(Ban("192.0.2.1", 3600)));
+  // What the previous mxward left: no sets (and rules) of the scopes "all" and "web".
+  auto rules = RunCommand({"nft", "-a", "list", "chain", "inet", "mxward", "input"});
+  std::istringstream lines(rules.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("@banned_v4_") == std::string::npos &&
+        line.find("@banned_v6_") == std::string::npos) {
+      continue;
+    }
+    if (line.find("_all") == std::string::npos && line.find("_web") == std::string::npos) continue;
+    Nft("delete rule inet mxward input handle " + line.substr(line.rfind("handle ") + 7));
+  }
+  for (const std::string infix : {"_all", "_web"}) {
+    for (const std::string& name :
+         {"banned_v4" + infix, "banned_v4" + infix + "_net", "banned_v6" + infix,
+          "banned_v6" + infix + "_64", "banned_v6" + infix + "_net"}) {
+      Nft("delete set inet mxward " + name);
+    }
+  }
+  auto listed = RunCommand({"nft", "list", "table", "inet", "mxward"});
+  EXPECT_EQ(listed.out.find("_web"), std::string::npos) << listed.out;
+  auto blocker = MakeBlocker();
+  auto damage = blocker->FindDamage();
+  ASSERT_OK(damage);
+  EXPECT_EQ(*damage, "set banned_v4_all");  // the mail sets are all there
+  ASSERT_OK(blocker->Maintain());
+  EXPECT_EQ(*blocker->FindDamage(), "");
+  EXPECT_EQ(Elements("banned_v4"), (std::map<std::string, std::int64_t>{{"192.0.2.1", 3600}}));
+  ASSERT_OK(blocker->Apply(ScopedBan("192.0.2.1", 60, "web")));
+  EXPECT_EQ(Elements("banned_v4_web"), (std::map<std::string, std::int64_t>{{"192.0.2.1", 60}}));
 }
 
 }  // namespace

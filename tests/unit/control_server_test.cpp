@@ -155,9 +155,10 @@ TEST_F(ControlServerTest, BanThroughTheSocketLandsInTheOutbox) {
   EXPECT_EQ(a->status, ActionStatus::kPending);
   EXPECT_FALSE(a->revert);
   EXPECT_EQ(a->incident_id, 0);
-  EXPECT_EQ(
-      a->params,
-      (nlohmann::json{{"address", "2001:db8::/64"}, {"duration_s", 3600}, {"reason", "by hand"}}));
+  EXPECT_EQ(a->params, (nlohmann::json{{"address", "2001:db8::/64"},
+                                       {"duration_s", 3600},
+                                       {"ports", "mail"},
+                                       {"reason", "by hand"}}));
 }
 
 TEST_F(ControlServerTest, MissingSocketIsNotFoundSoTheCliActsDirectly) {
@@ -256,6 +257,12 @@ TEST_F(ExecuteControlRequestTest, BadAddressesAreRefusedWithAHint) {
   EXPECT_EQ(r.at("code"), "invalid_argument") << "duration is required";
   r = Run({{"op", "bans.add"}, {"address", "192.0.2.7"}, {"duration_s", "1h"}});
   EXPECT_EQ(r.at("code"), "invalid_argument");
+  // A port scope is names and numbers only: it reaches nft as nothing but resolved integers.
+  r = Run({{"op", "bans.add"},
+           {"address", "192.0.2.7"},
+           {"duration_s", 60},
+           {"ports", "web; flush ruleset"}});
+  EXPECT_EQ(r.at("code"), "invalid_argument") << r.dump();
   EXPECT_TRUE(store_->DueActions(kNow, 10)->empty());
 }
 
@@ -267,6 +274,7 @@ TEST_F(ExecuteControlRequestTest, RemoveQueuesARevert) {
   ASSERT_EQ(due->size(), 1u);
   EXPECT_TRUE((*due)[0].revert);
   EXPECT_EQ((*due)[0].params.at("address"), "192.0.2.7");
+  EXPECT_EQ((*due)[0].params.at("ports"), "*");  // every scope
 }
 
 TEST_F(ExecuteControlRequestTest, ResolveWithRevertUndoesOnlyAppliedLastingEffects) {

@@ -104,6 +104,24 @@ struct Collect : IncidentSink {
   void OnIncident(Incident i) override { incidents.push_back(std::move(i)); }
 };
 
+// Issue 15: the policy servers answer for mail; a webmail ban (ports = "web") must not refuse
+// the address's mail, and its revert must not lift a mail ban.
+TEST(DecisionTableTest, OnlyBansCoveringMailPortsDecideForThePolicyServers) {
+  DecisionTable t;
+  ActionRequest web{"ban", {{"address", "192.0.2.7"}, {"duration_s", 60}, {"ports", "web"}}, false};
+  EXPECT_FALSE(t.Apply(web, false, kT0, "roundcube-bruteforce"));
+  EXPECT_EQ(t.FindBan(Ip("192.0.2.7"), kT0), nullptr);
+  ActionRequest mail{"ban", {{"address", "192.0.2.7"}, {"duration_s", 60}}, false};
+  EXPECT_TRUE(t.Apply(mail, false, kT0, "dovecot-auth"));
+  EXPECT_FALSE(t.Apply(web, /*revert=*/true, kT0, "pb"));
+  EXPECT_NE(t.FindBan(Ip("192.0.2.7"), kT0), nullptr);
+  EXPECT_TRUE(BanScopeCoversMail("all"));
+  EXPECT_TRUE(BanScopeCoversMail("*"));
+  EXPECT_TRUE(BanScopeCoversMail("443,993"));
+  EXPECT_FALSE(BanScopeCoversMail("443,8080"));
+  EXPECT_FALSE(BanScopeCoversMail("imaps"));  // a named group: unknown to the policy servers
+}
+
 TEST(DecisionFeedTest, AppliesEnforcedIncidentsAndForwardsEveryIncident) {
   DecisionTable t;
   Collect next;

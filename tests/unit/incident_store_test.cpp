@@ -492,7 +492,7 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    // The version-1 tables the migration touches, as version 1 created them.
+    // The version-1 tables the migrations touch, as version 1 created them.
     ASSERT_EQ(sqlite3_exec(db,
                            "CREATE TABLE actions (id INTEGER PRIMARY KEY, incident_id INTEGER "
                            "NOT NULL DEFAULT 0, type TEXT NOT NULL, params TEXT NOT NULL, status "
@@ -516,6 +516,9 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
                            "CREATE TABLE baselines (playbook TEXT NOT NULL, key TEXT NOT NULL, "
                            "value TEXT NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY "
                            "(playbook, key, value)) WITHOUT ROWID;"
+                           "CREATE TABLE bans (prefix TEXT PRIMARY KEY, created_at INTEGER NOT "
+                           "NULL, until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
+                           "DEFAULT 0, reason TEXT NOT NULL DEFAULT '');"
                            "INSERT INTO actions (type, params, status, created_at, updated_at) "
                            "VALUES ('ban', '{}', 'pending', 1, 1);"
                            "INSERT INTO incidents (playbook, severity, mode, key_kind, key, "
@@ -544,6 +547,58 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
   ASSERT_OK(b);
   ASSERT_EQ(b->size(), 1u);
   EXPECT_EQ((*b)[0].first_seen, 0);
+}
+
+// Issue 15: one ban per (prefix, ports); removal of one scope or of all.
+TEST_F(IncidentStoreTest, BansOfOneAddressInTwoScopes) {
+  BanRecord web{"192.0.2.7", kT0, kT0 + 100, 3, "webmail", "web"};
+  BanRecord mail{"192.0.2.7", kT0, kT0 + 300, 4, "imap"};  // ports default: mail
+  ASSERT_OK(store_->UpsertBan(web));
+  ASSERT_OK(store_->UpsertBan(mail));
+  web.until = kT0 + 200;  // a longer ban of the same scope replaces the first
+  ASSERT_OK(store_->UpsertBan(web));
+  auto bans = store_->ActiveBans(kT0 + 150);
+  ASSERT_OK(bans);
+  ASSERT_EQ(bans->size(), 2u);
+  std::set<std::string> scopes;
+  for (const BanRecord& b : *bans) scopes.insert(b.ports + "@" + std::to_string(b.until - kT0));
+  EXPECT_EQ(scopes, (std::set<std::string>{"mail@300", "web@200"}));
+  ASSERT_OK(store_->RemoveBan("192.0.2.7", "web"));
+  ASSERT_EQ(store_->ActiveBans(kT0)->size(), 1u);
+  EXPECT_EQ(store_->ActiveBans(kT0)->front().ports, "mail");
+  ASSERT_OK(store_->UpsertBan(web));
+  ASSERT_OK(store_->RemoveBan("192.0.2.7"));
+  EXPECT_TRUE(store_->ActiveBans(kT0)->empty());
+}
+
+// The v4 migration keeps every earlier ban, as a "mail" ban (what the kernel rule covered).
+TEST(IncidentStoreOpenTest, MigratesVersion3BansToTheMailScope) {
+  TempDir dir;
+  const std::string path = dir.file("state.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    // The version-3 bans table as version 1 created it (v2 and v3 did not touch it).
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE bans (prefix TEXT PRIMARY KEY, created_at INTEGER NOT "
+                           "NULL, until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
+                           "DEFAULT 0, reason TEXT NOT NULL DEFAULT '');"
+                           "INSERT INTO bans VALUES ('192.0.2.7', 1, 0, 5, 'old');"
+                           "INSERT INTO bans VALUES ('198.51.100.0/24', 1, 0, 6, 'old net');"
+                           "PRAGMA user_version=3;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = IncidentStore::Open(path);
+  ASSERT_OK(s);
+  auto bans = (*s)->ActiveBans(2);
+  ASSERT_OK(bans);
+  ASSERT_EQ(bans->size(), 2u);
+  for (const BanRecord& b : *bans) EXPECT_EQ(b.ports, "mail") << b.prefix;
+  EXPECT_EQ((*bans)[0].incident_id, 5);
+  ASSERT_OK((*s)->UpsertBan({"192.0.2.7", 3, 0, 7, "webmail", "web"}));
+  EXPECT_EQ((*s)->ActiveBans(4)->size(), 3u);
 }
 
 TEST(IncidentStoreOpenTest, RefusesAFileFromANewerVersion) {

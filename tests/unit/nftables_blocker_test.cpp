@@ -37,6 +37,45 @@ TEST(NftablesOptionsTest, DefaultsWhenSectionHasOnlyEnabled) {
   EXPECT_TRUE(diags.empty());
 }
 
+// Issue 15: port groups and the canonical scope of a ban's `ports`.
+TEST(NftablesOptionsTest, PortGroupsAndTheScopeOfABansPorts) {
+  std::vector<Diagnostic> diags;
+  auto o = NftablesOptions::FromConfig(ConfigFrom(R"(
+[nftables]
+[nftables.port_groups]
+web = [443, 80, 8443]
+imaps = [993]
+)"),
+                                       &diags);
+  ASSERT_TRUE(o.ok()) << (diags.empty() ? "" : diags[0].ToString());
+  const auto groups = o->Groups();
+  EXPECT_EQ(groups.at("web"), (std::vector<int>{80, 443, 8443}));
+  EXPECT_EQ(groups.at("mail"), (std::vector<int>{25, 110, 143, 465, 587, 993, 995, 4190}));
+  EXPECT_EQ(groups.at("imaps"), (std::vector<int>{993}));
+  auto scope = [&](std::string_view text) {
+    auto r = ResolveBanScope(*o, text);
+    return r.ok() ? *r : "error: " + r.status().message();
+  };
+  EXPECT_EQ(scope(""), "mail");
+  EXPECT_EQ(scope("web"), "web");
+  EXPECT_EQ(scope("8443, 443 ,80"), "web");  // exactly a group's ports: that group
+  EXPECT_EQ(scope("993"), "imaps");
+  EXPECT_EQ(scope("web,all"), "all");
+  EXPECT_EQ(scope("443,8080"), "443,8080");
+  EXPECT_EQ(scope("imaps,443"), "443,993");
+  EXPECT_EQ(scope("smtp"),
+            "error: unknown port group 'smtp' (known: all, imaps, mail, web, or port numbers)");
+  EXPECT_EQ(scope("70000"), "error: port 70000 is not in 1-65535");
+
+  for (const char* bad : {"all = [1]", "Web = [80]", "web_2 = [80]", "net = [80]"}) {
+    diags.clear();
+    EXPECT_FALSE(NftablesOptions::FromConfig(
+                     ConfigFrom(std::string("[nftables.port_groups]\n") + bad + "\n"), &diags)
+                     .ok())
+        << bad;
+  }
+}
+
 TEST(NftablesOptionsTest, ReadsEverySetting) {
   std::vector<Diagnostic> diags;
   auto o = NftablesOptions::FromConfig(ConfigFrom(R"(
@@ -235,7 +274,7 @@ TEST_F(DryRunBlockerTest, RestoreBuildsTableAndLeavesOutExpiredBans) {
             std::string::npos)
       << c;
   EXPECT_NE(c.find("type filter hook input priority -10; policy accept;"), std::string::npos);
-  EXPECT_NE(c.find("ip saddr @banned_v4 tcp dport { 25, 465, 587, 110, 143, 993, 995, 4190 } "
+  EXPECT_NE(c.find("ip saddr @banned_v4 tcp dport { 25, 110, 143, 465, 587, 993, 995, 4190 } "
                    "counter drop"),
             std::string::npos)
       << c;

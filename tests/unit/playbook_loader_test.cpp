@@ -195,5 +195,36 @@ duration = "1d"
   EXPECT_EQ(pb->actions[0].params[0].second.source, "{key}");
 }
 
+// Issue 15: a ban's `ports` is literal text (a group, port numbers, or a list of both), never a
+// template of event fields.
+TEST(PlaybookLoaderTest, BanPortsAreLiteralGroupsOrPorts) {
+  const std::string head = R"(
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 1
+window = "10m"
+[[action]]
+type = "ban"
+)";
+  std::vector<Diagnostic> diags;
+  auto pb = CompilePlaybookText(head + "ports = [\"web\", 8443]\n", "a.toml", &diags);
+  ASSERT_OK(pb);
+  ASSERT_EQ(pb->actions[0].params.size(), 2u);
+  EXPECT_EQ(pb->actions[0].params[0].first, "ports");
+  EXPECT_EQ(pb->actions[0].params[0].second.source, "web,8443");
+  pb = CompilePlaybookText(head + "ports = \"web\"\n", "b.toml", &diags);
+  ASSERT_OK(pb);
+  EXPECT_EQ(pb->actions[0].params[0].second.source, "web");
+  for (const char* bad : {"ports = \"{service}\"", "ports = [70000]", "ports = \"\"", "ports = 443",
+                          "ports = \"web; flush ruleset\""}) {
+    diags.clear();
+    EXPECT_FALSE(CompilePlaybookText(head + bad + "\n", "c.toml", &diags).ok()) << bad;
+    ASSERT_FALSE(diags.empty()) << bad;
+    EXPECT_NE(diags[0].message.find("'ports' must be"), std::string::npos) << diags[0].message;
+  }
+}
+
 }  // namespace
 }  // namespace mxward

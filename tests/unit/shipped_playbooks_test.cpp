@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -178,6 +179,41 @@ TEST(ShippedPlaybooksTest, RoundcubeLoginActsOnTheAccountNeverBans) {
   EXPECT_EQ(mail->params["subject"],
             "[mxward] webmail account alice@example.org under attack: 10 auth_failure in 10m "
             "(count >= 10)");
+}
+
+// Issue 15: 42 webmail failures in 7 minutes from one browser, rotating between two accounts,
+// end in ONE ban of the browser's address (after the trusted-proxy rules) on the web ports; the
+// per-account playbook still mails; a forged X-Forwarded-For from an untrusted peer bans the peer.
+TEST(ShippedPlaybooksTest, RoundcubeBruteForceBansTheBrowserFromTheWebPorts) {
+  auto inc = Replay("roundcube-bruteforce");
+  Keys keys = KeysOf(inc);
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(keys, (Keys{{"roundcube-bruteforce", "198.51.100.66"},
+                        {"roundcube-bruteforce", "203.0.113.77"},
+                        {"roundcube-enumeration", "198.51.100.90"},
+                        {"roundcube-login", "alice@example.org"},
+                        {"roundcube-login", "bob@example.org"},
+                        {"roundcube-login", "carol@example.org"}}));
+  int bans = 0;
+  for (const Incident& i : inc) {
+    const ActionRequest* ban = FindAction(i, "ban");
+    if (i.playbook == "roundcube-login") {
+      EXPECT_EQ(ban, nullptr) << i.key;
+      continue;
+    }
+    ASSERT_NE(ban, nullptr) << i.playbook << " " << i.key;
+    ++bans;
+    EXPECT_EQ(ban->params["address"], i.key);
+    EXPECT_EQ(ban->params["ports"], "web");
+    if (i.key == "203.0.113.77") {
+      EXPECT_EQ(i.count, 20u);  // the 20th failure, 3m10s in
+      EXPECT_EQ(ban->params["duration_s"], 3600);
+    }
+    if (i.playbook == "roundcube-enumeration") {
+      EXPECT_EQ(ban->params["duration_s"], 86400);
+    }
+  }
+  EXPECT_EQ(bans, 3);
 }
 
 TEST(ShippedPlaybooksTest, SlowBruteForce) {

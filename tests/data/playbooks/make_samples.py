@@ -218,6 +218,48 @@ No incident:
     log.write()
 
 
+def roundcube_bruteforce():
+    log = Log("roundcube-bruteforce", """
+roundcube-bruteforce / roundcube-enumeration sample: failed webmail logins counted per client
+address, banned from the web ports (ports = "web"). Roundcube sits behind nginx on 127.0.0.1
+(a trusted proxy by default), which sets X-Real-IP and appends to X-Forwarded-For; Roundcube logs
+with log_logins = true, so each attempt is an IMAP Error line and a "Failed login" line (one event).
+Expected incidents:
+  roundcube-bruteforce 203.0.113.77   42 failures in 7 minutes rotating between alice and bob:
+                                      one ban (ports web) at the 20th; the other 22 fall in its
+                                      cooldown
+  roundcube-login alice@example.org   (per account: a mail, no ban)
+  roundcube-login bob@example.org
+  roundcube-bruteforce 198.51.100.66  a client talking to Roundcube directly (not a trusted proxy)
+                                      with a forged "X-Forwarded-For: 192.0.2.99": its own address
+                                      is banned, never 192.0.2.99
+  roundcube-login carol@example.org
+  roundcube-enumeration 198.51.100.90 one failure each for 12 accounts in 44 minutes (spraying)
+No incident:
+  203.0.113.200   an office behind NAT: 9 failures of 6 accounts over an hour
+  127.0.0.1       Roundcube's own IMAP connections in Dovecot's log (rip=127.0.0.1)
+""")
+    def rc_fail(t, session, user, peer, headers):
+        log.add(t, "roundcube[900]", f"<{session}> IMAP Error: Login failed for {user} against localhost from {peer}{headers}. AUTHENTICATE PLAIN: Authentication failed. in /usr/share/roundcube/program/lib/Roundcube/rcube_imap.php on line 211 (POST /?_task=login&_action=login)")
+        log.add(t, "roundcube[900]", f"<{session}> Failed login for {user} from {peer}{headers} in session {session} (error: 0)")
+        dovecot_fail(log, t, "127.0.0.1", user, "imap")
+    for i in range(42):
+        t = at(18, 0) + sec(10 * i)
+        user = "alice@example.org" if i % 2 == 0 else "bob@example.org"
+        rc_fail(t, "9f8e7d6c", user, "127.0.0.1", " (X-Real-IP: 203.0.113.77,X-Forwarded-For: 203.0.113.77)")
+    for i in range(25):
+        t = at(18, 30) + sec(15 * i)
+        rc_fail(t, "0a1b2c3d", "carol@example.org", "198.51.100.66", " (X-Forwarded-For: 192.0.2.99)")
+    for i in range(12):
+        t = at(19, 0) + sec(240 * i)
+        rc_fail(t, f"5e6f70{i:02d}", f"user{i}@example.org", "127.0.0.1", " (X-Real-IP: 198.51.100.90,X-Forwarded-For: 198.51.100.90)")
+    office = ["dan", "erin", "frank", "dan", "gina", "hank", "erin", "ivan", "dan"]
+    for i, name in enumerate(office):
+        t = at(20, 0) + sec(400 * i)
+        rc_fail(t, f"77aa88{i:02d}", f"{name}@example.org", "127.0.0.1", " (X-Real-IP: 203.0.113.200,X-Forwarded-For: 203.0.113.200)")
+    log.write()
+
+
 def slow_bruteforce():
     log = Log("slow-bruteforce", """
 slow-bruteforce sample: password guessing paced under the 10-minute playbooks.
@@ -472,6 +514,6 @@ No incident:
 
 
 for f in [postfix_sasl, postfix_rbl, postfix_rejects, dovecot_auth, sieve_auth, roundcube_login,
-          slow_bruteforce, user_enumeration, user_enumeration_net, ipv6_net_bruteforce, outbound_anomaly, dkim_failures, sender_auth,
+          roundcube_bruteforce, slow_bruteforce, user_enumeration, user_enumeration_net, ipv6_net_bruteforce, outbound_anomaly, dkim_failures, sender_auth,
           outbound_spam_scores, login_spread]:
     f()
