@@ -134,6 +134,9 @@ void ClusterLink::Run() {
         d.seq = r.seq;
         d.request.type = "ban";
         d.request.params["address"] = prefix.ToString();
+        // The deciding node's port scope (mail, web, all, a group or ports); the executor here
+        // resolves it against this node's [nftables] and refuses a group it does not define.
+        if (!r.ports.empty()) d.request.params["ports"] = r.ports;
         if (r.kind == "unban") {
           d.revert = true;
         } else {

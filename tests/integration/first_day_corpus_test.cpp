@@ -53,7 +53,10 @@ const std::vector<AttackExpectation> kAttackExpectations = {
 // Scenarios of the generator that issue #15 does not ask this corpus about, with why. On seed
 // 1515 the DKIM spoofing run (opendkim "bad signature data" for example.net) opens no incident.
 const std::set<std::string> kScenariosNotAskedHere = {"dkim_spoofing"};
-const std::vector<AttackExpectation> kExpectationsAfterPortsMerge = {};
+// The webmail brute force also ends in a ban of the browser's address on the web ports.
+const std::vector<AttackExpectation> kExpectationsAfterPortsMerge = {
+    {"webmail_bruteforce", "client_ip", true, "roundcube-bruteforce"},
+};
 
 // The address as mxward prints it (RFC 5952), whatever the generator wrote.
 std::string Canonical(const std::string& text) {
