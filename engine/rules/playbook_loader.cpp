@@ -423,9 +423,8 @@ class Compiler {
     if (const toml::table* t = top.Table("trigger")) {
       Trigger& tr = pb.trigger;
       SettingsReader tr_r = Reader(*t, "[trigger]");
-      tr_r.CheckKnownKeys(
-          {"type", "threshold", "window", "field", "reset", "baseline", "fallback",
-           "min_addresses"});
+      tr_r.CheckKnownKeys({"type", "threshold", "window", "field", "reset", "baseline", "fallback",
+                           "min_addresses"});
       if (tr_r.String("type", &s)) {
         if (s == "count")
           tr.type = TriggerType::kCount;
