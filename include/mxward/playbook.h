@@ -113,8 +113,8 @@ struct Trigger {
   // addresses of it were counted in the window, so one address cannot get its whole network
   // banned. 0: no such condition.
   std::uint32_t min_addresses = 0;
-  BaselineSettings baseline;        // novel
-  WarmupFallback fallback;          // novel, optional
+  BaselineSettings baseline;  // novel
+  WarmupFallback fallback;    // novel, optional
 };
 
 struct Allowlist {
