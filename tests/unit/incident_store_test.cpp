@@ -486,6 +486,25 @@ TEST_F(IncidentStoreTest, AnExpiredSuspensionQueuesExactlyOneRevertAcrossConnect
   EXPECT_EQ((*all)[1].revert_action_id, 0);
 }
 
+// The incidents, baselines and bans tables as schema version 1 created them: what later
+// migrations alter.
+#define kVersion1IncidentsBaselinesBans                                   \
+  "CREATE TABLE incidents (id INTEGER PRIMARY KEY, playbook TEXT NOT "    \
+  "NULL, description TEXT NOT NULL DEFAULT '', severity TEXT NOT NULL, "  \
+  "mode TEXT NOT NULL, key_kind TEXT NOT NULL, key TEXT NOT NULL, "       \
+  "trigger TEXT NOT NULL DEFAULT '', first_seen INTEGER NOT NULL, "       \
+  "last_seen INTEGER NOT NULL, count INTEGER NOT NULL, window_seconds "   \
+  "INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'open', "     \
+  "evidence_count INTEGER NOT NULL DEFAULT 0, action_count INTEGER NOT "  \
+  "NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT "  \
+  "NULL);"                                                                \
+  "CREATE TABLE baselines (playbook TEXT NOT NULL, key TEXT NOT NULL, "   \
+  "value TEXT NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY "         \
+  "(playbook, key, value)) WITHOUT ROWID;"                                \
+  "CREATE TABLE bans (prefix TEXT PRIMARY KEY, created_at INTEGER NOT "   \
+  "NULL, until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL " \
+  "DEFAULT 0, reason TEXT NOT NULL DEFAULT '');"
+
 TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
   TempDir dir;
   const std::string path = dir.file("state.db");
@@ -503,22 +522,7 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
                            "CREATE TABLE suspensions (user TEXT NOT NULL, kind TEXT NOT NULL, "
                            "previous TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, "
                            "until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
-                           "DEFAULT 0, PRIMARY KEY (user, kind));"
-                           "CREATE TABLE incidents (id INTEGER PRIMARY KEY, playbook TEXT NOT "
-                           "NULL, description TEXT NOT NULL DEFAULT '', severity TEXT NOT NULL, "
-                           "mode TEXT NOT NULL, key_kind TEXT NOT NULL, key TEXT NOT NULL, "
-                           "trigger TEXT NOT NULL DEFAULT '', first_seen INTEGER NOT NULL, "
-                           "last_seen INTEGER NOT NULL, count INTEGER NOT NULL, window_seconds "
-                           "INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'open', "
-                           "evidence_count INTEGER NOT NULL DEFAULT 0, action_count INTEGER NOT "
-                           "NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT "
-                           "NULL);"
-                           "CREATE TABLE baselines (playbook TEXT NOT NULL, key TEXT NOT NULL, "
-                           "value TEXT NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY "
-                           "(playbook, key, value)) WITHOUT ROWID;"
-                           "CREATE TABLE bans (prefix TEXT PRIMARY KEY, created_at INTEGER NOT "
-                           "NULL, until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
-                           "DEFAULT 0, reason TEXT NOT NULL DEFAULT '');"
+                           "DEFAULT 0, PRIMARY KEY (user, kind));" kVersion1IncidentsBaselinesBans
                            "INSERT INTO actions (type, params, status, created_at, updated_at) "
                            "VALUES ('ban', '{}', 'pending', 1, 1);"
                            "INSERT INTO incidents (playbook, severity, mode, key_kind, key, "
@@ -578,11 +582,10 @@ TEST(IncidentStoreOpenTest, MigratesVersion3BansToTheMailScope) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    // The version-3 bans table as version 1 created it (v2 and v3 did not touch it).
+    // The version-3 tables later migrations change, as version 1 created them (v2 and v3 did
+    // not touch them).
     ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE bans (prefix TEXT PRIMARY KEY, created_at INTEGER NOT "
-                           "NULL, until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
-                           "DEFAULT 0, reason TEXT NOT NULL DEFAULT '');"
+                           kVersion1IncidentsBaselinesBans
                            "INSERT INTO bans VALUES ('192.0.2.7', 1, 0, 5, 'old');"
                            "INSERT INTO bans VALUES ('198.51.100.0/24', 1, 0, 6, 'old net');"
                            "PRAGMA user_version=3;",
