@@ -153,7 +153,8 @@ void IncidentRecorder::Flush() {
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
   space_cv_.wait(lock, [&]() REQUIRES(mu_) {
-    return (written_ >= target && counts_.empty() && baselines_.empty() && cursors_.empty()) ||
+    return (written_ >= target && counts_.empty() && baselines_.empty() && cursors_.empty() &&
+            !writing_) ||
            stopped_;
   });
 }
@@ -163,7 +164,8 @@ bool IncidentRecorder::Flush(std::chrono::milliseconds timeout) {
   const std::uint64_t target = enqueued_;
   work_cv_.notify_one();
   auto done = [&]() REQUIRES(mu_) {
-    return written_ >= target && counts_.empty() && baselines_.empty() && cursors_.empty();
+    return written_ >= target && counts_.empty() && baselines_.empty() && cursors_.empty() &&
+           !writing_;
   };
   space_cv_.wait_for(lock, timeout, [&]() REQUIRES(mu_) { return done() || stopped_; });
   return done();
@@ -295,6 +297,7 @@ void IncidentRecorder::Run() {
       work_cv_.wait_for(lock, options_.retry_interval);
       continue;
     }
+    writing_ = true;
     lock.unlock();
 
     Status st;
@@ -339,6 +342,7 @@ void IncidentRecorder::Run() {
 
     lock.lock();
     in_flight_ = 0;
+    writing_ = false;
     if (!st.ok()) {
       // Keep everything for the next attempt: put the batch back in front, in order.
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));

@@ -158,6 +158,9 @@ class IncidentRecorder final : public IncidentSink {
   std::condition_variable_any space_cv_;  // producers wait for room; Flush waits for empty
   std::deque<Incident> queue_ GUARDED_BY(mu_);
   std::size_t in_flight_ GUARDED_BY(mu_) = 0;  // taken out of queue_ by the writer, being written
+  // The writer holds a batch (incidents, counts, baselines or cursors) outside the lock: Flush
+  // waits for it, since what it took is no longer in the queues it looks at.
+  bool writing_ GUARDED_BY(mu_) = false;
   std::vector<std::pair<UnixMicros, std::vector<std::pair<std::string, std::int64_t>>>> counts_
       GUARDED_BY(mu_);
   std::vector<BaselineBatch> baselines_ GUARDED_BY(mu_);
