@@ -17,8 +17,9 @@ namespace {
 
 std::shared_ptr<const mxward::ParserPack> Pack() {
   static std::shared_ptr<const mxward::ParserPack> pack = [] {
-    const auto dir = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
-                     "rules.d" / "parsers";
+    // The source tree from the build (not __FILE__, which a compiler launcher such as ccache
+    // with base_dir may make relative to the build directory).
+    const auto dir = std::filesystem::path(MXWARD_SOURCE_DIR) / "rules.d" / "parsers";
     std::vector<mxward::Diagnostic> diags;
     auto p = mxward::ParserPack::Load({dir.string()}, &diags);
     if (!p.ok()) std::abort();
