@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actions/common/unique_fd.h"
+#include "actions/dispatch/action_valve.h"
 #include "engine/base/one_line.h"
 #include "engine/base/settings_reader.h"
 #include "mxward/action_types.h"
@@ -40,26 +41,6 @@ std::int64_t BackoffCeilingMs(const DispatcherOptions& options, int attempt) {
 std::int64_t JitteredBackoffMs(const DispatcherOptions& options, int attempt, double uniform01) {
   const double u = std::clamp(uniform01, 0.0, 1.0);
   return static_cast<std::int64_t>(u * static_cast<double>(BackoffCeilingMs(options, attempt)));
-}
-
-ActionRateCap::ActionRateCap(int default_cap, std::map<std::string, int> caps)
-    : default_cap_(default_cap), caps_(caps.begin(), caps.end()) {}
-
-int ActionRateCap::CapFor(std::string_view type) const {
-  auto it = caps_.find(type);
-  return it == caps_.end() ? default_cap_ : it->second;
-}
-
-bool ActionRateCap::Admit(std::string_view type, UnixMicros now) {
-  const int cap = CapFor(type);
-  if (cap <= 0) return true;
-  auto it = starts_.find(type);
-  if (it == starts_.end()) it = starts_.emplace(std::string(type), std::deque<UnixMicros>()).first;
-  std::deque<UnixMicros>& starts = it->second;
-  while (!starts.empty() && starts.front() <= now - 60 * kMicrosPerSecond) starts.pop_front();
-  if (starts.size() >= static_cast<std::size_t>(cap)) return false;
-  starts.push_back(now);
-  return true;
 }
 
 namespace {
@@ -134,13 +115,14 @@ Result<DispatcherOptions> DispatcherOptions::FromConfig(const Config& config,
   if (!t) return Status::InvalidArgument(diagnostics->back().ToString());
   SettingsReader r(*t, "[dispatcher]", config.source, diagnostics);
   r.CheckKnownKeys({"workers", "max_attempts", "backoff_base", "backoff_max", "per_minute_cap",
-                    "per_minute_caps", "claim_lease", "poll_interval", "claim_batch",
-                    "maintain_interval"});
+                    "per_minute_caps", "per_prefix_cap", "claim_lease", "poll_interval",
+                    "claim_batch", "maintain_interval"});
   r.Int("workers", 1, 64, &o.workers);
   r.Int("max_attempts", 1, 1000, &o.max_attempts);
   r.DurationMillis("backoff_base", &o.base_backoff_ms);
   r.DurationMillis("backoff_max", &o.max_backoff_ms);
   r.Int("per_minute_cap", 0, 1'000'000, &o.default_per_minute_cap);
+  r.Int("per_prefix_cap", 0, 1'000'000, &o.per_prefix_cap);
   r.DurationMillis("claim_lease", &o.claim_lease_ms);
   r.DurationMillis("poll_interval", &o.poll_interval_ms);
   r.DurationMillis("maintain_interval", &o.maintain_interval_ms);
@@ -289,7 +271,8 @@ struct DispatcherShared {
   std::map<std::string, std::int64_t> blocked GUARDED_BY(mu);  // order key -> id waiting to retry
   std::vector<std::unique_ptr<Lane>> lanes;                    // one per executor, same order
   std::map<std::string, Lane*, std::less<>> lane_by_type;
-  ActionRateCap cap;
+  ActionValve valve GUARDED_BY(mu);
+  std::atomic<UnixMicros> last_deferred_at{0};
   std::mt19937_64 rng{std::random_device{}()};
 
   Mutex store_mu;  // one connection, short statements, shared by claimer and workers
@@ -313,7 +296,8 @@ struct DispatcherShared {
         executors(std::move(execs)),
         options(std::move(opts)),
         clock(c ? c : SystemClock::Instance()),
-        cap(options.default_per_minute_cap, options.per_minute_cap) {
+        valve(ValveLimits{options.default_per_minute_cap, options.per_minute_cap,
+                          options.per_prefix_cap}) {
     for (auto& e : executors) {
       auto lane = std::make_unique<Lane>();
       lane->executor = e.get();
@@ -443,44 +427,53 @@ struct DispatcherShared {
 
     std::map<Lane*, std::size_t> added;
     std::map<std::int64_t, Lane*> lane_of;
-    // Decides the fate of each candidate; runs inside the store's claim transaction.
-    auto decide = [&](const ActionRecord& a) -> ClaimVerdict {
-      Lane* lane = nullptr;
+    std::vector<std::pair<std::string, std::int64_t>> deferred;  // subject, id
+    // Decides the fate of each candidate; runs inside the store's claim transaction (store_mu).
+    auto decide = [&](const ActionRecord& a) REQUIRES(store_mu) -> ClaimVerdict {
       std::optional<std::string> refusal = AllowlistRefusal(options, a);
-      bool capped = false;
+      // The valve guards against a flood of incidents: undo requests and what an admin asked
+      // for by hand (no incident) are never held back.
+      const bool valved = !refusal && !a.revert && a.incident_id != 0;
+      std::string playbook;
+      if (valved) {
+        auto pb = store->IncidentPlaybook(a.incident_id);
+        playbook = pb.ok() ? *pb : std::string();
+      }
+      Lane* lane = nullptr;
+      ValveVerdict held;
       {
         MutexLock lk(mu);
         lane = LaneFor(a.type);
         if (lane && bounded && lane->queue.size() + added[lane] >= kLaneQueueLimit) {
-          return {ClaimVerdict::Kind::kSkipSubject, ActionStatus::kPending, ""};
+          return {ClaimVerdict::Kind::kSkipSubject, ActionStatus::kPending, "", 0};
         }
-        // The valve guards against a flood of incidents: undo requests and what an admin
-        // asked for by hand (no incident) are never refused.
-        if (!refusal && lane && !lane->dry_run && !a.revert && a.incident_id != 0 &&
-            !cap.Admit(a.type, now)) {
-          capped = true;
+        if (valved && lane && !lane->dry_run) {
+          held = valve.Admit(a.type, playbook, StringParam(a, "address"), now);
         }
       }
-      if (refusal || capped) {
-        const std::string why =
-            refusal ? "refused: " + *refusal
-                    : fmt::format(
-                          "refused by the safety valve: more than {} '{}' actions in "
-                          "one minute ([dispatcher] per_minute_caps)",
-                          cap.CapFor(a.type), a.type);
+      if (!held.admitted) {
+        Count(a, ActionOutcome::kDeferred);
+        last_deferred_at.store(now, std::memory_order_relaxed);
+        deferred.emplace_back(ActionOrderKey(a), a.id);
+        const std::string why = "held back by the safety valve: " + held.reason;
+        log.Warn("dispatcher.valve." + a.type, "action {} {}; it runs in {} s", DescribeAction(a),
+                 why, std::max<UnixMicros>(0, held.retry_at - now) / kMicrosPerSecond);
+        return {ClaimVerdict::Kind::kDefer, ActionStatus::kPending, why, held.retry_at};
+      }
+      if (refusal) {
+        const std::string why = "refused: " + *refusal;
         Count(a, ActionOutcome::kRefused);
-        log.Warn(capped ? "dispatcher.valve." + a.type : "dispatcher.allowlist", "action {} {}",
-                 DescribeAction(a), why);
-        return {ClaimVerdict::Kind::kSettle, ActionStatus::kRefused, why};
+        log.Warn("dispatcher.allowlist", "action {} {}", DescribeAction(a), why);
+        return {ClaimVerdict::Kind::kSettle, ActionStatus::kRefused, why, 0};
       }
       if (!lane) {
         Count(a, ActionOutcome::kFailed);
         return {ClaimVerdict::Kind::kSettle, ActionStatus::kFailed,
-                fmt::format("no executor handles '{}' actions (unknown type)", a.type)};
+                fmt::format("no executor handles '{}' actions (unknown type)", a.type), 0};
       }
       ++added[lane];
       lane_of[a.id] = lane;
-      return {ClaimVerdict::Kind::kClaim, ActionStatus::kPending, ""};
+      return {ClaimVerdict::Kind::kClaim, ActionStatus::kPending, "", 0};
     };
 
     Result<ClaimOutcome> outcome = ClaimOutcome{};
@@ -491,6 +484,12 @@ struct DispatcherShared {
     if (!outcome.ok()) return outcome.status();
     std::vector<std::pair<Lane*, ActionRecord>> claimed;
     MutexLock lk(mu);
+    // A deferred action holds its subject's later actions (a ban's removal) behind it, as one in
+    // backoff does.
+    for (const auto& [key, id] : deferred) {
+      auto it = blocked.find(key);
+      if (it == blocked.end() || it->second > id) blocked[key] = id;
+    }
     for (std::int64_t id : outcome->stale_heads) {
       for (auto it = blocked.begin(); it != blocked.end(); ++it) {
         if (it->second == id) {
@@ -933,6 +932,8 @@ DispatcherStats ActionDispatcher::stats() const {
   out.refused = total(ActionOutcome::kRefused);
   out.reverted = total(ActionOutcome::kReverted);
   out.dry_run = total(ActionOutcome::kDryRun);
+  out.deferred = total(ActionOutcome::kDeferred);
+  out.last_deferred_at = s->last_deferred_at.load(std::memory_order_relaxed);
   out.maintained = s->maintained;
   out.outbox_depth = s->outbox_depth.load(std::memory_order_relaxed);
   out.outbox_oldest_age_seconds = s->outbox_oldest_age_seconds.load(std::memory_order_relaxed);
@@ -959,6 +960,8 @@ std::string_view ActionOutcomeName(ActionOutcome outcome) {
       return "dry_run";
     case ActionOutcome::kRetried:
       return "retried";
+    case ActionOutcome::kDeferred:
+      return "deferred";
   }
   return "failed";
 }

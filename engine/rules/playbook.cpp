@@ -54,8 +54,10 @@ std::string_view DomainPart(std::string_view user) {
 
 }  // namespace
 
+int ClientPrefixLength(const IpAddress& a) { return a.is_v4() ? 32 : kIpv6ClientPrefix; }
+
 int KeyPart::LengthFor(const IpAddress& a) const {
-  if (prefix_len < 0) return a.bits();
+  if (prefix_len < 0) return ClientPrefixLength(a);
   if (a.is_v4()) return prefix_len > 32 ? 32 : prefix_len;
   return prefix_len > 32 ? prefix_len : prefix_len * 2;
 }

@@ -730,12 +730,13 @@ class Engine final : public PlaybookEngine {
         break;
       }
     }
-    // A network key needs its addresses too: until min_addresses of them were counted in the
-    // window, the trigger waits (its count stays at the threshold while events go on).
+    // A network key needs its clients too: until min_addresses of them (IPv4 addresses, IPv6
+    // /64s, so one host rotating its /64 is still one) were counted in the window, the trigger
+    // waits (its count stays at the threshold while events go on).
     bool enough_addresses = true;
     if (r.addresses) {
       Hasher h{seed_ ^ 0xa5a5a5a5ull};
-      h.AddAddress(e.client_ip, e.client_ip.bits());
+      h.AddAddress(e.client_ip, ClientPrefixLength(e.client_ip));
       const std::uint32_t held =
           r.addresses->Add(w + r.addresses_word, t, static_cast<std::uint32_t>(h.h ^ (h.h >> 32)));
       enough_addresses = held >= tr.min_addresses;

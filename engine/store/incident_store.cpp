@@ -456,6 +456,15 @@ Result<std::vector<ActionRecord>> IncidentStore::ActionsForIncident(std::int64_t
   return out;
 }
 
+Result<std::string> IncidentStore::IncidentPlaybook(std::int64_t id) {
+  MXWARD_STMT(q, "SELECT playbook FROM incidents WHERE id = ?");
+  q.Bind(1, id);
+  const int rc = q.Step();
+  if (rc == SQLITE_DONE) return Status::NotFound(fmt::format("no incident {}", id));
+  if (rc != SQLITE_ROW) return Error("reading an incident's playbook");
+  return q.Text(0);
+}
+
 Result<ActionRecord> IncidentStore::GetAction(std::int64_t id) {
   MXWARD_STMT(q, kGetActionSql.c_str());
   q.Bind(1, id);
@@ -709,6 +718,15 @@ Result<ClaimOutcome> IncidentStore::ClaimDueActions(
       }
       if (verdict.kind == ClaimVerdict::Kind::kSettle) {
         MXWARD_RETURN_IF_ERROR(MarkActionFinal(id, verdict.status, verdict.note, request.now));
+        continue;
+      }
+      if (verdict.kind == ClaimVerdict::Kind::kDefer) {
+        MXWARD_STMT(defer,
+                    "UPDATE actions SET next_attempt_at = ?, last_error = ?, updated_at = ? "
+                    "WHERE id = ? AND status = 'pending'");
+        defer.Bind(1, verdict.not_before).Bind(2, verdict.note).Bind(3, request.now).Bind(4, id);
+        if (defer.Step() != SQLITE_DONE) return Error(fmt::format("deferring action {}", id));
+        skipped.push_back(key);
         continue;
       }
       // Only if it is still pending and due: nobody else took it in between.

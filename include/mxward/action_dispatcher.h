@@ -70,8 +70,11 @@ struct DispatcherOptions {
   int max_attempts = 10;
   std::int64_t base_backoff_ms = 1000;
   std::int64_t max_backoff_ms = 10 * 60 * 1000;
-  int default_per_minute_cap = 600;           // per action type; 0 = no cap
+  // The safety valve (actions/dispatch/action_valve.h): incident actions started per minute per
+  // (type, playbook) and per (type, /24 or /48 of the target); beyond, deferred. 0 = no cap.
+  int default_per_minute_cap = 600;
   std::map<std::string, int> per_minute_cap;  // overrides by type
+  int per_prefix_cap = 60;
   // How long a claimed action stays invisible to other claimers. Must exceed the longest run of
   // one action (executor timeouts); after a crash, the action is re-run when it expires.
   std::int64_t claim_lease_ms = 5 * 60 * 1000;
@@ -99,8 +102,10 @@ struct DispatcherStats {
   std::uint64_t failed = 0;
   std::uint64_t refused = 0;
   std::uint64_t reverted = 0;
-  std::uint64_t dry_run = 0;     // handled by a DryRunExecutor
-  std::uint64_t maintained = 0;  // Maintain() ticks (Start + Maintain), all executors
+  std::uint64_t dry_run = 0;        // handled by a DryRunExecutor
+  std::uint64_t deferred = 0;       // times the safety valve held an action back
+  UnixMicros last_deferred_at = 0;  // the last of those; 0: never
+  std::uint64_t maintained = 0;     // Maintain() ticks (Start + Maintain), all executors
   // From the store, refreshed by the claimer about once a second (never on a scrape's or the
   // ingest thread's time); -1 until the first refresh.
   std::int64_t outbox_depth = -1;
@@ -116,9 +121,10 @@ enum class ActionOutcome : std::uint8_t {
   kFailed,
   kRefused,
   kDryRun,
-  kRetried
+  kRetried,
+  kDeferred  // one hold-back by the safety valve; the action runs later
 };
-inline constexpr int kActionOutcomeCount = 6;
+inline constexpr int kActionOutcomeCount = 7;
 std::string_view ActionOutcomeName(ActionOutcome outcome);
 
 class ActionDispatcher {
@@ -161,20 +167,6 @@ std::int64_t BackoffCeilingMs(const DispatcherOptions& options, int attempt);
 // "Full jitter": a delay uniformly spread over [0, ceiling], from a uniform random value in
 // [0, 1). Spreads the retries of many actions that failed together (a receiver came back).
 std::int64_t JitteredBackoffMs(const DispatcherOptions& options, int attempt, double uniform01);
-
-// The per-type safety valve: at most cap actions of one type started in any 60 seconds.
-class ActionRateCap {
- public:
-  ActionRateCap(int default_cap, std::map<std::string, int> caps);
-  // True, and counts the action, when one more of `type` may start at `now`.
-  bool Admit(std::string_view type, UnixMicros now);
-  int CapFor(std::string_view type) const;
-
- private:
-  int default_cap_;
-  std::map<std::string, int, std::less<>> caps_;
-  std::map<std::string, std::deque<UnixMicros>, std::less<>> starts_;
-};
 
 // The key that orders actions: same type and same subject (target, address, user or to).
 std::string ActionOrderKey(const ActionRecord& action);

@@ -101,10 +101,13 @@ struct ClaimVerdict {
     kClaim,        // take it
     kSkipSubject,  // leave it and every later candidate of its subject pending (queue full)
     kSettle,       // never runs: record `status` (refused, failed) with `note`, now
+    kDefer,        // not yet: stays pending, due at `not_before`, `note` as its last error; its
+                   // subject's later candidates stay behind it
   };
   Kind kind = Kind::kClaim;
   ActionStatus status = ActionStatus::kFailed;
   std::string note;
+  UnixMicros not_before = 0;  // kDefer
 };
 
 struct ClaimOutcome {
@@ -165,6 +168,8 @@ class IncidentStore {
   Status RecordIncidents(std::vector<Incident>* incidents, UnixMicros now);
   Result<std::vector<Incident>> ListIncidents(const IncidentQuery& query);  // no evidence
   Result<Incident> GetIncident(std::int64_t id);                            // with evidence
+  // The playbook of an incident (the dispatcher's safety valve counts per playbook); NotFound.
+  Result<std::string> IncidentPlaybook(std::int64_t id);
   Result<std::vector<ActionRecord>> ActionsForIncident(std::int64_t id);
   Status AcknowledgeIncident(std::int64_t id, std::string_view note);
   Status ResolveIncident(std::int64_t id, std::string_view note);

@@ -70,13 +70,22 @@ struct EventMatcher {
   bool Matches(const Event& e) const;
 };
 
+// The unit of one client: an IPv4 address, or an IPv6 /64. A /64 is what one subscriber, one
+// server or one LAN gets (RFC 6177, RIPE-690), and whoever holds one can give every attempt a new
+// address (privacy addresses, or 2^64 of them by hand): counting and banning IPv6 per /128 let one
+// /64 open an incident and a ban per address (issue 21: 700 addresses of one /64 filled the safety
+// valve). A playbook that wants single IPv6 addresses says client_ip/128.
+inline constexpr int kIpv6ClientPrefix = 64;
+int ClientPrefixLength(const IpAddress& a);
+
 // One part of the key (or the value a distinct/novel trigger counts): a field, or client_ip masked
-// to a prefix length. A length written for IPv4 (<= 32) applies to IPv6 doubled: client_ip/24 is
-// an IPv4 /24 or an IPv6 /48, client_ip/16 an IPv4 /16 or an IPv6 /32. A longer length applies to
-// IPv6 as written and leaves IPv4 whole: client_ip/64 is an IPv6 /64 or one IPv4 address.
+// to a prefix length. Bare client_ip is one client (ClientPrefixLength: an IPv4 address or an IPv6
+// /64). A length written for IPv4 (<= 32) applies to IPv6 doubled: client_ip/24 is an IPv4 /24 or
+// an IPv6 /48, client_ip/16 an IPv4 /16 or an IPv6 /32. A longer length applies to IPv6 as written
+// and leaves IPv4 whole: client_ip/128 is one IPv6 or one IPv4 address.
 struct KeyPart {
   Field field = Field::kClientIp;
-  int prefix_len = -1;  // client_ip only; -1 = the whole address
+  int prefix_len = -1;  // client_ip only; -1 = one client (ClientPrefixLength)
 
   // The prefix length for this address under the rule above.
   int LengthFor(const IpAddress& a) const;

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "actions/dispatch/action_valve.h"
 #include "mxward/incident_store.h"
 #include "support/eventually.h"
 #include "support/status_matchers.h"
@@ -176,20 +177,44 @@ TEST(BackoffTest, FullJitterSpansZeroToTheCeiling) {
   EXPECT_GE(JitteredBackoffMs(o, 3, 0.999999), 3999);
 }
 
-TEST(ActionRateCapTest, RefusesBeyondTheCapWithinAMinute) {
-  ActionRateCap cap(3, {{"webhook", 1}, {"exec", 0}});
-  EXPECT_TRUE(cap.Admit("ban", kT0));
-  EXPECT_TRUE(cap.Admit("ban", kT0 + 1));
-  EXPECT_TRUE(cap.Admit("ban", kT0 + 2));
-  EXPECT_FALSE(cap.Admit("ban", kT0 + 3));
-  EXPECT_FALSE(cap.Admit("ban", kT0 + 59 * kMicrosPerSecond));
-  // The first one leaves the window after 60 s: one more fits.
-  EXPECT_TRUE(cap.Admit("ban", kT0 + 60 * kMicrosPerSecond));
-  EXPECT_FALSE(cap.Admit("ban", kT0 + 60 * kMicrosPerSecond));
-  EXPECT_TRUE(cap.Admit("webhook", kT0));
-  EXPECT_FALSE(cap.Admit("webhook", kT0));
-  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(cap.Admit("exec", kT0));  // 0 = no cap
-  EXPECT_EQ(cap.CapFor("mail"), 3);
+TEST(ActionValveTest, EachPlaybookHasItsOwnBucketAndAFullOneSaysWhenItOpens) {
+  ActionValve valve(ValveLimits{3, {{"webhook", 1}, {"exec", 0}}, 0});
+  EXPECT_TRUE(valve.Admit("ban", "postfix", "192.0.2.1", kT0).admitted);
+  EXPECT_TRUE(valve.Admit("ban", "postfix", "198.51.100.1", kT0 + 1).admitted);
+  EXPECT_TRUE(valve.Admit("ban", "postfix", "203.0.113.1", kT0 + 2).admitted);
+  const ValveVerdict full = valve.Admit("ban", "postfix", "203.0.113.9", kT0 + 3);
+  EXPECT_FALSE(full.admitted);
+  EXPECT_EQ(full.retry_at, kT0 + 60 * kMicrosPerSecond);  // when the first start leaves the minute
+  EXPECT_NE(full.reason.find("playbook 'postfix'"), std::string::npos) << full.reason;
+  // Another playbook's flood is not this one's: its bucket is empty.
+  EXPECT_TRUE(valve.Admit("ban", "dovecot-auth", "203.0.113.9", kT0 + 3).admitted);
+  EXPECT_TRUE(valve.Admit("ban", "postfix", "203.0.113.9", kT0 + 60 * kMicrosPerSecond).admitted);
+  EXPECT_FALSE(valve.Admit("ban", "postfix", "203.0.113.9", kT0 + 60 * kMicrosPerSecond).admitted);
+  EXPECT_TRUE(valve.Admit("webhook", "postfix", "", kT0).admitted);
+  EXPECT_FALSE(valve.Admit("webhook", "postfix", "", kT0).admitted);
+  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(valve.Admit("exec", "x", "", kT0).admitted);  // 0: off
+  EXPECT_EQ(valve.CapFor("mail"), 3);
+}
+
+TEST(ActionValveTest, ANetworkFloodFillsOnlyItsOwnNetworksBucket) {
+  ActionValve valve(ValveLimits{0, {}, 2});
+  // Three /64s of one /48: the third waits; an address of another /48 does not.
+  EXPECT_TRUE(valve.Admit("ban", "p", "2001:db8:1:1::/64", kT0).admitted);
+  EXPECT_TRUE(valve.Admit("ban", "p", "2001:db8:1:2::/64", kT0).admitted);
+  const ValveVerdict held = valve.Admit("ban", "p", "2001:db8:1:3::/64", kT0);
+  EXPECT_FALSE(held.admitted);
+  EXPECT_NE(held.reason.find("inside 2001:db8:1::/48"), std::string::npos) << held.reason;
+  EXPECT_TRUE(valve.Admit("ban", "p", "2001:db8:2:1::/64", kT0).admitted);
+  // IPv4 by /24; a target wider than that is its own network.
+  EXPECT_TRUE(valve.Admit("ban", "p", "192.0.2.1", kT0).admitted);
+  EXPECT_TRUE(valve.Admit("ban", "p", "192.0.2.2", kT0).admitted);
+  EXPECT_FALSE(valve.Admit("ban", "p", "192.0.2.3", kT0).admitted);
+  EXPECT_TRUE(valve.Admit("ban", "p", "192.0.3.1", kT0).admitted);
+  EXPECT_EQ(ActionValve::NetworkOf("10.0.0.0/8"), "10.0.0.0/8");
+  EXPECT_EQ(ActionValve::NetworkOf("192.0.2.77"), "192.0.2.0/24");
+  EXPECT_EQ(ActionValve::NetworkOf("not an address"), "");
+  // Targets that are not addresses (a webhook) have no network bucket.
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(valve.Admit("webhook", "p", "", kT0).admitted);
 }
 
 TEST(ActionOrderKeyTest, SameTypeAndSubject) {
@@ -242,7 +267,7 @@ TEST(DispatcherOptionsTest, ReadsDispatcherSectionWithLocatedErrors) {
     std::ofstream f(path);
     f << "[dispatcher]\nmax_attempts = 5\nbackoff_base = \"2s\"\nbackoff_max = \"5m\"\n"
          "per_minute_cap = 100\nper_minute_caps = { ban = 20, webhook = 5 }\n"
-         "maintain_interval = \"3s\"\n";
+         "per_prefix_cap = 7\nmaintain_interval = \"3s\"\n";
   }
   std::vector<Diagnostic> diags;
   auto config = Config::Load(path, &diags);
@@ -256,6 +281,7 @@ TEST(DispatcherOptionsTest, ReadsDispatcherSectionWithLocatedErrors) {
   EXPECT_EQ(o->default_per_minute_cap, 100);
   EXPECT_EQ(o->per_minute_cap.at("ban"), 20);
   EXPECT_EQ(o->per_minute_cap.at("webhook"), 5);
+  EXPECT_EQ(o->per_prefix_cap, 7);
 
   {
     std::ofstream f(path);
@@ -402,25 +428,62 @@ TEST_F(ActionDispatcherTest, ASubjectIsReleasedWhenAnotherProcessRanItsHead) {
   EXPECT_EQ(Get(second).status, ActionStatus::kDone);
 }
 
-TEST_F(ActionDispatcherTest, SafetyValveRefusesBeyondTheCapButNotUndoOrManualActions) {
+TEST_F(ActionDispatcherTest, SafetyValveDefersBeyondTheCapButNotUndoOrManualActions) {
   options_.per_minute_cap["ban"] = 2;
   std::vector<std::int64_t> ids;
   for (int i = 0; i < 4; ++i)
-    ids.push_back(Enqueue("ban", {{"address", fmt::format("192.0.2.{}", i)}}));
+    ids.push_back(Enqueue("ban", {{"address", fmt::format("192.0.{}.1", i)}}));
   const auto manual = Enqueue("ban", {{"address", "198.51.100.1"}}, /*incident=*/0);
   const auto undo = Enqueue("ban", {{"address", "198.51.100.2"}}, 1, /*revert=*/true);
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
   ASSERT_OK(d.RunDueOnce());
   EXPECT_EQ(Get(ids[0]).status, ActionStatus::kDone);
   EXPECT_EQ(Get(ids[1]).status, ActionStatus::kDone);
+  // Held back, not refused: pending, due when the minute has room, with the reason.
   ActionRecord r = Get(ids[2]);
-  EXPECT_EQ(r.status, ActionStatus::kRefused);
+  EXPECT_EQ(r.status, ActionStatus::kPending);
+  EXPECT_EQ(r.next_attempt_at, kT0 + 60 * kMicrosPerSecond);
   EXPECT_NE(r.last_error.find("safety valve"), std::string::npos) << r.last_error;
-  EXPECT_EQ(Get(ids[3]).status, ActionStatus::kRefused);
+  EXPECT_EQ(Get(ids[3]).status, ActionStatus::kPending);
   EXPECT_EQ(Get(manual).status, ActionStatus::kDone);
   EXPECT_EQ(Get(undo).status, ActionStatus::kDone);
-  EXPECT_EQ(d.stats().refused, 2u);
+  EXPECT_EQ(d.stats().refused, 0u);
+  EXPECT_EQ(d.stats().deferred, 2u);
+  EXPECT_EQ(d.stats().last_deferred_at, kT0);
   EXPECT_EQ(journal_->calls.count(ids[2]), 0u);
+  // A minute later both run: nothing a flood held back is lost.
+  clock_.Advance(60 * kMicrosPerSecond);
+  ASSERT_OK(d.RunDueOnce());
+  EXPECT_EQ(Get(ids[2]).status, ActionStatus::kDone);
+  EXPECT_EQ(Get(ids[3]).status, ActionStatus::kDone);
+}
+
+// Issue 21, point 2: a flood of bans inside one network must not hold up a ban elsewhere, and a
+// ban's removal queued behind a held-back ban waits for it (order per subject).
+TEST_F(ActionDispatcherTest, ANetworksFloodNeverHoldsUpABanElsewhere) {
+  options_.per_prefix_cap = 5;
+  std::vector<std::int64_t> flood;
+  for (int i = 0; i < 40; ++i) {
+    flood.push_back(Enqueue("ban", {{"address", fmt::format("2001:db8:77:{:x}::/64", i)}}));
+  }
+  const auto lifted = Enqueue("ban", {{"address", "2001:db8:77:27::/64"}}, 1, /*revert=*/true);
+  const auto attacker = Enqueue("ban", {{"address", "203.0.113.50"}});
+  ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
+  ASSERT_OK(d.RunDueOnce());
+  EXPECT_EQ(Get(attacker).status, ActionStatus::kDone);
+  int done = 0;
+  for (auto id : flood) done += Get(id).status == ActionStatus::kDone;
+  EXPECT_EQ(done, 5);
+  EXPECT_EQ(Get(lifted).status, ActionStatus::kPending);  // behind its held-back ban
+  EXPECT_EQ(journal_->calls.count(lifted), 0u);
+  // Eight minutes drain the flood, five a minute; the removal runs after its ban.
+  for (int minute = 1; minute <= 9; ++minute) {
+    clock_.Advance(60 * kMicrosPerSecond);
+    ASSERT_OK(d.RunDueOnce());
+  }
+  for (auto id : flood) EXPECT_EQ(Get(id).status, ActionStatus::kDone) << id;
+  EXPECT_EQ(Get(lifted).status, ActionStatus::kDone);
+  EXPECT_EQ(d.stats().refused, 0u);
 }
 
 TEST_F(ActionDispatcherTest, AllowlistedTargetsAreRefused) {
@@ -454,6 +517,7 @@ TEST_F(ActionDispatcherTest, RunDueOnceIsRefusedOnceWorkersHaveRun) {
 }
 
 TEST_F(ActionDispatcherTest, WorkersRunEverythingExactlyOnce) {
+  options_.per_prefix_cap = 0;  // 300 bans in two /24s: the valve is another test's subject
   ActionDispatcher d(db(), One({"ban"}), options_, &clock_);
   ASSERT_OK(d.Start());
   std::vector<std::int64_t> ids;
@@ -529,6 +593,7 @@ TEST_F(ActionDispatcherTest, QueuedBansGoToABatchApplierTogetherWithAnOutcomeEac
 }
 
 TEST_F(ActionDispatcherTest, TwoDispatchersOnOneStoreNeverRunTheSameAction) {
+  options_.per_prefix_cap = 0;  // 400 bans in two /24s: the valve is another test's subject
   auto j2 = std::make_shared<Journal>();
   std::vector<std::unique_ptr<ActionExecutor>> e2;
   e2.push_back(std::make_unique<FakeExecutor>(std::set<std::string>{"ban"}, j2));

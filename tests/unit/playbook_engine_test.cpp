@@ -2,6 +2,7 @@
 // baselines, on Events built by hand with event times set explicitly.
 #include "mxward/playbook_engine.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "support/status_matchers.h"
@@ -159,14 +160,21 @@ TEST_F(SaslTest, LoopbackIsNeverCountedByDefault) {
   EXPECT_EQ(engine_->stats().allowlisted, 100u);
 }
 
+// IPv6 clients are /64s: two /64s interleaved are two attackers, two addresses of one /64 one.
 TEST_F(SaslTest, IpV6AndInterleavedAttackersAreKeptApart) {
   for (int i = 0; i < 25; ++i) {
-    Fail("2001:db8:dead::7", kT0 + i * 10 * kSec, "smtps");
-    Fail("2001:db8:dead::8", kT0 + i * 10 * kSec + 1, "smtps");
+    Fail("2001:db8:dead:1::7", kT0 + i * 10 * kSec, "smtps");
+    Fail("2001:db8:dead:2::8", kT0 + i * 10 * kSec + 1, "smtps");
   }
   ASSERT_EQ(sink_.incidents.size(), 2u);
-  EXPECT_EQ(sink_.incidents[0].key, "2001:db8:dead::7");
-  EXPECT_EQ(sink_.incidents[1].key, "2001:db8:dead::8");
+  EXPECT_EQ(sink_.incidents[0].key, "2001:db8:dead:1::/64");
+  EXPECT_EQ(sink_.incidents[1].key, "2001:db8:dead:2::/64");
+  for (int i = 0; i < 10; ++i) {
+    Fail("2001:db8:beef::7", kT0 + i * 10 * kSec, "smtps");
+    Fail("2001:db8:beef::8", kT0 + i * 10 * kSec + 1, "smtps");
+  }
+  ASSERT_EQ(sink_.incidents.size(), 3u) << "20 failures of one /64, 10 from each of two addresses";
+  EXPECT_EQ(sink_.incidents[2].key, "2001:db8:beef::/64");
 }
 
 TEST_F(SaslTest, CooldownHoldsOneIncidentPerKeyThenCountsAfresh) {
@@ -876,6 +884,71 @@ duration = "1d"
   EXPECT_EQ(sink.incidents[0].key, "198.51.100.0/24");
   EXPECT_NE(sink.incidents[0].trigger.find("from >= 3 addresses"), std::string::npos)
       << sink.incidents[0].trigger;
+}
+
+// Issue 21, point 2: bare client_ip is one client, and an IPv6 client is a /64. Twenty addresses
+// of one /64 failing once each are one attacker (one incident, one ban of the /64), not twenty
+// incidents and bans; client_ip/128 still counts single IPv6 addresses where a playbook asks.
+TEST(PlaybookEngineTest, Ipv6ClientsAreCountedPerSlash64UnlessThePlaybookSays128) {
+  auto make = [](const std::string& key) {
+    std::vector<Diagnostic> diags;
+    auto pb = CompilePlaybookText(fmt::format(R"(
+description = "failures"
+key = "{}"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 5
+window = "10m"
+[[action]]
+type = "ban"
+address = "{{key}}"
+duration = "1h"
+)",
+                                              key),
+                                  "rules.d/p.toml", &diags);
+    EXPECT_OK(pb);
+    std::vector<Playbook> pbs;
+    pbs.push_back(std::move(*pb));
+    return PlaybookEngine::Create(std::move(pbs), Config::Defaults());
+  };
+  struct Sink : IncidentSink {
+    std::vector<Incident> incidents;
+    void OnIncident(Incident i) override { incidents.push_back(std::move(i)); }
+  };
+  auto run = [](PlaybookEngine* engine, Sink* sink) {
+    UnixMicros t = 1'795'000'000 * kMicrosPerSecond;
+    for (int i = 1; i <= 20; ++i) {
+      Event e;
+      e.type = EventType::kAuthFailure;
+      e.time = (t += kMicrosPerSecond);
+      EXPECT_TRUE(IpAddress::Parse(fmt::format("2001:db8:5:6::{:x}", i), &e.client_ip));
+      e.line = "x";
+      engine->OnEvent(e, sink);
+    }
+    // IPv4 stays per address: five failures of one address, one of another.
+    for (int i = 0; i < 6; ++i) {
+      Event e;
+      e.type = EventType::kAuthFailure;
+      e.time = (t += kMicrosPerSecond);
+      EXPECT_TRUE(IpAddress::Parse(i < 5 ? "192.0.2.7" : "192.0.2.8", &e.client_ip));
+      e.line = "x";
+      engine->OnEvent(e, sink);
+    }
+  };
+  auto per_client = make("client_ip");
+  Sink by_client;
+  run(per_client.get(), &by_client);
+  ASSERT_EQ(by_client.incidents.size(), 2u);
+  EXPECT_EQ(by_client.incidents[0].key, "2001:db8:5:6::/64");
+  EXPECT_EQ(by_client.incidents[1].key, "192.0.2.7");
+
+  auto per_address = make("client_ip/128");
+  Sink by_address;
+  run(per_address.get(), &by_address);
+  ASSERT_EQ(by_address.incidents.size(), 1u) << "no IPv6 address failed five times";
+  EXPECT_EQ(by_address.incidents[0].key, "192.0.2.7");
 }
 
 TEST(PlaybookLoaderTest, MinAddressesNeedsANetworkKey) {
