@@ -53,7 +53,7 @@ TEST_F(ReplaySkeletonTest, OpensOneIncidentPerOffendingAddressAndNoneBelowThresh
     EXPECT_GE(inc.at("count").get<int>(), 20);
     EXPECT_EQ(inc.at("status"), "open");
   }
-  EXPECT_EQ(keys, (std::multiset<std::string>{"203.0.113.7", "2001:db8:dead::7"}));
+  EXPECT_EQ(keys, (std::multiset<std::string>{"203.0.113.7", "2001:db8:dead::/64"}));
 }
 
 TEST_F(ReplaySkeletonTest, IncidentCarriesEventTimeAndADryRunBan) {
@@ -87,7 +87,7 @@ TEST_F(ReplaySkeletonTest, TableOutputListsTheIncidents) {
   auto r = RunCommand({kBinary, "--db", db_, "incidents", "list"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("203.0.113.7"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("2001:db8:dead::7"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2001:db8:dead::/64"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("postfix-sasl"), std::string::npos) << r.out;
 }
 

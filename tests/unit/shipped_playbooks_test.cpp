@@ -90,7 +90,7 @@ TEST(ShippedPlaybooksTest, PostfixSasl) {
   EngineStats stats;
   auto inc = Replay("postfix-sasl", &stats);
   EXPECT_EQ(KeysOf(inc), (Keys{{"postfix-sasl", "203.0.113.7"},
-                               {"postfix-sasl", "2001:db8:dead::7"},
+                               {"postfix-sasl", "2001:db8:dead::/64"},
                                {"postfix-sasl", "192.0.2.51"}}));
   ASSERT_EQ(inc.size(), 3u);
   EXPECT_EQ(inc[0].count, 20u);
@@ -312,7 +312,7 @@ TEST(ShippedPlaybooksTest, SkeletonLogStillGivesItsTwoIncidents) {
   // tests/data/skeleton/mail.log (issue 2's walking skeleton) through the same path.
   auto inc = Replay("../skeleton/mail");
   EXPECT_EQ(KeysOf(inc),
-            (Keys{{"postfix-sasl", "203.0.113.7"}, {"postfix-sasl", "2001:db8:dead::7"}}));
+            (Keys{{"postfix-sasl", "203.0.113.7"}, {"postfix-sasl", "2001:db8:dead::/64"}}));
 }
 
 }  // namespace
