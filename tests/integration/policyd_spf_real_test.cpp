@@ -2,7 +2,8 @@
 // network and mount namespace, where dnsmasq (Debian's dnsmasq-base) answers the test's SPF
 // records on 127.0.0.1 and a resolv.conf bind-mounted over /etc/resolv.conf points at it. /dev is
 // a private tmpfs (null, zero, random, urandom bound from the real one) whose /dev/log is the
-// test's own datagram socket, so policyd-spf's syslog lines come to the test and nowhere else.
+// test's own datagram socket, so policyd-spf's syslog lines come to the test and nowhere else
+// (tests/support/dns_sandbox.h, shared with sender_auth_milters_real_test).
 //
 // The test speaks the Postfix policy protocol to policyd-spf on its stdin (one request per
 // client: pass, fail, softfail, none, temperror, for our domain and others), checks the actions
@@ -11,17 +12,9 @@
 // result, identity, domain, sender and receiver of its request. Needs root (namespaces) and the
 // two packages (packaging/install-deps.sh test); skips without them. About 5 s (one temperror
 // lookup waits for Lookup_Time = 2 s).
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sched.h>
-#include <sys/mount.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <cstring>
 #include <fstream>
 #include <map>
 #include <string>
@@ -29,20 +22,19 @@
 
 #include "mxward/parser_pack.h"
 #include "mxward/syslog_parser.h"
-#include "support/daemon.h"
-#include "support/server_process.h"
+#include "support/dns_sandbox.h"
 #include "support/subprocess.h"
 
 namespace mxward {
 namespace {
 
+using testing::DnsSandbox;
+using testing::DnsZones;
 using testing::RunCommand;
-using testing::ServerProcess;
 using testing::TempDir;
 
 const std::string kParsers = std::string(MXWARD_SOURCE_DIR) + "/rules.d/parsers";
 constexpr char kPolicyd[] = "/usr/bin/policyd-spf";
-constexpr char kDnsmasq[] = "/usr/sbin/dnsmasq";
 
 bool WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path);
@@ -68,67 +60,21 @@ std::string PolicyRequest(const Request& r, int instance) {
 class PolicydSpfRealTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root: network and mount namespaces";
-    if (access(kPolicyd, X_OK) != 0 || access(kDnsmasq, X_OK) != 0) {
-      GTEST_SKIP() << "needs postfix-policyd-spf-python and dnsmasq-base "
-                      "(packaging/install-deps.sh test)";
+    if (const std::string why = DnsSandbox::WhyNotRunnable(); !why.empty()) GTEST_SKIP() << why;
+    if (access(kPolicyd, X_OK) != 0) {
+      GTEST_SKIP() << "needs postfix-policyd-spf-python (packaging/install-deps.sh test)";
     }
-    ASSERT_EQ(unshare(CLONE_NEWNET | CLONE_NEWNS), 0) << std::strerror(errno);
-    ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
-    ASSERT_EQ(RunCommand({"ip", "link", "set", "lo", "up"}).exit_code, 0);
-    ASSERT_TRUE(WriteFile(dir_.file("resolv.conf"), "nameserver 127.0.0.1\n"));
-    ASSERT_EQ(
-        mount(dir_.file("resolv.conf").c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr), 0)
-        << std::strerror(errno);
-    // A private /dev: the real device nodes the programs need, and our /dev/log. The real /dev
-    // stays reachable under saved_dev_, outside dir_ (whose removal must never walk into it),
-    // until TearDown unmounts it.
-    char saved_template[] = "/tmp/mxward-dev-XXXXXX";
-    ASSERT_NE(mkdtemp(saved_template), nullptr);
-    saved_dev_ = saved_template;
-    const std::string& saved = saved_dev_;
-    ASSERT_EQ(mount("/dev", saved.c_str(), nullptr, MS_BIND | MS_REC, nullptr), 0);
-    dev_bound_ = true;
-    ASSERT_EQ(mount("tmpfs", "/dev", "tmpfs", 0, "mode=755"), 0) << std::strerror(errno);
-    for (const char* node : {"null", "zero", "random", "urandom"}) {
-      const std::string target = std::string("/dev/") + node;
-      ASSERT_TRUE(WriteFile(target, ""));
-      ASSERT_EQ(mount((saved + "/" + node).c_str(), target.c_str(), nullptr, MS_BIND, nullptr), 0)
-          << node;
-    }
-    log_fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    ASSERT_GE(log_fd_, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, "/dev/log");
-    ASSERT_EQ(bind(log_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    chmod("/dev/log", 0666);
-
+    ASSERT_EQ(sandbox_.Enter(dir_.path()), "");
     // The zones: our domain example.org and four others. temp.example is delegated to a server
     // that does not exist, so its lookups time out: a temperror.
-    std::vector<std::string> argv = {kDnsmasq,
-                                     "--keep-in-foreground",
-                                     "--conf-file=/dev/null",
-                                     "--user=root",
-                                     "--pid-file=",
-                                     "--listen-address=127.0.0.1",
-                                     "--bind-interfaces",
-                                     "--no-resolv",
-                                     "--no-hosts",
-                                     "--log-facility=" + dir_.file("dnsmasq.log"),
-                                     "--server=/temp.example/127.0.0.9"};
-    for (const char* zone :
-         {"example.org", "pass.example", "soft.example", "none.example", "sender.example"}) {
-      argv.push_back(std::string("--local=/") + zone + "/");
-    }
-    argv.push_back("--txt-record=example.org,v=spf1 ip4:192.0.2.20 -all");
-    argv.push_back("--txt-record=pass.example,v=spf1 ip4:192.0.2.10 -all");
-    argv.push_back("--txt-record=soft.example,v=spf1 ip4:192.0.2.30 ~all");
-    ASSERT_TRUE(dns_.Start(argv, dir_.file("dnsmasq.out")));
-    ASSERT_TRUE(testing::WaitUntil(
-        std::chrono::seconds(20), [] { return testing::ConnectLoopbackTcp(53) >= 0; },
-        [this] { return !dns_.running(); }))
-        << "dnsmasq did not start";
+    DnsZones zones;
+    zones.local_domains = {"example.org", "pass.example", "soft.example", "none.example",
+                           "sender.example"};
+    zones.txt = {{"example.org", "v=spf1 ip4:192.0.2.20 -all"},
+                 {"pass.example", "v=spf1 ip4:192.0.2.10 -all"},
+                 {"soft.example", "v=spf1 ip4:192.0.2.30 ~all"}};
+    zones.extra_args = {"--server=/temp.example/127.0.0.9"};
+    ASSERT_EQ(sandbox_.StartDns(zones), "");
 
     ASSERT_TRUE(WriteFile(dir_.file("policyd-spf.conf"),
                           "debugLevel = 1\nTestOnly = 1\nHELO_reject = Fail\n"
@@ -137,30 +83,8 @@ class PolicydSpfRealTest : public ::testing::Test {
                           "skip_addresses = 127.0.0.0/8,::ffff:127.0.0.0/104,::1\n"));
   }
 
-  void TearDown() override {
-    dns_.Stop();
-    if (log_fd_ >= 0) close(log_fd_);
-    if (dev_bound_) umount2(saved_dev_.c_str(), MNT_DETACH);
-    if (!saved_dev_.empty()) rmdir(saved_dev_.c_str());  // empty once unmounted; else kept
-  }
-
-  // Every datagram policyd-spf wrote to /dev/log so far.
-  std::vector<std::string> DrainLog() {
-    std::vector<std::string> out;
-    char buf[8192];
-    for (;;) {
-      const ssize_t n = recv(log_fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      out.emplace_back(buf, static_cast<std::size_t>(n));
-    }
-    return out;
-  }
-
   TempDir dir_;
-  std::string saved_dev_;
-  bool dev_bound_ = false;
-  ServerProcess dns_;
-  int log_fd_ = -1;
+  DnsSandbox sandbox_;  // after dir_: its mounts go before the directory
 };
 
 TEST_F(PolicydSpfRealTest, EveryResultBecomesItsSpfCheckEvent) {
@@ -194,7 +118,7 @@ TEST_F(PolicydSpfRealTest, EveryResultBecomesItsSpfCheckEvent) {
   }
 
   // syslog() wrote each line before policyd-spf answered, so they are all queued by now.
-  const std::vector<std::string> lines = DrainLog();
+  const std::vector<std::string> lines = sandbox_.LogLines();
   ASSERT_GE(lines.size(), requests.size());
 
   std::vector<Diagnostic> diags;
