@@ -269,7 +269,19 @@ add(O, "opendkim", "ABCDEF0009: s=sel1 d=example.com", None, pattern="signature_
 add(O, "opendkim", "ABCDEF0010: key retrieval failed (s=sel2, d=broken.example): 'sel2._domainkey.broken.example' record not found", None, pattern="key_retrieval_failed")
 add(O, "opendkim", "ABCDEF0011: mail.example.com [198.51.100.80] not internal", None, pattern="client_not_internal")
 add(O, "opendkim", "ABCDEF0011: DKIM-Signature field added (s=mail, d=example.org)", None, pattern="signature_added")
-add(O, "opendkim", "OpenDKIM Filter v2.11.0 starting (args: -x /etc/opendkim.conf)", None)
+add(O, "opendkim", "OpenDKIM Filter v2.11.0 starting (args: -x /etc/opendkim.conf)", None, pattern="filter_lifecycle")
+REAL_MILTERS = "Debian 12 opendkim 2.11.0~beta2 / opendmarc 1.4.2 as milters on Postfix 3.7, LogResults yes, LogWhy yes (sender_auth_milters_real_test)"
+add(O, "opendkim", "A7638A74228: signature=ir5W9JJN domain=example.org selector=mail result=\"no signature error\"", "dkim_verify", {"queue_id":"A7638A74228","dkim_result":"pass","dkim_domain":"example.org"}, pattern="result_pass", source=REAL_MILTERS)
+add(O, "opendkim", "087ADA74228: signature=ir5W9JJN domain=example.org selector=mail result=\"signature verification failed\"", "dkim_verify", {"dkim_result":"fail","dkim_domain":"example.org","reason":"signature verification failed"}, pattern="result_fail", source=REAL_MILTERS, note="the body changed after signing (relaxed/simple): libopendkim reports the signature, not the body hash")
+add(O, "opendkim", "A7638A74228: s=mail d=example.org a=rsa-sha256 SSL ", None, pattern="signature_info_fast", source=REAL_MILTERS, note="written for passes too (dkimf_log_ssl_errors with an empty error), trailing blank kept")
+add(O, "opendkim", "2D0FFA74234: no signature data", None, pattern="no_signature", source=REAL_MILTERS, note="LogWhy, LOG_DEBUG")
+add(O, "opendkim", "17DB3A74312: [203.0.113.66] [203.0.113.66] not internal", None, pattern="client_not_internal", source=REAL_MILTERS, note="LogWhy; Postfix gives \"[address]\" as the host name when the client has none")
+add(O, "opendkim", "17DB3A74312: not authenticated", None, pattern="not_authenticated", source=REAL_MILTERS, note="LogWhy")
+add(O, "opendkim", "17DB3A74312: external host [203.0.113.66] attempted to send as example.org", None, pattern="external_sends_as_own", source=REAL_MILTERS, note="forwarders and our other MXs too: the DMARC verdict is the event")
+add(O, "opendkim", "2D0FFA74234: no signing domain match for 'partner.example'", None, pattern="no_signing_domain_match", source=REAL_MILTERS, note="LogWhy")
+add(O, "opendkim", "2D0FFA74234: no signing subdomain match for 'partner.example'", None, pattern="no_signing_domain_match", source=REAL_MILTERS, note="LogWhy")
+add(O, "opendkim", "/tmp/mxward-test-mMxPxV/keys/mail.private: key data is not secure: /tmp can be read or written by other users", None, pattern="key_not_secure", source=REAL_MILTERS, note="RequireSafeKeys no: LOG_WARNING at start, no pid")
+add(O, "opendkim", "OpenDKIM Filter v2.11.0 terminating with status 0, errno = 0", None, pattern="filter_lifecycle", source=REAL_MILTERS)
 
 # ---------------- opendmarc
 # From opendmarc/opendmarc.c (rel-opendmarc-1-4-2, mlfi_eom): "%s: %s %s" (job id, From: domain,
@@ -284,7 +296,13 @@ add(D, "opendmarc", "ABCDEF0034: SPF(helo): mx.example.net tempfail", "spf_check
 add(D, "opendmarc", "ABCDEF0035: ignoring mail from mail.example.org", None, pattern="ignoring_mail")
 add(D, "opendmarc", "ABCDEF0036: RFC5322 requirement error: multiple From fields", None, pattern="rfc5322_error")
 add(D, "opendmarc", "ABCDEF0037: example.org fail extra", None, note="not the verdict's shape")
-add(D, "opendmarc", "OpenDMARC Filter v1.4.2 starting (args: -c /etc/opendmarc.conf)", None)
+add(D, "opendmarc", "OpenDMARC Filter v1.4.2 starting (args: -c /etc/opendmarc.conf)", None, pattern="filter_lifecycle")
+add(D, "opendmarc", "D467FA74228: example.org pass", "dmarc_check", {"queue_id":"D467FA74228","header_from_domain":"example.org","dmarc_result":"pass"}, pattern="dmarc_result", source=REAL_MILTERS, note="forwarded: SPF none for the forwarder, aligned DKIM pass from OpenDKIM's Authentication-Results")
+add(D, "opendmarc", "5FD2DA74234: example.org fail", "dmarc_check", {"header_from_domain":"example.org","dmarc_result":"fail"}, pattern="dmarc_result", source=REAL_MILTERS, note="forged From: our domain, p=reject, RejectFailures no")
+add(D, "opendmarc", "D467FA74228: SPF(mailfrom): list.example none", "spf_check", {"spf_identity":"mailfrom","spf_domain":"list.example","spf_result":"none"}, pattern="spf_result", source=REAL_MILTERS)
+add(D, "opendmarc", "ignoring connection from localhost", None, pattern="ignoring_connection", source=REAL_MILTERS, note="IgnoreHosts")
+add(D, "opendmarc", "additional trusted authentication services: mx.example.org", None, pattern="trusted_authserv_ids", source=REAL_MILTERS)
+add(D, "opendmarc", "OpenDMARC Filter v1.4.2 terminating with status 0, errno = 0", None, pattern="filter_lifecycle", source=REAL_MILTERS)
 
 # ---------------- policyd-spf
 # From Debian's postfix-policyd-spf-python 3.0.4 (spf_engine/__init__.py _spfcheck: spfDetail
