@@ -29,7 +29,7 @@ test_pkgs=(
   lintian time
   postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
-  postfix-policyd-spf-python dnsmasq-base  # policyd_spf_real_test: policyd-spf, the test's DNS
+  postfix-policyd-spf-python postfix-policyd-spf-perl dnsmasq-base  # policyd_spf_real_test
   opendkim opendkim-tools opendmarc  # sender_auth_milters_real_test: the milters, opendkim-genkey
 )
 

@@ -9,8 +9,8 @@
 //    a socket read only at the end would block the programs' syslog() calls).
 //
 // Owns dnsmasq, the log socket and its reader thread, and the mounts it made; the destructor
-// stops and undoes them (the namespaces end with the test process). One per test process, used
-// from the test's thread; LogLines() may be called while the programs run. Needs root: callers
+// stops and undoes them (the namespaces end with the test process). One at a time (a test case's),
+// used from the test's thread; LogLines() may be called while the programs run. Needs root: callers
 // check WhyNotRunnable() first and GTEST_SKIP() with it. Header-only, test-side.
 #pragma once
 
@@ -60,6 +60,10 @@ class DnsSandbox {
     stop_ = true;
     if (reader_.joinable()) reader_.join();
     if (log_fd_ >= 0) close(log_fd_);
+    // Back to the real /dev and resolv.conf: a second sandbox in the same process (the next test
+    // case) unshares again, from these mounts.
+    if (dev_private_) umount2("/dev", MNT_DETACH);
+    if (resolv_bound_) umount2("/etc/resolv.conf", MNT_DETACH);
     if (dev_bound_) umount2(saved_dev_.c_str(), MNT_DETACH);
     if (!saved_dev_.empty()) rmdir(saved_dev_.c_str());  // empty once unmounted; else kept
   }
@@ -85,6 +89,7 @@ class DnsSandbox {
     if (mount(resolv.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) != 0) {
       return Errno("bind resolv.conf");
     }
+    resolv_bound_ = true;
     // The real /dev stays reachable under saved_dev_, outside work_dir (whose removal must never
     // walk into it), until the destructor unmounts it.
     char saved_template[] = "/tmp/mxward-dev-XXXXXX";
@@ -95,6 +100,7 @@ class DnsSandbox {
     }
     dev_bound_ = true;
     if (mount("tmpfs", "/dev", "tmpfs", 0, "mode=755") != 0) return Errno("tmpfs /dev");
+    dev_private_ = true;
     for (const char* node : {"null", "zero", "random", "urandom"}) {
       const std::string target = std::string("/dev/") + node;
       std::ofstream(target).flush();
@@ -156,8 +162,9 @@ class DnsSandbox {
     return "";
   }
 
-  // Every datagram written to /dev/log so far, in arrival order (including any still queued in
-  // the socket at the call: a program that has returned from syslog() is always in it).
+  // Every datagram written to /dev/log so far, in arrival order, without trailing newline or NUL
+  // (including any still queued in the socket at the call: a program that has returned from
+  // syslog() is always in it).
   std::vector<std::string> LogLines() {
     Drain();
     std::lock_guard<std::mutex> lock(mu_);
@@ -173,13 +180,22 @@ class DnsSandbox {
     for (;;) {
       const ssize_t n = recv(log_fd_, buf, sizeof buf, 0);
       if (n <= 0) break;
-      lines_.emplace_back(buf, static_cast<std::size_t>(n));
+      // Trimmed as mxward's syslog listener trims a datagram: Perl's Sys::Syslog ends its
+      // messages with "\n\0".
+      std::size_t size = static_cast<std::size_t>(n);
+      while (size > 0 &&
+             (buf[size - 1] == '\n' || buf[size - 1] == '\r' || buf[size - 1] == '\0')) {
+        --size;
+      }
+      lines_.emplace_back(buf, size);
     }
   }
 
   std::string work_dir_;
   std::string saved_dev_;
   bool dev_bound_ = false;
+  bool dev_private_ = false;
+  bool resolv_bound_ = false;
   ServerProcess dns_;
   int log_fd_ = -1;
   std::atomic<bool> stop_{false};
