@@ -5,7 +5,8 @@
 #   packaging/install-deps.sh test   the above plus what the test suite starts for real
 #                                    (nft, rsyslogd with its TLS drivers, MariaDB, PostgreSQL,
 #                                    fail2ban, clang fuzzers, systemd-journal-remote,
-#                                    Postfix, Dovecot and Roundcube, policyd-spf and dnsmasq)
+#                                    Postfix, Dovecot and Roundcube, policyd-spf (Python and
+#                                    Perl), OpenDKIM, OpenDMARC and dnsmasq)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing.
 set -euo pipefail
