@@ -12,10 +12,18 @@ Roundcube; OpenDKIM; Amavis -- over IPv4 and IPv6, with attacks embedded in it:
   compromised_account  on the last day, a real account logs in from a new address and sends
                        hundreds of messages to outside domains it never wrote to within an hour
                        (many bounce); the days before give playbooks a baseline to learn
-  dkim_spoofing        messages claiming our own domain with failing DKIM, from many addresses
+  dkim_spoofing        messages claiming our own domain with failing DKIM and DMARC, from many
+                       addresses
 
 and benign look-alikes that must NOT be acted on (users who mistype their password twice, a
-newsletter account that sends a lot but steadily). --local-traffic adds two more benign actors
+newsletter account that sends a lot but steadily, a partner domain whose DKIM signatures fail now
+and then but never 10 times in a row).
+
+OpenDKIM logs as with `LogResults yes` (opendkim.c mlfi_eom: "QID: signature=B domain=D
+selector=S result=\"...\"" per signature, then "DKIM verification successful" or "bad signature
+data"), OpenDMARC 1.4 its verdict ("QID: <From: domain> pass|fail|none"): the formats of
+rules.d/parsers/opendkim.toml and opendmarc.toml, seen from the real milters by
+tests/integration/sender_auth_milters_real_test.cpp. --local-traffic adds two more benign actors
 (tests/integration/first_day_corpus_test.cpp): webmail users submitting through 127.0.0.1, and
 the server's own reports delivered to it from its own address; without it the output for a seed
 is what it always was.
@@ -67,6 +75,9 @@ class Gen:
         self.pids = {p: self.r.randrange(1000, 60000) for p in
                      ["postscreen", "smtpd", "submission", "cleanup", "qmgr", "smtp", "lmtp",
                       "opendkim", "amavis", "dovecot", "roundcube", "anvil", "bounce"]}
+        # Not drawn from self.r: the stream, and so every other line of a seed, stays as it was.
+        self.pids["opendmarc"] = self.pids["opendkim"] + 1
+        self.seed = seed
 
     # --- helpers -----------------------------------------------------------------------------
     def public_ip(self, v6=False):
@@ -137,8 +148,13 @@ class Gen:
         if dkim:
             self.emit(t + 0.45, f"opendkim[{self.pid('opendkim')}]",
                       f"{q}: {name} [{ip}] not internal")
+            self.emit(t + 0.455, f"opendkim[{self.pid('opendkim')}]",
+                      f"{q}: signature={q[2:10]} domain={sdom} selector=mail "
+                      f'result="no signature error"')
             self.emit(t + 0.46, f"opendkim[{self.pid('opendkim')}]",
                       f"{q}: DKIM verification successful")
+        self.emit(t + 0.47, f"opendmarc[{self.pids['opendmarc']}]",
+                  f"{q}: {sdom} {'pass' if dkim else 'none'}")
         size = r.randrange(1500, 400000)
         self.emit(t + 0.5, f"postfix/qmgr[{self.pid('qmgr')}]",
                   f"{q}: from=<{sender}>, size={size}, nrcpt=1 (queue active)")
@@ -383,10 +399,14 @@ class Gen:
             sm = self.pid("smtpd")
             self.emit(t, f"postfix/smtpd[{sm}]", f"connect from unknown[{ip}]")
             self.emit(t + 0.3, f"postfix/smtpd[{sm}]", f"{q}: client=unknown[{ip}]")
+            self.emit(t + 0.49, f"opendkim[{self.pid('opendkim')}]",
+                      f"{q}: signature={q[2:10]} domain={dom} selector=mail "
+                      f'result="signature verification failed"')
             self.emit(t + 0.5, f"opendkim[{self.pid('opendkim')}]",
                       f"{q}: s=mail d={dom} SSL error:1C800064:Provider routines::bad decrypt")
             self.emit(t + 0.51, f"opendkim[{self.pid('opendkim')}]",
                       f"{q}: bad signature data")
+            self.emit(t + 0.52, f"opendmarc[{self.pids['opendmarc']}]", f"{q}: {dom} fail")
             self.emit(t + 0.6, f"postfix/qmgr[{self.pid('qmgr')}]",
                       f"{q}: from=<ceo@{dom}>, size={r.randrange(2000, 9000)}, nrcpt=1 (queue active)")
             self.emit(t + 0.7, f"postfix/smtpd[{sm}]",
@@ -418,6 +438,45 @@ class Gen:
             self.submission(START + k * (SPAN / n) + r.uniform(0, 30), user=user, ip=ip)
         truth["benign"].append({"key_kind": "sasl_user", "key": user, "why": "steady newsletter"})
         truth["benign"].append({"key_kind": "client_ip", "key": ip, "why": "newsletter sender"})
+
+    def flaky_partner(self, truth):
+        """A partner domain's mail all day whose DKIM signature fails about one time in four
+        (a broken relay on their side), never more than 3 times in a row, each message passing
+        DMARC by SPF. Its own random stream and queue ids: the rest of a seed's log is unchanged."""
+        fr = random.Random(self.seed * 1000003 + 22)
+        dom, name = "flaky-partner.example", "mx.flaky-partner.example"
+        while True:
+            ip = "%d.%d.%d.%d" % (fr.choice([62, 91, 151, 185]), fr.randrange(256),
+                                  fr.randrange(256), fr.randrange(1, 255))
+            if ip not in self.used_ips:
+                break
+        n = 120 * SPAN // 86400
+        qc = fr.randrange(1 << 36)
+        run = 0
+        for k in range(n):
+            t = START + k * (SPAN / n) + fr.uniform(0, 60)
+            qc = (qc + fr.randrange(1, 5000)) % (1 << 40)
+            q = "%010X" % (qc ^ 0x5A5A5A5A5A)
+            fail = run < 3 and fr.random() < 0.25
+            run = run + 1 if fail else 0
+            sm = 50000 + fr.randrange(5000)
+            self.emit(t, f"postfix/smtpd[{sm}]", f"connect from {name}[{ip}]")
+            self.emit(t + 0.3, f"postfix/smtpd[{sm}]", f"{q}: client={name}[{ip}]")
+            self.emit(t + 0.45, f"opendkim[{self.pids['opendkim']}]",
+                      f"{q}: signature={q[2:10]} domain={dom} selector=s2024 result="
+                      + ('"signature verification failed"' if fail else '"no signature error"'))
+            self.emit(t + 0.46, f"opendkim[{self.pids['opendkim']}]",
+                      f"{q}: " + ("bad signature data" if fail else "DKIM verification successful"))
+            self.emit(t + 0.47, f"opendmarc[{self.pids['opendmarc']}]", f"{q}: {dom} pass")
+            self.emit(t + 0.5, f"postfix/qmgr[{self.pids['qmgr']}]",
+                      f"{q}: from=<orders@{dom}>, size={fr.randrange(2000, 30000)}, nrcpt=1 "
+                      f"(queue active)")
+            self.emit(t + 0.6, f"postfix/smtpd[{sm}]",
+                      f"disconnect from {name}[{ip}] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5")
+            self.emit(t + 0.8, f"postfix/qmgr[{self.pids['qmgr']}]", f"{q}: removed")
+        truth["benign"].append({"key_kind": "dkim_domain", "key": dom,
+                                "why": "DKIM fails now and then, never 10 in a row"})
+        truth["benign"].append({"key_kind": "client_ip", "key": ip, "why": "flaky partner's MX"})
 
     def local_traffic(self, truth):
         r = self.r
@@ -480,6 +539,8 @@ def main():
         else:
             u = r.choice(g.users)
             g.roundcube_login(t, u, g.user_home[u], ok=True)
+
+    g.flaky_partner(truth)
 
     g.events.sort()
     stamp_cache = {}

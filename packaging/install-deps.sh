@@ -5,7 +5,8 @@
 #   packaging/install-deps.sh test   the above plus what the test suite starts for real
 #                                    (nft, rsyslogd with its TLS drivers, MariaDB, PostgreSQL,
 #                                    fail2ban, clang fuzzers, systemd-journal-remote,
-#                                    Postfix, Dovecot and Roundcube, policyd-spf and dnsmasq)
+#                                    Postfix, Dovecot and Roundcube, policyd-spf (Python and
+#                                    Perl), OpenDKIM, OpenDMARC and dnsmasq)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing.
 set -euo pipefail
@@ -29,7 +30,8 @@ test_pkgs=(
   lintian time
   postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
-  postfix-policyd-spf-python dnsmasq-base  # policyd_spf_real_test: policyd-spf, the test's DNS
+  postfix-policyd-spf-python postfix-policyd-spf-perl dnsmasq-base  # policyd_spf_real_test
+  opendkim opendkim-tools opendmarc  # sender_auth_milters_real_test: the milters, opendkim-genkey
 )
 
 case "$profile" in

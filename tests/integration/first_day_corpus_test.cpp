@@ -50,10 +50,12 @@ const std::vector<AttackExpectation> kAttackExpectations = {
     {"slow_bruteforce", "key", true, ""},
     {"webmail_bruteforce", "key", false, "roundcube-login"},
     {"compromised_account", "key", false, "outbound-anomaly"},
+    // OpenDKIM's LogResults failures for example.net, 80 in a row (issue 22); the flaky partner
+    // domain among the benign keys must open none.
+    {"dkim_spoofing", "key", false, "dkim-failures"},
 };
-// Scenarios of the generator that issue #15 does not ask this corpus about, with why. On seed
-// 1515 the DKIM spoofing run (opendkim "bad signature data" for example.net) opens no incident.
-const std::set<std::string> kScenariosNotAskedHere = {"dkim_spoofing"};
+// Scenarios of the generator that issue #15 does not ask this corpus about, with why.
+const std::set<std::string> kScenariosNotAskedHere = {};
 // The webmail brute force also ends in a ban of the browser's address on the web ports.
 const std::vector<AttackExpectation> kExpectationsAfterPortsMerge = {
     {"webmail_bruteforce", "client_ip", true, "roundcube-bruteforce"},
