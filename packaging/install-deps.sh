@@ -5,7 +5,8 @@
 #   packaging/install-deps.sh test   the above plus what the test suite starts for real
 #                                    (nft, rsyslogd with its TLS drivers, MariaDB, PostgreSQL,
 #                                    fail2ban, clang fuzzers, systemd-journal-remote,
-#                                    Postfix, Dovecot and Roundcube, policyd-spf and dnsmasq)
+#                                    Postfix, Dovecot and Roundcube, policyd-spf and dnsmasq,
+#                                    Prometheus's promtool)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing.
 set -euo pipefail
@@ -30,6 +31,7 @@ test_pkgs=(
   postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
   postfix-policyd-spf-python dnsmasq-base  # policyd_spf_real_test: policyd-spf, the test's DNS
+  prometheus                       # cli_status_test: promtool check metrics on a real /metrics
 )
 
 case "$profile" in
