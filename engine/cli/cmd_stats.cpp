@@ -10,6 +10,7 @@
 // be asked (no permission on the socket) is named, with what is missing.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include <fmt/format.h>
@@ -51,6 +52,17 @@ bool AddPendingCounts(const Config& config, UnixMicros since_hour,
   if (!result.ok()) {
     std::fprintf(stderr, "mxward: events of the current hour not written yet are missing: %s\n",
                  result.status().message().c_str());
+    return false;
+  }
+  // Counts of a daemon that writes another store (`--db other.db`) are not this store's.
+  std::error_code ec1, ec2;
+  const auto theirs = std::filesystem::weakly_canonical(result->value("store", std::string()), ec1);
+  const auto ours = std::filesystem::weakly_canonical(config.store_path, ec2);
+  if (ec1 || ec2 || theirs != ours) {
+    std::fprintf(stderr,
+                 "mxward: the daemon on %s writes %s, not %s: its current hour is not added\n",
+                 config.control_socket.c_str(), result->value("store", std::string("?")).c_str(),
+                 config.store_path.c_str());
     return false;
   }
   const auto hour = result->value("hour", std::int64_t{-1});

@@ -107,7 +107,9 @@ nlohmann::json StatusResponse(const nlohmann::json& request, const DaemonView& v
 nlohmann::json PendingCounts(const DaemonView& view) {
   nlohmann::json events = nlohmann::json::object();
   for (const auto& [type, n] : view.pipeline->PendingCounts()) events[type] = n;
-  return ControlOk({{"hour", view.pipeline->pending_hour()}, {"events", std::move(events)}});
+  return ControlOk({{"hour", view.pipeline->pending_hour()},
+                    {"events", std::move(events)},
+                    {"store", view.config->store_path}});
 }
 
 }  // namespace

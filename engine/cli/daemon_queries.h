@@ -6,7 +6,8 @@
 //                               policy servers) and what is building up (per playbook, the `top`
 //                               keys closest to its trigger: count, threshold, last seen).
 //   {"op":"stats.pending"}   -> the current hour's event counts the pipeline holds and has not
-//                               handed to the store yet: {"hour": µs, "events": {type: n}}.
+//                               handed to the store yet: {"hour": µs, "events": {type: n},
+//                               "store": path} (the store they will be written to).
 //
 // Threads: the daemon's control server runs its handler on the io_context's thread, which is
 // also the thread the listeners call the pipeline (and so the playbook engine) on. These answers

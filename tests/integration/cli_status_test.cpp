@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "mxward/incident_store.h"
 #include "support/daemon.h"
 #include "support/subprocess.h"
 
@@ -172,6 +173,15 @@ TEST_F(CliStatusTest, StatsIncludesTheCurrentHourOfARunningDaemon) {
   const CommandResult text = Mxward({"stats"});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_THAT(text.out, ::testing::ContainsRegex("auth_failure +5\n"));
+
+  // A store the daemon does not write: its pending counts are not added to it.
+  ASSERT_TRUE(IncidentStore::Open(dir_.file("other.db")).ok());
+  const CommandResult other = RunCommand({kBinary, "stats", "--json", "--db", dir_.file("other.db"),
+                                          "--config", config_, "--socket", socket_},
+                                         "", {"TZ=UTC"});
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_EQ(nlohmann::json::parse(other.out).at("events").value("auth_failure", 0), 0);
+  EXPECT_THAT(other.err, HasSubstr("its current hour is not added"));
 
   // After a stop the daemon has written them: the store alone says the same.
   ASSERT_TRUE(daemon_.Stop()) << daemon_.Log();
