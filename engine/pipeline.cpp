@@ -178,6 +178,15 @@ void Pipeline::RegisterMetrics(MetricsRegistry* registry,
   }
 }
 
+std::vector<std::pair<std::string, std::int64_t>> Pipeline::PendingCounts() const {
+  std::vector<std::pair<std::string, std::int64_t>> counts;
+  for (int i = 0; i < kEventTypeCount; ++i) {
+    if (hour_counts_[i] == 0) continue;
+    counts.emplace_back(std::string(EventTypeName(static_cast<EventType>(i))), hour_counts_[i]);
+  }
+  return counts;
+}
+
 void Pipeline::FlushCounts() {
   if (count_hour_ < 0) return;
   std::vector<std::pair<std::string, std::int64_t>> counts;

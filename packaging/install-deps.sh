@@ -6,7 +6,8 @@
 #                                    (nft, rsyslogd with its TLS drivers, MariaDB, PostgreSQL,
 #                                    fail2ban, clang fuzzers, systemd-journal-remote,
 #                                    Postfix, Dovecot and Roundcube, policyd-spf (Python and
-#                                    Perl), OpenDKIM, OpenDMARC and dnsmasq)
+#                                    Perl), OpenDKIM, OpenDMARC and dnsmasq, Prometheus's
+#                                    promtool)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing.
 set -euo pipefail
@@ -32,6 +33,7 @@ test_pkgs=(
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
   postfix-policyd-spf-python postfix-policyd-spf-perl dnsmasq-base  # policyd_spf_real_test
   opendkim opendkim-tools opendmarc  # sender_auth_milters_real_test: the milters, opendkim-genkey
+  prometheus                       # cli_status_test: promtool check metrics on a real /metrics
 )
 
 case "$profile" in

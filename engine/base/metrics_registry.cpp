@@ -43,8 +43,13 @@ constexpr MetricType kCounter = MetricType::kCounter;
 constexpr MetricType kGauge = MetricType::kGauge;
 
 // Prometheus metric names: [a-zA-Z_:][a-zA-Z0-9_:]*. We do not use ':' (reserved for recording
-// rules) and insist on the mxward_ prefix so nothing else can sneak in.
+// rules) and insist on the mxward_ prefix so nothing else can sneak in; the conventional process
+// families are the only exceptions, by exact name.
 bool IsValidMetricName(std::string_view name) {
+  if (name == metric::kProcessStartTime || name == metric::kProcessResidentMemory ||
+      name == metric::kProcessOpenFds) {
+    return true;
+  }
   if (name.size() < 8 || name.substr(0, 7) != "mxward_") return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';

@@ -1,6 +1,8 @@
 #include "engine/base/settings_reader.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <tuple>
@@ -98,7 +100,10 @@ Status ParseToml(std::string_view text, const std::string& file, toml::table* ou
 Result<std::string> ReadTextFile(const std::string& path, std::vector<Diagnostic>* diagnostics) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    diagnostics->push_back(Diagnostic{path, 0, 0, "cannot read file"});
+    const int err = errno;
+    diagnostics->push_back(Diagnostic{
+        path, 0, 0,
+        err != 0 ? fmt::format("cannot read file: {}", std::strerror(err)) : "cannot read file"});
     return Status::NotFound("cannot read " + path);
   }
   std::stringstream ss;

@@ -73,6 +73,13 @@ void RunCheck(const GlobalOptions& g) {
     if (engine.ok()) playbooks = (*engine)->playbook_count();
   }
   const auto parser_dirs = ParserDirs(config);
+  if (parser_dirs.empty() && dirs_ok) {
+    // serve refuses to start without one; check must not call the same directories ok.
+    diags.push_back(Diagnostic{
+        config.rule_dirs.empty() ? std::string("[rules] dirs") : config.rule_dirs.front(), 0, 0,
+        "no parser directory found (expected <rules dir>/parsers): serve would refuse to "
+        "start; add the shipped rules directory too (--rules /etc/mxward/rules.d --rules DIR)"});
+  }
   if (!parser_dirs.empty()) {
     auto pack = ParserPack::Load(parser_dirs, &diags);
     if (pack.ok()) parsers = (*pack)->parser_count();

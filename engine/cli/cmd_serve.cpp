@@ -16,7 +16,9 @@
 
 #include <fmt/format.h>
 
+#include "engine/base/process_metrics.h"
 #include "engine/cli/commands.h"
+#include "engine/cli/daemon_queries.h"
 #include "engine/cli/engine_assembly.h"
 #include "engine/cli/policy_assembly.h"
 #include "engine/cluster/cluster_link.h"
@@ -92,6 +94,7 @@ class Daemon {
     std::vector<std::string>& notes = notes_;
     auto executors =
         OrExit(BuildExecutors(config_, config_.store_path, &diags, &notes), diags, "actions");
+    executor_modes_ = DescribeExecutors(executors);
     dispatcher_ = std::make_unique<ActionDispatcher>(config_.store_path, std::move(executors),
                                                      dispatcher_options, SystemClock::Instance());
     auto recorder_store = IncidentStore::Open(config_.store_path);
@@ -147,6 +150,8 @@ class Daemon {
     StartPolicyServers(dovecot_policy_options, postfix_policy_options);
 
     control_ = std::make_unique<ControlServer>(io_, control_options, [this](const auto& req) {
+      // `status` and the pending counts read the engine: this is its thread (daemon_queries.h).
+      if (IsDaemonQuery(req)) return AnswerDaemonQuery(req, View(), SystemClock::Instance()->Now());
       auto resp = ExecuteControlRequest(control_store_.get(), req, SystemClock::Instance()->Now());
       dispatcher_->Notify();
       // What a ban or suspension by hand (or its undoing) decides holds for the policy servers
@@ -396,6 +401,23 @@ class Daemon {
                        SystemClock::Instance()->Now());
   }
 
+  DaemonView View() {
+    DaemonView v;
+    v.config = &config_;
+    v.pipeline = pipeline_.get();
+    v.inputs = &listener_->inputs();
+    v.executors = &executor_modes_;
+    if (dovecot_policy_server_) {
+      v.policy_servers.push_back(
+          fmt::format("dovecot policy on port {}", dovecot_policy_server_->port()));
+    }
+    if (postfix_policy_server_) {
+      v.policy_servers.push_back("postfix policy on " + postfix_policy_server_->Describe());
+    }
+    v.started_at = started_at_;
+    return v;
+  }
+
   std::string PolicyDescription() const {
     std::string out;
     if (dovecot_policy_server_) {
@@ -481,6 +503,7 @@ class Daemon {
     }));
     recorder_->RegisterMetrics(&registry_, &handles_);
     Keep(registry_.Add(kBuildInfo, {kVersion}, [] { return 1.0; }));
+    RegisterProcessMetrics(&registry_, &handles_);
     listener_->RegisterMetrics(&registry_, &handles_);
     pipeline_->RegisterMetrics(&registry_, &handles_);
     RegisterEngineMetrics();
@@ -597,7 +620,9 @@ class Daemon {
   const GlobalOptions& globals_;
   ServeOptions opts_;
   Config config_;
-  std::vector<std::string> notes_;  // warnings logged once the daemon is ready
+  std::vector<std::string> notes_;            // warnings logged once the daemon is ready
+  std::vector<ExecutorMode> executor_modes_;  // per action type: live or dry-run (`status`)
+  UnixMicros started_at_ = SystemClock::Instance()->Now();
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer housekeeping_;

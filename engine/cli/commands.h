@@ -50,5 +50,6 @@ void AddAccountsCommand(CLI::App& app, GlobalOptions& globals);
 void AddStatsCommand(CLI::App& app, GlobalOptions& globals);
 void AddImportCommand(CLI::App& app, GlobalOptions& globals);
 void AddLearnCommand(CLI::App& app, GlobalOptions& globals);
+void AddStatusCommand(CLI::App& app, GlobalOptions& globals);
 
 }  // namespace mxward::cli

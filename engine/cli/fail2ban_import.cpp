@@ -458,13 +458,29 @@ Result<Fail2banImport> ImportFail2ban(const std::string& dir) {
                           jail, key, Trim(*v)));
         }
       }
+      // bantime.increment counts this jail's earlier bans (all jails' with overalljails); an
+      // enabled [recidive] also counts every jail's, with its own findtime and bantime. Both on:
+      // the address's incidents of every playbook count, over the longer lookback, up to the
+      // longer ban, so neither fail2ban mechanism is weakened by the merge.
       const bool overall = Truthy(cfg.Get(jail, "bantime.overalljails"));
+      std::int64_t lookback = dbpurgeage;
+      std::string why = fmt::format(
+          "# bantime.increment = true: each earlier incident of the address within {} "
+          "(fail2ban's dbpurgeage)\n# multiplies the ban by {}, up to bantime.maxtime{}.\n",
+          FormatDurationSeconds(dbpurgeage), factor,
+          overall ? "; bantime.overalljails = true: incidents of every playbook count" : "");
+      if (recidive) {
+        lookback = std::max(lookback, recidive->first);
+        maxtime = std::max(maxtime, recidive->second);
+        why += fmt::format(
+            "# [recidive] is enabled: incidents of every playbook count, within {}, up to {}.\n",
+            FormatDurationSeconds(lookback), FormatDurationSeconds(maxtime));
+      }
       escalation = fmt::format(
-          "\n# bantime.increment = true: each earlier incident of the address within {} "
-          "(fail2ban's dbpurgeage)\n# multiplies the ban by {}, up to bantime.maxtime.\n"
-          "[escalation]\nfactor = {}\nmax = \"{}\"\nlookback = \"{}\"\nacross_playbooks = {}\n",
-          FormatDurationSeconds(dbpurgeage), factor, factor, FormatDurationSeconds(maxtime),
-          FormatDurationSeconds(dbpurgeage), overall ? "true" : "false");
+          "\n{}[escalation]\nfactor = {}\nmax = \"{}\"\nlookback = \"{}\"\nacross_playbooks = "
+          "{}\n",
+          why, factor, FormatDurationSeconds(maxtime), FormatDurationSeconds(lookback),
+          overall || recidive ? "true" : "false");
     } else if (recidive && shape.ban) {
       escalation = fmt::format(
           "\n# From [recidive]: repeat offenders across all jails get longer bans.\n"

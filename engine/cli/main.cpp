@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   AddStatsCommand(app, globals);
   AddImportCommand(app, globals);
   AddLearnCommand(app, globals);
+  AddStatusCommand(app, globals);
 
   try {
     app.parse(argc, argv);

@@ -45,6 +45,12 @@ class KeyTable {
   std::uint64_t hash(std::uint32_t rec) const { return nodes_[rec].hash; }
   UnixMicros last_seen(std::uint32_t rec) const { return nodes_[rec].last_seen; }
 
+  // Calls f(rec) for every key held, least recently touched first. Reads only (`mxward status`).
+  template <typename F>
+  void ForEach(F f) const {
+    for (std::uint32_t rec = lru_head_; rec != kNone; rec = nodes_[rec].next) f(rec);
+  }
+
   std::size_t size() const { return size_; }
   std::size_t max_keys() const { return max_keys_; }
   std::uint64_t evictions() const { return evictions_; }

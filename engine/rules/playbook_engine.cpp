@@ -257,6 +257,10 @@ struct Runtime {
   std::optional<DistinctWindow> addresses;  // [trigger] min_addresses: addresses seen per key
   std::uint32_t addresses_word = 0;         // where their state starts in a record
   std::unique_ptr<KeyTable> table;
+  // The text of each held key, by record number, written once when the key is inserted (an IPv4
+  // address fits std::string's inline buffer: no allocation), read by `mxward status`. A slot of
+  // an erased record keeps stale text until the record is reused, and is never read before.
+  std::vector<std::string> key_text;
   std::uint32_t words = 0;                 // record size
   bool key_has_ip = false;                 // the global address allowlist applies
   std::optional<NovelBaseline> baseline;   // novel
@@ -402,21 +406,45 @@ class Engine final : public PlaybookEngine {
       if (auto c = r.cooldowns.find(kh); c != r.cooldowns.end() && probe.time < c->second) continue;
       const std::uint32_t rec = r.table->Find(kh);
       if (rec == KeyTable::kNone) continue;
-      const std::uint32_t* st = r.table->record(rec) + kStateWord;
-      std::uint64_t held = 0;
-      if (r.counter) {
-        held = r.counter->CountAt(st, probe.time);
-      } else if (r.distinct) {
-        held = r.distinct->CountAt(st, probe.time);
-      } else {  // consecutive: the run, unless it was forgotten
-        const std::int64_t window = r.pb.trigger.window_seconds;
-        const bool forgotten =
-            window > 0 && probe.time - GetI64(st + 1) > window * kMicrosPerSecond;
-        held = forgotten ? 0 : st[0];
-      }
-      if (held >= pd.from) delay = pd.seconds;
+      if (HeldAt(r, rec, probe.time) >= pd.from) delay = pd.seconds;
     }
     return delay;
+  }
+
+  std::vector<KeyStanding> ClosestKeys(std::size_t i, std::size_t n,
+                                       UnixMicros now) const override {
+    std::vector<KeyStanding> out;
+    if (i >= runtimes_.size() || n == 0) return out;
+    const Runtime& r = *runtimes_[i];
+    r.table->ForEach([&](std::uint32_t rec) {
+      std::uint64_t threshold = r.pb.trigger.threshold;
+      std::uint64_t held = 0;
+      if (r.fallback && !r.baseline->KeyWarm(r.table->hash(rec), now)) {
+        // A novel key still warming up is judged by its fallback (Count).
+        held = r.fallback->CountAt(r.table->record(rec) + kStateWord + r.fallback_word, now);
+        threshold = r.pb.trigger.fallback.over + 1ull;
+      } else {
+        held = HeldAt(r, rec, now);
+      }
+      if (held == 0 || rec >= r.key_text.size()) return;
+      out.push_back(KeyStanding{r.key_text[rec], held, threshold, r.table->last_seen(rec)});
+    });
+    const auto closer = [](const KeyStanding& a, const KeyStanding& b) {
+      const double fa = static_cast<double>(a.count) /
+                        static_cast<double>(std::max<std::uint64_t>(a.threshold, 1));
+      const double fb = static_cast<double>(b.count) /
+                        static_cast<double>(std::max<std::uint64_t>(b.threshold, 1));
+      if (fa != fb) return fa > fb;
+      return a.last_seen > b.last_seen;
+    };
+    if (out.size() > n) {
+      std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(),
+                        closer);
+      out.resize(n);
+    } else {
+      std::sort(out.begin(), out.end(), closer);
+    }
+    return out;
   }
 
   std::size_t playbook_count() const override { return runtimes_.size(); }
@@ -515,6 +543,7 @@ class Engine final : public PlaybookEngine {
       for (auto& o : old->runtimes_) {
         if (o->pb.name != r->pb.name || o->pb.identity != r->pb.identity || !o->table) continue;
         r->table = std::move(o->table);
+        r->key_text = std::move(o->key_text);
         r->baseline = std::move(o->baseline);
         r->cooldowns = std::move(o->cooldowns);
         ++kept;
@@ -543,6 +572,17 @@ class Engine final : public PlaybookEngine {
       if (r->pb.name == name) return r.get();
     }
     return nullptr;
+  }
+
+  // Counted events (or distinct values, or the run) the key in record rec holds at t.
+  static std::uint64_t HeldAt(const Runtime& r, std::uint32_t rec, UnixMicros t) {
+    const std::uint32_t* st = r.table->record(rec) + kStateWord;
+    if (r.counter) return r.counter->CountAt(st, t);
+    if (r.distinct) return r.distinct->CountAt(st, t);
+    // consecutive: the run, unless it was forgotten
+    const std::int64_t window = r.pb.trigger.window_seconds;
+    const bool forgotten = window > 0 && t - GetI64(st + 1) > window * kMicrosPerSecond;
+    return forgotten ? 0 : st[0];
   }
 
   bool Allowlisted(const Runtime& r, const Event& e) const {
@@ -692,6 +732,11 @@ class Engine final : public PlaybookEngine {
     const std::uint32_t rec = r.table->FindOrInsert(kh, t, &inserted);
     stats_.evictions += r.table->evictions() - evictions;
     stats_.expired += r.table->expirations() - expirations;
+    if (inserted) {
+      // Once per key, not per line: the text `mxward status` shows for it.
+      if (rec >= r.key_text.size()) r.key_text.resize(std::size_t{rec} + 1);
+      r.key_text[rec] = KeyText(r.pb, e);
+    }
     std::uint32_t* w = r.table->record(rec);
     std::uint32_t* st = w + kStateWord;
     std::uint64_t count = 0;

@@ -1,5 +1,7 @@
 #include "mxward/incident_store.h"
 
+#include <unistd.h>
+
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -167,6 +169,24 @@ Result<std::unique_ptr<IncidentStore>> IncidentStore::Open(const std::string& pa
   std::unique_ptr<IncidentStore> store(new IncidentStore(path, raw));
   if (rc != SQLITE_OK) {
     if (!raw) return Status::ResourceExhausted("cannot allocate an SQLite connection");
+    // SQLite says only "unable to open database file"; the usual cause is the directory.
+    const std::filesystem::path dir = std::filesystem::path(path).parent_path().empty()
+                                          ? std::filesystem::path(".")
+                                          : std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) {
+      return Status::NotFound(fmt::format(
+          "cannot open the mxward database {}: the directory {} does not exist (the package "
+          "creates /var/lib/mxward owned by mxward; create it, or name another with --db or "
+          "[store] path)",
+          path, dir.string()));
+    }
+    if (!options.read_only && ::access(dir.c_str(), W_OK | X_OK) != 0) {
+      return Status::PermissionDenied(fmt::format(
+          "cannot open the mxward database {}: the directory {} is not writable by uid {} (SQLite "
+          "writes its journal beside the file)",
+          path, dir.string(), ::geteuid()));
+    }
     return store->Error("cannot open the mxward database");
   }
   sqlite3_extended_result_codes(raw, 1);

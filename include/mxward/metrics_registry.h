@@ -58,6 +58,12 @@ inline constexpr std::string_view kAllowedLabelNames[] = {
 // mxward's metric names, one constant each so the code that registers a value and the dashboard
 // cannot drift apart (packaging/grafana/mxward-dashboard.json uses the same strings).
 namespace metric {
+// The process families every Prometheus client library exports under these conventional names
+// (no mxward_ prefix, so the usual dashboards and alerts find them); process_metrics.h
+// registers them. The only names without the prefix the registry accepts.
+inline constexpr std::string_view kProcessStartTime = "process_start_time_seconds";
+inline constexpr std::string_view kProcessResidentMemory = "process_resident_memory_bytes";
+inline constexpr std::string_view kProcessOpenFds = "process_open_fds";
 inline constexpr std::string_view kInputMessages = "mxward_input_messages_total";
 inline constexpr std::string_view kInputBytes = "mxward_input_bytes_total";
 inline constexpr std::string_view kInputMalformed = "mxward_input_malformed_total";

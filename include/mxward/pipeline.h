@@ -84,6 +84,11 @@ class Pipeline final : public LineSink {
   void SetReplayReference(UnixMicros t) { reference_ = t; }
   // Hands over the counts of the current hour (at shutdown and end of replay).
   void FlushCounts();
+  // The counts of the current hour not handed over yet, by event type name, and that hour's
+  // start (-1: none counted). Reads only; on the pipeline's thread (`mxward stats` asks the
+  // daemon for them, so it shows the hour in progress).
+  UnixMicros pending_hour() const { return count_hour_; }
+  std::vector<std::pair<std::string, std::int64_t>> PendingCounts() const;
   // Counts held lines whose hold ended by `now` (the daemon calls it once a second, so a quiet log
   // does not keep them waiting for the next line).
   void AdvanceTime(UnixMicros now);

@@ -50,6 +50,14 @@ struct EngineStats {
   std::uint64_t baseline_overflow = 0;  // values not learned because a baseline cap was reached
 };
 
+// A key and how far it has come towards its playbook's trigger (`mxward status`).
+struct KeyStanding {
+  std::string key;              // as incidents name it: "203.0.113.7", "alice@example.org"
+  std::uint64_t count = 0;      // held in the window now (distinct values for distinct triggers)
+  std::uint64_t threshold = 0;  // the trigger fires at this count
+  UnixMicros last_seen = 0;     // event time of the key's last counted event
+};
+
 struct PlaybookEngineOptions {
   std::size_t evidence_lines = 32768;     // journal of counted lines shared by every playbook
   std::size_t evidence_line_bytes = 384;  // a longer line is cut (and marked with "...")
@@ -101,6 +109,12 @@ class PlaybookEngine {
   // max_keys cap evicted: the per-playbook mxward_window_keys / _evictions_total metrics.
   virtual std::size_t window_keys(std::size_t i) const = 0;
   virtual std::uint64_t window_evictions(std::size_t i) const = 0;
+  // What is building up: the n keys of the i-th playbook that stand closest to its trigger at
+  // `now` (highest count first; ties: most recent first), leaving out keys that hold nothing in
+  // the window any more. Reads only, like PolicyDelaySeconds; the key text was kept when the key
+  // was first counted, so this builds no text from log lines. Call it on the engine's thread.
+  virtual std::vector<KeyStanding> ClosestKeys(std::size_t i, std::size_t n,
+                                               UnixMicros now) const = 0;
   // Times the i-th playbook's trigger fired (mxward_playbook_triggers_total). Any thread.
   virtual std::uint64_t playbook_triggers(std::size_t i) const = 0;
 

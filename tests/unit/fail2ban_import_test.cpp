@@ -128,7 +128,9 @@ enabled = true
   EXPECT_EQ(pb.actions[0].type, "ban");
   EXPECT_EQ(pb.actions[0].duration_seconds, 7200);
   EXPECT_TRUE(pb.escalation.enabled);
-  EXPECT_EQ(pb.escalation.max_seconds, 2 * 86400);
+  // bantime.maxtime = 2d, but [recidive] (enabled, Debian's bantime 1w) bans repeat offenders
+  // for a week whatever the jail's maxtime: the longer bound is what fail2ban enforces.
+  EXPECT_EQ(pb.escalation.max_seconds, 7 * 86400);
   EXPECT_EQ(pb.escalation.lookback_seconds, 86400);  // fail2ban.conf dbpurgeage
   EXPECT_TRUE(pb.escalation.across_playbooks);
   ASSERT_EQ(pb.allow.cidrs.size(), 3u);
@@ -167,6 +169,47 @@ enabled = true
   EXPECT_EQ(r->playbooks.size(), 5u);
   EXPECT_TRUE(Listed(*r, "[recidive] maxretry = 5"));
   EXPECT_FALSE(Listed(*r, "[sshd]")) << "not a mail jail: not mentioned";
+}
+
+// Issue 16, point 10: with bantime.increment on and [recidive] enabled, the import said recidive
+// was carried yet wrote across_playbooks = false, so repeat offenders of other jails did not count.
+TEST_F(Fail2banImportTest, RecidiveIsCarriedTruthfullyNextToBantimeIncrement) {
+  Write("jail.local", R"(
+[postfix-sasl]
+enabled = true
+bantime.increment = true
+bantime.maxtime = 2d
+
+[dovecot]
+enabled = true
+bantime.increment = true
+bantime.maxtime = 2d
+
+[recidive]
+enabled = true
+findtime = 3d
+bantime = 1w
+)");
+  auto r = ImportFail2ban(dir_);
+  ASSERT_OK(r);
+  for (const char* name : {"postfix-sasl", "dovecot-auth"}) {
+    const ImportedPlaybook* p = Find(*r, name);
+    ASSERT_NE(p, nullptr) << name;
+    const Playbook pb = Compile(*p);
+    EXPECT_TRUE(pb.escalation.enabled) << name;
+    EXPECT_TRUE(pb.escalation.across_playbooks) << "recidive counts every jail's bans\n" << p->toml;
+    EXPECT_EQ(pb.escalation.lookback_seconds, 3 * 86400) << "recidive's findtime is longer";
+    EXPECT_EQ(pb.escalation.max_seconds, 7 * 86400) << "recidive's bantime is longer";
+    EXPECT_NE(p->toml.find("[recidive] is enabled"), std::string::npos) << p->toml;
+  }
+
+  // Without recidive and without overalljails, increment counts the jail's own bans only.
+  Write("jail.local", "[postfix-sasl]\nenabled = true\nbantime.increment = true\n");
+  r = ImportFail2ban(dir_);
+  ASSERT_OK(r);
+  const ImportedPlaybook* p = Find(*r, "postfix-sasl");
+  ASSERT_NE(p, nullptr);
+  EXPECT_FALSE(Compile(*p).escalation.across_playbooks) << p->toml;
 }
 
 TEST_F(Fail2banImportTest, CustomFiltersAndUnknownModesAreListedNotGuessed) {

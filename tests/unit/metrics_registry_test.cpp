@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace mxward {
 namespace {
@@ -278,6 +279,22 @@ TEST(MetricsRegistryTest, GrafanaDashboardUsesExactlyTheStandardFamilies) {
   for (const std::string& s : standard) {
     EXPECT_TRUE(used.count(s)) << "dashboard does not show " << s;
   }
+}
+
+// Issue 16, point 11: Grafana asks at import for every data source the dashboard declares in
+// __inputs; each one asked for must be used by some panel or variable as ${NAME}.
+TEST(MetricsRegistryTest, GrafanaDashboardAsksOnlyForDataSourcesItUses) {
+  std::ifstream in(std::string(MXWARD_SOURCE_DIR) + "/packaging/grafana/mxward-dashboard.json");
+  ASSERT_TRUE(in);
+  const auto dashboard = nlohmann::json::parse(in);
+  const std::string text = dashboard.dump();
+  for (const auto& input : dashboard.value("__inputs", nlohmann::json::array())) {
+    const std::string name = input.value("name", "");
+    EXPECT_NE(text.find("${" + name + "}"), std::string::npos)
+        << "the dashboard asks for data source " << name << " and no panel uses it";
+  }
+  // The panels use the ${datasource} variable, which offers the Prometheus sources.
+  EXPECT_NE(text.find("${datasource}"), std::string::npos);
 }
 
 }  // namespace

@@ -973,3 +973,42 @@ min_addresses = 3
 
 }  // namespace
 }  // namespace mxward
+
+namespace mxward {
+namespace {
+
+// `mxward status`: the keys closest to the trigger, with the text incidents name them by, read
+// without counting; a key that fired (in its cooldown) or whose window emptied is not listed.
+TEST(PlaybookEngineTest, ClosestKeysReadWindowsWithoutCounting) {
+  auto engine = EngineFor({{"postfix-sasl", "cooldown = \"1h\"\n" + std::string(kSasl)}});
+  Events ev;
+  Collect sink;
+  auto fail = [&](std::string_view ip, UnixMicros t) {
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, t, ip, {{Field::kService, "smtpd"}}), &sink);
+  };
+  for (int i = 0; i < 8; ++i) fail("203.0.113.7", kT0 + i * kSec);
+  for (int i = 0; i < 3; ++i) fail("2001:db8::1", kT0 + i * kSec);
+  for (int i = 0; i < 20; ++i) fail("198.51.100.4", kT0 + i * kSec);  // fires: cooldown
+  ASSERT_EQ(sink.incidents.size(), 1u);
+
+  const UnixMicros now = kT0 + 60 * kSec;
+  auto keys = engine->ClosestKeys(0, 10, now);
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].key, "203.0.113.7");
+  EXPECT_EQ(keys[0].count, 8u);
+  EXPECT_EQ(keys[0].threshold, 20u);
+  EXPECT_EQ(keys[0].last_seen, kT0 + 7 * kSec);
+  EXPECT_EQ(keys[1].key, "2001:db8::1");
+  EXPECT_EQ(keys[1].count, 3u);
+  // Reading counted nothing: the next failures still need the rest of the threshold.
+  EXPECT_EQ(engine->ClosestKeys(0, 1, now).size(), 1u);
+  for (int i = 0; i < 11; ++i) fail("203.0.113.7", now + i * kSec);
+  EXPECT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(engine->ClosestKeys(0, 1, now + 11 * kSec)[0].count, 19u);
+  // After the window (10m) nothing is held any more.
+  EXPECT_TRUE(engine->ClosestKeys(0, 10, now + 3600 * kSec).empty());
+  EXPECT_TRUE(engine->ClosestKeys(7, 10, now).empty()) << "no such playbook";
+}
+
+}  // namespace
+}  // namespace mxward
