@@ -3,9 +3,47 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
 #include "engine/base/settings_reader.h"
 
 namespace mxward {
+namespace {
+
+// [allow] own_addresses: the addresses of this host's interfaces, as host prefixes. A forged line
+// naming the server's own public address must not make it ban itself (or a policy server refuse
+// its own submissions); read at start and at each reload, so a DHCP change is picked up by SIGHUP.
+void AddOwnAddresses(std::vector<IpPrefix>* allow) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return;  // then only the configured addresses: never fatal
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    const int family = i->ifa_addr->sa_family;
+    if (family != AF_INET && family != AF_INET6) continue;
+    const void* raw =
+        family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr)
+            : static_cast<const void*>(
+                  &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+    char text[INET6_ADDRSTRLEN];
+    IpAddress a;
+    if (inet_ntop(family, raw, text, sizeof text) == nullptr || !IpAddress::Parse(text, &a)) {
+      continue;
+    }
+    const IpPrefix host(a, a.bits());
+    const bool covered =
+        std::any_of(allow->begin(), allow->end(), [&](const IpPrefix& p) { return p.Contains(a); });
+    if (!covered) allow->push_back(host);
+  }
+  freeifaddrs(list);
+}
+
+}  // namespace
 
 std::string Diagnostic::ToString() const {
   if (line > 0) return fmt::format("{}:{}:{}: error: {}", file, line, column, message);
@@ -18,7 +56,11 @@ Diagnostic MakeDiagnostic(const std::string& file, const toml::source_region& wh
                     std::move(message)};
 }
 
-Config Config::Defaults() {
+namespace {
+
+// The defaults without the host's own addresses, which Load adds only if the file leaves
+// [allow] own_addresses on.
+Config BaseDefaults() {
   Config c;
   IpPrefix p;
   IpPrefix::Parse("127.0.0.0/8", &p);
@@ -29,8 +71,16 @@ Config Config::Defaults() {
   return c;
 }
 
+}  // namespace
+
+Config Config::Defaults() {
+  Config c = BaseDefaults();
+  AddOwnAddresses(&c.allow_addresses);
+  return c;
+}
+
 Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* diags) {
-  Config c = Defaults();
+  Config c = BaseDefaults();
   c.source = path;
   if (Status st = ParseTomlFile(path, &c.document, diags); !st.ok()) return st;
   const std::size_t before = diags->size();
@@ -69,6 +119,7 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
     r.Strings("domains", &c.allow_domains);
     r.Bool("own_addresses", &c.allow_own_addresses);
   }
+  if (c.allow_own_addresses) AddOwnAddresses(&c.allow_addresses);
   if (const toml::table* clock = top.Table("clock")) {
     SettingsReader r(*clock, "[clock]", path, diags);
     r.CheckKnownKeys({"max_skew", "max_age"});
