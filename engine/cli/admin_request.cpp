@@ -35,14 +35,16 @@ namespace {
 // A store root just created: hand it (and SQLite's -wal/-shm beside it) to its directory's owner,
 // who is the user the daemon runs as in the package layout. Nothing when not root or when the
 // directory is root's own.
-void GiveToDirectoryOwner(const std::string& path) {
+void GiveToDirectoryOwner(const std::string& path,
+                          const std::vector<std::string>& suffixes = {"", "-wal", "-shm"}) {
   if (::geteuid() != 0) return;
   const std::string dir = std::filesystem::path(path).parent_path().empty()
                               ? std::string(".")
                               : std::filesystem::path(path).parent_path().string();
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || (st.st_uid == 0 && st.st_gid == 0)) return;
-  for (const std::string& f : {path, path + "-wal", path + "-shm"}) {
+  for (const std::string& suffix : suffixes) {
+    const std::string f = path + suffix;
     if (::chown(f.c_str(), st.st_uid, st.st_gid) != 0 && errno != ENOENT) {
       throw CliExit(kExitRuntime,
                     fmt::format("created {} but cannot give it to uid {} (the owner of {}): {}", f,
@@ -149,7 +151,15 @@ AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request) {
   auto result = ControlResult(ExecuteControlRequest(store.get(), request, CliNow()));
   if (!result.ok()) ExitWith(result.status());
   outcome.result = std::move(*result);
-  if (!outcome.result.value("action_ids", nlohmann::json::array()).empty()) RunOutbox(config);
+  if (!outcome.result.value("action_ids", nlohmann::json::array()).empty()) {
+    // The dispatcher's claim lock beside the store: created here by root, the daemon's user
+    // could not open it (the same rule as the store's own files).
+    const std::string lock = config.store_path + "-claims.lock";
+    std::error_code ec;
+    const bool lock_existed = std::filesystem::exists(lock, ec);
+    RunOutbox(config);
+    if (!lock_existed) GiveToDirectoryOwner(config.store_path, {"-claims.lock"});
+  }
   return outcome;
 }
 
