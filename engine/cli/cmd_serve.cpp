@@ -86,6 +86,10 @@ class Daemon {
     const auto store_dir = std::filesystem::path(config_.store_path).parent_path();
     if (!store_dir.empty()) std::filesystem::create_directories(store_dir, ec);
     auto store = IncidentStore::Open(config_.store_path);
+    if (!store.ok() && store.status().code() == Status::Code::kPermissionDenied) {
+      throw CliExit(kExitRuntime,
+                    UnwritableStore(config_.store_path, "SQLite opened it read-only").message());
+    }
     if (!store.ok()) throw CliExit(kExitRuntime, store.status().ToString());
     control_store_ = std::move(*store);
     // Before anything reports ready: a store this user can only read means no incident recorded

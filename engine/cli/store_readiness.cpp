@@ -75,7 +75,10 @@ Status CheckStoreWritable(IncidentStore* store) {
     sqlite3_free(message);
     sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   }
-  const std::string& path = store->path();
+  return UnwritableStore(store->path(), error);
+}
+
+Status UnwritableStore(const std::string& path, const std::string& error) {
   const uid_t uid = ::geteuid();
   const std::string who = UserName(uid);
   const std::string what = FirstUnwritable(path);

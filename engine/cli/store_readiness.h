@@ -16,4 +16,8 @@ namespace mxward::cli {
 // and the daemon runs on (incidents held in memory), so the caller warns and goes on.
 Status CheckStoreWritable(IncidentStore* store);
 
+// The PermissionDenied CheckStoreWritable returns, for a store at path that failed with error
+// (also when IncidentStore::Open refused it).
+Status UnwritableStore(const std::string& path, const std::string& error);
+
 }  // namespace mxward::cli

@@ -169,6 +169,14 @@ Result<std::unique_ptr<IncidentStore>> IncidentStore::Open(const std::string& pa
     if (!raw) return Status::ResourceExhausted("cannot allocate an SQLite connection");
     return store->Error("cannot open the mxward database");
   }
+  // SQLite quietly opens a file this user cannot write read-only even when asked for read-write.
+  // Such a connection never heals (fixing the permissions does not reopen it), so a writer that
+  // got one would fail every write until restarted. Refused here: whoever opens lazily (the
+  // executors, the dispatcher) opens again on its next attempt, and succeeds once fixed.
+  if (!options.read_only && sqlite3_db_readonly(raw, "main") == 1) {
+    return Status::PermissionDenied(
+        fmt::format("{}: SQLite can open it read-only only (this user cannot write it)", path));
+  }
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
 

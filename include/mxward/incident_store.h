@@ -156,6 +156,8 @@ class IncidentStore {
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
   static constexpr std::int64_t kMaxBaselinesPerPlaybook = 200'000;
 
+  // Read-write (the default) fails with PermissionDenied when this user can only read the file,
+  // rather than returning a connection that can never write.
   static Result<std::unique_ptr<IncidentStore>> Open(const std::string& path,
                                                      const StoreOptions& options = {});
   ~IncidentStore();
