@@ -1,8 +1,8 @@
 // Issue 16, "a CLI that tells the truth", against the real daemon (`mxward serve` in a network
 // namespace of the test's own, with real nftables there): a write command waits for its action's
-// outcome and says it (done, dry-run, refused) with an exit code to match; `actions list|show`
-// read the outbox; and a command given the --db of another store than the daemon's is refused
-// before anything changes, naming both stores.
+// outcome and says it (done, dry-run, refused, failed) with an exit code to match; `actions
+// list|show` read the outbox; and a command given the --db of another store than the daemon's is
+// refused before anything changes, naming both stores.
 #include <sys/stat.h>
 
 #include <fstream>
@@ -128,11 +128,19 @@ TEST_F(CliTruthTest, WriteCommandsSayWhatBecameOfTheAction) {
   EXPECT_NE(r.out.find("outcome:   refused: 127.0.0.1 is allowlisted"), std::string::npos) << r.out;
   EXPECT_EQ(Mxward({"actions", "show", "99"}).exit_code, 1);
 
+  // A port group nobody configured: the executor gives up, the command says why (exit 7).
+  r = Mxward({"bans", "add", "192.0.2.6", "--for", "5m", "--ports", "imaps"});
+  EXPECT_EQ(r.exit_code, 7) << r.out << r.err;
+  EXPECT_NE(r.out.find("ban 192.0.2.6 for 5m (ports: imaps): failed after 1 attempt: "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("unknown port group 'imaps'"), std::string::npos) << r.out;
+
   // --no-wait returns at once: whatever the action's state then, the command says it and a
   // pending one points at `actions show`.
   r = Mxward({"bans", "add", "192.0.2.10", "--for", "5m", "--no-wait"});
   if (r.exit_code == 5) {
-    EXPECT_NE(r.out.find("still pending; follow it with: mxward actions show 5"), std::string::npos)
+    EXPECT_NE(r.out.find("still pending; follow it with: mxward actions show 6"), std::string::npos)
         << r.out;
   } else {
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
