@@ -35,14 +35,16 @@ namespace {
 // A store root just created: hand it (and SQLite's -wal/-shm beside it) to its directory's owner,
 // who is the user the daemon runs as in the package layout. Nothing when not root or when the
 // directory is root's own.
-void GiveToDirectoryOwner(const std::string& path) {
+void GiveToDirectoryOwner(const std::string& path,
+                          const std::vector<std::string>& suffixes = {"", "-wal", "-shm"}) {
   if (::geteuid() != 0) return;
   const std::string dir = std::filesystem::path(path).parent_path().empty()
                               ? std::string(".")
                               : std::filesystem::path(path).parent_path().string();
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || (st.st_uid == 0 && st.st_gid == 0)) return;
-  for (const std::string& f : {path, path + "-wal", path + "-shm"}) {
+  for (const std::string& suffix : suffixes) {
+    const std::string f = path + suffix;
     if (::chown(f.c_str(), st.st_uid, st.st_gid) != 0 && errno != ENOENT) {
       throw CliExit(kExitRuntime,
                     fmt::format("created {} but cannot give it to uid {} (the owner of {}): {}", f,
@@ -101,9 +103,38 @@ void RunOutbox(const Config& config) {
 
 }  // namespace
 
+namespace {
+
+// The store this command means, for the daemon to check against its own (control_protocol.h).
+void NameTheStore(const Config& config, nlohmann::json* request) {
+  (*request)["store_path"] = CanonicalStorePath(config.store_path);
+  std::error_code ec;
+  if (!std::filesystem::exists(config.store_path, ec)) return;
+  StoreOptions read_only;
+  read_only.read_only = true;
+  auto store = IncidentStore::Open(config.store_path, read_only);
+  if (!store.ok()) return;  // unreadable or older: the path alone decides
+  auto id = (*store)->StoreId();
+  if (id.ok()) (*request)["store_id"] = *id;
+}
+
+std::chrono::milliseconds OutcomeWait(const GlobalOptions& globals) {
+  if (globals.no_wait) return std::chrono::milliseconds(0);
+  if (globals.wait.empty()) return kDefaultOutcomeWait;
+  auto seconds = ParseDurationSeconds(globals.wait);
+  if (!seconds.ok() || *seconds < 0) {
+    throw CliExit(kExitUsage, fmt::format("--wait {}: a duration (5s, 1m)", globals.wait));
+  }
+  return std::chrono::seconds(*seconds);
+}
+
+}  // namespace
+
 AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request) {
   AdminOutcome outcome;
-  auto response = CallControl(config.control_socket, request);
+  nlohmann::json named = request;
+  NameTheStore(config, &named);
+  auto response = CallControl(config.control_socket, named);
   if (response.ok()) {
     auto result = ControlResult(*response);
     if (!result.ok()) ExitWith(result.status());
@@ -120,43 +151,46 @@ AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request) {
   auto result = ControlResult(ExecuteControlRequest(store.get(), request, CliNow()));
   if (!result.ok()) ExitWith(result.status());
   outcome.result = std::move(*result);
-  const auto ids = outcome.result.value("action_ids", nlohmann::json::array());
-  if (ids.empty()) return outcome;
-  RunOutbox(config);
-  for (const auto& id : ids) {
-    auto a = store->GetAction(id.get<std::int64_t>());
-    if (!a.ok()) ExitWith(a.status());
-    outcome.actions.push_back(std::move(*a));
+  if (!outcome.result.value("action_ids", nlohmann::json::array()).empty()) {
+    // The dispatcher's claim lock beside the store: created here by root, the daemon's user
+    // could not open it (the same rule as the store's own files).
+    const std::string lock = config.store_path + "-claims.lock";
+    std::error_code ec;
+    const bool lock_existed = std::filesystem::exists(lock, ec);
+    RunOutbox(config);
+    if (!lock_existed) GiveToDirectoryOwner(config.store_path, {"-claims.lock"});
   }
   return outcome;
 }
 
-std::string DescribeAction(const ActionRecord& a) {
-  std::string target;
-  for (const char* k : {"address", "user", "target", "to"}) {
-    if (a.params.contains(k) && a.params[k].is_string()) {
-      target = a.params[k].get<std::string>();
-      break;
-    }
+void ReportOutcome(const Config& config, const GlobalOptions& globals, const AdminOutcome& outcome,
+                   const std::string& what) {
+  std::vector<std::int64_t> ids;
+  for (const auto& id : outcome.result.value("action_ids", nlohmann::json::array())) {
+    if (id.is_number_integer()) ids.push_back(id.get<std::int64_t>());
   }
-  std::string s = fmt::format("#{} {}{}{}: {}", a.id, a.revert ? "undo " : "", a.type,
-                              target.empty() ? "" : " " + target, ActionStatusName(a.status));
-  if (!a.last_error.empty()) s += ": " + a.last_error;
-  return s;
-}
-
-void ReportOutcome(const AdminOutcome& outcome, const std::string& what) {
-  if (!outcome.direct) {
-    std::printf("%s: queued in the daemon as action %s\n", what.c_str(),
-                outcome.result.value("action_ids", nlohmann::json::array()).dump().c_str());
+  if (ids.empty()) {
+    std::printf("%s\n", what.empty() ? "nothing to do" : (what + ": nothing to do").c_str());
     return;
   }
-  bool ok = true;
-  for (const auto& a : outcome.actions) {
-    std::printf("%s\n", DescribeAction(a).c_str());
-    ok = ok && (a.status == ActionStatus::kDone || a.status == ActionStatus::kDryRun);
+  // Acting directly, the outbox already ran: what is pending now waits for a daemon.
+  const auto wait = outcome.direct ? std::chrono::milliseconds(0) : OutcomeWait(globals);
+  auto store = OpenStoreOrExit(config, StoreUse::kRead);
+  auto actions = WaitForOutcomes(store.get(), ids, wait);
+  if (!actions.ok()) ExitWith(actions.status());
+  const UnixMicros now = CliNow();
+  if (actions->size() == 1 && !what.empty()) {
+    const ActionRecord& a = actions->front();
+    std::printf("%s: %s (action #%lld)\n", what.c_str(), OutcomeText(a, now).c_str(),
+                static_cast<long long>(a.id));
+  } else {
+    if (!what.empty()) std::printf("%s:\n", what.c_str());
+    for (const ActionRecord& a : *actions) {
+      std::printf("%s%s: %s\n", what.empty() ? "" : "  ", ActionLabel(a).c_str(),
+                  OutcomeText(a, now).c_str());
+    }
   }
-  if (!ok) throw CliExit(kExitRuntime, what + ": not applied (see above)");
+  if (const int code = ExitCodeForOutcomes(*actions); code != 0) throw CliExit(code);
 }
 
 }  // namespace mxward::cli

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/cli/action_outcome.h"
 #include "engine/cli/commands.h"
 #include "mxward/incident_store.h"
 #include "mxward/status.h"
@@ -26,19 +27,22 @@ std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config,
                                                StoreUse use = StoreUse::kWrite);
 
 struct AdminOutcome {
-  nlohmann::json result;              // the "result" object of the control response
-  bool direct = false;                // no daemon: acted in this process
-  std::vector<ActionRecord> actions;  // direct only: the queued actions after running them
+  nlohmann::json result;  // the "result" object of the control response
+  bool direct = false;    // no daemon: acted in this process (and ran the outbox once)
 };
 
-// Throws CliExit on errors, with the exit code from ExitCodeFor.
+// Sends the request to the daemon when one answers on the control socket, naming the store this
+// command means (CanonicalStorePath of [store] path / --db, and its StoreId when it exists), so a
+// daemon serving another store refuses it; else carries it out on the store here and runs the
+// outbox once. Throws CliExit on errors, with the exit code from ExitCodeFor.
 AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request);
 
-// Prints what happened ("queued in the daemon as action [7]", or one line per action run here)
-// and throws CliExit(kExitRuntime) when an action run here did not take effect.
-void ReportOutcome(const AdminOutcome& outcome, const std::string& what);
-
-// One line per action for people: "ban 192.0.2.7: done", "ban 192.0.2.7: failed: <error>".
-std::string DescribeAction(const ActionRecord& a);
+// Waits for the queued actions' outcome (up to --wait, default 5s; none with --no-wait; none
+// needed when acting directly: the outbox already ran) and prints it, "ban 192.0.2.7 for 1h:
+// done (action #7)" or a line per action (always, each with its label, when `what` is empty);
+// throws CliExit with the code from
+// ExitCodeForOutcomes (action_outcome.h) unless every action is done.
+void ReportOutcome(const Config& config, const GlobalOptions& globals, const AdminOutcome& outcome,
+                   const std::string& what);
 
 }  // namespace mxward::cli

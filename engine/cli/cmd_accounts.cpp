@@ -113,7 +113,8 @@ void RunBaseline(const GlobalOptions& globals, const std::string& user, bool jso
 }
 
 void Run(const GlobalOptions& globals, const nlohmann::json& request, const std::string& what) {
-  ReportOutcome(SendOrAct(LoadEffectiveConfig(globals), request), what);
+  const Config config = LoadEffectiveConfig(globals);
+  ReportOutcome(config, globals, SendOrAct(config, request), what);
 }
 
 std::string CheckKind(const std::string& k) {

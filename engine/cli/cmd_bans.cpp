@@ -64,8 +64,9 @@ void RunAdd(const GlobalOptions& globals, const AddOptions& o) {
                                     {"reason", o.reason},
                                     {"ports", o.ports}});
   const std::string address = outcome.result.value("address", o.address);
-  ReportOutcome(outcome, fmt::format("ban {} for {} (ports: {})", address,
-                                     FormatDurationSeconds(seconds), o.ports));
+  ReportOutcome(
+      config, globals, outcome,
+      fmt::format("ban {} for {} (ports: {})", address, FormatDurationSeconds(seconds), o.ports));
 }
 
 struct RemoveOptions {
@@ -77,8 +78,9 @@ void RunRemove(const GlobalOptions& globals, const RemoveOptions& o) {
   const Config config = LoadEffectiveConfig(globals);
   auto outcome =
       SendOrAct(config, {{"op", "bans.remove"}, {"address", o.address}, {"ports", o.ports}});
-  ReportOutcome(outcome, "unban " + outcome.result.value("address", o.address) +
-                             (o.ports.empty() ? "" : " (ports: " + o.ports + ")"));
+  ReportOutcome(config, globals, outcome,
+                "unban " + outcome.result.value("address", o.address) +
+                    (o.ports.empty() ? "" : " (ports: " + o.ports + ")"));
 }
 
 }  // namespace

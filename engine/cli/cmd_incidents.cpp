@@ -284,21 +284,7 @@ void RunResolve(const GlobalOptions& globals, std::int64_t id, const std::string
       config, {{"op", "incidents.resolve"}, {"id", id}, {"note", note}, {"revert", revert}});
   std::printf("incident %lld resolved\n", static_cast<long long>(id));
   if (!revert) return;
-  const auto ids = outcome.result.value("action_ids", nlohmann::json::array());
-  if (ids.empty()) {
-    std::printf("nothing to undo\n");
-    return;
-  }
-  if (!outcome.direct) {
-    std::printf("the daemon is undoing %zu action(s): %s\n", ids.size(), ids.dump().c_str());
-    return;
-  }
-  bool all_done = true;
-  for (const auto& a : outcome.actions) {
-    std::printf("%s\n", DescribeAction(a).c_str());
-    all_done = all_done && a.status == ActionStatus::kDone;
-  }
-  if (!all_done) throw CliExit(kExitRuntime, "not every effect could be undone (see above)");
+  ReportOutcome(config, globals, outcome, "");
 }
 
 std::string CheckStatus(const std::string& s) {

@@ -21,6 +21,7 @@
 #include "engine/cli/daemon_queries.h"
 #include "engine/cli/engine_assembly.h"
 #include "engine/cli/policy_assembly.h"
+#include "engine/cli/store_readiness.h"
 #include "engine/cluster/cluster_link.h"
 #include "engine/cluster/cluster_options.h"
 #include "engine/policy/decision_feed.h"
@@ -87,8 +88,18 @@ class Daemon {
     const auto store_dir = std::filesystem::path(config_.store_path).parent_path();
     if (!store_dir.empty()) std::filesystem::create_directories(store_dir, ec);
     auto store = IncidentStore::Open(config_.store_path);
+    if (!store.ok() && store.status().code() == Status::Code::kPermissionDenied) {
+      throw CliExit(kExitRuntime,
+                    UnwritableStore(config_.store_path, "SQLite opened it read-only").message());
+    }
     if (!store.ok()) throw CliExit(kExitRuntime, store.status().ToString());
     control_store_ = std::move(*store);
+    // Before anything reports ready: a store this user can only read means no incident recorded
+    // and no action run (issue 16). Say what to fix and stop instead.
+    if (Status st = CheckStoreWritable(control_store_.get()); !st.ok()) {
+      if (st.code() != Status::Code::kResourceExhausted) throw CliExit(kExitRuntime, st.message());
+      spdlog::warn("{}", st.message());
+    }
     PrimeEngineFromStore(engine.get(), control_store_.get(), SystemClock::Instance()->Now());
 
     std::vector<std::string>& notes = notes_;

@@ -2,8 +2,9 @@
 //
 // Subcommands report failure by throwing CliExit(code) after printing a one-line message to
 // stderr; main() turns it into the exit status. Exit codes: 0 ok, 1 a check or lookup failed
-// (errors in playbooks, no such incident), 2 usage error (unknown flag, missing file), 3 runtime
-// failure (database unavailable, daemon unreachable).
+// (errors in playbooks, no such incident), 2 usage error (unknown flag, missing file, a --db of
+// another store than the running daemon's), 3 runtime failure (database unavailable, daemon
+// unreachable); write commands add 4-7 for an action's outcome (action_outcome.h).
 #pragma once
 
 #include <stdexcept>
@@ -33,6 +34,8 @@ struct GlobalOptions {
   std::string db_path;                 // --db: overrides [store] path
   std::vector<std::string> rule_dirs;  // --rules: overrides [rules] dirs
   std::string control_socket;          // --socket: overrides [control] socket
+  std::string wait;                    // --wait: how long write commands wait for the outcome
+  bool no_wait = false;                // --no-wait: report what is queued and return
 };
 
 // The config the globals name: the --config file (an error if given and missing), else the
@@ -51,5 +54,6 @@ void AddStatsCommand(CLI::App& app, GlobalOptions& globals);
 void AddImportCommand(CLI::App& app, GlobalOptions& globals);
 void AddLearnCommand(CLI::App& app, GlobalOptions& globals);
 void AddStatusCommand(CLI::App& app, GlobalOptions& globals);
+void AddActionsCommand(CLI::App& app, GlobalOptions& globals);
 
 }  // namespace mxward::cli

@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--socket", globals.control_socket,
                  "daemon control socket (overrides [control] socket)");
+  app.add_option("--wait", globals.wait,
+                 "write commands: how long to wait for the action's outcome (default 5s)");
+  app.add_flag("--no-wait", globals.no_wait, "write commands: do not wait for the outcome");
 
   AddServeCommand(app, globals);
   AddReplayCommand(app, globals);
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
   AddImportCommand(app, globals);
   AddLearnCommand(app, globals);
   AddStatusCommand(app, globals);
+  AddActionsCommand(app, globals);
 
   try {
     app.parse(argc, argv);

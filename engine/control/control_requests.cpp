@@ -2,6 +2,7 @@
 // daemon (through ControlServer) and the CLI acting without a daemon.
 #include <algorithm>
 #include <array>
+#include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
@@ -148,7 +149,45 @@ nlohmann::json Resolve(IncidentStore* store, const nlohmann::json& req, UnixMicr
   return ControlOk({{"id", id}, {"status", "resolved"}, {"action_ids", std::move(ids)}});
 }
 
+// The store this connection serves: {"path": canonical, "id": StoreId or ""}.
+nlohmann::json StoreIdentity(IncidentStore* store) {
+  auto id = store->StoreId();
+  return {{"path", CanonicalStorePath(store->path())}, {"id", id.ok() ? *id : std::string()}};
+}
+
+// OK when the request names no store or names this one (see "Which store" in the header).
+Status CheckStoreMatches(IncidentStore* store, const nlohmann::json& req) {
+  auto wanted_path = StringArg(req, "store_path", false);
+  auto wanted_id = StringArg(req, "store_id", false);
+  if (!wanted_path.ok()) return wanted_path.status();
+  if (!wanted_id.ok()) return wanted_id.status();
+  if (wanted_path->empty() && wanted_id->empty()) return Status::Ok();
+  const nlohmann::json served = StoreIdentity(store);
+  const std::string served_path = served["path"];
+  const std::string served_id = served["id"];
+  if (!wanted_path->empty() && *wanted_path == served_path) return Status::Ok();
+  if (!wanted_id->empty() && *wanted_id == served_id) return Status::Ok();
+  auto named = [](const std::string& path, const std::string& id) {
+    return id.empty() ? path : fmt::format("{} (store id {})", path, id);
+  };
+  return Status::InvalidArgument(fmt::format(
+      "this daemon serves the store {}, not {}: nothing was changed. Give the --db (or config) "
+      "of the daemon's store, or --socket of the daemon that serves {} (none: stop the daemon "
+      "and the CLI acts on the file directly)",
+      named(served_path, served_id),
+      named(wanted_path->empty() ? std::string("another store") : *wanted_path, *wanted_id),
+      wanted_path->empty() ? std::string("it") : *wanted_path));
+}
+
 }  // namespace
+
+std::string CanonicalStorePath(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  if (ec) return path;
+  std::filesystem::path canonical = std::filesystem::weakly_canonical(absolute, ec);
+  return ec ? absolute.lexically_normal().string() : canonical.string();
+}
 
 nlohmann::json ControlOk(nlohmann::json result) {
   return {{"ok", true}, {"result", std::move(result)}};
@@ -178,7 +217,8 @@ nlohmann::json ExecuteControlRequest(IncidentStore* store, const nlohmann::json&
   if (!req.is_object()) return ControlError(Status::InvalidArgument("a request is a JSON object"));
   MXWARD_ASSIGN_OR_RESPOND(op, StringArg(req, "op", true));
 
-  if (op == "ping") return ControlOk({{"version", kVersion}});
+  if (op == "ping") return ControlOk({{"version", kVersion}, {"store", StoreIdentity(store)}});
+  if (Status s = CheckStoreMatches(store, req); !s.ok()) return ControlError(s);
 
   if (op == "incidents.ack") {
     MXWARD_ASSIGN_OR_RESPOND(id, IntArg(req, "id"));

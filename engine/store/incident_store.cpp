@@ -189,6 +189,14 @@ Result<std::unique_ptr<IncidentStore>> IncidentStore::Open(const std::string& pa
     }
     return store->Error("cannot open the mxward database");
   }
+  // SQLite quietly opens a file this user cannot write read-only even when asked for read-write.
+  // Such a connection never heals (fixing the permissions does not reopen it), so a writer that
+  // got one would fail every write until restarted. Refused here: whoever opens lazily (the
+  // executors, the dispatcher) opens again on its next attempt, and succeeds once fixed.
+  if (!options.read_only && sqlite3_db_readonly(raw, "main") == 1) {
+    return Status::PermissionDenied(
+        fmt::format("{}: SQLite can open it read-only only (this user cannot write it)", path));
+  }
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
 
@@ -422,6 +430,10 @@ const std::string kActionsForIncidentSql =
     fmt::format("SELECT {} FROM actions WHERE incident_id = ? ORDER BY id", kActionColumns);
 const std::string kGetActionSql =
     fmt::format("SELECT {} FROM actions WHERE id = ?", kActionColumns);
+const std::string kListActionsSql = fmt::format(
+    "SELECT {} FROM actions WHERE (?1 IS NULL OR incident_id = ?1) AND (?2 IS NULL OR status = ?2) "
+    "ORDER BY id DESC LIMIT ?3",
+    kActionColumns);
 const std::string kDueActionsSql = fmt::format(
     "SELECT {} FROM actions WHERE status = 'pending' AND next_attempt_at <= ? "
     "ORDER BY next_attempt_at, id LIMIT ?",
@@ -492,6 +504,26 @@ Result<ActionRecord> IncidentStore::GetAction(std::int64_t id) {
   if (rc == SQLITE_DONE) return Status::NotFound(fmt::format("no action {}", id));
   if (rc != SQLITE_ROW) return Error("reading an action");
   return ActionFromRow(q);
+}
+
+Result<std::vector<ActionRecord>> IncidentStore::ListActions(const ActionQuery& query) {
+  MXWARD_STMT(q, kListActionsSql.c_str());
+  if (query.incident_id) q.Bind(1, *query.incident_id);
+  if (query.status) q.Bind(2, ActionStatusName(*query.status));
+  q.Bind(3, query.limit);
+  std::vector<ActionRecord> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(ActionFromRow(q));
+  if (rc != SQLITE_DONE) return Error("listing actions");
+  return out;
+}
+
+Result<std::string> IncidentStore::StoreId() {
+  MXWARD_STMT(q, "SELECT id FROM store_identity LIMIT 1");
+  const int rc = q.Step();
+  if (rc == SQLITE_DONE) return Status::NotFound(fmt::format("{} has no store id", path_));
+  if (rc != SQLITE_ROW) return Error("reading the store id");
+  return q.Text(0);
 }
 
 Status IncidentStore::ChangeIncidentStatus(std::int64_t id, IncidentStatus status,

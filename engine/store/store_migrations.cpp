@@ -179,7 +179,18 @@ DROP TABLE bans;
 ALTER TABLE bans_v4 RENAME TO bans;
 )sql";
 
-constexpr std::array<const char*, 6> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6};
+// v7: the store's identity (issue 16): a random id written once, when the schema reaches v7, so
+//   the daemon can say on its control socket which store it serves and the CLI can refuse to send
+//   a change meant for one store to a daemon that serves another (a copy keeps the id: it is the
+//   same history).
+constexpr const char* kV7 = R"sql(
+CREATE TABLE store_identity (
+  id TEXT NOT NULL
+);
+INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));
+)sql";
+
+constexpr std::array<const char*, 7> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7};
 
 }  // namespace
 

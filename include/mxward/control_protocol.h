@@ -10,7 +10,8 @@
 // one response per request, in order; a connection may carry several requests.
 //
 // Requests, {"op": NAME, ...arguments}:
-//   {"op":"ping"}                                          -> {"version":"0.1.0"}
+//   {"op":"ping"}   ->
+//   {"version":"0.1.0","store":{"path":"/var/lib/mxward/mxward.db","id":"9f..."}}
 //   {"op":"incidents.ack","id":7,"note":"known scanner"}   -> {"id":7,"status":"acknowledged"}
 //   {"op":"incidents.resolve","id":7,"note":"","revert":true}
 //                                  -> {"id":7,"status":"resolved","action_ids":[12,13]}
@@ -22,7 +23,14 @@
 //   {"op":"accounts.restore","user":"alice@example.org","kind":"suspend"}   (kind optional: all)
 //                                  -> {"user":...,"action_ids":[17]}
 // action_ids are rows of the store's outbox (IncidentStore::EnqueueAction); their outcome is
-// read back from the store (`mxward incidents show`, `mxward bans list`).
+// read back from the store (`mxward actions show N`; the CLI waits for it, admin_request.h).
+//
+// Which store: any request may carry "store_path" (the canonical path of the store the sender
+// means, CanonicalStorePath) and "store_id" (that store's IncidentStore::StoreId, when it exists).
+// A request meant for another store than the one the daemon serves is refused with
+// invalid_argument naming both, before anything changes: the paths differ and the ids (when both
+// are known) differ too. Equal ids with different paths are the same store reached another way
+// (a bind mount, a symlinked directory) and are served.
 //
 // Responses: {"ok":true,"result":{...}} or
 //            {"ok":false,"code":"not_found","error":"no incident 7"}
@@ -71,6 +79,10 @@ nlohmann::json ControlOk(nlohmann::json result);
 nlohmann::json ControlError(const Status& status);
 // The result of a response, or the Status its error describes.
 Result<nlohmann::json> ControlResult(const nlohmann::json& response);
+
+// The absolute path of a store file with symlinks resolved as far as it exists: what "the same
+// store" means when the CLI and the daemon name it.
+std::string CanonicalStorePath(const std::string& path);
 
 // Validates one request and carries it out against the store: status changes directly, effects
 // (bans, suspensions and their undoing) as rows in the outbox. Never throws; errors are responses.

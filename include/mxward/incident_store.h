@@ -139,6 +139,13 @@ struct UnpublishedBans {
 // lines again opens an incident with the same identity.
 std::string ReplayIdentity(const Incident& incident);
 
+// What `mxward actions list` asks of the outbox (IncidentStore::ListActions).
+struct ActionQuery {
+  std::optional<std::int64_t> incident_id;  // 0: actions queued by hand
+  std::optional<ActionStatus> status;
+  int limit = 100;  // newest first
+};
+
 struct OutboxStats {
   std::int64_t pending = 0;
   UnixMicros oldest_created_at = 0;  // 0 when empty
@@ -146,12 +153,14 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
   static constexpr std::int64_t kMaxBaselinesPerPlaybook = 200'000;
 
+  // Read-write (the default) fails with PermissionDenied when this user can only read the file,
+  // rather than returning a connection that can never write.
   static Result<std::unique_ptr<IncidentStore>> Open(const std::string& path,
                                                      const StoreOptions& options = {});
   ~IncidentStore();
@@ -272,6 +281,12 @@ class IncidentStore {
   // Incidents per hour (hour start, count), oldest first; hours without incidents are omitted.
   Result<std::vector<std::pair<UnixMicros, std::int64_t>>> IncidentsPerHour(UnixMicros since);
   Result<ActionRecord> GetAction(std::int64_t id);
+  // Actions newest first, filtered by query (`mxward actions list`).
+  Result<std::vector<ActionRecord>> ListActions(const ActionQuery& query);
+
+  // The random id written into the store when it was created (schema v7): which store this is,
+  // whatever path it is reached by. Stable for the life of the file and its copies.
+  Result<std::string> StoreId();
 
   // Runs fn inside BEGIN IMMEDIATE ... COMMIT; rolls back when fn returns an error.
   template <typename Fn>

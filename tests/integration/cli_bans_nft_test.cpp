@@ -67,7 +67,9 @@ TEST_F(CliBansNftTest, AddAndRemoveReachTheKernel) {
   auto r = Mxward({"bans", "add", "198.51.100.0/24", "--for", "1h", "--reason", "cli test"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.err.find("daemon not running: acting directly"), std::string::npos) << r.err;
-  EXPECT_NE(r.out.find("ban 198.51.100.0/24: done"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ban 198.51.100.0/24 for 1h (ports: mail): done (action #1)\n"),
+            std::string::npos)
+      << r.out;
   // Prefixes go to the interval set, single addresses to the hash sets.
   EXPECT_EQ(Elements("banned_v4_net"), (std::set<std::string>{"198.51.100.0/24"}));
   EXPECT_TRUE(Elements("banned_v4").empty());

@@ -88,9 +88,13 @@ TEST_F(CliDaemonTest, StateChangesGoThroughTheDaemonAndReadsSeeThem) {
   EXPECT_EQ(r.err.find("acting directly"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "incident 1 acknowledged\n");
 
+  // dry_run = true: the daemon records the ban without applying it, and the command says so
+  // (exit 4) instead of "queued" and 0.
   r = Mxward({"bans", "add", "192.0.2.9", "--for", "5m"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("queued in the daemon"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_EQ(r.out,
+            "ban 192.0.2.9 for 5m (ports: mail): dry-run, not applied: dry_run = true in "
+            "mxward.toml (action #1)\n");
 
   EXPECT_EQ(Mxward({"incidents", "ack", "77"}).exit_code, 1);
   EXPECT_EQ(Mxward({"bans", "add", "192.0.2.9/24", "--for", "5m"}).exit_code, 2);

@@ -402,15 +402,19 @@ TEST_F(CliReviewTest, StateChangesGoThroughARunningDaemon) {
   std::thread t([&] { io.run(); });
 
   auto r = Mxward({"incidents", "ack", std::to_string(dove_id_), "--note", "via daemon"});
-  auto b = Mxward({"bans", "add", "198.51.100.9", "--for", "10m"});
+  // This server runs no dispatcher: the ban stays pending, and --no-wait says so at once.
+  auto b = Mxward({"bans", "add", "198.51.100.9", "--for", "10m", "--no-wait"});
   auto missing = Mxward({"incidents", "resolve", "999"});
   boost::asio::post(io, [&] { server.Stop(); });
   t.join();
 
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err.find("acting directly"), std::string::npos) << r.err;
-  EXPECT_EQ(b.exit_code, 0) << b.err;
-  EXPECT_NE(b.out.find("queued in the daemon"), std::string::npos) << b.out;
+  EXPECT_EQ(b.exit_code, 5) << b.err;
+  EXPECT_NE(b.out.find("198.51.100.9 for 10m (ports: mail): still pending; follow it with: mxward "
+                       "actions show 4 (action #4)"),
+            std::string::npos)
+      << b.out;
   EXPECT_EQ(missing.exit_code, 1) << missing.err;
   ASSERT_EQ(seen.size(), 3u);
   EXPECT_EQ(seen[0].at("op"), "incidents.ack");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -734,6 +735,42 @@ TEST(IncidentStoreCrashTest, KilledWriterLeavesAConsistentFile) {
     for (std::int64_t id : committed) EXPECT_TRUE(present.count(id)) << "lost incident " << id;
     EXPECT_EQ(present.size() % 5, 0u) << "a batch was written in part";
   }
+}
+
+// Issue 16: SQLite opens a file this user cannot write read-only even when asked for read-write,
+// and such a connection never heals. Open refuses it instead, so a writer that opens again later
+// (the executors and the dispatcher open lazily) gets a writable connection once the permissions
+// are fixed, without a restart.
+TEST(IncidentStoreOpenTest, ReadWriteOpenOfAFileThisUserCannotWriteIsRefusedThenHeals) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (to open the store as another uid)";
+  TempDir dir;
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  const std::string lib = dir.file("lib");
+  ASSERT_EQ(::mkdir(lib.c_str(), 0755), 0);
+  ASSERT_EQ(::chown(lib.c_str(), 65534, 65534), 0);  // the daemon's directory
+  const std::string db = lib + "/state.db";
+  ASSERT_OK(IncidentStore::Open(db));  // created by root, closed: no -wal left
+  ASSERT_EQ(::chmod(db.c_str(), 0644), 0);
+
+  // In a child running as uid 65534: 0 refused with PermissionDenied, 1 opened and wrote, 2
+  // opened but could not write, 3 another error.
+  auto open_as_nobody = [&] {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(4);
+      auto store = IncidentStore::Open(db);
+      if (!store.ok()) {
+        ::_exit(store.status().code() == Status::Code::kPermissionDenied ? 0 : 3);
+      }
+      ::_exit((*store)->SaveClusterValue("probe", 1).ok() ? 1 : 2);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(open_as_nobody(), 0) << "a read-only connection was handed out as read-write";
+  ASSERT_EQ(::chown(db.c_str(), 65534, 65534), 0);  // the admin fixes the owner
+  EXPECT_EQ(open_as_nobody(), 1);
 }
 
 }  // namespace
