@@ -56,11 +56,7 @@ Diagnostic MakeDiagnostic(const std::string& file, const toml::source_region& wh
                     std::move(message)};
 }
 
-namespace {
-
-// The defaults without the host's own addresses, which Load adds only if the file leaves
-// [allow] own_addresses on.
-Config BaseDefaults() {
+Config Config::Defaults() {
   Config c;
   IpPrefix p;
   IpPrefix::Parse("127.0.0.0/8", &p);
@@ -71,16 +67,12 @@ Config BaseDefaults() {
   return c;
 }
 
-}  // namespace
-
-Config Config::Defaults() {
-  Config c = BaseDefaults();
-  AddOwnAddresses(&c.allow_addresses);
-  return c;
+void AllowOwnAddresses(Config* config) {
+  if (config->allow_own_addresses) AddOwnAddresses(&config->allow_addresses);
 }
 
 Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* diags) {
-  Config c = BaseDefaults();
+  Config c = Defaults();
   c.source = path;
   if (Status st = ParseTomlFile(path, &c.document, diags); !st.ok()) return st;
   const std::size_t before = diags->size();
@@ -119,7 +111,6 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
     r.Strings("domains", &c.allow_domains);
     r.Bool("own_addresses", &c.allow_own_addresses);
   }
-  if (c.allow_own_addresses) AddOwnAddresses(&c.allow_addresses);
   if (const toml::table* clock = top.Table("clock")) {
     SettingsReader r(*clock, "[clock]", path, diags);
     r.CheckKnownKeys({"max_skew", "max_age"});

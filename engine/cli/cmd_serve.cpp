@@ -67,6 +67,7 @@ class Daemon {
 
   void Run() {
     config_ = LoadEffectiveConfig(globals_);
+    AllowOwnAddresses(&config_);
     if (opts_.dry_run) config_.dry_run = true;
     std::vector<Diagnostic> diags;
     auto inputs = OrExit(ParseInputSpecs(config_, &diags), diags, "inputs");
@@ -234,6 +235,7 @@ class Daemon {
     }
     try {
       Config fresh = LoadEffectiveConfig(globals_);
+      AllowOwnAddresses(&fresh);
       if (opts_.dry_run) fresh.dry_run = true;
       std::vector<Diagnostic> diags;
       auto engine = LoadCheckedPlaybooks(WithBackendDomains(fresh), &diags);

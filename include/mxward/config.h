@@ -39,7 +39,7 @@ struct Config {
   std::vector<IpPrefix> allow_addresses;  // global allowlist: never acted on
   std::vector<std::string> allow_users;
   std::vector<std::string> allow_domains;
-  bool allow_own_addresses = true;  // add the host's interface addresses at start
+  bool allow_own_addresses = true;  // serve adds the host's interface addresses (AllowOwnAddresses)
   bool dry_run = false;             // global: record actions but run none
   std::string control_socket = "/run/mxward/control.sock";
   // [clock]: how far a live line's own time is believed. Ahead of its arrival by more than
@@ -48,10 +48,16 @@ struct Config {
   std::int64_t max_event_age_seconds = 7 * 86400;
   toml::table document;  // the whole file, for the subsystems' own sections
 
+  // The defaults, with loopback as the only allowlisted addresses (the same on every host).
   static Config Defaults();
   // Reads and validates the core settings. Errors are Diagnostics with file:line:col.
   static Result<Config> Load(const std::string& path, std::vector<Diagnostic>* diagnostics);
 };
+
+// [allow] own_addresses, for the daemon: when config->allow_own_addresses, adds this host's
+// interface addresses to allow_addresses (at start and at each reload, so SIGHUP picks up a
+// changed address). Not in Load: replay, explain and the other commands read logs of any host.
+void AllowOwnAddresses(Config* config);
 
 // Location of a TOML node as a Diagnostic prefix.
 Diagnostic MakeDiagnostic(const std::string& file, const toml::source_region& where,

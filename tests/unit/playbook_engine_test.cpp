@@ -998,7 +998,7 @@ TEST(PlaybookEngineTest, ClosestKeysReadWindowsWithoutCounting) {
   EXPECT_EQ(keys[0].count, 8u);
   EXPECT_EQ(keys[0].threshold, 20u);
   EXPECT_EQ(keys[0].last_seen, kT0 + 7 * kSec);
-  EXPECT_EQ(keys[1].key, "2001:db8::1");
+  EXPECT_EQ(keys[1].key, "2001:db8::/64");  // an IPv6 client is its /64
   EXPECT_EQ(keys[1].count, 3u);
   // Reading counted nothing: the next failures still need the rest of the threshold.
   EXPECT_EQ(engine->ClosestKeys(0, 1, now).size(), 1u);
