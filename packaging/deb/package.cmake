@@ -22,8 +22,9 @@
 # mxward target (tests/integration/package_test.sh packages an existing build this way, from a
 # small wrapper project, without rebuilding the tree).
 
-set(_mxward_src ${CMAKE_CURRENT_LIST_DIR}/../..)
-cmake_path(NORMAL_PATH _mxward_src)
+# ABSOLUTE, not cmake_path(NORMAL_PATH): that leaves a trailing slash, and Ninja then sees
+# ".../main//packaging/..." and ".../main/packaging/..." as two outputs of one file.
+get_filename_component(_mxward_src ${CMAKE_CURRENT_LIST_DIR}/../.. ABSOLUTE)
 set(_mxward_pkg ${CMAKE_BINARY_DIR}/packaging)
 file(MAKE_DIRECTORY ${_mxward_pkg})
 
@@ -83,8 +84,9 @@ install(FILES ${_mxward_src}/packaging/deb/lintian-overrides DESTINATION share/l
 
 # Debian wants compressed man pages and changelog, made with -n (no name or time in the header)
 # so the package is reproducible. Made at configure time; editing the sources reconfigures.
+# (configure_file below already makes changelog.in a configure dependency.)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-             ${_mxward_src}/packaging/man/mxward.8 ${_mxward_src}/packaging/deb/changelog.in)
+             ${_mxward_src}/packaging/man/mxward.8)
 execute_process(COMMAND gzip -9nc ${_mxward_src}/packaging/man/mxward.8
                 OUTPUT_FILE ${_mxward_pkg}/mxward.8.gz COMMAND_ERROR_IS_FATAL ANY)
 install(FILES ${_mxward_pkg}/mxward.8.gz DESTINATION share/man/man8)

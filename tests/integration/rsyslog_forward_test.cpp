@@ -361,7 +361,11 @@ TEST_F(RsyslogForwardTest, AStopWhileMxwardIsDownIsQuietAndKeepsTheQueue) {
        at = stopped_output.find("cannot connect", at + 1)) {
     ++refused;
   }
-  EXPECT_LT(refused, 300u) << "rsyslog tried each queued line at its stop";
+  // The old snippet printed one line per queued message (at least 1,805 of 2,000); the lines
+  // counted here also include the retries rsyslog makes while it runs, before the stop, and
+  // those grow with how slowly the machine lets the test reach SIGTERM (309 once under ASan on
+  // two cores). Fewer than half the queue separates the two behaviours without timing.
+  EXPECT_LT(refused, lines.size() / 2) << "rsyslog tried each queued line at its stop";
 
   ParsingSink sink;
   ListenerThread listener(port, &sink);

@@ -10,6 +10,8 @@
 // the server and the temp dir goes with it. Header-only.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <string>
 #include <vector>
 
@@ -46,10 +48,15 @@ class MariadbServer {
   std::string StartOnce() {
     const std::string data = dir_.file("data");
     socket_ = dir_.file("mysqld.sock");
+    // Each server has its own tmpdir: in the shared /tmp, two bootstraps running at once (tests
+    // run in parallel, some in their own PID namespace) can pick the same temporary table name
+    // and one removes the other's ("Could not remove temporary table", seen in CI).
+    const std::string tmp = dir_.file("tmp");
+    mkdir(tmp.c_str(), 0700);
     if (!initialised_) {
-      auto r =
-          RunCommand({"mariadb-install-db", "--no-defaults", "--datadir=" + data, "--user=root",
-                      "--auth-root-authentication-method=normal", "--skip-test-db"});
+      auto r = RunCommand({"mariadb-install-db", "--no-defaults", "--datadir=" + data,
+                           "--user=root", "--auth-root-authentication-method=normal",
+                           "--skip-test-db", "--tmpdir=" + tmp});
       if (r.exit_code != 0) {
         return "mariadb-install-db failed (is the mariadb-server package installed?): " + r.out +
                r.err;
@@ -61,6 +68,7 @@ class MariadbServer {
                                            "--no-defaults",
                                            "--datadir=" + data,
                                            "--socket=" + socket_,
+                                           "--tmpdir=" + tmp,
                                            "--port=" + std::to_string(port_),
                                            "--bind-address=127.0.0.1",
                                            "--user=root",
