@@ -48,6 +48,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from postfix_master_cf import master_cf
+
 SERVER = "192.0.2.1"
 PORTS = {"imap": 143, "pop3": 110, "submission": 587, "smtp": 25}
 USER, PASSWORD = "alice@example.org", "correct horse"
@@ -218,26 +220,7 @@ smtpd_client_connection_rate_limit = 0
 smtpd_client_auth_rate_limit = 0
 {postfix_policy_conf(args)}
 """)
-    write(f"{cfg}/master.cf", """
-smtp      inet  n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-""")
+    write(f"{cfg}/master.cf", master_cf(virtual_delivery=False))
     return cfg
 
 

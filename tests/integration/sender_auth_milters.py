@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+from postfix_master_cf import master_cf
+
 SERVER = "192.0.2.1"
 AUTHSERV_ID = "mx.example.org"
 LOG = os.devnull  # commands' output; main() sets WORKDIR/commands.log
@@ -147,27 +149,7 @@ non_smtpd_milters =
 milter_default_action = tempfail
 smtpd_error_sleep_time = 0
 """)
-    write(f"{cfg}/master.cf", """
-smtp      inet  n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-""")
+    write(f"{cfg}/master.cf", master_cf(virtual_delivery=True))
     return cfg
 
 
