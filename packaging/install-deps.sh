@@ -29,6 +29,7 @@ test_pkgs=(
   systemd-journal-remote           # journal files written from export format (journal input)
   clang libclang-rt-14-dev
   lintian time
+  lld                              # the linker of the test builds (CMakeLists.txt: MXWARD_USE_LLD)
   postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
   postfix-policyd-spf-python postfix-policyd-spf-perl dnsmasq-base  # policyd_spf_real_test
