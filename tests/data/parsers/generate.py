@@ -414,7 +414,7 @@ add(L, "postfix/policy-spf", "Policy action=DUNNO", None, pattern="dunno")
 # ---------------- clamav
 C='clamav'
 add(C, "clamd", "/var/lib/amavis/tmp/amavis-20261123T090000-12345-abcd/parts/p002: Eicar-Signature FOUND", "virus_found", {"virus":"Eicar-Signature","client_ip":None})
-add(C, "clamd", "stream(127.0.0.1@55555): Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68) FOUND", "virus_found", {"virus":"Win.Test.EICAR_HDB-1","client_ip":None})
+add(C, "clamd", "instream(127.0.0.1@55555): Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68) FOUND", "virus_found", {"virus":"Win.Test.EICAR_HDB-1","client_ip":None})
 add(C, "clamd", "/tmp/x: Fake FOUND.pdf: Eicar-Signature FOUND", "virus_found", {"virus":"Eicar-Signature"}, note="file name chosen by the sender")
 CM = "written from clamav-milter/clamfi.c's format strings (0.103-1.4)"
 add(C, "clamav-milter", "Message 4D1A870 from <s@x.example> to <b@example.org> with subject 'Invoice' message-id '<i1@x.example>' date 'Mon, 7 Dec 2026 02:50:00 +0000' infected by Win.Test.EICAR_HDB-1", "virus_found", {"queue_id":"4D1A870","sender":"s@x.example","recipient":"b@example.org","virus":"Win.Test.EICAR_HDB-1","client_ip":None}, pattern="milter_infected_full", row="C3", note="LogInfected Full; the correlator adds the client from Postfix's client= line; " + CM)
@@ -425,6 +425,10 @@ add(C, "clamav-milter", "Clean message 4D1A872 from <s@x.example> to <b@example.
 add(C, "clamd", "Mon Dec  7 02:50:00 2026 -> /var/lib/amavis/tmp/amavis-20261207T025000-12345-abcd/parts/p003: Win.Test.EICAR_HDB-1 FOUND", "virus_found", {"virus":"Win.Test.EICAR_HDB-1"}, pattern="found", row="C1", note="a foreground clamd's '<ctime> -> ' stamp (common/output.c) before the line; written from scanner.c '%s: %s FOUND'")
 add(C, "clamd", "/var/lib/amavis/tmp/amavis-20261207T025000-12345-abcd/parts/p004: Can't open file or directory ERROR", None, row="C6", note="not parsed: a scan error, '%s: %s ERROR'")
 add(C, "clamd", "stream(127.0.0.1@41500): OK", None, row="C6", note="not parsed: clean")
+REAL_CLAMD = "real clamd 1.4.6 (Debian 12 clamav-daemon 1.4.6+dfsg-0+deb12u1, private clamd.conf with LogTime and ExtendedDetectionInfo, a one-line .hdb of the EICAR file's md5 written here), clamdscan --stream and a path scan, 2026-12-07"
+add(C, "clamd", "Mon Dec  7 02:59:59 2026 -> instream(local): Mxward.Test.EICAR-1.UNOFFICIAL(44d88612fea8a8f36de82e1278abb02f:68) FOUND", "virus_found", {"virus":"Mxward.Test.EICAR-1.UNOFFICIAL","client_ip":None}, pattern="found", row="C2 scanner.c scanfd: fdstr 'instream(local)' / 'instream(%s@%u)', '%s: %s(%s:%llu) FOUND'", source=REAL_CLAMD, note="a signature outside the official databases gets '.UNOFFICIAL'")
+add(C, "clamd", "Mon Dec  7 02:59:59 2026 -> /tmp/rows-clamd/eicar.txt: Mxward.Test.EICAR-1.UNOFFICIAL(44d88612fea8a8f36de82e1278abb02f:68) FOUND", "virus_found", {"virus":"Mxward.Test.EICAR-1.UNOFFICIAL"}, pattern="found", row="C1", source=REAL_CLAMD)
+add(C, "clamd", "stream(127.0.0.1@41499): Eicar-Signature FOUND", "virus_found", {"virus":"Eicar-Signature","client_ip":None}, pattern="found", row="C2 scanner.c scanstream 'stream(%s@%u): %s FOUND' (the old STREAM command)", note="written from the format string")
 add(C, "clamd", "SelfCheck: Database status OK.", None)
 
 for parser, rows in out.items():
