@@ -34,6 +34,7 @@ test_pkgs=(
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
   postfix-policyd-spf-python postfix-policyd-spf-perl dnsmasq-base  # policyd_spf_real_test
   opendkim opendkim-tools opendmarc  # sender_auth_milters_real_test: the milters, opendkim-genkey
+  clamav-daemon clamdscan          # clamd_real_test: a real clamd and its client
   prometheus                       # cli_status_test: promtool check metrics on a real /metrics
 )
 

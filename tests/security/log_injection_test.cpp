@@ -157,6 +157,23 @@ const std::vector<Template>& Templates() {
        "<a1b2d4>; task; rspamd_task_write_log: id: <{X}>, qid: <ABCDEF0043>, ip: 203.0.113.77, "
        "from: <{X}>, (default: F (no action): [1.00/15.00] [R_SPF_FAIL(1.00){{X};}]), len: 100, "
        "time: 10ms, dt: 5ms, dns req: 3, digest: <d>, rcpts: <{X}>"},
+      {"rspamd_ratelimit_forced", "rspamd",
+       "<a1b2e1>; task; rspamd_task_write_log: id: <{X}>, qid: <ABCDEF0050>, ip: 203.0.113.77, "
+       "user: {X}, from: <{X}>, (default: T (soft reject): [0.00/15.00] [MIME_GOOD(-0.10){{X};}]), "
+       "len: 99, time: 2.000ms, dns req: 0, digest: <00ff>, rcpts: <{X}>, mime_rcpts: <{X}>, "
+       "forced: soft reject \"Ratelimit \"to_ip\" exceeded\"; score=nan (set by ratelimit)"},
+      {"amavis_verbose_bank", "amavis",
+       "(12345-23) Blocked SPAM {DiscardedInbound,Quarantined}, MYNETS/ORIGINATING LOCAL "
+       "[203.0.113.77]:41303 [203.0.113.77] ESMTPS/ESMTP <{X}> -> <{X}>, "
+       "(ESMTPS://[203.0.113.77]:41303), "
+       "tls: TLSv1.3, quarantine: spam-Zz1, Queue-ID: 4D1A863, Message-ID: <{X}>, mail_id: Zz1, "
+       "b: AbCdEfGhI, Hits: 14.2, size: 2000, Subject: \"{X}\", From: <{X}>, helo={X}, Tests: "
+       "[BAYES_99=3.5,SPF_FAIL=0.9], dkim_sd=s:{X}, 400 ms"},
+      {"clamav_milter_correlated",
+       "clamav-milter",
+       "Message ABCDEF0095 from <{X}> to <{X}> with subject '{X}' message-id '{X}' date '{X}' "
+       "infected by Eicar-Signature",
+       {{"postfix/smtpd", "ABCDEF0095: client=unknown[203.0.113.77]"}}},
       {"amavis_correlated_loopback",
        "amavis",
        "(123-01) Passed CLEAN {RelayedInbound}, [127.0.0.1]:41234 <{X}> -> <b@example.org>, "

@@ -117,9 +117,9 @@ TEST(ParserPackTest, AnnotatedSamples) {
   EXPECT_GT(events, 50);
   EXPECT_EQ(parsers_with_samples.size(), 10u);
 
-  // Every Postfix and Roundcube pattern (a row of docs/parsers.md's source table) has at least
-  // one annotated line that it recognises.
-  for (const std::string parser : {"postfix", "roundcube"}) {
+  // Every pattern of these parsers (a row of docs/parsers.md's source table) has at least one
+  // annotated line that it recognises.
+  for (const std::string parser : {"postfix", "roundcube", "rspamd", "amavis", "clamav"}) {
     std::ifstream toml(kParsers + "/" + parser + ".toml");
     std::string text;
     bool in_pattern = false;
@@ -133,7 +133,7 @@ TEST(ParserPackTest, AnnotatedSamples) {
       ++patterns;
       in_pattern = false;
     }
-    EXPECT_GT(patterns, 5) << parser;
+    EXPECT_GE(patterns, 3) << parser;
   }
 }
 
