@@ -18,9 +18,12 @@
 #include "mxward/parser_pack.h"
 #include "support/server_process.h"
 #include "support/subprocess.h"
+#include "support/syslog_line.h"
 
 namespace mxward {
 namespace {
+
+using testing::SyslogLine;
 
 using testing::RunCommand;
 using testing::ServerProcess;
@@ -56,16 +59,6 @@ std::vector<std::string> LinesWith(const std::string& text, const std::string& n
     if (line.find(needle) != std::string::npos) out.push_back(line);
   }
   return out;
-}
-
-SyslogMessage Msg(const std::string& program, const std::string& message) {
-  SyslogMessage m;
-  m.program = program;
-  m.message = message;
-  m.raw = message;
-  m.time = 1'700'000'000 * kMicrosPerSecond;
-  m.has_time = true;
-  return m;
 }
 
 TEST(ClamdRealTest, FoundLinesAreVirusFoundEvents) {
@@ -128,7 +121,7 @@ TEST(ClamdRealTest, FoundLinesAreVirusFoundEvents) {
     SCOPED_TRACE(line);
     Event ev;
     const PatternInfo* info = nullptr;
-    ASSERT_TRUE((*pack)->Match(Msg("clamd", line), &ev, &info));
+    ASSERT_TRUE((*pack)->Match(SyslogLine("clamd", line), &ev, &info));
     EXPECT_EQ(info->name, "found");
     EXPECT_EQ(EventTypeName(ev.type), "virus_found");
     EXPECT_EQ(ev.get(Field::kVirus), kSignature);
@@ -138,7 +131,7 @@ TEST(ClamdRealTest, FoundLinesAreVirusFoundEvents) {
     SCOPED_TRACE(line);
     Event ev;
     const PatternInfo* info = nullptr;
-    const bool matched = (*pack)->Match(Msg("clamd", line), &ev, &info);
+    const bool matched = (*pack)->Match(SyslogLine("clamd", line), &ev, &info);
     EXPECT_FALSE(matched && info->emits) << "a clean result made an event";
   }
 }

@@ -1,6 +1,7 @@
 // ParserPack: the shipped parsers against annotated sample lines (tests/data/parsers/*.jsonl),
 // and the loader's diagnostics for bad parser files.
 #include "mxward/parser_pack.h"
+#include "support/syslog_line.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,8 @@
 
 namespace mxward {
 namespace {
+
+using testing::SyslogLine;
 
 namespace fs = std::filesystem;
 
@@ -25,16 +28,6 @@ std::shared_ptr<const ParserPack> LoadShipped() {
   for (const auto& d : diags) all += d.ToString() + "\n";
   EXPECT_TRUE(pack.ok()) << pack.status().ToString() << "\n" << all;
   return pack.ok() ? *pack : nullptr;
-}
-
-SyslogMessage Msg(std::string_view program, std::string_view message) {
-  SyslogMessage m;
-  m.program = program;
-  m.message = message;
-  m.raw = message;
-  m.time = 1'700'000'000 * kMicrosPerSecond;
-  m.has_time = true;
-  return m;
 }
 
 TEST(ParserPackTest, LoadsEveryShippedParser) {
@@ -69,7 +62,7 @@ TEST(ParserPackTest, AnnotatedSamples) {
       SCOPED_TRACE(where + ": " + program + ": " + message);
       Event ev;
       const PatternInfo* info = nullptr;
-      const bool matched = pack->Match(Msg(program, message), &ev, &info);
+      const bool matched = pack->Match(SyslogLine(program, message), &ev, &info);
       const bool emits = matched && info->emits;
       if (matched) patterns_with_samples.insert(info->parser + "/" + info->name);
       if (j.at("event").is_null()) {
@@ -166,8 +159,9 @@ TEST(ParserPackTest, ProgramLabelsAreBoundedByTheParserFiles) {
   Event e;
   const PatternInfo* pattern = nullptr;
   ASSERT_TRUE(
-      pack->Match(Msg("postfix/smtpd", "connect from unknown[203.0.113.9]"), &e, &pattern) ||
-      pack->Match(Msg("postfix/postscreen", "DNSBL rank 4 for [203.0.113.9]:51234"), &e, &pattern));
+      pack->Match(SyslogLine("postfix/smtpd", "connect from unknown[203.0.113.9]"), &e, &pattern) ||
+      pack->Match(SyslogLine("postfix/postscreen", "DNSBL rank 4 for [203.0.113.9]:51234"), &e,
+                  &pattern));
   ASSERT_NE(pattern, nullptr);
   ASSERT_GE(pattern->parser_index, 0);
   ASSERT_LT(static_cast<std::size_t>(pattern->parser_index), names.size());
@@ -180,7 +174,7 @@ TEST(ParserPackTest, FieldsAreViewsIntoTheMessage) {
   const std::string line =
       "warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6";
   Event ev;
-  ASSERT_TRUE(pack->Parse(Msg("postfix/submission/smtpd", line), &ev));
+  ASSERT_TRUE(pack->Parse(SyslogLine("postfix/submission/smtpd", line), &ev));
   const auto reason = ev.get(Field::kReason);
   EXPECT_GE(reason.data(), line.data());
   EXPECT_LE(reason.data() + reason.size(), line.data() + line.size());
@@ -195,18 +189,22 @@ TEST(ParserPackTest, RoutesByProgramNotByMessage) {
   Event ev;
   // A Postfix message under another program's name is not Postfix's.
   EXPECT_FALSE(pack->Parse(
-      Msg("myapp", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"), &ev));
-  EXPECT_FALSE(pack->Parse(
-      Msg("postfixadmin", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
+      SyslogLine("myapp", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
       &ev));
+  EXPECT_FALSE(
+      pack->Parse(SyslogLine("postfixadmin",
+                             "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
+                  &ev));
   // Instances: postfix-<name>/...
-  EXPECT_TRUE(pack->Parse(
-      Msg("postfix-in/smtpd", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
-      &ev));
+  EXPECT_TRUE(
+      pack->Parse(SyslogLine("postfix-in/smtpd",
+                             "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
+                  &ev));
   // Process routing: an smtpd message under qmgr is not matched.
-  EXPECT_FALSE(pack->Parse(
-      Msg("postfix/qmgr", "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
-      &ev));
+  EXPECT_FALSE(
+      pack->Parse(SyslogLine("postfix/qmgr",
+                             "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x"),
+                  &ev));
 }
 
 TEST(ParserPackTest, RoundcubeFileLine) {
@@ -244,7 +242,7 @@ TEST(ParserPackTest, ForwardingHeadersCountOnlyFromTrustedProxies) {
                              ". AUTHENTICATE PLAIN: Authentication failed. in /r/rcube_imap.php "
                              "on line 205 (POST /?_task=login&_action=login)";
     Event ev;
-    EXPECT_TRUE(pack->Parse(Msg("roundcube", line), &ev)) << line;
+    EXPECT_TRUE(pack->Parse(SyslogLine("roundcube", line), &ev)) << line;
     return ev.client_ip.valid() ? ev.client_ip.ToString() : std::string("none");
   };
   // The proxy appended the client: the right-most entry that is not a proxy of ours.
@@ -386,7 +384,7 @@ TEST_F(ParserPackLoadTest, SettledByMarksTheNamedParsersAuthFailures) {
   auto settles = [&](std::string_view program, std::string_view message) {
     Event ev;
     const PatternInfo* info = nullptr;
-    EXPECT_TRUE((*pack)->Match(Msg(program, message), &ev, &info)) << message;
+    EXPECT_TRUE((*pack)->Match(SyslogLine(program, message), &ev, &info)) << message;
     return info != nullptr && info->settles_held;
   };
   EXPECT_FALSE(settles("a", "h 192.0.2.1"));  // the held line itself
@@ -406,15 +404,15 @@ TEST_F(ParserPackLoadTest, WeightConstantsAndGlobRoutes) {
   auto pack = ParserPack::Load({dir_.string()}, &diags);
   ASSERT_TRUE(pack.ok()) << (diags.empty() ? "" : diags[0].ToString());
   Event ev;
-  ASSERT_TRUE((*pack)->Parse(Msg("svc-a/login", "fail 7 from ::ffff:192.0.2.1"), &ev));
+  ASSERT_TRUE((*pack)->Parse(SyslogLine("svc-a/login", "fail 7 from ::ffff:192.0.2.1"), &ev));
   EXPECT_EQ(ev.weight, 7u);
   EXPECT_EQ(ev.get(Field::kService), "imap");
   EXPECT_EQ(ev.client_ip.ToString(), "192.0.2.1");
-  EXPECT_TRUE((*pack)->Parse(Msg("exact", "fail 1 from 2001:db8::1"), &ev));
-  EXPECT_FALSE((*pack)->Parse(Msg("svc-a/other", "fail 1 from 192.0.2.1"), &ev));
-  EXPECT_FALSE((*pack)->Parse(Msg("exact2", "fail 1 from 192.0.2.1"), &ev));
+  EXPECT_TRUE((*pack)->Parse(SyslogLine("exact", "fail 1 from 2001:db8::1"), &ev));
+  EXPECT_FALSE((*pack)->Parse(SyslogLine("svc-a/other", "fail 1 from 192.0.2.1"), &ev));
+  EXPECT_FALSE((*pack)->Parse(SyslogLine("exact2", "fail 1 from 192.0.2.1"), &ev));
   // Unparseable address: the event stays, the address does not.
-  ASSERT_TRUE((*pack)->Parse(Msg("exact", "fail 1 from unknown"), &ev));
+  ASSERT_TRUE((*pack)->Parse(SyslogLine("exact", "fail 1 from unknown"), &ev));
   EXPECT_FALSE(ev.client_ip.valid());
   EXPECT_FALSE(ev.has(Field::kClientIp));
 }
