@@ -659,6 +659,22 @@ Status IncidentStore::MarkActionDone(std::int64_t id, UnixMicros now) {
   return ExpectOneRow(db_, id);
 }
 
+Status IncidentStore::MarkActionsDone(const std::vector<std::int64_t>& ids, UnixMicros now) {
+  if (ids.empty()) return Status::Ok();
+  return InTransaction([&]() -> Status {
+    MXWARD_STMT(q,
+                "UPDATE actions SET status = 'done', attempts = attempts + 1, last_error = '', "
+                "updated_at = ?, claimed_by = 0 WHERE id = ?");
+    for (std::int64_t id : ids) {
+      q.Bind(1, now).Bind(2, id);
+      if (q.Step() != SQLITE_DONE) return Error("recording an action as done");
+      MXWARD_RETURN_IF_ERROR(ExpectOneRow(db_, id));
+      sqlite3_reset(*q_prepared);
+    }
+    return Status::Ok();
+  });
+}
+
 Status IncidentStore::MarkActionRetry(std::int64_t id, std::string_view error,
                                       UnixMicros next_attempt, UnixMicros now) {
   MXWARD_STMT(q,

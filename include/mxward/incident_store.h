@@ -192,6 +192,9 @@ class IncidentStore {
   // Pending actions whose next_attempt_at <= now, oldest first.
   Result<std::vector<ActionRecord>> DueActions(UnixMicros now, int limit);
   Status MarkActionDone(std::int64_t id, UnixMicros now);
+  // MarkActionDone for each id, in one transaction (all or none): the dispatcher's record of a
+  // batch the nftables executor applied together.
+  Status MarkActionsDone(const std::vector<std::int64_t>& ids, UnixMicros now);
   Status MarkActionRetry(std::int64_t id, std::string_view error, UnixMicros next_attempt,
                          UnixMicros now);
   Status MarkActionFinal(std::int64_t id, ActionStatus status, std::string_view error,
