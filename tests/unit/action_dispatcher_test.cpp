@@ -633,9 +633,9 @@ TEST_F(ActionDispatcherTest, ABurstOfReceivedDecisionsIsAppliedInLargeBatchesInO
         Enqueue("ban", {{"address", fmt::format("10.20.{}.{}", i >> 8, i & 255)}}, /*incident=*/0));
   }
   const std::int64_t unban = Enqueue("ban", {{"address", "10.20.0.5"}}, 0, /*revert=*/true);
-  const std::int64_t again = Enqueue("ban", {{"address", "10.20.0.6"}}, 0);
-  const std::int64_t unban_again = Enqueue("ban", {{"address", "10.20.0.6"}}, 0, true);
-  const std::int64_t ban_last = Enqueue("ban", {{"address", "10.20.0.6"}}, 0);
+  const std::int64_t again = Enqueue("ban", {{"address", "10.21.0.6"}}, 0);
+  const std::int64_t unban_again = Enqueue("ban", {{"address", "10.21.0.6"}}, 0, true);
+  const std::int64_t ban_last = Enqueue("ban", {{"address", "10.21.0.6"}}, 0);
   auto owned = std::make_unique<OrderRecordingBatchExecutor>();
   OrderRecordingBatchExecutor* executor = owned.get();
   std::vector<std::unique_ptr<ActionExecutor>> execs;
@@ -666,11 +666,12 @@ TEST_F(ActionDispatcherTest, ABurstOfReceivedDecisionsIsAppliedInLargeBatchesInO
   EXPECT_EQ(std::count(executor->order.begin(), executor->order.end(), "ban 10.20.0.77"), 0);
   EXPECT_LT(pos("ban 10.20.0.5"), pos("unban 10.20.0.5"));
   EXPECT_LT(pos("unban 10.20.0.5"), executor->order.size());
-  const std::size_t first = pos("ban 10.20.0.6");
-  const std::size_t removal = pos("unban 10.20.0.6");
+  const std::size_t first = pos("ban 10.21.0.6");
+  const std::size_t removal = pos("unban 10.21.0.6");
   ASSERT_LT(removal, executor->order.size());
   EXPECT_LT(first, removal);
-  EXPECT_LT(removal, pos("ban 10.20.0.6", first + 1)) << "the last ban ran before the removal";
+  EXPECT_LT(removal, pos("ban 10.21.0.6", first + 1)) << "the last ban ran before the removal";
+  EXPECT_LT(pos("ban 10.21.0.6", first + 1), executor->order.size());
   EXPECT_EQ(executor->order.size(), 3000u - 1 + 4);
 }
 
