@@ -26,7 +26,7 @@ constexpr int kReadBatch = 2'000;
 // dispatcher's claim costs grow with the outbox, so a node catching up reads the log as fast as it
 // applies. Large enough that the dispatcher always has a few thousand to apply in one nftables
 // transaction (its bulk path: one netlink batch and one store commit per batch).
-constexpr std::int64_t kMaxPendingQueued = 10'000;
+constexpr std::int64_t kMaxPendingQueued = 6'000;
 constexpr int kPublishBatch = 500;
 
 }  // namespace
