@@ -8,7 +8,9 @@
    c's namespace). Prints p50/p90/p99/max.
 2. Catch-up: c is stopped, M decisions of another node are written to the decision log (one SQL
    transaction, as a node publishing them would), c is started again; the time from its start to
-   the moment all M are done in its store, and the number of elements then in its kernel set.
+   the moment all M are done in its store, the number of elements then in its kernel set, and the
+   CPU time c used meanwhile (user + system, all threads): on a shared machine the wall-clock
+   time depends on the load, the CPU time much less.
 
 Needs root (network namespaces, nftables), postgresql-15, nft, python3. Not a test: it prints
 figures. Usage: bench/cluster/cluster_bench.py BUILD_DIR [--decisions N] [--catchup M] [--claim-batch B]
