@@ -216,9 +216,21 @@ struct Lane {
   std::thread thread;
 };
 
+// Claimed actions waiting for a lane's worker. A lane whose executor applies in batches (nftables)
+// may hold more: its worker takes them in one transaction, and a burst (a node catching up on the
+// cluster's decisions, docs/cluster.md) is applied in a few large batches instead of many small
+// ones, each of which costs a netlink round trip and a store commit.
 constexpr std::size_t kLaneQueueLimit = 256;
+constexpr std::size_t kBatchLaneQueueLimit = 8192;
 // At most this many queued applies go to a BatchApplier together.
-constexpr std::size_t kLaneBatchLimit = 256;
+constexpr std::size_t kLaneBatchLimit = 4096;
+// While claims come back full (a backlog), the claimer takes this many per transaction instead of
+// [dispatcher] claim_batch: one claim transaction per few thousand actions.
+constexpr int kBacklogClaimBatch = 4096;
+
+std::size_t QueueLimit(const Lane& lane) {
+  return lane.batch ? kBatchLaneQueueLimit : kLaneQueueLimit;
+}
 
 }  // namespace
 
@@ -417,7 +429,7 @@ struct DispatcherShared {
       MutexLock lk(mu);
       if (bounded) {
         for (const auto& [type, lane] : lane_by_type) {
-          if (lane && lane->queue.size() >= kLaneQueueLimit) request.skip_types.push_back(type);
+          if (lane && lane->queue.size() >= QueueLimit(*lane)) request.skip_types.push_back(type);
         }
       }
       request.skip_ids.assign(in_flight.begin(), in_flight.end());
@@ -444,7 +456,7 @@ struct DispatcherShared {
       {
         MutexLock lk(mu);
         lane = LaneFor(a.type);
-        if (lane && bounded && lane->queue.size() + added[lane] >= kLaneQueueLimit) {
+        if (lane && bounded && lane->queue.size() + added[lane] >= QueueLimit(*lane)) {
           return {ClaimVerdict::Kind::kSkipSubject, ActionStatus::kPending, "", 0};
         }
         if (valved && lane && !lane->dry_run) {
@@ -542,8 +554,48 @@ struct DispatcherShared {
     std::vector<Status> results;
     if (st.ok()) results = lane->batch->ApplyMany(run);
     results.resize(run.size(), st.ok() ? Status::Internal("no outcome from the executor") : st);
+    std::vector<std::size_t> done;
     for (std::size_t i = 0; i < run.size(); ++i) {
-      Record(*run[i], keys[i], results[i], lane->retry_after, "");
+      if (results[i].ok()) {
+        done.push_back(i);
+      } else {
+        Record(*run[i], keys[i], results[i], lane->retry_after, "");
+      }
+    }
+    RecordDone(run, keys, done);
+  }
+
+  // Records the applies at `done` in `run` as done in ONE store transaction: a batch of a few
+  // thousand costs one commit, not one each (the bulk of a cluster catch-up's time before).
+  void RecordDone(const std::vector<const ActionRecord*>& run, const std::vector<std::string>& keys,
+                  const std::vector<std::size_t>& done) {
+    if (done.empty()) return;
+    const UnixMicros now = clock->Now();
+    std::vector<std::int64_t> ids;
+    ids.reserve(done.size());
+    for (const std::size_t i : done) ids.push_back(run[i]->id);
+    Status s;
+    {
+      MutexLock slk(store_mu);
+      s = store->MarkActionsDone(ids, now);
+    }
+    if (!s.ok()) {
+      // The outcomes are lost; the actions stay claimed and run again when their claim expires
+      // (a ban applied twice is the same element in the set).
+      spdlog::error("dispatcher: could not record {} applied actions as done: {}", ids.size(),
+                    s.ToString());
+    }
+    for (const std::size_t i : done) {
+      const ActionRecord& a = *run[i];
+      if (s.ok()) {
+        Count(a, ActionOutcome::kApplied);
+        spdlog::info("action {} applied", DescribeAction(a));
+        if (on_done) on_done(a);
+      }
+      MutexLock lk(mu);
+      in_flight.erase(a.id);
+      auto it = blocked.find(keys[i]);
+      if (it != blocked.end() && it->second == a.id) blocked.erase(it);
     }
   }
 
@@ -747,6 +799,7 @@ struct DispatcherShared {
 
   void ClaimerLoop() {
     auto next_housekeeping = std::chrono::steady_clock::now();
+    int limit = options.claim_batch;
     for (;;) {
       {
         MutexLock lk(mu);
@@ -759,7 +812,7 @@ struct DispatcherShared {
                             std::chrono::milliseconds(std::min<std::int64_t>(
                                 std::max<std::int64_t>(options.poll_interval_ms, 1), 1000));
       }
-      auto claimed = Claim(options.claim_batch, {}, /*bounded=*/true);
+      auto claimed = Claim(limit, {}, /*bounded=*/true);
       bool more = false;
       if (!claimed.ok()) {
         log.Warn("dispatcher.claim", "dispatcher: {}", claimed.status().ToString());
@@ -767,7 +820,9 @@ struct DispatcherShared {
         std::set<Lane*> woken;
         for (auto& [lane, a] : *claimed) woken.insert(lane);
         for (Lane* lane : woken) lane->cv.notify_one();
-        more = static_cast<int>(claimed->size()) >= options.claim_batch;
+        more = static_cast<int>(claimed->size()) >= limit;
+        // A full claim means a backlog: take it in large claims until one comes back short.
+        limit = more ? std::max(options.claim_batch, kBacklogClaimBatch) : options.claim_batch;
       }
       MutexLock lk(mu);
       if (more) continue;

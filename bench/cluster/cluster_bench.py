@@ -8,7 +8,9 @@
    c's namespace). Prints p50/p90/p99/max.
 2. Catch-up: c is stopped, M decisions of another node are written to the decision log (one SQL
    transaction, as a node publishing them would), c is started again; the time from its start to
-   the moment all M are done in its store, and the number of elements then in its kernel set.
+   the moment all M are done in its store, the number of elements then in its kernel set, and the
+   CPU time c used meanwhile (user + system, all threads): on a shared machine the wall-clock
+   time depends on the load, the CPU time much less.
 
 Needs root (network namespaces, nftables), postgresql-15, nft, python3. Not a test: it prints
 figures. Usage: bench/cluster/cluster_bench.py BUILD_DIR [--decisions N] [--catchup M] [--claim-batch B]
@@ -136,6 +138,14 @@ def setns(pid):
     os.close(fd)
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads) so far, from /proc: a figure that
+    does not depend on what else the machine runs, unlike the wall-clock time."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -195,6 +205,7 @@ def main():
         t0 = time.monotonic()
         c.start()
         ready = time.monotonic()
+        cpu0 = cpu_seconds(c.proc.pid)
 
         def done():
             con = sqlite3.connect(f"file:{c.db}?mode=ro", uri=True)
@@ -217,12 +228,15 @@ def main():
                 sys.exit(f"catch-up incomplete after 600 s: {n} of {m}")
             time.sleep(0.1)
         t1 = time.monotonic()
+        cpu = cpu_seconds(c.proc.pid) - cpu0
         out = subprocess.run(["nsenter", f"--net=/proc/{c.proc.pid}/ns/net", "nft", "-j", "list",
                               "set", "inet", "mxward", "banned_v4"], capture_output=True,
                              text=True).stdout
         in_kernel = out.count('"11.')
         print(f"catch-up of {m} missed decisions on c: {t1 - t0:.2f} s from start "
-              f"({t1 - ready:.2f} s after ready); {in_kernel} of them in c's kernel set")
+              f"({t1 - ready:.2f} s after ready); {in_kernel} of them in c's kernel set; "
+              f"c used {cpu:.2f} s of CPU (user+system, all threads) meanwhile; "
+              f"load average {os.getloadavg()[0]:.1f}")
         print(f"work dir: {work}")
     finally:
         for n in nodes:

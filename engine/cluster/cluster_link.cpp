@@ -24,8 +24,9 @@ using std::chrono::milliseconds;
 constexpr int kReadBatch = 2'000;
 // At most about this many (plus one read batch) decisions of other nodes wait in the outbox: the
 // dispatcher's claim costs grow with the outbox, so a node catching up reads the log as fast as it
-// applies.
-constexpr std::int64_t kMaxPendingQueued = 1'000;
+// applies. Large enough that the dispatcher always has a few thousand to apply in one nftables
+// transaction (its bulk path: one netlink batch and one store commit per batch).
+constexpr std::int64_t kMaxPendingQueued = 6'000;
 constexpr int kPublishBatch = 500;
 
 }  // namespace

@@ -192,6 +192,9 @@ class IncidentStore {
   // Pending actions whose next_attempt_at <= now, oldest first.
   Result<std::vector<ActionRecord>> DueActions(UnixMicros now, int limit);
   Status MarkActionDone(std::int64_t id, UnixMicros now);
+  // MarkActionDone for each id, in one transaction (all or none): the dispatcher's record of a
+  // batch the nftables executor applied together.
+  Status MarkActionsDone(const std::vector<std::int64_t>& ids, UnixMicros now);
   Status MarkActionRetry(std::int64_t id, std::string_view error, UnixMicros next_attempt,
                          UnixMicros now);
   Status MarkActionFinal(std::int64_t id, ActionStatus status, std::string_view error,
@@ -268,8 +271,9 @@ class IncidentStore {
   // Queues the decisions whose uuid this store has not queued before (with cluster_uuid in their
   // parameters) and saves `cursor` as the link's cursor, in one transaction: a crash leaves
   // either both or neither. Returns the ids of the queued actions.
-  // Actions queued from the cluster that are still pending: the link reads no more of the log
-  // while this is high, so a node catching up keeps its outbox (and each claim) short.
+  // Pending actions in the outbox (received decisions and any other), counted from the outbox
+  // index: the link reads no more of the log while this is high, so a node catching up keeps its
+  // outbox (and each claim) short.
   Result<std::int64_t> CountPendingClusterActions();
   Result<std::vector<std::int64_t>> QueueClusterDecisions(
       const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now);

@@ -140,13 +140,42 @@ class ClusterPostgresTest : public ::testing::Test {
     }
   }
 
-  // Whether addr is an element of the node's banned_v4 set, in the node's own namespace.
-  static bool InKernel(const Node& n, const std::string& addr) {
-    if (!n.process || !n.process->running()) return false;
+  // The JSON listing of one of the node's sets, in the node's own namespace ("" if none).
+  static std::string SetJson(const Node& n, const std::string& set) {
+    if (!n.process || !n.process->running()) return "";
     const auto r =
         RunCommand({"nsenter", "--net=/proc/" + std::to_string(n.process->pid()) + "/ns/net", "nft",
-                    "-j", "list", "set", "inet", "mxward", "banned_v4"});
-    return r.exit_code == 0 && r.out.find("\"" + addr + "\"") != std::string::npos;
+                    "-j", "list", "set", "inet", "mxward", set});
+    return r.exit_code == 0 ? r.out : "";
+  }
+
+  // Whether addr is an element of the node's banned_v4 set (or `set`).
+  static bool InKernel(const Node& n, const std::string& addr,
+                       const std::string& set = "banned_v4") {
+    return SetJson(n, set).find("\"" + addr + "\"") != std::string::npos;
+  }
+
+  // How many elements of the node's banned_v4 set start with `prefix` ("10.88.").
+  static std::size_t KernelCount(const Node& n, const std::string& prefix) {
+    const std::string out = SetJson(n, "banned_v4");
+    std::size_t count = 0;
+    for (auto p = out.find("\"" + prefix); p != std::string::npos;
+         p = out.find("\"" + prefix, p + 1)) {
+      ++count;
+    }
+    return count;
+  }
+
+  // One number from the node's store (a `SELECT count(*) ...`), -1 if it cannot be read.
+  static std::int64_t StoreCount(const Node& n, const std::string& sql) {
+    auto store = IncidentStore::Open(n.db, StoreOptions{.read_only = true});
+    if (!store.ok()) return -1;
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2((*store)->db(), sql.c_str(), -1, &q, nullptr) != SQLITE_OK) return -1;
+    std::int64_t count = -1;
+    if (sqlite3_step(q) == SQLITE_ROW) count = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return count;
   }
 
   testing::CommandResult Cli(const Node& n, std::vector<std::string> args) {
@@ -269,6 +298,86 @@ TEST_F(ClusterPostgresTest, StoppedNodeCatchesUpOnRestart) {
         << c.process->Log();
     EXPECT_EQ(BanActions(c, addr), 1);
   }
+}
+
+// A node that missed thousands of decisions catches up through the bulk path (docs/cluster.md,
+// "Catching up"): 5,000 bans of a peer written to the log while C is down (as that peer's
+// publication would: one transaction), a ban then its removal of one address in the same stretch
+// of the log, a ban whose scope is `web`, and one for an address C's [allow] covers. C ends with
+// every ban in its kernel and its store, the removed address not banned, the web ban in the web
+// set, and the allowlisted one refused.
+TEST_F(ClusterPostgresTest, ThousandsOfMissedDecisionsCaughtUpInBulk) {
+  Node& a = nodes_[0];
+  Node& c = nodes_[2];
+  std::ofstream(c.config, std::ios::app) << "[allow]\naddresses = [\"10.88.0.77/32\"]\n";
+  StartNode(a);
+  StartNode(c);
+  StopNode(c);
+  constexpr int kBulk = 5'000;
+  const auto bulk = pg_.Sql(
+      "BEGIN; UPDATE mxward_decision_counter SET last = last + " + std::to_string(kBulk) +
+          "; INSERT INTO mxward_decisions (seq, kind, scope, expires_at, node, origin_action_id) "
+          "SELECT k.last - " +
+          std::to_string(kBulk) +
+          " + g, 'ban', '10.88.' || (g >> 8) || '.' || (g & 255), now() + interval '2 hours', "
+          "'peer', g FROM generate_series(1, " +
+          std::to_string(kBulk) +
+          ") g, mxward_decision_counter k; SELECT pg_notify('mxward_decisions', last::text) "
+          "FROM mxward_decision_counter; COMMIT;",
+      "mxward");
+  ASSERT_EQ(bulk.exit_code, 0) << bulk.err;
+  // Real decisions of node A: a ban and its removal, and a ban of the web ports.
+  ASSERT_EQ(Cli(a, {"bans", "add", "198.51.100.7", "--for", "1h"}).exit_code, 0);
+  ASSERT_TRUE(
+      a.process->WaitFor([&] { return LogRows("scope = '198.51.100.7'") != ""; }, kPropagation));
+  ASSERT_EQ(Cli(a, {"bans", "remove", "198.51.100.7"}).exit_code, 0);
+  ASSERT_EQ(Cli(a, {"bans", "add", "198.51.100.8", "--for", "1h", "--ports", "web"}).exit_code, 0);
+  ASSERT_TRUE(a.process->WaitFor(
+      [&] {
+        return LogRows("scope IN ('198.51.100.7', '198.51.100.8')") ==
+               "ban 198.51.100.7 a\nunban 198.51.100.7 a\nban 198.51.100.8 a";
+      },
+      kPropagation))
+      << LogRows("scope IN ('198.51.100.7', '198.51.100.8')");
+
+  StartNode(c);
+  // Every bulk ban but the allowlisted one in C's kernel, and done in its store.
+  EXPECT_TRUE(c.process->WaitFor([&] { return KernelCount(c, "10.88.") == kBulk - 1; },
+                                 std::chrono::seconds(120)))
+      << KernelCount(c, "10.88.") << "\n"
+      << c.process->Log();
+  EXPECT_TRUE(c.process->WaitFor(
+      [&] {
+        return StoreCount(c,
+                          "SELECT count(*) FROM actions WHERE type = 'ban' AND status = 'done' "
+                          "AND json_extract(params, '$.address') LIKE '10.88.%'") == kBulk - 1;
+      },
+      std::chrono::seconds(60)));
+  EXPECT_EQ(StoreCount(c, "SELECT count(*) FROM bans WHERE prefix LIKE '10.88.%'"), kBulk - 1);
+  EXPECT_FALSE(InKernel(c, "10.88.0.77"));
+  EXPECT_EQ(StoreCount(c,
+                       "SELECT count(*) FROM actions WHERE status = 'refused' AND "
+                       "json_extract(params, '$.address') = '10.88.0.77'"),
+            1);
+  // The removal came after the ban: applied in that order, the address is not banned.
+  EXPECT_TRUE(c.process->WaitFor(
+      [&] {
+        return StoreCount(c,
+                          "SELECT count(*) FROM actions WHERE type = 'ban' AND revert = 1 AND "
+                          "status = 'done' AND json_extract(params, '$.address') = "
+                          "'198.51.100.7'") == 1;
+      },
+      kPropagation));
+  EXPECT_FALSE(InKernel(c, "198.51.100.7"));
+  EXPECT_EQ(StoreCount(c, "SELECT count(*) FROM bans WHERE prefix = '198.51.100.7'"), 0);
+  // The web-scoped ban is in the web set, not the mail set.
+  EXPECT_TRUE(c.process->WaitFor([&] { return InKernel(c, "198.51.100.8", "banned_v4_web"); },
+                                 kPropagation))
+      << c.process->Log();
+  EXPECT_FALSE(InKernel(c, "198.51.100.8"));
+  // Each decision queued once.
+  EXPECT_EQ(BanActions(c, "10.88.1.1"), 1);
+  EXPECT_EQ(BanActions(c, "198.51.100.8"), 1);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
@@ -590,6 +591,88 @@ TEST_F(ActionDispatcherTest, QueuedBansGoToABatchApplierTogetherWithAnOutcomeEac
     EXPECT_EQ(Get(id).status, id == ids[7] ? ActionStatus::kFailed : ActionStatus::kDone) << id;
   }
   EXPECT_EQ(executor->calls.count(undo), 0u) << "a revert is never part of a batch";
+}
+
+// Records every ban and removal in the order the kernel would see them.
+class OrderRecordingBatchExecutor final : public ActionExecutor, public BatchApplier {
+ public:
+  bool Handles(std::string_view type) const override { return type == "ban"; }
+  Status Start() override { return Status::Ok(); }
+  Status Apply(const ActionRecord& a) override { return ApplyMany({&a}).front(); }
+  Status Revert(const ActionRecord& a) override {
+    std::lock_guard<std::mutex> lk(mu);
+    order.push_back("unban " + a.params.value("address", ""));
+    return Status::Ok();
+  }
+  Result<bool> Check(const ActionRecord&) override { return true; }
+  void Stop() override {}
+  std::vector<Status> ApplyMany(const std::vector<const ActionRecord*>& actions) override {
+    std::lock_guard<std::mutex> lk(mu);
+    sizes.push_back(actions.size());
+    for (const ActionRecord* a : actions) order.push_back("ban " + a->params.value("address", ""));
+    return std::vector<Status>(actions.size(), Status::Ok());
+  }
+  std::mutex mu;
+  std::vector<std::size_t> sizes;  // guarded by mu
+  std::vector<std::string> order;  // guarded by mu
+};
+
+// The bulk path a cluster catch-up takes (docs/cluster.md): thousands of received decisions
+// (no incident: never held by the per-playbook valve) are applied in batches larger than a
+// claim, each recorded done; a ban and a later removal of the same address are applied in that
+// order (the address ends unbanned), a ban after the removal after it; an allowlisted address is
+// refused and recorded so.
+TEST_F(ActionDispatcherTest, ABurstOfReceivedDecisionsIsAppliedInLargeBatchesInOrder) {
+  IpPrefix allowed;
+  ASSERT_TRUE(IpPrefix::Parse("10.20.0.77/32", &allowed));
+  options_.allow_addresses.push_back(allowed);
+  options_.default_per_minute_cap = 10;  // a valve that would hold almost all of them
+  std::vector<std::int64_t> bans;
+  for (int i = 0; i < 3000; ++i) {
+    bans.push_back(
+        Enqueue("ban", {{"address", fmt::format("10.20.{}.{}", i >> 8, i & 255)}}, /*incident=*/0));
+  }
+  const std::int64_t unban = Enqueue("ban", {{"address", "10.20.0.5"}}, 0, /*revert=*/true);
+  const std::int64_t again = Enqueue("ban", {{"address", "10.21.0.6"}}, 0);
+  const std::int64_t unban_again = Enqueue("ban", {{"address", "10.21.0.6"}}, 0, true);
+  const std::int64_t ban_last = Enqueue("ban", {{"address", "10.21.0.6"}}, 0);
+  auto owned = std::make_unique<OrderRecordingBatchExecutor>();
+  OrderRecordingBatchExecutor* executor = owned.get();
+  std::vector<std::unique_ptr<ActionExecutor>> execs;
+  execs.push_back(std::move(owned));
+  ActionDispatcher d(db(), std::move(execs), options_, &clock_);
+  ASSERT_OK(d.Start());
+  ASSERT_TRUE(Eventually([&] { return Get(ban_last).status != ActionStatus::kPending; },
+                         std::chrono::seconds(60)));
+  d.Stop(std::chrono::seconds(5));
+
+  for (std::int64_t id : bans) {
+    EXPECT_EQ(Get(id).status, id == bans[77] ? ActionStatus::kRefused : ActionStatus::kDone) << id;
+  }
+  EXPECT_EQ(Get(unban).status, ActionStatus::kDone);
+  EXPECT_EQ(Get(again).status, ActionStatus::kDone);
+  EXPECT_EQ(Get(unban_again).status, ActionStatus::kDone);
+  EXPECT_EQ(Get(ban_last).status, ActionStatus::kDone);
+  std::lock_guard<std::mutex> lk(executor->mu);
+  std::size_t largest = 0;
+  for (std::size_t n : executor->sizes) largest = std::max(largest, n);
+  EXPECT_GT(largest, static_cast<std::size_t>(options_.claim_batch))
+      << "the burst was applied in batches no larger than one claim";
+  auto pos = [&](const std::string& what, std::size_t from = 0) {
+    auto it = std::find(executor->order.begin() + static_cast<std::ptrdiff_t>(from),
+                        executor->order.end(), what);
+    return static_cast<std::size_t>(it - executor->order.begin());
+  };
+  EXPECT_EQ(std::count(executor->order.begin(), executor->order.end(), "ban 10.20.0.77"), 0);
+  EXPECT_LT(pos("ban 10.20.0.5"), pos("unban 10.20.0.5"));
+  EXPECT_LT(pos("unban 10.20.0.5"), executor->order.size());
+  const std::size_t first = pos("ban 10.21.0.6");
+  const std::size_t removal = pos("unban 10.21.0.6");
+  ASSERT_LT(removal, executor->order.size());
+  EXPECT_LT(first, removal);
+  EXPECT_LT(removal, pos("ban 10.21.0.6", first + 1)) << "the last ban ran before the removal";
+  EXPECT_LT(pos("ban 10.21.0.6", first + 1), executor->order.size());
+  EXPECT_EQ(executor->order.size(), 3000u - 1 + 4);
 }
 
 TEST_F(ActionDispatcherTest, TwoDispatchersOnOneStoreNeverRunTheSameAction) {

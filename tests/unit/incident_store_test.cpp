@@ -205,6 +205,29 @@ TEST_F(IncidentStoreTest, OutboxRetriesAndFinishes) {
   EXPECT_EQ(store_->MarkActionDone(424242, kT0).code(), Status::Code::kNotFound);
 }
 
+// A batch's outcomes in one transaction: all recorded done, or (an id that is not there) none.
+TEST_F(IncidentStoreTest, MarkActionsDoneRecordsAWholeBatchOrNothing) {
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto id = store_->EnqueueAction(
+        0, {"ban", {{"address", "198.51.100." + std::to_string(i)}}, false}, false, kT0);
+    ASSERT_OK(id);
+    ids.push_back(*id);
+  }
+  EXPECT_EQ(store_->MarkActionsDone({ids[0], 424242}, kT0 + 1).code(), Status::Code::kNotFound);
+  EXPECT_EQ(store_->GetAction(ids[0])->status, ActionStatus::kPending);
+  ASSERT_OK(store_->MarkActionsDone(ids, kT0 + 2));
+  for (std::int64_t id : ids) {
+    auto a = store_->GetAction(id);
+    ASSERT_OK(a);
+    EXPECT_EQ(a->status, ActionStatus::kDone);
+    EXPECT_EQ(a->attempts, 1);
+    EXPECT_EQ(a->updated_at, kT0 + 2);
+  }
+  EXPECT_EQ(store_->GetOutboxStats()->pending, 0);
+  EXPECT_OK(store_->MarkActionsDone({}, kT0 + 3));
+}
+
 TEST_F(IncidentStoreTest, BansAndSuspensions) {
   ASSERT_TRUE(store_->UpsertBan({"192.0.2.7", kT0, kT0 + 100, 3, "brute force"}).ok());
   ASSERT_TRUE(store_->UpsertBan({"2001:db8::/64", kT0, 0, 0, "by hand"}).ok());
