@@ -590,6 +590,8 @@ class Daemon {
           [&s] { return static_cast<double>(s.protocol_errors); });
       add(kErrors, {"postfix", "idle_timeout"},
           [&s] { return static_cast<double>(s.idle_closed); });
+      add(kErrors, {"postfix", "request_timeout"},
+          [&s] { return static_cast<double>(s.request_timeouts); });
       add(kErrors, {"postfix", "connections_over_cap"},
           [&s] { return static_cast<double>(s.refused_connections); });
     }
