@@ -267,9 +267,25 @@ Status ControlServer::Start() {
   }
   // Between bind and chmod the file has the umask's mode, which never grants others write
   // permission (needed to connect); the peer check backs this up.
-  if (::chown(path.c_str(), static_cast<uid_t>(-1), impl_->allowed_gid) != 0 && geteuid() == 0) {
-    return Status::PermissionDenied(
-        fmt::format("cannot set group of {}: {}", path, std::strerror(errno)));
+  //
+  // The group is what gives administrators the socket. Root can always set it, so failing there
+  // is an error. Without root (the packaged unit: user mxward, no CAP_CHOWN) only a group the
+  // daemon is in can be set; any other leaves the socket with the daemon's group. That is
+  // narrower than configured, never wider (root and the daemon's user can still use it), so
+  // serve starts anyway, since refusing would stop the bans for the CLI's sake, and says so:
+  // the members of the group would otherwise only see "permission denied" from the CLI.
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), impl_->allowed_gid) != 0) {
+    const int err = errno;
+    const std::string group =
+        impl_->options.group.empty() ? std::to_string(impl_->allowed_gid) : impl_->options.group;
+    if (geteuid() == 0) {
+      return Status::PermissionDenied(fmt::format("cannot give control socket {} to group {}: {}",
+                                                  path, group, std::strerror(err)));
+    }
+    spdlog::warn(
+        "control socket {}: cannot give it to group {}: {}; only root and the daemon's user can "
+        "use it (add the daemon's user to group {}, or grant CAP_CHOWN)",
+        path, group, std::strerror(err), group);
   }
   if (::chmod(path.c_str(), 0660) != 0) {
     return Status::PermissionDenied(

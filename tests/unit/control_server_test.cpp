@@ -11,9 +11,12 @@
 #include <algorithm>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <utility>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 
 #include "mxward/control_protocol.h"
@@ -329,6 +332,54 @@ TEST(ControlServerOptionsTest, ReadsTheLimitsAndLocatesBadValues) {
   ASSERT_OK(o);
   EXPECT_EQ(o->max_connections, 32);
   EXPECT_EQ(o->request_timeout_seconds, 30);
+}
+
+// Not root and not in [control] group: the chown fails. The server still starts (narrower than
+// configured, never wider) and says which socket, which group and why.
+TEST(ControlServerGroupTest, AGroupThatCannotBeAppliedIsAWarningNamingSocketGroupAndErrno) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the server as nobody";
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0777), 0);
+  const std::string path = dir.file("control.sock");
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(pipefd[0]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    std::ostringstream log;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_st>(log);
+    sink->set_pattern("%l %v");
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+    boost::asio::io_context io;
+    ControlServerOptions o;
+    o.socket_path = path;
+    o.group = "root";  // exists; nobody is not in it
+    ControlServer server(io, o, [](const nlohmann::json&) { return ControlOk({}); });
+    const Status st = server.Start();
+    struct stat sst {};
+    const bool own_group = stat(path.c_str(), &sst) == 0 && sst.st_gid == 65534;
+    const std::string out = (st.ok() ? "started\n" : "failed: " + st.ToString() + "\n") +
+                            (own_group ? "own group\n" : "other group\n") + log.str();
+    if (write(pipefd[1], out.data(), out.size()) < 0) _exit(11);
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string got;
+  char buf[1024];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_NE(got.find("started\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("own group\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("warning control socket " + path +
+                     ": cannot give it to group root: " + std::strerror(EPERM)),
+            std::string::npos)
+      << got;
 }
 
 // --- ExecuteControlRequest without a socket
