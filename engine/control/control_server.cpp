@@ -159,9 +159,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     sessions.remove(s);
   }
 
-  void Read(const std::shared_ptr<Session>& s) {
-    // One deadline for the whole line, not restarted by each piece: a peer trickling a byte at
-    // a time is closed as surely as one that says nothing.
+  // Closes s unless the read or write it guards completes within request_timeout.
+  void ArmDeadline(const std::shared_ptr<Session>& s) {
     s->timer.expires_after(std::chrono::seconds(options.request_timeout_seconds));
     s->timer.async_wait([self = shared_from_this(),
                          weak = std::weak_ptr<Session>(s)](boost::system::error_code ec) {
@@ -171,6 +170,12 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
         self->Close(s);
       }
     });
+  }
+
+  void Read(const std::shared_ptr<Session>& s) {
+    // One deadline for the whole line, not restarted by each piece: a peer trickling a byte at
+    // a time is closed as surely as one that says nothing.
+    ArmDeadline(s);
     asio::async_read_until(
         s->socket, s->buffer, '\n',
         [self = shared_from_this(), s](boost::system::error_code ec, std::size_t n) {
@@ -209,10 +214,12 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   void Reply(const std::shared_ptr<Session>& s, const nlohmann::json& response, bool then_close) {
     s->response = response.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     s->response += '\n';
+    ArmDeadline(s);  // a peer that asks and never reads its answer does not keep the slot
     asio::async_write(
         s->socket, asio::buffer(s->response),
         [self = shared_from_this(), s, then_close](boost::system::error_code ec, std::size_t) {
           if (self->stopped) return;
+          s->timer.cancel();
           if (ec || then_close) {
             self->Close(s);
             return;

@@ -98,8 +98,9 @@ struct ControlServerOptions {
   // Connections open at once, admitted or being refused; one more is answered `unavailable`
   // and closed. The CLI opens one per command, so 32 leaves room for scripts in parallel.
   int max_connections = 32;
-  // From the moment the server waits for a request line until its newline: a peer that
-  // connects and says nothing, or trickles a line, is closed when it passes.
+  // From the moment the server waits for a request line until its newline, and again for the
+  // answer to be written: a peer that connects and says nothing, trickles a line or does not
+  // read its answer is closed when it passes.
   int request_timeout_seconds = 30;
   // [control] socket, group, max_connections and request_timeout from mxward.toml (socket
   // already in Config::control_socket). Unknown keys and bad values become Diagnostics with
