@@ -2,13 +2,13 @@
 #   make run    install what is missing, build, start `mxward serve` on embedded defaults
 #   make test   install what is missing, build with warnings as errors, run every test
 # Also: make test-asan (ASan+UBSan build and tests), make test-tsan (ThreadSanitizer, threaded
-# tests), make bench, make fuzz, make format, make clean.
+# tests), make package (the .deb), make bench, make fuzz, make format, make clean.
 
 JOBS  ?= $(shell nproc)
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: run test test-asan test-tsan build bench fuzz format clean deps-run deps-test
+.PHONY: run test test-asan test-tsan build package bench fuzz format clean deps-run deps-test
 
 deps-run:
 	@packaging/install-deps.sh run
@@ -47,6 +47,19 @@ test-tsan: deps-test
 	$(CMAKE) --build build/tsan -j $(JOBS) --target mxward_thread_tests
 	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -LE nosan
+
+# The Debian package, build/package/mxward_<version>-1_<arch>.deb (docs/operations.md): the daemon
+# alone, no tests or benchmarks (MXWARD_TESTS=OFF, MXWARD_BENCH=OFF; a few minutes instead of the
+# whole tree), compiled with Debian's hardening flags (MXWARD_HARDENING: fortify, stack
+# protector, relro, bindnow, from dpkg-buildflags; PIE is gcc's default). The build prints its
+# progress; cpack then only installs and packs what was built.
+package: deps-run
+	@command -v dpkg-buildflags >/dev/null || { echo "make package: dpkg-buildflags is missing (apt-get install dpkg-dev)" >&2; exit 1; }
+	$(CMAKE) -S . -B build/package -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_TESTS=OFF \
+	  -DMXWARD_BENCH=OFF -DMXWARD_HARDENING=ON
+	$(CMAKE) --build build/package -j $(JOBS) --target mxward
+	cd build/package && cpack -G DEB
+	@ls -l build/package/mxward_*.deb
 
 bench: deps-test
 	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release

@@ -15,7 +15,7 @@ set -euo pipefail
 profile=${1:-run}
 
 build_pkgs=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config dpkg-dev
   libboost-dev libre2-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libnftables-dev libmariadb-dev libpq-dev libsystemd-dev zlib1g-dev
@@ -28,7 +28,7 @@ test_pkgs=(
   rsyslog-gnutls rsyslog-openssl   # rsyslog_tls_test: the two TLS drivers as senders
   systemd-journal-remote           # journal files written from export format (journal input)
   clang libclang-rt-14-dev
-  lintian time
+  lintian time devscripts          # package_test: hardening-check on the packaged binary
   lld                              # the linker of the test builds (CMakeLists.txt: MXWARD_USE_LLD)
   postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S

@@ -521,6 +521,22 @@ class Daemon {
     pipeline_->RegisterMetrics(&registry_, &handles_);
     RegisterEngineMetrics();
     RegisterPolicyMetrics();
+    RegisterControlMetrics();
+  }
+
+  // What the control socket turned away: connections over [control] max_connections and peers
+  // closed at request_timeout. Atomics of the io thread; the labels are fixed words.
+  void RegisterControlMetrics() {
+    if (!control_) return;
+    constexpr std::string_view kRefused = "mxward_control_refused_total";
+    (void)registry_.Declare({kRefused,
+                             MetricType::kCounter,
+                             "Control socket connections refused over the cap or closed at the "
+                             "request deadline, per reason.",
+                             {"reason"}});
+    const ControlServerCounters& c = control_->counters();
+    Keep(registry_.AddAtomic(kRefused, {"over_cap"}, &c.refused_over_cap));
+    Keep(registry_.AddAtomic(kRefused, {"timeout"}, &c.timed_out));
   }
 
   // The policy servers' counters: plain numbers of the io thread, where the registry renders.
@@ -574,6 +590,8 @@ class Daemon {
           [&s] { return static_cast<double>(s.protocol_errors); });
       add(kErrors, {"postfix", "idle_timeout"},
           [&s] { return static_cast<double>(s.idle_closed); });
+      add(kErrors, {"postfix", "request_timeout"},
+          [&s] { return static_cast<double>(s.request_timeouts); });
       add(kErrors, {"postfix", "connections_over_cap"},
           [&s] { return static_cast<double>(s.refused_connections); });
     }

@@ -1,5 +1,9 @@
 #include "engine/cluster/cluster_options.h"
 
+#include <libpq-fe.h>
+
+#include <string_view>
+
 #include <fmt/format.h>
 
 #include "engine/base/secret_file.h"
@@ -17,6 +21,31 @@ bool IsNodeName(std::string_view s) {
     if (!ok) return false;
   }
   return true;
+}
+
+// Ok when libpq parses dsn and finds no password in it; otherwise why not.
+Status CheckDsnHasNoPassword(const std::string& dsn) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
+  if (options == nullptr) {
+    std::string why = error != nullptr ? error : "out of memory";
+    if (error != nullptr) PQfreemem(error);
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    return Status::InvalidArgument(fmt::format("'dsn' is not a libpq connection string: {}", why));
+  }
+  bool has_password = false;
+  for (const PQconninfoOption* opt = options; opt->keyword != nullptr; ++opt) {
+    if (std::string_view(opt->keyword) == "password" && opt->val != nullptr &&
+        opt->val[0] != '\0') {
+      has_password = true;
+    }
+  }
+  PQconninfoFree(options);
+  if (has_password) {
+    return Status::InvalidArgument(
+        "'dsn' must not hold a password: put it in the file password_file names");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -43,10 +72,9 @@ Result<ClusterOptions> ClusterOptions::FromConfig(const Config& config,
       r.Error(t->source(), "[cluster] needs dsn: the PostgreSQL connection (host=... dbname=...)");
     } else if (r.String("dsn", &o.dsn)) {
       // The password comes from password_file, never from the file people paste into tickets.
-      if (o.dsn.find("password") != std::string::npos) {
-        r.Error(*t->get("dsn"),
-                "'dsn' must not hold a password: put it in the file password_file names");
-      }
+      // libpq's own parser reads the dsn as libpq will: key=value or a postgresql:// URI, where
+      // a password hides in user:secret@host or ?password=.
+      if (Status st = CheckDsnHasNoPassword(o.dsn); !st.ok()) r.Error(*t->get("dsn"), st.message());
     }
     ReadSecretSetting(r, "password_file", &o.password);
     std::string role = "full";

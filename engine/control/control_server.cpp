@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "mxward/control_protocol.h"
 
@@ -32,8 +33,17 @@ Result<ControlServerOptions> ControlServerOptions::FromConfig(
   o.socket_path = config.control_socket;
   if (const toml::table* control = config.document["control"].as_table()) {
     SettingsReader r(*control, "[control]", config.source, diagnostics);
-    r.CheckKnownKeys({"socket", "group"});
+    r.CheckKnownKeys({"socket", "group", "max_connections", "request_timeout"});
     r.String("group", &o.group);
+    r.Int("max_connections", 1, 4096, &o.max_connections);
+    std::int64_t seconds = 0;
+    if (r.Duration("request_timeout", &seconds)) {
+      if (seconds < 1 || seconds > 3600) {
+        r.Error(*control->get("request_timeout"), "'request_timeout': expected between 1s and 1h");
+      } else {
+        o.request_timeout_seconds = static_cast<int>(seconds);
+      }
+    }
     if (!r.ok()) return Status::InvalidArgument("errors in [control]");
   }
   return o;
@@ -75,8 +85,10 @@ bool InGroup(uid_t uid, gid_t primary, gid_t gid) {
 
 struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   struct Session {
-    explicit Session(local::socket s) : socket(std::move(s)), buffer(kMaxControlMessageBytes) {}
+    explicit Session(local::socket s)
+        : socket(std::move(s)), timer(socket.get_executor()), buffer(kMaxControlMessageBytes) {}
     local::socket socket;
+    asio::steady_timer timer;  // request_timeout of the line being read
     asio::streambuf buffer;
     std::string response;
   };
@@ -91,6 +103,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   gid_t allowed_gid = getegid();
   std::list<std::shared_ptr<Session>> sessions;
   bool stopped = false;
+  ControlServerCounters counters;
 
   void Accept() {
     acceptor.async_accept(
@@ -98,8 +111,19 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
           if (self->stopped) return;
           if (!ec) {
             auto session = std::make_shared<Session>(std::move(socket));
+            const bool over_cap =
+                self->sessions.size() >= static_cast<std::size_t>(self->options.max_connections);
             self->sessions.push_back(session);
-            if (self->Allowed(session.get())) {
+            if (over_cap) {
+              // Checked before the peer's credentials (no user database lookups for a flood).
+              // The refusal is one short line: the socket buffer takes it without waiting.
+              self->counters.refused_over_cap.fetch_add(1, std::memory_order_relaxed);
+              self->Reply(session,
+                          ControlError(Status::Unavailable(fmt::format(
+                              "too many connections to the control socket ({} open); try again",
+                              self->options.max_connections))),
+                          /*then_close=*/true);
+            } else if (self->Allowed(session.get())) {
               self->Read(session);
             } else {
               self->Reply(session,
@@ -130,15 +154,33 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
 
   void Close(const std::shared_ptr<Session>& s) {
     boost::system::error_code ignored;
+    s->timer.cancel();
     s->socket.close(ignored);
     sessions.remove(s);
   }
 
+  // Closes s unless the read or write it guards completes within request_timeout.
+  void ArmDeadline(const std::shared_ptr<Session>& s) {
+    s->timer.expires_after(std::chrono::seconds(options.request_timeout_seconds));
+    s->timer.async_wait([self = shared_from_this(),
+                         weak = std::weak_ptr<Session>(s)](boost::system::error_code ec) {
+      if (ec || self->stopped) return;
+      if (auto s = weak.lock()) {
+        self->counters.timed_out.fetch_add(1, std::memory_order_relaxed);
+        self->Close(s);
+      }
+    });
+  }
+
   void Read(const std::shared_ptr<Session>& s) {
+    // One deadline for the whole line, not restarted by each piece: a peer trickling a byte at
+    // a time is closed as surely as one that says nothing.
+    ArmDeadline(s);
     asio::async_read_until(
         s->socket, s->buffer, '\n',
         [self = shared_from_this(), s](boost::system::error_code ec, std::size_t n) {
           if (self->stopped) return;
+          s->timer.cancel();
           if (ec == asio::error::not_found) {  // the buffer's limit: a line too long
             self->Reply(s,
                         ControlError(Status::InvalidArgument(
@@ -172,10 +214,12 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   void Reply(const std::shared_ptr<Session>& s, const nlohmann::json& response, bool then_close) {
     s->response = response.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     s->response += '\n';
+    ArmDeadline(s);  // a peer that asks and never reads its answer does not keep the slot
     asio::async_write(
         s->socket, asio::buffer(s->response),
         [self = shared_from_this(), s, then_close](boost::system::error_code ec, std::size_t) {
           if (self->stopped) return;
+          s->timer.cancel();
           if (ec || then_close) {
             self->Close(s);
             return;
@@ -230,9 +274,25 @@ Status ControlServer::Start() {
   }
   // Between bind and chmod the file has the umask's mode, which never grants others write
   // permission (needed to connect); the peer check backs this up.
-  if (::chown(path.c_str(), static_cast<uid_t>(-1), impl_->allowed_gid) != 0 && geteuid() == 0) {
-    return Status::PermissionDenied(
-        fmt::format("cannot set group of {}: {}", path, std::strerror(errno)));
+  //
+  // The group is what gives administrators the socket. Root can always set it, so failing there
+  // is an error. Without root (the packaged unit: user mxward, no CAP_CHOWN) only a group the
+  // daemon is in can be set; any other leaves the socket with the daemon's group. That is
+  // narrower than configured, never wider (root and the daemon's user can still use it), so
+  // serve starts anyway, since refusing would stop the bans for the CLI's sake, and says so:
+  // the members of the group would otherwise only see "permission denied" from the CLI.
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), impl_->allowed_gid) != 0) {
+    const int err = errno;
+    const std::string group =
+        impl_->options.group.empty() ? std::to_string(impl_->allowed_gid) : impl_->options.group;
+    if (geteuid() == 0) {
+      return Status::PermissionDenied(fmt::format("cannot give control socket {} to group {}: {}",
+                                                  path, group, std::strerror(err)));
+    }
+    spdlog::warn(
+        "control socket {}: cannot give it to group {}: {}; only root and the daemon's user can "
+        "use it (add the daemon's user to group {}, or grant CAP_CHOWN)",
+        path, group, std::strerror(err), group);
   }
   if (::chmod(path.c_str(), 0660) != 0) {
     return Status::PermissionDenied(
@@ -252,9 +312,14 @@ void ControlServer::Stop() {
   const bool was_open = impl_->acceptor.is_open();
   boost::system::error_code ec;
   impl_->acceptor.close(ec);
-  for (auto& s : impl_->sessions) s->socket.close(ec);
+  for (auto& s : impl_->sessions) {
+    s->timer.cancel();  // a pending deadline would keep the io_context running
+    s->socket.close(ec);
+  }
   impl_->sessions.clear();
   if (was_open) ::unlink(impl_->options.socket_path.c_str());
 }
+
+const ControlServerCounters& ControlServer::counters() const { return impl_->counters; }
 
 }  // namespace mxward

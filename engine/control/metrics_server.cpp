@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -48,8 +49,24 @@ Result<MetricsServerOptions> MetricsServerOptions::FromConfig(
   }
   const std::size_t before = diagnostics->size();
   SettingsReader r(*t, "[metrics]", config.source, diagnostics);
-  r.CheckKnownKeys({"enabled", "listen"});
+  r.CheckKnownKeys(
+      {"enabled", "listen", "max_connections", "max_connections_per_peer", "request_timeout"});
   r.Bool("enabled", &o.enabled);
+  r.Int("max_connections", 1, 4096, &o.max_connections);
+  if (r.Int("max_connections_per_peer", 1, 4096, &o.max_connections_per_peer) &&
+      o.max_connections_per_peer > o.max_connections) {
+    r.Error(*t->get("max_connections_per_peer"),
+            fmt::format("'max_connections_per_peer' ({}) is more than max_connections ({})",
+                        o.max_connections_per_peer, o.max_connections));
+  }
+  std::int64_t seconds = 0;
+  if (r.Duration("request_timeout", &seconds)) {
+    if (seconds < 1 || seconds > 3600) {
+      r.Error(*t->get("request_timeout"), "'request_timeout': expected between 1s and 1h");
+    } else {
+      o.request_timeout_seconds = static_cast<int>(seconds);
+    }
+  }
   std::string listen;
   if (r.String("listen", &listen)) {
     if (Status st = ParseListenAddress(listen, &o.address, &o.port); !st.ok()) {
@@ -92,6 +109,9 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
   std::atomic<int> open_connections{0};
   std::mutex sessions_mu;
   std::vector<std::weak_ptr<Session>> sessions;  // to close them on Stop
+  std::map<std::string, int> per_peer;           // open sessions per PeerKey; under sessions_mu
+  std::atomic<std::uint64_t> refused_over_cap{0};
+  std::atomic<std::uint64_t> refused_peer_limit{0};
   std::uint16_t bound_port = 0;
 };
 
@@ -101,11 +121,21 @@ namespace {
 // or Stop.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<MetricsServer::Impl> server)
-      : stream_(std::move(socket)), server_(std::move(server)) {
+  // The acceptor has counted this connection in server->per_peer under `peer`.
+  Session(tcp::socket socket, std::shared_ptr<MetricsServer::Impl> server, std::string peer)
+      : stream_(std::move(socket)), server_(std::move(server)), peer_(std::move(peer)) {
     ++server_->open_connections;
   }
-  ~Session() { --server_->open_connections; }
+  ~Session() {
+    {
+      std::lock_guard lock(server_->sessions_mu);
+      if (auto it = server_->per_peer.find(peer_);
+          it != server_->per_peer.end() && --it->second <= 0) {
+        server_->per_peer.erase(it);
+      }
+    }
+    --server_->open_connections;
+  }
 
   void Start() { Read(); }
   void Close() {
@@ -119,7 +149,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(0);  // GET and HEAD only: any body is refused
-    stream_.expires_after(std::chrono::seconds(server_->options.idle_timeout_seconds));
+    stream_.expires_after(std::chrono::seconds(server_->options.request_timeout_seconds));
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnRead(ec); });
@@ -148,7 +178,20 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_{kHeaderLimit};
   std::optional<http::request_parser<http::empty_body>> parser_;
   std::shared_ptr<MetricsServer::Impl> server_;
+  std::string peer_;
 };
+
+// The per-peer key of a connection: its source address, every loopback address as one.
+std::string PeerKey(const tcp::socket& socket) {
+  beast::error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  if (ec) return "?";
+  auto address = ep.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  return address.is_loopback() ? "loopback" : address.to_string();
+}
 
 }  // namespace
 
@@ -192,17 +235,26 @@ void MetricsServer::Impl::Accept() {
       asio::make_strand(io), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
         if (self->stopped || ec == asio::error::operation_aborted) return;
         if (!ec) {
-          if (self->open_connections >= self->options.max_connections) {
+          std::string peer = PeerKey(socket);
+          std::unique_lock lock(self->sessions_mu);
+          int& from_peer = self->per_peer[peer];
+          if (self->open_connections >= self->options.max_connections ||
+              from_peer >= self->options.max_connections_per_peer) {
+            // Over a cap: refuse rather than queue without bound.
+            (self->open_connections >= self->options.max_connections ? self->refused_over_cap
+                                                                     : self->refused_peer_limit)
+                .fetch_add(1, std::memory_order_relaxed);
+            if (from_peer == 0) self->per_peer.erase(peer);
+            lock.unlock();
             beast::error_code ignored;
-            socket.close(ignored);  // over the cap: refuse rather than queue without bound
+            socket.close(ignored);
           } else {
-            auto session = std::make_shared<Session>(std::move(socket), self);
-            {
-              // Drop entries of closed sessions so the list stays as small as the cap.
-              std::lock_guard lock(self->sessions_mu);
-              std::erase_if(self->sessions, [](const auto& w) { return w.expired(); });
-              self->sessions.push_back(session);
-            }
+            ++from_peer;
+            auto session = std::make_shared<Session>(std::move(socket), self, std::move(peer));
+            // Drop entries of closed sessions so the list stays as small as the cap.
+            std::erase_if(self->sessions, [](const auto& w) { return w.expired(); });
+            self->sessions.push_back(session);
+            lock.unlock();
             session->Start();
           }
         } else {
@@ -264,5 +316,13 @@ void MetricsServer::Stop() {
 }
 
 std::uint16_t MetricsServer::port() const { return impl_->bound_port; }
+
+std::uint64_t MetricsServer::refused_over_cap() const {
+  return impl_->refused_over_cap.load(std::memory_order_relaxed);
+}
+
+std::uint64_t MetricsServer::refused_peer_limit() const {
+  return impl_->refused_peer_limit.load(std::memory_order_relaxed);
+}
 
 }  // namespace mxward

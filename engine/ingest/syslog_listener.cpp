@@ -825,17 +825,21 @@ class StreamInput final : public Input {
   }
 
   // Who a connection counts against for max_connections_per_peer: its source address (tcp,
-  // tls) or its uid (unix-stream). Empty when uncapped: the cap is off, a loopback address (every
-  // local user at once: capping it would let one of them lock rsyslog out) or root.
+  // tls) or its uid (unix-stream). Every loopback address is one peer, "loopback": any local user
+  // may connect from any of 127.0.0.0/8, so one key per address would be no cap. Loopback is
+  // capped like the rest (it used to be exempt, and one local user could then take every slot
+  // of the input): rsyslog's omfwd holds one connection per action, far below the default 32.
+  // Empty when uncapped: the cap is off, or root on a unix socket.
   std::string PeerKey(typename Protocol::socket& socket) {
     if (spec_.max_connections_per_peer == 0) return {};
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
       boost::system::error_code ec;
       const auto ep = socket.remote_endpoint(ec);
-      if (ec || ep.address().is_loopback()) return {};
+      if (ec) return "?";
+      if (ep.address().is_loopback()) return "loopback";
       if (ep.address().is_v6() && ep.address().to_v6().is_v4_mapped()) {
         const auto v4 = asio::ip::make_address_v4(asio::ip::v4_mapped, ep.address().to_v6());
-        if (v4.is_loopback()) return {};
+        if (v4.is_loopback()) return "loopback";
         return v4.to_string();
       }
       return ep.address().to_string();

@@ -66,6 +66,8 @@ class PostfixPolicyReader {
   Status Feed(std::string_view bytes, std::vector<PostfixPolicyRequest>* out);
   // Bytes of an unfinished request held (bounded by the limits above).
   std::size_t buffered() const { return line_.size(); }
+  // Between the first byte of a request and its empty line (a partial line or attributes held).
+  bool in_request() const { return !line_.empty() || current_.attributes > 0; }
 
  private:
   Status EndLine(std::vector<PostfixPolicyRequest>* out);

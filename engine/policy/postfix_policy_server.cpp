@@ -37,7 +37,7 @@ Result<PostfixPolicyServerOptions> PostfixPolicyServerOptions::FromConfig(
   if (t != nullptr) {
     SettingsReader r(*t, "[policy.postfix]", config.source, diagnostics);
     r.CheckKnownKeys({"enabled", "socket", "socket_mode", "socket_group", "listen",
-                      "max_connections", "idle_timeout"});
+                      "max_connections", "idle_timeout", "request_timeout"});
     r.Bool("enabled", &o.enabled);
     r.String("socket", &o.socket_path);
     std::string mode;
@@ -69,6 +69,13 @@ Result<PostfixPolicyServerOptions> PostfixPolicyServerOptions::FromConfig(
     std::int64_t seconds = 0;
     if (r.Duration("idle_timeout", &seconds)) {
       o.idle_timeout_seconds = static_cast<int>(std::clamp<std::int64_t>(seconds, 1, 86400));
+    }
+    if (r.Duration("request_timeout", &seconds)) {
+      if (seconds < 1 || seconds > 3600) {
+        r.Error(*t->get("request_timeout"), "'request_timeout': expected between 1s and 1h");
+      } else {
+        o.request_timeout_seconds = static_cast<int>(seconds);
+      }
     }
     if (o.enabled && o.socket_path.empty() && o.address.empty()) {
       r.Error(t->source(), "[policy.postfix] is enabled but has neither 'socket' nor 'listen'");
@@ -125,14 +132,28 @@ class PostfixSession : public std::enable_shared_from_this<PostfixSession<Socket
 
  private:
   void Read() {
-    timer_.expires_after(std::chrono::seconds(server_->options.idle_timeout_seconds));
-    timer_.async_wait([weak = this->weak_from_this()](const boost::system::error_code& ec) {
-      if (ec) return;
-      if (auto self = weak.lock()) {
-        ++self->server_->counters.idle_closed;
-        self->Close();
-      }
-    });
+    // Inside a request the deadline counts from its first byte and is not moved by later
+    // reads, so a client trickling a byte at a time cannot hold its slot; between requests the
+    // connection may sit idle for idle_timeout, as Postfix keeps it for the next message.
+    const bool in_request = reader_.in_request();
+    if (in_request) {
+      timer_.expires_at(request_started_ +
+                        std::chrono::seconds(server_->options.request_timeout_seconds));
+    } else {
+      timer_.expires_after(std::chrono::seconds(server_->options.idle_timeout_seconds));
+    }
+    timer_.async_wait(
+        [weak = this->weak_from_this(), in_request](const boost::system::error_code& ec) {
+          if (ec) return;
+          if (auto self = weak.lock()) {
+            if (in_request) {
+              ++self->server_->counters.request_timeouts;
+            } else {
+              ++self->server_->counters.idle_closed;
+            }
+            self->Close();
+          }
+        });
     socket_.async_read_some(asio::buffer(buffer_), [self = this->shared_from_this()](
                                                        const boost::system::error_code& ec,
                                                        std::size_t n) { self->OnRead(ec, n); });
@@ -145,7 +166,13 @@ class PostfixSession : public std::enable_shared_from_this<PostfixSession<Socket
       return;
     }
     requests_.clear();
+    const bool was_in_request = reader_.in_request();
     const Status st = reader_.Feed(std::string_view(buffer_.data(), n), &requests_);
+    // A request begun by these bytes (after an idle wait or after one they completed) starts
+    // its deadline now; one still arriving keeps the deadline it had.
+    if (reader_.in_request() && (!was_in_request || !requests_.empty())) {
+      request_started_ = std::chrono::steady_clock::now();
+    }
     out_.clear();
     for (const auto& r : requests_) {
       out_ += "action=";
@@ -180,6 +207,7 @@ class PostfixSession : public std::enable_shared_from_this<PostfixSession<Socket
   std::shared_ptr<PostfixPolicyServer::Impl> server_;
   std::array<char, 4096> buffer_{};
   PostfixPolicyReader reader_;
+  std::chrono::steady_clock::time_point request_started_;
   std::vector<PostfixPolicyRequest> requests_;
   std::string out_;
 };

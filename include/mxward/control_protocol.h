@@ -53,7 +53,9 @@
 //   MXWARD_RETURN_IF_ERROR(control.Start());
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -93,10 +95,24 @@ nlohmann::json ExecuteControlRequest(IncidentStore* store, const nlohmann::json&
 struct ControlServerOptions {
   std::string socket_path = "/run/mxward/control.sock";
   std::string group;  // group allowed to connect; empty: the daemon's own group
-  // [control] socket and group from mxward.toml (socket already in Config::control_socket).
-  // Unknown keys and bad values become Diagnostics with file:line:col.
+  // Connections open at once, admitted or being refused; one more is answered `unavailable`
+  // and closed. The CLI opens one per command, so 32 leaves room for scripts in parallel.
+  int max_connections = 32;
+  // From the moment the server waits for a request line until its newline, and again for the
+  // answer to be written: a peer that connects and says nothing, trickles a line or does not
+  // read its answer is closed when it passes.
+  int request_timeout_seconds = 30;
+  // [control] socket, group, max_connections and request_timeout from mxward.toml (socket
+  // already in Config::control_socket). Unknown keys and bad values become Diagnostics with
+  // file:line:col.
   static Result<ControlServerOptions> FromConfig(const Config& config,
                                                  std::vector<Diagnostic>* diagnostics);
+};
+
+// What the control server turned away; relaxed atomics of the io thread, read by /metrics.
+struct ControlServerCounters {
+  std::atomic<std::uint64_t> refused_over_cap{0};  // answered `unavailable` at max_connections
+  std::atomic<std::uint64_t> timed_out{0};         // closed at request_timeout
 };
 
 class ControlServer {
@@ -116,6 +132,7 @@ class ControlServer {
   // Closes the socket and every connection and removes the socket file. Call it on the
   // io_context's thread, or while the io_context is not running.
   void Stop();
+  const ControlServerCounters& counters() const;
 
  private:
   struct Impl;

@@ -36,11 +36,18 @@ struct MetricsServerOptions {
   bool enabled = true;
   std::string address = "127.0.0.1";  // IPv4 or IPv6 literal
   std::uint16_t port = 9580;          // 0 picks a free port (tests)
+  // Open at once; more are accepted and closed at once rather than queued without bound.
   int max_connections = 32;
-  int idle_timeout_seconds = 30;
+  // Of those, from one source address (all of loopback is one: a local user may connect from
+  // any 127/8 address), so one scanner cannot take the slots Prometheus needs.
+  int max_connections_per_peer = 8;
+  // To send a whole request's headers, from when the server starts waiting for them (also the
+  // keep-alive idle time between requests).
+  int request_timeout_seconds = 30;
 
-  // Reads [metrics] enabled = true|false and listen = "ADDR:PORT" ("[::1]:9580" for IPv6).
-  // Unknown keys and bad values become Diagnostics with file:line:col.
+  // Reads [metrics] enabled = true|false, listen = "ADDR:PORT" ("[::1]:9580" for IPv6),
+  // max_connections, max_connections_per_peer (at most max_connections) and request_timeout
+  // (1s to 1h). Unknown keys and bad values become Diagnostics with file:line:col.
   static Result<MetricsServerOptions> FromConfig(const Config& config,
                                                  std::vector<Diagnostic>* diagnostics);
 };
@@ -70,6 +77,9 @@ class MetricsServer {
   void Stop();
   // The bound port (useful with port 0); 0 before Start.
   std::uint16_t port() const;
+  // Connections closed at accept: over max_connections, over max_connections_per_peer.
+  std::uint64_t refused_over_cap() const;
+  std::uint64_t refused_peer_limit() const;
 
   struct Impl;  // defined in metrics_server.cpp; public so its connection class can name it
 

@@ -5,14 +5,14 @@
 #
 #   bash tests/integration/package_test.sh MXWARD_BINARY SOURCE_DIR
 #
-# Needs cmake/cpack, dpkg-deb, dpkg-shlibdeps, lintian and systemd-analyze (packaging/install-deps.sh
-# test); a missing tool is a failure, not a skip.
+# Needs cmake/cpack, dpkg-deb, dpkg-shlibdeps, lintian, hardening-check (devscripts) and
+# systemd-analyze (packaging/install-deps.sh test); a missing tool is a failure, not a skip.
 set -euo pipefail
 
 binary=$(readlink -f "$1")
 src=$(readlink -f "$2")
 fail() { echo "package_test: FAIL: $*" >&2; exit 1; }
-for tool in cmake cpack dpkg-deb dpkg-shlibdeps lintian systemd-analyze gzip man; do
+for tool in cmake cpack dpkg-deb dpkg-shlibdeps lintian hardening-check systemd-analyze gzip man; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (packaging/install-deps.sh test)"
 done
 [ -x "$binary" ] || fail "no mxward binary at $1"
@@ -106,6 +106,15 @@ root=$tmp/root
 dpkg-deb -x "$deb" "$root"
 "$root/usr/sbin/mxward" --version | grep -qx "mxward $version" || fail "unpacked binary --version"
 ok
+# Debian's hardening (CMakeLists.txt: MXWARD_HARDENING, flags from dpkg-buildflags): the packaged
+# binary has each of these. Stack clash and CET are not in Debian 12's defaults, so not required.
+hardening-check "$root/usr/sbin/mxward" >"$tmp/hardening.log" 2>&1 || true
+for feature in "Position Independent Executable" "Stack protected" "Fortify Source functions" \
+  "Read-only relocations" "Immediate binding"; do
+  grep -q "^ $feature: yes" "$tmp/hardening.log" ||
+    { cat "$tmp/hardening.log"; fail "hardening-check: $feature"; }
+  ok
+done
 python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' \
   "$root/etc/mxward/mxward.toml" || fail "mxward.toml is not valid TOML"
 ok
@@ -126,6 +135,9 @@ sed "s|/usr/sbin/mxward|$root/usr/sbin/mxward|" "$root/lib/systemd/system/mxward
 MANPATH="$root/usr/share/man:" systemd-analyze verify "$tmp/mxward.service" \
   >"$tmp/verify.log" 2>&1 || { cat "$tmp/verify.log"; fail "systemd-analyze verify"; }
 [ ! -s "$tmp/verify.log" ] || { cat "$tmp/verify.log"; fail "systemd-analyze verify warnings"; }
+ok
+# A memory ceiling, so a runaway mxward is killed (and restarted) before Postfix or Dovecot is.
+grep -qE '^MemoryMax=[0-9]+[KMG]$' "$tmp/mxward.service" || fail "the unit sets no MemoryMax"
 ok
 
 # --- maintainer scripts against recording stubs ----------------------------------------------
@@ -212,6 +224,9 @@ ok
 # packaging/deb/lintian-overrides (shipped in the package).
 lintian --fail-on error --tag-display-limit 0 "$deb" >"$tmp/lintian.log" 2>&1 ||
   { cat "$tmp/lintian.log"; fail "lintian reports errors"; }
+ok
+# Its hardening tags are warnings to lintian; the package must have none of them.
+! grep -E 'hardening-no-' "$tmp/lintian.log" || fail "lintian finds the binary unhardened"
 ok
 if [ -s "$tmp/lintian.log" ]; then
   echo "package_test: lintian says:"

@@ -80,6 +80,35 @@ TEST_F(ClusterOptionsTest, ReportsEachMistakeWhereItIs) {
   EXPECT_NE(d.find("unknown key 'nodes' in [cluster]"), std::string::npos) << d;
 }
 
+TEST_F(ClusterOptionsTest, APasswordInAnyFormOfTheDsnIsRefusedWhereItIs) {
+  // libpq reads a password from key=value, from a URI's user:secret@ and from its ?password=;
+  // none of the URI forms contains the word the old check looked for.
+  for (const std::string dsn :
+       {"postgresql://mxward:s3cret@db.example.org/mxward", "postgres://mxward:s3cret@db/mxward",
+        "postgresql://db.example.org/mxward?user=mxward&password=s3cret",
+        "host=db user=mxward password = 's3cret'"}) {
+    auto o = Read("[cluster]\nnode = \"mx1\"\ndsn = \"" + dsn + "\"\n");
+    EXPECT_FALSE(o.ok()) << dsn;
+    EXPECT_NE(Diagnostics().find("mxward.toml:3:7: error: 'dsn' must not hold a password"),
+              std::string::npos)
+        << dsn << "\n"
+        << Diagnostics();
+    EXPECT_EQ(Diagnostics().find("s3cret"), std::string::npos) << "the secret is not repeated";
+  }
+  // Without a password both forms are fine, even where the word appears elsewhere.
+  for (const std::string dsn : {"postgresql://mxward@db.example.org/mxward?sslmode=verify-full",
+                                "host=db dbname=password_reset user=mxward sslmode=verify-full"}) {
+    auto o = Read("[cluster]\nnode = \"mx1\"\ndsn = \"" + dsn + "\"\n");
+    EXPECT_OK(o) << dsn << "\n" << Diagnostics();
+  }
+  // What libpq cannot parse is refused at start too, where it is.
+  auto o = Read("[cluster]\nnode = \"mx1\"\ndsn = \"host=db nosuchkey=1\"\n");
+  EXPECT_FALSE(o.ok());
+  EXPECT_NE(Diagnostics().find("mxward.toml:3:7: error: 'dsn' is not a libpq connection string"),
+            std::string::npos)
+      << Diagnostics();
+}
+
 TEST_F(ClusterOptionsTest, NodeAndDsnAreRequired) {
   auto o = Read("[cluster]\nrole = \"full\"\n");
   EXPECT_FALSE(o.ok());

@@ -8,19 +8,26 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <utility>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 
 #include "mxward/control_protocol.h"
+#include "support/eventually.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
 
 namespace mxward {
 namespace {
 
+using testing::Eventually;
 using testing::TempDir;
 
 constexpr UnixMicros kNow = 1'800'000'000LL * kMicrosPerSecond;
@@ -227,6 +234,152 @@ TEST_F(ControlServerTest, PeerWithoutTheGroupIsRefusedEvenIfTheFileWereOpen) {
   EXPECT_EQ(j.at("code"), "permission_denied");
   std::lock_guard lock(mu_);
   EXPECT_EQ(handled_, 0) << "the handler must not run for a refused peer";
+}
+
+// A connected unix socket that has sent `bytes` and is kept open; -1 when it cannot connect.
+int ConnectAndSend(const std::string& path, const std::string& bytes) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      (!bytes.empty() &&
+       send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size()))) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Everything the server sends until it closes the connection (blocks until then).
+std::string ReadUntilClosed(int fd) {
+  std::string in;
+  char buf[4096];
+  ssize_t r;
+  while ((r = recv(fd, buf, sizeof buf, 0)) > 0) in.append(buf, static_cast<std::size_t>(r));
+  return in;
+}
+
+TEST_F(ControlServerTest, ConnectionsOverTheCapAreRefusedWithOneLineAndCounted) {
+  options_.max_connections = 2;
+  StartServer();
+  // Two peers that connect and say nothing hold both slots...
+  const int a = ConnectAndSend(options_.socket_path, "");
+  const int b = ConnectAndSend(options_.socket_path, "");
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  // ...so the third is answered and closed, before any request of its own is read.
+  const int c = ConnectAndSend(options_.socket_path, "{\"op\":\"ping\"}\n");
+  ASSERT_GE(c, 0);
+  const std::string refusal = ReadUntilClosed(c);
+  close(c);
+  ASSERT_EQ(std::count(refusal.begin(), refusal.end(), '\n'), 1) << refusal;
+  auto j = nlohmann::json::parse(refusal, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << refusal;
+  EXPECT_EQ(j.at("code"), "unavailable");
+  EXPECT_NE(j.at("error").get<std::string>().find("too many connections"), std::string::npos);
+  EXPECT_EQ(server_->counters().refused_over_cap.load(), 1u);
+  {
+    std::lock_guard lock(mu_);
+    EXPECT_EQ(handled_, 0);
+  }
+  // A slot freed is a slot again.
+  close(a);
+  EXPECT_TRUE(Eventually([&] { return CallControl(options_.socket_path, {{"op", "ping"}}).ok(); }));
+  close(b);
+}
+
+TEST_F(ControlServerTest, SilentAndTricklingPeersAreClosedAtTheRequestDeadline) {
+  options_.request_timeout_seconds = 1;
+  StartServer();
+  // Says nothing: closed without an answer once the deadline passes (recv sees the close).
+  const int silent = ConnectAndSend(options_.socket_path, "");
+  ASSERT_GE(silent, 0);
+  EXPECT_EQ(ReadUntilClosed(silent), "");
+  close(silent);
+  // Half a line and then nothing: the deadline covers the whole line, not each piece.
+  const int partial = ConnectAndSend(options_.socket_path, "{\"op\":");
+  ASSERT_GE(partial, 0);
+  EXPECT_EQ(ReadUntilClosed(partial), "");
+  close(partial);
+  EXPECT_EQ(server_->counters().timed_out.load(), 2u);
+  // A peer that asks in time is answered as before.
+  EXPECT_TRUE(CallControl(options_.socket_path, {{"op", "ping"}}).ok());
+}
+
+TEST(ControlServerOptionsTest, ReadsTheLimitsAndLocatesBadValues) {
+  TempDir dir;
+  auto load = [&](const std::string& toml, std::vector<Diagnostic>* d) {
+    std::ofstream(dir.file("mxward.toml")) << toml;
+    auto config = Config::Load(dir.file("mxward.toml"), d);
+    if (!config.ok()) return Result<ControlServerOptions>(config.status());
+    return ControlServerOptions::FromConfig(*config, d);
+  };
+  std::vector<Diagnostic> d;
+  auto o = load("[control]\nmax_connections = 8\nrequest_timeout = \"5s\"\n", &d);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->max_connections, 8);
+  EXPECT_EQ(o->request_timeout_seconds, 5);
+  d.clear();
+  o = load("[control]\nmax_connections = 0\nrequest_timeout = \"2h\"\n", &d);
+  EXPECT_FALSE(o.ok());
+  std::string all;
+  for (const auto& x : d) all += x.ToString() + "\n";
+  EXPECT_NE(all.find("mxward.toml:2:"), std::string::npos) << all;
+  EXPECT_NE(all.find("mxward.toml:3:"), std::string::npos) << all;
+  d.clear();
+  o = load("[store]\npath = \"/tmp/x.db\"\n", &d);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->max_connections, 32);
+  EXPECT_EQ(o->request_timeout_seconds, 30);
+}
+
+// Not root and not in [control] group: the chown fails. The server still starts (narrower than
+// configured, never wider) and says which socket, which group and why.
+TEST(ControlServerGroupTest, AGroupThatCannotBeAppliedIsAWarningNamingSocketGroupAndErrno) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the server as nobody";
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0777), 0);
+  const std::string path = dir.file("control.sock");
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(pipefd[0]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    std::ostringstream log;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_st>(log);
+    sink->set_pattern("%l %v");
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+    boost::asio::io_context io;
+    ControlServerOptions o;
+    o.socket_path = path;
+    o.group = "root";  // exists; nobody is not in it
+    ControlServer server(io, o, [](const nlohmann::json&) { return ControlOk({}); });
+    const Status st = server.Start();
+    struct stat sst {};
+    const bool own_group = stat(path.c_str(), &sst) == 0 && sst.st_gid == 65534;
+    const std::string out = (st.ok() ? "started\n" : "failed: " + st.ToString() + "\n") +
+                            (own_group ? "own group\n" : "other group\n") + log.str();
+    if (write(pipefd[1], out.data(), out.size()) < 0) _exit(11);
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string got;
+  char buf[1024];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_NE(got.find("started\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("own group\n"), std::string::npos) << got;
+  EXPECT_NE(got.find("warning control socket " + path +
+                     ": cannot give it to group root: " + std::strerror(EPERM)),
+            std::string::npos)
+      << got;
 }
 
 // --- ExecuteControlRequest without a socket

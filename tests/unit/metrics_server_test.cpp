@@ -204,6 +204,57 @@ TEST_F(MetricsServerTest, ConnectionsOverTheCapAreRefusedAndOthersStillServed) {
   EXPECT_TRUE(served);
 }
 
+// One source address cannot take every slot: all of loopback counts as one peer, whichever
+// 127/8 address a connection comes from, and the global cap is not what refuses it.
+TEST(MetricsServerPeerTest, OnePeerIsHeldToItsShareOfTheConnections) {
+  asio::io_context io;
+  MetricsServerOptions o;
+  o.port = 0;
+  o.max_connections = 8;
+  o.max_connections_per_peer = 2;
+  MetricsServer server(io, nullptr, nullptr, o);
+  ASSERT_OK(server.Start());
+  auto work = asio::make_work_guard(io);
+  std::thread thread([&] { io.run(); });
+  asio::io_context client_io;
+  auto connect_from = [&](const char* source) {
+    tcp::socket s(client_io);
+    s.open(tcp::v4());
+    s.bind(tcp::endpoint(asio::ip::make_address(source), 0));
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()));
+    return s;
+  };
+  auto healthz = [](tcp::socket& s) {
+    http::request<http::empty_body> req(http::verb::get, "/healthz", 11);
+    req.set(http::field::host, "localhost");
+    beast::error_code ec;
+    http::write(s, req, ec);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    if (!ec) http::read(s, buf, res, ec);
+    return ec ? http::status::unknown : res.result();
+  };
+  tcp::socket a = connect_from("127.0.0.1");
+  tcp::socket b = connect_from("127.0.0.2");
+  // An answer on each proves the server counted both before the next connection.
+  ASSERT_EQ(healthz(a), http::status::ok);
+  ASSERT_EQ(healthz(b), http::status::ok);
+  tcp::socket c = connect_from("127.0.0.3");
+  EXPECT_EQ(ReadToEof(c), "") << "a third loopback connection is over the per-peer cap";
+  EXPECT_EQ(server.refused_peer_limit(), 1u);
+  EXPECT_EQ(server.refused_over_cap(), 0u) << "2 of 8 were open: the global cap was not it";
+  a.close();  // its slot comes back once the server has seen the close
+  bool served = false;
+  for (int attempt = 0; attempt < 200 && !served; ++attempt) {
+    tcp::socket d = connect_from("127.0.0.1");
+    served = healthz(d) == http::status::ok;
+  }
+  EXPECT_TRUE(served);
+  asio::post(io, [&] { server.Stop(); });
+  work.reset();
+  thread.join();
+}
+
 TEST(MetricsServerStartTest, BusyPortIsAnErrorNamingTheAddress) {
   asio::io_context io;
   MetricsRegistry registry;
@@ -262,6 +313,32 @@ TEST(MetricsServerOptionsTest, BadValuesAreLocatedDiagnostics) {
   EXPECT_THAT(d[0].ToString(), StartsWith("mxward.toml:2:10: error: listen address"));
   EXPECT_THAT(d[1].ToString(), StartsWith("mxward.toml:3:11: error: 'enabled'"));
   EXPECT_THAT(d[2].ToString(), HasSubstr("unknown key 'port' in [metrics]"));
+}
+
+TEST(MetricsServerOptionsTest, ReadsTheLimits) {
+  std::vector<Diagnostic> d;
+  auto o = MetricsServerOptions::FromConfig(ConfigFrom(""), &d);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->max_connections, 32);
+  EXPECT_EQ(o->max_connections_per_peer, 8);
+  EXPECT_EQ(o->request_timeout_seconds, 30);
+  o = MetricsServerOptions::FromConfig(
+      ConfigFrom("[metrics]\nmax_connections = 64\nmax_connections_per_peer = 16\n"
+                 "request_timeout = \"10s\"\n"),
+      &d);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->max_connections, 64);
+  EXPECT_EQ(o->max_connections_per_peer, 16);
+  EXPECT_EQ(o->request_timeout_seconds, 10);
+  d.clear();
+  o = MetricsServerOptions::FromConfig(
+      ConfigFrom("[metrics]\nmax_connections = 4\nmax_connections_per_peer = 5\n"
+                 "request_timeout = \"0s\"\n"),
+      &d);
+  EXPECT_FALSE(o.ok());
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_THAT(d[0].ToString(), StartsWith("mxward.toml:3:28: error: 'max_connections_per_peer'"));
+  EXPECT_THAT(d[1].ToString(), StartsWith("mxward.toml:4:"));
 }
 
 TEST(ParseListenAddressTest, AcceptsV4AndBracketedV6AndRejectsTheRest) {

@@ -2,6 +2,7 @@
 // TCP, the Dovecot policy endpoint over HTTP, each on an io_context thread of its own as in the
 // daemon, driven by blocking clients. Hostile clients (floods, garbage, huge bodies, idle
 // connections, too many connections) are refused without affecting the others.
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -86,6 +87,19 @@ class Client {
     }
   }
   bool closed() const { return closed_; }
+  // Sends `bytes` one at a time, each after waiting up to `pace` for the server to close the
+  // connection; true when it did (the wait is on the close, the pace is the attacker's).
+  bool TrickleUntilClosed(std::string_view bytes, std::chrono::milliseconds pace) {
+    for (char c : bytes) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(pace.count())) > 0) {
+        char buf[64];
+        if (::recv(fd_, buf, sizeof buf, 0) <= 0) return closed_ = true;
+      }
+      if (!Send(std::string_view(&c, 1))) return closed_ = true;
+    }
+    return false;
+  }
 
  private:
   explicit Client(int fd) : fd_(fd) {
@@ -126,7 +140,8 @@ class PolicyServersTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void StartPostfix(int max_connections = 8, int idle_timeout_seconds = 600) {
+  void StartPostfix(int max_connections = 8, int idle_timeout_seconds = 600,
+                    int request_timeout_seconds = 100) {
     PostfixPolicyServerOptions o;
     o.enabled = true;
     o.socket_path = (dir_ / "private" / "mxward-policy").string();
@@ -134,6 +149,7 @@ class PolicyServersTest : public ::testing::Test {
     o.port = 0;
     o.max_connections = max_connections;
     o.idle_timeout_seconds = idle_timeout_seconds;
+    o.request_timeout_seconds = request_timeout_seconds;
     postfix_server_ = std::make_unique<PostfixPolicyServer>(io_, o, &postfix_);
     ASSERT_OK(postfix_server_->Start());
     socket_path_ = o.socket_path;
@@ -280,6 +296,55 @@ TEST_F(PolicyServersTest, PostfixIdleConnectionsAreClosedAndTheCapHolds) {
   StopIo();
   EXPECT_GE(postfix_server_->counters().idle_closed, 1u);
   EXPECT_EQ(postfix_server_->counters().refused_connections, 1u);
+}
+
+TEST_F(PolicyServersTest, PostfixTricklingClientIsClosedAtTheRequestDeadline) {
+  // Each byte comes well within idle_timeout, which used to restart on every read: a client
+  // trickling a request held its slot for ever. The request deadline runs from its first byte.
+  StartPostfix(/*max_connections=*/8, /*idle_timeout_seconds=*/5, /*request_timeout_seconds=*/1);
+  Client slow = Client::Unix(socket_path_);
+  ASSERT_TRUE(slow.connected());
+  std::string endless;
+  for (int i = 0; i < 100; ++i) endless += "x_attribute=" + std::to_string(i) + "\n";
+  EXPECT_TRUE(slow.TrickleUntilClosed(endless, std::chrono::milliseconds(100)))
+      << "still open after " << endless.size() << " bytes at 100 ms each";
+
+  // Between requests the idle timeout still applies, not the request deadline: a Postfix that
+  // sends a request and then waits longer than request_timeout keeps its connection.
+  Client steady = Client::Unix(socket_path_);
+  ASSERT_TRUE(steady.Send(Request("RCPT", "203.0.113.20")));
+  ASSERT_EQ(steady.ReadUntil("\n\n"), kReject);
+  EXPECT_FALSE(steady.TrickleUntilClosed("\n", std::chrono::milliseconds(2000)))
+      << "closed while idle for less than idle_timeout";
+  ASSERT_TRUE(steady.Send(Request("RCPT", "203.0.113.21")));
+  EXPECT_EQ(steady.ReadUntil("\n\n"), kReject);
+  StopIo();
+  EXPECT_EQ(postfix_server_->counters().request_timeouts, 1u);
+}
+
+TEST(PostfixPolicyServerOptionsTest, RequestTimeoutIsReadAndBounded) {
+  auto config = [](std::string_view text) {
+    Config c = Config::Defaults();
+    c.source = "mxward.toml";
+    c.document = toml::parse(text, std::string_view("mxward.toml"));
+    return c;
+  };
+  std::vector<Diagnostic> d;
+  auto o = PostfixPolicyServerOptions::FromConfig(config(""), &d);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->request_timeout_seconds, 100);
+  EXPECT_EQ(o->idle_timeout_seconds, 600);
+  o = PostfixPolicyServerOptions::FromConfig(
+      config("[policy.postfix]\nenabled = true\nsocket = \"/tmp/p\"\nrequest_timeout = \"20s\"\n"),
+      &d);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->request_timeout_seconds, 20);
+  o = PostfixPolicyServerOptions::FromConfig(
+      config("[policy.postfix]\nenabled = true\nsocket = \"/tmp/p\"\nrequest_timeout = \"2h\"\n"),
+      &d);
+  EXPECT_FALSE(o.ok());
+  ASSERT_FALSE(d.empty());
+  EXPECT_NE(d.back().ToString().find("mxward.toml:4:"), std::string::npos) << d.back().ToString();
 }
 
 TEST_F(PolicyServersTest, PostfixRefusesALiveSocketOfAnotherServer) {

@@ -654,6 +654,48 @@ TEST(SyslogListenerTest, IdleConnectionIsClosedAfterIdleTimeoutAndCounted) {
   EXPECT_TRUE(Eventually([&] { return InputCounters::Get(c.open_connections) == 0; }));
 }
 
+// Loopback is one peer for max_connections_per_peer, whichever 127/8 address a local user
+// connects from: three connections from three loopback addresses, the third is closed and
+// counted, and a slot freed is a slot again (rsyslog's one connection fits well under 32).
+TEST(SyslogListenerTest, LoopbackIsOnePeerUnderThePerPeerCap) {
+  InputSpec spec = Net(InputType::kTcp);
+  spec.max_connections_per_peer = 2;
+  Harness h({spec});
+  ASSERT_OK(h.Start());
+  const sockaddr_in to = Loopback(h.listener().bound_port(0));
+  auto connect_from = [&](const char* source) {
+    const int fd = BoundSocket(SOCK_STREAM, source);
+    if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  };
+  const int a = connect_from("127.0.0.1");
+  const int b = connect_from("127.0.0.2");
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  ASSERT_TRUE(SendAll(a, "<13>first\n"));
+  ASSERT_TRUE(SendAll(b, "<13>second\n"));
+  ASSERT_TRUE(h.sink().WaitForCount(2));  // both are sessions now
+  const int c = connect_from("127.0.0.3");
+  ASSERT_GE(c, 0);
+  EXPECT_TRUE(PeerClosed(c)) << "a third loopback connection is over the cap";
+  ::close(c);
+  const InputCounters& counters = h.listener().counters(0);
+  EXPECT_EQ(InputCounters::Get(counters.refused_peer_limit), 1u);
+  ::close(a);
+  EXPECT_TRUE(Eventually([&] { return InputCounters::Get(counters.open_connections) == 1; }));
+  const int d = connect_from("127.0.0.1");
+  ASSERT_GE(d, 0);
+  ASSERT_TRUE(SendAll(d, "<13>third\n"));
+  ASSERT_TRUE(h.sink().WaitForCount(3));
+  EXPECT_EQ(InputCounters::Get(counters.refused_peer_limit), 1u);
+  ::close(b);
+  ::close(d);
+  h.Shutdown();
+}
+
 // One uid cannot take every slot of a unix-stream input: its connection over
 // max_connections_per_peer is closed at once and counted, and another uid still gets in.
 TEST(SyslogListenerTest, UnixStreamCapsConnectionsPerUid) {
