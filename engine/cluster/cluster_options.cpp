@@ -28,10 +28,11 @@ Status CheckDsnHasNoPassword(const std::string& dsn) {
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
   if (options == nullptr) {
-    std::string why = error != nullptr ? error : "out of memory";
+    // libpq's message quotes the part it could not read, which may be a password: not repeated.
     if (error != nullptr) PQfreemem(error);
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-    return Status::InvalidArgument(fmt::format("'dsn' is not a libpq connection string: {}", why));
+    return Status::InvalidArgument(
+        "'dsn' is not a libpq connection string (key=value pairs or a postgresql:// URI; "
+        "check it with psql \"$dsn\")");
   }
   bool has_password = false;
   for (const PQconninfoOption* opt = options; opt->keyword != nullptr; ++opt) {
