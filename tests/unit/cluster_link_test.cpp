@@ -103,7 +103,7 @@ TEST_F(ClusterOptionsTest, APasswordInAnyFormOfTheDsnIsRefusedWhereItIs) {
   }
   // What libpq cannot parse is refused at start too, where it is, without repeating libpq's
   // message: it quotes the part it could not read, here a password.
-  auto o = Read("[cluster]\nnode = \"mx1\"\ndsn = \"host=db passwd=s3cret\"\n");
+  auto o = Read("[cluster]\nnode = \"mx1\"\ndsn = \"postgresql://u:s3cret@[db/x\"\n");
   EXPECT_FALSE(o.ok());
   EXPECT_NE(Diagnostics().find("mxward.toml:3:7: error: 'dsn' is not a libpq connection string"),
             std::string::npos)
