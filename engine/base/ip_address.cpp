@@ -63,6 +63,24 @@ IpAddress IpAddress::Masked(int prefix_len) const {
   return r;
 }
 
+IpAddress IpAddress::Filled(int prefix_len) const {
+  IpAddress r = *this;
+  if (!valid()) return r;
+  if (prefix_len < 0) prefix_len = 0;
+  if (prefix_len >= bits()) return r;
+  const int nbytes = bits() / 8;
+  for (int i = 0; i < nbytes; ++i) {
+    const int keep = prefix_len - i * 8;
+    if (keep >= 8) continue;
+    if (keep <= 0) {
+      r.bytes_[i] = 0xff;
+    } else {
+      r.bytes_[i] |= static_cast<std::uint8_t>(0xff >> keep);
+    }
+  }
+  return r;
+}
+
 bool IpAddress::IsLoopback() const {
   if (is_v4()) return bytes_[0] == 127;
   if (is_v6()) {

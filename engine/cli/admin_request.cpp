@@ -148,7 +148,10 @@ AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request) {
   std::fprintf(stderr, "daemon not running: acting directly\n");
   outcome.direct = true;
   auto store = OpenStoreOrExit(config);
-  auto result = ControlResult(ExecuteControlRequest(store.get(), request, CliNow()));
+  // Who acts, as the daemon would have named this process from its socket credentials.
+  nlohmann::json local = request;
+  local["peer"] = PeerIdentity(static_cast<std::int64_t>(::getuid()));
+  auto result = ControlResult(ExecuteControlRequest(store.get(), local, CliNow()));
   if (!result.ok()) ExitWith(result.status());
   outcome.result = std::move(*result);
   if (!outcome.result.value("action_ids", nlohmann::json::array()).empty()) {

@@ -28,6 +28,7 @@
 // waits. Owned by the daemon and called on the pipeline's thread.
 #pragma once
 
+#include <memory>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "engine/policy/decision_table.h"
+#include "mxward/allow_set.h"
 #include "mxward/event.h"
 #include "mxward/status.h"
 #include "mxward/time.h"
@@ -92,6 +94,9 @@ class PostfixPolicy {
 
   // The answer line without "action=" and the newlines: "DUNNO", "REJECT 5.7.1 ...".
   std::string Answer(const PostfixPolicyRequest& request);
+  // The daemon's compiled address allowlist ([allow] plus `mxward allow`): an address it covers
+  // is answered as if nothing were decided (no refusal, no delay), whatever bans are in force.
+  void SetAllowSet(std::shared_ptr<const AllowSetHandle> allow) { allow_ = std::move(allow); }
   const PostfixPolicyCounters& counters() const { return counters_; }
 
  private:
@@ -100,6 +105,7 @@ class PostfixPolicy {
   bool FirstAsk(const PostfixPolicyRequest& request);
 
   const DecisionTable* decisions_;
+  std::shared_ptr<const AllowSetHandle> allow_;
   EventFn feed_;
   const Clock* clock_;
   PostfixPolicyCounters counters_;
