@@ -78,6 +78,19 @@ std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config, StoreUse us
   return std::move(*store);
 }
 
+Result<AllowSet> CompileAllowlist(const std::vector<IpPrefix>& static_prefixes,
+                                  IncidentStore* store, UnixMicros now) {
+  auto rows = store->ListAllow(now);
+  if (!rows.ok()) return rows.status();
+  std::vector<AllowEntry> runtime;
+  runtime.reserve(rows->size());
+  for (const AllowRecord& r : *rows) {
+    IpPrefix p;
+    if (IpPrefix::Parse(r.prefix, &p)) runtime.push_back({p, r.expires_at, true});
+  }
+  return AllowSet::Compile(static_prefixes, std::move(runtime));
+}
+
 namespace {
 
 // Runs what is due in the outbox once, with the executors mxward.toml enables.
@@ -94,6 +107,17 @@ void RunOutbox(const Config& config) {
   if (!options.ok()) {
     for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
     throw CliExit(kExitFailure, options.status().message());
+  }
+  // The runtime allowlist too, as the daemon would refuse by it.
+  {
+    auto store = OpenStoreOrExit(config, StoreUse::kRead);
+    auto allow = CompileAllowlist(config.allow_addresses, store.get(), CliNow());
+    if (!allow.ok()) {
+      throw CliExit(kExitRuntime, "reading the allowlist: " + allow.status().message());
+    }
+    auto handle = std::make_shared<AllowSetHandle>();
+    handle->Set(std::move(*allow));
+    options->allow_set = std::move(handle);
   }
   ActionDispatcher dispatcher(config.store_path, std::move(*executors), *options,
                               SystemClock::Instance());

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "engine/base/process_metrics.h"
+#include "engine/cli/admin_request.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/daemon_queries.h"
 #include "engine/cli/engine_assembly.h"
@@ -426,21 +427,15 @@ class Daemon {
   // store's runtime entries in force now into the set everyone reads. Expired entries are left
   // out here and, between two compilations, skipped at lookup by their expiry.
   void CompileAllowSet() {
-    const UnixMicros now = SystemClock::Instance()->Now();
-    std::vector<AllowEntry> runtime;
-    auto rows = control_store_->ListAllow(now);
-    if (!rows.ok()) {
+    auto set = CompileAllowlist(fresh_allow_ ? *fresh_allow_ : config_.allow_addresses,
+                                control_store_.get(), SystemClock::Instance()->Now());
+    fresh_allow_.reset();
+    if (!set.ok()) {
       spdlog::error("allowlist: cannot read the runtime entries: {}; the previous set stays",
-                    rows.status().ToString());
+                    set.status().ToString());
       return;
     }
-    for (const AllowRecord& r : *rows) {
-      IpPrefix p;
-      if (IpPrefix::Parse(r.prefix, &p)) runtime.push_back({p, r.expires_at, true});
-    }
-    allow_set_->Set(AllowSet::Compile(fresh_allow_ ? *fresh_allow_ : config_.allow_addresses,
-                                      std::move(runtime)));
-    fresh_allow_.reset();
+    allow_set_->Set(std::move(*set));
   }
 
   void ApplyControlResponse(const nlohmann::json& response) {
