@@ -37,7 +37,9 @@ AllowSet AllowSet::Compile(const std::vector<IpPrefix>& static_prefixes,
 }
 
 namespace {
-bool InForce(const AllowEntry& e, UnixMicros now) { return e.expires_at == 0 || now < e.expires_at; }
+bool InForce(const AllowEntry& e, UnixMicros now) {
+  return e.expires_at == 0 || now < e.expires_at;
+}
 }  // namespace
 
 const AllowEntry* AllowSet::Find(const IpAddress& address, UnixMicros now) const {

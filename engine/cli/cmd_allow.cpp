@@ -48,8 +48,9 @@ void RunList(const GlobalOptions& globals, bool json, bool all) {
     return;
   }
   if (rows->empty()) {
-    std::printf("%s\n", all ? "no runtime allowlist entries, ever"
-                            : "no runtime allowlist entries ([allow] in mxward.toml still applies)");
+    std::printf("%s\n",
+                all ? "no runtime allowlist entries, ever"
+                    : "no runtime allowlist entries ([allow] in mxward.toml still applies)");
     return;
   }
   std::vector<std::string> header = {"ADDRESS", "SINCE", "UNTIL", "BY", "NOTE"};

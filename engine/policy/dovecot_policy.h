@@ -20,9 +20,9 @@
 // Owned by the daemon; called on the pipeline's thread (decisions and windows without locks).
 #pragma once
 
-#include <memory>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 

@@ -28,10 +28,10 @@
 // waits. Owned by the daemon and called on the pipeline's thread.
 #pragma once
 
-#include <memory>
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -951,7 +951,8 @@ class Engine final : public PlaybookEngine {
     a.dry_run = dry || spec.dry_run;
     for (const auto& [name, tpl] : spec.params) {
       std::string value = ExpandTemplate(tpl, pb, *inc, e);
-      if (spec.type == "ban" && name == "address" && !SafeBanAddress(&value, e.time, &inc->trigger)) {
+      if (spec.type == "ban" && name == "address" &&
+          !SafeBanAddress(&value, e.time, &inc->trigger)) {
         return std::nullopt;
       }
       a.params[name] = std::move(value);

@@ -113,8 +113,9 @@ class CliAllowTest : public ::testing::Test {
     }
     timeval tv{20, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    const std::string req = "request=smtpd_access_policy\nprotocol_state=CONNECT\nclient_address=" +
-                            client + "\nrecipient_count=0\n\n";
+    const std::string req =
+        "request=smtpd_access_policy\nprotocol_state=CONNECT\nclient_address=" + client +
+        "\nrecipient_count=0\n\n";
     std::string out;
     if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
       char buf[512];

@@ -40,9 +40,9 @@ class AllowRequestsTest : public ::testing::Test {
 };
 
 TEST_F(AllowRequestsTest, RefusesNonsense) {
-  EXPECT_NE(Error({{"op", "allow.add"}, {"address", "0.0.0.0/0"}, {"force", true}})
-                .find("every address"),
-            std::string::npos);
+  EXPECT_NE(
+      Error({{"op", "allow.add"}, {"address", "0.0.0.0/0"}, {"force", true}}).find("every address"),
+      std::string::npos);
   EXPECT_NE(Error({{"op", "allow.add"}, {"address", "::/0"}, {"force", true}}).find("every"),
             std::string::npos);
   EXPECT_NE(Error({{"op", "allow.add"}, {"address", "10.0.0.0/7"}}).find("--force"),
@@ -55,25 +55,22 @@ TEST_F(AllowRequestsTest, RefusesNonsense) {
             std::string::npos);
   EXPECT_NE(Error({{"op", "allow.add"}, {"address", "192.0.2.7"}, {"for_s", 0}}).find("positive"),
             std::string::npos);
-  EXPECT_NE(Error({{"op", "allow.add"}, {"address", "192.0.2.7"}, {"note", "a\nb"}}).find("one line"),
-            std::string::npos);
+  EXPECT_NE(
+      Error({{"op", "allow.add"}, {"address", "192.0.2.7"}, {"note", "a\nb"}}).find("one line"),
+      std::string::npos);
   EXPECT_NE(Error({{"op", "allow.remove"}, {"address", "192.0.2.7"}}).find("not on the runtime"),
             std::string::npos);
   // Forced, a wide prefix is fine.
-  EXPECT_EQ(Error({{"op", "allow.add"}, {"address", "10.0.0.0/7"}, {"force", true}}),
-            "(accepted)");
+  EXPECT_EQ(Error({{"op", "allow.add"}, {"address", "10.0.0.0/7"}, {"force", true}}), "(accepted)");
   auto rows = store_->ListAllow(kT0);
   ASSERT_OK(rows);
   EXPECT_EQ(rows->size(), 1u);
 }
 
 TEST_F(AllowRequestsTest, RecordsThePeerNotAClientString) {
-  nlohmann::json req = {{"op", "allow.add"},
-                        {"address", "2001:db8:0:0:0:0:0:7"},
-                        {"for_s", 7 * 86400},
-                        {"note", "monitoring"},
-                        {"created_by", "mallory"},
-                        {"peer", PeerIdentity(0)}};
+  nlohmann::json req = {{"op", "allow.add"},       {"address", "2001:db8:0:0:0:0:0:7"},
+                        {"for_s", 7 * 86400},      {"note", "monitoring"},
+                        {"created_by", "mallory"}, {"peer", PeerIdentity(0)}};
   auto r = ControlResult(Run(req));
   ASSERT_OK(r);
   EXPECT_EQ((*r)["address"], "2001:db8::7");  // exactly what was typed, canonical
@@ -97,8 +94,8 @@ TEST_F(AllowRequestsTest, LiftQueuesAnUnbanPerCoveredBan) {
   auto without = ControlResult(Run({{"op", "allow.add"}, {"address", "198.51.100.0/24"}}));
   ASSERT_OK(without);
   EXPECT_TRUE((*without)["action_ids"].empty());
-  auto r = ControlResult(
-      Run({{"op", "allow.add"}, {"address", "198.51.100.0/24"}, {"lift", true}}));
+  auto r =
+      ControlResult(Run({{"op", "allow.add"}, {"address", "198.51.100.0/24"}, {"lift", true}}));
   ASSERT_OK(r);
   ASSERT_EQ((*r)["action_ids"].size(), 2u);
   EXPECT_EQ((*r)["wider_bans"], nlohmann::json::array({"198.51.0.0/16"}));

@@ -86,8 +86,8 @@ TEST(AllowSet, AnExpiredEntryIsNotConsulted) {
   EXPECT_FALSE(s.Contains(A("203.0.113.9"), kT0 + 60 * kMicrosPerSecond));
   EXPECT_EQ(s.FindOverlap(P("203.0.113.9"), kT0 + 61 * kMicrosPerSecond), nullptr);
   // A permanent wider entry still covers once the narrower one expired.
-  AllowSet t = AllowSet::Compile({P("203.0.0.0/16")},
-                                 {{P("203.0.113.0/24"), kT0 + kMicrosPerSecond, true}});
+  AllowSet t =
+      AllowSet::Compile({P("203.0.0.0/16")}, {{P("203.0.113.0/24"), kT0 + kMicrosPerSecond, true}});
   const AllowEntry* e = t.Find(A("203.0.113.9"), kT0 + 2 * kMicrosPerSecond);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->prefix.length(), 16);
