@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <memory>
 
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/cli/admin_request.h"
@@ -95,7 +94,11 @@ void RunAdd(const GlobalOptions& globals, const AddOptions& o) {
                 wider.get<std::string>().c_str());
   }
   if (o.lift) {
-    ReportOutcome(config, globals, outcome, fmt::format("lift the bans {} covers", address));
+    if (r.value("action_ids", nlohmann::json::array()).empty()) {
+      std::printf("no ban in force under %s to lift\n", address.c_str());
+    } else {
+      ReportOutcome(config, globals, outcome, "");  // "#21 undo ban 203.0.113.7: done", each
+    }
   }
 }
 

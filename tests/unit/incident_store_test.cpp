@@ -773,13 +773,24 @@ TEST(IncidentStoreOpenTest, ReadWriteOpenOfAFileThisUserCannotWriteIsRefusedThen
   EXPECT_EQ(open_as_nobody(), 1);
 }
 
+AllowRecord AllowRow(std::string prefix, UnixMicros created_at, UnixMicros expires_at,
+                     std::string note, std::string by) {
+  AllowRecord r;
+  r.prefix = std::move(prefix);
+  r.created_at = created_at;
+  r.expires_at = expires_at;
+  r.note = std::move(note);
+  r.created_by = std::move(by);
+  return r;
+}
+
 TEST_F(IncidentStoreTest, RuntimeAllowlistAddRemoveExpireList) {
   const UnixMicros hour = 3600 * kMicrosPerSecond;
-  auto id = store_->AddAllow({0, "203.0.113.0/24", kT0, kT0 + hour, "office NAT", "root"});
+  auto id = store_->AddAllow(AllowRow("203.0.113.0/24", kT0, kT0 + hour, "office NAT", "root"));
   ASSERT_OK(id);
-  ASSERT_OK(store_->AddAllow({0, "2001:db8::/64", kT0, 0, "", "alice"}));
+  ASSERT_OK(store_->AddAllow(AllowRow("2001:db8::/64", kT0, 0, "", "alice")));
   // Not canonical: host bits after the prefix length.
-  EXPECT_EQ(store_->AddAllow({0, "203.0.113.9/24", kT0, 0, "", "root"}).status().code(),
+  EXPECT_EQ(store_->AddAllow(AllowRow("203.0.113.9/24", kT0, 0, "", "root")).status().code(),
             Status::Code::kInvalidArgument);
 
   auto now = store_->ListAllow(kT0 + 1);
@@ -807,8 +818,8 @@ TEST_F(IncidentStoreTest, RuntimeAllowlistAddRemoveExpireList) {
   EXPECT_TRUE(none->empty());
 
   // Adding a prefix again replaces the current entry; --all keeps the history, newest first.
-  ASSERT_OK(store_->AddAllow({0, "192.0.2.7", kT0, 0, "first", "root"}));
-  ASSERT_OK(store_->AddAllow({0, "192.0.2.7", kT0 + 5, 0, "second", "root"}));
+  ASSERT_OK(store_->AddAllow(AllowRow("192.0.2.7", kT0, 0, "first", "root")));
+  ASSERT_OK(store_->AddAllow(AllowRow("192.0.2.7", kT0 + 5, 0, "second", "root")));
   auto current = store_->ListAllow(kT0 + 6);
   ASSERT_OK(current);
   ASSERT_EQ(current->size(), 1u);
