@@ -64,20 +64,12 @@ IpAddress IpAddress::Masked(int prefix_len) const {
 }
 
 IpAddress IpAddress::Filled(int prefix_len) const {
+  if (!valid()) return *this;
+  IpAddress mask = *this;  // the prefix's mask: ones, then Masked clears the host bits
+  mask.bytes_.fill(0xff);
+  mask = mask.Masked(prefix_len);
   IpAddress r = *this;
-  if (!valid()) return r;
-  if (prefix_len < 0) prefix_len = 0;
-  if (prefix_len >= bits()) return r;
-  const int nbytes = bits() / 8;
-  for (int i = 0; i < nbytes; ++i) {
-    const int keep = prefix_len - i * 8;
-    if (keep >= 8) continue;
-    if (keep <= 0) {
-      r.bytes_[i] = 0xff;
-    } else {
-      r.bytes_[i] |= static_cast<std::uint8_t>(0xff >> keep);
-    }
-  }
+  for (int i = 0; i < bits() / 8; ++i) r.bytes_[i] |= static_cast<std::uint8_t>(~mask.bytes_[i]);
   return r;
 }
 

@@ -3,11 +3,6 @@
 // allowlisted with --lift (its element leaves the kernel set, its failures open nothing, the
 // policy server answers DUNNO), removing the entry lets the next brute force ban again, --for
 // ends an entry on its own, and a restart keeps what was added.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -26,27 +21,14 @@
 namespace mxward {
 namespace {
 
-using testing::CommandResult;
-using testing::Eventually;
-using testing::KernelSetAddresses;
-using testing::NetworkNamespace;
-using testing::RunCommand;
-using testing::SendTcp;
-using testing::ServeProcess;
-using testing::SyslogStampNow;
-using testing::TempDir;
-
 const std::string kBinary = MXWARD_BINARY;
 constexpr int kSyslogPort = 5514;
 
 class CliAllowTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto& ns = NetworkNamespace::Enter();
-    ASSERT_TRUE(ns.ok()) << "cannot make a network namespace (integration tests run as root): "
-                         << ns.error();
-    ASSERT_EQ(RunCommand({"nft", "--version"}).exit_code, 0) << "nft is not installed";
-    RunCommand({"nft", "flush", "ruleset"});
+    const std::string problem = testing::EnterNamespaceWithNft();
+    ASSERT_EQ(problem, "");
     rules_ = testing::WriteSaslBanRules(dir_.path());
     db_ = dir_.file("state.db");
     socket_ = dir_.file("control.sock");
@@ -70,16 +52,16 @@ class CliAllowTest : public ::testing::Test {
     ASSERT_TRUE(daemon_.WaitForLog(" ready: ")) << daemon_.Log();
   }
 
-  CommandResult Mxward(std::vector<std::string> args) {
+  testing::CommandResult Mxward(std::vector<std::string> args) {
     std::vector<std::string> argv = {kBinary};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.insert(argv.end(), {"--db", db_, "--config", config_, "--socket", socket_});
-    return RunCommand(argv, "", {"TZ=UTC", "NO_COLOR=1"});
+    return testing::RunCommand(argv, "", {"TZ=UTC", "NO_COLOR=1"});
   }
 
   // n Postfix SASL failures from each address, in this order, on one connection.
   static void SendFailures(const std::vector<std::string>& addrs, int n = 20) {
-    const std::string stamp = SyslogStampNow();
+    const std::string stamp = testing::SyslogStampNow();
     std::string data;
     for (const auto& addr : addrs) {
       for (int i = 0; i < n; ++i) {
@@ -87,7 +69,7 @@ class CliAllowTest : public ::testing::Test {
                 "]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n";
       }
     }
-    ASSERT_TRUE(SendTcp(kSyslogPort, data));
+    ASSERT_TRUE(testing::SendTcp(kSyslogPort, data));
   }
 
   std::size_t Incidents(const std::string& key) {
@@ -99,38 +81,21 @@ class CliAllowTest : public ::testing::Test {
     return list.ok() ? list->size() : 0;
   }
 
-  bool Banned(const std::string& addr) { return KernelSetAddresses("banned_v4").count(addr) > 0; }
+  bool Banned(const std::string& addr) {
+    return testing::KernelSetAddresses("banned_v4").count(addr) > 0;
+  }
 
   // One Postfix policy request (CONNECT) for client; the action line.
   std::string AskPostfix(const std::string& client) {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, policy_socket_.c_str(), sizeof a.sun_path - 1);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return "(no connection)";
-    }
-    timeval tv{20, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    const std::string req =
-        "request=smtpd_access_policy\nprotocol_state=CONNECT\nclient_address=" + client +
-        "\nrecipient_count=0\n\n";
-    std::string out;
-    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
-      char buf[512];
-      ssize_t n;
-      while (out.find("\n\n") == std::string::npos && (n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
-        out.append(buf, static_cast<std::size_t>(n));
-      }
-    }
-    ::close(fd);
-    return out.substr(0, out.find('\n'));
+    return testing::AskPostfixPolicy(policy_socket_,
+                                     "request=smtpd_access_policy\nprotocol_state=CONNECT\n"
+                                     "client_address=" +
+                                         client + "\nrecipient_count=0\n");
   }
 
-  TempDir dir_;
+  testing::TempDir dir_;
   std::string rules_, db_, socket_, config_, policy_socket_;
-  ServeProcess daemon_;
+  testing::ServeProcess daemon_;
 };
 
 TEST_F(CliAllowTest, LiftStopsBansUntilRemovedAndSurvivesARestart) {
@@ -199,7 +164,7 @@ TEST_F(CliAllowTest, AnEntryForAWhileEndsOnItsOwn) {
   const bool still_listed = !nlohmann::json::parse(Mxward({"allow", "list", "--json"}).out).empty();
   if (still_listed) EXPECT_EQ(Incidents("192.0.2.50"), 0u);
   // Then, with no restart and no change, it stops applying: a brute force bans again.
-  ASSERT_TRUE(Eventually(
+  ASSERT_TRUE(testing::Eventually(
       [&] {
         SendFailures({"192.0.2.50"});
         return Banned("192.0.2.50");
