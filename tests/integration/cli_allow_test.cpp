@@ -162,7 +162,9 @@ TEST_F(CliAllowTest, AnEntryForAWhileEndsOnItsOwn) {
   ASSERT_TRUE(daemon_.WaitFor([&] { return Banned("198.51.100.30"); })) << daemon_.Log();
   // (Unless the 5 seconds were already over when the engine read them: a loaded machine.)
   const bool still_listed = !nlohmann::json::parse(Mxward({"allow", "list", "--json"}).out).empty();
-  if (still_listed) EXPECT_EQ(Incidents("192.0.2.50"), 0u);
+  if (still_listed) {
+    EXPECT_EQ(Incidents("192.0.2.50"), 0u);
+  }
   // Then, with no restart and no change, it stops applying: a brute force bans again.
   ASSERT_TRUE(testing::Eventually(
       [&] {

@@ -17,8 +17,8 @@ constexpr UnixMicros kT0 = 1'800'000'000LL * kMicrosPerSecond;
 class AllowRequestsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = testing::TempDir() + "/allow_requests_" +
-            testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
+    path_ = ::testing::TempDir() + "/allow_requests_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
     std::remove(path_.c_str());
     auto s = IncidentStore::Open(path_);
     ASSERT_OK(s);
