@@ -67,7 +67,7 @@ bool Overlaps(const IpPrefix& a, const IpPrefix& b) {
 std::string ActionOrderKey(const ActionRecord& action) { return ActionSubjectKey(action); }
 
 std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
-                                            const ActionRecord& action) {
+                                            const ActionRecord& action, UnixMicros now) {
   if (action.revert) return std::nullopt;  // undoing is always allowed
   const ActionTypeInfo* info = FindActionType(action.type);
   if (info == nullptr) return std::nullopt;
@@ -78,6 +78,13 @@ std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
       if (Overlaps(p, allow)) {
         return fmt::format("{} is allowlisted ({} in [allow] addresses)", p.ToString(),
                            allow.ToString());
+      }
+    }
+    if (options.allow_set) {
+      const auto set = options.allow_set->Get();
+      if (const AllowEntry* e = set->FindOverlap(p, now); e != nullptr) {
+        return fmt::format("{} is allowlisted ({}{})", p.ToString(), e->prefix.ToString(),
+                           e->runtime ? ", mxward allow" : " in [allow] addresses");
       }
     }
     return std::nullopt;
@@ -442,7 +449,7 @@ struct DispatcherShared {
     std::vector<std::pair<std::string, std::int64_t>> deferred;  // subject, id
     // Decides the fate of each candidate; runs inside the store's claim transaction (store_mu).
     auto decide = [&](const ActionRecord& a) REQUIRES(store_mu) -> ClaimVerdict {
-      std::optional<std::string> refusal = AllowlistRefusal(options, a);
+      std::optional<std::string> refusal = AllowlistRefusal(options, a, now);
       // The valve guards against a flood of incidents: undo requests and what an admin asked
       // for by hand (no incident) are never held back.
       const bool valved = !refusal && !a.revert && a.incident_id != 0;

@@ -63,6 +63,16 @@ IpAddress IpAddress::Masked(int prefix_len) const {
   return r;
 }
 
+IpAddress IpAddress::Filled(int prefix_len) const {
+  if (!valid()) return *this;
+  IpAddress mask = *this;  // the prefix's mask: ones, then Masked clears the host bits
+  mask.bytes_.fill(0xff);
+  mask = mask.Masked(prefix_len);
+  IpAddress r = *this;
+  for (int i = 0; i < bits() / 8; ++i) r.bytes_[i] |= static_cast<std::uint8_t>(~mask.bytes_[i]);
+  return r;
+}
+
 bool IpAddress::IsLoopback() const {
   if (is_v4()) return bytes_[0] == 127;
   if (is_v6()) {

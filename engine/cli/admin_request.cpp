@@ -78,6 +78,19 @@ std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config, StoreUse us
   return std::move(*store);
 }
 
+Result<AllowSet> CompileAllowlist(const std::vector<IpPrefix>& static_prefixes,
+                                  IncidentStore* store, UnixMicros now) {
+  auto rows = store->ListAllow(now);
+  if (!rows.ok()) return rows.status();
+  std::vector<AllowEntry> runtime;
+  runtime.reserve(rows->size());
+  for (const AllowRecord& r : *rows) {
+    IpPrefix p;
+    if (IpPrefix::Parse(r.prefix, &p)) runtime.push_back({p, r.expires_at, true});
+  }
+  return AllowSet::Compile(static_prefixes, std::move(runtime));
+}
+
 namespace {
 
 // Runs what is due in the outbox once, with the executors mxward.toml enables.
@@ -94,6 +107,17 @@ void RunOutbox(const Config& config) {
   if (!options.ok()) {
     for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
     throw CliExit(kExitFailure, options.status().message());
+  }
+  // The runtime allowlist too, as the daemon would refuse by it.
+  {
+    auto store = OpenStoreOrExit(config, StoreUse::kRead);
+    auto allow = CompileAllowlist(config.allow_addresses, store.get(), CliNow());
+    if (!allow.ok()) {
+      throw CliExit(kExitRuntime, "reading the allowlist: " + allow.status().message());
+    }
+    auto handle = std::make_shared<AllowSetHandle>();
+    handle->Set(std::move(*allow));
+    options->allow_set = std::move(handle);
   }
   ActionDispatcher dispatcher(config.store_path, std::move(*executors), *options,
                               SystemClock::Instance());
@@ -148,7 +172,10 @@ AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request) {
   std::fprintf(stderr, "daemon not running: acting directly\n");
   outcome.direct = true;
   auto store = OpenStoreOrExit(config);
-  auto result = ControlResult(ExecuteControlRequest(store.get(), request, CliNow()));
+  // Who acts, as the daemon would have named this process from its socket credentials.
+  nlohmann::json local = request;
+  local["peer"] = PeerIdentity(static_cast<std::int64_t>(::getuid()));
+  auto result = ControlResult(ExecuteControlRequest(store.get(), local, CliNow()));
   if (!result.ok()) ExitWith(result.status());
   outcome.result = std::move(*result);
   if (!outcome.result.value("action_ids", nlohmann::json::array()).empty()) {

@@ -9,6 +9,7 @@
 
 #include "engine/cli/action_outcome.h"
 #include "engine/cli/commands.h"
+#include "mxward/allow_set.h"
 #include "mxward/incident_store.h"
 #include "mxward/status.h"
 
@@ -25,6 +26,12 @@ int ExitCodeFor(const Status& status);
 enum class StoreUse { kRead, kWrite };
 std::unique_ptr<IncidentStore> OpenStoreOrExit(const Config& config,
                                                StoreUse use = StoreUse::kWrite);
+
+// The compiled address allowlist: static_prefixes (the [allow] addresses) plus the store's
+// runtime entries in force at `now` (`mxward allow`). What the daemon hands its engine,
+// dispatcher and policy servers, and what the CLI's own outbox run refuses by.
+Result<AllowSet> CompileAllowlist(const std::vector<IpPrefix>& static_prefixes,
+                                  IncidentStore* store, UnixMicros now);
 
 struct AdminOutcome {
   nlohmann::json result;  // the "result" object of the control response

@@ -13,10 +13,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "engine/base/process_metrics.h"
+#include "engine/cli/admin_request.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/daemon_queries.h"
 #include "engine/cli/engine_assembly.h"
@@ -33,6 +35,7 @@
 #include "mxward/action_dispatcher.h"
 #include "mxward/action_registry.h"
 #include "mxward/action_types.h"
+#include "mxward/allow_set.h"
 #include "mxward/control_protocol.h"
 #include "mxward/incident_recorder.h"
 #include "mxward/incident_store.h"
@@ -102,6 +105,11 @@ class Daemon {
       spdlog::warn("{}", st.message());
     }
     PrimeEngineFromStore(engine.get(), control_store_.get(), SystemClock::Instance()->Now());
+    // One compiled address allowlist for the engine, the dispatcher and the policy servers:
+    // [allow] addresses plus the runtime entries in the store (`mxward allow`).
+    CompileAllowSet();
+    engine->UseAllowSet(allow_set_);
+    dispatcher_options.allow_set = allow_set_;
 
     std::vector<std::string>& notes = notes_;
     auto executors =
@@ -165,6 +173,11 @@ class Daemon {
       // `status` and the pending counts read the engine: this is its thread (daemon_queries.h).
       if (IsDaemonQuery(req)) return AnswerDaemonQuery(req, View(), SystemClock::Instance()->Now());
       auto resp = ExecuteControlRequest(control_store_.get(), req, SystemClock::Instance()->Now());
+      // An allowlist change applies to the next event, claim and policy request.
+      if (req.value("op", std::string()).rfind("allow.", 0) == 0 && resp.value("ok", false)) {
+        CompileAllowSet();
+        spdlog::info("{}", resp["result"].value("audit", std::string()));
+      }
       dispatcher_->Notify();
       // What a ban or suspension by hand (or its undoing) decides holds for the policy servers
       // at once, before the dispatcher has run it.
@@ -250,6 +263,10 @@ class Daemon {
         PrimeEngineFromStore(engine->get(), control_store_.get(), SystemClock::Instance()->Now(),
                              /*with_history=*/false);
         engine_metrics_.clear();
+        // The runtime allowlist entries stay; the static part is the fresh [allow].
+        fresh_allow_ = fresh.allow_addresses;
+        CompileAllowSet();
+        (*engine)->UseAllowSet(allow_set_);
         pipeline_->ReplaceEngine(std::move(*engine));
         RegisterEngineMetrics();
         ReloadPolicyServers(fresh);
@@ -295,6 +312,7 @@ class Daemon {
       auto delay = [this](const Event& e) { return pipeline_->engine().PolicyDelaySeconds(e); };
       dovecot_policy_ =
           std::make_unique<DovecotPolicy>(decisions_.get(), feed, SystemClock::Instance(), delay);
+      dovecot_policy_->SetAllowSet(allow_set_);
       dovecot_policy_server_ =
           std::make_unique<DovecotPolicyServer>(io_, dovecot, dovecot_policy_.get());
       if (Status st = dovecot_policy_server_->Start(); !st.ok()) {
@@ -304,6 +322,7 @@ class Daemon {
     if (postfix.enabled) {
       postfix_policy_ =
           std::make_unique<PostfixPolicy>(decisions_.get(), feed, SystemClock::Instance());
+      postfix_policy_->SetAllowSet(allow_set_);
       postfix_policy_server_ =
           std::make_unique<PostfixPolicyServer>(io_, postfix, postfix_policy_.get());
       if (Status st = postfix_policy_server_->Start(); !st.ok()) {
@@ -404,6 +423,21 @@ class Daemon {
     add(kEvents, {"invalid"}, &c.invalid);
   }
 
+  // Compiles [allow] addresses (of the running config, or of the one being loaded) and the
+  // store's runtime entries in force now into the set everyone reads. Expired entries are left
+  // out here and, between two compilations, skipped at lookup by their expiry.
+  void CompileAllowSet() {
+    auto set = CompileAllowlist(fresh_allow_ ? *fresh_allow_ : config_.allow_addresses,
+                                control_store_.get(), SystemClock::Instance()->Now());
+    fresh_allow_.reset();
+    if (!set.ok()) {
+      spdlog::error("allowlist: cannot read the runtime entries: {}; the previous set stays",
+                    set.status().ToString());
+      return;
+    }
+    allow_set_->Set(std::move(*set));
+  }
+
   void ApplyControlResponse(const nlohmann::json& response) {
     if (!response.value("ok", false) || !response.contains("result")) return;
     std::vector<std::int64_t> action_ids;
@@ -418,6 +452,9 @@ class Daemon {
     DaemonView v;
     v.config = &config_;
     v.pipeline = pipeline_.get();
+    const auto allow = allow_set_->Get();
+    v.allow_runtime = allow->runtime_count();
+    v.allow_static = allow->size() - allow->runtime_count();
     v.inputs = &listener_->inputs();
     v.executors = &executor_modes_;
     if (dovecot_policy_server_) {
@@ -660,6 +697,10 @@ class Daemon {
   std::chrono::steady_clock::time_point last_hourly_ = std::chrono::steady_clock::now();
   std::shared_ptr<const ParserPack> pack_;
   std::unique_ptr<IncidentStore> control_store_;
+  // The compiled address allowlist, shared with the engine, the dispatcher's claimer and the
+  // policy servers (allow_set.h). fresh_allow_: the [allow] addresses of a config being loaded.
+  std::shared_ptr<AllowSetHandle> allow_set_ = std::make_shared<AllowSetHandle>();
+  std::optional<std::vector<IpPrefix>> fresh_allow_;
   std::unique_ptr<ActionDispatcher> dispatcher_;
   std::unique_ptr<IncidentRecorder> recorder_;
   // Before the pipeline, which hands incidents to decision_feed_; the policy servers after it.

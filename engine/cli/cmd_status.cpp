@@ -63,6 +63,13 @@ void PrintText(const nlohmann::json& s) {
   std::printf("\nPolicy servers:%s\n", s.at("policy_servers").empty() ? " none" : "");
   for (const auto& p : s.at("policy_servers")) std::printf("  %s\n", p.get<std::string>().c_str());
 
+  if (s.contains("allowlist")) {
+    const auto& a = s.at("allowlist");
+    std::printf("\nAllowlist: %lld from [allow], %lld runtime (mxward allow list)\n",
+                static_cast<long long>(a.value("static", std::int64_t{0})),
+                static_cast<long long>(a.value("runtime", std::int64_t{0})));
+  }
+
   std::printf("\nExecutors (by action type):\n");
   TablePrinter ex({"  TYPE", "MODE", "WHY"}, color);
   for (const auto& e : s.at("executors")) {

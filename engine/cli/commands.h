@@ -49,6 +49,7 @@ void AddExplainCommand(CLI::App& app, GlobalOptions& globals);
 void AddCheckCommand(CLI::App& app, GlobalOptions& globals);
 void AddIncidentsCommand(CLI::App& app, GlobalOptions& globals);
 void AddBansCommand(CLI::App& app, GlobalOptions& globals);
+void AddAllowCommand(CLI::App& app, GlobalOptions& globals);
 void AddAccountsCommand(CLI::App& app, GlobalOptions& globals);
 void AddStatsCommand(CLI::App& app, GlobalOptions& globals);
 void AddImportCommand(CLI::App& app, GlobalOptions& globals);

@@ -101,7 +101,8 @@ nlohmann::json StatusResponse(const nlohmann::json& request, const DaemonView& v
        {"playbooks", std::move(playbooks)},
        {"inputs", std::move(inputs)},
        {"executors", std::move(executors)},
-       {"policy_servers", view.policy_servers}});
+       {"policy_servers", view.policy_servers},
+       {"allowlist", {{"static", view.allow_static}, {"runtime", view.allow_runtime}}}});
 }
 
 nlohmann::json PendingCounts(const DaemonView& view) {

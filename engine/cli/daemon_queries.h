@@ -51,6 +51,8 @@ struct DaemonView {
   const std::vector<InputSpec>* inputs = nullptr;
   const std::vector<ExecutorMode>* executors = nullptr;
   std::vector<std::string> policy_servers;  // "dovecot policy on port 9081", ...
+  std::size_t allow_static = 0;             // [allow] addresses (with the host's own)
+  std::size_t allow_runtime = 0;            // `mxward allow` entries compiled in (some may expire)
   UnixMicros started_at = 0;
 };
 

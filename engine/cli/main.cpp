@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   AddCheckCommand(app, globals);
   AddIncidentsCommand(app, globals);
   AddBansCommand(app, globals);
+  AddAllowCommand(app, globals);
   AddAccountsCommand(app, globals);
   AddStatsCommand(app, globals);
   AddImportCommand(app, globals);

@@ -179,7 +179,123 @@ Status CheckStoreMatches(IncidentStore* store, const nlohmann::json& req) {
       wanted_path->empty() ? std::string("it") : *wanted_path));
 }
 
+// The user the server (or the CLI acting directly) put in "peer"; never text the client chose.
+std::string PeerUser(const nlohmann::json& req) {
+  auto it = req.find("peer");
+  if (it == req.end() || !it->is_object()) return "unknown";
+  auto user = it->find("user");
+  return user != it->end() && user->is_string() ? user->get<std::string>() : "unknown";
+}
+
+bool BoolArg(const nlohmann::json& req, const char* name, bool* out, Status* error) {
+  auto it = req.find(name);
+  if (it == req.end() || it->is_null()) return true;
+  if (!it->is_boolean()) {
+    *error = Status::InvalidArgument(fmt::format("'{}' must be true or false", name));
+    return false;
+  }
+  *out = it->get<bool>();
+  return true;
+}
+
+// An allowlist prefix an admin may add: canonical, never everything, and no wider than /8 (v4)
+// or /32 (v6) unless forced (a typo there would exempt a large part of the internet).
+Result<IpPrefix> AllowPrefix(const std::string& text, bool force) {
+  auto canonical = ParseAddress(text);
+  if (!canonical.ok()) return canonical.status();
+  IpPrefix p;
+  IpPrefix::Parse(*canonical, &p, true);
+  if (p.length() == 0) {
+    return Status::InvalidArgument(
+        fmt::format("{} would allowlist every address: refused", p.ToString()));
+  }
+  const int widest = p.address().is_v4() ? 8 : 32;
+  if (p.length() < widest && !force) {
+    return Status::InvalidArgument(
+        fmt::format("{} is wider than /{}: give --force if you mean it", p.ToString(), widest));
+  }
+  return p;
+}
+
+// A note is for people: printable, one line, bounded.
+Status CheckNote(const std::string& note) {
+  if (note.size() > 500) return Status::InvalidArgument("a note is at most 500 bytes");
+  for (unsigned char c : note) {
+    if (c < 0x20 || c == 0x7f) {
+      return Status::InvalidArgument("a note is one line of printable text");
+    }
+  }
+  return Status::Ok();
+}
+
+nlohmann::json AllowAdd(IncidentStore* store, const nlohmann::json& req, UnixMicros now) {
+  MXWARD_ASSIGN_OR_RESPOND(text, StringArg(req, "address", true));
+  bool force = false;
+  bool lift = false;
+  Status bad;
+  if (!BoolArg(req, "force", &force, &bad) || !BoolArg(req, "lift", &lift, &bad)) {
+    return ControlError(bad);
+  }
+  MXWARD_ASSIGN_OR_RESPOND(prefix, AllowPrefix(text, force));
+  std::int64_t for_s = 0;
+  if (req.contains("for_s") && !req["for_s"].is_null()) {
+    MXWARD_ASSIGN_OR_RESPOND(seconds, IntArg(req, "for_s"));
+    if (seconds <= 0) return ControlError(Status::InvalidArgument("'for_s' must be positive"));
+    for_s = seconds;
+  }
+  MXWARD_ASSIGN_OR_RESPOND(note, StringArg(req, "note", false));
+  if (Status s = CheckNote(note); !s.ok()) return ControlError(s);
+  AllowRecord entry;
+  entry.prefix = prefix.ToString();
+  entry.created_at = now;
+  entry.expires_at = for_s > 0 ? now + for_s * kMicrosPerSecond : 0;
+  entry.note = note;
+  entry.created_by = PeerUser(req);
+  nlohmann::json ids = nlohmann::json::array();
+  nlohmann::json wider = nlohmann::json::array();
+  // The entry and the unban of every ban it covers in one transaction: an allowlisted address
+  // is never left with a lift half queued.
+  Status s = store->InTransaction([&]() -> Status {
+    auto id = store->AddAllow(entry);
+    if (!id.ok()) return id.status();
+    auto bans = store->ActiveBans(now);
+    if (!bans.ok()) return bans.status();
+    for (const BanRecord& b : *bans) {
+      IpPrefix banned;
+      if (!IpPrefix::Parse(b.prefix, &banned)) continue;
+      if (banned.address().family() != prefix.address().family()) continue;
+      if (banned.length() >= prefix.length() && prefix.Contains(banned.address())) {
+        if (!lift) continue;
+        nlohmann::json params = {{"address", b.prefix}, {"ports", b.ports}};
+        auto rid = store->EnqueueAction(0, ActionRequest{"ban", params, false}, true, now);
+        if (!rid.ok()) return rid.status();
+        ids.push_back(*rid);
+      } else if (banned.Contains(prefix.address())) {
+        wider.push_back(b.prefix);  // a wider ban still covers it: the admin decides
+      }
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return ControlError(s);
+  return ControlOk({{"address", entry.prefix},
+                    {"expires_at", entry.expires_at},
+                    {"for_s", for_s},
+                    {"note", note},
+                    {"created_by", entry.created_by},
+                    {"action_ids", std::move(ids)},
+                    {"wider_bans", std::move(wider)},
+                    {"audit", AllowAuditLine(true, entry.prefix, for_s, entry.created_by, note)}});
+}
+
 }  // namespace
+
+std::string AllowAuditLine(bool added, const std::string& prefix, std::int64_t for_s,
+                           const std::string& by, const std::string& note) {
+  if (!added) return fmt::format("allowlist: removed {} by {}", prefix, by);
+  return fmt::format("allowlist: added {} {} by {}{}{}", prefix,
+                     for_s > 0 ? "for " + FormatDurationSeconds(for_s) : std::string("permanently"),
+                     by, note.empty() ? "" : ": ", note);
+}
 
 std::string CanonicalStorePath(const std::string& path) {
   std::error_code ec;
@@ -258,6 +374,17 @@ nlohmann::json ExecuteControlRequest(IncidentStore* store, const nlohmann::json&
     }
     return Enqueued(store, 0, {{ActionRequest{"ban", params, false}, !add}}, now,
                     {{"address", address}, {"ports", ports}});
+  }
+
+  if (op == "allow.add") return AllowAdd(store, req, now);
+  if (op == "allow.remove") {
+    MXWARD_ASSIGN_OR_RESPOND(text, StringArg(req, "address", true));
+    MXWARD_ASSIGN_OR_RESPOND(address, ParseAddress(text));
+    const std::string by = PeerUser(req);
+    if (Status s = store->RemoveAllow(address, now, by); !s.ok()) return ControlError(s);
+    return ControlOk({{"address", address},
+                      {"created_by", by},
+                      {"audit", AllowAuditLine(false, address, 0, by, "")}});
   }
 
   if (op == "accounts.suspend" || op == "accounts.restore") {

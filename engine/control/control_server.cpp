@@ -83,6 +83,18 @@ bool InGroup(uid_t uid, gid_t primary, gid_t gid) {
 
 }  // namespace
 
+nlohmann::json PeerIdentity(std::int64_t uid) {
+  if (uid < 0) return {{"uid", uid}, {"user", "unknown"}};
+  std::string name = std::to_string(uid);
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwuid_r(static_cast<uid_t>(uid), &pw, buf.data(), buf.size(), &found) == 0 && found) {
+    name = pw.pw_name;
+  }
+  return {{"uid", uid}, {"user", name}};
+}
+
 struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
   struct Session {
     explicit Session(local::socket s)
@@ -90,6 +102,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     local::socket socket;
     asio::steady_timer timer;  // request_timeout of the line being read
     asio::streambuf buffer;
+    std::int64_t peer_uid = -1;  // from SO_PEERCRED: who `created_by` names
     std::string response;
   };
 
@@ -148,6 +161,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     if (getsockopt(s->socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
       return false;
     }
+    s->peer_uid = cred.uid;
     if (cred.uid == 0 || cred.uid == geteuid()) return true;
     return InGroup(cred.uid, cred.gid, allowed_gid);
   }
@@ -195,15 +209,17 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
           std::string line(asio::buffers_begin(s->buffer.data()),
                            asio::buffers_begin(s->buffer.data()) + static_cast<std::ptrdiff_t>(n));
           s->buffer.consume(n);
-          self->Reply(s, self->Handle(line), false);
+          self->Reply(s, self->Handle(line, s->peer_uid), false);
         });
   }
 
-  nlohmann::json Handle(const std::string& line) {
+  nlohmann::json Handle(const std::string& line, std::int64_t peer_uid) {
     auto request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (request.is_discarded() || !request.is_object()) {
       return ControlError(Status::InvalidArgument("a request is one JSON object per line"));
     }
+    // Who sent it, from the kernel, never from the request: a "peer" the client wrote is replaced.
+    request["peer"] = PeerIdentity(peer_uid);
     try {
       return handler(request);
     } catch (const std::exception& e) {

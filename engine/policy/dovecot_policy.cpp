@@ -79,7 +79,9 @@ DovecotPolicyAnswer DovecotPolicy::Allow(const DovecotPolicyRequest& request) {
   ++counters_.allow;
   const UnixMicros now = clock_->Now();
   IpAddress remote;
-  if (IpAddress::Parse(request.remote, &remote) && decisions_->FindBan(remote, now) != nullptr) {
+  const bool parsed = IpAddress::Parse(request.remote, &remote);
+  if (parsed && allow_ && allow_->Get()->Contains(remote, now)) return {0, ""};
+  if (parsed && decisions_->FindBan(remote, now) != nullptr) {
     ++counters_.refused;
     return {-1, "blocked by policy"};
   }

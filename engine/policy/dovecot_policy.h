@@ -22,10 +22,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "engine/policy/decision_table.h"
+#include "mxward/allow_set.h"
 #include "mxward/event.h"
 #include "mxward/status.h"
 #include "mxward/time.h"
@@ -86,6 +88,9 @@ class DovecotPolicy {
       : decisions_(decisions), feed_(std::move(feed)), delay_(std::move(delay)), clock_(clock) {}
 
   DovecotPolicyAnswer Answer(const DovecotPolicyRequest& request);
+  // The daemon's compiled address allowlist ([allow] plus `mxward allow`): an address it covers
+  // is answered as if nothing were decided (no refusal, no delay), whatever bans are in force.
+  void SetAllowSet(std::shared_ptr<const AllowSetHandle> allow) { allow_ = std::move(allow); }
   const DovecotPolicyCounters& counters() const { return counters_; }
 
  private:
@@ -95,6 +100,7 @@ class DovecotPolicy {
   Event EventOf(const DovecotPolicyRequest& request, bool failed, std::string_view protocol) const;
 
   const DecisionTable* decisions_;
+  std::shared_ptr<const AllowSetHandle> allow_;
   EventFn feed_;
   DelayFn delay_;
   const Clock* clock_;

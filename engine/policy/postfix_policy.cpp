@@ -97,8 +97,9 @@ std::string PostfixPolicy::Answer(const PostfixPolicyRequest& request) {
   if (request.request != "smtpd_access_policy") return "DUNNO";
   const UnixMicros now = clock_->Now();
   IpAddress client;
-  if (IpAddress::Parse(request.client_address, &client) &&
-      decisions_->FindBan(client, now) != nullptr) {
+  const bool parsed = IpAddress::Parse(request.client_address, &client);
+  if (parsed && allow_ && allow_->Get()->Contains(client, now)) return "DUNNO";
+  if (parsed && decisions_->FindBan(client, now) != nullptr) {
     ++counters_.reject;
     return "REJECT 5.7.1 Access denied by policy";
   }

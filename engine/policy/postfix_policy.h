@@ -31,11 +31,13 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/policy/decision_table.h"
+#include "mxward/allow_set.h"
 #include "mxward/event.h"
 #include "mxward/status.h"
 #include "mxward/time.h"
@@ -94,6 +96,9 @@ class PostfixPolicy {
 
   // The answer line without "action=" and the newlines: "DUNNO", "REJECT 5.7.1 ...".
   std::string Answer(const PostfixPolicyRequest& request);
+  // The daemon's compiled address allowlist ([allow] plus `mxward allow`): an address it covers
+  // is answered as if nothing were decided (no refusal, no delay), whatever bans are in force.
+  void SetAllowSet(std::shared_ptr<const AllowSetHandle> allow) { allow_ = std::move(allow); }
   const PostfixPolicyCounters& counters() const { return counters_; }
 
  private:
@@ -102,6 +107,7 @@ class PostfixPolicy {
   bool FirstAsk(const PostfixPolicyRequest& request);
 
   const DecisionTable* decisions_;
+  std::shared_ptr<const AllowSetHandle> allow_;
   EventFn feed_;
   const Clock* clock_;
   PostfixPolicyCounters counters_;

@@ -291,7 +291,7 @@ class Engine final : public PlaybookEngine {
       std::random_device rd;
       seed_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ 0x5bd1e995ull;
     }
-    global_cidrs_ = config.allow_addresses;
+    allow_set_ = std::make_shared<const AllowSet>(AllowSet::Compile(config.allow_addresses, {}));
     for (const auto& u : config.allow_users) global_allow_.users.push_back(Lower(u));
     for (const auto& d : config.allow_domains) global_allow_.domains.push_back(Lower(d));
     std::vector<std::string> local_domains;
@@ -586,16 +586,28 @@ class Engine final : public PlaybookEngine {
   }
 
   bool Allowlisted(const Runtime& r, const Event& e) const {
-    return (r.key_has_ip && InGlobalCidrs(e.client_ip)) || global_allow_.Allows(e) ||
+    return (r.key_has_ip && InGlobalCidrs(e.client_ip, e.time)) || global_allow_.Allows(e) ||
            r.pb.allow.Allows(e);
   }
 
-  bool InGlobalCidrs(const IpAddress& a) const {
+  bool InGlobalCidrs(const IpAddress& a, UnixMicros t) const {
     if (!a.valid()) return false;
-    for (const auto& p : global_cidrs_) {
-      if (p.Contains(a)) return true;
+    return CurrentAllowSet().Contains(a, t);
+  }
+
+  // The compiled allow set: the config's own until UseAllowSet(), then the handle's current one,
+  // fetched again only when its version changed (one atomic load per lookup otherwise).
+  const AllowSet& CurrentAllowSet() const {
+    if (allow_handle_ && allow_handle_->version() != allow_version_) {
+      allow_version_ = allow_handle_->version();
+      allow_set_ = allow_handle_->Get();
     }
-    return false;
+    return *allow_set_;
+  }
+
+  void UseAllowSet(std::shared_ptr<const AllowSetHandle> handle) override {
+    allow_handle_ = std::move(handle);
+    allow_version_ = 0;
   }
 
   bool KeyHash(const Playbook& pb, const Event& e, std::uint64_t* out) const {
@@ -939,7 +951,8 @@ class Engine final : public PlaybookEngine {
     a.dry_run = dry || spec.dry_run;
     for (const auto& [name, tpl] : spec.params) {
       std::string value = ExpandTemplate(tpl, pb, *inc, e);
-      if (spec.type == "ban" && name == "address" && !SafeBanAddress(&value, &inc->trigger)) {
+      if (spec.type == "ban" && name == "address" &&
+          !SafeBanAddress(&value, e.time, &inc->trigger)) {
         return std::nullopt;
       }
       a.params[name] = std::move(value);
@@ -956,18 +969,16 @@ class Engine final : public PlaybookEngine {
   // Re-prints a ban address from binary, so log text never reaches the firewall as text, and
   // refuses one that covers an allowlisted address (a tuple or template key could). A refusal is
   // appended to *trigger.
-  bool SafeBanAddress(std::string* address, std::string* trigger) const {
+  bool SafeBanAddress(std::string* address, UnixMicros t, std::string* trigger) const {
     IpPrefix p;
     if (!IpPrefix::Parse(*address, &p)) {
       *trigger += fmt::format("; ban skipped: '{}' is not an address", *address);
       return false;
     }
     *address = p.ToString();
-    for (const auto& allowed : global_cidrs_) {
-      if (p.Contains(allowed.address()) || allowed.Contains(p.address())) {
-        *trigger += fmt::format("; ban skipped: {} covers an allowlisted address", *address);
-        return false;
-      }
+    if (CurrentAllowSet().FindOverlap(p, t) != nullptr) {
+      *trigger += fmt::format("; ban skipped: {} covers an allowlisted address", *address);
+      return false;
     }
     return true;
   }
@@ -975,7 +986,11 @@ class Engine final : public PlaybookEngine {
   std::vector<std::unique_ptr<Runtime>> runtimes_;
   std::array<std::vector<Route>, kEventTypeCount> routes_;
   Allowlist global_allow_;  // users and domains
-  std::vector<IpPrefix> global_cidrs_;
+  // Address allowlist: the static [allow] addresses, or the daemon's compiled set (static plus
+  // runtime entries) once UseAllowSet() was called. Cached per version (CurrentAllowSet).
+  std::shared_ptr<const AllowSetHandle> allow_handle_;
+  mutable std::shared_ptr<const AllowSet> allow_set_;
+  mutable std::uint64_t allow_version_ = 0;
   EvidenceJournal journal_;
   bool journal_ref_valid_ = false;
   std::uint32_t journal_ref_ = 0;

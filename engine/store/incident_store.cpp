@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "engine/store/store_migrations.h"
+#include "mxward/ip_address.h"
 
 namespace mxward {
 namespace {
@@ -37,6 +38,10 @@ class Stmt {
     return *this;
   }
   Stmt& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
+  Stmt& BindBlob(int i, const void* data, std::size_t size) {
+    sqlite3_bind_blob(s_, i, data, static_cast<int>(size), SQLITE_TRANSIENT);
+    return *this;
+  }
   Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
   // SQLITE_ROW, SQLITE_DONE, or an error code.
   int Step() { return sqlite3_step(s_); }
@@ -898,6 +903,72 @@ Result<std::int64_t> IncidentStore::CountActiveBans(UnixMicros now) {
   q.Bind(1, now);
   if (q.Step() != SQLITE_ROW) return Error("counting bans");
   return q.Int(0);
+}
+
+Result<std::int64_t> IncidentStore::AddAllow(const AllowRecord& entry) {
+  IpPrefix p;
+  if (!IpPrefix::Parse(entry.prefix, &p, /*strict=*/true) || p.ToString() != entry.prefix) {
+    return Status::InvalidArgument(fmt::format("'{}' is not a canonical prefix", entry.prefix));
+  }
+  const int nbytes = p.address().bits() / 8;
+  const IpAddress last = p.address().Filled(p.length());
+  const auto size = static_cast<std::size_t>(nbytes);
+  std::int64_t id = 0;
+  Status s = InTransaction([&]() -> Status {
+    MXWARD_STMT(old,
+                "UPDATE allowlist SET removed_at = ?, removed_by = ? "
+                "WHERE prefix = ? AND removed_at IS NULL");
+    old.Bind(1, entry.created_at).Bind(2, entry.created_by).Bind(3, entry.prefix);
+    if (old.Step() != SQLITE_DONE) return Error("replacing an allowlist entry");
+    MXWARD_STMT(q,
+                "INSERT INTO allowlist (prefix, family, first, last, created_at, expires_at, "
+                "note, created_by) VALUES (?,?,?,?,?,NULLIF(?,0),?,?)");
+    q.Bind(1, entry.prefix).Bind(2, static_cast<std::int64_t>(p.address().bits() == 32 ? 4 : 6));
+    q.BindBlob(3, p.address().bytes().data(), size).BindBlob(4, last.bytes().data(), size);
+    q.Bind(5, entry.created_at);
+    q.Bind(6, entry.expires_at).Bind(7, entry.note).Bind(8, entry.created_by);
+    if (q.Step() != SQLITE_DONE) return Error("adding an allowlist entry");
+    id = sqlite3_last_insert_rowid(db_);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return id;
+}
+
+Status IncidentStore::RemoveAllow(std::string_view prefix, UnixMicros now,
+                                  std::string_view removed_by) {
+  MXWARD_STMT(q,
+              "UPDATE allowlist SET removed_at = ?, removed_by = ? WHERE prefix = ? AND "
+              "removed_at IS NULL AND (expires_at IS NULL OR expires_at > ?)");
+  q.Bind(1, now).Bind(2, removed_by).Bind(3, prefix).Bind(4, now);
+  if (q.Step() != SQLITE_DONE) return Error("removing an allowlist entry");
+  if (sqlite3_changes(db_) == 0) {
+    return Status::NotFound(fmt::format("{} is not on the runtime allowlist", prefix));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<AllowRecord>> IncidentStore::ListAllow(UnixMicros now, bool all) {
+  constexpr const char* kCurrent =
+      "SELECT id, prefix, created_at, coalesce(expires_at, 0), note, created_by, "
+      "coalesce(removed_at, 0), coalesce(removed_by, '') FROM allowlist WHERE removed_at IS NULL "
+      "AND (expires_at IS NULL OR expires_at > ?) ORDER BY family, first, prefix";
+  constexpr const char* kAll =
+      "SELECT id, prefix, created_at, coalesce(expires_at, 0), note, created_by, "
+      "coalesce(removed_at, 0), coalesce(removed_by, '') FROM allowlist WHERE ? IS NOT NULL "
+      "ORDER BY id DESC";
+  auto prepared = Prepare(all ? kAll : kCurrent);
+  if (!prepared.ok()) return prepared.status();
+  Stmt q(*prepared);
+  q.Bind(1, now);
+  std::vector<AllowRecord> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    out.push_back(
+        {q.Int(0), q.Text(1), q.Int(2), q.Int(3), q.Text(4), q.Text(5), q.Int(6), q.Text(7)});
+  }
+  if (rc != SQLITE_DONE) return Error("reading the allowlist");
+  return out;
 }
 
 Status IncidentStore::UpsertSuspension(const SuspensionRecord& s) {

@@ -190,7 +190,31 @@ CREATE TABLE store_identity (
 INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));
 )sql";
 
-constexpr std::array<const char*, 7> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7};
+// v8: the runtime allowlist (`mxward allow add|remove|list`, issue 16): addresses and prefixes
+//   an admin exempted while the daemon runs. prefix is the canonical text (IpPrefix::ToString),
+//   family/first/last its binary range (4 or 16 network-order bytes) for range queries such as
+//   "which bans does it cover"; expires_at NULL is permanent; created_by is the user the control
+//   socket's peer credentials (or the CLI's own uid, acting directly) named, never a client string.
+//   A removed entry keeps its row (removed_at set), so `allow list --all` shows the history; at
+//   most one row per prefix is not removed.
+constexpr const char* kV8 = R"sql(
+CREATE TABLE allowlist (
+  id INTEGER PRIMARY KEY,
+  prefix TEXT NOT NULL,
+  family INTEGER NOT NULL,
+  first BLOB NOT NULL,
+  last BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  note TEXT NOT NULL DEFAULT '',
+  created_by TEXT NOT NULL DEFAULT '',
+  removed_at INTEGER,
+  removed_by TEXT
+);
+CREATE UNIQUE INDEX allowlist_current ON allowlist(prefix) WHERE removed_at IS NULL;
+)sql";
+
+constexpr std::array<const char*, 8> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8};
 
 }  // namespace
 

@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "mxward/action_executor.h"
+#include "mxward/allow_set.h"
 #include "mxward/config.h"
 #include "mxward/ip_address.h"
 #include "mxward/status.h"
@@ -90,6 +91,9 @@ struct DispatcherOptions {
   std::vector<IpPrefix> allow_addresses;
   std::vector<std::string> allow_users;    // compared case-insensitively
   std::vector<std::string> allow_domains;  // a user "x@<domain>" or the domain itself
+  // The daemon's compiled address allowlist (the [allow] addresses plus the runtime `mxward
+  // allow` entries), swapped by the daemon while the dispatcher runs; null: allow_addresses only.
+  std::shared_ptr<const AllowSetHandle> allow_set;
 
   // Read from [dispatcher] in mxward.toml (and the allowlist from the core config).
   static Result<DispatcherOptions> FromConfig(const Config& config,
@@ -172,7 +176,8 @@ std::int64_t JitteredBackoffMs(const DispatcherOptions& options, int attempt, do
 std::string ActionOrderKey(const ActionRecord& action);
 
 // Why an action aimed at an allowlisted address or user must be refused; nullopt otherwise.
+// `now` decides whether a runtime entry with an expiry is still in force.
 std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
-                                            const ActionRecord& action);
+                                            const ActionRecord& action, UnixMicros now = 0);
 
 }  // namespace mxward

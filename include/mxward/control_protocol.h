@@ -22,6 +22,13 @@
 //                                  -> {"user":...,"kind":"suspend","action_ids":[16]}
 //   {"op":"accounts.restore","user":"alice@example.org","kind":"suspend"}   (kind optional: all)
 //                                  -> {"user":...,"action_ids":[17]}
+//   {"op":"allow.add","address":"203.0.113.0/24","for_s":604800,"note":"office NAT","lift":true,
+//    "force":false}      -> {"address":"203.0.113.0/24","expires_at":..., "action_ids":[18],
+//                            "wider_bans":["203.0.0.0/16"]}   (lift: an unban per covered ban)
+//   {"op":"allow.remove","address":"203.0.113.0/24"}       -> {"address":...}
+// The server adds "peer":{"uid":0,"user":"root"} to every request from the socket's peer
+// credentials (SO_PEERCRED), replacing any the client sent: allow.add records that user as
+// created_by. The CLI acting directly adds its own uid the same way (PeerIdentity).
 // action_ids are rows of the store's outbox (IncidentStore::EnqueueAction); their outcome is
 // read back from the store (`mxward actions show N`; the CLI waits for it, admin_request.h).
 //
@@ -85,6 +92,15 @@ Result<nlohmann::json> ControlResult(const nlohmann::json& response);
 // The absolute path of a store file with symlinks resolved as far as it exists: what "the same
 // store" means when the CLI and the daemon name it.
 std::string CanonicalStorePath(const std::string& path);
+
+// {"uid":N,"user":NAME}: the user a uid names (its number as text when it has no name).
+nlohmann::json PeerIdentity(std::int64_t uid);
+
+// The audit line of an allowlist change, logged by the daemon (and printed by the CLI acting
+// directly): "allowlist: added 203.0.113.0/24 for 7d by root: office NAT",
+// "allowlist: removed 203.0.113.0/24 by root".
+std::string AllowAuditLine(bool added, const std::string& prefix, std::int64_t for_s,
+                           const std::string& by, const std::string& note);
 
 // Validates one request and carries it out against the store: status changes directly, effects
 // (bans, suspensions and their undoing) as rows in the outbox. Never throws; errors are responses.

@@ -56,6 +56,18 @@ struct BanRecord {
   std::string ports = "mail";
 };
 
+// One runtime allowlist entry (`mxward allow add`), current or (for `allow list --all`) past.
+struct AllowRecord {
+  std::int64_t id = 0;
+  std::string prefix;  // canonical text from IpPrefix::ToString()
+  UnixMicros created_at = 0;
+  UnixMicros expires_at = 0;  // 0 = permanent
+  std::string note;
+  std::string created_by;     // user name (or uid) from the peer's credentials
+  UnixMicros removed_at = 0;  // 0 = not removed
+  std::string removed_by;
+};
+
 struct SuspensionRecord {
   std::string user;
   std::string kind;  // suspend_sending | suspend | require_password_change
@@ -153,7 +165,7 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
@@ -222,6 +234,17 @@ class IncidentStore {
   Status RemoveBan(std::string_view prefix, std::string_view ports = {});
   Result<std::vector<BanRecord>> ActiveBans(UnixMicros now);
   Result<std::int64_t> CountActiveBans(UnixMicros now);
+
+  // --- runtime allowlist (`mxward allow`) -------------------------------------------------------
+  // Adds the entry (prefix must be canonical IpPrefix text); an entry for the same prefix still
+  // on the list is replaced (its row is marked removed by the same user). Returns the row id.
+  Result<std::int64_t> AddAllow(const AllowRecord& entry);
+  // Marks the prefix's current entry removed at `now`. NotFound when none is in force (never
+  // added, removed already, or expired by now).
+  Status RemoveAllow(std::string_view prefix, UnixMicros now, std::string_view removed_by);
+  // Entries in force at `now` (not removed, not expired), by prefix; with `all`, every row,
+  // newest first.
+  Result<std::vector<AllowRecord>> ListAllow(UnixMicros now, bool all = false);
   Status UpsertSuspension(const SuspensionRecord& s);
   Status RemoveSuspension(std::string_view user, std::string_view kind);
   Result<std::vector<SuspensionRecord>> ActiveSuspensions();

@@ -36,6 +36,8 @@ class IpAddress {
 
   // The address with all bits after the first prefix_len cleared (prefix_len clamped to bits()).
   IpAddress Masked(int prefix_len) const;
+  // The address with all bits after the first prefix_len set: the highest of the prefix.
+  IpAddress Filled(int prefix_len) const;
   bool IsLoopback() const;
 
   std::string ToString() const;

@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mxward/allow_set.h"
 #include "mxward/baseline.h"
 #include "mxward/config.h"
 #include "mxward/event.h"
@@ -135,6 +136,14 @@ class PlaybookEngine {
   // journal and the escalation history. Playbooks that changed start empty. Call it before the
   // first OnEvent; `previous` must not be used afterwards. Returns how many playbooks kept state.
   virtual std::size_t AdoptState(PlaybookEngine& previous) = 0;
+
+  // --- address allowlist ---------------------------------------------------------------------
+  // From now on the address allowlist is handle's current set (the daemon's static [allow]
+  // addresses plus the runtime `mxward allow` entries), instead of the config's addresses given
+  // at Load/Create: an entry added while the daemon runs applies to the next event, and one
+  // that expired (its expiry at or before the event's time) no longer does. The handle may be
+  // swapped from another thread (AllowSetHandle::Set); the engine reads it on its own thread.
+  virtual void UseAllowSet(std::shared_ptr<const AllowSetHandle> handle) = 0;
 
   // --- escalation ----------------------------------------------------------------------------
   virtual void ImportPriorIncidents(const std::vector<PriorIncident>& incidents) = 0;

@@ -41,7 +41,8 @@ for b in BACKENDS:
 
 PUBLIC_HEADERS = {
     "base": ["status.h", "time.h", "ip_address.h", "diagnostic.h", "config.h",
-             "rate_limited_log.h", "metrics_registry.h", "thread_annotations.h", "version.h"],
+             "rate_limited_log.h", "metrics_registry.h", "thread_annotations.h", "version.h",
+             "allow_set.h"],
     "model": ["event.h", "incident.h", "baseline.h", "action_types.h", "log_format.h"],
     "ingest": ["line_sink.h", "input_counters.h", "input_config.h", "file_follower.h",
                "journal_follower.h", "syslog_listener.h"],

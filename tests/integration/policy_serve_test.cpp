@@ -127,29 +127,10 @@ class PolicyServeTest : public ::testing::Test {
   // One Postfix request over the unix socket; the action line.
   std::string AskPostfix(const std::string& state, const std::string& client,
                          const std::string& user = "", const std::string& queue_id = "") {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, postfix_socket_.c_str(), sizeof a.sun_path - 1);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return "(no connection)";
-    }
-    timeval tv{20, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    const std::string req = "request=smtpd_access_policy\nprotocol_state=" + state +
-                            "\nclient_address=" + client + "\nsasl_username=" + user +
-                            "\nqueue_id=" + queue_id + "\nrecipient_count=1\n\n";
-    std::string out;
-    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
-      char buf[512];
-      ssize_t n;
-      while (out.find("\n\n") == std::string::npos && (n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
-        out.append(buf, static_cast<std::size_t>(n));
-      }
-    }
-    ::close(fd);
-    return out.substr(0, out.find('\n'));
+    return testing::AskPostfixPolicy(postfix_socket_,
+                                     "request=smtpd_access_policy\nprotocol_state=" + state +
+                                         "\nclient_address=" + client + "\nsasl_username=" + user +
+                                         "\nqueue_id=" + queue_id + "\nrecipient_count=1\n");
   }
 
   // n Postfix SASL failures for addr, as the log says them.

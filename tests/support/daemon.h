@@ -14,6 +14,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,6 +58,17 @@ class NetworkNamespace {
   bool ok_ = false;
   std::string error_;
 };
+
+// For a test of real nftables: enters the namespace (NetworkNamespace), checks that nft is
+// installed and empties the namespace's ruleset. "" when ready, else what is missing.
+inline std::string EnterNamespaceWithNft() {
+  auto& ns = NetworkNamespace::Enter();
+  if (!ns.ok())
+    return "cannot make a network namespace (integration tests run as root): " + ns.error();
+  if (RunCommand({"nft", "--version"}).exit_code != 0) return "nft is not installed";
+  RunCommand({"nft", "flush", "ruleset"});
+  return "";
+}
 
 // Connects to 127.0.0.1:port over TCP; -1 on failure.
 inline int ConnectLoopbackTcp(int port) {
@@ -100,6 +113,33 @@ inline std::string HttpGet(int port, const std::string& path) {
   }
   close(fd);
   return out;
+}
+
+// One Postfix policy delegation request (its attribute lines, without the closing empty line)
+// over the Unix socket at socket_path; the answer's first line ("action=DUNNO"), or
+// "(no connection)".
+inline std::string AskPostfixPolicy(const std::string& socket_path, const std::string& attrs) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, socket_path.c_str(), sizeof a.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "(no connection)";
+  }
+  timeval tv{20, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const std::string req = attrs + "\n";
+  std::string out;
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+    char buf[512];
+    ssize_t n;
+    while (out.find("\n\n") == std::string::npos && (n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out.substr(0, out.find('\n'));
 }
 
 // A syslog timestamp for now in local time ("Nov 23 15:04:05"), as rsyslog forwards it.

@@ -318,4 +318,32 @@ TEST_F(DovecotPolicyDelayTest, LogWindowsSlowTooAndAskingCountsNothing) {
 }
 
 }  // namespace
+// A runtime allowlist entry (`mxward allow add`), swapped into the handle the engine and the
+// policy share: the banned, slowed address is answered 0 at once, its reports count nothing,
+// and when the entry ends (its expiry passes) the ban in force refuses it again.
+TEST_F(DovecotPolicyDelayTest, ARuntimeAllowEntryAnswersAtOnceUntilItEnds) {
+  auto allow = std::make_shared<AllowSetHandle>();
+  engine_->UseAllowSet(allow);
+  delayed_.SetAllowSet(allow);
+  for (int i = 0; i < 4; ++i) LogFailure("192.0.2.60");
+  EXPECT_EQ(Ask(DovecotPolicyCommand::kAllow, "192.0.2.60", "x").status, 1) << "four held";
+  decisions_.Ban(IpPrefix(IpAddress::V4(0xc000023c), 32), 0, "by hand");  // 192.0.2.60
+  EXPECT_EQ(Ask(DovecotPolicyCommand::kAllow, "192.0.2.60", "x").status, -1);
+
+  IpPrefix entry;
+  ASSERT_TRUE(IpPrefix::Parse("192.0.2.0/24", &entry));
+  const UnixMicros ends = clock_.Now() + 60 * kMicrosPerSecond;
+  allow->Set(AllowSet::Compile({{entry, ends, true}}));
+  EXPECT_EQ(Ask(DovecotPolicyCommand::kAllow, "192.0.2.60", "x").status, 0);
+  for (int i = 0; i < 5; ++i) {
+    (void)Ask(DovecotPolicyCommand::kReport, "192.0.2.60", "guess" + std::to_string(i));
+    LogFailure("192.0.2.60");
+  }
+  EXPECT_TRUE(recorded_.incidents.empty()) << "an allowlisted address opened an incident";
+  EXPECT_EQ(delayed_.counters().refused, 1u);
+
+  clock_.Advance(61 * kMicrosPerSecond);  // the entry has ended: nothing was recompiled
+  EXPECT_EQ(Ask(DovecotPolicyCommand::kAllow, "192.0.2.60", "x").status, -1);
+}
+
 }  // namespace mxward

@@ -796,5 +796,68 @@ TEST(IncidentStoreOpenTest, ReadWriteOpenOfAFileThisUserCannotWriteIsRefusedThen
   EXPECT_EQ(open_as_nobody(), 1);
 }
 
+AllowRecord AllowRow(std::string prefix, UnixMicros created_at, UnixMicros expires_at,
+                     std::string note, std::string by) {
+  AllowRecord r;
+  r.prefix = std::move(prefix);
+  r.created_at = created_at;
+  r.expires_at = expires_at;
+  r.note = std::move(note);
+  r.created_by = std::move(by);
+  return r;
+}
+
+TEST_F(IncidentStoreTest, RuntimeAllowlistAddRemoveExpireList) {
+  const UnixMicros hour = 3600 * kMicrosPerSecond;
+  auto id = store_->AddAllow(AllowRow("203.0.113.0/24", kT0, kT0 + hour, "office NAT", "root"));
+  ASSERT_OK(id);
+  ASSERT_OK(store_->AddAllow(AllowRow("2001:db8::/64", kT0, 0, "", "alice")));
+  // Not canonical: host bits after the prefix length.
+  EXPECT_EQ(store_->AddAllow(AllowRow("203.0.113.9/24", kT0, 0, "", "root")).status().code(),
+            Status::Code::kInvalidArgument);
+
+  auto now = store_->ListAllow(kT0 + 1);
+  ASSERT_OK(now);
+  ASSERT_EQ(now->size(), 2u);
+  EXPECT_EQ((*now)[0].prefix, "203.0.113.0/24");
+  EXPECT_EQ((*now)[0].expires_at, kT0 + hour);
+  EXPECT_EQ((*now)[0].note, "office NAT");
+  EXPECT_EQ((*now)[0].created_by, "root");
+  EXPECT_EQ((*now)[1].prefix, "2001:db8::/64");
+  EXPECT_EQ((*now)[1].expires_at, 0);
+
+  // Expired at its time: no longer listed, no longer removable.
+  auto later = store_->ListAllow(kT0 + hour);
+  ASSERT_OK(later);
+  ASSERT_EQ(later->size(), 1u);
+  EXPECT_EQ((*later)[0].prefix, "2001:db8::/64");
+  EXPECT_EQ(store_->RemoveAllow("203.0.113.0/24", kT0 + hour, "root").code(),
+            Status::Code::kNotFound);
+
+  ASSERT_OK(store_->RemoveAllow("2001:db8::/64", kT0 + 2, "bob"));
+  EXPECT_EQ(store_->RemoveAllow("2001:db8::/64", kT0 + 3, "bob").code(), Status::Code::kNotFound);
+  auto left = store_->ListAllow(kT0 + 4);  // before its hour is over
+  ASSERT_OK(left);
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].prefix, "203.0.113.0/24");
+
+  // Adding a prefix again replaces the current entry; --all keeps the history, newest first.
+  ASSERT_OK(store_->AddAllow(AllowRow("192.0.2.7", kT0, 0, "first", "root")));
+  ASSERT_OK(store_->AddAllow(AllowRow("192.0.2.7", kT0 + 5, 0, "second", "root")));
+  auto current = store_->ListAllow(kT0 + 6);
+  ASSERT_OK(current);
+  ASSERT_EQ(current->size(), 2u);
+  EXPECT_EQ((*current)[0].prefix, "192.0.2.7");  // by family and address
+  EXPECT_EQ((*current)[0].note, "second");
+  auto all = store_->ListAllow(kT0 + 6, /*all=*/true);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[0].note, "second");
+  EXPECT_EQ((*all)[0].removed_at, 0);
+  EXPECT_EQ((*all)[1].note, "first");
+  EXPECT_EQ((*all)[1].removed_at, kT0 + 5);
+  EXPECT_EQ((*all)[2].removed_by, "bob");
+}
+
 }  // namespace
 }  // namespace mxward
