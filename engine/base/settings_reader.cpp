@@ -229,6 +229,20 @@ bool SettingsReader::Duration(std::string_view key, std::int64_t* out_seconds, b
   return true;
 }
 
+bool SettingsReader::DurationBetween(std::string_view key, std::int64_t min_seconds,
+                                     std::int64_t max_seconds, int* out_seconds) {
+  std::int64_t seconds = 0;
+  if (!Duration(key, &seconds)) return false;
+  if (seconds < min_seconds || seconds > max_seconds) {
+    Error(*table_.get(key),
+          fmt::format("'{}': expected between {} and {}", key, FormatDurationSeconds(min_seconds),
+                      FormatDurationSeconds(max_seconds)));
+    return false;
+  }
+  *out_seconds = static_cast<int>(seconds);
+  return true;
+}
+
 bool SettingsReader::DurationMillis(std::string_view key, std::int64_t* out_ms) {
   std::int64_t seconds = 0;
   if (!Duration(key, &seconds)) return false;

@@ -71,6 +71,10 @@ class SettingsReader {
   // "1h", "90s", "2d" or, with seconds_ok, a whole number of seconds (0 or more). Without it a
   // bare number is refused: `retention = 90` means days to a person and seconds to us.
   bool Duration(std::string_view key, std::int64_t* out_seconds, bool seconds_ok = true);
+  // A Duration between min_seconds and max_seconds inclusive (timeouts): out of range is an error
+  // naming both bounds ("'request_timeout': expected between 1s and 1h"), *out left alone.
+  bool DurationBetween(std::string_view key, std::int64_t min_seconds, std::int64_t max_seconds,
+                       int* out_seconds);
   // An array of strings; with single_ok a lone string counts as an array of one. Replaces *out.
   bool Strings(std::string_view key, std::vector<std::string>* out, bool single_ok = false);
   bool IntArray(std::string_view key, int min, int max, std::vector<int>* out);

@@ -36,14 +36,7 @@ Result<ControlServerOptions> ControlServerOptions::FromConfig(
     r.CheckKnownKeys({"socket", "group", "max_connections", "request_timeout"});
     r.String("group", &o.group);
     r.Int("max_connections", 1, 4096, &o.max_connections);
-    std::int64_t seconds = 0;
-    if (r.Duration("request_timeout", &seconds)) {
-      if (seconds < 1 || seconds > 3600) {
-        r.Error(*control->get("request_timeout"), "'request_timeout': expected between 1s and 1h");
-      } else {
-        o.request_timeout_seconds = static_cast<int>(seconds);
-      }
-    }
+    r.DurationBetween("request_timeout", 1, 3600, &o.request_timeout_seconds);
     if (!r.ok()) return Status::InvalidArgument("errors in [control]");
   }
   return o;

@@ -59,14 +59,7 @@ Result<MetricsServerOptions> MetricsServerOptions::FromConfig(
             fmt::format("'max_connections_per_peer' ({}) is more than max_connections ({})",
                         o.max_connections_per_peer, o.max_connections));
   }
-  std::int64_t seconds = 0;
-  if (r.Duration("request_timeout", &seconds)) {
-    if (seconds < 1 || seconds > 3600) {
-      r.Error(*t->get("request_timeout"), "'request_timeout': expected between 1s and 1h");
-    } else {
-      o.request_timeout_seconds = static_cast<int>(seconds);
-    }
-  }
+  r.DurationBetween("request_timeout", 1, 3600, &o.request_timeout_seconds);
   std::string listen;
   if (r.String("listen", &listen)) {
     if (Status st = ParseListenAddress(listen, &o.address, &o.port); !st.ok()) {

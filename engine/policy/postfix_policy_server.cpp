@@ -70,13 +70,7 @@ Result<PostfixPolicyServerOptions> PostfixPolicyServerOptions::FromConfig(
     if (r.Duration("idle_timeout", &seconds)) {
       o.idle_timeout_seconds = static_cast<int>(std::clamp<std::int64_t>(seconds, 1, 86400));
     }
-    if (r.Duration("request_timeout", &seconds)) {
-      if (seconds < 1 || seconds > 3600) {
-        r.Error(*t->get("request_timeout"), "'request_timeout': expected between 1s and 1h");
-      } else {
-        o.request_timeout_seconds = static_cast<int>(seconds);
-      }
-    }
+    r.DurationBetween("request_timeout", 1, 3600, &o.request_timeout_seconds);
     if (o.enabled && o.socket_path.empty() && o.address.empty()) {
       r.Error(t->source(), "[policy.postfix] is enabled but has neither 'socket' nor 'listen'");
     }
