@@ -154,8 +154,7 @@ class Rsyslogd {
     if (pid_ == 0) {
       const std::string pidfile = dir + "/rsyslogd.pid";
       const std::string log = dir + "/rsyslogd.out";
-      freopen(log.c_str(), "w", stdout);
-      freopen(log.c_str(), "a", stderr);
+      if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
       close_range(3, ~0U, 0);  // nothing of the test (its listening socket!) leaks into rsyslogd
       execl(bin, "rsyslogd", "-n", "-f", conf.c_str(), "-i", pidfile.c_str(), nullptr);
       _exit(127);
