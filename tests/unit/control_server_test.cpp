@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -201,21 +203,18 @@ TEST_F(ControlServerTest, StaleSocketIsReplacedAndALiveOneIsNot) {
   EXPECT_NE(stat(options_.socket_path.c_str(), &st), 0) << "Stop() removes the socket";
 }
 
-TEST_F(ControlServerTest, PeerWithoutTheGroupIsRefusedEvenIfTheFileWereOpen) {
-  ASSERT_EQ(geteuid(), 0u) << "this test needs root (it connects as nobody)";
-  StartServer();
-  // Open the file up, so only the SO_PEERCRED check stands between nobody and the daemon.
-  ASSERT_EQ(chmod(options_.socket_path.c_str(), 0666), 0);
-  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+// Runs body in a child process as nobody (uid and gid 65534, no supplementary groups) and returns
+// what body returned: the tests of who may use the socket need a peer, or a server, that is not
+// root. nullopt when the child could not drop its privileges or hand its output back.
+std::optional<std::string> OutputAsNobody(const std::function<std::string()>& body) {
   int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  if (pipe(pipefd) != 0) return std::nullopt;
+  const pid_t pid = fork();
+  if (pid < 0) return std::nullopt;
   if (pid == 0) {
     close(pipefd[0]);
     if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
-    auto r = CallControl(options_.socket_path, {{"op", "ping"}});
-    std::string out = r.ok() ? r->dump() : "error: " + r.status().ToString();
+    const std::string out = body();
     if (write(pipefd[1], out.data(), out.size()) < 0) _exit(11);
     _exit(0);
   }
@@ -227,9 +226,24 @@ TEST_F(ControlServerTest, PeerWithoutTheGroupIsRefusedEvenIfTheFileWereOpen) {
   close(pipefd[0]);
   int status = 0;
   waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  auto j = nlohmann::json::parse(got, nullptr, false);
-  ASSERT_FALSE(j.is_discarded()) << got;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return got;
+}
+
+TEST_F(ControlServerTest, PeerWithoutTheGroupIsRefusedEvenIfTheFileWereOpen) {
+  ASSERT_EQ(geteuid(), 0u) << "this test needs root (it connects as nobody)";
+  StartServer();
+  // Open the file up, so only the SO_PEERCRED check stands between nobody and the daemon.
+  ASSERT_EQ(chmod(options_.socket_path.c_str(), 0666), 0);
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+  const std::string path = options_.socket_path;
+  const auto got = OutputAsNobody([&path] {
+    auto r = CallControl(path, {{"op", "ping"}});
+    return r.ok() ? r->dump() : "error: " + r.status().ToString();
+  });
+  ASSERT_TRUE(got.has_value()) << "the child could not run as nobody";
+  auto j = nlohmann::json::parse(*got, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << *got;
   EXPECT_EQ(j.at("ok"), false);
   EXPECT_EQ(j.at("code"), "permission_denied");
   std::lock_guard lock(mu_);
@@ -341,13 +355,7 @@ TEST(ControlServerGroupTest, AGroupThatCannotBeAppliedIsAWarningNamingSocketGrou
   TempDir dir;
   ASSERT_EQ(chmod(dir.path().c_str(), 0777), 0);
   const std::string path = dir.file("control.sock");
-  int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(pipefd[0]);
-    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+  const auto got = OutputAsNobody([&path] {
     std::ostringstream log;
     auto sink = std::make_shared<spdlog::sinks::ostream_sink_st>(log);
     sink->set_pattern("%l %v");
@@ -360,26 +368,16 @@ TEST(ControlServerGroupTest, AGroupThatCannotBeAppliedIsAWarningNamingSocketGrou
     const Status st = server.Start();
     struct stat sst {};
     const bool own_group = stat(path.c_str(), &sst) == 0 && sst.st_gid == 65534;
-    const std::string out = (st.ok() ? "started\n" : "failed: " + st.ToString() + "\n") +
-                            (own_group ? "own group\n" : "other group\n") + log.str();
-    if (write(pipefd[1], out.data(), out.size()) < 0) _exit(11);
-    _exit(0);
-  }
-  close(pipefd[1]);
-  std::string got;
-  char buf[1024];
-  ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
-  close(pipefd[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  EXPECT_NE(got.find("started\n"), std::string::npos) << got;
-  EXPECT_NE(got.find("own group\n"), std::string::npos) << got;
-  EXPECT_NE(got.find("warning control socket " + path +
-                     ": cannot give it to group root: " + std::strerror(EPERM)),
+    return (st.ok() ? "started\n" : "failed: " + st.ToString() + "\n") +
+           (own_group ? "own group\n" : "other group\n") + log.str();
+  });
+  ASSERT_TRUE(got.has_value()) << "the child could not run as nobody";
+  EXPECT_NE(got->find("started\n"), std::string::npos) << *got;
+  EXPECT_NE(got->find("own group\n"), std::string::npos) << *got;
+  EXPECT_NE(got->find("warning control socket " + path +
+                      ": cannot give it to group root: " + std::strerror(EPERM)),
             std::string::npos)
-      << got;
+      << *got;
 }
 
 // --- ExecuteControlRequest without a socket
