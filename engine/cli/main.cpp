@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -32,9 +33,14 @@ int main(int argc, char** argv) {
   using namespace mxward::cli;
   // Under systemd every line goes to the journal with its own priority (spdlog's systemd sink), so
   // `journalctl -u mxward -p warning` shows the warnings and errors alone; elsewhere stderr.
+  // (spdlog's own default logger writes to stdout, which is the commands' result: `mxward
+  // incidents list --json | jq` must never read a log line.)
   if (StderrIsTheJournal()) {
     spdlog::set_default_logger(std::make_shared<spdlog::logger>(
         "mxward", std::make_shared<spdlog::sinks::systemd_sink_mt>("mxward")));
+  } else {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "mxward", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   }
   CLI::App app{"mxward: abuse response for self-hosted mail servers", "mxward"};
   app.set_version_flag("--version", std::string("mxward ") + mxward::kVersion);

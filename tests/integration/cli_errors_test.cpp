@@ -34,6 +34,22 @@ TEST(CliErrorsTest, AMissingStoreDirectoryIsNamed) {
   EXPECT_THAT(r.err, HasSubstr("the directory " + missing + " does not exist")) << r.err;
 }
 
+// Acting without a daemon, the CLI runs the dispatcher itself, which logs each action; docs/cli.md
+// says stdout is the result only (`| jq` must not read a log line). It printed
+// "[info] action #1 ban ... recorded as dry-run" on stdout.
+TEST(CliErrorsTest, LogLinesOfADirectCommandGoToStderrNotStdout) {
+  TempDir dir;
+  const CommandResult r =
+      RunCommand({kBinary, "bans", "add", "192.0.2.77", "--for", "1h", "--no-wait", "--config",
+                  "/dev/null", "--rules", std::string(MXWARD_SOURCE_DIR) + "/rules.d", "--db",
+                  dir.file("mxward.db"), "--socket", dir.file("no.sock")});
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;  // dry-run: no [nftables]
+  EXPECT_EQ(r.out,
+            "ban 192.0.2.77 for 1h (ports: mail): dry-run, not applied: no [nftables] section in "
+            "mxward.toml (action #1)\n");
+  EXPECT_THAT(r.err, HasSubstr("action #1 ban 192.0.2.77 recorded as dry-run")) << r.err;
+}
+
 TEST(CliErrorsTest, AnUnreadableConfigIsOneMessageNamingTheGroup) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to make a file another user cannot read";
   TempDir dir;
