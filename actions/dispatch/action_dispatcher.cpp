@@ -74,17 +74,20 @@ std::optional<std::string> AllowlistRefusal(const DispatcherOptions& options,
   if (info->subject_param == "address") {
     IpPrefix p;
     if (!IpPrefix::Parse(StringParam(action, "address"), &p)) return std::nullopt;
-    for (const IpPrefix& allow : options.allow_addresses) {
-      if (Overlaps(p, allow)) {
-        return fmt::format("{} is allowlisted ({} in [allow] addresses)", p.ToString(),
-                           allow.ToString());
-      }
-    }
+    // The compiled set holds the [allow] addresses too (those of the running config, after a
+    // reload as well); allow_addresses alone stand where no set was given.
     if (options.allow_set) {
       const auto set = options.allow_set->Get();
       if (const AllowEntry* e = set->FindOverlap(p, now); e != nullptr) {
         return fmt::format("{} is allowlisted ({}{})", p.ToString(), e->prefix.ToString(),
                            e->runtime ? ", mxward allow" : " in [allow] addresses");
+      }
+      return std::nullopt;
+    }
+    for (const IpPrefix& allow : options.allow_addresses) {
+      if (Overlaps(p, allow)) {
+        return fmt::format("{} is allowlisted ({} in [allow] addresses)", p.ToString(),
+                           allow.ToString());
       }
     }
     return std::nullopt;

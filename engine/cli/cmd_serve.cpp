@@ -107,7 +107,7 @@ class Daemon {
     PrimeEngineFromStore(engine.get(), control_store_.get(), SystemClock::Instance()->Now());
     // One compiled address allowlist for the engine, the dispatcher and the policy servers:
     // [allow] addresses plus the runtime entries in the store (`mxward allow`).
-    CompileAllowSet();
+    CompileAllowSet(config_.allow_addresses);
     engine->UseAllowSet(allow_set_);
     dispatcher_options.allow_set = allow_set_;
 
@@ -175,7 +175,7 @@ class Daemon {
       auto resp = ExecuteControlRequest(control_store_.get(), req, SystemClock::Instance()->Now());
       // An allowlist change applies to the next event, claim and policy request.
       if (req.value("op", std::string()).rfind("allow.", 0) == 0 && resp.value("ok", false)) {
-        CompileAllowSet();
+        CompileAllowSet(config_.allow_addresses);
         spdlog::info("{}", resp["result"].value("audit", std::string()));
       }
       dispatcher_->Notify();
@@ -264,8 +264,7 @@ class Daemon {
                              /*with_history=*/false);
         engine_metrics_.clear();
         // The runtime allowlist entries stay; the static part is the fresh [allow].
-        fresh_allow_ = fresh.allow_addresses;
-        CompileAllowSet();
+        CompileAllowSet(fresh.allow_addresses);
         (*engine)->UseAllowSet(allow_set_);
         pipeline_->ReplaceEngine(std::move(*engine));
         RegisterEngineMetrics();
@@ -423,13 +422,12 @@ class Daemon {
     add(kEvents, {"invalid"}, &c.invalid);
   }
 
-  // Compiles [allow] addresses (of the running config, or of the one being loaded) and the
+  // Compiles `static_prefixes` ([allow] of the running config, or of the one being loaded) and the
   // store's runtime entries in force now into the set everyone reads. Expired entries are left
   // out here and, between two compilations, skipped at lookup by their expiry.
-  void CompileAllowSet() {
-    auto set = CompileAllowlist(fresh_allow_ ? *fresh_allow_ : config_.allow_addresses,
-                                control_store_.get(), SystemClock::Instance()->Now());
-    fresh_allow_.reset();
+  void CompileAllowSet(const std::vector<IpPrefix>& static_prefixes) {
+    auto set =
+        CompileAllowlist(static_prefixes, control_store_.get(), SystemClock::Instance()->Now());
     if (!set.ok()) {
       spdlog::error("allowlist: cannot read the runtime entries: {}; the previous set stays",
                     set.status().ToString());
@@ -698,9 +696,8 @@ class Daemon {
   std::shared_ptr<const ParserPack> pack_;
   std::unique_ptr<IncidentStore> control_store_;
   // The compiled address allowlist, shared with the engine, the dispatcher's claimer and the
-  // policy servers (allow_set.h). fresh_allow_: the [allow] addresses of a config being loaded.
+  // policy servers (allow_set.h).
   std::shared_ptr<AllowSetHandle> allow_set_ = std::make_shared<AllowSetHandle>();
-  std::optional<std::vector<IpPrefix>> fresh_allow_;
   std::unique_ptr<ActionDispatcher> dispatcher_;
   std::unique_ptr<IncidentRecorder> recorder_;
   // Before the pipeline, which hands incidents to decision_feed_; the policy servers after it.

@@ -92,7 +92,9 @@ struct DispatcherOptions {
   std::vector<std::string> allow_users;    // compared case-insensitively
   std::vector<std::string> allow_domains;  // a user "x@<domain>" or the domain itself
   // The daemon's compiled address allowlist (the [allow] addresses plus the runtime `mxward
-  // allow` entries), swapped by the daemon while the dispatcher runs; null: allow_addresses only.
+  // allow` entries), swapped by the daemon while the dispatcher runs. When given it is the one
+  // the dispatcher asks (it holds allow_addresses too, and follows a reload); null:
+  // allow_addresses only.
   std::shared_ptr<const AllowSetHandle> allow_set;
 
   // Read from [dispatcher] in mxward.toml (and the allowlist from the core config).
