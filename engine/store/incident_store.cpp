@@ -656,12 +656,7 @@ Status ExpectOneRow(sqlite3* db, std::int64_t id) {
 }  // namespace
 
 Status IncidentStore::MarkActionDone(std::int64_t id, UnixMicros now) {
-  MXWARD_STMT(q,
-              "UPDATE actions SET status = 'done', attempts = attempts + 1, last_error = '', "
-              "updated_at = ?, claimed_by = 0 WHERE id = ?");
-  q.Bind(1, now).Bind(2, id);
-  if (q.Step() != SQLITE_DONE) return Error("recording an action as done");
-  return ExpectOneRow(db_, id);
+  return MarkActionsDone({id}, now);  // one statement for one action or a batch
 }
 
 Status IncidentStore::MarkActionsDone(const std::vector<std::int64_t>& ids, UnixMicros now) {
