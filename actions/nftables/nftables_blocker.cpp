@@ -12,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -20,6 +21,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "actions/nftables/kernel_ban_audit.h"
+#include "actions/nftables/wide_address.h"
 #include "engine/base/settings_reader.h"
 
 namespace mxward {
@@ -36,6 +39,17 @@ constexpr int kSlash64 = 64;
 // a year in the kernel; the store keeps their real end, and Check() failing after that year makes
 // the dispatcher call Start(), which puts them back with the remaining time.
 constexpr std::int64_t kMaxKernelTimeoutS = 365 * 86400;
+// An audit's finding is not applied to a ban the lane touched from this long before the audit
+// read the store: the lane changes the kernel first and the store after, so a ban removed just
+// before the read can still be in the store's snapshot while already gone from the kernel.
+constexpr std::int64_t kTouchMarginS = 30;
+
+// touched_'s key for the element of (scope, prefix): a collision only skips one repair until the
+// next audit, so a hash is enough.
+std::uint64_t TouchKey(const std::string& scope, const IpPrefix& prefix) {
+  return std::hash<std::string>{}(scope)*31 + prefix.address().Hash() * 7 +
+         static_cast<std::uint64_t>(prefix.length());
+}
 
 // Whether the effective capability set holds CAP_NET_ADMIN (bit 12), from /proc/self/status.
 bool HasCapNetAdmin() {
@@ -84,48 +98,6 @@ std::string FirstErrorLine(const char* buffer) {
   return std::string(s);
 }
 
-// An address as a 128-bit number (IPv4 in the low 32 bits), for the interval arithmetic of
-// overlapping prefixes.
-struct Wide {
-  std::uint64_t hi = 0, lo = 0;
-  friend bool operator<(const Wide& a, const Wide& b) {
-    return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
-  }
-  friend bool operator==(const Wide& a, const Wide& b) { return a.hi == b.hi && a.lo == b.lo; }
-};
-
-Wide ToWide(const IpAddress& a) {
-  Wide w;
-  const auto& b = a.bytes();
-  if (a.is_v4()) {
-    w.lo = (std::uint64_t{b[0]} << 24) | (std::uint64_t{b[1]} << 16) | (std::uint64_t{b[2]} << 8) |
-           b[3];
-    return w;
-  }
-  for (int i = 0; i < 8; ++i) w.hi = (w.hi << 8) | b[i];
-  for (int i = 8; i < 16; ++i) w.lo = (w.lo << 8) | b[i];
-  return w;
-}
-
-// The low `host_bits` bits set (0..128).
-Wide HostMask(int host_bits) {
-  Wide m;
-  m.lo = host_bits >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << host_bits) - 1;
-  if (host_bits > 64) {
-    m.hi = host_bits >= 128 ? ~std::uint64_t{0} : (std::uint64_t{1} << (host_bits - 64)) - 1;
-  }
-  return m;
-}
-
-// The last address of a prefix: its first with every host bit set.
-Wide LastOf(const IpPrefix& p) {
-  Wide w = ToWide(p.address());
-  const Wide mask = HostMask(p.address().bits() - p.length());
-  w.hi |= mask.hi;
-  w.lo |= mask.lo;
-  return w;
-}
-
 // The length of the prefix that is exactly [first, last], or -1 when the range is not one.
 int PrefixLengthOf(const Wide& first, const Wide& last, int bits) {
   for (int len = bits; len >= 0; --len) {
@@ -134,16 +106,6 @@ int PrefixLengthOf(const Wide& first, const Wide& last, int bits) {
     if ((first.lo | mask.lo) == last.lo && (first.hi | mask.hi) == last.hi) return len;
   }
   return -1;
-}
-
-// w + 1; false when w is the last address of the family (nothing follows it).
-bool Next(Wide w, bool v4, Wide* out) {
-  if (v4 ? w.lo == 0xffffffffu : (w.hi == ~std::uint64_t{0} && w.lo == ~std::uint64_t{0})) {
-    return false;
-  }
-  if (++w.lo == 0) ++w.hi;
-  *out = w;
-  return true;
 }
 
 Wide Previous(Wide w) {
@@ -293,7 +255,7 @@ Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
   SettingsReader r(*t, "[nftables]", config.source, diagnostics);
   r.CheckKnownKeys({"enabled", "dry_run", "family", "table", "chain", "set_v4", "set_v6", "hook",
                     "priority", "ports", "port_groups", "aggregate_v4", "aggregate_v6",
-                    "aggregate_threshold", "default_duration"});
+                    "aggregate_threshold", "default_duration", "verify_interval"});
   r.Bool("enabled", &o.enabled);
   r.Bool("dry_run", &o.dry_run);
   r.Choice("family", {"inet", "ip", "ip6"}, &o.family);
@@ -322,6 +284,7 @@ Result<NftablesOptions> NftablesOptions::FromConfig(const Config& config,
   r.Int("aggregate_v6", 0, 128, &o.aggregate_v6);
   r.Int("aggregate_threshold", 2, 1 << 16, &o.aggregate_threshold);
   r.Duration("default_duration", &o.default_duration_s);
+  r.Duration("verify_interval", &o.verify_interval_s);
   if (o.aggregate_v4 != 0 && o.aggregate_v4 < kMinPrefixV4) {
     r.Error(*t->get("aggregate_v4"),
             fmt::format("'aggregate_v4' must be 0 (off) or at least {}", kMinPrefixV4));
@@ -480,6 +443,17 @@ Status NftablesBlocker::AddScope(const std::string& name, bool* added) {
 std::string NftablesBlocker::SetName(const BanScope& scope, const IpPrefix& prefix) const {
   return (prefix.address().is_v4() ? options_.set_v4 : options_.set_v6) + scope.infix +
          SetSuffix(prefix);
+}
+
+std::string NftablesBlocker::SetOfBan(const std::string& scope, const IpPrefix& prefix) const {
+  auto resolved = ScopeOf(scope);
+  return resolved.ok() ? SetName(*resolved, prefix) : std::string();
+}
+
+void NftablesBlocker::Touch(const std::string& scope, const IpPrefix& prefix, UnixMicros now) {
+  if (options_.verify_interval_s > 0 || audited_.load(std::memory_order_relaxed)) {
+    touched_[TouchKey(scope, prefix)] = now;
+  }
 }
 
 NftablesBlocker::~NftablesBlocker() { Stop(); }
@@ -696,6 +670,7 @@ Status NftablesBlocker::ApplyBatch(const std::vector<NftBan>& bans) {
     network_bans_ = saved;
     for (const std::string& name : new_scopes) scopes_.erase(name);
   }
+  for (const NftBan& b : bans) Touch(b.scope, b.prefix, now);
   return s;
 }
 
@@ -736,8 +711,12 @@ Status NftablesBlocker::RemoveBatch(const std::vector<IpPrefix>& prefixes,
     deletes.replace(pos, 3, "delete");
     pos += 6;
   }
-  Status s = Run(adds + deletes + NetCommands(nets, clock_->Now(), /*fresh=*/false));
+  const UnixMicros now = clock_->Now();
+  Status s = Run(adds + deletes + NetCommands(nets, now, /*fresh=*/false));
   if (!s.ok()) network_bans_ = saved;
+  for (const std::string& name : scopes) {
+    for (const IpPrefix& p : prefixes) Touch(name, p, now);
+  }
   return s;
 }
 
@@ -802,6 +781,7 @@ Status NftablesBlocker::RestoreBans(const std::vector<BanRecord>& bans, UnixMicr
     nets.insert({name, 4});
     nets.insert({name, 6});
   }
+  rebuilt_at_ = clock_->Now();
   return Run(TableCommands() + ElementCommands(elements) + NetCommands(nets, now, /*fresh=*/true));
 }
 
@@ -941,7 +921,7 @@ Status NftablesBlocker::Maintain() {
   maintain_paused_until_ = 0;
   bool recreated = false;
   MXWARD_RETURN_IF_ERROR(EnsureTable(&recreated));
-  if (!recreated) return Status::Ok();
+  if (!recreated) return RepairFound();
   // A rebuild that still looks damaged would otherwise be repeated every second, forever.
   auto damage = FindDamage();
   if (!damage.ok()) return damage.status();
@@ -958,7 +938,149 @@ Status NftablesBlocker::Maintain() {
 Status NftablesBlocker::Start() {
   if (options_.dry_run) return Status::Ok();
   // Always rebuild on start: the chain's hook, priority or ports may have changed in the config.
-  return RestoreFromStore("");
+  MXWARD_RETURN_IF_ERROR(RestoreFromStore(""));
+  if (options_.verify_interval_s > 0 && !audit_thread_.joinable()) {
+    {
+      MutexLock lock(audit_mu_);
+      audit_stop_ = false;
+    }
+    audit_thread_ = std::thread([this] { RunAudits(); });
+  }
+  return Status::Ok();
+}
+
+void NftablesBlocker::RunAudits() {
+  MutexLock lock(audit_mu_);
+  while (true) {
+    audit_wake_.wait_for(lock, std::chrono::seconds(options_.verify_interval_s),
+                         [&]() REQUIRES(audit_mu_) { return audit_stop_; });
+    if (audit_stop_) return;
+    lock.unlock();
+    if (Status s = AuditElements(); !s.ok()) {
+      spdlog::warn("nftables: checking the kernel's ban elements against the store failed: {}",
+                   s.ToString());
+    }
+    lock.lock();
+  }
+}
+
+void NftablesBlocker::StopAudits() {
+  if (!audit_thread_.joinable()) return;
+  {
+    MutexLock lock(audit_mu_);
+    audit_stop_ = true;
+  }
+  audit_wake_.notify_all();
+  audit_thread_.join();
+}
+
+Status NftablesBlocker::AuditElements() {
+  if (options_.dry_run) return Status::Ok();
+  audited_.store(true, std::memory_order_relaxed);
+  const UnixMicros now = clock_->Now();
+  {
+    MutexLock lock(audit_mu_);
+    audit_running_since_ = now;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  auto found = [&]() -> Result<MissingBans> {
+    if (!audit_store_) {
+      auto store = IncidentStore::Open(store_path_, StoreOptions{.read_only = true});
+      if (!store.ok()) return store.status().Annotate("nftables: opening the incident store");
+      audit_store_ = std::move(store).value();
+    }
+    auto bans = audit_store_->ActiveBans(now);
+    if (!bans.ok()) return bans.status().Annotate("nftables: reading active bans");
+    std::string listing;
+    Status listed =
+        RunOn(&audit_ctx_, NFT_CTX_OUTPUT_JSON,
+              fmt::format("list table {} {}", options_.family, options_.table), &listing);
+    // No table: Maintain() rebuilds it with every ban, nothing to compare.
+    if (listed.code() == Status::Code::kNotFound) return MissingBans{};
+    MXWARD_RETURN_IF_ERROR(listed);
+    // Scope names repeat across bans: resolve each once.
+    std::map<std::string, std::optional<BanScope>> scopes;
+    auto set_of = [&](const std::string& name, const IpPrefix& prefix) -> std::string {
+      auto it = scopes.find(name);
+      if (it == scopes.end()) {
+        auto resolved = ScopeOf(name);
+        it = scopes.emplace(name, resolved.ok() ? std::optional<BanScope>(*resolved) : std::nullopt)
+                 .first;
+      }
+      return it->second ? SetName(*it->second, prefix) : std::string();
+    };
+    return FindMissingBans(*bans, listing, set_of, now);
+  }();
+  MutexLock lock(audit_mu_);
+  audit_running_since_ = 0;
+  if (!found.ok()) return found.status();
+  spdlog::debug("nftables: compared {} stored ban(s) with the kernel's sets in {} ms: {} missing",
+                found->compared,
+                std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - started)
+                    .count(),
+                found->hosts.size() + found->nets.size());
+  if (found->hosts.empty() && found->nets.empty()) return Status::Ok();
+  audit_found_ = std::make_unique<MissingBans>(std::move(*found));
+  return Status::Ok();
+}
+
+Status NftablesBlocker::RepairFound() {
+  std::unique_ptr<MissingBans> found;
+  UnixMicros running_since = 0;
+  {
+    MutexLock lock(audit_mu_);
+    found = std::move(audit_found_);
+    running_since = audit_running_since_;
+  }
+  const UnixMicros now = clock_->Now();
+  const UnixMicros margin = kTouchMarginS * kMicrosPerSecond;
+  // Forget the touches that neither the audit running now nor the finding at hand can need.
+  if (!touched_.empty()) {
+    UnixMicros floor = now;
+    if (running_since != 0) floor = std::min(floor, running_since);
+    if (found) floor = std::min(floor, found->store_read_at);
+    floor -= margin;
+    std::erase_if(touched_, [floor](const auto& entry) { return entry.second < floor; });
+  }
+  if (!found) return Status::Ok();
+  const UnixMicros since = found->store_read_at - margin;
+  if (rebuilt_at_ >= since) return Status::Ok();  // a rebuild since then put every ban back
+  std::vector<NftBan> hosts;
+  for (NftBan& b : found->hosts) {
+    const auto touched = touched_.find(TouchKey(b.scope, b.prefix));
+    if (touched != touched_.end() && touched->second >= since) continue;
+    if (b.timeout_s > 0) {
+      const std::int64_t left = b.timeout_s - (now - found->store_read_at) / kMicrosPerSecond;
+      if (left < kSoonSeconds) continue;
+      b.timeout_s = left;
+    }
+    hosts.push_back(b);
+  }
+  // Plain "add element": an element that is there after all keeps its own timeout.
+  std::string commands = ElementCommands(hosts);
+  if (!found->nets.empty()) {
+    MXWARD_RETURN_IF_ERROR(LoadNetworkBans());
+    commands += NetCommands(found->nets, now, /*fresh=*/false);
+  }
+  if (commands.empty()) return Status::Ok();
+  MXWARD_RETURN_IF_ERROR(Run(commands));
+  elements_repaired_ += hosts.size();
+  std::string examples;
+  for (std::size_t i = 0; i < hosts.size() && i < 3; ++i) {
+    examples += (i ? ", " : "") + hosts[i].prefix.ToString();
+  }
+  if (hosts.size() > 3) examples += ", ...";
+  std::string nets;
+  for (const auto& [scope, family] : found->nets) {
+    nets += fmt::format("{}{} IPv{}", nets.empty() ? "" : ", ", scope, family);
+  }
+  spdlog::warn(
+      "nftables: {} ban(s) were missing from the sets of table {} {} (deleted outside mxward?): "
+      "put back{}{}{}",
+      hosts.size(), options_.family, options_.table, examples.empty() ? "" : " (" + examples + ")",
+      nets.empty() ? "" : "; prefix sets rewritten: ", nets);
+  return Status::Ok();
 }
 
 Result<NftablesBlocker::PreparedBan> NftablesBlocker::PrepareBan(const ActionRecord& action) {
@@ -1137,6 +1259,10 @@ Result<bool> NftablesBlocker::Check(const ActionRecord& action) {
 
 void NftablesBlocker::Stop() {
   // The table and its bans stay: they expire in the kernel on their own.
+  StopAudits();
+  if (audit_ctx_) nft_ctx_free(audit_ctx_);
+  audit_ctx_ = nullptr;
+  audit_store_.reset();
   network_bans_.clear();
   network_bans_loaded_ = false;
   if (ctx_) nft_ctx_free(ctx_);

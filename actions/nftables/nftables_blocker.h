@@ -46,18 +46,25 @@
 // the wrong shape (the single interval sets of mxward before issue 20) the table is re-created and
 // every unexpired ban restored with its remaining time, all in one transaction.
 // Maintain() looks for that damage once a second; the look is a terse listing (no set elements),
-// so it costs about the same with 100,000 bans as with none.
+// so it costs about the same with 100,000 bans as with none. Elements deleted one by one leave
+// the table intact: every `verify_interval` (5 minutes) a thread of the blocker's own lists the
+// elements and compares them with the store (kernel_ban_audit.h), and the next Maintain() puts
+// back what is missing.
 //
 // One NftablesBlocker is used from one thread at a time (the dispatcher serialises calls).
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "mxward/action_executor.h"
@@ -65,11 +72,14 @@
 #include "mxward/incident_store.h"
 #include "mxward/ip_address.h"
 #include "mxward/status.h"
+#include "mxward/thread_annotations.h"
 #include "mxward/time.h"
 
 struct nft_ctx;
 
 namespace mxward {
+
+struct MissingBans;
 
 // The [nftables] section of mxward.toml.
 struct NftablesOptions {
@@ -93,6 +103,9 @@ struct NftablesOptions {
   int aggregate_v6 = 0;
   int aggregate_threshold = 3;
   std::int64_t default_duration_s = 3600;  // when a ban action has no duration_s
+  // How often the kernel's set elements are compared with the store's bans (KernelBanAudit,
+  // on a thread of its own: about a second of CPU per 100,000 bans). 0 = never.
+  std::int64_t verify_interval_s = 300;
 
   // Reads [nftables]; unknown keys and bad values are Diagnostics with file:line:col.
   static Result<NftablesOptions> FromConfig(const Config& config,
@@ -174,6 +187,14 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   Result<std::string> FindDamage();
   // Whether a host, /64 or prefix element of `scope` ("*": of any scope) holds the address.
   Result<bool> IsBanned(const IpAddress& address, const std::string& scope = "*");
+  // One element audit (kernel_ban_audit.h) on the calling thread: reads the store's bans, lists
+  // the table's elements and leaves what is missing for the next Maintain() to put back. The
+  // audit thread calls it every verify_interval; tests call it directly (with the interval 0).
+  // Not on the thread that calls the executor methods: it uses a context and a store connection
+  // of its own, and the listing takes ~1 s per 100,000 bans.
+  Status AuditElements() EXCLUDES(audit_mu_);
+  // Bans put back by Maintain() after an audit found them missing, since the start.
+  std::uint64_t elements_repaired() const { return elements_repaired_; }
 
   const NftablesOptions& options() const { return options_; }
   // In dry-run: every nft command that would have run, in order.
@@ -211,6 +232,16 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   const char* SetSuffix(const IpPrefix& prefix) const;
   // Reads the store's unexpired bans and rebuilds the table with them; logs why and how many.
   Status RestoreFromStore(const std::string& why);
+  // The set a ban of `scope` and `prefix` goes to, "" for a scope that is not configured. Reads
+  // only options_, so the audit thread may call it.
+  std::string SetOfBan(const std::string& scope, const IpPrefix& prefix) const;
+  // Remembers that the lane changed the kernel element of (scope, prefix) now, while audits run.
+  void Touch(const std::string& scope, const IpPrefix& prefix, UnixMicros now);
+  // On the lane (Maintain): puts back what the last audit found missing, less what the lane
+  // touched since shortly before that audit read the store.
+  Status RepairFound() EXCLUDES(audit_mu_);
+  void RunAudits() EXCLUDES(audit_mu_);  // the audit thread's loop
+  void StopAudits() EXCLUDES(audit_mu_);
 
   NftablesOptions options_;
   std::string store_path_;
@@ -233,6 +264,23 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   // Apply/Revert.
   std::map<std::tuple<std::string, IpAddress, int>, UnixMicros> network_bans_;
   bool network_bans_loaded_ = false;
+
+  // The element audit. The thread owns audit_ctx_ and audit_store_; it hands its finding to the
+  // lane through audit_found_. The lane keeps touched_ (a hash of scope and prefix -> when it
+  // last added, refreshed or removed that element) and rebuilt_at_, so that a finding never
+  // undoes what the lane did after the audit read the store.
+  Mutex audit_mu_;
+  std::condition_variable_any audit_wake_;
+  bool audit_stop_ GUARDED_BY(audit_mu_) = false;
+  std::unique_ptr<MissingBans> audit_found_ GUARDED_BY(audit_mu_);
+  UnixMicros audit_running_since_ GUARDED_BY(audit_mu_) = 0;  // 0: no audit running
+  std::thread audit_thread_;
+  nft_ctx* audit_ctx_ = nullptr;
+  std::unique_ptr<IncidentStore> audit_store_;
+  std::unordered_map<std::uint64_t, UnixMicros> touched_;
+  UnixMicros rebuilt_at_ = 0;
+  std::uint64_t elements_repaired_ = 0;
+  std::atomic<bool> audited_{false};  // an audit ran: the lane records touches from then on
 };
 
 // The executor for [nftables], or a null pointer when the section is absent or `enabled = false`.

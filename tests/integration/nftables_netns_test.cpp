@@ -26,6 +26,7 @@
 
 #include "actions/nftables/nftables_blocker.h"
 #include "mxward/incident_store.h"
+#include "support/eventually.h"
 #include "support/nft_sets.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
@@ -607,6 +608,17 @@ TEST_F(NftablesNetnsTest, MaintainWithOneHundredThousandBansIsCheapUntilTheTable
       us_per_call, cpu_us_per_call);
   RecordProperty("maintain_intact_100k_us", static_cast<int>(us_per_call));
 
+  // The element audit (its own thread in the daemon): every element listed and compared.
+  const double audit_cpu_start = cpu_seconds();
+  start = std::chrono::steady_clock::now();
+  ASSERT_OK(blocker->AuditElements());
+  std::printf(
+      "[ measure  ] AuditElements() with 100000 bans: %.0f ms wall, %.0f ms CPU\n",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+      (cpu_seconds() - audit_cpu_start) * 1e3);
+  ASSERT_OK(blocker->Maintain());
+  EXPECT_EQ(blocker->elements_repaired(), 0u) << "an intact set was reported as missing elements";
+
   Nft("flush ruleset");
   clock_.Advance(10 * kMicrosPerSecond);
   start = std::chrono::steady_clock::now();
@@ -1047,6 +1059,106 @@ TEST_F(NftablesNetnsTest, ALayoutWithoutPortScopesGetsTheScopeSets) {
   EXPECT_EQ(Elements("banned_v4"), (std::map<std::string, std::int64_t>{{"192.0.2.1", 3600}}));
   ASSERT_OK(blocker->Apply(ScopedBan("192.0.2.1", 60, "web")));
   EXPECT_EQ(Elements("banned_v4_web"), (std::map<std::string, std::int64_t>{{"192.0.2.1", 60}}));
+}
+
+// --- issue 21, point 4: elements deleted one by one, the table left intact ----------------------
+
+NftablesOptions WithoutAuditThread() {
+  NftablesOptions o;
+  o.verify_interval_s = 0;  // the test runs each audit itself
+  return o;
+}
+
+TEST_F(NftablesNetnsTest, AnAuditFindsElementsDeletedOutsideMxwardAndMaintainPutsThemBack) {
+  auto blocker = MakeBlocker(WithoutAuditThread());
+  ASSERT_OK(blocker->Start());
+  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.10", 3600)).ok());
+  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.11", 3600)).ok());  // left alone: must stay as it is
+  ASSERT_TRUE(blocker->Apply(Ban("2001:db8:1::5", 7200)).ok());
+  ASSERT_TRUE(blocker->Apply(Ban("2001:db8:77::/64", 600)).ok());
+  ASSERT_TRUE(blocker->Apply(Ban("198.51.100.0/24", 0)).ok());
+  ASSERT_TRUE(blocker->Apply(ScopedBan("192.0.2.20", 900, "web")).ok());
+
+  Nft("delete element inet mxward banned_v4 { 192.0.2.10 }");
+  Nft("delete element inet mxward banned_v6 { 2001:db8:1::5 }");
+  Nft("delete element inet mxward banned_v6_64 { 2001:db8:77:: }");
+  Nft("delete element inet mxward banned_v4_net { 198.51.100.0/24 }");
+  Nft("delete element inet mxward banned_v4_web { 192.0.2.20 }");
+  // Past the margin in which the audit leaves the lane's own recent changes alone.
+  clock_.Advance(100 * kMicrosPerSecond);
+
+  // The table, its sets and rules are intact: the once-a-second look sees nothing.
+  ASSERT_OK(blocker->Maintain());
+  EXPECT_EQ(Elements("banned_v4").count("192.0.2.10"), 0u);
+
+  ASSERT_OK(blocker->AuditElements());
+  ASSERT_OK(blocker->Maintain());
+  auto v4 = Elements("banned_v4");
+  ASSERT_EQ(v4.count("192.0.2.10"), 1u);
+  EXPECT_NEAR(v4["192.0.2.10"], 3500, 1);
+  EXPECT_EQ(v4["192.0.2.11"], 3600) << "an element that was there got a new timeout";
+  auto v6 = Elements("banned_v6");
+  ASSERT_EQ(v6.count("2001:db8:1::5"), 1u);
+  EXPECT_NEAR(v6["2001:db8:1::5"], 7100, 1);
+  EXPECT_EQ(Elements("banned_v6_64").count("2001:db8:77::"), 1u);
+  EXPECT_EQ(Elements("banned_v4_net").count("198.51.100.0/24"), 1u);
+  EXPECT_EQ(Elements("banned_v4_web").count("192.0.2.20"), 1u);
+  EXPECT_EQ(blocker->elements_repaired(), 4u);  // the prefix set is rewritten, not counted
+
+  // Nothing is missing any more: a second audit leaves nothing to do.
+  ASSERT_OK(blocker->AuditElements());
+  ASSERT_OK(blocker->Maintain());
+  EXPECT_EQ(blocker->elements_repaired(), 4u);
+}
+
+TEST_F(NftablesNetnsTest, AnAuditNeverUndoesWhatTheLaneDidAfterItReadTheStore) {
+  auto blocker = MakeBlocker(WithoutAuditThread());
+  ASSERT_OK(blocker->Start());
+  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.40", 3600)).ok());
+  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.41", 600)).ok());
+  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.42", 600)).ok());
+  Nft("delete element inet mxward banned_v4 { 192.0.2.40, 192.0.2.41, 192.0.2.42 }");
+  clock_.Advance(100 * kMicrosPerSecond);
+  ASSERT_OK(blocker->AuditElements());  // finds all three missing
+
+  // Then, before the lane repairs: .40 is unbanned (`mxward bans remove`), .41 banned again for
+  // longer (its element is back, with the longer timeout).
+  ASSERT_OK(blocker->Revert(Ban("192.0.2.40", 0)));
+  ASSERT_TRUE(blocker->Apply(Ban("192.0.2.41", 7200)).ok());
+  ASSERT_OK(blocker->Maintain());
+  auto v4 = Elements("banned_v4");
+  EXPECT_EQ(v4.count("192.0.2.40"), 0u) << "the audit brought back a ban removed after it";
+  ASSERT_EQ(v4.count("192.0.2.41"), 1u);
+  EXPECT_EQ(v4["192.0.2.41"], 7200) << "the audit's older view shortened a ban";
+  ASSERT_EQ(v4.count("192.0.2.42"), 1u) << "the untouched missing ban was not put back";
+  EXPECT_EQ(blocker->elements_repaired(), 1u);
+
+  // A ban mxward is taking out: the lane changes the kernel first and the store after, so an
+  // audit that reads the store in between still sees it. The lane's recent change wins.
+  IpPrefix p42;
+  ASSERT_TRUE(IpPrefix::Parse("192.0.2.42", &p42));
+  ASSERT_OK(blocker->RemoveBatch({p42}));  // the kernel half of a removal, the store not yet
+  ASSERT_OK(blocker->AuditElements());
+  ASSERT_OK(blocker->Maintain());
+  EXPECT_EQ(Elements("banned_v4").count("192.0.2.42"), 0u);
+  EXPECT_EQ(blocker->elements_repaired(), 1u);
+}
+
+TEST_F(NftablesNetnsTest, TheAuditThreadFindsADeletedElementOnItsOwn) {
+  NftablesOptions o;
+  o.verify_interval_s = 1;
+  auto blocker = MakeBlocker(o);
+  ASSERT_OK(blocker->Start());
+  ASSERT_TRUE(blocker->Apply(Ban("203.0.113.50", 3600)).ok());
+  Nft("delete element inet mxward banned_v4 { 203.0.113.50 }");
+  clock_.Advance(100 * kMicrosPerSecond);
+  // The ban lane calls Maintain() once a second; here the test does.
+  EXPECT_TRUE(testing::Eventually([&] {
+    EXPECT_OK(blocker->Maintain());
+    return Elements("banned_v4").count("203.0.113.50") == 1;
+  }));
+  EXPECT_EQ(blocker->elements_repaired(), 1u);
+  blocker->Stop();  // joins the audit thread
 }
 
 }  // namespace
