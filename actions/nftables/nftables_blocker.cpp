@@ -950,17 +950,17 @@ Status NftablesBlocker::Start() {
 }
 
 void NftablesBlocker::RunAudits() {
-  MutexLock lock(audit_mu_);
   while (true) {
-    audit_wake_.wait_for(lock, std::chrono::seconds(options_.verify_interval_s),
-                         [&]() REQUIRES(audit_mu_) { return audit_stop_; });
-    if (audit_stop_) return;
-    lock.unlock();
+    {
+      MutexLock lock(audit_mu_);
+      audit_wake_.wait_for(lock, std::chrono::seconds(options_.verify_interval_s),
+                           [&]() REQUIRES(audit_mu_) { return audit_stop_; });
+      if (audit_stop_) return;
+    }
     if (Status s = AuditElements(); !s.ok()) {
       spdlog::warn("nftables: checking the kernel's ban elements against the store failed: {}",
                    s.ToString());
     }
-    lock.lock();
   }
 }
 
