@@ -609,27 +609,38 @@ Result<std::int64_t> IncidentStore::PruneResolved(UnixMicros cutoff) {
 
 // --- outbox --------------------------------------------------------------------------------------
 
+Result<std::int64_t> IncidentStore::InsertAction(std::int64_t incident_id, const std::string& type,
+                                                 const std::string& params, ActionStatus status,
+                                                 bool revert, UnixMicros now) {
+  MXWARD_STMT(act,
+              "INSERT INTO actions (incident_id, type, params, status, revert, created_at, "
+              "updated_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?)");
+  act.Bind(1, incident_id)
+      .Bind(2, type)
+      .Bind(3, params)
+      .Bind(4, ActionStatusName(status))
+      .Bind(5, std::int64_t{revert ? 1 : 0})
+      .Bind(6, now)
+      .Bind(7, now)
+      .Bind(8, now);
+  if (act.Step() != SQLITE_DONE) return Error("queueing an action");
+  const std::int64_t id = sqlite3_last_insert_rowid(db_);
+  MXWARD_STMT(key, "UPDATE actions SET idempotency_key = ? WHERE id = ?");
+  key.Bind(1, IdempotencyKey(id)).Bind(2, id);
+  if (key.Step() != SQLITE_DONE) return Error("queueing an action");
+  return id;
+}
+
 Result<std::int64_t> IncidentStore::EnqueueAction(std::int64_t incident_id,
                                                   const ActionRequest& request, bool revert,
                                                   UnixMicros now) {
   std::int64_t id = 0;
   Status s = InTransaction([&]() -> Status {
-    MXWARD_STMT(act,
-                "INSERT INTO actions (incident_id, type, params, status, revert, created_at, "
-                "updated_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?)");
-    act.Bind(1, incident_id)
-        .Bind(2, request.type)
-        .Bind(3, request.params.dump())
-        .Bind(4, ActionStatusName(request.dry_run ? ActionStatus::kDryRun : ActionStatus::kPending))
-        .Bind(5, std::int64_t{revert ? 1 : 0})
-        .Bind(6, now)
-        .Bind(7, now)
-        .Bind(8, now);
-    if (act.Step() != SQLITE_DONE) return Error("queueing an action");
-    id = sqlite3_last_insert_rowid(db_);
-    MXWARD_STMT(key, "UPDATE actions SET idempotency_key = ? WHERE id = ?");
-    key.Bind(1, IdempotencyKey(id)).Bind(2, id);
-    if (key.Step() != SQLITE_DONE) return Error("queueing an action");
+    auto inserted =
+        InsertAction(incident_id, request.type, request.params.dump(),
+                     request.dry_run ? ActionStatus::kDryRun : ActionStatus::kPending, revert, now);
+    if (!inserted.ok()) return inserted.status();
+    id = *inserted;
     return Status::Ok();
   });
   if (!s.ok()) return s;
@@ -1306,25 +1317,14 @@ Result<std::vector<std::int64_t>> IncidentStore::QueueClusterDecisions(
         if (seen.Step() != SQLITE_DONE) return Error("recording a cluster decision");
         if (sqlite3_changes(db_) == 0) continue;  // queued before
       }
-      // EnqueueAction's statements, without its savepoint per action: a catch-up queues
-      // thousands in this one transaction.
+      // Without EnqueueAction's savepoint per action: a catch-up queues thousands in this one
+      // transaction.
       nlohmann::json params = d.request.params;
       params["cluster_uuid"] = d.uuid;
-      MXWARD_STMT(act,
-                  "INSERT INTO actions (incident_id, type, params, status, revert, created_at, "
-                  "updated_at, next_attempt_at) VALUES (0,?,?,'pending',?,?,?,?)");
-      act.Bind(1, d.request.type)
-          .Bind(2, params.dump())
-          .Bind(3, std::int64_t{d.revert ? 1 : 0})
-          .Bind(4, now)
-          .Bind(5, now)
-          .Bind(6, now);
-      if (act.Step() != SQLITE_DONE) return Error("queueing a cluster decision");
-      const std::int64_t id = sqlite3_last_insert_rowid(db_);
-      MXWARD_STMT(key, "UPDATE actions SET idempotency_key = ? WHERE id = ?");
-      key.Bind(1, IdempotencyKey(id)).Bind(2, id);
-      if (key.Step() != SQLITE_DONE) return Error("queueing a cluster decision");
-      ids.push_back(id);
+      auto id =
+          InsertAction(0, d.request.type, params.dump(), ActionStatus::kPending, d.revert, now);
+      if (!id.ok()) return id.status();
+      ids.push_back(*id);
     }
     return SaveClusterValue("cursor", cursor);
   });

@@ -341,6 +341,11 @@ class IncidentStore {
   Status Error(std::string_view doing) const;
   Status ChangeIncidentStatus(std::int64_t id, IncidentStatus status, std::string_view kind,
                               std::string_view note);
+  // One outbox row and its idempotency key, inside the caller's transaction: the statements of
+  // EnqueueAction and of each QueueClusterDecisions row.
+  Result<std::int64_t> InsertAction(std::int64_t incident_id, const std::string& type,
+                                    const std::string& params, ActionStatus status, bool revert,
+                                    UnixMicros now);
 
   std::string path_;
   sqlite3* db_ = nullptr;
