@@ -185,9 +185,20 @@ class PostfixSession : public std::enable_shared_from_this<PostfixSession<Socket
       }
       return;
     }
+    // The answers have the request deadline too: a client that sends requests and never reads
+    // the answers would otherwise hold its slot once the socket's buffers are full.
+    timer_.expires_after(std::chrono::seconds(server_->options.request_timeout_seconds));
+    timer_.async_wait([weak = this->weak_from_this()](const boost::system::error_code& tec) {
+      if (tec) return;
+      if (auto self = weak.lock()) {
+        ++self->server_->counters.request_timeouts;
+        self->Close();
+      }
+    });
     asio::async_write(socket_, asio::buffer(out_),
                       [self = this->shared_from_this(), keep = st.ok()](
                           const boost::system::error_code& wec, std::size_t) {
+                        self->timer_.cancel();
                         if (wec || !keep || self->server_->stopped) {
                           self->Close();
                           return;

@@ -7,6 +7,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <string>
@@ -24,6 +27,7 @@
 
 #include "engine/policy/dovecot_policy_server.h"
 #include "engine/policy/postfix_policy_server.h"
+#include "support/eventually.h"
 #include "support/status_matchers.h"
 
 namespace mxward {
@@ -320,6 +324,39 @@ TEST_F(PolicyServersTest, PostfixTricklingClientIsClosedAtTheRequestDeadline) {
   EXPECT_EQ(steady.ReadUntil("\n\n"), kReject);
   StopIo();
   EXPECT_EQ(postfix_server_->counters().request_timeouts, 1u);
+}
+
+TEST_F(PolicyServersTest, PostfixClientThatNeverReadsItsAnswersIsClosedAtTheDeadline) {
+  // Requests sent back to back and no answer ever read: once the socket's buffers are full the
+  // server's write waits; the request deadline covers it, so the slot is freed.
+  StartPostfix(/*max_connections=*/8, /*idle_timeout_seconds=*/600, /*request_timeout_seconds=*/1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path_.c_str());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0)
+      << std::strerror(errno);
+  const std::string request = Request("RCPT", "192.0.2.12");
+  // Write until the socket takes no more (the server's answers are stuck, so it stops reading),
+  // then again at each poll: once the server closes at the deadline a write fails with EPIPE or
+  // ECONNRESET instead of EAGAIN.
+  std::size_t sent = 0;
+  auto write_until_refused = [&]() -> int {
+    while (true) {
+      const ssize_t n = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+      if (n < 0) return errno;
+      sent += static_cast<std::size_t>(n);
+    }
+  };
+  EXPECT_TRUE(testing::Eventually([&] {
+    const int err = write_until_refused();
+    return err == EPIPE || err == ECONNRESET;
+  })) << "still open after "
+      << sent << " bytes of requests whose answers were never read";
+  ::close(fd);
+  StopIo();
+  EXPECT_GE(postfix_server_->counters().request_timeouts, 1u);
 }
 
 TEST(PostfixPolicyServerOptionsTest, RequestTimeoutIsReadAndBounded) {
