@@ -196,6 +196,7 @@ class Daemon {
     metrics_ = std::make_unique<MetricsServer>(
         io_, &registry_, [this] { return Health(); }, metrics_options);
     if (Status st = metrics_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
+    RegisterMetricsServerMetrics();
 
     StartCluster(cluster_options);
     if (Status st = dispatcher_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
@@ -572,6 +573,22 @@ class Daemon {
     const ControlServerCounters& c = control_->counters();
     Keep(registry_.AddAtomic(kRefused, {"over_cap"}, &c.refused_over_cap));
     Keep(registry_.AddAtomic(kRefused, {"timeout"}, &c.timed_out));
+  }
+
+  // What /metrics itself turned away: connections over [metrics] max_connections and over
+  // max_connections_per_peer (a scanner, or a local user holding the slots Prometheus needs).
+  void RegisterMetricsServerMetrics() {
+    constexpr std::string_view kRefused = "mxward_metrics_refused_total";
+    (void)registry_.Declare({kRefused,
+                             MetricType::kCounter,
+                             "/metrics and /healthz connections closed at accept, per reason: "
+                             "over max_connections or over max_connections_per_peer.",
+                             {"reason"}});
+    const MetricsServer* server = metrics_.get();
+    Keep(registry_.Add(kRefused, {"over_cap"},
+                       [server] { return static_cast<double>(server->refused_over_cap()); }));
+    Keep(registry_.Add(kRefused, {"peer_limit"},
+                       [server] { return static_cast<double>(server->refused_peer_limit()); }));
   }
 
   // The policy servers' counters: plain numbers of the io thread, where the registry renders.

@@ -4,11 +4,16 @@
 //   - `mxward stats` includes the hour in progress, which the daemon writes only hourly;
 //   - /metrics carries the conventional process families, and Debian's promtool finds nothing
 //     to complain about in the whole exposition.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -215,6 +220,39 @@ TEST_F(CliStatusTest, MetricsHaveProcessFamiliesAndPassPromtool) {
   EXPECT_GT(value("process_resident_memory_bytes"), 1 << 20);
   EXPECT_GE(value("process_open_fds"), 4);
   EXPECT_THAT(body, HasSubstr("# TYPE process_open_fds gauge\n"));
+
+  // /metrics' own refusals are exported: 9 idle connections from loopback (one peer, 8 allowed
+  // by default), the 9th closed at accept, and the scrape after they are gone shows it.
+  EXPECT_THAT(body, HasSubstr("mxward_metrics_refused_total{reason=\"peer_limit\"} 0\n"))
+      << "no /metrics connection refused yet";
+  std::vector<int> held;
+  for (int i = 0; i < 9; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(9580);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+    held.push_back(fd);
+  }
+  // Which one is refused depends on when the sessions of the scrapes above ended: one of the
+  // nine is closed at accept (EOF without a byte sent), the others wait for a request.
+  EXPECT_TRUE(daemon_.WaitFor([&] {
+    char byte = 0;
+    for (int fd : held) {
+      if (::recv(fd, &byte, 1, MSG_DONTWAIT | MSG_PEEK) == 0) return true;
+    }
+    return false;
+  })) << "none of 9 connections from loopback was closed at accept";
+  for (int fd : held) ::close(fd);
+  std::string after;
+  EXPECT_TRUE(daemon_.WaitFor([&] {
+    after = HttpGet(9580, "/metrics");
+    const std::string family = "mxward_metrics_refused_total{reason=\"peer_limit\"} ";
+    const auto at = after.find(family);
+    return at != std::string::npos && after.compare(at + family.size(), 2, "0\n") != 0;
+  })) << after;
 
   if (RunCommand({"sh", "-c", "command -v promtool"}).exit_code != 0) {
     GTEST_SKIP() << "promtool (Debian package prometheus) is not installed; "
