@@ -395,7 +395,8 @@ class Daemon {
     (void)registry_.Declare({kEvents,
                              MetricType::kCounter,
                              "Cluster link events: connects, connect_failures, published, "
-                             "publish_failures, notifications, rows_read, queued, invalid.",
+                             "publish_failures, notifications, rows_read, queued, invalid, "
+                             "pruned.",
                              {"type"}});
     (void)registry_.Declare({kCursor,
                              MetricType::kGauge,
@@ -421,6 +422,7 @@ class Daemon {
     add(kEvents, {"rows_read"}, &c.rows_read);
     add(kEvents, {"queued"}, &c.queued);
     add(kEvents, {"invalid"}, &c.invalid);
+    add(kEvents, {"pruned"}, &c.pruned);
   }
 
   // Compiles `static_prefixes` ([allow] of the running config, or of the one being loaded) and the
@@ -456,6 +458,7 @@ class Daemon {
     v.allow_static = allow->size() - allow->runtime_count();
     v.inputs = &listener_->inputs();
     v.executors = &executor_modes_;
+    v.cluster = cluster_.get();
     if (dovecot_policy_server_) {
       v.policy_servers.push_back(
           fmt::format("dovecot policy on port {}", dovecot_policy_server_->port()));

@@ -70,6 +70,35 @@ void PrintText(const nlohmann::json& s) {
                 static_cast<long long>(a.value("runtime", std::int64_t{0})));
   }
 
+  if (s.contains("cluster") && s.at("cluster").is_object()) {
+    const auto& c = s.at("cluster");
+    const bool up = c.value("connected", false);
+    std::printf("\nCluster: node %s (%s), %s; %lld decision(s) waiting to be published\n",
+                c.value("node", "").c_str(), c.value("role", "").c_str(),
+                Colorize(up ? "connected" : "NOT connected to the decision log",
+                         up ? Color::kGreen : Color::kRed, color)
+                    .c_str(),
+                static_cast<long long>(c.value("unpublished", std::int64_t{0})));
+    if (c.contains("head")) {
+      std::printf("  decision log at %lld (%lld rows), this node at %lld\n",
+                  static_cast<long long>(c.value("head", std::int64_t{0})),
+                  static_cast<long long>(c.value("log_rows", std::int64_t{0})),
+                  static_cast<long long>(c.value("cursor", std::int64_t{0})));
+      TablePrinter nodes({"  NODE", "ROLE", "CURSOR", "BEHIND", "LAST SEEN"}, color);
+      for (const auto& n : c.at("nodes")) {
+        const std::int64_t seen = n.value("seen_ago_s", std::int64_t{0});
+        nodes.AddRow({{"  " + n.value("node", "")},
+                      {n.value("role", "")},
+                      {std::to_string(n.value("cursor", std::int64_t{0}))},
+                      {std::to_string(n.value("lag", std::int64_t{0}))},
+                      {Ago(seen)}});
+      }
+      nodes.Print(stdout);
+    } else {
+      std::printf("  the decision log has not been read yet\n");
+    }
+  }
+
   std::printf("\nExecutors (by action type):\n");
   TablePrinter ex({"  TYPE", "MODE", "WHY"}, color);
   for (const auto& e : s.at("executors")) {

@@ -59,6 +59,39 @@ nlohmann::json PlaybookJson(const PlaybookEngine& engine, std::size_t i, const P
           {"building", std::move(building)}};
 }
 
+// This node's link and the log as it last read them: nodes, their cursors and how far behind
+// the log's head each was at its last heartbeat.
+nlohmann::json ClusterJson(const ClusterLink& link) {
+  const ClusterLinkCounters& c = link.counters();
+  const ClusterLink::View v = link.view();
+  nlohmann::json j = {
+      {"node", link.options().node},
+      {"role", link.options().role == ClusterRole::kEnforcer ? "enforcer" : "full"},
+      {"connected", c.connected.load() == 1},
+      {"cursor", c.cursor.load()},
+      {"unpublished", c.unpublished.load()},
+      {"published", c.published.load()},
+      {"queued", c.queued.load()},
+      {"pruned", c.pruned.load()},
+  };
+  if (v.read) {
+    j["head"] = v.log.head;
+    j["lag"] = std::max<std::int64_t>(0, v.log.head - c.cursor.load());
+    j["log_rows"] = v.log.rows;
+    nlohmann::json nodes = nlohmann::json::array();
+    for (const ClusterNodeRow& n : v.log.nodes) {
+      nodes.push_back({{"node", n.node},
+                       {"role", n.role},
+                       {"cursor", n.cursor},
+                       {"lag", std::max<std::int64_t>(0, v.log.head - n.cursor)},
+                       {"seen_ago_s", n.seen_ago_s},
+                       {"up_s", n.up_s}});
+    }
+    j["nodes"] = std::move(nodes);
+  }
+  return j;
+}
+
 nlohmann::json StatusResponse(const nlohmann::json& request, const DaemonView& view,
                               UnixMicros now) {
   std::int64_t top = 5;
@@ -90,8 +123,11 @@ nlohmann::json StatusResponse(const nlohmann::json& request, const DaemonView& v
     if (!e.live) j["reason"] = e.reason;
     executors.push_back(std::move(j));
   }
+  nlohmann::json cluster = nullptr;
+  if (view.cluster) cluster = ClusterJson(*view.cluster);
   return ControlOk(
       {{"version", kVersion},
+       {"cluster", std::move(cluster)},
        {"pid", static_cast<std::int64_t>(::getpid())},
        {"started", FormatRfc3339(view.started_at)},
        {"uptime_s", std::max<std::int64_t>(0, (now - view.started_at) / kMicrosPerSecond)},

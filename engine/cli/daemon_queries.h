@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/cluster/cluster_link.h"
 #include "mxward/action_executor.h"
 #include "mxward/config.h"
 #include "mxward/input_config.h"
@@ -54,6 +55,7 @@ struct DaemonView {
   std::size_t allow_static = 0;             // [allow] addresses (with the host's own)
   std::size_t allow_runtime = 0;            // `mxward allow` entries compiled in (some may expire)
   UnixMicros started_at = 0;
+  const ClusterLink* cluster = nullptr;  // with [cluster]
 };
 
 // True for the ops above; the daemon answers them with AnswerDaemonQuery, every other op with

@@ -28,6 +28,9 @@ constexpr int kReadBatch = 2'000;
 // transaction (its bulk path: one netlink batch and one store commit per batch).
 constexpr std::int64_t kMaxPendingQueued = 6'000;
 constexpr int kPublishBatch = 500;
+// A moved cursor is written to the node table at most this often (and at each safety tick).
+constexpr auto kHeartbeatEvery = std::chrono::seconds(2);
+constexpr auto kPruneEvery = std::chrono::hours(1);
 
 }  // namespace
 
@@ -89,6 +92,11 @@ void ClusterLink::Stop() {
   thread_.join();
 }
 
+ClusterLink::View ClusterLink::view() const {
+  MutexLock lock(view_mu_);
+  return view_;
+}
+
 void ClusterLink::Run() {
   State& s = *state_;
   DecisionLog& log = *s.log;
@@ -100,6 +108,24 @@ void ClusterLink::Run() {
   bool need_read = true;
   bool backlogged = false;  // rows left unread because the outbox is full of queued decisions
   bool was_down_logged = false;
+  const std::string_view role = options_.role == ClusterRole::kEnforcer ? "enforcer" : "full";
+  SteadyTime last_heartbeat{};
+  std::int64_t heartbeat_cursor = -1;
+  SteadyTime next_prune{};
+
+  // This node's row (role, cursor) and the log's view for `status`; a failure is only logged
+  // as a lost connection like any other statement's.
+  auto heartbeat = [&](bool connected) -> Status {
+    MXWARD_RETURN_IF_ERROR(log.Heartbeat(s.cursor, role, connected));
+    last_heartbeat = std::chrono::steady_clock::now();
+    heartbeat_cursor = s.cursor;
+    auto v = log.ReadView();
+    if (!v.ok()) return v.status();
+    MutexLock lock(view_mu_);
+    view_.read = true;
+    view_.log = std::move(*v);
+    return Status::Ok();
+  };
 
   auto lost = [&](const Status& st, const char* doing) {
     counters_.connected = 0;
@@ -242,6 +268,7 @@ void ClusterLink::Run() {
         was_down_logged = false;
         spdlog::info("cluster: node {} connected to the decision log; cursor {}", options_.node,
                      s.cursor);
+        if (Status hb = heartbeat(/*connected=*/true); !hb.ok()) lost(hb, "recording this node");
       } else {
         ++counters_.connect_failures;
         if (!was_down_logged) {
@@ -253,9 +280,25 @@ void ClusterLink::Run() {
     }
     if (log.connected()) {
       if (need_read || backlogged || now >= next_tick) {
+        const bool ticked = now >= next_tick;
         need_read = false;
         next_tick = now + tick;
         if (Status st = read_all(); !st.ok()) lost(st, "reading decisions");
+        if (log.connected() &&
+            (ticked || (s.cursor != heartbeat_cursor && now - last_heartbeat >= kHeartbeatEvery))) {
+          if (Status hb = heartbeat(/*connected=*/false); !hb.ok()) lost(hb, "recording this node");
+        }
+      }
+    }
+    if (log.connected() && now >= next_prune) {
+      next_prune = now + kPruneEvery;
+      auto pruned = log.Prune(options_.log_retention_s);
+      if (!pruned.ok()) {
+        lost(pruned.status(), "pruning the decision log");
+      } else if (*pruned > 0) {
+        counters_.pruned += *pruned;
+        spdlog::info("cluster: pruned {} decision(s) that ended more than {} ago", *pruned,
+                     FormatDurationSeconds(options_.log_retention_s));
       }
     }
     if (log.connected()) {

@@ -15,6 +15,11 @@
 // through the nftables executor, exactly as a local ban, and a decision read twice (a crash
 // between reading and saving) is queued once (its uuid is remembered).
 //
+// Heartbeat. The log keeps a row per node (role, cursor, last seen); the link writes it at each
+// connect, each safety tick and when its cursor moved (at most every 2 s), reads the log's head
+// and the node rows back for `mxward status`, and once an hour prunes what every node seen within
+// [cluster] log_retention has read and what ended longer ago than that (DecisionLog::Prune).
+//
 // Threads: the link owns one thread that does all of its blocking work (libpq, its own SQLite
 // connection), so the daemon's Asio loop never waits on the database. Start/Stop/Notify are
 // called from the daemon's thread; counters() may be read from any thread.
@@ -28,7 +33,9 @@
 #include <thread>
 
 #include "engine/cluster/cluster_options.h"
+#include "engine/cluster/decision_log.h"
 #include "mxward/status.h"
+#include "mxward/thread_annotations.h"
 
 namespace mxward {
 
@@ -44,6 +51,7 @@ struct ClusterLinkCounters {
   std::atomic<std::int64_t> invalid{0};      // rows skipped: a scope that is not an address/prefix
   std::atomic<std::int64_t> cursor{0};       // the last sequence number whose decisions are queued
   std::atomic<std::int64_t> unpublished{0};  // done local bans waiting for publication
+  std::atomic<std::int64_t> pruned{0};       // rows this node pruned from the log
 };
 
 class ClusterLink {
@@ -64,6 +72,13 @@ class ClusterLink {
 
   const ClusterLinkCounters& counters() const { return counters_; }
   const ClusterOptions& options() const { return options_; }
+  // The log and its nodes as the link last read them (at each connect and safety tick, and
+  // after its cursor moved); `read` is false until the first read. Any thread.
+  struct View {
+    bool read = false;
+    ClusterView log;
+  };
+  View view() const EXCLUDES(view_mu_);
 
  private:
   struct State;
@@ -77,6 +92,8 @@ class ClusterLink {
   int wake_fd_ = -1;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  mutable Mutex view_mu_;
+  View view_ GUARDED_BY(view_mu_);
 };
 
 }  // namespace mxward

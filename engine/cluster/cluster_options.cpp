@@ -60,8 +60,8 @@ Result<ClusterOptions> ClusterOptions::FromConfig(const Config& config,
   if (t != nullptr) {
     o.enabled = true;
     SettingsReader r(*t, "[cluster]", config.source, diagnostics);
-    r.CheckKnownKeys(
-        {"node", "dsn", "password_file", "role", "safety_tick", "retry_min", "retry_max"});
+    r.CheckKnownKeys({"node", "dsn", "password_file", "role", "safety_tick", "retry_min",
+                      "retry_max", "log_retention"});
     if (!t->contains("node")) {
       r.Error(t->source(), "[cluster] needs node: this node's name in the decision log");
     } else if (r.String("node", &o.node) && !IsNodeName(o.node)) {
@@ -85,6 +85,7 @@ Result<ClusterOptions> ClusterOptions::FromConfig(const Config& config,
     r.DurationMillis("safety_tick", &o.safety_tick_ms);
     r.DurationMillis("retry_min", &o.retry_min_ms);
     r.DurationMillis("retry_max", &o.retry_max_ms);
+    r.DurationBetween("log_retention", 3600, 3650LL * 86400, &o.log_retention_s);
     if (o.retry_max_ms < o.retry_min_ms && t->contains("retry_max")) {
       r.Error(*t->get("retry_max"), "'retry_max' must be at least retry_min");
     }

@@ -33,6 +33,9 @@ struct ClusterOptions {
   // Reconnect and publication retry: from min doubling up to max.
   std::int64_t retry_min_ms = 1'000;
   std::int64_t retry_max_ms = 30'000;
+  // Rows of the decision log that ended (expired, or lifted) longer ago than this are pruned,
+  // once an hour by one node; a node not seen for this long no longer holds pruning back.
+  int log_retention_s = 7 * 86400;
 
   static Result<ClusterOptions> FromConfig(const Config& config,
                                            std::vector<Diagnostic>* diagnostics);

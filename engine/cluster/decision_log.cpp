@@ -42,7 +42,20 @@ CREATE TABLE mxward_decisions (
 CREATE INDEX mxward_decisions_by_scope ON mxward_decisions (scope, seq);
 )sql";
 
-constexpr std::array<const char*, 1> kMigrations = {kV1};
+// v2: one row per node (its heartbeat): which nodes there are, how far each has read, for
+// `mxward status` and for pruning only what every live node has read.
+constexpr const char* kV2 = R"sql(
+CREATE TABLE mxward_nodes (
+  node text PRIMARY KEY,
+  role text NOT NULL,
+  cursor bigint NOT NULL DEFAULT 0,
+  connected_at timestamptz NOT NULL DEFAULT now(),
+  last_seen timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX mxward_decisions_by_created ON mxward_decisions (created_at);
+)sql";
+
+constexpr std::array<const char*, 2> kMigrations = {kV1, kV2};
 static_assert(kMigrations.size() == DecisionLog::kSchemaVersion);
 
 // A ban while an unexpired ban of the scope (not removed since) is in the log is an extension.
@@ -70,6 +83,41 @@ SELECT seq, uuid::text, kind, scope, ports, expires_at IS NOT NULL, permanent,
             ELSE greatest(0, ceil(extract(epoch FROM expires_at - now())))::bigint END,
        playbook, node, incident_id
 FROM mxward_decisions WHERE seq > $1::bigint ORDER BY seq LIMIT $2::integer
+)sql";
+
+constexpr const char* kHeartbeatSql = R"sql(
+INSERT INTO mxward_nodes (node, role, cursor) VALUES ($1, $2, $3::bigint)
+ON CONFLICT (node) DO UPDATE SET role = $2, cursor = $3::bigint, last_seen = now(),
+  connected_at = CASE WHEN $4 = 't' THEN now() ELSE mxward_nodes.connected_at END
+)sql";
+
+// Rows at or below the floor: what every node seen within the retention has read.
+constexpr const char* kPruneFloorSql = R"sql(
+SELECT coalesce(min(cursor), 0) FROM mxward_nodes
+WHERE last_seen > now() - make_interval(secs => $1::bigint::double precision)
+)sql";
+
+// Bans and extensions that ended, or were lifted by a removal of their ports (or of every port,
+// '*'), more than the retention ago. A ban with the node's default duration (no expires_at) ends
+// only by a removal: its length is each node's own setting.
+constexpr const char* kPruneBansSql = R"sql(
+DELETE FROM mxward_decisions d
+WHERE d.kind <> 'unban' AND d.seq <= $2::bigint
+  AND ((NOT d.permanent AND d.expires_at IS NOT NULL
+        AND d.expires_at < now() - make_interval(secs => $1::bigint::double precision))
+       OR EXISTS (SELECT 1 FROM mxward_decisions u
+                  WHERE u.scope = d.scope AND u.kind = 'unban' AND u.seq > d.seq
+                    AND u.seq <= $2::bigint AND (u.ports = d.ports OR u.ports = '*')
+                    AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)))
+)sql";
+
+// Removals that no longer lift anything in the log: no earlier ban of their scope is left.
+constexpr const char* kPruneUnbansSql = R"sql(
+DELETE FROM mxward_decisions u
+WHERE u.kind = 'unban' AND u.seq <= $2::bigint
+  AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)
+  AND NOT EXISTS (SELECT 1 FROM mxward_decisions d
+                  WHERE d.scope = u.scope AND d.kind <> 'unban' AND d.seq < u.seq)
 )sql";
 
 std::string FirstLine(const char* text) {
@@ -251,6 +299,69 @@ Result<std::vector<DecisionRow>> DecisionLog::ReadAfter(std::int64_t cursor, int
   }
   PQclear(res);
   return rows;
+}
+
+Status DecisionLog::Heartbeat(std::int64_t cursor, std::string_view role, bool connected) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  PGresult* res = Run(conn_, kHeartbeatSql,
+                      {node_, std::string(role), std::to_string(cursor), connected ? "t" : "f"});
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("recording this node", res);
+  PQclear(res);
+  return Status::Ok();
+}
+
+Result<ClusterView> DecisionLog::ReadView() {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  ClusterView view;
+  PGresult* res = PQexec(conn_,
+                         "SELECT (SELECT last FROM mxward_decision_counter WHERE id = 1), "
+                         "(SELECT count(*) FROM mxward_decisions)");
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    return Fail("reading the log's head", res);
+  }
+  view.head = std::strtoll(PQgetvalue(res, 0, 0), nullptr, 10);
+  view.rows = std::strtoll(PQgetvalue(res, 0, 1), nullptr, 10);
+  PQclear(res);
+  res = PQexec(conn_,
+               "SELECT node, role, cursor, floor(extract(epoch FROM now() - last_seen))::bigint, "
+               "floor(extract(epoch FROM now() - connected_at))::bigint "
+               "FROM mxward_nodes ORDER BY node");
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading the nodes", res);
+  for (int i = 0; i < PQntuples(res); ++i) {
+    view.nodes.push_back({PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                          std::strtoll(PQgetvalue(res, i, 2), nullptr, 10),
+                          std::strtoll(PQgetvalue(res, i, 3), nullptr, 10),
+                          std::strtoll(PQgetvalue(res, i, 4), nullptr, 10)});
+  }
+  PQclear(res);
+  return view;
+}
+
+Result<std::int64_t> DecisionLog::Prune(std::int64_t keep_s) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  MXWARD_RETURN_IF_ERROR(Exec("BEGIN"));
+  PGresult* res = PQexec(conn_, "SELECT pg_try_advisory_xact_lock(7340110019)");
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("locking for pruning", res);
+  const bool mine = PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  if (!mine) {  // another node is pruning now
+    MXWARD_RETURN_IF_ERROR(Exec("COMMIT"));
+    return std::int64_t{0};
+  }
+  const std::string keep = std::to_string(keep_s);
+  res = Run(conn_, kPruneFloorSql, {keep});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading the nodes' cursors", res);
+  const std::string floor = PQgetvalue(res, 0, 0);
+  PQclear(res);
+  std::int64_t deleted = 0;
+  for (const char* sql : {kPruneBansSql, kPruneUnbansSql}) {
+    res = Run(conn_, sql, {keep, floor});
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("pruning the decision log", res);
+    deleted += std::strtoll(PQcmdTuples(res), nullptr, 10);
+    PQclear(res);
+  }
+  MXWARD_RETURN_IF_ERROR(Exec("COMMIT"));
+  return deleted;
 }
 
 }  // namespace mxward

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mxward/status.h"
@@ -51,9 +52,25 @@ struct DecisionRow {
   std::int64_t incident_id = 0;
 };
 
+// A node as the log's node table has it (its last heartbeat).
+struct ClusterNodeRow {
+  std::string node;
+  std::string role;
+  std::int64_t cursor = 0;      // the last sequence number it had queued at its last heartbeat
+  std::int64_t seen_ago_s = 0;  // since its last heartbeat, on the database's clock
+  std::int64_t up_s = 0;        // since it last connected
+};
+
+// What the log holds, for `mxward status`.
+struct ClusterView {
+  std::int64_t head = 0;  // the last sequence number taken
+  std::int64_t rows = 0;  // rows in the log
+  std::vector<ClusterNodeRow> nodes;
+};
+
 class DecisionLog {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   static constexpr const char* kChannel = "mxward_decisions";
 
   // conninfo: a libpq connection string or URI; password: "" to let libpq find none or its own.
@@ -78,6 +95,16 @@ class DecisionLog {
   Result<std::int64_t> Publish(const std::vector<DecisionToPublish>& decisions);
   // Up to limit rows with seq > cursor, in sequence order, with their remaining lifetime.
   Result<std::vector<DecisionRow>> ReadAfter(std::int64_t cursor, int limit);
+  // This node's row of the node table: its role and cursor, last seen now (and, when
+  // `connected`, up since now).
+  Status Heartbeat(std::int64_t cursor, std::string_view role, bool connected);
+  Result<ClusterView> ReadView();
+  // Deletes the rows no node needs any more (docs/cluster.md, "Pruning"): bans that expired,
+  // and bans lifted by a removal, more than keep_s ago; then removals with no earlier ban of
+  // their scope left. Only rows every node seen within keep_s has read (its heartbeat's cursor)
+  // are touched; one node prunes at a time (an advisory lock; the others skip). The number of
+  // rows deleted.
+  Result<std::int64_t> Prune(std::int64_t keep_s);
 
  private:
   Status Exec(const char* sql);

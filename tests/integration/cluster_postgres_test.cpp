@@ -11,12 +11,15 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
+#include "engine/cluster/decision_log.h"
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
 #include "support/eventually.h"
@@ -378,6 +381,122 @@ TEST_F(ClusterPostgresTest, ThousandsOfMissedDecisionsCaughtUpInBulk) {
   // Each decision queued once.
   EXPECT_EQ(BanActions(c, "10.88.1.1"), 1);
   EXPECT_EQ(BanActions(c, "198.51.100.8"), 1);
+}
+
+TEST_F(ClusterPostgresTest, StatusShowsTheNodesAndHowFarEachHasRead) {
+  for (Node& n : nodes_) {
+    std::ifstream in(n.config);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string anchor = "retry_max = \"2s\"\n";
+    text.replace(text.find(anchor), anchor.size(), anchor + "safety_tick = \"1s\"\n");
+    std::ofstream(n.config) << text;
+    StartNode(n);
+  }
+  Node& a = nodes_[0];
+  Node& b = nodes_[1];
+  Attack(a, "203.0.113.77", 25);
+  ASSERT_TRUE(b.process->WaitFor([&] { return InKernel(b, "203.0.113.77"); }, kPropagation))
+      << b.process->Log();
+  // B's view: the three nodes, each having read the whole log (a's ban) by its heartbeat.
+  nlohmann::json cluster;
+  EXPECT_TRUE(b.process->WaitFor(
+      [&] {
+        const auto r = Cli(b, {"status", "--json"});
+        if (r.exit_code != 0) return false;
+        cluster = nlohmann::json::parse(r.out, nullptr, false).value("cluster", nlohmann::json());
+        if (!cluster.is_object() || !cluster.contains("nodes") || cluster["nodes"].size() != 3) {
+          return false;
+        }
+        for (const auto& n : cluster["nodes"]) {
+          if (n.value("lag", -1) != 0) return false;
+        }
+        return cluster.value("head", 0) >= 1;
+      },
+      kPropagation))
+      << cluster.dump();
+  EXPECT_EQ(cluster.value("node", ""), "b");
+  EXPECT_EQ(cluster.value("role", ""), "full");
+  EXPECT_TRUE(cluster.value("connected", false));
+  EXPECT_EQ(cluster.value("lag", -1), 0);
+  EXPECT_EQ(cluster["nodes"][0].value("node", ""), "a");
+  EXPECT_EQ(cluster["nodes"][2].value("node", ""), "c");
+  const auto text = Cli(b, {"status"});
+  EXPECT_NE(text.out.find("Cluster: node b (full), connected"), std::string::npos) << text.out;
+
+  // C stops: B's view keeps C's last heartbeat, which falls behind the log's head.
+  StopNode(nodes_[2]);
+  Attack(a, "203.0.113.78", 25);
+  EXPECT_TRUE(b.process->WaitFor(
+      [&] {
+        const auto r = Cli(b, {"status", "--json"});
+        cluster = nlohmann::json::parse(r.out, nullptr, false).value("cluster", nlohmann::json());
+        return cluster.is_object() && cluster.contains("nodes") && cluster["nodes"].size() == 3 &&
+               cluster["nodes"][2].value("lag", 0) >= 1 && cluster["nodes"][0].value("lag", 1) == 0;
+      },
+      kPropagation))
+      << cluster.dump();
+}
+
+// Pruning against the real database: what ended more than log_retention ago goes; what a live
+// node has not read yet, a permanent ban and a ban still running stay.
+TEST_F(ClusterPostgresTest, PruningDeletesOnlyWhatEndedLongAgoAndEveryLiveNodeHasRead) {
+  const std::string conninfo = "host=" + pg_.socket_dir() + " port=" + std::to_string(pg_.port()) +
+                               " dbname=mxward user=mxward";
+  DecisionLog a(conninfo, "cluster-secret", "a");
+  DecisionLog b(conninfo, "cluster-secret", "b");
+  ASSERT_OK(a.Connect());
+  ASSERT_OK(b.Connect());
+  std::int64_t action = 0;
+  auto publish = [&](const std::string& scope, std::int64_t duration_s, bool unban = false) {
+    DecisionToPublish d;
+    d.scope = scope;
+    d.duration_s = duration_s;
+    d.unban = unban;
+    d.origin_action_id = ++action;
+    auto seq = a.Publish({d});
+    EXPECT_OK(seq);
+    return seq.ok() ? *seq : -1;
+  };
+  publish("192.0.2.1", 60);       // 1: expired 8 days ago
+  publish("192.0.2.2", 0);        // 2: permanent, lifted 8 days ago by 3
+  publish("192.0.2.2", 0, true);  // 3
+  publish("192.0.2.3", 0);        // 4: permanent, never lifted
+  const std::int64_t read_by_both = publish("192.0.2.4", 86400 * 30);  // 5: still running
+  ASSERT_OK(a.Heartbeat(read_by_both, "full", true));
+  ASSERT_OK(b.Heartbeat(read_by_both, "full", true));
+  publish("192.0.2.5", 60);  // 6: expired 8 days ago, but b has not read it
+  ASSERT_OK(a.Heartbeat(6, "full", false));
+  auto age = [&](const std::string& set, const std::string& where) {
+    ASSERT_EQ(pg_.Sql("UPDATE mxward_decisions SET " + set + " WHERE " + where, "mxward").exit_code,
+              0);
+  };
+  age("created_at = now() - interval '9 days', expires_at = now() - interval '8 days'",
+      "seq IN (1, 6)");
+  age("created_at = now() - interval '9 days'", "seq IN (2, 4)");
+  age("created_at = now() - interval '8 days'", "seq = 3");
+
+  auto pruned = a.Prune(7 * 86400);
+  ASSERT_OK(pruned);
+  EXPECT_EQ(*pruned, 3);  // 1, 2, then 3 (no ban of its scope left)
+  EXPECT_EQ(LogRows("true"), "ban 192.0.2.3 a\nban 192.0.2.4 a\nban 192.0.2.5 a");
+
+  // b not seen for longer than the retention: it no longer holds 6 back.
+  ASSERT_EQ(pg_.Sql("UPDATE mxward_nodes SET last_seen = now() - interval '8 days' "
+                    "WHERE node = 'b'",
+                    "mxward")
+                .exit_code,
+            0);
+  pruned = a.Prune(7 * 86400);
+  ASSERT_OK(pruned);
+  EXPECT_EQ(*pruned, 1);
+  EXPECT_EQ(LogRows("true"), "ban 192.0.2.3 a\nban 192.0.2.4 a");
+  auto view = a.ReadView();
+  ASSERT_OK(view);
+  EXPECT_EQ(view->head, 6);
+  EXPECT_EQ(view->rows, 2);
+  ASSERT_EQ(view->nodes.size(), 2u);
+  EXPECT_EQ(view->nodes[0].node, "a");
+  EXPECT_EQ(view->nodes[0].cursor, 6);
 }
 
 }  // namespace
