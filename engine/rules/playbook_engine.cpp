@@ -590,6 +590,22 @@ class Engine final : public PlaybookEngine {
            r.pb.allow.Allows(e);
   }
 
+  // Whether the address allowlist covers every address of the key's client_ip part(s) (a /24
+  // key is not forgotten for one allowlisted address in it: the others counted too).
+  bool WholeKeyAllowlisted(const Runtime& r, const Event& e) const {
+    if (!e.client_ip.valid()) return false;
+    for (const KeyPart& k : r.pb.key) {
+      if (k.field != Field::kClientIp) continue;
+      const int len = k.LengthFor(e.client_ip);
+      const IpPrefix p(e.client_ip, len);
+      if (!CurrentAllowSet().Contains(p.address(), e.time) ||
+          !CurrentAllowSet().Contains(p.address().Filled(len), e.time)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
   bool InGlobalCidrs(const IpAddress& a, UnixMicros t) const {
     if (!a.valid()) return false;
     return CurrentAllowSet().Contains(a, t);
@@ -701,6 +717,10 @@ class Engine final : public PlaybookEngine {
     // from 127.0.0.1, and a compromised webmail account must still be caught).
     if (Allowlisted(r, e)) {
       ++stats_.allowlisted;
+      // What the key counted before it was allowlisted (`mxward allow add` while it was
+      // building up) is forgotten at its first allowlisted event, when the allowlist covers the
+      // whole key: after `allow remove` it starts from nothing, not from the old window.
+      if (r.key_has_ip && WholeKeyAllowlisted(r, e)) ResetKey(r, e);
       return;
     }
     std::uint64_t kh = 0;

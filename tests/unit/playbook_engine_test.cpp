@@ -188,6 +188,28 @@ TEST_F(SaslTest, CooldownHoldsOneIncidentPerKeyThenCountsAfresh) {
   EXPECT_EQ(sink_.incidents.size(), 2u);
 }
 
+TEST_F(SaslTest, AnAllowlistEntryForgetsTheWindowTheKeyHadBuilt) {
+  auto allow = std::make_shared<AllowSetHandle>();
+  engine_->UseAllowSet(allow);
+  for (int i = 0; i < 15; ++i) Fail("203.0.113.7", kT0 + i * kSec);
+  // Another address, never allowlisted, keeps its window (checked at the end).
+  for (int i = 0; i < 15; ++i) Fail("198.51.100.9", kT0 + i * kSec);
+  IpPrefix entry;
+  ASSERT_TRUE(IpPrefix::Parse("203.0.113.7", &entry));
+  allow->Set(AllowSet::Compile({}, {{entry, 0, true}}));  // `mxward allow add 203.0.113.7`
+  Fail("203.0.113.7", kT0 + 20 * kSec);                   // exempt, and forgets the 15
+  allow->Set(AllowSet::Compile({}, {}));                  // `mxward allow remove`
+  for (int i = 0; i < 19; ++i) Fail("203.0.113.7", kT0 + (30 + i) * kSec);
+  EXPECT_TRUE(sink_.incidents.empty()) << "the 15 failures from before the allowlist came back";
+  Fail("203.0.113.7", kT0 + 60 * kSec);
+  ASSERT_EQ(sink_.incidents.size(), 1u);
+  EXPECT_EQ(sink_.incidents[0].count, 20u);
+  EXPECT_EQ(sink_.incidents[0].first_seen, kT0 + 30 * kSec);
+  // 198.51.100.9 was never allowlisted: its 15 still count.
+  for (int i = 0; i < 5; ++i) Fail("198.51.100.9", kT0 + (70 + i) * kSec);
+  EXPECT_EQ(sink_.incidents.size(), 2u);
+}
+
 TEST(PlaybookEngineTest, DryRunComesFromThePlaybookOrTheConfig) {
   const std::string dry = "mode = \"dry-run\"\n" + std::string(kSasl);
   Events ev;
