@@ -371,8 +371,11 @@ class Daemon {
   // other nodes land in the outbox; the dispatcher applies them like local ones.
   void StartCluster(const ClusterOptions& options) {
     if (!options.enabled) return;
-    cluster_ = std::make_shared<ClusterLink>(options, config_.store_path,
-                                             [this] { dispatcher_->Notify(); });
+    // Another node's allowlist entry is in the store: compile the set on the daemon's thread,
+    // where the control store connection lives.
+    cluster_ = std::make_shared<ClusterLink>(
+        options, config_.store_path, [this] { dispatcher_->Notify(); },
+        [this] { boost::asio::post(io_, [this] { CompileAllowSet(config_.allow_addresses); }); });
     if (Status st = cluster_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
     // A ban done here is published at once rather than at the link's next look.
     // Weak: a worker the dispatcher's Stop() detached may outlive the link.

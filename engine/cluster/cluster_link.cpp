@@ -32,6 +32,28 @@ constexpr int kPublishBatch = 500;
 constexpr auto kHeartbeatEvery = std::chrono::seconds(2);
 constexpr auto kPruneEvery = std::chrono::hours(1);
 
+// Made by the cluster link (another node's decision), not by a local admin.
+bool IsFromCluster(std::string_view by) { return by.rfind("cluster:", 0) == 0; }
+
+// Another node's allowlist change, written to this node's store as that node's.
+Status ApplyAllowRow(IncidentStore& store, const DecisionRow& r, const IpPrefix& prefix) {
+  const UnixMicros now = SystemClock::Instance()->Now();
+  const std::string by = "cluster:" + r.node;
+  if (r.kind == "unallow") {
+    Status st = store.RemoveAllow(prefix.ToString(), now, by);
+    return st.code() == Status::Code::kNotFound ? Status::Ok() : st;
+  }
+  if (r.has_expiry && r.remaining_s <= 0) return Status::Ok();  // expired before we read it
+  AllowRecord entry;
+  entry.prefix = prefix.ToString();
+  entry.created_at = now;
+  entry.expires_at = r.has_expiry ? now + r.remaining_s * kMicrosPerSecond : 0;
+  entry.note = r.note;
+  entry.created_by = by;
+  auto id = store.AddAllow(entry);
+  return id.ok() ? Status::Ok() : id.status();
+}
+
 }  // namespace
 
 struct ClusterLink::State {
@@ -39,13 +61,17 @@ struct ClusterLink::State {
   std::unique_ptr<DecisionLog> log;
   std::int64_t floor = 0;
   std::int64_t cursor = 0;
+  // The allowlist rows published: the highest id seen and the latest removal time seen.
+  std::int64_t allow_id_mark = 0;
+  UnixMicros allow_removed_mark = 0;
 };
 
 ClusterLink::ClusterLink(ClusterOptions options, std::string store_path,
-                         std::function<void()> on_queued)
+                         std::function<void()> on_queued, std::function<void()> on_allow_changed)
     : options_(std::move(options)),
       store_path_(std::move(store_path)),
-      on_queued_(std::move(on_queued)) {}
+      on_queued_(std::move(on_queued)),
+      on_allow_changed_(std::move(on_allow_changed)) {}
 
 ClusterLink::~ClusterLink() {
   Stop();
@@ -67,6 +93,14 @@ Status ClusterLink::Start() {
     if (!max.ok()) return max.status();
     state_->floor = *max;
     MXWARD_RETURN_IF_ERROR(state_->store->SaveClusterValue("publish_floor", state_->floor));
+  }
+  // Joining a cluster: the entries already on this node's allowlist are published (unlike its
+  // past bans, they say what must never be banned, now).
+  for (const char* key : {"allow_id_mark", "allow_removed_mark"}) {
+    auto mark = state_->store->LoadClusterValue(key);
+    if (!mark.ok()) return mark.status();
+    (std::string_view(key) == "allow_id_mark" ? state_->allow_id_mark
+                                              : state_->allow_removed_mark) = mark->value_or(0);
   }
   auto cursor = state_->store->LoadClusterValue("cursor");
   if (!cursor.ok()) return cursor.status();
@@ -149,11 +183,24 @@ void ClusterLink::Run() {
       if (rows->empty()) return Status::Ok();
       counters_.rows_read += static_cast<std::int64_t>(rows->size());
       std::vector<ClusterDecision> decisions;
+      bool allow_changed = false;
       for (const DecisionRow& r : *rows) {
         if (r.node == options_.node) continue;  // ours: applied here before it was published
         IpPrefix prefix;
         if (!IpPrefix::Parse(r.scope, &prefix, /*strict=*/true)) {
           ++counters_.invalid;
+          continue;
+        }
+        if (r.kind == "allow" || r.kind == "unallow") {
+          // Before the bans of this batch are queued, in log order: the dispatcher then treats
+          // them as the deciding node did (it refuses a ban the allowlist covers).
+          Status st = ApplyAllowRow(*s.store, r, prefix);
+          if (!st.ok()) {
+            spdlog::error("cluster: cannot apply {}'s allowlist change of {}: {}", r.node, r.scope,
+                          st.ToString());
+            return Status::Ok();  // the cursor stays; the next read tries again
+          }
+          allow_changed = true;
           continue;
         }
         ClusterDecision d;
@@ -179,6 +226,7 @@ void ClusterLink::Run() {
         d.request.params["cluster_node"] = r.node;
         decisions.push_back(std::move(d));
       }
+      if (allow_changed && on_allow_changed_) on_allow_changed_();
       const std::int64_t cursor = rows->back().seq;
       auto ids = s.store->QueueClusterDecisions(decisions, cursor, SystemClock::Instance()->Now());
       if (!ids.ok()) {
@@ -212,7 +260,7 @@ void ClusterLink::Run() {
         const std::string address = a.params.value("address", "");
         if (!IpPrefix::Parse(address, &prefix, /*strict=*/false)) continue;
         DecisionToPublish d;
-        d.unban = a.revert;
+        d.kind = a.revert ? "unban" : "ban";
         d.scope = prefix.ToString();
         if (auto it = a.params.find("ports"); it != a.params.end() && it->is_string()) {
           d.ports = it->get<std::string>();
@@ -253,6 +301,70 @@ void ClusterLink::Run() {
       }
       if (static_cast<int>(pending->actions.size()) < kPublishBatch) return Status::Ok();
     }
+  };
+
+  // This node's allowlist changes (adds and removals by its admins) since the marks, into the log.
+  auto publish_allow = [&]() -> Status {
+    const UnixMicros now = SystemClock::Instance()->Now();
+    auto rows = s.store->ListAllow(now, /*all=*/true);
+    if (!rows.ok()) {
+      spdlog::error("cluster: cannot read the allowlist: {}", rows.status().ToString());
+      return Status::Ok();
+    }
+    std::vector<DecisionToPublish> out;
+    std::int64_t max_id = s.allow_id_mark;
+    UnixMicros max_removed = s.allow_removed_mark;
+    for (const AllowRecord& a : *rows) {
+      const bool added = a.id > s.allow_id_mark;
+      const bool removed = a.removed_at != 0 && a.removed_at > s.allow_removed_mark;
+      if (added) max_id = std::max(max_id, a.id);
+      if (removed) max_removed = std::max(max_removed, a.removed_at);
+      if (added && !IsFromCluster(a.created_by)) {
+        DecisionToPublish d;
+        d.kind = "allow";
+        d.scope = a.prefix;
+        d.note = a.note;
+        d.duration_s = 0;
+        if (a.expires_at != 0) {
+          if (a.expires_at <= now) continue;
+          d.duration_s = (a.expires_at - now + kMicrosPerSecond - 1) / kMicrosPerSecond;
+        }
+        d.origin_action_id = -2 * a.id;
+        out.push_back(std::move(d));
+      }
+      // A removal that is a replacement (the newer entry is published) or came from the cluster
+      // is not published.
+      if (removed && !IsFromCluster(a.removed_by) &&
+          std::none_of(rows->begin(), rows->end(), [&](const AllowRecord& b) {
+            return b.id > a.id && b.prefix == a.prefix && b.created_at == a.removed_at;
+          })) {
+        DecisionToPublish d;
+        d.kind = "unallow";
+        d.scope = a.prefix;
+        d.origin_action_id = -2 * a.id - 1;
+        out.push_back(std::move(d));
+      }
+    }
+    if (max_id == s.allow_id_mark && max_removed == s.allow_removed_mark) return Status::Ok();
+    // In the order they happened (ListAllow is newest first): a removal before a re-add.
+    std::reverse(out.begin(), out.end());
+    if (!out.empty()) {
+      auto seq = log.Publish(out);
+      if (!seq.ok()) {
+        ++counters_.publish_failures;
+        return seq.status();
+      }
+      counters_.published += static_cast<std::int64_t>(out.size());
+    }
+    Status st = s.store->SaveClusterValue("allow_id_mark", max_id);
+    if (st.ok()) st = s.store->SaveClusterValue("allow_removed_mark", max_removed);
+    if (!st.ok()) {
+      spdlog::error("cluster: cannot record published allowlist changes: {}", st.ToString());
+      return Status::Ok();  // published again later: one row in the log (node, origin)
+    }
+    s.allow_id_mark = max_id;
+    s.allow_removed_mark = max_removed;
+    return Status::Ok();
   };
 
   while (!stop_) {
@@ -303,6 +415,9 @@ void ClusterLink::Run() {
     }
     if (log.connected()) {
       if (Status st = publish(); !st.ok()) lost(st, "publishing");
+    }
+    if (log.connected()) {
+      if (Status st = publish_allow(); !st.ok()) lost(st, "publishing the allowlist");
     }
     // Wait for the doorbell, a Notify(), the publish poll or the reconnect time.
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {log.socket(), POLLIN, 0}};

@@ -15,6 +15,12 @@
 // through the nftables executor, exactly as a local ban, and a decision read twice (a crash
 // between reading and saving) is queued once (its uuid is remembered).
 //
+// Runtime allowlist. `mxward allow add|remove` on a node is published as an "allow" / "unallow"
+// row (prefix, expiry on the database's clock, note); the other nodes write it to their store's
+// allowlist as made by "cluster:<node>" (a name no local user can have: ':' is not allowed in
+// user names), which is also how the link knows not to publish it back. An entry replaced by a
+// newer one of the same prefix travels as the newer one only.
+//
 // Heartbeat. The log keeps a row per node (role, cursor, last seen); the link writes it at each
 // connect, each safety tick and when its cursor moved (at most every 2 s), reads the log's head
 // and the node rows back for `mxward status`, and once an hour prunes what every node seen within
@@ -57,8 +63,10 @@ struct ClusterLinkCounters {
 class ClusterLink {
  public:
   // on_queued: called on the link's thread after decisions were queued into the outbox (the
-  // daemon wakes its dispatcher).
-  ClusterLink(ClusterOptions options, std::string store_path, std::function<void()> on_queued);
+  // daemon wakes its dispatcher); on_allow_changed: after other nodes' allowlist entries were
+  // written to the store (the daemon compiles its allow set again).
+  ClusterLink(ClusterOptions options, std::string store_path, std::function<void()> on_queued,
+              std::function<void()> on_allow_changed = {});
   ~ClusterLink();
   ClusterLink(const ClusterLink&) = delete;
   ClusterLink& operator=(const ClusterLink&) = delete;
@@ -87,6 +95,7 @@ class ClusterLink {
   ClusterOptions options_;
   std::string store_path_;
   std::function<void()> on_queued_;
+  std::function<void()> on_allow_changed_;
   ClusterLinkCounters counters_;
   std::unique_ptr<State> state_;
   int wake_fd_ = -1;

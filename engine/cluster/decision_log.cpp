@@ -55,17 +55,27 @@ CREATE TABLE mxward_nodes (
 CREATE INDEX mxward_decisions_by_created ON mxward_decisions (created_at);
 )sql";
 
-constexpr std::array<const char*, 2> kMigrations = {kV1, kV2};
+// v3: runtime allowlist entries travel too (issue 18): kinds allow / unallow, and their note.
+// A node of an older mxward refuses this log (a newer schema) rather than read an allow row as
+// a ban.
+constexpr const char* kV3 = R"sql(
+ALTER TABLE mxward_decisions DROP CONSTRAINT mxward_decisions_kind_check;
+ALTER TABLE mxward_decisions ADD CONSTRAINT mxward_decisions_kind_check
+  CHECK (kind IN ('ban', 'unban', 'extension', 'allow', 'unallow'));
+ALTER TABLE mxward_decisions ADD COLUMN note text NOT NULL DEFAULT '';
+)sql";
+
+constexpr std::array<const char*, 3> kMigrations = {kV1, kV2, kV3};
 static_assert(kMigrations.size() == DecisionLog::kSchemaVersion);
 
 // A ban while an unexpired ban of the scope (not removed since) is in the log is an extension.
 constexpr const char* kInsertSql = R"sql(
 INSERT INTO mxward_decisions (seq, kind, scope, ports, expires_at, permanent, playbook, node,
-                              incident_id, origin_action_id)
+                              incident_id, origin_action_id, note)
 VALUES ($1::bigint,
         CASE WHEN $2 = 'ban' AND EXISTS (
                SELECT 1 FROM mxward_decisions d
-               WHERE d.scope = $3 AND d.kind <> 'unban'
+               WHERE d.scope = $3 AND d.kind IN ('ban', 'extension')
                  AND (d.permanent OR d.expires_at IS NULL OR d.expires_at > now())
                  AND NOT EXISTS (SELECT 1 FROM mxward_decisions u
                                  WHERE u.scope = $3 AND u.kind = 'unban' AND u.seq > d.seq))
@@ -73,7 +83,7 @@ VALUES ($1::bigint,
         $3, $4,
         CASE WHEN $5::bigint > 0 THEN now() + make_interval(secs => $5::bigint::double precision)
         END,
-        $5::bigint = 0, $6, $7, $8::bigint, $9::bigint)
+        $5::bigint = 0, $6, $7, $8::bigint, $9::bigint, $10)
 ON CONFLICT (node, origin_action_id) DO NOTHING
 )sql";
 
@@ -81,7 +91,7 @@ constexpr const char* kReadSql = R"sql(
 SELECT seq, uuid::text, kind, scope, ports, expires_at IS NOT NULL, permanent,
        CASE WHEN expires_at IS NULL THEN 0
             ELSE greatest(0, ceil(extract(epoch FROM expires_at - now())))::bigint END,
-       playbook, node, incident_id
+       playbook, node, incident_id, note
 FROM mxward_decisions WHERE seq > $1::bigint ORDER BY seq LIMIT $2::integer
 )sql";
 
@@ -102,7 +112,7 @@ WHERE last_seen > now() - make_interval(secs => $1::bigint::double precision)
 // only by a removal: its length is each node's own setting.
 constexpr const char* kPruneBansSql = R"sql(
 DELETE FROM mxward_decisions d
-WHERE d.kind <> 'unban' AND d.seq <= $2::bigint
+WHERE d.kind IN ('ban', 'extension') AND d.seq <= $2::bigint
   AND ((NOT d.permanent AND d.expires_at IS NOT NULL
         AND d.expires_at < now() - make_interval(secs => $1::bigint::double precision))
        OR EXISTS (SELECT 1 FROM mxward_decisions u
@@ -117,7 +127,28 @@ DELETE FROM mxward_decisions u
 WHERE u.kind = 'unban' AND u.seq <= $2::bigint
   AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)
   AND NOT EXISTS (SELECT 1 FROM mxward_decisions d
-                  WHERE d.scope = u.scope AND d.kind <> 'unban' AND d.seq < u.seq)
+                  WHERE d.scope = u.scope AND d.kind IN ('ban', 'extension') AND d.seq < u.seq)
+)sql";
+
+// Allowlist entries that expired, or were removed or replaced, more than the retention ago; then
+// removals with no earlier entry of their prefix left.
+constexpr const char* kPruneAllowsSql = R"sql(
+DELETE FROM mxward_decisions d
+WHERE d.kind = 'allow' AND d.seq <= $2::bigint
+  AND ((NOT d.permanent AND d.expires_at IS NOT NULL
+        AND d.expires_at < now() - make_interval(secs => $1::bigint::double precision))
+       OR EXISTS (SELECT 1 FROM mxward_decisions u
+                  WHERE u.scope = d.scope AND u.kind IN ('allow', 'unallow') AND u.seq > d.seq
+                    AND u.seq <= $2::bigint
+                    AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)))
+)sql";
+
+constexpr const char* kPruneUnallowsSql = R"sql(
+DELETE FROM mxward_decisions u
+WHERE u.kind = 'unallow' AND u.seq <= $2::bigint
+  AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)
+  AND NOT EXISTS (SELECT 1 FROM mxward_decisions d
+                  WHERE d.scope = u.scope AND d.kind = 'allow' AND d.seq < u.seq)
 )sql";
 
 std::string FirstLine(const char* text) {
@@ -260,10 +291,10 @@ Result<std::int64_t> DecisionLog::Publish(const std::vector<DecisionToPublish>& 
   std::int64_t seq = last - static_cast<std::int64_t>(decisions.size());
   for (const DecisionToPublish& d : decisions) {
     ++seq;
-    PGresult* ins = Run(conn_, kInsertSql,
-                        {std::to_string(seq), d.unban ? "unban" : "ban", d.scope, d.ports,
-                         std::to_string(d.duration_s), d.playbook, node_,
-                         std::to_string(d.incident_id), std::to_string(d.origin_action_id)});
+    PGresult* ins = Run(
+        conn_, kInsertSql,
+        {std::to_string(seq), d.kind, d.scope, d.ports, std::to_string(d.duration_s), d.playbook,
+         node_, std::to_string(d.incident_id), std::to_string(d.origin_action_id), d.note});
     if (PQresultStatus(ins) != PGRES_COMMAND_OK) return Fail("writing a decision", ins);
     PQclear(ins);
   }
@@ -295,6 +326,7 @@ Result<std::vector<DecisionRow>> DecisionLog::ReadAfter(std::int64_t cursor, int
     r.playbook = PQgetvalue(res, i, 8);
     r.node = PQgetvalue(res, i, 9);
     r.incident_id = std::strtoll(PQgetvalue(res, i, 10), nullptr, 10);
+    r.note = PQgetvalue(res, i, 11);
     rows.push_back(std::move(r));
   }
   PQclear(res);
@@ -354,7 +386,7 @@ Result<std::int64_t> DecisionLog::Prune(std::int64_t keep_s) {
   const std::string floor = PQgetvalue(res, 0, 0);
   PQclear(res);
   std::int64_t deleted = 0;
-  for (const char* sql : {kPruneBansSql, kPruneUnbansSql}) {
+  for (const char* sql : {kPruneBansSql, kPruneUnbansSql, kPruneAllowsSql, kPruneUnallowsSql}) {
     res = Run(conn_, sql, {keep, floor});
     if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("pruning the decision log", res);
     deleted += std::strtoll(PQcmdTuples(res), nullptr, 10);

@@ -27,21 +27,26 @@ namespace mxward {
 
 // A decision of this node to write to the log.
 struct DecisionToPublish {
-  bool unban = false;  // a ban removal; otherwise a ban (or, if one is in force, an extension)
-  std::string scope;   // canonical address or prefix (IpPrefix::ToString())
+  // "ban" (written as "extension" when a ban of the scope is in force), "unban", or a runtime
+  // allowlist entry added ("allow") or removed ("unallow", `mxward allow add|remove`).
+  std::string kind = "ban";
+  std::string scope;  // canonical address or prefix (IpPrefix::ToString())
   std::string ports = "mail";
   std::int64_t duration_s = -1;  // > 0: expires that long after the database's now(); 0:
                                  // permanent; -1: each node's [nftables] default_duration
   std::string playbook;
   std::int64_t incident_id = 0;
-  std::int64_t origin_action_id = 0;  // with the node, unique: publishing twice writes one row
+  // With the node, unique: publishing twice writes one row. An action's id for bans; for the
+  // allowlist, -(2 * row id) for an entry added, -(2 * row id + 1) for its removal.
+  std::int64_t origin_action_id = 0;
+  std::string note;  // allow: the entry's note
 };
 
 // A row of the log, as a node reads it.
 struct DecisionRow {
   std::int64_t seq = 0;
   std::string uuid;
-  std::string kind;  // ban | unban | extension
+  std::string kind;  // ban | unban | extension | allow | unallow
   std::string scope;
   std::string ports;
   bool has_expiry = false;  // false: permanent or the node's default duration
@@ -50,6 +55,7 @@ struct DecisionRow {
   std::string playbook;
   std::string node;
   std::int64_t incident_id = 0;
+  std::string note;
 };
 
 // A node as the log's node table has it (its last heartbeat).
@@ -70,7 +76,7 @@ struct ClusterView {
 
 class DecisionLog {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   static constexpr const char* kChannel = "mxward_decisions";
 
   // conninfo: a libpq connection string or URI; password: "" to let libpq find none or its own.
