@@ -241,6 +241,18 @@ void ClusterLink::Run() {
     }
   };
 
+  // Decisions into the log, counted.
+  auto publish_rows = [&](const std::vector<DecisionToPublish>& out) -> Status {
+    if (out.empty()) return Status::Ok();
+    auto seq = log.Publish(out);
+    if (!seq.ok()) {
+      ++counters_.publish_failures;
+      return seq.status();
+    }
+    counters_.published += static_cast<std::int64_t>(out.size());
+    return Status::Ok();
+  };
+
   // The local bans done since the floor, into the log.
   auto publish = [&]() -> Status {
     for (;;) {
@@ -282,15 +294,8 @@ void ClusterLink::Run() {
         out.push_back(std::move(d));
       }
       counters_.unpublished = static_cast<std::int64_t>(out.size());
-      if (!out.empty()) {
-        auto seq = log.Publish(out);
-        if (!seq.ok()) {
-          ++counters_.publish_failures;
-          return seq.status();
-        }
-        counters_.published += static_cast<std::int64_t>(out.size());
-        counters_.unpublished = 0;
-      }
+      MXWARD_RETURN_IF_ERROR(publish_rows(out));
+      counters_.unpublished = 0;
       if (pending->floor != s.floor || !ids.empty()) {
         Status st = s.store->MarkBansPublished(ids, pending->floor);
         if (!st.ok()) {
@@ -348,14 +353,7 @@ void ClusterLink::Run() {
     if (max_id == s.allow_id_mark && max_removed == s.allow_removed_mark) return Status::Ok();
     // In the order they happened (ListAllow is newest first): a removal before a re-add.
     std::reverse(out.begin(), out.end());
-    if (!out.empty()) {
-      auto seq = log.Publish(out);
-      if (!seq.ok()) {
-        ++counters_.publish_failures;
-        return seq.status();
-      }
-      counters_.published += static_cast<std::int64_t>(out.size());
-    }
+    MXWARD_RETURN_IF_ERROR(publish_rows(out));
     Status st = s.store->SaveClusterValue("allow_id_mark", max_id);
     if (st.ok()) st = s.store->SaveClusterValue("allow_removed_mark", max_removed);
     if (!st.ok()) {

@@ -107,48 +107,29 @@ SELECT coalesce(min(cursor), 0) FROM mxward_nodes
 WHERE last_seen > now() - make_interval(secs => $1::bigint::double precision)
 )sql";
 
-// Bans and extensions that ended, or were lifted by a removal of their ports (or of every port,
-// '*'), more than the retention ago. A ban with the node's default duration (no expires_at) ends
-// only by a removal: its length is each node's own setting.
-constexpr const char* kPruneBansSql = R"sql(
+// Entries of kinds $3 (bans and extensions; allowlist entries) that ended, or were superseded by
+// a later row of kinds $4 (a removal of their ports, or of every port, '*'; an allowlist removal
+// or a newer entry of the prefix), more than the retention ago. A ban with the node's default
+// duration (no expires_at) ends only by a removal: its length is each node's own setting.
+constexpr const char* kPruneEndedSql = R"sql(
 DELETE FROM mxward_decisions d
-WHERE d.kind IN ('ban', 'extension') AND d.seq <= $2::bigint
+WHERE d.kind = ANY($3::text[]) AND d.seq <= $2::bigint
   AND ((NOT d.permanent AND d.expires_at IS NOT NULL
         AND d.expires_at < now() - make_interval(secs => $1::bigint::double precision))
        OR EXISTS (SELECT 1 FROM mxward_decisions u
-                  WHERE u.scope = d.scope AND u.kind = 'unban' AND u.seq > d.seq
+                  WHERE u.scope = d.scope AND u.kind = ANY($4::text[]) AND u.seq > d.seq
                     AND u.seq <= $2::bigint AND (u.ports = d.ports OR u.ports = '*')
                     AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)))
 )sql";
 
-// Removals that no longer lift anything in the log: no earlier ban of their scope is left.
-constexpr const char* kPruneUnbansSql = R"sql(
+// Removals of kind $3 that no longer lift anything in the log: no earlier row of kinds $4 of
+// their scope is left.
+constexpr const char* kPruneRemovalsSql = R"sql(
 DELETE FROM mxward_decisions u
-WHERE u.kind = 'unban' AND u.seq <= $2::bigint
+WHERE u.kind = $3 AND u.seq <= $2::bigint
   AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)
   AND NOT EXISTS (SELECT 1 FROM mxward_decisions d
-                  WHERE d.scope = u.scope AND d.kind IN ('ban', 'extension') AND d.seq < u.seq)
-)sql";
-
-// Allowlist entries that expired, or were removed or replaced, more than the retention ago; then
-// removals with no earlier entry of their prefix left.
-constexpr const char* kPruneAllowsSql = R"sql(
-DELETE FROM mxward_decisions d
-WHERE d.kind = 'allow' AND d.seq <= $2::bigint
-  AND ((NOT d.permanent AND d.expires_at IS NOT NULL
-        AND d.expires_at < now() - make_interval(secs => $1::bigint::double precision))
-       OR EXISTS (SELECT 1 FROM mxward_decisions u
-                  WHERE u.scope = d.scope AND u.kind IN ('allow', 'unallow') AND u.seq > d.seq
-                    AND u.seq <= $2::bigint
-                    AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)))
-)sql";
-
-constexpr const char* kPruneUnallowsSql = R"sql(
-DELETE FROM mxward_decisions u
-WHERE u.kind = 'unallow' AND u.seq <= $2::bigint
-  AND u.created_at < now() - make_interval(secs => $1::bigint::double precision)
-  AND NOT EXISTS (SELECT 1 FROM mxward_decisions d
-                  WHERE d.scope = u.scope AND d.kind = 'allow' AND d.seq < u.seq)
+                  WHERE d.scope = u.scope AND d.kind = ANY($4::text[]) AND d.seq < u.seq)
 )sql";
 
 std::string FirstLine(const char* text) {
@@ -386,8 +367,15 @@ Result<std::int64_t> DecisionLog::Prune(std::int64_t keep_s) {
   const std::string floor = PQgetvalue(res, 0, 0);
   PQclear(res);
   std::int64_t deleted = 0;
-  for (const char* sql : {kPruneBansSql, kPruneUnbansSql, kPruneAllowsSql, kPruneUnallowsSql}) {
-    res = Run(conn_, sql, {keep, floor});
+  // Ended entries first, then the removals that no longer lift anything.
+  const std::array<std::array<const char*, 3>, 4> steps = {{
+      {kPruneEndedSql, "{ban,extension}", "{unban}"},
+      {kPruneRemovalsSql, "unban", "{ban,extension}"},
+      {kPruneEndedSql, "{allow}", "{allow,unallow}"},
+      {kPruneRemovalsSql, "unallow", "{allow}"},
+  }};
+  for (const auto& [sql, kinds, others] : steps) {
+    res = Run(conn_, sql, {keep, floor, kinds, others});
     if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("pruning the decision log", res);
     deleted += std::strtoll(PQcmdTuples(res), nullptr, 10);
     PQclear(res);

@@ -497,6 +497,34 @@ TEST_F(ClusterPostgresTest, PruningDeletesOnlyWhatEndedLongAgoAndEveryLiveNodeHa
   ASSERT_EQ(view->nodes.size(), 2u);
   EXPECT_EQ(view->nodes[0].node, "a");
   EXPECT_EQ(view->nodes[0].cursor, 6);
+
+  // Allowlist entries: one that expired long ago goes, with the removal of one lifted long ago;
+  // a current one stays.
+  DecisionToPublish allow;
+  allow.kind = "allow";
+  allow.scope = "198.51.100.0/24";
+  allow.duration_s = 60;
+  allow.origin_action_id = -2;
+  ASSERT_OK(a.Publish({allow}));  // 7
+  allow.scope = "198.51.100.7";
+  allow.origin_action_id = -4;
+  ASSERT_OK(a.Publish({allow}));  // 8
+  allow.kind = "unallow";
+  allow.origin_action_id = -5;
+  ASSERT_OK(a.Publish({allow}));  // 9
+  allow.kind = "allow";
+  allow.scope = "198.51.100.8";
+  allow.duration_s = 0;
+  allow.origin_action_id = -6;
+  ASSERT_OK(a.Publish({allow}));  // 10
+  ASSERT_OK(a.Heartbeat(10, "full", false));
+  age("created_at = now() - interval '9 days', expires_at = now() - interval '8 days'",
+      "seq IN (7, 8, 9, 10)");
+  age("expires_at = NULL", "seq = 10");
+  pruned = a.Prune(7 * 86400);
+  ASSERT_OK(pruned);
+  EXPECT_EQ(*pruned, 3);  // 7 expired, 8 removed by 9, then 9
+  EXPECT_EQ(LogRows("true"), "ban 192.0.2.3 a\nban 192.0.2.4 a\nallow 198.51.100.8 a");
 }
 
 TEST_F(ClusterPostgresTest, RuntimeAllowlistEntriesReachEveryNode) {
