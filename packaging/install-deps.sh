@@ -30,7 +30,7 @@ test_pkgs=(
   clang libclang-rt-14-dev
   lintian time devscripts          # package_test: hardening-check on the packaged binary
   lld                              # the linker of the test builds (CMakeLists.txt: MXWARD_USE_LLD)
-  postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond  # real_mail_servers_test
+  postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-managesieved  # real_mail_servers_test
   roundcube-core roundcube-sqlite3 php-cli php-sqlite3  # real_mail_servers_test: Roundcube, php -S
   postfix-policyd-spf-python postfix-policyd-spf-perl dnsmasq-base  # policyd_spf_real_test
   opendkim opendkim-tools opendmarc  # sender_auth_milters_real_test: the milters, opendkim-genkey

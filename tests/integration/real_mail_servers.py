@@ -51,7 +51,7 @@ import urllib.request
 from postfix_master_cf import master_cf
 
 SERVER = "192.0.2.1"
-PORTS = {"imap": 143, "pop3": 110, "submission": 587, "smtp": 25}
+PORTS = {"imap": 143, "pop3": 110, "submission": 587, "smtp": 25, "sieve": 4190}
 USER, PASSWORD = "alice@example.org", "correct horse"
 LOG = os.devnull  # commands' output; main() sets WORKDIR/commands.log
 
@@ -96,7 +96,7 @@ def dovecot_conf(work, args, plaintext_forbidden_ip):
 base_dir = {work}/run
 state_dir = {work}/state
 instance_name = dovecot
-protocols = imap pop3 submission
+protocols = imap pop3 submission sieve
 listen = {listen}
 ssl = no
 disable_plaintext_auth = no
@@ -139,6 +139,11 @@ service pop3-login {{
 service submission-login {{
   inet_listener submission {{
     port = {PORTS['submission']}
+  }}
+}}
+service managesieve-login {{
+  inet_listener sieve {{
+    port = {PORTS['sieve']}
   }}
 }}
 # The auth penalty (up to 15 s per failure from one address, through anvil) would make the
@@ -398,6 +403,34 @@ def smtp_auth_fail(ip, port, mech, user, password, made, tries=1, service="postf
     c.quit()
 
 
+def managesieve_fail(ip, user, password, made, tries=1):
+    """ManageSieve (RFC 5804, Pigeonhole's managesieve-login): AUTHENTICATE "PLAIN" with an
+    initial response, answered NO; the connection then LOGOUTs."""
+    s = socket.create_connection((SERVER, PORTS["sieve"]), 10, source_address=(ip, 0))
+    made.connected("dovecot")
+    f = s.makefile("rb")
+
+    def response():
+        while True:
+            line = f.readline()
+            if not line:
+                raise SystemExit("managesieve: connection closed")
+            if line.startswith((b"OK", b"NO", b"BYE")):
+                return line
+
+    if not response().startswith(b"OK"):
+        raise SystemExit("managesieve: no greeting")
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    for _ in range(tries):
+        s.sendall(f'AUTHENTICATE "PLAIN" "{token}"\r\n'.encode())
+        if not response().startswith(b"NO"):
+            raise SystemExit("managesieve AUTHENTICATE succeeded")
+        made.add(ip, "managesieve AUTHENTICATE PLAIN", failed=1)
+    s.sendall(b"LOGOUT\r\n")
+    response()
+    s.close()
+
+
 def run_clients(ips):
     """Every scenario in its own thread (each has its own address): the run takes as long as the
     longest one, not their sum."""
@@ -461,6 +494,7 @@ def run_clients(ips):
                made, tries=3),
         repeat(2, smtp_auth_fail, ips["smtp_login_unknown"], PORTS["smtp"], "LOGIN",
                "ghost@example.org", "x", made),
+        repeat(1, managesieve_fail, ips["managesieve"], USER, "wrong", made, tries=2),
         plaintext_forbidden,
         connect_drop,
         successes,
@@ -786,7 +820,7 @@ def main():
     names = ["imap_login", "imap_plain_many", "pop3_userpass", "pop3_auth_plain",
              "submission_login", "smtp_plain_many", "smtp_login_unknown",
              "imap_plaintext_forbidden", "connect_drop", "success", "imap_over_threshold",
-             "smtp_over_threshold"]
+             "smtp_over_threshold", "managesieve"]
     if args.policy:
         names = ["policy_dictionary", "policy_stale_phone", "policy_smtp_dictionary",
                  "policy_bystander", "policy_sender"]
@@ -832,7 +866,7 @@ def main():
                 made = run_clients(ips)
             # Every connection's end is logged before the servers stop (login processes log at
             # disconnect; smtpd logs "disconnect from").
-            probes = 3  # imap, pop3, submission probes of the readiness loop
+            probes = 4  # imap, pop3, submission, sieve probes of the readiness loop
             wait_for(lambda: count_lines(logs["dovecot"],
                                          ["Disconnected", "Login aborted", "Aborted login",
                                           "Login: "], within="-login: ")
