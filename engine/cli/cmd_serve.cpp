@@ -14,8 +14,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <set>
+#include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "engine/base/process_metrics.h"
 #include "engine/cli/admin_request.h"
@@ -240,43 +243,150 @@ class Daemon {
     });
   }
 
+  // SIGHUP. Everything is read and checked first; then either all of it that can change at
+  // runtime is swapped in, or nothing is (a refused reload leaves the daemon exactly as it was).
+  // Applied: the parser pack and the playbooks (together: playbooks name the parsers' fields),
+  // [rules], [allow], [clock], [store] retention, [policy.*] (not turning a server on or off) and
+  // tls credentials. The other sections are checked (so a restart would not refuse them) and, when
+  // they changed, logged one line each as needing a restart: inputs, [metrics], [control],
+  // [dispatcher], [cluster], [store] path, dry_run and the executors' sections. Executors are not
+  // rebuilt at runtime: each belongs to its dispatcher worker thread until the worker ends
+  // (action_dispatcher.h), and a restart loses nothing (the outbox is in the store, the kernel
+  // keeps its bans). Everything runs on the io thread, the one the listeners call the pipeline on,
+  // so the swap happens between two lines. The outcome is kept for `mxward status`.
   void Reload() {
     sd_notify(0, "RELOADING=1");
     // Certificates and keys of tls inputs (renewed by an ACME client or a private CA's cron).
     if (Status st = listener_->ReloadCredentials(); !st.ok()) {
       spdlog::error("tls credentials not reloaded, the running ones stay: {}", st.ToString());
     }
+    last_reload_ = ReloadOutcome();
+    last_reload_.at = SystemClock::Instance()->Now();
     try {
-      Config fresh = LoadEffectiveConfig(globals_);
-      AllowOwnAddresses(&fresh);
-      if (opts_.dry_run) fresh.dry_run = true;
-      std::vector<Diagnostic> diags;
-      auto engine = LoadCheckedPlaybooks(WithBackendDomains(fresh), &diags);
-      if (!engine.ok()) {
-        for (const auto& d : diags) spdlog::error("{}", d.ToString());
-        spdlog::error("reload refused, the running playbooks stay: {}", engine.status().message());
-      } else {
-        recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
-        // Unchanged playbooks keep their windows, cooldowns and baselines; changed ones start
-        // from the store's baselines and recent incidents.
-        const std::size_t kept = (*engine)->AdoptState(pipeline_->engine());
-        PrimeEngineFromStore(engine->get(), control_store_.get(), SystemClock::Instance()->Now(),
-                             /*with_history=*/false);
-        engine_metrics_.clear();
-        // The runtime allowlist entries stay; the static part is the fresh [allow].
-        CompileAllowSet(fresh.allow_addresses);
-        (*engine)->UseAllowSet(allow_set_);
-        pipeline_->ReplaceEngine(std::move(*engine));
-        RegisterEngineMetrics();
-        ReloadPolicyServers(fresh);
-        config_ = std::move(fresh);
-        spdlog::info("reloaded: {} playbooks, {} kept their state",
-                     pipeline_->engine().playbook_count(), kept);
-      }
+      ApplyReload();
     } catch (const CliExit& e) {
-      spdlog::error("reload refused, the running configuration stays: {}", e.what());
+      last_reload_.outcome = "refused";
+      last_reload_.message = e.what();
     }
-    sd_notify(0, "READY=1");
+    if (last_reload_.outcome == "refused") {
+      spdlog::error("reload refused, the running parsers, playbooks and settings stay: {}",
+                    last_reload_.message);
+    }
+    const std::string status =
+        fmt::format("reload {}: {}", last_reload_.outcome, last_reload_.message);
+    sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
+  }
+
+  void ApplyReload() {
+    Config fresh = LoadEffectiveConfig(globals_);
+    AllowOwnAddresses(&fresh);
+    if (opts_.dry_run) fresh.dry_run = true;
+    std::vector<Diagnostic> diags;
+    auto refuse = [&](std::string message) {
+      for (const auto& d : diags) spdlog::error("{}", d.ToString());
+      last_reload_.outcome = "refused";
+      last_reload_.message = std::move(message);
+    };
+    // Sections applied only by a restart are still read now: a mistake in them would make that
+    // restart refuse to start, so the reload says so today instead.
+    bool sections_ok = ParseInputSpecs(fresh, &diags).ok();
+    sections_ok &= MetricsServerOptions::FromConfig(fresh, &diags).ok();
+    sections_ok &= DispatcherOptions::FromConfig(fresh, &diags).ok();
+    sections_ok &= ControlServerOptions::FromConfig(fresh, &diags).ok();
+    sections_ok &= ClusterOptions::FromConfig(fresh, &diags).ok();
+    sections_ok &= CheckActionSections(fresh, &diags);
+    if (!sections_ok) {
+      return refuse(fmt::format("{} error(s) in {} (a restart would refuse them too)", diags.size(),
+                                fresh.source.empty() ? "the config" : fresh.source));
+    }
+    auto pack = LoadParserPack(ParserDirs(fresh), fresh, &diags);
+    if (!pack.ok()) return refuse("parsers: " + pack.status().message());
+    auto engine = LoadCheckedPlaybooks(WithBackendDomains(fresh), &diags);
+    if (!engine.ok()) return refuse("playbooks: " + engine.status().message());
+
+    const std::vector<std::string> restart = SectionsNeedingRestart(fresh);
+    for (const auto& section : restart) {
+      spdlog::warn("reload: {} changed and needs a restart to apply; the running one stays",
+                   section);
+    }
+    // What stays as it runs, so `status` and the housekeeping describe the daemon as it is.
+    fresh.store_path = config_.store_path;
+    fresh.control_socket = config_.control_socket;
+    fresh.dry_run = config_.dry_run;
+
+    recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
+    // Unchanged playbooks keep their windows, cooldowns and baselines; changed ones start
+    // from the store's baselines and recent incidents.
+    const std::size_t kept = (*engine)->AdoptState(pipeline_->engine());
+    PrimeEngineFromStore(engine->get(), control_store_.get(), SystemClock::Instance()->Now(),
+                         /*with_history=*/false);
+    engine_metrics_.clear();
+    // The runtime allowlist entries stay; the static part is the fresh [allow].
+    CompileAllowSet(fresh.allow_addresses);
+    (*engine)->UseAllowSet(allow_set_);
+    pack_ = std::move(*pack);
+    pipeline_->ReplaceParsers(pack_);
+    pipeline_->ReplaceEngine(std::move(*engine));
+    pipeline_->SetClockBounds(fresh.max_clock_skew_seconds, fresh.max_event_age_seconds);
+    RegisterEngineMetrics();
+    std::vector<std::string> policy_restart = ReloadPolicyServers(fresh);
+    config_ = std::move(fresh);
+    last_reload_.needs_restart = restart;
+    last_reload_.needs_restart.insert(last_reload_.needs_restart.end(), policy_restart.begin(),
+                                      policy_restart.end());
+    const std::string counts =
+        fmt::format("{} parsers, {} playbooks, {} kept their state", pack_->parser_count(),
+                    pipeline_->engine().playbook_count(), kept);
+    if (last_reload_.needs_restart.empty()) {
+      last_reload_.outcome = "reloaded";
+      last_reload_.message = counts;
+      spdlog::info("reloaded: {}", counts);
+    } else {
+      last_reload_.outcome = "reloaded in part";
+      last_reload_.message = fmt::format("{}; needs a restart: {}", counts,
+                                         fmt::join(last_reload_.needs_restart, ", "));
+      spdlog::warn("reloaded in part: {}", last_reload_.message);
+    }
+  }
+
+  // The top-level sections of mxward.toml that differ between the running config and `fresh`
+  // and are applied only at start ("[nftables]", "[[input]]", "dry_run", "[store] path").
+  std::vector<std::string> SectionsNeedingRestart(const Config& fresh) const {
+    static const std::set<std::string, std::less<>> kRuntime = {"rules", "allow", "clock", "policy",
+                                                                "store"};
+    std::set<std::string, std::less<>> keys;
+    for (const auto& [k, v] : config_.document) keys.insert(std::string(k.str()));
+    for (const auto& [k, v] : fresh.document) keys.insert(std::string(k.str()));
+    std::vector<std::string> out;
+    for (const std::string& key : keys) {
+      if (kRuntime.contains(key)) continue;
+      if (TomlText(config_.document, key) == TomlText(fresh.document, key)) continue;
+      if (key == "input") {
+        out.push_back("[[input]]");
+      } else if (key == "dry_run") {
+        out.push_back("dry_run");
+      } else if (key == "webhook" || key == "exec") {
+        out.push_back(fmt::format("[{}.*]", key));
+      } else {
+        out.push_back(fmt::format("[{}]", key));
+      }
+    }
+    if (fresh.store_path != config_.store_path) out.push_back("[store] path");
+    if (fresh.control_socket != config_.control_socket) out.push_back("[control] socket");
+    if (fresh.dry_run != config_.dry_run && !keys.contains("dry_run")) out.push_back("dry_run");
+    return out;
+  }
+
+  // The TOML text of one top-level key ("" when absent): tables are ordered maps, so equal
+  // settings print the same whatever their order or comments in the file.
+  static std::string TomlText(const toml::table& document, const std::string& key) {
+    const toml::node* node = document.get(key);
+    if (node == nullptr) return "";
+    toml::table one;
+    one.insert(key, *node);
+    std::ostringstream out;
+    out << one;
+    return out.str();
   }
 
   // Once a second: watchdog, baselines and counts to the store once an hour, retention.
@@ -334,16 +444,18 @@ class Daemon {
   // listen address or socket take effect; a bad section or an address that cannot be bound
   // leaves the running server as it was. Turning a server on or off needs a restart (the
   // decision table is built at start only when some server is on).
-  void ReloadPolicyServers(const Config& fresh) {
+  std::vector<std::string> ReloadPolicyServers(const Config& fresh) {
+    std::vector<std::string> restart;
     std::vector<Diagnostic> diags;
     auto dovecot = DovecotPolicyServerOptions::FromConfig(fresh, &diags);
     auto postfix = PostfixPolicyServerOptions::FromConfig(fresh, &diags);
     for (const auto& d : diags) spdlog::error("{}", d.ToString());
-    auto apply = [](std::string_view name, auto* server, auto next) {
+    auto apply = [&restart](std::string_view name, auto* server, auto next) {
       const bool running = server != nullptr;
       if (next.enabled != running) {
         spdlog::warn("policy: [policy.{}] was turned {}: that takes a restart", name,
                      next.enabled ? "on" : "off");
+        restart.push_back(fmt::format("[policy.{}] turned {}", name, next.enabled ? "on" : "off"));
         return;
       }
       if (!running || next == server->options()) return;
@@ -364,6 +476,7 @@ class Daemon {
     } else {
       spdlog::error("policy: [policy.postfix] not reloaded: {}", postfix.status().message());
     }
+    return restart;
   }
 
   // The cluster link (engine/cluster/): shares ban decisions through PostgreSQL. Decisions of
@@ -463,6 +576,7 @@ class Daemon {
       v.policy_servers.push_back("postfix policy on " + postfix_policy_server_->Describe());
     }
     v.started_at = started_at_;
+    v.last_reload = &last_reload_;
     return v;
   }
 
@@ -694,6 +808,7 @@ class Daemon {
   boost::asio::steady_timer housekeeping_;
   std::chrono::steady_clock::time_point last_hourly_ = std::chrono::steady_clock::now();
   std::shared_ptr<const ParserPack> pack_;
+  ReloadOutcome last_reload_;  // the last SIGHUP's outcome, for `status` (io thread)
   std::unique_ptr<IncidentStore> control_store_;
   // The compiled address allowlist, shared with the engine, the dispatcher's claimer and the
   // policy servers (allow_set.h).
