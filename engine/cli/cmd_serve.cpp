@@ -3,16 +3,22 @@
 // socket and the metrics endpoint; the IncidentRecorder and the ActionDispatcher have their own
 // threads. SIGHUP reloads config and playbooks (keeping the running set when the new one is
 // invalid); SIGTERM/SIGINT stop gracefully: stop accepting, drain, flush the store.
+#include <linux/close_range.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
 
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -94,13 +100,15 @@ class Daemon {
     std::error_code ec;
     const auto store_dir = std::filesystem::path(config_.store_path).parent_path();
     if (!store_dir.empty()) std::filesystem::create_directories(store_dir, ec);
-    auto store = IncidentStore::Open(config_.store_path);
+    auto store = OpenStoreOrMoveCorruptAside();
     if (!store.ok() && store.status().code() == Status::Code::kPermissionDenied) {
       throw CliExit(kExitRuntime,
                     UnwritableStore(config_.store_path, "SQLite opened it read-only").message());
     }
     if (!store.ok()) throw CliExit(kExitRuntime, store.status().ToString());
     control_store_ = std::move(*store);
+    store_watch_ = std::make_unique<StoreFileWatch>(config_.store_path);
+    TakeStoreNoticeFromBeforeRestart();
     // Before anything reports ready: a store this user can only read means no incident recorded
     // and no action run (issue 16). Say what to fix and stop instead.
     if (Status st = CheckStoreWritable(control_store_.get()); !st.ok()) {
@@ -221,6 +229,7 @@ class Daemon {
 
     sd_notify(0, "STOPPING=1");
     Shutdown();
+    if (restart_for_lost_store_) RestartOnARecreatedStore();
   }
 
  private:
@@ -233,14 +242,20 @@ class Daemon {
         return;
       }
       spdlog::info("signal {}: stopping", sig);
-      listener_->Stop();
-      if (dovecot_policy_server_) dovecot_policy_server_->Stop();
-      if (postfix_policy_server_) postfix_policy_server_->Stop();
-      if (control_) control_->Stop();
-      metrics_->Stop();
-      housekeeping_.cancel();
-      io_.stop();
+      StopServing();
     });
+  }
+
+  // Stops accepting and ends io_.run(); Run() then drains (Shutdown).
+  void StopServing() {
+    listener_->Stop();
+    if (dovecot_policy_server_) dovecot_policy_server_->Stop();
+    if (postfix_policy_server_) postfix_policy_server_->Stop();
+    if (control_) control_->Stop();
+    metrics_->Stop();
+    housekeeping_.cancel();
+    signals_.cancel();
+    io_.stop();
   }
 
   // SIGHUP. Everything is read and checked first; then either all of it that can change at
@@ -395,6 +410,7 @@ class Daemon {
     housekeeping_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       sd_notify(0, "WATCHDOG=1");
+      if (!WatchStoreFile()) return;  // stopping, to restart on the recreated store
       pipeline_->AdvanceTime(SystemClock::Instance()->Now());
       if (decisions_) decisions_->Expire(SystemClock::Instance()->Now());
       const auto now = std::chrono::steady_clock::now();
@@ -410,6 +426,121 @@ class Daemon {
       }
       ScheduleHousekeeping();
     });
+  }
+
+  // The store at start. One SQLite reports corrupt (a disk hiccup, a truncated copy) must not
+  // switch protection off: it is moved aside, the daemon starts on a fresh store, and the log
+  // and /healthz say what to repair (CorruptStoreRepairAdvice) until the moved file is dealt with.
+  Result<std::unique_ptr<IncidentStore>> OpenStoreOrMoveCorruptAside() {
+    auto store = IncidentStore::Open(config_.store_path);
+    Status damage = store.ok() ? CheckStoreIntact(store->get()) : store.status();
+    if (damage.ok() || damage.code() != Status::Code::kCorruption) return store;
+    store = Status::Corruption(damage.message());  // closes the damaged connection first
+    auto moved = MoveCorruptStoreAside(config_.store_path, SystemClock::Instance()->Now());
+    if (!moved.ok()) {
+      throw CliExit(kExitRuntime,
+                    fmt::format("the store {} is corrupt ({}) and {}; move it aside by hand "
+                                "(`mv {} {}.corrupt`) and start again",
+                                config_.store_path, damage.message(), moved.status().message(),
+                                config_.store_path, config_.store_path));
+    }
+    const std::string advice =
+        CorruptStoreRepairAdvice(config_.store_path, *moved, damage.message());
+    spdlog::error("{}", advice);
+    corrupt_store_aside_ = *moved;
+    store_notice_ = fmt::format("corrupt store moved aside to {}: {}", *moved, damage.message());
+    return IncidentStore::Open(config_.store_path);
+  }
+
+  // Housekeeping, once a second: is the store file still the one every connection writes to?
+  // Deleted (`rm mxward.db`): every connection keeps writing to the unlinked inode and all of it
+  // vanishes at the next restart. The daemon then stops serving, drains the recorder and the
+  // dispatcher into the lost file, copies it back to its path and restarts in place (same pid):
+  // nothing recorded is lost, but the playbooks' windows start afresh. Replaced (another file at
+  // the path): that file is the admin's; /healthz says so until a restart adopts it. False when
+  // the daemon is stopping.
+  bool WatchStoreFile() {
+    if (!corrupt_store_aside_.empty() && ::access(corrupt_store_aside_.c_str(), F_OK) != 0) {
+      spdlog::info("store: {} is gone; /healthz no longer reports the corrupt store",
+                   corrupt_store_aside_);
+      corrupt_store_aside_.clear();
+      store_notice_.clear();
+    }
+    if (store_notice_until_ != 0 && SystemClock::Instance()->Now() > store_notice_until_) {
+      store_notice_until_ = 0;
+      store_notice_.clear();
+    }
+    switch (store_watch_->Check()) {
+      case StoreFileWatch::State::kSame:
+        return true;
+      case StoreFileWatch::State::kReplaced:
+        if (!store_replaced_logged_) {
+          store_replaced_logged_ = true;
+          store_notice_ = fmt::format(
+              "{} is another file than the one the daemon writes to: restart mxward to use it",
+              config_.store_path);
+          spdlog::error("store: {}; until then incidents go to the file it replaced",
+                        store_notice_);
+        }
+        return true;
+      case StoreFileWatch::State::kDeleted:
+        break;
+    }
+    store_notice_ =
+        fmt::format("{} was deleted under the running daemon; recreating it", config_.store_path);
+    spdlog::error(
+        "store: {} was deleted under the running daemon; new incidents would vanish with the "
+        "unlinked file. Stopping to write everything to it, copying it back to its path (owner "
+        "and mode kept) and restarting in place",
+        config_.store_path);
+    restart_for_lost_store_ = true;
+    StopServing();
+    return false;
+  }
+
+  // After Shutdown() drained into the lost file: copies it back to its path, then execs this
+  // binary again with the same arguments (systemd keeps tracking the same pid; the listeners'
+  // sockets are closed first, so the new process can bind them).
+  [[noreturn]] void RestartOnARecreatedStore() {
+    const std::string& path = config_.store_path;
+    if (Status st = RecreateStoreFrom(control_store_.get(), path, store_watch_->uid(),
+                                      store_watch_->gid(), store_watch_->mode());
+        !st.ok()) {
+      throw CliExit(kExitRuntime, fmt::format("store: cannot recreate {} from the deleted file: {}",
+                                              path, st.message()));
+    }
+    spdlog::warn("store: recreated {} with everything the deleted file held; restarting", path);
+    std::vector<std::string> args;
+    {
+      std::ifstream in("/proc/self/cmdline", std::ios::binary);
+      std::string arg;
+      while (std::getline(in, arg, '\0')) args.push_back(arg);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const std::string notice =
+        fmt::format("{} was deleted under the daemon at {} and recreated from the open file", path,
+                    FormatRfc3339(SystemClock::Instance()->Now()));
+    ::setenv(kStoreNoticeEnv, notice.c_str(), 1);
+    spdlog::default_logger()->flush();
+    std::fflush(nullptr);
+    (void)::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    ::execv("/proc/self/exe", argv.data());
+    throw CliExit(kExitRuntime, fmt::format("store: recreated {}, but cannot restart: {}", path,
+                                            std::strerror(errno)));
+  }
+
+  // The notice RestartOnARecreatedStore hands to the process it execs: /healthz reports the
+  // recreated store for 10 minutes, so a monitor that polls every few minutes sees it.
+  static constexpr const char* kStoreNoticeEnv = "MXWARD_STORE_RECREATED";
+  void TakeStoreNoticeFromBeforeRestart() {
+    const char* notice = std::getenv(kStoreNoticeEnv);
+    if (notice == nullptr) return;
+    store_notice_ = notice;
+    store_notice_until_ = SystemClock::Instance()->Now() + 600 * kMicrosPerSecond;
+    ::unsetenv(kStoreNoticeEnv);
+    spdlog::warn("store: {}", store_notice_);
   }
 
   // The policy servers answer on this thread, from the decision table and the running engine
@@ -593,6 +724,11 @@ class Daemon {
 
   HealthReport Health() {
     HealthReport h;
+    if (!store_notice_.empty()) {
+      h.ok = false;
+      h.reason = "store: " + store_notice_;
+      return h;
+    }
     if (Status st = recorder_->store_error(); !st.ok()) {
       h.ok = false;
       h.reason = "store: " + st.message();
@@ -809,6 +945,14 @@ class Daemon {
   std::chrono::steady_clock::time_point last_hourly_ = std::chrono::steady_clock::now();
   std::shared_ptr<const ParserPack> pack_;
   ReloadOutcome last_reload_;  // the last SIGHUP's outcome, for `status` (io thread)
+  // The store file's identity (WatchStoreFile) and what /healthz says about the store file
+  // (corrupt at start, deleted and recreated, replaced); io thread.
+  std::unique_ptr<StoreFileWatch> store_watch_;
+  std::string store_notice_;
+  UnixMicros store_notice_until_ = 0;  // 0: until cleared otherwise
+  std::string corrupt_store_aside_;    // the moved corrupt file, while it exists
+  bool store_replaced_logged_ = false;
+  bool restart_for_lost_store_ = false;
   std::unique_ptr<IncidentStore> control_store_;
   // The compiled address allowlist, shared with the engine, the dispatcher's claimer and the
   // policy servers (allow_set.h).

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <nlohmann/json.hpp>
 
 #include "mxward/incident_store.h"
@@ -222,6 +223,88 @@ TEST_F(ReloadStateTest, SectionsThatNeedARestartAreNamed) {
   EXPECT_NE(refused.find("reload refused"), std::string::npos) << refused;
   EXPECT_NE(refused.find("mxward.toml:"), std::string::npos) << refused;
   EXPECT_EQ(StatusJson()["last_reload"]["outcome"], "refused");
+}
+
+// Before: `rm` of the store under the running daemon went unnoticed; new incidents went to the
+// unlinked file and vanished, /healthz said ok. Now the daemon notices within about a second,
+// copies the lost file back to its path (owner kept) and restarts in place on it: the incident
+// from before is there, the next one is recorded there, and /healthz says what happened.
+TEST_F(ReloadStateTest, AStoreDeletedUnderTheDaemonIsRecreatedWithWhatItHeld) {
+  Start();
+  const pid_t pid = daemon_.pid();
+  SendFailures("203.0.113.80", 20);
+  ASSERT_TRUE(daemon_.WaitFor([&] { return HasIncident("203.0.113.80"); })) << daemon_.Log();
+  ASSERT_EQ(::chown(db_.c_str(), 65534, 65534), 0);  // owned by another user: kept
+  ASSERT_EQ(::unlink(db_.c_str()), 0);               // the -wal and -shm stay, as after `rm`
+
+  ASSERT_TRUE(daemon_.WaitForLog("was deleted under the running daemon")) << daemon_.Log();
+  // Restarted in place: the same pid gets ready a second time.
+  ASSERT_TRUE(daemon_.WaitFor([&] {
+    const std::string log = daemon_.Log();
+    return log.find("ready:") != log.rfind("ready:");
+  })) << daemon_.Log();
+  EXPECT_EQ(daemon_.pid(), pid);
+  struct stat st {};
+  ASSERT_EQ(::stat(db_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_gid, 65534u);
+  EXPECT_TRUE(HasIncident("203.0.113.80")) << "what the lost file held is back";
+  const std::string health = HttpGet(9580, "/healthz");
+  EXPECT_NE(health.find(" 503 "), std::string::npos) << health;
+  EXPECT_NE(health.find("was deleted"), std::string::npos) << health;
+
+  SendFailures("203.0.113.81", 20);
+  EXPECT_TRUE(daemon_.WaitFor([&] { return HasIncident("203.0.113.81"); })) << daemon_.Log();
+}
+
+// Before: a corrupt store (here truncated to half: it still opens) made serve refuse to start,
+// so a disk hiccup switched protection off. Now serve moves it aside, starts on a fresh store,
+// logs what to repair (the file and the command) and /healthz names the corruption until the
+// moved file is dealt with.
+TEST_F(ReloadStateTest, ACorruptStoreAtStartIsMovedAsideAndProtectionGoesOn) {
+  {
+    auto store = IncidentStore::Open(db_);
+    ASSERT_OK(store.status());
+    // Enough rows for several pages, so half the file cuts through tables.
+    char* err = nullptr;
+    ASSERT_EQ(sqlite3_exec((*store)->db(),
+                           "CREATE TABLE filler(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+                           "SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO filler SELECT "
+                           "randomblob(200) FROM n; PRAGMA wal_checkpoint(TRUNCATE);",
+                           nullptr, nullptr, &err),
+              SQLITE_OK)
+        << (err ? err : "");
+  }
+  const auto size = std::filesystem::file_size(db_);
+  ASSERT_GT(size, 100'000u);
+  std::filesystem::resize_file(db_, size / 2);
+
+  Start();
+  const std::string log = daemon_.Log();
+  EXPECT_NE(log.find("is corrupt"), std::string::npos) << log;
+  EXPECT_NE(log.find(".recover"), std::string::npos) << log;
+  std::string aside;
+  for (const auto& e : std::filesystem::directory_iterator(dir_.path())) {
+    if (e.path().filename().string().rfind("state.db.corrupt-", 0) == 0 &&
+        e.path().string().find("-wal") == std::string::npos &&
+        e.path().string().find("-shm") == std::string::npos) {
+      aside = e.path().string();
+    }
+  }
+  ASSERT_FALSE(aside.empty()) << log;
+  EXPECT_NE(log.find(aside), std::string::npos) << "the log names the moved file\n" << log;
+  std::string health = HttpGet(9580, "/healthz");
+  EXPECT_NE(health.find(" 503 "), std::string::npos) << health;
+  EXPECT_NE(health.find("corrupt"), std::string::npos) << health;
+
+  SendFailures("203.0.113.90", 20);
+  EXPECT_TRUE(daemon_.WaitFor([&] { return HasIncident("203.0.113.90"); })) << daemon_.Log();
+
+  // Dealt with (recovered or kept elsewhere): healthy again.
+  std::filesystem::rename(aside, dir_.file("kept-for-recovery.db"));
+  EXPECT_TRUE(daemon_.WaitFor([&] {
+    return HttpGet(9580, "/healthz").find(" 200 ") != std::string::npos;
+  })) << HttpGet(9580, "/healthz");
 }
 
 }  // namespace
