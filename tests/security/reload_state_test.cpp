@@ -25,6 +25,7 @@
 
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
+#include "support/nft_sets.h"
 #include "support/status_matchers.h"
 #include "support/subprocess.h"
 
@@ -63,18 +64,20 @@ class ReloadStateTest : public ::testing::Test {
     }
   }
 
-  // dry_run, one tcp input; `extra` is appended (more sections).
-  void WriteConfig(const std::string& extra) {
-    std::ofstream(config_) << "dry_run = true\n"
+  // dry_run (unless dry_run is false), one tcp input; `extra` is appended (more sections).
+  void WriteConfig(const std::string& extra, bool dry_run = true) {
+    std::ofstream(config_) << "dry_run = " << (dry_run ? "true" : "false") << "\n"
                            << "[[input]]\ntype = \"tcp\"\naddress = \"127.0.0.1:" << kPort
                            << "\"\nallowed_senders = [\"127.0.0.1\"]\n"
                            << extra;
   }
 
-  void Start() {
-    ASSERT_TRUE(daemon_.Start(
-        kBinary, {"--db", db_, "--config", config_, "--rules", rules_, "--socket", socket_},
-        dir_.file("serve.log")));
+  // Starts serve on the rules directory (the copy of rules.d by default) with its own log.
+  void Start(const std::string& rules = "", const std::string& log = "serve.log") {
+    ASSERT_TRUE(daemon_.Start(kBinary,
+                              {"--db", db_, "--config", config_, "--rules",
+                               rules.empty() ? rules_ : rules, "--socket", socket_},
+                              dir_.file(log)));
     started_ = true;
     ASSERT_TRUE(daemon_.WaitForLog("ready:")) << "serve did not get ready: " << daemon_.Log();
   }
@@ -305,6 +308,39 @@ TEST_F(ReloadStateTest, ACorruptStoreAtStartIsMovedAsideAndProtectionGoesOn) {
   EXPECT_TRUE(daemon_.WaitFor([&] {
     return HttpGet(9580, "/healthz").find(" 200 ") != std::string::npos;
   })) << HttpGet(9580, "/healthz");
+}
+
+// The same with nftables: before, the start on the fresh store rebuilt the table from it and so
+// unbanned every address the kernel held. Now the table is kept (its elements end at their own
+// timeouts) and the next attacker is banned beside them.
+TEST_F(ReloadStateTest, ACorruptStoreAtStartKeepsTheKernelsBans) {
+  const std::string missing = testing::EnterNamespaceWithNft();
+  if (!missing.empty()) GTEST_SKIP() << missing;
+  const std::string rules = testing::WriteSaslBanRules(dir_.file("sasl"));
+  WriteConfig("[nftables]\nenabled = true\n", /*dry_run=*/false);
+  Start(rules);
+  SendFailures("203.0.113.100", 20);
+  ASSERT_TRUE(daemon_.WaitFor([] {
+    return testing::KernelSetAddresses("banned_v4").contains("203.0.113.100");
+  })) << daemon_.Log();
+  ASSERT_TRUE(daemon_.Stop()) << daemon_.Log();
+  started_ = false;
+  {
+    std::fstream f(db_, std::ios::in | std::ios::out | std::ios::binary);
+    f.write("this is no longer an SQLite file header", 39);  // SQLite: "file is not a database"
+  }
+
+  Start(rules, "serve-again.log");
+  EXPECT_NE(daemon_.Log().find("is corrupt"), std::string::npos) << daemon_.Log();
+  ASSERT_TRUE(daemon_.WaitForLog("kept as it is")) << daemon_.Log();
+  EXPECT_TRUE(testing::KernelSetAddresses("banned_v4").contains("203.0.113.100"))
+      << "the start on a fresh store must not unban what the kernel holds\n"
+      << daemon_.Log();
+  SendFailures("203.0.113.101", 20);
+  EXPECT_TRUE(daemon_.WaitFor([] {
+    const auto set = testing::KernelSetAddresses("banned_v4");
+    return set.contains("203.0.113.101") && set.contains("203.0.113.100");
+  })) << daemon_.Log();
 }
 
 }  // namespace
