@@ -227,7 +227,9 @@ class Daemon {
 
     io_.run();
 
-    sd_notify(0, "STOPPING=1");
+    // Restarting in place on a recreated store is a reload to systemd: after STOPPING=1 it would
+    // wait for the pid to exit and never take the new process's READY=1.
+    sd_notify(0, restart_for_lost_store_ ? "RELOADING=1" : "STOPPING=1");
     Shutdown();
     if (restart_for_lost_store_) RestartOnARecreatedStore();
   }
