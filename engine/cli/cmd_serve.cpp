@@ -79,6 +79,7 @@ class Daemon {
 
   void Run() {
     config_ = LoadEffectiveConfig(globals_);
+    started_document_ = config_.document;
     AllowOwnAddresses(&config_);
     if (opts_.dry_run) config_.dry_run = true;
     std::vector<Diagnostic> diags;
@@ -366,18 +367,19 @@ class Daemon {
     }
   }
 
-  // The top-level sections of mxward.toml that differ between the running config and `fresh`
-  // and are applied only at start ("[nftables]", "[[input]]", "dry_run", "[store] path").
+  // The top-level sections of mxward.toml applied only at start ("[nftables]", "[[input]]",
+  // "dry_run", "[store] path") that differ in `fresh` from the file the daemon started with (not
+  // from the last reload's: a second reload of the same file still needs that restart).
   std::vector<std::string> SectionsNeedingRestart(const Config& fresh) const {
     static const std::set<std::string, std::less<>> kRuntime = {"rules", "allow", "clock", "policy",
                                                                 "store"};
     std::set<std::string, std::less<>> keys;
-    for (const auto& [k, v] : config_.document) keys.insert(std::string(k.str()));
+    for (const auto& [k, v] : started_document_) keys.insert(std::string(k.str()));
     for (const auto& [k, v] : fresh.document) keys.insert(std::string(k.str()));
     std::vector<std::string> out;
     for (const std::string& key : keys) {
       if (kRuntime.contains(key)) continue;
-      if (TomlText(config_.document, key) == TomlText(fresh.document, key)) continue;
+      if (TomlText(started_document_, key) == TomlText(fresh.document, key)) continue;
       if (key == "input") {
         out.push_back("[[input]]");
       } else if (key == "dry_run") {
@@ -946,7 +948,8 @@ class Daemon {
   boost::asio::steady_timer housekeeping_;
   std::chrono::steady_clock::time_point last_hourly_ = std::chrono::steady_clock::now();
   std::shared_ptr<const ParserPack> pack_;
-  ReloadOutcome last_reload_;  // the last SIGHUP's outcome, for `status` (io thread)
+  ReloadOutcome last_reload_;     // the last SIGHUP's outcome, for `status` (io thread)
+  toml::table started_document_;  // mxward.toml as at start: what the restart-only parts run
   // The store file's identity (WatchStoreFile) and what /healthz says about the store file
   // (corrupt at start, deleted and recreated, replaced); io thread.
   std::unique_ptr<StoreFileWatch> store_watch_;

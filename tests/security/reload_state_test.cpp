@@ -219,6 +219,12 @@ TEST_F(ReloadStateTest, SectionsThatNeedARestartAreNamed) {
   EXPECT_EQ(r["needs_restart"], nlohmann::json::array({"[[input]]", "[webhook.*]"}))
       << status.dump();
 
+  // Reloading the same file again does not make them applied: they still wait for the restart.
+  const std::string again = Reload();
+  EXPECT_EQ(again.find("reloaded:"), std::string::npos) << again;
+  EXPECT_EQ(StatusJson()["last_reload"]["needs_restart"],
+            nlohmann::json::array({"[[input]]", "[webhook.*]"}));
+
   // An invalid section refuses the reload, even one applied only at restart: that restart
   // would refuse to start.
   WriteConfig("[webhook.ops]\nurl = 5\n");
