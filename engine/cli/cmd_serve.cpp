@@ -1,8 +1,10 @@
 // `mxward serve`: the daemon. One io_context thread runs the listeners, the pipeline (called
 // synchronously from the listeners, so slow processing pushes back on TCP senders), the control
 // socket and the metrics endpoint; the IncidentRecorder and the ActionDispatcher have their own
-// threads. SIGHUP reloads config and playbooks (keeping the running set when the new one is
-// invalid); SIGTERM/SIGINT stop gracefully: stop accepting, drain, flush the store.
+// threads. SIGHUP reloads the parsers, the playbooks and every section that can change at runtime,
+// or nothing when anything is invalid, and names the sections that need a restart (Reload());
+// SIGTERM/SIGINT stop gracefully: stop accepting, drain, flush the store. A store SQLite finds
+// corrupt at start is moved aside; one deleted under the daemon is recreated (WatchStoreFile).
 #include <linux/close_range.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
