@@ -48,6 +48,32 @@ Pipeline::Pipeline(SyslogParser parser, std::unique_ptr<EventExtractor> extracto
       std::make_unique<std::atomic<std::uint64_t>[]>(counters_.parser_names.size() + 1);
   counters_.unmatched_by_program =
       std::make_unique<std::atomic<std::uint64_t>[]>(counters_.program_labels.size());
+  for (std::size_t i = 0; i < counters_.parser_names.size(); ++i) {
+    parser_slot_.push_back(static_cast<int>(i));
+  }
+  for (std::size_t i = 0; i + 1 < counters_.program_labels.size(); ++i) {
+    program_slot_.push_back(static_cast<int>(i));
+  }
+}
+
+void Pipeline::ReplaceParsers(std::shared_ptr<const ParserPack> pack) {
+  if (!pack) return;
+  auto slots = [](const std::vector<std::string>& now, const std::vector<std::string>& counted) {
+    std::vector<int> out;
+    for (const auto& name : now) {
+      int slot = -1;
+      for (std::size_t i = 0; i < counted.size(); ++i) {
+        if (counted[i] == name) slot = static_cast<int>(i);
+      }
+      out.push_back(slot);
+    }
+    return out;
+  };
+  parser_slot_ = slots(pack->parser_names(), counters_.parser_names);
+  std::vector<std::string> labels(counters_.program_labels.begin(),
+                                  counters_.program_labels.end() - 1);  // without "other"
+  program_slot_ = slots(pack->program_labels(), labels);
+  extractor_->UsePack(std::move(pack));
 }
 
 void Pipeline::OnLineFrom(std::string_view line, UnixMicros received_at, int input_index,
@@ -87,7 +113,10 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int input_i
     Bump(counters_.unmatched);
     if (extractor_->last_outcome().kind == ExtractOutcome::kUnmatched) {
       const ParserPack* pack = extractor_->pack();
-      const int label = pack != nullptr ? pack->ProgramLabel(msg.program) : -1;
+      int label = pack != nullptr ? pack->ProgramLabel(msg.program) : -1;
+      label = label >= 0 && static_cast<std::size_t>(label) < program_slot_.size()
+                  ? program_slot_[static_cast<std::size_t>(label)]
+                  : -1;
       const std::size_t other = counters_.program_labels.size() - 1;
       Bump(counters_.unmatched_by_program[label >= 0 && static_cast<std::size_t>(label) < other
                                               ? static_cast<std::size_t>(label)
@@ -126,7 +155,10 @@ void Pipeline::DeliverReleased() {
 }
 
 void Pipeline::Deliver(const PatternInfo* pattern) {
-  DeliverEvent(pattern != nullptr ? pattern->parser_index : -1);
+  const int index = pattern != nullptr ? pattern->parser_index : -1;
+  DeliverEvent(index >= 0 && static_cast<std::size_t>(index) < parser_slot_.size()
+                   ? parser_slot_[static_cast<std::size_t>(index)]
+                   : -1);
 }
 
 void Pipeline::DeliverEvent(int parser_index) {

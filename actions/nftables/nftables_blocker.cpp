@@ -937,8 +937,28 @@ Status NftablesBlocker::Maintain() {
 
 Status NftablesBlocker::Start() {
   if (options_.dry_run) return Status::Ok();
-  // Always rebuild on start: the chain's hook, priority or ports may have changed in the config.
+  // A store without one active ban beside an intact table is a store that was lost or moved
+  // aside as corrupt (the daemon then starts on a fresh one): rebuilding would unban everyone the
+  // kernel still holds. The table is kept as it is; its elements end at their own timeouts.
+  if (auto store = Store(); store.ok()) {
+    auto bans = (*store)->ActiveBans(clock_->Now());
+    auto damage = FindDamage();
+    if (bans.ok() && bans->empty() && damage.ok() && damage->empty()) {
+      spdlog::warn(
+          "nftables: the store holds no active ban but table {} {} is in place: kept as it is "
+          "(a new or recreated store must not unban what the kernel holds)",
+          options_.family, options_.table);
+      StartAudits();
+      return Status::Ok();
+    }
+  }
+  // Otherwise rebuild: the chain's hook, priority or ports may have changed in the config.
   MXWARD_RETURN_IF_ERROR(RestoreFromStore(""));
+  StartAudits();
+  return Status::Ok();
+}
+
+void NftablesBlocker::StartAudits() {
   if (options_.verify_interval_s > 0 && !audit_thread_.joinable()) {
     {
       MutexLock lock(audit_mu_);
@@ -946,7 +966,6 @@ Status NftablesBlocker::Start() {
     }
     audit_thread_ = std::thread([this] { RunAudits(); });
   }
-  return Status::Ok();
 }
 
 void NftablesBlocker::RunAudits() {

@@ -240,7 +240,8 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   // On the lane (Maintain): puts back what the last audit found missing, less what the lane
   // touched since shortly before that audit read the store.
   Status RepairFound() EXCLUDES(audit_mu_);
-  void RunAudits() EXCLUDES(audit_mu_);  // the audit thread's loop
+  void StartAudits() EXCLUDES(audit_mu_);  // the audit thread, if verify_interval and not running
+  void RunAudits() EXCLUDES(audit_mu_);    // the audit thread's loop
   void StopAudits() EXCLUDES(audit_mu_);
 
   NftablesOptions options_;

@@ -1,21 +1,32 @@
 // `mxward serve`: the daemon. One io_context thread runs the listeners, the pipeline (called
 // synchronously from the listeners, so slow processing pushes back on TCP senders), the control
 // socket and the metrics endpoint; the IncidentRecorder and the ActionDispatcher have their own
-// threads. SIGHUP reloads config and playbooks (keeping the running set when the new one is
-// invalid); SIGTERM/SIGINT stop gracefully: stop accepting, drain, flush the store.
+// threads. SIGHUP reloads the parsers, the playbooks and every section that can change at runtime,
+// or nothing when anything is invalid, and names the sections that need a restart (Reload());
+// SIGTERM/SIGINT stop gracefully: stop accepting, drain, flush the store. A store SQLite finds
+// corrupt at start is moved aside; one deleted under the daemon is recreated (WatchStoreFile).
+#include <linux/close_range.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
 
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
+#include <set>
+#include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "engine/base/process_metrics.h"
 #include "engine/cli/admin_request.h"
@@ -70,6 +81,7 @@ class Daemon {
 
   void Run() {
     config_ = LoadEffectiveConfig(globals_);
+    started_document_ = config_.document;
     AllowOwnAddresses(&config_);
     if (opts_.dry_run) config_.dry_run = true;
     std::vector<Diagnostic> diags;
@@ -91,13 +103,15 @@ class Daemon {
     std::error_code ec;
     const auto store_dir = std::filesystem::path(config_.store_path).parent_path();
     if (!store_dir.empty()) std::filesystem::create_directories(store_dir, ec);
-    auto store = IncidentStore::Open(config_.store_path);
+    auto store = OpenStoreOrMoveCorruptAside();
     if (!store.ok() && store.status().code() == Status::Code::kPermissionDenied) {
       throw CliExit(kExitRuntime,
                     UnwritableStore(config_.store_path, "SQLite opened it read-only").message());
     }
     if (!store.ok()) throw CliExit(kExitRuntime, store.status().ToString());
     control_store_ = std::move(*store);
+    store_watch_ = std::make_unique<StoreFileWatch>(config_.store_path);
+    TakeStoreNoticeFromBeforeRestart();
     // Before anything reports ready: a store this user can only read means no incident recorded
     // and no action run (issue 16). Say what to fix and stop instead.
     if (Status st = CheckStoreWritable(control_store_.get()); !st.ok()) {
@@ -217,8 +231,11 @@ class Daemon {
 
     io_.run();
 
-    sd_notify(0, "STOPPING=1");
+    // Restarting in place on a recreated store is a reload to systemd: after STOPPING=1 it would
+    // wait for the pid to exit and never take the new process's READY=1.
+    sd_notify(0, restart_for_lost_store_ ? "RELOADING=1" : "STOPPING=1");
     Shutdown();
+    if (restart_for_lost_store_) RestartOnARecreatedStore();
   }
 
  private:
@@ -231,53 +248,167 @@ class Daemon {
         return;
       }
       spdlog::info("signal {}: stopping", sig);
-      listener_->Stop();
-      if (dovecot_policy_server_) dovecot_policy_server_->Stop();
-      if (postfix_policy_server_) postfix_policy_server_->Stop();
-      if (control_) control_->Stop();
-      metrics_->Stop();
-      housekeeping_.cancel();
-      io_.stop();
+      StopServing();
     });
   }
 
+  // Stops accepting and ends io_.run(); Run() then drains (Shutdown).
+  void StopServing() {
+    listener_->Stop();
+    if (dovecot_policy_server_) dovecot_policy_server_->Stop();
+    if (postfix_policy_server_) postfix_policy_server_->Stop();
+    if (control_) control_->Stop();
+    metrics_->Stop();
+    housekeeping_.cancel();
+    signals_.cancel();
+    io_.stop();
+  }
+
+  // SIGHUP. Everything is read and checked first; then either all of it that can change at
+  // runtime is swapped in, or nothing is (a refused reload leaves the daemon exactly as it was).
+  // Applied: the parser pack and the playbooks (together: playbooks name the parsers' fields),
+  // [rules], [allow], [clock], [store] retention, [policy.*] (not turning a server on or off) and
+  // tls credentials. The other sections are checked (so a restart would not refuse them) and, when
+  // they changed, logged one line each as needing a restart: inputs, [metrics], [control],
+  // [dispatcher], [cluster], [store] path, dry_run and the executors' sections. Executors are not
+  // rebuilt at runtime: each belongs to its dispatcher worker thread until the worker ends
+  // (action_dispatcher.h), and a restart loses nothing (the outbox is in the store, the kernel
+  // keeps its bans). Everything runs on the io thread, the one the listeners call the pipeline on,
+  // so the swap happens between two lines. The outcome is kept for `mxward status`.
   void Reload() {
     sd_notify(0, "RELOADING=1");
     // Certificates and keys of tls inputs (renewed by an ACME client or a private CA's cron).
     if (Status st = listener_->ReloadCredentials(); !st.ok()) {
       spdlog::error("tls credentials not reloaded, the running ones stay: {}", st.ToString());
     }
+    last_reload_ = ReloadOutcome();
+    last_reload_.at = SystemClock::Instance()->Now();
     try {
-      Config fresh = LoadEffectiveConfig(globals_);
-      AllowOwnAddresses(&fresh);
-      if (opts_.dry_run) fresh.dry_run = true;
-      std::vector<Diagnostic> diags;
-      auto engine = LoadCheckedPlaybooks(WithBackendDomains(fresh), &diags);
-      if (!engine.ok()) {
-        for (const auto& d : diags) spdlog::error("{}", d.ToString());
-        spdlog::error("reload refused, the running playbooks stay: {}", engine.status().message());
-      } else {
-        recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
-        // Unchanged playbooks keep their windows, cooldowns and baselines; changed ones start
-        // from the store's baselines and recent incidents.
-        const std::size_t kept = (*engine)->AdoptState(pipeline_->engine());
-        PrimeEngineFromStore(engine->get(), control_store_.get(), SystemClock::Instance()->Now(),
-                             /*with_history=*/false);
-        engine_metrics_.clear();
-        // The runtime allowlist entries stay; the static part is the fresh [allow].
-        CompileAllowSet(fresh.allow_addresses);
-        (*engine)->UseAllowSet(allow_set_);
-        pipeline_->ReplaceEngine(std::move(*engine));
-        RegisterEngineMetrics();
-        ReloadPolicyServers(fresh);
-        config_ = std::move(fresh);
-        spdlog::info("reloaded: {} playbooks, {} kept their state",
-                     pipeline_->engine().playbook_count(), kept);
-      }
+      ApplyReload();
     } catch (const CliExit& e) {
-      spdlog::error("reload refused, the running configuration stays: {}", e.what());
+      last_reload_.outcome = "refused";
+      last_reload_.message = e.what();
     }
-    sd_notify(0, "READY=1");
+    if (last_reload_.outcome == "refused") {
+      spdlog::error("reload refused, the running parsers, playbooks and settings stay: {}",
+                    last_reload_.message);
+    }
+    const std::string status =
+        fmt::format("reload {}: {}", last_reload_.outcome, last_reload_.message);
+    sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
+  }
+
+  void ApplyReload() {
+    Config fresh = LoadEffectiveConfig(globals_);
+    AllowOwnAddresses(&fresh);
+    if (opts_.dry_run) fresh.dry_run = true;
+    std::vector<Diagnostic> diags;
+    auto refuse = [&](std::string message) {
+      for (const auto& d : diags) spdlog::error("{}", d.ToString());
+      last_reload_.outcome = "refused";
+      last_reload_.message = std::move(message);
+    };
+    // Sections applied only by a restart are still read now: a mistake in them would make that
+    // restart refuse to start, so the reload says so today instead.
+    bool sections_ok = ParseInputSpecs(fresh, &diags).ok();
+    sections_ok &= MetricsServerOptions::FromConfig(fresh, &diags).ok();
+    sections_ok &= DispatcherOptions::FromConfig(fresh, &diags).ok();
+    sections_ok &= ControlServerOptions::FromConfig(fresh, &diags).ok();
+    sections_ok &= ClusterOptions::FromConfig(fresh, &diags).ok();
+    sections_ok &= CheckActionSections(fresh, &diags);
+    if (!sections_ok) {
+      return refuse(fmt::format("{} error(s) in {} (a restart would refuse them too)", diags.size(),
+                                fresh.source.empty() ? "the config" : fresh.source));
+    }
+    auto pack = LoadParserPack(ParserDirs(fresh), fresh, &diags);
+    if (!pack.ok()) return refuse("parsers: " + pack.status().message());
+    auto engine = LoadCheckedPlaybooks(WithBackendDomains(fresh), &diags);
+    if (!engine.ok()) return refuse("playbooks: " + engine.status().message());
+
+    const std::vector<std::string> restart = SectionsNeedingRestart(fresh);
+    for (const auto& section : restart) {
+      spdlog::warn("reload: {} changed and needs a restart to apply; the running one stays",
+                   section);
+    }
+    // What stays as it runs, so `status` and the housekeeping describe the daemon as it is.
+    fresh.store_path = config_.store_path;
+    fresh.control_socket = config_.control_socket;
+    fresh.dry_run = config_.dry_run;
+
+    recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
+    // Unchanged playbooks keep their windows, cooldowns and baselines; changed ones start
+    // from the store's baselines and recent incidents.
+    const std::size_t kept = (*engine)->AdoptState(pipeline_->engine());
+    PrimeEngineFromStore(engine->get(), control_store_.get(), SystemClock::Instance()->Now(),
+                         /*with_history=*/false);
+    engine_metrics_.clear();
+    // The runtime allowlist entries stay; the static part is the fresh [allow].
+    CompileAllowSet(fresh.allow_addresses);
+    (*engine)->UseAllowSet(allow_set_);
+    pack_ = std::move(*pack);
+    pipeline_->ReplaceParsers(pack_);
+    pipeline_->ReplaceEngine(std::move(*engine));
+    pipeline_->SetClockBounds(fresh.max_clock_skew_seconds, fresh.max_event_age_seconds);
+    RegisterEngineMetrics();
+    std::vector<std::string> policy_restart = ReloadPolicyServers(fresh);
+    config_ = std::move(fresh);
+    last_reload_.needs_restart = restart;
+    last_reload_.needs_restart.insert(last_reload_.needs_restart.end(), policy_restart.begin(),
+                                      policy_restart.end());
+    const std::string counts =
+        fmt::format("{} parsers, {} playbooks, {} kept their state", pack_->parser_count(),
+                    pipeline_->engine().playbook_count(), kept);
+    if (last_reload_.needs_restart.empty()) {
+      last_reload_.outcome = "reloaded";
+      last_reload_.message = counts;
+      spdlog::info("reloaded: {}", counts);
+    } else {
+      last_reload_.outcome = "reloaded in part";
+      last_reload_.message = fmt::format("{}; needs a restart: {}", counts,
+                                         fmt::join(last_reload_.needs_restart, ", "));
+      spdlog::warn("reloaded in part: {}", last_reload_.message);
+    }
+  }
+
+  // The top-level sections of mxward.toml applied only at start ("[nftables]", "[[input]]",
+  // "dry_run", "[store] path") that differ in `fresh` from the file the daemon started with (not
+  // from the last reload's: a second reload of the same file still needs that restart).
+  std::vector<std::string> SectionsNeedingRestart(const Config& fresh) const {
+    static const std::set<std::string, std::less<>> kRuntime = {"rules", "allow", "clock", "policy",
+                                                                "store"};
+    std::set<std::string, std::less<>> keys;
+    for (const auto& [k, v] : started_document_) keys.insert(std::string(k.str()));
+    for (const auto& [k, v] : fresh.document) keys.insert(std::string(k.str()));
+    std::vector<std::string> out;
+    for (const std::string& key : keys) {
+      if (kRuntime.contains(key)) continue;
+      if (TomlText(started_document_, key) == TomlText(fresh.document, key)) continue;
+      if (key == "input") {
+        out.push_back("[[input]]");
+      } else if (key == "dry_run") {
+        out.push_back("dry_run");
+      } else if (key == "webhook" || key == "exec") {
+        out.push_back(fmt::format("[{}.*]", key));
+      } else {
+        out.push_back(fmt::format("[{}]", key));
+      }
+    }
+    if (fresh.store_path != config_.store_path) out.push_back("[store] path");
+    if (fresh.control_socket != config_.control_socket) out.push_back("[control] socket");
+    if (fresh.dry_run != config_.dry_run && !keys.contains("dry_run")) out.push_back("dry_run");
+    return out;
+  }
+
+  // The TOML text of one top-level key ("" when absent): tables are ordered maps, so equal
+  // settings print the same whatever their order or comments in the file.
+  static std::string TomlText(const toml::table& document, const std::string& key) {
+    const toml::node* node = document.get(key);
+    if (node == nullptr) return "";
+    toml::table one;
+    one.insert(key, *node);
+    std::ostringstream out;
+    out << one;
+    return out.str();
   }
 
   // Once a second: watchdog, baselines and counts to the store once an hour, retention.
@@ -286,6 +417,7 @@ class Daemon {
     housekeeping_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
       sd_notify(0, "WATCHDOG=1");
+      if (!WatchStoreFile()) return;  // stopping, to restart on the recreated store
       pipeline_->AdvanceTime(SystemClock::Instance()->Now());
       if (decisions_) decisions_->Expire(SystemClock::Instance()->Now());
       const auto now = std::chrono::steady_clock::now();
@@ -301,6 +433,121 @@ class Daemon {
       }
       ScheduleHousekeeping();
     });
+  }
+
+  // The store at start. One SQLite reports corrupt (a disk hiccup, a truncated copy) must not
+  // switch protection off: it is moved aside, the daemon starts on a fresh store, and the log
+  // and /healthz say what to repair (CorruptStoreRepairAdvice) until the moved file is dealt with.
+  Result<std::unique_ptr<IncidentStore>> OpenStoreOrMoveCorruptAside() {
+    auto store = IncidentStore::Open(config_.store_path);
+    Status damage = store.ok() ? CheckStoreIntact(store->get()) : store.status();
+    if (damage.ok() || damage.code() != Status::Code::kCorruption) return store;
+    store = Status::Corruption(damage.message());  // closes the damaged connection first
+    auto moved = MoveCorruptStoreAside(config_.store_path, SystemClock::Instance()->Now());
+    if (!moved.ok()) {
+      throw CliExit(kExitRuntime,
+                    fmt::format("the store {} is corrupt ({}) and {}; move it aside by hand "
+                                "(`mv {} {}.corrupt`) and start again",
+                                config_.store_path, damage.message(), moved.status().message(),
+                                config_.store_path, config_.store_path));
+    }
+    const std::string advice =
+        CorruptStoreRepairAdvice(config_.store_path, *moved, damage.message());
+    spdlog::error("{}", advice);
+    corrupt_store_aside_ = *moved;
+    store_notice_ = fmt::format("corrupt store moved aside to {}: {}", *moved, damage.message());
+    return IncidentStore::Open(config_.store_path);
+  }
+
+  // Housekeeping, once a second: is the store file still the one every connection writes to?
+  // Deleted (`rm mxward.db`): every connection keeps writing to the unlinked inode and all of it
+  // vanishes at the next restart. The daemon then stops serving, drains the recorder and the
+  // dispatcher into the lost file, copies it back to its path and restarts in place (same pid):
+  // nothing recorded is lost, but the playbooks' windows start afresh. Replaced (another file at
+  // the path): that file is the admin's; /healthz says so until a restart adopts it. False when
+  // the daemon is stopping.
+  bool WatchStoreFile() {
+    if (!corrupt_store_aside_.empty() && ::access(corrupt_store_aside_.c_str(), F_OK) != 0) {
+      spdlog::info("store: {} is gone; /healthz no longer reports the corrupt store",
+                   corrupt_store_aside_);
+      corrupt_store_aside_.clear();
+      store_notice_.clear();
+    }
+    if (store_notice_until_ != 0 && SystemClock::Instance()->Now() > store_notice_until_) {
+      store_notice_until_ = 0;
+      store_notice_.clear();
+    }
+    switch (store_watch_->Check()) {
+      case StoreFileWatch::State::kSame:
+        return true;
+      case StoreFileWatch::State::kReplaced:
+        if (!store_replaced_logged_) {
+          store_replaced_logged_ = true;
+          store_notice_ = fmt::format(
+              "{} is another file than the one the daemon writes to: restart mxward to use it",
+              config_.store_path);
+          spdlog::error("store: {}; until then incidents go to the file it replaced",
+                        store_notice_);
+        }
+        return true;
+      case StoreFileWatch::State::kDeleted:
+        break;
+    }
+    store_notice_ =
+        fmt::format("{} was deleted under the running daemon; recreating it", config_.store_path);
+    spdlog::error(
+        "store: {} was deleted under the running daemon; new incidents would vanish with the "
+        "unlinked file. Stopping to write everything to it, copying it back to its path (owner "
+        "and mode kept) and restarting in place",
+        config_.store_path);
+    restart_for_lost_store_ = true;
+    StopServing();
+    return false;
+  }
+
+  // After Shutdown() drained into the lost file: copies it back to its path, then execs this
+  // binary again with the same arguments (systemd keeps tracking the same pid; the listeners'
+  // sockets are closed first, so the new process can bind them).
+  [[noreturn]] void RestartOnARecreatedStore() {
+    const std::string& path = config_.store_path;
+    if (Status st = RecreateStoreFrom(control_store_.get(), path, store_watch_->uid(),
+                                      store_watch_->gid(), store_watch_->mode());
+        !st.ok()) {
+      throw CliExit(kExitRuntime, fmt::format("store: cannot recreate {} from the deleted file: {}",
+                                              path, st.message()));
+    }
+    spdlog::warn("store: recreated {} with everything the deleted file held; restarting", path);
+    std::vector<std::string> args;
+    {
+      std::ifstream in("/proc/self/cmdline", std::ios::binary);
+      std::string arg;
+      while (std::getline(in, arg, '\0')) args.push_back(arg);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const std::string notice =
+        fmt::format("{} was deleted under the daemon at {} and recreated from the open file", path,
+                    FormatRfc3339(SystemClock::Instance()->Now()));
+    ::setenv(kStoreNoticeEnv, notice.c_str(), 1);
+    spdlog::default_logger()->flush();
+    std::fflush(nullptr);
+    (void)::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    ::execv("/proc/self/exe", argv.data());
+    throw CliExit(kExitRuntime, fmt::format("store: recreated {}, but cannot restart: {}", path,
+                                            std::strerror(errno)));
+  }
+
+  // The notice RestartOnARecreatedStore hands to the process it execs: /healthz reports the
+  // recreated store for 10 minutes, so a monitor that polls every few minutes sees it.
+  static constexpr const char* kStoreNoticeEnv = "MXWARD_STORE_RECREATED";
+  void TakeStoreNoticeFromBeforeRestart() {
+    const char* notice = std::getenv(kStoreNoticeEnv);
+    if (notice == nullptr) return;
+    store_notice_ = notice;
+    store_notice_until_ = SystemClock::Instance()->Now() + 600 * kMicrosPerSecond;
+    ::unsetenv(kStoreNoticeEnv);
+    spdlog::warn("store: {}", store_notice_);
   }
 
   // The policy servers answer on this thread, from the decision table and the running engine
@@ -335,16 +582,18 @@ class Daemon {
   // listen address or socket take effect; a bad section or an address that cannot be bound
   // leaves the running server as it was. Turning a server on or off needs a restart (the
   // decision table is built at start only when some server is on).
-  void ReloadPolicyServers(const Config& fresh) {
+  std::vector<std::string> ReloadPolicyServers(const Config& fresh) {
+    std::vector<std::string> restart;
     std::vector<Diagnostic> diags;
     auto dovecot = DovecotPolicyServerOptions::FromConfig(fresh, &diags);
     auto postfix = PostfixPolicyServerOptions::FromConfig(fresh, &diags);
     for (const auto& d : diags) spdlog::error("{}", d.ToString());
-    auto apply = [](std::string_view name, auto* server, auto next) {
+    auto apply = [&restart](std::string_view name, auto* server, auto next) {
       const bool running = server != nullptr;
       if (next.enabled != running) {
         spdlog::warn("policy: [policy.{}] was turned {}: that takes a restart", name,
                      next.enabled ? "on" : "off");
+        restart.push_back(fmt::format("[policy.{}] turned {}", name, next.enabled ? "on" : "off"));
         return;
       }
       if (!running || next == server->options()) return;
@@ -365,6 +614,7 @@ class Daemon {
     } else {
       spdlog::error("policy: [policy.postfix] not reloaded: {}", postfix.status().message());
     }
+    return restart;
   }
 
   // The cluster link (engine/cluster/): shares ban decisions through PostgreSQL. Decisions of
@@ -470,6 +720,7 @@ class Daemon {
       v.policy_servers.push_back("postfix policy on " + postfix_policy_server_->Describe());
     }
     v.started_at = started_at_;
+    v.last_reload = &last_reload_;
     return v;
   }
 
@@ -486,6 +737,11 @@ class Daemon {
 
   HealthReport Health() {
     HealthReport h;
+    if (!store_notice_.empty()) {
+      h.ok = false;
+      h.reason = "store: " + store_notice_;
+      return h;
+    }
     if (Status st = recorder_->store_error(); !st.ok()) {
       h.ok = false;
       h.reason = "store: " + st.message();
@@ -717,6 +973,16 @@ class Daemon {
   boost::asio::steady_timer housekeeping_;
   std::chrono::steady_clock::time_point last_hourly_ = std::chrono::steady_clock::now();
   std::shared_ptr<const ParserPack> pack_;
+  ReloadOutcome last_reload_;     // the last SIGHUP's outcome, for `status` (io thread)
+  toml::table started_document_;  // mxward.toml as at start: what the restart-only parts run
+  // The store file's identity (WatchStoreFile) and what /healthz says about the store file
+  // (corrupt at start, deleted and recreated, replaced); io thread.
+  std::unique_ptr<StoreFileWatch> store_watch_;
+  std::string store_notice_;
+  UnixMicros store_notice_until_ = 0;  // 0: until cleared otherwise
+  std::string corrupt_store_aside_;    // the moved corrupt file, while it exists
+  bool store_replaced_logged_ = false;
+  bool restart_for_lost_store_ = false;
   std::unique_ptr<IncidentStore> control_store_;
   // The compiled address allowlist, shared with the engine, the dispatcher's claimer and the
   // policy servers (allow_set.h).

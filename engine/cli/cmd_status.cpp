@@ -54,6 +54,16 @@ void PrintText(const nlohmann::json& s) {
     out += Colorize("DRY-RUN: every action is only recorded", Color::kYellow, color) + "\n";
   }
   out += fmt::format("store {}\n", s.value("store", "?"));
+  if (s.contains("last_reload") && s.at("last_reload").is_object()) {
+    const auto& r = s.at("last_reload");
+    const std::string outcome = r.value("outcome", "");
+    out += fmt::format("last reload {}: {}\n", r.value("at", "?"),
+                       Colorize(outcome + ": " + r.value("message", ""),
+                                outcome == "reloaded"  ? Color::kGreen
+                                : outcome == "refused" ? Color::kRed
+                                                       : Color::kYellow,
+                                color));
+  }
   std::fputs(out.c_str(), stdout);
 
   std::printf("\nInputs:\n");

@@ -125,9 +125,17 @@ nlohmann::json StatusResponse(const nlohmann::json& request, const DaemonView& v
   }
   nlohmann::json cluster = nullptr;
   if (view.cluster) cluster = ClusterJson(*view.cluster);
+  nlohmann::json reload = nullptr;
+  if (view.last_reload != nullptr && view.last_reload->at != 0) {
+    reload = {{"at", FormatRfc3339(view.last_reload->at)},
+              {"outcome", view.last_reload->outcome},
+              {"message", view.last_reload->message},
+              {"needs_restart", view.last_reload->needs_restart}};
+  }
   return ControlOk(
       {{"version", kVersion},
        {"cluster", std::move(cluster)},
+       {"last_reload", std::move(reload)},
        {"pid", static_cast<std::int64_t>(::getpid())},
        {"started", FormatRfc3339(view.started_at)},
        {"uptime_s", std::max<std::int64_t>(0, (now - view.started_at) / kMicrosPerSecond)},

@@ -46,6 +46,16 @@ struct ExecutorMode {
 std::vector<ExecutorMode> DescribeExecutors(
     const std::vector<std::unique_ptr<ActionExecutor>>& executors);
 
+// What the last SIGHUP did (`status` shows it): outcome "reloaded", "reloaded in part" (some
+// changed sections wait for a restart: needs_restart names them) or "refused" (nothing changed;
+// message says why). at == 0: no reload since start.
+struct ReloadOutcome {
+  UnixMicros at = 0;
+  std::string outcome;
+  std::string message;
+  std::vector<std::string> needs_restart;
+};
+
 struct DaemonView {
   const Config* config = nullptr;
   Pipeline* pipeline = nullptr;
@@ -56,6 +66,7 @@ struct DaemonView {
   std::size_t allow_runtime = 0;            // `mxward allow` entries compiled in (some may expire)
   UnixMicros started_at = 0;
   const ClusterLink* cluster = nullptr;  // with [cluster]
+  const ReloadOutcome* last_reload = nullptr;
 };
 
 // True for the ops above; the daemon answers them with AnswerDaemonQuery, every other op with

@@ -31,15 +31,26 @@ std::vector<std::string> ParserDirs(const Config& config) {
   return dirs;
 }
 
+Result<std::shared_ptr<const ParserPack>> LoadParserPack(const std::vector<std::string>& dirs,
+                                                         const Config& config,
+                                                         std::vector<Diagnostic>* diagnostics) {
+  if (dirs.empty()) {
+    return Status::NotFound("no parser directory found (expected <rules dir>/parsers)");
+  }
+  ParserPackOptions options;
+  options.trusted_proxies = config.trusted_proxies;
+  auto pack = ParserPack::Load(dirs, diagnostics, options);
+  if (!pack.ok()) return pack.status();
+  return std::shared_ptr<const ParserPack>(std::move(*pack));
+}
+
 std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs,
                                                        const Config& config) {
   if (dirs.empty()) {
     throw CliExit(kExitUsage, "no parser directory found (expected <rules dir>/parsers)");
   }
   std::vector<Diagnostic> diags;
-  ParserPackOptions options;
-  options.trusted_proxies = config.trusted_proxies;
-  auto pack = ParserPack::Load(dirs, &diags, options);
+  auto pack = LoadParserPack(dirs, config, &diags);
   if (!pack.ok()) ExitWithDiagnostics(diags, pack.status());
   return std::move(*pack);
 }

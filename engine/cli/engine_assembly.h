@@ -15,7 +15,12 @@ namespace mxward::cli {
 
 // <dir>/parsers for each rule dir that has one.
 std::vector<std::string> ParserDirs(const Config& config);
-// The parser pack of dirs, with the settings of config that apply to it (trusted_proxies).
+// The parser pack of dirs, with the settings of config that apply to it (trusted_proxies);
+// every problem goes to diagnostics as file:line:col (what a reload logs before refusing).
+Result<std::shared_ptr<const ParserPack>> LoadParserPack(const std::vector<std::string>& dirs,
+                                                         const Config& config,
+                                                         std::vector<Diagnostic>* diagnostics);
+// As LoadParserPack; prints the diagnostics and exits on errors (start, replay, explain).
 std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::string>& dirs,
                                                        const Config& config);
 // The playbooks of the config's rule dirs, and their actions checked against the executors'

@@ -1,10 +1,15 @@
 #include "engine/cli/store_readiness.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
 
 #include <filesystem>
 #include <string>
@@ -96,6 +101,124 @@ Status UnwritableStore(const std::string& path, const std::string& error) {
       "neither record nor act on, so it does not start. Fix: {}, or run mxward as the store's "
       "owner",
       path, error, what.empty() ? "" : ": " + what, who, fix));
+}
+
+Status CheckStoreIntact(IncidentStore* store) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(store->db(), "PRAGMA quick_check(1)", -1, &stmt, nullptr);
+  std::string verdict;
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      verdict = text ? reinterpret_cast<const char*>(text) : "";
+    }
+  }
+  const std::string error = sqlite3_errmsg(store->db());
+  sqlite3_finalize(stmt);
+  if (rc == SQLITE_ROW && verdict == "ok") return Status::Ok();
+  if (rc == SQLITE_ROW) return Status::Corruption(verdict);
+  if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+    return Status::Corruption(error);
+  }
+  return Status::Ok();  // not a verdict on the file (busy, out of memory): the writes will tell
+}
+
+StoreFileWatch::StoreFileWatch(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  opened_.st_mode = 0600;
+  opened_.st_uid = ::geteuid();
+  opened_.st_gid = ::getegid();
+  if (fd_ >= 0 && ::fstat(fd_, &opened_) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+struct stat StoreFileWatch::Now() const {
+  struct stat st {};
+  if (fd_ >= 0 && ::fstat(fd_, &st) == 0) return st;
+  return opened_;
+}
+
+StoreFileWatch::~StoreFileWatch() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+StoreFileWatch::State StoreFileWatch::Check() const {
+  if (fd_ < 0) return State::kSame;  // nothing to compare with (not a file we could open)
+  struct stat at_path {};
+  if (::stat(path_.c_str(), &at_path) != 0) {
+    return errno == ENOENT ? State::kDeleted : State::kSame;
+  }
+  if (at_path.st_dev == opened_.st_dev && at_path.st_ino == opened_.st_ino) return State::kSame;
+  return State::kReplaced;
+}
+
+Status RecreateStoreFrom(IncidentStore* from, const std::string& path, uid_t uid, gid_t gid,
+                         mode_t mode) {
+  const std::string tmp = path + ".recreating";
+  for (const std::string& f : {tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"}) {
+    ::unlink(f.c_str());
+  }
+  sqlite3* to = nullptr;
+  if (sqlite3_open_v2(tmp.c_str(), &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    const std::string error = to ? sqlite3_errmsg(to) : "out of memory";
+    sqlite3_close(to);
+    return Status::IoError(fmt::format("cannot create {}: {}", tmp, error));
+  }
+  sqlite3_backup* backup = sqlite3_backup_init(to, "main", from->db(), "main");
+  int rc = backup ? sqlite3_backup_step(backup, -1) : sqlite3_errcode(to);
+  if (backup) sqlite3_backup_finish(backup);
+  std::string error = rc == SQLITE_DONE ? "" : sqlite3_errmsg(to);
+  sqlite3_close(to);
+  if (rc != SQLITE_DONE) {
+    ::unlink(tmp.c_str());
+    return Status::IoError(fmt::format("cannot copy the store into {}: {}", tmp, error));
+  }
+  // As root, the daemon gives the file back to the store's owner; as that owner, this is a no-op.
+  if (::chown(tmp.c_str(), uid, gid) != 0 && ::geteuid() == 0) {
+    return Status::IoError(fmt::format("chown {}: {}", tmp, std::strerror(errno)));
+  }
+  (void)::chmod(tmp.c_str(), mode);
+  for (const std::string& f : {path + "-wal", path + "-shm"}) ::unlink(f.c_str());
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::IoError(fmt::format("rename {} to {}: {}", tmp, path, std::strerror(errno)));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> MoveCorruptStoreAside(const std::string& path, UnixMicros now) {
+  const std::time_t t = static_cast<std::time_t>(now / kMicrosPerSecond);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  const std::string to = fmt::format("{}.corrupt-{}", path, stamp);
+  if (::rename(path.c_str(), to.c_str()) != 0) {
+    return Status::IoError(
+        fmt::format("cannot move {} aside to {}: {}", path, to, std::strerror(errno)));
+  }
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string f = path + suffix;
+    if (::access(f.c_str(), F_OK) == 0) (void)::rename(f.c_str(), (to + suffix).c_str());
+  }
+  return to;
+}
+
+std::string CorruptStoreRepairAdvice(const std::string& path, const std::string& moved_to,
+                                     const std::string& error) {
+  return fmt::format(
+      "the store {} is corrupt ({}). mxward moved it aside to {} and started on a fresh store, so "
+      "detection and new bans go on; the bans already in the kernel stay until their own "
+      "timeouts. The fresh store does not know the old incidents, bans (`mxward bans list`, "
+      "unban) or pending actions (timed suspensions waiting to be reverted). To get them back: "
+      "`sqlite3 {} .recover | sqlite3 {}.recovered`, then `systemctl stop mxward`, "
+      "`mv {}.recovered {}`, `systemctl start mxward` (the incidents recorded since are lost "
+      "then: export them first with `mxward incidents list --json`). /healthz stays unhealthy "
+      "while {} exists: remove it (or move it elsewhere) once done",
+      path, error, moved_to, moved_to, path, path, path, moved_to);
 }
 
 }  // namespace mxward::cli

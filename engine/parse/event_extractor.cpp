@@ -101,6 +101,11 @@ class EventExtractorImpl final : public EventExtractor {
 
   const ExtractorStats& stats() const override { return stats_; }
   const ParserPack* pack() const override { return pack_.get(); }
+  void UsePack(std::shared_ptr<const ParserPack> pack) override {
+    if (!pack) return;
+    pack_ = std::move(pack);
+    outcome_ = ExtractOutcome();  // its pattern pointed into the old pack
+  }
   const ExtractOutcome& last_outcome() const override { return outcome_; }
 
  private:

@@ -150,6 +150,11 @@ class EventExtractor {
   virtual bool NextReleased(Event* /*event*/) { return false; }
   // The pack it matches with (for metric labels); null for test doubles without one.
   virtual const ParserPack* pack() const { return nullptr; }
+  // Matches with `pack` from the next line on (a reload). The state that outlives a line stays:
+  // queue-id correlations and held attempts own copies of their text, so nothing refers to the
+  // old pack afterwards, and a message in flight keeps its SASL user across the reload. On the
+  // extractor's thread, between two lines. Test doubles without a pack ignore it.
+  virtual void UsePack(std::shared_ptr<const ParserPack> /*pack*/) {}
   virtual const ExtractorStats& stats() const = 0;
   // The outcome of the last Extract() call. When kind is kFolded or kNoEvent, the Event passed to
   // Extract() still holds what the pattern extracted.

@@ -78,6 +78,17 @@ class Pipeline final : public LineSink {
 
   // Swaps in a reloaded engine (SIGHUP). Called on the pipeline's thread.
   void ReplaceEngine(std::unique_ptr<PlaybookEngine> engine) { engine_ = std::move(engine); }
+  // Swaps in a reloaded parser pack (SIGHUP), on the pipeline's thread between two lines: the
+  // next line is matched with it, and the extractor keeps its queue-id and held-attempt state
+  // (EventExtractor::UsePack). The per-parser and per-program counters keep the labels of the
+  // pack the pipeline was built with (the metrics registry holds them): a parser or program the
+  // new pack adds is counted under the "other" slots until the next start.
+  void ReplaceParsers(std::shared_ptr<const ParserPack> pack);
+  // [clock] max_skew / max_age of a reload; live lines from the next one on.
+  void SetClockBounds(std::int64_t max_skew_seconds, std::int64_t max_age_seconds) {
+    options_.max_skew_seconds = max_skew_seconds;
+    options_.max_age_seconds = max_age_seconds;
+  }
   PlaybookEngine& engine() { return *engine_; }
   EventExtractor& extractor() { return *extractor_; }
   // Replay: the time year-less lines are placed near, until the first line sets it (per file).
@@ -118,6 +129,10 @@ class Pipeline final : public LineSink {
   UnixMicros count_hour_ = -1;
   std::array<std::int64_t, kEventTypeCount> hour_counts_{};
   PipelineCounters counters_;
+  // The running pack's parser_index and ProgramLabel() -> the counters' slot (identity until a
+  // reload changes the pack; -1 for names the counters do not have).
+  std::vector<int> parser_slot_;
+  std::vector<int> program_slot_;
   Event event_;
   std::string_view node_;  // OnLineFrom's node, during the call
 };

@@ -6,12 +6,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "mxward/metrics_registry.h"
 #include "mxward/time.h"
 #include "support/status_matchers.h"
+#include "support/subprocess.h"
 
 namespace mxward {
 namespace {
@@ -68,6 +70,49 @@ TEST(PipelineTest, EventsPerParserAndUnmatchedPerKnownProgram) {
   EXPECT_THAT(out, Not(HasSubstr("evil")));
   EXPECT_THAT(out, Not(HasSubstr("CRON")));
   EXPECT_THAT(out, HasSubstr("mxward_metrics_rejected_samples_total 0\n"));
+}
+
+// A reload swaps the parser pack (ReplaceParsers): the next line is matched with the new pack,
+// and each event is counted under its own parser's name even though the new pack numbers its
+// parsers differently; a parser the start did not have is not counted as another one.
+TEST(PipelineTest, ReplacedParsersMatchTheNextLineAndCountUnderTheirOwnNames) {
+  testing::TempDir dir;
+  std::filesystem::copy_file(kParsers + "/dovecot.toml", dir.file("dovecot.toml"));
+  std::vector<Diagnostic> diags;
+  auto dovecot_only = ParserPack::Load({dir.path()}, &diags);
+  ASSERT_OK(dovecot_only);
+  auto full = ParserPack::Load({kParsers}, &diags);
+  ASSERT_OK(full);
+  ASSERT_NE((*full)->parser_names().front(), "dovecot") << "the test needs another numbering";
+  Config config = Config::Defaults();
+  Collect sink;
+  PipelineOptions options;
+  options.replay = true;
+  options.reference = (DaysFromCivil(2026, 11, 23) * 86400) * kMicrosPerSecond;
+  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*dovecot_only),
+                    PlaybookEngine::Create({}, config), &sink, nullptr, options);
+  const std::string postfix =
+      "Nov 23 10:00:01 mx1 postfix/smtpd[4606]: warning: unknown[203.0.113.7]: SASL LOGIN "
+      "authentication failed: UGFzc3dvcmQ6";
+  const std::string dovecot =
+      "Nov 23 10:00:02 mx1 dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 "
+      "secs): user=<a@example.org>, method=PLAIN, rip=203.0.113.8, lip=192.0.2.1, TLS, "
+      "session=<abcdef>";
+  pipeline.OnLine(postfix, 0, 0);
+  EXPECT_EQ(pipeline.counters().events.load(), 0u) << "no Postfix parser yet";
+
+  pipeline.ReplaceParsers(*full);
+  pipeline.OnLine(postfix, 0, 0);
+  pipeline.OnLine(dovecot, 0, 0);
+  pipeline.OnLine(dovecot, 0, 0);
+  pipeline.ReleaseHeld();
+  EXPECT_EQ(pipeline.counters().events.load(), 3u);
+  MetricsRegistry registry;
+  std::vector<MetricsRegistry::Handle> handles;
+  pipeline.RegisterMetrics(&registry, &handles);
+  const std::string out = registry.Render();
+  EXPECT_THAT(out, HasSubstr("mxward_events_by_parser_total{parser=\"dovecot\"} 2\n")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("parser=\"postfix\"")));
 }
 
 // An input's format hint: a Dovecot log_path line without timestamp or level word is Dovecot's on
