@@ -299,9 +299,11 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     MXWARD_STMT(existing, "SELECT id FROM incidents WHERE replay_identity = ?");
     // The key's open incident of this playbook whose life the trigger falls in (the newest).
+    // `open_until > 0` lets SQLite use the partial index incidents_open_by_key.
     MXWARD_STMT(open,
                 "SELECT id FROM incidents WHERE key = ?1 AND playbook = ?2 AND key_kind = ?3 "
-                "AND open_until > ?4 AND status != 'resolved' AND origin = 'live' "
+                "AND open_until > 0 AND open_until > ?4 AND status != 'resolved' "
+                "AND origin = 'live' "
                 "ORDER BY id DESC LIMIT 1");
     MXWARD_STMT(upd,
                 "UPDATE incidents SET triggers = triggers + ?1, count = count + ?2, "
