@@ -50,6 +50,12 @@ IncidentRecorder::IncidentRecorder(std::unique_ptr<IncidentStore> store, const C
 
 IncidentRecorder::~IncidentRecorder() { Stop(); }
 
+std::size_t IncidentRecorder::RoomLimit() const {
+  return options_.overflow == OverflowPolicy::kBlock
+             ? options_.max_held
+             : std::min(options_.full_evidence_held, options_.max_held);
+}
+
 void IncidentRecorder::UpdateHeld() {
   stats_.held.store(queue_.size() + in_flight_, std::memory_order_relaxed);
 }
@@ -86,7 +92,7 @@ void IncidentRecorder::OnIncident(Incident incident) {
   } else {
     // While the store is writable the writer is only behind: wait for it (push back). Only a
     // store that cannot be written lets incidents pile up in memory, then be dropped.
-    const std::size_t pushback_at = std::min(options_.full_evidence_held, options_.max_held);
+    const std::size_t pushback_at = RoomLimit();
     if (queue_.size() + in_flight_ >= pushback_at && last_error_.ok() && !stopping_) {
       stats_.pushed_back.fetch_add(1, std::memory_order_relaxed);
       space_cv_.wait(lock, [&]() REQUIRES(mu_) {
@@ -153,9 +159,9 @@ void IncidentRecorder::SaveInputCursor(std::string_view input, std::string_view 
 std::uint64_t IncidentRecorder::WritableLimit() const {
   std::uint64_t limit = UINT64_MAX;
   if (stopping_) return limit;  // a last write takes everything
-  // A full queue is written whatever batch is open: a producer waiting for room (kBlock) inside
-  // an input batch must not wait for that batch's own end.
-  if (queue_.size() + in_flight_ >= options_.max_held) return limit;
+  // A full queue is written whatever batch is open: a producer waiting for room (kBlock, or
+  // kHold pushed back) inside an input batch must not wait for that batch's own end.
+  if (queue_.size() + in_flight_ >= RoomLimit()) return limit;
   for (const auto& [name, mark] : open_batches_) limit = std::min(limit, mark);
   return limit;
 }

@@ -196,6 +196,9 @@ class IncidentRecorder final : public IncidentSink {
   // Incidents up to this count (written_ + taken) may be written now: the start of the oldest
   // open input batch, or no limit.
   std::uint64_t WritableLimit() const REQUIRES(mu_);
+  // Held incidents at which OnIncident waits for room: max_held (kBlock); min(full_evidence_held,
+  // max_held) while the store is writable (kHold).
+  std::size_t RoomLimit() const;
   std::uint64_t enqueued_ GUARDED_BY(mu_) = 0;
   void LogOpened(const Incident& incident);
   std::uint64_t written_ GUARDED_BY(mu_) = 0;

@@ -245,6 +245,34 @@ TEST(IncidentRecorderTest, StopWhilePushedBackReleasesTheCallerAndFinishes) {
   EXPECT_EQ(rec.stats().dropped.load(), 0u);
 }
 
+// A journal batch larger than where a writable store pushes back: the incidents of the open
+// batch are written without waiting for its cursor (which comes only after the producer gets
+// room), so the producer never waits for itself.
+TEST(IncidentRecorderTest, AnInputBatchLongerThanThePushbackLimitDoesNotWaitForItself) {
+  TempDir dir;
+  auto store = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(store);
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.full_evidence_held = 4;
+  IncidentRecorder rec(std::move(*store), SystemClock::Instance(), nullptr, o);
+  std::atomic<bool> done{false};
+  std::thread producer([&] {
+    rec.BeginInputBatch("journal");
+    for (int i = 0; i < 100; ++i) rec.OnIncident(MakeIncident(i, 1));
+    rec.SaveInputCursor("journal", "after-100");
+    done = true;
+  });
+  const bool finished = Eventually([&] { return done.load(); });
+  if (!finished) rec.Stop();  // releases the waiting producer: the test fails, it does not hang
+  producer.join();
+  ASSERT_TRUE(finished) << "the producer waited for its own batch";
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(30)));
+  EXPECT_EQ(rec.Stop(), 0u);
+  EXPECT_EQ(rec.stats().dropped.load(), 0u);
+  EXPECT_EQ(AllIncidents(dir.file("state.db")).size(), 100u);
+}
+
 class DiskFullTest : public ::testing::Test {
  protected:
   void SetUp() override {
