@@ -301,7 +301,9 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
     // The key's open incident of this playbook whose life the trigger falls in (the newest).
     // `open_until > 0` lets SQLite use the partial index incidents_open_by_key.
     MXWARD_STMT(open,
-                "SELECT id FROM incidents WHERE key = ?1 AND playbook = ?2 AND key_kind = ?3 "
+                "SELECT id, mode = 'enforce' AND EXISTS (SELECT 1 FROM actions a WHERE "
+                "a.incident_id = incidents.id AND a.status != 'dry_run') FROM incidents "
+                "WHERE key = ?1 AND playbook = ?2 AND key_kind = ?3 "
                 "AND open_until > 0 AND open_until > ?4 AND status != 'resolved' "
                 "AND origin = 'live' "
                 "ORDER BY id DESC LIMIT 1");
@@ -329,8 +331,14 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
         const int rc = open.Step();
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("finding a key's open incident");
         const std::int64_t id = rc == SQLITE_ROW ? open.Int(0) : 0;
+        const bool open_acts = rc == SQLITE_ROW && open.Int(1) != 0;
         sqlite3_reset(*open_prepared);
-        if (id != 0) {
+        // An open incident whose actions were all dry-run (the playbook or mxward was in dry-run
+        // then) does not absorb a trigger that acts: switching to enforce must ban now.
+        const bool acts = inc.mode == PlaybookMode::kEnforce &&
+                          std::any_of(inc.actions.begin(), inc.actions.end(),
+                                      [](const ActionRequest& a) { return !a.dry_run; });
+        if (id != 0 && (open_acts || !acts)) {
           // A repeat: the open incident's ban is still in force, so no action is queued again.
           upd.Bind(1, static_cast<std::int64_t>(std::max<std::uint64_t>(inc.triggers, 1)))
               .Bind(2, static_cast<std::int64_t>(inc.count))

@@ -193,7 +193,8 @@ class IncidentStore {
   // (triggers + 1, count added, last_seen, up to kRepeatEvidence of its last evidence lines
   // appended, the evidence kept at kMaxEvidence by dropping lines from its middle), takes its
   // id, is marked `merged`, and its actions are not queued: the ban of the open incident is still
-  // in force. Resolving the incident lets the next trigger open a new one with its actions.
+  // in force. Resolving the incident lets the next trigger open a new one with its actions, and
+  // an open incident whose actions were all dry-run never absorbs a trigger whose actions run.
   Status RecordIncidents(std::vector<Incident>* incidents, UnixMicros now);
   Result<std::vector<Incident>> ListIncidents(const IncidentQuery& query);  // no evidence
   Result<Incident> GetIncident(std::int64_t id);                            // with evidence

@@ -364,6 +364,19 @@ TEST_F(IncidentStoreTest, ARepeatWithinAnOpenIncidentsLifeUpdatesIt) {
   EXPECT_NE(one[0].id, id);
   EXPECT_FALSE(one[0].merged);
   EXPECT_EQ(store_->ActionsForIncident(one[0].id)->size(), 1u);
+  // An open incident that only recorded its ban (dry-run) does not absorb one that bans (the
+  // playbook was switched to enforce); the other way round it does.
+  Incident dry = MakeIncident("192.0.2.8", kT0);
+  dry.open_until = life;
+  dry.mode = PlaybookMode::kDryRun;
+  const std::int64_t dry_id = Record(dry);
+  Incident enforce = MakeIncident("192.0.2.8", kT0 + 60 * kMicrosPerSecond);
+  enforce.open_until = life;
+  const std::int64_t enforce_id = Record(enforce);
+  EXPECT_NE(enforce_id, dry_id);
+  EXPECT_EQ(store_->ActionsForIncident(enforce_id)->at(0).status, ActionStatus::kPending);
+  dry.last_seen = kT0 + 120 * kMicrosPerSecond;
+  EXPECT_EQ(Record(dry), enforce_id);
   // After the life: a new incident with its ban.
   Incident after = trigger(life, 3);
   after.last_seen = life;
