@@ -86,9 +86,10 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
 
   if (const toml::table* store = top.Table("store")) {
     SettingsReader r(*store, "[store]", path, diags);
-    r.CheckKnownKeys({"path", "retention"});
+    r.CheckKnownKeys({"path", "retention", "max_held_incidents"});
     r.String("path", &c.store_path);
     r.Duration("retention", &c.retention_seconds, /*seconds_ok=*/false);
+    r.Int("max_held_incidents", 1, 10'000'000, &c.max_held_incidents);
   }
   if (const toml::table* rules = top.Table("rules")) {
     SettingsReader r(*rules, "[rules]", path, diags);

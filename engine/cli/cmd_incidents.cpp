@@ -72,6 +72,7 @@ nlohmann::json IncidentJson(const Incident& inc, const std::vector<ActionRecord>
           {"status", IncidentStatusName(inc.status)},
           {"severity", SeverityName(inc.severity)},
           {"count", inc.count},
+          {"triggers", inc.triggers},
           {"first_seen", FormatRfc3339(inc.first_seen)},
           {"last_seen", FormatRfc3339(inc.last_seen)},
           {"mode", PlaybookModeName(inc.mode)},
@@ -222,6 +223,12 @@ void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
                      inc->window_seconds
                          ? fmt::format(" (window {})", FormatDurationSeconds(inc->window_seconds))
                          : "");
+  // Repeats of the trigger while this incident was open updated it instead of opening others.
+  if (inc->triggers > 1) {
+    out += fmt::format(
+        "  triggers: {} (repeats while open, no new actions{})\n", inc->triggers,
+        inc->open_until ? fmt::format("; open until {}", FormatWhen(inc->open_until, now)) : "");
+  }
   // A replayed incident says so first: it came from old logs, not from what happens now.
   out += fmt::format("  mode:     {}{}\n",
                      inc->origin == IncidentOrigin::kReplay ? "replay, playbook " : "",

@@ -134,10 +134,12 @@ class Daemon {
     auto recorder_store = IncidentStore::Open(config_.store_path);
     if (!recorder_store.ok()) throw CliExit(kExitRuntime, recorder_store.status().ToString());
     // The daemon never stops detecting because the store cannot be written (disk full):
-    // incidents are held in memory, bounded, and written when it can be (incident_recorder.h).
+    // incidents are held in memory, bounded, and written when it can be; a writer that is only
+    // behind pushes back instead (incident_recorder.h).
     RecorderOptions recorder_options;
     recorder_options.overflow = OverflowPolicy::kHold;
-    recorder_options.max_held = 50'000;  // ~2 KB each with shed evidence: ~100 MB at most
+    // ~2 KB each with shed evidence: ~100 MB at the default 50,000.
+    recorder_options.max_held = static_cast<std::size_t>(config_.max_held_incidents);
     recorder_ = std::make_unique<IncidentRecorder>(
         std::move(*recorder_store), SystemClock::Instance(), [this] { dispatcher_->Notify(); },
         recorder_options);
@@ -745,6 +747,19 @@ class Daemon {
     if (Status st = recorder_->store_error(); !st.ok()) {
       h.ok = false;
       h.reason = "store: " + st.message();
+      return h;
+    }
+    // A dropped incident is an attack that may go unanswered: unhealthy for an hour after the
+    // last one (published atomics: nothing here waits for the store).
+    const RecorderStats& rs = recorder_->stats();
+    const UnixMicros dropped_at = rs.last_dropped_at.load(std::memory_order_relaxed);
+    if (dropped_at != 0 && SystemClock::Instance()->Now() - dropped_at < 3600 * kMicrosPerSecond) {
+      h.ok = false;
+      h.reason = fmt::format(
+          "store: {} incident(s) dropped since start, the last {}s ago (the store could not be "
+          "written and [store] max_held_incidents were held)",
+          rs.dropped.load(std::memory_order_relaxed),
+          (SystemClock::Instance()->Now() - dropped_at) / kMicrosPerSecond);
       return h;
     }
     // From the figures the dispatcher's claimer refreshes about once a second: a scrape never

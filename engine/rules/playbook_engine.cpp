@@ -270,6 +270,11 @@ struct Runtime {
   // and swept of ended cooldowns as it grows.
   std::unordered_map<std::uint64_t, UnixMicros> cooldowns;
   std::size_t cooldown_sweep_at = 1024;
+  // Keys whose last incident is still in its life -> its end (Incident::open_until). A trigger
+  // before then is a repeat that the store folds into that incident: it is no new offence for
+  // escalation and does not move the end. Swept like cooldowns.
+  std::unordered_map<std::uint64_t, UnixMicros> open_until;
+  std::size_t open_sweep_at = 1024;
   // Times the trigger fired: written on the engine's thread, read by the metrics scrape.
   std::atomic<std::uint64_t> triggers{0};
 };
@@ -546,6 +551,7 @@ class Engine final : public PlaybookEngine {
         r->key_text = std::move(o->key_text);
         r->baseline = std::move(o->baseline);
         r->cooldowns = std::move(o->cooldowns);
+        r->open_until = std::move(o->open_until);
         ++kept;
       }
     }
@@ -826,16 +832,46 @@ class Engine final : public PlaybookEngine {
     evidence.Add(JournalRef(e));
     const std::uint64_t threshold = use_fallback ? tr.fallback.over + 1ull : tr.threshold;
     if (count >= threshold && enough_addresses) {
+      // A repeat within the life of the key's last incident updates that incident in the store
+      // (its ban is still in force): one offence, one ban, one life, however often it fires.
+      const auto open = r.open_until.find(kh);
+      const bool repeat = open != r.open_until.end() && t < open->second;
       std::int64_t cooldown = 0;
-      Incident inc = BuildIncident(r, w, e, count, use_fallback ? &kh : nullptr, &cooldown);
-      if (r.pb.escalation.enabled || max_lookback_ > 0) {
-        RecordOffense(r.index, inc.key_kind, inc.key, t);
+      Incident inc = BuildIncident(r, w, e, count, use_fallback ? &kh : nullptr, repeat, &cooldown);
+      if (repeat) {
+        inc.open_until = open->second;
+      } else {
+        inc.open_until = t + std::max(cooldown, LongestActionSeconds(inc)) * kMicrosPerSecond;
+        if (inc.open_until > t) KeepOpenUntil(r, kh, t, inc.open_until);
+        if (r.pb.escalation.enabled || max_lookback_ > 0) {
+          RecordOffense(r.index, inc.key_kind, inc.key, t);
+        }
       }
       ++stats_.triggers;
       r.triggers.store(r.triggers.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       sink->OnIncident(std::move(inc));
       r.table->Erase(rec);  // starts over after its cooldown
       StartCooldown(r, kh, t, cooldown);
+    }
+  }
+
+  // The longest duration among the incident's actions (a ban's, a suspension's), escalated.
+  static std::int64_t LongestActionSeconds(const Incident& inc) {
+    std::int64_t longest = 0;
+    for (const ActionRequest& a : inc.actions) {
+      const auto d = a.params.find("duration_s");
+      if (d != a.params.end() && d->is_number_integer()) {
+        longest = std::max(longest, d->get<std::int64_t>());
+      }
+    }
+    return longest;
+  }
+
+  void KeepOpenUntil(Runtime& r, std::uint64_t kh, UnixMicros t, UnixMicros until) {
+    r.open_until[kh] = until;
+    if (r.open_until.size() >= r.open_sweep_at) {
+      std::erase_if(r.open_until, [&](const auto& kv) { return kv.second <= t; });
+      r.open_sweep_at = std::max<std::size_t>(1024, 2 * r.open_until.size());
     }
   }
 
@@ -888,7 +924,8 @@ class Engine final : public PlaybookEngine {
   // key's cooldown, escalated alike. fallback_key: the key's hash when a novel trigger's warm-up
   // fallback fired (null otherwise), which the incident then names with its numbers.
   Incident BuildIncident(const Runtime& r, std::uint32_t* w, const Event& e, std::uint64_t count,
-                         const std::uint64_t* fallback_key, std::int64_t* cooldown_seconds) {
+                         const std::uint64_t* fallback_key, bool repeat,
+                         std::int64_t* cooldown_seconds) {
     const Playbook& pb = r.pb;
     const UnixMicros t = e.time;
     Incident inc;
@@ -910,7 +947,7 @@ class Engine final : public PlaybookEngine {
     }
     // Evidence: the episode's first lines, then its last ones.
     stats_.evidence_dropped += EvidenceRing(w + kEvidenceWord).Copy(journal_, &inc.evidence);
-    const RepeatOffenderScale scale = Escalate(r, &inc);
+    const RepeatOffenderScale scale = Escalate(r, repeat, &inc);
     const bool dry = dry_run_ || pb.mode == PlaybookMode::kDryRun;
     for (const ActionSpec& spec : pb.actions) {
       if (auto action = BuildAction(spec, pb, e, scale, dry, &inc)) {
@@ -948,11 +985,14 @@ class Engine final : public PlaybookEngine {
 
   // Escalation: how much longer this key's bans are for its earlier incidents in the lookback,
   // which the incident's trigger text then mentions.
-  RepeatOffenderScale Escalate(const Runtime& r, Incident* inc) const {
+  // A repeat (within the life of the key's open incident) is that incident again: the open
+  // incident is not an earlier one of it, so it escalates as that incident did.
+  RepeatOffenderScale Escalate(const Runtime& r, bool repeat, Incident* inc) const {
     const Escalation& esc = r.pb.escalation;
     RepeatOffenderScale scale{1, esc.max_seconds};
     if (!esc.enabled) return scale;
-    const int prior = PriorOffenses(r, inc->key_kind, inc->key, inc->last_seen);
+    const int prior =
+        std::max(0, PriorOffenses(r, inc->key_kind, inc->key, inc->last_seen) - (repeat ? 1 : 0));
     if (prior > 0) {
       scale.multiplier = std::pow(esc.factor, prior);
       inc->trigger += fmt::format("; repeat offender: {} earlier incident(s) in {}", prior,

@@ -50,6 +50,12 @@ IncidentRecorder::IncidentRecorder(std::unique_ptr<IncidentStore> store, const C
 
 IncidentRecorder::~IncidentRecorder() { Stop(); }
 
+std::size_t IncidentRecorder::RoomLimit() const {
+  return options_.overflow == OverflowPolicy::kBlock
+             ? options_.max_held
+             : std::min(options_.full_evidence_held, options_.max_held);
+}
+
 void IncidentRecorder::UpdateHeld() {
   stats_.held.store(queue_.size() + in_flight_, std::memory_order_relaxed);
 }
@@ -84,14 +90,26 @@ void IncidentRecorder::OnIncident(Incident incident) {
       return queue_.size() + in_flight_ < options_.max_held || stopping_;
     });
   } else {
+    // While the store is writable the writer is only behind: wait for it (push back). Only a
+    // store that cannot be written lets incidents pile up in memory, then be dropped.
+    const std::size_t pushback_at = RoomLimit();
+    if (queue_.size() + in_flight_ >= pushback_at && last_error_.ok() && !stopping_) {
+      stats_.pushed_back.fetch_add(1, std::memory_order_relaxed);
+      space_cv_.wait(lock, [&]() REQUIRES(mu_) {
+        return queue_.size() + in_flight_ < pushback_at || stopping_ || !last_error_.ok();
+      });
+    }
     const std::size_t held = queue_.size() + in_flight_;
     if (held >= options_.max_held) {
       const std::uint64_t dropped = stats_.dropped.fetch_add(1, std::memory_order_relaxed) + 1;
+      stats_.last_dropped_at.store(clock_->Now(), std::memory_order_relaxed);
+      const std::string why = last_error_.ok() ? "stopping" : last_error_.message();
       lock.unlock();
       log_.Error("store.dropped",
-                 "store: {} incidents held in memory (the limit): an incident of playbook {} was "
-                 "not kept ({} so far); its actions will not run",
-                 held, incident.playbook, dropped);
+                 "store: {} incidents held in memory (the limit) and the store cannot be written "
+                 "({}): an incident of playbook {} was not kept ({} dropped so far); its actions "
+                 "will not run",
+                 held, why, incident.playbook, dropped);
       return;
     }
     if (held >= options_.full_evidence_held) ShedEvidence(&incident);
@@ -141,9 +159,9 @@ void IncidentRecorder::SaveInputCursor(std::string_view input, std::string_view 
 std::uint64_t IncidentRecorder::WritableLimit() const {
   std::uint64_t limit = UINT64_MAX;
   if (stopping_) return limit;  // a last write takes everything
-  // A full queue is written whatever batch is open: a producer waiting for room (kBlock) inside
-  // an input batch must not wait for that batch's own end.
-  if (queue_.size() + in_flight_ >= options_.max_held) return limit;
+  // A full queue is written whatever batch is open: a producer waiting for room (kBlock, or
+  // kHold pushed back) inside an input batch must not wait for that batch's own end.
+  if (queue_.size() + in_flight_ >= RoomLimit()) return limit;
   for (const auto& [name, mark] : open_batches_) limit = std::min(limit, mark);
   return limit;
 }
@@ -199,6 +217,13 @@ void IncidentRecorder::LogOpened(const Incident& inc) {
     if (!actions.empty()) actions += ", ";
     actions += a.type;
     if (a.dry_run) actions += " (dry-run)";
+  }
+  if (inc.merged) {
+    // A repeat within the open incident's life: its ban stands, nothing new runs. Debug only, so
+    // a flood of repeats costs no log line each.
+    spdlog::debug("incident #{} triggered again: {} {}={} ({})", inc.id, inc.playbook, inc.key_kind,
+                  OneLine(inc.key, 256), OneLine(inc.trigger, 200));
+    return;
   }
   const auto level = inc.severity >= Severity::kHigh ? spdlog::level::warn : spdlog::level::info;
   spdlog::log(level, "incident #{} opened: {} {}={} ({}){}{}", inc.id, inc.playbook, inc.key_kind,
@@ -361,6 +386,8 @@ void IncidentRecorder::Run() {
         written_since_failure = 0;
       }
       const std::size_t held = queue_.size();
+      // Producers pushed back while the store was writable now hold (or drop) instead of waiting.
+      space_cv_.notify_all();
       lock.unlock();
       ReportFailure(st, held);
       lock.lock();
@@ -370,7 +397,13 @@ void IncidentRecorder::Run() {
     }
     written_ += batch.size();
     stats_.recorded.fetch_add(batch.size(), std::memory_order_relaxed);
-    for (const Incident& inc : batch) ++recorded_by_playbook_[inc.playbook];
+    for (const Incident& inc : batch) {
+      if (inc.merged) {
+        stats_.repeats.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        ++recorded_by_playbook_[inc.playbook];
+      }
+    }
     UpdateHeld();
     space_cv_.notify_all();
     if (failed_attempts_ > 0) {
@@ -416,6 +449,14 @@ void IncidentRecorder::RegisterMetrics(MetricsRegistry* registry,
        MetricType::kCounter,
        "incidents lost because the store stayed unwritable and the memory limit was reached",
        {}},
+      {metric::kStorePushback,
+       MetricType::kCounter,
+       "incidents the pipeline waited to hand over because the store writer was behind",
+       {}},
+      {metric::kStoreRepeats,
+       MetricType::kCounter,
+       "triggers that updated their key's open incident instead of opening another",
+       {}},
       {metric::kStoreWritable,
        MetricType::kGauge,
        "1 when the last write to the store succeeded, 0 while it fails (disk full, ...)",
@@ -430,6 +471,8 @@ void IncidentRecorder::RegisterMetrics(MetricsRegistry* registry,
   keep(registry->AddAtomic(metric::kStoreEvidenceShed, {}, &stats_.evidence_shed));
   keep(registry->AddAtomic(metric::kStoreIncidentsDropped, {}, &stats_.dropped));
   keep(registry->AddAtomic(metric::kStoreWritable, {}, &stats_.store_writable));
+  keep(registry->AddAtomic(metric::kStorePushback, {}, &stats_.pushed_back));
+  keep(registry->AddAtomic(metric::kStoreRepeats, {}, &stats_.repeats));
 }
 
 }  // namespace mxward

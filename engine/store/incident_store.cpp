@@ -287,20 +287,95 @@ Result<std::unique_ptr<IncidentStore>> IncidentStore::Open(const std::string& pa
 Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicros now) {
   // Ids are assigned only after COMMIT succeeded, so a failed batch can be retried unchanged.
   std::vector<std::int64_t> ids;
+  std::vector<bool> merged;
   ids.reserve(incidents->size());
+  merged.reserve(incidents->size());
   Status s = InTransaction([&]() -> Status {
     MXWARD_STMT(ins,
                 "INSERT OR IGNORE INTO incidents (playbook, description, severity, mode, "
                 "key_kind, key, trigger, first_seen, last_seen, count, window_seconds, status, "
-                "evidence_count, action_count, created_at, updated_at, origin, replay_identity) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                "evidence_count, action_count, created_at, updated_at, origin, replay_identity, "
+                "triggers, open_until) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     MXWARD_STMT(existing, "SELECT id FROM incidents WHERE replay_identity = ?");
+    // The key's open incident of this playbook whose life the trigger falls in (the newest).
+    // `open_until > 0` lets SQLite use the partial index incidents_open_by_key.
+    MXWARD_STMT(open,
+                "SELECT id, mode = 'enforce' AND EXISTS (SELECT 1 FROM actions a WHERE "
+                "a.incident_id = incidents.id AND a.status != 'dry_run') FROM incidents "
+                "WHERE key = ?1 AND playbook = ?2 AND key_kind = ?3 "
+                "AND open_until > 0 AND open_until > ?4 AND status != 'resolved' "
+                "AND origin = 'live' "
+                "ORDER BY id DESC LIMIT 1");
+    MXWARD_STMT(upd,
+                "UPDATE incidents SET triggers = triggers + ?1, count = count + ?2, "
+                "last_seen = max(last_seen, ?3), updated_at = ?4 WHERE id = ?5");
+    MXWARD_STMT(next_seq,
+                "SELECT COALESCE(MAX(seq), -1) + 1, COUNT(*) FROM evidence WHERE incident_id = ?");
+    // Keeps the first kMaxEvidence / 2 lines (how it started) and the newest (how it goes on).
+    MXWARD_STMT(trim,
+                "DELETE FROM evidence WHERE incident_id = ?1 AND seq IN (SELECT seq FROM evidence "
+                "WHERE incident_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3)");
+    MXWARD_STMT(ev_count,
+                "UPDATE incidents SET evidence_count = (SELECT COUNT(*) FROM evidence WHERE "
+                "incident_id = ?1) WHERE id = ?1");
     MXWARD_STMT(ev, "INSERT INTO evidence (incident_id, seq, time, text) VALUES (?,?,?,?)");
     MXWARD_STMT(act,
                 "INSERT INTO actions (incident_id, type, params, status, revert, created_at, "
                 "updated_at, next_attempt_at) VALUES (?,?,?,?,0,?,?,?)");
     MXWARD_STMT(key, "UPDATE actions SET idempotency_key = ? WHERE id = ?");
     for (const Incident& inc : *incidents) {
+      const bool replayed = inc.origin == IncidentOrigin::kReplay;
+      if (!replayed && inc.open_until > 0) {
+        open.Bind(1, inc.key).Bind(2, inc.playbook).Bind(3, inc.key_kind).Bind(4, inc.last_seen);
+        const int rc = open.Step();
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("finding a key's open incident");
+        const std::int64_t id = rc == SQLITE_ROW ? open.Int(0) : 0;
+        const bool open_acts = rc == SQLITE_ROW && open.Int(1) != 0;
+        sqlite3_reset(*open_prepared);
+        // An open incident whose actions were all dry-run (the playbook or mxward was in dry-run
+        // then) does not absorb a trigger that acts: switching to enforce must ban now.
+        const bool acts = inc.mode == PlaybookMode::kEnforce &&
+                          std::any_of(inc.actions.begin(), inc.actions.end(),
+                                      [](const ActionRequest& a) { return !a.dry_run; });
+        if (id != 0 && (open_acts || !acts)) {
+          // A repeat: the open incident's ban is still in force, so no action is queued again.
+          upd.Bind(1, static_cast<std::int64_t>(std::max<std::uint64_t>(inc.triggers, 1)))
+              .Bind(2, static_cast<std::int64_t>(inc.count))
+              .Bind(3, inc.last_seen)
+              .Bind(4, now)
+              .Bind(5, id);
+          if (upd.Step() != SQLITE_DONE) return Error("updating an open incident");
+          sqlite3_reset(*upd_prepared);
+          next_seq.Bind(1, id);
+          if (next_seq.Step() != SQLITE_ROW) return Error("reading evidence");
+          std::int64_t seq = next_seq.Int(0);
+          std::int64_t held = next_seq.Int(1);
+          sqlite3_reset(*next_seq_prepared);
+          const std::size_t n = inc.evidence.size();
+          for (std::size_t i = n - std::min(n, kRepeatEvidence); i < n; ++i) {
+            ev.Bind(1, id)
+                .Bind(2, seq++)
+                .Bind(3, inc.evidence[i].time)
+                .Bind(4, inc.evidence[i].text);
+            if (ev.Step() != SQLITE_DONE) return Error("writing evidence");
+            sqlite3_reset(*ev_prepared);
+            ++held;
+          }
+          const auto max = static_cast<std::int64_t>(kMaxEvidence);
+          if (held > max) {
+            trim.Bind(1, id).Bind(2, held - max).Bind(3, max / 2);
+            if (trim.Step() != SQLITE_DONE) return Error("trimming evidence");
+            sqlite3_reset(*trim_prepared);
+          }
+          ev_count.Bind(1, id);
+          if (ev_count.Step() != SQLITE_DONE) return Error("counting evidence");
+          sqlite3_reset(*ev_count_prepared);
+          ids.push_back(id);
+          merged.push_back(true);
+          continue;
+        }
+      }
       // Bounded evidence: the first and the last lines tell the story; the middle repeats it.
       std::vector<const EvidenceLine*> kept;
       const std::size_t n = inc.evidence.size();
@@ -325,8 +400,9 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
           .Bind(14, static_cast<std::int64_t>(inc.actions.size()))
           .Bind(15, now)
           .Bind(16, now)
-          .Bind(17, IncidentOriginName(inc.origin));
-      const bool replayed = inc.origin == IncidentOrigin::kReplay;
+          .Bind(17, IncidentOriginName(inc.origin))
+          .Bind(19, static_cast<std::int64_t>(std::max<std::uint64_t>(inc.triggers, 1)))
+          .Bind(20, replayed ? 0 : inc.open_until);
       const std::string identity = replayed ? ReplayIdentity(inc) : std::string();
       if (replayed) {
         ins.Bind(18, identity);
@@ -341,11 +417,13 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
         existing.Bind(1, identity);
         if (existing.Step() != SQLITE_ROW) return Error("finding a replayed incident");
         ids.push_back(existing.Int(0));
+        merged.push_back(false);
         sqlite3_reset(*existing_prepared);
         continue;
       }
       const std::int64_t id = sqlite3_last_insert_rowid(db_);
       ids.push_back(id);
+      merged.push_back(false);
       std::int64_t seq = 0;
       for (const EvidenceLine* line : kept) {
         ev.Bind(1, id).Bind(2, seq++).Bind(3, line->time).Bind(4, line->text);
@@ -372,7 +450,10 @@ Status IncidentStore::RecordIncidents(std::vector<Incident>* incidents, UnixMicr
     return Status::Ok();
   });
   if (!s.ok()) return s;
-  for (std::size_t i = 0; i < incidents->size(); ++i) (*incidents)[i].id = ids[i];
+  for (std::size_t i = 0; i < incidents->size(); ++i) {
+    (*incidents)[i].id = ids[i];
+    (*incidents)[i].merged = merged[i];
+  }
   return Status::Ok();
 }
 
@@ -380,7 +461,7 @@ namespace {
 
 constexpr const char* kIncidentColumns =
     "id, playbook, description, severity, mode, key_kind, key, trigger, first_seen, last_seen, "
-    "count, window_seconds, status, origin";
+    "count, window_seconds, status, origin, triggers, open_until";
 
 Incident IncidentFromRow(const Stmt& q) {
   Incident inc;
@@ -398,6 +479,8 @@ Incident IncidentFromRow(const Stmt& q) {
   inc.window_seconds = q.Int(11);
   inc.status = ParseOr(q.Text(12), ParseIncidentStatus, IncidentStatus::kOpen);
   inc.origin = ParseOr(q.Text(13), ParseIncidentOrigin, IncidentOrigin::kLive);
+  inc.triggers = static_cast<std::uint64_t>(q.Int(14));
+  inc.open_until = q.Int(15);
   return inc;
 }
 

@@ -214,7 +214,18 @@ CREATE TABLE allowlist (
 CREATE UNIQUE INDEX allowlist_current ON allowlist(prefix) WHERE removed_at IS NULL;
 )sql";
 
-constexpr std::array<const char*, 8> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8};
+// v9: repeated triggers update the key's open incident (issue 21, point 3): a flood costs rows per
+//   key, not per trigger. triggers: how often the trigger fired for it (1 + repeats absorbed);
+//   open_until: the incident's life in event time (its longest action or cooldown), 0 for
+//   incidents that never absorb repeats (replayed, opened before v9). The partial index finds the
+//   open incident of a key without reading the others.
+constexpr const char* kV9 = R"sql(
+ALTER TABLE incidents ADD COLUMN triggers INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE incidents ADD COLUMN open_until INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX incidents_open_by_key ON incidents(key, playbook, open_until) WHERE open_until > 0;
+)sql";
+
+constexpr std::array<const char*, 9> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8, kV9};
 
 }  // namespace
 

@@ -23,6 +23,9 @@ struct Config {
   std::string source;  // the file it came from, empty for defaults
   std::string store_path = "/var/lib/mxward/mxward.db";
   std::int64_t retention_seconds = 90 * 86400;  // resolved incidents older than this are pruned
+  // [store] max_held_incidents: incidents the daemon holds in memory while the store cannot be
+  // written, before it drops new ones (incident_recorder.h; ~2 KB each with shed evidence).
+  std::int64_t max_held_incidents = 50'000;
   std::vector<std::string> rule_dirs = {"/etc/mxward/rules.d"};  // playbooks; parsers/ inside
   // [rules] trusted_proxies: reverse proxies whose X-Forwarded-For / X-Real-IP name the client
   // in webmail lines (ParserPackOptions). Default loopback, set by Defaults().

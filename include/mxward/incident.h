@@ -85,6 +85,16 @@ struct Incident {
   IncidentOrigin origin = IncidentOrigin::kLive;
   std::vector<EvidenceLine> evidence;  // bounded by the engine: first and last few lines
   std::vector<ActionRequest> actions;
+  // Times the trigger fired for this incident: 1, plus each repeat it absorbed (below).
+  std::uint64_t triggers = 1;
+  // The incident's life (event time): until then a new trigger of the same playbook and key
+  // updates this incident instead of opening another, as long as it is not resolved: the end of
+  // its longest action (a ban's duration) or of the key's cooldown, whichever is later, fixed
+  // when it opened (repeats do not extend it). 0: never updated (replayed, or from elsewhere).
+  UnixMicros open_until = 0;
+  // Set by IncidentStore::RecordIncidents when this trigger updated an open incident (id is that
+  // incident's; its actions were not queued again) instead of opening a new one.
+  bool merged = false;
 };
 
 // Where the playbook engine hands the incidents it opens (the IncidentRecorder in the daemon,

@@ -4,12 +4,23 @@
 //
 // Write policy: the writer takes whatever is held (up to 256 incidents) as soon as it is idle and
 // writes it in one transaction; it never waits for a timer while work is held, so one incident
-// on a quiet server is written at once and a burst is written in a few large transactions.
+// on a quiet server is written at once and a burst is written in a few large transactions. A
+// trigger of a key whose open incident is still in its life updates that incident in the store
+// (IncidentStore::RecordIncidents): a flood costs rows per key, not per trigger.
+//
+// A burst while the store is writable (OverflowPolicy::kHold, the daemon) pushes back: once
+// min(full_evidence_held, max_held) incidents wait for the writer, OnIncident waits for room, so
+// the pipeline's thread stops reading its inputs (TCP and Unix stream senders are slowed by
+// their socket buffers, rsyslog queues; UDP datagrams overflow the kernel buffer and are counted
+// by the listener). Nothing is dropped and no evidence is shed while the store can be written;
+// the waits are counted (stats().pushed_back, mxward_store_pushback_total). The wait ends when
+// the writer made room, when a write fails (then the rules below apply) or at Stop(); the
+// writer never waits for the pipeline's thread (a full queue is written whatever input batch is
+// open), so this cannot deadlock.
 //
 // When the store cannot be written (disk full, read-only file system, permissions), the daemon
-// must keep protecting the server. What an admin wants at 3 a.m., and what the daemon's
-// OverflowPolicy::kHold does:
-//   - Detection never stops: OnIncident never blocks, so windows keep counting and lines keep
+// must keep protecting the server. What an admin wants at 3 a.m., and what kHold does then:
+//   - Detection never stops: OnIncident does not wait, so windows keep counting and lines keep
 //     flowing; bans already in the kernel stay (they carry their own timeouts).
 //   - Incidents are held in memory, in order, and retried every retry_interval. Nothing held is
 //     lost while the process runs: when space returns, everything is written in order and the
@@ -19,14 +30,17 @@
 //     shed_evidence_keep lines of its evidence (the first ones and the last) plus one line that
 //     says how many were shed; the shed lines are counted. Beyond max_held, a new incident is
 //     not held at all and is counted as dropped: the one case where something is lost, after
-//     max_held incidents (the daemon: 50,000, at most ~2 KB each, ~100 MB) of a store that
-//     stays unwritable.
+//     max_held incidents (the daemon: [store] max_held_incidents, 50,000 by default, at most
+//     ~2 KB each, ~100 MB) of a store that stays unwritable.
 //   - It is visible: a log line at the first failure, a reminder at most once a minute while it
 //     lasts, one when the store is writable again; metrics (write errors, held incidents, shed
-//     evidence lines, dropped incidents, store writable) and store_error() for /healthz.
+//     evidence lines, dropped incidents, store writable) and store_error() for /healthz. A drop
+//     is logged at once with the counts (then a reminder at most every log_interval_seconds) and
+//     stamps stats().last_dropped_at, which the daemon's /healthz reads (unhealthy for an hour).
 //   - Stop() makes one last attempt; what still cannot be written is reported with its count.
 // OverflowPolicy::kBlock (mxward replay, reading files: waiting loses nothing) keeps full
-// evidence and makes OnIncident wait for room at max_held instead.
+// evidence and makes OnIncident wait for room at max_held instead, whether or not the store can
+// be written.
 //
 // Threads: OnIncident, AddEventCounts and AddBaselines from the pipeline's thread; stats(),
 // store_error() and the metrics from any thread; the store is used only by the writer thread.
@@ -57,13 +71,14 @@ namespace mxward {
 
 enum class OverflowPolicy : std::uint8_t {
   kBlock,  // OnIncident waits for room at max_held (batch replay)
-  kHold,   // never wait: shed evidence, then drop and count (the daemon)
+  kHold,   // wait while the store is writable; otherwise hold, shed evidence, drop (the daemon)
 };
 
 struct RecorderOptions {
   OverflowPolicy overflow = OverflowPolicy::kBlock;
   std::size_t max_held = 100'000;
   // kHold: held incidents that keep all their evidence; later ones keep shed_evidence_keep lines.
+  // Also where a writable store pushes back (at most max_held).
   std::size_t full_evidence_held = 1'000;
   std::size_t shed_evidence_keep = 3;
   std::size_t batch_size = 256;
@@ -80,6 +95,9 @@ struct RecorderStats {
   std::atomic<std::uint64_t> dropped{0};         // incidents not held at max_held (kHold)
   std::atomic<std::uint64_t> store_writable{1};  // 0 while the last write attempt failed
   std::atomic<UnixMicros> failing_since{0};      // wall time of the first failure, 0 if none
+  std::atomic<UnixMicros> last_dropped_at{0};    // clock time of the last drop, 0 if none
+  std::atomic<std::uint64_t> pushed_back{0};     // OnIncident calls that waited (kHold, writable)
+  std::atomic<std::uint64_t> repeats{0};         // written as updates of an open incident
 };
 
 // Metric families the recorder exposes (RegisterMetrics declares them).
@@ -88,6 +106,8 @@ inline constexpr std::string_view kStoreHeldIncidents = "mxward_store_held_incid
 inline constexpr std::string_view kStoreEvidenceShed = "mxward_store_evidence_shed_total";
 inline constexpr std::string_view kStoreIncidentsDropped = "mxward_store_incidents_dropped_total";
 inline constexpr std::string_view kStoreWritable = "mxward_store_writable";
+inline constexpr std::string_view kStorePushback = "mxward_store_pushback_total";
+inline constexpr std::string_view kStoreRepeats = "mxward_store_incident_repeats_total";
 }  // namespace metric
 
 class IncidentRecorder final : public IncidentSink {
@@ -176,6 +196,9 @@ class IncidentRecorder final : public IncidentSink {
   // Incidents up to this count (written_ + taken) may be written now: the start of the oldest
   // open input batch, or no limit.
   std::uint64_t WritableLimit() const REQUIRES(mu_);
+  // Held incidents at which OnIncident waits for room: max_held (kBlock); min(full_evidence_held,
+  // max_held) while the store is writable (kHold).
+  std::size_t RoomLimit() const;
   std::uint64_t enqueued_ GUARDED_BY(mu_) = 0;
   void LogOpened(const Incident& incident);
   std::uint64_t written_ GUARDED_BY(mu_) = 0;

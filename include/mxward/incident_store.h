@@ -165,9 +165,11 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 8;
+  static constexpr int kSchemaVersion = 9;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
+  // Evidence lines a repeated trigger appends to the open incident it updates (its last ones).
+  static constexpr std::size_t kRepeatEvidence = 5;
   // Baselines kept per playbook; SaveBaselines drops the least recently seen beyond this.
   static constexpr std::int64_t kMaxBaselinesPerPlaybook = 200'000;
 
@@ -186,6 +188,13 @@ class IncidentStore {
   // Actions with dry_run become ActionStatus::kDryRun; the others are pending (in the outbox).
   // A replayed incident (IncidentOrigin::kReplay) already in the store, by ReplayIdentity, is
   // not written again: it keeps the id it has (and its actions are not queued twice).
+  // A live incident whose playbook and key (and key kind) have an incident that is not resolved
+  // and whose open_until is after this one's last_seen is a repeat: it updates that incident
+  // (triggers + 1, count added, last_seen, up to kRepeatEvidence of its last evidence lines
+  // appended, the evidence kept at kMaxEvidence by dropping lines from its middle), takes its
+  // id, is marked `merged`, and its actions are not queued: the ban of the open incident is still
+  // in force. Resolving the incident lets the next trigger open a new one with its actions, and
+  // an open incident whose actions were all dry-run never absorbs a trigger whose actions run.
   Status RecordIncidents(std::vector<Incident>* incidents, UnixMicros now);
   Result<std::vector<Incident>> ListIncidents(const IncidentQuery& query);  // no evidence
   Result<Incident> GetIncident(std::int64_t id);                            // with evidence

@@ -153,8 +153,9 @@ TEST_F(CliReviewTest, ListJsonFieldsAreExactlyTheDocumentedOnes) {
   const auto& ssh = all[1];
   EXPECT_EQ(Keys(ssh),
             (std::set<std::string>{"id", "playbook", "description", "key_kind", "key", "status",
-                                   "severity", "count", "first_seen", "last_seen", "mode", "origin",
-                                   "trigger", "window_seconds", "actions"}));
+                                   "severity", "count", "triggers", "first_seen", "last_seen",
+                                   "mode", "origin", "trigger", "window_seconds", "actions"}));
+  EXPECT_EQ(ssh.at("triggers"), 1);
   EXPECT_EQ(ssh.at("id"), ssh_id_);
   EXPECT_EQ(ssh.at("origin"), "live");
   EXPECT_EQ(ssh.at("playbook"), "postfix-sasl");

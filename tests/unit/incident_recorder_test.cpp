@@ -1,7 +1,9 @@
 // IncidentRecorder against a real SQLite store, including one on a tiny tmpfs that the test fills
 // (a real "database or disk is full") and empties again: incidents are held in memory without
 // blocking the caller, evidence beyond the bound is shed and counted, the overflow is counted,
-// store_error() reports it, and everything held is written in order when space returns.
+// store_error() reports it, and everything held is written in order when space returns. A store
+// that is writable but behind (another connection holds SQLite's write lock) pushes back
+// instead: the caller waits, nothing is dropped or shed.
 #include "mxward/incident_recorder.h"
 
 #include <gtest/gtest.h>
@@ -135,6 +137,142 @@ TEST(IncidentRecorderTest, AnInputBatchIsWrittenWithItsCursorNeverApart) {
   EXPECT_EQ(AllIncidents(dir.file("state.db")).size(), 2u * kN);
 }
 
+// Another connection holding SQLite's write lock: the recorder's writer waits for it (a long
+// busy timeout, so it never fails), like a writer that is merely behind.
+class WriteLock {
+ public:
+  explicit WriteLock(const std::string& path) {
+    auto s = IncidentStore::Open(path);
+    EXPECT_OK(s);
+    if (!s.ok()) return;
+    store_ = std::move(*s);
+    EXPECT_EQ(sqlite3_exec(store_->db(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  }
+  void Release() {
+    if (store_ && !released_) {
+      EXPECT_EQ(sqlite3_exec(store_->db(), "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+    }
+    released_ = true;
+  }
+  ~WriteLock() { Release(); }
+
+ private:
+  std::unique_ptr<IncidentStore> store_;
+  bool released_ = false;
+};
+
+std::unique_ptr<IncidentStore> PatientStore(const std::string& path) {
+  StoreOptions so;
+  so.busy_timeout_ms = 600'000;
+  auto s = IncidentStore::Open(path, so);
+  EXPECT_OK(s);
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
+TEST(IncidentRecorderTest, AWritableStoreThatIsBehindPushesBackAndLosesNothing) {
+  TempDir dir;
+  const std::string db = dir.file("state.db");
+  auto store = PatientStore(db);
+  ASSERT_NE(store, nullptr);
+  WriteLock lock(db);
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.max_held = 50;
+  o.full_evidence_held = 8;  // where a writable store pushes back
+  IncidentRecorder rec(std::move(store), SystemClock::Instance(), nullptr, o);
+  std::atomic<int> handed{0};
+  std::thread producer([&] {
+    for (int i = 0; i < 200; ++i) {
+      rec.OnIncident(MakeIncident(i));
+      ++handed;
+    }
+  });
+  ASSERT_TRUE(Eventually([&] { return rec.stats().pushed_back.load() > 0; }));
+  // The ninth call waits while the writer waits for the lock: 8 held, none dropped.
+  EXPECT_EQ(handed.load(), 8);
+  EXPECT_EQ(rec.stats().held.load(), 8u);
+  EXPECT_OK(rec.store_error());
+  lock.Release();
+  producer.join();
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(60)));
+  EXPECT_EQ(rec.Stop(), 0u);
+  EXPECT_EQ(rec.stats().dropped.load(), 0u);
+  EXPECT_EQ(rec.stats().evidence_shed.load(), 0u);
+  EXPECT_EQ(rec.stats().write_errors.load(), 0u);
+  EXPECT_EQ(rec.stats().last_dropped_at.load(), 0);
+  EXPECT_GE(rec.stats().pushed_back.load(), 1u);
+  auto all = AllIncidents(db);
+  ASSERT_EQ(all.size(), 200u);
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(all[i].trigger, "incident " + std::to_string(i));  // in order
+    EXPECT_EQ(all[i].evidence.size(), 10u) << i;                 // nothing shed
+  }
+}
+
+// Stop() while the pipeline's thread is pushed back: the waiting call returns at once (it does
+// not wait for the stuck writer), and Stop() finishes when the writer does.
+TEST(IncidentRecorderTest, StopWhilePushedBackReleasesTheCallerAndFinishes) {
+  TempDir dir;
+  const std::string db = dir.file("state.db");
+  auto store = PatientStore(db);
+  ASSERT_NE(store, nullptr);
+  WriteLock lock(db);
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.max_held = 20;
+  o.full_evidence_held = 4;
+  IncidentRecorder rec(std::move(store), SystemClock::Instance(), nullptr, o);
+  std::atomic<bool> produced{false};
+  std::thread producer([&] {
+    for (int i = 0; i < 10; ++i) rec.OnIncident(MakeIncident(i));
+    produced = true;
+  });
+  ASSERT_TRUE(Eventually([&] { return rec.stats().pushed_back.load() > 0; }));
+  EXPECT_FALSE(produced.load());
+  std::atomic<bool> stopped{false};
+  std::size_t left = 99;
+  std::thread stopper([&] {
+    left = rec.Stop();
+    stopped = true;
+  });
+  ASSERT_TRUE(Eventually([&] { return produced.load(); }));  // the writer is still stuck
+  EXPECT_FALSE(stopped.load());
+  lock.Release();
+  stopper.join();
+  producer.join();
+  EXPECT_EQ(left, 0u);  // the last attempt wrote everything
+  EXPECT_EQ(AllIncidents(db).size(), 10u);
+  EXPECT_EQ(rec.stats().dropped.load(), 0u);
+}
+
+// A journal batch larger than where a writable store pushes back: the incidents of the open
+// batch are written without waiting for its cursor (which comes only after the producer gets
+// room), so the producer never waits for itself.
+TEST(IncidentRecorderTest, AnInputBatchLongerThanThePushbackLimitDoesNotWaitForItself) {
+  TempDir dir;
+  auto store = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(store);
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.full_evidence_held = 4;
+  IncidentRecorder rec(std::move(*store), SystemClock::Instance(), nullptr, o);
+  std::atomic<bool> done{false};
+  std::thread producer([&] {
+    rec.BeginInputBatch("journal");
+    for (int i = 0; i < 100; ++i) rec.OnIncident(MakeIncident(i, 1));
+    rec.SaveInputCursor("journal", "after-100");
+    done = true;
+  });
+  const bool finished = Eventually([&] { return done.load(); });
+  if (!finished) rec.Stop();  // releases the waiting producer: the test fails, it does not hang
+  producer.join();
+  ASSERT_TRUE(finished) << "the producer waited for its own batch";
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(30)));
+  EXPECT_EQ(rec.Stop(), 0u);
+  EXPECT_EQ(rec.stats().dropped.load(), 0u);
+  EXPECT_EQ(AllIncidents(dir.file("state.db")).size(), 100u);
+}
+
 class DiskFullTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -166,7 +304,8 @@ TEST_F(DiskFullTest, HoldsShedsAndCountsWhileFullThenWritesEverythingInOrder) {
   rec.RegisterMetrics(&registry, &handles);
 
   ASSERT_GT(fs_.Fill(), 0);
-  // 50 incidents on a full disk: none of these calls may block (a blocked call hangs the test).
+  // 50 incidents on a full disk: none of these calls waits longer than the first failed write
+  // (the writable store pushes back until then; a call that kept waiting would hang the test).
   for (int i = 0; i < 50; ++i) rec.OnIncident(MakeIncident(i));
   ASSERT_TRUE(Eventually([&] { return rec.stats().write_errors.load() > 0; }));
   EXPECT_EQ(rec.stats().held.load(), 40u);
@@ -256,6 +395,44 @@ TEST_F(DiskFullTest, StopWithAFullDiskReturnsAndSaysWhatWasNotWritten) {
   for (int i = 0; i < 5; ++i) rec.OnIncident(MakeIncident(i));
   ASSERT_TRUE(Eventually([&] { return rec.stats().write_errors.load() >= 2; }));
   EXPECT_EQ(rec.Stop(), 5u);
+}
+
+// Pushed back while the store was writable, then the store fails: the waiting call goes on and
+// the rules of an unwritable store apply (hold with shed evidence, then drop, counted and
+// stamped for /healthz); once space returns everything held is written.
+TEST_F(DiskFullTest, APushedBackCallerHoldsThenDropsOnceTheStoreFails) {
+  store_.reset();
+  auto store = PatientStore(db_);
+  ASSERT_NE(store, nullptr);
+  WriteLock lock(db_);
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kHold;
+  o.max_held = 20;
+  o.full_evidence_held = 5;
+  o.shed_evidence_keep = 3;
+  o.retry_interval = std::chrono::milliseconds(50);
+  IncidentRecorder rec(std::move(store), SystemClock::Instance(), nullptr, o);
+  std::atomic<int> handed{0};
+  std::thread producer([&] {
+    for (int i = 0; i < 40; ++i) {
+      rec.OnIncident(MakeIncident(i));
+      ++handed;
+    }
+  });
+  ASSERT_TRUE(Eventually([&] { return rec.stats().pushed_back.load() > 0; }));
+  EXPECT_EQ(handed.load(), 5);
+  ASSERT_GT(fs_.Fill(), 0);
+  lock.Release();  // the writer's attempt now fails: disk full
+  producer.join();
+  EXPECT_GT(rec.stats().write_errors.load(), 0u);
+  EXPECT_EQ(rec.stats().held.load(), 20u);
+  EXPECT_EQ(rec.stats().dropped.load(), 20u);
+  EXPECT_EQ(rec.stats().evidence_shed.load(), 15u * 7);  // incidents 5..19 kept 3 of 10 lines
+  EXPECT_GT(rec.stats().last_dropped_at.load(), 0);
+  ASSERT_TRUE(fs_.Free());
+  ASSERT_TRUE(Eventually([&] { return rec.stats().recorded.load() == 20; }));
+  EXPECT_EQ(rec.Stop(), 0u);
+  EXPECT_EQ(AllIncidents(db_).size(), 20u);
 }
 
 TEST_F(DiskFullTest, BlockPolicyLosesNothing) {

@@ -296,7 +296,7 @@ TEST_F(IncidentStoreTest, AReplayedIncidentIsRecordedOnceAndLiveOnesAlways) {
   Incident other = replayed;
   other.evidence[0].text = "another line";
   EXPECT_NE(Record(other), first);
-  // Live incidents are never merged, however alike.
+  // Live incidents without a life (open_until 0) are never merged, however alike.
   Incident live = MakeIncident("192.0.2.7", kT0);
   const std::int64_t live1 = Record(live);
   EXPECT_NE(Record(live), live1);
@@ -310,6 +310,80 @@ TEST_F(IncidentStoreTest, AReplayedIncidentIsRecordedOnceAndLiveOnesAlways) {
   EXPECT_EQ(replays, 2);
   EXPECT_EQ(store_->ActionsForIncident(first)->size(), 1u);
   EXPECT_NE(ReplayIdentity(replayed), ReplayIdentity(other));
+}
+
+// A trigger of a key whose open incident of the same playbook is still in its life updates that
+// incident: one row and one ban per key however often it fires; evidence stays bounded (the
+// first lines and the newest); a resolved incident, another playbook or a trigger after the
+// life open a new one with its actions.
+TEST_F(IncidentStoreTest, ARepeatWithinAnOpenIncidentsLifeUpdatesIt) {
+  const UnixMicros life = kT0 + 3600 * kMicrosPerSecond;
+  auto trigger = [&](UnixMicros t, int lines) {
+    Incident inc = MakeIncident("192.0.2.7", t, lines);
+    inc.open_until = life;
+    return inc;
+  };
+  const std::int64_t id = Record(trigger(kT0, 3));
+  // 30 repeats in two batches (a batch may hold the incident it updates, too).
+  std::vector<Incident> batch;
+  for (int i = 1; i <= 30; ++i) {
+    batch.push_back(trigger(kT0 + i * 60 * kMicrosPerSecond, 8));
+    batch.back().evidence.back().text = "newest " + std::to_string(i);
+    if (i == 15 || i == 30) {
+      ASSERT_OK(store_->RecordIncidents(&batch, kT0));
+      for (const Incident& r : batch) {
+        EXPECT_EQ(r.id, id);
+        EXPECT_TRUE(r.merged);
+      }
+      batch.clear();
+    }
+  }
+  auto inc = store_->GetIncident(id);
+  ASSERT_OK(inc);
+  EXPECT_EQ(inc->triggers, 31u);
+  EXPECT_EQ(inc->count, 31u * 20);
+  EXPECT_EQ(inc->last_seen, kT0 + 30 * 60 * kMicrosPerSecond + 60 * kMicrosPerSecond);
+  EXPECT_EQ(inc->first_seen, kT0);
+  EXPECT_EQ(inc->open_until, life);
+  ASSERT_EQ(inc->evidence.size(), IncidentStore::kMaxEvidence);
+  EXPECT_EQ(inc->evidence[0].text, "line 0");  // how it started
+  EXPECT_EQ(inc->evidence.back().text, "newest 30");
+  EXPECT_EQ(store_->ActionsForIncident(id)->size(), 1u);  // one ban, not 31
+  IncidentQuery q;
+  q.limit = 100;
+  EXPECT_EQ(store_->ListIncidents(q)->size(), 1u);
+
+  // Another playbook, the same key: its own incident.
+  Incident other = trigger(kT0 + 31 * 60 * kMicrosPerSecond, 3);
+  other.playbook = "postfix-rbl";
+  EXPECT_NE(Record(other), id);
+  // Resolved: the next trigger inside its life opens a new one (the admin said it is over).
+  ASSERT_OK(store_->ResolveIncident(id, "false positive"));
+  std::vector<Incident> one{trigger(kT0 + 40 * 60 * kMicrosPerSecond, 3)};
+  ASSERT_OK(store_->RecordIncidents(&one, kT0));
+  EXPECT_NE(one[0].id, id);
+  EXPECT_FALSE(one[0].merged);
+  EXPECT_EQ(store_->ActionsForIncident(one[0].id)->size(), 1u);
+  // An open incident that only recorded its ban (dry-run) does not absorb one that bans (the
+  // playbook was switched to enforce); the other way round it does.
+  Incident dry = MakeIncident("192.0.2.8", kT0);
+  dry.open_until = life;
+  dry.mode = PlaybookMode::kDryRun;
+  const std::int64_t dry_id = Record(dry);
+  Incident enforce = MakeIncident("192.0.2.8", kT0 + 60 * kMicrosPerSecond);
+  enforce.open_until = life;
+  const std::int64_t enforce_id = Record(enforce);
+  EXPECT_NE(enforce_id, dry_id);
+  EXPECT_EQ(store_->ActionsForIncident(enforce_id)->at(0).status, ActionStatus::kPending);
+  dry.last_seen = kT0 + 120 * kMicrosPerSecond;
+  EXPECT_EQ(Record(dry), enforce_id);
+  // After the life: a new incident with its ban.
+  Incident after = trigger(life, 3);
+  after.last_seen = life;
+  after.open_until = life + 3600 * kMicrosPerSecond;
+  const std::int64_t later = Record(after);
+  EXPECT_NE(later, one[0].id);
+  EXPECT_EQ(store_->ActionsForIncident(later)->size(), 1u);
 }
 
 TEST_F(IncidentStoreTest, EventCountsAddUpAcrossWritesAndComposeInOneTransaction) {

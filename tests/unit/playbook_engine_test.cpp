@@ -466,6 +466,45 @@ duration = "1h"
   EXPECT_NE(sink.incidents[1].trigger.find("repeat offender: 1 earlier"), std::string::npos);
 }
 
+// A playbook whose cooldown is shorter than its ban fires again while the ban stands. Those
+// repeats carry the first incident's life (open_until, which the store uses to fold them into
+// it) and are no new offence: the first incident after that life is escalated for one earlier
+// incident, not for every repeat (a flood of repeats must not make the next ban a week long).
+TEST(PlaybookEngineTest, RepeatsWithinAnIncidentsLifeShareItAndAreNoNewOffence) {
+  auto engine = EngineFor({{"esc", R"(
+cooldown = "1m"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 2
+window = "1m"
+[escalation]
+factor = 2
+max = "1w"
+lookback = "1d"
+[[action]]
+type = "ban"
+duration = "1h"
+)"}});
+  Events ev;
+  Collect sink;
+  auto pair = [&](UnixMicros t) {
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, t, "192.0.2.9"), &sink);
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, t + kSec, "192.0.2.9"), &sink);
+  };
+  for (int i = 0; i < 5; ++i) pair(kT0 + i * 2 * 60 * kSec);  // every 2 minutes: 5 triggers
+  pair(kT0 + 2 * 3600 * kSec);                                // after the first ban's hour
+  ASSERT_EQ(sink.incidents.size(), 6u);
+  const UnixMicros life = kT0 + kSec + 3600 * kSec;  // the first trigger, plus its 1 h ban
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(sink.incidents[i].open_until, life) << i;
+  EXPECT_EQ(sink.incidents[0].actions[0].params["duration_s"], 3600);
+  const Incident& after = sink.incidents[5];
+  EXPECT_EQ(after.actions[0].params["duration_s"], 2 * 3600);  // 1 earlier incident, not 5
+  EXPECT_NE(after.trigger.find("repeat offender: 1 earlier"), std::string::npos) << after.trigger;
+  EXPECT_EQ(after.open_until, kT0 + 2 * 3600 * kSec + kSec + 2 * 3600 * kSec);
+}
+
 TEST(PlaybookEngineTest, EscalationCountsImportedAndOtherPlaybooksIncidentsWhenAsked) {
   auto engine = EngineFor({{"esc", R"(
 [match]
