@@ -13,6 +13,14 @@ constexpr UnixMicros kMicrosPerHour = 3600 * kMicrosPerSecond;
 inline void Bump(std::atomic<std::uint64_t>& c) {
   c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
+
+// A process name or path as the writer chose it, fit for one log line: at most 64 bytes, and
+// anything but printable ASCII (a newline, an escape sequence) shown as '?'.
+std::string Printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 64)) out.push_back(c >= 0x20 && c < 0x7f && c != '\'' ? c : '?');
+  return out;
+}
 }  // namespace
 
 // Counts incidents on their way to the real sink.
@@ -54,6 +62,14 @@ Pipeline::Pipeline(SyslogParser parser, std::unique_ptr<EventExtractor> extracto
   for (std::size_t i = 0; i + 1 < counters_.program_labels.size(); ++i) {
     program_slot_.push_back(static_cast<int>(i));
   }
+  counters_.input_slots = options_.input_names.size() + 1;
+  counters_.verified_by_input =
+      std::make_unique<std::atomic<std::uint64_t>[]>(counters_.input_slots);
+  counters_.unverified_by_input =
+      std::make_unique<std::atomic<std::uint64_t>[]>(counters_.input_slots);
+  counters_.forged_by_input = std::make_unique<std::atomic<std::uint64_t>[]>(counters_.input_slots);
+  provenance_ = options_.provenance != nullptr ? options_.provenance
+                                               : std::make_shared<const ProvenancePolicy>();
 }
 
 void Pipeline::ReplaceParsers(std::shared_ptr<const ParserPack> pack) {
@@ -76,6 +92,74 @@ void Pipeline::ReplaceParsers(std::shared_ptr<const ParserPack> pack) {
   extractor_->UsePack(std::move(pack));
 }
 
+void Pipeline::ReplaceProvenance(std::shared_ptr<const ProvenancePolicy> policy) {
+  if (policy != nullptr) provenance_ = std::move(policy);
+}
+
+void Pipeline::OnLineWithOrigin(std::string_view line, UnixMicros received_at, int input_index,
+                                const LineOrigin& origin) {
+  origin_ = &origin;
+  OnLine(line, received_at, input_index);
+  origin_ = nullptr;
+}
+
+bool Pipeline::CheckProvenance(SyslogMessage* msg, int input_index) {
+  static const LineOrigin kUnknown;
+  const LineOrigin& origin = origin_ != nullptr ? *origin_ : kUnknown;
+  const std::size_t slot =
+      input_index >= 0 && static_cast<std::size_t>(input_index) < counters_.input_slots - 1
+          ? static_cast<std::size_t>(input_index)
+          : counters_.input_slots - 1;
+  const bool trusted = slot < options_.input_trusted.size() && options_.input_trusted[slot];
+  if (origin.transport == LineOrigin::Transport::kNone) {
+    // Nothing to check against (udp, tcp, tls, files): verified only where the input says so.
+    msg->verified = trusted;
+    Bump(trusted ? counters_.verified_by_input[slot] : counters_.unverified_by_input[slot]);
+    return true;
+  }
+  std::string_view parser;
+  if (const ParserPack* pack = extractor_->pack(); pack != nullptr) {
+    // The pack's index, mapped to the names counted since start (a reload may renumber them;
+    // a parser a reload added has no entry here and is judged as unknown).
+    int p = pack->ParserIndex(msg->program);
+    p = p >= 0 && static_cast<std::size_t>(p) < parser_slot_.size()
+            ? parser_slot_[static_cast<std::size_t>(p)]
+            : -1;
+    if (p >= 0 && static_cast<std::size_t>(p) < counters_.parser_names.size()) {
+      parser = counters_.parser_names[static_cast<std::size_t>(p)];
+    }
+  }
+  const ProvenanceVerdict v = provenance_->Judge(parser, origin, msg->structured_data);
+  switch (v.kind) {
+    case ProvenanceVerdict::Kind::kVerified:
+      msg->verified = true;
+      Bump(counters_.verified_by_input[slot]);
+      return true;
+    case ProvenanceVerdict::Kind::kUnverified:
+      msg->verified = trusted;
+      Bump(trusted ? counters_.verified_by_input[slot] : counters_.unverified_by_input[slot]);
+      return true;
+    case ProvenanceVerdict::Kind::kForged:
+      break;
+  }
+  Bump(counters_.forged_by_input[slot]);
+  // One warning a minute per input (the key is the input's position, never text of the line);
+  // the program is the parser's name, the rest is what the kernel or journald said.
+  const std::string_view input =
+      slot < options_.input_names.size() ? std::string_view(options_.input_names[slot]) : "-";
+  provenance_log_.Warn(
+      fmt::format("provenance.{}", slot),
+      "input {}: {} a {} line written by uid {}{}{}{}{}: {} lines come from root and the users "
+      "of [provenance.writers] only",
+      input, provenance_->enforce() ? "dropped" : "would drop (enforce = false)", parser,
+      v.writer_uid, v.via_forwarder ? " (as its forwarder stated)" : "",
+      v.writer_pid >= 0 ? fmt::format(" pid {}", v.writer_pid) : std::string(),
+      origin.comm.empty() ? std::string() : fmt::format(" comm '{}'", Printable(origin.comm)),
+      origin.exe.empty() ? std::string() : fmt::format(" exe '{}'", Printable(origin.exe)), parser);
+  msg->verified = false;
+  return !provenance_->enforce();
+}
+
 void Pipeline::OnLineFrom(std::string_view line, UnixMicros received_at, int input_index,
                           std::string_view node) {
   node_ = node;
@@ -96,6 +180,7 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int input_i
     Bump(counters_.malformed);
     return;
   }
+  if (!CheckProvenance(&msg, input_index)) return;
   if (!msg.has_time) {
     msg.time = options_.replay ? reference_ : received_at;
   }
@@ -207,6 +292,26 @@ void Pipeline::RegisterMetrics(MetricsRegistry* registry,
   for (std::size_t i = 0; i < counters_.program_labels.size(); ++i) {
     keep(registry->AddAtomic(metric::kLinesUnmatchedByProgram, {counters_.program_labels[i]},
                              &counters_.unmatched_by_program[i]));
+  }
+  (void)registry->Declare({metric::kInputLinesByProvenance,
+                           MetricType::kCounter,
+                           "Syslog lines per input by provenance: 'verified' (the writer is one "
+                           "of its program's users, or the input is trusted), 'unverified' "
+                           "(nobody vouches for the writer), 'forged' (the writer is known and "
+                           "not one of them: dropped unless [provenance] enforce = false).",
+                           {"input", "provenance"}});
+  for (std::size_t i = 0; i < options_.input_names.size(); ++i) {
+    const std::string& name = options_.input_names[i];
+    keep(registry->AddAtomic(metric::kInputLinesByProvenance, {name, "verified"},
+                             &counters_.verified_by_input[i]));
+    keep(registry->AddAtomic(metric::kInputLinesByProvenance, {name, "unverified"},
+                             &counters_.unverified_by_input[i]));
+    keep(registry->AddAtomic(metric::kInputLinesByProvenance, {name, "forged"},
+                             &counters_.forged_by_input[i]));
+    if (provenance_->enforce()) {
+      keep(registry->AddAtomic(metric::kInputDropped, {name, "provenance"},
+                               &counters_.forged_by_input[i]));
+    }
   }
 }
 

@@ -81,7 +81,7 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   SettingsReader top(c.document, "the top level", path, diags);
   top.CheckKnownKeys({"store", "rules", "allow", "dry_run", "clock", "control", "input", "metrics",
                       "dispatcher", "nftables", "postfixadmin", "webhook", "mail", "exec", "policy",
-                      "cluster"});
+                      "cluster", "provenance"});
   top.Bool("dry_run", &c.dry_run);
 
   if (const toml::table* store = top.Table("store")) {

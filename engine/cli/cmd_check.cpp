@@ -21,6 +21,7 @@
 #include "mxward/metrics_server.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
+#include "mxward/provenance.h"
 
 namespace mxward::cli {
 
@@ -47,6 +48,12 @@ void RunCheck(const GlobalOptions& g) {
     if (auto inputs = ParseInputSpecs(config, &diags); inputs.ok()) {
       // Warnings do not fail the check: an open input may be what the admin wants.
       for (const auto& w : InputWarnings(*inputs)) std::fprintf(stderr, "%s\n", w.c_str());
+    }
+    ProvenanceSettings provenance;
+    if (ReadProvenanceSettings(config, &provenance, &diags).ok()) {
+      std::vector<std::string> warnings;
+      (void)ProvenancePolicy::Resolve(provenance, &warnings);
+      for (const auto& w : warnings) std::fprintf(stderr, "%s\n", w.c_str());
     }
     (void)MetricsServerOptions::FromConfig(config, &diags);
     (void)ControlServerOptions::FromConfig(config, &diags);

@@ -54,6 +54,7 @@
 #include "mxward/metrics_registry.h"
 #include "mxward/metrics_server.h"
 #include "mxward/pipeline.h"
+#include "mxward/provenance.h"
 #include "mxward/syslog_listener.h"
 #include "mxward/version.h"
 
@@ -97,6 +98,7 @@ class Daemon {
     auto postfix_policy_options =
         OrExit(PostfixPolicyServerOptions::FromConfig(config_, &diags), diags, "policy");
     auto cluster_options = OrExit(ClusterOptions::FromConfig(config_, &diags), diags, "cluster");
+    auto provenance = ResolveProvenanceOrExit(config_);
     pack_ = LoadParserPackOrExit(ParserDirs(config_), config_);
     auto engine = LoadPlaybooksOrExit(config_);
 
@@ -158,7 +160,12 @@ class Daemon {
     PipelineOptions pipeline_options;
     pipeline_options.max_skew_seconds = config_.max_clock_skew_seconds;
     pipeline_options.max_age_seconds = config_.max_event_age_seconds;
-    for (const auto& spec : inputs) pipeline_options.input_formats.push_back(spec.format);
+    for (const auto& spec : inputs) {
+      pipeline_options.input_formats.push_back(spec.format);
+      pipeline_options.input_names.push_back(spec.name);
+      pipeline_options.input_trusted.push_back(spec.trusted);
+    }
+    pipeline_options.provenance = std::move(provenance);
     pipeline_ = std::make_unique<Pipeline>(
         SyslogParser(), EventExtractor::Create(pack_), std::move(engine), incident_sink,
         [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); },
@@ -353,6 +360,7 @@ class Daemon {
     pipeline_->SetClockBounds(fresh.max_clock_skew_seconds, fresh.max_event_age_seconds);
     RegisterEngineMetrics();
     std::vector<std::string> policy_restart = ReloadPolicyServers(fresh);
+    ReloadProvenance(fresh);
     config_ = std::move(fresh);
     last_reload_.needs_restart = restart;
     last_reload_.needs_restart.insert(last_reload_.needs_restart.end(), policy_restart.begin(),
@@ -578,6 +586,39 @@ class Daemon {
         throw CliExit(kExitRuntime, st.ToString());
       }
     }
+  }
+
+  // [provenance]: its users resolved to uids again (a user added since start), warnings logged.
+  static std::shared_ptr<const ProvenancePolicy> ResolveProvenance(const Config& config,
+                                                                   Status* status) {
+    std::vector<Diagnostic> diags;
+    ProvenanceSettings settings;
+    *status = ReadProvenanceSettings(config, &settings, &diags);
+    if (!status->ok()) {
+      for (const auto& d : diags) spdlog::error("{}", d.ToString());
+      return nullptr;
+    }
+    std::vector<std::string> warnings, notes;
+    auto policy = std::make_shared<const ProvenancePolicy>(
+        ProvenancePolicy::Resolve(settings, &warnings, &notes));
+    for (const auto& w : warnings) spdlog::warn("{}", w);
+    for (const auto& n : notes) spdlog::info("{}", n);
+    return policy;
+  }
+  static std::shared_ptr<const ProvenancePolicy> ResolveProvenanceOrExit(const Config& config) {
+    Status st;
+    auto policy = ResolveProvenance(config, &st);
+    if (!st.ok()) throw CliExit(kExitFailure, fmt::format("provenance: {}", st.message()));
+    return policy;
+  }
+  void ReloadProvenance(const Config& fresh) {
+    Status st;
+    auto policy = ResolveProvenance(fresh, &st);
+    if (!st.ok()) {
+      spdlog::error("[provenance] not reloaded, the running table stays: {}", st.message());
+      return;
+    }
+    pipeline_->ReplaceProvenance(std::move(policy));
   }
 
   // [policy.dovecot] and [policy.postfix] on SIGHUP: a rotated secret, new limits or a new

@@ -197,7 +197,8 @@ class SpecReader {
                                                   "units",
                                                   "slices",
                                                   "identifiers",
-                                                  "journal_dirs"};
+                                                  "journal_dirs",
+                                                  "trusted"};
     SettingsReader r(t, "[[input]]", file_, d_);
     r.CheckKnownKeys(kKnown);
     bool ok = r.ok();
@@ -275,6 +276,7 @@ class SpecReader {
     }
     only_for("receive_buffer", s.type == InputType::kUdp || s.type == InputType::kUnixDgram,
              "datagram");
+    if (r.table().contains("trusted") && !r.Bool("trusted", &s.trusted)) ok = false;
 
     std::string address;
     if (net) {

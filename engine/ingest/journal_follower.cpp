@@ -398,7 +398,26 @@ void JournalFollower::Deliver(Source* source) {
   }
   counters_.Add(counters_.messages);
   counters_.Add(counters_.bytes, message.size());
-  sink_->OnLine(line_, ClockOrSystem(options_.clock)->Now(), options_.input_index);
+  // The writer, as journald vouches for it: fields starting with '_' are set by journald from
+  // the sending process's credentials and cannot be passed in by a client (systemd.journal-
+  // fields(7)). A journal_dirs directory holds what the uploading host wrote: its _UID is that
+  // host's. Without _UID the entry is unverified. (Field's data is valid only until the next
+  // sd_journal_get_data, so each is read after the line is built and copied.)
+  LineOrigin origin;
+  if (auto uid = Decimal(Field(j, "_UID")); uid && *uid <= 0xfffffffeu) {
+    origin.transport = LineOrigin::Transport::kJournal;
+    origin.uid = static_cast<std::uint32_t>(*uid);
+    if (auto pid = Decimal(Field(j, "_PID"));
+        pid && *pid <= static_cast<std::uint64_t>(INT64_MAX)) {
+      origin.pid = static_cast<std::int64_t>(*pid);
+    }
+    comm_.assign(Field(j, "_COMM"));
+    exe_.assign(Field(j, "_EXE"));
+    origin.comm = comm_;
+    origin.exe = exe_;
+  }
+  sink_->OnLineWithOrigin(line_, ClockOrSystem(options_.clock)->Now(), options_.input_index,
+                          origin);
 }
 
 bool JournalFollower::ReadSource(Source* source) {

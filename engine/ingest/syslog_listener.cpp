@@ -217,6 +217,11 @@ class SyslogListener::Input : public std::enable_shared_from_this<SyslogListener
     counters_.Add(counters_.bytes, line.size());
     sink_->OnLineFrom(line, now, index_, node);
   }
+  void DeliverWithOrigin(std::string_view line, UnixMicros now, const LineOrigin& origin) {
+    counters_.Add(counters_.messages);
+    counters_.Add(counters_.bytes, line.size());
+    sink_->OnLineWithOrigin(line, now, index_, origin);
+  }
 
  protected:
   asio::io_context& io_;
@@ -278,6 +283,14 @@ class DatagramInput final : public Input {
       spdlog::warn("{}: SO_RXQ_OVFL unavailable ({}); kernel drops will not be counted",
                    spec_.Describe(), std::strerror(errno));
     }
+    if constexpr (!std::is_same_v<Protocol, asio::ip::udp>) {
+      // Each datagram then carries its sender's credentials (SCM_CREDENTIALS), which the kernel
+      // checks: the writer the provenance policy holds to the program the line claims.
+      if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0) {
+        return Status::IoError(fmt::format("{}: cannot enable SO_PASSCRED: {}", spec_.Describe(),
+                                           std::strerror(errno)));
+      }
+    }
     socket_.non_blocking(true, ec);
     if constexpr (std::is_same_v<Protocol, asio::ip::udp>) {
       port_ = socket_.local_endpoint(ec).port();
@@ -317,7 +330,8 @@ class DatagramInput final : public Input {
   void Drain() {
     mmsghdr msgs[kBatch];
     iovec iovs[kBatch];
-    alignas(cmsghdr) char control[kBatch][CMSG_SPACE(sizeof(std::uint32_t))];
+    alignas(cmsghdr) char
+        control[kBatch][CMSG_SPACE(sizeof(std::uint32_t)) + CMSG_SPACE(sizeof(struct ucred))];
     sockaddr_storage names[kBatch];
     for (int round = 0; round < kBatchesPerWakeup && !stopped_; ++round) {
       for (unsigned i = 0; i < kBatch; ++i) {
@@ -342,7 +356,14 @@ class DatagramInput final : public Input {
       const UnixMicros now = Now();
       for (int i = 0; i < n && !stopped_; ++i) {
         msghdr& h = msgs[i].msg_hdr;
+        bool have_credentials = false;
+        struct ucred credentials {};
         for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
+          if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+              c->cmsg_len >= CMSG_LEN(sizeof credentials)) {
+            std::memcpy(&credentials, CMSG_DATA(c), sizeof credentials);
+            have_credentials = true;
+          }
           if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
             std::uint32_t drops = 0;
             std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
@@ -378,6 +399,12 @@ class DatagramInput final : public Input {
         if (line.empty()) {
           counters_.Add(counters_.malformed);
           continue;
+        }
+        if constexpr (!std::is_same_v<Protocol, asio::ip::udp>) {
+          if (have_credentials) {
+            DeliverWithOrigin(line, now, LineOrigin::Peer(credentials.uid, credentials.pid));
+            continue;
+          }
         }
         Deliver(line, now);
       }
@@ -435,6 +462,16 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     InputCounters& c = input_->mutable_counters();
     c.Add(c.connections);
     c.Add(c.open_connections);
+    if constexpr (!std::is_same_v<Protocol, asio::ip::tcp>) {
+      // The peer's credentials as of connect(): the writer of every line on this connection,
+      // or a forwarder that names the writer in each line (provenance.h).
+      struct ucred cred {};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(socket_.lowest_layer().native_handle(), SOL_SOCKET, SO_PEERCRED, &cred,
+                       &len) == 0) {
+        origin_ = LineOrigin::Peer(cred.uid, cred.pid);
+      }
+    }
     last_message_ = std::chrono::steady_clock::now();
     if constexpr (kTls) {
       Handshake();
@@ -620,6 +657,8 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
   void Deliver(std::string_view line, UnixMicros now) {
     if constexpr (kTls) {
       input_->DeliverFrom(line, now, identity_);
+    } else if (origin_.transport != LineOrigin::Transport::kNone) {
+      input_->DeliverWithOrigin(line, now, origin_);
     } else {
       input_->Deliver(line, now);
     }
@@ -697,6 +736,7 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
   std::size_t counted_ = 0;                             // what buffer_bytes holds for this session
   std::chrono::steady_clock::time_point last_message_;  // idle_timeout counts from here
   std::string identity_;                                // tls: the authorised certificate name
+  LineOrigin origin_;                                   // unix-stream: the peer (SO_PEERCRED)
   std::string refusal_;                                 // tls: why the certificate was refused
   bool not_allowed_ = false;
   bool handshake_done_ = false;

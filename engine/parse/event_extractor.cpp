@@ -40,6 +40,7 @@ class EventExtractorImpl final : public EventExtractor {
       return false;
     }
     outcome_.pattern = pattern;
+    event->verified = msg.verified;
     if (pattern->fold == FoldRule::kSuperseded ||
         (pattern->fold != FoldRule::kNone && event->client_ip.IsLoopback())) {
       return Fold();

@@ -312,6 +312,11 @@ class CompiledParserPack final : public ParserPack {
     Route(program, &set_index, &label);
     return label;
   }
+  int ParserIndex(std::string_view program) const override {
+    int set_index = -1, label = -1;
+    const CompiledParser* p = Route(program, &set_index, &label);
+    return p != nullptr ? static_cast<int>(p - parsers_.data()) : -1;
+  }
 
  private:
   // The cheap part before the regex set: one of the patterns' literals must occur.

@@ -116,6 +116,11 @@ struct Event {
   // The authenticated sender the line came from (a tls input's client certificate name), empty
   // when the input does not authenticate senders. Never the HOSTNAME the line claims.
   std::string_view node;
+  // The line's writer was checked and is one of the users its program's lines may come from
+  // (provenance.h): journald's _UID, a unix socket's peer, or what a trusted forwarder stated.
+  // False for lines whose writer nobody vouches for (udp, tcp, files, replay) unless their input
+  // says `trusted = true`. Account-level actions need verified evidence (action_types.h).
+  bool verified = false;
   IpAddress client_ip;       // invalid when the line has none
   std::uint32_t weight = 1;  // attempts this event stands for; counts add weight, not 1
   double spam_score = 0;     // valid when fields[kSpamScore] is set

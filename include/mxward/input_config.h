@@ -11,6 +11,8 @@
 //                                   # (unix-stream, root exempt); 0 = no per-peer cap
 //   idle_timeout = "10m"            # stream: closed when no complete message came for so long
 //   receive_buffer = 8388608        # udp / unix-dgram SO_RCVBUF (bytes)
+//   trusted = false                 # true: lines whose writer is unknown count as verified
+//                                   # evidence (account-level actions); see provenance.h
 //
 //   [[input]]
 //   type = "unix-dgram"             # or "unix-stream"
@@ -119,6 +121,11 @@ struct InputSpec {
   // udp / tcp / tls: the source addresses allowed to send; empty = anyone who can reach the
   // socket. Others' datagrams and connections are refused and counted (InputCounters::refused).
   std::vector<IpPrefix> allowed_senders;
+  // Lines nobody vouches for (udp, tcp, tls, file, a forwarder that states no writer) are
+  // unverified evidence: they may ban an address but never take an account-level action. true
+  // makes them verified: the administrator vouches for every writer who can reach the input. A
+  // writer the provenance policy knows and refuses is refused whatever this says.
+  bool trusted = false;
   TlsSettings tls;          // tls
   JournalSettings journal;  // journal
   std::string source;       // "mxward.toml:12:1": where the [[input]] table is (for warnings)

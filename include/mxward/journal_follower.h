@@ -145,7 +145,8 @@ class JournalFollower {
   InputCounters counters_;
   JournalCounters journal_counters_;
   std::vector<std::shared_ptr<Source>> sources_;
-  std::string line_;  // the syslog line being built, reused for every entry
+  std::string line_;        // the syslog line being built, reused for every entry
+  std::string comm_, exe_;  // the entry's _COMM and _EXE, for the provenance log
   bool running_ = false;
   bool read_scheduled_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "mxward/line_origin.h"
 #include "mxward/time.h"
 
 namespace mxward {
@@ -24,6 +25,14 @@ class LineSink {
   virtual void OnLineFrom(std::string_view line, UnixMicros received_at, int input_index,
                           std::string_view node) {
     (void)node;
+    OnLine(line, received_at, input_index);
+  }
+  // A line from an input that knows who handed it over (line_origin.h: a unix socket's peer,
+  // journald's _UID). The Pipeline checks that writer against the program the line claims
+  // (provenance.h); sinks that do not check provenance get OnLine.
+  virtual void OnLineWithOrigin(std::string_view line, UnixMicros received_at, int input_index,
+                                const LineOrigin& origin) {
+    (void)origin;
     OnLine(line, received_at, input_index);
   }
 };

@@ -14,13 +14,13 @@
 //
 // What can never appear in a label: log text, user names, addresses, secrets. The label *names*
 // of every family come from a fixed vocabulary (kAllowedLabelNames: input, reason, type, playbook,
-// outcome, version, parser, program) whose values come from mxward.toml, from the parser and
-// playbook files, or from enums, never from a log line (program: the parser pack's bounded names
-// for the programs it knows, "other" for the rest). Label
-// *values* are checked too, as a second line of defence: at most 64 bytes, printable, no '@' (an
-// e-mail address or SASL user) and no whitespace or control bytes (a log line). A value that fails
-// the check is refused at registration (Add* returns InvalidArgument); one produced by a collector
-// at render time is dropped and counted in mxward_metrics_rejected_samples_total.
+// outcome, version, parser, program, provenance) whose values come from mxward.toml, from the
+// parser and playbook files, or from enums, never from a log line (program: the parser pack's
+// bounded names for the programs it knows, "other" for the rest). Label *values* are checked too,
+// as a second line of defence: at most 64 bytes, printable, no '@' (an e-mail address or SASL user)
+// and no whitespace or control bytes (a log line). A value that fails the check is refused at
+// registration (Add* returns InvalidArgument); one produced by a collector at render time is
+// dropped and counted in mxward_metrics_rejected_samples_total.
 //
 // Registrations are owned by MetricsRegistry::Handle: destroying the handle removes the samples,
 // and once Remove returns their callbacks are never called again. The SIGHUP reload that replaces
@@ -53,7 +53,7 @@ struct MetricFamily {
 
 // The label names any mxward family may use. Their values come from the config or from enums.
 inline constexpr std::string_view kAllowedLabelNames[] = {
-    "input", "reason", "type", "playbook", "outcome", "version", "parser", "program"};
+    "input", "reason", "type", "playbook", "outcome", "version", "parser", "program", "provenance"};
 
 // mxward's metric names, one constant each so the code that registers a value and the dashboard
 // cannot drift apart (packaging/grafana/mxward-dashboard.json uses the same strings).
@@ -72,6 +72,7 @@ inline constexpr std::string_view kInputConnections = "mxward_input_connections"
 inline constexpr std::string_view kInputRefused = "mxward_input_refused_total";
 inline constexpr std::string_view kInputClosed = "mxward_input_closed_total";
 inline constexpr std::string_view kInputAcceptPaused = "mxward_input_accept_paused_total";
+inline constexpr std::string_view kInputLinesByProvenance = "mxward_input_lines_total";
 inline constexpr std::string_view kInputJournalSkipped =
     "mxward_input_journal_skipped_seconds_total";
 inline constexpr std::string_view kLines = "mxward_lines_total";

@@ -95,6 +95,10 @@ class ParserPack {
   // -1 ("other") for a program no parser takes. Thread-safe, no allocation.
   virtual std::vector<std::string> program_labels() const { return {}; }
   virtual int ProgramLabel(std::string_view /*program*/) const { return -1; }
+  // The parser (index in parser_names()) a line with this program is routed to, -1 for none:
+  // the program a line claims picks its patterns, so this is whose writers provenance asks for.
+  // Thread-safe, no allocation.
+  virtual int ParserIndex(std::string_view /*program*/) const { return -1; }
 };
 
 // For log files that are not syslog: Roundcube's own logs/errors.log and logs/userlogins lines,

@@ -20,6 +20,8 @@
 #include "mxward/metrics_registry.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
+#include "mxward/provenance.h"
+#include "mxward/rate_limited_log.h"
 #include "mxward/syslog_parser.h"
 
 namespace mxward {
@@ -42,6 +44,13 @@ struct PipelineCounters {
   std::unique_ptr<std::atomic<std::uint64_t>[]> events_by_parser;
   std::vector<std::string> program_labels;  // the last one is "other"
   std::unique_ptr<std::atomic<std::uint64_t>[]> unmatched_by_program;
+  // Per input (PipelineOptions::input_names order, then one for lines of no configured input):
+  // lines whose writer the provenance policy verified, lines nobody vouches for, and lines whose
+  // writer is not one of their program's users (dropped when the policy enforces).
+  std::unique_ptr<std::atomic<std::uint64_t>[]> verified_by_input;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> unverified_by_input;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> forged_by_input;
+  std::size_t input_slots = 1;
 };
 
 struct PipelineOptions {
@@ -60,6 +69,13 @@ struct PipelineOptions {
   // order); an index beyond the list (replay, stdin) uses `format`.
   std::vector<LogFormat> input_formats;
   LogFormat format = LogFormat::kSyslog;
+  // Who may write which program's lines (provenance.h); null: nobody is listed, so only root's
+  // lines are verified. input_names label the per-input counters and the warnings; an input in
+  // input_trusted (`trusted = true`) has its lines verified unless their writer is known and
+  // refused.
+  std::shared_ptr<const ProvenancePolicy> provenance;
+  std::vector<std::string> input_names;
+  std::vector<bool> input_trusted;
 };
 
 class Pipeline final : public LineSink {
@@ -75,6 +91,12 @@ class Pipeline final : public LineSink {
   // As OnLine; the event (if any) carries `node` (Event::node).
   void OnLineFrom(std::string_view line, UnixMicros received_at, int input_index,
                   std::string_view node) override;
+  // As OnLine, with the writer the input knows: checked against the provenance policy for the
+  // parser the line's program picks; a writer the policy refuses drops the line (counted).
+  void OnLineWithOrigin(std::string_view line, UnixMicros received_at, int input_index,
+                        const LineOrigin& origin) override;
+  // Swaps in a policy resolved again (SIGHUP). Called on the pipeline's thread.
+  void ReplaceProvenance(std::shared_ptr<const ProvenancePolicy> policy);
 
   // Swaps in a reloaded engine (SIGHUP). Called on the pipeline's thread.
   void ReplaceEngine(std::unique_ptr<PlaybookEngine> engine) { engine_ = std::move(engine); }
@@ -118,6 +140,8 @@ class Pipeline final : public LineSink {
   void Deliver(const PatternInfo* pattern);
   void DeliverReleased();
   void DeliverEvent(int parser_index);  // event_ to counters and playbooks
+  // The provenance verdict on msg (false: drop it); sets msg->verified.
+  bool CheckProvenance(SyslogMessage* msg, int input_index);
 
   SyslogParser parser_;
   std::unique_ptr<EventExtractor> extractor_;
@@ -134,7 +158,10 @@ class Pipeline final : public LineSink {
   std::vector<int> parser_slot_;
   std::vector<int> program_slot_;
   Event event_;
-  std::string_view node_;  // OnLineFrom's node, during the call
+  std::string_view node_;               // OnLineFrom's node, during the call
+  const LineOrigin* origin_ = nullptr;  // OnLineWithOrigin's origin, during the call
+  std::shared_ptr<const ProvenancePolicy> provenance_;
+  RateLimitedLog provenance_log_;
 };
 
 }  // namespace mxward

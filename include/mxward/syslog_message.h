@@ -28,6 +28,9 @@ struct SyslogMessage {
   std::string_view structured_data;  // RFC 5424 SD, empty for NILVALUE
   std::string_view message;          // the MSG part, BOM stripped, trailing CR/LF stripped
   std::string_view raw;              // the whole line as given (trailing CR/LF stripped)
+  // Not from the line: the Pipeline's provenance verdict (provenance.h), which the extractor
+  // copies into Event::verified. The parser leaves it false.
+  bool verified = false;
 };
 
 }  // namespace mxward

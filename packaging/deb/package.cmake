@@ -9,6 +9,7 @@
 #   /etc/mxward/mxward.toml                       conffile, root:mxward 0640 after postinst
 #   /etc/mxward/rules.d/*.toml, parsers/*.toml    shipped playbooks and parsers, conffiles
 #   /etc/rsyslog.d/60-mxward.conf.disabled        rsyslog forwarding, off until renamed
+#   /etc/rsyslog.d/60-mxward-trusted.conf.disabled the same with the writer's uid (provenance)
 #   /lib/systemd/system/mxward.service            the unit
 #   /usr/share/man/man8/mxward.8.gz               mxward(8)
 #   /usr/share/doc/mxward/                        README, operations, benchmarks, copyright,
@@ -66,6 +67,11 @@ if(EXISTS ${_mxward_src}/packaging/rsyslog/60-mxward.conf)
 else()
   message(WARNING "packaging/rsyslog/60-mxward.conf is missing: the package will lack it")
 endif()
+# Its successor with provenance (the writer's uid from rsyslog's trusted properties, to a unix
+# socket), also disabled: use one of the two.
+install(FILES ${_mxward_src}/packaging/rsyslog/60-mxward-trusted.conf DESTINATION /etc/rsyslog.d
+        RENAME 60-mxward-trusted.conf.disabled)
+list(APPEND _mxward_conffiles /etc/rsyslog.d/60-mxward-trusted.conf.disabled)
 
 # The TLS snippets are for the mail nodes that send to this host (docs/ingest.md), not for this
 # host's rsyslog: examples, never under /etc/rsyslog.d.

@@ -45,7 +45,7 @@ PUBLIC_HEADERS = {
              "allow_set.h"],
     "model": ["event.h", "incident.h", "baseline.h", "action_types.h", "log_format.h"],
     "ingest": ["line_sink.h", "input_counters.h", "input_config.h", "file_follower.h",
-               "journal_follower.h", "syslog_listener.h"],
+               "journal_follower.h", "syslog_listener.h", "line_origin.h", "provenance.h"],
     "parse": ["syslog_message.h", "syslog_parser.h", "parser_pack.h"],
     "rules": ["playbook.h", "playbook_engine.h"],
     "store": ["incident_store.h", "incident_recorder.h"],

@@ -27,6 +27,8 @@
 #include "mxward/incident_store.h"
 #include "mxward/journal_follower.h"
 #include "mxward/metrics_registry.h"
+#include "mxward/pipeline.h"
+#include "mxward/provenance.h"
 #include "mxward/syslog_listener.h"
 #include "mxward/syslog_parser.h"
 #include "support/daemon.h"
@@ -262,6 +264,61 @@ TEST_F(JournalInputTest, MatchesUnitsSlicesAndIdentifiersAndWritesSyslogLines) {
   ASSERT_OK(parser.Parse(lines[2], static_cast<UnixMicros>(t0), &m));
   EXPECT_EQ(m.time, static_cast<UnixMicros>(t0 + 2000)) << "else the entry's realtime";
   EXPECT_EQ(m.pid, "");
+}
+
+// Provenance: journald's _UID is the writer, and a SYSLOG_IDENTIFIER anyone may set does not make
+// a line Postfix's. Three SASL failures claiming postfix/submission/smtpd: one written by the
+// uid the policy lists for postfix (daemon here, so the test holds on any host), one by nobody
+// (`logger -t postfix/smtpd` as a local user: what journald records), one without _UID (a
+// remote journal that did not keep it). Through the real Pipeline: the first is a verified
+// event, the second is dropped and counted, the third is an unverified event.
+TEST_F(JournalInputTest, TheEntrysUidIsHeldToTheProgramItClaims) {
+  const std::uint64_t t0 = NowMicros() - 60'000'000;
+  auto with_uid = [](Entry e, const std::string& uid, const std::string& comm) {
+    e.fields.push_back({"_UID", uid});
+    e.fields.push_back({"_GID", uid});
+    e.fields.push_back({"_COMM", comm});
+    e.fields.push_back({"_EXE", "/usr/bin/" + comm});
+    return e;
+  };
+  Entry forged = with_uid(SaslFailure(t0 + 1000, "198.51.100.66", 5000), "65534", "logger");
+  for (auto& [k, v] : forged.fields) {
+    if (k == "_SYSTEMD_UNIT") v = "session-4.scope";
+    if (k == "_SYSTEMD_SLICE") v = "user-65534.slice";
+  }
+  JournalFiles::Write(journal_dir_ + "/p.journal",
+                      {with_uid(SaslFailure(t0, "203.0.113.7"), "1", "smtpd"), forged,
+                       SaslFailure(t0 + 2000, "192.0.2.44")});
+
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({std::string(MXWARD_SOURCE_DIR) + "/rules.d/parsers"}, &diags);
+  ASSERT_OK(pack);
+  struct Drop : IncidentSink {
+    void OnIncident(Incident) override {}
+  } incidents;
+  ProvenanceSettings settings = DefaultProvenanceSettings();
+  settings.writers = {{"postfix", {"daemon"}}};
+  PipelineOptions popts;
+  popts.provenance =
+      std::make_shared<const ProvenancePolicy>(ProvenancePolicy::Resolve(settings, nullptr));
+  popts.input_names = {"journal"};
+  popts.input_formats = {LogFormat::kSyslog};
+  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*pack),
+                    PlaybookEngine::Create({}, Config::Defaults()), &incidents, nullptr, popts);
+
+  boost::asio::io_context io;
+  JournalFollowerOptions o = Options();
+  o.input_index = 0;
+  JournalFollower f(io, std::move(o), &pipeline);
+  ASSERT_OK(f.Start());
+  while (f.ReadBatch()) {
+  }
+  const PipelineCounters& c = pipeline.counters();
+  EXPECT_EQ(c.lines.load(), 3u);
+  EXPECT_EQ(c.events.load(), 2u);
+  EXPECT_EQ(c.forged_by_input[0].load(), 1u);
+  EXPECT_EQ(c.verified_by_input[0].load(), 1u);
+  EXPECT_EQ(c.unverified_by_input[0].load(), 1u);
 }
 
 TEST_F(JournalInputTest, OwnMatchesReplaceTheDefaults) {

@@ -80,6 +80,9 @@ if [ -f "$src/packaging/rsyslog/60-mxward.conf" ]; then
   has /etc/rsyslog.d/60-mxward.conf.disabled
   grep -q ' /etc/rsyslog.d/60-mxward.conf$' "$tmp/contents" && fail "rsyslog snippet shipped enabled"
 fi
+has /etc/rsyslog.d/60-mxward-trusted.conf.disabled
+grep -q ' /etc/rsyslog.d/60-mxward-trusted.conf$' "$tmp/contents" &&
+  fail "trusted rsyslog snippet shipped enabled"
 if [ -f "$src/docs/operations.md" ]; then has /usr/share/doc/mxward/operations.md; fi
 if [ -f "$src/packaging/grafana/mxward-dashboard.json" ]; then
   has /usr/share/doc/mxward/examples/mxward-dashboard.json

@@ -1,7 +1,8 @@
 // RecordingLineSink: a LineSink for input tests that keeps every line it is given, with the input
-// index and, for authenticated inputs (tls), the peer identity passed to OnLineFrom. Tests wait on
-// it with a deadline (WaitForCount), never a sleep. SetBlocked(true) makes the input's thread wait
-// inside OnLine*, which is how the backpressure tests hold an input still.
+// index and, for authenticated inputs (tls), the peer identity passed to OnLineFrom, and for
+// inputs that know the writer (unix sockets, journal) the origin passed to OnLineWithOrigin. Tests
+// wait on it with a deadline (WaitForCount), never a sleep. SetBlocked(true) makes the input's
+// thread wait inside OnLine*, which is how the backpressure tests hold an input still.
 //
 // Thread-safe: inputs call it from their io thread, tests read it from theirs.
 #pragma once
@@ -9,11 +10,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mxward/line_origin.h"
 #include "mxward/line_sink.h"
 
 namespace mxward::testing {
@@ -22,6 +25,10 @@ struct ReceivedLine {
   std::string line;
   std::string node;  // OnLineFrom's identity; empty for OnLine
   int input = -1;
+  // OnLineWithOrigin's writer as the transport stated it (kNone for OnLine, OnLineFrom).
+  LineOrigin::Transport transport = LineOrigin::Transport::kNone;
+  std::uint32_t uid = 0;
+  std::int64_t pid = -1;
 };
 
 class RecordingLineSink final : public LineSink {
@@ -32,6 +39,10 @@ class RecordingLineSink final : public LineSink {
   void OnLineFrom(std::string_view line, UnixMicros, int input_index,
                   std::string_view node) override {
     Add(line, node, input_index);
+  }
+  void OnLineWithOrigin(std::string_view line, UnixMicros, int input_index,
+                        const LineOrigin& origin) override {
+    Add(line, {}, input_index, &origin);
   }
 
   // True once at least n lines arrived; false after timeout.
@@ -54,9 +65,15 @@ class RecordingLineSink final : public LineSink {
   }
 
  private:
-  void Add(std::string_view line, std::string_view node, int input_index) {
+  void Add(std::string_view line, std::string_view node, int input_index,
+           const LineOrigin* origin = nullptr) {
     std::unique_lock lock(mu_);
     lines_.push_back({std::string(line), std::string(node), input_index});
+    if (origin != nullptr) {
+      lines_.back().transport = origin->transport;
+      lines_.back().uid = origin->uid;
+      lines_.back().pid = origin->pid;
+    }
     cv_.notify_all();
     cv_.wait(lock, [&] { return !blocked_; });
   }

@@ -753,3 +753,77 @@ TEST(SyslogListenerTest, UnixStreamCapsConnectionsPerUid) {
 
 }  // namespace
 }  // namespace mxward
+
+namespace mxward {
+namespace {
+
+// Provenance on unix sockets: the kernel's word on who wrote. A child that setuid()s to nobody
+// sends one datagram (SCM_CREDENTIALS, asked for with SO_PASSCRED) and one stream line
+// (SO_PEERCRED at accept); both arrive with uid 65534 and the child's pid, and root's with 0.
+// What the line itself says (an SD element naming another uid) is not the transport's word.
+TEST(SyslogListenerTest, UnixSocketsReportTheWritersUidPerLine) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to write as another uid (setuid)";
+  const std::string dir = TempDir();
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  InputSpec dgram;
+  dgram.type = InputType::kUnixDgram;
+  dgram.path = dir + "/log.sock";
+  dgram.mode = 0666;
+  InputSpec stream;
+  stream.type = InputType::kUnixStream;
+  stream.path = dir + "/stream.sock";
+  stream.mode = 0666;
+  Harness h({dgram, stream});
+  ASSERT_OK(h.Start());
+
+  auto send_both = [&](const std::string& text) -> bool {
+    const int d = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, dgram.path.c_str());
+    const bool sent = ::sendto(d, text.data(), text.size(), 0, reinterpret_cast<sockaddr*>(&a),
+                               sizeof a) == static_cast<ssize_t>(text.size());
+    ::close(d);
+    const int s = ConnectUnix(stream.path);
+    if (s < 0) return false;
+    const bool streamed = SendAll(s, text + "\n");
+    ::close(s);
+    return sent && streamed;
+  };
+  const std::string forged =
+      "<22>1 2026-11-23T10:00:00Z mx1 postfix/smtpd 1 - [mxward@32473 uid=\"0\"] forged";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    ::_exit(send_both(forged) ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_TRUE(h.sink().WaitForCount(2));
+  ASSERT_TRUE(send_both("<22>root's line"));
+  ASSERT_TRUE(h.sink().WaitForCount(4));
+
+  auto lines = h.sink().lines();
+  int from_nobody = 0, from_root = 0;
+  for (const auto& l : lines) {
+    EXPECT_EQ(l.transport, LineOrigin::Transport::kPeer) << l.line;
+    if (l.line == forged) {
+      ++from_nobody;
+      EXPECT_EQ(l.uid, 65534u);
+      EXPECT_EQ(l.pid, child);
+    } else {
+      ++from_root;
+      EXPECT_EQ(l.uid, 0u);
+      EXPECT_EQ(l.pid, ::getpid());
+    }
+  }
+  EXPECT_EQ(from_nobody, 2);
+  EXPECT_EQ(from_root, 2);
+  h.Shutdown();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace mxward
