@@ -194,6 +194,7 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int input_i
     return;
   }
 
+  msg.node = node_;
   if (!extractor_->Extract(msg, &event_)) {
     Bump(counters_.unmatched);
     if (extractor_->last_outcome().kind == ExtractOutcome::kUnmatched) {
@@ -208,7 +209,6 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int input_i
                                               : other]);
     }
   } else {
-    event_.node = node_;
     Deliver(extractor_->last_outcome().pattern);
   }
   DeliverReleased();

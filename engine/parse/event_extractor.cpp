@@ -41,6 +41,7 @@ class EventExtractorImpl final : public EventExtractor {
     }
     outcome_.pattern = pattern;
     event->verified = msg.verified;
+    event->node = msg.node;
     if (pattern->fold == FoldRule::kSuperseded ||
         (pattern->fold != FoldRule::kNone && event->client_ip.IsLoopback())) {
       return Fold();

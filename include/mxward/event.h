@@ -119,7 +119,8 @@ struct Event {
   // The line's writer was checked and is one of the users its program's lines may come from
   // (provenance.h): journald's _UID, a unix socket's peer, or what a trusted forwarder stated.
   // False for lines whose writer nobody vouches for (udp, tcp, files, replay) unless their input
-  // says `trusted = true`. Account-level actions need verified evidence (action_types.h).
+  // says `trusted = true`. Counted per input; account-level actions do not refuse unverified
+  // evidence yet (docs/reliability.md, "Provenance").
   bool verified = false;
   IpAddress client_ip;       // invalid when the line has none
   std::uint32_t weight = 1;  // attempts this event stands for; counts add weight, not 1

@@ -31,6 +31,9 @@ struct SyslogMessage {
   // Not from the line: the Pipeline's provenance verdict (provenance.h), which the extractor
   // copies into Event::verified. The parser leaves it false.
   bool verified = false;
+  // Not from the line: the authenticated sender (a tls input's certificate name), which the
+  // extractor copies into Event::node, so a line the extractor holds keeps it when released.
+  std::string_view node;
 };
 
 }  // namespace mxward

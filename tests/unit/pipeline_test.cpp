@@ -219,6 +219,36 @@ TEST(PipelineTest, ReplayBelievesTheLinesOwnTime) {
             DaysFromCivil(2025, 1, 1) * 86400 * kMicrosPerSecond);
 }
 
+// A held line released later keeps the authenticated node it came from (a tls input's
+// certificate name): the evidence says which mail host saw the attempts.
+TEST(PipelineTest, ReleasedHeldLinesKeepTheNodeTheyCameFrom) {
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({kParsers}, &diags);
+  ASSERT_OK(pack);
+  Config config = Config::Defaults();
+  config.rule_dirs = {std::string(MXWARD_SOURCE_DIR) + "/rules.d"};
+  auto engine = PlaybookEngine::Load(config, &diags);
+  ASSERT_OK(engine);
+  Collect sink;
+  PipelineOptions options;
+  options.replay = true;
+  options.reference = (DaysFromCivil(2026, 11, 23) * 86400) * kMicrosPerSecond;
+  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*pack), std::move(*engine), &sink,
+                    nullptr, options);
+  for (int i = 0; i < 10; ++i) {
+    const std::string node = "mx2.example.net";  // the caller's string: gone after the call
+    pipeline.OnLineFrom(fmt::format("Nov 23 10:00:{:02} mx1 dovecot: auth: passwd-file(u{},"
+                                    "203.0.113.52): unknown user",
+                                    i, i),
+                        0, 0, node);
+  }
+  pipeline.ReleaseHeld();
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  ASSERT_FALSE(sink.incidents[0].evidence.empty());
+  EXPECT_EQ(sink.incidents[0].evidence[0].text.rfind("[mx2.example.net] ", 0), 0u)
+      << sink.incidents[0].evidence[0].text;
+}
+
 // Dovecot passdb lines whose login-process line never comes (another file) are held, then counted
 // through the same path as any event: on the daemon's clock, and at the end of a replay.
 TEST(PipelineTest, HeldPassdbLinesAreCountedWhenTheirLoginLineNeverComes) {
