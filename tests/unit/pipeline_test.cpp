@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -219,22 +220,28 @@ TEST(PipelineTest, ReplayBelievesTheLinesOwnTime) {
             DaysFromCivil(2025, 1, 1) * 86400 * kMicrosPerSecond);
 }
 
-// A held line released later keeps the authenticated node it came from (a tls input's
-// certificate name): the evidence says which mail host saw the attempts.
-TEST(PipelineTest, ReleasedHeldLinesKeepTheNodeTheyCameFrom) {
+// A replay pipeline (reference 2026-11-23) with the shipped parsers and playbooks.
+std::unique_ptr<Pipeline> ShippedReplayPipeline(IncidentSink* sink, PipelineOptions* options) {
   std::vector<Diagnostic> diags;
   auto pack = ParserPack::Load({kParsers}, &diags);
-  ASSERT_OK(pack);
   Config config = Config::Defaults();
   config.rule_dirs = {std::string(MXWARD_SOURCE_DIR) + "/rules.d"};
   auto engine = PlaybookEngine::Load(config, &diags);
-  ASSERT_OK(engine);
+  if (!pack.ok() || !engine.ok()) return nullptr;
+  options->replay = true;
+  options->reference = (DaysFromCivil(2026, 11, 23) * 86400) * kMicrosPerSecond;
+  return std::make_unique<Pipeline>(SyslogParser(), EventExtractor::Create(*pack),
+                                    std::move(*engine), sink, nullptr, *options);
+}
+
+// A held line released later keeps the authenticated node it came from (a tls input's
+// certificate name): the evidence says which mail host saw the attempts.
+TEST(PipelineTest, ReleasedHeldLinesKeepTheNodeTheyCameFrom) {
   Collect sink;
   PipelineOptions options;
-  options.replay = true;
-  options.reference = (DaysFromCivil(2026, 11, 23) * 86400) * kMicrosPerSecond;
-  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*pack), std::move(*engine), &sink,
-                    nullptr, options);
+  auto owned = ShippedReplayPipeline(&sink, &options);
+  ASSERT_NE(owned, nullptr);
+  Pipeline& pipeline = *owned;
   for (int i = 0; i < 10; ++i) {
     const std::string node = "mx2.example.net";  // the caller's string: gone after the call
     pipeline.OnLineFrom(fmt::format("Nov 23 10:00:{:02} mx1 dovecot: auth: passwd-file(u{},"
@@ -252,19 +259,11 @@ TEST(PipelineTest, ReleasedHeldLinesKeepTheNodeTheyCameFrom) {
 // Dovecot passdb lines whose login-process line never comes (another file) are held, then counted
 // through the same path as any event: on the daemon's clock, and at the end of a replay.
 TEST(PipelineTest, HeldPassdbLinesAreCountedWhenTheirLoginLineNeverComes) {
-  std::vector<Diagnostic> diags;
-  auto pack = ParserPack::Load({kParsers}, &diags);
-  ASSERT_OK(pack);
-  Config config = Config::Defaults();
-  config.rule_dirs = {std::string(MXWARD_SOURCE_DIR) + "/rules.d"};
-  auto engine = PlaybookEngine::Load(config, &diags);
-  ASSERT_OK(engine);
   Collect sink;
   PipelineOptions options;
-  options.replay = true;
-  options.reference = (DaysFromCivil(2026, 11, 23) * 86400) * kMicrosPerSecond;
-  Pipeline pipeline(SyslogParser(), EventExtractor::Create(*pack), std::move(*engine), &sink,
-                    nullptr, options);
+  auto owned = ShippedReplayPipeline(&sink, &options);
+  ASSERT_NE(owned, nullptr);
+  Pipeline& pipeline = *owned;
 
   for (int i = 0; i < 10; ++i) {
     pipeline.OnLine(fmt::format("Nov 23 10:00:{:02} mx1 dovecot: auth: passwd-file(u{},"
