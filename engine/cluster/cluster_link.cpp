@@ -417,6 +417,19 @@ void ClusterLink::Run() {
     if (log.connected()) {
       if (Status st = publish_allow(); !st.ok()) lost(st, "publishing the allowlist");
     }
+    // A doorbell that arrived while this loop ran statements (a publication, the heartbeat, the
+    // pruning) was read off the socket by libpq then and waits in its queue: poll() would not
+    // see it, and the rows it announces would wait for the safety tick.
+    if (log.connected()) {
+      auto queued = log.ConsumeNotifications();
+      if (!queued.ok()) {
+        lost(queued.status(), "listening");
+      } else if (*queued) {
+        ++counters_.notifications;
+        need_read = true;
+        continue;
+      }
+    }
     // Wait for the doorbell, a Notify(), the publish poll or the reconnect time.
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {log.socket(), POLLIN, 0}};
     const nfds_t n = log.connected() ? 2 : 1;
