@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -237,6 +238,16 @@ namespace {
 
 using Input = SyslogListener::Input;
 
+// The credentials a unix socket's peer had at connect() (SO_PEERCRED); none when the kernel
+// gives none. Read once per connection, at accept: for the per-uid cap and as the writer of its
+// lines.
+std::optional<ucred> PeerCredentials(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return std::nullopt;
+  return cred;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Datagram inputs: udp and unix-dgram.
 
@@ -445,13 +456,17 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
  public:
   using Socket = typename SessionSocket<Protocol, kTls>::type;
 
+  // origin: unix-stream, the peer's credentials as of connect(): the writer of every line on
+  // this connection, or a forwarder that names the writer in each line (provenance.h).
   StreamSession(std::shared_ptr<StreamInput<Protocol, kTls>> input,
-                typename Protocol::socket socket, std::shared_ptr<asio::ssl::context> tls = nullptr)
+                typename Protocol::socket socket, std::shared_ptr<asio::ssl::context> tls,
+                LineOrigin origin)
       : input_(std::move(input)),
         socket_(MakeSocket(std::move(socket), tls.get())),
         tls_(std::move(tls)),
         framer_(input_->spec().max_message_size),
-        timer_(socket_.get_executor()) {
+        timer_(socket_.get_executor()),
+        origin_(origin) {
     TrackBuffer();
   }
   ~StreamSession() {
@@ -462,16 +477,6 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
     InputCounters& c = input_->mutable_counters();
     c.Add(c.connections);
     c.Add(c.open_connections);
-    if constexpr (!std::is_same_v<Protocol, asio::ip::tcp>) {
-      // The peer's credentials as of connect(): the writer of every line on this connection,
-      // or a forwarder that names the writer in each line (provenance.h).
-      struct ucred cred {};
-      socklen_t len = sizeof cred;
-      if (::getsockopt(socket_.lowest_layer().native_handle(), SOL_SOCKET, SO_PEERCRED, &cred,
-                       &len) == 0) {
-        origin_ = LineOrigin::Peer(cred.uid, cred.pid);
-      }
-    }
     last_message_ = std::chrono::steady_clock::now();
     if constexpr (kTls) {
       Handshake();
@@ -869,8 +874,8 @@ class StreamInput final : public Input {
   // may connect from any of 127.0.0.0/8, so one key per address would be no cap. Loopback is
   // capped like the rest (it used to be exempt, and one local user could then take every slot
   // of the input): rsyslog's omfwd holds one connection per action, far below the default 32.
-  // Empty when uncapped: the cap is off, or root on a unix socket.
-  std::string PeerKey(typename Protocol::socket& socket) {
+  // Empty when uncapped: the cap is off, or root on a unix socket. cred: a unix socket's peer.
+  std::string PeerKey(typename Protocol::socket& socket, const std::optional<ucred>& cred) {
     if (spec_.max_connections_per_peer == 0) return {};
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
       boost::system::error_code ec;
@@ -884,13 +889,9 @@ class StreamInput final : public Input {
       }
       return ep.address().to_string();
     } else {
-      struct ucred cred {};
-      socklen_t len = sizeof cred;
-      if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-          cred.uid == 0) {
-        return {};
-      }
-      return fmt::format("uid {}", cred.uid);
+      (void)socket;
+      if (!cred || cred->uid == 0) return {};
+      return fmt::format("uid {}", cred->uid);
     }
   }
 
@@ -921,13 +922,19 @@ class StreamInput final : public Input {
         });
         return;
       }
+      std::optional<ucred> cred;
+      if constexpr (!std::is_same_v<Protocol, asio::ip::tcp>) {
+        cred = PeerCredentials(socket.native_handle());
+      }
       std::string peer;
-      if (Refused(socket) || !WithinPeerLimit(socket, &peer)) {
+      if (Refused(socket) || !WithinPeerLimit(socket, cred, &peer)) {
         boost::system::error_code ignored;
         socket.close(ignored);
       } else {
         SetCloseOnExec(socket.native_handle());
-        auto session = std::make_shared<Session>(self, std::move(socket), tls_);
+        auto session =
+            std::make_shared<Session>(self, std::move(socket), tls_,
+                                      cred ? LineOrigin::Peer(cred->uid, cred->pid) : LineOrigin());
         if (!peer.empty()) ++per_peer_[peer];
         sessions_.emplace(session.get(), SessionEntry{session, std::move(peer)});
         session->Start();
@@ -936,8 +943,9 @@ class StreamInput final : public Input {
     });
   }
 
-  bool WithinPeerLimit(typename Protocol::socket& socket, std::string* peer) {
-    *peer = PeerKey(socket);
+  bool WithinPeerLimit(typename Protocol::socket& socket, const std::optional<ucred>& cred,
+                       std::string* peer) {
+    *peer = PeerKey(socket, cred);
     if (peer->empty()) return true;
     const auto it = per_peer_.find(*peer);
     if (it == per_peer_.end() || it->second < spec_.max_connections_per_peer) return true;
