@@ -867,21 +867,24 @@ class Engine final : public PlaybookEngine {
     return longest;
   }
 
-  void KeepOpenUntil(Runtime& r, std::uint64_t kh, UnixMicros t, UnixMicros until) {
-    r.open_until[kh] = until;
-    if (r.open_until.size() >= r.open_sweep_at) {
-      std::erase_if(r.open_until, [&](const auto& kv) { return kv.second <= t; });
-      r.open_sweep_at = std::max<std::size_t>(1024, 2 * r.open_until.size());
+  // Sets key -> until in a map of ends (cooldowns, open incidents), sweeping the ended ones
+  // whenever the map has doubled since the last sweep: bounded without a timer.
+  static void PutUntil(std::unordered_map<std::uint64_t, UnixMicros>* ends, std::size_t* sweep_at,
+                       std::uint64_t kh, UnixMicros t, UnixMicros until) {
+    (*ends)[kh] = until;
+    if (ends->size() >= *sweep_at) {
+      std::erase_if(*ends, [&](const auto& kv) { return kv.second <= t; });
+      *sweep_at = std::max<std::size_t>(1024, 2 * ends->size());
     }
+  }
+
+  void KeepOpenUntil(Runtime& r, std::uint64_t kh, UnixMicros t, UnixMicros until) {
+    PutUntil(&r.open_until, &r.open_sweep_at, kh, t, until);
   }
 
   void StartCooldown(Runtime& r, std::uint64_t kh, UnixMicros t, std::int64_t seconds) {
     if (seconds <= 0) return;
-    r.cooldowns[kh] = t + seconds * kMicrosPerSecond;
-    if (r.cooldowns.size() >= r.cooldown_sweep_at) {
-      std::erase_if(r.cooldowns, [&](const auto& kv) { return kv.second <= t; });
-      r.cooldown_sweep_at = std::max<std::size_t>(1024, 2 * r.cooldowns.size());
-    }
+    PutUntil(&r.cooldowns, &r.cooldown_sweep_at, kh, t, t + seconds * kMicrosPerSecond);
   }
 
   // Earlier incidents of this key within the lookback (this playbook, or all when across).
