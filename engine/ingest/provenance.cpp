@@ -154,9 +154,13 @@ bool Decimal(std::string_view s, std::int64_t max, std::int64_t* out) {
 
 bool ParseStatedWriter(std::string_view sd, std::uint32_t* uid, std::int64_t* pid) {
   // [mxward@32473 uid="110" pid="1234" ...]: PARAM-VALUEs are quoted, '"', '\' and ']' escaped.
-  const std::string prefix = fmt::format("[{} ", kProvenanceSdId);
-  if (sd.substr(0, prefix.size()) != prefix) return false;
-  std::size_t i = prefix.size();
+  // Checked in place: this runs for every line a forwarder sends.
+  if (sd.size() < kProvenanceSdId.size() + 2 || sd[0] != '[' ||
+      sd.substr(1, kProvenanceSdId.size()) != kProvenanceSdId ||
+      sd[kProvenanceSdId.size() + 1] != ' ') {
+    return false;
+  }
+  std::size_t i = kProvenanceSdId.size() + 2;
   bool have_uid = false;
   std::int64_t stated_pid = -1;
   std::int64_t stated_uid = -1;
