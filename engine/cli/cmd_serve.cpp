@@ -276,14 +276,14 @@ class Daemon {
   // SIGHUP. Everything is read and checked first; then either all of it that can change at
   // runtime is swapped in, or nothing is (a refused reload leaves the daemon exactly as it was).
   // Applied: the parser pack and the playbooks (together: playbooks name the parsers' fields),
-  // [rules], [allow], [clock], [store] retention, [policy.*] (not turning a server on or off) and
-  // tls credentials. The other sections are checked (so a restart would not refuse them) and, when
-  // they changed, logged one line each as needing a restart: inputs, [metrics], [control],
-  // [dispatcher], [cluster], [store] path, dry_run and the executors' sections. Executors are not
-  // rebuilt at runtime: each belongs to its dispatcher worker thread until the worker ends
-  // (action_dispatcher.h), and a restart loses nothing (the outbox is in the store, the kernel
-  // keeps its bans). Everything runs on the io thread, the one the listeners call the pipeline on,
-  // so the swap happens between two lines. The outcome is kept for `mxward status`.
+  // [rules], [allow], [clock], [store] retention, [policy.*] (not turning a server on or off),
+  // [provenance] and tls credentials. The other sections are checked (so a restart would not refuse
+  // them) and, when they changed, logged one line each as needing a restart: inputs, [metrics],
+  // [control], [dispatcher], [cluster], [store] path, dry_run and the executors' sections.
+  // Executors are not rebuilt at runtime: each belongs to its dispatcher worker thread until the
+  // worker ends (action_dispatcher.h), and a restart loses nothing (the outbox is in the store, the
+  // kernel keeps its bans). Everything runs on the io thread, the one the listeners call the
+  // pipeline on, so the swap happens between two lines. The outcome is kept for `mxward status`.
   void Reload() {
     sd_notify(0, "RELOADING=1");
     // Certificates and keys of tls inputs (renewed by an ACME client or a private CA's cron).
@@ -329,6 +329,9 @@ class Daemon {
       return refuse(fmt::format("{} error(s) in {} (a restart would refuse them too)", diags.size(),
                                 fresh.source.empty() ? "the config" : fresh.source));
     }
+    Status provenance_status;
+    auto provenance = ResolveProvenance(fresh, &provenance_status);
+    if (!provenance_status.ok()) return refuse("provenance: " + provenance_status.message());
     auto pack = LoadParserPack(ParserDirs(fresh), fresh, &diags);
     if (!pack.ok()) return refuse("parsers: " + pack.status().message());
     auto engine = LoadCheckedPlaybooks(WithBackendDomains(fresh), &diags);
@@ -360,7 +363,7 @@ class Daemon {
     pipeline_->SetClockBounds(fresh.max_clock_skew_seconds, fresh.max_event_age_seconds);
     RegisterEngineMetrics();
     std::vector<std::string> policy_restart = ReloadPolicyServers(fresh);
-    ReloadProvenance(fresh);
+    pipeline_->ReplaceProvenance(std::move(provenance));
     config_ = std::move(fresh);
     last_reload_.needs_restart = restart;
     last_reload_.needs_restart.insert(last_reload_.needs_restart.end(), policy_restart.begin(),
@@ -384,8 +387,8 @@ class Daemon {
   // "dry_run", "[store] path") that differ in `fresh` from the file the daemon started with (not
   // from the last reload's: a second reload of the same file still needs that restart).
   std::vector<std::string> SectionsNeedingRestart(const Config& fresh) const {
-    static const std::set<std::string, std::less<>> kRuntime = {"rules", "allow", "clock", "policy",
-                                                                "store"};
+    static const std::set<std::string, std::less<>> kRuntime = {"rules",  "allow", "clock",
+                                                                "policy", "store", "provenance"};
     std::set<std::string, std::less<>> keys;
     for (const auto& [k, v] : started_document_) keys.insert(std::string(k.str()));
     for (const auto& [k, v] : fresh.document) keys.insert(std::string(k.str()));
@@ -610,15 +613,6 @@ class Daemon {
     auto policy = ResolveProvenance(config, &st);
     if (!st.ok()) throw CliExit(kExitFailure, fmt::format("provenance: {}", st.message()));
     return policy;
-  }
-  void ReloadProvenance(const Config& fresh) {
-    Status st;
-    auto policy = ResolveProvenance(fresh, &st);
-    if (!st.ok()) {
-      spdlog::error("[provenance] not reloaded, the running table stays: {}", st.message());
-      return;
-    }
-    pipeline_->ReplaceProvenance(std::move(policy));
   }
 
   // [policy.dovecot] and [policy.postfix] on SIGHUP: a rotated secret, new limits or a new

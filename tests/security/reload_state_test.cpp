@@ -232,6 +232,19 @@ TEST_F(ReloadStateTest, SectionsThatNeedARestartAreNamed) {
   EXPECT_NE(refused.find("reload refused"), std::string::npos) << refused;
   EXPECT_NE(refused.find("mxward.toml:"), std::string::npos) << refused;
   EXPECT_EQ(StatusJson()["last_reload"]["outcome"], "refused");
+
+  // [provenance] is applied by the reload (the writers' table is resolved again), so it is not a
+  // section that waits for a restart; an invalid one refuses the reload like any other.
+  WriteConfig("[provenance]\nenforce = \"yes\"\n");
+  std::size_t from = daemon_.Log().size();
+  const std::string bad_provenance = Reload().substr(from);
+  EXPECT_NE(bad_provenance.find("reload refused"), std::string::npos) << bad_provenance;
+  EXPECT_EQ(StatusJson()["last_reload"]["outcome"], "refused");
+  WriteConfig("[provenance]\nenforce = false\n");
+  from = daemon_.Log().size();
+  const std::string provenance = Reload().substr(from);
+  EXPECT_EQ(StatusJson()["last_reload"]["outcome"], "reloaded") << provenance;
+  EXPECT_EQ(provenance.find("needs a restart"), std::string::npos) << provenance;
 }
 
 // Before: `rm` of the store under the running daemon went unnoticed; new incidents went to the
