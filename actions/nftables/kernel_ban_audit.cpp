@@ -139,4 +139,14 @@ Result<MissingBans> FindMissingBans(const std::vector<BanRecord>& bans, std::str
   return out;
 }
 
+MissingBans ConfirmedMissingBans(MissingBans first, const MissingBans& second) {
+  std::set<std::pair<std::string, std::string>> again;
+  for (const NftBan& b : second.hosts) again.insert({b.scope, b.prefix.ToString()});
+  std::erase_if(first.hosts, [&](const NftBan& b) {
+    return !again.count({b.scope, b.prefix.ToString()});
+  });
+  std::erase_if(first.nets, [&](const auto& net) { return !second.nets.count(net); });
+  return first;
+}
+
 }  // namespace mxward

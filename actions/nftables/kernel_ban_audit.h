@@ -60,4 +60,9 @@ using SetOfBan = std::function<std::string(const std::string& scope, const IpPre
 Result<MissingBans> FindMissingBans(const std::vector<BanRecord>& bans, std::string_view listing,
                                     const SetOfBan& set_of, UnixMicros now);
 
+// What both of two findings from the same store snapshot report missing (store_read_at and
+// compared are the first's). Two listings, because one dump of a large hash set is not a
+// snapshot of it (NftablesBlocker::AuditElements says why).
+MissingBans ConfirmedMissingBans(MissingBans first, const MissingBans& second);
+
 }  // namespace mxward

@@ -1010,10 +1010,10 @@ Status NftablesBlocker::AuditElements() {
     }
     auto bans = audit_store_->ActiveBans(now);
     if (!bans.ok()) return bans.status().Annotate("nftables: reading active bans");
+    const std::string list_table =
+        fmt::format("list table {} {}", options_.family, options_.table);
     std::string listing;
-    Status listed =
-        RunOn(&audit_ctx_, NFT_CTX_OUTPUT_JSON,
-              fmt::format("list table {} {}", options_.family, options_.table), &listing);
+    Status listed = RunOn(&audit_ctx_, NFT_CTX_OUTPUT_JSON, list_table, &listing);
     // No table: Maintain() rebuilds it with every ban, nothing to compare.
     if (listed.code() == Status::Code::kNotFound) return MissingBans{};
     MXWARD_RETURN_IF_ERROR(listed);
@@ -1028,7 +1028,20 @@ Status NftablesBlocker::AuditElements() {
       }
       return it->second ? SetName(*it->second, prefix) : std::string();
     };
-    return FindMissingBans(*bans, listing, set_of, now);
+    auto first = FindMissingBans(*bans, listing, set_of, now);
+    if (!first.ok() || (first->hosts.empty() && first->nets.empty())) return first;
+    // A dump of a large hash set is not a snapshot: it spans many netlink messages, each resuming
+    // its walk of the kernel's hash table by position, and the kernel grows that table in the
+    // background after a bulk insert (a restore of every ban, a burst). A dump that crosses a
+    // resize skips some elements and repeats others (seen in CI: 98,413 of 100,000 elements
+    // listed right after a restore). So what one listing misses is confirmed by a second, and
+    // only what both miss is reported.
+    listed = RunOn(&audit_ctx_, NFT_CTX_OUTPUT_JSON, list_table, &listing);
+    if (listed.code() == Status::Code::kNotFound) return MissingBans{};
+    MXWARD_RETURN_IF_ERROR(listed);
+    auto second = FindMissingBans(*bans, listing, set_of, now);
+    if (!second.ok()) return second;
+    return ConfirmedMissingBans(*std::move(first), *std::move(second));
   }();
   MutexLock lock(audit_mu_);
   audit_running_since_ = 0;

@@ -49,6 +49,27 @@ inline std::map<std::string, std::int64_t> KernelSetElements(const std::string& 
   return out;
 }
 
+// One dump of a large hash set is not a snapshot of it: the dump spans many netlink messages, each
+// resuming the walk of the kernel's hash table by position, and the kernel grows that table in
+// the background after a bulk insert, so a dump that crosses a resize skips some elements and
+// repeats others (CI saw 98,413 of 100,000 right after a restore). A test that must see every
+// element of a set it has just filled reads it up to `listings` times and keeps what any listing
+// showed (the first timeout seen), stopping once it has `expected`. Only for sets nothing removes
+// elements from meanwhile: then the union is what the kernel holds. *listed: how many it took.
+inline std::map<std::string, std::int64_t> KernelSetElementsUnion(const std::string& set,
+                                                                  std::size_t expected,
+                                                                  int listings = 5,
+                                                                  int* listed = nullptr) {
+  std::map<std::string, std::int64_t> out;
+  int n = 0;
+  while (n < listings && out.size() < expected) {
+    ++n;
+    out.merge(KernelSetElements(set));
+  }
+  if (listed) *listed = n;
+  return out;
+}
+
 // The same, addresses only.
 inline std::set<std::string> KernelSetAddresses(const std::string& set) {
   std::set<std::string> out;
