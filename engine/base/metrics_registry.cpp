@@ -31,6 +31,7 @@ using metric::kLinesUnmatched;
 using metric::kOutboxDepth;
 using metric::kOutboxOldestAge;
 using metric::kPlaybookTriggers;
+using metric::kPlaybookUnverified;
 using metric::kProcessingLag;
 using metric::kQueueIdEvictions;
 using metric::kQueueIds;
@@ -167,6 +168,11 @@ const std::vector<MetricFamily>& StandardFamilies() {
        {"reason"}},
       {kEvents, kCounter, "Typed events extracted, per event type.", {"type"}},
       {kPlaybookTriggers, kCounter, "Times a playbook's trigger fired.", {"playbook"}},
+      {kPlaybookUnverified,
+       kCounter,
+       "Events a playbook matched but did not count: not verified, and it takes verified "
+       "evidence only (it acts on mailboxes, or says evidence = \"verified\").",
+       {"playbook"}},
       {kIncidents, kCounter, "Incidents opened, per playbook.", {"playbook"}},
       {kActions, kCounter, "Actions finished, per action type and outcome.", {"type", "outcome"}},
       {kOutboxDepth, kGauge, "Actions waiting in the outbox.", {}},

@@ -37,6 +37,7 @@ void RunCheck(const GlobalOptions& g) {
     throw CliExit(kExitUsage, "config file " + g.config_path + " does not exist");
   }
   bool loaded_ok = false;
+  bool verified_policy = false;  // a policy server whose requests are verified
   if (exists) {
     auto loaded = Config::Load(g.config_path, &diags);
     loaded_ok = loaded.ok();
@@ -58,8 +59,12 @@ void RunCheck(const GlobalOptions& g) {
     (void)MetricsServerOptions::FromConfig(config, &diags);
     (void)ControlServerOptions::FromConfig(config, &diags);
     (void)DispatcherOptions::FromConfig(config, &diags);
-    (void)DovecotPolicyServerOptions::FromConfig(config, &diags);
-    (void)PostfixPolicyServerOptions::FromConfig(config, &diags);
+    if (auto dovecot = DovecotPolicyServerOptions::FromConfig(config, &diags); dovecot.ok()) {
+      verified_policy = verified_policy || (dovecot->enabled && !dovecot->secret.empty());
+    }
+    if (auto postfix = PostfixPolicyServerOptions::FromConfig(config, &diags); postfix.ok()) {
+      verified_policy = verified_policy || (postfix->enabled && !postfix->socket_path.empty());
+    }
     (void)ClusterOptions::FromConfig(config, &diags);
     (void)CheckActionSections(config, &diags);
   }
@@ -78,6 +83,15 @@ void RunCheck(const GlobalOptions& g) {
   if (dirs_ok) {
     auto engine = LoadCheckedPlaybooks(config, &diags);
     if (engine.ok()) playbooks = (*engine)->playbook_count();
+    // The inputs serve would open (the defaults without a config file); their errors, if any,
+    // were reported above.
+    std::vector<Diagnostic> ignored;
+    auto inputs = exists && !loaded_ok ? Result<std::vector<InputSpec>>(Status::InvalidArgument(""))
+                                       : ParseInputSpecs(config, &ignored);
+    if (engine.ok() && inputs.ok()) {
+      const std::string w = UnverifiableEvidenceWarning(**engine, *inputs, verified_policy);
+      if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
+    }
   }
   const auto parser_dirs = ParserDirs(config);
   if (parser_dirs.empty() && dirs_ok) {

@@ -166,6 +166,13 @@ class Daemon {
       pipeline_options.input_trusted.push_back(spec.trusted);
     }
     pipeline_options.provenance = std::move(provenance);
+    if (const std::string w = UnverifiableEvidenceWarning(
+            *engine, inputs,
+            (dovecot_policy_options.enabled && !dovecot_policy_options.secret.empty()) ||
+                (postfix_policy_options.enabled && !postfix_policy_options.socket_path.empty()));
+        !w.empty()) {
+      spdlog::warn("{}", w.substr(w.find(": ") + 2));
+    }
     pipeline_ = std::make_unique<Pipeline>(
         SyslogParser(), EventExtractor::Create(pack_), std::move(engine), incident_sink,
         [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); },
@@ -573,6 +580,7 @@ class Daemon {
       dovecot_policy_ =
           std::make_unique<DovecotPolicy>(decisions_.get(), feed, SystemClock::Instance(), delay);
       dovecot_policy_->SetAllowSet(allow_set_);
+      dovecot_policy_->SetRequestsAuthenticated(!dovecot.secret.empty());
       dovecot_policy_server_ =
           std::make_unique<DovecotPolicyServer>(io_, dovecot, dovecot_policy_.get());
       if (Status st = dovecot_policy_server_->Start(); !st.ok()) {
@@ -978,6 +986,10 @@ class Daemon {
     for (std::size_t i = 0; i < names.size(); ++i) {
       h = registry_.Add(kPlaybookTriggers, {names[i]}, [this, i] {
         return static_cast<double>(pipeline_->engine().playbook_triggers(i));
+      });
+      if (h.ok()) engine_metrics_.push_back(std::move(*h));
+      h = registry_.Add(kPlaybookUnverified, {names[i]}, [this, i] {
+        return static_cast<double>(pipeline_->engine().playbook_unverified_ignored(i));
       });
       if (h.ok()) engine_metrics_.push_back(std::move(*h));
       h = registry_.Add(kIncidents, {names[i]}, [this, name = names[i]] {

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <optional>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "engine/cli/commands.h"
@@ -114,6 +116,31 @@ std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config) {
 
 namespace mxward::cli {
 
+std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
+                                        const std::vector<InputSpec>& inputs,
+                                        bool verified_policy_requests) {
+  std::vector<std::string> strict;
+  for (const auto& name : engine.playbook_names()) {
+    const Playbook* pb = engine.FindPlaybook(name);
+    if (pb != nullptr && pb->verified_evidence_only) strict.push_back(name);
+  }
+  if (strict.empty() || verified_policy_requests) return "";
+  for (const InputSpec& in : inputs) {
+    // The writer of these inputs' lines is known (journald's _UID, the peer's credentials).
+    if (in.trusted || in.type == InputType::kJournal || in.type == InputType::kUnixDgram ||
+        in.type == InputType::kUnixStream) {
+      return "";
+    }
+  }
+  return fmt::format(
+      "warning: playbook(s) {} act on mailboxes and count only verified lines, but no input gives "
+      "any (udp, tcp, tls and file lines have no known writer): they will open nothing. Read the "
+      "journal or a unix socket input (packaging/rsyslog/60-mxward-trusted.conf), mark an input "
+      "whose writers you vouch for `trusted = true`, or set `evidence = \"any\"` in the "
+      "playbook (docs/playbooks.md, \"Evidence\")",
+      fmt::join(strict, ", "));
+}
+
 void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicros now,
                           bool with_history) {
   for (const auto& name : engine->BaselinePlaybooks()) {
@@ -128,6 +155,17 @@ void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicr
     if (!st.ok()) spdlog::warn("baseline of {}: {}", name, st.ToString());
   }
   if (!with_history) return;
+  // The incidents still in their life: a trigger of one of them after a restart updates it, as
+  // before the restart, instead of counting as another offence (and escalating) in the engine.
+  if (auto open = store->IncidentsInTheirLife(now, 1'000'000); open.ok()) {
+    std::vector<PriorIncident> live;
+    live.reserve(open->size());
+    for (const auto& i : *open) live.push_back({i.playbook, i.key_kind, i.key, i.open_until});
+    const std::size_t taken = engine->ImportOpenIncidents(live);
+    if (taken > 0) spdlog::info("engine: {} incident(s) still in their life", taken);
+  } else {
+    spdlog::warn("cannot load the incidents still in their life: {}", open.status().ToString());
+  }
   std::int64_t lookback = 0;
   for (const auto& name : engine->playbook_names()) {
     const Playbook* pb = engine->FindPlaybook(name);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "mxward/config.h"
+#include "mxward/input_config.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
 
@@ -28,6 +29,14 @@ std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::st
 // check, serve, replay and a reload all load.
 Result<std::unique_ptr<PlaybookEngine>> LoadCheckedPlaybooks(const Config& config,
                                                              std::vector<Diagnostic>* diagnostics);
+// What `check` and `serve` say when a playbook counts only verified lines
+// (Playbook::verified_evidence_only: it acts on mailboxes) and nothing configured can give it one:
+// every input is udp, tcp, tls or file without `trusted = true`, and no policy server
+// authenticates its requests (verified_policy_requests: Dovecot's with a secret, Postfix's
+// through the unix socket). Such a playbook would silently count nothing. Empty: nothing to say.
+std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
+                                        const std::vector<InputSpec>& inputs,
+                                        bool verified_policy_requests);
 // Loads the playbooks of serve and replay: config with WithBackendDomains applied.
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
 // config plus PostfixAdmin's domains in local_domains when [rules] local_domains_from_postfixadmin
@@ -43,10 +52,10 @@ class IncidentStore;
 
 namespace mxward::cli {
 
-// Gives a fresh engine what the store remembers: learned baselines of `novel` playbooks and the
-// recent incidents escalation counts (unless with_history is false: a reloaded engine adopts the
-// running engine's history instead). Problems are logged, not fatal: an engine without history
-// still protects.
+// Gives a fresh engine what the store remembers: learned baselines of `novel` playbooks, the
+// recent incidents escalation counts and the incidents still in their life (unless with_history
+// is false: a reloaded engine adopts the running engine's history instead). Problems are logged,
+// not fatal: an engine without history still protects.
 void PrimeEngineFromStore(PlaybookEngine* engine, IncidentStore* store, UnixMicros now,
                           bool with_history = true);
 

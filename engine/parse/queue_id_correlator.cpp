@@ -81,6 +81,7 @@ void QueueIdCorrelator::Correlate(Event* event, bool create) {
     fresh.queue_id.assign(qid);
     for (auto& v : fresh.values) v.clear();
     fresh.client_ip = IpAddress();
+    fresh.verified = true;
     fresh.live = true;
     index_.emplace(std::string_view(fresh.queue_id), i);
   }
@@ -94,25 +95,34 @@ void QueueIdCorrelator::Correlate(Event* event, bool create) {
   const bool event_has_ip = event->client_ip.valid();
   const bool event_real = event_has_ip && !event->client_ip.IsLoopback();
   const bool entry_real = e.client_ip.valid() && !e.client_ip.IsLoopback();
+  bool stored = false, drew = false;
   if (event_real || (event_has_ip && !entry_real)) {
     e.values[0].assign(event->get(Field::kClientIp));
     const std::string_view host = event->get(Field::kClientHost);
     e.values[1].assign(host.size() <= kMaxBytes[1] ? host : std::string_view());
     e.client_ip = event->client_ip;
+    stored = true;
   } else if (e.client_ip.valid()) {
     event->set(Field::kClientIp, e.values[0]);
     event->set(Field::kClientHost, e.values[1]);
     event->client_ip = e.client_ip;
+    drew = true;
   }
   for (int k = 2; k < kCarriedCount; ++k) {
     const Field f = kCarried[k];
     const std::string_view have = event->get(f);
     if (!have.empty()) {
-      if (have.size() <= kMaxBytes[k]) e.values[k].assign(have);
+      if (have.size() <= kMaxBytes[k]) {
+        e.values[k].assign(have);
+        stored = true;
+      }
     } else if (!e.values[k].empty()) {
       event->set(f, e.values[k]);
+      drew = true;
     }
   }
+  if (drew && !e.verified) event->verified = false;
+  if (stored && !event->verified) e.verified = false;
 }
 
 }  // namespace mxward

@@ -32,7 +32,8 @@ class QueueIdCorrelator {
   // Joins *event with the entry for its queue id (no-op without one). Fields the event has are
   // stored (a loopback client_ip never replaces a real one: content filters reinject from
   // 127.0.0.1); fields it lacks are filled from the entry. create: make an entry when none exists
-  // (lines that start a message's story); otherwise only look it up.
+  // (lines that start a message's story); otherwise only look it up. An event that draws a field
+  // from an entry some unverified line wrote to becomes unverified (Entry::verified).
   void Correlate(Event* event, bool create);
   // Drops the entry (Postfix's "removed": the message left the queue).
   void Forget(std::string_view queue_id);
@@ -57,6 +58,10 @@ class QueueIdCorrelator {
     std::string queue_id;
     std::string values[kCarriedCount];
     IpAddress client_ip;
+    // Every line that stored a value here was verified (Event::verified). An event that takes a
+    // value from an entry with an unverified contributor is itself unverified: a forged line
+    // with a real message's queue id must not lend its sasl_username to the real lines.
+    bool verified = true;
     UnixMicros touched = 0;
     std::uint32_t prev = kNil, next = kNil;  // recency list, oldest at head_
     bool live = false;

@@ -122,6 +122,7 @@ Event DovecotPolicy::EventOf(const DovecotPolicyRequest& request, bool failed,
   e.set(Field::kReason, request.fail_type);
   e.program = "dovecot-policy";
   e.parser = "dovecot-policy";
+  e.verified = authenticated_;
   return e;
 }
 

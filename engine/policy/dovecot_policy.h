@@ -91,6 +91,11 @@ class DovecotPolicy {
   // The daemon's compiled address allowlist ([allow] plus `mxward allow`): an address it covers
   // is answered as if nothing were decided (no refusal, no delay), whatever bans are in force.
   void SetAllowSet(std::shared_ptr<const AllowSetHandle> allow) { allow_ = std::move(allow); }
+  // Whether the server admits only requests carrying the shared secret ([policy.dovecot]
+  // secret_file): then only Dovecot can have sent them, and the events fed from them are
+  // verified (Event::verified) and count for playbooks that act on mailboxes. Without a secret,
+  // any local process could have posted a report.
+  void SetRequestsAuthenticated(bool authenticated) { authenticated_ = authenticated; }
   const DovecotPolicyCounters& counters() const { return counters_; }
 
  private:
@@ -104,6 +109,7 @@ class DovecotPolicy {
   EventFn feed_;
   DelayFn delay_;
   const Clock* clock_;
+  bool authenticated_ = false;
   DovecotPolicyCounters counters_;
 };
 

@@ -166,6 +166,7 @@ void PostfixPolicy::Feed(const PostfixPolicyRequest& request, EventType type, Un
   e.line = line;
   e.program = "postfix-policy";
   e.parser = "postfix-policy";
+  e.verified = request.verified;
   e.set(Field::kSaslUser, request.sasl_username);
   e.set(Field::kSender, request.sender);
   e.set(Field::kSenderDomain, DomainOf(request.sender));

@@ -59,6 +59,10 @@ struct PostfixPolicyRequest {
   std::string instance;
   std::uint32_t recipient_count = 0;
   std::size_t attributes = 0;  // lines read, known or not
+  // Set by the server, not read from the request: it came through the unix socket, whose mode,
+  // group and directory admit Postfix only, so the events it feeds are verified (Event::verified).
+  // Over TCP (loopback, no authentication in the protocol) any local process could have sent it.
+  bool verified = false;
 };
 
 class PostfixPolicyReader {

@@ -116,6 +116,10 @@ class PostfixSession : public std::enable_shared_from_this<PostfixSession<Socket
   }
   ~PostfixSession() { --server_->open_connections; }
 
+  // Requests through the unix socket are Postfix's (the socket's mode, group and directory
+  // admit nobody else); over TCP anyone local could have sent them.
+  static constexpr bool kThroughUnixSocket = std::is_same_v<Socket, unix_stream::socket>;
+
   void Start() { Read(); }
   void Close() {
     boost::system::error_code ignored;
@@ -168,7 +172,8 @@ class PostfixSession : public std::enable_shared_from_this<PostfixSession<Socket
       request_started_ = std::chrono::steady_clock::now();
     }
     out_.clear();
-    for (const auto& r : requests_) {
+    for (auto& r : requests_) {
+      r.verified = kThroughUnixSocket;
       out_ += "action=";
       out_ += server_->policy->Answer(r);
       out_ += "\n\n";

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "engine/rules/distinct_window.h"
 #include "engine/rules/evidence_journal.h"
@@ -277,6 +278,9 @@ struct Runtime {
   std::size_t open_sweep_at = 1024;
   // Times the trigger fired: written on the engine's thread, read by the metrics scrape.
   std::atomic<std::uint64_t> triggers{0};
+  // Events this playbook matched but did not count or reset: not verified, and the playbook
+  // takes verified evidence only (Playbook::verified_evidence_only).
+  std::atomic<std::uint64_t> unverified_ignored{0};
 };
 
 struct Offense {
@@ -372,8 +376,17 @@ class Engine final : public PlaybookEngine {
     for (const Route& route : routes) {
       Runtime& r = *runtimes_[route.playbook];
       if ((route.role & kRoleCount) && r.pb.match.Matches(e)) {
+        if (r.pb.verified_evidence_only && !e.verified) {
+          Ignore(r);
+          continue;
+        }
         Count(r, e, sink);
       } else if ((route.role & kRoleReset) && r.pb.trigger.reset.Matches(e)) {
+        // A forged "login succeeded" must not wipe a mailbox's failures either.
+        if (r.pb.verified_evidence_only && !e.verified) {
+          Ignore(r);
+          continue;
+        }
         ResetKey(r, e);
       }
     }
@@ -469,6 +482,10 @@ class Engine final : public PlaybookEngine {
   std::uint64_t playbook_triggers(std::size_t i) const override {
     return i < runtimes_.size() ? runtimes_[i]->triggers.load(std::memory_order_relaxed) : 0;
   }
+  std::uint64_t playbook_unverified_ignored(std::size_t i) const override {
+    return i < runtimes_.size() ? runtimes_[i]->unverified_ignored.load(std::memory_order_relaxed)
+                                : 0;
+  }
   const Playbook* FindPlaybook(std::string_view name) const override {
     const Runtime* r = Find(name);
     return r ? &r->pb : nullptr;
@@ -563,6 +580,27 @@ class Engine final : public PlaybookEngine {
       const Runtime* r = Find(p.playbook);
       RecordOffense(r ? r->index : -1, p.key_kind, p.key, p.time);
     }
+  }
+
+  std::size_t ImportOpenIncidents(const std::vector<PriorIncident>& incidents) override {
+    std::size_t taken = 0;
+    for (const auto& p : incidents) {
+      Runtime* r = nullptr;
+      for (auto& candidate : runtimes_) {
+        if (candidate->pb.name == p.playbook) r = candidate.get();
+      }
+      if (r == nullptr || r->pb.key_kind != p.key_kind) continue;
+      Event e;
+      std::uint64_t kh = 0;
+      if (!EventFromKeyText(r->pb, p.key, &e) || !KeyHash(r->pb, e, &kh)) continue;
+      // Keyed by the same hash as a live trigger; swept like the others once ended (t = 0:
+      // nothing is known to have ended yet).
+      const auto known = r->open_until.find(kh);
+      KeepOpenUntil(*r, kh, 0,
+                    known == r->open_until.end() ? p.time : std::max(known->second, p.time));
+      ++taken;
+    }
+    return taken;
   }
 
  private:
@@ -705,6 +743,22 @@ class Engine final : public PlaybookEngine {
     stats_.baseline_values += baseline.values_held() - values;
     stats_.baseline_overflow += baseline.overflow() - overflow;
     return novel;
+  }
+
+  // An event a verified-evidence playbook leaves alone. Said once per playbook and engine (a
+  // reload says it again), then only counted: a host whose inputs carry no provenance would
+  // otherwise log it for every line.
+  void Ignore(Runtime& r) {
+    ++stats_.unverified;
+    if (r.unverified_ignored.fetch_add(1, std::memory_order_relaxed) == 0) {
+      spdlog::warn(
+          "playbook {}: acts on mailboxes, so it counts only verified lines, and ignored one that "
+          "was not (its writer unknown: udp, tcp, tls or file input). Read the journal or a unix "
+          "socket input, mark the input `trusted = true`, or set `evidence = \"any\"` in {} "
+          "(docs/ingest.md, \"Provenance\"); further ones are counted in "
+          "mxward_playbook_unverified_events_total",
+          r.pb.name, r.pb.file);
+    }
   }
 
   void ResetKey(Runtime& r, const Event& e) {

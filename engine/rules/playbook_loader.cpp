@@ -386,7 +386,7 @@ class Compiler {
     pb.name = std::filesystem::path(file_).stem().string();
     SettingsReader top = Reader(doc, "the playbook");
     top.CheckKnownKeys({"description", "severity", "mode", "key", "cooldown", "max_keys", "match",
-                        "trigger", "allow", "escalation", "policy", "action"});
+                        "trigger", "allow", "escalation", "policy", "action", "evidence"});
     top.String("description", &pb.description);
     std::string s;
     if (top.String("severity", &s) && !ParseSeverity(s, &pb.severity)) {
@@ -565,6 +565,23 @@ class Compiler {
     pb.cooldown_seconds = std::max(ban_seconds, pb.trigger.window_seconds);
     top.Duration("cooldown", &pb.cooldown_seconds);
 
+    // Only verified lines count for a playbook that acts on mailboxes, unless it says otherwise.
+    pb.verified_evidence_only =
+        std::any_of(pb.actions.begin(), pb.actions.end(),
+                    [](const ActionSpec& a) { return ActsOnMailbox(a.type); });
+    if (top.String("evidence", &s)) {
+      if (s == "verified") {
+        pb.verified_evidence_only = true;
+      } else if (s == "any") {
+        pb.verified_evidence_only = false;
+      } else {
+        Error(*doc.get("evidence"),
+              fmt::format("unknown evidence '{}' (verified: only lines whose writer was checked "
+                          "or whose input is trusted; any: every line)",
+                          s));
+      }
+    }
+
     if (d_->size() > before) {
       return Status::InvalidArgument(fmt::format("{} error(s) in {}", d_->size() - before, file_));
     }
@@ -609,21 +626,23 @@ class Compiler {
     toml::table doc;
     if (Status st = ParseToml(text, file_, &doc, d_); !st.ok()) return st;
     auto pb = Compile(doc);
-    if (pb.ok()) pb->identity = CountingIdentity(doc);
+    if (pb.ok()) pb->identity = CountingIdentity(doc, pb->verified_evidence_only);
     return pb;
   }
 
   // What a reload compares to keep a playbook's windows: the parts that define what is counted
-  // and how (key, max_keys, [match], [trigger]), written back out by toml++ so comments, layout
-  // and key order do not matter. A new description, severity, mode, allowlist, cooldown,
-  // escalation or action keeps the state: none of them changes what a window holds.
-  static std::uint64_t CountingIdentity(const toml::table& doc) {
+  // and how (key, max_keys, [match], [trigger], which lines count), written back out by toml++ so
+  // comments, layout and key order do not matter. A new description, severity, mode, allowlist,
+  // cooldown, escalation or action keeps the state: none of them changes what a window holds,
+  // unless the actions change which lines count (a first action on a mailbox).
+  static std::uint64_t CountingIdentity(const toml::table& doc, bool verified_evidence_only) {
     toml::table counting;
     for (const char* part : {"key", "max_keys", "match", "trigger"}) {
       if (const toml::node* n = doc.get(part)) {
         n->visit([&](const auto& v) { counting.insert(part, v); });
       }
     }
+    counting.insert("evidence", verified_evidence_only ? "verified" : "any");
     std::ostringstream text;
     text << counting;
     return std::hash<std::string>{}(text.str());

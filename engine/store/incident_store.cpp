@@ -512,6 +512,11 @@ const std::string kListIncidentsSql = fmt::format(
     "SELECT {} FROM incidents WHERE (?1 IS NULL OR status = ?1) AND (?2 = '' OR playbook = ?2) "
     "AND (?3 = '' OR key = ?3) AND last_seen >= ?4 ORDER BY last_seen DESC, id DESC LIMIT ?5",
     kIncidentColumns);
+// The same condition as RecordIncidents' `open` statement: what a trigger would update.
+const std::string kLiveIncidentsSql = fmt::format(
+    "SELECT {} FROM incidents WHERE open_until > 0 AND open_until > ?1 AND status != 'resolved' "
+    "AND origin = 'live' ORDER BY id LIMIT ?2",
+    kIncidentColumns);
 const std::string kGetIncidentSql =
     fmt::format("SELECT {} FROM incidents WHERE id = ?", kIncidentColumns);
 const std::string kActionsForIncidentSql =
@@ -537,6 +542,16 @@ Result<std::vector<Incident>> IncidentStore::ListIncidents(const IncidentQuery& 
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) out.push_back(IncidentFromRow(q));
   if (rc != SQLITE_DONE) return Error("listing incidents");
+  return out;
+}
+
+Result<std::vector<Incident>> IncidentStore::IncidentsInTheirLife(UnixMicros now, int limit) {
+  MXWARD_STMT(q, kLiveIncidentsSql.c_str());
+  q.Bind(1, now).Bind(2, limit);
+  std::vector<Incident> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(IncidentFromRow(q));
+  if (rc != SQLITE_DONE) return Error("listing the incidents still in their life");
   return out;
 }
 

@@ -73,6 +73,13 @@ constexpr bool IsRevertibleActionType(std::string_view type) {
   return info != nullptr && info->revertible;
 }
 
+// Whether the action acts on a mailbox (its subject is a user): a suspension, a password change,
+// a held queue. Such actions need verified evidence by default (Playbook::verified_evidence_only).
+constexpr bool ActsOnMailbox(std::string_view type) {
+  const ActionTypeInfo* info = FindActionType(type);
+  return info != nullptr && info->subject_param == "user";
+}
+
 constexpr bool IsAccountActionType(std::string_view type) {
   const ActionTypeInfo* info = FindActionType(type);
   return info != nullptr && info->account;

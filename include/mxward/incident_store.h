@@ -197,7 +197,11 @@ class IncidentStore {
   // an open incident whose actions were all dry-run never absorbs a trigger whose actions run.
   Status RecordIncidents(std::vector<Incident>* incidents, UnixMicros now);
   Result<std::vector<Incident>> ListIncidents(const IncidentQuery& query);  // no evidence
-  Result<Incident> GetIncident(std::int64_t id);                            // with evidence
+  // Live incidents not resolved whose life (Incident::open_until) has not ended at `now`: those a
+  // new trigger of their playbook and key would update (RecordIncidents). Oldest first, no
+  // evidence. For the engine's start (PlaybookEngine::ImportOpenIncidents).
+  Result<std::vector<Incident>> IncidentsInTheirLife(UnixMicros now, int limit);
+  Result<Incident> GetIncident(std::int64_t id);  // with evidence
   // The playbook of an incident (the dispatcher's safety valve counts per playbook); NotFound.
   Result<std::string> IncidentPlaybook(std::int64_t id);
   Result<std::vector<ActionRecord>> ActionsForIncident(std::int64_t id);

@@ -85,6 +85,7 @@ inline constexpr std::string_view kEventsByParser = "mxward_events_by_parser_tot
 inline constexpr std::string_view kLinesUnmatchedByProgram =
     "mxward_lines_unmatched_by_program_total";
 inline constexpr std::string_view kPlaybookTriggers = "mxward_playbook_triggers_total";
+inline constexpr std::string_view kPlaybookUnverified = "mxward_playbook_unverified_events_total";
 inline constexpr std::string_view kIncidents = "mxward_incidents_total";
 inline constexpr std::string_view kActions = "mxward_actions_total";
 inline constexpr std::string_view kOutboxDepth = "mxward_outbox_depth";

@@ -209,6 +209,13 @@ struct Playbook {
   PolicyDelay policy_delay;
   std::vector<ActionSpec> actions;
   std::size_t max_keys = 250'000;
+  // Whether only verified events count or reset (Event::verified: the line's writer was checked
+  // against its program's users, or its input is `trusted`; docs/ingest.md "Provenance").
+  // `evidence = "verified" | "any"`; the default is "verified" for a playbook with an action on a
+  // mailbox (ActsOnMailbox: suspensions, password change, held queue), "any" otherwise. A line any
+  // local user could have written must not lock somebody's mailbox, nor (as a reset or as the
+  // count that opens the incident early) keep a real compromise from being acted on.
+  bool verified_evidence_only = false;
   // Hash of what defines the counting (key, max_keys, [match], [trigger]; playbook_loader.cpp):
   // a reload keeps the window state of a playbook whose name and identity are unchanged, so
   // editing its description, actions or comments does not forget an attack in progress.

@@ -18,7 +18,8 @@
 // State the engine cannot keep across restarts by itself is exported and imported as plain data,
 // so the caller decides when to do I/O: `novel` baselines (TakeDirtyBaselines / ImportBaselines,
 // written with IncidentStore::SaveBaselines/LoadBaselines) and the earlier incidents escalation
-// counts (ImportPriorIncidents, from IncidentStore::ListIncidents).
+// counts (ImportPriorIncidents, from IncidentStore::ListIncidents), and the incidents still in
+// their life (ImportOpenIncidents, from IncidentStore::IncidentsInTheirLife).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +46,7 @@ struct EngineStats {
   std::uint64_t allowlisted = 0;        // matched events an allowlist exempted
   std::uint64_t suppressed = 0;         // matched events for a key in its cooldown
   std::uint64_t no_key = 0;             // matched events missing a key field (no client_ip, ...)
+  std::uint64_t unverified = 0;         // matched events not counted: not verified (evidence)
   std::uint64_t expired = 0;            // idle keys expired
   std::uint64_t evidence_dropped = 0;   // evidence lines no longer in the journal at a trigger
   std::uint64_t baseline_values = 0;    // learned (key, value) pairs held by novel playbooks
@@ -118,6 +120,9 @@ class PlaybookEngine {
                                                UnixMicros now) const = 0;
   // Times the i-th playbook's trigger fired (mxward_playbook_triggers_total). Any thread.
   virtual std::uint64_t playbook_triggers(std::size_t i) const = 0;
+  // Events the i-th playbook matched and left uncounted because they were not verified and it
+  // takes verified evidence only (mxward_playbook_unverified_events_total). Any thread.
+  virtual std::uint64_t playbook_unverified_ignored(std::size_t i) const = 0;
 
   // --- novel baselines -----------------------------------------------------------------------
   // The playbooks with a `novel` trigger: what to LoadBaselines for at start.
@@ -147,6 +152,12 @@ class PlaybookEngine {
 
   // --- escalation ----------------------------------------------------------------------------
   virtual void ImportPriorIncidents(const std::vector<PriorIncident>& incidents) = 0;
+  // Incidents still in their life (IncidentStore::IncidentsInTheirLife), with `time` their end
+  // (Incident::open_until): a trigger of the same playbook and key before then is a repeat of
+  // that incident, as it would have been had the engine not restarted, so it neither counts as
+  // another offence nor escalates. Incidents of a playbook no longer loaded, or whose key kind
+  // changed, are skipped. Returns how many were taken.
+  virtual std::size_t ImportOpenIncidents(const std::vector<PriorIncident>& incidents) = 0;
 };
 
 }  // namespace mxward

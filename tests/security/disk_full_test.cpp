@@ -25,6 +25,7 @@ namespace {
 
 using testing::HttpGet;
 using testing::KernelSetAddresses;
+using testing::MetricSample;
 using testing::NetworkNamespace;
 using testing::RunCommand;
 using testing::SendTcp;
@@ -36,13 +37,6 @@ using testing::TinyFilesystem;
 const std::string kBinary = MXWARD_BINARY;
 const std::string kRules = std::string(MXWARD_SOURCE_DIR) + "/rules.d";
 constexpr int kPort = 5514;
-
-// The value of a sample in /metrics ("name" or "name{label=\"value\"}"); -1 if absent.
-double MetricValue(const std::string& metrics, const std::string& sample) {
-  const std::size_t at = metrics.find("\n" + sample + " ");
-  if (at == std::string::npos) return -1;
-  return std::strtod(metrics.c_str() + at + sample.size() + 2, nullptr);
-}
 
 std::set<std::string> BannedV4() { return KernelSetAddresses("banned_v4"); }
 
@@ -118,10 +112,10 @@ TEST_F(DiskFullTest, KeepsDetectingWhileFullAndCatchesUpWhenSpaceReturns) {
     const std::string addr = "203.0.113." + std::to_string(i);
     ASSERT_TRUE(Attack(addr));
     attackers.insert(addr);
-    if (MetricValue(Metrics(), "mxward_store_write_errors_total") > 0) break;
+    if (MetricSample(Metrics(), "mxward_store_write_errors_total") > 0) break;
   }
   ASSERT_TRUE(daemon_.WaitFor([&] {
-    return MetricValue(Metrics(), "mxward_store_write_errors_total") > 0;
+    return MetricSample(Metrics(), "mxward_store_write_errors_total") > 0;
   })) << Metrics()
       << daemon_.Log();
   // Three more while it is known to fail: they must be held, not lost.
@@ -134,12 +128,12 @@ TEST_F(DiskFullTest, KeepsDetectingWhileFullAndCatchesUpWhenSpaceReturns) {
   // Detection keeps running: every line is counted and every attacker opens an incident.
   ASSERT_TRUE(daemon_.WaitFor([&] {
     const std::string m = Metrics();
-    return MetricValue(m, "mxward_events_total{type=\"auth_failure\"}") == lines_expected;
+    return MetricSample(m, "mxward_events_total{type=\"auth_failure\"}") == lines_expected;
   })) << Metrics();
   const std::string during = Metrics();
-  EXPECT_GE(MetricValue(during, "mxward_store_held_incidents"), 3) << during;
-  EXPECT_EQ(MetricValue(during, "mxward_store_writable"), 0) << during;
-  EXPECT_EQ(MetricValue(during, "mxward_store_incidents_dropped_total"), 0) << during;
+  EXPECT_GE(MetricSample(during, "mxward_store_held_incidents"), 3) << during;
+  EXPECT_EQ(MetricSample(during, "mxward_store_writable"), 0) << during;
+  EXPECT_EQ(MetricSample(during, "mxward_store_incidents_dropped_total"), 0) << during;
   const std::string health = HttpGet(9580, "/healthz");
   EXPECT_NE(health.find("503"), std::string::npos) << health;
   EXPECT_NE(health.find("store: cannot write incidents to " + db_), std::string::npos) << health;
@@ -151,7 +145,7 @@ TEST_F(DiskFullTest, KeepsDetectingWhileFullAndCatchesUpWhenSpaceReturns) {
   ASSERT_TRUE(fs_.Free());
   // Everything held lands in the store, and the actions run: the bans reach the kernel.
   ASSERT_TRUE(daemon_.WaitFor([&] {
-    return MetricValue(Metrics(), "mxward_store_held_incidents") == 0;
+    return MetricSample(Metrics(), "mxward_store_held_incidents") == 0;
   })) << Metrics()
       << daemon_.Log();
   EXPECT_TRUE(daemon_.WaitFor([&] {
@@ -168,7 +162,7 @@ TEST_F(DiskFullTest, KeepsDetectingWhileFullAndCatchesUpWhenSpaceReturns) {
     }
     return true;
   })) << daemon_.Log();
-  EXPECT_EQ(MetricValue(Metrics(), "mxward_store_writable"), 1);
+  EXPECT_EQ(MetricSample(Metrics(), "mxward_store_writable"), 1);
   EXPECT_TRUE(daemon_.WaitFor([&] {
     return HttpGet(9580, "/healthz").find("200") != std::string::npos;
   })) << HttpGet(9580, "/healthz");
@@ -189,10 +183,10 @@ TEST_F(DiskFullDropTest, ADroppedIncidentKeepsHealthzUnhealthyAfterTheStoreRecov
   ASSERT_GT(fs_.Fill(), 0);
   for (int i = 1; i <= 200; ++i) {
     ASSERT_TRUE(Attack("203.0.113." + std::to_string(i)));
-    if (MetricValue(Metrics(), "mxward_store_incidents_dropped_total") > 0) break;
+    if (MetricSample(Metrics(), "mxward_store_incidents_dropped_total") > 0) break;
   }
   ASSERT_TRUE(daemon_.WaitFor([&] {
-    return MetricValue(Metrics(), "mxward_store_incidents_dropped_total") > 0;
+    return MetricSample(Metrics(), "mxward_store_incidents_dropped_total") > 0;
   })) << Metrics()
       << daemon_.Log();
   EXPECT_NE(daemon_.Log().find("was not kept (1 dropped so far)"), std::string::npos)
@@ -202,8 +196,8 @@ TEST_F(DiskFullDropTest, ADroppedIncidentKeepsHealthzUnhealthyAfterTheStoreRecov
   ASSERT_TRUE(fs_.Free());
   ASSERT_TRUE(daemon_.WaitFor([&] {
     const std::string m = Metrics();
-    return MetricValue(m, "mxward_store_writable") == 1 &&
-           MetricValue(m, "mxward_store_held_incidents") == 0;
+    return MetricSample(m, "mxward_store_writable") == 1 &&
+           MetricSample(m, "mxward_store_held_incidents") == 0;
   })) << Metrics()
       << daemon_.Log();
   // Writable again, and still unhealthy: the dropped incident's attack went unanswered.

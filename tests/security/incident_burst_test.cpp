@@ -22,6 +22,7 @@ namespace mxward {
 namespace {
 
 using testing::HttpGet;
+using testing::MetricSample;
 using testing::NetworkNamespace;
 using testing::RunCommand;
 using testing::SendTcp;
@@ -53,12 +54,6 @@ type = "ban"
 address = "{client_ip}"
 duration = "1h"
 )";
-
-double MetricValue(const std::string& metrics, const std::string& sample) {
-  const std::size_t at = metrics.find("\n" + sample + " ");
-  if (at == std::string::npos) return -1;
-  return std::strtod(metrics.c_str() + at + sample.size() + 2, nullptr);
-}
 
 // "Nov 23 15:04:05" for now - seconds_ago, local time, as rsyslog forwards it.
 std::string Stamp(int seconds_ago) {
@@ -131,18 +126,18 @@ TEST_F(IncidentBurstTest, ABurstFarOverTheLimitPushesBackAndLosesNothing) {
   const double lines = kBurst + kRepeats;
   ASSERT_TRUE(daemon_.WaitFor([&] {
     const std::string m = Metrics();
-    return MetricValue(m, "mxward_events_total{type=\"auth_failure\"}") == lines &&
-           MetricValue(m, "mxward_store_held_incidents") == 0;
+    return MetricSample(m, "mxward_events_total{type=\"auth_failure\"}") == lines &&
+           MetricSample(m, "mxward_store_held_incidents") == 0;
   })) << Metrics()
       << daemon_.Log();
   const std::string m = Metrics();
-  EXPECT_EQ(MetricValue(m, "mxward_store_incidents_dropped_total"), 0) << m;
-  EXPECT_EQ(MetricValue(m, "mxward_store_evidence_shed_total"), 0) << m;
-  EXPECT_EQ(MetricValue(m, "mxward_store_write_errors_total"), 0) << m;
+  EXPECT_EQ(MetricSample(m, "mxward_store_incidents_dropped_total"), 0) << m;
+  EXPECT_EQ(MetricSample(m, "mxward_store_evidence_shed_total"), 0) << m;
+  EXPECT_EQ(MetricSample(m, "mxward_store_write_errors_total"), 0) << m;
   // The pipeline waited for the writer: the io thread stopped reading the sender meanwhile.
-  const double waits = MetricValue(m, "mxward_store_pushback_total");
+  const double waits = MetricSample(m, "mxward_store_pushback_total");
   EXPECT_GT(waits, 0) << m;
-  EXPECT_EQ(MetricValue(m, "mxward_store_incident_repeats_total"), kRepeats - 1) << m;
+  EXPECT_EQ(MetricSample(m, "mxward_store_incident_repeats_total"), kRepeats - 1) << m;
   EXPECT_NE(HttpGet(9580, "/healthz").find("200"), std::string::npos);
 
   // Every attacker's incident is in the store; the repeating key is one incident.

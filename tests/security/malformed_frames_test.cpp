@@ -26,14 +26,6 @@ constexpr std::size_t kMaxMessage = 4096;
 const std::string kTcp = "tcp:127.0.0.1:5514";
 const std::string kUdp = "udp:127.0.0.1:5514";
 
-// The value of one sample line "name{labels} value" in a Prometheus body; -1 when absent.
-double Sample(const std::string& body, const std::string& series) {
-  const std::string needle = "\n" + series + " ";
-  const auto at = body.find(needle);
-  if (at == std::string::npos) return -1;
-  return std::stod(body.substr(at + needle.size()));
-}
-
 int ConnectUnix(const std::string& path, int type) {
   int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
@@ -102,10 +94,10 @@ class MalformedFramesTest : public ::testing::Test {
 
   static std::string Metrics() { return HttpGet(kMetricsPort, "/metrics"); }
   static double Malformed(const std::string& input) {
-    return Sample(Metrics(), "mxward_input_malformed_total{input=\"" + input + "\"}");
+    return MetricSample(Metrics(), "mxward_input_malformed_total{input=\"" + input + "\"}");
   }
   static double AuthFailures() {
-    return Sample(Metrics(), "mxward_events_total{type=\"auth_failure\"}");
+    return MetricSample(Metrics(), "mxward_events_total{type=\"auth_failure\"}");
   }
 
   static std::string GoodLine(int n) {
@@ -170,7 +162,7 @@ TEST_F(MalformedFramesTest, TcpOversizedLineClosesTheConnection) {
 // connection stays usable; the lines that are not syslog are counted as malformed lines, and the
 // good line after them on the same connection is an event.
 TEST_F(MalformedFramesTest, TcpInvalidUtf8AndNulsInsideLines) {
-  const double before_lines = Sample(Metrics(), "mxward_lines_malformed_total");
+  const double before_lines = MetricSample(Metrics(), "mxward_lines_malformed_total");
   const double before_events = AuthFailures();
   ASSERT_GE(before_lines, 0);
   std::string data;
@@ -184,7 +176,8 @@ TEST_F(MalformedFramesTest, TcpInvalidUtf8AndNulsInsideLines) {
   EXPECT_TRUE(daemon_.WaitFor([&] { return AuthFailures() >= before_events + 1; }))
       << Metrics() << daemon_.Log();
   EXPECT_TRUE(daemon_.WaitFor([&] {
-    return Sample(Metrics(), "mxward_lines_malformed_total") + Malformed(kTcp) >= before_lines + 2;
+    return MetricSample(Metrics(), "mxward_lines_malformed_total") + Malformed(kTcp) >=
+           before_lines + 2;
   })) << Metrics();
   ExpectGoodLineStillBecomesAnEvent();
 }
@@ -201,7 +194,7 @@ TEST_F(MalformedFramesTest, UdpGarbageEmptyAndMaximalDatagrams) {
            static_cast<ssize_t>(d.size());
   };
   const double before = Malformed(kUdp);
-  const double before_lines = Sample(Metrics(), "mxward_lines_malformed_total");
+  const double before_lines = MetricSample(Metrics(), "mxward_lines_malformed_total");
   ASSERT_GE(before, 0);
   EXPECT_TRUE(send_dgram(""));       // empty: counted malformed by the input
   EXPECT_TRUE(send_dgram("\n\0"s));  // framing only: empty after stripping
@@ -212,7 +205,7 @@ TEST_F(MalformedFramesTest, UdpGarbageEmptyAndMaximalDatagrams) {
   const double events = AuthFailures();
   EXPECT_TRUE(send_dgram(GoodLine(202)));
   EXPECT_TRUE(daemon_.WaitFor([&] { return AuthFailures() >= events + 1; })) << Metrics();
-  EXPECT_GE(Sample(Metrics(), "mxward_lines_malformed_total"), before_lines);
+  EXPECT_GE(MetricSample(Metrics(), "mxward_lines_malformed_total"), before_lines);
   close(fd);
   ExpectGoodLineStillBecomesAnEvent();
 }
@@ -269,7 +262,7 @@ TEST_F(MalformedFramesTest, ManyBadConnectionsDoNotHurtGoodOnes) {
   EXPECT_TRUE(daemon_.WaitFor([&] { return AuthFailures() >= events + kRounds; })) << Metrics();
   EXPECT_TRUE(daemon_.WaitFor([&] { return Malformed(kTcp) >= before + kRounds; })) << Metrics();
   EXPECT_TRUE(daemon_.WaitFor([&] {
-    return Sample(Metrics(), "mxward_input_connections{input=\"tcp:127.0.0.1:5514\"}") == 0;
+    return MetricSample(Metrics(), "mxward_input_connections{input=\"tcp:127.0.0.1:5514\"}") == 0;
   })) << "connections left open: "
       << Metrics();
 }

@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -68,6 +69,14 @@ inline std::string EnterNamespaceWithNft() {
   if (RunCommand({"nft", "--version"}).exit_code != 0) return "nft is not installed";
   RunCommand({"nft", "flush", "ruleset"});
   return "";
+}
+
+// The value of one sample of a Prometheus text body: `series` is "name" or
+// "name{label=\"value\"}", exactly as /metrics writes it. -1 when the body has no such sample.
+inline double MetricSample(const std::string& body, const std::string& series) {
+  const std::size_t at = body.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtod(body.c_str() + at + series.size() + 2, nullptr);
 }
 
 // Connects to 127.0.0.1:port over TCP; -1 on failure.

@@ -386,6 +386,36 @@ TEST_F(IncidentStoreTest, ARepeatWithinAnOpenIncidentsLifeUpdatesIt) {
   EXPECT_EQ(store_->ActionsForIncident(later)->size(), 1u);
 }
 
+// What the engine takes at start (PlaybookEngine::ImportOpenIncidents): exactly the incidents a
+// trigger would update, i.e. live, not resolved, life not ended.
+TEST_F(IncidentStoreTest, IncidentsInTheirLifeAreThoseATriggerWouldUpdate) {
+  const UnixMicros now = kT0 + 600 * kMicrosPerSecond;
+  auto with_life = [&](const std::string& key, UnixMicros until) {
+    Incident inc = MakeIncident(key, kT0);
+    inc.open_until = until;
+    return inc;
+  };
+  const std::int64_t open = Record(with_life("192.0.2.1", now + 3600 * kMicrosPerSecond));
+  Record(with_life("192.0.2.2", now));  // ended at now
+  Record(with_life("192.0.2.3", 0));    // no life (replayed, cluster)
+  const std::int64_t resolved = Record(with_life("192.0.2.4", now + kMicrosPerSecond));
+  ASSERT_OK(store_->ResolveIncident(resolved, "false positive"));
+  const std::int64_t acked = Record(with_life("192.0.2.5", now + kMicrosPerSecond));
+  ASSERT_OK(store_->AcknowledgeIncident(acked, "looking"));
+  Incident replayed = with_life("192.0.2.6", now + kMicrosPerSecond);
+  replayed.origin = IncidentOrigin::kReplay;
+  Record(replayed);
+
+  auto live = store_->IncidentsInTheirLife(now, 100);
+  ASSERT_OK(live);
+  std::vector<std::int64_t> ids;
+  for (const Incident& i : *live) ids.push_back(i.id);
+  EXPECT_EQ(ids, (std::vector<std::int64_t>{open, acked}));
+  EXPECT_EQ(live->front().open_until, now + 3600 * kMicrosPerSecond);
+  EXPECT_EQ(live->front().key, "192.0.2.1");
+  EXPECT_EQ(store_->IncidentsInTheirLife(now, 1)->size(), 1u);
+}
+
 TEST_F(IncidentStoreTest, EventCountsAddUpAcrossWritesAndComposeInOneTransaction) {
   const UnixMicros h = kT0 - kT0 % (3600 * kMicrosPerSecond);
   Status s = store_->InTransaction([&]() -> Status {

@@ -47,10 +47,9 @@ TEST(KernelBanAuditTest, ReportsTheHostsAndPrefixesTheSetsDoNotHold) {
   const std::vector<BanRecord> bans = {Stored("192.0.2.7", 3600), Stored("192.0.2.8", 3600),
                                        Stored("198.51.100.0/24", 0),
                                        Stored("203.0.113.0/25", 3600)};
-  const std::string listing =
-      Listing(Host("192.0.2.7"),
-              R"({"elem": {"val": {"prefix": {"addr": "198.51.100.0", "len": 24}}}},)"
-              R"({"elem": {"val": {"range": ["203.0.113.0", "203.0.113.63"]}}})");
+  const std::string listing = Listing(
+      Host("192.0.2.7"), R"({"elem": {"val": {"prefix": {"addr": "198.51.100.0", "len": 24}}}},)"
+                         R"({"elem": {"val": {"range": ["203.0.113.0", "203.0.113.63"]}}})");
   auto found = FindMissingBans(bans, listing, SetOf, kNow);
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   ASSERT_EQ(found->hosts.size(), 1u);

@@ -30,6 +30,9 @@ class Events {
     Event e;
     e.type = type;
     e.time = t;
+    // Hand-built events stand for lines whose writer was checked; the evidence tests below
+    // clear it where they mean a line nobody vouches for.
+    e.verified = true;
     if (!ip.empty()) {
       EXPECT_TRUE(IpAddress::Parse(ip, &e.client_ip)) << ip;
       e.set(Field::kClientIp, Keep(std::string(ip)));
@@ -503,6 +506,63 @@ duration = "1h"
   EXPECT_EQ(after.actions[0].params["duration_s"], 2 * 3600);  // 1 earlier incident, not 5
   EXPECT_NE(after.trigger.find("repeat offender: 1 earlier"), std::string::npos) << after.trigger;
   EXPECT_EQ(after.open_until, kT0 + 2 * 3600 * kSec + kSec + 2 * 3600 * kSec);
+}
+
+// The same across a restart: the new engine learns from the store which incidents are still in
+// their life. A trigger within that life is a repeat of the open incident (its open_until, no
+// escalation), and the first incident after it is escalated for one earlier incident, as it
+// would have been without the restart (before: for two, one step too far).
+TEST(PlaybookEngineTest, AfterARestartARepeatWithinAnOpenIncidentsLifeIsNoNewOffence) {
+  constexpr char kEsc[] = R"(
+cooldown = "1m"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 2
+window = "1m"
+[escalation]
+factor = 2
+max = "1w"
+lookback = "1d"
+[[action]]
+type = "ban"
+duration = "1h"
+)";
+  const UnixMicros opened = kT0 + kSec;
+  const UnixMicros life = opened + 3600 * kSec;
+  auto restarted = [&](bool with_open) {
+    auto engine = EngineFor({{"esc", kEsc}});
+    // What PrimeEngineFromStore reads: the incident as an earlier one, and (now) its life.
+    engine->ImportPriorIncidents({{"esc", "client_ip", "192.0.2.9", opened}});
+    if (with_open) {
+      EXPECT_EQ(engine->ImportOpenIncidents({{"esc", "client_ip", "192.0.2.9", life},
+                                             {"esc", "sasl_user", "192.0.2.9", life},
+                                             {"gone", "client_ip", "192.0.2.9", life}}),
+                1u)
+          << "another key kind or a playbook no longer loaded is not taken";
+    }
+    Events ev;
+    Collect sink;
+    auto pair = [&](UnixMicros t) {
+      engine->OnEvent(ev.Make(EventType::kAuthFailure, t, "192.0.2.9"), &sink);
+      engine->OnEvent(ev.Make(EventType::kAuthFailure, t + kSec, "192.0.2.9"), &sink);
+    };
+    pair(kT0 + 10 * 60 * kSec);   // within the open incident's life
+    pair(kT0 + 3 * 3600 * kSec);  // after it (and after a wrongly escalated 2 h one)
+    return sink.incidents;
+  };
+  const auto incidents = restarted(true);
+  ASSERT_EQ(incidents.size(), 2u);
+  EXPECT_EQ(incidents[0].open_until, life);  // the store folds it into the open incident
+  EXPECT_EQ(incidents[0].actions[0].params["duration_s"], 3600);      // escalated as that one was
+  EXPECT_EQ(incidents[1].actions[0].params["duration_s"], 2 * 3600);  // 1 earlier incident
+  // Without the import the repeat is a new offence, escalated itself, and the next ban escalates
+  // for two earlier incidents.
+  const auto before = restarted(false);
+  ASSERT_EQ(before.size(), 2u);
+  EXPECT_EQ(before[0].actions[0].params["duration_s"], 2 * 3600);
+  EXPECT_EQ(before[1].actions[0].params["duration_s"], 4 * 3600);
 }
 
 TEST(PlaybookEngineTest, EscalationCountsImportedAndOtherPlaybooksIncidentsWhenAsked) {
@@ -1069,6 +1129,117 @@ TEST(PlaybookEngineTest, ClosestKeysReadWindowsWithoutCounting) {
   // After the window (10m) nothing is held any more.
   EXPECT_TRUE(engine->ClosestKeys(0, 10, now + 3600 * kSec).empty());
   EXPECT_TRUE(engine->ClosestKeys(7, 10, now).empty()) << "no such playbook";
+}
+
+// --- evidence: which lines a playbook believes (issue 21, point 1) ----------------------------
+
+constexpr char kSendingLimit[] = R"(
+key = "sasl_user"
+[match]
+events = ["delivery"]
+[trigger]
+type = "count"
+threshold = 3
+window = "1h"
+[[action]]
+type = "suspend_sending"
+)";
+
+// A playbook that acts on mailboxes counts only verified lines: 104 lines any local user wrote
+// once suspended the CEO's sending. They are counted as ignored, never as evidence.
+TEST(PlaybookEngineEvidenceTest, AMailboxPlaybookCountsOnlyVerifiedLines) {
+  auto engine = EngineFor({{"limit", kSendingLimit}});
+  Events ev;
+  Collect sink;
+  auto send = [&](bool verified, int i) {
+    Event e =
+        ev.Make(EventType::kDelivery, kT0 + i * kSec, "", {{Field::kSaslUser, "ceo@example.org"}});
+    e.verified = verified;
+    engine->OnEvent(e, &sink);
+  };
+  for (int i = 0; i < 104; ++i) send(false, i);
+  EXPECT_TRUE(sink.incidents.empty());
+  EXPECT_EQ(engine->playbook_unverified_ignored(0), 104u);
+  EXPECT_EQ(engine->stats().unverified, 104u);
+  // Nothing of them is held either: two verified lines are still below the threshold.
+  send(true, 200);
+  send(true, 201);
+  EXPECT_TRUE(sink.incidents.empty());
+  send(true, 202);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].count, 3u);
+  EXPECT_EQ(sink.incidents[0].actions[0].type, "suspend_sending");
+}
+
+// Nor does an unverified line reset a mailbox playbook's run: a forged "success" would otherwise
+// keep a real compromise from ever reaching its threshold.
+TEST(PlaybookEngineEvidenceTest, AnUnverifiedLineDoesNotResetAMailboxPlaybook) {
+  auto engine = EngineFor({{"runs", R"(
+key = "user"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "consecutive"
+threshold = 3
+[trigger.reset]
+events = ["auth_success"]
+[[action]]
+type = "require_password_change"
+user = "{user}"
+)"}});
+  Events ev;
+  Collect sink;
+  auto login = [&](EventType type, bool verified, int i) {
+    Event e = ev.Make(type, kT0 + i * kSec, "192.0.2.9", {{Field::kUser, "bob@example.org"}});
+    e.verified = verified;
+    engine->OnEvent(e, &sink);
+  };
+  login(EventType::kAuthFailure, true, 0);
+  login(EventType::kAuthFailure, true, 1);
+  login(EventType::kAuthSuccess, false, 2);  // forged: ignored
+  login(EventType::kAuthFailure, true, 3);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(engine->playbook_unverified_ignored(0), 1u);
+}
+
+// Address playbooks believe every line by default (a ban is what fail2ban does with the same
+// lines, and the allowlist and valve bound it); `evidence` says otherwise either way.
+TEST(PlaybookEngineEvidenceTest, EvidenceDefaultsByActionsAndCanBeSetEitherWay) {
+  // A top-level key after [[action]] would belong to the action: put it first.
+  const std::string any_first = "evidence = \"any\"\n" + std::string(kSendingLimit);
+  const std::string verified_ban = "evidence = \"verified\"\n" + std::string(kSasl);
+  auto engine = EngineFor({{"sasl", kSasl}, {"limit", any_first}, {"strict", verified_ban}});
+  Events ev;
+  Collect sink;
+  for (int i = 0; i < 20; ++i) {
+    Event e = ev.Make(EventType::kAuthFailure, kT0 + i * kSec, "203.0.113.7",
+                      {{Field::kService, "smtpd"}});
+    e.verified = false;
+    engine->OnEvent(e, &sink);
+  }
+  for (int i = 0; i < 3; ++i) {
+    Event e = ev.Make(EventType::kDelivery, kT0 + i * kSec, "",
+                      {{Field::kSaslUser, "alice@example.org"}});
+    e.verified = false;
+    engine->OnEvent(e, &sink);
+  }
+  std::vector<std::string> fired;
+  for (const auto& inc : sink.incidents) fired.push_back(inc.playbook);
+  std::sort(fired.begin(), fired.end());
+  EXPECT_EQ(fired, (std::vector<std::string>{"limit", "sasl"}));
+  const auto names = engine->playbook_names();
+  const auto strict = std::find(names.begin(), names.end(), "strict") - names.begin();
+  EXPECT_EQ(engine->playbook_unverified_ignored(static_cast<std::size_t>(strict)), 20u);
+}
+
+TEST(PlaybookEngineEvidenceTest, AnUnknownEvidenceValueIsRefusedWhereItIs) {
+  std::vector<Diagnostic> diags;
+  auto pb =
+      CompilePlaybookText("evidence = \"signed\"\n" + std::string(kSasl), "rules.d/x.toml", &diags);
+  EXPECT_FALSE(pb.ok());
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_EQ(diags[0].ToString().rfind("rules.d/x.toml:1:", 0), 0u) << diags[0].ToString();
+  EXPECT_NE(diags[0].ToString().find("unknown evidence 'signed'"), std::string::npos);
 }
 
 }  // namespace

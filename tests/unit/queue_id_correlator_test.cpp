@@ -48,6 +48,49 @@ TEST(QueueIdCorrelatorTest, DeliveryCarriesSubmissionUserAndClient) {
   EXPECT_EQ(c.size(), 1u);
 }
 
+// A verified line that takes its user from an unverified one is unverified: a forged `client=`
+// line with a real message's queue id must not lend its sasl_username to Postfix's own lines.
+// Lines that draw only from verified ones stay verified.
+TEST(QueueIdCorrelatorTest, ALineDrawingFromAnUnverifiedLineIsUnverified) {
+  QueueIdCorrelator c(10, 3600);
+  Event forged = Submitted("4Xz1Ab2CdEz", "203.0.113.50", "ceo@example.org", kT0);
+  forged.verified = false;
+  c.Correlate(&forged, true);
+  Event d = Delivery("4Xz1Ab2CdEz", kT0 + 5);
+  d.verified = true;
+  c.Correlate(&d, false);
+  EXPECT_EQ(d.get(Field::kSaslUser), "ceo@example.org");
+  EXPECT_FALSE(d.verified);
+
+  Event real = Submitted("5Ab", "203.0.113.51", "alice@example.org", kT0);
+  real.verified = true;
+  c.Correlate(&real, true);
+  Event d2 = Delivery("5Ab", kT0 + 5);
+  d2.verified = true;
+  c.Correlate(&d2, false);
+  EXPECT_EQ(d2.get(Field::kSaslUser), "alice@example.org");
+  EXPECT_TRUE(d2.verified);
+
+  // An unverified line that only reads (it carries nothing new) leaves the entry verified.
+  Event probe = Delivery("5Ab", kT0 + 6);
+  probe.verified = false;
+  c.Correlate(&probe, false);
+  Event d3 = Delivery("5Ab", kT0 + 7);
+  d3.verified = true;
+  c.Correlate(&d3, false);
+  EXPECT_TRUE(d3.verified);
+
+  // One that stores a field taints the entry for the lines after it.
+  Event tainting = Delivery("5Ab", kT0 + 8);
+  tainting.verified = false;
+  tainting.set(Field::kDkimResult, "fail");
+  c.Correlate(&tainting, false);
+  Event d4 = Delivery("5Ab", kT0 + 9);
+  d4.verified = true;
+  c.Correlate(&d4, false);
+  EXPECT_FALSE(d4.verified);
+}
+
 // A value longer than its protocol allows is not carried: the table's bytes stay bounded.
 TEST(QueueIdCorrelatorTest, OverlongValuesAreNotCarried) {
   QueueIdCorrelator c(10, 3600);
