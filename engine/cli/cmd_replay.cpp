@@ -151,6 +151,8 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   const auto& c = pipeline.counters();
   const std::uint64_t lines = c.lines, malformed = c.malformed, events = c.events,
                       incidents = c.incidents;
+  const EngineStats& engine_stats = pipeline.engine().stats();
+  const std::uint64_t keys = engine_stats.tracked_keys, peak_keys = engine_stats.peak_keys;
   recorder.Flush();
   recorder.Stop();
   if (!recorder.last_error().ok()) {
@@ -181,17 +183,19 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                      static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   if (!opts.quiet) {
-    std::fprintf(stderr,
-                 "replayed %llu lines in %.2fs (%.0f lines/s; %.2fs CPU, %.0f lines per CPU "
-                 "second): %llu events, %llu malformed, %llu incidents%s -> %s%s\n",
-                 static_cast<unsigned long long>(lines), secs, secs > 0 ? lines / secs : 0.0, cpu,
-                 cpu > 0 ? lines / cpu : 0.0, static_cast<unsigned long long>(events),
-                 static_cast<unsigned long long>(malformed),
-                 static_cast<unsigned long long>(incidents),
-                 opts.enforce ? "" : " (actions recorded as dry-run)", config.store_path.c_str(),
-                 !scratch    ? ""
-                 : opts.keep ? " (scratch store, kept)"
-                             : " (scratch store, removed; --keep or --db to look at it)");
+    std::fprintf(
+        stderr,
+        "replayed %llu lines in %.2fs (%.0f lines/s; %.2fs CPU, %.0f lines per CPU "
+        "second): %llu events, %llu malformed, %llu incidents%s, keys held %llu (at "
+        "most %llu) -> %s%s\n",
+        static_cast<unsigned long long>(lines), secs, secs > 0 ? lines / secs : 0.0, cpu,
+        cpu > 0 ? lines / cpu : 0.0, static_cast<unsigned long long>(events),
+        static_cast<unsigned long long>(malformed), static_cast<unsigned long long>(incidents),
+        opts.enforce ? "" : " (actions recorded as dry-run)", static_cast<unsigned long long>(keys),
+        static_cast<unsigned long long>(peak_keys), config.store_path.c_str(),
+        !scratch    ? ""
+        : opts.keep ? " (scratch store, kept)"
+                    : " (scratch store, removed; --keep or --db to look at it)");
   }
 }
 

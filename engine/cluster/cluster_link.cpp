@@ -402,6 +402,13 @@ void ClusterLink::Run() {
     }
     if (log.connected() && now >= next_prune) {
       next_prune = now + kPruneEvery;
+      // This node's own record of what it applied, kept an hour past its cursor.
+      auto forgot =
+          s.store->PruneClusterApplied(SystemClock::Instance()->Now() - 3600 * kMicrosPerSecond);
+      if (!forgot.ok()) {
+        spdlog::warn("cluster: pruning the applied decisions' record: {}",
+                     forgot.status().ToString());
+      }
       auto pruned = log.Prune(options_.log_retention_s);
       if (!pruned.ok()) {
         lost(pruned.status(), "pruning the decision log");

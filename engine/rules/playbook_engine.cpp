@@ -393,6 +393,7 @@ class Engine final : public PlaybookEngine {
     std::uint64_t keys = 0;
     for (const auto& r : runtimes_) keys += r->table->size();
     stats_.tracked_keys = keys;
+    stats_.peak_keys = std::max(stats_.peak_keys, keys);
   }
 
   std::vector<std::string_view> WatchingPlaybooks(const Event& e) const override {

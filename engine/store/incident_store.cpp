@@ -1403,6 +1403,16 @@ Result<std::int64_t> IncidentStore::CountPendingClusterActions() {
   return q.Int(0);
 }
 
+Result<std::int64_t> IncidentStore::PruneClusterApplied(UnixMicros before) {
+  auto cursor = LoadClusterValue("cursor");
+  if (!cursor.ok()) return cursor.status();
+  if (!cursor->has_value()) return 0;
+  MXWARD_STMT(q, "DELETE FROM cluster_applied WHERE seq <= ? AND applied_at < ?");
+  q.Bind(1, **cursor).Bind(2, before);
+  if (q.Step() != SQLITE_DONE) return Error("pruning applied cluster decisions");
+  return static_cast<std::int64_t>(sqlite3_changes(db_));
+}
+
 Result<std::vector<std::int64_t>> IncidentStore::QueueClusterDecisions(
     const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now) {
   std::vector<std::int64_t> ids;

@@ -311,6 +311,11 @@ class IncidentStore {
   // index: the link reads no more of the log while this is high, so a node catching up keeps its
   // outbox (and each claim) short.
   Result<std::int64_t> CountPendingClusterActions();
+  // Forgets the uuids of applied decisions that can never be read again: at or below the link's
+  // cursor (rows come in commit order, and the cursor is saved in the transaction that queued
+  // them) and applied before `before`. Without it cluster_applied grew by one row per decision
+  // of every other node, forever. Returns how many rows went.
+  Result<std::int64_t> PruneClusterApplied(UnixMicros before);
   Result<std::vector<std::int64_t>> QueueClusterDecisions(
       const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now);
 

@@ -42,6 +42,7 @@ struct EngineStats {
   std::uint64_t events = 0;             // events routed to at least one playbook
   std::uint64_t triggers = 0;           // incidents opened
   std::uint64_t tracked_keys = 0;       // keys currently held, all playbooks (updated per event)
+  std::uint64_t peak_keys = 0;          // the most tracked_keys ever was
   std::uint64_t evictions = 0;          // keys dropped at a max_keys cap (oldest idle first)
   std::uint64_t allowlisted = 0;        // matched events an allowlist exempted
   std::uint64_t suppressed = 0;         // matched events for a key in its cooldown
