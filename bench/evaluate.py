@@ -227,11 +227,36 @@ def main():
             fps += [i for i in incidents if incident_matches(i, b["key_kind"], b["key"])]
         matched_attack = lambda i: any(incident_matches(i, a["key_kind"], a["key"]) for a in attacks)
         tries = botnet["tries"] if botnet else {}
-        on_botnet = [i for i in incidents
-                     if i.get("key_kind", "").startswith("client_ip") and str(i.get("key")) in tries]
-        botnet_keys = {str(i.get("key")) for i in on_botnet}
+        # Incidents on an attacking address, or on a network holding one (IPv6 /64 and the like):
+        # per prefix length, the attacking addresses' networks of that length.
+        botnet_keys = set()  # attacking addresses acted on
+        incident_on_botnet = set()  # incident keys (address or prefix) on them
+        by_len = {}
+        for i in incidents:
+            key = str(i.get("key", ""))
+            if not i.get("key_kind", "").startswith("client_ip"):
+                continue
+            if key in tries:
+                botnet_keys.add(key)
+                incident_on_botnet.add(key)
+            elif "/" in key:
+                try:
+                    net = ipaddress.ip_network(key, strict=False)
+                except ValueError:
+                    continue
+                by_len.setdefault((net.version, net.prefixlen), set()).add(str(net))
+        for (version, plen), nets in by_len.items():
+            for ip in tries:
+                addr = ipaddress.ip_address(ip)
+                if addr.version != version:
+                    continue
+                net = str(ipaddress.ip_network(f"{ip}/{plen}", strict=False))
+                if net in nets:
+                    botnet_keys.add(ip)
+                    incident_on_botnet.add(net)
         others = [i for i in incidents
-                  if not matched_attack(i) and i not in fps and str(i.get("key")) not in botnet_keys]
+                  if not matched_attack(i) and i not in fps
+                  and str(i.get("key")) not in incident_on_botnet]
         print(f"\nmxward: {len(attacks) - missed}/{len(attacks)} attacks caught, "
               f"{len(fps)} false positive(s) on benign keys, {len(others)} other incident(s) "
               f"(background traffic such as DNSBL-listed senders), {len(incidents)} incidents in all")
