@@ -63,6 +63,14 @@ struct CompiledPattern {
   std::vector<TemplateToken> tmpl;  // non-empty: a template pattern (no regex)
   EventType type = EventType::kAuthFailure;
   std::unique_ptr<RE2> re;
+  // For captures only: `re` with its one bounded repetition that is a whole group ("(?P<_m>[^\s]
+  // {1,100})") made unbounded, and that group. A bounded repetition compiles to one copy per
+  // count; past 512 instructions RE2 captures with its NFA, ~5x slower than its bit-state engine.
+  // Exact: the unbounded regex tries the same parses in the same order, longer ones first, so
+  // when its group is within the bound its match is the one `re` finds; else `re` runs.
+  std::unique_ptr<RE2> relaxed;
+  int relaxed_group = 0;
+  std::size_t relaxed_max = 0;
   std::string regex;
   int groups = 0;      // capturing groups, without group 0
   int submatches = 1;  // groups asked of RE2: up to the last one kept (RE2 fills each the same)
@@ -300,8 +308,14 @@ class CompiledParserPack final : public ParserPack {
         }
         if (!std::binary_search(hits.begin(), hits.end(), set_index)) continue;
         const re2::StringPiece piece(text.data(), text.size());
-        if (!p.re->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(), p.submatches)) {
-          continue;
+        if (p.relaxed == nullptr ||
+            !p.relaxed->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(),
+                              p.submatches) ||
+            groups[p.relaxed_group].size() > p.relaxed_max) {
+          if (!p.re->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(),
+                           p.submatches)) {
+            continue;
+          }
         }
         n = 0;
         for (const auto& [group, field] : p.captures) {
@@ -683,7 +697,138 @@ class Loader {
       p->captures.emplace_back(index, f);
       p->submatches = std::max(p->submatches, index + 1);
     }
+    if (p->re->ProgramSize() > 512) {  // RE2 has no bit-state engine for it: try to relax
+      std::string relaxed;
+      int group = 0;
+      std::size_t max = 0;
+      if (RelaxBoundedGroup(p->regex, &relaxed, &group, &max)) {
+        auto re = std::make_unique<RE2>(relaxed, opts);
+        if (re->ok() && re->NumberOfCapturingGroups() == p->groups && group <= p->groups) {
+          p->relaxed = std::move(re);
+          p->relaxed_group = group;
+          p->relaxed_max = max;
+          p->submatches = std::max(p->submatches, group + 1);
+        }
+      }
+    }
     return CompileExtras(file, t, p);
+  }
+
+  // Finds a capture group whose whole body is one atom (a [class], an escape such as \S, or .)
+  // repeated {m,n}, with neither it nor any group around it under *, + or {}: it matches at most
+  // once per parse, so its text is exactly the repetition's. Writes the regex with "{m,}" there.
+  // Gives up (false) on anything it does not fully understand.
+  static bool RelaxBoundedGroup(const std::string& re, std::string* out, int* group,
+                                std::size_t* max) {
+    if (re.find("\\Q") != std::string::npos || re.find("[:") != std::string::npos ||
+        re.find("(?<") != std::string::npos) {
+      return false;
+    }
+    struct Open {
+      std::size_t body;  // first byte after "(", "(?:", "(?P<name>"
+      int index;         // capture index, or -1
+    };
+    struct Closed {
+      std::size_t body, close;
+      int index;
+      std::vector<std::size_t> closes;  // ")" of this group and every enclosing one
+    };
+    std::vector<Open> stack;
+    std::vector<Closed> groups;
+    std::vector<std::pair<std::size_t, std::size_t>> classes;  // [start, end) of each [...]
+    int next_index = 1;
+    // Enclosing groups are closed after their members: remember each member's pending list.
+    std::vector<std::vector<std::size_t>> members(1);  // indices into `groups` per depth
+    for (std::size_t i = 0; i < re.size(); ++i) {
+      const char c = re[i];
+      if (c == '\\') {
+        ++i;
+        continue;
+      }
+      if (c == '[') {
+        std::size_t j = i + 1;
+        if (j < re.size() && re[j] == '^') ++j;
+        if (j < re.size() && re[j] == ']') ++j;  // a leading ] is a literal
+        for (; j < re.size() && re[j] != ']'; ++j) {
+          if (re[j] == '\\') ++j;
+        }
+        if (j >= re.size()) return false;
+        classes.emplace_back(i, j + 1);
+        i = j;
+        continue;
+      }
+      if (c == '(') {
+        int index = -1;
+        std::size_t body = i + 1;
+        if (re.compare(i, 4, "(?P<") == 0) {
+          const std::size_t gt = re.find('>', i);
+          if (gt == std::string::npos) return false;
+          index = next_index++;
+          body = gt + 1;
+        } else if (i + 1 < re.size() && re[i + 1] == '?') {
+          const std::size_t colon = re.find_first_of(":)", i + 2);
+          if (colon == std::string::npos) return false;
+          if (re[colon] == ')') continue;  // a flag group such as (?i): no group
+          body = colon + 1;
+        } else {
+          index = next_index++;
+        }
+        stack.push_back({body, index});
+        members.emplace_back();
+        i = body - 1;
+        continue;
+      }
+      if (c == ')') {
+        if (stack.empty()) return false;
+        const Open o = stack.back();
+        stack.pop_back();
+        // Every group closed inside this one is enclosed by it.
+        std::vector<std::size_t> inner = std::move(members.back());
+        members.pop_back();
+        for (std::size_t g : inner) groups[g].closes.push_back(i);
+        groups.push_back({o.body, i, o.index, {i}});
+        inner.push_back(groups.size() - 1);
+        members.back().insert(members.back().end(), inner.begin(), inner.end());
+      }
+    }
+    if (!stack.empty()) return false;
+    for (const Closed& g : groups) {
+      if (g.index < 0) continue;
+      const std::string_view body(re.data() + g.body, g.close - g.body);
+      if (body.empty() || body.back() != '}') continue;
+      const std::size_t brace = body.rfind('{');
+      if (brace == std::string_view::npos) continue;
+      // The atom: exactly one class, escape or dot before the brace.
+      const std::size_t atom_end = g.body + brace;
+      bool one_atom =
+          (brace == 1 && body[0] == '.') ||
+          (brace == 2 && body[0] == '\\' && std::isalpha(static_cast<unsigned char>(body[1])));
+      for (const auto& [start, end] : classes) {
+        if (start == g.body && end == atom_end) one_atom = true;
+      }
+      if (!one_atom) continue;
+      std::size_t lo = 0, hi = 0;
+      const std::string_view counts = body.substr(brace + 1, body.size() - brace - 2);
+      const std::size_t comma = counts.find(',');
+      if (comma == std::string_view::npos) continue;
+      const auto a = std::from_chars(counts.data(), counts.data() + comma, lo);
+      const auto b = std::from_chars(counts.data() + comma + 1, counts.data() + counts.size(), hi);
+      if (a.ec != std::errc() || a.ptr != counts.data() + comma || b.ec != std::errc() ||
+          b.ptr != counts.data() + counts.size() || hi < lo) {
+        continue;
+      }
+      bool repeated = false;
+      for (std::size_t close : g.closes) {
+        const char after = close + 1 < re.size() ? re[close + 1] : '\0';
+        if (after == '*' || after == '+' || after == '{') repeated = true;
+      }
+      if (repeated) continue;
+      *out = re.substr(0, atom_end) + "{" + std::to_string(lo) + ",}" + re.substr(g.close);
+      *group = g.index;
+      *max = hi;
+      return true;
+    }
+    return false;
   }
 
   // "{queue_id:qid}: from=<{sender:greedy}>, size={size:digits}, ..."; "{{" is a literal "{".
