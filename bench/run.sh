@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
     --corpus) corpora+=("$2"); shift 2 ;;
     --skip-mxward) run_mxward=0; shift ;;
     --skip-fail2ban) run_f2b=0; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) build=$1; shift ;;
   esac
