@@ -88,19 +88,58 @@ def incident_matches(inc, kind, key):
     return ikey == key
 
 
+def print_table(path):
+    """One row per corpus of a bench/run.sh run, from the --summary lines."""
+    rows = [json.loads(line) for line in open(path)]
+    print("| corpus | lines | abuse events | mxward wall | mxward CPU | lines per CPU second | "
+          "peak RSS | fail2ban (4 filters) CPU | CPU-time ratio | detections |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        share = f"{100 * r['abuse_share']:.0f}%" if "abuse_share" in r else "-"
+        if "mx_cpu" in r:
+            mx = (f"{r['mx_wall']:.2f} s | {r['mx_cpu']:.2f} s | "
+                  f"{r['lines'] / r['mx_cpu']:,.0f} | {r['mx_rss_mib']:.0f} MiB")
+        else:
+            mx = "- | - | - | -"
+        f2b = f"{r['f2b_cpu']:.1f} s" if "f2b_cpu" in r else "-"
+        ratio = f"{r['f2b_cpu'] / r['mx_cpu']:.0f}x" if "f2b_cpu" in r and r.get("mx_cpu") else "-"
+        det = "-"
+        if "caught" in r:
+            det = f"{r['caught']}/{r['attacks']} attacks, {r['false_positives']} FP"
+            if "botnet_addresses" in r:
+                det += (f"; acted on {r['botnet_acted']:,} of {r['botnet_addresses']:,} attacking "
+                        f"addresses ({r['botnet_20']:,} tried >= 20 times)")
+        print(f"| {r['corpus']} | {r['lines']:,} | {share} | {mx} | {f2b} | {ratio} | {det} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--truth", required=True)
-    ap.add_argument("--lines", type=int, required=True)
+    ap.add_argument("--truth")
+    ap.add_argument("--lines", type=int)
     ap.add_argument("--mxward-time")
     ap.add_argument("--incidents", help="mxward incidents list --json output")
     ap.add_argument("--f2b", action="append", default=[],
                     help="FILTER::TIMEFILE::ROWSFILE, once per fail2ban filter")
+    ap.add_argument("--corpus", default="", help="name of the corpus, for --summary")
+    ap.add_argument("--summary", help="append this run's figures as one JSON line to this file")
+    ap.add_argument("--table", help="only print the table of the corpora in this --summary file")
     args = ap.parse_args()
+    if args.table:
+        print_table(args.table)
+        return 0
+    if not args.truth or args.lines is None:
+        ap.error("--truth and --lines are required")
 
     truth = json.load(open(args.truth))
     attacks, benign = truth["attacks"], truth["benign"]
     ok = True
+    botnet = truth.get("botnet")
+    summary = {"corpus": args.corpus, "lines": args.lines}
+    if botnet:
+        summary["abuse_share"] = botnet["abuse_event_lines"] / args.lines
+        print(f"botnet: {botnet['addresses']:,} distinct attacking addresses, "
+              f"{botnet['abuse_event_lines']:,} abuse event lines "
+              f"({100 * summary['abuse_share']:.1f}% of the log)")
     print(f"log: {args.lines} lines, {len(attacks)} attacks, {len(benign)} benign look-alikes "
           f"(seed {truth['seed']})\n")
 
@@ -119,6 +158,7 @@ def main():
             mx_cpu_rate = args.lines / cpu if cpu else float("inf")
             print(f"| mxward replay, all shipped playbooks | {wall:.2f} s | {mx_rate:,.0f} | "
                   f"{cpu:.2f} s | {mx_cpu_rate:,.0f} | {rss / 1024:.0f} MiB |")
+            summary.update(mx_wall=wall, mx_cpu=cpu, mx_rss_mib=rss / 1024)
     f2b_total, f2b_cpu, f2b_rss, f2b_banned = 0.0, 0.0, 0, {}
     for spec in args.f2b:
         name, tfile, rfile = spec.split("::")
@@ -142,6 +182,8 @@ def main():
         print(f"| fail2ban, the {len(args.f2b)} filters together (sum) | {f2b_total:.2f} s | "
               f"{f2b_rate:,.0f} | {f2b_cpu:.2f} s | {f2b_cpu_rate or 0:,.0f} | "
               f"{f2b_rss / 1024:.0f} MiB (max) |")
+    if args.f2b and f2b_cpu:
+        summary.update(f2b_wall=f2b_total, f2b_cpu=f2b_cpu, f2b_rss_mib=f2b_rss / 1024)
     if mx_rate and f2b_rate:
         print(f"\nmxward / fail2ban lines/s: {mx_rate / f2b_rate:.1f}x (wall), "
               f"{mx_cpu_rate / f2b_cpu_rate:.1f}x (CPU time; target 50x)")
@@ -184,7 +226,37 @@ def main():
         for b in benign:
             fps += [i for i in incidents if incident_matches(i, b["key_kind"], b["key"])]
         matched_attack = lambda i: any(incident_matches(i, a["key_kind"], a["key"]) for a in attacks)
-        others = [i for i in incidents if not matched_attack(i) and i not in fps]
+        tries = botnet["tries"] if botnet else {}
+        # Incidents on an attacking address, or on a network holding one (IPv6 /64 and the like):
+        # per prefix length, the attacking addresses' networks of that length.
+        botnet_keys = set()  # attacking addresses acted on
+        incident_on_botnet = set()  # incident keys (address or prefix) on them
+        by_len = {}
+        for i in incidents:
+            key = str(i.get("key", ""))
+            if not i.get("key_kind", "").startswith("client_ip"):
+                continue
+            if key in tries:
+                botnet_keys.add(key)
+                incident_on_botnet.add(key)
+            elif "/" in key:
+                try:
+                    net = ipaddress.ip_network(key, strict=False)
+                except ValueError:
+                    continue
+                by_len.setdefault((net.version, net.prefixlen), set()).add(str(net))
+        for (version, plen), nets in by_len.items():
+            for ip in tries:
+                addr = ipaddress.ip_address(ip)
+                if addr.version != version:
+                    continue
+                net = str(ipaddress.ip_network(f"{ip}/{plen}", strict=False))
+                if net in nets:
+                    botnet_keys.add(ip)
+                    incident_on_botnet.add(net)
+        others = [i for i in incidents
+                  if not matched_attack(i) and i not in fps
+                  and str(i.get("key")) not in incident_on_botnet]
         print(f"\nmxward: {len(attacks) - missed}/{len(attacks)} attacks caught, "
               f"{len(fps)} false positive(s) on benign keys, {len(others)} other incident(s) "
               f"(background traffic such as DNSBL-listed senders), {len(incidents)} incidents in all")
@@ -195,6 +267,20 @@ def main():
             by_pb[i.get("playbook", "?")] = by_pb.get(i.get("playbook", "?"), 0) + 1
         for pb, n in sorted(by_pb.items(), key=lambda x: -x[1])[:10]:
             print(f"  other: {n} from playbook {pb}")
+        summary.update(caught=len(attacks) - missed, attacks=len(attacks), false_positives=len(fps),
+                       incidents=len(incidents))
+        if botnet:
+            # Not every botnet address is an attack a playbook should act on: most try a few
+            # times. Scored by how often each tried in all (the playbooks count in windows).
+            for lo, hi in ((1, 4), (5, 19), (20, None)):
+                keys = [k for k, n in tries.items() if n >= lo and (hi is None or n <= hi)]
+                got = sum(1 for k in keys if k in botnet_keys)
+                f2b = sum(1 for k in keys if all_f2b is not None and k in all_f2b)
+                label = f"{lo}-{hi}" if hi else f">= {lo}"
+                print(f"  botnet addresses with {label} tries: {len(keys):,}; mxward acted on "
+                      f"{got:,}" + (f", fail2ban would ban {f2b:,}" if all_f2b is not None else ""))
+            summary.update(botnet_addresses=len(tries), botnet_acted=len(botnet_keys),
+                           botnet_20=sum(1 for n in tries.values() if n >= 20))
         if missed or fps:
             ok = False
     if all_f2b is not None:
@@ -204,6 +290,9 @@ def main():
         print(f"\nfail2ban (maxretry 5 / findtime 10m): {caught}/{len(ip_attacks)} address-keyed "
               f"attacks banned ({len(attacks) - len(ip_attacks)} attacks are on accounts or "
               f"domains), {fp} benign address(es) banned, {len(all_f2b)} addresses banned in all")
+    if args.summary:
+        with open(args.summary, "a") as f:
+            f.write(json.dumps(summary) + "\n")
     return 0 if ok else 1
 
 

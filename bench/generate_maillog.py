@@ -478,6 +478,107 @@ class Gen:
                                 "why": "DKIM fails now and then, never 10 in a row"})
         truth["benign"].append({"key_kind": "client_ip", "key": ip, "why": "flaky partner's MX"})
 
+    def botnet(self, truth, attackers, share, target_lines):
+        """Abuse from `attackers` distinct addresses until `share` of about `target_lines` lines
+        are abuse events: SMTP AUTH failures (one to three per connection, as a client retrying
+        on one session), Dovecot login failures, Roundcube login failures and postscreen
+        pregreet rejects. A few addresses try often, in bursts a few seconds apart; most try a
+        few times (Zipf-like). Its own random stream, addresses and session ids, so the rest of
+        a seed's log is the same with or without it. Returns the number of abuse event lines."""
+        br = random.Random(self.seed * 1000003 + 35)
+        ips = []
+        seen = set(self.used_ips)
+        while len(ips) < attackers:
+            v6 = br.random() < 0.1
+            if v6:
+                ip = "2a%02x:%x:%x:%x::%x" % (br.randrange(1, 16), br.randrange(1, 0xffff),
+                                              br.randrange(0, 0xffff), br.randrange(0, 0xffff),
+                                              br.randrange(1, 0xffff))
+            else:
+                ip = "%d.%d.%d.%d" % (br.choice([14, 36, 42, 58, 60, 61, 101, 106, 110, 111,
+                                                  112, 115, 117, 119, 120, 121, 125, 171, 175,
+                                                  180, 182, 183, 186, 190, 191, 202, 218, 220,
+                                                  221, 222]),
+                                      br.randrange(256), br.randrange(256), br.randrange(1, 255))
+            if ip not in seen:
+                seen.add(ip)
+                ips.append(ip)
+        self.used_ips.update(ips)
+        victims = ["admin", "info", "test", "webmaster", "postmaster", "sales", "office",
+                   "support", "user", "contact"]
+        want = int(share * target_lines)
+        # Each address's burst starts at its own time; its next attempt follows a few seconds
+        # after its last one.
+        clock = [START + br.uniform(0, SPAN - 86400 // 4) for _ in ips]
+        tries = [0] * attackers
+        abuse = 0
+        n = 0
+
+        def sess():
+            return "".join(br.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+                           for _ in range(16))
+
+        while abuse < want:
+            # Every address at least once, then a skewed draw: low indices try far more often.
+            i = n if n < attackers else int(attackers * br.random() ** 2)
+            n += 1
+            ip = ips[i]
+            t = clock[i]
+            clock[i] = t + br.uniform(2, 30)
+            lip = OUR_V6 if ":" in ip else OUR_V4
+            k = br.random()
+            if k < 0.5:
+                sub = br.random() < 0.6
+                prog = "postfix/submission/smtpd" if sub else "postfix/smtpd"
+                pid = self.pids["submission" if sub else "smtpd"]
+                fails = br.choice([1, 1, 2, 3])
+                self.emit(t, f"{prog}[{pid}]", f"connect from unknown[{ip}]")
+                for j in range(fails):
+                    mech = br.choice(["LOGIN", "PLAIN"])
+                    reason = "UGFzc3dvcmQ6" if mech == "LOGIN" else "authentication failure"
+                    self.emit(t + 1.5 + j, f"{prog}[{pid}]",
+                              f"warning: unknown[{ip}]: SASL {mech} authentication failed: {reason}")
+                self.emit(t + 1.6 + fails, f"{prog}[{pid}]",
+                          f"disconnect from unknown[{ip}] ehlo=1 auth=0/{fails} quit=1 "
+                          f"commands=2/{2 + fails}")
+                abuse += fails
+                tries[i] += fails
+            elif k < 0.8:
+                user = br.choice(victims) + "@" + br.choice(OUR_DOMAINS)
+                svc = "imap" if br.random() < 0.7 else "pop3"
+                s = sess()
+                dv = self.pids["dovecot"]
+                self.emit(t, f"dovecot[{dv}]", f"auth-worker({br.randrange(1000, 60000)}): "
+                          f"sql({user},{ip},<{s}>): Password mismatch")
+                self.emit(t + 2.0, f"dovecot[{dv}]",
+                          f"{svc}-login: Disconnected: Connection closed (auth failed, 1 attempts "
+                          f"in 4 secs): user=<{user}>, method=PLAIN, rip={ip}, lip={lip}, "
+                          f"TLS, session=<{s}>")
+                abuse += 2
+                tries[i] += 1
+            elif k < 0.9:
+                user = br.choice(victims) + "@" + br.choice(OUR_DOMAINS)
+                s = sess()[:26].lower().replace("+", "a").replace("/", "b")
+                self.emit(t, "roundcube", f"<{s[:8]}> IMAP Error: Login failed for {user} against "
+                          f"localhost from {ip}. AUTHENTICATE PLAIN: Authentication failed. in "
+                          f"/usr/share/roundcube/program/lib/Roundcube/rcube_imap.php on line 211 "
+                          f"(POST /?_task=login&_action=login)")
+                abuse += 1
+                tries[i] += 1
+            else:
+                port = br.randrange(1024, 65535)
+                ps = self.pids["postscreen"]
+                self.emit(t, f"postfix/postscreen[{ps}]", f"CONNECT from [{ip}]:{port} to [{lip}]:25")
+                self.emit(t + 0.1, f"postfix/postscreen[{ps}]",
+                          f"PREGREET {br.randrange(11, 40)} after 0.{br.randrange(10, 99)} from "
+                          f"[{ip}]:{port}: EHLO {br.choice(['User', 'localhost', 'ylmf-pc'])}\\r\\n")
+                self.emit(t + 0.2, f"postfix/postscreen[{ps}]", f"DISCONNECT [{ip}]:{port}")
+                abuse += 1
+                tries[i] += 1
+        truth["botnet"] = {"addresses": attackers, "abuse_event_lines": abuse,
+                           "tries": {ip: tries[i] for i, ip in enumerate(ips)}}
+        return abuse
+
     def local_traffic(self, truth):
         r = self.r
         # Webmail (Roundcube) submits over 127.0.0.1: many users, one address, all day.
@@ -507,6 +608,11 @@ def main():
     ap.add_argument("--truth", required=True, help="ground truth JSON to write")
     ap.add_argument("--local-traffic", action="store_true",
                     help="add webmail submissions from 127.0.0.1 and the server's own reports")
+    ap.add_argument("--attackers", type=int, default=0,
+                    help="add abuse from this many distinct addresses (default 0: none)")
+    ap.add_argument("--attack-share", type=float, default=0.35,
+                    help="with --attackers: at least this share of the lines are their abuse "
+                         "events (default 0.35)")
     args = ap.parse_args()
 
     global START, SPAN
@@ -519,6 +625,8 @@ def main():
     g.benign_lookalikes(truth)
     if args.local_traffic:
         g.local_traffic(truth)
+    if args.attackers:
+        g.botnet(truth, args.attackers, args.attack_share, args.lines)
 
     # Background traffic until the line budget is used. Average lines per session kind:
     # inbound 15, rejected ~3.5, imap 2, submission 9, roundcube 1.

@@ -1,7 +1,8 @@
 // ParserPack: compiles rules.d/parsers/*.toml once; matches one SyslogMessage at a time.
 //
 // Per line: route by program name to one parser (per-thread cache), pick the parser's pattern set
-// for the program's last component ("smtpd"), then try its patterns in file order. Template
+// for the program's last component ("smtpd"), keep the members that can start with the message's
+// first byte (a table built at load), then try those in file order. Template
 // patterns are matched directly (literal compares, no backtracking). For regex patterns, the
 // literal prefilter decides whether the set's RE2::Set runs at all (one DFA pass, anchored at the
 // start, once per line), and only the pattern that hit runs again with captures. Nothing on the
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bitset>
 #include <cctype>
 #include <charconv>
 #include <cstring>
@@ -61,8 +63,17 @@ struct CompiledPattern {
   std::vector<TemplateToken> tmpl;  // non-empty: a template pattern (no regex)
   EventType type = EventType::kAuthFailure;
   std::unique_ptr<RE2> re;
+  // For captures only: `re` with its one bounded repetition that is a whole group ("(?P<_m>[^\s]
+  // {1,100})") made unbounded, and that group. A bounded repetition compiles to one copy per
+  // count; past 512 instructions RE2 captures with its NFA, ~5x slower than its bit-state engine.
+  // Exact: the unbounded regex tries the same parses in the same order, longer ones first, so
+  // when its group is within the bound its match is the one `re` finds; else `re` runs.
+  std::unique_ptr<RE2> relaxed;
+  int relaxed_group = 0;
+  std::size_t relaxed_max = 0;
   std::string regex;
-  int groups = 0;                               // capturing groups, without group 0
+  int groups = 0;      // capturing groups, without group 0
+  int submatches = 1;  // groups asked of RE2: up to the last one kept (RE2 fills each the same)
   std::vector<std::pair<int, Field>> captures;  // group index -> field
   std::vector<std::pair<Field, std::string>> constants;
   int weight_field = -1;  // Field index whose number is the weight
@@ -71,11 +82,25 @@ struct CompiledPattern {
   std::vector<std::string> settled_by;  // fold = "held": parsers whose auth_failure lines settle it
 };
 
+// The members of a set that a message starting with a given byte can match, in priority order,
+// and the prefilter of their regexes.
+struct FirstByteRoute {
+  // Pattern index, and its index in the set's RE2::Set (-1: template).
+  std::vector<std::pair<int, int>> order;
+  bool has_regex = false;             // some member is a regex: the RE2::Set may have to run
+  std::vector<std::string> literals;  // prefilter: one must occur; empty when some regex has none
+};
+
 struct PatternSet {
   // Every member in priority (file) order: pattern index, and its index in `set` (-1: template).
   std::vector<std::pair<int, int>> order;
-  std::unique_ptr<RE2::Set> set;      // null when the members are all templates
-  std::vector<std::string> literals;  // prefilter: one must occur; empty when some pattern has none
+  std::unique_ptr<RE2::Set> set;  // null when the members are all templates
+  // Dispatch on the message's first byte: most members of a set start with a literal ("warning:
+  // ", "connect from ", "NOQUEUE: "), so most of a line's candidates are ruled out by one byte
+  // before any template compare, literal search or regex set. routes[0] is every member (for an
+  // empty message); route_of[byte] indexes routes.
+  std::vector<FirstByteRoute> routes;
+  std::array<std::uint8_t, 256> route_of{};
 };
 
 using Captured = std::pair<int, std::string_view>;  // Field index, value
@@ -261,11 +286,13 @@ class CompiledParserPack final : public ParserPack {
     if (parser == nullptr || set_index < 0) return false;
     const PatternSet& ps = parser->sets[set_index];
     const std::string_view text = msg.message;
+    const FirstByteRoute& route =
+        ps.routes[text.empty() ? 0 : ps.route_of[static_cast<unsigned char>(text[0])]];
     thread_local std::array<Captured, kMaxCaptured> captured;
     thread_local std::vector<int> hits;
     thread_local std::array<re2::StringPiece, kMaxGroups> groups;
     bool hits_known = false;
-    for (const auto& [index, set_index] : ps.order) {
+    for (const auto& [index, set_index] : route.order) {
       const CompiledPattern& p = parser->patterns[index];
       int n = -1;
       if (!p.tmpl.empty()) {
@@ -274,15 +301,21 @@ class CompiledParserPack final : public ParserPack {
         if (!hits_known) {
           hits_known = true;
           hits.clear();
-          if (RegexCandidates(ps, text)) {
+          if (RegexCandidates(ps, route, text)) {
             ps.set->Match(re2::StringPiece(text.data(), text.size()), &hits);
             std::sort(hits.begin(), hits.end());
           }
         }
         if (!std::binary_search(hits.begin(), hits.end(), set_index)) continue;
         const re2::StringPiece piece(text.data(), text.size());
-        if (!p.re->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(), p.groups + 1)) {
-          continue;
+        if (p.relaxed == nullptr ||
+            !p.relaxed->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(),
+                              p.submatches) ||
+            groups[p.relaxed_group].size() > p.relaxed_max) {
+          if (!p.re->Match(piece, 0, piece.size(), RE2::ANCHOR_START, groups.data(),
+                           p.submatches)) {
+            continue;
+          }
         }
         n = 0;
         for (const auto& [group, field] : p.captures) {
@@ -319,12 +352,13 @@ class CompiledParserPack final : public ParserPack {
   }
 
  private:
-  // The cheap part before the regex set: one of the patterns' literals must occur.
-  static bool RegexCandidates(const PatternSet& ps, std::string_view text) {
-    if (ps.set == nullptr) return false;
-    if (ps.literals.empty()) return true;
+  // The cheap part before the regex set: one of the candidate regexes' literals must occur.
+  static bool RegexCandidates(const PatternSet& ps, const FirstByteRoute& route,
+                              std::string_view text) {
+    if (ps.set == nullptr || !route.has_regex) return false;
+    if (route.literals.empty()) return true;
     if (text.empty()) return false;  // (memmem must not see a null pointer)
-    for (const auto& lit : ps.literals) {
+    for (const auto& lit : route.literals) {
       if (memmem(text.data(), text.size(), lit.data(), lit.size()) != nullptr) return true;
     }
     return false;
@@ -661,8 +695,140 @@ class Loader {
         return false;
       }
       p->captures.emplace_back(index, f);
+      p->submatches = std::max(p->submatches, index + 1);
+    }
+    if (p->re->ProgramSize() > 512) {  // RE2 has no bit-state engine for it: try to relax
+      std::string relaxed;
+      int group = 0;
+      std::size_t max = 0;
+      if (RelaxBoundedGroup(p->regex, &relaxed, &group, &max)) {
+        auto re = std::make_unique<RE2>(relaxed, opts);
+        if (re->ok() && re->NumberOfCapturingGroups() == p->groups && group <= p->groups) {
+          p->relaxed = std::move(re);
+          p->relaxed_group = group;
+          p->relaxed_max = max;
+          p->submatches = std::max(p->submatches, group + 1);
+        }
+      }
     }
     return CompileExtras(file, t, p);
+  }
+
+  // Finds a capture group whose whole body is one atom (a [class], an escape such as \S, or .)
+  // repeated {m,n}, with neither it nor any group around it under *, + or {}: it matches at most
+  // once per parse, so its text is exactly the repetition's. Writes the regex with "{m,}" there.
+  // Gives up (false) on anything it does not fully understand.
+  static bool RelaxBoundedGroup(const std::string& re, std::string* out, int* group,
+                                std::size_t* max) {
+    if (re.find("\\Q") != std::string::npos || re.find("[:") != std::string::npos ||
+        re.find("(?<") != std::string::npos) {
+      return false;
+    }
+    struct Open {
+      std::size_t body;  // first byte after "(", "(?:", "(?P<name>"
+      int index;         // capture index, or -1
+    };
+    struct Closed {
+      std::size_t body, close;
+      int index;
+      std::vector<std::size_t> closes;  // ")" of this group and every enclosing one
+    };
+    std::vector<Open> stack;
+    std::vector<Closed> groups;
+    std::vector<std::pair<std::size_t, std::size_t>> classes;  // [start, end) of each [...]
+    int next_index = 1;
+    // Enclosing groups are closed after their members: remember each member's pending list.
+    std::vector<std::vector<std::size_t>> members(1);  // indices into `groups` per depth
+    for (std::size_t i = 0; i < re.size(); ++i) {
+      const char c = re[i];
+      if (c == '\\') {
+        ++i;
+        continue;
+      }
+      if (c == '[') {
+        std::size_t j = i + 1;
+        if (j < re.size() && re[j] == '^') ++j;
+        if (j < re.size() && re[j] == ']') ++j;  // a leading ] is a literal
+        for (; j < re.size() && re[j] != ']'; ++j) {
+          if (re[j] == '\\') ++j;
+        }
+        if (j >= re.size()) return false;
+        classes.emplace_back(i, j + 1);
+        i = j;
+        continue;
+      }
+      if (c == '(') {
+        int index = -1;
+        std::size_t body = i + 1;
+        if (re.compare(i, 4, "(?P<") == 0) {
+          const std::size_t gt = re.find('>', i);
+          if (gt == std::string::npos) return false;
+          index = next_index++;
+          body = gt + 1;
+        } else if (i + 1 < re.size() && re[i + 1] == '?') {
+          const std::size_t colon = re.find_first_of(":)", i + 2);
+          if (colon == std::string::npos) return false;
+          if (re[colon] == ')') continue;  // a flag group such as (?i): no group
+          body = colon + 1;
+        } else {
+          index = next_index++;
+        }
+        stack.push_back({body, index});
+        members.emplace_back();
+        i = body - 1;
+        continue;
+      }
+      if (c == ')') {
+        if (stack.empty()) return false;
+        const Open o = stack.back();
+        stack.pop_back();
+        // Every group closed inside this one is enclosed by it.
+        std::vector<std::size_t> inner = std::move(members.back());
+        members.pop_back();
+        for (std::size_t g : inner) groups[g].closes.push_back(i);
+        groups.push_back({o.body, i, o.index, {i}});
+        inner.push_back(groups.size() - 1);
+        members.back().insert(members.back().end(), inner.begin(), inner.end());
+      }
+    }
+    if (!stack.empty()) return false;
+    for (const Closed& g : groups) {
+      if (g.index < 0) continue;
+      const std::string_view body(re.data() + g.body, g.close - g.body);
+      if (body.empty() || body.back() != '}') continue;
+      const std::size_t brace = body.rfind('{');
+      if (brace == std::string_view::npos) continue;
+      // The atom: exactly one class, escape or dot before the brace.
+      const std::size_t atom_end = g.body + brace;
+      bool one_atom =
+          (brace == 1 && body[0] == '.') ||
+          (brace == 2 && body[0] == '\\' && std::isalpha(static_cast<unsigned char>(body[1])));
+      for (const auto& [start, end] : classes) {
+        if (start == g.body && end == atom_end) one_atom = true;
+      }
+      if (!one_atom) continue;
+      std::size_t lo = 0, hi = 0;
+      const std::string_view counts = body.substr(brace + 1, body.size() - brace - 2);
+      const std::size_t comma = counts.find(',');
+      if (comma == std::string_view::npos) continue;
+      const auto a = std::from_chars(counts.data(), counts.data() + comma, lo);
+      const auto b = std::from_chars(counts.data() + comma + 1, counts.data() + counts.size(), hi);
+      if (a.ec != std::errc() || a.ptr != counts.data() + comma || b.ec != std::errc() ||
+          b.ptr != counts.data() + counts.size() || hi < lo) {
+        continue;
+      }
+      bool repeated = false;
+      for (std::size_t close : g.closes) {
+        const char after = close + 1 < re.size() ? re[close + 1] : '\0';
+        if (after == '*' || after == '+' || after == '{') repeated = true;
+      }
+      if (repeated) continue;
+      *out = re.substr(0, atom_end) + "{" + std::to_string(lo) + ",}" + re.substr(g.close);
+      *group = g.index;
+      *max = hi;
+      return true;
+    }
+    return false;
   }
 
   // "{queue_id:qid}: from=<{sender:greedy}>, size={size:digits}, ..."; "{{" is a literal "{".
@@ -805,7 +971,6 @@ class Loader {
     opts.set_log_errors(false);
     opts.set_encoding(RE2::Options::EncodingLatin1);  // bytes, as the patterns above
     opts.set_max_mem(64 << 20);
-    bool all_literal = true;
     int regexes = 0;
     for (int i : members) {
       const CompiledPattern& p = parser->patterns[i];
@@ -820,15 +985,8 @@ class Loader {
         return false;
       }
       ps.order.emplace_back(i, regexes++);
-      if (p.literal.empty()) {
-        all_literal = false;
-      } else {
-        ps.literals.push_back(p.literal);
-      }
     }
-    if (!all_literal) ps.literals.clear();
-    std::sort(ps.literals.begin(), ps.literals.end());
-    ps.literals.erase(std::unique(ps.literals.begin(), ps.literals.end()), ps.literals.end());
+    BuildFirstByteRoutes(*parser, &ps);
     if (ps.set != nullptr && !ps.set->Compile()) {
       diags_->push_back(
           Diagnostic{file, 1, 1, "parser '" + parser->name + "': patterns too large to compile"});
@@ -837,6 +995,95 @@ class Loader {
     parser->sets.push_back(std::move(ps));
     *out = static_cast<int>(parser->sets.size() - 1);
     return true;
+  }
+
+  // The bytes a message matching `p` can start with (a superset: every byte when unsure).
+  static std::bitset<256> FirstBytes(const CompiledPattern& p) {
+    std::bitset<256> bytes;
+    if (!p.tmpl.empty()) {
+      const TemplateToken& first = p.tmpl.front();
+      if (first.cls == TemplateToken::kLiteral) {
+        bytes.set(static_cast<unsigned char>(first.literal[0]));
+        return bytes;
+      }
+      // A field first: the classes that never match empty text bound its first byte.
+      for (int c = 0; c < 256; ++c) {
+        const char ch = static_cast<char>(c);
+        switch (first.cls) {
+          case TemplateToken::kWord:
+          case TemplateToken::kDigits:
+          case TemplateToken::kIp:
+          case TemplateToken::kHost:
+            bytes[c] = ClassAccepts(first.cls, std::string_view(&ch, 1));
+            break;
+          case TemplateToken::kQueueId:  // 5-20 letters and digits
+            bytes[c] = (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+            break;
+          default:  // may be empty or any byte
+            bytes[c] = true;
+        }
+      }
+      return bytes;
+    }
+    // Every string s the (start-anchored) regex matches has min <= s <= max, so s[0] lies in
+    // [min[0], max[0]]; RE2 declines (false, or an empty min: the empty string may match) when
+    // it cannot tell.
+    std::string min, max;
+    if (p.re != nullptr && p.re->PossibleMatchRange(&min, &max, 8) && !min.empty() &&
+        !max.empty()) {
+      for (int c = static_cast<unsigned char>(min[0]); c <= static_cast<unsigned char>(max[0]);
+           ++c) {
+        bytes.set(c);
+      }
+      return bytes;
+    }
+    bytes.set();
+    return bytes;
+  }
+
+  static void BuildFirstByteRoutes(const CompiledParser& parser, PatternSet* ps) {
+    std::vector<std::bitset<256>> first;
+    for (const auto& [index, set_index] : ps->order) {
+      first.push_back(FirstBytes(parser.patterns[index]));
+    }
+    auto make_route = [&](auto&& member) {
+      FirstByteRoute r;
+      bool all_literal = true;
+      for (std::size_t k = 0; k < ps->order.size(); ++k) {
+        if (!member(k)) continue;
+        r.order.push_back(ps->order[k]);
+        if (ps->order[k].second < 0) continue;
+        r.has_regex = true;
+        const std::string& lit = parser.patterns[ps->order[k].first].literal;
+        if (lit.empty()) {
+          all_literal = false;
+        } else {
+          r.literals.push_back(lit);
+        }
+      }
+      if (!all_literal) r.literals.clear();
+      std::sort(r.literals.begin(), r.literals.end());
+      r.literals.erase(std::unique(r.literals.begin(), r.literals.end()), r.literals.end());
+      return r;
+    };
+    ps->routes.push_back(make_route([](std::size_t) { return true; }));
+    std::map<std::vector<bool>, std::uint8_t> seen;
+    for (int c = 0; c < 256; ++c) {
+      std::vector<bool> members(ps->order.size());
+      for (std::size_t k = 0; k < members.size(); ++k) members[k] = first[k][c];
+      auto [it, inserted] = seen.emplace(members, 0);
+      if (inserted) {
+        // At most 256 distinct member lists plus the full one: past 255 routes, a byte gets
+        // the full list (correct, only slower).
+        if (ps->routes.size() > 255) {
+          it->second = 0;
+        } else {
+          it->second = static_cast<std::uint8_t>(ps->routes.size());
+          ps->routes.push_back(make_route([&](std::size_t k) { return members[k]; }));
+        }
+      }
+      ps->route_of[c] = it->second;
+    }
   }
 
   bool BuildSets(const std::string& file, CompiledParser* parser) {

@@ -133,7 +133,10 @@ bool PendingAttempts::Hold(const Event& event) {
   }
   if (slot == kNil) slot = Insert(event.client_ip);
   Entry& e = entries_[slot];
-  if (e.held == 0) e.hold_until = now_ + options_.hold_seconds * kMicrosPerSecond;
+  if (e.held == 0) {
+    e.hold_until = now_ + options_.hold_seconds * kMicrosPerSecond;
+    next_hold_end_ = std::min(next_hold_end_, e.hold_until);
+  }
   e.newest.Assign(event);
   ++e.held;
   ++stats_.held;
@@ -176,10 +179,17 @@ void PendingAttempts::Advance(UnixMicros now) {
     if (entries_[head_].held > 0) Release(entries_[head_]);
     Erase(head_);
   }
+  // The walk below visits every address remembered (up to `capacity`) and ran for each second of
+  // event time, on nearly every line of a busy log; it can only release something once the
+  // earliest hold has ended. When it runs it is the same walk, so releases keep their order.
+  if (now_ < next_hold_end_) return;
+  UnixMicros next = kNoHold;
   for (std::uint32_t s = head_; s != kNil; s = entries_[s].next) {
     Entry& e = entries_[s];
     if (e.held > 0 && e.hold_until <= now_) Release(e);
+    if (e.held > 0) next = std::min(next, e.hold_until);
   }
+  next_hold_end_ = next;
 }
 
 void PendingAttempts::ReleaseAll() {

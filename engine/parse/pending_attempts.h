@@ -110,6 +110,10 @@ class PendingAttempts {
   std::size_t live_ = 0;
   UnixMicros now_ = 0;
   std::int64_t last_scan_second_ = -1;
+  // No held entry's hold ends before this (a lower bound: settling and evictions only end holds
+  // early). Advance() skips its walk of the entries until event time reaches it.
+  static constexpr UnixMicros kNoHold = INT64_MAX;
+  UnixMicros next_hold_end_ = kNoHold;
   PendingAttemptsStats stats_;
 };
 

@@ -103,6 +103,39 @@ TEST_F(OneAttemptOneCountTest, PassdbLinesThenLoginLineCountOnceOnTheLoginLine) 
   EXPECT_EQ(extractor_->stats().released, 0u);
 }
 
+// Holds that end at different times are each released in the second theirs ends, and not
+// before, however many seconds of lines pass in between (the extractor skips its walk of the
+// held addresses until the earliest hold can have ended: a wrong bound would release late).
+TEST_F(OneAttemptOneCountTest, EachHoldIsReleasedWhenItEndsNotBeforeAndNotLater) {
+  constexpr const char* kFiller =
+      "imap-login: Login: user=<x>, method=PLAIN, rip=192.0.2.99, lip=192.0.2.1, mpid=1, TLS, "
+      "session=<z>";
+  Line("dovecot", kPassdbPam, 0);  // 192.0.2.10, held until 20
+  Line("dovecot", "auth-worker(24544): pam(toto,192.0.2.11): unknown user", 10);  // until 30
+  for (int second = 11; second < 20; ++second) Line("dovecot", kFiller, second);
+  EXPECT_EQ(Counted("192.0.2.10"), 0u);
+  Line("dovecot", kFiller, 20);
+  EXPECT_EQ(Counted("192.0.2.10"), 1u);
+  EXPECT_EQ(Counted("192.0.2.11"), 0u);
+  for (int second = 21; second < 30; ++second) Line("dovecot", kFiller, second);
+  EXPECT_EQ(Counted("192.0.2.11"), 0u);
+  Line("dovecot", kFiller, 30);
+  EXPECT_EQ(Counted("192.0.2.11"), 1u);
+  // A hold its counting line settled ends nothing; a later hold still ends on time.
+  Line("dovecot", kPassdbPam, 40);
+  Line("dovecot", kLogin2, 41);
+  Line("dovecot", "auth-worker(24544): pam(toto,192.0.2.12): unknown user", 45);  // until 65
+  for (int second = 46; second < 65; ++second) Line("dovecot", kFiller, second);
+  EXPECT_EQ(Counted("192.0.2.12"), 0u);
+  Line("dovecot", kFiller, 65);
+  EXPECT_EQ(Counted("192.0.2.12"), 1u);
+  Shutdown();
+  // 1 released at 20; the login line's 2 attempts: one settles the hold of 40, the other is the
+  // one released at 20 (already counted).
+  EXPECT_EQ(Counted("192.0.2.10"), 2u);
+  EXPECT_EQ(released_events_, 3);
+}
+
 TEST_F(OneAttemptOneCountTest, LoginLineThenPassdbLinesCountOnce) {
   Line("dovecot", kLogin2, 0);
   Line("dovecot", kPassdbPam, 0);
