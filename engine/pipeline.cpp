@@ -110,9 +110,8 @@ bool Pipeline::CheckProvenance(SyslogMessage* msg, int input_index) {
       input_index >= 0 && static_cast<std::size_t>(input_index) < counters_.input_slots - 1
           ? static_cast<std::size_t>(input_index)
           : counters_.input_slots - 1;
-  // Replay: the operator named the files and vouches for them (docs/cli.md says so).
-  const bool trusted =
-      options_.replay || (slot < options_.input_trusted.size() && options_.input_trusted[slot]);
+  const bool trusted = options_.vouch_for_every_line ||
+                       (slot < options_.input_trusted.size() && options_.input_trusted[slot]);
   if (origin.transport == LineOrigin::Transport::kNone) {
     // Nothing to check against (udp, tcp, tls, files): verified only where the input says so.
     msg->verified = trusted;

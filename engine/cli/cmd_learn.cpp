@@ -62,6 +62,7 @@ void RunLearn(const GlobalOptions& globals, const LearnOptions& opts) {
   DiscardingSink discard;
   PipelineOptions popts;
   popts.replay = true;
+  popts.vouch_for_every_line = true;  // the operator named the files (docs/cli.md)
   popts.reference = now;
   Pipeline pipeline(
       SyslogParser(), EventExtractor::Create(pack), std::move(engine), &discard,

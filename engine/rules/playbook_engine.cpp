@@ -754,8 +754,9 @@ class Engine final : public PlaybookEngine {
     if (r.unverified_ignored.fetch_add(1, std::memory_order_relaxed) == 0) {
       spdlog::warn(
           "playbook {}: acts on mailboxes, so it counts only verified lines, and ignored one that "
-          "was not (its writer unknown: udp, tcp, tls or file input). Read the journal or a unix "
-          "socket input, mark the input `trusted = true`, or set `evidence = \"any\"` in {} "
+          "was not (its writer unknown: a udp, tcp, tls or file input, or a policy request over "
+          "TCP or without a secret). Read the journal or a unix socket input, mark the input "
+          "`trusted = true`, or set `evidence = \"any\"` in {} "
           "(docs/ingest.md, \"Provenance\"); further ones are counted in "
           "mxward_playbook_unverified_events_total",
           r.pb.name, r.pb.file);

@@ -76,6 +76,10 @@ struct PipelineOptions {
   std::shared_ptr<const ProvenancePolicy> provenance;
   std::vector<std::string> input_names;
   std::vector<bool> input_trusted;
+  // Every line is verified unless its writer is known and refused, as if each input were
+  // trusted: `mxward replay` and `learn`, whose files the operator named and so vouches for
+  // (docs/cli.md).
+  bool vouch_for_every_line = false;
 };
 
 class Pipeline final : public LineSink {

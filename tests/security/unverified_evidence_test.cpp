@@ -1,13 +1,16 @@
 // Issue 21, point 1, through the real `mxward serve` (own network namespace): a line nobody
 // vouches for must not act on a mailbox. The daemon has a TCP input on loopback (any local user
 // can write to it: its lines are unverified) and a unix-dgram input (each datagram's writer comes
-// from SCM_CREDENTIALS: the test runs as root, and root's lines are verified). A playbook that
-// suspends an account's sending counts only the verified ones; a ban playbook counts both.
+// from SCM_CREDENTIALS; the test runs as root, which mxward takes for a forwarder like rsyslog, so
+// each line states its writer as packaging/rsyslog/60-mxward-trusted.conf writes it, here root).
+// A playbook that suspends an account's sending counts only the verified ones; a ban playbook
+// counts both.
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -99,6 +102,19 @@ class UnverifiedEvidenceTest : public ::testing::Test {
            address + "]: SASL LOGIN authentication failed: UGFzc3dvcmQ6";
   }
 
+  // The same line as rsyslog's MxwardTrusted template forwards it: RFC 5424 with the writer
+  // (uid 0: root) in the first structured-data element.
+  static std::string Forwarded(const std::string& line) {
+    const std::string body = line.substr(line.find("postfix/submission/smtpd[4101]: ") + 32);
+    char stamp[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return std::string("<22>1 ") + stamp +
+           " mx1 postfix/submission/smtpd 4101 - [mxward@32473 uid=\"0\" pid=\"4101\"] " + body;
+  }
+
   // One datagram per line to the unix-dgram input; the kernel attaches our (root's) credentials.
   void SendDatagram(const std::string& line) {
     const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -147,9 +163,9 @@ TEST_F(UnverifiedEvidenceTest, ForgedLinesNeverSuspendAnAccountVerifiedOnesDo) {
             std::string::npos)
       << daemon_.Log();
 
-  for (int i = 0; i < 3; ++i) SendDatagram(Submission("ceo@example.org", 1000 + i));
+  for (int i = 0; i < 3; ++i) SendDatagram(Forwarded(Submission("ceo@example.org", 1000 + i)));
   ASSERT_TRUE(daemon_.WaitFor([&] { return !Incidents("sending-limit").empty(); }))
-      << daemon_.Log();
+      << daemon_.Log() << HttpGet(9580, "/metrics");
   const auto incidents = Incidents("sending-limit");
   ASSERT_EQ(incidents.size(), 1u);
   EXPECT_EQ(incidents[0].key, "ceo@example.org");

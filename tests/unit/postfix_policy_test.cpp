@@ -115,13 +115,17 @@ class PostfixPolicyTest : public ::testing::Test {
     policy_ = std::make_unique<PostfixPolicy>(
         &decisions_, [this](const Event& e) { engine_->OnEvent(e, &feed_); }, &clock_);
   }
-  std::string Ask(const std::string& bytes) {
+  // `verified`: as the server marks a request that came through the unix socket (Postfix's
+  // own); over TCP it is not, and playbooks that act on mailboxes do not count it.
+  std::string Ask(const std::string& bytes, bool verified = true) {
     PostfixPolicyReader reader;
     std::vector<PostfixPolicyRequest> out;
     EXPECT_OK(reader.Feed(bytes, &out));
     EXPECT_EQ(out.size(), 1u);
     clock_.Advance(kMicrosPerSecond);
-    return out.empty() ? "" : policy_->Answer(out[0]);
+    if (out.empty()) return "";
+    out[0].verified = verified;
+    return policy_->Answer(out[0]);
   }
 
   ManualClock clock_{kT0};
@@ -131,6 +135,18 @@ class PostfixPolicyTest : public ::testing::Test {
   std::unique_ptr<PlaybookEngine> engine_;
   std::unique_ptr<PostfixPolicy> policy_;
 };
+
+// Over TCP (loopback, no authentication in the protocol) any local process could have asked: a
+// playbook that acts on mailboxes does not count those requests, however many.
+TEST_F(PostfixPolicyTest, RequestsNotThroughTheSocketDoNotCountAgainstAnAccount) {
+  Use("type = \"suspend_sending\"\nuser = \"{sasl_user}\"\nduration = \"30m\"\n");
+  for (int i = 0; i < 10; ++i) {
+    const std::string qid = "T" + std::to_string(i);
+    EXPECT_EQ(Ask(Request("DATA", "192.0.2.50", "alice@example.org", 1, qid), false), "DUNNO");
+  }
+  EXPECT_TRUE(recorded_.incidents.empty());
+  EXPECT_EQ(engine_->playbook_unverified_ignored(0), 10u);
+}
 
 TEST_F(PostfixPolicyTest, TheMessagePastTheLimitIsDeferredAtData) {
   Use("type = \"suspend_sending\"\nuser = \"{sasl_user}\"\nduration = \"30m\"\n");
