@@ -3,7 +3,7 @@
 
 Lines starting with '#' are annotations for people; the replay test skips them. Everything else
 is a syslog line in the formats Postfix, Dovecot, Roundcube, OpenDKIM and Rspamd write to
-/var/log/mail.log (OpenDMARC, policyd-spf and Amavis too; RFC 3164, year-less, read as UTC in November 2026). The expected incidents are
+/var/log/mail.log (OpenDMARC, policyd-spf, Amavis and clamd too; RFC 3164, year-less, read as UTC in November 2026). The expected incidents are
 asserted in tests/unit/shipped_playbooks_test.cpp and stated in each file's header.
 Run it from anywhere: python3 tests/data/playbooks/make_samples.py
 """
