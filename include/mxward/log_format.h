@@ -10,7 +10,7 @@
 //                 is Dovecot's, whatever its prefix looks like (2.4's "auth(user,ip,sasl:login)").
 //   roundcube-log Roundcube's logs/errors.log and logs/userlogins.log ("[03-Mar-2025 10:12:01
 //                 +0100]: <sess> text"); every line is Roundcube's.
-//   clamd-log     ClamAV's own LogFile (clamd, freshclam): with LogTime "<ctime> -> text"
+//   clamd-log     clamd's own LogFile (clamd.conf LogFile): with LogTime "<ctime> -> text"
 //                 ("Mon Dec  7 09:35:15 2026 -> instream(local): Eicar FOUND", common/output.c
 //                 logg()), without it the bare text; every line is clamd's.
 #pragma once
