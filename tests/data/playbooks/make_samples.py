@@ -570,7 +570,7 @@ postfix-connection-limits sample: Postfix's anvil limits on port 25 (smtpd's war
 Expected incidents:
   postfix-connection-limits 203.0.113.90   a scanner reconnecting at once: 120 refusals in
                                            3 minutes; banned at the 100th
-  postfix-connection-limits 203.0.113.91   postscreen's count limit: 100 refusals in 8 minutes
+  postfix-connection-limits 203.0.113.91   postscreen's count limit: 100 refusals in under 7 minutes
 No incident:
   198.51.100.120   a legitimate MTA: waves of 20 refused connections every 5 minutes for an hour
                    (it backs off; 60 in any 10 minutes)
