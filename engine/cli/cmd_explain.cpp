@@ -136,7 +136,7 @@ void RunExplain(const GlobalOptions& globals, const ExplainOptions& opts) {
 
   LogFormat format = LogFormat::kSyslog;
   if (!ParseLogFormat(opts.format, &format)) {
-    throw CliExit(kExitUsage, "--format must be syslog, dovecot-log or roundcube-log");
+    throw CliExit(kExitUsage, "--format must be syslog, dovecot-log, roundcube-log or clamd-log");
   }
   struct Shape {
     std::uint64_t count = 0;
@@ -390,7 +390,7 @@ void AddExplainCommand(CLI::App& app, GlobalOptions& globals) {
                 "and one redacted example each (addresses and user names replaced)");
   cmd->add_option("--format", opts->format,
                   "how the file is written: syslog (default; also recognises Dovecot log_path "
-                  "and Roundcube lines), dovecot-log, roundcube-log");
+                  "and Roundcube lines), dovecot-log, roundcube-log, clamd-log");
   cmd->add_option("--parsers", opts->parser_dirs,
                   "parser directory or file, repeatable (default: <rules dir>/parsers)");
   cmd->callback([&globals, opts] { RunExplain(globals, *opts); });

@@ -124,7 +124,7 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   popts.vouch_for_every_line = true;  // the operator named the files (docs/cli.md)
   popts.reference = SystemClock::Instance()->Now();
   if (!ParseLogFormat(opts.format, &popts.format)) {
-    throw CliExit(kExitUsage, "--format must be syslog, dovecot-log or roundcube-log");
+    throw CliExit(kExitUsage, "--format must be syslog, dovecot-log, roundcube-log or clamd-log");
   }
   // One pipeline for all files, so `replay mail.log.1 mail.log` keeps its windows across them.
   Pipeline pipeline(
@@ -222,7 +222,8 @@ void AddReplayCommand(CLI::App& app, GlobalOptions& globals) {
                 "keep the scratch store (written when neither --db nor --enforce is given) and "
                 "print its path");
   cmd->add_option("--format", opts->format,
-                  "how the files are written: syslog (default), dovecot-log, roundcube-log");
+                  "how the files are written: syslog (default), dovecot-log, roundcube-log, "
+                  "clamd-log");
   cmd->callback([&globals, opts] { RunReplay(globals, *opts); });
 }
 

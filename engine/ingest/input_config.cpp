@@ -354,7 +354,8 @@ class SpecReader {
       if (!ParseLogFormat(format, &s.format)) {
         Error(*n,
               fmt::format("[[input]]: format '{}' must be \"syslog\", \"dovecot-log\" (Dovecot's "
-                          "own log_path file) or \"roundcube-log\" (Roundcube's logs/*.log)",
+                          "own log_path file), \"roundcube-log\" (Roundcube's logs/*.log) or "
+                          "\"clamd-log\" (clamd's LogFile)",
                           format));
         ok = false;
       }

@@ -590,10 +590,48 @@ Status SyslogParser::Parse(std::string_view line, UnixMicros reference, SyslogMe
       }
       return Status::Ok();
     }
+    case LogFormat::kClamdLog:
+      return ParseClamd(line, out);
     case LogFormat::kSyslog:
       break;
   }
   return ParseSyslog(line, reference, out);
+}
+
+Status SyslogParser::ParseClamd(std::string_view line, SyslogMessage* out) const {
+  *out = SyslogMessage{};
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  out->raw = line;
+  if (line.empty()) return Status::InvalidArgument("empty line");
+  out->program = kImpliedProgramClamd;
+  // LogTime: ctime(3) without its newline, then " -> " (common/output.c logg()):
+  // "Mon Dec  7 09:35:15 2026 -> ". Local time, like every zone-less stamp.
+  Cursor c(line);
+  int month = 0, day = 0, year = 0;
+  ClockTime t;
+  bool stamped = false;
+  if (c.has(4) && c.peek(3) == ' ') {  // the weekday, which the date already says
+    c.set_pos(4);
+    stamped = ParseBsdTime(c, &month, &day, &t) && c.Eat(' ') && c.Digits(4, &year) &&
+              year >= 1970 && day <= DaysInMonth(year, month) && c.Eat(' ') && c.Eat('-') &&
+              c.Eat('>') && c.Eat(' ');
+  }
+  if (stamped) {
+    const std::int64_t local =
+        DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) *
+            kSecondsPerDay +
+        SecondsOfDay(t);
+    out->time = LocalToUtc(local) * kMicrosPerSecond + t.micros;
+    out->has_time = true;
+  } else {
+    c.set_pos(0);  // no LogTime: the line is the message
+  }
+  out->message = c.Rest();
+  // logg() writes the level as a prefix of the text (LOGG_ERROR, LOGG_WARNING); the rest is info.
+  out->severity = out->message.starts_with("ERROR: ")     ? 3
+                  : out->message.starts_with("WARNING: ") ? 4
+                                                          : 6;
+  return Status::Ok();
 }
 
 Status SyslogParser::ParseDovecot(std::string_view line, UnixMicros reference,

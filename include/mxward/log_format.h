@@ -10,6 +10,9 @@
 //                 is Dovecot's, whatever its prefix looks like (2.4's "auth(user,ip,sasl:login)").
 //   roundcube-log Roundcube's logs/errors.log and logs/userlogins.log ("[03-Mar-2025 10:12:01
 //                 +0100]: <sess> text"); every line is Roundcube's.
+//   clamd-log     clamd's own LogFile (clamd.conf LogFile): with LogTime "<ctime> -> text"
+//                 ("Mon Dec  7 09:35:15 2026 -> instream(local): Eicar FOUND", common/output.c
+//                 logg()), without it the bare text; every line is clamd's.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +20,7 @@
 
 namespace mxward {
 
-enum class LogFormat : std::uint8_t { kSyslog, kDovecotLog, kRoundcubeLog };
+enum class LogFormat : std::uint8_t { kSyslog, kDovecotLog, kRoundcubeLog, kClamdLog };
 
 inline std::string_view LogFormatName(LogFormat f) {
   switch (f) {
@@ -27,13 +30,16 @@ inline std::string_view LogFormatName(LogFormat f) {
       return "dovecot-log";
     case LogFormat::kRoundcubeLog:
       return "roundcube-log";
+    case LogFormat::kClamdLog:
+      return "clamd-log";
   }
   return "syslog";
 }
 
 // Accepts exactly the names LogFormatName returns.
 inline bool ParseLogFormat(std::string_view name, LogFormat* out) {
-  for (LogFormat f : {LogFormat::kSyslog, LogFormat::kDovecotLog, LogFormat::kRoundcubeLog}) {
+  for (LogFormat f : {LogFormat::kSyslog, LogFormat::kDovecotLog, LogFormat::kRoundcubeLog,
+                      LogFormat::kClamdLog}) {
     if (name == LogFormatName(f)) {
       *out = f;
       return true;

@@ -3,8 +3,8 @@
 // Produced by SyslogParser (syslog_parser.h) from RFC 3164, RFC 5424 and rsyslog's file formats.
 // Owns nothing: every string_view points into the buffer the caller passed to Parse() and is valid
 // only as long as that buffer is. One exception: a line in a form that names no program but
-// implies one (Dovecot's own log_path lines, Roundcube's log files) gets `program` set to one of
-// the static names below, which are valid forever.
+// implies one (Dovecot's own log_path lines, Roundcube's and clamd's log files) gets `program`
+// set to one of the static names below, which are valid forever.
 #pragma once
 
 #include <string_view>
@@ -15,6 +15,7 @@ namespace mxward {
 
 inline constexpr std::string_view kImpliedProgramDovecot = "dovecot";
 inline constexpr std::string_view kImpliedProgramRoundcube = "roundcube";
+inline constexpr std::string_view kImpliedProgramClamd = "clamd";
 
 struct SyslogMessage {
   UnixMicros time = 0;               // event time from the header (UTC); see has_time

@@ -19,7 +19,8 @@
 //
 // Other headers (log_format.h): Dovecot's own log file (log_timestamp "%b %d %H:%M:%S ", or
 // "%Y-%m-%d %H:%M:%S " with optional fraction and zone, or none), multilog's TAI64N stamp
-// ("@4000000067c58a2b1c2d3e4f "), and Roundcube's "[03-Mar-2025 10:12:01 +0100]: " file lines.
+// ("@4000000067c58a2b1c2d3e4f "), Roundcube's "[03-Mar-2025 10:12:01 +0100]: " file lines, and
+// clamd's LogFile ("Mon Dec  7 09:35:15 2026 -> text", only with LogFormat::kClamdLog).
 // A Dovecot line has no syslog tag: program is "dovecot" and the message starts with Dovecot's
 // process prefix ("imap-login: Info: Login: ..."), the shape Dovecot's syslog lines have after
 // their "dovecot:" tag (plus the level word). Roundcube's lines get program "roundcube". Without
@@ -65,9 +66,9 @@ class SyslogParser {
   Status Parse(std::string_view line, UnixMicros reference, SyslogMessage* out) const {
     return Parse(line, reference, out, LogFormat::kSyslog);
   }
-  // As above, for a line of an input whose lines are written in `format`. With kDovecotLog and
-  // kRoundcubeLog every non-empty line is accepted (a header that is not recognised leaves
-  // has_time false and the whole line is the message).
+  // As above, for a line of an input whose lines are written in `format`. With kDovecotLog,
+  // kRoundcubeLog and kClamdLog every non-empty line is accepted (a header that is not recognised
+  // leaves has_time false and the whole line is the message).
   Status Parse(std::string_view line, UnixMicros reference, SyslogMessage* out,
                LogFormat format) const;
 
@@ -96,6 +97,8 @@ class SyslogParser {
 
   Status ParseSyslog(std::string_view line, UnixMicros reference, SyslogMessage* out) const;
   Status ParseDovecot(std::string_view line, UnixMicros reference, SyslogMessage* out) const;
+  // clamd's LogFile: program "clamd", the ctime stamp of LogTime when there is one.
+  Status ParseClamd(std::string_view line, SyslogMessage* out) const;
   // A year-less "Mmm dd" date: the year that puts it nearest the reference, as UTC seconds.
   bool PlaceBsdTime(int month, int day, std::int64_t seconds_of_day, int micros,
                     UnixMicros reference, UnixMicros* out) const;

@@ -1,6 +1,7 @@
-// Fuzz target: SyslogParser::Parse on arbitrary bytes must never crash, read out of bounds or
-// return views outside the input (but for the static implied program names). The first 8 bytes
-// (when present) pick the reference time so year inference is fuzzed too.
+// Fuzz target: SyslogParser::Parse on arbitrary bytes, with every format hint (log_format.h),
+// must never crash, read out of bounds or return views outside the input (but for the static
+// implied program names). The first 8 bytes (when present) pick the reference time so year
+// inference is fuzzed too.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -25,23 +26,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     size -= 9;
   }
   const std::string_view line(reinterpret_cast<const char*>(data), size);
+  using mxward::LogFormat;
   for (const auto* parser : {&kLocal, &kFixed}) {
-    mxward::SyslogMessage m;
-    if (!parser->Parse(line, reference, &m).ok()) continue;
-    const char* b = line.data();
-    const char* e = b + line.size();
-    for (std::string_view v : {m.hostname, m.pid, m.msgid, m.structured_data, m.message, m.raw}) {
-      if (v.empty()) continue;
-      if (v.data() < b || v.data() + v.size() > e) std::abort();
+    for (LogFormat format : {LogFormat::kSyslog, LogFormat::kDovecotLog, LogFormat::kRoundcubeLog,
+                             LogFormat::kClamdLog}) {
+      mxward::SyslogMessage m;
+      if (!parser->Parse(line, reference, &m, format).ok()) continue;
+      const char* b = line.data();
+      const char* e = b + line.size();
+      for (std::string_view v : {m.hostname, m.pid, m.msgid, m.structured_data, m.message, m.raw}) {
+        if (v.empty()) continue;
+        if (v.data() < b || v.data() + v.size() > e) std::abort();
+      }
+      // program is in the line or one of the static names a line's form implies (syslog_message.h;
+      // compared by value: a constexpr's literal may have another address in each library).
+      if (!m.program.empty() && (m.program.data() < b || m.program.data() + m.program.size() > e) &&
+          m.program != mxward::kImpliedProgramDovecot &&
+          m.program != mxward::kImpliedProgramRoundcube &&
+          m.program != mxward::kImpliedProgramClamd) {
+        std::abort();
+      }
+      if (m.facility > 23 || m.severity > 7) std::abort();
     }
-    // program is in the line or one of the static names a line's form implies (syslog_message.h;
-    // compared by value: a constexpr's literal may have another address in each library).
-    if (!m.program.empty() && (m.program.data() < b || m.program.data() + m.program.size() > e) &&
-        m.program != mxward::kImpliedProgramDovecot &&
-        m.program != mxward::kImpliedProgramRoundcube) {
-      std::abort();
-    }
-    if (m.facility > 23 || m.severity > 7) std::abort();
   }
   return 0;
 }

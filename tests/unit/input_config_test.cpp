@@ -107,6 +107,7 @@ TEST(InputConfigTest, ErrorsAreLocatedAndActionable) {
       {"[[input]]\ntype = \"tcp\"\npath = \"/run/x\"\n", "applies only to", 3},
       {"[[input]]\ntype = \"file\"\npath = \"/x\"\nstart_at = \"middle\"\n", "\"end\" or", 4},
       {"[[input]]\ntype = \"file\"\npath = \"/x\"\nformat = \"dovecot\"\n", "\"dovecot-log\"", 4},
+      {"[[input]]\ntype = \"file\"\npath = \"/x\"\nformat = \"clamd\"\n", "\"clamd-log\"", 4},
       {"[[input]]\ntype = \"udp\"\nformat = \"dovecot-log\"\n", "applies only to file", 3},
       {"[[input]]\ntype = \"tcp\"\nmax_message_size = 1\n", "expected an integer from 64 to", 3},
       {"[[input]]\ntype = \"tcp\"\nname = \"has space\"\n", "printable", 3},

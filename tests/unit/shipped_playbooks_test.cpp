@@ -309,6 +309,58 @@ TEST(ShippedPlaybooksTest, LoginSpread) {
   EXPECT_EQ(inc[0].trigger, "4 distinct client_ip in 1h of auth_success (distinct >= 4)");
 }
 
+// Issue 14: infected mail from one of our authenticated accounts mails the postmaster once a day
+// per account and never suspends on one message (a help-desk forward resent three times); an
+// account spreading it to 10 different recipients within an hour is suspended; inbound viruses and
+// clamd's own lines (no account) open nothing.
+TEST(ShippedPlaybooksTest, OutboundVirusMailsOnceAndSuspendsOnlyASpread) {
+  EngineStats stats;
+  auto inc = Replay("outbound-virus", &stats);
+  EXPECT_EQ(KeysOf(inc), (Keys{{"outbound-virus", "eve@example.org"},
+                               {"outbound-virus", "frank@example.org"},
+                               {"outbound-virus", "dave@example.org"},
+                               {"outbound-virus-spread", "eve@example.org"}}));
+  ASSERT_EQ(inc.size(), 4u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(inc[i].key);
+    EXPECT_EQ(inc[i].count, 1u);
+    EXPECT_EQ(inc[i].actions.size(), 1u);
+    EXPECT_EQ(FindAction(inc[i], "suspend_sending"), nullptr);
+    ASSERT_NE(FindAction(inc[i], "mail"), nullptr);
+  }
+  EXPECT_EQ(FindAction(inc[0], "mail")->params["subject"],
+            "[mxward] virus sent by eve@example.org: Win.Trojan.Emotet-9953338-0");
+  const Incident& spread = inc[3];
+  EXPECT_EQ(spread.count, 10u);
+  EXPECT_EQ(spread.trigger, "10 distinct recipient in 1h of virus_found (distinct >= 10)");
+  EXPECT_EQ(spread.last_seen - spread.first_seen, 9 * 120 * kMicrosPerSecond);
+  const ActionRequest* suspend = FindAction(spread, "suspend_sending");
+  ASSERT_NE(suspend, nullptr);
+  EXPECT_EQ(suspend->params["user"], "eve@example.org");
+  EXPECT_EQ(FindAction(spread, "require_password_change"), nullptr);
+}
+
+// Issue 14: Postfix's connection limits on port 25, one warning per refused connection: a client
+// that reconnects at once is banned at the 100th refusal in 10 minutes (smtpd's rate limit or
+// postscreen's count limit); a legitimate MTA backing off between waves, 99 refusals, the message
+// rate limit and our own user on the submission port are not.
+TEST(ShippedPlaybooksTest, PostfixConnectionLimitsBanOnlyClientsThatIgnoreThe421) {
+  auto inc = Replay("postfix-connection-limits");
+  EXPECT_EQ(KeysOf(inc), (Keys{{"postfix-connection-limits", "203.0.113.90"},
+                               {"postfix-connection-limits", "203.0.113.91"}}));
+  ASSERT_EQ(inc.size(), 2u);
+  EXPECT_EQ(inc[0].count, 100u);
+  EXPECT_EQ(inc[0].last_seen - inc[0].first_seen,
+            148 * kMicrosPerSecond);  // 99 x 1.5 s, whole-second stamps
+  EXPECT_EQ(inc[1].count, 100u);
+  for (const Incident& i : inc) {
+    const ActionRequest* ban = FindAction(i, "ban");
+    ASSERT_NE(ban, nullptr) << i.key;
+    EXPECT_EQ(ban->params["address"], i.key);
+    EXPECT_EQ(ban->params["duration_s"], 3600);
+  }
+}
+
 TEST(ShippedPlaybooksTest, SkeletonLogStillGivesItsTwoIncidents) {
   // tests/data/skeleton/mail.log (issue 2's walking skeleton) through the same path.
   auto inc = Replay("../skeleton/mail");

@@ -539,5 +539,41 @@ TEST(SyslogParserTest, RoundcubeFileLines) {
   EXPECT_FALSE(SyslogParser::ParseRoundcubeLine("[03-Mar-2025 10:12:01 +0100] x", &m));
 }
 
+// clamd's LogFile (common/output.c logg()): with LogTime "<ctime> -> text", local time, the year
+// after the clock; without it the bare text. Every line is clamd's, whatever it holds.
+TEST(SyslogParserTest, ClamdLogFileLines) {
+  SyslogParserOptions plus_one;
+  plus_one.use_local_zone = false;
+  plus_one.utc_offset_seconds = 3600;
+  const SyslogParser p(plus_one);
+  SyslogMessage m;
+  ASSERT_TRUE(p.Parse("Mon Mar  3 10:12:01 2025 -> instream(local): Eicar-Test-Signature FOUND\n",
+                      kRef2025, &m, LogFormat::kClamdLog)
+                  .ok());
+  EXPECT_EQ(m.program, "clamd");
+  EXPECT_TRUE(m.has_time);
+  EXPECT_EQ(m.time, Utc(2025, 3, 3, 9, 12, 1));
+  EXPECT_EQ(m.message, "instream(local): Eicar-Test-Signature FOUND");
+  EXPECT_EQ(m.severity, 6);
+  ASSERT_TRUE(p.Parse("Sun Dec 28 23:59:59 2025 -> WARNING: Ignoring option LogVerbose", kRef2025,
+                      &m, LogFormat::kClamdLog)
+                  .ok());
+  EXPECT_EQ(m.time, Utc(2025, 12, 28, 22, 59, 59));
+  EXPECT_EQ(m.severity, 4);
+  // LogTime off: no time; the text is the message, a path with " -> " in it included.
+  ASSERT_TRUE(p.Parse("/tmp/a -> b: Win.Test-1 FOUND", kRef2025, &m, LogFormat::kClamdLog).ok());
+  EXPECT_FALSE(m.has_time);
+  EXPECT_EQ(m.program, "clamd");
+  EXPECT_EQ(m.message, "/tmp/a -> b: Win.Test-1 FOUND");
+  // A broken stamp (no such day) is not a time: the whole line is the message.
+  ASSERT_TRUE(
+      p.Parse("Mon Feb 30 10:12:01 2025 -> x: y FOUND", kRef2025, &m, LogFormat::kClamdLog).ok());
+  EXPECT_FALSE(m.has_time);
+  EXPECT_EQ(m.message, "Mon Feb 30 10:12:01 2025 -> x: y FOUND");
+  EXPECT_FALSE(p.Parse("\n", kRef2025, &m, LogFormat::kClamdLog).ok());
+  // Without the hint such a line is not syslog.
+  EXPECT_FALSE(p.Parse("Mon Mar  3 10:12:01 2025 -> instream(local): X FOUND", kRef2025, &m).ok());
+}
+
 }  // namespace
 }  // namespace mxward

@@ -3,7 +3,7 @@
 
 Lines starting with '#' are annotations for people; the replay test skips them. Everything else
 is a syslog line in the formats Postfix, Dovecot, Roundcube, OpenDKIM and Rspamd write to
-/var/log/mail.log (OpenDMARC, policyd-spf and Amavis too; RFC 3164, year-less, read as UTC in November 2026). The expected incidents are
+/var/log/mail.log (OpenDMARC, policyd-spf, Amavis and clamd too; RFC 3164, year-less, read as UTC in November 2026). The expected incidents are
 asserted in tests/unit/shipped_playbooks_test.cpp and stated in each file's header.
 Run it from anywhere: python3 tests/data/playbooks/make_samples.py
 """
@@ -513,7 +513,91 @@ No incident:
     log.write()
 
 
+def outbound_virus():
+    log = Log("outbound-virus", """
+outbound-virus sample: Amavis (ORIGINATING policy bank, clamd behind it) flags mail our own
+authenticated users submit; the SASL user comes from smtpd's client= line of the same queue id.
+Expected incidents:
+  outbound-virus eve@example.org          her first infected message (mail only)
+  outbound-virus-spread eve@example.org   infected mail to 10 different recipients within
+                                          18 minutes: sending suspended at the 10th
+  outbound-virus dave@example.org         forwards one suspicious attachment to the help desk,
+                                          then resends it 3 times: one mail, no suspension
+  outbound-virus frank@example.org        infected mail to 9 different recipients within an
+                                          hour: one mail, below the spread threshold
+No incident:
+  inbound viruses from outside (no SASL user), 15 to different users from one client
+  clamd's own FOUND lines (no account), and our users' clean mail
+""")
+    q = [0]
+
+    def submit(t, user, rcpt, virus, ip="198.51.100.140"):
+        q[0] += 1
+        qid = f"5V{q[0]:06X}"
+        log.add(t, "postfix/submission/smtpd[7301]", f"{qid}: client=client.example.net[{ip}], sasl_method=PLAIN, sasl_username={user}")
+        log.add(t + sec(1), "postfix/cleanup[7302]", f"{qid}: message-id=<v{q[0]}@example.org>")
+        log.add(t + sec(1), "postfix/qmgr[1200]", f"{qid}: from=<{user}>, size=52000, nrcpt=1 (queue active)")
+        if virus:
+            log.add(t + sec(2), "amavis[8100]", f"({q[0]}-01) Blocked INFECTED ({virus}) {{DiscardedOutbound,Quarantined}}, MYNETS/ORIGINATING LOCAL [{ip}]:41305 <{user}> -> <{rcpt}>, quarantine: virus-Q{q[0]}, Queue-ID: {qid}, Message-ID: <v{q[0]}@example.org>, mail_id: Q{q[0]}, Hits: -, size: 52000, 15 ms")
+            log.add(t + sec(2), "clamd[8200]", f"/var/lib/amavis/tmp/amavis-20261123T1{q[0]:05d}/parts/p002: {virus} FOUND")
+        else:
+            log.add(t + sec(2), "amavis[8100]", f"({q[0]}-01) Passed CLEAN {{RelayedOutbound}}, ORIGINATING LOCAL [{ip}]:41305 <{user}> -> <{rcpt}>, Queue-ID: {qid}, Message-ID: <v{q[0]}@example.org>, mail_id: Q{q[0]}, Hits: -1.2, size: 52000, queued_as: 6C{q[0]:06X}, 120 ms")
+        log.add(t + sec(3), "postfix/qmgr[1200]", f"{qid}: removed")
+
+    for i in range(12):
+        submit(at(21, 0) + sec(120 * i), "eve@example.org", f"contact{i}@victims{i}.example", "Win.Trojan.Emotet-9953338-0")
+    submit(at(21, 5), "dave@example.org", "helpdesk@example.org", "Doc.Dropper.Agent-6418536-0")
+    for i in range(3):
+        submit(at(21, 10) + sec(300 * i), "dave@example.org", "helpdesk@example.org", "Doc.Dropper.Agent-6418536-0")
+    for i in range(9):
+        submit(at(21, 0) + sec(400 * i), "frank@example.org", f"member{i}@club.example", "Xls.Downloader.Agent-7003283-0", ip="203.0.113.150")
+    for i in range(20):
+        submit(at(21, 1) + sec(150 * i), "grace@example.org", f"partner{i}@customer{i}.example", None, ip="198.51.100.141")
+    for i in range(15):
+        q[0] += 1
+        qid = f"5V{q[0]:06X}"
+        t = at(21, 2) + sec(100 * i)
+        log.add(t, "postfix/smtpd[7401]", f"{qid}: client=bad.example.com[192.0.2.160]")
+        log.add(t + sec(2), "amavis[8100]", f"({q[0]}-01) Blocked INFECTED (Win.Trojan.Emotet-9953338-0) {{DiscardedInbound,Quarantined}}, [192.0.2.160]:52000 [192.0.2.160] <invoice@bad.example.com> -> <user{i}@example.org>, quarantine: virus-Q{q[0]}, Queue-ID: {qid}, Message-ID: <in{q[0]}@bad.example.com>, mail_id: Q{q[0]}, Hits: -, size: 48000, 14 ms")
+        log.add(t + sec(3), "postfix/qmgr[1200]", f"{qid}: removed")
+    log.write()
+
+
+def connection_limits():
+    log = Log("postfix-connection-limits", """
+postfix-connection-limits sample: Postfix's anvil limits on port 25 (smtpd's warning, postscreen's
+"too many connections"), one line per refused connection.
+Expected incidents:
+  postfix-connection-limits 203.0.113.90   a scanner reconnecting at once: 120 refusals in
+                                           3 minutes; banned at the 100th
+  postfix-connection-limits 203.0.113.91   postscreen's count limit: 100 refusals in under 7 minutes
+No incident:
+  198.51.100.120   a legitimate MTA: waves of 20 refused connections every 5 minutes for an hour
+                   (it backs off; 60 in any 10 minutes)
+  203.0.113.92     99 refusals in 10 minutes: one below the threshold
+  198.51.100.121   "Message delivery request rate limit exceeded" 200 times: not counted
+  198.51.100.140   one of our users on the submission port over the rate limit 150 times
+""")
+    def smtpd(t, ip, reason="Connection rate limit exceeded", prog="postfix/smtpd[7501]", n=31, svc="smtp"):
+        log.add(t, prog, f"warning: {reason}: {n} from unknown[{ip}] for service {svc}")
+
+    for i in range(120):
+        smtpd(at(22, 0) + dt.timedelta(milliseconds=1500 * i), "203.0.113.90")
+    for i in range(100):
+        log.add(at(22, 10) + sec(4 * i + 3), "postfix/postscreen[7600]", f"NOQUEUE: reject: CONNECT from [203.0.113.91]:{40000 + i}: too many connections")
+    for w in range(13):
+        for k in range(20):
+            smtpd(at(22, 0) + sec(300 * w + k), "198.51.100.120", reason="Connection concurrency limit exceeded", n=51)
+    for i in range(99):
+        smtpd(at(22, 20) + sec(6 * i), "203.0.113.92")
+    for i in range(200):
+        smtpd(at(22, 30) + sec(2 * i), "198.51.100.121", reason="Message delivery request rate limit exceeded")
+    for i in range(150):
+        smtpd(at(22, 40) + sec(2 * i), "198.51.100.140", prog="postfix/submission/smtpd[7502]", svc="submission")
+    log.write()
+
+
 for f in [postfix_sasl, postfix_rbl, postfix_rejects, dovecot_auth, sieve_auth, roundcube_login,
           roundcube_bruteforce, slow_bruteforce, user_enumeration, user_enumeration_net, ipv6_net_bruteforce, outbound_anomaly, dkim_failures, sender_auth,
-          outbound_spam_scores, login_spread]:
+          outbound_spam_scores, login_spread, outbound_virus, connection_limits]:
     f()
