@@ -1010,8 +1010,7 @@ Status NftablesBlocker::AuditElements() {
     }
     auto bans = audit_store_->ActiveBans(now);
     if (!bans.ok()) return bans.status().Annotate("nftables: reading active bans");
-    const std::string list_table =
-        fmt::format("list table {} {}", options_.family, options_.table);
+    const std::string list_table = fmt::format("list table {} {}", options_.family, options_.table);
     std::string listing;
     Status listed = RunOn(&audit_ctx_, NFT_CTX_OUTPUT_JSON, list_table, &listing);
     // No table: Maintain() rebuilds it with every ban, nothing to compare.
