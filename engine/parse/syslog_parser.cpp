@@ -148,6 +148,14 @@ bool ParseClock(Cursor& c, ClockTime* t) {
 
 std::int64_t SecondsOfDay(const ClockTime& t) { return t.hour * 3600 + t.minute * 60 + t.second; }
 
+// A date and clock time as written, in seconds since the epoch as if they were UTC: the caller
+// subtracts the line's offset, or converts a zone-less local time with LocalToUtc.
+std::int64_t CivilSeconds(int year, int month, int day, const ClockTime& t) {
+  return DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) *
+             kSecondsPerDay +
+         SecondsOfDay(t);
+}
+
 // Zone suffix: "Z", "+hh:mm", "-hh:mm", "+hhmm". Absent: *has_zone = false.
 bool ParseZone(Cursor& c, bool* has_zone, long* offset) {
   *has_zone = false;
@@ -185,9 +193,7 @@ bool ParseIsoTime(Cursor& c, std::int64_t* local_seconds, int* micros, bool* has
   ClockTime t;
   if (!ParseClock(c, &t)) return false;
   if (!ParseZone(c, has_zone, offset)) return false;
-  *local_seconds =
-      DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * kSecondsPerDay +
-      SecondsOfDay(t);
+  *local_seconds = CivilSeconds(y, mo, d, t);
   *micros = t.micros;
   return true;
 }
@@ -458,10 +464,7 @@ bool SyslogParser::ParseRoundcubeLine(std::string_view line, SyslogMessage* msg)
   }
   const long offset = (zone_h * 3600L + zone_m * 60L) * (line[22] == '-' ? -1 : 1);
   *msg = SyslogMessage();
-  msg->time = (DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) *
-                   kSecondsPerDay +
-               SecondsOfDay(t) - offset) *
-              kMicrosPerSecond;
+  msg->time = (CivilSeconds(year, month, day, t) - offset) * kMicrosPerSecond;
   msg->has_time = true;
   msg->program = kImpliedProgramRoundcube;
   msg->message = line.substr(30);
@@ -617,11 +620,7 @@ Status SyslogParser::ParseClamd(std::string_view line, SyslogMessage* out) const
               c.Eat('>') && c.Eat(' ');
   }
   if (stamped) {
-    const std::int64_t local =
-        DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) *
-            kSecondsPerDay +
-        SecondsOfDay(t);
-    out->time = LocalToUtc(local) * kMicrosPerSecond + t.micros;
+    out->time = LocalToUtc(CivilSeconds(year, month, day, t)) * kMicrosPerSecond + t.micros;
     out->has_time = true;
   } else {
     c.set_pos(0);  // no LogTime: the line is the message
@@ -765,11 +764,7 @@ Status SyslogParser::ParseSyslog(std::string_view line, UnixMicros reference,
     if (ParseBsdTime(c, &month, &day, &t, &year) && (c.done() || c.Eat(' '))) {
       if (year != 0) {
         if (day > DaysInMonth(year, month)) return Status::InvalidArgument("no such day");
-        const std::int64_t local =
-            DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) *
-                kSecondsPerDay +
-            SecondsOfDay(t);
-        out->time = LocalToUtc(local) * kMicrosPerSecond + t.micros;
+        out->time = LocalToUtc(CivilSeconds(year, month, day, t)) * kMicrosPerSecond + t.micros;
         out->has_time = true;
       } else {
         out->has_time = PlaceBsdTime(month, day, SecondsOfDay(t), t.micros, reference, &out->time);
