@@ -122,7 +122,8 @@ TEST_F(ExplainTest, HeldLineWithoutItsLoginLineIsReleasedAtTheEnd) {
 TEST_F(ExplainTest, TextSummaryAndUnmatched) {
   auto r = RunCommand({kBinary, "explain", log_, "--config", "/dev/null", "--rules", kRules});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("postfix/sasl_auth_failed_fast -> auth_failure"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("postfix/sasl_auth_failed_fast -> auth_failure"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("[counted by "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("postfix-sasl"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Lines: 7 (not syslog: 1)"), std::string::npos) << r.out;
