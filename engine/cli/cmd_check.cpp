@@ -6,6 +6,7 @@
 // type), without connecting to anything.
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -37,7 +38,10 @@ void RunCheck(const GlobalOptions& g) {
     throw CliExit(kExitUsage, "config file " + g.config_path + " does not exist");
   }
   bool loaded_ok = false;
-  bool verified_policy = false;  // a policy server whose requests are verified
+  // What serve would open and answer, for the evidence warning below; unset after a config error.
+  std::optional<std::vector<InputSpec>> inputs;
+  DovecotPolicyServerOptions dovecot;
+  PostfixPolicyServerOptions postfix;
   if (exists) {
     auto loaded = Config::Load(g.config_path, &diags);
     loaded_ok = loaded.ok();
@@ -46,9 +50,10 @@ void RunCheck(const GlobalOptions& g) {
   }
   if (loaded_ok) {
     // The readers serve runs at start; each adds located diagnostics and touches nothing.
-    if (auto inputs = ParseInputSpecs(config, &diags); inputs.ok()) {
+    if (auto parsed = ParseInputSpecs(config, &diags); parsed.ok()) {
       // Warnings do not fail the check: an open input may be what the admin wants.
-      for (const auto& w : InputWarnings(*inputs)) std::fprintf(stderr, "%s\n", w.c_str());
+      for (const auto& w : InputWarnings(*parsed)) std::fprintf(stderr, "%s\n", w.c_str());
+      inputs = std::move(*parsed);
     }
     ProvenanceSettings provenance;
     if (ReadProvenanceSettings(config, &provenance, &diags).ok()) {
@@ -59,14 +64,13 @@ void RunCheck(const GlobalOptions& g) {
     (void)MetricsServerOptions::FromConfig(config, &diags);
     (void)ControlServerOptions::FromConfig(config, &diags);
     (void)DispatcherOptions::FromConfig(config, &diags);
-    if (auto dovecot = DovecotPolicyServerOptions::FromConfig(config, &diags); dovecot.ok()) {
-      verified_policy = verified_policy || (dovecot->enabled && !dovecot->secret.empty());
-    }
-    if (auto postfix = PostfixPolicyServerOptions::FromConfig(config, &diags); postfix.ok()) {
-      verified_policy = verified_policy || (postfix->enabled && !postfix->socket_path.empty());
-    }
+    if (auto d = DovecotPolicyServerOptions::FromConfig(config, &diags); d.ok()) dovecot = *d;
+    if (auto p = PostfixPolicyServerOptions::FromConfig(config, &diags); p.ok()) postfix = *p;
     (void)ClusterOptions::FromConfig(config, &diags);
     (void)CheckActionSections(config, &diags);
+  } else if (!exists) {
+    std::vector<Diagnostic> none;  // the built-in defaults have nothing to report
+    if (auto parsed = ParseInputSpecs(config, &none); parsed.ok()) inputs = std::move(*parsed);
   }
   // Keep going after config errors: the playbooks' problems are reported in the same run.
   if (!g.db_path.empty()) config.store_path = g.db_path;
@@ -83,14 +87,9 @@ void RunCheck(const GlobalOptions& g) {
   if (dirs_ok) {
     auto engine = LoadCheckedPlaybooks(config, &diags);
     if (engine.ok()) playbooks = (*engine)->playbook_count();
-    // The inputs serve would open (the defaults without a config file); their errors, if any,
-    // were reported above.
-    std::vector<Diagnostic> ignored;
-    auto inputs = exists && !loaded_ok ? Result<std::vector<InputSpec>>(Status::InvalidArgument(""))
-                                       : ParseInputSpecs(config, &ignored);
-    if (engine.ok() && inputs.ok()) {
-      const std::string w = UnverifiableEvidenceWarning(**engine, *inputs, verified_policy);
-      if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
+    if (engine.ok() && inputs) {
+      const std::string w = UnverifiableEvidenceWarning(**engine, *inputs, dovecot, postfix);
+      if (!w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
     }
   }
   const auto parser_dirs = ParserDirs(config);

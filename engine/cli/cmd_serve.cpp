@@ -166,12 +166,10 @@ class Daemon {
       pipeline_options.input_trusted.push_back(spec.trusted);
     }
     pipeline_options.provenance = std::move(provenance);
-    if (const std::string w = UnverifiableEvidenceWarning(
-            *engine, inputs,
-            (dovecot_policy_options.enabled && !dovecot_policy_options.secret.empty()) ||
-                (postfix_policy_options.enabled && !postfix_policy_options.socket_path.empty()));
+    if (const std::string w = UnverifiableEvidenceWarning(*engine, inputs, dovecot_policy_options,
+                                                          postfix_policy_options);
         !w.empty()) {
-      spdlog::warn("{}", w.substr(w.find(": ") + 2));
+      spdlog::warn("{}", w);
     }
     pipeline_ = std::make_unique<Pipeline>(
         SyslogParser(), EventExtractor::Create(pack_), std::move(engine), incident_sink,

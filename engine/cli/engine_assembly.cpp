@@ -10,6 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/cli/commands.h"
+#include "engine/policy/dovecot_policy_server.h"
+#include "engine/policy/postfix_policy_server.h"
 #include "mxward/action_registry.h"
 #include "mxward/incident_store.h"
 #include "mxward/playbook.h"
@@ -118,12 +120,16 @@ namespace mxward::cli {
 
 std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
                                         const std::vector<InputSpec>& inputs,
-                                        bool verified_policy_requests) {
+                                        const DovecotPolicyServerOptions& dovecot,
+                                        const PostfixPolicyServerOptions& postfix) {
   std::vector<std::string> strict;
   for (const auto& name : engine.playbook_names()) {
     const Playbook* pb = engine.FindPlaybook(name);
     if (pb != nullptr && pb->verified_evidence_only) strict.push_back(name);
   }
+  // Requests only Dovecot (the secret) or Postfix (the socket's mode and group) can send.
+  const bool verified_policy_requests = (dovecot.enabled && !dovecot.secret.empty()) ||
+                                        (postfix.enabled && !postfix.socket_path.empty());
   if (strict.empty() || verified_policy_requests) return "";
   for (const InputSpec& in : inputs) {
     // The writer of these inputs' lines is known (journald's _UID, the peer's credentials).
@@ -133,7 +139,7 @@ std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
     }
   }
   return fmt::format(
-      "warning: playbook(s) {} act on mailboxes and count only verified lines, but no input gives "
+      "playbook(s) {} act on mailboxes and count only verified lines, but no input gives "
       "any (udp, tcp, tls and file lines have no known writer): they will open nothing. Read the "
       "journal or a unix socket input (packaging/rsyslog/60-mxward-trusted.conf), mark an input "
       "whose writers you vouch for `trusted = true`, or set `evidence = \"any\"` in the "

@@ -12,6 +12,11 @@
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
 
+namespace mxward {
+struct DovecotPolicyServerOptions;
+struct PostfixPolicyServerOptions;
+}  // namespace mxward
+
 namespace mxward::cli {
 
 // <dir>/parsers for each rule dir that has one.
@@ -29,14 +34,15 @@ std::shared_ptr<const ParserPack> LoadParserPackOrExit(const std::vector<std::st
 // check, serve, replay and a reload all load.
 Result<std::unique_ptr<PlaybookEngine>> LoadCheckedPlaybooks(const Config& config,
                                                              std::vector<Diagnostic>* diagnostics);
-// What `check` and `serve` say when a playbook counts only verified lines
+// What `check` and `serve` warn when a playbook counts only verified lines
 // (Playbook::verified_evidence_only: it acts on mailboxes) and nothing configured can give it one:
 // every input is udp, tcp, tls or file without `trusted = true`, and no policy server
-// authenticates its requests (verified_policy_requests: Dovecot's with a secret, Postfix's
-// through the unix socket). Such a playbook would silently count nothing. Empty: nothing to say.
+// authenticates its requests (Dovecot's with a secret, Postfix's through the unix socket). Such a
+// playbook would silently count nothing. Empty: nothing to say.
 std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
                                         const std::vector<InputSpec>& inputs,
-                                        bool verified_policy_requests);
+                                        const DovecotPolicyServerOptions& dovecot,
+                                        const PostfixPolicyServerOptions& postfix);
 // Loads the playbooks of serve and replay: config with WithBackendDomains applied.
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
 // config plus PostfixAdmin's domains in local_domains when [rules] local_domains_from_postfixadmin

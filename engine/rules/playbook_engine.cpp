@@ -9,6 +9,7 @@
 #include <optional>
 #include <random>
 #include <unordered_map>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -375,18 +376,14 @@ class Engine final : public PlaybookEngine {
     journal_ref_valid_ = false;
     for (const Route& route : routes) {
       Runtime& r = *runtimes_[route.playbook];
-      if ((route.role & kRoleCount) && r.pb.match.Matches(e)) {
-        if (r.pb.verified_evidence_only && !e.verified) {
-          Ignore(r);
-          continue;
-        }
+      const bool counts = (route.role & kRoleCount) && r.pb.match.Matches(e);
+      if (!counts && !((route.role & kRoleReset) && r.pb.trigger.reset.Matches(e))) continue;
+      // Neither counted nor, as a forged "login succeeded", allowed to wipe a mailbox's failures.
+      if (r.pb.verified_evidence_only && !e.verified) {
+        Ignore(r);
+      } else if (counts) {
         Count(r, e, sink);
-      } else if ((route.role & kRoleReset) && r.pb.trigger.reset.Matches(e)) {
-        // A forged "login succeeded" must not wipe a mailbox's failures either.
-        if (r.pb.verified_evidence_only && !e.verified) {
-          Ignore(r);
-          continue;
-        }
+      } else {
         ResetKey(r, e);
       }
     }
@@ -586,10 +583,7 @@ class Engine final : public PlaybookEngine {
   std::size_t ImportOpenIncidents(const std::vector<PriorIncident>& incidents) override {
     std::size_t taken = 0;
     for (const auto& p : incidents) {
-      Runtime* r = nullptr;
-      for (auto& candidate : runtimes_) {
-        if (candidate->pb.name == p.playbook) r = candidate.get();
-      }
+      Runtime* r = Find(p.playbook);
       if (r == nullptr || r->pb.key_kind != p.key_kind) continue;
       Event e;
       std::uint64_t kh = 0;
@@ -617,6 +611,9 @@ class Engine final : public PlaybookEngine {
       if (r->pb.name == name) return r.get();
     }
     return nullptr;
+  }
+  Runtime* Find(std::string_view name) {
+    return const_cast<Runtime*>(std::as_const(*this).Find(name));
   }
 
   // Counted events (or distinct values, or the run) the key in record rec holds at t.
