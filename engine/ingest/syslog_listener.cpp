@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <openssl/err.h>
@@ -548,7 +549,11 @@ class StreamSession : public std::enable_shared_from_this<StreamSession<Protocol
           }
           InputCounters& c = input_->mutable_counters();
           c.Add(c.tls_authorised);
-          spdlog::info("{}: {} authorised as {}", input_->spec().Describe(), Peer(), identity_);
+          // Said at info once per identity and input (rsyslog's disk-assisted queue reconnects
+          // for every batch it sends in a burst: hundreds a second); later ones at debug.
+          spdlog::log(
+              input_->FirstAuthorised(identity_) ? spdlog::level::info : spdlog::level::debug,
+              "{}: {} authorised as {}", input_->spec().Describe(), Peer(), identity_);
           last_message_ = std::chrono::steady_clock::now();
           Read();
           ArmIdle();
@@ -829,6 +834,11 @@ class StreamInput final : public Input {
 
   std::uint16_t port() const override { return port_; }
 
+  // True the first time `identity` is authorised on this input (the io thread only).
+  bool FirstAuthorised(const std::string& identity) {
+    return authorised_identities_.insert(identity).second;
+  }
+
   // A session closed: its slot (and its peer's) is free; if accepting had paused at
   // max_connections, it resumes.
   void Forget(Session* s) {
@@ -965,7 +975,9 @@ class StreamInput final : public Input {
   asio::steady_timer retry_{io_};
   std::unordered_map<Session*, SessionEntry> sessions_;
   std::unordered_map<std::string, std::size_t> per_peer_;  // open connections per PeerKey
-  bool paused_ = false;  // Accept() stopped at max_connections; Forget() resumes it
+  std::unordered_set<std::string>
+      authorised_identities_;  // FirstAuthorised; allowed_peers bound it
+  bool paused_ = false;        // Accept() stopped at max_connections; Forget() resumes it
   std::shared_ptr<asio::ssl::context> tls_;
   std::uint16_t port_ = 0;
   bool created_path_ = false;
