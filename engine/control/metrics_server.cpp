@@ -19,6 +19,7 @@
 #include <boost/beast/http.hpp>
 
 #include "engine/base/settings_reader.h"
+#include "engine/base/tcp_listen.h"
 #include "mxward/ip_address.h"
 #include "mxward/metrics_registry.h"
 #include "mxward/version.h"
@@ -265,28 +266,9 @@ MetricsServer::~MetricsServer() { Stop(); }
 
 Status MetricsServer::Start() {
   if (!impl_->options.enabled) return Status::Ok();
-  const std::string where =
-      impl_->options.address.find(':') != std::string::npos
-          ? fmt::format("[{}]:{}", impl_->options.address, impl_->options.port)
-          : fmt::format("{}:{}", impl_->options.address, impl_->options.port);
-  beast::error_code ec;
-  const auto addr = asio::ip::make_address(impl_->options.address, ec);
-  if (ec) return Status::InvalidArgument(fmt::format("metrics: bad address {}", where));
-  const tcp::endpoint ep(addr, impl_->options.port);
   tcp::acceptor& a = impl_->acceptor;
-  a.open(ep.protocol(), ec);
-  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec && addr.is_v6()) a.set_option(asio::ip::v6_only(true), ec);
-  if (!ec) a.bind(ep, ec);
-  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    beast::error_code ignored;
-    a.close(ignored);
-    return Status::Unavailable(
-        fmt::format("metrics: cannot listen on {}: {} (set [metrics] listen to a free address, or "
-                    "enabled = false)",
-                    where, ec.message()));
-  }
+  MXWARD_RETURN_IF_ERROR(ListenTcp(a, impl_->options.address, impl_->options.port, "metrics",
+                                   "set [metrics] listen to a free address, or enabled = false"));
   impl_->bound_port = a.local_endpoint().port();
   impl_->stopped = false;
   impl_->Accept();

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/base/secret_file.h"
+#include "engine/base/tcp_listen.h"
 #include "engine/policy/policy_section.h"
 #include "mxward/ip_address.h"
 
@@ -271,27 +272,9 @@ DovecotPolicyServer::~DovecotPolicyServer() { Stop(); }
 
 Status DovecotPolicyServer::Start() {
   if (!impl_->options.enabled) return Status::Ok();
-  const std::string where =
-      impl_->options.address.find(':') != std::string::npos
-          ? fmt::format("[{}]:{}", impl_->options.address, impl_->options.port)
-          : fmt::format("{}:{}", impl_->options.address, impl_->options.port);
-  beast::error_code ec;
-  const auto addr = asio::ip::make_address(impl_->options.address, ec);
-  if (ec) return Status::InvalidArgument(fmt::format("dovecot policy: bad address {}", where));
-  const tcp::endpoint ep(addr, impl_->options.port);
   tcp::acceptor& a = impl_->acceptor;
-  a.open(ep.protocol(), ec);
-  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec && addr.is_v6()) a.set_option(asio::ip::v6_only(true), ec);
-  if (!ec) a.bind(ep, ec);
-  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    beast::error_code ignored;
-    a.close(ignored);
-    return Status::Unavailable(fmt::format(
-        "dovecot policy: cannot listen on {}: {} (set [policy.dovecot] listen to a free address)",
-        where, ec.message()));
-  }
+  MXWARD_RETURN_IF_ERROR(ListenTcp(a, impl_->options.address, impl_->options.port, "dovecot policy",
+                                   "set [policy.dovecot] listen to a free address"));
   impl_->bound_port = a.local_endpoint().port();
   impl_->stopped = false;
   impl_->Accept();

@@ -19,6 +19,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "engine/base/tcp_listen.h"
 #include "engine/base/unix_socket_path.h"
 #include "engine/policy/policy_section.h"
 #include "mxward/ip_address.h"
@@ -303,16 +304,10 @@ Status PostfixPolicyServer::Start() {
     }
   }
   if (!s.options.address.empty()) {
-    const auto addr = asio::ip::make_address(s.options.address, ec);
-    const tcp::endpoint ep(addr, s.options.port);
-    if (!ec) s.tcp_acceptor.open(ep.protocol(), ec);
-    if (!ec) s.tcp_acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) s.tcp_acceptor.bind(ep, ec);
-    if (!ec) s.tcp_acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
+    if (Status st = ListenTcp(s.tcp_acceptor, s.options.address, s.options.port, "postfix policy");
+        !st.ok()) {
       Stop();
-      return Status::Unavailable(fmt::format("postfix policy: cannot listen on inet:{}:{}: {}",
-                                             s.options.address, s.options.port, ec.message()));
+      return st;
     }
     s.bound_port = s.tcp_acceptor.local_endpoint().port();
   }
