@@ -14,6 +14,14 @@ std::string TcpEndpointName(const std::string& address, std::uint16_t port) {
                                                 : fmt::format("{}:{}", address, port);
 }
 
+std::string PeerAddressKey(const asio::ip::address& address) {
+  asio::ip::address a = address;
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  }
+  return a.is_loopback() ? "loopback" : a.to_string();
+}
+
 Status ListenTcp(asio::ip::tcp::acceptor& acceptor, const std::string& address, std::uint16_t port,
                  std::string_view what, std::string_view hint) {
   const std::string where = TcpEndpointName(address, port);

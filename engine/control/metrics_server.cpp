@@ -180,11 +180,7 @@ std::string PeerKey(const tcp::socket& socket) {
   beast::error_code ec;
   const auto ep = socket.remote_endpoint(ec);
   if (ec) return "?";
-  auto address = ep.address();
-  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-  }
-  return address.is_loopback() ? "loopback" : address.to_string();
+  return PeerAddressKey(ep.address());
 }
 
 }  // namespace

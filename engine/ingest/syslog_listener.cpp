@@ -34,6 +34,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "engine/base/tcp_listen.h"
 #include "engine/base/unix_socket_path.h"
 #include "engine/ingest/stream_framer.h"
 #include "engine/ingest/tls_peer.h"
@@ -880,8 +881,7 @@ class StreamInput final : public Input {
   }
 
   // Who a connection counts against for max_connections_per_peer: its source address (tcp,
-  // tls) or its uid (unix-stream). Every loopback address is one peer, "loopback": any local user
-  // may connect from any of 127.0.0.0/8, so one key per address would be no cap. Loopback is
+  // tls; PeerAddressKey: every loopback address is one peer) or its uid (unix-stream). Loopback is
   // capped like the rest (it used to be exempt, and one local user could then take every slot
   // of the input): rsyslog's omfwd holds one connection per action, far below the default 32.
   // Empty when uncapped: the cap is off, or root on a unix socket. cred: a unix socket's peer.
@@ -891,13 +891,7 @@ class StreamInput final : public Input {
       boost::system::error_code ec;
       const auto ep = socket.remote_endpoint(ec);
       if (ec) return "?";
-      if (ep.address().is_loopback()) return "loopback";
-      if (ep.address().is_v6() && ep.address().to_v6().is_v4_mapped()) {
-        const auto v4 = asio::ip::make_address_v4(asio::ip::v4_mapped, ep.address().to_v6());
-        if (v4.is_loopback()) return "loopback";
-        return v4.to_string();
-      }
-      return ep.address().to_string();
+      return PeerAddressKey(ep.address());
     } else {
       (void)socket;
       if (!cred || cred->uid == 0) return {};
