@@ -27,12 +27,12 @@ run: build
 	./build/release/mxward serve --db var/mxward.db --rules rules.d
 
 test: deps-test
-	$(CMAKE) -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_WERROR=ON
+	$(CMAKE) -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_WERROR=ON -DMXWARD_LINE_TABLES_ONLY=ON
 	$(CMAKE) --build build/test -j $(JOBS)
 	cd build/test && $(CTEST) --output-on-failure -j $(JOBS) --timeout 600
 
 test-asan: deps-test
-	$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DMXWARD_WERROR=ON -DMXWARD_SANITIZE=ON
+	$(CMAKE) -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DMXWARD_WERROR=ON -DMXWARD_SANITIZE=ON -DMXWARD_LINE_TABLES_ONLY=ON
 	$(CMAKE) --build build/asan -j $(JOBS)
 	cd build/asan && $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -LE nosan
 
@@ -43,7 +43,7 @@ test-asan: deps-test
 # proves the lock annotations here (include/mxward/thread_annotations.h; g++ ignores them), and
 # no other build has to compile the daemon with clang just for that.
 test-tsan: deps-test
-	CC=clang CXX=clang++ $(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_WERROR=ON -DMXWARD_TSAN=ON
+	CC=clang CXX=clang++ $(CMAKE) -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXWARD_WERROR=ON -DMXWARD_TSAN=ON -DMXWARD_LINE_TABLES_ONLY=ON
 	$(CMAKE) --build build/tsan -j $(JOBS) --target mxward_thread_tests
 	cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(CTEST) --output-on-failure -j $(JOBS) --timeout 900 -LE nosan

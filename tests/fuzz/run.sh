@@ -29,7 +29,7 @@ fi
 
 start=$(date +%s)
 CC=clang CXX=clang++ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DMXWARD_FUZZ=ON >/dev/null
+  -DMXWARD_FUZZ=ON -DMXWARD_LINE_TABLES_ONLY=ON >/dev/null
 # The targets only (they link mxward_engine): the clang pass over every production file, whose
 # -Werror=thread-safety checks the lock annotations, is `make test-tsan`'s build.
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
