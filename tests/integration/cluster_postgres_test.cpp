@@ -572,5 +572,73 @@ TEST_F(ClusterPostgresTest, RuntimeAllowlistEntriesReachEveryNode) {
       << LogRows("true");
 }
 
+// Shared windows (docs/cluster.md "Shared windows"): a slow brute force spread evenly over the
+// three nodes, 8 failures on each, below every node's threshold of 20 but 24 in the cluster, is
+// caught by the shared playbook once: one incident in the three stores, the claim held by the
+// node that opened it, and the address in every node's kernel set through the decision log. The
+// unshared postfix-sasl playbook on the same nodes sees the same lines and counts per node: it
+// opens nothing (the control).
+TEST_F(ClusterPostgresTest, SlowBruteForceSpreadOverNodesIsCaughtOnceBySharedWindows) {
+  const std::string rules = dir_.file("shared-rules");
+  std::filesystem::copy(rules_, rules, std::filesystem::copy_options::recursive);
+  std::ofstream(rules + "/shared-sasl.toml")
+      << "description = \"SASL brute force, counted across the cluster\"\nseverity = \"high\"\n"
+         "key = \"client_ip\"\nshared = true\n[match]\nevents = [\"auth_failure\"]\n"
+         "service = [\"smtpd\", \"submission\", \"smtps\"]\n"
+         "[trigger]\ntype = \"count\"\nthreshold = 20\nwindow = \"1h\"\n"
+         "[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\nduration = \"1h\"\n";
+  rules_ = rules;
+  for (Node& n : nodes_) StartNode(n);
+  const std::string addr = "203.0.113.88";
+  for (Node& n : nodes_) Attack(n, addr, 8);
+
+  for (Node& n : nodes_) {
+    EXPECT_TRUE(n.process->WaitFor([&] { return InKernel(n, addr); }, kPropagation))
+        << n.name << "\n"
+        << n.process->Log();
+  }
+  // Every node's window reaches 20 with the others' events; each claims once, one wins. Wait
+  // for the two that lost to say so, so no claim is still on its way.
+  const auto lost = [&] {
+    int count = 0;
+    for (const Node& n : nodes_) {
+      if (n.process->Log().find("incident already opened by node") != std::string::npos) ++count;
+    }
+    return count;
+  };
+  EXPECT_TRUE(Eventually([&] { return lost() == 2; }, kPropagation));
+  std::int64_t shared_incidents = 0;
+  std::string opener;
+  for (const Node& n : nodes_) {
+    const std::int64_t here =
+        StoreCount(n, "SELECT count(*) FROM incidents WHERE playbook = 'shared-sasl'");
+    if (here > 0) opener = n.name;
+    shared_incidents += here;
+    // The control: 8 lines on each node are 8 for a playbook that does not share.
+    EXPECT_EQ(StoreCount(n, "SELECT count(*) FROM incidents WHERE playbook = 'postfix-sasl'"), 0)
+        << n.name;
+  }
+  EXPECT_EQ(shared_incidents, 1);
+  ASSERT_FALSE(opener.empty());
+  const std::string claims =
+      pg_.Sql("SELECT playbook || ' ' || key || ' ' || node FROM mxward_window_claims", "mxward")
+          .out;
+  EXPECT_EQ(claims, "shared-sasl " + addr + " " + opener + "\n");
+  // One ban in the log, by the node that opened the incident.
+  EXPECT_EQ(LogRows("scope = '" + addr + "'"), "ban " + addr + " " + opener);
+  // Every node published what it counted, at most its own 8 (a node stops counting, and
+  // publishing, once its trigger fired and its cooldown started), nothing folded came back, and
+  // the cluster saw at least the threshold.
+  const std::string rows =
+      pg_.Sql(
+             "SELECT count(*) || ' ' || (sum(n) >= 20) || ' ' || bool_and(n <= 8) FROM (SELECT "
+             "count(*) AS n FROM mxward_window_events WHERE key = '" +
+                 addr + "' GROUP BY node) s",
+             "mxward")
+          .out;
+  EXPECT_EQ(rows, "3 true true\n");
+  for (const Node& n : nodes_) EXPECT_EQ(BanActions(n, addr), 1) << n.name;
+}
+
 }  // namespace
 }  // namespace mxward
