@@ -961,7 +961,8 @@ class Engine final : public PlaybookEngine {
       const bool repeat = open != r.open_until.end() && t < open->second;
       std::int64_t cooldown = 0;
       Incident inc = BuildIncident(r, w, e, count, use_fallback ? &kh : nullptr, repeat, &cooldown);
-      if (r.pb.shared) {
+      // Only when it does share (with [cluster]): alone, a shared playbook counts as any other.
+      if (r.pb.shared && (folded || shared_sink_ != nullptr)) {
         inc.trigger += folded ? fmt::format(
                                     "; shared window: counted across the cluster, the last "
                                     "event from node {}",

@@ -258,6 +258,17 @@ TEST_F(SharedWindowEngineTest, FoldedEventsCountTowardsTheThresholdWithoutEviden
   EXPECT_EQ(engine_->stats().triggers, 1u);
 }
 
+TEST_F(SharedWindowEngineTest, IncidentOfThisNodesEventsSaysItWasCountedAcrossTheCluster) {
+  for (int i = 0; i < 20; ++i) Fail("203.0.113.9", kT0 + i * kSec);
+  ASSERT_EQ(sink_.incidents.size(), 2u);  // the shared playbook and the local one, both here
+  for (const Incident& inc : sink_.incidents) {
+    const bool says =
+        inc.trigger.find("; shared window: counted across the cluster") != std::string::npos;
+    EXPECT_EQ(says, inc.playbook == "shared-sasl") << inc.trigger;
+    EXPECT_EQ(inc.evidence.size(), 10u);  // first five and last five
+  }
+}
+
 TEST_F(SharedWindowEngineTest, FoldRefusesUnsharedPlaybooksBadKeysAllowlistedAndCoolingKeys) {
   EXPECT_FALSE(engine_->FoldRemoteCount("local-sasl", "203.0.113.7", kT0, 1, "b", &sink_));
   EXPECT_FALSE(engine_->FoldRemoteCount("no-such", "203.0.113.7", kT0, 1, "b", &sink_));
