@@ -648,6 +648,63 @@ TEST_F(ClusterPostgresTest, SlowBruteForceSpreadOverNodesIsCaughtOnceBySharedWin
   for (const Node& n : nodes_) EXPECT_EQ(BanActions(n, addr), 1) << n.name;
 }
 
+// The window-event table against the real database: a batch is one statement whose keys
+// travel as one text[] parameter, so a key a client chose ("we\"ird\\,{user}" as a SASL user
+// name) must stay one element and come back byte for byte, or an attacker could make every batch
+// fail. Other nodes read only rows after their cursor and never their own; the first claim of a
+// (playbook, key) wins and the second, by another node within the lease, does not.
+TEST_F(ClusterPostgresTest, WindowEventsAndClaimsAgainstTheRealDatabase) {
+  const std::string conninfo = "host=" + pg_.socket_dir() + " port=" + std::to_string(pg_.port()) +
+                               " dbname=mxward user=mxward";
+  DecisionLog a(conninfo, "cluster-secret", "a");
+  DecisionLog b(conninfo, "cluster-secret", "b");
+  ASSERT_OK(a.Connect());
+  ASSERT_OK(b.Connect());
+  const std::string odd = "we\"ird\\,{user} \xc3\xa9";
+  std::vector<WindowEvent> batch(3);
+  batch[0] = {"shared-sasl", "203.0.113.5", 1'800'000'000'000'000, 1};
+  batch[1] = {"shared-imap", odd, 1'800'000'001'000'000, 3};
+  batch[2] = {"unused slot", "not published", 0, 1};
+  auto last = a.PublishWindowEvents(batch, 2);
+  ASSERT_OK(last);
+  auto mine = a.ReadWindowEventsAfter(0, 3600, 100);
+  ASSERT_OK(mine);
+  EXPECT_TRUE(mine->empty());  // a's own rows are not a's to fold
+  auto got = b.ReadWindowEventsAfter(0, 3600, 100);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].node, "a");
+  EXPECT_EQ((*got)[0].event.playbook, "shared-sasl");
+  EXPECT_EQ((*got)[0].event.key, "203.0.113.5");
+  EXPECT_EQ((*got)[0].event.time_us, 1'800'000'000'000'000);
+  EXPECT_EQ((*got)[1].event.key, odd);
+  EXPECT_EQ((*got)[1].event.weight, 3u);
+  EXPECT_EQ((*got)[1].id, *last);
+  auto after = b.ReadWindowEventsAfter(*last, 3600, 100);
+  ASSERT_OK(after);
+  EXPECT_TRUE(after->empty());
+
+  auto first = b.ClaimWindow("shared-sasl", "203.0.113.5", 3600);
+  ASSERT_OK(first);
+  EXPECT_TRUE(first->won);
+  auto second = a.ClaimWindow("shared-sasl", "203.0.113.5", 3600);
+  ASSERT_OK(second);
+  EXPECT_FALSE(second->won);
+  EXPECT_EQ(second->holder, "b");
+  auto other_key = a.ClaimWindow("shared-sasl", odd, 3600);
+  ASSERT_OK(other_key);
+  EXPECT_TRUE(other_key->won);
+  // Once b's lease ended, a new attack on the key is a's to open.
+  ASSERT_EQ(pg_.Sql("UPDATE mxward_window_claims SET until = now() - interval '1 second' "
+                    "WHERE node = 'b'",
+                    "mxward")
+                .exit_code,
+            0);
+  auto later = a.ClaimWindow("shared-sasl", "203.0.113.5", 3600);
+  ASSERT_OK(later);
+  EXPECT_TRUE(later->won);
+}
+
 // `mxward check` says where `shared = true` is written when there is no [cluster] to share with
 // (a warning: the playbook then counts this node's events, as without the key), and says
 // nothing with one.
