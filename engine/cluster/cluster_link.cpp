@@ -274,12 +274,14 @@ void ClusterLink::Run() {
       counters_.window_events_unpublished += static_cast<std::int64_t>(n);
       return Status::Ok();
     }
-    auto last = log.PublishWindowEvents(spent_batch, n);
-    if (!last.ok()) {
+    auto written = log.PublishWindowEvents(spent_batch, n);
+    if (!written.ok()) {
       counters_.window_events_unpublished += static_cast<std::int64_t>(n);
-      return last.status();
+      return written.status();
     }
-    counters_.window_events_published += static_cast<std::int64_t>(n);
+    counters_.window_events_published += *written;
+    // Keys PostgreSQL cannot hold as text (not UTF-8): counted only on this node.
+    counters_.window_events_unpublished += static_cast<std::int64_t>(n) - *written;
     return Status::Ok();
   };
 
@@ -319,6 +321,12 @@ void ClusterLink::Run() {
                          inc.playbook, inc.key, claim->holder);
           }
           if (shared_.on_claimed) shared_.on_claimed(std::move(inc), claim->won, claim->holder);
+          continue;
+        }
+        if (claim.status().code() == Status::Code::kInvalidArgument) {
+          // A key the database cannot hold: this one is decided alone, the connection is fine.
+          ++counters_.claims_alone;
+          if (shared_.on_claimed) shared_.on_claimed(std::move(inc), true, options_.node);
           continue;
         }
         failed = claim.status();

@@ -205,6 +205,48 @@ void AppendArrayElement(std::string* out, std::string_view v) {
   out->push_back('"');
 }
 
+}  // namespace
+
+bool FitsPostgresText(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = 0;
+    std::uint32_t cp = 0;
+    if (c == 0) return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and code points beyond U+10FFFF are not UTF-8 either.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+namespace {
+
 std::string FirstLine(const char* text) {
   std::string s = text ? text : "";
   if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
@@ -466,11 +508,14 @@ Result<std::int64_t> DecisionLog::PublishWindowEvents(const std::vector<WindowEv
                                                       std::size_t n) {
   if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
   n = std::min(n, events.size());
-  if (n == 0) return std::int64_t{0};
   std::string playbooks = "{", keys = "{", times = "{", weights = "{";
+  std::size_t written = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const WindowEvent& e = events[i];
-    if (i > 0) {
+    // A key PostgreSQL's text cannot hold would fail the whole statement (and with it every
+    // other event of the batch): left out, counted by the caller.
+    if (!FitsPostgresText(e.key) || !FitsPostgresText(e.playbook)) continue;
+    if (written++ > 0) {
       playbooks += ',';
       keys += ',';
       times += ',';
@@ -481,18 +526,18 @@ Result<std::int64_t> DecisionLog::PublishWindowEvents(const std::vector<WindowEv
     times += std::to_string(e.time_us);
     weights += std::to_string(e.weight);
   }
+  if (written == 0) return std::int64_t{0};
   playbooks += '}';
   keys += '}';
   times += '}';
   weights += '}';
   PGresult* res = Run(conn_, kInsertWindowEventsSql,
-                      {std::to_string(n), playbooks, keys, times, weights, node_});
+                      {std::to_string(written), playbooks, keys, times, weights, node_});
   if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
     return Fail("writing window events", res);
   }
-  const std::int64_t last = std::strtoll(PQgetvalue(res, 0, 0), nullptr, 10);
   PQclear(res);
-  return last;
+  return static_cast<std::int64_t>(written);
 }
 
 Result<std::vector<RemoteWindowEvent>> DecisionLog::ReadWindowEventsAfter(std::int64_t cursor,
@@ -525,6 +570,9 @@ Result<std::vector<RemoteWindowEvent>> DecisionLog::ReadWindowEventsAfter(std::i
 Result<WindowClaim> DecisionLog::ClaimWindow(std::string_view playbook, std::string_view key,
                                              std::int64_t lease_s) {
   if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  if (!FitsPostgresText(playbook) || !FitsPostgresText(key)) {
+    return Status::InvalidArgument("the key is not text PostgreSQL can hold (not UTF-8)");
+  }
   PGresult* res = Run(conn_, kClaimSql,
                       {std::string(playbook), std::string(key), node_,
                        std::to_string(std::max<std::int64_t>(lease_s, 1))});

@@ -97,6 +97,11 @@ struct ClusterView {
   std::vector<ClusterNodeRow> nodes;
 };
 
+// Whether s can be a PostgreSQL text value in a UTF-8 database: valid UTF-8 without NUL. Keys
+// come from log lines (a SASL user name is what the client typed), and one that is not would make
+// the server refuse the whole statement.
+bool FitsPostgresText(std::string_view s);
+
 class DecisionLog {
  public:
   static constexpr int kSchemaVersion = 4;
@@ -141,12 +146,15 @@ class DecisionLog {
   // --- shared windows (schema v4) -----------------------------------------------------------
   // Writes events[0, n) in one INSERT statement with ids from a commit-ordered counter (as the
   // decision log's: a reader past id i has seen every row below it) and rings the
-  // mxward_window_events doorbell. The last id taken.
+  // mxward_window_events doorbell. Events whose key is not text PostgreSQL can hold
+  // (FitsPostgresText) are left out, so one such key cannot fail the batch. How many were
+  // written.
   Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events, std::size_t n);
   // Up to limit rows of other nodes with id > cursor written within the last max_age_s seconds
   // (older ones cannot be in any window), in id order.
   Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
                                                                std::int64_t max_age_s, int limit);
+  // InvalidArgument, without asking, for a key FitsPostgresText refuses.
   // Claims (playbook, key) for lease_s seconds on the database's clock: one row per pair, taken
   // over only once the holder's lease ended, so of the nodes whose windows reach the threshold
   // for the same attack exactly one wins.

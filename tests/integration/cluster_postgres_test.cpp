@@ -665,8 +665,9 @@ TEST_F(ClusterPostgresTest, WindowEventsAndClaimsAgainstTheRealDatabase) {
   batch[0] = {"shared-sasl", "203.0.113.5", 1'800'000'000'000'000, 1};
   batch[1] = {"shared-imap", odd, 1'800'000'001'000'000, 3};
   batch[2] = {"unused slot", "not published", 0, 1};
-  auto last = a.PublishWindowEvents(batch, 2);
-  ASSERT_OK(last);
+  auto written = a.PublishWindowEvents(batch, 2);
+  ASSERT_OK(written);
+  EXPECT_EQ(*written, 2);
   auto mine = a.ReadWindowEventsAfter(0, 3600, 100);
   ASSERT_OK(mine);
   EXPECT_TRUE(mine->empty());  // a's own rows are not a's to fold
@@ -679,10 +680,28 @@ TEST_F(ClusterPostgresTest, WindowEventsAndClaimsAgainstTheRealDatabase) {
   EXPECT_EQ((*got)[0].event.time_us, 1'800'000'000'000'000);
   EXPECT_EQ((*got)[1].event.key, odd);
   EXPECT_EQ((*got)[1].event.weight, 3u);
-  EXPECT_EQ((*got)[1].id, *last);
-  auto after = b.ReadWindowEventsAfter(*last, 3600, 100);
+  EXPECT_GT((*got)[1].id, (*got)[0].id);
+  auto after = b.ReadWindowEventsAfter((*got)[1].id, 3600, 100);
   ASSERT_OK(after);
   EXPECT_TRUE(after->empty());
+
+  // A key that is not UTF-8 (a user name of raw bytes) would fail the whole statement: it is
+  // left out, the others of its batch are written, and its claim is refused without asking.
+  batch[0].key = "bad\xff\xfe";
+  batch[1].key = "203.0.113.6";
+  written = a.PublishWindowEvents(batch, 2);
+  ASSERT_OK(written);
+  EXPECT_EQ(*written, 1);
+  EXPECT_TRUE(a.connected());
+  got = b.ReadWindowEventsAfter(0, 3600, 100);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[2].event.key, "203.0.113.6");
+  EXPECT_EQ(a.ClaimWindow("p", "bad\xff", 60).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(a.connected());
+  EXPECT_FALSE(FitsPostgresText(std::string("nul\0inside", 10)));
+  EXPECT_FALSE(FitsPostgresText("\xc0\xaf"));  // an overlong '/'
+  EXPECT_TRUE(FitsPostgresText("caf\xc3\xa9"));
 
   auto first = b.ClaimWindow("shared-sasl", "203.0.113.5", 3600);
   ASSERT_OK(first);
