@@ -41,6 +41,7 @@ void RunCheck(const GlobalOptions& g) {
   // What serve would open and answer, for the evidence warning below; unset after a config error.
   std::optional<std::vector<InputSpec>> inputs;
   DovecotPolicyServerOptions dovecot;
+  bool cluster = false;  // a valid [cluster]: shared playbooks share
   PostfixPolicyServerOptions postfix;
   if (exists) {
     auto loaded = Config::Load(g.config_path, &diags);
@@ -66,7 +67,7 @@ void RunCheck(const GlobalOptions& g) {
     (void)DispatcherOptions::FromConfig(config, &diags);
     if (auto d = DovecotPolicyServerOptions::FromConfig(config, &diags); d.ok()) dovecot = *d;
     if (auto p = PostfixPolicyServerOptions::FromConfig(config, &diags); p.ok()) postfix = *p;
-    (void)ClusterOptions::FromConfig(config, &diags);
+    if (auto c = ClusterOptions::FromConfig(config, &diags); c.ok()) cluster = c->enabled;
     (void)CheckActionSections(config, &diags);
   } else if (!exists) {
     std::vector<Diagnostic> none;  // the built-in defaults have nothing to report
@@ -90,6 +91,11 @@ void RunCheck(const GlobalOptions& g) {
     if (engine.ok() && inputs) {
       const std::string w = UnverifiableEvidenceWarning(**engine, *inputs, dovecot, postfix);
       if (!w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    }
+    if (engine.ok()) {
+      for (const auto& w : SharedWithoutClusterWarnings(**engine, cluster)) {
+        std::fprintf(stderr, "warning: %s\n", w.c_str());
+      }
     }
   }
   const auto parser_dirs = ParserDirs(config);

@@ -37,6 +37,7 @@
 #include "engine/cli/store_readiness.h"
 #include "engine/cluster/cluster_link.h"
 #include "engine/cluster/cluster_options.h"
+#include "engine/cluster/shared_windows.h"
 #include "engine/policy/decision_feed.h"
 #include "engine/policy/decision_table.h"
 #include "engine/policy/dovecot_policy.h"
@@ -157,6 +158,7 @@ class Daemon {
                                                       SystemClock::Instance());
       incident_sink = decision_feed_.get();
     }
+    incident_sink = WireSharedWindows(cluster_options, engine.get(), incident_sink);
     PipelineOptions pipeline_options;
     pipeline_options.max_skew_seconds = config_.max_clock_skew_seconds;
     pipeline_options.max_age_seconds = config_.max_event_age_seconds;
@@ -362,6 +364,13 @@ class Daemon {
     // The runtime allowlist entries stay; the static part is the fresh [allow].
     CompileAllowSet(fresh.allow_addresses);
     (*engine)->UseAllowSet(allow_set_);
+    if (shared_publisher_) {
+      (*engine)->UseSharedWindowSink(shared_publisher_.get());
+      cluster_->SetLongestSharedWindow((*engine)->LongestSharedWindowSeconds());
+    }
+    for (const auto& w : SharedWithoutClusterWarnings(**engine, cluster_ != nullptr)) {
+      spdlog::warn("{}", w);
+    }
     pack_ = std::move(*pack);
     pipeline_->ReplaceParsers(pack_);
     pipeline_->ReplaceEngine(std::move(*engine));
@@ -572,7 +581,10 @@ class Daemon {
   // (replaced on reload, so it is looked up per event).
   void StartPolicyServers(const DovecotPolicyServerOptions& dovecot,
                           const PostfixPolicyServerOptions& postfix) {
-    auto feed = [this](const Event& e) { pipeline_->engine().OnEvent(e, decision_feed_.get()); };
+    // Through the claiming sink when windows are shared: a policy report counts as a log line.
+    IncidentSink* sink =
+        claiming_sink_ ? static_cast<IncidentSink*>(claiming_sink_.get()) : decision_feed_.get();
+    auto feed = [this, sink](const Event& e) { pipeline_->engine().OnEvent(e, sink); };
     if (dovecot.enabled) {
       auto delay = [this](const Event& e) { return pipeline_->engine().PolicyDelaySeconds(e); };
       dovecot_policy_ =
@@ -660,6 +672,58 @@ class Daemon {
     return restart;
   }
 
+  // Shared windows (docs/cluster.md): with [cluster], the engine reports the counted events of
+  // shared playbooks into a bounded batch the link publishes, and incidents pass through the
+  // claiming sink, which lets one node of the cluster open an incident of a shared playbook.
+  // Set up with [cluster] even when no playbook shares yet, so a reload can turn it on. Returns
+  // the sink the pipeline hands incidents to.
+  IncidentSink* WireSharedWindows(const ClusterOptions& options, PlaybookEngine* engine,
+                                  IncidentSink* inner) {
+    for (const auto& w : SharedWithoutClusterWarnings(*engine, options.enabled)) {
+      spdlog::warn("{}", w);
+    }
+    if (!options.enabled) return inner;
+    window_batch_ = std::make_unique<WindowEventBatch>(kWindowBatchCapacity, [this] {
+      if (cluster_) cluster_->Notify();
+    });
+    shared_publisher_ = std::make_unique<SharedWindowPublisher>(window_batch_.get());
+    engine->UseSharedWindowSink(shared_publisher_.get());
+    claiming_sink_ = std::make_unique<ClaimingIncidentSink>(
+        inner, [this](std::string_view playbook) { return pipeline_->engine().IsShared(playbook); },
+        [this, inner](Incident incident) {
+          if (cluster_) {
+            cluster_->Claim(std::move(incident));
+          } else {
+            inner->OnIncident(std::move(incident));
+          }
+        });
+    return claiming_sink_.get();
+  }
+
+  // The engine's counted events of shared playbooks into the batch; the first one the full batch
+  // drops is said, the others counted (mxward_cluster_total{type="window_events_dropped"}).
+  class SharedWindowPublisher final : public SharedWindowSink {
+   public:
+    explicit SharedWindowPublisher(WindowEventBatch* batch) : batch_(batch) {}
+    void OnSharedCount(std::string_view playbook, std::string_view key, UnixMicros time,
+                       std::uint32_t weight) override {
+      if (batch_->Add(playbook, key, time, weight) || warned_) return;
+      warned_ = true;
+      spdlog::warn(
+          "cluster: the shared window batch is full ({} events): events of shared playbooks are "
+          "dropped until the link has written it, and counted in "
+          "mxward_cluster_total{{type=\"window_events_dropped\"}}",
+          batch_->capacity());
+    }
+
+   private:
+    WindowEventBatch* batch_;
+    bool warned_ = false;
+  };
+  // One batch holds this many events; the link takes it every publish poll (200 ms), so about
+  // 20,000 counted events per second of shared playbooks can be published per node.
+  static constexpr std::size_t kWindowBatchCapacity = 4096;
+
   // The cluster link (engine/cluster/): shares ban decisions through PostgreSQL. Decisions of
   // other nodes land in the outbox; the dispatcher applies them like local ones.
   void StartCluster(const ClusterOptions& options) {
@@ -669,6 +733,28 @@ class Daemon {
     cluster_ = std::make_shared<ClusterLink>(
         options, config_.store_path, [this] { dispatcher_->Notify(); },
         [this] { boost::asio::post(io_, [this] { CompileAllowSet(config_.allow_addresses); }); });
+    if (window_batch_) {
+      SharedWindowHooks hooks;
+      hooks.batch = window_batch_.get();
+      // Other nodes' events are counted on the engine's thread, the only one that touches it.
+      hooks.on_remote = [this](std::vector<RemoteWindowEvent> rows) {
+        boost::asio::post(
+            io_, [this, rows = std::make_shared<std::vector<RemoteWindowEvent>>(std::move(rows))] {
+              for (const RemoteWindowEvent& r : *rows) {
+                pipeline_->engine().FoldRemoteCount(r.event.playbook, r.event.key, r.event.time_us,
+                                                    r.event.weight, r.node, claiming_sink_.get());
+              }
+            });
+      };
+      hooks.on_claimed = [this](Incident incident, bool open, const std::string&) {
+        if (!open) return;
+        boost::asio::post(io_, [this, inc = std::make_shared<Incident>(std::move(incident))] {
+          claiming_sink_->inner()->OnIncident(std::move(*inc));
+        });
+      };
+      cluster_->EnableSharedWindows(std::move(hooks));
+      cluster_->SetLongestSharedWindow(pipeline_->engine().LongestSharedWindowSeconds());
+    }
     if (Status st = cluster_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
     // A ban done here is published at once rather than at the link's next look.
     // Weak: a worker the dispatcher's Stop() detached may outlive the link.
@@ -692,7 +778,9 @@ class Daemon {
                              MetricType::kCounter,
                              "Cluster link events: connects, connect_failures, published, "
                              "publish_failures, notifications, rows_read, queued, invalid, "
-                             "pruned.",
+                             "pruned; shared windows: window_events_published, _unpublished, "
+                             "_dropped, _received, _folded, _pruned, claims_won, claims_lost, "
+                             "claims_alone.",
                              {"type"}});
     (void)registry_.Declare({kCursor,
                              MetricType::kGauge,
@@ -719,6 +807,22 @@ class Daemon {
     add(kEvents, {"queued"}, &c.queued);
     add(kEvents, {"invalid"}, &c.invalid);
     add(kEvents, {"pruned"}, &c.pruned);
+    if (window_batch_) {
+      add(kEvents, {"window_events_published"}, &c.window_events_published);
+      add(kEvents, {"window_events_unpublished"}, &c.window_events_unpublished);
+      add(kEvents, {"window_events_received"}, &c.window_events_received);
+      add(kEvents, {"window_events_pruned"}, &c.window_events_pruned);
+      add(kEvents, {"claims_won"}, &c.claims_won);
+      add(kEvents, {"claims_lost"}, &c.claims_lost);
+      add(kEvents, {"claims_alone"}, &c.claims_alone);
+      WindowEventBatch* batch = window_batch_.get();
+      Keep(registry_.Add(kEvents, {"window_events_dropped"},
+                         [batch] { return static_cast<double>(batch->dropped()); }));
+      // The engine's own count: read on the engine's thread, where the scrape runs.
+      Keep(registry_.Add(kEvents, {"window_events_folded"}, [this] {
+        return static_cast<double>(pipeline_->engine().stats().folded);
+      }));
+    }
   }
 
   // Compiles `static_prefixes` ([allow] of the running config, or of the one being loaded) and the
@@ -1052,6 +1156,11 @@ class Daemon {
   // Before the pipeline, which hands incidents to decision_feed_; the policy servers after it.
   std::unique_ptr<DecisionTable> decisions_;
   std::unique_ptr<DecisionFeed> decision_feed_;
+  // Shared windows (WireSharedWindows), with [cluster] only: before the pipeline, whose engine
+  // reports into the batch and whose incidents pass through the claiming sink.
+  std::unique_ptr<WindowEventBatch> window_batch_;
+  std::unique_ptr<SharedWindowPublisher> shared_publisher_;
+  std::unique_ptr<ClaimingIncidentSink> claiming_sink_;
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<DovecotPolicy> dovecot_policy_;
   std::unique_ptr<DovecotPolicyServer> dovecot_policy_server_;

@@ -73,6 +73,15 @@ nlohmann::json ClusterJson(const ClusterLink& link) {
       {"published", c.published.load()},
       {"queued", c.queued.load()},
       {"pruned", c.pruned.load()},
+      // Shared windows (docs/cluster.md): this node's events out, the others' in, and who
+      // opened the incidents its shared playbooks triggered.
+      {"window_events",
+       {{"published", c.window_events_published.load()},
+        {"unpublished", c.window_events_unpublished.load()},
+        {"received", c.window_events_received.load()},
+        {"claims_won", c.claims_won.load()},
+        {"claims_lost", c.claims_lost.load()},
+        {"claims_alone", c.claims_alone.load()}}},
   };
   if (v.read) {
     j["head"] = v.log.head;

@@ -118,6 +118,21 @@ std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config) {
 
 namespace mxward::cli {
 
+std::vector<std::string> SharedWithoutClusterWarnings(const PlaybookEngine& engine,
+                                                      bool cluster_enabled) {
+  std::vector<std::string> out;
+  if (cluster_enabled) return out;
+  for (const std::string& name : engine.playbook_names()) {
+    const Playbook* pb = engine.FindPlaybook(name);
+    if (pb == nullptr || !pb->shared) continue;
+    out.push_back(
+        fmt::format("{}:{}:{}: 'shared = true' without [cluster] in mxward.toml: "
+                    "playbook {} counts this node's events only",
+                    pb->file, pb->shared_line, pb->shared_column, name));
+  }
+  return out;
+}
+
 std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
                                         const std::vector<InputSpec>& inputs,
                                         const DovecotPolicyServerOptions& dovecot,

@@ -43,6 +43,11 @@ std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
                                         const std::vector<InputSpec>& inputs,
                                         const DovecotPolicyServerOptions& dovecot,
                                         const PostfixPolicyServerOptions& postfix);
+// What `check`, `serve` and a reload warn for each playbook with `shared = true` when there is no
+// [cluster] (file:line:col of the key: it then counts this node's events only, as without it). A
+// warning, not an error: the same rules.d can then go to every node before [cluster] does.
+std::vector<std::string> SharedWithoutClusterWarnings(const PlaybookEngine& engine,
+                                                      bool cluster_enabled);
 // Loads the playbooks of serve and replay: config with WithBackendDomains applied.
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
 // config plus PostfixAdmin's domains in local_domains when [rules] local_domains_from_postfixadmin

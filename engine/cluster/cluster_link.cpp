@@ -31,6 +31,10 @@ constexpr int kPublishBatch = 500;
 // A moved cursor is written to the node table at most this often (and at each safety tick).
 constexpr auto kHeartbeatEvery = std::chrono::seconds(2);
 constexpr auto kPruneEvery = std::chrono::hours(1);
+// Other nodes' window events read per statement; events older than the longest shared window
+// plus this margin are neither read nor kept (late rows within it still land in their window).
+constexpr int kWindowReadBatch = 5'000;
+constexpr std::int64_t kWindowMarginS = 600;
 
 // Made by the cluster link (another node's decision), not by a local admin.
 bool IsFromCluster(std::string_view by) { return by.rfind("cluster:", 0) == 0; }
@@ -119,6 +123,16 @@ void ClusterLink::Notify() {
   (void)!write(wake_fd_, &one, sizeof one);
 }
 
+void ClusterLink::EnableSharedWindows(SharedWindowHooks hooks) { shared_ = std::move(hooks); }
+
+void ClusterLink::Claim(Incident incident) {
+  {
+    MutexLock lock(claims_mu_);
+    claims_.push_back(std::move(incident));
+  }
+  Notify();
+}
+
 void ClusterLink::Stop() {
   if (!thread_.joinable()) return;
   stop_ = true;
@@ -146,6 +160,12 @@ void ClusterLink::Run() {
   SteadyTime last_heartbeat{};
   std::int64_t heartbeat_cursor = -1;
   SteadyTime next_prune{};
+  // Shared windows: the link's spent batch (exchanged for the filled one) and its cursor. The
+  // cursor starts at 0 at every start: the read skips rows older than the longest window, so a
+  // restarted node folds what its windows should hold.
+  std::vector<WindowEvent> spent_batch;
+  std::int64_t window_cursor = 0;
+  bool need_window_read = true;
 
   // This node's row (role, cursor) and the log's view for `status`; a failure is only logged
   // as a lost connection like any other statement's.
@@ -239,6 +259,85 @@ void ClusterLink::Run() {
       if (!ids->empty() && on_queued_) on_queued_();
       if (static_cast<int>(rows->size()) < kReadBatch) return Status::Ok();
     }
+  };
+
+  const auto window_keep_s = [&] {
+    return longest_shared_window_s_.load(std::memory_order_relaxed) + kWindowMarginS;
+  };
+
+  // This node's counted events of shared playbooks into the log, one statement per batch.
+  auto publish_window_events = [&]() -> Status {
+    if (shared_.batch == nullptr) return Status::Ok();
+    const std::size_t n = shared_.batch->Take(&spent_batch);
+    if (n == 0) return Status::Ok();
+    if (!log.connected()) {
+      counters_.window_events_unpublished += static_cast<std::int64_t>(n);
+      return Status::Ok();
+    }
+    auto written = log.PublishWindowEvents(spent_batch, n);
+    if (!written.ok()) {
+      counters_.window_events_unpublished += static_cast<std::int64_t>(n);
+      return written.status();
+    }
+    counters_.window_events_published += *written;
+    // Keys PostgreSQL cannot hold as text (not UTF-8): counted only on this node.
+    counters_.window_events_unpublished += static_cast<std::int64_t>(n) - *written;
+    return Status::Ok();
+  };
+
+  // The other nodes' events after the window cursor, to the daemon.
+  auto read_window_events = [&]() -> Status {
+    if (shared_.batch == nullptr) return Status::Ok();
+    for (;;) {
+      auto rows = log.ReadWindowEventsAfter(window_cursor, window_keep_s(), kWindowReadBatch);
+      if (!rows.ok()) return rows.status();
+      if (rows->empty()) return Status::Ok();
+      window_cursor = rows->back().id;
+      const std::size_t n = rows->size();
+      counters_.window_events_received += static_cast<std::int64_t>(n);
+      if (shared_.on_remote) shared_.on_remote(std::move(*rows));
+      if (static_cast<int>(n) < kWindowReadBatch) return Status::Ok();
+    }
+  };
+
+  // Incidents of shared playbooks: open here only when this node's claim wins; decided alone
+  // when the database cannot be asked.
+  auto settle_claims = [&]() -> Status {
+    std::vector<Incident> claims;
+    {
+      MutexLock lock(claims_mu_);
+      claims.swap(claims_);
+    }
+    Status failed = Status::Ok();
+    for (Incident& inc : claims) {
+      if (log.connected() && failed.ok()) {
+        auto claim = log.ClaimWindow(inc.playbook, inc.key, ClaimLeaseSeconds(inc));
+        if (claim.ok()) {
+          if (claim->won) {
+            ++counters_.claims_won;
+          } else {
+            ++counters_.claims_lost;
+            spdlog::info("cluster: {} {}: incident already opened by node {} (shared window)",
+                         inc.playbook, inc.key, claim->holder);
+          }
+          if (shared_.on_claimed) shared_.on_claimed(std::move(inc), claim->won, claim->holder);
+          continue;
+        }
+        if (claim.status().code() == Status::Code::kInvalidArgument) {
+          // A key the database cannot hold: this one is decided alone, the connection is fine.
+          ++counters_.claims_alone;
+          if (shared_.on_claimed) shared_.on_claimed(std::move(inc), true, options_.node);
+          continue;
+        }
+        failed = claim.status();
+      }
+      ++counters_.claims_alone;
+      spdlog::warn("cluster: {} {}: cannot claim the shared window ({}); opened here alone",
+                   inc.playbook, inc.key,
+                   failed.ok() ? "decision log unreachable" : failed.message());
+      if (shared_.on_claimed) shared_.on_claimed(std::move(inc), true, options_.node);
+    }
+    return failed;
   };
 
   // Decisions into the log, counted.
@@ -374,6 +473,7 @@ void ClusterLink::Run() {
         counters_.connected = 1;
         backoff = milliseconds(options_.retry_min_ms);
         need_read = true;
+        need_window_read = true;
         if (was_down_logged) spdlog::info("cluster: connected to the decision log again");
         was_down_logged = false;
         spdlog::info("cluster: node {} connected to the decision log; cursor {}", options_.node,
@@ -394,11 +494,19 @@ void ClusterLink::Run() {
         need_read = false;
         next_tick = now + tick;
         if (Status st = read_all(); !st.ok()) lost(st, "reading decisions");
+        need_window_read = need_window_read || ticked;
         if (log.connected() &&
             (ticked || (s.cursor != heartbeat_cursor && now - last_heartbeat >= kHeartbeatEvery))) {
           if (Status hb = heartbeat(/*connected=*/false); !hb.ok()) lost(hb, "recording this node");
         }
       }
+    }
+    // Claims first: an incident waits for its claim, events only feed windows.
+    if (Status st = settle_claims(); !st.ok()) lost(st, "claiming a shared window");
+    if (Status st = publish_window_events(); !st.ok()) lost(st, "publishing window events");
+    if (log.connected() && need_window_read) {
+      need_window_read = false;
+      if (Status st = read_window_events(); !st.ok()) lost(st, "reading window events");
     }
     if (log.connected() && now >= next_prune) {
       next_prune = now + kPruneEvery;
@@ -417,6 +525,14 @@ void ClusterLink::Run() {
         spdlog::info("cluster: pruned {} decision(s) that ended more than {} ago", *pruned,
                      FormatDurationSeconds(options_.log_retention_s));
       }
+      if (log.connected() && shared_.batch != nullptr) {
+        auto gone = log.PruneWindowEvents(window_keep_s());
+        if (!gone.ok()) {
+          lost(gone.status(), "pruning window events");
+        } else {
+          counters_.window_events_pruned += *gone;
+        }
+      }
     }
     if (log.connected()) {
       if (Status st = publish(); !st.ok()) lost(st, "publishing");
@@ -431,10 +547,11 @@ void ClusterLink::Run() {
       auto queued = log.ConsumeNotifications();
       if (!queued.ok()) {
         lost(queued.status(), "listening");
-      } else if (*queued) {
+      } else if (*queued != 0) {
         ++counters_.notifications;
-        need_read = true;
-        continue;
+        need_read = need_read || (*queued & DecisionLog::kDecisionsRang) != 0;
+        need_window_read = need_window_read || (*queued & DecisionLog::kWindowsRang) != 0;
+        if (need_read || need_window_read) continue;
       }
     }
     // Wait for the doorbell, a Notify(), the publish poll or the reconnect time.
@@ -455,9 +572,10 @@ void ClusterLink::Run() {
         auto got = log.ConsumeNotifications();
         if (!got.ok()) {
           lost(got.status(), "listening");
-        } else if (*got) {
+        } else if (*got != 0) {
           ++counters_.notifications;
-          need_read = true;
+          need_read = need_read || (*got & DecisionLog::kDecisionsRang) != 0;
+          need_window_read = need_window_read || (*got & DecisionLog::kWindowsRang) != 0;
         }
       }
     }

@@ -26,6 +26,14 @@
 // and the node rows back for `mxward status`, and once an hour prunes what every node seen within
 // [cluster] log_retention has read and what ended longer ago than that (DecisionLog::Prune).
 //
+// Shared windows (EnableSharedWindows, docs/cluster.md "Shared windows"): the link takes the
+// engine's batch of counted events of shared playbooks (shared_windows.h) every publish poll and
+// writes it in one statement; it reads the other nodes' events after its window-event cursor on
+// their doorbell, on (re)connect and on the safety tick, and hands them to the daemon, which
+// folds them into the engine on the engine's thread; and it claims (playbook, key) for an
+// incident of a shared playbook, so one node in the cluster opens it. With the database down the
+// batch is dropped (counted) and a claim is decided alone: detection never waits for it.
+//
 // Threads: the link owns one thread that does all of its blocking work (libpq, its own SQLite
 // connection), so the daemon's Asio loop never waits on the database. Start/Stop/Notify are
 // called from the daemon's thread; counters() may be read from any thread.
@@ -40,6 +48,8 @@
 
 #include "engine/cluster/cluster_options.h"
 #include "engine/cluster/decision_log.h"
+#include "engine/cluster/shared_windows.h"
+#include "mxward/incident.h"
 #include "mxward/status.h"
 #include "mxward/thread_annotations.h"
 
@@ -58,6 +68,27 @@ struct ClusterLinkCounters {
   std::atomic<std::int64_t> cursor{0};       // the last sequence number whose decisions are queued
   std::atomic<std::int64_t> unpublished{0};  // done local bans waiting for publication
   std::atomic<std::int64_t> pruned{0};       // rows this node pruned from the log
+  // Shared windows.
+  std::atomic<std::int64_t> window_events_published{0};  // this node's events written
+  // Events taken from the batch but not written (database down or the write failed): lost, as
+  // each node then decides alone.
+  std::atomic<std::int64_t> window_events_unpublished{0};
+  std::atomic<std::int64_t> window_events_received{0};  // other nodes' events read
+  std::atomic<std::int64_t> window_events_pruned{0};    // events and claims pruned
+  std::atomic<std::int64_t> claims_won{0};              // incidents this node opened
+  std::atomic<std::int64_t> claims_lost{0};             // held by another node: not opened here
+  std::atomic<std::int64_t> claims_alone{0};            // decided without the database: opened here
+};
+
+// What the daemon gives the link when a playbook shares its windows.
+struct SharedWindowHooks {
+  WindowEventBatch* batch = nullptr;  // filled by the engine's thread; outlives the link
+  // Other nodes' events, in log order (called on the link's thread; the daemon posts them to
+  // the engine's thread).
+  std::function<void(std::vector<RemoteWindowEvent>)> on_remote;
+  // A claimed incident and whether to open it here (the claim won, or the database could not be
+  // asked); holder: the node that holds it when not. Called on the link's thread.
+  std::function<void(Incident, bool open, const std::string& holder)> on_claimed;
 };
 
 class ClusterLink {
@@ -76,6 +107,14 @@ class ClusterLink {
   Status Start();
   // Wakes the thread to look for bans to publish now.
   void Notify();
+  // Before Start: share windows (see the header comment).
+  void EnableSharedWindows(SharedWindowHooks hooks);
+  // The longest window of the shared playbooks (rows older than it plus a margin are neither
+  // read nor kept). Any thread; a reload sets it again.
+  void SetLongestSharedWindow(std::int64_t seconds) { longest_shared_window_s_ = seconds; }
+  // An incident of a shared playbook to claim; answered through SharedWindowHooks::on_claimed.
+  // Any thread.
+  void Claim(Incident incident) EXCLUDES(claims_mu_);
   void Stop();
 
   const ClusterLinkCounters& counters() const { return counters_; }
@@ -103,6 +142,10 @@ class ClusterLink {
   std::thread thread_;
   mutable Mutex view_mu_;
   View view_ GUARDED_BY(view_mu_);
+  SharedWindowHooks shared_;
+  std::atomic<std::int64_t> longest_shared_window_s_{0};
+  Mutex claims_mu_;
+  std::vector<Incident> claims_ GUARDED_BY(claims_mu_);
 };
 
 }  // namespace mxward

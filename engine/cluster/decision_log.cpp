@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -65,7 +66,39 @@ ALTER TABLE mxward_decisions ADD CONSTRAINT mxward_decisions_kind_check
 ALTER TABLE mxward_decisions ADD COLUMN note text NOT NULL DEFAULT '';
 )sql";
 
-constexpr std::array<const char*, 3> kMigrations = {kV1, kV2, kV3};
+// v4: shared windows (docs/cluster.md). mxward_window_events holds the counted events of shared
+// playbooks, typed (playbook, key, event time, weight, node), numbered by the one row of
+// mxward_window_counter exactly as decisions are (commit order; a bigserial could let a reader
+// skip a row); the primary key serves "rows after id X", created_at the pruning.
+// mxward_window_claims: one row per (playbook, key) whose lease says which node opened the
+// incident of the attack in progress.
+constexpr const char* kV4 = R"sql(
+CREATE TABLE mxward_window_counter (
+  id integer PRIMARY KEY CHECK (id = 1),
+  last bigint NOT NULL
+);
+INSERT INTO mxward_window_counter VALUES (1, 0);
+CREATE TABLE mxward_window_events (
+  id bigint PRIMARY KEY,
+  playbook text NOT NULL,
+  key text NOT NULL,
+  event_time_us bigint NOT NULL,
+  weight integer NOT NULL DEFAULT 1,
+  node text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX mxward_window_events_by_created ON mxward_window_events (created_at);
+CREATE TABLE mxward_window_claims (
+  playbook text NOT NULL,
+  key text NOT NULL,
+  node text NOT NULL,
+  claimed_at timestamptz NOT NULL DEFAULT now(),
+  until timestamptz NOT NULL,
+  PRIMARY KEY (playbook, key)
+);
+)sql";
+
+constexpr std::array<const char*, 4> kMigrations = {kV1, kV2, kV3, kV4};
 static_assert(kMigrations.size() == DecisionLog::kSchemaVersion);
 
 // A ban while an unexpired ban of the scope (not removed since) is in the log is an extension.
@@ -131,6 +164,88 @@ WHERE u.kind = $3 AND u.seq <= $2::bigint
   AND NOT EXISTS (SELECT 1 FROM mxward_decisions d
                   WHERE d.scope = u.scope AND d.kind = ANY($4::text[]) AND d.seq < u.seq)
 )sql";
+
+// One statement for a batch: the counter row's lock (held to the end of this autocommitted
+// statement) orders the ids by commit; the arrays carry the batch's columns.
+constexpr const char* kInsertWindowEventsSql = R"sql(
+WITH c AS (UPDATE mxward_window_counter SET last = last + $1::bigint WHERE id = 1 RETURNING last),
+     ins AS (
+       INSERT INTO mxward_window_events (id, playbook, key, event_time_us, weight, node)
+       SELECT c.last - $1::bigint + u.ord, u.pb, u.k, u.t, u.w, $6
+       FROM c, unnest($2::text[], $3::text[], $4::bigint[], $5::integer[])
+               WITH ORDINALITY AS u(pb, k, t, w, ord))
+SELECT last, pg_notify('mxward_window_events', last::text) FROM c
+)sql";
+
+constexpr const char* kReadWindowEventsSql = R"sql(
+SELECT id, node, playbook, key, event_time_us, weight FROM mxward_window_events
+WHERE id > $1::bigint AND node <> $2
+  AND created_at > now() - make_interval(secs => $3::bigint::double precision)
+ORDER BY id LIMIT $4::integer
+)sql";
+
+// Taken when no claim of the pair is held, or the holder's lease ended.
+constexpr const char* kClaimSql = R"sql(
+INSERT INTO mxward_window_claims AS c (playbook, key, node, until)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint::double precision))
+ON CONFLICT (playbook, key) DO UPDATE
+  SET node = EXCLUDED.node, claimed_at = now(), until = EXCLUDED.until
+  WHERE c.until <= now()
+RETURNING node
+)sql";
+
+// A text[] literal: every element quoted, with " and \ escaped (keys come from log lines; they
+// are a bound parameter, never SQL, but must stay one element each).
+void AppendArrayElement(std::string* out, std::string_view v) {
+  out->push_back('"');
+  for (char ch : v) {
+    if (ch == '"' || ch == '\\') out->push_back('\\');
+    out->push_back(ch);
+  }
+  out->push_back('"');
+}
+
+}  // namespace
+
+bool FitsPostgresText(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = 0;
+    std::uint32_t cp = 0;
+    if (c == 0) return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and code points beyond U+10FFFF are not UTF-8 either.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+namespace {
 
 std::string FirstLine(const char* text) {
   std::string s = text ? text : "";
@@ -212,7 +327,8 @@ Status DecisionLog::Connect() {
   PQsetNoticeProcessor(
       conn_, [](void*, const char*) {}, nullptr);
   MXWARD_RETURN_IF_ERROR(Migrate());
-  return Exec("LISTEN mxward_decisions");
+  MXWARD_RETURN_IF_ERROR(Exec("LISTEN mxward_decisions"));
+  return Exec("LISTEN mxward_window_events");
 }
 
 Status DecisionLog::Migrate() {
@@ -243,15 +359,15 @@ Status DecisionLog::Migrate() {
   return Exec("COMMIT");
 }
 
-Result<bool> DecisionLog::ConsumeNotifications() {
+Result<int> DecisionLog::ConsumeNotifications() {
   if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
   if (PQconsumeInput(conn_) == 0) return Fail("reading notifications", nullptr);
-  bool any = false;
+  int rang = 0;
   while (PGnotify* n = PQnotifies(conn_)) {
-    any = true;
+    rang |= std::strcmp(n->relname, kWindowChannel) == 0 ? kWindowsRang : kDecisionsRang;
     PQfreemem(n);
   }
-  return any;
+  return rang;
 }
 
 Result<std::int64_t> DecisionLog::Publish(const std::vector<DecisionToPublish>& decisions) {
@@ -381,6 +497,112 @@ Result<std::int64_t> DecisionLog::Prune(std::int64_t keep_s) {
     PQclear(res);
   }
   MXWARD_RETURN_IF_ERROR(Exec("COMMIT"));
+  return deleted;
+}
+
+}  // namespace mxward
+
+namespace mxward {
+
+Result<std::int64_t> DecisionLog::PublishWindowEvents(const std::vector<WindowEvent>& events,
+                                                      std::size_t n) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  n = std::min(n, events.size());
+  std::string playbooks = "{", keys = "{", times = "{", weights = "{";
+  std::size_t written = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const WindowEvent& e = events[i];
+    // A key PostgreSQL's text cannot hold would fail the whole statement (and with it every
+    // other event of the batch): left out, counted by the caller.
+    if (!FitsPostgresText(e.key) || !FitsPostgresText(e.playbook)) continue;
+    if (written++ > 0) {
+      playbooks += ',';
+      keys += ',';
+      times += ',';
+      weights += ',';
+    }
+    AppendArrayElement(&playbooks, e.playbook);
+    AppendArrayElement(&keys, e.key);
+    times += std::to_string(e.time_us);
+    weights += std::to_string(e.weight);
+  }
+  if (written == 0) return std::int64_t{0};
+  playbooks += '}';
+  keys += '}';
+  times += '}';
+  weights += '}';
+  PGresult* res = Run(conn_, kInsertWindowEventsSql,
+                      {std::to_string(written), playbooks, keys, times, weights, node_});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    return Fail("writing window events", res);
+  }
+  PQclear(res);
+  return static_cast<std::int64_t>(written);
+}
+
+Result<std::vector<RemoteWindowEvent>> DecisionLog::ReadWindowEventsAfter(std::int64_t cursor,
+                                                                          std::int64_t max_age_s,
+                                                                          int limit) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  PGresult* res =
+      Run(conn_, kReadWindowEventsSql,
+          {std::to_string(cursor), node_, std::to_string(std::max<std::int64_t>(max_age_s, 1)),
+           std::to_string(limit)});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading window events", res);
+  std::vector<RemoteWindowEvent> rows;
+  const int count = PQntuples(res);
+  rows.reserve(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    RemoteWindowEvent r;
+    r.id = std::strtoll(PQgetvalue(res, i, 0), nullptr, 10);
+    r.node = PQgetvalue(res, i, 1);
+    r.event.playbook = PQgetvalue(res, i, 2);
+    r.event.key = PQgetvalue(res, i, 3);
+    r.event.time_us = std::strtoll(PQgetvalue(res, i, 4), nullptr, 10);
+    r.event.weight = static_cast<std::uint32_t>(
+        std::clamp<long long>(std::strtoll(PQgetvalue(res, i, 5), nullptr, 10), 1, 65535));
+    rows.push_back(std::move(r));
+  }
+  PQclear(res);
+  return rows;
+}
+
+Result<WindowClaim> DecisionLog::ClaimWindow(std::string_view playbook, std::string_view key,
+                                             std::int64_t lease_s) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  if (!FitsPostgresText(playbook) || !FitsPostgresText(key)) {
+    return Status::InvalidArgument("the key is not text PostgreSQL can hold (not UTF-8)");
+  }
+  PGresult* res = Run(conn_, kClaimSql,
+                      {std::string(playbook), std::string(key), node_,
+                       std::to_string(std::max<std::int64_t>(lease_s, 1))});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("claiming a shared window", res);
+  WindowClaim claim;
+  claim.won = PQntuples(res) == 1;
+  PQclear(res);
+  if (!claim.won) {
+    res = Run(conn_, "SELECT node FROM mxward_window_claims WHERE playbook = $1 AND key = $2",
+              {std::string(playbook), std::string(key)});
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading a window claim", res);
+    if (PQntuples(res) == 1) claim.holder = PQgetvalue(res, 0, 0);
+    PQclear(res);
+  }
+  return claim;
+}
+
+Result<std::int64_t> DecisionLog::PruneWindowEvents(std::int64_t keep_s) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  std::int64_t deleted = 0;
+  for (const char* sql :
+       {"DELETE FROM mxward_window_events "
+        "WHERE created_at < now() - make_interval(secs => $1::bigint::double precision)",
+        "DELETE FROM mxward_window_claims "
+        "WHERE until < now() - make_interval(secs => $1::bigint::double precision)"}) {
+    PGresult* res = Run(conn_, sql, {std::to_string(std::max<std::int64_t>(keep_s, 1))});
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("pruning window events", res);
+    deleted += std::strtoll(PQcmdTuples(res), nullptr, 10);
+    PQclear(res);
+  }
   return deleted;
 }
 

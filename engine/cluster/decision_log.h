@@ -58,6 +58,29 @@ struct DecisionRow {
   std::string note;
 };
 
+// A counted event of a shared playbook (docs/cluster.md, "Shared windows"): typed fields, never
+// the log line. The ingest thread fills these in a bounded batch (shared_windows.h).
+struct WindowEvent {
+  std::string playbook;
+  std::string key;           // as incidents name it: "203.0.113.7", "alice@example.org"
+  std::int64_t time_us = 0;  // event time, µs since the epoch
+  std::uint32_t weight = 1;
+};
+
+// Another node's window event as read from the log.
+struct RemoteWindowEvent {
+  std::int64_t id = 0;
+  std::string node;
+  WindowEvent event;
+};
+
+// The outcome of a claim on (playbook, key): won (this node opens the incident) or held by
+// `holder`, which claimed it first and whose claim has not ended.
+struct WindowClaim {
+  bool won = false;
+  std::string holder;
+};
+
 // A node as the log's node table has it (its last heartbeat).
 struct ClusterNodeRow {
   std::string node;
@@ -74,10 +97,16 @@ struct ClusterView {
   std::vector<ClusterNodeRow> nodes;
 };
 
+// Whether s can be a PostgreSQL text value in a UTF-8 database: valid UTF-8 without NUL. Keys
+// come from log lines (a SASL user name is what the client typed), and one that is not would make
+// the server refuse the whole statement.
+bool FitsPostgresText(std::string_view s);
+
 class DecisionLog {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   static constexpr const char* kChannel = "mxward_decisions";
+  static constexpr const char* kWindowChannel = "mxward_window_events";
 
   // conninfo: a libpq connection string or URI; password: "" to let libpq find none or its own.
   DecisionLog(std::string conninfo, std::string password, std::string node);
@@ -92,9 +121,11 @@ class DecisionLog {
   bool connected() const { return conn_ != nullptr; }
   // The connection's socket, for poll(); -1 when not connected.
   int socket() const;
-  // Reads what arrived on the socket; true when a notification came. An error (the connection
-  // is lost) disconnects.
-  Result<bool> ConsumeNotifications();
+  // Reads what arrived on the socket: which doorbells rang (kDecisionsRang | kWindowsRang, 0
+  // for none). An error (the connection is lost) disconnects.
+  static constexpr int kDecisionsRang = 1;
+  static constexpr int kWindowsRang = 2;
+  Result<int> ConsumeNotifications();
   // Writes the decisions in one transaction, notifies, commits. Returns the last sequence
   // number taken. Transient errors disconnect (the caller reconnects and publishes again; the
   // (node, origin_action_id) key keeps a second publication to one row).
@@ -111,6 +142,27 @@ class DecisionLog {
   // are touched; one node prunes at a time (an advisory lock; the others skip). The number of
   // rows deleted.
   Result<std::int64_t> Prune(std::int64_t keep_s);
+
+  // --- shared windows (schema v4) -----------------------------------------------------------
+  // Writes events[0, n) in one INSERT statement with ids from a commit-ordered counter (as the
+  // decision log's: a reader past id i has seen every row below it) and rings the
+  // mxward_window_events doorbell. Events whose key is not text PostgreSQL can hold
+  // (FitsPostgresText) are left out, so one such key cannot fail the batch. How many were
+  // written.
+  Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events, std::size_t n);
+  // Up to limit rows of other nodes with id > cursor written within the last max_age_s seconds
+  // (older ones cannot be in any window), in id order.
+  Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
+                                                               std::int64_t max_age_s, int limit);
+  // InvalidArgument, without asking, for a key FitsPostgresText refuses.
+  // Claims (playbook, key) for lease_s seconds on the database's clock: one row per pair, taken
+  // over only once the holder's lease ended, so of the nodes whose windows reach the threshold
+  // for the same attack exactly one wins.
+  Result<WindowClaim> ClaimWindow(std::string_view playbook, std::string_view key,
+                                  std::int64_t lease_s);
+  // Deletes window events written more than keep_s ago and claims that ended more than keep_s
+  // ago. The number of rows deleted.
+  Result<std::int64_t> PruneWindowEvents(std::int64_t keep_s);
 
  private:
   Status Exec(const char* sql);

@@ -178,8 +178,10 @@ std::string FallbackTriggerText(const Playbook& pb, std::uint64_t count, UnixMic
 }
 
 // An action parameter for this incident: its literal text with the placeholders filled in.
+// client_prefix_len >= 0: e was rebuilt from another node's key text (a folded event), so its
+// client_ip stands for the key's prefix, printed as that prefix.
 std::string ExpandTemplate(const Template& tpl, const Playbook& pb, const Incident& inc,
-                           const Event& e) {
+                           const Event& e, int client_prefix_len) {
   std::string out;
   for (const auto& part : tpl.parts) {
     switch (part.kind) {
@@ -188,7 +190,11 @@ std::string ExpandTemplate(const Template& tpl, const Playbook& pb, const Incide
         break;
       case Template::Kind::kField:
         if (part.field == Field::kClientIp) {
-          if (e.client_ip.valid()) out += e.client_ip.ToString();
+          if (e.client_ip.valid() && client_prefix_len >= 0) {
+            out += IpPrefix(e.client_ip, client_prefix_len).ToString();
+          } else if (e.client_ip.valid()) {
+            out += e.client_ip.ToString();
+          }
         } else {
           out += e.get(part.field);
         }
@@ -573,6 +579,47 @@ class Engine final : public PlaybookEngine {
     return kept;
   }
 
+  void UseSharedWindowSink(SharedWindowSink* sink) override { shared_sink_ = sink; }
+
+  bool FoldRemoteCount(std::string_view playbook, std::string_view key, UnixMicros time,
+                       std::uint32_t weight, std::string_view node, IncidentSink* sink) override {
+    Runtime* r = Find(playbook);
+    Event e;
+    if (r == nullptr || !r->pb.shared || node.empty() || !EventFromKeyText(r->pb, key, &e)) {
+      ++stats_.fold_refused;
+      return false;
+    }
+    // An event of the first type the playbook counts: the allowlists judge it as they would
+    // have judged the events of that key here.
+    for (int i = 0; i < kEventTypeCount; ++i) {
+      if (r->pb.match.types[i]) {
+        e.type = static_cast<EventType>(i);
+        break;
+      }
+    }
+    e.time = time;
+    e.weight = std::max<std::uint32_t>(weight, 1);
+    e.verified = true;  // the other node counted it after its own evidence check
+    const std::uint64_t folded = stats_.folded;
+    folding_ = true;
+    Count(*r, e, sink, node);
+    folding_ = false;
+    return stats_.folded > folded;
+  }
+
+  bool IsShared(std::string_view playbook) const override {
+    const Runtime* r = Find(playbook);
+    return r != nullptr && r->pb.shared;
+  }
+
+  std::int64_t LongestSharedWindowSeconds() const override {
+    std::int64_t longest = 0;
+    for (const auto& r : runtimes_) {
+      if (r->pb.shared) longest = std::max(longest, r->pb.trigger.window_seconds);
+    }
+    return longest;
+  }
+
   void ImportPriorIncidents(const std::vector<PriorIncident>& incidents) override {
     for (const auto& p : incidents) {
       const Runtime* r = Find(p.playbook);
@@ -614,6 +661,16 @@ class Engine final : public PlaybookEngine {
   }
   Runtime* Find(std::string_view name) {
     return const_cast<Runtime*>(std::as_const(*this).Find(name));
+  }
+
+  // For an event rebuilt from a key's text (folding_): the length of the key's client_ip part,
+  // which its {client_ip} then prints as a prefix; -1 for an event seen here.
+  int FoldedClientPrefix(const Playbook& pb, const Event& e) const {
+    if (!folding_ || !e.client_ip.valid()) return -1;
+    for (const KeyPart& k : pb.key) {
+      if (k.field == Field::kClientIp) return k.LengthFor(e.client_ip);
+    }
+    return -1;
   }
 
   // Counted events (or distinct values, or the run) the key in record rec holds at t.
@@ -770,12 +827,16 @@ class Engine final : public PlaybookEngine {
     std::memset(w + kStateWord, 0, (r.words - kStateWord) * sizeof(std::uint32_t));
   }
 
-  void Count(Runtime& r, const Event& e, IncidentSink* sink) {
+  // node: empty for an event seen here; another node's name for a folded one (FoldRemoteCount),
+  // which is neither published again nor an evidence line.
+  void Count(Runtime& r, const Event& e, IncidentSink* sink, std::string_view node = {}) {
+    const bool folded = !node.empty();
     // The global address allowlist protects addresses from what is done to them: it exempts events
     // from playbooks keyed on the address, not from those keyed on an account (webmail submits
     // from 127.0.0.1, and a compromised webmail account must still be caught).
     if (Allowlisted(r, e)) {
       ++stats_.allowlisted;
+      if (folded) ++stats_.fold_refused;
       // What the key counted before it was allowlisted (`mxward allow add` while it was
       // building up) is forgotten at its first allowlisted event, when the allowlist covers the
       // whole key: after `allow remove` it starts from nothing, not from the old window.
@@ -813,6 +874,7 @@ class Engine final : public PlaybookEngine {
       if (auto c = r.cooldowns.find(kh); c != r.cooldowns.end()) {
         if (t < c->second) {
           ++stats_.suppressed;
+          if (folded) ++stats_.fold_refused;
           return;
         }
         r.cooldowns.erase(c);
@@ -882,7 +944,15 @@ class Engine final : public PlaybookEngine {
       SetI64(w + kEpisodeWord, t);
       evidence.Clear();
     }
-    evidence.Add(JournalRef(e));
+    if (folded) {
+      ++stats_.folded;
+    } else {
+      evidence.Add(JournalRef(e));
+      if (r.pb.shared && shared_sink_ != nullptr) {
+        shared_sink_->OnSharedCount(r.pb.name, r.key_text[rec], t,
+                                    std::max<std::uint32_t>(e.weight, 1));
+      }
+    }
     const std::uint64_t threshold = use_fallback ? tr.fallback.over + 1ull : tr.threshold;
     if (count >= threshold && enough_addresses) {
       // A repeat within the life of the key's last incident updates that incident in the store
@@ -891,6 +961,14 @@ class Engine final : public PlaybookEngine {
       const bool repeat = open != r.open_until.end() && t < open->second;
       std::int64_t cooldown = 0;
       Incident inc = BuildIncident(r, w, e, count, use_fallback ? &kh : nullptr, repeat, &cooldown);
+      // Only when it does share (with [cluster]): alone, a shared playbook counts as any other.
+      if (r.pb.shared && (folded || shared_sink_ != nullptr)) {
+        inc.trigger += folded ? fmt::format(
+                                    "; shared window: counted across the cluster, the last "
+                                    "event from node {}",
+                                    node)
+                              : std::string("; shared window: counted across the cluster");
+      }
       if (repeat) {
         inc.open_until = open->second;
       } else {
@@ -1066,7 +1144,7 @@ class Engine final : public PlaybookEngine {
     a.type = spec.type;
     a.dry_run = dry || spec.dry_run;
     for (const auto& [name, tpl] : spec.params) {
-      std::string value = ExpandTemplate(tpl, pb, *inc, e);
+      std::string value = ExpandTemplate(tpl, pb, *inc, e, FoldedClientPrefix(pb, e));
       if (spec.type == "ban" && name == "address" &&
           !SafeBanAddress(&value, e.time, &inc->trigger)) {
         return std::nullopt;
@@ -1116,6 +1194,8 @@ class Engine final : public PlaybookEngine {
   std::int64_t max_lookback_ = 0;
   std::unordered_map<std::uint64_t, std::vector<Offense>> offenses_;
   std::uint64_t offense_inserts_ = 0;
+  SharedWindowSink* shared_sink_ = nullptr;
+  bool folding_ = false;  // inside FoldRemoteCount: the event was rebuilt from a key's text
   EngineStats stats_;
 };
 

@@ -386,7 +386,8 @@ class Compiler {
     pb.name = std::filesystem::path(file_).stem().string();
     SettingsReader top = Reader(doc, "the playbook");
     top.CheckKnownKeys({"description", "severity", "mode", "key", "cooldown", "max_keys", "match",
-                        "trigger", "allow", "escalation", "policy", "action", "evidence"});
+                        "trigger", "allow", "escalation", "policy", "action", "evidence",
+                        "shared"});
     top.String("description", &pb.description);
     std::string s;
     if (top.String("severity", &s) && !ParseSeverity(s, &pb.severity)) {
@@ -582,10 +583,53 @@ class Compiler {
       }
     }
 
+    if (const toml::node* n = doc.get("shared")) {
+      if (top.Bool("shared", &pb.shared)) {
+        pb.shared_line = static_cast<int>(n->source().begin.line);
+        pb.shared_column = static_cast<int>(n->source().begin.column);
+      }
+      if (pb.shared) SharedChecks(*n, pb);
+    }
+
     if (d_->size() > before) {
       return Status::InvalidArgument(fmt::format("{} error(s) in {}", d_->size() - before, file_));
     }
     return pb;
+  }
+
+  // `shared = true`: the cluster folds other nodes' counted events into this playbook's windows,
+  // and an event travels as (playbook, key, time, weight) only. Refused where that cannot rebuild
+  // the state (docs/cluster.md, "Shared windows"): a distinct or novel trigger needs each event's
+  // value, a consecutive one the order of every event and reset, min_addresses the addresses; an
+  // action whose text uses a field outside the key could not be filled for an incident that a
+  // folded event opened.
+  void SharedChecks(const toml::node& where, const Playbook& pb) {
+    if (pb.trigger.type != TriggerType::kCount) {
+      Error(where, fmt::format("'shared = true' needs a count trigger (this one is {}): other "
+                               "nodes' events carry the key and the time only",
+                               TriggerTypeName(pb.trigger.type)));
+    }
+    if (pb.trigger.min_addresses > 0) {
+      Error(where,
+            "'shared = true' cannot be used with [trigger] min_addresses: other nodes' events "
+            "carry the key, not the address");
+    }
+    for (const ActionSpec& a : pb.actions) {
+      for (const auto& [name, tpl] : a.params) {
+        for (const Template::Part& part : tpl.parts) {
+          if (part.kind != Template::Kind::kField) continue;
+          const bool in_key = std::any_of(pb.key.begin(), pb.key.end(),
+                                          [&](const KeyPart& k) { return k.field == part.field; });
+          if (in_key) continue;
+          d_->push_back(Diagnostic{
+              file_, a.line, a.column,
+              fmt::format("'{}' of this {} action uses {{{}}}, which is not part of the key: "
+                          "with 'shared = true' an incident can be opened by another node's "
+                          "events, which carry only the key (use {{key}} or a key field)",
+                          name, a.type, FieldName(part.field))});
+        }
+      }
+    }
   }
 
   // [policy] delay_from / delay: a soft threshold below the trigger's, answered to Dovecot's
@@ -637,7 +681,7 @@ class Compiler {
   // unless the actions change which lines count (a first action on a mailbox).
   static std::uint64_t CountingIdentity(const toml::table& doc, bool verified_evidence_only) {
     toml::table counting;
-    for (const char* part : {"key", "max_keys", "match", "trigger"}) {
+    for (const char* part : {"key", "max_keys", "match", "trigger", "shared"}) {
       if (const toml::node* n = doc.get(part)) {
         n->visit([&](const auto& v) { counting.insert(part, v); });
       }

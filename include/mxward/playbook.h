@@ -216,6 +216,14 @@ struct Playbook {
   // local user could have written must not lock somebody's mailbox, nor (as a reset or as the
   // count that opens the incident early) keep a real compromise from being acted on.
   bool verified_evidence_only = false;
+  // `shared = true` (docs/cluster.md, "Shared windows"): with [cluster], this playbook's counted
+  // events are published to the other nodes and theirs are folded into its windows, so the
+  // threshold applies to the cluster's total, and a claim in the database lets one node open the
+  // incident. Only count triggers without min_addresses (the loader refuses the rest). Where it
+  // is written, for `check`'s warning when there is no [cluster].
+  bool shared = false;
+  int shared_line = 0;
+  int shared_column = 0;
   // Hash of what defines the counting (key, max_keys, [match], [trigger]; playbook_loader.cpp):
   // a reload keeps the window state of a playbook whose name and identity are unchanged, so
   // editing its description, actions or comments does not forget an attack in progress.

@@ -52,6 +52,20 @@ struct EngineStats {
   std::uint64_t evidence_dropped = 0;   // evidence lines no longer in the journal at a trigger
   std::uint64_t baseline_values = 0;    // learned (key, value) pairs held by novel playbooks
   std::uint64_t baseline_overflow = 0;  // values not learned because a baseline cap was reached
+  std::uint64_t folded = 0;  // other nodes' events counted into shared windows (FoldRemoteCount)
+  std::uint64_t fold_refused = 0;  // other nodes' events not counted: no such shared playbook,
+                                   // a key that does not fit it, allowlisted or in cooldown
+};
+
+// Shared windows (docs/cluster.md): where the engine reports each event it counted for a playbook
+// with `shared = true`, for publication to the other nodes of the cluster. Called on the engine's
+// thread inside OnEvent, so an implementation does no I/O and does not block; `key` is the key's
+// text as incidents name it ("203.0.113.7") and is valid only during the call.
+class SharedWindowSink {
+ public:
+  virtual ~SharedWindowSink() = default;
+  virtual void OnSharedCount(std::string_view playbook, std::string_view key, UnixMicros time,
+                             std::uint32_t weight) = 0;
 };
 
 // A key and how far it has come towards its playbook's trigger (`mxward status`).
@@ -150,6 +164,23 @@ class PlaybookEngine {
   // that expired (its expiry at or before the event's time) no longer does. The handle may be
   // swapped from another thread (AllowSetHandle::Set); the engine reads it on its own thread.
   virtual void UseAllowSet(std::shared_ptr<const AllowSetHandle> handle) = 0;
+
+  // --- shared windows (cluster) ---------------------------------------------------------------
+  // From now on every event counted for a shared playbook is reported to sink (not owned; null:
+  // none). Reports only events seen here, never folded ones.
+  virtual void UseSharedWindowSink(SharedWindowSink* sink) = 0;
+  // Another node's counted event of a shared playbook: counted into that playbook's window for
+  // the key (its text as incidents name it) at `time`, as if seen here, but never reported to the
+  // SharedWindowSink and never attached as an evidence line. When it takes the key to the
+  // threshold the incident goes to sink as any other (its trigger text names `node`). Returns
+  // false, counted in EngineStats::fold_refused, when no shared playbook has that name, the key
+  // does not fit its key, the address allowlist covers it or the key is in its cooldown.
+  virtual bool FoldRemoteCount(std::string_view playbook, std::string_view key, UnixMicros time,
+                               std::uint32_t weight, std::string_view node, IncidentSink* sink) = 0;
+  // Whether the named playbook is loaded with `shared = true`.
+  virtual bool IsShared(std::string_view playbook) const = 0;
+  // The longest window among the shared playbooks; 0 when there is none.
+  virtual std::int64_t LongestSharedWindowSeconds() const = 0;
 
   // --- escalation ----------------------------------------------------------------------------
   virtual void ImportPriorIncidents(const std::vector<PriorIncident>& incidents) = 0;

@@ -1,0 +1,322 @@
+// Shared windows (issue 18, docs/cluster.md "Shared windows"): the loader's `shared = true` and
+// its refusals, the engine's publication of counted events and its folding of other nodes'
+// events, and the bounded batch between the engine's thread and the cluster link. The PostgreSQL
+// half (publication, claims, three nodes) runs in tests/integration/cluster_postgres_test.cpp.
+#include <deque>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/cluster/shared_windows.h"
+#include "mxward/playbook_engine.h"
+
+namespace mxward {
+namespace {
+
+constexpr UnixMicros kSec = kMicrosPerSecond;
+constexpr UnixMicros kT0 = 1'795'000'000 * kSec;
+
+constexpr char kSharedSasl[] = R"(
+description = "SASL brute force, counted across the cluster"
+key = "client_ip"
+shared = true
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 20
+window = "10m"
+[[action]]
+type = "ban"
+address = "{client_ip}"
+duration = "1h"
+)";
+
+// The same playbook, not shared: the control.
+constexpr char kLocalSasl[] = R"(
+key = "client_ip"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 20
+window = "10m"
+[[action]]
+type = "ban"
+address = "{client_ip}"
+duration = "1h"
+)";
+
+struct Collect : IncidentSink {
+  std::vector<Incident> incidents;
+  void OnIncident(Incident i) override { incidents.push_back(std::move(i)); }
+};
+
+struct Published {
+  std::string playbook, key;
+  UnixMicros time;
+  std::uint32_t weight;
+};
+struct Publisher : SharedWindowSink {
+  std::vector<Published> events;
+  void OnSharedCount(std::string_view playbook, std::string_view key, UnixMicros time,
+                     std::uint32_t weight) override {
+    events.push_back({std::string(playbook), std::string(key), time, weight});
+  }
+};
+
+std::string Render(const std::vector<Diagnostic>& diags) {
+  std::string out;
+  for (const auto& d : diags) out += d.ToString() + "\n";
+  return out;
+}
+
+Result<Playbook> Compile(const std::string& text, std::vector<Diagnostic>* diags) {
+  return CompilePlaybookText(text, "rules.d/shared.toml", diags);
+}
+
+class SharedWindowEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::vector<Playbook> pbs;
+    for (const auto& [name, text] :
+         {std::pair{"shared-sasl", kSharedSasl}, std::pair{"local-sasl", kLocalSasl}}) {
+      std::vector<Diagnostic> diags;
+      auto pb = CompilePlaybookText(text, std::string("rules.d/") + name + ".toml", &diags);
+      ASSERT_TRUE(pb.ok()) << Render(diags);
+      pbs.push_back(std::move(*pb));
+    }
+    Config config = Config::Defaults();
+    config.allow_addresses.push_back(IpPrefix());
+    ASSERT_TRUE(IpPrefix::Parse("192.0.2.0/24", &config.allow_addresses.back()));
+    PlaybookEngineOptions o;
+    o.hash_seed = 7;
+    engine_ = PlaybookEngine::Create(std::move(pbs), config, o);
+    engine_->UseSharedWindowSink(&publisher_);
+  }
+
+  void Fail(const std::string& ip, UnixMicros t) {
+    Event e;
+    e.type = EventType::kAuthFailure;
+    e.time = t;
+    e.verified = true;
+    ASSERT_TRUE(IpAddress::Parse(ip, &e.client_ip));
+    lines_.push_back("auth failed from " + ip);
+    e.line = lines_.back();
+    engine_->OnEvent(e, &sink_);
+  }
+
+  std::unique_ptr<PlaybookEngine> engine_;
+  Publisher publisher_;
+  Collect sink_;
+  std::deque<std::string> lines_;
+};
+
+TEST(SharedWindowLoaderTest, SharedIsReadAndPartOfTheCountingIdentity) {
+  std::vector<Diagnostic> diags;
+  auto shared = Compile(kSharedSasl, &diags);
+  ASSERT_TRUE(shared.ok()) << Render(diags);
+  EXPECT_TRUE(shared->shared);
+  EXPECT_EQ(shared->shared_line, 4);
+  EXPECT_EQ(shared->shared_column, 10);  // the value
+  auto local = Compile(kLocalSasl, &diags);
+  ASSERT_TRUE(local.ok()) << Render(diags);
+  EXPECT_FALSE(local->shared);
+  // A reload that turns sharing on or off starts the playbook's windows over, like a new key.
+  std::string off = kSharedSasl;
+  off.replace(off.find("shared = true"), 13, "shared = false");
+  auto unshared = Compile(off, &diags);
+  ASSERT_TRUE(unshared.ok()) << Render(diags);
+  EXPECT_NE(shared->identity, unshared->identity);
+}
+
+TEST(SharedWindowLoaderTest, RefusesWhatCannotBeFoldedWithItsPlace) {
+  std::vector<Diagnostic> diags;
+  auto distinct = Compile(R"(
+key = "client_ip"
+shared = true
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "distinct"
+field = "sasl_user"
+threshold = 5
+window = "10m"
+)",
+                          &diags);
+  EXPECT_FALSE(distinct.ok());
+  EXPECT_NE(
+      Render(diags).find("rules.d/shared.toml:3:10: error: 'shared = true' needs a count trigger "
+                         "(this one is distinct)"),
+      std::string::npos)
+      << Render(diags);
+
+  diags.clear();
+  auto consecutive = Compile(R"(
+key = "sasl_user"
+shared = true
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "consecutive"
+threshold = 5
+)",
+                             &diags);
+  EXPECT_FALSE(consecutive.ok());
+  EXPECT_NE(Render(diags).find("3:10: error: 'shared = true' needs a count trigger (this one is "
+                               "consecutive)"),
+            std::string::npos)
+      << Render(diags);
+
+  diags.clear();
+  auto network = Compile(R"(
+key = "client_ip/24"
+shared = true
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 50
+window = "10m"
+min_addresses = 3
+)",
+                         &diags);
+  EXPECT_FALSE(network.ok());
+  EXPECT_NE(Render(diags).find(
+                "3:10: error: 'shared = true' cannot be used with [trigger] min_addresses"),
+            std::string::npos)
+      << Render(diags);
+
+  // An action that needs a field other nodes' events do not carry.
+  diags.clear();
+  auto user_field = Compile(R"(
+key = "client_ip"
+shared = true
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 20
+window = "10m"
+[[action]]
+type = "mail"
+to = "postmaster@example.org"
+subject = "{client_ip} tried {sasl_user}"
+)",
+                            &diags);
+  EXPECT_FALSE(user_field.ok());
+  EXPECT_NE(
+      Render(diags).find("rules.d/shared.toml:10:1: error: 'subject' of this mail action uses "
+                         "{sasl_user}, which is not part of the key"),
+      std::string::npos)
+      << Render(diags);
+}
+
+TEST_F(SharedWindowEngineTest, CountedEventsArePublishedOnlyForSharedPlaybooks) {
+  Fail("203.0.113.7", kT0);
+  Fail("203.0.113.7", kT0 + kSec);
+  Fail("192.0.2.9", kT0 + 2 * kSec);        // allowlisted: not counted, not published
+  ASSERT_EQ(publisher_.events.size(), 2u);  // the local playbook counted them too, unpublished
+  EXPECT_EQ(publisher_.events[0].playbook, "shared-sasl");
+  EXPECT_EQ(publisher_.events[0].key, "203.0.113.7");
+  EXPECT_EQ(publisher_.events[0].time, kT0);
+  EXPECT_EQ(publisher_.events[0].weight, 1u);
+  EXPECT_EQ(publisher_.events[1].time, kT0 + kSec);
+}
+
+TEST_F(SharedWindowEngineTest, FoldedEventsCountTowardsTheThresholdWithoutEvidenceOrRepublishing) {
+  // 7 here, 13 from two other nodes: the cluster's total reaches 20.
+  for (int i = 0; i < 7; ++i) Fail("203.0.113.7", kT0 + i * 10 * kSec);
+  ASSERT_EQ(publisher_.events.size(), 7u);
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_TRUE(engine_->FoldRemoteCount("shared-sasl", "203.0.113.7", kT0 + (i * 10 + 5) * kSec, 1,
+                                         i % 2 ? "b" : "c", &sink_));
+  }
+  EXPECT_TRUE(sink_.incidents.empty());
+  ASSERT_TRUE(
+      engine_->FoldRemoteCount("shared-sasl", "203.0.113.7", kT0 + 200 * kSec, 1, "c", &sink_));
+  ASSERT_EQ(sink_.incidents.size(), 1u);
+  const Incident& inc = sink_.incidents[0];
+  EXPECT_EQ(inc.playbook, "shared-sasl");
+  EXPECT_EQ(inc.key, "203.0.113.7");
+  EXPECT_EQ(inc.count, 20u);
+  EXPECT_NE(inc.trigger.find("shared window: counted across the cluster, the last event from node "
+                             "c"),
+            std::string::npos)
+      << inc.trigger;
+  // Only this node's lines are evidence.
+  ASSERT_EQ(inc.evidence.size(), 7u);
+  for (const auto& line : inc.evidence) EXPECT_EQ(line.text, "auth failed from 203.0.113.7");
+  // The ban's address is rebuilt from the key.
+  ASSERT_EQ(inc.actions.size(), 1u);
+  EXPECT_EQ(inc.actions[0].params["address"], "203.0.113.7");
+  // Nothing folded was published again.
+  EXPECT_EQ(publisher_.events.size(), 7u);
+  EXPECT_EQ(engine_->stats().folded, 13u);
+  // The unshared playbook saw 7 and stays below its threshold: its count is this node's.
+  EXPECT_EQ(engine_->stats().triggers, 1u);
+}
+
+TEST_F(SharedWindowEngineTest, IncidentOfThisNodesEventsSaysItWasCountedAcrossTheCluster) {
+  for (int i = 0; i < 20; ++i) Fail("203.0.113.9", kT0 + i * kSec);
+  ASSERT_EQ(sink_.incidents.size(), 2u);  // the shared playbook and the local one, both here
+  for (const Incident& inc : sink_.incidents) {
+    const bool says =
+        inc.trigger.find("; shared window: counted across the cluster") != std::string::npos;
+    EXPECT_EQ(says, inc.playbook == "shared-sasl") << inc.trigger;
+    EXPECT_EQ(inc.evidence.size(), 10u);  // first five and last five
+  }
+}
+
+TEST_F(SharedWindowEngineTest, FoldRefusesUnsharedPlaybooksBadKeysAllowlistedAndCoolingKeys) {
+  EXPECT_FALSE(engine_->FoldRemoteCount("local-sasl", "203.0.113.7", kT0, 1, "b", &sink_));
+  EXPECT_FALSE(engine_->FoldRemoteCount("no-such", "203.0.113.7", kT0, 1, "b", &sink_));
+  EXPECT_FALSE(engine_->FoldRemoteCount("shared-sasl", "not an address", kT0, 1, "b", &sink_));
+  EXPECT_FALSE(engine_->FoldRemoteCount("shared-sasl", "192.0.2.9", kT0, 1, "b", &sink_));
+  EXPECT_EQ(engine_->stats().fold_refused, 4u);
+  // A weighted event from another node (Dovecot's "3 attempts") counts its weight.
+  EXPECT_TRUE(engine_->FoldRemoteCount("shared-sasl", "198.51.100.4", kT0, 20, "b", &sink_));
+  ASSERT_EQ(sink_.incidents.size(), 1u);
+  // In its cooldown the key counts nothing more, folded or not.
+  EXPECT_FALSE(engine_->FoldRemoteCount("shared-sasl", "198.51.100.4", kT0 + kSec, 1, "b", &sink_));
+  EXPECT_EQ(sink_.incidents.size(), 1u);
+  EXPECT_TRUE(engine_->IsShared("shared-sasl"));
+  EXPECT_FALSE(engine_->IsShared("local-sasl"));
+  EXPECT_EQ(engine_->LongestSharedWindowSeconds(), 600);
+}
+
+TEST(WindowEventBatchTest, BoundedSwappedAndCountedWhenFull) {
+  int woken = 0;
+  WindowEventBatch batch(4, [&] { ++woken; });
+  EXPECT_TRUE(batch.Add("p", "203.0.113.1", kT0, 1));
+  EXPECT_TRUE(batch.Add("p", "203.0.113.2", kT0, 1));
+  EXPECT_EQ(woken, 1);  // at half the cap: the link is woken early
+  EXPECT_TRUE(batch.Add("p", "203.0.113.3", kT0, 1));
+  EXPECT_TRUE(batch.Add("p", "203.0.113.4", kT0, 2));
+  EXPECT_FALSE(batch.Add("p", "203.0.113.5", kT0, 1));  // full: dropped, never waited for
+  EXPECT_EQ(batch.dropped(), 1);
+  std::vector<WindowEvent> spent;
+  ASSERT_EQ(batch.Take(&spent), 4u);
+  EXPECT_EQ(spent[0].key, "203.0.113.1");
+  EXPECT_EQ(spent[3].weight, 2u);
+  EXPECT_EQ(batch.Take(&spent), 0u);
+  EXPECT_TRUE(batch.Add("p", "203.0.113.6", kT0, 1));  // room again after the take
+  std::vector<WindowEvent> next;
+  ASSERT_EQ(batch.Take(&next), 1u);
+  EXPECT_EQ(next[0].key, "203.0.113.6");
+  EXPECT_EQ(batch.added(), 5);
+}
+
+TEST(WindowEventBatchTest, ClaimLeaseCoversTheIncidentsLifeAndAtLeastTheWindow) {
+  Incident inc;
+  inc.window_seconds = 600;
+  inc.last_seen = kT0;
+  inc.open_until = kT0 + 3600 * kSec;
+  EXPECT_EQ(ClaimLeaseSeconds(inc), 3600);
+  inc.open_until = kT0 + 60 * kSec;
+  EXPECT_EQ(ClaimLeaseSeconds(inc), 600);
+}
+
+}  // namespace
+}  // namespace mxward
