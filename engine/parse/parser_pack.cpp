@@ -20,6 +20,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -56,6 +57,14 @@ struct TemplateToken {
   Class cls = kLiteral;
   std::string literal;  // kLiteral
   int field = -1;       // Field index, -1 for "_name" (matched, not kept)
+  // Optional byte sets after the class, "{user:greedy[^,()]*}", "{_:[a-z][a-z0-9_-]*}": the
+  // captured text must also be one byte of each `lead` set, then `min`..`max` bytes of `tail`.
+  // They let a template hold a capture to exactly what the regex it stands in for accepts, so
+  // that it declines (the regex then decides) rather than read a line differently.
+  bool has_sets = false;
+  std::vector<std::bitset<256>> lead;
+  std::bitset<256> tail;
+  std::size_t min = 0, max = 0;
 };
 
 struct CompiledPattern {
@@ -137,6 +146,19 @@ bool ClassAccepts(TemplateToken::Class cls, std::string_view v) {
   }
 }
 
+bool SetsAccept(const TemplateToken& tok, std::string_view v) {
+  if (v.size() < tok.lead.size()) return false;
+  for (std::size_t i = 0; i < tok.lead.size(); ++i) {
+    if (!tok.lead[i][static_cast<unsigned char>(v[i])]) return false;
+  }
+  const std::size_t rest = v.size() - tok.lead.size();
+  if (rest < tok.min || rest > tok.max) return false;
+  for (std::size_t i = tok.lead.size(); i < v.size(); ++i) {
+    if (!tok.tail[static_cast<unsigned char>(v[i])]) return false;
+  }
+  return true;
+}
+
 // Returns the number of captures (>= 0) or -1 when the text does not fit the template.
 int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Captured* out) {
   std::size_t pos = 0;
@@ -169,7 +191,7 @@ int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Ca
       if (end == std::string_view::npos || end < pos) return -1;
     }
     const std::string_view v = text.substr(pos, end - pos);
-    if (!ClassAccepts(tok.cls, v)) return -1;
+    if (!ClassAccepts(tok.cls, v) || (tok.has_sets && !SetsAccept(tok, v))) return -1;
     if (tok.field >= 0) out[n++] = {tok.field, v};
     pos = end;
   }
@@ -831,7 +853,135 @@ class Loader {
     return false;
   }
 
+  static TemplateToken LiteralToken(const std::string& text) {
+    TemplateToken tok;
+    tok.literal = text;
+    return tok;
+  }
+
+  // The '}' that closes the capture whose spec starts at `from`: braces of a count ("{1,100}")
+  // and anything inside a byte set ("[^{}]") do not close it. npos when nothing does.
+  static std::size_t CaptureEnd(const std::string& text, std::size_t from) {
+    int depth = 0;
+    for (std::size_t k = from; k < text.size(); ++k) {
+      const char c = text[k];
+      if (c == '[') {
+        ++k;
+        if (k < text.size() && text[k] == '^') ++k;
+        if (k < text.size() && text[k] == ']') ++k;  // "[]...]": a literal ']'
+        while (k < text.size() && text[k] != ']') k += text[k] == '\\' ? 2 : 1;
+        if (k >= text.size()) return std::string::npos;
+      } else if (c == '{') {
+        ++depth;
+      } else if (c == '}') {
+        if (depth == 0) return k;
+        --depth;
+      }
+    }
+    return std::string::npos;
+  }
+
+  // "[a-z][a-z0-9_-]*", "[^,()]*", "[^\s]{1,100}": byte sets as in RE2 (ranges, '^', "\s" for
+  // RE2's [\t\n\f\r ], "\d", "\n" "\t" "\r" "\f", "\x" for a literal x). Every set but the last
+  // stands for one byte; the last takes a count: none (one), '?', '*', '+', "{n}" or "{m,n}".
+  static bool ParseSets(std::string_view spec, TemplateToken* tok, std::string* why) {
+    std::vector<std::bitset<256>> sets;
+    std::size_t k = 0;
+    while (k < spec.size() && spec[k] == '[') {
+      std::bitset<256> set;
+      ++k;
+      const bool negate = k < spec.size() && spec[k] == '^';
+      if (negate) ++k;
+      bool first = true;
+      while (k < spec.size() && (spec[k] != ']' || first)) {
+        first = false;
+        unsigned char lo = static_cast<unsigned char>(spec[k]);
+        if (lo == '\\') {
+          if (k + 1 >= spec.size()) break;
+          const char e = spec[k + 1];
+          k += 2;
+          if (e == 's') {
+            for (char c : {'\t', '\n', '\f', '\r', ' '}) set.set(static_cast<unsigned char>(c));
+            continue;
+          }
+          if (e == 'd') {
+            for (char c = '0'; c <= '9'; ++c) set.set(static_cast<unsigned char>(c));
+            continue;
+          }
+          if (e == 'n' || e == 't' || e == 'r' || e == 'f') {
+            lo = static_cast<unsigned char>(e == 'n'   ? '\n'
+                                            : e == 't' ? '\t'
+                                            : e == 'r' ? '\r'
+                                                       : '\f');
+          } else if (std::isalnum(static_cast<unsigned char>(e))) {
+            *why = std::string("unknown escape '\\") + e +
+                   "' in a byte set (\\s, \\d, \\n, \\t, \\r, \\f, \\<punctuation>)";
+            return false;
+          } else {
+            lo = static_cast<unsigned char>(e);
+          }
+        } else {
+          ++k;
+        }
+        unsigned char hi = lo;
+        if (k + 1 < spec.size() && spec[k] == '-' && spec[k + 1] != ']') {
+          hi = static_cast<unsigned char>(spec[k + 1]);
+          k += 2;
+          if (hi < lo) {
+            *why = "byte range out of order in a byte set";
+            return false;
+          }
+        }
+        for (int c = lo; c <= hi; ++c) set.set(c);
+      }
+      if (k >= spec.size()) {
+        *why = "'[' without ']' in a byte set";
+        return false;
+      }
+      ++k;  // ']'
+      if (negate) set.flip();
+      sets.push_back(set);
+    }
+    if (sets.empty()) {
+      *why = "expected a byte set '[...]'";
+      return false;
+    }
+    const std::string_view count = spec.substr(k);
+    std::size_t lo = 1, hi = 1;
+    if (count == "*") {
+      lo = 0, hi = std::numeric_limits<std::size_t>::max();
+    } else if (count == "+") {
+      hi = std::numeric_limits<std::size_t>::max();
+    } else if (count == "?") {
+      lo = 0;
+    } else if (count.size() >= 3 && count.front() == '{' && count.back() == '}') {
+      const std::string_view inner = count.substr(1, count.size() - 2);
+      const std::size_t comma = inner.find(',');
+      const std::string_view a = inner.substr(0, comma);
+      const std::string_view b = comma == std::string_view::npos ? a : inner.substr(comma + 1);
+      const auto ra = std::from_chars(a.data(), a.data() + a.size(), lo);
+      const auto rb = std::from_chars(b.data(), b.data() + b.size(), hi);
+      if (a.empty() || b.empty() || ra.ptr != a.data() + a.size() ||
+          rb.ptr != b.data() + b.size() || hi < lo) {
+        *why = "bad count '" + std::string(count) + "' after a byte set ({n} or {m,n})";
+        return false;
+      }
+    } else if (!count.empty()) {
+      *why = "unexpected '" + std::string(count) + "' after a byte set (*, +, ?, {n}, {m,n})";
+      return false;
+    }
+    tok->has_sets = true;
+    tok->tail = sets.back();
+    sets.pop_back();
+    tok->lead = std::move(sets);
+    tok->min = lo;
+    tok->max = hi;
+    return true;
+  }
+
   // "{queue_id:qid}: from=<{sender:greedy}>, size={size:digits}, ..."; "{{" is a literal "{".
+  // A class may be followed by byte sets that the text must also fit: "{user:greedy[^(]*}";
+  // byte sets alone are `text` with them: "{_:[a-z][a-z0-9_-]*}".
   bool CompileTemplate(const std::string& file, const toml::source_region& at,
                        const std::string& text, CompiledPattern* p) {
     static const std::pair<std::string_view, TemplateToken::Class> kClasses[] = {
@@ -855,10 +1005,10 @@ class Loader {
         literal += text[i];
         continue;
       }
-      const auto close = text.find('}', i);
+      const std::size_t close = CaptureEnd(text, i + 1);
       if (close == std::string::npos) return fail("'{' without '}'");
       if (!literal.empty()) {
-        p->tmpl.push_back({TemplateToken::kLiteral, literal, -1});
+        p->tmpl.push_back(LiteralToken(literal));
         literal.clear();
       } else if (!p->tmpl.empty()) {
         return fail("two captures must be separated by literal text");
@@ -866,9 +1016,14 @@ class Loader {
       const std::string spec = text.substr(i + 1, close - i - 1);
       const auto colon = spec.find(':');
       const std::string name = spec.substr(0, colon);
-      const std::string cls = colon == std::string::npos ? "word" : spec.substr(colon + 1);
+      std::string cls = colon == std::string::npos ? "word" : spec.substr(colon + 1);
       TemplateToken tok;
       tok.cls = TemplateToken::kLiteral;
+      if (const auto bracket = cls.find('['); bracket != std::string::npos) {
+        std::string why;
+        if (!ParseSets(cls.substr(bracket), &tok, &why)) return fail(why);
+        cls = bracket == 0 ? "text" : cls.substr(0, bracket);
+      }
       for (const auto& [n, c] : kClasses) {
         if (cls == n) tok.cls = c;
       }
@@ -884,7 +1039,7 @@ class Loader {
       p->tmpl.push_back(tok);
       i = close;
     }
-    if (!literal.empty()) p->tmpl.push_back({TemplateToken::kLiteral, literal, -1});
+    if (!literal.empty()) p->tmpl.push_back(LiteralToken(literal));
     if (p->tmpl.front().cls != TemplateToken::kLiteral &&
         p->tmpl.front().cls != TemplateToken::kQueueId) {
       // Starting with a free capture would let the first literal be found anywhere.
