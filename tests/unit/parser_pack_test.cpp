@@ -338,6 +338,14 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
       {"roundcube",
        "<abc> IMAP Error: Login failed for bob against localhost from 192.0.2.58. Failed. in "
        "rcube_imap.php on line 2111111111111111111111 (POST /)"},
+      // OpenDKIM / OpenDMARC: a class the regex does not take, more text after the result.
+      {"opendkim", "ABCDEF0050: signature=a domain=b; selector=c result=\"no signature error\""},
+      {"opendkim", "ABCDEF0051: signature=a domain=b selector=c result=\"no signature error\" "},
+      {"opendkim", "ABCDEF0052: host [192.0.2.70] x] not internal"},
+      {"opendkim", "ABC: host [192.0.2.71] not internal"},
+      {"opendmarc", "ABCDEF0053: a b.example pass"},
+      {"opendmarc", "ABCDEF0054: example.org pass "},
+      {"opendmarc", "ABCDEF0055: SPF(mailfrom): example.org pass"},
       // Dovecot login lines: parentheses in the reason, a method the regex does not take.
       {"dovecot",
        "imap-login: Disconnected: read(size=1) failed (auth failed, 1 attempts in 2 secs): "
