@@ -229,7 +229,7 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
   EXPECT_GE(by_template, 15);
 
   // Lines the named template must read (and read as its regex does).
-  const std::vector<std::tuple<std::string, std::string, std::string>> read = {
+  std::vector<std::tuple<std::string, std::string, std::string>> read = {
       {"postfix/smtpd",
        "warning: unknown[192.0.2.20]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
        "sasl_auth_failed_fast"},
@@ -266,6 +266,14 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
        "lip=192.0.2.1, TLS, session=<kT4fQm9x>",
        "login_auth_failed_fast"},
   };
+  read.push_back({"postfix/smtpd",
+                  "NOQUEUE: reject: RCPT from unknown[192.0.2.89]: 550 5.1.1 <a@example.org>: "
+                  "Recipient address rejected: User unknownx; from=<> to=<a@example.org>",
+                  "reject_unknown_recipient_fast"});
+  read.push_back({"postfix/submission/smtpd",
+                  "NOQUEUE: reject: RCPT from host.example[2001:db8::90]: 450 4.7.1 Client host "
+                  "rejected: cannot find your hostname, [2001:db8::90];",
+                  "reject_client_fast"});
   for (const auto& [program, message, pattern] : read) {
     EXPECT_EQ(ExpectSameAsRegexes(*shipped, *regexes, program, message), pattern) << message;
   }
@@ -290,6 +298,39 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
       {"postfix/smtpd", "warning: unknown[192.0.2.34]: SASL PLAIN authentication failed: "},
       {"postfix/smtpd",
        "warning: unknown[192.0.2.35]: SASL PLAIN authentication failed: authentication failure "},
+      // Postfix NOQUEUE rejects: what follows from=<...> does not start with ';' or ' ' (the
+      // regex then leaves the sender out), a client port, a queue id, no ';' after the reason,
+      // a line feed, a recipient before "Client host rejected".
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.80]: 550 5.1.1 <a@example.org>: Recipient "
+       "address rejected: User unknown in virtual mailbox table; from=<x@y.example>x"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.81]:5000: 550 5.1.1 <a@example.org>: "
+       "Recipient address rejected: User unknown; from=<x@y.example> to=<a@example.org>"},
+      {"postfix/smtpd",
+       "4Xz1Ab2CdE: reject: RCPT from unknown[192.0.2.82]: 550 5.1.1 <a@example.org>: Recipient "
+       "address rejected: User unknown; from=<x@y.example> to=<a@example.org>"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.83]: 550 5.1.1 <a@example.org>: Recipient "
+       "address rejected: User unknown; from=<x@y.example> to=<a@exa\nmple.org>"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.84]: 550 5.1.1 <a@example.org>: Recipient "
+       "address rejected: User unknown; to=<a@example.org> proto=SMTP"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.84]: 550 5.1.1 <a>b@example.org>: Recipient "
+       "address rejected: User unknown; from=<> to=<a@example.org>"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.85]: 450 4.7.1 Client host rejected: cannot "
+       "find your hostname, [192.0.2.85]"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.86]: 450 4.7.1 <a@example.org>: Client host "
+       "rejected: cannot find your hostname, [192.0.2.86]; from=<x@y.example>"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.87]: 450 4.7.12 Client host rejected: x; "
+       "from=<x@y.example>\n"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.88]: 4500 4.7.1 Client host rejected: x; "
+       "from=<x@y.example>"},
       // Dovecot passdb: a user with ',' '(' ')', ",master", no session, the 2.3.19 worker
       // prefix, "Info: ", a given password, a passdb name the regex does not take, text after.
       {"dovecot",
