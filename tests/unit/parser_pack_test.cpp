@@ -387,6 +387,13 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
       {"opendmarc", "ABCDEF0053: a b.example pass"},
       {"opendmarc", "ABCDEF0054: example.org pass "},
       {"opendmarc", "ABCDEF0055: SPF(mailfrom): example.org pass"},
+      // Roundcube's upper-case form: a forwarding header, or a user imitating one; text after
+      // the address; a line feed in the user.
+      {"roundcube", "FAILED login for a from 6.6.6.6 (X-Real-IP: b from 192.0.2.90"},
+      {"roundcube", "FAILED login for bob from 127.0.0.1 (X-Forwarded-For: 192.0.2.91)"},
+      {"roundcube", "FAILED login for bob from 192.0.2.92 (error: -1)"},
+      {"roundcube", "FAILED login for b\nob from 192.0.2.93"},
+      {"roundcube", "FAILED login for bob from 192.0.2.94 "},
       // Dovecot login lines: parentheses in the reason, a method the regex does not take.
       {"dovecot",
        "imap-login: Disconnected: read(size=1) failed (auth failed, 1 attempts in 2 secs): "

@@ -254,7 +254,9 @@ rc("IMAP Error: Login failed for bob against localhost from 127.0.0.1 (X-Forward
 rc("Failed login for alice@example.org from 203.0.113.84 in session 3f9a0c1b2d4e5f60 (error: 0)", "auth_failure", {"client_ip":"203.0.113.84","user":"alice@example.org","reason":"0"}, "failed_login", RCLOG, "folded by the extractor: the IMAP Error line counts")
 rc("<3f9a0c1b> Failed login for alice@example.org from 127.0.0.1 (X-Real-IP: 203.0.113.85,X-Forwarded-For: 203.0.113.85) in session 3f9a0c1b2d4e5f60 (error: 0)", "auth_failure", {"client_ip":"203.0.113.85"}, "failed_login", RCLOG, "trusted proxy")
 rc("Failed login for alice from 127.0.0.1 (X-Forwarded-For: unknown) in session 3f9a0c1b2d4e5f60 (error: 0)", "auth_failure", {"client_ip":None,"user":None}, "failed_login_unreadable", RCLOG, "header not an address list; folded like failed_login")
-rc("<3f9a0c1b> FAILED login for alice@example.org from 203.0.113.86", "auth_failure", {"client_ip":"203.0.113.86","user":"alice@example.org"}, "failed_login_upper", "upper-case form (not in 1.5-1.6 source; older releases/plugins)")
+rc("<3f9a0c1b> FAILED login for alice@example.org from 203.0.113.86", "auth_failure", {"client_ip":"203.0.113.86","user":"alice@example.org"}, "failed_login_upper_session_fast", "upper-case form (not in 1.5-1.6 source; older releases/plugins): a template")
+rc("FAILED login for bob from x from 6.6.6.6 from 203.0.113.87", "auth_failure", {"client_ip":"203.0.113.87","user":"bob from x from 6.6.6.6"}, "failed_login_upper_fast", None, "the address is after the last ' from ', as in the regex")
+rc("FAILED login for bob from 203.0.113.88 in session abc", "auth_failure", {"client_ip":"203.0.113.88","user":"bob"}, "failed_login_upper", None, "more after the address: the regex")
 rc("Successful login for alice@example.org (ID: 7) from 127.0.0.1 (X-Forwarded-For: 203.0.113.87) in session 3f9a0c1b2d4e5f60", "auth_success", {"client_ip":"203.0.113.87","user":"alice@example.org"}, "successful_login", "program/include/rcmail.php rcmail::log_login() \"Successful login for %s (ID: %d) from %s in session %s\", 1.5-1.6")
 
 # ---------------- opendkim
