@@ -264,7 +264,7 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
        "imap-login: Disconnected: Connection closed (auth failed, 3 attempts in 9 secs): "
        "user=<a>, method=PLAIN, rip=6.6.6.6, lip=1.1.1.1, x>, method=PLAIN, rip=192.0.2.26, "
        "lip=192.0.2.1, TLS, session=<kT4fQm9x>",
-       "login_auth_failed_fast"},
+       "login_auth_failed_imap_fast"},
   };
   read.push_back({"postfix/smtpd",
                   "NOQUEUE: reject: RCPT from unknown[192.0.2.89]: 550 5.1.1 <a@example.org>: "
@@ -394,6 +394,15 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
       {"roundcube", "FAILED login for bob from 192.0.2.92 (error: -1)"},
       {"roundcube", "FAILED login for b\nob from 192.0.2.93"},
       {"roundcube", "FAILED login for bob from 192.0.2.94 "},
+      // Dovecot login lines: a service the regexes do not take, a line feed in the user.
+      {"dovecot",
+       "doveadm-login: Login: user=<a>, method=PLAIN, rip=192.0.2.63, lip=192.0.2.1, mpid=1, TLS"},
+      {"dovecot",
+       "foo-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, "
+       "rip=192.0.2.64, lip=192.0.2.1, TLS, session=<s>"},
+      {"dovecot",
+       "pop3-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a\nb>, "
+       "method=PLAIN, rip=192.0.2.65, lip=192.0.2.1, TLS, session=<s>"},
       // Dovecot login lines: parentheses in the reason, a method the regex does not take.
       {"dovecot",
        "imap-login: Disconnected: read(size=1) failed (auth failed, 1 attempts in 2 secs): "
