@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
+#include <tuple>
 
 namespace mxward {
 namespace {
@@ -128,6 +130,295 @@ TEST(ParserPackTest, AnnotatedSamples) {
     }
     EXPECT_GE(patterns, 3) << parser;
   }
+}
+
+// The shipped parser files with every template pattern named "*_fast" left out: what the regexes
+// alone make of a line. Written to `dir`; a block runs from its "[[pattern]]" to the next.
+// Amavis's verdict_fast is kept: it is not a stand-in for one regex but reads, on purpose, lines
+// the `verdict` regex does not (amavis.jsonl, "Message-ID cannot move the score").
+std::shared_ptr<const ParserPack> LoadWithoutFastTemplates(const fs::path& dir) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  int dropped = 0;
+  for (const auto& entry : fs::directory_iterator(kParsers)) {
+    if (entry.path().extension() != ".toml") continue;
+    std::ifstream in(entry.path());
+    std::ofstream out(dir / entry.path().filename());
+    std::string line, block;
+    auto flush = [&] {
+      const bool fast = block.starts_with("[[pattern]]") &&
+                        block.find("_fast\"\n") != std::string::npos &&
+                        block.find("name = \"verdict_fast\"") == std::string::npos &&
+                        block.find("\ntemplate = ") != std::string::npos;
+      if (fast) {
+        ++dropped;
+      } else {
+        out << block;
+      }
+      block.clear();
+    };
+    while (std::getline(in, line)) {
+      if (line.starts_with("[[pattern]]")) flush();
+      block += line + "\n";
+    }
+    flush();
+  }
+  EXPECT_GE(dropped, 10);
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({dir.string()}, &diags);
+  EXPECT_TRUE(pack.ok()) << (diags.empty() ? pack.status().ToString() : diags[0].ToString());
+  return pack.ok() ? *pack : nullptr;
+}
+
+// What the shipped pack makes of a line equals what the regexes alone make of it: the same
+// match, event type, every field, address, weight and fold. Returns the shipped pattern's name.
+std::string ExpectSameAsRegexes(const ParserPack& shipped, const ParserPack& regexes,
+                                const std::string& program, const std::string& message) {
+  SCOPED_TRACE(program + ": " + message);
+  Event a, b;
+  const PatternInfo* pa = nullptr;
+  const PatternInfo* pb = nullptr;
+  const bool ma = shipped.Match(SyslogLine(program, message), &a, &pa);
+  const bool mb = regexes.Match(SyslogLine(program, message), &b, &pb);
+  EXPECT_EQ(ma, mb) << (ma ? pa->name : pb->name);
+  if (!ma || !mb) return ma ? pa->name : "(none)";
+  EXPECT_EQ(pa->emits, pb->emits);
+  EXPECT_EQ(pa->fold, pb->fold);
+  EXPECT_EQ(pa->settles_held, pb->settles_held);
+  EXPECT_EQ(pa->forget_queue_id, pb->forget_queue_id);
+  EXPECT_EQ(pa->parser, pb->parser);
+  EXPECT_EQ(a.type, b.type) << pa->name << " / " << pb->name;
+  for (int f = 0; f < kFieldCount; ++f) {
+    EXPECT_EQ(a.get(static_cast<Field>(f)), b.get(static_cast<Field>(f)))
+        << FieldName(static_cast<Field>(f)) << " (" << pa->name << " / " << pb->name << ")";
+  }
+  EXPECT_EQ(a.client_ip.valid(), b.client_ip.valid());
+  if (a.client_ip.valid() && b.client_ip.valid()) {
+    EXPECT_EQ(a.client_ip.ToString(), b.client_ip.ToString());
+  }
+  EXPECT_EQ(a.weight, b.weight);
+  return pa->name;
+}
+
+// Each template that stands for a regex ("*_fast", docs/parsers.md) gives exactly the regex's
+// event on every annotated sample line, and on lines made to trip it: user names holding the
+// text a template ends a field at, forwarding headers, other shapes of the same message. Those
+// must make the template decline (the regex then decides), never read the line differently.
+TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
+  auto shipped = LoadShipped();
+  ASSERT_NE(shipped, nullptr);
+  const fs::path dir =
+      fs::temp_directory_path() / ("mxward_parser_pack_regexes_" + std::to_string(::getpid()));
+  auto regexes = LoadWithoutFastTemplates(dir);
+  ASSERT_NE(regexes, nullptr);
+  int samples = 0, by_template = 0;
+  for (const auto& entry : fs::directory_iterator(kSamples)) {
+    if (entry.path().extension() != ".jsonl") continue;
+    std::ifstream in(entry.path());
+    std::string text;
+    while (std::getline(in, text)) {
+      if (text.empty()) continue;
+      const auto j = nlohmann::json::parse(text);
+      const std::string name =
+          ExpectSameAsRegexes(*shipped, *regexes, j.at("program"), j.at("message"));
+      ++samples;
+      if (name.ends_with("_fast")) ++by_template;
+    }
+  }
+  EXPECT_GE(samples, 90);
+  EXPECT_GE(by_template, 15);
+
+  // Lines the named template must read (and read as its regex does).
+  std::vector<std::tuple<std::string, std::string, std::string>> read = {
+      {"postfix/smtpd",
+       "warning: unknown[192.0.2.20]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+       "sasl_auth_failed_fast"},
+      {"postfix/submission/smtpd",
+       "warning: mail.example.net[2001:db8::20]: SASL CRAM-MD5 authentication failed: "
+       "authentication failure",
+       "sasl_auth_failure_fast"},
+      {"postfix/smtpd",
+       "warning: unknown[192.0.2.21]: SASL " + std::string(100, 'X') +
+           " authentication failed: authentication failure",
+       "sasl_auth_failure_fast"},
+      {"dovecot",
+       "auth-worker(33404): sql(user@example.org,192.0.2.22,<UD6N3vjldAEyqoaS>): Password mismatch",
+       "passdb_mismatch_fast"},
+      {"dovecot", "auth-worker(1): pam(,192.0.2.23,<s>): unknown user", "passdb_unknown_user_fast"},
+      {"dovecot", "auth: passwd-file(a b@example.org,2001:db8::23,<kT4fQ>): Password mismatch",
+       "passdb_auth_mismatch_fast"},
+      {"dovecot", "auth: ldap(ghost,192.0.2.24,<>): unknown user", "passdb_auth_unknown_user_fast"},
+      // The user holds what the template stops at ("> from", " against "): the last " against "
+      // is Roundcube's, as in the regex.
+      {"roundcube",
+       "<o2vf3wjb> IMAP Error: Login failed for x from 6.6.6.6 against evil from 6.6.6.7. y "
+       "against localhost from 192.0.2.25. AUTHENTICATE PLAIN: Authentication failed. in "
+       "/usr/share/roundcube/program/lib/Roundcube/rcube_imap.php on line 211 (POST "
+       "/?_task=login&_action=login)",
+       "imap_login_failed_fast"},
+      {"roundcube",
+       "<> IMAP Error: Login failed for  against localhost from 2001:db8::25. LOGIN: "
+       "Authentication failed. in rcube_imap.php on line 1 (GET /)",
+       "imap_login_failed_fast"},
+      {"dovecot",
+       "imap-login: Disconnected: Connection closed (auth failed, 3 attempts in 9 secs): "
+       "user=<a>, method=PLAIN, rip=6.6.6.6, lip=1.1.1.1, x>, method=PLAIN, rip=192.0.2.26, "
+       "lip=192.0.2.1, TLS, session=<kT4fQm9x>",
+       "login_auth_failed_imap_fast"},
+  };
+  read.push_back({"postfix/smtpd",
+                  "NOQUEUE: reject: RCPT from unknown[192.0.2.89]: 550 5.1.1 <a@example.org>: "
+                  "Recipient address rejected: User unknownx; from=<> to=<a@example.org>",
+                  "reject_unknown_recipient_fast"});
+  read.push_back({"postfix/submission/smtpd",
+                  "NOQUEUE: reject: RCPT from host.example[2001:db8::90]: 450 4.7.1 Client host "
+                  "rejected: cannot find your hostname, [2001:db8::90];",
+                  "reject_client_fast"});
+  for (const auto& [program, message, pattern] : read) {
+    EXPECT_EQ(ExpectSameAsRegexes(*shipped, *regexes, program, message), pattern) << message;
+  }
+
+  // Lines every template must decline: the regexes (or nothing) decide.
+  const std::vector<std::pair<std::string, std::string>> declined = {
+      // SASL: a mechanism over the regex's 100 bytes, a client port, 3.9's sasl_username=, a
+      // server fault, an empty reason, a reason with blanks.
+      {"postfix/smtpd", "warning: unknown[192.0.2.30]: SASL " + std::string(101, 'X') +
+                            " authentication failed: authentication failure"},
+      {"postfix/smtpd", "warning: unknown[192.0.2.30]: SASL " + std::string(101, 'X') +
+                            " authentication failed: UGFzc3dvcmQ6"},
+      {"postfix/smtpd",
+       "warning: unknown[192.0.2.31]:55729: SASL LOGIN authentication failed: authentication "
+       "failure"},
+      {"postfix/smtpd",
+       "warning: unknown[192.0.2.32]: SASL LOGIN authentication failed: authentication failure, "
+       "sasl_username=bob"},
+      {"postfix/smtpd",
+       "warning: unknown[192.0.2.33]: SASL LOGIN authentication failed: Connection lost to "
+       "authentication server"},
+      {"postfix/smtpd", "warning: unknown[192.0.2.34]: SASL PLAIN authentication failed: "},
+      {"postfix/smtpd",
+       "warning: unknown[192.0.2.35]: SASL PLAIN authentication failed: authentication failure "},
+      // Postfix NOQUEUE rejects: what follows from=<...> does not start with ';' or ' ' (the
+      // regex then leaves the sender out), a client port, a queue id, no ';' after the reason,
+      // a line feed, a recipient before "Client host rejected".
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.80]: 550 5.1.1 <a@example.org>: Recipient "
+       "address rejected: User unknown in virtual mailbox table; from=<x@y.example>x"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.81]:5000: 550 5.1.1 <a@example.org>: "
+       "Recipient address rejected: User unknown; from=<x@y.example> to=<a@example.org>"},
+      {"postfix/smtpd",
+       "4Xz1Ab2CdE: reject: RCPT from unknown[192.0.2.82]: 550 5.1.1 <a@example.org>: Recipient "
+       "address rejected: User unknown; from=<x@y.example> to=<a@example.org>"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.83]: 550 5.1.1 <a@example.org>: Recipient "
+       "address rejected: User unknown; from=<x@y.example> to=<a@exa\nmple.org>"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.84]: 550 5.1.1 <a@example.org>: Recipient "
+       "address rejected: User unknown; to=<a@example.org> proto=SMTP"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.84]: 550 5.1.1 <a>b@example.org>: Recipient "
+       "address rejected: User unknown; from=<> to=<a@example.org>"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.85]: 450 4.7.1 Client host rejected: cannot "
+       "find your hostname, [192.0.2.85]"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.86]: 450 4.7.1 <a@example.org>: Client host "
+       "rejected: cannot find your hostname, [192.0.2.86]; from=<x@y.example>"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.87]: 450 4.7.12 Client host rejected: x; "
+       "from=<x@y.example>\n"},
+      {"postfix/smtpd",
+       "NOQUEUE: reject: RCPT from unknown[192.0.2.88]: 4500 4.7.1 Client host rejected: x; "
+       "from=<x@y.example>"},
+      // Dovecot passdb: a user with ',' '(' ')', ",master", no session, the 2.3.19 worker
+      // prefix, "Info: ", a given password, a passdb name the regex does not take, text after.
+      {"dovecot",
+       "auth-worker(1): sql(a,6.6.6.6,<x>): Password mismatch,192.0.2.40,<s>): Password mismatch"},
+      {"dovecot", "auth-worker(1): sql(a(b,192.0.2.41,<s>): Password mismatch"},
+      {"dovecot", "auth-worker(1): sql(a)b,192.0.2.41,<s>): unknown user"},
+      {"dovecot", "auth: passwd-file(bob,192.0.2.42,master,<s>): Password mismatch"},
+      {"dovecot", "auth-worker(1): pam(bob,192.0.2.43): Password mismatch"},
+      {"dovecot",
+       "auth-worker(14864): conn unix:auth-worker (pid=14830,uid=109): auth-worker<6>: "
+       "sql(bob,192.0.2.44,<s>): Password mismatch"},
+      {"dovecot", "auth-worker(1): Info: sql(bob,192.0.2.45,<s>): unknown user"},
+      {"dovecot", "auth: sql(bob,192.0.2.46,<s>): unknown user (given password: x)"},
+      {"dovecot", "auth: SQL(bob,192.0.2.47,<s>): Password mismatch"},
+      {"dovecot", "auth: 1sql(bob,192.0.2.47,<s>): Password mismatch"},
+      {"dovecot", "auth: sql(bob,192.0.2.48,<s>x>): Password mismatch"},
+      {"dovecot", "auth: sql(bob,192.0.2.49,<s>): password mismatch"},
+      // Roundcube: a forwarding header (or a user that looks like one), a reason or URI that
+      // the regex splits elsewhere, no session id, a line feed, no " in FILE on line N".
+      {"roundcube",
+       "<abc> IMAP Error: Login failed for a from 6.6.6.6 (X-Real-IP: b from 6.6.6.7 against "
+       "localhost from 192.0.2.50. AUTHENTICATE PLAIN: Authentication failed. in "
+       "/usr/share/roundcube/program/lib/Roundcube/rcube_imap.php on line 211 (POST /)"},
+      {"roundcube",
+       "<abc> IMAP Error: Login failed for bob against localhost from 127.0.0.1 "
+       "(X-Forwarded-For: 192.0.2.51). AUTHENTICATE PLAIN: Authentication failed. in "
+       "rcube_imap.php on line 211 (POST /)"},
+      {"roundcube",
+       "<abc> IMAP Error: Login failed for bob against localhost from 192.0.2.52. Failed in x. "
+       "in rcube_imap.php on line 211 (POST /)"},
+      {"roundcube",
+       "<abc> IMAP Error: Login failed for bob against localhost from 192.0.2.53. Failed. in "
+       "rcube_imap.php on line 211 (POST /a)b)"},
+      {"roundcube",
+       "<abc> IMAP Error: Login failed for bob against localhost from 192.0.2.54. Empty startup "
+       "greeting (localhost:143) in rcube_imap.php on line 211 (POST /)"},
+      {"roundcube",
+       "IMAP Error: Login failed for bob against localhost from 192.0.2.55. Failed. in "
+       "rcube_imap.php on line 211 (POST /)"},
+      {"roundcube",
+       "<abc> IMAP Error: Login failed for b\nob against localhost from 192.0.2.56. Failed. in "
+       "rcube_imap.php on line 211 (POST /)"},
+      {"roundcube",
+       "<abc> IMAP Error: Login failed for bob against localhost from 192.0.2.57. Failed. "
+       "(POST /)"},
+      {"roundcube",
+       "<abc> IMAP Error: Login failed for bob against localhost from 192.0.2.58. Failed. in "
+       "rcube_imap.php on line 2111111111111111111111 (POST /)"},
+      // OpenDKIM / OpenDMARC: a class the regex does not take, more text after the result.
+      {"opendkim", "ABCDEF0050: signature=a domain=b; selector=c result=\"no signature error\""},
+      {"opendkim", "ABCDEF0051: signature=a domain=b selector=c result=\"no signature error\" "},
+      {"opendkim", "ABCDEF0052: host [192.0.2.70] x] not internal"},
+      {"opendkim", "ABC: host [192.0.2.71] not internal"},
+      {"opendmarc", "ABCDEF0053: a b.example pass"},
+      {"opendmarc", "ABCDEF0054: example.org pass "},
+      {"opendmarc", "ABCDEF0055: SPF(mailfrom): example.org pass"},
+      // Roundcube's upper-case form: a forwarding header, or a user imitating one; text after
+      // the address; a line feed in the user.
+      {"roundcube", "FAILED login for a from 6.6.6.6 (X-Real-IP: b from 192.0.2.90"},
+      {"roundcube", "FAILED login for bob from 127.0.0.1 (X-Forwarded-For: 192.0.2.91)"},
+      {"roundcube", "FAILED login for bob from 192.0.2.92 (error: -1)"},
+      {"roundcube", "FAILED login for b\nob from 192.0.2.93"},
+      {"roundcube", "FAILED login for bob from 192.0.2.94 "},
+      // Dovecot login lines: a service the regexes do not take, a line feed in the user.
+      {"dovecot",
+       "doveadm-login: Login: user=<a>, method=PLAIN, rip=192.0.2.63, lip=192.0.2.1, mpid=1, TLS"},
+      {"dovecot",
+       "foo-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, "
+       "rip=192.0.2.64, lip=192.0.2.1, TLS, session=<s>"},
+      {"dovecot",
+       "pop3-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a\nb>, "
+       "method=PLAIN, rip=192.0.2.65, lip=192.0.2.1, TLS, session=<s>"},
+      // Dovecot login lines: parentheses in the reason, a method the regex does not take.
+      {"dovecot",
+       "imap-login: Disconnected: read(size=1) failed (auth failed, 1 attempts in 2 secs): "
+       "user=<a>, method=PLAIN, rip=192.0.2.60, lip=192.0.2.1, TLS, session=<s>"},
+      {"dovecot",
+       "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=X+Y, "
+       "rip=192.0.2.61, lip=192.0.2.1, TLS, session=<s>"},
+      {"dovecot",
+       "imap-login: Login: user=<a>, method=X+Y, rip=192.0.2.62, lip=192.0.2.1, mpid=1, TLS, "
+       "session=<s>"},
+  };
+  for (const auto& [program, message] : declined) {
+    const std::string name = ExpectSameAsRegexes(*shipped, *regexes, program, message);
+    EXPECT_FALSE(name.ends_with("_fast")) << name << " read: " << message;
+  }
+  fs::remove_all(dir);
 }
 
 // Metric labels: bounded names from the parser files, never the program text of a line.
@@ -459,6 +750,42 @@ TEST_F(ParserPackLoadTest, FirstByteDispatchKeepsFileOrder) {
   EXPECT_EQ(winner(""), "empty");
   EXPECT_EQ(winner("ctail 192.0.2.9"), "rest");
   EXPECT_EQ(winner("\xff\x01"), "rest");
+}
+
+// Byte sets after a template class hold a capture to what a regex's classes accept: one byte
+// per leading set, then the count of the last; "greedy" keeps its search, the sets only check.
+TEST_F(ParserPackLoadTest, TemplateByteSetsBoundACapture) {
+  std::ofstream(dir_ / "s.toml")
+      << "[parser]\nname = \"s\"\nprograms = [\"s\"]\n"
+         "[[pattern]]\nname = \"sets\"\nevent = \"auth_failure\"\n"
+         "template = '''id {_:[a-z][a-z0-9_-]*}({user:greedy[^(\\n]*}) n={_:[^\\s]{2,3}}} ip "
+         "{client_ip:ip}'''\n";
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({dir_.string()}, &diags);
+  ASSERT_TRUE(pack.ok()) << (diags.empty() ? "" : diags[0].ToString());
+  auto user = [&](std::string_view message) -> std::string {
+    Event ev;
+    if (!(*pack)->Parse(SyslogLine("s", message), &ev)) return "(none)";
+    return "[" + std::string(ev.get(Field::kUser)) + "]";
+  };
+  EXPECT_EQ(user("id sql(bob) n=ab} ip 192.0.2.1"), "[bob]");
+  EXPECT_EQ(user("id s(a) b) n=abc} ip 192.0.2.1"), "[a) b]");  // greedy: the last ") n="
+  EXPECT_EQ(user("id s() n=ab} ip 192.0.2.1"), "[]");
+  EXPECT_EQ(user("id 1sql(bob) n=ab} ip 192.0.2.1"), "(none)");  // [a-z] first
+  EXPECT_EQ(user("id sQl(bob) n=ab} ip 192.0.2.1"), "(none)");
+  EXPECT_EQ(user("id s(a(b) n=ab} ip 192.0.2.1"), "(none)");  // '(' is not in the set
+  EXPECT_EQ(user("id s(a\nb) n=ab} ip 192.0.2.1"), "(none)");
+  EXPECT_EQ(user("id s(b) n=a} ip 192.0.2.1"), "(none)");  // {2,3}
+  EXPECT_EQ(user("id s(b) n=abcd} ip 192.0.2.1"), "(none)");
+  EXPECT_EQ(user("id s(b) n=a\tb} ip 192.0.2.1"), "(none)");  // \s
+
+  for (const char* bad : {"{_:[a-z}", "{_:[a-z]{3,1}}", "{_:[\\q]}", "{_:[a-z]x}", "{_:[z-a]}"}) {
+    SCOPED_TRACE(bad);
+    auto d = LoadBad(std::string(kHeader) + "[[pattern]]\nname = \"p\"\nevent = \"none\"\n" +
+                     "template = '''x " + bad + " y'''\n");
+    ASSERT_FALSE(d.empty());
+    EXPECT_NE(d[0].message.find("bad template"), std::string::npos) << d[0].ToString();
+  }
 }
 
 // A group that is one bounded repetition is captured with the bound lifted when RE2's program
