@@ -2,8 +2,11 @@
 // its refusals, the engine's publication of counted events and its folding of other nodes'
 // events, and the bounded batch between the engine's thread and the cluster link. The PostgreSQL
 // half (publication, claims, three nodes) runs in tests/integration/cluster_postgres_test.cpp.
+#include <atomic>
 #include <deque>
+#include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -306,6 +309,44 @@ TEST(WindowEventBatchTest, BoundedSwappedAndCountedWhenFull) {
   ASSERT_EQ(batch.Take(&next), 1u);
   EXPECT_EQ(next[0].key, "203.0.113.6");
   EXPECT_EQ(batch.added(), 5);
+}
+
+// The engine's thread adds while the link's thread takes, as in serve (also under TSan: this
+// file is one of MXWARD_THREAD_TESTS): every event added is taken exactly once, intact, and
+// added + dropped is what was offered.
+TEST(WindowEventBatchTest, AnAdderAndATakerOnTwoThreadsLoseAndRepeatNothing) {
+  constexpr int kEvents = 200'000;
+  std::atomic<bool> done{false};
+  WindowEventBatch batch(64);
+  std::thread adder([&] {
+    for (int i = 0; i < kEvents; ++i) {
+      batch.Add("p", std::to_string(i), kT0 + i, static_cast<std::uint32_t>(i % 7 + 1));
+    }
+    done.store(true);
+  });
+  std::vector<bool> seen(kEvents, false);
+  std::int64_t taken = 0, repeated = 0, damaged = 0;
+  std::vector<WindowEvent> spent;
+  for (bool last = false; !last;) {
+    last = done.load();  // one more take after the adder finished
+    const std::size_t n = batch.Take(&spent);
+    for (std::size_t k = 0; k < n; ++k) {
+      const int i = std::stoi(spent[k].key);
+      if (spent[k].time_us != kT0 + i || spent[k].weight != static_cast<std::uint32_t>(i % 7 + 1) ||
+          spent[k].playbook != "p") {
+        ++damaged;
+      }
+      if (seen[static_cast<std::size_t>(i)]) ++repeated;
+      seen[static_cast<std::size_t>(i)] = true;
+      ++taken;
+    }
+  }
+  adder.join();
+  EXPECT_EQ(repeated, 0);
+  EXPECT_EQ(damaged, 0);
+  EXPECT_EQ(taken, batch.added());
+  EXPECT_EQ(batch.added() + batch.dropped(), kEvents);
+  std::cout << "taken " << taken << ", dropped at the cap " << batch.dropped() << "\n";
 }
 
 TEST(WindowEventBatchTest, ClaimLeaseCoversTheIncidentsLifeAndAtLeastTheWindow) {
