@@ -27,6 +27,7 @@
 
 #include "mxward/syslog_listener.h"
 #include "mxward/syslog_parser.h"
+#include "support/rsyslogd.h"
 #include "support/status_matchers.h"
 
 namespace mxward {
@@ -34,6 +35,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using testing::FindRsyslogd;
+using testing::ReadTextFile;
+using testing::Rsyslogd;
 
 struct Arrived {
   std::string program;
@@ -111,69 +115,16 @@ class ListenerThread {
   std::thread thread_;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The shipped snippet, pointed at the test's port.
 std::string Snippet(std::uint16_t port) {
-  std::string s = ReadFile(std::string(MXWARD_SOURCE_DIR) + "/packaging/rsyslog/60-mxward.conf");
+  std::string s =
+      ReadTextFile(std::string(MXWARD_SOURCE_DIR) + "/packaging/rsyslog/60-mxward.conf");
   const std::string from = "port=\"5514\"";
   const auto at = s.find(from);
   EXPECT_NE(at, std::string::npos) << "the snippet must forward to port 5514";
   if (at != std::string::npos) s.replace(at, from.size(), "port=\"" + std::to_string(port) + "\"");
   return s;
 }
-
-const char* FindRsyslogd() {
-  for (const char* p : {"/usr/sbin/rsyslogd", "/sbin/rsyslogd"}) {
-    if (access(p, X_OK) == 0) return p;
-  }
-  return nullptr;
-}
-
-class Rsyslogd {
- public:
-  Rsyslogd(const std::string& dir, std::uint16_t port) : dir_(dir) {
-    fs::create_directories(dir + "/work");
-    const std::string conf = dir + "/rsyslog.conf";
-    std::ofstream out(conf);
-    out << "global(workDirectory=\"" << dir << "/work\")\n"
-        << "module(load=\"imfile\")\n"
-        // needParse: the file holds syslog lines; parse them like network input.
-        << "input(type=\"imfile\" File=\"" << dir << "/mail.log\" Tag=\"imfile\" "
-        << "needParse=\"on\")\n"
-        << Snippet(port) << "\n";
-    out.close();
-    const char* bin = FindRsyslogd();
-    if (bin == nullptr) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      const std::string pidfile = dir + "/rsyslogd.pid";
-      const std::string log = dir + "/rsyslogd.out";
-      if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
-      close_range(3, ~0U, 0);  // nothing of the test (its listening socket!) leaks into rsyslogd
-      execl(bin, "rsyslogd", "-n", "-f", conf.c_str(), "-i", pidfile.c_str(), nullptr);
-      _exit(127);
-    }
-  }
-  ~Rsyslogd() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
-  }
-  bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
-  std::string output() const { return ReadFile(dir_ + "/rsyslogd.out"); }
-
- private:
-  std::string dir_;
-  pid_t pid_ = -1;
-};
 
 class RsyslogForwardTest : public ::testing::Test {
  protected:
@@ -264,7 +215,7 @@ TEST_F(RsyslogForwardTest, EveryLineArrivesInOrderWithProgramAndTime) {
   ParsingSink sink;
   ListenerThread listener(0, &sink);
   ASSERT_OK(listener.Start());
-  Rsyslogd rsyslog(dir_, listener.port());
+  Rsyslogd rsyslog(dir_, Snippet(listener.port()));
   const auto lines = MakeLines(0, 400);
   AppendNoise();
   AppendLines(lines);
@@ -288,7 +239,7 @@ TEST_F(RsyslogForwardTest, QueueDeliversTheRestAfterTheListenerRestarts) {
   auto listener = std::make_unique<ListenerThread>(0, &sink);
   ASSERT_OK(listener->Start());
   const std::uint16_t port = listener->port();
-  Rsyslogd rsyslog(dir_, port);
+  Rsyslogd rsyslog(dir_, Snippet(port));
 
   const auto first = MakeLines(0, 100);
   AppendLines(first);
@@ -345,7 +296,7 @@ TEST_F(RsyslogForwardTest, AStopWhileMxwardIsDownIsQuietAndKeepsTheQueue) {
   }
   const auto lines = MakeLines(0, 2000);
   {
-    Rsyslogd rsyslog(dir_, port);
+    Rsyslogd rsyslog(dir_, Snippet(port));
     AppendLines(lines);
     const auto deadline = std::chrono::steady_clock::now() + 60s;
     while (rsyslog.output().find("Connection refused") == std::string::npos &&
@@ -354,7 +305,7 @@ TEST_F(RsyslogForwardTest, AStopWhileMxwardIsDownIsQuietAndKeepsTheQueue) {
     }
     ASSERT_NE(rsyslog.output().find("Connection refused"), std::string::npos) << rsyslog.output();
   }  // SIGTERM, and rsyslogd has exited
-  const std::string stopped_output = ReadFile(dir_ + "/rsyslogd.out");
+  const std::string stopped_output = ReadTextFile(dir_ + "/rsyslogd.out");
   std::size_t refused = 0;
   for (std::size_t at = stopped_output.find("cannot connect"); at != std::string::npos;
        at = stopped_output.find("cannot connect", at + 1)) {
@@ -369,7 +320,7 @@ TEST_F(RsyslogForwardTest, AStopWhileMxwardIsDownIsQuietAndKeepsTheQueue) {
   ParsingSink sink;
   ListenerThread listener(port, &sink);
   ASSERT_OK(listener.Start());
-  Rsyslogd again(dir_, port);
+  Rsyslogd again(dir_, Snippet(port));
   // Every line arrives; across an rsyslog restart the saved queue and the lines imfile had not
   // yet read may interleave, so this asks for all of them, not their order.
   ASSERT_TRUE(sink.WaitFor([&](const std::vector<Arrived>& got) {

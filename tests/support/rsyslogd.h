@@ -75,9 +75,8 @@ class Rsyslogd {
     if (pid_ == 0) {
       const std::string pidfile = dir + "/rsyslogd.pid";
       const std::string log = dir + "/rsyslogd.out";
-      (void)!freopen(log.c_str(), "w", stdout);
-      (void)!freopen(log.c_str(), "a", stderr);
-      close_range(3, ~0U, 0);
+      if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
+      close_range(3, ~0U, 0);  // nothing of the test (its listening socket!) leaks into rsyslogd
       execl(FindRsyslogd(), "rsyslogd", "-n", "-f", conf.c_str(), "-i", pidfile.c_str(), nullptr);
       _exit(127);
     }
@@ -90,6 +89,7 @@ class Rsyslogd {
   }
   Rsyslogd(const Rsyslogd&) = delete;
   Rsyslogd& operator=(const Rsyslogd&) = delete;
+  bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
   std::string output() const { return ReadTextFile(dir_ + "/rsyslogd.out"); }
 
  private:
