@@ -308,6 +308,11 @@ void ClusterLink::Run() {
       MutexLock lock(claims_mu_);
       claims.swap(claims_);
     }
+    // Opened on this node without a claim (counted as claims_alone).
+    const auto open_alone = [&](Incident& inc) {
+      ++counters_.claims_alone;
+      if (shared_.on_claimed) shared_.on_claimed(std::move(inc), true, options_.node);
+    };
     Status failed = Status::Ok();
     for (Incident& inc : claims) {
       if (log.connected() && failed.ok()) {
@@ -324,20 +329,31 @@ void ClusterLink::Run() {
           continue;
         }
         if (claim.status().code() == Status::Code::kInvalidArgument) {
-          // A key the database cannot hold: this one is decided alone, the connection is fine.
-          ++counters_.claims_alone;
-          if (shared_.on_claimed) shared_.on_claimed(std::move(inc), true, options_.node);
+          open_alone(inc);  // a key the database cannot hold; the connection is fine
           continue;
         }
         failed = claim.status();
       }
-      ++counters_.claims_alone;
       spdlog::warn("cluster: {} {}: cannot claim the shared window ({}); opened here alone",
                    inc.playbook, inc.key,
                    failed.ok() ? "decision log unreachable" : failed.message());
-      if (shared_.on_claimed) shared_.on_claimed(std::move(inc), true, options_.node);
+      open_alone(inc);
     }
     return failed;
+  };
+
+  // The doorbells libpq has queued: which channel rang says what to read. True when one rang.
+  auto take_notifications = [&]() -> bool {
+    auto rang = log.ConsumeNotifications();
+    if (!rang.ok()) {
+      lost(rang.status(), "listening");
+      return false;
+    }
+    if (*rang == 0) return false;
+    ++counters_.notifications;
+    need_read = need_read || (*rang & DecisionLog::kDecisionsRang) != 0;
+    need_window_read = need_window_read || (*rang & DecisionLog::kWindowsRang) != 0;
+    return true;
   };
 
   // Decisions into the log, counted.
@@ -543,17 +559,7 @@ void ClusterLink::Run() {
     // A doorbell that arrived while this loop ran statements (a publication, the heartbeat, the
     // pruning) was read off the socket by libpq then and waits in its queue: poll() would not
     // see it, and the rows it announces would wait for the safety tick.
-    if (log.connected()) {
-      auto queued = log.ConsumeNotifications();
-      if (!queued.ok()) {
-        lost(queued.status(), "listening");
-      } else if (*queued != 0) {
-        ++counters_.notifications;
-        need_read = need_read || (*queued & DecisionLog::kDecisionsRang) != 0;
-        need_window_read = need_window_read || (*queued & DecisionLog::kWindowsRang) != 0;
-        if (need_read || need_window_read) continue;
-      }
-    }
+    if (log.connected() && take_notifications() && (need_read || need_window_read)) continue;
     // Wait for the doorbell, a Notify(), the publish poll or the reconnect time.
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {log.socket(), POLLIN, 0}};
     const nfds_t n = log.connected() ? 2 : 1;
@@ -569,14 +575,7 @@ void ClusterLink::Run() {
         (void)!read(wake_fd_, &v, sizeof v);
       }
       if (n == 2 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP))) {
-        auto got = log.ConsumeNotifications();
-        if (!got.ok()) {
-          lost(got.status(), "listening");
-        } else if (*got != 0) {
-          ++counters_.notifications;
-          need_read = need_read || (*got & DecisionLog::kDecisionsRang) != 0;
-          need_window_read = need_window_read || (*got & DecisionLog::kWindowsRang) != 0;
-        }
+        take_notifications();
       }
     }
   }
