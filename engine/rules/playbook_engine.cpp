@@ -601,9 +601,9 @@ class Engine final : public PlaybookEngine {
     e.weight = std::max<std::uint32_t>(weight, 1);
     e.verified = true;  // the other node counted it after its own evidence check
     const std::uint64_t folded = stats_.folded;
-    folding_ = true;
-    Count(*r, e, sink, node);
-    folding_ = false;
+    folding_node_ = node;
+    Count(*r, e, sink);
+    folding_node_ = {};
     return stats_.folded > folded;
   }
 
@@ -663,10 +663,10 @@ class Engine final : public PlaybookEngine {
     return const_cast<Runtime*>(std::as_const(*this).Find(name));
   }
 
-  // For an event rebuilt from a key's text (folding_): the length of the key's client_ip part,
-  // which its {client_ip} then prints as a prefix; -1 for an event seen here.
+  // For an event rebuilt from a key's text (folding_node_ set): the length of the key's client_ip
+  // part, which its {client_ip} then prints as a prefix; -1 for an event seen here.
   int FoldedClientPrefix(const Playbook& pb, const Event& e) const {
-    if (!folding_ || !e.client_ip.valid()) return -1;
+    if (folding_node_.empty() || !e.client_ip.valid()) return -1;
     for (const KeyPart& k : pb.key) {
       if (k.field == Field::kClientIp) return k.LengthFor(e.client_ip);
     }
@@ -827,10 +827,10 @@ class Engine final : public PlaybookEngine {
     std::memset(w + kStateWord, 0, (r.words - kStateWord) * sizeof(std::uint32_t));
   }
 
-  // node: empty for an event seen here; another node's name for a folded one (FoldRemoteCount),
+  // folding_node_ empty: an event seen here; else another node's event (FoldRemoteCount),
   // which is neither published again nor an evidence line.
-  void Count(Runtime& r, const Event& e, IncidentSink* sink, std::string_view node = {}) {
-    const bool folded = !node.empty();
+  void Count(Runtime& r, const Event& e, IncidentSink* sink) {
+    const bool folded = !folding_node_.empty();
     // The global address allowlist protects addresses from what is done to them: it exempts events
     // from playbooks keyed on the address, not from those keyed on an account (webmail submits
     // from 127.0.0.1, and a compromised webmail account must still be caught).
@@ -966,7 +966,7 @@ class Engine final : public PlaybookEngine {
         inc.trigger += folded ? fmt::format(
                                     "; shared window: counted across the cluster, the last "
                                     "event from node {}",
-                                    node)
+                                    folding_node_)
                               : std::string("; shared window: counted across the cluster");
       }
       if (repeat) {
@@ -1195,7 +1195,8 @@ class Engine final : public PlaybookEngine {
   std::unordered_map<std::uint64_t, std::vector<Offense>> offenses_;
   std::uint64_t offense_inserts_ = 0;
   SharedWindowSink* shared_sink_ = nullptr;
-  bool folding_ = false;  // inside FoldRemoteCount: the event was rebuilt from a key's text
+  // Inside FoldRemoteCount: the node whose event, rebuilt from a key's text, is being counted.
+  std::string_view folding_node_;
   EngineStats stats_;
 };
 
