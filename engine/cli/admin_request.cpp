@@ -142,6 +142,8 @@ void NameTheStore(const Config& config, nlohmann::json* request) {
   if (id.ok()) (*request)["store_id"] = *id;
 }
 
+}  // namespace
+
 std::chrono::milliseconds OutcomeWait(const GlobalOptions& globals) {
   if (globals.no_wait) return std::chrono::milliseconds(0);
   if (globals.wait.empty()) return kDefaultOutcomeWait;
@@ -151,8 +153,6 @@ std::chrono::milliseconds OutcomeWait(const GlobalOptions& globals) {
   }
   return std::chrono::seconds(*seconds);
 }
-
-}  // namespace
 
 AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request) {
   AdminOutcome outcome;

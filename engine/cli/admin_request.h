@@ -3,6 +3,7 @@
 // otherwise carry it out here (ExecuteControlRequest, then run the outbox once) and say so.
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -43,6 +44,10 @@ struct AdminOutcome {
 // daemon serving another store refuses it; else carries it out on the store here and runs the
 // outbox once. Throws CliExit on errors, with the exit code from ExitCodeFor.
 AdminOutcome SendOrAct(const Config& config, const nlohmann::json& request);
+
+// How long a write command waits for its outcome: --wait DURATION (default 5s), --no-wait (0).
+// Throws CliExit for a --wait that is not a duration.
+std::chrono::milliseconds OutcomeWait(const GlobalOptions& globals);
 
 // Waits for the queued actions' outcome (up to --wait, default 5s; none with --no-wait; none
 // needed when acting directly: the outbox already ran) and prints it, "ban 192.0.2.7 for 1h:

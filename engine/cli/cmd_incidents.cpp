@@ -2,15 +2,30 @@
 // Reads go to the store directly (WAL: never blocks the daemon); ack and resolve go through the
 // daemon's control socket when it runs. The --json shapes are documented in docs/cli.md and are
 // a stable interface: add fields, never rename or remove them.
+//
+// In a cluster (docs/cluster.md "Cluster-wide incidents"), `list --cluster` reads every node's
+// published incidents from the cluster's PostgreSQL, and show/ack/resolve take NODE:ID for
+// another node's incident: show reads its published copy, ack and resolve write a request that
+// the owning node's link applies to its own store (this command waits for the outcome, --wait).
+#include <pwd.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/cli/action_outcome.h"
 #include "engine/cli/admin_request.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/table_printer.h"
+#include "engine/cluster/cluster_incidents.h"
+#include "engine/cluster/cluster_options.h"
+#include "engine/cluster/decision_log.h"
 #include "mxward/incident_store.h"
 
 namespace mxward::cli {
@@ -108,9 +123,98 @@ struct ListOptions {
   std::string key;
   int limit = 100;
   bool json = false;
+  bool cluster = false;  // every node's published incidents, from the cluster's database
+  std::string node;      // with --cluster: only this node's
 };
 
+// The [cluster] section and a connection to its database; a clear exit when the config has no
+// [cluster] or the database cannot be reached.
+struct ClusterConnection {
+  ClusterOptions options;
+  std::unique_ptr<DecisionLog> log;
+};
+
+ClusterConnection ConnectClusterOrExit(const Config& config, const GlobalOptions& globals) {
+  std::vector<Diagnostic> diags;
+  auto options = ClusterOptions::FromConfig(config, &diags);
+  if (!options.ok()) {
+    for (const auto& d : diags) std::fprintf(stderr, "%s\n", d.ToString().c_str());
+    throw CliExit(kExitUsage, fmt::format("[cluster]: {}", options.status().message()));
+  }
+  if (!options->enabled) {
+    throw CliExit(kExitUsage,
+                  fmt::format("no [cluster] section in {}: other nodes' incidents are in the "
+                              "cluster's database, which [cluster] names (docs/cluster.md)",
+                              globals.config_given ? globals.config_path : "the configuration"));
+  }
+  ClusterConnection c;
+  c.options = std::move(*options);
+  c.log = std::make_unique<DecisionLog>(c.options.dsn, c.options.password, c.options.node);
+  if (Status st = c.log->Connect(); !st.ok()) {
+    throw CliExit(kExitRuntime,
+                  fmt::format("cannot reach the cluster's database: {}", st.message()));
+  }
+  return c;
+}
+
+std::string Ref(const std::string& node, std::int64_t id) { return fmt::format("{}:{}", node, id); }
+
+nlohmann::json SharedIncidentJson(const SharedIncident& s, bool detail) {
+  nlohmann::json j = IncidentJson(s.incident, s.actions, detail);
+  j["node"] = s.node;
+  j["ref"] = Ref(s.node, s.incident.id);
+  j["uuid"] = s.uuid;
+  j["published_ago_s"] = s.published_ago_s;
+  return j;
+}
+
+void RunClusterList(const GlobalOptions& globals, const ListOptions& o) {
+  const Config config = LoadEffectiveConfig(globals);
+  const UnixMicros now = CliNow();
+  SharedIncidentQuery q;
+  q.node = o.node;
+  q.status = o.status;
+  q.playbook = o.playbook;
+  q.key = o.key;
+  q.limit = o.limit;
+  if (!o.since.empty()) q.since = now - *ParseDurationSeconds(o.since) * kMicrosPerSecond;
+  ClusterConnection c = ConnectClusterOrExit(config, globals);
+  auto list = c.log->ListIncidents(q);
+  if (!list.ok()) ExitWith(list.status());
+  if (o.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : *list) out.push_back(SharedIncidentJson(s, false));
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  if (list->empty()) {
+    std::printf("no incidents in the cluster\n");
+    return;
+  }
+  const bool color = StdoutWantsColor();
+  TablePrinter t(
+      {"NODE", "ID", "LAST SEEN", "PLAYBOOK", "KEY", "COUNT", "SEVERITY", "STATUS", "ACTIONS"},
+      color);
+  t.AlignRight(1);
+  t.AlignRight(5);
+  for (const auto& s : *list) {
+    const Incident& inc = s.incident;
+    t.AddRow({{s.node},
+              {std::to_string(inc.id)},
+              {FormatWhen(inc.last_seen, now)},
+              {inc.playbook},
+              {inc.key},
+              {std::to_string(inc.count)},
+              {std::string(SeverityName(inc.severity)), SeverityColor(inc.severity)},
+              {std::string(IncidentStatusName(inc.status)), StatusColor(inc.status)},
+              {ActionSummary(inc, s.actions)}});
+  }
+  t.Print(stdout);
+}
+
 void RunList(const GlobalOptions& globals, const ListOptions& o) {
+  if (o.cluster) return RunClusterList(globals, o);
+  if (!o.node.empty()) throw CliExit(kExitUsage, "--node goes with --cluster");
   const Config config = LoadEffectiveConfig(globals);
   const UnixMicros now = CliNow();
   IncidentQuery q;
@@ -157,64 +261,63 @@ void RunList(const GlobalOptions& globals, const ListOptions& o) {
   t.Print(stdout);
 }
 
-void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
-  const Config config = LoadEffectiveConfig(globals);
-  const UnixMicros now = CliNow();
-  auto store = OpenStoreOrExit(config, StoreUse::kRead);
-  auto inc = store->GetIncident(id);
-  if (!inc.ok()) ExitWith(inc.status());
-  const auto actions = ActionsOrExit(store.get(), id);
-  auto notes = store->NotesForIncident(id);
-  if (!notes.ok()) ExitWith(notes.status());
-  auto bans = store->ActiveBans(now);
-  if (!bans.ok()) ExitWith(bans.status());
-  auto suspensions = store->ActiveSuspensions();
-  if (!suspensions.ok()) ExitWith(suspensions.status());
-  std::vector<BanRecord> my_bans;
-  for (auto& b : *bans) {
-    if (b.incident_id == id) my_bans.push_back(b);
-  }
-  std::vector<SuspensionRecord> my_suspensions;
-  for (auto& s : *suspensions) {
-    if (s.incident_id == id) my_suspensions.push_back(s);
-  }
+// What `show` prints of one incident: from this node's store, or another node's published copy
+// (then what is in effect there is not known here, and the node is named).
+struct ShowParts {
+  const Incident* inc = nullptr;
+  const std::vector<ActionRecord>* actions = nullptr;
+  const std::vector<IncidentNote>* notes = nullptr;
+  const std::vector<BanRecord>* bans = nullptr;  // null for another node's incident
+  const std::vector<SuspensionRecord>* suspensions = nullptr;
+  const SharedIncident* shared = nullptr;  // another node's incident
+};
 
+void PrintIncident(const ShowParts& p, bool json, UnixMicros now) {
+  const Incident* inc = p.inc;
   if (json) {
-    nlohmann::json j = IncidentJson(*inc, actions, true);
+    nlohmann::json j =
+        p.shared ? SharedIncidentJson(*p.shared, true) : IncidentJson(*inc, *p.actions, true);
     nlohmann::json ev = nlohmann::json::array();
     for (const auto& e : inc->evidence) {
       ev.push_back({{"time", FormatRfc3339(e.time)}, {"line", e.text}});
     }
     j["evidence"] = std::move(ev);
     nlohmann::json ns = nlohmann::json::array();
-    for (const auto& n : *notes) {
+    for (const auto& n : *p.notes) {
       ns.push_back({{"time", FormatRfc3339(n.time)}, {"kind", n.kind}, {"text", n.text}});
     }
     j["notes"] = std::move(ns);
-    nlohmann::json effect = nlohmann::json::array();
-    for (const auto& b : my_bans) {
-      effect.push_back({{"type", "ban"},
-                        {"address", b.prefix},
-                        {"ports", b.ports},
-                        {"until", b.until ? nlohmann::json(FormatRfc3339(b.until)) : nullptr}});
+    if (p.bans) {
+      nlohmann::json effect = nlohmann::json::array();
+      for (const auto& b : *p.bans) {
+        effect.push_back({{"type", "ban"},
+                          {"address", b.prefix},
+                          {"ports", b.ports},
+                          {"until", b.until ? nlohmann::json(FormatRfc3339(b.until)) : nullptr}});
+      }
+      for (const auto& s : *p.suspensions) {
+        effect.push_back({{"type", s.kind},
+                          {"user", s.user},
+                          {"until", s.until ? nlohmann::json(FormatRfc3339(s.until)) : nullptr}});
+      }
+      j["in_effect"] = std::move(effect);
     }
-    for (const auto& s : my_suspensions) {
-      effect.push_back({{"type", s.kind},
-                        {"user", s.user},
-                        {"until", s.until ? nlohmann::json(FormatRfc3339(s.until)) : nullptr}});
-    }
-    j["in_effect"] = std::move(effect);
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
 
   const bool color = StdoutWantsColor();
   std::string out;
-  out += fmt::format("Incident {}  {}  {}  {}\n", inc->id,
+  out += fmt::format("Incident {}  {}  {}  {}\n",
+                     p.shared ? Ref(p.shared->node, inc->id) : std::to_string(inc->id),
                      Colorize(inc->playbook, Color::kBold, color),
                      Colorize(SeverityName(inc->severity), SeverityColor(inc->severity), color),
                      Colorize(IncidentStatusName(inc->status), StatusColor(inc->status), color));
   if (!inc->description.empty()) out += fmt::format("  {}\n", inc->description);
+  if (p.shared) {
+    out += fmt::format("  node:     {} (published {} ago)\n", p.shared->node,
+                       FormatDurationSeconds(p.shared->published_ago_s));
+  }
   out += fmt::format("  key:      {} {}\n", inc->key_kind, inc->key);
   out += fmt::format("  why:      {}\n", inc->trigger.empty() ? "-" : inc->trigger);
   out += fmt::format("  first:    {}\n", FormatWhen(inc->first_seen, now));
@@ -241,8 +344,8 @@ void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
   }
 
   out += "\nActions:\n";
-  if (actions.empty()) out += "  (none)\n";
-  for (const auto& a : actions) {
+  if (p.actions->empty()) out += "  (none)\n";
+  for (const auto& a : *p.actions) {
     std::string params;
     for (const auto& [k, v] : a.params.items()) {
       params += fmt::format(" {}={}", k, v.is_string() ? v.get<std::string>() : v.dump());
@@ -255,38 +358,180 @@ void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
     out += '\n';
   }
 
-  out += "\nIn effect:\n";
-  if (my_bans.empty() && my_suspensions.empty()) out += "  (nothing)\n";
-  for (const auto& b : my_bans) {
-    // The scope only when it is not the default, so a mail ban reads as it always did.
-    out += fmt::format("  ban {}{} {}\n", b.prefix,
-                       b.ports == "mail" ? std::string() : " (ports " + b.ports + ")",
-                       b.until ? "until " + FormatWhen(b.until, now) : std::string("permanent"));
-  }
-  for (const auto& s : my_suspensions) {
-    out +=
-        fmt::format("  {} {} {}\n", s.kind, s.user,
-                    s.until ? "until " + FormatWhen(s.until, now) : std::string("until restored"));
+  if (p.bans) {
+    out += "\nIn effect:\n";
+    if (p.bans->empty() && p.suspensions->empty()) out += "  (nothing)\n";
+    for (const auto& b : *p.bans) {
+      // The scope only when it is not the default, so a mail ban reads as it always did.
+      out += fmt::format("  ban {}{} {}\n", b.prefix,
+                         b.ports == "mail" ? std::string() : " (ports " + b.ports + ")",
+                         b.until ? "until " + FormatWhen(b.until, now) : std::string("permanent"));
+    }
+    for (const auto& s : *p.suspensions) {
+      out += fmt::format(
+          "  {} {} {}\n", s.kind, s.user,
+          s.until ? "until " + FormatWhen(s.until, now) : std::string("until restored"));
+    }
   }
 
-  if (!notes->empty()) {
+  if (!p.notes->empty()) {
     out += "\nNotes:\n";
-    for (const auto& n : *notes) {
+    for (const auto& n : *p.notes) {
       out += fmt::format("  {}  {}  {}\n", FormatLocalTime(n.time), n.kind, n.text);
     }
   }
   std::fputs(out.c_str(), stdout);
 }
 
-void RunAck(const GlobalOptions& globals, std::int64_t id, const std::string& note) {
+// Another node's incident, as it last published it.
+void RunClusterShow(const GlobalOptions& globals, const std::string& node, std::int64_t id,
+                    bool json) {
   const Config config = LoadEffectiveConfig(globals);
+  ClusterConnection c = ConnectClusterOrExit(config, globals);
+  auto shared = c.log->GetIncident(node, id);
+  if (!shared.ok()) ExitWith(shared.status());
+  ShowParts p;
+  p.inc = &shared->incident;
+  p.actions = &shared->actions;
+  p.notes = &shared->notes;
+  p.shared = &*shared;
+  PrintIncident(p, json, CliNow());
+}
+
+// The local id of "17", or of "NODE:17" when NODE is this node; 0 with *node set for another
+// node's incident. Exits on anything else.
+std::int64_t ResolveRef(const Config& config, const std::string& ref, std::string* node) {
+  node->clear();
+  std::int64_t id = 0;
+  if (ParseIncidentRef(ref, node, &id)) {
+    std::vector<Diagnostic> diags;
+    auto options = ClusterOptions::FromConfig(config, &diags);
+    if (options.ok() && options->enabled && options->node == *node) {
+      node->clear();  // this node's own: its store is the truth, no database needed
+      return id;
+    }
+    return 0;
+  }
+  auto [end, ec] = std::from_chars(ref.data(), ref.data() + ref.size(), id);
+  if (ec != std::errc() || end != ref.data() + ref.size() || id <= 0) {
+    throw CliExit(kExitUsage,
+                  fmt::format("'{}' is not an incident: an id (17), or NODE:ID for another "
+                              "cluster node's (mx2:17, as `incidents list --cluster` shows)",
+                              ref));
+  }
+  return id;
+}
+
+void RunShow(const GlobalOptions& globals, const std::string& ref, bool json) {
+  const Config config = LoadEffectiveConfig(globals);
+  std::string node;
+  const std::int64_t id = ResolveRef(config, ref, &node);
+  if (!node.empty()) {
+    std::int64_t remote = 0;
+    ParseIncidentRef(ref, &node, &remote);
+    return RunClusterShow(globals, node, remote, json);
+  }
+  const UnixMicros now = CliNow();
+  auto store = OpenStoreOrExit(config, StoreUse::kRead);
+  auto inc = store->GetIncident(id);
+  if (!inc.ok()) ExitWith(inc.status());
+  const auto actions = ActionsOrExit(store.get(), id);
+  auto notes = store->NotesForIncident(id);
+  if (!notes.ok()) ExitWith(notes.status());
+  auto bans = store->ActiveBans(now);
+  if (!bans.ok()) ExitWith(bans.status());
+  auto suspensions = store->ActiveSuspensions();
+  if (!suspensions.ok()) ExitWith(suspensions.status());
+  std::vector<BanRecord> my_bans;
+  for (auto& b : *bans) {
+    if (b.incident_id == id) my_bans.push_back(b);
+  }
+  std::vector<SuspensionRecord> my_suspensions;
+  for (auto& s : *suspensions) {
+    if (s.incident_id == id) my_suspensions.push_back(s);
+  }
+  ShowParts p;
+  p.inc = &*inc;
+  p.actions = &actions;
+  p.notes = &*notes;
+  p.bans = &my_bans;
+  p.suspensions = &my_suspensions;
+  PrintIncident(p, json, now);
+}
+
+// The name of the user running this command, for the owner's note and log.
+std::string ThisUser() {
+  if (const passwd* pw = getpwuid(geteuid()); pw != nullptr && pw->pw_name != nullptr) {
+    return pw->pw_name;
+  }
+  return std::to_string(geteuid());
+}
+
+// ack / resolve of another node's incident: a request its link applies to its own store. Waits
+// (--wait, default 5s) for the owner's outcome.
+void RunClusterRequest(const GlobalOptions& globals, const Config& config, const std::string& ref,
+                       const std::string& kind, const std::string& note, bool revert) {
+  std::string node;
+  std::int64_t id = 0;
+  ParseIncidentRef(ref, &node, &id);
+  ClusterConnection c = ConnectClusterOrExit(config, globals);
+  // The owner must have published it: a reference to nothing is refused here, not queued.
+  if (auto shared = c.log->GetIncident(node, id); !shared.ok()) ExitWith(shared.status());
+  IncidentRequest r;
+  r.node = node;
+  r.incident_id = id;
+  r.kind = kind;
+  r.revert = revert;
+  r.note = note;
+  r.requested_user = ThisUser();
+  auto request_id = c.log->RequestIncidentChange(r);
+  if (!request_id.ok()) ExitWith(request_id.status());
+  const auto deadline = std::chrono::steady_clock::now() + OutcomeWait(globals);
+  auto pause = std::chrono::milliseconds(5);
+  for (;;) {
+    auto now = c.log->ReadIncidentRequest(*request_id);
+    if (!now.ok()) ExitWith(now.status());
+    if (now->done) {
+      if (!now->ok) {
+        throw CliExit(kExitFailure, fmt::format("node {} refused: {}", node, now->outcome));
+      }
+      std::printf("incident %s %s on node %s\n", ref.c_str(), now->outcome.c_str(), node.c_str());
+      if (revert) {
+        std::printf(
+            "its bans are lifted on every node as node %s runs the undo (mxward incidents "
+            "show %s)\n",
+            node.c_str(), ref.c_str());
+      }
+      return;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    // Polling the request row with a back-off (a read each time), bounded by --wait.
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(200));
+  }
+  std::printf(
+      "incident %s: %s asked of node %s (request %lld); it is applied when node %s's "
+      "link reads it\n",
+      ref.c_str(), kind == "ack" ? "acknowledgement" : "resolution", node.c_str(),
+      static_cast<long long>(*request_id), node.c_str());
+  throw CliExit(kExitPending);
+}
+
+void RunAck(const GlobalOptions& globals, const std::string& ref, const std::string& note) {
+  const Config config = LoadEffectiveConfig(globals);
+  std::string node;
+  const std::int64_t id = ResolveRef(config, ref, &node);
+  if (!node.empty()) return RunClusterRequest(globals, config, ref, "ack", note, false);
   SendOrAct(config, {{"op", "incidents.ack"}, {"id", id}, {"note", note}});
   std::printf("incident %lld acknowledged\n", static_cast<long long>(id));
 }
 
-void RunResolve(const GlobalOptions& globals, std::int64_t id, const std::string& note,
+void RunResolve(const GlobalOptions& globals, const std::string& ref, const std::string& note,
                 bool revert) {
   const Config config = LoadEffectiveConfig(globals);
+  std::string node;
+  const std::int64_t id = ResolveRef(config, ref, &node);
+  if (!node.empty()) return RunClusterRequest(globals, config, ref, "resolve", note, revert);
   auto outcome = SendOrAct(
       config, {{"op", "incidents.resolve"}, {"id", id}, {"note", note}, {"revert", revert}});
   std::printf("incident %lld resolved\n", static_cast<long long>(id));
@@ -320,37 +565,41 @@ void AddIncidentsCommand(CLI::App& app, GlobalOptions& globals) {
   l->add_option("--limit", list->limit, "at most this many (default 100)")
       ->check(CLI::Range(1, 1'000'000));
   l->add_flag("--json", list->json, "JSON array (fields in docs/cli.md)");
+  l->add_flag("--cluster", list->cluster,
+              "every cluster node's incidents, from the cluster's database ([cluster])");
+  l->add_option("--node", list->node, "with --cluster: only this node's");
   l->callback([&globals, list] { RunList(globals, *list); });
 
   struct ShowOptions {
-    std::int64_t id = 0;
+    std::string ref;
     bool json = false;
   };
   auto show = std::make_shared<ShowOptions>();
   CLI::App* s = cmd->add_subcommand(
       "show", "One incident: why it fired, evidence, actions, what is still in effect");
-  s->add_option("id", show->id, "incident id")->required();
+  s->add_option("id", show->ref, "incident id, or NODE:ID for another cluster node's")->required();
   s->add_flag("--json", show->json, "JSON object (fields in docs/cli.md)");
-  s->callback([&globals, show] { RunShow(globals, show->id, show->json); });
+  s->callback([&globals, show] { RunShow(globals, show->ref, show->json); });
 
   struct AckOptions {
-    std::int64_t id = 0;
+    std::string ref;
     std::string note;
     bool revert = false;
   };
   auto ack = std::make_shared<AckOptions>();
   CLI::App* a = cmd->add_subcommand("ack", "Acknowledge an incident (seen, being handled)");
-  a->add_option("id", ack->id, "incident id")->required();
+  a->add_option("id", ack->ref, "incident id, or NODE:ID for another cluster node's")->required();
   a->add_option("--note", ack->note, "a note kept with the incident");
-  a->callback([&globals, ack] { RunAck(globals, ack->id, ack->note); });
+  a->callback([&globals, ack] { RunAck(globals, ack->ref, ack->note); });
 
   auto resolve = std::make_shared<AckOptions>();
   CLI::App* r = cmd->add_subcommand("resolve", "Resolve an incident; --revert undoes its effects");
-  r->add_option("id", resolve->id, "incident id")->required();
+  r->add_option("id", resolve->ref, "incident id, or NODE:ID for another cluster node's")
+      ->required();
   r->add_option("--note", resolve->note, "a note kept with the incident");
   r->add_flag("--revert", resolve->revert, "lift its bans and restore its suspended accounts");
   r->callback(
-      [&globals, resolve] { RunResolve(globals, resolve->id, resolve->note, resolve->revert); });
+      [&globals, resolve] { RunResolve(globals, resolve->ref, resolve->note, resolve->revert); });
 }
 
 }  // namespace mxward::cli

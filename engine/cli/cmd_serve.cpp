@@ -755,6 +755,36 @@ class Daemon {
       cluster_->EnableSharedWindows(std::move(hooks));
       cluster_->SetLongestSharedWindow(pipeline_->engine().LongestSharedWindowSeconds());
     }
+    // Another node's ack / resolve of one of this node's incidents: carried out exactly as the
+    // same command on this node's control socket (ExecuteControlRequest, on the link's own store
+    // connection), so a revert queues the same undo actions, which the dispatcher runs here and
+    // the link then publishes as ban removals: every node lifts the ban.
+    cluster_->SetIncidentRequestHandler([this](IncidentStore& store, const IncidentRequest& r) {
+      const std::string by = fmt::format("node {}, user {}", r.requested_by,
+                                         r.requested_user.empty() ? "?" : r.requested_user);
+      nlohmann::json req = {{"op", r.kind == "ack" ? "incidents.ack" : "incidents.resolve"},
+                            {"id", r.incident_id},
+                            {"note", r.note.empty() ? fmt::format("from {}", by)
+                                                    : fmt::format("{} (from {})", r.note, by)}};
+      if (r.kind == "resolve") req["revert"] = r.revert;
+      auto resp = ExecuteControlRequest(&store, req, SystemClock::Instance()->Now());
+      IncidentRequestOutcome outcome;
+      outcome.ok = resp.value("ok", false);
+      if (!outcome.ok) {
+        outcome.text = resp.value("error", std::string("refused"));
+        return outcome;
+      }
+      const auto undo = resp["result"].value("action_ids", nlohmann::json::array()).size();
+      outcome.text = r.kind == "ack" ? "acknowledged"
+                     : r.revert      ? fmt::format("resolved; {} undo action(s) queued", undo)
+                                     : "resolved";
+      dispatcher_->Notify();
+      // What the undo decides holds for the policy servers at once (the daemon's thread).
+      if (decisions_) {
+        boost::asio::post(io_, [this, resp = std::move(resp)] { ApplyControlResponse(resp); });
+      }
+      return outcome;
+    });
     if (Status st = cluster_->Start(); !st.ok()) throw CliExit(kExitRuntime, st.ToString());
     // A ban done here is published at once rather than at the link's next look.
     // Weak: a worker the dispatcher's Stop() detached may outlive the link.
@@ -772,6 +802,7 @@ class Daemon {
     constexpr std::string_view kEvents = "mxward_cluster_total";
     constexpr std::string_view kCursor = "mxward_cluster_cursor";
     constexpr std::string_view kUnpublished = "mxward_cluster_unpublished";
+    constexpr std::string_view kUnpublishedIncidents = "mxward_cluster_incidents_unpublished";
     (void)registry_.Declare(
         {kConnected, MetricType::kGauge, "1 while the decision log connection is up.", {}});
     (void)registry_.Declare({kEvents,
@@ -780,8 +811,13 @@ class Daemon {
                              "publish_failures, notifications, rows_read, queued, invalid, "
                              "pruned; shared windows: window_events_published, _unpublished, "
                              "_dropped, _received, _folded, _pruned, claims_won, claims_lost, "
-                             "claims_alone.",
+                             "claims_alone; incidents: incidents_published, incident_requests.",
                              {"type"}});
+    (void)registry_.Declare({kUnpublishedIncidents,
+                             MetricType::kGauge,
+                             "This node's incidents changed and not yet published (database "
+                             "down).",
+                             {}});
     (void)registry_.Declare({kCursor,
                              MetricType::kGauge,
                              "The last decision log sequence number queued on this node.",
@@ -807,6 +843,9 @@ class Daemon {
     add(kEvents, {"queued"}, &c.queued);
     add(kEvents, {"invalid"}, &c.invalid);
     add(kEvents, {"pruned"}, &c.pruned);
+    add(kEvents, {"incidents_published"}, &c.incidents_published);
+    add(kEvents, {"incident_requests"}, &c.incident_requests);
+    add(kUnpublishedIncidents, {}, &c.incidents_unpublished);
     if (window_batch_) {
       add(kEvents, {"window_events_published"}, &c.window_events_published);
       add(kEvents, {"window_events_unpublished"}, &c.window_events_unpublished);

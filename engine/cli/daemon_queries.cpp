@@ -82,6 +82,12 @@ nlohmann::json ClusterJson(const ClusterLink& link) {
         {"claims_won", c.claims_won.load()},
         {"claims_lost", c.claims_lost.load()},
         {"claims_alone", c.claims_alone.load()}}},
+      // Cluster-wide incidents: this node's published, waiting, and other nodes' requests
+      // applied here.
+      {"incidents",
+       {{"published", c.incidents_published.load()},
+        {"unpublished", c.incidents_unpublished.load()},
+        {"requests_applied", c.incident_requests.load()}}},
   };
   if (v.read) {
     j["head"] = v.log.head;

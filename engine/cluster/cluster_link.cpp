@@ -35,6 +35,10 @@ constexpr auto kPruneEvery = std::chrono::hours(1);
 // plus this margin are neither read nor kept (late rows within it still land in their window).
 constexpr int kWindowReadBatch = 5'000;
 constexpr std::int64_t kWindowMarginS = 600;
+// Incidents published per transaction, and per pass of the loop (the rest at the next pass).
+constexpr int kIncidentBatch = 100;
+constexpr int kIncidentBatchesPerPass = 10;
+constexpr int kRequestBatch = 100;
 
 // Made by the cluster link (another node's decision), not by a local admin.
 bool IsFromCluster(std::string_view by) { return by.rfind("cluster:", 0) == 0; }
@@ -106,6 +110,9 @@ Status ClusterLink::Start() {
     (std::string_view(key) == "allow_id_mark" ? state_->allow_id_mark
                                               : state_->allow_removed_mark) = mark->value_or(0);
   }
+  // From now on the store marks every change of an incident for publication (schema v10);
+  // incidents that did not change since before the node joined are not published.
+  MXWARD_RETURN_IF_ERROR(state_->store->StartRecordingIncidentChanges());
   auto cursor = state_->store->LoadClusterValue("cursor");
   if (!cursor.ok()) return cursor.status();
   state_->cursor = cursor->value_or(0);
@@ -166,6 +173,7 @@ void ClusterLink::Run() {
   std::vector<WindowEvent> spent_batch;
   std::int64_t window_cursor = 0;
   bool need_window_read = true;
+  bool need_requests = true;
 
   // This node's row (role, cursor) and the log's view for `status`; a failure is only logged
   // as a lost connection like any other statement's.
@@ -353,6 +361,7 @@ void ClusterLink::Run() {
     ++counters_.notifications;
     need_read = need_read || (*rang & DecisionLog::kDecisionsRang) != 0;
     need_window_read = need_window_read || (*rang & DecisionLog::kWindowsRang) != 0;
+    need_requests = need_requests || (*rang & DecisionLog::kRequestsRang) != 0;
     return true;
   };
 
@@ -480,6 +489,81 @@ void ClusterLink::Run() {
     return Status::Ok();
   };
 
+  // This node's incidents changed since their last publication, into the database; with it
+  // down, only counted (the marks wait in the store).
+  auto publish_incidents = [&]() -> Status {
+    for (int pass = 0; pass < kIncidentBatchesPerPass; ++pass) {
+      auto changed = s.store->ChangedIncidents(kIncidentBatch);
+      if (!changed.ok()) {
+        spdlog::error("cluster: cannot read changed incidents: {}", changed.status().ToString());
+        return Status::Ok();
+      }
+      counters_.incidents_unpublished = changed->total;
+      if (changed->changes.empty() || !log.connected()) return Status::Ok();
+      std::vector<SharedIncident> out;
+      for (const IncidentChange& c : changed->changes) {
+        auto inc = s.store->GetIncident(c.incident_id);
+        if (!inc.ok()) {
+          if (inc.status().code() == Status::Code::kNotFound) continue;  // pruned: forgotten
+          spdlog::error("cluster: cannot read incident {}: {}", c.incident_id,
+                        inc.status().ToString());
+          return Status::Ok();
+        }
+        if (inc->origin != IncidentOrigin::kLive) continue;  // replays stay on this node
+        auto actions = s.store->ActionsForIncident(c.incident_id);
+        auto notes = s.store->NotesForIncident(c.incident_id);
+        if (!actions.ok() || !notes.ok()) {
+          spdlog::error("cluster: cannot read incident {}'s actions and notes: {}", c.incident_id,
+                        (actions.ok() ? notes.status() : actions.status()).ToString());
+          return Status::Ok();
+        }
+        SharedIncident shared;
+        shared.node = options_.node;
+        shared.incident = std::move(*inc);
+        shared.actions = std::move(*actions);
+        shared.notes = std::move(*notes);
+        out.push_back(std::move(shared));
+      }
+      MXWARD_RETURN_IF_ERROR(log.PublishIncidents(out));
+      counters_.incidents_published += static_cast<std::int64_t>(out.size());
+      // A mark whose version moved while this ran stays: the incident goes again next pass.
+      if (Status st = s.store->ForgetIncidentChanges(changed->changes); !st.ok()) {
+        spdlog::error("cluster: cannot record published incidents: {}", st.ToString());
+        return Status::Ok();  // published again later: the same row replaced
+      }
+      counters_.incidents_unpublished = std::max<std::int64_t>(
+          0, changed->total - static_cast<std::int64_t>(changed->changes.size()));
+      if (static_cast<int>(changed->changes.size()) < kIncidentBatch) return Status::Ok();
+    }
+    return Status::Ok();
+  };
+
+  // Other nodes' requests for this node's incidents, applied to its store in the order asked.
+  // A request applied just before a crash (its outcome not recorded) is applied again at the
+  // next start: an ack or resolve of an incident already so changes nothing but adds its note,
+  // and a revert queues no undo already queued.
+  auto apply_requests = [&]() -> Status {
+    if (!incident_requests_) return Status::Ok();
+    auto requests = log.PendingIncidentRequests(kRequestBatch);
+    if (!requests.ok()) return requests.status();
+    for (const IncidentRequest& r : *requests) {
+      IncidentRequestOutcome outcome;
+      if (r.kind != "ack" && r.kind != "resolve") {
+        outcome.text = "unknown request '" + r.kind + "'";
+      } else {
+        outcome = incident_requests_(*s.store, r);
+      }
+      ++counters_.incident_requests;
+      spdlog::info("cluster: {} {}{} of incident {} asked by {} on node {}: {}", r.kind,
+                   r.revert ? "with revert " : "", outcome.ok ? "applied" : "refused",
+                   r.incident_id, r.requested_user.empty() ? "?" : r.requested_user, r.requested_by,
+                   outcome.text);
+      MXWARD_RETURN_IF_ERROR(log.FinishIncidentRequest(r.id, outcome));
+    }
+    if (static_cast<int>(requests->size()) == kRequestBatch) need_requests = true;
+    return Status::Ok();
+  };
+
   while (!stop_) {
     auto now = std::chrono::steady_clock::now();
     if (!log.connected() && now >= next_connect) {
@@ -490,6 +574,7 @@ void ClusterLink::Run() {
         backoff = milliseconds(options_.retry_min_ms);
         need_read = true;
         need_window_read = true;
+        need_requests = true;
         if (was_down_logged) spdlog::info("cluster: connected to the decision log again");
         was_down_logged = false;
         spdlog::info("cluster: node {} connected to the decision log; cursor {}", options_.node,
@@ -511,6 +596,7 @@ void ClusterLink::Run() {
         next_tick = now + tick;
         if (Status st = read_all(); !st.ok()) lost(st, "reading decisions");
         need_window_read = need_window_read || ticked;
+        need_requests = need_requests || ticked;
         if (log.connected() &&
             (ticked || (s.cursor != heartbeat_cursor && now - last_heartbeat >= kHeartbeatEvery))) {
           if (Status hb = heartbeat(/*connected=*/false); !hb.ok()) lost(hb, "recording this node");
@@ -541,6 +627,10 @@ void ClusterLink::Run() {
         spdlog::info("cluster: pruned {} decision(s) that ended more than {} ago", *pruned,
                      FormatDurationSeconds(options_.log_retention_s));
       }
+      if (log.connected()) {
+        auto gone = log.PruneIncidents(options_.log_retention_s);
+        if (!gone.ok()) lost(gone.status(), "pruning incidents");
+      }
       if (log.connected() && shared_.batch != nullptr) {
         auto gone = log.PruneWindowEvents(window_keep_s());
         if (!gone.ok()) {
@@ -550,16 +640,24 @@ void ClusterLink::Run() {
         }
       }
     }
+    if (log.connected() && need_requests) {
+      need_requests = false;
+      if (Status st = apply_requests(); !st.ok()) lost(st, "applying incident requests");
+    }
     if (log.connected()) {
       if (Status st = publish(); !st.ok()) lost(st, "publishing");
     }
+    if (Status st = publish_incidents(); !st.ok()) lost(st, "publishing incidents");
     if (log.connected()) {
       if (Status st = publish_allow(); !st.ok()) lost(st, "publishing the allowlist");
     }
     // A doorbell that arrived while this loop ran statements (a publication, the heartbeat, the
     // pruning) was read off the socket by libpq then and waits in its queue: poll() would not
     // see it, and the rows it announces would wait for the safety tick.
-    if (log.connected() && take_notifications() && (need_read || need_window_read)) continue;
+    if (log.connected() && take_notifications() &&
+        (need_read || need_window_read || need_requests)) {
+      continue;
+    }
     // Wait for the doorbell, a Notify(), the publish poll or the reconnect time.
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {log.socket(), POLLIN, 0}};
     const nfds_t n = log.connected() ? 2 : 1;
@@ -582,6 +680,7 @@ void ClusterLink::Run() {
   // Bans the dispatcher finished while the daemon drained: into the log before we go (if not,
   // the next start publishes them).
   if (log.connected()) (void)publish();
+  if (log.connected()) (void)publish_incidents();
   log.Disconnect();
   counters_.connected = 0;
 }

@@ -34,6 +34,16 @@
 // incident of a shared playbook, so one node in the cluster opens it. With the database down the
 // batch is dropped (counted) and a claim is decided alone: detection never waits for it.
 //
+// Incidents (docs/cluster.md "Cluster-wide incidents", cluster_incidents.h): the store marks every
+// change of a live incident in cluster_incident_changes (triggers, in the change's own
+// transaction); the link publishes each marked incident whole (state, evidence, actions' outcomes,
+// notes) into mxward_incidents and forgets the marks that did not move meanwhile, so nothing is
+// lost while the database is down and a republication replaces one row. Requests of other nodes
+// (ack, resolve [--revert]) for this node's incidents arrive on their own doorbell (and are looked
+// for at each (re)connect and safety tick); the link applies them to this node's store through
+// the daemon's handler and records the outcome. A revert queues ban removals here, which are
+// published as any local removal: every node lifts the ban.
+//
 // Threads: the link owns one thread that does all of its blocking work (libpq, its own SQLite
 // connection), so the daemon's Asio loop never waits on the database. Start/Stop/Notify are
 // called from the daemon's thread; counters() may be read from any thread.
@@ -46,10 +56,12 @@
 #include <string>
 #include <thread>
 
+#include "engine/cluster/cluster_incidents.h"
 #include "engine/cluster/cluster_options.h"
 #include "engine/cluster/decision_log.h"
 #include "engine/cluster/shared_windows.h"
 #include "mxward/incident.h"
+#include "mxward/incident_store.h"
 #include "mxward/status.h"
 #include "mxward/thread_annotations.h"
 
@@ -78,7 +90,17 @@ struct ClusterLinkCounters {
   std::atomic<std::int64_t> claims_won{0};              // incidents this node opened
   std::atomic<std::int64_t> claims_lost{0};             // held by another node: not opened here
   std::atomic<std::int64_t> claims_alone{0};            // decided without the database: opened here
+  // Cluster-wide incidents.
+  std::atomic<std::int64_t> incidents_published{0};    // publications of this node's incidents
+  std::atomic<std::int64_t> incidents_unpublished{0};  // incidents changed, not published yet
+  std::atomic<std::int64_t> incident_requests{0};      // other nodes' ack/resolve applied here
 };
+
+// Applies another node's request (ack, resolve [--revert]) to this node's store, as a local
+// admin's command would (the daemon's ExecuteControlRequest), and wakes whoever runs what it
+// queued. Called on the link's thread with the link's own store connection.
+using IncidentRequestHandler =
+    std::function<IncidentRequestOutcome(IncidentStore& store, const IncidentRequest& request)>;
 
 // What the daemon gives the link when a playbook shares its windows.
 struct SharedWindowHooks {
@@ -109,6 +131,10 @@ class ClusterLink {
   void Notify();
   // Before Start: share windows (see the header comment).
   void EnableSharedWindows(SharedWindowHooks hooks);
+  // Before Start: how requests for this node's incidents are applied (without one they wait).
+  void SetIncidentRequestHandler(IncidentRequestHandler handler) {
+    incident_requests_ = std::move(handler);
+  }
   // The longest window of the shared playbooks (rows older than it plus a margin are neither
   // read nor kept). Any thread; a reload sets it again.
   void SetLongestSharedWindow(std::int64_t seconds) { longest_shared_window_s_ = seconds; }
@@ -143,6 +169,7 @@ class ClusterLink {
   mutable Mutex view_mu_;
   View view_ GUARDED_BY(view_mu_);
   SharedWindowHooks shared_;
+  IncidentRequestHandler incident_requests_;
   std::atomic<std::int64_t> longest_shared_window_s_{0};
   Mutex claims_mu_;
   std::vector<Incident> claims_ GUARDED_BY(claims_mu_);

@@ -98,7 +98,57 @@ CREATE TABLE mxward_window_claims (
 );
 )sql";
 
-constexpr std::array<const char*, 4> kMigrations = {kV1, kV2, kV3, kV4};
+// v5: cluster-wide incidents (cluster_incidents.h). mxward_incidents: each node's incidents as it
+// last published them, one row per (node, id in its store), replaced at every change: the owner's
+// store stays the truth. Evidence, actions (with their outcomes) and notes are jsonb arrays (an
+// incident is read whole; the evidence is the store's own bounded set). Times are the node's
+// microseconds, as in its store. mxward_incident_requests: ack / resolve asked of the owner by
+// any node; the owner's link applies them to its own store and records done_at, ok and outcome.
+// A bigserial id is fine here: requests are found by "not done", never by a cursor.
+constexpr const char* kV5 = R"sql(
+CREATE TABLE mxward_incidents (
+  node text NOT NULL,
+  local_id bigint NOT NULL,
+  uuid uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+  playbook text NOT NULL,
+  description text NOT NULL DEFAULT '',
+  severity text NOT NULL,
+  mode text NOT NULL,
+  key_kind text NOT NULL,
+  key text NOT NULL,
+  trigger text NOT NULL DEFAULT '',
+  status text NOT NULL,
+  first_seen_us bigint NOT NULL,
+  last_seen_us bigint NOT NULL,
+  count bigint NOT NULL,
+  triggers bigint NOT NULL DEFAULT 1,
+  window_seconds bigint NOT NULL DEFAULT 0,
+  evidence jsonb NOT NULL DEFAULT '[]',
+  actions jsonb NOT NULL DEFAULT '[]',
+  notes jsonb NOT NULL DEFAULT '[]',
+  published_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (node, local_id)
+);
+CREATE INDEX mxward_incidents_by_last_seen ON mxward_incidents (last_seen_us);
+CREATE TABLE mxward_incident_requests (
+  id bigserial PRIMARY KEY,
+  node text NOT NULL,
+  local_id bigint NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('ack', 'resolve')),
+  revert boolean NOT NULL DEFAULT false,
+  note text NOT NULL DEFAULT '',
+  requested_by text NOT NULL,
+  requested_user text NOT NULL DEFAULT '',
+  requested_at timestamptz NOT NULL DEFAULT now(),
+  done_at timestamptz,
+  ok boolean,
+  outcome text NOT NULL DEFAULT ''
+);
+CREATE INDEX mxward_incident_requests_pending ON mxward_incident_requests (node, id)
+  WHERE done_at IS NULL;
+)sql";
+
+constexpr std::array<const char*, 5> kMigrations = {kV1, kV2, kV3, kV4, kV5};
 static_assert(kMigrations.size() == DecisionLog::kSchemaVersion);
 
 // A ban while an unexpired ban of the scope (not removed since) is in the log is an extension.
@@ -328,6 +378,7 @@ Status DecisionLog::Connect() {
       conn_, [](void*, const char*) {}, nullptr);
   MXWARD_RETURN_IF_ERROR(Migrate());
   MXWARD_RETURN_IF_ERROR(Exec("LISTEN mxward_decisions"));
+  MXWARD_RETURN_IF_ERROR(Exec("LISTEN mxward_incident_requests"));
   return Exec("LISTEN mxward_window_events");
 }
 
@@ -364,7 +415,14 @@ Result<int> DecisionLog::ConsumeNotifications() {
   if (PQconsumeInput(conn_) == 0) return Fail("reading notifications", nullptr);
   int rang = 0;
   while (PGnotify* n = PQnotifies(conn_)) {
-    rang |= std::strcmp(n->relname, kWindowChannel) == 0 ? kWindowsRang : kDecisionsRang;
+    if (std::strcmp(n->relname, kWindowChannel) == 0) {
+      rang |= kWindowsRang;
+    } else if (std::strcmp(n->relname, kRequestChannel) == 0) {
+      // Every node hears every request's doorbell; only the owner has something to do.
+      if (n->extra != nullptr && node_ == n->extra) rang |= kRequestsRang;
+    } else {
+      rang |= kDecisionsRang;
+    }
     PQfreemem(n);
   }
   return rang;
@@ -600,6 +658,217 @@ Result<std::int64_t> DecisionLog::PruneWindowEvents(std::int64_t keep_s) {
         "WHERE until < now() - make_interval(secs => $1::bigint::double precision)"}) {
     PGresult* res = Run(conn_, sql, {std::to_string(std::max<std::int64_t>(keep_s, 1))});
     if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("pruning window events", res);
+    deleted += std::strtoll(PQcmdTuples(res), nullptr, 10);
+    PQclear(res);
+  }
+  return deleted;
+}
+
+}  // namespace mxward
+
+namespace mxward {
+namespace {
+
+constexpr const char* kUpsertIncidentSql = R"sql(
+INSERT INTO mxward_incidents AS i (node, local_id, playbook, description, severity, mode, key_kind,
+                                   key, trigger, status, first_seen_us, last_seen_us, count,
+                                   triggers, window_seconds, evidence, actions, notes)
+VALUES ($1, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10, $11::bigint, $12::bigint, $13::bigint,
+        $14::bigint, $15::bigint, $16::jsonb, $17::jsonb, $18::jsonb)
+ON CONFLICT (node, local_id) DO UPDATE SET
+  playbook = EXCLUDED.playbook, description = EXCLUDED.description,
+  severity = EXCLUDED.severity, mode = EXCLUDED.mode, key_kind = EXCLUDED.key_kind,
+  key = EXCLUDED.key, trigger = EXCLUDED.trigger, status = EXCLUDED.status,
+  first_seen_us = EXCLUDED.first_seen_us, last_seen_us = EXCLUDED.last_seen_us,
+  count = EXCLUDED.count, triggers = EXCLUDED.triggers, window_seconds = EXCLUDED.window_seconds,
+  evidence = EXCLUDED.evidence, actions = EXCLUDED.actions, notes = EXCLUDED.notes,
+  published_at = now()
+)sql";
+
+// The columns ReadIncidentRow reads, in its order; evidence and notes last (GetIncident only).
+constexpr const char* kIncidentColumns =
+    "node, local_id, uuid::text, playbook, description, severity, mode, key_kind, key, trigger, "
+    "status, first_seen_us, last_seen_us, count, triggers, window_seconds, actions::text, "
+    "greatest(0, floor(extract(epoch FROM now() - published_at)))::bigint";
+
+std::int64_t Int(PGresult* res, int row, int col) {
+  return std::strtoll(PQgetvalue(res, row, col), nullptr, 10);
+}
+
+SharedIncident ReadIncidentRow(PGresult* res, int row) {
+  SharedIncident s;
+  s.node = PQgetvalue(res, row, 0);
+  Incident& inc = s.incident;
+  inc.id = Int(res, row, 1);
+  s.uuid = PQgetvalue(res, row, 2);
+  inc.playbook = PQgetvalue(res, row, 3);
+  inc.description = PQgetvalue(res, row, 4);
+  ParseSeverity(PQgetvalue(res, row, 5), &inc.severity);
+  ParsePlaybookMode(PQgetvalue(res, row, 6), &inc.mode);
+  inc.key_kind = PQgetvalue(res, row, 7);
+  inc.key = PQgetvalue(res, row, 8);
+  inc.trigger = PQgetvalue(res, row, 9);
+  ParseIncidentStatus(PQgetvalue(res, row, 10), &inc.status);
+  inc.first_seen = Int(res, row, 11);
+  inc.last_seen = Int(res, row, 12);
+  inc.count = static_cast<std::uint64_t>(std::max<std::int64_t>(0, Int(res, row, 13)));
+  inc.triggers = static_cast<std::uint64_t>(std::max<std::int64_t>(1, Int(res, row, 14)));
+  inc.window_seconds = Int(res, row, 15);
+  s.actions = ActionsFromColumn(PQgetvalue(res, row, 16));
+  s.published_ago_s = Int(res, row, 17);
+  return s;
+}
+
+IncidentRequest ReadRequestRow(PGresult* res, int row) {
+  IncidentRequest r;
+  r.id = Int(res, row, 0);
+  r.node = PQgetvalue(res, row, 1);
+  r.incident_id = Int(res, row, 2);
+  r.kind = PQgetvalue(res, row, 3);
+  r.revert = PQgetvalue(res, row, 4)[0] == 't';
+  r.note = PQgetvalue(res, row, 5);
+  r.requested_by = PQgetvalue(res, row, 6);
+  r.requested_user = PQgetvalue(res, row, 7);
+  r.done = PQgetvalue(res, row, 8)[0] == 't';
+  r.ok = PQgetvalue(res, row, 9)[0] == 't';
+  r.outcome = PQgetvalue(res, row, 10);
+  return r;
+}
+
+constexpr const char* kRequestColumns =
+    "id, node, local_id, kind, revert, note, requested_by, requested_user, done_at IS NOT NULL, "
+    "coalesce(ok, false), outcome";
+
+}  // namespace
+
+Status DecisionLog::PublishIncidents(const std::vector<SharedIncident>& incidents) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  if (incidents.empty()) return Status::Ok();
+  MXWARD_RETURN_IF_ERROR(Exec("BEGIN"));
+  for (const SharedIncident& s : incidents) {
+    const Incident& inc = s.incident;
+    PGresult* res =
+        Run(conn_, kUpsertIncidentSql,
+            {node_, std::to_string(inc.id), PostgresSafeText(inc.playbook),
+             PostgresSafeText(inc.description), std::string(SeverityName(inc.severity)),
+             std::string(PlaybookModeName(inc.mode)), PostgresSafeText(inc.key_kind),
+             PostgresSafeText(inc.key), PostgresSafeText(inc.trigger),
+             std::string(IncidentStatusName(inc.status)), std::to_string(inc.first_seen),
+             std::to_string(inc.last_seen), std::to_string(inc.count), std::to_string(inc.triggers),
+             std::to_string(inc.window_seconds), EvidenceColumn(inc.evidence),
+             ActionsColumn(s.actions), NotesColumn(s.notes)});
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("publishing an incident", res);
+    PQclear(res);
+  }
+  return Exec("COMMIT");
+}
+
+Result<std::vector<SharedIncident>> DecisionLog::ListIncidents(const SharedIncidentQuery& q) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  const std::string sql = fmt::format(
+      "SELECT {} FROM mxward_incidents WHERE ($1 = '' OR node = $1) AND ($2 = '' OR status = $2) "
+      "AND ($3 = '' OR playbook = $3) AND ($4 = '' OR key = $4) AND last_seen_us >= $5::bigint "
+      "ORDER BY last_seen_us DESC, node, local_id DESC LIMIT $6::integer",
+      kIncidentColumns);
+  PGresult* res = Run(conn_, sql.c_str(),
+                      {q.node, q.status, PostgresSafeText(q.playbook), PostgresSafeText(q.key),
+                       std::to_string(q.since), std::to_string(std::max(q.limit, 1))});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("listing the cluster's incidents", res);
+  std::vector<SharedIncident> out;
+  for (int i = 0; i < PQntuples(res); ++i) out.push_back(ReadIncidentRow(res, i));
+  PQclear(res);
+  return out;
+}
+
+Result<SharedIncident> DecisionLog::GetIncident(std::string_view node, std::int64_t id) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  const std::string sql = fmt::format(
+      "SELECT {}, evidence::text, notes::text FROM mxward_incidents "
+      "WHERE node = $1 AND local_id = $2::bigint",
+      kIncidentColumns);
+  PGresult* res = Run(conn_, sql.c_str(), {PostgresSafeText(node), std::to_string(id)});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading an incident", res);
+  if (PQntuples(res) != 1) {
+    PQclear(res);
+    return Status::NotFound(fmt::format(
+        "no incident {}:{} in the cluster (node {} has not published it)", node, id, node));
+  }
+  SharedIncident s = ReadIncidentRow(res, 0);
+  s.incident.evidence = EvidenceFromColumn(PQgetvalue(res, 0, 18));
+  s.notes = NotesFromColumn(PQgetvalue(res, 0, 19));
+  PQclear(res);
+  return s;
+}
+
+Result<std::int64_t> DecisionLog::RequestIncidentChange(const IncidentRequest& r) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  // One statement: the row and its doorbell (delivered at commit), which names the owner.
+  PGresult* res =
+      Run(conn_,
+          "WITH r AS (INSERT INTO mxward_incident_requests (node, local_id, kind, "
+          "revert, note, requested_by, requested_user) VALUES ($1, $2::bigint, $3, "
+          "$4::boolean, $5, $6, $7) RETURNING id) "
+          "SELECT id, pg_notify('mxward_incident_requests', $1) FROM r",
+          {PostgresSafeText(r.node), std::to_string(r.incident_id), r.kind, r.revert ? "t" : "f",
+           PostgresSafeText(r.note), node_, PostgresSafeText(r.requested_user)});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    return Fail("writing an incident request", res);
+  }
+  const std::int64_t id = Int(res, 0, 0);
+  PQclear(res);
+  return id;
+}
+
+Result<std::vector<IncidentRequest>> DecisionLog::PendingIncidentRequests(int limit) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  const std::string sql = fmt::format(
+      "SELECT {} FROM mxward_incident_requests WHERE node = $1 AND done_at IS NULL ORDER BY id "
+      "LIMIT $2::integer",
+      kRequestColumns);
+  PGresult* res = Run(conn_, sql.c_str(), {node_, std::to_string(limit)});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading incident requests", res);
+  std::vector<IncidentRequest> out;
+  for (int i = 0; i < PQntuples(res); ++i) out.push_back(ReadRequestRow(res, i));
+  PQclear(res);
+  return out;
+}
+
+Status DecisionLog::FinishIncidentRequest(std::int64_t id, const IncidentRequestOutcome& outcome) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  PGresult* res = Run(conn_,
+                      "UPDATE mxward_incident_requests SET done_at = now(), ok = $2::boolean, "
+                      "outcome = $3 WHERE id = $1::bigint",
+                      {std::to_string(id), outcome.ok ? "t" : "f", PostgresSafeText(outcome.text)});
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("recording a request's outcome", res);
+  PQclear(res);
+  return Status::Ok();
+}
+
+Result<IncidentRequest> DecisionLog::ReadIncidentRequest(std::int64_t id) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  const std::string sql =
+      fmt::format("SELECT {} FROM mxward_incident_requests WHERE id = $1::bigint", kRequestColumns);
+  PGresult* res = Run(conn_, sql.c_str(), {std::to_string(id)});
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading an incident request", res);
+  if (PQntuples(res) != 1) {
+    PQclear(res);
+    return Status::NotFound(fmt::format("no incident request {}", id));
+  }
+  IncidentRequest r = ReadRequestRow(res, 0);
+  PQclear(res);
+  return r;
+}
+
+Result<std::int64_t> DecisionLog::PruneIncidents(std::int64_t keep_s) {
+  if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
+  std::int64_t deleted = 0;
+  for (const char* sql :
+       {"DELETE FROM mxward_incidents WHERE status = 'resolved' "
+        "AND published_at < now() - make_interval(secs => $1::bigint::double precision)",
+        "DELETE FROM mxward_incident_requests WHERE done_at IS NOT NULL "
+        "AND done_at < now() - make_interval(secs => $1::bigint::double precision)"}) {
+    PGresult* res = Run(conn_, sql, {std::to_string(std::max<std::int64_t>(keep_s, 1))});
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) return Fail("pruning incidents", res);
     deleted += std::strtoll(PQcmdTuples(res), nullptr, 10);
     PQclear(res);
   }

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/cluster/cluster_incidents.h"
 #include "mxward/status.h"
 
 typedef struct pg_conn PGconn;
@@ -104,9 +105,11 @@ bool FitsPostgresText(std::string_view s);
 
 class DecisionLog {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
   static constexpr const char* kChannel = "mxward_decisions";
   static constexpr const char* kWindowChannel = "mxward_window_events";
+  // Rung with the owner's node name when a request for one of its incidents is written.
+  static constexpr const char* kRequestChannel = "mxward_incident_requests";
 
   // conninfo: a libpq connection string or URI; password: "" to let libpq find none or its own.
   DecisionLog(std::string conninfo, std::string password, std::string node);
@@ -121,10 +124,12 @@ class DecisionLog {
   bool connected() const { return conn_ != nullptr; }
   // The connection's socket, for poll(); -1 when not connected.
   int socket() const;
-  // Reads what arrived on the socket: which doorbells rang (kDecisionsRang | kWindowsRang, 0
-  // for none). An error (the connection is lost) disconnects.
+  // Reads what arrived on the socket: which doorbells rang (kDecisionsRang | kWindowsRang |
+  // kRequestsRang, 0 for none; a request doorbell counts only when it names this node). An error
+  // (the connection is lost) disconnects.
   static constexpr int kDecisionsRang = 1;
   static constexpr int kWindowsRang = 2;
+  static constexpr int kRequestsRang = 4;
   Result<int> ConsumeNotifications();
   // Writes the decisions in one transaction, notifies, commits. Returns the last sequence
   // number taken. Transient errors disconnect (the caller reconnects and publishes again; the
@@ -163,6 +168,25 @@ class DecisionLog {
   // Deletes window events written more than keep_s ago and claims that ended more than keep_s
   // ago. The number of rows deleted.
   Result<std::int64_t> PruneWindowEvents(std::int64_t keep_s);
+
+  // --- cluster-wide incidents (schema v5, cluster_incidents.h) -------------------------------
+  // Writes this node's incidents (their current state, evidence, actions and notes) in one
+  // transaction: a row per (node, id in its store), replaced at each publication.
+  Status PublishIncidents(const std::vector<SharedIncident>& incidents);
+  // Every node's incidents matching the query, last seen first, without evidence and notes.
+  Result<std::vector<SharedIncident>> ListIncidents(const SharedIncidentQuery& query);
+  // One incident with its evidence and notes; NotFound when the node never published it.
+  Result<SharedIncident> GetIncident(std::string_view node, std::int64_t id);
+  // Writes a request for the owner (request.node) and rings its doorbell; the request's id.
+  Result<std::int64_t> RequestIncidentChange(const IncidentRequest& request);
+  // Requests for this node's incidents not done yet, oldest first.
+  Result<std::vector<IncidentRequest>> PendingIncidentRequests(int limit);
+  // Records what this node made of a request.
+  Status FinishIncidentRequest(std::int64_t id, const IncidentRequestOutcome& outcome);
+  // A request as it stands now (done, ok, outcome once its owner applied it); NotFound.
+  Result<IncidentRequest> ReadIncidentRequest(std::int64_t id);
+  // Deletes resolved incidents not published again for keep_s, and requests done keep_s ago.
+  Result<std::int64_t> PruneIncidents(std::int64_t keep_s);
 
  private:
   Status Exec(const char* sql);

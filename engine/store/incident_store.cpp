@@ -1413,6 +1413,43 @@ Result<std::int64_t> IncidentStore::PruneClusterApplied(UnixMicros before) {
   return static_cast<std::int64_t>(sqlite3_changes(db_));
 }
 
+Status IncidentStore::StartRecordingIncidentChanges() {
+  MXWARD_STMT(q,
+              "INSERT OR IGNORE INTO cluster_state (name, value) VALUES ('incidents_shared', 1)");
+  if (q.Step() != SQLITE_DONE) return Error("starting to record incident changes");
+  return Status::Ok();
+}
+
+Result<IncidentChanges> IncidentStore::ChangedIncidents(int limit) {
+  IncidentChanges out;
+  {
+    MXWARD_STMT(q, "SELECT count(*) FROM cluster_incident_changes");
+    if (q.Step() != SQLITE_ROW) return Error("counting changed incidents");
+    out.total = q.Int(0);
+  }
+  if (out.total == 0) return out;
+  MXWARD_STMT(q,
+              "SELECT incident_id, version FROM cluster_incident_changes ORDER BY incident_id "
+              "LIMIT ?");
+  q.Bind(1, limit);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out.changes.push_back({q.Int(0), q.Int(1)});
+  if (rc != SQLITE_DONE) return Error("reading changed incidents");
+  return out;
+}
+
+Status IncidentStore::ForgetIncidentChanges(const std::vector<IncidentChange>& published) {
+  if (published.empty()) return Status::Ok();
+  return InTransaction([&]() -> Status {
+    for (const IncidentChange& c : published) {
+      MXWARD_STMT(q, "DELETE FROM cluster_incident_changes WHERE incident_id = ? AND version = ?");
+      q.Bind(1, c.incident_id).Bind(2, c.version);
+      if (q.Step() != SQLITE_DONE) return Error("forgetting published incident changes");
+    }
+    return Status::Ok();
+  });
+}
+
 Result<std::vector<std::int64_t>> IncidentStore::QueueClusterDecisions(
     const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now) {
   std::vector<std::int64_t> ids;

@@ -225,7 +225,59 @@ ALTER TABLE incidents ADD COLUMN open_until INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX incidents_open_by_key ON incidents(key, playbook, open_until) WHERE open_until > 0;
 )sql";
 
-constexpr std::array<const char*, 9> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8, kV9};
+// v10: cluster-wide incidents (issue 18, engine/cluster/, docs/cluster.md "Cluster-wide
+//   incidents"). cluster_incident_changes: the incidents changed since the cluster link last
+//   published them, with a version that moves at every change, so the link forgets an entry only
+//   when nothing changed it again while it was being published. Written by triggers, in the
+//   transaction of the change itself, so no path that changes an incident (recording, a repeat
+//   merged, ack, resolve, an action queued or settled, a note) can be missed and a crash loses
+//   nothing: the table is the durable outbox of publication. Only once the link has started
+//   (cluster_state 'incidents_shared'): a node that is not in a cluster records nothing. Only
+//   live incidents: `mxward replay`'s stay on the node.
+constexpr const char* kV10 = R"sql(
+CREATE TABLE cluster_incident_changes (
+  incident_id INTEGER PRIMARY KEY,
+  version INTEGER NOT NULL
+);
+CREATE TRIGGER cluster_incident_opened AFTER INSERT ON incidents
+  WHEN NEW.origin = 'live' AND EXISTS (SELECT 1 FROM cluster_state WHERE name = 'incidents_shared')
+BEGIN
+  INSERT INTO cluster_incident_changes (incident_id, version) VALUES (NEW.id, 1)
+    ON CONFLICT (incident_id) DO UPDATE SET version = version + 1;
+END;
+CREATE TRIGGER cluster_incident_updated AFTER UPDATE ON incidents
+  WHEN NEW.origin = 'live' AND EXISTS (SELECT 1 FROM cluster_state WHERE name = 'incidents_shared')
+BEGIN
+  INSERT INTO cluster_incident_changes (incident_id, version) VALUES (NEW.id, 1)
+    ON CONFLICT (incident_id) DO UPDATE SET version = version + 1;
+END;
+CREATE TRIGGER cluster_incident_action_queued AFTER INSERT ON actions
+  WHEN NEW.incident_id <> 0
+   AND EXISTS (SELECT 1 FROM cluster_state WHERE name = 'incidents_shared')
+   AND (SELECT origin FROM incidents WHERE id = NEW.incident_id) = 'live'
+BEGIN
+  INSERT INTO cluster_incident_changes (incident_id, version) VALUES (NEW.incident_id, 1)
+    ON CONFLICT (incident_id) DO UPDATE SET version = version + 1;
+END;
+CREATE TRIGGER cluster_incident_action_settled AFTER UPDATE OF status ON actions
+  WHEN NEW.incident_id <> 0 AND NEW.status <> OLD.status
+   AND EXISTS (SELECT 1 FROM cluster_state WHERE name = 'incidents_shared')
+   AND (SELECT origin FROM incidents WHERE id = NEW.incident_id) = 'live'
+BEGIN
+  INSERT INTO cluster_incident_changes (incident_id, version) VALUES (NEW.incident_id, 1)
+    ON CONFLICT (incident_id) DO UPDATE SET version = version + 1;
+END;
+CREATE TRIGGER cluster_incident_noted AFTER INSERT ON notes
+  WHEN EXISTS (SELECT 1 FROM cluster_state WHERE name = 'incidents_shared')
+   AND (SELECT origin FROM incidents WHERE id = NEW.incident_id) = 'live'
+BEGIN
+  INSERT INTO cluster_incident_changes (incident_id, version) VALUES (NEW.incident_id, 1)
+    ON CONFLICT (incident_id) DO UPDATE SET version = version + 1;
+END;
+)sql";
+
+constexpr std::array<const char*, 10> kMigrations = {kV1, kV2, kV3, kV4, kV5,
+                                                     kV6, kV7, kV8, kV9, kV10};
 
 }  // namespace
 

@@ -146,6 +146,16 @@ struct UnpublishedBans {
   std::int64_t floor = 0;             // the publish floor to save once these are published
 };
 
+// An incident changed since the cluster link published it (IncidentStore::ChangedIncidents).
+struct IncidentChange {
+  std::int64_t incident_id = 0;
+  std::int64_t version = 0;  // moves at every change
+};
+struct IncidentChanges {
+  std::vector<IncidentChange> changes;
+  std::int64_t total = 0;  // marked in all (more than changes.size() when limited)
+};
+
 // What makes two replayed incidents the same one: playbook, key kind, key, and the first evidence
 // line (its time and an FNV-1a hash of its text; first_seen when it has none). Replaying the same
 // lines again opens an incident with the same identity.
@@ -165,7 +175,7 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 9;
+  static constexpr int kSchemaVersion = 10;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Evidence lines a repeated trigger appends to the open incident it updates (its last ones).
@@ -318,6 +328,15 @@ class IncidentStore {
   Result<std::int64_t> PruneClusterApplied(UnixMicros before);
   Result<std::vector<std::int64_t>> QueueClusterDecisions(
       const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now);
+  // Cluster-wide incidents (schema v10): once StartRecordingIncidentChanges ran, every change of
+  // a live incident (opened, merged, ack, resolve, an action queued or settled, a note) marks it
+  // in cluster_incident_changes, in the change's own transaction. The link reads the marks,
+  // publishes those incidents and forgets each mark whose version did not move meanwhile.
+  Status StartRecordingIncidentChanges();
+  // Up to limit marked incidents, lowest id first, and how many are marked in all.
+  Result<IncidentChanges> ChangedIncidents(int limit);
+  // Forgets the marks that still have the version read (one changed again stays), one transaction.
+  Status ForgetIncidentChanges(const std::vector<IncidentChange>& published);
 
   // --- summaries (for `mxward stats`), incidents by first_seen >= since ------------------------
   Result<std::vector<NamedCount>> IncidentsPerPlaybook(UnixMicros since);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -220,7 +221,7 @@ class ClusterPostgresTest : public ::testing::Test {
 
   // The fixture's rules plus shared-sasl: the same SASL failures, threshold 20 in 1h, counted
   // across the cluster (`shared = true`).
-  void UseSharedRules() {
+  void UseSharedRules(const std::string& extra_actions = "") {
     const std::string rules = dir_.file("shared-rules");
     std::filesystem::copy(rules_, rules, std::filesystem::copy_options::recursive);
     std::ofstream(rules + "/shared-sasl.toml")
@@ -229,8 +230,60 @@ class ClusterPostgresTest : public ::testing::Test {
            "[match]\nevents = [\"auth_failure\"]\nservice = [\"smtpd\", \"submission\", "
            "\"smtps\"]\n"
            "[trigger]\ntype = \"count\"\nthreshold = 20\nwindow = \"1h\"\n"
-           "[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\nduration = \"1h\"\n";
+           "[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\nduration = \"1h\"\n"
+        << extra_actions;
     rules_ = rules;
+  }
+
+  // A non-ban action every node can run: [exec.count] appends "<node> <incident id> <revert>"
+  // to one file all nodes share (their network namespaces share the filesystem), so the test
+  // counts the calls across the cluster. Before StartNode. Returns the file.
+  std::string UseExecCounter() {
+    const std::string calls = dir_.file("exec-calls");
+    const std::string script = dir_.file("count-call.sh");
+    std::ofstream(script) << "#!/bin/sh\necho \"$1 $MXWARD_INCIDENT_ID $MXWARD_REVERT\" >> "
+                          << calls << "\n";
+    chmod(script.c_str(), 0755);
+    for (Node& n : nodes_) {
+      std::ofstream(n.config, std::ios::app)
+          << "[exec.count]\nargv = [\"" << script << "\", \"" << n.name << "\"]\n";
+    }
+    return calls;
+  }
+  static constexpr const char* kExecAction = "[[action]]\ntype = \"exec\"\ntarget = \"count\"\n";
+
+  // The lines of a file ("" when it does not exist).
+  static std::string ReadFile(const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+
+  // `incidents list --cluster --json` on a node, parsed (null when it failed).
+  nlohmann::json ClusterIncidents(const Node& n, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"incidents", "list", "--cluster", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = Cli(n, args);
+    if (r.exit_code != 0) return nullptr;
+    return nlohmann::json::parse(r.out, nullptr, false);
+  }
+
+  // The published copy of node's incidents with this key ({} when none).
+  nlohmann::json PublishedIncident(const Node& reader, const std::string& node,
+                                   const std::string& key) {
+    const nlohmann::json list = ClusterIncidents(reader, {"--node", node, "--key", key});
+    if (!list.is_array() || list.size() != 1) return nlohmann::json::object();
+    return list[0];
+  }
+
+  // Whether every action of a published incident has settled (none pending) and there is one.
+  static bool Settled(const nlohmann::json& incident) {
+    if (!incident.is_object() || !incident.contains("actions") || incident["actions"].empty()) {
+      return false;
+    }
+    for (const auto& a : incident["actions"]) {
+      if (a.value("status", "") == "pending") return false;
+    }
+    return true;
   }
 
   TempDir dir_;
@@ -596,7 +649,8 @@ TEST_F(ClusterPostgresTest, RuntimeAllowlistEntriesReachEveryNode) {
 // unshared postfix-sasl playbook on the same nodes sees the same lines and counts per node: it
 // opens nothing (the control).
 TEST_F(ClusterPostgresTest, SlowBruteForceSpreadOverNodesIsCaughtOnceBySharedWindows) {
-  UseSharedRules();
+  UseSharedRules(kExecAction);
+  const std::string calls = UseExecCounter();
   for (Node& n : nodes_) StartNode(n);
   const std::string addr = "203.0.113.88";
   for (Node& n : nodes_) Attack(n, addr, 8);
@@ -647,6 +701,17 @@ TEST_F(ClusterPostgresTest, SlowBruteForceSpreadOverNodesIsCaughtOnceBySharedWin
           .out;
   EXPECT_EQ(rows, "3 true true\n");
   for (const Node& n : nodes_) EXPECT_EQ(BanActions(n, addr), 1) << n.name;
+  // The incident's non-ban action (an exec) is queued once in the cluster, on the node that
+  // opened it, and runs there once; the two nodes whose claims lost never held it.
+  std::int64_t execs = 0;
+  for (const Node& n : nodes_) {
+    execs += StoreCount(n, "SELECT count(*) FROM actions WHERE type = 'exec'");
+  }
+  EXPECT_EQ(execs, 1);
+  EXPECT_TRUE(Eventually([&] { return !ReadFile(calls).empty(); }, kPropagation));
+  const std::string ran = ReadFile(calls);
+  EXPECT_EQ(ran.rfind(opener + " ", 0), 0u) << ran;
+  EXPECT_EQ(std::count(ran.begin(), ran.end(), '\n'), 1) << ran;
   // `mxward status` on the node that opened it: one claim won, the others' events received.
   const auto status = Cli(nodes_[opener[0] - 'a'], {"status", "--json"});
   ASSERT_EQ(status.exit_code, 0) << status.err;
@@ -773,6 +838,207 @@ TEST_F(ClusterPostgresTest, SharedWindowWithPostgresDownDecidesAlone) {
   EXPECT_TRUE(b.process->WaitFor([&] { return InKernel(b, addr); }, kPropagation))
       << b.process->Log();
   EXPECT_EQ(StoreCount(b, "SELECT count(*) FROM incidents WHERE playbook = 'shared-sasl'"), 0);
+}
+
+// Cluster-wide incidents (docs/cluster.md "Cluster-wide incidents"): a brute force on A opens an
+// incident there; B lists it with A's name and shows its evidence lines and action outcomes from
+// the database; `resolve --revert` on C is applied by A to its own store (the owner's store stays
+// the truth), and A's undo, published as a ban removal, lifts the ban in all three kernel sets.
+// The incident's non-ban action (an exec) ran once in the cluster, on A: B and C received the
+// ban, never the incident's actions.
+TEST_F(ClusterPostgresTest, IncidentOnOneNodeIsListedShownAndResolvedFromAnyNode) {
+  rules_ = testing::WriteSaslBanRules(dir_.file("rules-exec"), kExecAction);
+  const std::string calls = UseExecCounter();
+  for (Node& n : nodes_) StartNode(n);
+  Node& a = nodes_[0];
+  Node& b = nodes_[1];
+  Node& c = nodes_[2];
+  const std::string addr = "203.0.113.61";
+  Attack(a, addr, 25);
+  for (Node* n : {&a, &b, &c}) {
+    EXPECT_TRUE(n->process->WaitFor([&] { return InKernel(*n, addr); }, kPropagation))
+        << n->name << "\n"
+        << n->process->Log();
+  }
+
+  // B lists A's incident, named by A, with its actions' outcomes once they settled there.
+  nlohmann::json published;
+  ASSERT_TRUE(b.process->WaitFor(
+      [&] {
+        published = PublishedIncident(b, "a", addr);
+        return Settled(published) && published["actions"].size() == 2;
+      },
+      kPropagation))
+      << published.dump() << a.process->Log();
+  EXPECT_EQ(published.value("node", ""), "a");
+  EXPECT_EQ(published.value("playbook", ""), "postfix-sasl");
+  EXPECT_EQ(published.value("status", ""), "open");
+  EXPECT_EQ(published.value("count", 0), 20);
+  const std::int64_t id = published.value("id", std::int64_t{0});
+  const std::string ref = "a:" + std::to_string(id);
+  const std::string where_id = " WHERE incident_id = " + std::to_string(id);
+  EXPECT_EQ(published.value("ref", ""), ref);
+  EXPECT_EQ(StoreCount(a, "SELECT count(*) FROM incidents WHERE id = " + std::to_string(id) +
+                              " AND key = '" + addr + "'"),
+            1);
+  std::string outcomes;
+  for (const auto& act : published["actions"]) {
+    outcomes += act.value("type", "") + ":" + act.value("status", "") + " ";
+  }
+  EXPECT_EQ(outcomes, "ban:done exec:done ");
+  const auto table = Cli(b, {"incidents", "list", "--cluster"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_EQ(table.out.rfind("NODE", 0), 0u) << table.out;
+  std::istringstream rows(table.out);
+  bool row_found = false;
+  for (std::string row; std::getline(rows, row);) {
+    if (row.find(addr) != std::string::npos) {
+      row_found =
+          row.rfind("a ", 0) == 0 && row.find(" " + std::to_string(id) + " ") != std::string::npos;
+    }
+  }
+  EXPECT_TRUE(row_found) << table.out;
+
+  // `show` on B: A's evidence lines (the lines A read), from the database.
+  const auto shown = Cli(b, {"incidents", "show", ref});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("Incident " + ref + "  postfix-sasl"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("node:     a (published"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("mx-a postfix/submission/smtpd[4101]: warning: unknown[" + addr +
+                           "]: SASL LOGIN authentication failed"),
+            std::string::npos)
+      << shown.out;
+  const auto shown_json = Cli(b, {"incidents", "show", ref, "--json"});
+  ASSERT_EQ(shown_json.exit_code, 0) << shown_json.err;
+  const auto detail = nlohmann::json::parse(shown_json.out, nullptr, false);
+  ASSERT_TRUE(detail.is_object()) << shown_json.out;
+  EXPECT_EQ(static_cast<std::int64_t>(detail["evidence"].size()),
+            StoreCount(a, "SELECT count(*) FROM evidence" + where_id));
+  EXPECT_GE(detail["evidence"].size(), 1u);
+  EXPECT_FALSE(detail.contains("in_effect"));  // A's kernel is not B's to tell
+
+  // The exec ran once in the cluster, on A; B and C never held the incident's actions.
+  EXPECT_TRUE(Eventually([&] { return !ReadFile(calls).empty(); }, kPropagation));
+  EXPECT_EQ(ReadFile(calls), "a " + std::to_string(id) + " 0\n");
+  EXPECT_EQ(StoreCount(b, "SELECT count(*) FROM actions WHERE type = 'exec'"), 0);
+  EXPECT_EQ(StoreCount(c, "SELECT count(*) FROM actions WHERE type = 'exec'"), 0);
+  EXPECT_EQ(StoreCount(b, "SELECT count(*) FROM incidents"), 0);
+  EXPECT_EQ(StoreCount(c, "SELECT count(*) FROM incidents"), 0);
+
+  // Resolved with --revert on C: applied by A to its own store, the note saying who asked.
+  const auto resolved =
+      Cli(c, {"incidents", "resolve", ref, "--revert", "--note", "false positive"});
+  ASSERT_EQ(resolved.exit_code, 0) << resolved.out << resolved.err;
+  EXPECT_NE(resolved.out.find("incident " + ref + " resolved; "), std::string::npos)
+      << resolved.out;
+  EXPECT_EQ(StoreCount(a, "SELECT count(*) FROM incidents WHERE id = " + std::to_string(id) +
+                              " AND status = 'resolved'"),
+            1);
+  EXPECT_EQ(StoreCount(a, "SELECT count(*) FROM notes" + where_id +
+                              " AND kind = 'resolve' AND text LIKE 'false positive (from node c, "
+                              "user %)'"),
+            1);
+  // A's undo lifts the ban on A, and travels as a removal: lifted on B and C.
+  for (Node* n : {&a, &b, &c}) {
+    EXPECT_TRUE(n->process->WaitFor([&] { return !InKernel(*n, addr); }, kPropagation))
+        << n->name << "\n"
+        << n->process->Log();
+  }
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return LogRows("scope = '" + addr + "' AND kind = 'unban'") == "unban " + addr + " a";
+      },
+      kPropagation))
+      << LogRows("true");
+  // The published copy follows A's store: resolved, with the undo done.
+  EXPECT_TRUE(b.process->WaitFor(
+      [&] {
+        published = PublishedIncident(b, "a", addr);
+        if (published.value("status", "") != "resolved" || !Settled(published)) return false;
+        for (const auto& act : published["actions"]) {
+          if (act.value("type", "") == "ban" && act.value("revert", false) &&
+              act.value("status", "") == "done") {
+            return true;
+          }
+        }
+        return false;
+      },
+      kPropagation))
+      << published.dump();
+  EXPECT_EQ(ClusterIncidents(b, {"--status", "open"}).size(), 0u);
+
+  // Refusals: an ack of a resolved incident (by its owner), a reference to nothing, a --cluster
+  // without [cluster].
+  const auto ack = Cli(b, {"incidents", "ack", ref});
+  EXPECT_EQ(ack.exit_code, 1) << ack.out << ack.err;
+  EXPECT_NE(ack.err.find("node a refused: incident " + std::to_string(id) + " is already resolved"),
+            std::string::npos)
+      << ack.err;
+  const auto missing = Cli(b, {"incidents", "show", "a:999999"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("no incident a:999999 in the cluster"), std::string::npos)
+      << missing.err;
+  const std::string alone = dir_.file("alone.toml");
+  std::ofstream(alone) << "[store]\npath = \"" << dir_.file("alone.db") << "\"\n";
+  const auto no_cluster =
+      RunCommand({kBinary, "--config", alone, "incidents", "list", "--cluster"});
+  EXPECT_EQ(no_cluster.exit_code, 2);
+  EXPECT_NE(no_cluster.err.find("no [cluster] section in " + alone), std::string::npos)
+      << no_cluster.err;
+}
+
+// An incident A opens while PostgreSQL is down waits in A's store (status says how many) and is
+// published once the database is back; `incidents list --cluster` meanwhile says the database
+// cannot be reached.
+TEST_F(ClusterPostgresTest, IncidentOpenedWhilePostgresIsDownIsPublishedWhenItIsBack) {
+  Node& a = nodes_[0];
+  Node& b = nodes_[1];
+  StartNode(a);
+  StartNode(b);
+  pg_.Stop();
+  const std::string addr = "198.51.100.61";
+  Attack(a, addr, 25);
+  ASSERT_TRUE(a.process->WaitFor([&] { return InKernel(a, addr); }, kPropagation))
+      << a.process->Log();
+  auto incidents_status = [&](const Node& n) {
+    const auto r = Cli(n, {"status", "--json"});
+    const auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (!j.is_object() || !j.contains("cluster") || !j["cluster"].is_object()) {
+      return nlohmann::json::object();
+    }
+    return j["cluster"].value("incidents", nlohmann::json::object());
+  };
+  nlohmann::json waiting;
+  EXPECT_TRUE(a.process->WaitFor(
+      [&] {
+        waiting = incidents_status(a);
+        return waiting.value("unpublished", 0) == 1;
+      },
+      kPropagation))
+      << waiting.dump();
+  EXPECT_EQ(waiting.value("published", -1), 0);
+  const auto down = Cli(b, {"incidents", "list", "--cluster"});
+  EXPECT_EQ(down.exit_code, 3);
+  EXPECT_NE(down.err.find("cannot reach the cluster's database"), std::string::npos) << down.err;
+
+  ASSERT_EQ(pg_.Start(), "");
+  nlohmann::json published;
+  EXPECT_TRUE(b.process->WaitFor(
+      [&] {
+        published = PublishedIncident(b, "a", addr);
+        return Settled(published);
+      },
+      kPropagation))
+      << published.dump() << a.process->Log();
+  EXPECT_EQ(published["actions"][0].value("status", ""), "done");
+  EXPECT_EQ(pg_.Sql("SELECT count(*) FROM mxward_incidents WHERE node = 'a'", "mxward").out, "1\n");
+  EXPECT_TRUE(a.process->WaitFor(
+      [&] {
+        waiting = incidents_status(a);
+        return waiting.value("unpublished", -1) == 0 && waiting.value("published", 0) >= 1;
+      },
+      kPropagation))
+      << waiting.dump();
 }
 
 // Not a test: the figure docs/cluster.md gives for the volume of shared-window events. One node
