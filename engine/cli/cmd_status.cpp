@@ -89,6 +89,17 @@ void PrintText(const nlohmann::json& s) {
                          up ? Color::kGreen : Color::kRed, color)
                     .c_str(),
                 static_cast<long long>(c.value("unpublished", std::int64_t{0})));
+    if (c.contains("incidents") && c.at("incidents").is_object()) {
+      // Cluster-wide incidents (docs/cluster.md): this node's published, and other nodes'
+      // requests applied here.
+      const auto& i = c.at("incidents");
+      std::printf(
+          "  incidents: %lld publication(s), %lld waiting; %lld request(s) of other "
+          "nodes applied (mxward incidents list --cluster)\n",
+          static_cast<long long>(i.value("published", std::int64_t{0})),
+          static_cast<long long>(i.value("unpublished", std::int64_t{0})),
+          static_cast<long long>(i.value("requests_applied", std::int64_t{0})));
+    }
     if (c.contains("head")) {
       std::printf("  decision log at %lld (%lld rows), this node at %lld\n",
                   static_cast<long long>(c.value("head", std::int64_t{0})),

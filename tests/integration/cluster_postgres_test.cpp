@@ -1039,6 +1039,163 @@ TEST_F(ClusterPostgresTest, IncidentOpenedWhilePostgresIsDownIsPublishedWhenItIs
       },
       kPropagation))
       << waiting.dump();
+
+  // The owner down: an ack asked on B waits for it (exit 5, saying so) and is applied by A's
+  // link when A is back; its published copy follows.
+  const std::string ref = published.value("ref", "");
+  const std::int64_t id = published.value("id", std::int64_t{0});
+  StopNode(a);
+  const auto asked = Cli(b, {"incidents", "ack", ref, "--note", "on it", "--wait", "1s"});
+  EXPECT_EQ(asked.exit_code, 5) << asked.out << asked.err;
+  EXPECT_NE(asked.out.find("it is applied when node a's link reads it"), std::string::npos)
+      << asked.out;
+  EXPECT_EQ(StoreCount(a, "SELECT count(*) FROM incidents WHERE status = 'acknowledged'"), 0);
+  StartNode(a);
+  EXPECT_TRUE(a.process->WaitFor(
+      [&] {
+        return StoreCount(a, "SELECT count(*) FROM incidents WHERE id = " + std::to_string(id) +
+                                 " AND status = 'acknowledged'") == 1;
+      },
+      kPropagation))
+      << a.process->Log();
+  EXPECT_TRUE(b.process->WaitFor(
+      [&] { return PublishedIncident(b, "a", addr).value("status", "") == "acknowledged"; },
+      kPropagation));
+  EXPECT_EQ(pg_.Sql("SELECT ok || ' ' || outcome FROM mxward_incident_requests", "mxward").out,
+            "true acknowledged\n");
+}
+
+// The incident tables against the real database: text a client chose (not UTF-8, a NUL, quotes)
+// is published readable, never failing the transaction; the list's filters; a request rings only
+// its owner's doorbell, is pending for the owner alone and carries its outcome back; pruning
+// takes resolved incidents and done requests older than the retention only.
+TEST_F(ClusterPostgresTest, IncidentTablesAgainstTheRealDatabase) {
+  const std::string conninfo = "host=" + pg_.socket_dir() + " port=" + std::to_string(pg_.port()) +
+                               " dbname=mxward user=mxward";
+  DecisionLog a(conninfo, "cluster-secret", "a");
+  DecisionLog b(conninfo, "cluster-secret", "b");
+  ASSERT_OK(a.Connect());
+  ASSERT_OK(b.Connect());
+  SharedIncident inc;
+  inc.incident.id = 7;
+  inc.incident.playbook = "dovecot-auth";
+  inc.incident.key_kind = "sasl_user";
+  inc.incident.key = "we\"ird'user\xff";
+  inc.incident.first_seen = 1'800'000'000'000'000;
+  inc.incident.last_seen = 1'800'000'060'000'000;
+  inc.incident.count = 20;
+  inc.incident.evidence = {
+      {1'800'000'000'000'000, std::string("auth failed user=<x") + '\0' + "y> \xfe"},
+      {1'800'000'001'000'000, "plain line"}};
+  ActionRecord ban;
+  ban.id = 3;
+  ban.type = "ban";
+  ban.status = ActionStatus::kDone;
+  ban.params = {{"address", "192.0.2.9"}};
+  inc.actions = {ban};
+  SharedIncident other = inc;
+  other.incident.id = 8;
+  other.incident.key = "192.0.2.10";
+  other.incident.status = IncidentStatus::kResolved;
+  ASSERT_OK(a.PublishIncidents({inc, other}));
+  ASSERT_OK(a.PublishIncidents({inc}));  // republished: still one row
+  EXPECT_TRUE(a.connected());
+
+  auto got = b.GetIncident("a", 7);
+  ASSERT_OK(got);
+  EXPECT_EQ(got->node, "a");
+  EXPECT_FALSE(got->uuid.empty());
+  EXPECT_EQ(got->incident.key, PostgresSafeText(inc.incident.key));
+  ASSERT_EQ(got->incident.evidence.size(), 2u);
+  EXPECT_EQ(got->incident.evidence[0].text, PostgresSafeText(inc.incident.evidence[0].text));
+  EXPECT_EQ(got->incident.evidence[1].time, 1'800'000'001'000'000);
+  ASSERT_EQ(got->actions.size(), 1u);
+  EXPECT_EQ(got->actions[0].status, ActionStatus::kDone);
+  EXPECT_EQ(got->actions[0].params.value("address", ""), "192.0.2.9");
+  EXPECT_EQ(b.GetIncident("a", 9).status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(b.GetIncident("b", 7).status().code(), Status::Code::kNotFound);
+
+  SharedIncidentQuery q;
+  auto all = b.ListIncidents(q);
+  ASSERT_OK(all);
+  EXPECT_EQ(all->size(), 2u);
+  EXPECT_TRUE((*all)[0].incident.evidence.empty());  // the list leaves evidence out
+  q.status = "resolved";
+  auto resolved = b.ListIncidents(q);
+  ASSERT_OK(resolved);
+  ASSERT_EQ(resolved->size(), 1u);
+  EXPECT_EQ(resolved->front().incident.id, 8);
+  q = {};
+  q.key = inc.incident.key;  // the key as the node holds it finds the published one
+  auto by_key = b.ListIncidents(q);
+  ASSERT_OK(by_key);
+  ASSERT_EQ(by_key->size(), 1u);
+  EXPECT_EQ(by_key->front().incident.id, 7);
+  q = {};
+  q.node = "b";
+  auto none = b.ListIncidents(q);
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+
+  IncidentRequest r;
+  r.node = "a";
+  r.incident_id = 7;
+  r.kind = "resolve";
+  r.revert = true;
+  r.note = "false positive";
+  r.requested_user = "root";
+  auto id = b.RequestIncidentChange(r);
+  ASSERT_OK(id);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto rang = a.ConsumeNotifications();
+        return rang.ok() && (*rang & DecisionLog::kRequestsRang) != 0;
+      },
+      kPropagation));
+  auto rang_b = b.ConsumeNotifications();  // b heard the doorbell too, but it is not b's
+  ASSERT_OK(rang_b);
+  EXPECT_EQ(*rang_b & DecisionLog::kRequestsRang, 0);
+  auto for_b = b.PendingIncidentRequests(10);
+  ASSERT_OK(for_b);
+  EXPECT_TRUE(for_b->empty());
+  auto for_a = a.PendingIncidentRequests(10);
+  ASSERT_OK(for_a);
+  ASSERT_EQ(for_a->size(), 1u);
+  EXPECT_EQ(for_a->front().id, *id);
+  EXPECT_EQ(for_a->front().requested_by, "b");
+  EXPECT_EQ(for_a->front().requested_user, "root");
+  EXPECT_TRUE(for_a->front().revert);
+  EXPECT_EQ(for_a->front().note, "false positive");
+  auto before = b.ReadIncidentRequest(*id);
+  ASSERT_OK(before);
+  EXPECT_FALSE(before->done);
+  ASSERT_OK(a.FinishIncidentRequest(*id, {true, "resolved; 1 undo action(s) queued"}));
+  auto after = b.ReadIncidentRequest(*id);
+  ASSERT_OK(after);
+  EXPECT_TRUE(after->done);
+  EXPECT_TRUE(after->ok);
+  EXPECT_EQ(after->outcome, "resolved; 1 undo action(s) queued");
+  for_a = a.PendingIncidentRequests(10);
+  ASSERT_OK(for_a);
+  EXPECT_TRUE(for_a->empty());
+
+  // Pruning: nothing is old yet; then the resolved incident and the done request, aged past the
+  // retention, go, and the open incident stays.
+  auto pruned = a.PruneIncidents(7 * 86400);
+  ASSERT_OK(pruned);
+  EXPECT_EQ(*pruned, 0);
+  ASSERT_EQ(pg_.Sql("UPDATE mxward_incidents SET published_at = now() - interval '8 days'; "
+                    "UPDATE mxward_incident_requests SET done_at = now() - interval '8 days'",
+                    "mxward")
+                .exit_code,
+            0);
+  pruned = a.PruneIncidents(7 * 86400);
+  ASSERT_OK(pruned);
+  EXPECT_EQ(*pruned, 2);
+  all = b.ListIncidents({});
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->front().incident.id, 7);
 }
 
 // Not a test: the figure docs/cluster.md gives for the volume of shared-window events. One node
