@@ -633,6 +633,18 @@ TEST_F(IncidentStoreTest, AnExpiredSuspensionQueuesExactlyOneRevertAcrossConnect
   "NULL, until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL " \
   "DEFAULT 0, reason TEXT NOT NULL DEFAULT '');"
 
+// The notes and actions tables as version 1 created them: v10 puts its triggers on them.
+#define kVersion1Notes                                                         \
+  "CREATE TABLE notes (id INTEGER PRIMARY KEY, incident_id INTEGER NOT NULL, " \
+  "time INTEGER NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL);"
+#define kVersion1Actions                                                    \
+  "CREATE TABLE actions (id INTEGER PRIMARY KEY, incident_id INTEGER "      \
+  "NOT NULL DEFAULT 0, type TEXT NOT NULL, params TEXT NOT NULL, status "   \
+  "TEXT NOT NULL, revert INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT " \
+  "NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', idempotency_key "   \
+  "TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, updated_at "      \
+  "INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL DEFAULT 0);"
+
 TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
   TempDir dir;
   const std::string path = dir.file("state.db");
@@ -641,12 +653,7 @@ TEST(IncidentStoreOpenTest, MigratesAVersion1FileKeepingItsRows) {
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     // The version-1 tables the migrations touch, as version 1 created them.
     ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE actions (id INTEGER PRIMARY KEY, incident_id INTEGER "
-                           "NOT NULL DEFAULT 0, type TEXT NOT NULL, params TEXT NOT NULL, status "
-                           "TEXT NOT NULL, revert INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT "
-                           "NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', idempotency_key "
-                           "TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, updated_at "
-                           "INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL DEFAULT 0);"
+                           kVersion1Actions kVersion1Notes
                            "CREATE TABLE suspensions (user TEXT NOT NULL, kind TEXT NOT NULL, "
                            "previous TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, "
                            "until INTEGER NOT NULL DEFAULT 0, incident_id INTEGER NOT NULL "
@@ -711,9 +718,9 @@ TEST(IncidentStoreOpenTest, MigratesVersion3BansToTheMailScope) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     // The version-3 tables later migrations change, as version 1 created them (v2 and v3 did
-    // not touch them).
+    // not touch them; v2 added a column to actions, which v10 does not need).
     ASSERT_EQ(sqlite3_exec(db,
-                           kVersion1IncidentsBaselinesBans
+                           kVersion1IncidentsBaselinesBans kVersion1Actions kVersion1Notes
                            "INSERT INTO bans VALUES ('192.0.2.7', 1, 0, 5, 'old');"
                            "INSERT INTO bans VALUES ('198.51.100.0/24', 1, 0, 6, 'old net');"
                            "PRAGMA user_version=3;",
