@@ -966,6 +966,20 @@ TEST_F(ClusterPostgresTest, IncidentOnOneNodeIsListedShownAndResolvedFromAnyNode
       kPropagation))
       << published.dump();
   EXPECT_EQ(ClusterIncidents(b, {"--status", "open"}).size(), 0u);
+  // Figures for docs/cluster.md (printed, not asserted): the row's size and how often A
+  // published this one incident from its opening to its resolution and undo.
+  const std::string row = pg_.Sql(
+                                 "SELECT pg_column_size(i.*) || ' bytes with ' || "
+                                 "jsonb_array_length(evidence) || ' evidence lines' FROM "
+                                 "mxward_incidents i WHERE node = 'a'",
+                                 "mxward")
+                              .out;
+  const auto a_status = nlohmann::json::parse(Cli(a, {"status", "--json"}).out, nullptr, false);
+  std::printf("published incident row: %s", row.c_str());
+  if (a_status.is_object() && a_status.contains("cluster")) {
+    std::printf("publications by a for it: %s\n",
+                a_status["cluster"].value("incidents", nlohmann::json()).dump().c_str());
+  }
 
   // Refusals: an ack of a resolved incident (by its owner), a reference to nothing, a --cluster
   // without [cluster].
