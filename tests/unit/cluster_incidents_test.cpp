@@ -3,6 +3,8 @@
 // its own transaction, a mark is forgotten only at the version that was published), the NODE:ID
 // references, and the text PostgreSQL must be able to hold. The PostgreSQL half runs against a
 // real server in tests/integration/cluster_postgres_test.cpp.
+#include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -113,6 +115,47 @@ TEST_F(IncidentChangesTest, ChangedIncidentsCountsAllAndReturnsTheLimit) {
   EXPECT_EQ(c->total, 5);
   ASSERT_EQ(c->changes.size(), 2u);
   EXPECT_LT(c->changes[0].incident_id, c->changes[1].incident_id);
+}
+
+// Not a test: what the marks cost the store writer (docs/cluster.md). Records 20,000 incidents
+// in the recorder's batches of 256, each with 10 evidence lines and a ban settled afterwards,
+// into a store that does not mark and one that does; prints both times. Run it with
+// --gtest_also_run_disabled_tests --gtest_filter='*MarkCost*'.
+TEST(IncidentChangesCostTest, DISABLED_MarkCost) {
+  for (const bool marking : {false, true, false, true}) {
+    TempDir dir;
+    auto store = IncidentStore::Open(dir.file("state.db"));
+    ASSERT_OK(store);
+    if (marking) {
+      ASSERT_OK((*store)->StartRecordingIncidentChanges());
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::int64_t next = 0;
+    for (int batch = 0; batch < 20'000 / 250; ++batch) {
+      std::vector<Incident> incidents;
+      for (int i = 0; i < 250; ++i, ++next) {
+        Incident inc =
+            MakeIncident("10." + std::to_string(next >> 16) + "." +
+                         std::to_string((next >> 8) & 255) + "." + std::to_string(next & 255));
+        for (int e = 1; e < 10; ++e) inc.evidence.push_back({kT0 + e, "evidence line"});
+        incidents.push_back(std::move(inc));
+      }
+      ASSERT_OK((*store)->RecordIncidents(&incidents, kT0));
+      std::vector<std::int64_t> ids;
+      for (const Incident& inc : incidents) {
+        auto actions = (*store)->ActionsForIncident(inc.id);
+        ASSERT_OK(actions);
+        ids.push_back(actions->front().id);
+      }
+      ASSERT_OK((*store)->MarkActionsDone(ids, kT0 + 1));
+    }
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    auto marks = (*store)->ChangedIncidents(1);
+    ASSERT_OK(marks);
+    std::printf("%s: 20000 incidents recorded and their bans settled in %.2f s (%lld marks)\n",
+                marking ? "marking" : "not marking", s, static_cast<long long>(marks->total));
+  }
 }
 
 TEST(IncidentRefTest, NodeAndIdOrNothing) {
