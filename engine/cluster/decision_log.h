@@ -10,6 +10,11 @@
 // sequence n sees everything below n. (A bigserial would not: its values are taken at insert and
 // an earlier value can commit later, so a reader past it would skip it forever.)
 //
+// The same connection holds the cluster's other tables: shared windows' events and claims
+// (schema v4), and cluster-wide incidents with the requests other nodes make of an incident's
+// owner (schema v5, cluster_incidents.h); the CLI opens one for `incidents list --cluster` and
+// NODE:ID references.
+//
 // Every statement is text with bound parameters ($1...); no value is ever spliced into SQL.
 // Blocking libpq calls: the ClusterLink's own thread owns one DecisionLog and is its only user.
 #pragma once
