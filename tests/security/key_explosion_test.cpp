@@ -23,7 +23,13 @@ namespace {
 // The RSS bound holds in the normal build. Under AddressSanitizer, freed memory sits in its
 // quarantine (256 MiB by default) and every allocation has shadow and redzones, so RSS measures
 // the sanitizer; the key-count and eviction bounds still hold there and are checked.
-#if defined(__SANITIZE_ADDRESS__)
+// g++ says so with __SANITIZE_ADDRESS__, clang with __has_feature.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MXWARD_UNDER_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(MXWARD_UNDER_ASAN)
 constexpr std::size_t kRssGrowthLimit = std::size_t{1} << 40;
 #else
 constexpr std::size_t kRssGrowthLimit = std::size_t{128} << 20;
