@@ -280,7 +280,7 @@ constexpr const char* kChainedLogin3 =
 TEST_F(OneAttemptOneCountTest, ChainedPassdbsLinesOfOneAttemptCountOnceWhenReleased) {
   Line("dovecot", kChainedWorker, 0);
   EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
-  EXPECT_EQ(extractor_->last_outcome().pattern->name, "passdb_failure");
+  EXPECT_EQ(extractor_->last_outcome().pattern->name, "passdb_worker_info_conn_unknown_user_fast");
   Line("dovecot", kChainedFile, 0);
   EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);  // the same attempt
   Line("postfix/qmgr", "ABCDEF0003: removed", 30);  // no login line: the hold ends
@@ -296,7 +296,7 @@ TEST_F(OneAttemptOneCountTest, ChainedPassdbsThreeAttemptsOnOneConnectionCountTh
   for (int i = 0; i < 3; ++i) {
     Line("dovecot", kChainedWorkerSyslog, i);
     EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld) << i;
-    EXPECT_EQ(extractor_->last_outcome().pattern->name, "passdb_failure");
+    EXPECT_EQ(extractor_->last_outcome().pattern->name, "passdb_worker_conn_unknown_user_fast");
     EXPECT_EQ(event_.get(Field::kSession), "AazzFg1it5XGM2QY");
     EXPECT_EQ(event_.get(Field::kPassdb), "passwd");
     Line("dovecot", kChainedFileSyslog, i);
