@@ -45,6 +45,8 @@ constexpr std::array<std::string_view, kFieldCount> kFieldNames = {
     "receiver",
     "pwhash",
     "source",
+    "session",
+    "passdb",
 };
 
 }  // namespace

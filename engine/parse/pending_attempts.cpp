@@ -59,6 +59,8 @@ std::uint32_t PendingAttempts::Insert(const IpAddress& ip) {
   e.ip = ip;
   e.held = e.released = e.credit = 0;
   e.hold_until = 0;
+  e.attempts = {};
+  e.next_attempt = 0;
   e.live = true;
   e.prev = e.next = kNil;
   const std::size_t mask = index_.size() - 1;
@@ -124,14 +126,63 @@ void PendingAttempts::Release(Entry& e) {
   e.held = 0;
 }
 
+namespace {
+
+// FNV-1a: a hash of the text itself (the same every run), no allocation.
+std::uint64_t Fnv1a(std::string_view text, std::uint64_t h = 14695981039346656037ull) {
+  for (const unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event) {
+  const std::string_view session = event.get(Field::kSession);
+  if (session.empty()) return false;  // no session: every line is an attempt of its own
+  // Session, '>', user: one text per pair, as a session has no '>'.
+  std::uint64_t key = Fnv1a(event.get(Field::kUser), Fnv1a(">", Fnv1a(session)));
+  if (key == 0) key = 1;
+  std::uint32_t passdb = static_cast<std::uint32_t>(Fnv1a(event.get(Field::kPassdb)));
+  if (passdb == 0) passdb = 1;
+  SessionAttempt* a = nullptr;
+  for (SessionAttempt& candidate : e.attempts) {
+    if (candidate.session_user == key) a = &candidate;
+  }
+  if (a != nullptr && a->passdb_count < kPassdbsPerAttempt) {
+    const auto logged = a->passdbs.begin() + a->passdb_count;
+    if (std::find(a->passdbs.begin(), logged, passdb) == logged) {
+      a->passdbs[a->passdb_count++] = passdb;
+      return true;  // another passdb's line of the same attempt
+    }
+  }
+  if (a == nullptr) {
+    a = &e.attempts[e.next_attempt];
+    e.next_attempt = static_cast<std::uint8_t>((e.next_attempt + 1) % kSessionsPerAddress);
+    a->session_user = key;
+  }
+  // This passdb logged the session's current attempt already (or the chain is longer than we
+  // follow): the line starts the next attempt.
+  a->passdbs[0] = passdb;
+  a->passdb_count = 1;
+  return false;
+}
+
 bool PendingAttempts::Hold(const Event& event) {
   std::uint32_t slot = Find(event.client_ip);
+  if (slot != kNil && ContinuesAttempt(entries_[slot], event)) {
+    ++stats_.same_attempt;
+    Touch(slot, now_);
+    return false;
+  }
   if (slot != kNil && entries_[slot].credit > 0) {
     --entries_[slot].credit;
     Touch(slot, now_);
     return false;
   }
-  if (slot == kNil) slot = Insert(event.client_ip);
+  if (slot == kNil) {
+    slot = Insert(event.client_ip);
+    ContinuesAttempt(entries_[slot], event);  // notes the attempt's first passdb
+  }
   Entry& e = entries_[slot];
   if (e.held == 0) {
     e.hold_until = now_ + options_.hold_seconds * kMicrosPerSecond;

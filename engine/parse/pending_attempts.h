@@ -16,6 +16,17 @@
 //              counting line subtracts them from its weight (and is folded when nothing is left).
 //  - credit:   attempts a counting line counted whose passdb lines have not arrived; a later
 //              passdb line consumes one and is folded.
+//  - attempts: the last few (session, user) pairs seen from the address and the passdbs that
+//              logged each one's current attempt. With several passdbs chained, every passdb that
+//              refuses writes its own line for the same attempt ("passwd(u,ip,<s>): unknown user",
+//              then "passwd-file(u,ip,<s>): unknown user"). The session is the login process's
+//              connection, shared by every attempt made on it, so a line is the same attempt as
+//              an earlier one only when the session and user match and its passdb has not logged
+//              that attempt yet; a passdb logging again starts the next attempt. Such a line is
+//              folded (Hold returns false) whether the attempt's first line is held, released or
+//              was met by credit. Lines without a session (Postfix's SASL requests carry none)
+//              are each an attempt, as before: with chained passdbs such an attempt can count
+//              once per passdb that logged it.
 // Entries untouched for `memory_seconds` of event time are dropped (what they held released
 // first). Bounded: at most `capacity` addresses; the least recently touched is evicted, its held
 // attempts released, so an eviction can at worst count an attempt twice, never lose one.
@@ -25,6 +36,7 @@
 // time seen), so a line with an older stamp from another source does not rewind the holds.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -58,6 +70,7 @@ struct PendingAttemptsStats {
   std::uint64_t matched = 0;    // held attempts a counting line took over
   std::uint64_t released = 0;   // held attempts counted by their own line (no counting line came)
   std::uint64_t evictions = 0;  // addresses evicted for capacity
+  std::uint64_t same_attempt = 0;  // passdb lines folded as another passdb's line of an attempt
 };
 
 class PendingAttempts {
@@ -65,7 +78,8 @@ class PendingAttempts {
   explicit PendingAttempts(const PendingAttemptsOptions& options);
 
   // A passdb line (valid client_ip). Returns true when it is held (not counted yet), false when a
-  // counting line already counted its attempt (fold it).
+  // counting line already counted its attempt, or when it is a later passdb's line of an attempt
+  // already seen (fold it).
   bool Hold(const Event& event);
   // A counting line for `weight` attempts from `ip` at `now`. Returns the weight it must still
   // count: `weight` less the attempts a release already counted.
@@ -82,12 +96,24 @@ class PendingAttempts {
 
  private:
   static constexpr std::uint32_t kNil = 0xffffffffu;
+  // Chained passdbs: how many (session, user) pairs an address remembers (its parallel
+  // connections), and how many passdbs one attempt can go through before a further line counts
+  // as a new attempt (a longer chain counts such an attempt more than once, never less).
+  static constexpr std::size_t kSessionsPerAddress = 4;
+  static constexpr std::size_t kPassdbsPerAttempt = 6;
+  struct SessionAttempt {
+    std::uint64_t session_user = 0;                           // hash of session and user; 0: unused
+    std::array<std::uint32_t, kPassdbsPerAttempt> passdbs{};  // hashes of the passdbs that
+    std::uint8_t passdb_count = 0;                            // logged the current attempt
+  };
   struct Entry {
     IpAddress ip;
     std::uint32_t held = 0, released = 0, credit = 0;
     UnixMicros hold_until = 0;
     UnixMicros touched = 0;
-    OwnedEvent newest;                       // the newest held line, when held > 0
+    OwnedEvent newest;  // the newest held line, when held > 0
+    std::array<SessionAttempt, kSessionsPerAddress> attempts{};
+    std::uint8_t next_attempt = 0;           // the slot a new (session, user) pair replaces
     std::uint32_t prev = kNil, next = kNil;  // recency list, oldest at head_
     bool live = false;
   };
@@ -98,6 +124,9 @@ class PendingAttempts {
   void Touch(std::uint32_t slot, UnixMicros now);
   void Unlink(std::uint32_t slot);
   void Release(Entry& e);
+  // Notes the passdb line `event` in e.attempts; true when it is a later passdb's line of the
+  // attempt already noted for its session and user.
+  static bool ContinuesAttempt(Entry& e, const Event& event);
   void Tick(UnixMicros now);
 
   PendingAttemptsOptions options_;

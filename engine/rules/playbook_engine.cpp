@@ -265,10 +265,17 @@ struct Runtime {
   std::optional<DistinctWindow> addresses;  // [trigger] min_addresses: addresses seen per key
   std::uint32_t addresses_word = 0;         // where their state starts in a record
   std::unique_ptr<KeyTable> table;
-  // The text of each held key, by record number, written once when the key is inserted (an IPv4
-  // address fits std::string's inline buffer: no allocation), read by `mxward status`. A slot of
-  // an erased record keeps stale text until the record is reused, and is never read before.
+  // Each held key, by record number, written when the key is inserted and read by `mxward
+  // status` (KeyTextOf). A key that is one address (key_by_address) keeps the address, and its
+  // text (inet_ntop, "/24") is printed only when someone reads it: printing it for every new key
+  // cost 9% of a botnet log's instructions and 25% of a key flood's. Other keys keep their text
+  // (lower-cased fields; an IPv4 address fits std::string's inline buffer). A slot of an erased
+  // record keeps a stale value until the record is reused, and is never read before.
   std::vector<std::string> key_text;
+  std::vector<IpAddress> key_address;
+  // The key is one client_ip part, and the playbook is not shared (a shared window sends the
+  // key's text with every count: it is printed once, at insertion, as before).
+  bool key_by_address = false;
   std::uint32_t words = 0;                 // record size
   bool key_has_ip = false;                 // the global address allowlist applies
   std::optional<NovelBaseline> baseline;   // novel
@@ -289,6 +296,20 @@ struct Runtime {
   // takes verified evidence only (Playbook::verified_evidence_only).
   std::atomic<std::uint64_t> unverified_ignored{0};
 };
+
+// The text of held record `rec`'s key, the text KeyText gave the event that inserted it; false
+// when the record has none.
+bool KeyTextOf(const Runtime& r, std::uint32_t rec, std::string* out) {
+  if (r.key_by_address) {
+    if (rec >= r.key_address.size()) return false;
+    const IpAddress& a = r.key_address[rec];
+    *out = IpPrefix(a, r.pb.key[0].LengthFor(a)).ToString();
+    return true;
+  }
+  if (rec >= r.key_text.size()) return false;
+  *out = r.key_text[rec];
+  return true;
+}
 
 struct Offense {
   UnixMicros time;
@@ -359,6 +380,7 @@ class Engine final : public PlaybookEngine {
         }
       }
       for (const KeyPart& k : pb.key) r->key_has_ip = r->key_has_ip || k.field == Field::kClientIp;
+      r->key_by_address = pb.key.size() == 1 && pb.key[0].field == Field::kClientIp && !pb.shared;
       r->words = words;
       r->table = std::make_unique<KeyTable>(words, pb.max_keys, idle * kMicrosPerSecond);
       for (int t = 0; t < kEventTypeCount; ++t) {
@@ -448,8 +470,9 @@ class Engine final : public PlaybookEngine {
       } else {
         held = HeldAt(r, rec, now);
       }
-      if (held == 0 || rec >= r.key_text.size()) return;
-      out.push_back(KeyStanding{r.key_text[rec], held, threshold, r.table->last_seen(rec)});
+      std::string key;
+      if (held == 0 || !KeyTextOf(r, rec, &key)) return;
+      out.push_back(KeyStanding{std::move(key), held, threshold, r.table->last_seen(rec)});
     });
     const auto closer = [](const KeyStanding& a, const KeyStanding& b) {
       const double fa = static_cast<double>(a.count) /
@@ -570,6 +593,7 @@ class Engine final : public PlaybookEngine {
         if (o->pb.name != r->pb.name || o->pb.identity != r->pb.identity || !o->table) continue;
         r->table = std::move(o->table);
         r->key_text = std::move(o->key_text);
+        r->key_address = std::move(o->key_address);
         r->baseline = std::move(o->baseline);
         r->cooldowns = std::move(o->cooldowns);
         r->open_until = std::move(o->open_until);
@@ -886,9 +910,14 @@ class Engine final : public PlaybookEngine {
     stats_.evictions += r.table->evictions() - evictions;
     stats_.expired += r.table->expirations() - expirations;
     if (inserted) {
-      // Once per key, not per line: the text `mxward status` shows for it.
-      if (rec >= r.key_text.size()) r.key_text.resize(std::size_t{rec} + 1);
-      r.key_text[rec] = KeyText(r.pb, e);
+      // Once per key, not per line: what `mxward status` shows for it (KeyTextOf).
+      if (r.key_by_address) {
+        if (rec >= r.key_address.size()) r.key_address.resize(std::size_t{rec} + 1);
+        r.key_address[rec] = e.client_ip;
+      } else {
+        if (rec >= r.key_text.size()) r.key_text.resize(std::size_t{rec} + 1);
+        r.key_text[rec] = KeyText(r.pb, e);
+      }
     }
     std::uint32_t* w = r.table->record(rec);
     std::uint32_t* st = w + kStateWord;

@@ -92,8 +92,15 @@ enum class Field : std::uint8_t {
   // report), "postfix-policy" (a Postfix policy request). Empty for log lines. A playbook counts
   // only log events unless its [match] names a source (docs/policy.md).
   kSource,
+  // Dovecot's passdb lines (auth_verbose): the login process's session id, "<...>" in the line's
+  // prefix (one per client connection, so every attempt on that connection shares it), and the
+  // passdb that wrote the line ("passwd-file", "sql", or its configured name). Together with the
+  // user they tell the lines of one attempt through chained passdbs (each passdb that does not
+  // know the user writes its own line) from the next attempt (pending_attempts.h).
+  kSession,
+  kPassdb,
 };
-inline constexpr int kFieldCount = static_cast<int>(Field::kSource) + 1;
+inline constexpr int kFieldCount = static_cast<int>(Field::kPassdb) + 1;
 
 // "auth_failure" etc.; ParseEventType accepts exactly these names.
 std::string_view EventTypeName(EventType t);

@@ -53,6 +53,9 @@ from postfix_master_cf import master_cf
 SERVER = "192.0.2.1"
 PORTS = {"imap": 143, "pop3": 110, "submission": 587, "smtp": 25, "sieve": 4190}
 USER, PASSWORD = "alice@example.org", "correct horse"
+# Users of this domain go through two chained passdbs (dovecot_conf).
+CHAINED_DOMAIN = "chained.example"
+CHAINED_USER = f"carol@{CHAINED_DOMAIN}"
 LOG = os.devnull  # commands' output; main() sets WORKDIR/commands.log
 
 
@@ -80,7 +83,8 @@ def dovecot_conf(work, args, plaintext_forbidden_ip):
     # 127.0.0.1, the address whose Dovecot failures mxward folds into Roundcube's own line.
     listen = f"{SERVER}, 127.0.0.1" if args.roundcube else SERVER
     nobody = pwd.getpwnam("nobody")
-    write(f"{work}/users", f"{USER}:{{PLAIN}}{PASSWORD}::::::\nbob@example.org:{{PLAIN}}bobs secret::::::\n", 0o644)
+    write(f"{work}/users", f"{USER}:{{PLAIN}}{PASSWORD}::::::\nbob@example.org:{{PLAIN}}bobs secret::::::\n"
+          f"{CHAINED_USER}:{{PLAIN}}carols secret::::::\n", 0o644)
     os.makedirs(f"{work}/mail", exist_ok=True)
     os.chmod(f"{work}/mail", 0o1777)
     if args.syslog:
@@ -112,6 +116,15 @@ hostname = mailhost.example
 submission_relay_host = {SERVER}
 submission_relay_port = 25
 submission_relay_trusted = yes
+# Chained passdbs for one domain: the system's users (passdb passwd, in an auth worker) first,
+# then the users file (result_failure = continue, the default). With auth_verbose each passdb
+# that refuses writes its own line for the same attempt ("auth-worker(N): passwd(u,ip,<session>):
+# unknown user", then "passwd-file(u,ip,<session>): Password mismatch" or "unknown user"):
+# verbose_passwords = no (the default) adds no " - trying the next passdb".
+passdb {{
+  driver = passwd
+  username_filter = *@{CHAINED_DOMAIN}
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {work}/users
@@ -340,7 +353,7 @@ def _smtp_from(ip, port):
     return smtplib.SMTP(SERVER, port, timeout=10, source_address=(ip, 0))
 
 
-def imap_login_fail(ip, user, password, made, tries=1):
+def imap_login_fail(ip, user, password, made, tries=1, how="imap LOGIN"):
     c = _imap_from(ip)
     made.connected("dovecot")
     for _ in range(tries):
@@ -348,7 +361,7 @@ def imap_login_fail(ip, user, password, made, tries=1):
             c.login(user, password)
             raise SystemExit(f"imap login of {user} from {ip} succeeded")
         except imaplib.IMAP4.error:
-            made.add(ip, "imap LOGIN", failed=1)
+            made.add(ip, how, failed=1)
     c.logout()
 
 
@@ -495,6 +508,13 @@ def run_clients(ips):
         repeat(2, smtp_auth_fail, ips["smtp_login_unknown"], PORTS["smtp"], "LOGIN",
                "ghost@example.org", "x", made),
         repeat(1, managesieve_fail, ips["managesieve"], USER, "wrong", made, tries=2),
+        # Through two chained passdbs (two passdb lines per attempt with auth_verbose): one
+        # wrong password; and an unknown user, 2 connections x 3 attempts, under dovecot-auth's
+        # threshold of 10 in attempts but not in passdb lines (12).
+        repeat(1, imap_login_fail, ips["imap_chained_once"], CHAINED_USER, "wrong", made,
+               how="imap LOGIN, chained passdbs"),
+        repeat(2, imap_login_fail, ips["imap_chained_many"], f"ghost@{CHAINED_DOMAIN}", "x", made,
+               tries=3, how="imap LOGIN, chained passdbs, unknown user"),
         plaintext_forbidden,
         connect_drop,
         successes,
@@ -820,7 +840,7 @@ def main():
     names = ["imap_login", "imap_plain_many", "pop3_userpass", "pop3_auth_plain",
              "submission_login", "smtp_plain_many", "smtp_login_unknown",
              "imap_plaintext_forbidden", "connect_drop", "success", "imap_over_threshold",
-             "smtp_over_threshold", "managesieve"]
+             "smtp_over_threshold", "managesieve", "imap_chained_once", "imap_chained_many"]
     if args.policy:
         names = ["policy_dictionary", "policy_stale_phone", "policy_smtp_dictionary",
                  "policy_bystander", "policy_sender"]

@@ -254,6 +254,112 @@ TEST_F(OneAttemptOneCountTest, ATinyTableEvictsByCountingNeverByLosing) {
   for (int i = 1; i <= 5; ++i) EXPECT_EQ(Counted("198.51.100." + std::to_string(i)), 1u) << i;
 }
 
+// --- Chained passdbs (docs/parsers.md, "One attempt, one event") ------------------------------
+// With two passdbs chained and verbose_passwords = no, each passdb that refuses writes its own
+// line for the same attempt, with the login process's session. The lines below are Debian 12's
+// Dovecot 2.3.19.1 (tests/integration/real_mail_servers.py: passdb passwd for one domain, then
+// passwd-file); the session is per connection, so attempts on one connection share it.
+constexpr const char* kChainedWorker =
+    "auth-worker(10909): Info: conn unix:auth-worker (pid=10898,uid=106): auth-worker<2>: "
+    "passwd(ghost@chained.example,198.51.100.24,<AazzFg1it5XGM2QY>): unknown user";
+constexpr const char* kChainedFile =
+    "auth: Info: passwd-file(ghost@chained.example,198.51.100.24,<AazzFg1it5XGM2QY>): unknown "
+    "user";
+// The same two lines as syslog carries them (log_path = syslog: no "Info: "; the auth process's
+// line is read by a template).
+constexpr const char* kChainedWorkerSyslog =
+    "auth-worker(12872): conn unix:auth-worker (pid=12860,uid=106): auth-worker<1>: "
+    "passwd(ghost@chained.example,198.51.100.24,<AazzFg1it5XGM2QY>): unknown user";
+constexpr const char* kChainedFileSyslog =
+    "auth: passwd-file(ghost@chained.example,198.51.100.24,<AazzFg1it5XGM2QY>): unknown user";
+constexpr const char* kChainedLogin3 =
+    "imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 3 attempts in 1 "
+    "secs): user=<ghost@chained.example>, method=PLAIN, rip=198.51.100.24, lip=192.0.2.1, "
+    "session=<AazzFg1it5XGM2QY>";
+
+TEST_F(OneAttemptOneCountTest, ChainedPassdbsLinesOfOneAttemptCountOnceWhenReleased) {
+  Line("dovecot", kChainedWorker, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  EXPECT_EQ(extractor_->last_outcome().pattern->name, "passdb_worker_info_conn_unknown_user_fast");
+  Line("dovecot", kChainedFile, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);  // the same attempt
+  Line("postfix/qmgr", "ABCDEF0003: removed", 30);  // no login line: the hold ends
+  EXPECT_EQ(Counted("198.51.100.24"), 1u);
+  EXPECT_EQ(released_events_, 1);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.24"), 1u);
+}
+
+TEST_F(OneAttemptOneCountTest, ChainedPassdbsThreeAttemptsOnOneConnectionCountThree) {
+  // Three attempts on one connection: one session, the chain logged three times (the syslog
+  // form); the first line of each pair starts an attempt, the second is folded.
+  for (int i = 0; i < 3; ++i) {
+    Line("dovecot", kChainedWorkerSyslog, i);
+    EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld) << i;
+    EXPECT_EQ(extractor_->last_outcome().pattern->name, "passdb_worker_conn_unknown_user_fast");
+    EXPECT_EQ(event_.get(Field::kSession), "AazzFg1it5XGM2QY");
+    EXPECT_EQ(event_.get(Field::kPassdb), "passwd");
+    Line("dovecot", kChainedFileSyslog, i);
+    EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded) << i;
+    EXPECT_EQ(extractor_->last_outcome().pattern->name, "passdb_auth_unknown_user_fast");
+  }
+  Line("dovecot", kChainedLogin3, 3);
+  EXPECT_EQ(event_.weight, 3u);  // it takes over the three held attempts
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.24"), 3u);
+  EXPECT_EQ(released_events_, 0);
+  EXPECT_EQ(extractor_->stats().held, 3u);
+}
+
+TEST_F(OneAttemptOneCountTest, ChainedPassdbsAfterTheLoginLineAreFoldedBothByItsCredit) {
+  Line("dovecot", kChainedLogin3, 0);  // the login line first (another file, read earlier)
+  for (int i = 0; i < 3; ++i) {
+    Line("dovecot", kChainedWorker, 1);
+    EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded) << i;
+    Line("dovecot", kChainedFile, 1);
+    EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded) << i;
+  }
+  Line("dovecot", kChainedWorker, 2);  // a fourth attempt the login line did not count
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.24"), 4u);
+}
+
+TEST_F(OneAttemptOneCountTest, ChainedPassdbsParallelConnectionsAndUsersAreTheirOwnAttempts) {
+  // Two connections from one address, their chains interleaved; then a second user on the first
+  // connection, whose first line is the second passdb's (the first passdb filters it out).
+  Line("dovecot", "auth-worker(7): passwd(a@chained.example,192.0.2.40,<S1>): unknown user", 0);
+  Line("dovecot", "auth-worker(7): passwd(a@chained.example,192.0.2.40,<S2>): unknown user", 0);
+  Line("dovecot", "auth: passwd-file(a@chained.example,192.0.2.40,<S1>): unknown user", 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot", "auth: passwd-file(a@chained.example,192.0.2.40,<S2>): unknown user", 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot", "auth: passwd-file(b@example.org,192.0.2.40,<S1>): Password mismatch", 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  // One passdb, two attempts on one connection: the same passdb again is the next attempt.
+  Line("dovecot", "auth: passwd-file(c,192.0.2.41,<S3>): Password mismatch", 0);
+  Line("dovecot", "auth: passwd-file(c,192.0.2.41,<S3>): Password mismatch", 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.40"), 3u);
+  EXPECT_EQ(Counted("192.0.2.41"), 2u);
+}
+
+TEST_F(OneAttemptOneCountTest, ChainedPassdbsWithoutASessionCountEachLineAsBefore) {
+  // No session (Postfix's SASL requests carry none; an empty one is none): nothing tells a
+  // second passdb's line from a second attempt, so each line is an attempt of its own. With a
+  // counting line for the attempt this over-counts; it never under-counts.
+  Line("dovecot", "auth-worker(7): passwd(a@chained.example,192.0.2.42): unknown user", 0);
+  Line("dovecot", "auth: passwd-file(a@chained.example,192.0.2.42): unknown user", 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot", "auth-worker(7): passwd(a@chained.example,192.0.2.43,<>): unknown user", 0);
+  Line("dovecot", "auth: passwd-file(a@chained.example,192.0.2.43,<>): unknown user", 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.42"), 2u);
+  EXPECT_EQ(Counted("192.0.2.43"), 2u);
+}
+
 TEST_F(EventExtractorTest, WebmailLoginFromLoopbackCountsOnlyRoundcubesLine) {
   ASSERT_TRUE(Feed("roundcube",
                    "<8r1pu4bh> IMAP Error: Login failed for bob against localhost from "

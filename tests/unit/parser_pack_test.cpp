@@ -248,6 +248,17 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
       {"dovecot", "auth: passwd-file(a b@example.org,2001:db8::23,<kT4fQ>): Password mismatch",
        "passdb_auth_mismatch_fast"},
       {"dovecot", "auth: ldap(ghost,192.0.2.24,<>): unknown user", "passdb_auth_unknown_user_fast"},
+      // Debian 12's 2.3.19: the worker's connection prefix, and a log_path file's level.
+      {"dovecot",
+       "auth-worker(12872): conn unix:auth-worker (pid=12860,uid=106): auth-worker<1>: "
+       "sql(a@example.org,192.0.2.27,<CHF/JA1iUcnGM2QY>): Password mismatch",
+       "passdb_worker_conn_mismatch_fast"},
+      {"dovecot",
+       "auth-worker(1): Info: conn unix:auth-worker (pid=2,uid=106): auth-worker<3>: "
+       "passwd(b,2001:db8::27,<s>): unknown user",
+       "passdb_worker_info_conn_unknown_user_fast"},
+      {"dovecot", "auth: Info: passwd-file(c,192.0.2.28,<x>): unknown user",
+       "passdb_auth_info_unknown_user_fast"},
       // The user holds what the template stops at ("> from", " against "): the last " against "
       // is Roundcube's, as in the regex.
       {"roundcube",
@@ -331,8 +342,10 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
       {"postfix/smtpd",
        "NOQUEUE: reject: RCPT from unknown[192.0.2.88]: 4500 4.7.1 Client host rejected: x; "
        "from=<x@y.example>"},
-      // Dovecot passdb: a user with ',' '(' ')', ",master", no session, the 2.3.19 worker
-      // prefix, "Info: ", a given password, a passdb name the regex does not take, text after.
+      // Dovecot passdb: a user with ',' '(' ')', ",master", no session, "Info: " before a
+      // worker line without its connection, a given password, a passdb name the regex does not
+      // take, text after; the 2.3.19 worker prefix with a ')' or a blank where the regex has
+      // none, and ",master" after "auth: Info: ".
       {"dovecot",
        "auth-worker(1): sql(a,6.6.6.6,<x>): Password mismatch,192.0.2.40,<s>): Password mismatch"},
       {"dovecot", "auth-worker(1): sql(a(b,192.0.2.41,<s>): Password mismatch"},
@@ -340,8 +353,15 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
       {"dovecot", "auth: passwd-file(bob,192.0.2.42,master,<s>): Password mismatch"},
       {"dovecot", "auth-worker(1): pam(bob,192.0.2.43): Password mismatch"},
       {"dovecot",
-       "auth-worker(14864): conn unix:auth-worker (pid=14830,uid=109): auth-worker<6>: "
+       "auth-worker(14864): conn unix:auth-worker (pid=1)x,uid=109): auth-worker<6>: "
        "sql(bob,192.0.2.44,<s>): Password mismatch"},
+      {"dovecot",
+       "auth-worker(14864): conn unix: auth-worker (pid=1,uid=109): auth-worker<6>: "
+       "sql(bob,192.0.2.44,<s>): Password mismatch"},
+      {"dovecot",
+       "auth-worker(14864): conn unix:auth-worker (pid=1,uid=109): auth-worker<6>: "
+       "sql(bob,192.0.2.44): unknown user"},
+      {"dovecot", "auth: Info: passwd-file(bob,192.0.2.42,master,<s>): Password mismatch"},
       {"dovecot", "auth-worker(1): Info: sql(bob,192.0.2.45,<s>): unknown user"},
       {"dovecot", "auth: sql(bob,192.0.2.46,<s>): unknown user (given password: x)"},
       {"dovecot", "auth: SQL(bob,192.0.2.47,<s>): Password mismatch"},

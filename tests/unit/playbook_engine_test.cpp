@@ -8,6 +8,7 @@
 #include "support/status_matchers.h"
 
 #include <deque>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -1129,6 +1130,54 @@ TEST(PlaybookEngineTest, ClosestKeysReadWindowsWithoutCounting) {
   // After the window (10m) nothing is held any more.
   EXPECT_TRUE(engine->ClosestKeys(0, 10, now + 3600 * kSec).empty());
   EXPECT_TRUE(engine->ClosestKeys(7, 10, now).empty()) << "no such playbook";
+}
+
+// `mxward status` names a key that is one address (its text printed when asked, not when the key
+// is inserted) exactly as the incident does, also after its record was reused by another key
+// (max_keys: the least recent is evicted) and for a network key.
+TEST(PlaybookEngineTest, ClosestKeysNameReusedRecordsAndNetworksAsIncidentsDo) {
+  auto engine = EngineFor({{"p", R"(
+key = "client_ip"
+max_keys = 2
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 3
+window = "10m"
+)"},
+                           {"net", R"(
+key = "client_ip/24"
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 50
+window = "10m"
+)"}});
+  Events ev;
+  Collect sink;
+  auto fail = [&](std::string_view ip, UnixMicros t) {
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, t, ip, {}), &sink);
+  };
+  fail("192.0.2.1", kT0);
+  fail("2001:db8:1::7", kT0 + kSec);
+  fail("198.51.100.200", kT0 + 2 * kSec);  // evicts 192.0.2.1: its record is reused
+  fail("198.51.100.200", kT0 + 3 * kSec);
+  // Playbooks are numbered in name order: 0 is "net", 1 is "p".
+  auto keys = engine->ClosestKeys(1, 10, kT0 + 4 * kSec);
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].key, "198.51.100.200");
+  EXPECT_EQ(keys[1].key, "2001:db8:1::/64");
+  fail("198.51.100.200", kT0 + 4 * kSec);
+  ASSERT_EQ(sink.incidents.size(), 1u);
+  EXPECT_EQ(sink.incidents[0].key, "198.51.100.200");
+  auto nets = engine->ClosestKeys(0, 10, kT0 + 5 * kSec);
+  ASSERT_EQ(nets.size(), 3u);
+  EXPECT_EQ(nets[0].key, "198.51.100.0/24");
+  EXPECT_EQ(nets[0].count, 3u);
+  std::set<std::string> others = {nets[1].key, nets[2].key};
+  EXPECT_EQ(others, (std::set<std::string>{"192.0.2.0/24", "2001:db8:1::/48"}));
 }
 
 // --- evidence: which lines a playbook believes (issue 21, point 1) ----------------------------
