@@ -606,7 +606,10 @@ void ClusterLink::Run() {
       if (need_read || backlogged || now >= next_tick) {
         const bool ticked = now >= next_tick;
         need_read = false;
-        next_tick = now + tick;
+        // A read on a doorbell puts the safety tick off; the reads of a polled engine, every
+        // poll_interval, must not (the tick would never come: no heartbeat, no view for
+        // `status`).
+        if (ticked || doorbells) next_tick = now + tick;
         if (Status st = read_all(); !st.ok()) lost(st, "reading decisions");
         need_window_read = need_window_read || ticked;
         need_requests = need_requests || ticked;
