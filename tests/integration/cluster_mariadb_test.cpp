@@ -189,6 +189,52 @@ TEST_F(ClusterMariadbTest, MariadbDownDuringAttackPublishesOnceWhenBack) {
   EXPECT_EQ(BanActions(c, addr), 1);
 }
 
+// Runtime allowlist entries travel as allow / unallow rows, as with PostgreSQL (the same case).
+TEST_F(ClusterMariadbTest, RuntimeAllowlistEntriesReachEveryNode) {
+  for (Node& n : nodes_) StartNode(n);
+  Node& a = nodes_[0];
+  Node& b = nodes_[1];
+  Node& c = nodes_[2];
+  const auto added =
+      Cli(a, {"allow", "add", "203.0.113.0/28", "--for", "1h", "--note", "office NAT"});
+  ASSERT_EQ(added.exit_code, 0) << added.out << added.err;
+  auto listed_on = [&](Node& n) {
+    const auto r = Cli(n, {"allow", "list"});
+    return r.exit_code == 0 && r.out.find("203.0.113.0/28") != std::string::npos &&
+           r.out.find("cluster:a") != std::string::npos &&
+           r.out.find("office NAT") != std::string::npos;
+  };
+  EXPECT_TRUE(b.process->WaitFor([&] { return listed_on(b); }, kPropagation))
+      << Cli(b, {"allow", "list"}).out << b.process->Log();
+  EXPECT_TRUE(c.process->WaitFor([&] { return listed_on(c); }, kPropagation));
+  EXPECT_EQ(LogRows("kind = 'allow'"), "allow 203.0.113.0/28 a") << "published once, by a only";
+
+  // B's playbooks and dispatcher now leave the prefix alone: a brute force from inside it opens
+  // no incident there, while one from outside is banned (the marker that B has read the lines).
+  Attack(b, "203.0.113.5", 25);
+  Attack(b, "198.51.100.40", 25);
+  EXPECT_TRUE(b.process->WaitFor([&] { return InKernel(b, "198.51.100.40"); }, kPropagation))
+      << b.process->Log();
+  EXPECT_FALSE(InKernel(b, "203.0.113.5"));
+  EXPECT_EQ(BanActions(b, "203.0.113.5"), 0);
+
+  // Removed on C: gone on A and B too.
+  const auto removed = Cli(c, {"allow", "remove", "203.0.113.0/28"});
+  ASSERT_EQ(removed.exit_code, 0) << removed.out << removed.err;
+  for (Node* n : {&a, &b}) {
+    EXPECT_TRUE(n->process->WaitFor(
+        [&] {
+          const auto r = Cli(*n, {"allow", "list"});
+          return r.exit_code == 0 && r.out.find("203.0.113.0/28") == std::string::npos;
+        },
+        kPropagation))
+        << Cli(*n, {"allow", "list"}).out;
+  }
+  EXPECT_TRUE(Eventually([&] { return LogRows("kind = 'unallow'") == "unallow 203.0.113.0/28 c"; },
+                         kPropagation))
+      << LogRows("true");
+}
+
 // The decision log's SQL against the real server: the schema, sequence numbers, extensions,
 // idempotent publication, expiry on the server's clock, node rows and pruning.
 TEST_F(ClusterMariadbTest, DecisionLogAgainstTheRealDatabase) {
