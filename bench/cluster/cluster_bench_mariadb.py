@@ -103,33 +103,41 @@ def main():
     db = Mariadb(work)
     nodes = [mariadb_node(work, n, binary, db, rules, args.poll_interval) for n in ("a", "b", "c")]
     try:
+        # The server alone first (its own background threads), then with the nodes polling.
+        def server_counts():
+            out = db.sql("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                         "('Com_stmt_execute', 'Questions')")
+            counts = dict(line.split("\t") for line in out.splitlines())
+            return int(counts["Com_stmt_execute"]), int(counts["Questions"])
+
+        def measure_idle(what):
+            cpu0, (exec0, q0) = cb.cpu_seconds(db.proc.pid), server_counts()
+            time.sleep(args.idle)  # the measured interval itself, not a synchronisation
+            cpu1, (exec1, q1) = cb.cpu_seconds(db.proc.pid), server_counts()
+            print(f"{what} for {args.idle} s: {(exec1 - exec0) / args.idle:.1f} prepared "
+                  f"statements/s ({(q1 - q0) / args.idle:.1f} queries/s incl. the measurement's "
+                  f"own), mariadbd CPU {1000 * (cpu1 - cpu0) / args.idle:.1f} ms/s")
+        if args.idle > 0:
+            measure_idle("server alone, no node")
         for n in nodes:
             n.start()
         a, c = nodes[0], nodes[2]
         cb.setns(c.proc.pid)  # from here on, this process's netlink socket is c's
         watcher = cb.ElementWatcher()
         watcher.start()
-        # Idle: the three nodes only poll. The server's CPU and statements over that time.
-        def server_counts():
-            out = db.sql("SHOW GLOBAL STATUS WHERE Variable_name IN "
-                         "('Com_stmt_execute', 'Questions')")
-            counts = dict(line.split("\t") for line in out.splitlines())
-            return int(counts["Com_stmt_execute"]), int(counts["Questions"])
-        cpu0, (exec0, q0) = cb.cpu_seconds(db.proc.pid), server_counts()
-        time.sleep(args.idle)  # the measured interval itself, not a synchronisation
-        cpu1, (exec1, q1) = cb.cpu_seconds(db.proc.pid), server_counts()
-        print(f"idle, 3 nodes polling every {args.poll_interval} for {args.idle} s: "
-              f"{(exec1 - exec0) / args.idle:.1f} prepared statements/s "
-              f"({(q1 - q0) / args.idle:.1f} queries/s incl. the measurement's own), "
-              f"mariadbd CPU {1000 * (cpu1 - cpu0) / args.idle:.1f} ms/s")
+        if args.idle > 0:
+            measure_idle(f"idle, 3 nodes polling every {args.poll_interval}")
 
+        pi = args.poll_interval
+        interval_s = float(pi[:-2]) / 1000 if pi.endswith("ms") else float(pi.rstrip("s"))
         lat = []
         rng = random.Random(18)
         for i in range(args.decisions):
             addr = f"10.77.{i >> 8}.{i & 255}"
             if not args.back_to_back:
-                # Bans come at random moments relative to c's polls, as on a real platform.
-                time.sleep(rng.uniform(0, 0.5))
+                # Bans come at random moments relative to c's polls, as on a real platform: a
+                # pause of up to one poll interval after the last one arrived, just after a poll.
+                time.sleep(rng.uniform(0, interval_s))
             t0 = time.monotonic_ns()
             r = a.request({"op": "bans.add", "address": addr, "duration_s": 7200,
                            "reason": "bench"})
@@ -139,7 +147,7 @@ def main():
             if seen is None:
                 sys.exit(f"{addr} never reached node c")
             lat.append((seen - t0) / 1e6)
-        spacing = "back to back" if args.back_to_back else "0-500 ms apart at random"
+        spacing = "back to back" if args.back_to_back else "at random moments"
         print(f"MariaDB, poll_interval {args.poll_interval}, bans {spacing}: decision on a -> "
               f"element in c's "
               f"kernel set, {len(lat)} bans (ms): p50 {cb.pct(lat, 50):.2f}  "

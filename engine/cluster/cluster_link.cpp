@@ -500,7 +500,16 @@ void ClusterLink::Run() {
   // This node's incidents changed since their last publication, into the database; with it
   // down, only counted (the marks wait in the store).
   auto publish_incidents = [&]() -> Status {
-    if (!windows_and_incidents) return Status::Ok();
+    if (!windows_and_incidents) {
+      // The store's flag outlives an engine change: a node that ran with PostgreSQL before
+      // still marks its incidents' changes, which nothing publishes here. Dropped, so the marks
+      // do not pile up.
+      auto changed = s.store->ChangedIncidents(kIncidentBatch);
+      if (changed.ok() && !changed->changes.empty()) {
+        (void)s.store->ForgetIncidentChanges(changed->changes);
+      }
+      return Status::Ok();
+    }
     for (int pass = 0; pass < kIncidentBatchesPerPass; ++pass) {
       auto changed = s.store->ChangedIncidents(kIncidentBatch);
       if (!changed.ok()) {
