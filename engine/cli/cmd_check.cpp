@@ -42,6 +42,8 @@ void RunCheck(const GlobalOptions& g) {
   std::optional<std::vector<InputSpec>> inputs;
   DovecotPolicyServerOptions dovecot;
   bool cluster = false;  // a valid [cluster]: shared playbooks share
+  // [cluster]'s engine and whether it holds shared windows (MariaDB does not).
+  ClusterEngine cluster_engine = ClusterEngine::kPostgresql;
   PostfixPolicyServerOptions postfix;
   if (exists) {
     auto loaded = Config::Load(g.config_path, &diags);
@@ -67,7 +69,10 @@ void RunCheck(const GlobalOptions& g) {
     (void)DispatcherOptions::FromConfig(config, &diags);
     if (auto d = DovecotPolicyServerOptions::FromConfig(config, &diags); d.ok()) dovecot = *d;
     if (auto p = PostfixPolicyServerOptions::FromConfig(config, &diags); p.ok()) postfix = *p;
-    if (auto c = ClusterOptions::FromConfig(config, &diags); c.ok()) cluster = c->enabled;
+    if (auto c = ClusterOptions::FromConfig(config, &diags); c.ok()) {
+      cluster = c->enabled;
+      cluster_engine = c->engine;
+    }
     (void)CheckActionSections(config, &diags);
   } else if (!exists) {
     std::vector<Diagnostic> none;  // the built-in defaults have nothing to report
@@ -95,6 +100,11 @@ void RunCheck(const GlobalOptions& g) {
     if (engine.ok()) {
       for (const auto& w : SharedWithoutClusterWarnings(**engine, cluster)) {
         std::fprintf(stderr, "warning: %s\n", w.c_str());
+      }
+      for (auto& d :
+           SharedOnEngineWithoutWindows(**engine, ClusterEngineName(cluster_engine),
+                                        !cluster || cluster_engine != ClusterEngine::kMariadb)) {
+        diags.push_back(std::move(d));
       }
     }
   }

@@ -83,13 +83,20 @@ void PrintText(const nlohmann::json& s) {
   if (s.contains("cluster") && s.at("cluster").is_object()) {
     const auto& c = s.at("cluster");
     const bool up = c.value("connected", false);
+    // The engine: PostgreSQL rings a doorbell; MariaDB is read every poll interval.
+    std::string engine = c.value("engine", "postgresql");
+    if (const std::int64_t poll = c.value("poll_interval_ms", std::int64_t{0}); poll > 0) {
+      engine += ", polled every " + std::to_string(poll) + " ms";
+    }
     std::printf("\nCluster: node %s (%s), %s; %lld decision(s) waiting to be published\n",
                 c.value("node", "").c_str(), c.value("role", "").c_str(),
                 Colorize(up ? "connected" : "NOT connected to the decision log",
                          up ? Color::kGreen : Color::kRed, color)
                     .c_str(),
                 static_cast<long long>(c.value("unpublished", std::int64_t{0})));
-    if (c.contains("incidents") && c.at("incidents").is_object()) {
+    std::printf("  engine: %s\n", engine.c_str());
+    if (c.contains("incidents") && c.at("incidents").is_object() &&
+        c.value("engine", "postgresql") == "postgresql") {
       // Cluster-wide incidents (docs/cluster.md): this node's published, and other nodes'
       // requests applied here.
       const auto& i = c.at("incidents");

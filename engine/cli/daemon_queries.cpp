@@ -67,6 +67,10 @@ nlohmann::json ClusterJson(const ClusterLink& link) {
   nlohmann::json j = {
       {"node", link.options().node},
       {"role", link.options().role == ClusterRole::kEnforcer ? "enforcer" : "full"},
+      // The database that holds the log; mariadb is polled every poll_interval_ms.
+      {"engine", ClusterEngineName(link.options().engine)},
+      {"poll_interval_ms",
+       link.options().engine == ClusterEngine::kMariadb ? link.options().poll_interval_ms : 0},
       {"connected", c.connected.load() == 1},
       {"cursor", c.cursor.load()},
       {"unpublished", c.unpublished.load()},

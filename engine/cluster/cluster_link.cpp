@@ -110,14 +110,17 @@ Status ClusterLink::Start() {
     (std::string_view(key) == "allow_id_mark" ? state_->allow_id_mark
                                               : state_->allow_removed_mark) = mark->value_or(0);
   }
+  state_->log = MakeDecisionLog(options_);
   // From now on the store marks every change of an incident for publication (schema v10);
-  // incidents that did not change since before the node joined are not published.
-  MXWARD_RETURN_IF_ERROR(state_->store->StartRecordingIncidentChanges());
+  // incidents that did not change since before the node joined are not published. Not on an
+  // engine without cluster-wide incidents: nothing would take the marks.
+  if (state_->log->has_windows_and_incidents()) {
+    MXWARD_RETURN_IF_ERROR(state_->store->StartRecordingIncidentChanges());
+  }
   auto cursor = state_->store->LoadClusterValue("cursor");
   if (!cursor.ok()) return cursor.status();
   state_->cursor = cursor->value_or(0);
   counters_.cursor = state_->cursor;
-  state_->log = std::make_unique<DecisionLog>(options_.dsn, options_.password, options_.node);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) return Status::Internal("eventfd failed");
   thread_ = std::thread([this] { Run(); });
@@ -157,6 +160,11 @@ void ClusterLink::Run() {
   DecisionLog& log = *s.log;
   const auto tick = milliseconds(options_.safety_tick_ms);
   const auto poll_every = milliseconds(std::max<std::int64_t>(5, options_.publish_poll_ms));
+  // Without doorbells (MariaDB) the rows after the cursor are read every poll_interval.
+  const bool doorbells = log.has_doorbells();
+  const bool windows_and_incidents = log.has_windows_and_incidents();
+  const auto log_poll_every = milliseconds(std::max<std::int64_t>(5, options_.poll_interval_ms));
+  SteadyTime next_log_poll{};
   milliseconds backoff(options_.retry_min_ms);
   SteadyTime next_connect{};
   SteadyTime next_tick{};
@@ -275,7 +283,7 @@ void ClusterLink::Run() {
 
   // This node's counted events of shared playbooks into the log, one statement per batch.
   auto publish_window_events = [&]() -> Status {
-    if (shared_.batch == nullptr) return Status::Ok();
+    if (shared_.batch == nullptr || !windows_and_incidents) return Status::Ok();
     const std::size_t n = shared_.batch->Take(&spent_batch);
     if (n == 0) return Status::Ok();
     if (!log.connected()) {
@@ -295,7 +303,7 @@ void ClusterLink::Run() {
 
   // The other nodes' events after the window cursor, to the daemon.
   auto read_window_events = [&]() -> Status {
-    if (shared_.batch == nullptr) return Status::Ok();
+    if (shared_.batch == nullptr || !windows_and_incidents) return Status::Ok();
     for (;;) {
       auto rows = log.ReadWindowEventsAfter(window_cursor, window_keep_s(), kWindowReadBatch);
       if (!rows.ok()) return rows.status();
@@ -323,7 +331,7 @@ void ClusterLink::Run() {
     };
     Status failed = Status::Ok();
     for (Incident& inc : claims) {
-      if (log.connected() && failed.ok()) {
+      if (log.connected() && failed.ok() && windows_and_incidents) {
         auto claim = log.ClaimWindow(inc.playbook, inc.key, ClaimLeaseSeconds(inc));
         if (claim.ok()) {
           if (claim->won) {
@@ -492,6 +500,16 @@ void ClusterLink::Run() {
   // This node's incidents changed since their last publication, into the database; with it
   // down, only counted (the marks wait in the store).
   auto publish_incidents = [&]() -> Status {
+    if (!windows_and_incidents) {
+      // The store's flag outlives an engine change: a node that ran with PostgreSQL before
+      // still marks its incidents' changes, which nothing publishes here. Dropped, so the marks
+      // do not pile up.
+      auto changed = s.store->ChangedIncidents(kIncidentBatch);
+      if (changed.ok() && !changed->changes.empty()) {
+        (void)s.store->ForgetIncidentChanges(changed->changes);
+      }
+      return Status::Ok();
+    }
     for (int pass = 0; pass < kIncidentBatchesPerPass; ++pass) {
       auto changed = s.store->ChangedIncidents(kIncidentBatch);
       if (!changed.ok()) {
@@ -543,7 +561,7 @@ void ClusterLink::Run() {
   // next start: an ack or resolve of an incident already so changes nothing but adds its note,
   // and a revert queues no undo already queued.
   auto apply_requests = [&]() -> Status {
-    if (!incident_requests_) return Status::Ok();
+    if (!incident_requests_ || !windows_and_incidents) return Status::Ok();
     auto requests = log.PendingIncidentRequests(kRequestBatch);
     if (!requests.ok()) return requests.status();
     for (const IncidentRequest& r : *requests) {
@@ -589,11 +607,18 @@ void ClusterLink::Run() {
         lost(st, "connecting");
       }
     }
+    if (log.connected() && !doorbells && now >= next_log_poll) {
+      next_log_poll = now + log_poll_every;
+      need_read = true;
+    }
     if (log.connected()) {
       if (need_read || backlogged || now >= next_tick) {
         const bool ticked = now >= next_tick;
         need_read = false;
-        next_tick = now + tick;
+        // A read on a doorbell puts the safety tick off; the reads of a polled engine, every
+        // poll_interval, must not (the tick would never come: no heartbeat, no view for
+        // `status`).
+        if (ticked || doorbells) next_tick = now + tick;
         if (Status st = read_all(); !st.ok()) lost(st, "reading decisions");
         need_window_read = need_window_read || ticked;
         need_requests = need_requests || ticked;
@@ -627,11 +652,11 @@ void ClusterLink::Run() {
         spdlog::info("cluster: pruned {} decision(s) that ended more than {} ago", *pruned,
                      FormatDurationSeconds(options_.log_retention_s));
       }
-      if (log.connected()) {
+      if (log.connected() && windows_and_incidents) {
         auto gone = log.PruneIncidents(options_.log_retention_s);
         if (!gone.ok()) lost(gone.status(), "pruning incidents");
       }
-      if (log.connected() && shared_.batch != nullptr) {
+      if (log.connected() && shared_.batch != nullptr && windows_and_incidents) {
         auto gone = log.PruneWindowEvents(window_keep_s());
         if (!gone.ok()) {
           lost(gone.status(), "pruning window events");
@@ -660,8 +685,13 @@ void ClusterLink::Run() {
     }
     // Wait for the doorbell, a Notify(), the publish poll or the reconnect time.
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {log.socket(), POLLIN, 0}};
-    const nfds_t n = log.connected() ? 2 : 1;
+    const nfds_t n = log.connected() && log.socket() >= 0 ? 2 : 1;
     auto wait = backlogged ? milliseconds(20) : poll_every;
+    if (log.connected() && !doorbells) {
+      wait = std::clamp(std::chrono::duration_cast<milliseconds>(next_log_poll -
+                                                                 std::chrono::steady_clock::now()),
+                        milliseconds(1), wait);
+    }
     if (!log.connected()) {
       wait = std::max(milliseconds(1), std::chrono::duration_cast<milliseconds>(
                                            next_connect - std::chrono::steady_clock::now()));

@@ -1,5 +1,6 @@
 // ClusterLink: shares this node's ban decisions with the other mxward nodes of a cluster through
-// the PostgreSQL decision log (decision_log.h, docs/cluster.md), and applies theirs here.
+// the decision log (decision_log.h, docs/cluster.md: PostgreSQL, or MariaDB polled), and applies
+// theirs here.
 //
 // Local first. A ban is decided and applied from this node's own outbox as without a cluster; the
 // link then finds the ban action done in the store (a durable record: the store is the outbox of
@@ -8,7 +9,8 @@
 // restart (the store's publish floor and cluster_published say what is in the log already, and
 // the log's (node, action) key makes a repeated publication one row).
 //
-// Applying. One connection LISTENs; on every notification, on every (re)connect and on a slow
+// Applying. One connection LISTENs (an engine without doorbells, MariaDB, is read every
+// [cluster] poll_interval instead); on every notification, on every (re)connect and on a slow
 // safety tick the link reads every row after its cursor and queues the other nodes' decisions
 // into the local outbox as ordinary ban / ban-removal actions (with the decision's uuid), in the
 // store transaction that saves the new cursor: the dispatcher then applies them in one batch

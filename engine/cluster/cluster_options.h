@@ -12,6 +12,15 @@
 
 namespace mxward {
 
+// The database that holds the decision log (docs/cluster.md, "Engines").
+enum class ClusterEngine {
+  kPostgresql,  // LISTEN/NOTIFY doorbells; every cluster feature
+  kMariadb,     // polled every poll_interval; decisions, allowlist and node rows only
+};
+
+// "postgresql" or "mariadb", as [cluster] engine spells it.
+const char* ClusterEngineName(ClusterEngine engine);
+
 enum class ClusterRole {
   kFull,      // detects, bans locally, publishes its decisions and applies the others'
   kEnforcer,  // applies the cluster's decisions; publishes only what an admin does by hand
@@ -23,6 +32,18 @@ struct ClusterOptions {
   // libpq connection string or URI without the password ("host=db1 dbname=mxward user=mxward").
   std::string dsn;
   std::string password;  // from password_file (ReadSecretFile checks), "" for none
+  ClusterEngine engine = ClusterEngine::kPostgresql;
+  // engine = "mariadb": the server (host and port, or a unix socket), the user and the
+  // database. PostgreSQL takes all of this from dsn instead.
+  std::string host;
+  int port = 3306;
+  std::string socket;
+  std::string user;
+  std::string database;
+  // engine = "mariadb": how often the link reads the log for other nodes' rows (MariaDB has no
+  // doorbell). The time from a decision on one node to the others' kernel sets is this plus
+  // the publish poll and the apply at most.
+  std::int64_t poll_interval_ms = 250;
   ClusterRole role = ClusterRole::kFull;
   // How often the link reads the decision log without a notification (a lost NOTIFY, a
   // notification the database dropped while the connection was being re-made).

@@ -1,33 +1,30 @@
-// DecisionLog: this node's connection to the cluster's decision log in PostgreSQL
-// (docs/cluster.md). It creates and migrates the log's tables (versioned, under an advisory lock
-// so nodes starting together migrate once), publishes decisions with commit-ordered sequence
-// numbers, reads the decisions after a cursor, and LISTENs for the doorbell NOTIFY that carries
-// only the newest sequence number.
+// DecisionLog: this node's connection to the cluster's decision log (docs/cluster.md), the one
+// interface the cluster link and the CLI use whichever database holds the log, and the rows that
+// cross it. It creates and migrates the log's tables (versioned, under a lock so nodes starting
+// together migrate once), publishes decisions with commit-ordered sequence numbers, and reads the
+// decisions after a cursor. PostgreSQL (postgres_decision_log.h) rings a doorbell (LISTEN/NOTIFY)
+// and also holds shared windows and cluster-wide incidents; MariaDB (mariadb_decision_log.h) has
+// no doorbell, so the link polls it, and holds decisions and node rows only.
 //
 // Sequence numbers follow commit order: a publishing transaction first increments the one row of
 // mxward_decision_counter, whose row lock it then holds until it commits, so a transaction that
 // got a higher number committed after every transaction with a lower one, and a reader that sees
-// sequence n sees everything below n. (A bigserial would not: its values are taken at insert and
-// an earlier value can commit later, so a reader past it would skip it forever.)
+// sequence n sees everything below n. (A bigserial or AUTO_INCREMENT would not: its values are
+// taken at insert and an earlier value can commit later, so a reader past it would skip it
+// forever.)
 //
-// The same connection holds the cluster's other tables: shared windows' events and claims
-// (schema v4), and cluster-wide incidents with the requests other nodes make of an incident's
-// owner (schema v5, cluster_incidents.h); the CLI opens one for `incidents list --cluster` and
-// NODE:ID references.
-//
-// Every statement is text with bound parameters ($1...); no value is ever spliced into SQL.
-// Blocking libpq calls: the ClusterLink's own thread owns one DecisionLog and is its only user.
+// Every statement has bound parameters; no value is ever spliced into SQL.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/cluster/cluster_incidents.h"
+#include "engine/cluster/cluster_options.h"
 #include "mxward/status.h"
-
-typedef struct pg_conn PGconn;
 
 namespace mxward {
 
@@ -108,101 +105,93 @@ struct ClusterView {
 // the server refuse the whole statement.
 bool FitsPostgresText(std::string_view s);
 
+// The decision log as the link and the CLI use it, whichever database holds it. Two engines:
+// PostgresDecisionLog (postgres_decision_log.h: LISTEN/NOTIFY doorbells, every feature) and
+// MariadbDecisionLog (mariadb_decision_log.h: the same tables, polled, decisions and node rows
+// only). Blocking calls; one user thread per object.
 class DecisionLog {
  public:
   static constexpr int kSchemaVersion = 5;
-  static constexpr const char* kChannel = "mxward_decisions";
-  static constexpr const char* kWindowChannel = "mxward_window_events";
-  // Rung with the owner's node name when a request for one of its incidents is written.
-  static constexpr const char* kRequestChannel = "mxward_incident_requests";
-
-  // conninfo: a libpq connection string or URI; password: "" to let libpq find none or its own.
-  DecisionLog(std::string conninfo, std::string password, std::string node);
-  ~DecisionLog();
-  DecisionLog(const DecisionLog&) = delete;
-  DecisionLog& operator=(const DecisionLog&) = delete;
-
-  // Connects, creates or migrates the tables (refusing a log written by a newer mxward) and
-  // LISTENs. Unavailable when the server cannot be reached.
-  Status Connect();
-  void Disconnect();
-  bool connected() const { return conn_ != nullptr; }
-  // The connection's socket, for poll(); -1 when not connected.
-  int socket() const;
-  // Reads what arrived on the socket: which doorbells rang (kDecisionsRang | kWindowsRang |
-  // kRequestsRang, 0 for none; a request doorbell counts only when it names this node). An error
-  // (the connection is lost) disconnects.
+  // Doorbells ConsumeNotifications reports.
   static constexpr int kDecisionsRang = 1;
   static constexpr int kWindowsRang = 2;
   static constexpr int kRequestsRang = 4;
-  Result<int> ConsumeNotifications();
-  // Writes the decisions in one transaction, notifies, commits. Returns the last sequence
-  // number taken. Transient errors disconnect (the caller reconnects and publishes again; the
+
+  virtual ~DecisionLog() = default;
+
+  // Connects, creates or migrates the tables (refusing a log written by a newer mxward) and,
+  // with doorbells, listens. Unavailable when the server cannot be reached.
+  virtual Status Connect() = 0;
+  virtual void Disconnect() = 0;
+  virtual bool connected() const = 0;
+  // Whether the engine rings doorbells: without them the link reads every poll_interval.
+  virtual bool has_doorbells() const = 0;
+  // Whether the engine holds shared windows and cluster-wide incidents (PostgreSQL only).
+  virtual bool has_windows_and_incidents() const = 0;
+  // The connection's socket, for poll(); -1 when not connected or without doorbells.
+  virtual int socket() const = 0;
+  // Reads what arrived on the socket: which doorbells rang (kDecisionsRang | kWindowsRang |
+  // kRequestsRang, 0 for none; a request doorbell counts only when it names this node). An error
+  // (the connection is lost) disconnects. Always 0 without doorbells.
+  virtual Result<int> ConsumeNotifications() = 0;
+  // Writes the decisions in one transaction (and rings). Returns the last sequence number
+  // taken. Transient errors disconnect (the caller reconnects and publishes again; the
   // (node, origin_action_id) key keeps a second publication to one row).
-  Result<std::int64_t> Publish(const std::vector<DecisionToPublish>& decisions);
+  virtual Result<std::int64_t> Publish(const std::vector<DecisionToPublish>& decisions) = 0;
   // Up to limit rows with seq > cursor, in sequence order, with their remaining lifetime.
-  Result<std::vector<DecisionRow>> ReadAfter(std::int64_t cursor, int limit);
+  virtual Result<std::vector<DecisionRow>> ReadAfter(std::int64_t cursor, int limit) = 0;
   // This node's row of the node table: its role and cursor, last seen now (and, when
   // `connected`, up since now).
-  Status Heartbeat(std::int64_t cursor, std::string_view role, bool connected);
-  Result<ClusterView> ReadView();
+  virtual Status Heartbeat(std::int64_t cursor, std::string_view role, bool connected) = 0;
+  virtual Result<ClusterView> ReadView() = 0;
   // Deletes the rows no node needs any more (docs/cluster.md, "Pruning"): bans that expired,
   // and bans lifted by a removal, more than keep_s ago; then removals with no earlier ban of
   // their scope left. Only rows every node seen within keep_s has read (its heartbeat's cursor)
-  // are touched; one node prunes at a time (an advisory lock; the others skip). The number of
-  // rows deleted.
-  Result<std::int64_t> Prune(std::int64_t keep_s);
+  // are touched; one node prunes at a time (the others skip). The number of rows deleted.
+  virtual Result<std::int64_t> Prune(std::int64_t keep_s) = 0;
 
-  // --- shared windows (schema v4) -----------------------------------------------------------
-  // Writes events[0, n) in one INSERT statement with ids from a commit-ordered counter (as the
-  // decision log's: a reader past id i has seen every row below it) and rings the
-  // mxward_window_events doorbell. Events whose key is not text PostgreSQL can hold
-  // (FitsPostgresText) are left out, so one such key cannot fail the batch. How many were
-  // written.
-  Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events, std::size_t n);
+  // --- shared windows (schema v4; has_windows_and_incidents() only) -------------------------
+  // Writes events[0, n) with ids from a commit-ordered counter (a reader past id i has seen
+  // every row below it). Events whose key is not text the database can hold are left out, so
+  // one such key cannot fail the batch. How many were written.
+  virtual Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events,
+                                                   std::size_t n) = 0;
   // Up to limit rows of other nodes with id > cursor written within the last max_age_s seconds
   // (older ones cannot be in any window), in id order.
-  Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
-                                                               std::int64_t max_age_s, int limit);
-  // InvalidArgument, without asking, for a key FitsPostgresText refuses.
+  virtual Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
+                                                                       std::int64_t max_age_s,
+                                                                       int limit) = 0;
   // Claims (playbook, key) for lease_s seconds on the database's clock: one row per pair, taken
   // over only once the holder's lease ended, so of the nodes whose windows reach the threshold
-  // for the same attack exactly one wins.
-  Result<WindowClaim> ClaimWindow(std::string_view playbook, std::string_view key,
-                                  std::int64_t lease_s);
+  // for the same attack exactly one wins. InvalidArgument, without asking, for a key the
+  // database cannot hold.
+  virtual Result<WindowClaim> ClaimWindow(std::string_view playbook, std::string_view key,
+                                          std::int64_t lease_s) = 0;
   // Deletes window events written more than keep_s ago and claims that ended more than keep_s
   // ago. The number of rows deleted.
-  Result<std::int64_t> PruneWindowEvents(std::int64_t keep_s);
+  virtual Result<std::int64_t> PruneWindowEvents(std::int64_t keep_s) = 0;
 
-  // --- cluster-wide incidents (schema v5, cluster_incidents.h) -------------------------------
+  // --- cluster-wide incidents (schema v5, cluster_incidents.h; has_windows_and_incidents()) --
   // Writes this node's incidents (their current state, evidence, actions and notes) in one
   // transaction: a row per (node, id in its store), replaced at each publication.
-  Status PublishIncidents(const std::vector<SharedIncident>& incidents);
+  virtual Status PublishIncidents(const std::vector<SharedIncident>& incidents) = 0;
   // Every node's incidents matching the query, last seen first, without evidence and notes.
-  Result<std::vector<SharedIncident>> ListIncidents(const SharedIncidentQuery& query);
+  virtual Result<std::vector<SharedIncident>> ListIncidents(const SharedIncidentQuery& query) = 0;
   // One incident with its evidence and notes; NotFound when the node never published it.
-  Result<SharedIncident> GetIncident(std::string_view node, std::int64_t id);
+  virtual Result<SharedIncident> GetIncident(std::string_view node, std::int64_t id) = 0;
   // Writes a request for the owner (request.node) and rings its doorbell; the request's id.
-  Result<std::int64_t> RequestIncidentChange(const IncidentRequest& request);
+  virtual Result<std::int64_t> RequestIncidentChange(const IncidentRequest& request) = 0;
   // Requests for this node's incidents not done yet, oldest first.
-  Result<std::vector<IncidentRequest>> PendingIncidentRequests(int limit);
+  virtual Result<std::vector<IncidentRequest>> PendingIncidentRequests(int limit) = 0;
   // Records what this node made of a request.
-  Status FinishIncidentRequest(std::int64_t id, const IncidentRequestOutcome& outcome);
+  virtual Status FinishIncidentRequest(std::int64_t id, const IncidentRequestOutcome& outcome) = 0;
   // A request as it stands now (done, ok, outcome once its owner applied it); NotFound.
-  Result<IncidentRequest> ReadIncidentRequest(std::int64_t id);
+  virtual Result<IncidentRequest> ReadIncidentRequest(std::int64_t id) = 0;
   // Deletes resolved incidents not published again for keep_s, and requests done keep_s ago.
-  Result<std::int64_t> PruneIncidents(std::int64_t keep_s);
-
- private:
-  Status Exec(const char* sql);
-  Status Migrate();
-  // A Status for a failed result; disconnects when the connection is gone.
-  Status Fail(const char* doing, void* result);
-
-  std::string conninfo_;
-  std::string password_;
-  std::string node_;
-  PGconn* conn_ = nullptr;
+  virtual Result<std::int64_t> PruneIncidents(std::int64_t keep_s) = 0;
 };
+
+// The decision log of options.engine (not connected yet).
+std::unique_ptr<DecisionLog> MakeDecisionLog(const ClusterOptions& options);
 
 }  // namespace mxward

@@ -22,8 +22,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/cluster/decision_log.h"
+#include "engine/cluster/postgres_decision_log.h"
 #include "mxward/incident_store.h"
+#include "support/cluster_nodes.h"
 #include "support/daemon.h"
 #include "support/eventually.h"
 #include "support/postgres_server.h"
@@ -42,169 +43,23 @@ using testing::TempDir;
 const std::string kBinary = MXWARD_BINARY;
 constexpr auto kPropagation = std::chrono::seconds(20);
 
-// One mxward node: its directory, config, store, log file and (while running) its process in a
-// network namespace of its own.
-struct Node {
-  std::string name;
-  std::string dir;
-  std::string db;
-  std::string config;
-  std::string socket;
-  std::string log;
-  std::string maillog;
-  std::unique_ptr<ServeProcess> process;
-  int starts = 0;
-};
-
-class ClusterPostgresTest : public ::testing::Test {
+class ClusterPostgresTest : public testing::ClusterNodesTest {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root: network namespaces and nftables";
-    if (RunCommand({"unshare", "--net", "true"}).exit_code != 0) {
-      GTEST_SKIP() << "cannot make a network namespace (unshare --net)";
-    }
-    if (RunCommand({"nft", "--version"}).exit_code != 0) GTEST_SKIP() << "nft is not installed";
+    ClusterNodesTest::SetUp();
+    if (IsSkipped()) return;
     if (!std::filesystem::exists(std::string(testing::kPostgresBin) + "/postgres")) {
       GTEST_SKIP() << "postgresql-15 is not installed";
     }
     ASSERT_EQ(pg_.Start(), "");
     ASSERT_EQ(pg_.Sql("CREATE ROLE mxward LOGIN PASSWORD 'cluster-secret'").exit_code, 0);
     ASSERT_EQ(pg_.Sql("CREATE DATABASE mxward OWNER mxward").exit_code, 0);
-    secret_ = dir_.file("pg.secret");
-    std::ofstream(secret_) << "cluster-secret\n";
-    chmod(secret_.c_str(), 0600);
-    // The daemon binary run inside a new network namespace with lo up; exec keeps the pid, so
-    // signals and /proc/<pid>/ns/net reach mxward itself.
-    wrapper_ = dir_.file("in-netns.sh");
-    std::ofstream(wrapper_) << "#!/bin/sh\nexec unshare --net -- sh -c 'ip link set lo up && exec "
-                               "\"$0\" \"$@\"' "
-                            << kBinary << " \"$@\"\n";
-    chmod(wrapper_.c_str(), 0755);
-    rules_ = testing::WriteSaslBanRules(dir_.file("rules"));
-    for (const char* name : {"a", "b", "c"}) nodes_.push_back(MakeNode(name));
+    MakeNodes();
   }
 
-  void TearDown() override {
-    for (Node& n : nodes_) {
-      if (n.process) {
-        EXPECT_TRUE(n.process->Stop()) << n.process->Log();
-      }
-    }
-  }
-
-  Node MakeNode(const std::string& name) {
-    Node n;
-    n.name = name;
-    n.dir = dir_.file("node-" + name);
-    std::filesystem::create_directories(n.dir);
-    n.db = n.dir + "/state.db";
-    n.config = n.dir + "/mxward.toml";
-    n.socket = n.dir + "/control.sock";
-    n.log = n.dir + "/serve.log";
-    n.maillog = n.dir + "/mail.log";
-    std::ofstream(n.maillog).close();
-    std::ofstream(n.config) << "[nftables]\nenabled = true\n"
-                            << "[cluster]\nnode = \"" << name << "\"\n"
-                            << "dsn = \"host=" << pg_.socket_dir() << " port=" << pg_.port()
-                            << " dbname=mxward user=mxward\"\n"
-                            << "password_file = \"" << secret_ << "\"\n"
-                            << "retry_min = \"1s\"\nretry_max = \"2s\"\n"
-                            << "[[input]]\ntype = \"file\"\npath = \"" << n.maillog
-                            << "\"\nstart_at = \"beginning\"\n";
-    return n;
-  }
-
-  void StartNode(Node& n) {
-    n.process = std::make_unique<ServeProcess>();
-    ASSERT_TRUE(n.process->Start(
-        wrapper_, {"--db", n.db, "--config", n.config, "--rules", rules_, "--socket", n.socket},
-        n.log));
-    ++n.starts;
-    // "ready:" once per start: the log file is appended to.
-    ASSERT_TRUE(n.process->WaitFor([&] {
-      const std::string log = n.process->Log();
-      int count = 0;
-      for (auto p = log.find("ready:"); p != std::string::npos; p = log.find("ready:", p + 1)) {
-        ++count;
-      }
-      return count >= n.starts;
-    })) << n.process->Log();
-  }
-
-  void StopNode(Node& n) {
-    ASSERT_TRUE(n.process->Stop()) << n.process->Log();
-    n.process.reset();
-  }
-
-  // Appends count SASL failures from addr to the node's mail log.
-  static void Attack(const Node& n, const std::string& addr, int count) {
-    std::ofstream out(n.maillog, std::ios::app);
-    const std::string stamp = testing::SyslogStampNow();
-    for (int i = 0; i < count; ++i) {
-      out << stamp << " mx-" << n.name << " postfix/submission/smtpd[4101]: warning: unknown["
-          << addr << "]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n";
-    }
-  }
-
-  // The JSON listing of one of the node's sets, in the node's own namespace ("" if none).
-  static std::string SetJson(const Node& n, const std::string& set) {
-    if (!n.process || !n.process->running()) return "";
-    const auto r =
-        RunCommand({"nsenter", "--net=/proc/" + std::to_string(n.process->pid()) + "/ns/net", "nft",
-                    "-j", "list", "set", "inet", "mxward", set});
-    return r.exit_code == 0 ? r.out : "";
-  }
-
-  // Whether addr is an element of the node's banned_v4 set (or `set`).
-  static bool InKernel(const Node& n, const std::string& addr,
-                       const std::string& set = "banned_v4") {
-    return SetJson(n, set).find("\"" + addr + "\"") != std::string::npos;
-  }
-
-  // How many elements of the node's banned_v4 set start with `prefix` ("10.88.").
-  static std::size_t KernelCount(const Node& n, const std::string& prefix) {
-    const std::string out = SetJson(n, "banned_v4");
-    std::size_t count = 0;
-    for (auto p = out.find("\"" + prefix); p != std::string::npos;
-         p = out.find("\"" + prefix, p + 1)) {
-      ++count;
-    }
-    return count;
-  }
-
-  // One number from the node's store (a `SELECT count(*) ...`), -1 if it cannot be read.
-  static std::int64_t StoreCount(const Node& n, const std::string& sql) {
-    auto store = IncidentStore::Open(n.db, StoreOptions{.read_only = true});
-    if (!store.ok()) return -1;
-    sqlite3_stmt* q = nullptr;
-    if (sqlite3_prepare_v2((*store)->db(), sql.c_str(), -1, &q, nullptr) != SQLITE_OK) return -1;
-    std::int64_t count = -1;
-    if (sqlite3_step(q) == SQLITE_ROW) count = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return count;
-  }
-
-  testing::CommandResult Cli(const Node& n, std::vector<std::string> args) {
-    std::vector<std::string> argv = {kBinary,  "--db",     n.db,    "--config",
-                                     n.config, "--socket", n.socket};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
-  }
-
-  // How many ban actions (not removals) for addr the node's outbox ever held.
-  static std::int64_t BanActions(const Node& n, const std::string& addr) {
-    auto store = IncidentStore::Open(n.db, StoreOptions{.read_only = true});
-    if (!store.ok()) return -1;
-    sqlite3_stmt* q = nullptr;
-    sqlite3_prepare_v2((*store)->db(),
-                       "SELECT count(*) FROM actions WHERE type = 'ban' AND revert = 0 AND "
-                       "json_extract(params, '$.address') = ?",
-                       -1, &q, nullptr);
-    sqlite3_bind_text(q, 1, addr.c_str(), -1, SQLITE_TRANSIENT);
-    std::int64_t count = -1;
-    if (sqlite3_step(q) == SQLITE_ROW) count = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return count;
+  std::string ClusterSettings() const override {
+    return "dsn = \"host=" + pg_.socket_dir() + " port=" + std::to_string(pg_.port()) +
+           " dbname=mxward user=mxward\"\n";
   }
 
   // The log's rows matching where, "kind scope node" each, one per line.
@@ -252,12 +107,6 @@ class ClusterPostgresTest : public ::testing::Test {
   }
   static constexpr const char* kExecAction = "[[action]]\ntype = \"exec\"\ntarget = \"count\"\n";
 
-  // The lines of a file ("" when it does not exist).
-  static std::string ReadFile(const std::string& path) {
-    std::ifstream in(path);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-
   // `incidents list --cluster --json` on a node, parsed (null when it failed).
   nlohmann::json ClusterIncidents(const Node& n, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"incidents", "list", "--cluster", "--json"};
@@ -286,12 +135,7 @@ class ClusterPostgresTest : public ::testing::Test {
     return true;
   }
 
-  TempDir dir_;
   PostgresServer pg_;
-  std::string secret_;
-  std::string wrapper_;
-  std::string rules_;
-  std::vector<Node> nodes_;
 };
 
 TEST_F(ClusterPostgresTest, BanOnOneNodeReachesAllAndRemovalOnAnotherLiftsIt) {
@@ -512,8 +356,8 @@ TEST_F(ClusterPostgresTest, StatusShowsTheNodesAndHowFarEachHasRead) {
 TEST_F(ClusterPostgresTest, PruningDeletesOnlyWhatEndedLongAgoAndEveryLiveNodeHasRead) {
   const std::string conninfo = "host=" + pg_.socket_dir() + " port=" + std::to_string(pg_.port()) +
                                " dbname=mxward user=mxward";
-  DecisionLog a(conninfo, "cluster-secret", "a");
-  DecisionLog b(conninfo, "cluster-secret", "b");
+  PostgresDecisionLog a(conninfo, "cluster-secret", "a");
+  PostgresDecisionLog b(conninfo, "cluster-secret", "b");
   ASSERT_OK(a.Connect());
   ASSERT_OK(b.Connect());
   std::int64_t action = 0;
@@ -730,8 +574,8 @@ TEST_F(ClusterPostgresTest, SlowBruteForceSpreadOverNodesIsCaughtOnceBySharedWin
 TEST_F(ClusterPostgresTest, WindowEventsAndClaimsAgainstTheRealDatabase) {
   const std::string conninfo = "host=" + pg_.socket_dir() + " port=" + std::to_string(pg_.port()) +
                                " dbname=mxward user=mxward";
-  DecisionLog a(conninfo, "cluster-secret", "a");
-  DecisionLog b(conninfo, "cluster-secret", "b");
+  PostgresDecisionLog a(conninfo, "cluster-secret", "a");
+  PostgresDecisionLog b(conninfo, "cluster-secret", "b");
   ASSERT_OK(a.Connect());
   ASSERT_OK(b.Connect());
   const std::string odd = "we\"ird\\,{user} \xc3\xa9";
@@ -1086,8 +930,8 @@ TEST_F(ClusterPostgresTest, IncidentOpenedWhilePostgresIsDownIsPublishedWhenItIs
 TEST_F(ClusterPostgresTest, IncidentTablesAgainstTheRealDatabase) {
   const std::string conninfo = "host=" + pg_.socket_dir() + " port=" + std::to_string(pg_.port()) +
                                " dbname=mxward user=mxward";
-  DecisionLog a(conninfo, "cluster-secret", "a");
-  DecisionLog b(conninfo, "cluster-secret", "b");
+  PostgresDecisionLog a(conninfo, "cluster-secret", "a");
+  PostgresDecisionLog b(conninfo, "cluster-secret", "b");
   ASSERT_OK(a.Connect());
   ASSERT_OK(b.Connect());
   SharedIncident inc;

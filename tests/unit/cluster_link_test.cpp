@@ -61,6 +61,72 @@ TEST_F(ClusterOptionsTest, ReadsEverySetting) {
   EXPECT_EQ(o->safety_tick_ms, 10'000);
 }
 
+TEST_F(ClusterOptionsTest, ReadsTheMariadbEngine) {
+  const std::string secret = dir_.file("db.secret");
+  std::ofstream(secret) << "s3cret\n";
+  chmod(secret.c_str(), 0600);
+  auto o = Read(
+      "[cluster]\nnode = \"mx1\"\nengine = \"mariadb\"\nhost = \"db1.example.org\"\n"
+      "port = 3307\nuser = \"mxward\"\ndatabase = \"mxward\"\npassword_file = \"" +
+      secret + "\"\npoll_interval = \"100ms\"\n");
+  ASSERT_OK(o) << Diagnostics();
+  EXPECT_EQ(o->engine, ClusterEngine::kMariadb);
+  EXPECT_EQ(o->host, "db1.example.org");
+  EXPECT_EQ(o->port, 3307);
+  EXPECT_EQ(o->socket, "");
+  EXPECT_EQ(o->user, "mxward");
+  EXPECT_EQ(o->database, "mxward");
+  EXPECT_EQ(o->password, "s3cret");
+  EXPECT_EQ(o->poll_interval_ms, 100);
+
+  // A socket instead of host and port; the default poll interval.
+  o = Read(
+      "[cluster]\nnode = \"mx1\"\nengine = \"mariadb\"\nsocket = \"/run/mysqld/mysqld.sock\"\n"
+      "user = \"mxward\"\ndatabase = \"mxward\"\n");
+  ASSERT_OK(o) << Diagnostics();
+  EXPECT_EQ(o->socket, "/run/mysqld/mysqld.sock");
+  EXPECT_EQ(o->poll_interval_ms, 250);
+  // Without engine: PostgreSQL, as before.
+  o = Read("[cluster]\nnode = \"mx1\"\ndsn = \"host=/run/pg dbname=mxward\"\n");
+  ASSERT_OK(o) << Diagnostics();
+  EXPECT_EQ(o->engine, ClusterEngine::kPostgresql);
+}
+
+TEST_F(ClusterOptionsTest, RefusesSettingsOfTheOtherEngineWhereTheyAre) {
+  // MariaDB with PostgreSQL's dsn, both host and socket, no user or database, a bad interval.
+  auto o = Read(
+      "[cluster]\nnode = \"mx1\"\nengine = \"mariadb\"\ndsn = \"host=db dbname=mxward\"\n"
+      "host = \"db\"\nsocket = \"/run/mysqld/mysqld.sock\"\npoll_interval = \"5ms\"\n");
+  EXPECT_FALSE(o.ok());
+  std::string d = Diagnostics();
+  EXPECT_NE(d.find("mxward.toml:4:7: error: 'dsn' is PostgreSQL's connection string"),
+            std::string::npos)
+      << d;
+  EXPECT_NE(d.find("mxward.toml:6:10: error: [cluster] with engine = \"mariadb\" needs either "
+                   "host (and port) or socket, not both"),
+            std::string::npos)
+      << d;
+  EXPECT_NE(d.find("needs user"), std::string::npos) << d;
+  EXPECT_NE(d.find("needs database"), std::string::npos) << d;
+  EXPECT_NE(d.find("mxward.toml:7:17: error: 'poll_interval' must be between 20ms and 60s"),
+            std::string::npos)
+      << d;
+  // PostgreSQL (the default) with MariaDB's settings.
+  o = Read(
+      "[cluster]\nnode = \"mx1\"\ndsn = \"host=db dbname=mxward\"\nsocket = \"/run/x.sock\"\n"
+      "poll_interval = \"1s\"\n");
+  EXPECT_FALSE(o.ok());
+  d = Diagnostics();
+  EXPECT_NE(d.find("mxward.toml:4:10: error: 'socket' is a MariaDB setting"), std::string::npos)
+      << d;
+  EXPECT_NE(d.find("mxward.toml:5:17: error: 'poll_interval' is a MariaDB setting"),
+            std::string::npos)
+      << d;
+  o = Read("[cluster]\nnode = \"mx1\"\nengine = \"mysql\"\n");
+  EXPECT_FALSE(o.ok());
+  EXPECT_NE(Diagnostics().find("mxward.toml:3:10:"), std::string::npos) << Diagnostics();
+}
+
 TEST_F(ClusterOptionsTest, ReportsEachMistakeWhereItIs) {
   const std::string secret = dir_.file("open.secret");
   std::ofstream(secret) << "s3cret\n";
