@@ -21,7 +21,9 @@ struct ParallelLinesOptions {
   int threads = 2;  // worker threads for the stateless stage (>= 1)
   int input_index = 0;
   std::size_t max_line_bytes = 16 * 1024 * 1024;  // as ReadLinesOptions
-  std::size_t lines_per_block = 4096;
+  // 1024: the same CPU time as 4096 and 256 on the bench corpora, 16 MiB less peak RSS than
+  // 4096 (a PreparedLine is ~750 bytes; the ring holds 2 * threads + 1 blocks).
+  std::size_t lines_per_block = 1024;
   const Clock* clock = nullptr;  // received_at; nullptr: the system clock
 };
 
