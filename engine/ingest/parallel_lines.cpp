@@ -29,7 +29,8 @@ struct Block {
   std::vector<PreparedLine> prepared;
   UnixMicros reference = 0;  // the workers' guess for the first line's reference
   UnixMicros received_at = 0;
-  bool ready = false;  // under Shared::mu
+  bool claimed = false;  // a thread is preparing it (under Shared::mu)
+  bool ready = false;    // prepared (under Shared::mu)
 
   std::size_t size() const { return starts.empty() ? 0 : starts.size() - 1; }
   std::string_view line(std::size_t i) const {
@@ -38,7 +39,7 @@ struct Block {
   void Reset() {
     bytes.clear();
     starts.assign(1, 0);
-    ready = false;
+    claimed = ready = false;
   }
 };
 
@@ -50,6 +51,13 @@ struct Shared {
   bool stop = false;
 };
 
+void Prepare(const LinePreparer& preparer, Block* b) {
+  const std::size_t n = b->size();
+  if (b->prepared.size() < n) b->prepared.resize(n);
+  UnixMicros reference = b->reference;
+  for (std::size_t i = 0; i < n; ++i) preparer.Prepare(b->line(i), &reference, &b->prepared[i]);
+}
+
 void Work(const LinePreparer& preparer, Shared* shared) {
   while (true) {
     Block* b = nullptr;
@@ -59,11 +67,9 @@ void Work(const LinePreparer& preparer, Shared* shared) {
       if (shared->work.empty()) return;  // stop, and nothing left
       b = shared->work.front();
       shared->work.pop_front();
+      b->claimed = true;
     }
-    const std::size_t n = b->size();
-    if (b->prepared.size() < n) b->prepared.resize(n);
-    UnixMicros reference = b->reference;
-    for (std::size_t i = 0; i < n; ++i) preparer.Prepare(b->line(i), &reference, &b->prepared[i]);
+    Prepare(preparer, b);
     {
       std::lock_guard lock(shared->mu);
       b->ready = true;
@@ -115,10 +121,19 @@ Status ReadLinesParallel(int fd, const LinePreparer& preparer, PreparedLineSink*
   auto consume_oldest = [&] {
     Block* b = in_flight.front();
     in_flight.pop_front();
+    bool self = false;
     {
       std::unique_lock lock(shared.mu);
-      shared.done_cv.wait(lock, [&] { return b->ready; });
+      if (!b->claimed) {
+        // No worker has started on it (the oldest block is at the queue's front): rather than
+        // sleep until one does, this thread prepares it.
+        shared.work.pop_front();
+        b->claimed = self = true;
+      } else {
+        shared.done_cv.wait(lock, [&] { return b->ready; });
+      }
     }
+    if (self) Prepare(preparer, b);
     for (std::size_t i = 0; i < b->size(); ++i) {
       sink->OnPreparedLine(b->line(i), &b->prepared[i], b->received_at, options.input_index);
     }
