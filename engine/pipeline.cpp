@@ -181,26 +181,59 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int input_i
     Bump(counters_.malformed);
     return;
   }
-  if (!CheckProvenance(&msg, input_index)) return;
-  if (!msg.has_time) {
-    msg.time = options_.replay ? reference_ : received_at;
+  OnMessage(&msg, received_at, input_index, nullptr);
+}
+
+void Pipeline::OnPreparedLine(std::string_view line, PreparedLine* prepared, UnixMicros received_at,
+                              int input_index) {
+  // The worker's parse is this line's only if it used the reference this thread has now and the
+  // pack the extractor matches with (prepared_line.h); otherwise the line is done here, whole.
+  if (!options_.replay || prepared->reference != reference_ ||
+      prepared->pack != extractor_->pack() ||
+      (static_cast<std::size_t>(input_index) < options_.input_formats.size() &&
+       options_.input_formats[static_cast<std::size_t>(input_index)] != options_.format)) {
+    OnLine(line, received_at, input_index);
+    return;
+  }
+  Bump(counters_.lines);
+  if (!prepared->parsed) {
+    Bump(counters_.malformed);
+    return;
+  }
+  OnMessage(&prepared->msg, received_at, input_index, prepared);
+}
+
+void Pipeline::OnMessage(SyslogMessage* msg, UnixMicros received_at, int input_index,
+                         PreparedLine* prepared) {
+  if (!CheckProvenance(msg, input_index)) return;
+  if (!msg->has_time) {
+    msg->time = options_.replay ? reference_ : received_at;
   }
   if (options_.replay) {
-    reference_ = msg.time;
-  } else if (msg.time > received_at + options_.max_skew_seconds * kMicrosPerSecond) {
-    msg.time = received_at;
+    reference_ = msg->time;
+  } else if (msg->time > received_at + options_.max_skew_seconds * kMicrosPerSecond) {
+    msg->time = received_at;
     Bump(counters_.time_future);
-  } else if (msg.time < received_at - options_.max_age_seconds * kMicrosPerSecond) {
+  } else if (msg->time < received_at - options_.max_age_seconds * kMicrosPerSecond) {
     Bump(counters_.time_stale);
     return;
   }
 
-  msg.node = node_;
-  if (!extractor_->Extract(msg, &event_)) {
+  msg->node = node_;
+  bool got_event = false;
+  if (prepared == nullptr) {
+    got_event = extractor_->Extract(*msg, &event_);
+  } else {
+    // The pattern's captures, as a match on this thread would have left them in event_ (an
+    // unmatched line leaves event_ as it was, as Match does).
+    if (prepared->matched) event_ = prepared->event;
+    got_event = extractor_->ExtractMatched(*msg, prepared->matched, prepared->pattern, &event_);
+  }
+  if (!got_event) {
     Bump(counters_.unmatched);
     if (extractor_->last_outcome().kind == ExtractOutcome::kUnmatched) {
       const ParserPack* pack = extractor_->pack();
-      int label = pack != nullptr ? pack->ProgramLabel(msg.program) : -1;
+      int label = pack != nullptr ? pack->ProgramLabel(msg->program) : -1;
       label = label >= 0 && static_cast<std::size_t>(label) < program_slot_.size()
                   ? program_slot_[static_cast<std::size_t>(label)]
                   : -1;

@@ -10,6 +10,7 @@
 // marked IncidentOrigin::kReplay: escalation never counts them, and the store records each once
 // however often the same lines are replayed (ReplayIdentity).
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -32,6 +34,7 @@
 #include "mxward/file_follower.h"
 #include "mxward/incident_recorder.h"
 #include "mxward/incident_store.h"
+#include "mxward/parallel_lines.h"
 #include "mxward/pipeline.h"
 
 namespace mxward::cli {
@@ -44,7 +47,24 @@ struct ReplayOptions {
   bool quiet = false;
   bool keep = false;
   std::string format = "syslog";
+  // 1 by default: on the bench corpora the threaded path costs 20-30% more CPU time and gave no
+  // measurable wall-clock gain on a shared two-core machine (docs/benchmarks.md, "replay
+  // --threads"), so it is asked for, not assumed. 0: the cores this process may run on.
+  int threads = 1;
 };
+
+// The CPUs this process may run on (its affinity mask: a container or taskset may allow fewer
+// than the machine has).
+int AvailableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
+}
 
 // Marks what the engine opens as replayed before the recorder writes it.
 class ReplayMarkingSink final : public IncidentSink {
@@ -130,6 +150,10 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
   Pipeline pipeline(
       SyslogParser(), EventExtractor::Create(pack), std::move(engine), &marking,
       [&](UnixMicros hour, const auto& counts) { recorder.AddEventCounts(hour, counts); }, popts);
+  const int threads = opts.threads > 0 ? opts.threads : AvailableCores();
+  const LinePreparer preparer = pipeline.MakePreparer();
+  ParallelLinesOptions parallel;
+  parallel.threads = threads;
   for (const auto& file : opts.files) {
     int fd = 0;
     if (file != "-") {
@@ -142,7 +166,11 @@ void RunReplay(const GlobalOptions& globals, const ReplayOptions& opts) {
         pipeline.SetReplayReference(static_cast<UnixMicros>(st.st_mtime) * kMicrosPerSecond);
       }
     }
-    Status st = ReadLines(fd, &pipeline);
+    // One thread: the pipeline reads and parses itself. More: the syslog parse and the pattern
+    // match of each line run on `threads` workers, the rest on this thread in input order, with
+    // the same incidents (prepared_line.h).
+    Status st = threads > 1 ? ReadLinesParallel(fd, preparer, &pipeline, parallel)
+                            : ReadLines(fd, &pipeline);
     if (fd > 0) ::close(fd);
     if (!st.ok()) throw CliExit(kExitRuntime, fmt::format("reading {}: {}", file, st.message()));
   }
@@ -224,6 +252,11 @@ void AddReplayCommand(CLI::App& app, GlobalOptions& globals) {
   cmd->add_option("--format", opts->format,
                   "how the files are written: syslog (default), dovecot-log, roundcube-log, "
                   "clamd-log");
+  cmd->add_option("--threads", opts->threads,
+                  "threads for parsing and pattern matching, besides the one that correlates, "
+                  "counts and records in input order; 1 (the default): one thread does it all; 0: "
+                  "the cores available. Any value gives the same incidents")
+      ->check(CLI::Range(0, 256));
   cmd->callback([&globals, opts] { RunReplay(globals, *opts); });
 }
 

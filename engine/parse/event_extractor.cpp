@@ -31,11 +31,19 @@ class EventExtractorImpl final : public EventExtractor {
                                         options.held_memory_seconds}) {}
 
   bool Extract(const SyslogMessage& msg, Event* event) override {
+    // The match reads nothing of the extractor's state, so matching before the held attempts
+    // advance (ExtractMatched's order) changes nothing.
+    const PatternInfo* pattern = nullptr;
+    const bool matched = pack_->Match(msg, event, &pattern);
+    return ExtractMatched(msg, matched, pattern, event);
+  }
+
+  bool ExtractMatched(const SyslogMessage& msg, bool matched, const PatternInfo* pattern,
+                      Event* event) override {
     ++stats_.messages;
     outcome_ = ExtractOutcome();
     if (pending_.size() > 0) pending_.Advance(msg.time);
-    const PatternInfo* pattern = nullptr;
-    if (!pack_->Match(msg, event, &pattern)) {
+    if (!matched) {
       ++stats_.unmatched;
       return false;
     }

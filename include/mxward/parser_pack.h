@@ -145,6 +145,15 @@ class EventExtractor {
   // NextReleased() until it returns false: held lines whose hold ended (msg.time moved past it)
   // are counted then, as their own events.
   virtual bool Extract(const SyslogMessage& msg, Event* event) = 0;
+  // As Extract, with the pack's match already done (on another thread, prepared_line.h): matched
+  // and pattern are what pack()->Match(msg, event, &pattern) returned, and *event holds what it
+  // filled. The default (test doubles) matches again.
+  virtual bool ExtractMatched(const SyslogMessage& msg, bool matched, const PatternInfo* pattern,
+                              Event* event) {
+    (void)matched;
+    (void)pattern;
+    return Extract(msg, event);
+  }
   // Ends holds that ended by `now` (the daemon's clock, once a second, so a quiet log still
   // releases them); then drain NextReleased().
   virtual void Advance(UnixMicros /*now*/) {}

@@ -20,6 +20,7 @@
 #include "mxward/metrics_registry.h"
 #include "mxward/parser_pack.h"
 #include "mxward/playbook_engine.h"
+#include "mxward/prepared_line.h"
 #include "mxward/provenance.h"
 #include "mxward/rate_limited_log.h"
 #include "mxward/syslog_parser.h"
@@ -82,7 +83,7 @@ struct PipelineOptions {
   bool vouch_for_every_line = false;
 };
 
-class Pipeline final : public LineSink {
+class Pipeline final : public LineSink, public PreparedLineSink {
  public:
   using CountsFn = std::function<void(UnixMicros hour,
                                       const std::vector<std::pair<std::string, std::int64_t>>&)>;
@@ -99,6 +100,17 @@ class Pipeline final : public LineSink {
   // parser the line's program picks; a writer the policy refuses drops the line (counted).
   void OnLineWithOrigin(std::string_view line, UnixMicros received_at, int input_index,
                         const LineOrigin& origin) override;
+  // Replay only: a line whose syslog parse and pattern match a worker did (prepared_line.h,
+  // ReadLinesParallel). Gives exactly what OnLine(line, ...) gives: the record is used only when
+  // it was made with this line's reference and the running pack, otherwise the line is parsed
+  // again here. Live inputs always take the OnLine path.
+  void OnPreparedLine(std::string_view line, PreparedLine* prepared, UnixMicros received_at,
+                      int input_index) override;
+  UnixMicros replay_reference() const override { return reference_; }
+  // The stateless stage for this pipeline's replay (its parser, pack and format).
+  LinePreparer MakePreparer() const {
+    return LinePreparer(parser_, extractor_->pack(), options_.format);
+  }
   // Swaps in a policy resolved again (SIGHUP). Called on the pipeline's thread.
   void ReplaceProvenance(std::shared_ptr<const ProvenancePolicy> policy);
 
@@ -141,6 +153,9 @@ class Pipeline final : public LineSink {
  private:
   class CountingSink;
 
+  // Everything after the syslog parse; prepared: the worker's match (null: match here).
+  void OnMessage(SyslogMessage* msg, UnixMicros received_at, int input_index,
+                 PreparedLine* prepared);
   void Deliver(const PatternInfo* pattern);
   void DeliverReleased();
   void DeliverEvent(int parser_index);  // event_ to counters and playbooks
