@@ -2,9 +2,7 @@
 
 // The cluster floor includes libmariadb's headers through their directory: its include path is
 // not on every target that compiles this floor.
-#include <mariadb/errmsg.h>
 #include <mariadb/mysql.h>
-#include <mariadb/mysqld_error.h>
 
 #include <algorithm>
 #include <array>
@@ -12,6 +10,8 @@
 #include <cstring>
 
 #include <fmt/format.h>
+
+#include "engine/base/mariadb_statement.h"
 
 namespace mxward {
 namespace {
@@ -145,27 +145,6 @@ constexpr const char* kPruneRemovalsSql =
     "                  WHERE d.scope = mxward_decisions.scope AND FIND_IN_SET(d.kind, ?)"
     "                    AND d.seq < mxward_decisions.seq)";
 
-bool IsTransient(unsigned int code) {
-  switch (code) {
-    case CR_CONNECTION_ERROR:
-    case CR_CONN_HOST_ERROR:
-    case CR_SERVER_GONE_ERROR:
-    case CR_SERVER_LOST:
-    case CR_SERVER_LOST_EXTENDED:
-    case CR_UNKNOWN_HOST:
-    case ER_CON_COUNT_ERROR:
-    case ER_SERVER_SHUTDOWN:
-    case ER_LOCK_WAIT_TIMEOUT:
-    case ER_LOCK_DEADLOCK:
-    case ER_CONNECTION_KILLED:
-    case ER_QUERY_INTERRUPTED:
-    case ER_TOO_MANY_USER_CONNECTIONS:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::int64_t Int(const std::string& s) { return std::strtoll(s.c_str(), nullptr, 10); }
 
 }  // namespace
@@ -183,12 +162,10 @@ void MariadbDecisionLog::Disconnect() {
 }
 
 Status MariadbDecisionLog::Fail(unsigned int code, const char* message, std::string_view doing) {
-  std::string msg = fmt::format("MariaDB: {} (error {}, {})", message, code, doing);
   // Any failure leaves the connection in doubt (an open transaction, an unread result): start
   // over on a new one.
   Disconnect();
-  if (IsTransient(code)) return Status::Unavailable(std::move(msg));
-  return Status::Internal(std::move(msg));
+  return MariadbStatus(code, message, doing);
 }
 
 Status MariadbDecisionLog::Simple(const char* sql) {
@@ -214,83 +191,26 @@ Result<std::int64_t> MariadbDecisionLog::Run(const char* sql, const std::vector<
     }
     statements_.emplace(sql, stmt);
   }
-  auto fail = [&](std::string_view doing) {
-    const unsigned int code = mysql_stmt_errno(stmt);
-    const std::string message = mysql_stmt_error(stmt);
-    return Fail(code, message.c_str(), doing);
-  };
-  if (mysql_stmt_param_count(stmt) != params.size()) {
-    return Status::Internal(fmt::format("MariaDB: statement wants {} parameters, got {}",
-                                        mysql_stmt_param_count(stmt), params.size()));
+  std::vector<MariadbParam> bound;
+  bound.reserve(params.size());
+  for (const Param& p : params) {
+    bound.push_back(p.is_int ? MariadbParam::Int(p.i) : MariadbParam::Text(p.s));
   }
-  std::vector<MYSQL_BIND> bind(params.size());
-  std::vector<unsigned long> lengths(params.size());
-  std::vector<long long> ints(params.size());
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    std::memset(&bind[i], 0, sizeof bind[i]);
-    if (params[i].is_int) {
-      ints[i] = params[i].i;
-      bind[i].buffer_type = MYSQL_TYPE_LONGLONG;
-      bind[i].buffer = &ints[i];
-    } else {
-      bind[i].buffer_type = MYSQL_TYPE_STRING;
-      bind[i].buffer = const_cast<char*>(params[i].s.data());
-      lengths[i] = static_cast<unsigned long>(params[i].s.size());
-      bind[i].buffer_length = lengths[i];
-      bind[i].length = &lengths[i];
+  std::vector<MariadbRow> read;
+  auto n = RunMariadbStatement(stmt, bound, rows == nullptr ? nullptr : &read);
+  if (!n.ok()) {
+    Disconnect();  // the connection is in doubt: start over on a new one
+    return n.status();
+  }
+  if (rows != nullptr) {
+    for (MariadbRow& r : read) {
+      Row row;
+      row.reserve(r.size());
+      for (auto& v : r) row.push_back(v ? std::move(*v) : std::string());
+      rows->push_back(std::move(row));
     }
   }
-  if (!params.empty() && mysql_stmt_bind_param(stmt, bind.data())) return fail("binding");
-  if (mysql_stmt_execute(stmt) != 0) return fail("executing");
-
-  MYSQL_RES* meta = mysql_stmt_result_metadata(stmt);
-  if (meta == nullptr) return static_cast<std::int64_t>(mysql_stmt_affected_rows(stmt));
-  const unsigned int columns = mysql_num_fields(meta);
-  mysql_free_result(meta);
-  std::vector<MYSQL_BIND> out(columns);
-  std::vector<std::string> buffers(columns, std::string(128, '\0'));
-  std::vector<unsigned long> out_lengths(columns);
-  std::vector<my_bool> out_nulls(columns);
-  for (unsigned int c = 0; c < columns; ++c) {
-    std::memset(&out[c], 0, sizeof out[c]);
-    out[c].buffer_type = MYSQL_TYPE_STRING;  // the client converts numbers and dates to text
-    out[c].buffer = buffers[c].data();
-    out[c].buffer_length = buffers[c].size();
-    out[c].length = &out_lengths[c];
-    out[c].is_null = &out_nulls[c];
-  }
-  if (mysql_stmt_bind_result(stmt, out.data())) return fail("binding results");
-  if (mysql_stmt_store_result(stmt)) return fail("reading results");
-  std::int64_t count = 0;
-  int rc;
-  while ((rc = mysql_stmt_fetch(stmt)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
-    ++count;
-    if (rows == nullptr) continue;
-    Row row;
-    row.reserve(columns);
-    for (unsigned int c = 0; c < columns; ++c) {
-      std::string value;
-      if (!out_nulls[c]) {
-        if (out_lengths[c] > buffers[c].size()) {
-          // Longer than the buffer: fetch this column again into one that fits.
-          value.resize(out_lengths[c]);
-          MYSQL_BIND again;
-          std::memset(&again, 0, sizeof again);
-          again.buffer_type = MYSQL_TYPE_STRING;
-          again.buffer = value.data();
-          again.buffer_length = value.size();
-          if (mysql_stmt_fetch_column(stmt, &again, c, 0)) return fail("reading a long column");
-        } else {
-          value.assign(buffers[c].data(), out_lengths[c]);
-        }
-      }
-      row.push_back(std::move(value));
-    }
-    rows->push_back(std::move(row));
-  }
-  if (rc == 1) return fail("fetching rows");
-  mysql_stmt_free_result(stmt);
-  return count;
+  return n;
 }
 
 Status MariadbDecisionLog::Connect() {
