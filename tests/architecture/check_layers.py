@@ -46,10 +46,10 @@ PUBLIC_HEADERS = {
     "model": ["event.h", "incident.h", "baseline.h", "action_types.h", "log_format.h"],
     "ingest": ["line_sink.h", "input_counters.h", "input_config.h", "file_follower.h",
                "journal_follower.h", "syslog_listener.h", "line_origin.h", "provenance.h"],
-    "parse": ["syslog_message.h", "syslog_parser.h", "parser_pack.h"],
+    "parse": ["syslog_message.h", "syslog_parser.h", "parser_pack.h", "prepared_line.h"],
     "rules": ["playbook.h", "playbook_engine.h"],
     "store": ["incident_store.h", "incident_recorder.h"],
-    "pipeline": ["pipeline.h"],
+    "pipeline": ["pipeline.h", "parallel_lines.h"],
     "control": ["control_protocol.h", "metrics_server.h"],
     "executor": ["action_executor.h"],
     "dispatch": ["action_dispatcher.h"],
@@ -71,7 +71,7 @@ def floor_of(path):
         return PUBLIC.get(name, "unassigned")
     if parts[0] == "engine":
         if len(parts) == 2:
-            return "pipeline" if parts[1] == "pipeline.cpp" else "unassigned"
+            return "pipeline" if parts[1] in ("pipeline.cpp", "parallel_lines.cpp") else "unassigned"
         return parts[1] if parts[1] in ENGINE_FOLDERS else "unassigned"
     if parts[0] == "actions":
         if len(parts) == 2:
