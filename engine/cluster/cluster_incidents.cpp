@@ -95,6 +95,15 @@ bool ParseIncidentRef(std::string_view text, std::string* node, std::int64_t* id
   return true;
 }
 
+bool FitsPostgresText(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t len = ValidSequence(s, i);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
 std::string PostgresSafeText(std::string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -71,6 +71,11 @@ struct IncidentRequestOutcome {
 // "a:17" names incident 17 of node a. False for anything else (a bare "17" is a local id).
 bool ParseIncidentRef(std::string_view text, std::string* node, std::int64_t* id);
 
+// Whether s can be a PostgreSQL text value in a UTF-8 database: valid UTF-8 without NUL. Keys
+// come from log lines (a SASL user name is what the client typed), and one that is not would make
+// the server refuse the whole statement.
+bool FitsPostgresText(std::string_view s);
+
 // Text PostgreSQL's text and jsonb can hold: bytes that are not UTF-8, and NUL, become U+FFFD.
 // Evidence lines and keys are what a client sent; the copy is for people to read, so a lossy
 // replacement is right where refusing the row would hide the incident.

@@ -100,11 +100,6 @@ struct ClusterView {
   std::vector<ClusterNodeRow> nodes;
 };
 
-// Whether s can be a PostgreSQL text value in a UTF-8 database: valid UTF-8 without NUL. Keys
-// come from log lines (a SASL user name is what the client typed), and one that is not would make
-// the server refuse the whole statement.
-bool FitsPostgresText(std::string_view s);
-
 // The decision log as the link and the CLI use it, whichever database holds it. Two engines:
 // PostgresDecisionLog (postgres_decision_log.h: LISTEN/NOTIFY doorbells, every feature) and
 // MariadbDecisionLog (mariadb_decision_log.h: the same tables, polled, decisions and node rows
