@@ -426,7 +426,7 @@ s.serve_forever()
   ASSERT_NO_THROW(s = webhook->Apply(a));
   ASSERT_OK(s);
   const std::string body = ReadFile(out + "/body");
-  EXPECT_NO_THROW(nlohmann::json::parse(body)) << body;
+  EXPECT_TRUE(nlohmann::json::accept(body)) << body;  // valid JSON whatever the bytes were
 }
 
 // --- exec ------------------------------------------------------------------------------------
