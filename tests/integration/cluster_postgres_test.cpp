@@ -41,8 +41,8 @@ using testing::ServeProcess;
 using testing::TempDir;
 
 const std::string kBinary = MXWARD_BINARY;
-// Only bounds a failure (the waits end when the condition holds): 20 s was once too short for
-// three ASan-built nodes on a loaded 2-core CI machine.
+// Only bounds a failure (the waits end when the condition holds); 20 s was once too short for
+// cluster_mariadb_test's three ASan-built nodes on a loaded 2-core machine, the same fixture.
 constexpr auto kPropagation = std::chrono::seconds(60);
 
 class ClusterPostgresTest : public testing::ClusterNodesTest {
