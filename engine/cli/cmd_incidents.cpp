@@ -10,7 +10,6 @@
 #include <pwd.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -19,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/base/parse_number.h"
 #include "engine/cli/action_outcome.h"
 #include "engine/cli/admin_request.h"
 #include "engine/cli/commands.h"
@@ -419,8 +419,8 @@ std::int64_t ResolveRef(const Config& config, const std::string& ref, std::strin
     }
     return 0;
   }
-  auto [end, ec] = std::from_chars(ref.data(), ref.data() + ref.size(), id);
-  if (ec != std::errc() || end != ref.data() + ref.size() || id <= 0) {
+  id = ParseNumber<std::int64_t>(ref).value_or(0);
+  if (id <= 0) {
     throw CliExit(kExitUsage,
                   fmt::format("'{}' is not an incident: an id (17), or NODE:ID for another "
                               "cluster node's (mx2:17, as `incidents list --cluster` shows)",

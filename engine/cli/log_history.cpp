@@ -4,13 +4,13 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <filesystem>
 #include <istream>
 #include <streambuf>
 
 #include <fmt/format.h>
 
+#include "engine/base/parse_number.h"
 #include "mxward/file_follower.h"
 
 namespace mxward::cli {
@@ -51,11 +51,7 @@ int RotationNumber(const std::string& path) {
   if (name.ends_with(".gz")) name.resize(name.size() - 3);
   const std::size_t dot = name.rfind('.');
   if (dot == std::string::npos || dot + 1 == name.size()) return 0;
-  int n = 0;
-  const char* first = name.data() + dot + 1;
-  const char* last = name.data() + name.size();
-  auto [end, ec] = std::from_chars(first, last, n);
-  return ec == std::errc() && end == last ? n : 0;
+  return ParseNumber<int>(std::string_view(name).substr(dot + 1)).value_or(0);
 }
 
 std::vector<std::string> OldestFirst(std::vector<std::string> files) {

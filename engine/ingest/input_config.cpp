@@ -1,11 +1,11 @@
 #include "mxward/input_config.h"
 
-#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
 
+#include "engine/base/parse_number.h"
 #include "engine/base/settings_reader.h"
 #include "mxward/ip_address.h"
 #include "mxward/metrics_registry.h"
@@ -134,13 +134,12 @@ Status ParseHostPort(std::string_view text, std::string* host, std::uint16_t* po
         "or ::)",
         text, h));
   }
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
-  if (p.empty() || ec != std::errc() || end != p.data() + p.size() || value > 65535) {
+  const auto value = ParseNumber<unsigned>(p);
+  if (!value || *value > 65535) {
     return Status::InvalidArgument(fmt::format("'{}': port must be 0..65535", text));
   }
   *host = h == "localhost" ? "127.0.0.1" : std::string(h);
-  *port = static_cast<std::uint16_t>(value);
+  *port = static_cast<std::uint16_t>(*value);
   return Status::Ok();
 }
 
@@ -303,13 +302,12 @@ class SpecReader {
     }
     std::string mode;
     if (const toml::node* n = str("mode", &mode); n != nullptr && ok) {
-      std::uint32_t m = 0;
-      const auto [end, ec] = std::from_chars(mode.data(), mode.data() + mode.size(), m, 8);
-      if (mode.empty() || ec != std::errc() || end != mode.data() + mode.size() || m > 07777) {
+      const auto m = ParseNumber<std::uint32_t>(mode, 8);
+      if (!m || *m > 07777) {
         Error(*n, fmt::format("[[input]]: mode '{}' must be an octal string like \"0660\"", mode));
         ok = false;
       } else {
-        s.mode = m;
+        s.mode = *m;
       }
     }
     str("owner", &s.owner);

@@ -8,7 +8,6 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +16,8 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "engine/base/parse_number.h"
 
 namespace mxward {
 
@@ -91,25 +92,12 @@ std::string_view Field(sd_journal* j, const char* name) {
   return v.size() >= prefix ? v.substr(prefix) : std::string_view();
 }
 
-std::optional<std::uint64_t> Decimal(std::string_view s) {
-  std::uint64_t v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
 // The realtime (µs) a cursor names: its "t=" part, hexadecimal ("s=...;i=...;t=5f1c...;x=...").
 std::optional<std::uint64_t> CursorRealtime(std::string_view cursor) {
   while (!cursor.empty()) {
     const std::size_t semi = cursor.find(';');
     std::string_view part = cursor.substr(0, semi);
-    if (part.starts_with("t=")) {
-      part.remove_prefix(2);
-      std::uint64_t v = 0;
-      const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v, 16);
-      if (part.empty() || ec != std::errc() || end != part.data() + part.size()) break;
-      return v;
-    }
+    if (part.starts_with("t=")) return ParseNumber<std::uint64_t>(part.substr(2), 16);
     if (semi == std::string_view::npos) break;
     cursor.remove_prefix(semi + 1);
   }
@@ -367,7 +355,7 @@ void JournalFollower::Stop() {
 void JournalFollower::Deliver(Source* source) {
   sd_journal* j = source->j;
   std::uint64_t when = 0;
-  if (auto t = Decimal(Field(j, "_SOURCE_REALTIME_TIMESTAMP"))) {
+  if (auto t = ParseNumber<std::uint64_t>(Field(j, "_SOURCE_REALTIME_TIMESTAMP"))) {
     when = *t;
   } else {
     (void)sd_journal_get_realtime_usec(j, &when);
@@ -384,7 +372,7 @@ void JournalFollower::Deliver(Source* source) {
   std::string_view ident = Field(j, "SYSLOG_IDENTIFIER");
   // stdout of a service without an identifier: the program's name, as journalctl shows it.
   AppendToken(&line_, ident.empty() ? Field(j, "_COMM") : ident, "unknown");
-  if (auto pid = Decimal(Field(j, "SYSLOG_PID")))
+  if (auto pid = ParseNumber<std::uint64_t>(Field(j, "SYSLOG_PID")))
     fmt::format_to(std::back_inserter(line_), "[{}]", *pid);
   line_ += ": ";
   std::string_view message = Field(j, "MESSAGE");
@@ -404,10 +392,10 @@ void JournalFollower::Deliver(Source* source) {
   // host's. Without _UID the entry is unverified. (Field's data is valid only until the next
   // sd_journal_get_data, so each is read after the line is built and copied.)
   LineOrigin origin;
-  if (auto uid = Decimal(Field(j, "_UID")); uid && *uid <= 0xfffffffeu) {
+  if (auto uid = ParseNumber<std::uint64_t>(Field(j, "_UID")); uid && *uid <= 0xfffffffeu) {
     origin.transport = LineOrigin::Transport::kJournal;
     origin.uid = static_cast<std::uint32_t>(*uid);
-    if (auto pid = Decimal(Field(j, "_PID"));
+    if (auto pid = ParseNumber<std::uint64_t>(Field(j, "_PID"));
         pid && *pid <= static_cast<std::uint64_t>(INT64_MAX)) {
       origin.pid = static_cast<std::int64_t>(*pid);
     }

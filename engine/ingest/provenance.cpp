@@ -3,11 +3,11 @@
 #include <pwd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "engine/base/parse_number.h"
 #include "engine/base/settings_reader.h"
 
 namespace mxward {
@@ -141,12 +141,9 @@ const std::vector<std::uint32_t>* ProvenancePolicy::Writers(std::string_view par
 namespace {
 
 bool Decimal(std::string_view s, std::int64_t max, std::int64_t* out) {
-  std::int64_t v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < 0 || v > max) {
-    return false;
-  }
-  *out = v;
+  const auto v = ParseNumber<std::int64_t>(s);
+  if (!v || *v < 0 || *v > max) return false;
+  *out = *v;
   return true;
 }
 

@@ -1,13 +1,13 @@
 #include "engine/policy/postfix_policy.h"
 
 #include <algorithm>
-#include <charconv>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "engine/base/ascii_lower.h"
 #include "engine/base/one_line.h"
+#include "engine/base/parse_number.h"
 
 namespace mxward {
 
@@ -84,9 +84,7 @@ Status PostfixPolicyReader::EndLine(std::vector<PostfixPolicyRequest>* out) {
   } else if (name == "instance") {
     current_.instance = value;
   } else if (name == "recipient_count") {
-    std::uint32_t n = 0;
-    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    current_.recipient_count = ec == std::errc() && p == value.data() + value.size() ? n : 0;
+    current_.recipient_count = ParseNumber<std::uint32_t>(value).value_or(0);
   }
   line_.clear();
   return Status::Ok();

@@ -1,10 +1,11 @@
 // Evaluation of the compiled playbook objects against an Event: no allocation, no string lookup.
 #include "mxward/playbook.h"
 
-#include <charconv>
 #include <cstdlib>
 
 #include <re2/re2.h>
+
+#include "engine/base/parse_number.h"
 
 namespace mxward {
 
@@ -34,9 +35,9 @@ bool NumberOf(const Event& e, Field f, double* out) {
     *out = e.spam_score;
     return true;
   }
-  std::string_view v = e.get(f);
-  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
-  return ec == std::errc() && ptr == v.data() + v.size();
+  const auto v = ParseNumber<double>(e.get(f));
+  if (v) *out = *v;
+  return v.has_value();
 }
 
 // "example.org" or any subdomain of it ("mx.example.org"), case-insensitively.
