@@ -175,6 +175,32 @@ nlohmann::json SharedIncidentJson(const SharedIncident& s, bool detail) {
   return j;
 }
 
+// The table `incidents list` prints, this node's (ID first) or the cluster's (NODE first).
+TablePrinter IncidentTable(bool with_node) {
+  std::vector<std::string> columns = {"ID",    "LAST SEEN", "PLAYBOOK", "KEY",
+                                      "COUNT", "SEVERITY",  "STATUS",   "ACTIONS"};
+  if (with_node) columns.insert(columns.begin(), "NODE");
+  TablePrinter t(std::move(columns), StdoutWantsColor());
+  const std::size_t first = with_node ? 1 : 0;
+  t.AlignRight(first);      // ID
+  t.AlignRight(first + 4);  // COUNT
+  return t;
+}
+
+// One incident's cells in IncidentTable's order (without the node).
+std::vector<TablePrinter::Cell> IncidentRow(const Incident& inc,
+                                            const std::vector<ActionRecord>& actions,
+                                            UnixMicros now) {
+  return {{std::to_string(inc.id)},
+          {FormatWhen(inc.last_seen, now)},
+          {inc.playbook},
+          {inc.key},
+          {std::to_string(inc.count)},
+          {std::string(SeverityName(inc.severity)), SeverityColor(inc.severity)},
+          {std::string(IncidentStatusName(inc.status)), StatusColor(inc.status)},
+          {ActionSummary(inc, actions)}};
+}
+
 void RunClusterList(const GlobalOptions& globals, const ListOptions& o) {
   const Config config = LoadEffectiveConfig(globals);
   const UnixMicros now = CliNow();
@@ -198,23 +224,11 @@ void RunClusterList(const GlobalOptions& globals, const ListOptions& o) {
     std::printf("no incidents in the cluster\n");
     return;
   }
-  const bool color = StdoutWantsColor();
-  TablePrinter t(
-      {"NODE", "ID", "LAST SEEN", "PLAYBOOK", "KEY", "COUNT", "SEVERITY", "STATUS", "ACTIONS"},
-      color);
-  t.AlignRight(1);
-  t.AlignRight(5);
+  TablePrinter t = IncidentTable(/*with_node=*/true);
   for (const auto& s : *list) {
-    const Incident& inc = s.incident;
-    t.AddRow({{s.node},
-              {std::to_string(inc.id)},
-              {FormatWhen(inc.last_seen, now)},
-              {inc.playbook},
-              {inc.key},
-              {std::to_string(inc.count)},
-              {std::string(SeverityName(inc.severity)), SeverityColor(inc.severity)},
-              {std::string(IncidentStatusName(inc.status)), StatusColor(inc.status)},
-              {ActionSummary(inc, s.actions)}});
+    std::vector<TablePrinter::Cell> row = IncidentRow(s.incident, s.actions, now);
+    row.insert(row.begin(), TablePrinter::Cell{s.node});
+    t.AddRow(std::move(row));
   }
   t.Print(stdout);
 }
@@ -249,22 +263,8 @@ void RunList(const GlobalOptions& globals, const ListOptions& o) {
     std::printf("no incidents\n");
     return;
   }
-  const bool color = StdoutWantsColor();
-  TablePrinter t({"ID", "LAST SEEN", "PLAYBOOK", "KEY", "COUNT", "SEVERITY", "STATUS", "ACTIONS"},
-                 color);
-  t.AlignRight(0);
-  t.AlignRight(4);
-  for (const auto& inc : *list) {
-    auto actions = ActionsOrExit(store.get(), inc.id);
-    t.AddRow({{std::to_string(inc.id)},
-              {FormatWhen(inc.last_seen, now)},
-              {inc.playbook},
-              {inc.key},
-              {std::to_string(inc.count)},
-              {std::string(SeverityName(inc.severity)), SeverityColor(inc.severity)},
-              {std::string(IncidentStatusName(inc.status)), StatusColor(inc.status)},
-              {ActionSummary(inc, actions)}});
-  }
+  TablePrinter t = IncidentTable(/*with_node=*/false);
+  for (const auto& inc : *list) t.AddRow(IncidentRow(inc, ActionsOrExit(store.get(), inc.id), now));
   t.Print(stdout);
 }
 
