@@ -673,6 +673,20 @@ TEST_F(ParserPackLoadTest, HeldNeedsSettledByAndOnlyHeldHasIt) {
   EXPECT_NE(d[2].message.find("unknown fold 'later'"), std::string::npos) << d[2].message;
 }
 
+// drops_held reads how many logins succeeded from the pattern's weight field; without one (or on
+// a pattern that is itself folded) it is refused.
+TEST_F(ParserPackLoadTest, DropsHeldNeedsAWeightAndNoFold) {
+  auto d = LoadBad(std::string(kHeader) +
+                   "[[pattern]]\nname = \"p\"\nevent = \"none\"\ndrops_held = true\n"
+                   "regex = '^a (?P<client_ip>\\S+)$'\n"
+                   "[[pattern]]\nname = \"q\"\nevent = \"auth_failure\"\nfold = \"superseded\"\n"
+                   "weight = \"attempts\"\ndrops_held = true\n"
+                   "regex = '^b (?P<client_ip>\\S+) (?P<attempts>[0-9]+)$'\n");
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_NE(d[0].message.find("drops_held needs 'weight'"), std::string::npos) << d[0].message;
+  EXPECT_NE(d[1].message.find("drops_held needs 'weight'"), std::string::npos) << d[1].message;
+}
+
 // settled_by names parsers: every auth_failure pattern of those parsers settles held lines.
 TEST_F(ParserPackLoadTest, SettledByMarksTheNamedParsersAuthFailures) {
   std::ofstream(dir_ / "a.toml")
