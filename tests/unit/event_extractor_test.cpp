@@ -403,7 +403,8 @@ TEST_F(OneAttemptOneCountTest, SmtpAuthChainedPassdbsAloneCountOnceWhenReleased)
   // Postfix logs elsewhere: the two passdb lines of the attempt are one attempt, released.
   Line("dovecot", kSmtpWorkerInfo, 0);
   EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
-  EXPECT_EQ(extractor_->last_outcome().pattern->name, "passdb_failure");
+  EXPECT_EQ(extractor_->last_outcome().pattern->name,
+            "passdb_worker_info_conn_nosession_unknown_user_fast");
   Line("dovecot", kSmtpFileInfo, 0);
   EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
   Line("postfix/qmgr", "ABCDEF0003: removed", 30);
