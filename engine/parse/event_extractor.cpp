@@ -10,6 +10,8 @@
 //    passdb line is held in a bounded table (PendingAttempts) and counted itself when its hold
 //    ends unmatched. Each attempt is counted exactly once in either order, and with either half
 //    alone: see pending_attempts.h.
+//    A line saying logins succeeded (drops_held: Postfix's "disconnect ... auth=N") drops as
+//    many held attempts without a session: an SMTP AUTH that a later chained passdb accepted.
 //  - fold = "superseded": recognised (explain shows it) and never counted; no state.
 //  - fold = "loopback_is_webmail": a Dovecot failure from 127.0.0.1/::1 is a webmail's own IMAP
 //    login; Roundcube's line carries the browser's address and is the one counted.
@@ -61,6 +63,10 @@ class EventExtractorImpl final : public EventExtractor {
       UpdatePendingStats();
       outcome_.kind = ExtractOutcome::kHeld;
       return false;
+    }
+    if (pattern->drops_held && event->client_ip.valid() && pending_.size() > 0) {
+      pending_.Succeeded(event->client_ip, event->weight, event->time);
+      UpdatePendingStats();
     }
     if (pattern->settles_held && event->client_ip.valid()) {
       event->weight = pending_.Settle(event->client_ip, event->weight, event->time);

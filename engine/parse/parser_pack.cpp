@@ -697,7 +697,7 @@ class Loader {
   bool CompilePattern(const std::string& file, const toml::table& t, CompiledPattern* p) {
     CheckKeys(file, t,
               {"name", "event", "regex", "template", "processes", "literal", "fields", "weight",
-               "fold", "settled_by", "forget_queue_id", "description"},
+               "fold", "settled_by", "forget_queue_id", "drops_held", "description"},
               "[[pattern]]");
     std::string event;
     if (!GetString(file, t, "name", true, &p->info.name) ||
@@ -1159,6 +1159,17 @@ class Loader {
     }
     if (t.contains("forget_queue_id") && !SettingsReader(t, "[[pattern]]", file, diags_)
                                               .Bool("forget_queue_id", &p->info.forget_queue_id)) {
+      return false;
+    }
+    if (t.contains("drops_held") &&
+        !SettingsReader(t, "[[pattern]]", file, diags_).Bool("drops_held", &p->info.drops_held)) {
+      return false;
+    }
+    if (p->info.drops_held && (p->weight_field < 0 || p->info.fold != FoldRule::kNone)) {
+      Error(file, t["drops_held"].node()->source(),
+            fmt::format("pattern '{}': drops_held needs 'weight' (the field counting the logins "
+                        "that succeeded) and no fold",
+                        p->info.name));
       return false;
     }
     return true;

@@ -57,10 +57,9 @@ std::uint32_t PendingAttempts::Insert(const IpAddress& ip) {
   free_.pop_back();
   Entry& e = entries_[slot];
   e.ip = ip;
-  e.held = e.released = e.credit = 0;
+  e.held = e.released = e.credit = e.held_sessionless = 0;
   e.hold_until = 0;
   e.attempts = {};
-  e.next_attempt = 0;
   e.live = true;
   e.prev = e.next = kNil;
   const std::size_t mask = index_.size() - 1;
@@ -90,7 +89,7 @@ void PendingAttempts::Erase(std::uint32_t slot) {
   index_[i] = kNil;
   Unlink(slot);
   e.live = false;
-  e.held = 0;
+  e.held = e.held_sessionless = 0;
   free_.push_back(slot);
   --live_;
 }
@@ -123,7 +122,7 @@ void PendingAttempts::Release(Entry& e) {
   out.event().weight = e.held;
   stats_.released += e.held;
   e.released += e.held;
-  e.held = 0;
+  e.held = e.held_sessionless = 0;
 }
 
 namespace {
@@ -136,34 +135,69 @@ std::uint64_t Fnv1a(std::string_view text, std::uint64_t h = 1469598103934665603
 
 }  // namespace
 
-bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event) {
+bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event) const {
   const std::string_view session = event.get(Field::kSession);
-  if (session.empty()) return false;  // no session: every line is an attempt of its own
-  // Session, '>', user: one text per pair, as a session has no '>'.
-  std::uint64_t key = Fnv1a(event.get(Field::kUser), Fnv1a(">", Fnv1a(session)));
+  // Session, '>', user: one text per pair, as a session has no '>'. Without a session (Postfix's
+  // SASL requests), '<', user: never equal to a pair with a session.
+  std::uint64_t key = session.empty() ? Fnv1a(event.get(Field::kUser), Fnv1a("<"))
+                                      : Fnv1a(event.get(Field::kUser), Fnv1a(">", Fnv1a(session)));
   if (key == 0) key = 1;
   std::uint32_t passdb = static_cast<std::uint32_t>(Fnv1a(event.get(Field::kPassdb)));
   if (passdb == 0) passdb = 1;
+  // Whether `a` can take this passdb's line: that passdb has not logged it (and the chain is not
+  // longer than we follow).
+  const auto lacks_passdb = [passdb](const SessionAttempt& a) {
+    if (a.passdb_count >= kPassdbsPerAttempt) return false;
+    const auto logged = a.passdbs.begin() + a.passdb_count;
+    return std::find(a.passdbs.begin(), logged, passdb) == logged;
+  };
   SessionAttempt* a = nullptr;
-  for (SessionAttempt& candidate : e.attempts) {
-    if (candidate.session_user == key) a = &candidate;
-  }
-  if (a != nullptr && a->passdb_count < kPassdbsPerAttempt) {
-    const auto logged = a->passdbs.begin() + a->passdb_count;
-    if (std::find(a->passdbs.begin(), logged, passdb) == logged) {
+  if (!session.empty()) {
+    // One connection's attempts come one after another: only its current attempt continues.
+    for (SessionAttempt& candidate : e.attempts) {
+      if (candidate.session_user == key) a = &candidate;
+    }
+    if (a != nullptr && lacks_passdb(*a)) {
       a->passdbs[a->passdb_count++] = passdb;
+      a->last = now_;
       return true;  // another passdb's line of the same attempt
+    }
+  } else {
+    // No session: one user's attempts from one address may run side by side (several
+    // connections), and only time bounds an attempt (every passdb of one request logs within
+    // moments). The line continues the least recently touched recent attempt of its user that
+    // its passdb has not logged; else it starts an attempt (each is counted by its first line).
+    const UnixMicros recent = now_ - options_.hold_seconds * kMicrosPerSecond;
+    for (SessionAttempt& candidate : e.attempts) {
+      if (candidate.session_user == key && candidate.last >= recent && lacks_passdb(candidate) &&
+          (a == nullptr || candidate.last < a->last)) {
+        a = &candidate;
+      }
+    }
+    if (a != nullptr) {
+      a->passdbs[a->passdb_count++] = passdb;
+      a->last = now_;
+      return true;
     }
   }
   if (a == nullptr) {
-    a = &e.attempts[e.next_attempt];
-    e.next_attempt = static_cast<std::uint8_t>((e.next_attempt + 1) % kSessionsPerAddress);
+    // A new attempt (sessionless) or (session, user) pair: it takes an unused slot, else the
+    // least recently touched one.
+    a = &e.attempts[0];
+    for (SessionAttempt& candidate : e.attempts) {
+      if (candidate.session_user == 0) {
+        a = &candidate;
+        break;
+      }
+      if (candidate.last < a->last) a = &candidate;
+    }
     a->session_user = key;
   }
   // This passdb logged the session's current attempt already (or the chain is longer than we
-  // follow): the line starts the next attempt.
+  // follow), or the line is the first of an attempt: it starts the next attempt.
   a->passdbs[0] = passdb;
   a->passdb_count = 1;
+  a->last = now_;
   return false;
 }
 
@@ -190,6 +224,7 @@ bool PendingAttempts::Hold(const Event& event) {
   }
   e.newest.Assign(event);
   ++e.held;
+  if (!event.has(Field::kSession)) ++e.held_sessionless;
   ++stats_.held;
   Touch(slot, now_);
   return true;
@@ -205,6 +240,7 @@ std::uint32_t PendingAttempts::Settle(const IpAddress& ip, std::uint32_t weight,
   Entry& e = entries_[slot];
   const std::uint32_t matched = std::min(weight, e.held);
   e.held -= matched;
+  e.held_sessionless -= std::min(e.held_sessionless, matched);
   stats_.matched += matched;
   std::uint32_t rest = weight - matched;
   const std::uint32_t already = std::min(rest, e.released);
@@ -215,6 +251,18 @@ std::uint32_t PendingAttempts::Settle(const IpAddress& ip, std::uint32_t weight,
   e.credit = std::min<std::uint32_t>(e.credit + std::min<std::uint32_t>(rest, 1u << 20), 1u << 20);
   Touch(slot, now_);
   return weight - already;
+}
+
+void PendingAttempts::Succeeded(const IpAddress& ip, std::uint32_t successes, UnixMicros now) {
+  Tick(now);
+  const std::uint32_t slot = Find(ip);
+  if (slot == kNil) return;
+  Entry& e = entries_[slot];
+  const std::uint32_t dropped = std::min(successes, e.held_sessionless);
+  e.held -= dropped;
+  e.held_sessionless -= dropped;
+  stats_.succeeded += dropped;
+  Touch(slot, now_);
 }
 
 void PendingAttempts::Tick(UnixMicros now) { now_ = std::max(now_, now); }

@@ -24,9 +24,22 @@
 //              an earlier one only when the session and user match and its passdb has not logged
 //              that attempt yet; a passdb logging again starts the next attempt. Such a line is
 //              folded (Hold returns false) whether the attempt's first line is held, released or
-//              was met by credit. Lines without a session (Postfix's SASL requests carry none)
-//              are each an attempt, as before: with chained passdbs such an attempt can count
-//              once per passdb that logged it.
+//              was met by credit. Lines without a session (Postfix's SASL requests to
+//              Dovecot's auth socket carry none: "AUTH\t%u\t%s\tservice=%s\tnologin\tlip=%s\t
+//              rip=%s", xsasl_dovecot_server.c) have only (address, user) and time: one user's
+//              attempts may run side by side on several connections. Such a line continues the
+//              least recently touched attempt of its user, touched within `hold_seconds`, that its
+//              passdb has not logged (every passdb of one request logs within moments); else it
+//              starts an attempt. Each attempt is counted by its first line, so parallel
+//              attempts count apart, and a line can fold wrongly only when its attempt skipped a
+//              passdb an earlier recent attempt of the same user did not log.
+//              A new pair or sessionless attempt takes the least recently touched slot.
+//  - held_sessionless / Succeeded(): an SMTP AUTH that succeeded through the chain after an
+//              earlier passdb refused it (Postfix's "disconnect from ... auth=1") leaves that
+//              passdb's line held with nothing to settle it; Succeeded() drops that many held
+//              attempts without a session. Should a dropped one be a failure after all, its own
+//              counting line (Postfix's SASL warning, in the same log as the disconnect line)
+//              still counts it: Settle() counts whatever no held line stands for.
 // Entries untouched for `memory_seconds` of event time are dropped (what they held released
 // first). Bounded: at most `capacity` addresses; the least recently touched is evicted, its held
 // attempts released, so an eviction can at worst count an attempt twice, never lose one.
@@ -71,6 +84,7 @@ struct PendingAttemptsStats {
   std::uint64_t released = 0;   // held attempts counted by their own line (no counting line came)
   std::uint64_t evictions = 0;  // addresses evicted for capacity
   std::uint64_t same_attempt = 0;  // passdb lines folded as another passdb's line of an attempt
+  std::uint64_t succeeded = 0;     // held attempts dropped as logins that succeeded
 };
 
 class PendingAttempts {
@@ -84,6 +98,10 @@ class PendingAttempts {
   // A counting line for `weight` attempts from `ip` at `now`. Returns the weight it must still
   // count: `weight` less the attempts a release already counted.
   std::uint32_t Settle(const IpAddress& ip, std::uint32_t weight, UnixMicros now);
+  // `successes` logins from `ip` succeeded (an SMTP AUTH whose passdb chain refused before it
+  // accepted): drops up to that many held attempts of the address, which then count nothing
+  // unless a counting line arrives for them.
+  void Succeeded(const IpAddress& ip, std::uint32_t successes, UnixMicros now);
   // Releases holds that ended at or before `now` and drops entries past memory.
   void Advance(UnixMicros now);
   // Releases every hold (end of replay, shutdown).
@@ -105,15 +123,19 @@ class PendingAttempts {
     std::uint64_t session_user = 0;                           // hash of session and user; 0: unused
     std::array<std::uint32_t, kPassdbsPerAttempt> passdbs{};  // hashes of the passdbs that
     std::uint8_t passdb_count = 0;                            // logged the current attempt
+    UnixMicros last = 0;  // the attempt's newest line (bounds a sessionless attempt)
   };
   struct Entry {
     IpAddress ip;
     std::uint32_t held = 0, released = 0, credit = 0;
+    // Of `held`, attempts whose lines had no session (what Succeeded() may drop). A lower bound:
+    // a settled attempt is taken from these first, so a success never drops a session's attempt
+    // (its login line may be in another file); at worst a success is counted.
+    std::uint32_t held_sessionless = 0;
     UnixMicros hold_until = 0;
     UnixMicros touched = 0;
     OwnedEvent newest;  // the newest held line, when held > 0
     std::array<SessionAttempt, kSessionsPerAddress> attempts{};
-    std::uint8_t next_attempt = 0;           // the slot a new (session, user) pair replaces
     std::uint32_t prev = kNil, next = kNil;  // recency list, oldest at head_
     bool live = false;
   };
@@ -125,8 +147,9 @@ class PendingAttempts {
   void Unlink(std::uint32_t slot);
   void Release(Entry& e);
   // Notes the passdb line `event` in e.attempts; true when it is a later passdb's line of the
-  // attempt already noted for its session and user.
-  static bool ContinuesAttempt(Entry& e, const Event& event);
+  // attempt already noted for its session and user (for a line without a session: its user, and
+  // within hold_seconds of that attempt's last line).
+  bool ContinuesAttempt(Entry& e, const Event& event) const;
   void Tick(UnixMicros now);
 
   PendingAttemptsOptions options_;

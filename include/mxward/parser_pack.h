@@ -48,6 +48,11 @@ struct PatternInfo {
   // An auth_failure line that counts attempts a held line (fold = "held") also logs: it settles
   // them. Set for every auth_failure pattern of the parsers a held pattern's `settled_by` names.
   bool settles_held = false;
+  // A line saying `weight` logins from its address succeeded (Postfix's "disconnect from ...
+  // auth=N"): as many held attempts without a session are dropped, the passdb lines of an SMTP
+  // AUTH that an earlier chained passdb refused before a later one accepted it (drops_held in the
+  // TOML; pending_attempts.h).
+  bool drops_held = false;
   int parser_index = -1;  // position of parser in ParserPack::parser_names() (-1: unknown)
 };
 

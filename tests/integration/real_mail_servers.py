@@ -402,7 +402,7 @@ def pop3_auth_plain_fail(ip, user, password, made):
     c.quit()
 
 
-def smtp_auth_fail(ip, port, mech, user, password, made, tries=1, service="postfix"):
+def smtp_auth_fail(ip, port, mech, user, password, made, tries=1, service="postfix", how=None):
     c = _smtp_from(ip, port)
     made.connected(service)
     c.ehlo("client.example")
@@ -412,7 +412,7 @@ def smtp_auth_fail(ip, port, mech, user, password, made, tries=1, service="postf
             c.auth(mech, c.auth_plain if mech == "PLAIN" else c.auth_login, initial_response_ok=True)
             raise SystemExit(f"smtp AUTH {mech} succeeded")
         except smtplib.SMTPAuthenticationError:
-            made.add(ip, f"{'smtp' if port == 25 else 'submission'} AUTH {mech}", failed=1)
+            made.add(ip, how or f"{'smtp' if port == 25 else 'submission'} AUTH {mech}", failed=1)
     c.quit()
 
 
@@ -491,6 +491,16 @@ def run_clients(ips):
         # Dovecot's IMAP and POP3 "Login:" lines; Postfix writes no line for a SASL success.
         made.add(ips["success"], "successful logins", ok=3, ok_logged=2)
 
+    def smtp_chained_success():
+        ip = ips["smtp_chained_success"]
+        c = _smtp_from(ip, PORTS["smtp"])
+        made.connected("postfix")
+        c.ehlo("client.example")
+        c.login(CHAINED_USER, "carols secret")
+        c.quit()
+        # Postfix writes no line for a SASL success; its disconnect line says auth=1.
+        made.add(ip, "smtp AUTH, chained passdbs, success", ok=1, ok_logged=0)
+
     def repeat(n, f, *a, **kw):
         return lambda: [f(*a, **kw) for _ in range(n)]
 
@@ -515,6 +525,16 @@ def run_clients(ips):
                how="imap LOGIN, chained passdbs"),
         repeat(2, imap_login_fail, ips["imap_chained_many"], f"ghost@{CHAINED_DOMAIN}", "x", made,
                tries=3, how="imap LOGIN, chained passdbs, unknown user"),
+        # The same through Postfix's SMTP AUTH (Dovecot's auth socket: its requests carry no
+        # session, so the two passdb lines of an attempt are folded by address and user): one
+        # wrong password; an unknown user, 2 connections x 3 attempts; and a success through the
+        # chain (the first passdb refuses carol, the second accepts her).
+        repeat(1, smtp_auth_fail, ips["smtp_chained_once"], PORTS["smtp"], "PLAIN", CHAINED_USER,
+               "wrong", made, how="smtp AUTH PLAIN, chained passdbs"),
+        repeat(2, smtp_auth_fail, ips["smtp_chained_many"], PORTS["smtp"], "LOGIN",
+               f"ghost@{CHAINED_DOMAIN}", "x", made, tries=3,
+               how="smtp AUTH LOGIN, chained passdbs, unknown user"),
+        smtp_chained_success,
         plaintext_forbidden,
         connect_drop,
         successes,
@@ -840,7 +860,8 @@ def main():
     names = ["imap_login", "imap_plain_many", "pop3_userpass", "pop3_auth_plain",
              "submission_login", "smtp_plain_many", "smtp_login_unknown",
              "imap_plaintext_forbidden", "connect_drop", "success", "imap_over_threshold",
-             "smtp_over_threshold", "managesieve", "imap_chained_once", "imap_chained_many"]
+             "smtp_over_threshold", "managesieve", "imap_chained_once", "imap_chained_many",
+             "smtp_chained_once", "smtp_chained_many", "smtp_chained_success"]
     if args.policy:
         names = ["policy_dictionary", "policy_stale_phone", "policy_smtp_dictionary",
                  "policy_bystander", "policy_sender"]

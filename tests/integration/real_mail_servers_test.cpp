@@ -12,7 +12,9 @@
 // Variants: auth_verbose off / on (passdb lines held and settled, docs/parsers.md "One attempt,
 // one event"), auth_debug on, Postfix smtpd_client_port_logging on. Users of one domain go
 // through two chained passdbs (passwd, then passwd-file): with auth_verbose each attempt of
-// theirs is two passdb lines, counted once, with and without the login process's line. It prints
+// theirs is two passdb lines, counted once, with and without the login process's line, over IMAP
+// and over SMTP AUTH through Postfix (whose requests carry no session), with either program's
+// lines alone, and a success through the chain is not counted. It prints
 // the per-protocol table that docs/parsers.md quotes. About 30 s per variant. RealDovecotPolicyTest
 // points the same Dovecot's auth_policy_server_url and Postfix's check_policy_service at a real
 // `mxward serve` (docs/policy.md). RealRoundcubeTest adds Debian's Roundcube (php -S) logging in
@@ -136,6 +138,33 @@ std::string WhyNotRunnable() {
 // wrong password; an unknown user, 2 connections x 3 attempts.
 constexpr const char* kChainedOnce = "198.51.100.23";
 constexpr const char* kChainedMany = "198.51.100.24";
+// The same over SMTP AUTH through Postfix (no session in Dovecot's lines): one wrong password; an
+// unknown user, 2 connections x 3 attempts; a success the first passdb refused.
+constexpr const char* kSmtpChainedOnce = "198.51.100.25";
+constexpr const char* kSmtpChainedMany = "198.51.100.26";
+constexpr const char* kSmtpChainedSuccess = "198.51.100.27";
+
+// The merged log without the lines that contain `drop` (a program logging elsewhere), written to
+// `out`; what mxward counts per address in it.
+std::map<std::string, Counted> CountWithout(const nlohmann::json& result, const std::string& drop,
+                                            const std::string& out) {
+  {
+    std::ifstream in(result["merged"].get<std::string>());
+    std::ofstream kept(out);
+    for (std::string line; std::getline(in, line);) {
+      if (line.find(drop) == std::string::npos) kept << line << "\n";
+    }
+  }
+  std::string error;
+  auto counted = CountPerAddress(out, "/dev/null", &error);
+  EXPECT_TRUE(error.empty()) << error;
+  return counted;
+}
+
+std::uint64_t FailuresOf(const std::map<std::string, Counted>& counted, const std::string& ip) {
+  const auto it = counted.find(ip);
+  return it == counted.end() ? 0u : it->second.failures;
+}
 
 class RealMailServersTest : public ::testing::TestWithParam<Variant> {
  protected:
@@ -174,26 +203,40 @@ TEST_P(RealMailServersTest, EveryFailedLoginIsCountedOnceAndNoSuccessIs) {
   // with auth_verbose. The incident counts attempts, not lines.
   EXPECT_FALSE(incidents.count({"dovecot-auth", kChainedMany})) << raw;
 
+  // Chained passdbs over SMTP AUTH: 6 attempts under postfix-sasl's 20, written by 12 passdb
+  // lines and 6 SASL warnings.
+  EXPECT_FALSE(incidents.count({"postfix-sasl", kSmtpChainedMany})) << raw;
+
   // The login process's lines gone (another file, a shape we do not read): the held passdb
-  // lines are released, and the two passdbs' lines of each attempt still count it once.
+  // lines are released, and the two passdbs' lines of each attempt still count it once. The
+  // same for Postfix's lines gone (SMTP AUTH: Dovecot's lines have no session); and with
+  // Dovecot's lines gone, Postfix's alone count each attempt once.
   if (v.auth_verbose == "yes") {
-    const std::string passdb_only = dir.file("passdb-only.log");
-    {
-      std::ifstream in(result["merged"].get<std::string>());
-      std::ofstream out(passdb_only);
-      for (std::string line; std::getline(in, line);) {
-        if (line.find("-login: ") == std::string::npos) out << line << "\n";
-      }
-    }
-    std::string error;
-    const auto counted = CountPerAddress(passdb_only, "/dev/null", &error);
-    EXPECT_TRUE(error.empty()) << error;
+    const auto passdb_only = CountWithout(result, "-login: ", dir.file("passdb-only.log"));
     for (const char* ip : {kChainedOnce, kChainedMany}) {
-      const auto it = counted.find(ip);
-      EXPECT_EQ(it == counted.end() ? 0u : it->second.failures,
-                result["made"][ip]["attempts"].get<std::uint64_t>())
+      EXPECT_EQ(FailuresOf(passdb_only, ip), result["made"][ip]["attempts"].get<std::uint64_t>())
           << "released passdb lines of " << ip;
     }
+    const auto without_postfix = CountWithout(result, " postfix/", dir.file("dovecot-only.log"));
+    for (const char* ip : {kSmtpChainedOnce, kSmtpChainedMany}) {
+      EXPECT_EQ(FailuresOf(without_postfix, ip),
+                result["made"][ip]["attempts"].get<std::uint64_t>())
+          << "released passdb lines of SMTP AUTH from " << ip;
+    }
+    std::printf("Dovecot's lines alone: %s counted %llu (made %llu), %s counted %llu (made %llu)\n",
+                kSmtpChainedOnce,
+                static_cast<unsigned long long>(FailuresOf(without_postfix, kSmtpChainedOnce)),
+                static_cast<unsigned long long>(
+                    result["made"][kSmtpChainedOnce]["attempts"].get<std::uint64_t>()),
+                kSmtpChainedMany,
+                static_cast<unsigned long long>(FailuresOf(without_postfix, kSmtpChainedMany)),
+                static_cast<unsigned long long>(
+                    result["made"][kSmtpChainedMany]["attempts"].get<std::uint64_t>()));
+  }
+  const auto postfix_only = CountWithout(result, " dovecot: ", dir.file("postfix-only.log"));
+  for (const char* ip : {kSmtpChainedOnce, kSmtpChainedMany, kSmtpChainedSuccess}) {
+    EXPECT_EQ(FailuresOf(postfix_only, ip), result["made"][ip]["attempts"].get<std::uint64_t>())
+        << "Postfix's lines alone, SMTP AUTH from " << ip;
   }
 }
 

@@ -345,19 +345,191 @@ TEST_F(OneAttemptOneCountTest, ChainedPassdbsParallelConnectionsAndUsersAreTheir
   EXPECT_EQ(Counted("192.0.2.41"), 2u);
 }
 
-TEST_F(OneAttemptOneCountTest, ChainedPassdbsWithoutASessionCountEachLineAsBefore) {
-  // No session (Postfix's SASL requests carry none; an empty one is none): nothing tells a
-  // second passdb's line from a second attempt, so each line is an attempt of its own. With a
-  // counting line for the attempt this over-counts; it never under-counts.
-  Line("dovecot", "auth-worker(7): passwd(a@chained.example,192.0.2.42): unknown user", 0);
-  Line("dovecot", "auth: passwd-file(a@chained.example,192.0.2.42): unknown user", 0);
+// --- SMTP AUTH through Postfix with chained passdbs (docs/parsers.md, "Chained passdbs") ------
+// Postfix's requests to Dovecot's auth socket carry no session ("AUTH\t%u\t%s\tservice=%s\t
+// nologin\tlip=%s\trip=%s", src/xsasl/xsasl_dovecot_server.c), so Dovecot's passdb lines for them
+// have none either. The lines below are what Debian 12's Postfix 3.7 and Dovecot 2.3.19.1 wrote
+// in tests/integration/real_mail_servers.py's smtp_chained_* scenarios (log_path = syslog), in
+// the order they arrived; tests/data/parsers/{dovecot,postfix}.jsonl hold them by table row.
+constexpr const char* kSmtpWorker =
+    "auth-worker(30684): conn unix:auth-worker (pid=30666,uid=106): auth-worker<1>: "
+    "passwd(carol@chained.example,198.51.100.25): unknown user";
+constexpr const char* kSmtpFile =
+    "auth: passwd-file(carol@chained.example,198.51.100.25): Password mismatch";
+constexpr const char* kSmtpWarning =
+    "warning: unknown[198.51.100.25]: SASL PLAIN authentication failed: (reason unavailable), "
+    "sasl_username=carol@chained.example";
+constexpr const char* kSmtpDisconnectFailed =
+    "disconnect from unknown[198.51.100.25] ehlo=1 auth=0/1 quit=1 commands=2/3";
+// The same as Dovecot's log_path file writes them (with "Info: ").
+constexpr const char* kSmtpWorkerInfo =
+    "auth-worker(29029): Info: conn unix:auth-worker (pid=29014,uid=106): auth-worker<2>: "
+    "passwd(carol@chained.example,198.51.100.25): unknown user";
+constexpr const char* kSmtpFileInfo =
+    "auth: Info: passwd-file(carol@chained.example,198.51.100.25): Password mismatch";
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthChainedPassdbsThenPostfixCountsOnceOnPostfixsLine) {
+  Line("dovecot", kSmtpWorker, 0);
   EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
-  Line("dovecot", "auth-worker(7): passwd(a@chained.example,192.0.2.43,<>): unknown user", 0);
-  Line("dovecot", "auth: passwd-file(a@chained.example,192.0.2.43,<>): unknown user", 0);
-  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  EXPECT_EQ(event_.get(Field::kSession), "");
+  EXPECT_EQ(event_.get(Field::kPassdb), "passwd");
+  Line("dovecot", kSmtpFile, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);  // the same attempt
+  Line("postfix/smtpd", kSmtpWarning, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  EXPECT_EQ(event_.weight, 1u);
+  Line("postfix/smtpd", kSmtpDisconnectFailed, 0);
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);  // well past the hold
   Shutdown();
-  EXPECT_EQ(Counted("192.0.2.42"), 2u);
-  EXPECT_EQ(Counted("192.0.2.43"), 2u);
+  EXPECT_EQ(Counted("198.51.100.25"), 1u);
+  EXPECT_EQ(services_, std::vector<std::string>{"smtpd"});  // postfix-sasl's service
+  EXPECT_EQ(released_events_, 0);
+}
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthPostfixThenChainedPassdbsCountsOnce) {
+  // Postfix's line first (a relay reordered them, or Dovecot's file is read later).
+  Line("postfix/smtpd", kSmtpWarning, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  Line("dovecot", kSmtpWorkerInfo, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);  // met by credit
+  Line("dovecot", kSmtpFileInfo, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);  // the same attempt
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.25"), 1u);
+  EXPECT_EQ(released_events_, 0);
+}
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthChainedPassdbsAloneCountOnceWhenReleased) {
+  // Postfix logs elsewhere: the two passdb lines of the attempt are one attempt, released.
+  Line("dovecot", kSmtpWorkerInfo, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  EXPECT_EQ(extractor_->last_outcome().pattern->name,
+            "passdb_worker_info_conn_nosession_unknown_user_fast");
+  Line("dovecot", kSmtpFileInfo, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("postfix/qmgr", "ABCDEF0003: removed", 30);
+  EXPECT_EQ(Counted("198.51.100.25"), 1u);
+  EXPECT_EQ(released_events_, 1);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.25"), 1u);
+}
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthPostfixsLineAloneCountsOnce) {
+  Line("postfix/smtpd", kSmtpWarning, 0);
+  Line("postfix/smtpd", kSmtpDisconnectFailed, 0);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.25"), 1u);
+}
+
+// The unknown user of smtp_chained_many: 2 connections x 3 attempts, 12 passdb lines and 6 SASL
+// warnings, in the order syslog delivered them (the first connection's second passdb pair came
+// after its first warning). With Postfix's lines: 6. Without them (Postfix logging elsewhere): 6
+// released.
+const std::vector<std::pair<const char*, const char*>> kSmtpManyUnknown = [] {
+  constexpr const char* w =
+      "auth-worker(30680): conn unix:auth-worker (pid=30666,uid=106): auth-worker<1>: "
+      "passwd(ghost@chained.example,198.51.100.26): unknown user";
+  constexpr const char* f = "auth: passwd-file(ghost@chained.example,198.51.100.26): unknown user";
+  constexpr const char* s =
+      "warning: unknown[198.51.100.26]: SASL LOGIN authentication failed: (reason unavailable), "
+      "sasl_username=ghost@chained.example";
+  constexpr const char* d =
+      "disconnect from unknown[198.51.100.26] ehlo=1 auth=0/3 quit=1 commands=2/5";
+  constexpr const char* c = "connect from unknown[198.51.100.26]";
+  return std::vector<std::pair<const char*, const char*>>{
+      {"postfix/smtpd", c}, {"dovecot", w},       {"dovecot", f},       {"postfix/smtpd", s},
+      {"dovecot", w},       {"dovecot", f},       {"postfix/smtpd", s}, {"dovecot", w},
+      {"dovecot", f},       {"postfix/smtpd", s}, {"postfix/smtpd", d}, {"postfix/smtpd", c},
+      {"dovecot", w},       {"dovecot", f},       {"postfix/smtpd", s}, {"dovecot", w},
+      {"dovecot", f},       {"postfix/smtpd", s}, {"dovecot", w},       {"dovecot", f},
+      {"postfix/smtpd", s}, {"postfix/smtpd", d}};
+}();
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthChainedPassdbsSixAttemptsOnTwoConnectionsCountSix) {
+  int second = 0;
+  for (const auto& [program, message] : kSmtpManyUnknown) Line(program, message, second++ / 4);
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.26"), 6u);
+  EXPECT_EQ(released_events_, 0);
+  EXPECT_EQ(extractor_->stats().held, 6u);  // one held line per attempt, the other folded
+}
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthChainedPassdbsSixAttemptsWithoutPostfixCountSix) {
+  int second = 0;
+  for (const auto& [program, message] : kSmtpManyUnknown) {
+    if (std::string_view(program) == "dovecot") Line(program, message, second++ / 4);
+  }
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.26"), 6u);
+}
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthParallelAttemptsOfOneUserCountApart) {
+  // Two connections from one address for one user, their chains interleaved (no session tells
+  // them apart): each passdb-file line continues the attempt its passdb has not logged.
+  const char* p1 = "auth-worker(7): passwd(a@chained.example,192.0.2.42): unknown user";
+  const char* p2 = "auth: passwd-file(a@chained.example,192.0.2.42): unknown user";
+  Line("dovecot", p1, 0);
+  Line("dovecot", p1, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);  // a second attempt
+  Line("dovecot", p2, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot", p2, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  // Past the hold, a line is a new request even if its passdb had not logged the old one.
+  Line("dovecot", p2, 40);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  // An empty session "<>" is no session.
+  Line("dovecot", "auth-worker(7): passwd(a@chained.example,192.0.2.43,<>): unknown user", 40);
+  Line("dovecot", "auth: passwd-file(a@chained.example,192.0.2.43,<>): unknown user", 40);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.42"), 3u);
+  EXPECT_EQ(Counted("192.0.2.43"), 1u);
+}
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthSuccessThroughTheChainIsNotCounted) {
+  // smtp_chained_success: the first passdb refuses carol, the second accepts her; Postfix
+  // writes no line for the success but its disconnect line says auth=1.
+  Line("postfix/smtpd", "connect from unknown[198.51.100.27]", 0);
+  Line("dovecot",
+       "auth-worker(30685): conn unix:auth-worker (pid=30666,uid=106): auth-worker<1>: "
+       "passwd(carol@chained.example,198.51.100.27): unknown user",
+       1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("postfix/smtpd", "disconnect from unknown[198.51.100.27] ehlo=1 auth=1 quit=1 commands=3",
+       1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kNoEvent);
+  EXPECT_EQ(extractor_->last_outcome().pattern->name, "disconnect_auth_succeeded");
+  // One failure, then a success on one connection (auth=1/2): the failure's two lines are one
+  // attempt its warning settles; the success's line (the first passdb again) is held, then
+  // dropped.
+  Line("dovecot", "auth-worker(7): passwd(dave@chained.example,192.0.2.50): unknown user", 2);
+  Line("dovecot", "auth: passwd-file(dave@chained.example,192.0.2.50): Password mismatch", 2);
+  Line("postfix/smtpd",
+       "warning: unknown[192.0.2.50]: SASL LOGIN authentication failed: (reason unavailable), "
+       "sasl_username=dave@chained.example",
+       2);
+  Line("dovecot", "auth-worker(7): passwd(dave@chained.example,192.0.2.50): unknown user", 3);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("postfix/smtpd",
+       "disconnect from unknown[192.0.2.50]:40012 ehlo=1 auth=1/2 quit=1 commands=3/4", 3);
+  EXPECT_EQ(extractor_->last_outcome().pattern->name, "disconnect_auth_succeeded_after_failures");
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.27"), 0u);
+  EXPECT_EQ(Counted("192.0.2.50"), 1u);
+  EXPECT_EQ(released_events_, 0);
+}
+
+TEST_F(OneAttemptOneCountTest, SmtpAuthSuccessNeverDropsASessionsAttempt) {
+  // An IMAP attempt's passdb line (with a session) held at the address of an SMTP success whose
+  // chain logged nothing: the success drops nothing (the login line may be in another file).
+  Line("dovecot", kChainedWorker, 0);
+  Line("postfix/smtpd", "disconnect from unknown[198.51.100.24] ehlo=1 auth=1 quit=1 commands=3",
+       0);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.24"), 1u);
 }
 
 TEST_F(EventExtractorTest, WebmailLoginFromLoopbackCountsOnlyRoundcubesLine) {

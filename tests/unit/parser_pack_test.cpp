@@ -259,6 +259,17 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
        "passdb_worker_info_conn_unknown_user_fast"},
       {"dovecot", "auth: Info: passwd-file(c,192.0.2.28,<x>): unknown user",
        "passdb_auth_info_unknown_user_fast"},
+      // Without a session (SMTP AUTH through Postfix).
+      {"dovecot", "auth: passwd-file(c,2001:db8::29): Password mismatch",
+       "passdb_auth_nosession_mismatch_fast"},
+      {"dovecot",
+       "auth-worker(1): conn unix:auth-worker (pid=2,uid=106): auth-worker<3>: "
+       "passwd(b,192.0.2.29): unknown user",
+       "passdb_worker_conn_nosession_unknown_user_fast"},
+      {"dovecot",
+       "auth-worker(14864): conn unix:auth-worker (pid=1,uid=109): auth-worker<6>: "
+       "sql(bob,192.0.2.44): unknown user",
+       "passdb_worker_conn_nosession_unknown_user_fast"},
       // The user holds what the template stops at ("> from", " against "): the last " against "
       // is Roundcube's, as in the regex.
       {"roundcube",
@@ -291,6 +302,9 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
 
   // Lines every template must decline: the regexes (or nothing) decide.
   const std::vector<std::pair<std::string, std::string>> declined = {
+      // Dovecot passdb lines: a master user login without a session, a user with a ','.
+      {"dovecot", "auth: passwd-file(bob,192.0.2.36,master): Password mismatch"},
+      {"dovecot", "auth: Info: passwd-file(a,b,192.0.2.37): unknown user"},
       // SASL: a mechanism over the regex's 100 bytes, a client port, 3.9's sasl_username=, a
       // server fault, an empty reason, a reason with blanks.
       {"postfix/smtpd", "warning: unknown[192.0.2.30]: SASL " + std::string(101, 'X') +
@@ -358,9 +372,6 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
       {"dovecot",
        "auth-worker(14864): conn unix: auth-worker (pid=1,uid=109): auth-worker<6>: "
        "sql(bob,192.0.2.44,<s>): Password mismatch"},
-      {"dovecot",
-       "auth-worker(14864): conn unix:auth-worker (pid=1,uid=109): auth-worker<6>: "
-       "sql(bob,192.0.2.44): unknown user"},
       {"dovecot", "auth: Info: passwd-file(bob,192.0.2.42,master,<s>): Password mismatch"},
       {"dovecot", "auth-worker(1): Info: sql(bob,192.0.2.45,<s>): unknown user"},
       {"dovecot", "auth: sql(bob,192.0.2.46,<s>): unknown user (given password: x)"},
@@ -671,6 +682,20 @@ TEST_F(ParserPackLoadTest, HeldNeedsSettledByAndOnlyHeldHasIt) {
   EXPECT_NE(d[1].message.find("'settled_by' goes with fold = \"held\""), std::string::npos)
       << d[1].message;
   EXPECT_NE(d[2].message.find("unknown fold 'later'"), std::string::npos) << d[2].message;
+}
+
+// drops_held reads how many logins succeeded from the pattern's weight field; without one (or on
+// a pattern that is itself folded) it is refused.
+TEST_F(ParserPackLoadTest, DropsHeldNeedsAWeightAndNoFold) {
+  auto d = LoadBad(std::string(kHeader) +
+                   "[[pattern]]\nname = \"p\"\nevent = \"none\"\ndrops_held = true\n"
+                   "regex = '^a (?P<client_ip>\\S+)$'\n"
+                   "[[pattern]]\nname = \"q\"\nevent = \"auth_failure\"\nfold = \"superseded\"\n"
+                   "weight = \"attempts\"\ndrops_held = true\n"
+                   "regex = '^b (?P<client_ip>\\S+) (?P<attempts>[0-9]+)$'\n");
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_NE(d[0].message.find("drops_held needs 'weight'"), std::string::npos) << d[0].message;
+  EXPECT_NE(d[1].message.find("drops_held needs 'weight'"), std::string::npos) << d[1].message;
 }
 
 // settled_by names parsers: every auth_failure pattern of those parsers settles held lines.
