@@ -1089,5 +1089,12 @@ TEST_F(ClusterPostgresTest, DISABLED_SharedWindowPublicationRate) {
       (long long)received, cpu(a) - a_cpu0, cpu(b) - b_cpu0);
 }
 
+// Not a test: the latency of a shared-window incident with PostgreSQL's doorbells, beside
+// cluster_mariadb_test's polled figure (ClusterNodesTest::MeasureSharedIncidentLatency). Run it
+// with --gtest_also_run_disabled_tests --gtest_filter='*IncidentLatency*'.
+TEST_F(ClusterPostgresTest, DISABLED_SharedWindowIncidentLatency) {
+  MeasureSharedIncidentLatency("PostgreSQL, doorbells", kPropagation);
+}
+
 }  // namespace
 }  // namespace mxward

@@ -21,7 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -34,6 +36,7 @@
 
 #include "mxward/incident_store.h"
 #include "support/daemon.h"
+#include "support/eventually.h"
 #include "support/subprocess.h"
 
 namespace mxward::testing {
@@ -270,6 +273,56 @@ class ClusterNodesTest : public ::testing::Test {
       if (a.value("status", "") == "pending") return false;
     }
     return true;
+  }
+
+  // A figure, not a test: the latency of a shared-window incident. For each of 10 addresses: 8
+  // failures on A and 8 on B, then (once C has folded those 16, its status says so) the last 4
+  // on C, which bring C's window to the threshold of 20. Printed: from the write of C's lines to
+  // the ban in C's own kernel set (C's file input, count, claim on the database, ban), and to
+  // the ban in A's and B's (plus C's publication and the decision's way to them), p50 and max.
+  void MeasureSharedIncidentLatency(const std::string& engine, std::chrono::seconds deadline) {
+    UseSharedRules();
+    for (Node& n : nodes_) StartNode(n);
+    Node& a = nodes_[0];
+    Node& b = nodes_[1];
+    Node& c = nodes_[2];
+    const auto received = [&](const Node& n) {
+      const auto r = Cli(n, {"status", "--json"});
+      const auto j = nlohmann::json::parse(r.out, nullptr, false);
+      if (!j.is_object() || !j.contains("cluster")) return std::int64_t{-1};
+      return j["cluster"]["window_events"].value("received", std::int64_t{-1});
+    };
+    std::vector<double> local_ms, everywhere_ms;
+    for (int k = 0; k < 10; ++k) {
+      const std::string addr = "198.51.100." + std::to_string(100 + k);
+      const std::int64_t before = received(c);
+      Attack(a, addr, 8);
+      Attack(b, addr, 8);
+      ASSERT_TRUE(Eventually([&] { return received(c) >= before + 16; }, deadline));
+      const auto t0 = std::chrono::steady_clock::now();
+      Attack(c, addr, 4);
+      ASSERT_TRUE(
+          Eventually([&] { return InKernel(c, addr); }, deadline, std::chrono::milliseconds(1)));
+      local_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      ASSERT_TRUE(Eventually([&] { return InKernel(a, addr) && InKernel(b, addr); }, deadline,
+                             std::chrono::milliseconds(1)));
+      everywhere_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(local_ms.begin(), local_ms.end());
+    std::sort(everywhere_ms.begin(), everywhere_ms.end());
+    std::printf(
+        "shared-window incident (%s), 10 attacks: last line on C -> "
+        "ban in C's kernel p50 %.0f ms max %.0f ms; -> in A's and B's p50 %.0f ms max %.0f ms\n",
+        engine.c_str(), local_ms[local_ms.size() / 2], local_ms.back(),
+        everywhere_ms[everywhere_ms.size() / 2], everywhere_ms.back());
+    std::int64_t incidents = 0;
+    for (const Node& n : nodes_) {
+      incidents += StoreCount(n, "SELECT count(*) FROM incidents WHERE playbook = 'shared-sasl'");
+    }
+    std::printf("shared-sasl incidents in the cluster: %lld (one per address)\n",
+                (long long)incidents);
   }
 
   TempDir dir_;
