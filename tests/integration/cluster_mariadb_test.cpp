@@ -827,6 +827,53 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   EXPECT_EQ(all->front().incident.id, 7);
 }
 
+// A log written by an mxward of MariaDB schema v1 (decisions only) is migrated to v2 when a node
+// of this one connects, its decisions kept; a log of a newer schema than this mxward knows is
+// refused, naming both versions.
+TEST_F(ClusterMariadbTest, MigratesAVersionOneLogAndRefusesANewerOne) {
+  {
+    MariadbDecisionLog a(Target(), "a");
+    ASSERT_OK(a.Connect());
+    DecisionToPublish ban;
+    ban.scope = "192.0.2.44";
+    ban.origin_action_id = 1;
+    ASSERT_OK(a.Publish({ban}));
+  }
+  // Back to what v1 left: no v2 tables, no v2 row.
+  ASSERT_EQ(server_
+                ->Sql("DROP TABLE mxward_window_counter, mxward_window_events, "
+                      "mxward_window_claims, mxward_incidents, mxward_incident_requests; "
+                      "DELETE FROM mxward_cluster_schema WHERE version = 2",
+                      database_)
+                .exit_code,
+            0);
+  MariadbDecisionLog b(Target(), "b");
+  ASSERT_OK(b.Connect());
+  EXPECT_EQ(
+      server_->Sql("SELECT version FROM mxward_cluster_schema ORDER BY version", database_).out,
+      "1\n2\n");
+  auto rows = b.ReadAfter(0, 10);
+  ASSERT_OK(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].scope, "192.0.2.44");
+  auto claim = b.ClaimWindow("shared-sasl", "192.0.2.44", 60);
+  ASSERT_OK(claim);
+  EXPECT_TRUE(claim->won);
+  b.Disconnect();
+
+  ASSERT_EQ(
+      server_->Sql("INSERT INTO mxward_cluster_schema VALUES (3, UTC_TIMESTAMP(6))", database_)
+          .exit_code,
+      0);
+  MariadbDecisionLog c(Target(), "c");
+  const Status refused = c.Connect();
+  EXPECT_EQ(refused.code(), Status::Code::kInternal);
+  EXPECT_NE(refused.message().find("MariaDB schema version 3, this mxward knows up to 2"),
+            std::string::npos)
+      << refused.message();
+  EXPECT_FALSE(c.connected());
+}
+
 // The claim's unique key decides alone: two nodes claim the same 200 (playbook, key) pairs at
 // once, each on its own connection, meeting at a barrier before each key so the two claims of a
 // key race; every pair has exactly one winner, and the loser names it.
