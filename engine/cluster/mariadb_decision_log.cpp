@@ -61,9 +61,12 @@ constexpr std::array<const char*, 4> kV1 = {
 // exactly as decisions are by mxward_decision_counter (TakeNumbers: the row's lock held to
 // COMMIT orders the ids by commit). A claim's primary key is (playbook, SHA-256 of the key): a
 // key is what a client sent and may be longer than an index can hold, its hash never is; the
-// key itself is kept for people. Evidence, actions and notes are MariaDB's JSON (LONGTEXT with
-// a JSON_VALID check). mxward_incident_requests' AUTO_INCREMENT is fine, as PostgreSQL's
-// bigserial: requests are found by "not done", never by a cursor.
+// key itself is kept for people. Keys (and an incident's description and trigger, which can
+// quote one) are MEDIUMTEXT: TEXT's 64 KiB is a length a log line can reach, and one row too
+// long for its column would fail its whole batch or transaction again at every retry. Evidence,
+// actions and notes are MariaDB's JSON (LONGTEXT with a JSON_VALID check).
+// mxward_incident_requests' AUTO_INCREMENT is fine, as PostgreSQL's bigserial: requests are found
+// by "not done", never by a cursor.
 constexpr std::array<const char*, 6> kV2 = {
     "CREATE TABLE IF NOT EXISTS mxward_window_counter ("
     " id INT NOT NULL PRIMARY KEY CHECK (id = 1),"
@@ -73,7 +76,7 @@ constexpr std::array<const char*, 6> kV2 = {
     "CREATE TABLE IF NOT EXISTS mxward_window_events ("
     " id BIGINT NOT NULL PRIMARY KEY,"
     " playbook TEXT NOT NULL,"
-    " `key` TEXT NOT NULL,"
+    " `key` MEDIUMTEXT NOT NULL,"
     " event_time_us BIGINT NOT NULL,"
     " weight INT NOT NULL DEFAULT 1,"
     " node VARCHAR(64) NOT NULL,"
@@ -83,7 +86,7 @@ constexpr std::array<const char*, 6> kV2 = {
     "CREATE TABLE IF NOT EXISTS mxward_window_claims ("
     " playbook VARCHAR(255) NOT NULL,"
     " key_sha256 BINARY(32) NOT NULL,"
-    " `key` TEXT NOT NULL,"
+    " `key` MEDIUMTEXT NOT NULL,"
     " node VARCHAR(64) NOT NULL,"
     " claimed_at DATETIME(6) NOT NULL,"
     " `until` DATETIME(6) NOT NULL,"
@@ -94,12 +97,12 @@ constexpr std::array<const char*, 6> kV2 = {
     " local_id BIGINT NOT NULL,"
     " uuid CHAR(36) NOT NULL,"
     " playbook VARCHAR(255) NOT NULL,"
-    " description TEXT NOT NULL DEFAULT '',"
+    " description MEDIUMTEXT NOT NULL DEFAULT '',"
     " severity VARCHAR(16) NOT NULL,"
     " mode VARCHAR(16) NOT NULL,"
     " key_kind TEXT NOT NULL,"
-    " `key` TEXT NOT NULL,"
-    " `trigger` TEXT NOT NULL DEFAULT '',"
+    " `key` MEDIUMTEXT NOT NULL,"
+    " `trigger` MEDIUMTEXT NOT NULL DEFAULT '',"
     " status VARCHAR(16) NOT NULL,"
     " first_seen_us BIGINT NOT NULL,"
     " last_seen_us BIGINT NOT NULL,"

@@ -591,10 +591,10 @@ TEST_F(ClusterMariadbTest, IncidentOnOneNodeIsListedShownAndResolvedFromAnyNode)
 // for byte (quotes, backslash, SQL), one that is not UTF-8 is left out without failing its batch,
 // a batch of 603 is written in the multi-row statements' sizes (512 + 64 + 3 x 8 + 3 x 1) with ids
 // that follow on, and a node never reads its own rows. Claims: the first wins, another node's
-// within the lease loses and learns the holder, a key too long for an index is claimable (its hash
-// is the key), and the lease's end lets another node take over. Incidents: published text is made
-// readable, republishing replaces the row, the list's filters, requests pending for their owner
-// only with their outcome read back, pruning.
+// within the lease loses and learns the holder, a key too long for an index (and for TEXT's 64 KiB)
+// is published whole and claimable (its hash is the key), and the lease's end lets another node
+// take over. Incidents: published text is made readable, republishing replaces the row, the list's
+// filters, requests pending for their owner only with their outcome read back, pruning.
 TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase) {
   MariadbDecisionLog a(Target(), "a");
   MariadbDecisionLog b(Target(), "b");
@@ -663,7 +663,13 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   auto other_key = a.ClaimWindow("shared-sasl", odd, 3600);
   ASSERT_OK(other_key);
   EXPECT_TRUE(other_key->won);
-  const std::string long_key(5000, 'x');
+  // Longer than TEXT's 64 KiB: published, read back whole and claimable (its hash is the key).
+  const std::string long_key(70'000, 'x');
+  ASSERT_OK(a.PublishWindowEvents({{"shared-sasl", long_key, 1'800'000'003'000'000, 1}}, 1));
+  auto long_read = b.ReadWindowEventsAfter(2 + 603 + 1, 3600, 10);
+  ASSERT_OK(long_read);
+  ASSERT_EQ(long_read->size(), 1u);
+  EXPECT_EQ((*long_read)[0].event.key, long_key);
   auto long_claim = a.ClaimWindow("shared-sasl", long_key, 3600);
   ASSERT_OK(long_claim);
   EXPECT_TRUE(long_claim->won);
@@ -725,6 +731,7 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   other.incident.id = 8;
   other.incident.key = "192.0.2.10";
   other.incident.status = IncidentStatus::kResolved;
+  other.incident.trigger = long_key;  // a trigger can quote a key: beyond TEXT's 64 KiB too
   ASSERT_OK(a.PublishIncidents({inc, other}));
   inc.incident.count = 21;
   ASSERT_OK(a.PublishIncidents({inc}));  // republished: the same row, replaced
@@ -746,6 +753,9 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   EXPECT_EQ(shown->actions[0].params.value("address", ""), "192.0.2.9");
   ASSERT_EQ(shown->notes.size(), 1u);
   EXPECT_EQ(shown->notes[0].text, "looking");
+  auto long_trigger = b.GetIncident("a", 8);
+  ASSERT_OK(long_trigger);
+  EXPECT_EQ(long_trigger->incident.trigger, long_key);
   EXPECT_EQ(b.GetIncident("a", 9).status().code(), Status::Code::kNotFound);
   EXPECT_EQ(b.GetIncident("b", 7).status().code(), Status::Code::kNotFound);
 
