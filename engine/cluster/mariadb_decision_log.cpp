@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -96,7 +97,7 @@ constexpr std::array<const char*, 6> kV2 = {
     " node VARCHAR(64) NOT NULL,"
     " local_id BIGINT NOT NULL,"
     " uuid CHAR(36) NOT NULL,"
-    " playbook VARCHAR(255) NOT NULL,"
+    " playbook TEXT NOT NULL,"
     " description MEDIUMTEXT NOT NULL DEFAULT '',"
     " severity VARCHAR(16) NOT NULL,"
     " mode VARCHAR(16) NOT NULL,"
@@ -230,7 +231,7 @@ std::int64_t Int(const std::optional<std::string>& v) {
 bool Bool(const std::optional<std::string>& v) { return v && *v == "1"; }
 std::string Take(std::optional<std::string>& v) { return v ? std::move(*v) : std::string(); }
 
-// v2's statements (after v1's in this file's order: the publisher's, the reader's, pruning).
+// Schema v2's statements: shared windows' events and claims, then cluster-wide incidents.
 
 // A batch of window events is written rows at a time in multi-row INSERTs of these sizes (the
 // largest that fits first, each prepared once): a full batch of 4,096 is 8 statements, and no
