@@ -89,6 +89,20 @@ class ClusterMariadbTest : public testing::ClusterNodesTest {
            "\"\nuser = \"mxward\"\ndatabase = \"" + database_ + "\"\nsafety_tick = \"1s\"\n";
   }
 
+  // Every node's safety tick set to `tick` (before StartNode). A case that sets it to an hour
+  // proves that what it waits for arrived by the poll: without a doorbell, only the poll (and a
+  // (re)connect) reads the log between ticks.
+  void SetSafetyTick(const std::string& tick) {
+    for (const Node& n : nodes_) {
+      std::string config = ReadFile(n.config);
+      const std::string from = "safety_tick = \"1s\"";
+      const auto at = config.find(from);
+      ASSERT_NE(at, std::string::npos) << config;
+      config.replace(at, from.size(), "safety_tick = \"" + tick + "\"");
+      std::ofstream(n.config, std::ios::trunc) << config;
+    }
+  }
+
   // The log's rows matching where, "kind scope node" each, one per line.
   std::string LogRows(const std::string& where) {
     std::string out = server_
@@ -416,6 +430,7 @@ TEST_F(ClusterMariadbTest, ConcurrentPublishersNeverLetAReaderSkipARow) {
 // every node's kernel set. The unshared postfix-sasl playbook sees the same lines and opens
 // nothing (the control).
 TEST_F(ClusterMariadbTest, SlowBruteForceSpreadOverNodesIsCaughtOnceBySharedWindows) {
+  SetSafetyTick("1h");  // the other nodes' events arrive by the poll, not by the tick
   UseSharedRules(kExecAction);
   const std::string calls = UseExecCounter();
   for (Node& n : nodes_) StartNode(n);
@@ -489,6 +504,7 @@ TEST_F(ClusterMariadbTest, SlowBruteForceSpreadOverNodesIsCaughtOnceBySharedWind
 // its own store at its next poll of the requests; A's undo travels as a removal and the ban is
 // gone from all three kernel sets. The exec ran once, on A.
 TEST_F(ClusterMariadbTest, IncidentOnOneNodeIsListedShownAndResolvedFromAnyNode) {
+  SetSafetyTick("1h");  // the request reaches A by its poll, not by the tick
   rules_ = testing::WriteSaslBanRules(dir_.file("rules-exec"), kExecAction);
   const std::string calls = UseExecCounter();
   for (Node& n : nodes_) StartNode(n);
@@ -549,8 +565,8 @@ TEST_F(ClusterMariadbTest, IncidentOnOneNodeIsListedShownAndResolvedFromAnyNode)
   EXPECT_EQ(StoreCount(b, "SELECT count(*) FROM incidents"), 0);
   EXPECT_EQ(StoreCount(c, "SELECT count(*) FROM incidents"), 0);
 
-  const auto resolved =
-      Cli(c, {"incidents", "resolve", ref, "--revert", "--note", "false positive"});
+  const auto resolved = Cli(
+      c, {"incidents", "resolve", ref, "--revert", "--note", "false positive", "--wait", "60s"});
   ASSERT_EQ(resolved.exit_code, 0) << resolved.out << resolved.err;
   EXPECT_NE(resolved.out.find("incident " + ref + " resolved; "), std::string::npos)
       << resolved.out;
