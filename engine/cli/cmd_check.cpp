@@ -42,8 +42,6 @@ void RunCheck(const GlobalOptions& g) {
   std::optional<std::vector<InputSpec>> inputs;
   DovecotPolicyServerOptions dovecot;
   bool cluster = false;  // a valid [cluster]: shared playbooks share
-  // [cluster]'s engine and whether it holds shared windows (MariaDB does not).
-  ClusterEngine cluster_engine = ClusterEngine::kPostgresql;
   PostfixPolicyServerOptions postfix;
   if (exists) {
     auto loaded = Config::Load(g.config_path, &diags);
@@ -71,7 +69,6 @@ void RunCheck(const GlobalOptions& g) {
     if (auto p = PostfixPolicyServerOptions::FromConfig(config, &diags); p.ok()) postfix = *p;
     if (auto c = ClusterOptions::FromConfig(config, &diags); c.ok()) {
       cluster = c->enabled;
-      cluster_engine = c->engine;
     }
     (void)CheckActionSections(config, &diags);
   } else if (!exists) {
@@ -100,11 +97,6 @@ void RunCheck(const GlobalOptions& g) {
     if (engine.ok()) {
       for (const auto& w : SharedWithoutClusterWarnings(**engine, cluster)) {
         std::fprintf(stderr, "warning: %s\n", w.c_str());
-      }
-      for (auto& d :
-           SharedOnEngineWithoutWindows(**engine, ClusterEngineName(cluster_engine),
-                                        !cluster || cluster_engine != ClusterEngine::kMariadb)) {
-        diags.push_back(std::move(d));
       }
     }
   }

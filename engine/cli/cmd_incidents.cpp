@@ -150,13 +150,6 @@ ClusterConnection ConnectClusterOrExit(const Config& config, const GlobalOptions
   ClusterConnection c;
   c.options = std::move(*options);
   c.log = MakeDecisionLog(c.options);
-  if (!c.log->has_windows_and_incidents()) {
-    throw CliExit(kExitUsage,
-                  fmt::format("cluster-wide incidents are not available with [cluster] engine = "
-                              "\"{}\": each node reviews its own (without --cluster or NODE:ID); "
-                              "they need engine = \"postgresql\" (docs/cluster.md)",
-                              ClusterEngineName(c.options.engine)));
-  }
   if (Status st = c.log->Connect(); !st.ok()) {
     throw CliExit(kExitRuntime,
                   fmt::format("cannot reach the cluster's database: {}", st.message()));

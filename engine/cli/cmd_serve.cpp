@@ -343,15 +343,6 @@ class Daemon {
     if (!pack.ok()) return refuse("parsers: " + pack.status().message());
     auto engine = LoadCheckedPlaybooks(WithBackendDomains(fresh), &diags);
     if (!engine.ok()) return refuse("playbooks: " + engine.status().message());
-    if (cluster_ && cluster_->options().engine == ClusterEngine::kMariadb) {
-      diags = SharedOnEngineWithoutWindows(**engine, "mariadb", false);
-      if (!diags.empty()) {
-        return refuse(
-            fmt::format("{} playbook(s) with 'shared = true' on a cluster whose engine "
-                        "is mariadb",
-                        diags.size()));
-      }
-    }
 
     const std::vector<std::string> restart = SectionsNeedingRestart(fresh);
     for (const auto& section : restart) {
@@ -692,18 +683,6 @@ class Daemon {
       spdlog::warn("{}", w);
     }
     if (!options.enabled) return inner;
-    if (options.engine == ClusterEngine::kMariadb) {
-      // No shared windows on MariaDB: a shared playbook is refused, and nothing is wired, so
-      // incidents go straight to the recorder as on a node alone.
-      const auto errors = SharedOnEngineWithoutWindows(*engine, "mariadb", false);
-      for (const auto& d : errors) spdlog::error("{}", d.ToString());
-      if (!errors.empty()) {
-        throw CliExit(kExitUsage, fmt::format("{} playbook(s) with 'shared = true' on a cluster "
-                                              "whose engine is mariadb",
-                                              errors.size()));
-      }
-      return inner;
-    }
     window_batch_ = std::make_unique<WindowEventBatch>(kWindowBatchCapacity, [this] {
       if (cluster_) cluster_->Notify();
     });

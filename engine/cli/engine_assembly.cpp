@@ -133,23 +133,6 @@ std::vector<std::string> SharedWithoutClusterWarnings(const PlaybookEngine& engi
   return out;
 }
 
-std::vector<Diagnostic> SharedOnEngineWithoutWindows(const PlaybookEngine& engine,
-                                                     std::string_view cluster_engine,
-                                                     bool engine_has_windows) {
-  std::vector<Diagnostic> out;
-  if (engine_has_windows) return out;
-  for (const std::string& name : engine.playbook_names()) {
-    const Playbook* pb = engine.FindPlaybook(name);
-    if (pb == nullptr || !pb->shared) continue;
-    out.push_back(Diagnostic{
-        pb->file, pb->shared_line, pb->shared_column,
-        fmt::format("'shared = true' (playbook {}) needs [cluster] engine = \"postgresql\": "
-                    "shared windows are not available with engine = \"{}\" (docs/cluster.md)",
-                    name, cluster_engine)});
-  }
-  return out;
-}
-
 std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
                                         const std::vector<InputSpec>& inputs,
                                         const DovecotPolicyServerOptions& dovecot,

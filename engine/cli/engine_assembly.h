@@ -49,12 +49,6 @@ std::string UnverifiableEvidenceWarning(const PlaybookEngine& engine,
 // warning, not an error: the same rules.d can then go to every node before [cluster] does.
 std::vector<std::string> SharedWithoutClusterWarnings(const PlaybookEngine& engine,
                                                       bool cluster_enabled);
-// The playbooks with `shared = true` when [cluster]'s engine holds no shared windows (MariaDB):
-// an error each at the key's file:line:col, naming the engine. `check` reports them, `serve`
-// refuses to start and a reload is refused: the threshold would silently count one node only.
-std::vector<Diagnostic> SharedOnEngineWithoutWindows(const PlaybookEngine& engine,
-                                                     std::string_view cluster_engine,
-                                                     bool engine_has_windows);
 // Loads the playbooks of serve and replay: config with WithBackendDomains applied.
 std::unique_ptr<PlaybookEngine> LoadPlaybooksOrExit(const Config& config);
 // config plus PostfixAdmin's domains in local_domains when [rules] local_domains_from_postfixadmin

@@ -608,8 +608,13 @@ void ClusterLink::Run() {
       }
     }
     if (log.connected() && !doorbells && now >= next_log_poll) {
+      // No doorbell (MariaDB): every poll reads what a doorbell would have announced, the
+      // decisions, the requests for this node's incidents and, while a playbook shares its
+      // window, the other nodes' window events.
       next_log_poll = now + log_poll_every;
       need_read = true;
+      need_requests = true;
+      if (longest_shared_window_s_.load(std::memory_order_relaxed) > 0) need_window_read = true;
     }
     if (log.connected()) {
       if (need_read || backlogged || now >= next_tick) {

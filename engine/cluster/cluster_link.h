@@ -30,8 +30,9 @@
 //
 // Shared windows (EnableSharedWindows, docs/cluster.md "Shared windows"): the link takes the
 // engine's batch of counted events of shared playbooks (shared_windows.h) every publish poll and
-// writes it in one statement; it reads the other nodes' events after its window-event cursor on
-// their doorbell, on (re)connect and on the safety tick, and hands them to the daemon, which
+// writes it in one statement (MariaDB: one transaction); it reads the other nodes' events after
+// its window-event cursor on their doorbell (without doorbells: every poll_interval while a
+// playbook shares), on (re)connect and on the safety tick, and hands them to the daemon, which
 // folds them into the engine on the engine's thread; and it claims (playbook, key) for an
 // incident of a shared playbook, so one node in the cluster opens it. With the database down the
 // batch is dropped (counted) and a claim is decided alone: detection never waits for it.
@@ -41,8 +42,9 @@
 // transaction); the link publishes each marked incident whole (state, evidence, actions' outcomes,
 // notes) into mxward_incidents and forgets the marks that did not move meanwhile, so nothing is
 // lost while the database is down and a republication replaces one row. Requests of other nodes
-// (ack, resolve [--revert]) for this node's incidents arrive on their own doorbell (and are looked
-// for at each (re)connect and safety tick); the link applies them to this node's store through
+// (ack, resolve [--revert]) for this node's incidents arrive on their own doorbell (without
+// doorbells they are looked for every poll_interval; with either, at each (re)connect and safety
+// tick); the link applies them to this node's store through
 // the daemon's handler and records the outcome. A revert queues ban removals here, which are
 // published as any local removal: every node lifts the ban.
 //

@@ -2,9 +2,9 @@
 // interface the cluster link and the CLI use whichever database holds the log, and the rows that
 // cross it. It creates and migrates the log's tables (versioned, under a lock so nodes starting
 // together migrate once), publishes decisions with commit-ordered sequence numbers, and reads the
-// decisions after a cursor. PostgreSQL (postgres_decision_log.h) rings a doorbell (LISTEN/NOTIFY)
-// and also holds shared windows and cluster-wide incidents; MariaDB (mariadb_decision_log.h) has
-// no doorbell, so the link polls it, and holds decisions and node rows only.
+// decisions after a cursor, and holds shared windows and cluster-wide incidents. PostgreSQL
+// (postgres_decision_log.h) rings doorbells (LISTEN/NOTIFY); MariaDB (mariadb_decision_log.h) has
+// none, so the link polls it every poll_interval for what a doorbell would announce.
 //
 // Sequence numbers follow commit order: a publishing transaction first increments the one row of
 // mxward_decision_counter, whose row lock it then holds until it commits, so a transaction that
@@ -101,9 +101,8 @@ struct ClusterView {
 };
 
 // The decision log as the link and the CLI use it, whichever database holds it. Two engines:
-// PostgresDecisionLog (postgres_decision_log.h: LISTEN/NOTIFY doorbells, every feature) and
-// MariadbDecisionLog (mariadb_decision_log.h: the same tables, polled, decisions and node rows
-// only). Blocking calls; one user thread per object.
+// PostgresDecisionLog (postgres_decision_log.h: LISTEN/NOTIFY doorbells) and MariadbDecisionLog
+// (mariadb_decision_log.h: the same tables, polled). Blocking calls; one user thread per object.
 class DecisionLog {
  public:
   static constexpr int kSchemaVersion = 5;
@@ -121,7 +120,8 @@ class DecisionLog {
   virtual bool connected() const = 0;
   // Whether the engine rings doorbells: without them the link reads every poll_interval.
   virtual bool has_doorbells() const = 0;
-  // Whether the engine holds shared windows and cluster-wide incidents (PostgreSQL only).
+  // Whether the engine holds shared windows and cluster-wide incidents (both engines do since
+  // MariaDB's schema v2; the link still asks, for an engine that would not).
   virtual bool has_windows_and_incidents() const = 0;
   // The connection's socket, for poll(); -1 when not connected or without doorbells.
   virtual int socket() const = 0;
@@ -145,7 +145,7 @@ class DecisionLog {
   // are touched; one node prunes at a time (the others skip). The number of rows deleted.
   virtual Result<std::int64_t> Prune(std::int64_t keep_s) = 0;
 
-  // --- shared windows (schema v4; has_windows_and_incidents() only) -------------------------
+  // --- shared windows (PostgreSQL schema v4, MariaDB v2) --------------------------------------
   // Writes events[0, n) with ids from a commit-ordered counter (a reader past id i has seen
   // every row below it). Events whose key is not text the database can hold are left out, so
   // one such key cannot fail the batch. How many were written.
@@ -166,7 +166,7 @@ class DecisionLog {
   // ago. The number of rows deleted.
   virtual Result<std::int64_t> PruneWindowEvents(std::int64_t keep_s) = 0;
 
-  // --- cluster-wide incidents (schema v5, cluster_incidents.h; has_windows_and_incidents()) --
+  // --- cluster-wide incidents (PostgreSQL v5, MariaDB v2; cluster_incidents.h) ----------------
   // Writes this node's incidents (their current state, evidence, actions and notes) in one
   // transaction: a row per (node, id in its store), replaced at each publication.
   virtual Status PublishIncidents(const std::vector<SharedIncident>& incidents) = 0;
@@ -174,7 +174,8 @@ class DecisionLog {
   virtual Result<std::vector<SharedIncident>> ListIncidents(const SharedIncidentQuery& query) = 0;
   // One incident with its evidence and notes; NotFound when the node never published it.
   virtual Result<SharedIncident> GetIncident(std::string_view node, std::int64_t id) = 0;
-  // Writes a request for the owner (request.node) and rings its doorbell; the request's id.
+  // Writes a request for the owner (request.node) and rings its doorbell (without doorbells the
+  // owner finds it at its next poll); the request's id.
   virtual Result<std::int64_t> RequestIncidentChange(const IncidentRequest& request) = 0;
   // Requests for this node's incidents not done yet, oldest first.
   virtual Result<std::vector<IncidentRequest>> PendingIncidentRequests(int limit) = 0;

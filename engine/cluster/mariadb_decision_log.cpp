@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -15,10 +16,6 @@
 
 namespace mxward {
 namespace {
-
-constexpr const char* kUnimplemented =
-    "not available with [cluster] engine = \"mariadb\": shared windows and cluster-wide "
-    "incidents need engine = \"postgresql\" (docs/cluster.md)";
 
 // v1: PostgreSQL's v1 to v3 decision tables in MariaDB's words. Times are DATETIME(6) in UTC,
 // always written and compared with the server's UTC_TIMESTAMP(6) (node clocks and the server's
@@ -60,6 +57,84 @@ constexpr std::array<const char*, 4> kV1 = {
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 };
 
+// v2: PostgreSQL's v4 and v5 (shared windows, cluster-wide incidents) in MariaDB's words, InnoDB
+// and utf8mb4_bin like v1. Window events are numbered by the one row of mxward_window_counter
+// exactly as decisions are by mxward_decision_counter (TakeNumbers: the row's lock held to
+// COMMIT orders the ids by commit). A claim's primary key is (playbook, SHA-256 of the key): a
+// key is what a client sent and may be longer than an index can hold, its hash never is; the
+// key itself is kept for people. Keys (and an incident's description and trigger, which can
+// quote one) are MEDIUMTEXT: TEXT's 64 KiB is a length a log line can reach, and one row too
+// long for its column would fail its whole batch or transaction again at every retry. Evidence,
+// actions and notes are MariaDB's JSON (LONGTEXT with a JSON_VALID check).
+// mxward_incident_requests' AUTO_INCREMENT is fine, as PostgreSQL's bigserial: requests are found
+// by "not done", never by a cursor.
+constexpr std::array<const char*, 6> kV2 = {
+    "CREATE TABLE IF NOT EXISTS mxward_window_counter ("
+    " id INT NOT NULL PRIMARY KEY CHECK (id = 1),"
+    " last BIGINT NOT NULL"
+    ") ENGINE=InnoDB",
+    "INSERT IGNORE INTO mxward_window_counter VALUES (1, 0)",
+    "CREATE TABLE IF NOT EXISTS mxward_window_events ("
+    " id BIGINT NOT NULL PRIMARY KEY,"
+    " playbook TEXT NOT NULL,"
+    " `key` MEDIUMTEXT NOT NULL,"
+    " event_time_us BIGINT NOT NULL,"
+    " weight INT NOT NULL DEFAULT 1,"
+    " node VARCHAR(64) NOT NULL,"
+    " created_at DATETIME(6) NOT NULL,"
+    " KEY mxward_window_events_by_created (created_at)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    "CREATE TABLE IF NOT EXISTS mxward_window_claims ("
+    " playbook VARCHAR(255) NOT NULL,"
+    " key_sha256 BINARY(32) NOT NULL,"
+    " `key` MEDIUMTEXT NOT NULL,"
+    " node VARCHAR(64) NOT NULL,"
+    " claimed_at DATETIME(6) NOT NULL,"
+    " `until` DATETIME(6) NOT NULL,"
+    " PRIMARY KEY (playbook, key_sha256)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    "CREATE TABLE IF NOT EXISTS mxward_incidents ("
+    " node VARCHAR(64) NOT NULL,"
+    " local_id BIGINT NOT NULL,"
+    " uuid CHAR(36) NOT NULL,"
+    " playbook TEXT NOT NULL,"
+    " description MEDIUMTEXT NOT NULL DEFAULT '',"
+    " severity VARCHAR(16) NOT NULL,"
+    " mode VARCHAR(16) NOT NULL,"
+    " key_kind TEXT NOT NULL,"
+    " `key` MEDIUMTEXT NOT NULL,"
+    " `trigger` MEDIUMTEXT NOT NULL DEFAULT '',"
+    " status VARCHAR(16) NOT NULL,"
+    " first_seen_us BIGINT NOT NULL,"
+    " last_seen_us BIGINT NOT NULL,"
+    " `count` BIGINT NOT NULL,"
+    " triggers BIGINT NOT NULL DEFAULT 1,"
+    " window_seconds BIGINT NOT NULL DEFAULT 0,"
+    " evidence JSON NOT NULL,"
+    " actions JSON NOT NULL,"
+    " notes JSON NOT NULL,"
+    " published_at DATETIME(6) NOT NULL,"
+    " PRIMARY KEY (node, local_id),"
+    " UNIQUE KEY mxward_incidents_uuid (uuid),"
+    " KEY mxward_incidents_by_last_seen (last_seen_us)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    "CREATE TABLE IF NOT EXISTS mxward_incident_requests ("
+    " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " node VARCHAR(64) NOT NULL,"
+    " local_id BIGINT NOT NULL,"
+    " kind VARCHAR(16) NOT NULL CHECK (kind IN ('ack', 'resolve')),"
+    " revert BOOLEAN NOT NULL DEFAULT FALSE,"
+    " note TEXT NOT NULL DEFAULT '',"
+    " requested_by VARCHAR(64) NOT NULL,"
+    " requested_user TEXT NOT NULL DEFAULT '',"
+    " requested_at DATETIME(6) NOT NULL,"
+    " done_at DATETIME(6) NULL,"
+    " ok BOOLEAN NULL,"
+    " outcome TEXT NOT NULL DEFAULT '',"
+    " KEY mxward_incident_requests_pending (node, done_at, id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+};
+
 constexpr const char* kSchemaTableSql =
     "CREATE TABLE IF NOT EXISTS mxward_cluster_schema ("
     " version INT NOT NULL PRIMARY KEY,"
@@ -73,12 +148,14 @@ constexpr const char* kSchemaRecordSql =
 constexpr const char* kMigrationLockSql = "SELECT GET_LOCK('mxward_cluster_migration', 30)";
 constexpr const char* kMigrationUnlockSql = "SELECT RELEASE_LOCK('mxward_cluster_migration')";
 
-// The counter row, locked to this transaction's COMMIT: publishers take their numbers one after
-// another, in commit order.
-constexpr const char* kLockCounterSql =
-    "SELECT last FROM mxward_decision_counter WHERE id = 1 FOR UPDATE";
-constexpr const char* kAdvanceCounterSql =
-    "UPDATE mxward_decision_counter SET last = last + ? WHERE id = 1";
+// The counter rows, each locked to its transaction's COMMIT: publishers take their numbers one
+// after another, in commit order (TakeNumbers). One for decisions, one for window events.
+constexpr MariadbDecisionLog::Counter kDecisionCounter = {
+    "SELECT last FROM mxward_decision_counter WHERE id = 1 FOR UPDATE",
+    "UPDATE mxward_decision_counter SET last = last + ? WHERE id = 1", "mxward_decision_counter"};
+constexpr MariadbDecisionLog::Counter kWindowCounter = {
+    "SELECT last FROM mxward_window_counter WHERE id = 1 FOR UPDATE",
+    "UPDATE mxward_window_counter SET last = last + ? WHERE id = 1", "mxward_window_counter"};
 // Whether an unexpired ban of the scope, not removed since, is in the log: a ban is then an
 // extension. Read under the counter lock, so no other publication can change the answer.
 constexpr const char* kBanInForceSql =
@@ -145,7 +222,153 @@ constexpr const char* kPruneRemovalsSql =
     "                  WHERE d.scope = mxward_decisions.scope AND FIND_IN_SET(d.kind, ?)"
     "                    AND d.seq < mxward_decisions.seq)";
 
-std::int64_t Int(const std::string& s) { return std::strtoll(s.c_str(), nullptr, 10); }
+MariadbParam I(std::int64_t v) { return MariadbParam::Int(v); }
+MariadbParam T(std::string_view v) { return MariadbParam::Text(v); }
+// A column read: NULL reads as "" and 0 (the columns read here are NOT NULL or COALESCEd).
+std::int64_t Int(const std::optional<std::string>& v) {
+  return v ? std::strtoll(v->c_str(), nullptr, 10) : 0;
+}
+bool Bool(const std::optional<std::string>& v) { return v && *v == "1"; }
+std::string Take(std::optional<std::string>& v) { return v ? std::move(*v) : std::string(); }
+
+// Schema v2's statements: shared windows' events and claims, then cluster-wide incidents.
+
+// A batch of window events is written rows at a time in multi-row INSERTs of these sizes (the
+// largest that fits first, each prepared once): a full batch of 4,096 is 8 statements, and no
+// batch needs more than 8 + 7 + 7 + 7.
+constexpr std::array<int, 4> kWindowInsertRows = {512, 64, 8, 1};
+
+const char* InsertWindowEventsSql(std::size_t size_index) {
+  static const std::array<std::string, kWindowInsertRows.size()> sql = [] {
+    std::array<std::string, kWindowInsertRows.size()> out;
+    for (std::size_t k = 0; k < kWindowInsertRows.size(); ++k) {
+      out[k] =
+          "INSERT INTO mxward_window_events (id, playbook, `key`, event_time_us, weight, node,"
+          " created_at) VALUES ";
+      for (int r = 0; r < kWindowInsertRows[k]; ++r) {
+        out[k] += r == 0 ? "" : ", ";
+        out[k] += "(?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))";
+      }
+    }
+    return out;
+  }();
+  return sql[size_index].c_str();
+}
+
+constexpr const char* kReadWindowEventsSql =
+    "SELECT id, node, playbook, `key`, event_time_us, weight FROM mxward_window_events"
+    " WHERE id > ? AND node <> ? AND created_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND"
+    " ORDER BY id LIMIT ?";
+
+// A claim: a new row wins; an existing one is taken over only once its lease ended (the UPDATE
+// reads the row's latest version under its lock, so of two nodes taking over one wins); else
+// the holder is read. MariaDB has no INSERT ... ON CONFLICT ... WHERE ... RETURNING, whose one
+// statement PostgreSQL uses.
+constexpr const char* kClaimInsertSql =
+    "INSERT IGNORE INTO mxward_window_claims (playbook, key_sha256, `key`, node, claimed_at,"
+    " `until`) VALUES (?, UNHEX(SHA2(?, 256)), ?, ?, UTC_TIMESTAMP(6),"
+    " UTC_TIMESTAMP(6) + INTERVAL ? SECOND)";
+constexpr const char* kClaimTakeOverSql =
+    "UPDATE mxward_window_claims SET node = ?, claimed_at = UTC_TIMESTAMP(6),"
+    " `until` = UTC_TIMESTAMP(6) + INTERVAL ? SECOND"
+    " WHERE playbook = ? AND key_sha256 = UNHEX(SHA2(?, 256)) AND `until` <= UTC_TIMESTAMP(6)";
+constexpr const char* kClaimHolderSql =
+    "SELECT node FROM mxward_window_claims WHERE playbook = ? AND key_sha256 = UNHEX(SHA2(?, 256))";
+constexpr const char* kPruneWindowEventsSql =
+    "DELETE FROM mxward_window_events WHERE created_at < UTC_TIMESTAMP(6) - INTERVAL ? SECOND";
+constexpr const char* kPruneClaimsSql =
+    "DELETE FROM mxward_window_claims WHERE `until` < UTC_TIMESTAMP(6) - INTERVAL ? SECOND";
+
+// The longest playbook name a claim's key holds (VARCHAR(255)); names come from mxward.toml's
+// rule files, never from a log line.
+constexpr std::size_t kMaxPlaybookBytes = 255;
+
+constexpr const char* kUpsertIncidentSql =
+    "INSERT INTO mxward_incidents (node, local_id, uuid, playbook, description, severity, mode,"
+    " key_kind, `key`, `trigger`, status, first_seen_us, last_seen_us, `count`, triggers,"
+    " window_seconds, evidence, actions, notes, published_at)"
+    " VALUES (?, ?, UUID(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))"
+    " ON DUPLICATE KEY UPDATE playbook = VALUES(playbook), description = VALUES(description),"
+    " severity = VALUES(severity), mode = VALUES(mode), key_kind = VALUES(key_kind),"
+    " `key` = VALUES(`key`), `trigger` = VALUES(`trigger`), status = VALUES(status),"
+    " first_seen_us = VALUES(first_seen_us), last_seen_us = VALUES(last_seen_us),"
+    " `count` = VALUES(`count`), triggers = VALUES(triggers),"
+    " window_seconds = VALUES(window_seconds), evidence = VALUES(evidence),"
+    " actions = VALUES(actions), notes = VALUES(notes), published_at = VALUES(published_at)";
+
+// The columns ReadIncidentRow reads, in its order; evidence and notes last (GetIncident only).
+#define MXWARD_INCIDENT_COLUMNS                                                                  \
+  "SELECT node, local_id, uuid, playbook, description, severity, mode, key_kind, `key`,"         \
+  " `trigger`, status, first_seen_us, last_seen_us, `count`, triggers, window_seconds, actions," \
+  " GREATEST(0, FLOOR(TIMESTAMPDIFF(MICROSECOND, published_at, UTC_TIMESTAMP(6)) / 1000000))"
+constexpr const char* kListIncidentsSql = MXWARD_INCIDENT_COLUMNS
+    " FROM mxward_incidents WHERE (? = '' OR node = ?) AND (? = '' OR status = ?)"
+    " AND (? = '' OR playbook = ?) AND (? = '' OR `key` = ?) AND last_seen_us >= ?"
+    " ORDER BY last_seen_us DESC, node, local_id DESC LIMIT ?";
+constexpr const char* kGetIncidentSql = MXWARD_INCIDENT_COLUMNS
+    ", evidence, notes FROM mxward_incidents WHERE node = ? AND local_id = ?";
+#undef MXWARD_INCIDENT_COLUMNS
+
+#define MXWARD_REQUEST_COLUMNS                                                              \
+  "SELECT id, node, local_id, kind, revert, note, requested_by, requested_user, done_at IS" \
+  " NOT NULL, COALESCE(ok, FALSE), outcome FROM mxward_incident_requests"
+constexpr const char* kPendingRequestsSql =
+    MXWARD_REQUEST_COLUMNS " WHERE node = ? AND done_at IS NULL ORDER BY id LIMIT ?";
+constexpr const char* kReadRequestSql = MXWARD_REQUEST_COLUMNS " WHERE id = ?";
+#undef MXWARD_REQUEST_COLUMNS
+constexpr const char* kInsertRequestSql =
+    "INSERT INTO mxward_incident_requests (node, local_id, kind, revert, note, requested_by,"
+    " requested_user, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))";
+constexpr const char* kLastInsertIdSql = "SELECT LAST_INSERT_ID()";
+constexpr const char* kFinishRequestSql =
+    "UPDATE mxward_incident_requests SET done_at = UTC_TIMESTAMP(6), ok = ?, outcome = ?"
+    " WHERE id = ?";
+constexpr const char* kPruneIncidentsSql =
+    "DELETE FROM mxward_incidents WHERE status = 'resolved'"
+    " AND published_at < UTC_TIMESTAMP(6) - INTERVAL ? SECOND";
+constexpr const char* kPruneRequestsSql =
+    "DELETE FROM mxward_incident_requests WHERE done_at IS NOT NULL"
+    " AND done_at < UTC_TIMESTAMP(6) - INTERVAL ? SECOND";
+
+SharedIncident ReadIncidentRow(MariadbRow& row) {
+  SharedIncident s;
+  s.node = Take(row[0]);
+  Incident& inc = s.incident;
+  inc.id = Int(row[1]);
+  s.uuid = Take(row[2]);
+  inc.playbook = Take(row[3]);
+  inc.description = Take(row[4]);
+  ParseSeverity(row[5].value_or(""), &inc.severity);
+  ParsePlaybookMode(row[6].value_or(""), &inc.mode);
+  inc.key_kind = Take(row[7]);
+  inc.key = Take(row[8]);
+  inc.trigger = Take(row[9]);
+  ParseIncidentStatus(row[10].value_or(""), &inc.status);
+  inc.first_seen = Int(row[11]);
+  inc.last_seen = Int(row[12]);
+  inc.count = static_cast<std::uint64_t>(std::max<std::int64_t>(0, Int(row[13])));
+  inc.triggers = static_cast<std::uint64_t>(std::max<std::int64_t>(1, Int(row[14])));
+  inc.window_seconds = Int(row[15]);
+  s.actions = ActionsFromColumn(row[16].value_or("[]"));
+  s.published_ago_s = Int(row[17]);
+  return s;
+}
+
+IncidentRequest ReadRequestRow(MariadbRow& row) {
+  IncidentRequest r;
+  r.id = Int(row[0]);
+  r.node = Take(row[1]);
+  r.incident_id = Int(row[2]);
+  r.kind = Take(row[3]);
+  r.revert = Bool(row[4]);
+  r.note = Take(row[5]);
+  r.requested_by = Take(row[6]);
+  r.requested_user = Take(row[7]);
+  r.done = Bool(row[8]);
+  r.ok = Bool(row[9]);
+  r.outcome = Take(row[10]);
+  return r;
+}
 
 }  // namespace
 
@@ -174,8 +397,9 @@ Status MariadbDecisionLog::Simple(const char* sql) {
   return Status::Ok();
 }
 
-Result<std::int64_t> MariadbDecisionLog::Run(const char* sql, const std::vector<Param>& params,
-                                             std::vector<Row>* rows) {
+Result<std::int64_t> MariadbDecisionLog::Run(const char* sql,
+                                             const std::vector<MariadbParam>& params,
+                                             std::vector<MariadbRow>* rows) {
   if (mysql_ == nullptr) return Status::Unavailable("MariaDB: not connected");
   MYSQL_STMT* stmt = nullptr;
   if (auto it = statements_.find(sql); it != statements_.end()) {
@@ -191,26 +415,23 @@ Result<std::int64_t> MariadbDecisionLog::Run(const char* sql, const std::vector<
     }
     statements_.emplace(sql, stmt);
   }
-  std::vector<MariadbParam> bound;
-  bound.reserve(params.size());
-  for (const Param& p : params) {
-    bound.push_back(p.is_int ? MariadbParam::Int(p.i) : MariadbParam::Text(p.s));
-  }
-  std::vector<MariadbRow> read;
-  auto n = RunMariadbStatement(stmt, bound, rows == nullptr ? nullptr : &read);
-  if (!n.ok()) {
-    Disconnect();  // the connection is in doubt: start over on a new one
-    return n.status();
-  }
-  if (rows != nullptr) {
-    for (MariadbRow& r : read) {
-      Row row;
-      row.reserve(r.size());
-      for (auto& v : r) row.push_back(v ? std::move(*v) : std::string());
-      rows->push_back(std::move(row));
-    }
-  }
+  auto n = RunMariadbStatement(stmt, params, rows);
+  if (!n.ok()) Disconnect();  // the connection is in doubt: start over on a new one
   return n;
+}
+
+Result<std::int64_t> MariadbDecisionLog::TakeNumbers(const Counter& counter, std::int64_t n) {
+  std::vector<MariadbRow> rows;
+  auto locked = Run(counter.lock_sql, {}, &rows);
+  if (!locked.ok()) return locked.status();
+  if (rows.size() != 1) {
+    (void)Simple("ROLLBACK");
+    return Status::Internal(fmt::format("MariaDB: {} has no row", counter.table));
+  }
+  const std::int64_t before = Int(rows[0][0]);
+  auto advanced = Run(counter.advance_sql, {I(n)});
+  if (!advanced.ok()) return advanced.status();
+  return before;
 }
 
 Status MariadbDecisionLog::Connect() {
@@ -243,7 +464,7 @@ Status MariadbDecisionLog::Connect() {
 }
 
 Status MariadbDecisionLog::Migrate() {
-  std::vector<Row> rows;
+  std::vector<MariadbRow> rows;
   auto locked = Run(kMigrationLockSql, {}, &rows);
   if (!locked.ok()) return locked.status();
   if (rows.empty() || rows[0][0] != "1") {
@@ -254,7 +475,7 @@ Status MariadbDecisionLog::Migrate() {
   // releases it too).
   auto migrate = [&]() -> Status {
     MXWARD_RETURN_IF_ERROR(Simple(kSchemaTableSql));
-    std::vector<Row> version_rows;
+    std::vector<MariadbRow> version_rows;
     auto read = Run(kSchemaVersionSql, {}, &version_rows);
     if (!read.ok()) return read.status();
     const std::int64_t version = version_rows.empty() ? 0 : Int(version_rows[0][0]);
@@ -265,12 +486,15 @@ Status MariadbDecisionLog::Migrate() {
                       "upgrade mxward on this node",
                       version, kMariadbSchemaVersion));
     }
-    if (version < 1) {
-      for (const char* sql : kV1) MXWARD_RETURN_IF_ERROR(Simple(sql));
-      auto recorded = Run(kSchemaRecordSql, {std::int64_t{1}});
-      if (!recorded.ok()) return recorded.status();
-    }
-    return Status::Ok();
+    // Each version's statements, then its row: a migration cut short runs again in full.
+    const auto apply = [&](std::int64_t to, const auto& statements) -> Status {
+      if (version >= to) return Status::Ok();
+      for (const char* sql : statements) MXWARD_RETURN_IF_ERROR(Simple(sql));
+      auto recorded = Run(kSchemaRecordSql, {I(to)});
+      return recorded.ok() ? Status::Ok() : recorded.status();
+    };
+    MXWARD_RETURN_IF_ERROR(apply(1, kV1));
+    return apply(2, kV2);
   };
   Status st = migrate();
   if (connected()) {
@@ -289,69 +513,62 @@ Result<std::int64_t> MariadbDecisionLog::Publish(const std::vector<DecisionToPub
   if (mysql_ == nullptr) return Status::Unavailable("MariaDB: not connected");
   if (decisions.empty()) return std::int64_t{0};
   MXWARD_RETURN_IF_ERROR(Simple("START TRANSACTION"));
-  std::vector<Row> rows;
-  auto locked = Run(kLockCounterSql, {}, &rows);
-  if (!locked.ok()) return locked.status();
-  if (rows.size() != 1) {
-    (void)Simple("ROLLBACK");
-    return Status::Internal("MariaDB: mxward_decision_counter has no row");
-  }
   const auto n = static_cast<std::int64_t>(decisions.size());
-  const std::int64_t last = Int(rows[0][0]) + n;
-  auto advanced = Run(kAdvanceCounterSql, {n});
-  if (!advanced.ok()) return advanced.status();
-  std::int64_t seq = last - n;
+  auto before = TakeNumbers(kDecisionCounter, n);
+  if (!before.ok()) return before.status();
+  std::int64_t seq = *before;
+  std::vector<MariadbRow> in_force;
   for (const DecisionToPublish& d : decisions) {
     ++seq;
-    std::string kind = d.kind;
+    std::string_view kind = d.kind;
     if (kind == "ban") {
-      std::vector<Row> in_force;
-      auto read = Run(kBanInForceSql, {d.scope}, &in_force);
+      in_force.clear();
+      auto read = Run(kBanInForceSql, {T(d.scope)}, &in_force);
       if (!read.ok()) return read.status();
       if (!in_force.empty() && in_force[0][0] == "1") kind = "extension";
     }
-    auto inserted =
-        Run(kInsertSql, {seq, kind, d.scope, d.ports, d.duration_s, d.duration_s, d.duration_s,
-                         d.playbook, node_, d.incident_id, d.origin_action_id, d.note});
+    auto inserted = Run(kInsertSql, {I(seq), T(kind), T(d.scope), T(d.ports), I(d.duration_s),
+                                     I(d.duration_s), I(d.duration_s), T(d.playbook), T(node_),
+                                     I(d.incident_id), I(d.origin_action_id), T(d.note)});
     if (!inserted.ok()) return inserted.status();
   }
   MXWARD_RETURN_IF_ERROR(Simple("COMMIT"));
-  return last;
+  return seq;
 }
 
 Result<std::vector<DecisionRow>> MariadbDecisionLog::ReadAfter(std::int64_t cursor, int limit) {
-  std::vector<Row> rows;
-  auto read = Run(kReadSql, {cursor, std::int64_t{limit}}, &rows);
+  std::vector<MariadbRow> rows;
+  auto read = Run(kReadSql, {I(cursor), I(limit)}, &rows);
   if (!read.ok()) return read.status();
   std::vector<DecisionRow> out;
   out.reserve(rows.size());
-  for (Row& row : rows) {
+  for (MariadbRow& row : rows) {
     DecisionRow r;
     r.seq = Int(row[0]);
-    r.uuid = std::move(row[1]);
-    r.kind = std::move(row[2]);
-    r.scope = std::move(row[3]);
-    r.ports = std::move(row[4]);
-    r.has_expiry = row[5] == "1";
-    r.permanent = row[6] == "1";
+    r.uuid = Take(row[1]);
+    r.kind = Take(row[2]);
+    r.scope = Take(row[3]);
+    r.ports = Take(row[4]);
+    r.has_expiry = Bool(row[5]);
+    r.permanent = Bool(row[6]);
     r.remaining_s = Int(row[7]);
-    r.playbook = std::move(row[8]);
-    r.node = std::move(row[9]);
+    r.playbook = Take(row[8]);
+    r.node = Take(row[9]);
     r.incident_id = Int(row[10]);
-    r.note = std::move(row[11]);
+    r.note = Take(row[11]);
     out.push_back(std::move(r));
   }
   return out;
 }
 
 Status MariadbDecisionLog::Heartbeat(std::int64_t cursor, std::string_view role, bool connected) {
-  auto r = Run(kHeartbeatSql, {node_, role, cursor, std::int64_t{connected ? 1 : 0}});
+  auto r = Run(kHeartbeatSql, {T(node_), T(role), I(cursor), I(connected ? 1 : 0)});
   return r.ok() ? Status::Ok() : r.status();
 }
 
 Result<ClusterView> MariadbDecisionLog::ReadView() {
   ClusterView view;
-  std::vector<Row> rows;
+  std::vector<MariadbRow> rows;
   auto head = Run(kHeadSql, {}, &rows);
   if (!head.ok()) return head.status();
   if (rows.size() == 1) {
@@ -361,21 +578,20 @@ Result<ClusterView> MariadbDecisionLog::ReadView() {
   rows.clear();
   auto nodes = Run(kNodesSql, {}, &rows);
   if (!nodes.ok()) return nodes.status();
-  for (Row& row : rows) {
-    view.nodes.push_back(
-        {std::move(row[0]), std::move(row[1]), Int(row[2]), Int(row[3]), Int(row[4])});
+  for (MariadbRow& row : rows) {
+    view.nodes.push_back({Take(row[0]), Take(row[1]), Int(row[2]), Int(row[3]), Int(row[4])});
   }
   return view;
 }
 
 Result<std::int64_t> MariadbDecisionLog::Prune(std::int64_t keep_s) {
-  std::vector<Row> rows;
+  std::vector<MariadbRow> rows;
   auto locked = Run(kPruneLockSql, {}, &rows);
   if (!locked.ok()) return locked.status();
   if (rows.empty() || rows[0][0] != "1") return std::int64_t{0};  // another node is pruning now
   auto prune = [&]() -> Result<std::int64_t> {
-    std::vector<Row> floor_rows;
-    auto read = Run(kPruneFloorSql, {keep_s}, &floor_rows);
+    std::vector<MariadbRow> floor_rows;
+    auto read = Run(kPruneFloorSql, {I(keep_s)}, &floor_rows);
     if (!read.ok()) return read.status();
     const std::int64_t floor = floor_rows.empty() ? 0 : Int(floor_rows[0][0]);
     std::int64_t deleted = 0;
@@ -383,13 +599,13 @@ Result<std::int64_t> MariadbDecisionLog::Prune(std::int64_t keep_s) {
     // commits by itself (autocommit), as a later run finishes what an interrupted one began.
     for (const auto& [kinds, others] :
          {std::pair{"ban,extension", "unban"}, std::pair{"allow", "allow,unallow"}}) {
-      auto n = Run(kPruneEndedSql, {kinds, floor, keep_s, others, floor, keep_s});
+      auto n = Run(kPruneEndedSql, {T(kinds), I(floor), I(keep_s), T(others), I(floor), I(keep_s)});
       if (!n.ok()) return n.status();
       deleted += *n;
     }
     for (const auto& [kind, others] :
          {std::pair{"unban", "ban,extension"}, std::pair{"unallow", "allow"}}) {
-      auto n = Run(kPruneRemovalsSql, {kind, floor, keep_s, others});
+      auto n = Run(kPruneRemovalsSql, {T(kind), I(floor), I(keep_s), T(others)});
       if (!n.ok()) return n.status();
       deleted += *n;
     }
@@ -403,45 +619,202 @@ Result<std::int64_t> MariadbDecisionLog::Prune(std::int64_t keep_s) {
   return deleted;
 }
 
-Result<std::int64_t> MariadbDecisionLog::PublishWindowEvents(const std::vector<WindowEvent>&,
-                                                             std::size_t) {
-  return Status::InvalidArgument(kUnimplemented);
+Result<std::int64_t> MariadbDecisionLog::PublishWindowEvents(const std::vector<WindowEvent>& events,
+                                                             std::size_t n) {
+  if (mysql_ == nullptr) return Status::Unavailable("MariaDB: not connected");
+  n = std::min(n, events.size());
+  // A key utf8mb4 cannot hold (not UTF-8) would fail its statement in strict mode, and with it
+  // the batch: left out, counted by the caller. The same text PostgreSQL can hold.
+  std::vector<const WindowEvent*> kept;
+  kept.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (FitsPostgresText(events[i].key) && FitsPostgresText(events[i].playbook)) {
+      kept.push_back(&events[i]);
+    }
+  }
+  if (kept.empty()) return std::int64_t{0};
+  const auto written = static_cast<std::int64_t>(kept.size());
+  MXWARD_RETURN_IF_ERROR(Simple("START TRANSACTION"));
+  auto before = TakeNumbers(kWindowCounter, written);
+  if (!before.ok()) return before.status();
+  std::int64_t id = *before;
+  std::vector<MariadbParam> params;
+  std::size_t next = 0;
+  for (std::size_t k = 0; k < kWindowInsertRows.size(); ++k) {
+    const auto rows = static_cast<std::size_t>(kWindowInsertRows[k]);
+    while (kept.size() - next >= rows) {
+      params.clear();
+      for (std::size_t r = 0; r < rows; ++r) {
+        const WindowEvent& e = *kept[next++];
+        params.insert(params.end(), {I(++id), T(e.playbook), T(e.key), I(e.time_us),
+                                     I(static_cast<std::int64_t>(e.weight)), T(node_)});
+      }
+      auto inserted = Run(InsertWindowEventsSql(k), params);
+      if (!inserted.ok()) return inserted.status();
+    }
+  }
+  MXWARD_RETURN_IF_ERROR(Simple("COMMIT"));
+  return written;
 }
-Result<std::vector<RemoteWindowEvent>> MariadbDecisionLog::ReadWindowEventsAfter(std::int64_t,
-                                                                                 std::int64_t,
-                                                                                 int) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<std::vector<RemoteWindowEvent>> MariadbDecisionLog::ReadWindowEventsAfter(
+    std::int64_t cursor, std::int64_t max_age_s, int limit) {
+  std::vector<MariadbRow> rows;
+  auto read = Run(kReadWindowEventsSql,
+                  {I(cursor), T(node_), I(std::max<std::int64_t>(max_age_s, 1)), I(limit)}, &rows);
+  if (!read.ok()) return read.status();
+  std::vector<RemoteWindowEvent> out;
+  out.reserve(rows.size());
+  for (MariadbRow& row : rows) {
+    RemoteWindowEvent r;
+    r.id = Int(row[0]);
+    r.node = Take(row[1]);
+    r.event.playbook = Take(row[2]);
+    r.event.key = Take(row[3]);
+    r.event.time_us = Int(row[4]);
+    r.event.weight = static_cast<std::uint32_t>(std::clamp<std::int64_t>(Int(row[5]), 1, 65535));
+    out.push_back(std::move(r));
+  }
+  return out;
 }
-Result<WindowClaim> MariadbDecisionLog::ClaimWindow(std::string_view, std::string_view,
-                                                    std::int64_t) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<WindowClaim> MariadbDecisionLog::ClaimWindow(std::string_view playbook, std::string_view key,
+                                                    std::int64_t lease_s) {
+  if (mysql_ == nullptr) return Status::Unavailable("MariaDB: not connected");
+  if (!FitsPostgresText(playbook) || !FitsPostgresText(key) ||
+      playbook.size() > kMaxPlaybookBytes) {
+    return Status::InvalidArgument("the key is not text MariaDB's utf8mb4 can hold (not UTF-8)");
+  }
+  const std::int64_t lease = std::max<std::int64_t>(lease_s, 1);
+  WindowClaim claim;
+  auto inserted = Run(kClaimInsertSql, {T(playbook), T(key), T(key), T(node_), I(lease)});
+  if (!inserted.ok()) return inserted.status();
+  claim.won = *inserted == 1;
+  if (!claim.won) {
+    auto taken = Run(kClaimTakeOverSql, {T(node_), I(lease), T(playbook), T(key)});
+    if (!taken.ok()) return taken.status();
+    claim.won = *taken == 1;
+  }
+  if (!claim.won) {
+    std::vector<MariadbRow> rows;
+    auto read = Run(kClaimHolderSql, {T(playbook), T(key)}, &rows);
+    if (!read.ok()) return read.status();
+    if (rows.size() == 1) claim.holder = Take(rows[0][0]);
+  }
+  return claim;
 }
-Result<std::int64_t> MariadbDecisionLog::PruneWindowEvents(std::int64_t) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<std::int64_t> MariadbDecisionLog::PruneWindowEvents(std::int64_t keep_s) {
+  std::int64_t deleted = 0;
+  for (const char* sql : {kPruneWindowEventsSql, kPruneClaimsSql}) {
+    auto n = Run(sql, {I(std::max<std::int64_t>(keep_s, 1))});
+    if (!n.ok()) return n.status();
+    deleted += *n;
+  }
+  return deleted;
 }
-Status MariadbDecisionLog::PublishIncidents(const std::vector<SharedIncident>&) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Status MariadbDecisionLog::PublishIncidents(const std::vector<SharedIncident>& incidents) {
+  if (mysql_ == nullptr) return Status::Unavailable("MariaDB: not connected");
+  if (incidents.empty()) return Status::Ok();
+  MXWARD_RETURN_IF_ERROR(Simple("START TRANSACTION"));
+  for (const SharedIncident& s : incidents) {
+    const Incident& inc = s.incident;
+    // Text a client chose becomes valid UTF-8 (utf8mb4 and JSON refuse anything else), as for
+    // PostgreSQL: the copy is for people to read.
+    auto upserted =
+        Run(kUpsertIncidentSql,
+            {T(node_), I(inc.id), T(PostgresSafeText(inc.playbook)),
+             T(PostgresSafeText(inc.description)), T(SeverityName(inc.severity)),
+             T(PlaybookModeName(inc.mode)), T(PostgresSafeText(inc.key_kind)),
+             T(PostgresSafeText(inc.key)), T(PostgresSafeText(inc.trigger)),
+             T(IncidentStatusName(inc.status)), I(inc.first_seen), I(inc.last_seen),
+             I(static_cast<std::int64_t>(inc.count)), I(static_cast<std::int64_t>(inc.triggers)),
+             I(inc.window_seconds), T(EvidenceColumn(inc.evidence)), T(ActionsColumn(s.actions)),
+             T(NotesColumn(s.notes))});
+    if (!upserted.ok()) return upserted.status();
+  }
+  return Simple("COMMIT");
 }
-Result<std::vector<SharedIncident>> MariadbDecisionLog::ListIncidents(const SharedIncidentQuery&) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<std::vector<SharedIncident>> MariadbDecisionLog::ListIncidents(
+    const SharedIncidentQuery& q) {
+  std::vector<MariadbRow> rows;
+  const std::string playbook = PostgresSafeText(q.playbook);
+  const std::string key = PostgresSafeText(q.key);
+  auto read = Run(kListIncidentsSql,
+                  {T(q.node), T(q.node), T(q.status), T(q.status), T(playbook), T(playbook), T(key),
+                   T(key), I(q.since), I(std::max(q.limit, 1))},
+                  &rows);
+  if (!read.ok()) return read.status();
+  std::vector<SharedIncident> out;
+  out.reserve(rows.size());
+  for (MariadbRow& row : rows) out.push_back(ReadIncidentRow(row));
+  return out;
 }
-Result<SharedIncident> MariadbDecisionLog::GetIncident(std::string_view, std::int64_t) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<SharedIncident> MariadbDecisionLog::GetIncident(std::string_view node, std::int64_t id) {
+  std::vector<MariadbRow> rows;
+  const std::string safe_node = PostgresSafeText(node);
+  auto read = Run(kGetIncidentSql, {T(safe_node), I(id)}, &rows);
+  if (!read.ok()) return read.status();
+  if (rows.size() != 1) {
+    return Status::NotFound(fmt::format(
+        "no incident {}:{} in the cluster (node {} has not published it)", node, id, node));
+  }
+  SharedIncident s = ReadIncidentRow(rows[0]);
+  s.incident.evidence = EvidenceFromColumn(rows[0][18].value_or("[]"));
+  s.notes = NotesFromColumn(rows[0][19].value_or("[]"));
+  return s;
 }
-Result<std::int64_t> MariadbDecisionLog::RequestIncidentChange(const IncidentRequest&) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<std::int64_t> MariadbDecisionLog::RequestIncidentChange(const IncidentRequest& r) {
+  if (mysql_ == nullptr) return Status::Unavailable("MariaDB: not connected");
+  // No doorbell: the owner's link finds the row at its next poll.
+  auto inserted = Run(kInsertRequestSql, {T(PostgresSafeText(r.node)), I(r.incident_id), T(r.kind),
+                                          I(r.revert ? 1 : 0), T(PostgresSafeText(r.note)),
+                                          T(node_), T(PostgresSafeText(r.requested_user))});
+  if (!inserted.ok()) return inserted.status();
+  std::vector<MariadbRow> rows;
+  auto read = Run(kLastInsertIdSql, {}, &rows);
+  if (!read.ok()) return read.status();
+  if (rows.size() != 1) return Status::Internal("MariaDB: no id for the incident request");
+  return Int(rows[0][0]);
 }
-Result<std::vector<IncidentRequest>> MariadbDecisionLog::PendingIncidentRequests(int) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<std::vector<IncidentRequest>> MariadbDecisionLog::PendingIncidentRequests(int limit) {
+  std::vector<MariadbRow> rows;
+  auto read = Run(kPendingRequestsSql, {T(node_), I(limit)}, &rows);
+  if (!read.ok()) return read.status();
+  std::vector<IncidentRequest> out;
+  out.reserve(rows.size());
+  for (MariadbRow& row : rows) out.push_back(ReadRequestRow(row));
+  return out;
 }
-Status MariadbDecisionLog::FinishIncidentRequest(std::int64_t, const IncidentRequestOutcome&) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Status MariadbDecisionLog::FinishIncidentRequest(std::int64_t id,
+                                                 const IncidentRequestOutcome& outcome) {
+  auto done =
+      Run(kFinishRequestSql, {I(outcome.ok ? 1 : 0), T(PostgresSafeText(outcome.text)), I(id)});
+  return done.ok() ? Status::Ok() : done.status();
 }
-Result<IncidentRequest> MariadbDecisionLog::ReadIncidentRequest(std::int64_t) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<IncidentRequest> MariadbDecisionLog::ReadIncidentRequest(std::int64_t id) {
+  std::vector<MariadbRow> rows;
+  auto read = Run(kReadRequestSql, {I(id)}, &rows);
+  if (!read.ok()) return read.status();
+  if (rows.size() != 1) return Status::NotFound(fmt::format("no incident request {}", id));
+  return ReadRequestRow(rows[0]);
 }
-Result<std::int64_t> MariadbDecisionLog::PruneIncidents(std::int64_t) {
-  return Status::InvalidArgument(kUnimplemented);
+
+Result<std::int64_t> MariadbDecisionLog::PruneIncidents(std::int64_t keep_s) {
+  std::int64_t deleted = 0;
+  for (const char* sql : {kPruneIncidentsSql, kPruneRequestsSql}) {
+    auto n = Run(sql, {I(std::max<std::int64_t>(keep_s, 1))});
+    if (!n.ok()) return n.status();
+    deleted += *n;
+  }
+  return deleted;
 }
 
 }  // namespace mxward

@@ -1,22 +1,25 @@
 // MariadbDecisionLog: the decision log in MariaDB through libmariadb's prepared statements, for
 // sites whose platform runs only MariaDB (docs/cluster.md, "MariaDB"). The same tables as
-// PostgreSQL's decisions, counter and node rows (InnoDB, utf8mb4, times in UTC on the server's
-// clock), versioned in mxward_cluster_schema with MariaDB's own numbering and migrated under one
+// PostgreSQL's (decisions, their counter, node rows, shared windows' events and claims,
+// cluster-wide incidents and requests), in InnoDB, utf8mb4_bin, times in UTC on the server's
+// clock, versioned in mxward_cluster_schema with MariaDB's own numbering and migrated under one
 // GET_LOCK so nodes starting together migrate once.
 //
 // MariaDB has no LISTEN/NOTIFY: there is no doorbell, socket() is -1, and the cluster link reads
-// the rows after its cursor every [cluster] poll_interval instead. Sequence numbers follow commit
-// order as in PostgreSQL: the publishing transaction locks the one counter row (SELECT ... FOR
-// UPDATE) and holds it to COMMIT. Shared windows and cluster-wide incidents are PostgreSQL's only:
-// those calls answer InvalidArgument, and serve / check / `incidents --cluster` refuse them before.
+// every poll_interval what a doorbell would announce (the rows after its cursor, the other
+// nodes' window events, the requests for this node's incidents). Sequence numbers (decisions)
+// and ids (window events) follow commit order as in PostgreSQL: the publishing transaction locks
+// the one counter row (SELECT ... FOR UPDATE, TakeNumbers) and holds it to COMMIT.
 //
 // Every statement is prepared with bound parameters (mysql_stmt_*); no value is spliced into SQL.
-// Blocking calls: the ClusterLink's thread owns one and is its only user.
+// Text a client chose is held as PostgreSQL holds it (cluster_incidents.h): valid UTF-8 is what
+// utf8mb4 accepts too. Blocking calls: the ClusterLink's thread owns one and is its only user.
 #pragma once
 
 #include <map>
 #include <string>
 
+#include "engine/base/mariadb_statement.h"
 #include "engine/cluster/decision_log.h"
 
 typedef struct st_mysql MYSQL;
@@ -27,8 +30,9 @@ namespace mxward {
 class MariadbDecisionLog final : public DecisionLog {
  public:
   // MariaDB's schema versions: 1 holds PostgreSQL's v1 to v3 tables (decisions with the
-  // allowlist kinds and note, the counter, the node rows).
-  static constexpr int kMariadbSchemaVersion = 1;
+  // allowlist kinds and note, the counter, the node rows); 2 its v4 and v5 (shared windows,
+  // cluster-wide incidents).
+  static constexpr int kMariadbSchemaVersion = 2;
 
   // socket: a unix socket path, or "" for host:port.
   struct Target {
@@ -48,7 +52,7 @@ class MariadbDecisionLog final : public DecisionLog {
   void Disconnect() override;
   bool connected() const override { return mysql_ != nullptr; }
   bool has_doorbells() const override { return false; }
-  bool has_windows_and_incidents() const override { return false; }
+  bool has_windows_and_incidents() const override { return true; }
   int socket() const override { return -1; }
   Result<int> ConsumeNotifications() override;
   Result<std::int64_t> Publish(const std::vector<DecisionToPublish>& decisions) override;
@@ -57,7 +61,6 @@ class MariadbDecisionLog final : public DecisionLog {
   Result<ClusterView> ReadView() override;
   Result<std::int64_t> Prune(std::int64_t keep_s) override;
 
-  // InvalidArgument on MariaDB (see the header comment).
   Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events,
                                            std::size_t n) override;
   Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
@@ -75,25 +78,21 @@ class MariadbDecisionLog final : public DecisionLog {
   Result<IncidentRequest> ReadIncidentRequest(std::int64_t id) override;
   Result<std::int64_t> PruneIncidents(std::int64_t keep_s) override;
 
-  // A bound parameter: an integer or text.
-  struct Param {
-    Param(std::int64_t v) : is_int(true), i(v) {}  // NOLINT: implicit by design
-    Param(int v) : is_int(true), i(v) {}           // NOLINT
-    Param(std::string v) : s(std::move(v)) {}      // NOLINT
-    Param(std::string_view v) : s(v) {}            // NOLINT
-    Param(const char* v) : s(v) {}                 // NOLINT
-    bool is_int = false;
-    std::int64_t i = 0;
-    std::string s;
+  // A counter row whose lock orders publishers by commit: its locking read, its advance.
+  struct Counter {
+    const char* lock_sql;
+    const char* advance_sql;
+    const char* table;
   };
-  // A row of text columns; a NULL reads as "".
-  using Row = std::vector<std::string>;
 
  private:
   // Runs a statement (prepared once per connection) with params; rows into *rows when given.
   // The rows affected (or read). Any failure disconnects.
-  Result<std::int64_t> Run(const char* sql, const std::vector<Param>& params,
-                           std::vector<Row>* rows = nullptr);
+  Result<std::int64_t> Run(const char* sql, const std::vector<MariadbParam>& params,
+                           std::vector<MariadbRow>* rows = nullptr);
+  // Inside an open transaction: locks counter's row to COMMIT and advances it by n; the value
+  // before (this transaction's numbers are before + 1 .. before + n).
+  Result<std::int64_t> TakeNumbers(const Counter& counter, std::int64_t n);
   Status Simple(const char* sql);
   Status Migrate();
   // A Status for the connection's last error (Unavailable when it may pass); disconnects.

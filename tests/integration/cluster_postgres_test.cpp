@@ -76,67 +76,6 @@ class ClusterPostgresTest : public testing::ClusterNodesTest {
     return out;
   }
 
-  // The fixture's rules plus shared-sasl: the same SASL failures, threshold 20 in 1h, counted
-  // across the cluster (`shared = true`).
-  void UseSharedRules(const std::string& extra_actions = "") {
-    const std::string rules = dir_.file("shared-rules");
-    std::filesystem::copy(rules_, rules, std::filesystem::copy_options::recursive);
-    std::ofstream(rules + "/shared-sasl.toml")
-        << "description = \"SASL brute force, counted across the cluster\"\n"
-           "severity = \"high\"\nkey = \"client_ip\"\nshared = true\n"
-           "[match]\nevents = [\"auth_failure\"]\nservice = [\"smtpd\", \"submission\", "
-           "\"smtps\"]\n"
-           "[trigger]\ntype = \"count\"\nthreshold = 20\nwindow = \"1h\"\n"
-           "[[action]]\ntype = \"ban\"\naddress = \"{client_ip}\"\nduration = \"1h\"\n"
-        << extra_actions;
-    rules_ = rules;
-  }
-
-  // A non-ban action every node can run: [exec.count] appends "<node> <incident id> <revert>"
-  // to one file all nodes share (their network namespaces share the filesystem), so the test
-  // counts the calls across the cluster. Before StartNode. Returns the file.
-  std::string UseExecCounter() {
-    const std::string calls = dir_.file("exec-calls");
-    const std::string script = dir_.file("count-call.sh");
-    std::ofstream(script) << "#!/bin/sh\necho \"$1 $MXWARD_INCIDENT_ID $MXWARD_REVERT\" >> "
-                          << calls << "\n";
-    chmod(script.c_str(), 0755);
-    for (Node& n : nodes_) {
-      std::ofstream(n.config, std::ios::app)
-          << "[exec.count]\nargv = [\"" << script << "\", \"" << n.name << "\"]\n";
-    }
-    return calls;
-  }
-  static constexpr const char* kExecAction = "[[action]]\ntype = \"exec\"\ntarget = \"count\"\n";
-
-  // `incidents list --cluster --json` on a node, parsed (null when it failed).
-  nlohmann::json ClusterIncidents(const Node& n, std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"incidents", "list", "--cluster", "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    const auto r = Cli(n, args);
-    if (r.exit_code != 0) return nullptr;
-    return nlohmann::json::parse(r.out, nullptr, false);
-  }
-
-  // The published copy of node's incidents with this key ({} when none).
-  nlohmann::json PublishedIncident(const Node& reader, const std::string& node,
-                                   const std::string& key) {
-    const nlohmann::json list = ClusterIncidents(reader, {"--node", node, "--key", key});
-    if (!list.is_array() || list.size() != 1) return nlohmann::json::object();
-    return list[0];
-  }
-
-  // Whether every action of a published incident has settled (none pending) and there is one.
-  static bool Settled(const nlohmann::json& incident) {
-    if (!incident.is_object() || !incident.contains("actions") || incident["actions"].empty()) {
-      return false;
-    }
-    for (const auto& a : incident["actions"]) {
-      if (a.value("status", "") == "pending") return false;
-    }
-    return true;
-  }
-
   PostgresServer pg_;
 };
 
@@ -1148,6 +1087,13 @@ TEST_F(ClusterPostgresTest, DISABLED_SharedWindowPublicationRate) {
       "node b received %lld; CPU during the run: a %.2f s (reading, counting, "
       "publishing), b %.2f s (reading the log, folding)\n",
       (long long)received, cpu(a) - a_cpu0, cpu(b) - b_cpu0);
+}
+
+// Not a test: the latency of a shared-window incident with PostgreSQL's doorbells, beside
+// cluster_mariadb_test's polled figure (ClusterNodesTest::MeasureSharedIncidentLatency). Run it
+// with --gtest_also_run_disabled_tests --gtest_filter='*IncidentLatency*'.
+TEST_F(ClusterPostgresTest, DISABLED_SharedWindowIncidentLatency) {
+  MeasureSharedIncidentLatency("PostgreSQL, doorbells", kPropagation);
 }
 
 }  // namespace
