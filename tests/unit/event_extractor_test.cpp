@@ -615,6 +615,38 @@ TEST_F(OneAttemptOneCountTest, LoginOfAnotherSessionDropsNothing) {
   EXPECT_EQ(Counted("198.51.100.28"), 1u);
 }
 
+TEST_F(OneAttemptOneCountTest, ChainedLoginOfDovecot24IsNotCounted) {
+  // 2.4's shapes (auth-request.c get_log_prefix: "auth(user,ip,sasl:mech)<session>: ", the
+  // worker's "<pid><session>: request [N]: "; client-common-auth.c: "Logged in"), the session's
+  // text as Debian's 2.3 writes it. A refused attempt through the chain, then a login passwd-file
+  // accepted after passwd refused.
+  Line("dovecot",
+       "auth-worker(ghost@chained.example,192.0.2.60,sasl:plain)<4242><AazzFg1it5XGM2QY>: "
+       "request [1]: Info: passwd: unknown user",
+       0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot",
+       "auth(ghost@chained.example,192.0.2.60,sasl:plain)<AazzFg1it5XGM2QY>: Info: passwd-file: "
+       "unknown user",
+       0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot",
+       "auth-worker(carol@chained.example,192.0.2.61,sasl:plain)<4242><chW7ORBi4cXGM2Qc>: "
+       "request [2]: Info: passwd: unknown user",
+       1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot",
+       "imap-login: Info: Logged in: user=<carol@chained.example>, method=PLAIN, "
+       "rip=192.0.2.61, lip=192.0.2.1, mpid=4243, TLS, session=<chW7ORBi4cXGM2Qc>",
+       1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  EXPECT_EQ(extractor_->last_outcome().pattern->name, "login_success_logged_in");
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.60"), 1u);
+  EXPECT_EQ(Counted("192.0.2.61"), 0u);
+}
+
 TEST_F(OneAttemptOneCountTest, ChainedLoginBeforeAnyRefusalThroughTheChainIsCountedOnce) {
   // The limit (docs/parsers.md): until the extractor has seen the chain refuse one attempt with
   // both passdbs, it cannot tell a refusal that the next passdb follows from the chain's last:
