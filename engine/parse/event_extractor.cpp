@@ -12,6 +12,9 @@
 //    alone: see pending_attempts.h.
 //    A line saying logins succeeded (drops_held: Postfix's "disconnect ... auth=N") drops as
 //    many held attempts without a session: an SMTP AUTH that a later chained passdb accepted.
+//    A login line naming its session (drops_session_held: Dovecot's "Login: ... session=<S>")
+//    drops the held refusal of that session's last attempt when a later chained passdb accepted
+//    it (PendingAttempts::LoggedIn).
 //  - fold = "superseded": recognised (explain shows it) and never counted; no state.
 //  - fold = "loopback_is_webmail": a Dovecot failure from 127.0.0.1/::1 is a webmail's own IMAP
 //    login; Roundcube's line carries the browser's address and is the one counted.
@@ -66,6 +69,10 @@ class EventExtractorImpl final : public EventExtractor {
     }
     if (pattern->drops_held && event->client_ip.valid() && pending_.size() > 0) {
       pending_.Succeeded(event->client_ip, event->weight, event->time);
+      UpdatePendingStats();
+    }
+    if (pattern->drops_session_held && event->client_ip.valid() && pending_.size() > 0) {
+      pending_.LoggedIn(event->client_ip, event->get(Field::kSession), event->time);
       UpdatePendingStats();
     }
     if (pattern->settles_held && event->client_ip.valid()) {

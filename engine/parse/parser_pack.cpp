@@ -695,10 +695,11 @@ class Loader {
   }
 
   bool CompilePattern(const std::string& file, const toml::table& t, CompiledPattern* p) {
-    CheckKeys(file, t,
-              {"name", "event", "regex", "template", "processes", "literal", "fields", "weight",
-               "fold", "settled_by", "forget_queue_id", "drops_held", "description"},
-              "[[pattern]]");
+    CheckKeys(
+        file, t,
+        {"name", "event", "regex", "template", "processes", "literal", "fields", "weight", "fold",
+         "settled_by", "forget_queue_id", "drops_held", "drops_session_held", "description"},
+        "[[pattern]]");
     std::string event;
     if (!GetString(file, t, "name", true, &p->info.name) ||
         !GetString(file, t, "event", true, &event) ||
@@ -1169,6 +1170,18 @@ class Loader {
       Error(file, t["drops_held"].node()->source(),
             fmt::format("pattern '{}': drops_held needs 'weight' (the field counting the logins "
                         "that succeeded) and no fold",
+                        p->info.name));
+      return false;
+    }
+    if (t.contains("drops_session_held") &&
+        !SettingsReader(t, "[[pattern]]", file, diags_)
+             .Bool("drops_session_held", &p->info.drops_session_held)) {
+      return false;
+    }
+    if (p->info.drops_session_held && p->info.fold != FoldRule::kNone) {
+      Error(file, t["drops_session_held"].node()->source(),
+            fmt::format("pattern '{}': drops_session_held goes with no fold (the line is a "
+                        "login that succeeded)",
                         p->info.name));
       return false;
     }

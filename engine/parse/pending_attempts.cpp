@@ -123,6 +123,7 @@ void PendingAttempts::Release(Entry& e) {
   stats_.released += e.held;
   e.released += e.held;
   e.held = e.held_sessionless = 0;
+  for (SessionAttempt& a : e.attempts) a.held = false;
 }
 
 namespace {
@@ -135,7 +136,19 @@ std::uint64_t Fnv1a(std::string_view text, std::uint64_t h = 1469598103934665603
 
 }  // namespace
 
-bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event) const {
+void PendingAttempts::NoteChaining(std::uint32_t passdb) {
+  if (Chains(passdb)) return;
+  chaining_[chaining_next_] = passdb;
+  chaining_next_ = (chaining_next_ + 1) % kChainingPassdbs;
+  chaining_count_ = std::min(chaining_count_ + 1, kChainingPassdbs);
+}
+
+bool PendingAttempts::Chains(std::uint32_t passdb) const {
+  const auto learned = chaining_.begin() + chaining_count_;
+  return std::find(chaining_.begin(), learned, passdb) != learned;
+}
+
+bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event, SessionAttempt** attempt) {
   const std::string_view session = event.get(Field::kSession);
   // Session, '>', user: one text per pair, as a session has no '>'. Without a session (Postfix's
   // SASL requests), '<', user: never equal to a pair with a session.
@@ -158,8 +171,10 @@ bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event) const {
       if (candidate.session_user == key) a = &candidate;
     }
     if (a != nullptr && lacks_passdb(*a)) {
+      NoteChaining(a->passdbs[a->passdb_count - 1]);  // the attempt's previous passdb chains on
       a->passdbs[a->passdb_count++] = passdb;
       a->last = now_;
+      *attempt = a;
       return true;  // another passdb's line of the same attempt
     }
   } else {
@@ -175,8 +190,10 @@ bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event) const {
       }
     }
     if (a != nullptr) {
+      NoteChaining(a->passdbs[a->passdb_count - 1]);
       a->passdbs[a->passdb_count++] = passdb;
       a->last = now_;
+      *attempt = a;
       return true;
     }
   }
@@ -192,18 +209,22 @@ bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event) const {
       if (candidate.last < a->last) a = &candidate;
     }
     a->session_user = key;
+    a->session = session.empty() ? 0 : (Fnv1a(session) | 1);
   }
   // This passdb logged the session's current attempt already (or the chain is longer than we
   // follow), or the line is the first of an attempt: it starts the next attempt.
   a->passdbs[0] = passdb;
   a->passdb_count = 1;
   a->last = now_;
+  a->held = false;  // Hold() sets it when it holds this first line
+  *attempt = a;
   return false;
 }
 
 bool PendingAttempts::Hold(const Event& event) {
   std::uint32_t slot = Find(event.client_ip);
-  if (slot != kNil && ContinuesAttempt(entries_[slot], event)) {
+  SessionAttempt* attempt = nullptr;
+  if (slot != kNil && ContinuesAttempt(entries_[slot], event, &attempt)) {
     ++stats_.same_attempt;
     Touch(slot, now_);
     return false;
@@ -215,9 +236,10 @@ bool PendingAttempts::Hold(const Event& event) {
   }
   if (slot == kNil) {
     slot = Insert(event.client_ip);
-    ContinuesAttempt(entries_[slot], event);  // notes the attempt's first passdb
+    ContinuesAttempt(entries_[slot], event, &attempt);  // notes the attempt's first passdb
   }
   Entry& e = entries_[slot];
+  attempt->held = true;
   if (e.held == 0) {
     e.hold_until = now_ + options_.hold_seconds * kMicrosPerSecond;
     next_hold_end_ = std::min(next_hold_end_, e.hold_until);
@@ -263,6 +285,34 @@ void PendingAttempts::Succeeded(const IpAddress& ip, std::uint32_t successes, Un
   e.held_sessionless -= dropped;
   stats_.succeeded += dropped;
   Touch(slot, now_);
+}
+
+bool PendingAttempts::LoggedIn(const IpAddress& ip, std::string_view session, UnixMicros now) {
+  Tick(now);
+  if (session.empty()) return false;
+  const std::uint32_t slot = Find(ip);
+  if (slot == kNil) return false;
+  Entry& e = entries_[slot];
+  const std::uint64_t key = Fnv1a(session) | 1;
+  // The session's last attempt: one connection's attempts come one after another.
+  SessionAttempt* a = nullptr;
+  for (SessionAttempt& candidate : e.attempts) {
+    if (candidate.session == key && (a == nullptr || candidate.last > a->last)) a = &candidate;
+  }
+  // Dropped only when its first line is still held and it stopped at a passdb that chains on:
+  // an attempt that stopped at the chain's end failed there. Held lines of sessions are
+  // e.held - e.held_sessionless (a counting line may have taken one already: then nothing is
+  // left to drop).
+  if (a == nullptr || !a->held || !Chains(a->passdbs[a->passdb_count - 1]) ||
+      e.held <= e.held_sessionless) {
+    return false;
+  }
+  a->held = false;
+  --e.held;
+  ++stats_.succeeded;
+  ++stats_.logged_in;
+  Touch(slot, now_);
+  return true;
 }
 
 void PendingAttempts::Tick(UnixMicros now) { now_ = std::max(now_, now); }

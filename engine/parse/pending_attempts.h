@@ -40,6 +40,19 @@
 //              attempts without a session. Should a dropped one be a failure after all, its own
 //              counting line (Postfix's SASL warning, in the same log as the disconnect line)
 //              still counts it: Settle() counts whatever no held line stands for.
+//  - LoggedIn(): a login that succeeded through the chain after earlier passdbs refused it
+//              (IMAP/POP3/...: "passwd(u,ip,<S>): unknown user", then the login process's
+//              "Login: user=<u>, ..., session=<S>", and no line of the passdb that accepted)
+//              leaves the refusal held with nothing to settle it. The login line names its
+//              session: the session's last attempt (attempts on one connection run one after
+//              another) is the one that succeeded when it stopped at a passdb that chains on,
+//              one seen followed by another passdb's line in an attempt (`chaining`, learned
+//              from every address: the refusals of a failed attempt through the chain). Then
+//              its held line is dropped. An attempt that stopped at the chain's last passdb
+//              failed (a login the first passdb accepted logs no line of its own, so the last
+//              attempt is an earlier one), and is still counted. Not compared: the user (the
+//              login line writes the name the passdb returned, the passdb line the name asked,
+//              cut at 64 bytes).
 // Entries untouched for `memory_seconds` of event time are dropped (what they held released
 // first). Bounded: at most `capacity` addresses; the least recently touched is evicted, its held
 // attempts released, so an eviction can at worst count an attempt twice, never lose one.
@@ -52,6 +65,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mxward/event.h"
@@ -85,6 +99,7 @@ struct PendingAttemptsStats {
   std::uint64_t evictions = 0;  // addresses evicted for capacity
   std::uint64_t same_attempt = 0;  // passdb lines folded as another passdb's line of an attempt
   std::uint64_t succeeded = 0;     // held attempts dropped as logins that succeeded
+  std::uint64_t logged_in = 0;     // of those, dropped by a login line naming their session
 };
 
 class PendingAttempts {
@@ -102,6 +117,10 @@ class PendingAttempts {
   // accepted): drops up to that many held attempts of the address, which then count nothing
   // unless a counting line arrives for them.
   void Succeeded(const IpAddress& ip, std::uint32_t successes, UnixMicros now);
+  // The login of `session` (a login process's connection) from `ip` succeeded: drops the held
+  // line of the session's last attempt when that attempt stopped at a chaining passdb (the
+  // refusals before the passdb that accepted). Returns whether it dropped one.
+  bool LoggedIn(const IpAddress& ip, std::string_view session, UnixMicros now);
   // Releases holds that ended at or before `now` and drops entries past memory.
   void Advance(UnixMicros now);
   // Releases every hold (end of replay, shutdown).
@@ -123,7 +142,9 @@ class PendingAttempts {
     std::uint64_t session_user = 0;                           // hash of session and user; 0: unused
     std::array<std::uint32_t, kPassdbsPerAttempt> passdbs{};  // hashes of the passdbs that
     std::uint8_t passdb_count = 0;                            // logged the current attempt
-    UnixMicros last = 0;  // the attempt's newest line (bounds a sessionless attempt)
+    UnixMicros last = 0;        // the attempt's newest line (bounds a sessionless attempt)
+    std::uint64_t session = 0;  // hash of the session alone (0: no session), for LoggedIn()
+    bool held = false;  // the attempt's first line is held (not released, not met by credit)
   };
   struct Entry {
     IpAddress ip;
@@ -149,7 +170,10 @@ class PendingAttempts {
   // Notes the passdb line `event` in e.attempts; true when it is a later passdb's line of the
   // attempt already noted for its session and user (for a line without a session: its user, and
   // within hold_seconds of that attempt's last line).
-  bool ContinuesAttempt(Entry& e, const Event& event) const;
+  // *attempt: the attempt the line was noted in.
+  bool ContinuesAttempt(Entry& e, const Event& event, SessionAttempt** attempt);
+  void NoteChaining(std::uint32_t passdb);
+  bool Chains(std::uint32_t passdb) const;
   void Tick(UnixMicros now);
 
   PendingAttemptsOptions options_;
@@ -167,6 +191,12 @@ class PendingAttempts {
   static constexpr UnixMicros kNoHold = INT64_MAX;
   UnixMicros next_hold_end_ = kNoHold;
   PendingAttemptsStats stats_;
+  // Passdbs seen followed by another passdb's line in one attempt (they chain on when they
+  // refuse), over every address: a chain is the server's configuration, not a client's. Bounded;
+  // when full the oldest learned is forgotten.
+  static constexpr std::size_t kChainingPassdbs = 16;
+  std::array<std::uint32_t, kChainingPassdbs> chaining_{};
+  std::size_t chaining_count_ = 0, chaining_next_ = 0;
 };
 
 }  // namespace mxward

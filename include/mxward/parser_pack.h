@@ -53,6 +53,12 @@ struct PatternInfo {
   // AUTH that an earlier chained passdb refused before a later one accepted it (drops_held in the
   // TOML; pending_attempts.h).
   bool drops_held = false;
+  // A line saying the login of its connection (field `session`) succeeded (Dovecot's login
+  // processes' "Login: ... session=<S>"): the held passdb line of that session's last attempt is
+  // dropped when the attempt stopped at a passdb that is followed by another in a chain, the
+  // refusals logged before a later chained passdb accepted the login (drops_session_held in the
+  // TOML; pending_attempts.h).
+  bool drops_session_held = false;
   int parser_index = -1;  // position of parser in ParserPack::parser_names() (-1: unknown)
 };
 

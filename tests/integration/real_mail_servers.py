@@ -320,13 +320,15 @@ class Made:
         self.connections = {"dovecot": 0, "postfix": 0}
         self.lock = threading.Lock()
 
-    def add(self, ip, proto, failed=0, ok=0, ok_logged=None):
+    def add(self, ip, proto, failed=0, ok=0, ok_logged=None, failed_unlogged=0):
         """ok: successful logins; ok_logged: how many of them write a success line that
-        mxward reads (default: all)."""
+        mxward reads (default: all). failed_unlogged: failed attempts no line of the servers
+        logs (not in `attempts`, which mxward must count)."""
         with self.lock:
             e = self.by_ip.setdefault(ip, {"protocol": proto, "attempts": 0, "successes": 0,
-                                           "successes_logged": 0})
+                                           "successes_logged": 0, "attempts_unlogged": 0})
             e["attempts"] += failed
+            e["attempts_unlogged"] += failed_unlogged
             e["successes"] += ok
             e["successes_logged"] += ok if ok_logged is None else ok_logged
 
@@ -444,7 +446,53 @@ def managesieve_fail(ip, user, password, made, tries=1):
     s.close()
 
 
-def run_clients(ips):
+def imap_chained_login(ip, made, fail_first, auth_verbose):
+    """carol through the chain (passdb passwd refuses her, passwd-file accepts): a successful
+    IMAP LOGIN, after one wrong password on the same connection when fail_first."""
+    c = _imap_from(ip)
+    made.connected("dovecot")
+    how = "imap LOGIN, chained passdbs, " + ("wrong then right password" if fail_first
+                                              else "success")
+    if fail_first:
+        try:
+            c.login(CHAINED_USER, "wrong")
+            raise SystemExit(f"imap login of {CHAINED_USER} with a wrong password succeeded")
+        except imaplib.IMAP4.error:
+            chained_failure_then_success(made, ip, how, auth_verbose)
+    c.login(CHAINED_USER, "carols secret")
+    c.logout()
+    made.add(ip, how, ok=1)
+
+
+def pop3_chained_login(ip, made, fail_first, auth_verbose):
+    """The same over POP3 USER/PASS."""
+    c = _pop_from(ip)
+    made.connected("dovecot")
+    how = "pop3 USER/PASS, chained passdbs, " + ("wrong then right password" if fail_first
+                                                  else "success")
+    if fail_first:
+        try:
+            c.user(CHAINED_USER)
+            c.pass_("wrong")
+            raise SystemExit(f"pop3 login of {CHAINED_USER} with a wrong password succeeded")
+        except poplib.error_proto:
+            chained_failure_then_success(made, ip, how, auth_verbose)
+    c.user(CHAINED_USER)
+    c.pass_("carols secret")
+    c.quit()
+    made.add(ip, how, ok=1)
+
+
+def chained_failure_then_success(made, ip, how, auth_verbose):
+    # A failure followed by a login on the same connection: the login process writes "Login:"
+    # and no "auth failed" line, so only the passdb lines (auth_verbose) log the failure.
+    if auth_verbose == "yes":
+        made.add(ip, how, failed=1)
+    else:
+        made.add(ip, how, failed_unlogged=1)
+
+
+def run_clients(ips, auth_verbose="no"):
     """Every scenario in its own thread (each has its own address): the run takes as long as the
     longest one, not their sum."""
     made = Made()
@@ -546,6 +594,18 @@ def run_clients(ips):
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(scenarios)) as pool:
         for f in [pool.submit(s) for s in scenarios]:
             f.result()  # re-raises a scenario's failure
+    # Successful logins through the chain, after the failures above: by then mxward has seen the
+    # chain's passdbs refuse one attempt one after the other (imap_chained_once), which is how it
+    # knows that the first passdb's refusal is followed by the second passdb (docs/parsers.md).
+    chained_logins = [
+        lambda: imap_chained_login(ips["imap_chained_login"], made, False, auth_verbose),
+        lambda: imap_chained_login(ips["imap_chained_fail_login"], made, True, auth_verbose),
+        lambda: pop3_chained_login(ips["pop3_chained_login"], made, False, auth_verbose),
+        lambda: pop3_chained_login(ips["pop3_chained_fail_login"], made, True, auth_verbose),
+    ]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(chained_logins)) as pool:
+        for f in [pool.submit(s) for s in chained_logins]:
+            f.result()
     return made
 
 
@@ -861,7 +921,9 @@ def main():
              "submission_login", "smtp_plain_many", "smtp_login_unknown",
              "imap_plaintext_forbidden", "connect_drop", "success", "imap_over_threshold",
              "smtp_over_threshold", "managesieve", "imap_chained_once", "imap_chained_many",
-             "smtp_chained_once", "smtp_chained_many", "smtp_chained_success"]
+             "smtp_chained_once", "smtp_chained_many", "smtp_chained_success",
+             "imap_chained_login", "imap_chained_fail_login", "pop3_chained_login",
+             "pop3_chained_fail_login"]
     if args.policy:
         names = ["policy_dictionary", "policy_stale_phone", "policy_smtp_dictionary",
                  "policy_bystander", "policy_sender"]
@@ -904,7 +966,7 @@ def main():
             if args.roundcube:
                 made = run_roundcube(args, work, ips, logs)
             else:
-                made = run_clients(ips)
+                made = run_clients(ips, args.auth_verbose)
             # Every connection's end is logged before the servers stop (login processes log at
             # disconnect; smtpd logs "disconnect from").
             probes = 4  # imap, pop3, submission, sieve probes of the readiness loop

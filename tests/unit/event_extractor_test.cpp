@@ -532,6 +532,132 @@ TEST_F(OneAttemptOneCountTest, SmtpAuthSuccessNeverDropsASessionsAttempt) {
   EXPECT_EQ(Counted("198.51.100.24"), 1u);
 }
 
+// --- IMAP/POP3 logins through the chain (issue 14) ------------------------------------------
+// Debian 12's Dovecot 2.3.19.1 (tests/integration/real_mail_servers.py, log_path): carol is
+// refused by passdb passwd and accepted by passdb passwd-file; the login process then writes
+// "Login: ... session=<S>" and no line of the accepting passdb.
+constexpr const char* kCarolPasswdImap =
+    "auth-worker(28650): Info: conn unix:auth-worker (pid=28636,uid=106): auth-worker<15>: "
+    "passwd(carol@chained.example,198.51.100.28,<chW7ORBi4cXGM2Qc>): unknown user";
+constexpr const char* kCarolLoginImap =
+    "imap-login: Info: Login: user=<carol@chained.example>, method=PLAIN, rip=198.51.100.28, "
+    "lip=192.0.2.1, mpid=29025, session=<chW7ORBi4cXGM2Qc>";
+// One wrong password, then the right one, on one POP3 connection.
+constexpr const char* kCarolPasswdPop3 =
+    "auth-worker(28650): Info: conn unix:auth-worker (pid=28636,uid=106): auth-worker<16>: "
+    "passwd(carol@chained.example,198.51.100.31,<grG7ORBitePGM2Qf>): unknown user";
+constexpr const char* kCarolMismatchPop3 =
+    "auth: Info: passwd-file(carol@chained.example,198.51.100.31,<grG7ORBitePGM2Qf>): Password "
+    "mismatch";
+constexpr const char* kCarolLoginPop3 =
+    "pop3-login: Info: Login: user=<carol@chained.example>, method=PLAIN, rip=198.51.100.31, "
+    "lip=192.0.2.1, mpid=29027, session=<grG7ORBitePGM2Qf>";
+
+TEST_F(OneAttemptOneCountTest, ChainedLoginAfterTheFirstPassdbRefusedIsNotCounted) {
+  // The chain refused an attempt once (passwd, then passwd-file, one session): passwd chains on.
+  Line("dovecot", kChainedWorker, 0);
+  Line("dovecot", kChainedFile, 0);
+  Line("dovecot", kCarolPasswdImap, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot", kCarolLoginImap, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  EXPECT_EQ(extractor_->last_outcome().pattern->name, "login_success");
+  EXPECT_EQ(event_.type, EventType::kAuthSuccess);
+  EXPECT_EQ(event_.get(Field::kSession), "chW7ORBi4cXGM2Qc");
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);  // past every hold
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.28"), 0u);
+  EXPECT_EQ(Counted("198.51.100.24"), 1u);  // the refused attempt, released
+  EXPECT_EQ(released_events_, 1);
+}
+
+TEST_F(OneAttemptOneCountTest, ChainedFailureThenLoginOnOneConnectionCountsTheFailureOnce) {
+  // The failure's two lines are one attempt (and teach that passwd chains on); the success's
+  // passwd line starts the next attempt, the login drops it; the failure is released.
+  Line("dovecot", kCarolPasswdPop3, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot", kCarolMismatchPop3, 0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot", kCarolPasswdPop3, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot", kCarolLoginPop3, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  EXPECT_EQ(event_.get(Field::kService), "pop3");
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.31"), 1u);
+  EXPECT_EQ(released_events_, 1);
+}
+
+TEST_F(OneAttemptOneCountTest, LoginTheFirstPassdbAcceptedAfterAChainedFailureCountsTheFailure) {
+  // The failure went through the whole chain; the login that follows was accepted by passwd at
+  // once (no line): the session's last attempt stopped at the chain's end, it is not dropped.
+  Line("dovecot", kCarolPasswdPop3, 0);
+  Line("dovecot", kCarolMismatchPop3, 0);
+  Line("dovecot", kCarolLoginPop3, 1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.31"), 1u);
+}
+
+TEST_F(OneAttemptOneCountTest, LoginOfAnotherSessionDropsNothing) {
+  Line("dovecot", kChainedWorker, 0);
+  Line("dovecot", kChainedFile, 0);  // passwd chains on
+  Line("dovecot", kCarolPasswdImap, 1);
+  // The same address, another connection: its login says nothing about this session's attempt.
+  Line("dovecot",
+       "imap-login: Info: Login: user=<carol@chained.example>, method=PLAIN, rip=198.51.100.28, "
+       "lip=192.0.2.1, mpid=29030, session=<d0W7ORBi4cXGM2Qc>",
+       1);
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.28"), 1u);
+}
+
+TEST_F(OneAttemptOneCountTest, ChainedLoginOfDovecot24IsNotCounted) {
+  // 2.4's shapes (auth-request.c get_log_prefix: "auth(user,ip,sasl:mech)<session>: ", the
+  // worker's "<pid><session>: request [N]: "; client-common-auth.c: "Logged in"), the session's
+  // text as Debian's 2.3 writes it. A refused attempt through the chain, then a login passwd-file
+  // accepted after passwd refused.
+  Line("dovecot",
+       "auth-worker(ghost@chained.example,192.0.2.60,sasl:plain)<4242><AazzFg1it5XGM2QY>: "
+       "request [1]: Info: passwd: unknown user",
+       0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot",
+       "auth(ghost@chained.example,192.0.2.60,sasl:plain)<AazzFg1it5XGM2QY>: Info: passwd-file: "
+       "unknown user",
+       0);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kFolded);
+  Line("dovecot",
+       "auth-worker(carol@chained.example,192.0.2.61,sasl:plain)<4242><chW7ORBi4cXGM2Qc>: "
+       "request [2]: Info: passwd: unknown user",
+       1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kHeld);
+  Line("dovecot",
+       "imap-login: Info: Logged in: user=<carol@chained.example>, method=PLAIN, "
+       "rip=192.0.2.61, lip=192.0.2.1, mpid=4243, TLS, session=<chW7ORBi4cXGM2Qc>",
+       1);
+  EXPECT_EQ(extractor_->last_outcome().kind, ExtractOutcome::kEvent);
+  EXPECT_EQ(extractor_->last_outcome().pattern->name, "login_success_logged_in");
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);
+  Shutdown();
+  EXPECT_EQ(Counted("192.0.2.60"), 1u);
+  EXPECT_EQ(Counted("192.0.2.61"), 0u);
+}
+
+TEST_F(OneAttemptOneCountTest, ChainedLoginBeforeAnyRefusalThroughTheChainIsCountedOnce) {
+  // The limit (docs/parsers.md): until the extractor has seen the chain refuse one attempt with
+  // both passdbs, it cannot tell a refusal that the next passdb follows from the chain's last:
+  // the login's refusal counts once, as before.
+  Line("dovecot", kCarolPasswdImap, 0);
+  Line("dovecot", kCarolLoginImap, 0);
+  Line("postfix/qmgr", "ABCDEF0003: removed", 60);
+  Shutdown();
+  EXPECT_EQ(Counted("198.51.100.28"), 1u);
+}
+
 TEST_F(EventExtractorTest, WebmailLoginFromLoopbackCountsOnlyRoundcubesLine) {
   ASSERT_TRUE(Feed("roundcube",
                    "<8r1pu4bh> IMAP Error: Login failed for bob against localhost from "

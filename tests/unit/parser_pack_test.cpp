@@ -287,6 +287,27 @@ TEST(ParserPackTest, TemplatesGiveTheirRegexsEvent) {
        "user=<a>, method=PLAIN, rip=6.6.6.6, lip=1.1.1.1, x>, method=PLAIN, rip=192.0.2.26, "
        "lip=192.0.2.1, TLS, session=<kT4fQm9x>",
        "login_auth_failed_imap_fast"},
+      // A successful login's session (Debian 12's line without "Info: "), also when the user
+      // holds ">, method=... session=<...": the session is the one after Dovecot's lip=.
+      {"dovecot",
+       "imap-login: Login: user=<carol@chained.example>, method=PLAIN, rip=198.51.100.28, "
+       "lip=192.0.2.1, mpid=29025, session=<chW7ORBi4cXGM2Qc>",
+       "login_success_session_imap_fast"},
+      {"dovecot",
+       "pop3-login: Login: user=<a>, method=PLAIN, rip=6.6.6.6, lip=1.1.1.1, session=<evil>, "
+       "method=PLAIN, rip=2001:db8::30, lip=2001:db8::1, mpid=1, TLS, "
+       "session=<AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==>",
+       "login_success_session_pop3_fast"},
+      // Not a session the template can tell from other text ('<' before it, text after it):
+      // the template without one reads it, as the regex does.
+      {"dovecot",
+       "managesieve-login: Login: user=<a>, method=PLAIN, rip=192.0.2.31, lip=192.0.2.1, "
+       "x<y, session=<kT4fQm9x>",
+       "login_success_managesieve_fast"},
+      {"dovecot",
+       "submission-login: Login: user=<a>, method=PLAIN, rip=192.0.2.32, lip=192.0.2.1, "
+       "session=<kT4fQm9x>, lport=587",
+       "login_success_submission_fast"},
   };
   read.push_back({"postfix/smtpd",
                   "NOQUEUE: reject: RCPT from unknown[192.0.2.89]: 550 5.1.1 <a@example.org>: "
