@@ -805,14 +805,15 @@ class Daemon {
     constexpr std::string_view kUnpublishedIncidents = "mxward_cluster_incidents_unpublished";
     (void)registry_.Declare(
         {kConnected, MetricType::kGauge, "1 while the decision log connection is up.", {}});
-    (void)registry_.Declare({kEvents,
-                             MetricType::kCounter,
-                             "Cluster link events: connects, connect_failures, published, "
-                             "publish_failures, notifications, rows_read, queued, invalid, "
-                             "pruned; shared windows: window_events_published, _unpublished, "
-                             "_dropped, _received, _folded, _pruned, claims_won, claims_lost, "
-                             "claims_alone; incidents: incidents_published, incident_requests.",
-                             {"type"}});
+    (void)registry_.Declare(
+        {kEvents,
+         MetricType::kCounter,
+         "Cluster link events: connects, connect_failures, published, "
+         "publish_failures, notifications, rows_read, queued, invalid, "
+         "pruned; shared windows: window_events_published, _unpublished, "
+         "_dropped, _received, _read_back, _folded, _pruned, claims_won, claims_lost, "
+         "claims_alone; incidents: incidents_published, incident_requests.",
+         {"type"}});
     (void)registry_.Declare({kUnpublishedIncidents,
                              MetricType::kGauge,
                              "This node's incidents changed and not yet published (database "
@@ -850,6 +851,7 @@ class Daemon {
       add(kEvents, {"window_events_published"}, &c.window_events_published);
       add(kEvents, {"window_events_unpublished"}, &c.window_events_unpublished);
       add(kEvents, {"window_events_received"}, &c.window_events_received);
+      add(kEvents, {"window_events_read_back"}, &c.window_events_read_back);
       add(kEvents, {"window_events_pruned"}, &c.window_events_pruned);
       add(kEvents, {"claims_won"}, &c.claims_won);
       add(kEvents, {"claims_lost"}, &c.claims_lost);

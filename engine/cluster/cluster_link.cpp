@@ -177,10 +177,15 @@ void ClusterLink::Run() {
   SteadyTime next_prune{};
   // Shared windows: the link's spent batch (exchanged for the filled one) and its cursor. The
   // cursor starts at 0 at every start: the read skips rows older than the longest window, so a
-  // restarted node folds what its windows should hold.
+  // restarted node folds what its windows should hold, its own rows of before the restart
+  // included (its windows died with the process: the engine keeps them in memory only, and the
+  // store does not restore them). Until that first read is complete nothing of this run is
+  // published (the batch waits), so the own rows it reads are all from before the start and each
+  // is counted once; afterwards own rows are skipped: they were counted live.
   std::vector<WindowEvent> spent_batch;
   std::int64_t window_cursor = 0;
   bool need_window_read = true;
+  bool own_rows_read_back = false;
   bool need_requests = true;
 
   // This node's row (role, cursor) and the log's view for `status`; a failure is only logged
@@ -284,6 +289,9 @@ void ClusterLink::Run() {
   // This node's counted events of shared playbooks into the log, one statement per batch.
   auto publish_window_events = [&]() -> Status {
     if (shared_.batch == nullptr || !windows_and_incidents) return Status::Ok();
+    // Connected, but the start's read of this node's own rows is not complete: the events wait
+    // in the batch (read_window_events would read them back and count them a second time).
+    if (log.connected() && !own_rows_read_back) return Status::Ok();
     const std::size_t n = shared_.batch->Take(&spent_batch);
     if (n == 0) return Status::Ok();
     if (!log.connected()) {
@@ -305,14 +313,26 @@ void ClusterLink::Run() {
   auto read_window_events = [&]() -> Status {
     if (shared_.batch == nullptr || !windows_and_incidents) return Status::Ok();
     for (;;) {
-      auto rows = log.ReadWindowEventsAfter(window_cursor, window_keep_s(), kWindowReadBatch);
+      auto rows = log.ReadWindowEventsAfter(window_cursor, window_keep_s(), kWindowReadBatch,
+                                            /*include_own=*/!own_rows_read_back);
       if (!rows.ok()) return rows.status();
-      if (rows->empty()) return Status::Ok();
-      window_cursor = rows->back().id;
       const std::size_t n = rows->size();
-      counters_.window_events_received += static_cast<std::int64_t>(n);
-      if (shared_.on_remote) shared_.on_remote(std::move(*rows));
-      if (static_cast<int>(n) < kWindowReadBatch) return Status::Ok();
+      if (n > 0) {
+        window_cursor = rows->back().id;
+        const std::int64_t own =
+            own_rows_read_back
+                ? 0
+                : std::count_if(rows->begin(), rows->end(), [&](const RemoteWindowEvent& r) {
+                    return r.node == options_.node;
+                  });
+        counters_.window_events_read_back += own;
+        counters_.window_events_received += static_cast<std::int64_t>(n) - own;
+        if (shared_.on_remote) shared_.on_remote(std::move(*rows));
+      }
+      if (static_cast<int>(n) < kWindowReadBatch) {
+        own_rows_read_back = true;
+        return Status::Ok();
+      }
     }
   };
 

@@ -90,10 +90,12 @@ struct ClusterLinkCounters {
   // each node then decides alone.
   std::atomic<std::int64_t> window_events_unpublished{0};
   std::atomic<std::int64_t> window_events_received{0};  // other nodes' events read
-  std::atomic<std::int64_t> window_events_pruned{0};    // events and claims pruned
-  std::atomic<std::int64_t> claims_won{0};              // incidents this node opened
-  std::atomic<std::int64_t> claims_lost{0};             // held by another node: not opened here
-  std::atomic<std::int64_t> claims_alone{0};            // decided without the database: opened here
+  // This node's own events of before its start, read back at start (not in _received).
+  std::atomic<std::int64_t> window_events_read_back{0};
+  std::atomic<std::int64_t> window_events_pruned{0};  // events and claims pruned
+  std::atomic<std::int64_t> claims_won{0};            // incidents this node opened
+  std::atomic<std::int64_t> claims_lost{0};           // held by another node: not opened here
+  std::atomic<std::int64_t> claims_alone{0};          // decided without the database: opened here
   // Cluster-wide incidents.
   std::atomic<std::int64_t> incidents_published{0};    // publications of this node's incidents
   std::atomic<std::int64_t> incidents_unpublished{0};  // incidents changed, not published yet

@@ -152,10 +152,12 @@ class DecisionLog {
   virtual Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events,
                                                    std::size_t n) = 0;
   // Up to limit rows of other nodes with id > cursor written within the last max_age_s seconds
-  // (older ones cannot be in any window), in id order.
+  // (older ones cannot be in any window), in id order. include_own: this node's rows too (the
+  // read at start, which gives a restarted node back its own share of the windows).
   virtual Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
                                                                        std::int64_t max_age_s,
-                                                                       int limit) = 0;
+                                                                       int limit,
+                                                                       bool include_own) = 0;
   // Claims (playbook, key) for lease_s seconds on the database's clock: one row per pair, taken
   // over only once the holder's lease ended, so of the nodes whose windows reach the threshold
   // for the same attack exactly one wins. InvalidArgument, without asking, for a key the

@@ -257,7 +257,7 @@ const char* InsertWindowEventsSql(std::size_t size_index) {
 
 constexpr const char* kReadWindowEventsSql =
     "SELECT id, node, playbook, `key`, event_time_us, weight FROM mxward_window_events"
-    " WHERE id > ? AND node <> ? AND created_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND"
+    " WHERE id > ? AND (node <> ? OR ? = 1) AND created_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND"
     " ORDER BY id LIMIT ?";
 
 // A claim: a new row wins; an existing one is taken over only once its lease ended (the UPDATE
@@ -658,10 +658,12 @@ Result<std::int64_t> MariadbDecisionLog::PublishWindowEvents(const std::vector<W
 }
 
 Result<std::vector<RemoteWindowEvent>> MariadbDecisionLog::ReadWindowEventsAfter(
-    std::int64_t cursor, std::int64_t max_age_s, int limit) {
+    std::int64_t cursor, std::int64_t max_age_s, int limit, bool include_own) {
   std::vector<MariadbRow> rows;
   auto read = Run(kReadWindowEventsSql,
-                  {I(cursor), T(node_), I(std::max<std::int64_t>(max_age_s, 1)), I(limit)}, &rows);
+                  {I(cursor), T(node_), I(include_own ? 1 : 0),
+                   I(std::max<std::int64_t>(max_age_s, 1)), I(limit)},
+                  &rows);
   if (!read.ok()) return read.status();
   std::vector<RemoteWindowEvent> out;
   out.reserve(rows.size());

@@ -229,7 +229,7 @@ SELECT last, pg_notify('mxward_window_events', last::text) FROM c
 
 constexpr const char* kReadWindowEventsSql = R"sql(
 SELECT id, node, playbook, key, event_time_us, weight FROM mxward_window_events
-WHERE id > $1::bigint AND node <> $2
+WHERE id > $1::bigint AND (node <> $2 OR $5::boolean)
   AND created_at > now() - make_interval(secs => $3::bigint::double precision)
 ORDER BY id LIMIT $4::integer
 )sql";
@@ -558,12 +558,12 @@ Result<std::int64_t> PostgresDecisionLog::PublishWindowEvents(
 }
 
 Result<std::vector<RemoteWindowEvent>> PostgresDecisionLog::ReadWindowEventsAfter(
-    std::int64_t cursor, std::int64_t max_age_s, int limit) {
+    std::int64_t cursor, std::int64_t max_age_s, int limit, bool include_own) {
   if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
   PGresult* res =
       Run(conn_, kReadWindowEventsSql,
           {std::to_string(cursor), node_, std::to_string(std::max<std::int64_t>(max_age_s, 1)),
-           std::to_string(limit)});
+           std::to_string(limit), include_own ? "t" : "f"});
   if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading window events", res);
   std::vector<RemoteWindowEvent> rows;
   const int count = PQntuples(res);

@@ -423,6 +423,12 @@ TEST_F(ClusterMariadbTest, ConcurrentPublishersNeverLetAReaderSkipARow) {
   std::printf("concurrent publication: %d rows read in %d reads\n", 2 * kEach, reads + 1);
 }
 
+// A node restarted mid-attack gets its own share of the window back from the log, once
+// (cluster_nodes.h, CheckRestartedNodeReadsItsOwnEventsBackOnce).
+TEST_F(ClusterMariadbTest, RestartedNodeReadsItsOwnWindowEventsBackOnce) {
+  CheckRestartedNodeReadsItsOwnEventsBackOnce(kPropagation);
+}
+
 // Shared windows on MariaDB (docs/cluster.md "Shared windows"), cluster_postgres_test's case with
 // the events polled: a slow brute force spread evenly over the three nodes, 8 failures on each,
 // below every node's threshold of 20 but 24 in the cluster, is caught by the shared playbook once:
@@ -625,10 +631,17 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   auto written = a.PublishWindowEvents(batch, 2);
   ASSERT_OK(written);
   EXPECT_EQ(*written, 2);
-  auto mine = a.ReadWindowEventsAfter(0, 3600, 100);
+  auto mine = a.ReadWindowEventsAfter(0, 3600, 100, false);
   ASSERT_OK(mine);
   EXPECT_TRUE(mine->empty());
-  auto got = b.ReadWindowEventsAfter(0, 3600, 100);
+  // ... except at start, when a node reads its own rows back (its windows were lost with the
+  // process).
+  mine = a.ReadWindowEventsAfter(0, 3600, 100, true);
+  ASSERT_OK(mine);
+  ASSERT_EQ(mine->size(), 2u);
+  EXPECT_EQ((*mine)[0].node, "a");
+  EXPECT_EQ((*mine)[1].event.weight, 3u);
+  auto got = b.ReadWindowEventsAfter(0, 3600, 100, false);
   ASSERT_OK(got);
   ASSERT_EQ(got->size(), 2u);
   EXPECT_EQ((*got)[0].id, 1);
@@ -654,7 +667,7 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   written = b.PublishWindowEvents(many, many.size());
   ASSERT_OK(written);
   EXPECT_EQ(*written, 603);
-  got = a.ReadWindowEventsAfter(2, 3600, 1000);
+  got = a.ReadWindowEventsAfter(2, 3600, 1000, false);
   ASSERT_OK(got);
   ASSERT_EQ(got->size(), 603u);  // b's; a's own third row (id 3) is not a's to read
   for (int i = 0; i < 603; ++i) {
@@ -662,7 +675,7 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
     EXPECT_EQ((*got)[i].event.key,
               "10.9." + std::to_string(i >> 8) + "." + std::to_string(i & 255));
   }
-  got = b.ReadWindowEventsAfter(2, 3600, 1000);
+  got = b.ReadWindowEventsAfter(2, 3600, 1000, false);
   ASSERT_OK(got);
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].event.key, "203.0.113.6");
@@ -682,7 +695,7 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   // Longer than TEXT's 64 KiB: published, read back whole and claimable (its hash is the key).
   const std::string long_key(70'000, 'x');
   ASSERT_OK(a.PublishWindowEvents({{"shared-sasl", long_key, 1'800'000'003'000'000, 1}}, 1));
-  auto long_read = b.ReadWindowEventsAfter(2 + 603 + 1, 3600, 10);
+  auto long_read = b.ReadWindowEventsAfter(2 + 603 + 1, 3600, 10, false);
   ASSERT_OK(long_read);
   ASSERT_EQ(long_read->size(), 1u);
   EXPECT_EQ((*long_read)[0].event.key, long_key);
