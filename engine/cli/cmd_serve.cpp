@@ -707,7 +707,16 @@ class Daemon {
     explicit SharedWindowPublisher(WindowEventBatch* batch) : batch_(batch) {}
     void OnSharedCount(std::string_view playbook, std::string_view key, UnixMicros time,
                        std::uint32_t weight) override {
-      if (batch_->Add(playbook, key, time, weight) || warned_) return;
+      Add(playbook, key, time, weight, WindowEventKind::kCount);
+    }
+    void OnSharedReset(std::string_view playbook, std::string_view key, UnixMicros time) override {
+      Add(playbook, key, time, 1, WindowEventKind::kReset);
+    }
+
+   private:
+    void Add(std::string_view playbook, std::string_view key, UnixMicros time, std::uint32_t weight,
+             WindowEventKind kind) {
+      if (batch_->Add(playbook, key, time, weight, kind) || warned_) return;
       warned_ = true;
       spdlog::warn(
           "cluster: the shared window batch is full ({} events): events of shared playbooks are "
@@ -716,7 +725,6 @@ class Daemon {
           batch_->capacity());
     }
 
-   private:
     WindowEventBatch* batch_;
     bool warned_ = false;
   };
@@ -741,8 +749,14 @@ class Daemon {
         boost::asio::post(
             io_, [this, rows = std::make_shared<std::vector<RemoteWindowEvent>>(std::move(rows))] {
               for (const RemoteWindowEvent& r : *rows) {
-                pipeline_->engine().FoldRemoteCount(r.event.playbook, r.event.key, r.event.time_us,
-                                                    r.event.weight, r.node, claiming_sink_.get());
+                if (r.event.kind == WindowEventKind::kReset) {
+                  pipeline_->engine().FoldRemoteReset(r.event.playbook, r.event.key,
+                                                      r.event.time_us, r.node);
+                } else {
+                  pipeline_->engine().FoldRemoteCount(r.event.playbook, r.event.key,
+                                                      r.event.time_us, r.event.weight, r.node,
+                                                      claiming_sink_.get());
+                }
               }
             });
       };
@@ -811,7 +825,8 @@ class Daemon {
          "Cluster link events: connects, connect_failures, published, "
          "publish_failures, notifications, rows_read, queued, invalid, "
          "pruned; shared windows: window_events_published, _unpublished, "
-         "_dropped, _received, _read_back, _folded, _pruned, claims_won, claims_lost, "
+         "_dropped, _received, _read_back, _folded, _before_reset, _pruned, window_resets_folded, "
+         "claims_won, claims_lost, "
          "claims_alone; incidents: incidents_published, incident_requests.",
          {"type"}});
     (void)registry_.Declare({kUnpublishedIncidents,
@@ -862,6 +877,12 @@ class Daemon {
       // The engine's own count: read on the engine's thread, where the scrape runs.
       Keep(registry_.Add(kEvents, {"window_events_folded"}, [this] {
         return static_cast<double>(pipeline_->engine().stats().folded);
+      }));
+      Keep(registry_.Add(kEvents, {"window_resets_folded"}, [this] {
+        return static_cast<double>(pipeline_->engine().stats().resets_folded);
+      }));
+      Keep(registry_.Add(kEvents, {"window_events_before_reset"}, [this] {
+        return static_cast<double>(pipeline_->engine().stats().before_reset);
       }));
     }
   }

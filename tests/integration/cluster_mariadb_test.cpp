@@ -270,7 +270,7 @@ TEST_F(ClusterMariadbTest, DecisionLogAgainstTheRealDatabase) {
   EXPECT_FALSE(a.has_doorbells());
   EXPECT_EQ(
       server_->Sql("SELECT version FROM mxward_cluster_schema ORDER BY version", database_).out,
-      "1\n2\n");
+      "1\n2\n3\n");
   EXPECT_EQ(server_
                 ->Sql("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = '" +
                       database_ + "' AND TABLE_NAME = 'mxward_decisions'")
@@ -421,6 +421,40 @@ TEST_F(ClusterMariadbTest, ConcurrentPublishersNeverLetAReaderSkipARow) {
   EXPECT_EQ(*seen.begin(), 1);
   EXPECT_EQ(*seen.rbegin(), 2 * kEach);
   std::printf("concurrent publication: %d rows read in %d reads\n", 2 * kEach, reads + 1);
+}
+
+// A reset (schema v6, MariaDB v3) is a window event of its own kind: written in a batch with
+// counts, read back by another node as a reset, at its time.
+TEST_F(ClusterMariadbTest, WindowResetsTravelAsTheirKind) {
+  MariadbDecisionLog a(Target(), "a");
+  MariadbDecisionLog b(Target(), "b");
+  ASSERT_OK(a.Connect());
+  ASSERT_OK(b.Connect());
+  std::vector<WindowEvent> batch(2);
+  batch[0] = {"shared-sasl", "203.0.113.5", 1'800'000'000'000'000, 1};
+  batch[1] = {"shared-sasl", "203.0.113.5", 1'800'000'002'000'000, 1, WindowEventKind::kReset};
+  auto written = a.PublishWindowEvents(batch, 2);
+  ASSERT_OK(written);
+  EXPECT_EQ(*written, 2);
+  auto got = b.ReadWindowEventsAfter(0, 3600, 100, false);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].event.kind, WindowEventKind::kCount);
+  EXPECT_EQ((*got)[1].event.kind, WindowEventKind::kReset);
+  EXPECT_EQ((*got)[1].event.time_us, 1'800'000'002'000'000);
+  EXPECT_EQ((*got)[1].event.key, "203.0.113.5");
+}
+
+// A login success on one node resets the shared window on every node (cluster_nodes.h,
+// CheckResetOnOneNodeResetsEveryNodesWindow); the reset is one typed row of the log.
+TEST_F(ClusterMariadbTest, ResetOnOneNodeResetsEveryNodesWindow) {
+  CheckResetOnOneNodeResetsEveryNodesWindow(kPropagation);
+  EXPECT_EQ(server_
+                ->Sql("SELECT CONCAT(node, ' ', kind, ' ', `key`) FROM mxward_window_events WHERE "
+                      "kind = 'reset'",
+                      database_)
+                .out,
+            "b reset 198.51.100.62\n");
 }
 
 // A node restarted mid-attack gets its own share of the window back from the log, once
@@ -641,6 +675,7 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   ASSERT_EQ(mine->size(), 2u);
   EXPECT_EQ((*mine)[0].node, "a");
   EXPECT_EQ((*mine)[1].event.weight, 3u);
+  EXPECT_EQ((*mine)[0].event.kind, WindowEventKind::kCount);
   auto got = b.ReadWindowEventsAfter(0, 3600, 100, false);
   ASSERT_OK(got);
   ASSERT_EQ(got->size(), 2u);
@@ -878,11 +913,11 @@ TEST_F(ClusterMariadbTest, MigratesAVersionOneLogAndRefusesANewerOne) {
     ban.origin_action_id = 1;
     ASSERT_OK(a.Publish({ban}));
   }
-  // Back to what v1 left: no v2 tables, no v2 row.
+  // Back to what v1 left: no v2 tables, no v2 or v3 rows.
   ASSERT_EQ(server_
                 ->Sql("DROP TABLE mxward_window_counter, mxward_window_events, "
                       "mxward_window_claims, mxward_incidents, mxward_incident_requests; "
-                      "DELETE FROM mxward_cluster_schema WHERE version = 2",
+                      "DELETE FROM mxward_cluster_schema WHERE version >= 2",
                       database_)
                 .exit_code,
             0);
@@ -890,7 +925,7 @@ TEST_F(ClusterMariadbTest, MigratesAVersionOneLogAndRefusesANewerOne) {
   ASSERT_OK(b.Connect());
   EXPECT_EQ(
       server_->Sql("SELECT version FROM mxward_cluster_schema ORDER BY version", database_).out,
-      "1\n2\n");
+      "1\n2\n3\n");
   auto rows = b.ReadAfter(0, 10);
   ASSERT_OK(rows);
   ASSERT_EQ(rows->size(), 1u);
@@ -901,13 +936,13 @@ TEST_F(ClusterMariadbTest, MigratesAVersionOneLogAndRefusesANewerOne) {
   b.Disconnect();
 
   ASSERT_EQ(
-      server_->Sql("INSERT INTO mxward_cluster_schema VALUES (3, UTC_TIMESTAMP(6))", database_)
+      server_->Sql("INSERT INTO mxward_cluster_schema VALUES (4, UTC_TIMESTAMP(6))", database_)
           .exit_code,
       0);
   MariadbDecisionLog c(Target(), "c");
   const Status refused = c.Connect();
   EXPECT_EQ(refused.code(), Status::Code::kInternal);
-  EXPECT_NE(refused.message().find("MariaDB schema version 3, this mxward knows up to 2"),
+  EXPECT_NE(refused.message().find("MariaDB schema version 4, this mxward knows up to 3"),
             std::string::npos)
       << refused.message();
   EXPECT_FALSE(c.connected());

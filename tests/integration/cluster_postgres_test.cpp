@@ -427,6 +427,41 @@ TEST_F(ClusterPostgresTest, RuntimeAllowlistEntriesReachEveryNode) {
       << LogRows("true");
 }
 
+// A reset (schema v6, MariaDB v3) is a window event of its own kind: written in a batch with
+// counts, read back by another node as a reset, at its time.
+TEST_F(ClusterPostgresTest, WindowResetsTravelAsTheirKind) {
+  const std::string conninfo = "host=" + pg_.socket_dir() + " port=" + std::to_string(pg_.port()) +
+                               " dbname=mxward user=mxward";
+  PostgresDecisionLog a(conninfo, "cluster-secret", "a");
+  PostgresDecisionLog b(conninfo, "cluster-secret", "b");
+  ASSERT_OK(a.Connect());
+  ASSERT_OK(b.Connect());
+  std::vector<WindowEvent> batch(2);
+  batch[0] = {"shared-sasl", "203.0.113.5", 1'800'000'000'000'000, 1};
+  batch[1] = {"shared-sasl", "203.0.113.5", 1'800'000'002'000'000, 1, WindowEventKind::kReset};
+  auto written = a.PublishWindowEvents(batch, 2);
+  ASSERT_OK(written);
+  EXPECT_EQ(*written, 2);
+  auto got = b.ReadWindowEventsAfter(0, 3600, 100, false);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].event.kind, WindowEventKind::kCount);
+  EXPECT_EQ((*got)[1].event.kind, WindowEventKind::kReset);
+  EXPECT_EQ((*got)[1].event.time_us, 1'800'000'002'000'000);
+  EXPECT_EQ((*got)[1].event.key, "203.0.113.5");
+}
+
+// A login success on one node resets the shared window on every node (cluster_nodes.h,
+// CheckResetOnOneNodeResetsEveryNodesWindow); the reset is one typed row of the log.
+TEST_F(ClusterPostgresTest, ResetOnOneNodeResetsEveryNodesWindow) {
+  CheckResetOnOneNodeResetsEveryNodesWindow(kPropagation);
+  EXPECT_EQ(pg_.Sql("SELECT node || ' ' || kind || ' ' || key FROM mxward_window_events WHERE kind "
+                    "= 'reset'",
+                    "mxward")
+                .out,
+            "b reset 198.51.100.62\n");
+}
+
 // A node restarted mid-attack gets its own share of the window back from the log, once
 // (cluster_nodes.h, CheckRestartedNodeReadsItsOwnEventsBackOnce).
 TEST_F(ClusterPostgresTest, RestartedNodeReadsItsOwnWindowEventsBackOnce) {
@@ -543,6 +578,7 @@ TEST_F(ClusterPostgresTest, WindowEventsAndClaimsAgainstTheRealDatabase) {
   ASSERT_EQ(mine->size(), 2u);
   EXPECT_EQ((*mine)[0].node, "a");
   EXPECT_EQ((*mine)[1].event.weight, 3u);
+  EXPECT_EQ((*mine)[0].event.kind, WindowEventKind::kCount);
   auto got = b.ReadWindowEventsAfter(0, 3600, 100, false);
   ASSERT_OK(got);
   ASSERT_EQ(got->size(), 2u);
