@@ -700,6 +700,16 @@ class Daemon {
     return claiming_sink_.get();
   }
 
+  // Incidents whose claim this node won (or decided alone): opened on the engine's thread.
+  void OpenClaimed() {
+    std::vector<Incident> open;
+    {
+      MutexLock lock(claimed_mu_);
+      open.swap(claimed_);
+    }
+    for (Incident& inc : open) claiming_sink_->inner()->OnIncident(std::move(inc));
+  }
+
   // The engine's counted events of shared playbooks into the batch; the first one the full batch
   // drops is said, the others counted (mxward_cluster_total{type="window_events_dropped"}).
   class SharedWindowPublisher final : public SharedWindowSink {
@@ -760,11 +770,15 @@ class Daemon {
               }
             });
       };
+      // Through a queue the engine's thread empties: posted while it runs, emptied by Shutdown
+      // after FlushClaims at a stop (io_ runs no more handlers then).
       hooks.on_claimed = [this](Incident incident, bool open, const std::string&) {
         if (!open) return;
-        boost::asio::post(io_, [this, inc = std::make_shared<Incident>(std::move(incident))] {
-          claiming_sink_->inner()->OnIncident(std::move(*inc));
-        });
+        {
+          MutexLock lock(claimed_mu_);
+          claimed_.push_back(std::move(incident));
+        }
+        boost::asio::post(io_, [this] { OpenClaimed(); });
       };
       cluster_->EnableSharedWindows(std::move(hooks));
       cluster_->SetLongestSharedWindow(pipeline_->engine().LongestSharedWindowSeconds());
@@ -1174,6 +1188,14 @@ class Daemon {
   void Shutdown() {
     pipeline_->ReleaseHeld();
     pipeline_->FlushCounts();
+    // Claims of shared windows still waiting (a window reached its threshold just before the
+    // stop): settled now, bounded like the other flushes here, and the incidents this node won
+    // opened before the recorder drains, so exactly one node opens each (docs/cluster.md
+    // "Claims at a stop").
+    if (cluster_ && window_batch_) {
+      cluster_->FlushClaims(std::chrono::seconds(5));
+      OpenClaimed();
+    }
     recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
     // Bounded: with an unwritable store (disk full) the held incidents cannot be saved, and
     // systemd's TimeoutStopSec must not be what ends the process. Stop() says what was lost.
@@ -1221,6 +1243,8 @@ class Daemon {
   // Shared windows (WireSharedWindows), with [cluster] only: before the pipeline, whose engine
   // reports into the batch and whose incidents pass through the claiming sink.
   std::unique_ptr<WindowEventBatch> window_batch_;
+  Mutex claimed_mu_;
+  std::vector<Incident> claimed_ GUARDED_BY(claimed_mu_);  // won claims, to open (OpenClaimed)
   std::unique_ptr<SharedWindowPublisher> shared_publisher_;
   std::unique_ptr<ClaimingIncidentSink> claiming_sink_;
   std::unique_ptr<Pipeline> pipeline_;

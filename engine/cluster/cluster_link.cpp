@@ -139,8 +139,46 @@ void ClusterLink::Claim(Incident incident) {
   {
     MutexLock lock(claims_mu_);
     claims_.push_back(std::move(incident));
+    ++claims_queued_;
   }
   Notify();
+}
+
+std::size_t ClusterLink::FlushClaims(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<Incident> left;
+  std::uint64_t in_flight = 0;
+  {
+    MutexLock lock(claims_mu_);
+    const std::uint64_t target = claims_queued_;
+    if (claims_settled_ >= target) return 0;
+    spdlog::info("cluster: settling {} claim(s) of shared windows before stopping",
+                 target - claims_settled_);
+    if (thread_.joinable()) {
+      Notify();
+      claims_settled_cv_.wait_until(
+          lock, deadline, [&]() REQUIRES(claims_mu_) { return claims_settled_ >= target; });
+    }
+    if (claims_settled_ >= target) return 0;
+    // The link is stuck (a statement that does not come back): what it has not taken yet is
+    // opened here alone; what it holds is lost with this process.
+    left.swap(claims_);
+    claims_settled_ += left.size();
+    in_flight = target - claims_settled_;
+  }
+  for (Incident& inc : left) {
+    spdlog::warn(
+        "cluster: {} {}: the shared window's claim was not settled within {} ms of the "
+        "stop; opened here alone",
+        inc.playbook, inc.key, timeout.count());
+    ++counters_.claims_alone;
+    if (shared_.on_claimed) shared_.on_claimed(std::move(inc), true, options_.node);
+  }
+  if (in_flight > 0) {
+    spdlog::error("cluster: {} claim(s) of shared windows still in a statement at the stop: lost",
+                  in_flight);
+  }
+  return static_cast<std::size_t>(in_flight);
 }
 
 void ClusterLink::Stop() {
@@ -374,6 +412,13 @@ void ClusterLink::Run() {
                    inc.playbook, inc.key,
                    failed.ok() ? "decision log unreachable" : failed.message());
       open_alone(inc);
+    }
+    if (!claims.empty()) {
+      {
+        MutexLock lock(claims_mu_);
+        claims_settled_ += claims.size();
+      }
+      claims_settled_cv_.notify_all();  // FlushClaims at a stop
     }
     return failed;
   };
@@ -736,6 +781,8 @@ void ClusterLink::Run() {
   // the next start publishes them).
   if (log.connected()) (void)publish();
   if (log.connected()) (void)publish_incidents();
+  // The shared windows' last events (at most a publish poll's): a restart reads them back.
+  if (log.connected()) (void)publish_window_events();
   log.Disconnect();
   counters_.connected = 0;
 }
