@@ -700,6 +700,16 @@ class Daemon {
     return claiming_sink_.get();
   }
 
+  // Incidents whose claim this node won (or decided alone): opened on the engine's thread.
+  void OpenClaimed() {
+    std::vector<Incident> open;
+    {
+      MutexLock lock(claimed_mu_);
+      open.swap(claimed_);
+    }
+    for (Incident& inc : open) claiming_sink_->inner()->OnIncident(std::move(inc));
+  }
+
   // The engine's counted events of shared playbooks into the batch; the first one the full batch
   // drops is said, the others counted (mxward_cluster_total{type="window_events_dropped"}).
   class SharedWindowPublisher final : public SharedWindowSink {
@@ -707,7 +717,16 @@ class Daemon {
     explicit SharedWindowPublisher(WindowEventBatch* batch) : batch_(batch) {}
     void OnSharedCount(std::string_view playbook, std::string_view key, UnixMicros time,
                        std::uint32_t weight) override {
-      if (batch_->Add(playbook, key, time, weight) || warned_) return;
+      Add(playbook, key, time, weight, WindowEventKind::kCount);
+    }
+    void OnSharedReset(std::string_view playbook, std::string_view key, UnixMicros time) override {
+      Add(playbook, key, time, 1, WindowEventKind::kReset);
+    }
+
+   private:
+    void Add(std::string_view playbook, std::string_view key, UnixMicros time, std::uint32_t weight,
+             WindowEventKind kind) {
+      if (batch_->Add(playbook, key, time, weight, kind) || warned_) return;
       warned_ = true;
       spdlog::warn(
           "cluster: the shared window batch is full ({} events): events of shared playbooks are "
@@ -716,7 +735,6 @@ class Daemon {
           batch_->capacity());
     }
 
-   private:
     WindowEventBatch* batch_;
     bool warned_ = false;
   };
@@ -741,16 +759,26 @@ class Daemon {
         boost::asio::post(
             io_, [this, rows = std::make_shared<std::vector<RemoteWindowEvent>>(std::move(rows))] {
               for (const RemoteWindowEvent& r : *rows) {
-                pipeline_->engine().FoldRemoteCount(r.event.playbook, r.event.key, r.event.time_us,
-                                                    r.event.weight, r.node, claiming_sink_.get());
+                if (r.event.kind == WindowEventKind::kReset) {
+                  pipeline_->engine().FoldRemoteReset(r.event.playbook, r.event.key,
+                                                      r.event.time_us, r.node);
+                } else {
+                  pipeline_->engine().FoldRemoteCount(r.event.playbook, r.event.key,
+                                                      r.event.time_us, r.event.weight, r.node,
+                                                      claiming_sink_.get());
+                }
               }
             });
       };
+      // Through a queue the engine's thread empties: posted while it runs, emptied by Shutdown
+      // after FlushClaims at a stop (io_ runs no more handlers then).
       hooks.on_claimed = [this](Incident incident, bool open, const std::string&) {
         if (!open) return;
-        boost::asio::post(io_, [this, inc = std::make_shared<Incident>(std::move(incident))] {
-          claiming_sink_->inner()->OnIncident(std::move(*inc));
-        });
+        {
+          MutexLock lock(claimed_mu_);
+          claimed_.push_back(std::move(incident));
+        }
+        boost::asio::post(io_, [this] { OpenClaimed(); });
       };
       cluster_->EnableSharedWindows(std::move(hooks));
       cluster_->SetLongestSharedWindow(pipeline_->engine().LongestSharedWindowSeconds());
@@ -805,14 +833,16 @@ class Daemon {
     constexpr std::string_view kUnpublishedIncidents = "mxward_cluster_incidents_unpublished";
     (void)registry_.Declare(
         {kConnected, MetricType::kGauge, "1 while the decision log connection is up.", {}});
-    (void)registry_.Declare({kEvents,
-                             MetricType::kCounter,
-                             "Cluster link events: connects, connect_failures, published, "
-                             "publish_failures, notifications, rows_read, queued, invalid, "
-                             "pruned; shared windows: window_events_published, _unpublished, "
-                             "_dropped, _received, _folded, _pruned, claims_won, claims_lost, "
-                             "claims_alone; incidents: incidents_published, incident_requests.",
-                             {"type"}});
+    (void)registry_.Declare(
+        {kEvents,
+         MetricType::kCounter,
+         "Cluster link events: connects, connect_failures, published, "
+         "publish_failures, notifications, rows_read, queued, invalid, "
+         "pruned; shared windows: window_events_published, _unpublished, "
+         "_dropped, _received, _read_back, _folded, _before_reset, _pruned, window_resets_folded, "
+         "claims_won, claims_lost, "
+         "claims_alone; incidents: incidents_published, incident_requests.",
+         {"type"}});
     (void)registry_.Declare({kUnpublishedIncidents,
                              MetricType::kGauge,
                              "This node's incidents changed and not yet published (database "
@@ -850,6 +880,7 @@ class Daemon {
       add(kEvents, {"window_events_published"}, &c.window_events_published);
       add(kEvents, {"window_events_unpublished"}, &c.window_events_unpublished);
       add(kEvents, {"window_events_received"}, &c.window_events_received);
+      add(kEvents, {"window_events_read_back"}, &c.window_events_read_back);
       add(kEvents, {"window_events_pruned"}, &c.window_events_pruned);
       add(kEvents, {"claims_won"}, &c.claims_won);
       add(kEvents, {"claims_lost"}, &c.claims_lost);
@@ -860,6 +891,12 @@ class Daemon {
       // The engine's own count: read on the engine's thread, where the scrape runs.
       Keep(registry_.Add(kEvents, {"window_events_folded"}, [this] {
         return static_cast<double>(pipeline_->engine().stats().folded);
+      }));
+      Keep(registry_.Add(kEvents, {"window_resets_folded"}, [this] {
+        return static_cast<double>(pipeline_->engine().stats().resets_folded);
+      }));
+      Keep(registry_.Add(kEvents, {"window_events_before_reset"}, [this] {
+        return static_cast<double>(pipeline_->engine().stats().before_reset);
       }));
     }
   }
@@ -1151,6 +1188,14 @@ class Daemon {
   void Shutdown() {
     pipeline_->ReleaseHeld();
     pipeline_->FlushCounts();
+    // Claims of shared windows still waiting (a window reached its threshold just before the
+    // stop): settled now, bounded like the other flushes here, and the incidents this node won
+    // opened before the recorder drains, so exactly one node opens each (docs/cluster.md
+    // "Claims at a stop").
+    if (cluster_ && window_batch_) {
+      cluster_->FlushClaims(std::chrono::seconds(5));
+      OpenClaimed();
+    }
     recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
     // Bounded: with an unwritable store (disk full) the held incidents cannot be saved, and
     // systemd's TimeoutStopSec must not be what ends the process. Stop() says what was lost.
@@ -1198,6 +1243,8 @@ class Daemon {
   // Shared windows (WireSharedWindows), with [cluster] only: before the pipeline, whose engine
   // reports into the batch and whose incidents pass through the claiming sink.
   std::unique_ptr<WindowEventBatch> window_batch_;
+  Mutex claimed_mu_;
+  std::vector<Incident> claimed_ GUARDED_BY(claimed_mu_);  // won claims, to open (OpenClaimed)
   std::unique_ptr<SharedWindowPublisher> shared_publisher_;
   std::unique_ptr<ClaimingIncidentSink> claiming_sink_;
   std::unique_ptr<Pipeline> pipeline_;

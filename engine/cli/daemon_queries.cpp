@@ -83,6 +83,7 @@ nlohmann::json ClusterJson(const ClusterLink& link) {
        {{"published", c.window_events_published.load()},
         {"unpublished", c.window_events_unpublished.load()},
         {"received", c.window_events_received.load()},
+        {"read_back", c.window_events_read_back.load()},
         {"claims_won", c.claims_won.load()},
         {"claims_lost", c.claims_lost.load()},
         {"claims_alone", c.claims_alone.load()}}},

@@ -139,8 +139,46 @@ void ClusterLink::Claim(Incident incident) {
   {
     MutexLock lock(claims_mu_);
     claims_.push_back(std::move(incident));
+    ++claims_queued_;
   }
   Notify();
+}
+
+std::size_t ClusterLink::FlushClaims(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<Incident> left;
+  std::uint64_t in_flight = 0;
+  {
+    MutexLock lock(claims_mu_);
+    const std::uint64_t target = claims_queued_;
+    if (claims_settled_ >= target) return 0;
+    spdlog::info("cluster: settling {} claim(s) of shared windows before stopping",
+                 target - claims_settled_);
+    if (thread_.joinable()) {
+      Notify();
+      claims_settled_cv_.wait_until(
+          lock, deadline, [&]() REQUIRES(claims_mu_) { return claims_settled_ >= target; });
+    }
+    if (claims_settled_ >= target) return 0;
+    // The link is stuck (a statement that does not come back): what it has not taken yet is
+    // opened here alone; what it holds is lost with this process.
+    left.swap(claims_);
+    claims_settled_ += left.size();
+    in_flight = target - claims_settled_;
+  }
+  for (Incident& inc : left) {
+    spdlog::warn(
+        "cluster: {} {}: the shared window's claim was not settled within {} ms of the "
+        "stop; opened here alone",
+        inc.playbook, inc.key, timeout.count());
+    ++counters_.claims_alone;
+    if (shared_.on_claimed) shared_.on_claimed(std::move(inc), true, options_.node);
+  }
+  if (in_flight > 0) {
+    spdlog::error("cluster: {} claim(s) of shared windows still in a statement at the stop: lost",
+                  in_flight);
+  }
+  return static_cast<std::size_t>(in_flight);
 }
 
 void ClusterLink::Stop() {
@@ -177,10 +215,15 @@ void ClusterLink::Run() {
   SteadyTime next_prune{};
   // Shared windows: the link's spent batch (exchanged for the filled one) and its cursor. The
   // cursor starts at 0 at every start: the read skips rows older than the longest window, so a
-  // restarted node folds what its windows should hold.
+  // restarted node folds what its windows should hold, its own rows of before the restart
+  // included (its windows died with the process: the engine keeps them in memory only, and the
+  // store does not restore them). Until that first read is complete nothing of this run is
+  // published (the batch waits), so the own rows it reads are all from before the start and each
+  // is counted once; afterwards own rows are skipped: they were counted live.
   std::vector<WindowEvent> spent_batch;
   std::int64_t window_cursor = 0;
   bool need_window_read = true;
+  bool own_rows_read_back = false;
   bool need_requests = true;
 
   // This node's row (role, cursor) and the log's view for `status`; a failure is only logged
@@ -284,6 +327,9 @@ void ClusterLink::Run() {
   // This node's counted events of shared playbooks into the log, one statement per batch.
   auto publish_window_events = [&]() -> Status {
     if (shared_.batch == nullptr || !windows_and_incidents) return Status::Ok();
+    // Connected, but the start's read of this node's own rows is not complete: the events wait
+    // in the batch (read_window_events would read them back and count them a second time).
+    if (log.connected() && !own_rows_read_back) return Status::Ok();
     const std::size_t n = shared_.batch->Take(&spent_batch);
     if (n == 0) return Status::Ok();
     if (!log.connected()) {
@@ -305,14 +351,26 @@ void ClusterLink::Run() {
   auto read_window_events = [&]() -> Status {
     if (shared_.batch == nullptr || !windows_and_incidents) return Status::Ok();
     for (;;) {
-      auto rows = log.ReadWindowEventsAfter(window_cursor, window_keep_s(), kWindowReadBatch);
+      auto rows = log.ReadWindowEventsAfter(window_cursor, window_keep_s(), kWindowReadBatch,
+                                            /*include_own=*/!own_rows_read_back);
       if (!rows.ok()) return rows.status();
-      if (rows->empty()) return Status::Ok();
-      window_cursor = rows->back().id;
       const std::size_t n = rows->size();
-      counters_.window_events_received += static_cast<std::int64_t>(n);
-      if (shared_.on_remote) shared_.on_remote(std::move(*rows));
-      if (static_cast<int>(n) < kWindowReadBatch) return Status::Ok();
+      if (n > 0) {
+        window_cursor = rows->back().id;
+        const std::int64_t own =
+            own_rows_read_back
+                ? 0
+                : std::count_if(rows->begin(), rows->end(), [&](const RemoteWindowEvent& r) {
+                    return r.node == options_.node;
+                  });
+        counters_.window_events_read_back += own;
+        counters_.window_events_received += static_cast<std::int64_t>(n) - own;
+        if (shared_.on_remote) shared_.on_remote(std::move(*rows));
+      }
+      if (static_cast<int>(n) < kWindowReadBatch) {
+        own_rows_read_back = true;
+        return Status::Ok();
+      }
     }
   };
 
@@ -354,6 +412,13 @@ void ClusterLink::Run() {
                    inc.playbook, inc.key,
                    failed.ok() ? "decision log unreachable" : failed.message());
       open_alone(inc);
+    }
+    if (!claims.empty()) {
+      {
+        MutexLock lock(claims_mu_);
+        claims_settled_ += claims.size();
+      }
+      claims_settled_cv_.notify_all();  // FlushClaims at a stop
     }
     return failed;
   };
@@ -716,6 +781,8 @@ void ClusterLink::Run() {
   // the next start publishes them).
   if (log.connected()) (void)publish();
   if (log.connected()) (void)publish_incidents();
+  // The shared windows' last events (at most a publish poll's): a restart reads them back.
+  if (log.connected()) (void)publish_window_events();
   log.Disconnect();
   counters_.connected = 0;
 }

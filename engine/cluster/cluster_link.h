@@ -35,7 +35,9 @@
 // playbook shares), on (re)connect and on the safety tick, and hands them to the daemon, which
 // folds them into the engine on the engine's thread; and it claims (playbook, key) for an
 // incident of a shared playbook, so one node in the cluster opens it. With the database down the
-// batch is dropped (counted) and a claim is decided alone: detection never waits for it.
+// batch is dropped (counted) and a claim is decided alone: detection never waits for it. At a
+// clean stop the daemon waits (bounded) until every claim queued so far is settled
+// (FlushClaims), so a window that reached its threshold just before the stop opens its incident.
 //
 // Incidents (docs/cluster.md "Cluster-wide incidents", cluster_incidents.h): the store marks every
 // change of a live incident in cluster_incident_changes (triggers, in the change's own
@@ -54,6 +56,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -90,10 +94,12 @@ struct ClusterLinkCounters {
   // each node then decides alone.
   std::atomic<std::int64_t> window_events_unpublished{0};
   std::atomic<std::int64_t> window_events_received{0};  // other nodes' events read
-  std::atomic<std::int64_t> window_events_pruned{0};    // events and claims pruned
-  std::atomic<std::int64_t> claims_won{0};              // incidents this node opened
-  std::atomic<std::int64_t> claims_lost{0};             // held by another node: not opened here
-  std::atomic<std::int64_t> claims_alone{0};            // decided without the database: opened here
+  // This node's own events of before its start, read back at start (not in _received).
+  std::atomic<std::int64_t> window_events_read_back{0};
+  std::atomic<std::int64_t> window_events_pruned{0};  // events and claims pruned
+  std::atomic<std::int64_t> claims_won{0};            // incidents this node opened
+  std::atomic<std::int64_t> claims_lost{0};           // held by another node: not opened here
+  std::atomic<std::int64_t> claims_alone{0};          // decided without the database: opened here
   // Cluster-wide incidents.
   std::atomic<std::int64_t> incidents_published{0};    // publications of this node's incidents
   std::atomic<std::int64_t> incidents_unpublished{0};  // incidents changed, not published yet
@@ -145,6 +151,13 @@ class ClusterLink {
   // An incident of a shared playbook to claim; answered through SharedWindowHooks::on_claimed.
   // Any thread.
   void Claim(Incident incident) EXCLUDES(claims_mu_);
+  // At a clean stop, before the recorder stops (docs/cluster.md "Claims at a stop"): waits until
+  // every claim queued so far was settled (asked of the database; decided alone when it cannot
+  // be asked), so an incident whose window reached the threshold just before the stop is opened
+  // by exactly one node, not by none. At most `timeout`: claims the link has not taken by then
+  // are taken back and opened here alone (SharedWindowHooks::on_claimed, on this thread, as
+  // claims_alone). Returns how many were still in a statement that had not come back (lost).
+  std::size_t FlushClaims(std::chrono::milliseconds timeout) EXCLUDES(claims_mu_);
   void Stop();
 
   const ClusterLinkCounters& counters() const { return counters_; }
@@ -177,6 +190,11 @@ class ClusterLink {
   std::atomic<std::int64_t> longest_shared_window_s_{0};
   Mutex claims_mu_;
   std::vector<Incident> claims_ GUARDED_BY(claims_mu_);
+  // Claims queued (Claim) and settled (the link's settle_claims, or FlushClaims's own) since the
+  // start, for FlushClaims; the link notifies claims_settled_cv_ as it settles.
+  std::uint64_t claims_queued_ GUARDED_BY(claims_mu_) = 0;
+  std::uint64_t claims_settled_ GUARDED_BY(claims_mu_) = 0;
+  std::condition_variable_any claims_settled_cv_;
 };
 
 }  // namespace mxward

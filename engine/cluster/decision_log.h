@@ -61,13 +61,19 @@ struct DecisionRow {
   std::string note;
 };
 
-// A counted event of a shared playbook (docs/cluster.md, "Shared windows"): typed fields, never
-// the log line. The ingest thread fills these in a bounded batch (shared_windows.h).
+// What a window event says: a counted event, or a reset of the key's window at time_us (the
+// playbook's [trigger.reset], e.g. a login success; weight unused).
+enum class WindowEventKind : std::uint8_t { kCount, kReset };
+
+// A counted event (or a reset) of a shared playbook (docs/cluster.md, "Shared windows"): typed
+// fields, never the log line. The ingest thread fills these in a bounded batch
+// (shared_windows.h).
 struct WindowEvent {
   std::string playbook;
   std::string key;           // as incidents name it: "203.0.113.7", "alice@example.org"
   std::int64_t time_us = 0;  // event time, µs since the epoch
   std::uint32_t weight = 1;
+  WindowEventKind kind = WindowEventKind::kCount;
 };
 
 // Another node's window event as read from the log.
@@ -105,7 +111,7 @@ struct ClusterView {
 // (mariadb_decision_log.h: the same tables, polled). Blocking calls; one user thread per object.
 class DecisionLog {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;  // PostgreSQL's; MariaDB has its own
   // Doorbells ConsumeNotifications reports.
   static constexpr int kDecisionsRang = 1;
   static constexpr int kWindowsRang = 2;
@@ -145,17 +151,19 @@ class DecisionLog {
   // are touched; one node prunes at a time (the others skip). The number of rows deleted.
   virtual Result<std::int64_t> Prune(std::int64_t keep_s) = 0;
 
-  // --- shared windows (PostgreSQL schema v4, MariaDB v2) --------------------------------------
+  // --- shared windows (PostgreSQL schema v4, MariaDB v2; resets: v6, v3) -----------------------
   // Writes events[0, n) with ids from a commit-ordered counter (a reader past id i has seen
   // every row below it). Events whose key is not text the database can hold are left out, so
   // one such key cannot fail the batch. How many were written.
   virtual Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events,
                                                    std::size_t n) = 0;
   // Up to limit rows of other nodes with id > cursor written within the last max_age_s seconds
-  // (older ones cannot be in any window), in id order.
+  // (older ones cannot be in any window), in id order. include_own: this node's rows too (the
+  // read at start, which gives a restarted node back its own share of the windows).
   virtual Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
                                                                        std::int64_t max_age_s,
-                                                                       int limit) = 0;
+                                                                       int limit,
+                                                                       bool include_own) = 0;
   // Claims (playbook, key) for lease_s seconds on the database's clock: one row per pair, taken
   // over only once the holder's lease ended, so of the nodes whose windows reach the threshold
   // for the same attack exactly one wins. InvalidArgument, without asking, for a key the

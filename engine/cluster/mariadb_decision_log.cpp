@@ -140,6 +140,14 @@ constexpr const char* kSchemaTableSql =
     " version INT NOT NULL PRIMARY KEY,"
     " applied_at DATETIME(6) NOT NULL"
     ") ENGINE=InnoDB";
+// v3: PostgreSQL's v6 (shared resets): a window event is a count or a reset of the key's window
+// at its event time. IF NOT EXISTS: a migration cut short (the column added, its version row
+// not) runs again in full.
+constexpr std::array<const char*, 1> kV3 = {
+    "ALTER TABLE mxward_window_events ADD COLUMN IF NOT EXISTS"
+    " kind VARCHAR(8) NOT NULL DEFAULT 'count' CHECK (kind IN ('count', 'reset'))",
+};
+
 constexpr const char* kSchemaVersionSql =
     "SELECT COALESCE(MAX(version), 0) FROM mxward_cluster_schema";
 constexpr const char* kSchemaRecordSql =
@@ -244,10 +252,10 @@ const char* InsertWindowEventsSql(std::size_t size_index) {
     for (std::size_t k = 0; k < kWindowInsertRows.size(); ++k) {
       out[k] =
           "INSERT INTO mxward_window_events (id, playbook, `key`, event_time_us, weight, node,"
-          " created_at) VALUES ";
+          " kind, created_at) VALUES ";
       for (int r = 0; r < kWindowInsertRows[k]; ++r) {
         out[k] += r == 0 ? "" : ", ";
-        out[k] += "(?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))";
+        out[k] += "(?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))";
       }
     }
     return out;
@@ -256,8 +264,8 @@ const char* InsertWindowEventsSql(std::size_t size_index) {
 }
 
 constexpr const char* kReadWindowEventsSql =
-    "SELECT id, node, playbook, `key`, event_time_us, weight FROM mxward_window_events"
-    " WHERE id > ? AND node <> ? AND created_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND"
+    "SELECT id, node, playbook, `key`, event_time_us, weight, kind FROM mxward_window_events"
+    " WHERE id > ? AND (node <> ? OR ? = 1) AND created_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND"
     " ORDER BY id LIMIT ?";
 
 // A claim: a new row wins; an existing one is taken over only once its lease ended (the UPDATE
@@ -494,7 +502,8 @@ Status MariadbDecisionLog::Migrate() {
       return recorded.ok() ? Status::Ok() : recorded.status();
     };
     MXWARD_RETURN_IF_ERROR(apply(1, kV1));
-    return apply(2, kV2);
+    MXWARD_RETURN_IF_ERROR(apply(2, kV2));
+    return apply(3, kV3);
   };
   Status st = migrate();
   if (connected()) {
@@ -647,7 +656,8 @@ Result<std::int64_t> MariadbDecisionLog::PublishWindowEvents(const std::vector<W
       for (std::size_t r = 0; r < rows; ++r) {
         const WindowEvent& e = *kept[next++];
         params.insert(params.end(), {I(++id), T(e.playbook), T(e.key), I(e.time_us),
-                                     I(static_cast<std::int64_t>(e.weight)), T(node_)});
+                                     I(static_cast<std::int64_t>(e.weight)), T(node_),
+                                     T(e.kind == WindowEventKind::kReset ? "reset" : "count")});
       }
       auto inserted = Run(InsertWindowEventsSql(k), params);
       if (!inserted.ok()) return inserted.status();
@@ -658,10 +668,12 @@ Result<std::int64_t> MariadbDecisionLog::PublishWindowEvents(const std::vector<W
 }
 
 Result<std::vector<RemoteWindowEvent>> MariadbDecisionLog::ReadWindowEventsAfter(
-    std::int64_t cursor, std::int64_t max_age_s, int limit) {
+    std::int64_t cursor, std::int64_t max_age_s, int limit, bool include_own) {
   std::vector<MariadbRow> rows;
   auto read = Run(kReadWindowEventsSql,
-                  {I(cursor), T(node_), I(std::max<std::int64_t>(max_age_s, 1)), I(limit)}, &rows);
+                  {I(cursor), T(node_), I(include_own ? 1 : 0),
+                   I(std::max<std::int64_t>(max_age_s, 1)), I(limit)},
+                  &rows);
   if (!read.ok()) return read.status();
   std::vector<RemoteWindowEvent> out;
   out.reserve(rows.size());
@@ -673,6 +685,7 @@ Result<std::vector<RemoteWindowEvent>> MariadbDecisionLog::ReadWindowEventsAfter
     r.event.key = Take(row[3]);
     r.event.time_us = Int(row[4]);
     r.event.weight = static_cast<std::uint32_t>(std::clamp<std::int64_t>(Int(row[5]), 1, 65535));
+    r.event.kind = row[6] && *row[6] == "reset" ? WindowEventKind::kReset : WindowEventKind::kCount;
     out.push_back(std::move(r));
   }
   return out;

@@ -31,8 +31,8 @@ class MariadbDecisionLog final : public DecisionLog {
  public:
   // MariaDB's schema versions: 1 holds PostgreSQL's v1 to v3 tables (decisions with the
   // allowlist kinds and note, the counter, the node rows); 2 its v4 and v5 (shared windows,
-  // cluster-wide incidents).
-  static constexpr int kMariadbSchemaVersion = 2;
+  // cluster-wide incidents); 3 its v6 (shared resets: the window events' kind).
+  static constexpr int kMariadbSchemaVersion = 3;
 
   // socket: a unix socket path, or "" for host:port.
   struct Target {
@@ -64,8 +64,8 @@ class MariadbDecisionLog final : public DecisionLog {
   Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events,
                                            std::size_t n) override;
   Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
-                                                               std::int64_t max_age_s,
-                                                               int limit) override;
+                                                               std::int64_t max_age_s, int limit,
+                                                               bool include_own) override;
   Result<WindowClaim> ClaimWindow(std::string_view playbook, std::string_view key,
                                   std::int64_t lease_s) override;
   Result<std::int64_t> PruneWindowEvents(std::int64_t keep_s) override;

@@ -148,7 +148,16 @@ CREATE INDEX mxward_incident_requests_pending ON mxward_incident_requests (node,
   WHERE done_at IS NULL;
 )sql";
 
-constexpr std::array<const char*, 5> kMigrations = {kV1, kV2, kV3, kV4, kV5};
+// v6: shared resets (docs/cluster.md "Resets"). A window event is a count or a reset of the
+// key's window at its event time ([trigger.reset], e.g. a login success); the nodes fold a reset
+// as one. A node of an older mxward refuses this log (a newer schema) rather than count a reset
+// as a failure.
+constexpr const char* kV6 = R"sql(
+ALTER TABLE mxward_window_events
+  ADD COLUMN kind text NOT NULL DEFAULT 'count' CHECK (kind IN ('count', 'reset'));
+)sql";
+
+constexpr std::array<const char*, 6> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6};
 static_assert(kMigrations.size() == DecisionLog::kSchemaVersion);
 
 // A ban while an unexpired ban of the scope (not removed since) is in the log is an extension.
@@ -220,16 +229,16 @@ WHERE u.kind = $3 AND u.seq <= $2::bigint
 constexpr const char* kInsertWindowEventsSql = R"sql(
 WITH c AS (UPDATE mxward_window_counter SET last = last + $1::bigint WHERE id = 1 RETURNING last),
      ins AS (
-       INSERT INTO mxward_window_events (id, playbook, key, event_time_us, weight, node)
-       SELECT c.last - $1::bigint + u.ord, u.pb, u.k, u.t, u.w, $6
-       FROM c, unnest($2::text[], $3::text[], $4::bigint[], $5::integer[])
-               WITH ORDINALITY AS u(pb, k, t, w, ord))
+       INSERT INTO mxward_window_events (id, playbook, key, event_time_us, weight, node, kind)
+       SELECT c.last - $1::bigint + u.ord, u.pb, u.k, u.t, u.w, $6, u.kd
+       FROM c, unnest($2::text[], $3::text[], $4::bigint[], $5::integer[], $7::text[])
+               WITH ORDINALITY AS u(pb, k, t, w, kd, ord))
 SELECT last, pg_notify('mxward_window_events', last::text) FROM c
 )sql";
 
 constexpr const char* kReadWindowEventsSql = R"sql(
-SELECT id, node, playbook, key, event_time_us, weight FROM mxward_window_events
-WHERE id > $1::bigint AND node <> $2
+SELECT id, node, playbook, key, event_time_us, weight, kind FROM mxward_window_events
+WHERE id > $1::bigint AND (node <> $2 OR $5::boolean)
   AND created_at > now() - make_interval(secs => $3::bigint::double precision)
 ORDER BY id LIMIT $4::integer
 )sql";
@@ -525,7 +534,7 @@ Result<std::int64_t> PostgresDecisionLog::PublishWindowEvents(
     const std::vector<WindowEvent>& events, std::size_t n) {
   if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
   n = std::min(n, events.size());
-  std::string playbooks = "{", keys = "{", times = "{", weights = "{";
+  std::string playbooks = "{", keys = "{", times = "{", weights = "{", kinds = "{";
   std::size_t written = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const WindowEvent& e = events[i];
@@ -537,19 +546,22 @@ Result<std::int64_t> PostgresDecisionLog::PublishWindowEvents(
       keys += ',';
       times += ',';
       weights += ',';
+      kinds += ',';
     }
     AppendArrayElement(&playbooks, e.playbook);
     AppendArrayElement(&keys, e.key);
     times += std::to_string(e.time_us);
     weights += std::to_string(e.weight);
+    kinds += e.kind == WindowEventKind::kReset ? "reset" : "count";
   }
   if (written == 0) return std::int64_t{0};
   playbooks += '}';
   keys += '}';
   times += '}';
   weights += '}';
+  kinds += '}';
   PGresult* res = Run(conn_, kInsertWindowEventsSql,
-                      {std::to_string(written), playbooks, keys, times, weights, node_});
+                      {std::to_string(written), playbooks, keys, times, weights, node_, kinds});
   if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
     return Fail("writing window events", res);
   }
@@ -558,12 +570,12 @@ Result<std::int64_t> PostgresDecisionLog::PublishWindowEvents(
 }
 
 Result<std::vector<RemoteWindowEvent>> PostgresDecisionLog::ReadWindowEventsAfter(
-    std::int64_t cursor, std::int64_t max_age_s, int limit) {
+    std::int64_t cursor, std::int64_t max_age_s, int limit, bool include_own) {
   if (conn_ == nullptr) return Status::Unavailable("PostgreSQL: not connected");
   PGresult* res =
       Run(conn_, kReadWindowEventsSql,
           {std::to_string(cursor), node_, std::to_string(std::max<std::int64_t>(max_age_s, 1)),
-           std::to_string(limit)});
+           std::to_string(limit), include_own ? "t" : "f"});
   if (PQresultStatus(res) != PGRES_TUPLES_OK) return Fail("reading window events", res);
   std::vector<RemoteWindowEvent> rows;
   const int count = PQntuples(res);
@@ -577,6 +589,8 @@ Result<std::vector<RemoteWindowEvent>> PostgresDecisionLog::ReadWindowEventsAfte
     r.event.time_us = std::strtoll(PQgetvalue(res, i, 4), nullptr, 10);
     r.event.weight = static_cast<std::uint32_t>(
         std::clamp<long long>(std::strtoll(PQgetvalue(res, i, 5), nullptr, 10), 1, 65535));
+    r.event.kind = std::strcmp(PQgetvalue(res, i, 6), "reset") == 0 ? WindowEventKind::kReset
+                                                                    : WindowEventKind::kCount;
     rows.push_back(std::move(r));
   }
   PQclear(res);

@@ -49,8 +49,8 @@ class PostgresDecisionLog final : public DecisionLog {
   Result<std::int64_t> PublishWindowEvents(const std::vector<WindowEvent>& events,
                                            std::size_t n) override;
   Result<std::vector<RemoteWindowEvent>> ReadWindowEventsAfter(std::int64_t cursor,
-                                                               std::int64_t max_age_s,
-                                                               int limit) override;
+                                                               std::int64_t max_age_s, int limit,
+                                                               bool include_own) override;
   Result<WindowClaim> ClaimWindow(std::string_view playbook, std::string_view key,
                                   std::int64_t lease_s) override;
   Result<std::int64_t> PruneWindowEvents(std::int64_t keep_s) override;

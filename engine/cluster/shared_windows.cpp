@@ -11,7 +11,7 @@ WindowEventBatch::WindowEventBatch(std::size_t capacity, std::function<void()> o
 }
 
 bool WindowEventBatch::Add(std::string_view playbook, std::string_view key, UnixMicros time,
-                           std::uint32_t weight) {
+                           std::uint32_t weight, WindowEventKind kind) {
   bool wake = false;
   {
     MutexLock lock(mu_);
@@ -24,6 +24,7 @@ bool WindowEventBatch::Add(std::string_view playbook, std::string_view key, Unix
     slot.key.assign(key);
     slot.time_us = time;
     slot.weight = weight;
+    slot.kind = kind;
     wake = filled_ == capacity_ / 2;
   }
   added_.fetch_add(1, std::memory_order_relaxed);

@@ -38,8 +38,8 @@ class WindowEventBatch {
 
   // The engine's thread. False when the batch is full: the event is dropped and counted, and the
   // first drop since the last warning is said once (rate limited by the caller's counter).
-  bool Add(std::string_view playbook, std::string_view key, UnixMicros time, std::uint32_t weight)
-      EXCLUDES(mu_);
+  bool Add(std::string_view playbook, std::string_view key, UnixMicros time, std::uint32_t weight,
+           WindowEventKind kind = WindowEventKind::kCount) EXCLUDES(mu_);
   // The link's thread: swaps the filled batch into *spent (a vector of the same capacity, whose
   // slots keep their strings' capacity for the next round) and returns how many of its first
   // slots are filled.

@@ -276,7 +276,10 @@ struct Runtime {
   // The key is one client_ip part, and the playbook is not shared (a shared window sends the
   // key's text with every count: it is printed once, at insertion, as before).
   bool key_by_address = false;
-  std::uint32_t words = 0;                 // record size
+  std::uint32_t words = 0;  // record size
+  // Shared playbooks: where a record keeps the int64 event time of the key's last reset (local
+  // or another node's); 0: not shared. An event older than it is not counted.
+  std::uint32_t reset_word = 0;
   bool key_has_ip = false;                 // the global address allowlist applies
   std::optional<NovelBaseline> baseline;   // novel
   std::optional<DistinctWindow> fallback;  // novel with [trigger.fallback]: its state follows
@@ -381,6 +384,10 @@ class Engine final : public PlaybookEngine {
       }
       for (const KeyPart& k : pb.key) r->key_has_ip = r->key_has_ip || k.field == Field::kClientIp;
       r->key_by_address = pb.key.size() == 1 && pb.key[0].field == Field::kClientIp && !pb.shared;
+      if (pb.shared && r->counter) {
+        r->reset_word = words;
+        words += 2;
+      }
       r->words = words;
       r->table = std::make_unique<KeyTable>(words, pb.max_keys, idle * kMicrosPerSecond);
       for (int t = 0; t < kEventTypeCount; ++t) {
@@ -411,6 +418,8 @@ class Engine final : public PlaybookEngine {
         Ignore(r);
       } else if (counts) {
         Count(r, e, sink);
+      } else if (r.reset_word != 0 && shared_sink_ != nullptr) {
+        ResetSharedKey(r, e);
       } else {
         ResetKey(r, e);
       }
@@ -629,6 +638,23 @@ class Engine final : public PlaybookEngine {
     Count(*r, e, sink);
     folding_node_ = {};
     return stats_.folded > folded;
+  }
+
+  bool FoldRemoteReset(std::string_view playbook, std::string_view key, UnixMicros time,
+                       std::string_view node) override {
+    Runtime* r = Find(playbook);
+    Event e;
+    std::uint64_t kh = 0;
+    if (r == nullptr || !r->pb.shared || r->reset_word == 0 || node.empty() ||
+        !EventFromKeyText(r->pb, key, &e) || !KeyHash(r->pb, e, &kh)) {
+      ++stats_.fold_refused;
+      return false;
+    }
+    ++stats_.resets_folded;
+    // A key not held here: nothing of it was counted here, nothing to reset.
+    const std::uint32_t rec = r->table->Find(kh);
+    if (rec != KeyTable::kNone) ApplyReset(*r, r->table->record(rec), time);
+    return true;
   }
 
   bool IsShared(std::string_view playbook) const override {
@@ -851,6 +877,30 @@ class Engine final : public PlaybookEngine {
     std::memset(w + kStateWord, 0, (r.words - kStateWord) * sizeof(std::uint32_t));
   }
 
+  // A reset of a shared playbook's window at the event's time (docs/cluster.md "Resets"): what
+  // was counted up to then goes, and an event older than it that arrives later (another node's
+  // row) is not counted; what is newer (another node's event folded before this one) stays, as
+  // on the nodes that fold this reset. This node's evidence lines all came before this line.
+  // Published only when the key is held here: every counted event of the cluster is folded into
+  // every node's windows, so a key held nowhere here was counted nowhere, and a login success of
+  // a user nobody attacked costs no row.
+  void ResetSharedKey(Runtime& r, const Event& e) {
+    std::uint64_t kh = 0;
+    if (!KeyHash(r.pb, e, &kh)) return;
+    const std::uint32_t rec = r.table->Find(kh);
+    if (rec == KeyTable::kNone) return;
+    std::uint32_t* w = r.table->record(rec);
+    EvidenceRing(w + kEvidenceWord).Clear();
+    const bool held = !r.counter->Empty(w + kStateWord);
+    ApplyReset(r, w, e.time);
+    if (held) shared_sink_->OnSharedReset(r.pb.name, r.key_text[rec], e.time);
+  }
+
+  void ApplyReset(Runtime& r, std::uint32_t* w, UnixMicros t) {
+    if (r.counter->DropThrough(w + kStateWord, t) == 0) EvidenceRing(w + kEvidenceWord).Clear();
+    SetI64(w + r.reset_word, std::max(GetI64(w + r.reset_word), t));
+  }
+
   // folding_node_ empty: an event seen here; else another node's event (FoldRemoteCount),
   // which is neither published again nor an evidence line.
   void Count(Runtime& r, const Event& e, IncidentSink* sink) {
@@ -920,6 +970,12 @@ class Engine final : public PlaybookEngine {
       }
     }
     std::uint32_t* w = r.table->record(rec);
+    if (r.reset_word != 0 && t < GetI64(w + r.reset_word)) {
+      // Older than the key's last reset (a row that arrived after it): that reset wiped it.
+      ++stats_.before_reset;
+      if (folded) ++stats_.fold_refused;
+      return;
+    }
     std::uint32_t* st = w + kStateWord;
     std::uint64_t count = 0;
     bool fresh = false;

@@ -43,6 +43,22 @@ void SlidingWindowCounter::Reset(std::uint32_t* state) const {
   std::memset(state, 0, state_words() * sizeof(std::uint32_t));
 }
 
+std::uint32_t SlidingWindowCounter::DropThrough(std::uint32_t* s, UnixMicros t) const {
+  std::uint32_t head = Head(s), size = Size(s);
+  if (size == 0) return 0;
+  const UnixMicros base = Base(s);
+  if (t < base) return size;
+  // Held attempts are in time order (a late one is held at the newest time), oldest at head.
+  const std::int64_t last = (t - base) / tick_us_;
+  const std::uint32_t* ring = s + 3;
+  while (size > 0 && static_cast<std::int64_t>(ring[head]) <= last) {
+    head = (head + 1) % threshold_;
+    --size;
+  }
+  SetHeadSize(s, size == 0 ? 0 : head, size);
+  return size;
+}
+
 bool SlidingWindowCounter::Empty(const std::uint32_t* state) const { return Size(state) == 0; }
 
 std::uint32_t SlidingWindowCounter::Expire(std::uint32_t* s, UnixMicros t) const {

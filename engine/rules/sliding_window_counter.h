@@ -42,6 +42,9 @@ class SlidingWindowCounter {
 
   // Empties a key's state (all zero words are an empty state too).
   void Reset(std::uint32_t* state) const;
+  // Drops the attempts at or before t (a reset at t, known after newer attempts were counted:
+  // those stay). Returns how many remain.
+  std::uint32_t DropThrough(std::uint32_t* state, UnixMicros t) const;
   // Records `weight` attempts at t. Returns the attempts inside the window [t - W, t] including
   // these (exact while it is below N + weight; capped by the ring beyond that).
   std::uint64_t Add(std::uint32_t* state, UnixMicros t, std::uint32_t weight) const;

@@ -53,8 +53,11 @@ struct EngineStats {
   std::uint64_t baseline_values = 0;    // learned (key, value) pairs held by novel playbooks
   std::uint64_t baseline_overflow = 0;  // values not learned because a baseline cap was reached
   std::uint64_t folded = 0;  // other nodes' events counted into shared windows (FoldRemoteCount)
-  std::uint64_t fold_refused = 0;  // other nodes' events not counted: no such shared playbook,
-                                   // a key that does not fit it, allowlisted or in cooldown
+  std::uint64_t fold_refused = 0;   // other nodes' events not counted: no such shared playbook,
+                                    // a key that does not fit it, allowlisted or in cooldown
+  std::uint64_t resets_folded = 0;  // other nodes' resets of shared windows applied here
+  // Events of shared playbooks not counted: older than their key's last (shared) reset.
+  std::uint64_t before_reset = 0;
 };
 
 // Shared windows (docs/cluster.md): where the engine reports each event it counted for a playbook
@@ -66,6 +69,9 @@ class SharedWindowSink {
   virtual ~SharedWindowSink() = default;
   virtual void OnSharedCount(std::string_view playbook, std::string_view key, UnixMicros time,
                              std::uint32_t weight) = 0;
+  // A reset of the key's window at `time` ([trigger.reset], e.g. a login success), reported
+  // when this node holds the key (docs/cluster.md "Resets").
+  virtual void OnSharedReset(std::string_view playbook, std::string_view key, UnixMicros time) = 0;
 };
 
 // A key and how far it has come towards its playbook's trigger (`mxward status`).
@@ -177,6 +183,13 @@ class PlaybookEngine {
   // does not fit its key, the address allowlist covers it or the key is in its cooldown.
   virtual bool FoldRemoteCount(std::string_view playbook, std::string_view key, UnixMicros time,
                                std::uint32_t weight, std::string_view node, IncidentSink* sink) = 0;
+  // Another node's reset of a shared playbook's window for the key at `time`: what this node
+  // counted for the key up to `time` is dropped, what is newer stays, and an event older than
+  // `time` that arrives later is not counted (EngineStats::before_reset). Never reported to the
+  // SharedWindowSink. False (fold_refused) for what FoldRemoteCount refuses, but not for a key
+  // this node does not hold (nothing to reset: true).
+  virtual bool FoldRemoteReset(std::string_view playbook, std::string_view key, UnixMicros time,
+                               std::string_view node) = 0;
   // Whether the named playbook is loaded with `shared = true`.
   virtual bool IsShared(std::string_view playbook) const = 0;
   // The longest window among the shared playbooks; 0 when there is none.

@@ -270,7 +270,7 @@ TEST_F(ClusterMariadbTest, DecisionLogAgainstTheRealDatabase) {
   EXPECT_FALSE(a.has_doorbells());
   EXPECT_EQ(
       server_->Sql("SELECT version FROM mxward_cluster_schema ORDER BY version", database_).out,
-      "1\n2\n");
+      "1\n2\n3\n");
   EXPECT_EQ(server_
                 ->Sql("SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = '" +
                       database_ + "' AND TABLE_NAME = 'mxward_decisions'")
@@ -421,6 +421,46 @@ TEST_F(ClusterMariadbTest, ConcurrentPublishersNeverLetAReaderSkipARow) {
   EXPECT_EQ(*seen.begin(), 1);
   EXPECT_EQ(*seen.rbegin(), 2 * kEach);
   std::printf("concurrent publication: %d rows read in %d reads\n", 2 * kEach, reads + 1);
+}
+
+// A reset (schema v6, MariaDB v3) is a window event of its own kind: written in a batch with
+// counts, read back by another node as a reset, at its time.
+TEST_F(ClusterMariadbTest, WindowResetsTravelAsTheirKind) {
+  MariadbDecisionLog a(Target(), "a");
+  MariadbDecisionLog b(Target(), "b");
+  ASSERT_OK(a.Connect());
+  ASSERT_OK(b.Connect());
+  std::vector<WindowEvent> batch(2);
+  batch[0] = {"shared-sasl", "203.0.113.5", 1'800'000'000'000'000, 1};
+  batch[1] = {"shared-sasl", "203.0.113.5", 1'800'000'002'000'000, 1, WindowEventKind::kReset};
+  auto written = a.PublishWindowEvents(batch, 2);
+  ASSERT_OK(written);
+  EXPECT_EQ(*written, 2);
+  auto got = b.ReadWindowEventsAfter(0, 3600, 100, false);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].event.kind, WindowEventKind::kCount);
+  EXPECT_EQ((*got)[1].event.kind, WindowEventKind::kReset);
+  EXPECT_EQ((*got)[1].event.time_us, 1'800'000'002'000'000);
+  EXPECT_EQ((*got)[1].event.key, "203.0.113.5");
+}
+
+// A login success on one node resets the shared window on every node (cluster_nodes.h,
+// CheckResetOnOneNodeResetsEveryNodesWindow); the reset is one typed row of the log.
+TEST_F(ClusterMariadbTest, ResetOnOneNodeResetsEveryNodesWindow) {
+  CheckResetOnOneNodeResetsEveryNodesWindow(kPropagation);
+  EXPECT_EQ(server_
+                ->Sql("SELECT CONCAT(node, ' ', kind, ' ', `key`) FROM mxward_window_events WHERE "
+                      "kind = 'reset'",
+                      database_)
+                .out,
+            "b reset 198.51.100.62\n");
+}
+
+// A node restarted mid-attack gets its own share of the window back from the log, once
+// (cluster_nodes.h, CheckRestartedNodeReadsItsOwnEventsBackOnce).
+TEST_F(ClusterMariadbTest, RestartedNodeReadsItsOwnWindowEventsBackOnce) {
+  CheckRestartedNodeReadsItsOwnEventsBackOnce(kPropagation);
 }
 
 // Shared windows on MariaDB (docs/cluster.md "Shared windows"), cluster_postgres_test's case with
@@ -625,10 +665,18 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   auto written = a.PublishWindowEvents(batch, 2);
   ASSERT_OK(written);
   EXPECT_EQ(*written, 2);
-  auto mine = a.ReadWindowEventsAfter(0, 3600, 100);
+  auto mine = a.ReadWindowEventsAfter(0, 3600, 100, false);
   ASSERT_OK(mine);
   EXPECT_TRUE(mine->empty());
-  auto got = b.ReadWindowEventsAfter(0, 3600, 100);
+  // ... except at start, when a node reads its own rows back (its windows were lost with the
+  // process).
+  mine = a.ReadWindowEventsAfter(0, 3600, 100, true);
+  ASSERT_OK(mine);
+  ASSERT_EQ(mine->size(), 2u);
+  EXPECT_EQ((*mine)[0].node, "a");
+  EXPECT_EQ((*mine)[1].event.weight, 3u);
+  EXPECT_EQ((*mine)[0].event.kind, WindowEventKind::kCount);
+  auto got = b.ReadWindowEventsAfter(0, 3600, 100, false);
   ASSERT_OK(got);
   ASSERT_EQ(got->size(), 2u);
   EXPECT_EQ((*got)[0].id, 1);
@@ -654,7 +702,7 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   written = b.PublishWindowEvents(many, many.size());
   ASSERT_OK(written);
   EXPECT_EQ(*written, 603);
-  got = a.ReadWindowEventsAfter(2, 3600, 1000);
+  got = a.ReadWindowEventsAfter(2, 3600, 1000, false);
   ASSERT_OK(got);
   ASSERT_EQ(got->size(), 603u);  // b's; a's own third row (id 3) is not a's to read
   for (int i = 0; i < 603; ++i) {
@@ -662,7 +710,7 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
     EXPECT_EQ((*got)[i].event.key,
               "10.9." + std::to_string(i >> 8) + "." + std::to_string(i & 255));
   }
-  got = b.ReadWindowEventsAfter(2, 3600, 1000);
+  got = b.ReadWindowEventsAfter(2, 3600, 1000, false);
   ASSERT_OK(got);
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].event.key, "203.0.113.6");
@@ -682,7 +730,7 @@ TEST_F(ClusterMariadbTest, WindowEventsClaimsAndIncidentsAgainstTheRealDatabase)
   // Longer than TEXT's 64 KiB: published, read back whole and claimable (its hash is the key).
   const std::string long_key(70'000, 'x');
   ASSERT_OK(a.PublishWindowEvents({{"shared-sasl", long_key, 1'800'000'003'000'000, 1}}, 1));
-  auto long_read = b.ReadWindowEventsAfter(2 + 603 + 1, 3600, 10);
+  auto long_read = b.ReadWindowEventsAfter(2 + 603 + 1, 3600, 10, false);
   ASSERT_OK(long_read);
   ASSERT_EQ(long_read->size(), 1u);
   EXPECT_EQ((*long_read)[0].event.key, long_key);
@@ -865,11 +913,11 @@ TEST_F(ClusterMariadbTest, MigratesAVersionOneLogAndRefusesANewerOne) {
     ban.origin_action_id = 1;
     ASSERT_OK(a.Publish({ban}));
   }
-  // Back to what v1 left: no v2 tables, no v2 row.
+  // Back to what v1 left: no v2 tables, no v2 or v3 rows.
   ASSERT_EQ(server_
                 ->Sql("DROP TABLE mxward_window_counter, mxward_window_events, "
                       "mxward_window_claims, mxward_incidents, mxward_incident_requests; "
-                      "DELETE FROM mxward_cluster_schema WHERE version = 2",
+                      "DELETE FROM mxward_cluster_schema WHERE version >= 2",
                       database_)
                 .exit_code,
             0);
@@ -877,7 +925,7 @@ TEST_F(ClusterMariadbTest, MigratesAVersionOneLogAndRefusesANewerOne) {
   ASSERT_OK(b.Connect());
   EXPECT_EQ(
       server_->Sql("SELECT version FROM mxward_cluster_schema ORDER BY version", database_).out,
-      "1\n2\n");
+      "1\n2\n3\n");
   auto rows = b.ReadAfter(0, 10);
   ASSERT_OK(rows);
   ASSERT_EQ(rows->size(), 1u);
@@ -888,13 +936,13 @@ TEST_F(ClusterMariadbTest, MigratesAVersionOneLogAndRefusesANewerOne) {
   b.Disconnect();
 
   ASSERT_EQ(
-      server_->Sql("INSERT INTO mxward_cluster_schema VALUES (3, UTC_TIMESTAMP(6))", database_)
+      server_->Sql("INSERT INTO mxward_cluster_schema VALUES (4, UTC_TIMESTAMP(6))", database_)
           .exit_code,
       0);
   MariadbDecisionLog c(Target(), "c");
   const Status refused = c.Connect();
   EXPECT_EQ(refused.code(), Status::Code::kInternal);
-  EXPECT_NE(refused.message().find("MariaDB schema version 3, this mxward knows up to 2"),
+  EXPECT_NE(refused.message().find("MariaDB schema version 4, this mxward knows up to 3"),
             std::string::npos)
       << refused.message();
   EXPECT_FALSE(c.connected());

@@ -87,6 +87,10 @@ class RecordingEngine final : public PlaybookEngine {
                        std::string_view node, IncidentSink* sink) override {
     return real_->FoldRemoteCount(p, k, t, w, node, sink);
   }
+  bool FoldRemoteReset(std::string_view p, std::string_view k, UnixMicros t,
+                       std::string_view node) override {
+    return real_->FoldRemoteReset(p, k, t, node);
+  }
   bool IsShared(std::string_view p) const override { return real_->IsShared(p); }
   std::int64_t LongestSharedWindowSeconds() const override {
     return real_->LongestSharedWindowSeconds();

@@ -60,6 +60,7 @@ struct Published {
   std::string playbook, key;
   UnixMicros time;
   std::uint32_t weight;
+  bool reset = false;
 };
 struct Publisher : SharedWindowSink {
   std::vector<Published> events;
@@ -67,7 +68,29 @@ struct Publisher : SharedWindowSink {
                      std::uint32_t weight) override {
     events.push_back({std::string(playbook), std::string(key), time, weight});
   }
+  void OnSharedReset(std::string_view playbook, std::string_view key, UnixMicros time) override {
+    events.push_back({std::string(playbook), std::string(key), time, 0, true});
+  }
 };
+
+// A shared playbook whose window a message submitted from the address (the client logged in)
+// resets.
+constexpr char kSharedWithReset[] = R"(
+key = "client_ip"
+shared = true
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 5
+window = "10m"
+[trigger.reset]
+events = ["message_submitted"]
+[[action]]
+type = "ban"
+address = "{client_ip}"
+duration = "1h"
+)";
 
 std::string Render(const std::vector<Diagnostic>& diags) {
   std::string out;
@@ -287,6 +310,96 @@ TEST_F(SharedWindowEngineTest, FoldRefusesUnsharedPlaybooksBadKeysAllowlistedAnd
   EXPECT_TRUE(engine_->IsShared("shared-sasl"));
   EXPECT_FALSE(engine_->IsShared("local-sasl"));
   EXPECT_EQ(engine_->LongestSharedWindowSeconds(), 600);
+}
+
+// Shared resets (docs/cluster.md "Resets"): a reset is a window event at its event time. Here:
+// what was counted up to it goes, what is newer (another node's event folded before it) stays,
+// and an event older than it arriving later is not counted; another node's reset the same.
+class SharedResetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::vector<Diagnostic> diags;
+    auto pb = CompilePlaybookText(kSharedWithReset, "rules.d/shared-reset.toml", &diags);
+    ASSERT_TRUE(pb.ok()) << Render(diags);
+    std::vector<Playbook> pbs;
+    pbs.push_back(std::move(*pb));
+    PlaybookEngineOptions o;
+    o.hash_seed = 7;
+    engine_ = PlaybookEngine::Create(std::move(pbs), Config::Defaults(), o);
+    engine_->UseSharedWindowSink(&publisher_);
+  }
+
+  void Line(EventType type, const std::string& ip, UnixMicros t) {
+    Event e;
+    e.type = type;
+    e.time = t;
+    e.verified = true;
+    ASSERT_TRUE(IpAddress::Parse(ip, &e.client_ip));
+    lines_.push_back("a line from " + ip);
+    e.line = lines_.back();
+    engine_->OnEvent(e, &sink_);
+  }
+  void Fail(const std::string& ip, UnixMicros t) { Line(EventType::kAuthFailure, ip, t); }
+  void LogIn(const std::string& ip, UnixMicros t) { Line(EventType::kMessageSubmitted, ip, t); }
+
+  std::unique_ptr<PlaybookEngine> engine_;
+  Publisher publisher_;
+  Collect sink_;
+  std::deque<std::string> lines_;
+};
+
+TEST_F(SharedResetTest, ALocalResetIsPublishedAndKeepsOnlyWhatIsNewer) {
+  const std::string ip = "203.0.113.20";
+  Fail(ip, kT0);
+  Fail(ip, kT0 + kSec);
+  Fail(ip, kT0 + 2 * kSec);
+  // Another node's failure at +10 s, folded before this node's login line at +5 s was read.
+  ASSERT_TRUE(engine_->FoldRemoteCount("shared-reset", ip, kT0 + 10 * kSec, 1, "b", &sink_));
+  LogIn(ip, kT0 + 5 * kSec);
+  ASSERT_EQ(publisher_.events.size(), 4u);
+  const Published& reset = publisher_.events.back();
+  EXPECT_TRUE(reset.reset);
+  EXPECT_EQ(reset.playbook, "shared-reset");
+  EXPECT_EQ(reset.key, ip);
+  EXPECT_EQ(reset.time, kT0 + 5 * kSec);
+  // Another node's row older than the reset, arriving after it: that reset wiped it.
+  EXPECT_FALSE(engine_->FoldRemoteCount("shared-reset", ip, kT0 + 4 * kSec, 1, "c", &sink_));
+  EXPECT_EQ(engine_->stats().before_reset, 1u);
+  // The failure at +10 s stayed: 1 + 3 is below 5, the 4th makes 5.
+  for (int i = 0; i < 3; ++i) Fail(ip, kT0 + (11 + i) * kSec);
+  EXPECT_TRUE(sink_.incidents.empty());
+  Fail(ip, kT0 + 14 * kSec);
+  ASSERT_EQ(sink_.incidents.size(), 1u);
+  EXPECT_EQ(sink_.incidents[0].count, 5u);
+  // Only the lines after the reset are its evidence.
+  EXPECT_EQ(sink_.incidents[0].evidence.size(), 4u);
+  // A login of an address this node does not hold publishes nothing (no node counted it).
+  const std::size_t before = publisher_.events.size();
+  LogIn("198.51.100.30", kT0 + 20 * kSec);
+  EXPECT_EQ(publisher_.events.size(), before);
+}
+
+TEST_F(SharedResetTest, AnotherNodesResetIsFoldedAtItsTimeAndNotPublishedAgain) {
+  const std::string ip = "203.0.113.21";
+  for (int i = 0; i < 4; ++i) Fail(ip, kT0 + i * kSec);
+  ASSERT_EQ(publisher_.events.size(), 4u);
+  // b's reset at +2 s: the failures at 0, 1 and 2 s go, the one at 3 s stays.
+  EXPECT_TRUE(engine_->FoldRemoteReset("shared-reset", ip, kT0 + 2 * kSec, "b"));
+  EXPECT_EQ(engine_->stats().resets_folded, 1u);
+  // A line of this node older than the reset, read late (another input): not counted.
+  Fail(ip, kT0 + kSec);
+  EXPECT_EQ(engine_->stats().before_reset, 1u);
+  for (int i = 0; i < 3; ++i) Fail(ip, kT0 + (4 + i) * kSec);
+  EXPECT_TRUE(sink_.incidents.empty());  // 1 + 3: without the reset, 8 would have opened it
+  Fail(ip, kT0 + 7 * kSec);
+  ASSERT_EQ(sink_.incidents.size(), 1u);
+  EXPECT_EQ(sink_.incidents[0].count, 5u);
+  // The folded reset was not published again (only this node's counted failures were).
+  for (const Published& p : publisher_.events) EXPECT_FALSE(p.reset);
+  // A key not held here: nothing to reset. Unshared or unknown playbooks, bad keys: refused.
+  EXPECT_TRUE(engine_->FoldRemoteReset("shared-reset", "198.51.100.31", kT0, "b"));
+  EXPECT_FALSE(engine_->FoldRemoteReset("no-such", ip, kT0, "b"));
+  EXPECT_FALSE(engine_->FoldRemoteReset("shared-reset", "not an address", kT0, "b"));
 }
 
 TEST(WindowEventBatchTest, BoundedSwappedAndCountedWhenFull) {

@@ -26,6 +26,19 @@ class CounterTest : public ::testing::Test {
   }
 };
 
+// A shared reset at t known after newer attempts were counted (docs/cluster.md "Resets"): the
+// attempts at or before t go, the newer ones stay and keep counting.
+TEST_F(CounterTest, DropThroughKeepsOnlyWhatIsNewer) {
+  for (int i = 0; i < 5; ++i) counter_.Add(s(), kT0 + i * kSec, 1);
+  EXPECT_EQ(counter_.DropThrough(s(), kT0 - kSec), 5u);  // before all of them: nothing goes
+  EXPECT_EQ(counter_.DropThrough(s(), kT0 + 2 * kSec), 2u);
+  EXPECT_EQ(counter_.CountAt(s(), kT0 + 4 * kSec), 2u);
+  EXPECT_EQ(counter_.Add(s(), kT0 + 5 * kSec, 1), 3u);
+  EXPECT_EQ(counter_.DropThrough(s(), kT0 + 5 * kSec), 0u);
+  EXPECT_TRUE(counter_.Empty(s()));
+  EXPECT_EQ(counter_.Add(s(), kT0 + 6 * kSec, 1), 1u);
+}
+
 TEST_F(CounterTest, StateIsSmall) {
   EXPECT_EQ(counter_.state_words() * sizeof(std::uint32_t), 92u);
 }
