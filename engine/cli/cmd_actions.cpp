@@ -35,7 +35,8 @@ nlohmann::json ActionJson(const ActionRecord& a) {
 
 // The first string parameter that names what the action acts on (address, user, target, to).
 std::string Target(const ActionRecord& a) {
-  for (const char* k : {"address", "user", "target", "to"}) {
+  // "summary": a cluster_batch (decisions of other nodes applied together) names its batch.
+  for (const char* k : {"address", "user", "target", "to", "summary"}) {
     if (a.params.contains(k) && a.params[k].is_string()) return a.params[k].get<std::string>();
   }
   return "-";
