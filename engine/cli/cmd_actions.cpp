@@ -105,7 +105,8 @@ void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
   out += fmt::format(
       "  incident:  {}\n",
       a->incident_id ? fmt::format("#{} (mxward incidents show {})", a->incident_id, a->incident_id)
-                     : std::string("none (queued by hand)"));
+      : a->type == "cluster_batch" ? std::string("none (decisions of other cluster nodes)")
+                                   : std::string("none (queued by hand)"));
   out += fmt::format("  params:    {}\n", a->params.dump());
   out += fmt::format("  attempts:  {}\n", a->attempts);
   if (!a->last_error.empty()) out += fmt::format("  last note: {}\n", a->last_error);

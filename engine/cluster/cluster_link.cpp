@@ -1,6 +1,7 @@
 #include "engine/cluster/cluster_link.h"
 
 #include <poll.h>
+#include <sqlite3.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -94,6 +95,11 @@ ClusterLink::~ClusterLink() {
 Status ClusterLink::Start() {
   auto store = IncidentStore::Open(store_path_);
   if (!store.ok()) return store.status();
+  // A catch-up writes 2,000 `bans` rows and 2,000 random uuids into cluster_applied per
+  // transaction: with SQLite's default 2 MB page cache most of those pages were read back from
+  // the file for each batch (pread was 15 % of node c's CPU in the 100,000 catch-up). 32 MB
+  // holds the pages of about a million bans; SQLite takes it only as the file needs it.
+  (void)sqlite3_exec((*store)->db(), "PRAGMA cache_size=-32768", nullptr, nullptr, nullptr);
   state_ = std::make_unique<State>();
   state_->store = std::move(*store);
   auto floor = state_->store->LoadClusterValue("publish_floor");
