@@ -650,7 +650,7 @@ Status NftablesBlocker::ApplyBatch(const std::vector<NftBan>& bans) {
   const auto saved = network_bans_;
   for (const NftBan& b : bans) {
     if (std::string_view(SetSuffix(b.prefix)) != "_net") {
-      plain.push_back({b.prefix, 0, b.scope});
+      if (b.refresh) plain.push_back({b.prefix, 0, b.scope});
       continue;
     }
     nets.insert({b.scope, b.prefix.address().is_v4() ? 4 : 6});
@@ -664,8 +664,9 @@ Status NftablesBlocker::ApplyBatch(const std::vector<NftBan>& bans) {
       deletes.replace(pos, 3, "delete");
       pos += 6;
     }
-    commands += adds + deletes + ElementCommands(bans);
+    commands += adds + deletes;
   }
+  commands += ElementCommands(bans);
   commands += NetCommands(nets, now, /*fresh=*/false);
   Status s = Run(commands);
   if (!s.ok()) {
@@ -1241,7 +1242,7 @@ Status NftablesBlocker::ApplyClusterBatch(const ActionRecord& action) {
       known = valid_scopes.emplace(op.ports, op.ports != "*" && ScopeOf(op.ports).ok()).first;
     }
     if (known->second) {
-      bans.push_back({prefix, timeout, op.ports});
+      bans.push_back({prefix, timeout, op.ports, op.refresh});
     } else {
       ++skipped;
     }

@@ -131,6 +131,10 @@ struct NftBan {
   IpPrefix prefix;
   std::int64_t timeout_s = 0;
   std::string scope = "mail";  // a BanScope name (ResolveScope)
+  // The element may be in its set already, with another timeout: ApplyBatch replaces it (add,
+  // delete, add). false: the caller knows it is new (no stored ban of it), one add is enough:
+  // a third of the netlink work of a catch-up, whose bans are new.
+  bool refresh = true;
 };
 
 class NftablesBlocker final : public ActionExecutor, public BatchApplier {

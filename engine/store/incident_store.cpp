@@ -1515,10 +1515,11 @@ std::vector<ClusterBatchOp> NetClusterOps(const std::vector<ReceivedDecision>& d
     }
     auto [it, added] = ban_at.try_emplace({d.prefix, d.ports}, bans.size());
     if (added) {
-      bans.push_back({false, d.prefix, d.ports, d.until});
+      bans.push_back({false, d.prefix, d.ports, d.until, d.was_banned});
       gone.push_back(false);
     } else {
       bans[it->second].until = d.until;
+      bans[it->second].refresh = bans[it->second].refresh || d.was_banned;
     }
   }
   std::vector<ClusterBatchOp> out = std::move(removals);
@@ -1567,17 +1568,24 @@ Result<ClusterBatchOutcome> IncidentStore::ApplyClusterBatch(
         MXWARD_RETURN_IF_ERROR(RemoveBan(d.prefix, d.ports == "*" ? "" : d.ports));
         ++outcome.removals;
       } else {
-        BanRecord ban;
-        ban.prefix = d.prefix;
-        ban.ports = d.ports;
-        ban.created_at = now;
-        ban.until = d.until;
-        ban.reason = d.reason;
-        ban.decision_uuid = d.uuid;
-        ban.origin_node = d.node;
-        ban.playbook = d.playbook;
-        MXWARD_RETURN_IF_ERROR(UpsertBan(ban));
+        // UpsertBan's statement, telling a new row (created now) from an existing one (the
+        // update keeps its created_at): a new one is a new kernel element.
+        MXWARD_STMT(q,
+                    "INSERT INTO bans (prefix, created_at, until, incident_id, reason, ports, "
+                    "decision_uuid, origin_node, playbook) VALUES (?,?,?,0,?,?,?,?,?) "
+                    "ON CONFLICT (prefix, ports) DO UPDATE SET until = excluded.until, "
+                    "incident_id = 0, reason = excluded.reason, "
+                    "decision_uuid = excluded.decision_uuid, origin_node = excluded.origin_node, "
+                    "playbook = excluded.playbook RETURNING created_at");
+        q.Bind(1, d.prefix).Bind(2, now).Bind(3, d.until).Bind(4, d.reason).Bind(5, d.ports);
+        q.Bind(6, d.uuid).Bind(7, d.node).BindTextOrNull(8, d.playbook);
+        if (q.Step() != SQLITE_ROW) return Error("recording a ban");
+        const bool was_banned = q.Int(0) != now;
+        if (q.Step() != SQLITE_DONE) return Error("recording a ban");
         ++outcome.bans;
+        fresh.push_back(d);
+        fresh.back().was_banned = was_banned;
+        continue;
       }
       fresh.push_back(d);
     }
@@ -1606,10 +1614,11 @@ Result<ClusterBatchOutcome> IncidentStore::ApplyClusterBatch(
       std::int64_t pos = 0;
       for (const ClusterBatchOp& op : ops) {
         MXWARD_STMT(ins,
-                    "INSERT INTO cluster_batch_ops (action_id, pos, remove, prefix, ports, until) "
-                    "VALUES (?,?,?,?,?,?)");
+                    "INSERT INTO cluster_batch_ops (action_id, pos, remove, prefix, ports, until, "
+                    "refresh) VALUES (?,?,?,?,?,?,?)");
         ins.Bind(1, *id).Bind(2, pos++).Bind(3, std::int64_t{op.remove ? 1 : 0});
         ins.Bind(4, op.prefix).Bind(5, op.ports).Bind(6, op.until);
+        ins.Bind(7, std::int64_t{op.refresh ? 1 : 0});
         if (ins.Step() != SQLITE_DONE) return Error("recording a batch's kernel changes");
       }
     }
@@ -1621,13 +1630,13 @@ Result<ClusterBatchOutcome> IncidentStore::ApplyClusterBatch(
 
 Result<std::vector<ClusterBatchOp>> IncidentStore::ClusterBatchOps(std::int64_t action_id) {
   MXWARD_STMT(q,
-              "SELECT remove, prefix, ports, until FROM cluster_batch_ops WHERE action_id = ? "
-              "ORDER BY pos");
+              "SELECT remove, prefix, ports, until, refresh FROM cluster_batch_ops "
+              "WHERE action_id = ? ORDER BY pos");
   q.Bind(1, action_id);
   std::vector<ClusterBatchOp> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
-    out.push_back({q.Int(0) != 0, q.Text(1), q.Text(2), q.Int(3)});
+    out.push_back({q.Int(0) != 0, q.Text(1), q.Text(2), q.Int(3), q.Int(4) != 0});
   }
   if (rc != SQLITE_DONE) return Error("reading a batch's kernel changes");
   return out;

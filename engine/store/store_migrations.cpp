@@ -287,7 +287,8 @@ END;
 //   cursor, in the order to apply: every removal, then every ban that no later removal undid
 //   (NetClusterOps). The nftables executor reads them when it runs the action and deletes them
 //   once they are in the kernel. ports: a canonical scope, or '*' (a removal of every scope);
-//   until: UnixMicros, 0 = permanent.
+//   until: UnixMicros, 0 = permanent; refresh: 0 for a ban with no `bans` row before it (a new
+//   kernel element: one add, no delete and add again).
 constexpr const char* kV11 = R"sql(
 ALTER TABLE bans ADD COLUMN decision_uuid TEXT;
 ALTER TABLE bans ADD COLUMN origin_node TEXT;
@@ -301,6 +302,7 @@ CREATE TABLE cluster_batch_ops (
   prefix TEXT NOT NULL,
   ports TEXT NOT NULL,
   until INTEGER NOT NULL DEFAULT 0,
+  refresh INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY (action_id, pos)
 ) WITHOUT ROWID;
 )sql";

@@ -161,6 +161,9 @@ struct ReceivedDecision {
   // Not applied: why (allowlisted, a port group this node does not define). Recorded in the
   // batch's action, and its uuid remembered like an applied one.
   std::string refusal;
+  // Whether a `bans` row of (prefix, ports) was there before: ApplyClusterBatch sets it on its
+  // copy (NetClusterOps: a ban that was not is a new kernel element, added without a refresh).
+  bool was_banned = true;
 };
 
 // One kernel change of a batch (cluster_batch_ops), in the order the executor applies them.
@@ -169,6 +172,7 @@ struct ClusterBatchOp {
   std::string prefix;
   std::string ports;  // a canonical scope, or "*" for a removal of every scope
   UnixMicros until = 0;
+  bool refresh = true;  // a ban that may be in the kernel already (NftBan::refresh)
 };
 
 // The kernel changes with the same end state as applying `decisions` (refused ones left out)

@@ -1188,7 +1188,8 @@ ReceivedDecision Received(std::int64_t seq, const std::string& prefix, bool remo
 TEST_F(NftablesNetnsTest, AClusterBatchPutsItsBansAndRemovalsInTheKernel) {
   auto blocker = MakeBlocker();
   ASSERT_OK(blocker->Start());
-  ASSERT_OK(blocker->Apply(Ban("203.0.113.5", 600)));  // banned here before, lifted by the batch
+  ASSERT_OK(blocker->Apply(Ban("203.0.113.5", 600)));   // banned here before, lifted by the batch
+  ASSERT_OK(blocker->Apply(Ban("198.51.100.1", 600)));  // banned here before, extended by it
   std::vector<ReceivedDecision> batch;
   for (int i = 0; i < 2000; ++i) {
     batch.push_back(Received(i + 1, fmt::format("198.51.{}.{}", 100 + i / 256, i % 256)));
@@ -1210,6 +1211,7 @@ TEST_F(NftablesNetnsTest, AClusterBatchPutsItsBansAndRemovalsInTheKernel) {
   EXPECT_EQ(v4.count("203.0.113.5"), 0u);
   ASSERT_EQ(v4.count("198.51.107.207"), 1u);
   EXPECT_EQ(v4["198.51.107.207"], 3590);
+  EXPECT_EQ(v4["198.51.100.1"], 3590) << "an element in the set before gets the batch's timeout";
   EXPECT_EQ(Elements("banned_v6_web_64").count("2001:db8:1::"), 1u);
   EXPECT_EQ(Elements("banned_v4_net").count("192.0.2.0/24"), 1u);
   auto ops = store_->ClusterBatchOps(outcome->action_id);

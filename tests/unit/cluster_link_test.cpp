@@ -366,6 +366,15 @@ TEST_F(ClusterStoreTest, ABatchIsBansRowsUuidsCursorAndOneRecord) {
   EXPECT_FALSE((*ops)[0].remove);
   EXPECT_EQ((*ops)[0].prefix, "198.51.0.1");
   EXPECT_EQ((*ops)[0].until, kT0 + 3600 * kMicrosPerSecond);
+  EXPECT_FALSE((*ops)[0].refresh) << "no bans row before: a new kernel element, one add";
+  // An extension of a ban in force replaces the kernel element's timeout.
+  auto extended = store_->ApplyClusterBatch({Received(3000, "198.51.0.1", false, "b")}, 3000,
+                                            kT0 + kMicrosPerSecond);
+  ASSERT_OK(extended);
+  ops = store_->ClusterBatchOps(extended->action_id);
+  ASSERT_OK(ops);
+  ASSERT_EQ(ops->size(), 1u);
+  EXPECT_TRUE((*ops)[0].refresh);
   // Received bans are never published back.
   ASSERT_OK(store_->MarkActionDone(outcome->action_id, kT0));
   auto p = store_->UnpublishedBanActions(0, 100);
