@@ -755,7 +755,7 @@ struct DispatcherShared {
                             [&]() REQUIRES(mu) { return stopping || !lane->queue.empty(); });
         if (stopping) break;
         if (lane->batch && !lane->dry_run) {
-          while (!lane->queue.empty() && !lane->queue.front().revert &&
+          while (!lane->queue.empty() && lane->batch->Batchable(lane->queue.front()) &&
                  batch.size() < kLaneBatchLimit) {
             batch.push_back(std::move(lane->queue.front()));
             lane->queue.pop_front();

@@ -458,7 +458,9 @@ void NftablesBlocker::Touch(const std::string& scope, const IpPrefix& prefix, Un
 
 NftablesBlocker::~NftablesBlocker() { Stop(); }
 
-bool NftablesBlocker::Handles(std::string_view type) const { return type == "ban"; }
+bool NftablesBlocker::Handles(std::string_view type) const {
+  return type == "ban" || type == "cluster_batch";
+}
 
 Status NftablesBlocker::Run(const std::string& commands) {
   if (options_.dry_run) {
@@ -648,7 +650,7 @@ Status NftablesBlocker::ApplyBatch(const std::vector<NftBan>& bans) {
   const auto saved = network_bans_;
   for (const NftBan& b : bans) {
     if (std::string_view(SetSuffix(b.prefix)) != "_net") {
-      plain.push_back({b.prefix, 0, b.scope});
+      if (b.refresh) plain.push_back({b.prefix, 0, b.scope});
       continue;
     }
     nets.insert({b.scope, b.prefix.address().is_v4() ? 4 : 6});
@@ -662,8 +664,9 @@ Status NftablesBlocker::ApplyBatch(const std::vector<NftBan>& bans) {
       deletes.replace(pos, 3, "delete");
       pos += 6;
     }
-    commands += adds + deletes + ElementCommands(bans);
+    commands += adds + deletes;
   }
+  commands += ElementCommands(bans);
   commands += NetCommands(nets, now, /*fresh=*/false);
   Status s = Run(commands);
   if (!s.ok()) {
@@ -1199,7 +1202,77 @@ Status NftablesBlocker::ApplyPrepared(const std::vector<PreparedBan>& bans) {
   });
 }
 
+Status NftablesBlocker::ApplyClusterBatch(const ActionRecord& action) {
+  if (options_.dry_run) return Status::Ok();
+  auto store = Store();
+  if (!store.ok()) return store.status();
+  auto ops = (*store)->ClusterBatchOps(action.id);
+  if (!ops.ok()) return ops.status();
+  const UnixMicros now = clock_->Now();
+  // Removals first, one transaction per scope (RemoveBatch takes one), in the order met; then
+  // every ban in one transaction. NetClusterOps made this order give the log's end state.
+  std::vector<std::pair<std::string, std::vector<IpPrefix>>> removals;
+  std::vector<NftBan> bans;
+  bans.reserve(ops->size());
+  std::map<std::string, bool, std::less<>> valid_scopes;
+  std::size_t skipped = 0;
+  for (const ClusterBatchOp& op : *ops) {
+    IpPrefix prefix;
+    if (!IpPrefix::Parse(op.prefix, &prefix, /*strict=*/true)) {
+      ++skipped;
+      continue;
+    }
+    if (op.remove) {
+      auto it = std::find_if(removals.begin(), removals.end(),
+                             [&](const auto& r) { return r.first == op.ports; });
+      if (it == removals.end()) it = removals.insert(removals.end(), {op.ports, {}});
+      it->second.push_back(prefix);
+      continue;
+    }
+    // The time left now: an action that waited (a crash, a retry) does not ban for longer.
+    std::int64_t timeout = 0;
+    if (op.until != 0) {
+      if (op.until <= now) continue;  // ended while it waited
+      timeout = (op.until - now + kMicrosPerSecond - 1) / kMicrosPerSecond;
+    }
+    // A configured group, "all" or a port list (whose sets come with the add); not a group no
+    // longer configured here (a reload since the link resolved it). Asked once per scope.
+    auto known = valid_scopes.find(op.ports);
+    if (known == valid_scopes.end()) {
+      known = valid_scopes.emplace(op.ports, op.ports != "*" && ScopeOf(op.ports).ok()).first;
+    }
+    if (known->second) {
+      bans.push_back({prefix, timeout, op.ports, op.refresh});
+    } else {
+      ++skipped;
+    }
+  }
+  for (const auto& [scope, prefixes] : removals) {
+    Status s = RemoveBatch(prefixes, scope);
+    // A missing table or set means there is nothing to remove.
+    if (!s.ok() && s.code() != Status::Code::kNotFound) {
+      return s.Annotate(fmt::format("cluster batch: lifting {} ban(s)", prefixes.size()));
+    }
+  }
+  Status s = ApplyBatch(bans);
+  if (s.code() == Status::Code::kNotFound) {
+    // The table is gone (ruleset flushed): re-created with the stored bans, which hold these.
+    MXWARD_RETURN_IF_ERROR(EnsureTable(nullptr));
+    s = ApplyBatch(bans);
+  }
+  if (!s.ok()) return s.Annotate(fmt::format("cluster batch: banning {} address(es)", bans.size()));
+  if (skipped > 0) {
+    spdlog::warn(
+        "nftables: cluster batch #{}: {} element(s) skipped (not an address or prefix, "
+        "or a port group this node no longer defines)",
+        action.id, skipped);
+  }
+  // Forgotten once in the kernel; a crash before this only applies them again (idempotent).
+  return (*store)->ForgetClusterBatchOps(action.id);
+}
+
 Status NftablesBlocker::Apply(const ActionRecord& action) {
+  if (action.type == "cluster_batch") return ApplyClusterBatch(action);
   auto ban = PrepareBan(action);
   if (!ban.ok()) return ban.status();
   Status s = ApplyPrepared({*ban});
@@ -1301,6 +1374,16 @@ void NftablesBlocker::Stop() {
   if (watch_ctx_) nft_ctx_free(watch_ctx_);
   watch_ctx_ = nullptr;
   store_.reset();
+}
+
+std::optional<NftablesOptions> KernelNftablesOptions(const Config& config) {
+  if (!config.document["nftables"].as_table() || config.dry_run) return std::nullopt;
+  std::vector<Diagnostic> ignored;
+  auto options = NftablesOptions::FromConfig(config, &ignored);
+  if (!options.ok() || !options->enabled || options->dry_run || !HasCapNetAdmin()) {
+    return std::nullopt;
+  }
+  return *std::move(options);
 }
 
 Result<std::unique_ptr<ActionExecutor>> MakeNftablesBlocker(const Config& config,

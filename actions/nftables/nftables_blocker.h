@@ -59,6 +59,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -130,6 +131,10 @@ struct NftBan {
   IpPrefix prefix;
   std::int64_t timeout_s = 0;
   std::string scope = "mail";  // a BanScope name (ResolveScope)
+  // The element may be in its set already, with another timeout: ApplyBatch replaces it (add,
+  // delete, add). false: the caller knows it is new (no stored ban of it), one add is enough:
+  // a third of the netlink work of a catch-up, whose bans are new.
+  bool refresh = true;
 };
 
 class NftablesBlocker final : public ActionExecutor, public BatchApplier {
@@ -142,6 +147,9 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   // ActionExecutor: type "ban", params {address, duration_s, ports}. A ban without `ports`
   // covers "mail"; a revert without `ports` lifts the "mail" ban, with `ports = "*"` the
   // address's bans of every scope (`mxward bans remove`).
+  // Also "cluster_batch": the kernel work of a batch of decisions received from other cluster
+  // nodes (IncidentStore::ApplyClusterBatch wrote their `bans` rows already): its removals, then
+  // its bans, each in one nftables transaction.
   bool Handles(std::string_view type) const override;
   // Creates the table if missing and restores every unexpired ban from the store.
   Status Start() override;
@@ -151,6 +159,9 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   // BatchApplier: the bans of several actions in one nftables transaction (and one store
   // transaction); one Status per action, each what Apply() would have returned for it.
   std::vector<Status> ApplyMany(const std::vector<const ActionRecord*>& actions) override;
+  bool Batchable(const ActionRecord& action) const override {
+    return !action.revert && action.type == "ban";
+  }
   // Deletes the element (no error when it is already gone) and removes it from the store.
   Status Revert(const ActionRecord& action) override;
   // Whether the address is in the kernel set (it is also true when a prefix covering it is).
@@ -207,6 +218,8 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
     BanRecord record;
   };
   Result<PreparedBan> PrepareBan(const ActionRecord& action);
+  // Apply() of a cluster_batch action: its ops from the store into the kernel, then forgotten.
+  Status ApplyClusterBatch(const ActionRecord& action);
   // The kernel elements of `bans` in one transaction (re-creating a missing table first), then
   // their store records in one store transaction.
   Status ApplyPrepared(const std::vector<PreparedBan>& bans);
@@ -283,6 +296,11 @@ class NftablesBlocker final : public ActionExecutor, public BatchApplier {
   std::uint64_t elements_repaired_ = 0;
   std::atomic<bool> audited_{false};  // an audit ran: the lane records touches from then on
 };
+
+// The options of the blocker MakeNftablesBlocker builds when it changes this kernel; nullopt when
+// it builds none or one in dry-run (the section absent, disabled or invalid, a dry_run setting,
+// no CAP_NET_ADMIN). The cluster link applies received decisions in bulk only then.
+std::optional<NftablesOptions> KernelNftablesOptions(const Config& config);
 
 // The executor for [nftables], or a null pointer when the section is absent or `enabled = false`.
 // Falls back to dry-run (and says so in `notes`) when the process lacks CAP_NET_ADMIN, when the

@@ -159,6 +159,8 @@ def main():
     ap.add_argument("--claim-batch", type=int, default=0,
                     help="[dispatcher] claim_batch of every node (default: mxward's default)")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="perf record -g node c during the catch-up into FILE")
     args = ap.parse_args()
     binary = os.path.abspath(os.path.join(args.build, "mxward"))
     work = tempfile.mkdtemp(prefix="mxward-cluster-bench-")
@@ -206,13 +208,23 @@ def main():
         c.start()
         ready = time.monotonic()
         cpu0 = cpu_seconds(c.proc.pid)
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(["perf", "record", "-g", "-q", "-o", args.perf, "-p",
+                                     str(c.proc.pid)], stdout=subprocess.DEVNULL)
 
+        # Applied: a received decision's own action done (one outbox action each, before the
+        # bulk path), or the bans of a cluster_batch action done (the bulk path: one per batch).
         def done():
             con = sqlite3.connect(f"file:{c.db}?mode=ro", uri=True)
             try:
-                return con.execute(
+                one_each = con.execute(
                     "SELECT count(*) FROM actions WHERE status = 'done' AND "
                     "json_extract(params, '$.address') LIKE '11.%'").fetchone()[0]
+                batched = con.execute(
+                    "SELECT coalesce(sum(json_extract(params, '$.bans')), 0) FROM actions "
+                    "WHERE type = 'cluster_batch' AND status = 'done'").fetchone()[0]
+                return one_each + batched
             except sqlite3.OperationalError:
                 return 0
             finally:
@@ -229,6 +241,9 @@ def main():
             time.sleep(0.1)
         t1 = time.monotonic()
         cpu = cpu_seconds(c.proc.pid) - cpu0
+        if perf:
+            perf.send_signal(2)
+            perf.wait()
         out = subprocess.run(["nsenter", f"--net=/proc/{c.proc.pid}/ns/net", "nft", "-j", "list",
                               "set", "inet", "mxward", "banned_v4"], capture_output=True,
                              text=True).stdout

@@ -35,7 +35,8 @@ nlohmann::json ActionJson(const ActionRecord& a) {
 
 // The first string parameter that names what the action acts on (address, user, target, to).
 std::string Target(const ActionRecord& a) {
-  for (const char* k : {"address", "user", "target", "to"}) {
+  // "summary": a cluster_batch (decisions of other nodes applied together) names its batch.
+  for (const char* k : {"address", "user", "target", "to", "summary"}) {
     if (a.params.contains(k) && a.params[k].is_string()) return a.params[k].get<std::string>();
   }
   return "-";
@@ -104,7 +105,8 @@ void RunShow(const GlobalOptions& globals, std::int64_t id, bool json) {
   out += fmt::format(
       "  incident:  {}\n",
       a->incident_id ? fmt::format("#{} (mxward incidents show {})", a->incident_id, a->incident_id)
-                     : std::string("none (queued by hand)"));
+      : a->type == "cluster_batch" ? std::string("none (decisions of other cluster nodes)")
+                                   : std::string("none (queued by hand)"));
   out += fmt::format("  params:    {}\n", a->params.dump());
   out += fmt::format("  attempts:  {}\n", a->attempts);
   if (!a->last_error.empty()) out += fmt::format("  last note: {}\n", a->last_error);

@@ -28,6 +28,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "actions/nftables/nftables_blocker.h"
 #include "engine/base/process_metrics.h"
 #include "engine/cli/admin_request.h"
 #include "engine/cli/commands.h"
@@ -751,6 +752,26 @@ class Daemon {
     cluster_ = std::make_shared<ClusterLink>(
         options, config_.store_path, [this] { dispatcher_->Notify(); },
         [this] { boost::asio::post(io_, [this] { CompileAllowSet(config_.allow_addresses); }); });
+    // Received decisions in bulk (one store transaction and one nftables transaction per read
+    // batch) when this node's kernel is what bans; aggregation counts each ban's neighbours
+    // in the store, so with it on every decision goes through the executor one by one.
+    if (auto nft = KernelNftablesOptions(config_);
+        nft && nft->aggregate_v4 == 0 && nft->aggregate_v6 == 0) {
+      BulkApplyHooks bulk;
+      bulk.resolve_scope = [nft = *nft](std::string_view ports) {
+        return ResolveBanScope(nft, ports);
+      };
+      bulk.refusal = [allow = allow_set_](const IpPrefix& p,
+                                          UnixMicros now) -> std::optional<std::string> {
+        const auto set = allow->Get();
+        const AllowEntry* e = set->FindOverlap(p, now);
+        if (e == nullptr) return std::nullopt;
+        return fmt::format("{} is allowlisted ({}{})", p.ToString(), e->prefix.ToString(),
+                           e->runtime ? ", mxward allow" : " in [allow] addresses");
+      };
+      bulk.default_duration_s = nft->default_duration_s;
+      cluster_->SetBulkApply(std::move(bulk));
+    }
     if (window_batch_) {
       SharedWindowHooks hooks;
       hooks.batch = window_batch_.get();
@@ -817,7 +838,8 @@ class Daemon {
     // A ban done here is published at once rather than at the link's next look.
     // Weak: a worker the dispatcher's Stop() detached may outlive the link.
     dispatcher_->SetDoneHook([link = std::weak_ptr<ClusterLink>(cluster_)](const ActionRecord& a) {
-      if (a.type != "ban") return;
+      // A ban to publish; a batch of received decisions in the kernel: room to read more.
+      if (a.type != "ban" && a.type != "cluster_batch") return;
       if (auto l = link.lock()) l->Notify();
     });
     RegisterClusterMetrics();
@@ -872,6 +894,7 @@ class Daemon {
     add(kEvents, {"rows_read"}, &c.rows_read);
     add(kEvents, {"queued"}, &c.queued);
     add(kEvents, {"invalid"}, &c.invalid);
+    add(kEvents, {"refused"}, &c.refused);
     add(kEvents, {"pruned"}, &c.pruned);
     add(kEvents, {"incidents_published"}, &c.incidents_published);
     add(kEvents, {"incident_requests"}, &c.incident_requests);

@@ -76,6 +76,8 @@ nlohmann::json ClusterJson(const ClusterLink& link) {
       {"unpublished", c.unpublished.load()},
       {"published", c.published.load()},
       {"queued", c.queued.load()},
+      // Received bans refused here (allowlisted; a port group this node does not define).
+      {"refused", c.refused.load()},
       {"pruned", c.pruned.load()},
       // Shared windows (docs/cluster.md): this node's events out, the others' in, and who
       // opened the incidents its shared playbooks triggered.

@@ -11,11 +11,14 @@
 //
 // Applying. One connection LISTENs (an engine without doorbells, MariaDB, is read every
 // [cluster] poll_interval instead); on every notification, on every (re)connect and on a slow
-// safety tick the link reads every row after its cursor and queues the other nodes' decisions
-// into the local outbox as ordinary ban / ban-removal actions (with the decision's uuid), in the
-// store transaction that saves the new cursor: the dispatcher then applies them in one batch
-// through the nftables executor, exactly as a local ban, and a decision read twice (a crash
-// between reading and saving) is queued once (its uuid is remembered).
+// safety tick the link reads every row after its cursor, 2,000 at a time. With the bulk path
+// (SetBulkApply: a real nftables kernel here) each read batch becomes, in the store transaction
+// that saves the new cursor, the other nodes' `bans` rows, their uuids, and ONE `cluster_batch`
+// outbox action that the dispatcher hands to the nftables executor (its lane's thread: nothing
+// else calls nft), which applies the batch's removals and bans in one transaction each
+// (IncidentStore::ApplyClusterBatch). Without it (no kernel: dry-run; aggregation on) each
+// decision is an ordinary ban / ban-removal action. Either way a decision read twice (a crash
+// between reading and saving) is applied once: its uuid is remembered.
 //
 // Runtime allowlist. `mxward allow add|remove` on a node is published as an "allow" / "unallow"
 // row (prefix, expiry on the database's clock, note); the other nodes write it to their store's
@@ -61,6 +64,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -70,6 +74,7 @@
 #include "engine/cluster/shared_windows.h"
 #include "mxward/incident.h"
 #include "mxward/incident_store.h"
+#include "mxward/ip_address.h"
 #include "mxward/status.h"
 #include "mxward/thread_annotations.h"
 
@@ -84,6 +89,7 @@ struct ClusterLinkCounters {
   std::atomic<std::int64_t> notifications{0};
   std::atomic<std::int64_t> rows_read{0};
   std::atomic<std::int64_t> queued{0};       // other nodes' decisions queued into the local outbox
+  std::atomic<std::int64_t> refused{0};      // received bans refused here (allowlisted, ...)
   std::atomic<std::int64_t> invalid{0};      // rows skipped: a scope that is not an address/prefix
   std::atomic<std::int64_t> cursor{0};       // the last sequence number whose decisions are queued
   std::atomic<std::int64_t> unpublished{0};  // done local bans waiting for publication
@@ -123,6 +129,19 @@ struct SharedWindowHooks {
   std::function<void(Incident, bool open, const std::string& holder)> on_claimed;
 };
 
+// The bulk path's view of this node's firewall (SetBulkApply), given by the daemon. Called on
+// the link's thread.
+struct BulkApplyHooks {
+  // The canonical scope of a decision's `ports` text against this node's [nftables]
+  // (ResolveBanScope); an error refuses the decision.
+  std::function<Result<std::string>(std::string_view ports)> resolve_scope;
+  // Why a ban of this prefix must be refused here (the [allow] addresses and `mxward allow`
+  // entries in force at `now`), or nullopt.
+  std::function<std::optional<std::string>(const IpPrefix& prefix, UnixMicros now)> refusal;
+  // A ban published without an end ("the node's default"): this node's [nftables] default.
+  std::int64_t default_duration_s = 3600;
+};
+
 class ClusterLink {
  public:
   // on_queued: called on the link's thread after decisions were queued into the outbox (the
@@ -139,6 +158,8 @@ class ClusterLink {
   Status Start();
   // Wakes the thread to look for bans to publish now.
   void Notify();
+  // Before Start: apply received decisions in bulk (see the header comment).
+  void SetBulkApply(BulkApplyHooks hooks) { bulk_ = std::move(hooks); }
   // Before Start: share windows (see the header comment).
   void EnableSharedWindows(SharedWindowHooks hooks);
   // Before Start: how requests for this node's incidents are applied (without one they wait).
@@ -186,6 +207,7 @@ class ClusterLink {
   mutable Mutex view_mu_;
   View view_ GUARDED_BY(view_mu_);
   SharedWindowHooks shared_;
+  BulkApplyHooks bulk_;  // the bulk path when resolve_scope is set
   IncidentRequestHandler incident_requests_;
   std::atomic<std::int64_t> longest_shared_window_s_{0};
   Mutex claims_mu_;

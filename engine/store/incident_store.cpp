@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -43,6 +44,13 @@ class Stmt {
     return *this;
   }
   Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
+  Stmt& BindTextOrNull(int i, std::string_view v) {
+    if (v.empty()) {
+      sqlite3_bind_null(s_, i);
+      return *this;
+    }
+    return Bind(i, v);
+  }
   // SQLITE_ROW, SQLITE_DONE, or an error code.
   int Step() { return sqlite3_step(s_); }
 
@@ -971,12 +979,15 @@ Result<OutboxStats> IncidentStore::GetOutboxStats() {
 
 Status IncidentStore::UpsertBan(const BanRecord& ban) {
   MXWARD_STMT(q,
-              "INSERT INTO bans (prefix, created_at, until, incident_id, reason, ports) "
-              "VALUES (?,?,?,?,?,?) "
+              "INSERT INTO bans (prefix, created_at, until, incident_id, reason, ports, "
+              "decision_uuid, origin_node, playbook) VALUES (?,?,?,?,?,?,?,?,?) "
               "ON CONFLICT (prefix, ports) DO UPDATE SET until = excluded.until, "
-              "incident_id = excluded.incident_id, reason = excluded.reason");
+              "incident_id = excluded.incident_id, reason = excluded.reason, "
+              "decision_uuid = excluded.decision_uuid, origin_node = excluded.origin_node, "
+              "playbook = excluded.playbook");
   q.Bind(1, ban.prefix).Bind(2, ban.created_at).Bind(3, ban.until).Bind(4, ban.incident_id);
-  q.Bind(5, ban.reason).Bind(6, ban.ports);
+  q.Bind(5, ban.reason).Bind(6, ban.ports).BindTextOrNull(7, ban.decision_uuid);
+  q.BindTextOrNull(8, ban.origin_node).BindTextOrNull(9, ban.playbook);
   if (q.Step() != SQLITE_DONE) return Error("recording a ban");
   return Status::Ok();
 }
@@ -990,13 +1001,15 @@ Status IncidentStore::RemoveBan(std::string_view prefix, std::string_view ports)
 
 Result<std::vector<BanRecord>> IncidentStore::ActiveBans(UnixMicros now) {
   MXWARD_STMT(q,
-              "SELECT prefix, created_at, until, incident_id, reason, ports FROM bans "
+              "SELECT prefix, created_at, until, incident_id, reason, ports, decision_uuid, "
+              "origin_node, playbook FROM bans "
               "WHERE until = 0 OR until > ? ORDER BY created_at, prefix, ports");
   q.Bind(1, now);
   std::vector<BanRecord> out;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
-    out.push_back({q.Text(0), q.Int(1), q.Int(2), q.Int(3), q.Text(4), q.Text(5)});
+    out.push_back({q.Text(0), q.Int(1), q.Int(2), q.Int(3), q.Text(4), q.Text(5), q.Text(6),
+                   q.Text(7), q.Text(8)});
   }
   if (rc != SQLITE_DONE) return Error("reading bans");
   return out;
@@ -1475,6 +1488,172 @@ Result<std::vector<std::int64_t>> IncidentStore::QueueClusterDecisions(
   });
   if (!s.ok()) return s;
   return ids;
+}
+
+std::vector<ClusterBatchOp> NetClusterOps(const std::vector<ReceivedDecision>& decisions) {
+  std::vector<ClusterBatchOp> removals;
+  // The bans still standing, in the order first banned; a removal takes its prefix's bans out
+  // (of its scope, or of every scope for "*"), a later ban of the same (prefix, scope) replaces
+  // the end of the earlier one.
+  std::vector<ClusterBatchOp> bans;
+  std::map<std::pair<std::string_view, std::string_view>, std::size_t> ban_at;
+  std::vector<bool> gone;
+  for (const ReceivedDecision& d : decisions) {
+    if (!d.refusal.empty()) continue;
+    if (d.remove) {
+      removals.push_back({true, d.prefix, d.ports, 0});
+      for (auto it = ban_at.lower_bound({d.prefix, {}});
+           it != ban_at.end() && it->first.first == d.prefix;) {
+        if (d.ports == "*" || it->first.second == d.ports) {
+          gone[it->second] = true;
+          it = ban_at.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      continue;
+    }
+    auto [it, added] = ban_at.try_emplace({d.prefix, d.ports}, bans.size());
+    if (added) {
+      bans.push_back({false, d.prefix, d.ports, d.until, d.was_banned});
+      gone.push_back(false);
+    } else {
+      bans[it->second].until = d.until;
+      bans[it->second].refresh = bans[it->second].refresh || d.was_banned;
+    }
+  }
+  std::vector<ClusterBatchOp> out = std::move(removals);
+  out.reserve(out.size() + bans.size());
+  for (std::size_t i = 0; i < bans.size(); ++i) {
+    if (!gone[i]) out.push_back(std::move(bans[i]));
+  }
+  return out;
+}
+
+Result<ClusterBatchOutcome> IncidentStore::ApplyClusterBatch(
+    const std::vector<ReceivedDecision>& decisions, std::int64_t cursor, UnixMicros now) {
+  ClusterBatchOutcome outcome;
+  Status s = InTransaction([&]() -> Status {
+    std::vector<ReceivedDecision> fresh;  // new here, in log order
+    fresh.reserve(decisions.size());
+    nlohmann::json refusals = nlohmann::json::array();
+    std::set<std::string> nodes;
+    std::int64_t first_seq = 0, last_seq = 0;
+    for (const ReceivedDecision& d : decisions) {
+      {
+        MXWARD_STMT(seen,
+                    "INSERT OR IGNORE INTO cluster_applied (uuid, seq, applied_at, scope, outcome) "
+                    "VALUES (?,?,?,?,?)");
+        seen.Bind(1, d.uuid).Bind(2, d.seq).Bind(3, now).Bind(4, d.prefix);
+        seen.Bind(5, !d.refusal.empty() ? "refused" : d.remove ? "unban" : "ban");
+        if (seen.Step() != SQLITE_DONE) return Error("recording a cluster decision");
+        if (sqlite3_changes(db_) == 0) {
+          ++outcome.repeated;
+          continue;
+        }
+      }
+      if (first_seq == 0) first_seq = d.seq;
+      last_seq = d.seq;
+      nodes.insert(d.node);
+      if (!d.refusal.empty()) {
+        ++outcome.refused;
+        refusals.push_back({{"scope", d.prefix},
+                            {"node", d.node},
+                            {"seq", d.seq},
+                            {"uuid", d.uuid},
+                            {"reason", d.refusal}});
+        continue;
+      }
+      if (d.remove) {
+        MXWARD_RETURN_IF_ERROR(RemoveBan(d.prefix, d.ports == "*" ? "" : d.ports));
+        ++outcome.removals;
+      } else {
+        // UpsertBan's statement, telling a new row (created now) from an existing one (the
+        // update keeps its created_at): a new one is a new kernel element.
+        MXWARD_STMT(q,
+                    "INSERT INTO bans (prefix, created_at, until, incident_id, reason, ports, "
+                    "decision_uuid, origin_node, playbook) VALUES (?,?,?,0,?,?,?,?,?) "
+                    "ON CONFLICT (prefix, ports) DO UPDATE SET until = excluded.until, "
+                    "incident_id = 0, reason = excluded.reason, "
+                    "decision_uuid = excluded.decision_uuid, origin_node = excluded.origin_node, "
+                    "playbook = excluded.playbook RETURNING created_at");
+        q.Bind(1, d.prefix).Bind(2, now).Bind(3, d.until).Bind(4, d.reason).Bind(5, d.ports);
+        q.Bind(6, d.uuid).Bind(7, d.node).BindTextOrNull(8, d.playbook);
+        if (q.Step() != SQLITE_ROW) return Error("recording a ban");
+        const bool was_banned = q.Int(0) != now;
+        if (q.Step() != SQLITE_DONE) return Error("recording a ban");
+        ++outcome.bans;
+        fresh.push_back(d);
+        fresh.back().was_banned = was_banned;
+        continue;
+      }
+      fresh.push_back(d);
+    }
+    if (outcome.bans + outcome.removals + outcome.refused > 0) {
+      std::string from;
+      for (const std::string& n : nodes) from += (from.empty() ? "" : ",") + n;
+      nlohmann::json params = {
+          {"summary", fmt::format("{} ban(s), {} removal(s){} from node(s) {}, seq {}..{}",
+                                  outcome.bans, outcome.removals,
+                                  outcome.refused ? fmt::format(", {} refused", outcome.refused)
+                                                  : std::string(),
+                                  from, first_seq, last_seq)},
+          {"nodes", nodes},
+          {"seq_from", first_seq},
+          {"seq_to", last_seq},
+          {"bans", outcome.bans},
+          {"removals", outcome.removals},
+          {"refused", std::move(refusals)}};
+      const std::vector<ClusterBatchOp> ops = NetClusterOps(fresh);
+      // Nothing for the kernel (every decision refused): the record is settled at once.
+      auto id = InsertAction(0, "cluster_batch", params.dump(),
+                             ops.empty() ? ActionStatus::kRefused : ActionStatus::kPending,
+                             /*revert=*/false, now);
+      if (!id.ok()) return id.status();
+      outcome.action_id = *id;
+      std::int64_t pos = 0;
+      for (const ClusterBatchOp& op : ops) {
+        MXWARD_STMT(ins,
+                    "INSERT INTO cluster_batch_ops (action_id, pos, remove, prefix, ports, until, "
+                    "refresh) VALUES (?,?,?,?,?,?,?)");
+        ins.Bind(1, *id).Bind(2, pos++).Bind(3, std::int64_t{op.remove ? 1 : 0});
+        ins.Bind(4, op.prefix).Bind(5, op.ports).Bind(6, op.until);
+        ins.Bind(7, std::int64_t{op.refresh ? 1 : 0});
+        if (ins.Step() != SQLITE_DONE) return Error("recording a batch's kernel changes");
+      }
+    }
+    return SaveClusterValue("cursor", cursor);
+  });
+  if (!s.ok()) return s;
+  return outcome;
+}
+
+Result<std::vector<ClusterBatchOp>> IncidentStore::ClusterBatchOps(std::int64_t action_id) {
+  MXWARD_STMT(q,
+              "SELECT remove, prefix, ports, until, refresh FROM cluster_batch_ops "
+              "WHERE action_id = ? ORDER BY pos");
+  q.Bind(1, action_id);
+  std::vector<ClusterBatchOp> out;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    out.push_back({q.Int(0) != 0, q.Text(1), q.Text(2), q.Int(3), q.Int(4) != 0});
+  }
+  if (rc != SQLITE_DONE) return Error("reading a batch's kernel changes");
+  return out;
+}
+
+Status IncidentStore::ForgetClusterBatchOps(std::int64_t action_id) {
+  MXWARD_STMT(q, "DELETE FROM cluster_batch_ops WHERE action_id = ?");
+  q.Bind(1, action_id);
+  if (q.Step() != SQLITE_DONE) return Error("forgetting a batch's kernel changes");
+  return Status::Ok();
+}
+
+Result<std::int64_t> IncidentStore::CountPendingClusterBatches() {
+  MXWARD_STMT(q,
+              "SELECT count(*) FROM actions WHERE status = 'pending' AND type = 'cluster_batch'");
+  if (q.Step() != SQLITE_ROW) return Error("counting pending cluster batches");
+  return q.Int(0);
 }
 
 }  // namespace mxward

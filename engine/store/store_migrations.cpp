@@ -276,8 +276,39 @@ BEGIN
 END;
 )sql";
 
-constexpr std::array<const char*, 10> kMigrations = {kV1, kV2, kV3, kV4, kV5,
-                                                     kV6, kV7, kV8, kV9, kV10};
+// v11: received cluster decisions applied in bulk (issue 18, docs/cluster.md "Catching up").
+// bans.decision_uuid / origin_node / playbook: a ban received from another node says which
+//   decision of which node (and playbook) it is; NULL for this node's own bans.
+// cluster_applied.scope / outcome: what a decision applied in bulk was about and what became of
+//   it ('ban', 'unban', 'refused'), as its outbox action said before; NULL for those queued one
+//   action each.
+// cluster_batch_ops: the kernel work of one `cluster_batch` outbox action (the one record of a
+//   batch of received decisions), written in the link's transaction with the bans rows and the
+//   cursor, in the order to apply: every removal, then every ban that no later removal undid
+//   (NetClusterOps). The nftables executor reads them when it runs the action and deletes them
+//   once they are in the kernel. ports: a canonical scope, or '*' (a removal of every scope);
+//   until: UnixMicros, 0 = permanent; refresh: 0 for a ban with no `bans` row before it (a new
+//   kernel element: one add, no delete and add again).
+constexpr const char* kV11 = R"sql(
+ALTER TABLE bans ADD COLUMN decision_uuid TEXT;
+ALTER TABLE bans ADD COLUMN origin_node TEXT;
+ALTER TABLE bans ADD COLUMN playbook TEXT;
+ALTER TABLE cluster_applied ADD COLUMN scope TEXT;
+ALTER TABLE cluster_applied ADD COLUMN outcome TEXT;
+CREATE TABLE cluster_batch_ops (
+  action_id INTEGER NOT NULL,
+  pos INTEGER NOT NULL,
+  remove INTEGER NOT NULL,
+  prefix TEXT NOT NULL,
+  ports TEXT NOT NULL,
+  until INTEGER NOT NULL DEFAULT 0,
+  refresh INTEGER NOT NULL DEFAULT 1,
+  PRIMARY KEY (action_id, pos)
+) WITHOUT ROWID;
+)sql";
+
+constexpr std::array<const char*, 11> kMigrations = {kV1, kV2, kV3, kV4,  kV5, kV6,
+                                                     kV7, kV8, kV9, kV10, kV11};
 
 }  // namespace
 

@@ -61,6 +61,9 @@ class BatchApplier {
  public:
   virtual ~BatchApplier() = default;
   virtual std::vector<Status> ApplyMany(const std::vector<const ActionRecord*>& actions) = 0;
+  // Whether the action may be part of an ApplyMany batch; the worker's batch stops before one
+  // that may not (a revert; an action that is a batch of its own, nftables' cluster_batch).
+  virtual bool Batchable(const ActionRecord& action) const { return !action.revert; }
 };
 
 // Handles action types that are requested but have nothing configured to run them ("ban"

@@ -54,6 +54,11 @@ struct BanRecord {
   // scopes), "web", "all", another [nftables] port group, or a sorted port list "80,443,8080"
   // (nftables_blocker.h, BanScope). One ban per (prefix, ports).
   std::string ports = "mail";
+  // A ban received from another cluster node (schema v11): the decision's uuid, the node that
+  // decided it and its playbook. Empty for this node's own bans.
+  std::string decision_uuid{};
+  std::string origin_node{};
+  std::string playbook{};
 };
 
 // One runtime allowlist entry (`mxward allow add`), current or (for `allow list --all`) past.
@@ -140,6 +145,52 @@ struct ClusterDecision {
   bool revert = false;
 };
 
+// A decision of another cluster node applied in bulk (IncidentStore::ApplyClusterBatch): a ban
+// (or an extension) or a ban removal, already checked by the link.
+struct ReceivedDecision {
+  std::string uuid;  // the decision log's uuid: applied at most once per store
+  std::int64_t seq = 0;
+  std::string node;      // the deciding node
+  std::string playbook;  // may be empty (a ban by hand)
+  bool remove = false;
+  std::string prefix;  // canonical IpPrefix text
+  // The canonical scope (ResolveBanScope); for a removal "*" lifts every scope of the prefix.
+  std::string ports = "mail";
+  UnixMicros until = 0;  // a ban's end, 0 = permanent
+  std::string reason;    // the bans row's reason ("cluster: a postfix-sasl")
+  // Not applied: why (allowlisted, a port group this node does not define). Recorded in the
+  // batch's action, and its uuid remembered like an applied one.
+  std::string refusal;
+  // Whether a `bans` row of (prefix, ports) was there before: ApplyClusterBatch sets it on its
+  // copy (NetClusterOps: a ban that was not is a new kernel element, added without a refresh).
+  bool was_banned = true;
+};
+
+// One kernel change of a batch (cluster_batch_ops), in the order the executor applies them.
+struct ClusterBatchOp {
+  bool remove = false;
+  std::string prefix;
+  std::string ports;  // a canonical scope, or "*" for a removal of every scope
+  UnixMicros until = 0;
+  bool refresh = true;  // a ban that may be in the kernel already (NftBan::refresh)
+};
+
+// The kernel changes with the same end state as applying `decisions` (refused ones left out)
+// one after the other, as every removal followed by the bans no later removal undid: what one
+// nftables removal and one add can do for a whole batch. A ban after a removal of its prefix
+// stays a ban; a removal after a ban stays a removal; of two bans of one (prefix, scope) the
+// later one's end holds (an extension).
+std::vector<ClusterBatchOp> NetClusterOps(const std::vector<ReceivedDecision>& decisions);
+
+// What ApplyClusterBatch did: the batch's action (0 when nothing was new) and its counts.
+struct ClusterBatchOutcome {
+  std::int64_t action_id = 0;
+  std::int64_t bans = 0;      // bans and extensions applied to the bans table
+  std::int64_t removals = 0;  // removals applied
+  std::int64_t refused = 0;
+  std::int64_t repeated = 0;  // uuids applied before (a batch read again after a crash)
+};
+
 // Ban actions of this node that the decision log does not have yet (UnpublishedBanActions).
 struct UnpublishedBans {
   std::vector<ActionRecord> actions;  // done, not from the cluster, not yet published; by id
@@ -175,7 +226,7 @@ struct OutboxStats {
 
 class IncidentStore {
  public:
-  static constexpr int kSchemaVersion = 10;
+  static constexpr int kSchemaVersion = 11;
   // Evidence kept per incident: the first and the last kMaxEvidence / 2 lines.
   static constexpr std::size_t kMaxEvidence = 50;
   // Evidence lines a repeated trigger appends to the open incident it updates (its last ones).
@@ -328,6 +379,22 @@ class IncidentStore {
   Result<std::int64_t> PruneClusterApplied(UnixMicros before);
   Result<std::vector<std::int64_t>> QueueClusterDecisions(
       const std::vector<ClusterDecision>& decisions, std::int64_t cursor, UnixMicros now);
+  // The bulk path (docs/cluster.md "Catching up"), in ONE transaction with the link's cursor:
+  // for each decision whose uuid is new here, in log order, its `bans` row (upsert or removal)
+  // and its uuid in cluster_applied; then ONE `cluster_batch` outbox action, the batch's record
+  // for `mxward actions list` ("1998 bans, 2 removals from nodes a,b, seq 11..2010", refusals
+  // listed in its params), pending with its kernel work in cluster_batch_ops (NetClusterOps), or
+  // settled `refused` when all it holds is refusals. The nftables executor applies the action
+  // (ClusterBatchOps). A crash after this commit and before the kernel has them: the next
+  // start's restore from `bans` puts them in the kernel, and the action runs again.
+  Result<ClusterBatchOutcome> ApplyClusterBatch(const std::vector<ReceivedDecision>& decisions,
+                                                std::int64_t cursor, UnixMicros now);
+  // The kernel work of a cluster_batch action, in order; ForgetClusterBatchOps drops it once
+  // applied.
+  Result<std::vector<ClusterBatchOp>> ClusterBatchOps(std::int64_t action_id);
+  Status ForgetClusterBatchOps(std::int64_t action_id);
+  // Pending cluster_batch actions: the link reads no further ahead of the kernel than a few.
+  Result<std::int64_t> CountPendingClusterBatches();
   // Cluster-wide incidents (schema v10): once StartRecordingIncidentChanges ran, every change of
   // a live incident (opened, merged, ack, resolve, an action queued or settled, a note) marks it
   // in cluster_incident_changes, in the change's own transaction. The link reads the marks,

@@ -1167,5 +1167,91 @@ TEST_F(NftablesNetnsTest, TheAuditThreadFindsADeletedElementOnItsOwn) {
   blocker->Stop();  // joins the audit thread
 }
 
+// --- received cluster decisions in bulk (docs/cluster.md "Catching up") -----------------------
+
+ReceivedDecision Received(std::int64_t seq, const std::string& prefix, bool remove = false,
+                          std::int64_t seconds = 3600, const std::string& ports = "mail") {
+  ReceivedDecision d;
+  d.uuid = fmt::format("9b6e0c2a-0000-4000-8000-{:012}", seq);
+  d.seq = seq;
+  d.node = "a";
+  d.remove = remove;
+  d.prefix = prefix;
+  d.ports = ports;
+  d.until = remove ? 0 : kNow + seconds * kMicrosPerSecond;
+  d.reason = "cluster: a";
+  return d;
+}
+
+// One cluster_batch action: its removals and its bans reach the kernel (the bans with the time
+// left when it runs), and its kernel work is forgotten once there.
+TEST_F(NftablesNetnsTest, AClusterBatchPutsItsBansAndRemovalsInTheKernel) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  ASSERT_OK(blocker->Apply(Ban("203.0.113.5", 600)));   // banned here before, lifted by the batch
+  ASSERT_OK(blocker->Apply(Ban("198.51.100.1", 600)));  // banned here before, extended by it
+  std::vector<ReceivedDecision> batch;
+  for (int i = 0; i < 2000; ++i) {
+    batch.push_back(Received(i + 1, fmt::format("198.51.{}.{}", 100 + i / 256, i % 256)));
+  }
+  batch.push_back(Received(2001, "203.0.113.5", /*remove=*/true, 0, "*"));
+  batch.push_back(Received(2002, "198.51.100.7", /*remove=*/true));  // its ban above is undone
+  batch.push_back(Received(2003, "2001:db8:1::/64", false, 900, "web"));
+  batch.push_back(Received(2004, "192.0.2.0/24", false, 1200));
+  auto outcome = store_->ApplyClusterBatch(batch, 2004, kNow);
+  ASSERT_OK(outcome);
+  auto record = store_->GetAction(outcome->action_id);
+  ASSERT_OK(record);
+  clock_.Advance(10 * kMicrosPerSecond);  // it waited 10 s in the outbox
+  ASSERT_OK(blocker->Apply(*record));
+
+  auto v4 = Elements("banned_v4");
+  EXPECT_EQ(v4.size(), 1999u);
+  EXPECT_EQ(v4.count("198.51.100.7"), 0u) << "a removal after its ban stays a removal";
+  EXPECT_EQ(v4.count("203.0.113.5"), 0u);
+  ASSERT_EQ(v4.count("198.51.107.207"), 1u);
+  EXPECT_EQ(v4["198.51.107.207"], 3590);
+  EXPECT_EQ(v4["198.51.100.1"], 3590) << "an element in the set before gets the batch's timeout";
+  EXPECT_EQ(Elements("banned_v6_web_64").count("2001:db8:1::"), 1u);
+  EXPECT_EQ(Elements("banned_v4_net").count("192.0.2.0/24"), 1u);
+  auto ops = store_->ClusterBatchOps(outcome->action_id);
+  ASSERT_OK(ops);
+  EXPECT_TRUE(ops->empty());
+  // Applied again (a crash before the outcome was recorded): the same kernel state.
+  ASSERT_OK(blocker->Apply(*record));
+  EXPECT_EQ(Elements("banned_v4").size(), 1999u);
+}
+
+// A crash after the link's store commit and before the nftables worker ran the batch: the next
+// start rebuilds the table from the `bans` rows, which hold the batch, removals included.
+TEST_F(NftablesNetnsTest, ABatchCommittedButNotAppliedIsInTheKernelAfterTheNextStart) {
+  {
+    auto before = MakeBlocker();
+    ASSERT_OK(before->Start());
+    ASSERT_OK(before->Apply(Ban("203.0.113.5", 600)));
+    ASSERT_OK(before->Apply(Ban("203.0.113.6", 600)));
+    before->Stop();
+  }
+  std::vector<ReceivedDecision> batch = {Received(1, "198.51.100.1"),
+                                         Received(2, "198.51.100.2", false, 60),
+                                         Received(3, "203.0.113.5", /*remove=*/true, 0, "*")};
+  auto outcome = store_->ApplyClusterBatch(batch, 3, kNow);
+  ASSERT_OK(outcome);
+  // ... the process dies here: the action is pending, the kernel never saw the batch.
+  EXPECT_EQ(Elements("banned_v4").count("198.51.100.1"), 0u);
+  auto restarted = MakeBlocker();
+  ASSERT_OK(restarted->Start());
+  auto v4 = Elements("banned_v4");
+  EXPECT_EQ(v4.count("198.51.100.1"), 1u);
+  EXPECT_EQ(v4["198.51.100.2"], 60);
+  EXPECT_EQ(v4.count("203.0.113.5"), 0u) << "the removal holds across the restart";
+  EXPECT_EQ(v4.count("203.0.113.6"), 1u);
+  // And the pending action, when the dispatcher runs it, changes nothing more.
+  auto record = store_->GetAction(outcome->action_id);
+  ASSERT_OK(record);
+  ASSERT_OK(restarted->Apply(*record));
+  EXPECT_EQ(Elements("banned_v4"), v4);
+}
+
 }  // namespace
 }  // namespace mxward

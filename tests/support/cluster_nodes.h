@@ -192,14 +192,17 @@ class ClusterNodesTest : public ::testing::Test {
     return RunCommand(argv);
   }
 
-  // How many ban actions (not removals) for addr the node's outbox ever held.
+  // How many bans (not removals) of addr the node applied: ban actions in its outbox (its own,
+  // or a received decision queued as one) and received decisions applied in bulk (one
+  // cluster_applied row each, docs/cluster.md "Catching up").
   static std::int64_t BanActions(const Node& n, const std::string& addr) {
     auto store = IncidentStore::Open(n.db, StoreOptions{.read_only = true});
     if (!store.ok()) return -1;
     sqlite3_stmt* q = nullptr;
     sqlite3_prepare_v2((*store)->db(),
-                       "SELECT count(*) FROM actions WHERE type = 'ban' AND revert = 0 AND "
-                       "json_extract(params, '$.address') = ?",
+                       "SELECT (SELECT count(*) FROM actions WHERE type = 'ban' AND revert = 0 AND "
+                       "json_extract(params, '$.address') = ?1) + (SELECT count(*) FROM "
+                       "cluster_applied WHERE scope = ?1 AND outcome = 'ban')",
                        -1, &q, nullptr);
     sqlite3_bind_text(q, 1, addr.c_str(), -1, SQLITE_TRANSIENT);
     std::int64_t count = -1;

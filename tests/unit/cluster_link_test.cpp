@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <map>
 #include <string>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "engine/cluster/cluster_options.h"
@@ -295,6 +297,200 @@ TEST_F(ClusterStoreTest, AppliedDecisionsAtOrBelowTheCursorAreForgotten) {
   auto again = store_->QueueClusterDecisions({decision(9)}, 9, kT0 + 2);
   ASSERT_OK(again);
   EXPECT_TRUE(again->empty());
+}
+
+// --- the bulk path: a read batch becomes bans rows, uuids, the cursor and ONE record ----------
+
+ReceivedDecision Received(std::int64_t seq, const std::string& prefix, bool remove = false,
+                          const std::string& node = "a", const std::string& ports = "mail") {
+  ReceivedDecision d;
+  d.uuid = "9b6e0c2a-0000-4000-8000-" + fmt::format("{:012}", seq);
+  d.seq = seq;
+  d.node = node;
+  d.playbook = remove ? "" : "postfix-sasl";
+  d.remove = remove;
+  d.prefix = prefix;
+  d.ports = ports;
+  d.until = remove ? 0 : kT0 + 3600 * kMicrosPerSecond;
+  d.reason = "cluster: " + node;
+  return d;
+}
+
+std::vector<ActionRecord> ActionsOfType(IncidentStore& store, const std::string& type) {
+  auto all = store.ListActions({});
+  EXPECT_TRUE(all.ok());
+  std::vector<ActionRecord> out;
+  if (!all.ok()) return out;
+  for (ActionRecord& a : *all) {
+    if (a.type == type) out.push_back(std::move(a));
+  }
+  return out;
+}
+
+TEST_F(ClusterStoreTest, ABatchIsBansRowsUuidsCursorAndOneRecord) {
+  std::vector<ReceivedDecision> batch;
+  for (int i = 1; i <= 2000; ++i) {
+    batch.push_back(
+        Received(100 + i, fmt::format("198.51.{}.{}", i / 256, i % 256), false, i % 2 ? "a" : "b"));
+  }
+  auto outcome = store_->ApplyClusterBatch(batch, 2100, kT0);
+  ASSERT_OK(outcome);
+  EXPECT_EQ(outcome->bans, 2000);
+  EXPECT_EQ(outcome->removals, 0);
+  EXPECT_NE(outcome->action_id, 0);
+
+  auto cursor = store_->LoadClusterValue("cursor");
+  ASSERT_OK(cursor);
+  EXPECT_EQ(cursor->value_or(-1), 2100);
+  // The bans in force, with the decision each came from.
+  auto bans = store_->ActiveBans(kT0);
+  ASSERT_OK(bans);
+  ASSERT_EQ(bans->size(), 2000u);
+  const BanRecord& first = (*bans)[0];
+  EXPECT_EQ(first.until, kT0 + 3600 * kMicrosPerSecond);
+  EXPECT_EQ(first.playbook, "postfix-sasl");
+  EXPECT_FALSE(first.decision_uuid.empty());
+  EXPECT_TRUE(first.origin_node == "a" || first.origin_node == "b");
+  // ONE outbox record for the 2,000, pending for the kernel, saying what it holds.
+  const auto records = ActionsOfType(*store_, "cluster_batch");
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].id, outcome->action_id);
+  EXPECT_EQ(records[0].status, ActionStatus::kPending);
+  EXPECT_EQ(records[0].params.value("summary", ""),
+            "2000 ban(s), 0 removal(s) from node(s) a,b, seq 101..2100");
+  EXPECT_EQ(records[0].params.value("bans", 0), 2000);
+  EXPECT_EQ(ActionsOfType(*store_, "ban").size(), 0u) << "no outbox row per decision";
+  auto ops = store_->ClusterBatchOps(outcome->action_id);
+  ASSERT_OK(ops);
+  ASSERT_EQ(ops->size(), 2000u);
+  EXPECT_FALSE((*ops)[0].remove);
+  EXPECT_EQ((*ops)[0].prefix, "198.51.0.1");
+  EXPECT_EQ((*ops)[0].until, kT0 + 3600 * kMicrosPerSecond);
+  EXPECT_FALSE((*ops)[0].refresh) << "no bans row before: a new kernel element, one add";
+  // An extension of a ban in force replaces the kernel element's timeout.
+  auto extended = store_->ApplyClusterBatch({Received(3000, "198.51.0.1", false, "b")}, 3000,
+                                            kT0 + kMicrosPerSecond);
+  ASSERT_OK(extended);
+  ops = store_->ClusterBatchOps(extended->action_id);
+  ASSERT_OK(ops);
+  ASSERT_EQ(ops->size(), 1u);
+  EXPECT_TRUE((*ops)[0].refresh);
+  // Received bans are never published back.
+  ASSERT_OK(store_->MarkActionDone(outcome->action_id, kT0));
+  auto p = store_->UnpublishedBanActions(0, 100);
+  ASSERT_OK(p);
+  EXPECT_TRUE(p->actions.empty());
+}
+
+// A crash after the store commit and before the database cursor could matter: the same rows
+// read again apply nothing twice and add no second record.
+TEST_F(ClusterStoreTest, ABatchReadAgainAppliesNothingTwice) {
+  const std::vector<ReceivedDecision> batch = {Received(1, "192.0.2.1"), Received(2, "192.0.2.2")};
+  auto first = store_->ApplyClusterBatch(batch, 2, kT0);
+  ASSERT_OK(first);
+  ASSERT_OK(store_->RemoveBan("192.0.2.1"));  // lifted here since (a local `bans remove`)
+  auto again = store_->ApplyClusterBatch(batch, 2, kT0 + 5);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->action_id, 0);
+  EXPECT_EQ(again->repeated, 2);
+  EXPECT_EQ(again->bans, 0);
+  EXPECT_EQ(ActionsOfType(*store_, "cluster_batch").size(), 1u);
+  auto bans = store_->ActiveBans(kT0);
+  ASSERT_OK(bans);
+  ASSERT_EQ(bans->size(), 1u) << "the repeat did not ban 192.0.2.1 again";
+  EXPECT_EQ((*bans)[0].prefix, "192.0.2.2");
+}
+
+// The log's order holds inside a batch: a removal after its ban stays a removal, a ban after a
+// removal stays a ban, and an extension replaces the end.
+TEST_F(ClusterStoreTest, ABatchKeepsTheLogsOrderOfBansAndRemovals) {
+  ASSERT_OK(store_->UpsertBan({"203.0.113.9", kT0, 0, 0, "local", "mail"}));
+  std::vector<ReceivedDecision> batch = {
+      Received(1, "192.0.2.1"),                   // banned, then removed below
+      Received(2, "192.0.2.2", /*remove=*/true),  // removed, then banned again below
+      Received(3, "192.0.2.1", /*remove=*/true),
+      Received(4, "192.0.2.2"),
+      Received(5, "192.0.2.3"),  // extended below
+      Received(6, "192.0.2.3"),
+      Received(7, "203.0.113.9", /*remove=*/true, "b", "*"),  // every scope of a local ban
+  };
+  batch[5].until = kT0 + 7200 * kMicrosPerSecond;
+  auto outcome = store_->ApplyClusterBatch(batch, 7, kT0);
+  ASSERT_OK(outcome);
+  EXPECT_EQ(outcome->bans, 4);
+  EXPECT_EQ(outcome->removals, 3);
+  auto bans = store_->ActiveBans(kT0);
+  ASSERT_OK(bans);
+  std::map<std::string, UnixMicros> in_force;
+  for (const BanRecord& b : *bans) in_force[b.prefix] = b.until;
+  EXPECT_EQ(in_force,
+            (std::map<std::string, UnixMicros>{{"192.0.2.2", kT0 + 3600 * kMicrosPerSecond},
+                                               {"192.0.2.3", kT0 + 7200 * kMicrosPerSecond}}));
+  // The kernel's work: every removal first, then the bans still standing (and the longer end).
+  auto ops = store_->ClusterBatchOps(outcome->action_id);
+  ASSERT_OK(ops);
+  std::vector<std::string> got;
+  for (const ClusterBatchOp& op : *ops) {
+    got.push_back(fmt::format("{}{} {} {}", op.remove ? "-" : "+", op.prefix, op.ports,
+                              op.until == 0 ? 0 : (op.until - kT0) / kMicrosPerSecond));
+  }
+  EXPECT_EQ(got,
+            (std::vector<std::string>{"-192.0.2.2 mail 0", "-192.0.2.1 mail 0", "-203.0.113.9 * 0",
+                                      "+192.0.2.2 mail 3600", "+192.0.2.3 mail 7200"}));
+}
+
+TEST(NetClusterOpsTest, ARemovalOfEveryScopeUndoesEachScopesBanAndOneScopeOnlyItsOwn) {
+  auto d = [](bool remove, const char* ports) {
+    ReceivedDecision r;
+    r.remove = remove;
+    r.prefix = "192.0.2.5";
+    r.ports = ports;
+    return r;
+  };
+  auto ops = NetClusterOps({d(false, "mail"), d(false, "web"), d(true, "web")});
+  ASSERT_EQ(ops.size(), 2u);
+  EXPECT_TRUE(ops[0].remove);
+  EXPECT_EQ(ops[1].ports, "mail");
+  ops = NetClusterOps({d(false, "mail"), d(false, "web"), d(true, "*")});
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_TRUE(ops[0].remove);
+}
+
+// Allowlisted here: not banned, recorded with the reason, and remembered like an applied one.
+TEST_F(ClusterStoreTest, ARefusedDecisionIsRecordedNotBanned) {
+  std::vector<ReceivedDecision> batch = {Received(1, "192.0.2.1"), Received(2, "10.0.0.1")};
+  batch[1].refusal = "10.0.0.1 is allowlisted (10.0.0.0/8 in [allow] addresses)";
+  auto outcome = store_->ApplyClusterBatch(batch, 2, kT0);
+  ASSERT_OK(outcome);
+  EXPECT_EQ(outcome->bans, 1);
+  EXPECT_EQ(outcome->refused, 1);
+  auto bans = store_->ActiveBans(kT0);
+  ASSERT_OK(bans);
+  ASSERT_EQ(bans->size(), 1u);
+  EXPECT_EQ((*bans)[0].prefix, "192.0.2.1");
+  auto record = store_->GetAction(outcome->action_id);
+  ASSERT_OK(record);
+  ASSERT_EQ(record->params["refused"].size(), 1u);
+  EXPECT_EQ(record->params["refused"][0].value("scope", ""), "10.0.0.1");
+  EXPECT_EQ(record->params["refused"][0].value("reason", ""), batch[1].refusal);
+  auto ops = store_->ClusterBatchOps(outcome->action_id);
+  ASSERT_OK(ops);
+  ASSERT_EQ(ops->size(), 1u);
+  EXPECT_EQ((*ops)[0].prefix, "192.0.2.1");
+
+  // A batch of refusals only: settled `refused` at once, nothing for the kernel.
+  std::vector<ReceivedDecision> only = {Received(3, "10.0.0.2")};
+  only[0].refusal = "allowlisted";
+  outcome = store_->ApplyClusterBatch(only, 3, kT0);
+  ASSERT_OK(outcome);
+  record = store_->GetAction(outcome->action_id);
+  ASSERT_OK(record);
+  EXPECT_EQ(record->status, ActionStatus::kRefused);
+  // Read again: neither refused twice nor recorded twice.
+  outcome = store_->ApplyClusterBatch(only, 3, kT0);
+  ASSERT_OK(outcome);
+  EXPECT_EQ(outcome->action_id, 0);
+  EXPECT_EQ(outcome->repeated, 1);
 }
 
 }  // namespace
