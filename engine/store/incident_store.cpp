@@ -1629,9 +1629,13 @@ Result<ClusterBatchOutcome> IncidentStore::ApplyClusterBatch(
 }
 
 Result<std::vector<ClusterBatchOp>> IncidentStore::ClusterBatchOps(std::int64_t action_id) {
+  // A ban whose `bans` row is gone was lifted here after the link's commit (`mxward bans
+  // remove` before the nftables lane got to the batch): putting it in the kernel now would bring
+  // back a ban the admin removed, with no row to expire or list it.
   MXWARD_STMT(q,
-              "SELECT remove, prefix, ports, until, refresh FROM cluster_batch_ops "
-              "WHERE action_id = ? ORDER BY pos");
+              "SELECT remove, prefix, ports, until, refresh FROM cluster_batch_ops o "
+              "WHERE action_id = ? AND (remove OR EXISTS (SELECT 1 FROM bans b "
+              "WHERE b.prefix = o.prefix AND b.ports = o.ports)) ORDER BY pos");
   q.Bind(1, action_id);
   std::vector<ClusterBatchOp> out;
   int rc;

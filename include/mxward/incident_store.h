@@ -389,8 +389,8 @@ class IncidentStore {
   // start's restore from `bans` puts them in the kernel, and the action runs again.
   Result<ClusterBatchOutcome> ApplyClusterBatch(const std::vector<ReceivedDecision>& decisions,
                                                 std::int64_t cursor, UnixMicros now);
-  // The kernel work of a cluster_batch action, in order; ForgetClusterBatchOps drops it once
-  // applied.
+  // The kernel work of a cluster_batch action, in order, without the bans whose `bans` row is
+  // gone (lifted here since the batch was written); ForgetClusterBatchOps drops it once applied.
   Result<std::vector<ClusterBatchOp>> ClusterBatchOps(std::int64_t action_id);
   Status ForgetClusterBatchOps(std::int64_t action_id);
   // Pending cluster_batch actions: the link reads no further ahead of the kernel than a few.

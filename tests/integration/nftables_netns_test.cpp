@@ -1253,5 +1253,22 @@ TEST_F(NftablesNetnsTest, ABatchCommittedButNotAppliedIsInTheKernelAfterTheNextS
   EXPECT_EQ(Elements("banned_v4"), v4);
 }
 
+// `mxward bans remove` on this node after the link wrote a batch and before the nftables lane ran
+// it: the removed ban stays out of the kernel (its `bans` row is gone), the others go in.
+TEST_F(NftablesNetnsTest, ABanRemovedHereBeforeItsBatchRunsStaysOut) {
+  auto blocker = MakeBlocker();
+  ASSERT_OK(blocker->Start());
+  std::vector<ReceivedDecision> batch = {Received(1, "198.51.100.1"), Received(2, "198.51.100.2")};
+  auto outcome = store_->ApplyClusterBatch(batch, 2, kNow);
+  ASSERT_OK(outcome);
+  ASSERT_OK(store_->RemoveBan("198.51.100.1", ""));  // what `bans remove` does to the store
+  auto record = store_->GetAction(outcome->action_id);
+  ASSERT_OK(record);
+  ASSERT_OK(blocker->Apply(*record));
+  auto v4 = Elements("banned_v4");
+  EXPECT_EQ(v4.count("198.51.100.1"), 0u) << "a ban lifted here came back from its batch";
+  EXPECT_EQ(v4.count("198.51.100.2"), 1u);
+}
+
 }  // namespace
 }  // namespace mxward
