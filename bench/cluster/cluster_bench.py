@@ -204,6 +204,15 @@ def main():
                "SELECT pg_notify('mxward_decisions', last::text) FROM mxward_decision_counter; "
                "COMMIT;" % (m, m, m), db="mxward")
         print(f"{m} decisions written to the log in {time.monotonic() - t:.2f} s")
+        # What the decision log costs the database (for docs/cluster.md's 20-node estimate): the
+        # table with its TOAST and indexes, after the bench's own N + M rows.
+        size = pg.sql("SELECT count(*) || ' ' || pg_relation_size('mxward_decisions') || ' ' || "
+                      "pg_indexes_size('mxward_decisions') || ' ' || "
+                      "pg_total_relation_size('mxward_decisions') FROM mxward_decisions",
+                      db="mxward").split()
+        rows, heap, idx, total = (int(x) for x in size[-4:])
+        print(f"mxward_decisions: {rows} rows, heap {heap} B, indexes {idx} B, total {total} B "
+              f"({total / max(rows, 1):.0f} B per decision)")
         t0 = time.monotonic()
         c.start()
         ready = time.monotonic()
