@@ -123,11 +123,8 @@ Status ClusterLink::Start() {
   }
   state_->log = MakeDecisionLog(options_);
   // From now on the store marks every change of an incident for publication (schema v10);
-  // incidents that did not change since before the node joined are not published. Not on an
-  // engine without cluster-wide incidents: nothing would take the marks.
-  if (state_->log->has_windows_and_incidents()) {
-    MXWARD_RETURN_IF_ERROR(state_->store->StartRecordingIncidentChanges());
-  }
+  // incidents that did not change since before the node joined are not published.
+  MXWARD_RETURN_IF_ERROR(state_->store->StartRecordingIncidentChanges());
   auto cursor = state_->store->LoadClusterValue("cursor");
   if (!cursor.ok()) return cursor.status();
   state_->cursor = cursor->value_or(0);
@@ -211,7 +208,6 @@ void ClusterLink::Run() {
   const auto poll_every = milliseconds(std::max<std::int64_t>(5, options_.publish_poll_ms));
   // Without doorbells (MariaDB) the rows after the cursor are read every poll_interval.
   const bool doorbells = log.has_doorbells();
-  const bool windows_and_incidents = log.has_windows_and_incidents();
   const auto log_poll_every = milliseconds(std::max<std::int64_t>(5, options_.poll_interval_ms));
   SteadyTime next_log_poll{};
   milliseconds backoff(options_.retry_min_ms);
@@ -432,7 +428,7 @@ void ClusterLink::Run() {
 
   // This node's counted events of shared playbooks into the log, one statement per batch.
   auto publish_window_events = [&]() -> Status {
-    if (shared_.batch == nullptr || !windows_and_incidents) return Status::Ok();
+    if (shared_.batch == nullptr) return Status::Ok();
     // Connected, but the start's read of this node's own rows is not complete: the events wait
     // in the batch (read_window_events would read them back and count them a second time).
     if (log.connected() && !own_rows_read_back) return Status::Ok();
@@ -455,7 +451,7 @@ void ClusterLink::Run() {
 
   // The other nodes' events after the window cursor, to the daemon.
   auto read_window_events = [&]() -> Status {
-    if (shared_.batch == nullptr || !windows_and_incidents) return Status::Ok();
+    if (shared_.batch == nullptr) return Status::Ok();
     for (;;) {
       auto rows = log.ReadWindowEventsAfter(window_cursor, window_keep_s(), kWindowReadBatch,
                                             /*include_own=*/!own_rows_read_back);
@@ -495,7 +491,7 @@ void ClusterLink::Run() {
     };
     Status failed = Status::Ok();
     for (Incident& inc : claims) {
-      if (log.connected() && failed.ok() && windows_and_incidents) {
+      if (log.connected() && failed.ok()) {
         auto claim = log.ClaimWindow(inc.playbook, inc.key, ClaimLeaseSeconds(inc));
         if (claim.ok()) {
           if (claim->won) {
@@ -671,16 +667,6 @@ void ClusterLink::Run() {
   // This node's incidents changed since their last publication, into the database; with it
   // down, only counted (the marks wait in the store).
   auto publish_incidents = [&]() -> Status {
-    if (!windows_and_incidents) {
-      // The store's flag outlives an engine change: a node that ran with PostgreSQL before
-      // still marks its incidents' changes, which nothing publishes here. Dropped, so the marks
-      // do not pile up.
-      auto changed = s.store->ChangedIncidents(kIncidentBatch);
-      if (changed.ok() && !changed->changes.empty()) {
-        (void)s.store->ForgetIncidentChanges(changed->changes);
-      }
-      return Status::Ok();
-    }
     for (int pass = 0; pass < kIncidentBatchesPerPass; ++pass) {
       auto changed = s.store->ChangedIncidents(kIncidentBatch);
       if (!changed.ok()) {
@@ -732,7 +718,7 @@ void ClusterLink::Run() {
   // next start: an ack or resolve of an incident already so changes nothing but adds its note,
   // and a revert queues no undo already queued.
   auto apply_requests = [&]() -> Status {
-    if (!incident_requests_ || !windows_and_incidents) return Status::Ok();
+    if (!incident_requests_) return Status::Ok();
     auto requests = log.PendingIncidentRequests(kRequestBatch);
     if (!requests.ok()) return requests.status();
     for (const IncidentRequest& r : *requests) {
@@ -828,11 +814,11 @@ void ClusterLink::Run() {
         spdlog::info("cluster: pruned {} decision(s) that ended more than {} ago", *pruned,
                      FormatDurationSeconds(options_.log_retention_s));
       }
-      if (log.connected() && windows_and_incidents) {
+      if (log.connected()) {
         auto gone = log.PruneIncidents(options_.log_retention_s);
         if (!gone.ok()) lost(gone.status(), "pruning incidents");
       }
-      if (log.connected() && shared_.batch != nullptr && windows_and_incidents) {
+      if (log.connected() && shared_.batch != nullptr) {
         auto gone = log.PruneWindowEvents(window_keep_s());
         if (!gone.ok()) {
           lost(gone.status(), "pruning window events");

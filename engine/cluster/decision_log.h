@@ -126,9 +126,6 @@ class DecisionLog {
   virtual bool connected() const = 0;
   // Whether the engine rings doorbells: without them the link reads every poll_interval.
   virtual bool has_doorbells() const = 0;
-  // Whether the engine holds shared windows and cluster-wide incidents (both engines do since
-  // MariaDB's schema v2; the link still asks, for an engine that would not).
-  virtual bool has_windows_and_incidents() const = 0;
   // The connection's socket, for poll(); -1 when not connected or without doorbells.
   virtual int socket() const = 0;
   // Reads what arrived on the socket: which doorbells rang (kDecisionsRang | kWindowsRang |

@@ -52,7 +52,6 @@ class MariadbDecisionLog final : public DecisionLog {
   void Disconnect() override;
   bool connected() const override { return mysql_ != nullptr; }
   bool has_doorbells() const override { return false; }
-  bool has_windows_and_incidents() const override { return true; }
   int socket() const override { return -1; }
   Result<int> ConsumeNotifications() override;
   Result<std::int64_t> Publish(const std::vector<DecisionToPublish>& decisions) override;

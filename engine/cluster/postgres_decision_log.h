@@ -35,7 +35,6 @@ class PostgresDecisionLog final : public DecisionLog {
   void Disconnect() override;
   bool connected() const override { return conn_ != nullptr; }
   bool has_doorbells() const override { return true; }
-  bool has_windows_and_incidents() const override { return true; }
   int socket() const override;
   Result<int> ConsumeNotifications() override;
   Result<std::int64_t> Publish(const std::vector<DecisionToPublish>& decisions) override;
