@@ -319,6 +319,66 @@ class ClusterNodesTest : public ::testing::Test {
   // restart, and the window holds 12 again (not 0: its own rows skipped, as before; not 24:
   // counted twice); 7 more make 19, no incident; the 20th opens it, once. Engine-independent:
   // only the read's SQL differs.
+  // A slow brute force spread evenly over the three nodes (8 failures each, under every node's
+  // threshold of 20) with UseSharedRules(kExecAction) and the exec counter `calls`: every node
+  // bans the address; exactly one incident in the three stores (the two claims that lost say
+  // so), none of the unshared postfix-sasl (the control: 8 lines a node are 8 for a playbook
+  // that does not share); one ban action per node; the incident's exec queued once in the
+  // cluster and run once, on the node that opened it; that node's `status --json` shows its won
+  // claim and the others' events. Returns the opener's name ("" after a failure); the claim
+  // and window-event rows are each engine's SQL, checked by the caller.
+  std::string CheckSlowBruteForceCaughtOnce(const std::string& addr, const std::string& calls,
+                                            std::chrono::seconds deadline) {
+    for (Node& n : nodes_) Attack(n, addr, 8);
+    for (Node& n : nodes_) {
+      EXPECT_TRUE(n.process->WaitFor([&] { return InKernel(n, addr); }, deadline))
+          << n.name << "\n"
+          << n.process->Log();
+    }
+    // Each node's window reaches 20 with the others' events; each claims once, one wins. Wait
+    // for the two that lost to say so, so no claim is still on its way.
+    const auto lost = [&] {
+      int count = 0;
+      for (const Node& n : nodes_) {
+        if (n.process->Log().find("incident already opened by node") != std::string::npos) {
+          ++count;
+        }
+      }
+      return count;
+    };
+    EXPECT_TRUE(Eventually([&] { return lost() == 2; }, deadline));
+    std::int64_t shared_incidents = 0;
+    std::string opener;
+    for (const Node& n : nodes_) {
+      const std::int64_t here =
+          StoreCount(n, "SELECT count(*) FROM incidents WHERE playbook = 'shared-sasl'");
+      if (here > 0) opener = n.name;
+      shared_incidents += here;
+      EXPECT_EQ(StoreCount(n, "SELECT count(*) FROM incidents WHERE playbook = 'postfix-sasl'"), 0)
+          << n.name;
+    }
+    EXPECT_EQ(shared_incidents, 1);
+    if (opener.empty()) return opener;
+    for (const Node& n : nodes_) EXPECT_EQ(BanActions(n, addr), 1) << n.name;
+    std::int64_t execs = 0;
+    for (const Node& n : nodes_) {
+      execs += StoreCount(n, "SELECT count(*) FROM actions WHERE type = 'exec'");
+    }
+    EXPECT_EQ(execs, 1);
+    EXPECT_TRUE(Eventually([&] { return !ReadFile(calls).empty(); }, deadline));
+    const std::string ran = ReadFile(calls);
+    EXPECT_EQ(ran.rfind(opener + " ", 0), 0u) << ran;
+    EXPECT_EQ(std::count(ran.begin(), ran.end(), '\n'), 1) << ran;
+    const auto status = Cli(nodes_[opener[0] - 'a'], {"status", "--json"});
+    EXPECT_EQ(status.exit_code, 0) << status.err;
+    const auto windows =
+        nlohmann::json::parse(status.out, nullptr, false)["cluster"]["window_events"];
+    EXPECT_EQ(windows.value("claims_won", -1), 1) << windows.dump();
+    EXPECT_EQ(windows.value("claims_lost", -1), 0) << windows.dump();
+    EXPECT_GE(windows.value("received", -1), 12) << windows.dump();
+    return opener;
+  }
+
   void CheckRestartedNodeReadsItsOwnEventsBackOnce(std::chrono::seconds deadline) {
     UseSharedRules();
     Node& a = nodes_[0];
