@@ -394,9 +394,11 @@ void MariadbDecisionLog::Disconnect() {
 
 Status MariadbDecisionLog::Fail(unsigned int code, const char* message, std::string_view doing) {
   // Any failure leaves the connection in doubt (an open transaction, an unread result): start
-  // over on a new one.
+  // over on a new one. The status first: `message` is mysql_error()'s or mysql_stmt_error()'s
+  // buffer, which Disconnect() frees (ASan caught the read after it when MariaDB went away).
+  Status status = MariadbStatus(code, message, doing);
   Disconnect();
-  return MariadbStatus(code, message, doing);
+  return status;
 }
 
 Status MariadbDecisionLog::Simple(const char* sql) {
