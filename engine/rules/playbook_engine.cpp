@@ -867,10 +867,16 @@ class Engine final : public PlaybookEngine {
     }
   }
 
-  void ResetKey(Runtime& r, const Event& e) {
+  // The event's key's record in the playbook's table, or KeyTable::kNone when the event has no
+  // key or the key is not held.
+  std::uint32_t HeldKey(Runtime& r, const Event& e) {
     std::uint64_t kh = 0;
-    if (!KeyHash(r.pb, e, &kh)) return;
-    const std::uint32_t rec = r.table->Find(kh);
+    if (!KeyHash(r.pb, e, &kh)) return KeyTable::kNone;
+    return r.table->Find(kh);
+  }
+
+  void ResetKey(Runtime& r, const Event& e) {
+    const std::uint32_t rec = HeldKey(r, e);
     if (rec == KeyTable::kNone) return;
     std::uint32_t* w = r.table->record(rec);
     EvidenceRing(w + kEvidenceWord).Clear();
@@ -885,9 +891,7 @@ class Engine final : public PlaybookEngine {
   // every node's windows, so a key held nowhere here was counted nowhere, and a login success of
   // a user nobody attacked costs no row.
   void ResetSharedKey(Runtime& r, const Event& e) {
-    std::uint64_t kh = 0;
-    if (!KeyHash(r.pb, e, &kh)) return;
-    const std::uint32_t rec = r.table->Find(kh);
+    const std::uint32_t rec = HeldKey(r, e);
     if (rec == KeyTable::kNone) return;
     std::uint32_t* w = r.table->record(rec);
     EvidenceRing(w + kEvidenceWord).Clear();
