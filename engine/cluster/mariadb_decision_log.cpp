@@ -720,8 +720,13 @@ Result<WindowClaim> MariadbDecisionLog::ClaimWindow(std::string_view playbook, s
 }
 
 Result<std::int64_t> MariadbDecisionLog::PruneWindowEvents(std::int64_t keep_s) {
+  return RunPrunes({kPruneWindowEventsSql, kPruneClaimsSql}, keep_s);
+}
+
+Result<std::int64_t> MariadbDecisionLog::RunPrunes(std::initializer_list<const char*> statements,
+                                                   std::int64_t keep_s) {
   std::int64_t deleted = 0;
-  for (const char* sql : {kPruneWindowEventsSql, kPruneClaimsSql}) {
+  for (const char* sql : statements) {
     auto n = Run(sql, {I(std::max<std::int64_t>(keep_s, 1))});
     if (!n.ok()) return n.status();
     deleted += *n;
@@ -823,13 +828,7 @@ Result<IncidentRequest> MariadbDecisionLog::ReadIncidentRequest(std::int64_t id)
 }
 
 Result<std::int64_t> MariadbDecisionLog::PruneIncidents(std::int64_t keep_s) {
-  std::int64_t deleted = 0;
-  for (const char* sql : {kPruneIncidentsSql, kPruneRequestsSql}) {
-    auto n = Run(sql, {I(std::max<std::int64_t>(keep_s, 1))});
-    if (!n.ok()) return n.status();
-    deleted += *n;
-  }
-  return deleted;
+  return RunPrunes({kPruneIncidentsSql, kPruneRequestsSql}, keep_s);
 }
 
 }  // namespace mxward

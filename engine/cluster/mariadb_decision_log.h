@@ -16,6 +16,7 @@
 // utf8mb4 accepts too. Blocking calls: the ClusterLink's thread owns one and is its only user.
 #pragma once
 
+#include <initializer_list>
 #include <map>
 #include <string>
 
@@ -92,6 +93,9 @@ class MariadbDecisionLog final : public DecisionLog {
   // Inside an open transaction: locks counter's row to COMMIT and advances it by n; the value
   // before (this transaction's numbers are before + 1 .. before + n).
   Result<std::int64_t> TakeNumbers(const Counter& counter, std::int64_t n);
+  // Each pruning statement with keep_s (at least 1) as its one parameter; the rows deleted in all.
+  Result<std::int64_t> RunPrunes(std::initializer_list<const char*> statements,
+                                 std::int64_t keep_s);
   Status Simple(const char* sql);
   Status Migrate();
   // A Status for the connection's last error (Unavailable when it may pass); disconnects.
