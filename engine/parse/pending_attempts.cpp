@@ -165,18 +165,13 @@ bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event, SessionAtte
     return std::find(a.passdbs.begin(), logged, passdb) == logged;
   };
   SessionAttempt* a = nullptr;
+  bool continues = false;
   if (!session.empty()) {
     // One connection's attempts come one after another: only its current attempt continues.
     for (SessionAttempt& candidate : e.attempts) {
       if (candidate.session_user == key) a = &candidate;
     }
-    if (a != nullptr && lacks_passdb(*a)) {
-      NoteChaining(a->passdbs[a->passdb_count - 1]);  // the attempt's previous passdb chains on
-      a->passdbs[a->passdb_count++] = passdb;
-      a->last = now_;
-      *attempt = a;
-      return true;  // another passdb's line of the same attempt
-    }
+    continues = a != nullptr && lacks_passdb(*a);
   } else {
     // No session: one user's attempts from one address may run side by side (several
     // connections), and only time bounds an attempt (every passdb of one request logs within
@@ -189,13 +184,14 @@ bool PendingAttempts::ContinuesAttempt(Entry& e, const Event& event, SessionAtte
         a = &candidate;
       }
     }
-    if (a != nullptr) {
-      NoteChaining(a->passdbs[a->passdb_count - 1]);
-      a->passdbs[a->passdb_count++] = passdb;
-      a->last = now_;
-      *attempt = a;
-      return true;
-    }
+    continues = a != nullptr;
+  }
+  if (continues) {
+    NoteChaining(a->passdbs[a->passdb_count - 1]);  // the attempt's previous passdb chains on
+    a->passdbs[a->passdb_count++] = passdb;
+    a->last = now_;
+    *attempt = a;
+    return true;  // another passdb's line of the same attempt
   }
   if (a == nullptr) {
     // A new attempt (sessionless) or (session, user) pair: it takes an unused slot, else the
