@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 
+#include "engine/base/fnv1a.h"
+
 namespace mxward {
 
 void OwnedEvent::Assign(const Event& e) {
@@ -125,16 +127,6 @@ void PendingAttempts::Release(Entry& e) {
   e.held = e.held_sessionless = 0;
   for (SessionAttempt& a : e.attempts) a.held = false;
 }
-
-namespace {
-
-// FNV-1a: a hash of the text itself (the same every run), no allocation.
-std::uint64_t Fnv1a(std::string_view text, std::uint64_t h = 14695981039346656037ull) {
-  for (const unsigned char c : text) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-}  // namespace
 
 void PendingAttempts::NoteChaining(std::uint32_t passdb) {
   if (Chains(passdb)) return;

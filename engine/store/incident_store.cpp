@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/base/fnv1a.h"
 #include "engine/store/store_migrations.h"
 #include "mxward/ip_address.h"
 
@@ -818,14 +819,11 @@ Status IncidentStore::MarkActionFinal(std::int64_t id, ActionStatus status, std:
 }
 
 std::string ReplayIdentity(const Incident& incident) {
-  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a: stable across builds, unlike std::hash
+  std::uint64_t h = kFnv1aOffsetBasis;  // the hash of no text
   UnixMicros time = incident.first_seen;
   if (!incident.evidence.empty()) {
     time = incident.evidence.front().time;
-    for (unsigned char c : incident.evidence.front().text) {
-      h ^= c;
-      h *= 0x100000001b3ull;
-    }
+    h = Fnv1a(incident.evidence.front().text);
   }
   return fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{:016x}", incident.playbook, incident.key_kind,
                      incident.key, time, h);
