@@ -65,6 +65,12 @@ struct TemplateToken {
   std::vector<std::bitset<256>> lead;
   std::bitset<256> tail;
   std::size_t min = 0, max = 0;
+  // Set at load (FinishTemplate). A field whose following literal starts with a byte the field
+  // can never hold ends exactly where its bytes stop: matched by one table-driven scan instead of
+  // a search for the literal and a second pass over the bytes (see MatchTemplate).
+  bool scan = false;
+  std::array<bool, 256> accepts{};  // bytes the field can hold anywhere in it
+  std::size_t scan_max = 0;         // longest the field can be (SIZE_MAX: unbounded)
 };
 
 struct CompiledPattern {
@@ -180,6 +186,50 @@ bool ClassAccepts(TemplateToken::Class cls, std::string_view v) {
   }
 }
 
+// Whether a byte can stand in a field of class cls (ClassAccepts adds the length bounds).
+constexpr bool ClassByte(TemplateToken::Class cls, unsigned char c) {
+  switch (cls) {
+    case TemplateToken::kWord:
+      return c > ' ' && c != 0x7f;
+    case TemplateToken::kDigits:
+      return c >= '0' && c <= '9';
+    case TemplateToken::kQueueId:
+      return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+    case TemplateToken::kIp:
+      return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') || c == ':' ||
+             c == '.';
+    case TemplateToken::kHost:
+      return c > ' ' && c != '[' && c != ']';
+    case TemplateToken::kAddr:
+      return c > ' ' && c != '<' && c != '>';
+    default:
+      return true;
+  }
+}
+
+// The longest text ClassAccepts takes for cls (SIZE_MAX: no bound).
+constexpr std::size_t ClassMaxLength(TemplateToken::Class cls) {
+  return cls == TemplateToken::kDigits    ? 18
+         : cls == TemplateToken::kQueueId ? 20
+                                          : std::numeric_limits<std::size_t>::max();
+}
+
+// ClassAccepts' length bounds alone, for text whose bytes are known to fit the class.
+constexpr bool ClassLengthOk(TemplateToken::Class cls, std::size_t size) {
+  switch (cls) {
+    case TemplateToken::kWord:
+    case TemplateToken::kIp:
+    case TemplateToken::kHost:
+      return size > 0;
+    case TemplateToken::kDigits:
+      return size > 0 && size <= 18;
+    case TemplateToken::kQueueId:
+      return size >= 5 && size <= 20;
+    default:
+      return true;
+  }
+}
+
 bool SetsAccept(const TemplateToken& tok, std::string_view v) {
   if (v.size() < tok.lead.size()) return false;
   for (std::size_t i = 0; i < tok.lead.size(); ++i) {
@@ -193,6 +243,28 @@ bool SetsAccept(const TemplateToken& tok, std::string_view v) {
   return true;
 }
 
+// a[0, n) == b[0, n), for the short literals of templates: eight bytes at a time and an
+// overlapping last word, no call (memcmp's call and dispatch cost more than the compare here).
+inline bool SameBytes(const char* a, const char* b, std::size_t n) {
+  if (n < 8) {
+    for (std::size_t k = 0; k < n; ++k) {
+      if (a[k] != b[k]) return false;
+    }
+    return true;
+  }
+  std::uint64_t x, y;
+  std::size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    std::memcpy(&x, a + k, 8);
+    std::memcpy(&y, b + k, 8);
+    if (x != y) return false;
+  }
+  if (k == n) return true;
+  std::memcpy(&x, a + n - 8, 8);
+  std::memcpy(&y, b + n - 8, 8);
+  return x == y;
+}
+
 // Returns the number of captures (>= 0) or -1 when the text does not fit the template.
 int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Captured* out) {
   std::size_t pos = 0;
@@ -200,13 +272,33 @@ int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Ca
   for (std::size_t i = 0; i < t.size(); ++i) {
     const TemplateToken& tok = t[i];
     if (tok.cls == TemplateToken::kLiteral) {
-      // Most lines fail on a template's first literal: test one byte before calling memcmp.
+      // Most lines fail on a template's first literal: test one byte before the rest.
       const std::size_t len = tok.literal.size();
       if (text.size() - pos < len || text[pos] != tok.literal[0] ||
-          std::memcmp(text.data() + pos + 1, tok.literal.data() + 1, len - 1) != 0) {
+          !SameBytes(text.data() + pos + 1, tok.literal.data() + 1, len - 1)) {
         return -1;
       }
       pos += len;
+      continue;
+    }
+    if (tok.scan) {
+      // The field's bytes up to the first byte it cannot hold; the next literal (which starts
+      // with such a byte) must stand there, which the next token checks. Exact: the first
+      // occurrence of that literal after pos is either there or the field holds a byte it
+      // cannot, and the search below would then fail the same line (FinishTemplate).
+      const std::size_t limit =
+          tok.scan_max < text.size() - pos ? pos + tok.scan_max + 1 : text.size();
+      std::size_t end = pos;
+      while (end < limit && tok.accepts[static_cast<unsigned char>(text[end])]) ++end;
+      const std::string_view v = text.substr(pos, end - pos);
+      // Its bytes are all ones the class and the sets take: what is left is their lengths.
+      if (!ClassLengthOk(tok.cls, v.size())) return -1;
+      if (tok.has_sets &&
+          (tok.lead.empty() ? v.size() < tok.min || v.size() > tok.max : !SetsAccept(tok, v))) {
+        return -1;
+      }
+      if (tok.field >= 0) out[n++] = {tok.field, v};
+      pos = end;
       continue;
     }
     std::size_t end;
@@ -1097,7 +1189,41 @@ class Loader {
     for (std::size_t k = 0; k + 1 < p->tmpl.size(); ++k) {
       if (p->tmpl[k].cls == TemplateToken::kRest) return fail("{...:rest} must come last");
     }
+    FinishTemplate(&p->tmpl);
     return true;
+  }
+
+  // Marks the fields MatchTemplate may end by a scan of their bytes rather than a search for the
+  // next literal: those followed by a literal whose first byte they can never hold. Then the
+  // literal's first occurrence after the field's start is exactly where the field's bytes stop,
+  // or the field would hold a byte it cannot (and the search would fail the line too). Not
+  // `greedy` (it ends at the literal's last occurrence) nor `rest` (last, takes everything).
+  static void FinishTemplate(std::vector<TemplateToken>* tmpl) {
+    for (std::size_t k = 0; k + 1 < tmpl->size(); ++k) {
+      TemplateToken& tok = (*tmpl)[k];
+      const TemplateToken& next = (*tmpl)[k + 1];
+      if (tok.cls == TemplateToken::kLiteral || tok.cls == TemplateToken::kGreedy ||
+          tok.cls == TemplateToken::kRest || next.cls != TemplateToken::kLiteral ||
+          next.literal.empty()) {
+        continue;
+      }
+      std::bitset<256> sets;
+      if (tok.has_sets) {
+        sets = tok.tail;
+        for (const auto& lead : tok.lead) sets |= lead;
+      } else {
+        sets.set();
+      }
+      for (int c = 0; c < 256; ++c) {
+        tok.accepts[static_cast<std::size_t>(c)] =
+            ClassByte(tok.cls, static_cast<unsigned char>(c)) && sets[static_cast<std::size_t>(c)];
+      }
+      tok.scan_max = ClassMaxLength(tok.cls);
+      if (tok.has_sets && tok.max != std::numeric_limits<std::size_t>::max()) {
+        tok.scan_max = std::min(tok.scan_max, tok.lead.size() + tok.max);
+      }
+      tok.scan = !tok.accepts[static_cast<unsigned char>(next.literal[0])];
+    }
   }
 
   bool CompileExtras(const std::string& file, const toml::table& t, CompiledPattern* p) {
