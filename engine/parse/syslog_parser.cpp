@@ -448,6 +448,15 @@ struct BsdHeader {
 };
 
 inline int Digit(char c) { return static_cast<unsigned char>(c) - '0'; }
+
+// The bytes that end a token of the header (the host, a tag's name, a pid) or may turn it into
+// something else: one table lookup a byte instead of four compares.
+constexpr std::array<bool, 256> kHeaderStop = [] {
+  std::array<bool, 256> t{};
+  for (const char c : {' ', '[', ':', ']'}) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+inline bool HeaderStop(char c) { return kHeaderStop[static_cast<unsigned char>(c)]; }
 inline bool TwoDigits(std::string_view s, std::size_t at, int* v) {
   const int a = Digit(s[at]), b = Digit(s[at + 1]);
   if (static_cast<unsigned>(a) > 9 || static_cast<unsigned>(b) > 9) return false;
@@ -479,36 +488,29 @@ bool ParseBsdHeaderFast(std::string_view s, BsdHeader* h) {
   // The host: a non-empty token without '[' or ':' (one with them might be a tag).
   const std::size_t n = s.size();
   std::size_t i = 16;
-  for (; i < n; ++i) {
-    const char c = s[i];
-    if (c == ' ' || c == '[' || c == ':') break;
-  }
-  if (i == 16 || i == n || s[i] != ' ') return false;
+  while (i < n && !HeaderStop(s[i])) ++i;
+  if (i == 16 || i == n || s[i] != ' ') return false;  // ']' in a host: the general path
   const std::size_t host_end = i;
   // The tag: name up to '[' or ':'.
   const std::size_t tag = host_end + 1;
-  for (i = tag; i < n; ++i) {
-    const char c = s[i];
-    if (c == ' ' || c == '[' || c == ':' || c == ']') break;
-  }
+  i = tag;
+  while (i < n && !HeaderStop(s[i])) ++i;
   if (i == tag || i == n || s[i] == ' ' || s[i] == ']') return false;
   const std::size_t name_end = i;
   std::string_view pid;
   if (s[i] == '[') {
     const std::size_t pid_start = i + 1;
-    for (i = pid_start; i < n; ++i) {
-      const char c = s[i];
-      if (c == ']' || c == '[' || c == ' ') break;
-    }
+    i = pid_start;
+    while (i < n && !HeaderStop(s[i])) ++i;  // a ':' in the pid: the general path
     if (i == n || s[i] != ']' || i == pid_start) return false;
-    pid = s.substr(pid_start, i - pid_start);
+    pid = std::string_view(s.data() + pid_start, i - pid_start);
     ++i;                            // past ']'
     if (i < n && s[i] == ':') ++i;  // `name[pid]` without a colon is a tag too (after a host)
   } else {
     ++i;  // past ':'
   }
   if (i < n && s[i] != ' ') return false;  // the tag must end the token
-  const std::string_view program = s.substr(tag, name_end - tag);
+  const std::string_view program(s.data() + tag, name_end - tag);
   if (pid.empty()) {
     // ParseBody's Dovecot check: a level word where the tag stands.
     const char p = program.front();
@@ -517,10 +519,11 @@ bool ParseBsdHeaderFast(std::string_view s, BsdHeader* h) {
   h->month = month;
   h->day = day;
   h->seconds_of_day = hour * 3600 + minute * 60 + second;
-  h->hostname = s.substr(16, host_end - 16);
+  h->hostname = std::string_view(s.data() + 16, host_end - 16);
   h->program = program;
   h->pid = pid;
-  h->message = i + 1 < n ? s.substr(i + 1) : std::string_view();  // as Cursor::Rest()
+  // As Cursor::Rest(): a null view at the end of the line.
+  h->message = i + 1 < n ? std::string_view(s.data() + i + 1, n - i - 1) : std::string_view();
   return true;
 }
 
