@@ -40,6 +40,28 @@ namespace {
 constexpr int kMaxGroups = 32;  // capture groups per pattern, including group 0
 constexpr std::uint32_t kMaxWeight = 100'000;
 
+// a[0, n) == b[0, n), for the short literals of templates: eight bytes at a time and an
+// overlapping last word, no call (memcmp's call and dispatch cost more than the compare here).
+inline bool SameBytes(const char* a, const char* b, std::size_t n) {
+  if (n < 8) {
+    for (std::size_t k = 0; k < n; ++k) {
+      if (a[k] != b[k]) return false;
+    }
+    return true;
+  }
+  std::uint64_t x, y;
+  std::size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    std::memcpy(&x, a + k, 8);
+    std::memcpy(&y, b + k, 8);
+    if (x != y) return false;
+  }
+  if (k == n) return true;
+  std::memcpy(&x, a + n - 8, 8);
+  std::memcpy(&y, b + n - 8, 8);
+  return x == y;
+}
+
 // A literal with its Horspool shift table, built once at load. glibc's memmem pays a setup per
 // call (~350 instructions on a mail log line, measured with callgrind) and string_view::find
 // calls memcmp at every occurrence of the literal's first byte (a blank, often); with the table
@@ -72,6 +94,18 @@ struct ShiftedLiteral {
       const char c = h[i + m - 1];
       if (c == last && std::memcmp(h + i, n, m - 1) == 0) return i;
       i += shift[static_cast<unsigned char>(c)];
+    }
+    return std::string_view::npos;
+  }
+  // The last occurrence that starts at or after `from`, or npos (string_view::rfind called
+  // memcmp at every position from the end).
+  std::size_t RFind(std::string_view hay, std::size_t from) const {
+    const std::size_t m = text.size();
+    if (m == 0) return hay.size() >= from ? hay.size() : std::string_view::npos;
+    if (hay.size() < m || hay.size() - m < from) return std::string_view::npos;
+    const char first = text[0];
+    for (std::size_t i = hay.size() - m + 1; i-- > from;) {
+      if (hay[i] == first && SameBytes(hay.data() + i + 1, text.data() + 1, m - 1)) return i;
     }
     return std::string_view::npos;
   }
@@ -254,28 +288,6 @@ bool SetsAccept(const TemplateToken& tok, std::string_view v) {
   return true;
 }
 
-// a[0, n) == b[0, n), for the short literals of templates: eight bytes at a time and an
-// overlapping last word, no call (memcmp's call and dispatch cost more than the compare here).
-inline bool SameBytes(const char* a, const char* b, std::size_t n) {
-  if (n < 8) {
-    for (std::size_t k = 0; k < n; ++k) {
-      if (a[k] != b[k]) return false;
-    }
-    return true;
-  }
-  std::uint64_t x, y;
-  std::size_t k = 0;
-  for (; k + 8 <= n; k += 8) {
-    std::memcpy(&x, a + k, 8);
-    std::memcpy(&y, b + k, 8);
-    if (x != y) return false;
-  }
-  if (k == n) return true;
-  std::memcpy(&x, a + n - 8, 8);
-  std::memcpy(&y, b + n - 8, 8);
-  return x == y;
-}
-
 // Returns the number of captures (>= 0) or -1 when the text does not fit the template.
 int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Captured* out) {
   std::size_t pos = 0;
@@ -318,7 +330,7 @@ int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Ca
     } else {
       const std::string& next = t[i + 1].literal;  // a field is always followed by a literal
       if (tok.cls == TemplateToken::kGreedy) {
-        end = text.rfind(next);
+        end = t[i + 1].finder->RFind(text, pos);  // rfind(next), and before pos is no match
       } else if (tok.cls == TemplateToken::kQueueId || tok.cls == TemplateToken::kDigits) {
         // Bounded classes (at most 20 characters): look no further than that, not the whole line.
         end = text.substr(0, std::min(text.size(), pos + 21 + next.size())).find(next, pos);

@@ -7,7 +7,9 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
+#include <type_traits>
 
 #include "mxward/ip_address.h"
 #include "mxward/time.h"
@@ -147,7 +149,9 @@ struct Event {
     client_ip = IpAddress();
     weight = 1;
     spam_score = 0;
-    fields.fill({});
+    // An empty view is all zero bytes; one memset of 528 bytes, not 33 two-store iterations.
+    static_assert(std::is_trivially_copyable_v<std::string_view>);
+    std::memset(static_cast<void*>(fields.data()), 0, sizeof(fields));
   }
 };
 
