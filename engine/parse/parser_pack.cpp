@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
 
 #include <fmt/format.h>
@@ -38,6 +39,78 @@ namespace {
 
 constexpr int kMaxGroups = 32;  // capture groups per pattern, including group 0
 constexpr std::uint32_t kMaxWeight = 100'000;
+
+// a[0, n) == b[0, n), for the short literals of templates: eight bytes at a time and an
+// overlapping last word, no call (memcmp's call and dispatch cost more than the compare here).
+inline bool SameBytes(const char* a, const char* b, std::size_t n) {
+  if (n < 8) {
+    for (std::size_t k = 0; k < n; ++k) {
+      if (a[k] != b[k]) return false;
+    }
+    return true;
+  }
+  std::uint64_t x, y;
+  std::size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    std::memcpy(&x, a + k, 8);
+    std::memcpy(&y, b + k, 8);
+    if (x != y) return false;
+  }
+  if (k == n) return true;
+  std::memcpy(&x, a + n - 8, 8);
+  std::memcpy(&y, b + n - 8, 8);
+  return x == y;
+}
+
+// A literal with its Horspool shift table, built once at load. glibc's memmem pays a setup per
+// call (~350 instructions on a mail log line, measured with callgrind) and string_view::find
+// calls memcmp at every occurrence of the literal's first byte (a blank, often); with the table
+// a search looks at about one byte in (literal length) and compares only where the literal's
+// last byte is. Shifts are capped at 255, which only shortens a skip. Horspool tries the
+// alignments left to right and skips only ones that cannot match: it finds the first occurrence.
+struct ShiftedLiteral {
+  std::string text;
+  std::array<std::uint8_t, 256> shift{};
+
+  ShiftedLiteral() = default;
+  explicit ShiftedLiteral(std::string t) : text(std::move(t)) {
+    const std::size_t m = text.size();
+    shift.fill(static_cast<std::uint8_t>(std::min<std::size_t>(m, 255)));
+    for (std::size_t k = 0; k + 1 < m; ++k) {
+      shift[static_cast<unsigned char>(text[k])] =
+          static_cast<std::uint8_t>(std::min<std::size_t>(m - 1 - k, 255));
+    }
+  }
+
+  // The first occurrence at or after `from`, or npos.
+  std::size_t Find(std::string_view hay, std::size_t from) const {
+    const std::size_t m = text.size();
+    if (m == 0) return from <= hay.size() ? from : std::string_view::npos;
+    if (hay.size() < m) return std::string_view::npos;
+    const char* h = hay.data();
+    const char* n = text.data();
+    const char last = n[m - 1];
+    for (std::size_t i = from; i + m <= hay.size();) {
+      const char c = h[i + m - 1];
+      if (c == last && std::memcmp(h + i, n, m - 1) == 0) return i;
+      i += shift[static_cast<unsigned char>(c)];
+    }
+    return std::string_view::npos;
+  }
+  // The last occurrence that starts at or after `from`, or npos (string_view::rfind called
+  // memcmp at every position from the end).
+  std::size_t RFind(std::string_view hay, std::size_t from) const {
+    const std::size_t m = text.size();
+    if (m == 0) return hay.size() >= from ? hay.size() : std::string_view::npos;
+    if (hay.size() < m || hay.size() - m < from) return std::string_view::npos;
+    const char first = text[0];
+    for (std::size_t i = hay.size() - m + 1; i-- > from;) {
+      if (hay[i] == first && SameBytes(hay.data() + i + 1, text.data() + 1, m - 1)) return i;
+    }
+    return std::string_view::npos;
+  }
+  bool FoundIn(std::string_view hay) const { return Find(hay, 0) != std::string_view::npos; }
+};
 
 // A template: literal text and {field:class} captures, matched left to right without
 // backtracking. The fast path for the high-volume lines (RE2 with captures costs microseconds).
@@ -65,6 +138,14 @@ struct TemplateToken {
   std::vector<std::bitset<256>> lead;
   std::bitset<256> tail;
   std::size_t min = 0, max = 0;
+  // Set at load (FinishTemplate). A field whose following literal starts with a byte the field
+  // can never hold ends exactly where its bytes stop: matched by one table-driven scan instead of
+  // a search for the literal and a second pass over the bytes (see MatchTemplate).
+  bool scan = false;
+  std::array<bool, 256> accepts{};  // bytes the field can hold anywhere in it
+  std::size_t scan_max = 0;         // longest the field can be (SIZE_MAX: unbounded)
+  // A literal that follows a field which is not scanned: what the field's end is searched with.
+  std::shared_ptr<const ShiftedLiteral> finder;
 };
 
 struct CompiledPattern {
@@ -91,38 +172,8 @@ struct CompiledPattern {
   std::vector<std::string> settled_by;  // fold = "held": parsers whose auth_failure lines settle it
 };
 
-// A prefilter literal with its Horspool shift table, built once at load. glibc's memmem pays a
-// setup per call (~350 instructions on a mail log line, measured with callgrind); with the
-// table a search looks at about one byte in (literal length) and compares only where the
-// literal's last byte is. Shifts are capped at 255, which only shortens a skip.
-struct PrefilterLiteral {
-  std::string text;
-  std::array<std::uint8_t, 256> shift{};
-
-  explicit PrefilterLiteral(std::string t) : text(std::move(t)) {
-    const std::size_t m = text.size();
-    shift.fill(static_cast<std::uint8_t>(std::min<std::size_t>(m, 255)));
-    for (std::size_t k = 0; k + 1 < m; ++k) {
-      shift[static_cast<unsigned char>(text[k])] =
-          static_cast<std::uint8_t>(std::min<std::size_t>(m - 1 - k, 255));
-    }
-  }
-
-  bool FoundIn(std::string_view hay) const {
-    const std::size_t m = text.size();
-    if (m == 0) return true;
-    if (hay.size() < m) return false;
-    const char* h = hay.data();
-    const char* n = text.data();
-    const char last = n[m - 1];
-    for (std::size_t i = 0; i + m <= hay.size();) {
-      const char c = h[i + m - 1];
-      if (c == last && std::memcmp(h + i, n, m - 1) == 0) return true;
-      i += shift[static_cast<unsigned char>(c)];
-    }
-    return false;
-  }
-};
+// A prefilter literal: one of a route's regexes can match only where it occurs.
+using PrefilterLiteral = ShiftedLiteral;
 
 // The members of a set that a message starting with a given byte can match, in priority order,
 // and the prefilter of their regexes.
@@ -180,6 +231,50 @@ bool ClassAccepts(TemplateToken::Class cls, std::string_view v) {
   }
 }
 
+// Whether a byte can stand in a field of class cls (ClassAccepts adds the length bounds).
+constexpr bool ClassByte(TemplateToken::Class cls, unsigned char c) {
+  switch (cls) {
+    case TemplateToken::kWord:
+      return c > ' ' && c != 0x7f;
+    case TemplateToken::kDigits:
+      return c >= '0' && c <= '9';
+    case TemplateToken::kQueueId:
+      return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+    case TemplateToken::kIp:
+      return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') || c == ':' ||
+             c == '.';
+    case TemplateToken::kHost:
+      return c > ' ' && c != '[' && c != ']';
+    case TemplateToken::kAddr:
+      return c > ' ' && c != '<' && c != '>';
+    default:
+      return true;
+  }
+}
+
+// The longest text ClassAccepts takes for cls (SIZE_MAX: no bound).
+constexpr std::size_t ClassMaxLength(TemplateToken::Class cls) {
+  return cls == TemplateToken::kDigits    ? 18
+         : cls == TemplateToken::kQueueId ? 20
+                                          : std::numeric_limits<std::size_t>::max();
+}
+
+// ClassAccepts' length bounds alone, for text whose bytes are known to fit the class.
+constexpr bool ClassLengthOk(TemplateToken::Class cls, std::size_t size) {
+  switch (cls) {
+    case TemplateToken::kWord:
+    case TemplateToken::kIp:
+    case TemplateToken::kHost:
+      return size > 0;
+    case TemplateToken::kDigits:
+      return size > 0 && size <= 18;
+    case TemplateToken::kQueueId:
+      return size >= 5 && size <= 20;
+    default:
+      return true;
+  }
+}
+
 bool SetsAccept(const TemplateToken& tok, std::string_view v) {
   if (v.size() < tok.lead.size()) return false;
   for (std::size_t i = 0; i < tok.lead.size(); ++i) {
@@ -200,13 +295,33 @@ int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Ca
   for (std::size_t i = 0; i < t.size(); ++i) {
     const TemplateToken& tok = t[i];
     if (tok.cls == TemplateToken::kLiteral) {
-      // Most lines fail on a template's first literal: test one byte before calling memcmp.
+      // Most lines fail on a template's first literal: test one byte before the rest.
       const std::size_t len = tok.literal.size();
       if (text.size() - pos < len || text[pos] != tok.literal[0] ||
-          std::memcmp(text.data() + pos + 1, tok.literal.data() + 1, len - 1) != 0) {
+          !SameBytes(text.data() + pos + 1, tok.literal.data() + 1, len - 1)) {
         return -1;
       }
       pos += len;
+      continue;
+    }
+    if (tok.scan) {
+      // The field's bytes up to the first byte it cannot hold; the next literal (which starts
+      // with such a byte) must stand there, which the next token checks. Exact: the first
+      // occurrence of that literal after pos is either there or the field holds a byte it
+      // cannot, and the search below would then fail the same line (FinishTemplate).
+      const std::size_t limit =
+          tok.scan_max < text.size() - pos ? pos + tok.scan_max + 1 : text.size();
+      std::size_t end = pos;
+      while (end < limit && tok.accepts[static_cast<unsigned char>(text[end])]) ++end;
+      const std::string_view v = text.substr(pos, end - pos);
+      // Its bytes are all ones the class and the sets take: what is left is their lengths.
+      if (!ClassLengthOk(tok.cls, v.size())) return -1;
+      if (tok.has_sets &&
+          (tok.lead.empty() ? v.size() < tok.min || v.size() > tok.max : !SetsAccept(tok, v))) {
+        return -1;
+      }
+      if (tok.field >= 0) out[n++] = {tok.field, v};
+      pos = end;
       continue;
     }
     std::size_t end;
@@ -215,12 +330,12 @@ int MatchTemplate(const std::vector<TemplateToken>& t, std::string_view text, Ca
     } else {
       const std::string& next = t[i + 1].literal;  // a field is always followed by a literal
       if (tok.cls == TemplateToken::kGreedy) {
-        end = text.rfind(next);
+        end = t[i + 1].finder->RFind(text, pos);  // rfind(next), and before pos is no match
       } else if (tok.cls == TemplateToken::kQueueId || tok.cls == TemplateToken::kDigits) {
         // Bounded classes (at most 20 characters): look no further than that, not the whole line.
         end = text.substr(0, std::min(text.size(), pos + 21 + next.size())).find(next, pos);
       } else {
-        end = text.find(next, pos);
+        end = t[i + 1].finder->Find(text, pos);
       }
       if (end == std::string_view::npos || end < pos) return -1;
     }
@@ -295,6 +410,38 @@ std::string_view ServiceFromProgram(std::string_view program) {
   const auto prev = program.rfind('/', last - 1);
   if (last == 0 || prev == std::string_view::npos) return program.substr(last + 1);
   return program.substr(prev + 1, last - prev - 1);
+}
+
+// A dotted quad as glibc's inet_pton4 reads it (four octets of one to three digits, no leading
+// zero, none over 255), without IpAddress::Parse's copy and the library call (~500
+// instructions a line). False on anything else, for which the caller asks IpAddress::Parse;
+// true only where inet_pton4 gives the same address.
+bool ParseDottedQuad(std::string_view text, IpAddress* out) {
+  if (text.size() < 7 || text.size() > 15) return false;
+  std::uint32_t value = 0, octet = 0;
+  int octets = 0;
+  bool saw_digit = false;
+  for (const char ch : text) {
+    if (ch >= '0' && ch <= '9') {
+      if (saw_digit && octet == 0) return false;  // a leading zero
+      octet = octet * 10 + static_cast<std::uint32_t>(ch - '0');
+      if (octet > 255) return false;
+      if (!saw_digit) {
+        if (++octets > 4) return false;
+        saw_digit = true;
+      }
+    } else if (ch == '.' && saw_digit) {
+      if (octets == 4) return false;
+      value = value << 8 | octet;
+      octet = 0;
+      saw_digit = false;
+    } else {
+      return false;
+    }
+  }
+  if (octets < 4 || !saw_digit) return false;
+  *out = IpAddress::V4(value << 8 | octet);
+  return true;
 }
 
 std::string_view DomainOf(std::string_view address) {
@@ -444,17 +591,21 @@ class CompiledParserPack final : public ParserPack {
     // "x/smtpd"): a few multiplications instead of a loop over every byte. A collision only
     // costs a lookup; the slot is checked against the whole name.
     const std::size_t n = program.size();
-    const std::size_t k = std::min<std::size_t>(n, 8);
     std::uint64_t head = 0, tail = 0;
-    if (k > 0) {
-      std::memcpy(&head, program.data(), k);
-      std::memcpy(&tail, program.data() + n - k, k);
+    if (n >= 8) {  // two fixed-size loads (a variable-size memcpy is a call)
+      std::memcpy(&head, program.data(), 8);
+      std::memcpy(&tail, program.data() + n - 8, 8);
+    } else {
+      for (std::size_t k = 0; k < n; ++k) {
+        head = head << 8 | static_cast<unsigned char>(program[k]);
+      }
+      tail = head;
     }
     std::uint64_t h = (head * 0x9E3779B97F4A7C15ull) ^ (tail * 0xC2B2AE3D27D4EB4Full) ^ n;
     h = (h ^ (h >> 29)) * 0xBF58476D1CE4E5B9ull;
     Slot& slot = cache[(h >> 56) % cache.size()];
     if (slot.pack == this && slot.generation == generation_ && slot.size == program.size() &&
-        (program.empty() || std::memcmp(slot.program, program.data(), program.size()) == 0)) {
+        SameBytes(slot.program, program.data(), program.size())) {
       *set_index = slot.set;
       *label = slot.label;
       return slot.parser;
@@ -517,7 +668,8 @@ class CompiledParserPack final : public ParserPack {
     }
     if (event->has(Field::kClientIp)) {
       // Postfix's "unknown[unknown]", junk: no address rather than a wrong one.
-      if (!IpAddress::Parse(event->get(Field::kClientIp), &event->client_ip)) {
+      if (!ParseDottedQuad(event->get(Field::kClientIp), &event->client_ip) &&
+          !IpAddress::Parse(event->get(Field::kClientIp), &event->client_ip)) {
         event->set(Field::kClientIp, {});
       } else if (event->has(Field::kForwardedFor) || event->has(Field::kRealIp)) {
         ResolveForwardedClient(event);
@@ -1097,7 +1249,49 @@ class Loader {
     for (std::size_t k = 0; k + 1 < p->tmpl.size(); ++k) {
       if (p->tmpl[k].cls == TemplateToken::kRest) return fail("{...:rest} must come last");
     }
+    FinishTemplate(&p->tmpl);
     return true;
+  }
+
+  // Marks the fields MatchTemplate may end by a scan of their bytes rather than a search for the
+  // next literal: those followed by a literal whose first byte they can never hold. Then the
+  // literal's first occurrence after the field's start is exactly where the field's bytes stop,
+  // or the field would hold a byte it cannot (and the search would fail the line too). Not
+  // `greedy` (it ends at the literal's last occurrence) nor `rest` (last, takes everything).
+  static void FinishTemplate(std::vector<TemplateToken>* tmpl) {
+    for (std::size_t k = 0; k + 1 < tmpl->size(); ++k) {
+      TemplateToken& tok = (*tmpl)[k];
+      const TemplateToken& next = (*tmpl)[k + 1];
+      if (tok.cls == TemplateToken::kLiteral || tok.cls == TemplateToken::kGreedy ||
+          tok.cls == TemplateToken::kRest || next.cls != TemplateToken::kLiteral ||
+          next.literal.empty()) {
+        continue;
+      }
+      std::bitset<256> sets;
+      if (tok.has_sets) {
+        sets = tok.tail;
+        for (const auto& lead : tok.lead) sets |= lead;
+      } else {
+        sets.set();
+      }
+      for (int c = 0; c < 256; ++c) {
+        tok.accepts[static_cast<std::size_t>(c)] =
+            ClassByte(tok.cls, static_cast<unsigned char>(c)) && sets[static_cast<std::size_t>(c)];
+      }
+      tok.scan_max = ClassMaxLength(tok.cls);
+      if (tok.has_sets && tok.max != std::numeric_limits<std::size_t>::max()) {
+        tok.scan_max = std::min(tok.scan_max, tok.lead.size() + tok.max);
+      }
+      tok.scan = !tok.accepts[static_cast<unsigned char>(next.literal[0])];
+    }
+    for (std::size_t k = 1; k < tmpl->size(); ++k) {
+      TemplateToken& tok = (*tmpl)[k];
+      const TemplateToken& field = (*tmpl)[k - 1];
+      if (tok.cls == TemplateToken::kLiteral && field.cls != TemplateToken::kLiteral &&
+          !field.scan) {
+        tok.finder = std::make_shared<const ShiftedLiteral>(tok.literal);
+      }
+    }
   }
 
   bool CompileExtras(const std::string& file, const toml::table& t, CompiledPattern* p) {

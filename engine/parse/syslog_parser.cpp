@@ -435,6 +435,98 @@ bool ParseStructuredData(Cursor& c, std::string_view* sd) {
   return c.done() || c.peek() == ' ';
 }
 
+// The shape nearly every mail log line has: "Mmm dd hh:mm:ss host tag[pid]: message" (or
+// "tag: message"), read at fixed offsets and in one pass over the host and the tag, with the
+// same result as ParseBsdTime + ParseBody would give (syslog_parser_test.cpp holds the two to
+// each other). Declines (false, *out untouched) on anything else, which then takes the general
+// path: a single-digit day without padding, a year, a fraction, a first token that could be a
+// tag, a tag that is not `name[pid]:`, `name[pid]` or `name:`, a possible Dovecot level word.
+struct BsdHeader {
+  int month = 0, day = 0;
+  std::int64_t seconds_of_day = 0;
+  std::string_view hostname, program, pid, message;
+};
+
+inline int Digit(char c) { return static_cast<unsigned char>(c) - '0'; }
+
+// The bytes that end a token of the header (the host, a tag's name, a pid) or may turn it into
+// something else: one table lookup a byte instead of four compares.
+constexpr std::array<bool, 256> kHeaderStop = [] {
+  std::array<bool, 256> t{};
+  for (const char c : {' ', '[', ':', ']'}) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+inline bool HeaderStop(char c) { return kHeaderStop[static_cast<unsigned char>(c)]; }
+inline bool TwoDigits(std::string_view s, std::size_t at, int* v) {
+  const int a = Digit(s[at]), b = Digit(s[at + 1]);
+  if (static_cast<unsigned>(a) > 9 || static_cast<unsigned>(b) > 9) return false;
+  *v = a * 10 + b;
+  return true;
+}
+
+bool ParseBsdHeaderFast(std::string_view s, BsdHeader* h) {
+  // 0         1
+  // 0123456789012345
+  // Feb  7 07:14:47 host
+  if (s.size() < 17 || s[3] != ' ' || s[6] != ' ' || s[9] != ':' || s[12] != ':' || s[15] != ' ') {
+    return false;
+  }
+  const int month = MonthFromName(s.substr(0, 3));
+  if (month == 0) return false;
+  int day = 0;
+  if (s[4] == ' ') {
+    day = Digit(s[5]);
+    if (static_cast<unsigned>(day) > 9) return false;
+  } else if (!TwoDigits(s, 4, &day)) {
+    return false;
+  }
+  int hour = 0, minute = 0, second = 0;
+  if (day < 1 || day > 31 || !TwoDigits(s, 7, &hour) || !TwoDigits(s, 10, &minute) ||
+      !TwoDigits(s, 13, &second) || hour > 23 || minute > 59 || second > 60) {
+    return false;
+  }
+  // The host: a non-empty token without '[' or ':' (one with them might be a tag).
+  const std::size_t n = s.size();
+  std::size_t i = 16;
+  while (i < n && !HeaderStop(s[i])) ++i;
+  if (i == 16 || i == n || s[i] != ' ') return false;  // ']' in a host: the general path
+  const std::size_t host_end = i;
+  // The tag: name up to '[' or ':'.
+  const std::size_t tag = host_end + 1;
+  i = tag;
+  while (i < n && !HeaderStop(s[i])) ++i;
+  if (i == tag || i == n || s[i] == ' ' || s[i] == ']') return false;
+  const std::size_t name_end = i;
+  std::string_view pid;
+  if (s[i] == '[') {
+    const std::size_t pid_start = i + 1;
+    i = pid_start;
+    while (i < n && !HeaderStop(s[i])) ++i;  // a ':' in the pid: the general path
+    if (i == n || s[i] != ']' || i == pid_start) return false;
+    pid = std::string_view(s.data() + pid_start, i - pid_start);
+    ++i;                            // past ']'
+    if (i < n && s[i] == ':') ++i;  // `name[pid]` without a colon is a tag too (after a host)
+  } else {
+    ++i;  // past ':'
+  }
+  if (i < n && s[i] != ' ') return false;  // the tag must end the token
+  const std::string_view program(s.data() + tag, name_end - tag);
+  if (pid.empty()) {
+    // ParseBody's Dovecot check: a level word where the tag stands.
+    const char p = program.front();
+    if (p == 'I' || p == 'W' || p == 'E' || p == 'F' || p == 'P' || p == 'D') return false;
+  }
+  h->month = month;
+  h->day = day;
+  h->seconds_of_day = hour * 3600 + minute * 60 + second;
+  h->hostname = std::string_view(s.data() + 16, host_end - 16);
+  h->program = program;
+  h->pid = pid;
+  // As Cursor::Rest(): a null view at the end of the line.
+  h->message = i + 1 < n ? std::string_view(s.data() + i + 1, n - i - 1) : std::string_view();
+  return true;
+}
+
 }  // namespace
 
 // "[23-Nov-2026 10:00:00 +0100]: message"
@@ -767,6 +859,14 @@ Status SyslogParser::ParseSyslog(std::string_view line, UnixMicros reference,
 
   // RFC 3164 and the file formats.
   const std::size_t time_start = c.pos();
+  if (BsdHeader h; options_.header_fast_path && ParseBsdHeaderFast(c.Rest(), &h)) {
+    out->has_time = PlaceBsdTime(h.month, h.day, h.seconds_of_day, 0, reference, &out->time);
+    out->hostname = h.hostname;
+    out->program = h.program;
+    out->pid = h.pid;
+    out->message = h.message;
+    return Status::Ok();
+  }
   if (IsDigit(c.peek())) {
     std::int64_t local = 0;
     int micros = 0;

@@ -7,7 +7,9 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
+#include <type_traits>
 
 #include "mxward/ip_address.h"
 #include "mxward/time.h"
@@ -137,7 +139,20 @@ struct Event {
   std::string_view get(Field f) const { return fields[static_cast<int>(f)]; }
   void set(Field f, std::string_view v) { fields[static_cast<int>(f)] = v; }
   bool has(Field f) const { return !fields[static_cast<int>(f)].empty(); }
-  void Clear() { *this = Event(); }
+  // Member by member: `*this = Event()` built a ~700-byte temporary and copied it (~200
+  // instructions an event). Keep in step with the members above.
+  void Clear() {
+    type = EventType::kAuthFailure;
+    time = 0;
+    line = program = host = pid = message = parser = node = {};
+    verified = false;
+    client_ip = IpAddress();
+    weight = 1;
+    spam_score = 0;
+    // An empty view is all zero bytes; one memset of 528 bytes, not 33 two-store iterations.
+    static_assert(std::is_trivially_copyable_v<std::string_view>);
+    std::memset(static_cast<void*>(fields.data()), 0, sizeof(fields));
+  }
 };
 
 }  // namespace mxward

@@ -878,5 +878,70 @@ TEST_F(ParserPackLoadTest, BoundedGroupCapturesAsWritten) {
   EXPECT_FALSE((*pack)->Parse(SyslogLine("b", "u 192.0.2.3"), &ev));
 }
 
+// Template fields end either by a scan of the bytes their class takes (when the next literal
+// starts with a byte the class never holds) or by a search for the next literal (its first
+// occurrence); both must read a line as the search alone did. And client_ip's dotted quads are
+// read without the C library where they can be, to the same address inet_pton gives.
+TEST_F(ParserPackLoadTest, TemplateFieldsEndWhereTheNextLiteralFirstOccurs) {
+  std::ofstream(dir_ / "t.toml")
+      << "[parser]\nname = \"t\"\nprograms = [\"t\"]\n"
+         "[[pattern]]\nname = \"fields\"\nevent = \"auth_failure\"\n"
+         "template = \"q {queue_id:qid}: d {size:digits} h {client_host:host}[{client_ip:ip}] w "
+         "{user:word}, t {reason:text} auth={_:word} end\"\n"
+         "[[pattern]]\nname = \"address\"\nevent = \"auth_failure\"\n"
+         "template = \"a {client_ip:text} end\"\n";
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({dir_.string()}, &diags);
+  ASSERT_TRUE(pack.ok()) << (diags.empty() ? "" : diags[0].ToString());
+  auto read = [&](std::string_view message) -> std::string {
+    Event ev;
+    if (!(*pack)->Parse(SyslogLine("t", message), &ev)) return "(none)";
+    return std::string(ev.get(Field::kQueueId)) + "|" + std::string(ev.get(Field::kSize)) + "|" +
+           std::string(ev.get(Field::kClientHost)) + "|" + ev.client_ip.ToString() + "|" +
+           std::string(ev.get(Field::kUser)) + "|" + std::string(ev.get(Field::kReason));
+  };
+  EXPECT_EQ(read("q ABCDE: d 12 h mx[192.0.2.1] w bob, t a auth b auth=x end"),
+            "ABCDE|12|mx|192.0.2.1|bob|a auth b");
+  // The first " auth=" ends the text, so the rest must fit `{_:word} end`.
+  EXPECT_EQ(read("q ABCDE: d 12 h mx[192.0.2.1] w bob, t a auth=1 auth=x end"), "(none)");
+  // A word holds ',': it ends at the first ", t ".
+  // ... and only there: "b,o, t" is not a word.
+  EXPECT_EQ(read("q ABCDE: d 12 h mx[192.0.2.1] w b,o, t, t x auth=y end"), "(none)");
+  EXPECT_EQ(read("q ABCDE: d 12 h mx[192.0.2.1] w b,o, t x auth=y end"),
+            "ABCDE|12|mx|192.0.2.1|b,o|x");
+  // Queue ids of 5 to 20 letters and digits, at most 18 digits.
+  EXPECT_EQ(read("q ABCD: d 1 h mx[192.0.2.1] w b, t x auth=y end"), "(none)");
+  EXPECT_EQ(read("q ABCDEFGHIJ0123456789: d 1 h mx[192.0.2.1] w b, t x auth=y end"),
+            "ABCDEFGHIJ0123456789|1|mx|192.0.2.1|b|x");
+  EXPECT_EQ(read("q ABCDEFGHIJ01234567890: d 1 h mx[192.0.2.1] w b, t x auth=y end"), "(none)");
+  EXPECT_EQ(read("q ABC-E: d 1 h mx[192.0.2.1] w b, t x auth=y end"), "(none)");
+  EXPECT_EQ(read("q ABCDE: d 123456789012345678 h mx[192.0.2.1] w b, t x auth=y end"),
+            "ABCDE|123456789012345678|mx|192.0.2.1|b|x");
+  EXPECT_EQ(read("q ABCDE: d 1234567890123456789 h mx[192.0.2.1] w b, t x auth=y end"), "(none)");
+  EXPECT_EQ(read("q ABCDE: d h mx[192.0.2.1] w b, t x auth=y end"), "(none)");
+  // A host ends at '[', an address at ']'; neither holds the other's bytes.
+  EXPECT_EQ(read("q ABCDE: d 1 h m[x[192.0.2.1] w b, t x auth=y end"), "(none)");
+  EXPECT_EQ(read("q ABCDE: d 1 h [192.0.2.1] w b, t x auth=y end"), "(none)");
+  EXPECT_EQ(read("q ABCDE: d 1 h mx[192.0.2.1x] w b, t x auth=y end"), "(none)");
+  EXPECT_EQ(read("q ABCDE: d 1 h mx[2001:db8::1] w b, t x auth=y end"),
+            "ABCDE|1|mx|2001:db8::1|b|x");
+  EXPECT_EQ(read("q ABCDE: d 1 h mx[192.0.2.1] w b end, t x auth=y end"), "(none)");
+
+  for (const char* text :
+       {"192.0.2.1", "0.0.0.0", "255.255.255.255", "10.0.0.10", "256.1.1.1", "1.2.3", "1.2.3.4.5",
+        "01.2.3.4", "1.2.3.04", "0.00.0.0", "1.2.3.4.", ".1.2.3.4", "1..2.3", "1.2.3.4x",
+        "1.2.3.4%eth0", "::ffff:192.0.2.1", "2001:db8::1", "1234.1.1.1", "1.2.3.2555"}) {
+    SCOPED_TRACE(text);
+    IpAddress expected;
+    const bool valid = IpAddress::Parse(text, &expected);
+    const std::string line = std::string("a ") + text + " end";
+    Event ev;
+    ASSERT_TRUE((*pack)->Parse(SyslogLine("t", line), &ev));
+    EXPECT_EQ(ev.client_ip.valid(), valid);
+    EXPECT_EQ(ev.client_ip, valid ? expected : IpAddress());
+    EXPECT_EQ(ev.get(Field::kClientIp), valid ? std::string_view(text) : std::string_view());
+  }
+}
+
 }  // namespace
 }  // namespace mxward

@@ -1,7 +1,10 @@
 #include "mxward/syslog_parser.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -573,6 +576,148 @@ TEST(SyslogParserTest, ClamdLogFileLines) {
   EXPECT_FALSE(p.Parse("\n", kRef2025, &m, LogFormat::kClamdLog).ok());
   // Without the hint such a line is not syslog.
   EXPECT_FALSE(p.Parse("Mon Mar  3 10:12:01 2025 -> instream(local): X FOUND", kRef2025, &m).ok());
+}
+
+// The fixed-offset fast path for "Mmm dd hh:mm:ss host tag[pid]: msg" must give what the
+// general scanners give, field for field, on every header form: the ones the tests above use,
+// edges around each check the fast path makes, and random mutations of their headers.
+void ExpectSameAsGeneralPath(const SyslogParser& fast, const SyslogParser& general,
+                             std::string_view line, UnixMicros ref) {
+  SyslogMessage a, b;
+  const Status sa = fast.Parse(line, ref, &a);
+  const Status sb = general.Parse(line, ref, &b);
+  ASSERT_EQ(sa.ok(), sb.ok()) << line;
+  if (!sa.ok()) return;  // *out is unspecified after an error
+  EXPECT_EQ(a.time, b.time) << line;
+  EXPECT_EQ(a.has_time, b.has_time) << line;
+  EXPECT_EQ(a.facility, b.facility) << line;
+  EXPECT_EQ(a.severity, b.severity) << line;
+  EXPECT_EQ(a.hostname, b.hostname) << line;
+  EXPECT_EQ(a.program, b.program) << line;
+  EXPECT_EQ(a.pid, b.pid) << line;
+  EXPECT_EQ(a.msgid, b.msgid) << line;
+  EXPECT_EQ(a.structured_data, b.structured_data) << line;
+  EXPECT_EQ(a.message, b.message) << line;
+  EXPECT_EQ(a.message.data() == nullptr, b.message.data() == nullptr) << line;
+  EXPECT_EQ(a.raw, b.raw) << line;
+}
+
+TEST(SyslogParserTest, HeaderFastPathGivesTheGeneralPathsMessage) {
+  SyslogParserOptions general_options;
+  general_options.header_fast_path = false;
+  SyslogParserOptions utc;
+  utc.use_local_zone = false;
+  SyslogParserOptions utc_general = utc;
+  utc_general.header_fast_path = false;
+  ScopedTz tz("Europe/Berlin");  // a zone with transitions: the year inference uses them
+  const SyslogParser parsers[][2] = {{SyslogParser(), SyslogParser(general_options)},
+                                     {SyslogParser(utc), SyslogParser(utc_general)}};
+  const std::string lines[] = {
+      "Feb 27 07:14:47 mail postfix/submission/smtpd[1234]: connect from unknown[192.0.2.1]\n",
+      "<22>Feb  7 07:14:47 mx1 postfix-out/smtp[77]: 4Xyz: to=<a@b>",
+      "<13>Mar  1 10:00:00 roundcube: Failed login",
+      "<38>Mar  1 10:00:00 sshd[99]: Accepted publickey",
+      "Dec 31 23:59:59 h x: y",
+      "Jan  1 00:00:01 h x: y",
+      "Feb 29 10:00:00 h x: y",
+      "Feb 32 07:00:00 h x: y",
+      "Feb 27 25:00:00 h x: y",
+      "Feb 27 07:14:47 h x: y\r\n",
+      "Feb 27 07:14:47 h x: ",
+      "Feb 27 07:14:47 h x:",
+      "Feb 27 07:14:47 h x",
+      "Feb 27 07:14:47 h ",
+      "Feb 27 07:14:47 h",
+      "Feb 27 07:14:47  x: y",
+      "Feb 27 07:14:47 ",
+      "Feb 7 07:14:47 mx1 dovecot: imap-login: Login",
+      "Feb 07 07:14:47 mx1 dovecot: imap-login: Login",
+      "Feb 00 07:14:47 mx1 dovecot: imap-login: Login",
+      "Feb  0 07:14:47 mx1 dovecot: imap-login: Login",
+      "Feb 27 07:14:60 h x: y",
+      "Feb 27 07:14:61 h x: y",
+      "Feb 27 07:60:00 h x: y",
+      "Feb 27 23:59:59.123456 h x[1]: y",
+      "Mar  3 2023 10:12:01 mx postfix/smtpd[7]: connect from x[192.0.2.1]",
+      "Mar  1 10:00:00 2001:db8::1 dovecot: y",
+      "Mar  1 10:00:00 fe80:: postfix/smtpd[1]: x",
+      "Mar  1 10:00:00 host amavis[12] (12-01) Passed",
+      "Mar  1 10:00:00 host amavis[12]x (12-01) Passed",
+      "Mar  1 10:00:00 host amavis[12]:: x",
+      "Mar  1 10:00:00 host amavis[] x",
+      "Mar  1 10:00:00 host amavis[1[2]: x",
+      "Mar  1 10:00:00 host amavis[12: x",
+      "Mar  1 10:00:00 host ama]vis[12]: x",
+      "Mar  1 10:00:00 host [12]: x",
+      "Mar  1 10:00:00 host :x",
+      "Mar  1 10:00:00 host x:y z",
+      "Mar  1 10:00:00 host some free text",
+      "Mar  1 10:00:00 host[1]: free text",
+      "Mar  1 10:00:00 host: free text",
+      "Mar  3 10:12:01 mx postfix/smtpd[1]: Info: x",
+      "Mar  3 10:12:01 mx Info: x",
+      "Mar  3 10:12:01 mx Warning: x",
+      "Mar  3 10:12:01 mx Debug[3]: x",
+      "Mar  3 10:12:01 mx Debug: x",
+      "Mar  3 10:12:01 mx Error: x",
+      "Mar  3 10:12:01 mx Fatal: x",
+      "Mar  3 10:12:01 mx Panic: x",
+      "Mar  3 10:12:01 mx Dovecot: x",
+      "Mar  3 10:12:01 mx imap-login: Info: x",
+      "Mar  3 10:12:01 pop3-login: Warning: x",
+      "Mar 03 10:12:01 imap-login: Info: Aborted login (no auth attempts in 0 secs)",
+      "Jun 14 10:00:00 h x: y",
+      "Jul 15 12:00:00 h x: y",
+      "Oct 26 02:30:00 h x: y",  // an hour that happens twice in Berlin
+      "Mar 30 02:30:00 h x: y",  // an hour that does not happen in Berlin
+      "Foo 27 07:00:00 h x: y",
+      "feb 27 07:00:00 h x: y",
+      "Feb 27 07:14:47 h\tx: y",
+      "Feb 27 07:14:47 h x[1]:\ty",
+      "Feb 27 07:14:47 h x[1]:  two spaces",
+      "<0>Feb 27 07:14:47 h x[1]: y",
+      "<191>Feb 27 07:14:47 h x[1]: y",
+  };
+  const UnixMicros refs[] = {kRef, Utc(2026, 1, 1, 0, 0, 30), Utc(2025, 12, 31, 23, 59, 0),
+                             Utc(2024, 2, 29, 12, 0, 0), Utc(2025, 10, 26, 1, 0, 0)};
+  int compared = 0;
+  for (const auto& pair : parsers) {
+    for (const std::string& line : lines) {
+      for (UnixMicros ref : refs) {
+        ExpectSameAsGeneralPath(pair[0], pair[1], line, ref);
+        ++compared;
+      }
+    }
+  }
+  // Random mutations of the header bytes of well-formed lines, from bytes each check looks at.
+  std::mt19937 rng(20);
+  const std::string_view bytes = " :[]0123456789aIDF\r\n\t.";
+  const std::string bases[] = {"Feb 27 07:14:47 mail postfix/smtpd[1234]: connect from x",
+                               "Nov  3 23:59:59 mx dovecot: imap-login: Info: Login: user=<a>",
+                               "<22>Dec  1 00:00:00 h opendkim[9]: x"};
+  for (int k = 0; k < 60000; ++k) {
+    std::string line = bases[static_cast<std::size_t>(k) % std::size(bases)];
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const std::size_t at = rng() % std::min<std::size_t>(line.size(), 44);
+      const char c = bytes[rng() % bytes.size()];
+      switch (rng() % 3) {
+        case 0:
+          line[at] = c;
+          break;
+        case 1:
+          line.insert(line.begin() + static_cast<std::ptrdiff_t>(at), c);
+          break;
+        default:
+          line.erase(at, 1);
+      }
+    }
+    const auto& pair = parsers[static_cast<std::size_t>(k) % 2];
+    ExpectSameAsGeneralPath(pair[0], pair[1], line, refs[static_cast<std::size_t>(k) % 5]);
+    ++compared;
+    if (testing::Test::HasFailure()) break;
+  }
+  std::printf("compared %d lines\n", compared);
 }
 
 }  // namespace
