@@ -5,8 +5,12 @@
 # notification of the new set element, and prints p50/p90/p99 over the bans.
 #
 #   bench/latency/run.sh BUILD_DIR [--bans N] [--background-rate LINES_PER_S] [--preload N]
-#                        [--flood N [--flood-seconds S] [--flood-spread S]] [--rt] [--keep]
+#                        [--flood N [--flood-seconds S] [--flood-spread S]] [--rt]
+#                        [--perf FILE] [--keep]
 #
+# --perf FILE records the daemon with `perf record` (-F 999, no call graphs: the libraries have
+# no frame pointers) while the measurement runs; read it with
+# `perf report -i FILE --no-children --sort comm,dso,sym`.
 # --flood N replaces the one-at-a-time bans with N new attackers within --flood-seconds (60):
 # each sends its 20 SASL failures over --flood-spread seconds (2), all on one connection, and
 # every threshold line's write is timed to its element (issue 20: all within 2 s). It prints the
@@ -31,6 +35,7 @@ flood_seconds=60
 flood_spread=2
 keep=0
 rt=0
+perf_out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bans) bans=$2; shift 2 ;;
@@ -41,6 +46,7 @@ while [ $# -gt 0 ]; do
     --flood-spread) flood_spread=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --rt) rt=1; shift ;;
+    --perf) perf_out=$(realpath -m "$2"); shift 2 ;;
     -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) build=$1; shift ;;
@@ -59,6 +65,7 @@ if [ "${MXWARD_LATENCY_IN_NETNS:-}" != 1 ]; then
   args=("$build" --bans "$bans" --background-rate "$rate" --preload "$preload" --flood "$flood"
         --flood-seconds "$flood_seconds" --flood-spread "$flood_spread")
   [ "$keep" = 1 ] && args+=(--keep)
+  [ -n "$perf_out" ] && args+=(--perf "$perf_out")
   if [ "$rt" = 1 ]; then
     command -v chrt >/dev/null || { echo "run.sh: chrt missing (util-linux)" >&2; exit 2; }
     exec chrt -f 20 unshare -n "$0" "${args[@]}"
@@ -69,7 +76,9 @@ ip link set lo up
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mxward-latency-XXXXXX")
 daemon=""
+perf_pid=""
 cleanup() {
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
   if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
   if [ "$keep" = 1 ]; then echo "work dir kept: $work"; else rm -rf "$work"; fi
 }
@@ -138,11 +147,21 @@ what="$bans bans"
 echo "$("$mxward" --version 2>/dev/null | head -1), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)," \
   "$what, $preload in place, background $rate lines/s, scheduling $(chrt -p $$ | head -1 | sed 's/.*: //')"
 status=0
+if [ -n "$perf_out" ]; then
+  perf record -q -F 999 -o "$perf_out" -p "$daemon" 2>"$work/perf.log" &
+  perf_pid=$!
+fi
 if [ "$flood" -gt 0 ]; then
   python3 "$here/latency.py" --port 5514 --background-rate "$rate" --flood "$flood" \
     --flood-seconds "$flood_seconds" --flood-spread "$flood_spread" || status=$?
 else
   python3 "$here/latency.py" --port 5514 --bans "$bans" --background-rate "$rate" || status=$?
+fi
+if [ -n "$perf_pid" ]; then
+  kill -INT "$perf_pid" 2>/dev/null || true
+  wait "$perf_pid" 2>/dev/null || true
+  perf_pid=""
+  echo "perf data: $perf_out"
 fi
 hz=$(getconf CLK_TCK)
 echo "daemon CPU during the run, by thread (s):" $(join -t'|' -a1 -e0 -o 0,1.2,2.2 \

@@ -14,6 +14,7 @@
 
 #include "engine/base/fnv1a.h"
 #include "engine/store/store_migrations.h"
+#include "engine/store/wal_checkpointer.h"
 #include "mxward/ip_address.h"
 
 namespace mxward {
@@ -287,6 +288,14 @@ Result<std::unique_ptr<IncidentStore>> IncidentStore::Open(const std::string& pa
       return s;
     }
     MXWARD_RETURN_IF_ERROR(store->Commit());
+  }
+  // Checkpoints off the committing thread (wal_checkpointer.h): the hook replaces SQLite's
+  // automatic checkpoint on this connection.
+  store->checkpointer_ = WalCheckpointer::For(path);
+  if (store->checkpointer_->ok()) {
+    sqlite3_wal_hook(raw, &WalCheckpointer::Hook, store->checkpointer_.get());
+  } else {
+    store->checkpointer_.reset();
   }
   return store;
 }

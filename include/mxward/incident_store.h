@@ -31,6 +31,8 @@ struct sqlite3_stmt;
 
 namespace mxward {
 
+class WalCheckpointer;
+
 struct StoreOptions {
   bool read_only = false;
   int busy_timeout_ms = 5000;
@@ -432,6 +434,10 @@ class IncidentStore {
   }
 
   sqlite3* db() { return db_; }  // for tests and migrations
+  // The thread that checkpoints this store's WAL (engine/store/wal_checkpointer.h), shared by
+  // every read-write store of the path; null for a read-only store or when it could not start
+  // (then SQLite checkpoints on the committing thread).
+  WalCheckpointer* wal_checkpointer() { return checkpointer_.get(); }
 
  private:
   IncidentStore(std::string path, sqlite3* db);
@@ -452,6 +458,8 @@ class IncidentStore {
                                     UnixMicros now);
 
   std::string path_;
+  // Declared before db_'s users; outlives the connection (the destructor closes db_ first).
+  std::shared_ptr<WalCheckpointer> checkpointer_;
   sqlite3* db_ = nullptr;
   int depth_ = 0;
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
