@@ -343,7 +343,7 @@ void IncidentRecorder::Run() {
 
     // ONE transaction: the counts, baselines, incidents and the positions after the lines that
     // produced them. All or nothing: on failure everything is kept for the next attempt.
-    Status st = store_->InTransaction([&]() -> Status {
+    Status st = store_->InTransactionNoSavepoints([&]() -> Status {
       for (auto& [hour, c] : counts) MXWARD_RETURN_IF_ERROR(store_->AddEventCounts(hour, c));
       for (auto& b : baselines) {
         MXWARD_RETURN_IF_ERROR(store_->SaveBaselines(b.playbook, b.entries));

@@ -132,6 +132,13 @@ Result<sqlite3_stmt*> IncidentStore::Prepare(const char* sql) {
 }
 
 Status IncidentStore::Begin() {
+  // A WAL far past its checkpoint mark waits for the checkpoint, so it can start over
+  // (wal_checkpointer.h); at once otherwise.
+  if (depth_ == 0 && checkpointer_) checkpointer_->WaitWhileBehind();
+  if (depth_ > 0 && flat_) {
+    ++depth_;
+    return Status::Ok();
+  }
   const char* sql = depth_ == 0 ? "BEGIN IMMEDIATE" : nullptr;
   std::string savepoint;
   if (!sql) {
@@ -147,6 +154,8 @@ Status IncidentStore::Begin() {
 
 Status IncidentStore::Commit() {
   --depth_;
+  if (depth_ > 0 && flat_) return Status::Ok();
+  if (depth_ == 0) flat_ = false;
   const std::string sql = depth_ == 0 ? "COMMIT" : fmt::format("RELEASE s{}", depth_);
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
     Status s = Error("committing");
@@ -159,6 +168,8 @@ Status IncidentStore::Commit() {
 
 void IncidentStore::Rollback() {
   --depth_;
+  if (depth_ > 0 && flat_) return;  // the outermost level rolls everything back
+  if (depth_ == 0) flat_ = false;
   const std::string sql =
       depth_ == 0 ? "ROLLBACK" : fmt::format("ROLLBACK TO s{0}; RELEASE s{0}", depth_);
   sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);

@@ -65,6 +65,7 @@ WalCheckpointer::~WalCheckpointer() {
     stop_ = true;
   }
   cv_.notify_all();
+  done_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (db_) sqlite3_close_v2(db_);
   std::lock_guard<std::mutex> lock(RegistryMutex());
@@ -86,6 +87,16 @@ int WalCheckpointer::Hook(void* self, sqlite3* /*db*/, const char* /*schema*/, i
   return SQLITE_OK;
 }
 
+void WalCheckpointer::WaitWhileBehind() {
+  if (last_wal_pages_.load(std::memory_order_relaxed) < kGatePages) return;
+  MutexLock lock(mu_);
+  if (!running_ && !wanted_.load(std::memory_order_acquire)) return;
+  gate_waits_.fetch_add(1, std::memory_order_relaxed);
+  done_cv_.wait_for(lock, kGateWait, [&]() REQUIRES(mu_) {
+    return stop_ || (!running_ && !wanted_.load(std::memory_order_acquire));
+  });
+}
+
 void WalCheckpointer::Pause(bool paused) {
   {
     MutexLock lock(mu_);
@@ -104,8 +115,9 @@ void WalCheckpointer::Run() {
         return stop_ || (!paused_ && wanted_.load(std::memory_order_acquire));
       });
       if (stop_) return;
+      running_ = true;
+      wanted_.store(false, std::memory_order_release);
     }
-    wanted_.store(false, std::memory_order_release);
     int log = 0, copied = 0;
     const int rc =
         sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
@@ -116,6 +128,11 @@ void WalCheckpointer::Run() {
       // the last connection to close checkpoints.
       spdlog::warn("checkpointing {}: {}", path_, sqlite3_errmsg(db_));
     }
+    {
+      MutexLock lock(mu_);
+      running_ = false;
+    }
+    done_cv_.notify_all();
   }
 }
 

@@ -19,6 +19,15 @@
 // last commits, never consistency), and so is crash recovery: a WAL left behind is replayed by
 // the next open, whoever checkpoints.
 //
+// The WAL must also start over now and then, or it grows by every commit (appending costs the
+// file system block allocation, and a flood wrote ~40 MB/s to it): SQLite starts it over at the
+// first transaction after a checkpoint that copied every frame. A commit that ran the checkpoint
+// itself paused its own thread, the busiest writer, long enough for that; on a thread of its own
+// the checkpoint races the writers. So past kGatePages, a new transaction waits for the
+// checkpoint in progress (WaitWhileBehind, from IncidentStore's BEGIN, at most kGateWait): under a
+// sustained stream of commits the writers pause about as often and as long as they did when they
+// checkpointed themselves, while a quiet server (a ban now and then) never waits at all.
+//
 // Lifetime: For() keeps one instance per path alive while a store holds it (a shared_ptr each);
 // the last store to close stops and joins the thread. If the checkpointer's connection cannot be
 // opened, Hook() is not installed (IncidentStore::Open checks ok()) and SQLite checkpoints on the
@@ -28,6 +37,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -44,6 +54,9 @@ class WalCheckpointer {
  public:
   // WAL pages at which a checkpoint is asked for: SQLite's own default mark.
   static constexpr int kPages = 1000;
+  // WAL pages past which a new transaction waits for the checkpoint in progress, and how long.
+  static constexpr int kGatePages = 2 * kPages;
+  static constexpr std::chrono::milliseconds kGateWait{100};
 
   // The checkpointer of the database at `path` (one per path in this process), created and
   // started when none is alive.
@@ -59,7 +72,13 @@ class WalCheckpointer {
   // notify when the WAL is past kPages and no checkpoint is asked for yet.
   static int Hook(void* self, sqlite3* db, const char* schema, int wal_pages);
 
-  // For tests and the benchmarks: checkpoints run, and the WAL size the last hook saw.
+  // Before a write transaction (IncidentStore::Begin): returns at once unless the WAL is past
+  // kGatePages; then waits (at most kGateWait) for the checkpoint asked for or running to end.
+  void WaitWhileBehind() EXCLUDES(mu_);
+
+  // For tests and the benchmarks: checkpoints run, transactions that waited at the gate, and the
+  // WAL size the last hook saw.
+  std::uint64_t gate_waits() const { return gate_waits_.load(std::memory_order_relaxed); }
   std::uint64_t checkpoints() const { return checkpoints_.load(std::memory_order_relaxed); }
   int last_wal_pages() const { return last_wal_pages_.load(std::memory_order_relaxed); }
   // Tests: while paused, the thread runs no checkpoint (so a test can show that commits never
@@ -77,6 +96,9 @@ class WalCheckpointer {
   std::condition_variable_any cv_;
   bool stop_ GUARDED_BY(mu_) = false;
   bool paused_ GUARDED_BY(mu_) = false;
+  bool running_ GUARDED_BY(mu_) = false;  // a checkpoint is in progress
+  std::condition_variable_any done_cv_;   // a checkpoint ended
+  std::atomic<std::uint64_t> gate_waits_{0};
   std::atomic<bool> wanted_{false};
   std::atomic<int> last_wal_pages_{0};
   std::atomic<std::uint64_t> checkpoints_{0};

@@ -424,7 +424,27 @@ class IncidentStore {
   // Runs fn inside BEGIN IMMEDIATE ... COMMIT; rolls back when fn returns an error.
   template <typename Fn>
   Status InTransaction(Fn&& fn) {
+    if (depth_ == 0) flat_ = false;
     MXWARD_RETURN_IF_ERROR(Begin());
+    Status s = fn();
+    if (!s.ok()) {
+      Rollback();
+      return s;
+    }
+    return Commit();
+  }
+  // InTransaction whose nested transactions (the store's own methods called inside fn) are part
+  // of it without SAVEPOINTs: a savepoint copies each page it changes into a statement journal
+  // (a temporary file), which made the recorder's one transaction per batch cost more than two.
+  // Only for an fn that gives up at the first error (the whole transaction is rolled back, so a
+  // nested method's partial work never stays).
+  template <typename Fn>
+  Status InTransactionNoSavepoints(Fn&& fn) {
+    if (depth_ == 0) flat_ = true;  // inside another transaction: savepoints as usual
+    if (Status b = Begin(); !b.ok()) {
+      if (depth_ == 0) flat_ = false;
+      return b;
+    }
     Status s = fn();
     if (!s.ok()) {
       Rollback();
@@ -462,6 +482,7 @@ class IncidentStore {
   std::shared_ptr<WalCheckpointer> checkpointer_;
   sqlite3* db_ = nullptr;
   int depth_ = 0;
+  bool flat_ = false;  // InTransactionNoSavepoints: nested levels take no savepoint
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
 };
 
