@@ -1,6 +1,7 @@
 #include "engine/store/wal_checkpointer.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include <map>
 #include <mutex>
@@ -26,13 +27,21 @@ std::map<std::string, std::weak_ptr<WalCheckpointer>>& Registry() {
 }  // namespace
 
 std::shared_ptr<WalCheckpointer> WalCheckpointer::For(const std::string& path) {
+  // Keyed by the file, not only its name: a store deleted and created again under a running
+  // daemon (docs/reliability.md) is another database, with a WAL of its own to checkpoint.
+  struct stat st {};
+  std::string key = path;
+  if (::stat(path.c_str(), &st) == 0) {
+    key += '\0' + std::to_string(st.st_dev) + ':' + std::to_string(st.st_ino);
+  }
   std::lock_guard<std::mutex> lock(RegistryMutex());
   auto& registry = Registry();
-  if (auto it = registry.find(path); it != registry.end()) {
+  if (auto it = registry.find(key); it != registry.end()) {
     if (auto live = it->second.lock()) return live;
   }
   std::shared_ptr<WalCheckpointer> c(new WalCheckpointer(path));
-  registry[path] = c;
+  c->key_ = key;
+  registry[key] = c;
   return c;
 }
 
@@ -71,7 +80,7 @@ WalCheckpointer::~WalCheckpointer() {
   std::lock_guard<std::mutex> lock(RegistryMutex());
   auto& registry = Registry();
   // Only this instance's entry: a new one may have been made for the path since it expired.
-  if (auto it = registry.find(path_); it != registry.end() && it->second.expired()) {
+  if (auto it = registry.find(key_); it != registry.end() && it->second.expired()) {
     registry.erase(it);
   }
 }

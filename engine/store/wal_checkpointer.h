@@ -28,10 +28,10 @@
 // sustained stream of commits the writers pause about as often and as long as they did when they
 // checkpointed themselves, while a quiet server (a ban now and then) never waits at all.
 //
-// Lifetime: For() keeps one instance per path alive while a store holds it (a shared_ptr each);
-// the last store to close stops and joins the thread. If the checkpointer's connection cannot be
-// opened, Hook() is not installed (IncidentStore::Open checks ok()) and SQLite checkpoints on the
-// committing thread as before.
+// Lifetime: For() keeps one instance per database file (path, device and inode) alive while a store
+// holds it (a shared_ptr each); the last store to close stops and joins the thread. If the
+// checkpointer's connection cannot be opened, Hook() is not installed (IncidentStore::Open checks
+// ok()) and SQLite checkpoints on the committing thread as before.
 //
 // Threads: Hook() on any committing thread; the rest on the owner's or the checkpointer's.
 #pragma once
@@ -90,6 +90,7 @@ class WalCheckpointer {
   void Run() EXCLUDES(mu_);
 
   std::string path_;
+  std::string key_;  // in the registry: the path and the file's device and inode
   // The checkpointer's own connection: opened by For(), then used only by its thread.
   sqlite3* db_ = nullptr;
   Mutex mu_;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <cstdio>
 #include <string>
 #include <thread>
 
@@ -85,6 +86,25 @@ TEST(WalCheckpointerTest, CommitsNeverCheckpointTheCheckpointerDoes) {
   auto counts = (*reader)->EventCountsSince(0);
   ASSERT_OK(counts.status());
   EXPECT_EQ(counts->size(), static_cast<std::size_t>(hour));
+}
+
+// A store deleted and created again while a connection to the old file is still open is another
+// database: its own checkpointer, which checkpoints the new WAL.
+TEST(WalCheckpointerTest, AStoreCreatedAgainGetsACheckpointerOfItsOwn) {
+  TempDir dir;
+  auto old = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(old.status());
+  ASSERT_EQ(std::remove(dir.file("state.db").c_str()), 0);
+  std::remove(dir.file("state.db-wal").c_str());
+  std::remove(dir.file("state.db-shm").c_str());
+  auto fresh = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(fresh.status());
+  ASSERT_NE((*fresh)->wal_checkpointer(), nullptr);
+  EXPECT_NE((*fresh)->wal_checkpointer(), (*old)->wal_checkpointer());
+  int hour = 0;
+  WritePages(fresh->get(), 1200, &hour);
+  WalCheckpointer* c = (*fresh)->wal_checkpointer();
+  ASSERT_TRUE(Eventually([&] { return c->checkpoints() >= 1; }, std::chrono::seconds(30)));
 }
 
 TEST(WalCheckpointerTest, TheLastStoreToCloseStopsIt) {
