@@ -1,6 +1,7 @@
 #include "mxward/action_dispatcher.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -742,6 +743,9 @@ struct DispatcherShared {
   }
 
   void WorkerLoop(Lane* lane, std::size_t index) {
+    // Named for top -H, perf and the latency bench's CPU per thread ("mxw-lane-0" is the first
+    // executor's worker: nftables when it is configured).
+    pthread_setname_np(pthread_self(), fmt::format("mxw-lane-{}", index % 100).c_str());
     using SteadyClock = std::chrono::steady_clock;
     const auto interval =
         std::chrono::milliseconds(std::max<std::int64_t>(options.maintain_interval_ms, 1));
@@ -808,6 +812,7 @@ struct DispatcherShared {
   }
 
   void ClaimerLoop() {
+    pthread_setname_np(pthread_self(), "mxw-claimer");
     auto next_housekeeping = std::chrono::steady_clock::now();
     int limit = options.claim_batch;
     for (;;) {

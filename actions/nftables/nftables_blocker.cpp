@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <arpa/inet.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <charconv>
@@ -972,6 +973,7 @@ void NftablesBlocker::StartAudits() {
 }
 
 void NftablesBlocker::RunAudits() {
+  pthread_setname_np(pthread_self(), "mxw-nft-audit");
   while (true) {
     {
       MutexLock lock(audit_mu_);

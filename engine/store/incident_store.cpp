@@ -14,6 +14,7 @@
 
 #include "engine/base/fnv1a.h"
 #include "engine/store/store_migrations.h"
+#include "engine/store/wal_checkpointer.h"
 #include "mxward/ip_address.h"
 
 namespace mxward {
@@ -131,6 +132,13 @@ Result<sqlite3_stmt*> IncidentStore::Prepare(const char* sql) {
 }
 
 Status IncidentStore::Begin() {
+  // A WAL far past its checkpoint mark waits for the checkpoint, so it can start over
+  // (wal_checkpointer.h); at once otherwise.
+  if (depth_ == 0 && checkpointer_) checkpointer_->WaitWhileBehind();
+  if (depth_ > 0 && flat_) {
+    ++depth_;
+    return Status::Ok();
+  }
   const char* sql = depth_ == 0 ? "BEGIN IMMEDIATE" : nullptr;
   std::string savepoint;
   if (!sql) {
@@ -146,6 +154,8 @@ Status IncidentStore::Begin() {
 
 Status IncidentStore::Commit() {
   --depth_;
+  if (depth_ > 0 && flat_) return Status::Ok();
+  if (depth_ == 0) flat_ = false;
   const std::string sql = depth_ == 0 ? "COMMIT" : fmt::format("RELEASE s{}", depth_);
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
     Status s = Error("committing");
@@ -158,6 +168,8 @@ Status IncidentStore::Commit() {
 
 void IncidentStore::Rollback() {
   --depth_;
+  if (depth_ > 0 && flat_) return;  // the outermost level rolls everything back
+  if (depth_ == 0) flat_ = false;
   const std::string sql =
       depth_ == 0 ? "ROLLBACK" : fmt::format("ROLLBACK TO s{0}; RELEASE s{0}", depth_);
   sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
@@ -287,6 +299,14 @@ Result<std::unique_ptr<IncidentStore>> IncidentStore::Open(const std::string& pa
       return s;
     }
     MXWARD_RETURN_IF_ERROR(store->Commit());
+  }
+  // Checkpoints off the committing thread (wal_checkpointer.h): the hook replaces SQLite's
+  // automatic checkpoint on this connection.
+  store->checkpointer_ = WalCheckpointer::For(path);
+  if (store->checkpointer_->ok()) {
+    sqlite3_wal_hook(raw, &WalCheckpointer::Hook, store->checkpointer_.get());
+  } else {
+    store->checkpointer_.reset();
   }
   return store;
 }

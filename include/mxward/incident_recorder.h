@@ -3,8 +3,12 @@
 // SQLite, then tells the action dispatcher that new actions are pending.
 //
 // Write policy: the writer takes whatever is held (up to 256 incidents) as soon as it is idle and
-// writes it in one transaction; it never waits for a timer while work is held, so one incident
-// on a quiet server is written at once and a burst is written in a few large transactions. A
+// writes it, with the event counts, baselines and input cursors that wait, in ONE transaction
+// (one commit: most of a small batch's cost is the commit's WAL pages); in the daemon it never
+// waits for a timer while work is held, so one incident on a quiet server is written at once and
+// a burst is written in a few large transactions. Replay (kBlock, RecorderOptions::linger) waits
+// up to `linger` for a full batch instead: nobody waits for its incidents, and a batch of 256
+// costs one commit where 2-3 incidents at a time cost a hundred. A
 // trigger of a key whose open incident is still in its life updates that incident in the store
 // (IncidentStore::RecordIncidents): a flood costs rows per key, not per trigger.
 //
@@ -82,6 +86,9 @@ struct RecorderOptions {
   std::size_t full_evidence_held = 1'000;
   std::size_t shed_evidence_keep = 3;
   std::size_t batch_size = 256;
+  // How long the writer waits for a batch to fill before writing a partial one; 0: never (the
+  // daemon: a ban's latency). Flush() and Stop() do not wait for it.
+  std::chrono::milliseconds linger{0};
   std::chrono::milliseconds retry_interval{1000};
   std::int64_t log_interval_seconds = 60;  // the "still failing" reminder
 };
@@ -115,7 +122,7 @@ class IncidentRecorder final : public IncidentSink {
   // on_recorded runs on the recorder's thread after each committed batch (dispatcher Notify).
   IncidentRecorder(std::unique_ptr<IncidentStore> store, const Clock* clock,
                    std::function<void()> on_recorded, RecorderOptions options);
-  // kBlock with queue_capacity as max_held (replay).
+  // kBlock with queue_capacity as max_held and a linger of 50 ms (replay).
   IncidentRecorder(std::unique_ptr<IncidentStore> store, const Clock* clock,
                    std::function<void()> on_recorded, std::size_t queue_capacity = 100'000);
   ~IncidentRecorder() override;
@@ -204,6 +211,7 @@ class IncidentRecorder final : public IncidentSink {
   std::uint64_t written_ GUARDED_BY(mu_) = 0;
   std::map<std::string, std::uint64_t, std::less<>> recorded_by_playbook_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
+  std::size_t flushing_ GUARDED_BY(mu_) = 0;  // Flush() calls waiting: the linger is skipped
   bool stopped_ GUARDED_BY(mu_) = false;
   Status last_error_ GUARDED_BY(mu_);  // read without mu_ only after Stop() (last_error())
   std::uint64_t failed_attempts_ = 0;  // consecutive; writer thread only

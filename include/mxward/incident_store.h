@@ -31,6 +31,8 @@ struct sqlite3_stmt;
 
 namespace mxward {
 
+class WalCheckpointer;
+
 struct StoreOptions {
   bool read_only = false;
   int busy_timeout_ms = 5000;
@@ -422,7 +424,27 @@ class IncidentStore {
   // Runs fn inside BEGIN IMMEDIATE ... COMMIT; rolls back when fn returns an error.
   template <typename Fn>
   Status InTransaction(Fn&& fn) {
+    if (depth_ == 0) flat_ = false;
     MXWARD_RETURN_IF_ERROR(Begin());
+    Status s = fn();
+    if (!s.ok()) {
+      Rollback();
+      return s;
+    }
+    return Commit();
+  }
+  // InTransaction whose nested transactions (the store's own methods called inside fn) are part
+  // of it without SAVEPOINTs: a savepoint copies each page it changes into a statement journal
+  // (a temporary file), which made the recorder's one transaction per batch cost more than two.
+  // Only for an fn that gives up at the first error (the whole transaction is rolled back, so a
+  // nested method's partial work never stays).
+  template <typename Fn>
+  Status InTransactionNoSavepoints(Fn&& fn) {
+    if (depth_ == 0) flat_ = true;  // inside another transaction: savepoints as usual
+    if (Status b = Begin(); !b.ok()) {
+      if (depth_ == 0) flat_ = false;
+      return b;
+    }
     Status s = fn();
     if (!s.ok()) {
       Rollback();
@@ -432,6 +454,10 @@ class IncidentStore {
   }
 
   sqlite3* db() { return db_; }  // for tests and migrations
+  // The thread that checkpoints this store's WAL (engine/store/wal_checkpointer.h), shared by
+  // every read-write store of the path; null for a read-only store or when it could not start
+  // (then SQLite checkpoints on the committing thread).
+  WalCheckpointer* wal_checkpointer() { return checkpointer_.get(); }
 
  private:
   IncidentStore(std::string path, sqlite3* db);
@@ -452,8 +478,11 @@ class IncidentStore {
                                     UnixMicros now);
 
   std::string path_;
+  // Declared before db_'s users; outlives the connection (the destructor closes db_ first).
+  std::shared_ptr<WalCheckpointer> checkpointer_;
   sqlite3* db_ = nullptr;
   int depth_ = 0;
+  bool flat_ = false;  // InTransactionNoSavepoints: nested levels take no savepoint
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
 };
 

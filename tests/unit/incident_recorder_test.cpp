@@ -88,6 +88,71 @@ TEST(IncidentRecorderTest, WritesAnIncidentWithoutAFlushAndNotifies) {
   EXPECT_EQ(all[0].evidence.size(), 10u);
 }
 
+// Commits on a store's connection, counted by SQLite's commit hook (a savepoint inside a
+// transaction is not one).
+struct CommitCounter {
+  std::atomic<int> commits{0};
+  void Attach(IncidentStore* store) {
+    sqlite3_commit_hook(
+        store->db(),
+        [](void* self) {
+          ++static_cast<CommitCounter*>(self)->commits;
+          return 0;
+        },
+        this);
+  }
+};
+
+// Replay's writer (a linger) waits for a full batch: 256 incidents handed over one by one are
+// one transaction, where the daemon's writer (no linger) would have committed as soon as the
+// first arrived.
+TEST(IncidentRecorderTest, WithALingerAFullBatchIsOneCommit) {
+  TempDir dir;
+  auto store = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(store);
+  CommitCounter counter;
+  counter.Attach(store->get());
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kBlock;
+  o.linger = std::chrono::minutes(10);  // only a full batch, Flush() or Stop() ends it
+  std::atomic<int> notified{0};
+  IncidentRecorder rec(
+      std::move(*store), SystemClock::Instance(), [&] { ++notified; }, o);
+  for (int i = 0; i < 256; ++i) rec.OnIncident(MakeIncident(i, 2));
+  ASSERT_TRUE(Eventually([&] { return notified.load() == 1; }));
+  EXPECT_EQ(counter.commits.load(), 1);
+  EXPECT_EQ(rec.stats().recorded.load(), 256u);
+  EXPECT_EQ(rec.Stop(), 0u);
+  EXPECT_EQ(AllIncidents(dir.file("state.db")).size(), 256u);
+}
+
+// The hourly counts and the incidents that wait with them are written in one commit, and Flush()
+// does not wait out the linger.
+TEST(IncidentRecorderTest, CountsAndIncidentsGoInOneCommitAndFlushSkipsTheLinger) {
+  TempDir dir;
+  auto store = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(store);
+  CommitCounter counter;
+  counter.Attach(store->get());
+  RecorderOptions o;
+  o.overflow = OverflowPolicy::kBlock;
+  o.linger = std::chrono::minutes(10);
+  IncidentRecorder rec(std::move(*store), SystemClock::Instance(), nullptr, o);
+  rec.AddEventCounts(kT0, {{"auth_failure", 7}});
+  rec.OnIncident(MakeIncident(1, 2));
+  rec.OnIncident(MakeIncident(2, 2));
+  ASSERT_TRUE(rec.Flush(std::chrono::seconds(30)));
+  EXPECT_EQ(counter.commits.load(), 1);
+  EXPECT_EQ(rec.stats().recorded.load(), 2u);
+  EXPECT_EQ(rec.Stop(), 0u);
+  auto check = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(check);
+  auto counts = (*check)->EventCountsSince(0);
+  ASSERT_OK(counts);
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].second, 7);
+}
+
 // An input batch's incidents and its cursor are written together: a trigger logs, at each write
 // of the cursor row, how many incidents the store has at that moment. Exactly those of the
 // batches up to that cursor: never fewer (the cursor would skip them after a crash), never more

@@ -970,5 +970,47 @@ TEST_F(IncidentStoreTest, RuntimeAllowlistAddRemoveExpireList) {
   EXPECT_EQ((*all)[2].removed_by, "bob");
 }
 
+// The recorder's one transaction per batch (InTransactionNoSavepoints): the store's own methods
+// inside it take no savepoint, and an error anywhere rolls every one of them back.
+TEST(IncidentStoreTransactionTest, ANoSavepointTransactionIsAllOrNothing) {
+  TempDir dir;
+  auto store = IncidentStore::Open(dir.file("state.db"));
+  ASSERT_OK(store);
+  std::vector<Incident> batch = {MakeIncident("198.51.100.1", kT0)};
+  Status st = (*store)->InTransactionNoSavepoints([&]() -> Status {
+    MXWARD_RETURN_IF_ERROR((*store)->AddEventCounts(kT0, {{"auth_failure", 3}}));
+    MXWARD_RETURN_IF_ERROR((*store)->RecordIncidents(&batch, kT0));
+    return Status::IoError("the disk went away");
+  });
+  EXPECT_FALSE(st.ok());
+  IncidentQuery q;
+  auto listed = (*store)->ListIncidents(q);
+  ASSERT_OK(listed);
+  EXPECT_TRUE(listed->empty());
+  auto counts = (*store)->EventCountsSince(0);
+  ASSERT_OK(counts);
+  EXPECT_TRUE(counts->empty());
+
+  // The same, succeeding, then a plain transaction after it still nests with savepoints.
+  ASSERT_OK((*store)->InTransactionNoSavepoints([&]() -> Status {
+    MXWARD_RETURN_IF_ERROR((*store)->AddEventCounts(kT0, {{"auth_failure", 3}}));
+    return (*store)->RecordIncidents(&batch, kT0);
+  }));
+  EXPECT_GT(batch[0].id, 0);
+  std::vector<Incident> second = {MakeIncident("198.51.100.2", kT0)};
+  ASSERT_OK((*store)->InTransaction([&]() -> Status {
+    Status inner = (*store)->InTransaction([&]() -> Status {
+      MXWARD_RETURN_IF_ERROR((*store)->RecordIncidents(&second, kT0));
+      return Status::IoError("inner");
+    });
+    EXPECT_FALSE(inner.ok());
+    return Status::Ok();  // the outer goes on: the savepoint undid the inner's rows
+  }));
+  listed = (*store)->ListIncidents(q);
+  ASSERT_OK(listed);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].key, "198.51.100.1");
+}
+
 }  // namespace
 }  // namespace mxward
