@@ -49,6 +49,11 @@ struct Config {
   // max_skew: counted at its arrival time. Older than max_age: skipped. `replay` believes it.
   std::int64_t max_clock_skew_seconds = 300;
   std::int64_t max_event_age_seconds = 7 * 86400;
+  // [engine] parse_threads: worker threads for the stateless stage of live lines in `serve`
+  // (syslog header, routing, pattern match: parallel_lines.h). -1 is "auto": the cores this
+  // process may run on minus one, at most 3 (0 on one core); 0: none, the io thread does it all.
+  // Applied at start only.
+  int parse_threads = -1;
   toml::table document;  // the whole file, for the subsystems' own sections
 
   // The defaults, with loopback as the only allowlisted addresses (the same on every host).
