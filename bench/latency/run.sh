@@ -5,14 +5,15 @@
 # notification of the new set element, and prints p50/p90/p99 over the bans.
 #
 #   bench/latency/run.sh BUILD_DIR [--bans N] [--background-rate LINES_PER_S] [--preload N]
-#                        [--rt] [--keep]
+#                        [--rt] [--parse-threads N|auto] [--keep]
 #
 # --preload N puts N bans in the store before serve starts (90% IPv4 addresses in 11.0.0.0/8, 10%
 # IPv6, 1-2 h left), so the set already holds N elements when the measured bans arrive; the
 # daemon's restore of them at start is printed from its log.
 # --rt runs the daemon and the measurer with SCHED_FIFO priority 20 (chrt), so that other work on
 # a shared machine (parallel compiles) does not decide the tail; on a dedicated MX it changes
-# little. Needs root (network namespace, nftables), nft, python3. Target: p99 < 5 ms.
+# little. --parse-threads sets [engine] parse_threads (default: the daemon's, "auto").
+# Needs root (network namespace, nftables), nft, python3. Target: p99 < 5 ms.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +24,7 @@ rate=5000
 preload=0
 keep=0
 rt=0
+parse_threads=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bans) bans=$2; shift 2 ;;
@@ -30,7 +32,8 @@ while [ $# -gt 0 ]; do
     --preload) preload=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --rt) rt=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --parse-threads) parse_threads=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) build=$1; shift ;;
   esac
@@ -47,6 +50,7 @@ if [ "${MXWARD_LATENCY_IN_NETNS:-}" != 1 ]; then
   export MXWARD_LATENCY_IN_NETNS=1
   args=("$build" --bans "$bans" --background-rate "$rate" --preload "$preload")
   [ "$keep" = 1 ] && args+=(--keep)
+  [ -n "$parse_threads" ] && args+=(--parse-threads "$parse_threads")
   if [ "$rt" = 1 ]; then
     command -v chrt >/dev/null || { echo "run.sh: chrt missing (util-linux)" >&2; exit 2; }
     exec chrt -f 20 unshare -n "$0" "${args[@]}"
@@ -74,6 +78,10 @@ enabled = true
 [dispatcher]
 per_minute_cap = 0
 TOML
+if [ -n "$parse_threads" ]; then
+  [ "$parse_threads" = auto ] && parse_threads='"auto"'
+  printf '[engine]\nparse_threads = %s\n' "$parse_threads" >> "$work/mxward.toml"
+fi
 
 if [ "$preload" -gt 0 ]; then
   command -v sqlite3 >/dev/null || { echo "run.sh: sqlite3 missing (apt-get install sqlite3)" >&2; exit 2; }
@@ -109,7 +117,7 @@ if [ "$preload" -gt 0 ]; then
 fi
 
 echo "$("$mxward" --version 2>/dev/null | head -1), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)," \
-  "$bans bans, $preload in place, background $rate lines/s, scheduling $(chrt -p $$ | head -1 | sed 's/.*: //')"
+  "$bans bans, $preload in place, background $rate lines/s, $(grep -o '[0-9]* parse threads' "$work/serve.log"), scheduling $(chrt -p $$ | head -1 | sed 's/.*: //')"
 status=0
 python3 "$here/latency.py" --port 5514 --bans "$bans" --background-rate "$rate" || status=$?
 echo "mxward: $(grep -c . "$work/serve.log") log lines; last: $(tail -1 "$work/serve.log")"
