@@ -234,12 +234,8 @@ void PrepareRing::Submit() {
   s.work_cv.notify_one();
 }
 
-void PrepareRing::SubmitIfWorkersIdle() {
-  {
-    std::lock_guard lock(shared_->mu);
-    if (!shared_->work.empty()) return;
-  }
-  Submit();
+void PrepareRing::SubmitIfNoneInFlight() {
+  if (shared_->in_flight.empty()) Submit();
 }
 
 void PrepareRing::Add(std::string_view line, UnixMicros received_at, int input_index,
@@ -358,8 +354,10 @@ ParallelLineSink::ParallelLineSink(Pipeline* pipeline, int threads, Post post,
             post([flag, weak] {
               flag->store(false, std::memory_order_release);
               if (auto self = weak.lock()) {
+                // The lines that came while the block was prepared go to the workers first, so
+                // that they are prepared while this thread hands the finished ones over.
+                (*self)->ring_.Submit();
                 (*self)->ring_.ConsumeReady();
-                (*self)->ring_.SubmitIfWorkersIdle();
               }
             });
           }) {}
@@ -378,8 +376,7 @@ void ParallelLineSink::Added() {
     if (!self) return;
     ParallelLineSink* sink = *self;
     sink->flush_posted_ = false;
-    sink->ring_.ConsumeReady();
-    sink->ring_.SubmitIfWorkersIdle();
+    sink->ring_.SubmitIfNoneInFlight();
   });
 }
 

@@ -5,10 +5,13 @@
 # given runs against a fresh store, on the same log.
 #
 #   bench/serve/run.sh BUILD_DIR [--lines N] [--connections N] [--threads "0 1 2"] [--tls]
-#                      [--log FILE] [--keep]
+#                      [--log FILE] [--rt] [--keep]
 #
 # The log is bench/generate_maillog.py's (--lines, seed 1) unless --log names one. [clock]
 # max_age is set to 400 days so that its November lines are believed, not skipped as stale.
+# --rt runs the daemon and the sender with SCHED_FIFO priority 20 (chrt), as bench/latency's
+# --rt: on a machine shared with compiles, their threads then take the cores when they can run,
+# which approximates a quiet machine for the wall-clock figures.
 # Needs root (network namespace), python3; --tls needs openssl.
 set -euo pipefail
 
@@ -21,6 +24,7 @@ threads="0 1"
 tls=0
 log=""
 keep=0
+rt=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --lines) lines=$2; shift 2 ;;
@@ -29,7 +33,8 @@ while [ $# -gt 0 ]; do
     --tls) tls=1; shift ;;
     --log) log=$(realpath "$2"); shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --rt) rt=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) build=$1; shift ;;
   esac
@@ -45,6 +50,7 @@ if [ "${MXWARD_SERVE_BENCH_IN_NETNS:-}" != 1 ]; then
   [ "$tls" = 1 ] && args+=(--tls)
   [ -n "$log" ] && args+=(--log "$log")
   [ "$keep" = 1 ] && args+=(--keep)
+  [ "$rt" = 1 ] && exec chrt -f 20 unshare -n "$0" "${args[@]}"
   exec unshare -n "$0" "${args[@]}"
 fi
 ip link set lo up
@@ -87,7 +93,7 @@ allowed_peers = [\"mxward.test\"]"
   send_tls=(--tls "$work/ca.crt" "$work/client.crt" "$work/client.key")
 fi
 
-echo "$("$mxward" --version 2>/dev/null | head -1), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), $(wc -l < "$log") lines"
+echo "$("$mxward" --version 2>/dev/null | head -1), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg), $(wc -l < "$log") lines, scheduling $(chrt -p $$ | head -1 | sed 's/.*: //')"
 for t in $threads; do
   cat > "$work/mxward.toml" <<TOML
 dry_run = true

@@ -1,7 +1,8 @@
 // `mxward serve`: the daemon. One io_context thread runs the listeners, the pipeline (called
 // synchronously from the listeners, so slow processing pushes back on TCP senders), the control
 // socket and the metrics endpoint; the IncidentRecorder and the ActionDispatcher have their own
-// threads. With [engine] parse_threads (default: the cores but one, at most 3) the stateless
+// threads. With [engine] parse_threads (default 0: none; "auto": the cores but one, at most 3) the
+// stateless
 // half of each line (syslog header, pattern match) runs on worker threads between the listeners
 // and the pipeline (ParallelLineSink, parallel_lines.h); the pipeline stays on the io thread and
 // takes the lines in the order they were read. SIGHUP reloads the parsers, the playbooks and every

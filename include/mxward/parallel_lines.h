@@ -78,10 +78,11 @@ class PrepareRing {
   // Hands the block being filled to the workers even if it is not full: a lone line does not wait
   // for others.
   void Submit();
-  // As Submit(), unless a block already waits for a worker: then the partial block keeps
-  // filling, and goes when that one is done (the owner calls it again from on_ready's call).
-  // Under load this makes blocks larger than one read's worth of lines; when idle it is Submit().
-  void SubmitIfWorkersIdle();
+  // As Submit(), unless blocks are in flight: then the partial block keeps filling and the owner
+  // submits it when one comes back (ParallelLineSink does, from on_ready's call). Under load a
+  // block is then what arrived while the previous one was prepared, not one read's worth of lines
+  // (each block costs two thread wake-ups); when idle it is Submit().
+  void SubmitIfNoneInFlight();
   // Hands over every block at the head of the ring whose workers are done, without waiting.
   void ConsumeReady();
   // Submit(), then hands over every line added, waiting for the workers.
@@ -127,9 +128,9 @@ Status ReadLinesParallel(int fd, const LinePreparer& preparer, PreparedLineSink*
 //
 // Latency: the first line into an empty block asks `post` for a call on the owner's thread,
 // which runs once the handlers ready now (the reads that completed together) have run, and hands
-// the partial block to the workers (SubmitIfWorkersIdle); a worker that finishes a block asks
-// `post` for a call that hands it over (and submits the partial block if it had to wait). So a
-// lone line waits for two thread hand-offs, not for a block to fill.
+// the partial block to the workers if none is in flight (SubmitIfNoneInFlight); a worker that
+// finishes a block asks `post` for a call that submits the partial block and hands the finished
+// one over. So a lone line waits for two thread hand-offs, not for a block to fill.
 // post may be called from any thread and must run the function on the owner's thread (an
 // io_context's post); the functions it is given must not be run after the sink is destroyed
 // (run the io_context only while the sink lives).

@@ -517,7 +517,7 @@ TEST(PrepareRingTest, APartialBlockIsHandedOverWithoutWaitingForItToFill) {
       {}, [&io] { io.Post([] {}); });
   const UnixMicros now = SystemClock::Instance()->Now();
   ring.Add(SaslLine(1), now, 0);
-  ring.SubmitIfWorkersIdle();
+  ring.SubmitIfNoneInFlight();
   // The worker says it is done (on_ready), and the block is handed over: one line of 1,024.
   ASSERT_TRUE(io.WaitForPost());
   ring.ConsumeReady();
@@ -567,7 +567,7 @@ TEST(PrepareRingTest, ANewPreparerIsUsedOnlyAfterEveryLineOfTheOldOneWasHandedOv
                    });
   const UnixMicros now = SystemClock::Instance()->Now();
   for (int i = 0; i < 50; ++i) ring.Add(SaslLine(i), now, 0);
-  ring.SubmitIfWorkersIdle();
+  ring.SubmitIfNoneInFlight();
   ring.SetPreparer(LinePreparer(SyslogParser(), new_pack.get(), LogFormat::kSyslog));
   // Every line before the swap was handed over; the old pack may go (a worker still on it
   // would read freed memory: the sanitizer builds see that).
