@@ -172,10 +172,7 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int input_i
   Bump(counters_.lines);
   SyslogMessage msg;
   const UnixMicros reference = options_.replay ? reference_ : received_at;
-  const LogFormat format =
-      input_index >= 0 && static_cast<std::size_t>(input_index) < options_.input_formats.size()
-          ? options_.input_formats[static_cast<std::size_t>(input_index)]
-          : options_.format;
+  const LogFormat format = FormatOf(input_index);
   // Roundcube's and Dovecot's own files are recognised in the syslog format too (syslog_parser.h).
   if (!parser_.Parse(line, reference, &msg, format).ok()) {
     Bump(counters_.malformed);
@@ -186,21 +183,31 @@ void Pipeline::OnLine(std::string_view line, UnixMicros received_at, int input_i
 
 void Pipeline::OnPreparedLine(std::string_view line, PreparedLine* prepared, UnixMicros received_at,
                               int input_index) {
-  // The worker's parse is this line's only if it used the reference this thread has now and the
-  // pack the extractor matches with (prepared_line.h); otherwise the line is done here, whole.
-  if (!options_.replay || prepared->reference != reference_ ||
-      prepared->pack != extractor_->pack() ||
-      (static_cast<std::size_t>(input_index) < options_.input_formats.size() &&
-       options_.input_formats[static_cast<std::size_t>(input_index)] != options_.format)) {
+  OnPreparedLineFrom(line, prepared, received_at, input_index, {}, nullptr);
+}
+
+void Pipeline::OnPreparedLineFrom(std::string_view line, PreparedLine* prepared,
+                                  UnixMicros received_at, int input_index, std::string_view node,
+                                  const LineOrigin* origin) {
+  // OnLine reads both during the call, whichever path the line takes below.
+  node_ = node;
+  origin_ = origin;
+  // The worker's parse is this line's only if it used the reference this thread would use now,
+  // the pack the extractor matches with and the input's format (prepared_line.h); otherwise the
+  // line is done here, whole.
+  if (prepared->reference != (options_.replay ? reference_ : received_at) ||
+      prepared->pack != extractor_->pack() || prepared->format != FormatOf(input_index)) {
     OnLine(line, received_at, input_index);
-    return;
+  } else {
+    Bump(counters_.lines);
+    if (prepared->parsed) {
+      OnMessage(&prepared->msg, received_at, input_index, prepared);
+    } else {
+      Bump(counters_.malformed);
+    }
   }
-  Bump(counters_.lines);
-  if (!prepared->parsed) {
-    Bump(counters_.malformed);
-    return;
-  }
-  OnMessage(&prepared->msg, received_at, input_index, prepared);
+  node_ = {};
+  origin_ = nullptr;
 }
 
 void Pipeline::OnMessage(SyslogMessage* msg, UnixMicros received_at, int input_index,
@@ -225,8 +232,12 @@ void Pipeline::OnMessage(SyslogMessage* msg, UnixMicros received_at, int input_i
     got_event = extractor_->Extract(*msg, &event_);
   } else {
     // The pattern's captures, as a match on this thread would have left them in event_ (an
-    // unmatched line leaves event_ as it was, as Match does).
-    if (prepared->matched) event_ = prepared->event;
+    // unmatched line leaves event_ as it was, as Match does). The match copied the message's
+    // time as the worker saw it; a live line dated too far ahead was moved to its arrival above.
+    if (prepared->matched) {
+      event_ = prepared->event;
+      event_.time = msg->time;
+    }
     got_event = extractor_->ExtractMatched(*msg, prepared->matched, prepared->pattern, &event_);
   }
   if (!got_event) {

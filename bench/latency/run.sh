@@ -6,7 +6,7 @@
 #
 #   bench/latency/run.sh BUILD_DIR [--bans N] [--background-rate LINES_PER_S] [--preload N]
 #                        [--flood N [--flood-seconds S] [--flood-spread S]] [--rt]
-#                        [--perf FILE] [--keep]
+#                        [--parse-threads N|auto] [--perf FILE] [--keep]
 #
 # --perf FILE records the daemon with `perf record` (-F 999, no call graphs: the libraries have
 # no frame pointers) while the measurement runs; read it with
@@ -21,7 +21,8 @@
 # daemon's restore of them at start is printed from its log.
 # --rt runs the daemon and the measurer with SCHED_FIFO priority 20 (chrt), so that other work on
 # a shared machine (parallel compiles) does not decide the tail; on a dedicated MX it changes
-# little. Needs root (network namespace, nftables), nft, python3. Target: p99 < 5 ms.
+# little. --parse-threads sets [engine] parse_threads (default: the daemon's, 0: none).
+# Needs root (network namespace, nftables), nft, python3. Target: p99 < 5 ms.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +37,7 @@ flood_spread=2
 keep=0
 rt=0
 perf_out=""
+parse_threads=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bans) bans=$2; shift 2 ;;
@@ -47,7 +49,8 @@ while [ $# -gt 0 ]; do
     --keep) keep=1; shift ;;
     --rt) rt=1; shift ;;
     --perf) perf_out=$(realpath -m "$2"); shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --parse-threads) parse_threads=$2; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) build=$1; shift ;;
   esac
@@ -66,6 +69,7 @@ if [ "${MXWARD_LATENCY_IN_NETNS:-}" != 1 ]; then
         --flood-seconds "$flood_seconds" --flood-spread "$flood_spread")
   [ "$keep" = 1 ] && args+=(--keep)
   [ -n "$perf_out" ] && args+=(--perf "$perf_out")
+  [ -n "$parse_threads" ] && args+=(--parse-threads "$parse_threads")
   if [ "$rt" = 1 ]; then
     command -v chrt >/dev/null || { echo "run.sh: chrt missing (util-linux)" >&2; exit 2; }
     exec chrt -f 20 unshare -n "$0" "${args[@]}"
@@ -95,6 +99,10 @@ enabled = true
 [dispatcher]
 per_minute_cap = 0
 TOML
+if [ -n "$parse_threads" ]; then
+  [ "$parse_threads" = auto ] && parse_threads='"auto"'
+  printf '[engine]\nparse_threads = %s\n' "$parse_threads" >> "$work/mxward.toml"
+fi
 
 if [ "$preload" -gt 0 ]; then
   command -v sqlite3 >/dev/null || { echo "run.sh: sqlite3 missing (apt-get install sqlite3)" >&2; exit 2; }
@@ -145,7 +153,7 @@ cpu_before=$(thread_cpu)
 what="$bans bans"
 [ "$flood" -gt 0 ] && what="flood of $flood in $flood_seconds s"
 echo "$("$mxward" --version 2>/dev/null | head -1), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)," \
-  "$what, $preload in place, background $rate lines/s, scheduling $(chrt -p $$ | head -1 | sed 's/.*: //')"
+  "$what, $preload in place, background $rate lines/s, $(grep -o '[0-9]* parse threads' "$work/serve.log"), scheduling $(chrt -p $$ | head -1 | sed 's/.*: //')"
 status=0
 if [ -n "$perf_out" ]; then
   perf record -q -F 999 -o "$perf_out" -p "$daemon" 2>"$work/perf.log" &

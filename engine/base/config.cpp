@@ -81,7 +81,7 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
   SettingsReader top(c.document, "the top level", path, diags);
   top.CheckKnownKeys({"store", "rules", "allow", "dry_run", "clock", "control", "input", "metrics",
                       "dispatcher", "nftables", "postfixadmin", "webhook", "mail", "exec", "policy",
-                      "cluster", "provenance"});
+                      "cluster", "provenance", "engine"});
   top.Bool("dry_run", &c.dry_run);
 
   if (const toml::table* store = top.Table("store")) {
@@ -121,6 +121,23 @@ Result<Config> Config::Load(const std::string& path, std::vector<Diagnostic>* di
       r.Error(*clock->get("max_age"),
               "[clock] max_age must be at least 1h: a restart or a slow relay delivers lines "
               "that old, and they must still count");
+    }
+  }
+  if (const toml::table* engine = top.Table("engine")) {
+    SettingsReader r(*engine, "[engine]", path, diags);
+    r.CheckKnownKeys({"parse_threads"});
+    if (const toml::node* n = engine->get("parse_threads")) {
+      constexpr int kMaxParseThreads = 64;
+      if (const auto* s = n->as_string(); s != nullptr && s->get() == "auto") {
+        c.parse_threads = -1;
+      } else if (const auto* i = n->as_integer();
+                 i != nullptr && i->get() >= 0 && i->get() <= kMaxParseThreads) {
+        c.parse_threads = static_cast<int>(i->get());
+      } else {
+        r.Error(*n, fmt::format("[engine] parse_threads must be \"auto\" or a number of threads "
+                                "from 0 to {}",
+                                kMaxParseThreads));
+      }
     }
   }
   // [control] is read in full by ControlServerOptions::FromConfig; the socket is here because

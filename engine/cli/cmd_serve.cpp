@@ -1,11 +1,17 @@
 // `mxward serve`: the daemon. One io_context thread runs the listeners, the pipeline (called
 // synchronously from the listeners, so slow processing pushes back on TCP senders), the control
 // socket and the metrics endpoint; the IncidentRecorder and the ActionDispatcher have their own
-// threads. SIGHUP reloads the parsers, the playbooks and every section that can change at runtime,
-// or nothing when anything is invalid, and names the sections that need a restart (Reload());
-// SIGTERM/SIGINT stop gracefully: stop accepting, drain, flush the store. A store SQLite finds
-// corrupt at start is moved aside; one deleted under the daemon is recreated (WatchStoreFile).
+// threads. With [engine] parse_threads (default 0: none; "auto": the cores but one, at most 3) the
+// stateless
+// half of each line (syslog header, pattern match) runs on worker threads between the listeners
+// and the pipeline (ParallelLineSink, parallel_lines.h); the pipeline stays on the io thread and
+// takes the lines in the order they were read. SIGHUP reloads the parsers, the playbooks and every
+// section that can change at runtime, or nothing when anything is invalid, and names the sections
+// that need a restart (Reload()); SIGTERM/SIGINT stop gracefully: stop accepting, drain, flush the
+// store. A store SQLite finds corrupt at start is moved aside; one deleted under the daemon is
+// recreated (WatchStoreFile).
 #include <linux/close_range.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -13,6 +19,7 @@
 #include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <cerrno>
 #include <chrono>
@@ -21,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -55,6 +63,7 @@
 #include "mxward/input_config.h"
 #include "mxward/metrics_registry.h"
 #include "mxward/metrics_server.h"
+#include "mxward/parallel_lines.h"
 #include "mxward/pipeline.h"
 #include "mxward/provenance.h"
 #include "mxward/syslog_listener.h"
@@ -179,7 +188,15 @@ class Daemon {
         [this](UnixMicros hour, const auto& counts) { recorder_->AddEventCounts(hour, counts); },
         pipeline_options);
 
-    listener_ = std::make_unique<SyslogListener>(io_, inputs, pipeline_.get());
+    parse_threads_ = ParseThreads(config_.parse_threads);
+    LineSink* line_sink = pipeline_.get();
+    if (parse_threads_ > 0) {
+      parallel_sink_ = std::make_unique<ParallelLineSink>(
+          pipeline_.get(), parse_threads_,
+          [this](std::function<void()> f) { boost::asio::post(io_, std::move(f)); });
+      line_sink = parallel_sink_.get();
+    }
+    listener_ = std::make_unique<SyslogListener>(io_, inputs, line_sink);
     // Journal inputs resume at the cursor in the store. It is saved through the recorder, in the
     // transaction of the incidents its batch produced: a restart (even after kill -9) neither
     // skips nor repeats.
@@ -191,8 +208,14 @@ class Daemon {
                     input, c.status().ToString());
       return std::nullopt;
     };
-    hooks.begin = [this](const std::string& input) { recorder_->BeginInputBatch(input); };
+    // With parse workers the lines before a batch (other inputs') and the batch's own are
+    // processed first, so the batch's incidents are in the cursor's transaction as without them.
+    hooks.begin = [this](const std::string& input) {
+      DrainLines();
+      recorder_->BeginInputBatch(input);
+    };
     hooks.save = [this](const std::string& input, std::string_view cursor) {
+      DrainLines();
       recorder_->SaveInputCursor(input, cursor);
     };
     listener_->SetCursorHooks(std::move(hooks));
@@ -238,9 +261,9 @@ class Daemon {
     WaitForSignal();
     ScheduleHousekeeping();
 
-    spdlog::info("mxward {} ready: {}{}; {} parsers, {} playbooks; state in {}{}", kVersion,
-                 listener_->Describe(), PolicyDescription(), pack_->parser_count(),
-                 pipeline_->engine().playbook_count(), config_.store_path,
+    spdlog::info("mxward {} ready: {}{}; {} parsers, {} playbooks, {} parse threads; state in {}{}",
+                 kVersion, listener_->Describe(), PolicyDescription(), pack_->parser_count(),
+                 pipeline_->engine().playbook_count(), parse_threads_, config_.store_path,
                  config_.dry_run ? "; DRY-RUN: no action will run" : "");
     for (const auto& n : notes) spdlog::warn("{}", n);
     for (const auto& w : InputWarnings(listener_->inputs())) spdlog::warn("{}", w);
@@ -355,6 +378,8 @@ class Daemon {
     fresh.control_socket = config_.control_socket;
     fresh.dry_run = config_.dry_run;
 
+    // The lines read before the signal are processed with what they were read under.
+    DrainLines();
     recorder_->AddBaselines(pipeline_->engine().TakeDirtyBaselines());
     // Unchanged playbooks keep their windows, cooldowns and baselines; changed ones start
     // from the store's baselines and recent incidents.
@@ -373,7 +398,11 @@ class Daemon {
       spdlog::warn("{}", w);
     }
     pack_ = std::move(*pack);
-    pipeline_->ReplaceParsers(pack_);
+    if (parallel_sink_) {
+      parallel_sink_->ReplaceParsers(pack_);  // the workers too, once none holds the old pack
+    } else {
+      pipeline_->ReplaceParsers(pack_);
+    }
     pipeline_->ReplaceEngine(std::move(*engine));
     pipeline_->SetClockBounds(fresh.max_clock_skew_seconds, fresh.max_event_age_seconds);
     RegisterEngineMetrics();
@@ -446,6 +475,7 @@ class Daemon {
       if (ec) return;
       sd_notify(0, "WATCHDOG=1");
       if (!WatchStoreFile()) return;  // stopping, to restart on the recreated store
+      DrainLines();  // held lines are released after the lines read before now, as without workers
       pipeline_->AdvanceTime(SystemClock::Instance()->Now());
       if (decisions_) decisions_->Expire(SystemClock::Instance()->Now());
       const auto now = std::chrono::steady_clock::now();
@@ -1062,6 +1092,15 @@ class Daemon {
     Keep(registry_.AddAtomic(kLinesTimeAdjusted, {"future"}, &c.time_future));
     Keep(registry_.AddAtomic(kLinesTimeAdjusted, {"stale"}, &c.time_stale));
     Keep(registry_.AddAtomic(kLinesUnmatched, {}, &c.unmatched));
+    if (parallel_sink_) {
+      (void)registry_.Declare({"mxward_lines_queued",
+                               MetricType::kGauge,
+                               "Lines read and not yet processed by the pipeline: in the parse "
+                               "workers' ring ([engine] parse_threads).",
+                               {}});
+      Keep(registry_.Add("mxward_lines_queued", {},
+                         [this] { return static_cast<double>(parallel_sink_->waiting()); }));
+    }
     for (int i = 0; i < kEventTypeCount; ++i) {
       Keep(registry_.AddAtomic(kEvents, {std::string(EventTypeName(static_cast<EventType>(i)))},
                                &c.events_by_type[i]));
@@ -1209,6 +1248,8 @@ class Daemon {
   }
 
   void Shutdown() {
+    // Every line the listeners accepted reaches the pipeline before the final flush.
+    DrainLines();
     pipeline_->ReleaseHeld();
     pipeline_->FlushCounts();
     // Claims of shared windows still waiting (a window reached its threshold just before the
@@ -1233,8 +1274,26 @@ class Daemon {
                  pipeline_->counters().events.load(), pipeline_->counters().incidents.load());
   }
 
+  // Hands every line the parse workers hold to the pipeline (nothing without workers).
+  void DrainLines() {
+    if (parallel_sink_) parallel_sink_->Drain();
+  }
+
+  // [engine] parse_threads, "auto" (-1) resolved: the cores but one, at most 3. More would not
+  // help: the stateful stage on the io thread (about a quarter to a third of a line's work,
+  // docs/benchmarks.md) bounds the rate whatever the workers do.
+  static int ParseThreads(int setting) {
+    if (setting >= 0) return setting;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int cores = 1;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
+    return std::clamp(cores - 1, 0, 3);
+  }
+
   const GlobalOptions& globals_;
   ServeOptions opts_;
+  int parse_threads_ = 0;
   Config config_;
   std::vector<std::string> notes_;            // warnings logged once the daemon is ready
   std::vector<ExecutorMode> executor_modes_;  // per action type: live or dry-run (`status`)
@@ -1271,6 +1330,9 @@ class Daemon {
   std::unique_ptr<SharedWindowPublisher> shared_publisher_;
   std::unique_ptr<ClaimingIncidentSink> claiming_sink_;
   std::unique_ptr<Pipeline> pipeline_;
+  // Between the listeners and the pipeline (with parse workers): after the pipeline it feeds,
+  // before the listener that feeds it.
+  std::unique_ptr<ParallelLineSink> parallel_sink_;
   std::unique_ptr<DovecotPolicy> dovecot_policy_;
   std::unique_ptr<DovecotPolicyServer> dovecot_policy_server_;
   std::unique_ptr<PostfixPolicy> postfix_policy_;

@@ -49,6 +49,12 @@ struct Config {
   // max_skew: counted at its arrival time. Older than max_age: skipped. `replay` believes it.
   std::int64_t max_clock_skew_seconds = 300;
   std::int64_t max_event_age_seconds = 7 * 86400;
+  // [engine] parse_threads: worker threads for the stateless stage of live lines in `serve`
+  // (syslog header, routing, pattern match: parallel_lines.h). 0 (the default): none, the io
+  // thread does it all; -1 is "auto": the cores this process may run on minus one, at most 3.
+  // Off by default: on two cores a worker made serve slower and cost +50-70% CPU time
+  // (docs/benchmarks.md, "serve with parse workers"). Applied at start only.
+  int parse_threads = 0;
   toml::table document;  // the whole file, for the subsystems' own sections
 
   // The defaults, with loopback as the only allowlisted addresses (the same on every host).

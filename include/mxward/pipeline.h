@@ -100,16 +100,20 @@ class Pipeline final : public LineSink, public PreparedLineSink {
   // parser the line's program picks; a writer the policy refuses drops the line (counted).
   void OnLineWithOrigin(std::string_view line, UnixMicros received_at, int input_index,
                         const LineOrigin& origin) override;
-  // Replay only: a line whose syslog parse and pattern match a worker did (prepared_line.h,
-  // ReadLinesParallel). Gives exactly what OnLine(line, ...) gives: the record is used only when
-  // it was made with this line's reference and the running pack, otherwise the line is parsed
-  // again here. Live inputs always take the OnLine path.
+  // A line whose syslog parse and pattern match a worker did (prepared_line.h, parallel_lines.h).
+  // Gives exactly what OnLine(line, ...) gives: the record is used only when it was made with
+  // this line's reference (replay: the previous line's time; live: received_at), the running pack
+  // and the input's format, otherwise the line is parsed again here.
   void OnPreparedLine(std::string_view line, PreparedLine* prepared, UnixMicros received_at,
                       int input_index) override;
+  // As OnPreparedLine for a live line, with what OnLineFrom (node) and OnLineWithOrigin (origin,
+  // may be null) would have been given.
+  void OnPreparedLineFrom(std::string_view line, PreparedLine* prepared, UnixMicros received_at,
+                          int input_index, std::string_view node, const LineOrigin* origin);
   UnixMicros replay_reference() const override { return reference_; }
-  // The stateless stage for this pipeline's replay (its parser, pack and format).
+  // The stateless stage for this pipeline (its parser, pack and formats).
   LinePreparer MakePreparer() const {
-    return LinePreparer(parser_, extractor_->pack(), options_.format);
+    return LinePreparer(parser_, extractor_->pack(), options_.format, options_.input_formats);
   }
   // Swaps in a policy resolved again (SIGHUP). Called on the pipeline's thread.
   void ReplaceProvenance(std::shared_ptr<const ProvenancePolicy> policy);
@@ -153,6 +157,11 @@ class Pipeline final : public LineSink, public PreparedLineSink {
  private:
   class CountingSink;
 
+  LogFormat FormatOf(int input_index) const {
+    return input_index >= 0 && static_cast<std::size_t>(input_index) < options_.input_formats.size()
+               ? options_.input_formats[static_cast<std::size_t>(input_index)]
+               : options_.format;
+  }
   // Everything after the syslog parse; prepared: the worker's match (null: match here).
   void OnMessage(SyslogMessage* msg, UnixMicros received_at, int input_index,
                  PreparedLine* prepared);

@@ -9,6 +9,9 @@
 //     and the incident recorder (Pipeline::OnPreparedLine), on the pipeline's one thread, in input
 //     order.
 //
+// Live lines (`mxward serve` with parse workers) need nothing from the stateful stage: their
+// year-inference reference is their own arrival time, known when they are read.
+//
 // The only thing the stateless stage needs from the stateful one is replay's year-inference
 // reference: a year-less time is placed near the previous line's time. A worker does not know
 // the time of the line before its block, so it guesses, and records the reference it used in
@@ -22,6 +25,8 @@
 #pragma once
 
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "mxward/event.h"
 #include "mxward/log_format.h"
@@ -33,10 +38,11 @@
 namespace mxward {
 
 struct PreparedLine {
-  UnixMicros reference = 0;          // the year-inference reference the line was parsed with
-  const ParserPack* pack = nullptr;  // the pack it was matched with (null: not matched at all)
-  bool parsed = false;               // false: not syslog (malformed)
-  bool matched = false;              // a pattern took it (event or not): pattern and event are set
+  UnixMicros reference = 0;               // the year-inference reference the line was parsed with
+  const ParserPack* pack = nullptr;       // the pack it was matched with (null: not matched at all)
+  LogFormat format = LogFormat::kSyslog;  // the format the line was parsed as
+  bool parsed = false;                    // false: not syslog (malformed)
+  bool matched = false;  // a pattern took it (event or not): pattern and event are set
   const PatternInfo* pattern = nullptr;
   SyslogMessage msg;  // time already set to the reference when the header had none
   Event event;        // what the pattern extracted (valid when matched)
@@ -45,17 +51,23 @@ struct PreparedLine {
 class LinePreparer {
  public:
   // pack may be null (every line unmatched); it must outlive the preparer and is only read.
-  LinePreparer(SyslogParser parser, const ParserPack* pack, LogFormat format)
-      : parser_(parser), pack_(pack), format_(format) {}
+  // input_formats: the format of each input's lines by input_index (as
+  // PipelineOptions::input_formats); an index beyond it uses `format`.
+  LinePreparer(SyslogParser parser, const ParserPack* pack, LogFormat format,
+               std::vector<LogFormat> input_formats = {})
+      : parser_(parser), pack_(pack), format_(format), input_formats_(std::move(input_formats)) {}
 
   // Fills *out from line, parsing with *reference and then moving *reference on as replay does
   // (to the line's time; unchanged for a malformed line). Const and thread-safe.
-  void Prepare(std::string_view line, UnixMicros* reference, PreparedLine* out) const;
+  void Prepare(std::string_view line, UnixMicros* reference, PreparedLine* out,
+               int input_index = -1) const;
+  const ParserPack* pack() const { return pack_; }
 
  private:
   SyslogParser parser_;
   const ParserPack* pack_;
   LogFormat format_;
+  std::vector<LogFormat> input_formats_;
 };
 
 // The stateful stage, as the parallel reader sees it (Pipeline implements it).

@@ -3,6 +3,14 @@
 // every sample log the project has, with blocks so small that most lines sit at a block boundary,
 // and on a log that crosses New Year (the one place where a worker's guess of the year-inference
 // reference can be wrong).
+//
+// ParallelLineSink (`mxward serve` with [engine] parse_threads): the same events, incidents and
+// counters as the listeners calling the Pipeline directly, for lines of three kinds of input
+// (plain, tls with a node, unix with a writer), arrival times that move some lines to their
+// arrival (dated ahead) and skip others (too old), a parser reload in the middle, and "reads" of
+// 1 to 7 lines between which the owner's thread runs what the workers posted. PrepareRing on its
+// own: a partial block is handed over without filling, a full ring makes Add hand over the oldest
+// block (memory stays bounded, order kept), and a preparer swap leaves no worker on the old pack.
 #include "mxward/parallel_lines.h"
 
 #include <fcntl.h>
@@ -10,9 +18,13 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -37,9 +49,10 @@ class RecordingEngine final : public PlaybookEngine {
   RecordingEngine(std::unique_ptr<PlaybookEngine> real, std::vector<std::string>* events)
       : real_(std::move(real)), events_(events) {}
   void OnEvent(const Event& e, IncidentSink* sink) override {
-    std::string s = fmt::format(
-        "{} {} w={} v={} ip={} line='{}' parser={} |", EventTypeName(e.type), e.time, e.weight,
-        e.verified, e.client_ip.valid() ? e.client_ip.ToString() : "-", e.line, e.parser);
+    std::string s =
+        fmt::format("{} {} w={} v={} ip={} line='{}' parser={} node={} |", EventTypeName(e.type),
+                    e.time, e.weight, e.verified,
+                    e.client_ip.valid() ? e.client_ip.ToString() : "-", e.line, e.parser, e.node);
     for (int f = 0; f < kFieldCount; ++f) {
       if (!e.fields[f].empty()) {
         s += fmt::format(" {}={}", FieldName(static_cast<Field>(f)), e.fields[f]);
@@ -124,38 +137,77 @@ struct ReplayRun {
   std::vector<std::string> incidents;
   std::vector<std::string> hours;  // the hourly event counts handed to the store
   std::uint64_t lines = 0, malformed = 0, unmatched = 0, events_counted = 0;
+  // Live lines only.
+  std::uint64_t time_future = 0, time_stale = 0;
+  std::vector<std::uint64_t> verified, unverified, forged;  // per input slot
 };
+
+// A pipeline over the shipped parsers and playbooks whose events and incidents go to *run.
+struct Rig {
+  Collect sink;
+  std::unique_ptr<Pipeline> pipeline;
+
+  Rig(ReplayRun* run, PipelineOptions options) {
+    std::vector<Diagnostic> diags;
+    auto pack = ParserPack::Load({kRules + "/parsers"}, &diags);
+    EXPECT_TRUE(pack.ok());
+    Config config = Config::Defaults();
+    config.rule_dirs = {kRules};
+    PlaybookEngineOptions eopts;
+    eopts.hash_seed = 7;
+    auto engine = PlaybookEngine::Load(config, &diags, eopts);
+    EXPECT_TRUE(engine.ok());
+    for (const auto& d : diags) ADD_FAILURE() << d.ToString();
+    if (!pack.ok() || !engine.ok()) return;
+    SyslogParserOptions popts;
+    popts.use_local_zone = false;
+    pipeline = std::make_unique<Pipeline>(
+        SyslogParser(popts), EventExtractor::Create(*pack),
+        std::make_unique<RecordingEngine>(std::move(*engine), &run->events), &sink,
+        [run](UnixMicros hour, const std::vector<std::pair<std::string, std::int64_t>>& counts) {
+          std::string s = fmt::format("{}:", hour);
+          for (const auto& [type, n] : counts) s += fmt::format(" {}={}", type, n);
+          run->hours.push_back(std::move(s));
+        },
+        options);
+  }
+
+  void Finish(ReplayRun* run) {
+    pipeline->ReleaseHeld();
+    pipeline->FlushCounts();
+    run->incidents = std::move(sink.incidents);
+    const PipelineCounters& c = pipeline->counters();
+    run->lines = c.lines;
+    run->malformed = c.malformed;
+    run->unmatched = c.unmatched;
+    run->events_counted = c.events;
+    run->time_future = c.time_future;
+    run->time_stale = c.time_stale;
+    for (std::size_t i = 0; i < c.input_slots; ++i) {
+      run->verified.push_back(c.verified_by_input[i]);
+      run->unverified.push_back(c.unverified_by_input[i]);
+      run->forged.push_back(c.forged_by_input[i]);
+    }
+  }
+};
+
+std::shared_ptr<const ParserPack> LoadPack() {
+  std::vector<Diagnostic> diags;
+  auto pack = ParserPack::Load({kRules + "/parsers"}, &diags);
+  EXPECT_TRUE(pack.ok());
+  return pack.ok() ? *pack : nullptr;
+}
 
 // threads 0: ReadLines (today's one-thread path); otherwise ReadLinesParallel.
 ReplayRun Replay(const std::string& path, int threads, std::size_t lines_per_block) {
   ReplayRun run;
-  std::vector<Diagnostic> diags;
-  auto pack = ParserPack::Load({kRules + "/parsers"}, &diags);
-  EXPECT_TRUE(pack.ok());
-  Config config = Config::Defaults();
-  config.rule_dirs = {kRules};
-  PlaybookEngineOptions eopts;
-  eopts.hash_seed = 7;
-  auto engine = PlaybookEngine::Load(config, &diags, eopts);
-  EXPECT_TRUE(engine.ok());
-  for (const auto& d : diags) ADD_FAILURE() << d.ToString();
-  if (!pack.ok() || !engine.ok()) return run;
-  Collect sink;
   PipelineOptions options;
   options.replay = true;
   options.vouch_for_every_line = true;
   options.reference = (DaysFromCivil(2026, 11, 23) * 86400) * kMicrosPerSecond;
-  SyslogParserOptions popts;
-  popts.use_local_zone = false;
-  Pipeline pipeline(
-      SyslogParser(popts), EventExtractor::Create(*pack),
-      std::make_unique<RecordingEngine>(std::move(*engine), &run.events), &sink,
-      [&](UnixMicros hour, const std::vector<std::pair<std::string, std::int64_t>>& counts) {
-        std::string s = fmt::format("{}:", hour);
-        for (const auto& [type, n] : counts) s += fmt::format(" {}={}", type, n);
-        run.hours.push_back(std::move(s));
-      },
-      options);
+  Rig rig(&run, options);
+  if (!rig.pipeline) return run;
+  Pipeline& pipeline = *rig.pipeline;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   EXPECT_GE(fd, 0) << path;
   if (threads == 0) {
@@ -168,13 +220,7 @@ ReplayRun Replay(const std::string& path, int threads, std::size_t lines_per_blo
     EXPECT_OK(ReadLinesParallel(fd, preparer, &pipeline, parallel));
   }
   ::close(fd);
-  pipeline.ReleaseHeld();
-  pipeline.FlushCounts();
-  run.incidents = std::move(sink.incidents);
-  run.lines = pipeline.counters().lines;
-  run.malformed = pipeline.counters().malformed;
-  run.unmatched = pipeline.counters().unmatched;
-  run.events_counted = pipeline.counters().events;
+  rig.Finish(&run);
   return run;
 }
 
@@ -183,6 +229,11 @@ void ExpectSame(const ReplayRun& one, const ReplayRun& many, const std::string& 
   EXPECT_EQ(one.malformed, many.malformed) << what;
   EXPECT_EQ(one.unmatched, many.unmatched) << what;
   EXPECT_EQ(one.events_counted, many.events_counted) << what;
+  EXPECT_EQ(one.time_future, many.time_future) << what;
+  EXPECT_EQ(one.time_stale, many.time_stale) << what;
+  EXPECT_EQ(one.verified, many.verified) << what;
+  EXPECT_EQ(one.unverified, many.unverified) << what;
+  EXPECT_EQ(one.forged, many.forged) << what;
   EXPECT_EQ(one.hours, many.hours) << what;
   ASSERT_EQ(one.events.size(), many.events.size()) << what;
   for (std::size_t i = 0; i < one.events.size(); ++i) {
@@ -253,6 +304,282 @@ TEST(ParallelLinesTest, YearLessTimesAcrossNewYearAsOneThreadPlacesThem) {
       ExpectSame(one, Replay(path, threads, block),
                  fmt::format("threads={} block={}", threads, block));
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live lines (`mxward serve` with parse workers).
+
+// Functions posted from any thread, run on the test's thread when it says so: the io_context
+// of the daemon, without one.
+class PostQueue {
+ public:
+  void Post(std::function<void()> f) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(f));
+    }
+    cv_.notify_all();
+  }
+  // Runs what is queued now (and what those post), as one turn of an io_context would.
+  std::size_t RunReady() {
+    std::size_t n = 0;
+    while (true) {
+      std::function<void()> f;
+      {
+        std::lock_guard lock(mu_);
+        if (queue_.empty()) return n;
+        f = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      f();
+      ++n;
+    }
+  }
+  // Waits (up to a deadline) until something is posted.
+  bool WaitForPost() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !queue_.empty(); });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+};
+
+struct LiveLine {
+  std::string text;
+  UnixMicros received_at = 0;
+  int input = 0;
+};
+
+// Every sample log's lines, one after the other, as three inputs would deliver them: line i
+// comes from input i % 3 and arrives at `arrival` plus i seconds, so that the early lines are
+// believed, later ones are dated ahead of their arrival (moved to it) or, from the last log on,
+// too old (skipped).
+std::vector<LiveLine> LiveLines() {
+  std::vector<LiveLine> lines;
+  const UnixMicros arrival =
+      (DaysFromCivil(2026, 11, 23) * 86400 + 9 * 3600 + 20 * 60) * kMicrosPerSecond;
+  for (const std::string& log : SampleLogs()) {
+    std::ifstream in(log);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto i = static_cast<UnixMicros>(lines.size());
+      lines.push_back({line, arrival + i * kMicrosPerSecond, static_cast<int>(i % 3)});
+    }
+  }
+  // Arrivals a month later: every line of these is older than max_age.
+  for (std::size_t i = lines.size() - 40; i < lines.size(); ++i) {
+    lines[i].received_at += 30LL * 86400 * kMicrosPerSecond;
+  }
+  return lines;
+}
+
+PipelineOptions LiveOptions() {
+  PipelineOptions options;  // live: replay = false, [clock] defaults (5m ahead, 7d old)
+  options.input_formats = {LogFormat::kSyslog, LogFormat::kSyslog, LogFormat::kSyslog};
+  options.input_names = {"tcp", "tls", "unix"};
+  options.input_trusted = {true, false, false};
+  // Debian's writers, enforced: the unix input's root lines are verified, its uid 1000 lines
+  // forged (dropped), which only the writer each line came with can tell apart.
+  std::vector<std::string> warnings;
+  options.provenance = std::make_shared<const ProvenancePolicy>(
+      ProvenancePolicy::Resolve(DefaultProvenanceSettings(), &warnings));
+  return options;
+}
+
+// Input 2's writers: root as journald names it (verified: the journal is never a forwarder), and
+// an unprivileged peer of a unix socket (forged for every parser).
+LineOrigin Writer(std::size_t i) {
+  if (i % 2 == 1) return LineOrigin::Peer(1000, 4242);
+  LineOrigin o;
+  o.transport = LineOrigin::Transport::kJournal;
+  o.uid = 0;
+  o.pid = 77;
+  o.comm = "smtpd";
+  o.exe = "/usr/lib/postfix/sbin/smtpd";
+  return o;
+}
+
+// Input 1 is a tls input (its lines carry the peer's name), input 2 a journal-like input whose
+// writer alternates (Writer).
+void DeliverDirect(Pipeline* pipeline, const LiveLine& l, std::size_t i) {
+  switch (l.input) {
+    case 0:
+      pipeline->OnLine(l.text, l.received_at, l.input);
+      break;
+    case 1:
+      pipeline->OnLineFrom(l.text, l.received_at, l.input, "mx-b.example.org");
+      break;
+    default:
+      pipeline->OnLineWithOrigin(l.text, l.received_at, l.input, Writer(i));
+  }
+}
+void DeliverTo(LineSink* sink, const LiveLine& l, std::size_t i) {
+  switch (l.input) {
+    case 0:
+      sink->OnLine(l.text, l.received_at, l.input);
+      break;
+    case 1:
+      sink->OnLineFrom(l.text, l.received_at, l.input, "mx-b.example.org");
+      break;
+    default:
+      sink->OnLineWithOrigin(l.text, l.received_at, l.input, Writer(i));
+  }
+}
+
+// threads 0: the listeners' call of the pipeline today; otherwise through a ParallelLineSink.
+// Halfway through, the parser pack is reloaded (a new pack object with the same parsers).
+ReplayRun Live(const std::vector<LiveLine>& lines, int threads, std::size_t lines_per_block) {
+  ReplayRun run;
+  Rig rig(&run, LiveOptions());
+  if (!rig.pipeline) return run;
+  const std::size_t reload_at = lines.size() / 2;
+  if (threads == 0) {
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (i == reload_at) rig.pipeline->ReplaceParsers(LoadPack());
+      DeliverDirect(rig.pipeline.get(), lines[i], i);
+    }
+  } else {
+    PostQueue io;
+    ParallelLineSink sink(
+        rig.pipeline.get(), threads, [&io](std::function<void()> f) { io.Post(std::move(f)); },
+        lines_per_block);
+    std::size_t read = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (i == reload_at) sink.ReplaceParsers(LoadPack());
+      DeliverTo(&sink, lines[i], i);
+      // A "read" of 1 to 7 lines ends: the io_context runs what is ready.
+      if (++read == 1 + i % 7) {
+        read = 0;
+        io.RunReady();
+      }
+    }
+    sink.Drain();
+    io.RunReady();
+    EXPECT_EQ(sink.waiting(), 0u);
+  }
+  rig.Finish(&run);
+  return run;
+}
+
+TEST(ParallelLineSinkTest, SameEventsIncidentsAndCountersAsTheListenersCallingThePipeline) {
+  const std::vector<LiveLine> lines = LiveLines();
+  const ReplayRun one = Live(lines, 0, 0);
+  // The comparison means something: incidents, events, lines of each input moved to their
+  // arrival and skipped, verified and forged writers.
+  EXPECT_GT(one.incidents.size(), 5u);
+  EXPECT_GT(one.events.size(), 500u);
+  EXPECT_GT(one.time_future, 0u);
+  EXPECT_GT(one.time_stale, 0u);
+  EXPECT_GT(one.malformed, 0u);
+  ASSERT_EQ(one.verified.size(), 4u);
+  EXPECT_GT(one.verified[0], 0u);
+  EXPECT_GT(one.verified[2], 0u);
+  EXPECT_GT(one.forged[2], 0u);
+  EXPECT_GT(one.unverified[1], 0u);
+  for (int threads : {1, 2, 4}) {
+    for (std::size_t block : {std::size_t{1}, std::size_t{3}, std::size_t{256}}) {
+      ExpectSame(one, Live(lines, threads, block),
+                 fmt::format("threads={} block={}", threads, block));
+    }
+  }
+}
+
+// One line's text and pack, as the consumer got them.
+struct Consumed {
+  std::vector<std::string> lines;
+  std::vector<const ParserPack*> packs;
+  std::vector<bool> matched;
+};
+
+std::string SaslLine(int i) {
+  return fmt::format(
+      "Nov 23 09:00:{:02} mx1 postfix/submission/smtpd[{}]: warning: unknown[203.0.113.7]: "
+      "SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+      i % 60, 1000 + i);
+}
+
+TEST(PrepareRingTest, APartialBlockIsHandedOverWithoutWaitingForItToFill) {
+  auto pack = LoadPack();
+  ASSERT_NE(pack, nullptr);
+  Consumed got;
+  PostQueue io;
+  PrepareRing ring(
+      LinePreparer(SyslogParser(), pack.get(), LogFormat::kSyslog),
+      PrepareRingOptions{1, 1024, /*live=*/true},
+      [&](const RingLine& r) {
+        got.lines.emplace_back(r.line);
+        got.matched.push_back(r.prepared->matched);
+      },
+      {}, [&io] { io.Post([] {}); });
+  const UnixMicros now = SystemClock::Instance()->Now();
+  ring.Add(SaslLine(1), now, 0);
+  ring.SubmitIfNoneInFlight();
+  // The worker says it is done (on_ready), and the block is handed over: one line of 1,024.
+  ASSERT_TRUE(io.WaitForPost());
+  ring.ConsumeReady();
+  ASSERT_EQ(got.lines.size(), 1u);
+  EXPECT_EQ(got.lines[0], SaslLine(1));
+  EXPECT_TRUE(got.matched[0]) << "prepared by the worker with the pack";
+  EXPECT_EQ(ring.waiting(), 0u);
+  EXPECT_TRUE(ring.empty());
+}
+
+TEST(PrepareRingTest, AFullRingMakesAddHandOverTheOldestBlockFirst) {
+  auto pack = LoadPack();
+  ASSERT_NE(pack, nullptr);
+  Consumed got;
+  // One worker, two lines a block: 3 blocks, at most 6 lines held, whatever is added.
+  PrepareRing ring(LinePreparer(SyslogParser(), pack.get(), LogFormat::kSyslog),
+                   PrepareRingOptions{1, 2, /*live=*/true},
+                   [&](const RingLine& r) { got.lines.emplace_back(r.line); });
+  const UnixMicros now = SystemClock::Instance()->Now();
+  std::size_t most = 0;
+  for (int i = 0; i < 200; ++i) {
+    ring.Add(SaslLine(i), now, 0);
+    most = std::max(most, ring.waiting());
+    ASSERT_LE(ring.waiting(), 6u) << "after line " << i;
+  }
+  // Nobody called ConsumeReady or Drain: Add handed the lines over itself, in order.
+  EXPECT_GE(got.lines.size(), 194u);
+  EXPECT_EQ(most, 6u);
+  ring.Drain();
+  ASSERT_EQ(got.lines.size(), 200u);
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(got.lines[i], SaslLine(i)) << i;
+  EXPECT_EQ(ring.waiting(), 0u);
+}
+
+TEST(PrepareRingTest, ANewPreparerIsUsedOnlyAfterEveryLineOfTheOldOneWasHandedOver) {
+  auto old_pack = LoadPack();
+  auto new_pack = LoadPack();
+  ASSERT_NE(old_pack, nullptr);
+  ASSERT_NE(new_pack, nullptr);
+  const ParserPack* old_raw = old_pack.get();
+  Consumed got;
+  PrepareRing ring(LinePreparer(SyslogParser(), old_pack.get(), LogFormat::kSyslog),
+                   PrepareRingOptions{2, 4, /*live=*/true}, [&](const RingLine& r) {
+                     got.lines.emplace_back(r.line);
+                     got.packs.push_back(r.prepared->pack);
+                     got.matched.push_back(r.prepared->matched);
+                   });
+  const UnixMicros now = SystemClock::Instance()->Now();
+  for (int i = 0; i < 50; ++i) ring.Add(SaslLine(i), now, 0);
+  ring.SubmitIfNoneInFlight();
+  ring.SetPreparer(LinePreparer(SyslogParser(), new_pack.get(), LogFormat::kSyslog));
+  // Every line before the swap was handed over; the old pack may go (a worker still on it
+  // would read freed memory: the sanitizer builds see that).
+  EXPECT_EQ(got.lines.size(), 50u);
+  old_pack.reset();
+  for (int i = 50; i < 100; ++i) ring.Add(SaslLine(i), now, 0);
+  ring.Drain();
+  ASSERT_EQ(got.lines.size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(got.lines[i], SaslLine(i));
+    EXPECT_EQ(got.packs[i], i < 50 ? old_raw : new_pack.get()) << i;
+    EXPECT_TRUE(got.matched[i]) << i;
   }
 }
 
