@@ -23,6 +23,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 
 #include <fmt/format.h>
@@ -185,10 +186,34 @@ struct FirstByteRoute {
   std::vector<PrefilterLiteral> literals;
 };
 
+// A pattern set's RE2::Set, compiled when a line first needs it: of the shipped pack's 20 sets
+// (~53 M instructions to compile, a fifth of loading) a log uses the ones of its own programs;
+// a parser whose program never writes (rspamd next to amavis, policyd-spf's two flavours, a
+// Postfix daemon that logs nothing the patterns know) no longer costs its compile. Only a set
+// that cannot fail to compile is left for later (see BuildOneSet); thread-safe (std::call_once).
+class LazyRegexSet {
+ public:
+  LazyRegexSet(const RE2::Options& options, RE2::Anchor anchor) : set_(options, anchor) {}
+  RE2::Set& members() { return set_; }  // Add, before the first Match or CompileNow
+  bool CompileNow() const {
+    std::call_once(once_, [this] { compiled_ = set_.Compile(); });
+    return compiled_;
+  }
+  // False when the set could not compile, which BuildOneSet rules out for a lazy one.
+  bool Match(std::string_view text, std::vector<int>* hits) const {
+    return CompileNow() && set_.Match(re2::StringPiece(text.data(), text.size()), hits);
+  }
+
+ private:
+  mutable RE2::Set set_;
+  mutable std::once_flag once_;
+  mutable bool compiled_ = false;
+};
+
 struct PatternSet {
   // Every member in priority (file) order: pattern index, and its index in `set` (-1: template).
   std::vector<std::pair<int, int>> order;
-  std::unique_ptr<RE2::Set> set;  // null when the members are all templates
+  std::unique_ptr<LazyRegexSet> set;  // null when the members are all templates
   // Dispatch on the message's first byte: most members of a set start with a literal ("warning:
   // ", "connect from ", "NOQUEUE: "), so most of a line's candidates are ruled out by one byte
   // before any template compare, literal search or regex set. routes[0] is every member (for an
@@ -505,7 +530,7 @@ class CompiledParserPack final : public ParserPack {
           hits_known = true;
           hits.clear();
           if (RegexCandidates(ps, route, text)) {
-            ps.set->Match(re2::StringPiece(text.data(), text.size()), &hits);
+            ps.set->Match(text, &hits);
             std::sort(hits.begin(), hits.end());
           }
         }
@@ -1396,16 +1421,26 @@ class Loader {
         ps.order.emplace_back(i, -1);
         continue;
       }
-      if (ps.set == nullptr) ps.set = std::make_unique<RE2::Set>(opts, RE2::ANCHOR_START);
+      if (ps.set == nullptr) ps.set = std::make_unique<LazyRegexSet>(opts, RE2::ANCHOR_START);
       std::string error;
-      if (ps.set->Add(p.regex, &error) < 0) {
+      if (ps.set->members().Add(p.regex, &error) < 0) {
         diags_->push_back(Diagnostic{file, 1, 1, "regex set: " + error});
         return false;
       }
       ps.order.emplace_back(i, regexes++);
     }
     BuildFirstByteRoutes(*parser, &ps);
-    if (ps.set != nullptr && !ps.set->Compile()) {
+    // RE2::Set::Compile fails only past max_mem: its program over a quarter of it (~1 M
+    // instructions at 64 MiB), or too little left for the DFA. A set whose members' programs
+    // (each compiled alone above) add up to a twentieth of that cannot fail: it is compiled when
+    // a line first needs it. A larger one is compiled now, so that its failure is a load error.
+    std::size_t instructions = 0;
+    for (const auto& [index, set_index] : ps.order) {
+      const CompiledPattern& p = parser->patterns[index];
+      if (p.re != nullptr) instructions += static_cast<std::size_t>(p.re->ProgramSize());
+    }
+    constexpr std::size_t kLazyInstructions = 50'000;
+    if (ps.set != nullptr && instructions > kLazyInstructions && !ps.set->CompileNow()) {
       diags_->push_back(
           Diagnostic{file, 1, 1, "parser '" + parser->name + "': patterns too large to compile"});
       return false;

@@ -3,6 +3,7 @@
 #include "mxward/syslog_parser.h"
 
 #include <array>
+#include <atomic>
 #include <ctime>
 #include <limits>
 
@@ -565,7 +566,8 @@ bool SyslogParser::ParseRoundcubeLine(std::string_view line, SyslogMessage* msg)
   return true;
 }
 
-SyslogParser::SyslogParser(SyslogParserOptions options) : options_(options) {
+SyslogParser::SyslogParser(SyslogParserOptions options)
+    : options_(options), generation_(NextGeneration()) {
   if (!options_.use_local_zone) return;
   // Tabulate the zone from three years back to two years ahead, one probe per day, and find
   // each change to the second by bisection: ~1,900 localtime_r calls once per parser.
@@ -598,6 +600,11 @@ SyslogParser::SyslogParser(SyslogParserOptions options) : options_(options) {
     prev_t = probe;
   }
   zone_.valid = true;
+}
+
+std::uint64_t SyslogParser::NextGeneration() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
 }
 
 long SyslogParser::LocalUtcOffset(UnixMicros t) {
@@ -639,6 +646,26 @@ bool SyslogParser::PlaceBsdTime(int month, int day, std::int64_t seconds_of_day,
   constexpr std::int64_t kMinRef = -62135596800, kMaxRef = 253402300799;
   std::int64_t ref_seconds = FloorDiv(reference, kMicrosPerSecond);
   ref_seconds = ref_seconds < kMinRef ? kMinRef : ref_seconds > kMaxRef ? kMaxRef : ref_seconds;
+  // Which year's date is nearest the reference does not change while the reference moves a few
+  // days, unless the date is about half a year away: the last choice is remembered per thread,
+  // with the references it holds for, and only the local-to-UTC step is done again (~185
+  // instructions a line for the whole inference). Exact: a choice is kept only when its day is
+  // within 150 days of the reference's local day; for any reference within 10 days of that one
+  // (local offsets differ by less than two days) the line is within 163 days of it, the same
+  // date in another year at least 365 - 163 - 1 days: farther. That day is always among the three
+  // candidates (within a year of any such reference).
+  struct Choice {
+    std::uint64_t parser = 0;  // generation_: 0 is no parser's
+    int month = 0, day = 0;
+    std::int64_t ref_from = 0, ref_to = 0;  // references (UTC seconds) the choice holds for
+    std::int64_t local_day = 0;             // the chosen date, days since the epoch
+  };
+  thread_local Choice last;
+  if (last.parser == generation_ && last.month == month && last.day == day &&
+      ref_seconds >= last.ref_from && ref_seconds <= last.ref_to) {
+    *out = LocalToUtc(last.local_day * kSecondsPerDay + seconds_of_day) * kMicrosPerSecond + micros;
+    return true;
+  }
   const std::int64_t ref_local = ref_seconds + UtcOffsetAt(ref_seconds);
   // The candidate days depend only on the reference's local day and the line's month and day,
   // which change rarely from one line to the next: remembered per thread (the same numbers,
@@ -665,7 +692,7 @@ bool SyslogParser::PlaceBsdTime(int month, int day, std::int64_t seconds_of_day,
     memo.month = month;
     memo.day = day;
   }
-  std::int64_t best = 0;
+  std::int64_t best = 0, best_day = 0;
   std::int64_t best_distance = std::numeric_limits<std::int64_t>::max();
   for (const std::int64_t d : memo.days) {
     if (d == kNoDay) continue;  // Feb 29 outside a leap year
@@ -674,9 +701,14 @@ bool SyslogParser::PlaceBsdTime(int month, int day, std::int64_t seconds_of_day,
     if (distance < best_distance) {
       best_distance = distance;
       best = local;
+      best_day = d;
     }
   }
   if (best_distance == std::numeric_limits<std::int64_t>::max()) return false;
+  if (best_day - ref_day <= 150 && ref_day - best_day <= 150) {
+    constexpr std::int64_t kHolds = 10 * kSecondsPerDay;
+    last = Choice{generation_, month, day, ref_seconds - kHolds, ref_seconds + kHolds, best_day};
+  }
   *out = LocalToUtc(best) * kMicrosPerSecond + micros;
   return true;
 }

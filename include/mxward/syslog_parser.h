@@ -110,8 +110,13 @@ class SyslogParser {
   // Converts a zone-less local time (seconds since the epoch as if it were UTC) to UTC seconds.
   std::int64_t LocalToUtc(std::int64_t local_seconds) const;
 
+  // Tells parsers apart in PlaceBsdTime's per-thread memo (an address can be reused). A copy
+  // keeps it: same options and zone table, same answers.
+  static std::uint64_t NextGeneration();
+
   SyslogParserOptions options_;
   ZoneTable zone_;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace mxward

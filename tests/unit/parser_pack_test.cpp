@@ -11,7 +11,9 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 #include <tuple>
+#include <vector>
 
 namespace mxward {
 namespace {
@@ -816,6 +818,71 @@ TEST_F(ParserPackLoadTest, FirstByteDispatchKeepsFileOrder) {
   EXPECT_EQ(winner(""), "empty");
   EXPECT_EQ(winner("ctail 192.0.2.9"), "rest");
   EXPECT_EQ(winner("\xff\x01"), "rest");
+}
+
+// A pattern set's RE2::Set is compiled when a line first needs it: threads that all start on a
+// fresh pack, each needing every set at once, get the events one thread gets.
+TEST_F(ParserPackLoadTest, RegexSetsCompiledOnFirstUseAgreeAcrossThreads) {
+  std::ofstream(dir_ / "l.toml")
+      << "[parser]\nname = \"l\"\nprograms = [\"l/*\"]\n"
+         "[[pattern]]\nname = \"a\"\nevent = \"auth_failure\"\nprocesses = [\"one\"]\n"
+         "regex = '^bad login from (?P<client_ip>[0-9.]+)$'\n"
+         "[[pattern]]\nname = \"b\"\nevent = \"auth_failure\"\nprocesses = [\"two\"]\n"
+         "regex = '^(?:denied|refused) (?P<client_ip>[0-9.]+) for (?P<user>\\S+)$'\n"
+         "[[pattern]]\nname = \"c\"\nevent = \"none\"\n"
+         "regex = '^[a-z]+ (?P<client_ip>[0-9.]+) ok$'\n";
+  const std::vector<std::pair<std::string, std::string>> lines = {
+      {"l/one", "bad login from 192.0.2.1"},   {"l/two", "refused 192.0.2.2 for bob"},
+      {"l/two", "denied 192.0.2.3 for eve"},   {"l/three", "fine 192.0.2.4 ok"},
+      {"l/one", "fine 192.0.2.5 ok"},          {"l/one", "refused 192.0.2.6 for bob"},
+      {"l/three", "bad login from 192.0.2.7"}, {"l/two", "nothing"}};
+  auto run = [&](const ParserPack& pack) {
+    std::string out;
+    for (const auto& [program, message] : lines) {
+      Event ev;
+      const PatternInfo* info = nullptr;
+      if (!pack.Match(SyslogLine(program, message), &ev, &info)) {
+        out += "(none)\n";
+        continue;
+      }
+      out += info->name + " " + ev.client_ip.ToString() + " " + std::string(ev.get(Field::kUser)) +
+             "\n";
+    }
+    return out;
+  };
+  std::vector<Diagnostic> diags;
+  auto once = ParserPack::Load({dir_.string()}, &diags);
+  ASSERT_TRUE(once.ok()) << (diags.empty() ? "" : diags[0].ToString());
+  const std::string want = run(**once);
+  EXPECT_EQ(want,
+            "a 192.0.2.1 \nb 192.0.2.2 bob\nb 192.0.2.3 eve\nc 192.0.2.4 \nc 192.0.2.5 \n"
+            "(none)\n(none)\n(none)\n");
+  for (int round = 0; round < 20; ++round) {
+    auto pack = ParserPack::Load({dir_.string()}, &diags);
+    ASSERT_TRUE(pack.ok());
+    std::vector<std::string> got(4);
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < got.size(); ++t) {
+      threads.emplace_back([&, t] { got[t] = run(**pack); });
+    }
+    for (auto& th : threads) th.join();
+    for (const auto& g : got) ASSERT_EQ(g, want) << "round " << round;
+  }
+}
+
+// A set too large to be sure it compiles is compiled at load, so that its failure stays a load
+// error: 30 patterns of ~40,000 instructions each are past RE2::Set's 64 MiB.
+TEST_F(ParserPackLoadTest, RegexSetTooLargeIsALoadError) {
+  std::string toml = "[parser]\nname = \"big\"\nprograms = [\"big\"]\n";
+  for (int i = 0; i < 30; ++i) {
+    std::string re = "^p" + std::to_string(i);
+    for (int k = 0; k < 10; ++k) re += "(?:[a-f]x[0-9]y){1000}";
+    toml += "[[pattern]]\nname = \"p" + std::to_string(i) +
+            "\"\nevent = \"auth_failure\"\nregex = '" + re + "'\n";
+  }
+  const auto d = LoadBad(toml);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_NE(d[0].message.find("patterns too large to compile"), std::string::npos) << d[0].message;
 }
 
 // Byte sets after a template class hold a capture to what a regex's classes accept: one byte

@@ -885,6 +885,58 @@ window = "10m"
   EXPECT_EQ(engine->stats().evictions, 4000u);
 }
 
+// tracked_keys is kept as keys come and go (not summed over the tables per event): after every
+// event it is the tables' total, through inserts, evictions at max_keys, idle expiry inside an
+// insert, a key erased when it fires, and tables taken over by AdoptState.
+TEST(PlaybookEngineTest, TrackedKeysIsTheTablesTotalAfterEveryEvent) {
+  const std::string small = R"(
+max_keys = 40
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 3
+window = "1m"
+)";
+  const std::string wide = R"(
+[match]
+events = ["auth_failure"]
+[trigger]
+type = "count"
+threshold = 100
+window = "2m"
+)";
+  auto engine = EngineFor({{"small", small}, {"wide", wide}});
+  Events ev;
+  Collect sink;
+  auto total = [](const PlaybookEngine& e) {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < e.playbook_count(); ++i) n += e.window_keys(i);
+    return n;
+  };
+  std::uint64_t peak = 0;
+  std::uint32_t x = 12345;
+  UnixMicros t = kT0;
+  for (int i = 0; i < 3000; ++i) {
+    x = x * 1103515245u + 12345u;
+    // Mostly a few seconds apart, now and then minutes: keys go idle and expire.
+    t += ((x >> 8) % 50 == 0 ? 200 : (x >> 12) % 4) * kSec;
+    const IpAddress a = IpAddress::V4(0xC6336400u + (x >> 16) % 120);  // 198.51.100.0-119
+    engine->OnEvent(ev.Make(EventType::kAuthFailure, t, a.ToString()), &sink);
+    ASSERT_EQ(engine->stats().tracked_keys, total(*engine)) << "after event " << i;
+    peak = std::max(peak, total(*engine));
+  }
+  EXPECT_EQ(engine->stats().peak_keys, peak);
+  EXPECT_GT(sink.incidents.size(), 0u) << "keys were erased when they fired";
+  EXPECT_GT(engine->stats().evictions + engine->stats().expired, 0u);
+
+  auto fresh = EngineFor({{"small", small}, {"wide", wide}});
+  EXPECT_EQ(fresh->AdoptState(*engine), 2u);
+  fresh->OnEvent(ev.Make(EventType::kAuthFailure, t + kSec, "192.0.2.200"), &sink);
+  EXPECT_EQ(fresh->stats().tracked_keys, total(*fresh));
+  EXPECT_GT(fresh->stats().tracked_keys, 2u) << "the adopted keys count";
+}
+
 TEST(PlaybookEngineTest, EvidenceLinesThatLeftTheJournalAreReportedAsDropped) {
   std::vector<Playbook> pbs;
   std::vector<Diagnostic> diags;

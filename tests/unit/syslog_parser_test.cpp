@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -350,6 +351,114 @@ TEST(SyslogParserTest, YearInferenceAcrossNewYear) {
   ASSERT_TRUE(p.Parse("Feb 29 10:00:00 h x: y", Utc(2026, 6, 10, 0, 0, 0), &m).ok());
   EXPECT_FALSE(m.has_time);
   EXPECT_EQ(m.program, "x");
+}
+
+// PlaceBsdTime remembers its last answer per thread: a parser fed lines that repeat their date
+// and reference gives what a parser that never saw the previous line gives (a new parser each
+// line), across New Year, Feb 29, fractions and two parsers with different offsets taking turns.
+TEST(SyslogParserTest, YearInferenceRememberedGivesTheSameTimes) {
+  SyslogParserOptions plus2;
+  plus2.use_local_zone = false;
+  plus2.utc_offset_seconds = 7200;
+  const SyslogParser utc = UtcParser();
+  const SyslogParser east(plus2);
+  const char* lines[] = {"Dec 31 23:59:59 h x: y",        "Jan  1 00:00:01 h x: y",
+                         "Feb 29 10:00:00 h x: y",        "Jun 14 10:00:00 h x: y",
+                         "Jun 14 10:00:00.250000 h x: y", "Jun 14 10:00:01 h x: y"};
+  const UnixMicros refs[] = {Utc(2026, 1, 1, 0, 0, 5),
+                             Utc(2025, 12, 31, 23, 59, 50),
+                             Utc(2025, 1, 10, 0, 0, 0),
+                             Utc(2026, 6, 10, 0, 0, 0),
+                             kRef,
+                             kRef + 999999,
+                             Utc(2024, 12, 31, 23, 0, 0)};
+  struct Case {
+    const char* line;
+    UnixMicros ref;
+    bool east;
+    SyslogMessage want;
+  };
+  std::vector<Case> cases;
+  std::mt19937 rng(20);
+  for (int i = 0; i < 4000; ++i) {
+    // Runs of the same line and reference, as in a log, with the parsers taking turns.
+    Case c{lines[(i / 3 + rng() % 2) % std::size(lines)],
+           refs[(i / 5) % std::size(refs)],
+           (i / 2) % 2 == 1,
+           {}};
+    SyslogParserOptions o;
+    o.use_local_zone = false;
+    o.utc_offset_seconds = c.east ? 7200 : 0;
+    const SyslogParser fresh(o);
+    ASSERT_TRUE(fresh.Parse(c.line, c.ref, &c.want).ok());
+    cases.push_back(c);
+  }
+  int placed = 0, unplaced = 0;
+  for (const Case& c : cases) {  // only the two parsers in between: the memo answers runs
+    SyslogMessage got;
+    ASSERT_TRUE((c.east ? east : utc).Parse(c.line, c.ref, &got).ok());
+    ASSERT_EQ(got.has_time, c.want.has_time) << c.line << " " << c.ref;
+    if (c.want.has_time) {
+      ASSERT_EQ(got.time, c.want.time) << c.line << " " << c.ref;
+      ++placed;
+    } else {
+      ++unplaced;
+    }
+  }
+  EXPECT_GT(placed, 0);
+  EXPECT_GT(unplaced, 0) << "Feb 29 in a year without one";
+  // A reference that drifts by hours over two years, past the half-year points where a date's
+  // year changes, with leap seconds and Feb 29: the remembered choice never outlives its range.
+  for (const char* line : {"Jun 30 12:00:00 h x: y", "Dec 31 23:59:60 h x: y",
+                           "Jan  1 00:00:00 h x: y", "Feb 29 06:00:00 h x: y"}) {
+    std::vector<std::pair<UnixMicros, SyslogMessage>> wants;
+    for (UnixMicros ref = Utc(2023, 11, 1, 0, 0, 0); ref < Utc(2026, 3, 1, 0, 0, 0);
+         ref += 7 * 3600 * kMicrosPerSecond + 1234567) {
+      SyslogMessage want;
+      ASSERT_TRUE(SyslogParser(plus2).Parse(line, ref, &want).ok());
+      wants.emplace_back(ref, want);
+    }
+    for (const auto& [ref, want] : wants) {  // east alone: its remembered choices answer
+      SyslogMessage got;
+      ASSERT_TRUE(east.Parse(line, ref, &got).ok());
+      ASSERT_EQ(got.has_time, want.has_time) << line << " " << ref;
+      if (want.has_time) {
+        ASSERT_EQ(got.time, want.time) << line << " " << ref;
+      }
+    }
+  }
+  // A choice is the parser's own: one whose offset puts the reference in another season (an
+  // absurd offset, but a setting) does not take the other's.
+  SyslogParserOptions far;
+  far.use_local_zone = false;
+  far.utc_offset_seconds = -300 * 86400;
+  const SyslogParser odd(far);
+  SyslogMessage got_utc, got_odd;
+  const UnixMicros march = Utc(2025, 3, 1, 0, 0, 0);
+  ASSERT_TRUE(utc.Parse("Jul 15 12:00:00 h x: y", march, &got_utc).ok());
+  ASSERT_TRUE(odd.Parse("Jul 15 12:00:00 h x: y", march, &got_odd).ok());
+  EXPECT_EQ(got_utc.time, Utc(2025, 7, 15, 12, 0, 0));
+  // Its reference is in May 2024 local time: July 2024, then 300 days are added back.
+  EXPECT_EQ(got_odd.time, Utc(2024, 7, 15, 12, 0, 0) + 300 * 86400 * kMicrosPerSecond);
+  SyslogMessage a, b;
+  ASSERT_TRUE(utc.Parse("Jun 14 10:00:00 h x: y", kRef, &a).ok());
+  ASSERT_TRUE(east.Parse("Jun 14 10:00:00 h x: y", kRef, &b).ok());
+  EXPECT_EQ(a.time - b.time, 7200 * kMicrosPerSecond);
+}
+
+// Outside the zone table (an old log) the offset comes from the C library, which follows TZ:
+// that answer is not remembered, as the parser gave before the memo.
+TEST(SyslogParserTest, YearInferenceOutsideTheZoneTableFollowsTz) {
+  ScopedTz berlin("Europe/Berlin");
+  const SyslogParser p;
+  SyslogMessage m;
+  ASSERT_TRUE(p.Parse("Jul  1 12:00:00 h x: y", Utc(2010, 7, 2, 0, 0, 0), &m).ok());
+  EXPECT_EQ(m.time, Utc(2010, 7, 1, 10, 0, 0));
+  {
+    ScopedTz new_york("America/New_York");
+    ASSERT_TRUE(p.Parse("Jul  1 12:00:00 h x: y", Utc(2010, 7, 2, 0, 0, 0), &m).ok());
+    EXPECT_EQ(m.time, Utc(2010, 7, 1, 16, 0, 0));
+  }
 }
 
 TEST(SyslogParserTest, AbsurdReferenceTimesDoNotOverflow) {
